@@ -1,0 +1,38 @@
+# Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SAMPLE := resources/sample/faults.json
+CORES ?= 2
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: run test install sample lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+$(SAMPLE): $(STAMP) workflow/bioscan_rebuild/sample.py workflow/bioscan_rebuild/sample_images.py
+	rm -rf resources/sample
+	$(BIN)/bioscan-rebuild sample resources/sample --records 300 --seed 0
+
+sample: $(SAMPLE)
+
+run: $(SAMPLE)
+	$(BIN)/snakemake --cores $(CORES) --profile profiles/default
+	@echo "Release: $(CURDIR)/results/release  (accounting: results/accounting.json)"
+
+lint: $(STAMP)
+	$(BIN)/snakemake --lint
+	$(BIN)/ruff check workflow tests
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf results logs benchmarks resources/sample .snakemake

@@ -1,0 +1,33 @@
+# bioscan-rebuild: rebuild a BIOSCAN-5M-style release from BOLD exports and imager photos.
+# Stages: ingest -> images -> barcodes + BINs -> taxonomy -> splits -> export.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    batch=BATCH_PATTERN,
+    shard=r"shard-\d{3}",
+
+
+include: "workflow/rules/ingest.smk"
+include: "workflow/rules/release.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/accounting.json",
+        "results/release/MANIFEST.json",

@@ -1,0 +1,232 @@
+"""`bioscan-rebuild`: one command, a subcommand per stage; each works outside Snakemake too."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .bold import DEFAULT_MISSING_VALUES
+from .images_inventory import DEFAULT_NAME_PATTERN
+from .records import shard_name
+
+
+def _batch_dirs(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        batch, _, directory = pair.partition("=")
+        if not directory:
+            raise SystemExit(f"--image-dir takes BATCH=DIR, got {pair!r}")
+        out[batch] = directory
+    return out
+
+
+def cmd_sample(args) -> int:
+    from .sample import generate_export, generate_sample
+
+    if args.export_only:
+        rows = generate_export(args.outdir, args.records, seed=args.seed, layout=args.layout)
+        print(f"wrote {rows} rows to {args.outdir}")
+        return 0
+    manifest = generate_sample(args.outdir, n_records=args.records, seed=args.seed, images=not args.no_images)
+    print(f"wrote sample ({manifest['records']} records, {len(manifest['faults'])} planted faults) to {args.outdir}")
+    return 0
+
+
+def cmd_ingest_parse(args) -> int:
+    from .ingest import parse_to_shards
+
+    summary = parse_to_shards(
+        args.export,
+        args.batch,
+        args.shards,
+        args.outdir,
+        missing_values=args.missing_value or DEFAULT_MISSING_VALUES,
+        markers=tuple(args.marker) if args.marker else None,
+    )
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
+def cmd_ingest_list(args) -> int:
+    from .images_inventory import list_images
+    from .ingest import write_json, write_table
+
+    listing, rejects = list_images(args.image_dir, args.batch, args.shards, args.name_pattern)
+    outdir = Path(args.outdir)
+    shards = listing["shard"].to_numpy()
+    for shard in range(args.shards):
+        write_table(listing.filter(shards == shard), outdir / "listing" / f"{shard_name(shard)}.parquet")
+    write_table(rejects, outdir / "rejects.parquet")
+    summary = {
+        "batch": args.batch,
+        "image_dir": str(args.image_dir),
+        "files": listing.num_rows + rejects.num_rows,
+        "listed": listing.num_rows,
+        "rejected": {"unrecognised_name": rejects.num_rows} if rejects.num_rows else {},
+    }
+    write_json(summary, outdir / "summary.json")
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
+def cmd_ingest_inventory(args) -> int:
+    import pyarrow.parquet as pq
+
+    from .images_inventory import LISTING_SCHEMA, inventory
+    from .ingest import write_table
+    from .store import ImageStore
+
+    listing = pq.read_table(args.listing, schema=LISTING_SCHEMA)
+    store = ImageStore(args.store, args.store_mode) if args.store else None
+    table = inventory(listing, _batch_dirs(args.image_dir), store)
+    write_table(table, args.output)
+    problems = table["image_problem"].drop_null().to_pylist()
+    print(f"{table.num_rows} images inventoried, {len(problems)} with problems")
+    return 0
+
+
+def cmd_ingest_join(args) -> int:
+    from .ingest import join_shard_files
+
+    accounting = join_shard_files(
+        args.records,
+        args.inventory,
+        args.batch_order.split(","),
+        args.outdir,
+        duplicate_policy=args.duplicate_policy,
+        require_images=args.require_images,
+    )
+    print(json.dumps(accounting, sort_keys=True))
+    return 0
+
+
+def cmd_ingest_accounting(args) -> int:
+    from .ingest import account, write_json, write_table
+
+    summary, rejects = account(args.parse_summary, args.list_summary, args.shard_accounting, args.rejects)
+    write_json(summary, args.output)
+    write_table(rejects, args.rejects_out)
+    print(json.dumps({k: summary[k] for k in ("inputs", "kept", "rejected", "rejects_by_reason")}, sort_keys=True))
+    return 0
+
+
+def cmd_ingest_run(args) -> int:
+    """The whole ingest stage in one process, for small deliveries and checks outside Snakemake."""
+    from .ingest import ingest_local
+
+    summary = ingest_local(
+        exports=args.export,
+        image_dirs=args.images or [],
+        outdir=args.outdir,
+        shards=args.shards,
+        name_pattern=args.name_pattern,
+        duplicate_policy=args.duplicate_policy,
+        require_images=args.require_images if args.images else False,
+    )
+    print(json.dumps({k: summary[k] for k in ("inputs", "kept", "rejected", "rejects_by_reason")}, sort_keys=True))
+    return 0
+
+
+def cmd_release(args) -> int:
+    from .release import write_release
+
+    manifest = write_release(args.records, args.rejects, args.accounting, args.outdir)
+    print(f"release written to {args.outdir}: {len(manifest['files'])} files")
+    return 0
+
+
+def _add_ingest_options(p):
+    p.add_argument("--duplicate-policy", choices=("reject", "latest"), default="reject")
+    p.add_argument(
+        "--require-images",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="reject records that have no usable photo (default: yes)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bioscan-rebuild", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("sample", help="generate the embedded sample (or a large metadata-only export)")
+    p.add_argument("outdir", help="output folder (with --export-only: the export file)")
+    p.add_argument("--records", type=int, default=300)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-images", action="store_true", help="metadata only")
+    p.add_argument("--export-only", action="store_true", help="write one BOLD export file, for benchmarks")
+    p.add_argument("--layout", choices=("v4", "bcdm2023", "bcdm2024"), default="bcdm2024")
+    p.set_defaults(func=cmd_sample)
+
+    ingest = sub.add_parser("ingest", help="ingest stage: BOLD exports + photos -> sharded records").add_subparsers(
+        dest="step", required=True
+    )
+    p = ingest.add_parser("parse", help="parse one BOLD export into shards")
+    p.add_argument("export")
+    p.add_argument("--batch", required=True)
+    p.add_argument("--shards", type=int, required=True)
+    p.add_argument("--outdir", required=True)
+    p.add_argument("--marker", action="append", help="marker to keep (repeatable; default COI-5P)")
+    p.add_argument("--missing-value", action="append", help="token read as missing (repeatable)")
+    p.set_defaults(func=cmd_ingest_parse)
+
+    p = ingest.add_parser("list", help="list an image folder into shards")
+    p.add_argument("image_dir")
+    p.add_argument("--batch", required=True)
+    p.add_argument("--shards", type=int, required=True)
+    p.add_argument("--outdir", required=True)
+    p.add_argument("--name-pattern", default=DEFAULT_NAME_PATTERN)
+    p.set_defaults(func=cmd_ingest_list)
+
+    p = ingest.add_parser("inventory", help="hash and inspect the photos of one listing shard")
+    p.add_argument("listing")
+    p.add_argument("--image-dir", action="append", default=[], metavar="BATCH=DIR", required=True)
+    p.add_argument("--store", help="content-addressed store root (originals are put there)")
+    p.add_argument("--store-mode", choices=("link", "copy", "none"), default="link")
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(func=cmd_ingest_inventory)
+
+    p = ingest.add_parser("join", help="resolve duplicates and join records to photos in one shard")
+    p.add_argument("--records", nargs="*", default=[])
+    p.add_argument("--inventory", nargs="*", default=[])
+    p.add_argument("--batch-order", required=True, help="comma-separated batch names, oldest first")
+    p.add_argument("--outdir", required=True)
+    _add_ingest_options(p)
+    p.set_defaults(func=cmd_ingest_join)
+
+    p = ingest.add_parser("accounting", help="sum all counts; fail unless inputs = kept + rejected")
+    p.add_argument("--parse-summary", nargs="*", default=[])
+    p.add_argument("--list-summary", nargs="*", default=[])
+    p.add_argument("--shard-accounting", nargs="*", default=[])
+    p.add_argument("--rejects", nargs="*", default=[])
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--rejects-out", required=True)
+    p.set_defaults(func=cmd_ingest_accounting)
+
+    p = ingest.add_parser("run", help="the whole ingest stage in one process (no Snakemake)")
+    p.add_argument("--export", nargs="*", default=[], help="BOLD export files (one batch each)")
+    p.add_argument("--images", nargs="*", default=[], help="image folders (one batch each)")
+    p.add_argument("--shards", type=int, default=1)
+    p.add_argument("--name-pattern", default=DEFAULT_NAME_PATTERN)
+    p.add_argument("-o", "--outdir", required=True)
+    _add_ingest_options(p)
+    p.set_defaults(func=cmd_ingest_run)
+
+    p = sub.add_parser("release", help="assemble the release folder and its manifest")
+    p.add_argument("--records", nargs="*", default=[], help="ingested record shards")
+    p.add_argument("--rejects", required=True)
+    p.add_argument("--accounting", required=True)
+    p.add_argument("--outdir", required=True)
+    p.set_defaults(func=cmd_release)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Inventory of imager photos: list folders, map file names to processids, hash and read headers.
+
+Listing reads directory entries only (no file contents), so a batch of millions of photos is
+listed in one cheap job and split into shards. The inventory of a shard reads each file once:
+sha256, byte size, format and size from the header, and a structural completeness check (the
+file ends with the format's end marker: JPEG EOI, PNG IEND). Pixels are decoded in the image
+stage, not here, so a photo is decoded once in the whole pipeline; a file whose entropy data is
+damaged but whose structure is intact gets its `undecodable` status there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import warnings
+from pathlib import Path
+
+import pyarrow as pa
+from PIL import Image
+
+from .records import make_rejects, shard_of
+from .store import ImageStore
+
+DEFAULT_NAME_PATTERN = r"^(?P<processid>.+?)(?:\.1024px)?\.(?:jpe?g|png|tiff?)$"
+
+LISTING_SCHEMA = pa.schema(
+    [
+        pa.field("batch", pa.string()),
+        pa.field("image_path", pa.string()),  # relative to the batch's image folder
+        pa.field("processid", pa.string()),
+        pa.field("shard", pa.int64()),
+    ]
+)
+
+INVENTORY_SCHEMA = pa.schema(
+    [
+        pa.field("batch", pa.string()),
+        pa.field("image_path", pa.string()),
+        pa.field("processid", pa.string()),
+        pa.field("image_sha256", pa.string()),
+        pa.field("image_bytes", pa.int64()),
+        pa.field("image_format", pa.string()),  # from the file's bytes, not its name
+        pa.field("image_width", pa.int64()),
+        pa.field("image_height", pa.int64()),
+        pa.field("image_problem", pa.string()),  # null when the file is usable
+        pa.field("image_problem_detail", pa.string()),
+    ]
+)
+
+
+def list_images(image_dir: str | Path, batch: str, n_shards: int, name_pattern: str = DEFAULT_NAME_PATTERN):
+    """Walk `image_dir` (recursively, sorted) -> (listing table, rejects for unrecognised names).
+
+    The processid is the pattern's `processid` group, matched case-insensitively on the file name.
+    """
+    image_dir = Path(image_dir)
+    pattern = re.compile(name_pattern, re.IGNORECASE)
+    if "processid" not in pattern.groupindex:
+        raise ValueError(f"image name pattern {name_pattern!r} has no (?P<processid>...) group")
+    matched_paths, processids, unmatched = [], [], []
+    for root, dirs, files in os.walk(image_dir):
+        dirs.sort()
+        rel_root = Path(root).relative_to(image_dir)
+        for name in sorted(files):
+            rel = (rel_root / name).as_posix()
+            match = pattern.match(name)
+            if match and match.group("processid"):
+                matched_paths.append(rel)
+                processids.append(match.group("processid"))
+            else:
+                unmatched.append(rel)
+    listing = pa.table(
+        {
+            "batch": [batch] * len(matched_paths),
+            "image_path": matched_paths,
+            "processid": processids,
+            "shard": shard_of(processids, n_shards),
+        },
+        schema=LISTING_SCHEMA,
+    )
+    rejects = make_rejects(
+        kind="image",
+        reason="unrecognised_name",
+        detail=[f"does not match {name_pattern}"] * len(unmatched),
+        batch=batch,
+        image_path=unmatched,
+    )
+    return listing, rejects
+
+
+_FORMATS = {"JPEG": "jpeg", "PNG": "png", "TIFF": "tiff", "MPO": "jpeg"}
+
+
+def _complete(data: bytes, image_format: str) -> bool:
+    """Whether the file runs to its format's end marker (trailing padding tolerated)."""
+    body = data.rstrip(b"\x00\r\n ")
+    if image_format == "jpeg":
+        return body.endswith(b"\xff\xd9")
+    if image_format == "png":
+        return body[-12:-8] == b"\x00\x00\x00\x00" and body[-8:-4] == b"IEND"
+    return True  # TIFF has no end marker; its strips are checked when decoded
+
+
+def inspect_image(data: bytes) -> dict:
+    """Header facts and a problem code (None when usable) for one file's bytes."""
+    facts = {
+        "image_sha256": hashlib.sha256(data).hexdigest(),
+        "image_bytes": len(data),
+        "image_format": None,
+        "image_width": None,
+        "image_height": None,
+        "image_problem": None,
+        "image_problem_detail": None,
+    }
+    if not data:
+        facts.update(image_problem="empty_file", image_problem_detail="0 bytes")
+        return facts
+    try:
+        with warnings.catch_warnings():
+            # Size comes from the header; pixel caps are enforced where pixels are decoded.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                pil_format = image.format
+                width, height = image.size
+    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError) as error:
+        facts.update(image_problem="undecodable", image_problem_detail=f"header: {error}"[:300])
+        return facts
+    image_format = _FORMATS.get(pil_format, (pil_format or "unknown").lower())
+    facts.update(image_format=image_format, image_width=width, image_height=height)
+    if image_format not in ("jpeg", "png", "tiff"):
+        facts.update(image_problem="undecodable", image_problem_detail=f"unsupported format {pil_format}")
+    elif not _complete(data, image_format):
+        facts.update(image_problem="undecodable", image_problem_detail=f"truncated {image_format}: no end marker")
+    return facts
+
+
+def inventory(listing: pa.Table, image_dirs: dict[str, str | Path], store: ImageStore | None = None) -> pa.Table:
+    """Hash and inspect every listed file; usable files are put into the content-addressed store."""
+    rows = []
+    for batch, rel_path, processid in zip(
+        listing["batch"].to_pylist(), listing["image_path"].to_pylist(), listing["processid"].to_pylist()
+    ):
+        path = Path(image_dirs[batch]) / rel_path
+        data = path.read_bytes()
+        facts = inspect_image(data)
+        if store is not None and facts["image_problem"] is None:
+            store.put_original(path, facts["image_sha256"], facts["image_format"])
+        rows.append({"batch": batch, "image_path": rel_path, "processid": processid, **facts})
+    return pa.Table.from_pylist(rows, schema=INVENTORY_SCHEMA)

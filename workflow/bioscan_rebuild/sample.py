@@ -1,0 +1,392 @@
+"""Deterministic generator of realistic raw deliveries: BOLD exports + imager photos.
+
+``generate_sample`` writes what a lab receives: per batch a BOLD export (real column layouts
+with the real quirks of shared/spec/sources.md: literal ``None``, ``not_classified``, CRLF,
+``[lat, lon]`` / ``(lat,lon)`` coordinates, lower-case bases, ``-`` padding, ``N`` runs, IUPAC
+codes, empty sequences, extra marker rows, placeholder species, non-insects, missing BINs) and
+a folder of 1024x768 well photos with known ground truth. It also plants one of each fault the
+ingest stage must catch and lists them, with the expected reject reason, in ``faults.json``.
+
+Metadata is generated column-wise with numpy and written with Arrow, so millions of rows take
+seconds (``--no-images`` for benchmarks).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+V4_COLUMNS = (
+    "processid sampleid recordID catalognum fieldnum institution_storing collection_code bin_uri phylum_taxID "
+    "phylum_name class_taxID class_name order_taxID order_name family_taxID family_name subfamily_taxID "
+    "subfamily_name genus_taxID genus_name species_taxID species_name subspecies_taxID subspecies_name "
+    "identification_provided_by identification_method identification_reference tax_note voucher_status "
+    "tissue_type collection_event_id collectors collectiondate_start collectiondate_end collectiontime "
+    "collection_note site_code sampling_protocol lifestage sex reproduction habitat associated_specimens "
+    "associated_taxa extrainfo notes lat lon coord_source coord_accuracy elev depth elev_accuracy "
+    "depth_accuracy country province_state region sector exactsite image_ids image_urls media_descriptors "
+    "captions copyright_holders copyright_years copyright_licenses copyright_institutions photographers "
+    "sequenceID markercode genbank_accession nucleotides trace_ids trace_names trace_links run_dates "
+    "sequencing_centers directions seq_primers marker_codes"
+).split()
+BCDM2023_COLUMNS = (
+    "processid sampleid specimenid museumid fieldid inst bin_uri identification funding_src kingdom phylum class "
+    "order family subfamily genus species subspecies identified_by voucher_type collectors collection_date "
+    "collection_date_accuracy life_stage sex reproduction extrainfo notes coord coord_source coord_accuracy elev "
+    "depth elev_accuracy depth_accuracy country province country_iso region sector site collection_time habitat "
+    "collection_note associated_taxa associated_specimen species_reference identification_method "
+    "recordset_code_arr gb_acs marker_code nucraw sequence_run_site processid_minted_date sequence_upload_date "
+    "identification_rank"
+).split()
+BCDM2024_COLUMNS = (
+    "processid sampleid fieldid museumid record_id specimenid processid_minted_date bin_uri bin_created_date "
+    "collection_code inst sovereign_inst taxid kingdom phylum class order family subfamily tribe genus species "
+    "subspecies species_reference identification identification_method identification_rank identified_by "
+    "identifier_email taxonomy_notes sex reproduction life_stage short_note notes voucher_type tissue_type "
+    "specimen_linkout associated_specimens associated_taxa collectors collection_date_start collection_date_end "
+    "collection_event_id collection_time collection_notes geoid country/ocean country_iso province/state region "
+    "sector site site_code coord coord_accuracy coord_source elev elev_accuracy depth depth_accuracy habitat "
+    "realm biome ecoregion sampling_protocol nuc nuc_basecount insdc_acs funding_src marker_code "
+    "primers_forward primers_reverse sequence_run_site sequence_upload_date bold_recordset_code_arr"
+).split()
+LAYOUT_COLUMNS = {"v4": V4_COLUMNS, "bcdm2023": BCDM2023_COLUMNS, "bcdm2024": BCDM2024_COLUMNS}
+
+# (order, share, families); genera and species are made up below, from syllables.
+ORDERS = [
+    ("Diptera", 0.46, ["Cecidomyiidae", "Chironomidae", "Phoridae", "Sciaridae", "Ceratopogonidae", "Psychodidae"]),
+    ("Hymenoptera", 0.20, ["Platygastridae", "Diapriidae", "Braconidae", "Ichneumonidae", "Mymaridae"]),
+    ("Hemiptera", 0.10, ["Cicadellidae", "Aphididae", "Miridae"]),
+    ("Coleoptera", 0.08, ["Staphylinidae", "Curculionidae", "Chrysomelidae"]),
+    ("Lepidoptera", 0.07, ["Gelechiidae", "Tortricidae", "Erebidae"]),
+    ("Psocodea", 0.04, ["Ectopsocidae", "Lachesillidae"]),
+    ("Thysanoptera", 0.03, ["Thripidae"]),
+    ("Trichoptera", 0.02, ["Hydroptilidae"]),
+]
+NON_INSECTS = [("Arachnida", "Araneae", "Linyphiidae"), ("Collembola", "Entomobryomorpha", "Entomobryidae")]
+PLACES = [
+    ("Canada", "Ontario", 43.5, -80.2),
+    ("Canada", "Alberta", 53.5, -113.5),
+    ("Costa Rica", "Guanacaste", 10.8, -85.6),
+    ("South Africa", "Western Cape", -33.9, 18.8),
+    ("Australia", "Australian Capital Territory", -35.3, 149.1),
+    ("Pakistan", "Punjab", 31.5, 74.3),
+]
+SYLLABLES = np.array("ba ca da fe ge hi la li mo na no pa pe ra ri sa te ti to ula us xe zo".split())
+BASES = np.frombuffer(b"ACGT", dtype=np.uint8)
+BARCODE_LENGTH = 658
+
+
+def _names(rng: np.random.Generator, n: int, suffix: str, capital: bool) -> np.ndarray:
+    """n distinct made-up Latin-looking names."""
+    names, seen = [], set()
+    while len(names) < n:
+        k = rng.integers(2, 4)
+        name = "".join(rng.choice(SYLLABLES, k)) + suffix
+        if capital:
+            name = name.capitalize()
+        if name not in seen:
+            seen.add(name)
+            names.append(name)
+    return np.array(names, dtype=object)
+
+
+def _bin_codes(rng: np.random.Generator, n: int) -> np.ndarray:
+    letters = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+    codes, seen = [], set()
+    while len(codes) < n:
+        code = "BOLD:" + "".join(rng.choice(letters, 3)) + f"{rng.integers(0, 10000):04d}"
+        if code not in seen:
+            seen.add(code)
+            codes.append(code)
+    return np.array(codes, dtype=object)
+
+
+def generate_metadata(n: int, seed: int = 0, prefix: str = "BSCN") -> dict[str, np.ndarray]:
+    """Column arrays (object dtype, None = missing) for n specimens; canonical names."""
+    rng = np.random.default_rng(seed)
+    n_species = max(40, n // 60)
+    n_genera = max(15, n_species // 3)
+    # Taxonomy tree: genus -> family -> order.
+    order_names = [o for o, _, _ in ORDERS]
+    family_order, family_names = [], []
+    for i, (order, _, families) in enumerate(ORDERS):
+        family_names += families
+        family_order += [i] * len(families)
+    family_order = np.array(family_order)
+    order_share = np.array([s for _, s, _ in ORDERS])
+    family_weight = order_share[family_order] / np.bincount(family_order)[family_order]
+    genus_family = rng.choice(len(family_names), n_genera, p=family_weight / family_weight.sum())
+    genus_names = _names(rng, n_genera, "", capital=True)
+    species_genus = rng.integers(0, n_genera, n_species)
+    epithets = _names(rng, n_species, "", capital=False)
+    species_names = np.array([f"{genus_names[g]} {e}" for g, e in zip(species_genus, epithets)], dtype=object)
+    subfamily_names = np.array([f"{f[:-4]}inae" for f in family_names], dtype=object)
+
+    # Long tail: Zipf-like abundance over species.
+    weights = 1.0 / np.arange(1, n_species + 1) ** 1.1
+    species = rng.choice(n_species, n, p=weights / weights.sum())
+    genus = species_genus[species]
+    family = genus_family[genus]
+    order = family_order[family]
+
+    # Which ranks carry a label (deeper ranks only when the shallower one does).
+    depth = rng.random(n)
+    has_family = depth < 0.96
+    has_subfamily = depth < 0.29
+    has_genus = depth < 0.24
+    has_species = depth < 0.10
+    col = {
+        "phylum": np.full(n, "Arthropoda", dtype=object),
+        "class": np.full(n, "Insecta", dtype=object),
+        "order": np.array(order_names, dtype=object)[order],
+        "family": np.where(has_family, np.array(family_names, dtype=object)[family], None),
+        "subfamily": np.where(has_subfamily, subfamily_names[family], None),
+        "genus": np.where(has_genus, genus_names[genus], None),
+        "species": np.where(has_species, species_names[species], None),
+    }
+    # Placeholder and open-nomenclature names, as real BOLD records carry them.
+    placeholder = has_species & (rng.random(n) < 0.15)
+    idx = np.flatnonzero(placeholder)
+    forms = ["{g} sp. {c}", "{g} cf. {e}", "{g} aff. {e}", "{g} Malaise{c}", "{g} sp."]
+    for k, i in enumerate(idx):
+        g, e = genus_names[genus[i]], epithets[species[i]]
+        col["species"][i] = forms[k % len(forms)].format(g=g, e=e, c=f"{rng.integers(1, 9)}{'TE' if k % 2 else 'ES'}")
+    non_insect = rng.random(n) < 0.005
+    for i in np.flatnonzero(non_insect):
+        cls, odr, fam = NON_INSECTS[i % len(NON_INSECTS)]
+        col["class"][i], col["order"][i], col["family"][i] = cls, odr, fam
+        col["subfamily"][i] = col["genus"][i] = col["species"][i] = None
+    # A few unlabelled at class/order level, and the 1M release's `not_classified` token.
+    unlabelled = rng.random(n) < 0.003
+    col["order"][unlabelled] = None
+    col["family"][unlabelled] = None
+    col["subfamily"][unlabelled] = col["genus"][unlabelled] = col["species"][unlabelled] = None
+    nc = np.flatnonzero(~has_subfamily & has_family & (rng.random(n) < 0.05))
+    col["subfamily"][nc] = "not_classified"
+
+    # BINs: 1-2 per species; a few records without one.
+    n_bins = n_species * 2
+    bins = _bin_codes(rng, n_bins)
+    record_bin = species * 2 + (rng.random(n) < 0.2)
+    col["bin_uri"] = np.where(rng.random(n) < 0.015, None, bins[record_bin])
+
+    # Barcodes: variants of a per-BIN sequence, shared between records (Zipf over variants).
+    variant = np.minimum(rng.zipf(1.6, n) - 1, 40)
+    pair = record_bin.astype(np.int64) * 64 + variant
+    unique_pairs, inverse = np.unique(pair, return_inverse=True)
+    base = BASES[rng.integers(0, 4, (n_bins, BARCODE_LENGTH))]
+    seqs = base[unique_pairs // 64].copy()
+    n_mut = np.where(unique_pairs % 64 == 0, 0, 3)
+    rows = np.repeat(np.arange(len(unique_pairs)), n_mut)
+    seqs[rows, rng.integers(0, BARCODE_LENGTH, len(rows))] = BASES[rng.integers(0, 4, len(rows))]
+    seq_text = seqs.view(f"S{BARCODE_LENGTH}").ravel()[inverse].astype(object)
+    seq_text = np.array([s.decode() for s in seq_text], dtype=object)
+    quirk = rng.random(n)
+    for i in np.flatnonzero(quirk < 0.10):  # real exports pad with alignment gaps
+        seq_text[i] = "-" * int(rng.integers(1, 40)) + seq_text[i] + "-" * int(rng.integers(0, 30))
+    for i in np.flatnonzero((quirk >= 0.10) & (quirk < 0.15)):
+        seq_text[i] = "N" * int(rng.integers(1, 20)) + seq_text[i][20:] + "NNN"
+    for i in np.flatnonzero((quirk >= 0.15) & (quirk < 0.17)):
+        seq_text[i] = seq_text[i].lower()
+    for i in np.flatnonzero((quirk >= 0.17) & (quirk < 0.18)):
+        s = list(seq_text[i])
+        s[100], s[300] = "Y", "R"
+        seq_text[i] = "".join(s)
+    no_seq = quirk >= 0.995
+    seq_text[no_seq] = None
+    col["nucleotides"] = seq_text
+    col["marker_code"] = np.where(no_seq, None, "COI-5P").astype(object)
+
+    place = rng.integers(0, len(PLACES), n)
+    col["country"] = np.array([PLACES[p][0] for p in place], dtype=object)
+    col["province_state"] = np.array([PLACES[p][1] for p in place], dtype=object)
+    lat = np.array([PLACES[p][2] for p in place]) + rng.normal(0, 0.3, n)
+    lon = np.array([PLACES[p][3] for p in place]) + rng.normal(0, 0.3, n)
+    no_coord = rng.random(n) < 0.02
+    col["lat"] = np.where(no_coord, None, np.char.mod("%.4f", lat)).astype(object)
+    col["lon"] = np.where(no_coord, None, np.char.mod("%.4f", lon)).astype(object)
+
+    numbers = rng.permutation(np.arange(1000, 1000 + n * 3))[:n]
+    col["processid"] = np.array([f"{prefix}{k}-{21 + k % 4}" for k in numbers], dtype=object)
+    plate = 60000 + np.arange(n) // 95
+    well = np.arange(n) % 95
+    col["sampleid"] = np.array(
+        [f"BIOUG{p}-{'ABCDEFGH'[w // 12]}{w % 12 + 1:02d}" for p, w in zip(plate, well)], dtype=object
+    )
+    return col
+
+
+def _coord_text(lat, lon, layout: str):
+    if lat is None or lon is None:
+        return None
+    return f"({lat},{lon})" if layout == "bcdm2023" else f"[{lat}, {lon}]"
+
+
+def export_columns(col: dict[str, np.ndarray], layout: str, rng: np.random.Generator, extra_markers: float = 0.0):
+    """Map canonical columns to a layout's full header; returns (columns dict, missing token).
+
+    With `extra_markers` > 0 (bcdm2024 only), that share of specimens gets an extra non-COI row.
+    """
+    n = len(col["processid"])
+    if layout == "bcdm2024" and extra_markers:
+        extra = np.flatnonzero(rng.random(n) < extra_markers)
+        order = np.sort(np.concatenate([np.arange(n), extra]))
+        is_extra = np.zeros(len(order), bool)
+        is_extra[1:] = order[1:] == order[:-1]
+        col = {k: v[order] for k, v in col.items()}
+        col["marker_code"] = np.where(is_extra, np.array(["28S", "CAD", "18S"], dtype=object)[np.arange(len(order)) % 3], col["marker_code"])
+        n = len(order)
+    missing = "" if layout == "v4" else "None"
+    out = {name: np.full(n, missing, dtype=object) for name in LAYOUT_COLUMNS[layout]}
+
+    def put(name, values):
+        out[name] = np.where(np.equal(values, None), missing, values).astype(object)
+
+    if layout == "v4":
+        mapping = {"processid": "processid", "sampleid": "sampleid", "bin_uri": "bin_uri", "phylum_name": "phylum",
+                   "class_name": "class", "order_name": "order", "family_name": "family", "subfamily_name": "subfamily",
+                   "genus_name": "genus", "species_name": "species", "nucleotides": "nucleotides",
+                   "markercode": "marker_code", "country": "country", "province_state": "province_state",
+                   "lat": "lat", "lon": "lon"}
+    else:
+        mapping = {name: name for name in ("processid", "sampleid", "bin_uri", "phylum", "class", "order", "family",
+                                            "subfamily", "genus", "species", "marker_code")}
+        mapping["nucraw" if layout == "bcdm2023" else "nuc"] = "nucleotides"
+        mapping["country" if layout == "bcdm2023" else "country/ocean"] = "country"
+        mapping["province" if layout == "bcdm2023" else "province/state"] = "province_state"
+        put("coord", np.array([_coord_text(a, b, layout) for a, b in zip(col["lat"], col["lon"])], dtype=object))
+        put("kingdom", np.full(n, "Animalia", dtype=object))
+        if layout == "bcdm2024":
+            put("record_id", np.array([f"{p}.{m}" if m else None for p, m in zip(col["processid"], col["marker_code"])], dtype=object))
+    for target, source in mapping.items():
+        put(target, col[source])
+    return out
+
+
+def write_export(columns: dict[str, np.ndarray], path: Path, crlf: bool = False, extra_lines: dict[int, str] | None = None):
+    """TSV with no quoting, as BOLD writes it. `extra_lines` inserts raw lines before data row i."""
+    table = pa.table({k: pa.array(v, pa.string()) for k, v in columns.items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sink = pa.BufferOutputStream()
+    # Arrow always quotes header names, BOLD never does: write the header ourselves.
+    pacsv.write_csv(table, sink, write_options=pacsv.WriteOptions(delimiter="\t", quoting_style="none", include_header=False))
+    data = ("\t".join(columns) + "\n").encode() + sink.getvalue().to_pybytes()
+    if extra_lines:
+        lines = data.split(b"\n")
+        for i in sorted(extra_lines, reverse=True):
+            lines.insert(1 + i, extra_lines[i].encode())
+        data = b"\n".join(lines)
+    if crlf:
+        data = data.replace(b"\n", b"\r\n")
+    path.write_bytes(data)
+
+
+def _select(col: dict[str, np.ndarray], index) -> dict[str, np.ndarray]:
+    return {k: v[index] for k, v in col.items()}
+
+
+def generate_sample(outdir: str | Path, n_records: int = 300, seed: int = 0, images: bool = True) -> dict:
+    """Write two batches (a BCDM-2024 delivery and a later v4 delivery) with planted faults.
+
+    Returns the manifest also written to `outdir/faults.json`.
+    """
+    from .sample_images import draw_well_photo, encode_jpeg
+
+    outdir = Path(outdir)
+    rng = np.random.default_rng(seed)
+    col = generate_metadata(n_records, seed=seed)
+    n_a = int(n_records * 0.65)
+    a, b = _select(col, np.arange(n_a)), _select(col, np.arange(n_a, n_records))
+    faults = []
+
+    # Batch b repeats two records of batch a: one unchanged, one with a changed identification.
+    same, changed = a["processid"][0], a["processid"][1]
+    b = {k: np.concatenate([v, a[k][:2]]) for k, v in b.items()}
+    b["family"][-1] = "Sciaridae" if a["family"][1] != "Sciaridae" else "Phoridae"
+    faults += [
+        {"kind": "record", "processid": same, "reason": "duplicate_record", "what": "same record delivered again in batch b"},
+        {"kind": "record", "processid": changed, "reason": "duplicate_conflict", "what": "batch b changes its family"},
+    ]
+    batches = {"sample-a": ("bcdm2024", a, False), "sample-b": ("v4", b, True)}
+    manifest = {"seed": seed, "records": n_records, "batches": {}, "faults": faults}
+    ground_truth = []
+    for name, (layout, c, crlf) in batches.items():
+        batch_dir = outdir / name
+        columns = export_columns(c, layout, rng, extra_markers=0.05 if layout == "bcdm2024" else 0.0)
+        n_rows = len(columns["processid"])
+        extra = {}
+        if name == "sample-a":
+            # A row cut short (fewer fields) and a row with no processid.
+            extra[n_rows // 2] = "\t".join(["BSCNBROKEN-21", "BIOUG99999-A01", "None"])
+            blank = {k: "None" for k in LAYOUT_COLUMNS[layout]}
+            blank.update(processid="None", marker_code="COI-5P", nuc="ACGT" * 10)
+            extra[n_rows // 3] = "\t".join(blank[k] for k in LAYOUT_COLUMNS[layout])
+            faults += [
+                {"kind": "record", "processid": None, "reason": "unparseable_row", "what": "row with 3 fields"},
+                {"kind": "record", "processid": None, "reason": "missing_processid", "what": "processid is None"},
+            ]
+            faults += [
+                {"kind": "record", "processid": pid, "reason": "unsupported_marker", "what": f"extra {m} row"}
+                for pid, m in zip(columns["processid"], columns["marker_code"])
+                if m not in ("COI-5P", "None")
+            ]
+        export = batch_dir / ("bold_export.tsv" if layout != "v4" else "bold_combined.tsv")
+        write_export(columns, export, crlf=crlf, extra_lines=extra)
+        manifest["batches"][name] = {"layout": layout, "export": str(export.relative_to(outdir)), "rows": n_rows + len(extra)}
+        if not images:
+            continue
+        image_dir = batch_dir / "images"
+        image_dir.mkdir(parents=True, exist_ok=True)
+        ids = [p for p in c["processid"]]
+        if name == "sample-b":
+            ids = ids[:-2]  # the repeated records' photos came with batch a
+        # Planted image faults (batch a): record without image, corrupt, empty, orphan, stray file.
+        if name == "sample-a":
+            no_image, corrupt, empty = ids[2], ids[3], ids[4]
+            faults += [
+                {"kind": "record", "processid": no_image, "reason": "no_image", "what": "photo missing"},
+                {"kind": "image", "processid": corrupt, "reason": "undecodable", "what": "JPEG cut in half"},
+                {"kind": "record", "processid": corrupt, "reason": "image_rejected", "what": "its photo is corrupt"},
+                {"kind": "image", "processid": empty, "reason": "empty_file", "what": "zero-byte photo"},
+                {"kind": "record", "processid": empty, "reason": "image_rejected", "what": "its photo is empty"},
+                {"kind": "image", "processid": "BSCNORPHAN-24", "reason": "no_record", "what": "photo with no record"},
+                {"kind": "image", "processid": None, "reason": "unrecognised_name", "what": "Thumbs.db"},
+                {"kind": "image", "processid": changed, "reason": "record_rejected", "what": "its record conflicts"},
+            ]
+            ids = [p for p in ids if p != no_image] + ["BSCNORPHAN-24"]
+            (image_dir / "Thumbs.db").write_bytes(b"\x00" * 64)
+        kinds = rng.choice(["specimen", "empty", "edge"], len(ids), p=[0.86, 0.07, 0.07])
+        for pid, kind in zip(ids, kinds):
+            photo = draw_well_photo(rng, kind=str(kind))
+            data = encode_jpeg(photo.image, quality=90)
+            if name == "sample-a" and pid == corrupt:
+                data = data[: len(data) // 2]
+            if name == "sample-a" and pid == empty:
+                data = b""
+            file_name = f"{pid}.1024px.jpg" if name == "sample-a" else f"{pid}.jpg"
+            (image_dir / file_name).write_bytes(data)
+            box = photo.box or (None, None, None, None)
+            ground_truth.append(
+                {"batch": name, "file_name": file_name, "processid": pid, "kind": photo.kind,
+                 "x0": box[0], "y0": box[1], "x1": box[2], "y1": box[3], "mask_pixels": int(photo.mask.sum())}
+            )
+        manifest["batches"][name]["images"] = str(image_dir.relative_to(outdir))
+    if ground_truth:
+        import pandas as pd
+
+        pd.DataFrame(ground_truth).to_csv(outdir / "ground_truth.csv", index=False)
+    (outdir / "faults.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
+def generate_export(path: str | Path, n_records: int, seed: int = 0, layout: str = "bcdm2024") -> int:
+    """A single metadata-only export of n_records specimens (for benchmarks). Returns rows written."""
+    rng = np.random.default_rng(seed + 1)
+    col = generate_metadata(n_records, seed=seed)
+    columns = export_columns(col, layout, rng, extra_markers=0.02 if layout == "bcdm2024" else 0.0)
+    write_export(columns, Path(path), crlf=(layout == "v4"))
+    return len(columns["processid"])

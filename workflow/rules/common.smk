@@ -1,0 +1,64 @@
+# Small helpers shared by all stages (batch and shard lists, input functions).
+# Nothing here reads record tables: the DAG comes from the config alone, so parsing
+# the Snakefile stays cheap on every cluster job.
+import os
+import re
+import shlex
+
+
+def _check_batches(batches):
+    names = [batch["name"] for batch in batches]
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise ValueError(
+            f"config: batches: names must be unique, repeated: {duplicated}"
+        )
+    return {batch["name"]: batch for batch in batches}
+
+
+BATCHES = _check_batches(config["batches"])
+EXPORT_BATCHES = [name for name, batch in BATCHES.items() if batch.get("export")]
+IMAGE_BATCHES = [name for name, batch in BATCHES.items() if batch.get("images")]
+SHARDS = [f"shard-{i:03d}" for i in range(config["shards"])]
+
+# The stage code is the package under workflow/; put it on the path so the same command
+# works in the project's venv and in the per-rule conda environments.
+PACKAGE_DIR = os.path.join(workflow.basedir, "workflow")
+CLI = f"PYTHONPATH={shlex.quote(PACKAGE_DIR)}${{PYTHONPATH:+:$PYTHONPATH}} python -m bioscan_rebuild"
+
+BATCH_PATTERN = "|".join(map(re.escape, BATCHES))
+
+
+def export_of(wildcards):
+    return BATCHES[wildcards.batch]["export"]
+
+
+def images_of(wildcards):
+    return BATCHES[wildcards.batch]["images"]
+
+
+def name_pattern_of(wildcards):
+    return BATCHES[wildcards.batch].get(
+        "image_name_pattern", config["ingest"]["image_name_pattern"]
+    )
+
+
+def image_dir_args(wildcards):
+    return f"{wildcards.batch}={images_of(wildcards)}"
+
+
+def shard_join_inputs(wildcards):
+    return {
+        "records": [
+            f"results/ingest/exports/{batch}/records/{wildcards.shard}.parquet"
+            for batch in EXPORT_BATCHES
+        ],
+        "inventory": [
+            f"results/ingest/images/{batch}/inventory/{wildcards.shard}.parquet"
+            for batch in IMAGE_BATCHES
+        ],
+    }
+
+
+def shell_words(values):
+    return " ".join(shlex.quote(str(value)) for value in values)

@@ -1,0 +1,144 @@
+# Ingest: BOLD exports and image folders -> sharded record tables, rejects, accounting.
+
+
+rule parse_export:
+    input:
+        export=export_of,
+    output:
+        records=expand(
+            "results/ingest/exports/{{batch}}/records/{shard}.parquet", shard=SHARDS
+        ),
+        rejects="results/ingest/exports/{batch}/rejects.parquet",
+        summary="results/ingest/exports/{batch}/summary.json",
+    log:
+        "logs/ingest/parse_export/{batch}.log",
+    benchmark:
+        "benchmarks/ingest/parse_export/{batch}.tsv"
+    conda:
+        "../../envs/ingest.yaml"
+    params:
+        cli=CLI,
+        outdir=subpath(output.summary, parent=True),
+        markers=shell_words(f"--marker={m}" for m in config["ingest"]["markers"]),
+        missing=shell_words(
+            f"--missing-value={m}" for m in config["ingest"]["missing_values"]
+        ),
+        shards=len(SHARDS),
+    shell:
+        "{params.cli} ingest parse {input.export:q} --batch {wildcards.batch} "
+        "--shards {params.shards} --outdir {params.outdir:q} "
+        "{params.markers} {params.missing} > {log} 2>&1"
+
+
+rule list_images:
+    input:
+        images=images_of,
+    output:
+        listing=expand(
+            "results/ingest/images/{{batch}}/listing/{shard}.parquet", shard=SHARDS
+        ),
+        rejects="results/ingest/images/{batch}/rejects.parquet",
+        summary="results/ingest/images/{batch}/summary.json",
+    log:
+        "logs/ingest/list_images/{batch}.log",
+    benchmark:
+        "benchmarks/ingest/list_images/{batch}.tsv"
+    conda:
+        "../../envs/ingest.yaml"
+    params:
+        cli=CLI,
+        outdir=subpath(output.summary, parent=True),
+        pattern=name_pattern_of,
+        shards=len(SHARDS),
+    shell:
+        "{params.cli} ingest list {input.images:q} --batch {wildcards.batch} "
+        "--shards {params.shards} --outdir {params.outdir:q} "
+        "--name-pattern {params.pattern:q} > {log} 2>&1"
+
+
+rule inventory_images:
+    input:
+        listing="results/ingest/images/{batch}/listing/{shard}.parquet",
+    output:
+        inventory="results/ingest/images/{batch}/inventory/{shard}.parquet",
+    log:
+        "logs/ingest/inventory_images/{batch}/{shard}.log",
+    benchmark:
+        "benchmarks/ingest/inventory_images/{batch}/{shard}.tsv"
+    conda:
+        "../../envs/ingest.yaml"
+    params:
+        cli=CLI,
+        image_dir=image_dir_args,
+        store_mode=config["image_store"]["mode"],
+    shell:
+        "{params.cli} ingest inventory {input.listing:q} --image-dir {params.image_dir:q} "
+        "--store results/store --store-mode {params.store_mode} "
+        "-o {output.inventory:q} > {log} 2>&1"
+
+
+rule join_shard:
+    input:
+        unpack(shard_join_inputs),
+    output:
+        records="results/ingest/shards/{shard}/records.parquet",
+        rejects="results/ingest/shards/{shard}/rejects.parquet",
+        accounting="results/ingest/shards/{shard}/accounting.json",
+    log:
+        "logs/ingest/join_shard/{shard}.log",
+    benchmark:
+        "benchmarks/ingest/join_shard/{shard}.tsv"
+    conda:
+        "../../envs/ingest.yaml"
+    params:
+        cli=CLI,
+        outdir=subpath(output.accounting, parent=True),
+        batch_order=",".join(BATCHES),
+        policy=config["ingest"]["duplicate_policy"],
+        require_images=(
+            "--require-images"
+            if config["ingest"]["require_images"]
+            else "--no-require-images"
+        ),
+    shell:
+        "{params.cli} ingest join --records {input.records:q} --inventory {input.inventory:q} "
+        "--batch-order {params.batch_order:q} --outdir {params.outdir:q} "
+        "--duplicate-policy {params.policy} {params.require_images} > {log} 2>&1"
+
+
+rule ingest_accounting:
+    input:
+        parse_summaries=expand(
+            "results/ingest/exports/{batch}/summary.json", batch=EXPORT_BATCHES
+        ),
+        listing_summaries=expand(
+            "results/ingest/images/{batch}/summary.json", batch=IMAGE_BATCHES
+        ),
+        shard_accountings=expand(
+            "results/ingest/shards/{shard}/accounting.json", shard=SHARDS
+        ),
+        rejects=expand(
+            "results/ingest/exports/{batch}/rejects.parquet", batch=EXPORT_BATCHES
+        )
+        + expand("results/ingest/images/{batch}/rejects.parquet", batch=IMAGE_BATCHES)
+        + expand("results/ingest/shards/{shard}/rejects.parquet", shard=SHARDS),
+    output:
+        accounting=report(
+            "results/accounting.json",
+            caption="../report/accounting.rst",
+            category="Ingest",
+        ),
+        rejects="results/ingest/rejects.parquet",
+    log:
+        "logs/ingest/accounting.log",
+    benchmark:
+        "benchmarks/ingest/accounting.tsv"
+    conda:
+        "../../envs/ingest.yaml"
+    params:
+        cli=CLI,
+    shell:
+        "{params.cli} ingest accounting --parse-summary {input.parse_summaries:q} "
+        "--list-summary {input.listing_summaries:q} "
+        "--shard-accounting {input.shard_accountings:q} --rejects {input.rejects:q} "
+        "-o {output.accounting:q} --rejects-out {output.rejects:q} > {log} 2>&1"
