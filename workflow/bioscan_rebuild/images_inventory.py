@@ -10,6 +10,7 @@ damaged but whose structure is intact gets its `undecodable` status there.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -93,14 +94,52 @@ def list_images(image_dir: str | Path, batch: str, n_shards: int, name_pattern: 
 _FORMATS = {"JPEG": "jpeg", "PNG": "png", "TIFF": "tiff", "MPO": "jpeg"}
 
 
+def _jpeg_scan_start(data: bytes) -> int:
+    """Offset just past the first SOS segment header, walking marker segments from SOI; -1 if none."""
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return -1
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            pos += 2
+            continue
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker == 0xDA:
+            return pos + 2 + length
+        pos += 2 + length
+    return -1
+
+
 def _complete(data: bytes, image_format: str) -> bool:
-    """Whether the file runs to its format's end marker (trailing padding tolerated)."""
-    body = data.rstrip(b"\x00\r\n ")
+    """Whether the file runs to its format's end marker.
+
+    JPEG: an EOI marker after the first scan (entropy data byte-stuffs 0xFF, so FF D9 cannot
+    occur inside it); bytes after EOI, as some imager software appends, are tolerated.
+    """
     if image_format == "jpeg":
-        return body.endswith(b"\xff\xd9")
+        start = _jpeg_scan_start(data)
+        return start > 0 and data.find(b"\xff\xd9", start) >= 0
     if image_format == "png":
-        return body[-12:-8] == b"\x00\x00\x00\x00" and body[-8:-4] == b"IEND"
+        return data.find(b"IEND", 33) >= 0
     return True  # TIFF has no end marker; its strips are checked when decoded
+
+
+@contextlib.contextmanager
+def _header_only():
+    """Lift Pillow's pixel cap while only the header is read: no pixels are decoded here, and
+    the image stage enforces its own cap before it decodes."""
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
 
 
 def inspect_image(data: bytes) -> dict:
@@ -118,13 +157,11 @@ def inspect_image(data: bytes) -> dict:
         facts.update(image_problem="empty_file", image_problem_detail="0 bytes")
         return facts
     try:
-        with warnings.catch_warnings():
-            # Size comes from the header; pixel caps are enforced where pixels are decoded.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with _header_only():
             with Image.open(io.BytesIO(data)) as image:
                 pil_format = image.format
                 width, height = image.size
-    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError) as error:
+    except (OSError, SyntaxError, ValueError) as error:
         facts.update(image_problem="undecodable", image_problem_detail=f"header: {error}"[:300])
         return facts
     image_format = _FORMATS.get(pil_format, (pil_format or "unknown").lower())

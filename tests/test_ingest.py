@@ -1,0 +1,130 @@
+"""Join of records and photos within a shard: duplicates, conflicts, orphans, accounting."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pyarrow as pa
+import pytest
+
+from bioscan_rebuild.images_inventory import INVENTORY_SCHEMA
+from bioscan_rebuild.ingest import AccountingError, account, ingest_local, join_shard, write_json, write_table
+from bioscan_rebuild.records import RECORD_SCHEMA, REJECT_SCHEMA, shard_of
+
+
+def records(batch, rows):
+    """rows: (processid, family, line)."""
+    data = []
+    for pid, family, line in rows:
+        row = {f.name: None for f in RECORD_SCHEMA}
+        row.update(processid=pid, family=family, batch=batch, source_file=f"{batch}.tsv", source_line=line,
+                   source_layout="bcdm2023", source_sha256="0" * 64, marker_code="COI-5P")
+        data.append(row)
+    return pa.Table.from_pylist(data, schema=RECORD_SCHEMA)
+
+
+def images(batch, rows):
+    """rows: (processid, sha, problem)."""
+    data = [
+        {"batch": batch, "image_path": f"{pid}-{i}.jpg", "processid": pid, "image_sha256": sha, "image_bytes": 10,
+         "image_format": "jpeg", "image_width": 1024, "image_height": 768, "image_problem": problem,
+         "image_problem_detail": problem}
+        for i, (pid, sha, problem) in enumerate(rows)
+    ]
+    return pa.Table.from_pylist(data, schema=INVENTORY_SCHEMA)
+
+
+def reasons(rejects: pa.Table, kind: str) -> dict:
+    out = {}
+    for k, pid, reason in zip(rejects["kind"].to_pylist(), rejects["processid"].to_pylist(), rejects["reason"].to_pylist()):
+        if k == kind:
+            out.setdefault(pid, []).append(reason)
+    return out
+
+
+def test_join_keeps_one_record_per_processid_with_its_photo():
+    recs = [
+        records("a", [("P1", "Phoridae", 2), ("P2", "Phoridae", 3), ("P3", "Sciaridae", 4), ("P4", "X", 5)]),
+        records("b", [("P1", "Phoridae", 2), ("P2", "Sciaridae", 3)]),
+    ]
+    imgs = [images("a", [("P1", "s1", None), ("P2", "s2", None), ("P3", "s3", "undecodable"), ("P9", "s9", None),
+                         ("P4", "s4", None), ("P4", "s4b", None)])]
+    kept, rejects, acc = join_shard(recs, imgs, ["a", "b"])
+    assert kept["processid"].to_pylist() == ["P1"]
+    assert kept["batch"].to_pylist() == ["a"] and kept["image_sha256"].to_pylist() == ["s1"]
+    assert reasons(rejects, "record") == {
+        "P1": ["duplicate_record"],
+        "P2": ["duplicate_conflict", "duplicate_conflict"],
+        "P3": ["image_rejected"],
+        "P4": ["image_rejected"],
+    }
+    assert reasons(rejects, "image") == {
+        "P2": ["record_rejected"],
+        "P3": ["undecodable"],
+        "P4": ["conflicting_images", "conflicting_images"],
+        "P9": ["no_record"],
+    }
+    assert acc["records_in"] == 6 and acc["records_kept"] == 1
+    assert acc["images_in"] == 6 and acc["images_kept"] == 1
+
+
+def test_latest_policy_lets_the_later_batch_win():
+    recs = [records("a", [("P2", "Phoridae", 3)]), records("b", [("P2", "Sciaridae", 9)])]
+    imgs = [images("a", [("P2", "old", None)]), images("b", [("P2", "new", None)])]
+    kept, rejects, _ = join_shard(recs, imgs, ["a", "b"], duplicate_policy="latest")
+    row = kept.to_pylist()[0]
+    assert (row["family"], row["batch"], row["image_sha256"]) == ("Sciaridae", "b", "new")
+    assert reasons(rejects, "record") == {"P2": ["superseded"]}
+    assert reasons(rejects, "image") == {"P2": ["superseded"]}
+    assert "replaced by b:" in rejects.filter(pa.compute.equal(rejects["kind"], "record"))["detail"][0].as_py()
+
+
+def test_identical_photos_are_one_photo():
+    kept, rejects, _ = join_shard([records("a", [("P1", "F", 2)])], [images("a", [("P1", "s", None), ("P1", "s", None)])], ["a"])
+    assert kept.num_rows == 1 and reasons(rejects, "image") == {"P1": ["duplicate_image"]}
+
+
+def test_records_without_photos_kept_when_images_are_not_required():
+    kept, rejects, acc = join_shard([records("a", [("P1", "F", 2)])], [], ["a"], require_images=False)
+    assert kept.num_rows == 1 and kept["image_sha256"].null_count == 1 and rejects.num_rows == 0
+    kept, rejects, _ = join_shard([records("a", [("P1", "F", 2)])], [], ["a"])
+    assert kept.num_rows == 0 and reasons(rejects, "record") == {"P1": ["no_image"]}
+
+
+def test_join_output_does_not_depend_on_input_order():
+    recs = [records("a", [("P3", "F", 4), ("P1", "F", 2), ("P2", "F", 3)])]
+    imgs = [images("a", [("P2", "s2", None), ("P1", "s1", None), ("P3", "s3", None)])]
+    kept1, rej1, _ = join_shard(recs, imgs, ["a"])
+    kept2, rej2, _ = join_shard([recs[0].take([2, 0, 1])], [imgs[0].take([1, 2, 0])], ["a"])
+    assert kept1.equals(kept2) and rej1.equals(rej2)
+
+
+def test_accounting_fails_when_a_shard_loses_rows(tmp_path):
+    write_json({"batch": "a", "export": "x", "export_sha256": "0", "layout": "v4", "data_lines": 5, "blank_lines": 0,
+                "records": 5, "rejected": {}}, tmp_path / "parse.json")
+    write_json({"records_in": 5, "images_in": 0, "records_kept": 4, "images_kept": 0,
+                "rejected": {"record": {}, "image": {}}}, tmp_path / "shard.json")
+    write_table(REJECT_SCHEMA.empty_table(), tmp_path / "rejects.parquet")
+    with pytest.raises(AccountingError, match="records: 5 inputs != 4 kept \\+ 0 rejected"):
+        account([tmp_path / "parse.json"], [], [tmp_path / "shard.json"], [tmp_path / "rejects.parquet"])
+
+
+def test_shard_keys_are_stable_md5():
+    digest = hashlib.md5(b"CRCBB46471-23").hexdigest()
+    assert digest.startswith("2e")  # the chunk of this real record, per shared/spec/dataset.md
+    assert shard_of(["CRCBB46471-23"], 1000).tolist() == [int(digest[:8], 16) % 1000]
+    assert shard_of(["a", "b", "a"], 7).tolist()[::2] == shard_of(["a", "a"], 7).tolist()
+
+
+def test_ingest_local_on_real_exports_and_photos(realdata, tmp_path):
+    """The three real photographed AACTA specimens join to their rows in the real 2023 export."""
+    export = realdata / "barcode-constrained-phylogeny/tests/BOLD_Public.18-Dec-2023/BOLD_Public.18-Dec-2023.tsv"
+    photos = realdata / "Bioscan-ImgFilter/dataset"
+    summary = ingest_local([export], [photos], tmp_path, shards=3)
+    assert summary["inputs"] == {"records": 999, "images": 10}
+    assert summary["kept"] == {"records": 3, "images": 3}
+    assert summary["rejects_by_reason"]["record"] == {"no_image": 996}
+    assert summary["rejects_by_reason"]["image"] == {"no_record": 7}
+    saved = json.loads((tmp_path / "accounting.json").read_text())
+    assert saved["balanced"] is True
