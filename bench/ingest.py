@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -19,7 +18,7 @@ import time
 from pathlib import Path
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, {pkg!r})
 step, args = sys.argv[1], json.loads(sys.argv[2])
 t = time.perf_counter()
@@ -34,14 +33,17 @@ elif step == "ingest":
 elif step == "parse":
     from bioscan_rebuild.ingest import parse_to_shards
     info = parse_to_shards(args["export"], "bench", args["shards"], args["out"])
-print(json.dumps({{"seconds": time.perf_counter() - t,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "info": info}}))
+# VmHWM, not ru_maxrss: the latter survives exec and would report the parent's peak.
+peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(json.dumps({{"seconds": time.perf_counter() - t, "peak_mb": peak_kb / 1024, "info": info}}))
 """
 
 
 def run_step(step: str, **args) -> dict:
     code = CHILD.format(pkg=str(Path(__file__).resolve().parents[1] / "workflow"))
-    out = subprocess.run([sys.executable, "-c", code, step, json.dumps(args)], check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, step, json.dumps(args)], check=True, capture_output=True, text=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -58,17 +60,25 @@ def main() -> None:
         export = Path(tmp) / "export.tsv"
         t = time.perf_counter()
         rows = generate_export(export, args.records, seed=1, layout=args.layout)
-        print(f"generated {rows:,} rows ({export.stat().st_size / 1e6:,.0f} MB, layout {args.layout}) "
-              f"in {time.perf_counter() - t:.1f} s")
+        print(
+            f"generated {rows:,} rows ({export.stat().st_size / 1e6:,.0f} MB, layout {args.layout}) "
+            f"in {time.perf_counter() - t:.1f} s"
+        )
         baseline = run_step("baseline", export=str(export))
-        print(f"baseline pandas.read_csv (all columns as str): {baseline['seconds']:.1f} s, "
-              f"peak {baseline['peak_mb']:,.0f} MB")
+        print(
+            f"baseline pandas.read_csv (all columns as str): {baseline['seconds']:.1f} s, "
+            f"peak {baseline['peak_mb']:,.0f} MB"
+        )
         parse = run_step("parse", export=str(export), shards=args.shards, out=str(Path(tmp) / "parse"))
-        print(f"ingest parse -> {args.shards} shards: {parse['seconds']:.1f} s, peak {parse['peak_mb']:,.0f} MB "
-              f"({parse['info']['records']:,} records, rejects {parse['info']['rejected']})")
+        print(
+            f"ingest parse -> {args.shards} shards: {parse['seconds']:.1f} s, peak {parse['peak_mb']:,.0f} MB "
+            f"({parse['info']['records']:,} records, rejects {parse['info']['rejected']})"
+        )
         whole = run_step("ingest", export=str(export), shards=args.shards, out=str(Path(tmp) / "all"))
-        print(f"whole ingest stage (parse + {args.shards} shard joins + accounting, one process): "
-              f"{whole['seconds']:.1f} s, peak {whole['peak_mb']:,.0f} MB; {json.dumps(whole['info'])}")
+        print(
+            f"whole ingest stage (parse + {args.shards} shard joins + accounting, one process): "
+            f"{whole['seconds']:.1f} s, peak {whole['peak_mb']:,.0f} MB; {json.dumps(whole['info'])}"
+        )
         print(f"parse / baseline = {parse['seconds'] / baseline['seconds']:.2f}")
 
 

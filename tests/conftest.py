@@ -52,5 +52,7 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.C
     cmd = [snakemake_bin(), "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2", *args]
     result = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
     if check and result.returncode != 0:
-        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+        raise AssertionError(
+            f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
+        )
     return result

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-
 from bioscan_rebuild.bold import LayoutError, read_export
 
 COELIOXYS = "ropensci-bold/extracted/coelioxys_combined.tsv"
@@ -89,8 +88,21 @@ def test_odonata_none_marker_rows_are_kept_for_the_barcode_stage(realdata):
 
 
 HEADER_2023 = [
-    "processid", "sampleid", "bin_uri", "phylum", "class", "order", "family", "subfamily", "genus",
-    "species", "coord", "country", "province", "marker_code", "nucraw",
+    "processid",
+    "sampleid",
+    "bin_uri",
+    "phylum",
+    "class",
+    "order",
+    "family",
+    "subfamily",
+    "genus",
+    "species",
+    "coord",
+    "country",
+    "province",
+    "marker_code",
+    "nucraw",
 ]
 
 
@@ -133,7 +145,9 @@ def test_quirks_bom_blank_lines_bad_rows_and_encoding(tmp_path):
 
 def test_unparseable_coordinate_keeps_raw_text(tmp_path):
     path = tmp_path / "c.tsv"
-    path.write_text("\t".join(HEADER_2023) + "\n" + _row(processid="B-1", coord="(abc,12)", marker_code="COI-5P") + "\n")
+    path.write_text(
+        "\t".join(HEADER_2023) + "\n" + _row(processid="B-1", coord="(abc,12)", marker_code="COI-5P") + "\n"
+    )
     records, _, _ = read_export(path, "c")
     row = records.to_pylist()[0]
     assert row["coord_raw"] == "(abc,12)" and row["lat"] is None and row["lon"] == 12.0

@@ -7,7 +7,6 @@ import json
 
 import pyarrow as pa
 import pytest
-
 from bioscan_rebuild.images_inventory import INVENTORY_SCHEMA
 from bioscan_rebuild.ingest import AccountingError, account, ingest_local, join_shard, write_json, write_table
 from bioscan_rebuild.records import RECORD_SCHEMA, REJECT_SCHEMA, shard_of
@@ -18,8 +17,16 @@ def records(batch, rows):
     data = []
     for pid, family, line in rows:
         row = {f.name: None for f in RECORD_SCHEMA}
-        row.update(processid=pid, family=family, batch=batch, source_file=f"{batch}.tsv", source_line=line,
-                   source_layout="bcdm2023", source_sha256="0" * 64, marker_code="COI-5P")
+        row.update(
+            processid=pid,
+            family=family,
+            batch=batch,
+            source_file=f"{batch}.tsv",
+            source_line=line,
+            source_layout="bcdm2023",
+            source_sha256="0" * 64,
+            marker_code="COI-5P",
+        )
         data.append(row)
     return pa.Table.from_pylist(data, schema=RECORD_SCHEMA)
 
@@ -27,9 +34,18 @@ def records(batch, rows):
 def images(batch, rows):
     """rows: (processid, sha, problem)."""
     data = [
-        {"batch": batch, "image_path": f"{pid}-{i}.jpg", "processid": pid, "image_sha256": sha, "image_bytes": 10,
-         "image_format": "jpeg", "image_width": 1024, "image_height": 768, "image_problem": problem,
-         "image_problem_detail": problem}
+        {
+            "batch": batch,
+            "image_path": f"{pid}-{i}.jpg",
+            "processid": pid,
+            "image_sha256": sha,
+            "image_bytes": 10,
+            "image_format": "jpeg",
+            "image_width": 1024,
+            "image_height": 768,
+            "image_problem": problem,
+            "image_problem_detail": problem,
+        }
         for i, (pid, sha, problem) in enumerate(rows)
     ]
     return pa.Table.from_pylist(data, schema=INVENTORY_SCHEMA)
@@ -37,7 +53,9 @@ def images(batch, rows):
 
 def reasons(rejects: pa.Table, kind: str) -> dict:
     out = {}
-    for k, pid, reason in zip(rejects["kind"].to_pylist(), rejects["processid"].to_pylist(), rejects["reason"].to_pylist()):
+    for k, pid, reason in zip(
+        rejects["kind"].to_pylist(), rejects["processid"].to_pylist(), rejects["reason"].to_pylist()
+    ):
         if k == kind:
             out.setdefault(pid, []).append(reason)
     return out
@@ -48,8 +66,19 @@ def test_join_keeps_one_record_per_processid_with_its_photo():
         records("a", [("P1", "Phoridae", 2), ("P2", "Phoridae", 3), ("P3", "Sciaridae", 4), ("P4", "X", 5)]),
         records("b", [("P1", "Phoridae", 2), ("P2", "Sciaridae", 3)]),
     ]
-    imgs = [images("a", [("P1", "s1", None), ("P2", "s2", None), ("P3", "s3", "undecodable"), ("P9", "s9", None),
-                         ("P4", "s4", None), ("P4", "s4b", None)])]
+    imgs = [
+        images(
+            "a",
+            [
+                ("P1", "s1", None),
+                ("P2", "s2", None),
+                ("P3", "s3", "undecodable"),
+                ("P9", "s9", None),
+                ("P4", "s4", None),
+                ("P4", "s4b", None),
+            ],
+        )
+    ]
     kept, rejects, acc = join_shard(recs, imgs, ["a", "b"])
     assert kept["processid"].to_pylist() == ["P1"]
     assert kept["batch"].to_pylist() == ["a"] and kept["image_sha256"].to_pylist() == ["s1"]
@@ -81,7 +110,9 @@ def test_latest_policy_lets_the_later_batch_win():
 
 
 def test_identical_photos_are_one_photo():
-    kept, rejects, _ = join_shard([records("a", [("P1", "F", 2)])], [images("a", [("P1", "s", None), ("P1", "s", None)])], ["a"])
+    kept, rejects, _ = join_shard(
+        [records("a", [("P1", "F", 2)])], [images("a", [("P1", "s", None), ("P1", "s", None)])], ["a"]
+    )
     assert kept.num_rows == 1 and reasons(rejects, "image") == {"P1": ["duplicate_image"]}
 
 
@@ -101,10 +132,23 @@ def test_join_output_does_not_depend_on_input_order():
 
 
 def test_accounting_fails_when_a_shard_loses_rows(tmp_path):
-    write_json({"batch": "a", "export": "x", "export_sha256": "0", "layout": "v4", "data_lines": 5, "blank_lines": 0,
-                "records": 5, "rejected": {}}, tmp_path / "parse.json")
-    write_json({"records_in": 5, "images_in": 0, "records_kept": 4, "images_kept": 0,
-                "rejected": {"record": {}, "image": {}}}, tmp_path / "shard.json")
+    write_json(
+        {
+            "batch": "a",
+            "export": "x",
+            "export_sha256": "0",
+            "layout": "v4",
+            "data_lines": 5,
+            "blank_lines": 0,
+            "records": 5,
+            "rejected": {},
+        },
+        tmp_path / "parse.json",
+    )
+    write_json(
+        {"records_in": 5, "images_in": 0, "records_kept": 4, "images_kept": 0, "rejected": {"record": {}, "image": {}}},
+        tmp_path / "shard.json",
+    )
     write_table(REJECT_SCHEMA.empty_table(), tmp_path / "rejects.parquet")
     with pytest.raises(AccountingError, match="records: 5 inputs != 4 kept \\+ 0 rejected"):
         account([tmp_path / "parse.json"], [], [tmp_path / "shard.json"], [tmp_path / "rejects.parquet"])

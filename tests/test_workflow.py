@@ -8,7 +8,6 @@ import shutil
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO, run_snakemake
 
 pytestmark = pytest.mark.slow
@@ -91,8 +90,3 @@ def test_bad_config_fails_at_start_naming_the_key(sample_dir, tmp_path):
     result = run_snakemake(workdir, "--dry-run", check=False)
     assert result.returncode != 0
     assert "duplicate_policy" in result.stdout + result.stderr
-
-
-def test_lint_is_clean():
-    result = run_snakemake(REPO, "--lint")
-    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr

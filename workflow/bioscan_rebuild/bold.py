@@ -316,7 +316,9 @@ def parse_export(
                         batch=batch,
                         source_file=source_name,
                         source_line=selected["source_line"],
-                        raw=pc.utf8_slice_codeunits(text.filter(pa.array(well_formed)).filter(pa.array(mask)), 0, RAW_PREVIEW_CHARS),
+                        raw=pc.utf8_slice_codeunits(
+                            text.filter(pa.array(well_formed)).filter(pa.array(mask)), 0, RAW_PREVIEW_CHARS
+                        ),
                     )
                 )
         table = table.filter(pa.array(~(no_id | other_marker)))
@@ -330,7 +332,7 @@ def parse_export(
 def read_export(path: str | Path, batch: str = "adhoc", **kwargs) -> tuple[pa.Table, pa.Table, ParseStats]:
     """Parse a whole export into memory: (records, rejects, stats). For tests and small files."""
     record_parts, reject_parts, stats = [], [], ParseStats()
-    for records, rejects, stats in parse_export(path, batch, **kwargs):
+    for records, rejects, stats in parse_export(path, batch, **kwargs):  # noqa: B007 - stats is final after the loop
         record_parts.append(records)
         reject_parts.append(rejects)
     records = pa.concat_tables(record_parts) if record_parts else RECORD_SCHEMA.empty_table()

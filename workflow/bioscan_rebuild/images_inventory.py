@@ -157,10 +157,9 @@ def inspect_image(data: bytes) -> dict:
         facts.update(image_problem="empty_file", image_problem_detail="0 bytes")
         return facts
     try:
-        with _header_only():
-            with Image.open(io.BytesIO(data)) as image:
-                pil_format = image.format
-                width, height = image.size
+        with _header_only(), Image.open(io.BytesIO(data)) as image:
+            pil_format = image.format
+            width, height = image.size
     except (OSError, SyntaxError, ValueError) as error:
         facts.update(image_problem="undecodable", image_problem_detail=f"header: {error}"[:300])
         return facts

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from .bold import DEFAULT_MISSING_VALUES, parse_export
 from .images_inventory import INVENTORY_SCHEMA
-from .records import RECORD_SCHEMA, SIGNATURE_FIELDS, REJECT_SCHEMA, make_rejects, shard_name
+from .records import RECORD_SCHEMA, REJECT_SCHEMA, SIGNATURE_FIELDS, make_rejects, shard_name
 
 POLICIES = ("reject", "latest")
 
@@ -96,7 +96,7 @@ def parse_to_shards(
             parts.clear()
 
     stats = None
-    for records, rejects, stats in parse_export(
+    for records, rejects, stats in parse_export(  # noqa: B007 - stats is final after the loop
         export, batch, missing_values=tuple(missing_values), markers=markers, source_name=source_name
     ):
         reject_parts.append(rejects)
@@ -116,7 +116,9 @@ def parse_to_shards(
     for shard in range(n_shards):
         if shard not in writers:
             write_table(RECORD_SCHEMA.empty_table(), outdir / "records" / f"{shard_name(shard)}.parquet")
-    write_table(pa.concat_tables(reject_parts) if reject_parts else REJECT_SCHEMA.empty_table(), outdir / "rejects.parquet")
+    write_table(
+        pa.concat_tables(reject_parts) if reject_parts else REJECT_SCHEMA.empty_table(), outdir / "rejects.parquet"
+    )
     summary = {
         "batch": batch,
         "export": source_name or str(export),
@@ -128,7 +130,9 @@ def parse_to_shards(
         "rejected": dict(sorted(stats.rejects.items())),
     }
     if stats.data_lines != stats.records + sum(stats.rejects.values()):
-        raise AccountingError(f"{export}: {stats.data_lines} lines != {stats.records} records + rejects {stats.rejects}")
+        raise AccountingError(
+            f"{export}: {stats.data_lines} lines != {stats.records} records + rejects {stats.rejects}"
+        )
     write_json(summary, outdir / "summary.json")
     return summary
 
@@ -139,7 +143,9 @@ def _read_tables(paths, schema: pa.Schema) -> pa.Table:
 
 
 def _location(frame: pd.DataFrame) -> pd.Series:
-    return frame["batch"] + ":" + frame["source_file"].map(lambda p: Path(p).name) + ":" + frame["source_line"].astype(str)
+    return (
+        frame["batch"] + ":" + frame["source_file"].map(lambda p: Path(p).name) + ":" + frame["source_line"].astype(str)
+    )
 
 
 def _resolve_duplicates(frame: pd.DataFrame, signature: pd.Series, policy: str, location: pd.Series, names):
@@ -196,7 +202,11 @@ def join_shard(
         raise ValueError(f"duplicate_policy must be one of {POLICIES}")
     rank = {batch: i for i, batch in enumerate(batch_order)}
     records = pa.concat_tables(record_tables).to_pandas() if record_tables else RECORD_SCHEMA.empty_table().to_pandas()
-    images = pa.concat_tables(inventory_tables).to_pandas() if inventory_tables else INVENTORY_SCHEMA.empty_table().to_pandas()
+    images = (
+        pa.concat_tables(inventory_tables).to_pandas()
+        if inventory_tables
+        else INVENTORY_SCHEMA.empty_table().to_pandas()
+    )
     records_in, images_in = len(records), len(images)
 
     records["_rank"] = records["batch"].map(rank)
@@ -272,7 +282,9 @@ def join_shard(
     if len(orphans):
         orphan_reason = np.where(orphans["processid"].isin(all_record_ids), "record_rejected", "no_record")
         orphan_detail = np.where(
-            orphan_reason == "record_rejected", "every record of this processid was rejected", "no record has this processid"
+            orphan_reason == "record_rejected",
+            "every record of this processid was rejected",
+            "no record has this processid",
         )
         reject_parts.append(image_rejects(orphans, orphan_reason, orphan_detail))
     usable = usable[image_has_record]
@@ -305,7 +317,15 @@ def join_shard(
     joined = joined.sort_values("processid", kind="stable").reset_index(drop=True)
     kept = pa.Table.from_pandas(joined[INGESTED_SCHEMA.names], schema=INGESTED_SCHEMA, preserve_index=False)
     rejects = pa.concat_tables(reject_parts) if reject_parts else REJECT_SCHEMA.empty_table()
-    rejects = rejects.sort_by([("kind", "ascending"), ("processid", "ascending"), ("batch", "ascending"), ("image_path", "ascending"), ("source_line", "ascending")])
+    rejects = rejects.sort_by(
+        [
+            ("kind", "ascending"),
+            ("processid", "ascending"),
+            ("batch", "ascending"),
+            ("image_path", "ascending"),
+            ("source_line", "ascending"),
+        ]
+    )
 
     accounting = {
         "records_in": records_in,
@@ -349,7 +369,16 @@ def account(parse_summaries, listing_summaries, shard_accountings, reject_paths)
     listings = [json.loads(Path(p).read_text()) for p in listing_summaries]
     shards = [json.loads(Path(p).read_text()) for p in shard_accountings]
     rejects = _read_tables(reject_paths, REJECT_SCHEMA)
-    rejects = rejects.sort_by([("kind", "ascending"), ("reason", "ascending"), ("processid", "ascending"), ("batch", "ascending"), ("source_line", "ascending"), ("image_path", "ascending")])
+    rejects = rejects.sort_by(
+        [
+            ("kind", "ascending"),
+            ("reason", "ascending"),
+            ("processid", "ascending"),
+            ("batch", "ascending"),
+            ("source_line", "ascending"),
+            ("image_path", "ascending"),
+        ]
+    )
     by_reason = count_rejects(rejects)
     inputs = {
         "records": sum(p["data_lines"] for p in parse),
@@ -372,7 +401,12 @@ def account(parse_summaries, listing_summaries, shard_accountings, reject_paths)
         "rejects_by_reason": by_reason,
         "blank_lines": sum(p["blank_lines"] for p in parse),
         "batches": {
-            **{f"export:{p['batch']}": {k: p[k] for k in ("export", "export_sha256", "layout", "data_lines", "records", "rejected")} for p in parse},
+            **{
+                f"export:{p['batch']}": {
+                    k: p[k] for k in ("export", "export_sha256", "layout", "data_lines", "records", "rejected")
+                }
+                for p in parse
+            },
             **{f"images:{item['batch']}": {k: item[k] for k in ("files", "listed", "rejected")} for item in listings},
         },
         "shards": len(shards),
@@ -428,8 +462,13 @@ def ingest_local(
         write_table(rejects, batch_dir / "rejects.parquet")
         reject_paths.append(batch_dir / "rejects.parquet")
         write_json(
-            {"batch": batch, "image_dir": str(image_dir), "files": listing.num_rows + rejects.num_rows,
-             "listed": listing.num_rows, "rejected": {"unrecognised_name": rejects.num_rows} if rejects.num_rows else {}},
+            {
+                "batch": batch,
+                "image_dir": str(image_dir),
+                "files": listing.num_rows + rejects.num_rows,
+                "listed": listing.num_rows,
+                "rejected": {"unrecognised_name": rejects.num_rows} if rejects.num_rows else {},
+            },
             batch_dir / "summary.json",
         )
         listing_summaries.append(batch_dir / "summary.json")
@@ -441,8 +480,14 @@ def ingest_local(
     shard_accountings = []
     for s in range(shards):
         shard_dir = outdir / "shards" / shard_name(s)
-        join_shard_files(record_paths[s], inventory_paths[s], batch_order, shard_dir,
-                         duplicate_policy=duplicate_policy, require_images=require_images)
+        join_shard_files(
+            record_paths[s],
+            inventory_paths[s],
+            batch_order,
+            shard_dir,
+            duplicate_policy=duplicate_policy,
+            require_images=require_images,
+        )
         shard_accountings.append(shard_dir / "accounting.json")
         reject_paths.append(shard_dir / "rejects.parquet")
     summary, rejects = account(parse_summaries, listing_summaries, shard_accountings, reject_paths)

@@ -120,5 +120,9 @@ def make_rejects(**columns) -> pa.Table:
         elif isinstance(value, str):
             arrays.append(pa.array([value] * n, field.type))
         else:
-            arrays.append(pa.array(value, field.type) if not isinstance(value, pa.Array | pa.ChunkedArray) else value.cast(field.type))
+            arrays.append(
+                pa.array(value, field.type)
+                if not isinstance(value, pa.Array | pa.ChunkedArray)
+                else value.cast(field.type)
+            )
     return pa.Table.from_arrays(arrays, schema=REJECT_SCHEMA)

@@ -20,39 +20,224 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-V4_COLUMNS = (
-    "processid sampleid recordID catalognum fieldnum institution_storing collection_code bin_uri phylum_taxID "
-    "phylum_name class_taxID class_name order_taxID order_name family_taxID family_name subfamily_taxID "
-    "subfamily_name genus_taxID genus_name species_taxID species_name subspecies_taxID subspecies_name "
-    "identification_provided_by identification_method identification_reference tax_note voucher_status "
-    "tissue_type collection_event_id collectors collectiondate_start collectiondate_end collectiontime "
-    "collection_note site_code sampling_protocol lifestage sex reproduction habitat associated_specimens "
-    "associated_taxa extrainfo notes lat lon coord_source coord_accuracy elev depth elev_accuracy "
-    "depth_accuracy country province_state region sector exactsite image_ids image_urls media_descriptors "
-    "captions copyright_holders copyright_years copyright_licenses copyright_institutions photographers "
-    "sequenceID markercode genbank_accession nucleotides trace_ids trace_names trace_links run_dates "
-    "sequencing_centers directions seq_primers marker_codes"
-).split()
-BCDM2023_COLUMNS = (
-    "processid sampleid specimenid museumid fieldid inst bin_uri identification funding_src kingdom phylum class "
-    "order family subfamily genus species subspecies identified_by voucher_type collectors collection_date "
-    "collection_date_accuracy life_stage sex reproduction extrainfo notes coord coord_source coord_accuracy elev "
-    "depth elev_accuracy depth_accuracy country province country_iso region sector site collection_time habitat "
-    "collection_note associated_taxa associated_specimen species_reference identification_method "
-    "recordset_code_arr gb_acs marker_code nucraw sequence_run_site processid_minted_date sequence_upload_date "
-    "identification_rank"
-).split()
-BCDM2024_COLUMNS = (
-    "processid sampleid fieldid museumid record_id specimenid processid_minted_date bin_uri bin_created_date "
-    "collection_code inst sovereign_inst taxid kingdom phylum class order family subfamily tribe genus species "
-    "subspecies species_reference identification identification_method identification_rank identified_by "
-    "identifier_email taxonomy_notes sex reproduction life_stage short_note notes voucher_type tissue_type "
-    "specimen_linkout associated_specimens associated_taxa collectors collection_date_start collection_date_end "
-    "collection_event_id collection_time collection_notes geoid country/ocean country_iso province/state region "
-    "sector site site_code coord coord_accuracy coord_source elev elev_accuracy depth depth_accuracy habitat "
-    "realm biome ecoregion sampling_protocol nuc nuc_basecount insdc_acs funding_src marker_code "
-    "primers_forward primers_reverse sequence_run_site sequence_upload_date bold_recordset_code_arr"
-).split()
+V4_COLUMNS = [
+    "processid",
+    "sampleid",
+    "recordID",
+    "catalognum",
+    "fieldnum",
+    "institution_storing",
+    "collection_code",
+    "bin_uri",
+    "phylum_taxID",
+    "phylum_name",
+    "class_taxID",
+    "class_name",
+    "order_taxID",
+    "order_name",
+    "family_taxID",
+    "family_name",
+    "subfamily_taxID",
+    "subfamily_name",
+    "genus_taxID",
+    "genus_name",
+    "species_taxID",
+    "species_name",
+    "subspecies_taxID",
+    "subspecies_name",
+    "identification_provided_by",
+    "identification_method",
+    "identification_reference",
+    "tax_note",
+    "voucher_status",
+    "tissue_type",
+    "collection_event_id",
+    "collectors",
+    "collectiondate_start",
+    "collectiondate_end",
+    "collectiontime",
+    "collection_note",
+    "site_code",
+    "sampling_protocol",
+    "lifestage",
+    "sex",
+    "reproduction",
+    "habitat",
+    "associated_specimens",
+    "associated_taxa",
+    "extrainfo",
+    "notes",
+    "lat",
+    "lon",
+    "coord_source",
+    "coord_accuracy",
+    "elev",
+    "depth",
+    "elev_accuracy",
+    "depth_accuracy",
+    "country",
+    "province_state",
+    "region",
+    "sector",
+    "exactsite",
+    "image_ids",
+    "image_urls",
+    "media_descriptors",
+    "captions",
+    "copyright_holders",
+    "copyright_years",
+    "copyright_licenses",
+    "copyright_institutions",
+    "photographers",
+    "sequenceID",
+    "markercode",
+    "genbank_accession",
+    "nucleotides",
+    "trace_ids",
+    "trace_names",
+    "trace_links",
+    "run_dates",
+    "sequencing_centers",
+    "directions",
+    "seq_primers",
+    "marker_codes",
+]
+BCDM2023_COLUMNS = [
+    "processid",
+    "sampleid",
+    "specimenid",
+    "museumid",
+    "fieldid",
+    "inst",
+    "bin_uri",
+    "identification",
+    "funding_src",
+    "kingdom",
+    "phylum",
+    "class",
+    "order",
+    "family",
+    "subfamily",
+    "genus",
+    "species",
+    "subspecies",
+    "identified_by",
+    "voucher_type",
+    "collectors",
+    "collection_date",
+    "collection_date_accuracy",
+    "life_stage",
+    "sex",
+    "reproduction",
+    "extrainfo",
+    "notes",
+    "coord",
+    "coord_source",
+    "coord_accuracy",
+    "elev",
+    "depth",
+    "elev_accuracy",
+    "depth_accuracy",
+    "country",
+    "province",
+    "country_iso",
+    "region",
+    "sector",
+    "site",
+    "collection_time",
+    "habitat",
+    "collection_note",
+    "associated_taxa",
+    "associated_specimen",
+    "species_reference",
+    "identification_method",
+    "recordset_code_arr",
+    "gb_acs",
+    "marker_code",
+    "nucraw",
+    "sequence_run_site",
+    "processid_minted_date",
+    "sequence_upload_date",
+    "identification_rank",
+]
+BCDM2024_COLUMNS = [
+    "processid",
+    "sampleid",
+    "fieldid",
+    "museumid",
+    "record_id",
+    "specimenid",
+    "processid_minted_date",
+    "bin_uri",
+    "bin_created_date",
+    "collection_code",
+    "inst",
+    "sovereign_inst",
+    "taxid",
+    "kingdom",
+    "phylum",
+    "class",
+    "order",
+    "family",
+    "subfamily",
+    "tribe",
+    "genus",
+    "species",
+    "subspecies",
+    "species_reference",
+    "identification",
+    "identification_method",
+    "identification_rank",
+    "identified_by",
+    "identifier_email",
+    "taxonomy_notes",
+    "sex",
+    "reproduction",
+    "life_stage",
+    "short_note",
+    "notes",
+    "voucher_type",
+    "tissue_type",
+    "specimen_linkout",
+    "associated_specimens",
+    "associated_taxa",
+    "collectors",
+    "collection_date_start",
+    "collection_date_end",
+    "collection_event_id",
+    "collection_time",
+    "collection_notes",
+    "geoid",
+    "country/ocean",
+    "country_iso",
+    "province/state",
+    "region",
+    "sector",
+    "site",
+    "site_code",
+    "coord",
+    "coord_accuracy",
+    "coord_source",
+    "elev",
+    "elev_accuracy",
+    "depth",
+    "depth_accuracy",
+    "habitat",
+    "realm",
+    "biome",
+    "ecoregion",
+    "sampling_protocol",
+    "nuc",
+    "nuc_basecount",
+    "insdc_acs",
+    "funding_src",
+    "marker_code",
+    "primers_forward",
+    "primers_reverse",
+    "sequence_run_site",
+    "sequence_upload_date",
+    "bold_recordset_code_arr",
+]
 LAYOUT_COLUMNS = {"v4": V4_COLUMNS, "bcdm2023": BCDM2023_COLUMNS, "bcdm2024": BCDM2024_COLUMNS}
 
 # (order, share, families); genera and species are made up below, from syllables.
@@ -75,22 +260,53 @@ PLACES = [
     ("Australia", "Australian Capital Territory", -35.3, 149.1),
     ("Pakistan", "Punjab", 31.5, 74.3),
 ]
-SYLLABLES = np.array("ba ca da fe ge hi la li mo na no pa pe ra ri sa te ti to ula us xe zo".split())
+SYLLABLES = np.array(
+    [
+        "ba",
+        "ca",
+        "da",
+        "fe",
+        "ge",
+        "hi",
+        "la",
+        "li",
+        "mo",
+        "na",
+        "no",
+        "pa",
+        "pe",
+        "ra",
+        "ri",
+        "sa",
+        "te",
+        "ti",
+        "to",
+        "ula",
+        "us",
+        "xe",
+        "zo",
+    ]
+)
 BASES = np.frombuffer(b"ACGT", dtype=np.uint8)
 BARCODE_LENGTH = 658
 
 
 def _names(rng: np.random.Generator, n: int, suffix: str, capital: bool) -> np.ndarray:
-    """n distinct made-up Latin-looking names."""
-    names, seen = [], set()
-    while len(names) < n:
-        k = rng.integers(2, 4)
-        name = "".join(rng.choice(SYLLABLES, k)) + suffix
-        if capital:
-            name = name.capitalize()
-        if name not in seen:
-            seen.add(name)
-            names.append(name)
+    """n distinct made-up Latin-looking names of 3 or 4 syllables (up to ~290k of them)."""
+    k = len(SYLLABLES)
+    three, four = k**3, k**4
+    if n > three + four:
+        raise ValueError(f"cannot make {n} distinct names")
+    picks = rng.choice(three + four, n, replace=False)
+    names = []
+    for pick in picks:
+        length, code = (3, pick) if pick < three else (4, pick - three)
+        parts = []
+        for _ in range(length):
+            code, digit = divmod(code, k)
+            parts.append(SYLLABLES[digit])
+        name = "".join(parts) + suffix
+        names.append(name.capitalize() if capital else name)
     return np.array(names, dtype=object)
 
 
@@ -113,7 +329,7 @@ def generate_metadata(n: int, seed: int = 0, prefix: str = "BSCN") -> dict[str, 
     # Taxonomy tree: genus -> family -> order.
     order_names = [o for o, _, _ in ORDERS]
     family_order, family_names = [], []
-    for i, (order, _, families) in enumerate(ORDERS):
+    for i, (_, _, families) in enumerate(ORDERS):
         family_names += families
         family_order += [i] * len(families)
     family_order = np.array(family_order)
@@ -238,7 +454,9 @@ def export_columns(col: dict[str, np.ndarray], layout: str, rng: np.random.Gener
         is_extra = np.zeros(len(order), bool)
         is_extra[1:] = order[1:] == order[:-1]
         col = {k: v[order] for k, v in col.items()}
-        col["marker_code"] = np.where(is_extra, np.array(["28S", "CAD", "18S"], dtype=object)[np.arange(len(order)) % 3], col["marker_code"])
+        col["marker_code"] = np.where(
+            is_extra, np.array(["28S", "CAD", "18S"], dtype=object)[np.arange(len(order)) % 3], col["marker_code"]
+        )
         n = len(order)
     missing = "" if layout == "v4" else "None"
     out = {name: np.full(n, missing, dtype=object) for name in LAYOUT_COLUMNS[layout]}
@@ -247,34 +465,75 @@ def export_columns(col: dict[str, np.ndarray], layout: str, rng: np.random.Gener
         out[name] = np.where(np.equal(values, None), missing, values).astype(object)
 
     if layout == "v4":
-        mapping = {"processid": "processid", "sampleid": "sampleid", "bin_uri": "bin_uri", "phylum_name": "phylum",
-                   "class_name": "class", "order_name": "order", "family_name": "family", "subfamily_name": "subfamily",
-                   "genus_name": "genus", "species_name": "species", "nucleotides": "nucleotides",
-                   "markercode": "marker_code", "country": "country", "province_state": "province_state",
-                   "lat": "lat", "lon": "lon"}
+        mapping = {
+            "processid": "processid",
+            "sampleid": "sampleid",
+            "bin_uri": "bin_uri",
+            "phylum_name": "phylum",
+            "class_name": "class",
+            "order_name": "order",
+            "family_name": "family",
+            "subfamily_name": "subfamily",
+            "genus_name": "genus",
+            "species_name": "species",
+            "nucleotides": "nucleotides",
+            "markercode": "marker_code",
+            "country": "country",
+            "province_state": "province_state",
+            "lat": "lat",
+            "lon": "lon",
+        }
     else:
-        mapping = {name: name for name in ("processid", "sampleid", "bin_uri", "phylum", "class", "order", "family",
-                                            "subfamily", "genus", "species", "marker_code")}
+        mapping = {
+            name: name
+            for name in (
+                "processid",
+                "sampleid",
+                "bin_uri",
+                "phylum",
+                "class",
+                "order",
+                "family",
+                "subfamily",
+                "genus",
+                "species",
+                "marker_code",
+            )
+        }
         mapping["nucraw" if layout == "bcdm2023" else "nuc"] = "nucleotides"
         mapping["country" if layout == "bcdm2023" else "country/ocean"] = "country"
         mapping["province" if layout == "bcdm2023" else "province/state"] = "province_state"
         put("coord", np.array([_coord_text(a, b, layout) for a, b in zip(col["lat"], col["lon"])], dtype=object))
         put("kingdom", np.full(n, "Animalia", dtype=object))
         if layout == "bcdm2024":
-            put("record_id", np.array([f"{p}.{m}" if m else None for p, m in zip(col["processid"], col["marker_code"])], dtype=object))
+            put(
+                "record_id",
+                np.array(
+                    [f"{p}.{m}" if m else None for p, m in zip(col["processid"], col["marker_code"])], dtype=object
+                ),
+            )
     for target, source in mapping.items():
         put(target, col[source])
     return out
 
 
-def write_export(columns: dict[str, np.ndarray], path: Path, crlf: bool = False, extra_lines: dict[int, str] | None = None):
+def write_export(
+    columns: dict[str, np.ndarray], path: Path, crlf: bool = False, extra_lines: dict[int, str] | None = None
+):
     """TSV with no quoting, as BOLD writes it. `extra_lines` inserts raw lines before data row i."""
     table = pa.table({k: pa.array(v, pa.string()) for k, v in columns.items()})
     path.parent.mkdir(parents=True, exist_ok=True)
-    sink = pa.BufferOutputStream()
+    header = ("\t".join(columns) + "\n").encode()
     # Arrow always quotes header names, BOLD never does: write the header ourselves.
-    pacsv.write_csv(table, sink, write_options=pacsv.WriteOptions(delimiter="\t", quoting_style="none", include_header=False))
-    data = ("\t".join(columns) + "\n").encode() + sink.getvalue().to_pybytes()
+    options = pacsv.WriteOptions(delimiter="\t", quoting_style="none", include_header=False)
+    if not crlf and not extra_lines:
+        with pa.OSFile(str(path), "wb") as sink:  # streamed: large benchmark exports never sit in memory twice
+            sink.write(header)
+            pacsv.write_csv(table, sink, write_options=options)
+        return
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(table, sink, write_options=options)
+    data = header + sink.getvalue().to_pybytes()
     if extra_lines:
         lines = data.split(b"\n")
         for i in sorted(extra_lines, reverse=True):
@@ -308,7 +567,12 @@ def generate_sample(outdir: str | Path, n_records: int = 300, seed: int = 0, ima
     b = {k: np.concatenate([v, a[k][:2]]) for k, v in b.items()}
     b["family"][-1] = "Sciaridae" if a["family"][1] != "Sciaridae" else "Phoridae"
     faults += [
-        {"kind": "record", "processid": same, "reason": "duplicate_record", "what": "same record delivered again in batch b"},
+        {
+            "kind": "record",
+            "processid": same,
+            "reason": "duplicate_record",
+            "what": "same record delivered again in batch b",
+        },
         {"kind": "record", "processid": changed, "reason": "duplicate_conflict", "what": "batch b changes its family"},
     ]
     batches = {"sample-a": ("bcdm2024", a, False), "sample-b": ("v4", b, True)}
@@ -336,7 +600,11 @@ def generate_sample(outdir: str | Path, n_records: int = 300, seed: int = 0, ima
             ]
         export = batch_dir / ("bold_export.tsv" if layout != "v4" else "bold_combined.tsv")
         write_export(columns, export, crlf=crlf, extra_lines=extra)
-        manifest["batches"][name] = {"layout": layout, "export": str(export.relative_to(outdir)), "rows": n_rows + len(extra)}
+        manifest["batches"][name] = {
+            "layout": layout,
+            "export": str(export.relative_to(outdir)),
+            "rows": n_rows + len(extra),
+        }
         if not images:
             continue
         image_dir = batch_dir / "images"
@@ -371,8 +639,17 @@ def generate_sample(outdir: str | Path, n_records: int = 300, seed: int = 0, ima
             (image_dir / file_name).write_bytes(data)
             box = photo.box or (None, None, None, None)
             ground_truth.append(
-                {"batch": name, "file_name": file_name, "processid": pid, "kind": photo.kind,
-                 "x0": box[0], "y0": box[1], "x1": box[2], "y1": box[3], "mask_pixels": int(photo.mask.sum())}
+                {
+                    "batch": name,
+                    "file_name": file_name,
+                    "processid": pid,
+                    "kind": photo.kind,
+                    "x0": box[0],
+                    "y0": box[1],
+                    "x1": box[2],
+                    "y1": box[3],
+                    "mask_pixels": int(photo.mask.sum()),
+                }
             )
         manifest["batches"][name]["images"] = str(image_dir.relative_to(outdir))
     if ground_truth:

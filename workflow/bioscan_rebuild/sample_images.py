@@ -261,16 +261,66 @@ class _Insect:
 # Body plans: ranges for (head len, thorax len, abdomen width/len, thorax width/len,
 # leg length, antenna length, wing probability, wing length, wing width).
 _PLANS = {
-    "fly": dict(h=(0.15, 0.21), t=(0.28, 0.36), aw=(0.55, 0.80), tw=(0.75, 0.95), hw=(1.1, 1.5),
-                leg=(0.45, 0.70), ant=(0.05, 0.12), wing=0.85, wl=(0.65, 0.95), ww=(0.22, 0.32)),
-    "wasp": dict(h=(0.14, 0.19), t=(0.24, 0.30), aw=(0.32, 0.45), tw=(0.55, 0.75), hw=(1.0, 1.3),
-                 leg=(0.50, 0.80), ant=(0.30, 0.65), wing=0.8, wl=(0.50, 0.70), ww=(0.14, 0.20)),
-    "beetle": dict(h=(0.10, 0.16), t=(0.18, 0.26), aw=(0.55, 0.75), tw=(1.10, 1.60), hw=(0.9, 1.2),
-                   leg=(0.32, 0.50), ant=(0.18, 0.45), wing=0.0, wl=(0, 0), ww=(0, 0)),
-    "midge": dict(h=(0.10, 0.14), t=(0.22, 0.28), aw=(0.18, 0.28), tw=(0.65, 0.85), hw=(0.9, 1.2),
-                  leg=(0.80, 1.40), ant=(0.25, 0.55), wing=0.75, wl=(0.45, 0.65), ww=(0.12, 0.18)),
-    "bug": dict(h=(0.12, 0.18), t=(0.22, 0.30), aw=(0.45, 0.65), tw=(0.9, 1.3), hw=(0.9, 1.3),
-                leg=(0.40, 0.65), ant=(0.20, 0.50), wing=0.45, wl=(0.55, 0.75), ww=(0.16, 0.24)),
+    "fly": dict(
+        h=(0.15, 0.21),
+        t=(0.28, 0.36),
+        aw=(0.55, 0.80),
+        tw=(0.75, 0.95),
+        hw=(1.1, 1.5),
+        leg=(0.45, 0.70),
+        ant=(0.05, 0.12),
+        wing=0.85,
+        wl=(0.65, 0.95),
+        ww=(0.22, 0.32),
+    ),
+    "wasp": dict(
+        h=(0.14, 0.19),
+        t=(0.24, 0.30),
+        aw=(0.32, 0.45),
+        tw=(0.55, 0.75),
+        hw=(1.0, 1.3),
+        leg=(0.50, 0.80),
+        ant=(0.30, 0.65),
+        wing=0.8,
+        wl=(0.50, 0.70),
+        ww=(0.14, 0.20),
+    ),
+    "beetle": dict(
+        h=(0.10, 0.16),
+        t=(0.18, 0.26),
+        aw=(0.55, 0.75),
+        tw=(1.10, 1.60),
+        hw=(0.9, 1.2),
+        leg=(0.32, 0.50),
+        ant=(0.18, 0.45),
+        wing=0.0,
+        wl=(0, 0),
+        ww=(0, 0),
+    ),
+    "midge": dict(
+        h=(0.10, 0.14),
+        t=(0.22, 0.28),
+        aw=(0.18, 0.28),
+        tw=(0.65, 0.85),
+        hw=(0.9, 1.2),
+        leg=(0.80, 1.40),
+        ant=(0.25, 0.55),
+        wing=0.75,
+        wl=(0.45, 0.65),
+        ww=(0.12, 0.18),
+    ),
+    "bug": dict(
+        h=(0.12, 0.18),
+        t=(0.22, 0.30),
+        aw=(0.45, 0.65),
+        tw=(0.9, 1.3),
+        hw=(0.9, 1.3),
+        leg=(0.40, 0.65),
+        ant=(0.20, 0.50),
+        wing=0.45,
+        wl=(0.55, 0.75),
+        ww=(0.16, 0.24),
+    ),
 }
 _PLAN_NAMES = tuple(_PLANS)
 _PLAN_P = np.array([0.30, 0.20, 0.20, 0.15, 0.15])
@@ -307,8 +357,10 @@ def _make_insect(rng: np.random.Generator, plan: dict) -> _Insect:
     if plan is _PLANS["wasp"]:
         # Narrow waist: shrink the abdomen backwards and add a thin petiole.
         gap = u(0.05, 0.09)
-        parts = [_Part(abd_cx - gap / 2, a / 2 - gap / 2, abd_w / 2, "abdomen"),
-                 _Part(-0.5 + a - gap / 2 - 0.015, gap / 2 + 0.03, abd_w * 0.12, "petiole")]
+        parts = [
+            _Part(abd_cx - gap / 2, a / 2 - gap / 2, abd_w / 2, "abdomen"),
+            _Part(-0.5 + a - gap / 2 - 0.015, gap / 2 + 0.03, abd_w * 0.12, "petiole"),
+        ]
     parts.append(_Part(tho_cx, t / 2 + 0.01, tho_w / 2, "thorax"))
     parts.append(_Part(head_cx, h / 2, head_w / 2, "head"))
 
@@ -325,8 +377,13 @@ def _make_insect(rng: np.random.Generator, plan: dict) -> _Insect:
             wings.append(_ellipse_pts(cx, cy, wl / 2, ww / 2, ang))
             # Leading-edge and a central vein, kept inside the membrane.
             s = np.linspace(-0.9, 0.85, 6)
-            lead = np.stack([cx + ca * s * wl / 2 - sa * (-side) * ww * 0.35 * np.sqrt(1 - s**2),
-                             cy + sa * s * wl / 2 + ca * (-side) * ww * 0.35 * np.sqrt(1 - s**2)], 1)
+            lead = np.stack(
+                [
+                    cx + ca * s * wl / 2 - sa * (-side) * ww * 0.35 * np.sqrt(1 - s**2),
+                    cy + sa * s * wl / 2 + ca * (-side) * ww * 0.35 * np.sqrt(1 - s**2),
+                ],
+                1,
+            )
             mid = np.stack([cx + ca * s * wl / 2 * 0.9, cy + sa * s * wl / 2 * 0.9], 1)
             veins += [lead, mid]
 
@@ -358,8 +415,7 @@ def _make_insect(rng: np.random.Generator, plan: dict) -> _Insect:
     for side in (-1.0, 1.0):
         ang = u(0.15, 0.85)
         bends = [0.0] + [u(-0.25, 0.25) for _ in range(nseg - 1)]
-        pts = _polyline(head_cx + 0.6 * h / 2, head_w * 0.2, ang,
-                        [ant_len / nseg] * nseg, bends)
+        pts = _polyline(head_cx + 0.6 * h / 2, head_w * 0.2, ang, [ant_len / nseg] * nseg, bends)
         pts[:, 1] *= side
         antennae.append(pts)
 
@@ -384,8 +440,7 @@ _COLOUR_P = np.array([c[2] for c in _COLOURS])
 # Specimen drawing
 
 
-def _draw_specimen(rng: np.random.Generator, img: np.ndarray, mask: np.ndarray,
-                   kind: str, well: _Well) -> None:
+def _draw_specimen(rng: np.random.Generator, img: np.ndarray, mask: np.ndarray, kind: str, well: _Well) -> None:
     h, w = img.shape[:2]
     plan_name = _PLAN_NAMES[int(rng.choice(len(_PLAN_NAMES), p=_PLAN_P))]
     insect = _make_insect(rng, _PLANS[plan_name])
@@ -426,10 +481,15 @@ def _draw_specimen(rng: np.random.Generator, img: np.ndarray, mask: np.ndarray,
         origin = np.array([x0, y0], dtype=np.float64)
         cov = {
             # Legs taper: the femur is drawn thicker than the distal segments.
-            "app": _coverage([("line", to_img(p[:2]), leg_px) for p in insect.legs]
-                             + [("line", to_img(p[1:]), max(1, leg_px - 1)) for p in insect.legs]
-                             + [("line", to_img(p), ant_px) for p in insect.antennae],
-                             origin, cw, ch, ss),
+            "app": _coverage(
+                [("line", to_img(p[:2]), leg_px) for p in insect.legs]
+                + [("line", to_img(p[1:]), max(1, leg_px - 1)) for p in insect.legs]
+                + [("line", to_img(p), ant_px) for p in insect.antennae],
+                origin,
+                cw,
+                ch,
+                ss,
+            ),
             "body": _coverage([("poly", to_img(p), 0) for p in body_polys], origin, cw, ch, ss),
             "wing": _coverage([("poly", to_img(p), 0) for p in insect.wings], origin, cw, ch, ss),
             "vein": _coverage([("line", to_img(p), 1) for p in insect.veins], origin, cw, ch, ss),
@@ -571,8 +631,9 @@ def _body_style(rng: np.random.Generator, plan_name: str) -> dict:
     )
 
 
-def _body_colour(insect: _Insect, style: dict, centre, theta: float, scale: float,
-                 xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+def _body_colour(
+    insect: _Insect, style: dict, centre, theta: float, scale: float, xs: np.ndarray, ys: np.ndarray
+) -> np.ndarray:
     """Shaded (n, 3) RGB body colour at image points (xs, ys), ellipsoid lighting."""
     xs = xs.astype(np.float32) - np.float32(centre[0])
     ys = ys.astype(np.float32) - np.float32(centre[1])

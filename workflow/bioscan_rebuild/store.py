@@ -59,9 +59,11 @@ class ImageStore:
                 return target
             except OSError:
                 pass  # other file system or no permission: fall back to a copy
-        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".", suffix=".tmp", delete=False) as handle:
-            with open(source, "rb") as src:
-                shutil.copyfileobj(src, handle)
+        with (
+            tempfile.NamedTemporaryFile(dir=target.parent, prefix=".", suffix=".tmp", delete=False) as handle,
+            open(source, "rb") as src,
+        ):
+            shutil.copyfileobj(src, handle)
         os.replace(handle.name, target)
         return target
 
