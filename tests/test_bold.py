@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+
 from bioscan_rebuild.bold import LayoutError, read_export
 
 COELIOXYS = "ropensci-bold/extracted/coelioxys_combined.tsv"

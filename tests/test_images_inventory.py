@@ -8,9 +8,10 @@ import shutil
 
 import numpy as np
 import pyarrow as pa
+from PIL import Image
+
 from bioscan_rebuild.images_inventory import inspect_image, inventory, list_images
 from bioscan_rebuild.store import ImageStore, params_key
-from PIL import Image
 
 IMGFILTER = "Bioscan-ImgFilter/dataset"
 BIOSCAN1M = "BIOSCAN-1M/dataset/bioscan_images"

@@ -6,6 +6,8 @@ import io
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from bioscan_rebuild.sample_images import (
     KINDS,
     MARGIN,
@@ -13,7 +15,6 @@ from bioscan_rebuild.sample_images import (
     draw_well_photo,
     encode_jpeg,
 )
-from PIL import Image
 
 
 def _draws(kind: str, n: int, seed: int) -> list[SpecimenPhoto]:

@@ -8,6 +8,7 @@ import shutil
 import pandas as pd
 import pytest
 import yaml
+
 from conftest import REPO, run_snakemake
 
 pytestmark = pytest.mark.slow
