@@ -23,6 +23,7 @@ wildcard_constraints:
 
 
 include: "workflow/rules/ingest.smk"
+include: "workflow/rules/images.smk"
 include: "workflow/rules/release.smk"
 
 
@@ -30,4 +31,5 @@ rule all:
     default_target: True
     input:
         "results/accounting.json",
+        "results/images/summary.json",
         "results/release/MANIFEST.json",

@@ -129,10 +129,77 @@ def cmd_ingest_run(args) -> int:
     return 0
 
 
+def _detector_options(args) -> tuple[str, dict]:
+    params = json.loads(args.detector_params) if args.detector_params else {}
+    for item in args.param or []:
+        key, _, value = item.partition("=")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    if args.weights:
+        params["weights"] = args.weights
+    return args.backend, params
+
+
+def cmd_detect(args) -> int:
+    from .images import ImageParams
+    from .images_shard import detect_folder
+
+    backend, params = _detector_options(args)
+    counts = detect_folder(
+        args.image_dir,
+        args.output,
+        backend=backend,
+        detector_params=params,
+        crop_dir=args.crop,
+        image_params=ImageParams.from_dict(json.loads(args.image_params)) if args.image_params else None,
+    )
+    print(json.dumps({"images": sum(counts.values()), "status": dict(sorted(counts.items()))}))
+    return 0
+
+
+def cmd_images_shard(args) -> int:
+    from .images import ImageParams
+    from .images_shard import run_image_shard
+
+    backend, params = _detector_options(args)
+    summary = run_image_shard(
+        args.records,
+        args.store,
+        args.outdir,
+        backend=backend,
+        detector_params=params,
+        batch_params=json.loads(args.batch_params) if args.batch_params else {},
+        image_params=ImageParams.from_dict(json.loads(args.image_params)) if args.image_params else None,
+        image_dirs=_batch_dirs(args.image_dir),
+        contact_sheet_size=args.contact_sheet_size,
+    )
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
+def cmd_images_summary(args) -> int:
+    from .images_shard import summarize_shards
+
+    print(json.dumps(summarize_shards(args.summaries, args.output), sort_keys=True))
+    return 0
+
+
+def _add_detector_options(p) -> None:
+    p.add_argument("--backend", choices=("classical", "yolo", "onnx"), default="classical")
+    p.add_argument("--weights", help="model file for the yolo (.pt) or onnx (.onnx) backend")
+    p.add_argument("--detector-params", help="backend parameters as a JSON object")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="one backend parameter (JSON value)")
+    p.add_argument("--image-params", help="image-stage parameters as a JSON object (see config/README.md)")
+
+
 def cmd_release(args) -> int:
     from .release import write_release
 
-    manifest = write_release(args.records, args.rejects, args.accounting, args.outdir)
+    manifest = write_release(
+        args.records, args.rejects, args.accounting, args.outdir, args.bbox, args.image_summary
+    )
     print(f"release written to {args.outdir}: {len(manifest['files'])} files")
     return 0
 
@@ -214,10 +281,37 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ingest_options(p)
     p.set_defaults(func=cmd_ingest_run)
 
+    p = sub.add_parser("detect", help="detect (and with --crop, crop) the specimens of a folder of photos")
+    p.add_argument("image_dir")
+    p.add_argument("output", help="CSV: file_name, status, x0, y0, x1, y1, pixel_count, area_fraction, scale_factor")
+    p.add_argument("--crop", metavar="DIR", help="also write the four image packages under DIR/{package}/")
+    _add_detector_options(p)
+    p.set_defaults(func=cmd_detect)
+
+    images = sub.add_parser("images", help="image stage: detection, crops, packages, size fields").add_subparsers(
+        dest="step", required=True
+    )
+    p = images.add_parser("shard", help="process the photos of one shard of ingested records")
+    p.add_argument("records", help="ingested records of the shard (parquet)")
+    p.add_argument("--store", required=True, help="content-addressed store root")
+    p.add_argument("--outdir", required=True)
+    p.add_argument("--image-dir", action="append", default=[], metavar="BATCH=DIR", help="source folders (fallback)")
+    p.add_argument("--batch-params", help="per-batch detector parameter overrides, JSON {batch: {...}}")
+    p.add_argument("--contact-sheet-size", type=int, default=120)
+    _add_detector_options(p)
+    p.set_defaults(func=cmd_images_shard)
+
+    p = images.add_parser("summary", help="status counts over all shards")
+    p.add_argument("summaries", nargs="*")
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(func=cmd_images_summary)
+
     p = sub.add_parser("release", help="assemble the release folder and its manifest")
     p.add_argument("--records", nargs="*", default=[], help="ingested record shards")
     p.add_argument("--rejects", required=True)
     p.add_argument("--accounting", required=True)
+    p.add_argument("--bbox", nargs="*", default=[], help="per-shard bbox tables (TSV)")
+    p.add_argument("--image-summary", help="image-stage summary (JSON)")
     p.add_argument("--outdir", required=True)
     p.set_defaults(func=cmd_release)
     return parser

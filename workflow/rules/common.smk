@@ -1,6 +1,7 @@
 # Small helpers shared by all stages (batch and shard lists, input functions).
 # Nothing here reads record tables: the DAG comes from the config alone, so parsing
 # the Snakefile stays cheap on every cluster job.
+import json
 import os
 import re
 import shlex
@@ -62,3 +63,44 @@ def shard_join_inputs(wildcards):
 
 def shell_words(values):
     return " ".join(shlex.quote(str(value)) for value in values)
+
+
+IMAGE_PARAM_KEYS = (
+    "original_full_size",
+    "enlarge",
+    "aspect",
+    "pad_color",
+    "short_side",
+    "jpeg_quality",
+    "max_pixels",
+    "min_side",
+)
+IMAGE_PARAMS_JSON = json.dumps(
+    {key: config["images"][key] for key in IMAGE_PARAM_KEYS}, sort_keys=True
+)
+DETECTOR = config["images"]["detector"]
+DETECTOR_PARAMS_JSON = json.dumps(DETECTOR["params"], sort_keys=True)
+BATCH_DETECTOR_PARAMS_JSON = json.dumps(
+    {
+        name: batch["detector_params"]
+        for name, batch in BATCHES.items()
+        if batch.get("detector_params")
+    },
+    sort_keys=True,
+)
+
+
+def detector_weights(wildcards):
+    return [DETECTOR["weights"]] if DETECTOR["weights"] else []
+
+
+def weights_option(wildcards):
+    return (
+        f"--weights {shlex.quote(DETECTOR['weights'])}" if DETECTOR["weights"] else ""
+    )
+
+
+def all_image_dir_args(wildcards):
+    return shell_words(
+        f"--image-dir={name}={BATCHES[name]['images']}" for name in IMAGE_BATCHES
+    )

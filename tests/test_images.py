@@ -1,0 +1,183 @@
+"""Image stage mechanics: decoding every kind of bad input, crops, packages, the derived store.
+
+Detection quality is tested in test_detect_classical.py; here a fixed-box detector stands in so
+each test controls exactly what the detector says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bioscan_rebuild.detect import Detection
+from bioscan_rebuild.images import DerivedStore, ImageParams, decode_photo, finish_photo, process_photos, stage_key
+from bioscan_rebuild.store import ImageStore
+
+PARAMS = ImageParams()
+
+
+class FixedDetector:
+    name = "fixed"
+
+    def __init__(self, box=(400, 300, 500, 360), status="ok"):
+        self.box, self.status = box, status
+
+    def params(self):
+        return {"box": self.box, "status": self.status}
+
+    def detect(self, image):
+        if self.box is None:
+            return Detection("no_object", None)
+        return Detection(self.status, self.box, pixel_count=1234, score=0.9, candidates=1)
+
+    def detect_batch(self, images):
+        return [self.detect(image) for image in images]
+
+
+def jpeg(array, **save):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="JPEG", quality=90, **save)
+    return buffer.getvalue()
+
+
+def photo(width=1024, height=768):
+    rng = np.random.default_rng(0)
+    array = np.full((height, width, 3), 220, np.uint8)
+    array[height // 3 : height // 2, width // 3 : width // 2] = rng.integers(
+        0, 80, (height // 2 - height // 3, width // 2 - width // 3, 3)
+    )
+    return array
+
+
+def test_real_2880_original_becomes_1024x768_original_full(realdata):
+    data = (realdata / "BIOSCAN-1M/dataset/bioscan_images/Diptera.jpg").read_bytes()
+    decoded = decode_photo(data, PARAMS)
+    assert decoded.status == "ok" and decoded.rgb.shape == (768, 1024, 3)
+    assert decoded.source_size == (2880, 2160) and not decoded.reuse_source
+
+
+def test_real_1024_jpeg_is_reused_as_original_full(realdata):
+    path = realdata / "Bioscan-ImgFilter/dataset/filtered_imgs/valid/ABINP2539-21.1024px.jpg"
+    data = path.read_bytes()
+    result, images = finish_photo(data, decode_photo(data, PARAMS), FixedDetector().detect(None), PARAMS)
+    assert result.original_full_is_source and images["original_full"] == data
+    assert result.sha256["original_full"] == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "name,make,status",
+    [
+        ("zero bytes", lambda: b"", "empty_file"),
+        ("truncated jpeg", lambda: jpeg(photo())[:20000], "undecodable"),
+        ("garbage", lambda: b"\xff\xd8\xff\xe0" + b"\x00" * 500, "undecodable"),
+        ("tiny", lambda: jpeg(photo(40, 30)), "too_small"),
+    ],
+)
+def test_bad_inputs_get_a_status_and_no_images(name, make, status):
+    data = make()
+    result, images = finish_photo(data, decode_photo(data, PARAMS), None, PARAMS)
+    assert result.status == status, name
+    assert images == {} and result.box is None
+
+
+def test_decompression_bomb_is_refused_before_decoding():
+    buffer = io.BytesIO()
+    Image.new("1", (20000, 12000)).save(buffer, format="PNG")  # 240 Mpixel, tiny file
+    decoded = decode_photo(buffer.getvalue(), PARAMS)
+    assert decoded.status == "too_large" and "20000x12000" in decoded.detail and decoded.rgb is None
+
+
+def test_formats_and_modes_all_become_rgb_original_full():
+    base = photo(2048, 1536)
+    cases = {}
+    for fmt in ("PNG", "TIFF"):
+        buffer = io.BytesIO()
+        Image.fromarray(base).save(buffer, format=fmt)
+        cases[f"{fmt} named .jpg"] = buffer.getvalue()
+    cases["grayscale"] = jpeg(base[:, :, 0])
+    buffer = io.BytesIO()
+    Image.fromarray(base).convert("CMYK").save(buffer, format="JPEG")
+    cases["cmyk"] = buffer.getvalue()
+    buffer = io.BytesIO()
+    Image.fromarray(base[:, :, 0].astype(np.uint16) * 257).save(buffer, format="PNG")  # 16-bit grey
+    cases["16-bit"] = buffer.getvalue()
+    buffer = io.BytesIO()
+    Image.fromarray(np.dstack([base, np.full(base.shape[:2], 255, np.uint8)])).save(buffer, format="PNG")
+    cases["rgba"] = buffer.getvalue()
+    for name, data in cases.items():
+        decoded = decode_photo(data, PARAMS)
+        assert decoded.status == "ok", (name, decoded.detail)
+        assert decoded.rgb.shape == (768, 1024, 3) and decoded.rgb.dtype == np.uint8, name
+        # The dark block is still where it was, whatever the format.
+        assert decoded.rgb[320, 420].mean() < 120 and decoded.rgb[50, 50].mean() > 150, name
+
+
+def test_exif_orientation_is_applied():
+    base = photo(1024, 768)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 clockwise to display
+    data = jpeg(base, exif=exif.tobytes())
+    decoded = decode_photo(data, PARAMS)
+    assert decoded.source_size == (768, 1024) and decoded.rgb.shape == (768, 576, 3)
+    assert not decoded.reuse_source
+
+
+def test_crops_packages_and_size_fields():
+    data = jpeg(photo())
+    result, images = finish_photo(
+        data, decode_photo(data, PARAMS), Detection("ok", (339, 208, 533, 493), 5000, 0.8, 1), PARAMS
+    )
+    assert result.status == "ok"
+    assert (result.area_fraction, result.scale_factor) == (0.0703, 0.7578)
+    assert result.image_measurement_value == 5000 and result.crop_rotated
+    sizes = {name: Image.open(io.BytesIO(blob)).size for name, blob in images.items()}
+    assert sizes["original_full"] == (1024, 768) and sizes["original_256"] == (341, 256)
+    assert sizes["cropped_256"] == (341, 256)
+    w, h = sizes["cropped"]
+    assert w * 3 == h * 4 and w >= 399
+    assert {k: hashlib.sha256(v).hexdigest() for k, v in images.items()} == result.sha256
+
+
+def test_no_object_keeps_originals_only_and_edges_are_flagged():
+    data = jpeg(photo())
+    empty, images = finish_photo(data, decode_photo(data, PARAMS), Detection("no_object", None), PARAMS)
+    assert empty.status == "no_object" and set(images) == {"original_full", "original_256"}
+    assert empty.area_fraction is None and empty.box is None
+    edge, images = finish_photo(data, decode_photo(data, PARAMS), Detection("ok", (0, 300, 80, 400), 10), PARAMS)
+    assert edge.status == "touches_edge" and "cropped" in images
+    many, _ = finish_photo(
+        data, decode_photo(data, PARAMS), Detection("multiple_candidates", (10, 10, 90, 90), 10), PARAMS
+    )
+    assert many.status == "multiple_candidates"
+
+
+def test_a_bad_photo_does_not_stop_the_batch():
+    good = jpeg(photo())
+    results = process_photos([good, b"", good[:5000], good], FixedDetector(), PARAMS)
+    assert [r.status for r, _ in results] == ["ok", "empty_file", "undecodable", "ok"]
+
+
+def test_outputs_are_deterministic():
+    data = jpeg(photo())
+    first = process_photos([data], FixedDetector(), PARAMS)[0]
+    second = process_photos([data], FixedDetector(), PARAMS)[0]
+    assert first[0] == second[0] and first[1] == second[1]
+
+
+def test_derived_store_round_trip_and_keys(tmp_path):
+    store = ImageStore(tmp_path, mode="copy")
+    key = stage_key(PARAMS, FixedDetector())
+    assert key != stage_key(ImageParams(jpeg_quality=80), FixedDetector())
+    assert key != stage_key(PARAMS, FixedDetector(box=(1, 1, 50, 50)))
+    data = jpeg(photo())
+    result, images = process_photos([data], FixedDetector(), PARAMS)[0]
+    derived = DerivedStore(store, key)
+    sha = hashlib.sha256(data).hexdigest()
+    assert derived.load(sha) is None
+    derived.save(sha, result, images)
+    assert derived.load(sha) == result
+    assert derived.image_path(sha, "cropped").read_bytes() == images["cropped"]

@@ -1,0 +1,109 @@
+"""The image stage over a shard and over a folder (the `detect` command), with the store's reuse."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+import bioscan_rebuild.detect as detect_module
+from bioscan_rebuild.images_shard import detect_folder, run_image_shard
+from bioscan_rebuild.ingest import ingest_local
+from bioscan_rebuild.sample_images import draw_well_photo, encode_jpeg
+
+
+class _OracleDetector:
+    """Returns a fixed box for every photo: the stage's mechanics, not detection quality."""
+
+    name = "oracle"
+
+    def __init__(self, box=(300, 200, 420, 300), **_):
+        self.box = tuple(box)
+
+    def params(self):
+        return {"box": list(self.box)}
+
+    def detect_batch(self, images):
+        return [detect_module.Detection("ok", self.box, 500, 1.0, 1) for _ in images]
+
+
+def _use_oracle(monkeypatch):
+    monkeypatch.setattr(detect_module, "make_detector", lambda backend, **params: _OracleDetector(**params))
+    monkeypatch.setattr("bioscan_rebuild.images_shard.make_detector", lambda b, **p: _OracleDetector(**p))
+
+
+def _photos(folder, n=5, seed=0):
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        (folder / f"P{i}-21.jpg").write_bytes(encode_jpeg(draw_well_photo(rng).image))
+
+
+def test_shard_run_writes_tables_and_reuses_the_store(tmp_path, monkeypatch):
+    _use_oracle(monkeypatch)
+    _photos(tmp_path / "photos")
+    (tmp_path / "photos" / "P9-21.jpg").write_bytes(b"\xff\xd8\xff")  # caught by ingest
+    export = tmp_path / "x.tsv"
+    header = ["processid", "sampleid", "bin_uri", "coord", "marker_code", "nucraw", "province", "country"]
+    header += ["phylum", "class", "order", "family", "subfamily", "genus", "species"]
+    lines = ["\t".join(header)] + ["\t".join([f"P{i}-21"] + ["None"] * (len(header) - 1)) for i in range(5)]
+    export.write_text("\n".join(lines) + "\n")
+    ingest_local([export], [tmp_path / "photos"], tmp_path / "ingest", shards=1, store=None)
+    records = tmp_path / "ingest" / "shards" / "shard-000" / "records.parquet"
+    dirs = {"images-1": str(tmp_path / "photos")}
+    first = run_image_shard(records, tmp_path / "store", tmp_path / "out1", image_dirs=dirs)
+    assert first["photos_processed"] == 5 and first["photos_reused"] == 0
+    assert first["status"] == {"ok": 5}
+    table = pq.read_table(tmp_path / "out1" / "images.parquet").to_pandas()
+    assert list(table["processid"]) == [f"P{i}-21" for i in range(5)]
+    assert (table[["x0", "y0", "x1", "y1"]].iloc[0].tolist()) == [300, 200, 420, 300]
+    assert (table["area_fraction"] == round(120 * 100 / (1024 * 768), 4)).all()
+    bbox = pd.read_csv(tmp_path / "out1" / "bbox.tsv", sep="\t")
+    assert list(bbox.columns) == [
+        "processid",
+        "width_original",
+        "height_original",
+        "x0",
+        "y0",
+        "x1",
+        "y1",
+        "scale_factor",
+        "area_fraction",
+    ]
+    assert (tmp_path / "out1" / "contact_sheet.jpg").stat().st_size > 1000
+    # Run again elsewhere: every photo comes from the store, outputs are byte-identical.
+    second = run_image_shard(records, tmp_path / "store", tmp_path / "out2", image_dirs=dirs)
+    assert second["photos_processed"] == 0 and second["photos_reused"] == 5
+    for name in ("images.parquet", "bbox.tsv", "contact_sheet.jpg"):
+        assert (tmp_path / "out1" / name).read_bytes() == (tmp_path / "out2" / name).read_bytes(), name
+    # Derived images sit under their source hash and the parameter key.
+    row = table.iloc[0]
+    cropped = next((tmp_path / "store" / "derived" / row["params_key"]).rglob(f"{row['image_sha256']}.cropped.jpg"))
+    assert hashlib.sha256(cropped.read_bytes()).hexdigest() == row["sha256_cropped"]
+    # Other parameters -> another key -> processed again.
+    third = run_image_shard(
+        records, tmp_path / "store", tmp_path / "out3", image_dirs=dirs, detector_params={"box": [1, 1, 90, 90]}
+    )
+    assert third["photos_processed"] == 5
+
+
+def test_detect_command_reports_boxes_in_source_pixels(tmp_path, monkeypatch, realdata):
+    _use_oracle(monkeypatch)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "big.jpg").write_bytes((realdata / "BIOSCAN-1M/dataset/bioscan_images/Diptera.jpg").read_bytes())
+    (folder / "empty.jpg").write_bytes(b"")
+    counts = detect_folder(folder, tmp_path / "out.csv", crop_dir=tmp_path / "crops")
+    assert counts == {"ok": 1, "empty_file": 1}
+    rows = {r["file_name"]: r for r in csv.DictReader(open(tmp_path / "out.csv"))}
+    big = rows["big.jpg"]
+    # 2880/1024 = 2.8125: the original_full box (300, 200, 420, 300) in source pixels.
+    assert [int(big[k]) for k in ("x0", "y0", "x1", "y1")] == [843, 562, 1182, 844]
+    assert rows["empty.jpg"]["status"] == "empty_file" and rows["empty.jpg"]["x0"] == ""
+    assert (tmp_path / "crops" / "cropped_256" / "big.jpg").exists()
+    assert json.loads(json.dumps(counts)) == counts

@@ -1,0 +1,110 @@
+"""BIOSCAN-5M crop geometry and size fields (shared/spec/dataset.md), as pure functions.
+
+Boxes are (x0, y0, x1, y1) in pixels with exclusive ends, so w = x1 - x0.
+
+1. The detector's tight box.
+2. Enlarge: e = enlarge * max(w, h); each side moves out by int(e / 2), the same in x and y.
+3. If the enlarged box is taller than wide, the image is rotated 90 degrees counter-clockwise
+   (PIL's ``rotate(90, expand=True)``; numpy ``rot90(k=1)``) and the box remapped, so the crop
+   is landscape.
+4. The box grows symmetrically to exactly 4:3: to width 4k and height 3k with the smallest k that
+   holds it (odd leftovers go right/bottom).
+5. Where it leaves the image, the crop is padded with one colour (RGB 204, 218, 243 in 5M).
+6. ``cropped`` is that crop; ``cropped_256`` and ``original_256`` are resized so the shorter
+   side is 256 px (341 x 256 for 4:3).
+7. area_fraction = round(w*h / (W*H), 4); scale_factor = round(min(w, h) / 256, 4), from the
+   tight box in ``original_full`` pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+BIOSCAN_PAD_COLOR = (204, 218, 243)
+
+
+@dataclass(frozen=True)
+class CropPlan:
+    rotate: bool  # rotate the image 90 degrees counter-clockwise before cropping
+    box: tuple[int, int, int, int]  # 4:3 crop box, in the (rotated, if rotate) image's pixels
+
+
+def enlarge_box(box, enlarge: float = 0.4) -> tuple[int, int, int, int]:
+    x0, y0, x1, y1 = box
+    pad = int(enlarge * max(x1 - x0, y1 - y0) / 2)
+    return (x0 - pad, y0 - pad, x1 + pad, y1 + pad)
+
+
+def rotate_box_ccw(box, width: int) -> tuple[int, int, int, int]:
+    """Remap a box of a `width`-wide image after a 90-degree counter-clockwise rotation."""
+    x0, y0, x1, y1 = box
+    return (y0, width - x1, y1, width - x0)
+
+
+def to_aspect(box, aspect: tuple[int, int] = (4, 3)) -> tuple[int, int, int, int]:
+    """Grow the box symmetrically to exactly aspect[0]:aspect[1] (integer sides)."""
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    k = max(math.ceil(w / aspect[0]), math.ceil(h / aspect[1]), 1)
+    new_w, new_h = aspect[0] * k, aspect[1] * k
+    left, top = (new_w - w) // 2, (new_h - h) // 2
+    return (x0 - left, y0 - top, x0 - left + new_w, y0 - top + new_h)
+
+
+def plan_crop(tight_box, width: int, height: int, enlarge: float = 0.4, aspect=(4, 3)) -> CropPlan:
+    """Where to crop an image of width x height given the specimen's tight box."""
+    box = enlarge_box(tight_box, enlarge)
+    rotate = (box[3] - box[1]) > (box[2] - box[0])
+    if rotate:
+        box = rotate_box_ccw(box, width)
+    return CropPlan(rotate=rotate, box=to_aspect(box, tuple(aspect)))
+
+
+def crop_padded(image: np.ndarray, box, pad_color=BIOSCAN_PAD_COLOR) -> np.ndarray:
+    """image[box], with pad_color wherever the box leaves the image."""
+    x0, y0, x1, y1 = box
+    height, width = image.shape[:2]
+    out = np.empty((y1 - y0, x1 - x0, image.shape[2]), dtype=image.dtype)
+    out[...] = np.asarray(pad_color, dtype=image.dtype)
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+    if sx1 > sx0 and sy1 > sy0:
+        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = image[sy0:sy1, sx0:sx1]
+    return out
+
+
+def apply_crop(image: np.ndarray, plan: CropPlan, pad_color=BIOSCAN_PAD_COLOR) -> np.ndarray:
+    if plan.rotate:
+        image = np.rot90(image, k=1)  # counter-clockwise, as PIL rotate(90)
+    return crop_padded(image, plan.box, pad_color)
+
+
+def resize_short_side(image: np.ndarray, short_side: int = 256) -> np.ndarray:
+    """Resize so the shorter side is `short_side` px (aspect kept, the long side floored)."""
+    height, width = image.shape[:2]
+    scale = short_side / min(width, height)
+    if width <= height:
+        size = (short_side, max(1, int(height * scale)))
+    else:
+        size = (max(1, int(width * scale)), short_side)
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.resize(np.ascontiguousarray(image), size, interpolation=interpolation)
+
+
+def fit_within(width: int, height: int, max_width: int = 1024, max_height: int = 768) -> tuple[int, int]:
+    """Size of `original_full`: the source scaled down (never up) to fit max_width x max_height."""
+    scale = min(max_width / width, max_height / height, 1.0)
+    return (max(1, round(width * scale)), max(1, round(height * scale)))
+
+
+def size_fields(tight_box, width: int, height: int, short_side: int = 256) -> tuple[float, float]:
+    """(area_fraction, scale_factor) with the published formulas."""
+    w, h = tight_box[2] - tight_box[0], tight_box[3] - tight_box[1]
+    return round(w * h / (width * height), 4), round(min(w, h) / short_side, 4)
+
+
+def touches_edge(box, width: int, height: int) -> bool:
+    return box[0] <= 0 or box[1] <= 0 or box[2] >= width or box[3] >= height

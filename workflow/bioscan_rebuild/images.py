@@ -1,0 +1,249 @@
+"""Image stage: photo -> detection, BIOSCAN-5M crops, the four image packages and size fields.
+
+Per photo (decoded once):
+1. Safety first, from the header alone: empty files, images below ``min_side`` or above
+   ``max_pixels`` get a status and are never decoded (decompression bombs cannot exhaust memory).
+2. Decode to ``original_full`` (the source fitted into 1024x768; JPEGs larger than that are
+   decoded with DCT-domain reduction, which is much cheaper than decode-then-resize). EXIF
+   orientation is applied; grayscale, CMYK, palette and 16-bit images become 8-bit RGB; PNG or
+   TIFF files named ``.jpg`` are decoded by content.
+3. Detect on ``original_full`` (backend from the config); organism pixels are counted at that
+   resolution (``image_measurement_value``).
+4. Crop with the published geometry (``geometry.py``) and encode ``original_full``,
+   ``original_256``, ``cropped``, ``cropped_256``. When the source already is a JPEG of
+   ``original_full`` size needing no rotation, its bytes are reused as ``original_full``.
+
+Statuses: ``ok``; ``touches_edge`` and ``multiple_candidates`` (cropped, but a person may want
+to look); ``no_object`` (empty well: originals only, no crop); ``empty_file``, ``undecodable``,
+``too_small``, ``too_large`` (nothing derived). Each record gets one; a bad photo never stops
+its shard.
+
+Derived images and the per-photo result go to the content-addressed store under
+``derived/{key}/``, key = hash of every parameter and the detector's own parameters (model hash
+included), so a re-run skips photos already processed with the same settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+from .geometry import apply_crop, fit_within, plan_crop, resize_short_side, size_fields, touches_edge
+from .store import ImageStore, params_key
+
+STAGE_VERSION = 1
+PACKAGES = ("original_full", "original_256", "cropped", "cropped_256")
+CROPPED_STATUSES = ("ok", "touches_edge", "multiple_candidates")
+STATUSES = (*CROPPED_STATUSES, "no_object", "empty_file", "undecodable", "too_small", "too_large")
+
+
+@dataclass(frozen=True)
+class ImageParams:
+    original_full_size: tuple[int, int] = (1024, 768)
+    enlarge: float = 0.4
+    aspect: tuple[int, int] = (4, 3)
+    pad_color: tuple[int, int, int] = (204, 218, 243)
+    short_side: int = 256
+    jpeg_quality: int = 90
+    max_pixels: int = 100_000_000
+    min_side: int = 64
+
+    def as_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ImageParams:
+        known = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass
+class Decoded:
+    status: str
+    detail: str | None = None
+    rgb: np.ndarray | None = None  # original_full, RGB uint8
+    source_size: tuple[int, int] | None = None  # (width, height) after EXIF orientation
+    source_format: str | None = None
+    reuse_source: bool = False  # the source bytes already are original_full
+
+
+@dataclass
+class PhotoResult:
+    status: str
+    detail: str | None = None
+    source_width: int | None = None
+    source_height: int | None = None
+    width_original: int | None = None  # original_full size
+    height_original: int | None = None
+    box: list[int] | None = None  # tight box in original_full pixels
+    crop_rotated: bool | None = None
+    crop_box: list[int] | None = None  # 4:3 box in the (rotated, if crop_rotated) original_full
+    image_measurement_value: int | None = None
+    area_fraction: float | None = None
+    scale_factor: float | None = None
+    sharpness: float | None = None
+    detector_score: float | None = None
+    candidates: int | None = None
+    sha256: dict[str, str] = field(default_factory=dict)  # package -> sha256 of its JPEG
+    original_full_is_source: bool = False
+
+
+def _to_rgb8(image: Image.Image) -> np.ndarray:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        gray = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Transparent pixels would turn black; show them on white, like a viewer does.
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image.convert("RGBA"))
+    return np.asarray(image.convert("RGB"))
+
+
+def decode_photo(data: bytes, params: ImageParams) -> Decoded:
+    """Bytes -> original_full RGB, or a status saying why not."""
+    if not data:
+        return Decoded("empty_file", "0 bytes")
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # our own cap below is checked before any pixel is decoded
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            source_format = (image.format or "unknown").lower()
+            if width * height > params.max_pixels:
+                return Decoded(
+                    "too_large", f"{width}x{height} > {params.max_pixels} pixels", source_format=source_format
+                )
+            orientation = image.getexif().get(0x0112, 1) if hasattr(image, "getexif") else 1
+            turned = orientation in (5, 6, 7, 8)
+            upright = (height, width) if turned else (width, height)
+            if min(upright) < params.min_side:
+                return Decoded(
+                    "too_small", f"{upright[0]}x{upright[1]} < {params.min_side} px", source_format=source_format
+                )
+            target = fit_within(*upright, *params.original_full_size)
+            if source_format in ("jpeg", "mpo"):
+                # DCT-domain reduction: decode at the smallest 1/2^k scale still >= target.
+                image.draft("RGB", (target[1], target[0]) if turned else target)
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            rgb = _to_rgb8(image)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        return Decoded("undecodable", f"{type(error).__name__}: {error}"[:300])
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    if (rgb.shape[1], rgb.shape[0]) != target:
+        rgb = cv2.resize(rgb, target, interpolation=cv2.INTER_AREA)
+    reuse = source_format == "jpeg" and orientation in (1, None) and upright == target and image.mode == "RGB"
+    return Decoded("ok", rgb=rgb, source_size=upright, source_format=source_format, reuse_source=reuse)
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return buffer.tobytes()
+
+
+def sharpness(rgb: np.ndarray, box) -> float:
+    """Variance of the Laplacian of the grey image inside the tight box (higher = sharper)."""
+    x0, y0, x1, y1 = box
+    gray = cv2.cvtColor(np.ascontiguousarray(rgb[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY)
+    if gray.size == 0:
+        return 0.0
+    return round(float(cv2.Laplacian(gray, cv2.CV_64F).var()), 2)
+
+
+def finish_photo(data: bytes, decoded: Decoded, detection, params: ImageParams, segmenter=None):
+    """Detection -> PhotoResult and the derived JPEGs (package -> bytes)."""
+    if decoded.status != "ok":
+        return PhotoResult(status=decoded.status, detail=decoded.detail), {}
+    rgb = decoded.rgb
+    height, width = rgb.shape[:2]
+    result = PhotoResult(
+        status="ok",
+        source_width=decoded.source_size[0],
+        source_height=decoded.source_size[1],
+        width_original=width,
+        height_original=height,
+        original_full_is_source=decoded.reuse_source,
+    )
+    images = {"original_full": data if decoded.reuse_source else encode_jpeg(rgb, params.jpeg_quality)}
+    images["original_256"] = encode_jpeg(resize_short_side(rgb, params.short_side), params.jpeg_quality)
+    result.detector_score = round(float(detection.score), 4)
+    result.candidates = int(detection.candidates)
+    if detection.status == "no_object" or detection.box is None:
+        result.status = "no_object"
+    else:
+        box = tuple(int(v) for v in detection.box)
+        pixels = detection.pixel_count
+        if pixels is None and segmenter is not None:
+            pixels = int(segmenter.segment_in_box(rgb, box).sum())
+        plan = plan_crop(box, width, height, params.enlarge, params.aspect)
+        cropped = apply_crop(rgb, plan, params.pad_color)
+        images["cropped"] = encode_jpeg(cropped, params.jpeg_quality)
+        images["cropped_256"] = encode_jpeg(resize_short_side(cropped, params.short_side), params.jpeg_quality)
+        result.box = list(box)
+        result.crop_rotated = plan.rotate
+        result.crop_box = list(plan.box)
+        result.image_measurement_value = None if pixels is None else int(pixels)
+        result.area_fraction, result.scale_factor = size_fields(box, width, height, params.short_side)
+        result.sharpness = sharpness(rgb, box)
+        if detection.status == "multiple_candidates":
+            result.status = "multiple_candidates"
+        elif touches_edge(box, width, height):
+            result.status = "touches_edge"
+    result.sha256 = {name: hashlib.sha256(blob).hexdigest() for name, blob in images.items()}
+    return result, images
+
+
+def process_photos(datas: list[bytes], detector, params: ImageParams, segmenter=None):
+    """Several photos through decode -> (batched) detection -> crops. Returns [(result, images)]."""
+    decoded = [decode_photo(data, params) for data in datas]
+    usable = [i for i, d in enumerate(decoded) if d.status == "ok"]
+    detections = dict(zip(usable, detector.detect_batch([decoded[i].rgb for i in usable]) if usable else []))
+    return [
+        finish_photo(data, d, detections.get(i), params, segmenter) for i, (data, d) in enumerate(zip(datas, decoded))
+    ]
+
+
+def stage_key(params: ImageParams, detector) -> str:
+    return params_key({"stage_version": STAGE_VERSION, "image": params.as_dict(), "detector": detector.params()})
+
+
+class DerivedStore:
+    """The image stage's view of the content-addressed store: one JSON result + JPEGs per photo."""
+
+    def __init__(self, store: ImageStore, key: str):
+        self.store, self.key = store, key
+
+    def result_path(self, sha: str) -> Path:
+        return self.store.derived_path(self.key, sha, "json")
+
+    def image_path(self, sha: str, package: str) -> Path:
+        return self.store.derived_path(self.key, sha, f"{package}.jpg")
+
+    def load(self, sha: str) -> PhotoResult | None:
+        path = self.result_path(sha)
+        if not path.exists():
+            return None
+        return PhotoResult(**json.loads(path.read_text()))
+
+    def save(self, sha: str, result: PhotoResult, images: dict[str, bytes]) -> None:
+        for package, blob in images.items():
+            if package == "original_full" and result.original_full_is_source:
+                continue  # the original in the store is this image already
+            self.store.put_bytes(self.image_path(sha, package), blob)
+        # The result is written last: its presence means the photo is complete.
+        self.store.put_bytes(self.result_path(sha), json.dumps(asdict(result), sort_keys=True).encode())

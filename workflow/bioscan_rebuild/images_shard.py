@@ -1,0 +1,334 @@
+"""Run the image stage over one shard of ingested records, and over a plain folder of photos.
+
+A shard job reads its records (processid + photo sha256), takes each distinct photo from the
+content-addressed store, skips photos whose result for the same parameters is already stored,
+processes the rest in batches, and writes one table row per record, the published bbox table
+and a contact sheet for a person to eyeball.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .detect import make_detector
+from .images import DerivedStore, ImageParams, PhotoResult, process_photos, stage_key
+from .ingest import INGESTED_SCHEMA, write_json, write_table
+from .store import ImageStore
+
+BATCH = 32
+
+IMAGE_RECORD_SCHEMA = pa.schema(
+    [
+        ("processid", pa.string()),
+        ("image_sha256", pa.string()),
+        ("image_status", pa.string()),
+        ("image_status_detail", pa.string()),
+        ("source_width", pa.int64()),
+        ("source_height", pa.int64()),
+        ("width_original", pa.int64()),
+        ("height_original", pa.int64()),
+        ("x0", pa.int64()),
+        ("y0", pa.int64()),
+        ("x1", pa.int64()),
+        ("y1", pa.int64()),
+        ("crop_rotated", pa.bool_()),
+        ("crop_x0", pa.int64()),
+        ("crop_y0", pa.int64()),
+        ("crop_x1", pa.int64()),
+        ("crop_y1", pa.int64()),
+        ("image_measurement_value", pa.int64()),
+        ("area_fraction", pa.float64()),
+        ("scale_factor", pa.float64()),
+        ("sharpness", pa.float64()),
+        ("detector", pa.string()),
+        ("detector_score", pa.float64()),
+        ("candidates", pa.int64()),
+        ("params_key", pa.string()),
+        ("original_full_is_source", pa.bool_()),
+        *[
+            (f"sha256_{package}", pa.string())
+            for package in ("original_full", "original_256", "cropped", "cropped_256")
+        ],
+    ]
+)
+BBOX_COLUMNS = [
+    "processid",
+    "width_original",
+    "height_original",
+    "x0",
+    "y0",
+    "x1",
+    "y1",
+    "scale_factor",
+    "area_fraction",
+]
+
+
+def result_row(processid: str, sha: str, result: PhotoResult, detector_name: str, key: str) -> dict:
+    box = result.box or [None] * 4
+    crop = result.crop_box or [None] * 4
+    return {
+        "processid": processid,
+        "image_sha256": sha,
+        "image_status": result.status,
+        "image_status_detail": result.detail,
+        "source_width": result.source_width,
+        "source_height": result.source_height,
+        "width_original": result.width_original,
+        "height_original": result.height_original,
+        "x0": box[0],
+        "y0": box[1],
+        "x1": box[2],
+        "y1": box[3],
+        "crop_rotated": result.crop_rotated,
+        "crop_x0": crop[0],
+        "crop_y0": crop[1],
+        "crop_x1": crop[2],
+        "crop_y1": crop[3],
+        "image_measurement_value": result.image_measurement_value,
+        "area_fraction": result.area_fraction,
+        "scale_factor": result.scale_factor,
+        "sharpness": result.sharpness,
+        "detector": detector_name,
+        "detector_score": result.detector_score,
+        "candidates": result.candidates,
+        "params_key": key,
+        "original_full_is_source": result.original_full_is_source,
+        **{f"sha256_{p}": result.sha256.get(p) for p in ("original_full", "original_256", "cropped", "cropped_256")},
+    }
+
+
+def build_detectors(backend: str, params: dict, batch_params: dict[str, dict], batches) -> dict:
+    """One detector per distinct parameter set; batches without overrides share the default."""
+    default = make_detector(backend, **params)
+    out = {}
+    for batch in batches:
+        if batch_params.get(batch):
+            out[batch] = make_detector(backend, **{**params, **batch_params[batch]})
+        else:
+            out[batch] = default
+    return out, default
+
+
+def _read_source(store: ImageStore, image_dirs: dict[str, str], row: dict) -> bytes:
+    stored = store.original_path(row["image_sha256"], row["image_format"])
+    if stored.exists():
+        return stored.read_bytes()
+    return (Path(image_dirs[row["image_batch"]]) / row["image_path"]).read_bytes()
+
+
+def run_image_shard(
+    records_path,
+    store_root,
+    outdir,
+    *,
+    backend: str = "classical",
+    detector_params: dict | None = None,
+    batch_params: dict[str, dict] | None = None,
+    image_params: ImageParams | None = None,
+    image_dirs: dict[str, str] | None = None,
+    contact_sheet_size: int = 120,
+) -> dict:
+    params = image_params or ImageParams()
+    records = pq.read_table(records_path, schema=INGESTED_SCHEMA).to_pylist()
+    batches = sorted({r["image_batch"] for r in records if r["image_batch"]})
+    detectors, default = build_detectors(backend, detector_params or {}, batch_params or {}, batches)
+    store = ImageStore(store_root, mode="copy")
+    segmenter = None
+    if backend != "classical":  # box-only backends: count organism pixels with the classical segmenter
+        from .detect_classical import ClassicalDetector
+
+        segmenter = ClassicalDetector(**(detector_params or {}).get("segmenter_params", {}))
+
+    results: dict[tuple[int, str], PhotoResult] = {}
+    reused = processed = 0
+    groups: dict[int, list[dict]] = {}
+    for row in records:
+        if row["image_sha256"]:
+            groups.setdefault(id(detectors[row["image_batch"]]), []).append(row)
+    keys = {}
+    for detector_id, rows in groups.items():
+        detector = next(d for d in detectors.values() if id(d) == detector_id)
+        key = stage_key(params, detector)
+        keys[detector_id] = (key, detector.name)
+        derived = DerivedStore(store, key)
+        todo, seen = [], set()
+        for row in rows:
+            sha = row["image_sha256"]
+            if (detector_id, sha) in results or sha in seen:
+                continue
+            cached = derived.load(sha)
+            if cached is not None:
+                results[(detector_id, sha)] = cached
+                reused += 1
+            else:
+                seen.add(sha)
+                todo.append(row)
+        for start in range(0, len(todo), BATCH):
+            chunk = todo[start : start + BATCH]
+            datas = [_read_source(store, image_dirs or {}, row) for row in chunk]
+            for row, (result, images) in zip(chunk, process_photos(datas, detector, params, segmenter)):
+                derived.save(row["image_sha256"], result, images)
+                results[(detector_id, row["image_sha256"])] = result
+                processed += 1
+
+    rows_out = []
+    for row in sorted(records, key=lambda r: r["processid"]):
+        if not row["image_sha256"]:
+            continue
+        detector_id = id(detectors[row["image_batch"]])
+        key, name = keys[detector_id]
+        rows_out.append(
+            result_row(row["processid"], row["image_sha256"], results[(detector_id, row["image_sha256"])], name, key)
+        )
+    table = pa.Table.from_pylist(rows_out, schema=IMAGE_RECORD_SCHEMA)
+    outdir = Path(outdir)
+    write_table(table, outdir / "images.parquet")
+    write_bbox_tsv(table, outdir / "bbox.tsv")
+    write_contact_sheet(table, store, outdir / "contact_sheet.jpg", contact_sheet_size)
+    summary = {
+        "records": len(records),
+        "photos_processed": processed,
+        "photos_reused": reused,
+        "status": dict(sorted(Counter(table["image_status"].to_pylist()).items())),
+        "detector": default.name,
+    }
+    write_json(summary, outdir / "summary.json")
+    return summary
+
+
+def write_bbox_tsv(table: pa.Table, path: Path) -> None:
+    """The published bbox table: one row per record with a box, in original_full pixels."""
+    frame = table.select(BBOX_COLUMNS).to_pandas()
+    frame = frame[frame["x0"].notna()].astype({c: "int64" for c in BBOX_COLUMNS[1:7]})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, sep="\t", index=False, lineterminator="\n")
+
+
+def _thumbnail(store: ImageStore, row: dict, size=(256, 192)) -> np.ndarray:
+    tile = np.full((size[1] + 18, size[0], 3), 255, np.uint8)
+    sha = row["image_sha256"]
+    derived = DerivedStore(store, row["params_key"])
+    path = (
+        store.original_path(sha, "jpeg") if row["original_full_is_source"] else derived.image_path(sha, "original_full")
+    )
+    image = cv2.imread(str(path)) if path.exists() else None
+    if image is not None:
+        scale = min(size[0] / image.shape[1], size[1] / image.shape[0])
+        small = cv2.resize(
+            image, (int(image.shape[1] * scale), int(image.shape[0] * scale)), interpolation=cv2.INTER_AREA
+        )
+        tile[: small.shape[0], : small.shape[1]] = small
+        if row["x0"] is not None:
+            box = [int(round(v * scale)) for v in (row["x0"], row["y0"], row["x1"], row["y1"])]
+            cv2.rectangle(tile, (box[0], box[1]), (box[2] - 1, box[3] - 1), (0, 0, 255), 2)
+    color = (0, 120, 0) if row["image_status"] == "ok" else (0, 0, 200)
+    label = f"{row['processid']} {row['image_status']}"
+    cv2.putText(tile, label, (2, size[1] + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.38, color, 1, cv2.LINE_AA)
+    return tile
+
+
+def write_contact_sheet(table: pa.Table, store: ImageStore, path: Path, limit: int, columns: int = 8) -> None:
+    """Originals with boxes drawn: photos with a status other than ok first, then ok ones."""
+    rows = sorted(table.to_pylist(), key=lambda r: (r["image_status"] == "ok", r["processid"]))[:limit]
+    tiles = [_thumbnail(store, row) for row in rows] or [np.full((210, 256, 3), 255, np.uint8)]
+    n_rows = math.ceil(len(tiles) / columns)
+    blank = np.full_like(tiles[0], 255)
+    tiles += [blank] * (n_rows * columns - len(tiles))
+    sheet = np.vstack([np.hstack(tiles[i * columns : (i + 1) * columns]) for i in range(n_rows)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), sheet, [cv2.IMWRITE_JPEG_QUALITY, 85])
+
+
+def detect_folder(
+    image_dir, output_csv, *, backend="classical", detector_params=None, crop_dir=None, image_params=None
+):
+    """`bioscan-rebuild detect`: one CSV row per file of a folder (recursively, sorted).
+
+    x0..y1 are the tight box in pixels of the image as given (after EXIF orientation); the pixel
+    count, area_fraction and scale_factor follow the release's definitions (original_full).
+    """
+    import csv
+
+    params = image_params or ImageParams()
+    detector = make_detector(backend, **(detector_params or {}))
+    segmenter = None
+    if backend != "classical":
+        from .detect_classical import ClassicalDetector
+
+        segmenter = ClassicalDetector()
+    image_dir = Path(image_dir)
+    files = sorted(p for p in image_dir.rglob("*") if p.is_file())
+    counts = Counter()
+    output_csv = Path(output_csv)
+    output_csv.parent.mkdir(parents=True, exist_ok=True)
+    fields = ["file_name", "status", "x0", "y0", "x1", "y1", "pixel_count", "area_fraction", "scale_factor", "detail"]
+    with open(output_csv, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        for start in range(0, len(files), BATCH):
+            chunk = files[start : start + BATCH]
+            datas = [p.read_bytes() for p in chunk]
+            for path, (result, images) in zip(chunk, process_photos(datas, detector, params, segmenter)):
+                rel = path.relative_to(image_dir).as_posix()
+                counts[result.status] += 1
+                box = [None] * 4
+                if result.box:
+                    sx = result.source_width / result.width_original
+                    sy = result.source_height / result.height_original
+                    x0, y0, x1, y1 = result.box
+                    box = [
+                        math.floor(x0 * sx),
+                        math.floor(y0 * sy),
+                        min(result.source_width, math.ceil(x1 * sx)),
+                        min(result.source_height, math.ceil(y1 * sy)),
+                    ]
+                writer.writerow(
+                    {
+                        "file_name": rel,
+                        "status": result.status,
+                        "x0": box[0],
+                        "y0": box[1],
+                        "x1": box[2],
+                        "y1": box[3],
+                        "pixel_count": result.image_measurement_value,
+                        "area_fraction": result.area_fraction,
+                        "scale_factor": result.scale_factor,
+                        "detail": result.detail,
+                    }
+                )
+                if crop_dir is not None:
+                    stem = rel.rsplit(".", 1)[0]
+                    for package, blob in images.items():
+                        target = Path(crop_dir) / package / f"{stem}.jpg"
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        target.write_bytes(blob)
+    return dict(counts)
+
+
+def summarize_shards(summary_paths, output) -> dict:
+    """Status counts over all shards (the image stage's part of the accounting)."""
+    total = Counter()
+    processed = reused = records = 0
+    for path in summary_paths:
+        data = json.loads(Path(path).read_text())
+        total.update(data["status"])
+        processed += data["photos_processed"]
+        reused += data["photos_reused"]
+        records += data["records"]
+    summary = {
+        "records": records,
+        "photos_processed": processed,
+        "photos_reused": reused,
+        "status": dict(sorted(total.items())),
+    }
+    write_json(summary, output)
+    return summary
