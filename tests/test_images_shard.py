@@ -100,7 +100,8 @@ def test_detect_command_reports_boxes_in_source_pixels(tmp_path, monkeypatch, re
     (folder / "empty.jpg").write_bytes(b"")
     counts = detect_folder(folder, tmp_path / "out.csv", crop_dir=tmp_path / "crops")
     assert counts == {"ok": 1, "empty_file": 1}
-    rows = {r["file_name"]: r for r in csv.DictReader(open(tmp_path / "out.csv"))}
+    with open(tmp_path / "out.csv") as handle:
+        rows = {r["file_name"]: r for r in csv.DictReader(handle)}
     big = rows["big.jpg"]
     # 2880/1024 = 2.8125: the original_full box (300, 200, 420, 300) in source pixels.
     assert [int(big[k]) for k in ("x0", "y0", "x1", "y1")] == [843, 562, 1182, 844]
