@@ -1,0 +1,102 @@
+"""Benchmark: the image stage's whole per-photo work vs JPEG decode alone, on one core.
+
+For 1024x768 and 2880x2160 sources (generated well photos, plus the real 2880x2160 BIOSCAN
+originals when ../shared is present) it times, on the same files in the same run:
+- baseline: full JPEG decode of the source (Pillow, libjpeg-turbo), nothing else;
+- stage: decode (DCT-reduced where the source is larger than original_full), detection, crop,
+  the four JPEG encodes and sha256 of each, exactly as the shard jobs do (store writes excluded).
+Target: stage <= 2.5 x baseline.
+
+    python bench/images_speed.py [--n 60] [--backend classical]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "workflow"))
+
+
+def pin_one_core() -> None:
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def photos(n: int, size: tuple[int, int], seed: int) -> list[bytes]:
+    import numpy as np
+    from PIL import Image
+
+    from bioscan_rebuild.sample_images import draw_well_photo
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        photo = draw_well_photo(rng, kind="empty" if i % 10 == 0 else "specimen")
+        image = Image.fromarray(photo.image)
+        if image.size != size:
+            image = image.resize(size, Image.Resampling.BICUBIC)
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=92)
+        out.append(buffer.getvalue())
+    return out
+
+
+def time_per_image(function, datas, repeats: int = 3) -> float:
+    best = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for data in datas:
+            function(data)
+        best.append((time.perf_counter() - start) / len(datas))
+    return min(best)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=60, help="photos per source size")
+    parser.add_argument("--backend", default="classical")
+    args = parser.parse_args()
+    pin_one_core()
+    from PIL import Image
+
+    from bioscan_rebuild.detect import make_detector
+    from bioscan_rebuild.images import ImageParams, process_photos
+
+    detector = make_detector(args.backend)
+    params = ImageParams()
+
+    def decode_only(data: bytes) -> None:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+
+    def stage(data: bytes) -> None:
+        process_photos([data], detector, params)
+
+    sets = {
+        "1024x768 generated": photos(args.n, (1024, 768), 1),
+        "2880x2160 generated": photos(max(10, args.n // 3), (2880, 2160), 2),
+    }
+    real = ROOT.parent / "shared/realdata/BIOSCAN-1M/dataset/bioscan_images"
+    if real.exists():
+        sets["2880x2160 real BIOSCAN"] = [(real / n).read_bytes() for n in ("Diptera.jpg", "Hymenoptera.jpg")] * 5
+    print(f"backend {args.backend}, one core (cv2 threads 1), best of 3 passes")
+    print(f"{'source':26} {'n':>4} {'decode ms':>10} {'stage ms':>10} {'ratio':>6} {'stage img/s':>12}")
+    for name, datas in sets.items():
+        stage(datas[0])  # warm-up (imports, first-call costs)
+        base = time_per_image(decode_only, datas)
+        full = time_per_image(stage, datas)
+        print(f"{name:26} {len(datas):4d} {base * 1e3:10.2f} {full * 1e3:10.2f} {full / base:6.2f} {1 / full:12.1f}")
+    statuses = [r.status for r, _ in process_photos(sets["1024x768 generated"], detector, params)]
+    print("statuses on the 1024x768 set:", {s: statuses.count(s) for s in sorted(set(statuses))})
+
+
+if __name__ == "__main__":
+    main()

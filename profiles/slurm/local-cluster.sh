@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# A single-node SLURM cluster on this machine, for trying profiles/slurm (Debian: slurm-wlm, munge).
+# Usage: local-cluster.sh start|stop|status   (as root; state under $SLURM_SCRATCH, default /tmp/bioscan-slurm)
+set -euo pipefail
+SCRATCH=${SLURM_SCRATCH:-/tmp/bioscan-slurm}
+CONF=/etc/slurm/slurm.conf
+HOST=$(hostname -s)
+
+start() {
+  command -v slurmctld >/dev/null || { echo "install first: apt-get install -y slurm-wlm munge" >&2; exit 1; }
+  mkdir -p "$SCRATCH"/{state,spool,log} /etc/slurm /etc/munge /run/munge /var/lib/munge /var/log/munge
+  getent hosts "$HOST" >/dev/null || echo "127.0.1.1 $HOST" >> /etc/hosts
+  if [ ! -s /etc/munge/munge.key ]; then
+    dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key status=none
+  fi
+  chown -R munge:munge /etc/munge /run/munge /var/lib/munge /var/log/munge
+  chmod 400 /etc/munge/munge.key
+  pgrep -x munged >/dev/null || su -s /bin/sh munge -c munged
+  local cpus mem
+  cpus=$(nproc)
+  mem=$(slurmd -C | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')
+  mem=$((mem * 9 / 10))
+  cat > "$CONF" <<CONFIG
+ClusterName=bioscan
+SlurmctldHost=$HOST
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+ReturnToService=2
+MinJobAge=300
+StateSaveLocation=$SCRATCH/state
+SlurmdSpoolDir=$SCRATCH/spool
+SlurmctldPidFile=$SCRATCH/slurmctld.pid
+SlurmdPidFile=$SCRATCH/slurmd.pid
+SlurmctldLogFile=$SCRATCH/log/slurmctld.log
+SlurmdLogFile=$SCRATCH/log/slurmd.log
+SlurmUser=root
+NodeName=$HOST CPUs=$cpus RealMemory=$mem State=UNKNOWN
+PartitionName=main Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
+CONFIG
+  slurmctld
+  for _ in $(seq 30); do scontrol ping >/dev/null 2>&1 && break; sleep 1; done
+  slurmd
+  for _ in $(seq 30); do sinfo -h -o %t 2>/dev/null | grep -q idle && break; sleep 1; done
+  sinfo -h -o %t | grep -q idle || scontrol update NodeName="$HOST" State=RESUME
+  sinfo
+}
+
+stop() {
+  # Compute daemon first, then the controller; only the PIDs this script started.
+  for pidfile in "$SCRATCH/slurmd.pid" "$SCRATCH/slurmctld.pid"; do
+    [ -s "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+  done
+  sleep 1
+  # A slurm.conf pointing at a stopped controller slows every snakemake start: move it away.
+  [ -f "$CONF" ] && mv "$CONF" "$CONF.stopped"
+  echo stopped
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) sinfo ;;
+  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,175 @@
+"""The classical (OpenCV, no weights) specimen detector, on drawn photos with exact truth and on real photos."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bioscan_rebuild.detect import DETECTOR_STATUSES, Detection, iou, make_detector
+from bioscan_rebuild.detect_classical import DEFAULTS, ClassicalDetector
+from bioscan_rebuild.sample_images import draw_well_photo
+
+DEV = "imgfilter-dev"
+VALID = "Bioscan-ImgFilter/dataset/filtered_imgs/valid"
+
+# imgfilter-dev photos with hand-drawn truth that the detector gets right (specimens: truth box x0, y0, x1, y1).
+REAL_SPECIMENS = {
+    "ABINP2609-21": (403, 248, 518, 422),
+    "CRALA38550-21": (223, 272, 363, 443),
+    "CRALB22347-21": (133, 161, 231, 296),
+    "CRALB23079-21": (406, 0, 550, 145),
+}
+REAL_EMPTY = ["CRALA14103-21", "CRALA21459-21", "CRALB15569-21", "CRALB33492-21"]
+
+
+def _photos(kind: str, n: int, seed0: int):
+    return [draw_well_photo(np.random.default_rng(seed0 + i), kind=kind) for i in range(n)]
+
+
+def _load(path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def detector() -> ClassicalDetector:
+    return ClassicalDetector()
+
+
+@pytest.fixture(scope="module")
+def specimens():
+    return _photos("specimen", 30, 0)
+
+
+def _check_detection(d: Detection, shape) -> None:
+    assert d.status in DETECTOR_STATUSES
+    if d.status == "no_object":
+        assert d.box is None and d.candidates == 0
+        return
+    x0, y0, x1, y1 = d.box
+    assert 0 <= x0 < x1 <= shape[1] and 0 <= y0 < y1 <= shape[0]
+    assert d.mask is not None and d.mask.shape == shape[:2] and d.mask.dtype == bool
+    assert d.pixel_count == int(d.mask.sum()) > 0
+    ys, xs = np.nonzero(d.mask)  # the box is the mask's tight box
+    assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == d.box
+    assert d.candidates >= 1
+    assert (d.status == "multiple_candidates") == (d.candidates >= 2)
+
+
+def test_empty_wells_are_no_object(detector):
+    results = [detector.detect(p.image) for p in _photos("empty", 20, 1000)]
+    for d in results:
+        _check_detection(d, (768, 1024))
+    assert sum(d.status == "no_object" for d in results) >= 18
+
+
+def test_specimens_found_with_tight_boxes(detector, specimens):
+    results = detector.detect_batch([p.image for p in specimens])
+    assert len(results) == len(specimens)
+    ious, ratios = [], []
+    for photo, d in zip(specimens, results, strict=True):
+        _check_detection(d, photo.image.shape)
+        ious.append(iou(d.box, photo.box) if d.box else 0.0)
+        if d.pixel_count:
+            ratios.append(d.pixel_count / photo.mask.sum())
+    assert np.mean(np.array(ious) >= 0.5) >= 0.85, sorted(np.round(ious, 2))
+    assert sum(d.status == "no_object" for d in results) <= 3
+    assert 0.6 <= np.median(ratios) <= 1.6
+
+
+def test_edge_specimens_touch_the_border(detector):
+    photos = _photos("edge", 20, 500)
+    touching = 0
+    for photo in photos:
+        d = detector.detect(photo.image)
+        _check_detection(d, photo.image.shape)
+        if d.box:
+            x0, y0, x1, y1 = d.box
+            touching += x0 == 0 or y0 == 0 or x1 == photo.image.shape[1] or y1 == photo.image.shape[0]
+    assert touching >= 12
+
+
+def test_mask_well_switch(specimens):
+    on = ClassicalDetector(mask_well=True)
+    off = ClassicalDetector(mask_well=False)
+    assert on.params() != off.params()
+    for det in (on, off):
+        results = det.detect_batch([p.image for p in specimens[:15]])
+        good = sum(bool(d.box) and iou(d.box, p.box) >= 0.5 for d, p in zip(results, specimens[:15], strict=True))
+        assert good >= 12
+        empties = [det.detect(p.image).status for p in _photos("empty", 20, 1000)]
+        assert empties.count("no_object") >= 17
+
+
+def test_mask_well_drops_candidates_outside_the_well():
+    # On a drawn photo the plate outside the well is darker: a dark patch there counts only without mask_well.
+    photo = draw_well_photo(np.random.default_rng(1001), kind="empty")
+    image = photo.image.copy()
+    image[4:40, 4:40] = 40
+    assert ClassicalDetector(mask_well=False).detect(image).status != "no_object"
+    assert ClassicalDetector(mask_well=True).detect(image).status == "no_object"
+
+
+def test_segment_in_box(detector, specimens):
+    for photo in specimens[:8]:
+        x0, y0, x1, y1 = photo.box
+        mask = detector.segment_in_box(photo.image, photo.box)
+        assert mask.shape == photo.image.shape[:2] and mask.dtype == bool
+        ys, xs = np.nonzero(mask)
+        assert xs.size > 0
+        w, h = x1 - x0, y1 - y0
+        e = 0.1 * max(w, h) + 4
+        assert xs.min() >= x0 - e and xs.max() < x1 + e and ys.min() >= y0 - e and ys.max() < y1 + e
+        assert 0.5 <= mask.sum() / photo.mask.sum() <= 2.0
+        assert (mask & photo.mask).sum() >= 0.5 * photo.mask.sum()
+    # nothing there: an empty background box gives an empty mask
+    empty = draw_well_photo(np.random.default_rng(1001), kind="empty").image
+    assert not detector.segment_in_box(empty, (500, 350, 540, 390)).any()
+    assert not detector.segment_in_box(empty, (10, 10, 10, 50)).any()
+
+
+def test_deterministic(detector, specimens):
+    image = specimens[0].image
+    a, b = detector.detect(image), ClassicalDetector().detect(image.copy())
+    assert a == b and np.array_equal(a.mask, b.mask)
+
+
+def test_params_json_and_factory():
+    det = make_detector("classical", bar=80.0, mask_well=True)
+    assert isinstance(det, ClassicalDetector) and det.name == "classical"
+    params = det.params()
+    assert json.loads(json.dumps(params)) == params
+    assert params["bar"] == 80.0 and params["mask_well"] is True and "version" in params
+    assert set(DEFAULTS) <= set(params)
+    with pytest.raises(TypeError):
+        ClassicalDetector(no_such_param=1)
+
+
+def test_real_valid_images(realdata, detector):
+    paths = sorted((realdata / VALID).glob("*.jpg"))
+    assert len(paths) == 6
+    for path in paths:
+        image = _load(path)
+        d = detector.detect(image)
+        _check_detection(d, image.shape)
+        assert d.status != "no_object", path.name
+        x0, y0, x1, y1 = d.box
+        area = (x1 - x0) * (y1 - y0) / (image.shape[0] * image.shape[1])
+        assert 0.001 <= area <= 0.3, (path.name, d.box)
+
+
+@pytest.mark.parametrize("processid", sorted(REAL_SPECIMENS))
+def test_real_specimens(realdata, detector, processid):
+    image = _load(realdata / DEV / f"{processid}.1024px.jpg")
+    d = detector.detect(image)
+    _check_detection(d, image.shape)
+    assert iou(d.box, REAL_SPECIMENS[processid]) >= 0.7
+
+
+@pytest.mark.parametrize("processid", REAL_EMPTY)
+def test_real_empty_wells(realdata, detector, processid):
+    image = _load(realdata / DEV / f"{processid}.1024px.jpg")
+    assert detector.detect(image).status == "no_object"

@@ -1,0 +1,350 @@
+"""Classical specimen detector: OpenCV on the CPU, no weights (the default backend).
+
+How it works (all on one image, deterministic, vectorised numpy/cv2):
+
+1. Reduce the photo by ``scale`` (1/4: 1024x768 -> 256x192, INTER_AREA in 2x steps) and convert to LAB.
+2. Background: a grey closing (``bg_kernel``) of L gives the bright envelope; pixels within ``bg_band`` of it
+   are "background"; their LAB colour, smoothed by a normalised Gaussian at 1/16 scale (``bg_sigma``), is the
+   background surface. Dark specimens wider than the kernel still get the surrounding surface.
+3. Score = darkness below the background + ``chroma_weight`` x colour distance from it; where a pixel is
+   brighter than the background (specular glare) only ``highlight_weight`` x the colour distance counts.
+4. Noise = 1.4826 x MAD of the score. ``lo`` = max(``lo_min``, median + ``k_lo`` x noise) (hysteresis low);
+   the bar = max(``bar``, median + ``k_bar`` x noise). Strength = score smoothed by ``strength_sigma``, so a
+   candidate needs a *thick* dark/coloured core: hairs, fibres, dust and well-rim lines stay below the bar.
+5. Cores (strength >= ``core_frac`` x bar) closer than ``merge_px`` are merged (detached legs, wings); a
+   merged group whose peak strength clears the bar (and has ``min_area`` pixels) is a candidate.
+   With ``mask_well`` the cores outside the estimated plate well are dropped first.
+6. No candidate: look for one soft out-of-focus specimen (a specimen on the well wall): a compact
+   (``blob_max_elongation``), warm-coloured (``blob_min_warmth``, b* above the background), blurry
+   (``blob_max_sharpness``) blob whose score smoothed by ``blob_sigma`` reaches ``blob_bar``. Still nothing:
+   ``no_object``.
+7. The strongest candidate's core grows by hysteresis (score > ``grow_lo_factor`` x lo) at the reduced scale
+   within ``reach`` x its size (legs, antennae, pale wings, but not a long fibre it touches); then the mask is
+   refined at the input resolution inside that box + ``refine_pad`` only: pixels with score >
+   max(``full_lo_factor`` x lo, rel x peak) connected to the core, where rel = ``blur_rel`` for an
+   out-of-focus object (edge sharpness < ``blur_sharpness``; trims the blur halo) else ``rel_thresh``.
+
+Result: ``ok`` with the tight box of that mask (x1/y1 exclusive, input pixels), ``mask`` (bool, input
+resolution), ``pixel_count`` = mask.sum() and ``score`` = peak strength; ``multiple_candidates`` when two or more
+separate groups clear the bar -- the box, mask and count are then those of the strongest one (not the union:
+the runner-up is usually a detached part or debris, and a union box would swallow the gap);
+``candidates`` = the number of groups that cleared the bar; ``no_object`` (box None) otherwise.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .detect import Detection
+
+VERSION = "classical-1"
+
+# Defaults; every one is a keyword of ClassicalDetector and part of params(). Score units are CIELAB
+# (OpenCV 8-bit scale: L 0..255) at the reduced scale; pixel sizes are at the reduced scale unless noted.
+DEFAULTS: dict = {
+    "scale": 4,  # detection runs on the image reduced by this factor
+    "bg_kernel": 15,  # closing size for the bright envelope (px, reduced scale; 60 px at 1024x768)
+    "bg_band": 6.0,  # pixels within this many L units of the envelope define the background colour
+    "bg_sigma": 2.0,  # smoothing of the background surface (px at 1/4 of the reduced scale)
+    "chroma_weight": 1.0,  # weight of the colour distance (a*, b*) against darkness
+    "highlight_weight": 0.5,  # factor on the colour term where a pixel is brighter than the background
+    "k_lo": 4.0,  # hysteresis low threshold, noise units above the median score
+    "lo_min": 6.0,  # ... and at least this many score units
+    "bar": 75.0,  # a candidate's peak strength must reach this (score units) ...
+    "k_bar": 10.0,  # ... and this many noise units above the median
+    "strength_sigma": 1.0,  # Gaussian smoothing of the score for the strength (rejects thin lines)
+    "core_frac": 0.5,  # core pixels: strength >= core_frac x bar
+    "merge_px": 2,  # cores closer than this are one object
+    "min_area": 4,  # core pixels a candidate needs
+    "mask_well": False,  # drop candidates outside the estimated plate well (not for plain backgrounds)
+    "well_level": 0.88,  # well = background L >= well_level x its 95th percentile (region around the centre)
+    "well_margin": 4,  # erode the well by this many px
+    "reach": 1.5,  # appendages may reach this many core sizes beyond the core
+    "grow_lo_factor": 1.0,  # growth threshold at the reduced scale, x lo
+    "refine_pad": 12,  # px at input resolution around the grown region for the full-resolution refinement
+    "full_lo_factor": 1.5,  # full-resolution threshold, x lo (full resolution is noisier)
+    "rel_thresh": 0.0,  # full-resolution threshold as a fraction of the peak, sharp objects
+    "blur_sharpness": 0.22,  # edge sharpness (1/edge width, px^-1 at reduced scale) below this = out of focus
+    "blur_rel": 0.3,  # full-resolution threshold as a fraction of the peak, out-of-focus objects
+    "blob_bar": 40.0,  # soft-blob fallback: smoothed score needed (<= 0 disables the fallback)
+    "blob_sigma": 2.0,  # smoothing for the blob score
+    "blob_min_warmth": 0.5,  # mean b* above the background (insects are brown/yellow; rim bands are grey/blue)
+    "blob_max_elongation": 4.5,  # major/minor axis ratio (rim arcs are long)
+    "blob_max_sharpness": 0.3,  # the blob must be blurry
+}
+
+
+def _odd(n: float) -> int:
+    n = max(1, int(round(n)))
+    return n if n % 2 else n + 1
+
+
+class ClassicalDetector:
+    name = "classical"
+
+    def __init__(self, **params):
+        """Keyword arguments override ``DEFAULTS`` (see there for each one's meaning)."""
+        unknown = set(params) - set(DEFAULTS)
+        if unknown:
+            raise TypeError(f"unknown ClassicalDetector parameters: {sorted(unknown)}")
+        merged = {**DEFAULTS, **params}
+        self._p = {k: type(DEFAULTS[k])(v) for k, v in merged.items()}
+        if self._p["scale"] < 1:
+            raise ValueError("scale must be >= 1")
+
+    def params(self) -> dict:
+        """Everything that changes the output, plus the algorithm version (JSON-serialisable)."""
+        return {"version": VERSION, **self._p}
+
+    # ------------------------------------------------------------------ score
+    def _reduce(self, image: np.ndarray) -> np.ndarray:
+        h, w = image.shape[:2]
+        f = self._p["scale"]
+        small = image
+        while f >= 2 and f % 2 == 0:
+            small = cv2.resize(small, (small.shape[1] // 2, small.shape[0] // 2), interpolation=cv2.INTER_AREA)
+            f //= 2
+        if f > 1:
+            small = cv2.resize(small, (w // self._p["scale"], h // self._p["scale"]), interpolation=cv2.INTER_AREA)
+        return small
+
+    def _background(self, lab: np.ndarray) -> np.ndarray:
+        p = self._p
+        L = lab[..., 0]
+        k = _odd(p["bg_kernel"])
+        env = cv2.morphologyEx(L, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+        labf = lab.astype(np.float32)
+        w = (labf[..., 0] >= env.astype(np.float32) - p["bg_band"]).astype(np.float32)
+        h, wd = L.shape
+        ch, cw = max(1, h // 4), max(1, wd // 4)
+        num = cv2.resize(labf * w[..., None], (cw, ch), interpolation=cv2.INTER_AREA)
+        den = cv2.resize(w, (cw, ch), interpolation=cv2.INTER_AREA)
+        num = cv2.GaussianBlur(num, (0, 0), p["bg_sigma"])
+        den = cv2.GaussianBlur(den, (0, 0), p["bg_sigma"])
+        bg = num / np.maximum(den, 1e-4)[..., None]
+        return bg  # coarse (1/4 of the detection scale)
+
+    def _score(self, lab: np.ndarray, bg: np.ndarray) -> np.ndarray:
+        p = self._p
+        labf = lab.astype(np.float32)
+        d = bg - labf
+        dark = d[..., 0]
+        chroma = cv2.magnitude(np.ascontiguousarray(d[..., 1]), np.ascontiguousarray(d[..., 2]))
+        s = np.maximum(dark, 0) + p["chroma_weight"] * chroma
+        return np.where(dark < 0, p["highlight_weight"] * p["chroma_weight"] * chroma, s)
+
+    # ------------------------------------------------------------------ detect
+    def detect_batch(self, images: list[np.ndarray]) -> list[Detection]:
+        return [self.detect(image) for image in images]
+
+    def _analyse(self, image: np.ndarray) -> dict:
+        p = self._p
+        small = self._reduce(image)
+        lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB)
+        bgc = self._background(lab)
+        bg = cv2.resize(bgc, (small.shape[1], small.shape[0]), interpolation=cv2.INTER_LINEAR)
+        s = self._score(lab, bg)
+        sub = s[::2, ::2].ravel()
+        med = float(np.median(sub))
+        noise = 1.4826 * float(np.median(np.abs(sub - med))) + 1e-3
+        lo = max(p["lo_min"], med + p["k_lo"] * noise)
+        bar = max(p["bar"], med + p["k_bar"] * noise)
+        strength = cv2.GaussianBlur(s, (0, 0), p["strength_sigma"]) if p["strength_sigma"] > 0 else s
+        core = (strength >= bar * p["core_frac"]).astype(np.uint8)
+        if p["mask_well"]:
+            core &= self._well(bgc, core.shape)
+        k = 2 * p["merge_px"] + 1
+        merged = cv2.dilate(core, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) if p["merge_px"] else core
+        n, glab = cv2.connectedComponents(merged, connectivity=8)
+        sel = core.astype(bool)
+        gl = glab[sel]
+        gmax = np.zeros(n, np.float32)
+        np.maximum.at(gmax, gl, strength[sel])
+        garea = np.bincount(gl, minlength=n)
+        ok = (gmax >= bar) & (garea >= p["min_area"])
+        ok[0] = False
+        return {
+            "lab": lab,
+            "bg": bg,
+            "s": s,
+            "strength": strength,
+            "lo": lo,
+            "bar": bar,
+            "glab": glab,
+            "core": core,
+            "gmax": gmax,
+            "ok": ok,
+        }
+
+    def _well(self, bgc: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """uint8 mask (reduced scale) of the plate well: the bright background region around the image
+        centre (the plastic outside the well and the rim shadow are darker), convex, eroded by well_margin."""
+        p = self._p
+        lum = np.ascontiguousarray(bgc[..., 0])
+        bright = (lum >= p["well_level"] * float(np.percentile(lum, 95))).astype(np.uint8)
+        n, lab, stats, _ = cv2.connectedComponentsWithStats(bright, connectivity=8)
+        h, w = lum.shape
+        centre = lab[h // 2, w // 2]
+        pick = centre if centre > 0 else (1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])) if n > 1 else 0)
+        well = np.zeros(shape, np.uint8)
+        if pick == 0:
+            well[:] = 1
+            return well
+        pts = cv2.findNonZero((lab == pick).astype(np.uint8))
+        hull = cv2.convexHull(pts).astype(np.float32)
+        hull = (hull + 0.5) * np.array([shape[1] / w, shape[0] / h], np.float32) - 0.5
+        cv2.fillConvexPoly(well, np.round(hull).astype(np.int32), 1)
+        if p["well_margin"] > 0:
+            k = 2 * p["well_margin"] + 1
+            well = cv2.erode(well, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)), borderValue=1)
+        return well
+
+    def detect(self, image: np.ndarray) -> Detection:
+        image = np.asarray(image)
+        a = self._analyse(image)
+        cands = np.flatnonzero(a["ok"])
+        if cands.size:
+            best = int(cands[np.argmax(a["gmax"][cands])])
+            gmask = (a["glab"] == best) & a["core"].astype(bool)
+            a["peak"] = float(a["gmax"][best])
+            a["sharpness"] = self._sharpness(a["s"], gmask, a["peak"])
+            n_cands = int(cands.size)
+        else:
+            blob = self._blob(a)
+            if blob is None:
+                return Detection("no_object", None, None, 0.0, 0, None)
+            gmask, a["peak"], a["sharpness"] = blob
+            n_cands = 1
+        mask, box = self._refine(image, a, gmask)
+        status = "ok" if n_cands == 1 else "multiple_candidates"
+        return Detection(status, box, int(mask.sum()), a["peak"], n_cands, mask)
+
+    def segment_in_box(self, image: np.ndarray, box, margin: float = 0.1) -> np.ndarray:
+        """Bool mask (input resolution) of the organism inside/around ``box`` (x0, y0, x1, y1, exclusive ends),
+        e.g. a box from another backend: the strongest pixels inside the box seed the same growth and
+        full-resolution refinement as ``detect``; the result stays within the box enlarged by ``margin`` x its
+        size (+ 4 px). All False when nothing in the box stands out from the background."""
+        image = np.asarray(image)
+        H, W = image.shape[:2]
+        out = np.zeros((H, W), bool)
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        x0, y0, x1, y1 = max(0, x0), max(0, y0), min(W, x1), min(H, y1)
+        if x1 <= x0 or y1 <= y0:
+            return out
+        a = self._analyse(image)
+        sc = self._p["scale"]
+        h, w = a["s"].shape
+        sx0, sy0 = min(w - 1, x0 // sc), min(h - 1, y0 // sc)
+        sx1, sy1 = max(sx0 + 1, min(w, -(-x1 // sc))), max(sy0 + 1, min(h, -(-y1 // sc)))
+        inside = np.zeros((h, w), bool)
+        inside[sy0:sy1, sx0:sx1] = True
+        gmask = inside & a["core"].astype(bool)
+        if not gmask.any():
+            gmask = inside & (a["s"] > a["lo"])
+        if not gmask.any():
+            return out
+        a["peak"] = float(a["strength"][gmask].max())
+        a["sharpness"] = self._sharpness(a["s"], gmask, a["peak"])
+        mask, _ = self._refine(image, a, gmask)
+        e = margin * max(x1 - x0, y1 - y0) + 4
+        ex0, ey0 = max(0, int(x0 - e)), max(0, int(y0 - e))
+        ex1, ey1 = min(W, int(np.ceil(x1 + e))), min(H, int(np.ceil(y1 + e)))
+        out[ey0:ey1, ex0:ex1] = mask[ey0:ey1, ex0:ex1]
+        return out
+
+    def _blob(self, a: dict):
+        """Out-of-focus specimens (on the well wall): soft, compact, warm-coloured blobs below the sharp bar."""
+        p = self._p
+        if p["blob_bar"] <= 0:
+            return None
+        s = a["s"]
+        st = cv2.GaussianBlur(s, (0, 0), p["blob_sigma"])
+        m = (st >= p["blob_bar"]).astype(np.uint8)
+        n, lab, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+        best, best_peak = None, 0.0
+        d = a["bg"] - a["lab"].astype(np.float32)
+        for i in range(1, n):
+            if stats[i, cv2.CC_STAT_AREA] < p["min_area"]:
+                continue
+            x, y, w, h = stats[i, :4]
+            cm = lab[y : y + h, x : x + w] == i
+            peak = float(st[y : y + h, x : x + w][cm].max())
+            if peak <= best_peak:
+                continue
+            warm = -float(d[y : y + h, x : x + w, 2][cm].mean())
+            if warm < p["blob_min_warmth"]:
+                continue
+            ys, xs = np.nonzero(cm)
+            if xs.size > 2:
+                ev = np.linalg.eigvalsh(np.cov(np.vstack([xs, ys]).astype(np.float64)))
+                if ev[1] > p["blob_max_elongation"] ** 2 * max(ev[0], 1e-3):
+                    continue
+            full = np.zeros(s.shape, bool)
+            full[y : y + h, x : x + w] = cm
+            sharp = self._sharpness(s, full, float(s[full].max()))
+            if sharp >= p["blob_max_sharpness"]:
+                continue
+            best, best_peak = (full, float(a["strength"][full].max()), sharp), peak
+        return best
+
+    @staticmethod
+    def _sharpness(s: np.ndarray, gmask: np.ndarray, peak: float) -> float:
+        """Steepest edges around the object relative to its contrast (1/edge width); low = out of focus."""
+        ys, xs = np.nonzero(gmask)
+        y0, y1 = max(0, int(ys.min()) - 3), int(ys.max()) + 4
+        x0, x1 = max(0, int(xs.min()) - 3), int(xs.max()) + 4
+        sub = s[y0:y1, x0:x1]
+        g = cv2.magnitude(cv2.Sobel(sub, cv2.CV_32F, 1, 0), cv2.Sobel(sub, cv2.CV_32F, 0, 1)) * 0.125
+        near = cv2.dilate(gmask[y0:y1, x0:x1].astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        return float(np.percentile(g[near], 95)) / max(peak, 1e-3)
+
+    def _refine(self, image: np.ndarray, a: dict, gmask: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+        p = self._p
+        sc = p["scale"]
+        H, W = image.shape[:2]
+        h, w = gmask.shape
+        ys, xs = np.nonzero(gmask)
+        bx0, by0, bx1, by1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+        # 1) grow the core at the reduced scale, inside the reach window (appendages, pale parts)
+        r = int(np.ceil(p["reach"] * max(bx1 - bx0, by1 - by0))) + 1
+        wx0, wy0, wx1, wy1 = max(0, bx0 - r), max(0, by0 - r), min(w, bx1 + r), min(h, by1 + r)
+        win = (a["s"][wy0:wy1, wx0:wx1] > a["lo"] * p["grow_lo_factor"]).astype(np.uint8)
+        n, lab_ = cv2.connectedComponents(win, connectivity=8)
+        seedw = gmask[wy0:wy1, wx0:wx1]
+        keep = np.zeros(n, bool)
+        keep[np.unique(lab_[seedw & (win > 0)])] = True
+        keep[0] = False
+        region = keep[lab_] | seedw
+        ys, xs = np.nonzero(region)
+        pad = p["refine_pad"]
+        x0 = max(0, (wx0 + int(xs.min())) * sc - pad)
+        y0 = max(0, (wy0 + int(ys.min())) * sc - pad)
+        x1 = min(W, (wx0 + int(xs.max()) + 1) * sc + pad)
+        y1 = min(H, (wy0 + int(ys.max()) + 1) * sc + pad)
+        crop = image[y0:y1, x0:x1]
+        cw, ch = x1 - x0, y1 - y0
+        # map crop pixel (u, v) to small-image coordinates
+        m = np.array([[1 / sc, 0, (x0 + 0.5) / sc - 0.5], [0, 1 / sc, (y0 + 0.5) / sc - 0.5]], np.float32)
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        bg = cv2.warpAffine(a["bg"], m, (cw, ch), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+        seed = cv2.warpAffine(gmask.astype(np.uint8), m, (cw, ch), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
+        lab = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2LAB)
+        s = self._score(lab, bg)
+        rel = p["blur_rel"] if a["sharpness"] < p["blur_sharpness"] else p["rel_thresh"]
+        thr = max(a["lo"] * p["full_lo_factor"], rel * a["peak"])
+        fm = s > thr
+        fm = fm.astype(np.uint8)
+        n, lab_ = cv2.connectedComponents(fm, connectivity=8)
+        keep = np.zeros(n, bool)
+        keep[np.unique(lab_[(seed > 0) & (fm > 0)])] = True
+        keep[0] = False
+        local = keep[lab_]
+        if not local.any():
+            local = seed > 0
+        rows = np.flatnonzero(local.any(axis=1))
+        cols = np.flatnonzero(local.any(axis=0))
+        box = (x0 + int(cols[0]), y0 + int(rows[0]), x0 + int(cols[-1]) + 1, y0 + int(rows[-1]) + 1)
+        out = np.zeros((H, W), bool)
+        out[y0:y1, x0:x1] = local
+        return out, box
