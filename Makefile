@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 SAMPLE := resources/sample/faults.json
 CORES ?= 2
 export PATH := $(CURDIR)/$(BIN):$(PATH)
@@ -14,6 +15,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+# The tests also cover the YOLO/ONNX path on the CPU, so they install the heavy `yolo` extra.
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,yolo]'
+	touch $(TEST_STAMP)
 
 install: $(STAMP)
 
@@ -31,7 +37,7 @@ lint: $(STAMP)
 	$(BIN)/snakemake --lint
 	$(BIN)/ruff check workflow tests
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest
 
 clean:

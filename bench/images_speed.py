@@ -84,6 +84,9 @@ def main() -> None:
         "1024x768 generated": photos(args.n, (1024, 768), 1),
         "2880x2160 generated": photos(max(10, args.n // 3), (2880, 2160), 2),
     }
+    dev = ROOT.parent / "shared/realdata/imgfilter-dev"
+    if dev.exists():
+        sets["1024x768 real imgfilter-dev"] = [p.read_bytes() for p in sorted(dev.glob("*.jpg"))[: args.n]]
     real = ROOT.parent / "shared/realdata/BIOSCAN-1M/dataset/bioscan_images"
     if real.exists():
         sets["2880x2160 real BIOSCAN"] = [(real / n).read_bytes() for n in ("Diptera.jpg", "Hymenoptera.jpg")] * 5

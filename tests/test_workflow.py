@@ -54,6 +54,29 @@ def test_accounting_balances_and_every_planted_fault_is_rejected_for_its_reason(
         assert (finished_run / "results" / "store" / "original" / sha[:2] / f"{sha}.jpg").exists()
 
 
+def test_image_stage_on_the_sample(finished_run):
+    images = pd.concat(
+        pd.read_parquet(p) for p in sorted((finished_run / "results" / "images").glob("shard-*/images.parquet"))
+    )
+    kept = pd.read_csv(finished_run / "results" / "release" / "metadata" / "records.csv")
+    assert sorted(images["processid"]) == sorted(kept["processid"])  # one image row per kept record
+    truth = pd.read_csv(finished_run / "resources" / "sample" / "ground_truth.csv")
+    merged = truth.merge(images, on="processid", suffixes=("_truth", ""))
+    empty = merged[merged["kind"] == "empty"]
+    specimen = merged[merged["kind"] == "specimen"]
+    assert len(empty) >= 5 and (empty["image_status"] == "no_object").mean() >= 0.7
+    assert (specimen["image_status"].isin(["ok", "touches_edge", "multiple_candidates"])).mean() >= 0.9
+    cropped = images[images["sha256_cropped"].notna()]
+    assert (cropped["area_fraction"] > 0).all() and (cropped["image_measurement_value"] > 0).all()
+    assert images.loc[images["image_status"] == "no_object", "sha256_cropped"].isna().all()
+    bbox = pd.read_csv(finished_run / "results" / "release" / "metadata" / "bbox.tsv", sep="\t")
+    assert len(bbox) == len(cropped) and (bbox["width_original"] == 1024).all()
+    for shard in (finished_run / "results" / "images").glob("shard-*"):
+        assert (shard / "contact_sheet.jpg").stat().st_size > 5000
+    summary = json.loads((finished_run / "results" / "images" / "summary.json").read_text())
+    assert summary["records"] == len(kept) and summary["photos_processed"] == len(kept)
+
+
 def test_outputs_are_byte_identical_across_runs(finished_run, sample_dir, tmp_path):
     second = make_workdir(tmp_path / "run2", sample_dir)
     run_snakemake(second)
@@ -81,6 +104,10 @@ def test_rerun_does_nothing_and_a_new_batch_runs_only_what_it_touches(finished_r
     text = plan.stdout + plan.stderr
     assert "parse_export" in text and "join_shard" in text
     assert "inventory_images" not in text and "list_images" not in text  # photos are not re-inventoried
+    # Run it: the new records have no photos, so the image jobs reuse every stored result.
+    run_snakemake(finished_run)
+    summary = json.loads((finished_run / "results" / "images" / "summary.json").read_text())
+    assert summary["photos_processed"] == 0 and summary["photos_reused"] == summary["records"]
 
 
 def test_bad_config_fails_at_start_naming_the_key(sample_dir, tmp_path):

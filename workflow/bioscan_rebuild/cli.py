@@ -194,6 +194,12 @@ def _add_detector_options(p) -> None:
     p.add_argument("--image-params", help="image-stage parameters as a JSON object (see config/README.md)")
 
 
+def cmd_train_detector(args) -> int:
+    from .detect_yolo import main as yolo_main
+
+    return yolo_main(["train", *args.options])
+
+
 def cmd_release(args) -> int:
     from .release import write_release
 
@@ -305,6 +311,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("summaries", nargs="*")
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=cmd_images_summary)
+
+    p = sub.add_parser(
+        "train-detector",
+        help="train the YOLO specimen detector offline (needs the yolo extra); "
+        "options: python -m bioscan_rebuild.detect_yolo train --help",
+    )
+    p.add_argument("options", nargs=argparse.REMAINDER, help="passed to detect_yolo train")
+    p.set_defaults(func=cmd_train_detector)
 
     p = sub.add_parser("release", help="assemble the release folder and its manifest")
     p.add_argument("--records", nargs="*", default=[], help="ingested record shards")

@@ -106,7 +106,7 @@ def _to_rgb8(image: Image.Image) -> np.ndarray:
         # Transparent pixels would turn black; show them on white, like a viewer does.
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, image.convert("RGBA"))
-    return np.asarray(image.convert("RGB"))
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
 def decode_photo(data: bytes, params: ImageParams) -> Decoded:
@@ -137,7 +137,8 @@ def decode_photo(data: bytes, params: ImageParams) -> Decoded:
                 # DCT-domain reduction: decode at the smallest 1/2^k scale still >= target.
                 image.draft("RGB", (target[1], target[0]) if turned else target)
             image.load()
-            image = ImageOps.exif_transpose(image)
+            if orientation not in (1, None):
+                image = ImageOps.exif_transpose(image)
             rgb = _to_rgb8(image)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         return Decoded("undecodable", f"{type(error).__name__}: {error}"[:300])

@@ -1,0 +1,34 @@
+# Detector: train the YOLO model offline (explicit target: `snakemake train_detector`).
+
+
+rule train_detector:
+    output:
+        weights="results/detector/weights.pt",
+        onnx="results/detector/model.onnx",
+        report=report(
+            "results/detector/report.json",
+            caption="../report/detector.rst",
+            category="Detector",
+        ),
+    log:
+        "logs/detector/train_detector.log",
+    benchmark:
+        "benchmarks/detector/train_detector.tsv"
+    conda:
+        "../../envs/yolo.yaml"
+    params:
+        cli=CLI,
+        outdir=subpath(output.report, parent=True),
+        dev=(
+            f"--dev-dir {shlex.quote(config['train_detector']['dev_dir'])}"
+            if config["train_detector"]["dev_dir"]
+            else "--no-real"
+        ),
+        generated=config["train_detector"]["generated"],
+        epochs=config["train_detector"]["epochs"],
+        imgsz=config["train_detector"]["imgsz"],
+        batch=config["train_detector"]["batch"],
+    shell:
+        "{params.cli} train-detector --out {params.outdir:q} {params.dev} "
+        "--generated {params.generated} --epochs {params.epochs} --imgsz {params.imgsz} "
+        "--batch {params.batch} > {log} 2>&1"
