@@ -173,3 +173,10 @@ def test_real_specimens(realdata, detector, processid):
 def test_real_empty_wells(realdata, detector, processid):
     image = _load(realdata / DEV / f"{processid}.1024px.jpg")
     assert detector.detect(image).status == "no_object"
+
+
+def test_histogram_median_matches_numpy():
+    rng = np.random.default_rng(7)
+    for x in (rng.gamma(2.0, 3.0, 12288), rng.uniform(0, 200, 999), np.full(10, 70.0)):
+        x = x.astype(np.float32).reshape(-1, 1)
+        assert abs(ClassicalDetector._median(x) - float(np.median(x))) <= 1 / 32 + 1e-6
