@@ -65,7 +65,8 @@ def test_image_stage_on_the_sample(finished_run):
     empty = merged[merged["kind"] == "empty"]
     specimen = merged[merged["kind"] == "specimen"]
     assert len(empty) >= 5 and (empty["image_status"] == "no_object").mean() >= 0.7
-    assert (specimen["image_status"].isin(["ok", "touches_edge", "multiple_candidates"])).mean() >= 0.9
+    # Mechanics, not accuracy (bench/detect_accuracy.py measures that): most specimens are found.
+    assert (specimen["image_status"].isin(["ok", "touches_edge", "multiple_candidates"])).mean() >= 0.8
     cropped = images[images["sha256_cropped"].notna()]
     assert (cropped["area_fraction"] > 0).all() and (cropped["image_measurement_value"] > 0).all()
     assert images.loc[images["image_status"] == "no_object", "sha256_cropped"].isna().all()

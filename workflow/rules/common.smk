@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shlex
+import sys
 
 
 def _check_batches(batches):
@@ -26,6 +27,14 @@ SHARDS = [f"shard-{i:03d}" for i in range(config["shards"])]
 # works in the project's venv and in the per-rule conda environments.
 PACKAGE_DIR = os.path.join(workflow.basedir, "workflow")
 CLI = f"PYTHONPATH={shlex.quote(PACKAGE_DIR)}${{PYTHONPATH:+:$PYTHONPATH}} python -m bioscan_rebuild"
+
+# Versions of the image-stage code, passed as a parameter, so that a new detector version re-runs the
+# image jobs (Snakemake's params trigger) instead of leaving stale outputs in place.
+sys.path.insert(0, PACKAGE_DIR)
+from bioscan_rebuild.detect_classical import VERSION as CLASSICAL_VERSION
+from bioscan_rebuild.images import STAGE_VERSION as IMAGE_STAGE_VERSION
+
+IMAGE_CODE_VERSION = f"image-stage-{IMAGE_STAGE_VERSION}/{CLASSICAL_VERSION}"
 
 BATCH_PATTERN = "|".join(map(re.escape, BATCHES))
 

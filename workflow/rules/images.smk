@@ -32,6 +32,7 @@ rule process_images:
         image_params=IMAGE_PARAMS_JSON,
         image_dirs=all_image_dir_args,
         sheet_size=config["images"]["contact_sheet_size"],
+        code_version=IMAGE_CODE_VERSION,
     shell:
         "{params.cli} images shard {input.records:q} --store results/store "
         "--outdir {params.outdir:q} --backend {params.backend} {params.weights} "
