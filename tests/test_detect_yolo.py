@@ -1,0 +1,272 @@
+"""YOLO / ONNX detector backends: dataset preparation, a tiny offline training run, inference
+mechanics and agreement of the two backends (CPU; mechanics, not accuracy).
+
+Needs the optional detector stack (torch, ultralytics, onnx, onnxruntime): skipped without it,
+except under CI=true, where its absence is a failure.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+
+_STACK = ("torch", "torchvision", "ultralytics", "onnx", "onnxruntime")
+_MISSING = [m for m in _STACK if not importlib.util.find_spec(m)]
+if _MISSING:
+    _REASON = f"detector stack not installed ({', '.join(_MISSING)}): pip install {' '.join(_STACK)} onnxslim"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(_REASON + " (CI=true: failing instead of skipping)", pytrace=False)
+    pytest.skip(_REASON, allow_module_level=True)
+
+from bioscan_rebuild import detect_yolo  # noqa: E402
+from bioscan_rebuild.detect import DETECTOR_STATUSES, Detection, dev_split, iou, make_detector  # noqa: E402
+from bioscan_rebuild.sample_images import draw_well_photo  # noqa: E402
+
+KINDS = ("specimen", "empty", "edge", "specimen", "specimen", "edge")
+
+
+@pytest.fixture(scope="module")
+def config_dir(tmp_path_factory):
+    return detect_yolo.configure_offline(tmp_path_factory.mktemp("ultralytics-config"))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, config_dir):
+    """One tiny training run (12 generated photos, 160 px, 2 epochs), shared by the module."""
+    root = tmp_path_factory.mktemp("yolo")
+    data_yaml = detect_yolo.prepare_yolo_dataset(root / "data", real=False, n_generated=12, seed=0)
+    report = detect_yolo.train_detector(
+        data_yaml, root / "model", epochs=2, imgsz=160, batch=4, workers=0, device="cpu", config_dir=config_dir
+    )
+    return root / "model", report
+
+
+@pytest.fixture(scope="module")
+def photos():
+    return [draw_well_photo(np.random.default_rng([42, i]), kind) for i, kind in enumerate(KINDS)]
+
+
+def _check_detection(detection: Detection, width: int, height: int) -> None:
+    assert isinstance(detection, Detection)
+    assert detection.status in DETECTOR_STATUSES
+    assert detection.pixel_count is None and detection.mask is None
+    if detection.status == "no_object":
+        assert detection.box is None and detection.candidates == 0
+        return
+    x0, y0, x1, y1 = detection.box
+    assert all(isinstance(v, int) for v in detection.box)
+    assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
+    assert detection.candidates >= 1 and 0.0 < detection.score <= 1.0
+    if detection.status == "multiple_candidates":
+        assert detection.candidates >= 2
+
+
+# --------------------------------------------------------------------------
+# Dataset
+
+
+def _read_labels(label_dir):
+    return {p.name: p.read_text() for p in sorted(label_dir.glob("*.txt"))}
+
+
+def test_prepare_generated_dataset_is_valid_and_deterministic(tmp_path, config_dir):
+    a = detect_yolo.prepare_yolo_dataset(tmp_path / "a", real=False, n_generated=10, seed=3)
+    b = detect_yolo.prepare_yolo_dataset(tmp_path / "b", real=False, n_generated=10, seed=3)
+    root = a.parent
+    assert "names:\n  0: specimen" in a.read_text()
+    for split in ("train", "val"):
+        images = sorted(p.stem for p in (root / "images" / split).glob("*.jpg"))
+        labels = _read_labels(root / "labels" / split)
+        assert images and sorted(n[:-4] for n in labels) == images
+        for name, text in labels.items():
+            if "_empty" in name:
+                assert text == ""
+                continue
+            cls, *xywh = text.split()
+            assert cls == "0" and len(xywh) == 4
+            assert all(0.0 <= float(v) <= 1.0 for v in xywh) and float(xywh[2]) > 0 and float(xywh[3]) > 0
+        for image in (root / "images" / split).glob("*.jpg"):
+            assert image.read_bytes() == (b.parent / "images" / split / image.name).read_bytes()
+        assert labels == _read_labels(b.parent / "labels" / split)
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["counts"]["val_gen"] + manifest["counts"]["val_gen_empty"] == 1
+    assert manifest["real"] is None
+
+
+def test_prepare_real_dataset_uses_train_half_only(tmp_path, realdata, config_dir):
+    dev = realdata / "imgfilter-dev"
+    data_yaml = detect_yolo.prepare_yolo_dataset(
+        tmp_path / "d", coco_path=dev / "coco_annotations.json", n_generated=2, seed=0
+    )
+    root = data_yaml.parent
+    real = [p for p in root.glob("images/*/*.jpg") if not p.name.startswith("gen")]
+    assert len(real) > 100
+    processids = {p.name.split(".")[0] for p in real}
+    assert all(dev_split(pid) == "train" for pid in processids)
+    assert {p.parent.name for p in real} == {"train", "val"}
+    coco = json.loads((dev / "coco_annotations.json").read_text())
+    empty = {img["file_name"].split(".")[0] for img in coco["images"]} - {
+        img["file_name"].split(".")[0]
+        for img in coco["images"]
+        for ann in coco["annotations"]
+        if ann["image_id"] == img["id"] and ann["bbox"][2] > 0
+    }
+    for image in real:
+        label = (root / "labels" / image.parent.name / (image.stem + ".txt")).read_text()
+        assert (label == "") == (image.name.split(".")[0] in empty)
+
+
+# --------------------------------------------------------------------------
+# Training outputs
+
+
+def test_training_writes_weights_onnx_and_report(trained):
+    model_dir, report = trained
+    weights, onnx_path = model_dir / "weights.pt", model_dir / "model.onnx"
+    assert weights.is_file() and onnx_path.is_file()
+    on_disk = json.loads((model_dir / "report.json").read_text())
+    assert on_disk["weights"]["sha256"] == detect_yolo.sha256_file(weights) == report["weights"]["sha256"]
+    assert on_disk["onnx"]["sha256"] == detect_yolo.sha256_file(onnx_path)
+    assert on_disk["train_args"]["epochs"] == 2 and on_disk["train_args"]["deterministic"] is True
+    assert on_disk["versions"]["ultralytics"] and on_disk["versions"]["torch"]
+    assert on_disk["dataset"]["counts"]["train_gen"] > 0
+
+
+def test_ultralytics_runs_offline(trained, config_dir):
+    import ultralytics.utils
+    from ultralytics import settings
+
+    assert os.environ["YOLO_OFFLINE"] == "1" and os.environ["YOLO_AUTOINSTALL"] == "0"
+    assert os.environ["YOLO_CONFIG_DIR"] == str(config_dir)
+    assert ultralytics.utils.ONLINE is False
+    assert settings["sync"] is False
+    assert (config_dir / "Ultralytics" / "Arial.ttf").is_file()
+
+
+# --------------------------------------------------------------------------
+# Inference
+
+
+@pytest.mark.parametrize("conf", [0.25, 0.001])
+def test_backends_return_valid_detections(trained, photos, conf):
+    model_dir, _ = trained
+    images = [p.image for p in photos]
+    for detector in (
+        detect_yolo.YoloDetector(model_dir / "weights.pt", conf=conf, batch=4),
+        detect_yolo.OnnxDetector(model_dir / "model.onnx", conf=conf, batch=4),
+    ):
+        detections = detector.detect_batch(images)
+        assert len(detections) == len(images)
+        for detection, image in zip(detections, images, strict=True):
+            _check_detection(detection, image.shape[1], image.shape[0])
+        assert detector.detect(images[0]) == detections[0]
+        json.dumps(detector.params())
+        assert detector.params()["conf"] == conf
+
+
+def test_onnx_agrees_with_yolo(trained, photos):
+    """Same model, same letterbox and NMS: same status and nearly the same box. A low conf
+    makes the barely trained model report boxes at all. The last batch mixes image sizes (square
+    letterbox instead of the minimal rectangle)."""
+    model_dir, _ = trained
+    yolo = detect_yolo.YoloDetector(model_dir, conf=0.001)
+    onnx = detect_yolo.OnnxDetector(model_dir, conf=0.001)
+    assert yolo.imgsz == onnx.imgsz == 160
+    small = draw_well_photo(np.random.default_rng(7), "specimen", width=640, height=512)
+    batches = [[p.image for p in photos], [photos[0].image, small.image]]
+    compared = 0
+    for images in batches:
+        for a, b in zip(yolo.detect_batch(images), onnx.detect_batch(images), strict=True):
+            assert a.status == b.status
+            if a.box and b.box:
+                assert iou(a.box, b.box) > 0.9, (a, b)
+                assert abs(a.score - b.score) < 0.01
+                compared += 1
+    assert compared >= 2
+
+
+def test_make_detector_and_onnx_needs_no_torch(trained, photos, tmp_path):
+    model_dir, _ = trained
+    assert make_detector("yolo", weights=model_dir / "weights.pt").name == "yolo"
+    assert make_detector("onnx", weights=model_dir / "model.onnx").name == "onnx"
+    np.save(tmp_path / "photo.npy", photos[0].image)
+    code = (
+        "import sys, numpy as np\n"
+        "from bioscan_rebuild.detect_yolo import OnnxDetector\n"
+        f"d = OnnxDetector({str(model_dir / 'model.onnx')!r}, conf=0.001)\n"
+        f"print(d.detect(np.load({str(tmp_path / 'photo.npy')!r})).status)\n"
+        "assert 'torch' not in sys.modules and 'ultralytics' not in sys.modules, 'heavy import'\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO / "workflow"))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() in DETECTOR_STATUSES
+
+
+# --------------------------------------------------------------------------
+# The numpy reimplementations against ultralytics / torchvision
+
+
+@pytest.mark.parametrize("shape", [(768, 1024), (700, 1000), (1024, 768), (100, 333)])
+@pytest.mark.parametrize("auto", [True, False])
+def test_letterbox_matches_ultralytics(shape, auto):
+    from ultralytics.data.augment import LetterBox
+
+    image = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    expected = LetterBox(320, auto=auto, stride=32)(image=image)
+    np.testing.assert_array_equal(detect_yolo.letterbox(image, 320, auto), expected)
+
+
+def test_scale_boxes_matches_ultralytics():
+    import torch
+    from ultralytics.utils import ops
+
+    boxes = np.array([[10.5, 20.25, 200.0, 150.0], [-5.0, 3.0, 330.0, 250.0]], np.float32)
+    for input_hw, image_hw in (((256, 320), (768, 1024)), ((320, 320), (700, 1000)), ((320, 256), (1024, 768))):
+        expected = ops.scale_boxes(input_hw, torch.from_numpy(boxes.copy()), image_hw).numpy()
+        np.testing.assert_allclose(detect_yolo.scale_boxes(input_hw, boxes, image_hw), expected, atol=1e-3)
+
+
+def test_nms_matches_ultralytics():
+    import torch
+    from ultralytics.utils.nms import non_max_suppression
+
+    rng = np.random.default_rng(1)
+    n = 400
+    xy = rng.uniform(0, 300, (n, 2))
+    wh = rng.uniform(5, 120, (n, 2))
+    pred = np.concatenate([xy, wh, rng.uniform(0, 1, (n, 1))], axis=1).T.astype(np.float32)  # (5, n)
+    for conf, thr in ((0.25, 0.5), (0.6, 0.3), (0.99, 0.7)):
+        expected = non_max_suppression(torch.from_numpy(pred[None]), conf, thr, max_det=100)[0].numpy()
+        boxes, scores = detect_yolo.nms_numpy(pred, conf, thr, max_det=100)
+        np.testing.assert_allclose(boxes, expected[:, :4], atol=1e-4)
+        np.testing.assert_allclose(scores, expected[:, 4], atol=1e-6)
+
+
+def test_boxes_to_detection_semantics():
+    to_det = detect_yolo.boxes_to_detection
+    assert to_det(np.zeros((0, 4)), np.zeros(0), 100, 80) == Detection("no_object", None, None, 0.0, 0)
+    one = to_det(np.array([[-3.2, 10.4, 50.6, 90.0]]), np.array([0.8]), 100, 80)
+    assert one.status == "ok" and one.box == (0, 10, 51, 80) and one.candidates == 1
+    assert one.score == pytest.approx(0.8)
+    # A second box inside the top one (a leg, say) is not a separate candidate ...
+    nested = to_det(np.array([[10, 10, 60, 60], [12, 12, 30, 30]]), np.array([0.5, 0.9]), 100, 80)
+    assert nested.status == "ok" and nested.box == (12, 12, 30, 30) and nested.candidates == 2
+    # ... a box elsewhere is.
+    apart = to_det(np.array([[10, 10, 40, 40], [60, 40, 90, 70]]), np.array([0.9, 0.4]), 100, 80)
+    assert apart.status == "multiple_candidates" and apart.box == (10, 10, 40, 40)
+
+
+def test_cli_prepare(tmp_path, config_dir, capsys):
+    assert detect_yolo.main(["prepare", "--out", str(tmp_path / "ds"), "--no-real", "--generated", "3"]) == 0
+    manifest = json.loads(capsys.readouterr().out)
+    assert manifest["n_generated"] == 3
+    assert (tmp_path / "ds" / "data.yaml").is_file()
