@@ -181,3 +181,32 @@ def test_derived_store_round_trip_and_keys(tmp_path):
     derived.save(sha, result, images)
     assert derived.load(sha) == result
     assert derived.image_path(sha, "cropped").read_bytes() == images["cropped"]
+
+
+def test_truncated_photos_fail_even_when_pillow_is_told_to_accept_them(monkeypatch):
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)  # as importing ultralytics does
+    data = jpeg(photo())[:20000]
+    assert decode_photo(data, PARAMS).status == "undecodable"
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # the caller's setting is left as it was
+
+
+def test_corrupt_photos_fail_cleanly_after_ultralytics_patches_pillow(monkeypatch):
+    import sys
+    import types
+
+    from PIL import Image
+
+    original = Image.open
+
+    def patched(fp, *args, **kwargs):  # what ultralytics' PIL patch does offline on unknown files
+        try:
+            return original(fp, *args, **kwargs)
+        except Image.UnidentifiedImageError:
+            raise ModuleNotFoundError("No module named 'pi_heif'") from None
+
+    monkeypatch.setattr(Image, "open", patched)
+    monkeypatch.setitem(sys.modules, "ultralytics.utils.patches", types.SimpleNamespace(_image_open=original))
+    data = b"\xff\xd8\xff\xe0" + b"\x00" * 500
+    assert decode_photo(data, PARAMS).status == "undecodable"

@@ -34,9 +34,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageFile, ImageOps
 
 from .geometry import apply_crop, fit_within, plan_crop, resize_short_side, size_fields, touches_edge
+from .pilsafe import open_image
 from .store import ImageStore, params_key
 
 STAGE_VERSION = 1
@@ -113,12 +114,15 @@ def decode_photo(data: bytes, params: ImageParams) -> Decoded:
     """Bytes -> original_full RGB, or a status saying why not."""
     if not data:
         return Decoded("empty_file", "0 bytes")
-    saved = Image.MAX_IMAGE_PIXELS
+    saved = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
     Image.MAX_IMAGE_PIXELS = None  # our own cap below is checked before any pixel is decoded
+    # A truncated photo must fail, even where another library (ultralytics does) has told
+    # Pillow to fill missing data with grey.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = open_image(io.BytesIO(data))
             width, height = image.size
             source_format = (image.format or "unknown").lower()
             if width * height > params.max_pixels:
@@ -143,7 +147,7 @@ def decode_photo(data: bytes, params: ImageParams) -> Decoded:
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         return Decoded("undecodable", f"{type(error).__name__}: {error}"[:300])
     finally:
-        Image.MAX_IMAGE_PIXELS = saved
+        Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
     if (rgb.shape[1], rgb.shape[0]) != target:
         rgb = cv2.resize(rgb, target, interpolation=cv2.INTER_AREA)
     reuse = source_format == "jpeg" and orientation in (1, None) and upright == target and image.mode == "RGB"

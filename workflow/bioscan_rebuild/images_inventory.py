@@ -21,6 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 from PIL import Image
 
+from .pilsafe import open_image
 from .records import make_rejects, shard_of
 from .store import ImageStore
 
@@ -157,7 +158,7 @@ def inspect_image(data: bytes) -> dict:
         facts.update(image_problem="empty_file", image_problem_detail="0 bytes")
         return facts
     try:
-        with _header_only(), Image.open(io.BytesIO(data)) as image:
+        with _header_only(), open_image(io.BytesIO(data)) as image:
             pil_format = image.format
             width, height = image.size
     except (OSError, SyntaxError, ValueError) as error:
