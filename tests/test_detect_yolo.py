@@ -270,3 +270,33 @@ def test_cli_prepare(tmp_path, config_dir, capsys):
     manifest = json.loads(capsys.readouterr().out)
     assert manifest["n_generated"] == 3
     assert (tmp_path / "ds" / "data.yaml").is_file()
+
+
+def test_workflow_trains_the_detector_and_runs_the_image_stage_with_it(sample_dir, tmp_path, config_dir):
+    """`snakemake train_detector`, then the image rules with the onnx backend on its export."""
+    import shutil
+
+    import pandas as pd
+    import yaml
+
+    from conftest import run_snakemake
+
+    (tmp_path / "config").mkdir()
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["train_detector"] = {"dev_dir": None, "generated": 8, "epochs": 1, "imgsz": 96, "batch": 4}
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    shutil.copytree(sample_dir, tmp_path / "resources" / "sample")
+    os.environ["BIOSCAN_YOLO_CONFIG_DIR"] = str(config_dir)
+    run_snakemake(tmp_path, "train_detector")
+    report = json.loads((tmp_path / "results" / "detector" / "report.json").read_text())
+    onnx = tmp_path / "results" / "detector" / "model.onnx"
+    assert report["onnx"]["sha256"] == detect_yolo.sha256_file(onnx)
+    config["images"]["detector"] = {"backend": "onnx", "weights": "results/detector/model.onnx", "params": {}}
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    run_snakemake(tmp_path, "results/images/summary.json")
+    images = pd.concat(pd.read_parquet(p) for p in (tmp_path / "results" / "images").glob("shard-*/images.parquet"))
+    assert set(images["detector"]) == {"onnx"} and len(images) > 200
+    assert set(images["image_status"]) <= {"ok", "touches_edge", "multiple_candidates", "no_object"}
+    boxed = images[images["x0"].notna()]
+    # Box-only backend: organism pixels come from the classical segmenter inside the box.
+    assert boxed["image_measurement_value"].notna().all()

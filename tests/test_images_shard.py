@@ -108,3 +108,15 @@ def test_detect_command_reports_boxes_in_source_pixels(tmp_path, monkeypatch, re
     assert rows["empty.jpg"]["status"] == "empty_file" and rows["empty.jpg"]["x0"] == ""
     assert (tmp_path / "crops" / "cropped_256" / "big.jpg").exists()
     assert json.loads(json.dumps(counts)) == counts
+
+
+def test_detect_command_with_the_classical_detector_on_real_photos(realdata, tmp_path):
+    from bioscan_rebuild.cli import main
+
+    folder = realdata / "Bioscan-ImgFilter/dataset/filtered_imgs/valid"
+    assert main(["detect", str(folder), str(tmp_path / "out.csv"), "--crop", str(tmp_path / "crops")]) == 0
+    rows = pd.read_csv(tmp_path / "out.csv")
+    assert len(rows) == 6 and set(rows["status"]) <= {"ok", "touches_edge", "multiple_candidates"}
+    assert (rows["x1"] > rows["x0"]).all() and (rows["pixel_count"] > 0).all()
+    assert ((rows["area_fraction"] > 0) & (rows["area_fraction"] < 1)).all()
+    assert len(list((tmp_path / "crops" / "cropped_256").glob("*.jpg"))) == 6

@@ -203,9 +203,7 @@ def cmd_train_detector(args) -> int:
 def cmd_release(args) -> int:
     from .release import write_release
 
-    manifest = write_release(
-        args.records, args.rejects, args.accounting, args.outdir, args.bbox, args.image_summary
-    )
+    manifest = write_release(args.records, args.rejects, args.accounting, args.outdir, args.bbox, args.image_summary)
     print(f"release written to {args.outdir}: {len(manifest['files'])} files")
     return 0
 
@@ -332,6 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train-detector"]:  # its options belong to detect_yolo's own parser
+        from .detect_yolo import main as yolo_main
+
+        return yolo_main(["train", *argv[1:]])
     args = build_parser().parse_args(argv)
     return args.func(args)
 
