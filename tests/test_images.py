@@ -198,7 +198,8 @@ def test_corrupt_photos_fail_cleanly_after_ultralytics_patches_pillow(monkeypatc
 
     from PIL import Image
 
-    original = Image.open
+    loaded = sys.modules.get("ultralytics.utils.patches")  # the real patch, if another test imported it
+    original = getattr(loaded, "_image_open", None) or Image.open
 
     def patched(fp, *args, **kwargs):  # what ultralytics' PIL patch does offline on unknown files
         try:
