@@ -180,3 +180,15 @@ def test_histogram_median_matches_numpy():
     for x in (rng.gamma(2.0, 3.0, 12288), rng.uniform(0, 200, 999), np.full(10, 70.0)):
         x = x.astype(np.float32).reshape(-1, 1)
         assert abs(ClassicalDetector._median(x) - float(np.median(x))) <= 1 / 32 + 1e-6
+
+
+def test_largest_candidate_beats_a_darker_speck():
+    """select_mass: a large brown specimen is chosen over a small but darker speck (the highest peak)."""
+    image = np.full((768, 1024, 3), 225, np.uint8)
+    image[300:340, 300:350] = (150, 120, 80)  # specimen: larger, moderately dark (smaller than bg_kernel)
+    image[600:612, 800:812] = (10, 10, 10)  # speck: tiny, black
+    by_mass = ClassicalDetector().detect(image)
+    assert by_mass.status == "multiple_candidates" and by_mass.candidates == 2
+    assert iou(by_mass.box, (300, 300, 350, 340)) > 0.8
+    by_peak = ClassicalDetector(select_mass=False).detect(image)
+    assert iou(by_peak.box, (800, 600, 812, 612)) > 0.5

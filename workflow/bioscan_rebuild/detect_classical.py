@@ -18,7 +18,8 @@ How it works (all on one image, deterministic, vectorised numpy/cv2):
    (``blob_max_elongation``), warm-coloured (``blob_min_warmth``, b* above the background), blurry
    (``blob_max_sharpness``) blob whose score smoothed by ``blob_sigma`` reaches ``blob_bar``. Still nothing:
    ``no_object``.
-7. The strongest candidate's core grows by hysteresis (score > ``grow_lo_factor`` x lo) at the reduced scale
+7. The chosen candidate -- the one with the largest strength sum over its core pixels (``select_mass``; else
+   the highest peak) -- grows by hysteresis (score > ``grow_lo_factor`` x lo) at the reduced scale
    within ``reach`` x its size (legs, antennae, pale wings, but not a long fibre it touches); then the mask is
    refined at the input resolution inside that box + ``refine_pad`` only: pixels with score >
    max(``full_lo_factor`` x lo, rel x peak) connected to the core, where rel = ``blur_rel`` for an
@@ -27,11 +28,12 @@ How it works (all on one image, deterministic, vectorised numpy/cv2):
 Speed (one core, 1024x768): everything at the reduced scale uses cv2 primitives on uint8/float32 planes (no
 float64, no large numpy reductions); the background's 4x4 block means come from integral images, the noise
 statistics (median, MAD) from a histogram (1/32-unit bins), and the refinement converts only the crop to LAB.
-``classical-2`` gives the same results as ``classical-1`` up to float rounding and the histogram medians.
+``classical-2`` gives the same results as ``classical-1`` up to float rounding and the histogram medians;
+``classical-3`` differs only in the choice among several candidates (``select_mass``).
 
 Result: ``ok`` with the tight box of that mask (x1/y1 exclusive, input pixels), ``mask`` (bool, input
 resolution), ``pixel_count`` = mask.sum() and ``score`` = peak strength; ``multiple_candidates`` when two or more
-separate groups clear the bar -- the box, mask and count are then those of the strongest one (not the union:
+separate groups clear the bar -- the box, mask and count are then those of the chosen one (not the union:
 the runner-up is usually a detached part or debris, and a union box would swallow the gap);
 ``candidates`` = the number of groups that cleared the bar; ``no_object`` (box None) otherwise.
 """
@@ -43,7 +45,7 @@ import numpy as np
 
 from .detect import Detection
 
-VERSION = "classical-2"
+VERSION = "classical-3"
 
 # Defaults; every one is a keyword of ClassicalDetector and part of params(). Score units are CIELAB
 # (OpenCV 8-bit scale: L 0..255) at the reduced scale; pixel sizes are at the reduced scale unless noted.
@@ -62,6 +64,7 @@ DEFAULTS: dict = {
     "core_frac": 0.5,  # core pixels: strength >= core_frac x bar
     "merge_px": 2,  # cores closer than this are one object
     "min_area": 4,  # core pixels a candidate needs
+    "select_mass": True,  # pick the candidate with the largest core strength sum (False: the highest peak)
     "mask_well": False,  # drop candidates outside the estimated plate well (not for plain backgrounds)
     "well_level": 0.88,  # well = background L >= well_level x its 95th percentile (region around the centre)
     "well_margin": 4,  # erode the well by this many px
@@ -254,7 +257,7 @@ class ClassicalDetector:
         a = self._analyse(image)
         cands = a["cands"]
         if cands.size:
-            best = int(cands[np.argmax(a["gmax"][cands])])
+            best = self._best(a, cands)
             gmask = cv2.bitwise_and(cv2.compare(a["glab"], best, cv2.CMP_EQ), a["core"])
             a["peak"] = float(a["gmax"][best])
             a["sharpness"] = self._sharpness(a["s"], gmask, a["peak"])
@@ -268,6 +271,15 @@ class ClassicalDetector:
         mask, box, count = self._refine(image, a, gmask)
         status = "ok" if n_cands == 1 else "multiple_candidates"
         return Detection(status, box, count, a["peak"], n_cands, mask)
+
+    def _best(self, a: dict, cands: np.ndarray) -> int:
+        """The candidate to report: largest strength sum over its core pixels (``select_mass``; a whole
+        specimen beats a small dark fragment, a detached wing or a speck) or highest peak strength."""
+        if not self._p["select_mass"] or cands.size == 1:
+            return int(cands[np.argmax(a["gmax"][cands])])
+        core = a["core"] > 0
+        mass = np.bincount(a["glab"][core], weights=a["strength"][core], minlength=a["gmax"].size)
+        return int(cands[np.argmax(mass[cands])])
 
     def segment_in_box(self, image: np.ndarray, box, margin: float = 0.1) -> np.ndarray:
         """Bool mask (input resolution) of the organism inside/around ``box`` (x0, y0, x1, y1, exclusive ends),
