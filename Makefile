@@ -8,7 +8,7 @@ SAMPLE := resources/sample/faults.json
 CORES ?= 2
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test install sample lint clean
+.PHONY: run test install sample lint report clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ sample: $(SAMPLE)
 run: $(SAMPLE)
 	$(BIN)/snakemake --cores $(CORES) --profile profiles/default
 	@echo "Release: $(CURDIR)/results/release  (accounting: results/accounting.json)"
+
+report: $(STAMP)
+	$(BIN)/snakemake --report results/report.html
+	@echo "Report: $(CURDIR)/results/report.html"
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint
