@@ -21,7 +21,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bioscan_rebuild.detect import dev_split, load_coco_ground_truth, make_detector  # noqa: E402
-from bioscan_rebuild.detect_eval import evaluate, load_rgb  # noqa: E402
+from bioscan_rebuild.detect_eval import evaluate, load_rgb, summarize  # noqa: E402
 
 DEFAULT_DEV = REPO.parent / "shared" / "realdata" / "imgfilter-dev"
 
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         chosen = [t for t in truths if subset == "all" or by_name[t.file_name] == subset]
         names = {t.file_name for t in chosen}
         rows = [r for r in result["rows"] if r["file_name"] in names]
-        summaries[subset] = _summarise(rows, result["summary"]["ms_per_image"])
+        summaries[subset] = summarize(rows, result["summary"]["ms_per_image"])
         rows_by_subset[subset] = rows
 
     print(f"backend={args.backend} params={json.dumps(detector.params(), sort_keys=True)}")
@@ -138,29 +138,6 @@ def main(argv: list[str] | None = None) -> int:
         n = contact_sheet(shown, args.dev_dir, args.sheet)
         print(f"contact sheet: {n} failures ({subsets[-1]}) -> {args.sheet}")
     return 0
-
-
-def _summarise(rows: list[dict], ms_per_image: float) -> dict:
-    """The same figures as detect_eval.evaluate, for a subset of its rows."""
-    specimens = [r for r in rows if not r["empty_truth"]]
-    empties = [r for r in rows if r["empty_truth"]]
-    ious = np.array([r["iou"] for r in specimens]) if specimens else np.zeros(0)
-    pairs = np.array(
-        [(r["pixel_count"], r["polygon_area"]) for r in specimens if r["pixel_count"] and r["polygon_area"]], float
-    )
-    return {
-        "images": len(rows),
-        "specimens": len(specimens),
-        "empty_wells": len(empties),
-        "mean_iou": float(ious.mean()) if len(ious) else None,
-        "iou_ge_0.5": float((ious >= 0.5).mean()) if len(ious) else None,
-        "iou_ge_0.75": float((ious >= 0.75).mean()) if len(ious) else None,
-        "empty_recognised": float(np.mean([r["status"] == "no_object" for r in empties])) if empties else None,
-        "specimens_missed": float(np.mean([r["status"] == "no_object" for r in specimens])) if specimens else None,
-        "pixels_over_polygon_median": float(np.median(pairs[:, 0] / pairs[:, 1])) if len(pairs) else None,
-        "pixels_vs_polygon_r": float(np.corrcoef(pairs[:, 0], pairs[:, 1])[0, 1]) if len(pairs) > 2 else None,
-        "ms_per_image": ms_per_image,
-    }
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ output, not by Python objects per cell.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .records import CONTENT_FIELDS, RECORD_SCHEMA, REJECT_SCHEMA, make_rejects
+from .store import file_sha256
 
 DEFAULT_MISSING_VALUES = ("", "None", "not_classified", "no_data")
 BLOCK_BYTES = 32 << 20
@@ -203,14 +203,6 @@ def read_header(path: Path) -> list[str]:
         first = handle.readline()
     text = first.decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n")
     return text.split("\t")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def parse_export(

@@ -46,13 +46,18 @@ def evaluate(detector: Detector, truths: Iterable[GroundTruth], image_dir: str |
                     "polygon_area": truth.polygon_area,
                 }
             )
+    return {"summary": summarize(rows, 1000 * seconds / max(1, len(rows))), "rows": rows}
+
+
+def summarize(rows: list[dict], ms_per_image: float) -> dict:
+    """The summary figures of `evaluate` for any subset of its per-image rows."""
     specimens = [r for r in rows if not r["empty_truth"]]
     empties = [r for r in rows if r["empty_truth"]]
     ious = np.array([r["iou"] for r in specimens]) if specimens else np.zeros(0)
     pairs = np.array(
         [(r["pixel_count"], r["polygon_area"]) for r in specimens if r["pixel_count"] and r["polygon_area"]], float
     )
-    summary = {
+    return {
         "images": len(rows),
         "specimens": len(specimens),
         "empty_wells": len(empties),
@@ -63,6 +68,5 @@ def evaluate(detector: Detector, truths: Iterable[GroundTruth], image_dir: str |
         "specimens_missed": float(np.mean([r["status"] == "no_object" for r in specimens])) if specimens else None,
         "pixels_over_polygon_median": float(np.median(pairs[:, 0] / pairs[:, 1])) if len(pairs) else None,
         "pixels_vs_polygon_r": float(np.corrcoef(pairs[:, 0], pairs[:, 1])[0, 1]) if len(pairs) > 2 else None,
-        "ms_per_image": 1000 * seconds / max(1, len(rows)),
+        "ms_per_image": ms_per_image,
     }
-    return {"summary": summary, "rows": rows}

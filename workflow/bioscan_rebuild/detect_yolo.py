@@ -44,6 +44,7 @@ import cv2
 import numpy as np
 
 from .detect import Detection, dev_split, load_coco_ground_truth
+from .store import file_sha256
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DEV_DIR = REPO.parent / "shared" / "realdata" / "imgfilter-dev"
@@ -160,12 +161,7 @@ def _import_ultralytics(config_dir: str | Path | None = None):
 # Small helpers
 
 
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+sha256_file = file_sha256  # name kept for callers of this module
 
 
 def _version(package: str) -> str | None:

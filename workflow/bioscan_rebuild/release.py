@@ -8,7 +8,6 @@ bbox table and the image-stage status counts. Later stages add the image package
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -18,14 +17,7 @@ import pyarrow.parquet as pq
 
 from .ingest import INGESTED_SCHEMA
 from .records import REJECT_SCHEMA
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
+from .store import file_sha256
 
 
 def concat_tsv(paths, target: Path) -> None:
@@ -55,7 +47,9 @@ def write_release(record_paths, rejects_path, accounting_path, outdir, bbox_path
         shutil.copyfile(image_summary, outdir / "images_summary.json")
     files = sorted(p for p in outdir.rglob("*") if p.is_file() and p.name != "MANIFEST.json")
     manifest = {
-        "files": {p.relative_to(outdir).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in files},
+        "files": {
+            p.relative_to(outdir).as_posix(): {"bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in files
+        },
     }
     (outdir / "MANIFEST.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest

@@ -24,6 +24,15 @@ EXTENSIONS = {"jpeg": "jpg", "png": "png", "tiff": "tif"}
 MODES = ("link", "copy", "none")
 
 
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file, read in 4 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def params_key(params: dict) -> str:
     """Short stable key for a parameter set (sorted JSON, sha256, 16 hex digits)."""
     canonical = json.dumps(params, sort_keys=True, separators=(",", ":"))
