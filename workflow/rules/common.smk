@@ -5,7 +5,6 @@ import json
 import os
 import re
 import shlex
-import sys
 
 
 def _check_batches(batches):
@@ -28,12 +27,17 @@ SHARDS = [f"shard-{i:03d}" for i in range(config["shards"])]
 PACKAGE_DIR = os.path.join(workflow.basedir, "workflow")
 CLI = f"PYTHONPATH={shlex.quote(PACKAGE_DIR)}${{PYTHONPATH:+:$PYTHONPATH}} python -m bioscan_rebuild"
 
-# Versions of the image-stage code, passed as a parameter, so that a new detector version re-runs the
-# image jobs (Snakemake's params trigger) instead of leaving stale outputs in place.
-sys.path.insert(0, PACKAGE_DIR)
-from bioscan_rebuild.detect_classical import VERSION as CLASSICAL_VERSION
-from bioscan_rebuild.images import STAGE_VERSION as IMAGE_STAGE_VERSION
 
+# Versions of the image-stage code, passed as a parameter, so that a new detector version re-runs
+# the image jobs (Snakemake's params trigger) instead of leaving stale outputs in place. Read
+# from the sources, not imported: parsing the Snakefile must stay cheap and need no OpenCV.
+def _source_constant(module, name):
+    text = open(os.path.join(PACKAGE_DIR, "bioscan_rebuild", module)).read()
+    return re.search(rf"^{name} = (.+)$", text, re.MULTILINE).group(1).strip("\"'")
+
+
+CLASSICAL_VERSION = _source_constant("detect_classical.py", "VERSION")
+IMAGE_STAGE_VERSION = _source_constant("images.py", "STAGE_VERSION")
 IMAGE_CODE_VERSION = f"image-stage-{IMAGE_STAGE_VERSION}/{CLASSICAL_VERSION}"
 
 BATCH_PATTERN = "|".join(map(re.escape, BATCHES))
