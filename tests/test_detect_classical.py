@@ -192,3 +192,17 @@ def test_largest_candidate_beats_a_darker_speck():
     assert iou(by_mass.box, (300, 300, 350, 340)) > 0.8
     by_peak = ClassicalDetector(select_mass=False).detect(image)
     assert iou(by_peak.box, (800, 600, 812, 612)) > 0.5
+
+
+def test_accuracy_on_the_whole_real_dev_set_does_not_regress(realdata):
+    """All 295 real hard cases (imgfilter-dev): the figures bench/detect_accuracy.py reports
+    (73.9 % IoU>=0.5, 91.7 % empty wells at classical-3) must not fall below these floors."""
+    from bioscan_rebuild.detect import load_coco_ground_truth
+    from bioscan_rebuild.detect_eval import evaluate
+
+    dev = realdata / "imgfilter-dev"
+    summary = evaluate(ClassicalDetector(), load_coco_ground_truth(dev / "coco_annotations.json"), dev)["summary"]
+    assert summary["specimens"] == 211 and summary["empty_wells"] == 84
+    assert summary["iou_ge_0.5"] >= 0.72
+    assert summary["empty_recognised"] >= 0.90
+    assert summary["pixels_vs_polygon_r"] >= 0.85
