@@ -155,8 +155,9 @@ def run_image_shard(
         if row["image_sha256"]:
             groups.setdefault(id(detectors[row["image_batch"]]), []).append(row)
     keys = {}
+    by_id = {id(d): d for d in detectors.values()}
     for detector_id, rows in groups.items():
-        detector = next(d for d in detectors.values() if id(d) == detector_id)
+        detector = by_id[detector_id]
         key = stage_key(params, detector)
         keys[detector_id] = (key, detector.name)
         derived = DerivedStore(store, key)

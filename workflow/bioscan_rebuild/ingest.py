@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from .bold import DEFAULT_MISSING_VALUES, parse_export
 from .images_inventory import INVENTORY_SCHEMA
-from .records import RECORD_SCHEMA, REJECT_SCHEMA, SIGNATURE_FIELDS, make_rejects, shard_name
+from .records import RECORD_SCHEMA, REJECT_SCHEMA, SIGNATURE_FIELDS, make_rejects, shard_name, shard_of
 
 POLICIES = ("reject", "latest")
 
@@ -74,7 +74,6 @@ def parse_to_shards(
 ) -> dict:
     """Parse one export into `outdir/records/shard-NNN.parquet` (all n_shards written, maybe empty),
     `outdir/rejects.parquet` and `outdir/summary.json`. Returns the summary."""
-    from .records import shard_of
 
     outdir = Path(outdir)
     (outdir / "records").mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from .records import RANKS
+
 V4_COLUMNS = [
     "processid",
     "sampleid",
@@ -484,22 +486,7 @@ def export_columns(col: dict[str, np.ndarray], layout: str, rng: np.random.Gener
             "lon": "lon",
         }
     else:
-        mapping = {
-            name: name
-            for name in (
-                "processid",
-                "sampleid",
-                "bin_uri",
-                "phylum",
-                "class",
-                "order",
-                "family",
-                "subfamily",
-                "genus",
-                "species",
-                "marker_code",
-            )
-        }
+        mapping = {name: name for name in ("processid", "sampleid", "bin_uri", *RANKS, "marker_code")}
         mapping["nucraw" if layout == "bcdm2023" else "nuc"] = "nucleotides"
         mapping["country" if layout == "bcdm2023" else "country/ocean"] = "country"
         mapping["province" if layout == "bcdm2023" else "province/state"] = "province_state"
