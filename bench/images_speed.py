@@ -63,12 +63,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=60, help="photos per source size")
     parser.add_argument("--backend", default="classical")
+    parser.add_argument("--default-malloc", action="store_true", help="leave glibc's allocator settings alone")
     args = parser.parse_args()
     pin_one_core()
     from PIL import Image
 
     from bioscan_rebuild.detect import make_detector
-    from bioscan_rebuild.images import ImageParams, process_photos
+    from bioscan_rebuild.images import ImageParams, keep_freed_memory, process_photos
+
+    # As the image-stage commands do; the decode-only baseline runs in this same process, so it gets it too.
+    if not args.default_malloc:
+        print("keep_freed_memory:", keep_freed_memory())
 
     detector = make_detector(args.backend)
     params = ImageParams()

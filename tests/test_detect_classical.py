@@ -137,6 +137,14 @@ def test_deterministic(detector, specimens):
     assert a == b and np.array_equal(a.mask, b.mask)
 
 
+def test_a_precomputed_half_gives_the_same_detection(detector, specimens):
+    from bioscan_rebuild.images import halve
+
+    for photo in specimens[:8]:
+        plain, shared = detector.detect(photo.image), detector.detect(photo.image, halve(photo.image))
+        assert plain == shared and np.array_equal(plain.mask, shared.mask)
+
+
 def test_params_json_and_factory():
     det = make_detector("classical", bar=80.0, mask_well=True)
     assert isinstance(det, ClassicalDetector) and det.name == "classical"

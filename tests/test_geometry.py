@@ -7,6 +7,7 @@ import pytest
 
 from bioscan_rebuild.geometry import (
     BIOSCAN_PAD_COLOR,
+    CropPlan,
     apply_crop,
     crop_padded,
     enlarge_box,
@@ -76,6 +77,15 @@ def test_specimen_at_the_edge_is_padded_after_rotation():
     crop = apply_crop(image, plan)
     assert plan.rotate and crop.shape[1] * 3 == crop.shape[0] * 4
     assert (crop == BIOSCAN_PAD_COLOR).all(axis=2).any() and (crop == 100).all(axis=2).any()
+
+
+def test_rotated_crop_equals_cropping_the_turned_photo():
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)
+    for box in [(10, 20, 40, 60), (-7, 100, 30, 130), (50, -4, 95, 30), (0, 0, 90, 120), (-5, -5, 200, 200)]:
+        plan = CropPlan(box=box, rotate=True)
+        reference = crop_padded(np.rot90(image, k=1), box)
+        assert np.array_equal(apply_crop(image, plan), reference), box
 
 
 def test_resizes():

@@ -34,7 +34,7 @@ class FixedDetector:
             return Detection("no_object", None)
         return Detection(self.status, self.box, pixel_count=1234, score=0.9, candidates=1)
 
-    def detect_batch(self, images):
+    def detect_batch(self, images, halves=None):
         return [self.detect(image) for image in images]
 
 
@@ -166,6 +166,14 @@ def test_outputs_are_deterministic():
     first = process_photos([data], FixedDetector(), PARAMS)[0]
     second = process_photos([data], FixedDetector(), PARAMS)[0]
     assert first[0] == second[0] and first[1] == second[1]
+
+
+def test_the_batch_path_shares_the_half_image_without_changing_outputs():
+    data = jpeg(photo())
+    batch = process_photos([data], FixedDetector(), PARAMS)[0]
+    decoded = decode_photo(data, PARAMS)
+    direct = finish_photo(data, decoded, FixedDetector().detect(decoded.rgb), PARAMS)
+    assert batch == direct
 
 
 def test_derived_store_round_trip_and_keys(tmp_path):

@@ -44,8 +44,9 @@ class Detector(Protocol):
     def detect(self, image: np.ndarray) -> Detection:
         """One RGB uint8 (H, W, 3) image."""
 
-    def detect_batch(self, images: list[np.ndarray]) -> list[Detection]:
-        """Several images at once (backends that batch, e.g. YOLO on a GPU, override this)."""
+    def detect_batch(self, images: list[np.ndarray], halves: list[np.ndarray] | None = None) -> list[Detection]:
+        """Several images at once (backends that batch, e.g. YOLO on a GPU, override this). ``halves``:
+        optionally the same images reduced 2x (INTER_AREA), which the caller has anyway; may be ignored."""
 
 
 def iou(a, b) -> float:

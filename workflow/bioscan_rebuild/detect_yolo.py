@@ -613,7 +613,7 @@ class YoloDetector:
     def detect(self, image: np.ndarray) -> Detection:
         return self.detect_batch([image])[0]
 
-    def detect_batch(self, images: list[np.ndarray]) -> list[Detection]:
+    def detect_batch(self, images: list[np.ndarray], halves: list[np.ndarray] | None = None) -> list[Detection]:
         out: list[Detection] = []
         for start in range(0, len(images), self.batch):
             chunk = [_as_rgb(im) for im in images[start : start + self.batch]]
@@ -703,7 +703,7 @@ class OnnxDetector:
         blob *= np.float32(1 / 255)
         return np.ascontiguousarray(blob)
 
-    def detect_batch(self, images: list[np.ndarray]) -> list[Detection]:
+    def detect_batch(self, images: list[np.ndarray], halves: list[np.ndarray] | None = None) -> list[Detection]:
         out: list[Detection] = []
         for start in range(0, len(images), self.batch):
             chunk = [_as_rgb(im) for im in images[start : start + self.batch]]

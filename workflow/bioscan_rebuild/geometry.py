@@ -81,9 +81,15 @@ def crop_padded(image: np.ndarray, box, pad_color=BIOSCAN_PAD_COLOR) -> np.ndarr
 
 
 def apply_crop(image: np.ndarray, plan: CropPlan, pad_color=BIOSCAN_PAD_COLOR) -> np.ndarray:
-    if plan.rotate:
-        image = np.rot90(image, k=1)  # counter-clockwise, as PIL rotate(90)
-    return crop_padded(image, plan.box, pad_color)
+    """The crop of ``plan``: its box in the image turned counter-clockwise (as PIL rotate(90)) when
+    ``plan.rotate``. Only the box is turned (the whole photo's strided rot90 copy costs ~5x more)."""
+    if not plan.rotate:
+        return crop_padded(image, plan.box, pad_color)
+    # rotated[y, x] == image[x, W - 1 - y]: the rotated box's columns are image rows, its rows image columns.
+    x0, y0, x1, y1 = plan.box
+    width = image.shape[1]
+    upright = crop_padded(image, (width - y1, x0, width - y0, x1), pad_color)
+    return cv2.rotate(upright, cv2.ROTATE_90_COUNTERCLOCKWISE)
 
 
 def resize_short_side(image: np.ndarray, short_side: int = 256) -> np.ndarray:

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .detect import make_detector
-from .images import DerivedStore, ImageParams, PhotoResult, process_photos, stage_key
+from .images import DerivedStore, ImageParams, PhotoResult, keep_freed_memory, process_photos, stage_key
 from .ingest import INGESTED_SCHEMA, write_json, write_table
 from .store import ImageStore
 
@@ -138,6 +138,7 @@ def run_image_shard(
     contact_sheet_size: int = 120,
 ) -> dict:
     params = image_params or ImageParams()
+    keep_freed_memory()
     records = pq.read_table(records_path, schema=INGESTED_SCHEMA).to_pylist()
     batches = sorted({r["image_batch"] for r in records if r["image_batch"]})
     detectors, default = build_detectors(backend, detector_params or {}, batch_params or {}, batches)
@@ -260,6 +261,7 @@ def detect_folder(
     import csv
 
     params = image_params or ImageParams()
+    keep_freed_memory()
     detector = make_detector(backend, **(detector_params or {}))
     segmenter = None
     if backend != "classical":
