@@ -24,6 +24,7 @@ wildcard_constraints:
 
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/images.smk"
+include: "workflow/rules/metadata.smk"
 include: "workflow/rules/detector.smk"
 include: "workflow/rules/release.smk"
 
@@ -33,4 +34,6 @@ rule all:
     input:
         "results/accounting.json",
         "results/images/summary.json",
+        "results/metadata/summary.json",
+        "results/metadata/barcodes.fasta",
         "results/release/MANIFEST.json",

@@ -208,6 +208,83 @@ def cmd_release(args) -> int:
     return 0
 
 
+def _barcode_params(args):
+    from .barcodes import BarcodeParams
+
+    return BarcodeParams(min_length=args.min_length, max_ambiguity=args.max_ambiguity, trim_end_n=args.trim_end_n)
+
+
+def _taxonomy_params(args):
+    from .taxonomy import TaxonomyParams
+
+    return TaxonomyParams.from_dict(json.loads(args.taxonomy_params) if args.taxonomy_params else {})
+
+
+def cmd_barcodes_clean(args) -> int:
+    from .metadata import clean_shard
+
+    print(json.dumps(clean_shard(args.records, args.output, _barcode_params(args)), sort_keys=True))
+    return 0
+
+
+def cmd_barcodes_fasta(args) -> int:
+    from .metadata import write_fasta_from
+
+    print(f"wrote {write_fasta_from(args.curated, args.barcodes, args.output)} sequences to {args.output}")
+    return 0
+
+
+def cmd_taxonomy_curate(args) -> int:
+    from .metadata import curate_tables
+
+    summary = curate_tables(
+        args.records,
+        args.barcodes,
+        args.outdir,
+        taxonomy_params=_taxonomy_params(args),
+        fixes_path=args.fixes,
+        corrections_path=args.corrections,
+    )
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
+def cmd_metadata(args) -> int:
+    from .metadata import metadata_from_exports
+
+    summary = metadata_from_exports(
+        args.exports,
+        args.output,
+        split=args.split,
+        barcode_params=_barcode_params(args),
+        taxonomy_params=_taxonomy_params(args),
+        fixes_path=args.fixes,
+        corrections_path=args.corrections,
+    )
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
+def cmd_split(args) -> int:
+    from .splits import run_split_command
+
+    return run_split_command(args)
+
+
+def _add_barcode_options(p):
+    p.add_argument("--min-length", type=int, default=200, help="shortest barcode kept (bases)")
+    p.add_argument("--max-ambiguity", type=float, default=0.05, help="largest share of ambiguous bases kept")
+    p.add_argument("--trim-end-n", action=argparse.BooleanOptionalAction, default=True)
+
+
+def _add_taxonomy_options(p):
+    p.add_argument("--taxonomy-params", help='JSON, e.g. {"barcode_ratio": 0.8, "bin_ratio": 0.8}')
+    p.add_argument("--fixes", default=None, help="typo / rewording table (TSV: rank, from, to, reason)")
+    p.add_argument(
+        "--corrections", default=None, help="record corrections (TSV: processid, field, value, reason, source)"
+    )
+
+
 def _add_ingest_options(p):
     p.add_argument("--duplicate-policy", choices=("reject", "latest"), default="reject")
     p.add_argument(
@@ -317,6 +394,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("options", nargs=argparse.REMAINDER, help="passed to detect_yolo train")
     p.set_defaults(func=cmd_train_detector)
+
+    barcodes = sub.add_parser("barcodes", help="barcode cleaning and QC").add_subparsers(dest="step", required=True)
+    p = barcodes.add_parser("clean", help="clean the barcodes of one ingested shard")
+    p.add_argument("records", help="ingested records of the shard (parquet)")
+    p.add_argument("-o", "--output", required=True)
+    _add_barcode_options(p)
+    p.set_defaults(func=cmd_barcodes_clean)
+    p = barcodes.add_parser("fasta", help="FASTA of the curated records' cleaned barcodes")
+    p.add_argument("--curated", required=True)
+    p.add_argument("--barcodes", nargs="*", default=[])
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(func=cmd_barcodes_fasta)
+
+    taxonomy = sub.add_parser("taxonomy", help="BINs + taxonomy curation").add_subparsers(dest="step", required=True)
+    p = taxonomy.add_parser("curate", help="curate every shard's labels together; log every change")
+    p.add_argument("--records", nargs="*", default=[], help="ingested record shards")
+    p.add_argument("--barcodes", nargs="*", default=[], help="barcode shards (same order)")
+    p.add_argument("--outdir", required=True)
+    _add_taxonomy_options(p)
+    p.set_defaults(func=cmd_taxonomy_curate)
+
+    p = sub.add_parser("metadata", help="BOLD exports -> the 23-column table (ingest, barcodes, BINs, taxonomy)")
+    p.add_argument("exports", nargs="+")
+    p.add_argument("-o", "--output", required=True, help="CSV; rejects/changes/bins/QC are written beside it")
+    p.add_argument("--split", action="store_true", help="also assign the 8 splits (and chunks)")
+    _add_barcode_options(p)
+    _add_taxonomy_options(p)
+    p.set_defaults(func=cmd_metadata)
+
+    p = sub.add_parser("split", help="assign the BIOSCAN-5M splits to a metadata CSV")
+    try:
+        from .splits import add_split_arguments
+
+        add_split_arguments(p)
+    except ImportError:  # pragma: no cover - the splits module ships with the package
+        pass
+    p.set_defaults(func=cmd_split)
 
     p = sub.add_parser("release", help="assemble the release folder and its manifest")
     p.add_argument("--records", nargs="*", default=[], help="ingested record shards")

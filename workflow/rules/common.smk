@@ -117,3 +117,33 @@ def all_image_dir_args(wildcards):
     return shell_words(
         f"--image-dir={name}={BATCHES[name]['images']}" for name in IMAGE_BATCHES
     )
+
+
+TAXONOMY = config["taxonomy"]
+TAXONOMY_PARAMS_JSON = json.dumps(
+    {k: v for k, v in TAXONOMY.items() if k not in ("fixes", "corrections")},
+    sort_keys=True,
+)
+
+
+def _shipped_table(path):
+    """A relative table path: the working directory's file, else the one shipped in the repository."""
+    if os.path.isabs(path) or os.path.exists(path):
+        return path
+    shipped = os.path.join(workflow.basedir, path)
+    return shipped if os.path.exists(shipped) else path
+
+
+TAXONOMY_TABLES = {
+    key: _shipped_table(TAXONOMY[key])
+    for key in ("fixes", "corrections")
+    if TAXONOMY[key]
+}
+
+
+def taxonomy_tables(wildcards):
+    return list(TAXONOMY_TABLES.values())
+
+
+def taxonomy_table_args(wildcards):
+    return shell_words(f"--{key}={path}" for key, path in TAXONOMY_TABLES.items())

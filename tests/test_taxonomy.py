@@ -1,0 +1,230 @@
+"""BIN and taxonomy curation: each rule on hand-made cases, the changes log replays, the real exports."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from bioscan_rebuild.records import RANKS
+from bioscan_rebuild.taxonomy import (
+    RANK_BIT,
+    TaxonomyParams,
+    curate,
+    normalise_bin,
+    normalise_name,
+    replay,
+)
+
+COLUMNS = ["processid", *RANKS, "dna_bin", "barcode_key"]
+ARTHRO = ("Arthropoda", "Insecta", "Diptera")
+
+
+def frame(rows):
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def row(pid, family=None, genus=None, species=None, bin_=None, key=None, subfamily=None, upper=ARTHRO):
+    return (pid, *upper, family, subfamily, genus, species, bin_, key)
+
+
+def by_pid(result):
+    return result["curated"].set_index("processid")
+
+
+def assert_replays(records, result):
+    replayed = replay(records, result["changes"]).set_index("processid")
+    curated = by_pid(result)
+    for field in (*RANKS, "dna_bin"):
+        a, b = replayed[field].reindex(curated.index), curated[field]
+        assert (a.isna() == b.isna()).all() and (a[a.notna()] == b[b.notna()]).all(), field
+
+
+@pytest.mark.parametrize(
+    "raw,rank,clean",
+    [
+        (" Diptera ", "order", "Diptera"),
+        ("DIPTERA", "order", "Diptera"),
+        ("diptera", "order", "Diptera"),
+        ("Megaselia\u00a0 scalaris", "species", "Megaselia scalaris"),  # NBSP + double space
+        ("Dipt\u0435ra", "order", "Diptera"),  # Cyrillic e
+        ("Cecidomyi\u200bidae", "family", "Cecidomyiidae"),  # zero-width space
+        ("not_classified", "genus", None),
+        ("NA", "genus", None),
+        ("nan", "species", None),
+        ("   ", "family", None),
+        ("Coelioxys sp. 0702A115", "species", "Coelioxys sp. 0702A115"),  # species keep their case
+        ("malaise1234", "species", "malaise1234"),
+    ],
+)
+def test_normalise_name(raw, rank, clean):
+    assert normalise_name(raw, rank) == clean
+
+
+@pytest.mark.parametrize(
+    "raw,clean",
+    [
+        ("BOLD:AER5166", "BOLD:AER5166"),
+        ("bold:aaa1234 ", "BOLD:AAA1234"),
+        ("AAA1234", "BOLD:AAA1234"),
+        (" BOLD: AAB 0002", "BOLD:AAB0002"),
+        ("BOLD:AA1234", None),
+        ("BOLD:AAAA1234", None),
+        ("None", None),
+        (None, None),
+    ],
+)
+def test_normalise_bin(raw, clean):
+    assert normalise_bin(raw) == clean
+
+
+def test_malformed_bins_are_logged():
+    records = frame([row("a", bin_="BOLD:AA12"), row("b", bin_=" bold:abc1234"), row("c", bin_=None)])
+    result = curate(records)
+    changes = result["changes"].set_index("processid")
+    assert changes.loc["a", "rule"] == "bin_malformed" and changes.loc["b", "new"] == "BOLD:ABC1234"
+    assert "c" not in changes.index and result["counts"]["bins_malformed"] == 1
+    assert_replays(records, result)
+
+
+def test_genus_from_species_and_parent_inference():
+    records = frame(
+        [
+            row("a", "Phoridae", "Megaselia", "Megaselia scalaris", subfamily="Metopininae"),
+            row("b", "Phoridae", "Megaselia", None, subfamily="Metopininae"),
+            row("c", None, None, "Megaselia sp. BIOUG01"),  # species without genus
+            row("d", None, "Megaselia", None, upper=(None, None, None)),
+        ]
+    )
+    result = curate(records)
+    out = by_pid(result)
+    assert out.loc["c", "genus"] == "Megaselia" and out.loc["c", "family"] == "Phoridae"
+    assert out.loc["c", "subfamily"] == "Metopininae"
+    bits = RANK_BIT["genus"] | RANK_BIT["family"] | RANK_BIT["subfamily"]
+    assert out.loc["c", "inferred_ranks"] == bits
+    assert out.loc["d", "order"] == "Diptera" and out.loc["d", "phylum"] == "Arthropoda"
+    assert out.loc["a", "inferred_ranks"] == 0 and out.loc["c", "taxon"] == "Megaselia sp. BIOUG01"
+    assert out.loc["c", "placeholder_species"] and not out.loc["a", "placeholder_species"]
+    assert_replays(records, result)
+
+
+def test_a_genus_under_two_families_is_not_used_for_inference():
+    records = frame(
+        [
+            row("a", "Phoridae", "Xus"),
+            row("b", "Sciaridae", "Xus"),
+            row("c", None, "Xus"),
+        ]
+    )
+    result = curate(records)
+    assert pd.isna(by_pid(result).loc["c", "family"])
+    lineage = result["lineage"]
+    link = lineage[(lineage["child"] == "Xus") & (lineage["parent_rank"] == "family")].iloc[0]
+    assert link["parents"] == 2 and link["parent"] is None and result["counts"]["lineage_conflicts"] >= 1
+
+
+def test_barcode_majority_and_drop_with_ties_and_below_ratio():
+    rows = [row(f"m{i}", "Phoridae", "Megaselia", key="k1") for i in range(4)] + [
+        row("m4", "Sciaridae", "Megaselia", key="k1")
+    ]
+    rows += [
+        row("t0", "Phoridae", "Megaselia", "Megaselia a", key="k2"),
+        row("t1", "Phoridae", "Megaselia", "Megaselia b", key="k2"),
+    ]
+    rows += [row(f"r{i}", "Phoridae", "Megaselia", key="k3") for i in range(3)] + [
+        row("r3", "Sciaridae", "Bradysia", key="k3")
+    ]
+    records = frame(rows)
+    result = curate(records, TaxonomyParams(barcode_ratio=0.8, bin_ratio=0.8))
+    out = by_pid(result)
+    # 4 of 5 = 0.8 >= 0.8: the outlier takes the majority
+    assert out.loc["m4", "family"] == "Phoridae"
+    change = result["changes"][result["changes"]["processid"] == "m4"].iloc[0]
+    assert (change["rule"], change["ratio"]) == ("barcode_majority", 0.8)
+    # a 1:1 tie never wins: the species is dropped, the ranks above stay
+    assert out.loc[["t0", "t1"], "species"].isna().all() and (out.loc[["t0", "t1"], "genus"] == "Megaselia").all()
+    # 3 of 4 = 0.75 < 0.8: family and every rank below are dropped for the whole barcode
+    assert out.loc[["r0", "r3"], ["family", "genus"]].isna().all().all()
+    assert (out.loc[["r0", "r3"], "order"] == "Diptera").all() and (out.loc["r3", "taxon"] == "Diptera")
+    # with a lower ratio the same group is decided by majority instead
+    lenient = by_pid(curate(records, TaxonomyParams(barcode_ratio=0.7)))
+    assert lenient.loc["r3", "family"] == "Phoridae" and lenient.loc["r3", "genus"] == "Megaselia"
+    assert_replays(records, result)
+
+
+def test_bin_conflicts_between_identical_barcodes():
+    rows = [row(f"b{i}", bin_="BOLD:AAA0001", key="k1") for i in range(9)] + [row("b9", bin_="BOLD:AAA0002", key="k1")]
+    rows += [row("c0", bin_="BOLD:AAA0003", key="k2"), row("c1", bin_="BOLD:AAA0004", key="k2")]
+    records = frame(rows)
+    result = curate(records)
+    out = by_pid(result)
+    assert out.loc["b9", "dna_bin"] == "BOLD:AAA0001" and out.loc[["c0", "c1"], "dna_bin"].isna().all()
+    bins = result["bins"].set_index("dna_bin")
+    assert bins.loc["BOLD:AAA0001", "records"] == 10 and bins.loc["BOLD:AAA0001", "barcodes"] == 1
+    assert_replays(records, result)
+
+
+def test_corrections_are_applied_last_and_reported(tmp_path):
+    records = frame([row("a", "Phoridae", "Megaselia"), row("b", "Phoridae"), row("c", "Sciaridae")])
+    corrections = pd.DataFrame(
+        [
+            ("a", "genus", "Conicera", "wrong_label", "user report #12"),
+            ("b", "record", "exclude", "no_insect", "curator"),
+            ("zz", "genus", "X", "wrong_label", "user"),
+            ("c", "colour", "red", "other", "user"),
+            ("c", "family", "Sciaridae", "wrong_label", "user"),
+        ],
+        columns=["processid", "field", "value", "reason", "source"],
+    )
+    result = curate(records, corrections=corrections)
+    out = by_pid(result)
+    assert out.loc["a", "genus"] == "Conicera" and "b" not in out.index
+    assert list(result["corrections"]["outcome"]) == [
+        "applied",
+        "excluded",
+        "unknown_processid",
+        "unknown_field",
+        "no_change",
+    ]
+    assert result["excluded"].iloc[0].to_dict() == {"processid": "b", "reason": "no_insect", "source": "curator"}
+    assert result["changes"].iloc[-1]["rule"] == "correction"
+
+
+def test_typo_table():
+    records = frame([row("a", "Ceciddomyiidae"), row("b", "Cecidomyiidae")])
+    fixes = pd.DataFrame(
+        [("family", "Ceciddomyiidae", "Cecidomyiidae", "typo")], columns=["rank", "from", "to", "reason"]
+    )
+    result = curate(records, fixes=fixes)
+    assert (by_pid(result)["family"] == "Cecidomyiidae").all()
+    assert result["changes"]["rule"].tolist() == ["typo_table"]
+
+
+def test_real_exports_curate_and_replay(realdata):
+    import pyarrow as pa
+
+    from bioscan_rebuild.barcodes import clean_barcodes
+    from bioscan_rebuild.bold import parse_export
+
+    tables = []
+    for path in (
+        "ropensci-bold/extracted/coelioxys_combined.tsv",
+        "bold-library-curation/resources/test_data/test_chironominae_norway_data.tsv",
+        "bold-library-curation/resources/test_data/test_odonata_small.tsv",
+    ):
+        tables += [t for t, _, _ in parse_export(realdata / path, "b")]
+    table = pa.concat_tables(tables)
+    _, qc = clean_barcodes(table["processid"], table["nucleotides"])
+    records = table.select(["processid", *RANKS, "bin_uri"]).to_pandas().rename(columns={"bin_uri": "dna_bin"})
+    records["barcode_key"] = qc["barcode_key"].to_pylist()
+    records = records.drop_duplicates("processid")
+    result = curate(records)
+    out = by_pid(result)
+    # the real placeholder names are detected
+    names = ("Coelioxys sp. 0702A115", "Coelioxys aff. Totonaca", "Paratanytarsus sp. 2ES", "Cora sp. A")
+    hits = out[out["species"].isin(names)]
+    assert set(hits["species"]) == set(names) and hits["placeholder_species"].all()
+    assert out["placeholder_species"].sum() >= 20
+    assert not out.loc[out["species"] == "Coelioxys conica", "placeholder_species"].any()
+    assert set(result["changes"]["rule"]) >= {"bin_taxon_majority", "barcode_conflict_dropped"}
+    assert (out["taxon"].notna()).all()
+    assert_replays(records, result)

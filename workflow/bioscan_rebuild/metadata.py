@@ -1,0 +1,252 @@
+"""Metadata stage: barcodes (per shard) -> BINs + taxonomy (whole table) -> the 23-column BIOSCAN-5M table.
+
+- ``clean_shard``: one ingested shard -> its barcode table (processid, cleaned ``dna_barcode``,
+  ``barcode_key``, QC columns; ``barcodes.py``). Embarrassingly parallel.
+- ``curate_tables``: every ingested shard (label columns only, never the sequences) + every barcode shard ->
+  curated labels, changes, BIN table, lineage, correction outcomes, rejects (bad barcodes, exclusions) and an
+  accounting that must balance: records in = curated + rejected.
+- ``bioscan_table``: curated labels + cleaned barcodes (+ split, chunk, size fields when known) -> the 23
+  release columns in the published order.
+- ``metadata_from_exports``: the ``bioscan-rebuild metadata`` command -- all of it (and the splits when asked)
+  on BOLD exports alone.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .barcodes import BARCODE_REASONS, QC_SCHEMA, BarcodeParams, clean_barcodes
+from .ingest import INGESTED_SCHEMA, write_json, write_table
+from .records import RANKS, make_rejects
+from .taxonomy import TaxonomyParams, curate, load_corrections, load_fixes
+
+BARCODE_TABLE_SCHEMA = pa.schema(
+    [QC_SCHEMA.field("processid"), pa.field("dna_barcode", pa.string())] + list(QC_SCHEMA)[1:]
+)
+LABEL_COLUMNS = ("processid", "sampleid", *RANKS, "bin_uri", "country", "province_state", "lat", "lon", "batch")
+RELEASE_COLUMNS = (
+    "processid",
+    "sampleid",
+    "taxon",
+    "phylum",
+    "class",
+    "order",
+    "family",
+    "subfamily",
+    "genus",
+    "species",
+    "dna_bin",
+    "dna_barcode",
+    "country",
+    "province_state",
+    "coord-lat",
+    "coord-lon",
+    "image_measurement_value",
+    "area_fraction",
+    "scale_factor",
+    "inferred_ranks",
+    "split",
+    "index_bioscan_1M_insect",
+    "chunk",
+)
+
+
+def clean_shard(records_path, output, params: BarcodeParams | None = None) -> dict:
+    table = pq.read_table(records_path, columns=["processid", "nucleotides"], schema=INGESTED_SCHEMA)
+    dna, qc = clean_barcodes(table["processid"], table["nucleotides"], params)
+    out = qc.add_column(1, "dna_barcode", dna)
+    write_table(out.cast(BARCODE_TABLE_SCHEMA), output)
+    statuses = pd.Series(qc["barcode_status"].to_numpy(zero_copy_only=False)).value_counts().sort_index()
+    return {"records": table.num_rows, "status": {k: int(v) for k, v in statuses.items()}}
+
+
+def _read(paths, columns, schema=None) -> pd.DataFrame:
+    tables = [pq.read_table(p, columns=list(columns), schema=schema) for p in paths]
+    return pa.concat_tables(tables).to_pandas(types_mapper=None) if tables else pd.DataFrame(columns=list(columns))
+
+
+def curate_tables(
+    record_paths,
+    barcode_paths,
+    outdir,
+    *,
+    taxonomy_params: TaxonomyParams | None = None,
+    fixes_path=None,
+    corrections_path=None,
+) -> dict:
+    """Writes into ``outdir``: curated.parquet, changes.parquet, bins.parquet, lineage.parquet,
+    corrections.tsv, rejects.parquet, summary.json. Returns the summary."""
+    outdir = Path(outdir)
+    labels = _read(record_paths, LABEL_COLUMNS, None)
+    qc = _read(barcode_paths, ("processid", "barcode_status", "barcode_key"))
+    if len(labels) != len(qc) or not (labels["processid"].to_numpy() == qc["processid"].to_numpy()).all():
+        raise RuntimeError("barcode shards do not line up with the record shards (re-run clean_barcodes)")
+    bad = qc["barcode_status"].to_numpy() != "ok"
+    rejected = labels[bad]
+    frame = labels[~bad].rename(columns={"bin_uri": "dna_bin"})
+    frame["barcode_key"] = qc["barcode_key"].to_numpy()[~bad]
+    result = curate(frame, taxonomy_params, load_fixes(fixes_path), load_corrections(corrections_path))
+    curated = result["curated"]
+    reasons = qc["barcode_status"].to_numpy()[bad]
+    excluded = result["excluded"]
+    rejects = pa.concat_tables(
+        [
+            make_rejects(
+                kind="record",
+                reason=list(reasons),
+                detail=[BARCODE_REASONS[r] for r in reasons],
+                processid=list(rejected["processid"]),
+                batch=list(rejected["batch"]),
+            ),
+            make_rejects(
+                kind="record",
+                reason=["excluded"] * len(excluded),
+                detail=[f"{r} ({s})" for r, s in zip(excluded.get("reason", []), excluded.get("source", []))],
+                processid=list(excluded["processid"]),
+            ),
+        ]
+    ).sort_by([("reason", "ascending"), ("processid", "ascending")])
+    counts = result["counts"]
+    summary = {
+        "records_in": len(labels),
+        "curated": len(curated),
+        "rejected": {
+            **{k: int(v) for k, v in pd.Series(reasons).value_counts().sort_index().items()},
+            **({"excluded": counts["excluded"]} if counts["excluded"] else {}),
+        },
+        **{k: v for k, v in counts.items() if k not in ("records", "kept", "excluded")},
+    }
+    summary["balanced"] = summary["records_in"] == summary["curated"] + sum(summary["rejected"].values())
+    if not summary["balanced"]:
+        raise RuntimeError(f"metadata accounting does not balance: {summary}")
+    outdir.mkdir(parents=True, exist_ok=True)
+    curated_table = pa.Table.from_pandas(curated.astype({"inferred_ranks": "uint8"}), preserve_index=False)
+    write_table(_strings(curated_table), outdir / "curated.parquet")
+    write_table(_strings(pa.Table.from_pandas(result["changes"], preserve_index=False)), outdir / "changes.parquet")
+    write_table(pa.Table.from_pandas(result["bins"], preserve_index=False), outdir / "bins.parquet")
+    write_table(pa.Table.from_pandas(result["lineage"], preserve_index=False), outdir / "lineage.parquet")
+    result["corrections"].to_csv(outdir / "corrections.tsv", sep="\t", index=False, lineterminator="\n")
+    write_table(rejects, outdir / "rejects.parquet")
+    write_json(summary, outdir / "summary.json")
+    return summary
+
+
+def _strings(table: pa.Table) -> pa.Table:
+    """Object columns that came out all-null get a string type (stable schemas across runs)."""
+    fields = [pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in table.schema]
+    return table.cast(pa.schema(fields))
+
+
+def bioscan_table(curated: pd.DataFrame, barcodes: pd.DataFrame, extra: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The 23 release columns in order. ``barcodes``: processid + dna_barcode; ``extra``: optional processid +
+    any of split, chunk, image_measurement_value, area_fraction, scale_factor, index_bioscan_1M_insect."""
+    out = curated.rename(columns={"lat": "coord-lat", "lon": "coord-lon"})
+    out = out.merge(barcodes[["processid", "dna_barcode"]], on="processid", how="left", validate="one_to_one")
+    if extra is not None:
+        out = out.merge(extra, on="processid", how="left", validate="one_to_one")
+    for column in RELEASE_COLUMNS:
+        if column not in out:
+            out[column] = None
+    out["inferred_ranks"] = out["inferred_ranks"].astype("uint8")
+    return out[list(RELEASE_COLUMNS)]
+
+
+def write_release_csv(frame: pd.DataFrame, path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False, lineterminator="\n", float_format=None)
+
+
+def metadata_from_exports(
+    exports,
+    output_csv,
+    *,
+    split: bool = False,
+    barcode_params: BarcodeParams | None = None,
+    taxonomy_params: TaxonomyParams | None = None,
+    fixes_path=None,
+    corrections_path=None,
+    workdir=None,
+) -> dict:
+    """`bioscan-rebuild metadata`: BOLD exports -> the 23-column table (size fields empty) + rejects, changes,
+    BIN table, barcode QC beside it (``{stem}.rejects.csv`` etc.)."""
+    import tempfile
+
+    from .ingest import ingest_local
+
+    output_csv = Path(output_csv)
+    stem = output_csv.with_suffix("")
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        tmp = Path(tmp)
+        ingest = ingest_local(exports, [], tmp / "ingest", shards=1, require_images=False)
+        records = tmp / "ingest" / "shards" / "shard-000" / "records.parquet"
+        clean_shard(records, tmp / "barcodes.parquet", barcode_params)
+        summary = curate_tables(
+            [records],
+            [tmp / "barcodes.parquet"],
+            tmp / "metadata",
+            taxonomy_params=taxonomy_params,
+            fixes_path=fixes_path,
+            corrections_path=corrections_path,
+        )
+        curated = pq.read_table(tmp / "metadata" / "curated.parquet").to_pandas()
+        barcodes = pq.read_table(tmp / "barcodes.parquet").to_pandas()
+        extra = None
+        if split:
+            from .splits import assign_splits, chunk_of
+
+            table = curated[["processid", "genus", "species"]].merge(
+                barcodes[["processid", "dna_barcode"]], on="processid"
+            )
+            splits = assign_splits(table)
+            extra = pd.DataFrame(
+                {"processid": table["processid"], "split": splits, "chunk": chunk_of(table["processid"], splits)}
+            )
+        table = bioscan_table(curated, barcodes, extra).sort_values("processid", kind="stable")
+        write_release_csv(table, output_csv)
+        rejects = pa.concat_tables(
+            [pq.read_table(tmp / "ingest" / "rejects.parquet"), pq.read_table(tmp / "metadata" / "rejects.parquet")]
+        )
+        rejects.to_pandas().to_csv(f"{stem}.rejects.csv", index=False, lineterminator="\n")
+        pq.read_table(tmp / "metadata" / "changes.parquet").to_pandas().to_csv(
+            f"{stem}.changes.csv", index=False, lineterminator="\n"
+        )
+        pq.read_table(tmp / "metadata" / "bins.parquet").to_pandas().to_csv(
+            f"{stem}.bins.csv", index=False, lineterminator="\n"
+        )
+        barcodes.drop(columns=["dna_barcode"]).to_csv(f"{stem}.barcode_qc.csv", index=False, lineterminator="\n")
+    return {
+        "exports": len(list(exports)),
+        "ingest_rows": ingest["inputs"]["records"],
+        "ingest_rejected": ingest["rejected"]["records"],
+        "metadata_rejected": summary["rejected"],
+        "records": len(table),
+        "changes": summary["changes"],
+        "split": bool(split),
+        "splits": {k: int(v) for k, v in table["split"].value_counts().sort_index().items()} if split else None,
+    }
+
+
+def write_fasta_from(curated_path, barcode_paths, output) -> int:
+    """FASTA of the curated records' cleaned barcodes (``>processid|dna_bin|taxon``), shard by shard."""
+    from .barcodes import write_fasta
+
+    curated = pq.read_table(curated_path, columns=["processid", "dna_bin", "taxon"]).to_pandas().set_index("processid")
+
+    def rows():
+        for path in barcode_paths:
+            shard = pq.read_table(path, columns=["processid", "dna_barcode"]).to_pandas()
+            shard = shard[shard["processid"].isin(curated.index)]
+            labels = curated.reindex(shard["processid"])
+            yield from zip(shard["processid"], labels["dna_bin"], labels["taxon"], shard["dna_barcode"])
+
+    return write_fasta(rows(), output)
+
+
+def read_summary(path) -> dict:
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,479 @@
+"""BIN and taxonomy curation: every rule configurable, every change to a field logged (and replayable).
+
+Input: one row per record with ``processid``, the seven ranks, ``dna_bin`` (raw BIN) and ``barcode_key``
+(``barcodes.py``; null when the barcode was rejected). The steps, in order (``rule`` names in the changes
+table in brackets):
+
+1. Names [``normalise``]: Unicode NFKC, look-alike letters (Cyrillic/Greek) -> Latin, invisible format
+   characters removed, whitespace trimmed and collapsed; the missing vocabulary (``None``,
+   ``not_classified``, ``no_data``, ``NA``, ``nan``, ``null``, empty, whitespace; any case) -> missing; a
+   name above species written all upper- or all lower-case gets a capital first letter (``DIPTERA``,
+   ``diptera`` -> ``Diptera``). Species keep their case (case is evidence for placeholder names).
+2. Typo / rewording table [``typo_table``]: ``resources/taxonomy_fixes.tsv`` (rank, from, to, reason; rank
+   ``*`` = any), user-extendable; applied to the normalised names.
+3. BINs [``bin_normalise``, ``bin_malformed``]: case, whitespace and a missing ``BOLD:`` prefix fixed
+   (``bold:aaa1234 ``, ``AAA1234`` -> ``BOLD:AAA1234``); anything not ``BOLD:`` + 3 letters + 4 digits ->
+   missing.
+4. BIN conflicts between identical barcodes [``bin_majority``, ``bin_conflict_dropped``]: see conflicts.
+5. Genus from species [``genus_from_species``]: a missing genus is the first word of the species name when
+   that word is capitalised Latin (``Coelioxys sp. 1`` -> ``Coelioxys``).
+6. Taxonomy conflicts between records sharing a barcode [``barcode_majority``, ``barcode_conflict_dropped``],
+   then between records sharing a BIN [``bin_taxon_majority``, ``bin_taxon_conflict_dropped``].
+7. Parent ranks [``parent_from_child``]: a missing rank (subfamily up to phylum, deepest first) is filled
+   from the nearest labelled lower rank (genus first) when every record carrying that child label and a
+   label at the missing rank agrees on one value (the lineage table, built from the data itself).
+8. Record corrections [``correction``]: the patch table (processid, field, value, reason, source), applied
+   last; field ``record`` with value ``exclude`` removes the record (rejects, reason ``excluded``).
+Then ``taxon`` = the label at the deepest labelled rank, ``inferred_ranks`` = bit mask of the ranks filled by
+steps 5 and 7 (phylum 1, class 2, order 4, family 8, subfamily 16, genus 32, species 64; 0 = none), and
+``placeholder_species`` = ``novel.novel_mask`` (the split protocol's definition).
+
+Conflicts: within a group (records with one barcode, or one BIN) that holds two or more different labels at
+a rank, the most frequent label wins when it is the only most frequent one and its share of the group's
+labelled records is >= ``ratio``; records with another label take it. Otherwise that rank and every rank
+below it are removed from all records of the group. Ranks are resolved top-down, so a removed rank never
+comes back below. Missing labels do not vote and are not filled by this rule.
+
+Changes table: one row per changed field: ``step`` (order of application), ``processid``, ``field``, ``old``,
+``new`` (null = missing), ``rule``, ``ratio`` (majority share where one decided). ``replay`` applies it to the
+input and must give the curated table; the barcode cleaning itself is described by the QC table instead
+(the raw sequence stays in the lineage).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .records import RANKS
+
+MISSING_TOKENS = frozenset({"", "none", "not_classified", "no_data", "na", "n/a", "nan", "null"})
+BIN_PATTERN = re.compile(r"^(?:BOLD:?)?([A-Z]{3}[0-9]{4})$")
+BINOMIAL_GENUS = re.compile(r"^([A-Z][a-z]+)(?:\s|$)")
+RANK_BIT = {rank: 1 << i for i, rank in enumerate(RANKS)}
+CORRECTABLE_FIELDS = (*RANKS, "dna_bin", "country", "province_state")
+CORRECTION_COLUMNS = ("processid", "field", "value", "reason", "source")
+CORRECTION_REASONS = ("wrong_label", "wrong_bin", "no_insect", "multiple_insects", "bad_crop", "duplicate", "other")
+CHANGE_COLUMNS = ("step", "processid", "field", "old", "new", "rule", "ratio")
+
+# Latin look-alikes seen in pasted names (Cyrillic and Greek letters render identically).
+_CONFUSABLES = str.maketrans(
+    "АВЕКМНОРСТХаеорсухіјѕԁΑΒΕΖΗΙΚΜΝΟΡΤΥΧοντ",
+    "ABEKMHOPCTXaeopcyxijsdABEZHIKMNOPTYXovt",
+)
+
+
+@dataclass(frozen=True)
+class TaxonomyParams:
+    barcode_ratio: float = 0.8  # majority share needed within records sharing a barcode
+    bin_ratio: float = 0.8  # ... within records sharing a BIN
+    bin_barcode_ratio: float = 0.8  # majority share for BIN conflicts among identical barcodes
+    fill_genus_from_species: bool = True
+    infer_parents: bool = True
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> TaxonomyParams:
+        values = values or {}
+        return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
+
+
+def normalise_name(value: str | None, rank: str) -> str | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    text = unicodedata.normalize("NFKC", str(value)).translate(_CONFUSABLES)
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    text = " ".join(text.split())
+    if text.lower() in MISSING_TOKENS:
+        return None
+    if rank != "species" and text.isalpha() and (text.isupper() or text.islower()):
+        text = text.capitalize()
+    return text
+
+
+def normalise_bin(value: str | None) -> str | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    text = "".join(unicodedata.normalize("NFKC", str(value)).split()).upper()
+    if text.lower() in MISSING_TOKENS:
+        return None
+    match = BIN_PATTERN.match(text)
+    return f"BOLD:{match.group(1)}" if match else None
+
+
+def load_fixes(path: str | Path | None) -> pd.DataFrame:
+    """The typo / rewording table: rank, from, to, reason (TSV, ``#`` comments)."""
+    columns = ["rank", "from", "to", "reason"]
+    if not path or not Path(path).exists():
+        return pd.DataFrame(columns=columns)
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment="#")
+    missing = set(columns) - set(table.columns)
+    if missing:
+        raise ValueError(f"{path}: missing columns {sorted(missing)}")
+    bad = set(table["rank"]) - {*RANKS, "*"}
+    if bad:
+        raise ValueError(f"{path}: unknown ranks {sorted(bad)}")
+    return table[columns]
+
+
+def load_corrections(path: str | Path | None) -> pd.DataFrame:
+    if not path or not Path(path).exists():
+        return pd.DataFrame(columns=list(CORRECTION_COLUMNS))
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment="#")
+    missing = set(CORRECTION_COLUMNS) - set(table.columns)
+    if missing:
+        raise ValueError(f"{path}: missing columns {sorted(missing)}")
+    return table[list(CORRECTION_COLUMNS)]
+
+
+class ChangeLog:
+    """Collects changes as arrays per step (vectorised), so millions of changes cost little."""
+
+    def __init__(self, processids: np.ndarray):
+        self.processids = processids
+        self.parts: list[pd.DataFrame] = []
+        self.step = 0
+
+    def record(self, rule: str, field: str, rows: np.ndarray, old, new, ratio=None) -> None:
+        """Log rows whose value changes (``old`` != ``new``, missing-aware) as one step."""
+        old = np.asarray(old, dtype=object)
+        new = np.asarray(new, dtype=object)
+        old_missing, new_missing = pd.isna(old), pd.isna(new)
+        changed = (old_missing != new_missing) | (~old_missing & ~new_missing & (old != new))
+        if not changed.any():
+            return
+        self.step += 1
+        ratios = np.full(len(rows), np.nan) if ratio is None else np.broadcast_to(np.asarray(ratio, float), len(rows))
+        self.parts.append(
+            pd.DataFrame(
+                {
+                    "step": self.step,
+                    "processid": self.processids[rows[changed]],
+                    "field": field,
+                    "old": np.where(old_missing, None, old)[changed],
+                    "new": np.where(new_missing, None, new)[changed],
+                    "rule": rule,
+                    "ratio": np.round(ratios[changed], 4),
+                }
+            )
+        )
+
+    def table(self) -> pd.DataFrame:
+        if not self.parts:
+            return pd.DataFrame({c: pd.Series(dtype="float64" if c == "ratio" else object) for c in CHANGE_COLUMNS})
+        out = pd.concat(self.parts, ignore_index=True)
+        out["step"] = out["step"].astype("int64")
+        return out
+
+
+def _map_unique(values: np.ndarray, function) -> np.ndarray:
+    """Apply ``function`` once per distinct value (names repeat a lot: 5M records, ~30k names)."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    mapped = np.array([function(u) for u in uniques] + [function(None)], dtype=object)
+    return mapped[codes]  # code -1 (missing) -> the last entry
+
+
+def _set(frame: pd.DataFrame, log: ChangeLog, rule: str, field: str, rows: np.ndarray, new, ratio=None) -> None:
+    rows = np.asarray(rows, dtype=np.int64)
+    if not len(rows):
+        return
+    values = frame[field].to_numpy(dtype=object, copy=True)
+    new = np.broadcast_to(np.asarray(new, dtype=object), len(rows))
+    log.record(rule, field, rows, values[rows], new, ratio)
+    values[rows] = new
+    frame[field] = values
+
+
+def _resolve_conflicts(frame, log, key: str, fields, ratio: float, rules: tuple[str, str], cascade: bool) -> dict:
+    """Majority-or-drop within groups of equal ``key`` for each of ``fields`` in order (see module doc).
+    ``cascade``: a dropped field also drops every later field for the group's records."""
+    keys = frame[key].to_numpy(dtype=object)
+    has_key = ~pd.isna(keys)
+    key_codes = pd.factorize(keys)[0]
+    counts = {"groups_majority": 0, "groups_dropped": 0}
+    for position, field in enumerate(fields):
+        labels = frame[field].to_numpy(dtype=object)
+        voting = np.flatnonzero(has_key & ~pd.isna(labels))
+        if not len(voting):
+            continue
+        label_codes, label_values = pd.factorize(labels[voting])
+        pairs = pd.DataFrame({"g": key_codes[voting], "l": label_codes})
+        sizes = pairs.value_counts(sort=False).rename("n").reset_index()
+        per_group = sizes.groupby("g")["n"]
+        distinct = per_group.transform("size").to_numpy()
+        sizes = sizes[distinct > 1]
+        if sizes.empty:
+            continue
+        per_group = sizes.groupby("g")["n"]
+        total = per_group.transform("sum").to_numpy()
+        at_top = sizes["n"].to_numpy() == per_group.transform("max").to_numpy()
+        n_top = pd.Series(at_top.astype(np.int64)).groupby(sizes["g"].to_numpy()).transform("sum").to_numpy()
+        wins = at_top & (n_top == 1) & (sizes["n"].to_numpy() / total >= ratio)
+        decided = pd.Series(sizes["l"].to_numpy()[wins], index=sizes["g"].to_numpy()[wins])
+        share = pd.Series(sizes["n"].to_numpy()[wins] / total[wins], index=decided.index)
+        conflicted = np.unique(sizes["g"].to_numpy())
+        dropped = np.setdiff1d(conflicted, decided.index.to_numpy())
+        counts["groups_majority"] += len(decided)
+        counts["groups_dropped"] += len(dropped)
+        # majority: voting records of a decided group with another label take the winner
+        group_of_vote = key_codes[voting]
+        win = decided.reindex(group_of_vote).to_numpy()
+        change = ~np.isnan(win) & (label_codes != np.nan_to_num(win, nan=-1))
+        rows = voting[change]
+        _set(
+            frame,
+            log,
+            rules[0],
+            field,
+            rows,
+            label_values[win[change].astype(np.int64)],
+            share.reindex(group_of_vote[change]).to_numpy(),
+        )
+        # drop: every record of an undecided group loses this field (and the later ones when cascading)
+        rows = np.flatnonzero(has_key & np.isin(key_codes, dropped))
+        for later in fields[position:] if cascade else (field,):
+            _set(frame, log, rules[1], later, rows, None)
+    return counts
+
+
+def _infer_parents(frame: pd.DataFrame, log: ChangeLog, inferred: np.ndarray) -> pd.DataFrame:
+    """Step 7. Returns the lineage table (child -> parent links and whether they are consistent)."""
+    links = []
+    for parent_index in range(RANKS.index("subfamily"), -1, -1):
+        parent = RANKS[parent_index]
+        children = RANKS[parent_index + 1 : RANKS.index("genus") + 1]
+        parent_values = frame[parent].to_numpy(dtype=object)
+        missing_parent = pd.isna(parent_values)
+        for child in reversed(children):  # the nearest labelled lower rank decides: genus first
+            child_values = frame[child].to_numpy(dtype=object)
+            both = ~missing_parent & ~pd.isna(child_values)
+            pairs = pd.DataFrame({"child": child_values[both], "parent": parent_values[both]})
+            distinct = pairs.groupby("child")["parent"].agg(["nunique", "first", "size"])
+            links.append(
+                pd.DataFrame(
+                    {
+                        "child_rank": child,
+                        "child": distinct.index,
+                        "parent_rank": parent,
+                        "parent": np.where(distinct["nunique"] == 1, distinct["first"], None),
+                        "parents": distinct["nunique"].to_numpy(),
+                        "records": distinct["size"].to_numpy(),
+                    }
+                )
+            )
+            consistent = distinct.loc[distinct["nunique"] == 1, "first"]
+            # only records whose nearer lower ranks are all missing use this child
+            nearer = [r for r in children if RANKS.index(r) > RANKS.index(child)]
+            use = pd.isna(frame[parent].to_numpy(dtype=object)) & ~pd.isna(child_values)
+            for r in nearer:
+                use &= pd.isna(frame[r].to_numpy(dtype=object))
+            rows = np.flatnonzero(use)
+            guess = consistent.reindex(child_values[rows]).to_numpy(dtype=object)
+            found = ~pd.isna(guess)
+            if found.any():
+                _set(frame, log, "parent_from_child", parent, rows[found], guess[found])
+                inferred[rows[found]] |= RANK_BIT[parent]
+    return pd.concat(links, ignore_index=True) if links else pd.DataFrame()
+
+
+def _apply_corrections(frame, log, corrections: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    """Step 8. Returns (bool mask of excluded rows, per-correction outcome table)."""
+    row_of = pd.Series(np.arange(len(frame)), index=frame["processid"].to_numpy())
+    excluded = np.zeros(len(frame), bool)
+    outcomes = []
+    for item in corrections.itertuples(index=False):  # a maintainer's table: hundreds of rows, not millions
+        row = row_of.get(item.processid)
+        value = item.value if item.value != "" else None
+        if row is None:
+            outcome = "unknown_processid"
+        elif item.field == "record":
+            if (value or "").lower() == "exclude":
+                excluded[row] = True
+                outcome = "excluded"
+            else:
+                outcome = "invalid_value"
+        elif item.field not in CORRECTABLE_FIELDS:
+            outcome = "unknown_field"
+        elif item.field == "dna_bin" and value is not None and normalise_bin(value) is None:
+            outcome = "invalid_value"
+        else:
+            if item.field == "dna_bin" and value is not None:
+                value = normalise_bin(value)
+            old = frame.at[frame.index[row], item.field]
+            if (pd.isna(old) and value is None) or old == value:
+                outcome = "no_change"
+            else:
+                _set(frame, log, "correction", item.field, np.array([row]), value)
+                outcome = "applied"
+        outcomes.append({**item._asdict(), "outcome": outcome})
+    return excluded, pd.DataFrame(outcomes, columns=[*CORRECTION_COLUMNS, "outcome"])
+
+
+def deepest_label(frame: pd.DataFrame) -> np.ndarray:
+    taxon = np.full(len(frame), None, dtype=object)
+    for rank in RANKS:
+        values = frame[rank].to_numpy(dtype=object)
+        present = ~pd.isna(values)
+        taxon[present] = values[present]
+    return taxon
+
+
+def bin_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per BIN: records, distinct barcodes, and per rank the consensus label with its agreement ratio
+    (share of the BIN's records labelled at that rank that carry it; ties -> the first in name order)."""
+    has_bin = frame[~pd.isna(frame["dna_bin"])]
+    out = has_bin.groupby("dna_bin").agg(records=("processid", "size"), barcodes=("barcode_key", "nunique"))
+    for rank in RANKS:
+        labelled = has_bin[~pd.isna(has_bin[rank])]
+        counts = labelled.groupby(["dna_bin", rank]).size().rename("n").reset_index()
+        counts = counts.sort_values(["dna_bin", "n", rank], ascending=[True, False, True], kind="stable")
+        top = counts.drop_duplicates("dna_bin").set_index("dna_bin")
+        total = counts.groupby("dna_bin")["n"].sum()
+        out[rank] = top[rank].reindex(out.index)
+        out[f"{rank}_agreement"] = (top["n"] / total).reindex(out.index).round(4)
+    return out.reset_index()
+
+
+def curate(
+    records: pd.DataFrame,
+    params: TaxonomyParams | None = None,
+    fixes: pd.DataFrame | None = None,
+    corrections: pd.DataFrame | None = None,
+) -> dict:
+    """Steps 1-8 on ``records`` (columns: processid, RANKS, dna_bin, barcode_key; extra columns pass through).
+
+    Returns ``curated`` (kept records: input columns curated + taxon, inferred_ranks, placeholder_species),
+    ``excluded`` (records removed by corrections, with reason/source), ``changes``, ``bins``, ``lineage``,
+    ``corrections`` (outcome per correction row) and ``counts``.
+    """
+    from .novel import novel_mask
+
+    params = params or TaxonomyParams()
+    frame = records.reset_index(drop=True).copy()
+    for column in (*RANKS, "dna_bin", "barcode_key"):
+        frame[column] = frame[column].to_numpy(dtype=object) if column in frame else None
+    processids = frame["processid"].to_numpy(dtype=object)
+    log = ChangeLog(processids)
+    everyone = np.arange(len(frame))
+    counts: dict = {}
+
+    for rank in RANKS:  # 1. names
+        values = frame[rank].to_numpy(dtype=object)
+        _set(frame, log, "normalise", rank, everyone, _map_unique(values, lambda v, r=rank: normalise_name(v, r)))
+    fixes = fixes if fixes is not None else pd.DataFrame(columns=["rank", "from", "to", "reason"])
+    for rank in RANKS:  # 2. typo table
+        table = fixes[(fixes["rank"] == rank) | (fixes["rank"] == "*")]
+        if table.empty:
+            continue
+        mapping = dict(zip(table["from"], table["to"]))
+        values = frame[rank].to_numpy(dtype=object)
+        rows = np.flatnonzero(pd.Series(values).isin(list(mapping)).to_numpy())
+        _set(frame, log, "typo_table", rank, rows, [mapping[v] or None for v in values[rows]])
+
+    raw_bins = frame["dna_bin"].to_numpy(dtype=object)  # 3. BINs
+    bins = _map_unique(raw_bins, normalise_bin)
+    malformed = (
+        ~pd.isna(raw_bins)
+        & pd.isna(bins)
+        & ~pd.Series(raw_bins).map(lambda v: v is None or str(v).strip().lower() in MISSING_TOKENS).to_numpy()
+    )
+    _set(frame, log, "bin_malformed", "dna_bin", np.flatnonzero(malformed), None)
+    _set(frame, log, "bin_normalise", "dna_bin", np.flatnonzero(~malformed), bins[~malformed])
+    counts["bins_malformed"] = int(malformed.sum())
+
+    counts["bin_conflicts"] = _resolve_conflicts(  # 4.
+        frame,
+        log,
+        "barcode_key",
+        ("dna_bin",),
+        params.bin_barcode_ratio,
+        ("bin_majority", "bin_conflict_dropped"),
+        False,
+    )
+    inferred = np.zeros(len(frame), np.uint8)
+    if params.fill_genus_from_species:  # 5.
+        species = frame["species"].to_numpy(dtype=object)
+        rows = np.flatnonzero(pd.isna(frame["genus"].to_numpy(dtype=object)) & ~pd.isna(species))
+        first = (
+            pd.Series(species[rows], dtype=object).str.extract(BINOMIAL_GENUS.pattern, expand=False).to_numpy(object)
+        )
+        found = ~pd.isna(first)
+        _set(frame, log, "genus_from_species", "genus", rows[found], first[found])
+        inferred[rows[found]] |= RANK_BIT["genus"]
+    counts["barcode_conflicts"] = _resolve_conflicts(  # 6.
+        frame, log, "barcode_key", RANKS, params.barcode_ratio, ("barcode_majority", "barcode_conflict_dropped"), True
+    )
+    counts["bin_taxon_conflicts"] = _resolve_conflicts(
+        frame, log, "dna_bin", RANKS, params.bin_ratio, ("bin_taxon_majority", "bin_taxon_conflict_dropped"), True
+    )
+    # a rank removed by a conflict is no longer inferred
+    for rank in RANKS:
+        inferred[pd.isna(frame[rank].to_numpy(dtype=object))] &= np.uint8(~RANK_BIT[rank] & 0xFF)
+    lineage = _infer_parents(frame, log, inferred) if params.infer_parents else pd.DataFrame()  # 7.
+    corrections = corrections if corrections is not None else pd.DataFrame(columns=list(CORRECTION_COLUMNS))
+    excluded, outcomes = _apply_corrections(frame, log, corrections)  # 8.
+    applied = outcomes[outcomes["outcome"] == "applied"]
+    for item in applied.itertuples(index=False):  # a corrected rank is a maintainer's label, not an inference
+        if item.field in RANK_BIT:
+            inferred[processids == item.processid] &= np.uint8(~RANK_BIT[item.field] & 0xFF)
+    frame["taxon"] = deepest_label(frame)
+    frame["inferred_ranks"] = inferred
+    frame["placeholder_species"] = novel_mask(
+        pd.Series(frame["genus"].to_numpy(dtype=object)), pd.Series(frame["species"].to_numpy(dtype=object))
+    )
+    excluded_frame = frame.loc[excluded, ["processid"]].copy()
+    if excluded.any():
+        reasons = outcomes[outcomes["outcome"] == "excluded"].drop_duplicates("processid").set_index("processid")
+        excluded_frame["reason"] = reasons["reason"].reindex(excluded_frame["processid"]).to_numpy()
+        excluded_frame["source"] = reasons["source"].reindex(excluded_frame["processid"]).to_numpy()
+    changes = log.table()
+    counts.update(
+        records=len(frame),
+        kept=int((~excluded).sum()),
+        excluded=int(excluded.sum()),
+        changes=len(changes),
+        changes_by_rule={k: int(v) for k, v in changes["rule"].value_counts().sort_index().items()},
+        inferred_records=int((inferred > 0).sum()),
+        lineage_conflicts=int((lineage["parents"] > 1).sum()) if len(lineage) else 0,
+    )
+    return {
+        "curated": frame[~excluded].reset_index(drop=True),
+        "excluded": excluded_frame.reset_index(drop=True),
+        "changes": changes,
+        "bins": bin_table(frame[~excluded]),
+        "lineage": lineage,
+        "corrections": outcomes,
+        "counts": counts,
+    }
+
+
+def replay(records: pd.DataFrame, changes: pd.DataFrame) -> pd.DataFrame:
+    """Apply a changes table to the input records, step by step, checking each ``old`` value on the way.
+    Returns the fields as curated (before taxon/inferred_ranks, which are derived from them)."""
+    frame = records.reset_index(drop=True).copy()
+    row_of = pd.Series(np.arange(len(frame)), index=frame["processid"].to_numpy())
+    for (_, field), part in changes.groupby(["step", "field"], sort=True):
+        rows = row_of.reindex(part["processid"].to_numpy()).to_numpy()
+        values = frame[field].to_numpy(dtype=object).copy()
+        current = values[rows]
+        old = part["old"].to_numpy(dtype=object)
+        same = (pd.isna(current) & pd.isna(old)) | (current == old)
+        if not same.all():
+            first = int(np.flatnonzero(~same)[0])
+            raise ValueError(
+                f"replay: {field} of {part['processid'].iloc[first]} is {current[first]!r}, log says {old[first]!r}"
+            )
+        values[rows] = part["new"].to_numpy(dtype=object)
+        frame[field] = values
+    return frame
+
+
+def write_tsv(frame: pd.DataFrame, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, sep="\t", index=False, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
