@@ -78,11 +78,28 @@ def test_image_stage_on_the_sample(finished_run):
     assert summary["records"] == len(kept) and summary["photos_processed"] == len(kept)
 
 
+def test_metadata_rules_on_the_sample(finished_run):
+    import pyarrow.parquet as pq
+    from Bio import SeqIO
+
+    meta = finished_run / "results" / "metadata"
+    summary = json.loads((meta / "summary.json").read_text())
+    accounting = json.loads((finished_run / "results" / "accounting.json").read_text())
+    assert summary["balanced"] and summary["records_in"] == accounting["kept"]["records"]
+    curated = pq.read_table(meta / "curated.parquet").to_pandas()
+    assert len(curated) == summary["curated"] == summary["records_in"] - sum(summary["rejected"].values())
+    fasta = list(SeqIO.parse(meta / "barcodes.fasta", "fasta"))
+    assert len(fasta) == len(curated) and all(set(str(r.seq)) <= set("ACGTRYSWKMBDHVN") for r in fasta)
+    changes = pq.read_table(meta / "changes.parquet").to_pandas()
+    assert len(changes) == summary["changes"] and set(changes["processid"]) <= set(curated["processid"])
+    assert curated["taxon"].notna().all()
+
+
 def test_outputs_are_byte_identical_across_runs(finished_run, sample_dir, tmp_path):
     second = make_workdir(tmp_path / "run2", sample_dir)
     run_snakemake(second)
     compared = 0
-    for folder in ("results/ingest", "results/release"):
+    for folder in ("results/ingest", "results/metadata", "results/release"):
         for path in sorted((finished_run / folder).rglob("*")):
             if path.is_file():
                 twin = second / path.relative_to(finished_run)

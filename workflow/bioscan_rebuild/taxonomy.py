@@ -178,26 +178,26 @@ def _map_unique(values: np.ndarray, function) -> np.ndarray:
     return mapped[codes]  # code -1 (missing) -> the last entry
 
 
-def _set(frame: pd.DataFrame, log: ChangeLog, rule: str, field: str, rows: np.ndarray, new, ratio=None) -> None:
+def _set(cols: dict, log: ChangeLog, rule: str, field: str, rows: np.ndarray, new, ratio=None) -> None:
     rows = np.asarray(rows, dtype=np.int64)
     if not len(rows):
         return
-    values = frame[field].to_numpy(dtype=object, copy=True)
+    values = cols[field]
     new = np.broadcast_to(np.asarray(new, dtype=object), len(rows))
     log.record(rule, field, rows, values[rows], new, ratio)
     values[rows] = new
-    frame[field] = values
+    cols[field] = values
 
 
-def _resolve_conflicts(frame, log, key: str, fields, ratio: float, rules: tuple[str, str], cascade: bool) -> dict:
+def _resolve_conflicts(cols, log, key: str, fields, ratio: float, rules: tuple[str, str], cascade: bool) -> dict:
     """Majority-or-drop within groups of equal ``key`` for each of ``fields`` in order (see module doc).
     ``cascade``: a dropped field also drops every later field for the group's records."""
-    keys = frame[key].to_numpy(dtype=object)
+    keys = cols[key]
     has_key = ~pd.isna(keys)
     key_codes = pd.factorize(keys)[0]
     counts = {"groups_majority": 0, "groups_dropped": 0}
     for position, field in enumerate(fields):
-        labels = frame[field].to_numpy(dtype=object)
+        labels = cols[field]
         voting = np.flatnonzero(has_key & ~pd.isna(labels))
         if not len(voting):
             continue
@@ -226,7 +226,7 @@ def _resolve_conflicts(frame, log, key: str, fields, ratio: float, rules: tuple[
         change = ~np.isnan(win) & (label_codes != np.nan_to_num(win, nan=-1))
         rows = voting[change]
         _set(
-            frame,
+            cols,
             log,
             rules[0],
             field,
@@ -237,20 +237,20 @@ def _resolve_conflicts(frame, log, key: str, fields, ratio: float, rules: tuple[
         # drop: every record of an undecided group loses this field (and the later ones when cascading)
         rows = np.flatnonzero(has_key & np.isin(key_codes, dropped))
         for later in fields[position:] if cascade else (field,):
-            _set(frame, log, rules[1], later, rows, None)
+            _set(cols, log, rules[1], later, rows, None)
     return counts
 
 
-def _infer_parents(frame: pd.DataFrame, log: ChangeLog, inferred: np.ndarray) -> pd.DataFrame:
+def _infer_parents(cols: dict, log: ChangeLog, inferred: np.ndarray) -> pd.DataFrame:
     """Step 7. Returns the lineage table (child -> parent links and whether they are consistent)."""
     links = []
     for parent_index in range(RANKS.index("subfamily"), -1, -1):
         parent = RANKS[parent_index]
         children = RANKS[parent_index + 1 : RANKS.index("genus") + 1]
-        parent_values = frame[parent].to_numpy(dtype=object)
+        parent_values = cols[parent]
         missing_parent = pd.isna(parent_values)
         for child in reversed(children):  # the nearest labelled lower rank decides: genus first
-            child_values = frame[child].to_numpy(dtype=object)
+            child_values = cols[child]
             both = ~missing_parent & ~pd.isna(child_values)
             pairs = pd.DataFrame({"child": child_values[both], "parent": parent_values[both]})
             distinct = pairs.groupby("child")["parent"].agg(["nunique", "first", "size"])
@@ -269,22 +269,22 @@ def _infer_parents(frame: pd.DataFrame, log: ChangeLog, inferred: np.ndarray) ->
             consistent = distinct.loc[distinct["nunique"] == 1, "first"]
             # only records whose nearer lower ranks are all missing use this child
             nearer = [r for r in children if RANKS.index(r) > RANKS.index(child)]
-            use = pd.isna(frame[parent].to_numpy(dtype=object)) & ~pd.isna(child_values)
+            use = pd.isna(cols[parent]) & ~pd.isna(child_values)
             for r in nearer:
-                use &= pd.isna(frame[r].to_numpy(dtype=object))
+                use &= pd.isna(cols[r])
             rows = np.flatnonzero(use)
             guess = consistent.reindex(child_values[rows]).to_numpy(dtype=object)
             found = ~pd.isna(guess)
             if found.any():
-                _set(frame, log, "parent_from_child", parent, rows[found], guess[found])
+                _set(cols, log, "parent_from_child", parent, rows[found], guess[found])
                 inferred[rows[found]] |= RANK_BIT[parent]
     return pd.concat(links, ignore_index=True) if links else pd.DataFrame()
 
 
-def _apply_corrections(frame, log, corrections: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+def _apply_corrections(cols, log, corrections: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
     """Step 8. Returns (bool mask of excluded rows, per-correction outcome table)."""
-    row_of = pd.Series(np.arange(len(frame)), index=frame["processid"].to_numpy())
-    excluded = np.zeros(len(frame), bool)
+    row_of = pd.Series(np.arange(len(cols["processid"])), index=cols["processid"])
+    excluded = np.zeros(len(cols["processid"]), bool)
     outcomes = []
     for item in corrections.itertuples(index=False):  # a maintainer's table: hundreds of rows, not millions
         row = row_of.get(item.processid)
@@ -304,20 +304,20 @@ def _apply_corrections(frame, log, corrections: pd.DataFrame) -> tuple[np.ndarra
         else:
             if item.field == "dna_bin" and value is not None:
                 value = normalise_bin(value)
-            old = frame.at[frame.index[row], item.field]
+            old = cols[item.field][row]
             if (pd.isna(old) and value is None) or old == value:
                 outcome = "no_change"
             else:
-                _set(frame, log, "correction", item.field, np.array([row]), value)
+                _set(cols, log, "correction", item.field, np.array([row]), value)
                 outcome = "applied"
         outcomes.append({**item._asdict(), "outcome": outcome})
     return excluded, pd.DataFrame(outcomes, columns=[*CORRECTION_COLUMNS, "outcome"])
 
 
-def deepest_label(frame: pd.DataFrame) -> np.ndarray:
-    taxon = np.full(len(frame), None, dtype=object)
+def deepest_label(cols: dict) -> np.ndarray:
+    taxon = np.full(len(cols["processid"]), None, dtype=object)
     for rank in RANKS:
-        values = frame[rank].to_numpy(dtype=object)
+        values = cols[rank]
         present = ~pd.isna(values)
         taxon[present] = values[present]
     return taxon
@@ -354,40 +354,47 @@ def curate(
     from .novel import novel_mask
 
     params = params or TaxonomyParams()
-    frame = records.reset_index(drop=True).copy()
+    # Plain numpy columns while curating: pandas would convert object arrays to Arrow strings on every write.
+    n = len(records)
+    cols = {
+        column: records[column].to_numpy(dtype=object if records[column].dtype.kind in "OUST" else None, copy=True)
+        for column in records.columns
+    }
     for column in (*RANKS, "dna_bin", "barcode_key"):
-        frame[column] = frame[column].to_numpy(dtype=object) if column in frame else None
-    processids = frame["processid"].to_numpy(dtype=object)
+        cols[column] = (
+            records[column].to_numpy(dtype=object, copy=True) if column in records else np.full(n, None, object)
+        )
+    processids = cols["processid"]
     log = ChangeLog(processids)
-    everyone = np.arange(len(frame))
+    everyone = np.arange(len(cols["processid"]))
     counts: dict = {}
 
     for rank in RANKS:  # 1. names
-        values = frame[rank].to_numpy(dtype=object)
-        _set(frame, log, "normalise", rank, everyone, _map_unique(values, lambda v, r=rank: normalise_name(v, r)))
+        values = cols[rank]
+        _set(cols, log, "normalise", rank, everyone, _map_unique(values, lambda v, r=rank: normalise_name(v, r)))
     fixes = fixes if fixes is not None else pd.DataFrame(columns=["rank", "from", "to", "reason"])
     for rank in RANKS:  # 2. typo table
         table = fixes[(fixes["rank"] == rank) | (fixes["rank"] == "*")]
         if table.empty:
             continue
         mapping = dict(zip(table["from"], table["to"]))
-        values = frame[rank].to_numpy(dtype=object)
+        values = cols[rank]
         rows = np.flatnonzero(pd.Series(values).isin(list(mapping)).to_numpy())
-        _set(frame, log, "typo_table", rank, rows, [mapping[v] or None for v in values[rows]])
+        _set(cols, log, "typo_table", rank, rows, [mapping[v] or None for v in values[rows]])
 
-    raw_bins = frame["dna_bin"].to_numpy(dtype=object)  # 3. BINs
+    raw_bins = cols["dna_bin"]  # 3. BINs
     bins = _map_unique(raw_bins, normalise_bin)
     malformed = (
         ~pd.isna(raw_bins)
         & pd.isna(bins)
         & ~pd.Series(raw_bins).map(lambda v: v is None or str(v).strip().lower() in MISSING_TOKENS).to_numpy()
     )
-    _set(frame, log, "bin_malformed", "dna_bin", np.flatnonzero(malformed), None)
-    _set(frame, log, "bin_normalise", "dna_bin", np.flatnonzero(~malformed), bins[~malformed])
+    _set(cols, log, "bin_malformed", "dna_bin", np.flatnonzero(malformed), None)
+    _set(cols, log, "bin_normalise", "dna_bin", np.flatnonzero(~malformed), bins[~malformed])
     counts["bins_malformed"] = int(malformed.sum())
 
     counts["bin_conflicts"] = _resolve_conflicts(  # 4.
-        frame,
+        cols,
         log,
         "barcode_key",
         ("dna_bin",),
@@ -395,45 +402,46 @@ def curate(
         ("bin_majority", "bin_conflict_dropped"),
         False,
     )
-    inferred = np.zeros(len(frame), np.uint8)
+    inferred = np.zeros(len(cols["processid"]), np.uint8)
     if params.fill_genus_from_species:  # 5.
-        species = frame["species"].to_numpy(dtype=object)
-        rows = np.flatnonzero(pd.isna(frame["genus"].to_numpy(dtype=object)) & ~pd.isna(species))
+        species = cols["species"]
+        rows = np.flatnonzero(pd.isna(cols["genus"]) & ~pd.isna(species))
         first = (
             pd.Series(species[rows], dtype=object).str.extract(BINOMIAL_GENUS.pattern, expand=False).to_numpy(object)
         )
         found = ~pd.isna(first)
-        _set(frame, log, "genus_from_species", "genus", rows[found], first[found])
+        _set(cols, log, "genus_from_species", "genus", rows[found], first[found])
         inferred[rows[found]] |= RANK_BIT["genus"]
     counts["barcode_conflicts"] = _resolve_conflicts(  # 6.
-        frame, log, "barcode_key", RANKS, params.barcode_ratio, ("barcode_majority", "barcode_conflict_dropped"), True
+        cols, log, "barcode_key", RANKS, params.barcode_ratio, ("barcode_majority", "barcode_conflict_dropped"), True
     )
     counts["bin_taxon_conflicts"] = _resolve_conflicts(
-        frame, log, "dna_bin", RANKS, params.bin_ratio, ("bin_taxon_majority", "bin_taxon_conflict_dropped"), True
+        cols, log, "dna_bin", RANKS, params.bin_ratio, ("bin_taxon_majority", "bin_taxon_conflict_dropped"), True
     )
     # a rank removed by a conflict is no longer inferred
     for rank in RANKS:
-        inferred[pd.isna(frame[rank].to_numpy(dtype=object))] &= np.uint8(~RANK_BIT[rank] & 0xFF)
-    lineage = _infer_parents(frame, log, inferred) if params.infer_parents else pd.DataFrame()  # 7.
+        inferred[pd.isna(cols[rank])] &= np.uint8(~RANK_BIT[rank] & 0xFF)
+    lineage = _infer_parents(cols, log, inferred) if params.infer_parents else pd.DataFrame()  # 7.
     corrections = corrections if corrections is not None else pd.DataFrame(columns=list(CORRECTION_COLUMNS))
-    excluded, outcomes = _apply_corrections(frame, log, corrections)  # 8.
+    excluded, outcomes = _apply_corrections(cols, log, corrections)  # 8.
     applied = outcomes[outcomes["outcome"] == "applied"]
     for item in applied.itertuples(index=False):  # a corrected rank is a maintainer's label, not an inference
         if item.field in RANK_BIT:
             inferred[processids == item.processid] &= np.uint8(~RANK_BIT[item.field] & 0xFF)
-    frame["taxon"] = deepest_label(frame)
-    frame["inferred_ranks"] = inferred
-    frame["placeholder_species"] = novel_mask(
-        pd.Series(frame["genus"].to_numpy(dtype=object)), pd.Series(frame["species"].to_numpy(dtype=object))
+    cols["taxon"] = deepest_label(cols)
+    cols["inferred_ranks"] = inferred
+    cols["placeholder_species"] = novel_mask(
+        pd.Series(cols["genus"], dtype=object), pd.Series(cols["species"], dtype=object)
     )
-    excluded_frame = frame.loc[excluded, ["processid"]].copy()
+    frame = pd.DataFrame({column: values[~excluded] for column, values in cols.items()})
+    excluded_frame = pd.DataFrame({"processid": processids[excluded]})
     if excluded.any():
         reasons = outcomes[outcomes["outcome"] == "excluded"].drop_duplicates("processid").set_index("processid")
         excluded_frame["reason"] = reasons["reason"].reindex(excluded_frame["processid"]).to_numpy()
         excluded_frame["source"] = reasons["source"].reindex(excluded_frame["processid"]).to_numpy()
     changes = log.table()
     counts.update(
-        records=len(frame),
+        records=len(cols["processid"]),
         kept=int((~excluded).sum()),
         excluded=int(excluded.sum()),
         changes=len(changes),
@@ -442,10 +450,10 @@ def curate(
         lineage_conflicts=int((lineage["parents"] > 1).sum()) if len(lineage) else 0,
     )
     return {
-        "curated": frame[~excluded].reset_index(drop=True),
+        "curated": frame,
         "excluded": excluded_frame.reset_index(drop=True),
         "changes": changes,
-        "bins": bin_table(frame[~excluded]),
+        "bins": bin_table(frame),
         "lineage": lineage,
         "corrections": outcomes,
         "counts": counts,

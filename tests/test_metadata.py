@@ -1,0 +1,62 @@
+"""`bioscan-rebuild metadata` on the real BOLD exports: the 23-column table, rejects and changes beside it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+
+from bioscan_rebuild.metadata import RELEASE_COLUMNS
+from conftest import REPO
+
+EXPORTS = (
+    "ropensci-bold/extracted/coelioxys_combined.tsv",
+    "barcode-constrained-phylogeny/tests/BOLD_Public.18-Dec-2023/BOLD_Public.18-Dec-2023.tsv",
+    "bold-library-curation/resources/test_data/test_chironominae_norway_data.tsv",
+    "bold-library-curation/resources/test_data/test_odonata_small.tsv",
+)
+
+
+def run_cli(*args):
+    env = {"PYTHONPATH": str(REPO / "workflow")}
+    result = subprocess.run([sys.executable, "-m", "bioscan_rebuild", *args], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_metadata_command_on_real_exports(realdata, tmp_path):
+    out = tmp_path / "meta.csv"
+    result = run_cli("metadata", *(str(realdata / e) for e in EXPORTS), "-o", str(out))
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    table = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert list(table.columns) == list(RELEASE_COLUMNS)
+    rejects = pd.read_csv(tmp_path / "meta.rejects.csv", dtype=str, keep_default_na=False)
+    # every input row is in the table or in the rejects, with a reason
+    assert summary["ingest_rows"] == 3511 and len(table) + len(rejects) == 3511 and (rejects["reason"] != "").all()
+    assert set(rejects["reason"]) >= {"unsupported_marker", "no_barcode", "ambiguous_barcode"}
+    assert table["processid"].is_unique and (table["dna_barcode"].str.fullmatch("[ACGTRYSWKMBDHVN]+")).all()
+    assert (table[["image_measurement_value", "area_fraction", "scale_factor", "split"]] == "").all().all()
+    assert table["dna_bin"].str.fullmatch(r"(BOLD:[A-Z]{3}\d{4})?").all()
+    changes = pd.read_csv(tmp_path / "meta.changes.csv", dtype=str, keep_default_na=False)
+    assert len(changes) == summary["changes"] > 0
+    qc = pd.read_csv(tmp_path / "meta.barcode_qc.csv")
+    assert len(qc) == len(table) + sum(summary["metadata_rejected"].values())
+    assert (tmp_path / "meta.bins.csv").exists()
+
+
+def test_metadata_command_applies_corrections(realdata, tmp_path):
+    corrections = tmp_path / "corrections.tsv"
+    corrections.write_text(
+        "processid\tfield\tvalue\treason\tsource\n"
+        "AACTA1040-20\trecord\texclude\tno_insect\ttest\n"
+        "AACTA1041-20\tfamily\tSciaridae\twrong_label\ttest\n"
+    )
+    out = tmp_path / "meta.csv"
+    run_cli("metadata", str(realdata / EXPORTS[1]), "-o", str(out), "--corrections", str(corrections))
+    table = pd.read_csv(out, dtype=str, keep_default_na=False).set_index("processid")
+    rejects = pd.read_csv(tmp_path / "meta.rejects.csv", dtype=str, keep_default_na=False)
+    assert "AACTA1040-20" not in table.index
+    assert rejects.loc[rejects["processid"] == "AACTA1040-20", "reason"].tolist() == ["excluded"]
+    assert table.loc["AACTA1041-20", "family"] == "Sciaridae"
