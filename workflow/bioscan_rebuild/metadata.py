@@ -88,11 +88,16 @@ def curate_tables(
         raise RuntimeError("barcode shards do not line up with the record shards (re-run clean_barcodes)")
     bad = qc["barcode_status"].to_numpy() != "ok"
     rejected = labels[bad]
-    frame = labels[~bad].rename(columns={"bin_uri": "dna_bin"})
-    frame["barcode_key"] = qc["barcode_key"].to_numpy()[~bad]
-    result = curate(frame, taxonomy_params, load_fixes(fixes_path), load_corrections(corrections_path))
-    curated = result["curated"]
     reasons = qc["barcode_status"].to_numpy()[bad]
+    records_in = len(labels)
+    if bad.any():
+        labels = labels[~bad]
+    labels = labels.rename(columns={"bin_uri": "dna_bin"})
+    labels["barcode_key"] = qc["barcode_key"].to_numpy()[~bad]
+    del qc
+    result = curate(labels, taxonomy_params, load_fixes(fixes_path), load_corrections(corrections_path))
+    del labels
+    curated = result["curated"]
     excluded = result["excluded"]
     rejects = pa.concat_tables(
         [
@@ -113,7 +118,7 @@ def curate_tables(
     ).sort_by([("reason", "ascending"), ("processid", "ascending")])
     counts = result["counts"]
     summary = {
-        "records_in": len(labels),
+        "records_in": records_in,
         "curated": len(curated),
         "rejected": {
             **{k: int(v) for k, v in pd.Series(reasons).value_counts().sort_index().items()},

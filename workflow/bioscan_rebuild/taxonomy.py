@@ -178,6 +178,14 @@ def _map_unique(values: np.ndarray, function) -> np.ndarray:
     return mapped[codes]  # code -1 (missing) -> the last entry
 
 
+def _shared(values) -> np.ndarray:
+    """Object array of ``values`` (missing -> None) in which equal values are one object."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    table = np.empty(len(uniques) + 1, dtype=object)
+    table[:-1] = np.asarray(uniques, dtype=object)
+    return table[codes]
+
+
 def _set(cols: dict, log: ChangeLog, rule: str, field: str, rows: np.ndarray, new, ratio=None) -> None:
     rows = np.asarray(rows, dtype=np.int64)
     if not len(rows):
@@ -326,10 +334,10 @@ def deepest_label(cols: dict) -> np.ndarray:
 def bin_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Per BIN: records, distinct barcodes, and per rank the consensus label with its agreement ratio
     (share of the BIN's records labelled at that rank that carry it; ties -> the first in name order)."""
-    has_bin = frame[~pd.isna(frame["dna_bin"])]
+    has_bin = frame.loc[~pd.isna(frame["dna_bin"]), ["processid", "dna_bin", "barcode_key", *RANKS]]
     out = has_bin.groupby("dna_bin").agg(records=("processid", "size"), barcodes=("barcode_key", "nunique"))
     for rank in RANKS:
-        labelled = has_bin[~pd.isna(has_bin[rank])]
+        labelled = has_bin.loc[~pd.isna(has_bin[rank]), ["dna_bin", rank]]
         counts = labelled.groupby(["dna_bin", rank]).size().rename("n").reset_index()
         counts = counts.sort_values(["dna_bin", "n", rank], ascending=[True, False, True], kind="stable")
         top = counts.drop_duplicates("dna_bin").set_index("dna_bin")
@@ -354,16 +362,18 @@ def curate(
     from .novel import novel_mask
 
     params = params or TaxonomyParams()
-    # Plain numpy columns while curating: pandas would convert object arrays to Arrow strings on every write.
+    # Plain numpy columns while curating: pandas would re-encode object arrays on every write. Equal names share
+    # one Python object (5M records carry ~30k distinct names; a str object per cell cost gigabytes).
     n = len(records)
     cols = {
-        column: records[column].to_numpy(dtype=object if records[column].dtype.kind in "OUST" else None, copy=True)
+        column: records[column].to_numpy(copy=True)
+        if records[column].dtype.kind in "fiub"
+        else _shared(records[column])
         for column in records.columns
     }
     for column in (*RANKS, "dna_bin", "barcode_key"):
-        cols[column] = (
-            records[column].to_numpy(dtype=object, copy=True) if column in records else np.full(n, None, object)
-        )
+        if column not in cols:
+            cols[column] = np.full(n, None, object)
     processids = cols["processid"]
     log = ChangeLog(processids)
     everyone = np.arange(len(cols["processid"]))
@@ -433,7 +443,8 @@ def curate(
     cols["placeholder_species"] = novel_mask(
         pd.Series(cols["genus"], dtype=object), pd.Series(cols["species"], dtype=object)
     )
-    frame = pd.DataFrame({column: values[~excluded] for column, values in cols.items()})
+    kept = ~excluded
+    frame = pd.DataFrame({column: cols.pop(column)[kept] for column in list(cols)})  # pop: one copy at a time
     excluded_frame = pd.DataFrame({"processid": processids[excluded]})
     if excluded.any():
         reasons = outcomes[outcomes["outcome"] == "excluded"].drop_duplicates("processid").set_index("processid")
@@ -441,7 +452,7 @@ def curate(
         excluded_frame["source"] = reasons["source"].reindex(excluded_frame["processid"]).to_numpy()
     changes = log.table()
     counts.update(
-        records=len(cols["processid"]),
+        records=len(processids),
         kept=int((~excluded).sum()),
         excluded=int(excluded.sum()),
         changes=len(changes),
