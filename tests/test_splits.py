@@ -1,0 +1,326 @@
+"""Split assignment: the published protocol record for record on the fixtures, its invariants, the helpers,
+frozen (versioned) rebuilds and the CSV command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bioscan_rebuild.novel import novel_mask, strip_barcode
+from bioscan_rebuild.splits import (
+    LABELLED,
+    SPLITS,
+    add_split_arguments,
+    assign_splits,
+    chunk_of,
+    run_split_command,
+    split_csv,
+    split_summary,
+)
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "splits"
+HELDOUT = ("val", "test", "val_unseen", "test_unseen")
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    if FIXTURES.exists():
+        return FIXTURES
+    reason = f"{FIXTURES} is absent: the split fixtures need the ../shared folder beside the checkout"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason + " (CI=true: failing instead of skipping)")
+    pytest.skip(reason)
+
+
+_CACHE: dict[str, tuple[pd.DataFrame, pd.Series]] = {}
+
+
+def _fixture(fixtures_dir: Path, name: str) -> tuple[pd.DataFrame, pd.Series]:
+    """(input table, expected split by processid), read once per session."""
+    if name not in _CACHE:
+        table = pd.read_csv(fixtures_dir / f"{name}.input.csv.gz")
+        expected = pd.read_csv(fixtures_dir / f"{name}.expected.csv.gz")
+        _CACHE[name] = table, expected.set_index("processid")["split"]
+    return _CACHE[name]
+
+
+def _by_processid(table: pd.DataFrame, split: pd.Series) -> pd.Series:
+    return pd.Series(split.astype(object).to_numpy(), index=table["processid"].to_numpy())
+
+
+def _straddling(table: pd.DataFrame, split: pd.Series) -> pd.Series:
+    """Barcodes whose rows sit in more than one labelled split."""
+    frame = pd.DataFrame({"strip": strip_barcode(table["dna_barcode"]).to_numpy(), "split": split.astype(object)})
+    frame = frame[frame["split"].isin(LABELLED)]
+    n = frame.groupby("strip")["split"].nunique()
+    return n[n > 1]
+
+
+# -- the published protocol on the fixtures ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["dev-20k", "dev-100k"])
+def test_fixture_matches_every_record(fixtures_dir, name):
+    table, expected = _fixture(fixtures_dir, name)
+    before = table.copy()
+    got = assign_splits(table)
+    pd.testing.assert_frame_equal(table, before)  # pure: the input is untouched
+    assert got.index.equals(table.index) and list(got.cat.categories) == list(SPLITS)
+    got = _by_processid(table, got)
+    assert len(got) == len(expected) and got.index.is_unique
+    mismatched = (got != expected.reindex(got.index)).sum()
+    assert mismatched == 0, f"{mismatched} of {len(got)} records differ"
+    assert got.value_counts().to_dict() == expected.value_counts().to_dict()
+
+
+def test_fixture_invariants(fixtures_dir):
+    table, _ = _fixture(fixtures_dir, "dev-100k")
+    split = assign_splits(table).astype(object)
+    assert split.isin(SPLITS).all()
+    species, genus = table["species"], table["genus"]
+    assert species[split == "pretrain"].isna().all()
+    assert species[split != "pretrain"].notna().all()  # barcode moves only ever pull labelled rows here
+    # held-out barcodes lie wholly in their split, across the whole table
+    strip = strip_barcode(table["dna_barcode"])
+    for name in HELDOUT:
+        barcodes = set(strip[split == name])
+        assert (split[strip.isin(barcodes)] == name).all(), name
+    assert _straddling(table, split).empty
+    novel = novel_mask(genus, species)
+    clean = species.notna().to_numpy() & ~novel
+    # seen-family species are clean names unless a shared barcode or name brought them in
+    seen_family = split.isin(["train", "val", "test"]).to_numpy()
+    odd = seen_family & novel
+    assert (strip[odd].isin(strip[clean]) | species[odd].isin(species[clean])).all()
+    # unseen-family species all have a known genus
+    unseen_family = split.isin(["key_unseen", "val_unseen", "test_unseen"]).to_numpy()
+    assert genus[unseen_family].isin(genus[clean]).all()
+    # and the two families share no species name
+    assert not set(species[seen_family]) & set(species[unseen_family])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_shuffled_rows_give_the_same_splits(fixtures_dir, seed):
+    table, _ = _fixture(fixtures_dir, "dev-20k")
+    reference = _by_processid(table, assign_splits(table))
+    shuffled = table.sample(frac=1, random_state=seed)
+    again = assign_splits(shuffled)
+    assert again.index.equals(shuffled.index)
+    pd.testing.assert_series_equal(_by_processid(shuffled, again).sort_index(), reference.sort_index())
+    # a fresh RangeIndex and object-dtype columns change nothing either
+    plain = shuffled.reset_index(drop=True).astype({c: object for c in ("genus", "species", "dna_barcode")})
+    assert (_by_processid(plain, assign_splits(plain)).sort_index() == reference.sort_index()).all()
+
+
+def test_rerun_is_byte_identical(fixtures_dir):
+    table, _ = _fixture(fixtures_dir, "dev-20k")
+    first = assign_splits(table).astype(object).to_numpy()
+    second = assign_splits(table).astype(object).to_numpy()
+    assert (first == second).all()
+
+
+# -- helpers --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("genus", "species", "novel"),
+    [
+        ("Aus", "Aus bus", False),  # a clean name
+        ("Aus", "Aus mallaise", True),  # 1: Malaise-trap code (misspelt, lowercase)
+        ("Aus", "aus bus", True),  # 2: starts lowercase
+        ("aus", "Aus bus", True),  # 3: genus starts lowercase
+        ("Malaise", "Aus bus", True),  # 3: genus is a Malaise code
+        ("unclassified Aus", "Aus bus", False),  # 3: exempt genus prefixes
+        ("unassigned", "Aus bus", False),
+        ("Aus", "Aus bus1", True),  # 4: a digit
+        ("Aus", "AB bus", True),  # 4: two capitals
+        ("Aus", "Aus aff bus", True),  # 5: aff
+        ("Aus", "Aus n sp", True),  # 5: n. sp
+        ("Aus", "Aus sp ex", True),  # 5: sp. ex
+        ("Aus", "Aus gen bus", True),  # 5: gen
+        ("Aus", "Aus sp bus", True),  # 5: sp. <something>
+        ("Aus", "Aus affinis A", True),  # 5: affinis + code
+        ("Aus gen", "Aus bus", True),  # 5 on the genus
+        ("Aus", "Aus affinis", False),  # 5 needs its following token
+        ("Aus", "Aus gena", False),  # word boundaries
+        ("Aus", "Aus spus", False),
+        ("Aus", "Aus bus_cus", True),  # 6: underscore
+        ("Aus", "Aus bus?", True),  # 6: question mark
+        ("Aus", "Aus Bus", True),  # 7: capital after the first character
+        ("Aus", "Aus bus.", True),  # 8: a dot
+        ("aus", None, False),  # no species: never novel
+        (None, "Aus bus", False),  # no genus: species rules only
+        (None, "Aus sp bus", True),
+    ],
+)
+def test_novel_mask_rules(genus, species, novel):
+    got = novel_mask(pd.Series([genus], dtype=object), pd.Series([species], dtype=object))
+    assert got.dtype == bool and got.tolist() == [novel]
+
+
+def test_novel_mask_is_vectorised_and_aligned():
+    genus = pd.Series(["Aus", "aus", None, "Aus", "unclassified x"], index=[5, 3, 9, 1, 0], dtype="str")
+    species = pd.Series(["Aus bus", "Aus bus", "Aus bus", None, "Xus yus"], index=[5, 3, 9, 1, 0], dtype="str")
+    assert novel_mask(genus, species).tolist() == [False, True, False, False, False]
+    assert novel_mask(genus.astype("category"), species.astype(object)).tolist() == [False, True, False, False, False]
+
+
+def test_strip_barcode():
+    got = strip_barcode(pd.Series(["NNACGTNN", "nnACGTnn", "NANBN", None, "NNNN", "ACNGT"], dtype=object))
+    assert got.iloc[[0, 1, 2, 4, 5]].tolist() == ["ACGT", "nnACGTnn", "ANB", "", "ACNGT"]
+    assert pd.isna(got.iloc[3])
+
+
+def test_chunk_of():
+    pids = pd.Series(["CRCBB46471-23"] * 4, index=[7, 8, 9, 10])
+    got = chunk_of(pids, pd.Series(["pretrain", "train", "other_heldout", "test"], index=[7, 8, 9, 10]))
+    assert got.tolist() == ["2e", "2", "2", ""] and got.index.tolist() == [7, 8, 9, 10]
+
+
+def test_split_summary():
+    df = pd.DataFrame(
+        {
+            "split": ["train", "train", "test", "pretrain", "val"],
+            "dna_barcode": ["NACG", "ACG", "TTT", "GGGN", None],
+            "species": ["Aus bus", "Aus bus", "Aus cus", None, "Aus dus"],
+        }
+    )
+    summary = split_summary(df).set_index("split")
+    assert list(summary.index) == [*SPLITS, "total"]
+    assert summary.loc["train"].tolist() == [2, 1, 1]
+    assert summary.loc["val"].tolist() == [1, 0, 1]
+    assert summary.loc["key_unseen"].tolist() == [0, 0, 0]
+    assert summary.loc["total"].tolist() == [5, 3, 3]
+
+
+# -- frozen rebuilds -----------------------------------------------------------------------------------------
+
+
+def test_freeze_of_a_full_run_reproduces_it(fixtures_dir):
+    table, _ = _fixture(fixtures_dir, "dev-20k")
+    split = assign_splits(table)
+    freeze = pd.Series(split.astype(object).to_numpy(), index=table["processid"].to_numpy())
+    again = assign_splits(table.sample(frac=1, random_state=3), freeze)
+    assert (again.astype(object) == split.astype(object).reindex(again.index)).all()
+    empty = pd.Series([], dtype=object, index=pd.Index([], dtype=object))
+    assert (assign_splits(table, empty).astype(object) == split.astype(object)).all()
+    with pytest.raises(ValueError, match="outside"):
+        assign_splits(table, freeze.replace("val", "validation"))
+
+
+def _new_rows(table: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
+    """New records of every kind the module docstring lists, built from a frozen fixture run."""
+    strip = strip_barcode(table["dna_barcode"])
+    rows = []
+
+    def add(tag, genus, species, barcode, k=1):
+        rows.extend((f"NEW-{tag}-{len(rows)}", genus, species, barcode) for _ in range(k))
+
+    # a new species: 30 rows over 12 fresh barcodes (P will pick test and val barcodes)
+    for i in range(30):
+        add("sp", "Genusnewa", "Genusnewa novus", f"TTTT{'ACGT'[i % 4]}{i % 12:02d}".replace("0", "A"))
+    # rows sharing a frozen test barcode: one labelled (another species), one without species
+    test_rows = table[split.to_numpy() == "test"].iloc[0]
+    add("testbc", test_rows["genus"], "Genusnewb other", "NN" + strip[test_rows.name] + "N")
+    add("testbc", None, None, strip[test_rows.name])
+    # many new rows of a frozen train species, on fresh barcodes (P draws some among the new rows)
+    counts = table["species"][split.to_numpy() == "train"].value_counts()
+    train_species = counts.index[0]
+    train_genus = table.loc[table["species"] == train_species, "genus"].iloc[0]
+    for i in range(40):
+        add("trainsp", train_genus, train_species, f"GGGG{i % 15:02d}".replace("0", "A").replace("1", "C"))
+    # new rows of a frozen train species on a frozen train barcode
+    train_row = table[(split.to_numpy() == "train") & (table["species"] == train_species).to_numpy()].iloc[0]
+    add("trainbc", train_genus, train_species, train_row["dna_barcode"], k=3)
+    # new rows of a frozen unseen species: clean names, yet they stay in the unseen family
+    unseen_row = table[split.to_numpy() == "key_unseen"].iloc[0]
+    for i in range(12):
+        add("unseensp", unseen_row["genus"], unseen_row["species"], f"CCCC{i % 6}".replace("0", "A"))
+    # an unseen-species record on a frozen train barcode: it would straddle, so it is held out
+    add("clash", unseen_row["genus"], unseen_row["species"], train_row["dna_barcode"])
+    return pd.DataFrame(rows, columns=["processid", "genus", "species", "dna_barcode"])
+
+
+def test_freeze_with_new_records(fixtures_dir):
+    table, _ = _fixture(fixtures_dir, "dev-20k")
+    table = table[["processid", "genus", "species", "dna_barcode"]]
+    split = assign_splits(table)
+    freeze = pd.Series(split.astype(object).to_numpy(), index=table["processid"].to_numpy())
+    new = _new_rows(table, split)
+    grown = pd.concat([new.iloc[::2], table, new.iloc[1::2]], ignore_index=True)
+    got = _by_processid(grown, assign_splits(grown, freeze))
+
+    assert (got[freeze.index] == freeze).all()  # no old record moves
+    assert _straddling(grown, pd.Series(got[grown["processid"]].to_numpy())).empty
+    by_tag = got[new["processid"]].groupby(new["processid"].str.split("-").str[1].to_numpy())
+    kinds = {tag: set(s) for tag, s in by_tag}
+    assert kinds["testbc"] == {"test"}  # both rows on the frozen test barcode join it
+    assert {"test", "val"} <= kinds["sp"] <= {"train", "val", "test"}  # the protocol runs on new species
+    assert "test" in kinds["trainsp"] and kinds["trainsp"] <= {"train", "val", "test"}  # never unseen
+    assert kinds["trainbc"] == {"train"}  # pinned barcode: never drawn away from train
+    assert kinds["unseensp"] <= {"key_unseen", "val_unseen", "test_unseen"} and "key_unseen" in kinds["unseensp"]
+    assert kinds["clash"] == {"other_heldout"}
+    # the same rebuild again, rows shuffled: identical
+    again = assign_splits(grown.sample(frac=1, random_state=5), freeze)
+    assert (_by_processid(grown.sample(frac=1, random_state=5), again).sort_index() == got.sort_index()).all()
+
+
+# -- the CSV command -----------------------------------------------------------------------------------------
+
+
+def _toy_csv(path: Path) -> pd.DataFrame:
+    rows = []
+    for s, (n, nb) in enumerate([(40, 14), (24, 9), (12, 5), (9, 9), (1, 1)]):
+        for i in range(n):
+            rows.append((f"Aus {'bcdef'[s]}us", f"ACGT{s}{i % nb:02d}"))
+    rows += [("NA", "NNGGGA"), ("", "GGGC"), ("Aus sp. 3", "GGGT")] * 3
+    frame = pd.DataFrame(rows, columns=["species", "dna_barcode"])
+    frame.insert(0, "processid", [f"P{i:04d}" for i in range(len(frame))])
+    frame.insert(1, "note", ["1.50", "NA", "", "x,y", '"q"'] * (len(frame) // 5) + ["z"] * (len(frame) % 5))
+    frame.insert(2, "genus", "Aus")
+    frame["split"] = "junk"
+    frame = frame.sample(frac=1, random_state=0)  # row order to keep is not sorted
+    frame.to_csv(path, index=False)
+    return frame
+
+
+def test_split_csv_keeps_rows_and_other_columns(tmp_path):
+    frame = _toy_csv(tmp_path / "in.csv")
+    summary = split_csv(tmp_path / "in.csv", tmp_path / "out.csv", summary_csv=tmp_path / "summary.csv")
+    raw_in = pd.read_csv(tmp_path / "in.csv", dtype=str, keep_default_na=False)
+    raw_out = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
+    assert list(raw_out.columns) == list(raw_in.columns)
+    pd.testing.assert_frame_equal(raw_out.drop(columns="split"), raw_in.drop(columns="split"))
+    # the split is assign_splits on the same table read with pandas' default missing values
+    expected = assign_splits(pd.read_csv(tmp_path / "in.csv", dtype=str)).astype(object)
+    assert raw_out["split"].tolist() == expected.tolist()
+    assert summary["rows"] == len(frame) and summary["frozen"] == 0
+    assert sum(summary["splits"].values()) == len(frame) and summary["splits"]["test"] > 0
+    # "NA" and "" species are missing (pretrain), "Aus sp. 3" is a placeholder name
+    assert set(raw_out.loc[raw_in["species"].isin(["NA", ""]), "split"]) == {"pretrain"}
+    assert set(raw_out.loc[raw_in["species"] == "Aus sp. 3", "split"]) == {"other_heldout"}
+    table = pd.read_csv(tmp_path / "summary.csv").set_index("split")
+    assert table.loc["total", "samples"] == len(frame)
+
+
+def test_split_command_with_freeze(tmp_path, capsys):
+    _toy_csv(tmp_path / "in.csv")
+    parser = argparse.ArgumentParser()
+    add_split_arguments(parser)
+    args = parser.parse_args([str(tmp_path / "in.csv"), str(tmp_path / "v1.csv")])
+    assert run_split_command(args) == 0
+    v1 = pd.read_csv(tmp_path / "v1.csv", dtype=str, keep_default_na=False)
+    v1[["processid", "split"]].iloc[: len(v1) // 2].to_csv(tmp_path / "freeze.csv", index=False)
+    args = parser.parse_args(
+        [str(tmp_path / "in.csv"), str(tmp_path / "v2.csv"), "--freeze", str(tmp_path / "freeze.csv")]
+    )
+    assert run_split_command(args) == 0
+    assert "frozen" in capsys.readouterr().out
+    v2 = pd.read_csv(tmp_path / "v2.csv", dtype=str, keep_default_na=False)
+    half = len(v1) // 2
+    assert v2["split"].iloc[:half].tolist() == v1["split"].iloc[:half].tolist()
+    assert _straddling(v2.replace({"": None}), v2["split"]).empty

@@ -1,0 +1,479 @@
+"""BIOSCAN-5M split assignment (spec ``splits.md``), record for record, plus frozen (versioned) rebuilds.
+
+``assign_splits(df)`` reproduces the published 8-split protocol exactly. Everything except the barcode
+choice inside routine P runs as vectorised numpy on factorized codes (species ranked in code point order,
+barcodes = ``strip`` values); the per-species loop of P runs only for species that can receive records, on
+plain lists, with ties between equal barcode sizes ordered by ``np.argsort(kind="quicksort")`` on the
+int64 sizes (what ``Series.sort_values()`` calls) and the random draws of the spec.
+
+Frozen rebuilds (``freeze`` = the ``split`` column of a previous release, indexed by processid). Records in
+``freeze`` are "old", the others "new". The protocol runs on the new records only (all counts, targets,
+singletons and draws are over new records), with these pins:
+
+==========================================================  =========================================
+new record                                                  split
+==========================================================  =========================================
+old records (processid in ``freeze``)                       kept as frozen, never moved
+strip barcode carried by an old record in val, test,        that split (like a protocol move, whatever
+val_unseen or test_unseen                                   the new record's species)
+strip barcode carried by an old record in train or          protocol result, but its barcode is never
+key_unseen (and none of the above)                          drawn into a held-out split; if the result
+                                                            is the other one of train/key_unseen:
+                                                            other_heldout
+strip barcode carried only by old pretrain/other_heldout    protocol result; barcode never drawn
+species name mostly in the unseen family among old          unseen family (test_unseen / val_unseen /
+records (key/val/test_unseen >= train/val/test rows)        key_unseen), as if it had >= 8 viable rows
+species name mostly in the seen family among old records    never unseen; seen/placeholder as usual
+anything else                                               the protocol on the new records
+==========================================================  =========================================
+
+Known genera are taken from all records (old and new). Every old barcode is excluded from P and the val
+top-up, so a held-out barcode never gains or loses records across versions. Guarantees: no old record
+moves; no new record puts a barcode into a labelled split (train, val, test, key_unseen, val_unseen,
+test_unseen) other than the one its old records already hold. An empty ``freeze`` gives the protocol.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import accumulate
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .novel import novel_genus_names, novel_species_names, strip_barcode
+
+SPLITS = ("pretrain", "train", "val", "test", "key_unseen", "val_unseen", "test_unseen", "other_heldout")
+PRETRAIN, TRAIN, VAL, TEST, KEY_UNSEEN, VAL_UNSEEN, TEST_UNSEEN, OTHER_HELDOUT = range(8)
+_SEEN, _UNSEEN = 8, 9  # working states, gone from the result
+LABELLED = ("train", "val", "test", "key_unseen", "val_unseen", "test_unseen")
+HELDOUT_CODES = (TEST, VAL, TEST_UNSEEN, VAL_UNSEEN)  # priority order when old records disagree
+# pandas read_csv's default missing-value strings (pandas._libs.parsers.STR_NA_VALUES)
+NA_STRINGS = frozenset(
+    ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A")
+    + ("NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+)
+REQUIRED_COLUMNS = ("processid", "genus", "species", "dna_barcode")
+
+
+def n_test(n: int) -> int:
+    return 0 if n < 8 else min(25, math.floor(4 + (n - 8) / 4))
+
+
+def ub_test(n: int) -> int:
+    return 0 if n < 8 else math.floor(4 + (n - 8) / 3)
+
+
+def bc_test(b: int) -> int:
+    return 0 if b < 3 else math.floor(1 + (b - 2) / 3)
+
+
+@dataclass(frozen=True)
+class PartitionParams:
+    """One call of routine P: size functions of n (rows) / b (barcodes), soft factors, seed."""
+
+    target: Callable[[int], float]
+    lower: Callable[[int], float]
+    upper: Callable[[int], float]
+    bc_upper: Callable[[int], float]
+    soft1: float
+    soft2: float
+    seed: int
+    min_n: int  # smallest n with target(n) != 0 (a vectorised pre-filter)
+
+
+TEST_P = PartitionParams(n_test, lambda n: 3, ub_test, bc_test, 1.1, 1.0, seed=1, min_n=8)
+VAL_P = PartitionParams(
+    lambda n: 0 if n < 20 else 0.05 * n, lambda n: 0, lambda n: 0.10 * n, lambda b: 0.05 * b, 1.1, 1.1, 3, 20
+)
+TEST_UNSEEN_P = PartitionParams(n_test, lambda n: 3, ub_test, bc_test, 1.1, 1.0, seed=5, min_n=8)
+VAL_UNSEEN_P = PartitionParams(
+    lambda n: 0.2 * n, lambda n: 0, lambda n: 0.4 * n, lambda b: 0.2 * b, 1.1, 1.1, seed=7, min_n=1
+)
+
+
+def choose_barcodes(sizes: list[int], n: int, p: PartitionParams, rng: np.random.Generator) -> list[int]:
+    """Routine P for one species: positions (into ``sizes``) of the barcodes it keeps, in pick order.
+
+    ``sizes`` = rows per barcode, already in the order of spec step 2 (ascending, quicksort ties). Because
+    ``sizes`` stays sorted and ``cs`` (its running sum) strictly increasing, the options are the slice
+    ``[lo_opt, hi_opt)`` found by bisection; ``cs`` after a deletion is the running sum of what is left.
+    """
+    t = p.target(n)
+    lb, ub = p.lower(n), p.upper(n)
+    bub = p.bc_upper(len(sizes))
+    sizes = list(sizes)
+    keys = list(range(len(sizes)))
+    cs = list(accumulate(sizes))
+    alloc = 0
+    chosen: list[int] = []
+    while True:
+        hi_opt = bisect_right(sizes, t - alloc)  # sizes[:hi_opt] <= t - alloc
+        lo_opt = bisect_left(cs, t * p.soft1 - alloc)  # cs[lo_opt:] >= t*soft1 - alloc
+        if lo_opt >= hi_opt:  # no option
+            if alloc == 0 and sizes[0] > t:
+                if sizes[0] >= lb and sizes[0] < n / 2:
+                    i = 0
+                else:
+                    break
+            elif sizes[0] > t * p.soft2 - alloc:
+                if sizes[0] > (t - alloc) / 2 or alloc + sizes[0] > ub:
+                    break
+                i = 0
+            elif lo_opt == len(cs):
+                raise RuntimeError("routine P: no running sum reaches the target (impossible)")
+            else:
+                c = i = lo_opt
+                if c > 0 and abs(alloc + sizes[c - 1] - t) < abs(t - (alloc + sizes[c])):
+                    i = c - 1
+                if alloc + sizes[c] > ub:
+                    break
+        elif len(chosen) + 1 >= bub:
+            c = i = hi_opt - 1
+            if (
+                c + 1 < len(sizes)
+                and abs(alloc + sizes[c + 1] - t) < abs(t - (alloc + sizes[c]))
+                and alloc + sizes[c + 1] <= ub
+            ):
+                i = c + 1
+        else:
+            k = hi_opt - lo_opt
+            lo, hi = int(k * 0.5), k
+            if hi <= lo:
+                lo, hi = max(lo - 1, 0), min(hi + 1, k)
+            i = lo_opt + int(rng.integers(lo, hi, size=1)[0])
+        chosen.append(keys[i])
+        alloc += sizes[i]
+        if alloc >= t:
+            break
+        del keys[i], sizes[i]
+        cs = list(accumulate(sizes))
+        if len(chosen) >= bub:
+            break
+    return chosen if alloc >= lb else []
+
+
+@dataclass
+class _Groups:
+    """Candidate rows grouped by species (code point order), then by barcode (code point order)."""
+
+    species: np.ndarray  # species code per group, ascending
+    n: np.ndarray  # candidate rows per species (barcode-less rows count too)
+    start: np.ndarray  # slice of ``sizes``/``barcodes`` per species
+    stop: np.ndarray
+    sizes: np.ndarray  # int64 rows per (species, barcode)
+    barcodes: np.ndarray  # barcode code per (species, barcode)
+    n_by_species: np.ndarray  # candidate rows per species code, all species
+
+    def sorted_block(self, g: int) -> tuple[np.ndarray, np.ndarray]:
+        sizes = self.sizes[self.start[g] : self.stop[g]].copy()
+        order = np.argsort(sizes, kind="quicksort")  # = Series.sort_values(): ties matter
+        return sizes[order], self.barcodes[self.start[g] : self.stop[g]][order]
+
+
+def _arrow(values: pd.Series) -> pa.ChunkedArray | None:
+    """The Arrow data behind an Arrow-backed string Series (zero copy), else None."""
+    if getattr(values.dtype, "storage", None) == "pyarrow":
+        return pa.array(values.array)
+    return None
+
+
+def _strip_codes(barcodes: pd.Series, universe: np.ndarray) -> tuple[np.ndarray, int]:
+    """Per row, the code point rank of its ``strip`` among the strips of the ``universe`` rows (else -1).
+
+    P only groups and moves barcodes of labelled rows, so only those strips are materialised (sorted); every
+    row is matched against them by hashing, and only rows whose raw barcode starts or ends with ``N`` are
+    stripped first (the rest are their own strip). The whole column is never copied: Arrow-backed strings go
+    through Arrow kernels chunk by chunk (``take`` on a chunked array would concatenate it).
+    """
+    arr = _arrow(barcodes)
+    if arr is None:
+        values = barcodes.astype(object)
+        padded = (values.str.startswith("N") | values.str.endswith("N")).fillna(False).to_numpy(dtype=bool)
+        names = np.sort(strip_barcode(pd.Series(values[universe].dropna().unique(), dtype=object)).unique())
+        index = pd.Index(names, dtype=object)
+        codes = np.asarray(index.get_indexer(values), dtype=np.int64)
+        codes[padded] = index.get_indexer(strip_barcode(values[padded]))
+        return codes, len(names)
+    padded = pc.fill_null(pc.or_(pc.starts_with(arr, "N"), pc.ends_with(arr, "N")), False)
+    names = pc.unique(pc.utf8_trim(pc.unique(pc.filter(arr, pa.array(universe))).drop_null(), "N"))
+    names = names.take(pc.array_sort_indices(names))  # byte order of UTF-8 = code point order
+    codes = np.asarray(pc.fill_null(pc.index_in(arr, value_set=names), -1).to_numpy(), dtype=np.int64)
+    stripped = pc.utf8_trim(pc.filter(arr, padded), "N")
+    codes[np.flatnonzero(padded.to_numpy(zero_copy_only=False))] = pc.fill_null(
+        pc.index_in(stripped, value_set=names), -1
+    ).to_numpy()
+    return codes, len(names)
+
+
+class _Table:
+    """Factorized columns of the whole table (species and barcode codes in code point order)."""
+
+    def __init__(self, df: pd.DataFrame, extra_universe: np.ndarray | None = None):
+        missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+        if missing:
+            raise KeyError(f"assign_splits needs columns {missing}")
+        sp_codes, sp_names = pd.factorize(df["species"])
+        sp_names = np.asarray(sp_names, dtype=object)
+        rank = np.empty(len(sp_names), dtype=np.int64)
+        rank[np.argsort(sp_names, kind="stable")] = np.arange(len(sp_names))  # Python str order = code points
+        self.species = np.where(sp_codes >= 0, np.append(rank, -1)[sp_codes], -1)
+        self.n_species = len(sp_names)
+        names = np.empty(len(sp_names), dtype=object)
+        names[rank] = sp_names
+        ge_codes, ge_names = pd.factorize(df["genus"])
+        self.genus = np.asarray(ge_codes, dtype=np.int64)
+        self.n_genus = len(ge_names)
+        sp_novel = novel_species_names(pd.Series(names, dtype=object))
+        ge_novel = novel_genus_names(pd.Series(np.asarray(ge_names, dtype=object), dtype=object))
+        self.present = self.species >= 0
+        self.novel = self.present & (np.append(sp_novel, False)[self.species] | np.append(ge_novel, False)[self.genus])
+        universe = self.present if extra_universe is None else self.present | extra_universe
+        self.barcode, self.n_barcodes = _strip_codes(df["dna_barcode"], universe)
+
+
+def _lookup(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``table[codes]`` with code -1 (missing) mapped to False."""
+    return np.append(table, False)[codes]
+
+
+class _Protocol:
+    """The published steps on the records of ``rows`` (all rows, or the new ones of a frozen rebuild)."""
+
+    def __init__(self, tab: _Table, rows: np.ndarray, known_genus: np.ndarray, pinned: np.ndarray):
+        self.tab = tab
+        self.species = tab.species[rows]
+        self.barcode = tab.barcode[rows]
+        self.present = tab.present[rows]
+        self.known = known_genus[tab.genus[rows]]  # known_genus[-1]: is a missing genus known
+        # candidates of P are the records on barcodes that may move (present and not pinned)
+        self.selectable = (self.barcode >= 0) & ~_lookup(self.barcode, pinned)
+        self.counted = self.selectable | (self.barcode < 0)
+        self.split = np.where(self.present & ~tab.novel[rows], _SEEN, PRETRAIN).astype(np.int8)
+
+    def count(self, mask: np.ndarray) -> np.ndarray:
+        """Rows per species code among ``mask`` (rows without species are not counted)."""
+        return np.bincount(self.species[mask & self.present], minlength=self.tab.n_species)
+
+    def species_rows(self, species_mask: np.ndarray) -> np.ndarray:
+        return _lookup(self.species, species_mask)
+
+    def move(self, barcodes, code: int) -> None:
+        hit = np.zeros(self.tab.n_barcodes, dtype=bool)
+        hit[np.asarray(barcodes, dtype=np.int64)] = True
+        self.split[_lookup(self.barcode, hit)] = code
+
+    def groups(self, state: int) -> _Groups:
+        tab = self.tab
+        in_state = self.present & (self.split == state)
+        cand = in_state & self.selectable
+        stride = np.int64(max(tab.n_barcodes, 1))
+        keys, sizes = np.unique(self.species[cand] * stride + self.barcode[cand], return_counts=True)
+        species = keys // stride
+        start = np.flatnonzero(np.r_[True, species[1:] != species[:-1]]) if len(keys) else np.zeros(0, np.int64)
+        stop = np.r_[start[1:], len(keys)].astype(np.int64)
+        n_by_species = self.count(in_state & self.counted)
+        return _Groups(
+            species[start],
+            n_by_species[species[start]],
+            start,
+            stop,
+            sizes.astype(np.int64),
+            keys % stride,
+            n_by_species,
+        )
+
+    def partition(self, groups: _Groups, p: PartitionParams) -> list[int]:
+        rng = np.random.default_rng(p.seed)
+        chosen: list[int] = []
+        for g in np.flatnonzero((groups.n >= p.min_n) & (groups.stop - groups.start >= 2)):
+            n = int(groups.n[g])
+            if p.target(n) == 0:
+                continue
+            sizes, barcodes = groups.sorted_block(g)
+            picked = choose_barcodes(sizes.tolist(), n, p, rng)
+            chosen.extend(barcodes[picked].tolist())
+        return chosen
+
+    def run(self, forced_unseen: np.ndarray, never_unseen: np.ndarray) -> np.ndarray:
+        # unseen species: >= 8 viable (known genus, placeholder) rows, or pinned by a frozen release
+        viable = self.count(self.known & (self.split == PRETRAIN) & self.present)
+        self.split[self.species_rows(((viable >= 8) & ~never_unseen) | forced_unseen)] = _UNSEEN
+        singles = self.count(self.present & (self.split == _SEEN)) == 1
+        self.split[self.species_rows(singles)] = TRAIN
+        self.move(self.partition(self.groups(_SEEN), TEST_P), TEST)
+        val_groups = self.groups(_SEEN)
+        val = self.partition(val_groups, VAL_P) + self.top_up(val_groups, singles)
+        self.move(val, VAL)
+        self.split[self.split == _SEEN] = TRAIN
+        self.move(self.partition(self.groups(_UNSEEN), TEST_UNSEEN_P), TEST_UNSEEN)
+        self.move(self.partition(self.groups(_UNSEEN), VAL_UNSEEN_P), VAL_UNSEEN)
+        self.split[self.split == _UNSEEN] = KEY_UNSEEN
+        self.split[self.present & (self.split == PRETRAIN)] = OTHER_HELDOUT
+        return self.split
+
+    def top_up(self, groups: _Groups, singles: np.ndarray) -> list[int]:
+        """Long-tail val top-up: one single-record barcode from each eligible 7..19-row species."""
+        n_all = groups.n_by_species
+        goal = round(0.05 * (int(singles.sum()) + int(n_all[n_all < 20].sum())))
+        small = groups.n < 20
+        nt = self.count(self.split == TEST)[groups.species]
+        m = groups.n + nt
+        allowed = np.where(m < 8, 0, np.minimum(25, np.floor(4 + (m - 8) / 4)))
+        has_barcode = groups.stop > groups.start
+        min_size = np.full(len(groups.n), np.iinfo(np.int64).max)
+        min_size[has_barcode] = np.minimum.reduceat(groups.sizes, groups.start[has_barcode])
+        eligible = np.flatnonzero((groups.n >= 7) & small & (nt <= allowed) & (min_size == 1))
+        # each adds one row; the walk stops once the total reaches the goal (one at least)
+        return [int(groups.sorted_block(g)[1][0]) for g in eligible[: max(goal, 1)]]
+
+
+def _codes_of(values: pd.Series) -> np.ndarray:
+    names = pd.Series(values).astype(object)
+    unknown = sorted(set(names.dropna().unique()) - set(SPLITS)) + (["<missing>"] if names.isna().any() else [])
+    if unknown:
+        raise ValueError(f"freeze holds split names outside {SPLITS}: {unknown[:5]}")
+    return pd.Categorical(names, categories=SPLITS).codes.astype(np.int8)
+
+
+def assign_splits(df: pd.DataFrame, freeze: pd.Series | None = None) -> pd.Series:
+    """The split of every row of ``df`` (needs processid, genus, species, dna_barcode).
+
+    Returns a categorical Series (categories in the published order ``SPLITS``), aligned with ``df``'s index
+    and row order; ``df`` is not modified. ``freeze``: the splits of a previous release, indexed by
+    processid; see the module docstring for what happens to old and new records.
+    """
+    old_split = np.full(len(df), -1, dtype=np.int8)
+    if freeze is not None and len(freeze):
+        if not freeze.index.is_unique:
+            raise ValueError("freeze: processid appears more than once")
+        frozen = _codes_of(freeze)
+        where = pd.Index(freeze.index).get_indexer(pd.Index(df["processid"]))
+        old_split = np.where(where >= 0, frozen[where], -1).astype(np.int8)
+    old = old_split >= 0
+    new_rows = np.flatnonzero(~old)
+    tab = _Table(df, extra_universe=old & (old_split != PRETRAIN) & (old_split != OTHER_HELDOUT))
+
+    # known genera: genus values of clean-species rows, over the whole table (isin: NaN matches NaN)
+    known_genus = np.zeros(tab.n_genus + 1, dtype=bool)  # last slot = missing genus
+    known_genus[tab.genus[tab.present & ~tab.novel]] = True
+    pinned = np.zeros(tab.n_barcodes, dtype=bool)
+    forced_unseen = np.zeros(tab.n_species, dtype=bool)
+    never_unseen = np.zeros(tab.n_species, dtype=bool)
+    if old.any():
+        # pin every old barcode (never drawn) and each old species name to its majority family
+        pinned[tab.barcode[old & (tab.barcode >= 0)]] = True
+        named = old & tab.present
+        n_unseen = np.bincount(
+            tab.species[named & np.isin(old_split, (KEY_UNSEEN, VAL_UNSEEN, TEST_UNSEEN))], minlength=tab.n_species
+        )
+        n_seen = np.bincount(tab.species[named & np.isin(old_split, (TRAIN, VAL, TEST))], minlength=tab.n_species)
+        forced_unseen = (n_unseen > 0) & (n_unseen >= n_seen)
+        never_unseen = (n_seen > 0) & ~forced_unseen
+    proto = _Protocol(tab, new_rows, known_genus, pinned)
+    new_split = proto.run(forced_unseen, never_unseen)
+    split = old_split.copy()
+    split[new_rows] = new_split
+    if old.any() and len(new_rows):
+        split[new_rows] = _pin_to_frozen_barcodes(tab, old_split, proto.barcode, new_split)
+    return pd.Series(pd.Categorical.from_codes(split, categories=SPLITS), index=df.index, name="split")
+
+
+def _pin_to_frozen_barcodes(tab: _Table, old_split: np.ndarray, barcode: np.ndarray, split: np.ndarray):
+    """New records on a barcode whose old records hold a labelled split: join it, or hold out (table)."""
+    frozen = np.full(tab.n_barcodes + 1, -1, dtype=np.int8)  # last slot: missing barcode
+    old = (old_split >= 0) & (tab.barcode >= 0)
+    # lowest priority first, so the held-out splits (last written, in reverse priority) win
+    for code in (KEY_UNSEEN, TRAIN, *HELDOUT_CODES[::-1]):
+        frozen[tab.barcode[old & (old_split == code)]] = code
+    pin = frozen[barcode]
+    split = split.copy()
+    heldout = np.isin(pin, HELDOUT_CODES)
+    split[heldout] = pin[heldout]
+    clash = np.isin(pin, (TRAIN, KEY_UNSEEN)) & np.isin(split, (TRAIN, KEY_UNSEEN)) & (split != pin)
+    split[clash] = OTHER_HELDOUT
+    return split
+
+
+def chunk_of(processid: pd.Series, split: pd.Series) -> pd.Series:
+    """Image sub-folder: md5(processid) hex, 2 digits for pretrain, 1 for train/other_heldout, else ''."""
+    split = pd.Series(split).astype(object).to_numpy()
+    width = np.select([split == "pretrain", np.isin(split, ("train", "other_heldout"))], [2, 1], 0)
+    pids = pd.Series(processid).astype(object).to_numpy()
+    out = np.full(len(pids), "", dtype=object)
+    for i in np.flatnonzero(width):
+        out[i] = hashlib.md5(str(pids[i]).encode("utf-8")).hexdigest()[: width[i]]
+    index = processid.index if isinstance(processid, pd.Series) else None
+    return pd.Series(out, index=index, name="chunk", dtype=object)
+
+
+def split_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Per split (published order, then a total row): samples, distinct strip barcodes, distinct species."""
+    split = df["split"].astype(object)
+    frame = pd.DataFrame(
+        {"split": split.to_numpy(), "barcode": strip_barcode(df["dna_barcode"].astype(object)).to_numpy()}
+    )
+    frame["species"] = df["species"].astype(object).to_numpy()
+    rows = []
+    for name in SPLITS:
+        part = frame[frame["split"] == name]
+        rows.append((name, len(part), part["barcode"].nunique(), part["species"].nunique()))
+    rows.append(("total", len(frame), frame["barcode"].nunique(), frame["species"].nunique()))
+    return pd.DataFrame(rows, columns=["split", "samples", "barcodes", "species"])
+
+
+def _with_missing(column: pd.Series) -> pd.Series:
+    """A raw string column with pandas read_csv's default missing-value strings as NaN."""
+    column = column.astype(object)
+    return column.where(~column.isin(NA_STRINGS), np.nan)
+
+
+def split_csv(input_csv, output_csv, freeze_csv=None, summary_csv=None) -> dict:
+    """Read a metadata CSV, write it back with ``split`` filled (other cells as read, row order kept).
+
+    Cells are read as raw strings, so other columns come back as written; only processid, genus, species and
+    dna_barcode are interpreted, with read_csv's default missing values. ``freeze_csv``: processid,split of a
+    previous release. Returns counts per split and how many records were kept from the freeze.
+    """
+    raw = pd.read_csv(input_csv, dtype=str, keep_default_na=False, na_filter=False)
+    missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
+    if missing:
+        raise KeyError(f"{input_csv}: missing columns {missing}")
+    work = pd.DataFrame({c: _with_missing(raw[c]) for c in REQUIRED_COLUMNS})
+    freeze = None
+    if freeze_csv is not None:
+        frozen = pd.read_csv(freeze_csv, dtype=str, keep_default_na=False, na_filter=False)
+        freeze = pd.Series(frozen["split"].to_numpy(), index=pd.Index(frozen["processid"]), name="split")
+    split = assign_splits(work, freeze)
+    raw["split"] = split.astype(object).to_numpy()  # overwrites in place, else appends
+    Path(output_csv).parent.mkdir(parents=True, exist_ok=True)
+    raw.to_csv(output_csv, index=False)
+    kept = 0 if freeze is None else int(work["processid"].isin(freeze.index).sum())
+    if summary_csv is not None:
+        split_summary(pd.DataFrame({"split": raw["split"], **{c: work[c] for c in ("species", "dna_barcode")}})).to_csv(
+            summary_csv, index=False
+        )
+    counts = split.value_counts(sort=False)
+    return {"rows": len(raw), "frozen": kept, "new": len(raw) - kept, "splits": {k: int(counts[k]) for k in SPLITS}}
+
+
+def add_split_arguments(parser) -> None:
+    """Arguments of ``bioscan-rebuild split INPUT.csv OUTPUT.csv [--freeze F.csv] [--summary S.csv]``."""
+    parser.add_argument("input", help="metadata CSV with processid, genus, species, dna_barcode")
+    parser.add_argument("output", help="where to write the CSV with the split column filled")
+    parser.add_argument("--freeze", help="processid,split CSV of a previous release: those records keep their split")
+    parser.add_argument("--summary", help="also write samples/barcodes/species per split to this CSV")
+
+
+def run_split_command(args) -> int:
+    summary = split_csv(args.input, args.output, freeze_csv=args.freeze, summary_csv=args.summary)
+    counts = ", ".join(f"{k} {v}" for k, v in summary["splits"].items())
+    print(f"wrote {summary['rows']} rows ({summary['frozen']} frozen) to {args.output}: {counts}")
+    return 0
