@@ -4,9 +4,11 @@ frozen (versioned) rebuilds and the CSV command."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -23,6 +25,7 @@ from bioscan_rebuild.splits import (
 )
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "splits"
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "splits.py"
 HELDOUT = ("val", "test", "val_unseen", "test_unseen")
 
 
@@ -121,6 +124,51 @@ def test_rerun_is_byte_identical(fixtures_dir):
     first = assign_splits(table).astype(object).to_numpy()
     second = assign_splits(table).astype(object).to_numpy()
     assert (first == second).all()
+
+
+def _random_table(seed: int) -> pd.DataFrame:
+    """A small table with every hard case: shared barcodes across species, N padding, missing values,
+    placeholder names and genera, ties between barcode sizes."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(100, 1500))
+    genera = np.array(["Aus", "Bus", "Cus", "dus", "Malaise", None, "unclassified Eus"], dtype=object)
+    epithets = ["alpha", "beta", "gamma", "delta", "sp. 1", "aff. beta", "Malaise12", "x_y", "beta?", "AB", "zeta"]
+    g = rng.choice(len(genera), n, p=[0.3, 0.25, 0.15, 0.05, 0.05, 0.1, 0.1])
+    e = rng.choice(len(epithets), n, p=np.r_[[0.2, 0.15, 0.15, 0.1], np.full(7, 0.4 / 7)])
+    species = [f"{genera[i] or 'Xus'} {epithets[j]}" for i, j in zip(g, e)]
+    species = np.where(rng.random(n) < 0.3, None, np.array(species, dtype=object))
+    codes = rng.integers(0, max(3, n // int(rng.integers(2, 6))), n)
+    barcodes = [
+        "N" * int(a) + "ACGT"[k % 4] + np.binary_repr(k).replace("0", "A").replace("1", "C") + "N" * int(b)
+        for k, a, b in zip(codes, rng.integers(0, 3, n), rng.integers(0, 3, n))
+    ]
+    barcodes = np.where(rng.random(n) < 0.01, None, np.array(barcodes, dtype=object))
+    return pd.DataFrame(
+        {"processid": [f"P{i}" for i in range(n)], "genus": genera[g], "species": species, "dna_barcode": barcodes}
+    )
+
+
+def test_matches_the_literal_reference_on_random_tables():
+    """The fast implementation against bench/splits.py's line-by-line reading of the spec."""
+    spec = importlib.util.spec_from_file_location("bench_splits", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    for seed in range(25):
+        table = _random_table(seed)
+        expected = bench.reference_splits(table).to_numpy()
+        for dtype in ("str", object, "category"):
+            typed = table.astype({c: dtype for c in ("genus", "species", "dna_barcode")})
+            got = assign_splits(typed).astype(object).to_numpy()
+            assert (got == expected).all(), (seed, dtype, int((got != expected).sum()))
+
+
+def test_tie_order_is_that_of_series_sort_values():
+    """P orders equal barcode sizes as Series.sort_values() (unstable quicksort) does; argsort must agree."""
+    rng = np.random.default_rng(0)
+    for length in [*range(1, 300), 1000, 4000]:
+        sizes = rng.integers(1, int(rng.integers(2, 6)), size=length).astype(np.int64)
+        by_pandas = pd.Series(sizes, index=np.arange(length)).sort_values().index.to_numpy()
+        assert (np.argsort(sizes.copy(), kind="quicksort") == by_pandas).all(), length
 
 
 # -- helpers --------------------------------------------------------------------------------------------------
@@ -267,6 +315,23 @@ def test_freeze_with_new_records(fixtures_dir):
     # the same rebuild again, rows shuffled: identical
     again = assign_splits(grown.sample(frac=1, random_state=5), freeze)
     assert (_by_processid(grown.sample(frac=1, random_state=5), again).sort_index() == got.sort_index()).all()
+
+
+def test_freeze_random_tables_never_move_or_leak():
+    for seed in range(25):
+        rng = np.random.default_rng(100 + seed)
+        table = _random_table(100 + seed)
+        old = rng.random(len(table)) < rng.uniform(0.3, 0.9)
+        frozen = assign_splits(table[old]).astype(object)
+        freeze = pd.Series(frozen.to_numpy(), index=table["processid"][old].to_numpy())
+        got = assign_splits(table, freeze).astype(object).to_numpy()
+        assert (got[old] == frozen.to_numpy()).all()
+        frame = pd.DataFrame({"b": strip_barcode(table["dna_barcode"]).to_numpy(), "s": got, "old": old})
+        frame = frame[frame["s"].isin(LABELLED) & frame["b"].notna()]
+        before = frame[frame["old"]].groupby("b")["s"].agg(set)
+        after = frame[~frame["old"]].groupby("b")["s"].agg(set)
+        shared = after.index.intersection(before.index)
+        assert all(after[b] <= before[b] for b in shared), seed
 
 
 # -- the CSV command -----------------------------------------------------------------------------------------

@@ -27,10 +27,12 @@ species name mostly in the seen family among old records    never unseen; seen/p
 anything else                                               the protocol on the new records
 ==========================================================  =========================================
 
-Known genera are taken from all records (old and new). Every old barcode is excluded from P and the val
-top-up, so a held-out barcode never gains or loses records across versions. Guarantees: no old record
-moves; no new record puts a barcode into a labelled split (train, val, test, key_unseen, val_unseen,
-test_unseen) other than the one its old records already hold. An empty ``freeze`` gives the protocol.
+Known genera are taken from all records (old and new). Every barcode an old record carries is excluded
+from P and the val top-up (new records on it are not candidates), so no old barcode is ever drawn. Guarantees: no
+old record moves; no new record puts a barcode into a labelled split (train, val, test, key_unseen,
+val_unseen, test_unseen) other than the one its old records already hold; among the new records the
+protocol's own invariants hold (a barcode drawn into a held-out split takes all new records carrying it).
+``freeze`` entries whose processid is not in the table are ignored; an empty ``freeze`` gives the protocol.
 """
 
 from __future__ import annotations
@@ -181,7 +183,8 @@ class _Groups:
 def _arrow(values: pd.Series) -> pa.ChunkedArray | None:
     """The Arrow data behind an Arrow-backed string Series (zero copy), else None."""
     if getattr(values.dtype, "storage", None) == "pyarrow":
-        return pa.array(values.array)
+        arr = pa.array(values.array)
+        return arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr])
     return None
 
 
@@ -203,13 +206,15 @@ def _strip_codes(barcodes: pd.Series, universe: np.ndarray) -> tuple[np.ndarray,
         codes[padded] = index.get_indexer(strip_barcode(values[padded]))
         return codes, len(names)
     padded = pc.fill_null(pc.or_(pc.starts_with(arr, "N"), pc.ends_with(arr, "N")), False)
-    names = pc.unique(pc.utf8_trim(pc.unique(pc.filter(arr, pa.array(universe))).drop_null(), "N"))
+    names = pc.unique(pc.utf8_trim(pc.filter(arr, pa.array(universe)), "N")).drop_null()
     names = names.take(pc.array_sort_indices(names))  # byte order of UTF-8 = code point order
-    codes = np.asarray(pc.fill_null(pc.index_in(arr, value_set=names), -1).to_numpy(), dtype=np.int64)
+    # one hash lookup for the raw values and the stripped padded ones, appended as extra chunks
     stripped = pc.utf8_trim(pc.filter(arr, padded), "N")
-    codes[np.flatnonzero(padded.to_numpy(zero_copy_only=False))] = pc.fill_null(
-        pc.index_in(stripped, value_set=names), -1
-    ).to_numpy()
+    chunks = [*arr.chunks, *(stripped.chunks if isinstance(stripped, pa.ChunkedArray) else [stripped])]
+    found = pc.index_in(pa.chunked_array(chunks, type=arr.type), value_set=names)
+    found = np.asarray(pc.fill_null(found, -1).to_numpy(), dtype=np.int64)
+    codes = found[: len(barcodes)]
+    codes[np.flatnonzero(padded.to_numpy(zero_copy_only=False))] = found[len(barcodes) :]
     return codes, len(names)
 
 
@@ -327,9 +332,7 @@ class _Protocol:
         nt = self.count(self.split == TEST)[groups.species]
         m = groups.n + nt
         allowed = np.where(m < 8, 0, np.minimum(25, np.floor(4 + (m - 8) / 4)))
-        has_barcode = groups.stop > groups.start
-        min_size = np.full(len(groups.n), np.iinfo(np.int64).max)
-        min_size[has_barcode] = np.minimum.reduceat(groups.sizes, groups.start[has_barcode])
+        min_size = np.minimum.reduceat(groups.sizes, groups.start) if len(groups.start) else groups.n
         eligible = np.flatnonzero((groups.n >= 7) & small & (nt <= allowed) & (min_size == 1))
         # each adds one row; the walk stops once the total reaches the goal (one at least)
         return [int(groups.sorted_block(g)[1][0]) for g in eligible[: max(goal, 1)]]
@@ -431,8 +434,7 @@ def split_summary(df: pd.DataFrame) -> pd.DataFrame:
 
 def _with_missing(column: pd.Series) -> pd.Series:
     """A raw string column with pandas read_csv's default missing-value strings as NaN."""
-    column = column.astype(object)
-    return column.where(~column.isin(NA_STRINGS), np.nan)
+    return column.mask(column.isin(list(NA_STRINGS)))  # keeps Arrow-backed strings as they are
 
 
 def split_csv(input_csv, output_csv, freeze_csv=None, summary_csv=None) -> dict:
