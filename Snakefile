@@ -36,4 +36,5 @@ rule all:
         "results/images/summary.json",
         "results/metadata/summary.json",
         "results/metadata/barcodes.fasta",
+        "results/splits/splits.parquet",
         "results/release/MANIFEST.json",

@@ -60,3 +60,29 @@ def test_metadata_command_applies_corrections(realdata, tmp_path):
     assert "AACTA1040-20" not in table.index
     assert rejects.loc[rejects["processid"] == "AACTA1040-20", "reason"].tolist() == ["excluded"]
     assert table.loc["AACTA1041-20", "family"] == "Sciaridae"
+
+
+def test_metadata_command_with_splits(realdata, tmp_path):
+    out = tmp_path / "meta.csv"
+    result = run_cli("metadata", *(str(realdata / e) for e in EXPORTS), "-o", str(out), "--split")
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    table = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert (table["split"] != "").all() and sum(summary["splits"].values()) == len(table)
+    assert (table.loc[table["split"] == "pretrain", "species"] == "").all()
+    assert {"train", "test", "pretrain"} <= set(table["split"])  # the real exports hold species with >= 8 records
+    has_chunk = table["split"].isin(["pretrain", "train", "other_heldout"])
+    assert (table.loc[has_chunk, "chunk"] != "").all() and (table.loc[~has_chunk, "chunk"] == "").all()
+
+
+def test_split_command_reproduces_the_published_fixture(tmp_path):
+    from conftest import SHARED, _require_shared
+
+    fixtures = _require_shared(SHARED / "fixtures" / "splits")
+    out = tmp_path / "out.csv"
+    run_cli("split", str(fixtures / "dev-20k.input.csv.gz"), str(out), "--summary", str(tmp_path / "summary.csv"))
+    got = pd.read_csv(out, dtype=str, keep_default_na=False)
+    expected = pd.read_csv(fixtures / "dev-20k.expected.csv.gz", dtype=str, keep_default_na=False)
+    merged = expected.merge(got[["processid", "split"]], on="processid", suffixes=("_expected", ""))
+    assert len(merged) == len(expected) == len(got) and (merged["split"] == merged["split_expected"]).all()
+    summary = pd.read_csv(tmp_path / "summary.csv").set_index("split")
+    assert summary.loc["total", "samples"] == len(got)

@@ -95,11 +95,30 @@ def test_metadata_rules_on_the_sample(finished_run):
     assert curated["taxon"].notna().all()
 
 
+def test_split_rule_on_the_sample(finished_run):
+    import hashlib
+
+    import pyarrow.parquet as pq
+
+    from bioscan_rebuild.splits import SPLITS
+
+    curated = pq.read_table(finished_run / "results" / "metadata" / "curated.parquet").to_pandas()
+    splits = pq.read_table(finished_run / "results" / "splits" / "splits.parquet").to_pandas()
+    assert sorted(splits["processid"]) == sorted(curated["processid"]) and set(splits["split"]) <= set(SPLITS)
+    labelled = splits.merge(curated[["processid", "species"]], on="processid")
+    assert labelled.loc[labelled["split"] == "pretrain", "species"].isna().all()
+    for row in splits.itertuples():
+        width = {"pretrain": 2, "train": 1, "other_heldout": 1}.get(row.split, 0)
+        assert row.chunk == hashlib.md5(row.processid.encode()).hexdigest()[:width]
+    summary = pd.read_csv(finished_run / "results" / "splits" / "summary.csv").set_index("split")
+    assert summary.loc["total", "samples"] == len(splits) == summary.drop("total")["samples"].sum()
+
+
 def test_outputs_are_byte_identical_across_runs(finished_run, sample_dir, tmp_path):
     second = make_workdir(tmp_path / "run2", sample_dir)
     run_snakemake(second)
     compared = 0
-    for folder in ("results/ingest", "results/metadata", "results/release"):
+    for folder in ("results/ingest", "results/metadata", "results/splits", "results/release"):
         for path in sorted((finished_run / folder).rglob("*")):
             if path.is_file():
                 twin = second / path.relative_to(finished_run)

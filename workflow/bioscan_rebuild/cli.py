@@ -265,6 +265,13 @@ def cmd_metadata(args) -> int:
     return 0
 
 
+def cmd_splits(args) -> int:
+    from .metadata import split_tables
+
+    print(json.dumps(split_tables(args.curated, args.barcodes, args.outdir, args.freeze), sort_keys=True))
+    return 0
+
+
 def cmd_split(args) -> int:
     from .splits import run_split_command
 
@@ -424,13 +431,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_metadata)
 
     p = sub.add_parser("split", help="assign the BIOSCAN-5M splits to a metadata CSV")
-    try:
-        from .splits import add_split_arguments
-
-        add_split_arguments(p)
-    except ImportError:  # pragma: no cover - the splits module ships with the package
-        pass
+    p.add_argument("input", help="metadata CSV with processid, genus, species, dna_barcode")
+    p.add_argument("output", help="where to write the CSV with the split column filled")
+    p.add_argument("--freeze", help="processid,split CSV of a previous release: those records keep their split")
+    p.add_argument("--summary", help="also write samples/barcodes/species per split to this CSV")
     p.set_defaults(func=cmd_split)
+
+    p = sub.add_parser("splits", help="the workflow's split step: curated labels + barcode shards")
+    p.add_argument("--curated", required=True)
+    p.add_argument("--barcodes", nargs="*", default=[])
+    p.add_argument("--freeze", help="processid,split CSV of a previous release")
+    p.add_argument("--outdir", required=True)
+    p.set_defaults(func=cmd_splits)
 
     p = sub.add_parser("release", help="assemble the release folder and its manifest")
     p.add_argument("--records", nargs="*", default=[], help="ingested record shards")

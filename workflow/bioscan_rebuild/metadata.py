@@ -237,6 +237,62 @@ def metadata_from_exports(
     }
 
 
+def split_tables(curated_path, barcode_paths, outdir, freeze_csv=None) -> dict:
+    """The split stage: curated labels + cleaned barcodes -> ``splits.parquet`` (processid, split, chunk; sorted
+    by processid) and ``summary.csv`` (samples, barcodes, species per split). ``freeze_csv``: processid,split of a
+    previous release (``splits.assign_splits``: those records keep their split)."""
+    from .splits import SPLITS, assign_splits, chunk_of, split_summary
+
+    outdir = Path(outdir)
+    # Arrow all the way (5.15M barcodes are 3.4 GB of text), filtered shard by shard: the barcode shards hold the
+    # ingested rows in the order curation kept them, so filtering them to the curated ids lines them up.
+    curated = pq.read_table(curated_path, columns=["processid", "genus", "species"])
+    curated = curated.cast(pa.schema([(name, pa.string()) for name in curated.column_names]))
+    kept_ids = pd.Index(curated["processid"].to_numpy())  # one hash table for every shard
+    parts = []
+    for path in barcode_paths:
+        part = pq.read_table(path, columns=["processid", "dna_barcode", "barcode_key"])
+        keep = kept_ids.get_indexer(part["processid"].to_numpy()) >= 0
+        parts.append(part if keep.all() else part.filter(pa.array(keep)))
+    barcodes = pa.concat_tables(parts)
+    del parts
+    if not barcodes["processid"].equals(curated["processid"]):
+        raise RuntimeError("barcode shards do not line up with the curated records (re-run curate_taxonomy)")
+    table = pa.table(
+        {
+            "processid": curated["processid"],
+            "genus": curated["genus"],
+            "species": curated["species"],
+            "dna_barcode": barcodes["dna_barcode"],
+            "barcode_key": barcodes["barcode_key"],
+        }
+    ).to_pandas()
+    del curated, barcodes
+    pa.default_memory_pool().release_unused()
+    freeze = None
+    if freeze_csv:
+        frozen = pd.read_csv(freeze_csv, dtype=str, keep_default_na=False, usecols=["processid", "split"])
+        unknown = sorted(set(frozen["split"]) - set(SPLITS))
+        if unknown:
+            raise ValueError(f"{freeze_csv}: unknown split names {unknown}")
+        freeze = pd.Series(frozen["split"].to_numpy(), index=pd.Index(frozen["processid"]), name="split")
+    split = assign_splits(table, freeze)
+    table["split"] = split.astype(object).to_numpy()
+    summary = split_summary(table.drop(columns=["dna_barcode"]))
+    out = pd.DataFrame(
+        {
+            "processid": table["processid"],
+            "split": table["split"],
+            "chunk": chunk_of(table["processid"], table["split"]),
+        }
+    ).sort_values("processid", kind="stable")
+    outdir.mkdir(parents=True, exist_ok=True)
+    write_table(pa.Table.from_pandas(out, preserve_index=False), outdir / "splits.parquet")
+    summary.to_csv(outdir / "summary.csv", index=False, lineterminator="\n")
+    frozen_kept = 0 if freeze is None else int(table["processid"].isin(freeze.index).sum())
+    return {"records": len(out), "frozen": frozen_kept, "splits": dict(zip(summary["split"], summary["samples"]))}
+
+
 def write_fasta_from(curated_path, barcode_paths, output) -> int:
     """FASTA of the curated records' cleaned barcodes (``>processid|dna_bin|taxon``), shard by shard."""
     from .barcodes import write_fasta

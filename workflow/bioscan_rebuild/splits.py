@@ -418,17 +418,28 @@ def chunk_of(processid: pd.Series, split: pd.Series) -> pd.Series:
 
 
 def split_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Per split (published order, then a total row): samples, distinct strip barcodes, distinct species."""
-    split = df["split"].astype(object)
-    frame = pd.DataFrame(
-        {"split": split.to_numpy(), "barcode": strip_barcode(df["dna_barcode"].astype(object)).to_numpy()}
-    )
-    frame["species"] = df["species"].astype(object).to_numpy()
+    """Per split (published order, then a total row): samples, distinct strip barcodes, distinct species.
+    A ``barcode_key`` column (one value per strip barcode, e.g. its md5 from the barcode stage) is counted
+    instead of the sequences when present; otherwise the sequences are stripped and counted on Arrow data."""
+    split = pd.Categorical(df["split"].astype(object), categories=SPLITS).codes.astype(np.int64)
+    if "barcode_key" in df:
+        barcode = pd.factorize(df["barcode_key"])[0].astype(np.int64)
+    else:
+        barcodes = df["dna_barcode"]
+        array = pa.array(barcodes.astype(object), pa.string()) if barcodes.dtype == object else pa.array(barcodes)
+        stripped = pc.replace_substring_regex(array, "^N+|N+$", "")
+        barcode = pc.fill_null(pc.dictionary_encode(stripped).indices, -1).to_numpy().astype(np.int64)
+    species = pd.factorize(df["species"].astype(object))[0].astype(np.int64)
+
+    def distinct(codes: np.ndarray, mask: np.ndarray) -> int:
+        return int(np.unique(codes[mask & (codes >= 0)]).size)
+
     rows = []
-    for name in SPLITS:
-        part = frame[frame["split"] == name]
-        rows.append((name, len(part), part["barcode"].nunique(), part["species"].nunique()))
-    rows.append(("total", len(frame), frame["barcode"].nunique(), frame["species"].nunique()))
+    for code, name in enumerate(SPLITS):
+        mask = split == code
+        rows.append((name, int(mask.sum()), distinct(barcode, mask), distinct(species, mask)))
+    everything = np.ones(len(split), dtype=bool)
+    rows.append(("total", len(split), distinct(barcode, everything), distinct(species, everything)))
     return pd.DataFrame(rows, columns=["split", "samples", "barcodes", "species"])
 
 

@@ -147,3 +147,12 @@ def taxonomy_tables(wildcards):
 
 def taxonomy_table_args(wildcards):
     return shell_words(f"--{key}={path}" for key, path in TAXONOMY_TABLES.items())
+
+
+def split_freeze(wildcards):
+    return [config["splits"]["freeze"]] if config["splits"]["freeze"] else []
+
+
+def split_freeze_arg(wildcards):
+    freeze = config["splits"]["freeze"]
+    return f"--freeze {shlex.quote(freeze)}" if freeze else ""

@@ -68,3 +68,32 @@ rule barcode_fasta:
     shell:
         "{params.cli} barcodes fasta --curated {input.curated:q} --barcodes {input.barcodes:q} "
         "-o {output.fasta:q} > {log} 2>&1"
+
+
+rule assign_splits:
+    input:
+        curated="results/metadata/curated.parquet",
+        barcodes=expand("results/metadata/barcodes/{shard}.parquet", shard=SHARDS),
+        freeze=split_freeze,
+    output:
+        splits="results/splits/splits.parquet",
+        summary=report(
+            "results/splits/summary.csv",
+            caption="../report/splits.rst",
+            category="Splits",
+        ),
+    log:
+        "logs/splits/assign_splits.log",
+    benchmark:
+        "benchmarks/splits/assign_splits.tsv"
+    conda:
+        "../../envs/ingest.yaml"
+    resources:
+        mem_mb=8000,
+    params:
+        cli=CLI,
+        outdir=subpath(output.splits, parent=True),
+        freeze=split_freeze_arg,
+    shell:
+        "{params.cli} splits --curated {input.curated:q} --barcodes {input.barcodes:q} "
+        "{params.freeze} --outdir {params.outdir:q} > {log} 2>&1"
