@@ -31,7 +31,7 @@ sample: $(SAMPLE)
 
 run: $(SAMPLE)
 	$(BIN)/snakemake --cores $(CORES) --profile profiles/default
-	@echo "Release: $(CURDIR)/results/release  (accounting: results/accounting.json)"
+	@echo "Release: $(CURDIR)/results/release/bioscan5m  (accounting: results/accounting.json)"
 
 report: $(STAMP)
 	$(BIN)/snakemake --report results/report.html

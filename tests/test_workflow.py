@@ -22,6 +22,11 @@ def make_workdir(root, sample_dir):
     return root
 
 
+def ingested(workdir):
+    shards = sorted((workdir / "results" / "ingest" / "shards").glob("shard-*/records.parquet"))
+    return pd.concat([pd.read_parquet(p) for p in shards], ignore_index=True)
+
+
 @pytest.fixture(scope="module")
 def finished_run(sample_dir, tmp_path_factory):
     workdir = make_workdir(tmp_path_factory.mktemp("run1"), sample_dir)
@@ -46,7 +51,7 @@ def test_accounting_balances_and_every_planted_fault_is_rejected_for_its_reason(
     for row in rejects.itertuples():
         key = (row.kind, row.reason, row.processid if isinstance(row.processid, str) else None)
         assert key in planted, key
-    kept = pd.read_csv(finished_run / "results" / "release" / "metadata" / "records.csv")
+    kept = ingested(finished_run)
     assert len(kept) == accounting["kept"]["records"] and kept["processid"].is_unique
     assert kept["image_sha256"].notna().all()
     # Originals sit in the content-addressed store under their hash.
@@ -58,7 +63,7 @@ def test_image_stage_on_the_sample(finished_run):
     images = pd.concat(
         pd.read_parquet(p) for p in sorted((finished_run / "results" / "images").glob("shard-*/images.parquet"))
     )
-    kept = pd.read_csv(finished_run / "results" / "release" / "metadata" / "records.csv")
+    kept = ingested(finished_run)
     assert sorted(images["processid"]) == sorted(kept["processid"])  # one image row per kept record
     truth = pd.read_csv(finished_run / "resources" / "sample" / "ground_truth.csv")
     merged = truth.merge(images, on="processid", suffixes=("_truth", ""))
@@ -70,8 +75,10 @@ def test_image_stage_on_the_sample(finished_run):
     cropped = images[images["sha256_cropped"].notna()]
     assert (cropped["area_fraction"] > 0).all() and (cropped["image_measurement_value"] > 0).all()
     assert images.loc[images["image_status"] == "no_object", "sha256_cropped"].isna().all()
-    bbox = pd.read_csv(finished_run / "results" / "release" / "metadata" / "bbox.tsv", sep="\t")
-    assert len(bbox) == len(cropped) and (bbox["width_original"] == 1024).all()
+    bbox = pd.read_csv(finished_run / "results" / "release" / "bioscan5m" / "metadata" / "bbox.tsv", sep="\t")
+    released = pd.read_parquet(finished_run / "results" / "splits" / "splits.parquet")["processid"]
+    assert sorted(bbox["processid"]) == sorted(set(cropped["processid"]) & set(released))
+    assert (bbox["width_original"] == 1024).all()
     for shard in (finished_run / "results" / "images").glob("shard-*"):
         assert (shard / "contact_sheet.jpg").stat().st_size > 5000
     summary = json.loads((finished_run / "results" / "images" / "summary.json").read_text())
@@ -104,7 +111,13 @@ def test_split_rule_on_the_sample(finished_run):
 
     curated = pq.read_table(finished_run / "results" / "metadata" / "curated.parquet").to_pandas()
     splits = pq.read_table(finished_run / "results" / "splits" / "splits.parquet").to_pandas()
-    assert sorted(splits["processid"]) == sorted(curated["processid"]) and set(splits["split"]) <= set(SPLITS)
+    excluded = pq.read_table(finished_run / "results" / "splits" / "excluded.parquet").to_pandas()
+    # every curated record has a split, unless its photo shows no specimen
+    assert sorted([*splits["processid"], *excluded["processid"]]) == sorted(curated["processid"])
+    assert set(splits["split"]) <= set(SPLITS) and set(excluded["reason"]) <= {"no_specimen", "image_unusable"}
+    images = pd.concat(pd.read_parquet(p) for p in (finished_run / "results" / "images").glob("shard-*/images.parquet"))
+    empty = set(images.loc[images["image_status"] == "no_object", "processid"]) & set(curated["processid"])
+    assert set(excluded.loc[excluded["reason"] == "no_specimen", "processid"]) == empty
     labelled = splits.merge(curated[["processid", "species"]], on="processid")
     assert labelled.loc[labelled["split"] == "pretrain", "species"].isna().all()
     for row in splits.itertuples():

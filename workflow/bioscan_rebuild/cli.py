@@ -201,10 +201,28 @@ def cmd_train_detector(args) -> int:
 
 
 def cmd_release(args) -> int:
-    from .release import write_release
+    from .export import ExportOptions
+    from .release import build_release
 
-    manifest = write_release(args.records, args.rejects, args.accounting, args.outdir, args.bbox, args.image_summary)
-    print(f"release written to {args.outdir}: {len(manifest['files'])} files")
+    options = ExportOptions(**json.loads(args.options)) if args.options else ExportOptions()
+    summary = build_release(
+        curated=args.curated,
+        barcodes=args.barcodes,
+        splits=args.splits,
+        records=args.records,
+        rejects=args.rejects,
+        changes=args.changes,
+        accounting=args.accounting,
+        outdir=args.outdir,
+        images=args.images,
+        bbox=args.bbox,
+        fasta=args.fasta,
+        split_summary=args.split_summary,
+        store=args.store,
+        formats=tuple(args.formats.split(",")),
+        options=options,
+    )
+    print(json.dumps(summary, sort_keys=True, default=str))
     return 0
 
 
@@ -268,7 +286,8 @@ def cmd_metadata(args) -> int:
 def cmd_splits(args) -> int:
     from .metadata import split_tables
 
-    print(json.dumps(split_tables(args.curated, args.barcodes, args.outdir, args.freeze), sort_keys=True))
+    summary = split_tables(args.curated, args.barcodes, args.outdir, args.freeze, args.images)
+    print(json.dumps(summary, sort_keys=True))
     return 0
 
 
@@ -441,15 +460,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--curated", required=True)
     p.add_argument("--barcodes", nargs="*", default=[])
     p.add_argument("--freeze", help="processid,split CSV of a previous release")
+    p.add_argument("--images", nargs="*", default=[], help="image-stage results per shard (excludes empty wells)")
     p.add_argument("--outdir", required=True)
     p.set_defaults(func=cmd_splits)
 
-    p = sub.add_parser("release", help="assemble the release folder and its manifest")
-    p.add_argument("--records", nargs="*", default=[], help="ingested record shards")
-    p.add_argument("--rejects", required=True)
+    p = sub.add_parser("release", help="write the release: BIOSCAN-5M layout, CSV, Parquet, HDF5, JSON-LD, Croissant")
+    p.add_argument("--curated", required=True)
+    p.add_argument("--barcodes", nargs="*", default=[], help="barcode shards")
+    p.add_argument("--splits", required=True)
+    p.add_argument("--records", nargs="*", default=[], help="ingested record shards (lineage)")
+    p.add_argument("--images", nargs="*", default=[], help="image-stage results per shard (same order)")
+    p.add_argument("--rejects", nargs="*", default=[], help="reject tables of every stage (parquet)")
+    p.add_argument("--changes", required=True)
     p.add_argument("--accounting", required=True)
     p.add_argument("--bbox", nargs="*", default=[], help="per-shard bbox tables (TSV)")
-    p.add_argument("--image-summary", help="image-stage summary (JSON)")
+    p.add_argument("--fasta")
+    p.add_argument("--split-summary")
+    p.add_argument("--store", help="content-addressed store root (image packages)")
+    p.add_argument("--formats", default="csv,parquet,images,hdf5,jsonld,croissant")
+    p.add_argument("--options", help="export options, JSON (export.ExportOptions)")
     p.add_argument("--outdir", required=True)
     p.set_defaults(func=cmd_release)
     return parser

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -237,10 +238,15 @@ def metadata_from_exports(
     }
 
 
-def split_tables(curated_path, barcode_paths, outdir, freeze_csv=None) -> dict:
+USABLE_IMAGE_STATUSES = ("ok", "touches_edge", "multiple_candidates")
+
+
+def split_tables(curated_path, barcode_paths, outdir, freeze_csv=None, image_paths=None) -> dict:
     """The split stage: curated labels + cleaned barcodes -> ``splits.parquet`` (processid, split, chunk; sorted
     by processid) and ``summary.csv`` (samples, barcodes, species per split). ``freeze_csv``: processid,split of a
-    previous release (``splits.assign_splits``: those records keep their split)."""
+    previous release (``splits.assign_splits``: those records keep their split). ``image_paths``: the image
+    stage's per-shard results; records whose photo shows no specimen (or is unusable) get no split and are
+    written to ``excluded.parquet`` (reject table: ``no_specimen`` / ``image_unusable``)."""
     from .splits import SPLITS, assign_splits, chunk_of, split_summary
 
     outdir = Path(outdir)
@@ -268,6 +274,18 @@ def split_tables(curated_path, barcode_paths, outdir, freeze_csv=None) -> dict:
         }
     ).to_pandas()
     del curated, barcodes
+    excluded = _image_exclusions(table["processid"], image_paths)
+    if len(excluded):
+        table = table[~table["processid"].isin(excluded["processid"])].reset_index(drop=True)
+    write_table(
+        make_rejects(
+            kind="record",
+            reason=list(excluded["reason"]),
+            detail=list(excluded["detail"]),
+            processid=list(excluded["processid"]),
+        ),
+        Path(outdir) / "excluded.parquet",
+    )
     pa.default_memory_pool().release_unused()
     freeze = None
     if freeze_csv:
@@ -290,7 +308,28 @@ def split_tables(curated_path, barcode_paths, outdir, freeze_csv=None) -> dict:
     write_table(pa.Table.from_pandas(out, preserve_index=False), outdir / "splits.parquet")
     summary.to_csv(outdir / "summary.csv", index=False, lineterminator="\n")
     frozen_kept = 0 if freeze is None else int(table["processid"].isin(freeze.index).sum())
-    return {"records": len(out), "frozen": frozen_kept, "splits": dict(zip(summary["split"], summary["samples"]))}
+    return {
+        "records": len(out),
+        "frozen": frozen_kept,
+        "excluded": {k: int(v) for k, v in excluded["reason"].value_counts().sort_index().items()},
+        "splits": dict(zip(summary["split"], summary["samples"])),
+    }
+
+
+def _image_exclusions(processids: pd.Series, image_paths) -> pd.DataFrame:
+    columns = ["processid", "reason", "detail"]
+    if not image_paths:
+        return pd.DataFrame(columns=columns)
+    images = pd.concat(
+        [pq.read_table(p, columns=["processid", "image_status"]).to_pandas() for p in image_paths], ignore_index=True
+    )
+    images = images[images["processid"].isin(processids)]
+    bad = images[~images["image_status"].isin(USABLE_IMAGE_STATUSES)]
+    reason = np.where(bad["image_status"] == "no_object", "no_specimen", "image_unusable")
+    detail = ["image status " + str(s) for s in bad["image_status"]]
+    return pd.DataFrame({"processid": bad["processid"].to_numpy(), "reason": reason, "detail": detail}).sort_values(
+        "processid", kind="stable"
+    )
 
 
 def write_fasta_from(curated_path, barcode_paths, output) -> int:

@@ -1,23 +1,28 @@
-"""Release assembly: what users download, with a manifest of every file's sha256.
+"""Release assembly: the earlier stages' tables -> the side files of the release, then ``export.export_release``.
 
-For now the release holds the ingested records (canonical schema, one CSV streamed shard by
-shard, sorted by shard then processid), every reject with its reason, the accounting, the
-bbox table and the image-stage status counts. Later stages add the image packages and the
-23-column BIOSCAN-5M table.
+Side files under ``bioscan5m/metadata/``: ``rejects.csv`` (every rejected input of every stage, one table),
+``changes.csv`` (the curation log), ``bbox.tsv`` (released records), ``barcodes.fasta``, ``split_summary.csv``
+and ``records_lineage.csv`` (each kept record's source batch, file, line and file sha256, for auditors).
+``accounting.json`` sits beside ``bioscan5m/``; ``MANIFEST.json`` lists every file with its sha256.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
+import pandas as pd
+import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from .export import ExportOptions, export_release, write_manifest
 from .ingest import INGESTED_SCHEMA
-from .records import REJECT_SCHEMA
-from .store import file_sha256
+from .records import LINEAGE_FIELDS, REJECT_SCHEMA
+
+REJECT_ORDER = [("kind", "ascending"), ("reason", "ascending"), ("processid", "ascending")]
 
 
 def concat_tsv(paths, target: Path) -> None:
@@ -31,25 +36,88 @@ def concat_tsv(paths, target: Path) -> None:
                 shutil.copyfileobj(handle, out)
 
 
-def write_release(record_paths, rejects_path, accounting_path, outdir, bbox_paths=(), image_summary=None) -> dict:
+def _released_ids(splits_path) -> pd.Index:
+    return pd.Index(pq.read_table(splits_path, columns=["processid"])["processid"].to_numpy(zero_copy_only=False))
+
+
+def write_side_files(tmp: Path, *, rejects, changes, bbox, fasta, split_summary, records, splits) -> dict:
+    released = _released_ids(splits)
+    all_rejects = pa.concat_tables(pq.read_table(p, schema=REJECT_SCHEMA) for p in rejects).sort_by(REJECT_ORDER)
+    pacsv.write_csv(all_rejects, tmp / "rejects.csv")
+    pacsv.write_csv(pq.read_table(changes), tmp / "changes.csv")
+    if bbox:
+        concat_tsv(bbox, tmp / "bbox_all.tsv")
+        table = pd.read_csv(tmp / "bbox_all.tsv", sep="\t", dtype=str, keep_default_na=False)
+        table[table["processid"].isin(released)].to_csv(tmp / "bbox.tsv", sep="\t", index=False, lineterminator="\n")
+    lineage_schema = pa.schema([INGESTED_SCHEMA.field(f) for f in ("processid", *LINEAGE_FIELDS)])
+    with pacsv.CSVWriter(tmp / "records_lineage.csv", lineage_schema) as out:
+        for path in records:  # shard by shard: memory is one shard
+            out.write_table(pq.read_table(path, columns=["processid", *LINEAGE_FIELDS], schema=INGESTED_SCHEMA))
+    files = {name: tmp / name for name in ("rejects.csv", "changes.csv", "records_lineage.csv")}
+    if bbox:
+        files["bbox.tsv"] = tmp / "bbox.tsv"
+    if fasta:
+        files["barcodes.fasta"] = Path(fasta)
+    if split_summary:
+        files["split_summary.csv"] = Path(split_summary)
+    return files
+
+
+def build_release(
+    *,
+    curated,
+    barcodes,
+    splits,
+    records,
+    rejects,
+    changes,
+    accounting,
+    outdir,
+    images=(),
+    bbox=(),
+    fasta=None,
+    split_summary=None,
+    store=None,
+    formats=("csv", "parquet", "images", "hdf5", "jsonld", "croissant"),
+    options: ExportOptions | None = None,
+) -> dict:
     outdir = Path(outdir)
-    (outdir / "metadata").mkdir(parents=True, exist_ok=True)
-    records_csv = outdir / "metadata" / "records.csv"
-    with pacsv.CSVWriter(records_csv, INGESTED_SCHEMA) as writer:
-        for path in record_paths:  # shard by shard: memory is one shard
-            writer.write_table(pq.read_table(path, schema=INGESTED_SCHEMA))
-    rejects = pq.read_table(rejects_path, schema=REJECT_SCHEMA)
-    pacsv.write_csv(rejects, outdir / "metadata" / "rejects.csv")
-    shutil.copyfile(accounting_path, outdir / "accounting.json")
-    if bbox_paths:
-        concat_tsv(bbox_paths, outdir / "metadata" / "bbox.tsv")
-    if image_summary:
-        shutil.copyfile(image_summary, outdir / "images_summary.json")
-    files = sorted(p for p in outdir.rglob("*") if p.is_file() and p.name != "MANIFEST.json")
-    manifest = {
-        "files": {
-            p.relative_to(outdir).as_posix(): {"bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in files
-        },
+    if outdir.exists():  # the folder is this step's alone: nothing stale may reach the manifest
+        shutil.rmtree(outdir)
+    outdir.mkdir(parents=True)
+    accounting_data = json.loads(Path(accounting).read_text())
+    provenance = {
+        "software": "bioscan-rebuild",
+        "inputs": [
+            {"file": item["export"], "sha256": item["export_sha256"]}
+            for _, item in sorted(accounting_data.get("batches", {}).items())
+            if "export_sha256" in item
+        ],
     }
-    (outdir / "MANIFEST.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return manifest
+    shutil.copyfile(accounting, outdir / "accounting.json")
+    with tempfile.TemporaryDirectory(dir=outdir) as tmp:
+        side = write_side_files(
+            Path(tmp),
+            rejects=rejects,
+            changes=changes,
+            bbox=bbox,
+            fasta=fasta,
+            split_summary=split_summary,
+            records=records,
+            splits=splits,
+        )
+        summary = export_release(
+            curated,
+            barcodes,
+            splits,
+            outdir,
+            image_paths=list(images) or None,
+            store_root=store,
+            side_files=side,
+            options=options,
+            formats=formats,
+            provenance=provenance,
+            manifest=False,
+        )
+    summary["manifest"] = write_manifest(outdir)  # after the side files and accounting
+    return summary

@@ -156,3 +156,8 @@ def split_freeze(wildcards):
 def split_freeze_arg(wildcards):
     freeze = config["splits"]["freeze"]
     return f"--freeze {shlex.quote(freeze)}" if freeze else ""
+
+
+EXPORT_OPTIONS_JSON = json.dumps(
+    {k: v for k, v in config["export"].items() if k != "formats"}, sort_keys=True
+)

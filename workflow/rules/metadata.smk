@@ -75,8 +75,10 @@ rule assign_splits:
         curated="results/metadata/curated.parquet",
         barcodes=expand("results/metadata/barcodes/{shard}.parquet", shard=SHARDS),
         freeze=split_freeze,
+        images=expand("results/images/{shard}/images.parquet", shard=SHARDS),
     output:
         splits="results/splits/splits.parquet",
+        excluded="results/splits/excluded.parquet",
         summary=report(
             "results/splits/summary.csv",
             caption="../report/splits.rst",
@@ -96,4 +98,4 @@ rule assign_splits:
         freeze=split_freeze_arg,
     shell:
         "{params.cli} splits --curated {input.curated:q} --barcodes {input.barcodes:q} "
-        "{params.freeze} --outdir {params.outdir:q} > {log} 2>&1"
+        "--images {input.images:q} {params.freeze} --outdir {params.outdir:q} > {log} 2>&1"

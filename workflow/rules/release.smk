@@ -1,17 +1,26 @@
-# Release: the files users download, with a manifest of their hashes.
+# Release: the BIOSCAN-5M layout and every download format, with a manifest of their hashes.
 
 
 rule release:
     input:
+        curated="results/metadata/curated.parquet",
+        barcodes=expand("results/metadata/barcodes/{shard}.parquet", shard=SHARDS),
+        splits="results/splits/splits.parquet",
+        split_summary="results/splits/summary.csv",
         records=expand("results/ingest/shards/{shard}/records.parquet", shard=SHARDS),
-        rejects="results/ingest/rejects.parquet",
-        accounting="results/accounting.json",
+        images=expand("results/images/{shard}/images.parquet", shard=SHARDS),
         bbox=expand("results/images/{shard}/bbox.tsv", shard=SHARDS),
-        image_summary="results/images/summary.json",
+        rejects=[
+            "results/ingest/rejects.parquet",
+            "results/metadata/rejects.parquet",
+            "results/splits/excluded.parquet",
+        ],
+        changes="results/metadata/changes.parquet",
+        fasta="results/metadata/barcodes.fasta",
+        accounting="results/accounting.json",
     output:
         manifest="results/release/MANIFEST.json",
-        records="results/release/metadata/records.csv",
-        rejects="results/release/metadata/rejects.csv",
+        csv="results/release/bioscan5m/metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv",
         accounting="results/release/accounting.json",
     log:
         "logs/release/release.log",
@@ -22,7 +31,12 @@ rule release:
     params:
         cli=CLI,
         outdir=subpath(output.manifest, parent=True),
+        formats=",".join(config["export"]["formats"]),
+        options=EXPORT_OPTIONS_JSON,
     shell:
-        "{params.cli} release --records {input.records:q} --rejects {input.rejects:q} "
-        "--accounting {input.accounting:q} --bbox {input.bbox:q} "
-        "--image-summary {input.image_summary:q} --outdir {params.outdir:q} > {log} 2>&1"
+        "{params.cli} release --curated {input.curated:q} --barcodes {input.barcodes:q} "
+        "--splits {input.splits:q} --split-summary {input.split_summary:q} --records {input.records:q} "
+        "--images {input.images:q} --bbox {input.bbox:q} --rejects {input.rejects:q} "
+        "--changes {input.changes:q} --fasta {input.fasta:q} --accounting {input.accounting:q} "
+        "--store results/store --formats {params.formats} --options {params.options:q} "
+        "--outdir {params.outdir:q} > {log} 2>&1"

@@ -1,0 +1,549 @@
+"""Croissant 1.1 description of a release folder (``croissant.json``), plus offline checks with mlcroissant.
+
+Every single file gets a FileObject with its sha256; the image packages and Parquet tables are FileSets (globs);
+the tables and images are RecordSets that mlcroissant reads. Paths are relative to the folder of croissant.json:
+mlcroissant resolves a FileObject's relative contentUrl, and a FileSet without ``containedIn``, on local disk
+(``ctx.folder``), so nothing is downloaded. mlcroissant checks a FileObject's hash only when a RecordSet reads it,
+hence ``verify_hashes``.
+
+mlcroissant 1.1.1 limits, as found: it reads CSV/TSV with pandas' type inference, so a Text column whose values
+all look numeric comes back as the float's text (chunk '07' -> b'7.0') and the string 'NA' as missing; the
+``parquet_metadata`` RecordSet keeps the stored types. It has no HDF5 reader (the .h5 is a hashed FileObject only).
+To read one record it loads a whole CSV/TSV/Parquet shard and walks the whole croissant.json folder per FileSet.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+# Mirrors metadata.RELEASE_COLUMNS and splits.SPLITS (the tests check they agree); kept here so that this
+# module only needs the release folder.
+METADATA_COLUMNS = (
+    "processid",
+    "sampleid",
+    "taxon",
+    "phylum",
+    "class",
+    "order",
+    "family",
+    "subfamily",
+    "genus",
+    "species",
+    "dna_bin",
+    "dna_barcode",
+    "country",
+    "province_state",
+    "coord-lat",
+    "coord-lon",
+    "image_measurement_value",
+    "area_fraction",
+    "scale_factor",
+    "inferred_ranks",
+    "split",
+    "index_bioscan_1M_insect",
+    "chunk",
+)
+FLOAT_COLUMNS = frozenset({"coord-lat", "coord-lon", "area_fraction", "scale_factor"})
+INTEGER_COLUMNS = frozenset(  # metadata and bbox.tsv columns
+    {"image_measurement_value", "inferred_ranks", "index_bioscan_1M_insect", "width_original", "height_original"}
+    | {"x0", "y0", "x1", "y1"}
+)
+SPLITS = ("pretrain", "train", "val", "test", "key_unseen", "val_unseen", "test_unseen", "other_heldout")
+SPLIT_INFO = {  # (cr split class or None, description)
+    "pretrain": ("cr:TrainingSplit", "unlabelled to species: for self-supervised pretraining"),
+    "train": ("cr:TrainingSplit", "seen species: training"),
+    "val": ("cr:ValidationSplit", "seen species: validation"),
+    "test": ("cr:TestSplit", "seen species: test"),
+    "key_unseen": (None, "unseen species: keys (reference set) for the unseen val/test queries"),
+    "val_unseen": ("cr:ValidationSplit", "unseen species: validation queries"),
+    "test_unseen": ("cr:TestSplit", "unseen species: test queries"),
+    "other_heldout": (None, "species held out from all other splits (novelty detection)"),
+}
+IMAGE_PACKAGES = ("original_full", "cropped", "original_256", "cropped_256")
+
+CSV_PATH = "metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv"
+BBOX_PATH = "metadata/bbox.tsv"
+SIDE_FILES = {  # path -> (@id, encodingFormat, description)
+    CSV_PATH: ("metadata_csv", "text/csv", "The 23-column metadata table, one row per record."),
+    BBOX_PATH: ("bbox_tsv", "text/tab-separated-values", "Insect bounding boxes in original_full pixels."),
+    "metadata/barcodes.fasta": ("barcodes_fasta", "text/x-fasta", "DNA barcodes, one FASTA entry per record."),
+    "metadata/rejects.csv": ("rejects_csv", "text/csv", "Records left out of the release, with the reason."),
+    "metadata/changes.csv": ("changes_csv", "text/csv", "Label changes made while rebuilding."),
+    "hdf5/BIOSCAN_5M.h5": (
+        "hdf5",
+        "application/x-hdf5",
+        "Metadata and images in one HDF5 file (no RecordSet: mlcroissant has no HDF5 reader).",
+    ),
+}
+TABLES = {  # Parquet table folder -> (FileSet @id, RecordSet @id)
+    "metadata/parquet/data": ("metadata_parquet_files", "parquet_metadata"),
+    "images_parquet/data": ("images_parquet_files", "images_parquet"),
+}
+SKIPPED = ("croissant.json", "MANIFEST.json")  # described elsewhere / written after this file
+
+# The Croissant context as mlcroissant's 1.1 examples write it (schema.org over https), with the 1.1 spec's
+# added terms (annotation, arrayShape, containedIn in cr:, excludes, isArray, readLines, sdVersion, unArchive,
+# value).
+CONTEXT = {
+    "@language": "en",
+    "@vocab": "https://schema.org/",
+    "annotation": "cr:annotation",
+    "arrayShape": "cr:arrayShape",
+    "citeAs": "cr:citeAs",
+    "column": "cr:column",
+    "conformsTo": "dct:conformsTo",
+    "containedIn": "cr:containedIn",
+    "cr": "http://mlcommons.org/croissant/",
+    "rai": "http://mlcommons.org/croissant/RAI/",
+    "data": {"@id": "cr:data", "@type": "@json"},
+    "dataType": {"@id": "cr:dataType", "@type": "@vocab"},
+    "dct": "http://purl.org/dc/terms/",
+    "equivalentProperty": "cr:equivalentProperty",
+    "examples": {"@id": "cr:examples", "@type": "@json"},
+    "excludes": "cr:excludes",
+    "extract": "cr:extract",
+    "field": "cr:field",
+    "fileProperty": "cr:fileProperty",
+    "fileObject": "cr:fileObject",
+    "fileSet": "cr:fileSet",
+    "format": "cr:format",
+    "includes": "cr:includes",
+    "isArray": "cr:isArray",
+    "isLiveDataset": "cr:isLiveDataset",
+    "jsonPath": "cr:jsonPath",
+    "key": "cr:key",
+    "md5": "cr:md5",
+    "parentField": "cr:parentField",
+    "path": "cr:path",
+    "readLines": "cr:readLines",
+    "recordSet": "cr:recordSet",
+    "references": "cr:references",
+    "regex": "cr:regex",
+    "repeated": "cr:repeated",
+    "replace": "cr:replace",
+    "samplingRate": "cr:samplingRate",
+    "sc": "https://schema.org/",
+    "sdVersion": "cr:sdVersion",
+    "separator": "cr:separator",
+    "source": "cr:source",
+    "subField": "cr:subField",
+    "transform": "cr:transform",
+    "unArchive": "cr:unArchive",
+    "value": "cr:value",
+}
+# A fixed table, not `mimetypes`: that one reads the system's mime.types, so the output would vary by machine.
+MEDIA_TYPES = {
+    "csv": "text/csv",
+    "tsv": "text/tab-separated-values",
+    "txt": "text/plain",
+    "md": "text/markdown",
+    "json": "application/json",
+    "jsonl": "application/jsonlines",
+    "jsonld": "application/ld+json",
+    "parquet": "application/x-parquet",
+    "h5": "application/x-hdf5",
+    "hdf5": "application/x-hdf5",
+    "fasta": "text/x-fasta",
+    "fa": "text/x-fasta",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "gz": "application/gzip",
+    "zip": "application/zip",
+    "tar": "application/x-tar",
+    "yaml": "application/yaml",
+    "yml": "application/yaml",
+}
+CONFORMS_TO = "http://mlcommons.org/croissant/1.1"
+INFO_KEYS = ("name", "description", "license", "url", "version", "citeAs", "datePublished")
+RESERVED_KEYS = ("@context", "@type", "@id", "conformsTo", "distribution", "recordSet")
+
+_IMAGE_RE = re.compile(r"^images/([^/]+)/([^/]+)/(?:([^/]+)/)?([^/]+)\.jpg$")
+
+
+def file_sha256(path: Path, block: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _prefix(release_dir: Path, base: Path) -> str:
+    """The release folder as seen from croissant.json's folder ('' or 'a/b/')."""
+    try:
+        rel = release_dir.resolve().relative_to(base.resolve())
+    except ValueError as exc:
+        # mlcroissant only walks down from the JSON-LD's folder (FileSets) and relative globs cannot climb.
+        raise ValueError(f"croissant.json must be in {release_dir} or a folder above it, not in {base}") from exc
+    return "" if rel == Path(".") else rel.as_posix() + "/"
+
+
+def release_files(release_dir, skip=()) -> dict:
+    """Classify the files of a release: single files, Parquet shards per table, JPEGs per image package."""
+    release_dir = Path(release_dir)
+    skipped = set(SKIPPED) | set(skip)
+    found = {"single": [], "tables": {t: [] for t in TABLES}, "images": {p: [] for p in IMAGE_PACKAGES}}
+    for folder, dirs, files in os.walk(release_dir):
+        dirs.sort()
+        for name in files:
+            rel = (Path(folder) / name).relative_to(release_dir).as_posix()
+            if rel in skipped:
+                continue
+            match = _IMAGE_RE.match(rel)
+            table = rel.rsplit("/", 1)[0] if "/" in rel else ""
+            if match and match.group(1) in IMAGE_PACKAGES:
+                found["images"][match.group(1)].append(rel)
+                continue
+            if table in TABLES and name.endswith(".parquet"):
+                found["tables"][table].append(rel)
+            found["single"].append(rel)  # a Parquet shard also gets its own hashed FileObject
+    for files in (found["single"], *found["tables"].values(), *found["images"].values()):
+        files.sort()
+    return found
+
+
+def _encoding(rel: str) -> str:
+    if rel in SIDE_FILES:
+        return SIDE_FILES[rel][1]
+    suffix = rel.rsplit("/", 1)[-1].rpartition(".")[2].lower()
+    return MEDIA_TYPES.get(suffix, "application/octet-stream")
+
+
+def _file_id(rel: str) -> str:
+    # mlcroissant rejects an @id with whitespace, even URL-escaped
+    return SIDE_FILES[rel][0] if rel in SIDE_FILES else re.sub(r"\s", "_", rel)
+
+
+def _file_object(release_dir: Path, rel: str, prefix: str) -> dict:
+    path = release_dir / rel
+    node = {"@type": "cr:FileObject", "@id": _file_id(rel), "name": rel.rsplit("/", 1)[-1]}
+    if rel in SIDE_FILES:
+        node["description"] = SIDE_FILES[rel][2]
+    node.update(
+        contentUrl=prefix + rel,
+        contentSize=f"{path.stat().st_size} B",
+        encodingFormat=_encoding(rel),
+        sha256=file_sha256(path),
+    )
+    return node
+
+
+def _data_type(name: str) -> str:
+    if name in FLOAT_COLUMNS:
+        return "sc:Float"
+    if name in INTEGER_COLUMNS:
+        return "sc:Integer"
+    return "sc:Text"
+
+
+def _arrow_type(arrow_type) -> str | None:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "sc:Text"
+    if pa.types.is_floating(arrow_type):
+        return "sc:Float"
+    if pa.types.is_integer(arrow_type):
+        return "sc:Integer"
+    if pa.types.is_boolean(arrow_type):
+        return "sc:Boolean"
+    return None  # structs etc.: handled by the caller or left out
+
+
+def _field(record_set: str, name: str, data_type: str, source: dict, **extra) -> dict:
+    node = {"@type": "cr:Field", "@id": f"{record_set}/{name}", "name": name}
+    if "description" in extra:
+        node["description"] = extra.pop("description")
+    node["dataType"] = data_type
+    node["source"] = source
+    node.update(extra)
+    return node
+
+
+def _header(path: Path, delimiter: str) -> list[str]:
+    with open(path, encoding="utf-8", newline="") as handle:
+        return next(csv.reader(handle, delimiter=delimiter), [])
+
+
+def _column_source(kind: str, node_id: str, column: str) -> dict:
+    return {kind: {"@id": node_id}, "extract": {"column": column}}
+
+
+def _metadata_record_set(release_dir: Path) -> dict:
+    columns = _header(release_dir / CSV_PATH, ",")
+    fields = []
+    for name in columns:
+        extra = {}
+        if name == "split":  # the split names are the `splits` enumeration
+            extra["references"] = {"field": {"@id": "splits/name"}}
+        fields.append(
+            _field("metadata", name, _data_type(name), _column_source("fileObject", "metadata_csv", name), **extra)
+        )
+    node = {
+        "@type": "cr:RecordSet",
+        "@id": "metadata",
+        "name": "metadata",
+        "description": "One record per specimen: taxonomy, DNA barcode, geography, image size fields, split.",
+    }
+    if "processid" in columns:
+        node["key"] = {"@id": "metadata/processid"}
+    node["field"] = fields
+    return node
+
+
+def _bbox_record_set(release_dir: Path) -> dict:
+    columns = _header(release_dir / BBOX_PATH, "\t")
+    return {
+        "@type": "cr:RecordSet",
+        "@id": "bbox",
+        "name": "bbox",
+        "description": "The insect's bounding box (x0, y0, x1, y1) in original_full pixels.",
+        "field": [_field("bbox", n, _data_type(n), _column_source("fileObject", "bbox_tsv", n)) for n in columns],
+    }
+
+
+def _parquet_record_set(release_dir: Path, table: str, shards: list[str]) -> dict | None:
+    import pyarrow.parquet as pq
+
+    fileset_id, record_set = TABLES[table]
+    schema = pq.read_schema(release_dir / shards[0])
+    fields = []
+    for item in schema:
+        source = _column_source("fileSet", fileset_id, item.name)
+        data_type = _arrow_type(item.type)
+        if data_type is None and item.name == "image":  # Hugging Face Image: struct<bytes, path>
+            source["transform"] = {"jsonPath": "bytes"}
+            data_type = "sc:ImageObject"
+        if data_type is None:
+            continue
+        extra = {"references": {"field": {"@id": "splits/name"}}} if item.name == "split" else {}
+        fields.append(_field(record_set, item.name, data_type, source, **extra))
+    if not fields:
+        return None
+    description = {
+        "parquet_metadata": "The metadata table from its Parquet shards (Hugging Face layout).",
+        "images_parquet": "The cropped_256 images with processid and split, from Parquet shards.",
+    }[record_set]
+    node = {"@type": "cr:RecordSet", "@id": record_set, "name": record_set, "description": description}
+    if "processid" in schema.names:
+        node["key"] = {"@id": f"{record_set}/processid"}
+    node["field"] = fields
+    return node
+
+
+def _image_record_set(package: str, prefix: str) -> dict:
+    record_set, fileset = f"images_{package}", {"fileSet": {"@id": f"images_{package}_files"}}
+    base = re.escape(f"{prefix}images/{package}/")
+    return {
+        "@type": "cr:RecordSet",
+        "@id": record_set,
+        "name": record_set,
+        "description": f"The {package} JPEGs: images/{package}/{{split}}/[{{chunk}}/]{{processid}}.jpg.",
+        "key": {"@id": f"{record_set}/path"},
+        "field": [
+            _field(record_set, "image", "sc:ImageObject", {**fileset, "extract": {"fileProperty": "content"}}),
+            _field(record_set, "path", "sc:Text", {**fileset, "extract": {"fileProperty": "fullpath"}}),
+            _field(
+                record_set,
+                "processid",
+                "sc:Text",
+                {**fileset, "extract": {"fileProperty": "filename"}, "transform": {"regex": r"^(.+)\.jpg$"}},
+            ),
+            _field(
+                record_set,
+                "split",
+                "sc:Text",
+                {**fileset, "extract": {"fileProperty": "fullpath"}, "transform": {"regex": f"^{base}([^/]+)/.*$"}},
+            ),
+        ],
+    }
+
+
+def _splits_record_set() -> dict:
+    data = []
+    for name in SPLITS:
+        url, description = SPLIT_INFO[name]
+        # every row carries every field (mlcroissant checks), so the non-standard splits get a null url
+        data.append({"splits/name": name, "splits/url": url, "splits/description": description})
+    return {
+        "@type": "cr:RecordSet",
+        "@id": "splits",
+        "name": "splits",
+        "description": "The BIOSCAN-5M split names; url maps the standard ones to Croissant split classes.",
+        "dataType": ["cr:Split", "sc:Enumeration"],
+        "key": {"@id": "splits/name"},
+        "field": [
+            {"@type": "cr:Field", "@id": "splits/name", "name": "name", "dataType": "sc:Text"},
+            {"@type": "cr:Field", "@id": "splits/url", "name": "url", "dataType": ["sc:URL", "cr:Split"]},
+            {"@type": "cr:Field", "@id": "splits/description", "name": "description", "dataType": "sc:Text"},
+        ],
+        "data": data,
+    }
+
+
+def build_croissant(release_dir, output=None, *, info: dict) -> dict:
+    """The Croissant document for ``release_dir``, its paths relative to the folder of ``output``."""
+    release_dir = Path(release_dir)
+    output = Path(output) if output is not None else release_dir / "croissant.json"
+    prefix = _prefix(release_dir, output.parent)
+    try:  # never describe the output itself (a second write would hash the first)
+        skip = [output.resolve().relative_to(release_dir.resolve()).as_posix()]
+    except ValueError:
+        skip = []
+    found = release_files(release_dir, skip)
+
+    distribution = [_file_object(release_dir, rel, prefix) for rel in found["single"]]
+    for table, shards in found["tables"].items():
+        if shards:
+            distribution.append(
+                {
+                    "@type": "cr:FileSet",
+                    "@id": TABLES[table][0],
+                    "name": f"{table}/*.parquet",
+                    "encodingFormat": "application/x-parquet",
+                    "includes": f"{prefix}{table}/*.parquet",
+                }
+            )
+    for package, files in found["images"].items():
+        if files:
+            distribution.append(
+                {
+                    "@type": "cr:FileSet",
+                    "@id": f"images_{package}_files",
+                    "name": f"images/{package}",
+                    "description": f"{len(files)} {package} JPEGs.",
+                    "encodingFormat": "image/jpeg",
+                    "includes": f"{prefix}images/{package}/**/*.jpg",
+                }
+            )
+
+    record_sets = [_splits_record_set()]
+    if CSV_PATH in found["single"]:
+        record_sets.append(_metadata_record_set(release_dir))
+    if BBOX_PATH in found["single"]:
+        record_sets.append(_bbox_record_set(release_dir))
+    for table, shards in found["tables"].items():
+        if shards and (node := _parquet_record_set(release_dir, table, shards)):
+            record_sets.append(node)
+    record_sets += [_image_record_set(p, prefix) for p, files in found["images"].items() if files]
+
+    if reserved := sorted(set(info) & set(RESERVED_KEYS)):
+        raise ValueError(f"info may not set {reserved}: this module writes them")
+    doc = {"@context": CONTEXT, "@type": "sc:Dataset", "conformsTo": CONFORMS_TO}
+    # the usual dataset properties in a fixed order, then any others (creator, keywords...) sorted
+    doc.update((key, info[key]) for key in INFO_KEYS if info.get(key) is not None)
+    doc.update((key, info[key]) for key in sorted(set(info) - set(INFO_KEYS)) if info[key] is not None)
+    doc["distribution"] = distribution
+    doc["recordSet"] = record_sets
+    return doc
+
+
+def write_croissant(release_dir, output=None, *, info: dict) -> dict:
+    """Write ``croissant.json`` (default: in the release folder); byte-identical for the same release."""
+    release_dir = Path(release_dir)
+    output = Path(output) if output is not None else release_dir / "croissant.json"
+    doc = build_croissant(release_dir, output, info=info)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, output)
+    return doc
+
+
+def _load(path) -> tuple[Path, dict]:
+    path = Path(path)
+    return path.parent, json.loads(path.read_text(encoding="utf-8"))
+
+
+def verify_hashes(path) -> list[str]:
+    """Check every FileObject's sha256 and contentSize against the files on disk: the mismatches."""
+    folder, doc = _load(path)
+    errors = []
+    for node in doc.get("distribution", []):
+        if node.get("@type") != "cr:FileObject" or "contentUrl" not in node:
+            continue
+        file = folder / node["contentUrl"]
+        if not file.is_file():
+            errors.append(f"{node['@id']}: {node['contentUrl']} is missing")
+            continue
+        if "contentSize" in node and node["contentSize"] != f"{file.stat().st_size} B":
+            errors.append(f"{node['@id']}: size {file.stat().st_size} B, expected {node['contentSize']}")
+        if "sha256" in node and file_sha256(file) != node["sha256"]:
+            errors.append(f"{node['@id']}: sha256 differs from {node['sha256']}")
+    return errors
+
+
+def uncovered_files(path, release_dir=None) -> list[str]:
+    """Files under the release folder (default: croissant.json's folder) that no FileObject names and no
+    FileSet glob matches, croissant.json and MANIFEST.json aside."""
+    folder, doc = _load(path)
+    release_dir = Path(release_dir) if release_dir is not None else folder
+    urls, globs = set(), []
+    for node in doc.get("distribution", []):
+        if node.get("@type") == "cr:FileObject":
+            urls.add(node.get("contentUrl"))
+        elif node.get("@type") == "cr:FileSet":
+            includes = node.get("includes", [])
+            globs += [includes] if isinstance(includes, str) else includes
+    prefix = _prefix(release_dir, folder)
+    missing = []
+    for root, dirs, files in os.walk(release_dir):
+        dirs.sort()
+        for name in sorted(files):
+            rel = (Path(root) / name).relative_to(release_dir).as_posix()
+            if rel in SKIPPED or (Path(root) / name).resolve() == Path(path).resolve():
+                continue
+            # fnmatch, as mlcroissant matches FileSet globs ('*' also crosses '/')
+            if prefix + rel not in urls and not any(fnmatch.fnmatchcase(prefix + rel, g) for g in globs):
+                missing.append(rel)
+    return missing
+
+
+def validate_croissant(path, *, warnings: bool = False) -> list[str]:
+    """mlcroissant's static checks plus offline checks of the contentUrls: the errors (empty = valid), and
+    mlcroissant's warnings (e.g. a recommended property such as license missing) too when ``warnings``."""
+    import mlcroissant as mlc
+
+    try:
+        folder, doc = _load(path)
+    except (OSError, ValueError) as exc:
+        return [f"cannot read {path}: {exc}"]
+    problems = []
+    for node in doc.get("distribution", []):
+        url = node.get("contentUrl")
+        if url is None:
+            continue
+        if re.match(r"^[a-z][a-z0-9+.-]*:", url, re.IGNORECASE):
+            problems.append(f"{node.get('@id')}: contentUrl {url} is not a local path")
+        elif not (folder / url).is_file():
+            problems.append(f"{node.get('@id')}: {url} is missing")
+    ctx = mlc.Context()
+    try:
+        metadata = mlc.Metadata.from_file(ctx=ctx, file=os.fspath(path))
+        mlc.Dataset.from_metadata(metadata)  # builds the operation graph: sources, joins, readers
+    except Exception as exc:  # ValidationError mostly, but malformed input also raises assorted types
+        return [*problems, f"{type(exc).__name__}: {exc}"]
+    problems += [f"error: {e}" for e in sorted(ctx.issues.errors)]
+    if warnings:
+        problems += [f"warning: {w}" for w in sorted(ctx.issues.warnings)]
+    return problems
+
+
+def read_first_records(path, record_sets=None) -> dict[str, dict | None]:
+    """The first record of every RecordSet (or of those named), read by mlcroissant from the local files;
+    None for an empty RecordSet. mlcroissant checks the sha256 of the FileObjects it reads, not of FileSets."""
+    import mlcroissant as mlc
+
+    _, doc = _load(path)
+    names = record_sets or [node["@id"] for node in doc.get("recordSet", [])]
+    dataset = mlc.Dataset(jsonld=os.fspath(path))
+    return {name: next(iter(dataset.records(record_set=name)), None) for name in names}
