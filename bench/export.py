@@ -46,14 +46,75 @@ def export(workdir: Path, formats: list[str]) -> dict:
     }
 
 
+def spot_check(workdir: Path, sample: int = 500) -> dict:
+    """The same records in CSV, Parquet and JSON-LD at scale: ``sample`` processids (every n-th of the CSV),
+    streamed from each format and compared on family, genus, BIN, split and the barcode's sha256."""
+    import hashlib
+
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    csv_root = workdir / "release-csv-parquet" / "bioscan5m" / "metadata"
+    fields = ["processid", "family", "genus", "dna_bin", "split", "dna_barcode"]
+
+    def digest(row):
+        return (
+            row["family"],
+            row["genus"],
+            row["dna_bin"],
+            row["split"],
+            hashlib.sha256((row["dna_barcode"] or "").encode()).hexdigest(),
+        )
+
+    picked, seen = {}, 0
+    options = pacsv.ConvertOptions(include_columns=fields, strings_can_be_null=True)
+    with pacsv.open_csv(csv_root / "csv" / "BIOSCAN_5M_Insect_Dataset_metadata.csv", convert_options=options) as reader:
+        for batch in reader:
+            step = max(1, 5_150_850 // sample)
+            for row in batch.to_pylist():
+                if seen % step == 0:
+                    picked[row["processid"]] = digest(row)
+                seen += 1
+    parquet = {}
+    for path in sorted((csv_root / "parquet" / "data").glob("*.parquet")):
+        for batch in pq.ParquetFile(path).iter_batches(columns=fields):
+            for row in batch.to_pylist():
+                if row["processid"] in picked:
+                    parquet[row["processid"]] = digest(row)
+    linked = {}
+    for path in sorted((workdir / "release-jsonld" / "bioscan5m" / "metadata" / "jsonld").glob("*.jsonld")):
+        with open(path) as handle:
+            for line in handle:
+                if '"occurrenceID"' not in line:
+                    continue
+                node = json.loads(line.rstrip().rstrip(","))
+                if node["occurrenceID"] in picked:
+                    linked[node["occurrenceID"]] = (
+                        node.get("family"),
+                        node.get("genus"),
+                        node.get("taxonConceptID"),
+                        node.get("split"),
+                        node.get("barcodeSha256"),
+                    )
+    return {
+        "records_checked": len(picked),
+        "parquet_agree": sum(parquet.get(k) == v for k, v in picked.items()),
+        "jsonld_agree": sum(linked.get(k) == v for k, v in picked.items()),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workdir", default="/tmp/bench-metadata")
     parser.add_argument("--formats", help="internal: one export run")
+    parser.add_argument("--spot-check-only", action="store_true", help="only compare the formats already written")
     args = parser.parse_args()
     workdir = Path(args.workdir)
     if args.formats:
         print(json.dumps(export(workdir, args.formats.split(","))))
+        return
+    if args.spot_check_only:
+        print(json.dumps(spot_check(workdir)))
         return
     if not (workdir / "splits" / "splits.parquet").exists():
         subprocess.run([sys.executable, str(ROOT / "bench" / "metadata.py"), "--workdir", str(workdir)], check=True)
@@ -61,6 +122,7 @@ def main() -> None:
         run = [sys.executable, __file__, "--workdir", str(workdir), "--formats", formats]
         out = subprocess.run(run, check=True, capture_output=True, text=True)
         print(out.stdout.strip().splitlines()[-1])
+    print(json.dumps(spot_check(workdir)))
 
 
 if __name__ == "__main__":
