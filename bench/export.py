@@ -85,7 +85,7 @@ def spot_check(workdir: Path, sample: int = 500) -> dict:
     for path in sorted((workdir / "release-jsonld" / "bioscan5m" / "metadata" / "jsonld").glob("*.jsonld")):
         with open(path) as handle:
             for line in handle:
-                if '"occurrenceID"' not in line:
+                if not line.startswith('{"@id"') or '"occurrenceID"' not in line:
                     continue
                 node = json.loads(line.rstrip().rstrip(","))
                 if node["occurrenceID"] in picked:
