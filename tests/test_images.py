@@ -219,3 +219,16 @@ def test_corrupt_photos_fail_cleanly_after_ultralytics_patches_pillow(monkeypatc
     monkeypatch.setitem(sys.modules, "ultralytics.utils.patches", types.SimpleNamespace(_image_open=original))
     data = b"\xff\xd8\xff\xe0" + b"\x00" * 500
     assert decode_photo(data, PARAMS).status == "undecodable"
+
+
+def test_plain_jpeg_fast_path_gives_pillows_pixels(realdata):
+    from PIL import Image as PILImage
+
+    photos = sorted((realdata / "imgfilter-dev").glob("*.jpg"))[:5]
+    for path in photos:
+        data = path.read_bytes()
+        decoded = decode_photo(data, PARAMS)
+        with PILImage.open(path) as image:
+            reference = np.asarray(image.convert("RGB"))
+        assert decoded.status == "ok" and decoded.reuse_source
+        assert np.array_equal(decoded.rgb, reference), path.name

@@ -111,6 +111,20 @@ def _to_rgb8(image: Image.Image) -> np.ndarray:
     return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
+def _decode_plain_jpeg(data: bytes, size: tuple[int, int]) -> np.ndarray | None:
+    """The common case -- an upright RGB JPEG already at original_full size -- decoded by OpenCV straight into
+    a numpy array: the same libjpeg-turbo pixels as Pillow, without Pillow's copy into numpy (0.5 ms of 2 ms
+    at 1024x768). Only for complete files (ending in EOI: OpenCV would return a truncated photo half grey);
+    anything else returns None and takes the Pillow path."""
+    if not data.endswith(b"\xff\xd9"):
+        return None
+    flags = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION
+    rgb = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if rgb is None or (rgb.shape[1], rgb.shape[0]) != size:
+        return None
+    return rgb
+
+
 def decode_photo(data: bytes, params: ImageParams) -> Decoded:
     """Bytes -> original_full RGB, or a status saying why not."""
     if not data:
@@ -138,13 +152,17 @@ def decode_photo(data: bytes, params: ImageParams) -> Decoded:
                     "too_small", f"{upright[0]}x{upright[1]} < {params.min_side} px", source_format=source_format
                 )
             target = fit_within(*upright, *params.original_full_size)
-            if source_format in ("jpeg", "mpo"):
-                # DCT-domain reduction: decode at the smallest 1/2^k scale still >= target.
-                image.draft("RGB", (target[1], target[0]) if turned else target)
-            image.load()
-            if orientation not in (1, None):
-                image = ImageOps.exif_transpose(image)
-            rgb = _to_rgb8(image)
+            rgb = None
+            if source_format == "jpeg" and image.mode == "RGB" and orientation in (1, None) and upright == target:
+                rgb = _decode_plain_jpeg(data, target)
+            if rgb is None:
+                if source_format in ("jpeg", "mpo"):
+                    # DCT-domain reduction: decode at the smallest 1/2^k scale still >= target.
+                    image.draft("RGB", (target[1], target[0]) if turned else target)
+                image.load()
+                if orientation not in (1, None):
+                    image = ImageOps.exif_transpose(image)
+                rgb = _to_rgb8(image)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         return Decoded("undecodable", f"{type(error).__name__}: {error}"[:300])
     finally:
