@@ -96,3 +96,9 @@ def test_real_exports_keep_real_barcodes(realdata):
     rows = qc.to_pylist()
     assert sum(r["lowercase"] for r in rows) == 7
     assert all(d == d.upper() for d in dna.to_pylist() if d)
+
+
+def test_every_unicode_whitespace_is_removed():
+    raw = [LONG[:100] + ws + LONG[100:] for ws in ("\v", "\xa0", "\u3000", "\u2028", "\x85")]
+    dna, qc = clean(raw)
+    assert dna == [LONG] * 5 and qc[0]["whitespace_count"] == 1

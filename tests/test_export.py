@@ -54,3 +54,115 @@ def test_zip_packages_are_deterministic(tmp_path):
         assert archive.infolist()[0].compress_type == zipfile.ZIP_STORED
     write_zip_packages(root)
     assert (root / "zips" / names[2]).read_bytes() == first
+
+
+def _tiny_release_inputs(tmp_path, *, images_per_shard):
+    """Curated labels, barcode shards, splits and image results for 4 records in 2 shards, with a store."""
+    import pandas as pd
+
+    from bioscan_rebuild.records import RANKS
+
+    ids = [["A1", "A2"], ["B1", "B2"]]
+    curated = pd.DataFrame(
+        {
+            "processid": [p for shard in ids for p in shard],
+            "sampleid": "S",
+            **{rank: "X" for rank in RANKS},
+            "dna_bin": "BOLD:AAA0001",
+            "country": "Canada",
+            "province_state": None,
+            "lat": 45.5,
+            "lon": -75.25,
+            "taxon": "X",
+            "inferred_ranks": 0,
+            "placeholder_species": False,
+        }
+    ).astype({"inferred_ranks": "uint8"})
+    pq.write_table(pa.Table.from_pandas(curated, preserve_index=False), tmp_path / "curated.parquet")
+    splits = pd.DataFrame({"processid": curated["processid"], "split": ["val", "val", "test", "test"], "chunk": ""})
+    pq.write_table(pa.Table.from_pandas(splits, preserve_index=False), tmp_path / "splits.parquet")
+    barcode_paths, image_paths = [], []
+    for i, shard in enumerate(ids):
+        path = tmp_path / f"barcodes-{i}.parquet"
+        pq.write_table(pa.table({"processid": shard, "dna_barcode": ["ACGT" * 60] * len(shard)}), path)
+        barcode_paths.append(path)
+        rows = []
+        for pid in shard[: images_per_shard[i]]:
+            sha = f"{pid:0<64}".lower().replace("a", "a")
+            rows.append(
+                {
+                    "processid": pid,
+                    "image_sha256": sha,
+                    "image_status": "ok",
+                    "params_key": "k",
+                    "original_full_is_source": False,
+                    "image_measurement_value": 10,
+                    "area_fraction": 0.1,
+                    "scale_factor": 0.5,
+                    **{f"sha256_{p}": "d" * 64 for p in ("original_full", "cropped", "original_256", "cropped_256")},
+                }
+            )
+            for package in ("original_full", "cropped", "original_256", "cropped_256"):
+                target = tmp_path / "store" / "derived" / "k" / sha[:2] / f"{sha}.{package}.jpg"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(b"\xff\xd8" + b"x" * 20 + b"\xff\xd9")  # equal lengths on purpose
+        schema = pa.schema(
+            [
+                ("processid", pa.string()),
+                ("image_sha256", pa.string()),
+                ("image_status", pa.string()),
+                ("params_key", pa.string()),
+                ("original_full_is_source", pa.bool_()),
+                ("image_measurement_value", pa.int64()),
+                ("area_fraction", pa.float64()),
+                ("scale_factor", pa.float64()),
+            ]
+            + [(f"sha256_{p}", pa.string()) for p in ("original_full", "cropped", "original_256", "cropped_256")]
+        )
+        path = tmp_path / f"images-{i}.parquet"
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+        image_paths.append(path)
+    return barcode_paths, image_paths
+
+
+def test_export_survives_empty_image_shards_and_equal_sized_images(tmp_path):
+    import h5py
+
+    from bioscan_rebuild.export import export_release
+
+    barcode_paths, image_paths = _tiny_release_inputs(tmp_path, images_per_shard=[2, 0])
+    summary = export_release(
+        tmp_path / "curated.parquet",
+        barcode_paths,
+        tmp_path / "splits.parquet",
+        tmp_path / "out",
+        image_paths=image_paths,
+        store_root=tmp_path / "store",
+        formats=("csv", "parquet", "images", "hdf5"),
+        options=ExportOptions(hdf5_batch=2),
+    )
+    assert summary["released"] == 4 and summary["images"]["cropped_256"] == 2
+    with h5py.File(tmp_path / "out" / "bioscan5m" / "hdf5" / "BIOSCAN_5M.h5") as h5:
+        assert [len(x) for x in h5["val"]["image"][:]] == [24, 24] and [len(x) for x in h5["test"]["image"][:]] == [
+            0,
+            0,
+        ]
+
+
+def test_export_fails_loudly_when_the_store_lost_an_image(tmp_path):
+    import pytest
+
+    from bioscan_rebuild.export import MissingImageError, export_release
+
+    barcode_paths, image_paths = _tiny_release_inputs(tmp_path, images_per_shard=[2, 2])
+    next((tmp_path / "store").rglob("*.cropped.jpg")).unlink()
+    with pytest.raises(MissingImageError, match="cropped is not in the store"):
+        export_release(
+            tmp_path / "curated.parquet",
+            barcode_paths,
+            tmp_path / "splits.parquet",
+            tmp_path / "out",
+            image_paths=image_paths,
+            store_root=tmp_path / "store",
+            formats=("csv", "images"),
+        )

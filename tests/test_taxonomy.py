@@ -228,3 +228,30 @@ def test_real_exports_curate_and_replay(realdata):
     assert set(result["changes"]["rule"]) >= {"bin_taxon_majority", "barcode_conflict_dropped"}
     assert (out["taxon"].notna()).all()
     assert_replays(records, result)
+
+
+def test_tables_keep_hashes_inside_values_and_star_rows_yield(tmp_path):
+    from bioscan_rebuild.taxonomy import load_corrections, load_fixes
+
+    corrections = tmp_path / "c.tsv"
+    corrections.write_text(
+        "# comment line\nprocessid\tfield\tvalue\treason\tsource\nP1\tprovince_state\tPlot #3 North\tother\tissue #12\n"
+    )
+    row = load_corrections(corrections).iloc[0]
+    assert (row["value"], row["source"]) == ("Plot #3 North", "issue #12")
+    fixes = tmp_path / "f.tsv"
+    fixes.write_text("rank\tfrom\tto\treason\ngenus\tAus\tBus\tgenus row\n*\tAus\tZus\tany rank\n")
+    result = curate(frame([row_("a", genus="Aus"), row_("b", family="Aus")]), fixes=load_fixes(fixes))
+    out = by_pid(result)
+    assert out.loc["a", "genus"] == "Bus" and out.loc["b", "family"] == "Zus"
+    with pytest.raises(FileNotFoundError):
+        load_corrections(tmp_path / "absent.tsv")
+
+
+def test_family_names_in_the_species_slot_do_not_become_a_genus():
+    result = curate(frame([row_("a", "Cecidomyiidae", None, "Cecidomyiidae sp. 3"), row_("b", None, None, "Aus bus")]))
+    out = by_pid(result)
+    assert pd.isna(out.loc["a", "genus"]) and out.loc["b", "genus"] == "Aus"
+
+
+row_ = row

@@ -30,6 +30,8 @@ from Bio.SeqRecord import SeqRecord
 
 IUPAC_DNA = "".join(sorted(ambiguous_dna_letters))  # ABCDGHKMNRSTVWY
 AMBIGUOUS = "".join(sorted(set(IUPAC_DNA) - set("ACGTN")))  # BDHKMRSVWY
+# Every Unicode whitespace: RE2's \s is ASCII-only (no \v, NBSP, ideographic space, line separators).
+WHITESPACE = r"[\s\x{0b}\x{85}\p{Z}]"
 
 BARCODE_REASONS = {
     "no_barcode": "no sequence, or nothing left after removing gaps, whitespace and end N",
@@ -101,9 +103,9 @@ def clean_barcodes(processid, raw, params: BarcodeParams | None = None) -> tuple
         raw = raw.combine_chunks()
     n = len(raw)
     gaps = _count(raw, r"[-.]")
-    spaces = _count(raw, r"\s")
+    spaces = _count(raw, WHITESPACE)
     lowercase = pc.fill_null(pc.match_substring_regex(raw, "[a-z]"), False)
-    upper = pc.utf8_upper(pc.replace_substring_regex(raw, r"[\s.\-]+", ""))
+    upper = pc.utf8_upper(pc.replace_substring_regex(raw, f"(?:{WHITESPACE}|[.\\-])+", ""))
     invalid = pc.replace_substring_regex(upper, f"[{IUPAC_DNA}]+", "")
     has_invalid = pc.fill_null(pc.greater(pc.utf8_length(invalid), 0), False).to_numpy(zero_copy_only=False)
     full_length = _lengths(upper)

@@ -248,7 +248,8 @@ def cmd_barcodes_clean(args) -> int:
 def cmd_barcodes_fasta(args) -> int:
     from .metadata import write_fasta_from
 
-    print(f"wrote {write_fasta_from(args.curated, args.barcodes, args.output)} sequences to {args.output}")
+    written = write_fasta_from(args.curated, args.barcodes, args.output, args.splits)
+    print(f"wrote {written} sequences to {args.output}")
     return 0
 
 
@@ -430,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = barcodes.add_parser("fasta", help="FASTA of the curated records' cleaned barcodes")
     p.add_argument("--curated", required=True)
     p.add_argument("--barcodes", nargs="*", default=[])
+    p.add_argument("--splits", help="only the records with a split (the release)")
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=cmd_barcodes_fasta)
 

@@ -50,10 +50,18 @@ from .store import file_sha256
 ROOT = "bioscan5m"
 CSV_PATH = "metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv"
 PACKAGES = ("original_full", "cropped", "original_256", "cropped_256")
+IMAGE_KEYS = ("image_sha256", "params_key", "original_full_is_source", *(f"sha256_{p}" for p in PACKAGES))
 DICTIONARY_COLUMNS = (*RANKS, "taxon", "dna_bin", "country", "province_state", "split", "chunk")
 FLOAT_COLUMNS = ("coord-lat", "coord-lon", "area_fraction", "scale_factor")
 INT_COLUMNS = ("image_measurement_value", "index_bioscan_1M_insect")
-EXTRA_COLUMNS = ("placeholder_species", "image_sha256", "image_status", *(f"sha256_{p}" for p in PACKAGES))
+EXTRA_COLUMNS = (
+    "placeholder_species",
+    "image_sha256",
+    "image_status",
+    "params_key",
+    "original_full_is_source",
+    *(f"sha256_{p}" for p in PACKAGES),
+)
 
 
 def release_schema() -> pa.Schema:
@@ -72,8 +80,12 @@ def release_schema() -> pa.Schema:
 
 SPOOL_SCHEMA = pa.schema(
     list(release_schema())
-    + [pa.field("placeholder_species", pa.bool_())]
-    + [pa.field(name, pa.string()) for name in EXTRA_COLUMNS[1:]]
+    + [pa.field("placeholder_species", pa.bool_()), pa.field("original_full_is_source", pa.bool_())]
+    + [
+        pa.field(name, pa.string())
+        for name in EXTRA_COLUMNS
+        if name not in ("placeholder_species", "original_full_is_source")
+    ]
 )
 
 
@@ -120,19 +132,14 @@ def shard_release_rows(curated: pd.DataFrame, barcodes: pa.Table, splits: pd.Dat
     columns["split"] = pa.array(splits["split"].to_numpy(dtype=object)[split_at], pa.string())
     columns["chunk"] = pa.array(splits["chunk"].to_numpy(dtype=object)[split_at], pa.string())
     if images is not None:
-        image_at = images.index.get_indexer(ids)
-        found = image_at >= 0
-        rows = images.iloc[np.where(found, image_at, 0)]
+        rows = images.reindex(ids)  # missing -> NaN (also when the shard has no image rows at all)
 
         def image_column(name):
-            values = rows[name].to_numpy(dtype=object).copy()
-            values[~found] = None
-            return [None if v is None or (isinstance(v, float) and np.isnan(v)) else v for v in values]
+            return [None if pd.isna(v) else v for v in rows[name].to_numpy(dtype=object)]
 
-        columns["image_status"] = pa.array(image_column("image_status"), pa.string())
-        columns["image_sha256"] = pa.array(image_column("image_sha256"), pa.string())
-        for package in PACKAGES:
-            columns[f"sha256_{package}"] = pa.array(image_column(f"sha256_{package}"), pa.string())
+        for name in ("image_status", "image_sha256", "params_key", *(f"sha256_{p}" for p in PACKAGES)):
+            columns[name] = pa.array(image_column(name), pa.string())
+        columns["original_full_is_source"] = pa.array(image_column("original_full_is_source"), pa.bool_())
         columns["image_measurement_value"] = pa.array(image_column("image_measurement_value"), pa.int64())
         columns["area_fraction"] = pa.array(image_column("area_fraction"), pa.float64())
         columns["scale_factor"] = pa.array(image_column("scale_factor"), pa.float64())
@@ -176,7 +183,8 @@ def _dictionary_schema() -> pa.Schema:
 
 class ShardedParquet:
     """``data/{split}-{i:05d}-of-{n:05d}.parquet`` with row groups of about ``row_group_bytes``; files roll over
-    at about ``file_bytes`` and are renamed with the final count when closed."""
+    at about ``file_bytes`` and are renamed with the final count when closed. Both sizes are of the in-memory
+    (uncompressed Arrow) data: the files on disk are smaller by the compression ratio."""
 
     def __init__(self, folder: Path, split: str, schema: pa.Schema, options: ExportOptions, **writer_options):
         self.folder, self.split, self.schema, self.options = folder, split, schema, options
@@ -208,10 +216,16 @@ class ShardedParquet:
             self.writer = None
 
     def write(self, table: pa.Table):
-        self.buffer.append(table)
-        self.buffered += table.nbytes
-        if self.buffered >= self.options.row_group_bytes:
-            self._flush()
+        if not table.num_rows:
+            return
+        per_row = max(1, table.nbytes // table.num_rows)
+        step = max(1, self.options.row_group_bytes // per_row)
+        for start in range(0, table.num_rows, step):  # a big table becomes several row groups
+            part = table.slice(start, step)
+            self.buffer.append(part)
+            self.buffered += part.num_rows * per_row
+            if self.buffered >= self.options.row_group_bytes:
+                self._flush()
 
     def close(self) -> list[Path]:
         self._flush()
@@ -234,44 +248,27 @@ def write_csv_part(table: pa.Table, handle, header: bool) -> None:
     pacsv.write_csv(_release_columns(table), handle, options)
 
 
-def _image_bytes(store_root: Path, row: dict, package: str) -> tuple[Path | None, bytes | None]:
-    source = derived_image_path(store_root, row, package)
-    if source is None or not source.exists():
-        return None, None
-    return source, source.read_bytes()
+class MissingImageError(RuntimeError):
+    pass
 
 
 def derived_image_path(store_root: Path, row: dict, package: str) -> Path | None:
-    """Where the store holds this record's ``package`` JPEG (None when the record has none)."""
-    sha = row.get("image_sha256")
-    digest = row.get(f"sha256_{package}")
-    if not sha or not digest:
+    """Where the content-addressed store holds this record's ``package`` JPEG (None when the record has none,
+    e.g. no crop for an empty well). Raises when the store should hold it but does not."""
+    sha, key = row.get("image_sha256"), row.get("params_key")
+    if not sha or not key or not row.get(f"sha256_{package}"):
         return None
-    return _derived_index(store_root).get((sha, package, digest))
-
-
-_DERIVED_CACHE: dict = {}
-
-
-def _derived_index(store_root: Path) -> dict:
-    """(original sha, package, derived sha) -> path, from the per-photo result files of the store.
-    Several parameter keys may hold one photo; the derived image's own sha256 picks the right one."""
-    root = Path(store_root)
-    if root in _DERIVED_CACHE:
-        return _DERIVED_CACHE[root]
-    index = {}
-    for result in sorted((root / "derived").glob("*/*/*.json")):
-        data = json.loads(result.read_text())
-        sha = result.stem
-        for package, digest in (data.get("sha256") or {}).items():
-            if package == "original_full" and data.get("original_full_is_source"):
-                originals = sorted((root / "original" / sha[:2]).glob(f"{sha}.*"))
-                if originals:
-                    index[(sha, package, digest)] = originals[0]
-                continue
-            index[(sha, package, digest)] = result.with_name(f"{sha}.{package}.jpg")
-    _DERIVED_CACHE[root] = index
-    return index
+    store = Path(store_root)
+    if package == "original_full" and row.get("original_full_is_source"):
+        path = store / "original" / sha[:2] / f"{sha}.jpg"  # the source JPEG itself (jpeg -> .jpg in the store)
+    else:
+        path = store / "derived" / key / sha[:2] / f"{sha}.{package}.jpg"
+    if not path.exists():
+        raise MissingImageError(
+            f"{row.get('processid')}: {package} is not in the store at {path} "
+            "(re-run the image stage; a release needs image_store.mode link or copy)"
+        )
+    return path
 
 
 def _place(source: Path, target: Path, link: bool) -> None:
@@ -388,9 +385,7 @@ def write_image_folders(spool: Path, root: Path, store_root: Path, options: Expo
     placed = dict.fromkeys(PACKAGES, 0)
     for split in SPLITS:
         for table in iter_split(spool, split):
-            for row in table.select(
-                ["processid", "split", "chunk", "image_sha256", *(f"sha256_{p}" for p in PACKAGES)]
-            ).to_pylist():
+            for row in table.select(["processid", "chunk", *IMAGE_KEYS]).to_pylist():
                 for package in PACKAGES:
                     source = derived_image_path(store_root, row, package)
                     if source is None:
@@ -447,32 +442,27 @@ def write_images_parquet(spool: Path, folder: Path, store_root: Path, options: E
     for split in SPLITS:
         writer = None
         for table in iter_split(spool, split):
-            rows = table.select(["processid", "split", "chunk", "image_sha256", f"sha256_{package}"]).to_pylist()
-            images = []
-            for row in rows:
-                source = derived_image_path(store_root, row, package)
-                images.append(
-                    None
-                    if source is None
-                    else {
-                        "bytes": source.read_bytes(),
-                        "path": image_relpath(package, split, row["chunk"], row["processid"]),
-                    }
+            for batch in table.select(["processid", "chunk", *IMAGE_KEYS]).to_batches(max_chunksize=options.hdf5_batch):
+                rows = batch.to_pylist()  # one batch of JPEGs in memory at a time
+                images = []
+                for row in rows:
+                    source = derived_image_path(store_root, row, package)
+                    path = image_relpath(package, split, row["chunk"], row["processid"])
+                    images.append(None if source is None else {"bytes": source.read_bytes(), "path": path})
+                part = pa.table(
+                    {"processid": [r["processid"] for r in rows], "split": [split] * len(rows), "image": images},
+                    schema=schema,
                 )
-            part = pa.table(
-                {"processid": [r["processid"] for r in rows], "split": [split] * len(rows), "image": images},
-                schema=schema,
-            )
-            if writer is None:
-                writer = ShardedParquet(
-                    folder,
-                    split,
-                    schema,
-                    options,
-                    compression={"processid": "zstd", "split": "zstd", "image.bytes": "none", "image.path": "zstd"},
-                    use_dictionary=["split"],
-                )
-            writer.write(part)
+                if writer is None:
+                    writer = ShardedParquet(
+                        folder,
+                        split,
+                        schema,
+                        options,
+                        compression={"processid": "zstd", "split": "zstd", "image.bytes": "none", "image.path": "zstd"},
+                        use_dictionary=["split"],
+                    )
+                writer.write(part)
         if writer is not None:
             writer.close()
 
@@ -505,24 +495,18 @@ def write_hdf5(spool: Path, path: Path, store_root: Path, options: ExportOptions
                     )
                     for name in HDF5_LABELS:
                         group.create_dataset(name, (0,), maxshape=(None,), dtype=text, chunks=chunk, track_times=False)
-                rows = table.select(
-                    ["processid", "chunk", "image_sha256", f"sha256_{options.image_package}"]
-                ).to_pylist()
+                rows = table.select(["processid", "chunk", *IMAGE_KEYS]).to_pylist()
                 for start in range(0, len(rows), options.hdf5_batch):
                     batch = rows[start : start + options.hdf5_batch]
                     size = group["processid"].shape[0]
                     end = size + len(batch)
                     for name in ("image", "processid", *HDF5_LABELS):
                         group[name].resize((end,))
-                    images = np.empty(len(batch), dtype=object)
                     for k, row in enumerate(batch):
+                        # one element at a time: h5py reads an object array of equal-length images as 2-D
                         source = derived_image_path(store_root, row, options.image_package)
                         data = source.read_bytes() if source is not None else b""
-                        images[k] = np.frombuffer(data, dtype=np.uint8)
-                    if len(batch) == 1:  # h5py broadcasts a one-element object array as 2-D
-                        group["image"][size] = images[0]
-                    else:
-                        group["image"][size:end] = images
+                        group["image"][size + k] = np.frombuffer(data, dtype=np.uint8)
                     group["processid"][size:end] = [r["processid"] for r in batch]
                     part = table.slice(start, len(batch))
                     for name in HDF5_LABELS:

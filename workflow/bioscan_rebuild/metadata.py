@@ -332,11 +332,15 @@ def _image_exclusions(processids: pd.Series, image_paths) -> pd.DataFrame:
     )
 
 
-def write_fasta_from(curated_path, barcode_paths, output) -> int:
-    """FASTA of the curated records' cleaned barcodes (``>processid|dna_bin|taxon``), shard by shard."""
+def write_fasta_from(curated_path, barcode_paths, output, splits_path=None) -> int:
+    """FASTA of the curated records' cleaned barcodes (``>processid|dna_bin|taxon``), shard by shard; with
+    ``splits_path`` only the released records (those with a split)."""
     from .barcodes import write_fasta
 
     curated = pq.read_table(curated_path, columns=["processid", "dna_bin", "taxon"]).to_pandas().set_index("processid")
+    if splits_path:
+        released = pq.read_table(splits_path, columns=["processid"])["processid"].to_numpy(zero_copy_only=False)
+        curated = curated[curated.index.isin(released)]
 
     def rows():
         for path in barcode_paths:

@@ -51,8 +51,10 @@ def write_side_files(tmp: Path, *, rejects, changes, bbox, fasta, split_summary,
         table[table["processid"].isin(released)].to_csv(tmp / "bbox.tsv", sep="\t", index=False, lineterminator="\n")
     lineage_schema = pa.schema([INGESTED_SCHEMA.field(f) for f in ("processid", *LINEAGE_FIELDS)])
     with pacsv.CSVWriter(tmp / "records_lineage.csv", lineage_schema) as out:
-        for path in records:  # shard by shard: memory is one shard
-            out.write_table(pq.read_table(path, columns=["processid", *LINEAGE_FIELDS], schema=INGESTED_SCHEMA))
+        for path in records:  # shard by shard: memory is one shard; released records only
+            table = pq.read_table(path, columns=["processid", *LINEAGE_FIELDS], schema=INGESTED_SCHEMA)
+            keep = released.get_indexer(table["processid"].to_numpy(zero_copy_only=False)) >= 0
+            out.write_table(table.filter(pa.array(keep)))
     files = {name: tmp / name for name in ("rejects.csv", "changes.csv", "records_lineage.csv")}
     if bbox:
         files["bbox.tsv"] = tmp / "bbox.tsv"

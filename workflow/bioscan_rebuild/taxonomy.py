@@ -16,7 +16,8 @@ table in brackets):
    missing.
 4. BIN conflicts between identical barcodes [``bin_majority``, ``bin_conflict_dropped``]: see conflicts.
 5. Genus from species [``genus_from_species``]: a missing genus is the first word of the species name when
-   that word is capitalised Latin (``Coelioxys sp. 1`` -> ``Coelioxys``).
+   that word is capitalised Latin (``Coelioxys sp. 1`` -> ``Coelioxys``) and not a family-group name
+   (``-idae``, ``-inae``, ``-oidea``: ``Cecidomyiidae sp. 3`` fills nothing).
 6. Taxonomy conflicts between records sharing a barcode [``barcode_majority``, ``barcode_conflict_dropped``],
    then between records sharing a BIN [``bin_taxon_majority``, ``bin_taxon_conflict_dropped``].
 7. Parent ranks [``parent_from_child``]: a missing rank (subfamily up to phylum, deepest first) is filled
@@ -56,6 +57,7 @@ from .records import RANKS
 MISSING_TOKENS = frozenset({"", "none", "not_classified", "no_data", "na", "n/a", "nan", "null"})
 BIN_PATTERN = re.compile(r"^(?:BOLD:?)?([A-Z]{3}[0-9]{4})$")
 BINOMIAL_GENUS = re.compile(r"^([A-Z][a-z]+)(?:\s|$)")
+HIGHER_RANK_SUFFIX = r"(?:idae|inae|oidea)$"  # family, subfamily, superfamily endings
 RANK_BIT = {rank: 1 << i for i, rank in enumerate(RANKS)}
 CORRECTABLE_FIELDS = (*RANKS, "dna_bin", "country", "province_state")
 CORRECTION_COLUMNS = ("processid", "field", "value", "reason", "source")
@@ -106,29 +108,37 @@ def normalise_bin(value: str | None) -> str | None:
     return f"BOLD:{match.group(1)}" if match else None
 
 
-def load_fixes(path: str | Path | None) -> pd.DataFrame:
-    """The typo / rewording table: rank, from, to, reason (TSV, ``#`` comments)."""
-    columns = ["rank", "from", "to", "reason"]
-    if not path or not Path(path).exists():
-        return pd.DataFrame(columns=columns)
-    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment="#")
+def _read_table(path, columns) -> pd.DataFrame:
+    """A maintainer's TSV: lines starting with ``#`` are comments (a ``#`` inside a value is kept)."""
+    import io
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such table")
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True) if not line.startswith("#")]
+    table = pd.read_csv(io.StringIO("".join(lines)), sep="\t", dtype=str, keep_default_na=False)
     missing = set(columns) - set(table.columns)
     if missing:
         raise ValueError(f"{path}: missing columns {sorted(missing)}")
+    return table[list(columns)]
+
+
+def load_fixes(path: str | Path | None) -> pd.DataFrame:
+    """The typo / rewording table: rank, from, to, reason (TSV, ``#`` comment lines)."""
+    columns = ["rank", "from", "to", "reason"]
+    if not path:
+        return pd.DataFrame(columns=columns)
+    table = _read_table(path, columns)
     bad = set(table["rank"]) - {*RANKS, "*"}
     if bad:
         raise ValueError(f"{path}: unknown ranks {sorted(bad)}")
-    return table[columns]
+    return table
 
 
 def load_corrections(path: str | Path | None) -> pd.DataFrame:
-    if not path or not Path(path).exists():
+    if not path:
         return pd.DataFrame(columns=list(CORRECTION_COLUMNS))
-    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment="#")
-    missing = set(CORRECTION_COLUMNS) - set(table.columns)
-    if missing:
-        raise ValueError(f"{path}: missing columns {sorted(missing)}")
-    return table[list(CORRECTION_COLUMNS)]
+    return _read_table(path, CORRECTION_COLUMNS)
 
 
 class ChangeLog:
@@ -387,6 +397,8 @@ def curate(
         table = fixes[(fixes["rank"] == rank) | (fixes["rank"] == "*")]
         if table.empty:
             continue
+        # rows for any rank first, so a row for this rank wins over them
+        table = pd.concat([table[table["rank"] == "*"], table[table["rank"] == rank]])
         mapping = dict(zip(table["from"], table["to"]))
         values = cols[rank]
         rows = np.flatnonzero(pd.Series(values).isin(list(mapping)).to_numpy())
@@ -419,7 +431,9 @@ def curate(
         first = (
             pd.Series(species[rows], dtype=object).str.extract(BINOMIAL_GENUS.pattern, expand=False).to_numpy(object)
         )
-        found = ~pd.isna(first)
+        # a family/subfamily/tribe name in the species slot ("Cecidomyiidae sp. 3") is not a genus
+        higher = pd.Series(first, dtype=object).str.contains(HIGHER_RANK_SUFFIX, na=False).to_numpy()
+        found = ~pd.isna(first) & ~higher
         _set(cols, log, "genus_from_species", "genus", rows[found], first[found])
         inferred[rows[found]] |= RANK_BIT["genus"]
     counts["barcode_conflicts"] = _resolve_conflicts(  # 6.

@@ -53,23 +53,6 @@ rule curate_taxonomy:
         "--outdir {params.outdir:q} --taxonomy-params {params.taxonomy_params:q} {params.tables} > {log} 2>&1"
 
 
-rule barcode_fasta:
-    input:
-        curated="results/metadata/curated.parquet",
-        barcodes=expand("results/metadata/barcodes/{shard}.parquet", shard=SHARDS),
-    output:
-        fasta="results/metadata/barcodes.fasta",
-    log:
-        "logs/metadata/barcode_fasta.log",
-    conda:
-        "../../envs/ingest.yaml"
-    params:
-        cli=CLI,
-    shell:
-        "{params.cli} barcodes fasta --curated {input.curated:q} --barcodes {input.barcodes:q} "
-        "-o {output.fasta:q} > {log} 2>&1"
-
-
 rule assign_splits:
     input:
         curated="results/metadata/curated.parquet",
@@ -99,3 +82,21 @@ rule assign_splits:
     shell:
         "{params.cli} splits --curated {input.curated:q} --barcodes {input.barcodes:q} "
         "--images {input.images:q} {params.freeze} --outdir {params.outdir:q} > {log} 2>&1"
+
+
+rule barcode_fasta:
+    input:
+        curated="results/metadata/curated.parquet",
+        splits="results/splits/splits.parquet",
+        barcodes=expand("results/metadata/barcodes/{shard}.parquet", shard=SHARDS),
+    output:
+        fasta="results/metadata/barcodes.fasta",
+    log:
+        "logs/metadata/barcode_fasta.log",
+    conda:
+        "../../envs/ingest.yaml"
+    params:
+        cli=CLI,
+    shell:
+        "{params.cli} barcodes fasta --curated {input.curated:q} --splits {input.splits:q} "
+        "--barcodes {input.barcodes:q} -o {output.fasta:q} > {log} 2>&1"
