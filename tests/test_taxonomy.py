@@ -50,6 +50,8 @@ def assert_replays(records, result):
         ("Cecidomyi\u200bidae", "family", "Cecidomyiidae"),  # zero-width space
         ("not_classified", "genus", None),
         ("NA", "genus", None),
+        ("not classified", "family", None),
+        ("-", "genus", None),
         ("nan", "species", None),
         ("   ", "family", None),
         ("Coelioxys sp. 0702A115", "species", "Coelioxys sp. 0702A115"),  # species keep their case
@@ -69,6 +71,7 @@ def test_normalise_name(raw, rank, clean):
         (" BOLD: AAB 0002", "BOLD:AAB0002"),
         ("BOLD:AA1234", None),
         ("BOLD:AAAA1234", None),
+        ("BOLD:\u0410\u0410\u04101234", "BOLD:AAA1234"),  # Cyrillic look-alikes
         ("None", None),
         (None, None),
     ],

@@ -6,7 +6,8 @@ table in brackets):
 
 1. Names [``normalise``]: Unicode NFKC, look-alike letters (Cyrillic/Greek) -> Latin, invisible format
    characters removed, whitespace trimmed and collapsed; the missing vocabulary (``None``,
-   ``not_classified``, ``no_data``, ``NA``, ``nan``, ``null``, empty, whitespace; any case) -> missing; a
+   ``not_classified``/``not classified``, ``no_data``/``no data``, ``NA``, ``n/a``, ``n.a.``, ``nan``, ``null``,
+   ``-``, empty, whitespace; any case) -> missing; a
    name above species written all upper- or all lower-case gets a capital first letter (``DIPTERA``,
    ``diptera`` -> ``Diptera``). Species keep their case (case is evidence for placeholder names).
 2. Typo / rewording table [``typo_table``]: ``resources/taxonomy_fixes.tsv`` (rank, from, to, reason; rank
@@ -54,7 +55,9 @@ import pandas as pd
 
 from .records import RANKS
 
-MISSING_TOKENS = frozenset({"", "none", "not_classified", "no_data", "na", "n/a", "nan", "null"})
+MISSING_TOKENS = frozenset(
+    {"", "none", "not_classified", "not classified", "no_data", "no data", "na", "n/a", "n.a.", "nan", "null", "-"}
+)
 BIN_PATTERN = re.compile(r"^(?:BOLD:?)?([A-Z]{3}[0-9]{4})$")
 BINOMIAL_GENUS = re.compile(r"^([A-Z][a-z]+)(?:\s|$)")
 HIGHER_RANK_SUFFIX = r"(?:idae|inae|oidea)$"  # family, subfamily, superfamily endings
@@ -101,7 +104,7 @@ def normalise_name(value: str | None, rank: str) -> str | None:
 def normalise_bin(value: str | None) -> str | None:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
-    text = "".join(unicodedata.normalize("NFKC", str(value)).split()).upper()
+    text = "".join(unicodedata.normalize("NFKC", str(value)).translate(_CONFUSABLES).split()).upper()
     if text.lower() in MISSING_TOKENS:
         return None
     match = BIN_PATTERN.match(text)
