@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bioscan_rebuild.export import ExportOptions, ShardedParquet, image_relpath, write_zip_packages
+from bioscan_rebuild.images_shard import IMAGE_RECORD_SCHEMA
 
 
 def test_image_paths_follow_the_chunk_rule():
@@ -106,21 +107,8 @@ def _tiny_release_inputs(tmp_path, *, images_per_shard):
                 target = tmp_path / "store" / "derived" / "k" / sha[:2] / f"{sha}.{package}.jpg"
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(b"\xff\xd8" + b"x" * 20 + b"\xff\xd9")  # equal lengths on purpose
-        schema = pa.schema(
-            [
-                ("processid", pa.string()),
-                ("image_sha256", pa.string()),
-                ("image_status", pa.string()),
-                ("params_key", pa.string()),
-                ("original_full_is_source", pa.bool_()),
-                ("image_measurement_value", pa.int64()),
-                ("area_fraction", pa.float64()),
-                ("scale_factor", pa.float64()),
-            ]
-            + [(f"sha256_{p}", pa.string()) for p in ("original_full", "cropped", "original_256", "cropped_256")]
-        )
         path = tmp_path / f"images-{i}.parquet"
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+        pq.write_table(pa.Table.from_pylist(rows, schema=IMAGE_RECORD_SCHEMA), path)  # the image stage's table
         image_paths.append(path)
     return barcode_paths, image_paths
 

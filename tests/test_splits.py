@@ -3,9 +3,7 @@ frozen (versioned) rebuilds and the CSV command."""
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,27 +14,22 @@ from bioscan_rebuild.novel import novel_mask, strip_barcode
 from bioscan_rebuild.splits import (
     LABELLED,
     SPLITS,
-    add_split_arguments,
     assign_splits,
     chunk_of,
     run_split_command,
     split_csv,
     split_summary,
 )
+from conftest import SHARED, _require_shared
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "splits"
+FIXTURES = SHARED / "fixtures" / "splits"
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "splits.py"
 HELDOUT = ("val", "test", "val_unseen", "test_unseen")
 
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
-    if FIXTURES.exists():
-        return FIXTURES
-    reason = f"{FIXTURES} is absent: the split fixtures need the ../shared folder beside the checkout"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(reason + " (CI=true: failing instead of skipping)")
-    pytest.skip(reason)
+    return _require_shared(FIXTURES)
 
 
 _CACHE: dict[str, tuple[pd.DataFrame, pd.Series]] = {}
@@ -374,14 +367,15 @@ def test_split_csv_keeps_rows_and_other_columns(tmp_path):
 
 def test_split_command_with_freeze(tmp_path, capsys):
     _toy_csv(tmp_path / "in.csv")
-    parser = argparse.ArgumentParser()
-    add_split_arguments(parser)
-    args = parser.parse_args([str(tmp_path / "in.csv"), str(tmp_path / "v1.csv")])
+    from bioscan_rebuild.cli import build_parser
+
+    parser = build_parser()  # the real `bioscan-rebuild split` arguments
+    args = parser.parse_args(["split", str(tmp_path / "in.csv"), str(tmp_path / "v1.csv")])
     assert run_split_command(args) == 0
     v1 = pd.read_csv(tmp_path / "v1.csv", dtype=str, keep_default_na=False)
     v1[["processid", "split"]].iloc[: len(v1) // 2].to_csv(tmp_path / "freeze.csv", index=False)
     args = parser.parse_args(
-        [str(tmp_path / "in.csv"), str(tmp_path / "v2.csv"), "--freeze", str(tmp_path / "freeze.csv")]
+        ["split", str(tmp_path / "in.csv"), str(tmp_path / "v2.csv"), "--freeze", str(tmp_path / "freeze.csv")]
     )
     assert run_split_command(args) == 0
     assert "frozen" in capsys.readouterr().out

@@ -127,17 +127,22 @@ def clean_barcodes(processid, raw, params: BarcodeParams | None = None) -> tuple
     status[has_invalid] = "invalid_barcode"
     ok = status == "ok"
 
-    flags = np.full(n, "", dtype=object)
-    for name, mask in (
+    flag_names, flag_masks = zip(
         ("lowercase", lowercase.to_numpy(zero_copy_only=False)),
         ("gaps", gaps > 0),
         ("whitespace", spaces > 0),
         ("end_n_trimmed" if params.trim_end_n else "end_n", (n_leading + n_trailing) > 0),
         ("internal_n", n_internal > 0),
         ("ambiguity_codes", ambiguity > 0),
-    ):
-        flags[mask] = flags[mask] + ("," + name)
-    flags = np.array([f[1:] for f in flags], dtype=object)
+        strict=True,
+    )
+    # each record's flags as a 6-bit code; the 64 possible texts are built once
+    code = sum(mask.astype(np.int64) << bit for bit, mask in enumerate(flag_masks))
+    texts = np.array(
+        [",".join(name for bit, name in enumerate(flag_names) if c >> bit & 1) for c in range(1 << len(flag_names))],
+        dtype=object,
+    )
+    flags = texts[code]
 
     invalid_chars = np.full(n, None, dtype=object)
     for i in np.flatnonzero(has_invalid):  # rare: the per-record loop only runs on bad rows

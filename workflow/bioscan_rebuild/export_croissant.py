@@ -16,45 +16,21 @@ from __future__ import annotations
 
 import csv
 import fnmatch
-import hashlib
 import json
 import os
 import re
 from pathlib import Path
 
-# Mirrors metadata.RELEASE_COLUMNS and splits.SPLITS (the tests check they agree); kept here so that this
-# module only needs the release folder.
-METADATA_COLUMNS = (
-    "processid",
-    "sampleid",
-    "taxon",
-    "phylum",
-    "class",
-    "order",
-    "family",
-    "subfamily",
-    "genus",
-    "species",
-    "dna_bin",
-    "dna_barcode",
-    "country",
-    "province_state",
-    "coord-lat",
-    "coord-lon",
-    "image_measurement_value",
-    "area_fraction",
-    "scale_factor",
-    "inferred_ranks",
-    "split",
-    "index_bioscan_1M_insect",
-    "chunk",
-)
+from .metadata import RELEASE_COLUMNS
+from .splits import SPLITS
+from .store import file_sha256
+
+METADATA_COLUMNS = RELEASE_COLUMNS
 FLOAT_COLUMNS = frozenset({"coord-lat", "coord-lon", "area_fraction", "scale_factor"})
 INTEGER_COLUMNS = frozenset(  # metadata and bbox.tsv columns
     {"image_measurement_value", "inferred_ranks", "index_bioscan_1M_insect", "width_original", "height_original"}
     | {"x0", "y0", "x1", "y1"}
 )
-SPLITS = ("pretrain", "train", "val", "test", "key_unseen", "val_unseen", "test_unseen", "other_heldout")
 SPLIT_INFO = {  # (cr split class or None, description)
     "pretrain": ("cr:TrainingSplit", "unlabelled to species: for self-supervised pretraining"),
     "train": ("cr:TrainingSplit", "seen species: training"),
@@ -165,14 +141,6 @@ INFO_KEYS = ("name", "description", "license", "url", "version", "citeAs", "date
 RESERVED_KEYS = ("@context", "@type", "@id", "conformsTo", "distribution", "recordSet")
 
 _IMAGE_RE = re.compile(r"^images/([^/]+)/([^/]+)/(?:([^/]+)/)?([^/]+)\.jpg$")
-
-
-def file_sha256(path: Path, block: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _prefix(release_dir: Path, base: Path) -> str:

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -34,13 +33,7 @@ RELEASE_COLUMNS = (
     "processid",
     "sampleid",
     "taxon",
-    "phylum",
-    "class",
-    "order",
-    "family",
-    "subfamily",
-    "genus",
-    "species",
+    *RANKS,
     "dna_bin",
     "dna_barcode",
     "country",
@@ -350,7 +343,3 @@ def write_fasta_from(curated_path, barcode_paths, output, splits_path=None) -> i
             yield from zip(shard["processid"], labels["dna_bin"], labels["taxon"], shard["dna_barcode"])
 
     return write_fasta(rows(), output)
-
-
-def read_summary(path) -> dict:
-    return json.loads(Path(path).read_text())

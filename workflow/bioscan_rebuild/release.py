@@ -25,17 +25,6 @@ from .records import LINEAGE_FIELDS, REJECT_SCHEMA
 REJECT_ORDER = [("kind", "ascending"), ("reason", "ascending"), ("processid", "ascending")]
 
 
-def concat_tsv(paths, target: Path) -> None:
-    """Concatenate TSV files that share one header line, keeping the header once."""
-    with open(target, "wb") as out:
-        for i, path in enumerate(paths):
-            with open(path, "rb") as handle:
-                header = handle.readline()
-                if i == 0:
-                    out.write(header)
-                shutil.copyfileobj(handle, out)
-
-
 def _released_ids(splits_path) -> pd.Index:
     return pd.Index(pq.read_table(splits_path, columns=["processid"])["processid"].to_numpy(zero_copy_only=False))
 
@@ -46,8 +35,7 @@ def write_side_files(tmp: Path, *, rejects, changes, bbox, fasta, split_summary,
     pacsv.write_csv(all_rejects, tmp / "rejects.csv")
     pacsv.write_csv(pq.read_table(changes), tmp / "changes.csv")
     if bbox:
-        concat_tsv(bbox, tmp / "bbox_all.tsv")
-        table = pd.read_csv(tmp / "bbox_all.tsv", sep="\t", dtype=str, keep_default_na=False)
+        table = pd.concat(pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False) for p in bbox)
         table[table["processid"].isin(released)].to_csv(tmp / "bbox.tsv", sep="\t", index=False, lineterminator="\n")
     lineage_schema = pa.schema([INGESTED_SCHEMA.field(f) for f in ("processid", *LINEAGE_FIELDS)])
     with pacsv.CSVWriter(tmp / "records_lineage.csv", lineage_schema) as out:

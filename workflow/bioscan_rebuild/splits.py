@@ -477,14 +477,6 @@ def split_csv(input_csv, output_csv, freeze_csv=None, summary_csv=None) -> dict:
     return {"rows": len(raw), "frozen": kept, "new": len(raw) - kept, "splits": {k: int(counts[k]) for k in SPLITS}}
 
 
-def add_split_arguments(parser) -> None:
-    """Arguments of ``bioscan-rebuild split INPUT.csv OUTPUT.csv [--freeze F.csv] [--summary S.csv]``."""
-    parser.add_argument("input", help="metadata CSV with processid, genus, species, dna_barcode")
-    parser.add_argument("output", help="where to write the CSV with the split column filled")
-    parser.add_argument("--freeze", help="processid,split CSV of a previous release: those records keep their split")
-    parser.add_argument("--summary", help="also write samples/barcodes/species per split to this CSV")
-
-
 def run_split_command(args) -> int:
     summary = split_csv(args.input, args.output, freeze_csv=args.freeze, summary_csv=args.summary)
     counts = ", ".join(f"{k} {v}" for k, v in summary["splits"].items())

@@ -44,7 +44,6 @@ input and must give the curated table; the barcode cleaning itself is described 
 
 from __future__ import annotations
 
-import csv
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -302,8 +301,9 @@ def _infer_parents(cols: dict, log: ChangeLog, inferred: np.ndarray) -> pd.DataF
     return pd.concat(links, ignore_index=True) if links else pd.DataFrame()
 
 
-def _apply_corrections(cols, log, corrections: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
-    """Step 8. Returns (bool mask of excluded rows, per-correction outcome table)."""
+def _apply_corrections(cols, log, corrections: pd.DataFrame, inferred: np.ndarray) -> tuple[np.ndarray, pd.DataFrame]:
+    """Step 8. Returns (bool mask of excluded rows, per-correction outcome table). A corrected rank is a
+    maintainer's label, not an inference: its bit leaves ``inferred``."""
     row_of = pd.Series(np.arange(len(cols["processid"])), index=cols["processid"])
     excluded = np.zeros(len(cols["processid"]), bool)
     outcomes = []
@@ -330,6 +330,8 @@ def _apply_corrections(cols, log, corrections: pd.DataFrame) -> tuple[np.ndarray
                 outcome = "no_change"
             else:
                 _set(cols, log, "correction", item.field, np.array([row]), value)
+                if item.field in RANK_BIT:
+                    inferred[row] &= np.uint8(~RANK_BIT[item.field] & 0xFF)
                 outcome = "applied"
         outcomes.append({**item._asdict(), "outcome": outcome})
     return excluded, pd.DataFrame(outcomes, columns=[*CORRECTION_COLUMNS, "outcome"])
@@ -450,11 +452,7 @@ def curate(
         inferred[pd.isna(cols[rank])] &= np.uint8(~RANK_BIT[rank] & 0xFF)
     lineage = _infer_parents(cols, log, inferred) if params.infer_parents else pd.DataFrame()  # 7.
     corrections = corrections if corrections is not None else pd.DataFrame(columns=list(CORRECTION_COLUMNS))
-    excluded, outcomes = _apply_corrections(cols, log, corrections)  # 8.
-    applied = outcomes[outcomes["outcome"] == "applied"]
-    for item in applied.itertuples(index=False):  # a corrected rank is a maintainer's label, not an inference
-        if item.field in RANK_BIT:
-            inferred[processids == item.processid] &= np.uint8(~RANK_BIT[item.field] & 0xFF)
+    excluded, outcomes = _apply_corrections(cols, log, corrections, inferred)  # 8.
     cols["taxon"] = deepest_label(cols)
     cols["inferred_ranks"] = inferred
     cols["placeholder_species"] = novel_mask(
@@ -507,9 +505,3 @@ def replay(records: pd.DataFrame, changes: pd.DataFrame) -> pd.DataFrame:
         values[rows] = part["new"].to_numpy(dtype=object)
         frame[field] = values
     return frame
-
-
-def write_tsv(frame: pd.DataFrame, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, sep="\t", index=False, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
