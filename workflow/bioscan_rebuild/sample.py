@@ -290,6 +290,10 @@ SYLLABLES = np.array(
     ]
 )
 BASES = np.frombuffer(b"ACGT", dtype=np.uint8)
+SPECIES_SHARE = 0.10
+# Every UNDESCRIBED_EVERY-th species from UNDESCRIBED_OFFSET on (by abundance rank) has an interim name.
+UNDESCRIBED_EVERY, UNDESCRIBED_OFFSET = 4, 1
+SAMPLE_SPECIES_SHARE = 0.5
 BARCODE_LENGTH = 658
 
 
@@ -323,8 +327,15 @@ def _bin_codes(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.array(codes, dtype=object)
 
 
-def generate_metadata(n: int, seed: int = 0, prefix: str = "BSCN") -> dict[str, np.ndarray]:
-    """Column arrays (object dtype, None = missing) for n specimens; canonical names."""
+def generate_metadata(
+    n: int, seed: int = 0, prefix: str = "BSCN", species_share: float = SPECIES_SHARE
+) -> dict[str, np.ndarray]:
+    """Column arrays (object dtype, None = missing) for n specimens; canonical names.
+
+    ``species_share`` is the fraction of records identified to species (BIOSCAN-5M: about 10 %).
+    """
+    if not 0.0 < species_share <= 0.96:
+        raise ValueError(f"species_share must be in (0, 0.96], got {species_share}")
     rng = np.random.default_rng(seed)
     n_species = max(40, n // 60)
     n_genera = max(15, n_species // 3)
@@ -341,7 +352,15 @@ def generate_metadata(n: int, seed: int = 0, prefix: str = "BSCN") -> dict[str, 
     genus_names = _names(rng, n_genera, "", capital=True)
     species_genus = rng.integers(0, n_genera, n_species)
     epithets = _names(rng, n_species, "", capital=False)
+    # Undescribed species carry one interim name on all their records, as BOLD's curators give them. Each sits
+    # in the genus of the next more abundant (described) species, so with enough records it becomes an
+    # open-world ("unseen") species of the splits.
+    undescribed = np.arange(UNDESCRIBED_OFFSET, n_species, UNDESCRIBED_EVERY)
+    species_genus[undescribed] = species_genus[undescribed - 1]
     species_names = np.array([f"{genus_names[g]} {e}" for g, e in zip(species_genus, epithets)], dtype=object)
+    for i, k in enumerate(undescribed):
+        interim = f"sp. {k}BIOUG" if i % 2 else f"Malaise{k:04d}"
+        species_names[k] = f"{genus_names[species_genus[k]]} {interim}"
     subfamily_names = np.array([f"{f[:-4]}inae" for f in family_names], dtype=object)
 
     # Long tail: Zipf-like abundance over species.
@@ -354,9 +373,9 @@ def generate_metadata(n: int, seed: int = 0, prefix: str = "BSCN") -> dict[str, 
     # Which ranks carry a label (deeper ranks only when the shallower one does).
     depth = rng.random(n)
     has_family = depth < 0.96
-    has_subfamily = depth < 0.29
-    has_genus = depth < 0.24
-    has_species = depth < 0.10
+    has_subfamily = depth < max(0.29, species_share)
+    has_genus = depth < max(0.24, species_share)
+    has_species = depth < species_share
     col = {
         "phylum": np.full(n, "Arthropoda", dtype=object),
         "class": np.full(n, "Insecta", dtype=object),
@@ -535,8 +554,17 @@ def _select(col: dict[str, np.ndarray], index) -> dict[str, np.ndarray]:
     return {k: v[index] for k, v in col.items()}
 
 
-def generate_sample(outdir: str | Path, n_records: int = 300, seed: int = 0, images: bool = True) -> dict:
+def generate_sample(
+    outdir: str | Path,
+    n_records: int = 300,
+    seed: int = 0,
+    images: bool = True,
+    species_share: float = SAMPLE_SPECIES_SHARE,
+) -> dict:
     """Write two batches (a BCDM-2024 delivery and a later v4 delivery) with planted faults.
+
+    The sample identifies more records to species than BIOSCAN-5M does (``SAMPLE_SPECIES_SHARE``), so that a
+    few hundred records fill all eight splits.
 
     Returns the manifest also written to `outdir/faults.json`.
     """
@@ -544,7 +572,7 @@ def generate_sample(outdir: str | Path, n_records: int = 300, seed: int = 0, ima
 
     outdir = Path(outdir)
     rng = np.random.default_rng(seed)
-    col = generate_metadata(n_records, seed=seed)
+    col = generate_metadata(n_records, seed=seed, species_share=species_share)
     n_a = int(n_records * 0.65)
     a, b = _select(col, np.arange(n_a)), _select(col, np.arange(n_a, n_records))
     faults = []
@@ -647,10 +675,12 @@ def generate_sample(outdir: str | Path, n_records: int = 300, seed: int = 0, ima
     return manifest
 
 
-def generate_export(path: str | Path, n_records: int, seed: int = 0, layout: str = "bcdm2024") -> int:
+def generate_export(
+    path: str | Path, n_records: int, seed: int = 0, layout: str = "bcdm2024", species_share: float = SPECIES_SHARE
+) -> int:
     """A single metadata-only export of n_records specimens (for benchmarks). Returns rows written."""
     rng = np.random.default_rng(seed + 1)
-    col = generate_metadata(n_records, seed=seed)
+    col = generate_metadata(n_records, seed=seed, species_share=species_share)
     columns = export_columns(col, layout, rng, extra_markers=0.02 if layout == "bcdm2024" else 0.0)
     write_export(columns, Path(path), crlf=(layout == "v4"))
     return len(columns["processid"])

@@ -1,0 +1,38 @@
+"""The sample generator: label shares, interim names of undescribed species, and a sample that fills every split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bioscan_rebuild.metadata import metadata_from_exports
+from bioscan_rebuild.novel import novel_mask
+from bioscan_rebuild.sample import SPECIES_SHARE, generate_metadata, generate_sample
+from bioscan_rebuild.splits import SPLITS
+
+
+def test_species_share_is_the_fraction_identified_to_species():
+    for share in (SPECIES_SHARE, 0.5):
+        species = generate_metadata(20_000, seed=3, species_share=share)["species"]
+        assert abs(np.mean([s is not None for s in species]) - share) < 0.02
+
+
+def test_undescribed_species_carry_one_interim_name_in_a_described_genus():
+    col = generate_metadata(20_000, seed=3, species_share=0.5)
+    table = pd.DataFrame({"genus": col["genus"], "species": col["species"]}).dropna()
+    novel = novel_mask(table["genus"], table["species"])
+    interim = table["species"].str.contains("Malaise|BIOUG")
+    assert interim.any() and novel[interim.to_numpy()].all()
+    described_genera = set(table.loc[~novel, "genus"])
+    per_name = table[interim].groupby("species")["genus"].agg(["nunique", "first", "size"])
+    assert (per_name["nunique"] == 1).all()  # one name, one genus, on every record
+    assert set(per_name["first"]) <= described_genera
+    assert per_name["size"].max() >= 8  # enough records to become an unseen species
+
+
+def test_metadata_only_sample_fills_all_eight_splits(tmp_path):
+    generate_sample(tmp_path / "sample", n_records=300, seed=0, images=False)
+    exports = sorted((tmp_path / "sample").glob("*/*.tsv"))
+    metadata_from_exports(exports, tmp_path / "out.csv", split=True)
+    counts = pd.read_csv(tmp_path / "out.csv")["split"].value_counts()
+    assert set(counts.index) == set(SPLITS)
