@@ -37,24 +37,28 @@ def test_parquet_files_roll_over_by_bytes_and_are_numbered_at_the_end(tmp_path):
     assert pa.concat_tables(pq.read_table(f) for f in files)["processid"].to_pylist()[:2] == ["P0-0", "P0-1"]
 
 
-def test_zip_packages_are_deterministic(tmp_path):
+def test_zip_packages_are_named_and_cut_as_published_and_deterministic(tmp_path):
     root = tmp_path / "bioscan5m"
-    for split, chunk in (("pretrain", "ab"), ("train", "a"), ("test", "")):
+    for split, chunk in (("pretrain", "ab"), ("pretrain", "07"), ("train", "a"), ("test", "")):
         folder = root / "images" / "cropped_256" / split / chunk
         folder.mkdir(parents=True)
-        (folder / f"{split}1.jpg").write_bytes(b"\xff\xd8" + split.encode() + b"\xff\xd9")
-    names = write_zip_packages(root)
+        (folder / f"{split}{chunk}.jpg").write_bytes(b"\xff\xd8" + split.encode() + b"\xff\xd9")
+    names = write_zip_packages(root, tmp_path / "zips")
     assert names == [
-        "BIOSCAN_5M_cropped_256.pretrain.zip",
-        "BIOSCAN_5M_cropped_256.train.zip",
-        "BIOSCAN_5M_cropped_256.eval.zip",
+        "BIOSCAN_5M_cropped_256_pretrain.01.zip",  # chunks 00-7f
+        "BIOSCAN_5M_cropped_256_pretrain.02.zip",  # chunks 80-ff
+        "BIOSCAN_5M_cropped_256_train.zip",
+        "BIOSCAN_5M_cropped_256_eval.zip",
     ]
-    first = (root / "zips" / names[2]).read_bytes()
-    with zipfile.ZipFile(root / "zips" / names[2]) as archive:
-        assert archive.namelist() == ["bioscan5m/images/cropped_256/test/test1.jpg"]
+    with zipfile.ZipFile(tmp_path / "zips" / names[1]) as archive:
+        assert archive.namelist() == ["bioscan5m/images/cropped_256/pretrain/ab/pretrainab.jpg"]
+    first = (tmp_path / "zips" / names[3]).read_bytes()
+    with zipfile.ZipFile(tmp_path / "zips" / names[3]) as archive:
+        assert archive.namelist() == ["bioscan5m/images/cropped_256/test/test.jpg"]
         assert archive.infolist()[0].compress_type == zipfile.ZIP_STORED
-    write_zip_packages(root)
-    assert (root / "zips" / names[2]).read_bytes() == first
+    write_zip_packages(root, tmp_path / "zips")
+    assert (tmp_path / "zips" / names[3]).read_bytes() == first
+    assert write_zip_packages(root, tmp_path / "one", pretrain_parts=1)[0] == "BIOSCAN_5M_cropped_256_pretrain.zip"
 
 
 def _tiny_release_inputs(tmp_path, *, images_per_shard):

@@ -156,10 +156,10 @@ def make_release(root: Path) -> list[dict]:
             handle.write(f"{row['processid']}\t1024\t768\t{10 + i}\t20\t900\t700\t1.25\t0.42\n")
     (root / "metadata/barcodes.fasta").write_text("".join(f">{r['processid']}\n{r['dna_barcode']}\n" for r in rows))
     (root / "metadata/rejects.csv").write_text("processid,reason\nX1,no_barcode\n")
-    (root / "metadata/changes.csv").write_text("processid,field,old,new\nX2,species,a,b\n")
-    (root / "metadata/split_summary.csv").write_text("split,samples\ntrain,7\n")  # an extra side file
-    (root / "zips").mkdir()  # the optional zipped image packages: hashed FileObjects, not read
-    with zipfile.ZipFile(root / "zips/BIOSCAN_5M_cropped_256.train.zip", "w") as archive:
+    (root / "metadata/changes.csv").write_text("step,processid,field,old,new,rule,ratio\n1,X2,species,a,b,typo,\n")
+    (root / "metadata/split_summary.csv").write_text("split,samples\ntrain,7\n")
+    (root / "extra").mkdir()  # any other file: a hashed FileObject, not read
+    with zipfile.ZipFile(root / "extra/BIOSCAN_5M_cropped_256_train.zip", "w") as archive:
         for path in sorted((root / "images/cropped_256/train").rglob("*.jpg")):
             info = zipfile.ZipInfo(f"bioscan5m/{path.relative_to(root).as_posix()}", date_time=(1980, 1, 1, 0, 0, 0))
             archive.writestr(info, path.read_bytes())
@@ -273,6 +273,9 @@ def test_document_shape(release):
         "splits",
         "metadata",
         "bbox",
+        "rejects",
+        "changes",
+        "split_summary",
         "parquet_metadata",
         "images_parquet",
         "images_original_full",
@@ -375,7 +378,7 @@ def test_hashes_and_coverage(release):
     }
     assert files == named | globbed
     assert "hdf5/BIOSCAN_5M.h5" in named and "metadata/jsonld/train.jsonld" in named
-    assert {"zips/BIOSCAN_5M_cropped_256.train.zip", "metadata/split_summary.csv"} <= named
+    assert {"extra/BIOSCAN_5M_cropped_256_train.zip", "metadata/split_summary.csv"} <= named
     assert "metadata/parquet/data/pretrain-00001-of-00002.parquet" in named  # shards hashed one by one
     assert any(f.startswith("images/cropped_256/val/") for f in globbed)  # no chunk folder
     assert any(f.startswith("images/original_full/train/a/") for f in globbed)  # chunk folder

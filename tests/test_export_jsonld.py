@@ -86,6 +86,7 @@ def make_records(n: int = 30) -> pd.DataFrame:
                 "chunk": str(i % 3) if i % 4 else "",
                 "placeholder_species": species == PLACEHOLDER,
                 "image_sha256": hashlib.sha256(f"img{i}".encode()).hexdigest() if i % 8 else None,
+                "sha256_original_full": hashlib.sha256(f"full{i}".encode()).hexdigest() if i % 8 else None,
                 # given for half of the records, computed by the export for the others
                 "barcode_sha256": hashlib.sha256(barcode.encode()).hexdigest() if i % 2 and i != 7 else None,
             }
@@ -152,7 +153,7 @@ def test_parses_offline_with_expected_triples(records, written):
     # a record with every column, and the placeholder record, spelt out
     graph = load_graph(written["val"][0])
     full = URIRef(DATASET["id"] + "/records/BIOSCAN0015-22")
-    assert len(list(graph.predicate_objects(full))) == 29  # 24 columns + type, split, isPartOf, rank, epithet
+    assert len(list(graph.predicate_objects(full))) == 30  # 25 columns + type, split, isPartOf, rank, epithet
     assert graph.value(full, DWC.specificEpithet) == Literal("élegans")
     assert graph.value(full, DWC.taxonRank) == Literal("species")
     assert graph.value(full, DWC.decimalLatitude) == Literal("19.3786", datatype=URIRef(NAMESPACES["xsd"] + "decimal"))
@@ -161,6 +162,10 @@ def test_parses_offline_with_expected_triples(records, written):
     assert graph.value(placeholder, DWC.verbatimIdentification) == Literal(PLACEHOLDER)
     assert graph.value(placeholder, DWC.identificationQualifier) == Literal("sp.")
     assert graph.value(placeholder, DWC.specificEpithet) is None
+    # an interim name is no scientific name: the record names its genus
+    genus = records.set_index("processid").loc["BIOSCAN0001-22", "genus"]
+    assert graph.value(placeholder, DWC.scientificName) == Literal(genus)
+    assert graph.value(placeholder, DWC.taxonRank) == Literal("genus")
 
 
 def test_dataset_and_provenance_nodes(written):

@@ -84,6 +84,24 @@ def test_parquet_per_split(release, csv_table):
     assert row["image"]["path"].endswith(f"{row['processid']}.jpg")
 
 
+def test_hugging_face_datasets_reads_the_parquet_layout(release, csv_table, tmp_path, monkeypatch):
+    """`datasets.load_dataset(folder)` finds the eight splits from the file names, and decodes images."""
+    for name in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"):
+        monkeypatch.setenv(name, "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    datasets = pytest.importorskip("datasets", reason="datasets (test extra) is not installed")
+
+    metadata = datasets.load_dataset(str(release / "metadata" / "parquet"), cache_dir=str(tmp_path / "cache"))
+    assert set(metadata) == set(SPLITS)
+    for split in SPLITS:
+        expected = csv_table[csv_table["split"] == split]
+        assert metadata[split]["processid"] == list(expected["processid"])
+    images = datasets.load_dataset(str(release / "images_parquet"), cache_dir=str(tmp_path / "cache"))
+    assert set(images) == set(SPLITS)
+    assert type(images["val"].features["image"]).__name__ == "Image"
+    assert min(images["val"][0]["image"].size) == 256
+
+
 def test_hdf5(release, csv_table):
     import h5py
 
@@ -106,6 +124,14 @@ def test_hdf5(release, csv_table):
         assert total == len(csv_table)
 
 
+def _rebuilt_class(bioscan_dataset):
+    class RebuiltBIOSCAN5M(bioscan_dataset.BIOSCAN5M):
+        def _check_integrity(self, verbose=1):  # the official CSV's md5 cannot match a rebuild
+            return os.path.exists(self.metadata_path) and os.path.isdir(self.image_dir)
+
+    return RebuiltBIOSCAN5M
+
+
 def test_bioscan_dataset_loaders_read_the_release(release, csv_table):
     bioscan_dataset = pytest.importorskip("bioscan_dataset", reason="bioscan-dataset (test extra) is not installed")
 
@@ -114,48 +140,117 @@ def test_bioscan_dataset_loaders_read_the_release(release, csv_table):
     )
     assert len(metadata) == len(csv_table) and list(metadata["processid"]) == list(csv_table["processid"])
 
-    class RebuiltBIOSCAN5M(bioscan_dataset.BIOSCAN5M):
-        def _check_integrity(self, verbose=1):  # the official CSV's md5 cannot match a rebuild
-            return os.path.exists(self.metadata_path) and os.path.isdir(self.image_dir)
-
+    dataset_class = _rebuilt_class(bioscan_dataset)
     for split in SPLITS:
-        dataset = RebuiltBIOSCAN5M(
+        dataset = dataset_class(
             release.parent, split=split, modality=("image", "dna"), target_type="family", target_format="text"
         )
+        expected = csv_table[csv_table["split"] == split]
+        assert len(dataset) == len(expected) > 0
+        for (image, dna, target), row in zip(dataset, expected.itertuples(), strict=True):
+            assert min(image.size) == 256 and dna == row.dna_barcode
+            assert (target if isinstance(target, str) else "") == row.family  # the loader gives NaN for missing
+
+
+def test_zipped_packages_extract_to_a_folder_the_loader_reads(release, csv_table, tmp_path):
+    """The published download path: unzip the image packages beside the metadata, then load every split."""
+    import zipfile
+
+    bioscan_dataset = pytest.importorskip("bioscan_dataset", reason="bioscan-dataset (test extra) is not installed")
+    from bioscan_rebuild.export import write_zip_packages
+
+    names = write_zip_packages(release, tmp_path / "zips")
+    assert "BIOSCAN_5M_cropped_256_eval.zip" in names and "BIOSCAN_5M_cropped_256_train.zip" in names
+    assert {"BIOSCAN_5M_cropped_256_pretrain.01.zip", "BIOSCAN_5M_cropped_256_pretrain.02.zip"} <= set(names)
+    unpacked = tmp_path / "unpacked"
+    for name in names:
+        if name.startswith("BIOSCAN_5M_cropped_256_"):
+            with zipfile.ZipFile(tmp_path / "zips" / name) as archive:
+                archive.extractall(unpacked)
+    csv_path = unpacked / "bioscan5m" / "metadata" / "csv" / "BIOSCAN_5M_Insect_Dataset_metadata.csv"
+    csv_path.parent.mkdir(parents=True)
+    csv_path.write_bytes((release / "metadata" / "csv" / csv_path.name).read_bytes())
+    dataset_class = _rebuilt_class(bioscan_dataset)
+    for split in SPLITS:
+        dataset = dataset_class(unpacked, split=split, modality=("image",), target_type="species")
         assert len(dataset) == (csv_table["split"] == split).sum() > 0
-        image, dna, target = dataset[0]
-        assert image.size[1] == 256 and set(dna) <= set("ACGTRYSWKMBDHVN") and isinstance(target, str)
+        image, _ = dataset[len(dataset) - 1]
+        assert min(image.size) == 256
+
+
+def _text(values) -> list[str]:
+    """Values as the CSV writes them: missing -> '', floats in their shortest round-trip form."""
+    out = []
+    for v in values:
+        if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
+            out.append("")
+        elif isinstance(v, bool | np.bool_):
+            out.append(str(bool(v)).lower())
+        elif isinstance(v, float | np.floating):
+            out.append(repr(float(v)))
+        elif isinstance(v, bytes):
+            out.append(v.decode())
+        else:
+            out.append(str(v))
+    return out
+
+
+def _same_numbers(a: list[str], b: list[str]) -> bool:
+    return all((x == y) or (x != "" and y != "" and float(x) == float(y)) for x, y in zip(a, b, strict=True))
 
 
 def test_formats_agree_on_every_record(release, csv_table):
-    """CSV, Parquet, HDF5 and JSON-LD: same records, taxonomy, BIN, sequence hash, image sha256."""
+    """CSV, Parquet, HDF5, JSON-LD and the image files: the same records with the same value in every column
+    each format carries, and the same image bytes."""
     import h5py
 
+    from bioscan_rebuild.export import HDF5_LABELS
     from bioscan_rebuild.export_jsonld import read_jsonld_records
 
     csv = csv_table.set_index("processid")
+    numeric = ("coord-lat", "coord-lon", "area_fraction", "scale_factor")
     parquet = pd.concat(
-        pq.read_table(p).to_pandas() for p in (release / "metadata" / "parquet" / "data").glob("*.parquet")
-    )
-    parquet = parquet.set_index("processid").astype({"family": object, "genus": object, "dna_bin": object})
-    for column in ("family", "genus", "dna_bin", "dna_barcode"):
-        assert (parquet[column].fillna("").reindex(csv.index) == csv[column]).all(), column
+        pq.read_table(p).to_pandas() for p in sorted((release / "metadata" / "parquet" / "data").glob("*.parquet"))
+    ).set_index("processid")
+    assert sorted(parquet.index) == sorted(csv.index)
+    for column in RELEASE_COLUMNS[1:]:
+        ours, theirs = _text(parquet[column].astype(object).reindex(csv.index)), list(csv[column])
+        assert _same_numbers(ours, theirs) if column in numeric else ours == theirs, column
+
+    def folder_image(package, processid):
+        row = csv.loc[processid]
+        parts = ["images", package, row["split"]] + ([row["chunk"]] if row["chunk"] else []) + [f"{processid}.jpg"]
+        return (release.joinpath(*parts)).read_bytes()
+
     with h5py.File(release / "hdf5" / "BIOSCAN_5M.h5", "r") as h5:
+        package = h5.attrs["image_package"]
         for split in h5:
             ids = [v.decode() for v in h5[split]["processid"][:]]
-            for column in ("family", "dna_bin", "dna_barcode"):
-                values = [v.decode() for v in h5[split][column][:]]
-                assert values == list(csv.loc[ids, column]), (split, column)
+            assert set(csv.loc[ids, "split"]) == {split}
+            for column in HDF5_LABELS:
+                assert _text(h5[split][column][:]) == list(csv.loc[ids, column]), (split, column)
+            for k, processid in enumerate(ids):
+                assert bytes(h5[split]["image"][k]) == folder_image(package, processid), processid
+    images = pq.read_table(release / "images_parquet" / "data").to_pylist()
+    assert sorted(r["processid"] for r in images) == sorted(csv.index)
+    for row in images:
+        assert row["split"] == csv.loc[row["processid"], "split"]
+        assert row["image"]["bytes"] == folder_image("cropped_256", row["processid"]), row["processid"]
+
     linked = pd.concat(read_jsonld_records(p) for p in sorted((release / "metadata" / "jsonld").glob("*.jsonld")))
     linked = linked.set_index("processid")
     assert sorted(linked.index) == sorted(csv.index)
-    for column in ("family", "genus", "dna_bin", "split"):
-        assert (linked[column].fillna("").reindex(csv.index) == csv[column]).all(), column
+    for column in RELEASE_COLUMNS[1:]:
+        ours = [("" if v in ("nan", "<NA>", "None") else v) for v in _text(linked[column].reindex(csv.index))]
+        theirs = list(csv[column])
+        assert _same_numbers(ours, theirs) if column in numeric else ours == theirs, column
     digests = csv["dna_barcode"].map(lambda s: hashlib.sha256(s.encode()).hexdigest())
     assert (linked["barcode_sha256"].reindex(csv.index) == digests).all()
+    released = {pid: hashlib.sha256(folder_image("original_full", pid)).hexdigest() for pid in csv.index}
+    assert linked["sha256_original_full"].reindex(csv.index).tolist() == [released[p] for p in csv.index]
     image_rows = pd.concat(pd.read_parquet(p) for p in (release.parents[1] / "images").glob("shard-*/images.parquet"))
-    image_sha = image_rows.set_index("processid")["image_sha256"]
-    assert (linked["image_sha256"].reindex(csv.index) == image_sha.reindex(csv.index)).all()
+    source_sha = image_rows.set_index("processid")["image_sha256"]
+    assert (linked["image_sha256"].reindex(csv.index) == source_sha.reindex(csv.index)).all()
 
 
 def test_jsonld_is_linked_data_and_conforms(release):

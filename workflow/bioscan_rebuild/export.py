@@ -16,7 +16,8 @@ Layout (root ``bioscan5m/``; ``../shared/spec/dataset.md``):
   hard links into the content-addressed store where possible.
 - ``metadata/bbox.tsv``, ``barcodes.fasta``, ``rejects.csv``, ``changes.csv``, ``split_summary.csv`` (side
   files from earlier stages), ``metadata/jsonld/{split}.jsonld``, ``croissant.json``; ``MANIFEST.json`` beside
-  the root folder holds every file's sha256.
+  the root folder holds every file's sha256, and the optional ``zips/`` beside it the image packages zipped as
+  published (``BIOSCAN_5M_{package}_{pretrain.01,pretrain.02,train,eval}.zip``).
 
 The released records are those with a split (``splits.split_tables`` leaves out photos without a specimen).
 ``index_bioscan_1M_insect`` is empty: the pipeline has no BIOSCAN-1M mapping as input.
@@ -48,6 +49,7 @@ from .splits import SPLITS
 from .store import file_sha256
 
 ROOT = "bioscan5m"
+ZIP_DIR = "zips"  # beside ROOT: the archives hold ROOT/images/..., so they are not part of the tree they pack
 CSV_PATH = "metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv"
 PACKAGES = ("original_full", "cropped", "original_256", "cropped_256")
 IMAGE_KEYS = ("image_sha256", "params_key", "original_full_is_source", *(f"sha256_{p}" for p in PACKAGES))
@@ -100,6 +102,7 @@ class ExportOptions:
     version: str = "0.1.0"
     name: str = "BIOSCAN-5M rebuild"
     zip_packages: bool = False  # also zip each image package per split group (pretrain / train / eval)
+    zip_pretrain_parts: int = 2  # the pretrain zips come in this many parts, by chunk (published: 2)
 
 
 # ---------------------------------------------------------------------------------------------- pass 1
@@ -130,7 +133,8 @@ def shard_release_rows(curated: pd.DataFrame, barcodes: pa.Table, splits: pd.Dat
     columns["inferred_ranks"] = pa.array(labels["inferred_ranks"].to_numpy(dtype=np.uint8), pa.uint8())
     columns["placeholder_species"] = pa.array(labels["placeholder_species"].to_numpy(dtype=bool), pa.bool_())
     columns["split"] = pa.array(splits["split"].to_numpy(dtype=object)[split_at], pa.string())
-    columns["chunk"] = pa.array(splits["chunk"].to_numpy(dtype=object)[split_at], pa.string())
+    chunks = splits["chunk"].to_numpy(dtype=object)[split_at]
+    columns["chunk"] = pa.array([c or None for c in chunks], pa.string())  # no chunk folder: missing, as elsewhere
     if images is not None:
         rows = images.reindex(ids)  # missing -> NaN (also when the shard has no image rows at all)
 
@@ -309,8 +313,9 @@ def export_release(
     options = options or ExportOptions()
     outdir = Path(outdir)
     root = outdir / ROOT
-    if root.exists():
-        shutil.rmtree(root)
+    for folder in (root, outdir / ZIP_DIR):
+        if folder.exists():
+            shutil.rmtree(folder)
     root.mkdir(parents=True)
     summary: dict = {"formats": list(formats)}
     with tempfile.TemporaryDirectory(dir=outdir) as tmp:
@@ -337,7 +342,7 @@ def export_release(
             summary["images"] = image_rows
             write_images_parquet(spool, root / "images_parquet" / "data", Path(store_root), options)
             if options.zip_packages:
-                summary["zips"] = write_zip_packages(root)
+                summary["zips"] = write_zip_packages(root, outdir / ZIP_DIR, options.zip_pretrain_parts)
         if "hdf5" in formats and store_root is not None and image_paths:
             write_hdf5(spool, root / "hdf5" / "BIOSCAN_5M.h5", Path(store_root), options, provenance or {})
         if "jsonld" in formats:
@@ -406,37 +411,57 @@ ZIP_GROUPS = {
 }
 
 
-def write_zip_packages(root: Path) -> list[str]:
-    """``zips/BIOSCAN_5M_{package}.{group}.zip`` as published (pretrain / train / eval), holding
-    ``bioscan5m/images/{package}/{split}/...``. Stored, not deflated (JPEGs do not shrink); fixed member dates
-    and sorted members, so equal folders give identical archives."""
-    import zipfile
+def _zip_parts(root: Path, package: str, group: str, splits, pretrain_parts: int) -> dict[str, list[Path]]:
+    """Archive name -> its files. Pretrain is cut into ``pretrain_parts`` by its 2-hex-digit chunk folder
+    (part k holds chunks with int(chunk, 16) * parts // 256 == k), named ``.01``, ``.02`` ... as published."""
+    files = sorted(p for split in splits for p in (root / "images" / package / split).rglob("*.jpg") if p.is_file())
+    if group != "pretrain" or pretrain_parts <= 1:
+        return {f"BIOSCAN_5M_{package}_{group}.zip": files}
+    parts: dict[str, list[Path]] = {}
+    for path in files:
+        part = int(path.parent.name, 16) * pretrain_parts // 256 + 1
+        parts.setdefault(f"BIOSCAN_5M_{package}_{group}.{part:02d}.zip", []).append(path)
+    return dict(sorted(parts.items()))
+
+
+def write_zip_packages(root: Path, target_dir: Path, pretrain_parts: int = 2) -> list[str]:
+    """``BIOSCAN_5M_{package}_{pretrain.01,pretrain.02,train,eval}.zip`` in ``target_dir``, named and cut as
+    published, each holding ``bioscan5m/images/{package}/{split}/...`` (extract them beside ``bioscan5m/``).
+    Stored, not deflated (JPEGs do not shrink); fixed member dates and sorted members, so equal folders give
+    identical archives."""
 
     written = []
     for package in PACKAGES:
         for group, splits in ZIP_GROUPS.items():
-            files = sorted(
-                p for split in splits for p in (root / "images" / package / split).rglob("*.jpg") if p.is_file()
-            )
-            if not files:
-                continue
-            target = root / "zips" / f"BIOSCAN_5M_{package}.{group}.zip"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as archive:
-                for path in files:
-                    info = zipfile.ZipInfo(
-                        f"{ROOT}/{path.relative_to(root).as_posix()}", date_time=(1980, 1, 1, 0, 0, 0)
-                    )
-                    info.external_attr = 0o644 << 16
-                    archive.writestr(info, path.read_bytes())
-            written.append(target.name)
+            for name, files in _zip_parts(root, package, group, splits, pretrain_parts).items():
+                if files:
+                    _write_zip(root, target_dir / name, files)
+                    written.append(name)
     return written
+
+
+def _write_zip(root: Path, target: Path, files: list[Path]) -> None:
+    import zipfile
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as archive:
+        for path in files:
+            info = zipfile.ZipInfo(f"{ROOT}/{path.relative_to(root).as_posix()}", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, path.read_bytes())
 
 
 def write_images_parquet(spool: Path, folder: Path, store_root: Path, options: ExportOptions) -> None:
     image_type = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
+    # Hugging Face `datasets` reads its feature types from this schema metadata: `image` decodes as an Image
+    features = {
+        "processid": {"dtype": "string", "_type": "Value"},
+        "split": {"dtype": "string", "_type": "Value"},
+        "image": {"_type": "Image"},
+    }
     schema = pa.schema(
-        [pa.field("processid", pa.string()), pa.field("split", pa.string()), pa.field("image", image_type)]
+        [pa.field("processid", pa.string()), pa.field("split", pa.string()), pa.field("image", image_type)],
+        metadata={"huggingface": json.dumps({"info": {"features": features}}, sort_keys=True)},
     )
     package = options.image_package
     for split in SPLITS:
@@ -480,7 +505,11 @@ def write_hdf5(spool: Path, path: Path, store_root: Path, options: ExportOptions
         h5.attrs["licence"] = options.licence
         h5.attrs["version"] = options.version
         h5.attrs["image_package"] = options.image_package
-        h5.attrs["provenance"] = json.dumps(provenance, sort_keys=True)
+        from . import __version__
+
+        h5.attrs["provenance"] = json.dumps(
+            {"software": "bioscan-rebuild", "software_version": __version__, **provenance}, sort_keys=True
+        )
         for split in SPLITS:
             tables = iter_split(spool, split)
             group = None
@@ -502,16 +531,26 @@ def write_hdf5(spool: Path, path: Path, store_root: Path, options: ExportOptions
                     end = size + len(batch)
                     for name in ("image", "processid", *HDF5_LABELS):
                         group[name].resize((end,))
+                    images = np.empty(len(batch), dtype=object)
                     for k, row in enumerate(batch):
-                        # one element at a time: h5py reads an object array of equal-length images as 2-D
                         source = derived_image_path(store_root, row, options.image_package)
-                        data = source.read_bytes() if source is not None else b""
-                        group["image"][size + k] = np.frombuffer(data, dtype=np.uint8)
+                        images[k] = np.frombuffer(source.read_bytes() if source is not None else b"", np.uint8)
+                    _write_vlen(group["image"], size, images)
                     group["processid"][size:end] = [r["processid"] for r in batch]
                     part = table.slice(start, len(batch))
                     for name in HDF5_LABELS:
                         values = part[name].to_pylist()
                         group[name][size:end] = ["" if v is None else v for v in values]
+
+
+def _write_vlen(dataset, start: int, values: np.ndarray) -> None:
+    """Write a 1-D object array of uint8 arrays at ``start`` in one call. The low-level write, because
+    h5py's slice assignment stacks equal-length arrays into a 2-D array and then refuses it."""
+    from h5py import h5s
+
+    file_space = dataset.id.get_space()
+    file_space.select_hyperslab((start,), (len(values),))
+    dataset.id.write(h5s.create_simple((len(values),)), file_space, values)
 
 
 def write_jsonld_files(spool: Path, folder: Path, options: ExportOptions, provenance: dict) -> dict:

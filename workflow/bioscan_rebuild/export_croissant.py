@@ -51,10 +51,43 @@ SIDE_FILES = {  # path -> (@id, encodingFormat, description)
     "metadata/barcodes.fasta": ("barcodes_fasta", "text/x-fasta", "DNA barcodes, one FASTA entry per record."),
     "metadata/rejects.csv": ("rejects_csv", "text/csv", "Records left out of the release, with the reason."),
     "metadata/changes.csv": ("changes_csv", "text/csv", "Label changes made while rebuilding."),
+    "metadata/split_summary.csv": ("split_summary_csv", "text/csv", "Samples, barcodes and species per split."),
+    "metadata/records_lineage.csv": (
+        "records_lineage_csv",
+        "text/csv",
+        "Where each released record came from: batch, export file, its sha256 and line.",
+    ),
     "hdf5/BIOSCAN_5M.h5": (
         "hdf5",
         "application/x-hdf5",
         "Metadata and images in one HDF5 file (no RecordSet: mlcroissant has no HDF5 reader).",
+    ),
+}
+_COUNT = "sc:Integer"
+SIDE_TABLES = {  # CSV side file -> (RecordSet @id, key column or None, description, non-text column types)
+    "metadata/rejects.csv": (
+        "rejects",
+        None,
+        "Every record and photo left out of the release, with the reason.",
+        {"source_line": _COUNT},
+    ),
+    "metadata/changes.csv": (
+        "changes",
+        "step",
+        "Every label change, in order: field, old, new, rule, ratio.",
+        {"step": _COUNT, "ratio": "sc:Float"},
+    ),
+    "metadata/split_summary.csv": (
+        "split_summary",
+        "split",
+        "Samples, barcodes and species per split.",
+        {"samples": _COUNT, "barcodes": _COUNT, "species": _COUNT},
+    ),
+    "metadata/records_lineage.csv": (
+        "records_lineage",
+        "processid",
+        "Source file and line of each record.",
+        {"source_line": _COUNT},
     ),
 }
 TABLES = {  # Parquet table folder -> (FileSet @id, RecordSet @id)
@@ -279,6 +312,19 @@ def _bbox_record_set(release_dir: Path) -> dict:
     }
 
 
+def _side_table_record_set(release_dir: Path, rel: str) -> dict:
+    record_set, key, description, types = SIDE_TABLES[rel]
+    file_id = SIDE_FILES[rel][0]
+    columns = _header(release_dir / rel, ",")
+    node = {"@type": "cr:RecordSet", "@id": record_set, "name": record_set, "description": description}
+    if key in columns:
+        node["key"] = {"@id": f"{record_set}/{key}"}
+    node["field"] = [
+        _field(record_set, n, types.get(n, "sc:Text"), _column_source("fileObject", file_id, n)) for n in columns
+    ]
+    return node
+
+
 def _parquet_record_set(release_dir: Path, table: str, shards: list[str]) -> dict | None:
     import pyarrow.parquet as pq
 
@@ -399,6 +445,7 @@ def build_croissant(release_dir, output=None, *, info: dict) -> dict:
         record_sets.append(_metadata_record_set(release_dir))
     if BBOX_PATH in found["single"]:
         record_sets.append(_bbox_record_set(release_dir))
+    record_sets += [_side_table_record_set(release_dir, rel) for rel in SIDE_TABLES if rel in found["single"]]
     for table, shards in found["tables"].items():
         if shards and (node := _parquet_record_set(release_dir, table, shards)):
             record_sets.append(node)

@@ -13,8 +13,10 @@ column                     JSON key -> term               value
 processid                  occurrenceID -> dwc:           string (also the node ``@id``); required
 sampleid                   catalogNumber -> dwc:          string: the specimen's number in the holding
                                                           collection (e.g. BIOUG...), not a subsample
-taxon                      scientificName -> dwc:         string, the deepest label (placeholders too)
-(deepest labelled rank)    taxonRank -> dwc:              phylum ... species (derived)
+taxon                      scientificName -> dwc:         string, the deepest label; for a placeholder species
+                                                          the deepest published name above it (the genus
+                                                          unless that is a placeholder too)
+(rank of scientificName)   taxonRank -> dwc:              phylum ... species (derived)
 phylum .. genus            phylum .. genus -> dwc:        strings (dwc:subfamily included)
 species                    species -> bioscan:species     the full species string (DwC has no such term)
 species (clean binomial)   specificEpithet -> dwc:        2nd word, only for "<genus> <lowercase word>"
@@ -27,7 +29,8 @@ coord-lat, coord-lon       decimalLatitude/-Longitude     xsd:decimal
 country, province_state    country, stateProvince -> dwc: strings
 dna_barcode                barcodeSequence -> bioscan:    string
 barcode_sha256             barcodeSha256 -> bioscan:      hex; computed from dna_barcode (UTF-8) if absent
-image_sha256               imageSha256 -> bioscan:        hex sha256 of the original_full JPEG
+sha256_original_full       imageSha256 -> bioscan:        hex sha256 of the released original_full JPEG
+image_sha256               sourceImageSha256 -> bioscan:  hex sha256 of the imager's photo (provenance)
 image_measurement_value    imageMeasurementValue          xsd:integer (bioscan:)
 area_fraction, scale_f.    areaFraction, scaleFactor      xsd:decimal (bioscan:)
 inferred_ranks             inferredRanks -> bioscan:      xsd:integer bit mask (phylum 1 ... species 64)
@@ -65,6 +68,7 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
+from .novel import novel_genus_names
 from .records import RANKS
 from .splits import SPLITS
 
@@ -110,7 +114,8 @@ STRING_TERMS = {  # column -> JSON key (plain string literals)
     "province_state": "stateProvince",
     "split": "split",
     "chunk": "chunk",
-    "image_sha256": "imageSha256",
+    "sha256_original_full": "imageSha256",
+    "image_sha256": "sourceImageSha256",
     "barcode_sha256": "barcodeSha256",
 }
 DECIMAL_TERMS = {
@@ -129,7 +134,9 @@ _DWC_KEYS = (
     *("subfamily", "genus", "specificEpithet", "taxonConceptID", "verbatimIdentification"),
     *("identificationQualifier", "country", "stateProvince"),
 )
-_BIOSCAN_KEYS = ("species", "barcodeSequence", "barcodeSha256", "imageSha256", "split", "chunk")
+_BIOSCAN_KEYS = (
+    *("species", "barcodeSequence", "barcodeSha256", "imageSha256", "sourceImageSha256", "split", "chunk"),
+)
 
 _IRI_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"{}|\\^`]+$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -363,6 +370,9 @@ def _record_nodes(chunk: pd.DataFrame, split: str, split_id: str) -> Iterator[di
     species = columns.get("species", [None] * n)
     genus = columns.get("genus", [None] * n)
     rank_columns = [(rank, columns[rank]) for rank in reversed(RANKS) if rank in columns]
+    published_ranks = [(rank, values) for rank, values in rank_columns if rank != "species"]
+    distinct_genera = pd.Series(sorted({g for g in genus if g is not None}), dtype=object)
+    placeholder_genera = set(distinct_genera[novel_genus_names(distinct_genera)]) if len(distinct_genera) else set()
     keys = list(columns)
     for i in range(n):
         node = {"@type": "dwc:Occurrence"}
@@ -384,8 +394,16 @@ def _record_nodes(chunk: pd.DataFrame, split: str, split_id: str) -> Iterator[di
         name = species[i]
         if name is not None:
             if placeholder[i]:
+                # Darwin Core: an interim name is not a scientific name; name the deepest published taxon
                 node["verbatimIdentification"] = name
                 node["identificationQualifier"] = qualifier(name)
+                node.pop("scientificName", None)
+                node.pop("taxonRank", None)
+                for rank, values in published_ranks:
+                    value = values[i]
+                    if value is not None and not (rank == "genus" and value in placeholder_genera):
+                        node["scientificName"], node["taxonRank"] = value, rank
+                        break
             else:
                 epithet = _epithet(name, genus[i])
                 if epithet:
@@ -538,6 +556,8 @@ def read_jsonld_records(path) -> pd.DataFrame:
             if column in row:
                 raise ValueError(f"{subject} has more than one {predicate}")
             row[column] = int(obj) if column in INTEGER_TERMS else str(obj)
+        if row["placeholder_species"]:  # taxon is the deepest label: the placeholder species itself
+            row["taxon"] = row.get("species")
         rows.append(row)
     frame = pd.DataFrame(rows, columns=list(READ_COLUMNS))
     for column in READ_COLUMNS:
