@@ -44,6 +44,29 @@ def test_metadata_command_on_real_exports(realdata, tmp_path):
     qc = pd.read_csv(tmp_path / "meta.barcode_qc.csv")
     assert len(qc) == len(table) + sum(summary["metadata_rejected"].values())
     assert (tmp_path / "meta.bins.csv").exists()
+    # the raw sequence stays in the lineage, beside the export line it came from
+    lineage = pd.read_csv(tmp_path / "meta.lineage.csv", dtype=str, keep_default_na=False).set_index("processid")
+    assert sorted(lineage.index) == sorted(table["processid"]) and (lineage["source_line"] != "").all()
+    raw = lineage.loc[table["processid"], "raw_nucleotides"]
+    cleaned = raw.str.upper().str.replace(r"[-.\s]", "", regex=True).str.strip("N")
+    assert (cleaned.to_numpy() == table["dna_barcode"].to_numpy()).all() and (
+        raw != table["dna_barcode"].to_numpy()
+    ).any()
+
+
+def test_metadata_command_uses_the_shipped_typo_table_like_the_workflow(tmp_path):
+    from bioscan_rebuild.sample import generate_export
+
+    export = tmp_path / "export.tsv"
+    generate_export(export, 60, seed=4, layout="bcdm2024")
+    table = pd.read_csv(export, sep="\t", dtype=str, keep_default_na=False)
+    table.loc[table["family"] != "None", "family"] = "Ceratopogonidea"  # a typo listed in resources/
+    table.to_csv(export, sep="\t", index=False)
+    run_cli("metadata", str(export), "-o", str(tmp_path / "shipped.csv"))
+    run_cli("metadata", str(export), "-o", str(tmp_path / "bare.csv"), "--no-shipped-tables")
+    shipped = pd.read_csv(tmp_path / "shipped.csv", dtype=str)["family"].dropna()
+    bare = pd.read_csv(tmp_path / "bare.csv", dtype=str)["family"].dropna()
+    assert len(shipped) > 0 and set(shipped) == {"Ceratopogonidae"} and set(bare) == {"Ceratopogonidea"}
 
 
 def test_metadata_command_applies_corrections(realdata, tmp_path):

@@ -46,6 +46,8 @@ def test_csv_layout_and_chunk_rule(release, csv_table):
         for package in ("original_full", "cropped", "original_256", "cropped_256"):
             assert (release / folder.replace("cropped_256", package, 1) / f"{row.processid}.jpg").exists()
     assert (csv_table["index_bioscan_1M_insect"] == "").all()
+    lineage = pd.read_csv(release / "metadata" / "records_lineage.csv", dtype=str, keep_default_na=False)
+    assert sorted(lineage["processid"]) == sorted(csv_table["processid"]) and (lineage["raw_nucleotides"] != "").all()
     assert (csv_table["area_fraction"] != "").all() and (csv_table["image_measurement_value"] != "").all()
     with Image.open(
         release

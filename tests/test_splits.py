@@ -365,6 +365,22 @@ def test_split_csv_keeps_rows_and_other_columns(tmp_path):
     assert table.loc["total", "samples"] == len(frame)
 
 
+def test_split_csv_refills_chunk_and_keeps_na_processids_in_the_freeze(tmp_path):
+    frame = _toy_csv(tmp_path / "in.csv")
+    table = pd.read_csv(tmp_path / "in.csv", dtype=str, keep_default_na=False)
+    table.loc[0, "processid"] = "NA"  # a processid, not a missing value
+    table["chunk"] = "stale"
+    table.to_csv(tmp_path / "in.csv", index=False)
+    split_csv(tmp_path / "in.csv", tmp_path / "v1.csv")
+    v1 = pd.read_csv(tmp_path / "v1.csv", dtype=str, keep_default_na=False)
+    assert v1["chunk"].tolist() == chunk_of(v1["processid"], v1["split"]).tolist()
+    other = next(s for s in ("val", "test", "train") if s != v1.loc[0, "split"])
+    pd.DataFrame({"processid": ["NA"], "split": [other]}).to_csv(tmp_path / "freeze.csv", index=False)
+    summary = split_csv(tmp_path / "in.csv", tmp_path / "v2.csv", freeze_csv=tmp_path / "freeze.csv")
+    v2 = pd.read_csv(tmp_path / "v2.csv", dtype=str, keep_default_na=False)
+    assert v2.loc[0, "split"] == other and summary["frozen"] == 1 and len(v2) == len(frame)
+
+
 def test_split_command_with_freeze(tmp_path, capsys):
     _toy_csv(tmp_path / "in.csv")
     from bioscan_rebuild.cli import build_parser

@@ -154,6 +154,34 @@ def test_barcode_majority_and_drop_with_ties_and_below_ratio():
     assert_replays(records, result)
 
 
+def test_majority_change_never_leaves_lower_labels_the_group_does_not_hold():
+    # a genus filled from "Megaselia sp. 1" loses to Conicera: the species cannot stay under Conicera
+    rows = [row(f"c{i}", "Phoridae", "Conicera", key="k1") for i in range(4)]
+    rows += [row("c4", "Phoridae", None, "Megaselia sp. 1", key="k1")]
+    # the family changes to Phoridae; no Phoridae record of the barcode says Bradysia, so the genus goes
+    rows += [row(f"p{i}", "Phoridae", key="k2") for i in range(4)] + [row("p4", "Sciaridae", "Bradysia", key="k2")]
+    # ... but a genus the group's Phoridae records share stays
+    rows += [row(f"q{i}", "Phoridae", "Megaselia", key="k3") for i in range(4)]
+    rows += [row("q4", "Sciaridae", "Megaselia", key="k3")]
+    records = frame(rows)
+    result = curate(records, TaxonomyParams(barcode_ratio=0.8, bin_ratio=0.8))
+    out = by_pid(result)
+    assert out.loc["c4", "genus"] == "Conicera" and pd.isna(out.loc["c4", "species"])
+    assert out.loc["p4", "family"] == "Phoridae" and pd.isna(out.loc["p4", "genus"])
+    assert (out.loc["q4", "family"], out.loc["q4", "genus"]) == ("Phoridae", "Megaselia")
+    rules = result["changes"].set_index(["processid", "field"])["rule"]
+    assert rules[("c4", "species")] == rules[("p4", "genus")] == "barcode_majority_below"
+    assert ("q4", "genus") not in rules.index
+    assert_replays(records, result)
+
+
+def test_dropped_groups_log_the_share_that_fell_short():
+    rows = [row(f"r{i}", "Phoridae", key="k1") for i in range(3)] + [row("r3", "Sciaridae", key="k1")]
+    result = curate(frame(rows), TaxonomyParams(barcode_ratio=0.8))
+    dropped = result["changes"][result["changes"]["rule"] == "barcode_conflict_dropped"]
+    assert len(dropped) == 4 and (dropped["ratio"] == 0.75).all()
+
+
 def test_bin_conflicts_between_identical_barcodes():
     rows = [row(f"b{i}", bin_="BOLD:AAA0001", key="k1") for i in range(9)] + [row("b9", bin_="BOLD:AAA0002", key="k1")]
     rows += [row("c0", bin_="BOLD:AAA0003", key="k2"), row("c1", bin_="BOLD:AAA0004", key="k2")]
@@ -170,8 +198,8 @@ def test_corrections_are_applied_last_and_reported(tmp_path):
     records = frame([row("a", "Phoridae", "Megaselia"), row("b", "Phoridae"), row("c", "Sciaridae")])
     corrections = pd.DataFrame(
         [
-            ("a", "genus", "Conicera", "wrong_label", "user report #12"),
-            ("b", "record", "exclude", "no_insect", "curator"),
+            ("a", "genus", " Conicera ", "wrong_label", "user report #12"),  # cleaned like any name
+            ("b", "record", "Exclude ", "no_insect", "curator"),
             ("zz", "genus", "X", "wrong_label", "user"),
             ("c", "colour", "red", "other", "user"),
             ("c", "family", "Sciaridae", "wrong_label", "user"),

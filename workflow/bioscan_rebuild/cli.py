@@ -271,15 +271,21 @@ def cmd_taxonomy_curate(args) -> int:
 
 def cmd_metadata(args) -> int:
     from .metadata import metadata_from_exports
+    from .taxonomy import shipped_table
 
+    # as the workflow does: the repository's tables unless others are named or --no-shipped-tables
+    fixes, corrections = args.fixes, args.corrections
+    if args.shipped_tables:
+        fixes = fixes or shipped_table("taxonomy_fixes.tsv")
+        corrections = corrections or shipped_table("corrections.tsv")
     summary = metadata_from_exports(
         args.exports,
         args.output,
         split=args.split,
         barcode_params=_barcode_params(args),
         taxonomy_params=_taxonomy_params(args),
-        fixes_path=args.fixes,
-        corrections_path=args.corrections,
+        fixes_path=fixes,
+        corrections_path=corrections,
     )
     print(json.dumps(summary, sort_keys=True))
     return 0
@@ -456,6 +462,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", action="store_true", help="also assign the 8 splits (and chunks)")
     _add_barcode_options(p)
     _add_taxonomy_options(p)
+    p.add_argument(
+        "--shipped-tables",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="use resources/taxonomy_fixes.tsv and resources/corrections.tsv where --fixes/--corrections are not given",
+    )
     p.set_defaults(func=cmd_metadata)
 
     p = sub.add_parser("split", help="assign the BIOSCAN-5M splits to a metadata CSV")

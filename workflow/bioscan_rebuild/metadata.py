@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from .barcodes import BARCODE_REASONS, QC_SCHEMA, BarcodeParams, clean_barcodes
 from .ingest import INGESTED_SCHEMA, write_json, write_table
-from .records import RANKS, make_rejects
+from .records import LINEAGE_FIELDS, RANKS, make_rejects
 from .taxonomy import TaxonomyParams, curate, load_corrections, load_fixes
 
 BARCODE_TABLE_SCHEMA = pa.schema(
@@ -219,6 +219,11 @@ def metadata_from_exports(
             f"{stem}.bins.csv", index=False, lineterminator="\n"
         )
         barcodes.drop(columns=["dna_barcode"]).to_csv(f"{stem}.barcode_qc.csv", index=False, lineterminator="\n")
+        # where each record of the table came from, with the raw sequence (dna_barcode is the cleaned one)
+        lineage = pq.read_table(records, columns=["processid", *LINEAGE_FIELDS, "nucleotides"]).to_pandas()
+        lineage = lineage.rename(columns={"nucleotides": "raw_nucleotides"})
+        lineage = lineage[lineage["processid"].isin(table["processid"])].sort_values("processid", kind="stable")
+        lineage.to_csv(f"{stem}.lineage.csv", index=False, lineterminator="\n")
     return {
         "exports": len(list(exports)),
         "ingest_rows": ingest["inputs"]["records"],

@@ -37,12 +37,17 @@ def write_side_files(tmp: Path, *, rejects, changes, bbox, fasta, split_summary,
     if bbox:
         table = pd.concat(pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False) for p in bbox)
         table[table["processid"].isin(released)].to_csv(tmp / "bbox.tsv", sep="\t", index=False, lineterminator="\n")
-    lineage_schema = pa.schema([INGESTED_SCHEMA.field(f) for f in ("processid", *LINEAGE_FIELDS)])
+    # the raw sequence as the export had it: dna_barcode is the cleaned one (barcodes.py)
+    fields = ("processid", *LINEAGE_FIELDS, "nucleotides")
+    lineage_schema = pa.schema(
+        [INGESTED_SCHEMA.field(f) for f in fields[:-1]]
+        + [INGESTED_SCHEMA.field("nucleotides").with_name("raw_nucleotides")]
+    )
     with pacsv.CSVWriter(tmp / "records_lineage.csv", lineage_schema) as out:
         for path in records:  # shard by shard: memory is one shard; released records only
-            table = pq.read_table(path, columns=["processid", *LINEAGE_FIELDS], schema=INGESTED_SCHEMA)
+            table = pq.read_table(path, columns=list(fields), schema=INGESTED_SCHEMA)
             keep = released.get_indexer(table["processid"].to_numpy(zero_copy_only=False)) >= 0
-            out.write_table(table.filter(pa.array(keep)))
+            out.write_table(table.filter(pa.array(keep)).rename_columns(lineage_schema.names))
     files = {name: tmp / name for name in ("rejects.csv", "changes.csv", "records_lineage.csv")}
     if bbox:
         files["bbox.tsv"] = tmp / "bbox.tsv"

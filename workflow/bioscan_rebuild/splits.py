@@ -33,6 +33,9 @@ old record moves; no new record puts a barcode into a labelled split (train, val
 val_unseen, test_unseen) other than the one its old records already hold; among the new records the
 protocol's own invariants hold (a barcode drawn into a held-out split takes all new records carrying it).
 ``freeze`` entries whose processid is not in the table are ignored; an empty ``freeze`` gives the protocol.
+Not guaranteed: old records that already disagree (an old test record whose barcode was corrected to one
+that old train records carry stays in test: old records never move), and a species whose old records are
+all other_heldout can gain unseen-split records when 8 or more viable new ones arrive.
 """
 
 from __future__ import annotations
@@ -451,21 +454,25 @@ def _with_missing(column: pd.Series) -> pd.Series:
 def split_csv(input_csv, output_csv, freeze_csv=None, summary_csv=None) -> dict:
     """Read a metadata CSV, write it back with ``split`` filled (other cells as read, row order kept).
 
-    Cells are read as raw strings, so other columns come back as written; only processid, genus, species and
-    dna_barcode are interpreted, with read_csv's default missing values. ``freeze_csv``: processid,split of a
-    previous release. Returns counts per split and how many records were kept from the freeze.
+    Cells are read as raw strings, so other columns come back as written; only genus, species and dna_barcode
+    are interpreted, with read_csv's default missing values (a processid is an identifier: ``NA`` is a
+    processid, as in the freeze file). A ``chunk`` column, where the table has one (the published CSV does),
+    is refilled from the new split so that image paths follow. ``freeze_csv``: processid,split of a previous
+    release. Returns counts per split and how many records were kept from the freeze.
     """
     raw = pd.read_csv(input_csv, dtype=str, keep_default_na=False, na_filter=False)
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
     if missing:
         raise KeyError(f"{input_csv}: missing columns {missing}")
-    work = pd.DataFrame({c: _with_missing(raw[c]) for c in REQUIRED_COLUMNS})
+    work = pd.DataFrame({c: raw[c] if c == "processid" else _with_missing(raw[c]) for c in REQUIRED_COLUMNS})
     freeze = None
     if freeze_csv is not None:
         frozen = pd.read_csv(freeze_csv, dtype=str, keep_default_na=False, na_filter=False)
         freeze = pd.Series(frozen["split"].to_numpy(), index=pd.Index(frozen["processid"]), name="split")
     split = assign_splits(work, freeze)
     raw["split"] = split.astype(object).to_numpy()  # overwrites in place, else appends
+    if "chunk" in raw.columns:
+        raw["chunk"] = chunk_of(raw["processid"], raw["split"]).to_numpy()
     Path(output_csv).parent.mkdir(parents=True, exist_ok=True)
     raw.to_csv(output_csv, index=False)
     kept = 0 if freeze is None else int(work["processid"].isin(freeze.index).sum())

@@ -33,8 +33,12 @@ steps 5 and 7 (phylum 1, class 2, order 4, family 8, subfamily 16, genus 32, spe
 Conflicts: within a group (records with one barcode, or one BIN) that holds two or more different labels at
 a rank, the most frequent label wins when it is the only most frequent one and its share of the group's
 labelled records is >= ``ratio``; records with another label take it. Otherwise that rank and every rank
-below it are removed from all records of the group. Ranks are resolved top-down, so a removed rank never
-comes back below. Missing labels do not vote and are not filled by this rule.
+below it are removed from all records of the group (the changes' ``ratio`` holds the share that fell short).
+Ranks are resolved top-down, so a removed rank never comes back below. Missing labels do not vote and are
+not filled by this rule. When every rank has voted, a record whose label a majority replaced keeps a lower
+label only if a record of the group that carried the winning label holds it too; otherwise it is removed
+[``..._majority_below``], so no record is left with a lineage its group does not support (a species
+"Megaselia sp. 1" under a genus changed to Conicera).
 
 Changes table: one row per changed field: ``step`` (order of application), ``processid``, ``field``, ``old``,
 ``new`` (null = missing), ``rule``, ``ratio`` (majority share where one decided). ``replay`` applies it to the
@@ -84,7 +88,10 @@ class TaxonomyParams:
     @classmethod
     def from_dict(cls, values: dict | None) -> TaxonomyParams:
         values = values or {}
-        return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
+        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
+        if unknown:  # a misspelt ratio would otherwise run silently with the default
+            raise ValueError(f"unknown taxonomy parameters {unknown}; known: {sorted(cls.__dataclass_fields__)}")
+        return cls(**values)
 
 
 def normalise_name(value: str | None, rank: str) -> str | None:
@@ -108,6 +115,15 @@ def normalise_bin(value: str | None) -> str | None:
         return None
     match = BIN_PATTERN.match(text)
     return f"BOLD:{match.group(1)}" if match else None
+
+
+SHIPPED_TABLES = Path(__file__).resolve().parents[2] / "resources"  # the repository's resources/
+
+
+def shipped_table(name: str) -> Path | None:
+    """A table shipped in the repository's ``resources/`` (None when the package runs outside a checkout)."""
+    path = SHIPPED_TABLES / name
+    return path if path.is_file() else None
 
 
 def _read_table(path, columns) -> pd.DataFrame:
@@ -216,6 +232,7 @@ def _resolve_conflicts(cols, log, key: str, fields, ratio: float, rules: tuple[s
     has_key = ~pd.isna(keys)
     key_codes = pd.factorize(keys)[0]
     counts = {"groups_majority": 0, "groups_dropped": 0}
+    changed_at: dict[str, np.ndarray] = {}
     for position, field in enumerate(fields):
         labels = cols[field]
         voting = np.flatnonzero(has_key & ~pd.isna(labels))
@@ -254,11 +271,43 @@ def _resolve_conflicts(cols, log, key: str, fields, ratio: float, rules: tuple[s
             label_values[win[change].astype(np.int64)],
             share.reindex(group_of_vote[change]).to_numpy(),
         )
-        # drop: every record of an undecided group loses this field (and the later ones when cascading)
+        changed_at[field] = rows
+        # drop: every record of an undecided group loses this field (and the later ones when cascading);
+        # the ratio column holds the top label's share that fell short
+        top_share = (per_group.transform("max").to_numpy() / total)[~wins]
+        short = pd.Series(top_share, index=sizes["g"].to_numpy()[~wins]).groupby(level=0).first()
         rows = np.flatnonzero(has_key & np.isin(key_codes, dropped))
         for later in fields[position:] if cascade else (field,):
-            _set(cols, log, rules[1], later, rows, None)
+            _set(cols, log, rules[1], later, rows, None, short.reindex(key_codes[rows]).to_numpy())
+    if cascade:  # after every rank has voted: lower labels the group does not back go
+        for position, field in enumerate(fields):
+            if field in changed_at:
+                _drop_unsupported_below(
+                    cols, log, key_codes, has_key, field, fields[position + 1 :], changed_at[field], rules[0]
+                )
     return counts
+
+
+def _drop_unsupported_below(cols, log, key_codes, has_key, field, lower_fields, changed, rule) -> None:
+    """Records whose ``field`` a majority replaced keep a lower-rank label only when a record of the same
+    group that already carried the winning label holds it too (a genus "Megaselia" is not kept under a family
+    changed to Phoridae unless the group's Phoridae records say Megaselia); otherwise it is removed
+    [``{rule}_below``], so a majority change never leaves a lineage the group does not support."""
+    if not len(changed) or not lower_fields:
+        return
+    groups = np.unique(key_codes[changed])
+    in_groups = has_key & np.isin(key_codes, groups) & ~pd.isna(cols[field])
+    in_groups[changed] = False
+    supporters = np.flatnonzero(in_groups)
+    for lower in lower_fields:
+        values = cols[lower]
+        held = changed[~pd.isna(values[changed])]
+        if not len(held):
+            continue
+        backed = supporters[~pd.isna(values[supporters])]
+        known = pd.MultiIndex.from_arrays([key_codes[backed], values[backed].astype(object)])
+        asked = pd.MultiIndex.from_arrays([key_codes[held], values[held].astype(object)])
+        _set(cols, log, f"{rule}_below", lower, held[~asked.isin(known)], None)
 
 
 def _infer_parents(cols: dict, log: ChangeLog, inferred: np.ndarray) -> pd.DataFrame:
@@ -308,8 +357,10 @@ def _apply_corrections(cols, log, corrections: pd.DataFrame, inferred: np.ndarra
     excluded = np.zeros(len(cols["processid"]), bool)
     outcomes = []
     for item in corrections.itertuples(index=False):  # a maintainer's table: hundreds of rows, not millions
-        row = row_of.get(item.processid)
-        value = item.value if item.value != "" else None
+        row = row_of.get(item.processid.strip())
+        value = item.value.strip() or None
+        if value is not None and item.field in RANKS:  # a maintainer's value gets the names' own cleaning
+            value = normalise_name(value, item.field)
         if row is None:
             outcome = "unknown_processid"
         elif item.field == "record":
