@@ -346,6 +346,39 @@ def _toy_csv(path: Path) -> pd.DataFrame:
     return frame
 
 
+def _freeze_case(old: list[tuple[str, str, str]], new: list[tuple[str, str]]):
+    """old: (genus, species, frozen split) rows; new: (genus, species) rows. Every row its own barcode."""
+    rows = [(f"old{i}", g, sp, f"ACGT{i:05d}") for i, (g, sp, _) in enumerate(old)]
+    rows += [(f"new{i}", g, sp, f"TTGA{i:05d}") for i, (g, sp) in enumerate(new)]
+    table = pd.DataFrame(rows, columns=["processid", "genus", "species", "dna_barcode"])
+    freeze = pd.Series([s for *_, s in old], index=[f"old{i}" for i in range(len(old))])
+    split = assign_splits(table, freeze).astype(object)
+    assert split.iloc[: len(old)].tolist() == freeze.tolist()  # old records never move
+    return set(split.iloc[len(old) :])
+
+
+UNSEEN_FAMILY = {"key_unseen", "val_unseen", "test_unseen"}
+
+
+def test_freeze_keeps_an_old_unseen_species_unseen_with_few_new_records():
+    old = [("Aus", "Aus alpha", "train")] * 3 + [("Aus", "Aus Malaise01", "key_unseen")] * 10
+    assert _freeze_case(old, [("Aus", "Aus Malaise01")] * 3) <= UNSEEN_FAMILY  # protocol alone: other_heldout
+    assert _freeze_case([], [("Aus", "Aus alpha")] * 3 + [("Aus", "Aus Malaise01")] * 3) >= {"other_heldout"}
+
+
+def test_freeze_never_makes_an_old_seen_species_unseen():
+    # a placeholder name that reached train through a shared barcode stays out of the unseen splits
+    old = [("Aus", "Aus alpha", "train")] * 3 + [("Aus", "Aus sp. 7", "train")] * 5
+    assert _freeze_case(old, [("Aus", "Aus sp. 7")] * 10) == {"other_heldout"}
+    assert _freeze_case(old[:3], [("Aus", "Aus sp. 7")] * 10) <= UNSEEN_FAMILY  # no old records of it: unseen
+
+
+def test_freeze_takes_known_genera_from_old_records_too():
+    old = [("Bus", "Bus alpha", "train")] * 5
+    assert _freeze_case(old, [("Bus", "Bus Malaise9")] * 10) <= UNSEEN_FAMILY
+    assert _freeze_case([], [("Bus", "Bus Malaise9")] * 10) == {"other_heldout"}  # genus unknown without them
+
+
 def test_split_csv_keeps_rows_and_other_columns(tmp_path):
     frame = _toy_csv(tmp_path / "in.csv")
     summary = split_csv(tmp_path / "in.csv", tmp_path / "out.csv", summary_csv=tmp_path / "summary.csv")
@@ -399,3 +432,9 @@ def test_split_command_with_freeze(tmp_path, capsys):
     half = len(v1) // 2
     assert v2["split"].iloc[:half].tolist() == v1["split"].iloc[:half].tolist()
     assert _straddling(v2.replace({"": None}), v2["split"]).empty
+
+
+def test_split_summary_takes_an_all_missing_barcode_column_as_read_csv_gives_it():
+    table = pd.DataFrame({"split": ["pretrain", "train"], "species": [None, "Aus bus"], "dna_barcode": [np.nan] * 2})
+    summary = split_summary(table).set_index("split")
+    assert summary.loc["total", "samples"] == 2 and summary.loc["total", "barcodes"] == 0

@@ -34,6 +34,7 @@ def by_pid(result):
 def assert_replays(records, result):
     replayed = replay(records, result["changes"]).set_index("processid")
     curated = by_pid(result)
+    assert sorted(replayed.index) == sorted(curated.index)  # exclusions replay too
     for field in (*RANKS, "dna_bin"):
         a, b = replayed[field].reindex(curated.index), curated[field]
         assert (a.isna() == b.isna()).all() and (a[a.notna()] == b[b.notna()]).all(), field
@@ -56,6 +57,8 @@ def assert_replays(records, result):
         ("   ", "family", None),
         ("Coelioxys sp. 0702A115", "species", "Coelioxys sp. 0702A115"),  # species keep their case
         ("malaise1234", "species", "malaise1234"),
+        ("MEGASELIA", "genus", "Megaselia"),
+        ("megaselia", "genus", "megaselia"),  # a lower-case genus marks a placeholder (splits spec rule 3)
     ],
 )
 def test_normalise_name(raw, rank, clean):
@@ -182,6 +185,33 @@ def test_dropped_groups_log_the_share_that_fell_short():
     assert len(dropped) == 4 and (dropped["ratio"] == 0.75).all()
 
 
+def test_taxonomy_conflicts_among_records_sharing_a_bin():
+    # different barcodes, one BIN: 4 of 5 decide; a 2:2 tie and 3 of 4 (< 0.8) drop the rank and below
+    rows = [row(f"a{i}", "Phoridae", "Megaselia", bin_="BOLD:AAA0001", key=f"ka{i}") for i in range(4)]
+    rows += [row("a4", "Phoridae", "Conicera", bin_="BOLD:AAA0001", key="ka4")]
+    rows += [
+        row(f"t{i}", "Phoridae", "Megaselia" if i < 2 else "Conicera", bin_="BOLD:AAA0002", key=f"kt{i}")
+        for i in range(4)
+    ]
+    rows += [row(f"r{i}", "Phoridae" if i < 3 else "Sciaridae", bin_="BOLD:AAA0003", key=f"kr{i}") for i in range(4)]
+    records = frame(rows)
+    result = curate(records, TaxonomyParams(barcode_ratio=0.8, bin_ratio=0.8))
+    out = by_pid(result)
+    assert out.loc["a4", "genus"] == "Megaselia"
+    assert out.loc[[f"t{i}" for i in range(4)], "genus"].isna().all()
+    assert (out.loc[[f"t{i}" for i in range(4)], "family"] == "Phoridae").all()
+    assert out.loc[[f"r{i}" for i in range(4)], "family"].isna().all()
+    rules = set(result["changes"]["rule"])
+    assert {"bin_taxon_majority", "bin_taxon_conflict_dropped"} <= rules
+    assert_replays(records, result)
+
+
+def test_genus_is_not_filled_from_a_trap_code():
+    result = curate(frame([row("m", "Phoridae", None, "Malaise trap 4"), row("c", "Phoridae", None, "Conicera sp. 2")]))
+    out = by_pid(result)
+    assert pd.isna(out.loc["m", "genus"]) and out.loc["c", "genus"] == "Conicera"
+
+
 def test_bin_conflicts_between_identical_barcodes():
     rows = [row(f"b{i}", bin_="BOLD:AAA0001", key="k1") for i in range(9)] + [row("b9", bin_="BOLD:AAA0002", key="k1")]
     rows += [row("c0", bin_="BOLD:AAA0003", key="k2"), row("c1", bin_="BOLD:AAA0004", key="k2")]
@@ -218,6 +248,9 @@ def test_corrections_are_applied_last_and_reported(tmp_path):
     ]
     assert result["excluded"].iloc[0].to_dict() == {"processid": "b", "reason": "no_insect", "source": "curator"}
     assert result["changes"].iloc[-1]["rule"] == "correction"
+    excluded = result["changes"][result["changes"]["field"] == "record"]
+    assert excluded[["processid", "old", "new"]].values.tolist() == [["b", "kept", "excluded"]]
+    assert_replays(records, result)
 
 
 def test_typo_table():

@@ -129,6 +129,32 @@ def test_split_rule_on_the_sample(finished_run):
     assert summary.loc["total", "samples"] == len(splits) == summary.drop("total")["samples"].sum()
 
 
+def test_split_stage_with_a_freeze_keeps_old_records(finished_run, tmp_path):
+    """The workflow's split step (`splits.freeze`): records of the previous release keep their split, even
+    one the protocol would not give them, and the rest are assigned as usual."""
+    import pyarrow.parquet as pq
+
+    from bioscan_rebuild.metadata import split_tables
+
+    results = finished_run / "results"
+    before = pq.read_table(results / "splits" / "splits.parquet").to_pandas().set_index("processid")
+    freeze = before[["split"]].iloc[::2].copy()
+    moved = freeze.index[freeze["split"] == "pretrain"][:3]
+    freeze.loc[moved, "split"] = "other_heldout"  # an earlier release decided otherwise
+    freeze.reset_index().to_csv(tmp_path / "freeze.csv", index=False)
+    split_tables(
+        results / "metadata" / "curated.parquet",
+        sorted((results / "metadata" / "barcodes").glob("*.parquet")),
+        tmp_path / "out",
+        freeze_csv=tmp_path / "freeze.csv",
+        image_paths=sorted((results / "images").glob("shard-*/images.parquet")),
+    )
+    after = pq.read_table(tmp_path / "out" / "splits.parquet").to_pandas().set_index("processid")
+    assert sorted(after.index) == sorted(before.index) and len(moved) == 3
+    assert (after.loc[freeze.index, "split"] == freeze["split"]).all()
+    assert (after.loc[moved, "chunk"].str.len() == 1).all()  # other_heldout's chunk rule
+
+
 def test_outputs_are_byte_identical_across_runs(finished_run, sample_dir, tmp_path):
     second = make_workdir(tmp_path / "run2", sample_dir)
     run_snakemake(second)

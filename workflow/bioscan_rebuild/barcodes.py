@@ -22,6 +22,7 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from Bio.Data.IUPACData import ambiguous_dna_letters
@@ -91,8 +92,11 @@ def _longest_run(core) -> np.ndarray:
     return out
 
 
-def md5_hex(values) -> list[str | None]:
-    return [None if v is None else hashlib.md5(v.encode("ascii")).hexdigest() for v in values]
+def md5_hex(values) -> np.ndarray:
+    """md5 hex digest per value (None stays None), computed once per distinct value: records share barcodes."""
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
+    digests = np.array([hashlib.md5(v.encode("ascii")).hexdigest() for v in uniques] + [None], dtype=object)
+    return digests[codes]
 
 
 def clean_barcodes(processid, raw, params: BarcodeParams | None = None) -> tuple[pa.Array, pa.Table]:

@@ -77,12 +77,16 @@ def curate_tables(
     corrections.tsv, rejects.parquet, summary.json. Returns the summary."""
     outdir = Path(outdir)
     labels = _read(record_paths, LABEL_COLUMNS, None)
-    qc = _read(barcode_paths, ("processid", "barcode_status", "barcode_key"))
+    qc = _read(barcode_paths, ("processid", "barcode_status", "barcode_key", "invalid_chars", "length"))
     if len(labels) != len(qc) or not (labels["processid"].to_numpy() == qc["processid"].to_numpy()).all():
         raise RuntimeError("barcode shards do not line up with the record shards (re-run clean_barcodes)")
     bad = qc["barcode_status"].to_numpy() != "ok"
     rejected = labels[bad]
     reasons = qc["barcode_status"].to_numpy()[bad]
+    details = [
+        BARCODE_REASONS[r] + (f"; found {c!r}" if isinstance(c, str) else f"; {n} bases")
+        for r, c, n in zip(reasons, qc["invalid_chars"].to_numpy()[bad], qc["length"].to_numpy()[bad])
+    ]
     records_in = len(labels)
     if bad.any():
         labels = labels[~bad]
@@ -98,7 +102,7 @@ def curate_tables(
             make_rejects(
                 kind="record",
                 reason=list(reasons),
-                detail=[BARCODE_REASONS[r] for r in reasons],
+                detail=details,
                 processid=list(rejected["processid"]),
                 batch=list(rejected["batch"]),
             ),

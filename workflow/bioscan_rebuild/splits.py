@@ -429,7 +429,10 @@ def split_summary(df: pd.DataFrame) -> pd.DataFrame:
         barcode = pd.factorize(df["barcode_key"])[0].astype(np.int64)
     else:
         barcodes = df["dna_barcode"]
-        array = pa.array(barcodes.astype(object), pa.string()) if barcodes.dtype == object else pa.array(barcodes)
+        if pd.api.types.is_string_dtype(barcodes.dtype) and barcodes.dtype != object:
+            array = pa.array(barcodes)
+        else:  # object, or the float64 read_csv gives an all-missing column
+            array = pa.array(barcodes.astype(object).where(barcodes.notna(), None), pa.string())
         stripped = pc.replace_substring_regex(array, "^N+|N+$", "")
         barcode = pc.fill_null(pc.dictionary_encode(stripped).indices, -1).to_numpy().astype(np.int64)
     species = pd.factorize(df["species"].astype(object))[0].astype(np.int64)

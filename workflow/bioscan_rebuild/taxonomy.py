@@ -8,8 +8,9 @@ table in brackets):
    characters removed, whitespace trimmed and collapsed; the missing vocabulary (``None``,
    ``not_classified``/``not classified``, ``no_data``/``no data``, ``NA``, ``n/a``, ``n.a.``, ``nan``, ``null``,
    ``-``, empty, whitespace; any case) -> missing; a
-   name above species written all upper- or all lower-case gets a capital first letter (``DIPTERA``,
-   ``diptera`` -> ``Diptera``). Species keep their case (case is evidence for placeholder names).
+   name above species written all upper-case, or above genus all lower-case, gets a capital first letter
+   (``DIPTERA``, ``diptera`` -> ``Diptera``; ``MEGASELIA`` -> ``Megaselia``). Species and lower-case genera
+   keep their case (case is evidence for placeholder names: splits spec rules 2 and 3).
 2. Typo / rewording table [``typo_table``]: ``resources/taxonomy_fixes.tsv`` (rank, from, to, reason; rank
    ``*`` = any), user-extendable; applied to the normalised names.
 3. BINs [``bin_normalise``, ``bin_malformed``]: case, whitespace and a missing ``BOLD:`` prefix fixed
@@ -18,7 +19,8 @@ table in brackets):
 4. BIN conflicts between identical barcodes [``bin_majority``, ``bin_conflict_dropped``]: see conflicts.
 5. Genus from species [``genus_from_species``]: a missing genus is the first word of the species name when
    that word is capitalised Latin (``Coelioxys sp. 1`` -> ``Coelioxys``) and not a family-group name
-   (``-idae``, ``-inae``, ``-oidea``: ``Cecidomyiidae sp. 3`` fills nothing).
+   (``-idae``, ``-inae``, ``-oidea``: ``Cecidomyiidae sp. 3`` fills nothing) or a Malaise-trap code
+   (``Malaise trap 4`` fills nothing).
 6. Taxonomy conflicts between records sharing a barcode [``barcode_majority``, ``barcode_conflict_dropped``],
    then between records sharing a BIN [``bin_taxon_majority``, ``bin_taxon_conflict_dropped``].
 7. Parent ranks [``parent_from_child``]: a missing rank (subfamily up to phylum, deepest first) is filled
@@ -41,7 +43,8 @@ label only if a record of the group that carried the winning label holds it too;
 "Megaselia sp. 1" under a genus changed to Conicera).
 
 Changes table: one row per changed field: ``step`` (order of application), ``processid``, ``field``, ``old``,
-``new`` (null = missing), ``rule``, ``ratio`` (majority share where one decided). ``replay`` applies it to the
+``new`` (null = missing), ``rule``, ``ratio`` (majority share where one decided); an exclusion is field
+``record``, ``kept`` -> ``excluded``. ``replay`` applies it to the
 input and must give the curated table; the barcode cleaning itself is described by the QC table instead
 (the raw sequence stays in the lineage).
 """
@@ -56,6 +59,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .novel import MALAISE_RE
 from .records import RANKS
 
 MISSING_TOKENS = frozenset(
@@ -102,7 +106,8 @@ def normalise_name(value: str | None, rank: str) -> str | None:
     text = " ".join(text.split())
     if text.lower() in MISSING_TOKENS:
         return None
-    if rank != "species" and text.isalpha() and (text.isupper() or text.islower()):
+    # a lower-case genus is evidence of a placeholder (splits spec rule 3): only upper case is fixed there
+    if rank != "species" and text.isalpha() and (text.isupper() or (text.islower() and rank != "genus")):
         text = text.capitalize()
     return text
 
@@ -366,6 +371,7 @@ def _apply_corrections(cols, log, corrections: pd.DataFrame, inferred: np.ndarra
         elif item.field == "record":
             if (value or "").lower() == "exclude":
                 excluded[row] = True
+                log.record("correction", "record", np.array([row]), ["kept"], ["excluded"])
                 outcome = "excluded"
             else:
                 outcome = "invalid_value"
@@ -465,7 +471,7 @@ def curate(
     malformed = (
         ~pd.isna(raw_bins)
         & pd.isna(bins)
-        & ~pd.Series(raw_bins).map(lambda v: v is None or str(v).strip().lower() in MISSING_TOKENS).to_numpy()
+        & ~_map_unique(raw_bins, lambda v: v is None or str(v).strip().lower() in MISSING_TOKENS).astype(bool)
     )
     _set(cols, log, "bin_malformed", "dna_bin", np.flatnonzero(malformed), None)
     _set(cols, log, "bin_normalise", "dna_bin", np.flatnonzero(~malformed), bins[~malformed])
@@ -487,9 +493,12 @@ def curate(
         first = (
             pd.Series(species[rows], dtype=object).str.extract(BINOMIAL_GENUS.pattern, expand=False).to_numpy(object)
         )
-        # a family/subfamily/tribe name in the species slot ("Cecidomyiidae sp. 3") is not a genus
-        higher = pd.Series(first, dtype=object).str.contains(HIGHER_RANK_SUFFIX, na=False).to_numpy()
-        found = ~pd.isna(first) & ~higher
+        # a family/subfamily/tribe name in the species slot ("Cecidomyiidae sp. 3") is not a genus, nor is a
+        # trap code ("Malaise trap 4")
+        words = pd.Series(first, dtype=object)
+        higher = words.str.contains(HIGHER_RANK_SUFFIX, na=False).to_numpy()
+        code = words.str.contains(MALAISE_RE, na=False).to_numpy()
+        found = ~pd.isna(first) & ~higher & ~code
         _set(cols, log, "genus_from_species", "genus", rows[found], first[found])
         inferred[rows[found]] |= RANK_BIT["genus"]
     counts["barcode_conflicts"] = _resolve_conflicts(  # 6.
@@ -542,8 +551,12 @@ def replay(records: pd.DataFrame, changes: pd.DataFrame) -> pd.DataFrame:
     Returns the fields as curated (before taxon/inferred_ranks, which are derived from them)."""
     frame = records.reset_index(drop=True).copy()
     row_of = pd.Series(np.arange(len(frame)), index=frame["processid"].to_numpy())
+    excluded = np.zeros(len(frame), bool)
     for (_, field), part in changes.groupby(["step", "field"], sort=True):
         rows = row_of.reindex(part["processid"].to_numpy()).to_numpy()
+        if field == "record":  # a maintainer's exclusion: the record leaves the table
+            excluded[rows[part["new"].to_numpy(dtype=object) == "excluded"]] = True
+            continue
         values = frame[field].to_numpy(dtype=object).copy()
         current = values[rows]
         old = part["old"].to_numpy(dtype=object)
@@ -555,4 +568,4 @@ def replay(records: pd.DataFrame, changes: pd.DataFrame) -> pd.DataFrame:
             )
         values[rows] = part["new"].to_numpy(dtype=object)
         frame[field] = values
-    return frame
+    return frame[~excluded].reset_index(drop=True)
