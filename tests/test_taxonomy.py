@@ -128,6 +128,19 @@ def test_a_genus_under_two_families_is_not_used_for_inference():
     assert link["parents"] == 2 and link["parent"] is None and result["counts"]["lineage_conflicts"] >= 1
 
 
+def test_parent_inference_does_not_contradict_records_sharing_the_barcode():
+    records = frame(
+        [
+            row("x0", "Sciaridae", "Xus"),  # the data says Xus is a Sciaridae genus
+            row("a", "Phoridae", key="k1"),
+            row("b", None, "Xus", key="k1"),  # ... but its barcode mate is a Phoridae
+            row("c", None, "Xus", key="k2"),
+        ]
+    )
+    out = by_pid(curate(records))
+    assert pd.isna(out.loc["b", "family"]) and out.loc["c", "family"] == "Sciaridae"
+
+
 def test_barcode_majority_and_drop_with_ties_and_below_ratio():
     rows = [row(f"m{i}", "Phoridae", "Megaselia", key="k1") for i in range(4)] + [
         row("m4", "Sciaridae", "Megaselia", key="k1")

@@ -25,7 +25,8 @@ table in brackets):
    then between records sharing a BIN [``bin_taxon_majority``, ``bin_taxon_conflict_dropped``].
 7. Parent ranks [``parent_from_child``]: a missing rank (subfamily up to phylum, deepest first) is filled
    from the nearest labelled lower rank (genus first) when every record carrying that child label and a
-   label at the missing rank agrees on one value (the lineage table, built from the data itself).
+   label at the missing rank agrees on one value (the lineage table, built from the data itself), unless
+   records sharing its barcode or BIN carry another label at that rank.
 8. Record corrections [``correction``]: the patch table (processid, field, value, reason, source), applied
    last; field ``record`` with value ``exclude`` removes the record (rejects, reason ``excluded``).
 Then ``taxon`` = the label at the deepest labelled rank, ``inferred_ranks`` = bit mask of the ranks filled by
@@ -315,6 +316,20 @@ def _drop_unsupported_below(cols, log, key_codes, has_key, field, lower_fields, 
         _set(cols, log, f"{rule}_below", lower, held[~asked.isin(known)], None)
 
 
+def _contradicts_group(cols: dict, rank: str, rows: np.ndarray, guess: np.ndarray) -> np.ndarray:
+    """Per row: would ``guess`` at ``rank`` differ from the label that records sharing its barcode (or BIN)
+    already carry there? Conflicts are settled by then, so a group holds at most one label per rank."""
+    clash = np.zeros(len(rows), dtype=bool)
+    labels = cols[rank]
+    for key in ("barcode_key", "dna_bin"):
+        keys = cols[key]
+        labelled = ~pd.isna(keys) & ~pd.isna(labels)
+        held = pd.Series(labels[labelled], index=keys[labelled]).groupby(level=0).first()
+        theirs = held.reindex(keys[rows]).to_numpy(dtype=object)
+        clash |= ~pd.isna(theirs) & (theirs != guess)
+    return clash
+
+
 def _infer_parents(cols: dict, log: ChangeLog, inferred: np.ndarray) -> pd.DataFrame:
     """Step 7. Returns the lineage table (child -> parent links and whether they are consistent)."""
     links = []
@@ -348,7 +363,7 @@ def _infer_parents(cols: dict, log: ChangeLog, inferred: np.ndarray) -> pd.DataF
                 use &= pd.isna(cols[r])
             rows = np.flatnonzero(use)
             guess = consistent.reindex(child_values[rows]).to_numpy(dtype=object)
-            found = ~pd.isna(guess)
+            found = ~pd.isna(guess) & ~_contradicts_group(cols, parent, rows, guess)
             if found.any():
                 _set(cols, log, "parent_from_child", parent, rows[found], guess[found])
                 inferred[rows[found]] |= RANK_BIT[parent]
