@@ -316,28 +316,27 @@ def _drop_unsupported_below(cols, log, key_codes, has_key, field, lower_fields, 
         _set(cols, log, f"{rule}_below", lower, held[~asked.isin(known)], None)
 
 
-def _contradicts_group(cols: dict, rank: str, rows: np.ndarray, guess: np.ndarray) -> np.ndarray:
-    """Per row: would ``guess`` at ``rank`` differ from the label that records sharing its barcode (or BIN)
-    already carry there? Conflicts are settled by then, so a group holds at most one label per rank."""
-    clash = np.zeros(len(rows), dtype=bool)
-    labels = cols[rank]
-    for key in ("barcode_key", "dna_bin"):
-        keys = cols[key]
-        labelled = ~pd.isna(keys) & ~pd.isna(labels)
-        held = pd.Series(labels[labelled], index=keys[labelled]).groupby(level=0).first()
-        theirs = held.reindex(keys[rows]).to_numpy(dtype=object)
-        clash |= ~pd.isna(theirs) & (theirs != guess)
-    return clash
+def _group_labels(codes: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per group code: the label its records carry at a rank (None if none). Conflicts are settled by then, so
+    a group holds at most one label per rank. The last slot answers code -1 (no group)."""
+    held = np.full(codes.max(initial=-1) + 2, None, dtype=object)
+    rows = np.flatnonzero((codes >= 0) & ~pd.isna(labels))
+    groups, first = np.unique(codes[rows], return_index=True)
+    held[groups] = labels[rows[first]]
+    return held
 
 
 def _infer_parents(cols: dict, log: ChangeLog, inferred: np.ndarray) -> pd.DataFrame:
     """Step 7. Returns the lineage table (child -> parent links and whether they are consistent)."""
     links = []
+    group_codes = [pd.factorize(cols[key])[0] for key in ("barcode_key", "dna_bin")]
     for parent_index in range(RANKS.index("subfamily"), -1, -1):
         parent = RANKS[parent_index]
         children = RANKS[parent_index + 1 : RANKS.index("genus") + 1]
         parent_values = cols[parent]
         missing_parent = pd.isna(parent_values)
+        # what records sharing a barcode / a BIN already say at this rank: no inference may contradict it
+        group_held = [(codes, _group_labels(codes, parent_values)) for codes in group_codes]
         for child in reversed(children):  # the nearest labelled lower rank decides: genus first
             child_values = cols[child]
             both = ~missing_parent & ~pd.isna(child_values)
@@ -363,7 +362,10 @@ def _infer_parents(cols: dict, log: ChangeLog, inferred: np.ndarray) -> pd.DataF
                 use &= pd.isna(cols[r])
             rows = np.flatnonzero(use)
             guess = consistent.reindex(child_values[rows]).to_numpy(dtype=object)
-            found = ~pd.isna(guess) & ~_contradicts_group(cols, parent, rows, guess)
+            found = ~pd.isna(guess)
+            for codes, held in group_held:
+                theirs = held[codes[rows]]
+                found &= pd.isna(theirs) | (theirs == guess)
             if found.any():
                 _set(cols, log, "parent_from_child", parent, rows[found], guess[found])
                 inferred[rows[found]] |= RANK_BIT[parent]
