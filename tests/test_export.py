@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import zipfile
 
 import pyarrow as pa
@@ -39,10 +40,18 @@ def test_parquet_files_roll_over_by_bytes_and_are_numbered_at_the_end(tmp_path):
 
 def test_zip_packages_are_named_and_cut_as_published_and_deterministic(tmp_path):
     root = tmp_path / "bioscan5m"
-    for split, chunk in (("pretrain", "ab"), ("pretrain", "07"), ("train", "a"), ("test", "")):
+    md5 = {f"P{i}": hashlib.md5(f"P{i}".encode()).hexdigest() for i in range(40)}
+    low = next(pid for pid, h in md5.items() if h[0] < "8")  # chunk 00-7f: part 1
+    high = next(pid for pid, h in md5.items() if h[0] >= "8")  # chunk 80-ff: part 2
+    for pid, split, chunk in (
+        (high, "pretrain", md5[high][:2]),
+        (low, "pretrain", md5[low][:2]),
+        ("T1", "train", "a"),
+        ("test", "test", ""),
+    ):
         folder = root / "images" / "cropped_256" / split / chunk
         folder.mkdir(parents=True)
-        (folder / f"{split}{chunk}.jpg").write_bytes(b"\xff\xd8" + split.encode() + b"\xff\xd9")
+        (folder / f"{pid}.jpg").write_bytes(b"\xff\xd8" + split.encode() + b"\xff\xd9")
     names = write_zip_packages(root, tmp_path / "zips")
     assert names == [
         "BIOSCAN_5M_cropped_256_pretrain.01.zip",  # chunks 00-7f
@@ -51,7 +60,7 @@ def test_zip_packages_are_named_and_cut_as_published_and_deterministic(tmp_path)
         "BIOSCAN_5M_cropped_256_eval.zip",
     ]
     with zipfile.ZipFile(tmp_path / "zips" / names[1]) as archive:
-        assert archive.namelist() == ["bioscan5m/images/cropped_256/pretrain/ab/pretrainab.jpg"]
+        assert archive.namelist() == [f"bioscan5m/images/cropped_256/pretrain/{md5[high][:2]}/{high}.jpg"]
     first = (tmp_path / "zips" / names[3]).read_bytes()
     with zipfile.ZipFile(tmp_path / "zips" / names[3]) as archive:
         assert archive.namelist() == ["bioscan5m/images/cropped_256/test/test.jpg"]

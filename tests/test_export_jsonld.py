@@ -348,3 +348,17 @@ def test_streaming_memory_does_not_grow_with_chunks(records, tmp_path):
     many, many_counts = peak(60)
     assert many_counts["records"] == 12 * few_counts["records"] == 60 * len(template)
     assert many < 1.5 * few + 512 * 1024, (few, many)
+
+
+def test_an_interim_genus_is_verbatim_and_the_family_is_the_scientific_name(tmp_path):
+    record = make_records().iloc[[0]].copy()
+    record[["genus", "species", "taxon", "subfamily", "family"]] = ["malaise12", None, "malaise12", None, "Phoridae"]
+    record["placeholder_species"] = False
+    path = tmp_path / "x.jsonld"
+    write_jsonld([record], path, split=record["split"].iloc[0], dataset=DATASET)
+    graph = load_graph(path)
+    node = next(graph.subjects(RDF.type, DWC.Occurrence))
+    assert graph.value(node, DWC.scientificName) == Literal("Phoridae")
+    assert graph.value(node, DWC.taxonRank) == Literal("family")
+    assert graph.value(node, DWC.verbatimIdentification) == Literal("malaise12")
+    assert read_jsonld_records(path).loc[0, "taxon"] == "malaise12"

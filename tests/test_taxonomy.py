@@ -141,6 +141,46 @@ def test_parent_inference_does_not_contradict_records_sharing_the_barcode():
     assert pd.isna(out.loc["b", "family"]) and out.loc["c", "family"] == "Sciaridae"
 
 
+def _ranked(pid, key, bin_=None, **ranks):
+    return {"processid": pid, "barcode_key": key, "dna_bin": bin_, **{r: ranks.get(r) for r in RANKS}}
+
+
+def test_barcode_mates_are_not_given_two_parents_from_different_children():
+    records = pd.DataFrame(
+        [
+            _ranked("c", "c1", phylum="Arthropoda", family="F1", genus="G1"),  # G1 is in F1
+            _ranked("d", "d1", phylum="Arthropoda", family="F2", subfamily="S"),  # S is in F2
+            _ranked("a", "x", phylum="Arthropoda", genus="G1"),
+            _ranked("b", "x", phylum="Arthropoda", subfamily="S"),
+        ]
+    )
+    out = by_pid(curate(records))
+    assert out.loc[["a", "b"], "family"].nunique() <= 1
+
+
+def test_parent_inference_does_not_depend_on_row_order():
+    base = [_ranked(f"o{i}", f"k{i}", "BOLD:AAA0001", family="F2") for i in range(10)]
+    base += [_ranked("r1", "x", "BOLD:AAA0001", family="F1"), _ranked("r2", "x", "BOLD:AAA0001", family="F1")]
+    r3, r5 = _ranked("r3", "x", family="F1"), _ranked("r5", "x", genus="G")  # barcode mates outside the BIN
+    ref = _ranked("z", "kz", family="F1", genus="G")
+    results = [
+        by_pid(curate(pd.DataFrame(order)))["family"].reindex(["r1", "r2", "r3", "r5"]).tolist()
+        for order in ([r3, *base, r5, ref], [*base, r3, r5, ref], [ref, r5, *base[::-1], r3])
+    ]
+    assert all(pd.Series(r).equals(pd.Series(results[0])) for r in results)
+
+
+def test_a_lower_case_genus_the_data_knows_capitalised_is_that_genus():
+    rows = [_ranked(f"p{i}", "x", family="Phoridae", genus="Megaselia", species="Megaselia scalaris") for i in range(3)]
+    rows += [_ranked("q", "x", family="Phoridae", genus="megaselia", species="Megaselia scalaris")]
+    rows += [_ranked("u", "y", family="Cecidomyiidae", genus="cecidomyiidae", species="Aus bus")]
+    result = curate(pd.DataFrame(rows))
+    out = by_pid(result)
+    assert (out.loc[["p0", "q"], "genus"] == "Megaselia").all() and (out.loc["q", "species"] == "Megaselia scalaris")
+    assert out.loc["u", "genus"] == "cecidomyiidae" and out.loc["u", "placeholder_species"]  # rule 3 evidence kept
+    assert_replays(pd.DataFrame(rows), result)
+
+
 def test_barcode_majority_and_drop_with_ties_and_below_ratio():
     rows = [row(f"m{i}", "Phoridae", "Megaselia", key="k1") for i in range(4)] + [
         row("m4", "Sciaridae", "Megaselia", key="k1")

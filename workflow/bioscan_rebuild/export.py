@@ -29,6 +29,7 @@ table), whatever the number of records.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -412,15 +413,18 @@ ZIP_GROUPS = {
 
 
 def _zip_parts(root: Path, package: str, group: str, splits, pretrain_parts: int) -> dict[str, list[Path]]:
-    """Archive name -> its files. Pretrain is cut into ``pretrain_parts`` by its 2-hex-digit chunk folder
-    (part k holds chunks with int(chunk, 16) * parts // 256 == k), named ``.01``, ``.02`` ... as published."""
+    """Archive name -> its files. Pretrain is cut into ``pretrain_parts`` by chunk, i.e. by the first two hex
+    digits of md5(processid): part k (1-based, named ``.01``, ``.02`` ... as published) holds the chunks c with
+    int(c, 16) * parts // 256 == k - 1."""
     files = sorted(p for split in splits for p in (root / "images" / package / split).rglob("*.jpg") if p.is_file())
     if group != "pretrain" or pretrain_parts <= 1:
         return {f"BIOSCAN_5M_{package}_{group}.zip": files}
+    width = max(2, len(str(pretrain_parts)))
     parts: dict[str, list[Path]] = {}
     for path in files:
-        part = int(path.parent.name, 16) * pretrain_parts // 256 + 1
-        parts.setdefault(f"BIOSCAN_5M_{package}_{group}.{part:02d}.zip", []).append(path)
+        chunk = hashlib.md5(path.stem.encode()).hexdigest()[:2]  # the chunk rule, whatever the folder
+        part = int(chunk, 16) * pretrain_parts // 256 + 1
+        parts.setdefault(f"BIOSCAN_5M_{package}_{group}.{part:0{width}d}.zip", []).append(path)
     return dict(sorted(parts.items()))
 
 

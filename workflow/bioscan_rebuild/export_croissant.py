@@ -73,7 +73,7 @@ SIDE_TABLES = {  # CSV side file -> (RecordSet @id, key column or None, descript
     ),
     "metadata/changes.csv": (
         "changes",
-        "step",
+        None,  # one step changes many records: no single-column key
         "Every label change, in order: field, old, new, rule, ratio.",
         {"step": _COUNT, "ratio": "sc:Float"},
     ),

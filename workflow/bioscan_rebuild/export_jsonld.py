@@ -15,7 +15,9 @@ sampleid                   catalogNumber -> dwc:          string: the specimen's
                                                           collection (e.g. BIOUG...), not a subsample
 taxon                      scientificName -> dwc:         string, the deepest label; for a placeholder species
                                                           the deepest published name above it (the genus
-                                                          unless that is a placeholder too)
+                                                          unless that is a placeholder too); an interim
+                                                          genus (no species) -> verbatimIdentification, and
+                                                          scientificName the rank above it
 (rank of scientificName)   taxonRank -> dwc:              phylum ... species (derived)
 phylum .. genus            phylum .. genus -> dwc:        strings (dwc:subfamily included)
 species                    species -> bioscan:species     the full species string (DwC has no such term)
@@ -392,6 +394,14 @@ def _record_nodes(chunk: pd.DataFrame, split: str, split_id: str) -> Iterator[di
         if deepest is not None:
             node["taxonRank"] = deepest
         name = species[i]
+        if name is None and genus[i] in placeholder_genera:  # an interim genus is no scientific name either
+            node["verbatimIdentification"] = genus[i]
+            node.pop("scientificName", None)
+            node.pop("taxonRank", None)
+            for rank, values in published_ranks:
+                if rank != "genus" and values[i] is not None:
+                    node["scientificName"], node["taxonRank"] = values[i], rank
+                    break
         if name is not None:
             if placeholder[i]:
                 # Darwin Core: an interim name is not a scientific name; name the deepest published taxon
@@ -544,13 +554,17 @@ def read_jsonld_records(path) -> pd.DataFrame:
     for column, key in INTEGER_TERMS.items():
         column_of[URIRef(ns["bioscan"] + key)] = column
     qualifier_iri = URIRef(ns["dwc"] + "identificationQualifier")
+    verbatim_iri = URIRef(ns["dwc"] + "verbatimIdentification")
     rows = []
     for subject in graph.subjects(RDF.type, URIRef(ns["dwc"] + "Occurrence")):
         row: dict = {"placeholder_species": False}
+        verbatim = None
         for predicate, obj in graph.predicate_objects(subject):
             column = column_of.get(predicate)
             if predicate == qualifier_iri:
                 row["placeholder_species"] = True
+            if predicate == verbatim_iri:
+                verbatim = str(obj)
             if column is None:
                 continue
             if column in row:
@@ -558,6 +572,8 @@ def read_jsonld_records(path) -> pd.DataFrame:
             row[column] = int(obj) if column in INTEGER_TERMS else str(obj)
         if row["placeholder_species"]:  # taxon is the deepest label: the placeholder species itself
             row["taxon"] = row.get("species")
+        elif verbatim is not None:  # ... or the interim genus
+            row["taxon"] = verbatim
         rows.append(row)
     frame = pd.DataFrame(rows, columns=list(READ_COLUMNS))
     for column in READ_COLUMNS:

@@ -77,15 +77,27 @@ def curate_tables(
     corrections.tsv, rejects.parquet, summary.json. Returns the summary."""
     outdir = Path(outdir)
     labels = _read(record_paths, LABEL_COLUMNS, None)
-    qc = _read(barcode_paths, ("processid", "barcode_status", "barcode_key", "invalid_chars", "length"))
+    qc = _read(
+        barcode_paths, ("processid", "barcode_status", "barcode_key", "invalid_chars", "length", "ambiguity_count")
+    )
     if len(labels) != len(qc) or not (labels["processid"].to_numpy() == qc["processid"].to_numpy()).all():
         raise RuntimeError("barcode shards do not line up with the record shards (re-run clean_barcodes)")
     bad = qc["barcode_status"].to_numpy() != "ok"
     rejected = labels[bad]
     reasons = qc["barcode_status"].to_numpy()[bad]
+    facts = {
+        "invalid_barcode": lambda chars, n, amb: f"; found {chars!r}",
+        "short_barcode": lambda chars, n, amb: f"; {n} bases",
+        "ambiguous_barcode": lambda chars, n, amb: f"; {amb} of {n} bases ambiguous",
+    }
     details = [
-        BARCODE_REASONS[r] + (f"; found {c!r}" if isinstance(c, str) else f"; {n} bases")
-        for r, c, n in zip(reasons, qc["invalid_chars"].to_numpy()[bad], qc["length"].to_numpy()[bad])
+        BARCODE_REASONS[r] + facts.get(r, lambda *_: "")(c, n, a)
+        for r, c, n, a in zip(
+            reasons,
+            qc["invalid_chars"].to_numpy()[bad],
+            qc["length"].to_numpy()[bad],
+            qc["ambiguity_count"].to_numpy()[bad],
+        )
     ]
     records_in = len(labels)
     if bad.any():

@@ -9,8 +9,9 @@ table in brackets):
    ``not_classified``/``not classified``, ``no_data``/``no data``, ``NA``, ``n/a``, ``n.a.``, ``nan``, ``null``,
    ``-``, empty, whitespace; any case) -> missing; a
    name above species written all upper-case, or above genus all lower-case, gets a capital first letter
-   (``DIPTERA``, ``diptera`` -> ``Diptera``; ``MEGASELIA`` -> ``Megaselia``). Species and lower-case genera
-   keep their case (case is evidence for placeholder names: splits spec rules 2 and 3).
+   (``DIPTERA``, ``diptera`` -> ``Diptera``; ``MEGASELIA`` -> ``Megaselia``). Species keep their case, and so
+   does a lower-case genus unless the data holds it capitalised (``megaselia`` -> ``Megaselia`` when some
+   record says ``Megaselia``): case is evidence for placeholder names (splits spec rules 2 and 3).
 2. Typo / rewording table [``typo_table``]: ``resources/taxonomy_fixes.tsv`` (rank, from, to, reason; rank
    ``*`` = any), user-extendable; applied to the normalised names.
 3. BINs [``bin_normalise``, ``bin_malformed``]: case, whitespace and a missing ``BOLD:`` prefix fixed
@@ -316,14 +317,62 @@ def _drop_unsupported_below(cols, log, key_codes, has_key, field, lower_fields, 
         _set(cols, log, f"{rule}_below", lower, held[~asked.isin(known)], None)
 
 
+_CONFLICT = "\x00conflict"  # a group whose records carry two labels at the rank: nothing agrees with it
+
+
+def _capitalise_known_genera(cols: dict, log: ChangeLog) -> None:
+    """A lower-case one-word genus (``megaselia``) is written as the genus the data already knows (``Megaselia``)
+    when there is one; otherwise it stays, as evidence of a placeholder (splits spec rule 3)."""
+    genus = cols["genus"]
+    names = pd.Series(pd.unique(genus[~pd.isna(genus)]), dtype=object)
+    lower = names[names.str.isalpha() & names.str.islower()]
+    known = set(names) & set(lower.str.capitalize())
+    mapping = {name: name.capitalize() for name in lower if name.capitalize() in known}
+    if mapping:
+        rows = np.flatnonzero(pd.Series(genus, dtype=object).isin(list(mapping)).to_numpy())
+        _set(cols, log, "normalise", "genus", rows, [mapping[v] for v in genus[rows]])
+
+
 def _group_labels(codes: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Per group code: the label its records carry at a rank (None if none). Conflicts are settled by then, so
-    a group holds at most one label per rank. The last slot answers code -1 (no group)."""
+    """Per group code: the one label its records carry at a rank, None if none, ``_CONFLICT`` if several (a
+    barcode mate outside the BIN can keep its own label). The last slot answers code -1 (no group)."""
     held = np.full(codes.max(initial=-1) + 2, None, dtype=object)
     rows = np.flatnonzero((codes >= 0) & ~pd.isna(labels))
-    groups, first = np.unique(codes[rows], return_index=True)
-    held[groups] = labels[rows[first]]
+    if not len(rows):
+        return held
+    label_codes, uniques = pd.factorize(labels[rows])
+    width = len(uniques) + 1
+    pairs = np.unique(codes[rows].astype(np.int64) * width + label_codes)
+    groups, first, count = np.unique(pairs // width, return_index=True, return_counts=True)
+    one = np.asarray(uniques, dtype=object)[pairs[first] % width]
+    held[groups] = np.where(count == 1, one, _CONFLICT)
     return held
+
+
+def _agreeing_fills(group_held, rows: np.ndarray, guess: np.ndarray) -> np.ndarray:
+    """Which guesses may be written: none that differs from what the record's barcode or BIN group already
+    holds, and none in a group that would receive two different guesses in this pass."""
+    found = ~pd.isna(guess)
+    for codes, held in group_held:
+        theirs = held[codes[rows]]
+        found &= pd.isna(theirs) | (theirs == guess)
+    for codes, _ in group_held:
+        at = np.flatnonzero(found & (codes[rows] >= 0))
+        if not len(at):
+            continue
+        guess_codes, uniques = pd.factorize(guess[at])
+        width = len(uniques) + 1
+        pairs = np.unique(codes[rows[at]].astype(np.int64) * width + guess_codes)
+        groups, count = np.unique(pairs // width, return_counts=True)
+        found[at[np.isin(codes[rows[at]], groups[count > 1])]] = False
+    return found
+
+
+def _remember_fills(group_held, rows: np.ndarray, values: np.ndarray) -> None:
+    for codes, held in group_held:
+        at = codes[rows]
+        empty = (at >= 0) & pd.isna(held[at])
+        held[at[empty]] = values[empty]
 
 
 def _infer_parents(cols: dict, log: ChangeLog, inferred: np.ndarray) -> pd.DataFrame:
@@ -362,13 +411,11 @@ def _infer_parents(cols: dict, log: ChangeLog, inferred: np.ndarray) -> pd.DataF
                 use &= pd.isna(cols[r])
             rows = np.flatnonzero(use)
             guess = consistent.reindex(child_values[rows]).to_numpy(dtype=object)
-            found = ~pd.isna(guess)
-            for codes, held in group_held:
-                theirs = held[codes[rows]]
-                found &= pd.isna(theirs) | (theirs == guess)
+            found = _agreeing_fills(group_held, rows, guess)
             if found.any():
                 _set(cols, log, "parent_from_child", parent, rows[found], guess[found])
                 inferred[rows[found]] |= RANK_BIT[parent]
+                _remember_fills(group_held, rows[found], guess[found])
     return pd.concat(links, ignore_index=True) if links else pd.DataFrame()
 
 
@@ -471,6 +518,7 @@ def curate(
     for rank in RANKS:  # 1. names
         values = cols[rank]
         _set(cols, log, "normalise", rank, everyone, _map_unique(values, lambda v, r=rank: normalise_name(v, r)))
+    _capitalise_known_genera(cols, log)
     fixes = fixes if fixes is not None else pd.DataFrame(columns=["rank", "from", "to", "reason"])
     for rank in RANKS:  # 2. typo table
         table = fixes[(fixes["rank"] == rank) | (fixes["rank"] == "*")]
