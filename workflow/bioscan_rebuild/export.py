@@ -29,7 +29,6 @@ table), whatever the number of records.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -419,10 +418,12 @@ def _zip_parts(root: Path, package: str, group: str, splits, pretrain_parts: int
     files = sorted(p for split in splits for p in (root / "images" / package / split).rglob("*.jpg") if p.is_file())
     if group != "pretrain" or pretrain_parts <= 1:
         return {f"BIOSCAN_5M_{package}_{group}.zip": files}
+    from .splits import chunk_of
+
     width = max(2, len(str(pretrain_parts)))
+    chunks = chunk_of(pd.Series([p.stem for p in files], dtype=object), pd.Series(["pretrain"] * len(files)))
     parts: dict[str, list[Path]] = {}
-    for path in files:
-        chunk = hashlib.md5(path.stem.encode()).hexdigest()[:2]  # the chunk rule, whatever the folder
+    for path, chunk in zip(files, chunks, strict=True):  # the chunk rule on the processid, whatever the folder
         part = int(chunk, 16) * pretrain_parts // 256 + 1
         parts.setdefault(f"BIOSCAN_5M_{package}_{group}.{part:0{width}d}.zip", []).append(path)
     return dict(sorted(parts.items()))

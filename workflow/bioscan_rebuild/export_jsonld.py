@@ -394,30 +394,24 @@ def _record_nodes(chunk: pd.DataFrame, split: str, split_id: str) -> Iterator[di
         if deepest is not None:
             node["taxonRank"] = deepest
         name = species[i]
-        if name is None and genus[i] in placeholder_genera:  # an interim genus is no scientific name either
+        interim_genus = genus[i] in placeholder_genera
+        if name is not None and placeholder[i]:
+            node["verbatimIdentification"] = name
+            node["identificationQualifier"] = qualifier(name)
+        elif name is None and interim_genus:
             node["verbatimIdentification"] = genus[i]
+        if "verbatimIdentification" in node:
+            # Darwin Core: an interim name is not a scientific name; name the deepest published taxon above it
             node.pop("scientificName", None)
             node.pop("taxonRank", None)
             for rank, values in published_ranks:
-                if rank != "genus" and values[i] is not None:
+                if values[i] is not None and not (rank == "genus" and interim_genus):
                     node["scientificName"], node["taxonRank"] = values[i], rank
                     break
-        if name is not None:
-            if placeholder[i]:
-                # Darwin Core: an interim name is not a scientific name; name the deepest published taxon
-                node["verbatimIdentification"] = name
-                node["identificationQualifier"] = qualifier(name)
-                node.pop("scientificName", None)
-                node.pop("taxonRank", None)
-                for rank, values in published_ranks:
-                    value = values[i]
-                    if value is not None and not (rank == "genus" and value in placeholder_genera):
-                        node["scientificName"], node["taxonRank"] = value, rank
-                        break
-            else:
-                epithet = _epithet(name, genus[i])
-                if epithet:
-                    node["specificEpithet"] = epithet
+        if name is not None and not placeholder[i]:
+            epithet = _epithet(name, genus[i])
+            if epithet:
+                node["specificEpithet"] = epithet
         yield node
 
 

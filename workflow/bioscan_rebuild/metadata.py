@@ -64,6 +64,15 @@ def _read(paths, columns, schema=None) -> pd.DataFrame:
     return pa.concat_tables(tables).to_pandas(types_mapper=None) if tables else pd.DataFrame(columns=list(columns))
 
 
+def _barcode_detail(reason: str, invalid_chars, length, ambiguous) -> str:
+    found = {
+        "invalid_barcode": f"; found {invalid_chars!r}",
+        "short_barcode": f"; {length} bases",
+        "ambiguous_barcode": f"; {ambiguous} of {length} bases ambiguous",
+    }
+    return BARCODE_REASONS[reason] + found.get(reason, "")
+
+
 def curate_tables(
     record_paths,
     barcode_paths,
@@ -85,14 +94,9 @@ def curate_tables(
     bad = qc["barcode_status"].to_numpy() != "ok"
     rejected = labels[bad]
     reasons = qc["barcode_status"].to_numpy()[bad]
-    facts = {
-        "invalid_barcode": lambda chars, n, amb: f"; found {chars!r}",
-        "short_barcode": lambda chars, n, amb: f"; {n} bases",
-        "ambiguous_barcode": lambda chars, n, amb: f"; {amb} of {n} bases ambiguous",
-    }
     details = [
-        BARCODE_REASONS[r] + facts.get(r, lambda *_: "")(c, n, a)
-        for r, c, n, a in zip(
+        _barcode_detail(*facts)
+        for facts in zip(
             reasons,
             qc["invalid_chars"].to_numpy()[bad],
             qc["length"].to_numpy()[bad],

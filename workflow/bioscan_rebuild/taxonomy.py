@@ -232,12 +232,11 @@ def _set(cols: dict, log: ChangeLog, rule: str, field: str, rows: np.ndarray, ne
     cols[field] = values
 
 
-def _resolve_conflicts(cols, log, key: str, fields, ratio: float, rules: tuple[str, str], cascade: bool) -> dict:
-    """Majority-or-drop within groups of equal ``key`` for each of ``fields`` in order (see module doc).
-    ``cascade``: a dropped field also drops every later field for the group's records."""
-    keys = cols[key]
-    has_key = ~pd.isna(keys)
-    key_codes = pd.factorize(keys)[0]
+def _resolve_conflicts(cols, log, key_codes, fields, ratio: float, rules: tuple[str, str], cascade: bool) -> dict:
+    """Majority-or-drop within groups (``key_codes``: factorized barcode or BIN, -1 = none) for each of
+    ``fields`` in order (see module doc). ``cascade``: a dropped field also drops every later field for the
+    group's records."""
+    has_key = key_codes >= 0
     counts = {"groups_majority": 0, "groups_dropped": 0}
     changed_at: dict[str, np.ndarray] = {}
     for position, field in enumerate(fields):
@@ -333,19 +332,24 @@ def _capitalise_known_genera(cols: dict, log: ChangeLog) -> None:
         _set(cols, log, "normalise", "genus", rows, [mapping[v] for v in genus[rows]])
 
 
+def _distinct_per_group(codes: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For group codes (>= 0) and their values (not missing): each group, one of its values, and how many
+    distinct values it holds."""
+    value_codes, uniques = pd.factorize(values)
+    width = len(uniques) + 1
+    pairs = np.unique(codes.astype(np.int64) * width + value_codes)
+    groups, first, count = np.unique(pairs // width, return_index=True, return_counts=True)
+    return groups, np.asarray(uniques, dtype=object)[pairs[first] % width], count
+
+
 def _group_labels(codes: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Per group code: the one label its records carry at a rank, None if none, ``_CONFLICT`` if several (a
     barcode mate outside the BIN can keep its own label). The last slot answers code -1 (no group)."""
     held = np.full(codes.max(initial=-1) + 2, None, dtype=object)
     rows = np.flatnonzero((codes >= 0) & ~pd.isna(labels))
-    if not len(rows):
-        return held
-    label_codes, uniques = pd.factorize(labels[rows])
-    width = len(uniques) + 1
-    pairs = np.unique(codes[rows].astype(np.int64) * width + label_codes)
-    groups, first, count = np.unique(pairs // width, return_index=True, return_counts=True)
-    one = np.asarray(uniques, dtype=object)[pairs[first] % width]
-    held[groups] = np.where(count == 1, one, _CONFLICT)
+    if len(rows):
+        groups, one, count = _distinct_per_group(codes[rows], labels[rows])
+        held[groups] = np.where(count == 1, one, _CONFLICT)
     return held
 
 
@@ -358,13 +362,9 @@ def _agreeing_fills(group_held, rows: np.ndarray, guess: np.ndarray) -> np.ndarr
         found &= pd.isna(theirs) | (theirs == guess)
     for codes, _ in group_held:
         at = np.flatnonzero(found & (codes[rows] >= 0))
-        if not len(at):
-            continue
-        guess_codes, uniques = pd.factorize(guess[at])
-        width = len(uniques) + 1
-        pairs = np.unique(codes[rows[at]].astype(np.int64) * width + guess_codes)
-        groups, count = np.unique(pairs // width, return_counts=True)
-        found[at[np.isin(codes[rows[at]], groups[count > 1])]] = False
+        if len(at):
+            groups, _, count = _distinct_per_group(codes[rows[at]], guess[at])
+            found[at[np.isin(codes[rows[at]], groups[count > 1])]] = False
     return found
 
 
@@ -375,10 +375,10 @@ def _remember_fills(group_held, rows: np.ndarray, values: np.ndarray) -> None:
         held[at[empty]] = values[empty]
 
 
-def _infer_parents(cols: dict, log: ChangeLog, inferred: np.ndarray) -> pd.DataFrame:
-    """Step 7. Returns the lineage table (child -> parent links and whether they are consistent)."""
+def _infer_parents(cols: dict, log: ChangeLog, inferred: np.ndarray, group_codes) -> pd.DataFrame:
+    """Step 7. Returns the lineage table (child -> parent links and whether they are consistent).
+    ``group_codes``: the factorized barcode and BIN keys, whose groups no inference may contradict."""
     links = []
-    group_codes = [pd.factorize(cols[key])[0] for key in ("barcode_key", "dna_bin")]
     for parent_index in range(RANKS.index("subfamily"), -1, -1):
         parent = RANKS[parent_index]
         children = RANKS[parent_index + 1 : RANKS.index("genus") + 1]
@@ -542,10 +542,11 @@ def curate(
     _set(cols, log, "bin_normalise", "dna_bin", np.flatnonzero(~malformed), bins[~malformed])
     counts["bins_malformed"] = int(malformed.sum())
 
+    barcode_codes = pd.factorize(cols["barcode_key"])[0]
     counts["bin_conflicts"] = _resolve_conflicts(  # 4.
         cols,
         log,
-        "barcode_key",
+        barcode_codes,
         ("dna_bin",),
         params.bin_barcode_ratio,
         ("bin_majority", "bin_conflict_dropped"),
@@ -566,16 +567,19 @@ def curate(
         found = ~pd.isna(first) & ~higher & ~code
         _set(cols, log, "genus_from_species", "genus", rows[found], first[found])
         inferred[rows[found]] |= RANK_BIT["genus"]
+    bin_codes = pd.factorize(cols["dna_bin"])[0]  # BINs are final from here on
     counts["barcode_conflicts"] = _resolve_conflicts(  # 6.
-        cols, log, "barcode_key", RANKS, params.barcode_ratio, ("barcode_majority", "barcode_conflict_dropped"), True
+        cols, log, barcode_codes, RANKS, params.barcode_ratio, ("barcode_majority", "barcode_conflict_dropped"), True
     )
     counts["bin_taxon_conflicts"] = _resolve_conflicts(
-        cols, log, "dna_bin", RANKS, params.bin_ratio, ("bin_taxon_majority", "bin_taxon_conflict_dropped"), True
+        cols, log, bin_codes, RANKS, params.bin_ratio, ("bin_taxon_majority", "bin_taxon_conflict_dropped"), True
     )
     # a rank removed by a conflict is no longer inferred
     for rank in RANKS:
         inferred[pd.isna(cols[rank])] &= np.uint8(~RANK_BIT[rank] & 0xFF)
-    lineage = _infer_parents(cols, log, inferred) if params.infer_parents else pd.DataFrame()  # 7.
+    lineage = (  # 7.
+        _infer_parents(cols, log, inferred, (barcode_codes, bin_codes)) if params.infer_parents else pd.DataFrame()
+    )
     corrections = corrections if corrections is not None else pd.DataFrame(columns=list(CORRECTION_COLUMNS))
     excluded, outcomes = _apply_corrections(cols, log, corrections, inferred)  # 8.
     cols["taxon"] = deepest_label(cols)
