@@ -23,7 +23,7 @@ $(TEST_STAMP): $(STAMP)
 
 install: $(STAMP)
 
-$(SAMPLE): $(STAMP) workflow/bioscan_rebuild/sample.py workflow/bioscan_rebuild/sample_images.py
+$(SAMPLE): $(STAMP) $(wildcard workflow/bioscan_rebuild/synth/*.py)
 	rm -rf resources/sample
 	$(BIN)/bioscan-rebuild sample resources/sample --records 300 --seed 0
 

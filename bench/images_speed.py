@@ -34,7 +34,7 @@ def photos(n: int, size: tuple[int, int], seed: int) -> list[bytes]:
     import numpy as np
     from PIL import Image
 
-    from bioscan_rebuild.sample_images import draw_well_photo
+    from bioscan_rebuild.synth.photos import draw_well_photo
 
     rng = np.random.default_rng(seed)
     out = []
@@ -68,8 +68,8 @@ def main() -> None:
     pin_one_core()
     from PIL import Image
 
-    from bioscan_rebuild.detect import make_detector
-    from bioscan_rebuild.images import ImageParams, keep_freed_memory, process_photos
+    from bioscan_rebuild.detect.base import make_detector
+    from bioscan_rebuild.images.process import ImageParams, keep_freed_memory, process_photos
 
     # As the image-stage commands do; the decode-only baseline runs in this same process, so it gets it too.
     if not args.default_malloc:

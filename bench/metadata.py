@@ -136,7 +136,7 @@ def generate(n: int, workdir: Path, seed: int = 0) -> None:
 
 
 def stage(workdir: Path) -> dict:
-    from bioscan_rebuild.metadata import clean_shard, curate_tables
+    from bioscan_rebuild.metadata.stage import clean_shard, curate_tables
 
     paths = sorted(workdir.glob("records-*.parquet"))
     start = time.perf_counter()
@@ -158,7 +158,7 @@ def stage(workdir: Path) -> dict:
 
 
 def split_step(workdir: Path) -> dict:
-    from bioscan_rebuild.metadata import split_tables
+    from bioscan_rebuild.metadata.stage import split_tables
 
     start = time.perf_counter()
     result = split_tables(

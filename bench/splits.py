@@ -106,7 +106,7 @@ def reference_splits(df):
     import numpy as np
     import pandas as pd
 
-    from bioscan_rebuild.novel import novel_mask, strip_barcode
+    from bioscan_rebuild.core.novel import novel_mask, strip_barcode
 
     def test_n(n):
         return 0 if n < 8 else min(25, math.floor(4 + (n - 8) / 4))
@@ -235,7 +235,7 @@ def child(step: str, args: dict) -> dict:
     import pandas as pd
     import pyarrow as pa
 
-    from bioscan_rebuild.splits import assign_splits
+    from bioscan_rebuild.splits.protocol import assign_splits
 
     frame = pd.read_parquet(args["table"], columns=None if args["all_columns"] else COLUMNS)
     pa.default_memory_pool().release_unused()  # drop the allocator's cache of parquet decoding buffers

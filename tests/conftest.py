@@ -33,7 +33,7 @@ def realdata() -> Path:
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory) -> Path:
     """The embedded sample, generated once per test session (as `make run` does)."""
-    from bioscan_rebuild.sample import generate_sample
+    from bioscan_rebuild.synth.exports import generate_sample
 
     out = tmp_path_factory.mktemp("sample") / "resources" / "sample"
     generate_sample(out, n_records=300, seed=0)

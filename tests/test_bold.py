@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from bioscan_rebuild.bold import LayoutError, read_export
+from bioscan_rebuild.ingest.bold import LayoutError, read_export
 
 COELIOXYS = "ropensci-bold/extracted/coelioxys_combined.tsv"
 BCDM2023 = "barcode-constrained-phylogeny/tests/BOLD_Public.18-Dec-2023/BOLD_Public.18-Dec-2023.tsv"

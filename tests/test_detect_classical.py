@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bioscan_rebuild.detect import DETECTOR_STATUSES, Detection, iou, make_detector
-from bioscan_rebuild.detect_classical import DEFAULTS, ClassicalDetector
-from bioscan_rebuild.sample_images import draw_well_photo
+from bioscan_rebuild.detect.base import DETECTOR_STATUSES, Detection, iou, make_detector
+from bioscan_rebuild.detect.classical import DEFAULTS, ClassicalDetector
+from bioscan_rebuild.synth.photos import draw_well_photo
 
 DEV = "imgfilter-dev"
 VALID = "Bioscan-ImgFilter/dataset/filtered_imgs/valid"
@@ -138,7 +138,7 @@ def test_deterministic(detector, specimens):
 
 
 def test_a_precomputed_half_gives_the_same_detection(detector, specimens):
-    from bioscan_rebuild.images import halve
+    from bioscan_rebuild.images.process import halve
 
     for photo in specimens[:8]:
         plain, shared = detector.detect(photo.image), detector.detect(photo.image, halve(photo.image))
@@ -205,8 +205,8 @@ def test_largest_candidate_beats_a_darker_speck():
 def test_accuracy_on_the_whole_real_dev_set_does_not_regress(realdata):
     """All 295 real hard cases (imgfilter-dev): the figures bench/detect_accuracy.py reports
     (73.9 % IoU>=0.5, 91.7 % empty wells at classical-3) must not fall below these floors."""
-    from bioscan_rebuild.detect import load_coco_ground_truth
-    from bioscan_rebuild.detect_eval import evaluate
+    from bioscan_rebuild.detect.base import load_coco_ground_truth
+    from bioscan_rebuild.detect.evaluate import evaluate
 
     dev = realdata / "imgfilter-dev"
     summary = evaluate(ClassicalDetector(), load_coco_ground_truth(dev / "coco_annotations.json"), dev)["summary"]

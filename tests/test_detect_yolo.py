@@ -26,9 +26,9 @@ if _MISSING:
         pytest.fail(_REASON + " (CI=true: failing instead of skipping)", pytrace=False)
     pytest.skip(_REASON, allow_module_level=True)
 
-from bioscan_rebuild import detect_yolo  # noqa: E402
-from bioscan_rebuild.detect import DETECTOR_STATUSES, Detection, dev_split, iou, make_detector  # noqa: E402
-from bioscan_rebuild.sample_images import draw_well_photo  # noqa: E402
+from bioscan_rebuild.detect import yolo as detect_yolo  # noqa: E402
+from bioscan_rebuild.detect.base import DETECTOR_STATUSES, Detection, dev_split, iou, make_detector  # noqa: E402
+from bioscan_rebuild.synth.photos import draw_well_photo  # noqa: E402
 
 KINDS = ("specimen", "empty", "edge", "specimen", "specimen", "edge")
 
@@ -200,7 +200,7 @@ def test_make_detector_and_onnx_needs_no_torch(trained, photos, tmp_path):
     np.save(tmp_path / "photo.npy", photos[0].image)
     code = (
         "import sys, numpy as np\n"
-        "from bioscan_rebuild.detect_yolo import OnnxDetector\n"
+        "from bioscan_rebuild.detect.yolo import OnnxDetector\n"
         f"d = OnnxDetector({str(model_dir / 'model.onnx')!r}, conf=0.001)\n"
         f"print(d.detect(np.load({str(tmp_path / 'photo.npy')!r})).status)\n"
         "assert 'torch' not in sys.modules and 'ultralytics' not in sys.modules, 'heavy import'\n"

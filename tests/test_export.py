@@ -8,8 +8,8 @@ import zipfile
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bioscan_rebuild.export import ExportOptions, ShardedParquet, image_relpath, write_zip_packages
-from bioscan_rebuild.images_shard import IMAGE_RECORD_SCHEMA
+from bioscan_rebuild.export.writers import ExportOptions, ShardedParquet, image_relpath, write_zip_packages
+from bioscan_rebuild.images.shard import IMAGE_RECORD_SCHEMA
 
 
 def test_image_paths_follow_the_chunk_rule():
@@ -74,7 +74,7 @@ def _tiny_release_inputs(tmp_path, *, images_per_shard):
     """Curated labels, barcode shards, splits and image results for 4 records in 2 shards, with a store."""
     import pandas as pd
 
-    from bioscan_rebuild.records import RANKS
+    from bioscan_rebuild.core.schemas import RANKS
 
     ids = [["A1", "A2"], ["B1", "B2"]]
     curated = pd.DataFrame(
@@ -129,7 +129,7 @@ def _tiny_release_inputs(tmp_path, *, images_per_shard):
 def test_export_survives_empty_image_shards_and_equal_sized_images(tmp_path):
     import h5py
 
-    from bioscan_rebuild.export import export_release
+    from bioscan_rebuild.export.writers import export_release
 
     barcode_paths, image_paths = _tiny_release_inputs(tmp_path, images_per_shard=[2, 0])
     summary = export_release(
@@ -153,7 +153,7 @@ def test_export_survives_empty_image_shards_and_equal_sized_images(tmp_path):
 def test_export_fails_loudly_when_the_store_lost_an_image(tmp_path):
     import pytest
 
-    from bioscan_rebuild.export import MissingImageError, export_release
+    from bioscan_rebuild.export.writers import MissingImageError, export_release
 
     barcode_paths, image_paths = _tiny_release_inputs(tmp_path, images_per_shard=[2, 2])
     next((tmp_path / "store").rglob("*.cropped.jpg")).unlink()

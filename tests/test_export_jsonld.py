@@ -12,7 +12,7 @@ import pytest
 from rdflib import RDF, Graph, Literal, Namespace, URIRef
 from rdflib.collection import Collection
 
-from bioscan_rebuild.export_jsonld import (
+from bioscan_rebuild.export.formats.jsonld import (
     DECIMAL_TERMS,
     DEFAULT_SHAPES,
     INTEGER_TERMS,
@@ -24,7 +24,7 @@ from bioscan_rebuild.export_jsonld import (
     validate_jsonld,
     write_jsonld,
 )
-from bioscan_rebuild.splits import SPLITS
+from bioscan_rebuild.splits.protocol import SPLITS
 
 DWC = Namespace(NAMESPACES["dwc"])
 BIOSCAN = Namespace(NAMESPACES["bioscan"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bioscan_rebuild.geometry import (
+from bioscan_rebuild.images.geometry import (
     BIOSCAN_PAD_COLOR,
     CropPlan,
     apply_crop,

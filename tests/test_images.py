@@ -13,9 +13,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bioscan_rebuild.detect import Detection
-from bioscan_rebuild.images import DerivedStore, ImageParams, decode_photo, finish_photo, process_photos, stage_key
-from bioscan_rebuild.store import ImageStore
+from bioscan_rebuild.core.store import ImageStore
+from bioscan_rebuild.detect.base import Detection
+from bioscan_rebuild.images.process import (
+    DerivedStore,
+    ImageParams,
+    decode_photo,
+    finish_photo,
+    process_photos,
+    stage_key,
+)
 
 PARAMS = ImageParams()
 

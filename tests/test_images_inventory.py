@@ -10,8 +10,8 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
-from bioscan_rebuild.images_inventory import inspect_image, inventory, list_images
-from bioscan_rebuild.store import ImageStore, params_key
+from bioscan_rebuild.core.store import ImageStore, params_key
+from bioscan_rebuild.ingest.inventory import inspect_image, inventory, list_images
 
 IMGFILTER = "Bioscan-ImgFilter/dataset"
 BIOSCAN1M = "BIOSCAN-1M/dataset/bioscan_images"
@@ -111,7 +111,7 @@ def test_store_link_mode_and_derived_keys(tmp_path):
 
 
 def test_inventory_of_empty_listing(tmp_path):
-    from bioscan_rebuild.images_inventory import LISTING_SCHEMA
+    from bioscan_rebuild.ingest.inventory import LISTING_SCHEMA
 
     table = inventory(LISTING_SCHEMA.empty_table(), {}, None)
     assert table.num_rows == 0 and isinstance(table, pa.Table)

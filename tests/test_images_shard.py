@@ -9,10 +9,10 @@ import json
 import pandas as pd
 import pyarrow.parquet as pq
 
-import bioscan_rebuild.detect as detect_module
-from bioscan_rebuild.images_shard import detect_folder, run_image_shard
-from bioscan_rebuild.ingest import ingest_local
-from bioscan_rebuild.sample_images import draw_well_photo, encode_jpeg
+import bioscan_rebuild.detect.base as detect_module
+from bioscan_rebuild.images.shard import detect_folder, run_image_shard
+from bioscan_rebuild.ingest.join import ingest_local
+from bioscan_rebuild.synth.photos import draw_well_photo, encode_jpeg
 
 
 class _OracleDetector:
@@ -32,7 +32,7 @@ class _OracleDetector:
 
 def _use_oracle(monkeypatch):
     monkeypatch.setattr(detect_module, "make_detector", lambda backend, **params: _OracleDetector(**params))
-    monkeypatch.setattr("bioscan_rebuild.images_shard.make_detector", lambda b, **p: _OracleDetector(**p))
+    monkeypatch.setattr("bioscan_rebuild.images.shard.make_detector", lambda b, **p: _OracleDetector(**p))
 
 
 def _photos(folder, n=5, seed=0):

@@ -8,9 +8,9 @@ import json
 import pyarrow as pa
 import pytest
 
-from bioscan_rebuild.images_inventory import INVENTORY_SCHEMA
-from bioscan_rebuild.ingest import AccountingError, account, ingest_local, join_shard, write_json, write_table
-from bioscan_rebuild.records import RECORD_SCHEMA, REJECT_SCHEMA, shard_of
+from bioscan_rebuild.core.schemas import RECORD_SCHEMA, REJECT_SCHEMA, shard_of
+from bioscan_rebuild.ingest.inventory import INVENTORY_SCHEMA
+from bioscan_rebuild.ingest.join import AccountingError, account, ingest_local, join_shard, write_json, write_table
 
 
 def records(batch, rows):

@@ -8,7 +8,7 @@ import sys
 
 import pandas as pd
 
-from bioscan_rebuild.metadata import RELEASE_COLUMNS
+from bioscan_rebuild.metadata.stage import RELEASE_COLUMNS
 from conftest import REPO
 
 EXPORTS = (
@@ -60,7 +60,7 @@ def test_metadata_command_on_real_exports(realdata, tmp_path):
 
 
 def test_metadata_command_uses_the_shipped_typo_table_like_the_workflow(tmp_path):
-    from bioscan_rebuild.sample import generate_export
+    from bioscan_rebuild.synth.exports import generate_export
 
     export = tmp_path / "export.tsv"
     generate_export(export, 60, seed=4, layout="bcdm2024")

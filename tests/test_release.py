@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 from test_workflow import make_workdir
 
-from bioscan_rebuild.metadata import RELEASE_COLUMNS
-from bioscan_rebuild.splits import SPLITS
+from bioscan_rebuild.metadata.stage import RELEASE_COLUMNS
+from bioscan_rebuild.splits.protocol import SPLITS
 from conftest import run_snakemake
 
 pytestmark = pytest.mark.slow
@@ -159,7 +159,7 @@ def test_zipped_packages_extract_to_a_folder_the_loader_reads(release, csv_table
     import zipfile
 
     bioscan_dataset = pytest.importorskip("bioscan_dataset", reason="bioscan-dataset (test extra) is not installed")
-    from bioscan_rebuild.export import write_zip_packages
+    from bioscan_rebuild.export.writers import write_zip_packages
 
     names = write_zip_packages(release, tmp_path / "zips")
     assert "BIOSCAN_5M_cropped_256_eval.zip" in names and "BIOSCAN_5M_cropped_256_train.zip" in names
@@ -206,8 +206,8 @@ def test_formats_agree_on_every_record(release, csv_table):
     each format carries, and the same image bytes."""
     import h5py
 
-    from bioscan_rebuild.export import HDF5_LABELS
-    from bioscan_rebuild.export_jsonld import read_jsonld_records
+    from bioscan_rebuild.export.formats.jsonld import read_jsonld_records
+    from bioscan_rebuild.export.writers import HDF5_LABELS
 
     csv = csv_table.set_index("processid")
     numeric = ("coord-lat", "coord-lon", "area_fraction", "scale_factor")
@@ -256,7 +256,7 @@ def test_formats_agree_on_every_record(release, csv_table):
 
 
 def test_jsonld_is_linked_data_and_conforms(release):
-    from bioscan_rebuild.export_jsonld import validate_jsonld
+    from bioscan_rebuild.export.formats.jsonld import validate_jsonld
 
     for path in sorted((release / "metadata" / "jsonld").glob("*.jsonld")):
         conforms, report, triples = validate_jsonld(path)
@@ -265,7 +265,7 @@ def test_jsonld_is_linked_data_and_conforms(release):
 
 
 def test_croissant_validates_and_reads_every_recordset(release):
-    from bioscan_rebuild.export_croissant import read_first_records, validate_croissant, verify_hashes
+    from bioscan_rebuild.export.formats.croissant import read_first_records, validate_croissant, verify_hashes
 
     path = release / "croissant.json"
     assert validate_croissant(path) == []

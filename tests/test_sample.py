@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bioscan_rebuild.metadata import metadata_from_exports
-from bioscan_rebuild.novel import novel_mask
-from bioscan_rebuild.sample import SPECIES_SHARE, generate_metadata, generate_sample
-from bioscan_rebuild.splits import SPLITS
+from bioscan_rebuild.core.novel import novel_mask
+from bioscan_rebuild.metadata.stage import metadata_from_exports
+from bioscan_rebuild.splits.protocol import SPLITS
+from bioscan_rebuild.synth.exports import SPECIES_SHARE, generate_metadata, generate_sample
 
 
 def test_species_share_is_the_fraction_identified_to_species():

@@ -1,4 +1,4 @@
-"""Tests for the procedural BIOSCAN-style well photos (bioscan_rebuild.sample_images)."""
+"""Tests for the procedural BIOSCAN-style well photos (bioscan_rebuild.synth.photos)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bioscan_rebuild.sample_images import (
+from bioscan_rebuild.synth.photos import (
     KINDS,
     MARGIN,
     SpecimenPhoto,

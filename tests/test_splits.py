@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bioscan_rebuild.novel import novel_mask, strip_barcode
-from bioscan_rebuild.splits import (
+from bioscan_rebuild.core.novel import novel_mask, strip_barcode
+from bioscan_rebuild.splits.protocol import (
     LABELLED,
     SPLITS,
     assign_splits,

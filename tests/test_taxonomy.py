@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from bioscan_rebuild.records import RANKS
-from bioscan_rebuild.taxonomy import (
+from bioscan_rebuild.core.schemas import RANKS
+from bioscan_rebuild.metadata.taxonomy import (
     RANK_BIT,
     TaxonomyParams,
     curate,
@@ -319,8 +319,8 @@ def test_typo_table():
 def test_real_exports_curate_and_replay(realdata):
     import pyarrow as pa
 
-    from bioscan_rebuild.barcodes import clean_barcodes
-    from bioscan_rebuild.bold import parse_export
+    from bioscan_rebuild.ingest.bold import parse_export
+    from bioscan_rebuild.metadata.barcodes import clean_barcodes
 
     tables = []
     for path in (
@@ -348,7 +348,7 @@ def test_real_exports_curate_and_replay(realdata):
 
 
 def test_tables_keep_hashes_inside_values_and_star_rows_yield(tmp_path):
-    from bioscan_rebuild.taxonomy import load_corrections, load_fixes
+    from bioscan_rebuild.metadata.taxonomy import load_corrections, load_fixes
 
     corrections = tmp_path / "c.tsv"
     corrections.write_text(

@@ -109,7 +109,7 @@ def test_split_rule_on_the_sample(finished_run):
 
     import pyarrow.parquet as pq
 
-    from bioscan_rebuild.splits import SPLITS
+    from bioscan_rebuild.splits.protocol import SPLITS
 
     curated = pq.read_table(finished_run / "results" / "metadata" / "curated.parquet").to_pandas()
     splits = pq.read_table(finished_run / "results" / "splits" / "splits.parquet").to_pandas()
@@ -134,7 +134,7 @@ def test_split_stage_with_a_freeze_keeps_old_records(finished_run, tmp_path):
     one the protocol would not give them, and the rest are assigned as usual."""
     import pyarrow.parquet as pq
 
-    from bioscan_rebuild.metadata import split_tables
+    from bioscan_rebuild.metadata.stage import split_tables
 
     results = finished_run / "results"
     before = pq.read_table(results / "splits" / "splits.parquet").to_pandas().set_index("processid")
@@ -172,7 +172,7 @@ def test_rerun_does_nothing_and_a_new_batch_runs_only_what_it_touches(finished_r
     again = run_snakemake(finished_run, "--dry-run")
     assert "Nothing to be done" in again.stdout + again.stderr
     # A new delivery: a third batch with one export (metadata only).
-    from bioscan_rebuild.sample import generate_export
+    from bioscan_rebuild.synth.exports import generate_export
 
     generate_export(finished_run / "resources" / "new.tsv", 40, seed=9, layout="bcdm2023")
     config = yaml.safe_load((finished_run / "config" / "config.yaml").read_text())

@@ -7,9 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from .bold import DEFAULT_MISSING_VALUES
-from .images_inventory import DEFAULT_NAME_PATTERN
-from .records import shard_name
+from bioscan_rebuild.core.schemas import shard_name
+from bioscan_rebuild.ingest.bold import DEFAULT_MISSING_VALUES
+from bioscan_rebuild.ingest.inventory import DEFAULT_NAME_PATTERN
 
 
 def _batch_dirs(pairs: list[str]) -> dict[str, str]:
@@ -23,7 +23,7 @@ def _batch_dirs(pairs: list[str]) -> dict[str, str]:
 
 
 def cmd_sample(args) -> int:
-    from .sample import generate_export, generate_sample
+    from bioscan_rebuild.synth.exports import generate_export, generate_sample
 
     share = {} if args.species_share is None else {"species_share": args.species_share}
     if args.export_only:
@@ -36,7 +36,7 @@ def cmd_sample(args) -> int:
 
 
 def cmd_ingest_parse(args) -> int:
-    from .ingest import parse_to_shards
+    from bioscan_rebuild.ingest.join import parse_to_shards
 
     summary = parse_to_shards(
         args.export,
@@ -51,8 +51,8 @@ def cmd_ingest_parse(args) -> int:
 
 
 def cmd_ingest_list(args) -> int:
-    from .images_inventory import list_images
-    from .ingest import write_json, write_table
+    from bioscan_rebuild.ingest.inventory import list_images
+    from bioscan_rebuild.ingest.join import write_json, write_table
 
     listing, rejects = list_images(args.image_dir, args.batch, args.shards, args.name_pattern)
     outdir = Path(args.outdir)
@@ -75,9 +75,9 @@ def cmd_ingest_list(args) -> int:
 def cmd_ingest_inventory(args) -> int:
     import pyarrow.parquet as pq
 
-    from .images_inventory import LISTING_SCHEMA, inventory
-    from .ingest import write_table
-    from .store import ImageStore
+    from bioscan_rebuild.core.store import ImageStore
+    from bioscan_rebuild.ingest.inventory import LISTING_SCHEMA, inventory
+    from bioscan_rebuild.ingest.join import write_table
 
     listing = pq.read_table(args.listing, schema=LISTING_SCHEMA)
     store = ImageStore(args.store, args.store_mode) if args.store else None
@@ -89,7 +89,7 @@ def cmd_ingest_inventory(args) -> int:
 
 
 def cmd_ingest_join(args) -> int:
-    from .ingest import join_shard_files
+    from bioscan_rebuild.ingest.join import join_shard_files
 
     accounting = join_shard_files(
         args.records,
@@ -104,7 +104,7 @@ def cmd_ingest_join(args) -> int:
 
 
 def cmd_ingest_accounting(args) -> int:
-    from .ingest import account, write_json, write_table
+    from bioscan_rebuild.ingest.join import account, write_json, write_table
 
     summary, rejects = account(args.parse_summary, args.list_summary, args.shard_accounting, args.rejects)
     write_json(summary, args.output)
@@ -115,7 +115,7 @@ def cmd_ingest_accounting(args) -> int:
 
 def cmd_ingest_run(args) -> int:
     """The whole ingest stage in one process, for small deliveries and checks outside Snakemake."""
-    from .ingest import ingest_local
+    from bioscan_rebuild.ingest.join import ingest_local
 
     summary = ingest_local(
         exports=args.export,
@@ -144,8 +144,8 @@ def _detector_options(args) -> tuple[str, dict]:
 
 
 def cmd_detect(args) -> int:
-    from .images import ImageParams
-    from .images_shard import detect_folder
+    from bioscan_rebuild.images.process import ImageParams
+    from bioscan_rebuild.images.shard import detect_folder
 
     backend, params = _detector_options(args)
     counts = detect_folder(
@@ -161,8 +161,8 @@ def cmd_detect(args) -> int:
 
 
 def cmd_images_shard(args) -> int:
-    from .images import ImageParams
-    from .images_shard import run_image_shard
+    from bioscan_rebuild.images.process import ImageParams
+    from bioscan_rebuild.images.shard import run_image_shard
 
     backend, params = _detector_options(args)
     summary = run_image_shard(
@@ -181,7 +181,7 @@ def cmd_images_shard(args) -> int:
 
 
 def cmd_images_summary(args) -> int:
-    from .images_shard import summarize_shards
+    from bioscan_rebuild.images.shard import summarize_shards
 
     print(json.dumps(summarize_shards(args.summaries, args.output), sort_keys=True))
     return 0
@@ -196,14 +196,14 @@ def _add_detector_options(p) -> None:
 
 
 def cmd_train_detector(args) -> int:
-    from .detect_yolo import main as yolo_main
+    from bioscan_rebuild.detect.yolo import main as yolo_main
 
     return yolo_main(["train", *args.options])
 
 
 def cmd_release(args) -> int:
-    from .export import ExportOptions
-    from .release import build_release
+    from bioscan_rebuild.export.release import build_release
+    from bioscan_rebuild.export.writers import ExportOptions
 
     options = ExportOptions(**json.loads(args.options)) if args.options else ExportOptions()
     summary = build_release(
@@ -228,26 +228,26 @@ def cmd_release(args) -> int:
 
 
 def _barcode_params(args):
-    from .barcodes import BarcodeParams
+    from bioscan_rebuild.metadata.barcodes import BarcodeParams
 
     return BarcodeParams(min_length=args.min_length, max_ambiguity=args.max_ambiguity, trim_end_n=args.trim_end_n)
 
 
 def _taxonomy_params(args):
-    from .taxonomy import TaxonomyParams
+    from bioscan_rebuild.metadata.taxonomy import TaxonomyParams
 
     return TaxonomyParams.from_dict(json.loads(args.taxonomy_params) if args.taxonomy_params else {})
 
 
 def cmd_barcodes_clean(args) -> int:
-    from .metadata import clean_shard
+    from bioscan_rebuild.metadata.stage import clean_shard
 
     print(json.dumps(clean_shard(args.records, args.output, _barcode_params(args)), sort_keys=True))
     return 0
 
 
 def cmd_barcodes_fasta(args) -> int:
-    from .metadata import write_fasta_from
+    from bioscan_rebuild.metadata.stage import write_fasta_from
 
     written = write_fasta_from(args.curated, args.barcodes, args.output, args.splits)
     print(f"wrote {written} sequences to {args.output}")
@@ -255,7 +255,7 @@ def cmd_barcodes_fasta(args) -> int:
 
 
 def cmd_taxonomy_curate(args) -> int:
-    from .metadata import curate_tables
+    from bioscan_rebuild.metadata.stage import curate_tables
 
     summary = curate_tables(
         args.records,
@@ -270,8 +270,8 @@ def cmd_taxonomy_curate(args) -> int:
 
 
 def cmd_metadata(args) -> int:
-    from .metadata import metadata_from_exports
-    from .taxonomy import shipped_table
+    from bioscan_rebuild.metadata.stage import metadata_from_exports
+    from bioscan_rebuild.metadata.taxonomy import shipped_table
 
     # as the workflow does: the repository's tables unless others are named or --no-shipped-tables
     fixes, corrections = args.fixes, args.corrections
@@ -292,7 +292,7 @@ def cmd_metadata(args) -> int:
 
 
 def cmd_splits(args) -> int:
-    from .metadata import split_tables
+    from bioscan_rebuild.metadata.stage import split_tables
 
     summary = split_tables(args.curated, args.barcodes, args.outdir, args.freeze, args.images)
     print(json.dumps(summary, sort_keys=True))
@@ -300,7 +300,7 @@ def cmd_splits(args) -> int:
 
 
 def cmd_split(args) -> int:
-    from .splits import run_split_command
+    from bioscan_rebuild.splits.protocol import run_split_command
 
     return run_split_command(args)
 
@@ -430,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "train-detector",
         help="train the YOLO specimen detector offline (needs the yolo extra); "
-        "options: python -m bioscan_rebuild.detect_yolo train --help",
+        "options: python -m bioscan_rebuild.detect.yolo train --help",
     )
     p.add_argument("options", nargs=argparse.REMAINDER, help="passed to detect_yolo train")
     p.set_defaults(func=cmd_train_detector)
@@ -508,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["train-detector"]:  # its options belong to detect_yolo's own parser
-        from .detect_yolo import main as yolo_main
+        from bioscan_rebuild.detect.yolo import main as yolo_main
 
         return yolo_main(["train", *argv[1:]])
     args = build_parser().parse_args(argv)

@@ -23,9 +23,14 @@ IMAGE_BATCHES = [name for name, batch in BATCHES.items() if batch.get("images")]
 SHARDS = [f"shard-{i:03d}" for i in range(config["shards"])]
 
 # The stage code is the package under workflow/; put it on the path so the same command
-# works in the project's venv and in the per-rule conda environments.
+# works in the project's venv and in the per-rule conda environments. Through the shell prefix
+# (cluster jobs parse this file again), not the rules' commands or params: those must not name
+# the checkout's location, or a moved checkout would re-run every job.
 PACKAGE_DIR = os.path.join(workflow.basedir, "workflow")
-CLI = f"PYTHONPATH={shlex.quote(PACKAGE_DIR)}${{PYTHONPATH:+:$PYTHONPATH}} python -m bioscan_rebuild"
+shell.prefix(
+    f"set -euo pipefail; export PYTHONPATH={shlex.quote(PACKAGE_DIR)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+)
+CLI = "python -m bioscan_rebuild"
 
 
 # Versions of the image-stage code, passed as a parameter, so that a new detector version re-runs
@@ -36,9 +41,14 @@ def _source_constant(module, name):
     return re.search(rf"^{name} = (.+)$", text, re.MULTILINE).group(1).strip("\"'")
 
 
-CLASSICAL_VERSION = _source_constant("detect_classical.py", "VERSION")
-IMAGE_STAGE_VERSION = _source_constant("images.py", "STAGE_VERSION")
+CLASSICAL_VERSION = _source_constant("detect/classical.py", "VERSION")
+IMAGE_STAGE_VERSION = _source_constant("images/process.py", "STAGE_VERSION")
 IMAGE_CODE_VERSION = f"image-stage-{IMAGE_STAGE_VERSION}/{CLASSICAL_VERSION}"
+
+# The content-addressed image store, written by inventory_images and process_images as a side
+# effect (many jobs share it, so it cannot be one rule's output). Release reads it through the
+# image tables, whose sha256 columns name every file it takes, so it is a parameter, not an input.
+STORE = "results/store"
 
 BATCH_PATTERN = "|".join(map(re.escape, BATCHES))
 
@@ -126,16 +136,22 @@ TAXONOMY_PARAMS_JSON = json.dumps(
 )
 
 
-def _shipped_table(path):
-    """A relative table path: the working directory's file, else the one shipped in the repository."""
-    if os.path.isabs(path) or os.path.exists(path):
-        return path
-    shipped = os.path.join(workflow.basedir, path)
-    return shipped if os.path.exists(shipped) else path
+SHIPPED_TABLE_FILES = {"fixes": "taxonomy_fixes.tsv", "corrections": "corrections.tsv"}
+
+
+def _taxonomy_table(key, value):
+    """`shipped`: the package's own table, named relative to the working directory so that a
+    moved checkout keeps the same inputs; anything else is a path as given."""
+    if value != "shipped":
+        return value
+    shipped = os.path.join(
+        PACKAGE_DIR, "bioscan_rebuild", "metadata", "tables", SHIPPED_TABLE_FILES[key]
+    )
+    return os.path.relpath(shipped)
 
 
 TAXONOMY_TABLES = {
-    key: _shipped_table(TAXONOMY[key])
+    key: _taxonomy_table(key, TAXONOMY[key])
     for key in ("fixes", "corrections")
     if TAXONOMY[key]
 }

@@ -24,6 +24,7 @@ rule process_images:
         "../../envs/images.yaml"
     params:
         cli=CLI,
+        store=STORE,
         outdir=subpath(output.summary, parent=True),
         backend=DETECTOR["backend"],
         weights=weights_option,
@@ -34,7 +35,7 @@ rule process_images:
         sheet_size=config["images"]["contact_sheet_size"],
         code_version=IMAGE_CODE_VERSION,
     shell:
-        "{params.cli} images shard {input.records:q} --store results/store "
+        "{params.cli} images shard {input.records:q} --store {params.store:q} "
         "--outdir {params.outdir:q} --backend {params.backend} {params.weights} "
         "--detector-params {params.detector_params:q} --batch-params {params.batch_params:q} "
         "--image-params {params.image_params:q} {params.image_dirs} "

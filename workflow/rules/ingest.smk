@@ -69,11 +69,12 @@ rule inventory_images:
         "../../envs/ingest.yaml"
     params:
         cli=CLI,
+        store=STORE,
         image_dir=image_dir_args,
         store_mode=config["image_store"]["mode"],
     shell:
         "{params.cli} ingest inventory {input.listing:q} --image-dir {params.image_dir:q} "
-        "--store results/store --store-mode {params.store_mode} "
+        "--store {params.store:q} --store-mode {params.store_mode} "
         "-o {output.inventory:q} > {log} 2>&1"
 
 

@@ -30,6 +30,7 @@ rule release:
         "../../envs/images.yaml"
     params:
         cli=CLI,
+        store=STORE,
         outdir=subpath(output.manifest, parent=True),
         formats=",".join(config["export"]["formats"]),
         options=EXPORT_OPTIONS_JSON,
@@ -38,5 +39,5 @@ rule release:
         "--splits {input.splits:q} --split-summary {input.split_summary:q} --records {input.records:q} "
         "--images {input.images:q} --bbox {input.bbox:q} --rejects {input.rejects:q} "
         "--changes {input.changes:q} --fasta {input.fasta:q} --accounting {input.accounting:q} "
-        "--store results/store --formats {params.formats} --options {params.options:q} "
+        "--store {params.store:q} --formats {params.formats} --options {params.options:q} "
         "--outdir {params.outdir:q} > {log} 2>&1"

@@ -53,7 +53,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .novel import novel_genus_names, novel_species_names, strip_barcode
+from bioscan_rebuild.core.novel import novel_genus_names, novel_species_names, strip_barcode
 
 SPLITS = ("pretrain", "train", "val", "test", "key_unseen", "val_unseen", "test_unseen", "other_heldout")
 PRETRAIN, TRAIN, VAL, TEST, KEY_UNSEEN, VAL_UNSEEN, TEST_UNSEEN, OTHER_HELDOUT = range(8)

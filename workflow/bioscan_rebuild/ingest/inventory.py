@@ -21,9 +21,9 @@ from pathlib import Path
 import pyarrow as pa
 from PIL import Image
 
-from .pilsafe import open_image
-from .records import make_rejects, shard_of
-from .store import ImageStore
+from bioscan_rebuild.core.pilsafe import open_image
+from bioscan_rebuild.core.schemas import make_rejects, shard_of
+from bioscan_rebuild.core.store import ImageStore
 
 DEFAULT_NAME_PATTERN = r"^(?P<processid>.+?)(?:\.1024px)?\.(?:jpe?g|png|tiff?)$"
 

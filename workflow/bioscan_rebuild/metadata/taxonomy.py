@@ -56,13 +56,14 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .novel import MALAISE_RE
-from .records import RANKS
+from bioscan_rebuild.core.novel import MALAISE_RE
+from bioscan_rebuild.core.schemas import RANKS
 
 MISSING_TOKENS = frozenset(
     {"", "none", "not_classified", "not classified", "no_data", "no data", "na", "n/a", "n.a.", "nan", "null", "-"}
@@ -124,13 +125,14 @@ def normalise_bin(value: str | None) -> str | None:
     return f"BOLD:{match.group(1)}" if match else None
 
 
-SHIPPED_TABLES = Path(__file__).resolve().parents[2] / "resources"  # the repository's resources/
+SHIPPED_TABLES = ("taxonomy_fixes.tsv", "corrections.tsv")
 
 
-def shipped_table(name: str) -> Path | None:
-    """A table shipped in the repository's ``resources/`` (None when the package runs outside a checkout)."""
-    path = SHIPPED_TABLES / name
-    return path if path.is_file() else None
+def shipped_table(name: str) -> Path:
+    """A table shipped as package data (``metadata/tables/``), so a wheel carries it as a checkout does."""
+    if name not in SHIPPED_TABLES:
+        raise ValueError(f"no shipped table {name!r} (known: {', '.join(SHIPPED_TABLES)})")
+    return Path(str(resources.files(__package__) / "tables" / name))
 
 
 def _read_table(path, columns) -> pd.DataFrame:
@@ -495,7 +497,7 @@ def curate(
     ``excluded`` (records removed by corrections, with reason/source), ``changes``, ``bins``, ``lineage``,
     ``corrections`` (outcome per correction row) and ``counts``.
     """
-    from .novel import novel_mask
+    from bioscan_rebuild.core.novel import novel_mask
 
     params = params or TaxonomyParams()
     # Plain numpy columns while curating: pandas would re-encode object arrays on every write. Equal names share

@@ -43,10 +43,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .metadata import RELEASE_COLUMNS
-from .records import RANKS
-from .splits import SPLITS
-from .store import file_sha256
+from bioscan_rebuild.core.schemas import RANKS
+from bioscan_rebuild.core.store import file_sha256
+from bioscan_rebuild.metadata.stage import RELEASE_COLUMNS
+from bioscan_rebuild.splits.protocol import SPLITS
 
 ROOT = "bioscan5m"
 ZIP_DIR = "zips"  # beside ROOT: the archives hold ROOT/images/..., so they are not part of the tree they pack
@@ -352,7 +352,7 @@ def export_release(
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
     if "croissant" in formats:
-        from .export_croissant import write_croissant
+        from bioscan_rebuild.export.formats.croissant import write_croissant
 
         write_croissant(root, info=_croissant_info(options, provenance or {}))
     if manifest:
@@ -418,7 +418,7 @@ def _zip_parts(root: Path, package: str, group: str, splits, pretrain_parts: int
     files = sorted(p for split in splits for p in (root / "images" / package / split).rglob("*.jpg") if p.is_file())
     if group != "pretrain" or pretrain_parts <= 1:
         return {f"BIOSCAN_5M_{package}_{group}.zip": files}
-    from .splits import chunk_of
+    from bioscan_rebuild.splits.protocol import chunk_of
 
     width = max(2, len(str(pretrain_parts)))
     chunks = chunk_of(pd.Series([p.stem for p in files], dtype=object), pd.Series(["pretrain"] * len(files)))
@@ -510,7 +510,7 @@ def write_hdf5(spool: Path, path: Path, store_root: Path, options: ExportOptions
         h5.attrs["licence"] = options.licence
         h5.attrs["version"] = options.version
         h5.attrs["image_package"] = options.image_package
-        from . import __version__
+        from bioscan_rebuild import __version__
 
         h5.attrs["provenance"] = json.dumps(
             {"software": "bioscan-rebuild", "software_version": __version__, **provenance}, sort_keys=True
@@ -559,11 +559,11 @@ def _write_vlen(dataset, start: int, values: np.ndarray) -> None:
 
 
 def write_jsonld_files(spool: Path, folder: Path, options: ExportOptions, provenance: dict) -> dict:
-    from .export_jsonld import write_jsonld
+    from bioscan_rebuild.export.formats.jsonld import write_jsonld
 
     folder.mkdir(parents=True, exist_ok=True)
     out = {}
-    from . import __version__
+    from bioscan_rebuild import __version__
 
     dataset = {
         "name": options.name,

@@ -36,9 +36,16 @@ import cv2
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
-from .geometry import apply_crop, fit_within, plan_crop, resize_short_side, size_fields, touches_edge
-from .pilsafe import open_image
-from .store import ImageStore, params_key
+from bioscan_rebuild.core.pilsafe import open_image
+from bioscan_rebuild.core.store import ImageStore, params_key
+from bioscan_rebuild.images.geometry import (
+    apply_crop,
+    fit_within,
+    plan_crop,
+    resize_short_side,
+    size_fields,
+    touches_edge,
+)
 
 # 2: sharpness from an int16 Laplacian (float rounding differs from 1).
 STAGE_VERSION = 2

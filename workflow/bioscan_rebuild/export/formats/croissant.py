@@ -21,9 +21,9 @@ import os
 import re
 from pathlib import Path
 
-from .metadata import RELEASE_COLUMNS
-from .splits import SPLITS
-from .store import file_sha256
+from bioscan_rebuild.core.store import file_sha256
+from bioscan_rebuild.metadata.stage import RELEASE_COLUMNS
+from bioscan_rebuild.splits.protocol import SPLITS
 
 METADATA_COLUMNS = RELEASE_COLUMNS
 FLOAT_COLUMNS = frozenset({"coord-lat", "coord-lon", "area_fraction", "scale_factor"})

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from .records import RANKS
+from bioscan_rebuild.core.schemas import RANKS
 
 V4_COLUMNS = [
     "processid",
@@ -568,7 +568,7 @@ def generate_sample(
 
     Returns the manifest also written to `outdir/faults.json`.
     """
-    from .sample_images import draw_well_photo, encode_jpeg
+    from bioscan_rebuild.synth.photos import draw_well_photo, encode_jpeg
 
     outdir = Path(outdir)
     rng = np.random.default_rng(seed)

@@ -24,9 +24,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .bold import DEFAULT_MISSING_VALUES, parse_export
-from .images_inventory import INVENTORY_SCHEMA
-from .records import RECORD_SCHEMA, REJECT_SCHEMA, SIGNATURE_FIELDS, make_rejects, shard_name, shard_of
+from bioscan_rebuild.core.schemas import (
+    RECORD_SCHEMA,
+    REJECT_SCHEMA,
+    SIGNATURE_FIELDS,
+    make_rejects,
+    shard_name,
+    shard_of,
+)
+from bioscan_rebuild.ingest.bold import DEFAULT_MISSING_VALUES, parse_export
+from bioscan_rebuild.ingest.inventory import INVENTORY_SCHEMA
 
 POLICIES = ("reject", "latest")
 
@@ -438,7 +445,7 @@ def ingest_local(
     Each export and each image folder is its own batch (`export-1`, `images-1`, ...), oldest
     first. Writes `outdir/accounting.json` and `outdir/rejects.parquet`; returns the summary.
     """
-    from .images_inventory import DEFAULT_NAME_PATTERN, inventory, list_images
+    from bioscan_rebuild.ingest.inventory import DEFAULT_NAME_PATTERN, inventory, list_images
 
     outdir = Path(outdir)
     batch_order, parse_summaries, listing_summaries, reject_paths = [], [], [], []

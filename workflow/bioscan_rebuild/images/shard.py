@@ -18,10 +18,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .detect import make_detector
-from .images import DerivedStore, ImageParams, PhotoResult, keep_freed_memory, process_photos, stage_key
-from .ingest import INGESTED_SCHEMA, write_json, write_table
-from .store import ImageStore
+from bioscan_rebuild.core.store import ImageStore
+from bioscan_rebuild.detect.base import make_detector
+from bioscan_rebuild.images.process import (
+    DerivedStore,
+    ImageParams,
+    PhotoResult,
+    keep_freed_memory,
+    process_photos,
+    stage_key,
+)
+from bioscan_rebuild.ingest.join import INGESTED_SCHEMA, write_json, write_table
 
 BATCH = 32
 
@@ -145,7 +152,7 @@ def run_image_shard(
     store = ImageStore(store_root, mode="copy")
     segmenter = None
     if backend != "classical":  # box-only backends: count organism pixels with the classical segmenter
-        from .detect_classical import ClassicalDetector
+        from bioscan_rebuild.detect.classical import ClassicalDetector
 
         segmenter = ClassicalDetector(**(detector_params or {}).get("segmenter_params", {}))
 
@@ -265,7 +272,7 @@ def detect_folder(
     detector = make_detector(backend, **(detector_params or {}))
     segmenter = None
     if backend != "classical":
-        from .detect_classical import ClassicalDetector
+        from bioscan_rebuild.detect.classical import ClassicalDetector
 
         segmenter = ClassicalDetector()
     image_dir = Path(image_dir)

@@ -64,15 +64,16 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
 
-from .novel import novel_genus_names
-from .records import RANKS
-from .splits import SPLITS
+from bioscan_rebuild.core.novel import novel_genus_names
+from bioscan_rebuild.core.schemas import RANKS
+from bioscan_rebuild.splits.protocol import SPLITS
 
 BIOSCAN_NS = "https://github.com/bioscan-rebuild/terms#"
 NAMESPACES = {
@@ -82,7 +83,8 @@ NAMESPACES = {
     "schema": "https://schema.org/",
     "xsd": "http://www.w3.org/2001/XMLSchema#",
 }
-DEFAULT_SHAPES = Path(__file__).resolve().parents[1] / "schemas" / "release.shacl.ttl"
+# Package data (importlib.resources), so an installed wheel validates as a checkout does.
+DEFAULT_SHAPES = Path(str(resources.files(__package__) / "release.shacl.ttl"))
 
 #: ``dataset`` keys: required ones map to True.
 DATASET_KEYS = {

@@ -43,7 +43,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .detect import Detection
+from bioscan_rebuild.detect.base import Detection
 
 VERSION = "classical-3"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .detect import Detector, GroundTruth, iou
+from bioscan_rebuild.detect.base import Detector, GroundTruth, iou
 
 
 def load_rgb(path: str | Path) -> np.ndarray:

@@ -20,10 +20,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .barcodes import BARCODE_REASONS, QC_SCHEMA, BarcodeParams, clean_barcodes
-from .ingest import INGESTED_SCHEMA, write_json, write_table
-from .records import LINEAGE_FIELDS, RANKS, make_rejects
-from .taxonomy import TaxonomyParams, curate, load_corrections, load_fixes
+from bioscan_rebuild.core.schemas import LINEAGE_FIELDS, RANKS, make_rejects
+from bioscan_rebuild.ingest.join import INGESTED_SCHEMA, write_json, write_table
+from bioscan_rebuild.metadata.barcodes import BARCODE_REASONS, QC_SCHEMA, BarcodeParams, clean_barcodes
+from bioscan_rebuild.metadata.taxonomy import TaxonomyParams, curate, load_corrections, load_fixes
 
 BARCODE_TABLE_SCHEMA = pa.schema(
     [QC_SCHEMA.field("processid"), pa.field("dna_barcode", pa.string())] + list(QC_SCHEMA)[1:]
@@ -196,7 +196,7 @@ def metadata_from_exports(
     BIN table, barcode QC beside it (``{stem}.rejects.csv`` etc.)."""
     import tempfile
 
-    from .ingest import ingest_local
+    from bioscan_rebuild.ingest.join import ingest_local
 
     output_csv = Path(output_csv)
     stem = output_csv.with_suffix("")
@@ -217,7 +217,7 @@ def metadata_from_exports(
         barcodes = pq.read_table(tmp / "barcodes.parquet").to_pandas()
         extra = None
         if split:
-            from .splits import assign_splits, chunk_of
+            from bioscan_rebuild.splits.protocol import assign_splits, chunk_of
 
             table = curated[["processid", "genus", "species"]].merge(
                 barcodes[["processid", "dna_barcode"]], on="processid"
@@ -265,7 +265,7 @@ def split_tables(curated_path, barcode_paths, outdir, freeze_csv=None, image_pat
     previous release (``splits.assign_splits``: those records keep their split). ``image_paths``: the image
     stage's per-shard results; records whose photo shows no specimen (or is unusable) get no split and are
     written to ``excluded.parquet`` (reject table: ``no_specimen`` / ``image_unusable``)."""
-    from .splits import SPLITS, assign_splits, chunk_of, split_summary
+    from bioscan_rebuild.splits.protocol import SPLITS, assign_splits, chunk_of, split_summary
 
     outdir = Path(outdir)
     # Arrow all the way (5.15M barcodes are 3.4 GB of text), filtered shard by shard: the barcode shards hold the
@@ -353,7 +353,7 @@ def _image_exclusions(processids: pd.Series, image_paths) -> pd.DataFrame:
 def write_fasta_from(curated_path, barcode_paths, output, splits_path=None) -> int:
     """FASTA of the curated records' cleaned barcodes (``>processid|dna_bin|taxon``), shard by shard; with
     ``splits_path`` only the released records (those with a split)."""
-    from .barcodes import write_fasta
+    from bioscan_rebuild.metadata.barcodes import write_fasta
 
     curated = pq.read_table(curated_path, columns=["processid", "dna_bin", "taxon"]).to_pandas().set_index("processid")
     if splits_path:

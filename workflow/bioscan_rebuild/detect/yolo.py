@@ -16,8 +16,8 @@ else ``ok``. They leave ``pixel_count`` and ``mask`` as None (the image stage co
 
 Command line::
 
-    python -m bioscan_rebuild.detect_yolo train --out DIR [--epochs N] [--imgsz N] [--generated N] ...
-    python -m bioscan_rebuild.detect_yolo prepare --out DIR [--generated N] ...
+    python -m bioscan_rebuild.detect.yolo train --out DIR [--epochs N] [--imgsz N] [--generated N] ...
+    python -m bioscan_rebuild.detect.yolo prepare --out DIR [--generated N] ...
 
 ultralytics must never reach the network: call ``configure_offline`` before it is first imported
 (every function here does so itself).
@@ -43,8 +43,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .detect import Detection, dev_split, load_coco_ground_truth
-from .store import file_sha256
+from bioscan_rebuild.core.store import file_sha256
+from bioscan_rebuild.detect.base import Detection, dev_split, load_coco_ground_truth
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DEV_DIR = REPO.parent / "shared" / "realdata" / "imgfilter-dev"
@@ -216,7 +216,7 @@ def prepare_yolo_dataset(
     ``val_fraction`` of them for validation. Real images are copied into out_dir only (training
     ones ``real_repeat`` times, to weigh the few real photos up against the generated ones).
     """
-    from .sample_images import draw_well_photo, encode_jpeg
+    from bioscan_rebuild.synth.photos import draw_well_photo, encode_jpeg
 
     out = Path(out_dir).resolve()
     if out.exists():
@@ -278,7 +278,7 @@ def prepare_yolo_dataset(
         raise ValueError("the dataset has no validation images (give more generated photos or real ones)")
     data_yaml = out / "data.yaml"
     data_yaml.write_text(
-        f"# written by bioscan_rebuild.detect_yolo.prepare_yolo_dataset\n"
+        f"# written by bioscan_rebuild.detect.yolo.prepare_yolo_dataset\n"
         f"path: {json.dumps(str(out))}\ntrain: images/train\nval: images/val\nnames:\n  0: {CLASS_NAME}\n"
     )
     manifest = {
@@ -419,7 +419,7 @@ def evaluate_holdout(
     subset: str = "holdout",
 ) -> dict:
     """detect_eval.evaluate summaries of the yolo (and onnx) backends on one dev half."""
-    from .detect_eval import evaluate
+    from bioscan_rebuild.detect.evaluate import evaluate
 
     dev_dir = Path(dev_dir)
     truths = [t for t in load_coco_ground_truth(dev_dir / "coco_annotations.json") if dev_split(t.processid) == subset]
@@ -727,7 +727,7 @@ class OnnxDetector:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bioscan_rebuild.detect_yolo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bioscan_rebuild.detect.yolo", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     def dataset_args(p: argparse.ArgumentParser) -> None:

@@ -123,15 +123,15 @@ def load_coco_ground_truth(coco_path: str | Path) -> list[GroundTruth]:
 def make_detector(backend: str = "classical", **params) -> Detector:
     """Build a detector by name; heavy backends are imported only when asked for."""
     if backend == "classical":
-        from .detect_classical import ClassicalDetector
+        from bioscan_rebuild.detect.classical import ClassicalDetector
 
         return ClassicalDetector(**params)
     if backend == "yolo":
-        from .detect_yolo import YoloDetector
+        from bioscan_rebuild.detect.yolo import YoloDetector
 
         return YoloDetector(**params)
     if backend == "onnx":
-        from .detect_yolo import OnnxDetector
+        from bioscan_rebuild.detect.yolo import OnnxDetector
 
         return OnnxDetector(**params)
     raise ValueError(f"unknown detector backend {backend!r} (classical, yolo, onnx)")
