@@ -17,11 +17,11 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from bioscan_rebuild.core.schemas import SPLITS
 from bioscan_rebuild.export.formats.croissant import (
     FLOAT_COLUMNS,
     INTEGER_COLUMNS,
     METADATA_COLUMNS,
-    SPLITS,
     build_croissant,
     read_first_records,
     release_files,
@@ -213,8 +213,8 @@ def _doc(root: Path, name: str = "croissant.json") -> dict:
 
 
 def test_constants_match_the_release_modules():
-    from bioscan_rebuild.metadata.stage import RELEASE_COLUMNS
-    from bioscan_rebuild.splits.protocol import SPLITS as PROJECT_SPLITS
+    from bioscan_rebuild.core.schemas import RELEASE_COLUMNS
+    from bioscan_rebuild.core.schemas import SPLITS as PROJECT_SPLITS
 
     assert tuple(METADATA_COLUMNS) == tuple(RELEASE_COLUMNS)
     assert tuple(SPLITS) == tuple(PROJECT_SPLITS)

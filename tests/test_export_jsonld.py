@@ -12,6 +12,7 @@ import pytest
 from rdflib import RDF, Graph, Literal, Namespace, URIRef
 from rdflib.collection import Collection
 
+from bioscan_rebuild.core.schemas import SPLITS
 from bioscan_rebuild.export.formats.jsonld import (
     DECIMAL_TERMS,
     DEFAULT_SHAPES,
@@ -24,7 +25,6 @@ from bioscan_rebuild.export.formats.jsonld import (
     validate_jsonld,
     write_jsonld,
 )
-from bioscan_rebuild.splits.protocol import SPLITS
 
 DWC = Namespace(NAMESPACES["dwc"])
 BIOSCAN = Namespace(NAMESPACES["bioscan"])

@@ -8,9 +8,10 @@ import json
 import pyarrow as pa
 import pytest
 
+from bioscan_rebuild.core.io import write_json, write_table
 from bioscan_rebuild.core.schemas import RECORD_SCHEMA, REJECT_SCHEMA, shard_of
 from bioscan_rebuild.ingest.inventory import INVENTORY_SCHEMA
-from bioscan_rebuild.ingest.join import AccountingError, account, ingest_local, join_shard, write_json, write_table
+from bioscan_rebuild.ingest.join import AccountingError, account, ingest_local, join_shard
 
 
 def records(batch, rows):

@@ -8,7 +8,7 @@ import sys
 
 import pandas as pd
 
-from bioscan_rebuild.metadata.stage import RELEASE_COLUMNS
+from bioscan_rebuild.core.schemas import RELEASE_COLUMNS
 from conftest import REPO
 
 EXPORTS = (

@@ -15,8 +15,7 @@ import pytest
 from PIL import Image
 from test_workflow import make_workdir
 
-from bioscan_rebuild.metadata.stage import RELEASE_COLUMNS
-from bioscan_rebuild.splits.protocol import SPLITS
+from bioscan_rebuild.core.schemas import RELEASE_COLUMNS, SPLITS
 from conftest import run_snakemake
 
 pytestmark = pytest.mark.slow

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 
 from bioscan_rebuild.core.novel import novel_mask
+from bioscan_rebuild.core.schemas import SPLITS
 from bioscan_rebuild.metadata.stage import metadata_from_exports
-from bioscan_rebuild.splits.protocol import SPLITS
 from bioscan_rebuild.synth.exports import SPECIES_SHARE, generate_metadata, generate_sample
 
 

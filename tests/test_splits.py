@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from bioscan_rebuild.core.novel import novel_mask, strip_barcode
+from bioscan_rebuild.core.schemas import SPLITS
 from bioscan_rebuild.splits.protocol import (
     LABELLED,
-    SPLITS,
     assign_splits,
     chunk_of,
     run_split_command,

@@ -109,7 +109,7 @@ def test_split_rule_on_the_sample(finished_run):
 
     import pyarrow.parquet as pq
 
-    from bioscan_rebuild.splits.protocol import SPLITS
+    from bioscan_rebuild.core.schemas import SPLITS
 
     curated = pq.read_table(finished_run / "results" / "metadata" / "curated.parquet").to_pandas()
     splits = pq.read_table(finished_run / "results" / "splits" / "splits.parquet").to_pandas()

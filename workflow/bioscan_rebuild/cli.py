@@ -51,8 +51,8 @@ def cmd_ingest_parse(args) -> int:
 
 
 def cmd_ingest_list(args) -> int:
+    from bioscan_rebuild.core.io import write_json, write_table
     from bioscan_rebuild.ingest.inventory import list_images
-    from bioscan_rebuild.ingest.join import write_json, write_table
 
     listing, rejects = list_images(args.image_dir, args.batch, args.shards, args.name_pattern)
     outdir = Path(args.outdir)
@@ -75,9 +75,9 @@ def cmd_ingest_list(args) -> int:
 def cmd_ingest_inventory(args) -> int:
     import pyarrow.parquet as pq
 
+    from bioscan_rebuild.core.io import write_table
     from bioscan_rebuild.core.store import ImageStore
     from bioscan_rebuild.ingest.inventory import LISTING_SCHEMA, inventory
-    from bioscan_rebuild.ingest.join import write_table
 
     listing = pq.read_table(args.listing, schema=LISTING_SCHEMA)
     store = ImageStore(args.store, args.store_mode) if args.store else None
@@ -104,7 +104,8 @@ def cmd_ingest_join(args) -> int:
 
 
 def cmd_ingest_accounting(args) -> int:
-    from bioscan_rebuild.ingest.join import account, write_json, write_table
+    from bioscan_rebuild.core.io import write_json, write_table
+    from bioscan_rebuild.ingest.join import account
 
     summary, rejects = account(args.parse_summary, args.list_summary, args.shard_accounting, args.rejects)
     write_json(summary, args.output)

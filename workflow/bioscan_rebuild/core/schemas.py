@@ -1,4 +1,5 @@
-"""The canonical record schema every stage agrees on, plus shard keys and reject tables.
+"""The contracts every stage agrees on: record, ingested, reject and release columns, ranks, splits,
+image packages and statuses, shard keys.
 
 A *record* is one specimen row from a BOLD export, mapped to the columns below whatever
 layout it came in. Values are kept as they came (only missing-value tokens become null);
@@ -46,6 +47,49 @@ RECORD_SCHEMA = pa.schema(
         pa.field("source_layout", pa.string()),
         pa.field("source_line", pa.int64()),
     ]
+)
+
+# What ingest hands the later stages: a record joined with its one photo.
+IMAGE_COLUMNS = [
+    pa.field("image_batch", pa.string()),
+    pa.field("image_path", pa.string()),
+    pa.field("image_sha256", pa.string()),
+    pa.field("image_bytes", pa.int64()),
+    pa.field("image_format", pa.string()),
+    pa.field("image_width", pa.int64()),
+    pa.field("image_height", pa.int64()),
+]
+INGESTED_SCHEMA = pa.schema(list(RECORD_SCHEMA) + IMAGE_COLUMNS)
+
+# The eight published splits, in the published order.
+SPLITS = ("pretrain", "train", "val", "test", "key_unseen", "val_unseen", "test_unseen", "other_heldout")
+LABELLED_SPLITS = ("train", "val", "test", "key_unseen", "val_unseen", "test_unseen")
+
+# The four image packages, in the published order.
+IMAGE_PACKAGES = ("original_full", "cropped", "original_256", "cropped_256")
+# Image-stage statuses: a photo with one of the first three was cropped and can be released.
+USABLE_IMAGE_STATUSES = ("ok", "touches_edge", "multiple_candidates")
+IMAGE_STATUSES = (*USABLE_IMAGE_STATUSES, "no_object", "empty_file", "undecodable", "too_small", "too_large")
+
+# The 23 columns of the published metadata CSV, in order.
+RELEASE_COLUMNS = (
+    "processid",
+    "sampleid",
+    "taxon",
+    *RANKS,
+    "dna_bin",
+    "dna_barcode",
+    "country",
+    "province_state",
+    "coord-lat",
+    "coord-lon",
+    "image_measurement_value",
+    "area_fraction",
+    "scale_factor",
+    "inferred_ranks",
+    "split",
+    "index_bioscan_1M_insect",
+    "chunk",
 )
 
 # One table holds every rejected input, records and images alike, so an auditor reads one file.

@@ -24,15 +24,6 @@ EXTENSIONS = {"jpeg": "jpg", "png": "png", "tiff": "tif"}
 MODES = ("link", "copy", "none")
 
 
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file, read in 4 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def params_key(params: dict) -> str:
     """Short stable key for a parameter set (sorted JSON, sha256, 16 hex digits)."""
     canonical = json.dumps(params, sort_keys=True, separators=(",", ":"))
@@ -51,6 +42,14 @@ class ImageStore:
 
     def derived_path(self, key: str, sha256: str, ext: str = "jpg") -> Path:
         return self.root / "derived" / key / sha256[:2] / f"{sha256}.{ext}"
+
+    def derived_image_path(self, key: str, sha256: str, package: str) -> Path:
+        """One image package (``original_256``, ``cropped``...) of a photo, made under parameter key ``key``."""
+        return self.derived_path(key, sha256, f"{package}.jpg")
+
+    def derived_result_path(self, key: str, sha256: str) -> Path:
+        """The image stage's JSON result for a photo under parameter key ``key``."""
+        return self.derived_path(key, sha256, "json")
 
     def put_original(self, source: str | Path, sha256: str, image_format: str) -> Path | None:
         """Store `source` under its hash; a no-op when already stored or the mode is 'none'."""

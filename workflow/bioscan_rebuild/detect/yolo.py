@@ -43,7 +43,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bioscan_rebuild.core.store import file_sha256
+from bioscan_rebuild.core.io import file_sha256
 from bioscan_rebuild.detect.base import Detection, dev_split, load_coco_ground_truth
 
 REPO = Path(__file__).resolve().parents[2]

@@ -43,16 +43,14 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from bioscan_rebuild.core.schemas import RANKS
-from bioscan_rebuild.core.store import file_sha256
-from bioscan_rebuild.metadata.stage import RELEASE_COLUMNS
-from bioscan_rebuild.splits.protocol import SPLITS
+from bioscan_rebuild.core.io import file_sha256
+from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, RANKS, RELEASE_COLUMNS, SPLITS
+from bioscan_rebuild.core.store import ImageStore
 
 ROOT = "bioscan5m"
 ZIP_DIR = "zips"  # beside ROOT: the archives hold ROOT/images/..., so they are not part of the tree they pack
 CSV_PATH = "metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv"
-PACKAGES = ("original_full", "cropped", "original_256", "cropped_256")
-IMAGE_KEYS = ("image_sha256", "params_key", "original_full_is_source", *(f"sha256_{p}" for p in PACKAGES))
+IMAGE_KEYS = ("image_sha256", "params_key", "original_full_is_source", *(f"sha256_{p}" for p in IMAGE_PACKAGES))
 DICTIONARY_COLUMNS = (*RANKS, "taxon", "dna_bin", "country", "province_state", "split", "chunk")
 FLOAT_COLUMNS = ("coord-lat", "coord-lon", "area_fraction", "scale_factor")
 INT_COLUMNS = ("image_measurement_value", "index_bioscan_1M_insect")
@@ -62,7 +60,7 @@ EXTRA_COLUMNS = (
     "image_status",
     "params_key",
     "original_full_is_source",
-    *(f"sha256_{p}" for p in PACKAGES),
+    *(f"sha256_{p}" for p in IMAGE_PACKAGES),
 )
 
 
@@ -141,7 +139,7 @@ def shard_release_rows(curated: pd.DataFrame, barcodes: pa.Table, splits: pd.Dat
         def image_column(name):
             return [None if pd.isna(v) else v for v in rows[name].to_numpy(dtype=object)]
 
-        for name in ("image_status", "image_sha256", "params_key", *(f"sha256_{p}" for p in PACKAGES)):
+        for name in ("image_status", "image_sha256", "params_key", *(f"sha256_{p}" for p in IMAGE_PACKAGES)):
             columns[name] = pa.array(image_column(name), pa.string())
         columns["original_full_is_source"] = pa.array(image_column("original_full_is_source"), pa.bool_())
         columns["image_measurement_value"] = pa.array(image_column("image_measurement_value"), pa.int64())
@@ -262,11 +260,11 @@ def derived_image_path(store_root: Path, row: dict, package: str) -> Path | None
     sha, key = row.get("image_sha256"), row.get("params_key")
     if not sha or not key or not row.get(f"sha256_{package}"):
         return None
-    store = Path(store_root)
+    store = ImageStore(store_root)
     if package == "original_full" and row.get("original_full_is_source"):
-        path = store / "original" / sha[:2] / f"{sha}.jpg"  # the source JPEG itself (jpeg -> .jpg in the store)
+        path = store.original_path(sha, "jpeg")  # the source JPEG itself
     else:
-        path = store / "derived" / key / sha[:2] / f"{sha}.{package}.jpg"
+        path = store.derived_image_path(key, sha, package)
     if not path.exists():
         raise MissingImageError(
             f"{row.get('processid')}: {package} is not in the store at {path} "
@@ -387,11 +385,11 @@ def write_parquet(spool: Path, folder: Path, options: ExportOptions) -> dict:
 
 
 def write_image_folders(spool: Path, root: Path, store_root: Path, options: ExportOptions) -> dict:
-    placed = dict.fromkeys(PACKAGES, 0)
+    placed = dict.fromkeys(IMAGE_PACKAGES, 0)
     for split in SPLITS:
         for table in iter_split(spool, split):
             for row in table.select(["processid", "chunk", *IMAGE_KEYS]).to_pylist():
-                for package in PACKAGES:
+                for package in IMAGE_PACKAGES:
                     source = derived_image_path(store_root, row, package)
                     if source is None:
                         continue
@@ -436,7 +434,7 @@ def write_zip_packages(root: Path, target_dir: Path, pretrain_parts: int = 2) ->
     identical archives."""
 
     written = []
-    for package in PACKAGES:
+    for package in IMAGE_PACKAGES:
         for group, splits in ZIP_GROUPS.items():
             for name, files in _zip_parts(root, package, group, splits, pretrain_parts).items():
                 if files:

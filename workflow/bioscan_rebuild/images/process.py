@@ -49,9 +49,6 @@ from bioscan_rebuild.images.geometry import (
 
 # 2: sharpness from an int16 Laplacian (float rounding differs from 1).
 STAGE_VERSION = 2
-PACKAGES = ("original_full", "original_256", "cropped", "cropped_256")
-CROPPED_STATUSES = ("ok", "touches_edge", "multiple_candidates")
-STATUSES = (*CROPPED_STATUSES, "no_object", "empty_file", "undecodable", "too_small", "too_large")
 
 
 @dataclass(frozen=True)
@@ -294,10 +291,10 @@ class DerivedStore:
         self.store, self.key = store, key
 
     def result_path(self, sha: str) -> Path:
-        return self.store.derived_path(self.key, sha, "json")
+        return self.store.derived_result_path(self.key, sha)
 
     def image_path(self, sha: str, package: str) -> Path:
-        return self.store.derived_path(self.key, sha, f"{package}.jpg")
+        return self.store.derived_image_path(self.key, sha, package)
 
     def load(self, sha: str) -> PhotoResult | None:
         path = self.result_path(sha)

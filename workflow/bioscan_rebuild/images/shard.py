@@ -18,6 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bioscan_rebuild.core.io import write_json, write_table
+from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, INGESTED_SCHEMA
 from bioscan_rebuild.core.store import ImageStore
 from bioscan_rebuild.detect.base import make_detector
 from bioscan_rebuild.images.process import (
@@ -28,7 +30,6 @@ from bioscan_rebuild.images.process import (
     process_photos,
     stage_key,
 )
-from bioscan_rebuild.ingest.join import INGESTED_SCHEMA, write_json, write_table
 
 BATCH = 32
 
@@ -60,10 +61,7 @@ IMAGE_RECORD_SCHEMA = pa.schema(
         ("candidates", pa.int64()),
         ("params_key", pa.string()),
         ("original_full_is_source", pa.bool_()),
-        *[
-            (f"sha256_{package}", pa.string())
-            for package in ("original_full", "original_256", "cropped", "cropped_256")
-        ],
+        *[(f"sha256_{package}", pa.string()) for package in IMAGE_PACKAGES],
     ]
 )
 BBOX_COLUMNS = [
@@ -109,7 +107,7 @@ def result_row(processid: str, sha: str, result: PhotoResult, detector_name: str
         "candidates": result.candidates,
         "params_key": key,
         "original_full_is_source": result.original_full_is_source,
-        **{f"sha256_{p}": result.sha256.get(p) for p in ("original_full", "original_256", "cropped", "cropped_256")},
+        **{f"sha256_{p}": result.sha256.get(p) for p in IMAGE_PACKAGES},
     }
 
 

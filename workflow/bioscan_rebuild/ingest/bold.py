@@ -22,8 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bioscan_rebuild.core.io import file_sha256
 from bioscan_rebuild.core.schemas import CONTENT_FIELDS, RECORD_SCHEMA, REJECT_SCHEMA, make_rejects
-from bioscan_rebuild.core.store import file_sha256
 
 DEFAULT_MISSING_VALUES = ("", "None", "not_classified", "no_data")
 BLOCK_BYTES = 32 << 20

@@ -24,7 +24,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bioscan_rebuild.core.io import write_json, write_table
 from bioscan_rebuild.core.schemas import (
+    IMAGE_COLUMNS,
+    INGESTED_SCHEMA,
     RECORD_SCHEMA,
     REJECT_SCHEMA,
     SIGNATURE_FIELDS,
@@ -37,36 +40,12 @@ from bioscan_rebuild.ingest.inventory import INVENTORY_SCHEMA
 
 POLICIES = ("reject", "latest")
 
-IMAGE_COLUMNS = [
-    pa.field("image_batch", pa.string()),
-    pa.field("image_path", pa.string()),
-    pa.field("image_sha256", pa.string()),
-    pa.field("image_bytes", pa.int64()),
-    pa.field("image_format", pa.string()),
-    pa.field("image_width", pa.int64()),
-    pa.field("image_height", pa.int64()),
-]
-INGESTED_SCHEMA = pa.schema(list(RECORD_SCHEMA) + IMAGE_COLUMNS)
-
 # Flush shard buffers once this many rows are held, so memory stays bounded on huge exports.
 FLUSH_ROWS = 400_000
 
 
 class AccountingError(RuntimeError):
     pass
-
-
-def write_table(table: pa.Table, path: str | Path) -> None:
-    """Parquet with fixed settings, so equal tables give byte-identical files."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path, compression="zstd", row_group_size=100_000, write_statistics=True)
-
-
-def write_json(data: dict, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def parse_to_shards(

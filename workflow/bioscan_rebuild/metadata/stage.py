@@ -20,8 +20,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bioscan_rebuild.core.schemas import LINEAGE_FIELDS, RANKS, make_rejects
-from bioscan_rebuild.ingest.join import INGESTED_SCHEMA, write_json, write_table
+from bioscan_rebuild.core.io import write_json, write_table
+from bioscan_rebuild.core.schemas import (
+    INGESTED_SCHEMA,
+    LINEAGE_FIELDS,
+    RANKS,
+    RELEASE_COLUMNS,
+    USABLE_IMAGE_STATUSES,
+    make_rejects,
+)
 from bioscan_rebuild.metadata.barcodes import BARCODE_REASONS, QC_SCHEMA, BarcodeParams, clean_barcodes
 from bioscan_rebuild.metadata.taxonomy import TaxonomyParams, curate, load_corrections, load_fixes
 
@@ -29,25 +36,6 @@ BARCODE_TABLE_SCHEMA = pa.schema(
     [QC_SCHEMA.field("processid"), pa.field("dna_barcode", pa.string())] + list(QC_SCHEMA)[1:]
 )
 LABEL_COLUMNS = ("processid", "sampleid", *RANKS, "bin_uri", "country", "province_state", "lat", "lon", "batch")
-RELEASE_COLUMNS = (
-    "processid",
-    "sampleid",
-    "taxon",
-    *RANKS,
-    "dna_bin",
-    "dna_barcode",
-    "country",
-    "province_state",
-    "coord-lat",
-    "coord-lon",
-    "image_measurement_value",
-    "area_fraction",
-    "scale_factor",
-    "inferred_ranks",
-    "split",
-    "index_bioscan_1M_insect",
-    "chunk",
-)
 
 
 def clean_shard(records_path, output, params: BarcodeParams | None = None) -> dict:
@@ -256,16 +244,14 @@ def metadata_from_exports(
     }
 
 
-USABLE_IMAGE_STATUSES = ("ok", "touches_edge", "multiple_candidates")
-
-
 def split_tables(curated_path, barcode_paths, outdir, freeze_csv=None, image_paths=None) -> dict:
     """The split stage: curated labels + cleaned barcodes -> ``splits.parquet`` (processid, split, chunk; sorted
     by processid) and ``summary.csv`` (samples, barcodes, species per split). ``freeze_csv``: processid,split of a
     previous release (``splits.assign_splits``: those records keep their split). ``image_paths``: the image
     stage's per-shard results; records whose photo shows no specimen (or is unusable) get no split and are
     written to ``excluded.parquet`` (reject table: ``no_specimen`` / ``image_unusable``)."""
-    from bioscan_rebuild.splits.protocol import SPLITS, assign_splits, chunk_of, split_summary
+    from bioscan_rebuild.core.schemas import SPLITS
+    from bioscan_rebuild.splits.protocol import assign_splits, chunk_of, split_summary
 
     outdir = Path(outdir)
     # Arrow all the way (5.15M barcodes are 3.4 GB of text), filtered shard by shard: the barcode shards hold the

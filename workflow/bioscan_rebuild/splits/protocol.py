@@ -54,11 +54,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from bioscan_rebuild.core.novel import novel_genus_names, novel_species_names, strip_barcode
+from bioscan_rebuild.core.schemas import SPLITS
 
-SPLITS = ("pretrain", "train", "val", "test", "key_unseen", "val_unseen", "test_unseen", "other_heldout")
 PRETRAIN, TRAIN, VAL, TEST, KEY_UNSEEN, VAL_UNSEEN, TEST_UNSEEN, OTHER_HELDOUT = range(8)
 _SEEN, _UNSEEN = 8, 9  # working states, gone from the result
-LABELLED = ("train", "val", "test", "key_unseen", "val_unseen", "test_unseen")
+
 HELDOUT_CODES = (TEST, VAL, TEST_UNSEEN, VAL_UNSEEN)  # priority order when old records disagree
 # pandas read_csv's default missing-value strings (pandas._libs.parsers.STR_NA_VALUES)
 NA_STRINGS = frozenset(

@@ -21,9 +21,8 @@ import os
 import re
 from pathlib import Path
 
-from bioscan_rebuild.core.store import file_sha256
-from bioscan_rebuild.metadata.stage import RELEASE_COLUMNS
-from bioscan_rebuild.splits.protocol import SPLITS
+from bioscan_rebuild.core.io import file_sha256
+from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, RELEASE_COLUMNS, SPLITS
 
 METADATA_COLUMNS = RELEASE_COLUMNS
 FLOAT_COLUMNS = frozenset({"coord-lat", "coord-lon", "area_fraction", "scale_factor"})
@@ -41,7 +40,6 @@ SPLIT_INFO = {  # (cr split class or None, description)
     "test_unseen": ("cr:TestSplit", "unseen species: test queries"),
     "other_heldout": (None, "species held out from all other splits (novelty detection)"),
 }
-IMAGE_PACKAGES = ("original_full", "cropped", "original_256", "cropped_256")
 
 CSV_PATH = "metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv"
 BBOX_PATH = "metadata/bbox.tsv"

@@ -72,8 +72,7 @@ import numpy as np
 import pandas as pd
 
 from bioscan_rebuild.core.novel import novel_genus_names
-from bioscan_rebuild.core.schemas import RANKS
-from bioscan_rebuild.splits.protocol import SPLITS
+from bioscan_rebuild.core.schemas import RANKS, SPLITS
 
 BIOSCAN_NS = "https://github.com/bioscan-rebuild/terms#"
 NAMESPACES = {
