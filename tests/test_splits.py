@@ -11,9 +11,8 @@ import pandas as pd
 import pytest
 
 from bioscan_rebuild.core.novel import novel_mask, strip_barcode
-from bioscan_rebuild.core.schemas import SPLITS
+from bioscan_rebuild.core.schemas import LABELLED_SPLITS, SPLITS
 from bioscan_rebuild.splits.protocol import (
-    LABELLED,
     assign_splits,
     chunk_of,
     run_split_command,
@@ -51,7 +50,7 @@ def _by_processid(table: pd.DataFrame, split: pd.Series) -> pd.Series:
 def _straddling(table: pd.DataFrame, split: pd.Series) -> pd.Series:
     """Barcodes whose rows sit in more than one labelled split."""
     frame = pd.DataFrame({"strip": strip_barcode(table["dna_barcode"]).to_numpy(), "split": split.astype(object)})
-    frame = frame[frame["split"].isin(LABELLED)]
+    frame = frame[frame["split"].isin(LABELLED_SPLITS)]
     n = frame.groupby("strip")["split"].nunique()
     return n[n > 1]
 
@@ -320,7 +319,7 @@ def test_freeze_random_tables_never_move_or_leak():
         got = assign_splits(table, freeze).astype(object).to_numpy()
         assert (got[old] == frozen.to_numpy()).all()
         frame = pd.DataFrame({"b": strip_barcode(table["dna_barcode"]).to_numpy(), "s": got, "old": old})
-        frame = frame[frame["s"].isin(LABELLED) & frame["b"].notna()]
+        frame = frame[frame["s"].isin(LABELLED_SPLITS) & frame["b"].notna()]
         before = frame[frame["old"]].groupby("b")["s"].agg(set)
         after = frame[~frame["old"]].groupby("b")["s"].agg(set)
         shared = after.index.intersection(before.index)
