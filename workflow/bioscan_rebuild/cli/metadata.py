@@ -1,0 +1,121 @@
+"""Metadata: `bioscan-rebuild barcodes {clean,fasta}`, `taxonomy curate`, `metadata`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _barcode_params(args):
+    from bioscan_rebuild.metadata.barcodes import BarcodeParams
+
+    return BarcodeParams(min_length=args.min_length, max_ambiguity=args.max_ambiguity, trim_end_n=args.trim_end_n)
+
+
+def _taxonomy_params(args):
+    from bioscan_rebuild.metadata.taxonomy import TaxonomyParams
+
+    return TaxonomyParams.from_dict(json.loads(args.taxonomy_params) if args.taxonomy_params else {})
+
+
+def _add_barcode_options(p):
+    p.add_argument("--min-length", type=int, default=200, help="shortest barcode kept (bases)")
+    p.add_argument("--max-ambiguity", type=float, default=0.05, help="largest share of ambiguous bases kept")
+    p.add_argument("--trim-end-n", action=argparse.BooleanOptionalAction, default=True)
+
+
+def _add_taxonomy_options(p):
+    p.add_argument("--taxonomy-params", help='JSON, e.g. {"barcode_ratio": 0.8, "bin_ratio": 0.8}')
+    p.add_argument("--fixes", default=None, help="typo / rewording table (TSV: rank, from, to, reason)")
+    p.add_argument(
+        "--corrections", default=None, help="record corrections (TSV: processid, field, value, reason, source)"
+    )
+
+
+def cmd_barcodes_clean(args) -> int:
+    from bioscan_rebuild.metadata.stage import clean_shard
+
+    print(json.dumps(clean_shard(args.records, args.output, _barcode_params(args)), sort_keys=True))
+    return 0
+
+
+def cmd_barcodes_fasta(args) -> int:
+    from bioscan_rebuild.metadata.stage import write_fasta_from
+
+    written = write_fasta_from(args.curated, args.barcodes, args.output, args.splits)
+    print(f"wrote {written} sequences to {args.output}")
+    return 0
+
+
+def cmd_taxonomy_curate(args) -> int:
+    from bioscan_rebuild.metadata.stage import curate_tables
+
+    summary = curate_tables(
+        args.records,
+        args.barcodes,
+        args.outdir,
+        taxonomy_params=_taxonomy_params(args),
+        fixes_path=args.fixes,
+        corrections_path=args.corrections,
+    )
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
+def cmd_metadata(args) -> int:
+    from bioscan_rebuild.metadata.stage import metadata_from_exports
+    from bioscan_rebuild.metadata.taxonomy import shipped_table
+
+    # as the workflow does: the repository's tables unless others are named or --no-shipped-tables
+    fixes, corrections = args.fixes, args.corrections
+    if args.shipped_tables:
+        fixes = fixes or shipped_table("taxonomy_fixes.tsv")
+        corrections = corrections or shipped_table("corrections.tsv")
+    summary = metadata_from_exports(
+        args.exports,
+        args.output,
+        split=args.split,
+        barcode_params=_barcode_params(args),
+        taxonomy_params=_taxonomy_params(args),
+        fixes_path=fixes,
+        corrections_path=corrections,
+    )
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
+def register(sub) -> None:
+    barcodes = sub.add_parser("barcodes", help="barcode cleaning and QC").add_subparsers(dest="step", required=True)
+    p = barcodes.add_parser("clean", help="clean the barcodes of one ingested shard")
+    p.add_argument("records", help="ingested records of the shard (parquet)")
+    p.add_argument("-o", "--output", required=True)
+    _add_barcode_options(p)
+    p.set_defaults(func=cmd_barcodes_clean)
+    p = barcodes.add_parser("fasta", help="FASTA of the curated records' cleaned barcodes")
+    p.add_argument("--curated", required=True)
+    p.add_argument("--barcodes", nargs="*", default=[])
+    p.add_argument("--splits", help="only the records with a split (the release)")
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(func=cmd_barcodes_fasta)
+
+    taxonomy = sub.add_parser("taxonomy", help="BINs + taxonomy curation").add_subparsers(dest="step", required=True)
+    p = taxonomy.add_parser("curate", help="curate every shard's labels together; log every change")
+    p.add_argument("--records", nargs="*", default=[], help="ingested record shards")
+    p.add_argument("--barcodes", nargs="*", default=[], help="barcode shards (same order)")
+    p.add_argument("--outdir", required=True)
+    _add_taxonomy_options(p)
+    p.set_defaults(func=cmd_taxonomy_curate)
+
+    p = sub.add_parser("metadata", help="BOLD exports -> the 23-column table (ingest, barcodes, BINs, taxonomy)")
+    p.add_argument("exports", nargs="+")
+    p.add_argument("-o", "--output", required=True, help="CSV; rejects/changes/bins/QC are written beside it")
+    p.add_argument("--split", action="store_true", help="also assign the 8 splits (and chunks)")
+    _add_barcode_options(p)
+    _add_taxonomy_options(p)
+    p.add_argument(
+        "--shipped-tables",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="use resources/taxonomy_fixes.tsv and resources/corrections.tsv where --fixes/--corrections are not given",
+    )
+    p.set_defaults(func=cmd_metadata)

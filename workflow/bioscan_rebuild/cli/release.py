@@ -1,0 +1,51 @@
+"""Release: `bioscan-rebuild release`."""
+
+from __future__ import annotations
+
+import json
+
+
+def cmd_release(args) -> int:
+    from bioscan_rebuild.export.release import build_release
+    from bioscan_rebuild.export.writers import ExportOptions
+
+    options = ExportOptions(**json.loads(args.options)) if args.options else ExportOptions()
+    summary = build_release(
+        curated=args.curated,
+        barcodes=args.barcodes,
+        splits=args.splits,
+        records=args.records,
+        rejects=args.rejects,
+        changes=args.changes,
+        accounting=args.accounting,
+        outdir=args.outdir,
+        images=args.images,
+        bbox=args.bbox,
+        fasta=args.fasta,
+        split_summary=args.split_summary,
+        store=args.store,
+        formats=tuple(args.formats.split(",")),
+        options=options,
+    )
+    print(json.dumps(summary, sort_keys=True, default=str))
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("release", help="write the release: BIOSCAN-5M layout, CSV, Parquet, HDF5, JSON-LD, Croissant")
+    p.add_argument("--curated", required=True)
+    p.add_argument("--barcodes", nargs="*", default=[], help="barcode shards")
+    p.add_argument("--splits", required=True)
+    p.add_argument("--records", nargs="*", default=[], help="ingested record shards (lineage)")
+    p.add_argument("--images", nargs="*", default=[], help="image-stage results per shard (same order)")
+    p.add_argument("--rejects", nargs="*", default=[], help="reject tables of every stage (parquet)")
+    p.add_argument("--changes", required=True)
+    p.add_argument("--accounting", required=True)
+    p.add_argument("--bbox", nargs="*", default=[], help="per-shard bbox tables (TSV)")
+    p.add_argument("--fasta")
+    p.add_argument("--split-summary")
+    p.add_argument("--store", help="content-addressed store root (image packages)")
+    p.add_argument("--formats", default="csv,parquet,images,hdf5,jsonld,croissant")
+    p.add_argument("--options", help="export options, JSON (export.ExportOptions)")
+    p.add_argument("--outdir", required=True)
+    p.set_defaults(func=cmd_release)

@@ -1,0 +1,36 @@
+"""Splits: `bioscan-rebuild split` (any metadata CSV) and `splits` (the workflow step)."""
+
+from __future__ import annotations
+
+import json
+
+
+def cmd_split(args) -> int:
+    from bioscan_rebuild.splits.protocol import run_split_command
+
+    return run_split_command(args)
+
+
+def cmd_splits(args) -> int:
+    from bioscan_rebuild.metadata.stage import split_tables
+
+    summary = split_tables(args.curated, args.barcodes, args.outdir, args.freeze, args.images)
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("split", help="assign the BIOSCAN-5M splits to a metadata CSV")
+    p.add_argument("input", help="metadata CSV with processid, genus, species, dna_barcode")
+    p.add_argument("output", help="where to write the CSV with the split column filled")
+    p.add_argument("--freeze", help="processid,split CSV of a previous release: those records keep their split")
+    p.add_argument("--summary", help="also write samples/barcodes/species per split to this CSV")
+    p.set_defaults(func=cmd_split)
+
+    p = sub.add_parser("splits", help="the workflow's split step: curated labels + barcode shards")
+    p.add_argument("--curated", required=True)
+    p.add_argument("--barcodes", nargs="*", default=[])
+    p.add_argument("--freeze", help="processid,split CSV of a previous release")
+    p.add_argument("--images", nargs="*", default=[], help="image-stage results per shard (excludes empty wells)")
+    p.add_argument("--outdir", required=True)
+    p.set_defaults(func=cmd_splits)
