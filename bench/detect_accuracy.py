@@ -3,7 +3,7 @@
     python bench/detect_accuracy.py [--backend classical|yolo|onnx] [--weights PATH] [--subset all|train|holdout|each]
                                     [--param KEY=VALUE ...] [--json OUT.json] [--sheet OUT.png]
 
-Tune on 'train', report 'holdout' (see bioscan_rebuild.detect.base.dev_split); `each` prints train, holdout and all.
+Tune on 'train', report 'holdout' (see bioscan_rebuild.detect.evaluate.dev_split); `each` prints train, holdout and all.
 Timing is per image, detection only (decode excluded), with OpenCV on one thread.
 """
 
@@ -20,8 +20,8 @@ sys.path.insert(0, str(REPO / "workflow"))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bioscan_rebuild.detect.base import dev_split, load_coco_ground_truth, make_detector  # noqa: E402
-from bioscan_rebuild.detect.evaluate import evaluate, load_rgb, summarize  # noqa: E402
+from bioscan_rebuild.detect.evaluate import dev_split, evaluate, load_coco_ground_truth, load_rgb, summarize  # noqa: E402  # noqa: E402
+from bioscan_rebuild.detect.registry import make_detector  # noqa: E402
 
 DEFAULT_DEV = REPO.parent / "shared" / "realdata" / "imgfilter-dev"
 

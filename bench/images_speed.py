@@ -68,8 +68,9 @@ def main() -> None:
     pin_one_core()
     from PIL import Image
 
-    from bioscan_rebuild.detect.base import make_detector
-    from bioscan_rebuild.images.process import ImageParams, keep_freed_memory, process_photos
+    from bioscan_rebuild.core.params import ImageParams
+    from bioscan_rebuild.detect.registry import make_detector
+    from bioscan_rebuild.images.process import keep_freed_memory, process_photos
 
     # As the image-stage commands do; the decode-only baseline runs in this same process, so it gets it too.
     if not args.default_malloc:

@@ -6,8 +6,9 @@ import pyarrow as pa
 import pytest
 from Bio import SeqIO
 
+from bioscan_rebuild.core.params import BarcodeParams
 from bioscan_rebuild.ingest.bold import parse_export
-from bioscan_rebuild.metadata.barcodes import BarcodeParams, clean_barcodes, write_fasta
+from bioscan_rebuild.metadata.barcodes import clean_barcodes, write_fasta
 
 LONG = "ACGT" * 60  # 240 bases
 

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bioscan_rebuild.detect.base import DETECTOR_STATUSES, Detection, iou, make_detector
+from bioscan_rebuild.detect.base import DETECTOR_STATUSES, Detection
 from bioscan_rebuild.detect.classical import DEFAULTS, ClassicalDetector
+from bioscan_rebuild.detect.evaluate import iou
+from bioscan_rebuild.detect.registry import make_detector
 from bioscan_rebuild.synth.photos import draw_well_photo
 
 DEV = "imgfilter-dev"
@@ -205,8 +207,7 @@ def test_largest_candidate_beats_a_darker_speck():
 def test_accuracy_on_the_whole_real_dev_set_does_not_regress(realdata):
     """All 295 real hard cases (imgfilter-dev): the figures bench/detect_accuracy.py reports
     (73.9 % IoU>=0.5, 91.7 % empty wells at classical-3) must not fall below these floors."""
-    from bioscan_rebuild.detect.base import load_coco_ground_truth
-    from bioscan_rebuild.detect.evaluate import evaluate
+    from bioscan_rebuild.detect.evaluate import evaluate, load_coco_ground_truth
 
     dev = realdata / "imgfilter-dev"
     summary = evaluate(ClassicalDetector(), load_coco_ground_truth(dev / "coco_annotations.json"), dev)["summary"]

@@ -27,7 +27,9 @@ if _MISSING:
     pytest.skip(_REASON, allow_module_level=True)
 
 from bioscan_rebuild.detect import yolo as detect_yolo  # noqa: E402
-from bioscan_rebuild.detect.base import DETECTOR_STATUSES, Detection, dev_split, iou, make_detector  # noqa: E402
+from bioscan_rebuild.detect.base import DETECTOR_STATUSES, Detection  # noqa: E402
+from bioscan_rebuild.detect.evaluate import dev_split, iou  # noqa: E402
+from bioscan_rebuild.detect.registry import make_detector  # noqa: E402
 from bioscan_rebuild.synth.photos import draw_well_photo  # noqa: E402
 
 KINDS = ("specimen", "empty", "edge", "specimen", "specimen", "edge")

@@ -8,7 +8,8 @@ import zipfile
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bioscan_rebuild.export.writers import ExportOptions, ShardedParquet, image_relpath, write_zip_packages
+from bioscan_rebuild.core.params import ExportOptions
+from bioscan_rebuild.export.writers import ShardedParquet, image_relpath, write_zip_packages
 from bioscan_rebuild.images.shard import IMAGE_RECORD_SCHEMA
 
 

@@ -13,16 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bioscan_rebuild.core.params import ImageParams
 from bioscan_rebuild.core.store import ImageStore
 from bioscan_rebuild.detect.base import Detection
-from bioscan_rebuild.images.process import (
-    DerivedStore,
-    ImageParams,
-    decode_photo,
-    finish_photo,
-    process_photos,
-    stage_key,
-)
+from bioscan_rebuild.images.process import DerivedStore, decode_photo, finish_photo, process_photos, stage_key
 
 PARAMS = ImageParams()
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 import bioscan_rebuild.detect.base as detect_module
+import bioscan_rebuild.detect.registry as detect_registry
 from bioscan_rebuild.images.shard import detect_folder, run_image_shard
 from bioscan_rebuild.ingest.join import ingest_local
 from bioscan_rebuild.synth.photos import draw_well_photo, encode_jpeg
@@ -31,7 +32,7 @@ class _OracleDetector:
 
 
 def _use_oracle(monkeypatch):
-    monkeypatch.setattr(detect_module, "make_detector", lambda backend, **params: _OracleDetector(**params))
+    monkeypatch.setattr(detect_registry, "make_detector", lambda backend, **params: _OracleDetector(**params))
     monkeypatch.setattr("bioscan_rebuild.images.shard.make_detector", lambda b, **p: _OracleDetector(**p))
 
 

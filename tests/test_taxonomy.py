@@ -5,15 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from bioscan_rebuild.core.params import TaxonomyParams
 from bioscan_rebuild.core.schemas import RANKS
-from bioscan_rebuild.metadata.taxonomy import (
-    RANK_BIT,
-    TaxonomyParams,
-    curate,
-    normalise_bin,
-    normalise_name,
-    replay,
-)
+from bioscan_rebuild.metadata.taxonomy import RANK_BIT, curate, normalise_bin, normalise_name, replay
 
 COLUMNS = ["processid", *RANKS, "dna_bin", "barcode_key"]
 ARTHRO = ("Arthropoda", "Insecta", "Diptera")

@@ -88,19 +88,16 @@ def shell_words(values):
     return " ".join(shlex.quote(str(value)) for value in values)
 
 
-IMAGE_PARAM_KEYS = (
-    "original_full_size",
-    "enlarge",
-    "aspect",
-    "pad_color",
-    "short_side",
-    "jpeg_quality",
-    "max_pixels",
-    "min_side",
-)
-IMAGE_PARAMS_JSON = json.dumps(
-    {key: config["images"][key] for key in IMAGE_PARAM_KEYS}, sort_keys=True
-)
+def stage_params_json(section, drop=()):
+    """One stage's parameter document: its config section (the schema fills the defaults) as JSON,
+    which the stage's dataclass in bioscan_rebuild.core.params parses strictly."""
+    return json.dumps(
+        {key: value for key, value in config[section].items() if key not in drop},
+        sort_keys=True,
+    )
+
+
+IMAGE_PARAMS_JSON = stage_params_json("images", drop=("detector", "contact_sheet_size"))
 DETECTOR = config["images"]["detector"]
 DETECTOR_PARAMS_JSON = json.dumps(DETECTOR["params"], sort_keys=True)
 BATCH_DETECTOR_PARAMS_JSON = json.dumps(
@@ -130,10 +127,7 @@ def all_image_dir_args(wildcards):
 
 
 TAXONOMY = config["taxonomy"]
-TAXONOMY_PARAMS_JSON = json.dumps(
-    {k: v for k, v in TAXONOMY.items() if k not in ("fixes", "corrections")},
-    sort_keys=True,
-)
+TAXONOMY_PARAMS_JSON = stage_params_json("taxonomy", drop=("fixes", "corrections"))
 
 
 SHIPPED_TABLE_FILES = {"fixes": "taxonomy_fixes.tsv", "corrections": "corrections.tsv"}
@@ -174,6 +168,5 @@ def split_freeze_arg(wildcards):
     return f"--freeze {shlex.quote(freeze)}" if freeze else ""
 
 
-EXPORT_OPTIONS_JSON = json.dumps(
-    {k: v for k, v in config["export"].items() if k != "formats"}, sort_keys=True
-)
+EXPORT_OPTIONS_JSON = stage_params_json("export", drop=("formats",))
+BARCODE_PARAMS_JSON = stage_params_json("barcodes")

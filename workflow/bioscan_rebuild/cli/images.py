@@ -30,7 +30,7 @@ def _add_detector_options(p) -> None:
 
 
 def cmd_detect(args) -> int:
-    from bioscan_rebuild.images.process import ImageParams
+    from bioscan_rebuild.core.params import ImageParams
     from bioscan_rebuild.images.shard import detect_folder
 
     backend, params = _detector_options(args)
@@ -47,7 +47,7 @@ def cmd_detect(args) -> int:
 
 
 def cmd_images_shard(args) -> int:
-    from bioscan_rebuild.images.process import ImageParams
+    from bioscan_rebuild.core.params import ImageParams
     from bioscan_rebuild.images.shard import run_image_shard
 
     backend, params = _detector_options(args)

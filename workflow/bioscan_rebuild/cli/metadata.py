@@ -7,13 +7,13 @@ import json
 
 
 def _barcode_params(args):
-    from bioscan_rebuild.metadata.barcodes import BarcodeParams
+    from bioscan_rebuild.core.params import BarcodeParams
 
     return BarcodeParams(min_length=args.min_length, max_ambiguity=args.max_ambiguity, trim_end_n=args.trim_end_n)
 
 
 def _taxonomy_params(args):
-    from bioscan_rebuild.metadata.taxonomy import TaxonomyParams
+    from bioscan_rebuild.core.params import TaxonomyParams
 
     return TaxonomyParams.from_dict(json.loads(args.taxonomy_params) if args.taxonomy_params else {})
 

@@ -6,10 +6,10 @@ import json
 
 
 def cmd_release(args) -> int:
+    from bioscan_rebuild.core.params import ExportOptions
     from bioscan_rebuild.export.release import build_release
-    from bioscan_rebuild.export.writers import ExportOptions
 
-    options = ExportOptions(**json.loads(args.options)) if args.options else ExportOptions()
+    options = ExportOptions.from_dict(json.loads(args.options)) if args.options else ExportOptions()
     summary = build_release(
         curated=args.curated,
         barcodes=args.barcodes,

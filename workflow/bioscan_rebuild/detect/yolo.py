@@ -44,7 +44,8 @@ import cv2
 import numpy as np
 
 from bioscan_rebuild.core.io import file_sha256
-from bioscan_rebuild.detect.base import Detection, dev_split, load_coco_ground_truth
+from bioscan_rebuild.detect.base import Detection
+from bioscan_rebuild.detect.evaluate import dev_split, load_coco_ground_truth
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DEV_DIR = REPO.parent / "shared" / "realdata" / "imgfilter-dev"

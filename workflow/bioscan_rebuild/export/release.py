@@ -18,8 +18,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from bioscan_rebuild.core.params import ExportOptions
 from bioscan_rebuild.core.schemas import INGESTED_SCHEMA, LINEAGE_FIELDS, REJECT_SCHEMA
-from bioscan_rebuild.export.writers import ExportOptions, export_release, write_manifest
+from bioscan_rebuild.export.writers import export_release, write_manifest
 
 REJECT_ORDER = [("kind", "ascending"), ("reason", "ascending"), ("processid", "ascending")]
 

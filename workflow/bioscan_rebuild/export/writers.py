@@ -34,7 +34,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +43,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from bioscan_rebuild.core.io import file_sha256
+from bioscan_rebuild.core.params import ExportOptions
 from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, RANKS, RELEASE_COLUMNS, SPLITS
 from bioscan_rebuild.core.store import ImageStore
 
@@ -87,20 +87,6 @@ SPOOL_SCHEMA = pa.schema(
         if name not in ("placeholder_species", "original_full_is_source")
     ]
 )
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    image_package: str = "cropped_256"  # the package in the images Parquet and the HDF5 file
-    row_group_bytes: int = 64 << 20
-    file_bytes: int = 512 << 20
-    hdf5_batch: int = 1024
-    link_images: bool = True  # hard links into the store (copies across file systems)
-    licence: str = "https://creativecommons.org/licenses/by/3.0/"  # an IRI: JSON-LD and Croissant link it
-    version: str = "0.1.0"
-    name: str = "BIOSCAN-5M rebuild"
-    zip_packages: bool = False  # also zip each image package per split group (pretrain / train / eval)
-    zip_pretrain_parts: int = 2  # the pretrain zips come in this many parts, by chunk (published: 2)
 
 
 # ---------------------------------------------------------------------------------------------- pass 1

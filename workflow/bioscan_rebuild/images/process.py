@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from bioscan_rebuild.core.params import ImageParams
 from bioscan_rebuild.core.pilsafe import open_image
 from bioscan_rebuild.core.store import ImageStore, params_key
 from bioscan_rebuild.images.geometry import (
@@ -49,26 +50,6 @@ from bioscan_rebuild.images.geometry import (
 
 # 2: sharpness from an int16 Laplacian (float rounding differs from 1).
 STAGE_VERSION = 2
-
-
-@dataclass(frozen=True)
-class ImageParams:
-    original_full_size: tuple[int, int] = (1024, 768)
-    enlarge: float = 0.4
-    aspect: tuple[int, int] = (4, 3)
-    pad_color: tuple[int, int, int] = (204, 218, 243)
-    short_side: int = 256
-    jpeg_quality: int = 90
-    max_pixels: int = 100_000_000
-    min_side: int = 64
-
-    def as_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, values: dict) -> ImageParams:
-        known = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
 
 
 @dataclass

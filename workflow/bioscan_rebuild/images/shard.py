@@ -19,17 +19,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bioscan_rebuild.core.io import write_json, write_table
+from bioscan_rebuild.core.params import ImageParams
 from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, INGESTED_SCHEMA
 from bioscan_rebuild.core.store import ImageStore
-from bioscan_rebuild.detect.base import make_detector
-from bioscan_rebuild.images.process import (
-    DerivedStore,
-    ImageParams,
-    PhotoResult,
-    keep_freed_memory,
-    process_photos,
-    stage_key,
-)
+from bioscan_rebuild.detect.registry import make_detector
+from bioscan_rebuild.images.process import DerivedStore, PhotoResult, keep_freed_memory, process_photos, stage_key
 
 BATCH = 32
 

@@ -19,7 +19,6 @@ conflict rules (the splits use that same stripped sequence). The raw sequence st
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -28,6 +27,8 @@ import pyarrow.compute as pc
 from Bio.Data.IUPACData import ambiguous_dna_letters
 from Bio.Seq import Seq
 from Bio.SeqRecord import SeqRecord
+
+from bioscan_rebuild.core.params import BarcodeParams
 
 IUPAC_DNA = "".join(sorted(ambiguous_dna_letters))  # ABCDGHKMNRSTVWY
 AMBIGUOUS = "".join(sorted(set(IUPAC_DNA) - set("ACGTN")))  # BDHKMRSVWY
@@ -60,18 +61,6 @@ QC_SCHEMA = pa.schema(
         pa.field("barcode_key", pa.string()),  # md5 of the end-N-stripped cleaned sequence
     ]
 )
-
-
-@dataclass(frozen=True)
-class BarcodeParams:
-    min_length: int = 200
-    max_ambiguity: float = 0.05
-    trim_end_n: bool = True
-
-    @classmethod
-    def from_dict(cls, values: dict | None) -> BarcodeParams:
-        values = values or {}
-        return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
 
 
 def _lengths(array) -> np.ndarray:

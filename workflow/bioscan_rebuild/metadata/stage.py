@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bioscan_rebuild.core.io import write_json, write_table
+from bioscan_rebuild.core.params import BarcodeParams, TaxonomyParams
 from bioscan_rebuild.core.schemas import (
     INGESTED_SCHEMA,
     LINEAGE_FIELDS,
@@ -29,8 +30,8 @@ from bioscan_rebuild.core.schemas import (
     USABLE_IMAGE_STATUSES,
     make_rejects,
 )
-from bioscan_rebuild.metadata.barcodes import BARCODE_REASONS, QC_SCHEMA, BarcodeParams, clean_barcodes
-from bioscan_rebuild.metadata.taxonomy import TaxonomyParams, curate, load_corrections, load_fixes
+from bioscan_rebuild.metadata.barcodes import BARCODE_REASONS, QC_SCHEMA, clean_barcodes
+from bioscan_rebuild.metadata.taxonomy import curate, load_corrections, load_fixes
 
 BARCODE_TABLE_SCHEMA = pa.schema(
     [QC_SCHEMA.field("processid"), pa.field("dna_barcode", pa.string())] + list(QC_SCHEMA)[1:]

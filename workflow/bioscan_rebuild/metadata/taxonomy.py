@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -63,6 +62,7 @@ import numpy as np
 import pandas as pd
 
 from bioscan_rebuild.core.novel import MALAISE_RE
+from bioscan_rebuild.core.params import TaxonomyParams
 from bioscan_rebuild.core.schemas import RANKS
 
 MISSING_TOKENS = frozenset(
@@ -82,23 +82,6 @@ _CONFUSABLES = str.maketrans(
     "АВЕКМНОРСТХаеорсухіјѕԁΑΒΕΖΗΙΚΜΝΟΡΤΥΧοντ",
     "ABEKMHOPCTXaeopcyxijsdABEZHIKMNOPTYXovt",
 )
-
-
-@dataclass(frozen=True)
-class TaxonomyParams:
-    barcode_ratio: float = 0.8  # majority share needed within records sharing a barcode
-    bin_ratio: float = 0.8  # ... within records sharing a BIN
-    bin_barcode_ratio: float = 0.8  # majority share for BIN conflicts among identical barcodes
-    fill_genus_from_species: bool = True
-    infer_parents: bool = True
-
-    @classmethod
-    def from_dict(cls, values: dict | None) -> TaxonomyParams:
-        values = values or {}
-        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
-        if unknown:  # a misspelt ratio would otherwise run silently with the default
-            raise ValueError(f"unknown taxonomy parameters {unknown}; known: {sorted(cls.__dataclass_fields__)}")
-        return cls(**values)
 
 
 def normalise_name(value: str | None, rank: str) -> str | None:

@@ -1,0 +1,93 @@
+"""One strict parameter dataclass per stage.
+
+The config schema (``workflow/schemas/config.schema.yaml``) is the one place defaults are set for the
+workflow; the defaults here are the same values (a test holds them equal) so that the commands give the
+same result outside Snakemake. Each rule passes its stage one JSON document; ``from_dict`` refuses keys it
+does not know, because a misspelt key would otherwise run silently with the default.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import asdict, dataclass, fields
+from typing import Self
+
+
+class StageParams:
+    """Strict parsing from a JSON-like mapping (lists become tuples where the field is a tuple)."""
+
+    SECTION = "stage"  # the config section, for messages
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> Self:
+        values = dict(values or {})
+        known = {field.name for field in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.SECTION} parameters {unknown}; known: {sorted(known)}")
+        hints = typing.get_type_hints(cls)
+        for name, value in values.items():
+            if isinstance(value, list) and typing.get_origin(hints[name]) is tuple:
+                values[name] = tuple(value)
+        return cls(**values)
+
+    def as_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class ImageParams(StageParams):
+    """``images`` (all but ``detector`` and ``contact_sheet_size``): decode limits, crop geometry, JPEGs."""
+
+    SECTION = "images"
+
+    original_full_size: tuple[int, int] = (1024, 768)
+    enlarge: float = 0.4
+    aspect: tuple[int, int] = (4, 3)
+    pad_color: tuple[int, int, int] = (204, 218, 243)
+    short_side: int = 256
+    jpeg_quality: int = 90
+    max_pixels: int = 100_000_000
+    min_side: int = 64
+
+
+@dataclass(frozen=True)
+class BarcodeParams(StageParams):
+    """``barcodes``: what a cleaned barcode must be to be kept."""
+
+    SECTION = "barcodes"
+
+    min_length: int = 200
+    max_ambiguity: float = 0.05
+    trim_end_n: bool = True
+
+
+@dataclass(frozen=True)
+class TaxonomyParams(StageParams):
+    """``taxonomy`` (all but the ``fixes`` and ``corrections`` tables): conflict and inference rules."""
+
+    SECTION = "taxonomy"
+
+    barcode_ratio: float = 0.8  # majority share needed within records sharing a barcode
+    bin_ratio: float = 0.8  # ... within records sharing a BIN
+    bin_barcode_ratio: float = 0.8  # majority share for BIN conflicts among identical barcodes
+    fill_genus_from_species: bool = True
+    infer_parents: bool = True
+
+
+@dataclass(frozen=True)
+class ExportOptions(StageParams):
+    """``export`` (all but ``formats``): what the release files look like."""
+
+    SECTION = "export"
+
+    image_package: str = "cropped_256"  # the package in the images Parquet and the HDF5 file
+    row_group_bytes: int = 64 << 20
+    file_bytes: int = 512 << 20
+    hdf5_batch: int = 1024
+    link_images: bool = True  # hard links into the store (copies across file systems)
+    licence: str = "https://creativecommons.org/licenses/by/3.0/"  # an IRI: JSON-LD and Croissant link it
+    version: str = "0.1.0"
+    name: str = "BIOSCAN-5M rebuild"
+    zip_packages: bool = False  # also zip each image package per split group (pretrain / train / eval)
+    zip_pretrain_parts: int = 2  # the pretrain zips come in this many parts, by chunk (published: 2)

@@ -1,0 +1,26 @@
+"""Detector backends by name: the one place that knows them all.
+
+Heavy backends (ultralytics, onnxruntime) are imported only when asked for, so the classical default
+runs in the light install. To add a backend: a module with a class that implements ``base.Detector``,
+and one line in ``BACKENDS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from bioscan_rebuild.detect.base import Detector
+
+BACKENDS = {  # name -> (module, class)
+    "classical": ("bioscan_rebuild.detect.classical", "ClassicalDetector"),
+    "yolo": ("bioscan_rebuild.detect.yolo", "YoloDetector"),
+    "onnx": ("bioscan_rebuild.detect.yolo", "OnnxDetector"),
+}
+
+
+def make_detector(backend: str = "classical", **params) -> Detector:
+    """Build a detector by name."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown detector backend {backend!r} ({', '.join(BACKENDS)})")
+    module, name = BACKENDS[backend]
+    return getattr(importlib.import_module(module), name)(**params)
