@@ -25,6 +25,7 @@ wildcard_constraints:
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/images.smk"
 include: "workflow/rules/metadata.smk"
+include: "workflow/rules/splits.smk"
 include: "workflow/rules/detector.smk"
 include: "workflow/rules/release.smk"
 

@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO / "workflow"))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bioscan_rebuild.detect.evaluate import dev_split, evaluate, load_coco_ground_truth, load_rgb, summarize  # noqa: E402  # noqa: E402
+from bioscan_rebuild.detect.evaluate import dev_split, evaluate, load_coco_ground_truth, load_rgb, summarize  # noqa: E402
 from bioscan_rebuild.detect.registry import make_detector  # noqa: E402
 
 DEFAULT_DEV = REPO.parent / "shared" / "realdata" / "imgfilter-dev"

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "workflow"))
 
 
 def export(workdir: Path, formats: list[str]) -> dict:
-    from bioscan_rebuild.export.writers import export_release
+    from bioscan_rebuild.export.release import export_release
 
     start = time.perf_counter()
     summary = export_release(

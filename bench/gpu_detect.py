@@ -40,7 +40,8 @@ ENLARGE = 0.4
 def make_photos(folder: Path, n_unique: int, seed: int) -> list[Path]:
     import numpy as np
 
-    from bioscan_rebuild.synth.photos import draw_well_photo, encode_jpeg
+    from bioscan_rebuild.core.pilsafe import encode_jpeg
+    from bioscan_rebuild.synth.photos import draw_well_photo
 
     kinds = ("specimen", "specimen", "specimen", "edge", "empty")
     paths = []
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
 
-    from bioscan_rebuild.detect.yolo import configure_offline
+    from bioscan_rebuild.detect.yolo.offline import configure_offline
 
     configure_offline()
     import torch

@@ -27,11 +27,11 @@ if step == "baseline":
     frame = pd.read_csv(args["export"], sep="\t", dtype=str, quoting=csv.QUOTE_NONE, keep_default_na=False)
     info = {{"rows": len(frame)}}
 elif step == "ingest":
-    from bioscan_rebuild.ingest.join import ingest_local
+    from bioscan_rebuild.ingest.local import ingest_local
     summary = ingest_local([args["export"]], [], args["out"], shards=args["shards"], require_images=False)
     info = {{k: summary[k] for k in ("inputs", "kept", "rejected")}}
 elif step == "parse":
-    from bioscan_rebuild.ingest.join import parse_to_shards
+    from bioscan_rebuild.ingest.parse import parse_to_shards
     info = parse_to_shards(args["export"], "bench", args["shards"], args["out"])
 # VmHWM, not ru_maxrss: the latter survives exec and would report the parent's peak.
 peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))

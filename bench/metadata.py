@@ -7,7 +7,7 @@
 2. ``stage`` (a fresh process, so its peak memory is its own): barcode cleaning shard by shard (as the
    workflow's per-shard jobs, here one after another) + the whole-table curation (BINs, taxonomy, changes, BIN
    table). Prints wall time and peak RSS per step. Target: together <= 5 min and <= 8 GB.
-3. ``split`` (a fresh process): the workflow's split step on the curated table (``metadata.split_tables``).
+3. ``split`` (a fresh process): the workflow's split step on the curated table (``splits.stage.split_tables``).
 
     python bench/metadata.py [--records 5150850] [--workdir /tmp/bench-metadata]
 """
@@ -158,7 +158,7 @@ def stage(workdir: Path) -> dict:
 
 
 def split_step(workdir: Path) -> dict:
-    from bioscan_rebuild.metadata.stage import split_tables
+    from bioscan_rebuild.splits.stage import split_tables
 
     start = time.perf_counter()
     result = split_tables(

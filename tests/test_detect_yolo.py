@@ -26,10 +26,22 @@ if _MISSING:
         pytest.fail(_REASON + " (CI=true: failing instead of skipping)", pytrace=False)
     pytest.skip(_REASON, allow_module_level=True)
 
-from bioscan_rebuild.detect import yolo as detect_yolo  # noqa: E402
+from bioscan_rebuild.cli import build_parser  # noqa: E402
+from bioscan_rebuild.core.io import file_sha256  # noqa: E402
 from bioscan_rebuild.detect.base import DETECTOR_STATUSES, Detection  # noqa: E402
 from bioscan_rebuild.detect.evaluate import dev_split, iou  # noqa: E402
 from bioscan_rebuild.detect.registry import make_detector  # noqa: E402
+from bioscan_rebuild.detect.yolo.backends import (  # noqa: E402
+    OnnxDetector,
+    YoloDetector,
+    boxes_to_detection,
+    letterbox,
+    nms_numpy,
+    scale_boxes,
+)
+from bioscan_rebuild.detect.yolo.dataset import prepare_yolo_dataset  # noqa: E402
+from bioscan_rebuild.detect.yolo.offline import configure_offline  # noqa: E402
+from bioscan_rebuild.detect.yolo.train import train_detector  # noqa: E402
 from bioscan_rebuild.synth.photos import draw_well_photo  # noqa: E402
 
 KINDS = ("specimen", "empty", "edge", "specimen", "specimen", "edge")
@@ -37,15 +49,15 @@ KINDS = ("specimen", "empty", "edge", "specimen", "specimen", "edge")
 
 @pytest.fixture(scope="module")
 def config_dir(tmp_path_factory):
-    return detect_yolo.configure_offline(tmp_path_factory.mktemp("ultralytics-config"))
+    return configure_offline(tmp_path_factory.mktemp("ultralytics-config"))
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, config_dir):
     """One tiny training run (12 generated photos, 160 px, 2 epochs), shared by the module."""
     root = tmp_path_factory.mktemp("yolo")
-    data_yaml = detect_yolo.prepare_yolo_dataset(root / "data", real=False, n_generated=12, seed=0)
-    report = detect_yolo.train_detector(
+    data_yaml = prepare_yolo_dataset(root / "data", real=False, n_generated=12, seed=0, draw_photo=draw_well_photo)
+    report = train_detector(
         data_yaml, root / "model", epochs=2, imgsz=160, batch=4, workers=0, device="cpu", config_dir=config_dir
     )
     return root / "model", report
@@ -80,8 +92,8 @@ def _read_labels(label_dir):
 
 
 def test_prepare_generated_dataset_is_valid_and_deterministic(tmp_path, config_dir):
-    a = detect_yolo.prepare_yolo_dataset(tmp_path / "a", real=False, n_generated=10, seed=3)
-    b = detect_yolo.prepare_yolo_dataset(tmp_path / "b", real=False, n_generated=10, seed=3)
+    a = prepare_yolo_dataset(tmp_path / "a", real=False, n_generated=10, seed=3, draw_photo=draw_well_photo)
+    b = prepare_yolo_dataset(tmp_path / "b", real=False, n_generated=10, seed=3, draw_photo=draw_well_photo)
     root = a.parent
     assert "names:\n  0: specimen" in a.read_text()
     for split in ("train", "val"):
@@ -105,8 +117,8 @@ def test_prepare_generated_dataset_is_valid_and_deterministic(tmp_path, config_d
 
 def test_prepare_real_dataset_uses_train_half_only(tmp_path, realdata, config_dir):
     dev = realdata / "imgfilter-dev"
-    data_yaml = detect_yolo.prepare_yolo_dataset(
-        tmp_path / "d", coco_path=dev / "coco_annotations.json", n_generated=2, seed=0
+    data_yaml = prepare_yolo_dataset(
+        tmp_path / "d", coco_path=dev / "coco_annotations.json", n_generated=2, seed=0, draw_photo=draw_well_photo
     )
     root = data_yaml.parent
     real = [p for p in root.glob("images/*/*.jpg") if not p.name.startswith("gen")]
@@ -135,8 +147,8 @@ def test_training_writes_weights_onnx_and_report(trained):
     weights, onnx_path = model_dir / "weights.pt", model_dir / "model.onnx"
     assert weights.is_file() and onnx_path.is_file()
     on_disk = json.loads((model_dir / "report.json").read_text())
-    assert on_disk["weights"]["sha256"] == detect_yolo.sha256_file(weights) == report["weights"]["sha256"]
-    assert on_disk["onnx"]["sha256"] == detect_yolo.sha256_file(onnx_path)
+    assert on_disk["weights"]["sha256"] == file_sha256(weights) == report["weights"]["sha256"]
+    assert on_disk["onnx"]["sha256"] == file_sha256(onnx_path)
     assert on_disk["train_args"]["epochs"] == 2 and on_disk["train_args"]["deterministic"] is True
     assert on_disk["versions"]["ultralytics"] and on_disk["versions"]["torch"]
     assert on_disk["dataset"]["counts"]["train_gen"] > 0
@@ -162,8 +174,8 @@ def test_backends_return_valid_detections(trained, photos, conf):
     model_dir, _ = trained
     images = [p.image for p in photos]
     for detector in (
-        detect_yolo.YoloDetector(model_dir / "weights.pt", conf=conf, batch=4),
-        detect_yolo.OnnxDetector(model_dir / "model.onnx", conf=conf, batch=4),
+        YoloDetector(model_dir / "weights.pt", conf=conf, batch=4),
+        OnnxDetector(model_dir / "model.onnx", conf=conf, batch=4),
     ):
         detections = detector.detect_batch(images)
         assert len(detections) == len(images)
@@ -179,8 +191,8 @@ def test_onnx_agrees_with_yolo(trained, photos):
     makes the barely trained model report boxes at all. The last batch mixes image sizes (square
     letterbox instead of the minimal rectangle)."""
     model_dir, _ = trained
-    yolo = detect_yolo.YoloDetector(model_dir, conf=0.001)
-    onnx = detect_yolo.OnnxDetector(model_dir, conf=0.001)
+    yolo = YoloDetector(model_dir, conf=0.001)
+    onnx = OnnxDetector(model_dir, conf=0.001)
     assert yolo.imgsz == onnx.imgsz == 160
     small = draw_well_photo(np.random.default_rng(7), "specimen", width=640, height=512)
     batches = [[p.image for p in photos], [photos[0].image, small.image]]
@@ -202,7 +214,7 @@ def test_make_detector_and_onnx_needs_no_torch(trained, photos, tmp_path):
     np.save(tmp_path / "photo.npy", photos[0].image)
     code = (
         "import sys, numpy as np\n"
-        "from bioscan_rebuild.detect.yolo import OnnxDetector\n"
+        "from bioscan_rebuild.detect.yolo.backends import OnnxDetector\n"
         f"d = OnnxDetector({str(model_dir / 'model.onnx')!r}, conf=0.001)\n"
         f"print(d.detect(np.load({str(tmp_path / 'photo.npy')!r})).status)\n"
         "assert 'torch' not in sys.modules and 'ultralytics' not in sys.modules, 'heavy import'\n"
@@ -224,7 +236,7 @@ def test_letterbox_matches_ultralytics(shape, auto):
 
     image = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
     expected = LetterBox(320, auto=auto, stride=32)(image=image)
-    np.testing.assert_array_equal(detect_yolo.letterbox(image, 320, auto), expected)
+    np.testing.assert_array_equal(letterbox(image, 320, auto), expected)
 
 
 def test_scale_boxes_matches_ultralytics():
@@ -234,7 +246,7 @@ def test_scale_boxes_matches_ultralytics():
     boxes = np.array([[10.5, 20.25, 200.0, 150.0], [-5.0, 3.0, 330.0, 250.0]], np.float32)
     for input_hw, image_hw in (((256, 320), (768, 1024)), ((320, 320), (700, 1000)), ((320, 256), (1024, 768))):
         expected = ops.scale_boxes(input_hw, torch.from_numpy(boxes.copy()), image_hw).numpy()
-        np.testing.assert_allclose(detect_yolo.scale_boxes(input_hw, boxes, image_hw), expected, atol=1e-3)
+        np.testing.assert_allclose(scale_boxes(input_hw, boxes, image_hw), expected, atol=1e-3)
 
 
 def test_nms_matches_ultralytics():
@@ -248,13 +260,13 @@ def test_nms_matches_ultralytics():
     pred = np.concatenate([xy, wh, rng.uniform(0, 1, (n, 1))], axis=1).T.astype(np.float32)  # (5, n)
     for conf, thr in ((0.25, 0.5), (0.6, 0.3), (0.99, 0.7)):
         expected = non_max_suppression(torch.from_numpy(pred[None]), conf, thr, max_det=100)[0].numpy()
-        boxes, scores = detect_yolo.nms_numpy(pred, conf, thr, max_det=100)
+        boxes, scores = nms_numpy(pred, conf, thr, max_det=100)
         np.testing.assert_allclose(boxes, expected[:, :4], atol=1e-4)
         np.testing.assert_allclose(scores, expected[:, 4], atol=1e-6)
 
 
 def test_boxes_to_detection_semantics():
-    to_det = detect_yolo.boxes_to_detection
+    to_det = boxes_to_detection
     assert to_det(np.zeros((0, 4)), np.zeros(0), 100, 80) == Detection("no_object", None, None, 0.0, 0)
     one = to_det(np.array([[-3.2, 10.4, 50.6, 90.0]]), np.array([0.8]), 100, 80)
     assert one.status == "ok" and one.box == (0, 10, 51, 80) and one.candidates == 1
@@ -268,7 +280,10 @@ def test_boxes_to_detection_semantics():
 
 
 def test_cli_prepare(tmp_path, config_dir, capsys):
-    assert detect_yolo.main(["prepare", "--out", str(tmp_path / "ds"), "--no-real", "--generated", "3"]) == 0
+    args = build_parser().parse_args(
+        ["train-detector", "--prepare-only", "--out", str(tmp_path / "ds"), "--no-real", "--generated", "3"]
+    )
+    assert args.func(args) == 0
     manifest = json.loads(capsys.readouterr().out)
     assert manifest["n_generated"] == 3
     assert (tmp_path / "ds" / "data.yaml").is_file()
@@ -292,7 +307,7 @@ def test_workflow_trains_the_detector_and_runs_the_image_stage_with_it(sample_di
     run_snakemake(tmp_path, "train_detector")
     report = json.loads((tmp_path / "results" / "detector" / "report.json").read_text())
     onnx = tmp_path / "results" / "detector" / "model.onnx"
-    assert report["onnx"]["sha256"] == detect_yolo.sha256_file(onnx)
+    assert report["onnx"]["sha256"] == file_sha256(onnx)
     config["images"]["detector"] = {"backend": "onnx", "weights": "results/detector/model.onnx", "params": {}}
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     run_snakemake(tmp_path, "results/images/summary.json")

@@ -9,7 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bioscan_rebuild.core.params import ExportOptions
-from bioscan_rebuild.export.writers import ShardedParquet, image_relpath, write_zip_packages
+from bioscan_rebuild.export.formats.images import write_zip_packages
+from bioscan_rebuild.export.formats.parquet import ShardedParquet
+from bioscan_rebuild.export.layout import image_relpath
 from bioscan_rebuild.images.shard import IMAGE_RECORD_SCHEMA
 
 
@@ -130,7 +132,7 @@ def _tiny_release_inputs(tmp_path, *, images_per_shard):
 def test_export_survives_empty_image_shards_and_equal_sized_images(tmp_path):
     import h5py
 
-    from bioscan_rebuild.export.writers import export_release
+    from bioscan_rebuild.export.release import export_release
 
     barcode_paths, image_paths = _tiny_release_inputs(tmp_path, images_per_shard=[2, 0])
     summary = export_release(
@@ -154,7 +156,8 @@ def test_export_survives_empty_image_shards_and_equal_sized_images(tmp_path):
 def test_export_fails_loudly_when_the_store_lost_an_image(tmp_path):
     import pytest
 
-    from bioscan_rebuild.export.writers import MissingImageError, export_release
+    from bioscan_rebuild.export.release import export_release
+    from bioscan_rebuild.export.spool import MissingImageError
 
     barcode_paths, image_paths = _tiny_release_inputs(tmp_path, images_per_shard=[2, 2])
     next((tmp_path / "store").rglob("*.cropped.jpg")).unlink()

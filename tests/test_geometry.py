@@ -1,4 +1,4 @@
-"""Crop geometry and size fields exactly as shared/spec/dataset.md states them."""
+"""Crop geometry and size fields exactly as the published BIOSCAN-5M dataset defines them."""
 
 from __future__ import annotations
 

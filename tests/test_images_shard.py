@@ -11,9 +11,11 @@ import pyarrow.parquet as pq
 
 import bioscan_rebuild.detect.base as detect_module
 import bioscan_rebuild.detect.registry as detect_registry
-from bioscan_rebuild.images.shard import detect_folder, run_image_shard
-from bioscan_rebuild.ingest.join import ingest_local
-from bioscan_rebuild.synth.photos import draw_well_photo, encode_jpeg
+from bioscan_rebuild.core.pilsafe import encode_jpeg
+from bioscan_rebuild.images.folder import detect_folder
+from bioscan_rebuild.images.shard import run_image_shard
+from bioscan_rebuild.ingest.local import ingest_local
+from bioscan_rebuild.synth.photos import draw_well_photo
 
 
 class _OracleDetector:
@@ -34,6 +36,7 @@ class _OracleDetector:
 def _use_oracle(monkeypatch):
     monkeypatch.setattr(detect_registry, "make_detector", lambda backend, **params: _OracleDetector(**params))
     monkeypatch.setattr("bioscan_rebuild.images.shard.make_detector", lambda b, **p: _OracleDetector(**p))
+    monkeypatch.setattr("bioscan_rebuild.images.folder.make_detector", lambda b, **p: _OracleDetector(**p))
 
 
 def _photos(folder, n=5, seed=0):

@@ -158,7 +158,7 @@ def test_zipped_packages_extract_to_a_folder_the_loader_reads(release, csv_table
     import zipfile
 
     bioscan_dataset = pytest.importorskip("bioscan_dataset", reason="bioscan-dataset (test extra) is not installed")
-    from bioscan_rebuild.export.writers import write_zip_packages
+    from bioscan_rebuild.export.formats.images import write_zip_packages
 
     names = write_zip_packages(release, tmp_path / "zips")
     assert "BIOSCAN_5M_cropped_256_eval.zip" in names and "BIOSCAN_5M_cropped_256_train.zip" in names
@@ -205,8 +205,8 @@ def test_formats_agree_on_every_record(release, csv_table):
     each format carries, and the same image bytes."""
     import h5py
 
+    from bioscan_rebuild.export.formats.hdf5 import HDF5_LABELS
     from bioscan_rebuild.export.formats.jsonld import read_jsonld_records
-    from bioscan_rebuild.export.writers import HDF5_LABELS
 
     csv = csv_table.set_index("processid")
     numeric = ("coord-lat", "coord-lon", "area_fraction", "scale_factor")

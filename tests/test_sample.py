@@ -7,7 +7,7 @@ import pandas as pd
 
 from bioscan_rebuild.core.novel import novel_mask
 from bioscan_rebuild.core.schemas import SPLITS
-from bioscan_rebuild.metadata.stage import metadata_from_exports
+from bioscan_rebuild.splits.local import metadata_from_exports
 from bioscan_rebuild.synth.exports import SPECIES_SHARE, generate_metadata, generate_sample
 
 

@@ -8,13 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bioscan_rebuild.synth.photos import (
-    KINDS,
-    MARGIN,
-    SpecimenPhoto,
-    draw_well_photo,
-    encode_jpeg,
-)
+from bioscan_rebuild.core.pilsafe import encode_jpeg
+from bioscan_rebuild.synth.photos import KINDS, MARGIN, SpecimenPhoto, draw_well_photo
 
 
 def _draws(kind: str, n: int, seed: int) -> list[SpecimenPhoto]:

@@ -10,15 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bioscan_rebuild.cli.splits import cmd_split as run_split_command
 from bioscan_rebuild.core.novel import novel_mask, strip_barcode
 from bioscan_rebuild.core.schemas import LABELLED_SPLITS, SPLITS
-from bioscan_rebuild.splits.protocol import (
-    assign_splits,
-    chunk_of,
-    run_split_command,
-    split_csv,
-    split_summary,
-)
+from bioscan_rebuild.splits.protocol import assign_splits, chunk_of, split_summary
+from bioscan_rebuild.splits.stage import split_csv
 from conftest import SHARED, _require_shared
 
 FIXTURES = SHARED / "fixtures" / "splits"

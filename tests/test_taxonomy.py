@@ -7,7 +7,11 @@ import pytest
 
 from bioscan_rebuild.core.params import TaxonomyParams
 from bioscan_rebuild.core.schemas import RANKS
-from bioscan_rebuild.metadata.taxonomy import RANK_BIT, curate, normalise_bin, normalise_name, replay
+from bioscan_rebuild.metadata.bins import normalise_bin
+from bioscan_rebuild.metadata.taxonomy.changelog import replay
+from bioscan_rebuild.metadata.taxonomy.curate import curate
+from bioscan_rebuild.metadata.taxonomy.names import normalise_name
+from bioscan_rebuild.metadata.taxonomy.parents import RANK_BIT
 
 COLUMNS = ["processid", *RANKS, "dna_bin", "barcode_key"]
 ARTHRO = ("Arthropoda", "Insecta", "Diptera")
@@ -342,7 +346,8 @@ def test_real_exports_curate_and_replay(realdata):
 
 
 def test_tables_keep_hashes_inside_values_and_star_rows_yield(tmp_path):
-    from bioscan_rebuild.metadata.taxonomy import load_corrections, load_fixes
+    from bioscan_rebuild.metadata.taxonomy.corrections import load_corrections
+    from bioscan_rebuild.metadata.taxonomy.names import load_fixes
 
     corrections = tmp_path / "c.tsv"
     corrections.write_text(

@@ -134,7 +134,7 @@ def test_split_stage_with_a_freeze_keeps_old_records(finished_run, tmp_path):
     one the protocol would not give them, and the rest are assigned as usual."""
     import pyarrow.parquet as pq
 
-    from bioscan_rebuild.metadata.stage import split_tables
+    from bioscan_rebuild.splits.stage import split_tables
 
     results = finished_run / "results"
     before = pq.read_table(results / "splits" / "splits.parquet").to_pandas().set_index("processid")

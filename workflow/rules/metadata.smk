@@ -14,12 +14,10 @@ rule clean_barcodes:
         "../../envs/ingest.yaml"
     params:
         cli=CLI,
-        min_length=config["barcodes"]["min_length"],
-        max_ambiguity=config["barcodes"]["max_ambiguity"],
-        trim="--trim-end-n" if config["barcodes"]["trim_end_n"] else "--no-trim-end-n",
+        barcode_params=BARCODE_PARAMS_JSON,
     shell:
         "{params.cli} barcodes clean {input.records:q} -o {output.barcodes:q} "
-        "--min-length {params.min_length} --max-ambiguity {params.max_ambiguity} {params.trim} > {log} 2>&1"
+        "--params {params.barcode_params:q} > {log} 2>&1"
 
 
 rule curate_taxonomy:
@@ -51,37 +49,6 @@ rule curate_taxonomy:
     shell:
         "{params.cli} taxonomy curate --records {input.records:q} --barcodes {input.barcodes:q} "
         "--outdir {params.outdir:q} --taxonomy-params {params.taxonomy_params:q} {params.tables} > {log} 2>&1"
-
-
-rule assign_splits:
-    input:
-        curated="results/metadata/curated.parquet",
-        barcodes=expand("results/metadata/barcodes/{shard}.parquet", shard=SHARDS),
-        freeze=split_freeze,
-        images=expand("results/images/{shard}/images.parquet", shard=SHARDS),
-    output:
-        splits="results/splits/splits.parquet",
-        excluded="results/splits/excluded.parquet",
-        summary=report(
-            "results/splits/summary.csv",
-            caption="../report/splits.rst",
-            category="Splits",
-        ),
-    log:
-        "logs/splits/assign_splits.log",
-    benchmark:
-        "benchmarks/splits/assign_splits.tsv"
-    conda:
-        "../../envs/ingest.yaml"
-    resources:
-        mem_mb=8000,
-    params:
-        cli=CLI,
-        outdir=subpath(output.splits, parent=True),
-        freeze=split_freeze_arg,
-    shell:
-        "{params.cli} splits --curated {input.curated:q} --barcodes {input.barcodes:q} "
-        "--images {input.images:q} {params.freeze} --outdir {params.outdir:q} > {log} 2>&1"
 
 
 rule barcode_fasta:

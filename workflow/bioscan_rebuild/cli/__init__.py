@@ -22,11 +22,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["train-detector"]:  # its options belong to detect_yolo's own parser
-        from bioscan_rebuild.detect.yolo import main as yolo_main
-
-        return yolo_main(["train", *argv[1:]])
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
 import json
+from pathlib import Path
 
 from bioscan_rebuild.cli.common import batch_dirs
 
@@ -31,7 +31,7 @@ def _add_detector_options(p) -> None:
 
 def cmd_detect(args) -> int:
     from bioscan_rebuild.core.params import ImageParams
-    from bioscan_rebuild.images.shard import detect_folder
+    from bioscan_rebuild.images.folder import detect_folder
 
     backend, params = _detector_options(args)
     counts = detect_folder(
@@ -74,9 +74,49 @@ def cmd_images_summary(args) -> int:
 
 
 def cmd_train_detector(args) -> int:
-    from bioscan_rebuild.detect.yolo import main as yolo_main
+    from bioscan_rebuild.detect.yolo.dataset import prepare_yolo_dataset
+    from bioscan_rebuild.detect.yolo.offline import configure_offline
+    from bioscan_rebuild.synth.photos import draw_well_photo
 
-    return yolo_main(["train", *args.options])
+    if args.dev_dir is None and not args.no_real:
+        raise SystemExit("train-detector: --dev-dir is required unless --no-real")
+    coco = args.dev_dir / "coco_annotations.json" if args.dev_dir else None
+    configure_offline()
+    dataset_dir = args.out if args.prepare_only else args.out / "dataset"
+    data_yaml = prepare_yolo_dataset(
+        dataset_dir,
+        coco_path=None if args.no_real else coco,
+        image_dir=None if args.no_real else args.dev_dir,
+        n_generated=args.generated,
+        seed=args.seed,
+        include_holdout=args.include_holdout,
+        real=not args.no_real,
+        real_repeat=args.real_repeat,
+        draw_photo=draw_well_photo,
+    )
+    if args.prepare_only:
+        print(json.dumps(json.loads((dataset_dir / "manifest.json").read_text()), indent=2))
+        return 0
+    from bioscan_rebuild.detect.yolo.train import DEFAULT_MODEL_YAML, train_detector
+
+    scored = not (args.no_eval or args.include_holdout or coco is None or not coco.is_file())
+    report = train_detector(
+        data_yaml,
+        args.out,
+        epochs=args.epochs,
+        imgsz=args.imgsz,
+        model_yaml=args.model or DEFAULT_MODEL_YAML,
+        device=args.device,
+        seed=args.seed,
+        batch=args.batch,
+        eval_dev_dir=args.dev_dir if scored else None,
+        workers=args.workers,
+        verbose=args.verbose,
+    )
+    summary = {k: report[k] for k in ("weights", "onnx", "train_seconds", "final_val_metrics")}
+    summary["holdout_eval"] = report.get("holdout_eval")
+    print(json.dumps(summary, indent=2))
+    return 0
 
 
 def register(sub) -> None:
@@ -107,8 +147,28 @@ def register(sub) -> None:
 
     p = sub.add_parser(
         "train-detector",
-        help="train the YOLO specimen detector offline (needs the yolo extra); "
-        "options: python -m bioscan_rebuild.detect.yolo train --help",
+        help="train the YOLO specimen detector offline (needs the yolo extra): "
+        "prepare the dataset, train, export ONNX, score on the dev holdout half",
     )
-    p.add_argument("options", nargs=argparse.REMAINDER, help="passed to detect_yolo train")
+    p.add_argument("--out", required=True, type=Path, help="output folder (the dataset goes to OUT/dataset)")
+    p.add_argument("--prepare-only", action="store_true", help="write the YOLO dataset into OUT, do not train")
+    p.add_argument("--generated", type=int, default=400, help="generated photos (default 400)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--dev-dir",
+        type=Path,
+        help="the real dev set (COCO: coco_annotations.json and its photos): its train half is trained on, "
+        "its holdout half scored (unless --no-eval); required unless --no-real",
+    )
+    p.add_argument("--no-real", action="store_true", help="generated photos only")
+    p.add_argument("--include-holdout", action="store_true", help="train on the holdout half too (no eval)")
+    p.add_argument("--real-repeat", type=int, default=2, help="copies of each real training photo (default 2)")
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--imgsz", type=int, default=320)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--model", help="ultralytics model yaml, trained from scratch (default: yolo11n.yaml)")
+    p.add_argument("--device", default=None, help="'cpu', '0', ... (default: GPU when present)")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--no-eval", action="store_true", help="skip scoring on the dev holdout half")
+    p.add_argument("--verbose", action="store_true")
     p.set_defaults(func=cmd_train_detector)

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from bioscan_rebuild.cli.common import batch_dirs
-from bioscan_rebuild.core.schemas import shard_name
 from bioscan_rebuild.ingest.bold import DEFAULT_MISSING_VALUES
 from bioscan_rebuild.ingest.inventory import DEFAULT_NAME_PATTERN
 
 
 def cmd_ingest_parse(args) -> int:
-    from bioscan_rebuild.ingest.join import parse_to_shards
+    from bioscan_rebuild.ingest.parse import parse_to_shards
 
     summary = parse_to_shards(
         args.export,
@@ -28,38 +26,19 @@ def cmd_ingest_parse(args) -> int:
 
 
 def cmd_ingest_list(args) -> int:
-    from bioscan_rebuild.core.io import write_json, write_table
-    from bioscan_rebuild.ingest.inventory import list_images
+    from bioscan_rebuild.ingest.inventory import list_to_shards
 
-    listing, rejects = list_images(args.image_dir, args.batch, args.shards, args.name_pattern)
-    outdir = Path(args.outdir)
-    shards = listing["shard"].to_numpy()
-    for shard in range(args.shards):
-        write_table(listing.filter(shards == shard), outdir / "listing" / f"{shard_name(shard)}.parquet")
-    write_table(rejects, outdir / "rejects.parquet")
-    summary = {
-        "batch": args.batch,
-        "image_dir": str(args.image_dir),
-        "files": listing.num_rows + rejects.num_rows,
-        "listed": listing.num_rows,
-        "rejected": {"unrecognised_name": rejects.num_rows} if rejects.num_rows else {},
-    }
-    write_json(summary, outdir / "summary.json")
+    summary = list_to_shards(args.image_dir, args.batch, args.shards, args.outdir, args.name_pattern)
     print(json.dumps(summary, sort_keys=True))
     return 0
 
 
 def cmd_ingest_inventory(args) -> int:
-    import pyarrow.parquet as pq
-
-    from bioscan_rebuild.core.io import write_table
     from bioscan_rebuild.core.store import ImageStore
-    from bioscan_rebuild.ingest.inventory import LISTING_SCHEMA, inventory
+    from bioscan_rebuild.ingest.inventory import inventory_shard
 
-    listing = pq.read_table(args.listing, schema=LISTING_SCHEMA)
     store = ImageStore(args.store, args.store_mode) if args.store else None
-    table = inventory(listing, batch_dirs(args.image_dir), store)
-    write_table(table, args.output)
+    table = inventory_shard(args.listing, batch_dirs(args.image_dir), args.output, store)
     problems = table["image_problem"].drop_null().to_pylist()
     print(f"{table.num_rows} images inventoried, {len(problems)} with problems")
     return 0
@@ -80,31 +59,36 @@ def cmd_ingest_join(args) -> int:
     return 0
 
 
-def cmd_ingest_accounting(args) -> int:
-    from bioscan_rebuild.core.io import write_json, write_table
-    from bioscan_rebuild.ingest.join import account
-
-    summary, rejects = account(args.parse_summary, args.list_summary, args.shard_accounting, args.rejects)
-    write_json(summary, args.output)
-    write_table(rejects, args.rejects_out)
+def _print_totals(summary: dict) -> None:
     print(json.dumps({k: summary[k] for k in ("inputs", "kept", "rejected", "rejects_by_reason")}, sort_keys=True))
+
+
+def cmd_ingest_accounting(args) -> int:
+    from bioscan_rebuild.ingest.accounting import write_accounting
+
+    _print_totals(
+        write_accounting(
+            args.parse_summary, args.list_summary, args.shard_accounting, args.rejects, args.output, args.rejects_out
+        )
+    )
     return 0
 
 
 def cmd_ingest_run(args) -> int:
     """The whole ingest stage in one process, for small deliveries and checks outside Snakemake."""
-    from bioscan_rebuild.ingest.join import ingest_local
+    from bioscan_rebuild.ingest.local import ingest_local
 
-    summary = ingest_local(
-        exports=args.export,
-        image_dirs=args.images or [],
-        outdir=args.outdir,
-        shards=args.shards,
-        name_pattern=args.name_pattern,
-        duplicate_policy=args.duplicate_policy,
-        require_images=args.require_images if args.images else False,
+    _print_totals(
+        ingest_local(
+            exports=args.export,
+            image_dirs=args.images or [],
+            outdir=args.outdir,
+            shards=args.shards,
+            name_pattern=args.name_pattern,
+            duplicate_policy=args.duplicate_policy,
+            require_images=args.require_images if args.images else False,
+        )
     )
-    print(json.dumps({k: summary[k] for k in ("inputs", "kept", "rejected", "rejects_by_reason")}, sort_keys=True))
     return 0
 
 

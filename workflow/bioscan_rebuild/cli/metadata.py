@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 
+BARCODE_FLAGS = ("min_length", "max_ambiguity", "trim_end_n")
+
 
 def _barcode_params(args):
+    """The parameter document (the workflow passes one), with any flag given on the command line over it."""
     from bioscan_rebuild.core.params import BarcodeParams
 
-    return BarcodeParams(min_length=args.min_length, max_ambiguity=args.max_ambiguity, trim_end_n=args.trim_end_n)
+    values = json.loads(args.barcode_params) if args.barcode_params else {}
+    values.update({flag: getattr(args, flag) for flag in BARCODE_FLAGS if getattr(args, flag) is not None})
+    return BarcodeParams.from_dict(values)
 
 
 def _taxonomy_params(args):
@@ -18,10 +23,15 @@ def _taxonomy_params(args):
     return TaxonomyParams.from_dict(json.loads(args.taxonomy_params) if args.taxonomy_params else {})
 
 
-def _add_barcode_options(p):
-    p.add_argument("--min-length", type=int, default=200, help="shortest barcode kept (bases)")
-    p.add_argument("--max-ambiguity", type=float, default=0.05, help="largest share of ambiguous bases kept")
-    p.add_argument("--trim-end-n", action=argparse.BooleanOptionalAction, default=True)
+def _add_barcode_options(p, document: str):
+    p.add_argument(
+        document,
+        dest="barcode_params",
+        help='JSON, e.g. {"min_length": 200, "max_ambiguity": 0.05, "trim_end_n": true}; flags below override it',
+    )
+    p.add_argument("--min-length", type=int, help="shortest barcode kept (bases; default 200)")
+    p.add_argument("--max-ambiguity", type=float, help="largest share of ambiguous bases kept (default 0.05)")
+    p.add_argument("--trim-end-n", action=argparse.BooleanOptionalAction, help="trim end Ns (default: yes)")
 
 
 def _add_taxonomy_options(p):
@@ -63,8 +73,8 @@ def cmd_taxonomy_curate(args) -> int:
 
 
 def cmd_metadata(args) -> int:
-    from bioscan_rebuild.metadata.stage import metadata_from_exports
-    from bioscan_rebuild.metadata.taxonomy import shipped_table
+    from bioscan_rebuild.metadata.taxonomy.tables import shipped_table
+    from bioscan_rebuild.splits.local import metadata_from_exports
 
     # as the workflow does: the repository's tables unless others are named or --no-shipped-tables
     fixes, corrections = args.fixes, args.corrections
@@ -89,7 +99,7 @@ def register(sub) -> None:
     p = barcodes.add_parser("clean", help="clean the barcodes of one ingested shard")
     p.add_argument("records", help="ingested records of the shard (parquet)")
     p.add_argument("-o", "--output", required=True)
-    _add_barcode_options(p)
+    _add_barcode_options(p, "--params")
     p.set_defaults(func=cmd_barcodes_clean)
     p = barcodes.add_parser("fasta", help="FASTA of the curated records' cleaned barcodes")
     p.add_argument("--curated", required=True)
@@ -110,12 +120,12 @@ def register(sub) -> None:
     p.add_argument("exports", nargs="+")
     p.add_argument("-o", "--output", required=True, help="CSV; rejects/changes/bins/QC are written beside it")
     p.add_argument("--split", action="store_true", help="also assign the 8 splits (and chunks)")
-    _add_barcode_options(p)
+    _add_barcode_options(p, "--barcode-params")
     _add_taxonomy_options(p)
     p.add_argument(
         "--shipped-tables",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="use resources/taxonomy_fixes.tsv and resources/corrections.tsv where --fixes/--corrections are not given",
+        help="use the package's own taxonomy_fixes.tsv and corrections.tsv where --fixes/--corrections are not given",
     )
     p.set_defaults(func=cmd_metadata)

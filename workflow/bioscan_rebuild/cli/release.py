@@ -24,7 +24,7 @@ def cmd_release(args) -> int:
         fasta=args.fasta,
         split_summary=args.split_summary,
         store=args.store,
-        formats=tuple(args.formats.split(",")),
+        formats=tuple(args.formats.split(",")) if args.formats else None,
         options=options,
     )
     print(json.dumps(summary, sort_keys=True, default=str))
@@ -45,7 +45,7 @@ def register(sub) -> None:
     p.add_argument("--fasta")
     p.add_argument("--split-summary")
     p.add_argument("--store", help="content-addressed store root (image packages)")
-    p.add_argument("--formats", default="csv,parquet,images,hdf5,jsonld,croissant")
-    p.add_argument("--options", help="export options, JSON (export.ExportOptions)")
+    p.add_argument("--formats", help="comma-separated (export.formats.FORMATS); default: all of them")
+    p.add_argument("--options", help="export options, JSON (core.params.ExportOptions)")
     p.add_argument("--outdir", required=True)
     p.set_defaults(func=cmd_release)

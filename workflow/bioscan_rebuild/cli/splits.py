@@ -6,13 +6,16 @@ import json
 
 
 def cmd_split(args) -> int:
-    from bioscan_rebuild.splits.protocol import run_split_command
+    from bioscan_rebuild.splits.stage import split_csv
 
-    return run_split_command(args)
+    summary = split_csv(args.input, args.output, freeze_csv=args.freeze, summary_csv=args.summary)
+    counts = ", ".join(f"{k} {v}" for k, v in summary["splits"].items())
+    print(f"wrote {summary['rows']} rows ({summary['frozen']} frozen) to {args.output}: {counts}")
+    return 0
 
 
 def cmd_splits(args) -> int:
-    from bioscan_rebuild.metadata.stage import split_tables
+    from bioscan_rebuild.splits.stage import split_tables
 
     summary = split_tables(args.curated, args.barcodes, args.outdir, args.freeze, args.images)
     print(json.dumps(summary, sort_keys=True))

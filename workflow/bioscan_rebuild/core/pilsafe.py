@@ -1,4 +1,5 @@
-"""Pillow as the image code expects it, whatever other libraries did to it in this process.
+"""Pillow as the image code expects it, whatever other libraries did to it in this process, and its pinned JPEG
+writer (generated photos: the sample and the detector's training set).
 
 Importing ultralytics (the yolo backend) replaces ``PIL.Image.open`` with a wrapper that, on an
 unidentifiable file, tries to install and import a HEIF plugin (raising ModuleNotFoundError
@@ -8,8 +9,10 @@ Corrupt photos must get a clear status instead, so the image code opens files th
 
 from __future__ import annotations
 
+import io
 import sys
 
+import numpy as np
 from PIL import Image
 
 
@@ -17,3 +20,26 @@ def open_image(fp) -> Image.Image:
     patches = sys.modules.get("ultralytics.utils.patches")
     opener = getattr(patches, "_image_open", None) or Image.open
     return opener(fp)
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
+    """Encode an (H, W, 3) uint8 RGB array as baseline JPEG bytes.
+
+    Pillow writes only a JFIF header (no EXIF, no timestamps), and the settings
+    are pinned, so the same pixels always give the same bytes.
+    """
+    arr = np.asarray(image)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+        raise ValueError(f"expected (H, W, 3) uint8 RGB, got {arr.shape} {arr.dtype}")
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"quality must be in 1..100, got {quality}")
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(arr)).save(
+        buf,
+        format="JPEG",
+        quality=int(quality),
+        subsampling="4:2:0",
+        optimize=False,
+        progressive=False,
+    )
+    return buf.getvalue()

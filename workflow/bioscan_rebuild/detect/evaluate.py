@@ -26,7 +26,7 @@ def iou(a, b) -> float:
 
 
 def dev_split(processid: str) -> str:
-    """Deterministic halves of shared/realdata/imgfilter-dev: 'train' (tune or train on it) or
+    """Deterministic halves of the real dev set (COCO): 'train' (tune or train on it) or
     'holdout' (score on it). By the second hex digit of md5(processid); the set itself was chosen
     by the first digit, so this split is independent of that."""
     return "holdout" if int(hashlib.md5(processid.encode()).hexdigest()[1], 16) % 2 else "train"
@@ -48,7 +48,7 @@ def _polygon_area(polygon: list[float]) -> float:
 
 
 def load_coco_ground_truth(coco_path: str | Path) -> list[GroundTruth]:
-    """One entry per image of a COCO file as shared/realdata/imgfilter-dev writes it:
+    """One entry per image of a COCO file as the real dev set writes it:
     `bbox` = [x, y, w, h]; [0, 0, 0, 0] marks an empty well."""
     coco = json.loads(Path(coco_path).read_text())
     by_image: dict[int, list[dict]] = {}

@@ -13,8 +13,8 @@ from bioscan_rebuild.detect.base import Detector
 
 BACKENDS = {  # name -> (module, class)
     "classical": ("bioscan_rebuild.detect.classical", "ClassicalDetector"),
-    "yolo": ("bioscan_rebuild.detect.yolo", "YoloDetector"),
-    "onnx": ("bioscan_rebuild.detect.yolo", "OnnxDetector"),
+    "yolo": ("bioscan_rebuild.detect.yolo.backends", "YoloDetector"),
+    "onnx": ("bioscan_rebuild.detect.yolo.backends", "OnnxDetector"),
 }
 
 

@@ -1,9 +1,9 @@
-"""Release assembly: the earlier stages' tables -> the side files of the release, then ``export.export_release``.
+"""Release assembly: earlier stages' tables -> the release folder (``export.layout``) with its manifest.
 
-Side files under ``bioscan5m/metadata/``: ``rejects.csv`` (every rejected input of every stage, one table),
-``changes.csv`` (the curation log), ``bbox.tsv`` (released records), ``barcodes.fasta``, ``split_summary.csv``
-and ``records_lineage.csv`` (each kept record's source batch, file, line and file sha256, for auditors).
-``accounting.json`` sits beside ``bioscan5m/``; ``MANIFEST.json`` lists every file with its sha256.
+:func:`export_release` spools the released rows once (``export.spool``, pass 1), then each chosen format of the
+registry (``export.formats``) streams them into its files (pass 2). :func:`build_release` adds what comes
+from the other stages: the side files (``export.side_files``) and ``accounting.json``, then ``MANIFEST.json``
+(every file's size and sha256), last.
 """
 
 from __future__ import annotations
@@ -13,49 +13,72 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
-
+from bioscan_rebuild.core.io import file_sha256
 from bioscan_rebuild.core.params import ExportOptions
-from bioscan_rebuild.core.schemas import INGESTED_SCHEMA, LINEAGE_FIELDS, REJECT_SCHEMA
-from bioscan_rebuild.export.writers import export_release, write_manifest
-
-REJECT_ORDER = [("kind", "ascending"), ("reason", "ascending"), ("processid", "ascending")]
-
-
-def _released_ids(splits_path) -> pd.Index:
-    return pd.Index(pq.read_table(splits_path, columns=["processid"])["processid"].to_numpy(zero_copy_only=False))
+from bioscan_rebuild.export.formats import FORMATS, select
+from bioscan_rebuild.export.formats.base import ExportContext
+from bioscan_rebuild.export.layout import ACCOUNTING, MANIFEST, ROOT, ZIP_DIR
+from bioscan_rebuild.export.side_files import write_side_files
+from bioscan_rebuild.export.spool import spool_shards
 
 
-def write_side_files(tmp: Path, *, rejects, changes, bbox, fasta, split_summary, records, splits) -> dict:
-    released = _released_ids(splits)
-    all_rejects = pa.concat_tables(pq.read_table(p, schema=REJECT_SCHEMA) for p in rejects).sort_by(REJECT_ORDER)
-    pacsv.write_csv(all_rejects, tmp / "rejects.csv")
-    pacsv.write_csv(pq.read_table(changes), tmp / "changes.csv")
-    if bbox:
-        table = pd.concat(pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False) for p in bbox)
-        table[table["processid"].isin(released)].to_csv(tmp / "bbox.tsv", sep="\t", index=False, lineterminator="\n")
-    # the raw sequence as the export had it: dna_barcode is the cleaned one (barcodes.py)
-    fields = ("processid", *LINEAGE_FIELDS, "nucleotides")
-    lineage_schema = pa.schema(
-        [INGESTED_SCHEMA.field(f) for f in fields[:-1]]
-        + [INGESTED_SCHEMA.field("nucleotides").with_name("raw_nucleotides")]
-    )
-    with pacsv.CSVWriter(tmp / "records_lineage.csv", lineage_schema) as out:
-        for path in records:  # shard by shard: memory is one shard; released records only
-            table = pq.read_table(path, columns=list(fields), schema=INGESTED_SCHEMA)
-            keep = released.get_indexer(table["processid"].to_numpy(zero_copy_only=False)) >= 0
-            out.write_table(table.filter(pa.array(keep)).rename_columns(lineage_schema.names))
-    files = {name: tmp / name for name in ("rejects.csv", "changes.csv", "records_lineage.csv")}
-    if bbox:
-        files["bbox.tsv"] = tmp / "bbox.tsv"
-    if fasta:
-        files["barcodes.fasta"] = Path(fasta)
-    if split_summary:
-        files["split_summary.csv"] = Path(split_summary)
-    return files
+def export_release(
+    curated_path,
+    barcode_paths,
+    splits_path,
+    outdir,
+    *,
+    image_paths=None,
+    store_root=None,
+    side_files: dict | None = None,
+    options: ExportOptions | None = None,
+    formats=None,
+    provenance: dict | None = None,
+    manifest: bool = True,
+) -> dict:
+    """Write the release under ``outdir/bioscan5m`` in ``formats`` (names in ``export.formats.FORMATS``;
+    default: all). The image formats need ``image_paths`` and ``store_root``; without them they are skipped.
+    ``side_files``: path under the root -> source file, copied in first (croissant describes them).
+    Returns a summary."""
+    options = options or ExportOptions()
+    formats = tuple(FORMATS) if formats is None else tuple(formats)
+    chosen = select(formats)
+    outdir = Path(outdir)
+    root = outdir / ROOT
+    for folder in (root, outdir / ZIP_DIR):
+        if folder.exists():
+            shutil.rmtree(folder)
+    root.mkdir(parents=True)
+    for rel, source in (side_files or {}).items():
+        target = root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    summary: dict = {"formats": list(formats)}
+    with tempfile.TemporaryDirectory(dir=outdir) as tmp:
+        spool = Path(tmp)
+        counts = spool_shards(curated_path, barcode_paths, splits_path, image_paths, spool)
+        summary["records"] = counts
+        summary["released"] = sum(counts.values())
+        store = Path(store_root) if store_root is not None and image_paths else None
+        context = ExportContext(spool, outdir, options, provenance or {}, store)
+        for export_format in chosen:
+            if export_format.needs_images and store is None:
+                continue
+            summary.update(export_format.write(context))
+    if manifest:
+        summary["manifest"] = write_manifest(outdir)
+    return summary
+
+
+def write_manifest(outdir: Path) -> dict:
+    files = sorted(p for p in Path(outdir).rglob("*") if p.is_file() and p.name != MANIFEST)
+    manifest = {
+        "files": {
+            p.relative_to(outdir).as_posix(): {"bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in files
+        }
+    }
+    (Path(outdir) / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return {"files": len(files)}
 
 
 def build_release(
@@ -73,9 +96,11 @@ def build_release(
     fasta=None,
     split_summary=None,
     store=None,
-    formats=("csv", "parquet", "images", "hdf5", "jsonld", "croissant"),
+    formats=None,
     options: ExportOptions | None = None,
 ) -> dict:
+    """The whole release step: ``outdir`` is emptied, filled (:func:`export_release`, side files,
+    ``accounting.json``) and ends with ``MANIFEST.json``. ``formats``: default all registered."""
     outdir = Path(outdir)
     if outdir.exists():  # the folder is this step's alone: nothing stale may reach the manifest
         shutil.rmtree(outdir)
@@ -89,7 +114,7 @@ def build_release(
             if "export_sha256" in item
         ],
     }
-    shutil.copyfile(accounting, outdir / "accounting.json")
+    shutil.copyfile(accounting, outdir / ACCOUNTING)
     with tempfile.TemporaryDirectory(dir=outdir) as tmp:
         side = write_side_files(
             Path(tmp),

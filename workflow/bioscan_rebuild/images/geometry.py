@@ -1,4 +1,4 @@
-"""BIOSCAN-5M crop geometry and size fields (shared/spec/dataset.md), as pure functions.
+"""Crop geometry and size fields of the published BIOSCAN-5M dataset, as pure functions.
 
 Boxes are (x0, y0, x1, y1) in pixels with exclusive ends, so w = x1 - x0.
 

@@ -51,6 +51,9 @@ from bioscan_rebuild.images.geometry import (
 # 2: sharpness from an int16 Laplacian (float rounding differs from 1).
 STAGE_VERSION = 2
 
+# Photos handed to process_photos at once: one detector call, bounded memory.
+PHOTO_BATCH = 32
+
 
 @dataclass
 class Decoded:

@@ -1,20 +1,17 @@
-"""Run the image stage over one shard of ingested records, and over a plain folder of photos.
+"""Run the image stage over one shard of ingested records.
 
 A shard job reads its records (processid + photo sha256), takes each distinct photo from the
 content-addressed store, skips photos whose result for the same parameters is already stored,
 processes the rest in batches, and writes one table row per record, the published bbox table
-and a contact sheet for a person to eyeball.
+and a contact sheet (``contact_sheet.py``) for a person to eyeball.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -23,9 +20,15 @@ from bioscan_rebuild.core.params import ImageParams
 from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, INGESTED_SCHEMA
 from bioscan_rebuild.core.store import ImageStore
 from bioscan_rebuild.detect.registry import make_detector
-from bioscan_rebuild.images.process import DerivedStore, PhotoResult, keep_freed_memory, process_photos, stage_key
-
-BATCH = 32
+from bioscan_rebuild.images.contact_sheet import write_contact_sheet
+from bioscan_rebuild.images.process import (
+    PHOTO_BATCH,
+    DerivedStore,
+    PhotoResult,
+    keep_freed_memory,
+    process_photos,
+    stage_key,
+)
 
 IMAGE_RECORD_SCHEMA = pa.schema(
     [
@@ -105,8 +108,10 @@ def result_row(processid: str, sha: str, result: PhotoResult, detector_name: str
     }
 
 
-def build_detectors(backend: str, params: dict, batch_params: dict[str, dict], batches) -> dict:
-    """One detector per distinct parameter set; batches without overrides share the default."""
+def build_detectors(backend: str, params: dict, batch_params: dict[str, dict], batches) -> tuple[dict, object]:
+    """One detector per distinct parameter set; batches without overrides share the default.
+
+    Returns ({batch: detector}, the default detector)."""
     default = make_detector(backend, **params)
     out = {}
     for batch in batches:
@@ -136,6 +141,13 @@ def run_image_shard(
     image_dirs: dict[str, str] | None = None,
     contact_sheet_size: int = 120,
 ) -> dict:
+    """Process the photos of one shard of ingested records (`records_path`) into `outdir`:
+    images.parquet (one row per record with a photo), bbox.tsv, contact_sheet.jpg (at most
+    `contact_sheet_size` tiles) and summary.json, which is returned.
+
+    Photos are read from the store, or from `image_dirs` ({batch: folder}) where the store has
+    no copy; results already stored under the same parameter key are reused.
+    """
     params = image_params or ImageParams()
     keep_freed_memory()
     records = pq.read_table(records_path, schema=INGESTED_SCHEMA).to_pylist()
@@ -173,8 +185,8 @@ def run_image_shard(
             else:
                 seen.add(sha)
                 todo.append(row)
-        for start in range(0, len(todo), BATCH):
-            chunk = todo[start : start + BATCH]
+        for start in range(0, len(todo), PHOTO_BATCH):
+            chunk = todo[start : start + PHOTO_BATCH]
             datas = [_read_source(store, image_dirs or {}, row) for row in chunk]
             for row, (result, images) in zip(chunk, process_photos(datas, detector, params, segmenter)):
                 derived.save(row["image_sha256"], result, images)
@@ -212,108 +224,6 @@ def write_bbox_tsv(table: pa.Table, path: Path) -> None:
     frame = frame[frame["x0"].notna()].astype({c: "int64" for c in BBOX_COLUMNS[1:7]})
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, sep="\t", index=False, lineterminator="\n")
-
-
-def _thumbnail(store: ImageStore, row: dict, size=(256, 192)) -> np.ndarray:
-    tile = np.full((size[1] + 18, size[0], 3), 255, np.uint8)
-    sha = row["image_sha256"]
-    derived = DerivedStore(store, row["params_key"])
-    path = (
-        store.original_path(sha, "jpeg") if row["original_full_is_source"] else derived.image_path(sha, "original_full")
-    )
-    image = cv2.imread(str(path)) if path.exists() else None
-    if image is not None:
-        scale = min(size[0] / image.shape[1], size[1] / image.shape[0])
-        small = cv2.resize(
-            image, (int(image.shape[1] * scale), int(image.shape[0] * scale)), interpolation=cv2.INTER_AREA
-        )
-        tile[: small.shape[0], : small.shape[1]] = small
-        if row["x0"] is not None:
-            box = [int(round(v * scale)) for v in (row["x0"], row["y0"], row["x1"], row["y1"])]
-            cv2.rectangle(tile, (box[0], box[1]), (box[2] - 1, box[3] - 1), (0, 0, 255), 2)
-    color = (0, 120, 0) if row["image_status"] == "ok" else (0, 0, 200)
-    label = f"{row['processid']} {row['image_status']}"
-    cv2.putText(tile, label, (2, size[1] + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.38, color, 1, cv2.LINE_AA)
-    return tile
-
-
-def write_contact_sheet(table: pa.Table, store: ImageStore, path: Path, limit: int, columns: int = 8) -> None:
-    """Originals with boxes drawn: photos with a status other than ok first, then ok ones."""
-    rows = sorted(table.to_pylist(), key=lambda r: (r["image_status"] == "ok", r["processid"]))[:limit]
-    tiles = [_thumbnail(store, row) for row in rows] or [np.full((210, 256, 3), 255, np.uint8)]
-    n_rows = math.ceil(len(tiles) / columns)
-    blank = np.full_like(tiles[0], 255)
-    tiles += [blank] * (n_rows * columns - len(tiles))
-    sheet = np.vstack([np.hstack(tiles[i * columns : (i + 1) * columns]) for i in range(n_rows)])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), sheet, [cv2.IMWRITE_JPEG_QUALITY, 85])
-
-
-def detect_folder(
-    image_dir, output_csv, *, backend="classical", detector_params=None, crop_dir=None, image_params=None
-):
-    """`bioscan-rebuild detect`: one CSV row per file of a folder (recursively, sorted).
-
-    x0..y1 are the tight box in pixels of the image as given (after EXIF orientation); the pixel
-    count, area_fraction and scale_factor follow the release's definitions (original_full).
-    """
-    import csv
-
-    params = image_params or ImageParams()
-    keep_freed_memory()
-    detector = make_detector(backend, **(detector_params or {}))
-    segmenter = None
-    if backend != "classical":
-        from bioscan_rebuild.detect.classical import ClassicalDetector
-
-        segmenter = ClassicalDetector()
-    image_dir = Path(image_dir)
-    files = sorted(p for p in image_dir.rglob("*") if p.is_file())
-    counts = Counter()
-    output_csv = Path(output_csv)
-    output_csv.parent.mkdir(parents=True, exist_ok=True)
-    fields = ["file_name", "status", "x0", "y0", "x1", "y1", "pixel_count", "area_fraction", "scale_factor", "detail"]
-    with open(output_csv, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
-        writer.writeheader()
-        for start in range(0, len(files), BATCH):
-            chunk = files[start : start + BATCH]
-            datas = [p.read_bytes() for p in chunk]
-            for path, (result, images) in zip(chunk, process_photos(datas, detector, params, segmenter)):
-                rel = path.relative_to(image_dir).as_posix()
-                counts[result.status] += 1
-                box = [None] * 4
-                if result.box:
-                    sx = result.source_width / result.width_original
-                    sy = result.source_height / result.height_original
-                    x0, y0, x1, y1 = result.box
-                    box = [
-                        math.floor(x0 * sx),
-                        math.floor(y0 * sy),
-                        min(result.source_width, math.ceil(x1 * sx)),
-                        min(result.source_height, math.ceil(y1 * sy)),
-                    ]
-                writer.writerow(
-                    {
-                        "file_name": rel,
-                        "status": result.status,
-                        "x0": box[0],
-                        "y0": box[1],
-                        "x1": box[2],
-                        "y1": box[3],
-                        "pixel_count": result.image_measurement_value,
-                        "area_fraction": result.area_fraction,
-                        "scale_factor": result.scale_factor,
-                        "detail": result.detail,
-                    }
-                )
-                if crop_dir is not None:
-                    stem = rel.rsplit(".", 1)[0]
-                    for package, blob in images.items():
-                        target = Path(crop_dir) / package / f"{stem}.jpg"
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        target.write_bytes(blob)
-    return dict(counts)
 
 
 def summarize_shards(summary_paths, output) -> dict:

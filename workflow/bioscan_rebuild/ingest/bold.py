@@ -1,6 +1,6 @@
 """Read BOLD exports in the three real layouts into the canonical record schema.
 
-Layouts (see shared/spec/sources.md), detected from the header line:
+Layouts, detected from the header line:
 - ``v4``: BOLD v4 "combined" TSV (``*_name`` ranks, ``lat``/``lon``, ``nucleotides``, ``markercode``).
 - ``bcdm2023``: BOLD data package 2023 (``nucraw``, ``coord`` as ``(lat,lon)``, ``province``).
 - ``bcdm2024``: BOLD data package 2024 (``nuc``, ``coord`` as ``[lat, lon]``, ``country/ocean``,

@@ -1,9 +1,10 @@
-"""Inventory of imager photos: list folders, map file names to processids, hash and read headers.
+"""Ingest step 2, the imager photos: list folders, map file names to processids, hash and read headers.
 
-Listing reads directory entries only (no file contents), so a batch of millions of photos is
-listed in one cheap job and split into shards. The inventory of a shard reads each file once:
-sha256, byte size, format and size from the header, and a structural completeness check (the
-file ends with the format's end marker: JPEG EOI, PNG IEND). Pixels are decoded in the image
+Listing (``list_to_shards``) reads directory entries only (no file contents), so a batch of
+millions of photos is listed in one cheap job and split into shards. The inventory of a shard
+(``inventory_shard``) reads each file once: sha256, byte size, format and size from the header,
+and a structural completeness check (the file ends with the format's end marker: JPEG EOI, PNG
+IEND). Pixels are decoded in the image
 stage, not here, so a photo is decoded once in the whole pipeline; a file whose entropy data is
 damaged but whose structure is intact gets its `undecodable` status there.
 """
@@ -19,10 +20,12 @@ import warnings
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from PIL import Image
 
+from bioscan_rebuild.core.io import write_json, write_table
 from bioscan_rebuild.core.pilsafe import open_image
-from bioscan_rebuild.core.schemas import make_rejects, shard_of
+from bioscan_rebuild.core.schemas import make_rejects, shard_name, shard_of
 from bioscan_rebuild.core.store import ImageStore
 
 DEFAULT_NAME_PATTERN = r"^(?P<processid>.+?)(?:\.1024px)?\.(?:jpe?g|png|tiff?)$"
@@ -90,6 +93,28 @@ def list_images(image_dir: str | Path, batch: str, n_shards: int, name_pattern: 
         image_path=unmatched,
     )
     return listing, rejects
+
+
+def list_to_shards(
+    image_dir: str | Path, batch: str, n_shards: int, outdir: str | Path, name_pattern: str = DEFAULT_NAME_PATTERN
+) -> dict:
+    """``list_images`` written out: `outdir/listing/shard-NNN.parquet` (all n_shards, maybe empty),
+    `outdir/rejects.parquet` and `outdir/summary.json`. Returns the summary."""
+    listing, rejects = list_images(image_dir, batch, n_shards, name_pattern)
+    outdir = Path(outdir)
+    shards = listing["shard"].to_numpy()
+    for shard in range(n_shards):
+        write_table(listing.filter(shards == shard), outdir / "listing" / f"{shard_name(shard)}.parquet")
+    write_table(rejects, outdir / "rejects.parquet")
+    summary = {
+        "batch": batch,
+        "image_dir": str(image_dir),
+        "files": listing.num_rows + rejects.num_rows,
+        "listed": listing.num_rows,
+        "rejected": {"unrecognised_name": rejects.num_rows} if rejects.num_rows else {},
+    }
+    write_json(summary, outdir / "summary.json")
+    return summary
 
 
 _FORMATS = {"JPEG": "jpeg", "PNG": "png", "TIFF": "tiff", "MPO": "jpeg"}
@@ -186,3 +211,13 @@ def inventory(listing: pa.Table, image_dirs: dict[str, str | Path], store: Image
             store.put_original(path, facts["image_sha256"], facts["image_format"])
         rows.append({"batch": batch, "image_path": rel_path, "processid": processid, **facts})
     return pa.Table.from_pylist(rows, schema=INVENTORY_SCHEMA)
+
+
+def inventory_shard(
+    listing_path: str | Path, image_dirs: dict[str, str | Path], output: str | Path, store: ImageStore | None = None
+) -> pa.Table:
+    """``inventory`` of one listing shard file, written to `output`. Returns the table."""
+    listing = pq.read_table(listing_path, schema=LISTING_SCHEMA)
+    table = inventory(listing, image_dirs, store)
+    write_table(table, output)
+    return table

@@ -46,7 +46,6 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import accumulate
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -60,11 +59,6 @@ PRETRAIN, TRAIN, VAL, TEST, KEY_UNSEEN, VAL_UNSEEN, TEST_UNSEEN, OTHER_HELDOUT =
 _SEEN, _UNSEEN = 8, 9  # working states, gone from the result
 
 HELDOUT_CODES = (TEST, VAL, TEST_UNSEEN, VAL_UNSEEN)  # priority order when old records disagree
-# pandas read_csv's default missing-value strings (pandas._libs.parsers.STR_NA_VALUES)
-NA_STRINGS = frozenset(
-    ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A")
-    + ("NA", "NULL", "NaN", "None", "n/a", "nan", "null")
-)
 REQUIRED_COLUMNS = ("processid", "genus", "species", "dna_barcode")
 
 
@@ -447,48 +441,3 @@ def split_summary(df: pd.DataFrame) -> pd.DataFrame:
     everything = np.ones(len(split), dtype=bool)
     rows.append(("total", len(split), distinct(barcode, everything), distinct(species, everything)))
     return pd.DataFrame(rows, columns=["split", "samples", "barcodes", "species"])
-
-
-def _with_missing(column: pd.Series) -> pd.Series:
-    """A raw string column with pandas read_csv's default missing-value strings as NaN."""
-    return column.mask(column.isin(list(NA_STRINGS)))  # keeps Arrow-backed strings as they are
-
-
-def split_csv(input_csv, output_csv, freeze_csv=None, summary_csv=None) -> dict:
-    """Read a metadata CSV, write it back with ``split`` filled (other cells as read, row order kept).
-
-    Cells are read as raw strings, so other columns come back as written; only genus, species and dna_barcode
-    are interpreted, with read_csv's default missing values (a processid is an identifier: ``NA`` is a
-    processid, as in the freeze file). A ``chunk`` column, where the table has one (the published CSV does),
-    is refilled from the new split so that image paths follow. ``freeze_csv``: processid,split of a previous
-    release. Returns counts per split and how many records were kept from the freeze.
-    """
-    raw = pd.read_csv(input_csv, dtype=str, keep_default_na=False, na_filter=False)
-    missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
-    if missing:
-        raise KeyError(f"{input_csv}: missing columns {missing}")
-    work = pd.DataFrame({c: raw[c] if c == "processid" else _with_missing(raw[c]) for c in REQUIRED_COLUMNS})
-    freeze = None
-    if freeze_csv is not None:
-        frozen = pd.read_csv(freeze_csv, dtype=str, keep_default_na=False, na_filter=False)
-        freeze = pd.Series(frozen["split"].to_numpy(), index=pd.Index(frozen["processid"]), name="split")
-    split = assign_splits(work, freeze)
-    raw["split"] = split.astype(object).to_numpy()  # overwrites in place, else appends
-    if "chunk" in raw.columns:
-        raw["chunk"] = chunk_of(raw["processid"], raw["split"]).to_numpy()
-    Path(output_csv).parent.mkdir(parents=True, exist_ok=True)
-    raw.to_csv(output_csv, index=False)
-    kept = 0 if freeze is None else int(work["processid"].isin(freeze.index).sum())
-    if summary_csv is not None:
-        split_summary(pd.DataFrame({"split": raw["split"], **{c: work[c] for c in ("species", "dna_barcode")}})).to_csv(
-            summary_csv, index=False
-        )
-    counts = split.value_counts(sort=False)
-    return {"rows": len(raw), "frozen": kept, "new": len(raw) - kept, "splits": {k: int(counts[k]) for k in SPLITS}}
-
-
-def run_split_command(args) -> int:
-    summary = split_csv(args.input, args.output, freeze_csv=args.freeze, summary_csv=args.summary)
-    counts = ", ".join(f"{k} {v}" for k, v in summary["splits"].items())
-    print(f"wrote {summary['rows']} rows ({summary['frozen']} frozen) to {args.output}: {counts}")
-    return 0

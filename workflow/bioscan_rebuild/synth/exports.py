@@ -1,7 +1,7 @@
 """Deterministic generator of realistic raw deliveries: BOLD exports + imager photos.
 
-``generate_sample`` writes what a lab receives: per batch a BOLD export (real column layouts
-with the real quirks of shared/spec/sources.md: literal ``None``, ``not_classified``, CRLF,
+``generate_sample`` writes what a lab receives: per batch a BOLD export (the real column layouts
+that ``ingest/bold.py`` reads, with their real quirks: literal ``None``, ``not_classified``, CRLF,
 ``[lat, lon]`` / ``(lat,lon)`` coordinates, lower-case bases, ``-`` padding, ``N`` runs, IUPAC
 codes, empty sequences, extra marker rows, placeholder species, non-insects, missing BINs) and
 a folder of 1024x768 well photos with known ground truth. It also plants one of each fault the
@@ -568,7 +568,8 @@ def generate_sample(
 
     Returns the manifest also written to `outdir/faults.json`.
     """
-    from bioscan_rebuild.synth.photos import draw_well_photo, encode_jpeg
+    from bioscan_rebuild.core.pilsafe import encode_jpeg
+    from bioscan_rebuild.synth.photos import draw_well_photo
 
     outdir = Path(outdir)
     rng = np.random.default_rng(seed)

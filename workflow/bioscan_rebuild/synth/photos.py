@@ -31,16 +31,14 @@ generator state always yields byte-identical arrays.
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass
 from statistics import NormalDist
 
 import cv2
 import numpy as np
-from PIL import Image
 
-__all__ = ["KINDS", "SpecimenPhoto", "draw_well_photo", "encode_jpeg"]
+__all__ = ["KINDS", "SpecimenPhoto", "draw_well_photo"]
 
 KINDS = ("specimen", "empty", "edge")
 
@@ -105,29 +103,6 @@ def bbox_of_mask(mask: np.ndarray) -> tuple[int, int, int, int] | None:
         return None
     cols = np.flatnonzero(mask.any(axis=0))
     return (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
-
-
-def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
-    """Encode an (H, W, 3) uint8 RGB array as baseline JPEG bytes.
-
-    Pillow writes only a JFIF header (no EXIF, no timestamps), and the settings
-    are pinned, so the same pixels always give the same bytes.
-    """
-    arr = np.asarray(image)
-    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
-        raise ValueError(f"expected (H, W, 3) uint8 RGB, got {arr.shape} {arr.dtype}")
-    if not 1 <= int(quality) <= 100:
-        raise ValueError(f"quality must be in 1..100, got {quality}")
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(arr)).save(
-        buf,
-        format="JPEG",
-        quality=int(quality),
-        subsampling="4:2:0",
-        optimize=False,
-        progressive=False,
-    )
-    return buf.getvalue()
 
 
 # --------------------------------------------------------------------------

@@ -4,7 +4,8 @@ Every single file gets a FileObject with its sha256; the image packages and Parq
 the tables and images are RecordSets that mlcroissant reads. Paths are relative to the folder of croissant.json:
 mlcroissant resolves a FileObject's relative contentUrl, and a FileSet without ``containedIn``, on local disk
 (``ctx.folder``), so nothing is downloaded. mlcroissant checks a FileObject's hash only when a RecordSet reads it,
-hence ``verify_hashes``.
+hence ``verify_hashes``. The fixed-path files take their @id, media type and description from
+``export.layout.DESCRIBED``; as the ``croissant`` format it runs after every other format and the side files.
 
 mlcroissant 1.1.1 limits, as found: it reads CSV/TSV with pandas' type inference, so a Text column whose values
 all look numeric comes back as the float's text (chunk '07' -> b'7.0') and the string 'NA' as missing; the
@@ -22,7 +23,24 @@ import re
 from pathlib import Path
 
 from bioscan_rebuild.core.io import file_sha256
+from bioscan_rebuild.core.params import ExportOptions
 from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, RELEASE_COLUMNS, SPLITS
+from bioscan_rebuild.export.formats.base import ExportContext, Format
+from bioscan_rebuild.export.layout import (
+    BBOX,
+    CHANGES,
+    CROISSANT_PATH,
+    CSV_PATH,
+    DESCRIBED,
+    IMAGES_DIR,
+    IMAGES_PARQUET_DIR,
+    MANIFEST,
+    METADATA_CSV,
+    PARQUET_DIR,
+    RECORDS_LINEAGE,
+    REJECTS,
+    SPLIT_SUMMARY,
+)
 
 METADATA_COLUMNS = RELEASE_COLUMNS
 FLOAT_COLUMNS = frozenset({"coord-lat", "coord-lon", "area_fraction", "scale_factor"})
@@ -41,47 +59,27 @@ SPLIT_INFO = {  # (cr split class or None, description)
     "other_heldout": (None, "species held out from all other splits (novelty detection)"),
 }
 
-CSV_PATH = "metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv"
-BBOX_PATH = "metadata/bbox.tsv"
-SIDE_FILES = {  # path -> (@id, encodingFormat, description)
-    CSV_PATH: ("metadata_csv", "text/csv", "The 23-column metadata table, one row per record."),
-    BBOX_PATH: ("bbox_tsv", "text/tab-separated-values", "Insect bounding boxes in original_full pixels."),
-    "metadata/barcodes.fasta": ("barcodes_fasta", "text/x-fasta", "DNA barcodes, one FASTA entry per record."),
-    "metadata/rejects.csv": ("rejects_csv", "text/csv", "Records left out of the release, with the reason."),
-    "metadata/changes.csv": ("changes_csv", "text/csv", "Label changes made while rebuilding."),
-    "metadata/split_summary.csv": ("split_summary_csv", "text/csv", "Samples, barcodes and species per split."),
-    "metadata/records_lineage.csv": (
-        "records_lineage_csv",
-        "text/csv",
-        "Where each released record came from: batch, export file, its sha256 and line.",
-    ),
-    "hdf5/BIOSCAN_5M.h5": (
-        "hdf5",
-        "application/x-hdf5",
-        "Metadata and images in one HDF5 file (no RecordSet: mlcroissant has no HDF5 reader).",
-    ),
-}
 _COUNT = "sc:Integer"
 SIDE_TABLES = {  # CSV side file -> (RecordSet @id, key column or None, description, non-text column types)
-    "metadata/rejects.csv": (
+    REJECTS.path: (
         "rejects",
         None,
         "Every record and photo left out of the release, with the reason.",
         {"source_line": _COUNT},
     ),
-    "metadata/changes.csv": (
+    CHANGES.path: (
         "changes",
         None,  # one step changes many records: no single-column key
         "Every label change, in order: field, old, new, rule, ratio.",
         {"step": _COUNT, "ratio": "sc:Float"},
     ),
-    "metadata/split_summary.csv": (
+    SPLIT_SUMMARY.path: (
         "split_summary",
         "split",
         "Samples, barcodes and species per split.",
         {"samples": _COUNT, "barcodes": _COUNT, "species": _COUNT},
     ),
-    "metadata/records_lineage.csv": (
+    RECORDS_LINEAGE.path: (
         "records_lineage",
         "processid",
         "Source file and line of each record.",
@@ -89,10 +87,10 @@ SIDE_TABLES = {  # CSV side file -> (RecordSet @id, key column or None, descript
     ),
 }
 TABLES = {  # Parquet table folder -> (FileSet @id, RecordSet @id)
-    "metadata/parquet/data": ("metadata_parquet_files", "parquet_metadata"),
-    "images_parquet/data": ("images_parquet_files", "images_parquet"),
+    PARQUET_DIR: ("metadata_parquet_files", "parquet_metadata"),
+    IMAGES_PARQUET_DIR: ("images_parquet_files", "images_parquet"),
 }
-SKIPPED = ("croissant.json", "MANIFEST.json")  # described elsewhere / written after this file
+SKIPPED = (CROISSANT_PATH, MANIFEST)  # described elsewhere / written after this file
 
 # The Croissant context as mlcroissant's 1.1 examples write it (schema.org over https), with the 1.1 spec's
 # added terms (annotation, arrayShape, containedIn in cr:, excludes, isArray, readLines, sdVersion, unArchive,
@@ -171,7 +169,7 @@ CONFORMS_TO = "http://mlcommons.org/croissant/1.1"
 INFO_KEYS = ("name", "description", "license", "url", "version", "citeAs", "datePublished")
 RESERVED_KEYS = ("@context", "@type", "@id", "conformsTo", "distribution", "recordSet")
 
-_IMAGE_RE = re.compile(r"^images/([^/]+)/([^/]+)/(?:([^/]+)/)?([^/]+)\.jpg$")
+_IMAGE_RE = re.compile(rf"^{IMAGES_DIR}/([^/]+)/([^/]+)/(?:([^/]+)/)?([^/]+)\.jpg$")
 
 
 def _prefix(release_dir: Path, base: Path) -> str:
@@ -209,22 +207,22 @@ def release_files(release_dir, skip=()) -> dict:
 
 
 def _encoding(rel: str) -> str:
-    if rel in SIDE_FILES:
-        return SIDE_FILES[rel][1]
+    if rel in DESCRIBED:
+        return DESCRIBED[rel].media_type
     suffix = rel.rsplit("/", 1)[-1].rpartition(".")[2].lower()
     return MEDIA_TYPES.get(suffix, "application/octet-stream")
 
 
 def _file_id(rel: str) -> str:
     # mlcroissant rejects an @id with whitespace, even URL-escaped
-    return SIDE_FILES[rel][0] if rel in SIDE_FILES else re.sub(r"\s", "_", rel)
+    return DESCRIBED[rel].id if rel in DESCRIBED else re.sub(r"\s", "_", rel)
 
 
 def _file_object(release_dir: Path, rel: str, prefix: str) -> dict:
     path = release_dir / rel
     node = {"@type": "cr:FileObject", "@id": _file_id(rel), "name": rel.rsplit("/", 1)[-1]}
-    if rel in SIDE_FILES:
-        node["description"] = SIDE_FILES[rel][2]
+    if rel in DESCRIBED:
+        node["description"] = DESCRIBED[rel].description
     node.update(
         contentUrl=prefix + rel,
         contentSize=f"{path.stat().st_size} B",
@@ -285,7 +283,7 @@ def _metadata_record_set(release_dir: Path) -> dict:
         if name == "split":  # the split names are the `splits` enumeration
             extra["references"] = {"field": {"@id": "splits/name"}}
         fields.append(
-            _field("metadata", name, _data_type(name), _column_source("fileObject", "metadata_csv", name), **extra)
+            _field("metadata", name, _data_type(name), _column_source("fileObject", METADATA_CSV.id, name), **extra)
         )
     node = {
         "@type": "cr:RecordSet",
@@ -300,19 +298,19 @@ def _metadata_record_set(release_dir: Path) -> dict:
 
 
 def _bbox_record_set(release_dir: Path) -> dict:
-    columns = _header(release_dir / BBOX_PATH, "\t")
+    columns = _header(release_dir / BBOX.path, "\t")
     return {
         "@type": "cr:RecordSet",
         "@id": "bbox",
         "name": "bbox",
         "description": "The insect's bounding box (x0, y0, x1, y1) in original_full pixels.",
-        "field": [_field("bbox", n, _data_type(n), _column_source("fileObject", "bbox_tsv", n)) for n in columns],
+        "field": [_field("bbox", n, _data_type(n), _column_source("fileObject", BBOX.id, n)) for n in columns],
     }
 
 
 def _side_table_record_set(release_dir: Path, rel: str) -> dict:
     record_set, key, description, types = SIDE_TABLES[rel]
-    file_id = SIDE_FILES[rel][0]
+    file_id = DESCRIBED[rel].id
     columns = _header(release_dir / rel, ",")
     node = {"@type": "cr:RecordSet", "@id": record_set, "name": record_set, "description": description}
     if key in columns:
@@ -354,12 +352,12 @@ def _parquet_record_set(release_dir: Path, table: str, shards: list[str]) -> dic
 
 def _image_record_set(package: str, prefix: str) -> dict:
     record_set, fileset = f"images_{package}", {"fileSet": {"@id": f"images_{package}_files"}}
-    base = re.escape(f"{prefix}images/{package}/")
+    base = re.escape(f"{prefix}{IMAGES_DIR}/{package}/")
     return {
         "@type": "cr:RecordSet",
         "@id": record_set,
         "name": record_set,
-        "description": f"The {package} JPEGs: images/{package}/{{split}}/[{{chunk}}/]{{processid}}.jpg.",
+        "description": f"The {package} JPEGs: {IMAGES_DIR}/{package}/{{split}}/[{{chunk}}/]{{processid}}.jpg.",
         "key": {"@id": f"{record_set}/path"},
         "field": [
             _field(record_set, "image", "sc:ImageObject", {**fileset, "extract": {"fileProperty": "content"}}),
@@ -405,7 +403,7 @@ def _splits_record_set() -> dict:
 def build_croissant(release_dir, output=None, *, info: dict) -> dict:
     """The Croissant document for ``release_dir``, its paths relative to the folder of ``output``."""
     release_dir = Path(release_dir)
-    output = Path(output) if output is not None else release_dir / "croissant.json"
+    output = Path(output) if output is not None else release_dir / CROISSANT_PATH
     prefix = _prefix(release_dir, output.parent)
     try:  # never describe the output itself (a second write would hash the first)
         skip = [output.resolve().relative_to(release_dir.resolve()).as_posix()]
@@ -431,17 +429,17 @@ def build_croissant(release_dir, output=None, *, info: dict) -> dict:
                 {
                     "@type": "cr:FileSet",
                     "@id": f"images_{package}_files",
-                    "name": f"images/{package}",
+                    "name": f"{IMAGES_DIR}/{package}",
                     "description": f"{len(files)} {package} JPEGs.",
                     "encodingFormat": "image/jpeg",
-                    "includes": f"{prefix}images/{package}/**/*.jpg",
+                    "includes": f"{prefix}{IMAGES_DIR}/{package}/**/*.jpg",
                 }
             )
 
     record_sets = [_splits_record_set()]
     if CSV_PATH in found["single"]:
         record_sets.append(_metadata_record_set(release_dir))
-    if BBOX_PATH in found["single"]:
+    if BBOX.path in found["single"]:
         record_sets.append(_bbox_record_set(release_dir))
     record_sets += [_side_table_record_set(release_dir, rel) for rel in SIDE_TABLES if rel in found["single"]]
     for table, shards in found["tables"].items():
@@ -463,13 +461,32 @@ def build_croissant(release_dir, output=None, *, info: dict) -> dict:
 def write_croissant(release_dir, output=None, *, info: dict) -> dict:
     """Write ``croissant.json`` (default: in the release folder); byte-identical for the same release."""
     release_dir = Path(release_dir)
-    output = Path(output) if output is not None else release_dir / "croissant.json"
+    output = Path(output) if output is not None else release_dir / CROISSANT_PATH
     doc = build_croissant(release_dir, output, info=info)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".tmp")
     tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, output)
     return doc
+
+
+def _croissant_info(options: ExportOptions, provenance: dict) -> dict:
+    return {
+        "name": options.name,
+        "version": options.version,
+        "license": options.licence,
+        "description": "A BIOSCAN-5M-style release rebuilt from BOLD exports and imager photos by bioscan-rebuild.",
+        **{k: v for k, v in provenance.items() if k in ("url", "citeAs", "datePublished")},
+    }
+
+
+def _write(context: ExportContext) -> dict:
+    write_croissant(context.root, info=_croissant_info(context.options, context.provenance))
+    return {}
+
+
+# last: it hashes every file the other formats and the side files put under the root
+FORMAT = Format("croissant", _write, reads_tree=True)
 
 
 def _load(path) -> tuple[Path, dict]:

@@ -1,9 +1,10 @@
 """JSON-LD export of the release metadata: real linked data (inline ``@context``, typed literals, SHACL-checked).
 
-One file per split: ``{"@context": {...}, "@graph": [node, node, ...]}``, one node per line, written record by
-record (bounded memory). The context is inline and maps short JSON keys to Darwin Core (``dwc:``), schema.org
-(``schema:``), PROV-O (``prov:``) and the project namespace ``bioscan:`` (:data:`BIOSCAN_NS`); no remote context
-is ever referenced, so any JSON-LD processor turns the file into RDF offline.
+One file per split (``metadata/jsonld/{split}.jsonld``, :func:`write_jsonld_files`): ``{"@context": {...},
+"@graph": [node, node, ...]}``, one node per line, written record by record (bounded memory). The context is
+inline and maps short JSON keys to Darwin Core (``dwc:``), schema.org (``schema:``), PROV-O (``prov:``) and the
+project namespace ``bioscan:`` (:data:`BIOSCAN_NS`); no remote context is ever referenced, so any JSON-LD
+processor turns the file into RDF offline.
 
 Record node (``@type dwc:Occurrence``, ``@id`` = ``<dataset id>/records/<percent-encoded processid>``):
 
@@ -72,7 +73,11 @@ import numpy as np
 import pandas as pd
 
 from bioscan_rebuild.core.novel import novel_genus_names
+from bioscan_rebuild.core.params import ExportOptions
 from bioscan_rebuild.core.schemas import RANKS, SPLITS
+from bioscan_rebuild.export.formats.base import ExportContext, Format
+from bioscan_rebuild.export.layout import JSONLD_DIR
+from bioscan_rebuild.export.spool import iter_split
 
 BIOSCAN_NS = "https://github.com/bioscan-rebuild/terms#"
 NAMESPACES = {
@@ -510,7 +515,7 @@ def validate_jsonld(path, shapes_path=None) -> tuple[bool, str, int]:
     """SHACL-validate a JSON-LD file: ``(conforms, report text, number of triples)``.
 
     The whole graph is held in memory (rdflib + pyshacl): meant for tests, samples and small splits.
-    ``shapes_path`` defaults to ``workflow/schemas/release.shacl.ttl``.
+    ``shapes_path`` defaults to :data:`DEFAULT_SHAPES` (``release.shacl.ttl`` beside this module).
     """
     import pyshacl
     from rdflib import Graph
@@ -579,3 +584,33 @@ def read_jsonld_records(path) -> pd.DataFrame:
         else:
             frame[column] = frame[column].astype("str")
     return frame.sort_values("processid", kind="stable").reset_index(drop=True)
+
+
+def write_jsonld_files(spool: Path, folder: Path, options: ExportOptions, provenance: dict) -> dict:
+    """``{split}.jsonld`` in ``folder`` for every split with records: split -> :func:`write_jsonld`'s counts."""
+    from bioscan_rebuild import __version__
+
+    folder.mkdir(parents=True, exist_ok=True)
+    dataset = {
+        "name": options.name,
+        "version": options.version,
+        "license": options.licence,
+        "description": "Specimen records of a BIOSCAN-5M-style release rebuilt by bioscan-rebuild.",
+        "software_name": "bioscan-rebuild",
+        "software_version": __version__,
+        "inputs": provenance.get("inputs", []),
+    }
+    out = {}
+    for split in SPLITS:
+        if not (spool / split).exists():
+            continue
+        chunks = (table.to_pandas() for table in iter_split(spool, split))
+        out[split] = write_jsonld(chunks, folder / f"{split}.jsonld", split=split, dataset=dataset)
+    return out
+
+
+def _write(context: ExportContext) -> dict:
+    return {"jsonld": write_jsonld_files(context.spool, context.root / JSONLD_DIR, context.options, context.provenance)}
+
+
+FORMAT = Format("jsonld", _write)

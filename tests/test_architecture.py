@@ -1,0 +1,187 @@
+"""The package's shape holds: no import circle, data flows one way between stages, no stage reaches into another's
+private helpers or outside the package, and each stage's parameter dataclass agrees with the config schema."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bioscan_rebuild.core.params import BarcodeParams, ExportOptions, ImageParams, TaxonomyParams
+from conftest import REPO
+
+PACKAGE = REPO / "workflow" / "bioscan_rebuild"
+
+# Who may import whom: a stage imports core and the stages before it, never one after it. The sample generator
+# (synth) is test data: only the command line uses it. cli composes everything.
+LAYERS = {
+    "core": 0,
+    "synth": 1,
+    "ingest": 1,
+    "detect": 2,
+    "images": 3,
+    "metadata": 4,
+    "splits": 5,
+    "export": 6,
+    "cli": 7,
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _imports(path: Path) -> list[tuple[str, list[str]]]:
+    """(module, imported names) for every import of the package, at any depth (function-level imports too)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("bioscan_rebuild"):
+            assert node.level == 0, f"{path}: relative import (the package uses absolute imports)"
+            found.append((node.module, [alias.name for alias in node.names]))
+        elif isinstance(node, ast.Import):
+            found += [(alias.name, []) for alias in node.names if alias.name.startswith("bioscan_rebuild")]
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    graph = {}
+    for name, path in MODULES.items():
+        edges = set()
+        for module, names in _imports(path):
+            submodules = [f"{module}.{n}" for n in names if f"{module}.{n}" in MODULES]
+            edges.update(submodules or [module])
+        edges.discard(name)
+        graph[name] = edges
+    return graph
+
+
+def _stage(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def test_the_graph_is_read():
+    graph = _graph()
+    assert {"bioscan_rebuild.core.schemas", "bioscan_rebuild.cli", "bioscan_rebuild.detect.registry"} <= set(graph)
+    assert "bioscan_rebuild.core.schemas" in graph["bioscan_rebuild.ingest.bold"]
+    assert set(LAYERS) == {_stage(m) for m in MODULES if _stage(m) and MODULES[m].parent != PACKAGE}
+
+
+def test_no_import_circle():
+    graph = _graph()
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+
+    def visit(node):  # Tarjan's strongly connected components
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = set()
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.add(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for node in graph:
+        if node not in index:
+            visit(node)
+    assert not cycles, f"import circles: {cycles}"
+
+
+def test_stages_import_only_earlier_stages():
+    wrong = []
+    for module, edges in _graph().items():
+        stage = _stage(module)
+        if stage not in LAYERS:
+            continue
+        for target in edges:
+            other = _stage(target)
+            if other in LAYERS and other != stage and LAYERS[other] >= LAYERS[stage]:
+                wrong.append(f"{module} -> {target}")
+    assert not wrong, (
+        "imports against the flow core -> ingest -> detect -> images -> metadata -> splits -> export:\n"
+        + ("\n".join(sorted(wrong)))
+    )
+
+
+def test_no_stage_imports_another_stages_private_helpers():
+    wrong = []
+    for module, path in MODULES.items():
+        for source, names in _imports(path):
+            private = [n for n in names if n.startswith("_") and not n.startswith("__")]
+            if private and _stage(source) != _stage(module):
+                wrong.append(f"{module}: {private} from {source}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_package_does_not_reach_outside_itself():
+    """Resources are package data (importlib.resources): no path climbing out of the package, no ../shared."""
+    wrong = []
+    for module, path in MODULES.items():
+        text = path.read_text()
+        for needle in (".parents[", "__file__", "realdata", "../shared", '"shared"'):
+            if needle in text:
+                wrong.append(f"{module}: {needle}")
+    assert not wrong, "\n".join(wrong)
+
+
+def _schema_section(name: str) -> dict:
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    return schema["properties"][name]["properties"]
+
+
+# config section -> (dataclass, keys of the section that are not the stage's parameters)
+SECTIONS = {
+    "images": (ImageParams, {"detector", "contact_sheet_size"}),
+    "barcodes": (BarcodeParams, set()),
+    "taxonomy": (TaxonomyParams, {"fixes", "corrections"}),
+    "export": (ExportOptions, {"formats"}),
+}
+
+
+@pytest.mark.parametrize("section", SECTIONS)
+def test_one_set_of_defaults_the_config_schemas(section):
+    cls, other_keys = SECTIONS[section]
+    properties = _schema_section(section)
+    assert {f.name for f in dataclasses.fields(cls)} == set(properties) - other_keys
+    defaults = cls().as_dict()
+    assert defaults == {key: properties[key]["default"] for key in defaults}
+
+
+@pytest.mark.parametrize("section", SECTIONS)
+def test_the_rules_parameter_document_parses_strictly(section):
+    cls, other_keys = SECTIONS[section]
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())[section]
+    document = {k: v for k, v in config.items() if k not in other_keys}
+    assert cls.from_dict(document).as_dict() == document
+    with pytest.raises(ValueError, match="unknown"):
+        cls.from_dict({**document, "misspelt_key": 1})
+
+
+def test_the_export_formats_are_the_registrys():
+    """Adding a format is one module: the config schema's list and the rule's paths follow the registry."""
+    from bioscan_rebuild.export.formats import FORMATS
+    from bioscan_rebuild.export.layout import ACCOUNTING, CSV_PATH, MANIFEST, ROOT
+
+    formats = _schema_section("export")["formats"]
+    assert formats["items"]["enum"] == list(FORMATS) and formats["default"] == list(FORMATS)
+    rule = (REPO / "workflow" / "rules" / "release.smk").read_text()
+    for path in (f"results/release/{ROOT}/{CSV_PATH}", f"results/release/{ACCOUNTING}", f"results/release/{MANIFEST}"):
+        assert f'"{path}"' in rule, path

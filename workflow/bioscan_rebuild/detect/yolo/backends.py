@@ -1,0 +1,317 @@
+"""Inference backends: ``YoloDetector`` (ultralytics + torch) and ``OnnxDetector`` (onnxruntime,
+CPU; imports neither torch nor ultralytics), with ultralytics' letterbox, box scaling and NMS
+reimplemented in numpy.
+
+Both backends map the model's boxes onto a ``detect.base.Detection`` the same way
+(``boxes_to_detection``): no box above ``conf`` -> ``no_object``; otherwise the most confident box
+(input-image pixels, ints, x1/y1 exclusive, clipped), ``multiple_candidates`` when another box
+above ``conf`` barely overlaps it, else ``ok``. They leave ``pixel_count`` and ``mask`` as None
+(the image stage counts pixels).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from bioscan_rebuild.core.io import file_sha256
+from bioscan_rebuild.detect.base import Detection
+from bioscan_rebuild.detect.yolo.offline import import_ultralytics
+
+# A second box counts as a separate candidate (-> status "multiple_candidates") when its
+# intersection with the top box covers at most this share of the smaller of the two boxes.
+SEPARATE_MAX_OVERLAP = 0.3
+LETTERBOX_FILL = 114  # ultralytics' padding grey
+
+
+# --------------------------------------------------------------------------
+# Geometry: letterbox, NMS, box -> Detection
+
+
+def letterbox_params(shape_hw: tuple[int, int], new_shape: int | tuple[int, int], auto: bool, stride: int = 32):
+    """ultralytics LetterBox.get_params (center=True, scaleup=True): (new_unpad_wh, top, bottom, left, right)."""
+    if isinstance(new_shape, int):
+        new_shape = (new_shape, new_shape)
+    h, w = shape_hw
+    r = min(new_shape[0] / h, new_shape[1] / w)
+    new_unpad = (max(round(w * r), 1), max(round(h * r), 1))
+    dw, dh = new_shape[1] - new_unpad[0], new_shape[0] - new_unpad[1]
+    if auto:
+        dw, dh = np.mod(dw, stride), np.mod(dh, stride)
+    dw, dh = dw / 2, dh / 2
+    top, bottom = round(dh - 0.1), round(dh + 0.1)
+    left, right = round(dw - 0.1), round(dw + 0.1)
+    return new_unpad, top, bottom, left, right
+
+
+def letterbox(image: np.ndarray, new_shape: int | tuple[int, int], auto: bool, stride: int = 32) -> np.ndarray:
+    new_unpad, top, bottom, left, right = letterbox_params(image.shape[:2], new_shape, auto, stride)
+    if (image.shape[1], image.shape[0]) != new_unpad:
+        image = cv2.resize(image, new_unpad, interpolation=cv2.INTER_LINEAR)
+    return cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(LETTERBOX_FILL,) * 3)
+
+
+def scale_boxes(input_hw: tuple[int, int], boxes: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+    """ultralytics ops.scale_boxes (ratio_pad=None) then clip_boxes, for xyxy boxes."""
+    gain = min(input_hw[0] / image_hw[0], input_hw[1] / image_hw[1])
+    new_h, new_w = (max(round(x * gain), 1) for x in image_hw)
+    gain_y, gain_x = new_h / image_hw[0], new_w / image_hw[1]
+    pad_x = round((input_hw[1] - new_w) / 2 - 0.1)
+    pad_y = round((input_hw[0] - new_h) / 2 - 0.1)
+    boxes = boxes.astype(np.float64, copy=True)
+    boxes[:, [0, 2]] = (boxes[:, [0, 2]] - pad_x) / gain_x
+    boxes[:, [1, 3]] = (boxes[:, [1, 3]] - pad_y) / gain_y
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, image_hw[1])
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, image_hw[0])
+    return boxes
+
+
+def _box_iou_one(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    ix = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
+    iy = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
+    inter = ix * iy
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-12)
+
+
+def nms_numpy(
+    pred: np.ndarray, conf: float, iou: float, max_det: int = 300, max_nms: int = 30000
+) -> tuple[np.ndarray, np.ndarray]:
+    """ultralytics non_max_suppression for one image, class-agnostic (single class):
+    pred (4 + nc, anchors) with xywh boxes -> (xyxy boxes (n, 4), scores (n,)), best first."""
+    scores = pred[4:].max(axis=0)
+    keep = scores > conf
+    if not keep.any():
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+    xywh, scores = pred[:4, keep].T, scores[keep]
+    boxes = np.empty_like(xywh)
+    boxes[:, :2] = xywh[:, :2] - xywh[:, 2:] / 2
+    boxes[:, 2:] = xywh[:, :2] + xywh[:, 2:] / 2
+    order = np.argsort(-scores, kind="stable")[:max_nms]
+    boxes, scores = boxes[order], scores[order]
+    chosen = []
+    alive = np.ones(len(scores), bool)
+    for i in range(len(scores)):
+        if not alive[i]:
+            continue
+        chosen.append(i)
+        if len(chosen) >= max_det:
+            break
+        rest = np.flatnonzero(alive[i + 1 :]) + i + 1
+        if rest.size:
+            alive[rest[_box_iou_one(boxes[i], boxes[rest]) > iou]] = False
+    return boxes[chosen], scores[chosen]
+
+
+def boxes_to_detection(boxes: np.ndarray, scores: np.ndarray, width: int, height: int) -> Detection:
+    """Map boxes above conf (xyxy floats, input-image pixels) to a Detection (see the module docstring)."""
+    if len(scores) == 0:
+        return Detection(status="no_object", box=None, score=0.0, candidates=0)
+    boxes = np.asarray(boxes, np.float64)
+    top = int(np.argmax(scores))
+    x0, y0, x1, y1 = (int(np.floor(v + 0.5)) for v in boxes[top])
+    x0, y0 = min(max(x0, 0), width - 1), min(max(y0, 0), height - 1)
+    x1, y1 = min(max(x1, x0 + 1), width), min(max(y1, y0 + 1), height)
+    others = np.delete(boxes, top, axis=0)
+    separate = 0
+    if len(others):
+        tb = boxes[top]
+        ix = np.clip(np.minimum(tb[2], others[:, 2]) - np.maximum(tb[0], others[:, 0]), 0, None)
+        iy = np.clip(np.minimum(tb[3], others[:, 3]) - np.maximum(tb[1], others[:, 1]), 0, None)
+        areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
+        smaller = np.minimum((tb[2] - tb[0]) * (tb[3] - tb[1]), areas)
+        separate = int(np.sum(ix * iy <= SEPARATE_MAX_OVERLAP * np.maximum(smaller, 1e-12)))
+    return Detection(
+        status="multiple_candidates" if separate else "ok",
+        box=(x0, y0, x1, y1),
+        pixel_count=None,
+        score=float(scores[top]),
+        candidates=int(len(scores)),
+    )
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    elif image.shape[2] == 4:
+        image = image[..., :3]
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected uint8 RGB, got {image.dtype}")
+    return image
+
+
+def _resolve(weights: str | Path, default_name: str) -> Path:
+    path = Path(weights)
+    if path.is_dir():
+        path = path / default_name
+    if not path.is_file():
+        raise FileNotFoundError(f"detector weights not found: {path}")
+    return path
+
+
+# --------------------------------------------------------------------------
+# Backends
+
+
+class YoloDetector:
+    """ultralytics YOLO on torch; CUDA (half precision) when available, else CPU (float32)."""
+
+    name = "yolo"
+
+    def __init__(
+        self,
+        weights: str | Path,
+        device: str | None = None,
+        conf: float = 0.25,
+        iou: float = 0.5,
+        imgsz: int | None = None,
+        batch: int = 32,
+        half: bool | None = None,
+        max_det: int = 100,
+        config_dir: str | Path | None = None,
+    ):
+        import_ultralytics(config_dir)
+        import torch
+        from ultralytics import YOLO
+
+        self.weights = _resolve(weights, "weights.pt")
+        self.sha256 = file_sha256(self.weights)
+        if device is None:
+            device = "cuda:0" if torch.cuda.is_available() else "cpu"
+        self.device = str(device)
+        is_cuda = self.device not in ("cpu", "mps") and (self.device.startswith("cuda") or self.device[:1].isdigit())
+        self.half = bool(is_cuda if half is None else half)
+        self.model = YOLO(str(self.weights), task="detect")
+        train_args = (getattr(self.model, "ckpt", None) or {}).get("train_args") or {}
+        train_imgsz = train_args.get("imgsz")
+        self.imgsz = int(imgsz or (train_imgsz if isinstance(train_imgsz, int) else 640))
+        self.conf, self.iou = float(conf), float(iou)
+        self.batch, self.max_det = int(batch), int(max_det)
+
+    def params(self) -> dict:
+        return {
+            "backend": self.name,
+            "weights_sha256": self.sha256,
+            "conf": self.conf,
+            "iou": self.iou,
+            "imgsz": self.imgsz,
+            "max_det": self.max_det,
+            "half": self.half,
+            "separate_max_overlap": SEPARATE_MAX_OVERLAP,
+        }
+
+    def detect(self, image: np.ndarray) -> Detection:
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: list[np.ndarray], halves: list[np.ndarray] | None = None) -> list[Detection]:
+        out: list[Detection] = []
+        for start in range(0, len(images), self.batch):
+            chunk = [_as_rgb(im) for im in images[start : start + self.batch]]
+            bgr = [np.ascontiguousarray(im[..., ::-1]) for im in chunk]
+            results = self.model.predict(
+                bgr,
+                imgsz=self.imgsz,
+                conf=self.conf,
+                iou=self.iou,
+                device=self.device,
+                half=self.half,
+                max_det=self.max_det,
+                verbose=False,
+            )
+            for image, result in zip(chunk, results, strict=True):
+                boxes = result.boxes.xyxy.float().cpu().numpy()
+                scores = result.boxes.conf.float().cpu().numpy()
+                out.append(boxes_to_detection(boxes, scores, image.shape[1], image.shape[0]))
+        return out
+
+
+class OnnxDetector:
+    """The exported model on onnxruntime (CPU). Same letterbox, NMS and Detection mapping as
+    YoloDetector; needs only numpy, opencv and onnxruntime."""
+
+    name = "onnx"
+
+    def __init__(
+        self,
+        weights: str | Path,
+        conf: float = 0.25,
+        iou: float = 0.5,
+        imgsz: int | None = None,
+        batch: int = 16,
+        max_det: int = 100,
+        threads: int | None = None,
+    ):
+        import onnxruntime as ort
+
+        self.weights = _resolve(weights, "model.onnx")
+        self.sha256 = file_sha256(self.weights)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        self.session = ort.InferenceSession(str(self.weights), options, providers=["CPUExecutionProvider"])
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.stride = int(meta.get("stride", 32))
+        self.end2end = str(meta.get("end2end", "False")) == "True"
+        meta_imgsz = ast.literal_eval(meta["imgsz"]) if "imgsz" in meta else None
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        batch_dim, _, h_dim, w_dim = inp.shape
+        self.fixed_batch = batch_dim if isinstance(batch_dim, int) else None
+        self.fixed_hw = (h_dim, w_dim) if isinstance(h_dim, int) and isinstance(w_dim, int) else None
+        if self.fixed_hw:
+            self.imgsz = self.fixed_hw[0] if self.fixed_hw[0] == self.fixed_hw[1] else None
+        else:
+            fallback = meta_imgsz[0] if isinstance(meta_imgsz, list | tuple) else meta_imgsz
+            self.imgsz = int(imgsz or fallback or 640)
+        self.conf, self.iou = float(conf), float(iou)
+        self.batch = self.fixed_batch or int(batch)
+        self.max_det = int(max_det)
+
+    def params(self) -> dict:
+        return {
+            "backend": self.name,
+            "onnx_sha256": self.sha256,
+            "conf": self.conf,
+            "iou": self.iou,
+            "imgsz": self.imgsz if self.fixed_hw is None else list(self.fixed_hw),
+            "max_det": self.max_det,
+            "separate_max_overlap": SEPARATE_MAX_OVERLAP,
+        }
+
+    def detect(self, image: np.ndarray) -> Detection:
+        return self.detect_batch([image])[0]
+
+    def _preprocess(self, chunk: list[np.ndarray]) -> np.ndarray:
+        if self.fixed_hw:
+            target, auto = self.fixed_hw, False
+        else:
+            target, auto = self.imgsz, len({im.shape for im in chunk}) == 1
+        boxed = [letterbox(im, target, auto, self.stride) for im in chunk]
+        if self.fixed_batch and len(boxed) < self.fixed_batch:
+            boxed += [boxed[-1]] * (self.fixed_batch - len(boxed))
+        blob = np.stack(boxed).transpose(0, 3, 1, 2).astype(np.float32)
+        blob *= np.float32(1 / 255)
+        return np.ascontiguousarray(blob)
+
+    def detect_batch(self, images: list[np.ndarray], halves: list[np.ndarray] | None = None) -> list[Detection]:
+        out: list[Detection] = []
+        for start in range(0, len(images), self.batch):
+            chunk = [_as_rgb(im) for im in images[start : start + self.batch]]
+            blob = self._preprocess(chunk)
+            preds = self.session.run(None, {self.input_name: blob})[0]
+            for image, pred in zip(chunk, preds[: len(chunk)], strict=True):
+                if self.end2end:  # (max_det, 6): x1, y1, x2, y2, score, class
+                    keep = pred[:, 4] > self.conf
+                    boxes, scores = pred[keep, :4], pred[keep, 4]
+                    boxes, scores = boxes[: self.max_det], scores[: self.max_det]
+                else:
+                    boxes, scores = nms_numpy(pred, self.conf, self.iou, self.max_det)
+                if len(scores):
+                    boxes = scale_boxes(blob.shape[2:], boxes, image.shape[:2])
+                out.append(boxes_to_detection(boxes, scores, image.shape[1], image.shape[0]))
+        return out

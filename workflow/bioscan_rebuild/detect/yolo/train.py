@@ -1,0 +1,150 @@
+"""Offline training from scratch, ONNX export, and scoring of both backends on the dev holdout half."""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from bioscan_rebuild.core.io import file_sha256
+from bioscan_rebuild.detect.evaluate import dev_split, evaluate, load_coco_ground_truth
+from bioscan_rebuild.detect.yolo.backends import SEPARATE_MAX_OVERLAP, OnnxDetector, YoloDetector
+from bioscan_rebuild.detect.yolo.offline import import_ultralytics, versions
+
+DEFAULT_MODEL_YAML = "yolo11n.yaml"
+
+
+def train_detector(
+    data_yaml: str | Path,
+    out_dir: str | Path,
+    epochs: int = 50,
+    imgsz: int = 320,
+    model_yaml: str = DEFAULT_MODEL_YAML,
+    device: str | None = None,
+    seed: int = 0,
+    batch: int = 16,
+    eval_dev_dir: str | Path | None = None,
+    workers: int = 1,
+    cache: str | bool = "ram",
+    patience: int = 100,
+    opset: int = 17,
+    config_dir: str | Path | None = None,
+    verbose: bool = False,
+    extra_args: dict | None = None,
+) -> dict:
+    """Train from scratch (offline), export ONNX, optionally score both backends on the dev
+    'holdout' half; writes out_dir/{weights.pt, model.onnx, report.json} and returns the report."""
+    import_ultralytics(config_dir)
+    import torch
+    from ultralytics import YOLO
+
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    if device is None:
+        device = "0" if torch.cuda.is_available() else "cpu"
+    args = dict(
+        data=str(Path(data_yaml).resolve()),
+        epochs=int(epochs),
+        imgsz=int(imgsz),
+        batch=int(batch),
+        device=device,
+        seed=int(seed),
+        deterministic=True,
+        workers=int(workers),
+        cache=cache,
+        plots=False,
+        amp=False,
+        patience=int(patience),
+        flipud=0.5,  # photos are taken from above: no preferred up/down
+        project=str(out / "runs"),
+        name="train",
+        exist_ok=True,
+        verbose=verbose,
+        pretrained=False,
+    )
+    args.update(extra_args or {})
+    shutil.rmtree(out / "runs" / "train", ignore_errors=True)
+    model = YOLO(model_yaml, task="detect")
+    t0 = time.perf_counter()
+    model.train(**args)
+    train_seconds = time.perf_counter() - t0
+    trainer = model.trainer
+    chosen = Path(trainer.best) if Path(trainer.best).is_file() else Path(trainer.last)
+    weights = out / "weights.pt"
+    shutil.copyfile(chosen, weights)
+
+    onnx_path = export_onnx(weights, out / "model.onnx", imgsz=imgsz, opset=opset, config_dir=config_dir)
+    metrics = {}
+    results_csv = Path(trainer.save_dir) / "results.csv"
+    if results_csv.is_file():
+        lines = results_csv.read_text().strip().splitlines()
+        if len(lines) > 1:
+            header = [h.strip() for h in lines[0].split(",")]
+            metrics = {h: float(v) for h, v in zip(header, lines[-1].split(",")) if v.strip()}
+    data_dir = Path(data_yaml).resolve().parent
+    manifest = data_dir / "manifest.json"
+    report = {
+        "model_yaml": model_yaml,
+        "train_args": {k: (str(v) if isinstance(v, Path) else v) for k, v in args.items()},
+        "device_name": torch.cuda.get_device_name(0) if device not in ("cpu", None) else platform.processor() or "cpu",
+        "train_seconds": round(train_seconds, 1),
+        "weights_from": chosen.name,
+        "final_val_metrics": metrics,
+        "dataset": json.loads(manifest.read_text()) if manifest.is_file() else None,
+        "versions": versions(),
+        "weights": {"path": weights.name, "sha256": file_sha256(weights)},
+        "onnx": {"path": onnx_path.name, "sha256": file_sha256(onnx_path), "opset": opset, "dynamic": True},
+        "separate_max_overlap": SEPARATE_MAX_OVERLAP,
+    }
+    if eval_dev_dir:
+        report["holdout_eval"] = evaluate_holdout(weights, onnx_path, eval_dev_dir, imgsz=imgsz, device=device)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def export_onnx(
+    weights: str | Path,
+    onnx_path: str | Path,
+    imgsz: int = 320,
+    opset: int = 17,
+    dynamic: bool = True,
+    config_dir: str | Path | None = None,
+) -> Path:
+    """Export weights.pt to ONNX (dynamic batch and size by default, so the ONNX backend can use
+    the same minimal-rectangle letterbox as ultralytics' predictor)."""
+    import_ultralytics(config_dir)
+    from ultralytics import YOLO
+
+    weights = Path(weights).resolve()
+    with tempfile.TemporaryDirectory(prefix="yolo-export-") as tmp:
+        staged = Path(tmp) / "model.pt"
+        shutil.copyfile(weights, staged)
+        exported = YOLO(str(staged), task="detect").export(
+            format="onnx", imgsz=int(imgsz), dynamic=dynamic, simplify=True, opset=opset, device="cpu", verbose=False
+        )
+        target = Path(onnx_path).resolve()
+        shutil.move(str(exported), target)
+    return target
+
+
+def evaluate_holdout(
+    weights: str | Path,
+    onnx_path: str | Path | None,
+    dev_dir: str | Path,
+    imgsz: int | None = None,
+    device: str | None = None,
+    subset: str = "holdout",
+) -> dict:
+    """``detect.evaluate.evaluate`` summaries of the yolo (and onnx) backends on one dev half."""
+    dev_dir = Path(dev_dir)
+    truths = [t for t in load_coco_ground_truth(dev_dir / "coco_annotations.json") if dev_split(t.processid) == subset]
+    result = {"subset": subset, "images": len(truths)}
+    detectors = {"yolo": YoloDetector(weights, device=device, imgsz=imgsz)}
+    if onnx_path:
+        detectors["onnx"] = OnnxDetector(onnx_path, imgsz=imgsz)
+    for name, detector in detectors.items():
+        result[name] = evaluate(detector, truths, dev_dir)["summary"]
+    return result

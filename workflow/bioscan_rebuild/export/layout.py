@@ -1,0 +1,104 @@
+"""The release's layout: every path and file name of the release, one owner each.
+
+Beside the root folder ``bioscan5m/`` (:data:`ROOT`): ``MANIFEST.json`` (every file's size and sha256),
+``accounting.json`` (the record accounting) and the optional ``zips/`` (:data:`ZIP_DIR`).
+
+Under ``bioscan5m/``:
+
+- ``metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv``: the 23 columns in order, empty cells for missing
+  values; rows by split (published order), then shard, then ingest order.
+- ``metadata/parquet/data/{split}-{i:05d}-of-{n:05d}.parquet``: the same table per split (Hugging Face
+  layout), row groups of about ``row_group_bytes``, files of about ``file_bytes``; taxonomy and geography
+  columns are dictionary-encoded (categorical when read).
+- ``images_parquet/data/{split}-…parquet``: processid, split, ``image`` = struct<bytes: binary, path: string>
+  (the ``image_package`` JPEG; no compression and no dictionary on the bytes).
+- ``hdf5/BIOSCAN_5M.h5``: one group per split; ``image`` = resizable 1-D dataset of variable-length uint8 (JPEG
+  bytes, no filter), ``processid`` and label datasets beside it (UTF-8), chunked along axis 0, written in
+  batches; file attributes for licence, version and provenance.
+- ``images/{package}/{split}/{chunk}/{processid}.jpg`` (chunk folder only for pretrain/train/other_heldout),
+  hard links into the content-addressed store where possible.
+- ``metadata/jsonld/{split}.jsonld``, ``croissant.json``, and the side files from earlier stages
+  (:data:`SIDE_FILES`): ``metadata/bbox.tsv``, ``barcodes.fasta``, ``rejects.csv``, ``changes.csv``,
+  ``split_summary.csv``, ``records_lineage.csv``.
+- the optional zips hold the image packages as published:
+  ``BIOSCAN_5M_{package}_{pretrain.01,pretrain.02,train,eval}.zip`` (:data:`ZIP_GROUPS`, :func:`zip_name`).
+
+Paths under the root are relative POSIX strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ROOT = "bioscan5m"
+ZIP_DIR = "zips"  # beside ROOT: the archives hold ROOT/images/..., so they are not part of the tree they pack
+MANIFEST = "MANIFEST.json"  # beside ROOT
+ACCOUNTING = "accounting.json"  # beside ROOT
+
+METADATA_DIR = "metadata"
+CSV_PATH = "metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv"
+PARQUET_DIR = "metadata/parquet/data"
+JSONLD_DIR = "metadata/jsonld"
+IMAGES_DIR = "images"
+IMAGES_PARQUET_DIR = "images_parquet/data"
+HDF5_PATH = "hdf5/BIOSCAN_5M.h5"
+CROISSANT_PATH = "croissant.json"
+
+
+@dataclass(frozen=True)
+class ReleaseFile:
+    """A file at a fixed path under ROOT, as ``croissant.json`` describes it."""
+
+    path: str
+    id: str  # the Croissant FileObject's @id
+    media_type: str
+    description: str
+
+
+METADATA_CSV = ReleaseFile(CSV_PATH, "metadata_csv", "text/csv", "The 23-column metadata table, one row per record.")
+HDF5 = ReleaseFile(
+    HDF5_PATH,
+    "hdf5",
+    "application/x-hdf5",
+    "Metadata and images in one HDF5 file (no RecordSet: mlcroissant has no HDF5 reader).",
+)
+BBOX = ReleaseFile(
+    "metadata/bbox.tsv", "bbox_tsv", "text/tab-separated-values", "Insect bounding boxes in original_full pixels."
+)
+BARCODES_FASTA = ReleaseFile(
+    "metadata/barcodes.fasta", "barcodes_fasta", "text/x-fasta", "DNA barcodes, one FASTA entry per record."
+)
+REJECTS = ReleaseFile(
+    "metadata/rejects.csv", "rejects_csv", "text/csv", "Records left out of the release, with the reason."
+)
+CHANGES = ReleaseFile("metadata/changes.csv", "changes_csv", "text/csv", "Label changes made while rebuilding.")
+SPLIT_SUMMARY = ReleaseFile(
+    "metadata/split_summary.csv", "split_summary_csv", "text/csv", "Samples, barcodes and species per split."
+)
+RECORDS_LINEAGE = ReleaseFile(
+    "metadata/records_lineage.csv",
+    "records_lineage_csv",
+    "text/csv",
+    "Where each released record came from: batch, export file, its sha256 and line.",
+)
+# Written from earlier stages' outputs, not from the released rows (export.side_files).
+SIDE_FILES = (BBOX, BARCODES_FASTA, REJECTS, CHANGES, SPLIT_SUMMARY, RECORDS_LINEAGE)
+# Every fixed-path file with its own description; other files are described from their suffix.
+DESCRIBED = {f.path: f for f in (METADATA_CSV, *SIDE_FILES, HDF5)}
+
+
+def image_relpath(package: str, split: str, chunk: str | None, processid: str) -> str:
+    parts = [IMAGES_DIR, package, split] + ([chunk] if chunk else []) + [f"{processid}.jpg"]
+    return "/".join(parts)
+
+
+ZIP_GROUPS = {  # archive group -> the splits it packs
+    "pretrain": ("pretrain",),
+    "train": ("train",),
+    "eval": ("val", "test", "key_unseen", "val_unseen", "test_unseen", "other_heldout"),
+}
+
+
+def zip_name(package: str, group: str, part: str = "") -> str:
+    """``BIOSCAN_5M_{package}_{group}[.{part}].zip``, as published."""
+    return f"BIOSCAN_5M_{package}_{group}{'.' + part if part else ''}.zip"

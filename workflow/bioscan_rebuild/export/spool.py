@@ -1,0 +1,170 @@
+"""The release spool: every released row once, per split, that each format then streams (pass 2).
+
+The released records are those with a split (``splits.split_tables`` leaves out photos without a specimen).
+``index_bioscan_1M_insect`` is empty: the pipeline has no BIOSCAN-1M mapping as input.
+
+Pass 1 reads one shard at a time, builds its 23-column rows (+ image hashes, :data:`SPOOL_SCHEMA`) and writes
+them per split (``{spool}/{split}/{i:05d}.parquet``); :func:`iter_split` reads a split back in release order.
+Memory is one shard (plus the curated label table), whatever the number of records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, RANKS, RELEASE_COLUMNS, SPLITS
+from bioscan_rebuild.core.store import ImageStore
+
+IMAGE_KEYS = ("image_sha256", "params_key", "original_full_is_source", *(f"sha256_{p}" for p in IMAGE_PACKAGES))
+DICTIONARY_COLUMNS = (*RANKS, "taxon", "dna_bin", "country", "province_state", "split", "chunk")
+FLOAT_COLUMNS = ("coord-lat", "coord-lon", "area_fraction", "scale_factor")
+INT_COLUMNS = ("image_measurement_value", "index_bioscan_1M_insect")
+EXTRA_COLUMNS = (
+    "placeholder_species",
+    "image_sha256",
+    "image_status",
+    "params_key",
+    "original_full_is_source",
+    *(f"sha256_{p}" for p in IMAGE_PACKAGES),
+)
+
+
+def release_schema() -> pa.Schema:
+    fields = []
+    for name in RELEASE_COLUMNS:
+        if name in FLOAT_COLUMNS:
+            fields.append(pa.field(name, pa.float64()))
+        elif name in INT_COLUMNS:
+            fields.append(pa.field(name, pa.int64()))
+        elif name == "inferred_ranks":
+            fields.append(pa.field(name, pa.uint8()))
+        else:
+            fields.append(pa.field(name, pa.string()))
+    return pa.schema(fields)
+
+
+def dictionary_schema() -> pa.Schema:
+    """The release schema with the taxonomy and geography columns dictionary-encoded (the metadata Parquet)."""
+    return pa.schema(
+        [
+            pa.field(f.name, pa.dictionary(pa.int32(), pa.string())) if f.name in DICTIONARY_COLUMNS else f
+            for f in release_schema()
+        ]
+    )
+
+
+SPOOL_SCHEMA = pa.schema(
+    list(release_schema())
+    + [pa.field("placeholder_species", pa.bool_()), pa.field("original_full_is_source", pa.bool_())]
+    + [
+        pa.field(name, pa.string())
+        for name in EXTRA_COLUMNS
+        if name not in ("placeholder_species", "original_full_is_source")
+    ]
+)
+
+
+def release_columns(table: pa.Table) -> pa.Table:
+    """A spool table cut to the 23 release columns, in order."""
+    return table.select(list(RELEASE_COLUMNS))
+
+
+# ---------------------------------------------------------------------------------------------- pass 1
+def _empty_column(n: int, field: pa.Field) -> pa.Array:
+    return pa.nulls(n, field.type)
+
+
+def shard_release_rows(curated: pd.DataFrame, barcodes: pa.Table, splits: pd.DataFrame, images: pd.DataFrame | None):
+    """One shard's released rows (SPOOL_SCHEMA): the shard's records that hold a split.
+
+    ``curated``/``splits`` are indexed by processid (whole table); ``barcodes`` is the shard's barcode table;
+    ``images`` the shard's image results (or None for a metadata-only release). Records without a split were
+    rejected earlier (barcode, correction, no specimen in the photo) and are in those stages' rejects."""
+    ids = barcodes["processid"].to_numpy(zero_copy_only=False)
+    at = curated.index.get_indexer(ids)
+    split_at = splits.index.get_indexer(ids)
+    keep = (at >= 0) & (split_at >= 0)
+    ids, at, split_at = ids[keep], at[keep], split_at[keep]
+    labels = curated.iloc[at]
+    n = len(ids)
+    columns: dict[str, pa.Array] = {}
+    for name in ("sampleid", "taxon", *RANKS, "dna_bin", "country", "province_state"):
+        columns[name] = pa.array(labels[name].astype(object).where(labels[name].notna(), None), pa.string())
+    columns["processid"] = pa.array(ids, pa.string())
+    columns["dna_barcode"] = barcodes["dna_barcode"].filter(pa.array(keep)).combine_chunks()
+    columns["coord-lat"] = pa.array(labels["lat"].to_numpy(dtype=float), pa.float64(), from_pandas=True)
+    columns["coord-lon"] = pa.array(labels["lon"].to_numpy(dtype=float), pa.float64(), from_pandas=True)
+    columns["inferred_ranks"] = pa.array(labels["inferred_ranks"].to_numpy(dtype=np.uint8), pa.uint8())
+    columns["placeholder_species"] = pa.array(labels["placeholder_species"].to_numpy(dtype=bool), pa.bool_())
+    columns["split"] = pa.array(splits["split"].to_numpy(dtype=object)[split_at], pa.string())
+    chunks = splits["chunk"].to_numpy(dtype=object)[split_at]
+    columns["chunk"] = pa.array([c or None for c in chunks], pa.string())  # no chunk folder: missing, as elsewhere
+    if images is not None:
+        rows = images.reindex(ids)  # missing -> NaN (also when the shard has no image rows at all)
+
+        def image_column(name):
+            return [None if pd.isna(v) else v for v in rows[name].to_numpy(dtype=object)]
+
+        for name in ("image_status", "image_sha256", "params_key", *(f"sha256_{p}" for p in IMAGE_PACKAGES)):
+            columns[name] = pa.array(image_column(name), pa.string())
+        columns["original_full_is_source"] = pa.array(image_column("original_full_is_source"), pa.bool_())
+        columns["image_measurement_value"] = pa.array(image_column("image_measurement_value"), pa.int64())
+        columns["area_fraction"] = pa.array(image_column("area_fraction"), pa.float64())
+        columns["scale_factor"] = pa.array(image_column("scale_factor"), pa.float64())
+    return pa.table({f.name: columns.get(f.name, _empty_column(n, f)) for f in SPOOL_SCHEMA}, schema=SPOOL_SCHEMA)
+
+
+def spool_shards(curated_path, barcode_paths, splits_path, image_paths, spool: Path) -> dict:
+    """Pass 1. Writes ``spool/{split}/{i:05d}.parquet`` per shard; returns rows per split."""
+    curated = pq.read_table(curated_path).to_pandas().set_index("processid")
+    splits = pq.read_table(splits_path).to_pandas().set_index("processid")
+    counts = dict.fromkeys(SPLITS, 0)
+    image_paths = list(image_paths) if image_paths else [None] * len(barcode_paths)
+    for i, (barcode_path, image_path) in enumerate(zip(barcode_paths, image_paths, strict=True)):
+        barcodes = pq.read_table(barcode_path, columns=["processid", "dna_barcode"])
+        images = pq.read_table(image_path).to_pandas().set_index("processid") if image_path else None
+        table = shard_release_rows(curated, barcodes, splits, images)
+        split_column = table["split"].to_numpy(zero_copy_only=False)
+        for split in SPLITS:
+            part = table.filter(pa.array(split_column == split))
+            if part.num_rows:
+                (spool / split).mkdir(parents=True, exist_ok=True)
+                pq.write_table(part, spool / split / f"{i:05d}.parquet", compression="zstd")
+                counts[split] += part.num_rows
+    return counts
+
+
+# ---------------------------------------------------------------------------------------------- pass 2
+def iter_split(spool: Path, split: str) -> Iterator[pa.Table]:
+    """One split's spooled rows, shard by shard in release order (nothing for a split without rows)."""
+    for path in sorted((spool / split).glob("*.parquet")) if (spool / split).exists() else []:
+        yield pq.read_table(path, schema=SPOOL_SCHEMA)
+
+
+class MissingImageError(RuntimeError):
+    pass
+
+
+def derived_image_path(store_root: Path, row: dict, package: str) -> Path | None:
+    """Where the content-addressed store holds this spooled row's ``package`` JPEG (None when the record has
+    none, e.g. no crop for an empty well). Raises when the store should hold it but does not."""
+    sha, key = row.get("image_sha256"), row.get("params_key")
+    if not sha or not key or not row.get(f"sha256_{package}"):
+        return None
+    store = ImageStore(store_root)
+    if package == "original_full" and row.get("original_full_is_source"):
+        path = store.original_path(sha, "jpeg")  # the source JPEG itself
+    else:
+        path = store.derived_image_path(key, sha, package)
+    if not path.exists():
+        raise MissingImageError(
+            f"{row.get('processid')}: {package} is not in the store at {path} "
+            "(re-run the image stage; a release needs image_store.mode link or copy)"
+        )
+    return path

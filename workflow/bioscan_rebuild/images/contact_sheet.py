@@ -1,0 +1,49 @@
+"""The contact sheet of an image shard: thumbnails of the originals with their boxes drawn, for
+a person to eyeball (photos with a status other than ok first)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow as pa
+
+from bioscan_rebuild.core.store import ImageStore
+from bioscan_rebuild.images.process import DerivedStore
+
+
+def _thumbnail(store: ImageStore, row: dict, size=(256, 192)) -> np.ndarray:
+    tile = np.full((size[1] + 18, size[0], 3), 255, np.uint8)
+    sha = row["image_sha256"]
+    derived = DerivedStore(store, row["params_key"])
+    path = (
+        store.original_path(sha, "jpeg") if row["original_full_is_source"] else derived.image_path(sha, "original_full")
+    )
+    image = cv2.imread(str(path)) if path.exists() else None
+    if image is not None:
+        scale = min(size[0] / image.shape[1], size[1] / image.shape[0])
+        small = cv2.resize(
+            image, (int(image.shape[1] * scale), int(image.shape[0] * scale)), interpolation=cv2.INTER_AREA
+        )
+        tile[: small.shape[0], : small.shape[1]] = small
+        if row["x0"] is not None:
+            box = [int(round(v * scale)) for v in (row["x0"], row["y0"], row["x1"], row["y1"])]
+            cv2.rectangle(tile, (box[0], box[1]), (box[2] - 1, box[3] - 1), (0, 0, 255), 2)
+    color = (0, 120, 0) if row["image_status"] == "ok" else (0, 0, 200)
+    label = f"{row['processid']} {row['image_status']}"
+    cv2.putText(tile, label, (2, size[1] + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.38, color, 1, cv2.LINE_AA)
+    return tile
+
+
+def write_contact_sheet(table: pa.Table, store: ImageStore, path: Path, limit: int, columns: int = 8) -> None:
+    """Originals with boxes drawn: photos with a status other than ok first, then ok ones."""
+    rows = sorted(table.to_pylist(), key=lambda r: (r["image_status"] == "ok", r["processid"]))[:limit]
+    tiles = [_thumbnail(store, row) for row in rows] or [np.full((210, 256, 3), 255, np.uint8)]
+    n_rows = math.ceil(len(tiles) / columns)
+    blank = np.full_like(tiles[0], 255)
+    tiles += [blank] * (n_rows * columns - len(tiles))
+    sheet = np.vstack([np.hstack(tiles[i * columns : (i + 1) * columns]) for i in range(n_rows)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), sheet, [cv2.IMWRITE_JPEG_QUALITY, 85])

@@ -1,0 +1,69 @@
+"""Curation step 8 (rules: the ``curate`` module docstring): the record corrections table, applied last."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bioscan_rebuild.core.schemas import RANKS
+from bioscan_rebuild.metadata.bins import normalise_bin
+from bioscan_rebuild.metadata.taxonomy.changelog import ChangeLog, set_field
+from bioscan_rebuild.metadata.taxonomy.names import normalise_name
+from bioscan_rebuild.metadata.taxonomy.parents import RANK_BIT
+from bioscan_rebuild.metadata.taxonomy.tables import read_table
+
+CORRECTABLE_FIELDS = (*RANKS, "dna_bin", "country", "province_state")
+CORRECTION_COLUMNS = ("processid", "field", "value", "reason", "source")
+CORRECTION_REASONS = ("wrong_label", "wrong_bin", "no_insect", "multiple_insects", "bad_crop", "duplicate", "other")
+
+
+def load_corrections(path: str | Path | None) -> pd.DataFrame:
+    """The corrections table: processid, field, value, reason, source (TSV, ``#`` comment lines)."""
+    if not path:
+        return pd.DataFrame(columns=list(CORRECTION_COLUMNS))
+    return read_table(path, CORRECTION_COLUMNS)
+
+
+def apply_corrections(
+    cols: dict, log: ChangeLog, corrections: pd.DataFrame | None, inferred: np.ndarray
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Step 8 [``correction``]. Returns (bool mask of excluded rows, per-correction outcome table). A corrected
+    rank is a maintainer's label, not an inference: its bit leaves ``inferred``."""
+    if corrections is None:
+        corrections = pd.DataFrame(columns=list(CORRECTION_COLUMNS))
+    row_of = pd.Series(np.arange(len(cols["processid"])), index=cols["processid"])
+    excluded = np.zeros(len(cols["processid"]), bool)
+    outcomes = []
+    for item in corrections.itertuples(index=False):  # a maintainer's table: hundreds of rows, not millions
+        row = row_of.get(item.processid.strip())
+        value = item.value.strip() or None
+        if value is not None and item.field in RANKS:  # a maintainer's value gets the names' own cleaning
+            value = normalise_name(value, item.field)
+        if row is None:
+            outcome = "unknown_processid"
+        elif item.field == "record":
+            if (value or "").lower() == "exclude":
+                excluded[row] = True
+                log.record("correction", "record", np.array([row]), ["kept"], ["excluded"])
+                outcome = "excluded"
+            else:
+                outcome = "invalid_value"
+        elif item.field not in CORRECTABLE_FIELDS:
+            outcome = "unknown_field"
+        elif item.field == "dna_bin" and value is not None and normalise_bin(value) is None:
+            outcome = "invalid_value"
+        else:
+            if item.field == "dna_bin" and value is not None:
+                value = normalise_bin(value)
+            old = cols[item.field][row]
+            if (pd.isna(old) and value is None) or old == value:
+                outcome = "no_change"
+            else:
+                set_field(cols, log, "correction", item.field, np.array([row]), value)
+                if item.field in RANK_BIT:
+                    inferred[row] &= np.uint8(~RANK_BIT[item.field] & 0xFF)
+                outcome = "applied"
+        outcomes.append({**item._asdict(), "outcome": outcome})
+    return excluded, pd.DataFrame(outcomes, columns=[*CORRECTION_COLUMNS, "outcome"])

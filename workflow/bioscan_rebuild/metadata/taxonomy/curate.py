@@ -1,0 +1,169 @@
+"""BIN and taxonomy curation: every rule configurable, every change to a field logged (and replayable).
+
+Input: one row per record with ``processid``, the seven ranks, ``dna_bin`` (raw BIN) and ``barcode_key``
+(``metadata.barcodes``; null when the barcode was rejected). The steps, in order (``rule`` names in the changes
+table in brackets):
+
+1. Names [``normalise``]: Unicode NFKC, look-alike letters (Cyrillic/Greek) -> Latin, invisible format
+   characters removed, whitespace trimmed and collapsed; the missing vocabulary (``None``,
+   ``not_classified``/``not classified``, ``no_data``/``no data``, ``NA``, ``n/a``, ``n.a.``, ``nan``, ``null``,
+   ``-``, empty, whitespace; any case) -> missing; a
+   name above species written all upper-case, or above genus all lower-case, gets a capital first letter
+   (``DIPTERA``, ``diptera`` -> ``Diptera``; ``MEGASELIA`` -> ``Megaselia``). Species keep their case, and so
+   does a lower-case genus unless the data holds it capitalised (``megaselia`` -> ``Megaselia`` when some
+   record says ``Megaselia``): case is evidence for placeholder names (splits spec rules 2 and 3).
+2. Typo / rewording table [``typo_table``]: rank, from, to, reason (rank ``*`` = any; the package ships
+   ``metadata/tables/taxonomy_fixes.tsv``), user-extendable; applied to the normalised names.
+3. BINs [``bin_normalise``, ``bin_malformed``]: case, whitespace and a missing ``BOLD:`` prefix fixed
+   (``bold:aaa1234 ``, ``AAA1234`` -> ``BOLD:AAA1234``); anything not ``BOLD:`` + 3 letters + 4 digits ->
+   missing.
+4. BIN conflicts between identical barcodes [``bin_majority``, ``bin_conflict_dropped``]: see conflicts.
+5. Genus from species [``genus_from_species``]: a missing genus is the first word of the species name when
+   that word is capitalised Latin (``Coelioxys sp. 1`` -> ``Coelioxys``) and not a family-group name
+   (``-idae``, ``-inae``, ``-oidea``: ``Cecidomyiidae sp. 3`` fills nothing) or a Malaise-trap code
+   (``Malaise trap 4`` fills nothing).
+6. Taxonomy conflicts between records sharing a barcode [``barcode_majority``, ``barcode_conflict_dropped``],
+   then between records sharing a BIN [``bin_taxon_majority``, ``bin_taxon_conflict_dropped``].
+7. Parent ranks [``parent_from_child``]: a missing rank (subfamily up to phylum, deepest first) is filled
+   from the nearest labelled lower rank (genus first) when every record carrying that child label and a
+   label at the missing rank agrees on one value (the lineage table, built from the data itself), unless
+   records sharing its barcode or BIN carry another label at that rank.
+8. Record corrections [``correction``]: the patch table (processid, field, value, reason, source), applied
+   last; field ``record`` with value ``exclude`` removes the record (rejects, reason ``excluded``).
+Then ``taxon`` = the label at the deepest labelled rank, ``inferred_ranks`` = bit mask of the ranks filled by
+steps 5 and 7 (phylum 1, class 2, order 4, family 8, subfamily 16, genus 32, species 64; 0 = none), and
+``placeholder_species`` = ``core.novel.novel_mask`` (the split protocol's definition).
+
+Conflicts: within a group (records with one barcode, or one BIN) that holds two or more different labels at
+a rank, the most frequent label wins when it is the only most frequent one and its share of the group's
+labelled records is >= ``ratio``; records with another label take it. Otherwise that rank and every rank
+below it are removed from all records of the group (the changes' ``ratio`` holds the share that fell short).
+Ranks are resolved top-down, so a removed rank never comes back below. Missing labels do not vote and are
+not filled by this rule. When every rank has voted, a record whose label a majority replaced keeps a lower
+label only if a record of the group that carried the winning label holds it too; otherwise it is removed
+[``..._majority_below``], so no record is left with a lineage its group does not support (a species
+"Megaselia sp. 1" under a genus changed to Conicera).
+
+Changes table: one row per changed field: ``step`` (order of application), ``processid``, ``field``, ``old``,
+``new`` (null = missing), ``rule``, ``ratio`` (majority share where one decided); an exclusion is field
+``record``, ``kept`` -> ``excluded``. ``replay`` applies it to the input and must give the curated table;
+the barcode cleaning itself is described by the QC table instead (the raw sequence stays in the lineage).
+
+Where each step lives: ``names`` (1, 2), ``metadata.bins`` (3: ``normalise_bin``; the BIN table), ``conflicts``
+(4, 6), ``parents`` (5, 7), ``corrections`` (8), ``changelog`` (the changes table, ``replay``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bioscan_rebuild.core.novel import novel_mask
+from bioscan_rebuild.core.params import TaxonomyParams
+from bioscan_rebuild.core.schemas import RANKS
+from bioscan_rebuild.metadata.bins import bin_table, normalise_bin
+from bioscan_rebuild.metadata.taxonomy.changelog import ChangeLog, map_unique, set_field, working_columns
+from bioscan_rebuild.metadata.taxonomy.conflicts import resolve_conflicts
+from bioscan_rebuild.metadata.taxonomy.corrections import apply_corrections
+from bioscan_rebuild.metadata.taxonomy.names import MISSING_TOKENS, apply_fixes, normalise_names
+from bioscan_rebuild.metadata.taxonomy.parents import forget_removed, genus_from_species, infer_parents
+
+
+def curate(
+    records: pd.DataFrame,
+    params: TaxonomyParams | None = None,
+    fixes: pd.DataFrame | None = None,
+    corrections: pd.DataFrame | None = None,
+) -> dict:
+    """Steps 1-8 on ``records`` (columns: processid, RANKS, dna_bin, barcode_key; extra columns pass through).
+
+    Returns ``curated`` (kept records: input columns curated + taxon, inferred_ranks, placeholder_species),
+    ``excluded`` (records removed by corrections, with reason/source), ``changes``, ``bins``, ``lineage``,
+    ``corrections`` (outcome per correction row) and ``counts``.
+    """
+    params = params or TaxonomyParams()
+    cols = working_columns(records, (*RANKS, "dna_bin", "barcode_key"))
+    log = ChangeLog(cols["processid"])
+    inferred = np.zeros(len(cols["processid"]), np.uint8)
+    counts: dict = {}
+    normalise_names(cols, log)  # 1.
+    apply_fixes(cols, log, fixes)  # 2.
+    counts["bins_malformed"] = _normalise_bins(cols, log)  # 3.
+    barcode_codes = pd.factorize(cols["barcode_key"])[0]
+    counts["bin_conflicts"] = resolve_conflicts(  # 4.
+        cols, log, barcode_codes, ("dna_bin",), params.bin_barcode_ratio, "bin", cascade=False
+    )
+    if params.fill_genus_from_species:  # 5.
+        genus_from_species(cols, log, inferred)
+    bin_codes = pd.factorize(cols["dna_bin"])[0]  # BINs are final from here on
+    counts["barcode_conflicts"] = resolve_conflicts(  # 6.
+        cols, log, barcode_codes, RANKS, params.barcode_ratio, "barcode", cascade=True
+    )
+    counts["bin_taxon_conflicts"] = resolve_conflicts(
+        cols, log, bin_codes, RANKS, params.bin_ratio, "bin_taxon", cascade=True
+    )
+    forget_removed(cols, inferred)
+    lineage = (  # 7.
+        infer_parents(cols, log, inferred, (barcode_codes, bin_codes)) if params.infer_parents else pd.DataFrame()
+    )
+    excluded, outcomes = apply_corrections(cols, log, corrections, inferred)  # 8.
+    return _results(cols, log, inferred, excluded, outcomes, lineage, counts)
+
+
+def _normalise_bins(cols: dict, log: ChangeLog) -> int:
+    """Step 3 [``bin_malformed``, ``bin_normalise``]. Returns how many BINs were malformed."""
+    raw_bins = cols["dna_bin"]
+    bins = map_unique(raw_bins, normalise_bin)
+    malformed = (
+        ~pd.isna(raw_bins)
+        & pd.isna(bins)
+        & ~map_unique(raw_bins, lambda v: v is None or str(v).strip().lower() in MISSING_TOKENS).astype(bool)
+    )
+    set_field(cols, log, "bin_malformed", "dna_bin", np.flatnonzero(malformed), None)
+    set_field(cols, log, "bin_normalise", "dna_bin", np.flatnonzero(~malformed), bins[~malformed])
+    return int(malformed.sum())
+
+
+def deepest_label(cols: dict) -> np.ndarray:
+    taxon = np.full(len(cols["processid"]), None, dtype=object)
+    for rank in RANKS:
+        values = cols[rank]
+        present = ~pd.isna(values)
+        taxon[present] = values[present]
+    return taxon
+
+
+def _results(cols, log, inferred, excluded, outcomes, lineage, counts) -> dict:
+    """The derived columns, the kept and excluded records, the tables and the counts (see ``curate``)."""
+    processids = cols["processid"]
+    cols["taxon"] = deepest_label(cols)
+    cols["inferred_ranks"] = inferred
+    cols["placeholder_species"] = novel_mask(
+        pd.Series(cols["genus"], dtype=object), pd.Series(cols["species"], dtype=object)
+    )
+    kept = ~excluded
+    frame = pd.DataFrame({column: cols.pop(column)[kept] for column in list(cols)})  # pop: one copy at a time
+    excluded_frame = pd.DataFrame({"processid": processids[excluded]})
+    if excluded.any():
+        reasons = outcomes[outcomes["outcome"] == "excluded"].drop_duplicates("processid").set_index("processid")
+        excluded_frame["reason"] = reasons["reason"].reindex(excluded_frame["processid"]).to_numpy()
+        excluded_frame["source"] = reasons["source"].reindex(excluded_frame["processid"]).to_numpy()
+    changes = log.table()
+    counts.update(
+        records=len(processids),
+        kept=int((~excluded).sum()),
+        excluded=int(excluded.sum()),
+        changes=len(changes),
+        changes_by_rule={k: int(v) for k, v in changes["rule"].value_counts().sort_index().items()},
+        inferred_records=int((inferred > 0).sum()),
+        lineage_conflicts=int((lineage["parents"] > 1).sum()) if len(lineage) else 0,
+    )
+    return {
+        "curated": frame,
+        "excluded": excluded_frame.reset_index(drop=True),
+        "changes": changes,
+        "bins": bin_table(frame),
+        "lineage": lineage,
+        "corrections": outcomes,
+        "counts": counts,
+    }

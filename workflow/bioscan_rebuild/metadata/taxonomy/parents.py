@@ -1,0 +1,128 @@
+"""Curation steps 5 and 7 (rules: the ``curate`` module docstring): genus from species, parent ranks from the
+lineage the data itself holds, and the ``inferred_ranks`` bits of what they filled."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from bioscan_rebuild.core.novel import MALAISE_RE
+from bioscan_rebuild.core.schemas import RANKS
+from bioscan_rebuild.metadata.taxonomy.changelog import ChangeLog, set_field
+
+BINOMIAL_GENUS = re.compile(r"^([A-Z][a-z]+)(?:\s|$)")
+HIGHER_RANK_SUFFIX = r"(?:idae|inae|oidea)$"  # family, subfamily, superfamily endings
+RANK_BIT = {rank: 1 << i for i, rank in enumerate(RANKS)}  # the ``inferred_ranks`` mask
+
+
+def genus_from_species(cols: dict, log: ChangeLog, inferred: np.ndarray) -> None:
+    """Step 5 [``genus_from_species``]: a missing genus from the first word of the species name."""
+    species = cols["species"]
+    rows = np.flatnonzero(pd.isna(cols["genus"]) & ~pd.isna(species))
+    first = pd.Series(species[rows], dtype=object).str.extract(BINOMIAL_GENUS.pattern, expand=False).to_numpy(object)
+    # a family/subfamily/tribe name in the species slot ("Cecidomyiidae sp. 3") is not a genus, nor is a
+    # trap code ("Malaise trap 4")
+    words = pd.Series(first, dtype=object)
+    higher = words.str.contains(HIGHER_RANK_SUFFIX, na=False).to_numpy()
+    code = words.str.contains(MALAISE_RE, na=False).to_numpy()
+    found = ~pd.isna(first) & ~higher & ~code
+    set_field(cols, log, "genus_from_species", "genus", rows[found], first[found])
+    inferred[rows[found]] |= RANK_BIT["genus"]
+
+
+def forget_removed(cols: dict, inferred: np.ndarray) -> None:
+    """A rank a conflict removed is no longer inferred."""
+    for rank in RANKS:
+        inferred[pd.isna(cols[rank])] &= np.uint8(~RANK_BIT[rank] & 0xFF)
+
+
+def infer_parents(cols: dict, log: ChangeLog, inferred: np.ndarray, group_codes) -> pd.DataFrame:
+    """Step 7 [``parent_from_child``]. Returns the lineage table (child -> parent links and whether they are
+    consistent). ``group_codes``: the factorized barcode and BIN keys, whose groups no inference may contradict."""
+    links = []
+    for parent_index in range(RANKS.index("subfamily"), -1, -1):
+        parent = RANKS[parent_index]
+        children = RANKS[parent_index + 1 : RANKS.index("genus") + 1]
+        parent_values = cols[parent]
+        missing_parent = pd.isna(parent_values)
+        # what records sharing a barcode / a BIN already say at this rank: no inference may contradict it
+        group_held = [(codes, _group_labels(codes, parent_values)) for codes in group_codes]
+        for child in reversed(children):  # the nearest labelled lower rank decides: genus first
+            child_values = cols[child]
+            both = ~missing_parent & ~pd.isna(child_values)
+            pairs = pd.DataFrame({"child": child_values[both], "parent": parent_values[both]})
+            distinct = pairs.groupby("child")["parent"].agg(["nunique", "first", "size"])
+            links.append(
+                pd.DataFrame(
+                    {
+                        "child_rank": child,
+                        "child": distinct.index,
+                        "parent_rank": parent,
+                        "parent": np.where(distinct["nunique"] == 1, distinct["first"], None),
+                        "parents": distinct["nunique"].to_numpy(),
+                        "records": distinct["size"].to_numpy(),
+                    }
+                )
+            )
+            consistent = distinct.loc[distinct["nunique"] == 1, "first"]
+            # only records whose nearer lower ranks are all missing use this child
+            nearer = [r for r in children if RANKS.index(r) > RANKS.index(child)]
+            use = pd.isna(cols[parent]) & ~pd.isna(child_values)
+            for r in nearer:
+                use &= pd.isna(cols[r])
+            rows = np.flatnonzero(use)
+            guess = consistent.reindex(child_values[rows]).to_numpy(dtype=object)
+            found = _agreeing_fills(group_held, rows, guess)
+            if found.any():
+                set_field(cols, log, "parent_from_child", parent, rows[found], guess[found])
+                inferred[rows[found]] |= RANK_BIT[parent]
+                _remember_fills(group_held, rows[found], guess[found])
+    return pd.concat(links, ignore_index=True) if links else pd.DataFrame()
+
+
+_CONFLICT = "\x00conflict"  # a group whose records carry two labels at the rank: nothing agrees with it
+
+
+def _distinct_per_group(codes: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For group codes (>= 0) and their values (not missing): each group, one of its values, and how many
+    distinct values it holds."""
+    value_codes, uniques = pd.factorize(values)
+    width = len(uniques) + 1
+    pairs = np.unique(codes.astype(np.int64) * width + value_codes)
+    groups, first, count = np.unique(pairs // width, return_index=True, return_counts=True)
+    return groups, np.asarray(uniques, dtype=object)[pairs[first] % width], count
+
+
+def _group_labels(codes: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per group code: the one label its records carry at a rank, None if none, ``_CONFLICT`` if several (a
+    barcode mate outside the BIN can keep its own label). The last slot answers code -1 (no group)."""
+    held = np.full(codes.max(initial=-1) + 2, None, dtype=object)
+    rows = np.flatnonzero((codes >= 0) & ~pd.isna(labels))
+    if len(rows):
+        groups, one, count = _distinct_per_group(codes[rows], labels[rows])
+        held[groups] = np.where(count == 1, one, _CONFLICT)
+    return held
+
+
+def _agreeing_fills(group_held, rows: np.ndarray, guess: np.ndarray) -> np.ndarray:
+    """Which guesses may be written: none that differs from what the record's barcode or BIN group already
+    holds, and none in a group that would receive two different guesses in this pass."""
+    found = ~pd.isna(guess)
+    for codes, held in group_held:
+        theirs = held[codes[rows]]
+        found &= pd.isna(theirs) | (theirs == guess)
+    for codes, _ in group_held:
+        at = np.flatnonzero(found & (codes[rows] >= 0))
+        if len(at):
+            groups, _, count = _distinct_per_group(codes[rows[at]], guess[at])
+            found[at[np.isin(codes[rows[at]], groups[count > 1])]] = False
+    return found
+
+
+def _remember_fills(group_held, rows: np.ndarray, values: np.ndarray) -> None:
+    for codes, held in group_held:
+        at = codes[rows]
+        empty = (at >= 0) & pd.isna(held[at])
+        held[at[empty]] = values[empty]
