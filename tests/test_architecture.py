@@ -185,3 +185,9 @@ def test_the_export_formats_are_the_registrys():
     rule = (REPO / "workflow" / "rules" / "release.smk").read_text()
     for path in (f"results/release/{ROOT}/{CSV_PATH}", f"results/release/{ACCOUNTING}", f"results/release/{MANIFEST}"):
         assert f'"{path}"' in rule, path
+
+
+def test_the_detector_backends_are_the_registrys():
+    from bioscan_rebuild.detect.registry import BACKENDS
+
+    assert _schema_section("images")["detector"]["properties"]["backend"]["enum"] == list(BACKENDS)

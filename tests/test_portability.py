@@ -14,7 +14,7 @@ import pytest
 from conftest import REPO, snakemake_bin
 
 # What a checkout holds that the workflow reads (git-tracked), besides the generated sample.
-CHECKOUT_PARTS = ("Snakefile", "workflow", "config", "profiles")
+CHECKOUT_PARTS = ("Snakefile", "workflow", "config", "profiles", "envs")
 IGNORE = shutil.ignore_patterns("__pycache__", "*.egg-info")
 
 

@@ -1,7 +1,7 @@
 """Placeholder ("novel") species names and barcode stripping, as the BIOSCAN-5M protocol defines them.
 
-``novel_mask(genus, species)`` is True where the species is present and any of these holds (spec
-``splits.md`` section 0; Python ``re`` semantics, searched anywhere in the string):
+``novel_mask(genus, species)`` is True where the species is present and any of these holds (the
+published partitioning protocol, section 0; Python ``re`` semantics, searched anywhere in the string):
 
 1. species matches the Malaise-trap pattern ``MALAISE_RE`` (codes and misspellings);
 2. species starts with a lowercase letter;

@@ -1,0 +1,1 @@
+"""Barcodes (cleaning + QC), BINs and taxonomy curation (taxonomy/), and the workflow's per-rule steps (stage)."""

@@ -1,4 +1,5 @@
-"""BIOSCAN-5M split assignment (spec ``splits.md``), record for record, plus frozen (versioned) rebuilds.
+"""BIOSCAN-5M split assignment (the published partitioning protocol), record for record, plus frozen
+(versioned) rebuilds.
 
 ``assign_splits(df)`` reproduces the published 8-split protocol exactly. Everything except the barcode
 choice inside routine P runs as vectorised numpy on factorized codes (species ranked in code point order,

@@ -11,7 +11,7 @@ table in brackets):
    name above species written all upper-case, or above genus all lower-case, gets a capital first letter
    (``DIPTERA``, ``diptera`` -> ``Diptera``; ``MEGASELIA`` -> ``Megaselia``). Species keep their case, and so
    does a lower-case genus unless the data holds it capitalised (``megaselia`` -> ``Megaselia`` when some
-   record says ``Megaselia``): case is evidence for placeholder names (splits spec rules 2 and 3).
+   record says ``Megaselia``): case is evidence for placeholder names (published split protocol, rules 2 and 3).
 2. Typo / rewording table [``typo_table``]: rank, from, to, reason (rank ``*`` = any; the package ships
    ``metadata/tables/taxonomy_fixes.tsv``), user-extendable; applied to the normalised names.
 3. BINs [``bin_normalise``, ``bin_malformed``]: case, whitespace and a missing ``BOLD:`` prefix fixed

@@ -32,7 +32,7 @@ def normalise_name(value: str | None, rank: str) -> str | None:
     text = " ".join(text.split())
     if text.lower() in MISSING_TOKENS:
         return None
-    # a lower-case genus is evidence of a placeholder (splits spec rule 3): only upper case is fixed there
+    # a lower-case genus is evidence of a placeholder (published split protocol, rule 3): only upper case is fixed there
     if rank != "species" and text.isalpha() and (text.isupper() or (text.islower() and rank != "genus")):
         text = text.capitalize()
     return text
@@ -49,7 +49,7 @@ def normalise_names(cols: dict, log: ChangeLog) -> None:
 
 def _capitalise_known_genera(cols: dict, log: ChangeLog) -> None:
     """A lower-case one-word genus (``megaselia``) is written as the genus the data already knows (``Megaselia``)
-    when there is one; otherwise it stays, as evidence of a placeholder (splits spec rule 3)."""
+    when there is one; otherwise it stays, as evidence of a placeholder (published split protocol, rule 3)."""
     genus = cols["genus"]
     names = pd.Series(pd.unique(genus[~pd.isna(genus)]), dtype=object)
     lower = names[names.str.isalpha() & names.str.islower()]
