@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bioscan_rebuild.core.params import BarcodeParams, ExportOptions, ImageParams, TaxonomyParams
+from bioscan_rebuild.core.params import BarcodeParams, ExportOptions, ImageParams, IngestParams, TaxonomyParams
 from conftest import REPO
 
 PACKAGE = REPO / "workflow" / "bioscan_rebuild"
@@ -149,6 +149,7 @@ def _schema_section(name: str) -> dict:
 
 # config section -> (dataclass, keys of the section that are not the stage's parameters)
 SECTIONS = {
+    "ingest": (IngestParams, set()),
     "images": (ImageParams, {"detector", "contact_sheet_size"}),
     "barcodes": (BarcodeParams, set()),
     "taxonomy": (TaxonomyParams, {"fixes", "corrections"}),

@@ -88,12 +88,32 @@ def shell_words(values):
     return " ".join(shlex.quote(str(value)) for value in values)
 
 
-def stage_params_json(section, drop=()):
+def stage_params_json(section, drop=(), keep=None, **override):
     """One stage's parameter document: its config section (the schema fills the defaults) as JSON,
-    which the stage's dataclass in bioscan_rebuild.core.params parses strictly."""
+    which the stage's dataclass in bioscan_rebuild.core.params parses strictly. `keep`: only the
+    keys a step reads, so that changing another key does not re-run that step's jobs."""
+    values = {**config[section], **override}
     return json.dumps(
-        {key: value for key, value in config[section].items() if key not in drop},
+        {
+            key: value
+            for key, value in values.items()
+            if key not in drop and (keep is None or key in keep)
+        },
         sort_keys=True,
+    )
+
+
+PARSE_PARAMS_JSON = stage_params_json("ingest", keep=("markers", "missing_values"))
+JOIN_PARAMS_JSON = stage_params_json(
+    "ingest", keep=("duplicate_policy", "require_images")
+)
+
+
+def list_params_json(wildcards):
+    return stage_params_json(
+        "ingest",
+        keep=("image_name_pattern",),
+        image_name_pattern=name_pattern_of(wildcards),
     )
 
 

@@ -19,15 +19,12 @@ rule parse_export:
     params:
         cli=CLI,
         outdir=subpath(output.summary, parent=True),
-        markers=shell_words(f"--marker={m}" for m in config["ingest"]["markers"]),
-        missing=shell_words(
-            f"--missing-value={m}" for m in config["ingest"]["missing_values"]
-        ),
+        ingest=PARSE_PARAMS_JSON,
         shards=len(SHARDS),
     shell:
         "{params.cli} ingest parse {input.export:q} --batch {wildcards.batch} "
         "--shards {params.shards} --outdir {params.outdir:q} "
-        "{params.markers} {params.missing} > {log} 2>&1"
+        "--params {params.ingest:q} > {log} 2>&1"
 
 
 rule list_images:
@@ -48,12 +45,12 @@ rule list_images:
     params:
         cli=CLI,
         outdir=subpath(output.summary, parent=True),
-        pattern=name_pattern_of,
+        ingest=list_params_json,
         shards=len(SHARDS),
     shell:
         "{params.cli} ingest list {input.images:q} --batch {wildcards.batch} "
         "--shards {params.shards} --outdir {params.outdir:q} "
-        "--name-pattern {params.pattern:q} > {log} 2>&1"
+        "--params {params.ingest:q} > {log} 2>&1"
 
 
 rule inventory_images:
@@ -95,16 +92,11 @@ rule join_shard:
         cli=CLI,
         outdir=subpath(output.accounting, parent=True),
         batch_order=",".join(BATCHES),
-        policy=config["ingest"]["duplicate_policy"],
-        require_images=(
-            "--require-images"
-            if config["ingest"]["require_images"]
-            else "--no-require-images"
-        ),
+        ingest=JOIN_PARAMS_JSON,
     shell:
         "{params.cli} ingest join --records {input.records:q} --inventory {input.inventory:q} "
         "--batch-order {params.batch_order:q} --outdir {params.outdir:q} "
-        "--duplicate-policy {params.policy} {params.require_images} > {log} 2>&1"
+        "--params {params.ingest:q} > {log} 2>&1"
 
 
 rule ingest_accounting:

@@ -3,23 +3,37 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 from bioscan_rebuild.cli.common import batch_dirs
-from bioscan_rebuild.ingest.bold import DEFAULT_MISSING_VALUES
-from bioscan_rebuild.ingest.inventory import DEFAULT_NAME_PATTERN
+from bioscan_rebuild.core.params import IngestParams
+
+
+def _ingest_params(args) -> IngestParams:
+    """The rule's parameter document (``--params``), with any flag given on the command line on top."""
+    params = IngestParams.from_dict(json.loads(args.params) if args.params else {})
+    flags = {
+        "markers": tuple(args.marker) if getattr(args, "marker", None) else None,
+        "missing_values": tuple(args.missing_value) if getattr(args, "missing_value", None) else None,
+        "image_name_pattern": getattr(args, "name_pattern", None),
+        "duplicate_policy": getattr(args, "duplicate_policy", None),
+        "require_images": getattr(args, "require_images", None),
+    }
+    return dataclasses.replace(params, **{key: value for key, value in flags.items() if value is not None})
 
 
 def cmd_ingest_parse(args) -> int:
     from bioscan_rebuild.ingest.parse import parse_to_shards
 
+    params = _ingest_params(args)
     summary = parse_to_shards(
         args.export,
         args.batch,
         args.shards,
         args.outdir,
-        missing_values=args.missing_value or DEFAULT_MISSING_VALUES,
-        markers=tuple(args.marker) if args.marker else None,
+        missing_values=params.missing_values,
+        markers=params.markers,
     )
     print(json.dumps(summary, sort_keys=True))
     return 0
@@ -28,7 +42,8 @@ def cmd_ingest_parse(args) -> int:
 def cmd_ingest_list(args) -> int:
     from bioscan_rebuild.ingest.inventory import list_to_shards
 
-    summary = list_to_shards(args.image_dir, args.batch, args.shards, args.outdir, args.name_pattern)
+    pattern = _ingest_params(args).image_name_pattern
+    summary = list_to_shards(args.image_dir, args.batch, args.shards, args.outdir, pattern)
     print(json.dumps(summary, sort_keys=True))
     return 0
 
@@ -47,13 +62,14 @@ def cmd_ingest_inventory(args) -> int:
 def cmd_ingest_join(args) -> int:
     from bioscan_rebuild.ingest.join import join_shard_files
 
+    params = _ingest_params(args)
     accounting = join_shard_files(
         args.records,
         args.inventory,
         args.batch_order.split(","),
         args.outdir,
-        duplicate_policy=args.duplicate_policy,
-        require_images=args.require_images,
+        duplicate_policy=params.duplicate_policy,
+        require_images=params.require_images,
     )
     print(json.dumps(accounting, sort_keys=True))
     return 0
@@ -78,26 +94,31 @@ def cmd_ingest_run(args) -> int:
     """The whole ingest stage in one process, for small deliveries and checks outside Snakemake."""
     from bioscan_rebuild.ingest.local import ingest_local
 
+    params = _ingest_params(args)
     _print_totals(
         ingest_local(
             exports=args.export,
             image_dirs=args.images or [],
             outdir=args.outdir,
             shards=args.shards,
-            name_pattern=args.name_pattern,
-            duplicate_policy=args.duplicate_policy,
-            require_images=args.require_images if args.images else False,
+            name_pattern=params.image_name_pattern,
+            duplicate_policy=params.duplicate_policy,
+            require_images=params.require_images if args.images else False,
         )
     )
     return 0
 
 
+def _add_params_option(p):
+    p.add_argument("--params", help="the config's ingest section, JSON (what the rules pass); flags override it")
+
+
 def _add_ingest_options(p):
-    p.add_argument("--duplicate-policy", choices=("reject", "latest"), default="reject")
+    _add_params_option(p)
+    p.add_argument("--duplicate-policy", choices=("reject", "latest"), help="default: reject")
     p.add_argument(
         "--require-images",
         action=argparse.BooleanOptionalAction,
-        default=True,
         help="reject records that have no usable photo (default: yes)",
     )
 
@@ -113,6 +134,7 @@ def register(sub) -> None:
     p.add_argument("--outdir", required=True)
     p.add_argument("--marker", action="append", help="marker to keep (repeatable; default COI-5P)")
     p.add_argument("--missing-value", action="append", help="token read as missing (repeatable)")
+    _add_params_option(p)
     p.set_defaults(func=cmd_ingest_parse)
 
     p = ingest.add_parser("list", help="list an image folder into shards")
@@ -120,7 +142,8 @@ def register(sub) -> None:
     p.add_argument("--batch", required=True)
     p.add_argument("--shards", type=int, required=True)
     p.add_argument("--outdir", required=True)
-    p.add_argument("--name-pattern", default=DEFAULT_NAME_PATTERN)
+    p.add_argument("--name-pattern", help="file name -> processid regex (default: the config schema's)")
+    _add_params_option(p)
     p.set_defaults(func=cmd_ingest_list)
 
     p = ingest.add_parser("inventory", help="hash and inspect the photos of one listing shard")
@@ -152,7 +175,7 @@ def register(sub) -> None:
     p.add_argument("--export", nargs="*", default=[], help="BOLD export files (one batch each)")
     p.add_argument("--images", nargs="*", default=[], help="image folders (one batch each)")
     p.add_argument("--shards", type=int, default=1)
-    p.add_argument("--name-pattern", default=DEFAULT_NAME_PATTERN)
+    p.add_argument("--name-pattern", help="file name -> processid regex (default: the config schema's)")
     p.add_argument("-o", "--outdir", required=True)
     _add_ingest_options(p)
     p.set_defaults(func=cmd_ingest_run)

@@ -36,6 +36,19 @@ class StageParams:
 
 
 @dataclass(frozen=True)
+class IngestParams(StageParams):
+    """``ingest``: which rows and files are read, and how duplicates across deliveries are settled."""
+
+    SECTION = "ingest"
+
+    markers: tuple[str, ...] = ("COI-5P",)
+    missing_values: tuple[str, ...] = ("", "None", "not_classified", "no_data")
+    image_name_pattern: str = r"^(?P<processid>.+?)(?:\.1024px)?\.(?:jpe?g|png|tiff?)$"
+    require_images: bool = True
+    duplicate_policy: str = "reject"
+
+
+@dataclass(frozen=True)
 class ImageParams(StageParams):
     """``images`` (all but ``detector`` and ``contact_sheet_size``): decode limits, crop geometry, JPEGs."""
 

@@ -23,9 +23,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from bioscan_rebuild.core.io import file_sha256
+from bioscan_rebuild.core.params import IngestParams
 from bioscan_rebuild.core.schemas import CONTENT_FIELDS, RECORD_SCHEMA, REJECT_SCHEMA, make_rejects
 
-DEFAULT_MISSING_VALUES = ("", "None", "not_classified", "no_data")
+DEFAULT_MISSING_VALUES = IngestParams().missing_values
+DEFAULT_MARKERS = IngestParams().markers
 BLOCK_BYTES = 32 << 20
 RAW_PREVIEW_CHARS = 2000
 
@@ -210,7 +212,7 @@ def parse_export(
     batch: str,
     *,
     missing_values: tuple[str, ...] = DEFAULT_MISSING_VALUES,
-    markers: tuple[str, ...] | None = ("COI-5P",),
+    markers: tuple[str, ...] | None = DEFAULT_MARKERS,
     source_name: str | None = None,
     block_bytes: int = BLOCK_BYTES,
 ) -> Iterator[tuple[pa.Table, pa.Table, ParseStats]]:

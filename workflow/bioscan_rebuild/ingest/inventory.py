@@ -24,11 +24,12 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from bioscan_rebuild.core.io import write_json, write_table
+from bioscan_rebuild.core.params import IngestParams
 from bioscan_rebuild.core.pilsafe import open_image
 from bioscan_rebuild.core.schemas import make_rejects, shard_name, shard_of
 from bioscan_rebuild.core.store import ImageStore
 
-DEFAULT_NAME_PATTERN = r"^(?P<processid>.+?)(?:\.1024px)?\.(?:jpe?g|png|tiff?)$"
+DEFAULT_NAME_PATTERN = IngestParams().image_name_pattern
 
 LISTING_SCHEMA = pa.schema(
     [

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from bioscan_rebuild.core.io import write_json, write_table
 from bioscan_rebuild.core.schemas import RECORD_SCHEMA, REJECT_SCHEMA, shard_name, shard_of
 from bioscan_rebuild.ingest.accounting import AccountingError
-from bioscan_rebuild.ingest.bold import DEFAULT_MISSING_VALUES, parse_export
+from bioscan_rebuild.ingest.bold import DEFAULT_MARKERS, DEFAULT_MISSING_VALUES, parse_export
 
 # Flush shard buffers once this many rows are held, so memory stays bounded on huge exports.
 FLUSH_ROWS = 400_000
@@ -28,7 +28,7 @@ def parse_to_shards(
     outdir: str | Path,
     *,
     missing_values=DEFAULT_MISSING_VALUES,
-    markers=("COI-5P",),
+    markers=DEFAULT_MARKERS,
     source_name: str | None = None,
 ) -> dict:
     """Parse one export into `outdir/records/shard-NNN.parquet` (all n_shards written, maybe empty),
