@@ -192,3 +192,9 @@ def test_the_detector_backends_are_the_registrys():
     from bioscan_rebuild.detect.registry import BACKENDS
 
     assert _schema_section("images")["detector"]["properties"]["backend"]["enum"] == list(BACKENDS)
+
+
+def test_the_contact_sheet_default_is_the_schemas():
+    from bioscan_rebuild.images.contact_sheet import CONTACT_SHEET_SIZE
+
+    assert _schema_section("images")["contact_sheet_size"]["default"] == CONTACT_SHEET_SIZE

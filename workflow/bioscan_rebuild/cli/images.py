@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from bioscan_rebuild.cli.common import batch_dirs
+from bioscan_rebuild.images.contact_sheet import CONTACT_SHEET_SIZE
 
 
 def _detector_options(args) -> tuple[str, dict]:
@@ -136,7 +137,7 @@ def register(sub) -> None:
     p.add_argument("--outdir", required=True)
     p.add_argument("--image-dir", action="append", default=[], metavar="BATCH=DIR", help="source folders (fallback)")
     p.add_argument("--batch-params", help="per-batch detector parameter overrides, JSON {batch: {...}}")
-    p.add_argument("--contact-sheet-size", type=int, default=120)
+    p.add_argument("--contact-sheet-size", type=int, default=CONTACT_SHEET_SIZE)
     _add_detector_options(p)
     p.set_defaults(func=cmd_images_shard)
 

@@ -20,7 +20,7 @@ from bioscan_rebuild.core.params import ImageParams
 from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, INGESTED_SCHEMA
 from bioscan_rebuild.core.store import ImageStore
 from bioscan_rebuild.detect.registry import make_detector
-from bioscan_rebuild.images.contact_sheet import write_contact_sheet
+from bioscan_rebuild.images.contact_sheet import CONTACT_SHEET_SIZE, write_contact_sheet
 from bioscan_rebuild.images.process import (
     PHOTO_BATCH,
     DerivedStore,
@@ -139,7 +139,7 @@ def run_image_shard(
     batch_params: dict[str, dict] | None = None,
     image_params: ImageParams | None = None,
     image_dirs: dict[str, str] | None = None,
-    contact_sheet_size: int = 120,
+    contact_sheet_size: int = CONTACT_SHEET_SIZE,
 ) -> dict:
     """Process the photos of one shard of ingested records (`records_path`) into `outdir`:
     images.parquet (one row per record with a photo), bbox.tsv, contact_sheet.jpg (at most
