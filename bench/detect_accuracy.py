@@ -21,7 +21,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bioscan_rebuild.detect.evaluate import dev_split, evaluate, load_coco_ground_truth, load_rgb, summarize  # noqa: E402
-from bioscan_rebuild.detect.registry import make_detector  # noqa: E402
+from bioscan_rebuild.detect.registry import BACKENDS, make_detector  # noqa: E402
 
 DEFAULT_DEV = REPO.parent / "shared" / "realdata" / "imgfilter-dev"
 
@@ -92,7 +92,7 @@ def contact_sheet(rows: list[dict], image_dir: Path, out: Path, cols: int = 6, t
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--backend", default="classical", choices=["classical", "yolo", "onnx"])
+    ap.add_argument("--backend", default="classical", choices=list(BACKENDS))
     ap.add_argument("--weights", help="model weights (yolo/onnx)")
     ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="detector keyword (JSON value)")
     ap.add_argument("--subset", default="each", choices=["all", "train", "holdout", "each"])

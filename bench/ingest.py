@@ -28,7 +28,7 @@ if step == "baseline":
     info = {{"rows": len(frame)}}
 elif step == "ingest":
     from bioscan_rebuild.ingest.local import ingest_local
-    summary = ingest_local([args["export"]], [], args["out"], shards=args["shards"], require_images=False)
+    summary = ingest_local([args["export"]], [], args["out"], shards=args["shards"])
     info = {{k: summary[k] for k in ("inputs", "kept", "rejected")}}
 elif step == "parse":
     from bioscan_rebuild.ingest.parse import parse_to_shards

@@ -26,7 +26,7 @@ if _MISSING:
         pytest.fail(_REASON + " (CI=true: failing instead of skipping)", pytrace=False)
     pytest.skip(_REASON, allow_module_level=True)
 
-from bioscan_rebuild.cli import build_parser  # noqa: E402
+from bioscan_rebuild.cli.main import build_parser  # noqa: E402
 from bioscan_rebuild.core.io import file_sha256  # noqa: E402
 from bioscan_rebuild.detect.base import DETECTOR_STATUSES, Detection  # noqa: E402
 from bioscan_rebuild.detect.evaluate import dev_split, iou  # noqa: E402

@@ -115,7 +115,7 @@ def test_detect_command_reports_boxes_in_source_pixels(tmp_path, monkeypatch, re
 
 
 def test_detect_command_with_the_classical_detector_on_real_photos(realdata, tmp_path):
-    from bioscan_rebuild.cli import main
+    from bioscan_rebuild.cli.main import main
 
     folder = realdata / "Bioscan-ImgFilter/dataset/filtered_imgs/valid"
     assert main(["detect", str(folder), str(tmp_path / "out.csv"), "--crop", str(tmp_path / "crops")]) == 0

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -47,45 +48,61 @@ def test_a_moved_checkout_has_nothing_to_do(sample_dir, tmp_path):
 
 
 def test_an_installed_wheel_runs_metadata_with_the_shipped_tables(realdata, tmp_path):
+    """A wheel installed into a new venv (not editable), its console script run outside the checkout.
+
+    The venv borrows the project's dependencies by a path file, so that nothing is downloaded; that path file
+    is written after the install, and site-packages' own path files (the editable install) are not read there."""
     export = realdata / "ropensci-bold" / "extracted" / "coelioxys_combined.tsv"
-    # Build from a copy: setuptools writes build/ into the source tree.
-    source = tmp_path / "source"
+    source = tmp_path / "source"  # build from a copy: setuptools writes build/ into the source tree
     shutil.copytree(REPO / "workflow" / "bioscan_rebuild", source / "workflow" / "bioscan_rebuild", ignore=IGNORE)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, source / name)
-    site = tmp_path / "site"
-    install = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index"]
-        + ["--target", str(site), str(source)],
-        capture_output=True,
-        text=True,
-    )
-    assert install.returncode == 0, install.stderr[-3000:]
+    wheels = tmp_path / "wheels"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "wheel", "--quiet", "--no-deps"]
+    built = subprocess.run(pip + ["--no-build-isolation", "--no-index", "-w", str(wheels), str(source)], **CAPTURE)
+    assert built.returncode == 0, built.stderr[-3000:]
     shutil.rmtree(source)  # the installed copy must stand alone
 
-    def run(pythonpath: Path, outdir: Path) -> subprocess.CompletedProcess:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, **CAPTURE)
+    wheel = next(wheels.glob("bioscan_rebuild-*.whl"))
+    install = subprocess.run([venv / "bin" / "pip", "install", "--quiet", "--no-deps", "--no-index", wheel], **CAPTURE)
+    assert install.returncode == 0, install.stderr[-3000:]
+    site = Path(
+        subprocess.run(
+            [venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            **CAPTURE,
+        ).stdout.strip()
+    )
+    (site / "project-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+
+    env = {"PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}", "HOME": str(tmp_path)}
+    where = subprocess.run(
+        [venv / "bin" / "python", "-c", WHERE], cwd=tmp_path, env=env, check=True, **CAPTURE
+    ).stdout.split()
+    assert all(Path(path).is_relative_to(site) and Path(path).exists() for path in where), where
+
+    installed, checkout = tmp_path / "installed", tmp_path / "checkout"
+    for outdir, command in ((installed, [venv / "bin" / "bioscan-rebuild"]), (checkout, CHECKOUT_COMMAND)):
         outdir.mkdir()
-        env = {"PYTHONPATH": str(pythonpath), "PATH": os.environ.get("PATH", "")}
-        code = (
-            "import sys, bioscan_rebuild\n"
-            "from bioscan_rebuild.metadata.taxonomy.tables import shipped_table\n"
-            "print(bioscan_rebuild.__file__); print(shipped_table('taxonomy_fixes.tsv'))\n"
-            "from bioscan_rebuild.cli import main\n"
-            "sys.exit(main(sys.argv[1:]))\n"
-        )
-        args = ["metadata", str(export), "-o", str(outdir / "meta.csv")]
+        run_env = env if outdir == installed else {**env, "PYTHONPATH": str(REPO / "workflow")}
         result = subprocess.run(
-            [sys.executable, "-c", code, *args], cwd=outdir, env=env, capture_output=True, text=True
+            [*command, "metadata", str(export), "-o", str(outdir / "meta.csv")], cwd=outdir, env=run_env, **CAPTURE
         )
         assert result.returncode == 0, result.stderr[-3000:]
-        return result
-
-    installed = run(site, tmp_path / "installed")
-    package_file, fixes = installed.stdout.splitlines()[:2]
-    assert Path(package_file).is_relative_to(site) and Path(fixes).is_relative_to(site) and Path(fixes).is_file()
-    checkout = run(REPO / "workflow", tmp_path / "checkout")
-    assert Path(checkout.stdout.splitlines()[0]).is_relative_to(REPO)
-    written = sorted(p.name for p in (tmp_path / "checkout").iterdir())
+    written = sorted(p.name for p in checkout.iterdir())
     assert "meta.csv" in written and "meta.changes.csv" in written
     for name in written:
-        assert (tmp_path / "installed" / name).read_bytes() == (tmp_path / "checkout" / name).read_bytes(), name
+        assert (installed / name).read_bytes() == (checkout / name).read_bytes(), name
+
+
+CAPTURE = {"capture_output": True, "text": True}
+CHECKOUT_COMMAND = [sys.executable, "-m", "bioscan_rebuild"]
+# The package, its shipped tables and the SHACL shapes, as the installed package finds them.
+WHERE = """
+import bioscan_rebuild
+from bioscan_rebuild.export.formats.jsonld import DEFAULT_SHAPES
+from bioscan_rebuild.metadata.taxonomy.tables import shipped_table
+print(bioscan_rebuild.__file__, shipped_table("taxonomy_fixes.tsv"), shipped_table("corrections.tsv"), DEFAULT_SHAPES)
+"""

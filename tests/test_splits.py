@@ -411,7 +411,7 @@ def test_split_csv_refills_chunk_and_keeps_na_processids_in_the_freeze(tmp_path)
 
 def test_split_command_with_freeze(tmp_path, capsys):
     _toy_csv(tmp_path / "in.csv")
-    from bioscan_rebuild.cli import build_parser
+    from bioscan_rebuild.cli.main import build_parser
 
     parser = build_parser()  # the real `bioscan-rebuild split` arguments
     args = parser.parse_args(["split", str(tmp_path / "in.csv"), str(tmp_path / "v1.csv")])

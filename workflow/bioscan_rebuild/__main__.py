@@ -1,5 +1,5 @@
 import sys
 
-from bioscan_rebuild.cli import main
+from bioscan_rebuild.cli.main import main
 
 sys.exit(main())

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from bioscan_rebuild.cli.common import batch_dirs
+from bioscan_rebuild.detect.registry import BACKENDS
 from bioscan_rebuild.images.contact_sheet import CONTACT_SHEET_SIZE
 
 
@@ -23,7 +24,7 @@ def _detector_options(args) -> tuple[str, dict]:
 
 
 def _add_detector_options(p) -> None:
-    p.add_argument("--backend", choices=("classical", "yolo", "onnx"), default="classical")
+    p.add_argument("--backend", choices=tuple(BACKENDS), default="classical")
     p.add_argument("--weights", help="model file for the yolo (.pt) or onnx (.onnx) backend")
     p.add_argument("--detector-params", help="backend parameters as a JSON object")
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="one backend parameter (JSON value)")

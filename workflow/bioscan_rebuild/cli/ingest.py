@@ -94,16 +94,13 @@ def cmd_ingest_run(args) -> int:
     """The whole ingest stage in one process, for small deliveries and checks outside Snakemake."""
     from bioscan_rebuild.ingest.local import ingest_local
 
-    params = _ingest_params(args)
     _print_totals(
         ingest_local(
             exports=args.export,
             image_dirs=args.images or [],
             outdir=args.outdir,
             shards=args.shards,
-            name_pattern=params.image_name_pattern,
-            duplicate_policy=params.duplicate_policy,
-            require_images=params.require_images if args.images else False,
+            params=_ingest_params(args),
         )
     )
     return 0

@@ -16,6 +16,8 @@ BACKENDS = {  # name -> (module, class)
     "yolo": ("bioscan_rebuild.detect.yolo.backends", "YoloDetector"),
     "onnx": ("bioscan_rebuild.detect.yolo.backends", "OnnxDetector"),
 }
+# Backends that return the organism mask; the others give a box only.
+GIVES_MASK = frozenset({"classical"})
 
 
 def make_detector(backend: str = "classical", **params) -> Detector:
@@ -24,3 +26,9 @@ def make_detector(backend: str = "classical", **params) -> Detector:
         raise ValueError(f"unknown detector backend {backend!r} ({', '.join(BACKENDS)})")
     module, name = BACKENDS[backend]
     return getattr(importlib.import_module(module), name)(**params)
+
+
+def make_segmenter(backend: str, params: dict | None = None) -> Detector | None:
+    """For a box-only backend, the classical segmenter that counts the organism's pixels inside its box
+    (``image_measurement_value``); None when the backend gives the mask itself."""
+    return None if backend in GIVES_MASK else make_detector("classical", **(params or {}))

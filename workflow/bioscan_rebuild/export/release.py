@@ -15,8 +15,8 @@ from pathlib import Path
 
 from bioscan_rebuild.core.io import file_sha256
 from bioscan_rebuild.core.params import ExportOptions
-from bioscan_rebuild.export.formats import FORMATS, select
 from bioscan_rebuild.export.formats.base import ExportContext
+from bioscan_rebuild.export.formats.registry import FORMATS, select
 from bioscan_rebuild.export.layout import ACCOUNTING, MANIFEST, ROOT, ZIP_DIR
 from bioscan_rebuild.export.side_files import write_side_files
 from bioscan_rebuild.export.spool import spool_shards

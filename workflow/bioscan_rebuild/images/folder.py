@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from bioscan_rebuild.core.params import ImageParams
-from bioscan_rebuild.detect.registry import make_detector
+from bioscan_rebuild.detect.registry import make_detector, make_segmenter
 from bioscan_rebuild.images.process import PHOTO_BATCH, keep_freed_memory, process_photos
 
 
@@ -23,11 +23,7 @@ def detect_folder(
     params = image_params or ImageParams()
     keep_freed_memory()
     detector = make_detector(backend, **(detector_params or {}))
-    segmenter = None
-    if backend != "classical":
-        from bioscan_rebuild.detect.classical import ClassicalDetector
-
-        segmenter = ClassicalDetector()
+    segmenter = make_segmenter(backend)
     image_dir = Path(image_dir)
     files = sorted(p for p in image_dir.rglob("*") if p.is_file())
     counts = Counter()

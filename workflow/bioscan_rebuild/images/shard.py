@@ -19,7 +19,7 @@ from bioscan_rebuild.core.io import write_json, write_table
 from bioscan_rebuild.core.params import ImageParams
 from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, INGESTED_SCHEMA
 from bioscan_rebuild.core.store import ImageStore
-from bioscan_rebuild.detect.registry import make_detector
+from bioscan_rebuild.detect.registry import make_detector, make_segmenter
 from bioscan_rebuild.images.contact_sheet import CONTACT_SHEET_SIZE, write_contact_sheet
 from bioscan_rebuild.images.process import (
     PHOTO_BATCH,
@@ -154,11 +154,7 @@ def run_image_shard(
     batches = sorted({r["image_batch"] for r in records if r["image_batch"]})
     detectors, default = build_detectors(backend, detector_params or {}, batch_params or {}, batches)
     store = ImageStore(store_root, mode="copy")
-    segmenter = None
-    if backend != "classical":  # box-only backends: count organism pixels with the classical segmenter
-        from bioscan_rebuild.detect.classical import ClassicalDetector
-
-        segmenter = ClassicalDetector(**(detector_params or {}).get("segmenter_params", {}))
+    segmenter = make_segmenter(backend, (detector_params or {}).get("segmenter_params"))
 
     results: dict[tuple[int, str], PhotoResult] = {}
     reused = processed = 0

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bioscan_rebuild.core.io import write_json, write_table
+from bioscan_rebuild.core.params import IngestParams
 from bioscan_rebuild.core.schemas import (
     IMAGE_COLUMNS,
     INGESTED_SCHEMA,
@@ -77,8 +78,8 @@ def join_shard(
     inventory_tables: list[pa.Table],
     batch_order: list[str],
     *,
-    duplicate_policy: str = "reject",
-    require_images: bool = True,
+    duplicate_policy: str = IngestParams.duplicate_policy,
+    require_images: bool = IngestParams.require_images,
 ) -> tuple[pa.Table, pa.Table, dict]:
     """Resolve duplicates and join records to images within one shard.
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bioscan_rebuild.core.params import IngestParams
 from bioscan_rebuild.core.schemas import shard_name
 from bioscan_rebuild.ingest.accounting import write_accounting
-from bioscan_rebuild.ingest.inventory import DEFAULT_NAME_PATTERN, inventory_shard, list_to_shards
+from bioscan_rebuild.ingest.inventory import inventory_shard, list_to_shards
 from bioscan_rebuild.ingest.join import join_shard_files
 from bioscan_rebuild.ingest.parse import parse_to_shards
 
@@ -17,9 +18,7 @@ def ingest_local(
     outdir,
     *,
     shards: int = 1,
-    name_pattern: str | None = None,
-    duplicate_policy: str = "reject",
-    require_images: bool = True,
+    params: IngestParams | None = None,
     store=None,
 ) -> dict:
     """Run every ingest step in this process with the step functions the workflow's rules call,
@@ -28,18 +27,27 @@ def ingest_local(
     Each export and each image folder is its own batch (`export-1`, `images-1`, ...), oldest
     first. Writes `outdir/shards/shard-NNN/records.parquet`, `outdir/accounting.json` and
     `outdir/rejects.parquet`; returns the accounting summary. `store` (an ImageStore) receives
-    the usable originals, as in the workflow.
+    the usable originals, as in the workflow. With no image folders, records need no photo.
     """
+    params = params or IngestParams()
+    require_images = params.require_images and bool(image_dirs)
     outdir = Path(outdir)
     shard_names = [shard_name(s) for s in range(shards)]
     export_batches = [f"export-{i}" for i in range(1, len(exports) + 1)]
     image_batches = {f"images-{i}": image_dir for i, image_dir in enumerate(image_dirs, 1)}
 
     for batch, export in zip(export_batches, exports):
-        parse_to_shards(export, batch, shards, outdir / "exports" / batch)
+        parse_to_shards(
+            export,
+            batch,
+            shards,
+            outdir / "exports" / batch,
+            missing_values=params.missing_values,
+            markers=params.markers,
+        )
     for batch, image_dir in image_batches.items():
         batch_dir = outdir / "images" / batch
-        list_to_shards(image_dir, batch, shards, batch_dir, name_pattern or DEFAULT_NAME_PATTERN)
+        list_to_shards(image_dir, batch, shards, batch_dir, params.image_name_pattern)
         for shard in shard_names:
             inventory_shard(
                 batch_dir / "listing" / f"{shard}.parquet",
@@ -53,7 +61,7 @@ def ingest_local(
             [outdir / "images" / batch / "inventory" / f"{shard}.parquet" for batch in image_batches],
             [*export_batches, *image_batches],
             outdir / "shards" / shard,
-            duplicate_policy=duplicate_policy,
+            duplicate_policy=params.duplicate_policy,
             require_images=require_images,
         )
     return write_accounting(

@@ -30,7 +30,7 @@ def metadata_local(
     """
     outdir = Path(outdir)
     shard_names = [shard_name(s) for s in range(shards)]
-    ingest = ingest_local(list(exports), [], outdir / "ingest", shards=shards, require_images=False)
+    ingest = ingest_local(list(exports), [], outdir / "ingest", shards=shards)
     records = [outdir / "ingest" / "shards" / shard / "records.parquet" for shard in shard_names]
     barcodes = [outdir / "metadata" / "barcodes" / f"{shard}.parquet" for shard in shard_names]
     for records_path, barcodes_path in zip(records, barcodes):

@@ -1,0 +1,30 @@
+"""`bioscan-rebuild`: one command, a subcommand per stage; each works outside Snakemake too.
+
+One module per command group (``cli/{synth,ingest,images,metadata,splits,release}.py``): each parses its
+arguments and calls its stage, nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bioscan_rebuild.cli import images, ingest, metadata, release, splits, synth
+
+GROUPS = (synth, ingest, images, metadata, splits, release)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bioscan-rebuild", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for group in GROUPS:
+        group.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
