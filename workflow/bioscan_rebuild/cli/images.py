@@ -76,47 +76,30 @@ def cmd_images_summary(args) -> int:
 
 
 def cmd_train_detector(args) -> int:
-    from bioscan_rebuild.detect.yolo.dataset import prepare_yolo_dataset
-    from bioscan_rebuild.detect.yolo.offline import configure_offline
+    from bioscan_rebuild.detect.yolo.train import prepare_and_train
     from bioscan_rebuild.synth.photos import draw_well_photo
 
     if args.dev_dir is None and not args.no_real:
         raise SystemExit("train-detector: --dev-dir is required unless --no-real")
-    coco = args.dev_dir / "coco_annotations.json" if args.dev_dir else None
-    configure_offline()
-    dataset_dir = args.out if args.prepare_only else args.out / "dataset"
-    data_yaml = prepare_yolo_dataset(
-        dataset_dir,
-        coco_path=None if args.no_real else coco,
-        image_dir=None if args.no_real else args.dev_dir,
-        n_generated=args.generated,
+    summary = prepare_and_train(
+        args.out,
+        args.dev_dir,
+        draw_photo=draw_well_photo,
+        real=not args.no_real,
+        prepare_only=args.prepare_only,
+        generated=args.generated,
         seed=args.seed,
         include_holdout=args.include_holdout,
-        real=not args.no_real,
         real_repeat=args.real_repeat,
-        draw_photo=draw_well_photo,
-    )
-    if args.prepare_only:
-        print(json.dumps(json.loads((dataset_dir / "manifest.json").read_text()), indent=2))
-        return 0
-    from bioscan_rebuild.detect.yolo.train import DEFAULT_MODEL_YAML, train_detector
-
-    scored = not (args.no_eval or args.include_holdout or coco is None or not coco.is_file())
-    report = train_detector(
-        data_yaml,
-        args.out,
         epochs=args.epochs,
         imgsz=args.imgsz,
-        model_yaml=args.model or DEFAULT_MODEL_YAML,
-        device=args.device,
-        seed=args.seed,
         batch=args.batch,
-        eval_dev_dir=args.dev_dir if scored else None,
+        model=args.model,
+        device=args.device,
         workers=args.workers,
+        score=not args.no_eval,
         verbose=args.verbose,
     )
-    summary = {k: report[k] for k in ("weights", "onnx", "train_seconds", "final_val_metrics")}
-    summary["holdout_eval"] = report.get("holdout_eval")
     print(json.dumps(summary, indent=2))
     return 0
 

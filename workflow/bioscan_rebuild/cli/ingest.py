@@ -8,6 +8,7 @@ import json
 
 from bioscan_rebuild.cli.common import batch_dirs
 from bioscan_rebuild.core.params import IngestParams
+from bioscan_rebuild.core.store import MODES
 
 
 def _ingest_params(args) -> IngestParams:
@@ -147,7 +148,7 @@ def register(sub) -> None:
     p.add_argument("listing")
     p.add_argument("--image-dir", action="append", default=[], metavar="BATCH=DIR", required=True)
     p.add_argument("--store", help="content-addressed store root (originals are put there)")
-    p.add_argument("--store-mode", choices=("link", "copy", "none"), default="link")
+    p.add_argument("--store-mode", choices=MODES, default="link")
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=cmd_ingest_inventory)
 

@@ -67,9 +67,8 @@ LABELLED_SPLITS = ("train", "val", "test", "key_unseen", "val_unseen", "test_uns
 
 # The four image packages, in the published order.
 IMAGE_PACKAGES = ("original_full", "cropped", "original_256", "cropped_256")
-# Image-stage statuses: a photo with one of the first three was cropped and can be released.
+# Image-stage statuses of a photo that was cropped and can be released (README: the full list).
 USABLE_IMAGE_STATUSES = ("ok", "touches_edge", "multiple_candidates")
-IMAGE_STATUSES = (*USABLE_IMAGE_STATUSES, "no_object", "empty_file", "undecodable", "too_small", "too_large")
 
 # The 23 columns of the published metadata CSV, in order.
 RELEASE_COLUMNS = (

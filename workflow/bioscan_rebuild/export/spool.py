@@ -1,6 +1,6 @@
 """The release spool: every released row once, per split, that each format then streams (pass 2).
 
-The released records are those with a split (``splits.split_tables`` leaves out photos without a specimen).
+The released records are those with a split (``splits.stage.split_tables`` leaves out photos without a specimen).
 ``index_bioscan_1M_insect`` is empty: the pipeline has no BIOSCAN-1M mapping as input.
 
 Pass 1 reads one shard at a time, builds its 23-column rows (+ image hashes, :data:`SPOOL_SCHEMA`) and writes

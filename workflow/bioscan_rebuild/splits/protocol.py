@@ -1,11 +1,12 @@
-"""BIOSCAN-5M split assignment (the published partitioning protocol), record for record, plus frozen
-(versioned) rebuilds.
+"""BIOSCAN-5M split assignment (the partitioning protocol published with the dataset, Gharaee et al., NeurIPS
+2024), record for record, plus frozen (versioned) rebuilds.
 
 ``assign_splits(df)`` reproduces the published 8-split protocol exactly. Everything except the barcode
-choice inside routine P runs as vectorised numpy on factorized codes (species ranked in code point order,
-barcodes = ``strip`` values); the per-species loop of P runs only for species that can receive records, on
-plain lists, with ties between equal barcode sizes ordered by ``np.argsort(kind="quicksort")`` on the
-int64 sizes (what ``Series.sort_values()`` calls) and the random draws of the spec.
+choice inside routine P (the protocol's barcode draw, :func:`choose_barcodes`) runs as vectorised numpy on
+factorized codes (species ranked in code point order, barcodes = ``strip`` values); the per-species loop of P
+runs only for species that can receive records, on plain lists, with ties between equal barcode sizes ordered
+by ``np.argsort(kind="quicksort")`` on the int64 sizes (what ``Series.sort_values()`` calls) and the
+protocol's seeded random draws.
 
 Frozen rebuilds (``freeze`` = the ``split`` column of a previous release, indexed by processid). Records in
 ``freeze`` are "old", the others "new". The protocol runs on the new records only (all counts, targets,
@@ -102,7 +103,7 @@ VAL_UNSEEN_P = PartitionParams(
 def choose_barcodes(sizes: list[int], n: int, p: PartitionParams, rng: np.random.Generator) -> list[int]:
     """Routine P for one species: positions (into ``sizes``) of the barcodes it keeps, in pick order.
 
-    ``sizes`` = rows per barcode, already in the order of spec step 2 (ascending, quicksort ties). Because
+    ``sizes`` = rows per barcode, already in the order of the protocol's step 2 (ascending, quicksort ties). Because
     ``sizes`` stays sorted and ``cs`` (its running sum) strictly increasing, the options are the slice
     ``[lo_opt, hi_opt)`` found by bisection; ``cs`` after a deletion is the running sum of what is left.
     """

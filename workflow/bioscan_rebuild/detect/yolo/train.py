@@ -12,7 +12,8 @@ from pathlib import Path
 from bioscan_rebuild.core.io import file_sha256
 from bioscan_rebuild.detect.evaluate import dev_split, evaluate, load_coco_ground_truth
 from bioscan_rebuild.detect.yolo.backends import SEPARATE_MAX_OVERLAP, OnnxDetector, YoloDetector
-from bioscan_rebuild.detect.yolo.offline import import_ultralytics, versions
+from bioscan_rebuild.detect.yolo.dataset import prepare_yolo_dataset
+from bioscan_rebuild.detect.yolo.offline import configure_offline, import_ultralytics, versions
 
 DEFAULT_MODEL_YAML = "yolo11n.yaml"
 
@@ -148,3 +149,63 @@ def evaluate_holdout(
     for name, detector in detectors.items():
         result[name] = evaluate(detector, truths, dev_dir)["summary"]
     return result
+
+
+def prepare_and_train(
+    out: Path,
+    dev_dir: Path | None,
+    *,
+    draw_photo,
+    real: bool = True,
+    prepare_only: bool = False,
+    generated: int = 400,
+    seed: int = 0,
+    include_holdout: bool = False,
+    real_repeat: int = 2,
+    epochs: int = 50,
+    imgsz: int = 320,
+    batch: int = 16,
+    model: str | None = None,
+    device: str | None = None,
+    workers: int = 1,
+    score: bool = True,
+    verbose: bool = False,
+) -> dict:
+    """`bioscan-rebuild train-detector`: the dataset (the train half of the real dev set ``dev_dir`` unless
+    ``real`` is False, plus ``generated`` photos from ``draw_photo``), then training, the ONNX export and the
+    score on the dev set's holdout half. With ``prepare_only`` the dataset goes to ``out`` itself and its
+    manifest is returned."""
+    configure_offline()
+    coco = dev_dir / "coco_annotations.json" if dev_dir else None
+    dataset_dir = out if prepare_only else out / "dataset"
+    data_yaml = prepare_yolo_dataset(
+        dataset_dir,
+        coco_path=coco if real else None,
+        image_dir=dev_dir if real else None,
+        n_generated=generated,
+        seed=seed,
+        include_holdout=include_holdout,
+        real=real,
+        real_repeat=real_repeat,
+        draw_photo=draw_photo,
+    )
+    if prepare_only:
+        return json.loads((dataset_dir / "manifest.json").read_text())
+    # the holdout half can be scored only when it exists and was not trained on
+    scored = score and not include_holdout and coco is not None and coco.is_file()
+    report = train_detector(
+        data_yaml,
+        out,
+        epochs=epochs,
+        imgsz=imgsz,
+        model_yaml=model or DEFAULT_MODEL_YAML,
+        device=device,
+        seed=seed,
+        batch=batch,
+        eval_dev_dir=dev_dir if scored else None,
+        workers=workers,
+        verbose=verbose,
+    )
+    summary = {k: report[k] for k in ("weights", "onnx", "train_seconds", "final_val_metrics")}
+    summary["holdout_eval"] = report.get("holdout_eval")
+    return summary
