@@ -54,6 +54,8 @@ def spot_check(workdir: Path, sample: int = 500) -> dict:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
+    from bioscan_rebuild.export.layout import CSV_PATH
+
     csv_root = workdir / "release-csv-parquet" / "bioscan5m" / "metadata"
     fields = ["processid", "family", "genus", "dna_bin", "split", "dna_barcode"]
 
@@ -68,7 +70,7 @@ def spot_check(workdir: Path, sample: int = 500) -> dict:
 
     picked, seen = {}, 0
     options = pacsv.ConvertOptions(include_columns=fields, strings_can_be_null=True)
-    with pacsv.open_csv(csv_root / "csv" / "BIOSCAN_5M_Insect_Dataset_metadata.csv", convert_options=options) as reader:
+    with pacsv.open_csv(csv_root.parent / CSV_PATH, convert_options=options) as reader:
         for batch in reader:
             step = max(1, 5_150_850 // sample)
             for row in batch.to_pylist():

@@ -51,10 +51,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--shards", type=int, default=50)
-    parser.add_argument("--layout", default="bcdm2024", choices=("v4", "bcdm2023", "bcdm2024"))
-    args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
-    from bioscan_rebuild.synth.exports import generate_export
+    from bioscan_rebuild.synth.exports import LAYOUT_COLUMNS, generate_export
+
+    parser.add_argument("--layout", default="bcdm2024", choices=tuple(LAYOUT_COLUMNS))
+    args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         export = Path(tmp) / "export.tsv"

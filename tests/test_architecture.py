@@ -189,6 +189,7 @@ def test_the_export_formats_are_the_registrys():
 
     formats = _schema_section("export")["formats"]
     assert formats["items"]["enum"] == list(FORMATS) and formats["default"] == list(FORMATS)
+    assert yaml.safe_load((REPO / "config" / "config.yaml").read_text())["export"]["formats"] == list(FORMATS)
     rule = (REPO / "workflow" / "rules" / "release.smk").read_text()
     for path in (f"results/release/{ROOT}/{CSV_PATH}", f"results/release/{ACCOUNTING}", f"results/release/{MANIFEST}"):
         assert f'"{path}"' in rule, path
@@ -204,3 +205,9 @@ def test_the_contact_sheet_default_is_the_schemas():
     from bioscan_rebuild.images.contact_sheet import CONTACT_SHEET_SIZE
 
     assert _schema_section("images")["contact_sheet_size"]["default"] == CONTACT_SHEET_SIZE
+
+
+def test_the_image_packages_are_the_schemas():
+    from bioscan_rebuild.core.schemas import IMAGE_PACKAGES
+
+    assert _schema_section("export")["image_package"]["enum"] == list(IMAGE_PACKAGES)

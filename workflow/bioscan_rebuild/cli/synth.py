@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bioscan_rebuild.synth.exports import LAYOUT_COLUMNS
+
 
 def cmd_sample(args) -> int:
     from bioscan_rebuild.synth.exports import generate_export, generate_sample
@@ -23,7 +25,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-images", action="store_true", help="metadata only")
     p.add_argument("--export-only", action="store_true", help="write one BOLD export file, for benchmarks")
-    p.add_argument("--layout", choices=("v4", "bcdm2023", "bcdm2024"), default="bcdm2024")
+    p.add_argument("--layout", choices=tuple(LAYOUT_COLUMNS), default="bcdm2024")
     p.add_argument(
         "--species-share",
         type=float,

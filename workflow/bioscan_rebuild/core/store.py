@@ -47,6 +47,13 @@ class ImageStore:
         """One image package (``original_256``, ``cropped``...) of a photo, made under parameter key ``key``."""
         return self.derived_path(key, sha256, f"{package}.jpg")
 
+    def package_path(self, key: str, sha256: str, package: str, original_full_is_source: bool = False) -> Path:
+        """Where a photo's image package is: a source JPEG that already is ``original_full`` (1024x768) is not
+        stored twice, so that package is the original itself."""
+        if package == "original_full" and original_full_is_source:
+            return self.original_path(sha256, "jpeg")
+        return self.derived_image_path(key, sha256, package)
+
     def derived_result_path(self, key: str, sha256: str) -> Path:
         """The image stage's JSON result for a photo under parameter key ``key``."""
         return self.derived_path(key, sha256, "json")

@@ -157,11 +157,7 @@ def derived_image_path(store_root: Path, row: dict, package: str) -> Path | None
     sha, key = row.get("image_sha256"), row.get("params_key")
     if not sha or not key or not row.get(f"sha256_{package}"):
         return None
-    store = ImageStore(store_root)
-    if package == "original_full" and row.get("original_full_is_source"):
-        path = store.original_path(sha, "jpeg")  # the source JPEG itself
-    else:
-        path = store.derived_image_path(key, sha, package)
+    path = ImageStore(store_root).package_path(key, sha, package, bool(row.get("original_full_is_source")))
     if not path.exists():
         raise MissingImageError(
             f"{row.get('processid')}: {package} is not in the store at {path} "

@@ -11,7 +11,6 @@ import numpy as np
 import pyarrow as pa
 
 from bioscan_rebuild.core.store import ImageStore
-from bioscan_rebuild.images.process import DerivedStore
 
 CONTACT_SHEET_SIZE = 120  # photos per sheet; the config schema's images.contact_sheet_size default
 
@@ -19,10 +18,7 @@ CONTACT_SHEET_SIZE = 120  # photos per sheet; the config schema's images.contact
 def _thumbnail(store: ImageStore, row: dict, size=(256, 192)) -> np.ndarray:
     tile = np.full((size[1] + 18, size[0], 3), 255, np.uint8)
     sha = row["image_sha256"]
-    derived = DerivedStore(store, row["params_key"])
-    path = (
-        store.original_path(sha, "jpeg") if row["original_full_is_source"] else derived.image_path(sha, "original_full")
-    )
+    path = store.package_path(row["params_key"], sha, "original_full", bool(row["original_full_is_source"]))
     image = cv2.imread(str(path)) if path.exists() else None
     if image is not None:
         scale = min(size[0] / image.shape[1], size[1] / image.shape[0])
