@@ -10,6 +10,7 @@ Corrupt photos must get a clear status instead, so the image code opens files th
 from __future__ import annotations
 
 import io
+import re
 import sys
 
 import numpy as np
@@ -43,3 +44,13 @@ def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
         progressive=False,
     )
     return buf.getvalue()
+
+
+# A decoder's message may name the in-memory buffer it read ("<_io.BytesIO object at 0x7f...>"): an address
+# that differs run to run, which would make reject tables, and every file that hashes them, irreproducible.
+_OBJECT_REPR = re.compile(r"\s*<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
+def error_detail(error: BaseException, prefix: str = "", limit: int = 300) -> str:
+    """A decoder error as a reproducible reject detail: without object reprs, cut to ``limit`` characters."""
+    return f"{prefix}{_OBJECT_REPR.sub('', str(error))}"[:limit]

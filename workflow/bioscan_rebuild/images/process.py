@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
 from bioscan_rebuild.core.params import ImageParams
-from bioscan_rebuild.core.pilsafe import open_image
+from bioscan_rebuild.core.pilsafe import error_detail, open_image
 from bioscan_rebuild.core.store import ImageStore, params_key
 from bioscan_rebuild.images.geometry import (
     apply_crop,
@@ -152,7 +152,7 @@ def decode_photo(data: bytes, params: ImageParams) -> Decoded:
                     image = ImageOps.exif_transpose(image)
                 rgb = _to_rgb8(image)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        return Decoded("undecodable", f"{type(error).__name__}: {error}"[:300])
+        return Decoded("undecodable", error_detail(error, f"{type(error).__name__}: "))
     finally:
         Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
     if (rgb.shape[1], rgb.shape[0]) != target:

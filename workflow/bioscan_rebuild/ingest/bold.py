@@ -122,7 +122,8 @@ class ParseStats:
 
 
 def _split_lines(path: Path, block_bytes: int) -> Iterator[tuple[int, list[bytes]]]:
-    """Yield (line number of the first line, lines) in blocks; lines keep any trailing CR."""
+    """Yield (line number of the first line, lines) in blocks. Every line ending counts: LF, CRLF and a lone CR
+    (old Mac exports, which would otherwise read as one header line and lose every row)."""
     line_no = 1
     tail = b""
     with open(path, "rb") as handle:
@@ -131,16 +132,24 @@ def _split_lines(path: Path, block_bytes: int) -> Iterator[tuple[int, list[bytes
             if not block:
                 break
             block = tail + block
+            # a CR at the end may be the first half of a CRLF that the next block completes
+            held = block.endswith(b"\r")
+            block = block[:-1] if held else block
+            block = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             cut = block.rfind(b"\n")
             if cut < 0:
-                tail = block
+                tail = block + (b"\r" if held else b"")
                 continue
-            tail = block[cut + 1 :]
+            tail = block[cut + 1 :] + (b"\r" if held else b"")
             lines = block[:cut].split(b"\n")
             yield line_no, lines
             line_no += len(lines)
+    tail = tail.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    if tail.endswith(b"\n"):  # the file's last line break
+        tail = tail[:-1]
     if tail:
-        yield line_no, [tail]
+        lines = tail.split(b"\n")
+        yield line_no, lines
 
 
 def _decode(lines: list[bytes]) -> tuple[pa.Array, np.ndarray]:
@@ -201,9 +210,9 @@ def _columns_for(layout: str, header: list[str], valid_lists: pa.ListArray, miss
 
 
 def read_header(path: Path) -> list[str]:
-    with open(path, "rb") as handle:
-        first = handle.readline()
-    text = first.decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n")
+    """The first line's fields, whatever ends it (LF, CRLF or a lone CR)."""
+    first = next(_split_lines(Path(path), 1 << 20), (1, [b""]))[1][0]
+    text = first.decode("utf-8", errors="replace").lstrip("\ufeff")
     return text.split("\t")
 
 

@@ -25,7 +25,7 @@ from PIL import Image
 
 from bioscan_rebuild.core.io import write_json, write_table
 from bioscan_rebuild.core.params import IngestParams
-from bioscan_rebuild.core.pilsafe import open_image
+from bioscan_rebuild.core.pilsafe import error_detail, open_image
 from bioscan_rebuild.core.schemas import make_rejects, shard_name, shard_of
 from bioscan_rebuild.core.store import ImageStore
 
@@ -188,7 +188,7 @@ def inspect_image(data: bytes) -> dict:
             pil_format = image.format
             width, height = image.size
     except (OSError, SyntaxError, ValueError) as error:
-        facts.update(image_problem="undecodable", image_problem_detail=f"header: {error}"[:300])
+        facts.update(image_problem="undecodable", image_problem_detail=error_detail(error, "header: "))
         return facts
     image_format = _FORMATS.get(pil_format, (pil_format or "unknown").lower())
     facts.update(image_format=image_format, image_width=width, image_height=height)
