@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
 from bioscan_rebuild.core.params import ImageParams
 from bioscan_rebuild.images.process import decode_photo
 from bioscan_rebuild.ingest.bold import read_export
 from bioscan_rebuild.ingest.inventory import inspect_image
-from conftest import REPO
+from conftest import REPO, run_snakemake
 
 NOT_AN_IMAGE = b"this is not an image, just text that a scanner saved with a .jpg name\n" * 4
 
@@ -71,3 +73,84 @@ def test_every_line_ending_reads_every_row(realdata, tmp_path, ending, block_byt
     assert expected.num_rows > 100 and stats.data_lines == expected_stats.data_lines
     assert _content(got) == _content(expected)  # same records, same source lines
     assert _content(got_rejects) == _content(expected_rejects)
+
+
+def _run_cli(*args: str, cwd) -> subprocess.CompletedProcess:
+    env = {"PYTHONPATH": str(REPO / "workflow")}
+    return subprocess.run(
+        [sys.executable, "-m", "bioscan_rebuild", *args], capture_output=True, text=True, env=env, cwd=cwd
+    )
+
+
+def _v4_with_two_species_columns(realdata) -> bytes:
+    lines = (realdata / REAL_V4).read_bytes().split(b"\n")
+    return b"\n".join([lines[0] + b"\tspecies_name", *(line + b"\tx" for line in lines[1:3])]) + b"\n"
+
+
+EXPORT_FAULTS = {  # name -> (bytes of the file, what the one-line message must say)
+    "zero_bytes": (lambda realdata: b"", ["empty file (0 bytes)"]),
+    "utf16": (
+        lambda realdata: (realdata / REAL_V4).read_bytes()[:4000].decode("utf-8", "ignore").encode("utf-16"),
+        ["UTF-16", "iconv"],
+    ),
+    "binary": (lambda realdata: b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, ["binary data"]),
+    "duplicated_column": (_v4_with_two_species_columns, ["'species_name' appears twice", "remove or rename one"]),
+}
+
+
+@pytest.mark.parametrize("fault", EXPORT_FAULTS)
+def test_an_export_that_cannot_be_read_gets_one_clear_line(realdata, tmp_path, fault):
+    make, phrases = EXPORT_FAULTS[fault]
+    export = tmp_path / f"{fault}.tsv"
+    export.write_bytes(make(realdata))
+    parse = ("ingest", "parse", str(export), "--batch", "b", "--shards", "1", "--outdir", "out")
+    result = _run_cli(*parse, cwd=tmp_path)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith("bioscan-rebuild: error: ") and str(export) in lines[0]
+    for phrase in phrases:
+        assert phrase in lines[0], lines[0]
+    debug = _run_cli(
+        "--debug", "ingest", "parse", str(export), "--batch", "b", "--shards", "1", "--outdir", "o", cwd=tmp_path
+    )
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def _config_with(tmp_path, change) -> Path:
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    change(config)
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    return tmp_path
+
+
+def _set_pattern(config):
+    config["ingest"]["image_name_pattern"] = "^(?P<processid>[A-Z+)\\.jpg$"
+
+
+def _images_is_a_file(config):
+    config["batches"][0]["images"] = "photos.zip"
+
+
+def _store_none(config):
+    config["image_store"]["mode"] = "none"
+
+
+CONFIG_FAULTS = {  # name -> (change, file to create, what the message must say)
+    "regex": (_set_pattern, None, ["ingest.image_name_pattern: not a regular expression"]),
+    "images_file": (_images_is_a_file, "photos.zip", ["batches: sample-a: images: photos.zip is a file"]),
+    "store_none": (_store_none, None, ["image_store.mode: none", "['images']", "use link or copy"]),
+}
+
+
+@pytest.mark.parametrize("fault", CONFIG_FAULTS)
+def test_config_problems_stop_the_run_at_start_up(tmp_path, fault):
+    change, create, phrases = CONFIG_FAULTS[fault]
+    workdir = _config_with(tmp_path, change)
+    if create:
+        (workdir / create).write_bytes(b"PK\x03\x04")
+    result = run_snakemake(workdir, "--dry-run", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "Building DAG" not in output
+    for phrase in phrases:
+        assert phrase in output, output[-3000:]

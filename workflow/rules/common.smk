@@ -17,6 +17,51 @@ def _check_batches(batches):
     return {batch["name"]: batch for batch in batches}
 
 
+def _check_config(config):
+    """Problems the schema cannot see, found at start-up rather than in the job that would meet them."""
+    problems = []
+    for batch in config["batches"]:
+        name = batch["name"]
+        key = "image_name_pattern" if "image_name_pattern" in batch else None
+        pattern = batch.get(
+            "image_name_pattern", config["ingest"]["image_name_pattern"]
+        )
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            where = (
+                f"batches: {name}: image_name_pattern"
+                if key
+                else "ingest.image_name_pattern"
+            )
+            problems.append(f"{where}: not a regular expression ({error}): {pattern!r}")
+        images, export = batch.get("images"), batch.get("export")
+        if images and os.path.exists(images) and not os.path.isdir(images):
+            problems.append(
+                f"batches: {name}: images: {images} is a file, not a folder of photos"
+            )
+        if export and os.path.isdir(export):
+            problems.append(
+                f"batches: {name}: export: {export} is a folder, not a BOLD export file"
+            )
+    # The image folders hold original_full, which for most photos is the stored original itself.
+    options = config["export"]
+    needing = [
+        f
+        for f in options["formats"]
+        if f == "images"
+        or (f == "hdf5" and options["image_package"] == "original_full")
+    ]
+    if config["image_store"]["mode"] == "none" and needing:
+        problems.append(
+            f"image_store.mode: none keeps no original photos, but export.formats {needing} copy them "
+            "from the store: use link or copy, or leave those formats out"
+        )
+    if problems:
+        raise ValueError("config: " + "; ".join(problems))
+
+
+_check_config(config)
 BATCHES = _check_batches(config["batches"])
 EXPORT_BATCHES = [name for name, batch in BATCHES.items() if batch.get("export")]
 IMAGE_BATCHES = [name for name, batch in BATCHES.items() if batch.get("images")]

@@ -9,12 +9,14 @@ import argparse
 import sys
 
 from bioscan_rebuild.cli import images, ingest, metadata, release, splits, synth
+from bioscan_rebuild.core.errors import InputError
 
 GROUPS = (synth, ingest, images, metadata, splits, release)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bioscan-rebuild", description=__doc__.split("\n")[0])
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an input error")
     sub = parser.add_subparsers(dest="command", required=True)
     for group in GROUPS:
         group.register(sub)
@@ -23,7 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except InputError as error:  # a person's to fix: one line, no traceback
+        if args.debug:
+            raise
+        print(f"bioscan-rebuild: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import file_sha256
 from bioscan_rebuild.core.params import IngestParams
 from bioscan_rebuild.core.schemas import CONTENT_FIELDS, RECORD_SCHEMA, REJECT_SCHEMA, make_rejects
@@ -95,11 +96,31 @@ SIGNATURES = {
 }
 
 
-class LayoutError(ValueError):
+class LayoutError(InputError):
     pass
 
 
+def check_export_bytes(head: bytes) -> None:
+    """Refuse what cannot be a BOLD export before its header is read, with what to do about it."""
+    if not head:
+        raise LayoutError("empty file (0 bytes): not a BOLD export; was the download or copy cut short?")
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or head[:64].count(b"\x00") > 8:
+        raise LayoutError(
+            "UTF-16 text, not UTF-8: BOLD exports are UTF-8; convert it, e.g. iconv -f UTF-16 -t UTF-8 IN > OUT"
+        )
+    if b"\x00" in head:
+        raise LayoutError("binary data (NUL bytes) in the first block: not a tab-separated BOLD export")
+
+
 def detect_layout(header: list[str]) -> str:
+    seen: dict[str, int] = {}
+    for position, name in enumerate(header, 1):
+        if name in seen:  # which of the two would be read is arbitrary: refuse rather than guess
+            raise LayoutError(
+                f"column {name!r} appears twice in the header (columns {seen[name]} and {position}); "
+                "remove or rename one"
+            )
+        seen[name] = position
     columns = set(header)
     matches = [name for name, signature in SIGNATURES.items() if signature <= columns]
     if len(matches) == 1:
@@ -234,8 +255,10 @@ def parse_export(
     path = Path(path)
     source_name = source_name or str(path)
     stats = ParseStats(sha256=file_sha256(path))
-    header = read_header(path)
     try:
+        with open(path, "rb") as handle:
+            check_export_bytes(handle.read(1 << 16))
+        header = read_header(path)
         stats.layout = layout = detect_layout(header)
     except LayoutError as error:
         raise LayoutError(f"{source_name}: {error}") from None

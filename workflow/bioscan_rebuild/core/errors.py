@@ -1,0 +1,8 @@
+"""Errors a person can act on."""
+
+from __future__ import annotations
+
+
+class InputError(ValueError):
+    """Bad input that a person can fix (a file, a config value). The command line prints its message as one line
+    naming the file and the fix, and exits 2, without a traceback (``bioscan-rebuild --debug`` shows it)."""
