@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
 from bioscan_rebuild.core.params import ImageParams
+from bioscan_rebuild.core.store import ImageStore
 from bioscan_rebuild.images.process import decode_photo
 from bioscan_rebuild.ingest.bold import read_export
-from bioscan_rebuild.ingest.inventory import inspect_image
+from bioscan_rebuild.ingest.inventory import DEFAULT_NAME_PATTERN, inspect_image, inventory, list_images, list_to_shards
 from conftest import REPO, run_snakemake
 
 NOT_AN_IMAGE = b"this is not an image, just text that a scanner saved with a .jpg name\n" * 4
@@ -154,3 +157,57 @@ def test_config_problems_stop_the_run_at_start_up(tmp_path, fault):
     assert result.returncode != 0 and "Building DAG" not in output
     for phrase in phrases:
         assert phrase in output, output[-3000:]
+
+
+def _photo(path: Path, seed: int = 0) -> None:
+    import numpy as np
+
+    from bioscan_rebuild.core.pilsafe import encode_jpeg
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(encode_jpeg(np.random.default_rng(seed).integers(0, 255, (64, 80, 3), dtype=np.uint8)))
+
+
+def test_links_and_names_in_an_image_folder(tmp_path):
+    """Linked folders inside are walked (they used to be skipped silently); links out or to nothing, and names
+    that are not UTF-8, are rejected by name and counted."""
+    folder, elsewhere = tmp_path / "photos", tmp_path / "elsewhere"
+    _photo(folder / "real" / "P1.jpg", 1)
+    _photo(folder / "P2.jpg", 2)
+    (folder / "linked").symlink_to(folder / "real", target_is_directory=True)  # inside: walked once
+    (folder / "again").mkdir()
+    (folder / "again" / "loop").symlink_to(folder, target_is_directory=True)  # a loop: each folder once
+    _photo(elsewhere / "P3.jpg", 3)
+    (folder / "P3.jpg").symlink_to(elsewhere / "P3.jpg")
+    (folder / "outside").symlink_to(elsewhere, target_is_directory=True)
+    (folder / "P4.jpg").symlink_to(folder / "missing.jpg")
+    (folder / os.fsdecode(b"P5-\xff.jpg")).write_bytes(b"x")
+    summary = list_to_shards(folder, "b", 1, tmp_path / "out", DEFAULT_NAME_PATTERN)
+    listing = pq.read_table(tmp_path / "out" / "listing" / "shard-000.parquet").to_pylist()
+    rejects = pq.read_table(tmp_path / "out" / "rejects.parquet").to_pylist()
+    # each real folder once, under its first name in sorted order
+    assert [row["image_path"] for row in listing] == ["P2.jpg", "linked/P1.jpg"]
+    assert {(row["image_path"], row["reason"]) for row in rejects} == {
+        ("P3.jpg", "link_outside"),
+        ("outside", "link_outside"),
+        ("P4.jpg", "broken_link"),
+        ("P5-\\xff.jpg", "unreadable_name"),
+    }
+    assert summary["files"] == 6 and summary["listed"] == 2
+    assert summary["rejected"] == {"broken_link": 1, "link_outside": 2, "unreadable_name": 1}
+    # a linked photo inside the folder goes into the store as the file itself, never as a link
+    (folder / "P6.jpg").symlink_to(folder / "real" / "P1.jpg")
+    listing, _ = list_images(folder, "b", 1)
+    store = ImageStore(tmp_path / "store", "copy")
+    table = inventory(listing, {"b": folder}, store)
+    assert table.num_rows == 3 and table["image_problem"].null_count == 3
+    stored = list((tmp_path / "store" / "original").rglob("*.jpg"))
+    assert stored and not any(path.is_symlink() for path in stored)
+
+
+def test_an_images_path_that_is_not_a_folder_is_one_clear_line(tmp_path):
+    (tmp_path / "photos.zip").write_bytes(b"PK\x03\x04")
+    result = _run_cli("ingest", "list", "photos.zip", "--batch", "b", "--shards", "1", "--outdir", "o", cwd=tmp_path)
+    assert (
+        result.returncode == 2 and result.stderr.strip() == "bioscan-rebuild: error: photos.zip: not a folder of photos"
+    )

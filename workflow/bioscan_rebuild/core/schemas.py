@@ -120,6 +120,9 @@ RECORD_REASONS = {
 }
 IMAGE_REASONS = {
     "unrecognised_name": "the file name does not match the image name pattern",
+    "unreadable_name": "the file name is not UTF-8",
+    "link_outside": "a symbolic link to a file or folder outside the image folder (not followed)",
+    "broken_link": "a symbolic link to nothing",
     "empty_file": "zero bytes",
     "undecodable": "not a readable JPEG/PNG/TIFF, or its data stops before the end marker",
     "no_record": "no record has this processid",

@@ -17,12 +17,14 @@ import io
 import os
 import re
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import write_json, write_table
 from bioscan_rebuild.core.params import IngestParams
 from bioscan_rebuild.core.pilsafe import error_detail, open_image
@@ -56,27 +58,84 @@ INVENTORY_SCHEMA = pa.schema(
 )
 
 
-def list_images(image_dir: str | Path, batch: str, n_shards: int, name_pattern: str = DEFAULT_NAME_PATTERN):
-    """Walk `image_dir` (recursively, sorted) -> (listing table, rejects for unrecognised names).
+def _walk(image_dir: Path):
+    """(relative path, reject reason or None) of every file under ``image_dir``, sorted, following symbolic links
+    that stay inside it (a link to a folder is walked like the folder; each real folder once). A link that points
+    outside, or nowhere, is a reject: following it would take in files the delivery does not hold."""
+    root = image_dir.resolve()
+    seen = set()
 
-    The processid is the pattern's `processid` group, matched case-insensitively on the file name.
+    def inside(path: Path) -> bool:
+        return path == root or root in path.parents
+
+    def walk(folder: Path, rel: Path):
+        real = folder.resolve()
+        if real in seen:  # a link back to a folder already walked: a loop, or the same photos twice
+            return
+        seen.add(real)
+        folders = []
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            entry_rel = rel / entry.name
+            path = Path(entry.path)
+            if entry.is_symlink():
+                target = path.resolve()
+                if not target.exists():
+                    yield entry_rel, "broken_link"
+                    continue
+                if not inside(target):
+                    yield entry_rel, "link_outside"
+                    continue
+            if entry.is_dir():
+                folders.append((path, entry_rel))
+            elif entry.is_file():
+                yield entry_rel, None
+        for path, entry_rel in folders:  # a folder's own files first, as os.walk lists them
+            yield from walk(path, entry_rel)
+
+    yield from walk(image_dir, Path())
+
+
+def _printable(rel: Path) -> str | None:
+    """The path as UTF-8 text, or None when a name in it is not UTF-8 (Arrow tables and JSON hold text only)."""
+    text = rel.as_posix()
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return text
+
+
+def list_images(image_dir: str | Path, batch: str, n_shards: int, name_pattern: str = DEFAULT_NAME_PATTERN):
+    """Walk `image_dir` (recursively, sorted) -> (listing table, rejects for files that cannot be listed).
+
+    The processid is the pattern's `processid` group, matched case-insensitively on the file name. Rejected by
+    name: `unrecognised_name`, `unreadable_name` (not UTF-8), `link_outside`, `broken_link`.
     """
     image_dir = Path(image_dir)
+    if not image_dir.is_dir():
+        raise InputError(f"{image_dir}: not a folder of photos")
     pattern = re.compile(name_pattern, re.IGNORECASE)
     if "processid" not in pattern.groupindex:
         raise ValueError(f"image name pattern {name_pattern!r} has no (?P<processid>...) group")
-    matched_paths, processids, unmatched = [], [], []
-    for root, dirs, files in os.walk(image_dir):
-        dirs.sort()
-        rel_root = Path(root).relative_to(image_dir)
-        for name in sorted(files):
-            rel = (rel_root / name).as_posix()
-            match = pattern.match(name)
-            if match and match.group("processid"):
-                matched_paths.append(rel)
-                processids.append(match.group("processid"))
-            else:
-                unmatched.append(rel)
+    matched_paths, processids, rejected = [], [], []
+    for rel, problem in _walk(image_dir):
+        text = _printable(rel)
+        if text is None:
+            shown = os.fsencode(rel).decode("utf-8", "backslashreplace")
+            rejected.append((shown, "unreadable_name", "the file name is not UTF-8: rename it"))
+            continue
+        if problem == "broken_link":
+            rejected.append((text, problem, f"symbolic link to {os.readlink(image_dir / rel)}, which does not exist"))
+            continue
+        if problem == "link_outside":
+            rejected.append((text, problem, "symbolic link to a file or folder outside the image folder"))
+            continue
+        match = pattern.match(rel.name)
+        if match and match.group("processid"):
+            matched_paths.append(text)
+            processids.append(match.group("processid"))
+        else:
+            rejected.append((text, "unrecognised_name", f"does not match {name_pattern}"))
     listing = pa.table(
         {
             "batch": [batch] * len(matched_paths),
@@ -88,10 +147,10 @@ def list_images(image_dir: str | Path, batch: str, n_shards: int, name_pattern: 
     )
     rejects = make_rejects(
         kind="image",
-        reason="unrecognised_name",
-        detail=[f"does not match {name_pattern}"] * len(unmatched),
+        reason=[r[1] for r in rejected],
+        detail=[r[2] for r in rejected],
         batch=batch,
-        image_path=unmatched,
+        image_path=[r[0] for r in rejected],
     )
     return listing, rejects
 
@@ -112,7 +171,7 @@ def list_to_shards(
         "image_dir": str(image_dir),
         "files": listing.num_rows + rejects.num_rows,
         "listed": listing.num_rows,
-        "rejected": {"unrecognised_name": rejects.num_rows} if rejects.num_rows else {},
+        "rejected": dict(sorted(Counter(rejects["reason"].to_pylist()).items())),
     }
     write_json(summary, outdir / "summary.json")
     return summary
@@ -209,7 +268,7 @@ def inventory(listing: pa.Table, image_dirs: dict[str, str | Path], store: Image
         data = path.read_bytes()
         facts = inspect_image(data)
         if store is not None and facts["image_problem"] is None:
-            store.put_original(path, facts["image_sha256"], facts["image_format"])
+            store.put_original(path.resolve(), facts["image_sha256"], facts["image_format"])  # the file, not a link
         rows.append({"batch": batch, "image_path": rel_path, "processid": processid, **facts})
     return pa.Table.from_pylist(rows, schema=INVENTORY_SCHEMA)
 
