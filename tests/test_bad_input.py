@@ -16,6 +16,7 @@ from bioscan_rebuild.core.store import ImageStore
 from bioscan_rebuild.images.process import decode_photo
 from bioscan_rebuild.ingest.bold import read_export
 from bioscan_rebuild.ingest.inventory import DEFAULT_NAME_PATTERN, inspect_image, inventory, list_images, list_to_shards
+from bioscan_rebuild.ingest.local import ingest_local
 from conftest import REPO, run_snakemake
 
 NOT_AN_IMAGE = b"this is not an image, just text that a scanner saved with a .jpg name\n" * 4
@@ -211,3 +212,44 @@ def test_an_images_path_that_is_not_a_folder_is_one_clear_line(tmp_path):
     assert (
         result.returncode == 2 and result.stderr.strip() == "bioscan-rebuild: error: photos.zip: not a folder of photos"
     )
+
+
+def _v4_rows(realdata, processids: list[str], species: list[str] | None = None) -> bytes:
+    """Real v4 rows with the given processids (and species_name values)."""
+    lines = (realdata / REAL_V4).read_bytes().decode().replace("\r\n", "\n").split("\n")
+    header = lines[0].split("\t")
+    pid, sp = header.index("processid"), header.index("species_name")
+    rows = []
+    for i, processid in enumerate(processids):
+        fields = lines[1 + i].split("\t")
+        fields[pid] = processid
+        if species:
+            fields[sp] = species[i]
+        rows.append("\t".join(fields))
+    return ("\n".join([lines[0], *rows]) + "\n").encode()
+
+
+def test_processids_are_trimmed_and_nfc_and_never_paths(realdata, tmp_path):
+    decomposed, composed = "CAFE\u0301-1", "CAF\u00c9-1"
+    ids = [" BSCN1-22 ", "\u00a0\u3000", "BSCN/../2", decomposed, "BSCN3-22"]
+    (tmp_path / "e.tsv").write_bytes(_v4_rows(realdata, ids))
+    for name in ("BSCN1-22", composed, "BSCN3-22"):
+        _photo(tmp_path / "photos" / f"{name}.jpg", len(name))
+    summary = ingest_local([tmp_path / "e.tsv"], [tmp_path / "photos"], tmp_path / "out", shards=1)
+    kept = pq.read_table(tmp_path / "out" / "shards" / "shard-000" / "records.parquet")
+    rejects = pq.read_table(tmp_path / "out" / "rejects.parquet").to_pylist()
+    assert sorted(kept["processid"].to_pylist()) == ["BSCN1-22", "BSCN3-22", composed]
+    assert kept["image_sha256"].null_count == 0  # each joined its photo, the decomposed one included
+    reasons = {(row["reason"], row["source_line"]) for row in rejects if row["kind"] == "record"}
+    assert reasons == {("missing_processid", 3), ("invalid_processid", 4)}
+    assert summary["balanced"] is True
+
+
+def test_a_control_character_in_a_field_rejects_its_line(realdata, tmp_path):
+    export = tmp_path / "e.tsv"
+    export.write_bytes(_v4_rows(realdata, ["P1", "P2"], species=["Coelioxys\x00 afra", "Coelioxys afra"]))
+    records, rejects, _ = read_export(export, "b")
+    assert records["processid"].to_pylist() == ["P2"]
+    (reject,) = rejects.to_pylist()
+    assert reject["reason"] == "unparseable_row" and reject["source_line"] == 2
+    assert reject["detail"] == "control character U+0000 in column 'species_name'"

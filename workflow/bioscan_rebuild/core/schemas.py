@@ -109,8 +109,10 @@ REJECT_SCHEMA = pa.schema(
 
 # Reason codes, documented in README; tests check the planted faults land on these.
 RECORD_REASONS = {
-    "unparseable_row": "the line does not have the header's number of tab-separated fields, or is not UTF-8",
+    "unparseable_row": "the line does not have the header's number of tab-separated fields, is not UTF-8, or holds "
+    "a control character",
     "missing_processid": "no processid, so the row cannot be keyed",
+    "invalid_processid": "a path separator in the processid (it names the record's files)",
     "unsupported_marker": "a marker other than the configured ones (COI-5P by default)",
     "duplicate_record": "same processid and same content as a row kept earlier",
     "duplicate_conflict": "same processid as another row with different content (policy: reject)",

@@ -14,6 +14,7 @@ output, not by Python objects per cell.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,8 +109,10 @@ def check_export_bytes(head: bytes) -> None:
         raise LayoutError(
             "UTF-16 text, not UTF-8: BOLD exports are UTF-8; convert it, e.g. iconv -f UTF-16 -t UTF-8 IN > OUT"
         )
-    if b"\x00" in head:
-        raise LayoutError("binary data (NUL bytes) in the first block: not a tab-separated BOLD export")
+    first_line = head.replace(b"\r", b"\n").split(b"\n", 1)[0]
+    # a NUL in a field is a damaged line (rejected on its own); many of them, or one in the header, a binary file
+    if b"\x00" in first_line or head.count(b"\x00") > max(1, len(head) // 1000):
+        raise LayoutError("binary data (NUL bytes): not a tab-separated BOLD export")
 
 
 def detect_layout(header: list[str]) -> str:
@@ -237,6 +240,29 @@ def read_header(path: Path) -> list[str]:
     return text.split("\t")
 
 
+CONTROL_CHARACTERS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"  # C0 controls but tab, LF and CR, and DEL
+
+
+def _unparseable_detail(bad_utf8: bool, n_fields: int, n_columns: int, line: str | None, header: list[str]) -> str:
+    if bad_utf8:
+        return "not valid UTF-8"
+    if n_fields != n_columns:
+        return f"{n_fields} fields, header has {n_columns}"
+    found = re.search(CONTROL_CHARACTERS, line)
+    column = header[line[: found.start()].count("\t")]
+    return f"control character U+{ord(found.group()):04X} in column {column!r}"
+
+
+def _normalise_processids(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
+    """Processids trimmed of white space and in Unicode NFC, so that " BSCN1 " and a decomposed accent join their
+    photos; blank ones become missing. Returns the table and where a processid holds a path separator (it names
+    files in the release, so it would escape its folder)."""
+    ids = pc.utf8_normalize(pc.utf8_trim_whitespace(table["processid"]), form="NFC")
+    ids = pc.if_else(pc.equal(pc.utf8_length(ids), 0), pa.scalar(None, pa.string()), ids)
+    separator = pc.fill_null(pc.match_substring_regex(ids, r"[/\\]"), False).to_numpy(zero_copy_only=False)
+    return table.set_column(table.schema.get_field_index("processid"), "processid", ids), separator
+
+
 def parse_export(
     path: str | Path,
     batch: str,
@@ -280,13 +306,15 @@ def parse_export(
 
         lists = pc.split_pattern(text, "\t")
         n_fields = pc.fill_null(pc.list_value_length(lists), -1).to_numpy(zero_copy_only=False)
-        well_formed = (n_fields == n_columns) & ~bad_utf8
+        # a control character (NUL, ESC...) in a field means a damaged line; it must not reach the release
+        control = pc.fill_null(pc.match_substring_regex(text, CONTROL_CHARACTERS), False).to_numpy(zero_copy_only=False)
+        well_formed = (n_fields == n_columns) & ~bad_utf8 & ~control
         reject_parts = []
         if not well_formed.all():
             bad = ~well_formed
             bad_text = text.filter(pa.array(bad))
             detail = [
-                "not valid UTF-8" if bad_utf8[i] else f"{n_fields[i]} fields, header has {n_columns}"
+                _unparseable_detail(bad_utf8[i], n_fields[i], n_columns, text[i].as_py(), header)
                 for i in np.flatnonzero(bad)
             ]
             reject_parts.append(
@@ -316,6 +344,7 @@ def parse_export(
             schema=RECORD_SCHEMA,
         )
 
+        table, bad_id = _normalise_processids(table)
         no_id = pc.is_null(table["processid"]).to_numpy(zero_copy_only=False)
         if marker_set is not None:
             marker = table["marker_code"]
@@ -323,6 +352,20 @@ def parse_export(
             other_marker = pc.fill_null(other_marker, False).to_numpy(zero_copy_only=False) & ~no_id
         else:
             other_marker = np.zeros(n_good, bool)
+        if bad_id.any():
+            selected = table.filter(pa.array(bad_id))
+            reject_parts.append(
+                make_rejects(
+                    kind="record",
+                    reason="invalid_processid",
+                    detail=["a path separator (/ or \\) in the processid"] * len(selected),
+                    processid=selected["processid"],
+                    batch=batch,
+                    source_file=source_name,
+                    source_line=selected["source_line"],
+                )
+            )
+            other_marker = other_marker & ~bad_id
         for mask, reason, detail in (
             (no_id, "missing_processid", None),
             (other_marker, "unsupported_marker", table["marker_code"]),
@@ -347,7 +390,7 @@ def parse_export(
                         ),
                     )
                 )
-        table = table.filter(pa.array(~(no_id | other_marker)))
+        table = table.filter(pa.array(~(no_id | other_marker | bad_id)))
         rejects = pa.concat_tables(reject_parts) if reject_parts else REJECT_SCHEMA.empty_table()
         for reason, count in zip(*np.unique(rejects["reason"].to_numpy(zero_copy_only=False), return_counts=True)):
             stats.rejects[str(reason)] = stats.rejects.get(str(reason), 0) + int(count)

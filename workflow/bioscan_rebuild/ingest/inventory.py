@@ -16,6 +16,7 @@ import hashlib
 import io
 import os
 import re
+import unicodedata
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -131,9 +132,10 @@ def list_images(image_dir: str | Path, batch: str, n_shards: int, name_pattern: 
             rejected.append((text, problem, "symbolic link to a file or folder outside the image folder"))
             continue
         match = pattern.match(rel.name)
-        if match and match.group("processid"):
+        if match and match.group("processid").strip():
             matched_paths.append(text)
-            processids.append(match.group("processid"))
+            # as the exports' processids are: a decomposed accent in a file name still names its record
+            processids.append(unicodedata.normalize("NFC", match.group("processid").strip()))
         else:
             rejected.append((text, "unrecognised_name", f"does not match {name_pattern}"))
     listing = pa.table(
