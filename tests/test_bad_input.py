@@ -17,6 +17,7 @@ from bioscan_rebuild.images.process import decode_photo
 from bioscan_rebuild.ingest.bold import read_export
 from bioscan_rebuild.ingest.inventory import DEFAULT_NAME_PATTERN, inspect_image, inventory, list_images, list_to_shards
 from bioscan_rebuild.ingest.local import ingest_local
+from bioscan_rebuild.ingest.parse import parse_to_shards
 from conftest import REPO, run_snakemake
 
 NOT_AN_IMAGE = b"this is not an image, just text that a scanner saved with a .jpg name\n" * 4
@@ -253,3 +254,21 @@ def test_a_control_character_in_a_field_rejects_its_line(realdata, tmp_path):
     (reject,) = rejects.to_pylist()
     assert reject["reason"] == "unparseable_row" and reject["source_line"] == 2
     assert reject["detail"] == "control character U+0000 in column 'species_name'"
+
+
+def test_coordinates_out_of_range_are_blanked_and_counted(realdata, tmp_path):
+    lines = (realdata / REAL_V4).read_bytes().decode().replace("\r\n", "\n").split("\n")
+    header = lines[0].split("\t")
+    lat, lon, pid = header.index("lat"), header.index("lon"), header.index("processid")
+    rows = []
+    for i, (la, lo) in enumerate([("95", "10"), ("45", "-500"), ("-33.5", "151.2"), ("90", "-180")]):
+        fields = lines[1 + i].split("\t")
+        fields[pid], fields[lat], fields[lon] = f"P{i}", la, lo
+        rows.append("\t".join(fields))
+    (tmp_path / "e.tsv").write_text("\n".join([lines[0], *rows]) + "\n")
+    summary = parse_to_shards(tmp_path / "e.tsv", "b", 1, tmp_path / "out")
+    table = pq.read_table(tmp_path / "out" / "records" / "shard-000.parquet").sort_by("processid")
+    assert table["lat"].to_pylist() == [None, None, -33.5, 90.0]
+    assert table["lon"].to_pylist() == [None, None, 151.2, -180.0]
+    assert table["coord_raw"].to_pylist() == ["95,10", "45,-500", "-33.5,151.2", "90,-180"]  # what the export said
+    assert summary["coordinates_out_of_range"] == 2 and summary["records"] == 4

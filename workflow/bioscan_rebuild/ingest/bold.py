@@ -143,6 +143,7 @@ class ParseStats:
     blank_lines: int = 0
     records: int = 0
     rejects: dict[str, int] = field(default_factory=dict)
+    coordinates_out_of_range: int = 0  # records whose lat/lon were blanked (the raw text stays in coord_raw)
 
 
 def _split_lines(path: Path, block_bytes: int) -> Iterator[tuple[int, list[bytes]]]:
@@ -213,7 +214,9 @@ def _nullify(values: pa.Array, missing_values: tuple[str, ...]) -> pa.Array:
     return pc.if_else(is_missing, pa.scalar(None, pa.string()), values)
 
 
-def _columns_for(layout: str, header: list[str], valid_lists: pa.ListArray, missing_values) -> dict[str, pa.Array]:
+def _columns_for(
+    layout: str, header: list[str], valid_lists: pa.ListArray, missing_values
+) -> tuple[dict[str, pa.Array], int]:
     n_columns = len(header)
     values = valid_lists.flatten()
     n_rows = len(valid_lists)
@@ -230,7 +233,20 @@ def _columns_for(layout: str, header: list[str], valid_lists: pa.ListArray, miss
         out["lat"], out["lon"] = _to_float(lat_text), _to_float(lon_text)
     else:
         out["lat"], out["lon"] = parse_coordinates(out["coord_raw"])
-    return out
+    out["lat"], out["lon"], out_of_range = _within_range(out["lat"], out["lon"])
+    return out, out_of_range
+
+
+def _within_range(lat: pa.Array, lon: pa.Array) -> tuple[pa.Array, pa.Array, int]:
+    """A pair with latitude outside [-90, 90] or longitude outside [-180, 180] (or not finite) says nothing
+    reliable about the site: both are blanked; coord_raw keeps what the export said."""
+    given = pc.or_(pc.is_valid(lat), pc.is_valid(lon))
+    fine = pc.and_(
+        pc.fill_null(pc.less_equal(pc.abs(lat), 90.0), True), pc.fill_null(pc.less_equal(pc.abs(lon), 180.0), True)
+    )
+    bad = pc.and_(given, pc.invert(fine))
+    null = pa.scalar(None, pa.float64())
+    return pc.if_else(bad, null, lat), pc.if_else(bad, null, lon), int(pc.sum(bad).as_py() or 0)
 
 
 def read_header(path: Path) -> list[str]:
@@ -328,7 +344,8 @@ def parse_export(
                     raw=pc.utf8_slice_codeunits(bad_text, 0, RAW_PREVIEW_CHARS),
                 )
             )
-        columns = _columns_for(layout, header, lists.filter(pa.array(well_formed)), missing_values)
+        columns, out_of_range = _columns_for(layout, header, lists.filter(pa.array(well_formed)), missing_values)
+        stats.coordinates_out_of_range += out_of_range
         good_lines = line_numbers[well_formed]
         n_good = len(good_lines)
         columns.setdefault("record_id", pa.nulls(n_good, pa.string()))

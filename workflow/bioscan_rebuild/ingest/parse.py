@@ -87,6 +87,7 @@ def parse_to_shards(
         "blank_lines": stats.blank_lines,
         "records": stats.records,
         "rejected": dict(sorted(stats.rejects.items())),
+        "coordinates_out_of_range": stats.coordinates_out_of_range,
     }
     if stats.data_lines != stats.records + sum(stats.rejects.values()):
         raise AccountingError(
