@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -272,3 +274,65 @@ def test_coordinates_out_of_range_are_blanked_and_counted(realdata, tmp_path):
     assert table["lon"].to_pylist() == [None, None, 151.2, -180.0]
     assert table["coord_raw"].to_pylist() == ["95,10", "45,-500", "-33.5,151.2", "90,-180"]  # what the export said
     assert summary["coordinates_out_of_range"] == 2 and summary["records"] == 4
+
+
+def _release_inputs(workdir: Path) -> dict:
+    """What the release rule passes build_release, from a finished run."""
+    results = workdir / "results"
+    return {
+        "curated": results / "metadata" / "curated.parquet",
+        "barcodes": sorted((results / "metadata" / "barcodes").glob("*.parquet")),
+        "splits": results / "splits" / "splits.parquet",
+        "split_summary": results / "splits" / "summary.csv",
+        "records": sorted((results / "ingest" / "shards").glob("*/records.parquet")),
+        "images": sorted((results / "images").glob("shard-*/images.parquet")),
+        "bbox": sorted((results / "images").glob("shard-*/bbox.tsv")),
+        "rejects": [
+            results / "ingest" / "rejects.parquet",
+            results / "metadata" / "rejects.parquet",
+            results / "splits" / "excluded.parquet",
+        ],
+        "changes": results / "metadata" / "changes.parquet",
+        "fasta": results / "metadata" / "barcodes.fasta",
+        "accounting": results / "accounting.json",
+        "store": results / "store",
+    }
+
+
+@pytest.mark.slow
+def test_the_release_is_atomic_and_readable(sample_dir, tmp_path, monkeypatch):
+    import bioscan_rebuild.export.release as release_module
+    from bioscan_rebuild.export.release import build_release
+
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text((REPO / "config" / "config.yaml").read_text())
+    shutil.copytree(sample_dir, tmp_path / "resources" / "sample")
+    run_snakemake(tmp_path)
+    release = tmp_path / "results" / "release"
+    manifest = (release / "MANIFEST.json").read_bytes()
+
+    # a failure half-way: the finished release stays as it was, nothing is left beside it
+    def failing(names):
+        (chosen,) = [f for f in release_module.FORMATS.values() if f.name == "csv"]
+        broken = dataclasses.replace(chosen, write=lambda context: 1 / 0)
+        return [broken]
+
+    monkeypatch.setattr(release_module, "select", failing)
+    with pytest.raises(ZeroDivisionError):
+        build_release(**_release_inputs(tmp_path), outdir=release)
+    assert (release / "MANIFEST.json").read_bytes() == manifest
+    assert not [p.name for p in release.parent.iterdir() if p.name.startswith(".release")]
+    monkeypatch.undo()
+
+    # what a killed run leaves is cleared; whatever the umask, files are 0644 and folders 0755
+    (release.parent / ".release.building" / "bioscan5m").mkdir(parents=True)
+    (release.parent / ".release.building" / "half-written.h5").write_bytes(b"\x89HDF")
+    previous = os.umask(0o077)
+    try:
+        build_release(**_release_inputs(tmp_path), outdir=release)
+    finally:
+        os.umask(previous)
+    assert (release / "MANIFEST.json").read_bytes() == manifest
+    assert not [p.name for p in release.parent.iterdir() if p.name.startswith(".release")]
+    modes = {(p.is_dir(), p.stat().st_mode & 0o777) for p in [release, *release.rglob("*")]}
+    assert modes == {(True, 0o755), (False, 0o644)}, modes

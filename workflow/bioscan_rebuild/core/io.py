@@ -24,6 +24,22 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+READABLE_FILE, READABLE_FOLDER = 0o644, 0o755
+
+
+def make_readable(root: Path) -> None:
+    """Files 0644 and folders 0755 under ``root``, whatever the umask. Files with other hard links (photos
+    shared with the image store or a delivery) keep their mode: it is not this tree's to change."""
+    os.chmod(root, READABLE_FOLDER)
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            os.chmod(os.path.join(folder, name), READABLE_FOLDER)
+        for name in files:
+            path = os.path.join(folder, name)
+            if os.stat(path).st_nlink == 1:
+                os.chmod(path, READABLE_FILE)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside ``path``; renamed onto it when the block ends without an error."""
@@ -33,6 +49,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(handle)
     try:
         yield Path(temporary)
+        os.chmod(temporary, READABLE_FILE)  # mkstemp makes 0600; outputs are for everyone to read
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):

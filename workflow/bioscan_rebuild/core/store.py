@@ -20,6 +20,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from bioscan_rebuild.core.io import READABLE_FILE
+
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "tiff": "tif"}
 MODES = ("link", "copy", "none")
 
@@ -79,6 +81,7 @@ class ImageStore:
             open(source, "rb") as src,
         ):
             shutil.copyfileobj(src, handle)
+        os.chmod(handle.name, READABLE_FILE)  # a temporary file is 0600
         os.replace(handle.name, target)
         return target
 
@@ -89,5 +92,6 @@ class ImageStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".", suffix=".tmp", delete=False) as handle:
             handle.write(data)
+        os.chmod(handle.name, READABLE_FILE)  # a temporary file is 0600
         os.replace(handle.name, target)
         return target

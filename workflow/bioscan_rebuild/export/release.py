@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from bioscan_rebuild.core.io import file_sha256
+from bioscan_rebuild.core.io import file_sha256, make_readable
 from bioscan_rebuild.core.params import ExportOptions
 from bioscan_rebuild.export.formats.base import ExportContext
 from bioscan_rebuild.export.formats.registry import FORMATS, select
@@ -99,12 +99,72 @@ def build_release(
     formats=None,
     options: ExportOptions | None = None,
 ) -> dict:
-    """The whole release step: ``outdir`` is emptied, filled (:func:`export_release`, side files,
-    ``accounting.json``) and ends with ``MANIFEST.json``. ``formats``: default all registered."""
-    outdir = Path(outdir)
-    if outdir.exists():  # the folder is this step's alone: nothing stale may reach the manifest
+    """The whole release step: a new ``outdir``, filled (:func:`export_release`, side files, ``accounting.json``)
+    and ended with ``MANIFEST.json``. ``formats``: default all registered.
+
+    It is built in a hidden sibling folder and renamed into place when complete, so a killed or failed run
+    never leaves a partial release where the finished one belongs; the next run removes what a killed one left.
+    """
+    inputs = {
+        "curated": curated,
+        "barcodes": barcodes,
+        "splits": splits,
+        "records": records,
+        "rejects": rejects,
+        "changes": changes,
+        "accounting": accounting,
+        "images": images,
+        "bbox": bbox,
+        "fasta": fasta,
+        "split_summary": split_summary,
+        "store": store,
+        "formats": formats,
+        "options": options,
+    }
+    final = Path(outdir)
+    outdir = final.with_name(f".{final.name}.building")
+    if outdir.exists():  # a killed run's leftovers
         shutil.rmtree(outdir)
     outdir.mkdir(parents=True)
+    try:
+        summary = _build(outdir, **inputs)
+        make_readable(outdir)
+        _swap_into_place(outdir, final)
+    except BaseException:
+        shutil.rmtree(outdir, ignore_errors=True)
+        raise
+    return summary
+
+
+def _swap_into_place(built: Path, final: Path) -> None:
+    """Replace ``final`` by ``built``: two renames, so ``final`` is either the old release or the new one."""
+    old = final.with_name(f".{final.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        final.rename(old)
+    built.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _build(
+    outdir: Path,
+    *,
+    curated,
+    barcodes,
+    splits,
+    records,
+    rejects,
+    changes,
+    accounting,
+    images,
+    bbox,
+    fasta,
+    split_summary,
+    store,
+    formats,
+    options,
+) -> dict:
     accounting_data = json.loads(Path(accounting).read_text())
     provenance = {
         "software": "bioscan-rebuild",
