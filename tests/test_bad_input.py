@@ -336,3 +336,30 @@ def test_the_release_is_atomic_and_readable(sample_dir, tmp_path, monkeypatch):
     assert not [p.name for p in release.parent.iterdir() if p.name.startswith(".release")]
     modes = {(p.is_dir(), p.stat().st_mode & 0o777) for p in [release, *release.rglob("*")]}
     assert modes == {(True, 0o755), (False, 0o644)}, modes
+
+
+SPLIT_INPUT_FAULTS = {  # file bytes -> what the one line says
+    "empty": (b"", "empty file: not a metadata CSV"),
+    "binary": (b"\x1f\x8b\x08\x00" + bytes(range(256)), "binary data (NUL bytes)"),
+    "no_columns": (b"processid,genus\nP1,Aus\n", "missing columns ['species', 'dna_barcode']"),
+    "not_utf8": (b"processid,genus,species,dna_barcode\nP1,\xe9\xff\xfe,,ACGT\n", "not a metadata CSV"),
+}
+
+
+@pytest.mark.parametrize("fault", SPLIT_INPUT_FAULTS)
+def test_the_split_command_on_a_file_that_is_not_a_metadata_csv(tmp_path, fault):
+    data, phrase = SPLIT_INPUT_FAULTS[fault]
+    (tmp_path / "in.csv").write_bytes(data)
+    result = _run_cli("split", "in.csv", "out.csv", cwd=tmp_path)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith("bioscan-rebuild: error: in.csv: ") and phrase in lines[0], lines[0]
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_freeze_without_its_columns_is_one_clear_line(tmp_path):
+    (tmp_path / "in.csv").write_text("processid,genus,species,dna_barcode\nP1,Aus,Aus bus,ACGT\n")
+    (tmp_path / "old.csv").write_text("processid,partition\nP1,train\n")
+    result = _run_cli("split", "in.csv", "out.csv", "--freeze", "old.csv", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "old.csv: missing columns ['split']: a freeze table needs processid and split" in result.stderr

@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import write_table
 from bioscan_rebuild.core.schemas import SPLITS, USABLE_IMAGE_STATUSES, make_rejects
 from bioscan_rebuild.splits.protocol import REQUIRED_COLUMNS, assign_splits, chunk_of, split_summary
@@ -27,14 +28,32 @@ NA_STRINGS = frozenset(
 )
 
 
+def _read_csv_text(path, what: str, columns=None) -> pd.DataFrame:
+    """A CSV as raw strings (only ``columns`` of it, where given), or an InputError saying why it is not ``what``."""
+    with open(path, "rb") as handle:
+        head = handle.read(1 << 16)
+    if not head.strip():
+        raise InputError(f"{path}: empty file: not {what}")
+    if b"\x00" in head:
+        raise InputError(f"{path}: binary data (NUL bytes): not {what}; is it compressed, or another format?")
+    try:
+        usecols = None if columns is None else (lambda name: name in columns)
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, usecols=usecols)
+    except (UnicodeDecodeError, pd.errors.ParserError) as error:
+        raise InputError(f"{path}: not {what} ({str(error).splitlines()[0]})") from None
+
+
 def read_freeze(path) -> pd.Series:
     """A previous release's splits (CSV with processid and split; other columns are ignored) as
     ``assign_splits`` takes them: split names indexed by processid. Cells are raw strings: ``NA`` is a
     processid, not a missing value."""
-    frozen = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, usecols=["processid", "split"])
+    frozen = _read_csv_text(path, "a freeze table (processid, split)", columns=("processid", "split"))
+    missing = [c for c in ("processid", "split") if c not in frozen.columns]
+    if missing:
+        raise InputError(f"{path}: missing columns {missing}: a freeze table needs processid and split")
     unknown = sorted(set(frozen["split"]) - set(SPLITS))
     if unknown:
-        raise ValueError(f"{path}: unknown split names {unknown}")
+        raise InputError(f"{path}: unknown split names {unknown}; known: {list(SPLITS)}")
     return pd.Series(frozen["split"].to_numpy(), index=pd.Index(frozen["processid"]), name="split")
 
 
@@ -135,10 +154,10 @@ def split_csv(input_csv, output_csv, freeze_csv=None, summary_csv=None) -> dict:
     is refilled from the new split so that image paths follow. ``freeze_csv``: processid,split of a previous
     release. Returns counts per split and how many records were kept from the freeze.
     """
-    raw = pd.read_csv(input_csv, dtype=str, keep_default_na=False, na_filter=False)
+    raw = _read_csv_text(input_csv, "a metadata CSV")
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
     if missing:
-        raise KeyError(f"{input_csv}: missing columns {missing}")
+        raise InputError(f"{input_csv}: missing columns {missing}: the split needs {list(REQUIRED_COLUMNS)}")
     work = pd.DataFrame({c: raw[c] if c == "processid" else _with_missing(raw[c]) for c in REQUIRED_COLUMNS})
     freeze = None if freeze_csv is None else read_freeze(freeze_csv)
     split = assign_splits(work, freeze)
