@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -363,3 +364,31 @@ def test_a_freeze_without_its_columns_is_one_clear_line(tmp_path):
     result = _run_cli("split", "in.csv", "out.csv", "--freeze", "old.csv", cwd=tmp_path)
     assert result.returncode == 2
     assert "old.csv: missing columns ['split']: a freeze table needs processid and split" in result.stderr
+
+
+def test_records_outside_the_taxonomic_scope_are_rejected_and_listed(realdata, tmp_path):
+    """An insect dataset takes no mammals: phylum Chordata rows of a BOLD export leave as out_of_scope."""
+    source = realdata / "bold-library-curation/resources/test_data/test_odonata_small.tsv"
+    lines = source.read_text().replace("\r\n", "\n").split("\n")
+    header = lines[0].split("\t")
+    phylum, pid = header.index("phylum"), header.index("processid")
+    rows, moved = [], []
+    for i, line in enumerate(lines[1:]):
+        fields = line.split("\t")
+        if len(fields) == len(header) and i % 7 == 0:
+            fields[phylum] = "Chordata"
+            moved.append(fields[pid])
+        rows.append("\t".join(fields))
+    (tmp_path / "e.tsv").write_text("\n".join([lines[0], *rows]))
+    result = _run_cli("metadata", "e.tsv", "-o", "meta.csv", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = pd.read_csv(tmp_path / "meta.csv", dtype=str, keep_default_na=False)
+    rejects = pd.read_csv(tmp_path / "meta.rejects.csv", dtype=str, keep_default_na=False)
+    changes = pd.read_csv(tmp_path / "meta.changes.csv", dtype=str, keep_default_na=False)
+    scoped = rejects[rejects["reason"] == "out_of_scope"]
+    assert len(scoped) >= 3 and set(scoped["processid"]) <= set(moved)
+    assert (scoped["detail"] == "phylum Chordata: outside the dataset's scope").all()
+    assert set(changes.loc[changes["rule"] == "out_of_scope", "processid"]) == set(scoped["processid"])
+    # what stays is in scope: a changed row whose record stayed got its phylum back by a barcode/BIN majority
+    # (logged), or was not its record's COI-5P row (BCDM 2024 has a row per marker)
+    assert set(table["phylum"]) <= {"Arthropoda", ""}

@@ -86,6 +86,8 @@ class TaxonomyParams(StageParams):
     bin_barcode_ratio: float = 0.8  # majority share for BIN conflicts among identical barcodes
     fill_genus_from_species: bool = True
     infer_parents: bool = True
+    scope_rank: str = "phylum"  # records labelled outside scope_taxa at this rank leave as out_of_scope
+    scope_taxa: tuple[str, ...] = ("Arthropoda",)  # empty: no scope
 
 
 @dataclass(frozen=True)

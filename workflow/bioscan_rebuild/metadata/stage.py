@@ -97,6 +97,7 @@ def curate_tables(
     del labels
     curated = result["curated"]
     excluded = result["excluded"]
+    scope = result["out_of_scope"]
     rejects = pa.concat_tables(
         [
             make_rejects(
@@ -105,6 +106,14 @@ def curate_tables(
                 detail=details,
                 processid=list(rejected["processid"]),
                 batch=list(rejected["batch"]),
+            ),
+            make_rejects(
+                kind="record",
+                reason="out_of_scope",
+                detail=[
+                    f"{rank} {label}: outside the dataset's scope" for rank, label in zip(scope["rank"], scope["label"])
+                ],
+                processid=list(scope["processid"]),
             ),
             make_rejects(
                 kind="record",
@@ -121,8 +130,9 @@ def curate_tables(
         "rejected": {
             **{k: int(v) for k, v in pd.Series(reasons).value_counts().sort_index().items()},
             **({"excluded": counts["excluded"]} if counts["excluded"] else {}),
+            **({"out_of_scope": counts["out_of_scope"]} if counts["out_of_scope"] else {}),
         },
-        **{k: v for k, v in counts.items() if k not in ("records", "kept", "excluded")},
+        **{k: v for k, v in counts.items() if k not in ("records", "kept", "excluded", "out_of_scope")},
     }
     summary["balanced"] = summary["records_in"] == summary["curated"] + sum(summary["rejected"].values())
     if not summary["balanced"]:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pandas.io.common import get_handle
 
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import write_table
@@ -30,8 +31,9 @@ NA_STRINGS = frozenset(
 
 def _read_csv_text(path, what: str, columns=None) -> pd.DataFrame:
     """A CSV as raw strings (only ``columns`` of it, where given), or an InputError saying why it is not ``what``."""
-    with open(path, "rb") as handle:
-        head = handle.read(1 << 16)
+    # read as pandas will: decompressed when the name says so (the published metadata ships as .csv.gz)
+    with get_handle(path, "rb", compression="infer", is_text=False) as handles:
+        head = handles.handle.read(1 << 16)
     if not head.strip():
         raise InputError(f"{path}: empty file: not {what}")
     if b"\x00" in head:

@@ -30,6 +30,9 @@ table in brackets):
    records sharing its barcode or BIN carry another label at that rank.
 8. Record corrections [``correction``]: the patch table (processid, field, value, reason, source), applied
    last; field ``record`` with value ``exclude`` removes the record (rejects, reason ``excluded``).
+9. Scope [``out_of_scope``]: a record whose final label at ``scope_rank`` is not one of ``scope_taxa``
+   (default: phylum Arthropoda, as BIOSCAN-5M) leaves the table (rejects, reason ``out_of_scope``); a record
+   without a label there stays.
 Then ``taxon`` = the label at the deepest labelled rank, ``inferred_ranks`` = bit mask of the ranks filled by
 steps 5 and 7 (phylum 1, class 2, order 4, family 8, subfamily 16, genus 32, species 64; 0 = none), and
 ``placeholder_species`` = ``core.novel.novel_mask`` (the split protocol's definition).
@@ -45,12 +48,12 @@ label only if a record of the group that carried the winning label holds it too;
 "Megaselia sp. 1" under a genus changed to Conicera).
 
 Changes table: one row per changed field: ``step`` (order of application), ``processid``, ``field``, ``old``,
-``new`` (null = missing), ``rule``, ``ratio`` (majority share where one decided); an exclusion is field
-``record``, ``kept`` -> ``excluded``. ``replay`` applies it to the input and must give the curated table;
+``new`` (null = missing), ``rule``, ``ratio`` (majority share where one decided); an exclusion (step 8 or 9)
+is field ``record``, ``kept`` -> ``excluded``. ``replay`` applies it to the input and must give the curated table;
 the barcode cleaning itself is described by the QC table instead (the raw sequence stays in the lineage).
 
 Where each step lives: ``names`` (1, 2), ``metadata.bins`` (3: ``normalise_bin``; the BIN table), ``conflicts``
-(4, 6), ``parents`` (5, 7), ``corrections`` (8), ``changelog`` (the changes table, ``replay``).
+(4, 6), ``parents`` (5, 7), ``corrections`` (8), this module (9), ``changelog`` (the changes table, ``replay``).
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ def curate(
     fixes: pd.DataFrame | None = None,
     corrections: pd.DataFrame | None = None,
 ) -> dict:
-    """Steps 1-8 on ``records`` (columns: processid, RANKS, dna_bin, barcode_key; extra columns pass through).
+    """Steps 1-9 on ``records`` (columns: processid, RANKS, dna_bin, barcode_key; extra columns pass through).
 
     Returns ``curated`` (kept records: input columns curated + taxon, inferred_ranks, placeholder_species),
     ``excluded`` (records removed by corrections, with reason/source), ``changes``, ``bins``, ``lineage``,
@@ -107,7 +110,25 @@ def curate(
         infer_parents(cols, log, inferred, (barcode_codes, bin_codes)) if params.infer_parents else pd.DataFrame()
     )
     excluded, outcomes = apply_corrections(cols, log, corrections, inferred)  # 8.
-    return _results(cols, log, inferred, excluded, outcomes, lineage, counts)
+    out_of_scope = _outside_scope(cols, log, params, excluded)  # 9.
+    scope = pd.DataFrame(
+        {"processid": cols["processid"][out_of_scope], "label": cols[params.scope_rank][out_of_scope]}
+    ).assign(rank=params.scope_rank)
+    return _results(cols, log, inferred, excluded, outcomes, lineage, counts, out_of_scope, scope)
+
+
+def _outside_scope(cols: dict, log: ChangeLog, params: TaxonomyParams, excluded: np.ndarray) -> np.ndarray:
+    """Step 9 [``out_of_scope``]: records whose final label at ``scope_rank`` is not one of ``scope_taxa`` (an
+    insect dataset takes no mammals) leave the table; a record without that label stays (unknown is not out)."""
+    if not params.scope_taxa:
+        return np.zeros(len(cols["processid"]), bool)
+    if params.scope_rank not in RANKS:
+        raise ValueError(f"taxonomy.scope_rank must be one of {RANKS}, not {params.scope_rank!r}")
+    labels = cols[params.scope_rank]
+    outside = ~pd.isna(labels) & ~pd.Series(labels, dtype=object).isin(params.scope_taxa).to_numpy() & ~excluded
+    rows = np.flatnonzero(outside)
+    log.record("out_of_scope", "record", rows, ["kept"] * len(rows), ["excluded"] * len(rows))
+    return outside
 
 
 def _normalise_bins(cols: dict, log: ChangeLog) -> int:
@@ -133,7 +154,7 @@ def deepest_label(cols: dict) -> np.ndarray:
     return taxon
 
 
-def _results(cols, log, inferred, excluded, outcomes, lineage, counts) -> dict:
+def _results(cols, log, inferred, excluded, outcomes, lineage, counts, out_of_scope, scope) -> dict:
     """The derived columns, the kept and excluded records, the tables and the counts (see ``curate``)."""
     processids = cols["processid"]
     cols["taxon"] = deepest_label(cols)
@@ -141,7 +162,7 @@ def _results(cols, log, inferred, excluded, outcomes, lineage, counts) -> dict:
     cols["placeholder_species"] = novel_mask(
         pd.Series(cols["genus"], dtype=object), pd.Series(cols["species"], dtype=object)
     )
-    kept = ~excluded
+    kept = ~excluded & ~out_of_scope
     frame = pd.DataFrame({column: cols.pop(column)[kept] for column in list(cols)})  # pop: one copy at a time
     excluded_frame = pd.DataFrame({"processid": processids[excluded]})
     if excluded.any():
@@ -151,8 +172,9 @@ def _results(cols, log, inferred, excluded, outcomes, lineage, counts) -> dict:
     changes = log.table()
     counts.update(
         records=len(processids),
-        kept=int((~excluded).sum()),
+        kept=int(kept.sum()),
         excluded=int(excluded.sum()),
+        out_of_scope=int(out_of_scope.sum()),
         changes=len(changes),
         changes_by_rule={k: int(v) for k, v in changes["rule"].value_counts().sort_index().items()},
         inferred_records=int((inferred > 0).sum()),
@@ -161,6 +183,7 @@ def _results(cols, log, inferred, excluded, outcomes, lineage, counts) -> dict:
     return {
         "curated": frame,
         "excluded": excluded_frame.reset_index(drop=True),
+        "out_of_scope": scope.reset_index(drop=True),
         "changes": changes,
         "bins": bin_table(frame),
         "lineage": lineage,
