@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import subprocess
@@ -392,3 +393,67 @@ def test_records_outside_the_taxonomic_scope_are_rejected_and_listed(realdata, t
     # what stays is in scope: a changed row whose record stayed got its phylum back by a barcode/BIN majority
     # (logged), or was not its record's COI-5P row (BCDM 2024 has a row per marker)
     assert set(table["phylum"]) <= {"Arthropoda", ""}
+
+
+def test_bom_with_crlf_and_a_very_long_line(realdata, tmp_path):
+    """A UTF-8 BOM and CRLF together read as plain LF; a line of megabytes is one reject with a short preview."""
+    original = (realdata / REAL_V4).read_bytes().replace(b"\r\n", b"\n")
+    lines = original.split(b"\n")
+    long_line = b"X" * (3 << 20)
+    data = b"\xef\xbb\xbf" + b"\r\n".join([lines[0], lines[1], long_line, *lines[2:]])
+    (tmp_path / "lf.tsv").write_bytes(original)
+    (tmp_path / "odd.tsv").write_bytes(data)
+    expected, expected_rejects, _ = read_export(tmp_path / "lf.tsv", "b")
+    got, rejects, _ = read_export(tmp_path / "odd.tsv", "b", block_bytes=1 << 20)
+    assert got["processid"].to_pylist() == expected["processid"].to_pylist()
+    # the long line is physical line 3, so the rows after it sit one line further down
+    assert got["source_line"].to_pylist() == [2, *(n + 1 for n in expected["source_line"].to_pylist()[1:])]
+    (reject,) = [row for row in rejects.to_pylist() if row["reason"] == "unparseable_row"]
+    assert reject["source_line"] == 3 and len(reject["raw"]) == 2000
+    assert rejects.num_rows == expected_rejects.num_rows + 1
+
+
+def _plant_bad_inputs(project: Path, outside: Path) -> None:
+    """The sample plus the catalogue's bad inputs: photos and links in sample-a's folder, damaged export rows."""
+    images = project / "resources" / "sample" / "sample-a" / "images"
+    (images / "NOTANIMAGE-1.jpg").write_bytes(NOT_AN_IMAGE)
+    (images / "ELSEWHERE-1.jpg").symlink_to(outside / "photo.jpg")
+    (images / "GONE-1.jpg").symlink_to(images / "never-there.jpg")
+    export = project / "resources" / "sample" / "sample-a" / "bold_export.tsv"
+    lines = export.read_text().split("\n")
+    fields = lines[1].split("\t")
+    header = lines[0].split("\t")
+    nul = list(fields)
+    nul[header.index("processid")], nul[header.index("species")] = "NUL-1", "Aus\x00bus"
+    space = list(fields)
+    space[header.index("processid")] = "  "
+    export.write_text("\r".join([*[line for line in lines if line], "\t".join(nul), "\t".join(space)]) + "\r")
+
+
+@pytest.mark.slow
+def test_runs_with_bad_inputs_are_byte_identical_in_two_places(sample_dir, tmp_path):
+    outside = tmp_path / "outside"
+    _photo(outside / "photo.jpg", 7)
+    runs = []
+    for name in ("first", "second"):
+        project = tmp_path / name / "project"
+        (project / "config").mkdir(parents=True)
+        (project / "config" / "config.yaml").write_text((REPO / "config" / "config.yaml").read_text())
+        shutil.copytree(sample_dir, project / "resources" / "sample")
+        _plant_bad_inputs(project, outside)
+        run_snakemake(project)
+        runs.append(project / "results")
+    files = sorted(p.relative_to(runs[0]) for p in runs[0].rglob("*") if p.is_file() and "store" not in p.parts)
+    assert len(files) > 900
+    for rel in files:
+        assert (runs[0] / rel).read_bytes() == (runs[1] / rel).read_bytes(), rel
+    rejects = pd.read_csv(runs[0] / "release" / "bioscan5m" / "metadata" / "rejects.csv", dtype=str)
+    planted = {
+        ("NOTANIMAGE-1.jpg", "undecodable"),
+        ("ELSEWHERE-1.jpg", "link_outside"),
+        ("GONE-1.jpg", "broken_link"),
+    }
+    assert planted <= set(zip(rejects["image_path"], rejects["reason"]))
+    assert {"unparseable_row", "missing_processid"} <= set(rejects["reason"])
+    accounting = json.loads((runs[0] / "accounting.json").read_text())
+    assert accounting["balanced"] is True

@@ -126,7 +126,8 @@ def list_images(image_dir: str | Path, batch: str, n_shards: int, name_pattern: 
             rejected.append((shown, "unreadable_name", "the file name is not UTF-8: rename it"))
             continue
         if problem == "broken_link":
-            rejected.append((text, problem, f"symbolic link to {os.readlink(image_dir / rel)}, which does not exist"))
+            # where it points is left out: an absolute path would differ between two copies of one delivery
+            rejected.append((text, problem, "symbolic link to a file or folder that does not exist"))
             continue
         if problem == "link_outside":
             rejected.append((text, problem, "symbolic link to a file or folder outside the image folder"))
