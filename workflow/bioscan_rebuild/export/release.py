@@ -81,46 +81,14 @@ def write_manifest(outdir: Path) -> dict:
     return {"files": len(files)}
 
 
-def build_release(
-    *,
-    curated,
-    barcodes,
-    splits,
-    records,
-    rejects,
-    changes,
-    accounting,
-    outdir,
-    images=(),
-    bbox=(),
-    fasta=None,
-    split_summary=None,
-    store=None,
-    formats=None,
-    options: ExportOptions | None = None,
-) -> dict:
-    """The whole release step: a new ``outdir``, filled (:func:`export_release`, side files, ``accounting.json``)
-    and ended with ``MANIFEST.json``. ``formats``: default all registered.
+def build_release(*, outdir, **inputs) -> dict:
+    """The whole release step: a new ``outdir``, filled from ``inputs`` (the tables of the other stages, as
+    :func:`_build` names them: :func:`export_release`, side files, ``accounting.json``) and ended with
+    ``MANIFEST.json``. ``formats``: default all registered.
 
     It is built in a hidden sibling folder and renamed into place when complete, so a killed or failed run
     never leaves a partial release where the finished one belongs; the next run removes what a killed one left.
     """
-    inputs = {
-        "curated": curated,
-        "barcodes": barcodes,
-        "splits": splits,
-        "records": records,
-        "rejects": rejects,
-        "changes": changes,
-        "accounting": accounting,
-        "images": images,
-        "bbox": bbox,
-        "fasta": fasta,
-        "split_summary": split_summary,
-        "store": store,
-        "formats": formats,
-        "options": options,
-    }
     final = Path(outdir)
     outdir = final.with_name(f".{final.name}.building")
     if outdir.exists():  # a killed run's leftovers
@@ -157,13 +125,13 @@ def _build(
     rejects,
     changes,
     accounting,
-    images,
-    bbox,
-    fasta,
-    split_summary,
-    store,
-    formats,
-    options,
+    images=(),
+    bbox=(),
+    fasta=None,
+    split_summary=None,
+    store=None,
+    formats=None,
+    options: ExportOptions | None = None,
 ) -> dict:
     accounting_data = json.loads(Path(accounting).read_text())
     provenance = {
