@@ -6,8 +6,10 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -302,7 +304,7 @@ def _release_inputs(workdir: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_the_release_is_atomic_and_readable(sample_dir, tmp_path, monkeypatch):
+def test_the_release_is_atomic_readable_and_survives_kill_9(sample_dir, tmp_path, monkeypatch):
     import bioscan_rebuild.export.release as release_module
     from bioscan_rebuild.export.release import build_release
 
@@ -338,6 +340,26 @@ def test_the_release_is_atomic_and_readable(sample_dir, tmp_path, monkeypatch):
     assert not [p.name for p in release.parent.iterdir() if p.name.startswith(".release")]
     modes = {(p.is_dir(), p.stat().st_mode & 0o777) for p in [release, *release.rglob("*")]}
     assert modes == {(True, 0o755), (False, 0o644)}, modes
+
+    # kill -9 while the release command writes: the finished release is untouched, a rerun is the same bytes
+    inputs = _release_inputs(tmp_path)
+    args = ["release", "--outdir", str(release)]
+    for key, value in inputs.items():
+        flag = "--" + key.replace("_", "-")
+        args += [flag, *map(str, value)] if isinstance(value, list) else [flag, str(value)]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
+    job = subprocess.Popen([sys.executable, "-m", "bioscan_rebuild", *args], env=env, stdout=subprocess.DEVNULL)
+    building = release.parent / ".release.building"
+    deadline = time.monotonic() + 120
+    while not any(building.rglob("*.parquet")) and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert job.poll() is None, "the release step ended before it could be killed"
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    assert building.exists() and (release / "MANIFEST.json").read_bytes() == manifest
+    result = subprocess.run([sys.executable, "-m", "bioscan_rebuild", *args], env=env, capture_output=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not building.exists() and (release / "MANIFEST.json").read_bytes() == manifest
 
 
 SPLIT_INPUT_FAULTS = {  # file bytes -> what the one line says
