@@ -202,7 +202,7 @@ def test_the_detector_backends_are_the_registrys():
 
 
 def test_the_contact_sheet_default_is_the_schemas():
-    from bioscan_rebuild.images.contact_sheet import CONTACT_SHEET_SIZE
+    from bioscan_rebuild.core.params import CONTACT_SHEET_SIZE
 
     assert _schema_section("images")["contact_sheet_size"]["default"] == CONTACT_SHEET_SIZE
 

@@ -479,3 +479,11 @@ def test_runs_with_bad_inputs_are_byte_identical_in_two_places(sample_dir, tmp_p
     assert {"unparseable_row", "missing_processid"} <= set(rejects["reason"])
     accounting = json.loads((runs[0] / "accounting.json").read_text())
     assert accounting["balanced"] is True
+
+
+def test_an_invalid_name_pattern_on_the_command_line_is_one_clear_line(tmp_path):
+    (tmp_path / "photos").mkdir()
+    listing = ("ingest", "list", "photos", "--batch", "b", "--shards", "1", "--outdir", "o")
+    result = _run_cli(*listing, "--name-pattern", "^(?P<processid>[A-Z+)", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "not a regular expression" in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -17,24 +17,26 @@ def _check_batches(batches):
     return {batch["name"]: batch for batch in batches}
 
 
+def _regex_problem(where, pattern):
+    try:
+        re.compile(pattern)
+    except re.error as error:
+        return f"{where}: not a regular expression ({error}): {pattern!r}"
+    return None
+
+
 def _check_config(config):
     """Problems the schema cannot see, found at start-up rather than in the job that would meet them."""
-    problems = []
+    problems = [
+        _regex_problem(
+            "ingest.image_name_pattern", config["ingest"]["image_name_pattern"]
+        )
+    ]
     for batch in config["batches"]:
         name = batch["name"]
-        key = "image_name_pattern" if "image_name_pattern" in batch else None
-        pattern = batch.get(
-            "image_name_pattern", config["ingest"]["image_name_pattern"]
-        )
-        try:
-            re.compile(pattern)
-        except re.error as error:
-            where = (
-                f"batches: {name}: image_name_pattern"
-                if key
-                else "ingest.image_name_pattern"
-            )
-            problems.append(f"{where}: not a regular expression ({error}): {pattern!r}")
+        if "image_name_pattern" in batch:
+            where = f"batches: {name}: image_name_pattern"
+            problems.append(_regex_problem(where, batch["image_name_pattern"]))
         images, export = batch.get("images"), batch.get("export")
         if images and os.path.exists(images) and not os.path.isdir(images):
             problems.append(
@@ -57,6 +59,7 @@ def _check_config(config):
             f"image_store.mode: none keeps no original photos, but export.formats {needing} copy them "
             "from the store: use link or copy, or leave those formats out"
         )
+    problems = [problem for problem in problems if problem]
     if problems:
         raise ValueError("config: " + "; ".join(problems))
 

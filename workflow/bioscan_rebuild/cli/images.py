@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from bioscan_rebuild.cli.common import batch_dirs
+from bioscan_rebuild.core.params import CONTACT_SHEET_SIZE
 from bioscan_rebuild.detect.registry import BACKENDS
-from bioscan_rebuild.images.contact_sheet import CONTACT_SHEET_SIZE
 
 
 def _detector_options(args) -> tuple[str, dict]:

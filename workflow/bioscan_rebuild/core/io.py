@@ -24,20 +24,18 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-READABLE_FILE, READABLE_FOLDER = 0o644, 0o755
+READABLE_FILE = 0o644  # what a temporary file (0600) becomes before it takes its final name
 
 
-def make_readable(root: Path) -> None:
-    """Files 0644 and folders 0755 under ``root``, whatever the umask. Files with other hard links (photos
-    shared with the image store or a delivery) keep their mode: it is not this tree's to change."""
-    os.chmod(root, READABLE_FOLDER)
-    for folder, dirs, files in os.walk(root):
-        for name in dirs:
-            os.chmod(os.path.join(folder, name), READABLE_FOLDER)
-        for name in files:
-            path = os.path.join(folder, name)
-            if os.stat(path).st_nlink == 1:
-                os.chmod(path, READABLE_FILE)
+@contextlib.contextmanager
+def readable_outputs() -> Iterator[None]:
+    """New files 0644 and folders 0755 whatever the caller's umask, while the block runs (one process writing
+    a release: the umask is per process). Cheaper than walking millions of written files to chmod them."""
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 @contextlib.contextmanager

@@ -48,6 +48,10 @@ class IngestParams(StageParams):
     duplicate_policy: str = "reject"
 
 
+# Photos per contact sheet (images.contact_sheet_size): a report setting, not an image-stage parameter.
+CONTACT_SHEET_SIZE = 120
+
+
 @dataclass(frozen=True)
 class ImageParams(StageParams):
     """``images`` (all but ``detector`` and ``contact_sheet_size``): decode limits, crop geometry, JPEGs."""

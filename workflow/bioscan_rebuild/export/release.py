@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from bioscan_rebuild.core.io import file_sha256, make_readable
+from bioscan_rebuild.core.io import file_sha256, readable_outputs
 from bioscan_rebuild.core.params import ExportOptions
 from bioscan_rebuild.export.formats.base import ExportContext
 from bioscan_rebuild.export.formats.registry import FORMATS, select
@@ -93,10 +93,10 @@ def build_release(*, outdir, **inputs) -> dict:
     outdir = final.with_name(f".{final.name}.building")
     if outdir.exists():  # a killed run's leftovers
         shutil.rmtree(outdir)
-    outdir.mkdir(parents=True)
     try:
-        summary = _build(outdir, **inputs)
-        make_readable(outdir)
+        with readable_outputs():
+            outdir.mkdir(parents=True)
+            summary = _build(outdir, **inputs)
         _swap_into_place(outdir, final)
     except BaseException:
         shutil.rmtree(outdir, ignore_errors=True)

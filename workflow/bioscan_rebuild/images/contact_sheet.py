@@ -12,8 +12,6 @@ import pyarrow as pa
 
 from bioscan_rebuild.core.store import ImageStore
 
-CONTACT_SHEET_SIZE = 120  # photos per sheet; the config schema's images.contact_sheet_size default
-
 
 def _thumbnail(store: ImageStore, row: dict, size=(256, 192)) -> np.ndarray:
     tile = np.full((size[1] + 18, size[0], 3), 255, np.uint8)

@@ -16,11 +16,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bioscan_rebuild.core.io import write_json, write_table
-from bioscan_rebuild.core.params import ImageParams
+from bioscan_rebuild.core.params import CONTACT_SHEET_SIZE, ImageParams
 from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, INGESTED_SCHEMA
 from bioscan_rebuild.core.store import ImageStore
 from bioscan_rebuild.detect.registry import make_detector, make_segmenter
-from bioscan_rebuild.images.contact_sheet import CONTACT_SHEET_SIZE, write_contact_sheet
+from bioscan_rebuild.images.contact_sheet import write_contact_sheet
 from bioscan_rebuild.images.process import (
     PHOTO_BATCH,
     DerivedStore,

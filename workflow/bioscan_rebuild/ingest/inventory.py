@@ -115,9 +115,12 @@ def list_images(image_dir: str | Path, batch: str, n_shards: int, name_pattern: 
     image_dir = Path(image_dir)
     if not image_dir.is_dir():
         raise InputError(f"{image_dir}: not a folder of photos")
-    pattern = re.compile(name_pattern, re.IGNORECASE)
+    try:
+        pattern = re.compile(name_pattern, re.IGNORECASE)
+    except re.error as error:
+        raise InputError(f"image name pattern {name_pattern!r}: not a regular expression ({error})") from None
     if "processid" not in pattern.groupindex:
-        raise ValueError(f"image name pattern {name_pattern!r} has no (?P<processid>...) group")
+        raise InputError(f"image name pattern {name_pattern!r} has no (?P<processid>...) group")
     matched_paths, processids, rejected = [], [], []
     for rel, problem in _walk(image_dir):
         text = _printable(rel)
