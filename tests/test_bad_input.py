@@ -57,6 +57,35 @@ def test_undecodable_photo_details_are_reproducible():
     assert decoded.status == "undecodable" and decoded.detail == "UnidentifiedImageError: cannot identify image file"
 
 
+def _corrupt_scan_data(jpeg: bytes, seed: int = 0) -> bytes:
+    """The same JPEG with bytes of its entropy-coded data changed; every marker stays where it was."""
+    import numpy as np
+
+    sos = jpeg.index(b"\xff\xda")
+    start, end = sos + 2 + int.from_bytes(jpeg[sos + 2 : sos + 4], "big"), jpeg.rindex(b"\xff\xd9")
+    data = bytearray(jpeg)
+    rng = np.random.default_rng(seed)
+    for at in rng.integers(start + (end - start) // 4, end - (end - start) // 4, 40):
+        if data[at] != 0xFF and data[at - 1] != 0xFF:  # never make or break a marker
+            data[at] = int(rng.integers(0, 0xFF))
+    return bytes(data)
+
+
+def _markers(jpeg: bytes) -> list[tuple[int, int]]:
+    return [(at, jpeg[at + 1]) for at in range(len(jpeg) - 1) if jpeg[at] == 0xFF and jpeg[at + 1] not in (0, 0xFF)]
+
+
+def test_corrupt_scan_data_behind_intact_markers_is_undecodable(realdata):
+    """Pillow and OpenCV only warn and return garbage for these; the header and end marker look fine."""
+    photo = (realdata / "BIOSCAN-1M/dataset/bioscan_images/Diptera.jpg").read_bytes()
+    damaged = _corrupt_scan_data(photo)
+    assert damaged != photo and _markers(damaged) == _markers(photo)
+    assert inspect_image(damaged)["image_problem"] is None  # structurally intact: the header check passes
+    decoded = decode_photo(damaged, ImageParams())
+    assert decoded.status == "undecodable" and "Corrupt JPEG data" in decoded.detail, decoded.detail
+    assert decode_photo(photo, ImageParams()).status == "ok"
+
+
 REAL_V4 = "ropensci-bold/extracted/coelioxys_combined.tsv"
 
 
@@ -435,10 +464,15 @@ def test_bom_with_crlf_and_a_very_long_line(realdata, tmp_path):
     assert rejects.num_rows == expected_rejects.num_rows + 1
 
 
+CORRUPT_SCAN_PHOTO = "BSCN1000-21.1024px.jpg"  # a sample record's photo, damaged in place
+
+
 def _plant_bad_inputs(project: Path, outside: Path) -> None:
     """The sample plus the catalogue's bad inputs: photos and links in sample-a's folder, damaged export rows."""
     images = project / "resources" / "sample" / "sample-a" / "images"
     (images / "NOTANIMAGE-1.jpg").write_bytes(NOT_AN_IMAGE)
+    damaged = images / CORRUPT_SCAN_PHOTO
+    damaged.write_bytes(_corrupt_scan_data(damaged.read_bytes()))
     (images / "ELSEWHERE-1.jpg").symlink_to(outside / "photo.jpg")
     (images / "GONE-1.jpg").symlink_to(images / "never-there.jpg")
     export = project / "resources" / "sample" / "sample-a" / "bold_export.tsv"
@@ -477,6 +511,8 @@ def test_runs_with_bad_inputs_are_byte_identical_in_two_places(sample_dir, tmp_p
     }
     assert planted <= set(zip(rejects["image_path"], rejects["reason"]))
     assert {"unparseable_row", "missing_processid"} <= set(rejects["reason"])
+    (damaged,) = rejects[rejects["processid"] == "BSCN1000-21"].itertuples()
+    assert damaged.reason == "image_unusable" and "undecodable: ValueError: Corrupt JPEG data" in damaged.detail
     accounting = json.loads((runs[0] / "accounting.json").read_text())
     assert accounting["balanced"] is True
 

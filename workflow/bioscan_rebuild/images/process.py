@@ -6,7 +6,8 @@ Per photo (decoded once):
 2. Decode to ``original_full`` (the source fitted into 1024x768; JPEGs larger than that are
    decoded with DCT-domain reduction, which is much cheaper than decode-then-resize). EXIF
    orientation is applied; grayscale, CMYK, palette and 16-bit images become 8-bit RGB; PNG or
-   TIFF files named ``.jpg`` are decoded by content.
+   TIFF files named ``.jpg`` are decoded by content. A JPEG whose scan data is corrupt behind intact
+   markers (the decoder only warns) is ``undecodable``, never decoded to garbage.
 3. Detect on ``original_full`` (backend from the config); organism pixels are counted at that
    resolution (``image_measurement_value``).
 4. Crop with the published geometry (``geometry.py``) and encode ``original_full``,
@@ -34,6 +35,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import simplejpeg
 from PIL import Image, ImageFile, ImageOps
 
 from bioscan_rebuild.core.params import ImageParams
@@ -99,18 +101,38 @@ def _to_rgb8(image: Image.Image) -> np.ndarray:
     return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
-def _decode_plain_jpeg(data: bytes, size: tuple[int, int]) -> np.ndarray | None:
-    """The common case -- an upright RGB JPEG already at original_full size -- decoded by OpenCV straight into
-    a numpy array: the same libjpeg-turbo pixels as Pillow, without Pillow's copy into numpy (0.5 ms of 2 ms
-    at 1024x768). Only for complete files (ending in EOI: OpenCV would return a truncated photo half grey);
-    anything else returns None and takes the Pillow path."""
-    if not data.endswith(b"\xff\xd9"):
+# EXIF orientation -> the transpose Pillow's ImageOps.exif_transpose applies for it.
+_ORIENTATION_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _draft_scale(size: tuple[int, int], target: tuple[int, int]) -> int:
+    """The DCT reduction Pillow's ``draft`` picks: the largest of 8, 4, 2, 1 not below the size ratio."""
+    ratio = min(size[0] // target[0], size[1] // target[1])
+    return next(scale for scale in (8, 4, 2, 1) if ratio >= scale)
+
+
+def _decode_jpeg_strict(data: bytes, size: tuple[int, int], target: tuple[int, int], mode: str) -> np.ndarray:
+    """A JPEG's pixels through libjpeg-turbo with every decoder warning an error (simplejpeg, strict).
+
+    Pillow and OpenCV only warn on corrupt entropy-coded data and return garbage pixels; a photo whose
+    markers are intact but whose scan data is damaged must be ``undecodable`` instead. RGB photos are
+    decoded at Pillow's draft scale (the same pixels as ``draft`` + ``load``); other modes (grey, CMYK)
+    are only checked here, at 1/8 scale, and decoded by Pillow. Raises ValueError on a warning.
+    """
+    if mode != "RGB":
+        simplejpeg.decode_jpeg(data, colorspace="CMYK" if mode == "CMYK" else "GRAY", min_factor=8, strict=True)
         return None
-    flags = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION
-    rgb = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
-    if rgb is None or (rgb.shape[1], rgb.shape[0]) != size:
-        return None
-    return rgb
+    scale = _draft_scale(size, target)
+    width, height = -(-size[0] // scale), -(-size[1] // scale)
+    return simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=width, min_height=height, strict=True)
 
 
 def decode_photo(data: bytes, params: ImageParams) -> Decoded:
@@ -140,17 +162,20 @@ def decode_photo(data: bytes, params: ImageParams) -> Decoded:
                     "too_small", f"{upright[0]}x{upright[1]} < {params.min_side} px", source_format=source_format
                 )
             target = fit_within(*upright, *params.original_full_size)
+            stored_target = (target[1], target[0]) if turned else target
             rgb = None
-            if source_format == "jpeg" and image.mode == "RGB" and orientation in (1, None) and upright == target:
-                rgb = _decode_plain_jpeg(data, target)
+            if source_format == "jpeg":
+                rgb = _decode_jpeg_strict(data, (width, height), stored_target, image.mode)
             if rgb is None:
                 if source_format in ("jpeg", "mpo"):
                     # DCT-domain reduction: decode at the smallest 1/2^k scale still >= target.
-                    image.draft("RGB", (target[1], target[0]) if turned else target)
+                    image.draft("RGB", stored_target)
                 image.load()
                 if orientation not in (1, None):
                     image = ImageOps.exif_transpose(image)
                 rgb = _to_rgb8(image)
+            elif orientation in _ORIENTATION_TRANSPOSE:
+                rgb = np.asarray(Image.fromarray(rgb).transpose(_ORIENTATION_TRANSPOSE[orientation]))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         return Decoded("undecodable", error_detail(error, f"{type(error).__name__}: "))
     finally:

@@ -131,12 +131,20 @@ def _image_exclusions(processids: pd.Series, image_paths) -> pd.DataFrame:
     if not image_paths:
         return pd.DataFrame(columns=columns)
     images = pd.concat(
-        [pq.read_table(p, columns=["processid", "image_status"]).to_pandas() for p in image_paths], ignore_index=True
+        [
+            pq.read_table(p, columns=["processid", "image_status", "image_status_detail"]).to_pandas()
+            for p in image_paths
+        ],
+        ignore_index=True,
     )
     images = images[images["processid"].isin(processids)]
     bad = images[~images["image_status"].isin(USABLE_IMAGE_STATUSES)]
     reason = np.where(bad["image_status"] == "no_object", "no_specimen", "image_unusable")
-    detail = ["image status " + str(s) for s in bad["image_status"]]
+    # The image stage's own words (the decoder's message) where it has them.
+    detail = [
+        f"image status {status}" + ("" if pd.isna(why) else f": {why}")
+        for status, why in zip(bad["image_status"], bad["image_status_detail"])
+    ]
     return pd.DataFrame({"processid": bad["processid"].to_numpy(), "reason": reason, "detail": detail}).sort_values(
         "processid", kind="stable"
     )
