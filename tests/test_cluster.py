@@ -32,7 +32,7 @@ def test_ingest_runs_through_slurm(sample_dir, tmp_path):
     shutil.copy(REPO / "config" / "config.yaml", tmp_path / "config" / "config.yaml")
     shutil.copytree(sample_dir, tmp_path / "resources" / "sample")
     result = run_snakemake(tmp_path, "--profile", str(REPO / "profiles" / "slurm"), "--until", "ingest_accounting")
-    accounting = json.loads((tmp_path / "results" / "accounting.json").read_text())
+    accounting = json.loads((tmp_path / "results" / "ingest" / "accounting.json").read_text())
     assert accounting["balanced"] is True
     submitted = (result.stdout + result.stderr).count("has been submitted with SLURM jobid")
     assert submitted >= 17  # every job went through SLURM

@@ -8,9 +8,10 @@ import json
 import pyarrow as pa
 import pytest
 
+from bioscan_rebuild.core.errors import AccountingError
 from bioscan_rebuild.core.io import write_json, write_table
 from bioscan_rebuild.core.schemas import RECORD_SCHEMA, REJECT_SCHEMA, shard_of
-from bioscan_rebuild.ingest.accounting import AccountingError, account
+from bioscan_rebuild.ingest.accounting import account
 from bioscan_rebuild.ingest.inventory import INVENTORY_SCHEMA
 from bioscan_rebuild.ingest.join import join_shard
 from bioscan_rebuild.ingest.local import ingest_local

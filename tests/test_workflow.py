@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 
 import pandas as pd
 import pytest
@@ -34,11 +35,35 @@ def finished_run(sample_dir, tmp_path_factory):
     return workdir
 
 
-def test_accounting_balances_and_every_planted_fault_is_rejected_for_its_reason(finished_run):
-    accounting = json.loads((finished_run / "results" / "accounting.json").read_text())
+def test_accounting_balances_over_every_stage(finished_run):
+    """Inputs = released + rejected, each stage in = out + rejected, and every figure is what the tables hold."""
+    results = finished_run / "results"
+    accounting = json.loads((results / "accounting.json").read_text())
     assert accounting["balanced"] is True
+    assert accounting["stage_order"] == ["ingest", "images", "metadata", "splits"]
+    stages = [accounting["stages"][name] for name in accounting["stage_order"]]
     for what in ("records", "images"):
-        assert accounting["inputs"][what] == accounting["kept"][what] + accounting["rejected"][what]
+        assert accounting["inputs"][what] == accounting["released"][what] + accounting["rejected"][what]
+        assert accounting["rejected"][what] == sum(sum(s[what]["rejected"].values()) for s in stages)
+        for stage in stages:
+            assert stage[what]["in"] == stage[what]["out"] + sum(stage[what]["rejected"].values())
+        for before, after in zip(stages, stages[1:]):
+            assert before[what]["out"] == after[what]["in"]
+    # the figures are the tables' own: release rows, and rejects.csv by reason for the later stages
+    release_csv = results / "release" / "bioscan5m" / "metadata" / "csv" / "BIOSCAN_5M_Insect_Dataset_metadata.csv"
+    assert accounting["released"]["records"] == len(pd.read_csv(release_csv, usecols=["processid"]))
+    rejects = pd.read_csv(results / "release" / "bioscan5m" / "metadata" / "rejects.csv", dtype=str)
+    records = rejects[rejects["kind"] == "record"]["reason"].value_counts().to_dict()
+    staged = Counter()
+    for stage in stages:
+        staged.update(stage["records"]["rejected"])
+    assert records == dict(staged)
+    assert (results / "release" / "accounting.json").read_bytes() == (results / "accounting.json").read_bytes()
+
+
+def test_every_planted_fault_is_rejected_for_its_reason(finished_run):
+    accounting = json.loads((finished_run / "results" / "ingest" / "accounting.json").read_text())
+    assert accounting["balanced"] is True
     manifest = json.loads((finished_run / "resources" / "sample" / "faults.json").read_text())
     rejects = pd.read_parquet(finished_run / "results" / "ingest" / "rejects.parquet")
     for fault in manifest["faults"]:
@@ -92,7 +117,7 @@ def test_metadata_rules_on_the_sample(finished_run):
     meta = finished_run / "results" / "metadata"
     summary = json.loads((meta / "summary.json").read_text())
     accounting = json.loads((finished_run / "results" / "accounting.json").read_text())
-    assert summary["balanced"] and summary["records_in"] == accounting["kept"]["records"]
+    assert summary["balanced"] and summary["records_in"] == accounting["stages"]["metadata"]["records"]["in"]
     curated = pq.read_table(meta / "curated.parquet").to_pandas()
     assert len(curated) == summary["curated"] == summary["records_in"] - sum(summary["rejected"].values())
     fasta = list(SeqIO.parse(meta / "barcodes.fasta", "fasta"))

@@ -116,11 +116,7 @@ rule ingest_accounting:
         + expand("results/ingest/images/{batch}/rejects.parquet", batch=IMAGE_BATCHES)
         + expand("results/ingest/shards/{shard}/rejects.parquet", shard=SHARDS),
     output:
-        accounting=report(
-            "results/accounting.json",
-            caption="../report/accounting.rst",
-            category="Ingest",
-        ),
+        accounting="results/ingest/accounting.json",
         rejects="results/ingest/rejects.parquet",
     log:
         "logs/ingest/accounting.log",

@@ -1,4 +1,35 @@
-# Release: the BIOSCAN-5M layout and every download format, with a manifest of their hashes.
+# Release: the run's accounting over every stage, then the BIOSCAN-5M layout and every download format,
+# with a manifest of their hashes.
+
+
+rule accounting:
+    input:
+        ingest_accounting="results/ingest/accounting.json",
+        records=expand("results/ingest/shards/{shard}/records.parquet", shard=SHARDS),
+        images=expand("results/images/{shard}/images.parquet", shard=SHARDS),
+        curated="results/metadata/curated.parquet",
+        metadata_rejects="results/metadata/rejects.parquet",
+        splits="results/splits/splits.parquet",
+        split_excluded="results/splits/excluded.parquet",
+    output:
+        accounting=report(
+            "results/accounting.json",
+            caption="../report/accounting.rst",
+            category="Accounting",
+        ),
+    log:
+        "logs/release/accounting.log",
+    benchmark:
+        "benchmarks/release/accounting.tsv"
+    conda:
+        "../../envs/ingest.yaml"
+    params:
+        cli=CLI,
+    shell:
+        "{params.cli} accounting --ingest-accounting {input.ingest_accounting:q} "
+        "--records {input.records:q} --images {input.images:q} --curated {input.curated:q} "
+        "--metadata-rejects {input.metadata_rejects:q} --splits {input.splits:q} "
+        "--split-excluded {input.split_excluded:q} -o {output.accounting:q} > {log} 2>&1"
 
 
 rule release:

@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from bioscan_rebuild.cli import images, ingest, metadata, release, splits, synth
-from bioscan_rebuild.core.errors import InputError
+from bioscan_rebuild.core.errors import AccountingError, InputError
 
 GROUPS = (synth, ingest, images, metadata, splits, release)
 
@@ -32,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"bioscan-rebuild: error: {error}", file=sys.stderr)
         return 2
+    except AccountingError as error:  # the run lost or double-counted something: stop before anything is released
+        if args.debug:
+            raise
+        print(f"bioscan-rebuild: accounting does not balance: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

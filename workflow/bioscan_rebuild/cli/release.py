@@ -1,4 +1,4 @@
-"""Release: `bioscan-rebuild release`."""
+"""Release: `bioscan-rebuild accounting` (the run's accounting, end to end) and `bioscan-rebuild release`."""
 
 from __future__ import annotations
 
@@ -31,7 +31,38 @@ def cmd_release(args) -> int:
     return 0
 
 
+def cmd_accounting(args) -> int:
+    from bioscan_rebuild.export.accounting import write_run_accounting
+
+    summary = write_run_accounting(
+        args.output,
+        ingest_accounting=args.ingest_accounting,
+        records=args.records,
+        images=args.images,
+        curated=args.curated,
+        metadata_rejects=args.metadata_rejects,
+        splits=args.splits,
+        split_excluded=args.split_excluded,
+    )
+    print(json.dumps({k: summary[k] for k in ("inputs", "released", "rejected")}, sort_keys=True))
+    return 0
+
+
 def register(sub) -> None:
+    p = sub.add_parser(
+        "accounting",
+        help="follow every record and photo through every stage; fail unless inputs = released + rejected",
+    )
+    p.add_argument("--ingest-accounting", required=True, help="ingest's accounting.json")
+    p.add_argument("--records", nargs="*", default=[], help="ingested record shards")
+    p.add_argument("--images", nargs="*", default=[], help="image-stage results per shard")
+    p.add_argument("--curated", required=True, help="the metadata stage's curated table")
+    p.add_argument("--metadata-rejects", required=True)
+    p.add_argument("--splits", required=True)
+    p.add_argument("--split-excluded", required=True)
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(func=cmd_accounting)
+
     p = sub.add_parser("release", help="write the release: BIOSCAN-5M layout, CSV, Parquet, HDF5, JSON-LD, Croissant")
     p.add_argument("--curated", required=True)
     p.add_argument("--barcodes", nargs="*", default=[], help="barcode shards")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bioscan_rebuild.core.io import file_sha256, readable_outputs
 from bioscan_rebuild.core.params import ExportOptions
+from bioscan_rebuild.export.accounting import check_released
 from bioscan_rebuild.export.formats.base import ExportContext
 from bioscan_rebuild.export.formats.registry import FORMATS, select
 from bioscan_rebuild.export.layout import ACCOUNTING, MANIFEST, ROOT, ZIP_DIR
@@ -167,5 +168,6 @@ def _build(
             provenance=provenance,
             manifest=False,
         )
+    check_released(accounting_data, summary["released"])  # never publish rows the accounting does not know
     summary["manifest"] = write_manifest(outdir)  # after the side files and accounting
     return summary

@@ -12,12 +12,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bioscan_rebuild.core.errors import AccountingError
 from bioscan_rebuild.core.io import write_json, write_table
 from bioscan_rebuild.core.schemas import REJECT_SCHEMA
-
-
-class AccountingError(RuntimeError):
-    pass
 
 
 def count_rejects(rejects: pa.Table) -> dict[str, dict[str, int]]:

@@ -12,9 +12,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bioscan_rebuild.core.errors import AccountingError
 from bioscan_rebuild.core.io import write_json, write_table
 from bioscan_rebuild.core.schemas import RECORD_SCHEMA, REJECT_SCHEMA, shard_name, shard_of
-from bioscan_rebuild.ingest.accounting import AccountingError
 from bioscan_rebuild.ingest.bold import DEFAULT_MARKERS, DEFAULT_MISSING_VALUES, parse_export
 
 # Flush shard buffers once this many rows are held, so memory stays bounded on huge exports.
