@@ -53,8 +53,12 @@ def cmd_ingest_inventory(args) -> int:
     from bioscan_rebuild.core.store import ImageStore
     from bioscan_rebuild.ingest.inventory import inventory_shard
 
-    store = ImageStore(args.store, args.store_mode) if args.store else None
+    store = ImageStore(args.store, args.store_mode, job=f"inventory/{args.output}") if args.store else None
+    if store is not None:
+        store.clear_scratch()  # what a killed run of this job left
     table = inventory_shard(args.listing, batch_dirs(args.image_dir), args.output, store)
+    if store is not None:
+        store.close()
     problems = table["image_problem"].drop_null().to_pylist()
     print(f"{table.num_rows} images inventoried, {len(problems)} with problems")
     return 0

@@ -6,6 +6,8 @@ arguments and calls its stage, nothing else."""
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 
 from bioscan_rebuild.cli import images, ingest, metadata, release, splits, synth
@@ -23,6 +25,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _disk_full(error: OSError) -> bool:
+    # Arrow's writers raise OSError without an errno; the C library's message is in the text
+    return error.errno in DISK_FULL or any(os.strerror(code) in str(error) for code in DISK_FULL)
+
+
+def _file_problem(error: OSError) -> str:
+    """One line for a file the command could not read or write, saying what a person can do."""
+    name = error.filename
+    if _disk_full(error):
+        where = f"{name}: " if name else ""
+        return f"{where}out of disk space ({error}): free space where the outputs go, then run again"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return f"{name}: {error.strerror}: give this user access to it, then run again"
+    if error.errno == errno.ENOENT:
+        return f"{name}: no such file or folder: check the path"
+    return f"{name}: {error.strerror}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -32,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"bioscan-rebuild: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a file it cannot read or write, or a full disk: one line too
+        if args.debug or (error.filename is None and not _disk_full(error)):
+            raise
+        print(f"bioscan-rebuild: error: {_file_problem(error)}", file=sys.stderr)
+        return 1 if _disk_full(error) else 2
     except AccountingError as error:  # the run lost or double-counted something: stop before anything is released
         if args.debug:
             raise

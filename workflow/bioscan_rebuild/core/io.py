@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -40,9 +41,14 @@ def readable_outputs() -> Iterator[None]:
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temporary path beside ``path``; renamed onto it when the block ends without an error."""
+    """A temporary path beside ``path``; renamed onto it when the block ends without an error, removed when not.
+
+    One job writes a given output, so a temporary of the same name pattern found beside it is what a killed
+    writer of that file left: it is removed first (no orphan temporary files after a rerun)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
     try:
@@ -54,10 +60,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.unlink(temporary)
 
 
+def write_parquet(table: pa.Table, path: str | Path) -> None:
+    """Parquet with fixed settings, so equal tables give byte-identical files (in place: see write_table)."""
+    pq.write_table(table, path, compression="zstd", row_group_size=100_000, write_statistics=True)
+
+
 def write_table(table: pa.Table, path: str | Path) -> None:
-    """Parquet with fixed settings, so equal tables give byte-identical files."""
+    """``write_parquet``, atomically."""
     with atomic_path(path) as temporary:
-        pq.write_table(table, temporary, compression="zstd", row_group_size=100_000, write_statistics=True)
+        write_parquet(table, temporary)
 
 
 def write_json(data: dict, path: str | Path) -> None:

@@ -125,6 +125,8 @@ IMAGE_REASONS = {
     "unreadable_name": "the file name is not UTF-8",
     "link_outside": "a symbolic link to a file or folder outside the image folder (not followed)",
     "broken_link": "a symbolic link to nothing",
+    "unreadable_file": "the file could not be read (permission denied, an I/O error): the detail says which",
+    "changed_while_read": "the file changed while it was read (still being written?): run again once it is complete",
     "empty_file": "zero bytes",
     "undecodable": "not a readable JPEG/PNG/TIFF, or its data stops before the end marker",
     "no_record": "no record has this processid",

@@ -7,8 +7,10 @@ records that share a photo share its file.
 
 Layout: ``{root}/original/{sha[:2]}/{sha}.{ext}`` and
 ``{root}/derived/{params_key}/{sha[:2]}/{sha}.{ext}``.
-Writes are atomic (temporary file + rename), so parallel jobs and killed jobs never leave a
-half-written image under a final name.
+Writes are atomic: each file is written in the writing job's own scratch folder,
+``{root}/.scratch/{job}/``, and renamed into place, so parallel jobs and killed jobs never leave a
+half-written image under a final name. A failed write removes its temporary file; what a killed job
+left is removed by the next run of the same job (``clear_scratch``), and only that job writes there.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from bioscan_rebuild.core.io import READABLE_FILE
+from bioscan_rebuild.core.io import READABLE_FILE, file_sha256
 
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "tiff": "tif"}
 MODES = ("link", "copy", "none")
+SCRATCH = ".scratch"
 
 
 def params_key(params: dict) -> str:
@@ -33,11 +36,43 @@ def params_key(params: dict) -> str:
 
 
 class ImageStore:
-    def __init__(self, root: str | Path, mode: str = "link"):
+    def __init__(self, root: str | Path, mode: str = "link", job: str | None = None):
+        """``job``: a name unique to the writing job (its output path, say): its scratch folder's name. Without
+        one, the process id (and nothing clears a killed process's leftovers)."""
         if mode not in MODES:
             raise ValueError(f"image store mode must be one of {MODES}, not {mode!r}")
         self.root = Path(root)
         self.mode = mode
+        self.scratch = self.root / SCRATCH / (job_name(job) if job else f"pid-{os.getpid()}")
+
+    def clear_scratch(self) -> None:
+        """Remove what a killed run of this job left behind (half-written temporary files)."""
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def close(self) -> None:
+        """Remove this job's scratch folder once it is empty (a finished job leaves nothing behind)."""
+        for folder in (self.scratch, self.scratch.parent):
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # absent, or holds another job's files
+
+    def _commit(self, target: Path, fill, *, own_file: bool = True) -> Path:
+        """Write a temporary file in the scratch folder with ``fill(temporary path)`` and rename it onto
+        ``target``; on any error the temporary file is removed and the error raised."""
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=self.scratch, suffix=".tmp")
+        os.close(handle)
+        try:
+            fill(temporary)
+            if own_file:  # mkstemp makes 0600; a hard link shares the source's mode, which is not ours to change
+                os.chmod(temporary, READABLE_FILE)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        return target
 
     def original_path(self, sha256: str, image_format: str) -> Path:
         return self.root / "original" / sha256[:2] / f"{sha256}.{EXTENSIONS.get(image_format, image_format)}"
@@ -60,38 +95,39 @@ class ImageStore:
         """The image stage's JSON result for a photo under parameter key ``key``."""
         return self.derived_path(key, sha256, "json")
 
-    def put_original(self, source: str | Path, sha256: str, image_format: str) -> Path | None:
-        """Store `source` under its hash; a no-op when already stored or the mode is 'none'."""
+    def put_original(
+        self, source: str | Path, sha256: str, image_format: str, data: bytes | None = None
+    ) -> Path | None:
+        """Store `source` under its hash; a no-op when already stored or the mode is 'none'. ``data``: the bytes
+        that were hashed; they are what is stored (a file that changed since is not linked or copied)."""
         if self.mode == "none":
             return None
         target = self.original_path(sha256, image_format)
         if target.exists():
             return target
-        target.parent.mkdir(parents=True, exist_ok=True)
         if self.mode == "link":
             try:
-                temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-                os.link(source, temporary)
-                os.replace(temporary, target)
-                return target
+                return self._commit(target, lambda temporary: _link_checked(source, temporary, sha256), own_file=False)
             except OSError:
-                pass  # other file system or no permission: fall back to a copy
-        with (
-            tempfile.NamedTemporaryFile(dir=target.parent, prefix=".", suffix=".tmp", delete=False) as handle,
-            open(source, "rb") as src,
-        ):
-            shutil.copyfileobj(src, handle)
-        os.chmod(handle.name, READABLE_FILE)  # a temporary file is 0600
-        os.replace(handle.name, target)
-        return target
+                pass  # other file system, no permission, or changed since: fall back to a copy
+        if data is not None:
+            return self.put_bytes(target, data)
+        return self._commit(target, lambda temporary: shutil.copyfile(source, temporary))
 
     def put_bytes(self, target: Path, data: bytes) -> Path:
         """Atomically write derived bytes to `target` unless it already exists."""
         if target.exists():
             return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".", suffix=".tmp", delete=False) as handle:
-            handle.write(data)
-        os.chmod(handle.name, READABLE_FILE)  # a temporary file is 0600
-        os.replace(handle.name, target)
-        return target
+        return self._commit(target, lambda temporary: Path(temporary).write_bytes(data))
+
+
+def _link_checked(source, temporary, sha256: str) -> None:
+    os.unlink(temporary)  # os.link makes the name; mkstemp only reserved it
+    os.link(source, temporary)
+    if file_sha256(temporary) != sha256:
+        raise OSError(f"{source} changed after it was hashed")
+
+
+def job_name(name: str) -> str:
+    """A folder name for a job, from a name unique to it (its output path): separators become ``--``."""
+    return str(name).strip("/").replace("/", "--") or "job"

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
+from bioscan_rebuild.core.io import atomic_path
 from bioscan_rebuild.core.store import ImageStore
 
 
@@ -41,5 +42,8 @@ def write_contact_sheet(table: pa.Table, store: ImageStore, path: Path, limit: i
     blank = np.full_like(tiles[0], 255)
     tiles += [blank] * (n_rows * columns - len(tiles))
     sheet = np.vstack([np.hstack(tiles[i * columns : (i + 1) * columns]) for i in range(n_rows)])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), sheet, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    ok, encoded = cv2.imencode(".jpg", sheet, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        raise RuntimeError("JPEG encoding of the contact sheet failed")
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(encoded.tobytes())

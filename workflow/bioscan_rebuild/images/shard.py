@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bioscan_rebuild.core.io import write_json, write_table
+from bioscan_rebuild.core.io import atomic_path, write_json, write_table
 from bioscan_rebuild.core.params import CONTACT_SHEET_SIZE, ImageParams
 from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, INGESTED_SCHEMA
 from bioscan_rebuild.core.store import ImageStore
@@ -153,7 +153,8 @@ def run_image_shard(
     records = pq.read_table(records_path, schema=INGESTED_SCHEMA).to_pylist()
     batches = sorted({r["image_batch"] for r in records if r["image_batch"]})
     detectors, default = build_detectors(backend, detector_params or {}, batch_params or {}, batches)
-    store = ImageStore(store_root, mode="copy")
+    store = ImageStore(store_root, mode="copy", job=f"images/{outdir}")
+    store.clear_scratch()  # what a killed run of this shard left
     segmenter = make_segmenter(backend, (detector_params or {}).get("segmenter_params"))
 
     results: dict[tuple[int, str], PhotoResult] = {}
@@ -211,6 +212,7 @@ def run_image_shard(
         "detector": default.name,
     }
     write_json(summary, outdir / "summary.json")
+    store.close()
     return summary
 
 
@@ -218,8 +220,8 @@ def write_bbox_tsv(table: pa.Table, path: Path) -> None:
     """The published bbox table: one row per record with a box, in original_full pixels."""
     frame = table.select(BBOX_COLUMNS).to_pandas()
     frame = frame[frame["x0"].notna()].astype({c: "int64" for c in BBOX_COLUMNS[1:7]})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, sep="\t", index=False, lineterminator="\n")
+    with atomic_path(path) as temporary:
+        frame.to_csv(temporary, sep="\t", index=False, lineterminator="\n")
 
 
 def summarize_shards(summary_paths, output) -> dict:

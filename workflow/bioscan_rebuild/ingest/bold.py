@@ -14,6 +14,7 @@ output, not by Python objects per cell.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -296,6 +297,7 @@ def parse_export(
     """
     path = Path(path)
     source_name = source_name or str(path)
+    opened = _identity(path)
     stats = ParseStats(sha256=file_sha256(path))
     try:
         with open(path, "rb") as handle:
@@ -413,6 +415,16 @@ def parse_export(
             stats.rejects[str(reason)] = stats.rejects.get(str(reason), 0) + int(count)
         stats.records += table.num_rows
         yield table, rejects, stats
+    if _identity(path) != opened:  # the hash and the rows would describe different files
+        raise InputError(
+            f"{source_name}: the file changed while it was read (still being written?): run again once it is complete"
+        )
+
+
+def _identity(path: Path) -> tuple[int, int, int]:
+    """What changes when a file is written to or replaced: size, modification time, inode."""
+    facts = os.stat(path)
+    return facts.st_size, facts.st_mtime_ns, facts.st_ino
 
 
 def read_export(path: str | Path, batch: str = "adhoc", **kwargs) -> tuple[pa.Table, pa.Table, ParseStats]:

@@ -75,7 +75,14 @@ def _walk(image_dir: Path):
             return
         seen.add(real)
         folders = []
-        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as error:  # its photos cannot even be counted: a person must fix this
+            raise InputError(
+                f"{folder}: cannot list this folder ({error.strerror}): give read access to it, or move it out of "
+                "the image folder"
+            ) from None
+        for entry in entries:
             entry_rel = rel / entry.name
             path = Path(entry.path)
             if entry.is_symlink():
@@ -264,6 +271,24 @@ def inspect_image(data: bytes) -> dict:
     return facts
 
 
+def read_whole(path: Path) -> tuple[bytes | None, tuple[str, str] | None]:
+    """A file's bytes, read once, with (reason, detail) when they cannot be trusted: ``unreadable_file`` (an
+    OSError: permission, I/O) or ``changed_while_read`` (size, time or inode differ after the read: a file
+    still being copied in)."""
+    try:
+        before = os.stat(path)
+        data = path.read_bytes()
+        after = os.stat(path)
+    except OSError as error:
+        return None, ("unreadable_file", error.strerror or type(error).__name__)
+    if (before.st_size, before.st_mtime_ns, before.st_ino) != (after.st_size, after.st_mtime_ns, after.st_ino) or (
+        len(data) != after.st_size
+    ):
+        detail = f"{before.st_size} bytes when opened, {len(data)} read, {after.st_size} after"
+        return data, ("changed_while_read", detail)
+    return data, None
+
+
 def inventory(listing: pa.Table, image_dirs: dict[str, str | Path], store: ImageStore | None = None) -> pa.Table:
     """Hash and inspect every listed file; usable files are put into the content-addressed store."""
     rows = []
@@ -271,10 +296,13 @@ def inventory(listing: pa.Table, image_dirs: dict[str, str | Path], store: Image
         listing["batch"].to_pylist(), listing["image_path"].to_pylist(), listing["processid"].to_pylist()
     ):
         path = Path(image_dirs[batch]) / rel_path
-        data = path.read_bytes()
-        facts = inspect_image(data)
-        if store is not None and facts["image_problem"] is None:
-            store.put_original(path.resolve(), facts["image_sha256"], facts["image_format"])  # the file, not a link
+        data, problem = read_whole(path)
+        facts = inspect_image(data or b"")
+        if problem is not None:
+            facts.update(image_problem=problem[0], image_problem_detail=problem[1])
+        elif store is not None and facts["image_problem"] is None:
+            # the bytes hashed above, so the store holds what the sha256 names (the file, not a link)
+            store.put_original(path.resolve(), facts["image_sha256"], facts["image_format"], data=data)
         rows.append({"batch": batch, "image_path": rel_path, "processid": processid, **facts})
     return pa.Table.from_pylist(rows, schema=INVENTORY_SCHEMA)
 

@@ -6,6 +6,7 @@ exports meet in one join job.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bioscan_rebuild.core.errors import AccountingError
-from bioscan_rebuild.core.io import write_json, write_table
+from bioscan_rebuild.core.io import atomic_path, write_json, write_parquet, write_table
 from bioscan_rebuild.core.schemas import RECORD_SCHEMA, REJECT_SCHEMA, shard_name, shard_of
 from bioscan_rebuild.ingest.bold import DEFAULT_MARKERS, DEFAULT_MISSING_VALUES, parse_export
 
@@ -43,41 +44,53 @@ def parse_to_shards(
     buffers: dict[int, list[pa.Table]] = {s: [] for s in range(n_shards)}
     buffered = 0
     reject_parts = []
+    with contextlib.ExitStack() as finished:
+        # every shard file is written under a temporary name and renamed only when the whole export parsed
+        # and balanced: a killed or failed job leaves no shard that looks finished
+        temporaries = {
+            s: finished.enter_context(atomic_path(outdir / "records" / f"{shard_name(s)}.parquet"))
+            for s in range(n_shards)
+        }
 
-    def flush():
-        for shard, parts in buffers.items():
-            if not parts:
-                continue
+        def flush():
+            for shard, parts in buffers.items():
+                if not parts:
+                    continue
+                if shard not in writers:
+                    writers[shard] = pq.ParquetWriter(temporaries[shard], RECORD_SCHEMA, compression="zstd")
+                writers[shard].write_table(pa.concat_tables(parts))
+                parts.clear()
+
+        stats = None
+        try:
+            for records, rejects, stats in parse_export(  # noqa: B007 - stats is final after the loop
+                export, batch, missing_values=tuple(missing_values), markers=markers, source_name=source_name
+            ):
+                reject_parts.append(rejects)
+                if records.num_rows:
+                    shards = shard_of(records["processid"].to_pylist(), n_shards)
+                    for shard in np.unique(shards):
+                        part = records.filter(pa.array(shards == shard))
+                        buffers[int(shard)].append(part)
+                    buffered += records.num_rows
+                    if buffered >= FLUSH_ROWS:
+                        flush()
+                        buffered = 0
+            flush()
+        finally:
+            for writer in writers.values():
+                writer.close()
+        for shard in range(n_shards):
             if shard not in writers:
-                writers[shard] = pq.ParquetWriter(
-                    outdir / "records" / f"{shard_name(shard)}.parquet", RECORD_SCHEMA, compression="zstd"
-                )
-            writers[shard].write_table(pa.concat_tables(parts))
-            parts.clear()
-
-    stats = None
-    for records, rejects, stats in parse_export(  # noqa: B007 - stats is final after the loop
-        export, batch, missing_values=tuple(missing_values), markers=markers, source_name=source_name
-    ):
-        reject_parts.append(rejects)
-        if records.num_rows:
-            shards = shard_of(records["processid"].to_pylist(), n_shards)
-            for shard in np.unique(shards):
-                part = records.filter(pa.array(shards == shard))
-                buffers[int(shard)].append(part)
-            buffered += records.num_rows
-            if buffered >= FLUSH_ROWS:
-                flush()
-                buffered = 0
-    flush()
-    for writer in writers.values():
-        writer.close()
-    for shard in range(n_shards):
-        if shard not in writers:
-            write_table(RECORD_SCHEMA.empty_table(), outdir / "records" / f"{shard_name(shard)}.parquet")
-    write_table(
-        pa.concat_tables(reject_parts) if reject_parts else REJECT_SCHEMA.empty_table(), outdir / "rejects.parquet"
-    )
+                write_parquet(RECORD_SCHEMA.empty_table(), temporaries[shard])
+        if stats.data_lines != stats.records + sum(stats.rejects.values()):
+            raise AccountingError(
+                f"{export}: {stats.data_lines} lines != {stats.records} records + rejects {stats.rejects}"
+            )
+        write_table(
+            pa.concat_tables(reject_parts) if reject_parts else REJECT_SCHEMA.empty_table(),
+            outdir / "rejects.parquet",
+        )
     summary = {
         "batch": batch,
         "export": source_name or str(export),
@@ -89,9 +102,5 @@ def parse_to_shards(
         "rejected": dict(sorted(stats.rejects.items())),
         "coordinates_out_of_range": stats.coordinates_out_of_range,
     }
-    if stats.data_lines != stats.records + sum(stats.rejects.values()):
-        raise AccountingError(
-            f"{export}: {stats.data_lines} lines != {stats.records} records + rejects {stats.rejects}"
-        )
     write_json(summary, outdir / "summary.json")
     return summary
