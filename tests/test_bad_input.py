@@ -523,3 +523,133 @@ def test_an_invalid_name_pattern_on_the_command_line_is_one_clear_line(tmp_path)
     result = _run_cli(*listing, "--name-pattern", "^(?P<processid>[A-Z+)", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "not a regular expression" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_export_that_changes_while_read_is_one_clear_line_and_leaves_no_shards(realdata, tmp_path, monkeypatch):
+    """A delivery still being copied in: the rows and the recorded sha256 would describe different files."""
+    import bioscan_rebuild.ingest.parse as parse_module
+    from bioscan_rebuild.core.errors import InputError
+
+    export = tmp_path / "e.tsv"
+    export.write_bytes((realdata / REAL_V4).read_bytes())
+    real_parse = parse_module.parse_export
+
+    def appending(*args, **kwargs):  # another process appends a line after the first block was read
+        for n, block in enumerate(real_parse(*args, **{**kwargs, "block_bytes": 4096})):
+            if n == 0:
+                with open(export, "ab") as handle:
+                    handle.write(export.read_bytes().split(b"\n")[1] + b"\n")
+            yield block
+
+    monkeypatch.setattr(parse_module, "parse_export", appending)
+    with pytest.raises(InputError, match="e.tsv: the file changed while it was read .*run again once it is complete"):
+        parse_to_shards(export, "b", 2, tmp_path / "out")
+    assert [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()] == []  # no shard looks finished
+
+
+def test_a_photo_that_changes_while_read_is_rejected_for_it(tmp_path, monkeypatch):
+    """The bytes read are not the file that is there: not hashed, stored or released as if they were."""
+    import pathlib
+
+    folder = tmp_path / "photos"
+    for name in ("GROWING-1", "STEADY-1"):
+        _photo(folder / f"{name}.jpg", len(name))
+    real_read = pathlib.Path.read_bytes
+
+    def read_while_written(path):
+        data = real_read(path)
+        if path.name.startswith("GROWING"):
+            with open(path, "ab") as handle:
+                handle.write(b"\0" * 100)
+        return data
+
+    listing, _ = list_images(folder, "b", 1)
+    store = ImageStore(tmp_path / "store", "copy")
+    monkeypatch.setattr(pathlib.Path, "read_bytes", read_while_written)
+    table = inventory(listing, {"b": folder}, store).to_pylist()
+    monkeypatch.undo()
+    by_id = {row["processid"]: row for row in table}
+    assert by_id["GROWING-1"]["image_problem"] == "changed_while_read"
+    assert by_id["GROWING-1"]["image_problem_detail"].endswith(
+        "read, " + str((folder / "GROWING-1.jpg").stat().st_size) + " after"
+    )
+    assert by_id["STEADY-1"]["image_problem"] is None
+    stored = [p for p in (tmp_path / "store").rglob("*") if p.is_file()]
+    assert [p.stem for p in stored] == [by_id["STEADY-1"]["image_sha256"]]
+
+
+def test_the_store_holds_the_bytes_it_hashed_even_when_the_file_changes_after(tmp_path):
+    source = tmp_path / "photo.jpg"
+    _photo(source)
+    data = source.read_bytes()
+    facts = inspect_image(data)
+    source.write_bytes(data + b"changed")  # after the read, before the store links or copies it
+    for mode in ("link", "copy"):
+        store = ImageStore(tmp_path / mode, mode)
+        stored = store.put_original(source, facts["image_sha256"], "jpeg", data=data)
+        assert stored.read_bytes() == data and stored.stat().st_ino != source.stat().st_ino
+        store.close()
+        assert not (tmp_path / mode / ".scratch").exists()
+
+
+def _other_device(tmp_path: Path) -> Path:
+    """A folder on another file system than tmp_path: /dev/shm where it is one, else a tmpfs mounted here."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK) and shm.stat().st_dev != tmp_path.stat().st_dev:
+        folder = Path(__import__("tempfile").mkdtemp(dir=shm))
+        return folder
+    folder = tmp_path / "mnt"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.fail("no second file system here (no /dev/shm and tmpfs cannot be mounted)")
+    return folder
+
+
+def test_a_photo_folder_on_another_device_is_copied_into_the_store(tmp_path):
+    """Hard links cannot cross file systems: the store falls back to a copy, and counts stay whole."""
+    photos = _other_device(tmp_path)
+    try:
+        for name in ("BSCN1-22", "BSCN2-22"):
+            _photo(photos / "sub" / f"{name}.jpg", len(name))
+        listing, rejects = list_images(photos, "b", 1)
+        assert listing.num_rows == 2 and rejects.num_rows == 0
+        store = ImageStore(tmp_path / "store", "link", job="inventory/x")
+        table = inventory(listing, {"b": photos}, store)
+        store.close()
+        for row in table.to_pylist():
+            stored = store.original_path(row["image_sha256"], "jpeg")
+            assert stored.read_bytes() == (photos / row["image_path"]).read_bytes()
+            assert stored.stat().st_dev != (photos / row["image_path"]).stat().st_dev
+        assert not (tmp_path / "store" / ".scratch").exists()
+    finally:
+        shutil.rmtree(photos, ignore_errors=True)
+        subprocess.run(["umount", str(photos)], capture_output=True)
+
+
+def test_processids_that_differ_only_by_case_are_one_record(realdata, tmp_path):
+    """BSCN1-22 and bscn1-22 would name the same files on a case-insensitive file system: they are one processid
+    (its duplicates resolved as any others, the detail saying why), and a photo named in either case joins it."""
+    header = (realdata / REAL_V4).read_text().split("\n")[0].split("\t")
+    first_species = (realdata / REAL_V4).read_text().split("\n")[1].split("\t")[header.index("species_name")]
+    (tmp_path / "a.tsv").write_bytes(_v4_rows(realdata, ["BSCN1-22", "BSCN2-22"]))
+    (tmp_path / "b.tsv").write_bytes(_v4_rows(realdata, ["bscn1-22", "bscn2-22"], species=[first_species, "Other"]))
+    _photo(tmp_path / "photos" / "bscn1-22.jpg", 1)
+    _photo(tmp_path / "photos" / "BSCN2-22.jpg", 2)
+    summary = ingest_local([tmp_path / "a.tsv", tmp_path / "b.tsv"], [tmp_path / "photos"], tmp_path / "out", shards=4)
+    kept = [
+        row
+        for path in sorted((tmp_path / "out").glob("shards/*/records.parquet"))
+        for row in pq.read_table(path).to_pylist()
+    ]
+    assert [(row["processid"], row["image_path"]) for row in kept] == [("BSCN1-22", "bscn1-22.jpg")]
+    rejects = pq.read_table(tmp_path / "out" / "rejects.parquet").to_pylist()
+    outcomes = sorted((r["kind"], r["processid"], r["reason"]) for r in rejects)
+    assert outcomes == [
+        ("image", "BSCN2-22", "record_rejected"),
+        ("record", "BSCN2-22", "duplicate_conflict"),
+        ("record", "bscn1-22", "duplicate_record"),
+        ("record", "bscn2-22", "duplicate_conflict"),
+    ]
+    assert all(r["detail"].endswith("(its processid differs only by case)") for r in rejects if r["kind"] == "record")
+    assert summary["balanced"] is True

@@ -137,14 +137,21 @@ IMAGE_REASONS = {
 }
 
 
+def processid_key(processid: str) -> str:
+    """What makes two processids the same record: BOLD's ids are upper case, and ``BSCN1-21`` and ``bscn1-21``
+    would name the same files on a case-insensitive file system, so case does not tell records apart."""
+    return processid.upper()
+
+
 def shard_of(processids: list[str] | np.ndarray, n_shards: int) -> np.ndarray:
-    """Stable shard number per processid: md5 of the id, first 8 hex digits, modulo n_shards.
+    """Stable shard number per processid: md5 of its key (``processid_key``), first 8 hex digits, modulo n_shards.
 
     md5 (not Python's hash) so the key is the same on every machine and run, and a record
-    stays in its shard whatever batch or order it arrives in.
+    stays in its shard whatever batch or order it arrives in; processids that differ only
+    by case meet in one shard, where the join treats them as one.
     """
     keys = np.fromiter(
-        (int(hashlib.md5(p.encode("utf-8")).hexdigest()[:8], 16) for p in processids),
+        (int(hashlib.md5(processid_key(p).encode("utf-8")).hexdigest()[:8], 16) for p in processids),
         dtype=np.uint64,
         count=len(processids),
     )

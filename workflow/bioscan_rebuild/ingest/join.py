@@ -23,6 +23,7 @@ from bioscan_rebuild.core.schemas import (
     REJECT_SCHEMA,
     SIGNATURE_FIELDS,
     make_rejects,
+    processid_key,
 )
 from bioscan_rebuild.ingest.accounting import check_balance, count_rejects
 from bioscan_rebuild.ingest.inventory import INVENTORY_SCHEMA
@@ -37,7 +38,7 @@ def _location(frame: pd.DataFrame) -> pd.Series:
 
 
 def _resolve_duplicates(frame: pd.DataFrame, signature: pd.Series, policy: str, location: pd.Series, names):
-    """For rows sorted in delivery order, pick one row per processid.
+    """For rows sorted in delivery order, pick one row per processid (per ``_key``: case does not count).
 
     Returns (keep mask, reason per row or None, detail per row or None). `names` maps the
     generic outcomes to reason codes: identical, conflict, superseded.
@@ -46,13 +47,15 @@ def _resolve_duplicates(frame: pd.DataFrame, signature: pd.Series, policy: str, 
     keep = np.ones(n, bool)
     reason = np.full(n, None, dtype=object)
     detail = np.full(n, None, dtype=object)
-    duplicated = frame["processid"].duplicated(keep=False).to_numpy()
+    duplicated = frame["_key"].duplicated(keep=False).to_numpy()
     if not duplicated.any():
         return keep, reason, detail
     positions = np.flatnonzero(duplicated)
-    groups = frame.iloc[positions].groupby("processid", sort=False).indices
+    groups = frame.iloc[positions].groupby("_key", sort=False).indices
+    spelled = frame["processid"].to_numpy()
     for _, members in groups.items():
         rows = positions[members]
+        case_note = " (its processid differs only by case)" if len({spelled[r] for r in rows}) > 1 else ""
         signatures = signature.iloc[rows].to_numpy()
         conflicting = len(set(signatures)) > 1
         if conflicting and policy == "reject":
@@ -60,7 +63,7 @@ def _resolve_duplicates(frame: pd.DataFrame, signature: pd.Series, policy: str, 
             reason[rows] = names["conflict"]
             for row in rows:
                 others = [location.iloc[r] for r in rows if r != row]
-                detail[row] = "differs from " + ", ".join(others)
+                detail[row] = "differs from " + ", ".join(others) + case_note
             continue
         chosen = rows[-1] if (conflicting and policy == "latest") else rows[0]
         for row in rows:
@@ -69,7 +72,7 @@ def _resolve_duplicates(frame: pd.DataFrame, signature: pd.Series, policy: str, 
             keep[row] = False
             same = signature.iloc[row] == signature.iloc[chosen]
             reason[row] = names["identical"] if same else names["superseded"]
-            detail[row] = ("same as " if same else "replaced by ") + location.iloc[chosen]
+            detail[row] = ("same as " if same else "replaced by ") + location.iloc[chosen] + case_note
     return keep, reason, detail
 
 
@@ -96,6 +99,8 @@ def join_shard(
         else INVENTORY_SCHEMA.empty_table().to_pandas()
     )
     records_in, images_in = len(records), len(images)
+    records["_key"] = records["processid"].map(processid_key)
+    images["_key"] = images["processid"].map(processid_key)
 
     records["_rank"] = records["batch"].map(rank)
     records = records.sort_values(["_rank", "source_file", "source_line"], kind="stable").reset_index(drop=True)
@@ -105,7 +110,9 @@ def join_shard(
     reject_parts = []
 
     # Records: one per processid.
-    content_hash = pd.util.hash_pandas_object(records[list(SIGNATURE_FIELDS)], index=False)
+    content_hash = pd.util.hash_pandas_object(
+        records[list(SIGNATURE_FIELDS)].assign(processid=records["_key"]), index=False
+    )
     keep, reason, detail = _resolve_duplicates(
         records,
         content_hash,
@@ -144,8 +151,8 @@ def join_shard(
     if broken.any():
         bad = images[broken]
         reject_parts.append(image_rejects(bad, bad["image_problem"], bad["image_problem_detail"]))
-    image_reasons_by_id: dict[str, list[str]] = {}
-    for pid, problem in zip(images.loc[broken, "processid"], images.loc[broken, "image_problem"]):
+    image_reasons_by_id: dict[str, list[str]] = {}  # by _key
+    for pid, problem in zip(images.loc[broken, "_key"], images.loc[broken, "image_problem"]):
         image_reasons_by_id.setdefault(pid, []).append(problem)
     usable = images[~broken].reset_index(drop=True)
     keep, reason, detail = _resolve_duplicates(
@@ -157,18 +164,19 @@ def join_shard(
     )
     if (~keep).any():
         reject_parts.append(image_rejects(usable[~keep], reason[~keep], detail[~keep]))
-        for pid, why in zip(usable.loc[~keep, "processid"], reason[~keep]):
+        for pid, why in zip(usable.loc[~keep, "_key"], reason[~keep]):
             if why == "conflicting_images":
                 image_reasons_by_id.setdefault(pid, []).append(why)
     usable = usable[keep].reset_index(drop=True)
 
     # Join.
-    all_record_ids = set(pa.concat_tables(record_tables)["processid"].to_pylist()) if record_tables else set()
-    kept_ids = set(records["processid"])
-    image_has_record = usable["processid"].isin(kept_ids).to_numpy()
+    all_record_keys = (
+        {processid_key(p) for p in pa.concat_tables(record_tables)["processid"].to_pylist()} if record_tables else set()
+    )
+    image_has_record = usable["_key"].isin(set(records["_key"])).to_numpy()
     orphans = usable[~image_has_record]
     if len(orphans):
-        orphan_reason = np.where(orphans["processid"].isin(all_record_ids), "record_rejected", "no_record")
+        orphan_reason = np.where(orphans["_key"].isin(all_record_keys), "record_rejected", "no_record")
         orphan_detail = np.where(
             orphan_reason == "record_rejected",
             "every record of this processid was rejected",
@@ -177,17 +185,17 @@ def join_shard(
         reject_parts.append(image_rejects(orphans, orphan_reason, orphan_detail))
     usable = usable[image_has_record]
 
-    image_part = usable.rename(columns={"batch": "image_batch"})[[f.name for f in IMAGE_COLUMNS] + ["processid"]]
-    joined = records.merge(image_part, on="processid", how="left", validate="one_to_one")
+    image_part = usable.rename(columns={"batch": "image_batch"})[[f.name for f in IMAGE_COLUMNS] + ["_key"]]
+    joined = records.merge(image_part, on="_key", how="left", validate="one_to_one")
     without_image = joined["image_sha256"].isna().to_numpy()
     if require_images and without_image.any():
         lost = joined[without_image]
-        reasons = ["image_rejected" if pid in image_reasons_by_id else "no_image" for pid in lost["processid"]]
+        reasons = ["image_rejected" if key in image_reasons_by_id else "no_image" for key in lost["_key"]]
         details = [
-            "images rejected: " + ", ".join(sorted(set(image_reasons_by_id[pid])))
-            if pid in image_reasons_by_id
+            "images rejected: " + ", ".join(sorted(set(image_reasons_by_id[key])))
+            if key in image_reasons_by_id
             else "no image file names this processid"
-            for pid in lost["processid"]
+            for key in lost["_key"]
         ]
         reject_parts.append(
             make_rejects(
