@@ -390,6 +390,23 @@ def test_the_release_is_atomic_readable_and_survives_kill_9(sample_dir, tmp_path
     assert result.returncode == 0, result.stderr[-2000:]
     assert not building.exists() and (release / "MANIFEST.json").read_bytes() == manifest
 
+    # a full disk: one line, exit 1, no partial release and nothing left beside it; with room, the same bytes
+    disk = SmallDisk(tmp_path / "small", size=8 << 20, file_limit=1 << 20)
+    try:
+        small_args = [*args[:2], str(disk.folder / "release"), *args[3:]]
+        command = [sys.executable, "-m", "bioscan_rebuild", *small_args]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, preexec_fn=disk.preexec())
+        assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
+        assert "out of disk space" in result.stderr
+        assert list(disk.folder.iterdir()) == []
+        disk.grow()
+        result = subprocess.run(command, env=env, capture_output=True, text=True, preexec_fn=disk.preexec())
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert (disk.folder / "release" / "MANIFEST.json").read_bytes() == manifest
+        assert sorted(p.name for p in disk.folder.iterdir()) == ["release"]
+    finally:
+        disk.close()
+
 
 SPLIT_INPUT_FAULTS = {  # file bytes -> what the one line says
     "empty": (b"", "empty file: not a metadata CSV"),
@@ -653,3 +670,176 @@ def test_processids_that_differ_only_by_case_are_one_record(realdata, tmp_path):
     ]
     assert all(r["detail"].endswith("(its processid differs only by case)") for r in rejects if r["kind"] == "record")
     assert summary["balanced"] is True
+
+
+@pytest.fixture
+def shared_tmp():
+    """A folder another user can enter (pytest's own are 0700 to root)."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="bioscan-perm-"))
+    folder.chmod(0o755)
+    yield folder
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    shutil.rmtree(folder)
+
+
+def _as_unprivileged(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The command line as a user that file modes apply to: root reads everything, so root runs it as nobody."""
+    prefix = []
+    if os.geteuid() == 0:
+        prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    env = {"PYTHONPATH": str(REPO / "workflow"), "HOME": str(cwd)}
+    command = [*prefix, sys.executable, "-m", "bioscan_rebuild", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd)
+
+
+def test_permission_denied_photos_folders_and_exports(realdata, shared_tmp):
+    """An unreadable photo is a per-record reject; a folder whose photos cannot even be listed, or an export that
+    cannot be read, stops the run in one line that says what to do."""
+    work = shared_tmp
+    (work / "e.tsv").write_bytes(_v4_rows(realdata, ["BSCN1-22", "BSCN2-22"]))
+    for name in ("BSCN1-22", "BSCN2-22"):
+        _photo(work / "photos" / f"{name}.jpg", len(name))
+    (work / "out").mkdir()
+    for path in [work, *work.rglob("*")]:
+        path.chmod(0o777 if path.is_dir() else 0o644)
+    (work / "photos" / "BSCN2-22.jpg").chmod(0o000)
+    run = ("ingest", "run", "--export", "e.tsv", "--images", "photos", "-o", "out")
+    result = _as_unprivileged(*run, cwd=work)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rejects = pq.read_table(work / "out" / "rejects.parquet").to_pylist()
+    assert sorted((r["kind"], r["processid"], r["reason"], r["detail"]) for r in rejects) == [
+        ("image", "BSCN2-22", "unreadable_file", "Permission denied"),
+        ("record", "BSCN2-22", "image_rejected", "images rejected: unreadable_file"),
+    ]
+
+    (work / "photos" / "locked").mkdir()
+    (work / "photos" / "locked").chmod(0o000)
+    result = _as_unprivileged(*run, cwd=work)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        "bioscan-rebuild: error: photos/locked: cannot list this folder (Permission denied): give read access to it, "
+        "or move it out of the image folder"
+    )
+
+    (work / "photos" / "locked").chmod(0o755)
+    (work / "e.tsv").chmod(0o000)
+    result = _as_unprivileged(*run, cwd=work)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        "bioscan-rebuild: error: e.tsv: Permission denied: give this user access to it, then run again"
+    )
+
+
+class SmallDisk:
+    """A folder with little room: a tmpfs of ``size`` bytes where mounting is allowed, else a limit of
+    ``file_limit`` bytes per file on the process that writes there (RLIMIT_FSIZE, with SIGXFSZ ignored so a
+    write fails as on a full disk)."""
+
+    def __init__(self, folder: Path, size: int, file_limit: int):
+        self.folder, self.size, self.file_limit = folder, size, file_limit
+        folder.mkdir(parents=True)
+        mount = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)]
+        self.mounted = subprocess.run(mount, capture_output=True).returncode == 0
+        self.limited = not self.mounted
+
+    def preexec(self):
+        if not self.limited:
+            return None
+
+        def limit():
+            import resource
+
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (self.file_limit, self.file_limit))
+
+        return limit
+
+    def grow(self) -> None:
+        """Room again (what a person does after the error)."""
+        if self.mounted:
+            subprocess.run(["mount", "-o", "remount,size=512m", str(self.folder)], check=True)
+        self.limited = False
+
+    def close(self) -> None:
+        if self.mounted:
+            subprocess.run(["umount", str(self.folder)], capture_output=True)
+
+
+def _leftovers(*folders: Path) -> list[str]:
+    """Temporary files and scratch folders: what a killed or failed run must not leave after its rerun."""
+    return sorted(
+        str(p) for folder in folders for p in folder.rglob("*") if p.name.endswith(".tmp") or p.name == ".scratch"
+    )
+
+
+@pytest.mark.slow
+def test_the_image_stage_survives_kill_9_and_a_full_disk(sample_dir, tmp_path):
+    """Killed mid-shard, or out of space: nothing half-written under a final name, no orphan temporary files
+    after the rerun, and the rerun gives the bytes of an uninterrupted run."""
+    from bioscan_rebuild.core.store import SCRATCH, job_name
+
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text((REPO / "config" / "config.yaml").read_text())
+    shutil.copytree(sample_dir, tmp_path / "resources" / "sample")
+    run_snakemake(tmp_path, "--until", "ingest_accounting")
+    records = tmp_path / "results" / "ingest" / "shards" / "shard-000" / "records.parquet"
+    dirs = [f"--image-dir={b}={tmp_path / 'resources' / 'sample' / b / 'images'}" for b in ("sample-a", "sample-b")]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
+
+    def shard(name: str, store: Path, outdir: Path, **popen) -> subprocess.Popen:
+        args = ["images", "shard", str(records), "--store", str(store), "--outdir", str(outdir), *dirs]
+        command = [sys.executable, "-m", "bioscan_rebuild", *args]
+        return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen)
+
+    def finished(job: subprocess.Popen) -> tuple[int, str]:
+        _, err = job.communicate(timeout=600)
+        return job.returncode, err.decode()
+
+    def outputs(outdir: Path, store: Path) -> dict:
+        files = {f"out/{n}": (outdir / n).read_bytes() for n in ("images.parquet", "bbox.tsv", "contact_sheet.jpg")}
+        derived = {
+            f"store/{p.relative_to(store)}": p.read_bytes() for p in (store / "derived").rglob("*") if p.is_file()
+        }
+        return {**files, **derived}
+
+    reference_store, reference_out = tmp_path / "ref" / "store", tmp_path / "ref" / "out"
+    assert finished(shard("ref", reference_store, reference_out)) == (0, "")
+    expected = outputs(reference_out, reference_store)
+    assert len(expected) > 100
+
+    # kill -9 once photos are being written; plant what a kill can leave in the job's scratch folder
+    store, outdir = tmp_path / "killed" / "store", tmp_path / "killed" / "out"
+    job = shard("killed", store, outdir)
+    deadline = time.monotonic() + 300
+    while job.poll() is None and len(list(store.glob("derived/*/*/*.json"))) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert job.poll() is None, "the shard finished before it could be killed"
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    scratch = store / SCRATCH / job_name(f"images/{outdir}")
+    scratch.mkdir(parents=True, exist_ok=True)
+    (scratch / "tmpk1ll3d.tmp").write_bytes(b"\xff\xd8 half a JPEG")
+    outdir.mkdir(parents=True, exist_ok=True)
+    (outdir / ".images.parquet.k1ll3d.tmp").write_bytes(b"PAR1")
+    assert finished(shard("killed", store, outdir)) == (0, "")
+    assert _leftovers(store, outdir) == []
+    assert outputs(outdir, store) == expected
+
+    # a full disk: one line, exit 1, nothing half-written; with room again the rerun gives the same bytes
+    disk = SmallDisk(tmp_path / "small", size=400_000, file_limit=20_000)
+    try:
+        store, outdir = disk.folder / "store", disk.folder / "out"
+        code, err = finished(shard("full", store, outdir, preexec_fn=disk.preexec()))
+        assert code == 1 and len(err.strip().splitlines()) == 1, err
+        assert err.startswith("bioscan-rebuild: error: ") and "out of disk space" in err, err
+        assert _leftovers(store, disk.folder) == []
+        assert not (outdir / "images.parquet").exists()
+        disk.grow()
+        assert finished(shard("full", store, outdir, preexec_fn=disk.preexec())) == (0, "")
+        assert _leftovers(store, outdir) == []
+        assert outputs(outdir, store) == expected
+    finally:
+        disk.close()

@@ -155,64 +155,68 @@ def run_image_shard(
     detectors, default = build_detectors(backend, detector_params or {}, batch_params or {}, batches)
     store = ImageStore(store_root, mode="copy", job=f"images/{outdir}")
     store.clear_scratch()  # what a killed run of this shard left
-    segmenter = make_segmenter(backend, (detector_params or {}).get("segmenter_params"))
+    try:
+        segmenter = make_segmenter(backend, (detector_params or {}).get("segmenter_params"))
 
-    results: dict[tuple[int, str], PhotoResult] = {}
-    reused = processed = 0
-    groups: dict[int, list[dict]] = {}
-    for row in records:
-        if row["image_sha256"]:
-            groups.setdefault(id(detectors[row["image_batch"]]), []).append(row)
-    keys = {}
-    by_id = {id(d): d for d in detectors.values()}
-    for detector_id, rows in groups.items():
-        detector = by_id[detector_id]
-        key = stage_key(params, detector)
-        keys[detector_id] = (key, detector.name)
-        derived = DerivedStore(store, key)
-        todo, seen = [], set()
-        for row in rows:
-            sha = row["image_sha256"]
-            if (detector_id, sha) in results or sha in seen:
+        results: dict[tuple[int, str], PhotoResult] = {}
+        reused = processed = 0
+        groups: dict[int, list[dict]] = {}
+        for row in records:
+            if row["image_sha256"]:
+                groups.setdefault(id(detectors[row["image_batch"]]), []).append(row)
+        keys = {}
+        by_id = {id(d): d for d in detectors.values()}
+        for detector_id, rows in groups.items():
+            detector = by_id[detector_id]
+            key = stage_key(params, detector)
+            keys[detector_id] = (key, detector.name)
+            derived = DerivedStore(store, key)
+            todo, seen = [], set()
+            for row in rows:
+                sha = row["image_sha256"]
+                if (detector_id, sha) in results or sha in seen:
+                    continue
+                cached = derived.load(sha)
+                if cached is not None:
+                    results[(detector_id, sha)] = cached
+                    reused += 1
+                else:
+                    seen.add(sha)
+                    todo.append(row)
+            for start in range(0, len(todo), PHOTO_BATCH):
+                chunk = todo[start : start + PHOTO_BATCH]
+                datas = [_read_source(store, image_dirs or {}, row) for row in chunk]
+                for row, (result, images) in zip(chunk, process_photos(datas, detector, params, segmenter)):
+                    derived.save(row["image_sha256"], result, images)
+                    results[(detector_id, row["image_sha256"])] = result
+                    processed += 1
+
+        rows_out = []
+        for row in sorted(records, key=lambda r: r["processid"]):
+            if not row["image_sha256"]:
                 continue
-            cached = derived.load(sha)
-            if cached is not None:
-                results[(detector_id, sha)] = cached
-                reused += 1
-            else:
-                seen.add(sha)
-                todo.append(row)
-        for start in range(0, len(todo), PHOTO_BATCH):
-            chunk = todo[start : start + PHOTO_BATCH]
-            datas = [_read_source(store, image_dirs or {}, row) for row in chunk]
-            for row, (result, images) in zip(chunk, process_photos(datas, detector, params, segmenter)):
-                derived.save(row["image_sha256"], result, images)
-                results[(detector_id, row["image_sha256"])] = result
-                processed += 1
-
-    rows_out = []
-    for row in sorted(records, key=lambda r: r["processid"]):
-        if not row["image_sha256"]:
-            continue
-        detector_id = id(detectors[row["image_batch"]])
-        key, name = keys[detector_id]
-        rows_out.append(
-            result_row(row["processid"], row["image_sha256"], results[(detector_id, row["image_sha256"])], name, key)
-        )
-    table = pa.Table.from_pylist(rows_out, schema=IMAGE_RECORD_SCHEMA)
-    outdir = Path(outdir)
-    write_table(table, outdir / "images.parquet")
-    write_bbox_tsv(table, outdir / "bbox.tsv")
-    write_contact_sheet(table, store, outdir / "contact_sheet.jpg", contact_sheet_size)
-    summary = {
-        "records": len(records),
-        "photos_processed": processed,
-        "photos_reused": reused,
-        "status": dict(sorted(Counter(table["image_status"].to_pylist()).items())),
-        "detector": default.name,
-    }
-    write_json(summary, outdir / "summary.json")
-    store.close()
+            detector_id = id(detectors[row["image_batch"]])
+            key, name = keys[detector_id]
+            rows_out.append(
+                result_row(
+                    row["processid"], row["image_sha256"], results[(detector_id, row["image_sha256"])], name, key
+                )
+            )
+        table = pa.Table.from_pylist(rows_out, schema=IMAGE_RECORD_SCHEMA)
+        outdir = Path(outdir)
+        write_table(table, outdir / "images.parquet")
+        write_bbox_tsv(table, outdir / "bbox.tsv")
+        write_contact_sheet(table, store, outdir / "contact_sheet.jpg", contact_sheet_size)
+        summary = {
+            "records": len(records),
+            "photos_processed": processed,
+            "photos_reused": reused,
+            "status": dict(sorted(Counter(table["image_status"].to_pylist()).items())),
+            "detector": default.name,
+        }
+        write_json(summary, outdir / "summary.json")
+    finally:
+        store.close()  # a failed write removed its own temporary file; an empty scratch folder goes too
     return summary
 
 
