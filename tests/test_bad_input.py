@@ -843,3 +843,22 @@ def test_the_image_stage_survives_kill_9_and_a_full_disk(sample_dir, tmp_path):
         assert outputs(outdir, store) == expected
     finally:
         disk.close()
+
+
+def test_a_line_in_another_encoding_is_rejected_with_its_byte_and_column(realdata, tmp_path):
+    """Mixed encodings: one row saved as Latin-1 in a UTF-8 export. Its row leaves as unparseable_row, saying
+    which byte in which column, with a readable preview; the UTF-8 rows around it are read as they are."""
+    data = _v4_rows(realdata, ["BSCN1-22", "BSCN2-22", "BSCN3-22"], species=["Aus b\u00e9a", "Aus caf\u00e9", "Aus d"])
+    lines = data.split(b"\n")
+    lines[2] = lines[2].decode("utf-8").encode("latin-1")
+    (tmp_path / "e.tsv").write_bytes(b"\n".join(lines))
+    records, rejects, _ = read_export(tmp_path / "e.tsv", "b")
+    assert records["processid"].to_pylist() == ["BSCN1-22", "BSCN3-22"]
+    assert records["species"].to_pylist()[0] == "Aus b\u00e9a"
+    (reject,) = rejects.to_pylist()
+    assert (reject["reason"], reject["source_line"]) == ("unparseable_row", 3)
+    assert reject["detail"] == (
+        "not valid UTF-8: byte 0xE9 in column 'species_name' (a line saved as Latin-1 or Windows-1252? save the "
+        "export as UTF-8)"
+    )
+    assert "Aus caf\\xe9" in reject["raw"] and reject["raw"].startswith("BSCN2-22")

@@ -179,7 +179,8 @@ def _split_lines(path: Path, block_bytes: int) -> Iterator[tuple[int, list[bytes
 
 
 def _decode(lines: list[bytes]) -> tuple[pa.Array, np.ndarray]:
-    """Lines as an Arrow string array; undecodable lines become null and are flagged."""
+    """Lines as an Arrow string array; lines that are not UTF-8 are flagged, their bad bytes written ``\\xE9``
+    (so the reject's preview and detail can show them)."""
     raw = pa.array(lines, pa.binary())
     try:
         return pc.cast(raw, pa.string()), np.zeros(len(lines), bool)
@@ -189,7 +190,7 @@ def _decode(lines: list[bytes]) -> tuple[pa.Array, np.ndarray]:
             try:
                 decoded.append(line.decode("utf-8"))
             except UnicodeDecodeError:
-                decoded.append(None)
+                decoded.append(line.decode("utf-8", "backslashreplace"))
                 bad[i] = True
         return pa.array(decoded, pa.string()), bad
 
@@ -262,7 +263,13 @@ CONTROL_CHARACTERS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"  # C0 controls but tab,
 
 def _unparseable_detail(bad_utf8: bool, n_fields: int, n_columns: int, line: str | None, header: list[str]) -> str:
     if bad_utf8:
-        return "not valid UTF-8"
+        found = re.search(r"\\x([0-9a-f]{2})", line)
+        where = ""
+        if found:
+            tabs = line[: found.start()].count("\t")
+            column = repr(header[tabs]) if tabs < len(header) else f"#{tabs + 1}"
+            where = f": byte 0x{found.group(1).upper()} in column {column}"
+        return f"not valid UTF-8{where} (a line saved as Latin-1 or Windows-1252? save the export as UTF-8)"
     if n_fields != n_columns:
         return f"{n_fields} fields, header has {n_columns}"
     found = re.search(CONTROL_CHARACTERS, line)
