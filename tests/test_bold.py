@@ -140,7 +140,7 @@ def test_quirks_bom_blank_lines_bad_rows_and_encoding(tmp_path):
     reasons = dict(zip(rejects["source_line"].to_pylist(), rejects["reason"].to_pylist()))
     assert reasons == {5: "unparseable_row", 6: "missing_processid", 7: "unsupported_marker", 9: "unparseable_row"}
     details = dict(zip(rejects["source_line"].to_pylist(), rejects["detail"].to_pylist()))
-    assert details[9] == "not valid UTF-8" and details[5] == "3 fields, header has 15"
+    assert details[9].startswith("not valid UTF-8: byte 0xFF in column ") and details[5] == "3 fields, header has 15"
     assert stats.data_lines == records.num_rows + rejects.num_rows
 
 
