@@ -862,3 +862,44 @@ def test_a_line_in_another_encoding_is_rejected_with_its_byte_and_column(realdat
         "export as UTF-8)"
     )
     assert "Aus caf\\xe9" in reject["raw"] and reject["raw"].startswith("BSCN2-22")
+
+
+WRONG_FILE_COMMANDS = {  # a stage command handed the wrong file -> what its one line says
+    "missing_records": (
+        ("images", "shard", "missing.parquet", "--store", "s", "--outdir", "o"),
+        "missing.parquet: no such file",
+    ),
+    "not_parquet": (("barcodes", "clean", "notes.parquet", "-o", "x.parquet"), "cannot read an input table"),
+    "other_columns": (
+        ("images", "shard", "other.parquet", "--store", "s", "--outdir", "o"),
+        "other.parquet: not the table this step reads (it has no column processid, sampleid, record_id, phylum "
+        "and 26 more)",
+    ),
+    "join_other_columns": (
+        ("ingest", "join", "--records", "other.parquet", "--inventory", "--batch-order", "a", "--outdir", "o"),
+        "other.parquet: not the table this step reads",
+    ),
+    "splits_not_parquet": (
+        ("splits", "--curated", "notes.parquet", "--barcodes", "--images", "--outdir", "o"),
+        "cannot read an input table",
+    ),
+    "detect_no_folder": (("detect", "nowhere", "out.csv"), "nowhere: not a folder of photos"),
+    "summary_missing": (
+        ("images", "summary", "gone.json", "-o", "s.json"),
+        "gone.json: no such file or folder: check the path",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", WRONG_FILE_COMMANDS)
+def test_a_stage_command_given_the_wrong_file_says_so_in_one_line(tmp_path, case):
+    import pyarrow as pa
+
+    (tmp_path / "notes.parquet").write_text("a text file with the wrong name\n")
+    pq.write_table(pa.table({"x": [1]}), tmp_path / "other.parquet")
+    args, phrase = WRONG_FILE_COMMANDS[case]
+    result = _run_cli(*args, cwd=tmp_path)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert lines[0].startswith("bioscan-rebuild: error: ") and phrase in lines[0], lines[0]
+    assert not (tmp_path / "o").exists() and not (tmp_path / "x.parquet").exists()

@@ -28,6 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
+def _arrow_input_error(error: Exception) -> bool:
+    """Arrow refusing a file given as a table (not Parquet, other columns): the command was handed a wrong file."""
+    return type(error).__module__ == "pyarrow.lib" and type(error).__name__ in ("ArrowInvalid", "ArrowTypeError")
+
+
 def _disk_full(error: OSError) -> bool:
     # Arrow's writers raise OSError without an errno; the C library's message is in the text
     return error.errno in DISK_FULL or any(os.strerror(code) in str(error) for code in DISK_FULL)
@@ -56,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bioscan-rebuild: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # a file it cannot read or write, or a full disk: one line too
+        if isinstance(error, FileNotFoundError) and error.filename is None and len(error.args) == 1:
+            error.filename, error.errno = error.args[0], errno.ENOENT  # pyarrow names only the path
         if args.debug or (error.filename is None and not _disk_full(error)):
             raise
         print(f"bioscan-rebuild: error: {_file_problem(error)}", file=sys.stderr)
@@ -65,6 +72,15 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"bioscan-rebuild: accounting does not balance: {error}", file=sys.stderr)
         return 1
+    except Exception as error:
+        if args.debug or not _arrow_input_error(error):
+            raise
+        first = str(error).strip().splitlines()[0]
+        print(
+            f"bioscan-rebuild: error: cannot read an input table ({first}): check the file given",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import hashlib
 import json
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from bioscan_rebuild.core.errors import InputError
 
 
 def file_sha256(path: str | Path) -> str:
@@ -58,6 +61,19 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def read_table(path: str | Path, schema: pa.Schema, columns=None) -> pa.Table:
+    """A step's Parquet table read with its contract's ``schema`` (types fixed), refusing a file that lacks any
+    column it needs: pyarrow would fill those with nulls and the step would run on with wrong data."""
+    if not Path(path).is_file():  # pyarrow's own error names no file
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
+    needed = list(columns) if columns is not None else schema.names
+    missing = [name for name in needed if name not in pq.read_schema(path).names]
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise InputError(f"{path}: not the table this step reads (it has no column {shown}): check the file given")
+    return pq.read_table(path, columns=columns, schema=schema)
 
 
 def write_parquet(table: pa.Table, path: str | Path) -> None:

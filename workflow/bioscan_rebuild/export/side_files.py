@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from bioscan_rebuild.core.io import read_table
 from bioscan_rebuild.core.schemas import INGESTED_SCHEMA, LINEAGE_FIELDS, REJECT_SCHEMA
 from bioscan_rebuild.export.layout import BARCODES_FASTA, BBOX, CHANGES, RECORDS_LINEAGE, REJECTS, SPLIT_SUMMARY
 
@@ -31,7 +32,7 @@ def write_side_files(tmp: Path, *, rejects, changes, bbox, fasta, split_summary,
     def staged(file) -> Path:
         return tmp / Path(file.path).name
 
-    all_rejects = pa.concat_tables(pq.read_table(p, schema=REJECT_SCHEMA) for p in rejects).sort_by(REJECT_ORDER)
+    all_rejects = pa.concat_tables(read_table(p, REJECT_SCHEMA) for p in rejects).sort_by(REJECT_ORDER)
     pacsv.write_csv(all_rejects, staged(REJECTS))
     pacsv.write_csv(pq.read_table(changes), staged(CHANGES))
     if bbox:
@@ -45,7 +46,7 @@ def write_side_files(tmp: Path, *, rejects, changes, bbox, fasta, split_summary,
     )
     with pacsv.CSVWriter(staged(RECORDS_LINEAGE), lineage_schema) as out:
         for path in records:  # shard by shard: memory is one shard; released records only
-            table = pq.read_table(path, columns=list(fields), schema=INGESTED_SCHEMA)
+            table = read_table(path, INGESTED_SCHEMA, columns=list(fields))
             keep = released.get_indexer(table["processid"].to_numpy(zero_copy_only=False)) >= 0
             out.write_table(table.filter(pa.array(keep)).rename_columns(lineage_schema.names))
     files = {f.path: staged(f) for f in (REJECTS, CHANGES, RECORDS_LINEAGE)}

@@ -7,6 +7,7 @@ import math
 from collections import Counter
 from pathlib import Path
 
+from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.params import ImageParams
 from bioscan_rebuild.detect.registry import make_detector, make_segmenter
 from bioscan_rebuild.images.process import PHOTO_BATCH, keep_freed_memory, process_photos
@@ -25,6 +26,8 @@ def detect_folder(
     detector = make_detector(backend, **(detector_params or {}))
     segmenter = make_segmenter(backend)
     image_dir = Path(image_dir)
+    if not image_dir.is_dir():
+        raise InputError(f"{image_dir}: not a folder of photos")
     files = sorted(p for p in image_dir.rglob("*") if p.is_file())
     counts = Counter()
     output_csv = Path(output_csv)
@@ -34,8 +37,15 @@ def detect_folder(
         writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         for start in range(0, len(files), PHOTO_BATCH):
-            chunk = files[start : start + PHOTO_BATCH]
-            datas = [p.read_bytes() for p in chunk]
+            chunk, datas = [], []
+            for path in files[start : start + PHOTO_BATCH]:
+                try:
+                    datas.append(path.read_bytes())
+                    chunk.append(path)
+                except OSError as error:  # one file's problem, a row of its own; the others go on
+                    counts["unreadable_file"] += 1
+                    rel = path.relative_to(image_dir).as_posix()
+                    writer.writerow({"file_name": rel, "status": "unreadable_file", "detail": error.strerror})
             for path, (result, images) in zip(chunk, process_photos(datas, detector, params, segmenter)):
                 rel = path.relative_to(image_dir).as_posix()
                 counts[result.status] += 1

@@ -13,9 +13,8 @@ from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from bioscan_rebuild.core.io import atomic_path, write_json, write_table
+from bioscan_rebuild.core.io import atomic_path, read_table, write_json, write_table
 from bioscan_rebuild.core.params import CONTACT_SHEET_SIZE, ImageParams
 from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, INGESTED_SCHEMA
 from bioscan_rebuild.core.store import ImageStore
@@ -150,7 +149,7 @@ def run_image_shard(
     """
     params = image_params or ImageParams()
     keep_freed_memory()
-    records = pq.read_table(records_path, schema=INGESTED_SCHEMA).to_pylist()
+    records = read_table(records_path, INGESTED_SCHEMA).to_pylist()
     batches = sorted({r["image_batch"] for r in records if r["image_batch"]})
     detectors, default = build_detectors(backend, detector_params or {}, batch_params or {}, batches)
     store = ImageStore(store_root, mode="copy", job=f"images/{outdir}")

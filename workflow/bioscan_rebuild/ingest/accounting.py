@@ -10,10 +10,9 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from bioscan_rebuild.core.errors import AccountingError
-from bioscan_rebuild.core.io import write_json, write_table
+from bioscan_rebuild.core.io import read_table, write_json, write_table
 from bioscan_rebuild.core.schemas import REJECT_SCHEMA
 
 
@@ -31,7 +30,7 @@ def check_balance(n_in: int, n_kept: int, rejected: dict[str, int], what: str) -
 
 
 def _read_tables(paths, schema: pa.Schema) -> pa.Table:
-    tables = [pq.read_table(p, schema=schema) for p in paths]
+    tables = [read_table(p, schema) for p in paths]
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
 

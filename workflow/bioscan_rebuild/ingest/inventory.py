@@ -22,11 +22,10 @@ from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from PIL import Image
 
 from bioscan_rebuild.core.errors import InputError
-from bioscan_rebuild.core.io import write_json, write_table
+from bioscan_rebuild.core.io import read_table, write_json, write_table
 from bioscan_rebuild.core.params import IngestParams
 from bioscan_rebuild.core.pilsafe import error_detail, open_image
 from bioscan_rebuild.core.schemas import make_rejects, shard_name, shard_of
@@ -311,7 +310,7 @@ def inventory_shard(
     listing_path: str | Path, image_dirs: dict[str, str | Path], output: str | Path, store: ImageStore | None = None
 ) -> pa.Table:
     """``inventory`` of one listing shard file, written to `output`. Returns the table."""
-    listing = pq.read_table(listing_path, schema=LISTING_SCHEMA)
+    listing = read_table(listing_path, LISTING_SCHEMA)
     table = inventory(listing, image_dirs, store)
     write_table(table, output)
     return table

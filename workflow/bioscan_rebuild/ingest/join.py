@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from bioscan_rebuild.core.io import write_json, write_table
+from bioscan_rebuild.core.io import read_table, write_json, write_table
 from bioscan_rebuild.core.params import IngestParams
 from bioscan_rebuild.core.schemas import (
     IMAGE_COLUMNS,
@@ -238,8 +237,8 @@ def join_shard(
 def join_shard_files(record_paths, inventory_paths, batch_order, outdir, **options) -> dict:
     """`join_shard` over files: writes `outdir/records.parquet`, `outdir/rejects.parquet` and
     `outdir/accounting.json`; returns the accounting."""
-    record_tables = [pq.read_table(p, schema=RECORD_SCHEMA) for p in record_paths]
-    inventory_tables = [pq.read_table(p, schema=INVENTORY_SCHEMA) for p in inventory_paths]
+    record_tables = [read_table(p, RECORD_SCHEMA) for p in record_paths]
+    inventory_tables = [read_table(p, INVENTORY_SCHEMA) for p in inventory_paths]
     kept, rejects, accounting = join_shard(record_tables, inventory_tables, batch_order, **options)
     outdir = Path(outdir)
     write_table(kept, outdir / "records.parquet")

@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bioscan_rebuild.core.io import write_json, write_table
+from bioscan_rebuild.core.io import read_table, write_json, write_table
 from bioscan_rebuild.core.params import BarcodeParams, TaxonomyParams
 from bioscan_rebuild.core.schemas import INGESTED_SCHEMA, RANKS, make_rejects
 from bioscan_rebuild.metadata.barcodes import BARCODE_REASONS, QC_SCHEMA, clean_barcodes, write_fasta
@@ -35,7 +35,7 @@ LABEL_COLUMNS = ("processid", "sampleid", *RANKS, "bin_uri", "country", "provinc
 
 
 def clean_shard(records_path, output, params: BarcodeParams | None = None) -> dict:
-    table = pq.read_table(records_path, columns=["processid", "nucleotides"], schema=INGESTED_SCHEMA)
+    table = read_table(records_path, INGESTED_SCHEMA, columns=["processid", "nucleotides"])
     dna, qc = clean_barcodes(table["processid"], table["nucleotides"], params)
     out = qc.add_column(1, "dna_barcode", dna)
     write_table(out.cast(BARCODE_TABLE_SCHEMA), output)
@@ -44,7 +44,7 @@ def clean_shard(records_path, output, params: BarcodeParams | None = None) -> di
 
 
 def _read(paths, columns, schema=None) -> pd.DataFrame:
-    tables = [pq.read_table(p, columns=list(columns), schema=schema) for p in paths]
+    tables = [read_table(p, schema, columns=list(columns)) for p in paths]
     return pa.concat_tables(tables).to_pandas(types_mapper=None) if tables else pd.DataFrame(columns=list(columns))
 
 
