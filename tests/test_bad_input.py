@@ -176,7 +176,27 @@ def _store_none(config):
     config["image_store"]["mode"] = "none"
 
 
+def _unknown_key(config):
+    config["ingest"]["image_name_patern"] = "^(?P<processid>.+)\\.jpg$"
+
+
+def _wrong_type(config):
+    config["shards"] = "four"
+
+
+def _missing_export(config):
+    config["batches"] = [{"name": "d1", "export": "deliveries/d1.tsv", "images": "config"}]
+
+
 CONFIG_FAULTS = {  # name -> (change, file to create, what the message must say)
+    "unknown_key": (_unknown_key, None, ["image_name_patern"]),
+    "wrong_type": (_wrong_type, None, ["'four' is not of type 'integer'"]),
+    # found while the DAG is built, before any job: Snakemake names the rule and the file
+    "missing_export": (
+        _missing_export,
+        None,
+        ["MissingInputException in rule parse_export", "deliveries/d1.tsv"],
+    ),
     "regex": (_set_pattern, None, ["ingest.image_name_pattern: not a regular expression"]),
     "images_file": (_images_is_a_file, "photos.zip", ["batches: sample-a: images: photos.zip is a file"]),
     "store_none": (_store_none, None, ["image_store.mode: none", "['images']", "use link or copy"]),
@@ -191,7 +211,7 @@ def test_config_problems_stop_the_run_at_start_up(tmp_path, fault):
         (workdir / create).write_bytes(b"PK\x03\x04")
     result = run_snakemake(workdir, "--dry-run", check=False)
     output = result.stdout + result.stderr
-    assert result.returncode != 0 and "Building DAG" not in output
+    assert result.returncode != 0 and ("Building DAG" not in output or fault == "missing_export")
     for phrase in phrases:
         assert phrase in output, output[-3000:]
 
