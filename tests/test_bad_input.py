@@ -172,6 +172,10 @@ def _images_is_a_file(config):
     config["batches"][0]["images"] = "photos.zip"
 
 
+def _export_is_a_folder(config):
+    config["batches"][0]["export"] = "config"
+
+
 def _store_none(config):
     config["image_store"]["mode"] = "none"
 
@@ -199,6 +203,7 @@ CONFIG_FAULTS = {  # name -> (change, file to create, what the message must say)
     ),
     "regex": (_set_pattern, None, ["ingest.image_name_pattern: not a regular expression"]),
     "images_file": (_images_is_a_file, "photos.zip", ["batches: sample-a: images: photos.zip is a file"]),
+    "export_folder": (_export_is_a_folder, None, ["batches: sample-a: export: config is a folder"]),
     "store_none": (_store_none, None, ["image_store.mode: none", "['images']", "use link or copy"]),
 }
 
@@ -923,3 +928,17 @@ def test_a_stage_command_given_the_wrong_file_says_so_in_one_line(tmp_path, case
     assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert lines[0].startswith("bioscan-rebuild: error: ") and phrase in lines[0], lines[0]
     assert not (tmp_path / "o").exists() and not (tmp_path / "x.parquet").exists()
+
+
+def test_the_readme_catalogue_names_tests_that_exist():
+    """README's "What happens to bad input" is the catalogue: at least 45 cases, each naming a test that exists."""
+    import ast
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("### What happens to bad input")[1].split("\n### ")[0]
+    named = re.findall(r"^\| (\d+) \|.*\| `([\w.]+)::(\w+)` \|$", section, re.MULTILINE)
+    assert [int(n) for n, _, _ in named] == list(range(1, len(named) + 1)) and len(named) >= 45
+    for _, module, test in named:
+        tree = ast.parse((REPO / "tests" / module).read_text())
+        assert test in {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}, (module, test)
