@@ -84,7 +84,7 @@ def test_join_keeps_one_record_per_processid_with_its_photo():
             ],
         )
     ]
-    kept, rejects, acc = join_shard(recs, imgs, ["a", "b"])
+    kept, rejects, acc, _ = join_shard(recs, imgs, ["a", "b"], duplicate_policy="reject")
     assert kept["processid"].to_pylist() == ["P1"]
     assert kept["batch"].to_pylist() == ["a"] and kept["image_sha256"].to_pylist() == ["s1"]
     assert reasons(rejects, "record") == {
@@ -106,7 +106,7 @@ def test_join_keeps_one_record_per_processid_with_its_photo():
 def test_latest_policy_lets_the_later_batch_win():
     recs = [records("a", [("P2", "Phoridae", 3)]), records("b", [("P2", "Sciaridae", 9)])]
     imgs = [images("a", [("P2", "old", None)]), images("b", [("P2", "new", None)])]
-    kept, rejects, _ = join_shard(recs, imgs, ["a", "b"], duplicate_policy="latest")
+    kept, rejects, _, _ = join_shard(recs, imgs, ["a", "b"], duplicate_policy="latest")
     row = kept.to_pylist()[0]
     assert (row["family"], row["batch"], row["image_sha256"]) == ("Sciaridae", "b", "new")
     assert reasons(rejects, "record") == {"P2": ["superseded"]}
@@ -114,25 +114,65 @@ def test_latest_policy_lets_the_later_batch_win():
     assert "replaced by b:" in rejects.filter(pa.compute.equal(rejects["kind"], "record"))["detail"][0].as_py()
 
 
+def test_a_redelivery_replaces_the_record_by_default_and_its_fields_are_logged():
+    """BOLD re-exports a processid with an updated identification: the latest delivery stays in (policy latest,
+    the default), the earlier row is superseded, and what changed is logged field by field with both sources."""
+    recs = [records("a", [("P1", "Phoridae", 2), ("P2", "Phoridae", 3)]), records("b", [("P2", "Sciaridae", 9)])]
+    imgs = [images("a", [("P1", "s1", None), ("P2", "s2", None)])]  # the photos came with the first delivery
+    kept, rejects, _, redelivered = join_shard(recs, imgs, ["a", "b"])
+    assert [(r["processid"], r["family"], r["batch"], r["image_sha256"]) for r in kept.to_pylist()] == [
+        ("P1", "Phoridae", "a", "s1"),
+        ("P2", "Sciaridae", "b", "s2"),
+    ]
+    assert reasons(rejects, "record") == {"P2": ["superseded"]} and reasons(rejects, "image") == {}
+    assert redelivered.to_pylist() == [
+        {
+            "processid": "P2",
+            "field": "family",
+            "old": "Phoridae",
+            "new": "Sciaridae",
+            "old_source": "a:a.tsv:3",
+            "new_source": "b:b.tsv:9",
+            "rule": "superseded",
+        }
+    ]
+    kept, rejects, _, redelivered = join_shard(recs, imgs, ["a", "b"], duplicate_policy="first")
+    assert [r["family"] for r in kept.to_pylist()] == ["Phoridae", "Phoridae"]
+    assert reasons(rejects, "record") == {"P2": ["later_delivery"]}
+    assert redelivered["old"].to_pylist() == ["Sciaridae"] and redelivered["rule"].to_pylist() == ["later_delivery"]
+
+
+def test_different_copies_in_one_delivery_are_rejected_whatever_the_policy():
+    """Delivery order cannot choose between two rows of one batch; an earlier batch's clean copy then stays."""
+    recs = [records("a", [("P1", "Phoridae", 2)]), records("b", [("P1", "Sciaridae", 5), ("P1", "Muscidae", 6)])]
+    imgs = [images("a", [("P1", "s1", None)])]
+    for policy in ("latest", "first"):
+        kept, rejects, _, _ = join_shard(recs, imgs, ["a", "b"], duplicate_policy=policy)
+        assert [(r["family"], r["batch"]) for r in kept.to_pylist()] == [("Phoridae", "a")]
+        assert reasons(rejects, "record") == {"P1": ["duplicate_conflict", "duplicate_conflict"]}
+        details = rejects.filter(pa.compute.equal(rejects["kind"], "record"))["detail"].to_pylist()
+        assert all(d.endswith("in the same delivery") for d in details)
+
+
 def test_identical_photos_are_one_photo():
-    kept, rejects, _ = join_shard(
+    kept, rejects, _, _ = join_shard(
         [records("a", [("P1", "F", 2)])], [images("a", [("P1", "s", None), ("P1", "s", None)])], ["a"]
     )
     assert kept.num_rows == 1 and reasons(rejects, "image") == {"P1": ["duplicate_image"]}
 
 
 def test_records_without_photos_kept_when_images_are_not_required():
-    kept, rejects, acc = join_shard([records("a", [("P1", "F", 2)])], [], ["a"], require_images=False)
+    kept, rejects, acc, _ = join_shard([records("a", [("P1", "F", 2)])], [], ["a"], require_images=False)
     assert kept.num_rows == 1 and kept["image_sha256"].null_count == 1 and rejects.num_rows == 0
-    kept, rejects, _ = join_shard([records("a", [("P1", "F", 2)])], [], ["a"])
+    kept, rejects, _, _ = join_shard([records("a", [("P1", "F", 2)])], [], ["a"])
     assert kept.num_rows == 0 and reasons(rejects, "record") == {"P1": ["no_image"]}
 
 
 def test_join_output_does_not_depend_on_input_order():
     recs = [records("a", [("P3", "F", 4), ("P1", "F", 2), ("P2", "F", 3)])]
     imgs = [images("a", [("P2", "s2", None), ("P1", "s1", None), ("P3", "s3", None)])]
-    kept1, rej1, _ = join_shard(recs, imgs, ["a"])
-    kept2, rej2, _ = join_shard([recs[0].take([2, 0, 1])], [imgs[0].take([1, 2, 0])], ["a"])
+    kept1, rej1, _, _ = join_shard(recs, imgs, ["a"])
+    kept2, rej2, _, _ = join_shard([recs[0].take([2, 0, 1])], [imgs[0].take([1, 2, 0])], ["a"])
     assert kept1.equals(kept2) and rej1.equals(rej2)
 
 

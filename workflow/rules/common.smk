@@ -8,12 +8,23 @@ import shlex
 
 
 def _check_batches(batches):
+    """Batches by name, in delivery order: by `delivered` date where batches have one (all must), else as listed."""
     names = [batch["name"] for batch in batches]
     duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated:
         raise ValueError(
             f"config: batches: names must be unique, repeated: {duplicated}"
         )
+    dated = [batch for batch in batches if "delivered" in batch]
+    if dated and len(dated) != len(batches):
+        undated = [batch["name"] for batch in batches if "delivered" not in batch]
+        raise ValueError(
+            f"config: batches: {undated} have no `delivered` date but others do: give every batch one, or none"
+        )
+    if dated:
+        batches = sorted(
+            batches, key=lambda batch: batch["delivered"]
+        )  # stable: ties keep config order
     return {batch["name"]: batch for batch in batches}
 
 

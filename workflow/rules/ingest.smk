@@ -81,6 +81,7 @@ rule join_shard:
     output:
         records="results/ingest/shards/{shard}/records.parquet",
         rejects="results/ingest/shards/{shard}/rejects.parquet",
+        redeliveries="results/ingest/shards/{shard}/redeliveries.parquet",
         accounting="results/ingest/shards/{shard}/accounting.json",
     log:
         "logs/ingest/join_shard/{shard}.log",

@@ -24,6 +24,9 @@ rule curate_taxonomy:
     input:
         records=expand("results/ingest/shards/{shard}/records.parquet", shard=SHARDS),
         barcodes=expand("results/metadata/barcodes/{shard}.parquet", shard=SHARDS),
+        redeliveries=expand(
+            "results/ingest/shards/{shard}/redeliveries.parquet", shard=SHARDS
+        ),
         tables=taxonomy_tables,
     output:
         curated="results/metadata/curated.parquet",
@@ -48,6 +51,7 @@ rule curate_taxonomy:
         tables=taxonomy_table_args,
     shell:
         "{params.cli} taxonomy curate --records {input.records:q} --barcodes {input.barcodes:q} "
+        "--redeliveries {input.redeliveries:q} "
         "--outdir {params.outdir:q} --taxonomy-params {params.taxonomy_params:q} {params.tables} > {log} 2>&1"
 
 

@@ -67,6 +67,7 @@ def cmd_taxonomy_curate(args) -> int:
         taxonomy_params=_taxonomy_params(args),
         fixes_path=args.fixes,
         corrections_path=args.corrections,
+        redelivery_paths=args.redeliveries,
     )
     print(json.dumps(summary, sort_keys=True))
     return 0
@@ -112,6 +113,7 @@ def register(sub) -> None:
     p = taxonomy.add_parser("curate", help="curate every shard's labels together; log every change")
     p.add_argument("--records", nargs="*", default=[], help="ingested record shards")
     p.add_argument("--barcodes", nargs="*", default=[], help="barcode shards (same order)")
+    p.add_argument("--redeliveries", nargs="*", default=[], help="ingest's redeliveries per shard (step 0 of the log)")
     p.add_argument("--outdir", required=True)
     _add_taxonomy_options(p)
     p.set_defaults(func=cmd_taxonomy_curate)

@@ -45,7 +45,7 @@ class IngestParams(StageParams):
     missing_values: tuple[str, ...] = ("", "None", "not_classified", "no_data")
     image_name_pattern: str = r"^(?P<processid>.+?)(?:\.1024px)?\.(?:jpe?g|png|tiff?)$"
     require_images: bool = True
-    duplicate_policy: str = "reject"
+    duplicate_policy: str = "latest"
 
 
 # Photos per contact sheet (images.contact_sheet_size): a report setting, not an image-stage parameter.

@@ -115,8 +115,10 @@ RECORD_REASONS = {
     "invalid_processid": "a path separator in the processid (it names the record's files)",
     "unsupported_marker": "a marker other than the configured ones (COI-5P by default)",
     "duplicate_record": "same processid and same content as a row kept earlier",
-    "duplicate_conflict": "same processid as another row with different content (policy: reject)",
+    "duplicate_conflict": "same processid as another row with different content in the same delivery (or in any "
+    "delivery, policy: reject)",
     "superseded": "same processid as a row in a later batch, which wins (policy: latest)",
+    "later_delivery": "same processid as a row in an earlier batch, which wins (policy: first)",
     "no_image": "no image file names this processid",
     "image_rejected": "every image of this processid was rejected (see the image rejects)",
 }
@@ -132,9 +134,25 @@ IMAGE_REASONS = {
     "no_record": "no record has this processid",
     "record_rejected": "its record was rejected (see the record rejects)",
     "duplicate_image": "another file of the same processid has the same bytes",
-    "conflicting_images": "the processid has several images with different bytes (policy: reject)",
+    "conflicting_images": "the processid has several images with different bytes in one delivery (or in any, "
+    "policy: reject)",
     "superseded": "a later batch delivers another image for this processid (policy: latest)",
+    "later_delivery": "an earlier batch delivered another image for this processid (policy: first)",
 }
+
+
+# What a later (or, under duplicate_policy first, an earlier) delivery of a record replaced, field by field.
+REDELIVERY_SCHEMA = pa.schema(
+    [
+        pa.field("processid", pa.string()),  # as the kept record spells it
+        pa.field("field", pa.string()),
+        pa.field("old", pa.string()),  # the value the replaced delivery had
+        pa.field("new", pa.string()),  # the value kept
+        pa.field("old_source", pa.string()),  # batch:file:line
+        pa.field("new_source", pa.string()),
+        pa.field("rule", pa.string()),  # the policy that chose: superseded (latest) or later_delivery (first)
+    ]
+)
 
 
 def processid_key(processid: str) -> str:

@@ -19,6 +19,7 @@ from bioscan_rebuild.core.schemas import (
     IMAGE_COLUMNS,
     INGESTED_SCHEMA,
     RECORD_SCHEMA,
+    REDELIVERY_SCHEMA,
     REJECT_SCHEMA,
     SIGNATURE_FIELDS,
     make_rejects,
@@ -27,7 +28,19 @@ from bioscan_rebuild.core.schemas import (
 from bioscan_rebuild.ingest.accounting import check_balance, count_rejects
 from bioscan_rebuild.ingest.inventory import INVENTORY_SCHEMA
 
-POLICIES = ("reject", "latest")
+POLICIES = ("latest", "first", "reject")
+RECORD_OUTCOMES = {
+    "identical": "duplicate_record",
+    "conflict": "duplicate_conflict",
+    "superseded": "superseded",
+    "later": "later_delivery",
+}
+IMAGE_OUTCOMES = {
+    "identical": "duplicate_image",
+    "conflict": "conflicting_images",
+    "superseded": "superseded",
+    "later": "later_delivery",
+}
 
 
 def _location(frame: pd.DataFrame) -> pd.Series:
@@ -39,40 +52,89 @@ def _location(frame: pd.DataFrame) -> pd.Series:
 def _resolve_duplicates(frame: pd.DataFrame, signature: pd.Series, policy: str, location: pd.Series, names):
     """For rows sorted in delivery order, pick one row per processid (per ``_key``: case does not count).
 
-    Returns (keep mask, reason per row or None, detail per row or None). `names` maps the
-    generic outcomes to reason codes: identical, conflict, superseded.
+    1. Within one batch, identical copies merge (the first kept, the others ``identical``); copies with different
+       content in one delivery cannot be ordered, so every copy in that batch is rejected (``conflict``).
+    2. Between the batches' copies left: identical ones merge; different ones follow ``policy``: ``latest`` keeps
+       the latest batch's (the others ``superseded``), ``first`` the earliest's (the others ``later``), ``reject``
+       rejects them all (``conflict``).
+
+    Returns (keep mask, reason per row or None, detail per row or None, winner per row: the row that replaced it,
+    or -1). `names` maps the generic outcomes to reason codes: identical, conflict, superseded, later.
     """
     n = len(frame)
     keep = np.ones(n, bool)
     reason = np.full(n, None, dtype=object)
     detail = np.full(n, None, dtype=object)
+    winner = np.full(n, -1, dtype=np.int64)
     duplicated = frame["_key"].duplicated(keep=False).to_numpy()
     if not duplicated.any():
-        return keep, reason, detail
+        return keep, reason, detail, winner
     positions = np.flatnonzero(duplicated)
     groups = frame.iloc[positions].groupby("_key", sort=False).indices
     spelled = frame["processid"].to_numpy()
+    batch_of = frame["batch"].to_numpy()
+    signatures = signature.to_numpy()
+
+    def drop(row, why, text, case_note, by=-1):
+        keep[row], reason[row], detail[row], winner[row] = False, names[why], text + case_note, by
+
     for _, members in groups.items():
         rows = positions[members]
         case_note = " (its processid differs only by case)" if len({spelled[r] for r in rows}) > 1 else ""
-        signatures = signature.iloc[rows].to_numpy()
-        conflicting = len(set(signatures)) > 1
-        if conflicting and policy == "reject":
-            keep[rows] = False
-            reason[rows] = names["conflict"]
-            for row in rows:
-                others = [location.iloc[r] for r in rows if r != row]
-                detail[row] = "differs from " + ", ".join(others) + case_note
+        survivors = []
+        for batch in dict.fromkeys(batch_of[rows]):  # batches in delivery order
+            in_batch = [r for r in rows if batch_of[r] == batch]
+            if len({signatures[r] for r in in_batch}) > 1:
+                for row in in_batch:
+                    others = ", ".join(location.iloc[r] for r in in_batch if r != row)
+                    drop(row, "conflict", f"differs from {others} in the same delivery", case_note)
+                continue
+            survivors.append(in_batch[0])
+            for row in in_batch[1:]:
+                drop(row, "identical", "same as " + location.iloc[in_batch[0]], case_note, in_batch[0])
+        if len(survivors) < 2:
             continue
-        chosen = rows[-1] if (conflicting and policy == "latest") else rows[0]
-        for row in rows:
+        differ = len({signatures[r] for r in survivors}) > 1
+        if differ and policy == "reject":
+            for row in survivors:
+                others = ", ".join(location.iloc[r] for r in survivors if r != row)
+                drop(row, "conflict", "differs from " + others, case_note)
+            continue
+        chosen = survivors[-1] if differ and policy == "latest" else survivors[0]
+        for row in survivors:
             if row == chosen:
                 continue
-            keep[row] = False
-            same = signature.iloc[row] == signature.iloc[chosen]
-            reason[row] = names["identical"] if same else names["superseded"]
-            detail[row] = ("same as " if same else "replaced by ") + location.iloc[chosen] + case_note
-    return keep, reason, detail
+            if signatures[row] == signatures[chosen]:
+                drop(row, "identical", "same as " + location.iloc[chosen], case_note, chosen)
+            elif policy == "latest":
+                drop(row, "superseded", "replaced by " + location.iloc[chosen], case_note, chosen)
+            else:
+                drop(row, "later", "an earlier delivery is kept: " + location.iloc[chosen], case_note, chosen)
+    return keep, reason, detail, winner
+
+
+def _redeliveries(records: pd.DataFrame, locations: pd.Series, reason, winner) -> pa.Table:
+    """Field by field, what a later (or, under ``first``, an earlier) delivery of a record replaced."""
+    rows = []
+    fields = [f for f in SIGNATURE_FIELDS if f != "processid"]
+    for row in np.flatnonzero(np.isin(reason, ["superseded", "later_delivery"])):
+        chosen = winner[row]
+        for field in fields:
+            old, new = records[field].iat[row], records[field].iat[chosen]
+            if (pd.isna(old) and pd.isna(new)) or old == new:
+                continue
+            rows.append(
+                {
+                    "processid": records["processid"].iat[chosen],
+                    "field": field,
+                    "old": None if pd.isna(old) else str(old),
+                    "new": None if pd.isna(new) else str(new),
+                    "old_source": locations.iat[row],
+                    "new_source": locations.iat[chosen],
+                    "rule": reason[row],
+                }
+            )
+    return pa.Table.from_pylist(rows, schema=REDELIVERY_SCHEMA)
 
 
 def join_shard(
@@ -85,7 +147,8 @@ def join_shard(
 ) -> tuple[pa.Table, pa.Table, dict]:
     """Resolve duplicates and join records to images within one shard.
 
-    Returns (kept records with image columns, rejects, accounting). Raises AccountingError if an
+    Returns (kept records with image columns, rejects, accounting, redeliveries: what each replaced delivery had,
+    field by field, ``REDELIVERY_SCHEMA``). Raises AccountingError if an
     input row or file is neither kept nor rejected.
     """
     if duplicate_policy not in POLICIES:
@@ -112,13 +175,11 @@ def join_shard(
     content_hash = pd.util.hash_pandas_object(
         records[list(SIGNATURE_FIELDS)].assign(processid=records["_key"]), index=False
     )
-    keep, reason, detail = _resolve_duplicates(
-        records,
-        content_hash,
-        duplicate_policy,
-        _location(records),
-        {"identical": "duplicate_record", "conflict": "duplicate_conflict", "superseded": "superseded"},
+    locations = _location(records)
+    keep, reason, detail, winner = _resolve_duplicates(
+        records, content_hash, duplicate_policy, locations, RECORD_OUTCOMES
     )
+    redelivered = _redeliveries(records, locations, reason, winner)
     dropped = records[~keep]
     if len(dropped):
         reject_parts.append(
@@ -154,12 +215,8 @@ def join_shard(
     for pid, problem in zip(images.loc[broken, "_key"], images.loc[broken, "image_problem"]):
         image_reasons_by_id.setdefault(pid, []).append(problem)
     usable = images[~broken].reset_index(drop=True)
-    keep, reason, detail = _resolve_duplicates(
-        usable,
-        usable["image_sha256"],
-        duplicate_policy,
-        usable["batch"] + ":" + usable["image_path"],
-        {"identical": "duplicate_image", "conflict": "conflicting_images", "superseded": "superseded"},
+    keep, reason, detail, _ = _resolve_duplicates(
+        usable, usable["image_sha256"], duplicate_policy, usable["batch"] + ":" + usable["image_path"], IMAGE_OUTCOMES
     )
     if (~keep).any():
         reject_parts.append(image_rejects(usable[~keep], reason[~keep], detail[~keep]))
@@ -231,17 +288,18 @@ def join_shard(
     }
     check_balance(accounting["records_in"], accounting["records_kept"], accounting["rejected"]["record"], "records")
     check_balance(accounting["images_in"], accounting["images_kept"], accounting["rejected"]["image"], "images")
-    return kept, rejects, accounting
+    return kept, rejects, accounting, redelivered
 
 
 def join_shard_files(record_paths, inventory_paths, batch_order, outdir, **options) -> dict:
     """`join_shard` over files: writes `outdir/records.parquet`, `outdir/rejects.parquet` and
-    `outdir/accounting.json`; returns the accounting."""
+    `outdir/redeliveries.parquet` and `outdir/accounting.json`; returns the accounting."""
     record_tables = [read_table(p, RECORD_SCHEMA) for p in record_paths]
     inventory_tables = [read_table(p, INVENTORY_SCHEMA) for p in inventory_paths]
-    kept, rejects, accounting = join_shard(record_tables, inventory_tables, batch_order, **options)
+    kept, rejects, accounting, redelivered = join_shard(record_tables, inventory_tables, batch_order, **options)
     outdir = Path(outdir)
     write_table(kept, outdir / "records.parquet")
     write_table(rejects, outdir / "rejects.parquet")
+    write_table(redelivered, outdir / "redeliveries.parquet")
     write_json(accounting, outdir / "accounting.json")
     return accounting

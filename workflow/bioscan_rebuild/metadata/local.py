@@ -42,5 +42,6 @@ def metadata_local(
         taxonomy_params=taxonomy_params,
         fixes_path=fixes_path,
         corrections_path=corrections_path,
+        redelivery_paths=[outdir / "ingest" / "shards" / shard / "redeliveries.parquet" for shard in shard_names],
     )
     return {"ingest": ingest, "metadata": metadata, "records": records, "barcodes": barcodes}

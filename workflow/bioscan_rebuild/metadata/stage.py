@@ -16,14 +16,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bioscan_rebuild.core.io import read_table, write_json, write_table
 from bioscan_rebuild.core.params import BarcodeParams, TaxonomyParams
-from bioscan_rebuild.core.schemas import INGESTED_SCHEMA, RANKS, make_rejects
+from bioscan_rebuild.core.schemas import INGESTED_SCHEMA, RANKS, REDELIVERY_SCHEMA, make_rejects
 from bioscan_rebuild.metadata.barcodes import BARCODE_REASONS, QC_SCHEMA, clean_barcodes, write_fasta
+from bioscan_rebuild.metadata.taxonomy.changelog import CHANGE_COLUMNS, REDELIVERY_STEP
 from bioscan_rebuild.metadata.taxonomy.corrections import load_corrections
 from bioscan_rebuild.metadata.taxonomy.curate import curate
 from bioscan_rebuild.metadata.taxonomy.names import load_fixes
@@ -57,6 +59,26 @@ def _barcode_detail(reason: str, invalid_chars, length, ambiguous) -> str:
     return BARCODE_REASONS[reason] + found.get(reason, "")
 
 
+def _redelivery_changes(paths) -> pd.DataFrame:
+    """Ingest's redeliveries as rows of the changes table (step 0, rule ``superseded`` / ``later_delivery``)."""
+    tables = [read_table(p, REDELIVERY_SCHEMA) for p in paths]
+    frame = (pa.concat_tables(tables) if tables else REDELIVERY_SCHEMA.empty_table()).to_pandas()
+    frame = frame.sort_values(["processid", "old_source"], kind="stable")
+    return pd.DataFrame(
+        {
+            "step": np.full(len(frame), REDELIVERY_STEP, dtype="int64"),
+            "processid": frame["processid"].to_numpy(object),
+            "field": frame["field"].to_numpy(object),
+            "old": frame["old"].to_numpy(object),
+            "new": frame["new"].to_numpy(object),
+            "rule": frame["rule"].to_numpy(object),
+            "ratio": np.full(len(frame), np.nan),
+            "source": (frame["old_source"] + " -> " + frame["new_source"]).to_numpy(object),
+        },
+        columns=list(CHANGE_COLUMNS),
+    )
+
+
 def curate_tables(
     record_paths,
     barcode_paths,
@@ -65,9 +87,11 @@ def curate_tables(
     taxonomy_params: TaxonomyParams | None = None,
     fixes_path=None,
     corrections_path=None,
+    redelivery_paths=(),
 ) -> dict:
     """Writes into ``outdir``: curated.parquet, changes.parquet, bins.parquet, lineage.parquet,
-    corrections.tsv, rejects.parquet, summary.json. Returns the summary."""
+    corrections.tsv, rejects.parquet, summary.json. Returns the summary. ``redelivery_paths``: ingest's
+    redeliveries (``ingest.join``), put first in the changes table as step 0."""
     outdir = Path(outdir)
     labels = _read(record_paths, LABEL_COLUMNS, None)
     qc = _read(
@@ -140,7 +164,8 @@ def curate_tables(
     outdir.mkdir(parents=True, exist_ok=True)
     curated_table = pa.Table.from_pandas(curated.astype({"inferred_ranks": "uint8"}), preserve_index=False)
     write_table(_strings(curated_table), outdir / "curated.parquet")
-    write_table(_strings(pa.Table.from_pandas(result["changes"], preserve_index=False)), outdir / "changes.parquet")
+    changes = pd.concat([_redelivery_changes(redelivery_paths), result["changes"]], ignore_index=True)
+    write_table(_strings(pa.Table.from_pandas(changes, preserve_index=False)), outdir / "changes.parquet")
     write_table(pa.Table.from_pandas(result["bins"], preserve_index=False), outdir / "bins.parquet")
     write_table(pa.Table.from_pandas(result["lineage"], preserve_index=False), outdir / "lineage.parquet")
     result["corrections"].to_csv(outdir / "corrections.tsv", sep="\t", index=False, lineterminator="\n")

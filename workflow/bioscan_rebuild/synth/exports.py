@@ -589,7 +589,12 @@ def generate_sample(
             "reason": "duplicate_record",
             "what": "same record delivered again in batch b",
         },
-        {"kind": "record", "processid": changed, "reason": "duplicate_conflict", "what": "batch b changes its family"},
+        {
+            "kind": "record",
+            "processid": changed,
+            "reason": "superseded",
+            "what": "batch b changes its family: the redelivery wins (duplicate_policy latest)",
+        },
     ]
     batches = {"sample-a": ("bcdm2024", a, False), "sample-b": ("v4", b, True)}
     manifest = {"seed": seed, "records": n_records, "batches": {}, "faults": faults}
@@ -639,7 +644,6 @@ def generate_sample(
                 {"kind": "record", "processid": empty, "reason": "image_rejected", "what": "its photo is empty"},
                 {"kind": "image", "processid": "BSCNORPHAN-24", "reason": "no_record", "what": "photo with no record"},
                 {"kind": "image", "processid": None, "reason": "unrecognised_name", "what": "Thumbs.db"},
-                {"kind": "image", "processid": changed, "reason": "record_rejected", "what": "its record conflicts"},
             ]
             ids = [p for p in ids if p != no_image] + ["BSCNORPHAN-24"]
             (image_dir / "Thumbs.db").write_bytes(b"\x00" * 64)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-CHANGE_COLUMNS = ("step", "processid", "field", "old", "new", "rule", "ratio")
+CHANGE_COLUMNS = ("step", "processid", "field", "old", "new", "rule", "ratio", "source")
+# Step 0: what a later delivery replaced (ingest, before curation; ``source``: "old batch:file:line -> new ...").
+REDELIVERY_STEP = 0
 
 
 class ChangeLog:
@@ -37,6 +39,7 @@ class ChangeLog:
                     "new": np.where(new_missing, None, new)[changed],
                     "rule": rule,
                     "ratio": np.round(ratios[changed], 4),
+                    "source": None,
                 }
             )
         )
@@ -99,6 +102,7 @@ def replay(records: pd.DataFrame, changes: pd.DataFrame) -> pd.DataFrame:
     frame = records.reset_index(drop=True).copy()
     row_of = pd.Series(np.arange(len(frame)), index=frame["processid"].to_numpy())
     excluded = np.zeros(len(frame), bool)
+    changes = changes[changes["step"] != REDELIVERY_STEP]  # applied by ingest, before these records existed
     for (_, field), part in changes.groupby(["step", "field"], sort=True):
         rows = row_of.reindex(part["processid"].to_numpy()).to_numpy()
         if field == "record":  # a maintainer's exclusion: the record leaves the table
