@@ -68,3 +68,48 @@ def test_the_sample_redelivery_keeps_the_copy_the_policy_names(tmp_path, sample_
     old_batch, new_batch = (side.split(":")[0] for side in logged.source.split(" -> "))
     assert new_batch == family_from and old_batch != family_from
     assert logged.rule == {"latest": "superseded", "first": "later_delivery"}[policy]
+
+
+@pytest.mark.slow
+def test_no_shared_inodes_and_a_photo_edited_in_place_is_processed_again(tmp_path, sample_dir):
+    """The release, the store and the source photos are three sets of files (a store object is read-only), and a
+    source photo overwritten in place, which leaves its folder's mtime alone, is noticed: listed, hashed and
+    processed again, and only that photo is processed."""
+    import hashlib
+    import json
+    import os
+
+    import pandas as pd
+
+    workdir = _workdir(tmp_path, sample_dir, lambda batches: None)
+    run_snakemake(workdir)
+    results = workdir / "results"
+    records = pd.concat(pd.read_parquet(p) for p in sorted(results.glob("ingest/shards/*/records.parquet")))
+    released = pd.read_parquet(results / "splits" / "splits.parquet")
+    row = records[records["processid"].isin(released["processid"])].sort_values("processid").iloc[0]
+    source = workdir / "resources" / "sample" / row["image_batch"] / "images" / row["image_path"]
+    stored = next(results.glob(f"store/original/{row['image_sha256'][:2]}/{row['image_sha256']}.*"))
+    split = released.set_index("processid").loc[row["processid"]]
+    release_file = next(results.glob(f"release/bioscan5m/images/original_full/*/*/{row['processid']}.jpg"))
+    inodes = {(p.stat().st_dev, p.stat().st_ino) for p in (source, stored, release_file)}
+    assert len(inodes) == 3 and split["split"] in release_file.parts
+    assert stored.stat().st_mode & 0o777 == 0o444 and release_file.stat().st_mode & 0o777 == 0o644
+
+    # another photo's bytes written into this file in place; the folder's mtime put back as it was
+    folder_times = os.stat(source.parent)
+    other = next(p for p in sorted(source.parent.glob("*.jpg")) if p != source and p.stat().st_size > 1000)
+    new_bytes = other.read_bytes()[:2] + b"\xff\xfe\x00\x08edited" + other.read_bytes()[2:]  # a new, valid JPEG
+    with open(source, "r+b") as handle:
+        handle.write(new_bytes)
+        handle.truncate()
+    os.utime(source.parent, ns=(folder_times.st_atime_ns, folder_times.st_mtime_ns))
+    dry = run_snakemake(workdir, "--dry-run")
+    assert "list_images" in dry.stdout, dry.stdout[-3000:]
+    run_snakemake(workdir)
+    records = pd.concat(pd.read_parquet(p) for p in sorted(results.glob("ingest/shards/*/records.parquet")))
+    changed = records[records["processid"] == row["processid"]]
+    new_sha = hashlib.sha256(new_bytes).hexdigest()
+    assert changed["image_sha256"].tolist() == [new_sha]
+    summaries = [json.loads(p.read_text()) for p in sorted(results.glob("images/shard-*/summary.json"))]
+    assert sum(s["photos_processed"] for s in summaries) == 1  # the other photos are reused from the store
+    assert stored.read_bytes() != new_bytes  # the old store object is untouched

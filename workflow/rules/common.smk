@@ -1,6 +1,7 @@
 # Small helpers shared by all stages (batch and shard lists, input functions).
 # Nothing here reads record tables: the DAG comes from the config alone, so parsing
 # the Snakefile stays cheap on every cluster job.
+import hashlib
 import json
 import os
 import re
@@ -124,6 +125,36 @@ def name_pattern_of(wildcards):
     return BATCHES[wildcards.batch].get(
         "image_name_pattern", config["ingest"]["image_name_pattern"]
     )
+
+
+def folder_fingerprint(wildcards):
+    """sha256 of every file's relative path, size and mtime under a batch's image folder: a params value, so
+    that a photo replaced or edited in place (which leaves the folder's own mtime alone) re-runs its listing,
+    and the inventory then confirms by hash what changed. One stat per file each time the DAG is built.
+    """
+    digest = hashlib.sha256()
+    root = images_of(wildcards)
+    seen = set()
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        real = os.path.realpath(folder)
+        if real in seen or not os.path.isdir(folder):
+            continue
+        seen.add(real)
+        with os.scandir(folder) as entries:
+            for entry in sorted(entries, key=lambda e: e.name):
+                if entry.is_dir():
+                    stack.append(entry.path)
+                elif entry.is_file():
+                    facts = entry.stat()
+                    rel = os.path.relpath(entry.path, root)
+                    digest.update(
+                        f"{rel}\0{facts.st_size}\0{facts.st_mtime_ns}\n".encode(
+                            "utf-8", "surrogateescape"
+                        )
+                    )
+    return digest.hexdigest()
 
 
 def image_dir_args(wildcards):

@@ -46,6 +46,7 @@ rule list_images:
         cli=CLI,
         outdir=subpath(output.summary, parent=True),
         ingest=list_params_json,
+        files=folder_fingerprint,
         shards=len(SHARDS),
     shell:
         "{params.cli} ingest list {input.images:q} --batch {wildcards.batch} "

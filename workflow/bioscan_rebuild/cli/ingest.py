@@ -152,7 +152,7 @@ def register(sub) -> None:
     p.add_argument("listing")
     p.add_argument("--image-dir", action="append", default=[], metavar="BATCH=DIR", required=True)
     p.add_argument("--store", help="content-addressed store root (originals are put there)")
-    p.add_argument("--store-mode", choices=MODES, default="link")
+    p.add_argument("--store-mode", choices=MODES, default="copy")
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=cmd_ingest_inventory)
 

@@ -104,7 +104,6 @@ class ExportOptions(StageParams):
     row_group_bytes: int = 64 << 20
     file_bytes: int = 512 << 20
     hdf5_batch: int = 1024
-    link_images: bool = True  # hard links into the store (copies across file systems)
     licence: str = "https://creativecommons.org/licenses/by/3.0/"  # an IRI: JSON-LD and Croissant link it
     version: str = "0.1.0"
     name: str = "BIOSCAN-5M rebuild"

@@ -22,11 +22,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from bioscan_rebuild.core.io import READABLE_FILE, file_sha256
+from bioscan_rebuild.core.io import file_sha256
 
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "tiff": "tif"}
 MODES = ("link", "copy", "none")
 SCRATCH = ".scratch"
+STORE_FILE = 0o444  # a store object is named by its content: nobody edits it in place
 
 
 def params_key(params: dict) -> str:
@@ -36,7 +37,7 @@ def params_key(params: dict) -> str:
 
 
 class ImageStore:
-    def __init__(self, root: str | Path, mode: str = "link", job: str | None = None):
+    def __init__(self, root: str | Path, mode: str = "copy", job: str | None = None):
         """``job``: a name unique to the writing job (its output path, say): its scratch folder's name. Without
         one, the process id (and nothing clears a killed process's leftovers)."""
         if mode not in MODES:
@@ -66,7 +67,7 @@ class ImageStore:
         try:
             fill(temporary)
             if own_file:  # mkstemp makes 0600; a hard link shares the source's mode, which is not ours to change
-                os.chmod(temporary, READABLE_FILE)
+                os.chmod(temporary, STORE_FILE)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(temporary, target)
         except BaseException:

@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import zipfile
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 
+from bioscan_rebuild.core.io import clone_file
 from bioscan_rebuild.core.params import ExportOptions
 from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, SPLITS
 from bioscan_rebuild.export.formats.base import ExportContext, Format
@@ -28,21 +27,17 @@ from bioscan_rebuild.export.layout import (
 from bioscan_rebuild.export.spool import IMAGE_KEYS, derived_image_path, iter_split
 
 
-def _place(source: Path, target: Path, link: bool) -> None:
+def _place(source: Path, target: Path) -> None:
+    """A released image is its own file (a reflink or a copy of the store's), never a hard link: editing it
+    must not edit the store, nor the store the release."""
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
         target.unlink()
-    if link:
-        try:
-            os.link(source, target)
-            return
-        except OSError:
-            pass
-    shutil.copyfile(source, target)
+    clone_file(source, target)
 
 
 def write_image_folders(spool: Path, root: Path, store_root: Path, options: ExportOptions) -> dict:
-    """Every package's JPEGs under ``root``, linked (or copied) from the store: package -> files placed."""
+    """Every package's JPEGs under ``root``, cloned (or copied) from the store: package -> files placed."""
     placed = dict.fromkeys(IMAGE_PACKAGES, 0)
     for split in SPLITS:
         for table in iter_split(spool, split):
@@ -51,11 +46,7 @@ def write_image_folders(spool: Path, root: Path, store_root: Path, options: Expo
                     source = derived_image_path(store_root, row, package)
                     if source is None:
                         continue
-                    _place(
-                        source,
-                        root / image_relpath(package, split, row["chunk"], row["processid"]),
-                        options.link_images,
-                    )
+                    _place(source, root / image_relpath(package, split, row["chunk"], row["processid"]))
                     placed[package] += 1
     return placed
 
