@@ -48,7 +48,33 @@ def cmd_accounting(args) -> int:
     return 0
 
 
+def cmd_audit(args) -> int:
+    from bioscan_rebuild.export.audit import audit_release
+
+    summary = audit_release(args.release, args.sources)
+    for line in summary["problems"]:
+        print(line)
+    if summary["ok"]:
+        print(
+            f"audit: {args.release}: whole. {summary['files']} files as the manifest lists them; "
+            f"{summary['records']} records agree across the formats, the lineage"
+            + (" and the sources" if args.sources else "")
+        )
+        return 0
+    print(f"audit: {args.release}: {summary['count']} problems")
+    return 1
+
+
 def register(sub) -> None:
+    p = sub.add_parser(
+        "audit",
+        help="check a release: every file against its manifest, the formats record by record, the lineage; "
+        "with --sources, the raw exports and a replay of the metadata stages",
+    )
+    p.add_argument("release", help="the release folder (holding MANIFEST.json), e.g. results/release")
+    p.add_argument("--sources", metavar="CONFIG", help="the build's config: its exports are hashed and replayed")
+    p.set_defaults(func=cmd_audit)
+
     p = sub.add_parser(
         "accounting",
         help="follow every record and photo through every stage; fail unless inputs = released + rejected",

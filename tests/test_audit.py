@@ -1,0 +1,205 @@
+"""`bioscan-rebuild audit`: a release checks out whole, and each way of tampering with it is found, named by
+file, record and field, with a non-zero exit. Tampering that rewrites the manifest too is found by the
+record-by-record checks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from conftest import REPO, run_snakemake
+
+CSV = "bioscan5m/metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv"
+
+
+@pytest.fixture(scope="module")
+def built(sample_dir, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("audit")
+    (workdir / "config").mkdir()
+    shutil.copy(REPO / "config" / "config.yaml", workdir / "config" / "config.yaml")
+    shutil.copytree(sample_dir, workdir / "resources" / "sample")
+    run_snakemake(workdir)
+    return workdir
+
+
+@pytest.fixture
+def copy(built, tmp_path):
+    """A copy of the built project (release and sources) to tamper with."""
+    target = tmp_path / "project"
+    shutil.copytree(built / "results" / "release", target / "results" / "release")
+    shutil.copytree(built / "resources", target / "resources")
+    shutil.copytree(built / "config", target / "config")
+    return target
+
+
+def audit(project: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = {"PYTHONPATH": str(REPO / "workflow")}
+    command = [sys.executable, "-m", "bioscan_rebuild", "audit", "results/release", *extra]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=project)
+
+
+def rewrite_manifest(release: Path) -> None:
+    """What a careful forger does: hash the tampered files again."""
+    manifest = json.loads((release / "MANIFEST.json").read_text())
+    files = sorted(p for p in release.rglob("*") if p.is_file() and p.name != "MANIFEST.json")
+    manifest["files"] = {
+        p.relative_to(release).as_posix(): {
+            "bytes": p.stat().st_size,
+            "sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
+        }
+        for p in files
+    }
+    (release / "MANIFEST.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def test_a_release_as_built_is_whole_with_its_sources(copy):
+    result = audit(copy, "--sources", "config/config.yaml")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "whole" in result.stdout and "agree across the formats, the lineage and the sources" in result.stdout
+
+
+def _edit_csv_cell(release: Path) -> str:
+    path = release / CSV
+    lines = path.read_text().split("\n")
+    header = lines[0].split(",")
+    fields = lines[1].split(",")
+    pid = fields[0].strip('"')
+    column = header.index('"family"')
+    fields[column] = '"Culicidae"'
+    lines[1] = ",".join(fields)
+    path.write_text("\n".join(lines))
+    return f"record {pid} field family: "
+
+
+def _edit_parquet_value(release: Path) -> str:
+    path = next((release / "bioscan5m/metadata/parquet/data").glob("train-*.parquet"))
+    table = pq.read_table(path)
+    species = table["species"].combine_chunks().cast("string").to_pylist()
+    pid = table["processid"][0].as_py()
+    species[0] = "Musca domestica"
+    import pyarrow as pa
+
+    table = table.set_column(table.schema.get_field_index("species"), "species", pa.array(species).dictionary_encode())
+    pq.write_table(table, path)
+    return f"parquet/data: record {pid} field species: 'Musca domestica'"
+
+
+def _images(release: Path, package: str = "cropped_256") -> list[Path]:
+    return sorted((release / "bioscan5m" / "images" / package).rglob("*.jpg"))
+
+
+def _swap_images(release: Path) -> str:
+    first, second = _images(release)[:2]
+    a, b = first.read_bytes(), second.read_bytes()
+    first.write_bytes(b)
+    second.write_bytes(a)
+    return f"record {first.stem} image differs"
+
+
+def _flip_jpeg_byte(release: Path) -> str:
+    image = _images(release)[3]
+    data = bytearray(image.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    image.write_bytes(bytes(data))
+    return f"record {image.stem} image differs"
+
+
+def _remove_file(release: Path) -> str:
+    (release / "bioscan5m/metadata/bbox.tsv").unlink()
+    return "bioscan5m/metadata/bbox.tsv: in the manifest but missing"
+
+
+def _add_file(release: Path) -> str:
+    (release / "bioscan5m/images/cropped_256/train/EXTRA-1.jpg").write_bytes(b"\xff\xd8\xff\xd9")
+    return "bioscan5m/images/cropped_256/train/EXTRA-1.jpg: not in the manifest"
+
+
+def _edit_lineage_row(release: Path) -> str:
+    path = release / "bioscan5m/metadata/records_lineage.csv"
+    lines = path.read_text().split("\n")
+    fields = lines[1].split(",")
+    pid = fields[0].strip('"')
+    fields[3] = '"' + "0" * 64 + '"'
+    lines[1] = ",".join(fields)
+    path.write_text("\n".join(lines))
+    return f"record {pid} names"
+
+
+TAMPERS = {  # name -> (tamper, what the finding says, is it found with a rewritten manifest too)
+    "csv_cell": (_edit_csv_cell, "field family", True),
+    "parquet_value": (_edit_parquet_value, "field species: 'Musca domestica'", True),
+    "swapped_image": (_swap_images, "image differs", True),
+    "flipped_jpeg_byte": (_flip_jpeg_byte, "image differs", True),
+    "removed_file": (_remove_file, "in the manifest but missing", False),
+    "added_file": (_add_file, "not in the manifest", False),
+    "lineage_row": (_edit_lineage_row, "not what the accounting lists", True),
+}
+
+
+@pytest.mark.parametrize("tamper", TAMPERS)
+def test_each_way_of_tampering_is_found(copy, tamper):
+    change, phrase, deep = TAMPERS[tamper]
+    release = copy / "results" / "release"
+    change(release)
+    result = audit(copy)
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert result.stdout.strip().splitlines()[-1].startswith("audit: results/release: ")
+    assert "problems" in result.stdout.strip().splitlines()[-1]
+    if deep:
+        rewrite_manifest(release)
+        result = audit(copy)
+        assert result.returncode == 1, f"{tamper} hides behind a rewritten manifest"
+        assert phrase in result.stdout, result.stdout[-3000:]
+    else:
+        assert phrase in result.stdout, result.stdout[-3000:]
+
+
+def test_an_edited_source_export_is_found(copy):
+    config = yaml.safe_load((copy / "config" / "config.yaml").read_text())
+    export = copy / config["batches"][1]["export"]
+    export.write_bytes(export.read_bytes().replace(b"Insecta", b"Arachnida", 1))
+    result = audit(copy, "--sources", "config/config.yaml")
+    assert result.returncode == 1
+    assert f"{config['batches'][1]['export']}: sha256 differs from the one the build read" in result.stdout
+
+
+def test_the_replay_finds_labels_the_sources_do_not_give(copy):
+    """A release whose CSV, Parquet, HDF5 and JSON-LD were all edited alike, manifest rewritten: only the
+    replay of the raw exports can tell."""
+    release = copy / "results" / "release"
+    root = release / "bioscan5m"
+    csv = root / "metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv"
+    first = csv.read_text().split("\n")[1]
+    pid = first.split(",")[0].strip('"')
+    genus = first.split(",")[8].strip('"')
+    for path in [csv, *root.glob("metadata/jsonld/*.jsonld")]:
+        path.write_text(path.read_text().replace(f'"{genus}"', '"Forgedia"'))
+    for path in root.glob("metadata/parquet/data/*.parquet"):
+        import pyarrow as pa
+
+        table = pq.read_table(path)
+        for column in ("genus", "taxon"):  # a whole cell equal to the genus, as the text edits above
+            values = table[column].combine_chunks().cast("string").to_pylist()
+            values = ["Forgedia" if v == genus else v for v in values]
+            index = table.schema.get_field_index(column)
+            table = table.set_column(index, column, pa.array(values).dictionary_encode())
+        pq.write_table(table, path)
+    with h5py.File(root / "hdf5/BIOSCAN_5M.h5", "r+") as h5:
+        for split in h5:
+            for column in ("genus", "taxon"):
+                values = [v.decode() for v in h5[split][column][:]]
+                h5[split][column][:] = ["Forgedia" if v == genus else v for v in values]
+    rewrite_manifest(release)
+    assert audit(copy).returncode == 0  # consistent with itself
+    result = audit(copy, "--sources", "config/config.yaml")
+    assert result.returncode == 1
+    assert f"replay of the sources: record {pid} field genus: '{genus}', csv 'Forgedia'" in result.stdout

@@ -1,0 +1,431 @@
+"""`bioscan-rebuild audit RELEASE [--sources CONFIG]`: is this release what its build wrote, and does it agree
+with itself and with its sources?
+
+1. Files: every file listed in ``MANIFEST.json`` is there with its size and sha256 (every JPEG included); no file
+   is missing and none is extra.
+2. Formats: the CSV, the Parquet files, the HDF5 file and the JSON-LD agree record by record, field by field;
+   the HDF5 images are the released image files of its package.
+3. Lineage: every released record has one lineage row, from an export the accounting lists with that sha256.
+4. Sources (``--sources CONFIG``, the build's config): the exports hash as the accounting says, and the metadata
+   stages replayed from the raw exports (the records the build ingested, the config's parameters and tables)
+   give the released labels.
+
+Checks 2-4 find edits that a rewritten manifest would hide. Each problem names its file, record and field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from bioscan_rebuild.core.io import file_sha256
+from bioscan_rebuild.core.schemas import SPLITS
+from bioscan_rebuild.export.formats.hdf5 import HDF5_LABELS
+from bioscan_rebuild.export.formats.jsonld import DECIMAL_TERMS, INTEGER_TERMS, STRING_TERMS
+from bioscan_rebuild.export.layout import (
+    ACCOUNTING,
+    CSV_PATH,
+    HDF5_PATH,
+    IMAGES_DIR,
+    JSONLD_DIR,
+    MANIFEST,
+    PARQUET_DIR,
+    RECORDS_LINEAGE,
+    ROOT,
+    image_relpath,
+)
+
+# Shown per check and column before "... and N more"; a tampered column can differ in millions of rows.
+SHOWN = 5
+# Release labels the metadata stages make (the replay compares these).
+REPLAYED = ("sampleid", "taxon", "phylum", "class", "order", "family", "subfamily", "genus", "species", "dna_bin")
+
+
+class Findings:
+    """Problems, each 'where: what', with at most SHOWN per kind and a count of the rest."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+        self.hidden: dict[str, int] = {}
+        self.shown: dict[str, int] = {}
+
+    def add(self, kind: str, line: str) -> None:
+        if self.shown.get(kind, 0) < SHOWN:
+            self.shown[kind] = self.shown.get(kind, 0) + 1
+            self.lines.append(line)
+        else:
+            self.hidden[kind] = self.hidden.get(kind, 0) + 1
+
+    def report(self) -> list[str]:
+        return self.lines + [f"{kind}: and {n} more" for kind, n in sorted(self.hidden.items())]
+
+    def __len__(self) -> int:
+        return len(self.lines) + sum(self.hidden.values())
+
+
+def audit_release(release, sources=None, *, threads: int = 2) -> dict:
+    """Run every check on the release folder ``release`` (the one holding MANIFEST.json). Returns a summary with
+    ``problems`` (lines) and counts; ``ok`` is True only when nothing was found."""
+    release = Path(release)
+    findings = Findings()
+    files = check_files(release, findings, threads=threads)
+    root = release / ROOT
+    csv = _csv_table(root / CSV_PATH, findings)
+    records = 0
+    if csv is not None:
+        records = csv.num_rows
+        check_parquet(root, csv, findings)
+        check_hdf5(root, csv, findings)
+        check_jsonld(root, csv, findings)
+        accounting = _json(release / ACCOUNTING, findings)
+        check_lineage(root, csv, accounting, findings)
+        if sources is not None:
+            check_sources(Path(sources), root, csv, accounting, findings)
+    problems = findings.report()
+    return {"ok": not problems, "files": files, "records": records, "problems": problems, "count": len(findings)}
+
+
+def _json(path: Path, findings: Findings) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        findings.add("unreadable", f"{path.name}: cannot be read ({error})")
+        return {}
+
+
+# 1. Files against the manifest ---------------------------------------------------------------------------------
+
+
+def check_files(release: Path, findings: Findings, *, threads: int = 2) -> int:
+    manifest = _json(release / MANIFEST, findings).get("files", {})
+    present = {p.relative_to(release).as_posix() for p in release.rglob("*") if p.is_file() and p.name != MANIFEST}
+    for rel in sorted(present - manifest.keys()):
+        findings.add("extra file", f"{rel}: not in the manifest (added after the build)")
+    for rel in sorted(manifest.keys() - present):
+        findings.add("missing file", f"{rel}: in the manifest but missing")
+    listed = sorted(manifest.keys() & present)
+
+    def facts(rel: str) -> tuple[str, int, str]:
+        path = release / rel
+        return rel, path.stat().st_size, file_sha256(path)
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:  # hashlib lets go of the GIL on large reads
+        for rel, size, sha in pool.map(facts, listed):
+            expected = manifest[rel]
+            if size != expected["bytes"] or sha != expected["sha256"]:
+                findings.add(
+                    "changed file", f"{rel}: sha256 {sha[:12]}… ({size} bytes), manifest {expected['sha256'][:12]}…"
+                )
+    return len(present)
+
+
+# 2. Formats, record by record ----------------------------------------------------------------------------------
+
+
+def _csv_table(path: Path, findings: Findings) -> pa.Table | None:
+    """The release CSV, every cell as text (empty = missing), sorted by processid."""
+    try:
+        header = pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names
+        table = pacsv.read_csv(
+            path,
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(header, pa.string()),
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+            ),
+        )
+    except (OSError, pa.ArrowInvalid) as error:
+        findings.add("unreadable", f"{ROOT}/{CSV_PATH}: cannot be read ({error})")
+        return None
+    duplicated = pc.value_counts(table["processid"]).filter(
+        pc.greater(pc.struct_field(pc.value_counts(table["processid"]), "counts"), 1)
+    )
+    for item in duplicated.to_pylist():
+        findings.add("duplicate record", f"{ROOT}/{CSV_PATH}: {item['values']} has {item['counts']} rows")
+    return table.sort_by("processid")
+
+
+def _as_text(array) -> pa.Array:
+    """A column as the CSV writes it: text, missing as null."""
+    array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+    if pa.types.is_dictionary(array.type):
+        array = array.cast(array.type.value_type)
+    return array.cast(pa.string())
+
+
+def _compare(where: str, field: str, ids: pa.Array, expected: pa.Array, got: pa.Array, findings: Findings) -> None:
+    """Report rows where ``got`` differs from ``expected`` (null-aware), naming record and field."""
+    same = pc.fill_null(pc.equal(expected, got), False)
+    both_null = pc.and_(pc.is_null(expected), pc.is_null(got))
+    differ = np.flatnonzero(~pc.or_(same, both_null).to_numpy(zero_copy_only=False))
+    for row in differ:
+        findings.add(
+            f"{where} {field}",
+            f"{where}: record {ids[row].as_py()} field {field}: {got[row].as_py()!r}, csv {expected[row].as_py()!r}",
+        )
+
+
+def _numeric_text(array: pa.Array) -> pa.Array:
+    """Numbers compared by value: CSV text and Parquet floats both as float64 (integers exactly)."""
+    return pc.cast(array, pa.float64())
+
+
+def check_parquet(root: Path, csv: pa.Table, findings: Findings) -> None:
+    paths = sorted((root / PARQUET_DIR).glob("*.parquet"))
+    if not paths:
+        return
+    table = pa.concat_tables([pq.read_table(p) for p in paths], promote_options="permissive").sort_by("processid")
+    where = f"{ROOT}/{PARQUET_DIR}"
+    if table["processid"].to_pylist() != csv["processid"].to_pylist():
+        _record_sets(where, csv["processid"], table["processid"], findings)
+        return
+    for field in csv.schema.names:
+        if field not in table.schema.names:
+            findings.add("missing column", f"{where}: no column {field}")
+            continue
+        column = table[field].combine_chunks()
+        value_type = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
+        if pa.types.is_floating(value_type) or pa.types.is_integer(value_type):
+            expected, got = _numeric_text(csv[field].combine_chunks()), _numeric_text(column)
+        else:
+            expected, got = csv[field].combine_chunks(), _as_text(column)
+        _compare(where, field, csv["processid"].combine_chunks(), expected, got, findings)
+
+
+def _record_sets(where: str, expected, got, findings: Findings) -> None:
+    expected, got = set(expected.to_pylist()), set(got.to_pylist())
+    for pid in sorted(expected - got):
+        findings.add(f"{where} records", f"{where}: record {pid} of the csv is missing")
+    for pid in sorted(got - expected):
+        findings.add(f"{where} records", f"{where}: record {pid} is not in the csv")
+    if expected == got:
+        findings.add(f"{where} records", f"{where}: a record is there more than once")
+
+
+def _by_split(csv: pa.Table) -> dict[str, pa.Table]:
+    return {split: csv.filter(pc.equal(csv["split"], split)) for split in SPLITS}
+
+
+def check_hdf5(root: Path, csv: pa.Table, findings: Findings) -> None:
+    path = root / HDF5_PATH
+    if not path.exists():
+        return
+    import hashlib
+
+    import h5py
+
+    where = f"{ROOT}/{HDF5_PATH}"
+    with h5py.File(path, "r") as h5:
+        package = h5.attrs.get("image_package")
+        for split, part in _by_split(csv).items():
+            if part.num_rows == 0 and split not in h5:
+                continue
+            if split not in h5:
+                findings.add(f"{where} records", f"{where}: no group {split} for its {part.num_rows} records")
+                continue
+            group = h5[split]
+            ids = [v.decode() if isinstance(v, bytes) else v for v in group["processid"][:]]
+            order = np.argsort(ids, kind="stable")
+            ids_sorted = pa.array([ids[i] for i in order], pa.string())
+            if ids_sorted.to_pylist() != part["processid"].to_pylist():
+                _record_sets(f"{where}:{split}", part["processid"], ids_sorted, findings)
+                continue
+            for field in HDF5_LABELS:
+                values = [(v.decode() if isinstance(v, bytes) else v) for v in group[field][:]]
+                got = pa.array([values[i] or None for i in order], pa.string())
+                _compare(f"{where}:{split}", field, ids_sorted, part[field].combine_chunks(), got, findings)
+            if not package:
+                continue
+            chunks = part["chunk"].to_pylist()
+            for k, i in enumerate(order):
+                image = root / image_relpath(package, split, chunks[k], ids_sorted[k].as_py())
+                blob = group["image"][i].tobytes()
+                if image.exists() and hashlib.sha256(blob).hexdigest() != file_sha256(image):
+                    findings.add(
+                        f"{where} image",
+                        f"{where}:{split}: record {ids_sorted[k].as_py()} image differs from {IMAGES_DIR}/{package} "
+                        "file",
+                    )
+
+
+def _jsonld_records(path: Path) -> Iterator[dict]:
+    """The record nodes of a JSON-LD split file, one per line as the release writes them (no whole-file parse:
+    the pretrain file of a full release is gigabytes)."""
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith('{"@id":"rec:'):
+                yield json.loads(line.rstrip().rstrip(","))
+
+
+def check_jsonld(root: Path, csv: pa.Table, findings: Findings) -> None:
+    folder = root / JSONLD_DIR
+    if not folder.exists():
+        return
+    terms = {c: k for c, k in STRING_TERMS.items() if c in csv.schema.names}
+    numbers = {c: k for c, k in {**DECIMAL_TERMS, **INTEGER_TERMS}.items() if c in csv.schema.names}
+    for split, part in _by_split(csv).items():
+        path = folder / f"{split}.jsonld"
+        where = f"{ROOT}/{JSONLD_DIR}/{split}.jsonld"
+        if not path.exists():
+            if part.num_rows:
+                findings.add(f"{where} records", f"{where}: missing, for {part.num_rows} records")
+            continue
+        nodes = sorted(_jsonld_records(path), key=lambda node: node.get("occurrenceID", ""))
+        ids = pa.array([node.get("occurrenceID") for node in nodes], pa.string())
+        if ids.to_pylist() != part["processid"].to_pylist():
+            _record_sets(where, part["processid"], ids, findings)
+            continue
+        interim = [("verbatimIdentification" in node) for node in nodes]
+        for column, key in terms.items():
+            expected = part[column].combine_chunks()
+            got = pa.array([node.get(key) for node in nodes], pa.string())
+            if column == "taxon":  # an interim name is not a scientific name: it is the verbatim identification
+                names = [s or g for s, g in zip(part["species"].to_pylist(), part["genus"].to_pylist())]
+                got = pa.array(
+                    [node.get("verbatimIdentification") if i else node.get(key) for node, i in zip(nodes, interim)],
+                    pa.string(),
+                )
+                expected = pa.array(
+                    [n if i else t for n, t, i in zip(names, expected.to_pylist(), interim)], pa.string()
+                )
+            _compare(where, column, ids, expected, got, findings)
+        for column, key in numbers.items():
+            got = pc.cast(pa.array([node.get(key) for node in nodes]), pa.float64())
+            _compare(where, column, ids, _numeric_text(part[column].combine_chunks()), got, findings)
+
+
+# 3. Lineage ----------------------------------------------------------------------------------------------------
+
+
+def check_lineage(root: Path, csv: pa.Table, accounting: dict, findings: Findings) -> None:
+    path = root / RECORDS_LINEAGE.path
+    where = f"{ROOT}/{RECORDS_LINEAGE.path}"
+    if not path.exists():
+        findings.add("lineage", f"{where}: missing")
+        return
+    lineage = pacsv.read_csv(
+        path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True, column_types={"processid": pa.string()})
+    ).sort_by("processid")
+    if lineage["processid"].to_pylist() != csv["processid"].to_pylist():
+        _record_sets(where, csv["processid"], lineage["processid"], findings)
+        return
+    exports = {
+        item["export"]: item["export_sha256"] for item in accounting.get("batches", {}).values() if "export" in item
+    }
+    for pid, source, sha in zip(
+        lineage["processid"].to_pylist(), lineage["source_file"].to_pylist(), lineage["source_sha256"].to_pylist()
+    ):
+        if exports.get(source) != sha:
+            findings.add(
+                "lineage source",
+                f"{where}: record {pid} names {source} with sha256 {str(sha)[:12]}…, not what the accounting lists",
+            )
+
+
+# 4. Sources ----------------------------------------------------------------------------------------------------
+
+
+def check_sources(config_path: Path, root: Path, csv: pa.Table, accounting: dict, findings: Findings) -> None:
+    import tempfile
+
+    import yaml
+
+    config = yaml.safe_load(config_path.read_text())
+    listed = {
+        item["export"]: item["export_sha256"] for item in accounting.get("batches", {}).values() if "export" in item
+    }
+    exports = []
+    for batch in config.get("batches", []):
+        export = batch.get("export")
+        if not export:
+            continue
+        exports.append((batch["name"], export))
+        if not Path(export).exists():
+            findings.add("source", f"{export}: the source export is missing")
+        elif listed.get(export) != file_sha256(export):
+            findings.add("source", f"{export}: sha256 differs from the one the build read (accounting.json)")
+    if findings.shown.get("source"):
+        return  # a replay of other exports than the build read would only repeat this
+    with tempfile.TemporaryDirectory() as tmp:
+        replayed = replay_metadata(config, exports, root, Path(tmp))
+    ids = csv["processid"].combine_chunks()
+    got = replayed.set_index("processid").reindex(ids.to_pylist())
+    for field in REPLAYED:
+        if field in csv.schema.names and field in got.columns:
+            values = pa.array(got[field].astype(object).where(got[field].notna(), None).tolist(), pa.string())
+            _compare("replay of the sources", field, ids, csv[field].combine_chunks(), values, findings)
+
+
+def replay_metadata(config: dict, exports, root: Path, workdir: Path):
+    """The metadata stages again, from the raw exports: ingest (the config's markers, missing values and duplicate
+    policy, batches in delivery order) restricted to the records the build ingested (released, or rejected by the
+    metadata or split stage), barcode cleaning and curation with the config's parameters and tables."""
+    import pandas as pd
+
+    from bioscan_rebuild.core.params import BarcodeParams, IngestParams, TaxonomyParams
+    from bioscan_rebuild.core.schemas import INGESTED_SCHEMA
+    from bioscan_rebuild.ingest.local import ingest_local
+    from bioscan_rebuild.metadata.stage import clean_shard, curate_tables
+    from bioscan_rebuild.metadata.taxonomy.tables import shipped_table
+
+    released = pacsv.read_csv(
+        root / CSV_PATH, convert_options=pacsv.ConvertOptions(column_types={"processid": pa.string()})
+    )
+    rejects = pacsv.read_csv(
+        root / "metadata" / "rejects.csv", convert_options=pacsv.ConvertOptions(column_types={"processid": pa.string()})
+    ).to_pandas()
+    later = rejects[(rejects["kind"] == "record") & rejects["reason"].isin(LATER_REASONS)]["processid"]
+    ingested = set(released["processid"].to_pylist()) | set(later)
+    settings = config.get("ingest", {})
+    params = IngestParams.from_dict(
+        {
+            **{k: settings[k] for k in ("markers", "missing_values", "duplicate_policy") if k in settings},
+            "require_images": False,
+        }
+    )
+    ingest_local([path for _, path in exports], [], workdir / "ingest", shards=1, params=params)
+    shard = workdir / "ingest" / "shards" / "shard-000"
+    records = pq.read_table(shard / "records.parquet", schema=INGESTED_SCHEMA)
+    records = records.filter(pc.is_in(records["processid"], pa.array(sorted(ingested), pa.string())))
+    pq.write_table(records, shard / "records.parquet")
+    clean_shard(
+        shard / "records.parquet", workdir / "barcodes.parquet", BarcodeParams.from_dict(config.get("barcodes", {}))
+    )
+    taxonomy = config.get("taxonomy", {})
+    tables = {}
+    for key, name in (("fixes", "taxonomy_fixes.tsv"), ("corrections", "corrections.tsv")):
+        value = taxonomy.get(key, "shipped")
+        tables[key] = shipped_table(name) if value == "shipped" else value
+    curate_tables(
+        [shard / "records.parquet"],
+        [workdir / "barcodes.parquet"],
+        workdir / "metadata",
+        taxonomy_params=TaxonomyParams.from_dict(
+            {k: v for k, v in taxonomy.items() if k not in ("fixes", "corrections")}
+        ),
+        fixes_path=tables["fixes"],
+        corrections_path=tables["corrections"],
+        redelivery_paths=[shard / "redeliveries.parquet"],
+    )
+    return pd.read_parquet(workdir / "metadata" / "curated.parquet")
+
+
+# Reasons of the stages after ingest: these records were ingested, so the replay curates them too.
+LATER_REASONS = (
+    "no_barcode",
+    "invalid_barcode",
+    "short_barcode",
+    "ambiguous_barcode",
+    "excluded",
+    "out_of_scope",
+    "no_specimen",
+    "image_unusable",
+)
