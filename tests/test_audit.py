@@ -203,3 +203,17 @@ def test_the_replay_finds_labels_the_sources_do_not_give(copy):
     result = audit(copy, "--sources", "config/config.yaml")
     assert result.returncode == 1
     assert f"replay of the sources: record {pid} field genus: '{genus}', csv 'Forgedia'" in result.stdout
+
+
+def test_an_edited_source_photo_is_found(copy):
+    config = yaml.safe_load((copy / "config" / "config.yaml").read_text())
+    folder = copy / config["batches"][0]["images"]
+    lineage = (copy / "results/release/bioscan5m/metadata/records_lineage.csv").read_text().split("\n")
+    header = [c.strip('"') for c in lineage[1 - 1].split(",")]
+    rows = [dict(zip(header, (c.strip('"') for c in line.split(",")))) for line in lineage[1:] if line]
+    row = next(r for r in rows if r["image_batch"] == config["batches"][0]["name"])
+    photo = folder / row["image_path"]
+    photo.write_bytes(photo.read_bytes()[:2] + b"\xff\xfe\x00\x04ok" + photo.read_bytes()[2:])
+    result = audit(copy, "--sources", "config/config.yaml")
+    assert result.returncode == 1
+    assert f"sha256 differs from the photo the build read for {row['processid']}" in result.stdout

@@ -27,7 +27,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from bioscan_rebuild.core.io import file_sha256
-from bioscan_rebuild.core.schemas import SPLITS
+from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, SPLITS
 from bioscan_rebuild.export.formats.hdf5 import HDF5_LABELS
 from bioscan_rebuild.export.formats.jsonld import DECIMAL_TERMS, INTEGER_TERMS, STRING_TERMS
 from bioscan_rebuild.export.layout import (
@@ -86,7 +86,7 @@ def audit_release(release, sources=None, *, threads: int = 2) -> dict:
         check_hdf5(root, csv, findings)
         check_jsonld(root, csv, findings)
         accounting = _json(release / ACCOUNTING, findings)
-        check_lineage(root, csv, accounting, findings)
+        check_lineage(root, csv, accounting, findings, _json(release / MANIFEST, Findings()).get("files", {}))
         if sources is not None:
             check_sources(Path(sources), root, csv, accounting, findings)
     problems = findings.report()
@@ -305,7 +305,7 @@ def check_jsonld(root: Path, csv: pa.Table, findings: Findings) -> None:
 # 3. Lineage ----------------------------------------------------------------------------------------------------
 
 
-def check_lineage(root: Path, csv: pa.Table, accounting: dict, findings: Findings) -> None:
+def check_lineage(root: Path, csv: pa.Table, accounting: dict, findings: Findings, manifest=None) -> None:
     path = root / RECORDS_LINEAGE.path
     where = f"{ROOT}/{RECORDS_LINEAGE.path}"
     if not path.exists():
@@ -320,6 +320,7 @@ def check_lineage(root: Path, csv: pa.Table, accounting: dict, findings: Finding
     exports = {
         item["export"]: item["export_sha256"] for item in accounting.get("batches", {}).values() if "export" in item
     }
+    _check_image_hashes(where, lineage, csv, manifest or {}, findings)
     for pid, source, sha in zip(
         lineage["processid"].to_pylist(), lineage["source_file"].to_pylist(), lineage["source_sha256"].to_pylist()
     ):
@@ -328,6 +329,23 @@ def check_lineage(root: Path, csv: pa.Table, accounting: dict, findings: Finding
                 "lineage source",
                 f"{where}: record {pid} names {source} with sha256 {str(sha)[:12]}…, not what the accounting lists",
             )
+
+
+def _check_image_hashes(where: str, lineage: pa.Table, csv: pa.Table, manifest: dict, findings: Findings) -> None:
+    """Each released image file is the one the lineage names (by the manifest's sha256, hashed in check 1)."""
+    splits, chunks = csv["split"].to_pylist(), csv["chunk"].to_pylist()
+    for package in IMAGE_PACKAGES:
+        column = f"sha256_{package}"
+        if column not in lineage.schema.names:
+            continue
+        for pid, split, chunk, sha in zip(
+            lineage["processid"].to_pylist(), splits, chunks, lineage[column].to_pylist()
+        ):
+            listed = manifest.get(f"{ROOT}/{image_relpath(package, split, chunk, pid)}")
+            if listed is not None and listed["sha256"] != sha:
+                findings.add(
+                    f"lineage {package}", f"{where}: record {pid} {package} is {sha[:12]}…, the released file is not"
+                )
 
 
 # 4. Sources ----------------------------------------------------------------------------------------------------
@@ -352,6 +370,21 @@ def check_sources(config_path: Path, root: Path, csv: pa.Table, accounting: dict
             findings.add("source", f"{export}: the source export is missing")
         elif listed.get(export) != file_sha256(export):
             findings.add("source", f"{export}: sha256 differs from the one the build read (accounting.json)")
+    folders = {batch["name"]: batch["images"] for batch in config.get("batches", []) if batch.get("images")}
+    lineage = pacsv.read_csv(
+        root / RECORDS_LINEAGE.path, convert_options=pacsv.ConvertOptions(column_types={"processid": pa.string()})
+    )
+    if "image_sha256" in lineage.schema.names:
+        for pid, batch, rel, sha in zip(
+            *(lineage[c].to_pylist() for c in ("processid", "image_batch", "image_path", "image_sha256"))
+        ):
+            if batch is None:
+                continue
+            photo = Path(folders.get(batch, "")) / rel
+            if not photo.is_file():
+                findings.add("source photo", f"{photo}: the source photo of {pid} is missing")
+            elif file_sha256(photo) != sha:
+                findings.add("source photo", f"{photo}: sha256 differs from the photo the build read for {pid}")
     if findings.shown.get("source"):
         return  # a replay of other exports than the build read would only repeat this
     with tempfile.TemporaryDirectory() as tmp:

@@ -79,10 +79,37 @@ RECORDS_LINEAGE = ReleaseFile(
     "metadata/records_lineage.csv",
     "records_lineage_csv",
     "text/csv",
-    "Where each released record came from: batch, export file, its sha256 and line.",
+    "Where each released record came from and what made it: batch, export file, its sha256 and line, the "
+    "source photo and its sha256, the detector (version, parameter hash), the image parameters' hash, each "
+    "released image's sha256, and the changes applied (step:field rows of changes.csv).",
+)
+RECORDS_LINEAGE_PARQUET = ReleaseFile(
+    "metadata/records_lineage.parquet",
+    "records_lineage_parquet",
+    "application/x-parquet",
+    "records_lineage.csv as Parquet.",
+)
+BARCODE_QC = ReleaseFile(
+    "metadata/barcode_qc.csv",
+    "barcode_qc_csv",
+    "text/csv",
+    "Barcode quality control per released record: lengths, gaps, N runs, ambiguity codes, how it was cleaned.",
+)
+BARCODE_QC_PARQUET = ReleaseFile(
+    "metadata/barcode_qc.parquet", "barcode_qc_parquet", "application/x-parquet", "barcode_qc.csv as Parquet."
 )
 # Written from earlier stages' outputs, not from the released rows (export.side_files).
-SIDE_FILES = (BBOX, BARCODES_FASTA, REJECTS, CHANGES, SPLIT_SUMMARY, RECORDS_LINEAGE)
+SIDE_FILES = (
+    BBOX,
+    BARCODES_FASTA,
+    REJECTS,
+    CHANGES,
+    SPLIT_SUMMARY,
+    RECORDS_LINEAGE,
+    RECORDS_LINEAGE_PARQUET,
+    BARCODE_QC,
+    BARCODE_QC_PARQUET,
+)
 # Every fixed-path file with its own description; other files are described from their suffix.
 DESCRIBED = {f.path: f for f in (METADATA_CSV, *SIDE_FILES, HDF5)}
 

@@ -154,6 +154,8 @@ def _build(
             split_summary=split_summary,
             records=records,
             splits=splits,
+            images=images,
+            barcodes=barcodes,
         )
         summary = export_release(
             curated,

@@ -15,8 +15,21 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from bioscan_rebuild.core.io import read_table
-from bioscan_rebuild.core.schemas import INGESTED_SCHEMA, LINEAGE_FIELDS, REJECT_SCHEMA
-from bioscan_rebuild.export.layout import BARCODES_FASTA, BBOX, CHANGES, RECORDS_LINEAGE, REJECTS, SPLIT_SUMMARY
+from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, INGESTED_SCHEMA, LINEAGE_FIELDS, REJECT_SCHEMA
+from bioscan_rebuild.export.layout import (
+    BARCODE_QC,
+    BARCODE_QC_PARQUET,
+    BARCODES_FASTA,
+    BBOX,
+    CHANGES,
+    RECORDS_LINEAGE,
+    RECORDS_LINEAGE_PARQUET,
+    REJECTS,
+    SPLIT_SUMMARY,
+)
+from bioscan_rebuild.metadata.barcodes import QC_SCHEMA
+
+IMAGE_SOURCE = ("image_batch", "image_path", "image_sha256")
 
 REJECT_ORDER = [("kind", "ascending"), ("reason", "ascending"), ("processid", "ascending")]
 
@@ -25,7 +38,56 @@ def _released_ids(splits_path) -> pd.Index:
     return pd.Index(pq.read_table(splits_path, columns=["processid"])["processid"].to_numpy(zero_copy_only=False))
 
 
-def write_side_files(tmp: Path, *, rejects, changes, bbox, fasta, split_summary, records, splits) -> dict:
+# Per released record: where it came from (export row, source photo), what made its images (detector, its
+# version and parameter hash, the image parameters' hash, the store key), the released images' sha256, and the
+# changes applied to it (``step:field`` rows of changes.csv, in order).
+LINEAGE_FIELDS_OUT = ("processid", *LINEAGE_FIELDS)
+IMAGE_LINEAGE = (
+    "detector",
+    "detector_version",
+    "detector_params_key",
+    "image_params_key",
+    "params_key",
+    *(f"sha256_{package}" for package in IMAGE_PACKAGES),
+)
+LINEAGE_SCHEMA = pa.schema(
+    [INGESTED_SCHEMA.field(f) for f in LINEAGE_FIELDS_OUT]
+    + [INGESTED_SCHEMA.field("nucleotides").with_name("raw_nucleotides")]
+    + [INGESTED_SCHEMA.field(f) for f in ("image_batch", "image_path", "image_sha256")]
+    + [pa.field(name, pa.string()) for name in IMAGE_LINEAGE]
+    + [pa.field("changes", pa.string())]
+)
+
+
+def _change_ids(changes_path) -> pd.Series:
+    """processid -> "step:field;..." of every change logged for it."""
+    changes = pq.read_table(changes_path, columns=["step", "processid", "field"]).to_pandas()
+    if changes.empty:
+        return pd.Series(dtype=object)
+    ids = changes["step"].astype(str) + ":" + changes["field"].astype(str)
+    return ids.groupby(changes["processid"].to_numpy(), sort=False).agg(";".join)
+
+
+def _lineage_parts(records, images, released: pd.Index, change_ids: pd.Series):
+    by_shard = {Path(p).parent.name: p for p in images}
+    for path in records:
+        table = read_table(path, INGESTED_SCHEMA, columns=[*LINEAGE_FIELDS_OUT, "nucleotides", *IMAGE_SOURCE])
+        keep = released.get_indexer(table["processid"].to_numpy(zero_copy_only=False)) >= 0
+        frame = table.filter(pa.array(keep)).to_pandas().rename(columns={"nucleotides": "raw_nucleotides"})
+        image_path = by_shard.get(Path(path).parent.name)
+        if image_path is not None:
+            facts = pq.read_table(image_path, columns=["processid", *IMAGE_LINEAGE]).to_pandas()
+            frame = frame.merge(facts, on="processid", how="left", validate="one_to_one")
+        for name in IMAGE_LINEAGE:
+            if name not in frame:
+                frame[name] = None
+        frame["changes"] = change_ids.reindex(frame["processid"].to_numpy()).to_numpy()
+        yield pa.Table.from_pandas(frame[LINEAGE_SCHEMA.names], schema=LINEAGE_SCHEMA, preserve_index=False)
+
+
+def write_side_files(
+    tmp: Path, *, rejects, changes, bbox, fasta, split_summary, records, splits, images=(), barcodes=()
+) -> dict:
     """Write the derived side files into ``tmp``: path under the release root -> file to copy there."""
     released = _released_ids(splits)
 
@@ -38,18 +100,29 @@ def write_side_files(tmp: Path, *, rejects, changes, bbox, fasta, split_summary,
     if bbox:
         table = pd.concat(pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False) for p in bbox)
         table[table["processid"].isin(released)].to_csv(staged(BBOX), sep="\t", index=False, lineterminator="\n")
-    # the raw sequence as the export had it: dna_barcode is the cleaned one (metadata.barcodes)
-    fields = ("processid", *LINEAGE_FIELDS, "nucleotides")
-    lineage_schema = pa.schema(
-        [INGESTED_SCHEMA.field(f) for f in fields[:-1]]
-        + [INGESTED_SCHEMA.field("nucleotides").with_name("raw_nucleotides")]
-    )
-    with pacsv.CSVWriter(staged(RECORDS_LINEAGE), lineage_schema) as out:
-        for path in records:  # shard by shard: memory is one shard; released records only
-            table = read_table(path, INGESTED_SCHEMA, columns=list(fields))
+    change_ids = _change_ids(changes)
+    with (
+        pacsv.CSVWriter(staged(RECORDS_LINEAGE), LINEAGE_SCHEMA) as csv_out,
+        pq.ParquetWriter(staged(RECORDS_LINEAGE_PARQUET), LINEAGE_SCHEMA, compression="zstd") as parquet_out,
+    ):
+        for table in _lineage_parts(records, images, released, change_ids):  # shard by shard: bounded memory
+            csv_out.write_table(table)
+            parquet_out.write_table(table)
+    qc_columns = list(QC_SCHEMA.names)
+    with (
+        pacsv.CSVWriter(staged(BARCODE_QC), QC_SCHEMA) as csv_out,
+        pq.ParquetWriter(staged(BARCODE_QC_PARQUET), QC_SCHEMA, compression="zstd") as parquet_out,
+    ):
+        for path in barcodes:
+            table = read_table(path, QC_SCHEMA, columns=qc_columns)
             keep = released.get_indexer(table["processid"].to_numpy(zero_copy_only=False)) >= 0
-            out.write_table(table.filter(pa.array(keep)).rename_columns(lineage_schema.names))
-    files = {f.path: staged(f) for f in (REJECTS, CHANGES, RECORDS_LINEAGE)}
+            table = table.filter(pa.array(keep))
+            csv_out.write_table(table)
+            parquet_out.write_table(table)
+    files = {
+        f.path: staged(f)
+        for f in (REJECTS, CHANGES, RECORDS_LINEAGE, RECORDS_LINEAGE_PARQUET, BARCODE_QC, BARCODE_QC_PARQUET)
+    }
     if bbox:
         files[BBOX.path] = staged(BBOX)
     if fasta:

@@ -17,11 +17,12 @@ import pyarrow as pa
 from bioscan_rebuild.core.io import atomic_path, read_table, write_json, write_table
 from bioscan_rebuild.core.params import CONTACT_SHEET_SIZE, ImageParams
 from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, INGESTED_SCHEMA
-from bioscan_rebuild.core.store import ImageStore
+from bioscan_rebuild.core.store import ImageStore, params_key
 from bioscan_rebuild.detect.registry import make_detector, make_segmenter
 from bioscan_rebuild.images.contact_sheet import write_contact_sheet
 from bioscan_rebuild.images.process import (
     PHOTO_BATCH,
+    STAGE_VERSION,
     DerivedStore,
     PhotoResult,
     keep_freed_memory,
@@ -55,7 +56,10 @@ IMAGE_RECORD_SCHEMA = pa.schema(
         ("detector", pa.string()),
         ("detector_score", pa.float64()),
         ("candidates", pa.int64()),
-        ("params_key", pa.string()),
+        ("params_key", pa.string()),  # the store key: image parameters + detector parameters + stage version
+        ("detector_version", pa.string()),
+        ("detector_params_key", pa.string()),  # params_key of the detector's own parameters (model hash included)
+        ("image_params_key", pa.string()),  # params_key of the image parameters and stage version
         ("original_full_is_source", pa.bool_()),
         *[(f"sha256_{package}", pa.string()) for package in IMAGE_PACKAGES],
     ]
@@ -73,7 +77,8 @@ BBOX_COLUMNS = [
 ]
 
 
-def result_row(processid: str, sha: str, result: PhotoResult, detector_name: str, key: str) -> dict:
+def result_row(processid: str, sha: str, result: PhotoResult, detector_name: str, keys: dict) -> dict:
+    """One images.parquet row; ``keys``: params_key, detector_version, detector_params_key, image_params_key."""
     box = result.box or [None] * 4
     crop = result.crop_box or [None] * 4
     return {
@@ -101,7 +106,7 @@ def result_row(processid: str, sha: str, result: PhotoResult, detector_name: str
         "detector": detector_name,
         "detector_score": result.detector_score,
         "candidates": result.candidates,
-        "params_key": key,
+        **keys,
         "original_full_is_source": result.original_full_is_source,
         **{f"sha256_{p}": result.sha256.get(p) for p in IMAGE_PACKAGES},
     }
@@ -168,7 +173,16 @@ def run_image_shard(
         for detector_id, rows in groups.items():
             detector = by_id[detector_id]
             key = stage_key(params, detector)
-            keys[detector_id] = (key, detector.name)
+            facts = detector.params()
+            keys[detector_id] = (
+                {
+                    "params_key": key,
+                    "detector_version": None if facts.get("version") is None else str(facts["version"]),
+                    "detector_params_key": params_key(facts),
+                    "image_params_key": params_key({"stage_version": STAGE_VERSION, "image": params.as_dict()}),
+                },
+                detector.name,
+            )
             derived = DerivedStore(store, key)
             todo, seen = [], set()
             for row in rows:
@@ -195,12 +209,9 @@ def run_image_shard(
             if not row["image_sha256"]:
                 continue
             detector_id = id(detectors[row["image_batch"]])
-            key, name = keys[detector_id]
-            rows_out.append(
-                result_row(
-                    row["processid"], row["image_sha256"], results[(detector_id, row["image_sha256"])], name, key
-                )
-            )
+            facts, name = keys[detector_id]
+            result = results[(detector_id, row["image_sha256"])]
+            rows_out.append(result_row(row["processid"], row["image_sha256"], result, name, facts))
         table = pa.Table.from_pylist(rows_out, schema=IMAGE_RECORD_SCHEMA)
         outdir = Path(outdir)
         write_table(table, outdir / "images.parquet")
