@@ -113,3 +113,52 @@ def test_no_shared_inodes_and_a_photo_edited_in_place_is_processed_again(tmp_pat
     summaries = [json.loads(p.read_text()) for p in sorted(results.glob("images/shard-*/summary.json"))]
     assert sum(s["photos_processed"] for s in summaries) == 1  # the other photos are reused from the store
     assert stored.read_bytes() != new_bytes  # the old store object is untouched
+
+
+@pytest.mark.slow
+def test_a_second_version_freezes_the_first_and_says_what_changed(tmp_path, sample_dir):
+    """v1 from the first delivery, published; v2 adds the second delivery with release.previous = v1: no record
+    of v1 moves split, the redelivered record's new family is a `changed` row saying `superseded`, the second
+    delivery's records are `added`, and v2 audits whole."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    workdir = _workdir(tmp_path / "project", sample_dir, lambda batches: batches.pop(1))
+    run_snakemake(workdir)
+    published = tmp_path / "published" / "v1"
+    shutil.copytree(workdir / "results" / "release", published)
+    v1 = pd.read_csv(published / "bioscan5m/metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv", dtype=str)
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["release"] = {"previous": str(published)}
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    run_snakemake(workdir)
+    metadata = workdir / "results" / "release" / "bioscan5m" / "metadata"
+    v2 = pd.read_csv(metadata / "csv" / "BIOSCAN_5M_Insect_Dataset_metadata.csv", dtype=str)
+    diff = pd.read_csv(metadata / "release_diff.csv", dtype=str, keep_default_na=False)
+    summary = yaml.safe_load((metadata / "release_diff_summary.json").read_text())
+
+    kept = v1.merge(v2, on="processid", suffixes=("_v1", "_v2"))
+    assert (kept["split_v1"] == kept["split_v2"]).all() and summary["moved"] == 0  # frozen
+    assert set(diff.loc[diff["change"] == "added", "processid"]) == set(v2["processid"]) - set(v1["processid"])
+    assert summary["added"] == len(set(v2["processid"]) - set(v1["processid"])) > 50
+    faults = yaml.safe_load((workdir / "resources" / "sample" / "faults.json").read_text())
+    (redelivered,) = [f["processid"] for f in faults["faults"] if f["reason"] == "superseded"]
+    assert redelivered in set(v1["processid"])
+    row = diff[(diff["processid"] == redelivered) & (diff["field"] == "family")]
+    assert row["change"].tolist() == ["changed"] and "superseded" in row["why"].iloc[0]
+    assert summary["removed"] == len(set(v1["processid"]) - set(v2["processid"]))
+    for removed in diff[diff["change"] == "removed"].itertuples():
+        assert removed.why  # a reason of this build's rejects, or that no input holds it
+
+    env = {"PYTHONPATH": str(REPO / "workflow")}
+    audit = subprocess.run(
+        [sys.executable, "-m", "bioscan_rebuild", "audit", "results/release", "--sources", "config/config.yaml"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=workdir,
+    )
+    assert audit.returncode == 0, audit.stdout[-3000:]

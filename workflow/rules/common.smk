@@ -71,6 +71,20 @@ def _check_config(config):
             f"image_store.mode: none keeps no original photos, but export.formats {needing} copy them "
             "from the store: use link or copy, or leave those formats out"
         )
+    previous = config["release"]["previous"]
+    if previous:
+        if config["splits"]["freeze"]:
+            problems.append(
+                "release.previous freezes the splits from that release: leave splits.freeze null"
+            )
+        if os.path.abspath(previous) == os.path.abspath("results/release"):
+            problems.append(
+                "release.previous: results/release is this run's output: copy the published release elsewhere"
+            )
+        elif not os.path.isfile(os.path.join(previous, "MANIFEST.json")):
+            problems.append(
+                f"release.previous: {previous} holds no MANIFEST.json: name the folder of a published release"
+            )
     problems = [problem for problem in problems if problem]
     if problems:
         raise ValueError("config: " + "; ".join(problems))
@@ -269,13 +283,36 @@ def taxonomy_table_args(wildcards):
     return shell_words(f"--{key}={path}" for key, path in TAXONOMY_TABLES.items())
 
 
+PREVIOUS = config["release"]["previous"]
+# The previous release's metadata CSV: the splits are frozen from it, and the release diff is against it.
+PREVIOUS_CSV = (
+    os.path.join(
+        PREVIOUS,
+        "bioscan5m",
+        "metadata",
+        "csv",
+        "BIOSCAN_5M_Insect_Dataset_metadata.csv",
+    )
+    if PREVIOUS
+    else None
+)
+FREEZE = config["splits"]["freeze"] or PREVIOUS_CSV
+
+
 def split_freeze(wildcards):
-    return [config["splits"]["freeze"]] if config["splits"]["freeze"] else []
+    return [FREEZE] if FREEZE else []
 
 
 def split_freeze_arg(wildcards):
-    freeze = config["splits"]["freeze"]
-    return f"--freeze {shlex.quote(freeze)}" if freeze else ""
+    return f"--freeze {shlex.quote(FREEZE)}" if FREEZE else ""
+
+
+def previous_release(wildcards):
+    return [PREVIOUS_CSV] if PREVIOUS_CSV else []
+
+
+def previous_release_arg(wildcards):
+    return f"--previous {shlex.quote(PREVIOUS_CSV)}" if PREVIOUS_CSV else ""
 
 
 EXPORT_OPTIONS_JSON = stage_params_json("export", drop=("formats",))

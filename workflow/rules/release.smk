@@ -49,6 +49,7 @@ rule release:
         changes="results/metadata/changes.parquet",
         fasta="results/metadata/barcodes.fasta",
         accounting="results/accounting.json",
+        previous=previous_release,
     output:
         manifest="results/release/MANIFEST.json",
         csv="results/release/bioscan5m/metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv",
@@ -65,10 +66,11 @@ rule release:
         outdir=subpath(output.manifest, parent=True),
         formats=",".join(config["export"]["formats"]),
         options=EXPORT_OPTIONS_JSON,
+        previous=previous_release_arg,
     shell:
         "{params.cli} release --curated {input.curated:q} --barcodes {input.barcodes:q} "
         "--splits {input.splits:q} --split-summary {input.split_summary:q} --records {input.records:q} "
         "--images {input.images:q} --bbox {input.bbox:q} --rejects {input.rejects:q} "
         "--changes {input.changes:q} --fasta {input.fasta:q} --accounting {input.accounting:q} "
-        "--store {params.store:q} --formats {params.formats} --options {params.options:q} "
+        "--store {params.store:q} --formats {params.formats} --options {params.options:q} {params.previous} "
         "--outdir {params.outdir:q} > {log} 2>&1"

@@ -26,6 +26,7 @@ def cmd_release(args) -> int:
         store=args.store,
         formats=tuple(args.formats.split(",")) if args.formats else None,
         options=options,
+        previous=args.previous,
     )
     print(json.dumps(summary, sort_keys=True, default=str))
     return 0
@@ -105,4 +106,5 @@ def register(sub) -> None:
     p.add_argument("--formats", help="comma-separated (export.formats.FORMATS); default: all of them")
     p.add_argument("--options", help="export options, JSON (core.params.ExportOptions)")
     p.add_argument("--outdir", required=True)
+    p.add_argument("--previous", help="the previous release's metadata CSV: write the release diff against it")
     p.set_defaults(func=cmd_release)

@@ -36,6 +36,7 @@ def export_release(
     formats=None,
     provenance: dict | None = None,
     manifest: bool = True,
+    after_spool=None,
 ) -> dict:
     """Write the release under ``outdir/bioscan5m`` in ``formats`` (names in ``export.formats.FORMATS``;
     default: all). The image formats need ``image_paths`` and ``store_root``; without them they are skipped.
@@ -60,6 +61,8 @@ def export_release(
         counts = spool_shards(curated_path, barcode_paths, splits_path, image_paths, spool)
         summary["records"] = counts
         summary["released"] = sum(counts.values())
+        for rel, source in (after_spool(spool) if after_spool else {}).items():  # files made from the rows
+            shutil.copyfile(source, root / rel)
         store = Path(store_root) if store_root is not None and image_paths else None
         context = ExportContext(spool, outdir, options, provenance or {}, store)
         for export_format in chosen:
@@ -105,6 +108,28 @@ def build_release(*, outdir, **inputs) -> dict:
     return summary
 
 
+def _diff_against(previous_csv, rejects, changes, folder: Path):
+    """The ``after_spool`` step writing the diff against the previous release (``export.diff``)."""
+
+    def write(spool: Path) -> dict:
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from bioscan_rebuild.core.schemas import REJECT_SCHEMA, SPLITS
+        from bioscan_rebuild.export.diff import write_release_diff
+        from bioscan_rebuild.export.spool import iter_split, release_columns
+
+        rows = [release_columns(t) for split in SPLITS for t in iter_split(spool, split)]
+        new = pa.concat_tables(rows) if rows else None
+        reject_table = pd.concat([pq.read_table(p, schema=REJECT_SCHEMA).to_pandas() for p in rejects])
+        change_table = pq.read_table(changes, columns=["processid", "field", "rule"]).to_pandas()
+        written = write_release_diff(previous_csv, new, reject_table, change_table, folder)
+        return {f"metadata/{name}": path for name, path in written.items()}
+
+    return write
+
+
 def _swap_into_place(built: Path, final: Path) -> None:
     """Replace ``final`` by ``built``: two renames, so ``final`` is either the old release or the new one."""
     old = final.with_name(f".{final.name}.old")
@@ -133,6 +158,7 @@ def _build(
     store=None,
     formats=None,
     options: ExportOptions | None = None,
+    previous=None,
 ) -> dict:
     accounting_data = json.loads(Path(accounting).read_text())
     provenance = {
@@ -169,6 +195,7 @@ def _build(
             formats=formats,
             provenance=provenance,
             manifest=False,
+            after_spool=None if previous is None else _diff_against(previous, rejects, changes, Path(tmp) / "diff"),
         )
     check_released(accounting_data, summary["released"])  # never publish rows the accounting does not know
     summary["manifest"] = write_manifest(outdir)  # after the side files and accounting
