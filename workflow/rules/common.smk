@@ -312,7 +312,7 @@ def previous_release(wildcards):
 
 
 def previous_release_arg(wildcards):
-    return f"--previous {shlex.quote(PREVIOUS_CSV)}" if PREVIOUS_CSV else ""
+    return f"--previous {shlex.quote(PREVIOUS)}" if PREVIOUS else ""
 
 
 EXPORT_OPTIONS_JSON = stage_params_json("export", drop=("formats",))

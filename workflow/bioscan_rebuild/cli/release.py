@@ -106,5 +106,5 @@ def register(sub) -> None:
     p.add_argument("--formats", help="comma-separated (export.formats.FORMATS); default: all of them")
     p.add_argument("--options", help="export options, JSON (core.params.ExportOptions)")
     p.add_argument("--outdir", required=True)
-    p.add_argument("--previous", help="the previous release's metadata CSV: write the release diff against it")
+    p.add_argument("--previous", help="the previous release's folder (holding MANIFEST.json): write the diff")
     p.set_defaults(func=cmd_release)

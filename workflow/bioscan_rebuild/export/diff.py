@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from bioscan_rebuild.core.io import file_sha256
+from bioscan_rebuild.export.layout import CSV_PATH, ROOT
 
 DIFF_SCHEMA = pa.schema(
     [
@@ -113,11 +114,11 @@ def release_diff(previous_csv, new: pa.Table, rejects: pd.DataFrame, changes: pd
     return table, summary
 
 
-def write_release_diff(previous_csv, new: pa.Table, rejects: pd.DataFrame, changes: pd.DataFrame, folder: Path) -> dict:
-    """``release_diff`` written as ``release_diff.csv`` and ``release_diff_summary.json`` in ``folder``; returns the
-    file names -> paths."""
-    table, summary = release_diff(previous_csv, new, rejects, changes)
-    release = Path(previous_csv).parents[3]  # .../{release}/bioscan5m/metadata/csv/*.csv
+def write_release_diff(previous, new: pa.Table, rejects: pd.DataFrame, changes: pd.DataFrame, folder: Path) -> dict:
+    """``release_diff`` against the release folder ``previous`` (holding MANIFEST.json), written as
+    ``release_diff.csv`` and ``release_diff_summary.json`` in ``folder``; returns the file names -> paths."""
+    release = Path(previous)
+    table, summary = release_diff(release / ROOT / CSV_PATH, new, rejects, changes)
     summary["previous"] = release.name
     manifest = release / "MANIFEST.json"
     summary["previous_manifest_sha256"] = file_sha256(manifest) if manifest.exists() else None

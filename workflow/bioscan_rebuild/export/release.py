@@ -108,7 +108,7 @@ def build_release(*, outdir, **inputs) -> dict:
     return summary
 
 
-def _diff_against(previous_csv, rejects, changes, folder: Path):
+def _diff_against(previous, rejects, changes, folder: Path):
     """The ``after_spool`` step writing the diff against the previous release (``export.diff``)."""
 
     def write(spool: Path) -> dict:
@@ -124,7 +124,7 @@ def _diff_against(previous_csv, rejects, changes, folder: Path):
         new = pa.concat_tables(rows) if rows else None
         reject_table = pd.concat([pq.read_table(p, schema=REJECT_SCHEMA).to_pandas() for p in rejects])
         change_table = pq.read_table(changes, columns=["processid", "field", "rule"]).to_pandas()
-        written = write_release_diff(previous_csv, new, reject_table, change_table, folder)
+        written = write_release_diff(previous, new, reject_table, change_table, folder)
         return {f"metadata/{name}": path for name, path in written.items()}
 
     return write
