@@ -265,7 +265,11 @@ def _jsonld_records(path: Path) -> Iterator[dict]:
                 yield json.loads(line.rstrip().rstrip(","))
 
 
-def check_jsonld(root: Path, csv: pa.Table, findings: Findings) -> None:
+def check_jsonld(root: Path, csv: pa.Table, findings: Findings, batch: int = 100_000) -> None:
+    """Record nodes streamed in batches and compared with the CSV rows they name: memory is one batch, not the
+    gigabytes of a full release's JSON-LD."""
+    import pandas as pd
+
     folder = root / JSONLD_DIR
     if not folder.exists():
         return
@@ -278,28 +282,45 @@ def check_jsonld(root: Path, csv: pa.Table, findings: Findings) -> None:
             if part.num_rows:
                 findings.add(f"{where} records", f"{where}: missing, for {part.num_rows} records")
             continue
-        nodes = sorted(_jsonld_records(path), key=lambda node: node.get("occurrenceID", ""))
-        ids = pa.array([node.get("occurrenceID") for node in nodes], pa.string())
-        if ids.to_pylist() != part["processid"].to_pylist():
-            _record_sets(where, part["processid"], ids, findings)
-            continue
-        interim = [("verbatimIdentification" in node) for node in nodes]
-        for column, key in terms.items():
-            expected = part[column].combine_chunks()
-            got = pa.array([node.get(key) for node in nodes], pa.string())
-            if column == "taxon":  # an interim name is not a scientific name: it is the verbatim identification
-                names = [s or g for s, g in zip(part["species"].to_pylist(), part["genus"].to_pylist())]
-                got = pa.array(
-                    [node.get("verbatimIdentification") if i else node.get(key) for node, i in zip(nodes, interim)],
-                    pa.string(),
-                )
-                expected = pa.array(
-                    [n if i else t for n, t, i in zip(names, expected.to_pylist(), interim)], pa.string()
-                )
-            _compare(where, column, ids, expected, got, findings)
-        for column, key in numbers.items():
-            got = pc.cast(pa.array([node.get(key) for node in nodes]), pa.float64())
-            _compare(where, column, ids, _numeric_text(part[column].combine_chunks()), got, findings)
+        index = pd.Index(part["processid"].to_numpy(zero_copy_only=False))
+        seen = np.zeros(len(index), bool)
+        nodes = _jsonld_records(path)
+        while True:
+            chunk = [node for _, node in zip(range(batch), nodes)]
+            if not chunk:
+                break
+            ids = pa.array([node.get("occurrenceID") for node in chunk], pa.string())
+            rows = index.get_indexer(ids.to_numpy(zero_copy_only=False))
+            for pid in ids.filter(pa.array(rows < 0)).to_pylist():
+                findings.add(f"{where} records", f"{where}: record {pid} is not in the csv's {split} split")
+            twice = rows[(rows >= 0) & seen[np.maximum(rows, 0)]]
+            for row in twice:
+                findings.add(f"{where} records", f"{where}: record {index[row]} is there more than once")
+            known = rows >= 0
+            seen[rows[known]] = True
+            chunk = [node for node, ok in zip(chunk, known) if ok]
+            rows, ids = rows[known], ids.filter(pa.array(known))
+            expected_rows = part.take(pa.array(rows))
+            interim = [("verbatimIdentification" in node) for node in chunk]
+            for column, key in terms.items():
+                expected = expected_rows[column].combine_chunks()
+                got = pa.array([node.get(key) for node in chunk], pa.string())
+                if column == "taxon":  # an interim name is not a scientific name: it is the verbatim identification
+                    species, genus = expected_rows["species"].to_pylist(), expected_rows["genus"].to_pylist()
+                    names = [s or g for s, g in zip(species, genus)]
+                    got = pa.array(
+                        [node.get("verbatimIdentification") if i else node.get(key) for node, i in zip(chunk, interim)],
+                        pa.string(),
+                    )
+                    expected = pa.array(
+                        [n if i else t for n, t, i in zip(names, expected.to_pylist(), interim)], pa.string()
+                    )
+                _compare(where, column, ids, expected, got, findings)
+            for column, key in numbers.items():
+                got = pc.cast(pa.array([node.get(key) for node in chunk]), pa.float64())
+                _compare(where, column, ids, _numeric_text(expected_rows[column].combine_chunks()), got, findings)
+        for pid in index[~seen]:
+            findings.add(f"{where} records", f"{where}: record {pid} of the csv is missing")
 
 
 # 3. Lineage ----------------------------------------------------------------------------------------------------

@@ -1,0 +1,113 @@
+"""Benchmark: `bioscan-rebuild audit` on a 5.15M-record metadata release (CSV, Parquet, JSON-LD; no images).
+
+Uses the tables ``bench/metadata.py`` leaves in its work folder (runs it first when absent), exports the release
+with the formats above, adds what an audit reads beside it (a lineage table and the accounting naming the one
+generated export) and the manifest. Then, in the same run, the baseline: sha256 of every file of the release
+(the same 2 threads the audit uses), then the audit itself. Target: audit <= 2 x the baseline.
+
+    python bench/audit.py [--workdir /tmp/bench-metadata] [--formats csv,parquet,jsonld]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "workflow"))
+
+EXPORT = "bench.tsv"
+EXPORT_SHA256 = "0" * 64  # the generated tables have no export file; the lineage and accounting name this one
+
+
+def build(workdir: Path, formats: tuple[str, ...]) -> Path:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from bioscan_rebuild.export.layout import RECORDS_LINEAGE
+    from bioscan_rebuild.export.layout import ROOT as RELEASE_ROOT
+    from bioscan_rebuild.export.release import export_release, write_manifest
+
+    release = workdir / "release-audit"
+    if (release / "MANIFEST.json").exists():
+        return release
+    export_release(
+        workdir / "out" / "curated.parquet",
+        sorted(workdir.glob("barcodes-*.parquet")),
+        workdir / "splits" / "splits.parquet",
+        release,
+        formats=formats,
+        manifest=False,
+    )
+    ids = pq.read_table(workdir / "splits" / "splits.parquet", columns=["processid"])["processid"]
+    n = len(ids)
+    lineage = pa.table(
+        {
+            "processid": ids,
+            "batch": pa.array(["bench"] * n),
+            "source_file": pa.array([EXPORT] * n),
+            "source_sha256": pa.array([EXPORT_SHA256] * n),
+        }
+    )
+    pacsv.write_csv(lineage, release / RELEASE_ROOT / RECORDS_LINEAGE.path)
+    accounting = {"batches": {"export:bench": {"export": EXPORT, "export_sha256": EXPORT_SHA256}}}
+    (release / "accounting.json").write_text(json.dumps(accounting))
+    write_manifest(release)
+    return release
+
+
+def hash_everything(release: Path) -> dict:
+    from bioscan_rebuild.core.io import file_sha256
+
+    files = sorted(p for p in release.rglob("*") if p.is_file())
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(file_sha256, files))
+    return {"files": len(files), "bytes": sum(p.stat().st_size for p in files), "seconds": time.perf_counter() - start}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workdir", default="/tmp/bench-metadata")
+    parser.add_argument("--formats", default="csv,parquet,jsonld")
+    args = parser.parse_args()
+    workdir = Path(args.workdir)
+    if not (workdir / "splits" / "splits.parquet").exists():
+        subprocess.run([sys.executable, str(ROOT / "bench" / "metadata.py"), "--workdir", str(workdir)], check=True)
+    start = time.perf_counter()
+    release = build(workdir, tuple(args.formats.split(",")))
+    print(json.dumps({"step": "build", "seconds": round(time.perf_counter() - start, 1)}), flush=True)
+
+    from bioscan_rebuild.export.audit import audit_release
+
+    hash_everything(release)  # warm the page cache, so neither measurement pays for the first read alone
+    baseline = hash_everything(release)
+    start = time.perf_counter()
+    summary = audit_release(release)
+    audit_seconds = time.perf_counter() - start
+    print(
+        json.dumps(
+            {
+                "records": summary["records"],
+                "files": baseline["files"],
+                "gigabytes": round(baseline["bytes"] / 1e9, 2),
+                "hash_seconds": round(baseline["seconds"], 1),
+                "audit_seconds": round(audit_seconds, 1),
+                "ratio": round(audit_seconds / baseline["seconds"], 2),
+                "target_ratio": 2.0,
+                "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),
+                "problems": summary["problems"][:5],
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
