@@ -28,6 +28,7 @@ include: "workflow/rules/metadata.smk"
 include: "workflow/rules/splits.smk"
 include: "workflow/rules/detector.smk"
 include: "workflow/rules/release.smk"
+include: "workflow/rules/provenance.smk"
 
 
 rule all:

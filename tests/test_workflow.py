@@ -125,7 +125,8 @@ def test_metadata_rules_on_the_sample(finished_run):
     assert sorted(r.id.split("|")[0] for r in fasta) == sorted(released)  # the released records' barcodes
     assert all(set(str(r.seq)) <= set("ACGTRYSWKMBDHVN") for r in fasta)
     changes = pq.read_table(meta / "changes.parquet").to_pandas()
-    assert len(changes) == summary["changes"] and set(changes["processid"]) <= set(curated["processid"])
+    curation = changes[changes["step"] > 0]  # step 0: what redeliveries replaced, before curation
+    assert len(curation) == summary["changes"] and set(changes["processid"]) <= set(curated["processid"])
     assert curated["taxon"].notna().all()
 
 
@@ -221,3 +222,43 @@ def test_bad_config_fails_at_start_naming_the_key(sample_dir, tmp_path):
     result = run_snakemake(workdir, "--dry-run", check=False)
     assert result.returncode != 0
     assert "duplicate_policy" in result.stdout + result.stderr
+
+
+def test_the_release_ships_a_prov_graph_of_the_build(finished_run):
+    """metadata/provenance.jsonld: rdflib reads it, the SHACL shapes hold, one activity per planned job, each
+    file entity's sha256 is the file's, outputs point at the job that made them; it names croissant.json and
+    Croissant lists it; the resolved config ships too."""
+    import hashlib
+
+    import rdflib
+    from pyshacl import validate
+
+    from bioscan_rebuild.export.provenance import PROVENANCE_SHAPES
+
+    metadata = finished_run / "results" / "release" / "bioscan5m" / "metadata"
+    text = (metadata / "provenance.jsonld").read_text()
+    graph = rdflib.Graph().parse(data=text, format="json-ld")
+    conforms, _, report = validate(graph, shacl_graph=rdflib.Graph().parse(PROVENANCE_SHAPES, format="turtle"))
+    assert conforms, report
+    prov = rdflib.Namespace("http://www.w3.org/ns/prov#")
+    bioscan = rdflib.Namespace("https://github.com/bioscan-rebuild/terms#")
+    plan = json.loads((finished_run / "results" / "provenance" / "plan.json").read_text())
+    jobs = set(graph.subjects(bioscan.rule, None))
+    assert len(jobs) == len(plan["jobs"]) > 30
+    assert {str(r) for r in graph.objects(None, bioscan.rule)} >= {"parse_export", "process_images", "assign_splits"}
+    checked = 0
+    for entity, path in graph.subject_objects(bioscan.path):
+        file = finished_run / str(path)
+        sha = graph.value(entity, bioscan.sha256)
+        if sha is not None and file.is_file():
+            assert str(sha) == hashlib.sha256(file.read_bytes()).hexdigest(), path
+            checked += 1
+        if str(path).startswith("results/"):
+            assert graph.value(entity, prov.wasGeneratedBy) in jobs, path
+    assert checked > 60
+    assert "xsd:dateTime" not in text and "startedAtTime" not in text
+    assert "/croissant.json" in text
+    croissant = (finished_run / "results" / "release" / "bioscan5m" / "croissant.json").read_text()
+    assert "metadata/provenance.jsonld" in croissant
+    config = json.loads((metadata / "config.json").read_text())
+    assert config["release"] == {"previous": None} and config["ingest"]["duplicate_policy"] == "latest"

@@ -6,6 +6,8 @@ import json
 import os
 import re
 import shlex
+import subprocess
+import types
 
 
 def _check_batches(batches):
@@ -101,8 +103,11 @@ SHARDS = [f"shard-{i:03d}" for i in range(config["shards"])]
 # (cluster jobs parse this file again), not the rules' commands or params: those must not name
 # the checkout's location, or a moved checkout would re-run every job.
 PACKAGE_DIR = os.path.join(workflow.basedir, "workflow")
+# BIOSCAN_REBUILD_BASEDIR: where the provenance step finds the workflow's own files (shipped tables) that the
+# plan names relative to the checkout.
 shell.prefix(
     f"set -euo pipefail; export PYTHONPATH={shlex.quote(PACKAGE_DIR)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+    f"export BIOSCAN_REBUILD_BASEDIR={shlex.quote(workflow.basedir)}; "
 )
 CLI = "python -m bioscan_rebuild"
 
@@ -317,3 +322,140 @@ def previous_release_arg(wildcards):
 
 EXPORT_OPTIONS_JSON = stage_params_json("export", drop=("formats",))
 BARCODE_PARAMS_JSON = stage_params_json("barcodes")
+
+
+# Provenance plan (called in provenance.smk, once every rule is defined).
+# Rules outside the provenance plan: targets, the plan itself, and what consumes the graph.
+NOT_PLANNED = ("all", "train_detector", "provenance_plan", "provenance", "release")
+
+
+def _wildcard_sets(rule):
+    values = {"batch": list(BATCHES), "shard": SHARDS}
+    combos = [{}]
+    for name in sorted(rule.wildcard_names):
+        combos = [{**combo, name: value} for combo in combos for value in values[name]]
+    return combos
+
+
+def _flat(value):
+    if isinstance(value, dict):
+        return [path for item in value.values() for path in _flat(item)]
+    if isinstance(value, (list, tuple)):
+        return [path for item in value for path in _flat(item)]
+    return [str(value)]
+
+
+def _relative(path):
+    """Paths in the repository relative to it: the graph must not name the checkout's location."""
+    absolute = os.path.abspath(path)
+    base = os.path.abspath(workflow.basedir)
+    return (
+        os.path.relpath(absolute, base)
+        if absolute.startswith(os.path.join(base, ""))
+        else path
+    )
+
+
+def _planned_job(rule, wildcards):
+    namespace = types.SimpleNamespace(**wildcards)
+    try:
+        inputs = [
+            path
+            for item in getattr(rules, rule.name).input
+            for path in _flat(
+                item(namespace) if callable(item) else str(item).format(**wildcards)
+            )
+        ]
+    except KeyError:
+        return (
+            None  # a batch without an export or without photos has no job of this rule
+        )
+    outputs = [
+        str(path).format(**wildcards) for path in getattr(rules, rule.name).output
+    ]
+    params = {}
+    for name, value in rule.params.items():
+        # not parameters: the command, output folders, and the table paths (their files are inputs, hashed)
+        if name in ("cli", "outdir", "tables"):
+            continue
+        try:
+            value = value(namespace) if callable(value) else value
+        except KeyError:  # as for inputs: no job of this rule for this batch
+            return None
+        params[name] = (
+            value
+            if isinstance(value, (str, int, float, bool, type(None)))
+            else str(value)
+        )
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+    return {
+        "rule": rule.name,
+        "wildcards": wildcards,
+        "inputs": sorted({_relative(path) for path in inputs}),
+        "outputs": outputs,
+        "params_sha256": digest,
+    }
+
+
+def _source_exists(path):
+    """A source file or folder: in the working directory, or (shipped tables) in the workflow's checkout."""
+    return os.path.exists(path) or os.path.exists(os.path.join(workflow.basedir, path))
+
+
+def _plan():
+    """Every job of the `all` target: candidates from each rule and wildcard value, kept when each of their
+    inputs is a source that exists or another kept job's output (this drops, say, photo jobs of an export-only
+    batch)."""
+    candidates = [
+        job
+        for rule in workflow.rules
+        if rule.name not in NOT_PLANNED
+        for wildcards in _wildcard_sets(rule)
+        for job in [_planned_job(rule, wildcards)]
+        if job is not None
+    ]
+    made = {path for job in candidates for path in job["outputs"]}
+    kept, known = [], set()
+    while True:
+        ready = [
+            job
+            for job in candidates
+            if job not in kept
+            and all(
+                path in known or (path not in made and _source_exists(path))
+                for path in job["inputs"]
+            )
+        ]
+        if not ready:
+            return sorted(
+                kept, key=lambda job: (job["rule"], sorted(job["wildcards"].items()))
+            )
+        kept += ready
+        known |= {path for job in ready for path in job["outputs"]}
+
+
+def _git_revision():
+    """The code's revision, when this checkout is a git repository (a clean tree; "-modified" when not)."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", workflow.basedir, "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            [
+                "git",
+                "-C",
+                workflow.basedir,
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return f"{head}-modified" if dirty else head

@@ -49,6 +49,8 @@ rule release:
         changes="results/metadata/changes.parquet",
         fasta="results/metadata/barcodes.fasta",
         accounting="results/accounting.json",
+        provenance="results/provenance/provenance.jsonld",
+        config="results/provenance/config.json",
         previous=previous_release,
     output:
         manifest="results/release/MANIFEST.json",
@@ -72,5 +74,6 @@ rule release:
         "--splits {input.splits:q} --split-summary {input.split_summary:q} --records {input.records:q} "
         "--images {input.images:q} --bbox {input.bbox:q} --rejects {input.rejects:q} "
         "--changes {input.changes:q} --fasta {input.fasta:q} --accounting {input.accounting:q} "
+        "--provenance {input.provenance:q} --config {input.config:q} "
         "--store {params.store:q} --formats {params.formats} --options {params.options:q} {params.previous} "
         "--outdir {params.outdir:q} > {log} 2>&1"

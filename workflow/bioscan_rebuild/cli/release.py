@@ -27,6 +27,8 @@ def cmd_release(args) -> int:
         formats=tuple(args.formats.split(",")) if args.formats else None,
         options=options,
         previous=args.previous,
+        provenance_file=args.provenance,
+        config_file=args.config,
     )
     print(json.dumps(summary, sort_keys=True, default=str))
     return 0
@@ -66,7 +68,20 @@ def cmd_audit(args) -> int:
     return 1
 
 
+def cmd_provenance(args) -> int:
+    from bioscan_rebuild.export.provenance import write_provenance
+
+    print(json.dumps(write_provenance(args.plan, args.output, args.config_out), sort_keys=True))
+    return 0
+
+
 def register(sub) -> None:
+    p = sub.add_parser("provenance", help="the build as a PROV-O graph (JSON-LD), from the workflow's job plan")
+    p.add_argument("plan", help="the plan the provenance_plan rule writes (jobs, config, git revision)")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--config-out", required=True, help="where the resolved config goes (JSON)")
+    p.set_defaults(func=cmd_provenance)
+
     p = sub.add_parser(
         "audit",
         help="check a release: every file against its manifest, the formats record by record, the lineage; "
@@ -106,5 +121,7 @@ def register(sub) -> None:
     p.add_argument("--formats", help="comma-separated (export.formats.FORMATS); default: all of them")
     p.add_argument("--options", help="export options, JSON (core.params.ExportOptions)")
     p.add_argument("--outdir", required=True)
+    p.add_argument("--provenance", help="the build's PROV-O graph (shipped as metadata/provenance.jsonld)")
+    p.add_argument("--config", help="the resolved config (shipped as metadata/config.json)")
     p.add_argument("--previous", help="the previous release's folder (holding MANIFEST.json): write the diff")
     p.set_defaults(func=cmd_release)

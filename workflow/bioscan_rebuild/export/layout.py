@@ -98,6 +98,16 @@ BARCODE_QC = ReleaseFile(
 BARCODE_QC_PARQUET = ReleaseFile(
     "metadata/barcode_qc.parquet", "barcode_qc_parquet", "application/x-parquet", "barcode_qc.csv as Parquet."
 )
+PROVENANCE = ReleaseFile(
+    "metadata/provenance.jsonld",
+    "provenance_jsonld",
+    "application/ld+json",
+    "The build as a PROV-O graph: every job (rule, parameter hash), every input and output file with its sha256, "
+    "the software and its versions; it names croissant.json.",
+)
+CONFIG = ReleaseFile(
+    "metadata/config.json", "config_json", "application/json", "The build's config, resolved (every default filled)."
+)
 # Written from earlier stages' outputs, not from the released rows (export.side_files).
 SIDE_FILES = (
     BBOX,
@@ -111,7 +121,7 @@ SIDE_FILES = (
     BARCODE_QC_PARQUET,
 )
 # Every fixed-path file with its own description; other files are described from their suffix.
-DESCRIBED = {f.path: f for f in (METADATA_CSV, *SIDE_FILES, HDF5)}
+DESCRIBED = {f.path: f for f in (METADATA_CSV, *SIDE_FILES, PROVENANCE, CONFIG, HDF5)}
 
 
 def image_relpath(package: str, split: str, chunk: str | None, processid: str) -> str:

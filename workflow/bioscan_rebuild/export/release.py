@@ -18,7 +18,7 @@ from bioscan_rebuild.core.params import ExportOptions
 from bioscan_rebuild.export.accounting import check_released
 from bioscan_rebuild.export.formats.base import ExportContext
 from bioscan_rebuild.export.formats.registry import FORMATS, select
-from bioscan_rebuild.export.layout import ACCOUNTING, MANIFEST, ROOT, ZIP_DIR
+from bioscan_rebuild.export.layout import ACCOUNTING, CONFIG, MANIFEST, PROVENANCE, ROOT, ZIP_DIR
 from bioscan_rebuild.export.side_files import write_side_files
 from bioscan_rebuild.export.spool import spool_shards
 
@@ -159,6 +159,8 @@ def _build(
     formats=None,
     options: ExportOptions | None = None,
     previous=None,
+    provenance_file=None,
+    config_file=None,
 ) -> dict:
     accounting_data = json.loads(Path(accounting).read_text())
     provenance = {
@@ -183,6 +185,9 @@ def _build(
             images=images,
             barcodes=barcodes,
         )
+        for file, source in ((PROVENANCE, provenance_file), (CONFIG, config_file)):
+            if source is not None:
+                side[file.path] = Path(source)
         summary = export_release(
             curated,
             barcodes,

@@ -1,0 +1,40 @@
+# Provenance: the build as a PROV-O graph. The job plan (every job of the workflow with its inputs, outputs
+# and a hash of its parameters) is worked out from the rules themselves when the Snakefile is parsed; the
+# provenance rule hashes every file the plan names and writes the graph the release ships.
+
+PLAN = _plan()  # after every rule is defined: the plan is read from them
+PLANNED_OUTPUTS = sorted({path for job in PLAN for path in job["outputs"]})
+
+
+rule provenance_plan:
+    output:
+        plan="results/provenance/plan.json",
+    log:
+        "logs/provenance/plan.log",
+    params:
+        plan=json.dumps(
+            {"jobs": PLAN, "config": config, "git_revision": _git_revision()},
+            sort_keys=True,
+        ),
+    run:
+        with open(output.plan, "w") as handle:
+            handle.write(f"{params.plan}\n")
+
+
+rule provenance:
+    input:
+        plan="results/provenance/plan.json",
+        files=PLANNED_OUTPUTS,
+    output:
+        graph="results/provenance/provenance.jsonld",
+        config="results/provenance/config.json",
+    log:
+        "logs/provenance/provenance.log",
+    benchmark:
+        "benchmarks/provenance/provenance.tsv"
+    conda:
+        "../../envs/ingest.yaml"
+    params:
+        cli=CLI,
+    shell:
+        "{params.cli} provenance {input.plan:q} -o {output.graph:q} --config-out {output.config:q} > {log} 2>&1"
