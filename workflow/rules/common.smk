@@ -375,8 +375,9 @@ def _planned_job(rule, wildcards):
     ]
     params = {}
     for name, value in rule.params.items():
-        # not parameters: the command, output folders, and the table paths (their files are inputs, hashed)
-        if name in ("cli", "outdir", "tables"):
+        # not parameters: the command, output folders, the table paths (their files are inputs, hashed) and a
+        # photo folder's size-and-mtime fingerprint (a re-run trigger; the graph has the folder's own digest)
+        if name in ("cli", "outdir", "tables", "files"):
             continue
         try:
             value = value(namespace) if callable(value) else value
