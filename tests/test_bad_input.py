@@ -353,6 +353,8 @@ def _release_inputs(workdir: Path) -> dict:
         "changes": results / "metadata" / "changes.parquet",
         "fasta": results / "metadata" / "barcodes.fasta",
         "accounting": results / "accounting.json",
+        "provenance_file": results / "provenance" / "provenance.jsonld",
+        "config_file": results / "provenance" / "config.json",
         "store": results / "store",
     }
 

@@ -74,6 +74,6 @@ rule release:
         "--splits {input.splits:q} --split-summary {input.split_summary:q} --records {input.records:q} "
         "--images {input.images:q} --bbox {input.bbox:q} --rejects {input.rejects:q} "
         "--changes {input.changes:q} --fasta {input.fasta:q} --accounting {input.accounting:q} "
-        "--provenance {input.provenance:q} --config {input.config:q} "
+        "--provenance-file {input.provenance:q} --config-file {input.config:q} "
         "--store {params.store:q} --formats {params.formats} --options {params.options:q} {params.previous} "
         "--outdir {params.outdir:q} > {log} 2>&1"

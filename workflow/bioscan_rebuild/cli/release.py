@@ -27,8 +27,8 @@ def cmd_release(args) -> int:
         formats=tuple(args.formats.split(",")) if args.formats else None,
         options=options,
         previous=args.previous,
-        provenance_file=args.provenance,
-        config_file=args.config,
+        provenance_file=args.provenance_file,
+        config_file=args.config_file,
     )
     print(json.dumps(summary, sort_keys=True, default=str))
     return 0
@@ -121,7 +121,7 @@ def register(sub) -> None:
     p.add_argument("--formats", help="comma-separated (export.formats.FORMATS); default: all of them")
     p.add_argument("--options", help="export options, JSON (core.params.ExportOptions)")
     p.add_argument("--outdir", required=True)
-    p.add_argument("--provenance", help="the build's PROV-O graph (shipped as metadata/provenance.jsonld)")
-    p.add_argument("--config", help="the resolved config (shipped as metadata/config.json)")
+    p.add_argument("--provenance-file", help="the build's PROV-O graph (shipped as metadata/provenance.jsonld)")
+    p.add_argument("--config-file", help="the resolved config (shipped as metadata/config.json)")
     p.add_argument("--previous", help="the previous release's folder (holding MANIFEST.json): write the diff")
     p.set_defaults(func=cmd_release)

@@ -137,7 +137,7 @@ def _csv_table(path: Path, findings: Findings) -> pa.Table | None:
         table = pacsv.read_csv(
             path,
             convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(header, pa.string()),
+                column_types=dict.fromkeys(header, pa.large_string()),  # a full release's barcodes pass 2 GB
                 strings_can_be_null=True,
                 quoted_strings_can_be_null=True,
             ),
@@ -153,16 +153,9 @@ def _csv_table(path: Path, findings: Findings) -> pa.Table | None:
     return table.sort_by("processid")
 
 
-def _as_text(array) -> pa.Array:
-    """A column as the CSV writes it: text, missing as null."""
-    array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
-    if pa.types.is_dictionary(array.type):
-        array = array.cast(array.type.value_type)
-    return array.cast(pa.string())
-
-
 def _compare(where: str, field: str, ids: pa.Array, expected: pa.Array, got: pa.Array, findings: Findings) -> None:
     """Report rows where ``got`` differs from ``expected`` (null-aware), naming record and field."""
+    expected, got = _large(expected), _large(got)
     same = pc.fill_null(pc.equal(expected, got), False)
     both_null = pc.and_(pc.is_null(expected), pc.is_null(got))
     differ = np.flatnonzero(~pc.or_(same, both_null).to_numpy(zero_copy_only=False))
@@ -171,6 +164,13 @@ def _compare(where: str, field: str, ids: pa.Array, expected: pa.Array, got: pa.
             f"{where} {field}",
             f"{where}: record {ids[row].as_py()} field {field}: {got[row].as_py()!r}, csv {expected[row].as_py()!r}",
         )
+
+
+def _large(array: pa.Array) -> pa.Array:
+    """Text columns as large_string (64-bit offsets): one type on both sides of a comparison."""
+    if pa.types.is_string(array.type) or pa.types.is_null(array.type):
+        return array.cast(pa.large_string())
+    return array
 
 
 def _numeric_text(array: pa.Array) -> pa.Array:
@@ -191,12 +191,13 @@ def check_parquet(root: Path, csv: pa.Table, findings: Findings) -> None:
         if field not in table.schema.names:
             findings.add("missing column", f"{where}: no column {field}")
             continue
-        column = table[field].combine_chunks()
+        column = table[field]
         value_type = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
         if pa.types.is_floating(value_type) or pa.types.is_integer(value_type):
-            expected, got = _numeric_text(csv[field].combine_chunks()), _numeric_text(column)
-        else:
-            expected, got = csv[field].combine_chunks(), _as_text(column)
+            expected = _numeric_text(csv[field].combine_chunks())
+            got = _numeric_text(column.cast(value_type).combine_chunks())
+        else:  # large_string before the chunks are joined: a full release's barcodes pass 2 GB
+            expected, got = csv[field].combine_chunks(), column.cast(pa.large_string()).combine_chunks()
         _compare(where, field, csv["processid"].combine_chunks(), expected, got, findings)
 
 
@@ -234,13 +235,13 @@ def check_hdf5(root: Path, csv: pa.Table, findings: Findings) -> None:
             group = h5[split]
             ids = [v.decode() if isinstance(v, bytes) else v for v in group["processid"][:]]
             order = np.argsort(ids, kind="stable")
-            ids_sorted = pa.array([ids[i] for i in order], pa.string())
+            ids_sorted = pa.array([ids[i] for i in order], pa.large_string())
             if ids_sorted.to_pylist() != part["processid"].to_pylist():
                 _record_sets(f"{where}:{split}", part["processid"], ids_sorted, findings)
                 continue
             for field in HDF5_LABELS:
                 values = [(v.decode() if isinstance(v, bytes) else v) for v in group[field][:]]
-                got = pa.array([values[i] or None for i in order], pa.string())
+                got = pa.array([values[i] or None for i in order], pa.large_string())
                 _compare(f"{where}:{split}", field, ids_sorted, part[field].combine_chunks(), got, findings)
             if not package:
                 continue
@@ -332,9 +333,14 @@ def check_lineage(root: Path, csv: pa.Table, accounting: dict, findings: Finding
     if not path.exists():
         findings.add("lineage", f"{where}: missing")
         return
-    lineage = pacsv.read_csv(
-        path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True, column_types={"processid": pa.string()})
-    ).sort_by("processid")
+    header = pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names
+    wanted = ["processid", "source_file", "source_sha256", *(c for c in header if c.startswith("sha256_"))]
+    options = pacsv.ConvertOptions(
+        strings_can_be_null=True,
+        column_types=dict.fromkeys(wanted, pa.string()),
+        include_columns=[c for c in wanted if c in header],
+    )
+    lineage = pacsv.read_csv(path, convert_options=options).sort_by("processid")
     if lineage["processid"].to_pylist() != csv["processid"].to_pylist():
         _record_sets(where, csv["processid"], lineage["processid"], findings)
         return
@@ -392,10 +398,14 @@ def check_sources(config_path: Path, root: Path, csv: pa.Table, accounting: dict
         elif listed.get(export) != file_sha256(export):
             findings.add("source", f"{export}: sha256 differs from the one the build read (accounting.json)")
     folders = {batch["name"]: batch["images"] for batch in config.get("batches", []) if batch.get("images")}
-    lineage = pacsv.read_csv(
-        root / RECORDS_LINEAGE.path, convert_options=pacsv.ConvertOptions(column_types={"processid": pa.string()})
+    photo_columns = ["processid", "image_batch", "image_path", "image_sha256"]
+    options = pacsv.ConvertOptions(
+        column_types=dict.fromkeys(photo_columns, pa.string()),
+        include_columns=photo_columns,
+        include_missing_columns=True,
     )
-    if "image_sha256" in lineage.schema.names:
+    lineage = pacsv.read_csv(root / RECORDS_LINEAGE.path, convert_options=options)
+    if lineage["image_sha256"].null_count < lineage.num_rows:
         for pid, batch, rel, sha in zip(
             *(lineage[c].to_pylist() for c in ("processid", "image_batch", "image_path", "image_sha256"))
         ):
@@ -431,7 +441,8 @@ def replay_metadata(config: dict, exports, root: Path, workdir: Path):
     from bioscan_rebuild.metadata.taxonomy.tables import shipped_table
 
     released = pacsv.read_csv(
-        root / CSV_PATH, convert_options=pacsv.ConvertOptions(column_types={"processid": pa.string()})
+        root / CSV_PATH,
+        convert_options=pacsv.ConvertOptions(column_types={"processid": pa.string()}, include_columns=["processid"]),
     )
     rejects = pacsv.read_csv(
         root / "metadata" / "rejects.csv", convert_options=pacsv.ConvertOptions(column_types={"processid": pa.string()})
