@@ -182,16 +182,21 @@ def check_parquet(root: Path, csv: pa.Table, findings: Findings) -> None:
     paths = sorted((root / PARQUET_DIR).glob("*.parquet"))
     if not paths:
         return
-    table = pa.concat_tables([pq.read_table(p) for p in paths], promote_options="permissive").sort_by("processid")
+    table = pa.concat_tables([pq.read_table(p) for p in paths], promote_options="permissive")
+    order = pc.sort_indices(table["processid"])  # column by column below: one sorted column in memory at a time
     where = f"{ROOT}/{PARQUET_DIR}"
-    if table["processid"].to_pylist() != csv["processid"].to_pylist():
-        _record_sets(where, csv["processid"], table["processid"], findings)
+    ids = table["processid"].take(order)
+    if ids.to_pylist() != csv["processid"].to_pylist():
+        _record_sets(where, csv["processid"], ids, findings)
         return
     for field in csv.schema.names:
         if field not in table.schema.names:
             findings.add("missing column", f"{where}: no column {field}")
             continue
         column = table[field]
+        if pa.types.is_string(column.type):
+            column = column.cast(pa.large_string())
+        column = column.take(order)
         value_type = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
         if pa.types.is_floating(value_type) or pa.types.is_integer(value_type):
             expected = _numeric_text(csv[field].combine_chunks())
