@@ -162,3 +162,5 @@ def test_a_second_version_freezes_the_first_and_says_what_changed(tmp_path, samp
         cwd=workdir,
     )
     assert audit.returncode == 0, audit.stdout[-3000:]
+    run_snakemake(workdir, "--report", "report.html")
+    assert "release_diff_summary.json" in (workdir / "report.html").read_text(errors="replace")

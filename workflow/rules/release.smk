@@ -56,6 +56,18 @@ rule release:
         manifest="results/release/MANIFEST.json",
         csv="results/release/bioscan5m/metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv",
         accounting="results/release/accounting.json",
+        # with release.previous: the diff's summary, in the report too
+        **(
+            {
+                "diff": report(
+                    "results/release/bioscan5m/metadata/release_diff_summary.json",
+                    caption="../report/release_diff.rst",
+                    category="Release",
+                )
+            }
+            if PREVIOUS
+            else {}
+        ),
     log:
         "logs/release/release.log",
     benchmark:
