@@ -25,11 +25,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 from bioscan_rebuild.core.io import file_sha256
+from bioscan_rebuild.export.formats.jsonld import BIOSCAN_NS
 
 CONTEXT = {
     "prov": "http://www.w3.org/ns/prov#",
     "schema": "https://schema.org/",
-    "bioscan": "https://github.com/bioscan-rebuild/terms#",
+    "bioscan": BIOSCAN_NS,  # the release JSON-LD's own terms
     "xsd": "http://www.w3.org/2001/XMLSchema#",
     "build": "urn:bioscan-rebuild:build:",
     "used": {"@id": "prov:used", "@type": "@id"},
