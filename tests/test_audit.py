@@ -217,3 +217,21 @@ def test_an_edited_source_photo_is_found(copy):
     result = audit(copy, "--sources", "config/config.yaml")
     assert result.returncode == 1
     assert f"sha256 differs from the photo the build read for {row['processid']}" in result.stdout
+
+
+def test_five_of_a_kind_then_a_count_or_every_problem_with_all(copy):
+    release = copy / "results" / "release"
+    path = release / CSV
+    lines = path.read_text().split("\n")
+    column = [c.strip('"') for c in lines[0].split(",")].index("country")
+    for k in range(1, 9):
+        fields = lines[k].split(",")
+        fields[column] = '"Atlantis"'
+        lines[k] = ",".join(fields)
+    path.write_text("\n".join(lines))
+    rewrite_manifest(release)
+    output = audit(copy).stdout
+    shown = [line for line in output.splitlines() if "parquet/data: record" in line and "field country" in line]
+    assert len(shown) == 5 and "bioscan5m/metadata/parquet/data country: and 3 more" in output
+    every = [line for line in audit(copy, "--all").stdout.splitlines() if "parquet/data: record" in line]
+    assert len([line for line in every if "field country" in line]) == 8

@@ -54,7 +54,7 @@ def cmd_accounting(args) -> int:
 def cmd_audit(args) -> int:
     from bioscan_rebuild.export.audit import audit_release
 
-    summary = audit_release(args.release, args.sources)
+    summary = audit_release(args.release, args.sources, every=args.all)
     for line in summary["problems"]:
         print(line)
     if summary["ok"]:
@@ -89,6 +89,7 @@ def register(sub) -> None:
     )
     p.add_argument("release", help="the release folder (holding MANIFEST.json), e.g. results/release")
     p.add_argument("--sources", metavar="CONFIG", help="the build's config: its exports are hashed and replayed")
+    p.add_argument("--all", action="store_true", help="print every problem (default: 5 of each kind, then a count)")
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser(

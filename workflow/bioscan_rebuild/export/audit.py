@@ -52,13 +52,14 @@ REPLAYED = ("sampleid", "taxon", "phylum", "class", "order", "family", "subfamil
 class Findings:
     """Problems, each 'where: what', with at most SHOWN per kind and a count of the rest."""
 
-    def __init__(self):
+    def __init__(self, shown: int | None = SHOWN):
+        self.limit = shown  # None: every problem
         self.lines: list[str] = []
         self.hidden: dict[str, int] = {}
         self.shown: dict[str, int] = {}
 
     def add(self, kind: str, line: str) -> None:
-        if self.shown.get(kind, 0) < SHOWN:
+        if self.limit is None or self.shown.get(kind, 0) < self.limit:
             self.shown[kind] = self.shown.get(kind, 0) + 1
             self.lines.append(line)
         else:
@@ -71,11 +72,12 @@ class Findings:
         return len(self.lines) + sum(self.hidden.values())
 
 
-def audit_release(release, sources=None, *, threads: int = 2) -> dict:
+def audit_release(release, sources=None, *, threads: int = 2, every: bool = False) -> dict:
     """Run every check on the release folder ``release`` (the one holding MANIFEST.json). Returns a summary with
-    ``problems`` (lines) and counts; ``ok`` is True only when nothing was found."""
+    ``problems`` (lines: SHOWN per kind and column, then a count, or all with ``every``) and their count; ``ok``
+    is True only when nothing was found."""
     release = Path(release)
-    findings = Findings()
+    findings = Findings(None if every else SHOWN)
     files = check_files(release, findings, threads=threads)
     root = release / ROOT
     csv = _csv_table(root / CSV_PATH, findings)
