@@ -264,17 +264,36 @@ def check_hdf5(root: Path, csv: pa.Table, findings: Findings) -> None:
                     )
 
 
-def _jsonld_records(path: Path) -> Iterator[dict]:
-    """The record nodes of a JSON-LD split file, one per line as the release writes them (no whole-file parse:
-    the pretrain file of a full release is gigabytes)."""
-    with open(path, encoding="utf-8") as handle:
+def _jsonld_batches(path: Path, keys: dict[str, pa.DataType], batch: int) -> Iterator[pa.Table]:
+    """The record nodes of a JSON-LD split file, one per line as the release writes them, as Arrow tables of
+    ``batch`` records (parsed by Arrow's JSON reader; no whole-file parse: a full release's pretrain file is
+    gigabytes)."""
+    import io
+
+    import pyarrow.json as pajson
+
+    options = pajson.ParseOptions(
+        explicit_schema=pa.schema([pa.field(key, kind) for key, kind in keys.items()]),
+        unexpected_field_behavior="ignore",
+    )
+    lines: list[bytes] = []
+
+    def parsed() -> pa.Table:
+        return pajson.read_json(io.BytesIO(b"\n".join(lines)), parse_options=options)
+
+    with open(path, "rb") as handle:
         for line in handle:
-            if line.startswith('{"@id":"rec:'):
-                yield json.loads(line.rstrip().rstrip(","))
+            if line.startswith(b'{"@id":"rec:'):
+                lines.append(line.rstrip().rstrip(b","))
+                if len(lines) == batch:
+                    yield parsed()
+                    lines = []
+    if lines:
+        yield parsed()
 
 
-def check_jsonld(root: Path, csv: pa.Table, findings: Findings, batch: int = 100_000) -> None:
-    """Record nodes streamed in batches and compared with the CSV rows they name: memory is one batch, not the
+def check_jsonld(root: Path, csv: pa.Table, findings: Findings, batch: int = 200_000) -> None:
+    """Record nodes read in batches and compared with the CSV rows they name: memory is one batch, not the
     gigabytes of a full release's JSON-LD."""
     import pandas as pd
 
@@ -283,6 +302,9 @@ def check_jsonld(root: Path, csv: pa.Table, findings: Findings, batch: int = 100
         return
     terms = {c: k for c, k in STRING_TERMS.items() if c in csv.schema.names}
     numbers = {c: k for c, k in {**DECIMAL_TERMS, **INTEGER_TERMS}.items() if c in csv.schema.names}
+    keys = {key: pa.large_string() for key in [*terms.values(), "verbatimIdentification"]}
+    keys.update({key: pa.large_string() for key in DECIMAL_TERMS.values()})  # xsd:decimal literals are text
+    keys.update({key: pa.int64() for key in INTEGER_TERMS.values()})
     for split, part in _by_split(csv).items():
         path = folder / f"{split}.jsonld"
         where = f"{ROOT}/{JSONLD_DIR}/{split}.jsonld"
@@ -292,12 +314,8 @@ def check_jsonld(root: Path, csv: pa.Table, findings: Findings, batch: int = 100
             continue
         index = pd.Index(part["processid"].to_numpy(zero_copy_only=False))
         seen = np.zeros(len(index), bool)
-        nodes = _jsonld_records(path)
-        while True:
-            chunk = [node for _, node in zip(range(batch), nodes)]
-            if not chunk:
-                break
-            ids = pa.array([node.get("occurrenceID") for node in chunk], pa.string())
+        for nodes in _jsonld_batches(path, keys, batch):
+            ids = nodes["occurrenceID"].combine_chunks()
             rows = index.get_indexer(ids.to_numpy(zero_copy_only=False))
             for pid in ids.filter(pa.array(rows < 0)).to_pylist():
                 findings.add(f"{where} records", f"{where}: record {pid} is not in the csv's {split} split")
@@ -306,26 +324,20 @@ def check_jsonld(root: Path, csv: pa.Table, findings: Findings, batch: int = 100
                 findings.add(f"{where} records", f"{where}: record {index[row]} is there more than once")
             known = rows >= 0
             seen[rows[known]] = True
-            chunk = [node for node, ok in zip(chunk, known) if ok]
-            rows, ids = rows[known], ids.filter(pa.array(known))
+            nodes, rows, ids = nodes.filter(pa.array(known)), rows[known], ids.filter(pa.array(known))
             expected_rows = part.take(pa.array(rows))
-            interim = [("verbatimIdentification" in node) for node in chunk]
+            interim = pc.is_valid(nodes["verbatimIdentification"])
             for column, key in terms.items():
-                expected = expected_rows[column].combine_chunks()
-                got = pa.array([node.get(key) for node in chunk], pa.string())
+                expected, got = expected_rows[column].combine_chunks(), nodes[key].combine_chunks()
                 if column == "taxon":  # an interim name is not a scientific name: it is the verbatim identification
-                    species, genus = expected_rows["species"].to_pylist(), expected_rows["genus"].to_pylist()
-                    names = [s or g for s, g in zip(species, genus)]
-                    got = pa.array(
-                        [node.get("verbatimIdentification") if i else node.get(key) for node, i in zip(chunk, interim)],
-                        pa.string(),
+                    named = pc.coalesce(
+                        expected_rows["species"].combine_chunks(), expected_rows["genus"].combine_chunks()
                     )
-                    expected = pa.array(
-                        [n if i else t for n, t, i in zip(names, expected.to_pylist(), interim)], pa.string()
-                    )
+                    expected = pc.if_else(interim, named, expected)
+                    got = pc.if_else(interim, nodes["verbatimIdentification"].combine_chunks(), got)
                 _compare(where, column, ids, expected, got, findings)
             for column, key in numbers.items():
-                got = pc.cast(pa.array([node.get(key) for node in chunk]), pa.float64())
+                got = pc.cast(nodes[key].combine_chunks(), pa.float64())
                 _compare(where, column, ids, _numeric_text(expected_rows[column].combine_chunks()), got, findings)
         for pid in index[~seen]:
             findings.add(f"{where} records", f"{where}: record {pid} of the csv is missing")
