@@ -116,13 +116,14 @@ def _diff_against(previous, rejects, changes, folder: Path):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        from bioscan_rebuild.core.io import read_table
         from bioscan_rebuild.core.schemas import REJECT_SCHEMA, SPLITS
         from bioscan_rebuild.export.diff import write_release_diff
-        from bioscan_rebuild.export.spool import iter_split, release_columns
+        from bioscan_rebuild.export.spool import SPOOL_SCHEMA, iter_split, release_columns
 
         rows = [release_columns(t) for split in SPLITS for t in iter_split(spool, split)]
-        new = pa.concat_tables(rows) if rows else None
-        reject_table = pd.concat([pq.read_table(p, schema=REJECT_SCHEMA).to_pandas() for p in rejects])
+        new = pa.concat_tables(rows) if rows else release_columns(SPOOL_SCHEMA.empty_table())
+        reject_table = pd.concat([read_table(p, REJECT_SCHEMA).to_pandas() for p in rejects])
         change_table = pq.read_table(changes, columns=["processid", "field", "rule"]).to_pandas()
         written = write_release_diff(previous, new, reject_table, change_table, folder)
         return {f"metadata/{name}": path for name, path in written.items()}
