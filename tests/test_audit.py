@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from bioscan_rebuild.export.audit import parquet_paths, rendered_as_csv
 from conftest import REPO, run_snakemake
 
 CSV = "bioscan5m/metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv"
@@ -134,6 +135,17 @@ def _edit_lineage_row(release: Path) -> str:
     return f"record {pid} names"
 
 
+def _edit_jsonld_value(release: Path) -> str:
+    path = release / "bioscan5m/metadata/jsonld/train.jsonld"
+    lines = path.read_text().split("\n")
+    row = next(i for i, line in enumerate(lines) if line.startswith('{"@id":"rec:'))
+    node = json.loads(lines[row].rstrip(","))
+    node["barcodeSequence"] = node["barcodeSequence"][:-1] + ("A" if node["barcodeSequence"][-1] != "A" else "C")
+    lines[row] = json.dumps(node, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + ","
+    path.write_text("\n".join(lines))
+    return f"train.jsonld: record {node['occurrenceID']} field dna_barcode: "
+
+
 TAMPERS = {  # name -> (tamper, what the finding says, is it found with a rewritten manifest too)
     "csv_cell": (_edit_csv_cell, "field family", True),
     "parquet_value": (_edit_parquet_value, "field species: 'Musca domestica'", True),
@@ -142,6 +154,7 @@ TAMPERS = {  # name -> (tamper, what the finding says, is it found with a rewrit
     "removed_file": (_remove_file, "in the manifest but missing", False),
     "added_file": (_add_file, "not in the manifest", False),
     "lineage_row": (_edit_lineage_row, "not what the accounting lists", True),
+    "jsonld_value": (_edit_jsonld_value, "field dna_barcode: ", True),
 }
 
 
@@ -235,3 +248,35 @@ def test_five_of_a_kind_then_a_count_or_every_problem_with_all(copy):
     assert len(shown) == 5 and "bioscan5m/metadata/parquet/data country: and 3 more" in output
     every = [line for line in audit(copy, "--all").stdout.splitlines() if "parquet/data: record" in line]
     assert len([line for line in every if "field country" in line]) == 8
+
+
+def test_a_csv_written_by_another_writer_is_read_cell_by_cell(copy):
+    """Every cell quoted: not the bytes the export writes from the Parquet, so the audit reads the CSV and
+    compares it with the Parquet record by record; the same records and values are whole."""
+    import pyarrow.csv as pacsv
+
+    release = copy / "results" / "release"
+    table = pacsv.read_csv(release / CSV)
+    pacsv.write_csv(table, release / CSV, pacsv.WriteOptions(quoting_style="all_valid"))
+    rewrite_manifest(release)
+    result = audit(copy)
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_a_truncated_jsonld_file_is_named(copy):
+    release = copy / "results" / "release"
+    path = release / "bioscan5m/metadata/jsonld/train.jsonld"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    rewrite_manifest(release)
+    result = audit(copy)
+    assert result.returncode == 1
+    assert "jsonld/train.jsonld: not the JSON-LD the release writes" in result.stdout, result.stdout[-3000:]
+
+
+def test_the_csv_of_a_release_as_built_is_the_csv_its_parquet_renders(built):
+    """The fast path: no CSV parse when the export's writer, run on the Parquet rows, gives the CSV's bytes."""
+    root = built / "results" / "release" / "bioscan5m"
+    table = rendered_as_csv(root / CSV.removeprefix("bioscan5m/"), parquet_paths(root))
+    assert table is not None
+    assert table.num_rows == len((root / CSV.removeprefix("bioscan5m/")).read_text().splitlines()) - 1

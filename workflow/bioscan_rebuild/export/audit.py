@@ -27,7 +27,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from bioscan_rebuild.core.io import file_sha256
-from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, SPLITS
+from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, RELEASE_COLUMNS, SPLITS
 from bioscan_rebuild.export.formats.hdf5 import HDF5_LABELS
 from bioscan_rebuild.export.formats.jsonld import DECIMAL_TERMS, INTEGER_TERMS, STRING_TERMS
 from bioscan_rebuild.export.layout import (
@@ -77,22 +77,31 @@ def audit_release(release, sources=None, *, threads: int = 2, every: bool = Fals
     ``problems`` (lines: SHOWN per kind and column, then a count, or all with ``every``) and their count; ``ok``
     is True only when nothing was found."""
     release = Path(release)
-    findings = Findings(None if every else SHOWN)
-    files = check_files(release, findings, threads=threads)
+    limit = None if every else SHOWN
+    file_findings, findings = Findings(limit), Findings(limit)
+    # Hashing (hashlib lets go of the GIL) runs beside the record checks, which spend their time in Arrow.
+    with ThreadPoolExecutor(max_workers=1) as background:
+        hashed = background.submit(check_files, release, file_findings, threads=threads)
+        records = check_records(release, sources, findings)
+        files = hashed.result()
+    problems = file_findings.report() + findings.report()
+    count = len(file_findings) + len(findings)
+    return {"ok": not problems, "files": files, "records": records, "problems": problems, "count": count}
+
+
+def check_records(release: Path, sources, findings: Findings) -> int:
+    """Checks 2-4; returns the number of released records."""
     root = release / ROOT
-    csv = _csv_table(root / CSV_PATH, findings)
-    records = 0
-    if csv is not None:
-        records = csv.num_rows
-        check_parquet(root, csv, findings)
-        check_hdf5(root, csv, findings)
-        check_jsonld(root, csv, findings)
-        accounting = _json(release / ACCOUNTING, findings)
-        check_lineage(root, csv, accounting, findings, _json(release / MANIFEST, Findings()).get("files", {}))
-        if sources is not None:
-            check_sources(Path(sources), root, csv, accounting, findings)
-    problems = findings.report()
-    return {"ok": not problems, "files": files, "records": records, "problems": problems, "count": len(findings)}
+    table = reference_table(root, findings)
+    if table is None:
+        return 0
+    check_hdf5(root, table, findings)
+    check_jsonld(root, table, findings)
+    accounting = _json(release / ACCOUNTING, findings)
+    check_lineage(root, table, accounting, findings, _json(release / MANIFEST, Findings()).get("files", {}))
+    if sources is not None:
+        check_sources(Path(sources), root, table, accounting, findings)
+    return table.num_rows
 
 
 def _json(path: Path, findings: Findings) -> dict:
@@ -132,6 +141,83 @@ def check_files(release: Path, findings: Findings, *, threads: int = 2) -> int:
 # 2. Formats, record by record ----------------------------------------------------------------------------------
 
 
+def reference_table(root: Path, findings: Findings) -> pa.Table | None:
+    """The released records the other formats are checked against, once the CSV and the Parquet agree.
+
+    Fast path: the CSV the export writes from the Parquet rows is byte for byte the released CSV (then every
+    cell agrees, and the Parquet's typed table is the reference). Otherwise (an edit, or a release written by
+    another writer) both are read and compared record by record, and the CSV's text is the reference."""
+    parquet = parquet_paths(root)
+    if parquet and (root / CSV_PATH).exists():
+        table = rendered_as_csv(root / CSV_PATH, parquet)
+        if table is not None:
+            _duplicates(table, findings)
+            return table
+    csv = _csv_table(root / CSV_PATH, findings)
+    if csv is not None and parquet:
+        check_parquet(root, csv, findings)
+    return csv
+
+
+def parquet_paths(root: Path) -> list[Path]:
+    return sorted((root / PARQUET_DIR).glob("*.parquet")) if (root / PARQUET_DIR).exists() else []
+
+
+def rendered_as_csv(csv_path: Path, parquet: list[Path]) -> pa.Table | None:
+    """The Parquet rows (splits in release order) when the CSV written from them is the released CSV's bytes;
+    None at the first byte that differs. Text columns come back as large_string (a full release's barcodes pass
+    2 GB), one chunk per column."""
+    from bioscan_rebuild.export.formats.csv import write_csv_part
+
+    by_split: dict[str, list[Path]] = {}
+    for path in parquet:
+        by_split.setdefault(path.name.split("-")[0], []).append(path)
+    if set(by_split) - set(SPLITS):
+        return None
+    parts = []
+    try:
+        with open(csv_path, "rb") as handle:
+            for split in SPLITS:
+                for path in by_split.get(split, []):
+                    table = pq.read_table(path)
+                    if table.schema.names != list(RELEASE_COLUMNS):
+                        return None
+                    table = _decoded(table)
+                    sink = pa.BufferOutputStream()
+                    write_csv_part(table, sink, header=not parts)
+                    rendered = sink.getvalue()
+                    if not rendered.equals(pa.py_buffer(handle.read(rendered.size))):
+                        return None
+                    parts.append(table)
+            if not parts or handle.read(1):
+                return None
+    except (OSError, pa.ArrowException):
+        return None
+    return pa.concat_tables(parts).combine_chunks()
+
+
+def _decoded(table: pa.Table) -> pa.Table:
+    """Dictionary columns as their values, text as large_string."""
+    columns = []
+    for column in table.columns:
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        columns.append(_large_chunked(column))
+    return pa.table(columns, names=table.schema.names)
+
+
+def _large_chunked(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    return column.cast(pa.large_string()) if pa.types.is_string(column.type) else column
+
+
+def _duplicates(table: pa.Table, findings: Findings) -> None:
+    if pc.count_distinct(table["processid"]).as_py() == table.num_rows:
+        return
+    counts = pc.value_counts(table["processid"])
+    for item in counts.filter(pc.greater(pc.struct_field(counts, "counts"), 1)).to_pylist():
+        findings.add("duplicate record", f"{ROOT}/{CSV_PATH}: {item['values']} has {item['counts']} rows")
+
+
 def _csv_table(path: Path, findings: Findings) -> pa.Table | None:
     """The release CSV, every cell as text (empty = missing), sorted by processid."""
     try:
@@ -147,11 +233,7 @@ def _csv_table(path: Path, findings: Findings) -> pa.Table | None:
     except (OSError, pa.ArrowInvalid) as error:
         findings.add("unreadable", f"{ROOT}/{CSV_PATH}: cannot be read ({error})")
         return None
-    duplicated = pc.value_counts(table["processid"]).filter(
-        pc.greater(pc.struct_field(pc.value_counts(table["processid"]), "counts"), 1)
-    )
-    for item in duplicated.to_pylist():
-        findings.add("duplicate record", f"{ROOT}/{CSV_PATH}: {item['values']} has {item['counts']} rows")
+    _duplicates(table, findings)
     return table.sort_by("processid")
 
 
@@ -181,9 +263,7 @@ def _numeric_text(array: pa.Array) -> pa.Array:
 
 
 def check_parquet(root: Path, csv: pa.Table, findings: Findings) -> None:
-    paths = sorted((root / PARQUET_DIR).glob("*.parquet"))
-    if not paths:
-        return
+    paths = parquet_paths(root)
     table = pa.concat_tables([pq.read_table(p) for p in paths], promote_options="permissive")
     order = pc.sort_indices(table["processid"])  # column by column below: one sorted column in memory at a time
     where = f"{ROOT}/{PARQUET_DIR}"
@@ -234,6 +314,7 @@ def check_hdf5(root: Path, csv: pa.Table, findings: Findings) -> None:
     with h5py.File(path, "r") as h5:
         package = h5.attrs.get("image_package")
         for split, part in _by_split(csv).items():
+            part = part.sort_by("processid")
             if part.num_rows == 0 and split not in h5:
                 continue
             if split not in h5:
@@ -264,36 +345,43 @@ def check_hdf5(root: Path, csv: pa.Table, findings: Findings) -> None:
                     )
 
 
-def _jsonld_batches(path: Path, keys: dict[str, pa.DataType], batch: int) -> Iterator[pa.Table]:
-    """The record nodes of a JSON-LD split file, one per line as the release writes them, as Arrow tables of
-    ``batch`` records (parsed by Arrow's JSON reader; no whole-file parse: a full release's pretrain file is
-    gigabytes)."""
+def _jsonld_batches(path: Path, keys: dict[str, pa.DataType], block: int) -> Iterator[pa.Table]:
+    """The record nodes of a JSON-LD split file as Arrow tables, about ``block`` bytes of the file each.
+
+    The release writes one node per line (``node,``) between ``"@graph": [`` and ``]}``; a raw newline cannot
+    occur inside a JSON string, so dropping each line's trailing comma leaves newline-delimited JSON, which
+    Arrow's reader parses on every core. Memory is one block, not the gigabytes of a full release's pretrain
+    file. Raises ``ValueError`` when the file is not laid out so, ``pyarrow.ArrowInvalid`` on bad JSON."""
     import io
 
     import pyarrow.json as pajson
 
-    options = pajson.ParseOptions(
-        explicit_schema=pa.schema([pa.field(key, kind) for key, kind in keys.items()]),
-        unexpected_field_behavior="ignore",
-    )
-    lines: list[bytes] = []
-
-    def parsed() -> pa.Table:
-        return pajson.read_json(io.BytesIO(b"\n".join(lines)), parse_options=options)
-
+    schema = pa.schema([pa.field("@id", pa.large_string()), *(pa.field(key, kind) for key, kind in keys.items())])
+    options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    start, end = b'"@graph": [\n', b"\n]}\n"
     with open(path, "rb") as handle:
-        for line in handle:
-            if line.startswith(b'{"@id":"rec:'):
-                lines.append(line.rstrip().rstrip(b","))
-                if len(lines) == batch:
-                    yield parsed()
-                    lines = []
-    if lines:
-        yield parsed()
+        at = handle.read(1 << 20).find(start)
+        size = handle.seek(0, 2)
+        handle.seek(max(0, size - len(end)))
+        if at < 0 or handle.read() != end:
+            raise ValueError('the nodes are not one per line between "@graph": [ and ]}')
+        position = handle.seek(at + len(start))
+        stop = size - len(end) + 1  # through the newline after the last node
+        carry = b""
+        while position < stop:
+            data = carry + handle.read(min(block, stop - position))
+            position = handle.tell()
+            cut = data.rfind(b"\n") + 1
+            lines, carry = data[:cut], data[cut:]
+            if lines:
+                nodes = pajson.read_json(io.BytesIO(lines.replace(b",\n", b"\n")), parse_options=options)
+                yield nodes.filter(pc.starts_with(nodes["@id"], "rec:"))
+        if carry:
+            raise ValueError("the last node does not end its line")
 
 
-def check_jsonld(root: Path, csv: pa.Table, findings: Findings, batch: int = 200_000) -> None:
-    """Record nodes read in batches and compared with the CSV rows they name: memory is one batch, not the
+def check_jsonld(root: Path, csv: pa.Table, findings: Findings, block: int = 1 << 28) -> None:
+    """Record nodes read in blocks and compared with the released rows they name: memory is one block, not the
     gigabytes of a full release's JSON-LD."""
     import pandas as pd
 
@@ -312,35 +400,43 @@ def check_jsonld(root: Path, csv: pa.Table, findings: Findings, batch: int = 200
             if part.num_rows:
                 findings.add(f"{where} records", f"{where}: missing, for {part.num_rows} records")
             continue
+        part = part.combine_chunks()  # one take per block below, not a concatenation of every chunk
         index = pd.Index(part["processid"].to_numpy(zero_copy_only=False))
         seen = np.zeros(len(index), bool)
-        for nodes in _jsonld_batches(path, keys, batch):
-            ids = nodes["occurrenceID"].combine_chunks()
-            rows = index.get_indexer(ids.to_numpy(zero_copy_only=False))
-            for pid in ids.filter(pa.array(rows < 0)).to_pylist():
-                findings.add(f"{where} records", f"{where}: record {pid} is not in the csv's {split} split")
-            twice = rows[(rows >= 0) & seen[np.maximum(rows, 0)]]
-            for row in twice:
-                findings.add(f"{where} records", f"{where}: record {index[row]} is there more than once")
-            known = rows >= 0
-            seen[rows[known]] = True
-            nodes, rows, ids = nodes.filter(pa.array(known)), rows[known], ids.filter(pa.array(known))
-            expected_rows = part.take(pa.array(rows))
-            interim = pc.is_valid(nodes["verbatimIdentification"])
-            for column, key in terms.items():
-                expected, got = expected_rows[column].combine_chunks(), nodes[key].combine_chunks()
-                if column == "taxon":  # an interim name is not a scientific name: it is the verbatim identification
-                    named = pc.coalesce(
-                        expected_rows["species"].combine_chunks(), expected_rows["genus"].combine_chunks()
-                    )
-                    expected = pc.if_else(interim, named, expected)
-                    got = pc.if_else(interim, nodes["verbatimIdentification"].combine_chunks(), got)
-                _compare(where, column, ids, expected, got, findings)
-            for column, key in numbers.items():
-                got = pc.cast(nodes[key].combine_chunks(), pa.float64())
-                _compare(where, column, ids, _numeric_text(expected_rows[column].combine_chunks()), got, findings)
+        try:
+            for nodes in _jsonld_batches(path, keys, block):
+                _check_jsonld_nodes(where, split, nodes, part, index, seen, terms, numbers, findings)
+        except (ValueError, pa.ArrowInvalid) as error:
+            findings.add("unreadable", f"{where}: not the JSON-LD the release writes ({error})")
+            continue
         for pid in index[~seen]:
             findings.add(f"{where} records", f"{where}: record {pid} of the csv is missing")
+
+
+def _check_jsonld_nodes(where, split, nodes, part, index, seen, terms, numbers, findings) -> None:
+    """One block of record nodes against the rows of ``part`` (the split's released rows) they name."""
+    ids = nodes["occurrenceID"].combine_chunks()
+    rows = index.get_indexer(ids.to_numpy(zero_copy_only=False))
+    for pid in ids.filter(pa.array(rows < 0)).to_pylist():
+        findings.add(f"{where} records", f"{where}: record {pid} is not in the csv's {split} split")
+    twice = rows[(rows >= 0) & seen[np.maximum(rows, 0)]]
+    for row in twice:
+        findings.add(f"{where} records", f"{where}: record {index[row]} is there more than once")
+    known = rows >= 0
+    seen[rows[known]] = True
+    nodes, rows, ids = nodes.filter(pa.array(known)), rows[known], ids.filter(pa.array(known))
+    expected_rows = part.take(pa.array(rows))
+    interim = pc.is_valid(nodes["verbatimIdentification"])
+    for column, key in terms.items():
+        expected, got = expected_rows[column].combine_chunks(), nodes[key].combine_chunks()
+        if column == "taxon":  # an interim name is not a scientific name: it is the verbatim identification
+            named = pc.coalesce(expected_rows["species"].combine_chunks(), expected_rows["genus"].combine_chunks())
+            expected = pc.if_else(interim, named, expected)
+            got = pc.if_else(interim, nodes["verbatimIdentification"].combine_chunks(), got)
+        _compare(where, column, ids, expected, got, findings)
+    for column, key in numbers.items():
+        got = pc.cast(nodes[key].combine_chunks(), pa.float64())
+        _compare(where, column, ids, _numeric_text(expected_rows[column].combine_chunks()), got, findings)
 
 
 # 3. Lineage ----------------------------------------------------------------------------------------------------
@@ -359,26 +455,36 @@ def check_lineage(root: Path, csv: pa.Table, accounting: dict, findings: Finding
         column_types=dict.fromkeys(wanted, pa.string()),
         include_columns=[c for c in wanted if c in header],
     )
-    lineage = pacsv.read_csv(path, convert_options=options).sort_by("processid")
-    if lineage["processid"].to_pylist() != csv["processid"].to_pylist():
-        _record_sets(where, csv["processid"], lineage["processid"], findings)
+    lineage = pacsv.read_csv(path, convert_options=options).combine_chunks()
+    released = csv["processid"].combine_chunks().cast(pa.string())
+    lineage_ids = lineage["processid"]
+    if lineage.num_rows != csv.num_rows or pc.count_distinct(lineage_ids).as_py() != lineage.num_rows:
+        _record_sets(where, released, lineage_ids, findings)
+        return
+    rows = pc.index_in(lineage_ids, value_set=released)  # hashed in Arrow: no Python object per record
+    if rows.null_count:
+        _record_sets(where, released, lineage_ids, findings)
         return
     exports = {
         item["export"]: item["export_sha256"] for item in accounting.get("batches", {}).values() if "export" in item
     }
-    _check_image_hashes(where, lineage, csv, manifest or {}, findings)
+    _check_image_hashes(where, lineage, csv.take(rows), manifest or {}, findings)
+    sources = pc.unique(lineage["source_file"])
+    listed = pa.array([exports.get(source) for source in sources.to_pylist()], pa.string())
+    expected = listed.take(pc.index_in(lineage["source_file"], value_set=sources))
+    wrong = pc.invert(pc.fill_null(pc.equal(expected, lineage["source_sha256"]), False))
     for pid, source, sha in zip(
-        lineage["processid"].to_pylist(), lineage["source_file"].to_pylist(), lineage["source_sha256"].to_pylist()
+        *(lineage[column].filter(wrong).to_pylist() for column in ("processid", "source_file", "source_sha256"))
     ):
-        if exports.get(source) != sha:
-            findings.add(
-                "lineage source",
-                f"{where}: record {pid} names {source} with sha256 {str(sha)[:12]}…, not what the accounting lists",
-            )
+        findings.add(
+            "lineage source",
+            f"{where}: record {pid} names {source} with sha256 {str(sha)[:12]}…, not what the accounting lists",
+        )
 
 
 def _check_image_hashes(where: str, lineage: pa.Table, csv: pa.Table, manifest: dict, findings: Findings) -> None:
-    """Each released image file is the one the lineage names (by the manifest's sha256, hashed in check 1)."""
+    """Each released image file is the one the lineage names (by the manifest's sha256, hashed in check 1).
+    ``csv`` holds the released rows in the lineage's order."""
     splits, chunks = csv["split"].to_pylist(), csv["chunk"].to_pylist()
     for package in IMAGE_PACKAGES:
         column = f"sha256_{package}"
