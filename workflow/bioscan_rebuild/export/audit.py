@@ -16,8 +16,10 @@ Checks 2-4 find edits that a rewritten manifest would hide. Each problem names i
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -163,10 +165,12 @@ def parquet_paths(root: Path) -> list[Path]:
     return sorted((root / PARQUET_DIR).glob("*.parquet")) if (root / PARQUET_DIR).exists() else []
 
 
-def rendered_as_csv(csv_path: Path, parquet: list[Path]) -> pa.Table | None:
+def rendered_as_csv(csv_path: Path, parquet: list[Path], threads: int = 2) -> pa.Table | None:
     """The Parquet rows (splits in release order) when the CSV written from them is the released CSV's bytes;
     None at the first byte that differs. Text columns come back as large_string (a full release's barcodes pass
-    2 GB), one chunk per column."""
+    2 GB), one chunk per Parquet file."""
+    import mmap
+
     from bioscan_rebuild.export.formats.csv import write_csv_part
 
     by_split: dict[str, list[Path]] = {}
@@ -174,36 +178,52 @@ def rendered_as_csv(csv_path: Path, parquet: list[Path]) -> pa.Table | None:
         by_split.setdefault(path.name.split("-")[0], []).append(path)
     if set(by_split) - set(SPLITS):
         return None
-    parts = []
+    ordered = [path for split in SPLITS for path in by_split.get(split, [])]
+
+    def render(item: tuple[int, Path]) -> tuple[pa.Table, pa.Buffer] | None:
+        index, path = item
+        table = pq.read_table(path)
+        if table.schema.names != list(RELEASE_COLUMNS):
+            return None
+        table = pa.table(
+            [c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in table.columns],
+            names=table.schema.names,
+        )
+        sink = pa.BufferOutputStream()
+        write_csv_part(table, sink, header=index == 0)
+        return table, sink.getvalue()
+
+    parts: list[pa.Table] = []
+    pending: deque = deque()
     try:
-        with open(csv_path, "rb") as handle:
-            for split in SPLITS:
-                for path in by_split.get(split, []):
-                    table = pq.read_table(path)
-                    if table.schema.names != list(RELEASE_COLUMNS):
-                        return None
-                    table = _decoded(table)
-                    sink = pa.BufferOutputStream()
-                    write_csv_part(table, sink, header=not parts)
-                    rendered = sink.getvalue()
-                    if not rendered.equals(pa.py_buffer(handle.read(rendered.size))):
-                        return None
-                    parts.append(table)
-            if not parts or handle.read(1):
+        with open(csv_path, "rb") as handle, ThreadPoolExecutor(max_workers=threads) as pool:
+            if handle.seek(0, 2) == 0:
                 return None
-    except (OSError, pa.ArrowException):
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                view, position, queued = memoryview(mapped), 0, iter(enumerate(ordered))
+                try:
+                    # files rendered `threads` at a time and compared in order; memory is those files
+                    pending.extend(pool.submit(render, item) for item in islice(queued, threads))
+                    while pending:
+                        rendered = pending.popleft().result()
+                        if rendered is None:
+                            return None
+                        table, text = rendered
+                        if not text.equals(pa.py_buffer(view[position : position + text.size])):
+                            return None
+                        position += text.size
+                        parts.append(table)
+                        pending.extend(pool.submit(render, item) for item in islice(queued, 1))
+                    if not parts or position != len(mapped):
+                        return None
+                finally:
+                    for future in pending:
+                        future.cancel()
+                    view.release()
+    except (OSError, ValueError, pa.ArrowException):
         return None
-    return pa.concat_tables(parts).combine_chunks()
-
-
-def _decoded(table: pa.Table) -> pa.Table:
-    """Dictionary columns as their values, text as large_string."""
-    columns = []
-    for column in table.columns:
-        if pa.types.is_dictionary(column.type):
-            column = column.cast(column.type.value_type)
-        columns.append(_large_chunked(column))
-    return pa.table(columns, names=table.schema.names)
+    table = pa.concat_tables(parts)
+    return pa.table([_large_chunked(column) for column in table.columns], names=table.schema.names)
 
 
 def _large_chunked(column: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -211,7 +231,7 @@ def _large_chunked(column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def _duplicates(table: pa.Table, findings: Findings) -> None:
-    if pc.count_distinct(table["processid"]).as_py() == table.num_rows:
+    if len(pc.unique(table["processid"])) == table.num_rows:
         return
     counts = pc.value_counts(table["processid"])
     for item in counts.filter(pc.greater(pc.struct_field(counts, "counts"), 1)).to_pylist():
@@ -299,7 +319,18 @@ def _record_sets(where: str, expected, got, findings: Findings) -> None:
 
 
 def _by_split(csv: pa.Table) -> dict[str, pa.Table]:
-    return {split: csv.filter(pc.equal(csv["split"], split)) for split in SPLITS}
+    """The rows of each split: a zero-copy slice where they are contiguous (as the release writes them)."""
+    splits = csv["split"]
+    out = {}
+    for split in SPLITS:
+        rows = np.flatnonzero(pc.fill_null(pc.equal(splits, split), False).to_numpy(zero_copy_only=False))
+        if not len(rows):
+            out[split] = csv.slice(0, 0)  # a take, even of nothing, would join every chunk first
+        elif rows[-1] - rows[0] + 1 == len(rows):
+            out[split] = csv.slice(int(rows[0]), len(rows))
+        else:
+            out[split] = csv.take(pa.array(rows, pa.int64()))
+    return out
 
 
 def check_hdf5(root: Path, csv: pa.Table, findings: Findings) -> None:
@@ -349,16 +380,16 @@ def _jsonld_batches(path: Path, keys: dict[str, pa.DataType], block: int) -> Ite
     """The record nodes of a JSON-LD split file as Arrow tables, about ``block`` bytes of the file each.
 
     The release writes one node per line (``node,``) between ``"@graph": [`` and ``]}``; a raw newline cannot
-    occur inside a JSON string, so dropping each line's trailing comma leaves newline-delimited JSON, which
+    occur inside a JSON string, so blanking each line's trailing comma leaves newline-delimited JSON, which
     Arrow's reader parses on every core. Memory is one block, not the gigabytes of a full release's pretrain
     file. Raises ``ValueError`` when the file is not laid out so, ``pyarrow.ArrowInvalid`` on bad JSON."""
-    import io
-
     import pyarrow.json as pajson
 
     schema = pa.schema([pa.field("@id", pa.large_string()), *(pa.field(key, kind) for key, kind in keys.items())])
     options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
     start, end = b'"@graph": [\n', b"\n]}\n"
+    buffer = bytearray(block)  # reused: a fresh block per read would cost its page faults every time
+    view = memoryview(buffer)
     with open(path, "rb") as handle:
         at = handle.read(1 << 20).find(start)
         size = handle.seek(0, 2)
@@ -367,24 +398,63 @@ def _jsonld_batches(path: Path, keys: dict[str, pa.DataType], block: int) -> Ite
             raise ValueError('the nodes are not one per line between "@graph": [ and ]}')
         position = handle.seek(at + len(start))
         stop = size - len(end) + 1  # through the newline after the last node
-        carry = b""
+        carried = 0
         while position < stop:
-            data = carry + handle.read(min(block, stop - position))
+            if carried == block:
+                raise ValueError(f"a node is longer than {block} bytes")
+            filled = carried + handle.readinto(view[carried : min(block, carried + stop - position)])
             position = handle.tell()
-            cut = data.rfind(b"\n") + 1
-            lines, carry = data[:cut], data[cut:]
-            if lines:
-                nodes = pajson.read_json(io.BytesIO(lines.replace(b",\n", b"\n")), parse_options=options)
+            data = np.frombuffer(buffer, np.uint8, count=filled)
+            newlines = np.flatnonzero(data == 0x0A)
+            cut = int(newlines[-1]) + 1 if len(newlines) else 0
+            if cut:
+                ends = newlines - 1
+                data[ends[(ends >= 0) & (data[np.maximum(ends, 0)] == 0x2C)]] = 0x20  # "node,\n" -> "node \n"
+                nodes = pajson.read_json(pa.BufferReader(pa.py_buffer(view[:cut])), parse_options=options)
                 yield nodes.filter(pc.starts_with(nodes["@id"], "rec:"))
-        if carry:
+            del data
+            carried = filled - cut
+            view[:carried] = view[cut:filled]
+        if carried:
             raise ValueError("the last node does not end its line")
+    view.release()
 
 
-def check_jsonld(root: Path, csv: pa.Table, findings: Findings, block: int = 1 << 28) -> None:
+class _SplitRows:
+    """The released rows of one split, looked up by the processids of a block of JSON-LD nodes: the next rows in
+    order when the nodes follow the release's order (as the export writes them), else by a hash index."""
+
+    def __init__(self, part: pa.Table):
+        self.part, self.ids = part, part["processid"]
+        self.cursor, self.index = 0, None
+        self.seen = np.zeros(part.num_rows, bool)
+
+    def rows(self, ids: pa.Array) -> np.ndarray:
+        """Row of each id in the split (-1: not in it)."""
+        end = self.cursor + len(ids)
+        if end <= self.part.num_rows and self.ids.slice(self.cursor, len(ids)).combine_chunks().equals(ids):
+            rows = np.arange(self.cursor, end)
+            self.cursor = end
+            return rows
+        if self.index is None:
+            import pandas as pd
+
+            self.index = pd.Index(self.ids.to_numpy())
+        self.cursor = self.part.num_rows + 1  # out of order: the index from here on
+        return self.index.get_indexer(ids.to_numpy(zero_copy_only=False))
+
+    def take(self, rows: np.ndarray) -> pa.Table:
+        if len(rows) and (np.diff(rows) == 1).all():
+            return self.part.slice(int(rows[0]), len(rows))
+        return self.part.take(pa.array(rows, pa.int64()))
+
+    def missing(self) -> list:
+        return self.ids.filter(pa.array(~self.seen)).to_pylist()
+
+
+def check_jsonld(root: Path, csv: pa.Table, findings: Findings, block: int = 1 << 26) -> None:
     """Record nodes read in blocks and compared with the released rows they name: memory is one block, not the
     gigabytes of a full release's JSON-LD."""
-    import pandas as pd
-
     folder = root / JSONLD_DIR
     if not folder.exists():
         return
@@ -400,32 +470,31 @@ def check_jsonld(root: Path, csv: pa.Table, findings: Findings, block: int = 1 <
             if part.num_rows:
                 findings.add(f"{where} records", f"{where}: missing, for {part.num_rows} records")
             continue
-        part = part.combine_chunks()  # one take per block below, not a concatenation of every chunk
-        index = pd.Index(part["processid"].to_numpy(zero_copy_only=False))
-        seen = np.zeros(len(index), bool)
+        released = _SplitRows(part)
         try:
             for nodes in _jsonld_batches(path, keys, block):
-                _check_jsonld_nodes(where, split, nodes, part, index, seen, terms, numbers, findings)
+                _check_jsonld_nodes(where, split, nodes, released, terms, numbers, findings)
         except (ValueError, pa.ArrowInvalid) as error:
             findings.add("unreadable", f"{where}: not the JSON-LD the release writes ({error})")
             continue
-        for pid in index[~seen]:
+        for pid in released.missing():
             findings.add(f"{where} records", f"{where}: record {pid} of the csv is missing")
 
 
-def _check_jsonld_nodes(where, split, nodes, part, index, seen, terms, numbers, findings) -> None:
-    """One block of record nodes against the rows of ``part`` (the split's released rows) they name."""
+def _check_jsonld_nodes(where, split, nodes, released: _SplitRows, terms, numbers, findings) -> None:
+    """One block of record nodes against the released rows they name."""
     ids = nodes["occurrenceID"].combine_chunks()
-    rows = index.get_indexer(ids.to_numpy(zero_copy_only=False))
+    rows = released.rows(ids)
     for pid in ids.filter(pa.array(rows < 0)).to_pylist():
         findings.add(f"{where} records", f"{where}: record {pid} is not in the csv's {split} split")
-    twice = rows[(rows >= 0) & seen[np.maximum(rows, 0)]]
+    twice = rows[(rows >= 0) & released.seen[np.maximum(rows, 0)]]
     for row in twice:
-        findings.add(f"{where} records", f"{where}: record {index[row]} is there more than once")
+        findings.add(f"{where} records", f"{where}: record {released.ids[int(row)]} is there more than once")
     known = rows >= 0
-    seen[rows[known]] = True
-    nodes, rows, ids = nodes.filter(pa.array(known)), rows[known], ids.filter(pa.array(known))
-    expected_rows = part.take(pa.array(rows))
+    released.seen[rows[known]] = True
+    if not known.all():
+        nodes, rows, ids = nodes.filter(pa.array(known)), rows[known], ids.filter(pa.array(known))
+    expected_rows = released.take(rows)
     interim = pc.is_valid(nodes["verbatimIdentification"])
     for column, key in terms.items():
         expected, got = expected_rows[column].combine_chunks(), nodes[key].combine_chunks()
@@ -457,18 +526,21 @@ def check_lineage(root: Path, csv: pa.Table, accounting: dict, findings: Finding
     )
     lineage = pacsv.read_csv(path, convert_options=options).combine_chunks()
     released = csv["processid"].combine_chunks().cast(pa.string())
-    lineage_ids = lineage["processid"]
-    if lineage.num_rows != csv.num_rows or pc.count_distinct(lineage_ids).as_py() != lineage.num_rows:
+    lineage_ids = lineage["processid"].combine_chunks()
+    if lineage.num_rows != csv.num_rows or len(pc.unique(lineage_ids)) != lineage.num_rows:
         _record_sets(where, released, lineage_ids, findings)
         return
-    rows = pc.index_in(lineage_ids, value_set=released)  # hashed in Arrow: no Python object per record
-    if rows.null_count:
-        _record_sets(where, released, lineage_ids, findings)
-        return
+    if lineage_ids.equals(released):  # the build writes it in the release's order
+        rows = pa.array(np.arange(len(released)))
+    else:
+        rows = pc.index_in(lineage_ids, value_set=released)  # hashed in Arrow: no Python object per record
+        if rows.null_count:
+            _record_sets(where, released, lineage_ids, findings)
+            return
     exports = {
         item["export"]: item["export_sha256"] for item in accounting.get("batches", {}).values() if "export" in item
     }
-    _check_image_hashes(where, lineage, csv.take(rows), manifest or {}, findings)
+    _check_image_hashes(where, lineage, csv.select(["split", "chunk"]).take(rows), manifest or {}, findings)
     sources = pc.unique(lineage["source_file"])
     listed = pa.array([exports.get(source) for source in sources.to_pylist()], pa.string())
     expected = listed.take(pc.index_in(lineage["source_file"], value_set=sources))
@@ -485,11 +557,13 @@ def check_lineage(root: Path, csv: pa.Table, accounting: dict, findings: Finding
 def _check_image_hashes(where: str, lineage: pa.Table, csv: pa.Table, manifest: dict, findings: Findings) -> None:
     """Each released image file is the one the lineage names (by the manifest's sha256, hashed in check 1).
     ``csv`` holds the released rows in the lineage's order."""
-    splits, chunks = csv["split"].to_pylist(), csv["chunk"].to_pylist()
+    splits = chunks = None
     for package in IMAGE_PACKAGES:
         column = f"sha256_{package}"
         if column not in lineage.schema.names:
             continue
+        if splits is None:
+            splits, chunks = csv["split"].to_pylist(), csv["chunk"].to_pylist()
         for pid, split, chunk, sha in zip(
             lineage["processid"].to_pylist(), splits, chunks, lineage[column].to_pylist()
         ):
