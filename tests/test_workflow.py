@@ -262,3 +262,18 @@ def test_the_release_ships_a_prov_graph_of_the_build(finished_run):
     assert "metadata/provenance.jsonld" in croissant
     config = json.loads((metadata / "config.json").read_text())
     assert config["release"] == {"previous": None} and config["ingest"]["duplicate_policy"] == "latest"
+
+
+@pytest.mark.parametrize(
+    ("backend", "params", "gpus"), [("yolo", {}, 1), ("yolo", {"device": "cpu"}, 0), ("onnx", {}, 0)]
+)
+def test_gpu_detector_jobs_ask_the_cluster_for_a_gpu(sample_dir, tmp_path, backend, params, gpus):
+    workdir = make_workdir(tmp_path / "gpu", sample_dir)
+    (workdir / "model.pt").write_bytes(b"not loaded by a dry run")
+    config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    config["images"]["detector"] = {"backend": backend, "weights": "model.pt", "params": params}
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    plan = run_snakemake(workdir, "--dry-run", "--printshellcmds", "results/images/shard-000/summary.json")
+    text = plan.stdout + plan.stderr
+    job = text[text.index("rule process_images") :]
+    assert f"gpu={gpus}" in job.split("Shell command")[0]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A single-node SLURM cluster on this machine, for trying profiles/slurm (Debian: slurm-wlm, munge).
 # Usage: local-cluster.sh start|stop|status   (as root; state under $SLURM_SCRATCH, default /tmp/bioscan-slurm)
+# stop ends only the daemons start started (munged too, unless it was already running).
 set -euo pipefail
 SCRATCH=${SLURM_SCRATCH:-/tmp/bioscan-slurm}
 CONF=/etc/slurm/slurm.conf
@@ -15,7 +16,10 @@ start() {
   fi
   chown -R munge:munge /etc/munge /run/munge /var/lib/munge /var/log/munge
   chmod 400 /etc/munge/munge.key
-  pgrep -x munged >/dev/null || su -s /bin/sh munge -c munged
+  if ! pgrep -x munged >/dev/null; then
+    su -s /bin/sh munge -c munged
+    touch "$SCRATCH/munged.started"  # ours: stop ends it
+  fi
   local cpus mem
   cpus=$(nproc)
   mem=$(slurmd -C | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')
@@ -53,6 +57,10 @@ stop() {
     [ -s "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
   done
   sleep 1
+  if [ -f "$SCRATCH/munged.started" ]; then
+    [ -s /run/munge/munged.pid ] && kill "$(cat /run/munge/munged.pid)" 2>/dev/null || pkill -x munged || true
+    rm -f "$SCRATCH/munged.started"
+  fi
   # A slurm.conf pointing at a stopped controller slows every snakemake start: move it away.
   [ -f "$CONF" ] && mv "$CONF" "$CONF.stopped"
   echo stopped

@@ -228,6 +228,12 @@ def list_params_json(wildcards):
 
 IMAGE_PARAMS_JSON = stage_params_json("images", drop=("detector", "contact_sheet_size"))
 DETECTOR = config["images"]["detector"]
+# On a cluster the torch YOLO backend's jobs ask for a GPU (--gpus) unless its device is the CPU; the
+# classical and onnx backends run on the CPU.
+DETECTOR_GPUS = int(
+    DETECTOR["backend"] == "yolo"
+    and str(DETECTOR["params"].get("device") or "cuda").lower() not in ("cpu", "mps")
+)
 DETECTOR_PARAMS_JSON = json.dumps(DETECTOR["params"], sort_keys=True)
 BATCH_DETECTOR_PARAMS_JSON = json.dumps(
     {

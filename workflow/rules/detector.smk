@@ -16,6 +16,8 @@ rule train_detector:
         "benchmarks/detector/train_detector.tsv"
     conda:
         "../../envs/yolo.yaml"
+    resources:
+        gpu=config["train_detector"]["gpus"],
     params:
         cli=CLI,
         outdir=subpath(output.report, parent=True),

@@ -22,6 +22,8 @@ rule process_images:
         "benchmarks/images/process_images/{shard}.tsv"
     conda:
         "../../envs/images.yaml"
+    resources:
+        gpu=DETECTOR_GPUS,
     params:
         cli=CLI,
         store=STORE,

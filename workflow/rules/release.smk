@@ -53,10 +53,6 @@ rule release:
         config="results/provenance/config.json",
         previous=previous_release,
     output:
-        manifest="results/release/MANIFEST.json",
-        csv="results/release/bioscan5m/metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv",
-        accounting="results/release/accounting.json",
-        # with release.previous: the diff's summary, in the report too
         **(
             {
                 "diff": report(
@@ -68,6 +64,10 @@ rule release:
             if PREVIOUS
             else {}
         ),
+        manifest="results/release/MANIFEST.json",
+        csv="results/release/bioscan5m/metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv",
+        accounting="results/release/accounting.json",
+        # with release.previous: the diff's summary, in the report too
     log:
         "logs/release/release.log",
     benchmark:
