@@ -105,13 +105,17 @@ def test_no_shared_inodes_and_a_photo_edited_in_place_is_processed_again(tmp_pat
     os.utime(source.parent, ns=(folder_times.st_atime_ns, folder_times.st_mtime_ns))
     dry = run_snakemake(workdir, "--dry-run")
     assert "list_images" in dry.stdout, dry.stdout[-3000:]
+    photo_jobs = {p: p.stat().st_mtime_ns for p in results.glob("images/photos/*/*.json")}
     run_snakemake(workdir)
     records = pd.concat(pd.read_parquet(p) for p in sorted(results.glob("ingest/shards/*/records.parquet")))
     changed = records[records["processid"] == row["processid"]]
     new_sha = hashlib.sha256(new_bytes).hexdigest()
     assert changed["image_sha256"].tolist() == [new_sha]
-    summaries = [json.loads(p.read_text()) for p in sorted(results.glob("images/shard-*/summary.json"))]
-    assert sum(s["photos_processed"] for s in summaries) == 1  # the other photos are reused from the store
+    rerun = [p for p in sorted(results.glob("images/photos/*/*.json")) if p.stat().st_mtime_ns != photo_jobs[p]]
+    assert rerun and {p.parent.name for p in rerun} == {row["image_batch"]}  # that batch's photo jobs only
+    summaries = [json.loads(p.read_text()) for p in rerun]
+    assert sum(s["photos_processed"] for s in summaries) == 1  # the edited photo only
+    assert sum(s["photos_reused"] for s in summaries) == sum(s["photos"] for s in summaries) - 1  # from the store
     assert stored.read_bytes() != new_bytes  # the old store object is untouched
 
 

@@ -8,12 +8,13 @@ import json
 
 import pandas as pd
 import pyarrow.parquet as pq
+import pytest
 
 import bioscan_rebuild.detect.base as detect_module
 import bioscan_rebuild.detect.registry as detect_registry
 from bioscan_rebuild.core.pilsafe import encode_jpeg
 from bioscan_rebuild.images.folder import detect_folder
-from bioscan_rebuild.images.shard import run_image_shard
+from bioscan_rebuild.images.shard import run_image_shard, run_photo_shard
 from bioscan_rebuild.ingest.local import ingest_local
 from bioscan_rebuild.synth.photos import draw_well_photo
 
@@ -59,10 +60,18 @@ def test_shard_run_writes_tables_and_reuses_the_store(tmp_path, monkeypatch):
     export.write_text("\n".join(lines) + "\n")
     ingest_local([export], [tmp_path / "photos"], tmp_path / "ingest", shards=1, store=None)
     records = tmp_path / "ingest" / "shards" / "shard-000" / "records.parquet"
+    inventory = tmp_path / "ingest" / "images" / "images-1" / "inventory" / "shard-000.parquet"
     dirs = {"images-1": str(tmp_path / "photos")}
-    first = run_image_shard(records, tmp_path / "store", tmp_path / "out1", image_dirs=dirs)
-    assert first["photos_processed"] == 5 and first["photos_reused"] == 0
-    assert first["status"] == {"ok": 5}
+
+    def photos(name, **detector):
+        return run_photo_shard(
+            inventory, tmp_path / "store", tmp_path / f"{name}.parquet", batch="images-1", image_dirs=dirs, **detector
+        )
+
+    first = photos("photos1")
+    assert first == {"photos": 5, "photos_processed": 5, "photos_reused": 0}  # the broken file is not a photo
+    summary = run_image_shard(records, [tmp_path / "photos1.parquet"], tmp_path / "store", tmp_path / "out1")
+    assert summary == {"records": 5, "status": {"ok": 5}}
     table = pq.read_table(tmp_path / "out1" / "images.parquet").to_pandas()
     assert list(table["processid"]) == [f"P{i}-21" for i in range(5)]
     assert (table[["x0", "y0", "x1", "y1"]].iloc[0].tolist()) == [300, 200, 420, 300]
@@ -81,19 +90,35 @@ def test_shard_run_writes_tables_and_reuses_the_store(tmp_path, monkeypatch):
     ]
     assert (tmp_path / "out1" / "contact_sheet.jpg").stat().st_size > 1000
     # Run again elsewhere: every photo comes from the store, outputs are byte-identical.
-    second = run_image_shard(records, tmp_path / "store", tmp_path / "out2", image_dirs=dirs)
+    second = photos("photos2")
     assert second["photos_processed"] == 0 and second["photos_reused"] == 5
+    run_image_shard(records, [tmp_path / "photos2.parquet"], tmp_path / "store", tmp_path / "out2")
     for name in ("images.parquet", "bbox.tsv", "contact_sheet.jpg"):
         assert (tmp_path / "out1" / name).read_bytes() == (tmp_path / "out2" / name).read_bytes(), name
     # Derived images sit under their source hash and the parameter key.
     row = table.iloc[0]
     cropped = next((tmp_path / "store" / "derived" / row["params_key"]).rglob(f"{row['image_sha256']}.cropped.jpg"))
     assert hashlib.sha256(cropped.read_bytes()).hexdigest() == row["sha256_cropped"]
-    # Other parameters -> another key -> processed again.
-    third = run_image_shard(
-        records, tmp_path / "store", tmp_path / "out3", image_dirs=dirs, detector_params={"box": [1, 1, 90, 90]}
-    )
+    # Other parameters -> another key -> processed again, and the join takes that key's results.
+    third = photos("photos3", detector_params={"box": [1, 1, 90, 90]})
     assert third["photos_processed"] == 5
+    run_image_shard(records, [tmp_path / "photos3.parquet"], tmp_path / "store", tmp_path / "out3")
+    moved = pq.read_table(tmp_path / "out3" / "images.parquet").to_pandas()
+    assert (moved["params_key"] != row["params_key"]).all()
+
+
+def test_a_record_whose_photo_was_not_processed_is_an_error_naming_it(tmp_path, monkeypatch):
+    _use_oracle(monkeypatch)
+    _photos(tmp_path / "photos", n=2)
+    export = tmp_path / "x.tsv"
+    header = ["processid", "sampleid", "bin_uri", "coord", "marker_code", "nucraw", "province", "country"]
+    header += ["phylum", "class", "order", "family", "subfamily", "genus", "species"]
+    lines = ["\t".join(header)] + ["\t".join([f"P{i}-21"] + ["None"] * (len(header) - 1)) for i in range(2)]
+    export.write_text("\n".join(lines) + "\n")
+    ingest_local([export], [tmp_path / "photos"], tmp_path / "ingest", shards=1, store=None)
+    records = tmp_path / "ingest" / "shards" / "shard-000" / "records.parquet"
+    with pytest.raises(RuntimeError, match="record P0-21: photo .* of batch images-1 has no processed result"):
+        run_image_shard(records, [], tmp_path / "store", tmp_path / "out")
 
 
 def test_detect_command_reports_boxes_in_source_pixels(tmp_path, monkeypatch, realdata):

@@ -107,7 +107,14 @@ def test_image_stage_on_the_sample(finished_run):
     for shard in (finished_run / "results" / "images").glob("shard-*"):
         assert (shard / "contact_sheet.jpg").stat().st_size > 5000
     summary = json.loads((finished_run / "results" / "images" / "summary.json").read_text())
-    assert summary["records"] == len(kept) and summary["photos_processed"] == len(kept)
+    # The photo jobs process every usable photo of each batch once, a record's or not (an orphan too).
+    inventories = pd.concat(
+        pd.read_parquet(p).assign(job=p.parent.parent.name + p.stem)
+        for p in (finished_run / "results" / "ingest" / "images").glob("*/inventory/*.parquet")
+    )
+    usable = inventories[inventories["image_problem"].isna()].drop_duplicates(["job", "image_sha256"])
+    assert summary["records"] == len(kept) and summary["photos_processed"] == len(usable) > len(kept)
+    assert summary["photos_reused"] == 0
 
 
 def test_metadata_rules_on_the_sample(finished_run):
@@ -208,10 +215,12 @@ def test_rerun_does_nothing_and_a_new_batch_runs_only_what_it_touches(finished_r
     text = plan.stdout + plan.stderr
     assert "parse_export" in text and "join_shard" in text
     assert "inventory_images" not in text and "list_images" not in text  # photos are not re-inventoried
-    # Run it: the new records have no photos, so the image jobs reuse every stored result.
+    assert "process_photos" not in text  # no photo job of the earlier batches runs again
+    # Run it: the new records have no photos, so no photo is processed again.
+    photo_tables = sorted((finished_run / "results" / "images" / "photos").rglob("*.parquet"))
+    before = {p: p.stat().st_mtime_ns for p in photo_tables}
     run_snakemake(finished_run)
-    summary = json.loads((finished_run / "results" / "images" / "summary.json").read_text())
-    assert summary["photos_processed"] == 0 and summary["photos_reused"] == summary["records"]
+    assert {p: p.stat().st_mtime_ns for p in photo_tables} == before
 
 
 def test_bad_config_fails_at_start_naming_the_key(sample_dir, tmp_path):
@@ -275,5 +284,5 @@ def test_gpu_detector_jobs_ask_the_cluster_for_a_gpu(sample_dir, tmp_path, backe
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     plan = run_snakemake(workdir, "--dry-run", "--printshellcmds", "results/images/shard-000/summary.json")
     text = plan.stdout + plan.stderr
-    job = text[text.index("rule process_images") :]
+    job = text[text.index("rule process_photos") :]
     assert f"gpu={gpus}" in job.split("Shell command")[0]

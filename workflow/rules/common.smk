@@ -124,7 +124,7 @@ CLASSICAL_VERSION = _source_constant("detect/classical.py", "VERSION")
 IMAGE_STAGE_VERSION = _source_constant("images/process.py", "STAGE_VERSION")
 IMAGE_CODE_VERSION = f"image-stage-{IMAGE_STAGE_VERSION}/{CLASSICAL_VERSION}"
 
-# The content-addressed image store, written by inventory_images and process_images as a side
+# The content-addressed image store, written by inventory_images and process_photos as a side
 # effect (many jobs share it, so it cannot be one rule's output). Release reads it through the
 # image tables, whose sha256 columns name every file it takes, so it is a parameter, not an input.
 STORE = "results/store"
@@ -234,15 +234,6 @@ DETECTOR_GPUS = int(
     DETECTOR["backend"] == "yolo"
     and str(DETECTOR["params"].get("device") or "cuda").lower() not in ("cpu", "mps")
 )
-DETECTOR_PARAMS_JSON = json.dumps(DETECTOR["params"], sort_keys=True)
-BATCH_DETECTOR_PARAMS_JSON = json.dumps(
-    {
-        name: batch["detector_params"]
-        for name, batch in BATCHES.items()
-        if batch.get("detector_params")
-    },
-    sort_keys=True,
-)
 
 
 def detector_weights(wildcards):
@@ -255,10 +246,10 @@ def weights_option(wildcards):
     )
 
 
-def all_image_dir_args(wildcards):
-    return shell_words(
-        f"--image-dir={name}={BATCHES[name]['images']}" for name in IMAGE_BATCHES
-    )
+def batch_detector_params_json(wildcards):
+    """The detector parameters of one image batch: the config's, with the batch's overrides."""
+    overrides = BATCHES[wildcards.batch].get("detector_params") or {}
+    return json.dumps({**DETECTOR["params"], **overrides}, sort_keys=True)
 
 
 TAXONOMY = config["taxonomy"]

@@ -1,10 +1,45 @@
-# Images: detection, BIOSCAN-5M crops, the four image packages and size fields, per shard.
+# Images: detection, BIOSCAN-5M crops, the four image packages and size fields: the photos per image
+# batch and shard (a new delivery adds jobs, never re-runs old ones), then a cheap join per record shard.
+
+
+rule process_photos:
+    input:
+        inventory="results/ingest/images/{batch}/inventory/{shard}.parquet",
+        weights=detector_weights,
+    output:
+        photos="results/images/photos/{batch}/{shard}.parquet",
+        summary="results/images/photos/{batch}/{shard}.json",
+    log:
+        "logs/images/process_photos/{batch}/{shard}.log",
+    benchmark:
+        "benchmarks/images/process_photos/{batch}/{shard}.tsv"
+    conda:
+        "../../envs/images.yaml"
+    resources:
+        gpu=DETECTOR_GPUS,
+    params:
+        cli=CLI,
+        store=STORE,
+        backend=DETECTOR["backend"],
+        weights=weights_option,
+        detector_params=batch_detector_params_json,
+        image_params=IMAGE_PARAMS_JSON,
+        image_dir=image_dir_args,
+        code_version=IMAGE_CODE_VERSION,
+    shell:
+        "{params.cli} images photos {input.inventory:q} --batch {wildcards.batch} "
+        "--store {params.store:q} -o {output.photos:q} --summary {output.summary:q} "
+        "--backend {params.backend} {params.weights} "
+        "--detector-params {params.detector_params:q} --image-params {params.image_params:q} "
+        "--image-dir {params.image_dir:q} > {log} 2>&1"
 
 
 rule process_images:
     input:
         records="results/ingest/shards/{shard}/records.parquet",
-        weights=detector_weights,
+        photos=expand(
+            "results/images/photos/{batch}/{{shard}}.parquet", batch=IMAGE_BATCHES
+        ),
     output:
         images="results/images/{shard}/images.parquet",
         bbox="results/images/{shard}/bbox.tsv",
@@ -22,31 +57,26 @@ rule process_images:
         "benchmarks/images/process_images/{shard}.tsv"
     conda:
         "../../envs/images.yaml"
-    resources:
-        gpu=DETECTOR_GPUS,
     params:
         cli=CLI,
         store=STORE,
         outdir=subpath(output.summary, parent=True),
-        backend=DETECTOR["backend"],
-        weights=weights_option,
-        detector_params=DETECTOR_PARAMS_JSON,
-        batch_params=BATCH_DETECTOR_PARAMS_JSON,
-        image_params=IMAGE_PARAMS_JSON,
-        image_dirs=all_image_dir_args,
         sheet_size=config["images"]["contact_sheet_size"],
         code_version=IMAGE_CODE_VERSION,
     shell:
-        "{params.cli} images shard {input.records:q} --store {params.store:q} "
-        "--outdir {params.outdir:q} --backend {params.backend} {params.weights} "
-        "--detector-params {params.detector_params:q} --batch-params {params.batch_params:q} "
-        "--image-params {params.image_params:q} {params.image_dirs} "
+        "{params.cli} images shard {input.records:q} --photos {input.photos:q} "
+        "--store {params.store:q} --outdir {params.outdir:q} "
         "--contact-sheet-size {params.sheet_size} > {log} 2>&1"
 
 
 rule images_summary:
     input:
-        expand("results/images/{shard}/summary.json", shard=SHARDS),
+        shards=expand("results/images/{shard}/summary.json", shard=SHARDS),
+        photos=expand(
+            "results/images/photos/{batch}/{shard}.json",
+            batch=IMAGE_BATCHES,
+            shard=SHARDS,
+        ),
     output:
         report(
             "results/images/summary.json",
@@ -62,4 +92,5 @@ rule images_summary:
     params:
         cli=CLI,
     shell:
-        "{params.cli} images summary {input:q} -o {output:q} > {log} 2>&1"
+        "{params.cli} images summary {input.shards:q} --photo-summaries {input.photos:q} "
+        "-o {output:q} > {log} 2>&1"

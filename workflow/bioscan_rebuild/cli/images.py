@@ -1,4 +1,4 @@
-"""Images and detection: `bioscan-rebuild detect`, `images {shard,summary}`, `train-detector`."""
+"""Images and detection: `bioscan-rebuild detect`, `images {photos,shard,summary}`, `train-detector`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from bioscan_rebuild.cli.common import batch_dirs
+from bioscan_rebuild.core.io import write_json
 from bioscan_rebuild.core.params import CONTACT_SHEET_SIZE
 from bioscan_rebuild.detect.registry import BACKENDS
 
@@ -48,21 +49,32 @@ def cmd_detect(args) -> int:
     return 0
 
 
-def cmd_images_shard(args) -> int:
+def cmd_images_photos(args) -> int:
     from bioscan_rebuild.core.params import ImageParams
-    from bioscan_rebuild.images.shard import run_image_shard
+    from bioscan_rebuild.images.shard import run_photo_shard
 
     backend, params = _detector_options(args)
-    summary = run_image_shard(
-        args.records,
+    summary = run_photo_shard(
+        args.inventory,
         args.store,
-        args.outdir,
+        args.output,
+        batch=args.batch,
         backend=backend,
         detector_params=params,
-        batch_params=json.loads(args.batch_params) if args.batch_params else {},
         image_params=ImageParams.from_dict(json.loads(args.image_params)) if args.image_params else None,
         image_dirs=batch_dirs(args.image_dir),
-        contact_sheet_size=args.contact_sheet_size,
+    )
+    if args.summary:
+        write_json(summary, args.summary)
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
+def cmd_images_shard(args) -> int:
+    from bioscan_rebuild.images.shard import run_image_shard
+
+    summary = run_image_shard(
+        args.records, args.photos, args.store, args.outdir, contact_sheet_size=args.contact_sheet_size
     )
     print(json.dumps(summary, sort_keys=True))
     return 0
@@ -71,7 +83,7 @@ def cmd_images_shard(args) -> int:
 def cmd_images_summary(args) -> int:
     from bioscan_rebuild.images.shard import summarize_shards
 
-    print(json.dumps(summarize_shards(args.summaries, args.output), sort_keys=True))
+    print(json.dumps(summarize_shards(args.summaries, args.output, args.photo_summaries), sort_keys=True))
     return 0
 
 
@@ -115,18 +127,27 @@ def register(sub) -> None:
     images = sub.add_parser("images", help="image stage: detection, crops, packages, size fields").add_subparsers(
         dest="step", required=True
     )
-    p = images.add_parser("shard", help="process the photos of one shard of ingested records")
+    p = images.add_parser("photos", help="process the photos of one image batch's shard (its inventory)")
+    p.add_argument("inventory", help="the batch's inventory of the shard (parquet, from `ingest inventory`)")
+    p.add_argument("--batch", required=True, help="the image batch's name")
+    p.add_argument("--store", required=True, help="content-addressed store root")
+    p.add_argument("-o", "--output", required=True, help="table of the processed photos (parquet)")
+    p.add_argument("--summary", help="also write the counts (photos, processed, reused) to this JSON file")
+    p.add_argument("--image-dir", action="append", default=[], metavar="BATCH=DIR", help="source folder (fallback)")
+    _add_detector_options(p)
+    p.set_defaults(func=cmd_images_photos)
+
+    p = images.add_parser("shard", help="join one shard of ingested records with their processed photos")
     p.add_argument("records", help="ingested records of the shard (parquet)")
+    p.add_argument("--photos", nargs="*", default=[], help="the shard's photo tables of every image batch")
     p.add_argument("--store", required=True, help="content-addressed store root")
     p.add_argument("--outdir", required=True)
-    p.add_argument("--image-dir", action="append", default=[], metavar="BATCH=DIR", help="source folders (fallback)")
-    p.add_argument("--batch-params", help="per-batch detector parameter overrides, JSON {batch: {...}}")
     p.add_argument("--contact-sheet-size", type=int, default=CONTACT_SHEET_SIZE)
-    _add_detector_options(p)
     p.set_defaults(func=cmd_images_shard)
 
     p = images.add_parser("summary", help="status counts over all shards")
-    p.add_argument("summaries", nargs="*")
+    p.add_argument("summaries", nargs="*", help="the shards' summary.json files")
+    p.add_argument("--photo-summaries", nargs="*", default=[], help="the photo jobs' summaries")
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=cmd_images_summary)
 

@@ -1,9 +1,11 @@
-"""Run the image stage over one shard of ingested records.
+"""Run the image stage: the photos of each image batch's shard, then one table per shard of records.
 
-A shard job reads its records (processid + photo sha256), takes each distinct photo from the
-content-addressed store, skips photos whose result for the same parameters is already stored,
-processes the rest in batches, and writes one table row per record, the published bbox table
-and a contact sheet (``contact_sheet.py``) for a person to eyeball.
+:func:`run_photo_shard` (one job per image batch and shard) takes each distinct usable photo of the batch's
+inventory from the content-addressed store, skips photos whose result for the same parameters is already
+stored, and processes the rest in batches with the batch's detector. :func:`run_image_shard` (one job per
+record shard) joins the records with those results: one table row per record, the published bbox table and a
+contact sheet (``contact_sheet.py``) for a person to eyeball. A new delivery adds photo jobs for its own batch
+only; the per-shard joins are cheap.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from bioscan_rebuild.images.process import (
     process_photos,
     stage_key,
 )
+from bioscan_rebuild.ingest.inventory import INVENTORY_SCHEMA
 
 IMAGE_RECORD_SCHEMA = pa.schema(
     [
@@ -112,106 +115,119 @@ def result_row(processid: str, sha: str, result: PhotoResult, detector_name: str
     }
 
 
-def build_detectors(backend: str, params: dict, batch_params: dict[str, dict], batches) -> tuple[dict, object]:
-    """One detector per distinct parameter set; batches without overrides share the default.
-
-    Returns ({batch: detector}, the default detector)."""
-    default = make_detector(backend, **params)
-    out = {}
-    for batch in batches:
-        if batch_params.get(batch):
-            out[batch] = make_detector(backend, **{**params, **batch_params[batch]})
-        else:
-            out[batch] = default
-    return out, default
-
-
 def _read_source(store: ImageStore, image_dirs: dict[str, str], row: dict) -> bytes:
     stored = store.original_path(row["image_sha256"], row["image_format"])
     if stored.exists():
         return stored.read_bytes()
-    return (Path(image_dirs[row["image_batch"]]) / row["image_path"]).read_bytes()
+    return (Path(image_dirs[row["batch"]]) / row["image_path"]).read_bytes()
+
+
+# One row per usable photo of an image batch's shard: where its results sit in the store (params_key).
+PHOTO_SCHEMA = pa.schema(
+    [
+        ("batch", pa.string()),
+        ("image_sha256", pa.string()),
+        ("detector", pa.string()),
+        ("params_key", pa.string()),
+        ("detector_version", pa.string()),
+        ("detector_params_key", pa.string()),
+        ("image_params_key", pa.string()),
+        ("image_status", pa.string()),
+    ]
+)
+
+
+def run_photo_shard(
+    inventory_path,
+    store_root,
+    output,
+    *,
+    batch: str,
+    backend: str = "classical",
+    detector_params: dict | None = None,
+    image_params: ImageParams | None = None,
+    image_dirs: dict[str, str] | None = None,
+) -> dict:
+    """Process the usable photos of one image batch's shard (its inventory, ``inventory_path``) with that
+    batch's detector parameters, into the store; write ``output`` (:data:`PHOTO_SCHEMA`, one row per distinct
+    photo, by sha256) and return ``{"photos", "photos_processed", "photos_reused"}``.
+
+    The heavy work of the image stage: one job per batch and shard, so a new delivery adds jobs and never
+    re-runs those of earlier batches. Results already stored under the same parameter key are reused."""
+    params = image_params or ImageParams()
+    keep_freed_memory()
+    inventory = read_table(inventory_path, INVENTORY_SCHEMA).to_pylist()
+    photos = {}
+    for row in inventory:
+        if row["image_problem"] is None and row["image_sha256"] not in photos:
+            photos[row["image_sha256"]] = row
+    detector = make_detector(backend, **(detector_params or {}))
+    key = stage_key(params, detector)
+    facts = detector.params()
+    keys = {
+        "detector": detector.name,
+        "params_key": key,
+        "detector_version": None if facts.get("version") is None else str(facts["version"]),
+        "detector_params_key": params_key(facts),
+        "image_params_key": params_key({"stage_version": STAGE_VERSION, "image": params.as_dict()}),
+    }
+    store = ImageStore(store_root, mode="copy", job=f"images/{batch}/{Path(output).name}")
+    store.clear_scratch()  # what a killed run of this job left
+    try:
+        segmenter = make_segmenter(backend, (detector_params or {}).get("segmenter_params"))
+        derived = DerivedStore(store, key)
+        results: dict[str, PhotoResult] = {}
+        todo = []
+        for sha in sorted(photos):
+            cached = derived.load(sha)
+            if cached is None:
+                todo.append(photos[sha])
+            else:
+                results[sha] = cached
+        reused = len(results)
+        for start in range(0, len(todo), PHOTO_BATCH):
+            chunk = todo[start : start + PHOTO_BATCH]
+            datas = [_read_source(store, image_dirs or {}, row) for row in chunk]
+            for row, (result, images) in zip(chunk, process_photos(datas, detector, params, segmenter)):
+                derived.save(row["image_sha256"], result, images)
+                results[row["image_sha256"]] = result
+        rows = [
+            {"batch": batch, "image_sha256": sha, **keys, "image_status": results[sha].status}
+            for sha in sorted(results)
+        ]
+        write_table(pa.Table.from_pylist(rows, schema=PHOTO_SCHEMA), output)
+    finally:
+        store.close()  # a failed write removed its own temporary file; an empty scratch folder goes too
+    return {"photos": len(rows), "photos_processed": len(todo), "photos_reused": reused}
 
 
 def run_image_shard(
-    records_path,
-    store_root,
-    outdir,
-    *,
-    backend: str = "classical",
-    detector_params: dict | None = None,
-    batch_params: dict[str, dict] | None = None,
-    image_params: ImageParams | None = None,
-    image_dirs: dict[str, str] | None = None,
-    contact_sheet_size: int = CONTACT_SHEET_SIZE,
+    records_path, photo_tables, store_root, outdir, *, contact_sheet_size: int = CONTACT_SHEET_SIZE
 ) -> dict:
-    """Process the photos of one shard of ingested records (`records_path`) into `outdir`:
-    images.parquet (one row per record with a photo), bbox.tsv, contact_sheet.jpg (at most
-    `contact_sheet_size` tiles) and summary.json, which is returned.
-
-    Photos are read from the store, or from `image_dirs` ({batch: folder}) where the store has
-    no copy; results already stored under the same parameter key are reused.
-    """
-    params = image_params or ImageParams()
-    keep_freed_memory()
+    """Join one shard of ingested records (``records_path``) with the processed photos of every image batch
+    for that shard (``photo_tables``, from :func:`run_photo_shard`) into ``outdir``: images.parquet (one row
+    per record with a photo), bbox.tsv, contact_sheet.jpg (at most ``contact_sheet_size`` tiles) and
+    summary.json, which is returned. Nothing is detected here: each result is read from the store."""
     records = read_table(records_path, INGESTED_SCHEMA).to_pylist()
-    batches = sorted({r["image_batch"] for r in records if r["image_batch"]})
-    detectors, default = build_detectors(backend, detector_params or {}, batch_params or {}, batches)
+    photos = {}
+    for path in photo_tables:
+        for row in read_table(path, PHOTO_SCHEMA).to_pylist():
+            photos[(row["batch"], row["image_sha256"])] = row
     store = ImageStore(store_root, mode="copy", job=f"images/{outdir}")
-    store.clear_scratch()  # what a killed run of this shard left
     try:
-        segmenter = make_segmenter(backend, (detector_params or {}).get("segmenter_params"))
-
-        results: dict[tuple[int, str], PhotoResult] = {}
-        reused = processed = 0
-        groups: dict[int, list[dict]] = {}
-        for row in records:
-            if row["image_sha256"]:
-                groups.setdefault(id(detectors[row["image_batch"]]), []).append(row)
-        keys = {}
-        by_id = {id(d): d for d in detectors.values()}
-        for detector_id, rows in groups.items():
-            detector = by_id[detector_id]
-            key = stage_key(params, detector)
-            facts = detector.params()
-            keys[detector_id] = (
-                {
-                    "params_key": key,
-                    "detector_version": None if facts.get("version") is None else str(facts["version"]),
-                    "detector_params_key": params_key(facts),
-                    "image_params_key": params_key({"stage_version": STAGE_VERSION, "image": params.as_dict()}),
-                },
-                detector.name,
-            )
-            derived = DerivedStore(store, key)
-            todo, seen = [], set()
-            for row in rows:
-                sha = row["image_sha256"]
-                if (detector_id, sha) in results or sha in seen:
-                    continue
-                cached = derived.load(sha)
-                if cached is not None:
-                    results[(detector_id, sha)] = cached
-                    reused += 1
-                else:
-                    seen.add(sha)
-                    todo.append(row)
-            for start in range(0, len(todo), PHOTO_BATCH):
-                chunk = todo[start : start + PHOTO_BATCH]
-                datas = [_read_source(store, image_dirs or {}, row) for row in chunk]
-                for row, (result, images) in zip(chunk, process_photos(datas, detector, params, segmenter)):
-                    derived.save(row["image_sha256"], result, images)
-                    results[(detector_id, row["image_sha256"])] = result
-                    processed += 1
-
         rows_out = []
         for row in sorted(records, key=lambda r: r["processid"]):
             if not row["image_sha256"]:
                 continue
-            detector_id = id(detectors[row["image_batch"]])
-            facts, name = keys[detector_id]
-            result = results[(detector_id, row["image_sha256"])]
-            rows_out.append(result_row(row["processid"], row["image_sha256"], result, name, facts))
+            photo = photos.get((row["image_batch"], row["image_sha256"]))
+            result = None if photo is None else DerivedStore(store, photo["params_key"]).load(row["image_sha256"])
+            if result is None:
+                raise RuntimeError(
+                    f"record {row['processid']}: photo {row['image_sha256'][:12]}… of batch {row['image_batch']} "
+                    "has no processed result (its process_photos job's table or store entry is missing)"
+                )
+            keys = {k: photo[k] for k in ("params_key", "detector_version", "detector_params_key", "image_params_key")}
+            rows_out.append(result_row(row["processid"], row["image_sha256"], result, photo["detector"], keys))
         table = pa.Table.from_pylist(rows_out, schema=IMAGE_RECORD_SCHEMA)
         outdir = Path(outdir)
         write_table(table, outdir / "images.parquet")
@@ -219,14 +235,11 @@ def run_image_shard(
         write_contact_sheet(table, store, outdir / "contact_sheet.jpg", contact_sheet_size)
         summary = {
             "records": len(records),
-            "photos_processed": processed,
-            "photos_reused": reused,
             "status": dict(sorted(Counter(table["image_status"].to_pylist()).items())),
-            "detector": default.name,
         }
         write_json(summary, outdir / "summary.json")
     finally:
-        store.close()  # a failed write removed its own temporary file; an empty scratch folder goes too
+        store.close()
     return summary
 
 
@@ -238,16 +251,19 @@ def write_bbox_tsv(table: pa.Table, path: Path) -> None:
         frame.to_csv(temporary, sep="\t", index=False, lineterminator="\n")
 
 
-def summarize_shards(summary_paths, output) -> dict:
-    """Status counts over all shards (the image stage's part of the accounting)."""
+def summarize_shards(summary_paths, output, photo_summaries=()) -> dict:
+    """Status counts over all shards (the image stage's part of the accounting), and the photos processed
+    and reused by the photo jobs (``photo_summaries``) as of their last run."""
     total = Counter()
     processed = reused = records = 0
     for path in summary_paths:
         data = json.loads(Path(path).read_text())
         total.update(data["status"])
+        records += data["records"]
+    for path in photo_summaries:
+        data = json.loads(Path(path).read_text())
         processed += data["photos_processed"]
         reused += data["photos_reused"]
-        records += data["records"]
     summary = {
         "records": records,
         "photos_processed": processed,
