@@ -2,20 +2,45 @@
 
 from __future__ import annotations
 
-from bioscan_rebuild.synth.exports import LAYOUT_COLUMNS
+from bioscan_rebuild.core.errors import InputError
+from bioscan_rebuild.synth.exports import ID_OFFSET, ID_PREFIX, LAYOUT_COLUMNS
 
 
 def cmd_sample(args) -> int:
     from bioscan_rebuild.synth.exports import generate_export, generate_sample
 
+    if (args.redeliver or args.previous) and not args.export_only:
+        raise InputError("--redeliver and --previous make a delivery: they need --export-only")
+    if bool(args.redeliver) != bool(args.previous):
+        raise InputError("--redeliver N and --previous EXPORT go together")
     share = {} if args.species_share is None else {"species_share": args.species_share}
+    ids = {"prefix": args.prefix, "id_offset": args.id_offset}
     if args.export_only:
-        rows = generate_export(args.outdir, args.records, seed=args.seed, layout=args.layout, **share)
-        print(f"wrote {rows} rows to {args.outdir}")
+        rows = generate_export(
+            args.outdir,
+            args.records,
+            seed=args.seed,
+            layout=args.layout,
+            redeliver=args.redeliver,
+            previous=args.previous,
+            **ids,
+            **share,
+        )
+        redelivered = f", {args.redeliver} processids of {args.previous} redelivered" if args.redeliver else ""
+        print(f"wrote {rows} rows to {args.outdir}{redelivered}")
         return 0
-    manifest = generate_sample(args.outdir, n_records=args.records, seed=args.seed, images=not args.no_images, **share)
+    manifest = generate_sample(
+        args.outdir, n_records=args.records, seed=args.seed, images=not args.no_images, **ids, **share
+    )
     print(f"wrote sample ({manifest['records']} records, {len(manifest['faults'])} planted faults) to {args.outdir}")
     return 0
+
+
+def non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
 
 
 def register(sub) -> None:
@@ -24,7 +49,11 @@ def register(sub) -> None:
     p.add_argument("--records", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-images", action="store_true", help="metadata only")
-    p.add_argument("--export-only", action="store_true", help="write one BOLD export file, for benchmarks")
+    p.add_argument(
+        "--export-only",
+        action="store_true",
+        help="write one BOLD export file, for benchmarks or a later delivery (generated in bounded memory)",
+    )
     p.add_argument("--layout", choices=tuple(LAYOUT_COLUMNS), default="bcdm2024")
     p.add_argument(
         "--species-share",
@@ -32,4 +61,22 @@ def register(sub) -> None:
         help="fraction of records identified to species (default: 0.5 for the sample, fills all eight splits; "
         "0.10 as in BIOSCAN-5M with --export-only)",
     )
+    p.add_argument("--prefix", default=ID_PREFIX, help=f"processid prefix (default {ID_PREFIX})")
+    p.add_argument(
+        "--id-offset",
+        type=non_negative,
+        default=ID_OFFSET,
+        metavar="K",
+        help=f"processid numbers are drawn from [K, K + 3 x records) (default {ID_OFFSET}); a later delivery with "
+        "K at or past the earlier one's K + 3 x records (or another --prefix) shares no processid or sampleid",
+    )
+    p.add_argument(
+        "--redeliver",
+        type=non_negative,
+        default=0,
+        metavar="N",
+        help="with --export-only and --previous: also carry N processids of the previous export (chosen by the "
+        "seed), after the new rows, each with the identification of another of its records (another species)",
+    )
+    p.add_argument("--previous", metavar="EXPORT", help="the earlier export (same --layout) that --redeliver repeats")
     p.set_defaults(func=cmd_sample)

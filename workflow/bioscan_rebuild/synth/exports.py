@@ -8,18 +8,24 @@ a folder of 1024x768 well photos with known ground truth. It also plants one of 
 ingest stage must catch and lists them, with the expected reject reason, in ``faults.json``.
 
 Metadata is generated column-wise with numpy and written with Arrow, so millions of rows take
-seconds (``--no-images`` for benchmarks).
+seconds (``--no-images`` for benchmarks). ``generate_export`` writes one large export chunk by chunk in bounded
+memory, and makes later deliveries: processids under another prefix or id offset, and redeliveries of an earlier
+export's records with new identifications.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.schemas import RANKS
 
 V4_COLUMNS = [
@@ -295,6 +301,8 @@ SPECIES_SHARE = 0.10
 UNDESCRIBED_EVERY, UNDESCRIBED_OFFSET = 4, 1
 SAMPLE_SPECIES_SHARE = 0.5
 BARCODE_LENGTH = 658
+# Processids are {ID_PREFIX}{number}-{suffix}, numbers drawn from [ID_OFFSET, ID_OFFSET + 3 n).
+ID_PREFIX, ID_OFFSET = "BSCN", 1000
 
 
 def _names(rng: np.random.Generator, n: int, suffix: str, capital: bool) -> np.ndarray:
@@ -316,6 +324,13 @@ def _names(rng: np.random.Generator, n: int, suffix: str, capital: bool) -> np.n
     return np.array(names, dtype=object)
 
 
+def _filled(n: int, value: str) -> np.ndarray:
+    """An object array of n references to one string (np.full makes n copies of it: 50 bytes a cell)."""
+    array = np.empty(n, dtype=object)
+    array.fill(value)
+    return array
+
+
 def _bin_codes(rng: np.random.Generator, n: int) -> np.ndarray:
     letters = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
     codes, seen = [], set()
@@ -327,16 +342,28 @@ def _bin_codes(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.array(codes, dtype=object)
 
 
-def generate_metadata(
-    n: int, seed: int = 0, prefix: str = "BSCN", species_share: float = SPECIES_SHARE
-) -> dict[str, np.ndarray]:
-    """Column arrays (object dtype, None = missing) for n specimens; canonical names.
-
-    ``species_share`` is the fraction of records identified to species (BIOSCAN-5M: about 10 %).
+@dataclass
+class Taxonomy:
+    """What all records of one export share: the tree and its names; for a chunked export also the BIN codes,
+    the per-BIN base sequences and the processid numbers (otherwise drawn with the specimens, as they always were).
     """
-    if not 0.0 < species_share <= 0.96:
-        raise ValueError(f"species_share must be in (0, 0.96], got {species_share}")
-    rng = np.random.default_rng(seed)
+
+    order_names: list[str]
+    family_order: np.ndarray
+    family_names: list[str]
+    subfamily_names: np.ndarray
+    genus_family: np.ndarray
+    genus_names: np.ndarray
+    species_genus: np.ndarray
+    epithets: np.ndarray
+    species_names: np.ndarray
+    bins: np.ndarray | None = None
+    bin_bases: np.ndarray | None = None
+    id_numbers: np.ndarray | None = None
+
+
+def _draw_tree(rng: np.random.Generator, n: int) -> Taxonomy:
+    """Genera, species and their names, sized for n records."""
     n_species = max(40, n // 60)
     n_genera = max(15, n_species // 3)
     # Taxonomy tree: genus -> family -> order.
@@ -362,13 +389,62 @@ def generate_metadata(
         interim = f"sp. {k}BIOUG" if i % 2 else f"Malaise{k:04d}"
         species_names[k] = f"{genus_names[species_genus[k]]} {interim}"
     subfamily_names = np.array([f"{f[:-4]}inae" for f in family_names], dtype=object)
+    return Taxonomy(
+        order_names=order_names,
+        family_order=family_order,
+        family_names=family_names,
+        subfamily_names=subfamily_names,
+        genus_family=genus_family,
+        genus_names=genus_names,
+        species_genus=species_genus,
+        epithets=epithets,
+        species_names=species_names,
+    )
 
+
+def _draw_bin_bases(rng: np.random.Generator, n_bins: int) -> np.ndarray:
+    return BASES[rng.integers(0, 4, (n_bins, BARCODE_LENGTH))]
+
+
+def _draw_id_numbers(rng: np.random.Generator, n: int, id_offset: int) -> np.ndarray:
+    return rng.permutation(np.arange(id_offset, id_offset + n * 3))[:n]
+
+
+def draw_taxonomy(n_records: int, seed: int = 0, id_offset: int = ID_OFFSET) -> Taxonomy:
+    """The whole taxonomy of a chunked export of n_records, drawn once from the seed."""
+    rng = np.random.default_rng(seed)
+    taxonomy = _draw_tree(rng, n_records)
+    n_bins = len(taxonomy.species_names) * 2
+    taxonomy.bins = _bin_codes(rng, n_bins)
+    taxonomy.bin_bases = _draw_bin_bases(rng, n_bins)
+    taxonomy.id_numbers = _draw_id_numbers(rng, n_records, id_offset)
+    return taxonomy
+
+
+def draw_specimens(
+    taxonomy: Taxonomy,
+    rng: np.random.Generator,
+    n: int,
+    species_share: float = SPECIES_SHARE,
+    prefix: str = ID_PREFIX,
+    id_offset: int = ID_OFFSET,
+    first: int = 0,
+) -> dict[str, np.ndarray]:
+    """Column arrays for records first .. first + n - 1 of an export (see ``generate_metadata``).
+
+    What `taxonomy` leaves out (BINs, base sequences, id numbers) is drawn from `rng` where the single-call
+    generator always drew it, so that ``generate_metadata`` keeps its exact output.
+    """
+    if not 0.0 < species_share <= 0.96:
+        raise ValueError(f"species_share must be in (0, 0.96], got {species_share}")
+    n_species = len(taxonomy.species_names)
+    genus_names, epithets = taxonomy.genus_names, taxonomy.epithets
     # Long tail: Zipf-like abundance over species.
     weights = 1.0 / np.arange(1, n_species + 1) ** 1.1
     species = rng.choice(n_species, n, p=weights / weights.sum())
-    genus = species_genus[species]
-    family = genus_family[genus]
-    order = family_order[family]
+    genus = taxonomy.species_genus[species]
+    family = taxonomy.genus_family[genus]
+    order = taxonomy.family_order[family]
 
     # Which ranks carry a label (deeper ranks only when the shallower one does).
     depth = rng.random(n)
@@ -377,13 +453,13 @@ def generate_metadata(
     has_genus = depth < max(0.24, species_share)
     has_species = depth < species_share
     col = {
-        "phylum": np.full(n, "Arthropoda", dtype=object),
-        "class": np.full(n, "Insecta", dtype=object),
-        "order": np.array(order_names, dtype=object)[order],
-        "family": np.where(has_family, np.array(family_names, dtype=object)[family], None),
-        "subfamily": np.where(has_subfamily, subfamily_names[family], None),
+        "phylum": _filled(n, "Arthropoda"),
+        "class": _filled(n, "Insecta"),
+        "order": np.array(taxonomy.order_names, dtype=object)[order],
+        "family": np.where(has_family, np.array(taxonomy.family_names, dtype=object)[family], None),
+        "subfamily": np.where(has_subfamily, taxonomy.subfamily_names[family], None),
         "genus": np.where(has_genus, genus_names[genus], None),
-        "species": np.where(has_species, species_names[species], None),
+        "species": np.where(has_species, taxonomy.species_names[species], None),
     }
     # Placeholder and open-nomenclature names, as real BOLD records carry them.
     placeholder = has_species & (rng.random(n) < 0.15)
@@ -407,7 +483,7 @@ def generate_metadata(
 
     # BINs: 1-2 per species; a few records without one.
     n_bins = n_species * 2
-    bins = _bin_codes(rng, n_bins)
+    bins = taxonomy.bins if taxonomy.bins is not None else _bin_codes(rng, n_bins)
     record_bin = species * 2 + (rng.random(n) < 0.2)
     col["bin_uri"] = np.where(rng.random(n) < 0.015, None, bins[record_bin])
 
@@ -415,7 +491,7 @@ def generate_metadata(
     variant = np.minimum(rng.zipf(1.6, n) - 1, 40)
     pair = record_bin.astype(np.int64) * 64 + variant
     unique_pairs, inverse = np.unique(pair, return_inverse=True)
-    base = BASES[rng.integers(0, 4, (n_bins, BARCODE_LENGTH))]
+    base = taxonomy.bin_bases if taxonomy.bin_bases is not None else _draw_bin_bases(rng, n_bins)
     seqs = base[unique_pairs // 64].copy()
     n_mut = np.where(unique_pairs % 64 == 0, 0, 3)
     rows = np.repeat(np.arange(len(unique_pairs)), n_mut)
@@ -447,14 +523,36 @@ def generate_metadata(
     col["lat"] = np.where(no_coord, None, np.char.mod("%.4f", lat)).astype(object)
     col["lon"] = np.where(no_coord, None, np.char.mod("%.4f", lon)).astype(object)
 
-    numbers = rng.permutation(np.arange(1000, 1000 + n * 3))[:n]
+    if taxonomy.id_numbers is not None:
+        numbers = taxonomy.id_numbers[first : first + n]
+    else:
+        numbers = _draw_id_numbers(rng, n, id_offset)
     col["processid"] = np.array([f"{prefix}{k}-{21 + k % 4}" for k in numbers], dtype=object)
-    plate = 60000 + np.arange(n) // 95
-    well = np.arange(n) % 95
+    # Wells are numbered on from the id offset, so that deliveries with disjoint id ranges hold distinct sampleids.
+    well_number = id_offset - ID_OFFSET + first + np.arange(n)
+    plate = 60000 + well_number // 95
+    well = well_number % 95
     col["sampleid"] = np.array(
         [f"BIOUG{p}-{'ABCDEFGH'[w // 12]}{w % 12 + 1:02d}" for p, w in zip(plate, well)], dtype=object
     )
     return col
+
+
+def generate_metadata(
+    n: int,
+    seed: int = 0,
+    prefix: str = ID_PREFIX,
+    species_share: float = SPECIES_SHARE,
+    id_offset: int = ID_OFFSET,
+) -> dict[str, np.ndarray]:
+    """Column arrays (object dtype, None = missing) for n specimens; canonical names.
+
+    ``species_share`` is the fraction of records identified to species (BIOSCAN-5M: about 10 %). Processids are
+    ``{prefix}{k}-{suffix}`` with distinct numbers k drawn from [id_offset, id_offset + 3 n).
+    """
+    rng = np.random.default_rng(seed)
+    taxonomy = _draw_tree(rng, n)
+    return draw_specimens(taxonomy, rng, n, species_share=species_share, prefix=prefix, id_offset=id_offset)
 
 
 def _coord_text(lat, lon, layout: str):
@@ -480,10 +578,12 @@ def export_columns(col: dict[str, np.ndarray], layout: str, rng: np.random.Gener
         )
         n = len(order)
     missing = "" if layout == "v4" else "None"
-    out = {name: np.full(n, missing, dtype=object) for name in LAYOUT_COLUMNS[layout]}
+    out = {name: _filled(n, missing) for name in LAYOUT_COLUMNS[layout]}
 
     def put(name, values):
-        out[name] = np.where(np.equal(values, None), missing, values).astype(object)
+        filled = np.array(values, dtype=object)
+        filled[np.equal(values, None)] = missing  # one shared string, not one per cell
+        out[name] = filled
 
     if layout == "v4":
         mapping = {
@@ -510,7 +610,7 @@ def export_columns(col: dict[str, np.ndarray], layout: str, rng: np.random.Gener
         mapping["country" if layout == "bcdm2023" else "country/ocean"] = "country"
         mapping["province" if layout == "bcdm2023" else "province/state"] = "province_state"
         put("coord", np.array([_coord_text(a, b, layout) for a, b in zip(col["lat"], col["lon"])], dtype=object))
-        put("kingdom", np.full(n, "Animalia", dtype=object))
+        put("kingdom", _filled(n, "Animalia"))
         if layout == "bcdm2024":
             put(
                 "record_id",
@@ -523,28 +623,48 @@ def export_columns(col: dict[str, np.ndarray], layout: str, rng: np.random.Gener
     return out
 
 
+# Arrow always quotes header names, BOLD never does: headers are written by hand, rows without one.
+WRITE_OPTIONS = pacsv.WriteOptions(delimiter="\t", quoting_style="none", include_header=False)
+CRLF_SLICE_ROWS = 10_000
+
+
+def _header_line(names, crlf: bool) -> bytes:
+    return ("\t".join(names) + ("\r\n" if crlf else "\n")).encode()
+
+
+def _append_rows(sink, table: pa.Table, crlf: bool) -> None:
+    """Data rows onto an open Arrow sink; CRLF line ends are made slice by slice, never on a whole export."""
+    if not crlf:
+        pacsv.write_csv(table, sink, write_options=WRITE_OPTIONS)
+        return
+    for start in range(0, table.num_rows, CRLF_SLICE_ROWS):
+        buffer = pa.BufferOutputStream()
+        pacsv.write_csv(table.slice(start, CRLF_SLICE_ROWS), buffer, write_options=WRITE_OPTIONS)
+        sink.write(buffer.getvalue().to_pybytes().replace(b"\n", b"\r\n"))
+
+
+def _string_table(columns: dict[str, np.ndarray]) -> pa.Table:
+    return pa.table({k: pa.array(v, pa.string()) for k, v in columns.items()})
+
+
 def write_export(
     columns: dict[str, np.ndarray], path: Path, crlf: bool = False, extra_lines: dict[int, str] | None = None
 ):
     """TSV with no quoting, as BOLD writes it. `extra_lines` inserts raw lines before data row i."""
-    table = pa.table({k: pa.array(v, pa.string()) for k, v in columns.items()})
+    table = _string_table(columns)
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = ("\t".join(columns) + "\n").encode()
-    # Arrow always quotes header names, BOLD never does: write the header ourselves.
-    options = pacsv.WriteOptions(delimiter="\t", quoting_style="none", include_header=False)
-    if not crlf and not extra_lines:
+    if not extra_lines:
         with pa.OSFile(str(path), "wb") as sink:  # streamed: large benchmark exports never sit in memory twice
-            sink.write(header)
-            pacsv.write_csv(table, sink, write_options=options)
+            sink.write(_header_line(columns, crlf))
+            _append_rows(sink, table, crlf)
         return
     sink = pa.BufferOutputStream()
-    pacsv.write_csv(table, sink, write_options=options)
-    data = header + sink.getvalue().to_pybytes()
-    if extra_lines:
-        lines = data.split(b"\n")
-        for i in sorted(extra_lines, reverse=True):
-            lines.insert(1 + i, extra_lines[i].encode())
-        data = b"\n".join(lines)
+    pacsv.write_csv(table, sink, write_options=WRITE_OPTIONS)
+    data = _header_line(columns, crlf=False) + sink.getvalue().to_pybytes()
+    lines = data.split(b"\n")
+    for i in sorted(extra_lines, reverse=True):
+        lines.insert(1 + i, extra_lines[i].encode())
+    data = b"\n".join(lines)
     if crlf:
         data = data.replace(b"\n", b"\r\n")
     path.write_bytes(data)
@@ -560,6 +680,8 @@ def generate_sample(
     seed: int = 0,
     images: bool = True,
     species_share: float = SAMPLE_SPECIES_SHARE,
+    prefix: str = ID_PREFIX,
+    id_offset: int = ID_OFFSET,
 ) -> dict:
     """Write two batches (a BCDM-2024 delivery and a later v4 delivery) with planted faults.
 
@@ -573,7 +695,7 @@ def generate_sample(
 
     outdir = Path(outdir)
     rng = np.random.default_rng(seed)
-    col = generate_metadata(n_records, seed=seed, species_share=species_share)
+    col = generate_metadata(n_records, seed=seed, species_share=species_share, prefix=prefix, id_offset=id_offset)
     n_a = int(n_records * 0.65)
     a, b = _select(col, np.arange(n_a)), _select(col, np.arange(n_a, n_records))
     faults = []
@@ -606,7 +728,7 @@ def generate_sample(
         extra = {}
         if name == "sample-a":
             # A row cut short (fewer fields) and a row with no processid.
-            extra[n_rows // 2] = "\t".join(["BSCNBROKEN-21", "BIOUG99999-A01", "None"])
+            extra[n_rows // 2] = "\t".join([f"{prefix}BROKEN-21", "BIOUG99999-A01", "None"])
             blank = {k: "None" for k in LAYOUT_COLUMNS[layout]}
             blank.update(processid="None", marker_code="COI-5P", nuc="ACGT" * 10)
             extra[n_rows // 3] = "\t".join(blank[k] for k in LAYOUT_COLUMNS[layout])
@@ -635,17 +757,17 @@ def generate_sample(
             ids = ids[:-2]  # the repeated records' photos came with batch a
         # Planted image faults (batch a): record without image, corrupt, empty, orphan, stray file.
         if name == "sample-a":
-            no_image, corrupt, empty = ids[2], ids[3], ids[4]
+            no_image, corrupt, empty, orphan = ids[2], ids[3], ids[4], f"{prefix}ORPHAN-24"
             faults += [
                 {"kind": "record", "processid": no_image, "reason": "no_image", "what": "photo missing"},
                 {"kind": "image", "processid": corrupt, "reason": "undecodable", "what": "JPEG cut in half"},
                 {"kind": "record", "processid": corrupt, "reason": "image_rejected", "what": "its photo is corrupt"},
                 {"kind": "image", "processid": empty, "reason": "empty_file", "what": "zero-byte photo"},
                 {"kind": "record", "processid": empty, "reason": "image_rejected", "what": "its photo is empty"},
-                {"kind": "image", "processid": "BSCNORPHAN-24", "reason": "no_record", "what": "photo with no record"},
+                {"kind": "image", "processid": orphan, "reason": "no_record", "what": "photo with no record"},
                 {"kind": "image", "processid": None, "reason": "unrecognised_name", "what": "Thumbs.db"},
             ]
-            ids = [p for p in ids if p != no_image] + ["BSCNORPHAN-24"]
+            ids = [p for p in ids if p != no_image] + [orphan]
             (image_dir / "Thumbs.db").write_bytes(b"\x00" * 64)
         kinds = rng.choice(["specimen", "empty", "edge"], len(ids), p=[0.86, 0.07, 0.07])
         for pid, kind in zip(ids, kinds):
@@ -680,12 +802,182 @@ def generate_sample(
     return manifest
 
 
+# Specimens generated and written at a time by generate_export: bounds its memory (1M records in about 1 GB).
+CHUNK_RECORDS = 100_000
+# The redelivery's own random stream; chunk streams are keyed by their index, which never gets this high.
+REDELIVERY_STREAM = 2**32 - 1
+MISSING_TOKENS = pa.array(["", "None"])
+# Besides the lineage (phylum .. species), what a re-identification rewrites, where a layout has the column.
+IDENTIFICATION_COLUMNS = (
+    "taxid",
+    "identification",
+    "identification_rank",
+    "identified_by",
+    "identifier_email",
+    "identification_method",
+    "species_reference",
+    "taxonomy_notes",
+    "identification_provided_by",
+    "identification_reference",
+    "tax_note",
+)
+
+
+def _export_chunks(
+    n_records: int, seed: int, layout: str, species_share: float, prefix: str, id_offset: int, chunk_records: int
+) -> Iterator[pa.Table]:
+    """The export's rows as string tables, chunk_records specimens at a time.
+
+    Up to one chunk: exactly what the single-call generator always wrote. Beyond: one taxonomy (and one set of
+    processid numbers) drawn from the seed, each chunk's specimens from their own stream.
+    """
+    extra_markers = 0.02 if layout == "bcdm2024" else 0.0
+    if n_records <= chunk_records:
+        col = generate_metadata(n_records, seed=seed, prefix=prefix, species_share=species_share, id_offset=id_offset)
+        yield _string_table(export_columns(col, layout, np.random.default_rng(seed + 1), extra_markers=extra_markers))
+        return
+    taxonomy = draw_taxonomy(n_records, seed=seed, id_offset=id_offset)
+    for index, first in enumerate(range(0, n_records, chunk_records)):
+        rng = np.random.default_rng([seed, index])
+        n = min(chunk_records, n_records - first)
+        specimens = draw_specimens(
+            taxonomy, rng, n, species_share=species_share, prefix=prefix, id_offset=id_offset, first=first
+        )
+        table = _string_table(export_columns(specimens, layout, rng, extra_markers=extra_markers))
+        del specimens  # neither this nor the written table stays alive beside the next chunk's
+        yield table
+        del table
+
+
+def export_layout(path: str | Path) -> str | None:
+    """The layout whose header a file starts with, or None."""
+    with open(path, "rb") as handle:
+        names = handle.readline().decode("utf-8", "replace").rstrip("\r\n").split("\t")
+    return next((layout for layout, columns in LAYOUT_COLUMNS.items() if names == columns), None)
+
+
+def _open_export(path: Path, columns: list[str], include: list[str] | None = None):
+    """Arrow's streaming reader over an export: every field as its literal text, malformed rows skipped."""
+    return pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(block_size=1 << 22),
+        parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, invalid_row_handler=lambda row: "skip"),
+        convert_options=pacsv.ConvertOptions(
+            column_types={name: pa.string() for name in columns},
+            strings_can_be_null=False,
+            include_columns=include or columns,
+        ),
+    )
+
+
+def redelivery(previous: str | Path, n: int, seed: int, layout: str) -> tuple[pa.Table, pa.Array]:
+    """Rows of `n` processids of an earlier export, as BOLD exports them again after a re-identification.
+
+    The processids are chosen by the seed; each (with all its marker rows) takes the lineage (phylum .. species)
+    and identification columns of another row of that export that names a different species; everything else
+    (sampleid, BIN, sequence ...) stays. Returns those rows and every processid of the earlier export.
+    """
+    previous = Path(previous)
+    found = export_layout(previous)
+    if found != layout:
+        what = f"a {found} export" if found else "not a BOLD export of a known layout (v4, bcdm2023, bcdm2024)"
+        raise InputError(f"{previous}: {what}; a redelivery keeps the layout of the export it repeats ({layout})")
+    columns = LAYOUT_COLUMNS[layout]
+    species_column = "species_name" if layout == "v4" else "species"
+    lineage_start = columns.index("phylum_taxID" if layout == "v4" else "phylum")
+    relabelled = columns[lineage_start : columns.index(species_column) + 1]
+    relabelled += [name for name in IDENTIFICATION_COLUMNS if name in columns]
+
+    ids = _open_export(previous, columns, ["processid", species_column]).read_all()
+    processid, species = ids["processid"], ids[species_column]
+    rows = pa.array(np.arange(ids.num_rows))
+    has_id = pc.invert(pc.is_in(processid, value_set=MISSING_TOKENS))
+    firsts = (
+        pa.table({"processid": processid, "row": rows}).filter(has_id).group_by("processid").aggregate([("row", "min")])
+    )
+    if n > firsts.num_rows:
+        raise InputError(f"{previous} holds {firsts.num_rows} processids: cannot redeliver {n}")
+    named = np.flatnonzero(pc.invert(pc.is_in(species, value_set=MISSING_TOKENS)).to_numpy(zero_copy_only=False))
+    if pc.count_distinct(species.take(named)).as_py() < 2:
+        raise InputError(f"{previous} names fewer than two species: no other identification to give a record")
+
+    rng = np.random.default_rng([seed, REDELIVERY_STREAM])
+    target_rows = np.sort(rng.choice(np.sort(firsts["row_min"].to_numpy()), n, replace=False))
+    target_species = species.take(target_rows).to_numpy(zero_copy_only=False)
+    donor_rows = named[rng.integers(0, len(named), n)]
+    same = species.take(donor_rows).to_numpy(zero_copy_only=False) == target_species
+    while same.any():  # ends: every target has a different species among two or more
+        donor_rows[same] = named[rng.integers(0, len(named), int(same.sum()))]
+        same = species.take(donor_rows).to_numpy(zero_copy_only=False) == target_species
+    target_ids = processid.take(target_rows).combine_chunks()
+    previous_ids = firsts["processid"].combine_chunks()
+    del ids, processid, species, firsts
+
+    # Second pass, streamed: every row of the chosen processids, and the donor rows' labels.
+    donor_wanted = np.unique(donor_rows)
+    target_parts, donor_parts, offset = [], [], 0
+    for batch in _open_export(previous, columns):
+        table = pa.Table.from_batches([batch])
+        target_parts.append(table.filter(pc.is_in(table["processid"], value_set=target_ids)))
+        here = donor_wanted[(donor_wanted >= offset) & (donor_wanted < offset + table.num_rows)]
+        donor_parts.append(table.select(relabelled).take(here - offset))
+        offset += table.num_rows
+    redelivered = pa.concat_tables(target_parts)
+    donors = pa.concat_tables(donor_parts)  # in donor_wanted order
+    target_of_row = pc.index_in(redelivered["processid"], value_set=target_ids).to_numpy()
+    donor_of_row = np.searchsorted(donor_wanted, donor_rows[target_of_row])
+    for name in relabelled:
+        redelivered = redelivered.set_column(columns.index(name), name, donors[name].take(donor_of_row))
+    return redelivered, previous_ids
+
+
 def generate_export(
-    path: str | Path, n_records: int, seed: int = 0, layout: str = "bcdm2024", species_share: float = SPECIES_SHARE
+    path: str | Path,
+    n_records: int,
+    seed: int = 0,
+    layout: str = "bcdm2024",
+    species_share: float = SPECIES_SHARE,
+    prefix: str = ID_PREFIX,
+    id_offset: int = ID_OFFSET,
+    redeliver: int = 0,
+    previous: str | Path | None = None,
+    chunk_records: int = CHUNK_RECORDS,
 ) -> int:
-    """A single metadata-only export of n_records specimens (for benchmarks). Returns rows written."""
-    rng = np.random.default_rng(seed + 1)
-    col = generate_metadata(n_records, seed=seed, species_share=species_share)
-    columns = export_columns(col, layout, rng, extra_markers=0.02 if layout == "bcdm2024" else 0.0)
-    write_export(columns, Path(path), crlf=(layout == "v4"))
-    return len(columns["processid"])
+    """A single metadata-only export of n_records specimens (benchmarks, later deliveries). Returns rows written.
+
+    Written chunk_records specimens at a time, in bounded memory. With `redeliver`, that many processids of the
+    `previous` export (same layout) follow the new rows with new identifications (see ``redelivery``); a new
+    processid that the previous export already holds is refused (choose another prefix or id offset).
+    """
+    path = Path(path)
+    redelivered = previous_ids = None
+    if redeliver:
+        if previous is None:
+            raise InputError("a redelivery needs the previous export to take its processids from")
+        if Path(previous).resolve() == path.resolve():
+            raise InputError(f"{path}: the new export would overwrite the previous export it redelivers from")
+        redelivered, previous_ids = redelivery(previous, redeliver, seed, layout)
+    crlf = layout == "v4"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = 0
+    try:
+        with pa.OSFile(str(path), "wb") as sink:
+            sink.write(_header_line(LAYOUT_COLUMNS[layout], crlf))
+            for table in _export_chunks(n_records, seed, layout, species_share, prefix, id_offset, chunk_records):
+                if previous_ids is not None:
+                    clash = table["processid"].filter(pc.is_in(table["processid"], value_set=previous_ids))
+                    if len(clash):
+                        raise InputError(
+                            f"new processid {clash[0]} is already in {previous}: give the new delivery another "
+                            "--prefix, or an --id-offset past the previous one's range"
+                        )
+                _append_rows(sink, table, crlf)
+                rows += table.num_rows
+                del table
+            if redelivered is not None:
+                _append_rows(sink, redelivered, crlf)
+                rows += redelivered.num_rows
+    except BaseException:
+        path.unlink(missing_ok=True)  # half an export must not pass for a delivery
+        raise
+    return rows
