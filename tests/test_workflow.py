@@ -286,3 +286,23 @@ def test_gpu_detector_jobs_ask_the_cluster_for_a_gpu(sample_dir, tmp_path, backe
     text = plan.stdout + plan.stderr
     job = text[text.index("rule process_photos") :]
     assert f"gpu={gpus}" in job.split("Shell command")[0]
+
+
+def test_records_without_photos_pass_the_image_stage_when_photos_are_not_required(sample_dir, tmp_path):
+    """ingest.require_images: false (a metadata-only delivery): its records pass the image stage as they came,
+    the run's accounting balances, and they are released without images."""
+    from bioscan_rebuild.synth.exports import generate_export
+
+    workdir = make_workdir(tmp_path / "no-photos", sample_dir)
+    generate_export(workdir / "resources" / "metadata-only.tsv", 200, seed=5, prefix="MONLY")
+    config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    config["ingest"]["require_images"] = False
+    config["batches"].append({"name": "metadata-only", "export": "resources/metadata-only.tsv"})
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    run_snakemake(workdir)
+    accounting = json.loads((workdir / "results" / "accounting.json").read_text())
+    assert accounting["balanced"] is True
+    released = pd.read_parquet(workdir / "results" / "splits" / "splits.parquet")["processid"]
+    photoless = released[released.str.startswith("MONLY")]
+    assert len(photoless) > 100
+    assert accounting["released"]["records"] - accounting["released"]["images"] >= len(photoless)

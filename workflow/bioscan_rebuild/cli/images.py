@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 from bioscan_rebuild.cli.common import batch_dirs
-from bioscan_rebuild.core.io import write_json
 from bioscan_rebuild.core.params import CONTACT_SHEET_SIZE
 from bioscan_rebuild.detect.registry import BACKENDS
 
@@ -50,6 +49,7 @@ def cmd_detect(args) -> int:
 
 
 def cmd_images_photos(args) -> int:
+    from bioscan_rebuild.core.io import write_json
     from bioscan_rebuild.core.params import ImageParams
     from bioscan_rebuild.images.shard import run_photo_shard
 

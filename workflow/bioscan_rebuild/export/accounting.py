@@ -92,7 +92,8 @@ def account_run(*, ingest_accounting, records, images, curated, metadata_rejects
             f"kept, but its record tables hold {len(kept)} records and {len(with_photo)} photos"
         )
     statuses = _column(images, ["processid", "image_status"])
-    after_images = _processids(statuses, "images")
+    # A record without a photo (ingest.require_images: false) passes the image stage as it came.
+    after_images = _processids(statuses, "images") | (kept - with_photo)
     after_metadata = _processids(pq.read_table(curated, columns=["processid"]), "metadata")
     released = _processids(pq.read_table(splits, columns=["processid"]), "splits")
     stages = {
