@@ -149,3 +149,18 @@ def test_detect_command_with_the_classical_detector_on_real_photos(realdata, tmp
     assert (rows["x1"] > rows["x0"]).all() and (rows["pixel_count"] > 0).all()
     assert ((rows["area_fraction"] > 0) & (rows["area_fraction"] < 1)).all()
     assert len(list((tmp_path / "crops" / "cropped_256").glob("*.jpg"))) == 6
+
+
+def test_a_shard_without_photos_loads_no_detector(tmp_path, monkeypatch):
+    def refuse(backend, **params):
+        raise AssertionError("a detector was built for a shard with no photo")
+
+    monkeypatch.setattr("bioscan_rebuild.images.shard.make_detector", refuse)
+    inventory = tmp_path / "inventory.parquet"
+    from bioscan_rebuild.core.io import write_table
+    from bioscan_rebuild.ingest.inventory import INVENTORY_SCHEMA
+
+    write_table(INVENTORY_SCHEMA.empty_table(), inventory)
+    summary = run_photo_shard(inventory, tmp_path / "store", tmp_path / "photos.parquet", batch="b", backend="yolo")
+    assert summary == {"photos": 0, "photos_processed": 0, "photos_reused": 0}
+    assert pq.read_table(tmp_path / "photos.parquet").num_rows == 0

@@ -161,6 +161,9 @@ def run_photo_shard(
     for row in inventory:
         if row["image_problem"] is None and row["image_sha256"] not in photos:
             photos[row["image_sha256"]] = row
+    if not photos:  # most shards of a small delivery: no model to load
+        write_table(PHOTO_SCHEMA.empty_table(), output)
+        return {"photos": 0, "photos_processed": 0, "photos_reused": 0}
     detector = make_detector(backend, **(detector_params or {}))
     key = stage_key(params, detector)
     facts = detector.params()
