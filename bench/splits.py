@@ -1,4 +1,5 @@
-"""Benchmark: ``assign_splits`` on a large synthetic table built from the dev-100k split fixture.
+"""Benchmark: the ``bioscan-rebuild split`` command, ``assign_splits`` and the literal spec reading, on one large
+synthetic table built from the dev-100k split fixture, in one run.
 
 The table is the fixture's 100k records replicated and cut to ``--rows``: replica r > 0 renames its
 processids, genera and the genus word of its species with a letters-only suffix (so no placeholder rule
@@ -6,19 +7,25 @@ changes), and every replica puts its own code after the leading ``N`` padding of
 are padded to ``--barcode-length`` nt (default 658, the COI-5P length) with a constant filler before the
 trailing ``N`` run. Each species, barcode and split structure of the fixture thus repeats once per replica.
 
-Each step runs in its own child process; memory is that child's peak RSS (VmHWM). For the split, the child
-loads the table (the 4 columns ``assign_splits`` reads, or all with ``--all-columns``), reports that RSS,
-resets the peak (``/proc/self/clear_refs``) and times ``assign_splits``, so its own increment is visible.
+The table is written twice: as Parquet (what the in-process steps load) and as the metadata CSV the command
+reads (all 23 columns, written by pandas as the published CSV is: minimal quoting).
+
+Each step runs in its own process. The command (``python -m bioscan_rebuild split table.csv out.csv --summary
+S.csv``) is timed end to end, its peak RSS taken from the kernel's rusage of that one process (``os.wait4``);
+its split column is checked against ``assign_splits`` and every other column against the input. For
+``assign_splits`` and the reference, the child loads the table (the 4 columns ``assign_splits`` reads, or all with
+``--all-columns``), reports that RSS, resets the peak (``/proc/self/clear_refs``) and times the call, so its own
+increment is visible. The last line is every figure as JSON.
 
     python bench/splits.py                    # 1,000,000 rows
-    python bench/splits.py --rows 5150000     # full BIOSCAN-5M scale
-    python bench/splits.py --rows 200000 --reference   # also the literal (slow) implementation, compared
+    python bench/splits.py --rows 5150000 --no-reference   # full BIOSCAN-5M scale
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -63,8 +70,9 @@ def _code(r: int, width: int) -> str:
     return out
 
 
-def generate(fixture: Path, rows: int, barcode_length: int, out: Path) -> dict:
-    """Write the synthetic table to ``out`` (Parquet, one row group per replica, so memory is one replica)."""
+def generate(fixture: Path, rows: int, barcode_length: int, out: Path, csv: Path) -> dict:
+    """Write the synthetic table to ``out`` (Parquet, one row group per replica, so memory is one replica) and
+    to ``csv`` (the command's input)."""
     import numpy as np
     import pandas as pd
     import pyarrow as pa
@@ -94,6 +102,7 @@ def generate(fixture: Path, rows: int, barcode_length: int, out: Path) -> dict:
         table = pa.Table.from_pandas(part, preserve_index=False)
         writer = writer or pq.ParquetWriter(out, table.schema)
         writer.write_table(table)
+        part.to_csv(csv, mode="a" if r else "w", header=not r, index=False, lineterminator="\n")
     writer.close()
     info["barcode_nt"] = int(part["dna_barcode"].str.len().median())
     return info
@@ -230,7 +239,9 @@ def child(step: str, args: dict) -> dict:
     sys.path.insert(0, str(REPO / "workflow"))
     if step == "generate":
         t = time.perf_counter()
-        info = generate(Path(args["fixture"]), args["rows"], args["barcode_length"], Path(args["table"]))
+        info = generate(
+            Path(args["fixture"]), args["rows"], args["barcode_length"], Path(args["table"]), Path(args["csv"])
+        )
         return {"seconds": time.perf_counter() - t, "peak_mb": _status("VmHWM"), "info": info}
     import pandas as pd
     import pyarrow as pa
@@ -257,6 +268,55 @@ def run_child(step: str, **args) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def run_command(csv: Path, out: Path, summary: Path) -> dict:
+    """``bioscan-rebuild split`` as a person runs it: wall time, and the peak RSS and CPU time of that one process
+    (``os.wait4`` gives its own rusage, not the maximum over every child this script has waited for)."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "workflow"), os.environ.get("PYTHONPATH")])),
+    }
+    command = [sys.executable, "-m", "bioscan_rebuild", "split", str(csv), str(out), "--summary", str(summary)]
+    with tempfile.TemporaryFile() as log:
+        start = time.perf_counter()
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        log.seek(0)
+        text = log.read().decode(errors="replace")
+    if proc.returncode:
+        raise SystemExit(f"the split command failed (exit {proc.returncode}):\n{text[-3000:]}")
+    return {"seconds": seconds, "peak_mb": usage.ru_maxrss / 1024, "cpu_seconds": usage.ru_utime + usage.ru_stime}
+
+
+def _read_text(path: Path, columns: list[str]):
+    """Columns of a CSV as raw text (no missing values, no type inference), with pyarrow."""
+    import pyarrow.csv as pacsv
+
+    convert = pacsv.ConvertOptions(
+        column_types=dict.fromkeys(columns, "string"), include_columns=columns, strings_can_be_null=False
+    )
+    return pacsv.read_csv(path, parse_options=pacsv.ParseOptions(newlines_in_values=True), convert_options=convert)
+
+
+def compare_cells(csv_in: Path, csv_out: Path) -> dict:
+    """The command's output against its input: same header, and every column but split and chunk equal, cell for
+    cell (a few columns at a time, to keep this process small)."""
+    import csv
+
+    with open(csv_in, newline="") as handle:
+        header_in = next(csv.reader(handle))
+    with open(csv_out, newline="") as handle:
+        header_out = next(csv.reader(handle))
+    kept = [c for c in header_in if c not in ("split", "chunk")]
+    differing = []
+    for i in range(0, len(kept), 6):
+        columns = kept[i : i + 6]
+        before, after = _read_text(csv_in, columns), _read_text(csv_out, columns)
+        differing += [c for c in columns if not before[c].equals(after[c])]
+    return {"same_header": header_in == header_out, "columns_compared": len(kept), "columns_differing": differing}
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         print(json.dumps(child(sys.argv[2], json.loads(sys.argv[3]))))
@@ -266,7 +326,12 @@ def main() -> None:
     parser.add_argument("--barcode-length", type=int, default=658)
     parser.add_argument("--fixture", type=Path, default=FIXTURE)
     parser.add_argument("--all-columns", action="store_true", help="load all 23 columns, not only the 4 used")
-    parser.add_argument("--reference", action="store_true", help="also run the literal implementation and compare")
+    parser.add_argument(
+        "--reference", action=argparse.BooleanOptionalAction, default=True, help="the literal implementation too"
+    )
+    parser.add_argument(
+        "--command", action=argparse.BooleanOptionalAction, default=True, help="the split command on the CSV too"
+    )
     parser.add_argument("--repeat", type=int, default=1, help="time assign_splits this many times (fresh child)")
     args = parser.parse_args()
     if not args.fixture.exists():
@@ -274,15 +339,24 @@ def main() -> None:
 
     import pandas as pd
 
+    figures: dict = {"rows": args.rows}
     with tempfile.TemporaryDirectory() as tmp:
-        table = str(Path(tmp) / "table.parquet")
+        tmp = Path(tmp)
+        table, table_csv = tmp / "table.parquet", tmp / "table.csv"
         gen = run_child(
-            "generate", fixture=str(args.fixture), rows=args.rows, barcode_length=args.barcode_length, table=table
+            "generate",
+            fixture=str(args.fixture),
+            rows=args.rows,
+            barcode_length=args.barcode_length,
+            table=str(table),
+            csv=str(table_csv),
         )
         info = gen["info"]
+        figures["table"] = {**info, "csv_mb": table_csv.stat().st_size / 2**20}
         print(
             f"table: {info['rows']:,} rows, {info['species']:,} species, {info['barcodes']:,} barcodes"
-            f" ({info['barcode_nt']} nt); generated in {gen['seconds']:.1f} s, peak {gen['peak_mb']:.0f} MiB"
+            f" ({info['barcode_nt']} nt, CSV {figures['table']['csv_mb']:.0f} MiB); generated in"
+            f" {gen['seconds']:.1f} s, peak {gen['peak_mb']:.0f} MiB"
         )
         steps = ["assign_splits"] * args.repeat + (["reference"] if args.reference else [])
         results = {}
@@ -290,24 +364,43 @@ def main() -> None:
             f"{'step':16s} {'seconds':>8s} {'frame MiB':>10s} {'loaded RSS':>11s} {'peak RSS':>9s} {'increment':>10s}"
         )
         for i, step in enumerate(steps):
-            result = str(Path(tmp) / f"{step}-{i}.parquet")
+            result = str(tmp / f"{step}-{i}.parquet")
             r = run_child(
                 "reference" if step == "reference" else "split",
-                table=table,
+                table=str(table),
                 all_columns=args.all_columns,
                 result=result,
             )
             results[step] = pd.read_parquet(result)["split"]
+            figures.setdefault(step, []).append({k: r[k] for k in ("seconds", "loaded_mb", "peak_mb")})
             note = "" if r["peak_reset"] else "  (peak includes loading)"
             print(
                 f"{step:16s} {r['seconds']:8.2f} {r['frame_mb']:10.0f} {r['loaded_mb']:11.0f} {r['peak_mb']:9.0f}"
                 f" {r['peak_mb'] - r['loaded_mb']:10.0f}{note}"
             )
+        if args.command:
+            out = tmp / "out.csv"
+            r = run_command(table_csv, out, tmp / "summary.csv")
+            split = _read_text(out, ["split"])["split"].to_numpy(zero_copy_only=False)
+            r["agrees_with_assign_splits"] = int((split == results["assign_splits"].to_numpy()).sum())
+            r.update(compare_cells(table_csv, out))
+            figures["command"] = r
+            print(
+                f"{'split command':16s} {r['seconds']:8.2f} {'':>10s} {'':>11s} {r['peak_mb']:9.0f} {'':>10s}"
+                f"  (CPU {r['cpu_seconds']:.2f} s)"
+            )
+            print(
+                f"command: split agrees with assign_splits on {r['agrees_with_assign_splits']:,} of {info['rows']:,}"
+                f" records; {r['columns_compared']} other columns, differing: {r['columns_differing'] or 'none'}"
+                f"; header {'kept' if r['same_header'] else 'CHANGED'}"
+            )
         counts = results["assign_splits"].value_counts()
         print("splits: " + ", ".join(f"{k} {counts.get(k, 0):,}" for k in sorted(counts.index)))
         if args.reference:
             same = int((results["reference"] == results["assign_splits"]).sum())
+            figures["reference_agrees"] = same
             print(f"reference agrees on {same:,} of {len(results['reference']):,} records")
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@ frozen (versioned) rebuilds and the CSV command."""
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +14,7 @@ import pandas as pd
 import pytest
 
 from bioscan_rebuild.cli.splits import cmd_split as run_split_command
+from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.novel import novel_mask, strip_barcode
 from bioscan_rebuild.core.schemas import LABELLED_SPLITS, SPLITS
 from bioscan_rebuild.splits.protocol import assign_splits, chunk_of, split_summary
@@ -433,3 +437,133 @@ def test_split_summary_takes_an_all_missing_barcode_column_as_read_csv_gives_it(
     table = pd.DataFrame({"split": ["pretrain", "train"], "species": [None, "Aus bus"], "dna_barcode": [np.nan] * 2})
     summary = split_summary(table).set_index("split")
     assert summary.loc["total", "samples"] == 2 and summary.loc["total", "barcodes"] == 0
+
+
+# -- the CSV command: cells come back as they were --------------------------------------------------------------
+
+# raw CSV text of cells, as pandas writes them (quoted only around a comma, a quote or a line break)
+ODD_CELLS = [
+    "007",
+    "1.50",
+    "",
+    "None",
+    "NA",
+    "nan",
+    '"a,b"',
+    '"say ""hi"""',
+    '"two\nlines"',
+    "café",
+    "中文 ünïcödé",
+    " padded ",
+    "#x",
+    "'",
+    "1e3",
+    "-0",
+    "TRUE",
+    "0010",
+]
+
+
+def _odd_csv(seed: int) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of raw field texts: odd cells around the columns the split reads, rows not sorted."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s, (n, nb) in enumerate([(40, 14), (24, 9), (12, 5), (9, 9), (1, 1)]):
+        for i in range(n):
+            rows.append(["Aus", f"Aus {'bcdef'[s]}us", f"NNACGT{s}{i % nb:02d}N"])
+    rows += [["Aus", "NA", "ACGT000"], ["", "", "ACGT001"], ["Aus", "Aus sp. 3", ""], ["None", "None", "None"]] * 3
+    out = []
+    for i, (genus, species, barcode) in enumerate(rows):
+        odd = [ODD_CELLS[(i * k) % len(ODD_CELLS)] for k in (1, 5, 7)]
+        out.append([f"P{i:04d}", odd[0], genus, species, barcode, "stale", odd[1], odd[2]])
+    order = rng.permutation(len(out))
+    return ["processid", "note", "genus", "species", "dna_barcode", "split", "count", "Ünïcode column"], [
+        out[i] for i in order
+    ]
+
+
+def _csv_bytes(header: list[str], rows: list[list[str]]) -> bytes:
+    return "".join(",".join(fields) + "\n" for fields in [header, *rows]).encode()
+
+
+def test_split_command_keeps_every_other_cell_byte_for_byte(tmp_path):
+    header, rows = _odd_csv(0)
+    (tmp_path / "in.csv").write_bytes(_csv_bytes(header, rows))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "workflow")}
+    command = [sys.executable, "-m", "bioscan_rebuild", "split", "in.csv", "out.csv", "--summary", "summary.csv"]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    got = (tmp_path / "out.csv").read_bytes()
+    splits = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)["split"].tolist()
+    assert set(splits) <= set(SPLITS) and {"train", "test", "pretrain", "other_heldout"} <= set(splits)
+    # the input's bytes with only the split cells changed: same rows, same order, every other cell as it was
+    at = header.index("split")
+    expected = _csv_bytes(header, [[*f[:at], split, *f[at + 1 :]] for f, split in zip(rows, splits)])
+    assert got == expected
+    table = pd.read_csv(tmp_path / "in.csv", dtype=str)  # read_csv's missing values, as the split reads them
+    assert splits == assign_splits(table).astype(object).tolist()
+
+
+def test_split_csv_reads_any_quoting_back_to_the_same_values(tmp_path):
+    """Quotes around plain cells and CRLF line ends are not kept, the values are: pandas reads both files alike."""
+    header, rows = _odd_csv(1)
+    requoted = [[f if f.startswith('"') else f'"{f}"' if i % 2 else f for i, f in enumerate(r)] for r in rows]
+    text = "".join(",".join(fields) + "\r\n" for fields in [header, *requoted])
+    (tmp_path / "in.csv").write_bytes(text.encode())
+    split_csv(tmp_path / "in.csv", tmp_path / "out.csv")
+    before = pd.read_csv(tmp_path / "in.csv", dtype=str, keep_default_na=False)
+    after = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
+    pd.testing.assert_frame_equal(after.drop(columns="split"), before.drop(columns="split"))
+    assert (tmp_path / "out.csv").read_bytes() == _csv_bytes(
+        header, [[*f[:5], s, *f[6:]] for f, s in zip(rows, after["split"])]
+    )
+
+
+def test_split_csv_is_assign_splits_on_the_whole_table(tmp_path):
+    """The command keeps in memory only the records with a species (and frozen ones) and gives the others the
+    split of their barcode: the same as the protocol on the whole table, with and without a freeze, and the
+    same summary as ``split_summary``."""
+    moved_without_species = 0
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        table = _random_table(300 + seed)
+        raw = table.astype(object).where(table.notna(), "")
+        for column in ("genus", "species", "dna_barcode"):  # missing values spelt as read_csv's tokens too
+            spelt = raw[column].eq("") & (rng.random(len(raw)) < 0.5)
+            raw.loc[spelt, column] = rng.choice(["NA", "None", "nan", "N/A", "NULL"], int(spelt.sum()))
+        raw["chunk"] = "stale"
+        raw.to_csv(tmp_path / "in.csv", index=False)
+        freeze, freeze_csv = None, None
+        if seed % 2:
+            old = rng.random(len(table)) < 0.5
+            freeze = pd.Series(assign_splits(table[old]).astype(object).to_numpy(), index=table["processid"][old])
+            freeze.rename("split").rename_axis("processid").reset_index().to_csv(tmp_path / "freeze.csv", index=False)
+            freeze_csv = tmp_path / "freeze.csv"
+        summary = split_csv(tmp_path / "in.csv", tmp_path / "out.csv", freeze_csv, tmp_path / "summary.csv")
+        read = pd.read_csv(tmp_path / "in.csv", dtype=str)
+        expected = assign_splits(read, freeze).astype(object)
+        out = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
+        assert out["split"].tolist() == expected.tolist(), seed
+        assert out["chunk"].tolist() == chunk_of(out["processid"], out["split"]).tolist()
+        assert summary["frozen"] == (0 if freeze is None else len(freeze))
+        assert summary["splits"] == expected.value_counts().reindex(SPLITS, fill_value=0).to_dict()
+        frame = pd.DataFrame({"split": expected, "species": read["species"], "dna_barcode": read["dna_barcode"]})
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "summary.csv"), split_summary(frame))
+        moved_without_species += int((read["species"].isna() & (expected != "pretrain")).sum())
+    assert moved_without_species > 0  # records without species did move with their barcodes
+
+
+@pytest.mark.parametrize(
+    ("line", "phrase"),
+    [
+        (b"P2,x\xff,Aus,Aus bus,ACGT,", "not a metadata CSV"),  # not UTF-8 where the protocol does not look
+        (b"P2,x,Aus,,NN\xffACGT,", "not a metadata CSV"),  # nor in a barcode of a record without species
+        (b"P2,x,Aus,Aus bus,ACGT", "Expected 6 columns, got 5"),
+    ],
+)
+def test_split_csv_rejects_a_broken_row_and_writes_nothing(tmp_path, line, phrase):
+    head = b"processid,note,genus,species,dna_barcode,split\nP1,a,Aus,Aus bus,ACGT,\n"
+    (tmp_path / "in.csv").write_bytes(head + line)
+    with pytest.raises(InputError, match=phrase):
+        split_csv(tmp_path / "in.csv", tmp_path / "out.csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]

@@ -48,6 +48,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import accumulate
+from operator import methodcaller
 
 import numpy as np
 import pandas as pd
@@ -416,6 +417,22 @@ def chunk_of(processid: pd.Series, split: pd.Series) -> pd.Series:
     return pd.Series(out, index=index, name="chunk", dtype=object)
 
 
+# chunk names by index: 0-255 two hex digits (a first md5 byte), 256-271 one digit (its high half), 272 none
+_CHUNK_NAMES = pa.array([f"{i:02x}" for i in range(256)] + [f"{i:x}" for i in range(16)] + [""], pa.string())
+
+
+def chunk_names(processid: pa.Array, split: np.ndarray) -> pa.Array:
+    """``chunk_of`` for Arrow text and split codes (``SPLITS`` positions), md5 on the processids' UTF-8 bytes."""
+    width = np.select([split == PRETRAIN, (split == TRAIN) | (split == OTHER_HELDOUT)], [2, 1], 0)
+    rows = np.flatnonzero(width)
+    ids = pc.take(processid, pa.array(rows)).cast(pa.binary()).to_pylist()
+    digests = b"".join(map(methodcaller("digest"), map(hashlib.md5, ids)))  # no Python frame per record
+    first = np.frombuffer(digests, dtype=np.uint8)[::16].astype(np.int64)
+    index = np.full(len(split), len(_CHUNK_NAMES) - 1, dtype=np.int64)
+    index[rows] = np.where(width[rows] == 2, first, 256 + (first >> 4))
+    return _CHUNK_NAMES.take(pa.array(index))
+
+
 def split_summary(df: pd.DataFrame) -> pd.DataFrame:
     """Per split (published order, then a total row): samples, distinct strip barcodes, distinct species.
     A ``barcode_key`` column (one value per strip barcode, e.g. its md5 from the barcode stage) is counted
@@ -429,8 +446,10 @@ def split_summary(df: pd.DataFrame) -> pd.DataFrame:
             array = pa.array(barcodes)
         else:  # object, or the float64 read_csv gives an all-missing column
             array = pa.array(barcodes.astype(object).where(barcodes.notna(), None), pa.string())
-        stripped = pc.replace_substring_regex(array, "^N+|N+$", "")
-        barcode = pc.fill_null(pc.dictionary_encode(stripped).indices, -1).to_numpy().astype(np.int64)
+        stripped = pc.utf8_trim(array, "N")
+        # codes against one value set: a chunked column's chunks would each get their own dictionary
+        barcode = pc.fill_null(pc.index_in(stripped, value_set=pc.unique(stripped).drop_null()), -1)
+        barcode = barcode.to_numpy().astype(np.int64)
     species = pd.factorize(df["species"].astype(object))[0].astype(np.int64)
 
     def distinct(codes: np.ndarray, mask: np.ndarray) -> int:

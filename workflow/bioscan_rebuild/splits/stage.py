@@ -9,54 +9,51 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from itertools import count
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pandas.io.common import get_handle
 
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import write_table
 from bioscan_rebuild.core.schemas import SPLITS, USABLE_IMAGE_STATUSES, make_rejects
-from bioscan_rebuild.splits.protocol import REQUIRED_COLUMNS, assign_splits, chunk_of, split_summary
-
-# pandas read_csv's default missing-value strings (pandas._libs.parsers.STR_NA_VALUES)
-NA_STRINGS = frozenset(
-    ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A")
-    + ("NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+from bioscan_rebuild.splits.csv_text import (
+    CsvText,
+    csv_writer,
+    is_missing,
+    missing_as_null,
+    render_header,
+    render_lines,
 )
-
-
-def _read_csv_text(path, what: str, columns=None) -> pd.DataFrame:
-    """A CSV as raw strings (only ``columns`` of it, where given), or an InputError saying why it is not ``what``."""
-    # read as pandas will: decompressed when the name says so (the published metadata ships as .csv.gz)
-    with get_handle(path, "rb", compression="infer", is_text=False) as handles:
-        head = handles.handle.read(1 << 16)
-    if not head.strip():
-        raise InputError(f"{path}: empty file: not {what}")
-    if b"\x00" in head:
-        raise InputError(f"{path}: binary data (NUL bytes): not {what}; is it compressed, or another format?")
-    try:
-        usecols = None if columns is None else (lambda name: name in columns)
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, usecols=usecols)
-    except (UnicodeDecodeError, pd.errors.ParserError) as error:
-        raise InputError(f"{path}: not {what} ({str(error).splitlines()[0]})") from None
+from bioscan_rebuild.splits.protocol import (
+    PRETRAIN,
+    REQUIRED_COLUMNS,
+    assign_splits,
+    chunk_names,
+    chunk_of,
+    split_summary,
+)
 
 
 def read_freeze(path) -> pd.Series:
     """A previous release's splits (CSV with processid and split; other columns are ignored) as
     ``assign_splits`` takes them: split names indexed by processid. Cells are raw strings: ``NA`` is a
     processid, not a missing value."""
-    frozen = _read_csv_text(path, "a freeze table (processid, split)", columns=("processid", "split"))
-    missing = [c for c in ("processid", "split") if c not in frozen.columns]
+    source = CsvText(path, "a freeze table (processid, split)")
+    missing = [c for c in ("processid", "split") if c not in source.columns]
     if missing:
         raise InputError(f"{path}: missing columns {missing}: a freeze table needs processid and split")
-    unknown = sorted(set(frozen["split"]) - set(SPLITS))
+    frozen = source.read(["processid", "split"])
+    split = frozen["split"].to_numpy(zero_copy_only=False)
+    unknown = sorted(set(split) - set(SPLITS))
     if unknown:
         raise InputError(f"{path}: unknown split names {unknown}; known: {list(SPLITS)}")
-    return pd.Series(frozen["split"].to_numpy(), index=pd.Index(frozen["processid"]), name="split")
+    return pd.Series(split, index=pd.Index(frozen["processid"].to_numpy(zero_copy_only=False)), name="split")
 
 
 def split_tables(curated_path, barcode_paths, outdir, freeze_csv=None, image_paths=None) -> dict:
@@ -150,36 +147,162 @@ def _image_exclusions(processids: pd.Series, image_paths) -> pd.DataFrame:
     )
 
 
-def _with_missing(column: pd.Series) -> pd.Series:
-    """A raw string column with pandas read_csv's default missing-value strings as NaN."""
-    return column.mask(column.isin(list(NA_STRINGS)))  # keeps Arrow-backed strings as they are
+_SPLIT_NAMES = pa.array(SPLITS, pa.string())
+
+
+def _strip_keys(barcodes: pa.Array) -> list[bytes | None]:
+    """Per cell (binary), its strip barcode (leading and trailing ``N`` removed); None where missing."""
+    keys = barcodes.to_pylist()
+    padded = pc.fill_null(pc.or_(pc.starts_with(barcodes, "N"), pc.ends_with(barcodes, "N")), False)
+    for i in np.flatnonzero(padded.to_numpy(zero_copy_only=False)).tolist():
+        keys[i] = keys[i].strip(b"N")
+    for i in np.flatnonzero(is_missing(barcodes)).tolist():
+        keys[i] = None
+    return keys
+
+
+@dataclass
+class _FirstPass:
+    """What pass 1 keeps: the records the protocol reads in full (those with a species, and those of the
+    freeze), and every record's strip barcode as a number."""
+
+    records: pa.Table  # processid, genus, species, dna_barcode; read_csv's missing values as nulls
+    rows: np.ndarray  # the records' positions in the file
+    strip_ids: np.ndarray  # per record of the file: its strip barcode's number (unique, not dense), -1: none
+    n_strips: int  # distinct strip barcodes in the file
+    n_frozen: int  # records whose processid is in the freeze
+
+
+def _first_pass(source: CsvText, freeze: pd.Series | None) -> _FirstPass:
+    frozen_ids = None if freeze is None else pa.array(freeze.index.astype(object), pa.string())
+    numbers: dict[bytes | None, int] = {}  # strip barcode -> its number: the first record's position
+    parts, rows, strip_ids, n_rows, n_frozen = [], [], [], 0, 0
+    # barcodes as bytes: only the kept ones are checked here (cast to text), the others in pass 2
+    for batch in source.batches(list(REQUIRED_COLUMNS), as_bytes=("dna_barcode",)):
+        barcodes = batch.column("dna_barcode")
+        # map() and count() keep the loop in C: a new strip takes the position, a known one its number
+        ids = map(numbers.setdefault, _strip_keys(barcodes), count(n_rows))
+        strip_ids.append(np.fromiter(ids, dtype=np.int64, count=batch.num_rows))
+        species = missing_as_null(batch.column("species"))
+        keep = pc.is_valid(species)
+        if frozen_ids is not None:
+            old = pc.is_in(batch.column("processid"), value_set=frozen_ids)
+            n_frozen += int(np.count_nonzero(old.to_numpy(zero_copy_only=False)))
+            keep = pc.or_(keep, old)
+        positions = np.flatnonzero(keep.to_numpy(zero_copy_only=False))
+        take = pa.array(positions)
+        parts.append(
+            pa.table(
+                {
+                    "processid": batch.column("processid").take(take),
+                    "genus": missing_as_null(batch.column("genus").take(take)),
+                    "species": species.take(take),
+                    "dna_barcode": missing_as_null(source.text(barcodes.take(take))),
+                }
+            )
+        )
+        rows.append(positions + n_rows)
+        n_rows += batch.num_rows
+    strip_ids = np.concatenate(strip_ids) if strip_ids else np.zeros(0, np.int64)
+    missing = numbers.pop(None, None)
+    if missing is not None:
+        strip_ids[strip_ids == missing] = -1
+    schema = pa.schema([(name, pa.string()) for name in REQUIRED_COLUMNS])
+    return _FirstPass(
+        records=pa.concat_tables(parts) if parts else schema.empty_table(),
+        rows=np.concatenate(rows) if rows else np.zeros(0, np.int64),
+        strip_ids=strip_ids,
+        n_strips=len(numbers),
+        n_frozen=n_frozen,
+    )
+
+
+def _assign(first: _FirstPass, freeze: pd.Series | None) -> np.ndarray:
+    """The split code of every record of the file.
+
+    The protocol reads the records of pass 1 in full. The others (no species, not frozen) change no count,
+    target or draw; they only move with a barcode, so each takes the split of a record without species on its
+    strip barcode: one such stand-in per strip barcode of the protocol's records goes through
+    ``assign_splits`` with them; records on any other barcode stay pretrain."""
+    record_ids = first.strip_ids[first.rows]
+    with_barcode = np.flatnonzero(record_ids >= 0)
+    stand_in_ids, first_record = np.unique(record_ids[with_barcode], return_index=True)
+    strips = pc.utf8_trim(first.records["dna_barcode"].take(pa.array(with_barcode[first_record])), "N")
+    stand_ins = {name: pa.nulls(len(strips), pa.string()) for name in REQUIRED_COLUMNS} | {"dna_barcode": strips}
+    table = pa.concat_tables([first.records, pa.table(stand_ins).cast(first.records.schema)])
+    codes = assign_splits(table.to_pandas(), freeze).cat.codes.to_numpy()
+    by_strip = np.full(len(first.strip_ids) + 1, PRETRAIN, dtype=np.int8)  # the last: no barcode
+    by_strip[stand_in_ids] = codes[first.records.num_rows :]
+    split = by_strip[first.strip_ids]
+    split[first.rows] = codes[: first.records.num_rows]
+    return split
+
+
+def _summary(first: _FirstPass, split: np.ndarray) -> pd.DataFrame:
+    """``split_summary``'s table: samples, distinct strip barcodes and distinct species per split."""
+    with_barcode = first.strip_ids >= 0
+    seen = np.zeros((len(SPLITS), len(split)), dtype=bool)  # strip numbers are record positions
+    seen[split[with_barcode], first.strip_ids[with_barcode]] = True
+    barcodes = seen.sum(axis=1)
+    # only the protocol's records have a species
+    species = pd.factorize(first.records["species"].to_pandas().astype(object))[0]
+    named = species >= 0
+    record_split = split[first.rows]
+    rows = [
+        (name, int((split == code).sum()), int(barcodes[code]), np.unique(species[named & (record_split == code)]).size)
+        for code, name in enumerate(SPLITS)
+    ]
+    rows.append(("total", len(split), first.n_strips, np.unique(species[named]).size))
+    return pd.DataFrame(rows, columns=["split", "samples", "barcodes", "species"])
 
 
 def split_csv(input_csv, output_csv, freeze_csv=None, summary_csv=None) -> dict:
     """Read a metadata CSV, write it back with ``split`` filled (other cells as read, row order kept).
 
-    Cells are read as raw strings, so other columns come back as written; only genus, species and dna_barcode
-    are interpreted, with read_csv's default missing values (a processid is an identifier: ``NA`` is a
-    processid, as in the freeze file). A ``chunk`` column, where the table has one (the published CSV does),
-    is refilled from the new split so that image paths follow. ``freeze_csv``: processid,split of a previous
-    release. Returns counts per split and how many records were kept from the freeze.
+    Cells are read as raw strings, so other columns come back as written (``csv_text``: byte for byte where
+    pandas wrote the file); only genus, species and dna_barcode are interpreted, with read_csv's default missing
+    values (a processid is an identifier: ``NA`` is a processid, as in the freeze file). A ``chunk`` column,
+    where the table has one (the published CSV does), is refilled from the new split so that image paths follow.
+    ``freeze_csv``: processid,split of a previous release. Returns counts per split and how many records were
+    kept from the freeze.
+
+    The file is read twice, in small batches, so that memory holds only what the protocol needs: pass 1 reads
+    the four columns it uses (``_first_pass``: the protocol's records whole, and one copy of each distinct strip
+    barcode to number them), pass 2 copies every row to the output with its split.
     """
-    raw = _read_csv_text(input_csv, "a metadata CSV")
-    missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
+    source = CsvText(input_csv, "a metadata CSV")
+    columns = source.columns
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
         raise InputError(f"{input_csv}: missing columns {missing}: the split needs {list(REQUIRED_COLUMNS)}")
-    work = pd.DataFrame({c: raw[c] if c == "processid" else _with_missing(raw[c]) for c in REQUIRED_COLUMNS})
+    repeated = sorted({c for c in columns if columns.count(c) > 1} & {*REQUIRED_COLUMNS, "split", "chunk"})
+    if repeated:
+        raise InputError(f"{input_csv}: columns {repeated} appear more than once")
     freeze = None if freeze_csv is None else read_freeze(freeze_csv)
-    split = assign_splits(work, freeze)
-    raw["split"] = split.astype(object).to_numpy()  # overwrites in place, else appends
-    if "chunk" in raw.columns:
-        raw["chunk"] = chunk_of(raw["processid"], raw["split"]).to_numpy()
-    Path(output_csv).parent.mkdir(parents=True, exist_ok=True)
-    raw.to_csv(output_csv, index=False)
-    kept = 0 if freeze is None else int(work["processid"].isin(freeze.index).sum())
+    first = _first_pass(source, freeze)
+    split = _assign(first, freeze)
     if summary_csv is not None:
-        split_summary(pd.DataFrame({"split": raw["split"], **{c: work[c] for c in ("species", "dna_barcode")}})).to_csv(
-            summary_csv, index=False
-        )
-    counts = split.value_counts(sort=False)
-    return {"rows": len(raw), "frozen": kept, "new": len(raw) - kept, "splits": {k: int(counts[k]) for k in SPLITS}}
+        summary = _summary(first, split)
+    n_frozen = first.n_frozen
+    del first  # pass 2 needs none of it
+
+    processid_at = columns.index("processid")
+    split_at = columns.index("split") if "split" in columns else len(columns)  # appended where absent
+    chunk_at = columns.index("chunk") if "chunk" in columns else None
+    done = 0
+    with csv_writer(output_csv) as out:
+        out.write(render_header(columns if split_at < len(columns) else [*columns, "split"]))
+        for batch in source.batches():
+            batch_split = split[done : done + batch.num_rows]
+            cells = list(batch.columns)
+            cells[split_at : split_at + 1] = [_SPLIT_NAMES.take(pa.array(batch_split))]  # or appended
+            if chunk_at is not None:
+                cells[chunk_at] = chunk_names(batch.column(processid_at), batch_split)
+            out.write(render_lines(cells))
+            done += batch.num_rows
+        if done != len(split):
+            raise InputError(f"{input_csv}: {done} records on the second reading, {len(split)} on the first")
+    if summary_csv is not None:
+        summary.to_csv(summary_csv, index=False)
+    counts = np.bincount(split, minlength=len(SPLITS)).tolist()
+    return {"rows": len(split), "frozen": n_frozen, "new": len(split) - n_frozen, "splits": dict(zip(SPLITS, counts))}
