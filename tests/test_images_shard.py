@@ -49,17 +49,22 @@ def _photos(folder, n=5, seed=0):
         (folder / f"P{i}-21.jpg").write_bytes(encode_jpeg(draw_well_photo(rng).image))
 
 
+def _ingest(tmp_path, n: int):
+    """Records P0-21 ... of a metadata-less export joined with tmp_path/photos: the shard's records table."""
+    export = tmp_path / "x.tsv"
+    header = ["processid", "sampleid", "bin_uri", "coord", "marker_code", "nucraw", "province", "country"]
+    header += ["phylum", "class", "order", "family", "subfamily", "genus", "species"]
+    lines = ["\t".join(header)] + ["\t".join([f"P{i}-21"] + ["None"] * (len(header) - 1)) for i in range(n)]
+    export.write_text("\n".join(lines) + "\n")
+    ingest_local([export], [tmp_path / "photos"], tmp_path / "ingest", shards=1, store=None)
+    return tmp_path / "ingest" / "shards" / "shard-000" / "records.parquet"
+
+
 def test_shard_run_writes_tables_and_reuses_the_store(tmp_path, monkeypatch):
     _use_oracle(monkeypatch)
     _photos(tmp_path / "photos")
     (tmp_path / "photos" / "P9-21.jpg").write_bytes(b"\xff\xd8\xff")  # caught by ingest
-    export = tmp_path / "x.tsv"
-    header = ["processid", "sampleid", "bin_uri", "coord", "marker_code", "nucraw", "province", "country"]
-    header += ["phylum", "class", "order", "family", "subfamily", "genus", "species"]
-    lines = ["\t".join(header)] + ["\t".join([f"P{i}-21"] + ["None"] * (len(header) - 1)) for i in range(5)]
-    export.write_text("\n".join(lines) + "\n")
-    ingest_local([export], [tmp_path / "photos"], tmp_path / "ingest", shards=1, store=None)
-    records = tmp_path / "ingest" / "shards" / "shard-000" / "records.parquet"
+    records = _ingest(tmp_path, 5)
     inventory = tmp_path / "ingest" / "images" / "images-1" / "inventory" / "shard-000.parquet"
     dirs = {"images-1": str(tmp_path / "photos")}
 
@@ -110,13 +115,7 @@ def test_shard_run_writes_tables_and_reuses_the_store(tmp_path, monkeypatch):
 def test_a_record_whose_photo_was_not_processed_is_an_error_naming_it(tmp_path, monkeypatch):
     _use_oracle(monkeypatch)
     _photos(tmp_path / "photos", n=2)
-    export = tmp_path / "x.tsv"
-    header = ["processid", "sampleid", "bin_uri", "coord", "marker_code", "nucraw", "province", "country"]
-    header += ["phylum", "class", "order", "family", "subfamily", "genus", "species"]
-    lines = ["\t".join(header)] + ["\t".join([f"P{i}-21"] + ["None"] * (len(header) - 1)) for i in range(2)]
-    export.write_text("\n".join(lines) + "\n")
-    ingest_local([export], [tmp_path / "photos"], tmp_path / "ingest", shards=1, store=None)
-    records = tmp_path / "ingest" / "shards" / "shard-000" / "records.parquet"
+    records = _ingest(tmp_path, 2)
     with pytest.raises(RuntimeError, match="record P0-21: photo .* of batch images-1 has no processed result"):
         run_image_shard(records, [], tmp_path / "store", tmp_path / "out")
 
