@@ -811,12 +811,14 @@ def test_the_image_stage_survives_kill_9_and_a_full_disk(sample_dir, tmp_path):
     (tmp_path / "config" / "config.yaml").write_text((REPO / "config" / "config.yaml").read_text())
     shutil.copytree(sample_dir, tmp_path / "resources" / "sample")
     run_snakemake(tmp_path, "--until", "ingest_accounting")
-    records = tmp_path / "results" / "ingest" / "shards" / "shard-000" / "records.parquet"
-    dirs = [f"--image-dir={b}={tmp_path / 'resources' / 'sample' / b / 'images'}" for b in ("sample-a", "sample-b")]
+    # the heavy image job: one batch's photos of a shard (detect, crop, write the store)
+    inventory = tmp_path / "results" / "ingest" / "images" / "sample-a" / "inventory" / "shard-000.parquet"
+    folder = f"--image-dir=sample-a={tmp_path / 'resources' / 'sample' / 'sample-a' / 'images'}"
     env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
 
     def shard(name: str, store: Path, outdir: Path, **popen) -> subprocess.Popen:
-        args = ["images", "shard", str(records), "--store", str(store), "--outdir", str(outdir), *dirs]
+        args = ["images", "photos", str(inventory), "--batch", "sample-a", "--store", str(store)]
+        args += ["-o", str(outdir / "photos.parquet"), "--summary", str(outdir / "photos.json"), folder]
         command = [sys.executable, "-m", "bioscan_rebuild", *args]
         return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen)
 
@@ -825,7 +827,7 @@ def test_the_image_stage_survives_kill_9_and_a_full_disk(sample_dir, tmp_path):
         return job.returncode, err.decode()
 
     def outputs(outdir: Path, store: Path) -> dict:
-        files = {f"out/{n}": (outdir / n).read_bytes() for n in ("images.parquet", "bbox.tsv", "contact_sheet.jpg")}
+        files = {f"out/{n}": (outdir / n).read_bytes() for n in ("photos.parquet",)}
         derived = {
             f"store/{p.relative_to(store)}": p.read_bytes() for p in (store / "derived").rglob("*") if p.is_file()
         }
@@ -845,11 +847,11 @@ def test_the_image_stage_survives_kill_9_and_a_full_disk(sample_dir, tmp_path):
     assert job.poll() is None, "the shard finished before it could be killed"
     job.send_signal(signal.SIGKILL)
     job.wait()
-    scratch = store / SCRATCH / job_name(f"images/{outdir}")
+    scratch = store / SCRATCH / job_name(f"images/{outdir / 'photos.parquet'}")
     scratch.mkdir(parents=True, exist_ok=True)
     (scratch / "tmpk1ll3d.tmp").write_bytes(b"\xff\xd8 half a JPEG")
     outdir.mkdir(parents=True, exist_ok=True)
-    (outdir / ".images.parquet.k1ll3d.tmp").write_bytes(b"PAR1")
+    (outdir / ".photos.parquet.k1ll3d.tmp").write_bytes(b"PAR1")
     assert finished(shard("killed", store, outdir)) == (0, "")
     assert _leftovers(store, outdir) == []
     assert outputs(outdir, store) == expected
@@ -862,7 +864,7 @@ def test_the_image_stage_survives_kill_9_and_a_full_disk(sample_dir, tmp_path):
         assert code == 1 and len(err.strip().splitlines()) == 1, err
         assert err.startswith("bioscan-rebuild: error: ") and "out of disk space" in err, err
         assert _leftovers(store, disk.folder) == []
-        assert not (outdir / "images.parquet").exists()
+        assert not (outdir / "photos.parquet").exists()
         disk.grow()
         assert finished(shard("full", store, outdir, preexec_fn=disk.preexec())) == (0, "")
         assert _leftovers(store, outdir) == []

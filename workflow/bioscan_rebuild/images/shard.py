@@ -174,7 +174,7 @@ def run_photo_shard(
         "detector_params_key": params_key(facts),
         "image_params_key": params_key({"stage_version": STAGE_VERSION, "image": params.as_dict()}),
     }
-    store = ImageStore(store_root, mode="copy", job=f"images/{batch}/{Path(output).name}")
+    store = ImageStore(store_root, mode="copy", job=f"images/{output}")  # the output path: unique to the job
     store.clear_scratch()  # what a killed run of this job left
     try:
         segmenter = make_segmenter(backend, (detector_params or {}).get("segmenter_params"))
