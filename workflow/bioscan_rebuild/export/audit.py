@@ -223,11 +223,7 @@ def rendered_as_csv(csv_path: Path, parquet: list[Path], threads: int = 2) -> pa
     except (OSError, ValueError, pa.ArrowException):
         return None
     table = pa.concat_tables(parts)
-    return pa.table([_large_chunked(column) for column in table.columns], names=table.schema.names)
-
-
-def _large_chunked(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    return column.cast(pa.large_string()) if pa.types.is_string(column.type) else column
+    return pa.table([_large(column) for column in table.columns], names=table.schema.names)
 
 
 def _duplicates(table: pa.Table, findings: Findings) -> None:
@@ -270,8 +266,9 @@ def _compare(where: str, field: str, ids: pa.Array, expected: pa.Array, got: pa.
         )
 
 
-def _large(array: pa.Array) -> pa.Array:
-    """Text columns as large_string (64-bit offsets): one type on both sides of a comparison."""
+def _large(array):
+    """Text columns (arrays or chunked) as large_string (64-bit offsets): one type on both sides of a
+    comparison, and a full release's barcodes pass 2 GB."""
     if pa.types.is_string(array.type) or pa.types.is_null(array.type):
         return array.cast(pa.large_string())
     return array
