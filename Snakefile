@@ -20,6 +20,7 @@ include: "workflow/rules/common.smk"
 wildcard_constraints:
     batch=BATCH_PATTERN,
     shard=r"shard-\d{3}",
+    group=r"shards?-\d{3}(-\d{3})?",
 
 
 include: "workflow/rules/ingest.smk"

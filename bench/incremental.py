@@ -102,6 +102,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=8, help="metadata-only export batches")
     parser.add_argument("--records-per-batch", type=int, default=5000)
     parser.add_argument("--shards", type=int, default=16)
+    parser.add_argument("--photo-job-shards", type=int, default=1, help="the config's photo_job_shards")
     args = parser.parse_args()
 
     from bioscan_rebuild.synth.exports import generate_export, generate_sample
@@ -113,6 +114,7 @@ def main() -> None:
     generate_sample(resources / "sample", n_records=args.photo_records, seed=0)
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     config["shards"] = args.shards
+    config["photo_job_shards"] = args.photo_job_shards
     config["ingest"]["require_images"] = False
     exports = []
     for i in range(args.batches):
@@ -173,12 +175,14 @@ def main() -> None:
             if rule in ("parse_export", "list_images", "inventory_images", "process_photos")
         }
     )
-    # Jobs of the new batches are new, not re-runs: parse/list once per new batch, inventory/photos per shard.
+    # Jobs of the new batches are new, not re-runs: parse/list once per new batch, inventory/photos per group
+    # of shards.
+    groups = -(-args.shards // args.photo_job_shards)
     new_batches = {
         "parse_export": 3,
         "list_images": 2,
-        "inventory_images": 2 * args.shards,
-        "process_photos": 2 * args.shards,
+        "inventory_images": 2 * groups,
+        "process_photos": 2 * groups,
     }
     reran_old = Counter({rule: n - new_batches.get(rule, 0) for rule, n in ran.items()})
     reran_old = +reran_old

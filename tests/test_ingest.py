@@ -10,11 +10,12 @@ import pytest
 
 from bioscan_rebuild.core.errors import AccountingError
 from bioscan_rebuild.core.io import write_json, write_table
-from bioscan_rebuild.core.schemas import RECORD_SCHEMA, REJECT_SCHEMA, shard_of
+from bioscan_rebuild.core.schemas import RECORD_SCHEMA, REJECT_SCHEMA, shard_groups, shard_name, shard_of
 from bioscan_rebuild.ingest.accounting import account
-from bioscan_rebuild.ingest.inventory import INVENTORY_SCHEMA
-from bioscan_rebuild.ingest.join import join_shard
+from bioscan_rebuild.ingest.inventory import INVENTORY_SCHEMA, inventory_shard, list_to_shards
+from bioscan_rebuild.ingest.join import join_shard, join_shard_files
 from bioscan_rebuild.ingest.local import ingest_local
+from bioscan_rebuild.ingest.parse import parse_to_shards
 
 
 def records(batch, rows):
@@ -217,3 +218,50 @@ def test_ingest_local_on_real_exports_and_photos(realdata, tmp_path):
     assert summary["rejects_by_reason"]["image"] == {"no_record": 7}
     saved = json.loads((tmp_path / "accounting.json").read_text())
     assert saved["balanced"] is True
+
+
+def test_shard_groups_cover_every_shard_once_in_order():
+    assert list(shard_groups(5, 1)) == [f"shard-{i:03d}" for i in range(5)]
+    groups = shard_groups(5, 2)
+    assert list(groups) == ["shards-000-001", "shards-002-003", "shard-004"]
+    assert [s for members in groups.values() for s in members] == list(range(5))
+    assert list(shard_groups(3, 16)) == ["shards-000-002"]
+    with pytest.raises(ValueError):
+        shard_groups(4, 0)
+
+
+def test_photo_jobs_over_groups_of_shards_join_as_per_shard_jobs_do(realdata, tmp_path):
+    """Listing and inventory per group of shards (photo_job_shards), each shard's join taking its own photos
+    from the group's file: every shard's records, rejects and accounting are byte for byte the per-shard run's."""
+    export = realdata / "barcode-constrained-phylogeny/tests/BOLD_Public.18-Dec-2023/BOLD_Public.18-Dec-2023.tsv"
+    photos = realdata / "Bioscan-ImgFilter/dataset"
+    n_shards = 5
+    ingest_local([export], [photos], tmp_path / "per-shard", shards=n_shards)
+    grouped = tmp_path / "grouped"
+    parse_to_shards(export, "export-1", n_shards, grouped / "exports" / "export-1")
+    list_to_shards(photos, "images-1", n_shards, grouped / "images" / "images-1", group_size=2)
+    groups = shard_groups(n_shards, 2)
+    assert sorted(p.stem for p in (grouped / "images" / "images-1" / "listing").iterdir()) == sorted(groups)
+    for name in groups:
+        inventory_shard(
+            grouped / "images" / "images-1" / "listing" / f"{name}.parquet",
+            {"images-1": photos},
+            grouped / "images" / "images-1" / "inventory" / f"{name}.parquet",
+        )
+    compared = 0
+    for name, members in groups.items():
+        for shard in members:
+            outdir = grouped / "shards" / shard_name(shard)
+            join_shard_files(
+                [grouped / "exports" / "export-1" / "records" / f"{shard_name(shard)}.parquet"],
+                [grouped / "images" / "images-1" / "inventory" / f"{name}.parquet"],
+                ["export-1", "images-1"],
+                outdir,
+                shard=(shard, n_shards),
+                require_images=True,
+            )
+            for file in ("records.parquet", "rejects.parquet", "accounting.json"):
+                expected = tmp_path / "per-shard" / "shards" / shard_name(shard) / file
+                assert (outdir / file).read_bytes() == expected.read_bytes(), (shard, file)
+                compared += 1
+    assert compared == 3 * n_shards

@@ -131,6 +131,12 @@ def test_metadata_rules_on_the_sample(finished_run):
     released = pd.read_parquet(finished_run / "results" / "splits" / "splits.parquet")["processid"]
     assert sorted(r.id.split("|")[0] for r in fasta) == sorted(released)  # the released records' barcodes
     assert all(set(str(r.seq)) <= set("ACGTRYSWKMBDHVN") for r in fasta)
+    # >processid|dna_bin|taxon, each the curated value; a record without a BIN has an empty field (not "nan")
+    labels = curated.set_index("processid")
+    headers = [r.id.split("|") for r in fasta]
+    assert [h[1] for h in headers] == [labels.at[h[0], "dna_bin"] or "" for h in headers]
+    assert [h[2] for h in headers] == [labels.at[h[0], "taxon"] for h in headers]
+    assert any(h[1] == "" for h in headers)
     changes = pq.read_table(meta / "changes.parquet").to_pandas()
     curation = changes[changes["step"] > 0]  # step 0: what redeliveries replaced, before curation
     assert len(curation) == summary["changes"] and set(changes["processid"]) <= set(curated["processid"])
@@ -199,6 +205,38 @@ def test_outputs_are_byte_identical_across_runs(finished_run, sample_dir, tmp_pa
                 assert twin.read_bytes() == path.read_bytes(), path.relative_to(finished_run)
                 compared += 1
     assert compared > 20
+
+
+def test_photo_jobs_per_group_of_shards_change_no_released_data(finished_run, sample_dir, tmp_path):
+    """photo_job_shards: 3 (4 shards -> groups shards-000-002 and shard-003): half the photo jobs, and every table
+    and released file is the one-job-per-shard run's; only the files that record the config differ."""
+    workdir = make_workdir(tmp_path / "grouped", sample_dir)
+    config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    config["photo_job_shards"] = 3
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    plan = run_snakemake(workdir, "--dry-run", "--quiet", "rules")
+    jobs = dict(
+        line.split()[:2]
+        for line in (plan.stdout + plan.stderr).splitlines()
+        if line.count(" ") and line.split()[0] in ("inventory_images", "process_photos", "join_shard")
+    )
+    assert jobs == {"inventory_images": "4", "process_photos": "4", "join_shard": "4"}
+    run_snakemake(workdir)
+    records_config = {"config.json", "provenance.jsonld", "croissant.json", "MANIFEST.json"}
+    compared = 0
+    for folder in ("results/ingest/shards", "results/images", "results/metadata", "results/splits", "results/release"):
+        for path in sorted((finished_run / folder).rglob("*")):
+            rel = path.relative_to(finished_run)
+            if path.is_file() and "photos" not in rel.parts and path.name not in records_config:
+                assert (workdir / rel).read_bytes() == path.read_bytes(), rel
+                compared += 1
+    assert compared > 40
+    assert sorted(p.name for p in (workdir / "results" / "images" / "photos" / "sample-a").iterdir()) == [
+        "shard-003.json",
+        "shard-003.parquet",
+        "shards-000-002.json",
+        "shards-000-002.parquet",
+    ]
 
 
 def test_rerun_does_nothing_and_a_new_batch_runs_only_what_it_touches(finished_run, tmp_path):

@@ -98,6 +98,22 @@ EXPORT_BATCHES = [name for name, batch in BATCHES.items() if batch.get("export")
 IMAGE_BATCHES = [name for name, batch in BATCHES.items() if batch.get("images")]
 SHARDS = [f"shard-{i:03d}" for i in range(config["shards"])]
 
+
+def _photo_groups(n_shards, size):
+    """Photo jobs' groups of consecutive shards, named as bioscan_rebuild.core.schemas.shard_groups names them."""
+    groups = {}
+    for first in range(0, n_shards, size):
+        last = min(first + size, n_shards) - 1
+        name = SHARDS[first] if first == last else f"shards-{first:03d}-{last:03d}"
+        groups[name] = SHARDS[first : last + 1]
+    return groups
+
+
+PHOTO_GROUPS = _photo_groups(config["shards"], config["photo_job_shards"])
+GROUP_OF_SHARD = {
+    shard: group for group, members in PHOTO_GROUPS.items() for shard in members
+}
+
 # The stage code is the package under workflow/; put it on the path so the same command
 # works in the project's venv and in the per-rule conda environments. Through the shell prefix
 # (cluster jobs parse this file again), not the rules' commands or params: those must not name
@@ -181,16 +197,29 @@ def image_dir_args(wildcards):
 
 
 def shard_join_inputs(wildcards):
+    group = GROUP_OF_SHARD[wildcards.shard]
     return {
         "records": [
             f"results/ingest/exports/{batch}/records/{wildcards.shard}.parquet"
             for batch in EXPORT_BATCHES
         ],
         "inventory": [
-            f"results/ingest/images/{batch}/inventory/{wildcards.shard}.parquet"
+            f"results/ingest/images/{batch}/inventory/{group}.parquet"
             for batch in IMAGE_BATCHES
         ],
     }
+
+
+def shard_photo_tables(wildcards):
+    group = GROUP_OF_SHARD[wildcards.shard]
+    return [f"results/images/photos/{batch}/{group}.parquet" for batch in IMAGE_BATCHES]
+
+
+def shard_number_args(wildcards):
+    """For a join whose inventory files cover groups of shards: which shard's photos it takes."""
+    if config["photo_job_shards"] == 1:
+        return ""
+    return f"--shard {SHARDS.index(wildcards.shard)} --shards {len(SHARDS)}"
 
 
 def shell_words(values):
@@ -327,7 +356,7 @@ NOT_PLANNED = ("all", "train_detector", "provenance_plan", "provenance", "releas
 
 
 def _wildcard_sets(rule):
-    values = {"batch": list(BATCHES), "shard": SHARDS}
+    values = {"batch": list(BATCHES), "shard": SHARDS, "group": list(PHOTO_GROUPS)}
     combos = [{}]
     for name in sorted(rule.wildcard_names):
         combos = [{**combo, name: value} for combo in combos for value in values[name]]

@@ -1,18 +1,19 @@
 # Images: detection, BIOSCAN-5M crops, the four image packages and size fields: the photos per image
-# batch and shard (a new delivery adds jobs, never re-runs old ones), then a cheap join per record shard.
+# batch and group of shards (photo_job_shards; a new delivery adds jobs, never re-runs old ones), then a
+# cheap join per record shard.
 
 
 rule process_photos:
     input:
-        inventory="results/ingest/images/{batch}/inventory/{shard}.parquet",
+        inventory="results/ingest/images/{batch}/inventory/{group}.parquet",
         weights=detector_weights,
     output:
-        photos="results/images/photos/{batch}/{shard}.parquet",
-        summary="results/images/photos/{batch}/{shard}.json",
+        photos="results/images/photos/{batch}/{group}.parquet",
+        summary="results/images/photos/{batch}/{group}.json",
     log:
-        "logs/images/process_photos/{batch}/{shard}.log",
+        "logs/images/process_photos/{batch}/{group}.log",
     benchmark:
-        "benchmarks/images/process_photos/{batch}/{shard}.tsv"
+        "benchmarks/images/process_photos/{batch}/{group}.tsv"
     conda:
         "../../envs/images.yaml"
     resources:
@@ -37,9 +38,7 @@ rule process_photos:
 rule process_images:
     input:
         records="results/ingest/shards/{shard}/records.parquet",
-        photos=expand(
-            "results/images/photos/{batch}/{{shard}}.parquet", batch=IMAGE_BATCHES
-        ),
+        photos=shard_photo_tables,
     output:
         images="results/images/{shard}/images.parquet",
         bbox="results/images/{shard}/bbox.tsv",
@@ -73,9 +72,9 @@ rule images_summary:
     input:
         shards=expand("results/images/{shard}/summary.json", shard=SHARDS),
         photos=expand(
-            "results/images/photos/{batch}/{shard}.json",
+            "results/images/photos/{batch}/{group}.json",
             batch=IMAGE_BATCHES,
-            shard=SHARDS,
+            group=PHOTO_GROUPS,
         ),
     output:
         report(

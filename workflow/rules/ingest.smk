@@ -32,7 +32,8 @@ rule list_images:
         images=images_of,
     output:
         listing=expand(
-            "results/ingest/images/{{batch}}/listing/{shard}.parquet", shard=SHARDS
+            "results/ingest/images/{{batch}}/listing/{group}.parquet",
+            group=PHOTO_GROUPS,
         ),
         rejects="results/ingest/images/{batch}/rejects.parquet",
         summary="results/ingest/images/{batch}/summary.json",
@@ -48,21 +49,22 @@ rule list_images:
         ingest=list_params_json,
         files=folder_fingerprint,
         shards=len(SHARDS),
+        group_shards=config["photo_job_shards"],
     shell:
         "{params.cli} ingest list {input.images:q} --batch {wildcards.batch} "
-        "--shards {params.shards} --outdir {params.outdir:q} "
+        "--shards {params.shards} --group-shards {params.group_shards} --outdir {params.outdir:q} "
         "--params {params.ingest:q} > {log} 2>&1"
 
 
 rule inventory_images:
     input:
-        listing="results/ingest/images/{batch}/listing/{shard}.parquet",
+        listing="results/ingest/images/{batch}/listing/{group}.parquet",
     output:
-        inventory="results/ingest/images/{batch}/inventory/{shard}.parquet",
+        inventory="results/ingest/images/{batch}/inventory/{group}.parquet",
     log:
-        "logs/ingest/inventory_images/{batch}/{shard}.log",
+        "logs/ingest/inventory_images/{batch}/{group}.log",
     benchmark:
-        "benchmarks/ingest/inventory_images/{batch}/{shard}.tsv"
+        "benchmarks/ingest/inventory_images/{batch}/{group}.tsv"
     conda:
         "../../envs/ingest.yaml"
     params:
@@ -95,9 +97,10 @@ rule join_shard:
         outdir=subpath(output.accounting, parent=True),
         batch_order=",".join(BATCHES),
         ingest=JOIN_PARAMS_JSON,
+        shard_number=shard_number_args,
     shell:
         "{params.cli} ingest join --records {input.records:q} --inventory {input.inventory:q} "
-        "--batch-order {params.batch_order:q} --outdir {params.outdir:q} "
+        "--batch-order {params.batch_order:q} --outdir {params.outdir:q} {params.shard_number} "
         "--params {params.ingest:q} > {log} 2>&1"
 
 

@@ -44,7 +44,7 @@ def cmd_ingest_list(args) -> int:
     from bioscan_rebuild.ingest.inventory import list_to_shards
 
     pattern = _ingest_params(args).image_name_pattern
-    summary = list_to_shards(args.image_dir, args.batch, args.shards, args.outdir, pattern)
+    summary = list_to_shards(args.image_dir, args.batch, args.shards, args.outdir, pattern, args.group_shards)
     print(json.dumps(summary, sort_keys=True))
     return 0
 
@@ -67,12 +67,15 @@ def cmd_ingest_inventory(args) -> int:
 def cmd_ingest_join(args) -> int:
     from bioscan_rebuild.ingest.join import join_shard_files
 
+    if (args.shard is None) != (args.shards is None):
+        raise SystemExit("ingest join: --shard and --shards go together")
     params = _ingest_params(args)
     accounting = join_shard_files(
         args.records,
         args.inventory,
         args.batch_order.split(","),
         args.outdir,
+        shard=None if args.shard is None else (args.shard, args.shards),
         duplicate_policy=params.duplicate_policy,
         require_images=params.require_images,
     )
@@ -145,10 +148,13 @@ def register(sub) -> None:
     p.add_argument("--shards", type=int, required=True)
     p.add_argument("--outdir", required=True)
     p.add_argument("--name-pattern", help="file name -> processid regex (default: the config schema's)")
+    p.add_argument(
+        "--group-shards", type=int, default=1, help="shards per listing file (photo jobs per group; default 1)"
+    )
     _add_params_option(p)
     p.set_defaults(func=cmd_ingest_list)
 
-    p = ingest.add_parser("inventory", help="hash and inspect the photos of one listing shard")
+    p = ingest.add_parser("inventory", help="hash and inspect the photos of one listing file")
     p.add_argument("listing")
     p.add_argument("--image-dir", action="append", default=[], metavar="BATCH=DIR", required=True)
     p.add_argument("--store", help="content-addressed store root (originals are put there)")
@@ -161,6 +167,8 @@ def register(sub) -> None:
     p.add_argument("--inventory", nargs="*", default=[])
     p.add_argument("--batch-order", required=True, help="comma-separated batch names, oldest first")
     p.add_argument("--outdir", required=True)
+    p.add_argument("--shard", type=int, help="this shard's number, where inventory files cover groups of shards")
+    p.add_argument("--shards", type=int, help="number of record shards (with --shard)")
     _add_ingest_options(p)
     p.set_defaults(func=cmd_ingest_join)
 

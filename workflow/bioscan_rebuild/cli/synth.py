@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bioscan_rebuild.core.errors import InputError
-from bioscan_rebuild.synth.exports import ID_OFFSET, ID_PREFIX, LAYOUT_COLUMNS
+from bioscan_rebuild.synth import ID_OFFSET, ID_PREFIX, LAYOUTS
 
 
 def cmd_sample(args) -> int:
@@ -54,7 +54,7 @@ def register(sub) -> None:
         action="store_true",
         help="write one BOLD export file, for benchmarks or a later delivery (generated in bounded memory)",
     )
-    p.add_argument("--layout", choices=tuple(LAYOUT_COLUMNS), default="bcdm2024")
+    p.add_argument("--layout", choices=LAYOUTS, default="bcdm2024")
     p.add_argument(
         "--species-share",
         type=float,

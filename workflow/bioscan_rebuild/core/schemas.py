@@ -180,6 +180,21 @@ def shard_name(shard: int) -> str:
     return f"shard-{shard:03d}"
 
 
+def shard_groups(n_shards: int, group_size: int) -> dict[str, range]:
+    """Consecutive record shards in groups of ``group_size`` (the last may hold fewer), by name: a group of one
+    shard is named as the shard (``shard-007``), a larger one by its range (``shards-000-015``). Photo jobs run
+    per image batch and group: where a batch holds few photos per shard, one job per shard would mostly pay
+    start-up. ``workflow/rules/common.smk`` names the groups the same way (it does not import this package)."""
+    if n_shards < 1 or group_size < 1:
+        raise ValueError(f"shard_groups: {n_shards} shards in groups of {group_size}")
+    groups = {}
+    for first in range(0, n_shards, group_size):
+        last = min(first + group_size, n_shards) - 1
+        name = shard_name(first) if first == last else f"shards-{first:03d}-{last:03d}"
+        groups[name] = range(first, last + 1)
+    return groups
+
+
 def empty_rejects() -> pa.Table:
     return REJECT_SCHEMA.empty_table()
 

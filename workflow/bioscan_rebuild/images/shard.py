@@ -1,11 +1,11 @@
 """Run the image stage: the photos of each image batch's shard, then one table per shard of records.
 
-:func:`run_photo_shard` (one job per image batch and shard) takes each distinct usable photo of the batch's
-inventory from the content-addressed store, skips photos whose result for the same parameters is already
-stored, and processes the rest in batches with the batch's detector. :func:`run_image_shard` (one job per
-record shard) joins the records with those results: one table row per record, the published bbox table and a
-contact sheet (``contact_sheet.py``) for a person to eyeball. A new delivery adds photo jobs for its own batch
-only; the per-shard joins are cheap.
+:func:`run_photo_shard` (one job per image batch and shard, or group of shards) takes each distinct usable
+photo of the batch's inventory from the content-addressed store, skips photos whose result for the same
+parameters is already stored, and processes the rest in batches with the batch's detector.
+:func:`run_image_shard` (one job per record shard) joins the records with those results: one table row per
+record, the published bbox table and a contact sheet (``contact_sheet.py``) for a person to eyeball. A new
+delivery adds photo jobs for its own batch only; the per-shard joins are cheap.
 """
 
 from __future__ import annotations
@@ -148,11 +148,12 @@ def run_photo_shard(
     image_params: ImageParams | None = None,
     image_dirs: dict[str, str] | None = None,
 ) -> dict:
-    """Process the usable photos of one image batch's shard (its inventory, ``inventory_path``) with that
+    """Process the usable photos of one image batch's shard or group of shards (its inventory,
+    ``inventory_path``) with that
     batch's detector parameters, into the store; write ``output`` (:data:`PHOTO_SCHEMA`, one row per distinct
     photo, by sha256) and return ``{"photos", "photos_processed", "photos_reused"}``.
 
-    The heavy work of the image stage: one job per batch and shard, so a new delivery adds jobs and never
+    The heavy work of the image stage: one job per batch and shard (group), so a new delivery adds jobs and never
     re-runs those of earlier batches. Results already stored under the same parameter key are reused."""
     params = image_params or ImageParams()
     keep_freed_memory()

@@ -1,9 +1,9 @@
 """Ingest step 2, the imager photos: list folders, map file names to processids, hash and read headers.
 
 Listing (``list_to_shards``) reads directory entries only (no file contents), so a batch of
-millions of photos is listed in one cheap job and split into shards. The inventory of a shard
-(``inventory_shard``) reads each file once: sha256, byte size, format and size from the header,
-and a structural completeness check (the file ends with the format's end marker: JPEG EOI, PNG
+millions of photos is listed in one cheap job and split into shards (or groups of shards). The
+inventory of a listing file (``inventory_shard``) reads each file once: sha256, byte size, format
+and size from the header, and a structural completeness check (the file ends with the format's end marker: JPEG EOI, PNG
 IEND). Pixels are decoded in the image
 stage, not here, so a photo is decoded once in the whole pipeline; a file whose entropy data is
 damaged but whose structure is intact gets its `undecodable` status there.
@@ -28,7 +28,7 @@ from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import read_table, write_json, write_table
 from bioscan_rebuild.core.params import IngestParams
 from bioscan_rebuild.core.pilsafe import error_detail, open_image
-from bioscan_rebuild.core.schemas import make_rejects, shard_name, shard_of
+from bioscan_rebuild.core.schemas import make_rejects, shard_groups, shard_of
 from bioscan_rebuild.core.store import ImageStore
 
 DEFAULT_NAME_PATTERN = IngestParams().image_name_pattern
@@ -168,15 +168,22 @@ def list_images(image_dir: str | Path, batch: str, n_shards: int, name_pattern: 
 
 
 def list_to_shards(
-    image_dir: str | Path, batch: str, n_shards: int, outdir: str | Path, name_pattern: str = DEFAULT_NAME_PATTERN
+    image_dir: str | Path,
+    batch: str,
+    n_shards: int,
+    outdir: str | Path,
+    name_pattern: str = DEFAULT_NAME_PATTERN,
+    group_size: int = 1,
 ) -> dict:
-    """``list_images`` written out: `outdir/listing/shard-NNN.parquet` (all n_shards, maybe empty),
-    `outdir/rejects.parquet` and `outdir/summary.json`. Returns the summary."""
+    """``list_images`` written out: `outdir/listing/GROUP.parquet` per group of ``group_size`` shards (all of
+    them, maybe empty; ``shard_groups`` names them: `shard-NNN` for single shards), `outdir/rejects.parquet` and
+    `outdir/summary.json`. Returns the summary."""
     listing, rejects = list_images(image_dir, batch, n_shards, name_pattern)
     outdir = Path(outdir)
     shards = listing["shard"].to_numpy()
-    for shard in range(n_shards):
-        write_table(listing.filter(shards == shard), outdir / "listing" / f"{shard_name(shard)}.parquet")
+    for name, members in shard_groups(n_shards, group_size).items():
+        inside = (shards >= members.start) & (shards < members.stop)
+        write_table(listing.filter(inside), outdir / "listing" / f"{name}.parquet")
     write_table(rejects, outdir / "rejects.parquet")
     summary = {
         "batch": batch,
@@ -309,7 +316,8 @@ def inventory(listing: pa.Table, image_dirs: dict[str, str | Path], store: Image
 def inventory_shard(
     listing_path: str | Path, image_dirs: dict[str, str | Path], output: str | Path, store: ImageStore | None = None
 ) -> pa.Table:
-    """``inventory`` of one listing shard file, written to `output`. Returns the table."""
+    """``inventory`` of one listing file (a shard's or a group of shards'), written to `output`. Returns the
+    table."""
     listing = read_table(listing_path, LISTING_SCHEMA)
     table = inventory(listing, image_dirs, store)
     write_table(table, output)

@@ -24,6 +24,7 @@ from bioscan_rebuild.core.schemas import (
     SIGNATURE_FIELDS,
     make_rejects,
     processid_key,
+    shard_of,
 )
 from bioscan_rebuild.ingest.accounting import check_balance, count_rejects
 from bioscan_rebuild.ingest.inventory import INVENTORY_SCHEMA
@@ -291,11 +292,19 @@ def join_shard(
     return kept, rejects, accounting, redelivered
 
 
-def join_shard_files(record_paths, inventory_paths, batch_order, outdir, **options) -> dict:
+def join_shard_files(record_paths, inventory_paths, batch_order, outdir, *, shard=None, **options) -> dict:
     """`join_shard` over files: writes `outdir/records.parquet`, `outdir/rejects.parquet` and
-    `outdir/redeliveries.parquet` and `outdir/accounting.json`; returns the accounting."""
+    `outdir/redeliveries.parquet` and `outdir/accounting.json`; returns the accounting. ``shard``: (index,
+    n_shards) where an inventory file covers a group of shards: only its photos of that shard are joined (each
+    of the group's other shards takes its own)."""
     record_tables = [read_table(p, RECORD_SCHEMA) for p in record_paths]
     inventory_tables = [read_table(p, INVENTORY_SCHEMA) for p in inventory_paths]
+    if shard is not None:
+        index, n_shards = shard
+        inventory_tables = [
+            table.filter(pa.array(shard_of(table["processid"].to_pylist(), n_shards) == index))
+            for table in inventory_tables
+        ]
     kept, rejects, accounting, redelivered = join_shard(record_tables, inventory_tables, batch_order, **options)
     outdir = Path(outdir)
     write_table(kept, outdir / "records.parquet")

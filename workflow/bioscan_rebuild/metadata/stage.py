@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bioscan_rebuild.core.io import read_table, write_json, write_table
@@ -183,16 +184,24 @@ def _strings(table: pa.Table) -> pa.Table:
 def write_fasta_from(curated_path, barcode_paths, output, splits_path=None) -> int:
     """FASTA of the curated records' cleaned barcodes (``>processid|dna_bin|taxon``), shard by shard; with
     ``splits_path`` only the released records (those with a split)."""
-    curated = pq.read_table(curated_path, columns=["processid", "dna_bin", "taxon"]).to_pandas().set_index("processid")
+    curated = pq.read_table(curated_path, columns=["processid", "dna_bin", "taxon"])
     if splits_path:
-        released = pq.read_table(splits_path, columns=["processid"])["processid"].to_numpy(zero_copy_only=False)
-        curated = curated[curated.index.isin(released)]
+        released = pq.read_table(splits_path, columns=["processid"])["processid"]
+        curated = curated.filter(pc.is_in(curated["processid"], value_set=released.combine_chunks()))
+    # one hash table over the curated ids, looked up by every shard (5.15M ids: isin per shard rebuilt it)
+    index = pd.Index(curated["processid"].to_numpy(zero_copy_only=False))
+    dna_bin = curated["dna_bin"].to_numpy(zero_copy_only=False)
+    taxon = curated["taxon"].to_numpy(zero_copy_only=False)
+    del curated
 
     def rows():
         for path in barcode_paths:
-            shard = pq.read_table(path, columns=["processid", "dna_barcode"]).to_pandas()
-            shard = shard[shard["processid"].isin(curated.index)]
-            labels = curated.reindex(shard["processid"])
-            yield from zip(shard["processid"], labels["dna_bin"], labels["taxon"], shard["dna_barcode"])
+            shard = pq.read_table(path, columns=["processid", "dna_barcode"])
+            processids = shard["processid"].to_numpy(zero_copy_only=False)
+            where = index.get_indexer(processids)
+            keep = np.flatnonzero(where >= 0)
+            found = where[keep]
+            barcodes = shard["dna_barcode"].to_numpy(zero_copy_only=False)
+            yield from zip(processids[keep], dna_bin[found], taxon[found], barcodes[keep])
 
     return write_fasta(rows(), output)

@@ -67,12 +67,20 @@ def split_tables(curated_path, barcode_paths, outdir, freeze_csv=None, image_pat
     # ingested rows in the order curation kept them, so filtering them to the curated ids lines them up.
     curated = pq.read_table(curated_path, columns=["processid", "genus", "species"])
     curated = curated.cast(pa.schema([(name, pa.string()) for name in curated.column_names]))
-    kept_ids = pd.Index(curated["processid"].to_numpy())  # one hash table for every shard
+    curated_ids = pd.Index(curated["processid"].to_numpy())  # one hash table for every shard
+    excluded = _image_exclusions(curated_ids, image_paths)
+    # Records without a specimen leave before the table is built: filtering 3.4 GB of barcodes afterwards
+    # would copy them.
+    excluded_ids = pd.Index(excluded["processid"].to_numpy(dtype=object))
+    if len(excluded):
+        curated = curated.filter(pa.array(excluded_ids.get_indexer(curated["processid"].to_numpy()) < 0))
     parts = []
     for path in barcode_paths:
         part = pq.read_table(path, columns=["processid", "dna_barcode", "barcode_key"])
-        keep = kept_ids.get_indexer(part["processid"].to_numpy()) >= 0
+        ids = part["processid"].to_numpy()
+        keep = (curated_ids.get_indexer(ids) >= 0) & (excluded_ids.get_indexer(ids) < 0)
         parts.append(part if keep.all() else part.filter(pa.array(keep)))
+    del curated_ids
     barcodes = pa.concat_tables(parts)
     del parts
     if not barcodes["processid"].equals(curated["processid"]):
@@ -87,9 +95,6 @@ def split_tables(curated_path, barcode_paths, outdir, freeze_csv=None, image_pat
         }
     ).to_pandas()
     del curated, barcodes
-    excluded = _image_exclusions(table["processid"], image_paths)
-    if len(excluded):
-        table = table[~table["processid"].isin(excluded["processid"])].reset_index(drop=True)
     write_table(
         make_rejects(
             kind="record",
@@ -123,7 +128,7 @@ def split_tables(curated_path, barcode_paths, outdir, freeze_csv=None, image_pat
     }
 
 
-def _image_exclusions(processids: pd.Series, image_paths) -> pd.DataFrame:
+def _image_exclusions(processids: pd.Index, image_paths) -> pd.DataFrame:
     columns = ["processid", "reason", "detail"]
     if not image_paths:
         return pd.DataFrame(columns=columns)
@@ -134,7 +139,7 @@ def _image_exclusions(processids: pd.Series, image_paths) -> pd.DataFrame:
         ],
         ignore_index=True,
     )
-    images = images[images["processid"].isin(processids)]
+    images = images[processids.get_indexer(images["processid"]) >= 0]
     bad = images[~images["image_status"].isin(USABLE_IMAGE_STATUSES)]
     reason = np.where(bad["image_status"] == "no_object", "no_specimen", "image_unusable")
     # The image stage's own words (the decoder's message) where it has them.

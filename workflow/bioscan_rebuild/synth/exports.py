@@ -27,6 +27,7 @@ import pyarrow.csv as pacsv
 
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.schemas import RANKS
+from bioscan_rebuild.synth import ID_OFFSET, ID_PREFIX, LAYOUTS
 
 V4_COLUMNS = [
     "processid",
@@ -246,7 +247,7 @@ BCDM2024_COLUMNS = [
     "sequence_upload_date",
     "bold_recordset_code_arr",
 ]
-LAYOUT_COLUMNS = {"v4": V4_COLUMNS, "bcdm2023": BCDM2023_COLUMNS, "bcdm2024": BCDM2024_COLUMNS}
+LAYOUT_COLUMNS = dict(zip(LAYOUTS, (V4_COLUMNS, BCDM2023_COLUMNS, BCDM2024_COLUMNS), strict=True))
 
 # (order, share, families); genera and species are made up below, from syllables.
 ORDERS = [
@@ -301,8 +302,6 @@ SPECIES_SHARE = 0.10
 UNDESCRIBED_EVERY, UNDESCRIBED_OFFSET = 4, 1
 SAMPLE_SPECIES_SHARE = 0.5
 BARCODE_LENGTH = 658
-# Processids are {ID_PREFIX}{number}-{suffix}, numbers drawn from [ID_OFFSET, ID_OFFSET + 3 n).
-ID_PREFIX, ID_OFFSET = "BSCN", 1000
 
 
 def _names(rng: np.random.Generator, n: int, suffix: str, capital: bool) -> np.ndarray:
