@@ -9,7 +9,7 @@ image stage's throughput per core on the subset, projected to 5.15M photos.
 Targets (issue 13, this 2-core machine): metadata path <= 15 min and <= 10 GB peak; dry run <= 20 s.
 
     python bench/scale.py [--workdir /tmp/bench-scale] [--records 5150850] [--batches 50] [--photos 2000]
-                          [--shards 256] [--formats csv,parquet,jsonld,croissant]
+                          [--shards 256] [--photo-job-shards 16] [--formats csv,parquet,jsonld,croissant]
 """
 
 from __future__ import annotations
@@ -80,6 +80,12 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=50)
     parser.add_argument("--photos", type=int, default=2000, help="records of the two photo batches")
     parser.add_argument("--shards", type=int, default=256)
+    parser.add_argument(
+        "--photo-job-shards",
+        type=int,
+        default=16,
+        help="the config's photo_job_shards: the subset is ~8 photos a shard",
+    )
     parser.add_argument("--formats", default="csv,parquet,jsonld,croissant")
     args = parser.parse_args()
 
@@ -91,7 +97,7 @@ def main() -> None:
     start = time.perf_counter()
     generate_sample(workdir / "resources" / "sample", n_records=args.photos, seed=0)
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    config.update(shards=args.shards)
+    config.update(shards=args.shards, photo_job_shards=args.photo_job_shards)
     config["ingest"]["require_images"] = False
     config["export"]["formats"] = args.formats.split(",")
     per_batch = (args.records - args.photos) // args.batches
@@ -121,6 +127,7 @@ def main() -> None:
                 "records": args.records,
                 "batches": args.batches + 2,
                 "shards": args.shards,
+                "photo_job_shards": args.photo_job_shards,
                 "formats": args.formats,
                 "dag_jobs": jobs,
                 "dry_run_seconds": round(dry_seconds, 1),

@@ -133,8 +133,9 @@ def test_metadata_rules_on_the_sample(finished_run):
     assert all(set(str(r.seq)) <= set("ACGTRYSWKMBDHVN") for r in fasta)
     # >processid|dna_bin|taxon, each the curated value; a record without a BIN has an empty field (not "nan")
     labels = curated.set_index("processid")
-    headers = [r.id.split("|") for r in fasta]
-    assert [h[1] for h in headers] == [labels.at[h[0], "dna_bin"] or "" for h in headers]
+    headers = [r.description.split("|") for r in fasta]  # .id ends at a space (taxa have them)
+    bins = ["" if pd.isna(labels.at[h[0], "dna_bin"]) else labels.at[h[0], "dna_bin"] for h in headers]
+    assert [h[1] for h in headers] == bins
     assert [h[2] for h in headers] == [labels.at[h[0], "taxon"] for h in headers]
     assert any(h[1] == "" for h in headers)
     changes = pq.read_table(meta / "changes.parquet").to_pandas()
