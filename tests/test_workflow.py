@@ -345,3 +345,22 @@ def test_records_without_photos_pass_the_image_stage_when_photos_are_not_require
     photoless = released[released.str.startswith("MONLY")]
     assert len(photoless) > 100
     assert accounting["released"]["records"] - accounting["released"]["images"] >= len(photoless)
+
+
+def test_the_stats_rule_computes_what_the_stats_command_reads_from_the_release(finished_run, tmp_path):
+    """The stats stage runs before the release that ships it, on the rows the release will hold: the command on
+    the finished release gives the same tables byte for byte; the release carries them and its card."""
+    from bioscan_rebuild.cli.main import main
+
+    stats = finished_run / "results" / "stats"
+    release = finished_run / "results" / "release"
+    assert main(["stats", str(release), "-o", str(tmp_path / "again")]) == 0
+    tables = sorted(p.name for p in stats.glob("*.csv"))
+    assert len(tables) == 14
+    for name in [*tables, "stats.json"]:
+        assert (tmp_path / "again" / name).read_bytes() == (stats / name).read_bytes(), name
+        assert (release / "bioscan5m" / "metadata" / "stats" / name).read_bytes() == (stats / name).read_bytes()
+    manifest = json.loads((release / "MANIFEST.json").read_text())["files"]
+    assert "README.md" in manifest and "bioscan5m/metadata/stats/figures/site_map.png" in manifest
+    released = len(pd.read_parquet(finished_run / "results" / "splits" / "splits.parquet"))
+    assert json.loads((stats / "stats.json").read_text())["records"] == released

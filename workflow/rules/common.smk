@@ -486,3 +486,34 @@ def _git_revision():
     except (OSError, subprocess.CalledProcessError):
         return None
     return f"{head}-modified" if dirty else head
+
+
+# The statistics stage's tables and figures (bioscan_rebuild.stats; a test checks these lists against it).
+STATS_TABLES = [
+    "label_completeness",
+    "records_per_order",
+    "records_per_family",
+    "species_sizes",
+    "bins_per_species",
+    "species_per_bin",
+    "countries",
+    "provinces",
+    "sites",
+    "genetic_distances",
+    "genetic_histogram",
+    "size_fields",
+    "size_histogram",
+    "split_table",
+]
+STATS_FIGURES = {  # figure -> the report's subcategory
+    "splits": "Splits",
+    "label_completeness": "Taxonomy",
+    "records_per_order": "Taxonomy",
+    "records_per_family": "Taxonomy",
+    "species_long_tail": "Taxonomy",
+    "bins_species": "Taxonomy",
+    "countries": "Geography",
+    "site_map": "Geography",
+    "genetic_distances": "Genetics",
+    "size_fields": "Size fields",
+}

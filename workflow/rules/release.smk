@@ -51,6 +51,7 @@ rule release:
         accounting="results/accounting.json",
         provenance="results/provenance/provenance.jsonld",
         config="results/provenance/config.json",
+        stats="results/stats/stats.json",
         previous=previous_release,
     output:
         **(
@@ -78,6 +79,7 @@ rule release:
         cli=CLI,
         store=STORE,
         outdir=subpath(output.manifest, parent=True),
+        stats=subpath(input.stats, parent=True),
         formats=",".join(config["export"]["formats"]),
         options=EXPORT_OPTIONS_JSON,
         previous=previous_release_arg,
@@ -88,4 +90,5 @@ rule release:
         "--changes {input.changes:q} --fasta {input.fasta:q} --accounting {input.accounting:q} "
         "--provenance-file {input.provenance:q} --config-file {input.config:q} "
         "--store {params.store:q} --formats {params.formats} --options {params.options:q} {params.previous} "
+        "--stats {params.stats:q} "
         "--outdir {params.outdir:q} > {log} 2>&1"

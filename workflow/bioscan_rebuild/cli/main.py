@@ -1,6 +1,6 @@
 """`bioscan-rebuild`: one command, a subcommand per stage; each works outside Snakemake too.
 
-One module per command group (``cli/{synth,ingest,images,metadata,splits,release}.py``): each parses its
+One module per command group (``cli/{synth,ingest,images,metadata,splits,stats,release}.py``): each parses its
 arguments and calls its stage, nothing else."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import errno
 import os
 import sys
 
-from bioscan_rebuild.cli import images, ingest, metadata, release, splits, synth
+from bioscan_rebuild.cli import images, ingest, metadata, release, splits, stats, synth
 from bioscan_rebuild.core.errors import AccountingError, InputError
 
-GROUPS = (synth, ingest, images, metadata, splits, release)
+GROUPS = (synth, ingest, images, metadata, splits, stats, release)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,6 +29,7 @@ def cmd_release(args) -> int:
         previous=args.previous,
         provenance_file=args.provenance_file,
         config_file=args.config_file,
+        stats=args.stats,
     )
     print(json.dumps(summary, sort_keys=True, default=str))
     return 0
@@ -125,4 +126,5 @@ def register(sub) -> None:
     p.add_argument("--provenance-file", help="the build's PROV-O graph (shipped as metadata/provenance.jsonld)")
     p.add_argument("--config-file", help="the resolved config (shipped as metadata/config.json)")
     p.add_argument("--previous", help="the previous release's folder (holding MANIFEST.json): write the diff")
+    p.add_argument("--stats", help="the statistics stage's folder: shipped as metadata/stats/, summed up in README.md")
     p.set_defaults(func=cmd_release)

@@ -16,6 +16,7 @@ from pathlib import Path
 from bioscan_rebuild.core.io import file_sha256, readable_outputs
 from bioscan_rebuild.core.params import ExportOptions
 from bioscan_rebuild.export.accounting import check_released
+from bioscan_rebuild.export.card import STATS_DIR, write_card
 from bioscan_rebuild.export.formats.base import ExportContext
 from bioscan_rebuild.export.formats.registry import FORMATS, select
 from bioscan_rebuild.export.layout import ACCOUNTING, CONFIG, MANIFEST, PROVENANCE, ROOT, ZIP_DIR
@@ -162,7 +163,10 @@ def _build(
     previous=None,
     provenance_file=None,
     config_file=None,
+    stats=None,
 ) -> dict:
+    """``stats``: the statistics stage's folder (``stats.json``, tables, ``figures/``): copied under
+    ``metadata/stats/`` and summed up in the dataset card, ``README.md`` beside the root."""
     accounting_data = json.loads(Path(accounting).read_text())
     provenance = {
         "software": "bioscan-rebuild",
@@ -189,6 +193,9 @@ def _build(
         for file, source in ((PROVENANCE, provenance_file), (CONFIG, config_file)):
             if source is not None:
                 side[file.path] = Path(source)
+        if stats is not None:
+            for path in sorted(p for p in Path(stats).rglob("*") if p.is_file()):
+                side[f"{STATS_DIR}/{path.relative_to(stats).as_posix()}"] = path
         summary = export_release(
             curated,
             barcodes,
@@ -204,5 +211,9 @@ def _build(
             after_spool=None if previous is None else _diff_against(previous, rejects, changes, Path(tmp) / "diff"),
         )
     check_released(accounting_data, summary["released"])  # never publish rows the accounting does not know
-    summary["manifest"] = write_manifest(outdir)  # after the side files and accounting
+    diff = outdir / ROOT / "metadata" / "release_diff_summary.json"
+    write_card(
+        outdir, options or ExportOptions(), accounting_data, json.loads(diff.read_text()) if diff.is_file() else None
+    )
+    summary["manifest"] = write_manifest(outdir)  # after the side files, accounting and card
     return summary

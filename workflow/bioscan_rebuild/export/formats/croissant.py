@@ -475,7 +475,11 @@ def _croissant_info(options: ExportOptions, provenance: dict) -> dict:
         "name": options.name,
         "version": options.version,
         "license": options.licence,
-        "description": "A BIOSCAN-5M-style release rebuilt from BOLD exports and imager photos by bioscan-rebuild.",
+        "description": (
+            "A BIOSCAN-5M-style release rebuilt from BOLD exports and imager photos by bioscan-rebuild. Its dataset "
+            "card, README.md beside this folder (../README.md from this file), holds the statistics and figures, "
+            "the split protocol, the provenance summary and the citation."
+        ),
         **{k: v for k, v in provenance.items() if k in ("url", "citeAs", "datePublished")},
     }
 

@@ -1,0 +1,90 @@
+"""The dataset card (README.md at the release root): the Hugging Face header and the tables, from the files."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from bioscan_rebuild.core.params import ExportOptions
+from bioscan_rebuild.export.card import FIGURES, size_category, write_card
+
+
+def release_tree(tmp_path, splits=("pretrain", "train", "val")):
+    root = tmp_path / "bioscan5m"
+    data = root / "metadata" / "parquet" / "data"
+    data.mkdir(parents=True)
+    for split in splits:
+        (data / f"{split}-00000-of-00001.parquet").write_bytes(b"PAR1")
+    stats = root / "metadata" / "stats"
+    (stats / "figures").mkdir(parents=True)
+    (stats / "split_table.csv").write_text(
+        "split,records,species,barcodes,bins\npretrain,1200,0,900,300\ntrain,40,12,30,11\ntotal,1240,12,930,311\n"
+    )
+    (stats / "label_completeness.csv").write_text(
+        "rank,categories,labelled,labelled_pct,imbalance_ratio,published_categories,published_labelled_pct\n"
+        "order,5,1238,99.84,310.5,55,99.7\nsubfamily,3,400,32.26,2.0,,28.6\n"
+    )
+    (stats / "stats.json").write_text('{"records": 1240, "genetics": {"method": "mash", "k": 12}}')
+    (stats / "figures" / "site_map.png").write_bytes(b"png")
+    (stats / "figures" / "splits.png").write_bytes(b"png")
+    return tmp_path
+
+
+ACCOUNTING = {
+    "inputs": {"records": 1300, "images": 1250},
+    "rejected": {"records": 60, "images": 10},
+    "released": {"records": 1240, "images": 1240},
+    "batches": {"a": {}, "b": {}},
+}
+
+
+def test_the_card_header_is_a_hub_card_with_a_config_per_table_and_split(tmp_path):
+    release = release_tree(tmp_path)
+    text = write_card(release, ExportOptions(), ACCOUNTING).read_text()
+    header = yaml.safe_load(re.match(r"^---\n(.*?)\n---\n", text, re.S).group(1))
+    assert header["license"] == "cc-by-3.0" and header["size_categories"] == ["1K<n<10K"]
+    assert "image-classification" in header["task_categories"] and "biology" in header["tags"]
+    (config,) = header["configs"]  # no images Parquet in this release: no images config
+    assert config["config_name"] == "metadata" and config["default"] is True
+    assert config["data_files"] == [
+        {"split": s, "path": f"bioscan5m/metadata/parquet/data/{s}-*.parquet"} for s in ("pretrain", "train", "val")
+    ]
+
+
+def test_the_card_body_holds_the_tables_the_figures_present_and_the_citation(tmp_path):
+    release = release_tree(tmp_path)
+    text = write_card(release, ExportOptions(), ACCOUNTING, diff_summary={"added": 12}).read_text()
+    assert "| pretrain | 1,200 | 0 | 900 | 300 |" in text and "| total | 1,240 | 12 | 930 | 311 |" in text
+    assert "| order | 5 | 1,238 | 99.84 | 310.5 | 55 | 99.7 |" in text
+    assert "| subfamily | 3 | 400 | 32.26 | 2 | — | 28.6 |" in text  # no published category count: a dash
+    links = re.findall(r"!\[(\w+)\]\((\S+)\)", text)
+    assert links == [(n, f"bioscan5m/metadata/stats/figures/{n}.png") for n in ("splits", "site_map")]
+    assert "| released | 1,240 | 1,240 |" in text and "2 delivery batches" in text
+    assert "## Changes since the previous version" in text and "| added | 12 |" in text
+    assert "@inproceedings{bioscan5m" in text and "Gharaee" in text
+
+
+def test_an_unknown_licence_is_other_with_its_link(tmp_path):
+    release = release_tree(tmp_path)
+    options = ExportOptions(licence="https://example.org/licence")
+    header = yaml.safe_load(write_card(release, options, ACCOUNTING).read_text().split("---\n")[1])
+    assert header["license"] == "other" and header["license_link"] == "https://example.org/licence"
+
+
+@pytest.mark.parametrize(
+    ("n", "bucket"), [(0, "n<1K"), (999, "n<1K"), (1000, "1K<n<10K"), (5_150_850, "1M<n<10M"), (10**7, "10M<n<100M")]
+)
+def test_size_categories(n, bucket):
+    assert size_category(n) == bucket
+
+
+def test_every_figure_the_report_shows_is_described_in_the_card():
+    from conftest import REPO
+
+    common = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    listed = re.search(r"STATS_FIGURES = \{.*?\n\}", common, re.S).group(0)
+    assert sorted(re.findall(r'^    "(\w+)":', listed, re.M)) == sorted(FIGURES)
+    for name in FIGURES:
+        assert (REPO / "workflow" / "report" / "stats" / f"{name}.rst").is_file()

@@ -1,0 +1,214 @@
+"""The dataset card: ``README.md`` at the release root, in the Hugging Face card format.
+
+A YAML header (licence, task categories, tags, size category, one config per table with its Parquet files per
+split) and then what a user reads before trusting the data: the split table, label completeness next to the
+published BIOSCAN-5M figures, the statistics figures with what each shows, the split protocol, where the
+records came from (the accounting and the provenance files) and the citation. Everything is read from files
+the release already holds or the statistics stage wrote (``metadata/stats/``: ``stats.json`` and its CSV
+tables), so the card says what the release contains, not what the code expects.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+from bioscan_rebuild.core.params import ExportOptions
+from bioscan_rebuild.core.schemas import SPLITS
+from bioscan_rebuild.export.layout import IMAGES_PARQUET_DIR, PARQUET_DIR, ROOT
+
+CARD = "README.md"  # beside ROOT, as the Hugging Face Hub reads it
+STATS_DIR = "metadata/stats"  # under ROOT: the statistics stage's tables and figures
+
+# Hugging Face licence ids of the IRIs a release is likely to carry; anything else is "other" + its link.
+HF_LICENCES = {
+    "https://creativecommons.org/licenses/by/3.0/": "cc-by-3.0",
+    "https://creativecommons.org/licenses/by/4.0/": "cc-by-4.0",
+    "https://creativecommons.org/licenses/by-sa/4.0/": "cc-by-sa-4.0",
+    "https://creativecommons.org/licenses/by-nc/4.0/": "cc-by-nc-4.0",
+    "https://creativecommons.org/publicdomain/zero/1.0/": "cc0-1.0",
+}
+
+# Figure file stem -> what it shows (the statistics stage draws them: ``stats.figures``).
+FIGURES = {
+    "splits": "Records per split (log scale): the closed-world splits are small beside pretrain.",
+    "label_completeness": "Share of records labelled at each rank, beside the published BIOSCAN-5M shares.",
+    "records_per_order": "The 20 largest orders by records (log scale): the class imbalance at order level.",
+    "records_per_family": "The 20 largest families by records (log scale).",
+    "species_long_tail": "Records per species against the species' rank (log-log): the long tail.",
+    "bins_species": "BINs per species and species per BIN: how far BINs and species names agree.",
+    "countries": "The 20 countries with the most records (log scale).",
+    "site_map": "Collection sites over the Natural Earth 1:110m land (public domain), marker size ~ log records.",
+    "genetic_distances": (
+        "Mash distances (k = 12) between the DNA barcodes of seeded random pairs: within species, genus and order, "
+        "between orders; and within vs between BINs (the barcode gap)."
+    ),
+    "size_fields": "image_measurement_value, area_fraction and scale_factor, over all records and per large order.",
+}
+
+CITATION = """@inproceedings{bioscan5m,
+    title={{BIOSCAN-5M}: A Multimodal Dataset for Insect Biodiversity},
+    booktitle={Advances in Neural Information Processing Systems},
+    author={Zahra Gharaee and Scott C. Lowe and ZeMing Gong and Pablo Millan Arias
+        and Nicholas Pellegrino and Austin T. Wang and Joakim Bruslund Haurum
+        and Iuliia Zarubiieva and Lila Kari and Dirk Steinke and Graham W. Taylor
+        and Paul Fieguth and Angel X. Chang
+    },
+    editor={A. Globerson and L. Mackey and D. Belgrave and A. Fan and U. Paquet and J. Tomczak and C. Zhang},
+    pages={36285--36313},
+    publisher={Curran Associates, Inc.},
+    year={2024},
+    volume={37},
+}"""
+
+
+def size_category(n: int) -> str:
+    """The Hub's size_categories bucket of ``n`` records."""
+    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")]
+    bounds += [(10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
+    return next((name for bound, name in bounds if n < bound), "n>1T")
+
+
+def _read_csv(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _number(text) -> str:
+    """A table cell: thousands separators for counts, '—' for a missing value."""
+    if text is None or text == "":
+        return "—"
+    value = float(text)
+    if math.isnan(value):
+        return "—"
+    return f"{int(value):,}" if value.is_integer() else f"{value:,.2f}".rstrip("0").rstrip(".")
+
+
+def _yaml_header(root: Path, options: ExportOptions, records: int) -> list[str]:
+    licence = HF_LICENCES.get(options.licence)
+    lines = ["---", f"license: {licence or 'other'}"]
+    if licence is None:
+        lines.append(f"license_link: {json.dumps(options.licence)}")
+    lines += [
+        f"pretty_name: {json.dumps(options.name)}",
+        "task_categories:",
+        "- image-classification",
+        "- zero-shot-classification",
+        "tags:",
+        *(f"- {tag}" for tag in ("biology", "biodiversity", "insects", "dna-barcodes", "taxonomy", "bioscan")),
+        "size_categories:",
+        f"- {size_category(records)}",
+        "configs:",
+    ]
+    for config, folder in (("metadata", PARQUET_DIR), ("images", IMAGES_PARQUET_DIR)):
+        present = [s for s in SPLITS if any((root / folder).glob(f"{s}-*.parquet"))]
+        if not present:
+            continue
+        lines += [f"- config_name: {config}", *(["  default: true"] if config == "metadata" else []), "  data_files:"]
+        for split in present:
+            lines += [f"  - split: {split}", f"    path: {ROOT}/{folder}/{split}-*.parquet"]
+    lines.append("---")
+    return lines
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def write_card(release_dir, options: ExportOptions, accounting: dict, diff_summary: dict | None = None) -> Path:
+    """Write ``release_dir/README.md`` from the release's own files (see the module docstring)."""
+    release_dir = Path(release_dir)
+    root = release_dir / ROOT
+    stats_dir = root / STATS_DIR
+    stats = json.loads((stats_dir / "stats.json").read_text()) if (stats_dir / "stats.json").is_file() else {}
+    records = int(accounting.get("released", {}).get("records", stats.get("records", 0)))
+    lines = _yaml_header(root, options, records)
+    lines += [
+        "",
+        f"# {options.name} (version {options.version})",
+        "",
+        f"{records:,} insect specimens, each with a DNA barcode (COI-5P), a BOLD Barcode Index Number where BOLD "
+        "assigned one, a taxonomic label to the deepest rank known, collection-site geography and, where photographed, "
+        "a microscope photo with its crop and size fields; partitioned into the 8 BIOSCAN-5M splits. Rebuilt from "
+        "BOLD exports and imager photos by the `bioscan-rebuild` workflow, in the layout of BIOSCAN-5M "
+        "(Gharaee et al., NeurIPS 2024): `bioscan-dataset`, the Hugging Face `datasets` library and Croissant "
+        f"(`{ROOT}/croissant.json`) read it as they read the published release.",
+        "",
+        "## Splits",
+        "",
+    ]
+    split_rows = _read_csv(stats_dir / "split_table.csv")
+    if split_rows:
+        columns = ["split", "records", "species", "barcodes", "bins"]
+        lines += _table(columns, [[r["split"], *(_number(r[c]) for c in columns[1:])] for r in split_rows])
+    else:
+        lines.append("(no statistics in this release)")
+    completeness = _read_csv(stats_dir / "label_completeness.csv")
+    if completeness:
+        lines += [
+            "",
+            "## Label completeness",
+            "",
+            "Per rank: distinct categories, labelled records, their share, and the imbalance ratio (records of the "
+            "largest category / the smallest). The published columns are BIOSCAN-5M's (5,150,850 records); "
+            "— where the paper gives no figure.",
+            "",
+        ]
+        header = ["rank", "categories", "labelled", "labelled %", "imbalance ratio"]
+        header += ["published categories", "published labelled %"]
+        keys = ["categories", "labelled", "labelled_pct", "imbalance_ratio", "published_categories"]
+        keys.append("published_labelled_pct")
+        lines += _table(header, [[r["rank"], *(_number(r.get(k)) for k in keys)] for r in completeness])
+    figures = [name for name in FIGURES if (stats_dir / "figures" / f"{name}.png").is_file()]
+    if figures:
+        lines += ["", "## Figures", ""]
+        for name in figures:
+            lines += [f"### {name.replace('_', ' ').capitalize()}", "", FIGURES[name], ""]
+            lines.append(f"![{name}]({ROOT}/{STATS_DIR}/figures/{name}.png)")
+            lines.append("")
+        genetics = stats.get("genetics")
+        if genetics:
+            lines.append(f"Genetic distances: {json.dumps(genetics, sort_keys=True)}.")
+            lines.append("")
+    lines += [
+        "## Split protocol",
+        "",
+        "The published BIOSCAN-5M partitioning protocol, step for step: records without a species label go to "
+        "`pretrain`; species whose names are placeholders (not yet described) go to `other_heldout` or the unseen "
+        "splits by genus; described species are split into seen (`train`, `val`, `test`) and unseen "
+        "(`key_unseen`, `val_unseen`, `test_unseen`) sets so that a DNA barcode never spans two splits. A "
+        "versioned release keeps every earlier record in its split (frozen) and assigns only new records. "
+        "Records whose photo shows no specimen get no split and are listed in `metadata/rejects.csv`.",
+        "",
+        "## Provenance",
+        "",
+    ]
+    inputs, rejected = accounting.get("inputs", {}), accounting.get("rejected", {})
+    lines += _table(
+        ["", "records", "images"],
+        [
+            ["read", _number(inputs.get("records")), _number(inputs.get("images"))],
+            ["rejected", _number(rejected.get("records")), _number(rejected.get("images"))],
+            ["released", _number(records), _number(accounting.get("released", {}).get("images"))],
+        ],
+    )
+    lines += [
+        "",
+        f"{len(accounting.get('batches', {}))} delivery batches. Every rejected record and photo is in "
+        f"`{ROOT}/metadata/rejects.csv` with its reason; every released record's sources (batch, file, line, "
+        f"photo hash) in `{ROOT}/metadata/records_lineage.csv`; the build (every job's inputs, parameters and "
+        f"outputs, by sha256) in `{ROOT}/metadata/provenance.jsonld` (PROV-O); the resolved configuration in "
+        f"`{ROOT}/metadata/config.json`. `MANIFEST.json` holds every file's size and sha256 "
+        "(`bioscan-rebuild audit` checks a copy against it).",
+    ]
+    if diff_summary:
+        lines += ["", "## Changes since the previous version", ""]
+        lines += _table(["", ""], [[k, json.dumps(v, sort_keys=True)] for k, v in sorted(diff_summary.items())])
+    lines += ["", "## Citation", "", "```bibtex", CITATION, "```", ""]
+    path = release_dir / CARD
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path

@@ -1,0 +1,306 @@
+"""Genetic distances between DNA barcodes, without alignment, and the barcode identity used for distinct counts.
+
+**Distance.** Released barcodes are unaligned COI-5P reads that start and end at different places (and may carry
+``N`` and other IUPAC letters), so a p-distance would need a multiple alignment of millions of reads. Instead the
+Mash distance (Ondov et al. 2016, Genome Biology 17:132) is computed from the *exact* Jaccard index ``J`` of the
+two reads' k-mer sets (k = :data:`K` = 12; k-mers holding a letter other than A, C, G, T are dropped)::
+
+    d = -ln(2J / (1 + J)) / k,   d = 1 when J = 0, and d is capped at 1
+
+Under a model of independent substitutions at rate ``p`` per base, a k-mer survives with probability ``(1-p)^k``
+and ``d`` estimates ``-ln(1-p)``, which is ≈ ``p`` (the p-distance an alignment would give) at the distances that
+matter for barcodes (a few %); reads of different start only lose the k-mers outside their overlap, which biases
+``d`` upwards by the non-overlapping share. k = 12 keeps chance matches negligible: a given 12-mer occurs by
+chance in a 660 bp read with probability ≈ 650 / 4^12 ≈ 4e-5, while one substitution breaks only 12 k-mers.
+
+**Pairs** (:func:`sample_pairs`), drawn with ``numpy.random.default_rng(seed)`` in a fixed order, so a table and a
+seed give the same pairs every time; only records with a barcode take part:
+
+- ``within_species``, ``within_genus``, ``within_order``, ``within_bin``: a group (species, genus, order, BIN) is
+  picked uniformly among the groups with at least two such records, then two distinct records of it;
+- ``between_orders``: two distinct orders picked uniformly, one record of each;
+- ``between_bins``: an order picked uniformly among the orders holding at least two BINs, two distinct BINs of
+  it, one record of each. Staying inside one order makes it the *neighbouring*-BIN distance, the one that
+  has to exceed the within-BIN distance for BINs to be told apart (the barcode gap); two BINs of different
+  orders would be far apart anyway.
+
+Only the sampled rows' barcodes are read (``pyarrow.compute.take``), never the whole column as Python objects.
+
+**Barcode identity** (:func:`barcode_keys`): a 64-bit BLAKE2b hash of each barcode with its leading and trailing
+``N`` removed, computed straight from the Arrow buffers; distinct barcodes are distinct keys. Two different
+barcodes share a key with probability about n² / 2^65 (≈ 2e-7 for the 2.5 million distinct barcodes of
+BIOSCAN-5M).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+K = 12
+METHOD = "mash"
+WITHIN = {  # comparison -> the rank whose groups the pairs come from
+    "within_species": "species",
+    "within_genus": "genus",
+    "within_order": "order",
+    "within_bin": "dna_bin",
+}
+COMPARISONS = ("within_species", "within_genus", "within_order", "between_orders", "within_bin", "between_bins")
+# The distance histogram: 0.00-0.50 in steps of 0.01, the last bin closed; distances above 0.5 go in it too.
+HISTOGRAM_EDGES = np.linspace(0.0, 0.5, 51)
+
+# A, C, G, T (either case) -> 0..3; anything else -> 4 (the k-mers holding it are dropped)
+_BASE_CODE = np.full(256, 4, dtype=np.uint8)
+for _code, _letters in enumerate(("Aa", "Cc", "Gg", "Tt")):
+    for _letter in _letters:
+        _BASE_CODE[ord(_letter)] = _code
+_N = ord("N")
+MISSING_KEY = np.uint64(0)
+
+
+# ------------------------------------------------------------------------------------------- identity
+def _string_chunks(column: pa.ChunkedArray):
+    """The column's chunks as plain (large) strings."""
+    if pa.types.is_dictionary(column.type) or not (
+        pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+    ):
+        column = column.cast(pa.string())
+    return column.chunks
+
+
+def _offsets_and_data(chunk: pa.Array) -> tuple[np.ndarray, memoryview]:
+    """Start/end offsets (len n + 1, into the data buffer) and the data buffer of a string array."""
+    offset_type = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
+    buffers = chunk.buffers()
+    offsets = np.frombuffer(
+        buffers[1], dtype=offset_type, count=len(chunk) + 1, offset=chunk.offset * offset_type(0).nbytes
+    )
+    data = memoryview(buffers[2]) if buffers[2] is not None else memoryview(b"")
+    return offsets.astype(np.int64), data
+
+
+def barcode_keys(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Per row, a 64-bit key of the barcode with leading and trailing ``N`` stripped (uint64); 0 = no barcode
+    (null, empty, or only ``N``). Equal stripped barcodes get equal keys; see the module docstring for the
+    chance that different ones do."""
+    if isinstance(column, pa.Array):
+        column = pa.chunked_array([column])
+    parts = []
+    for chunk in _string_chunks(column):
+        n = len(chunk)
+        if not n:
+            continue
+        offsets, data = _offsets_and_data(chunk)
+        starts, ends = offsets[:-1].copy(), offsets[1:].copy()
+        present = ends > starts
+        if chunk.null_count:
+            present &= ~chunk.is_null().to_numpy(zero_copy_only=False)
+        raw = np.frombuffer(data, dtype=np.uint8)
+        if raw.size:  # the first and last letter of each read (anything for an empty one: it is not present)
+            first, last = raw[np.minimum(starts, raw.size - 1)], raw[np.maximum(ends - 1, 0)]
+        else:
+            first = last = np.zeros(n, dtype=np.uint8)
+        # only reads with N at an end are trimmed (in Python, one at a time): the project's barcodes have none
+        for i in np.flatnonzero(present & ((first == _N) | (last == _N))):
+            read = bytes(data[starts[i] : ends[i]])
+            lead = len(read) - len(read.lstrip(b"N"))
+            stripped = read.strip(b"N")
+            starts[i], ends[i] = starts[i] + lead, starts[i] + lead + len(stripped)
+        present &= ends > starts
+        digests = b"".join(
+            hashlib.blake2b(data[s:e], digest_size=8).digest() if keep else bytes(8)
+            for s, e, keep in zip(starts.tolist(), ends.tolist(), present.tolist())
+        )
+        keys = np.frombuffer(digests, dtype="<u8").copy()
+        keys[present & (keys == MISSING_KEY)] = 1  # a real barcode never reads as missing
+        parts.append(keys)
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
+
+
+# ------------------------------------------------------------------------------------------- distance
+def kmer_set(sequence: str, k: int = K) -> np.ndarray:
+    """The distinct k-mers of ``sequence`` as sorted 2-bit-packed integers (uint64), dropping every k-mer that
+    holds a letter other than A, C, G, T (IUPAC ambiguity codes, ``N``, gaps)."""
+    if not 1 <= k <= 32:
+        raise ValueError(f"k must be 1..32, got {k}")
+    codes = _BASE_CODE[np.frombuffer(sequence.encode("ascii", "replace"), dtype=np.uint8)]
+    windows = len(codes) - k + 1
+    if windows <= 0:
+        return np.zeros(0, dtype=np.uint64)
+    bad = np.concatenate([[0], np.cumsum(codes == 4)])
+    clean = (bad[k:] - bad[:-k]) == 0
+    packed = np.zeros(windows, dtype=np.uint64)
+    for j in range(k):
+        packed = (packed << np.uint64(2)) | (codes[j : j + windows] & 3).astype(np.uint64)
+    packed = np.sort(packed[clean])  # sort + drop repeats: faster than np.unique on reads this short
+    return packed[np.concatenate(([True], packed[1:] != packed[:-1]))] if packed.size else packed
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """Exact Jaccard index of two k-mer sets (sorted, distinct); NaN when both are empty."""
+    if a.size > b.size:
+        a, b = b, a
+    at = np.minimum(np.searchsorted(b, a), max(b.size - 1, 0))  # where each of a would sit in b
+    shared = int(np.count_nonzero(b[at] == a)) if b.size else 0
+    union = a.size + b.size - shared
+    return shared / union if union else float("nan")
+
+
+def mash_distance(a: np.ndarray, b: np.ndarray, k: int = K) -> float:
+    """Mash distance from the exact Jaccard index of two k-mer sets: ``-ln(2J/(1+J))/k``, 1 when J = 0, capped
+    at 1; NaN when either set is empty (a read shorter than k, or without a clean k-mer)."""
+    if not a.size or not b.size:
+        return float("nan")
+    j = jaccard(a, b)
+    if j <= 0:
+        return 1.0
+    if j >= 1:
+        return 0.0  # not -ln(1)/k, which is -0.0
+    return float(min(1.0, -np.log(2 * j / (1 + j)) / k))
+
+
+def sequence_distance(first: str, second: str, k: int = K) -> float:
+    """Mash distance between two sequences (see :func:`mash_distance`)."""
+    return mash_distance(kmer_set(first, k), kmer_set(second, k), k)
+
+
+# ------------------------------------------------------------------------------------------- pairs
+class _Groups:
+    """Rows grouped by a code (rows with code < 0 left out): ``rows`` sorted by (code, row), and per group its
+    code, first position in ``rows`` and size."""
+
+    def __init__(self, codes: np.ndarray, usable: np.ndarray):
+        rows = np.flatnonzero(usable & (codes >= 0))
+        self.rows = rows[np.argsort(codes[rows], kind="stable")]
+        self.codes, self.starts, self.sizes = np.unique(codes[self.rows], return_index=True, return_counts=True)
+
+
+def _two_distinct(rng: np.random.Generator, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two distinct positions in 0..size-1 per entry of ``sizes`` (each ≥ 2), uniformly."""
+    first = rng.integers(0, sizes)
+    second = rng.integers(0, sizes - 1)
+    return first, second + (second >= first)
+
+
+def _empty_pairs() -> tuple[np.ndarray, np.ndarray, int]:
+    return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), 0
+
+
+def sample_pairs(
+    groups: dict[str, np.ndarray], has_barcode: np.ndarray, *, seed: int = 0, pairs: int = 2000
+) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
+    """Row pairs per comparison (:data:`COMPARISONS`, rules in the module docstring): comparison -> (first rows,
+    second rows, number of groups drawn from). ``groups`` maps species, genus, order and dna_bin to per-row
+    integer codes (-1 = missing); ``has_barcode`` says which rows take part. Fewer (or no) pairs come back only
+    where no group qualifies."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for comparison in COMPARISONS:
+        if comparison in WITHIN:
+            grouped = _Groups(groups[WITHIN[comparison]], has_barcode)
+            eligible = grouped.sizes >= 2
+            starts, sizes = grouped.starts[eligible], grouped.sizes[eligible]
+            if not sizes.size:
+                out[comparison] = _empty_pairs()
+                continue
+            pick = rng.integers(0, sizes.size, pairs)
+            i, j = _two_distinct(rng, sizes[pick])
+            out[comparison] = (grouped.rows[starts[pick] + i], grouped.rows[starts[pick] + j], int(sizes.size))
+        elif comparison == "between_orders":
+            grouped = _Groups(groups["order"], has_barcode)
+            if grouped.sizes.size < 2:
+                out[comparison] = _empty_pairs()
+                continue
+            first, second = _two_distinct(rng, np.full(pairs, grouped.sizes.size))
+            i = rng.integers(0, grouped.sizes[first])
+            j = rng.integers(0, grouped.sizes[second])
+            rows = grouped.rows
+            out[comparison] = (rows[grouped.starts[first] + i], rows[grouped.starts[second] + j], grouped.sizes.size)
+        else:  # between_bins: cells (order, BIN), two cells of one order
+            order, bin_code = groups["order"].astype(np.int64), groups["dna_bin"].astype(np.int64)
+            stride = int(bin_code.max(initial=0)) + 1
+            cells = _Groups(np.where((order >= 0) & (bin_code >= 0), order * stride + bin_code, -1), has_barcode)
+            cell_order = cells.codes // stride
+            orders, order_start, bins_in_order = np.unique(cell_order, return_index=True, return_counts=True)
+            eligible = bins_in_order >= 2
+            order_start, bins_in_order = order_start[eligible], bins_in_order[eligible]
+            if not bins_in_order.size:
+                out[comparison] = _empty_pairs()
+                continue
+            pick = rng.integers(0, bins_in_order.size, pairs)
+            c1, c2 = _two_distinct(rng, bins_in_order[pick])
+            c1, c2 = order_start[pick] + c1, order_start[pick] + c2
+            i = rng.integers(0, cells.sizes[c1])
+            j = rng.integers(0, cells.sizes[c2])
+            out[comparison] = (
+                cells.rows[cells.starts[c1] + i],
+                cells.rows[cells.starts[c2] + j],
+                int(bins_in_order.size),
+            )
+    return out
+
+
+def gather_reads(barcodes: pa.ChunkedArray | pa.Array, rows: np.ndarray) -> list[str | None]:
+    """The barcodes of ``rows`` (sorted row numbers) as Python strings, taken chunk by chunk: ``take`` on the
+    whole chunked column would first join its chunks (3.4 GB of text for BIOSCAN-5M)."""
+    if isinstance(barcodes, pa.Array):
+        barcodes = pa.chunked_array([barcodes])
+    bounds = np.cumsum([0, *(len(chunk) for chunk in barcodes.chunks)])
+    chunk_of_row = np.searchsorted(bounds, rows, side="right") - 1
+    reads: list[str | None] = []
+    for chunk_number in np.unique(chunk_of_row):
+        local = rows[chunk_of_row == chunk_number] - bounds[chunk_number]
+        chunk = barcodes.chunk(int(chunk_number))
+        reads += pc.take(chunk, pa.array(local, pa.int64())).cast(pa.string()).to_pylist()
+    return reads
+
+
+def _quantiles(values: np.ndarray) -> dict:
+    if not values.size:
+        return {"mean": np.nan, "p05": np.nan, "median": np.nan, "p95": np.nan}
+    p05, median, p95 = np.percentile(values, [5, 50, 95])
+    return {"mean": float(values.mean()), "p05": float(p05), "median": float(median), "p95": float(p95)}
+
+
+def distance_tables(
+    barcodes: pa.ChunkedArray,
+    groups: dict[str, np.ndarray],
+    has_barcode: np.ndarray,
+    *,
+    seed: int = 0,
+    pairs: int = 2000,
+    k: int = K,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``genetic_distances`` (comparison, groups, pairs, mean, p05, median, p95) and ``genetic_histogram``
+    (comparison, bin_left, bin_right, pairs; :data:`HISTOGRAM_EDGES`: 0.00-0.50 in steps of 0.01, last bin
+    closed, distances above 0.5 counted in the last bin) of Mash distances between sampled barcode pairs.
+
+    ``pairs`` counts the pairs with a distance: a pair whose read has no clean k-mer is left out."""
+    sampled = sample_pairs(groups, has_barcode, seed=seed, pairs=pairs)
+    rows = np.unique(np.concatenate([np.concatenate([a, b]) for a, b, _ in sampled.values()]))
+    kmers = {int(row): kmer_set(read or "", k) for row, read in zip(rows, gather_reads(barcodes, rows))}
+    summary, histogram = [], []
+    n_bins = len(HISTOGRAM_EDGES) - 1
+    for comparison in COMPARISONS:
+        first, second, n_groups = sampled[comparison]
+        distances = np.array([mash_distance(kmers[int(a)], kmers[int(b)], k) for a, b in zip(first, second)])
+        distances = distances[~np.isnan(distances)] if distances.size else np.zeros(0)
+        summary.append({"comparison": comparison, "groups": n_groups, "pairs": distances.size, **_quantiles(distances)})
+        where = np.clip(np.searchsorted(HISTOGRAM_EDGES, distances, side="right") - 1, 0, n_bins - 1)
+        counts = np.bincount(where, minlength=n_bins)
+        histogram.append(
+            pd.DataFrame(
+                {
+                    "comparison": comparison,
+                    "bin_left": np.round(HISTOGRAM_EDGES[:-1], 2),
+                    "bin_right": np.round(HISTOGRAM_EDGES[1:], 2),
+                    "pairs": counts.astype(np.int64),
+                }
+            )
+        )
+    table = pd.DataFrame(summary).astype({"groups": np.int64, "pairs": np.int64})
+    return table, pd.concat(histogram, ignore_index=True)
