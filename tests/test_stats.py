@@ -282,12 +282,13 @@ def test_bins_per_species_and_species_per_bin_match_sets(generated):
     assert dict(_rows(tables["species_per_bin"])).get(2, 0) > 0  # the shared BINs are seen
 
 
-def test_sites_are_the_distinct_coordinate_pairs(generated):
+def test_sites_are_the_distinct_coordinate_pairs_to_two_decimals(generated):
     _, rows, tables = generated
     sites = Counter()
     for lat, lon in zip(rows["coord-lat"], rows["coord-lon"]):
         if lat is not None and lon is not None and -90 <= lat <= 90 and -180 <= lon <= 180:
-            sites[(0.0 if lat == 0 else lat, lon)] += 1
+            lat, lon = (float(f"{v:.2f}") for v in (lat, lon))
+            sites[(0.0 if lat == 0 else lat, 0.0 if lon == 0 else lon)] += 1
     assert _rows(tables["sites"]) == [(lat, lon, count) for (lat, lon), count in sorted(sites.items())]
     assert (0.0, 12.5, 50) in _rows(tables["sites"])
 

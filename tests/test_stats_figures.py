@@ -337,3 +337,17 @@ def test_land_path_covers_land_and_not_the_sea():
     outside = path.contains_points([PACIFIC, (-30.0, 0.0), (80.0, -20.0), (170.0, 0.0), (-175.0, -30.0)])
     assert inside.all(), inside
     assert not outside.any(), outside
+
+
+def test_site_map_sums_many_sites_per_degree_cell(tmp_path):
+    """Jittered coordinates give millions of distinct sites: above MAX_SITE_MARKERS the map draws 1° cells."""
+    rng = np.random.default_rng(3)
+    n = figures.MAX_SITE_MARKERS + 5000
+    sites = pd.DataFrame(
+        {"lat": rng.uniform(40, 43.99, n).round(2), "lon": rng.uniform(-80, -75.01, n).round(2), "records": 1}
+    ).drop_duplicates(["lat", "lon"])
+    fig = figures.make_figure("site_map", {"sites": sites})
+    text = "".join(t.get_text() for ax in fig.axes for t in ax.texts)
+    assert f"{len(sites):,} sites in 20 1° cells, {len(sites):,} records" in text
+    markers = max(len(c.get_offsets()) for ax in fig.axes for c in ax.collections)
+    assert markers == 20

@@ -22,8 +22,8 @@ Tables (ints are int64; ties are broken by name, missing names last):
 - ``bins_per_species`` (bins, species: how many labelled species have records in that many distinct BINs; 0 =
   none of the species' records has a BIN) and ``species_per_bin`` (species, bins: how many BINs hold that many
   distinct labelled species; BINs without a labelled species left out), by the first column.
-- ``sites``: lat, lon, records: distinct coordinate pairs (both present, finite, |lat| ≤ 90, |lon| ≤ 180), by
-  lat then lon.
+- ``sites``: lat, lon, records: distinct coordinate pairs rounded to :data:`SITE_DECIMALS` decimals (about 1 km:
+  GPS scatter within one trap site is one site; both present, finite, |lat| ≤ 90, |lon| ≤ 180), by lat then lon.
 - ``genetic_distances``, ``genetic_histogram``: see ``genetics.distance_tables``.
 - ``size_fields``: order ("all" first, then the :data:`SIZE_ORDERS` largest orders), field (:data:`SIZE_FIELDS`),
   count, mean, p05, p25, median, p75, p95 over the non-missing values (percentiles: linear interpolation).
@@ -226,9 +226,13 @@ def _bins_and_species(labels: dict[str, Labels]) -> tuple[pd.DataFrame, pd.DataF
     return histogram(bins_of_species, "bins", "species"), histogram(species_of_bin, "species", "bins")
 
 
+SITE_DECIMALS = 2
+
+
 def _sites(lat: np.ndarray, lon: np.ndarray) -> pd.DataFrame:
     usable = np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90) & (np.abs(lon) <= 180)
-    lat, lon = lat[usable] + 0.0, lon[usable] + 0.0  # + 0.0 makes -0.0 the same site as 0.0
+    # + 0.0 makes -0.0 the same site as 0.0 (rounding can make a -0.0 too)
+    lat, lon = np.round(lat[usable], SITE_DECIMALS) + 0.0, np.round(lon[usable], SITE_DECIMALS) + 0.0
     order = np.lexsort((lon, lat))
     lat, lon = lat[order], lon[order]
     new = np.ones(lat.size, dtype=bool)

@@ -332,6 +332,9 @@ def _marker_area(records: np.ndarray) -> np.ndarray:
     return 12.0 * (1.0 + np.log10(np.maximum(records, 1.0)))
 
 
+MAX_SITE_MARKERS = 20_000
+
+
 def _site_map(fig: Figure, tables: dict, summary: dict) -> None:
     ax = fig.add_subplot()
     fig.suptitle("Collection sites")
@@ -354,6 +357,11 @@ def _site_map(fig: Figure, tables: dict, summary: dict) -> None:
     if table.empty:
         _no_data(ax, keep_ticks=True)
         return
+    binned = len(lat) > MAX_SITE_MARKERS
+    if binned:  # a marker per site would bury the map (and make the SVG huge): sum the sites per 1° cell
+        cells = pd.DataFrame({"lat": np.floor(lat) + 0.5, "lon": np.floor(lon) + 0.5, "records": records})
+        cells = cells.groupby(["lat", "lon"], sort=True)["records"].sum().reset_index()
+        lat, lon, records = (cells[c].to_numpy(dtype=float) for c in ("lat", "lon", "records"))
     # Largest first, so small sites stay visible on top of big ones.
     order = np.argsort(-records, kind="stable")
     ax.scatter(
@@ -377,7 +385,8 @@ def _site_map(fig: Figure, tables: dict, summary: dict) -> None:
     ax.text(
         0.99,
         0.015,
-        f"{len(lat):,} sites, {int(records.sum()):,} records · land: Natural Earth 1:110m (public domain)",
+        f"{len(table):,} sites{f' in {len(lat):,} 1° cells' if binned else ''}, {int(records.sum()):,} records"
+        " · land: Natural Earth 1:110m (public domain)",
         transform=ax.transAxes,
         ha="right",
         va="bottom",
