@@ -64,6 +64,8 @@ rule barcode_fasta:
         fasta="results/metadata/barcodes.fasta",
     log:
         "logs/metadata/barcode_fasta.log",
+    benchmark:
+        "benchmarks/metadata/barcode_fasta.tsv"
     conda:
         "../../envs/ingest.yaml"
     params:
