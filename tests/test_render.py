@@ -18,22 +18,10 @@ import pytest
 from PIL import Image
 from test_workflow import make_workdir
 
+from bioscan_rebuild.stats.figures import FIGURES
 from conftest import run_snakemake
 
 pytestmark = pytest.mark.slow
-
-FIGURES = (
-    "splits",
-    "label_completeness",
-    "records_per_order",
-    "records_per_family",
-    "species_long_tail",
-    "bins_species",
-    "countries",
-    "site_map",
-    "genetic_distances",
-    "size_fields",
-)
 
 
 def chromium() -> str:

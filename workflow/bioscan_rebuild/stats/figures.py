@@ -198,15 +198,19 @@ def _label_completeness(fig: Figure, tables: dict, summary: dict) -> None:
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=2)
 
 
+def _largest(tables: dict, name: str, label: str) -> tuple[list[str], np.ndarray]:
+    """The TOP_N rows of a counts table with the most records: their labels and record counts."""
+    table = _positive(_table(tables, name), "records")
+    if table.empty:
+        return [], np.array([])
+    table = table.sort_values("records", ascending=False, kind="stable").head(TOP_N)
+    return table[label].astype(str).tolist(), _numeric(table, "records")
+
+
 def _records_per_order(fig: Figure, tables: dict, summary: dict) -> None:
     ax = fig.add_subplot()
     fig.suptitle(f"Records per order (top {TOP_N})")
-    table = _positive(_table(tables, "records_per_order"), "records")
-    table = table.sort_values("records", ascending=False, kind="stable").head(TOP_N) if not table.empty else table
-    labels = table["order"].astype(str).tolist() if not table.empty else []
-    _top_bars(
-        ax, labels, _numeric(table, "records") if not table.empty else np.array([]), RELEASE, "Records (log scale)"
-    )
+    _top_bars(ax, *_largest(tables, "records_per_order", "order"), RELEASE, "Records (log scale)")
 
 
 def _records_per_family(fig: Figure, tables: dict, summary: dict) -> None:
@@ -290,12 +294,7 @@ def _countries(fig: Figure, tables: dict, summary: dict) -> None:
     left, right = fig.subplots(1, 2)
     fig.suptitle("Where the records were collected")
     left.set_title(f"Records per country (top {TOP_N})")
-    table = _positive(_table(tables, "countries"), "records")
-    table = table.sort_values("records", ascending=False, kind="stable").head(TOP_N) if not table.empty else table
-    labels = table["country"].astype(str).tolist() if not table.empty else []
-    _top_bars(
-        left, labels, _numeric(table, "records") if not table.empty else np.array([]), RELEASE, "Records (log scale)"
-    )
+    _top_bars(left, *_largest(tables, "countries", "country"), RELEASE, "Records (log scale)")
     right.set_title(f"Records per province or state (top {TOP_N})")
     table = _positive(_table(tables, "provinces"), "records")
     table = table.sort_values("records", ascending=False, kind="stable").head(TOP_N) if not table.empty else table
