@@ -26,7 +26,10 @@ def release_tree(tmp_path, splits=("pretrain", "train", "val")):
         "rank,categories,labelled,labelled_pct,imbalance_ratio,published_categories,published_labelled_pct\n"
         "order,5,1238,99.84,310.5,55,99.7\nsubfamily,3,400,32.26,2.0,,28.6\n"
     )
-    (stats / "stats.json").write_text('{"records": 1240, "genetics": {"method": "mash", "k": 12}}')
+    (stats / "stats.json").write_text(
+        '{"records": 1240, "genetics": {"method": "mash", "k": 12, "seed": 0, "pairs_per_comparison": 2000},'
+        ' "barcode_gap": {"within_bin_p95": 0.0087, "between_bins_p05": 0.12}}'
+    )
     (stats / "figures" / "site_map.png").write_bytes(b"png")
     (stats / "figures" / "splits.png").write_bytes(b"png")
     return tmp_path
@@ -64,6 +67,8 @@ def test_the_card_body_holds_the_tables_the_figures_present_and_the_citation(tmp
     assert "| released | 1,240 | 1,240 |" in text and "2 delivery batches" in text
     assert "## Changes since the previous version" in text and "| added | 12 |" in text
     assert "@inproceedings{bioscan5m" in text and "Gharaee" in text
+    assert "mash distance, k = 12, 2000 seeded pairs per comparison (seed 0)" in text
+    assert "within-BIN pairs lie below 0.0087, 95 % of between-BIN pairs above 0.1200" in text
 
 
 def test_an_unknown_licence_is_other_with_its_link(tmp_path):

@@ -170,10 +170,19 @@ def write_card(release_dir, options: ExportOptions, accounting: dict, diff_summa
             lines += [f"### {name.replace('_', ' ').capitalize()}", "", FIGURES[name], ""]
             lines.append(f"![{name}]({ROOT}/{STATS_DIR}/figures/{name}.png)")
             lines.append("")
-        genetics = stats.get("genetics")
+        genetics, gap = stats.get("genetics") or {}, stats.get("barcode_gap") or {}
         if genetics:
-            lines.append(f"Genetic distances: {json.dumps(genetics, sort_keys=True)}.")
-            lines.append("")
+            text = (
+                f"Genetic distances: {genetics.get('method', '?')} distance, k = {genetics.get('k', '?')}, "
+                f"{genetics.get('pairs_per_comparison', '?')} seeded pairs per comparison (seed "
+                f"{genetics.get('seed', '?')}); see `{ROOT}/{STATS_DIR}/genetic_distances.csv`."
+            )
+            if gap.get("within_bin_p95") is not None and gap.get("between_bins_p05") is not None:
+                text += (
+                    f" Barcode gap: 95 % of within-BIN pairs lie below {gap['within_bin_p95']:.4f}, 95 % of "
+                    f"between-BIN pairs above {gap['between_bins_p05']:.4f}."
+                )
+            lines += [text, ""]
     lines += [
         "## Split protocol",
         "",
