@@ -103,3 +103,26 @@ def test_every_unicode_whitespace_is_removed():
     raw = [LONG[:100] + ws + LONG[100:] for ws in ("\v", "\xa0", "\u3000", "\u2028", "\x85")]
     dna, qc = clean(raw)
     assert dna == [LONG] * 5 and qc[0]["whitespace_count"] == 1
+
+
+def test_length_and_ambiguity_limits_sit_on_the_kept_side():
+    """The module's rules: *fewer* than min_length bases is short, ambiguous bases *above* max_ambiguity of the
+    length is ambiguous; so a barcode exactly on either limit is kept."""
+    exact = "ACGT" * 50  # 200 bases = the default min_length
+    assert clean([exact])[1][0]["barcode_status"] == "ok"
+    assert clean([exact[:-1]])[1][0]["barcode_status"] == "short_barcode"  # 199
+    # 200 bases; 5 % of 200 = 10 ambiguous bases (internal N counts) is the limit itself
+    at_limit = exact[:95] + "RYKMSRYKMN" + exact[105:]
+    above = exact[:95] + "RYKMSRYKMNN" + exact[106:]
+    assert len(at_limit) == len(above) == 200
+    dna, qc = clean([at_limit, above])
+    assert dna[0] == at_limit and qc[0]["barcode_status"] == "ok"
+    assert (qc[0]["ambiguity_count"], qc[0]["n_internal"]) == (9, 1)
+    assert dna[1] is None and qc[1]["barcode_status"] == "ambiguous_barcode"
+
+
+def test_dots_are_alignment_gaps_and_are_removed():
+    """Both '-' and '.' are alignment gaps (the module docstring): removed wherever they are, and counted."""
+    dna, qc = clean(["..AC.GT--" + LONG + ".-."])
+    assert dna[0] == "ACGT" + LONG
+    assert qc[0]["gap_count"] == 8 and qc[0]["flags"] == "gaps" and qc[0]["length"] == 244

@@ -104,3 +104,17 @@ def test_resizes():
 )
 def test_touches_edge(box, edge):
     assert touches_edge(box, 1024, 768) is edge
+
+
+def test_enlargement_is_truncated_not_rounded():
+    # The spec: e = 0.4 * max(w, h), each side out by e/2 *truncated*. max side 103: e/2 = 20.6 -> 20, not 21.
+    assert enlarge_box((10, 10, 113, 60)) == (-10, -10, 133, 80)
+    # and an exact half: max side 105 -> e/2 = 21.0 exactly (no truncation artefact from float)
+    assert enlarge_box((0, 0, 105, 105)) == (-21, -21, 126, 126)
+
+
+def test_a_square_box_is_not_rotated():
+    # The spec rotates a box only when it is *taller* than wide: a square one stays as it is, and becomes 4:3
+    # by widening: 140 x 140 after enlarging (100 + 2 * 20) -> k = max(ceil(140/4), ceil(140/3)) = 47 -> 188 x 141.
+    plan = plan_crop((200, 200, 300, 300), 1024, 768)
+    assert plan == CropPlan(rotate=False, box=(200 - 20 - 24, 200 - 20 + 0, 200 - 20 - 24 + 188, 200 - 20 + 141))
