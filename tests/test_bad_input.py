@@ -355,6 +355,7 @@ def _release_inputs(workdir: Path) -> dict:
         "accounting": results / "accounting.json",
         "provenance_file": results / "provenance" / "provenance.jsonld",
         "config_file": results / "provenance" / "config.json",
+        "stats": results / "stats",
         "store": results / "store",
     }
 
