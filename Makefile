@@ -8,7 +8,7 @@ SAMPLE := resources/sample/faults.json
 CORES ?= 2
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test install sample lint report clean
+.PHONY: run test test-random install sample lint report clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ lint: $(STAMP)
 
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest
+
+# The fast tests in a random order (pytest-randomly; the header prints the seed). Shuffling only: each test's
+# own random.seed/numpy seeding is left as in `make test`. Replay an order: make test-random SEED=<seed>.
+SEED ?= default
+test-random: $(TEST_STAMP)
+	$(BIN)/python -m pytest -p randomly --randomly-seed=$(SEED) --randomly-dont-reset-seed -m "not slow"
 
 clean:
 	rm -rf results logs benchmarks resources/sample .snakemake

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
@@ -16,18 +17,40 @@ REALDATA = SHARED / "realdata"
 sys.path.insert(0, str(REPO / "workflow"))
 
 
-def _require_shared(path: Path) -> Path:
-    if path.exists():
-        return path
-    reason = f"{path} is absent: real-data tests need the ../shared folder beside the checkout"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(reason + " (CI=true: failing instead of skipping)")
-    pytest.skip(reason)
+def on_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def require(condition: object, reason: str) -> None:
+    """The one way a test skips: when ``condition`` is false, skip with ``reason`` locally, but fail under CI=true,
+    so that CI can never go green by skipping what it was meant to check. Works at module level too."""
+    if condition:
+        return
+    if on_ci():
+        pytest.fail(reason + " (CI=true: failing instead of skipping)", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
+def import_or_skip(name: str, reason: str):
+    """``require`` for an optional module: the module, or a skip (a fail under CI=true) when it is not installed.
+    A module that is installed but breaks on import is an error, not a skip."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name != name and not name.startswith(f"{error.name}."):
+            raise
+        require(False, reason)
+
+
+def require_shared(path: Path) -> Path:
+    """``path`` under ../shared (real third-party data), or a skip (a fail under CI=true) without it."""
+    require(path.exists(), f"{path} is absent: real-data tests need the ../shared folder beside the checkout")
+    return path
 
 
 @pytest.fixture(scope="session")
 def realdata() -> Path:
-    return _require_shared(REALDATA)
+    return require_shared(REALDATA)
 
 
 @pytest.fixture(scope="session")

@@ -8,13 +8,12 @@ test is skipped, and under CI=true it fails instead.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 
 import pytest
 
-from conftest import REPO, run_snakemake
+from conftest import REPO, require, run_snakemake
 
 
 def _cluster_idle() -> bool:
@@ -26,11 +25,7 @@ def _cluster_idle() -> bool:
 
 @pytest.fixture
 def cluster():
-    if not _cluster_idle():
-        reason = "no idle SLURM node (start one: profiles/slurm/local-cluster.sh start)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason + " (CI=true: failing instead of skipping)")
-        pytest.skip(reason)
+    require(_cluster_idle(), "no idle SLURM node (start one: profiles/slurm/local-cluster.sh start)")
 
 
 def _project(root, sample_dir):

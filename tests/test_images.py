@@ -117,14 +117,45 @@ def test_formats_and_modes_all_become_rgb_original_full():
         assert decoded.rgb[320, 420].mean() < 120 and decoded.rgb[50, 50].mean() > 150, name
 
 
-def test_exif_orientation_is_applied():
-    base = photo(1024, 768)
+# EXIF 2.32, tag 0x0112: the visual side on which the stored image's 0th row and its 0th column are displayed.
+EXIF_ROW0_COL0 = {3: ("bottom", "right"), 6: ("right", "top"), 8: ("left", "bottom")}
+OPPOSITE = {"top": "bottom", "bottom": "top", "left": "right", "right": "left"}
+
+
+def _displayed_corner(orientation: int, stored_corner: str) -> frozenset[str]:
+    """Where a corner of the stored image shows (as the set of its two sides), read off the spec's table: the
+    stored top-left lies on row 0 and column 0, the stored top-right on row 0 and the last column."""
+    row0, col0 = EXIF_ROW0_COL0[orientation]
+    return frozenset({row0, col0 if stored_corner == "top-left" else OPPOSITE[col0]})
+
+
+def _corners_of_colour(rgb: np.ndarray, colour) -> set[frozenset[str]]:
+    """Corners whose pixel 5 % in from both edges is near ``colour``."""
+    height, width = rgb.shape[:2]
+    found = set()
+    for vertical, y in (("top", height // 20), ("bottom", height - 1 - height // 20)):
+        for horizontal, x in (("left", width // 20), ("right", width - 1 - width // 20)):
+            if np.abs(rgb[y, x].astype(int) - colour).max() < 60:
+                found.add(frozenset({vertical, horizontal}))
+    return found
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_exif_orientation_turns_the_photo_the_right_way(orientation):
+    # Landscape, grey, a red square at the stored top-left and a blue one at the stored top-right: a rotation
+    # the wrong way (6 and 8 swapped) or a mirror in place of a rotation puts one of them in the wrong corner.
+    red, blue = (230, 20, 20), (20, 20, 230)
+    base = np.full((768, 1024, 3), 128, np.uint8)
+    base[:128, :128], base[:128, -128:] = red, blue
     exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 clockwise to display
-    data = jpeg(base, exif=exif.tobytes())
-    decoded = decode_photo(data, PARAMS)
-    assert decoded.source_size == (768, 1024) and decoded.rgb.shape == (768, 576, 3)
-    assert not decoded.reuse_source
+    exif[0x0112] = orientation
+    decoded = decode_photo(jpeg(base, exif=exif.tobytes()), PARAMS)
+    assert decoded.status == "ok" and not decoded.reuse_source
+    turned = orientation in (6, 8)
+    assert decoded.source_size == ((768, 1024) if turned else (1024, 768))
+    assert decoded.rgb.shape == ((768, 576, 3) if turned else (768, 1024, 3))
+    assert _corners_of_colour(decoded.rgb, red) == {_displayed_corner(orientation, "top-left")}
+    assert _corners_of_colour(decoded.rgb, blue) == {_displayed_corner(orientation, "top-right")}
 
 
 def test_crops_packages_and_size_fields():
@@ -225,8 +256,9 @@ def test_corrupt_photos_fail_cleanly_after_ultralytics_patches_pillow(monkeypatc
 def test_plain_jpeg_fast_path_gives_pillows_pixels(realdata):
     from PIL import Image as PILImage
 
-    photos = sorted((realdata / "imgfilter-dev").glob("*.jpg"))[:5]
-    for path in photos:
+    photos = sorted((realdata / "imgfilter-dev").glob("*.jpg"))
+    assert len(photos) == 295  # all of ../shared's imgfilter-dev photos: an empty glob must not pass
+    for path in photos[:5]:
         data = path.read_bytes()
         decoded = decode_photo(data, PARAMS)
         with PILImage.open(path) as image:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
+from collections import Counter
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -134,8 +134,18 @@ def test_detect_command_reports_boxes_in_source_pixels(tmp_path, monkeypatch, re
     # 2880/1024 = 2.8125: the original_full box (300, 200, 420, 300) in source pixels.
     assert [int(big[k]) for k in ("x0", "y0", "x1", "y1")] == [843, 562, 1182, 844]
     assert rows["empty.jpg"]["status"] == "empty_file" and rows["empty.jpg"]["x0"] == ""
-    assert (tmp_path / "crops" / "cropped_256" / "big.jpg").exists()
-    assert json.loads(json.dumps(counts)) == counts
+    # The whole CSV as written, and the counts it returns agree with it. The oracle's box (300, 200, 420, 300) on the
+    # 1024x768 original_full: pixel_count 500 (the oracle's), area_fraction 120*100/(1024*768) = 0.0153,
+    # scale_factor min(120, 100)/256 = 0.3906.
+    assert (tmp_path / "out.csv").read_text() == (
+        "file_name,status,x0,y0,x1,y1,pixel_count,area_fraction,scale_factor,detail\n"
+        "big.jpg,ok,843,562,1182,844,500,0.0153,0.3906,\n"
+        "empty.jpg,empty_file,,,,,,,,0 bytes\n"
+    )
+    assert Counter(r["status"] for r in rows.values()) == counts
+    # every package of the good photo, none of the empty one
+    crops = sorted(p.relative_to(tmp_path / "crops").as_posix() for p in (tmp_path / "crops").rglob("*.jpg"))
+    assert crops == [f"{package}/big.jpg" for package in ("cropped", "cropped_256", "original_256", "original_full")]
 
 
 def test_detect_command_with_the_classical_detector_on_real_photos(realdata, tmp_path):

@@ -103,9 +103,9 @@ def test_metadata_command_with_splits(realdata, tmp_path):
 
 
 def test_split_command_reproduces_the_published_fixture(tmp_path):
-    from conftest import SHARED, _require_shared
+    from conftest import SHARED, require_shared
 
-    fixtures = _require_shared(SHARED / "fixtures" / "splits")
+    fixtures = require_shared(SHARED / "fixtures" / "splits")
     out = tmp_path / "out.csv"
     run_cli("split", str(fixtures / "dev-20k.input.csv.gz"), str(out), "--summary", str(tmp_path / "summary.csv"))
     got = pd.read_csv(out, dtype=str, keep_default_na=False)

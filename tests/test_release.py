@@ -16,7 +16,7 @@ from PIL import Image
 from test_workflow import make_workdir
 
 from bioscan_rebuild.core.schemas import RELEASE_COLUMNS, SPLITS
-from conftest import run_snakemake
+from conftest import import_or_skip, run_snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -90,7 +90,7 @@ def test_hugging_face_datasets_reads_the_parquet_layout(release, csv_table, tmp_
     for name in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"):
         monkeypatch.setenv(name, "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    datasets = pytest.importorskip("datasets", reason="datasets (test extra) is not installed")
+    datasets = import_or_skip("datasets", "datasets (test extra) is not installed")
 
     metadata = datasets.load_dataset(str(release / "metadata" / "parquet"), cache_dir=str(tmp_path / "cache"))
     assert set(metadata) == set(SPLITS)
@@ -134,7 +134,7 @@ def _rebuilt_class(bioscan_dataset):
 
 
 def test_bioscan_dataset_loaders_read_the_release(release, csv_table):
-    bioscan_dataset = pytest.importorskip("bioscan_dataset", reason="bioscan-dataset (test extra) is not installed")
+    bioscan_dataset = import_or_skip("bioscan_dataset", "bioscan-dataset (test extra) is not installed")
 
     metadata = bioscan_dataset.load_bioscan5m_metadata(
         release / "metadata" / "csv" / "BIOSCAN_5M_Insect_Dataset_metadata.csv"
@@ -157,7 +157,7 @@ def test_zipped_packages_extract_to_a_folder_the_loader_reads(release, csv_table
     """The published download path: unzip the image packages beside the metadata, then load every split."""
     import zipfile
 
-    bioscan_dataset = pytest.importorskip("bioscan_dataset", reason="bioscan-dataset (test extra) is not installed")
+    bioscan_dataset = import_or_skip("bioscan_dataset", "bioscan-dataset (test extra) is not installed")
     from bioscan_rebuild.export.formats.images import write_zip_packages
 
     names = write_zip_packages(release, tmp_path / "zips")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 import re
 import shutil
 import subprocess
@@ -19,20 +18,15 @@ from PIL import Image
 from test_workflow import make_workdir
 
 from bioscan_rebuild.stats.figures import FIGURES
-from conftest import run_snakemake
+from conftest import require, run_snakemake
 
 pytestmark = pytest.mark.slow
 
 
 def chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    reason = "no chromium on PATH (Debian: apt-get install chromium)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(reason + " (CI=true: failing instead of skipping)")
-    pytest.skip(reason)
+    path = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+    require(path, "no chromium on PATH (Debian: apt-get install chromium)")
+    return path
 
 
 def browse(url: str, tmp_path, *, screenshot=None, size=(1280, 4000)) -> str:

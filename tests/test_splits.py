@@ -19,7 +19,7 @@ from bioscan_rebuild.core.novel import novel_mask, strip_barcode
 from bioscan_rebuild.core.schemas import LABELLED_SPLITS, SPLITS
 from bioscan_rebuild.splits.protocol import assign_splits, chunk_of, split_summary
 from bioscan_rebuild.splits.stage import split_csv
-from conftest import SHARED, _require_shared
+from conftest import SHARED, require_shared
 
 FIXTURES = SHARED / "fixtures" / "splits"
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "splits.py"
@@ -28,7 +28,7 @@ HELDOUT = ("val", "test", "val_unseen", "test_unseen")
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
-    return _require_shared(FIXTURES)
+    return require_shared(FIXTURES)
 
 
 _CACHE: dict[str, tuple[pd.DataFrame, pd.Series]] = {}
@@ -111,11 +111,22 @@ def test_shuffled_rows_give_the_same_splits(fixtures_dir, seed):
     assert (_by_processid(plain, assign_splits(plain)).sort_index() == reference.sort_index()).all()
 
 
-def test_rerun_is_byte_identical(fixtures_dir):
-    table, _ = _fixture(fixtures_dir, "dev-20k")
-    first = assign_splits(table).astype(object).to_numpy()
-    second = assign_splits(table).astype(object).to_numpy()
-    assert (first == second).all()
+def test_rerun_is_byte_identical(fixtures_dir, tmp_path):
+    """Two separate runs of `bioscan-rebuild split` write the same bytes. Separate processes with different
+    PYTHONHASHSEEDs, so that an order taken from a set or a dict of strings cannot hide in one process."""
+    outputs = []
+    for run, hash_seed in enumerate(("1", "2")):
+        out = tmp_path / f"run{run}"
+        out.mkdir()
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "workflow")}
+        env["PYTHONHASHSEED"] = hash_seed
+        command = [sys.executable, "-m", "bioscan_rebuild", "split", str(fixtures_dir / "dev-20k.input.csv.gz")]
+        command += [str(out / "splits.csv"), "--summary", str(out / "summary.csv")]
+        result = subprocess.run(command, cwd=out, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        outputs.append({name: (out / name).read_bytes() for name in ("splits.csv", "summary.csv")})
+    assert outputs[0] == outputs[1]
+    assert outputs[0]["splits.csv"].count(b"\n") == 20_001  # header + every record: not two empty files
 
 
 def _random_table(seed: int) -> pd.DataFrame:
@@ -161,6 +172,29 @@ def test_tie_order_is_that_of_series_sort_values():
         sizes = rng.integers(1, int(rng.integers(2, 6)), size=length).astype(np.int64)
         by_pandas = pd.Series(sizes, index=np.arange(length)).sort_values().index.to_numpy()
         assert (np.argsort(sizes.copy(), kind="quicksort") == by_pandas).all(), length
+
+
+def test_val_top_up_stops_at_the_rounded_goal():
+    """More eligible long-tail species than the goal, and a goal where round() and int() differ."""
+    # Four clean 7-row species, each on a 1-row and a 6-row barcode: test_n(7) = 0 and val's target is 0 below 20,
+    # so neither P touches them (no rng draws), and each is eligible for the top-up (7 <= n < 20, nt = 0 <=
+    # test_n(7), smallest barcode group 1 row).
+    # Rows go in reverse name order, so the walk's name order is not the table's.
+    names = ["Aus gamma", "Aus delta", "Aus beta", "Aus alpha"]
+    rows = []
+    for k, name in enumerate(names):
+        rows.append((name, f"GATC{k}A"))
+        rows += [(name, f"GATC{k}C")] * 6
+    rows += [("Aus omega", "TTAGA"), ("Aus zeta", "TTAGC")]  # two singleton species: train
+    table = pd.DataFrame(rows, columns=["species", "dna_barcode"])
+    table.insert(0, "processid", [f"P{i:02d}" for i in range(len(table))])
+    table.insert(1, "genus", "Aus")
+    # goal = round(0.05 * (2 singleton species + 4 * 7 rows of species with n < 20)) = round(1.5) = 2 (half to
+    # even); int() would give 1. Each eligible species adds one row, so the walk (alpha, beta, delta, gamma)
+    # stops after beta: the 1-row barcodes of alpha and beta go to val, everything else to train.
+    expected = np.where(table["dna_barcode"].isin(["GATC3A", "GATC2A"]), "val", "train")
+    got = assign_splits(table).astype(object).to_numpy()
+    assert got.tolist() == expected.tolist()
 
 
 # -- helpers --------------------------------------------------------------------------------------------------

@@ -152,8 +152,14 @@ def test_barcode_mates_are_not_given_two_parents_from_different_children():
             _ranked("b", "x", phylum="Arthropoda", subfamily="S"),
         ]
     )
-    out = by_pid(curate(records))
-    assert out.loc[["a", "b"], "family"].nunique() <= 1
+    result = curate(records)
+    out = by_pid(result)
+    # The nearest lower rank decides first: a's genus G1 gives it F1; b's subfamily S would give F2, which its
+    # barcode mate a now holds otherwise, so b stays empty. (Both empty would also be "one parent": pin values.)
+    assert out.loc["a", "family"] == "F1" and out.loc["a", "inferred_ranks"] == RANK_BIT["family"]
+    assert pd.isna(out.loc["b", "family"]) and out.loc["b", "inferred_ranks"] == 0
+    changes = result["changes"][["processid", "field", "new", "rule"]]
+    assert changes.values.tolist() == [["a", "family", "F1", "parent_from_child"]]
 
 
 def test_parent_inference_does_not_depend_on_row_order():

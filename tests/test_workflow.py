@@ -240,26 +240,34 @@ def test_photo_jobs_per_group_of_shards_change_no_released_data(finished_run, sa
     ]
 
 
-def test_rerun_does_nothing_and_a_new_batch_runs_only_what_it_touches(finished_run, tmp_path):
-    again = run_snakemake(finished_run, "--dry-run")
+def test_rerun_does_nothing_and_a_new_batch_runs_only_what_it_touches(finished_run, tmp_path_factory):
+    # Its own copy: this test changes the config and adds a batch, which the module's other tests must not see.
+    # copy2 keeps the mtimes (and symlinks=True the links) Snakemake decides what is up to date by. The copy sits
+    # at the finished run's depth: rules record the package's tables by a path relative to the workdir, and a
+    # changed param would rerun them.
+    workdir = tmp_path_factory.mktemp("rerun")
+    shutil.copytree(finished_run, workdir, symlinks=True, copy_function=shutil.copy2, dirs_exist_ok=True)
+    again = run_snakemake(workdir, "--dry-run")
     assert "Nothing to be done" in again.stdout + again.stderr
     # A new delivery: a third batch with one export (metadata only).
     from bioscan_rebuild.synth.exports import generate_export
 
-    generate_export(finished_run / "resources" / "new.tsv", 40, seed=9, layout="bcdm2023")
-    config = yaml.safe_load((finished_run / "config" / "config.yaml").read_text())
+    generate_export(workdir / "resources" / "new.tsv", 40, seed=9, layout="bcdm2023")
+    config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
     config["batches"].append({"name": "delivery-3", "export": "resources/new.tsv"})
-    (finished_run / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-    plan = run_snakemake(finished_run, "--dry-run", "--quiet", "rules")
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    plan = run_snakemake(workdir, "--dry-run", "--quiet", "rules")
     text = plan.stdout + plan.stderr
     assert "parse_export" in text and "join_shard" in text
     assert "inventory_images" not in text and "list_images" not in text  # photos are not re-inventoried
     assert "process_photos" not in text  # no photo job of the earlier batches runs again
     # Run it: the new records have no photos, so no photo is processed again.
-    photo_tables = sorted((finished_run / "results" / "images" / "photos").rglob("*.parquet"))
+    photo_tables = sorted((workdir / "results" / "images" / "photos").rglob("*.parquet"))
     before = {p: p.stat().st_mtime_ns for p in photo_tables}
-    run_snakemake(finished_run)
+    run_snakemake(workdir)
     assert {p: p.stat().st_mtime_ns for p in photo_tables} == before
+    shared = run_snakemake(finished_run, "--dry-run")  # the module's run is untouched: still nothing to do
+    assert "Nothing to be done" in shared.stdout + shared.stderr
 
 
 def test_bad_config_fails_at_start_naming_the_key(sample_dir, tmp_path):
