@@ -93,3 +93,12 @@ def test_every_figure_the_report_shows_is_described_in_the_card():
     assert sorted(re.findall(r'^    "(\w+)":', listed, re.M)) == sorted(FIGURES)
     for name in FIGURES:
         assert (REPO / "workflow" / "report" / "stats" / f"{name}.rst").is_file()
+
+
+def test_the_stats_rule_declares_every_table_the_stage_writes():
+    from bioscan_rebuild.stats.compute import TABLES
+    from conftest import REPO
+
+    common = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    listed = re.search(r"STATS_TABLES = \[.*?\n\]", common, re.S).group(0)
+    assert re.findall(r'^    "(\w+)",', listed, re.M) == list(TABLES)
