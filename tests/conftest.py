@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -14,7 +15,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 REALDATA = SHARED / "realdata"
-sys.path.insert(0, str(REPO / "workflow"))
+# A bare checkout without `pip install -e .`; an installed package (or bench/mutation.py's mutated copy) wins.
+if importlib.util.find_spec("bioscan_rebuild") is None:
+    sys.path.insert(0, str(REPO / "workflow"))
 
 
 def on_ci() -> bool:
