@@ -296,7 +296,7 @@ def test_workflow_trains_the_detector_and_runs_the_image_stage_with_it(sample_di
 
     (tmp_path / "config").mkdir()
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config["train_detector"] = {"dev_dir": None, "generated": 8, "epochs": 1, "imgsz": 96, "batch": 4}
+    config["train_detector"] = {"dev_dirs": [], "generated": 8, "epochs": 1, "imgsz": 96, "batch": 4}
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     shutil.copytree(sample_dir, tmp_path / "resources" / "sample")
     # the snakemake subprocess inherits it; monkeypatch undoes it, so no later test sees this config dir

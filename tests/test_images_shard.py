@@ -6,6 +6,7 @@ import csv
 import hashlib
 from collections import Counter
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -33,6 +34,12 @@ class _OracleDetector:
     def detect_batch(self, images, halves=None):
         return [detect_module.Detection("ok", self.box, 500, 1.0, 1) for _ in images]
 
+    def segment_in_box(self, image, box):
+        """The organism fills the left half of any box it is given."""
+        mask = np.zeros(image.shape[:2], bool)
+        mask[box[1] : box[3], box[0] : (box[0] + box[2]) // 2] = True
+        return mask
+
 
 def _use_oracle(monkeypatch):
     monkeypatch.setattr(detect_registry, "make_detector", lambda backend, **params: _OracleDetector(**params))
@@ -41,8 +48,6 @@ def _use_oracle(monkeypatch):
 
 
 def _photos(folder, n=5, seed=0):
-    import numpy as np
-
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     for i in range(n):
@@ -76,7 +81,8 @@ def test_shard_run_writes_tables_and_reuses_the_store(tmp_path, monkeypatch):
     first = photos("photos1")
     assert first == {"photos": 5, "photos_processed": 5, "photos_reused": 0}  # the broken file is not a photo
     summary = run_image_shard(records, [tmp_path / "photos1.parquet"], tmp_path / "store", tmp_path / "out1")
-    assert summary == {"records": 5, "status": {"ok": 5}}
+    no_review = {"flagged": 0, "low_confidence": 0, "backends_disagree": 0, "several_specimens": 0, "box_on_rim": 0}
+    assert summary == {"records": 5, "status": {"ok": 5}, "review": no_review}
     table = pq.read_table(tmp_path / "out1" / "images.parquet").to_pandas()
     assert list(table["processid"]) == [f"P{i}-21" for i in range(5)]
     assert (table[["x0", "y0", "x1", "y1"]].iloc[0].tolist()) == [300, 200, 420, 300]
@@ -110,6 +116,66 @@ def test_shard_run_writes_tables_and_reuses_the_store(tmp_path, monkeypatch):
     run_image_shard(records, [tmp_path / "photos3.parquet"], tmp_path / "store", tmp_path / "out3")
     moved = pq.read_table(tmp_path / "out3" / "images.parquet").to_pandas()
     assert (moved["params_key"] != row["params_key"]).all()
+
+
+def test_box_corrections_redo_only_their_photos_and_say_what_applied(tmp_path, monkeypatch):
+    """The review queue's answer: P1 gets a maintainer's box, P2 is an empty well, Q9 is no record, P3's box
+    lies outside the photo. Only P1 and P2 are redone (under keys of their own); the rest come from the store."""
+    _use_oracle(monkeypatch)
+    _photos(tmp_path / "photos")
+    records = _ingest(tmp_path, 5)
+    inventory = tmp_path / "ingest" / "images" / "images-1" / "inventory" / "shard-000.parquet"
+    dirs = {"images-1": str(tmp_path / "photos")}
+    store = tmp_path / "store"
+    run_photo_shard(inventory, store, tmp_path / "photos1.parquet", batch="images-1", image_dirs=dirs)
+    corrections = tmp_path / "corrections.tsv"
+    corrections.write_text(
+        "processid\tbox\treason\tsource\n"
+        "P1-21\t100,50,301,250\tfibre\treview\n"
+        "P2-21\tempty\tno insect\treview\n"
+        "Q9-21\t1,1,5,5\tunknown\treview\n"
+        "P3-21\t2000,2000,2100,2100\toutside\treview\n"
+    )
+    from bioscan_rebuild.images.corrections import load_box_corrections
+    from bioscan_rebuild.images.shard import summarize_shards
+
+    second = run_photo_shard(
+        inventory,
+        store,
+        tmp_path / "photos2.parquet",
+        batch="images-1",
+        image_dirs=dirs,
+        box_corrections=load_box_corrections(corrections),
+    )
+    # P1, P2 redone; P3's correction cannot apply (outside the 1024x768 photo): detected as before, from the store
+    assert second == {"photos": 5, "photos_processed": 2, "photos_reused": 3}
+    summary = run_image_shard(records, [tmp_path / "photos2.parquet"], store, tmp_path / "out")
+    table = pq.read_table(tmp_path / "out" / "images.parquet").to_pandas().set_index("processid")
+    assert table.loc["P1-21", ["x0", "y0", "x1", "y1"]].tolist() == [100, 50, 301, 250]
+    # size fields from the given box: 201 x 200 px of 1024 x 768; the segmenter's left half: 100 x 200 px
+    assert table.loc["P1-21", "area_fraction"] == round(201 * 200 / (1024 * 768), 4)
+    assert table.loc["P1-21", "image_measurement_value"] == (200 - 100) * 200
+    assert table.loc["P2-21", "image_status"] == "no_object" and pd.isna(table.loc["P2-21", "x0"])
+    assert table["box_source"].to_dict() == {
+        "P0-21": "detector",
+        "P1-21": "correction",
+        "P2-21": "correction",
+        "P3-21": "detector",
+        "P4-21": "detector",
+    }
+    assert summary["status"] == {"no_object": 1, "ok": 4}
+    first_keys = pq.read_table(tmp_path / "photos1.parquet").column("params_key").to_pylist()
+    assert len(set(first_keys)) == 1 and (table.loc[["P1-21", "P2-21"], "params_key"] != first_keys[0]).all()
+    out = summarize_shards(
+        [tmp_path / "out" / "summary.json"],
+        tmp_path / "summary.json",
+        image_tables=[tmp_path / "out" / "images.parquet"],
+        box_corrections=corrections,
+        corrections_out=tmp_path / "outcomes.tsv",
+    )
+    assert out["box_corrections"] == {"applied": 2, "invalid_value": 1, "unknown_processid": 1}
+    outcomes = pd.read_csv(tmp_path / "outcomes.tsv", sep="\t")
+    assert outcomes["outcome"].tolist() == ["applied", "applied", "unknown_processid", "invalid_value"]
 
 
 def test_a_record_whose_photo_was_not_processed_is_an_error_naming_it(tmp_path, monkeypatch):

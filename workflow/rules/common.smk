@@ -255,7 +255,9 @@ def list_params_json(wildcards):
     )
 
 
-IMAGE_PARAMS_JSON = stage_params_json("images", drop=("detector", "contact_sheet_size"))
+IMAGE_PARAMS_JSON = stage_params_json(
+    "images", drop=("detector", "contact_sheet_size", "box_corrections")
+)
 DETECTOR = config["images"]["detector"]
 # On a cluster the torch YOLO backend's jobs ask for a GPU (--gpus) unless its device is the CPU; the
 # classical and onnx backends run on the CPU.
@@ -272,6 +274,19 @@ def detector_weights(wildcards):
 def weights_option(wildcards):
     return (
         f"--weights {shlex.quote(DETECTOR['weights'])}" if DETECTOR["weights"] else ""
+    )
+
+
+BOX_CORRECTIONS = config["images"]["box_corrections"]
+
+
+def box_corrections_input(wildcards):
+    return [BOX_CORRECTIONS] if BOX_CORRECTIONS else []
+
+
+def box_corrections_option(wildcards):
+    return (
+        f"--box-corrections {shlex.quote(BOX_CORRECTIONS)}" if BOX_CORRECTIONS else ""
     )
 
 

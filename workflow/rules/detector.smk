@@ -22,9 +22,11 @@ rule train_detector:
         cli=CLI,
         outdir=subpath(output.report, parent=True),
         dev=(
-            f"--dev-dir {shlex.quote(config['train_detector']['dev_dir'])}"
-            if config["train_detector"]["dev_dir"]
-            else "--no-real"
+            " ".join(
+                f"--dev-dir {shlex.quote(d)}"
+                for d in config["train_detector"]["dev_dirs"]
+            )
+            or "--no-real"
         ),
         generated=config["train_detector"]["generated"],
         epochs=config["train_detector"]["epochs"],

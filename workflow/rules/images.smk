@@ -7,6 +7,7 @@ rule process_photos:
     input:
         inventory="results/ingest/images/{batch}/inventory/{group}.parquet",
         weights=detector_weights,
+        box_corrections=box_corrections_input,
     output:
         photos="results/images/photos/{batch}/{group}.parquet",
         summary="results/images/photos/{batch}/{group}.json",
@@ -26,11 +27,12 @@ rule process_photos:
         detector_params=batch_detector_params_json,
         image_params=IMAGE_PARAMS_JSON,
         image_dir=image_dir_args,
+        box_corrections=box_corrections_option,
         code_version=IMAGE_CODE_VERSION,
     shell:
         "{params.cli} images photos {input.inventory:q} --batch {wildcards.batch} "
         "--store {params.store:q} -o {output.photos:q} --summary {output.summary:q} "
-        "--backend {params.backend} {params.weights} "
+        "--backend {params.backend} {params.weights} {params.box_corrections} "
         "--detector-params {params.detector_params:q} --image-params {params.image_params:q} "
         "--image-dir {params.image_dir:q} > {log} 2>&1"
 
@@ -71,17 +73,20 @@ rule process_images:
 rule images_summary:
     input:
         shards=expand("results/images/{shard}/summary.json", shard=SHARDS),
+        tables=expand("results/images/{shard}/images.parquet", shard=SHARDS),
+        box_corrections=box_corrections_input,
         photos=expand(
             "results/images/photos/{batch}/{group}.json",
             batch=IMAGE_BATCHES,
             group=PHOTO_GROUPS,
         ),
     output:
-        report(
+        summary=report(
             "results/images/summary.json",
             caption="../report/images_summary.rst",
             category="Images",
         ),
+        box_corrections="results/images/box_corrections.tsv",
     log:
         "logs/images/summary.log",
     benchmark:
@@ -90,6 +95,8 @@ rule images_summary:
         "../../envs/images.yaml"
     params:
         cli=CLI,
+        box_corrections=box_corrections_option,
     shell:
         "{params.cli} images summary {input.shards:q} --photo-summaries {input.photos:q} "
-        "-o {output:q} > {log} 2>&1"
+        "--images {input.tables:q} {params.box_corrections} --corrections-out {output.box_corrections:q} "
+        "-o {output.summary:q} > {log} 2>&1"

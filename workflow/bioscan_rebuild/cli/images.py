@@ -51,6 +51,7 @@ def cmd_detect(args) -> int:
 def cmd_images_photos(args) -> int:
     from bioscan_rebuild.core.io import write_json
     from bioscan_rebuild.core.params import ImageParams
+    from bioscan_rebuild.images.corrections import load_box_corrections
     from bioscan_rebuild.images.shard import run_photo_shard
 
     backend, params = _detector_options(args)
@@ -63,6 +64,7 @@ def cmd_images_photos(args) -> int:
         detector_params=params,
         image_params=ImageParams.from_dict(json.loads(args.image_params)) if args.image_params else None,
         image_dirs=batch_dirs(args.image_dir),
+        box_corrections=load_box_corrections(args.box_corrections),
     )
     if args.summary:
         write_json(summary, args.summary)
@@ -83,7 +85,22 @@ def cmd_images_shard(args) -> int:
 def cmd_images_summary(args) -> int:
     from bioscan_rebuild.images.shard import summarize_shards
 
-    print(json.dumps(summarize_shards(args.summaries, args.output, args.photo_summaries), sort_keys=True))
+    summary = summarize_shards(
+        args.summaries,
+        args.output,
+        args.photo_summaries,
+        image_tables=args.images,
+        box_corrections=args.box_corrections,
+        corrections_out=args.corrections_out,
+    )
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
+def cmd_review(args) -> int:
+    from bioscan_rebuild.images.review import write_review
+
+    print(json.dumps(write_review(args.images, args.store, args.outdir), sort_keys=True))
     return 0
 
 
@@ -91,7 +108,7 @@ def cmd_train_detector(args) -> int:
     from bioscan_rebuild.detect.yolo.train import prepare_and_train
     from bioscan_rebuild.synth.photos import draw_well_photo
 
-    if args.dev_dir is None and not args.no_real:
+    if not args.dev_dir and not args.no_real:
         raise SystemExit("train-detector: --dev-dir is required unless --no-real")
     summary = prepare_and_train(
         args.out,
@@ -134,6 +151,11 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="table of the processed photos (parquet)")
     p.add_argument("--summary", help="also write the counts (photos, processed, reused) to this JSON file")
     p.add_argument("--image-dir", action="append", default=[], metavar="BATCH=DIR", help="source folder (fallback)")
+    p.add_argument(
+        "--box-corrections",
+        metavar="TSV",
+        help="a maintainer's boxes (processid, box = x0,y0,x1,y1 or empty, reason, source), e.g. from `review`",
+    )
     _add_detector_options(p)
     p.set_defaults(func=cmd_images_photos)
 
@@ -148,8 +170,21 @@ def register(sub) -> None:
     p = images.add_parser("summary", help="status counts over all shards")
     p.add_argument("summaries", nargs="*", help="the shards' summary.json files")
     p.add_argument("--photo-summaries", nargs="*", default=[], help="the photo jobs' summaries")
+    p.add_argument("--images", nargs="*", default=[], help="the shards' image tables (for --corrections-out)")
+    p.add_argument("--box-corrections", metavar="TSV", help="the maintainer's box corrections the run applied")
+    p.add_argument("--corrections-out", metavar="TSV", help="write each box correction with its outcome here")
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=cmd_images_summary)
+
+    p = sub.add_parser(
+        "review",
+        help="the review queue: review.html (flagged photos with their boxes, by reason) and box_corrections.tsv "
+        "(a template to answer in; the next run applies it via images.box_corrections)",
+    )
+    p.add_argument("images", nargs="+", help="image tables of a run (results/images/*/images.parquet)")
+    p.add_argument("--store", required=True, help="content-addressed store root (results/store)")
+    p.add_argument("-o", "--outdir", required=True)
+    p.set_defaults(func=cmd_review)
 
     p = sub.add_parser(
         "train-detector",
@@ -163,8 +198,10 @@ def register(sub) -> None:
     p.add_argument(
         "--dev-dir",
         type=Path,
-        help="the real dev set (COCO: coco_annotations.json and its photos): its train half is trained on, "
-        "its holdout half scored (unless --no-eval); required unless --no-real",
+        action="append",
+        default=[],
+        help="a real dev set (COCO: coco_annotations.json and its photos; repeat for several): its train half "
+        "is trained on, its holdout half scored (unless --no-eval); required unless --no-real",
     )
     p.add_argument("--no-real", action="store_true", help="generated photos only")
     p.add_argument("--include-holdout", action="store_true", help="train on the holdout half too (no eval)")

@@ -30,6 +30,7 @@ class Detection:
     score: float = 0.0  # backend-specific confidence, higher = surer
     candidates: int = 0  # separate objects that cleared the bar before merging/choosing
     mask: np.ndarray | None = field(default=None, repr=False, compare=False)  # bool (H, W), when known
+    review: tuple[str, ...] = ()  # why a person should look (backends that can tell; see detect.fusion)
 
 
 class Detector(Protocol):

@@ -15,6 +15,7 @@ BACKENDS = {  # name -> (module, class)
     "classical": ("bioscan_rebuild.detect.classical", "ClassicalDetector"),
     "yolo": ("bioscan_rebuild.detect.yolo.backends", "YoloDetector"),
     "onnx": ("bioscan_rebuild.detect.yolo.backends", "OnnxDetector"),
+    "fusion": ("bioscan_rebuild.detect.fusion", "FusionDetector"),
 }
 # Backends that return the organism mask; the others give a box only.
 GIVES_MASK = frozenset({"classical"})

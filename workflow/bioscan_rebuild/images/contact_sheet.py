@@ -1,5 +1,5 @@
 """The contact sheet of an image shard: thumbnails of the originals with their boxes drawn, for
-a person to eyeball (photos with a status other than ok first)."""
+a person to eyeball (photos flagged for review first, then those with a status other than ok)."""
 
 from __future__ import annotations
 
@@ -28,15 +28,17 @@ def _thumbnail(store: ImageStore, row: dict, size=(256, 192)) -> np.ndarray:
         if row["x0"] is not None:
             box = [int(round(v * scale)) for v in (row["x0"], row["y0"], row["x1"], row["y1"])]
             cv2.rectangle(tile, (box[0], box[1]), (box[2] - 1, box[3] - 1), (0, 0, 255), 2)
-    color = (0, 120, 0) if row["image_status"] == "ok" else (0, 0, 200)
-    label = f"{row['processid']} {row['image_status']}"
+    color = (0, 120, 0) if row["image_status"] == "ok" and not row.get("needs_review") else (0, 0, 200)
+    label = f"{row['processid']} {row['image_status']}" + (" review" if row.get("needs_review") else "")
     cv2.putText(tile, label, (2, size[1] + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.38, color, 1, cv2.LINE_AA)
     return tile
 
 
 def write_contact_sheet(table: pa.Table, store: ImageStore, path: Path, limit: int, columns: int = 8) -> None:
-    """Originals with boxes drawn: photos with a status other than ok first, then ok ones."""
-    rows = sorted(table.to_pylist(), key=lambda r: (r["image_status"] == "ok", r["processid"]))[:limit]
+    """Originals with boxes drawn: photos flagged for review first, then other statuses than ok, then ok ones."""
+    rows = sorted(
+        table.to_pylist(), key=lambda r: (not r.get("needs_review"), r["image_status"] == "ok", r["processid"])
+    )[:limit]
     tiles = [_thumbnail(store, row) for row in rows] or [np.full((210, 256, 3), 255, np.uint8)]
     n_rows = math.ceil(len(tiles) / columns)
     blank = np.full_like(tiles[0], 255)

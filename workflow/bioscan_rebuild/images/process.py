@@ -41,6 +41,7 @@ from PIL import Image, ImageFile, ImageOps
 from bioscan_rebuild.core.params import ImageParams
 from bioscan_rebuild.core.pilsafe import error_detail, open_image
 from bioscan_rebuild.core.store import ImageStore, params_key
+from bioscan_rebuild.detect.base import Detection
 from bioscan_rebuild.images.geometry import (
     apply_crop,
     fit_within,
@@ -50,8 +51,8 @@ from bioscan_rebuild.images.geometry import (
     touches_edge,
 )
 
-# 2: sharpness from an int16 Laplacian (float rounding differs from 1).
-STAGE_VERSION = 2
+# 2: sharpness from an int16 Laplacian (float rounding differs from 1). 3: review reasons, box source.
+STAGE_VERSION = 3
 
 # Photos handed to process_photos at once: one detector call, bounded memory.
 PHOTO_BATCH = 32
@@ -86,6 +87,8 @@ class PhotoResult:
     candidates: int | None = None
     sha256: dict[str, str] = field(default_factory=dict)  # package -> sha256 of its JPEG
     original_full_is_source: bool = False
+    review: list[str] = field(default_factory=list)  # why a person should look (REVIEW_REASONS), [] = no need
+    box_source: str = "detector"  # or "correction": a maintainer's box (images.box_corrections)
 
 
 def _to_rgb8(image: Image.Image) -> np.ndarray:
@@ -209,6 +212,21 @@ def halve(rgb: np.ndarray) -> np.ndarray:
     return cv2.resize(rgb, (rgb.shape[1] // 2, rgb.shape[0] // 2), interpolation=cv2.INTER_AREA)
 
 
+# Why a photo needs a person's eye (images.parquet ``review_reason``): the detector's own reasons (the fusion
+# backend knows when it is unsure or its two detectors disagree) plus what any box shows.
+REVIEW_REASONS = ("low_confidence", "backends_disagree", "several_specimens", "box_on_rim")
+
+
+def review_reasons(detection, box, width: int, height: int) -> list[str]:
+    """The reasons, in REVIEW_REASONS order: the detector's, several candidates, a box on the rim (the border)."""
+    reasons = set(getattr(detection, "review", ()) or ())
+    if detection.status == "multiple_candidates":
+        reasons.add("several_specimens")
+    if box is not None and touches_edge(box, width, height):
+        reasons.add("box_on_rim")
+    return [reason for reason in REVIEW_REASONS if reason in reasons]
+
+
 def finish_photo(data: bytes, decoded: Decoded, detection, params: ImageParams, segmenter=None, half=None):
     """Detection -> PhotoResult and the derived JPEGs (package -> bytes). ``half``: ``halve(decoded.rgb)``
     when the caller has it (the first step of the 256-px reduction)."""
@@ -232,6 +250,7 @@ def finish_photo(data: bytes, decoded: Decoded, detection, params: ImageParams, 
     result.candidates = int(detection.candidates)
     if detection.status == "no_object" or detection.box is None:
         result.status = "no_object"
+        result.review = review_reasons(detection, None, width, height)
     else:
         box = tuple(int(v) for v in detection.box)
         pixels = detection.pixel_count
@@ -251,6 +270,7 @@ def finish_photo(data: bytes, decoded: Decoded, detection, params: ImageParams, 
             result.status = "multiple_candidates"
         elif touches_edge(box, width, height):
             result.status = "touches_edge"
+        result.review = review_reasons(detection, box, width, height)
     result.sha256 = {name: hashlib.sha256(blob).hexdigest() for name, blob in images.items()}
     return result, images
 
@@ -287,6 +307,31 @@ def process_photos(datas: list[bytes], detector, params: ImageParams, segmenter=
         finish_photo(data, d, detections.get(i), params, segmenter, halves.get(i))
         for i, (data, d) in enumerate(zip(datas, decoded))
     ]
+
+
+def process_corrected(datas: list[bytes], boxes: list, params: ImageParams, segmenter):
+    """Photos whose box a maintainer gave (``images.corrections``; None = empty well): no detection. A box is
+    clipped to the photo; one left empty by that is not applied (``box_source`` stays ``detector`` and the
+    caller falls back to detection). Returns [(result, images)] like ``process_photos``."""
+    out = []
+    for data, box in zip(datas, boxes, strict=True):
+        decoded = decode_photo(data, params)
+        if decoded.status != "ok":
+            out.append(finish_photo(data, decoded, None, params))
+            continue
+        height, width = decoded.rgb.shape[:2]
+        if box is None:
+            detection = Detection("no_object", None, score=1.0)
+        else:
+            x0, y0, x1, y1 = max(0, box[0]), max(0, box[1]), min(width, box[2]), min(height, box[3])
+            if x1 <= x0 or y1 <= y0:
+                out.append((None, {}))
+                continue
+            detection = Detection("ok", (x0, y0, x1, y1), score=1.0, candidates=1)
+        result, images = finish_photo(data, decoded, detection, params, segmenter)
+        result.box_source, result.review = "correction", []  # a person has looked
+        out.append((result, images))
+    return out
 
 
 def stage_key(params: ImageParams, detector) -> str:

@@ -22,12 +22,16 @@ from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, INGESTED_SCHEMA
 from bioscan_rebuild.core.store import ImageStore, params_key
 from bioscan_rebuild.detect.registry import make_detector, make_segmenter
 from bioscan_rebuild.images.contact_sheet import write_contact_sheet
+from bioscan_rebuild.images.corrections import outcomes as correction_outcomes
+from bioscan_rebuild.images.corrections import read_box_corrections
 from bioscan_rebuild.images.process import (
     PHOTO_BATCH,
+    REVIEW_REASONS,
     STAGE_VERSION,
     DerivedStore,
     PhotoResult,
     keep_freed_memory,
+    process_corrected,
     process_photos,
     stage_key,
 )
@@ -65,6 +69,9 @@ IMAGE_RECORD_SCHEMA = pa.schema(
         ("image_params_key", pa.string()),  # params_key of the image parameters and stage version
         ("original_full_is_source", pa.bool_()),
         *[(f"sha256_{package}", pa.string()) for package in IMAGE_PACKAGES],
+        ("needs_review", pa.bool_()),  # a person should look (bioscan-rebuild review)
+        ("review_reason", pa.string()),  # why: REVIEW_REASONS joined by ";" (null when not)
+        ("box_source", pa.string()),  # detector, or correction (images.box_corrections)
     ]
 )
 BBOX_COLUMNS = [
@@ -112,6 +119,9 @@ def result_row(processid: str, sha: str, result: PhotoResult, detector_name: str
         **keys,
         "original_full_is_source": result.original_full_is_source,
         **{f"sha256_{p}": result.sha256.get(p) for p in IMAGE_PACKAGES},
+        "needs_review": bool(result.review),
+        "review_reason": ";".join(result.review) or None,
+        "box_source": result.box_source,
     }
 
 
@@ -147,21 +157,27 @@ def run_photo_shard(
     detector_params: dict | None = None,
     image_params: ImageParams | None = None,
     image_dirs: dict[str, str] | None = None,
+    box_corrections: dict | None = None,
 ) -> dict:
     """Process the usable photos of one image batch's shard or group of shards (its inventory,
     ``inventory_path``) with that
     batch's detector parameters, into the store; write ``output`` (:data:`PHOTO_SCHEMA`, one row per distinct
-    photo, by sha256) and return ``{"photos", "photos_processed", "photos_reused"}``.
+    photo, by sha256) and return ``{"photos", "photos_processed", "photos_reused"}``. A photo of a processid in
+    ``box_corrections`` (``images.corrections.load_box_corrections``) takes the maintainer's box instead of a
+    detection, under a store key of its own (so only those photos are redone when the corrections change).
 
     The heavy work of the image stage: one job per batch and shard (group), so a new delivery adds jobs and never
     re-runs those of earlier batches. Results already stored under the same parameter key are reused."""
     params = image_params or ImageParams()
     keep_freed_memory()
     inventory = read_table(inventory_path, INVENTORY_SCHEMA).to_pylist()
-    photos = {}
-    for row in inventory:
+    photos, corrected = {}, {}
+    for row in sorted(inventory, key=lambda r: r["processid"] or ""):
         if row["image_problem"] is None and row["image_sha256"] not in photos:
             photos[row["image_sha256"]] = row
+        correction = (box_corrections or {}).get((row["processid"] or "").strip())
+        if row["image_problem"] is None and correction is not None and row["image_sha256"] not in corrected:
+            corrected[row["image_sha256"]] = correction.box
     if not photos:  # most shards of a small delivery: no model to load
         write_table(PHOTO_SCHEMA.empty_table(), output)
         return {"photos": 0, "photos_processed": 0, "photos_reused": 0}
@@ -181,14 +197,40 @@ def run_photo_shard(
         segmenter = make_segmenter(backend, (detector_params or {}).get("segmenter_params"))
         derived = DerivedStore(store, key)
         results: dict[str, PhotoResult] = {}
+        keys_of: dict[str, dict] = {}
         todo = []
+        reused = fixed = 0
+        if corrected:  # the maintainer's boxes: no detection; the organism's pixels still need the segmenter
+            fixer = segmenter or (detector if hasattr(detector, "segment_in_box") else make_detector("classical"))
+            redo = []
+            for sha in sorted(corrected):
+                box = corrected[sha]
+                fixed_key = params_key({"stage": key, "box": "empty" if box is None else list(box)})
+                cached = DerivedStore(store, fixed_key).load(sha)
+                if cached is None:
+                    redo.append((sha, fixed_key))
+                else:
+                    results[sha], keys_of[sha] = cached, {**keys, "params_key": fixed_key}
+                    reused += 1
+            for start in range(0, len(redo), PHOTO_BATCH):
+                chunk = redo[start : start + PHOTO_BATCH]
+                datas = [_read_source(store, image_dirs or {}, photos[sha]) for sha, _ in chunk]
+                boxes = [corrected[sha] for sha, _ in chunk]
+                for (sha, fixed_key), (result, images) in zip(chunk, process_corrected(datas, boxes, params, fixer)):
+                    if result is None:  # the box lies outside the photo: detect as usual
+                        continue
+                    DerivedStore(store, fixed_key).save(sha, result, images)
+                    results[sha], keys_of[sha] = result, {**keys, "params_key": fixed_key}
+                    fixed += 1
         for sha in sorted(photos):
+            if sha in results:
+                continue
             cached = derived.load(sha)
             if cached is None:
                 todo.append(photos[sha])
             else:
                 results[sha] = cached
-        reused = len(results)
+                reused += 1
         for start in range(0, len(todo), PHOTO_BATCH):
             chunk = todo[start : start + PHOTO_BATCH]
             datas = [_read_source(store, image_dirs or {}, row) for row in chunk]
@@ -196,13 +238,13 @@ def run_photo_shard(
                 derived.save(row["image_sha256"], result, images)
                 results[row["image_sha256"]] = result
         rows = [
-            {"batch": batch, "image_sha256": sha, **keys, "image_status": results[sha].status}
+            {"batch": batch, "image_sha256": sha, **keys_of.get(sha, keys), "image_status": results[sha].status}
             for sha in sorted(results)
         ]
         write_table(pa.Table.from_pylist(rows, schema=PHOTO_SCHEMA), output)
     finally:
         store.close()  # a failed write removed its own temporary file; an empty scratch folder goes too
-    return {"photos": len(rows), "photos_processed": len(todo), "photos_reused": reused}
+    return {"photos": len(rows), "photos_processed": len(todo) + fixed, "photos_reused": reused}
 
 
 def run_image_shard(
@@ -240,11 +282,20 @@ def run_image_shard(
         summary = {
             "records": len(records),
             "status": dict(sorted(Counter(table["image_status"].to_pylist()).items())),
+            "review": review_counts(table),
         }
         write_json(summary, outdir / "summary.json")
     finally:
         store.close()
     return summary
+
+
+def review_counts(table: pa.Table) -> dict:
+    """Photos flagged for review: in all, and per reason (a photo may have several)."""
+    counts = Counter(
+        reason for reasons in table["review_reason"].to_pylist() if reasons for reason in reasons.split(";")
+    )
+    return {"flagged": sum(table["needs_review"].to_pylist()), **{r: counts.get(r, 0) for r in REVIEW_REASONS}}
 
 
 def write_bbox_tsv(table: pa.Table, path: Path) -> None:
@@ -255,14 +306,18 @@ def write_bbox_tsv(table: pa.Table, path: Path) -> None:
         frame.to_csv(temporary, sep="\t", index=False, lineterminator="\n")
 
 
-def summarize_shards(summary_paths, output, photo_summaries=()) -> dict:
-    """Status counts over all shards (the image stage's part of the accounting), and the photos processed
-    and reused by the photo jobs (``photo_summaries``) as of their last run."""
-    total = Counter()
+def summarize_shards(
+    summary_paths, output, photo_summaries=(), image_tables=(), box_corrections=None, corrections_out=None
+) -> dict:
+    """Status and review counts over all shards (the image stage's part of the accounting), and the photos
+    processed and reused by the photo jobs (``photo_summaries``) as of their last run. With ``corrections_out``:
+    each row of the ``box_corrections`` file with its outcome, from the shards' ``image_tables``."""
+    total, review = Counter(), Counter()
     processed = reused = records = 0
     for path in summary_paths:
         data = json.loads(Path(path).read_text())
         total.update(data["status"])
+        review.update(data.get("review", {}))
         records += data["records"]
     for path in photo_summaries:
         data = json.loads(Path(path).read_text())
@@ -273,6 +328,19 @@ def summarize_shards(summary_paths, output, photo_summaries=()) -> dict:
         "photos_processed": processed,
         "photos_reused": reused,
         "status": dict(sorted(total.items())),
+        "review": {key: review.get(key, 0) for key in ("flagged", *REVIEW_REASONS)},
     }
+    if corrections_out:
+        known, applied = set(), set()
+        for path in image_tables:
+            table = read_table(path, IMAGE_RECORD_SCHEMA, columns=["processid", "box_source"])
+            for processid, source in zip(table["processid"].to_pylist(), table["box_source"].to_pylist()):
+                known.add(processid)
+                if source == "correction":
+                    applied.add(processid)
+        frame = correction_outcomes(read_box_corrections(box_corrections), applied, known)
+        with atomic_path(corrections_out) as temporary:
+            frame.to_csv(temporary, sep="\t", index=False, lineterminator="\n")
+        summary["box_corrections"] = dict(sorted(Counter(frame["outcome"]).items()))
     write_json(summary, output)
     return summary

@@ -25,6 +25,7 @@ from bioscan_rebuild.detect.yolo.offline import import_ultralytics
 # intersection with the top box covers at most this share of the smaller of the two boxes.
 SEPARATE_MAX_OVERLAP = 0.3
 LETTERBOX_FILL = 114  # ultralytics' padding grey
+SHIPPED_MODEL = "specimen-yolo11n.onnx"  # detect/models/: the onnx backend's model when no weights are given
 
 
 # --------------------------------------------------------------------------
@@ -145,7 +146,11 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def _resolve(weights: str | Path, default_name: str) -> Path:
+def _resolve(weights: str | Path | None, default_name: str) -> Path:
+    if weights is None:  # the model that ships with the package (detect/models/)
+        from bioscan_rebuild.detect.fusion import shipped
+
+        weights = shipped(SHIPPED_MODEL)
     path = Path(weights)
     if path.is_dir():
         path = path / default_name
@@ -238,7 +243,7 @@ class OnnxDetector:
 
     def __init__(
         self,
-        weights: str | Path,
+        weights: str | Path | None = None,
         conf: float = 0.25,
         iou: float = 0.5,
         imgsz: int | None = None,

@@ -45,7 +45,7 @@ def _real_val(processid: str) -> bool:
 
 def prepare_yolo_dataset(
     out_dir: str | Path,
-    coco_path: str | Path | None = None,
+    coco_path: str | Path | list[str | Path] | None = None,
     image_dir: str | Path | None = None,
     n_generated: int = 400,
     seed: int = 0,
@@ -58,8 +58,8 @@ def prepare_yolo_dataset(
 ) -> Path:
     """Write a one-class YOLO dataset under out_dir and return its data.yaml.
 
-    Real images (``real=True``): the 'train' half of the real dev set (COCO file ``coco_path``;
-    images in ``image_dir``, default the COCO file's folder; halves by ``detect.evaluate.dev_split``);
+    Real images (``real=True``): the 'train' half of the real dev sets (COCO file ``coco_path``, or a list of
+    them; images in ``image_dir``, default each COCO file's folder; halves by ``detect.evaluate.dev_split``);
     the 'holdout' half only with ``include_holdout`` (for a final model; it then cannot be scored
     on the holdout). Empty wells get empty label files. ~1/16 of the real images go to validation.
     Real images are copied into out_dir only (training ones ``real_repeat`` times, to weigh the few
@@ -69,7 +69,7 @@ def prepare_yolo_dataset(
     ``jpeg_quality``; the last ``val_fraction`` of them for validation. Deterministic for a
     deterministic ``draw_photo``.
     """
-    if real and coco_path is None:
+    if real and not coco_path:
         raise ValueError("real=True needs coco_path (the real dev set's COCO file); real=False for generated only")
     if int(n_generated) > 0 and draw_photo is None:
         raise ValueError("n_generated > 0 needs draw_photo")
@@ -86,30 +86,34 @@ def prepare_yolo_dataset(
     counts = {f"{split}_{src}": 0 for split in ("train", "val") for src in ("real", "real_empty", "gen", "gen_empty")}
     real_source = None
     if real:
-        coco = Path(coco_path)
-        if not coco.is_file():
-            raise FileNotFoundError(f"{coco} is absent: pass the real dev set, or real=False (--no-real)")
-        images = Path(image_dir) if image_dir else coco.parent
+        cocos = [Path(p) for p in (coco_path if isinstance(coco_path, (list, tuple)) else [coco_path])]
+        if image_dir is not None and len(cocos) > 1:
+            raise ValueError("image_dir applies to one COCO file; with several, each one's photos sit beside it")
         real_source = {
-            "coco": str(coco),
-            "coco_sha256": file_sha256(coco),
+            "coco": [str(coco) for coco in cocos],
+            "coco_sha256": [],
             "include_holdout": include_holdout,
             "real_repeat": int(real_repeat),
         }
-        for truth in load_coco_ground_truth(coco):
-            if dev_split(truth.processid) == "holdout" and not include_holdout:
-                continue
-            split = "val" if _real_val(truth.processid) else "train"
-            src = images / truth.file_name
-            with Image.open(src) as image:
-                width, height = image.size
-            label = _yolo_label(truth.box, width, height) if truth.box else ""
-            stem = Path(truth.file_name).stem
-            for copy in range(1 if split == "val" else max(1, int(real_repeat))):
-                name = stem if copy == 0 else f"{stem}.copy{copy}"
-                shutil.copyfile(src, out / "images" / split / f"{name}.jpg")
-                (out / "labels" / split / f"{name}.txt").write_text(label)
-            counts[f"{split}_real" + ("_empty" if truth.box is None else "")] += 1
+        for coco in cocos:
+            if not coco.is_file():
+                raise FileNotFoundError(f"{coco} is absent: pass the real dev set, or real=False (--no-real)")
+            real_source["coco_sha256"].append(file_sha256(coco))
+            images = Path(image_dir) if image_dir else coco.parent
+            for truth in load_coco_ground_truth(coco):
+                if dev_split(truth.processid) == "holdout" and not include_holdout:
+                    continue
+                split = "val" if _real_val(truth.processid) else "train"
+                src = images / truth.file_name
+                with Image.open(src) as image:
+                    width, height = image.size
+                label = _yolo_label(truth.box, width, height) if truth.box else ""
+                stem = Path(truth.file_name).stem
+                for copy in range(1 if split == "val" else max(1, int(real_repeat))):
+                    name = stem if copy == 0 else f"{stem}.copy{copy}"
+                    shutil.copyfile(src, out / "images" / split / f"{name}.jpg")
+                    (out / "labels" / split / f"{name}.txt").write_text(label)
+                counts[f"{split}_real" + ("_empty" if truth.box is None else "")] += 1
 
     n_generated = int(n_generated)
     n_val = 0 if n_generated < 2 else max(1, int(round(n_generated * val_fraction)))

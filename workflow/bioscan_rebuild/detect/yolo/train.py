@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from bioscan_rebuild.core.io import file_sha256
-from bioscan_rebuild.detect.evaluate import dev_split, evaluate, load_coco_ground_truth
+from bioscan_rebuild.detect.evaluate import dev_split, evaluate, load_coco_ground_truth, summarize
 from bioscan_rebuild.detect.yolo.backends import SEPARATE_MAX_OVERLAP, OnnxDetector, YoloDetector
 from bioscan_rebuild.detect.yolo.dataset import prepare_yolo_dataset
 from bioscan_rebuild.detect.yolo.offline import configure_offline, import_ultralytics, versions
@@ -134,26 +134,38 @@ def export_onnx(
 def evaluate_holdout(
     weights: str | Path,
     onnx_path: str | Path | None,
-    dev_dir: str | Path,
+    dev_dir: str | Path | list[str | Path],
     imgsz: int | None = None,
     device: str | None = None,
     subset: str = "holdout",
 ) -> dict:
-    """``detect.evaluate.evaluate`` summaries of the yolo (and onnx) backends on one dev half."""
-    dev_dir = Path(dev_dir)
-    truths = [t for t in load_coco_ground_truth(dev_dir / "coco_annotations.json") if dev_split(t.processid) == subset]
-    result = {"subset": subset, "images": len(truths)}
+    """``detect.evaluate.evaluate`` summaries of the yolo (and onnx) backends on one half of the dev set(s)."""
     detectors = {"yolo": YoloDetector(weights, device=device, imgsz=imgsz)}
     if onnx_path:
         detectors["onnx"] = OnnxDetector(onnx_path, imgsz=imgsz)
+    result = evaluate_dev_sets(detectors, dev_dir, subset)
+    return {"subset": subset, "images": result.pop("images"), **result}
+
+
+def evaluate_dev_sets(detectors: dict, dev_dirs, subset: str) -> dict:
+    """Each detector's summary over one half of one or more COCO dev sets (each folder holds its photos)."""
+    dev_dirs = [Path(d) for d in (dev_dirs if isinstance(dev_dirs, (list, tuple)) else [dev_dirs])]
+    sets = [
+        (d, [t for t in load_coco_ground_truth(d / "coco_annotations.json") if dev_split(t.processid) == subset])
+        for d in dev_dirs
+    ]
+    result = {"images": sum(len(truths) for _, truths in sets)}
     for name, detector in detectors.items():
-        result[name] = evaluate(detector, truths, dev_dir)["summary"]
+        runs = [evaluate(detector, truths, d) for d, truths in sets]
+        rows = [row for run in runs for row in run["rows"]]
+        ms = sum(run["summary"]["ms_per_image"] * len(run["rows"]) for run in runs) / max(1, len(rows))
+        result[name] = summarize(rows, ms)
     return result
 
 
 def prepare_and_train(
     out: Path,
-    dev_dir: Path | None,
+    dev_dirs: Path | list[Path] | None,
     *,
     draw_photo,
     real: bool = True,
@@ -171,17 +183,19 @@ def prepare_and_train(
     score: bool = True,
     verbose: bool = False,
 ) -> dict:
-    """`bioscan-rebuild train-detector`: the dataset (the train half of the real dev set ``dev_dir`` unless
+    """`bioscan-rebuild train-detector`: the dataset (the train half of the real dev sets ``dev_dirs`` unless
     ``real`` is False, plus ``generated`` photos from ``draw_photo``), then training, the ONNX export and the
     score on the dev set's holdout half. With ``prepare_only`` the dataset goes to ``out`` itself and its
     manifest is returned."""
     configure_offline()
-    coco = dev_dir / "coco_annotations.json" if dev_dir else None
+    if isinstance(dev_dirs, (str, Path)):
+        dev_dirs = [dev_dirs]
+    dev_dirs = [Path(d) for d in dev_dirs or []]
+    cocos = [d / "coco_annotations.json" for d in dev_dirs]
     dataset_dir = out if prepare_only else out / "dataset"
     data_yaml = prepare_yolo_dataset(
         dataset_dir,
-        coco_path=coco if real else None,
-        image_dir=dev_dir if real else None,
+        coco_path=cocos if real else None,
         n_generated=generated,
         seed=seed,
         include_holdout=include_holdout,
@@ -192,7 +206,7 @@ def prepare_and_train(
     if prepare_only:
         return json.loads((dataset_dir / "manifest.json").read_text())
     # the holdout half can be scored only when it exists and was not trained on
-    scored = score and not include_holdout and coco is not None and coco.is_file()
+    scored = score and not include_holdout and bool(cocos) and all(coco.is_file() for coco in cocos)
     report = train_detector(
         data_yaml,
         out,
@@ -202,7 +216,7 @@ def prepare_and_train(
         device=device,
         seed=seed,
         batch=batch,
-        eval_dev_dir=dev_dir if scored else None,
+        eval_dev_dir=dev_dirs if scored else None,
         workers=workers,
         verbose=verbose,
     )

@@ -1,0 +1,158 @@
+"""The review queue and box corrections (images.review, images.corrections) and the fusion rule (detect.fusion)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bioscan_rebuild.core.errors import InputError
+from bioscan_rebuild.detect.base import Detection
+from bioscan_rebuild.detect.fusion import FusionRule, decide, fit_rule, fuse, score_rule
+from bioscan_rebuild.images.corrections import load_box_corrections, outcomes, parse_box, read_box_corrections
+from bioscan_rebuild.images.process import review_reasons
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0,0,1,1", (0, 0, 1, 1)),  # the smallest box: one pixel
+        (" 10, 20 ,30,40 ", (10, 20, 30, 40)),
+        ("empty", None),
+        (" EMPTY ", None),
+        ("5,5,5,9", False),  # x1 == x0: no width
+        ("5,5,9,5", False),  # y1 == y0: no height
+        ("5,5,3,3", False),  # ends before starts
+        ("-1,0,2,2", False),  # negative
+        ("1,2,3", False),
+        ("1,2,3,4,5", False),
+        ("1.5,2,3,4", False),
+        ("", False),
+        ("none", False),
+    ],
+)
+def test_a_box_is_four_ordered_pixel_ints_or_empty(text, expected):
+    assert parse_box(text) == expected
+
+
+def test_corrections_file_comments_later_rows_and_invalid_rows(tmp_path):
+    path = tmp_path / "corr.tsv"
+    path.write_text(
+        "# a comment line\n"
+        "processid\tbox\treason\tsource\n"
+        "# A-1\t1,1,2,2\tcommented out\treview\n"
+        "A-1\t0,0,10,10\tfirst\tme\n"
+        "A-1\t5,5,20,20\tsecond thought\tme\n"
+        "B-2\tempty\tno insect\tme\n"
+        "C-3\t9,9,1,1\tbackwards\tme\n"
+    )
+    valid = load_box_corrections(path)
+    assert sorted(valid) == ["A-1", "B-2"]  # C-3's box is invalid; the commented line is no row
+    assert valid["A-1"].box == (5, 5, 20, 20) and valid["A-1"].reason == "second thought"  # the later row wins
+    assert valid["B-2"].box is None
+    table = read_box_corrections(path)
+    result = outcomes(table, applied={"A-1", "B-2"}, known={"A-1", "B-2", "C-3"})
+    assert result["outcome"].tolist() == ["applied", "applied", "applied", "invalid_value"]
+    result = outcomes(table, applied={"B-2"}, known={"B-2", "C-3"})  # A-1 has no record with a photo
+    assert result["outcome"].tolist() == ["unknown_processid", "unknown_processid", "applied", "invalid_value"]
+
+
+def test_a_corrections_file_without_its_columns_is_an_input_error(tmp_path):
+    path = tmp_path / "corr.tsv"
+    path.write_text("processid\tbbox\nA-1\t1,1,2,2\n")
+    with pytest.raises(InputError, match=r"corr\.tsv: the box corrections lack the column\(s\) box, reason, source"):
+        load_box_corrections(path)
+    assert load_box_corrections(None) == {}
+
+
+def test_review_reasons_from_the_detector_and_the_box():
+    # 100x80 photo: a box touching x = 0 is on the rim; one 1 px inside is not.
+    edge = Detection("ok", (0, 10, 50, 50), review=("backends_disagree",))
+    assert review_reasons(edge, edge.box, 100, 80) == ["backends_disagree", "box_on_rim"]
+    inside = Detection("multiple_candidates", (1, 1, 99, 79))
+    assert review_reasons(inside, inside.box, 100, 80) == ["several_specimens"]
+    bottom = Detection("ok", (1, 1, 99, 80))  # y1 == height: touches the bottom
+    assert review_reasons(bottom, bottom.box, 100, 80) == ["box_on_rim"]
+    empty = Detection("no_object", None, review=("low_confidence",))
+    assert review_reasons(empty, None, 100, 80) == ["low_confidence"]
+
+
+RULE = FusionRule(
+    empty_learned_max=0.3,
+    empty_classical_max=80.0,
+    trust_learned=0.6,
+    agree_box="classical",
+    review_below=0.85,
+    rim_margin=2,
+    confidence={
+        "agree": 0.95,
+        "learned_chosen": 0.8,
+        "classical_chosen": 0.7,
+        "learned_only": 0.6,
+        "classical_only": 0.9,
+        "empty": 0.9,
+    },
+)
+C_BOX, L_BOX, FAR_BOX = (100, 100, 300, 260), (110, 105, 310, 270), (500, 400, 600, 500)
+
+
+def _c(box, score=120.0, status="ok"):
+    return Detection(status if box else "no_object", box, pixel_count=999 if box else None, score=score if box else 0)
+
+
+def _l(box, score):
+    return Detection("ok" if box else "no_object", box, score=score if box else 0.0)
+
+
+@pytest.mark.parametrize(
+    ("classical", "learned", "situation", "source"),
+    [
+        (_c(None), _l(None, 0), "empty", "none"),
+        (_c(C_BOX, 80.0), _l(L_BOX, 0.29), "empty", "none"),  # both weak: 80 <= 80 and 0.29 < 0.3
+        (_c(C_BOX, 80.1), _l(None, 0), "classical_only", "classical"),  # classical just above its bar
+        (_c(None), _l(L_BOX, 0.3), "learned_only", "learned"),  # learned exactly at its bar is not empty
+        (_c(C_BOX), _l(L_BOX, 0.9), "agree", "classical"),  # IoU = 190*155 / (32000 + 33000 - 29450) ~ 0.83
+        (_c(C_BOX), _l(FAR_BOX, 0.6), "learned_chosen", "learned"),  # trusted at exactly 0.6
+        (_c(C_BOX), _l(FAR_BOX, 0.59), "classical_chosen", "classical"),
+    ],
+)
+def test_the_fusion_rule_decides_by_its_thresholds(classical, learned, situation, source):
+    assert decide(classical, learned, RULE) == (situation, source)
+
+
+def test_fused_detection_carries_confidence_reasons_and_the_chosen_mask():
+    shape = (768, 1024)
+    agreed = fuse(_c(C_BOX), _l(L_BOX, 0.9), RULE, shape)
+    assert (agreed.box, agreed.score, agreed.review, agreed.pixel_count) == (C_BOX, 0.95, (), 999)
+    chosen = fuse(_c(C_BOX), _l(FAR_BOX, 0.7), RULE, shape)
+    # learned chosen: confidence 0.8 < 0.85, boxes disagree; its box has no mask (the stage segments it)
+    assert (chosen.box, chosen.score, chosen.pixel_count) == (FAR_BOX, 0.8, None)
+    assert chosen.review == ("low_confidence", "backends_disagree")
+    rim = fuse(_c((0, 300, 90, 400)), _l(None, 0), RULE, shape)  # x0 = 0 <= rim_margin
+    assert rim.review == ("backends_disagree", "box_on_rim") and rim.score == 0.9
+    rim = fuse(_c((3, 300, 1021, 765)), _l(None, 0), RULE, shape)  # 3 px from every border: not on the rim
+    assert "box_on_rim" not in rim.review
+    empty = fuse(_c(None), _l(None, 0), RULE, shape)
+    assert (empty.status, empty.box, empty.score, empty.review) == ("no_object", None, 0.9, ())
+
+
+def test_fit_rule_finds_the_thresholds_that_separate_the_cases():
+    """A synthetic world: the learned box is right when its score >= 0.55, the classical box when the learned
+    score is lower; empty wells have learned scores < 0.2 and weak classical peaks (< 50). The fit must get
+    every photo right, and each situation's confidence is (right + 1) / (photos + 2)."""
+    rng = np.random.default_rng(0)
+    truth = (100, 100, 200, 200)
+    wrong = (600, 500, 700, 600)
+    samples = []
+    for _ in range(30):  # learned right, classical on a fibre
+        samples.append((_c(wrong, 150.0), _l(truth, float(rng.uniform(0.55, 0.95))), truth))
+    for _ in range(20):  # learned wrong (weak), classical right
+        samples.append((_c(truth, 150.0), _l(wrong, float(rng.uniform(0.25, 0.5))), truth))
+    for _ in range(10):  # empty wells: faint debris at most
+        samples.append((_c(wrong, float(rng.uniform(20, 49))), _l(wrong, float(rng.uniform(0.0, 0.19))), None))
+    rule, result = fit_rule(samples)
+    assert result["specimens_right"] == 1.0 and result["empty_right"] == 1.0
+    assert score_rule(rule, samples)["specimens_right"] == 1.0
+    assert rule.confidence["learned_chosen"] == round(31 / 32, 4)
+    assert rule.confidence["classical_chosen"] == round(21 / 22, 4)
+    assert rule.confidence["empty"] == round(11 / 12, 4)
+    assert rule.confidence["agree"] == 0.5  # no photo: (0 + 1) / (0 + 2)

@@ -1,0 +1,235 @@
+"""The ``fusion`` backend: the classical detector and the learned one (ONNX) on every photo, one answer, a
+confidence, and the reasons a person should look.
+
+The two fail differently. The classical detector finds pale and thin specimens the small model misses, and
+never invents a box where nothing contrasts; the learned model ignores fibres, rim shadows and debris that
+the classical one takes for the specimen. So per photo:
+
+1. **Empty well** when the learned score is below ``empty_learned_max`` (or it found nothing) *and* the
+   classical peak strength is below ``empty_classical_max`` (or it found nothing).
+2. Otherwise, when both have a box and they overlap (IoU >= ``AGREE_IOU``): ``agree_box`` says whose box
+   (the classical one follows the organism's mask; the learned one includes pale appendages).
+3. They disagree (different boxes, or only one has one): the learned box when its score reaches
+   ``trust_learned``, else the classical box, else the learned one.
+
+The thresholds (a ``FusionRule``) are fitted on the training half of the real hard cases only
+(``fit_rule``: a grid search for the most right boxes + right empty wells) and shipped beside the model as
+JSON. The **confidence** of a photo is the accuracy the fitted rule reached on the training photos of the
+same *situation* (agree / learned chosen / classical chosen / empty, ...), so 0.9 means "nine in ten such
+photos were right". ``review_reasons`` names why a photo should be looked at: ``low_confidence``,
+``backends_disagree``, ``several_specimens``, ``box_on_rim`` (the box reaches the photo's border, where the
+well's rim is).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from bioscan_rebuild.detect.base import Detection
+
+VERSION = "fusion-1"
+AGREE_IOU = 0.5
+RIGHT_IOU = 0.5  # a box is right when its IoU with the hand-drawn one reaches this
+SITUATIONS = ("agree", "learned_chosen", "classical_chosen", "learned_only", "classical_only", "empty")
+REVIEW_REASONS = ("low_confidence", "backends_disagree", "several_specimens", "box_on_rim")
+
+
+def box_iou(a, b) -> float:
+    """IoU of two (x0, y0, x1, y1) boxes with exclusive ends (0 when either is None)."""
+    if a is None or b is None:
+        return 0.0
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class FusionRule:
+    empty_learned_max: float = 0.25
+    empty_classical_max: float = 0.0
+    trust_learned: float = 0.5
+    agree_box: str = "classical"
+    review_below: float = 0.85  # confidence under this -> needs review (low_confidence)
+    rim_margin: int = 2  # px: a box this close to the border is on the rim
+    confidence: dict = field(default_factory=lambda: dict.fromkeys(SITUATIONS, 0.5))
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> FusionRule:
+        """The rule from JSON (``fit_rule``'s output); the shipped one by default."""
+        text = Path(path).read_text() if path else shipped("fusion.json").read_text()
+        data = json.loads(text)
+        return cls(**{k: v for k, v in data["rule"].items()})
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def shipped(name: str) -> Path:
+    """A file of the shipped detector model (package data under ``detect/models/``)."""
+    return Path(str(resources.files("bioscan_rebuild.detect") / "models" / name))
+
+
+def has_box(detection: Detection | None) -> bool:
+    return detection is not None and detection.status != "no_object" and detection.box is not None
+
+
+def decide(classical: Detection, learned: Detection, rule: FusionRule) -> tuple[str, str]:
+    """(situation, source): which box the rule takes (``source`` in classical / learned / none)."""
+    c_box, l_box = has_box(classical), has_box(learned)
+    l_score = learned.score if l_box else 0.0
+    c_score = classical.score if c_box else 0.0
+    if l_score < rule.empty_learned_max and (not c_box or c_score <= rule.empty_classical_max):
+        return "empty", "none"
+    if c_box and l_box and box_iou(classical.box, learned.box) >= AGREE_IOU:
+        return "agree", rule.agree_box
+    if c_box and l_box:
+        return ("learned_chosen", "learned") if l_score >= rule.trust_learned else ("classical_chosen", "classical")
+    if c_box:
+        return "classical_only", "classical"
+    return "learned_only", "learned"
+
+
+def fuse(classical: Detection, learned: Detection, rule: FusionRule, shape_hw: tuple[int, int]) -> Detection:
+    """One Detection from both; ``score`` is the confidence, ``review`` the reasons to look."""
+    situation, source = decide(classical, learned, rule)
+    confidence = float(rule.confidence.get(situation, 0.0))
+    reasons = []
+    if confidence < rule.review_below:
+        reasons.append("low_confidence")
+    if has_box(classical) != has_box(learned) or (
+        has_box(classical) and has_box(learned) and box_iou(classical.box, learned.box) < AGREE_IOU
+    ):
+        reasons.append("backends_disagree")
+    chosen = {"classical": classical, "learned": learned}.get(source)
+    if chosen is None:
+        return Detection("no_object", None, score=confidence, candidates=0, review=tuple(reasons))
+    if chosen.status == "multiple_candidates":
+        reasons.append("several_specimens")
+    height, width = shape_hw
+    x0, y0, x1, y1 = chosen.box
+    m = rule.rim_margin
+    if x0 <= m or y0 <= m or x1 >= width - m or y1 >= height - m:
+        reasons.append("box_on_rim")
+    return Detection(
+        chosen.status,
+        chosen.box,
+        pixel_count=chosen.pixel_count if source == "classical" else None,
+        score=confidence,
+        candidates=chosen.candidates,
+        mask=chosen.mask if source == "classical" else None,
+        review=tuple(reasons),
+    )
+
+
+def _right(situation_source: str, detection: Detection | None, truth_box) -> bool:
+    if situation_source == "none":
+        return truth_box is None
+    return truth_box is not None and box_iou(detection.box, truth_box) >= RIGHT_IOU
+
+
+def score_rule(rule: FusionRule, samples: list[tuple[Detection, Detection, tuple | None]]) -> dict:
+    """Right specimens, right empty wells, and per situation (photos, right) of ``rule`` on samples."""
+    per = {s: [0, 0] for s in SITUATIONS}
+    specimens = empties = right_specimens = right_empties = 0
+    for classical, learned, truth in samples:
+        situation, source = decide(classical, learned, rule)
+        chosen = {"classical": classical, "learned": learned}.get(source)
+        right = _right(source, chosen, truth)
+        per[situation][0] += 1
+        per[situation][1] += int(right)
+        if truth is None:
+            empties += 1
+            right_empties += int(right)
+        else:
+            specimens += 1
+            right_specimens += int(right)
+    return {
+        "specimens_right": right_specimens / max(1, specimens),
+        "empty_right": right_empties / max(1, empties),
+        "situations": per,
+    }
+
+
+def fit_rule(samples: list[tuple[Detection, Detection, tuple | None]], review_below: float = 0.85) -> tuple:
+    """The rule with the best (specimens right + empty wells right) on ``samples`` (classical detection,
+    learned detection, hand-drawn box or None), ties to the smaller thresholds; its confidences are the
+    per-situation accuracies (Laplace-smoothed: (right + 1) / (photos + 2)). Returns (rule, its score)."""
+    c_box = np.array([has_box(c) for c, _, _ in samples])
+    l_box = np.array([has_box(y) for _, y, _ in samples])
+    c_score = np.array([c.score if has_box(c) else 0.0 for c, _, _ in samples])
+    l_score = np.array([y.score if has_box(y) else 0.0 for _, y, _ in samples])
+    agree = np.array(
+        [box_iou(c.box, y.box) >= AGREE_IOU if has_box(c) and has_box(y) else False for c, y, _ in samples]
+    )
+    empty = np.array([t is None for _, _, t in samples])
+    c_right = np.array([has_box(c) and t is not None and box_iou(c.box, t) >= RIGHT_IOU for c, _, t in samples])
+    l_right = np.array([has_box(y) and t is not None and box_iou(y.box, t) >= RIGHT_IOU for _, y, t in samples])
+    n_spec, n_empty = max(1, int((~empty).sum())), max(1, int(empty.sum()))
+
+    quantiles = np.linspace(0, 1, 41)
+    empty_l = sorted({0.0, *np.quantile(np.append(l_score[l_box], 0.0), quantiles).round(3).tolist()})
+    empty_c = sorted({0.0, *np.quantile(np.append(c_score[c_box], 0.0), quantiles).round(1).tolist()})
+    trust = np.round(np.linspace(0.05, 0.95, 19), 2).tolist()
+    best, best_key = None, None
+    for el, ec in itertools.product(empty_l, empty_c):
+        called_empty = (l_score < el) & (~c_box | (c_score <= ec))
+        right_empty = called_empty & empty
+        for tl, agree_box in itertools.product(trust, ("classical", "learned")):
+            take_learned = np.where(
+                agree,
+                agree_box == "learned",
+                np.where(c_box & l_box, l_score >= tl, ~c_box),
+            )
+            right = np.where(called_empty, empty, np.where(take_learned, l_right, c_right))
+            total = right[~empty].sum() / n_spec + right_empty.sum() / n_empty
+            key = (round(float(total), 9), -el, -ec, -tl, agree_box == "classical")
+            if best_key is None or key > best_key:
+                best, best_key = FusionRule(el, ec, tl, agree_box, review_below), key
+    result = score_rule(best, samples)
+    confidence = {s: round((right + 1) / (n + 2), 4) for s, (n, right) in result["situations"].items()}
+    return FusionRule(**{**best.as_dict(), "confidence": confidence}), result
+
+
+class FusionDetector:
+    """``fusion`` backend: classical + the learned ONNX model, combined by a fitted ``FusionRule``."""
+
+    name = "fusion"
+
+    def __init__(
+        self,
+        weights: str | Path | None = None,
+        rule: str | Path | None = None,
+        learned_conf: float = 0.01,
+        **classical_params,
+    ):
+        from bioscan_rebuild.detect.classical import ClassicalDetector
+        from bioscan_rebuild.detect.yolo.backends import OnnxDetector
+
+        self.classical = ClassicalDetector(**classical_params)
+        self.learned = OnnxDetector(weights, conf=learned_conf)
+        self.rule = FusionRule.load(rule)
+
+    def params(self) -> dict:
+        return {
+            "backend": self.name,
+            "version": VERSION,
+            "classical": self.classical.params(),
+            "learned": self.learned.params(),
+            "rule": self.rule.as_dict(),
+        }
+
+    def detect(self, image: np.ndarray) -> Detection:
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: list[np.ndarray], halves: list[np.ndarray] | None = None) -> list[Detection]:
+        classical = self.classical.detect_batch(images, halves)
+        learned = self.learned.detect_batch(images)
+        return [fuse(c, y, self.rule, im.shape[:2]) for c, y, im in zip(classical, learned, images, strict=True)]

@@ -1,0 +1,82 @@
+"""A maintainer's box corrections (``images.box_corrections``): processid -> the right box, or ``empty``.
+
+The file is what ``bioscan-rebuild review`` writes as a template, edited: TSV with the columns
+``processid, box, reason, source`` (``#`` lines are comments); ``box`` is ``x0,y0,x1,y1`` in ``original_full``
+pixels (x1/y1 exclusive) or ``empty`` (no specimen: the record leaves the release as ``no_specimen``). The next
+run detects nothing for those photos: their crops and size fields come from the given box, their
+``box_source`` is ``correction`` and they leave the review queue. Rows that cannot apply are never dropped in
+silence: ``outcomes`` gives each row ``applied``, ``unknown_processid`` or ``invalid_value``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from bioscan_rebuild.core.errors import InputError
+
+BOX_CORRECTION_COLUMNS = ("processid", "box", "reason", "source")
+EMPTY = "empty"
+
+
+@dataclass(frozen=True)
+class BoxCorrection:
+    processid: str
+    box: tuple[int, int, int, int] | None  # None: an empty well
+    reason: str
+    source: str
+
+
+def parse_box(text: str) -> tuple[int, int, int, int] | None | bool:
+    """``x0,y0,x1,y1`` -> the box; ``empty`` -> None; anything else -> False."""
+    text = (text or "").strip()
+    if text.lower() == EMPTY:
+        return None
+    parts = text.split(",")
+    if len(parts) != 4 or not all(part.strip().isdigit() for part in parts):
+        return False
+    x0, y0, x1, y1 = (int(part) for part in parts)
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else False
+
+
+def read_box_corrections(path: str | Path | None) -> pd.DataFrame:
+    """The table as written (strings); an empty one without a file."""
+    if not path:
+        return pd.DataFrame(columns=list(BOX_CORRECTION_COLUMNS))
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, sep="\t", dtype=str, comment="#", keep_default_na=False)
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: cannot read the box corrections ({error})") from error
+    missing = [column for column in BOX_CORRECTION_COLUMNS if column not in frame.columns]
+    if missing:
+        raise InputError(f"{path}: the box corrections lack the column(s) {', '.join(missing)}")
+    return frame[list(BOX_CORRECTION_COLUMNS)].fillna("")
+
+
+def load_box_corrections(path: str | Path | None) -> dict[str, BoxCorrection]:
+    """The valid rows by processid (a later row for the same processid wins, as a later edit would)."""
+    valid = {}
+    for row in read_box_corrections(path).itertuples(index=False):
+        box = parse_box(row.box)
+        if box is not False and row.processid.strip():
+            valid[row.processid.strip()] = BoxCorrection(row.processid.strip(), box, row.reason, row.source)
+    return valid
+
+
+def outcomes(corrections: pd.DataFrame, applied: set[str], known: set[str]) -> pd.DataFrame:
+    """Each row with its outcome: ``applied`` (``applied``: processids whose image row took the box),
+    ``invalid_value`` (not a box, or a box outside the photo), ``unknown_processid`` (no record with a photo)."""
+    result = []
+    for row in corrections.itertuples(index=False):
+        processid = row.processid.strip()
+        if processid not in known:
+            outcome = "unknown_processid"
+        elif parse_box(row.box) is False or processid not in applied:
+            outcome = "invalid_value"
+        else:
+            outcome = "applied"
+        result.append({**row._asdict(), "outcome": outcome})
+    return pd.DataFrame(result, columns=[*BOX_CORRECTION_COLUMNS, "outcome"])

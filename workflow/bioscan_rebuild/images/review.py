@@ -1,0 +1,104 @@
+"""The review queue: the photos a person should look at, on one HTML page, and the file to answer in.
+
+``write_review`` reads the image tables of a run (``results/images/*/images.parquet``) and writes
+``review.html`` (thumbnails with their boxes, grouped by reason: ``images.process.REVIEW_REASONS``; a photo
+with several reasons appears under each) and ``box_corrections.tsv``, a template of the corrections file:
+one commented-out line per flagged photo with its current box. Uncomment and edit the lines to change
+(``x0,y0,x1,y1`` in ``original_full`` pixels, or ``empty``), point ``images.box_corrections`` at the file and
+re-run: only those photos are redone (``images.corrections``). The page is deterministic (no dates) and
+self-contained (thumbnails inline), so it can be mailed or archived beside the release.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import cv2
+
+from bioscan_rebuild.core.io import atomic_path, read_table
+from bioscan_rebuild.core.store import ImageStore
+from bioscan_rebuild.images.corrections import BOX_CORRECTION_COLUMNS
+from bioscan_rebuild.images.process import REVIEW_REASONS
+from bioscan_rebuild.images.shard import IMAGE_RECORD_SCHEMA
+
+THUMB_WIDTH = 320
+REASON_TEXT = {
+    "low_confidence": "low confidence: photos like this were often wrong on the hand-checked training photos",
+    "backends_disagree": "the classical and the learned detector disagree (different boxes, or one sees none)",
+    "several_specimens": "more than one separate object cleared the bar",
+    "box_on_rim": "the box reaches the photo's border, where the well's rim is",
+}
+
+
+def flagged_rows(image_tables) -> list[dict]:
+    rows = []
+    for path in image_tables:
+        rows += [row for row in read_table(path, IMAGE_RECORD_SCHEMA).to_pylist() if row["needs_review"]]
+    return sorted(rows, key=lambda r: r["processid"])
+
+
+def _thumbnail(store: ImageStore, row: dict) -> str | None:
+    """The original with its box drawn, as a base64 JPEG (None when the store lacks it)."""
+    path = store.package_path(row["params_key"], row["image_sha256"], "original_full", row["original_full_is_source"])
+    image = cv2.imread(str(path)) if path.exists() else None
+    if image is None:
+        return None
+    scale = THUMB_WIDTH / image.shape[1]
+    small = cv2.resize(image, (THUMB_WIDTH, round(image.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    if row["x0"] is not None:
+        box = [round(v * scale) for v in (row["x0"], row["y0"], row["x1"], row["y1"])]
+        cv2.rectangle(small, (box[0], box[1]), (box[2] - 1, box[3] - 1), (0, 0, 255), 2)
+    ok, encoded = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return base64.b64encode(encoded.tobytes()).decode() if ok else None
+
+
+def _box_text(row: dict) -> str:
+    return "empty" if row["x0"] is None else f"{row['x0']},{row['y0']},{row['x1']},{row['y1']}"
+
+
+def write_review(image_tables, store_root, outdir) -> dict:
+    """review.html and box_corrections.tsv under ``outdir``; returns the flagged photos per reason."""
+    outdir = Path(outdir)
+    rows = flagged_rows(image_tables)
+    by_reason = {
+        reason: [row for row in rows if reason in (row["review_reason"] or "").split(";")] for reason in REVIEW_REASONS
+    }
+    store = ImageStore(store_root, mode="none")  # read only
+    thumbs = {row["processid"]: _thumbnail(store, row) for row in rows}
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>Review queue</title><style>",
+        "body{font-family:sans-serif;margin:1em} figure{display:inline-block;margin:4px;width:"
+        f"{THUMB_WIDTH}px;vertical-align:top}} figcaption{{font-size:12px}} img{{width:{THUMB_WIDTH}px}}",
+        "</style></head><body>",
+        f"<h1>Review queue: {len(rows)} photos</h1>",
+        "<p>Answer in <code>box_corrections.tsv</code> (beside this page): uncomment a photo's line, set its box "
+        "(<code>x0,y0,x1,y1</code>, original_full pixels) or <code>empty</code>, point "
+        "<code>images.box_corrections</code> at the file and re-run.</p><ul>",
+        *[f"<li><a href='#{reason}'>{reason}</a>: {len(by_reason[reason])}</li>" for reason in REVIEW_REASONS],
+        "</ul>",
+    ]
+    for reason in REVIEW_REASONS:
+        parts.append(f"<h2 id='{reason}'>{reason} ({len(by_reason[reason])})</h2>")
+        parts.append(f"<p>{html.escape(REASON_TEXT[reason])}</p>")
+        for row in by_reason[reason]:
+            thumb = thumbs[row["processid"]]
+            image = f"<img alt='' src='data:image/jpeg;base64,{thumb}'>" if thumb else "<p>(photo not in the store)</p>"
+            caption = (
+                f"{html.escape(row['processid'])} · {html.escape(row['image_status'])} · "
+                f"score {row['detector_score']} · box {_box_text(row)}"
+            )
+            parts.append(f"<figure>{image}<figcaption>{caption}</figcaption></figure>")
+    parts.append("</body></html>\n")
+    with atomic_path(outdir / "review.html") as temporary:
+        temporary.write_text("\n".join(parts))
+    lines = [
+        "# Box corrections: uncomment (remove the leading '# ') and edit the lines of the photos to change.",
+        "# box: x0,y0,x1,y1 in original_full pixels (x1, y1 exclusive), or empty. Then set images.box_corrections.",
+        "\t".join(BOX_CORRECTION_COLUMNS),
+        *[f"# {row['processid']}\t{_box_text(row)}\t{row['review_reason']}\treview" for row in rows],
+    ]
+    with atomic_path(outdir / "box_corrections.tsv") as temporary:
+        temporary.write_text("\n".join(lines) + "\n")
+    return {"flagged": len(rows), **{reason: len(by_reason[reason]) for reason in REVIEW_REASONS}}
