@@ -157,7 +157,7 @@ def _schema_section(name: str) -> dict:
 # config section -> (dataclass, keys of the section that are not the stage's parameters)
 SECTIONS = {
     "ingest": (IngestParams, set()),
-    "images": (ImageParams, {"detector", "contact_sheet_size"}),
+    "images": (ImageParams, {"detector", "contact_sheet_size", "box_corrections"}),
     "barcodes": (BarcodeParams, set()),
     "taxonomy": (TaxonomyParams, {"fixes", "corrections"}),
     "export": (ExportOptions, {"formats"}),

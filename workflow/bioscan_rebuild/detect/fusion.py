@@ -26,12 +26,12 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from bioscan_rebuild.detect.base import Detection
+from bioscan_rebuild.detect.shipped import FUSION_RULE, shipped
 
 VERSION = "fusion-1"
 AGREE_IOU = 0.5
@@ -64,17 +64,12 @@ class FusionRule:
     @classmethod
     def load(cls, path: str | Path | None = None) -> FusionRule:
         """The rule from JSON (``fit_rule``'s output); the shipped one by default."""
-        text = Path(path).read_text() if path else shipped("fusion.json").read_text()
+        text = Path(path).read_text() if path else shipped(FUSION_RULE).read_text()
         data = json.loads(text)
         return cls(**{k: v for k, v in data["rule"].items()})
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def shipped(name: str) -> Path:
-    """A file of the shipped detector model (package data under ``detect/models/``)."""
-    return Path(str(resources.files("bioscan_rebuild.detect") / "models" / name))
 
 
 def has_box(detection: Detection | None) -> bool:

@@ -19,13 +19,13 @@ import numpy as np
 
 from bioscan_rebuild.core.io import file_sha256
 from bioscan_rebuild.detect.base import Detection
+from bioscan_rebuild.detect.shipped import MODEL, shipped
 from bioscan_rebuild.detect.yolo.offline import import_ultralytics
 
 # A second box counts as a separate candidate (-> status "multiple_candidates") when its
 # intersection with the top box covers at most this share of the smaller of the two boxes.
 SEPARATE_MAX_OVERLAP = 0.3
 LETTERBOX_FILL = 114  # ultralytics' padding grey
-SHIPPED_MODEL = "specimen-yolo11n.onnx"  # detect/models/: the onnx backend's model when no weights are given
 
 
 # --------------------------------------------------------------------------
@@ -148,9 +148,7 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
 
 def _resolve(weights: str | Path | None, default_name: str) -> Path:
     if weights is None:  # the model that ships with the package (detect/models/)
-        from bioscan_rebuild.detect.fusion import shipped
-
-        weights = shipped(SHIPPED_MODEL)
+        weights = shipped(MODEL)
     path = Path(weights)
     if path.is_dir():
         path = path / default_name
