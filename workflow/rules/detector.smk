@@ -5,6 +5,7 @@ rule train_detector:
     output:
         weights="results/detector/weights.pt",
         onnx="results/detector/model.onnx",
+        fusion="results/detector/fusion.json",
         report=report(
             "results/detector/report.json",
             caption="../report/detector.rst",
@@ -28,11 +29,16 @@ rule train_detector:
             )
             or "--no-real"
         ),
+        classes=(
+            f"--classes {shlex.quote(config['train_detector']['classes'])}"
+            if config["train_detector"]["classes"]
+            else ""
+        ),
         generated=config["train_detector"]["generated"],
         epochs=config["train_detector"]["epochs"],
         imgsz=config["train_detector"]["imgsz"],
         batch=config["train_detector"]["batch"],
     shell:
-        "{params.cli} train-detector --out {params.outdir:q} {params.dev} "
+        "{params.cli} train-detector --out {params.outdir:q} {params.dev} {params.classes} "
         "--generated {params.generated} --epochs {params.epochs} --imgsz {params.imgsz} "
         "--batch {params.batch} > {log} 2>&1"

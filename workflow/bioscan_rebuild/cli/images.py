@@ -128,6 +128,7 @@ def cmd_train_detector(args) -> int:
         workers=args.workers,
         score=not args.no_eval,
         verbose=args.verbose,
+        classes_csv=args.classes,
     )
     print(json.dumps(summary, indent=2))
     return 0
@@ -204,6 +205,7 @@ def register(sub) -> None:
         "is trained on, its holdout half scored (unless --no-eval); required unless --no-real",
     )
     p.add_argument("--no-real", action="store_true", help="generated photos only")
+    p.add_argument("--classes", help="image classes of the dev photos (folder,file_name,imgfilter_class CSV)")
     p.add_argument("--include-holdout", action="store_true", help="train on the holdout half too (no eval)")
     p.add_argument("--real-repeat", type=int, default=2, help="copies of each real training photo (default 2)")
     p.add_argument("--epochs", type=int, default=50)

@@ -35,6 +35,7 @@ def train_detector(
     config_dir: str | Path | None = None,
     verbose: bool = False,
     extra_args: dict | None = None,
+    classes_csv: str | Path | None = None,
 ) -> dict:
     """Train from scratch (offline), export ONNX, optionally score both backends on the dev
     'holdout' half; writes out_dir/{weights.pt, model.onnx, report.json} and returns the report."""
@@ -102,6 +103,12 @@ def train_detector(
     }
     if eval_dev_dir:
         report["holdout_eval"] = evaluate_holdout(weights, onnx_path, eval_dev_dir, imgsz=imgsz, device=device)
+        report["fusion"] = fit_and_score_fusion(onnx_path, eval_dev_dir, out / "fusion.json", classes_csv)
+    else:  # nothing to fit on: the rule's defaults, saying so (the fusion backend should not use it)
+        from bioscan_rebuild.detect.fusion import FusionRule
+        from bioscan_rebuild.detect.heldout import write_rule
+
+        write_rule(FusionRule(), {}, out / "fusion.json", {"model_sha256": file_sha256(onnx_path), "half": None})
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
@@ -147,6 +154,37 @@ def evaluate_holdout(
     return {"subset": subset, "images": result.pop("images"), **result}
 
 
+def fit_and_score_fusion(onnx_path, dev_dirs, rule_path, classes_csv=None) -> dict:
+    """Fit the fusion rule (classical + this model) on the dev sets' train half, write it to ``rule_path``, and
+    score every backend on the holdout half (overall and per image class of ``classes_csv``)."""
+    from bioscan_rebuild.detect.classical import ClassicalDetector
+    from bioscan_rebuild.detect.heldout import (
+        LEARNED_LOW_BAR,
+        fit_fusion,
+        read_classes,
+        run_detectors,
+        score_table,
+        write_rule,
+    )
+
+    dev_dirs = [Path(d) for d in (dev_dirs if isinstance(dev_dirs, (list, tuple)) else [dev_dirs])]
+    detectors = {"classical": ClassicalDetector(), "learned": OnnxDetector(onnx_path, conf=LEARNED_LOW_BAR)}
+    rows, seconds = run_detectors(dev_dirs, detectors, read_classes(classes_csv))
+    rule, fit = fit_fusion(rows)
+    provenance = {
+        "model_sha256": file_sha256(onnx_path),
+        "dev_sets": [{"folder": d.name, "coco_sha256": file_sha256(d / "coco_annotations.json")} for d in dev_dirs],
+        "half": "train",
+    }
+    write_rule(rule, fit, rule_path, provenance)
+    return {
+        "rule": rule.as_dict(),
+        "train_fit": fit,
+        "holdout": score_table(rows, rule, "holdout"),
+        "ms_per_photo": {name: 1000 * s / max(1, len(rows)) for name, s in seconds.items()},
+    }
+
+
 def evaluate_dev_sets(detectors: dict, dev_dirs, subset: str) -> dict:
     """Each detector's summary over one half of one or more COCO dev sets (each folder holds its photos)."""
     dev_dirs = [Path(d) for d in (dev_dirs if isinstance(dev_dirs, (list, tuple)) else [dev_dirs])]
@@ -182,6 +220,7 @@ def prepare_and_train(
     workers: int = 1,
     score: bool = True,
     verbose: bool = False,
+    classes_csv: str | Path | None = None,
 ) -> dict:
     """`bioscan-rebuild train-detector`: the dataset (the train half of the real dev sets ``dev_dirs`` unless
     ``real`` is False, plus ``generated`` photos from ``draw_photo``), then training, the ONNX export and the
@@ -217,9 +256,11 @@ def prepare_and_train(
         seed=seed,
         batch=batch,
         eval_dev_dir=dev_dirs if scored else None,
+        classes_csv=classes_csv,
         workers=workers,
         verbose=verbose,
     )
     summary = {k: report[k] for k in ("weights", "onnx", "train_seconds", "final_val_metrics")}
     summary["holdout_eval"] = report.get("holdout_eval")
+    summary["fusion"] = report.get("fusion")
     return summary

@@ -1,0 +1,123 @@
+"""Every backend on the real hard cases, the fusion rule fitted on their training half, and the held-out scores.
+
+The real dev sets (``../shared/realdata/imgfilter-dev`` and ``imgfilter-more``: COCO boxes drawn by hand) are
+split once and for all by ``evaluate.dev_split`` (md5 of the processid): the ``train`` half may be trained and
+tuned on, the ``holdout`` half only scored. ``run_detectors`` runs the classical detector and the learned
+model (at a low bar, so the fusion sees its weak boxes too) once per photo; ``fit_fusion`` fits the rule on
+the train half; ``score_table`` scores every backend on a half: ``classical``, ``onnx`` (the learned model at
+its default bar), ``fusion``, and ``oracle`` (the better of the two boxes per photo: a ceiling, not a backend),
+overall and per image class of ``imgfilter-classes.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+from bioscan_rebuild.detect.base import Detection
+from bioscan_rebuild.detect.evaluate import dev_split, iou, load_coco_ground_truth, load_rgb, summarize
+from bioscan_rebuild.detect.fusion import FusionRule, fit_rule, fuse, has_box
+
+LEARNED_LOW_BAR = 0.01  # the fusion sees every box the model scores above this
+ONNX_DEFAULT_CONF = 0.25  # the onnx backend's own bar (OnnxDetector's default)
+
+
+def read_classes(path: str | Path | None) -> dict[tuple[str, str], str]:
+    """(folder name, file name) -> image class, from imgfilter-classes.csv (empty without the file)."""
+    if not path or not Path(path).is_file():
+        return {}
+    with open(path, newline="") as handle:
+        return {(row["folder"], row["file_name"]): row["imgfilter_class"] for row in csv.DictReader(handle)}
+
+
+def run_detectors(dev_dirs, detectors: dict, classes: dict | None = None, batch: int = 16) -> tuple[list, dict]:
+    """(rows, seconds): per photo of the dev sets its folder, file_name, half, image class, truth box, size and
+    each detector's Detection; per detector its total time (detection only, decoding excluded)."""
+    rows, seconds = [], dict.fromkeys(detectors, 0.0)
+    for dev_dir in [Path(d) for d in dev_dirs]:
+        truths = load_coco_ground_truth(dev_dir / "coco_annotations.json")
+        for start in range(0, len(truths), batch):
+            chunk = truths[start : start + batch]
+            images = [load_rgb(dev_dir / t.file_name) for t in chunk]
+            found = {}
+            for name, detector in detectors.items():
+                t0 = time.perf_counter()
+                found[name] = detector.detect_batch(images)
+                seconds[name] += time.perf_counter() - t0
+            for i, truth in enumerate(chunk):
+                rows.append(
+                    {
+                        "folder": dev_dir.name,
+                        "file_name": truth.file_name,
+                        "half": dev_split(truth.processid),
+                        "image_class": (classes or {}).get((dev_dir.name, truth.file_name), "unlabelled"),
+                        "truth": truth.box,
+                        "polygon_area": truth.polygon_area,
+                        "shape": images[i].shape[:2],
+                        **{name: found[name][i] for name in detectors},
+                    }
+                )
+    return rows, seconds
+
+
+def fit_fusion(rows: list[dict]) -> tuple[FusionRule, dict]:
+    """The rule fitted on the train half of ``run_detectors``' rows (keys ``classical`` and ``learned``)."""
+    samples = [(r["classical"], r["learned"], r["truth"]) for r in rows if r["half"] == "train"]
+    rule, result = fit_rule(samples)
+    return rule, {"photos": len(samples), **result}
+
+
+def _at_bar(detection: Detection, conf: float) -> Detection:
+    """The learned detection as the onnx backend at bar ``conf`` reports it (its top box, if it clears)."""
+    if has_box(detection) and detection.score > conf:
+        return detection
+    return Detection("no_object", None, score=0.0)
+
+
+def _eval_row(row: dict, detection: Detection) -> dict:
+    overlap = iou(row["truth"], detection.box) if (row["truth"] and has_box(detection)) else 0.0
+    return {
+        "file_name": row["file_name"],
+        "empty_truth": row["truth"] is None,
+        "status": detection.status if has_box(detection) else "no_object",
+        "iou": overlap,
+        "box": detection.box,
+        "truth_box": row["truth"],
+        "pixel_count": detection.pixel_count,
+        "polygon_area": row["polygon_area"],
+    }
+
+
+def backend_detections(row: dict, rule: FusionRule | None) -> dict[str, Detection]:
+    out = {"classical": row["classical"], "onnx": _at_bar(row["learned"], ONNX_DEFAULT_CONF)}
+    if rule is not None:
+        out["fusion"] = fuse(row["classical"], row["learned"], rule, row["shape"])
+    # the ceiling: whichever of the two is right (for an empty well, right = no box)
+    candidates = [row["classical"], out["onnx"]]
+    if row["truth"] is None:
+        out["oracle"] = next((d for d in candidates if not has_box(d)), candidates[0])
+    else:
+        out["oracle"] = max(candidates, key=lambda d: iou(row["truth"], d.box) if has_box(d) else -1.0)
+    return out
+
+
+def score_table(rows: list[dict], rule: FusionRule | None, half: str = "holdout") -> dict:
+    """backend -> {"all": summary, "<image class>": summary, ...} on one half."""
+    chosen = [r for r in rows if half == "all" or r["half"] == half]
+    per_backend: dict[str, dict[str, list]] = {}
+    for row in chosen:
+        for name, detection in backend_detections(row, rule).items():
+            groups = per_backend.setdefault(name, {})
+            for group in ("all", row["image_class"]):
+                groups.setdefault(group, []).append(_eval_row(row, detection))
+    return {
+        name: {group: summarize(rows_, 0.0) for group, rows_ in sorted(groups.items())}
+        for name, groups in per_backend.items()
+    }
+
+
+def write_rule(rule: FusionRule, fit: dict, path: str | Path, provenance: dict) -> None:
+    payload = {"rule": rule.as_dict(), "fitted_on": provenance, "train_score": {k: fit[k] for k in fit}}
+    Path(path).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
