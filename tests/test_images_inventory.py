@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import shutil
+import stat
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from PIL import Image
 
-from bioscan_rebuild.core.store import ImageStore, params_key
+from bioscan_rebuild.core.store import ImageStore, job_name, params_key
 from bioscan_rebuild.ingest.inventory import inspect_image, inventory, list_images
 
 IMGFILTER = "Bioscan-ImgFilter/dataset"
@@ -115,3 +119,138 @@ def test_inventory_of_empty_listing(tmp_path):
 
     table = inventory(LISTING_SCHEMA.empty_table(), {}, None)
     assert table.num_rows == 0 and isinstance(table, pa.Table)
+
+
+SHA = "ab" + "c" * 62  # a sha256 in hex: its first two digits, "ab", name the fan-out folder
+KEY = "0123456789abcdef"  # a params_key: 16 hex digits
+
+
+def test_store_paths_follow_the_documented_layout(tmp_path):
+    # {root}/original/{sha[:2]}/{sha}.{ext} and {root}/derived/{params_key}/{sha[:2]}/{sha}.{ext}
+    store = ImageStore(tmp_path)
+    assert store.original_path(SHA, "jpeg") == tmp_path / "original" / "ab" / f"{SHA}.jpg"
+    assert store.original_path(SHA, "png") == tmp_path / "original" / "ab" / f"{SHA}.png"
+    assert store.original_path(SHA, "tiff") == tmp_path / "original" / "ab" / f"{SHA}.tif"
+    assert store.original_path(SHA, "webp") == tmp_path / "original" / "ab" / f"{SHA}.webp"  # unlisted: as named
+    derived = tmp_path / "derived" / KEY / "ab"
+    assert store.derived_path(KEY, SHA) == derived / f"{SHA}.jpg"
+    assert store.derived_path(KEY, SHA, "png") == derived / f"{SHA}.png"
+    assert store.derived_image_path(KEY, SHA, "cropped_256") == derived / f"{SHA}.cropped_256.jpg"
+    assert store.derived_result_path(KEY, SHA) == derived / f"{SHA}.json"
+
+
+def test_original_full_is_the_source_itself_only_when_flagged_so(tmp_path):
+    store = ImageStore(tmp_path)
+    derived = tmp_path / "derived" / KEY / "ab"
+    assert store.package_path(KEY, SHA, "original_full", True) == tmp_path / "original" / "ab" / f"{SHA}.jpg"
+    assert store.package_path(KEY, SHA, "original_full", False) == derived / f"{SHA}.original_full.jpg"
+    assert store.package_path(KEY, SHA, "original_full") == derived / f"{SHA}.original_full.jpg"
+    # the flag concerns original_full only: every other package is a derived image
+    assert store.package_path(KEY, SHA, "cropped", True) == derived / f"{SHA}.cropped.jpg"
+
+
+def test_params_key_is_the_sha256_of_sorted_compact_json():
+    # {"b": [1, 2], "a": 1} sorted, without spaces: '{"a":1,"b":[1,2]}'; its sha256, first 16 hex digits.
+    assert params_key({"b": [1, 2], "a": 1}) == hashlib.sha256(b'{"a":1,"b":[1,2]}').hexdigest()[:16]
+
+
+def test_store_mode_is_checked_and_defaults_to_copy(tmp_path):
+    assert ImageStore(tmp_path).mode == "copy"
+    with pytest.raises(ValueError, match=r"image store mode must be one of .*link.*copy.*none.*, not 'links'"):
+        ImageStore(tmp_path, mode="links")
+
+
+def test_scratch_folder_is_named_after_the_job_or_the_process(tmp_path):
+    job = ImageStore(tmp_path, job="results/images/shard-3.parquet")
+    assert job.scratch == tmp_path / ".scratch" / "results--images--shard-3.parquet"
+    assert ImageStore(tmp_path).scratch == tmp_path / ".scratch" / f"pid-{os.getpid()}"
+    assert ImageStore(tmp_path, job="").scratch == tmp_path / ".scratch" / f"pid-{os.getpid()}"
+
+
+@pytest.mark.parametrize(
+    "name,folder",
+    [
+        ("results/images/3.parquet", "results--images--3.parquet"),
+        ("/abs/out/", "abs--out"),  # leading and trailing separators dropped
+        ("X/Y", "X--Y"),  # only separators are stripped, not letters
+        (Path("a/b"), "a--b"),
+        ("/", "job"),  # nothing left: a fixed name
+        ("", "job"),
+    ],
+)
+def test_job_name(name, folder):
+    assert job_name(name) == folder
+
+
+def test_copy_mode_stores_a_read_only_copy_once(tmp_path):
+    source = tmp_path / "a.jpg"
+    source.write_bytes(b"\xff\xd8photo\xff\xd9")
+    source.chmod(0o644)
+    store = ImageStore(tmp_path / "store", mode="copy", job="inventory/0")
+    stored = store.put_original(source, SHA, "jpeg")
+    assert stored == tmp_path / "store" / "original" / "ab" / f"{SHA}.jpg"
+    assert stored.read_bytes() == source.read_bytes() and stored.stat().st_ino != source.stat().st_ino
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o444 and stat.S_IMODE(source.stat().st_mode) == 0o644
+    # already stored: a no-op, whatever the file now holds
+    source.write_bytes(b"other")
+    assert store.put_original(source, SHA, "jpeg") == stored and stored.read_bytes() == b"\xff\xd8photo\xff\xd9"
+    store.close()
+    assert not (tmp_path / "store" / ".scratch").exists()  # a finished job leaves no scratch folder
+
+
+def test_link_mode_hard_links_without_touching_the_source_mode(tmp_path):
+    source = tmp_path / "a.jpg"
+    source.write_bytes(b"\xff\xd8photo\xff\xd9")
+    source.chmod(0o644)
+    sha = hashlib.sha256(source.read_bytes()).hexdigest()
+    store = ImageStore(tmp_path / "store", mode="link", job="inventory/0")
+    stored = store.put_original(source, sha, "jpeg")
+    assert stored == tmp_path / "store" / "original" / sha[:2] / f"{sha}.jpg"
+    assert stored.stat().st_ino == source.stat().st_ino  # the same file, not a copy
+    assert stat.S_IMODE(source.stat().st_mode) == 0o644  # the link shares the source's mode: not made read-only
+
+
+def test_put_bytes_writes_a_read_only_file_through_the_scratch_folder(tmp_path):
+    store = ImageStore(tmp_path / "store", job="images/0")
+    target = store.derived_image_path(KEY, SHA, "cropped")
+    assert store.put_bytes(target, b"derived") == target
+    assert target.read_bytes() == b"derived" and stat.S_IMODE(target.stat().st_mode) == 0o444
+    assert store.scratch.is_dir() and not list(store.scratch.iterdir())  # the temporary file was renamed away
+
+
+def test_a_failed_write_leaves_nothing_and_raises_the_writers_error(tmp_path):
+    store = ImageStore(tmp_path / "store", job="images/0")
+    target = store.derived_path(KEY, SHA)
+    temporaries = []
+
+    def half_write(temporary):
+        temporaries.append(Path(temporary))
+        Path(temporary).write_bytes(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        store._commit(target, half_write)
+    # written as a .tmp file in the job's own scratch folder, removed on failure; nothing under the final name
+    assert temporaries[0].parent == store.scratch and temporaries[0].suffix == ".tmp"
+    assert not temporaries[0].exists() and not target.exists()
+
+    def link_failed(temporary):  # as a hard link that fails: the temporary name is already gone
+        os.unlink(temporary)
+        raise RuntimeError("cross-device link")
+
+    with pytest.raises(RuntimeError, match="cross-device link"):
+        store._commit(target, link_failed)
+    assert not target.exists()
+
+
+def test_clear_scratch_removes_only_this_jobs_leftovers(tmp_path):
+    store = ImageStore(tmp_path / "store", job="images/0")
+    store.clear_scratch()  # nothing there yet: not an error
+    other = ImageStore(tmp_path / "store", job="images/1")
+    for job in (store, other):
+        job.scratch.mkdir(parents=True)
+        (job.scratch / "tmp1234.tmp").write_bytes(b"half")
+    store.clear_scratch()
+    assert not store.scratch.exists() and (other.scratch / "tmp1234.tmp").exists()
+    store.close()  # .scratch still holds the other job's folder: left alone
+    assert other.scratch.is_dir()

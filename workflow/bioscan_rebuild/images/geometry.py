@@ -100,11 +100,12 @@ def resize_short_side(image: np.ndarray, short_side: int = 256) -> np.ndarray:
     INTER_AREA at a fractional factor and free of aliasing since the last step is under 2x.
     """
     height, width = image.shape[:2]
-    scale = short_side / min(width, height)
-    if width <= height:
-        size = (short_side, max(1, int(height * scale)))
+    short = min(width, height)
+    # integer arithmetic: int(98 * (256 / 98)) is 255 in floating point
+    if width <= height:  # pragma: no mutate - "<" is equivalent: a square gets the same size from either branch
+        size = (short_side, max(1, height * short_side // short))
     else:
-        size = (max(1, int(width * scale)), short_side)
+        size = (max(1, width * short_side // short), short_side)
     image = np.ascontiguousarray(image)
     while image.shape[1] >= 2 * size[0] and image.shape[0] >= 2 * size[1]:
         image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
