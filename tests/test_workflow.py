@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from bioscan_rebuild.export.layout import CSV_PATH
 from conftest import REPO, run_snakemake
 
 pytestmark = pytest.mark.slow
@@ -372,3 +373,63 @@ def test_the_stats_rule_computes_what_the_stats_command_reads_from_the_release(f
     assert "README.md" in manifest and "bioscan5m/metadata/stats/figures/site_map.png" in manifest
     released = len(pd.read_parquet(finished_run / "results" / "splits" / "splits.parquet"))
     assert json.loads((stats / "stats.json").read_text())["records"] == released
+
+
+def test_the_review_queue_round_trip(finished_run, tmp_path_factory):
+    """`bioscan-rebuild review` lists the flagged photos and writes a corrections template; a maintainer's answer
+    (one photo is an empty well, one gets a new box, plus a typo'd processid and a box that is no box) set as
+    images.box_corrections redoes only those two photos; the release follows; each row's outcome is listed."""
+    import subprocess
+    import sys
+
+    workdir = tmp_path_factory.mktemp("review")  # the finished run's depth: see the rerun test
+    shutil.copytree(finished_run, workdir, symlinks=True, copy_function=shutil.copy2, dirs_exist_ok=True)
+    tables = sorted(str(p) for p in (workdir / "results" / "images").glob("shard-*/images.parquet"))
+    cli = [sys.executable, "-m", "bioscan_rebuild", "review", *tables, "--store", str(workdir / "results" / "store")]
+    done = subprocess.run([*cli, "-o", str(workdir / "review")], capture_output=True, text=True, check=True)
+    counts = json.loads(done.stdout)
+    flagged = pd.concat([pd.read_parquet(t) for t in tables]).query("needs_review")
+    assert counts["flagged"] == len(flagged) > 2
+    page = (workdir / "review" / "review.html").read_text()
+    assert page.count("<figure>") == sum(len(r.split(";")) for r in flagged["review_reason"])
+    template = (workdir / "review" / "box_corrections.tsv").read_text().splitlines()
+    answers = [line[2:] for line in template if line.startswith("# ") and "\t" in line]
+    assert len(answers) == len(flagged)
+    csv_path = ("results", "release", "bioscan5m", *CSV_PATH.split("/"))
+    released_before = set(pd.read_csv(finished_run.joinpath(*csv_path))["processid"])
+    was_released = [a.split("\t") for a in answers if a.split("\t")[0] in released_before]
+    first, second = was_released[:2]
+    third = next(a.split("\t") for a in answers if a.split("\t")[0] not in (first[0], second[0]))
+    header = next(line for line in template if line.startswith("processid\t"))
+    corrections = workdir / "box_corrections.tsv"
+    corrections.write_text(
+        "\n".join(
+            [
+                header,
+                f"{first[0]}\tempty\tno insect\treview",
+                f"{second[0]}\t100,100,400,300\tfibre in the box\treview",
+                "NOT-A-RECORD\t1,1,9,9\ttypo\treview",
+                f"{third[0]}\t9,9,3,3\tbackwards\treview",
+            ]
+        )
+        + "\n"
+    )
+    config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    config["images"]["box_corrections"] = str(corrections)
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    run_snakemake(workdir)
+    summary = json.loads((workdir / "results" / "images" / "summary.json").read_text())
+    photos = summary["photos_processed"] + summary["photos_reused"]
+    assert (
+        summary["photos_processed"] == 2
+        and photos == json.loads((finished_run / "results" / "images" / "summary.json").read_text())["photos_processed"]
+    )
+    assert summary["box_corrections"] == {"applied": 2, "invalid_value": 1, "unknown_processid": 1}
+    outcomes = pd.read_csv(workdir / "results" / "images" / "box_corrections.tsv", sep="\t")
+    assert outcomes["outcome"].tolist() == ["applied", "applied", "unknown_processid", "invalid_value"]
+    images = pd.concat(pd.read_parquet(t) for t in tables).set_index("processid")
+    assert images.loc[first[0], "image_status"] == "no_object" and images.loc[first[0], "box_source"] == "correction"
+    assert images.loc[second[0], ["x0", "y0", "x1", "y1"]].tolist() == [100, 100, 400, 300]
+    assert not images.loc[[first[0], second[0]], "needs_review"].any()
+    released = set(pd.read_csv(workdir.joinpath(*csv_path))["processid"])
+    assert first[0] not in released and second[0] in released  # an empty well leaves the release (no_specimen)
