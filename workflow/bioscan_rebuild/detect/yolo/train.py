@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import tempfile
@@ -47,6 +48,10 @@ def train_detector(
     out.mkdir(parents=True, exist_ok=True)
     if device is None:
         device = "0" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":  # ultralytics trains on cpu_count - 1 threads: half the machine on two cores
+        import ultralytics.utils.torch_utils as torch_utils
+
+        torch_utils.NUM_THREADS = os.cpu_count() or 1
     args = dict(
         data=str(Path(data_yaml).resolve()),
         epochs=int(epochs),
