@@ -6,6 +6,7 @@ rule train_detector:
         weights="results/detector/weights.pt",
         onnx="results/detector/model.onnx",
         fusion="results/detector/fusion.json",
+        card="results/detector/MODEL_CARD.md",
         report=report(
             "results/detector/report.json",
             caption="../report/detector.rst",

@@ -265,6 +265,20 @@ def prepare_and_train(
         workers=workers,
         verbose=verbose,
     )
+    from bioscan_rebuild.detect.model_card import model_card
+    from bioscan_rebuild.detect.shipped import MODEL
+
+    command = " ".join(
+        [
+            "bioscan-rebuild train-detector --out results/detector",
+            *(f"--dev-dir {d}" for d in dev_dirs),
+            *([f"--classes {classes_csv}"] if classes_csv else []),
+            f"--generated {generated} --epochs {epochs} --imgsz {imgsz} --batch {batch} --seed {seed}",
+            f"--real-repeat {real_repeat}" + (f" --model {model}" if model else ""),
+        ]
+    )
+    command += "\n# the same, from the config's train_detector section: snakemake train_detector --cores 2"
+    (out / "MODEL_CARD.md").write_text(model_card(report, MODEL, command))
     summary = {k: report[k] for k in ("weights", "onnx", "train_seconds", "final_val_metrics")}
     summary["holdout_eval"] = report.get("holdout_eval")
     summary["fusion"] = report.get("fusion")

@@ -1,0 +1,99 @@
+"""The model card of a trained detector, written from ``train-detector``'s report (``report.json``), so the card
+that ships beside the model says exactly what that run did and measured."""
+
+from __future__ import annotations
+
+METRICS = (("mean_iou", "{:.3f}"), ("iou_ge_0.5", "{:.1%}"), ("iou_ge_0.75", "{:.1%}"), ("empty_recognised", "{:.1%}"))
+BACKEND_ORDER = ("classical", "onnx", "fusion", "oracle")
+
+
+def _cell(summary: dict, key: str, fmt: str) -> str:
+    value = summary.get(key)
+    return "–" if value is None else fmt.format(value)
+
+
+def holdout_table(holdout: dict) -> list[str]:
+    """Markdown rows: every backend on the holdout half, overall then per image class."""
+    lines = [
+        "| backend | photos | specimens | empty wells | mean IoU | IoU ≥ 0.5 | IoU ≥ 0.75 | empty wells recognised |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    groups = sorted({g for per in holdout.values() for g in per}, key=lambda g: (g != "all", g))
+    for group in groups:
+        for backend in [b for b in BACKEND_ORDER if b in holdout]:
+            summary = holdout[backend].get(group)
+            if summary is None:
+                continue
+            cells = " | ".join(_cell(summary, key, fmt) for key, fmt in METRICS)
+            lines.append(
+                f"| {backend} | {group} ({summary['images']}) | {summary['specimens']} | {summary['empty_wells']} "
+                f"| {cells} |"
+            )
+    return lines
+
+
+def model_card(report: dict, model_name: str, command: str) -> str:
+    """Markdown: what the model is, its data, the command and seed that made it, its held-out scores, its
+    hashes and its licence."""
+    dataset = report.get("dataset") or {}
+    counts = dataset.get("counts", {})
+    real = dataset.get("real") or {}
+    fusion = report.get("fusion") or {}
+    args = report["train_args"]
+    versions = report.get("versions", {})
+    lines = [
+        f"# Model card: `{model_name}`",
+        "",
+        "A one-class (`specimen`) YOLO detector for BIOSCAN plate-well photos, trained from scratch (no pretrained",
+        f"weights) with ultralytics `{report['model_yaml']}` at {args['imgsz']} px, exported to ONNX (opset "
+        f"{report['onnx']['opset']}, dynamic batch and size). It runs on onnxruntime on the CPU without torch: the",
+        "`onnx` backend alone, or the `fusion` backend with the classical detector and the rule in `fusion.json`.",
+        "",
+        "## Files",
+        "",
+        f"- `{model_name}`: sha256 `{report['onnx']['sha256']}`",
+        f"- weights it was exported from (not shipped): sha256 `{report['weights']['sha256']}`",
+        "- `fusion.json`: the fusion rule, fitted on the training half only; it names this model's sha256.",
+        "",
+        "## Training data",
+        "",
+        "- Real: the `train` half (by `detect.evaluate.dev_split`, md5 of the processid) of the hand-boxed hard cases",
+        f"  `{'`, `'.join(str(c) for c in real.get('coco', []))}`: {counts.get('train_real', 0)} specimens and "
+        f"{counts.get('train_real_empty', 0)} empty wells trained on (each {real.get('real_repeat', 1)}×), "
+        f"{counts.get('val_real', 0) + counts.get('val_real_empty', 0)} for validation. The `holdout` half was "
+        "never trained or tuned on.",
+        f"- Generated: {dataset.get('n_generated', 0)} synthetic well photos with exact boxes (seed "
+        f"{dataset.get('seed', 0)}; {counts.get('train_gen', 0) + counts.get('val_gen', 0)} with a specimen, "
+        f"{counts.get('train_gen_empty', 0) + counts.get('val_gen_empty', 0)} empty).",
+        "",
+        "## How it was made",
+        "",
+        "```sh",
+        command,
+        "```",
+        "",
+        f"Seed {args['seed']}, {args['epochs']} epochs, batch {args['batch']}, deterministic, device "
+        f"`{args['device']}` ({report['device_name']}), {report['train_seconds']:.0f} s; weights from "
+        f"`{report['weights_from']}`. Versions: "
+        + ", ".join(f"{name} {version}" for name, version in sorted(versions.items()))
+        + ".",
+        "",
+        "## Scores on the held-out half",
+        "",
+        "IoU with the hand-drawn box (a missed specimen counts 0); empty wells recognised = reported `no_object`.",
+        "`oracle` is the better of the classical and onnx boxes per photo: a ceiling, not a backend.",
+        "",
+        *holdout_table(fusion.get("holdout", {})),
+        "",
+        "Detection time per photo on the CPU (one process, decoding excluded): "
+        + ", ".join(f"{name} {ms:.1f} ms" for name, ms in sorted((fusion.get("ms_per_photo") or {}).items()))
+        + ".",
+        "",
+        "## Licence",
+        "",
+        "The real training photos are BIOSCAN images (CBG Photography Group) distributed with",
+        "3dlg-hcvc/Bioscan-ImgFilter under CC BY-NC-SA 4.0 (attribution, non-commercial, share-alike). These",
+        "weights are derived from them: use and share them under the same terms, with that attribution.",
+        "",
+    ]
+    return "\n".join(lines)
