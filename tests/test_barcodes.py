@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pyarrow as pa
 import pytest
 from Bio import SeqIO
 
 from bioscan_rebuild.core.params import BarcodeParams
 from bioscan_rebuild.ingest.bold import parse_export
-from bioscan_rebuild.metadata.barcodes import clean_barcodes, write_fasta
+from bioscan_rebuild.metadata.barcodes import clean_barcodes, md5_hex, write_fasta
 
 LONG = "ACGT" * 60  # 240 bases
 
@@ -126,3 +128,135 @@ def test_dots_are_alignment_gaps_and_are_removed():
     dna, qc = clean(["..AC.GT--" + LONG + ".-."])
     assert dna[0] == "ACGT" + LONG
     assert qc[0]["gap_count"] == 8 and qc[0]["flags"] == "gaps" and qc[0]["length"] == 244
+
+
+def test_a_missing_sequence_has_an_all_zero_qc_row():
+    """No sequence at all: nothing was removed, trimmed or counted, so every count is 0, nothing is flagged and there
+    is no identity (the QC schema: raw_length is 0 when missing)."""
+    dna, qc = clean([None])
+    assert dna == [None]
+    assert qc[0] == {
+        "processid": "p0",
+        "barcode_status": "no_barcode",
+        "raw_length": 0,
+        "length": 0,
+        "gap_count": 0,
+        "whitespace_count": 0,
+        "lowercase": False,
+        "n_leading": 0,
+        "n_trailing": 0,
+        "n_internal": 0,
+        "n_longest_run": 0,
+        "ambiguity_count": 0,
+        "invalid_chars": None,
+        "flags": "",
+        "barcode_key": None,
+    }
+
+
+@pytest.mark.parametrize(
+    "insert,flag,count",
+    [
+        ("-", "gaps", ("gap_count", 1)),
+        (".", "gaps", ("gap_count", 1)),
+        (" ", "whitespace", ("whitespace_count", 1)),
+        ("N", "internal_n", ("n_internal", 1)),
+        ("R", "ambiguity_codes", ("ambiguity_count", 1)),
+    ],
+)
+def test_one_occurrence_is_enough_to_flag(insert, flag, count):
+    """``flags`` says what cleaning touched: a single gap, space, internal N or ambiguity code is already something
+    (and 1 ambiguous base of 241 is far below the 5 % limit, so the barcode is kept)."""
+    dna, qc = clean([LONG[:100] + insert + LONG[100:]])
+    assert qc[0]["flags"] == flag and qc[0][count[0]] == count[1] and qc[0]["barcode_status"] == "ok"
+    assert dna[0] == LONG[:100] + insert.strip("-. ") + LONG[100:]  # gaps and spaces go, N and R stay
+
+
+def test_a_clean_barcode_has_no_flags():
+    dna, qc = clean([LONG])
+    assert dna == [LONG] and qc[0]["flags"] == "" and qc[0]["length"] == 240
+
+
+def test_one_end_n_is_trimmed_and_length_counts_the_trimmed_sequence():
+    dna, qc = clean(["N" + LONG, "NN" + LONG[:199]])
+    assert dna[0] == LONG and qc[0]["flags"] == "end_n_trimmed" and (qc[0]["n_leading"], qc[0]["length"]) == (1, 240)
+    # step 4 (trim) comes before step 5 (length): 2 end N + 199 bases is 199 bases, fewer than min_length 200
+    assert dna[1] is None and qc[1]["barcode_status"] == "short_barcode" and qc[1]["length"] == 199
+
+
+def test_untrimmed_end_n_are_flagged_end_n_and_counted_in_the_length():
+    """With trim_end_n off the cleaned sequence keeps its end N: its length counts them (2 + 240 + 1), and the flag
+    says they are there (``end_n``) rather than that they were trimmed (``end_n_trimmed``)."""
+    dna, qc = clean(["NN" + LONG + "N"], trim_end_n=False)
+    assert dna[0] == "NN" + LONG + "N" and qc[0]["length"] == 243 and qc[0]["flags"] == "end_n"
+    assert (qc[0]["n_leading"], qc[0]["n_trailing"], qc[0]["n_internal"]) == (2, 1, 0)
+
+
+def test_a_one_base_barcode_at_min_length_one():
+    """min_length 1 (the schema's minimum) keeps one base; one ambiguity code in one base is 100 % of the length,
+    above max_ambiguity 0.5; 0 of 1 is not."""
+    dna, qc = clean(["A", "R"], min_length=1, max_ambiguity=0.5)
+    assert dna == ["A", None] and [q["barcode_status"] for q in qc] == ["ok", "ambiguous_barcode"]
+    assert qc[0]["length"] == 1 and qc[1]["ambiguity_count"] == 1
+
+
+def test_invalid_characters_are_reported_distinct_and_sorted():
+    # one character outside the alphabet is enough ("U": RNA); "3<1" reports each once, in code-point order
+    dna, qc = clean([LONG + "U", LONG[:120] + "3<1" + LONG[120:] + "1"])
+    assert dna == [None, None] and [q["barcode_status"] for q in qc] == ["invalid_barcode"] * 2
+    assert [q["invalid_chars"] for q in qc] == ["U", "13<"]
+
+
+def test_the_invalid_characters_detail_is_capped_at_40():
+    """A pasted text blob must not flood the rejects table: the detail keeps the first 40 distinct characters.
+    50 circled numbers (U+2460.., no case, not whitespace) given in reverse come back as the 40 lowest."""
+    blob = "".join(chr(c) for c in range(0x2460, 0x2460 + 50))
+    _, qc = clean([LONG + blob[::-1]])
+    assert qc[0]["invalid_chars"] == "".join(chr(c) for c in range(0x2460, 0x2460 + 40))
+
+
+def test_barcode_key_is_the_md5_of_the_stripped_cleaned_sequence():
+    # the module docstring: md5 of the cleaned sequence with its end N stripped (lower case and gaps cleaned first)
+    _, qc = clean(["nn-" + LONG.lower() + " n"])
+    assert qc[0]["barcode_key"] == hashlib.md5(LONG.encode("ascii")).hexdigest()
+
+
+def test_md5_hex_keeps_missing_values_missing():
+    """md5_hex: one digest per value, None stays None, equal values share a digest."""
+    digests = md5_hex(["ACGT", None, "ACGT", "ACGTN"])
+    assert list(digests) == [
+        hashlib.md5(b"ACGT").hexdigest(),
+        None,
+        hashlib.md5(b"ACGT").hexdigest(),
+        hashlib.md5(b"ACGTN").hexdigest(),
+    ]
+    assert list(md5_hex([])) == [] and list(md5_hex([None])) == [None]
+
+
+def test_arrow_input_is_cleaned_in_its_own_string_type():
+    """Shards arrive as Arrow columns (chunked, and large_string where 64-bit offsets are needed: a full release's
+    barcodes pass 2 GB). They are cleaned as a list would be, and a large_string column is not narrowed to the
+    32-bit string type."""
+    raw = ["--" + LONG.lower(), None, LONG + "<br>"]
+    expected_dna, expected_qc = clean(raw)
+    chunked = pa.chunked_array([pa.array(raw[:1], pa.string()), pa.array(raw[1:], pa.string())])
+    large = pa.array(raw, pa.large_string())
+    for column in (chunked, large):
+        dna, qc = clean_barcodes(["p0", "p1", "p2"], column)
+        assert dna.to_pylist() == expected_dna == [LONG, None, None] and qc.to_pylist() == expected_qc
+    assert clean_barcodes(["p0", "p1", "p2"], large)[0].type == pa.large_string()
+
+
+def test_fasta_headers_carry_no_description(tmp_path):
+    """The header is exactly ``>processid|dna_bin|taxon``: nothing after the id (Biopython would otherwise write a
+    description such as ``<unknown description>``)."""
+    path = tmp_path / "b.fasta"
+    write_fasta([("P1", "BOLD:AAA0001", "Diptera", "ACGT"), ("P2", None, None, "AC")], path)
+    assert path.read_text().splitlines() == [">P1|BOLD:AAA0001|Diptera", "ACGT", ">P2||", "AC"]
+
+
+def test_processids_must_be_text():
+    """processid is text (the QC schema's string column): a numeric column passed by mistake is refused, not turned
+    into "1234" that would match no record."""
+    with pytest.raises(TypeError):
+        clean_barcodes([1234], [LONG])

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 
 from bioscan_rebuild.core.params import TaxonomyParams
 from bioscan_rebuild.core.schemas import RANKS
-from bioscan_rebuild.metadata.bins import normalise_bin
+from bioscan_rebuild.metadata.bins import bin_table, normalise_bin
 from bioscan_rebuild.metadata.taxonomy.changelog import replay
 from bioscan_rebuild.metadata.taxonomy.curate import curate
-from bioscan_rebuild.metadata.taxonomy.names import normalise_name
+from bioscan_rebuild.metadata.taxonomy.names import FIX_COLUMNS, load_fixes, normalise_name
 from bioscan_rebuild.metadata.taxonomy.parents import RANK_BIT
 
 COLUMNS = ["processid", *RANKS, "dna_bin", "barcode_key"]
@@ -57,6 +59,9 @@ def assert_replays(records, result):
         ("malaise1234", "species", "malaise1234"),
         ("MEGASELIA", "genus", "Megaselia"),
         ("megaselia", "genus", "megaselia"),  # a lower-case genus marks a placeholder (splits spec rule 3)
+        ("SCALARIS", "species", "SCALARIS"),  # species keep their case, one-word ones too
+        ("scalaris", "species", "scalaris"),
+        (float("nan"), "genus", None),  # pandas' missing value
     ],
 )
 def test_normalise_name(raw, rank, clean):
@@ -75,6 +80,7 @@ def test_normalise_name(raw, rank, clean):
         ("BOLD:\u0410\u0410\u04101234", "BOLD:AAA1234"),  # Cyrillic look-alikes
         ("None", None),
         (None, None),
+        (float("nan"), None),  # pandas' missing value
     ],
 )
 def test_normalise_bin(raw, clean):
@@ -377,3 +383,73 @@ def test_family_names_in_the_species_slot_do_not_become_a_genus():
 
 
 row_ = row
+
+
+def test_normalised_names_are_logged_under_rule_normalise():
+    result = curate(frame([row("a", " Phoridae ")]))
+    changes = result["changes"]
+    assert changes[["processid", "field", "old", "new", "rule"]].values.tolist() == [
+        ["a", "family", " Phoridae ", "Phoridae", "normalise"]
+    ]
+
+
+def test_a_lower_case_genus_takes_the_capitalised_form_the_data_holds():
+    """Step 1: ``megaselia`` -> ``Megaselia`` because another record says ``Megaselia``; no species here, so nothing
+    but this rule can give b its capital (genus-from-species would otherwise)."""
+    records = frame([row("a", "Phoridae", "Megaselia", key="k1"), row("b", None, "megaselia", key="k2")])
+    result = curate(records)
+    assert by_pid(result).loc["b", "genus"] == "Megaselia"
+    changes = result["changes"].set_index(["processid", "field"])
+    assert changes.loc[("b", "genus"), ["old", "new", "rule"]].tolist() == ["megaselia", "Megaselia", "normalise"]
+    assert_replays(records, result)
+
+
+def test_only_a_one_word_lower_case_genus_is_matched_to_the_data():
+    # the rule is for a one-word genus: "aus bus" stays even though "Aus bus" is in the data
+    result = curate(frame([row("a", genus="Aus bus", key="k1"), row("b", genus="aus bus", key="k2")]))
+    assert by_pid(result).loc["b", "genus"] == "aus bus"
+    assert "b" not in set(result["changes"]["processid"])
+
+
+@pytest.mark.parametrize("path", [None, ""])
+def test_no_fixes_table_is_an_empty_one(path):
+    fixes = load_fixes(path)
+    assert list(fixes.columns) == list(FIX_COLUMNS) == ["rank", "from", "to", "reason"] and fixes.empty
+    result = curate(frame([row("a", "Ceciddomyiidae")]), fixes=fixes)
+    assert by_pid(result).loc["a", "family"] == "Ceciddomyiidae" and result["changes"].empty
+
+
+def test_a_fixes_table_with_an_unknown_rank_is_refused(tmp_path):
+    """A misspelt rank would silently fix nothing: the table is refused, naming the file and the rank."""
+    path = tmp_path / "fixes.tsv"
+    path.write_text("rank\tfrom\tto\treason\ngenera\tAus\tBus\ttypo\n*\tCus\tDus\tany rank\n")
+    with pytest.raises(ValueError, match=re.escape(f"{path}: unknown ranks ['genera']")):
+        load_fixes(path)
+
+
+def test_bin_table_consensus_and_agreement():
+    records = pd.DataFrame(
+        [
+            _ranked("a1", "k1", "BOLD:AAA0001", family="Phoridae", genus="Megaselia"),
+            _ranked("a2", "k1", "BOLD:AAA0001", family="Phoridae", genus="Conicera"),
+            _ranked("a3", "k2", "BOLD:AAA0001", family="Phoridae"),
+            _ranked("a4", None, "BOLD:AAA0001", family="Sciaridae"),
+            _ranked("b1", "k3", "BOLD:AAA0002", family="F2"),
+            _ranked("b2", "k4", "BOLD:AAA0002", family="F1"),
+            _ranked("b3", "k5", "BOLD:AAA0002", family="F2"),
+            _ranked("c1", "k6", None, family="Phoridae"),  # no BIN: not in the table
+        ]
+    )
+    bins = bin_table(records).set_index("dna_bin")
+    assert list(bins.index) == ["BOLD:AAA0001", "BOLD:AAA0002"]
+    # 4 records; k1 twice and k2 are 2 barcodes (a missing key is none)
+    assert bins.loc["BOLD:AAA0001", ["records", "barcodes"]].tolist() == [4, 2]
+    assert bins.loc["BOLD:AAA0002", ["records", "barcodes"]].tolist() == [3, 3]
+    # family: 3 of 4 say Phoridae; 2 of 3 say F2 (rounded to 4 places)
+    assert bins.loc["BOLD:AAA0001", ["family", "family_agreement"]].tolist() == ["Phoridae", 0.75]
+    assert bins.loc["BOLD:AAA0002", ["family", "family_agreement"]].tolist() == ["F2", 0.6667]
+    # genus: 1:1 among the 2 labelled records -> the first in name order, share 1/2; unlabelled records do not count
+    assert bins.loc["BOLD:AAA0001", ["genus", "genus_agreement"]].tolist() == ["Conicera", 0.5]
+    # nobody labelled at the rank: no consensus, no ratio
+    assert bins.loc[:, ["species", "species_agreement", "phylum"]].isna().all().all()
+    assert pd.isna(bins.loc["BOLD:AAA0002", "genus"]) and pd.isna(bins.loc["BOLD:AAA0002", "genus_agreement"])

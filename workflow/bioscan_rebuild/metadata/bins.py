@@ -33,7 +33,7 @@ def bin_table(frame: pd.DataFrame) -> pd.DataFrame:
     for rank in RANKS:
         labelled = has_bin.loc[~pd.isna(has_bin[rank]), ["dna_bin", rank]]
         counts = labelled.groupby(["dna_bin", rank]).size().rename("n").reset_index()
-        counts = counts.sort_values(["dna_bin", "n", rank], ascending=[True, False, True], kind="stable")
+        counts = counts.sort_values(["dna_bin", "n", rank], ascending=[True, False, True])
         top = counts.drop_duplicates("dna_bin").set_index("dna_bin")
         total = counts.groupby("dna_bin")["n"].sum()
         out[rank] = top[rank].reindex(out.index)
