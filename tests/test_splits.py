@@ -17,7 +17,19 @@ from bioscan_rebuild.cli.splits import cmd_split as run_split_command
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.novel import novel_mask, strip_barcode
 from bioscan_rebuild.core.schemas import LABELLED_SPLITS, SPLITS
-from bioscan_rebuild.splits.protocol import assign_splits, chunk_of, split_summary
+from bioscan_rebuild.splits.protocol import (
+    TEST_P,
+    PartitionParams,
+    _arrow,
+    _strip_codes,
+    assign_splits,
+    bc_test,
+    choose_barcodes,
+    chunk_of,
+    n_test,
+    split_summary,
+    ub_test,
+)
 from bioscan_rebuild.splits.stage import split_csv
 from conftest import SHARED, require_shared
 
@@ -601,3 +613,334 @@ def test_split_csv_rejects_a_broken_row_and_writes_nothing(tmp_path, line, phras
     with pytest.raises(InputError, match=phrase):
         split_csv(tmp_path / "in.csv", tmp_path / "out.csv")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+# -- routine P and the size functions, branch by branch ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("n", "test_n", "test_ub"),
+    [
+        (0, 0, 0),  # below 8: nothing (the formulas would give 2 and 1)
+        (7, 0, 0),
+        (8, 4, 4),  # the threshold itself: floor(4 + 0)
+        (9, 4, 4),  # floor(4.25), floor(4.33)
+        (11, 4, 5),  # floor(4.75), floor(4 + 3/3) = 5 exactly
+        (12, 5, 5),  # floor(4 + 4/4) = 5 exactly, floor(5.33)
+        (92, 25, 32),  # floor(4 + 84/4) = 25, floor(4 + 84/3) = 32
+        (200, 25, 68),  # test_n is capped at 25, test_ub is not
+    ],
+)
+def test_test_size_functions(n, test_n, test_ub):
+    assert (n_test(n), ub_test(n)) == (test_n, test_ub)
+
+
+@pytest.mark.parametrize(("b", "expected"), [(0, 0), (2, 0), (3, 1), (4, 1), (5, 2), (8, 3)])
+def test_test_barcode_cap(b, expected):
+    # test_bc(b) = 0 below 3, else floor(1 + (b - 2)/3): 3 -> 1.33, 4 -> 1.67, 5 -> 2, 8 -> 3
+    assert bc_test(b) == expected
+
+
+def _params(target, lower=0, upper=100, bc_upper=100, soft1=1.1, soft2=1.0):
+    """P parameters with constant size functions (a callable ``lower`` is passed through)."""
+    low = lower if callable(lower) else (lambda n: lower)
+    return PartitionParams(lambda n: target, low, lambda n: upper, lambda b: bc_upper, soft1, soft2, seed=0, min_n=1)
+
+
+def _p(sizes, n, params):
+    return choose_barcodes(list(sizes), n, params, np.random.default_rng(0))
+
+
+def test_p_no_option_falls_back_to_the_barcode_at_the_target():
+    # test parameters, n = 11 (two rows without barcode): t = 4, lb = 3, ub = 5, bub = test_bc(2) = 0.
+    # sizes [4, 5], cs [4, 9]: no option (4 <= t but cs 4 < 4.4; 5 > t). sizes[0] = 4 is not > t (first branch)
+    # nor > t*soft2 = 4 (second), so c = first cs >= 4.4 = 1 and c - 1 is closer to t (|4-4| < |4-5|): i = 0;
+    # alloc + sizes[c] = 5 <= ub, so it is taken, reaches t and is kept (4 >= lb).
+    assert _p([4, 5], 11, TEST_P) == [0]
+
+
+def test_p_last_pick_may_overshoot_to_the_next_barcode_up_to_ub():
+    # test parameters, n = 20: t = 7, lb = 3, ub = 8, bub = test_bc(4) = 1, so the first pick is the last one.
+    # sizes [3, 4, 5, 8], cs [3, 7, 12, 20]: options = size <= 7 and cs >= 7.7 = {2}. bub branch: c = last
+    # size <= 7 = 2; c + 1 = 3 exists, |8 - 7| = 1 < |7 - 5| = 2 and 8 <= ub = 8 (equal: allowed): i = 3.
+    assert _p([3, 4, 5, 8], 20, TEST_P) == [3]
+
+
+def test_p_a_lone_barcode_above_the_target():
+    # n = 11: t = 4, lb = 3; the only barcode (5 rows) exceeds t, is >= lb and < n/2 = 5.5: taken and kept
+    assert _p([5], 11, TEST_P) == [0]
+
+
+@pytest.mark.parametrize(
+    ("lower", "expected"),
+    [
+        (3, [0]),  # sizes[0] = lb exactly: taken (>=), and kept (alloc 3 >= lb)
+        (lambda n: n * 0.3, [0]),  # lower is a function of n: 0.3 * 10 = 3 again
+        (3.5, []),  # sizes[0] < lb: stop, nothing
+    ],
+)
+def test_p_smallest_barcode_above_the_target_needs_lb(lower, expected):
+    # t = 2 < every size: no option, alloc == 0 and no size <= t -> take i = 0 iff sizes[0] >= lb and
+    # sizes[0] < n/2 = 5
+    assert _p([3, 4], 10, _params(2, lower=lower)) == expected
+
+
+@pytest.mark.parametrize(
+    ("upper", "expected"),
+    [
+        (4, [0]),  # sizes[0] = 4 <= (t - alloc)/2 = 4 and alloc + 4 = ub (not above): i = 0 taken
+        (3.9, []),  # alloc + sizes[0] > ub: stop
+    ],
+)
+def test_p_second_branch_takes_the_smallest_when_soft2_allows(upper, expected):
+    # soft2 = 0.25 (published calls use >= 1, where this branch always stops). t = 8, bub = 1.
+    # sizes [4, 9], cs [4, 13]: options need size <= 8 and cs >= 8.8: none. Not (alloc == 0 and all sizes > t);
+    # sizes[0] = 4 > t*soft2 = 2, so the second branch: 4 > 8/2 is false, then the ub test decides.
+    assert _p([4, 9], 13, _params(8, upper=upper, bc_upper=1, soft2=0.25)) == expected
+
+
+def test_p_second_branch_stops_once_alloc_plus_the_smallest_exceeds_ub():
+    # soft2 = 0.25, t = 10, ub = 5, bub = 5. sizes [3, 3, 20]: cs [3, 6, 26], no cs >= 11 among sizes <= 10.
+    # Step 1: second branch (3 > 2.5, 3 <= 10/2, 0 + 3 <= 5): take position 0, alloc 3.
+    # Step 2: sizes [3, 20], cs [3, 23]: none (cs >= 8 only at 20 > 7); 3 > 2.5 - 3, 3 <= 7/2, but 3 + 3 > 5: stop.
+    assert _p([3, 3, 20], 26, _params(10, upper=5, bc_upper=5, soft2=0.25)) == [0]
+
+
+def test_p_second_branch_after_a_pick_with_one_barcode_left():
+    # soft2 = 1, t = 5, ub = 20, bub = 10. sizes [1, 10], cs [1, 11]: no option (cs >= 5.5 only at 10 > 5).
+    # Third branch: c = 1, |1 - 5| = 4 < |5 - 10| = 5 -> i = 0, 0 + 10 <= ub: alloc 1. Left: [10], no option,
+    # alloc > 0 and 10 > 5 - 1: second branch, 10 > (5 - 1)/2: stop. Kept (lb = 0).
+    assert _p([1, 10], 11, _params(5, upper=20, bc_upper=10)) == [0]
+
+
+def test_p_without_a_running_sum_reaching_the_target_is_an_error():
+    # n = 40 counts rows without barcode: t = test_n(40) = 12 but the barcodes hold 2 rows, so no cs >= 13.2
+    # and sizes[0] = 1 is neither > t nor > t*soft2: the spec's "impossible (error)" case
+    with pytest.raises(RuntimeError, match=r"^routine P: no running sum reaches the target \(impossible\)$"):
+        _p([1, 1], 40, TEST_P)
+
+
+# -- the steps on tiny tables ------------------------------------------------------------------------------------
+
+
+def _table(rows: list[tuple[str | None, str | None, str | None]]) -> pd.DataFrame:
+    """(genus, species, barcode) rows, processids P00, P01, ..."""
+    table = pd.DataFrame(rows, columns=["genus", "species", "dna_barcode"], dtype=object)
+    table.insert(0, "processid", [f"P{i:02d}" for i in range(len(table))])
+    return table
+
+
+def _seven_row_species(names: list[str]) -> list[tuple[str, str, str]]:
+    """Per name 7 rows: a 1-row barcode ``<k>A...`` and a 6-row one: eligible for the val top-up (n = 7 is below
+    both P calls' minimum, test_n(7) = 0 and the smallest barcode holds one row)."""
+    rows = []
+    for k, name in enumerate(names):
+        rows.append(("Aus", name, f"GATC{k}A"))
+        rows += [("Aus", name, f"GATC{k}C")] * 6
+    return rows
+
+
+def _splits(table: pd.DataFrame, freeze: pd.Series | None = None) -> list[str]:
+    return assign_splits(table, freeze).astype(object).tolist()
+
+
+def test_a_two_row_species_counts_its_rows_in_the_top_up_goal():
+    # Four eligible 7-row species and one 2-row species (not a singleton: its rows stay candidates).
+    # goal = round(0.05 * (0 singleton species + 28 + 2 rows of species with n < 20)) = round(1.5) = 2, so alpha
+    # and beta (name order) give their 1-row barcodes to val. (Counting the 2-row species as a singleton would
+    # give round(0.05 * 29) = 1.)
+    table = _table(
+        _seven_row_species(["Aus delta", "Aus alpha", "Aus beta", "Aus gamma"]) + [("Aus", "Aus zeta", "TT")] * 2
+    )
+    expected = np.where(table["dna_barcode"].isin(["GATC1A", "GATC2A"]), "val", "train")
+    assert _splits(table) == expected.tolist()
+
+
+def test_a_twenty_row_species_is_not_long_tail():
+    # "Aaus big" (first in name order): 20 rows on barcodes of 1 and 19 rows.
+    # test P (t = 7, lb = 3, ub = 8): no option (cs 1, 20 vs 7.7 with only size 1 <= 7); third branch c = 1,
+    #   i = 0 is closer, but alloc + sizes[1] = 19 > ub: stop, nothing.
+    # val P (t = 1.0, ub = 2.0): no option (cs 1 < 1.1); 1 is not > t nor > 1.1 t; c = 1, 19 > ub: nothing.
+    # Top-up: n = 20 is not < 20, so it neither counts in the goal nor is eligible: goal = round(0.05 * 28) = 1,
+    # the walk takes alpha's 1-row barcode and stops at the goal.
+    big = [("Aaus", "Aaus big", "CA")] + [("Aaus", "Aaus big", "CC")] * 19
+    table = _table(big + _seven_row_species(["Aus alpha", "Aus beta", "Aus delta", "Aus gamma"]))
+    expected = np.where(table["dna_barcode"] == "GATC0A", "val", "train")
+    assert _splits(table) == expected.tolist()
+
+
+def test_top_up_counts_test_rows_that_came_through_a_shared_barcode():
+    # "Aus big": 20 rows on barcodes of 3, 4, 5 and 8 rows (BB). test P: t = 7, ub = 8, bub = test_bc(4) = 1:
+    # options = {5-row} (cs 3, 7, 12 vs 7.7), bub branch moves to the 8-row BB (|8-7| < |7-5|, 8 <= ub).
+    # "Aus small": one row on BB, then a 1-row and a 6-row barcode. Its own test P (n = 8, t = 4, ub = 4,
+    # sizes [1, 1, 6]): no option, c = 2 (6) is closer than 1, 6 > ub: nothing.
+    # BB moves with all its rows: small has nt = 1 test row and 7 left. Top-up: goal = round(0.05 * (12 + 7))
+    # = 1; big is not eligible (nt = 8 > test_n(20) = 7); small: nt = 1 <= test_n(7 + 1) = 4: its 1-row barcode.
+    rows = [("Aus", "Aus big", bc) for bc, k in (("AA", 3), ("AC", 4), ("AG", 5), ("BB", 8)) for _ in range(k)]
+    rows += [("Aus", "Aus small", "BB"), ("Aus", "Aus small", "GA")] + [("Aus", "Aus small", "GC")] * 6
+    table = _table(rows)
+    expected = table["dna_barcode"].map({"BB": "test", "GA": "val"}).fillna("train")
+    assert _splits(table) == expected.tolist()
+
+
+def test_a_species_on_one_barcode_is_never_split():
+    # "Aus beta": 10 rows, 3 on one barcode and 7 without: n = 10 >= 8 but b = 1, so P skips it (spec step 2);
+    # not a top-up either (smallest barcode group 3 rows). "Aus alpha" (2 barcodes, n = 2) comes first.
+    rows = [("Aus", "Aus alpha", "AC"), ("Aus", "Aus alpha", "AG")]
+    rows += [("Aus", "Aus beta", "GGG")] * 3 + [("Aus", "Aus beta", None)] * 7
+    assert _splits(_table(rows)) == ["train"] * 12
+
+
+def test_rows_without_species_stay_pretrain_beside_an_unseen_species():
+    # "Aus bus" (1 row) makes Aus a known genus and goes to train (singleton). "Aus sp. 1" (placeholder, last
+    # species name) has 8 viable rows: unseen; one barcode, so neither unseen P moves it: key_unseen.
+    # A record without species, on its own barcode, stays pretrain.
+    rows = [("Aus", "Aus bus", "AAA")] + [("Aus", "Aus sp. 1", "CCC")] * 8 + [("Aus", None, "GGG")]
+    assert _splits(_table(rows)) == ["train"] + ["key_unseen"] * 8 + ["pretrain"]
+
+
+def test_result_is_a_categorical_series_named_split():
+    table = _table([("Aus", "Aus bus", "AAA"), ("Aus", None, None)])
+    got = assign_splits(table)
+    assert got.name == "split" and list(got.cat.categories) == list(SPLITS)
+    assert got.astype(object).tolist() == ["train", "pretrain"]
+
+
+def test_missing_columns_are_named():
+    table = _table([("Aus", "Aus bus", "AAA")]).drop(columns=["genus", "dna_barcode"])
+    with pytest.raises(KeyError, match=r"assign_splits needs columns \['genus', 'dna_barcode'\]"):
+        assign_splits(table)
+
+
+# -- helpers: Arrow data, strip codes, chunks, summary ------------------------------------------------------------
+
+
+def test_arrow_gives_the_arrow_data_of_arrow_strings_only():
+    values = pd.Series(["ACG", None, "T"], dtype="string[pyarrow]")
+    arr = _arrow(values)
+    assert arr is not None and arr.to_pylist() == ["ACG", None, "T"] and hasattr(arr, "chunks")
+    assert _arrow(values.astype(object)) is None and _arrow(values.astype("category")) is None
+
+
+@pytest.mark.parametrize("dtype", [object, "string[pyarrow]", "category"])
+def test_strip_codes_rank_the_strips_of_the_universe(dtype):
+    # strips: "XA", "A", "XA", missing, "" (all N), "AC"; only uppercase N is stripped, so "XAN" -> "XA".
+    # The universe (rows 0-4) holds the strips "", "A", "XA" (code point order: codes 0, 1, 2); "AC" is only
+    # outside it (-1), as is the missing barcode.
+    barcodes = pd.Series(["XAN", "NA", "XA", None, "NNN", "NAC"], dtype=dtype)
+    universe = np.array([True, True, True, True, True, False])
+    codes, n = _strip_codes(barcodes, universe)
+    assert codes.tolist() == [2, 1, 2, -1, 0, -1] and n == 3
+
+
+def test_chunk_of_plain_sequences():
+    got = chunk_of(["CRCBB46471-23", "CRCBB46471-23"], ["pretrain", "val"])
+    assert got.tolist() == ["2e", ""] and got.index.tolist() == [0, 1]
+    assert got.name == "chunk" and got.dtype == object
+
+
+def test_split_summary_counts_barcode_keys_when_present():
+    # same sequence, two keys in train; a val row with a missing key counts no barcode
+    df = pd.DataFrame(
+        {
+            "split": ["train", "train", "val"],
+            "species": ["Aus bus", "Aus bus", "Aus cus"],
+            "dna_barcode": ["ACGT", "ACGT", "ACGT"],
+            "barcode_key": ["k1", "k2", None],
+        }
+    )
+    summary = split_summary(df).set_index("split")
+    assert summary.loc["train"].tolist() == [2, 2, 1] and summary.loc["val"].tolist() == [1, 0, 1]
+    assert summary.loc["total"].tolist() == [3, 2, 2]
+
+
+def test_split_summary_strips_only_n_from_object_barcodes():
+    # strips "XACG", "ACG", "ACG", missing: two distinct barcodes
+    df = pd.DataFrame(
+        {
+            "split": ["train"] * 4,
+            "species": ["Aus bus"] * 4,
+            "dna_barcode": pd.Series(["XACGN", "ACG", "NACG", None], dtype=object),
+        }
+    )
+    assert split_summary(df).set_index("split").loc["train"].tolist() == [4, 2, 1]
+
+
+# -- frozen rebuilds on tiny tables ----------------------------------------------------------------------------------
+
+
+def _frozen(rows: list[tuple[str | None, str | None, str | None, str | None]]) -> list[str]:
+    """(genus, species, barcode, frozen split or None for a new record) rows: the splits of a rebuild."""
+    table = _table([r[:3] for r in rows])
+    old = [i for i, r in enumerate(rows) if r[3] is not None]
+    freeze = pd.Series([rows[i][3] for i in old], index=table["processid"].iloc[old].to_numpy())
+    got = _splits(table, freeze)
+    assert [got[i] for i in old] == freeze.tolist()  # old records never move
+    return got
+
+
+def test_freeze_a_new_record_joins_the_held_out_barcode_of_an_old_record_without_species():
+    # the old test record has no species, yet its barcode is pinned: the new record on it (no species either,
+    # N padding) joins test; "Aus bus" is a new singleton: train
+    rows = [("Aus", None, "GATTACA", "test"), (None, None, "NNGATTACAN", None), ("Aus", "Aus bus", "CCCC", None)]
+    assert _frozen(rows) == ["test", "test", "train"]
+
+
+def test_freeze_new_records_on_an_old_barcode_are_not_candidates():
+    # old train record on AAAA (the first barcode in code point order). New "Bus bus": 4 rows on AAAA, 2 on CCCC,
+    # 2 on GGGG. AAAA is pinned, so its new rows are neither candidates nor counted: n = 4 < 8, no P, no top-up;
+    # all train (AAAA stays with its old train record).
+    rows = [("Aus", "Aus aus", "AAAA", "train")] + [("Bus", "Bus bus", "AAAA", None)] * 4
+    rows += [("Bus", "Bus bus", "CCCC", None)] * 2 + [("Bus", "Bus bus", "GGGG", None)] * 2
+    assert _frozen(rows) == ["train"] * 9
+
+
+def test_freeze_new_records_without_barcode_are_not_pinned():
+    # an old test record without barcode pins nothing: the new 2-row species (no barcodes) is plain train
+    rows = [("Aus", "Aus alpha", None, "test"), ("Aus", "Aus beta", None, None), ("Aus", "Aus beta", None, None)]
+    assert _frozen(rows) == ["test", "train", "train"]
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "joined"),
+    [
+        ("test", "val", "test"),  # priority test > val > test_unseen > val_unseen, and held-out over train
+        ("val", "test", "test"),
+        ("val", "test_unseen", "val"),
+        ("test_unseen", "val_unseen", "test_unseen"),
+        ("train", "val_unseen", "val_unseen"),
+    ],
+)
+def test_freeze_old_records_that_disagree_on_a_barcode(first, second, joined):
+    # the new record is a singleton ("Aus gamma": train by the protocol), then pinned to the barcode's split
+    rows = [
+        ("Aus", "Aus alpha", "ACGT", first),
+        ("Aus", "Aus alpha", "ACGT", second),
+        ("Aus", "Aus gamma", "ACGT", None),
+    ]
+    assert _frozen(rows)[2] == joined
+
+
+def test_freeze_species_family_from_old_records():
+    alpha = [("Aus", "Aus alpha", "train")] * 3  # Aus: a known genus
+    # one old unseen record is enough to keep a placeholder species unseen (3 new rows: protocol alone would
+    # give other_heldout)
+    assert (
+        _freeze_case(alpha + [("Aus", "Aus Malaise01", "key_unseen")], [("Aus", "Aus Malaise01")] * 3) <= UNSEEN_FAMILY
+    )
+    # a tie between old unseen and old seen records goes to the unseen family
+    old = alpha + [("Aus", "Aus Malaise01", "key_unseen")] * 2 + [("Aus", "Aus Malaise01", "train")] * 2
+    assert _freeze_case(old, [("Aus", "Aus Malaise01")] * 3) <= UNSEEN_FAMILY
+    # one old seen record is enough to keep 10 new viable rows out of the unseen family
+    assert _freeze_case(alpha + [("Aus", "Aus sp. 7", "train")], [("Aus", "Aus sp. 7")] * 10) == {"other_heldout"}
+
+
+def test_freeze_rejects_duplicate_processids_and_unknown_or_missing_names():
+    table = _table([("Aus", "Aus bus", "AAA"), ("Aus", "Aus bus", "CCC")])
+    with pytest.raises(ValueError, match=r"^freeze: processid appears more than once$"):
+        assign_splits(table, pd.Series(["train", "train"], index=["P00", "P00"]))
+    with pytest.raises(ValueError, match=r": \['<missing>'\]$"):
+        assign_splits(table, pd.Series(["train", None], index=["P00", "P01"], dtype=object))
+    bad = pd.Series(list("fedcba"), index=[f"X{i}" for i in range(6)])
+    with pytest.raises(ValueError, match=r": \['a', 'b', 'c', 'd', 'e'\]$"):  # sorted, at most five listed
+        assign_splits(table, bad)

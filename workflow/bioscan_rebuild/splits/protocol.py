@@ -147,9 +147,7 @@ def choose_barcodes(sizes: list[int], n: int, p: PartitionParams, rng: np.random
                 i = c + 1
         else:
             k = hi_opt - lo_opt
-            lo, hi = int(k * 0.5), k
-            if hi <= lo:
-                lo, hi = max(lo - 1, 0), min(hi + 1, k)
+            lo, hi = int(k * 0.5), k  # the spec's widening `if hi <= lo` is dead: k >= 1 here, so lo < hi
             i = lo_opt + int(rng.integers(lo, hi, size=1)[0])
         chosen.append(keys[i])
         alloc += sizes[i]
@@ -221,7 +219,7 @@ def _strip_codes(barcodes: pd.Series, universe: np.ndarray) -> tuple[np.ndarray,
 class _Table:
     """Factorized columns of the whole table (species and barcode codes in code point order)."""
 
-    def __init__(self, df: pd.DataFrame, extra_universe: np.ndarray | None = None):
+    def __init__(self, df: pd.DataFrame, extra_universe: np.ndarray):
         missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
         if missing:
             raise KeyError(f"assign_splits needs columns {missing}")
@@ -240,8 +238,7 @@ class _Table:
         ge_novel = novel_genus_names(pd.Series(np.asarray(ge_names, dtype=object), dtype=object))
         self.present = self.species >= 0
         self.novel = self.present & (np.append(sp_novel, False)[self.species] | np.append(ge_novel, False)[self.genus])
-        universe = self.present if extra_universe is None else self.present | extra_universe
-        self.barcode, self.n_barcodes = _strip_codes(df["dna_barcode"], universe)
+        self.barcode, self.n_barcodes = _strip_codes(df["dna_barcode"], self.present | extra_universe)
 
 
 def _lookup(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
@@ -301,7 +298,7 @@ class _Protocol:
         for g in np.flatnonzero((groups.n >= p.min_n) & (groups.stop - groups.start >= 2)):
             n = int(groups.n[g])
             if p.target(n) == 0:
-                continue
+                continue  # pragma: no mutate - never reached: min_n filters out every n with target(n) == 0
             sizes, barcodes = groups.sorted_block(g)
             picked = choose_barcodes(sizes.tolist(), n, p, rng)
             chosen.extend(barcodes[picked].tolist())
