@@ -6,7 +6,16 @@ import hashlib
 
 import pytest
 
-from bioscan_rebuild.ingest.bold import LayoutError, read_export
+from bioscan_rebuild.core.errors import InputError
+from bioscan_rebuild.ingest.bold import (
+    LayoutError,
+    _split_lines,
+    check_export_bytes,
+    detect_layout,
+    parse_export,
+    read_export,
+    read_header,
+)
 
 COELIOXYS = "ropensci-bold/extracted/coelioxys_combined.tsv"
 BCDM2023 = "barcode-constrained-phylogeny/tests/BOLD_Public.18-Dec-2023/BOLD_Public.18-Dec-2023.tsv"
@@ -165,3 +174,358 @@ def test_unknown_layout_names_the_missing_columns(tmp_path):
     path.write_text("processid\tnucraw\tcoord\n")
     with pytest.raises(LayoutError, match=r"x.tsv.*bcdm2023.*marker_code"):
         read_export(path, "x")
+
+
+# --- refusing what is not an export, before its header is read ------------------------------------------------------
+
+EMPTY = "empty file (0 bytes): not a BOLD export; was the download or copy cut short?"
+UTF16 = "UTF-16 text, not UTF-8: BOLD exports are UTF-8; convert it, e.g. iconv -f UTF-16 -t UTF-8 IN > OUT"
+BINARY = "binary data (NUL bytes): not a tab-separated BOLD export"
+
+
+def _padded(head: bytes, rows: list[bytes], size: int) -> bytes:
+    """head + rows, the last row padded with letters so that the whole is exactly `size` bytes."""
+    data = head + b"".join(rows)
+    return data[:-1] + b"x" * (size - len(data)) + b"\n"
+
+
+@pytest.mark.parametrize(
+    ("head", "message"),
+    [
+        (b"", EMPTY),
+        # a byte-order mark says UTF-16 even when the text is too short to hold many NULs (3 here)
+        ("\ufeffpid".encode("utf-16-le"), UTF16),
+        ("\ufeffpid".encode("utf-16-be"), UTF16),
+        # no BOM: more than 8 NULs in the first 64 bytes is UTF-16 ("processid" is 9 characters, 9 NULs)
+        ("processid".encode("utf-16-le"), UTF16),
+        # exactly 8 NULs in the first 64 bytes is not UTF-16 (the 9th sits at byte 64), but NULs in the header: binary
+        (b"A" * 56 + b"\x00" * 9, BINARY),
+        # one NUL in the header line (after a tab) makes it binary, however long the file
+        (b"processid\tspe\x00cies\nP1\tA\n", BINARY),
+        (b"processid\tspe\x00cies", BINARY),
+        # one NUL in a data line is a damaged line, rejected on its own later: not a reason to refuse the file
+        (b"processid\tspecies\nP1\tA\x00b\nP2\tB\n", None),
+        (b"processid\tspecies\rP1\tA\x00b\rP2\tB\r", None),  # old-Mac CR line ends: the header is still one line
+        # more NULs than one per 1000 bytes (and at least 2): binary
+        (b"processid\tspecies\nP1\tA\x00b\nP2\tB\x00c\n", BINARY),
+        (_padded(b"processid\tspecies\n", [b"P1\tA\x00b\n", b"P2\tB\x00c\n"], 1999), BINARY),
+        (_padded(b"processid\tspecies\n", [b"P1\tA\x00b\n", b"P2\tB\x00c\n"], 2000), None),  # 2 NULs in 2000 bytes
+    ],
+)
+def test_check_export_bytes_refuses_only_what_cannot_be_an_export(head, message):
+    if message is None:
+        check_export_bytes(head)  # no error
+    else:
+        with pytest.raises(LayoutError) as refused:
+            check_export_bytes(head)
+        assert str(refused.value) == message  # the one line the user reads
+
+
+def test_only_the_start_of_a_file_is_sniffed_for_nul_bytes(tmp_path):
+    """Damaged lines after the first 64 KiB are each rejected; they do not turn the file into 'binary data'."""
+    clean = [_row(processid=f"C-{i}", marker_code="COI-5P") for i in range(900)]
+    assert len("\n".join(["\t".join(HEADER_2023), *clean])) > 64 << 10
+    damaged = [_row(processid=f"D-{i}", species="Aus\x00bus", marker_code="COI-5P") for i in range(200)]
+    path = tmp_path / "big.tsv"
+    path.write_text("\n".join(["\t".join(HEADER_2023), *clean, *damaged]) + "\n")
+    assert path.stat().st_size < 128 << 10  # 200 NULs in the first 128 KiB would be more than one per 1000 bytes
+    records, rejects, stats = read_export(path, "big")
+    assert records.num_rows == 900 and rejects.num_rows == 200
+    assert set(rejects["detail"].to_pylist()) == {"control character U+0000 in column 'species'"}
+    assert stats.rejects == {"unparseable_row": 200}
+
+
+# --- layout detection -------------------------------------------------------------------------------------------------
+
+# The columns that identify each layout (module docstring and ../shared/spec/sources.md).
+V4_COLUMNS = ["processid", "order_name", "nucleotides", "markercode", "lat", "lon"]
+BCDM2023_COLUMNS = ["processid", "nucraw", "marker_code", "coord", "province"]
+BCDM2024_COLUMNS = ["processid", "record_id", "nuc", "marker_code", "coord", "country/ocean"]
+
+
+@pytest.mark.parametrize(
+    ("header", "layout"),
+    [(V4_COLUMNS, "v4"), (BCDM2023_COLUMNS, "bcdm2023"), (BCDM2024_COLUMNS, "bcdm2024")],
+)
+def test_a_header_of_exactly_the_identifying_columns_is_its_layout(header, layout):
+    assert detect_layout(header) == layout
+    assert detect_layout(["extra", *reversed(header)]) == layout  # order and other columns do not matter
+
+
+def test_a_column_named_twice_is_refused_with_both_positions():
+    with pytest.raises(LayoutError) as refused:
+        detect_layout(["processid", "species", "nucraw", "species"])
+    # positions count from 1, as a spreadsheet shows them
+    assert str(refused.value) == (
+        "column 'species' appears twice in the header (columns 2 and 4); remove or rename one"
+    )
+
+
+def test_an_unknown_header_names_the_closest_layout_and_its_missing_columns():
+    with pytest.raises(LayoutError) as refused:
+        detect_layout(["processid", "order_name", "nucleotides", "markercode", "lat", "species"])
+    # v4 lacks only lon; each BCDM layout lacks at least three columns
+    assert str(refused.value) == "not a known BOLD export layout; closest is 'v4', which also needs columns ['lon']"
+
+
+def test_a_header_that_fits_two_layouts_is_refused():
+    with pytest.raises(LayoutError, match="not a known BOLD export layout"):
+        detect_layout(V4_COLUMNS + BCDM2023_COLUMNS[1:])
+
+
+# --- the header line and the line splitter ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "header"),
+    [
+        (b"", [""]),  # an empty file has one empty header field
+        (b"processid\tx", ["processid", "x"]),  # no line end at all
+        (b"a\tb\rc\td\r", ["a", "b"]),  # lone CR ends the header
+        (b"\xef\xbb\xbfXa\tb c\r\nrow\n", ["Xa", "b c"]),  # only the BOM is stripped; spaces stay inside a name
+        (b"processid\tn\xe9\n", ["processid", "n\ufffd"]),  # a Latin-1 header byte reads as U+FFFD, no crash
+    ],
+)
+def test_read_header(tmp_path, data, header):
+    path = tmp_path / "h.tsv"
+    path.write_bytes(data)
+    assert read_header(path) == header
+
+
+# Expected blocks worked out by hand: a block yields exactly the lines that end inside it (the rest waits for the
+# next block), numbered from the line number of its first line; LF, CRLF and a lone CR each end one line.
+@pytest.mark.parametrize(
+    ("data", "block_bytes", "blocks"),
+    [
+        (b"", 4, []),
+        (b"a\nb\nc\n", 100, [(1, [b"a", b"b", b"c"])]),
+        (b"a\nb\nc\n", 4, [(1, [b"a", b"b"]), (3, [b"c"])]),  # the first block ends exactly at a line end
+        (b"a\n\nb\n", 2, [(1, [b"a"]), (2, [b""]), (3, [b"b"])]),  # a block that starts with its only LF
+        (b"abcdef\ngh\n", 3, [(1, [b"abcdef"]), (2, [b"gh"])]),  # a line longer than a block
+        (b"a\r\nb\r\n", 100, [(1, [b"a", b"b"])]),
+        (b"ab\r\ncd\r\n", 3, [(1, [b"ab"]), (2, [b"cd"])]),  # a CRLF cut in two by the block boundary
+        (b"a\rb\r", 100, [(1, [b"a"]), (2, [b"b"])]),
+        (b"abc\rdef\r", 4, [(1, [b"abc"]), (2, [b"def"])]),  # a lone CR as the last byte of a block without LF
+        (b"a\nb\rc\n", 4, [(1, [b"a"]), (2, [b"b", b"c"])]),  # a lone CR as the last byte of a block with an LF
+        (b"h\nx\ty", 100, [(1, [b"h"]), (2, [b"x\ty"])]),  # the last line has no line end
+    ],
+)
+def test_split_lines_blocks(tmp_path, data, block_bytes, blocks):
+    path = tmp_path / "s.tsv"
+    path.write_bytes(data)
+    assert list(_split_lines(path, block_bytes)) == blocks
+
+
+# --- v4 coordinates: lat and lon columns ----------------------------------------------------------------------------
+
+V4_HEADER = [
+    "processid",
+    "sampleid",
+    "phylum_name",
+    "class_name",
+    "order_name",
+    "family_name",
+    "subfamily_name",
+    "genus_name",
+    "bin_uri",
+    "nucleotides",
+    "markercode",
+    "country",
+    "province_state",
+    "lat",
+    "lon",
+    "species_name",  # last on purpose: the last field of a line is read verbatim
+]
+
+
+def _v4_file(path, lat: str, lon: str):
+    values = dict.fromkeys(V4_HEADER, "")
+    values.update(processid="P1", markercode="COI-5P", lat=lat, lon=lon, species_name="Coelioxys sp. X")
+    path.write_text("\t".join(V4_HEADER) + "\n" + "\t".join(values[name] for name in V4_HEADER) + "\n")
+    return path
+
+
+# (lat, lon) -> (coord_raw, lat, lon, out of range): coord_raw is "lat,lon" as the export said (empty = missing);
+# a value outside [-90, 90] / [-180, 180] blanks the pair and counts once; a missing half blanks nothing.
+@pytest.mark.parametrize(
+    ("lat", "lon", "expected"),
+    [
+        ("45", "", ("45,", 45.0, None, 0)),
+        ("", "10", (",10", None, 10.0, 0)),
+        ("", "", (None, None, None, 0)),
+        ("90", "180", ("90,180", 90.0, 180.0, 0)),
+        ("-90", "-180", ("-90,-180", -90.0, -180.0, 0)),
+        ("90.5", "0", ("90.5,0", None, None, 1)),
+        ("0", "180.5", ("0,180.5", None, None, 1)),
+        ("-90.5", "", ("-90.5,", None, None, 1)),
+        ("", "-180.5", (",-180.5", None, None, 1)),
+        ("4.5e1", "1.5E2", ("4.5e1,1.5E2", 45.0, 150.0, 0)),
+        (" +12.5 ", ".5", (" +12.5 ,.5", 12.5, 0.5, 0)),
+        ("abc", "10", ("abc,10", None, 10.0, 0)),
+        ("inf", "nan", ("inf,nan", None, None, 0)),
+    ],
+)
+def test_v4_coordinates(tmp_path, lat, lon, expected):
+    records, rejects, stats = read_export(_v4_file(tmp_path / "v4.tsv", lat, lon), "v4")
+    (row,) = records.to_pylist()
+    assert (row["coord_raw"], row["lat"], row["lon"], stats.coordinates_out_of_range) == expected
+    assert row["species"] == "Coelioxys sp. X" and rejects.num_rows == 0
+
+
+# --- every line accounted for: records, rejects and their rows --------------------------------------------------------
+
+
+def _reject_file(path):
+    lines = [
+        "\t".join(HEADER_2023),
+        _row(processid=" A-1 ", marker_code="COI-5P"),  # 2: kept, trimmed
+        "",  # 3: blank
+        "only\tthree\tfields",  # 4
+        _row(processid="  ", marker_code="COI-5P"),  # 5: white space only = no processid
+        _row(processid="A/2", marker_code="16S"),  # 6: a path separator; its marker does not matter then
+        _row(processid="A-3", marker_code="16S"),  # 7
+        _row(processid="Z", marker_code="None"),  # 8: kept: one character is a processid; no marker is kept
+        _row(processid="CAFE\u0301-4", marker_code="COI-5P"),  # 9: kept, in NFC
+        "",  # 10: blank
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return lines
+
+
+@pytest.mark.parametrize("block_bytes", [1 << 20, 50])
+def test_every_line_is_a_record_a_reject_or_blank(tmp_path, block_bytes):
+    path = tmp_path / "r.tsv"
+    lines = _reject_file(path)
+    records, rejects, stats = read_export(path, "rb", block_bytes=block_bytes)
+    assert records["processid"].to_pylist() == ["A-1", "Z", "CAF\u00c9-4"]
+    assert records["source_line"].to_pylist() == [2, 8, 9]
+    assert set(records["source_file"].to_pylist()) == {str(path)} and set(records["batch"].to_pylist()) == {"rb"}
+    assert (stats.data_lines, stats.blank_lines, stats.records) == (7, 2, 3)
+    assert stats.rejects == {
+        "unparseable_row": 1,
+        "missing_processid": 1,
+        "invalid_processid": 1,
+        "unsupported_marker": 1,
+    }
+    common = {"kind": "record", "batch": "rb", "source_file": str(path), "image_path": None, "image_sha256": None}
+    got = sorted(rejects.to_pylist(), key=lambda row: row["source_line"])
+    invalid_raw = got[2].pop("raw")
+    assert got == [
+        {**common, "reason": "unparseable_row", "detail": "3 fields, header has 15", "processid": None,
+         "source_line": 4, "raw": lines[3]},
+        {**common, "reason": "missing_processid", "detail": "no processid", "processid": None, "source_line": 5,
+         "raw": lines[4]},
+        {**common, "reason": "invalid_processid", "detail": "a path separator (/ or \\) in the processid",
+         "processid": "A/2", "source_line": 6},
+        {**common, "reason": "unsupported_marker", "detail": "marker 16S", "processid": "A-3", "source_line": 7,
+         "raw": lines[6]},
+    ]  # fmt: skip
+    assert invalid_raw in (None, lines[5])  # a preview is optional here: the processid itself says what is wrong
+
+
+def test_a_reject_preview_is_the_first_2000_characters(tmp_path):
+    line = _row(processid="L-1", marker_code="16S", nucraw="ACGT" * 700)
+    path = tmp_path / "long.tsv"
+    path.write_text("\t".join(HEADER_2023) + "\n" + line + "\n")
+    _, rejects, _ = read_export(path, "l")
+    (reject,) = rejects.to_pylist()
+    assert reject["reason"] == "unsupported_marker" and reject["raw"] == line[:2000]
+    path.write_text("\t".join(HEADER_2023) + "\n" + "X" * 2500 + "\n")  # one field: unparseable
+    _, rejects, _ = read_export(path, "l")
+    assert rejects["reason"].to_pylist() == ["unparseable_row"] and rejects["raw"].to_pylist() == ["X" * 2000]
+
+
+def test_a_bad_byte_in_a_column_beyond_the_header_is_named_by_number(tmp_path):
+    path = tmp_path / "extra.tsv"
+    row = _row(processid="E-1", marker_code="COI-5P") + "\t"
+    path.write_bytes(("\t".join(HEADER_2023) + "\n" + row).encode() + b"caf\xe9\n")
+    _, rejects, _ = read_export(path, "e")
+    (reject,) = rejects.to_pylist()
+    # the header has 15 columns; the byte sits in the 16th field
+    assert reject["detail"] == (
+        "not valid UTF-8: byte 0xE9 in column #16 (a line saved as Latin-1 or Windows-1252? save the export as UTF-8)"
+    )
+
+
+def test_no_marker_accepted_rejects_every_sequenced_row(tmp_path):
+    path = tmp_path / "m.tsv"
+    path.write_text(
+        "\t".join(HEADER_2023)
+        + "\n"
+        + _row(processid="M-1", marker_code="COI-5P")
+        + "\n"
+        + _row(processid="M-2", marker_code="None")
+        + "\n"
+    )
+    records, rejects, _ = read_export(path, "m", markers=())
+    assert records["processid"].to_pylist() == ["M-2"]
+    assert rejects["detail"].to_pylist() == ["marker COI-5P"]
+
+
+def test_without_missing_value_tokens_every_value_is_text(tmp_path):
+    path = tmp_path / "t.tsv"
+    path.write_text("\t".join(HEADER_2023) + "\n" + _row(processid="T-1", species="", family="no_data") + "\n")
+    records, _, _ = read_export(path, "t", missing_values=(), markers=None)
+    (row,) = records.to_pylist()
+    assert (row["species"], row["family"], row["genus"]) == ("", "no_data", "None")
+
+
+def test_source_name_and_default_batch(tmp_path):
+    path = _v4_file(tmp_path / "v4.tsv", "1", "2")
+    records, _, _ = read_export(path, source_name="delivery-7.tsv")
+    assert records["source_file"].to_pylist() == ["delivery-7.tsv"] and records["batch"].to_pylist() == ["adhoc"]
+    (tmp_path / "bad.tsv").write_text("processid\tspecies\n")
+    with pytest.raises(LayoutError, match=r"^delivery-7\.tsv: not a known BOLD export layout"):
+        read_export(tmp_path / "bad.tsv", source_name="delivery-7.tsv")
+
+
+def _one_line_per_block(path, rows: list[dict]) -> int:
+    """A v4 export whose lines (header included) all have the same length; returns that length with its LF."""
+    header = "\t".join(V4_HEADER)
+    lines = []
+    for row in rows:
+        values = dict.fromkeys(V4_HEADER, "")
+        values.update(row)
+        line = "\t".join(values[name] for name in V4_HEADER)
+        values["sampleid"] = "S" * (len(header) - len(line))  # pad every line to the header's length
+        lines.append("\t".join(values[name] for name in V4_HEADER))
+    assert {len(line) for line in lines} == {len(header)}
+    path.write_text("\n".join([header, *lines]) + "\n")
+    return len(header) + 1
+
+
+def test_each_block_yields_the_lines_that_end_in_it_and_stats_add_up(tmp_path):
+    path = tmp_path / "blocks.tsv"
+    rows = [
+        {"processid": "P1", "markercode": "COI-5P", "lat": "95", "lon": "0"},  # kept, coordinates blanked
+        {"processid": "P2", "markercode": "16S"},
+        {"processid": "P3", "markercode": "COI-5P", "lat": "-95", "lon": "0"},  # kept, coordinates blanked
+        {"processid": "P4", "markercode": "16S"},
+    ]
+    line_bytes = _one_line_per_block(path, rows)
+    blocks = list(parse_export(path, "b", block_bytes=line_bytes))  # a block ends exactly where a line ends
+    # one block per line: the header's block has no rows, then one row each
+    assert [(records.num_rows, rejects.num_rows) for records, rejects, _ in blocks] == [
+        (0, 0),
+        (1, 0),
+        (0, 1),
+        (1, 0),
+        (0, 1),
+    ]
+    stats = blocks[-1][2]  # one object, final after the last block
+    assert (stats.data_lines, stats.records, stats.coordinates_out_of_range) == (4, 2, 2)
+    assert stats.rejects == {"unsupported_marker": 2}
+
+
+def test_a_file_that_grows_while_it_is_read_is_refused(tmp_path):
+    path = tmp_path / "growing.tsv"
+    line_bytes = _one_line_per_block(path, [{"processid": "P1", "markercode": "COI-5P"}] * 2)
+    blocks = parse_export(path, "b", block_bytes=line_bytes)
+    next(blocks)
+    with open(path, "a") as handle:  # another process is still writing the delivery
+        handle.write("P9\n")
+    with pytest.raises(InputError) as refused:
+        list(blocks)
+    assert str(refused.value) == (
+        f"{path}: the file changed while it was read (still being written?): run again once it is complete"
+    )
