@@ -1,6 +1,6 @@
 """Every backend on the real hard cases, the fusion rule fitted on their training half, and the held-out scores.
 
-The real dev sets (``../shared/realdata/imgfilter-dev`` and ``imgfilter-more``: COCO boxes drawn by hand) are
+The real dev sets (the project's hard cases, ``imgfilter-dev`` and ``imgfilter-more``: COCO boxes drawn by hand) are
 split once and for all by ``evaluate.dev_split`` (md5 of the processid): the ``train`` half may be trained and
 tuned on, the ``holdout`` half only scored. ``run_detectors`` runs the classical detector and the learned
 model (at a low bar, so the fusion sees its weak boxes too) once per photo; ``fit_fusion`` fits the rule on
