@@ -10,6 +10,7 @@ give the axes with a centred "no data" note, never an error.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -89,10 +90,33 @@ SIZE_FIELDS = [
 TOP_ORDERS = 8
 
 
+def _register_bundled_fonts() -> None:
+    """Make sure matplotlib's own DejaVu files are in its font list: the list is cached per user, not per
+    environment, so a cache written by another environment names that one's files (or only the system's)."""
+    from matplotlib import font_manager
+
+    manager = font_manager.fontManager
+    known = {font.fname for font in manager.ttflist}
+    for path in sorted((Path(matplotlib.get_data_path()) / "fonts" / "ttf").glob("DejaVuSans*.ttf")):
+        if str(path) not in known:
+            manager.addfont(path)
+
+
 @contextmanager
 def _style() -> Iterator[None]:
-    with matplotlib.rc_context(STYLE):
-        yield
+    # A system DejaVu Sans (fonts-dejavu, pulled in by many packages) can win matplotlib's font lookup over its
+    # own copy; findfont looks only in matplotlib's data folder while this variable is set.
+    _register_bundled_fonts()
+    saved = os.environ.get("MPL_IGNORE_SYSTEM_FONTS")
+    os.environ["MPL_IGNORE_SYSTEM_FONTS"] = "1"
+    try:
+        with matplotlib.rc_context(STYLE):
+            yield
+    finally:
+        if saved is None:
+            os.environ.pop("MPL_IGNORE_SYSTEM_FONTS", None)
+        else:
+            os.environ["MPL_IGNORE_SYSTEM_FONTS"] = saved
 
 
 def _table(tables: dict[str, pd.DataFrame], name: str) -> pd.DataFrame:
