@@ -17,7 +17,9 @@ from bioscan_rebuild.detect.base import Detector
 
 
 def iou(a, b) -> float:
-    """Intersection over union of two (x0, y0, x1, y1) boxes with exclusive ends."""
+    """Intersection over union of two (x0, y0, x1, y1) boxes with exclusive ends (0 when either is None)."""
+    if a is None or b is None:
+        return 0.0
     ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from bioscan_rebuild.detect.base import Detection
+from bioscan_rebuild.detect.evaluate import iou as box_iou
 from bioscan_rebuild.detect.shipped import FUSION_RULE, shipped
 
 VERSION = "fusion-1"
@@ -38,17 +39,6 @@ AGREE_IOU = 0.5
 RIGHT_IOU = 0.5  # a box is right when its IoU with the hand-drawn one reaches this
 SITUATIONS = ("agree", "learned_chosen", "classical_chosen", "learned_only", "classical_only", "empty")
 REVIEW_REASONS = ("low_confidence", "backends_disagree", "several_specimens", "box_on_rim")
-
-
-def box_iou(a, b) -> float:
-    """IoU of two (x0, y0, x1, y1) boxes with exclusive ends (0 when either is None)."""
-    if a is None or b is None:
-        return 0.0
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -189,6 +179,9 @@ def fit_rule(samples: list[tuple[Detection, Detection, tuple | None]], review_be
             if best_key is None or key > best_key:
                 best, best_key = FusionRule(el, ec, tl, agree_box, review_below), key
     result = score_rule(best, samples)
+    # the grid search above restates ``decide`` in arrays; the two must agree on the winner's score
+    if abs(result["specimens_right"] + result["empty_right"] - best_key[0]) > 1e-6:
+        raise AssertionError(f"fit_rule's search and decide() disagree on {best}")
     confidence = {s: round((right + 1) / (n + 2), 4) for s, (n, right) in result["situations"].items()}
     return FusionRule(**{**best.as_dict(), "confidence": confidence}), result
 

@@ -331,14 +331,16 @@ def summarize_shards(
         "review": {key: review.get(key, 0) for key in ("flagged", *REVIEW_REASONS)},
     }
     if corrections_out:
+        corrections = read_box_corrections(box_corrections)
         known, applied = set(), set()
-        for path in image_tables:
+        # Without corrections there is nothing to look up: 5M records' tables stay unread.
+        for path in image_tables if len(corrections) else ():
             table = read_table(path, IMAGE_RECORD_SCHEMA, columns=["processid", "box_source"])
             for processid, source in zip(table["processid"].to_pylist(), table["box_source"].to_pylist()):
                 known.add(processid)
                 if source == "correction":
                     applied.add(processid)
-        frame = correction_outcomes(read_box_corrections(box_corrections), applied, known)
+        frame = correction_outcomes(corrections, applied, known)
         with atomic_path(corrections_out) as temporary:
             frame.to_csv(temporary, sep="\t", index=False, lineterminator="\n")
         summary["box_corrections"] = dict(sorted(Counter(frame["outcome"]).items()))

@@ -107,7 +107,8 @@ def train_detector(
         "separate_max_overlap": SEPARATE_MAX_OVERLAP,
     }
     if eval_dev_dir:
-        report["holdout_eval"] = evaluate_holdout(weights, onnx_path, eval_dev_dir, imgsz=imgsz, device=device)
+        # the torch weights here; the ONNX model is scored once, with every other backend, in "fusion"
+        report["holdout_eval"] = evaluate_holdout(weights, None, eval_dev_dir, imgsz=imgsz, device=device)
         report["fusion"] = fit_and_score_fusion(onnx_path, eval_dev_dir, out / "fusion.json", classes_csv)
     else:  # nothing to fit on: the rule's defaults, saying so (the fusion backend should not use it)
         from bioscan_rebuild.detect.fusion import FusionRule
