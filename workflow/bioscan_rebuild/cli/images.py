@@ -1,4 +1,4 @@
-"""Images and detection: `bioscan-rebuild detect`, `images {photos,shard,summary}`, `train-detector`."""
+"""Images and detection: `detect`, `images {photos,shard,summary}`, `review`, `train-detector`, `ship-detector`."""
 
 from __future__ import annotations
 
@@ -134,6 +134,17 @@ def cmd_train_detector(args) -> int:
     return 0
 
 
+def cmd_ship_detector(args) -> int:
+    from bioscan_rebuild.detect.shipped import ship
+
+    try:
+        written = ship(args.trained, args.models_dir)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"ship-detector: {error}") from error
+    print(json.dumps(written, indent=2, sort_keys=True))
+    return 0
+
+
 def register(sub) -> None:
     p = sub.add_parser("detect", help="detect (and with --crop, crop) the specimens of a folder of photos")
     p.add_argument("image_dir")
@@ -217,3 +228,12 @@ def register(sub) -> None:
     p.add_argument("--no-eval", action="store_true", help="skip scoring on the dev holdout half")
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(func=cmd_train_detector)
+
+    p = sub.add_parser(
+        "ship-detector",
+        help="copy a train-detector folder's model.onnx, fusion.json and MODEL_CARD.md into the package "
+        "(detect/models/), refusing a rule or card that belongs to another model",
+    )
+    p.add_argument("trained", type=Path, help="the train-detector output folder (results/detector)")
+    p.add_argument("--models-dir", type=Path, help="where to copy them (default: the package's detect/models/)")
+    p.set_defaults(func=cmd_ship_detector)

@@ -3,14 +3,45 @@ model card), so the ``onnx`` and ``fusion`` backends run out of the box in the l
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 from importlib import resources
 from pathlib import Path
 
 MODEL = "specimen-yolo11n.onnx"
 FUSION_RULE = "fusion.json"
 MODEL_CARD = "MODEL_CARD.md"
+# what `train-detector` writes -> its name in the package
+TRAINED_FILES = {"model.onnx": MODEL, "fusion.json": FUSION_RULE, "MODEL_CARD.md": MODEL_CARD}
 
 
 def shipped(name: str) -> Path:
     """A file of the shipped model (package data)."""
     return Path(str(resources.files("bioscan_rebuild.detect") / "models" / name))
+
+
+def ship(trained_dir: str | Path, models_dir: str | Path | None = None) -> dict[str, str]:
+    """Copy a `train-detector` output folder's model, fusion rule and card into ``models_dir`` (the package's
+    ``detect/models/`` by default: run from a source checkout). Refuses a rule fitted on another model or on
+    nothing, so the shipped three always belong together. Returns {shipped name: sha256}."""
+    trained_dir = Path(trained_dir)
+    missing = [name for name in TRAINED_FILES if not (trained_dir / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{trained_dir}: no {', '.join(missing)} (run `bioscan-rebuild train-detector`)")
+    model_sha = hashlib.sha256((trained_dir / "model.onnx").read_bytes()).hexdigest()
+    fitted = json.loads((trained_dir / "fusion.json").read_text()).get("fitted_on") or {}
+    if fitted.get("model_sha256") != model_sha or fitted.get("half") != "train":
+        raise ValueError(
+            f"{trained_dir / 'fusion.json'} was not fitted on this model's training half "
+            f"(fitted_on {fitted}); train with the real dev sets and without --no-eval"
+        )
+    if model_sha not in (trained_dir / "MODEL_CARD.md").read_text():
+        raise ValueError(f"{trained_dir / 'MODEL_CARD.md'} does not describe this model (sha256 {model_sha})")
+    target = Path(models_dir) if models_dir else shipped(MODEL).parent
+    target.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for source, name in TRAINED_FILES.items():
+        shutil.copyfile(trained_dir / source, target / name)
+        written[name] = hashlib.sha256((target / name).read_bytes()).hexdigest()
+    return written

@@ -1,0 +1,117 @@
+"""The detector model that ships with the package (detect/models/): consistent files, the onnx backend in the
+light install (no torch, no ultralytics), and the fusion backend on real held-out photos."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bioscan_rebuild.core.io import file_sha256
+from bioscan_rebuild.detect.shipped import FUSION_RULE, MODEL, MODEL_CARD, shipped
+from conftest import REPO
+
+
+def test_the_model_its_rule_and_its_card_belong_together():
+    model, rule, card = shipped(MODEL), shipped(FUSION_RULE), shipped(MODEL_CARD)
+    assert model.is_file() and rule.is_file() and card.is_file()
+    sha = file_sha256(model)
+    fitted = json.loads(rule.read_text())
+    assert fitted["fitted_on"]["model_sha256"] == sha  # the rule was fitted on this very model
+    assert fitted["fitted_on"]["half"] == "train"  # never on the held-out half
+    text = card.read_text()
+    assert sha in text and "CC BY-NC-SA" in text and "holdout" in text
+    assert os.path.getsize(model) < 20 * 2**20  # a nano model: it ships inside the wheel
+
+
+def test_the_onnx_backend_runs_without_torch_or_ultralytics(realdata, tmp_path):
+    """The light install: the shipped model on onnxruntime, with torch and ultralytics made unimportable."""
+    photos = sorted((realdata / "imgfilter-dev").glob("*.jpg"))[:4]
+    assert len(photos) == 4
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for photo in photos:
+        (folder / photo.name).symlink_to(photo)
+    script = (
+        "import sys; sys.modules['torch'] = None; sys.modules['ultralytics'] = None\n"
+        "from bioscan_rebuild.cli.main import main\n"
+        f"sys.exit(main(['detect', {str(folder)!r}, {str(tmp_path / 'out.csv')!r}, '--backend', 'onnx']))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO / "workflow"))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = (tmp_path / "out.csv").read_text().splitlines()
+    assert len(lines) == 1 + 4 and all(
+        line.split(",")[1] in ("ok", "no_object", "multiple_candidates", "touches_edge") for line in lines[1:]
+    )
+
+
+def test_the_fusion_backend_on_held_out_real_photos(realdata):
+    """On held-out hard cases the fusion backend returns a confidence from the shipped rule and its reasons."""
+    from bioscan_rebuild.detect.evaluate import dev_split, load_coco_ground_truth, load_rgb
+    from bioscan_rebuild.detect.fusion import REVIEW_REASONS, FusionRule
+    from bioscan_rebuild.detect.registry import make_detector
+
+    dev = realdata / "imgfilter-more"
+    truths = [t for t in load_coco_ground_truth(dev / "coco_annotations.json") if dev_split(t.processid) == "holdout"]
+    chosen = truths[:8]
+    detector = make_detector("fusion")
+    found = detector.detect_batch([load_rgb(dev / t.file_name) for t in chosen])
+    confidences = set(FusionRule.load().confidence.values())
+    assert len(found) == 8
+    for detection in found:
+        assert detection.score in confidences
+        assert set(detection.review) <= set(REVIEW_REASONS)
+        assert (detection.box is None) == (detection.status == "no_object")
+
+
+def _trained_folder(folder, model=b"onnx bytes", fitted_sha=None, half="train", card_sha=None):
+    import hashlib
+
+    folder.mkdir()
+    (folder / "model.onnx").write_bytes(model)
+    sha = hashlib.sha256(model).hexdigest()
+    rule = {"rule": {}, "fitted_on": {"model_sha256": fitted_sha or sha, "half": half}}
+    (folder / "fusion.json").write_text(json.dumps(rule))
+    (folder / "MODEL_CARD.md").write_text(f"# card\nsha256 {card_sha or sha}\n")
+    return sha
+
+
+def test_ship_copies_the_three_files_that_belong_together(tmp_path):
+    from bioscan_rebuild.detect.shipped import ship
+
+    sha = _trained_folder(tmp_path / "trained")
+    written = ship(tmp_path / "trained", tmp_path / "models")
+    assert written[MODEL] == sha
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == sorted([MODEL, FUSION_RULE, MODEL_CARD])
+    assert (tmp_path / "models" / MODEL).read_bytes() == b"onnx bytes"
+
+
+@pytest.mark.parametrize(
+    "kind, match",
+    [
+        ({"fitted_sha": "0" * 64}, "not fitted on this model"),
+        ({"half": None}, "not fitted on this model"),
+        ({"half": "holdout"}, "not fitted on this model"),
+        ({"card_sha": "f" * 64}, "does not describe this model"),
+    ],
+)
+def test_ship_refuses_a_rule_or_card_of_another_model(tmp_path, kind, match):
+    from bioscan_rebuild.detect.shipped import ship
+
+    _trained_folder(tmp_path / "trained", **kind)
+    with pytest.raises(ValueError, match=match):
+        ship(tmp_path / "trained", tmp_path / "models")
+    assert not (tmp_path / "models").exists()  # nothing half-shipped
+
+
+def test_ship_names_the_missing_files(tmp_path):
+    from bioscan_rebuild.detect.shipped import ship
+
+    _trained_folder(tmp_path / "trained")
+    (tmp_path / "trained" / "fusion.json").unlink()
+    with pytest.raises(FileNotFoundError, match="fusion.json"):
+        ship(tmp_path / "trained", tmp_path / "models")
