@@ -13,9 +13,9 @@ the classical one takes for the specimen. So per photo:
    ``trust_learned``, else the classical box, else the learned one.
 
 The thresholds (a ``FusionRule``) are fitted on the training half of the real hard cases only
-(``fit_rule``: a grid search for the most right boxes + right empty wells) and shipped beside the model as
-JSON. The **confidence** of a photo is the accuracy the fitted rule reached on the training photos of the
-same *situation* (agree / learned chosen / classical chosen / empty, ...), so 0.9 means "nine in ten such
+(``fit_rule``: a grid search for the best worse-of-the-two of right boxes and right empty wells) and shipped
+beside the model as JSON. The **confidence** of a photo is the accuracy the fitted rule reached on the training
+photos of the same *situation* (agree / learned chosen / classical chosen / empty, ...), so 0.9 means "nine in ten such
 photos were right". ``review_reasons`` names why a photo should be looked at: ``low_confidence``,
 ``backends_disagree``, ``several_specimens``, ``box_on_rim`` (the box reaches the photo's border, where the
 well's rim is).
@@ -144,9 +144,11 @@ def score_rule(rule: FusionRule, samples: list[tuple[Detection, Detection, tuple
 
 
 def fit_rule(samples: list[tuple[Detection, Detection, tuple | None]], review_below: float = 0.85) -> tuple:
-    """The rule with the best (specimens right + empty wells right) on ``samples`` (classical detection,
-    learned detection, hand-drawn box or None), ties to the smaller thresholds; its confidences are the
-    per-situation accuracies (Laplace-smoothed: (right + 1) / (photos + 2)). Returns (rule, its score)."""
+    """The rule with the best rates of specimens right and empty wells right on ``samples`` (classical detection,
+    learned detection, hand-drawn box or None): the highest worse-of-the-two (each rate has its own target: a
+    sum would trade specimens for the fewer empty wells), then the highest sum, ties to the smaller thresholds;
+    its confidences are the per-situation accuracies (Laplace-smoothed: (right + 1) / (photos + 2)).
+    Returns (rule, its score)."""
     c_box = np.array([has_box(c) for c, _, _ in samples])
     l_box = np.array([has_box(y) for _, y, _ in samples])
     c_score = np.array([c.score if has_box(c) else 0.0 for c, _, _ in samples])
@@ -174,13 +176,21 @@ def fit_rule(samples: list[tuple[Detection, Detection, tuple | None]], review_be
                 np.where(c_box & l_box, l_score >= tl, ~c_box),
             )
             right = np.where(called_empty, empty, np.where(take_learned, l_right, c_right))
-            total = right[~empty].sum() / n_spec + right_empty.sum() / n_empty
-            key = (round(float(total), 9), -el, -ec, -tl, agree_box == "classical")
+            specimens, empties = right[~empty].sum() / n_spec, right_empty.sum() / n_empty
+            # the worse of the two rates first (both have a target), then their sum
+            key = (
+                round(float(min(specimens, empties)), 9),
+                round(float(specimens + empties), 9),
+                -el,
+                -ec,
+                -tl,
+                agree_box == "classical",
+            )
             if best_key is None or key > best_key:
                 best, best_key = FusionRule(el, ec, tl, agree_box, review_below), key
     result = score_rule(best, samples)
     # the grid search above restates ``decide`` in arrays; the two must agree on the winner's score
-    if abs(result["specimens_right"] + result["empty_right"] - best_key[0]) > 1e-6:
+    if abs(result["specimens_right"] + result["empty_right"] - best_key[1]) > 1e-6:
         raise AssertionError(f"fit_rule's search and decide() disagree on {best}")
     confidence = {s: round((right + 1) / (n + 2), 4) for s, (n, right) in result["situations"].items()}
     return FusionRule(**{**best.as_dict(), "confidence": confidence}), result
