@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import bisect
 import csv
+import importlib.util
+import json
 import math
 import shutil
 import statistics
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -445,6 +448,58 @@ def test_barcode_keys_strip_n_and_mark_missing():
     assert np.array_equal(barcode_keys(pa.chunked_array([pa.array(["x", "ACGT"]).slice(1)])), keys[:1])
 
 
+def _barcodes_in_files(table: pa.Table, folder, files: int, seed: int = 0) -> pa.Table:
+    """``table`` with its barcodes moved to ``files`` barcode files (rows scattered over them, in a shuffled order
+    within each): the keys, file and row columns and the list of files instead of ``dna_barcode``."""
+    from bioscan_rebuild.stats.genetics import FILES_METADATA, KEY_COLUMN, ROW_COLUMN, SHARD_COLUMN
+
+    rng = np.random.default_rng(seed)
+    n = table.num_rows
+    shard = rng.integers(0, files, n)
+    row = np.zeros(n, dtype=np.int64)
+    paths = []
+    for number in range(files):
+        members = rng.permutation(np.flatnonzero(shard == number))
+        row[members] = np.arange(members.size)
+        paths.append(str(folder / f"shard-{number:03d}.parquet"))
+        index = pa.array(members)
+        pq.write_table(
+            pa.table({"processid": table["processid"].take(index), "dna_barcode": table["dna_barcode"].take(index)}),
+            paths[-1],
+        )
+    lean = table.drop_columns(["dna_barcode"])
+    lean = lean.append_column(KEY_COLUMN, pa.array(barcode_keys(table["dna_barcode"])))
+    lean = lean.append_column(SHARD_COLUMN, pa.array(shard.astype(np.int32)))
+    lean = lean.append_column(ROW_COLUMN, pa.array(row))
+    return lean.replace_schema_metadata({FILES_METADATA: json.dumps(paths)})
+
+
+def test_barcodes_left_in_their_files_give_the_same_statistics(tmp_path):
+    """Keys + where each barcode lies (genetics.ShardBarcodes) stand for the dna_barcode column: the same tables,
+    the sampled reads read back from the files."""
+    from bioscan_rebuild.stats.genetics import ShardBarcodes, gather_reads, table_barcodes
+
+    table = generated_table(20_000, seed=11)
+    lean = _barcodes_in_files(table, tmp_path, files=3)
+    shards = ShardBarcodes.of_table(lean)
+    assert shards is not None and len(shards) == table.num_rows and ShardBarcodes.of_table(table) is None
+    rows = np.array([0, 5, 17, 18, 999, 19_999])
+    assert gather_reads(shards, rows) == table["dna_barcode"].take(pa.array(rows)).to_pylist()
+    assert gather_reads(shards, rows[::-1]) == gather_reads(shards, rows)[::-1]  # in the order asked
+    keys, _ = table_barcodes(lean)
+    assert np.array_equal(keys, barcode_keys(table["dna_barcode"]))
+    first = compute_stats(table, seed=2, pairs_per_comparison=300)
+    second = compute_stats(lean, seed=2, pairs_per_comparison=300)
+    for name in TABLES:
+        pd.testing.assert_frame_equal(first[name], second[name], check_exact=True, obj=name)
+    assert second["genetic_distances"]["pairs"].gt(0).all()
+    with pytest.raises(ValueError, match="dna_barcode"):
+        compute_stats(lean.replace_schema_metadata({}))  # the keys without the files: no barcodes to read
+    with pytest.raises(RuntimeError, match="fewer rows"):
+        pq.write_table(pa.table({"processid": ["x"], "dna_barcode": ["ACGT"]}), shards.paths[0])
+        shards.take(np.flatnonzero(shards.shard == 0)[-1:])
+
+
 # ----------------------------------------------------------------------------------------------- a sample release
 @pytest.fixture(scope="module")
 def sample_release(tmp_path_factory):
@@ -576,3 +631,152 @@ def test_the_command_writes_the_statistics(sample_release, tmp_path, capsys):
     capsys.readouterr()
     assert main(["stats", str(tmp_path / "nothing"), "-o", str(tmp_path / "x")]) == 2
     assert "no release metadata" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------- the workflow path
+def _plain_workflow_rows(curated, barcodes, splits, images) -> pa.Table:
+    """The export's rows built the plain way: whole tables in pandas, every image column, the release columns as
+    plain strings, the barcodes themselves; cut to the statistics' columns, in release order (split, shard,
+    the shard's order)."""
+    from bioscan_rebuild.export.spool import shard_release_rows
+    from bioscan_rebuild.stats.compute import STAT_COLUMNS
+
+    curated_frame = pq.read_table(curated).to_pandas().set_index("processid")
+    split_frame = pq.read_table(splits).to_pandas().set_index("processid")
+    per_split = {split: [] for split in SPLITS}
+    for barcode_path, image_path in zip(barcodes, images):
+        shard = pq.read_table(barcode_path, columns=["processid", "dna_barcode"])
+        image_frame = pq.read_table(image_path).to_pandas().set_index("processid")
+        rows = shard_release_rows(curated_frame, shard, split_frame, image_frame).select(list(STAT_COLUMNS))
+        for split in SPLITS:
+            per_split[split].append(rows.filter(pc.equal(rows["split"], split)))
+    return pa.concat_tables([part for split in SPLITS for part in per_split[split]])
+
+
+def _decoded(table: pa.Table, name: str) -> list:
+    column = table[name]
+    return (column.cast(pa.string()) if pa.types.is_dictionary(column.type) else column).to_pylist()
+
+
+@pytest.fixture(scope="module")
+def awkward_inputs(sample_release, tmp_path_factory):
+    """The sample's workflow inputs with what a real run also holds: curated records without a split, a split
+    outside the published ones, barcodes of no curated record, records without an image result (and, from the
+    fixture, image results without size fields)."""
+    tmp = tmp_path_factory.mktemp("stats_awkward")
+    inputs = sample_release["inputs"]
+    splits = pq.read_table(inputs["splits"])
+    keep = np.arange(splits.num_rows) % 11 != 3
+    splits = splits.filter(pa.array(keep))
+    split_values = splits["split"].to_pylist()
+    split_values[5] = "retired"
+    splits = splits.set_column(1, "split", pa.array(split_values, splits.schema.field("split").type))
+    pq.write_table(splits, tmp / "splits.parquet")
+    barcodes, images = [], []
+    for i, (barcode_path, image_path) in enumerate(zip(inputs["barcodes"], inputs["images"])):
+        shard = pq.read_table(barcode_path)  # a barcode of no curated record first
+        stray = pa.Table.from_pylist([{"processid": f"STRAY{i}-24", "dna_barcode": "ACGTACGTACGTACGTAC"}])
+        barcodes.append(tmp / f"shard-{i:03d}.parquet")
+        shard = shard.select(stray.column_names)
+        pq.write_table(pa.concat_tables([stray.cast(shard.schema), shard]), barcodes[-1])
+        image_table = pq.read_table(image_path)
+        images.append(tmp / f"images-{i}.parquet")
+        pq.write_table(image_table.filter(pa.array(np.arange(image_table.num_rows) % 7 != 2)), images[-1])
+    return {"curated": inputs["curated"], "barcodes": barcodes, "splits": tmp / "splits.parquet", "images": images}
+
+
+@pytest.mark.parametrize("which", ["sample", "awkward"])
+def test_the_lean_workflow_table_holds_the_rows_the_export_builds(sample_release, awkward_inputs, which):
+    from bioscan_rebuild.stats.compute import LABEL_COLUMNS, STAT_COLUMNS
+    from bioscan_rebuild.stats.genetics import ShardBarcodes
+    from bioscan_rebuild.stats.stage import read_workflow_table
+
+    inputs = sample_release["inputs"] if which == "sample" else awkward_inputs
+    plain = _plain_workflow_rows(**inputs)
+    full = read_workflow_table(**inputs, with_barcodes=True)
+    lean = read_workflow_table(**inputs)
+    assert plain.num_rows == full.num_rows == lean.num_rows > 200
+    assert "dna_barcode" not in lean.column_names and lean.nbytes < full.nbytes
+    for name in STAT_COLUMNS:
+        assert _decoded(full, name) == plain[name].to_pylist(), name
+        if name in LABEL_COLUMNS:
+            assert pa.types.is_dictionary(lean.schema.field(name).type), name
+        if name != "dna_barcode":
+            assert _decoded(lean, name) == plain[name].to_pylist(), name
+    shards = ShardBarcodes.of_table(lean)
+    assert shards.take(np.arange(lean.num_rows)) == plain["dna_barcode"].to_pylist()
+    assert np.array_equal(lean["dna_barcode_key"].to_numpy(), barcode_keys(plain["dna_barcode"]))
+    if which == "awkward":  # fewer records released, none in the retired split
+        assert lean.num_rows < read_workflow_table(**sample_release["inputs"]).num_rows
+        assert set(_decoded(lean, "split")) <= set(SPLITS)
+
+
+def test_the_workflow_path_writes_the_release_paths_files_byte_for_byte(sample_release, tmp_path):
+    from bioscan_rebuild.stats.stage import read_workflow_table, run_stats, stats_of_table
+
+    run_stats(sample_release["release"], tmp_path / "release", seed=2, pairs_per_comparison=150, figures=False)
+    table = read_workflow_table(**sample_release["inputs"])
+    stats_of_table(table, tmp_path / "workflow", seed=2, pairs_per_comparison=150, figures=False)
+    names = sorted(p.name for p in (tmp_path / "release").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "workflow").iterdir()) and "stats.json" in names
+    for name in names:
+        assert (tmp_path / "release" / name).read_bytes() == (tmp_path / "workflow" / name).read_bytes(), name
+
+
+def test_the_workflow_table_of_no_shards_is_empty_with_its_columns(sample_release):
+    from bioscan_rebuild.stats.stage import read_workflow_table, workflow_schema
+
+    inputs = {**sample_release["inputs"], "barcodes": [], "images": []}
+    assert read_workflow_table(**inputs).schema.equals(workflow_schema())
+    assert read_workflow_table(**inputs, with_barcodes=True).schema.equals(workflow_schema(with_barcodes=True))
+
+
+# ----------------------------------------------------------------------------------------------- the benchmark's data
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "stats.py"
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_stats", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_the_benchmarks_workflow_inputs_are_what_the_stages_write_and_give_the_release(sample_release, tmp_path):
+    """bench/stats.py --workflow at a small size: the stages' schemas and file layout, records in the shard
+    ``core.schemas.shard_of`` gives them, and the workflow path on them gives the generated release's rows."""
+    from bioscan_rebuild.core.schemas import shard_of
+    from bioscan_rebuild.images.shard import IMAGE_RECORD_SCHEMA
+    from bioscan_rebuild.metadata.stage import BARCODE_TABLE_SCHEMA
+    from bioscan_rebuild.stats.compute import STAT_COLUMNS
+    from bioscan_rebuild.stats.stage import read_release_table, read_workflow_table
+
+    built = _bench().build_release(tmp_path / "release", 3_000, seed=1, workflow=tmp_path / "workflow", shards=8)
+    inputs = built["workflow_inputs"]
+    assert built["records"] == 3_000 and len(inputs["barcodes"]) == len(inputs["images"]) == 8
+    real_curated = pq.read_schema(sample_release["inputs"]["curated"]).remove_metadata()
+    assert pq.read_schema(inputs["curated"]).remove_metadata().equals(real_curated)
+    splits = pq.read_table(inputs["splits"])
+    assert splits.column_names == ["processid", "split", "chunk"] and splits.num_rows == 3_000
+    assert splits["processid"].to_pylist() == sorted(splits["processid"].to_pylist())
+    curated_rows = pq.read_metadata(inputs["curated"]).num_rows
+    barcode_rows = 0
+    for number, (barcode_path, image_path) in enumerate(zip(inputs["barcodes"], inputs["images"])):
+        assert Path(barcode_path).name == f"shard-{number:03d}.parquet"
+        assert Path(image_path).parent.name == f"shard-{number:03d}"
+        shard = pq.read_table(barcode_path)
+        assert shard.schema.remove_metadata().equals(BARCODE_TABLE_SCHEMA)
+        assert pq.read_schema(image_path).remove_metadata().equals(IMAGE_RECORD_SCHEMA)
+        assert (shard_of(shard["processid"].to_pylist(), 8) == number).all()
+        barcode_rows += shard.num_rows
+    assert 3_000 < curated_rows < barcode_rows  # records without a split; barcodes of no curated record
+    release = read_release_table(tmp_path / "release")
+    workflow = read_workflow_table(inputs["curated"], inputs["barcodes"], inputs["splits"], inputs["images"])
+    for name in STAT_COLUMNS:
+        if name != "dna_barcode":
+            assert _decoded(workflow, name) == _decoded(release, name), name
+    assert np.array_equal(workflow["dna_barcode_key"].to_numpy(), barcode_keys(release["dna_barcode"]))
+    first = compute_stats(release, pairs_per_comparison=100)
+    second = compute_stats(workflow, pairs_per_comparison=100)
+    for name in TABLES:
+        pd.testing.assert_frame_equal(first[name], second[name], check_exact=True, obj=name)

@@ -8,7 +8,9 @@ columns may be plain or dictionary-encoded; a missing value is null or an empty 
 dictionary-encoded once (integer codes, category names sorted), so every count is a ``numpy.bincount`` or
 ``numpy.unique`` over integers, and tables come out in an order fixed by the data alone. The barcode column is
 never turned into Python strings: distinct barcodes are counted on 64-bit keys (``genetics.barcode_keys``) and the
-genetic distances read only the sampled rows (``genetics``).
+genetic distances read only the sampled rows (``genetics``). Instead of ``dna_barcode`` a table may carry the keys
+and where each barcode lies in its barcode shard file (``genetics.ShardBarcodes``, as
+``stats.stage.read_workflow_table`` builds it): the same statistics, without holding the barcodes.
 
 Tables (ints are int64; ties are broken by name, missing names last):
 
@@ -47,7 +49,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from bioscan_rebuild.core.schemas import RANKS, SPLITS
-from bioscan_rebuild.stats.genetics import COMPARISONS, METHOD, K, barcode_keys, distance_tables
+from bioscan_rebuild.stats.genetics import COMPARISONS, METHOD, K, ShardBarcodes, distance_tables, table_barcodes
 
 # The published BIOSCAN-5M figures (5,150,850 records), as the project's dataset spec (spec/dataset.md) quotes
 # them from Gharaee et al., "BIOSCAN-5M: A Multimodal Dataset for Insect Biodiversity", NeurIPS 2024 Datasets
@@ -342,14 +344,16 @@ def compute_stats(table: pa.Table, *, seed: int = 0, pairs_per_comparison: int =
     """Every statistic of a release's metadata ``table`` (module docstring): table name -> DataFrame, in the
     order of :data:`TABLES`. ``seed`` and ``pairs_per_comparison`` drive the genetic-distance pairs; the
     ``genetic_distances`` table carries them in ``.attrs`` (method, k, seed, pairs_per_comparison)."""
-    missing = [name for name in STAT_COLUMNS if name not in table.column_names]
+    in_files = "dna_barcode" not in table.column_names and ShardBarcodes.of_table(table) is not None
+    needed = [name for name in STAT_COLUMNS if not (in_files and name == "dna_barcode")]
+    missing = [name for name in needed if name not in table.column_names]
     if missing:
         raise ValueError(f"the table has no column {', '.join(missing)} (a release's metadata table has them all)")
     records = table.num_rows
     labels = {name: encode_labels(table[name]) for name in LABEL_COLUMNS}
-    keys = barcode_keys(table["dna_barcode"])
+    keys, barcodes = table_barcodes(table)
     distances, distance_histogram = distance_tables(
-        table["dna_barcode"],
+        barcodes,
         {rank: labels[rank].codes for rank in ("species", "genus", "order", "dna_bin")},
         keys != 0,
         seed=seed,

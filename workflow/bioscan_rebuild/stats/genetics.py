@@ -25,6 +25,9 @@ seed give the same pairs every time; only records with a barcode take part:
   orders would be far apart anyway.
 
 Only the sampled rows' barcodes are read (``pyarrow.compute.take``), never the whole column as Python objects.
+A table may also leave its barcodes in the barcode shard files they came from (:class:`ShardBarcodes`: per row a
+key, a file and a row in it, as ``stats.stage.read_workflow_table`` builds it); then only the sampled rows are read
+back from those files.
 
 **Barcode identity** (:func:`barcode_keys`): a 64-bit BLAKE2b hash of each barcode with its leading and trailing
 ``N`` removed, computed straight from the Arrow buffers; distinct barcodes are distinct keys. Two different
@@ -35,11 +38,13 @@ BIOSCAN-5M).
 from __future__ import annotations
 
 import hashlib
+import json
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 K = 12
 METHOD = "mash"
@@ -244,9 +249,79 @@ def sample_pairs(
     return out
 
 
-def gather_reads(barcodes: pa.ChunkedArray | pa.Array, rows: np.ndarray) -> list[str | None]:
+# ------------------------------------------------------------------------------------------- barcodes left in files
+KEY_COLUMN = "dna_barcode_key"  # barcode_keys of the row's barcode (uint64)
+SHARD_COLUMN = "dna_barcode_shard"  # the barcode file holding it: an index into the table's list of files (int32)
+ROW_COLUMN = "dna_barcode_row"  # its row in that file (int64)
+FILES_METADATA = b"bioscan_rebuild.stats.barcode_files"  # schema metadata: the files, a JSON list of paths
+
+
+def shard_barcode_schema() -> pa.Schema:
+    """The three columns that stand for ``dna_barcode`` in a table whose barcodes stay in their files."""
+    return pa.schema([(KEY_COLUMN, pa.uint64()), (SHARD_COLUMN, pa.int32()), (ROW_COLUMN, pa.int64())])
+
+
+class ShardBarcodes:
+    """A table's barcodes left in the barcode shard files (``processid``, ``dna_barcode``) its rows were built
+    from: per row the file (an index into ``paths``) and the row in it. The statistics read the text of only
+    the sampled rows (:meth:`take`); distinct barcodes are counted on keys computed when the rows were built.
+    At BIOSCAN-5M size that is 20 bytes a row instead of the 3.4 GB of barcode text."""
+
+    def __init__(self, paths, shard: np.ndarray, row: np.ndarray):
+        self.paths = [str(path) for path in paths]
+        self.shard = np.asarray(shard, dtype=np.int64)
+        self.row = np.asarray(row, dtype=np.int64)
+
+    @classmethod
+    def of_table(cls, table: pa.Table) -> ShardBarcodes | None:
+        """The barcodes of a table that carries :func:`shard_barcode_schema`'s columns and the list of files in
+        its schema metadata; None for any other table."""
+        metadata = table.schema.metadata or {}
+        if FILES_METADATA not in metadata or any(name not in table.column_names for name in (SHARD_COLUMN, ROW_COLUMN)):
+            return None
+        return cls(json.loads(metadata[FILES_METADATA]), _numbers(table[SHARD_COLUMN]), _numbers(table[ROW_COLUMN]))
+
+    def __len__(self) -> int:
+        return len(self.shard)
+
+    def take(self, rows: np.ndarray) -> list[str | None]:
+        """The barcodes of ``rows`` (row numbers of the table), in that order, reading each file that holds one
+        (its ``dna_barcode`` column) once."""
+        rows = np.asarray(rows, dtype=np.int64)
+        reads: list[str | None] = [None] * rows.size
+        shard, local = self.shard[rows], self.row[rows]
+        for number in np.unique(shard).tolist():
+            where = np.flatnonzero(shard == number)
+            column = pq.read_table(self.paths[number], columns=["dna_barcode"])["dna_barcode"]
+            if local[where].max() >= len(column):
+                raise RuntimeError(f"{self.paths[number]}: fewer rows than when the table was built (changed since?)")
+            taken = column.take(pa.array(local[where], pa.int64())).cast(pa.string()).to_pylist()
+            for position, read in zip(where.tolist(), taken):
+                reads[position] = read
+        return reads
+
+
+def _numbers(column: pa.ChunkedArray) -> np.ndarray:
+    return np.concatenate([chunk.to_numpy() for chunk in column.chunks]) if column.num_chunks else np.zeros(0)
+
+
+def table_barcodes(table: pa.Table) -> tuple[np.ndarray, pa.ChunkedArray | ShardBarcodes]:
+    """A table's barcode keys (:func:`barcode_keys`) and its barcodes for :func:`gather_reads`: the
+    ``dna_barcode`` column, else the :class:`ShardBarcodes` the table carries (its keys from ``KEY_COLUMN``)."""
+    if "dna_barcode" in table.column_names:
+        return barcode_keys(table["dna_barcode"]), table["dna_barcode"]
+    shards = ShardBarcodes.of_table(table)
+    if shards is None or KEY_COLUMN not in table.column_names:
+        raise ValueError("the table has no column dna_barcode (nor the barcode files and keys that stand for it)")
+    return _numbers(table[KEY_COLUMN]).astype(np.uint64), shards
+
+
+def gather_reads(barcodes: pa.ChunkedArray | pa.Array | ShardBarcodes, rows: np.ndarray) -> list[str | None]:
     """The barcodes of ``rows`` (sorted row numbers) as Python strings, taken chunk by chunk: ``take`` on the
-    whole chunked column would first join its chunks (3.4 GB of text for BIOSCAN-5M)."""
+    whole chunked column would first join its chunks (3.4 GB of text for BIOSCAN-5M). Barcodes left in their
+    files (:class:`ShardBarcodes`) are read back from them."""
+    if isinstance(barcodes, ShardBarcodes):
+        return barcodes.take(rows)
     if isinstance(barcodes, pa.Array):
         barcodes = pa.chunked_array([barcodes])
     bounds = np.cumsum([0, *(len(chunk) for chunk in barcodes.chunks)])
@@ -267,7 +342,7 @@ def _quantiles(values: np.ndarray) -> dict:
 
 
 def distance_tables(
-    barcodes: pa.ChunkedArray,
+    barcodes: pa.ChunkedArray | ShardBarcodes,
     groups: dict[str, np.ndarray],
     has_barcode: np.ndarray,
     *,
