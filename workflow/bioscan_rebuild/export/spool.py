@@ -107,16 +107,12 @@ def shard_release_rows(curated: pd.DataFrame, barcodes: pa.Table, splits: pd.Dat
     columns["chunk"] = pa.array([c or None for c in chunks], pa.string())  # no chunk folder: missing, as elsewhere
     if images is not None:
         rows = images.reindex(ids)  # missing -> NaN (also when the shard has no image rows at all)
-
-        def image_column(name):
-            return [None if pd.isna(v) else v for v in rows[name].to_numpy(dtype=object)]
-
         for name in ("image_status", "image_sha256", "params_key", *(f"sha256_{p}" for p in IMAGE_PACKAGES)):
-            columns[name] = pa.array(image_column(name), pa.string())
-        columns["original_full_is_source"] = pa.array(image_column("original_full_is_source"), pa.bool_())
-        columns["image_measurement_value"] = pa.array(image_column("image_measurement_value"), pa.int64())
-        columns["area_fraction"] = pa.array(image_column("area_fraction"), pa.float64())
-        columns["scale_factor"] = pa.array(image_column("scale_factor"), pa.float64())
+            columns[name] = pa.array(rows[name], pa.string(), from_pandas=True)  # NaN/None -> null
+        columns["original_full_is_source"] = pa.array(rows["original_full_is_source"], pa.bool_(), from_pandas=True)
+        columns["image_measurement_value"] = pa.array(rows["image_measurement_value"], pa.int64(), from_pandas=True)
+        columns["area_fraction"] = pa.array(rows["area_fraction"], pa.float64(), from_pandas=True)
+        columns["scale_factor"] = pa.array(rows["scale_factor"], pa.float64(), from_pandas=True)
     return pa.table({f.name: columns.get(f.name, _empty_column(n, f)) for f in SPOOL_SCHEMA}, schema=SPOOL_SCHEMA)
 
 

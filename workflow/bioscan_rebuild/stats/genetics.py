@@ -279,7 +279,7 @@ class ShardBarcodes:
         metadata = table.schema.metadata or {}
         if FILES_METADATA not in metadata or any(name not in table.column_names for name in (SHARD_COLUMN, ROW_COLUMN)):
             return None
-        return cls(json.loads(metadata[FILES_METADATA]), _numbers(table[SHARD_COLUMN]), _numbers(table[ROW_COLUMN]))
+        return cls(json.loads(metadata[FILES_METADATA]), table[SHARD_COLUMN].to_numpy(), table[ROW_COLUMN].to_numpy())
 
     def __len__(self) -> int:
         return len(self.shard)
@@ -301,10 +301,6 @@ class ShardBarcodes:
         return reads
 
 
-def _numbers(column: pa.ChunkedArray) -> np.ndarray:
-    return np.concatenate([chunk.to_numpy() for chunk in column.chunks]) if column.num_chunks else np.zeros(0)
-
-
 def table_barcodes(table: pa.Table) -> tuple[np.ndarray, pa.ChunkedArray | ShardBarcodes]:
     """A table's barcode keys (:func:`barcode_keys`) and its barcodes for :func:`gather_reads`: the
     ``dna_barcode`` column, else the :class:`ShardBarcodes` the table carries (its keys from ``KEY_COLUMN``)."""
@@ -313,7 +309,7 @@ def table_barcodes(table: pa.Table) -> tuple[np.ndarray, pa.ChunkedArray | Shard
     shards = ShardBarcodes.of_table(table)
     if shards is None or KEY_COLUMN not in table.column_names:
         raise ValueError("the table has no column dna_barcode (nor the barcode files and keys that stand for it)")
-    return _numbers(table[KEY_COLUMN]).astype(np.uint64), shards
+    return table[KEY_COLUMN].to_numpy().astype(np.uint64), shards
 
 
 def gather_reads(barcodes: pa.ChunkedArray | pa.Array | ShardBarcodes, rows: np.ndarray) -> list[str | None]:

@@ -145,15 +145,16 @@ def read_workflow_table(curated, barcodes, splits, images=None, *, with_barcodes
     per_split: dict[str, list[pa.Table]] = {split: [] for split in SPLITS}
     for number, (barcode_path, image_path) in enumerate(zip(barcodes, images)):
         shard_barcodes = pq.read_table(barcode_path, columns=["processid", "dna_barcode"])
-        rows = shard_release_rows(curated_table, shard_barcodes, split_table, None)
+        shard_images = pq.read_table(image_path).to_pandas().set_index("processid") if image_path else None
+        rows = shard_release_rows(curated_table, shard_barcodes, split_table, shard_images)
+        del shard_images
         # the file's rows it kept, in order: those of a released record, the records of its rows
         ids = shard_barcodes["processid"].cast(pa.string())
         kept = np.flatnonzero(pc.is_in(ids, value_set=rows["processid"].combine_chunks()).to_numpy())
         del shard_barcodes, ids
         if len(kept) != rows.num_rows:
             raise RuntimeError(f"{barcode_path}: the export kept {rows.num_rows} rows, not the {len(kept)} expected")
-        sizes = _size_fields(image_path, rows["processid"]) if image_path else {}
-        rows = _stat_rows(rows, schema, number, kept, sizes)
+        rows = _stat_rows(rows, schema, number, kept)
         split_of_row = rows["split"].to_numpy(zero_copy_only=False)
         for split in SPLITS:  # per shard, so only one shard's rows are ever copied
             part = rows.filter(pa.array(split_of_row == split))
@@ -226,29 +227,12 @@ def _categorical(column: pa.ChunkedArray) -> pd.Categorical:
     return pd.Categorical.from_codes(codes.astype(np.int32), categories=pd.Index(names, dtype=object))
 
 
-def _size_fields(path, processids: pa.ChunkedArray) -> dict[str, pa.Array]:
-    """The size fields of the records ``processids`` from a shard's image results, as the export takes them
-    (``shard_release_rows``: the value on the row of the same processid; missing without one). The export also
-    takes the image hashes and status, one Python value at a time; the statistics need only these three."""
-    frame = pq.read_table(path, columns=["processid", *SIZE_FIELDS]).to_pandas().set_index("processid")
-    rows = frame.reindex(processids.to_numpy(zero_copy_only=False))  # missing -> NaN
-    return {
-        name: pa.array(rows[name].to_numpy(dtype=np.float64, na_value=np.nan), from_pandas=True).cast(
-            SPOOL_SCHEMA.field(name).type
-        )
-        for name in SIZE_FIELDS
-    }
-
-
-def _stat_rows(rows: pa.Table, schema: pa.Schema, shard: int, kept: np.ndarray, sizes: dict) -> pa.Table:
-    """One shard's release rows cut to ``schema``: label columns dictionary-encoded, the size fields from
-    ``sizes`` (none: missing), and (unless the schema holds ``dna_barcode``) the barcodes as keys, this shard's
-    number and the rows of its file."""
+def _stat_rows(rows: pa.Table, schema: pa.Schema, shard: int, kept: np.ndarray) -> pa.Table:
+    """One shard's release rows cut to ``schema``: label columns dictionary-encoded and (unless the schema holds
+    ``dna_barcode``) the barcodes as keys, this shard's number and the rows of its file."""
     columns = []
     for field in schema:
-        if field.name in SIZE_FIELDS and field.name in sizes:
-            columns.append(sizes[field.name])
-        elif field.name in LABEL_COLUMNS:
+        if field.name in LABEL_COLUMNS:
             columns.append(pc.dictionary_encode(rows[field.name]).cast(field.type))
         elif field.name == KEY_COLUMN:
             columns.append(pa.array(barcode_keys(rows["dna_barcode"]), pa.uint64()))
