@@ -15,6 +15,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import REPO, require
 
@@ -35,7 +36,7 @@ from bioscan_rebuild.detect.yolo.backends import (  # noqa: E402
     nms_numpy,
     scale_boxes,
 )
-from bioscan_rebuild.detect.yolo.dataset import prepare_yolo_dataset  # noqa: E402
+from bioscan_rebuild.detect.yolo.dataset import prepare_yolo_dataset, quarter_turn_box  # noqa: E402
 from bioscan_rebuild.detect.yolo.offline import configure_offline  # noqa: E402
 from bioscan_rebuild.detect.yolo.train import train_detector  # noqa: E402
 from bioscan_rebuild.synth.photos import draw_well_photo  # noqa: E402
@@ -132,6 +133,49 @@ def test_prepare_real_dataset_uses_train_half_only(tmp_path, realdata, config_di
     for image in real:
         label = (root / "labels" / image.parent.name / (image.stem + ".txt")).read_text()
         assert (label == "") == (image.name.split(".")[0] in empty)
+
+
+def test_quarter_turn_box_follows_the_pixels():
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, size=(30, 50, 3), dtype=np.uint8)
+    box = (7, 4, 20, 25)
+    turned = np.rot90(image, 1)
+    x0, y0, x1, y1 = quarter_turn_box(box, 50, 30)
+    assert turned.shape[:2] == (50, 30)
+    np.testing.assert_array_equal(turned[y0:y1, x0:x1], np.rot90(image[4:25, 7:20], 1))
+    for _ in range(3):  # four turns: back where it started
+        x0, y0, x1, y1 = quarter_turn_box((x0, y0, x1, y1), *turned.shape[1::-1])
+        turned = np.rot90(turned, 1)
+    assert (x0, y0, x1, y1) == box
+
+
+def test_real_copies_are_turned_with_their_boxes(tmp_path, realdata, config_dir):
+    dev = realdata / "imgfilter-dev"
+    root = prepare_yolo_dataset(
+        tmp_path / "d",
+        coco_path=dev / "coco_annotations.json",
+        n_generated=2,
+        real_repeat=2,
+        draw_photo=draw_well_photo,
+    ).parent
+    copies = sorted(root.glob("images/train/*.copy1.jpg"))
+    assert len(copies) > 100
+    checked = 0
+    for copy in copies[:40]:
+        original = copy.with_name(copy.name.replace(".copy1", ""))
+        with Image.open(original) as a, Image.open(copy) as b:
+            assert b.size == a.size[::-1]
+            first = np.asarray(a.convert("L"), dtype=np.float32)
+            turned = np.asarray(b.convert("L"), dtype=np.float32)
+        assert np.abs(np.rot90(first, 1) - turned).mean() < 3  # the same photo, a quarter turn (JPEG loss only)
+        label_a = (root / "labels/train" / (original.stem + ".txt")).read_text().split()
+        label_b = (root / "labels/train" / (copy.stem + ".txt")).read_text().split()
+        assert bool(label_a) == bool(label_b)
+        if label_a:  # normalised (cx, cy, w, h) after the turn: (cy, 1 - cx, h, w)
+            cx, cy, w, h = map(float, label_a[1:])
+            np.testing.assert_allclose(list(map(float, label_b[1:])), [cy, 1 - cx, h, w], atol=2e-6)
+            checked += 1
+    assert checked > 20
 
 
 # --------------------------------------------------------------------------

@@ -38,6 +38,13 @@ def _yolo_label(box, width: int, height: int) -> str:
     return f"0 {cx:.6f} {cy:.6f} {(x1 - x0) / width:.6f} {(y1 - y0) / height:.6f}\n"
 
 
+def quarter_turn_box(box, width: int, height: int):
+    """``box`` (x0, y0, x1, y1) in a width×height photo after ``np.rot90(image, 1)`` (a quarter turn
+    anticlockwise; the photo becomes height×width)."""
+    x0, y0, x1, y1 = box
+    return (y0, width - x1, y1, width - x0)
+
+
 def _real_val(processid: str) -> bool:
     """A few real 'train'-half images (~1/16, by the third md5 hex digit) validate instead of train."""
     return hashlib.md5(processid.encode()).hexdigest()[2] == "0"
@@ -63,7 +70,9 @@ def prepare_yolo_dataset(
     the 'holdout' half only with ``include_holdout`` (for a final model; it then cannot be scored
     on the holdout). Empty wells get empty label files. ~1/16 of the real images go to validation.
     Real images are copied into out_dir only (training ones ``real_repeat`` times, to weigh the few
-    real photos up against the generated ones).
+    real photos up against the generated ones); copy k is turned k quarter turns, so that with the
+    trainer's up/down and left/right flips a specimen is seen in all eight orientations (wells are
+    photographed from above: none is preferred).
     Generated: ``n_generated`` photos from ``draw_photo(np.random.default_rng([seed, i]), kind)``
     (kinds by ``GENERATED_KIND_MIX``: 70% specimen, 15% empty, 15% edge), written as JPEG at
     ``jpeg_quality``; the last ``val_fraction`` of them for validation. Deterministic for a
@@ -107,11 +116,20 @@ def prepare_yolo_dataset(
                 src = images / truth.file_name
                 with Image.open(src) as image:
                     width, height = image.size
-                label = _yolo_label(truth.box, width, height) if truth.box else ""
+                    pixels = None if split == "val" or int(real_repeat) < 2 else np.asarray(image.convert("RGB"))
                 stem = Path(truth.file_name).stem
                 for copy in range(1 if split == "val" else max(1, int(real_repeat))):
                     name = stem if copy == 0 else f"{stem}.copy{copy}"
-                    shutil.copyfile(src, out / "images" / split / f"{name}.jpg")
+                    box, w, h = truth.box, width, height
+                    if copy == 0:
+                        shutil.copyfile(src, out / "images" / split / f"{name}.jpg")
+                    else:
+                        turned = np.ascontiguousarray(np.rot90(pixels, copy % 4))
+                        for _ in range(copy % 4):
+                            box = quarter_turn_box(box, w, h) if box else None
+                            w, h = h, w
+                        (out / "images" / split / f"{name}.jpg").write_bytes(encode_jpeg(turned, 95))
+                    label = _yolo_label(box, w, h) if box else ""
                     (out / "labels" / split / f"{name}.txt").write_text(label)
                 counts[f"{split}_real" + ("_empty" if truth.box is None else "")] += 1
 
