@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.detect.base import Detection
-from bioscan_rebuild.detect.fusion import FusionRule, decide, fit_rule, fuse, score_rule
+from bioscan_rebuild.detect.evaluate import iou
+from bioscan_rebuild.detect.fusion import FusionRule, decide, fit_rule, fuse, mean_box, score_rule
 from bioscan_rebuild.images.corrections import load_box_corrections, outcomes, parse_box, read_box_corrections
 from bioscan_rebuild.images.process import review_reasons
 
@@ -156,3 +159,19 @@ def test_fit_rule_finds_the_thresholds_that_separate_the_cases():
     assert rule.confidence["classical_chosen"] == round(21 / 22, 4)
     assert rule.confidence["empty"] == round(11 / 12, 4)
     assert rule.confidence["agree"] == 0.5  # no photo: (0 + 1) / (0 + 2)
+
+
+def test_agreeing_boxes_can_be_averaged():
+    """agree_box "mean": each side half-way between the two boxes; the organism's pixels stay the classical
+    mask's. The fit takes it where the two agree but each is wrong half of the time and their mean always right."""
+    assert mean_box((100, 100, 300, 260), (110, 105, 310, 270)) == (105, 102, 305, 265)  # 102.5 -> 102 (even)
+    averaged = fuse(_c(C_BOX), _l(L_BOX, 0.9), replace(RULE, agree_box="mean"), (768, 1024))
+    assert (averaged.box, averaged.score, averaged.pixel_count) == ((105, 102, 305, 265), 0.95, 999)
+    truth = (100, 100, 200, 200)
+    off, near = (81, 81, 181, 181), (95, 95, 195, 195)  # IoU with the truth 0.49 and 0.82; with each other 0.59
+    assert iou(off, truth) < 0.5 <= iou(near, truth) and iou(off, near) >= 0.5 <= iou(mean_box(off, near), truth)
+    samples = [(_c(off, 150.0), _l(near, 0.8), truth)] * 10 + [(_c(near, 150.0), _l(off, 0.8), truth)] * 10
+    samples += [(_c(None), _l(None, 0.0), None)] * 5
+    rule, result = fit_rule(samples)
+    assert (rule.agree_box, result["specimens_right"], result["empty_right"]) == ("mean", 1.0, 1.0)
+    assert decide(samples[0][0], samples[0][1], rule) == ("agree", "mean")

@@ -8,7 +8,8 @@ the classical one takes for the specimen. So per photo:
 1. **Empty well** when the learned score is below ``empty_learned_max`` (or it found nothing) *and* the
    classical peak strength is below ``empty_classical_max`` (or it found nothing).
 2. Otherwise, when both have a box and they overlap (IoU >= ``AGREE_IOU``): ``agree_box`` says whose box
-   (the classical one follows the organism's mask; the learned one includes pale appendages).
+   (the classical one follows the organism's mask; the learned one includes pale appendages; ``mean``: the
+   average of the two, each side half-way between them).
 3. They disagree (different boxes, or only one has one): the learned box when its score reaches
    ``trust_learned``, else the classical box, else the learned one.
 
@@ -37,6 +38,7 @@ from bioscan_rebuild.detect.shipped import FUSION_RULE, shipped
 VERSION = "fusion-1"
 AGREE_IOU = 0.5
 RIGHT_IOU = 0.5  # a box is right when its IoU with the hand-drawn one reaches this
+AGREE_BOXES = ("classical", "learned", "mean")  # in the fit's tie order
 SITUATIONS = ("agree", "learned_chosen", "classical_chosen", "learned_only", "classical_only", "empty")
 REVIEW_REASONS = ("low_confidence", "backends_disagree", "several_specimens", "box_on_rim")
 
@@ -66,6 +68,19 @@ def has_box(detection: Detection | None) -> bool:
     return detection is not None and detection.status != "no_object" and detection.box is not None
 
 
+def mean_box(a, b) -> tuple[int, int, int, int]:
+    """Each side half-way between the two boxes' (rounded half to even, as ``round``)."""
+    return tuple(int(round((u + v) / 2)) for u, v in zip(a, b, strict=True))
+
+
+def chosen_box(source: str, classical: Detection, learned: Detection):
+    """The box a ``decide`` source stands for (None for ``none``)."""
+    if source == "mean":
+        return mean_box(classical.box, learned.box)
+    chosen = {"classical": classical, "learned": learned}.get(source)
+    return None if chosen is None else chosen.box
+
+
 def decide(classical: Detection, learned: Detection, rule: FusionRule) -> tuple[str, str]:
     """(situation, source): which box the rule takes (``source`` in classical / learned / none)."""
     c_box, l_box = has_box(classical), has_box(learned)
@@ -93,31 +108,33 @@ def fuse(classical: Detection, learned: Detection, rule: FusionRule, shape_hw: t
         has_box(classical) and has_box(learned) and box_iou(classical.box, learned.box) < AGREE_IOU
     ):
         reasons.append("backends_disagree")
-    chosen = {"classical": classical, "learned": learned}.get(source)
+    # the organism's pixels come from the classical mask whenever its box is (part of) the answer
+    chosen = {"classical": classical, "learned": learned, "mean": classical}.get(source)
     if chosen is None:
         return Detection("no_object", None, score=confidence, candidates=0, review=tuple(reasons))
     if chosen.status == "multiple_candidates":
         reasons.append("several_specimens")
     height, width = shape_hw
-    x0, y0, x1, y1 = chosen.box
+    box = chosen_box(source, classical, learned)
+    x0, y0, x1, y1 = box
     m = rule.rim_margin
     if x0 <= m or y0 <= m or x1 >= width - m or y1 >= height - m:
         reasons.append("box_on_rim")
     return Detection(
         chosen.status,
-        chosen.box,
-        pixel_count=chosen.pixel_count if source == "classical" else None,
+        box,
+        pixel_count=chosen.pixel_count if source != "learned" else None,
         score=confidence,
         candidates=chosen.candidates,
-        mask=chosen.mask if source == "classical" else None,
+        mask=chosen.mask if source != "learned" else None,
         review=tuple(reasons),
     )
 
 
-def _right(situation_source: str, detection: Detection | None, truth_box) -> bool:
-    if situation_source == "none":
+def _right(box, truth_box) -> bool:
+    if box is None:
         return truth_box is None
-    return truth_box is not None and box_iou(detection.box, truth_box) >= RIGHT_IOU
+    return truth_box is not None and box_iou(box, truth_box) >= RIGHT_IOU
 
 
 def score_rule(rule: FusionRule, samples: list[tuple[Detection, Detection, tuple | None]]) -> dict:
@@ -126,8 +143,7 @@ def score_rule(rule: FusionRule, samples: list[tuple[Detection, Detection, tuple
     specimens = empties = right_specimens = right_empties = 0
     for classical, learned, truth in samples:
         situation, source = decide(classical, learned, rule)
-        chosen = {"classical": classical, "learned": learned}.get(source)
-        right = _right(source, chosen, truth)
+        right = _right(chosen_box(source, classical, learned), truth)
         per[situation][0] += 1
         per[situation][1] += int(right)
         if truth is None:
@@ -159,6 +175,11 @@ def fit_rule(samples: list[tuple[Detection, Detection, tuple | None]], review_be
     empty = np.array([t is None for _, _, t in samples])
     c_right = np.array([has_box(c) and t is not None and box_iou(c.box, t) >= RIGHT_IOU for c, _, t in samples])
     l_right = np.array([has_box(y) and t is not None and box_iou(y.box, t) >= RIGHT_IOU for _, y, t in samples])
+    agree_right = {
+        "classical": c_right,
+        "learned": l_right,
+        "mean": np.array([bool(a) and _right(mean_box(c.box, y.box), t) for (c, y, t), a in zip(samples, agree)]),
+    }
     n_spec, n_empty = max(1, int((~empty).sum())), max(1, int(empty.sum()))
 
     quantiles = np.linspace(0, 1, 41)
@@ -169,13 +190,10 @@ def fit_rule(samples: list[tuple[Detection, Detection, tuple | None]], review_be
     for el, ec in itertools.product(empty_l, empty_c):
         called_empty = (l_score < el) & (~c_box | (c_score <= ec))
         right_empty = called_empty & empty
-        for tl, agree_box in itertools.product(trust, ("classical", "learned")):
-            take_learned = np.where(
-                agree,
-                agree_box == "learned",
-                np.where(c_box & l_box, l_score >= tl, ~c_box),
-            )
-            right = np.where(called_empty, empty, np.where(take_learned, l_right, c_right))
+        for tl, agree_box in itertools.product(trust, AGREE_BOXES):
+            take_learned = np.where(c_box & l_box, l_score >= tl, ~c_box)
+            chosen_right = np.where(agree, agree_right[agree_box], np.where(take_learned, l_right, c_right))
+            right = np.where(called_empty, empty, chosen_right)
             specimens, empties = right[~empty].sum() / n_spec, right_empty.sum() / n_empty
             # the worse of the two rates first (both have a target), then their sum
             key = (
@@ -184,7 +202,7 @@ def fit_rule(samples: list[tuple[Detection, Detection, tuple | None]], review_be
                 -el,
                 -ec,
                 -tl,
-                agree_box == "classical",
+                -AGREE_BOXES.index(agree_box),
             )
             if best_key is None or key > best_key:
                 best, best_key = FusionRule(el, ec, tl, agree_box, review_below), key
