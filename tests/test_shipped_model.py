@@ -115,3 +115,48 @@ def test_ship_names_the_missing_files(tmp_path):
     (tmp_path / "trained" / "fusion.json").unlink()
     with pytest.raises(FileNotFoundError, match="fusion.json"):
         ship(tmp_path / "trained", tmp_path / "models")
+
+
+def test_merge_passes_fuses_overlapping_boxes_and_penalises_a_box_few_passes_see():
+    import numpy as np
+
+    from bioscan_rebuild.detect.yolo.backends import merge_passes
+
+    passes = [
+        (np.array([[100, 100, 200, 200], [500, 500, 520, 520]]), np.array([0.8, 0.6])),
+        (np.array([[110, 100, 210, 200]]), np.array([0.4])),  # the same object, shifted; the speck unseen
+    ]
+    boxes, scores = merge_passes(passes)
+    # score-weighted mean: x0 = (100 * 0.8 + 110 * 0.4) / 1.2; scores averaged over both passes
+    np.testing.assert_allclose(boxes[0], [(100 * 0.8 + 110 * 0.4) / 1.2, 100, (200 * 0.8 + 210 * 0.4) / 1.2, 200])
+    np.testing.assert_allclose(scores, [0.6, 0.3])
+    np.testing.assert_allclose(boxes[1], [500, 500, 520, 520])
+    # two boxes of the same pass are never merged into one object
+    one = merge_passes([(np.array([[0, 0, 10, 10], [0, 0, 10, 11]]), np.array([0.9, 0.5]))])
+    assert len(one[1]) == 2
+    empty = merge_passes([(np.zeros((0, 4)), np.zeros(0))] * 4)
+    assert empty[0].shape == (0, 4) and empty[1].shape == (0,)
+
+
+def test_tta_answers_a_mirrored_photo_with_the_mirrored_box(realdata):
+    """The four passes of a mirrored photo are the four passes of the photo, mirrored: the merged box must
+    mirror too (to a pixel), and TTA must report itself in the parameters (the image stage's key)."""
+    from bioscan_rebuild.detect.evaluate import load_coco_ground_truth, load_rgb
+    from bioscan_rebuild.detect.yolo.backends import OnnxDetector
+
+    dev = realdata / "imgfilter-dev"
+    truths = [t for t in load_coco_ground_truth(dev / "coco_annotations.json") if t.box][:6]
+    plain, tta = OnnxDetector(conf=0.01), OnnxDetector(conf=0.01, tta=True)
+    assert "tta" in tta.params() and "tta" not in plain.params()
+    images = [load_rgb(dev / t.file_name) for t in truths]
+    found = tta.detect_batch(images)
+    mirrored = tta.detect_batch([im[:, ::-1] for im in images])
+    assert sum(d.box is not None for d in found) >= 5
+    for image, a, b in zip(images, found, mirrored, strict=True):
+        assert (a.box is None) == (b.box is None)
+        if a.box is None:
+            continue
+        width = image.shape[1]
+        expected = (width - a.box[2], a.box[1], width - a.box[0], a.box[3])
+        assert max(abs(u - v) for u, v in zip(b.box, expected)) <= 1
+        assert abs(a.score - b.score) < 1e-3

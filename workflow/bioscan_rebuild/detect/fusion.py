@@ -51,6 +51,7 @@ class FusionRule:
     agree_box: str = "classical"
     review_below: float = 0.85  # confidence under this -> needs review (low_confidence)
     rim_margin: int = 2  # px: a box this close to the border is on the rim
+    learned_tta: bool = False  # the learned model runs with test-time augmentation (OnnxDetector ``tta``)
     confidence: dict = field(default_factory=lambda: dict.fromkeys(SITUATIONS, 0.5))
 
     @classmethod
@@ -159,7 +160,16 @@ def score_rule(rule: FusionRule, samples: list[tuple[Detection, Detection, tuple
     }
 
 
-def fit_rule(samples: list[tuple[Detection, Detection, tuple | None]], review_below: float = 0.85) -> tuple:
+def rule_key(result: dict) -> tuple[float, float]:
+    """What the fit maximises: the worse of the two rates (each has its own target: a sum would trade
+    specimens for the fewer empty wells), then their sum."""
+    specimens, empties = result["specimens_right"], result["empty_right"]
+    return round(float(min(specimens, empties)), 9), round(float(specimens + empties), 9)
+
+
+def fit_rule(
+    samples: list[tuple[Detection, Detection, tuple | None]], review_below: float = 0.85, learned_tta: bool = False
+) -> tuple:
     """The rule with the best rates of specimens right and empty wells right on ``samples`` (classical detection,
     learned detection, hand-drawn box or None): the highest worse-of-the-two (each rate has its own target: a
     sum would trade specimens for the fewer empty wells), then the highest sum, ties to the smaller thresholds;
@@ -205,7 +215,7 @@ def fit_rule(samples: list[tuple[Detection, Detection, tuple | None]], review_be
                 -AGREE_BOXES.index(agree_box),
             )
             if best_key is None or key > best_key:
-                best, best_key = FusionRule(el, ec, tl, agree_box, review_below), key
+                best, best_key = FusionRule(el, ec, tl, agree_box, review_below, learned_tta=learned_tta), key
     result = score_rule(best, samples)
     # the grid search above restates ``decide`` in arrays; the two must agree on the winner's score
     if abs(result["specimens_right"] + result["empty_right"] - best_key[1]) > 1e-6:
@@ -230,8 +240,9 @@ class FusionDetector:
         from bioscan_rebuild.detect.yolo.backends import OnnxDetector
 
         self.classical = ClassicalDetector(**classical_params)
-        self.learned = OnnxDetector(weights, conf=learned_conf)
         self.rule = FusionRule.load(rule)
+        # the rule was fitted on the learned model's boxes with or without TTA: run it the same way
+        self.learned = OnnxDetector(weights, conf=learned_conf, tta=self.rule.learned_tta)
 
     def params(self) -> dict:
         return {

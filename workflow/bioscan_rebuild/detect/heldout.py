@@ -3,10 +3,12 @@
 The real dev sets (the project's hard cases, ``imgfilter-dev`` and ``imgfilter-more``: COCO boxes drawn by hand) are
 split once and for all by ``evaluate.dev_split`` (md5 of the processid): the ``train`` half may be trained and
 tuned on, the ``holdout`` half only scored. ``run_detectors`` runs the classical detector and the learned
-model (at a low bar, so the fusion sees its weak boxes too) once per photo; ``fit_fusion`` fits the rule on
-the train half; ``score_table`` scores every backend on a half: ``classical``, ``onnx`` (the learned model at
-its default bar), ``fusion``, and ``oracle`` (the better of the two boxes per photo: a ceiling, not a backend),
-overall and per image class of ``imgfilter-classes.csv``.
+model (at a low bar, so the fusion sees its weak boxes too; ``learned_tta``: also with test-time augmentation)
+once per photo; ``fit_fusion`` fits the rule on the train half (with and without TTA when both ran: the better
+fit wins); ``score_table`` scores every backend on a half: ``classical``, ``onnx`` (the learned model at its
+default bar; ``onnx_tta`` the same with TTA), ``fusion``, and ``oracle`` (the better of the classical box and
+the learned one the fusion sees, per photo: a ceiling, not a backend), overall and per image class of
+``imgfilter-classes.csv``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from bioscan_rebuild.detect.base import Detection
 from bioscan_rebuild.detect.evaluate import dev_split, iou, load_coco_ground_truth, load_rgb, summarize
-from bioscan_rebuild.detect.fusion import FusionRule, fit_rule, fuse, has_box
+from bioscan_rebuild.detect.fusion import FusionRule, fit_rule, fuse, has_box, rule_key
 
 LEARNED_LOW_BAR = 0.01  # the fusion sees every box the model scores above this
 ONNX_DEFAULT_CONF = 0.25  # the onnx backend's own bar (OnnxDetector's default)
@@ -63,10 +65,16 @@ def run_detectors(dev_dirs, detectors: dict, classes: dict | None = None, batch:
 
 
 def fit_fusion(rows: list[dict]) -> tuple[FusionRule, dict]:
-    """The rule fitted on the train half of ``run_detectors``' rows (keys ``classical`` and ``learned``)."""
-    samples = [(r["classical"], r["learned"], r["truth"]) for r in rows if r["half"] == "train"]
-    rule, result = fit_rule(samples)
-    return rule, {"photos": len(samples), **result}
+    """The rule fitted on the train half of ``run_detectors``' rows (keys ``classical`` and ``learned``, and
+    ``learned_tta`` when the model also ran with TTA: then the better of the two fits, by ``rule_key``; a tie
+    keeps the plain model, a quarter of the work)."""
+    fits = []
+    for tta in (False, True) if rows and "learned_tta" in rows[0] else (False,):
+        learned = "learned_tta" if tta else "learned"
+        samples = [(r["classical"], r[learned], r["truth"]) for r in rows if r["half"] == "train"]
+        rule, result = fit_rule(samples, learned_tta=tta)
+        fits.append((rule, {"photos": len(samples), **result}))
+    return max(fits, key=lambda fit: rule_key(fit[1]))  # max keeps the first of equals
 
 
 def _at_bar(detection: Detection, conf: float) -> Detection:
@@ -92,10 +100,13 @@ def _eval_row(row: dict, detection: Detection) -> dict:
 
 def backend_detections(row: dict, rule: FusionRule | None) -> dict[str, Detection]:
     out = {"classical": row["classical"], "onnx": _at_bar(row["learned"], ONNX_DEFAULT_CONF)}
+    if "learned_tta" in row:
+        out["onnx_tta"] = _at_bar(row["learned_tta"], ONNX_DEFAULT_CONF)
+    tta = rule is not None and rule.learned_tta
     if rule is not None:
-        out["fusion"] = fuse(row["classical"], row["learned"], rule, row["shape"])
+        out["fusion"] = fuse(row["classical"], row["learned_tta" if tta else "learned"], rule, row["shape"])
     # the ceiling: whichever of the two is right (for an empty well, right = no box)
-    candidates = [row["classical"], out["onnx"]]
+    candidates = [row["classical"], out["onnx_tta" if tta else "onnx"]]
     if row["truth"] is None:
         out["oracle"] = next((d for d in candidates if not has_box(d)), candidates[0])
     else:

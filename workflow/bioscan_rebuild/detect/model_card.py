@@ -4,7 +4,7 @@ that ships beside the model says exactly what that run did and measured."""
 from __future__ import annotations
 
 METRICS = (("mean_iou", "{:.3f}"), ("iou_ge_0.5", "{:.1%}"), ("iou_ge_0.75", "{:.1%}"), ("empty_recognised", "{:.1%}"))
-BACKEND_ORDER = ("classical", "onnx", "fusion", "oracle")
+BACKEND_ORDER = ("classical", "onnx", "onnx_tta", "fusion", "oracle")
 
 
 def _cell(summary: dict, key: str, fmt: str) -> str:
@@ -81,7 +81,12 @@ def model_card(report: dict, model_name: str, command: str) -> str:
         "## Scores on the held-out half",
         "",
         "IoU with the hand-drawn box (a missed specimen counts 0); empty wells recognised = reported `no_object`.",
-        "`oracle` is the better of the classical and onnx boxes per photo: a ceiling, not a backend.",
+        "`onnx_tta` is the same model with test-time augmentation (the photo and its three mirror images, boxes",
+        "merged). `oracle` is the better of the classical box and the learned one the fusion uses, per photo: a",
+        "ceiling, not a backend.",
+        "",
+        f"The fusion rule (`fusion.json`, fitted on the train half only) runs the model "
+        f"{'with' if (fusion.get('rule') or {}).get('learned_tta') else 'without'} test-time augmentation.",
         "",
         *holdout_table(fusion.get("holdout", {})),
         "",

@@ -135,6 +135,58 @@ def boxes_to_detection(boxes: np.ndarray, scores: np.ndarray, width: int, height
     )
 
 
+# Test-time augmentation: the photo as it is, then mirrored left-right, up-down, and both (wells are photographed
+# from above, so every mirror image is as likely a photo; the model was trained with these flips).
+TTA_FLIPS = ((False, False), (True, False), (False, True), (True, True))
+TTA_MERGE_IOU = 0.55  # boxes of different passes at or above this IoU are one object
+
+
+def flip_boxes(boxes: np.ndarray, width: int, height: int, flip_x: bool, flip_y: bool) -> np.ndarray:
+    """xyxy boxes of a mirrored photo -> the same boxes in the photo (mirroring is its own inverse)."""
+    out = np.asarray(boxes, np.float64).copy()
+    if flip_x:
+        out[:, [0, 2]] = width - out[:, [2, 0]]
+    if flip_y:
+        out[:, [1, 3]] = height - out[:, [3, 1]]
+    return out
+
+
+def merge_passes(passes: list[tuple[np.ndarray, np.ndarray]], iou: float = TTA_MERGE_IOU):
+    """Weighted box fusion of the boxes of several passes over one photo (each pass: xyxy boxes and scores,
+    in the photo's pixels). Greedily by score, a box and every box of the other passes overlapping it by
+    ``iou`` or more (the best one per pass) form an object; its box is their score-weighted mean, its score
+    the mean over *all* passes of each pass's score for it (0 where a pass missed it), so an object only
+    some passes see scores lower. Returns (boxes, scores), best first."""
+    n = len(passes)
+    boxes = np.concatenate([np.asarray(b, np.float64).reshape(-1, 4) for b, _ in passes])
+    scores = np.concatenate([np.asarray(s, np.float64).ravel() for _, s in passes])
+    which = np.concatenate([np.full(len(s), k) for k, (_, s) in enumerate(passes)])
+    order = np.argsort(-scores, kind="stable")
+    used = np.zeros(len(scores), bool)
+    out_boxes, out_scores = [], []
+    for i in order:
+        if used[i]:
+            continue
+        free = np.flatnonzero(~used)
+        near = free[_box_iou_one(boxes[i], boxes[free]) >= iou]
+        members = [i]
+        for k in range(n):  # the best box of each other pass
+            if k == which[i]:
+                continue
+            theirs = near[which[near] == k]
+            if theirs.size:
+                members.append(int(theirs[np.argmax(scores[theirs])]))
+        used[members] = True
+        weights = scores[members]
+        out_boxes.append((boxes[members] * weights[:, None]).sum(axis=0) / weights.sum())
+        out_scores.append(weights.sum() / n)
+    if not out_scores:
+        return np.zeros((0, 4), np.float64), np.zeros(0, np.float64)
+    out_boxes, out_scores = np.array(out_boxes), np.array(out_scores)
+    best = np.argsort(-out_scores, kind="stable")
+    return out_boxes[best], out_scores[best]
+
+
 def _as_rgb(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim == 2:
@@ -248,7 +300,10 @@ class OnnxDetector:
         batch: int = 16,
         max_det: int = 100,
         threads: int | None = None,
+        tta: bool = False,
     ):
+        """``tta``: also run the photo mirrored three ways and merge the four passes' boxes (``merge_passes``);
+        four times the inference."""
         import onnxruntime as ort
 
         self.weights = _resolve(weights, "model.onnx")
@@ -274,9 +329,10 @@ class OnnxDetector:
         self.conf, self.iou = float(conf), float(iou)
         self.batch = self.fixed_batch or int(batch)
         self.max_det = int(max_det)
+        self.tta = bool(tta)
 
     def params(self) -> dict:
-        return {
+        params = {
             "backend": self.name,
             "onnx_sha256": self.sha256,
             "conf": self.conf,
@@ -285,6 +341,9 @@ class OnnxDetector:
             "max_det": self.max_det,
             "separate_max_overlap": SEPARATE_MAX_OVERLAP,
         }
+        if self.tta:  # only when on, so that the stage key of a run without it stays as it was
+            params["tta"] = {"flips": [list(f) for f in TTA_FLIPS], "merge_iou": TTA_MERGE_IOU}
+        return params
 
     def detect(self, image: np.ndarray) -> Detection:
         return self.detect_batch([image])[0]
@@ -301,10 +360,11 @@ class OnnxDetector:
         blob *= np.float32(1 / 255)
         return np.ascontiguousarray(blob)
 
-    def detect_batch(self, images: list[np.ndarray], halves: list[np.ndarray] | None = None) -> list[Detection]:
-        out: list[Detection] = []
+    def _boxes(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per photo, the model's boxes above ``conf`` after NMS (xyxy, the photo's pixels) and scores."""
+        out = []
         for start in range(0, len(images), self.batch):
-            chunk = [_as_rgb(im) for im in images[start : start + self.batch]]
+            chunk = images[start : start + self.batch]
             blob = self._preprocess(chunk)
             preds = self.session.run(None, {self.input_name: blob})[0]
             for image, pred in zip(chunk, preds[: len(chunk)], strict=True):
@@ -316,5 +376,24 @@ class OnnxDetector:
                     boxes, scores = nms_numpy(pred, self.conf, self.iou, self.max_det)
                 if len(scores):
                     boxes = scale_boxes(blob.shape[2:], boxes, image.shape[:2])
-                out.append(boxes_to_detection(boxes, scores, image.shape[1], image.shape[0]))
+                out.append((boxes, scores))
         return out
+
+    def detect_batch(self, images: list[np.ndarray], halves: list[np.ndarray] | None = None) -> list[Detection]:
+        images = [_as_rgb(im) for im in images]
+        if not self.tta:
+            found = self._boxes(images)
+        else:
+            flips = TTA_FLIPS
+            mirrored = [
+                np.ascontiguousarray(im[:: -1 if fy else 1, :: -1 if fx else 1]) for im in images for fx, fy in flips
+            ]
+            passes = self._boxes(mirrored)
+            found = []
+            for i, image in enumerate(images):
+                height, width = image.shape[:2]
+                mine = passes[i * len(flips) : (i + 1) * len(flips)]
+                found.append(
+                    merge_passes([(flip_boxes(b, width, height, fx, fy), s) for (b, s), (fx, fy) in zip(mine, flips)])
+                )
+        return [boxes_to_detection(b, s, im.shape[1], im.shape[0]) for (b, s), im in zip(found, images, strict=True)]

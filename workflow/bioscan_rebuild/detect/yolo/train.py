@@ -174,7 +174,11 @@ def fit_and_score_fusion(onnx_path, dev_dirs, rule_path, classes_csv=None) -> di
     )
 
     dev_dirs = [Path(d) for d in (dev_dirs if isinstance(dev_dirs, (list, tuple)) else [dev_dirs])]
-    detectors = {"classical": ClassicalDetector(), "learned": OnnxDetector(onnx_path, conf=LEARNED_LOW_BAR)}
+    detectors = {
+        "classical": ClassicalDetector(),
+        "learned": OnnxDetector(onnx_path, conf=LEARNED_LOW_BAR),
+        "learned_tta": OnnxDetector(onnx_path, conf=LEARNED_LOW_BAR, tta=True),
+    }
     rows, seconds = run_detectors(dev_dirs, detectors, read_classes(classes_csv))
     rule, fit = fit_fusion(rows)
     provenance = {
