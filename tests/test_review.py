@@ -175,3 +175,21 @@ def test_agreeing_boxes_can_be_averaged():
     rule, result = fit_rule(samples)
     assert (rule.agree_box, result["specimens_right"], result["empty_right"]) == ("mean", 1.0, 1.0)
     assert decide(samples[0][0], samples[0][1], rule) == ("agree", "mean")
+
+
+def test_the_learned_models_bar_where_the_classical_detector_found_nothing_is_its_own():
+    """Debris the learned model scores 0.45 in wells where the classical detector sees nothing, but real
+    specimens it scores 0.4 beside a faint classical box: one bar cannot tell both apart, two can."""
+    truth = (100, 100, 200, 200)
+    samples = [(_c(None), _l(FAR_BOX, 0.45), None)] * 8  # debris in an empty well, classical: nothing
+    samples += [(_c(None), _l(truth, 0.7), truth)] * 8  # a specimen only the learned model finds
+    samples += [(_c(FAR_BOX, 50.0), _l(FAR_BOX, 0.1), None)] * 8  # faint debris both see
+    samples += [(_c(truth, 40.0), _l(truth, 0.4), truth)] * 8  # a faint specimen both see
+    rule, result = fit_rule(samples)
+    assert (result["specimens_right"], result["empty_right"]) == (1.0, 1.0)
+    assert rule.empty_learned_max <= 0.4 < 0.45 < rule.empty_learned_only_max <= 0.7
+    single = replace(rule, empty_learned_only_max=None)  # one bar for both: some photos must be wrong
+    assert min(score_rule(single, samples)["specimens_right"], score_rule(single, samples)["empty_right"]) < 1.0
+    assert decide(_c(None), _l(FAR_BOX, 0.45), rule) == ("empty", "none")
+    assert decide(_c(None), _l(truth, 0.7), rule) == ("learned_only", "learned")
+    assert decide(_c(None), _l(None, 0.0), replace(rule, empty_learned_only_max=0.0)) == ("empty", "none")

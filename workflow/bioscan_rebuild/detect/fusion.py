@@ -5,8 +5,9 @@ The two fail differently. The classical detector finds pale and thin specimens t
 never invents a box where nothing contrasts; the learned model ignores fibres, rim shadows and debris that
 the classical one takes for the specimen. So per photo:
 
-1. **Empty well** when the learned score is below ``empty_learned_max`` (or it found nothing) *and* the
-   classical peak strength is below ``empty_classical_max`` (or it found nothing).
+1. **Empty well** when neither found anything; when only the learned model found something and its score is
+   below ``empty_learned_only_max``; or when the classical detector found something, its peak strength is at
+   most ``empty_classical_max``, and the learned score is below ``empty_learned_max`` (or it found nothing).
 2. Otherwise, when both have a box and they overlap (IoU >= ``AGREE_IOU``): ``agree_box`` says whose box
    (the classical one follows the organism's mask; the learned one includes pale appendages; ``mean``: the
    average of the two, each side half-way between them).
@@ -46,6 +47,8 @@ REVIEW_REASONS = ("low_confidence", "backends_disagree", "several_specimens", "b
 @dataclass(frozen=True)
 class FusionRule:
     empty_learned_max: float = 0.25
+    # the learned model's bar where the classical detector found nothing; None = empty_learned_max
+    empty_learned_only_max: float | None = None
     empty_classical_max: float = 0.0
     trust_learned: float = 0.5
     agree_box: str = "classical"
@@ -87,15 +90,16 @@ def decide(classical: Detection, learned: Detection, rule: FusionRule) -> tuple[
     c_box, l_box = has_box(classical), has_box(learned)
     l_score = learned.score if l_box else 0.0
     c_score = classical.score if c_box else 0.0
-    if l_score < rule.empty_learned_max and (not c_box or c_score <= rule.empty_classical_max):
+    if not c_box:
+        only_max = rule.empty_learned_max if rule.empty_learned_only_max is None else rule.empty_learned_only_max
+        return ("learned_only", "learned") if l_box and l_score >= only_max else ("empty", "none")
+    if l_score < rule.empty_learned_max and c_score <= rule.empty_classical_max:
         return "empty", "none"
     if c_box and l_box and box_iou(classical.box, learned.box) >= AGREE_IOU:
         return "agree", rule.agree_box
     if c_box and l_box:
         return ("learned_chosen", "learned") if l_score >= rule.trust_learned else ("classical_chosen", "classical")
-    if c_box:
-        return "classical_only", "classical"
-    return "learned_only", "learned"
+    return "classical_only", "classical"
 
 
 def fuse(classical: Detection, learned: Detection, rule: FusionRule, shape_hw: tuple[int, int]) -> Detection:
@@ -196,26 +200,37 @@ def fit_rule(
     empty_l = sorted({0.0, *np.quantile(np.append(l_score[l_box], 0.0), quantiles).round(3).tolist()})
     empty_c = sorted({0.0, *np.quantile(np.append(c_score[c_box], 0.0), quantiles).round(1).tolist()})
     trust = np.round(np.linspace(0.05, 0.95, 19), 2).tolist()
+    # Photos where the classical detector found nothing depend on empty_learned_only_max alone: their right
+    # specimens and right empty wells for every candidate bar at once.
+    only_bars = np.array(empty_l)
+    only = ~c_box
+    only_empty = only & (~l_box | (l_score[None, :] < only_bars[:, None]))
+    only_right = np.where(only_empty, empty, l_right) & only
+    only_specimens, only_empties = (only_right & ~empty).sum(axis=1), (only_right & empty).sum(axis=1)
     best, best_key = None, None
     for el, ec in itertools.product(empty_l, empty_c):
-        called_empty = (l_score < el) & (~c_box | (c_score <= ec))
-        right_empty = called_empty & empty
+        called_empty = c_box & (l_score < el) & (c_score <= ec)
+        right_empties = int((called_empty & empty).sum()) + only_empties
         for tl, agree_box in itertools.product(trust, AGREE_BOXES):
-            take_learned = np.where(c_box & l_box, l_score >= tl, ~c_box)
+            take_learned = l_box & (l_score >= tl)
             chosen_right = np.where(agree, agree_right[agree_box], np.where(take_learned, l_right, c_right))
-            right = np.where(called_empty, empty, chosen_right)
-            specimens, empties = right[~empty].sum() / n_spec, right_empty.sum() / n_empty
-            # the worse of the two rates first (both have a target), then their sum
-            key = (
-                round(float(min(specimens, empties)), 9),
-                round(float(specimens + empties), 9),
-                -el,
-                -ec,
-                -tl,
-                -AGREE_BOXES.index(agree_box),
-            )
+            right_specimens = int((c_box & ~called_empty & ~empty & chosen_right).sum()) + only_specimens
+            specimens, empties = right_specimens / n_spec, right_empties / n_empty
+            # the worse of the two rates first (both have a target), then their sum; then the smaller bar
+            worst, total = np.minimum(specimens, empties).round(9), (specimens + empties).round(9)
+            k = int(np.lexsort((only_bars, -total, -worst))[0])
+            key = (float(worst[k]), float(total[k]), -el, -ec, -tl, -AGREE_BOXES.index(agree_box), -only_bars[k])
             if best_key is None or key > best_key:
-                best, best_key = FusionRule(el, ec, tl, agree_box, review_below, learned_tta=learned_tta), key
+                best_key = key
+                best = FusionRule(
+                    empty_learned_max=el,
+                    empty_classical_max=ec,
+                    trust_learned=tl,
+                    agree_box=agree_box,
+                    review_below=review_below,
+                    empty_learned_only_max=float(only_bars[k]),
+                    learned_tta=learned_tta,
+                )
     result = score_rule(best, samples)
     # the grid search above restates ``decide`` in arrays; the two must agree on the winner's score
     if abs(result["specimens_right"] + result["empty_right"] - best_key[1]) > 1e-6:
