@@ -59,7 +59,8 @@ def model_card(report: dict, model_name: str, command: str) -> str:
         "",
         "- Real: the `train` half (by `detect.evaluate.dev_split`, md5 of the processid) of the hand-boxed hard cases",
         f"  `{'`, `'.join(str(c) for c in real.get('coco', []))}`: {counts.get('train_real', 0)} specimens and "
-        f"{counts.get('train_real_empty', 0)} empty wells trained on (each {real.get('real_repeat', 1)}×), "
+        f"{counts.get('train_real_empty', 0)} empty wells trained on (each {real.get('real_repeat', 1)}×, copy k "
+        "turned k quarter turns; with the trainer's flips every orientation), "
         f"{counts.get('val_real', 0) + counts.get('val_real_empty', 0)} for validation. The `holdout` half was "
         "never trained or tuned on.",
         f"- Generated: {dataset.get('n_generated', 0)} synthetic well photos with exact boxes (seed "
