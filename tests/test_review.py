@@ -193,3 +193,12 @@ def test_the_learned_models_bar_where_the_classical_detector_found_nothing_is_it
     assert decide(_c(None), _l(FAR_BOX, 0.45), rule) == ("empty", "none")
     assert decide(_c(None), _l(truth, 0.7), rule) == ("learned_only", "learned")
     assert decide(_c(None), _l(None, 0.0), replace(rule, empty_learned_only_max=0.0)) == ("empty", "none")
+
+
+def test_the_fit_can_refuse_every_box_the_learned_model_finds_alone():
+    """The bars include one above every learned score: where each box the learned model finds alone is debris,
+    the fit must be able to call all those wells empty (a bar at the top score would keep that box)."""
+    samples = [(_c(None), _l(FAR_BOX, 0.9), None)] * 3 + [(_c(C_BOX), _l(C_BOX, 0.4), C_BOX)] * 3
+    rule, result = fit_rule(samples)
+    assert (result["specimens_right"], result["empty_right"]) == (1.0, 1.0)
+    assert rule.empty_learned_only_max > 0.9

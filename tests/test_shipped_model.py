@@ -131,9 +131,15 @@ def test_merge_passes_fuses_overlapping_boxes_and_penalises_a_box_few_passes_see
     np.testing.assert_allclose(boxes[0], [(100 * 0.8 + 110 * 0.4) / 1.2, 100, (200 * 0.8 + 210 * 0.4) / 1.2, 200])
     np.testing.assert_allclose(scores, [0.6, 0.3])
     np.testing.assert_allclose(boxes[1], [500, 500, 520, 520])
-    # two boxes of the same pass are never merged into one object
-    one = merge_passes([(np.array([[0, 0, 10, 10], [0, 0, 10, 11]]), np.array([0.9, 0.5]))])
-    assert len(one[1]) == 2
+    # two boxes of the same pass are never one object (nor counted twice): one per pass per object
+    boxes, scores = merge_passes(
+        [
+            (np.array([[0, 0, 10, 10], [0, 0, 10, 11]]), np.array([0.9, 0.5])),
+            (np.array([[0, 0, 10, 10]]), np.array([0.8])),
+        ]
+    )
+    np.testing.assert_allclose(scores, [0.85, 0.25])
+    np.testing.assert_allclose(boxes[1], [0, 0, 10, 11])
     empty = merge_passes([(np.zeros((0, 4)), np.zeros(0))] * 4)
     assert empty[0].shape == (0, 4) and empty[1].shape == (0,)
 
@@ -160,3 +166,20 @@ def test_tta_answers_a_mirrored_photo_with_the_mirrored_box(realdata):
         expected = (width - a.box[2], a.box[1], width - a.box[0], a.box[3])
         assert max(abs(u - v) for u, v in zip(b.box, expected)) <= 1
         assert abs(a.score - b.score) < 1e-3
+
+
+def test_tta_reports_no_box_at_or_below_its_bar(realdata):
+    """Each pass keeps weak boxes for the merge, but the backend's bar applies to the merged scores."""
+    from bioscan_rebuild.detect.evaluate import load_coco_ground_truth, load_rgb
+    from bioscan_rebuild.detect.yolo.backends import OnnxDetector
+
+    dev = realdata / "imgfilter-more"
+    images = [load_rgb(dev / t.file_name) for t in load_coco_ground_truth(dev / "coco_annotations.json")[:8]]
+    low = OnnxDetector(conf=0.01, tta=True).detect_batch(images)
+    assert any(d.box is not None and d.score <= 0.5 for d in low)  # the bar below matters for these photos
+    for strict, loose in zip(OnnxDetector(conf=0.5, tta=True).detect_batch(images), low, strict=True):
+        assert strict.box is None or strict.score > 0.5
+        if loose.box is not None and loose.score > 0.5:  # the same merge, then the bar: the same top box
+            assert (strict.box, strict.score) == (loose.box, loose.score)
+        else:
+            assert strict.box is None

@@ -86,7 +86,7 @@ def chosen_box(source: str, classical: Detection, learned: Detection):
 
 
 def decide(classical: Detection, learned: Detection, rule: FusionRule) -> tuple[str, str]:
-    """(situation, source): which box the rule takes (``source`` in classical / learned / none)."""
+    """(situation, source): which box the rule takes (``source`` in classical / learned / mean / none)."""
     c_box, l_box = has_box(classical), has_box(learned)
     l_score = learned.score if l_box else 0.0
     c_score = classical.score if c_box else 0.0
@@ -197,7 +197,9 @@ def fit_rule(
     n_spec, n_empty = max(1, int((~empty).sum())), max(1, int(empty.sum()))
 
     quantiles = np.linspace(0, 1, 41)
-    empty_l = sorted({0.0, *np.quantile(np.append(l_score[l_box], 0.0), quantiles).round(3).tolist()})
+    # ... and a bar above every learned score (``l_score < bar`` is strict): "never trust the learned box alone"
+    above_all = float(np.nextafter(max(float(l_score.max(initial=0.0)), 1.0), np.inf))
+    empty_l = sorted({0.0, above_all, *np.quantile(np.append(l_score[l_box], 0.0), quantiles).round(3).tolist()})
     empty_c = sorted({0.0, *np.quantile(np.append(c_score[c_box], 0.0), quantiles).round(1).tolist()})
     trust = np.round(np.linspace(0.05, 0.95, 19), 2).tolist()
     # Photos where the classical detector found nothing depend on empty_learned_only_max alone: their right

@@ -103,6 +103,8 @@ def backend_detections(row: dict, rule: FusionRule | None) -> dict[str, Detectio
     if "learned_tta" in row:
         out["onnx_tta"] = _at_bar(row["learned_tta"], ONNX_DEFAULT_CONF)
     tta = rule is not None and rule.learned_tta
+    if tta and "learned_tta" not in row:
+        raise ValueError("the rule runs the learned model with TTA, but these rows hold no TTA run (learned_tta)")
     if rule is not None:
         out["fusion"] = fuse(row["classical"], row["learned_tta" if tta else "learned"], rule, row["shape"])
     # the ceiling: whichever of the two is right (for an empty well, right = no box)

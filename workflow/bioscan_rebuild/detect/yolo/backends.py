@@ -139,6 +139,9 @@ def boxes_to_detection(boxes: np.ndarray, scores: np.ndarray, width: int, height
 # from above, so every mirror image is as likely a photo; the model was trained with these flips).
 TTA_FLIPS = ((False, False), (True, False), (False, True), (True, True))
 TTA_MERGE_IOU = 0.55  # boxes of different passes at or above this IoU are one object
+# Each pass keeps its boxes down to this bar; ``conf`` applies to the merged scores (a pass's weak box still
+# counts towards an object the other passes see well).
+TTA_PASS_CONF = 0.01
 
 
 def flip_boxes(boxes: np.ndarray, width: int, height: int, flip_x: bool, flip_y: bool) -> np.ndarray:
@@ -302,8 +305,8 @@ class OnnxDetector:
         threads: int | None = None,
         tta: bool = False,
     ):
-        """``tta``: also run the photo mirrored three ways and merge the four passes' boxes (``merge_passes``);
-        four times the inference."""
+        """``tta``: also run the photo mirrored three ways and merge the four passes' boxes (``merge_passes``;
+        each pass down to ``TTA_PASS_CONF``, then ``conf`` on the merged scores); four times the inference."""
         import onnxruntime as ort
 
         self.weights = _resolve(weights, "model.onnx")
@@ -342,7 +345,11 @@ class OnnxDetector:
             "separate_max_overlap": SEPARATE_MAX_OVERLAP,
         }
         if self.tta:  # only when on, so that the stage key of a run without it stays as it was
-            params["tta"] = {"flips": [list(f) for f in TTA_FLIPS], "merge_iou": TTA_MERGE_IOU}
+            params["tta"] = {
+                "flips": [list(f) for f in TTA_FLIPS],
+                "merge_iou": TTA_MERGE_IOU,
+                "pass_conf": TTA_PASS_CONF,
+            }
         return params
 
     def detect(self, image: np.ndarray) -> Detection:
@@ -360,7 +367,7 @@ class OnnxDetector:
         blob *= np.float32(1 / 255)
         return np.ascontiguousarray(blob)
 
-    def _boxes(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    def _boxes(self, images: list[np.ndarray], conf: float) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per photo, the model's boxes above ``conf`` after NMS (xyxy, the photo's pixels) and scores."""
         out = []
         for start in range(0, len(images), self.batch):
@@ -369,11 +376,11 @@ class OnnxDetector:
             preds = self.session.run(None, {self.input_name: blob})[0]
             for image, pred in zip(chunk, preds[: len(chunk)], strict=True):
                 if self.end2end:  # (max_det, 6): x1, y1, x2, y2, score, class
-                    keep = pred[:, 4] > self.conf
+                    keep = pred[:, 4] > conf
                     boxes, scores = pred[keep, :4], pred[keep, 4]
                     boxes, scores = boxes[: self.max_det], scores[: self.max_det]
                 else:
-                    boxes, scores = nms_numpy(pred, self.conf, self.iou, self.max_det)
+                    boxes, scores = nms_numpy(pred, conf, self.iou, self.max_det)
                 if len(scores):
                     boxes = scale_boxes(blob.shape[2:], boxes, image.shape[:2])
                 out.append((boxes, scores))
@@ -382,18 +389,19 @@ class OnnxDetector:
     def detect_batch(self, images: list[np.ndarray], halves: list[np.ndarray] | None = None) -> list[Detection]:
         images = [_as_rgb(im) for im in images]
         if not self.tta:
-            found = self._boxes(images)
+            found = self._boxes(images, self.conf)
         else:
             flips = TTA_FLIPS
             mirrored = [
                 np.ascontiguousarray(im[:: -1 if fy else 1, :: -1 if fx else 1]) for im in images for fx, fy in flips
             ]
-            passes = self._boxes(mirrored)
+            passes = self._boxes(mirrored, min(self.conf, TTA_PASS_CONF))
             found = []
             for i, image in enumerate(images):
                 height, width = image.shape[:2]
                 mine = passes[i * len(flips) : (i + 1) * len(flips)]
-                found.append(
-                    merge_passes([(flip_boxes(b, width, height, fx, fy), s) for (b, s), (fx, fy) in zip(mine, flips)])
+                boxes, scores = merge_passes(
+                    [(flip_boxes(b, width, height, fx, fy), s) for (b, s), (fx, fy) in zip(mine, flips)]
                 )
+                found.append((boxes[scores > self.conf], scores[scores > self.conf]))
         return [boxes_to_detection(b, s, im.shape[1], im.shape[0]) for (b, s), im in zip(found, images, strict=True)]

@@ -103,6 +103,7 @@ def prepare_yolo_dataset(
             "coco_sha256": [],
             "include_holdout": include_holdout,
             "real_repeat": int(real_repeat),
+            "copy_k_turned_k_quarter_turns": True,
         }
         for coco in cocos:
             if not coco.is_file():
