@@ -32,7 +32,7 @@ PACKAGE = "bioscan_rebuild"
 
 # module -> (files under workflow/bioscan_rebuild, test files that exercise them in-process)
 MODULES: dict[str, tuple[list[str], list[str]]] = {
-    "geometry": (["images/geometry.py"], ["test_geometry.py"]),
+    "geometry": (["images/geometry.py", "core/boxes.py"], ["test_geometry.py"]),
     "barcodes": (["metadata/barcodes.py"], ["test_barcodes.py", "test_taxonomy.py"]),
     "bin_taxonomy": (["metadata/bins.py", "metadata/taxonomy/names.py"], ["test_taxonomy.py", "test_barcodes.py"]),
     "bold": (

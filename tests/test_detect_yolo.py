@@ -24,6 +24,7 @@ _MISSING = [m for m in _STACK if not importlib.util.find_spec(m)]
 require(not _MISSING, f"detector stack not installed ({', '.join(_MISSING)}): pip install {' '.join(_STACK)} onnxslim")
 
 from bioscan_rebuild.cli.main import build_parser  # noqa: E402
+from bioscan_rebuild.core.boxes import rotate_box_ccw  # noqa: E402
 from bioscan_rebuild.core.io import file_sha256  # noqa: E402
 from bioscan_rebuild.detect.base import DETECTOR_STATUSES, Detection  # noqa: E402
 from bioscan_rebuild.detect.evaluate import dev_split, iou  # noqa: E402
@@ -36,7 +37,7 @@ from bioscan_rebuild.detect.yolo.backends import (  # noqa: E402
     nms_numpy,
     scale_boxes,
 )
-from bioscan_rebuild.detect.yolo.dataset import prepare_yolo_dataset, quarter_turn_box  # noqa: E402
+from bioscan_rebuild.detect.yolo.dataset import prepare_yolo_dataset  # noqa: E402
 from bioscan_rebuild.detect.yolo.offline import configure_offline  # noqa: E402
 from bioscan_rebuild.detect.yolo.train import train_detector  # noqa: E402
 from bioscan_rebuild.synth.photos import draw_well_photo  # noqa: E402
@@ -135,16 +136,16 @@ def test_prepare_real_dataset_uses_train_half_only(tmp_path, realdata, config_di
         assert (label == "") == (image.name.split(".")[0] in empty)
 
 
-def test_quarter_turn_box_follows_the_pixels():
+def test_rotate_box_ccw_follows_the_pixels():
     rng = np.random.default_rng(1)
     image = rng.integers(0, 255, size=(30, 50, 3), dtype=np.uint8)
     box = (7, 4, 20, 25)
     turned = np.rot90(image, 1)
-    x0, y0, x1, y1 = quarter_turn_box(box, 50, 30)
+    x0, y0, x1, y1 = rotate_box_ccw(box, 50)
     assert turned.shape[:2] == (50, 30)
     np.testing.assert_array_equal(turned[y0:y1, x0:x1], np.rot90(image[4:25, 7:20], 1))
     for _ in range(3):  # four turns: back where it started
-        x0, y0, x1, y1 = quarter_turn_box((x0, y0, x1, y1), *turned.shape[1::-1])
+        x0, y0, x1, y1 = rotate_box_ccw((x0, y0, x1, y1), turned.shape[1])
         turned = np.rot90(turned, 1)
     assert (x0, y0, x1, y1) == box
 

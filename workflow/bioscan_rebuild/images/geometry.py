@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from bioscan_rebuild.core.boxes import rotate_box_ccw
+
 BIOSCAN_PAD_COLOR = (204, 218, 243)
 
 
@@ -37,12 +39,6 @@ def enlarge_box(box, enlarge: float = 0.4) -> tuple[int, int, int, int]:
     x0, y0, x1, y1 = box
     pad = int(enlarge * max(x1 - x0, y1 - y0) / 2)
     return (x0 - pad, y0 - pad, x1 + pad, y1 + pad)
-
-
-def rotate_box_ccw(box, width: int) -> tuple[int, int, int, int]:
-    """Remap a box of a `width`-wide image after a 90-degree counter-clockwise rotation."""
-    x0, y0, x1, y1 = box
-    return (y0, width - x1, y1, width - x0)
 
 
 def to_aspect(box, aspect: tuple[int, int] = (4, 3)) -> tuple[int, int, int, int]:

@@ -12,6 +12,7 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
+from bioscan_rebuild.core.boxes import rotate_box_ccw
 from bioscan_rebuild.core.io import file_sha256
 from bioscan_rebuild.core.pilsafe import encode_jpeg
 from bioscan_rebuild.detect.evaluate import dev_split, load_coco_ground_truth
@@ -36,13 +37,6 @@ def _yolo_label(box, width: int, height: int) -> str:
     y0, y1 = max(0.0, y0), min(float(height), y1)
     cx, cy = (x0 + x1) / 2 / width, (y0 + y1) / 2 / height
     return f"0 {cx:.6f} {cy:.6f} {(x1 - x0) / width:.6f} {(y1 - y0) / height:.6f}\n"
-
-
-def quarter_turn_box(box, width: int, height: int):
-    """``box`` (x0, y0, x1, y1) in a width×height photo after ``np.rot90(image, 1)`` (a quarter turn
-    anticlockwise; the photo becomes height×width)."""
-    x0, y0, x1, y1 = box
-    return (y0, width - x1, y1, width - x0)
 
 
 def _real_val(processid: str) -> bool:
@@ -127,7 +121,7 @@ def prepare_yolo_dataset(
                     else:
                         turned = np.ascontiguousarray(np.rot90(pixels, copy % 4))
                         for _ in range(copy % 4):
-                            box = quarter_turn_box(box, w, h) if box else None
+                            box = rotate_box_ccw(box, w) if box else None
                             w, h = h, w
                         (out / "images" / split / f"{name}.jpg").write_bytes(encode_jpeg(turned, 95))
                     label = _yolo_label(box, w, h) if box else ""
