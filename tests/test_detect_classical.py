@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -190,6 +191,52 @@ def test_histogram_median_matches_numpy():
     for x in (rng.gamma(2.0, 3.0, 12288), rng.uniform(0, 200, 999), np.full(10, 70.0)):
         x = x.astype(np.float32).reshape(-1, 1)
         assert abs(ClassicalDetector._median(x) - float(np.median(x))) <= 1 / 32 + 1e-6
+
+
+def _warped(planes, box, sc):
+    """The reference for _upscale_window: warpAffine of the reduced planes onto the box, edge replicated."""
+    x0, y0, x1, y1 = box
+    m = np.array([[1 / sc, 0, (x0 + 0.5) / sc - 0.5], [0, 1 / sc, (y0 + 0.5) / sc - 0.5]], np.float32)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    return [cv2.warpAffine(c, m, (x1 - x0, y1 - y0), flags=flags, borderMode=cv2.BORDER_REPLICATE) for c in planes]
+
+
+@pytest.mark.parametrize("sc", [2, 3, 4, 8])
+def test_upscale_window_samples_like_warp_affine(sc):
+    """The refinement's background over a box equals the affine warp it replaced (up to float rounding), at
+    interior boxes, boxes on every edge and odd offsets; a box past the last whole reduced pixel gets None."""
+    rng = np.random.default_rng(sc)
+    h, w = 30, 40
+    planes = [rng.uniform(0, 255, (h, w)).astype(np.float32) for _ in range(3)]
+    boxes = [(0, 0, w * sc, h * sc), (5, 7, 61, 43), (1, 0, 2, 1), (w * sc - 9, h * sc - 5, w * sc, h * sc)]
+    boxes += [tuple(sorted(rng.integers(0, w * sc + 1, 2))) for _ in range(20)]
+    boxes = [b if len(b) == 4 else (b[0], b[0] // 2, b[1], b[1] // 2 + 3) for b in boxes]
+    checked = 0
+    for x0, y0, x1, y1 in boxes:
+        if x1 <= x0 or y1 <= y0:
+            continue
+        fast = ClassicalDetector._upscale_window(planes, (x0, y0, x1, y1), sc)
+        for got, want in zip(fast, _warped(planes, (x0, y0, x1, y1), sc), strict=True):
+            assert got.shape == want.shape
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-3)
+        checked += 1
+    assert checked >= 20
+    assert ClassicalDetector._upscale_window(planes, (0, 0, w * sc + 1, 10), sc) is None
+    assert ClassicalDetector._upscale_window(planes, (0, 0, 10, h * sc + 1), sc) is None
+
+
+def test_connected_to_keeps_exactly_the_touched_components():
+    """Against a per-label reference, for no, one, a few and many touched components (the three code paths)."""
+    rng = np.random.default_rng(3)
+    for density, seeds in ((0.45, 0), (0.45, 1), (0.45, 3), (0.45, 60), (0.9, 5), (0.3, 400)):
+        mask = np.where(rng.random((60, 80)) < density, 255, 0).astype(np.uint8)
+        seed = np.zeros_like(mask)
+        seed.flat[rng.choice(mask.size, seeds, replace=False)] = 1
+        n, labels = cv2.connectedComponents(mask, connectivity=8)
+        touched = set(labels[(seed > 0) & (mask > 0)].tolist()) - {0}
+        want = np.isin(labels, sorted(touched)).astype(np.uint8)
+        got = ClassicalDetector._connected_to(mask, seed)
+        assert got.dtype == np.uint8 and np.array_equal(got, want), (density, seeds)
 
 
 def test_largest_candidate_beats_a_darker_speck():

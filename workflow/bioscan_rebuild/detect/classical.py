@@ -27,7 +27,8 @@ How it works (all on one image, deterministic, vectorised numpy/cv2):
 
 Speed (one core, 1024x768): everything at the reduced scale uses cv2 primitives on uint8/float32 planes (no
 float64, no large numpy reductions); the background's 4x4 block means come from integral images, the noise
-statistics (median, MAD) from a histogram (1/32-unit bins), and the refinement converts only the crop to LAB.
+statistics (median, MAD) from a histogram (1/32-unit bins), and the refinement converts only the crop to LAB
+and upscales the background over it with cv2.resize of a window (not warpAffine: ~10x faster, same sampling).
 ``classical-2`` gives the same results as ``classical-1`` up to float rounding and the histogram medians;
 ``classical-3`` differs only in the choice among several candidates (``select_mass``).
 
@@ -404,8 +405,10 @@ class ClassicalDetector:
         cw, ch = x1 - x0, y1 - y0
         # 2) refine at the input resolution inside that box; crop pixel (u, v) -> small-image coordinates
         m = np.array([[1 / sc, 0, (x0 + 0.5) / sc - 0.5], [0, 1 / sc, (y0 + 0.5) / sc - 0.5]], np.float32)
-        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-        bg = [cv2.warpAffine(c, m, (cw, ch), flags=flags, borderMode=cv2.BORDER_REPLICATE) for c in a["bg"]]
+        bg = self._upscale_window(a["bg"], (x0, y0, x1, y1), sc)
+        if bg is None:
+            flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+            bg = [cv2.warpAffine(c, m, (cw, ch), flags=flags, borderMode=cv2.BORDER_REPLICATE) for c in a["bg"]]
         seed = cv2.warpAffine(gmask, m, (cw, ch), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
         lab = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2LAB)
         s, _ = self._score(cv2.split(lab), bg)
@@ -424,10 +427,38 @@ class ClassicalDetector:
         return out, box, int(count)
 
     @staticmethod
+    def _upscale_window(planes: list[np.ndarray], box: tuple[int, int, int, int], sc: int) -> list[np.ndarray] | None:
+        """The reduced-scale ``planes`` bilinearly upscaled by ``sc`` over the input-resolution ``box`` (x0, y0,
+        x1, y1): input pixel x samples reduced coordinate (x + 0.5) / sc - 0.5, the image's edge replicated.
+        cv2.resize of a window one reduced pixel wider than needed maps exactly that way and is ~10x faster than
+        warpAffine (equal up to float rounding). None when the box reaches past the last whole reduced pixel."""
+        x0, y0, x1, y1 = box
+        h, w = planes[0].shape
+        if x1 > w * sc or y1 > h * sc:
+            return None
+        # the window: every reduced pixel an input pixel of the box interpolates from
+        wx0, wy0 = max(0, (2 * x0 + 1 - sc) // (2 * sc)), max(0, (2 * y0 + 1 - sc) // (2 * sc))
+        wx1, wy1 = min(w, (2 * x1 - 1 - sc) // (2 * sc) + 2), min(h, (2 * y1 - 1 - sc) // (2 * sc) + 2)
+        size = ((wx1 - wx0) * sc, (wy1 - wy0) * sc)
+        u0, v0 = x0 - wx0 * sc, y0 - wy0 * sc
+        return [
+            cv2.resize(c[wy0:wy1, wx0:wx1], size, interpolation=cv2.INTER_LINEAR)[v0 : v0 + y1 - y0, u0 : u0 + x1 - x0]
+            for c in planes
+        ]
+
+    @staticmethod
     def _connected_to(mask: np.ndarray, seed: np.ndarray) -> np.ndarray:
         """uint8 0/1: the 8-connected components of ``mask`` (uint8, non-zero = in) that touch ``seed``."""
         n, lab = cv2.connectedComponents(mask, connectivity=8, ltype=cv2.CV_32S)
+        touched = np.flatnonzero(np.bincount(lab[cv2.min(seed, mask) > 0], minlength=n))
+        touched = touched[touched > 0]
+        if touched.size == n - 1:  # every component (often the only one): the mask itself
+            return cv2.threshold(mask, 0, 1, cv2.THRESH_BINARY)[1]
+        if touched.size <= 4:  # a few labels: a comparison each beats a lookup of every pixel's label
+            out = np.zeros(mask.shape, np.uint8)
+            for label in touched:
+                cv2.bitwise_or(out, cv2.compare(lab, int(label), cv2.CMP_EQ), dst=out)
+            return cv2.bitwise_and(out, 1)
         keep = np.zeros(n, np.uint8)
-        keep[lab[(seed > 0) & (mask > 0)]] = 1
-        keep[0] = 0
+        keep[touched] = 1
         return keep[lab]
