@@ -5,7 +5,8 @@ originals when ../shared is present) it times, on the same files in the same run
 - baseline: full JPEG decode of the source (Pillow, libjpeg-turbo), nothing else;
 - stage: decode (DCT-reduced where the source is larger than original_full), detection, crop,
   the four JPEG encodes and sha256 of each, exactly as the shard jobs do (store writes excluded).
-Target: stage <= 2.5 x baseline.
+Target: stage <= 2.5 x baseline. Then, for the real (else generated) 1024x768 set, where the time goes: each
+step alone, and the time that leaves detection under the target.
 
     python bench/images_speed.py [--n 60] [--backend classical]
 """
@@ -108,6 +109,35 @@ def main() -> None:
         print(f"{name:26} {len(datas):4d} {base * 1e3:10.2f} {full * 1e3:10.2f} {full / base:6.2f} {1 / full:12.1f}")
     statuses = [r.status for r, _ in process_photos(sets["1024x768 generated"], detector, params)]
     print("statuses on the 1024x768 set:", {s: statuses.count(s) for s in sorted(set(statuses))})
+    name = "1024x768 real imgfilter-dev" if "1024x768 real imgfilter-dev" in sets else "1024x768 generated"
+    print_breakdown(name, sets[name], detector, params, decode_only)
+
+
+def print_breakdown(name: str, datas: list[bytes], detector, params, decode_only) -> None:
+    """Where a 1024x768 photo's stage time goes, each step timed alone on its own inputs (best of 5), and
+    what that leaves detection under the 2.5 x decode target."""
+    from bioscan_rebuild.images.process import decode_photo, finish_photo, halve
+
+    decoded = [decode_photo(data, params) for data in datas]
+    halves = [halve(d.rgb) for d in decoded]
+    found = [detector.detect_batch([d.rgb], [h])[0] for d, h in zip(decoded, halves, strict=True)]
+    steps = {  # step -> function of the photo's index
+        "decode (Pillow, the baseline)": lambda i: decode_only(datas[i]),
+        "decode_photo (strict, header checks)": lambda i: decode_photo(datas[i], params),
+        "halve (shared by detection and original_256)": lambda i: halve(decoded[i].rgb),
+        "detect": lambda i: detector.detect_batch([decoded[i].rgb], [halves[i]]),
+        "finish (crop, resizes, JPEG encodes, sha256)": lambda i: finish_photo(
+            datas[i], decoded[i], found[i], params, None, halves[i]
+        ),
+    }
+    best = time_per_image(steps, range(len(datas)))
+    print(f"\nbreakdown, {name} ({len(datas)} photos), ms per photo:")
+    for label, seconds in best.items():
+        print(f"  {label:50} {seconds * 1e3:6.2f}")
+    base = best["decode (Pillow, the baseline)"]
+    rest = sum(best[k] for k in list(steps)[1:]) - best["detect"]
+    print(f"  everything but detection: {rest * 1e3:.2f} ms = {rest / base:.2f} x decode;")
+    print(f"  detection may take {(2.5 * base - rest) * 1e3:.2f} ms for the stage to stay within 2.5 x decode")
 
 
 if __name__ == "__main__":
