@@ -219,7 +219,7 @@ def register(sub) -> None:
     p.add_argument("--classes", help="image classes of the dev photos (folder,file_name,imgfilter_class CSV)")
     p.add_argument("--include-holdout", action="store_true", help="train on the holdout half too (no eval)")
     p.add_argument("--real-repeat", type=int, default=2, help="copies of each real training photo (default 2)")
-    p.add_argument("--epochs", type=int, default=70)
+    p.add_argument("--epochs", type=int, default=130)
     p.add_argument("--imgsz", type=int, default=320)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--model", help="ultralytics model yaml, trained from scratch (default: yolo11n.yaml)")
