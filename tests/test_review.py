@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -159,6 +160,7 @@ def test_fit_rule_finds_the_thresholds_that_separate_the_cases():
     assert rule.confidence["classical_chosen"] == round(21 / 22, 4)
     assert rule.confidence["empty"] == round(11 / 12, 4)
     assert rule.confidence["agree"] == 0.5  # no photo: (0 + 1) / (0 + 2)
+    assert rule.agree_iou == 0.5  # no photo needs another agreement bar: the usual one
 
 
 def test_agreeing_boxes_can_be_averaged():
@@ -175,6 +177,31 @@ def test_agreeing_boxes_can_be_averaged():
     rule, result = fit_rule(samples)
     assert (rule.agree_box, result["specimens_right"], result["empty_right"]) == ("mean", 1.0, 1.0)
     assert decide(samples[0][0], samples[0][1], rule) == ("agree", "mean")
+
+
+def test_the_fit_lowers_the_agreement_bar_where_half_overlapping_boxes_average_right():
+    """A tall classical box and a wide learned one (the body with and without the wings, say) overlap at IoU
+    0.38: each alone misses the hand-drawn box, their mean hits it. The fit lowers agree_iou to the highest
+    candidate at which they agree (0.35) and averages; at the usual 0.5 they disagree."""
+    truth = (100, 100, 200, 200)
+    tall, wide = (90, 90, 150, 180), (90, 90, 240, 170)
+    assert iou(tall, truth) < 0.5 and iou(wide, truth) < 0.5 <= iou(mean_box(tall, wide), truth)
+    assert 0.35 <= iou(tall, wide) < 0.4
+    samples = [(_c(tall, 150.0), _l(wide, 0.8), truth)] * 10 + [(_c(None), _l(None, 0.0), None)] * 5
+    rule, result = fit_rule(samples)
+    assert (rule.agree_iou, rule.agree_box) == (0.35, "mean")
+    assert (result["specimens_right"], result["empty_right"]) == (1.0, 1.0)
+    assert decide(_c(tall, 150.0), _l(wide, 0.8), rule) == ("agree", "mean")
+    usual = replace(rule, agree_iou=0.5)
+    assert decide(_c(tall, 150.0), _l(wide, 0.8), usual)[0] != "agree"
+    assert "backends_disagree" in fuse(_c(tall, 150.0), _l(wide, 0.8), usual, (768, 1024)).review
+    assert "backends_disagree" not in fuse(_c(tall, 150.0), _l(wide, 0.8), rule, (768, 1024)).review
+
+
+def test_a_rule_fitted_before_agree_iou_agrees_at_one_half(tmp_path):
+    rule_json = {"rule": {k: v for k, v in RULE.as_dict().items() if k != "agree_iou"}}
+    (tmp_path / "fusion.json").write_text(json.dumps(rule_json))
+    assert FusionRule.load(tmp_path / "fusion.json").agree_iou == 0.5
 
 
 def test_the_learned_models_bar_where_the_classical_detector_found_nothing_is_its_own():

@@ -8,7 +8,7 @@ the classical one takes for the specimen. So per photo:
 1. **Empty well** when neither found anything; when only the learned model found something and its score is
    below ``empty_learned_only_max``; or when the classical detector found something, its peak strength is at
    most ``empty_classical_max``, and the learned score is below ``empty_learned_max`` (or it found nothing).
-2. Otherwise, when both have a box and they overlap (IoU >= ``AGREE_IOU``): ``agree_box`` says whose box
+2. Otherwise, when both have a box and they overlap (IoU >= ``agree_iou``): ``agree_box`` says whose box
    (the classical one follows the organism's mask; the learned one includes pale appendages; ``mean``: the
    average of the two, each side half-way between them).
 3. They disagree (different boxes, or only one has one): the learned box when its score reaches
@@ -37,7 +37,10 @@ from bioscan_rebuild.detect.evaluate import iou as box_iou
 from bioscan_rebuild.detect.shipped import FUSION_RULE, shipped
 
 VERSION = "fusion-1"
-AGREE_IOU = 0.5
+AGREE_IOU = 0.5  # the boxes agree at this IoU unless the rule says otherwise (rules fitted before agree_iou)
+# the fit's candidates for agree_iou, the first preferred on ties: two boxes overlapping less than half are often
+# the same specimen boxed with and without its appendages, where the mean box is right
+AGREE_IOUS = (0.5, 0.45, 0.4, 0.35, 0.3)
 RIGHT_IOU = 0.5  # a box is right when its IoU with the hand-drawn one reaches this
 AGREE_BOXES = ("classical", "learned", "mean")  # in the fit's tie order
 SITUATIONS = ("agree", "learned_chosen", "classical_chosen", "learned_only", "classical_only", "empty")
@@ -52,6 +55,7 @@ class FusionRule:
     empty_classical_max: float = 0.0
     trust_learned: float = 0.5
     agree_box: str = "classical"
+    agree_iou: float = AGREE_IOU  # both boxes at or above this IoU: they agree (``agree_box``)
     review_below: float = 0.85  # confidence under this -> needs review (low_confidence)
     rim_margin: int = 2  # px: a box this close to the border is on the rim
     learned_tta: bool = False  # the learned model runs with test-time augmentation (OnnxDetector ``tta``)
@@ -95,7 +99,7 @@ def decide(classical: Detection, learned: Detection, rule: FusionRule) -> tuple[
         return ("learned_only", "learned") if l_box and l_score >= only_max else ("empty", "none")
     if l_score < rule.empty_learned_max and c_score <= rule.empty_classical_max:
         return "empty", "none"
-    if c_box and l_box and box_iou(classical.box, learned.box) >= AGREE_IOU:
+    if c_box and l_box and box_iou(classical.box, learned.box) >= rule.agree_iou:
         return "agree", rule.agree_box
     if c_box and l_box:
         return ("learned_chosen", "learned") if l_score >= rule.trust_learned else ("classical_chosen", "classical")
@@ -110,7 +114,7 @@ def fuse(classical: Detection, learned: Detection, rule: FusionRule, shape_hw: t
     if confidence < rule.review_below:
         reasons.append("low_confidence")
     if has_box(classical) != has_box(learned) or (
-        has_box(classical) and has_box(learned) and box_iou(classical.box, learned.box) < AGREE_IOU
+        has_box(classical) and has_box(learned) and box_iou(classical.box, learned.box) < rule.agree_iou
     ):
         reasons.append("backends_disagree")
     # the organism's pixels come from the classical mask whenever its box is (part of) the answer
@@ -183,16 +187,15 @@ def fit_rule(
     l_box = np.array([has_box(y) for _, y, _ in samples])
     c_score = np.array([c.score if has_box(c) else 0.0 for c, _, _ in samples])
     l_score = np.array([y.score if has_box(y) else 0.0 for _, y, _ in samples])
-    agree = np.array(
-        [box_iou(c.box, y.box) >= AGREE_IOU if has_box(c) and has_box(y) else False for c, y, _ in samples]
-    )
+    # IoU of the two boxes (-1 where one has none: they never agree)
+    pair_iou = np.array([box_iou(c.box, y.box) if has_box(c) and has_box(y) else -1.0 for c, y, _ in samples])
     empty = np.array([t is None for _, _, t in samples])
     c_right = np.array([has_box(c) and t is not None and box_iou(c.box, t) >= RIGHT_IOU for c, _, t in samples])
     l_right = np.array([has_box(y) and t is not None and box_iou(y.box, t) >= RIGHT_IOU for _, y, t in samples])
     agree_right = {
         "classical": c_right,
         "learned": l_right,
-        "mean": np.array([bool(a) and _right(mean_box(c.box, y.box), t) for (c, y, t), a in zip(samples, agree)]),
+        "mean": np.array([has_box(c) and has_box(y) and _right(mean_box(c.box, y.box), t) for c, y, t in samples]),
     }
     n_spec, n_empty = max(1, int((~empty).sum())), max(1, int(empty.sum()))
 
@@ -209,30 +212,52 @@ def fit_rule(
     only_empty = only & (~l_box | (l_score[None, :] < only_bars[:, None]))
     only_right = np.where(only_empty, empty, l_right) & only
     only_specimens, only_empties = (only_right & ~empty).sum(axis=1), (only_right & empty).sum(axis=1)
+    # Every (agree_iou, trust_learned, agree_box) at once: one row per combination, in that product order, of
+    # whether the box it takes is right (before the empty-well call).
+    combos = list(itertools.product(AGREE_IOUS, trust, AGREE_BOXES))
+    chosen_right = np.array(
+        [
+            np.where(pair_iou >= ai, agree_right[agree_box], np.where(l_box & (l_score >= tl), l_right, c_right))
+            for ai, tl, agree_box in combos
+        ],
+        dtype=np.int64,
+    ).reshape(len(combos), len(samples))
+    specimen_boxes = c_box & ~empty
     best, best_key = None, None
     for el, ec in itertools.product(empty_l, empty_c):
         called_empty = c_box & (l_score < el) & (c_score <= ec)
-        right_empties = int((called_empty & empty).sum()) + only_empties
-        for tl, agree_box in itertools.product(trust, AGREE_BOXES):
-            take_learned = l_box & (l_score >= tl)
-            chosen_right = np.where(agree, agree_right[agree_box], np.where(take_learned, l_right, c_right))
-            right_specimens = int((c_box & ~called_empty & ~empty & chosen_right).sum()) + only_specimens
-            specimens, empties = right_specimens / n_spec, right_empties / n_empty
-            # the worse of the two rates first (both have a target), then their sum; then the smaller bar
-            worst, total = np.minimum(specimens, empties).round(9), (specimens + empties).round(9)
-            k = int(np.lexsort((only_bars, -total, -worst))[0])
-            key = (float(worst[k]), float(total[k]), -el, -ec, -tl, -AGREE_BOXES.index(agree_box), -only_bars[k])
-            if best_key is None or key > best_key:
-                best_key = key
-                best = FusionRule(
-                    empty_learned_max=el,
-                    empty_classical_max=ec,
-                    trust_learned=tl,
-                    agree_box=agree_box,
-                    review_below=review_below,
-                    empty_learned_only_max=float(only_bars[k]),
-                    learned_tta=learned_tta,
-                )
+        right_empties = int((called_empty & empty).sum()) + only_empties  # per only_bar
+        right_specimens = (chosen_right @ (specimen_boxes & ~called_empty))[:, None] + only_specimens[None, :]
+        specimens, empties = right_specimens / n_spec, right_empties[None, :] / n_empty
+        # the worse of the two rates first (both have a target), then their sum; then, at equal rates, the
+        # earliest combination (the usual agreement bar, the smaller trust bar, ...) and the smaller only_bar
+        worst, total = np.minimum(specimens, empties).round(9), (specimens + empties).round(9)
+        c_index, k = np.indices(worst.shape)
+        first = np.lexsort((k.ravel(), c_index.ravel(), -total.ravel(), -worst.ravel()))[0]
+        c, k = int(c_index.ravel()[first]), int(k.ravel()[first])
+        ai, tl, agree_box = combos[c]
+        key = (
+            float(worst[c, k]),
+            float(total[c, k]),
+            -AGREE_IOUS.index(ai),
+            -el,
+            -ec,
+            -tl,
+            -AGREE_BOXES.index(agree_box),
+            -only_bars[k],
+        )
+        if best_key is None or key > best_key:
+            best_key = key
+            best = FusionRule(
+                empty_learned_max=el,
+                empty_classical_max=ec,
+                trust_learned=tl,
+                agree_box=agree_box,
+                agree_iou=ai,
+                review_below=review_below,
+                empty_learned_only_max=float(only_bars[k]),
+                learned_tta=learned_tta,
+            )
     result = score_rule(best, samples)
     # the grid search above restates ``decide`` in arrays; the two must agree on the winner's score
     if abs(result["specimens_right"] + result["empty_right"] - best_key[1]) > 1e-6:
