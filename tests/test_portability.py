@@ -3,6 +3,7 @@ outside the checkout) carries its tables and gives the same metadata as the chec
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -45,6 +46,22 @@ def test_a_moved_checkout_has_nothing_to_do(sample_dir, tmp_path):
     shutil.rmtree(project)  # nothing may still point at the first place
     dry_run = _snakemake(moved, "--dry-run", "--cores", "1")
     assert "Nothing to be done" in dry_run.stdout + dry_run.stderr, dry_run.stdout[-3000:]
+
+    # The shipped model decides the default (fusion) backend's boxes: a refitted rule re-runs the photo jobs,
+    # by content: the same bytes written again, or a new model card, do not.
+    models = moved / "workflow" / "bioscan_rebuild" / "detect" / "models"
+    rule = models / "fusion.json"
+    rule.write_bytes(rule.read_bytes())
+    (models / "MODEL_CARD.md").write_text((models / "MODEL_CARD.md").read_text() + "\nA note.\n")
+    dry_run = _snakemake(moved, "--dry-run", "--cores", "1")
+    assert "Nothing to be done" in dry_run.stdout + dry_run.stderr, dry_run.stdout[-3000:]
+    refitted = json.loads(rule.read_text())
+    refitted["rule"]["review_below"] = 0.5
+    rule.write_text(json.dumps(refitted))
+    plan = _snakemake(moved, "--dry-run", "--cores", "1", "--quiet", "rules")
+    jobs = plan.stdout + plan.stderr
+    assert "process_photos" in jobs and "release" in jobs
+    assert "parse_export" not in jobs and "inventory_images" not in jobs  # nothing upstream of the photos
 
 
 def test_an_installed_wheel_runs_metadata_with_the_shipped_tables(realdata, tmp_path):

@@ -268,7 +268,27 @@ DETECTOR_GPUS = int(
 
 
 def detector_weights(wildcards):
-    return [DETECTOR["weights"]] if DETECTOR["weights"] else []
+    rule_file = DETECTOR["params"].get("rule") if DETECTOR["backend"] == "fusion" else None
+    return [path for path in (DETECTOR["weights"], rule_file) if path]
+
+
+def _shipped_model_digests():
+    """sha256 of each shipped model file (package data) the configured backend reads: the ONNX model unless
+    ``weights`` names another, and for fusion its rule unless ``params.rule`` names another. A parameter of the
+    photo jobs, so that shipping a new model or refitting its rule re-runs them (by content, not file times)."""
+    names = []
+    if DETECTOR["backend"] in ("onnx", "fusion") and not DETECTOR["weights"]:
+        names.append("specimen-yolo11n.onnx")
+    if DETECTOR["backend"] == "fusion" and not DETECTOR["params"].get("rule"):
+        names.append("fusion.json")
+    digests = {}
+    for name in names:
+        with open(os.path.join(PACKAGE_DIR, "bioscan_rebuild", "detect", "models", name), "rb") as handle:
+            digests[name] = hashlib.sha256(handle.read()).hexdigest()
+    return json.dumps(digests, sort_keys=True)
+
+
+SHIPPED_MODEL = _shipped_model_digests()
 
 
 def weights_option(wildcards):
