@@ -336,6 +336,31 @@ def test_gpu_detector_jobs_ask_the_cluster_for_a_gpu(sample_dir, tmp_path, backe
     assert f"gpu={gpus}" in job.split("Shell command")[0]
 
 
+@pytest.mark.parametrize(
+    ("detector", "batch_params", "missing"),
+    [
+        ({"backend": "fusion", "weights": None, "params": {"rule": "my-rule.json"}}, {}, "my-rule.json"),
+        ({"backend": "onnx", "weights": None, "params": {"weights": "my-model.onnx"}}, {}, "my-model.onnx"),
+        ({"backend": "fusion", "weights": None, "params": {}}, {"rule": "batch-rule.json"}, "batch-rule.json"),
+    ],
+)
+def test_model_files_named_anywhere_in_the_config_are_inputs_of_the_photo_jobs(
+    sample_dir, tmp_path, detector, batch_params, missing
+):
+    """A weights or rule file named by the detector's params, or by one batch's detector_params, is an input of
+    the photo jobs that read it (so an edit re-runs them); a missing one stops the plan naming it."""
+    workdir = make_workdir(tmp_path / "files", sample_dir)
+    config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    config["images"]["detector"] = detector
+    if batch_params:
+        config["batches"][1]["detector_params"] = batch_params
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    plan = run_snakemake(workdir, "--dry-run", check=False)
+    text = plan.stdout + plan.stderr
+    assert plan.returncode != 0 and "MissingInputException" in text and missing in text, text[-3000:]
+    assert "process_photos" in text
+
+
 def test_records_without_photos_pass_the_image_stage_when_photos_are_not_required(sample_dir, tmp_path):
     """ingest.require_images: false (a metadata-only delivery): its records pass the image stage as they came,
     the run's accounting balances, and they are released without images."""

@@ -267,28 +267,45 @@ DETECTOR_GPUS = int(
 )
 
 
+def batch_detector_params(batch):
+    """The detector parameters of one image batch: the config's, with the batch's overrides."""
+    return {**DETECTOR["params"], **(BATCHES[batch].get("detector_params") or {})}
+
+
+SHIPPED_MODEL_FILES = {"model": "specimen-yolo11n.onnx", "rule": "fusion.json"}
+
+
+def _detector_files(batch):
+    """(model files the batch's detector reads by a configured path, shipped ones it reads instead)."""
+    params = batch_detector_params(batch)
+    weights = DETECTOR["weights"] or params.get("weights")
+    rule_file = params.get("rule") if DETECTOR["backend"] == "fusion" else None
+    shipped = []
+    if DETECTOR["backend"] in ("onnx", "fusion") and not weights:
+        shipped.append(SHIPPED_MODEL_FILES["model"])
+    if DETECTOR["backend"] == "fusion" and not rule_file:
+        shipped.append(SHIPPED_MODEL_FILES["rule"])
+    return [path for path in (weights, rule_file) if path], shipped
+
+
 def detector_weights(wildcards):
-    rule_file = DETECTOR["params"].get("rule") if DETECTOR["backend"] == "fusion" else None
-    return [path for path in (DETECTOR["weights"], rule_file) if path]
+    return _detector_files(wildcards.batch)[0]
 
 
-def _shipped_model_digests():
-    """sha256 of each shipped model file (package data) the configured backend reads: the ONNX model unless
-    ``weights`` names another, and for fusion its rule unless ``params.rule`` names another. A parameter of the
-    photo jobs, so that shipping a new model or refitting its rule re-runs them (by content, not file times)."""
-    names = []
-    if DETECTOR["backend"] in ("onnx", "fusion") and not DETECTOR["weights"]:
-        names.append("specimen-yolo11n.onnx")
-    if DETECTOR["backend"] == "fusion" and not DETECTOR["params"].get("rule"):
-        names.append("fusion.json")
+_SHIPPED_SHA256 = {}
+
+
+def shipped_model_of(wildcards):
+    """sha256 of each shipped model file (package data) the batch's detector reads: a parameter of the photo
+    jobs, so that shipping a new model or refitting its rule re-runs them (by content, not file times)."""
     digests = {}
-    for name in names:
-        with open(os.path.join(PACKAGE_DIR, "bioscan_rebuild", "detect", "models", name), "rb") as handle:
-            digests[name] = hashlib.sha256(handle.read()).hexdigest()
+    for name in _detector_files(wildcards.batch)[1]:
+        if name not in _SHIPPED_SHA256:
+            path = os.path.join(PACKAGE_DIR, "bioscan_rebuild", "detect", "models", name)
+            with open(path, "rb") as handle:
+                _SHIPPED_SHA256[name] = hashlib.sha256(handle.read()).hexdigest()
+        digests[name] = _SHIPPED_SHA256[name]
     return json.dumps(digests, sort_keys=True)
-
-
-SHIPPED_MODEL = _shipped_model_digests()
 
 
 def weights_option(wildcards):
@@ -311,9 +328,7 @@ def box_corrections_option(wildcards):
 
 
 def batch_detector_params_json(wildcards):
-    """The detector parameters of one image batch: the config's, with the batch's overrides."""
-    overrides = BATCHES[wildcards.batch].get("detector_params") or {}
-    return json.dumps({**DETECTOR["params"], **overrides}, sort_keys=True)
+    return json.dumps(batch_detector_params(wildcards.batch), sort_keys=True)
 
 
 TAXONOMY = config["taxonomy"]

@@ -29,7 +29,7 @@ rule process_photos:
         image_dir=image_dir_args,
         box_corrections=box_corrections_option,
         code_version=IMAGE_CODE_VERSION,
-        shipped_model=SHIPPED_MODEL,
+        shipped_model=shipped_model_of,
     shell:
         "{params.cli} images photos {input.inventory:q} --batch {wildcards.batch} "
         "--store {params.store:q} -o {output.photos:q} --summary {output.summary:q} "

@@ -180,8 +180,9 @@ def fit_rule(
 ) -> tuple:
     """The rule with the best rates of specimens right and empty wells right on ``samples`` (classical detection,
     learned detection, hand-drawn box or None): the highest worse-of-the-two (each rate has its own target: a
-    sum would trade specimens for the fewer empty wells), then the highest sum, ties to the smaller thresholds;
-    its confidences are the per-situation accuracies (Laplace-smoothed: (right + 1) / (photos + 2)).
+    sum would trade specimens for the fewer empty wells), then the highest sum; ties go to the higher agree_iou
+    (the usual 0.5 first), then the smaller empty-well bars, trust bar, agree_box in ``AGREE_BOXES`` order and
+    learned-only bar; its confidences are the per-situation accuracies (Laplace-smoothed: (right + 1) / (photos + 2)).
     Returns (rule, its score)."""
     c_box = np.array([has_box(c) for c, _, _ in samples])
     l_box = np.array([has_box(y) for _, y, _ in samples])
@@ -260,7 +261,7 @@ def fit_rule(
             )
     result = score_rule(best, samples)
     # the grid search above restates ``decide`` in arrays; the two must agree on the winner's score
-    if abs(result["specimens_right"] + result["empty_right"] - best_key[1]) > 1e-6:
+    if any(abs(a - b) > 1e-6 for a, b in zip(rule_key(result), best_key[:2])):
         raise AssertionError(f"fit_rule's search and decide() disagree on {best}")
     confidence = {s: round((right + 1) / (n + 2), 4) for s, (n, right) in result["situations"].items()}
     return FusionRule(**{**best.as_dict(), "confidence": confidence}), result
