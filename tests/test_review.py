@@ -198,6 +198,11 @@ def test_the_fit_lowers_the_agreement_bar_where_half_overlapping_boxes_average_r
     assert "backends_disagree" not in fuse(_c(tall, 150.0), _l(wide, 0.8), rule, (768, 1024)).review
 
 
+def test_fitting_on_no_photo_is_a_clear_error():
+    with pytest.raises(ValueError, match="at least one photo"):
+        fit_rule([])
+
+
 def test_a_rule_fitted_before_agree_iou_agrees_at_one_half(tmp_path):
     rule_json = {"rule": {k: v for k, v in RULE.as_dict().items() if k != "agree_iou"}}
     (tmp_path / "fusion.json").write_text(json.dumps(rule_json))

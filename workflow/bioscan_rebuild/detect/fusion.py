@@ -184,6 +184,8 @@ def fit_rule(
     (the usual 0.5 first), then the smaller empty-well bars, trust bar, agree_box in ``AGREE_BOXES`` order and
     learned-only bar; its confidences are the per-situation accuracies (Laplace-smoothed: (right + 1) / (photos + 2)).
     Returns (rule, its score)."""
+    if not samples:
+        raise ValueError("fit_rule needs at least one photo (no train-half photo was given)")
     c_box = np.array([has_box(c) for c, _, _ in samples])
     l_box = np.array([has_box(y) for _, y, _ in samples])
     c_score = np.array([c.score if has_box(c) else 0.0 for c, _, _ in samples])
