@@ -272,7 +272,10 @@ def batch_detector_params(batch):
     return {**DETECTOR["params"], **(BATCHES[batch].get("detector_params") or {})}
 
 
-SHIPPED_MODEL_FILES = {"model": "specimen-yolo11n.onnx", "rule": "fusion.json"}
+SHIPPED_MODEL_FILES = {
+    "model": _source_constant("detect/shipped.py", "MODEL"),
+    "rule": _source_constant("detect/shipped.py", "FUSION_RULE"),
+}
 
 
 def _detector_files(batch):

@@ -233,11 +233,11 @@ def fit_rule(
         right_specimens = (chosen_right @ (specimen_boxes & ~called_empty))[:, None] + only_specimens[None, :]
         specimens, empties = right_specimens / n_spec, right_empties[None, :] / n_empty
         # the worse of the two rates first (both have a target), then their sum; then, at equal rates, the
-        # earliest combination (the usual agreement bar, the smaller trust bar, ...) and the smaller only_bar
+        # earliest combination (the usual agreement bar, the smaller trust bar, ...) and the smaller only_bar:
+        # argmax takes the first of equals in that (row-major) order
         worst, total = np.minimum(specimens, empties).round(9), (specimens + empties).round(9)
-        c_index, k = np.indices(worst.shape)
-        first = np.lexsort((k.ravel(), c_index.ravel(), -total.ravel(), -worst.ravel()))[0]
-        c, k = int(c_index.ravel()[first]), int(k.ravel()[first])
+        c, k = np.unravel_index(int(np.argmax(np.where(worst == worst.max(), total, -np.inf))), worst.shape)
+        c, k = int(c), int(k)
         ai, tl, agree_box = combos[c]
         key = (
             float(worst[c, k]),
