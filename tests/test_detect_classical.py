@@ -193,6 +193,42 @@ def test_histogram_median_matches_numpy():
         assert abs(ClassicalDetector._median(x) - float(np.median(x))) <= 1 / 32 + 1e-6
 
 
+def test_nearest_window_maps_like_warp_affine():
+    """The refinement's seed over a box equals the nearest-neighbour affine warp it replaced, exactly; a box past
+    the last whole reduced pixel gets None."""
+    rng = np.random.default_rng(5)
+    checked = 0
+    for sc in (2, 3, 4, 5, 8):
+        for _ in range(200):
+            h, w = (int(v) for v in rng.integers(3, 50, 2))
+            mask = np.where(rng.random((h, w)) < 0.4, 255, 0).astype(np.uint8)
+            x0, x1 = sorted(int(v) for v in rng.integers(0, w * sc + 1, 2))
+            y0, y1 = sorted(int(v) for v in rng.integers(0, h * sc + 1, 2))
+            if x1 == x0 or y1 == y0:
+                continue
+            m = np.array([[1 / sc, 0, (x0 + 0.5) / sc - 0.5], [0, 1 / sc, (y0 + 0.5) / sc - 0.5]], np.float32)
+            flags = cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
+            want = cv2.warpAffine(mask, m, (x1 - x0, y1 - y0), flags=flags)
+            assert np.array_equal(ClassicalDetector._nearest_window(mask, (x0, y0, x1, y1), sc), want)
+            checked += 1
+        assert ClassicalDetector._nearest_window(mask, (0, 0, w * sc + 1, 3), sc) is None
+    assert checked > 900
+
+
+def test_a_pixel_exactly_as_light_as_the_background_counts_as_dark_not_as_glare():
+    """The score's glare branch (only ``highlight_weight`` of the colour distance) is for pixels strictly lighter
+    than the background; at exactly its lightness the whole colour distance counts."""
+    detector = ClassicalDetector(highlight_weight=0.25, chroma_weight=1.0)
+    planes = [np.array([[100, 101, 99]], np.uint8), np.full((1, 3), 140, np.uint8), np.full((1, 3), 128, np.uint8)]
+    background = [
+        np.full((1, 3), 100.0, np.float32),
+        np.full((1, 3), 128.0, np.float32),
+        np.full((1, 3), 128.0, np.float32),
+    ]
+    score, _ = detector._score(planes, background)
+    np.testing.assert_allclose(score.ravel(), [12.0, 3.0, 13.0])  # equal: 12; lighter: 0.25 x 12; darker: 12 + 1
+
+
 def _warped(planes, box, sc):
     """The reference for _upscale_window: warpAffine of the reduced planes onto the box, edge replicated."""
     x0, y0, x1, y1 = box

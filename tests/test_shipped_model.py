@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -183,3 +184,106 @@ def test_tta_reports_no_box_at_or_below_its_bar(realdata):
             assert (strict.box, strict.score) == (loose.box, loose.score)
         else:
             assert strict.box is None
+
+
+def test_the_shipped_rule_was_fitted_with_the_default_classical_detector():
+    """The rule's thresholds are in the classical detector's score units: a change of its defaults must come with
+    a refitted rule (`bioscan-rebuild refit-fusion`)."""
+    from bioscan_rebuild.detect.classical import ClassicalDetector
+    from bioscan_rebuild.detect.fusion import FusionRule
+
+    assert FusionRule.fitted_on()["classical"] == ClassicalDetector().params()
+
+
+def _rule_fitted_with(tmp_path, **classical) -> str:
+    from bioscan_rebuild.detect.classical import ClassicalDetector
+
+    rule = json.loads(shipped(FUSION_RULE).read_text())
+    rule["fitted_on"]["classical"] = {**ClassicalDetector().params(), **classical}
+    if not classical:
+        del rule["fitted_on"]["classical"]
+    path = tmp_path / "fusion.json"
+    path.write_text(json.dumps(rule))
+    return str(path)
+
+
+def test_the_fusion_backend_refuses_a_rule_fitted_with_another_classical_version(tmp_path):
+    from bioscan_rebuild.detect.registry import make_detector
+
+    with pytest.raises(ValueError, match=r"version='classical-2'.*refit-fusion"):
+        make_detector("fusion", rule=_rule_fitted_with(tmp_path, version="classical-2"))
+    # params a user tunes are theirs (they are in the detector's params): the rule still loads
+    tuned = make_detector("fusion", rule=_rule_fitted_with(tmp_path, bar=75.0), bar=60.0)
+    assert tuned.classical.params()["bar"] == 60.0
+    # a rule from before the rule said (fitted_on without "classical") still loads
+    assert make_detector("fusion", rule=_rule_fitted_with(tmp_path)).rule == make_detector("fusion").rule
+
+
+def _small_dev_set(source, target, n: int = 24):
+    """The first ``n`` photos of a real COCO dev set, linked into ``target`` with their annotations."""
+    coco = json.loads((source / "coco_annotations.json").read_text())
+    images = sorted(coco["images"], key=lambda image: image["file_name"])[:n]
+    ids = {image["id"] for image in images}
+    target.mkdir()
+    for image in images:
+        (target / image["file_name"]).symlink_to(source / image["file_name"])
+    coco.update(images=images, annotations=[a for a in coco["annotations"] if a["image_id"] in ids])
+    (target / "coco_annotations.json").write_text(json.dumps(coco))
+    return target
+
+
+def test_refit_fusion_fits_the_rule_again_for_the_same_model(realdata, tmp_path, capsys):
+    """A train-detector folder whose rule predates the classical detector it now runs with: refit-fusion writes a
+    rule for this model and this detector, the report's scores and a card with the same command, and the folder
+    then ships."""
+    import shutil
+
+    from bioscan_rebuild.cli.main import build_parser
+    from bioscan_rebuild.detect.classical import ClassicalDetector
+    from bioscan_rebuild.detect.shipped import ship
+
+    trained = tmp_path / "trained"
+    trained.mkdir()
+    shutil.copyfile(shipped(MODEL), trained / "model.onnx")
+    (trained / "fusion.json").write_text(Path(_rule_fitted_with(tmp_path, version="classical-2")).read_text())
+    sha = file_sha256(trained / "model.onnx")
+    command = "bioscan-rebuild train-detector --out results/detector --epochs 130"
+    report = {
+        "model_yaml": "yolo11n.yaml",
+        "train_args": {"imgsz": 320, "epochs": 130, "batch": 16, "seed": 0, "device": "cpu"},
+        "device_name": "cpu",
+        "train_seconds": 1.0,
+        "weights_from": "best.pt",
+        "weights": {"path": "weights.pt", "sha256": "0" * 64},
+        "onnx": {"path": "model.onnx", "sha256": sha, "opset": 17},
+    }
+    (trained / "report.json").write_text(json.dumps(report))
+    (trained / "MODEL_CARD.md").write_text(f"# card\n\n```sh\n{command}\n```\n")  # the command, as older cards kept it
+    dev = _small_dev_set(realdata / "imgfilter-more", tmp_path / "dev")
+    args = build_parser().parse_args(["refit-fusion", str(trained), "--dev-dir", str(dev)])
+    assert args.func(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    rule = json.loads((trained / "fusion.json").read_text())
+    assert rule["fitted_on"]["classical"] == ClassicalDetector().params()
+    assert rule["fitted_on"]["model_sha256"] == sha and rule["fitted_on"]["half"] == "train"
+    assert rule["rule"] == summary["rule"] and summary["train_fit"]["photos"] > 0
+    written = json.loads((trained / "report.json").read_text())
+    assert written["command"] == command and written["fusion"]["rule"] == rule["rule"]
+    assert set(written["fusion"]["holdout"]) >= {"classical", "onnx", "fusion", "oracle"}
+    card = (trained / "MODEL_CARD.md").read_text()
+    assert command in card and sha in card and "| fusion | all" in card
+    assert ship(trained, tmp_path / "models")[MODEL] == sha
+
+
+def test_refit_fusion_refuses_a_model_the_report_does_not_describe(tmp_path):
+    from bioscan_rebuild.detect.yolo.train import refit_fusion
+
+    trained = tmp_path / "trained"
+    trained.mkdir()
+    (trained / "model.onnx").write_bytes(b"another model")
+    (trained / "report.json").write_text(json.dumps({"onnx": {"sha256": "0" * 64}, "command": "x"}))
+    with pytest.raises(ValueError, match="not the model"):
+        refit_fusion(trained, [tmp_path])
+    (trained / "report.json").unlink()
+    with pytest.raises(FileNotFoundError, match="report.json"):
+        refit_fusion(trained, [tmp_path])

@@ -1,4 +1,5 @@
-"""Images and detection: `detect`, `images {photos,shard,summary}`, `review`, `train-detector`, `ship-detector`."""
+"""Images and detection: `detect`, `images {photos,shard,summary}`, `review`, `train-detector`, `refit-fusion`,
+`ship-detector`."""
 
 from __future__ import annotations
 
@@ -134,6 +135,17 @@ def cmd_train_detector(args) -> int:
     return 0
 
 
+def cmd_refit_fusion(args) -> int:
+    from bioscan_rebuild.detect.yolo.train import refit_fusion
+
+    try:
+        summary = refit_fusion(args.trained, args.dev_dir, args.classes)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"refit-fusion: {error}") from error
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    return 0
+
+
 def cmd_ship_detector(args) -> int:
     from bioscan_rebuild.detect.shipped import ship
 
@@ -228,6 +240,18 @@ def register(sub) -> None:
     p.add_argument("--no-eval", action="store_true", help="skip scoring on the dev holdout half")
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(func=cmd_train_detector)
+
+    p = sub.add_parser(
+        "refit-fusion",
+        help="fit a train-detector folder's fusion rule again for the same model (after the classical detector "
+        "changed) on the dev sets' train half; rewrites fusion.json, report.json and MODEL_CARD.md",
+    )
+    p.add_argument("trained", type=Path, help="the train-detector output folder (results/detector)")
+    p.add_argument(
+        "--dev-dir", type=Path, action="append", required=True, help="a real dev set (COCO), as for train-detector"
+    )
+    p.add_argument("--classes", help="image classes of the dev photos (folder,file_name,imgfilter_class CSV)")
+    p.set_defaults(func=cmd_refit_fusion)
 
     p = sub.add_parser(
         "ship-detector",

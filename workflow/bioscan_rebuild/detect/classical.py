@@ -161,12 +161,11 @@ class ClassicalDetector:
         hw = p["highlight_weight"]
         # colour term x (1 where dark >= 0, else highlight_weight) + max(dark, 0)
         if hw != 1.0:
-            fac = cv2.threshold(dark, 0, 1.0 - hw, cv2.THRESH_BINARY)[1]
+            # the threshold is strict (dark > t): t just below 0 counts exactly 0 as "not brighter" (a float32
+            # background minus an 8-bit value is 0 or at least ~1e-5 away from it)
+            fac = cv2.threshold(dark, -1e-30, 1.0 - hw, cv2.THRESH_BINARY)[1]
             if hw:
                 fac = cv2.add(fac, hw)
-            zero = cv2.compare(dark, 0, cv2.CMP_EQ)  # exactly 0 is "not brighter" (the threshold is strict)
-            if cv2.countNonZero(zero):
-                fac[zero > 0] = 1.0
             s = cv2.multiply(s, fac, scale=p["chroma_weight"])
         elif p["chroma_weight"] != 1.0:
             s = cv2.multiply(s, p["chroma_weight"])
@@ -409,7 +408,9 @@ class ClassicalDetector:
         if bg is None:
             flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
             bg = [cv2.warpAffine(c, m, (cw, ch), flags=flags, borderMode=cv2.BORDER_REPLICATE) for c in a["bg"]]
-        seed = cv2.warpAffine(gmask, m, (cw, ch), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
+        seed = self._nearest_window(gmask, (x0, y0, x1, y1), sc)
+        if seed is None:
+            seed = cv2.warpAffine(gmask, m, (cw, ch), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
         lab = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2LAB)
         s, _ = self._score(cv2.split(lab), bg)
         rel = p["blur_rel"] if a["sharpness"] < p["blur_sharpness"] else p["rel_thresh"]
@@ -445,6 +446,21 @@ class ClassicalDetector:
             cv2.resize(c[wy0:wy1, wx0:wx1], size, interpolation=cv2.INTER_LINEAR)[v0 : v0 + y1 - y0, u0 : u0 + x1 - x0]
             for c in planes
         ]
+
+    @staticmethod
+    def _nearest_window(mask: np.ndarray, box: tuple[int, int, int, int], sc: int) -> np.ndarray | None:
+        """The reduced-scale ``mask`` upscaled by ``sc`` (nearest) over the input-resolution ``box``: input pixel x
+        takes reduced pixel x // sc, as the warpAffine nearest map to (x + 0.5) / sc - 0.5 does, ~5x faster.
+        None when the box reaches past the last whole reduced pixel."""
+        x0, y0, x1, y1 = box
+        h, w = mask.shape
+        if x1 > w * sc or y1 > h * sc:
+            return None
+        wx0, wy0, wx1, wy1 = x0 // sc, y0 // sc, -(-x1 // sc), -(-y1 // sc)
+        size = ((wx1 - wx0) * sc, (wy1 - wy0) * sc)
+        up = cv2.resize(mask[wy0:wy1, wx0:wx1], size, interpolation=cv2.INTER_NEAREST_EXACT)
+        u0, v0 = x0 - wx0 * sc, y0 - wy0 * sc
+        return up[v0 : v0 + y1 - y0, u0 : u0 + x1 - x0]
 
     @staticmethod
     def _connected_to(mask: np.ndarray, seed: np.ndarray) -> np.ndarray:

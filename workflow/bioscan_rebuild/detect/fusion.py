@@ -64,12 +64,25 @@ class FusionRule:
     @classmethod
     def load(cls, path: str | Path | None = None) -> FusionRule:
         """The rule from JSON (``fit_rule``'s output); the shipped one by default."""
-        text = Path(path).read_text() if path else shipped(FUSION_RULE).read_text()
-        data = json.loads(text)
-        return cls(**{k: v for k, v in data["rule"].items()})
+        return cls(**{k: v for k, v in _rule_file(path)["rule"].items()})
+
+    @staticmethod
+    def fitted_on(path: str | Path | None = None) -> dict:
+        """What the rule in ``path`` (the shipped one by default) was fitted on: model sha256, dev sets, half and
+        (since classical-4) the classical detector's params."""
+        return _rule_file(path).get("fitted_on") or {}
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def _rule_file(path: str | Path | None) -> dict:
+    return json.loads(Path(path).read_text() if path else shipped(FUSION_RULE).read_text())
+
+
+# what of the classical detector's params the rule must have been fitted with: its version sets the units of the
+# score its thresholds are in (other params a user may tune: they are in the detector's params and store keys)
+CLASSICAL_SCORE_UNITS = ("version",)
 
 
 def has_box(detection: Detection | None) -> bool:
@@ -286,6 +299,16 @@ class FusionDetector:
 
         self.classical = ClassicalDetector(**classical_params)
         self.rule = FusionRule.load(rule)
+        fitted = FusionRule.fitted_on(rule).get("classical") or {}  # rules from before classical-4 do not say
+        running = self.classical.params()
+        differ = [key for key in CLASSICAL_SCORE_UNITS if fitted and fitted.get(key) != running[key]]
+        if differ:
+            raise ValueError(
+                f"the fusion rule {rule or '(shipped)'} was fitted with the classical detector's "
+                f"{', '.join(f'{k}={fitted.get(k)!r}' for k in differ)}, this one runs with "
+                f"{', '.join(f'{k}={running[k]!r}' for k in differ)}: its thresholds are in the other score units. "
+                "Refit the rule for this detector: bioscan-rebuild refit-fusion"
+            )
         # the rule was fitted on the learned model's boxes with or without TTA: run it the same way
         self.learned = OnnxDetector(weights, conf=learned_conf, tta=self.rule.learned_tta)
 

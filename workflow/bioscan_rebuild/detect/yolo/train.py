@@ -185,6 +185,8 @@ def fit_and_score_fusion(onnx_path, dev_dirs, rule_path, classes_csv=None) -> di
         "model_sha256": file_sha256(onnx_path),
         "dev_sets": [{"folder": d.name, "coco_sha256": file_sha256(d / "coco_annotations.json")} for d in dev_dirs],
         "half": "train",
+        # the rule's thresholds are in this detector's score units: the fusion backend checks its version
+        "classical": detectors["classical"].params(),
     }
     write_rule(rule, fit, rule_path, provenance)
     return {
@@ -283,8 +285,38 @@ def prepare_and_train(
         ]
     )
     command += "\n# the same, from the config's train_detector section: snakemake train_detector --cores 2"
+    report["command"] = command  # for the card, also when `refit-fusion` rewrites it
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "MODEL_CARD.md").write_text(model_card(report, MODEL, command))
     summary = {k: report[k] for k in ("weights", "onnx", "train_seconds", "final_val_metrics")}
     summary["holdout_eval"] = report.get("holdout_eval")
     summary["fusion"] = report.get("fusion")
     return summary
+
+
+def refit_fusion(trained_dir: str | Path, dev_dirs, classes_csv: str | Path | None = None) -> dict:
+    """`bioscan-rebuild refit-fusion`: fit a `train-detector` folder's fusion rule again for the same model
+    (after the classical detector or the rule family changed), on the dev sets' train half; rewrites
+    ``fusion.json``, the report's ``fusion`` scores and ``MODEL_CARD.md``. No training, no torch."""
+    from bioscan_rebuild.detect.model_card import model_card
+    from bioscan_rebuild.detect.shipped import MODEL
+
+    out = Path(trained_dir)
+    missing = [name for name in ("model.onnx", "report.json") if not (out / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{out}: no {', '.join(missing)} (run `bioscan-rebuild train-detector`)")
+    report = json.loads((out / "report.json").read_text())
+    if report["onnx"]["sha256"] != file_sha256(out / "model.onnx"):
+        raise ValueError(f"{out / 'model.onnx'} is not the model {out / 'report.json'} describes")
+    if not report.get("command"):  # a folder from before the report kept it: the card's command block
+        card = out / "MODEL_CARD.md"
+        text = card.read_text() if card.is_file() else ""
+        if "```sh\n" not in text:
+            raise ValueError(f"{out}: neither report.json nor MODEL_CARD.md says how the model was made")
+        report["command"] = text.split("```sh\n", 1)[1].split("\n```", 1)[0]
+    report["fusion"] = fit_and_score_fusion(out / "model.onnx", dev_dirs, out / "fusion.json", classes_csv)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "MODEL_CARD.md").write_text(model_card(report, MODEL, report["command"]))
+    fusion = report["fusion"]
+    holdout = fusion["holdout"]["fusion"]["all"]
+    return {"rule": fusion["rule"], "train_fit": fusion["train_fit"], "holdout_fusion": holdout}
