@@ -69,13 +69,16 @@ def test_the_fusion_backend_on_held_out_real_photos(realdata):
         assert (detection.box is None) == (detection.status == "no_object")
 
 
-def _trained_folder(folder, model=b"onnx bytes", fitted_sha=None, half="train", card_sha=None):
+def _trained_folder(folder, model=b"onnx bytes", fitted_sha=None, half="train", card_sha=None, classical=None):
     import hashlib
+
+    from bioscan_rebuild.detect.classical import ClassicalDetector
 
     folder.mkdir()
     (folder / "model.onnx").write_bytes(model)
     sha = hashlib.sha256(model).hexdigest()
-    rule = {"rule": {}, "fitted_on": {"model_sha256": fitted_sha or sha, "half": half}}
+    classical = ClassicalDetector().params() if classical is None else classical
+    rule = {"rule": {}, "fitted_on": {"model_sha256": fitted_sha or sha, "half": half, "classical": classical}}
     (folder / "fusion.json").write_text(json.dumps(rule))
     (folder / "MODEL_CARD.md").write_text(f"# card\nsha256 {card_sha or sha}\n")
     return sha
@@ -98,6 +101,8 @@ def test_ship_copies_the_three_files_that_belong_together(tmp_path):
         ({"half": None}, "not fitted on this model"),
         ({"half": "holdout"}, "not fitted on this model"),
         ({"card_sha": "f" * 64}, "does not describe this model"),
+        ({"classical": {}}, "another classical detector.*refit-fusion"),
+        ({"classical": {"version": "classical-2"}}, "another classical detector"),
     ],
 )
 def test_ship_refuses_a_rule_or_card_of_another_model(tmp_path, kind, match):
@@ -270,20 +275,41 @@ def test_refit_fusion_fits_the_rule_again_for_the_same_model(realdata, tmp_path,
     written = json.loads((trained / "report.json").read_text())
     assert written["command"] == command and written["fusion"]["rule"] == rule["rule"]
     assert set(written["fusion"]["holdout"]) >= {"classical", "onnx", "fusion", "oracle"}
+    assert written["fusion_refit"] == f"bioscan-rebuild refit-fusion results/detector --dev-dir {dev}"
     card = (trained / "MODEL_CARD.md").read_text()
-    assert command in card and sha in card and "| fusion | all" in card
+    assert command in card and sha in card and "| fusion | all" in card and written["fusion_refit"] in card
+    assert not (trained / "fusion.json.refit").exists()
     assert ship(trained, tmp_path / "models")[MODEL] == sha
 
 
-def test_refit_fusion_refuses_a_model_the_report_does_not_describe(tmp_path):
+def test_refit_fusion_refuses_what_it_cannot_refit_and_writes_nothing(tmp_path):
+    """Another model than the report's, a report without what the card needs, a model trained on the holdout
+    half, a missing report: a clear error each, and the folder as it was."""
     from bioscan_rebuild.detect.yolo.train import refit_fusion
 
     trained = tmp_path / "trained"
     trained.mkdir()
-    (trained / "model.onnx").write_bytes(b"another model")
-    (trained / "report.json").write_text(json.dumps({"onnx": {"sha256": "0" * 64}, "command": "x"}))
-    with pytest.raises(ValueError, match="not the model"):
-        refit_fusion(trained, [tmp_path])
+    (trained / "model.onnx").write_bytes(b"a model")
+    report = {
+        "model_yaml": "yolo11n.yaml",
+        "train_args": {"imgsz": 320, "epochs": 1, "batch": 16, "seed": 0, "device": "cpu"},
+        "device_name": "cpu",
+        "train_seconds": 1.0,
+        "weights_from": "best.pt",
+        "weights": {"sha256": "0" * 64},
+        "onnx": {"sha256": file_sha256(trained / "model.onnx"), "opset": 17},
+        "command": "bioscan-rebuild train-detector",
+    }
+    cases = [
+        ({"onnx": {"sha256": "0" * 64, "opset": 17}}, "not the model"),
+        ({"train_args": {"imgsz": 320}}, r"no train_args\.epochs, train_args\.batch"),
+        ({"dataset": {"real": {"include_holdout": True}}}, "holdout half too"),
+    ]
+    for change, match in cases:
+        (trained / "report.json").write_text(json.dumps({**report, **change}))
+        with pytest.raises(ValueError, match=match):
+            refit_fusion(trained, [tmp_path / "no-such-dev-set"])
+        assert sorted(p.name for p in trained.iterdir()) == ["model.onnx", "report.json"]
     (trained / "report.json").unlink()
     with pytest.raises(FileNotFoundError, match="report.json"):
         refit_fusion(trained, [tmp_path])

@@ -69,8 +69,10 @@ class FusionRule:
     @staticmethod
     def fitted_on(path: str | Path | None = None) -> dict:
         """What the rule in ``path`` (the shipped one by default) was fitted on: model sha256, dev sets, half and
-        (since classical-4) the classical detector's params."""
-        return _rule_file(path).get("fitted_on") or {}
+        the classical detector's params (a rule written before rules recorded them: classical-3's version)."""
+        fitted = dict(_rule_file(path).get("fitted_on") or {})
+        fitted.setdefault("classical", {"version": LEGACY_CLASSICAL_VERSION})
+        return fitted
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -83,6 +85,8 @@ def _rule_file(path: str | Path | None) -> dict:
 # what of the classical detector's params the rule must have been fitted with: its version sets the units of the
 # score its thresholds are in (other params a user may tune: they are in the detector's params and store keys)
 CLASSICAL_SCORE_UNITS = ("version",)
+# rules fitted before they recorded the classical detector's params were fitted with this version (or older)
+LEGACY_CLASSICAL_VERSION = "classical-3"
 
 
 def has_box(detection: Detection | None) -> bool:
@@ -299,9 +303,9 @@ class FusionDetector:
 
         self.classical = ClassicalDetector(**classical_params)
         self.rule = FusionRule.load(rule)
-        fitted = FusionRule.fitted_on(rule).get("classical") or {}  # rules from before classical-4 do not say
+        fitted = FusionRule.fitted_on(rule)["classical"]
         running = self.classical.params()
-        differ = [key for key in CLASSICAL_SCORE_UNITS if fitted and fitted.get(key) != running[key]]
+        differ = [key for key in CLASSICAL_SCORE_UNITS if fitted.get(key) != running[key]]
         if differ:
             raise ValueError(
                 f"the fusion rule {rule or '(shipped)'} was fitted with the classical detector's "

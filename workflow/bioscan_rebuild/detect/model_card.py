@@ -73,6 +73,11 @@ def model_card(report: dict, model_name: str, command: str) -> str:
         command,
         "```",
         "",
+        *(
+            ["The fusion rule was fitted again afterwards, for the same model:", "", "```sh", refit, "```", ""]
+            if (refit := report.get("fusion_refit"))
+            else []
+        ),
         f"Seed {args['seed']}, {args['epochs']} epochs, batch {args['batch']}, deterministic, device "
         f"`{args['device']}` ({report['device_name']}), {report['train_seconds']:.0f} s; weights from "
         f"`{report['weights_from']}`. Versions: "

@@ -9,6 +9,8 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
+from bioscan_rebuild.detect.classical import ClassicalDetector
+
 MODEL = "specimen-yolo11n.onnx"
 FUSION_RULE = "fusion.json"
 MODEL_CARD = "MODEL_CARD.md"
@@ -24,7 +26,8 @@ def shipped(name: str) -> Path:
 def ship(trained_dir: str | Path, models_dir: str | Path | None = None) -> dict[str, str]:
     """Copy a `train-detector` output folder's model, fusion rule and card into ``models_dir`` (the package's
     ``detect/models/`` by default: run from a source checkout). Refuses a rule fitted on another model or on
-    nothing, so the shipped three always belong together. Returns {shipped name: sha256}."""
+    nothing, or with another classical detector than the package's, so the shipped three always belong together.
+    Returns {shipped name: sha256}."""
     trained_dir = Path(trained_dir)
     missing = [name for name in TRAINED_FILES if not (trained_dir / name).is_file()]
     if missing:
@@ -38,6 +41,13 @@ def ship(trained_dir: str | Path, models_dir: str | Path | None = None) -> dict[
         )
     if model_sha not in (trained_dir / "MODEL_CARD.md").read_text():
         raise ValueError(f"{trained_dir / 'MODEL_CARD.md'} does not describe this model (sha256 {model_sha})")
+    # the shipped rule runs with the default classical detector: it must have been fitted with exactly that one
+    if fitted.get("classical") != ClassicalDetector().params():
+        raise ValueError(
+            f"{trained_dir / 'fusion.json'} was fitted with another classical detector than this package's "
+            f"(fitted with {fitted.get('classical')}); fit it again: bioscan-rebuild refit-fusion {trained_dir} "
+            "--dev-dir ..."
+        )
     target = Path(models_dir) if models_dir else shipped(MODEL).parent
     target.mkdir(parents=True, exist_ok=True)
     written = {}

@@ -294,10 +294,16 @@ def prepare_and_train(
     return summary
 
 
+# what the model card reads from a train-detector report (refit_fusion checks them before it writes anything)
+CARD_FIELDS = ("model_yaml", "train_args", "device_name", "train_seconds", "weights_from", "weights", "onnx")
+CARD_TRAIN_ARGS = ("imgsz", "epochs", "batch", "seed", "device")
+
+
 def refit_fusion(trained_dir: str | Path, dev_dirs, classes_csv: str | Path | None = None) -> dict:
     """`bioscan-rebuild refit-fusion`: fit a `train-detector` folder's fusion rule again for the same model
     (after the classical detector or the rule family changed), on the dev sets' train half; rewrites
-    ``fusion.json``, the report's ``fusion`` scores and ``MODEL_CARD.md``. No training, no torch."""
+    ``fusion.json``, the report's ``fusion`` scores and ``MODEL_CARD.md`` (all three or none). No training, no
+    torch. Refuses a model trained on the holdout half (its "held-out" scores would not be)."""
     from bioscan_rebuild.detect.model_card import model_card
     from bioscan_rebuild.detect.shipped import MODEL
 
@@ -306,17 +312,35 @@ def refit_fusion(trained_dir: str | Path, dev_dirs, classes_csv: str | Path | No
     if missing:
         raise FileNotFoundError(f"{out}: no {', '.join(missing)} (run `bioscan-rebuild train-detector`)")
     report = json.loads((out / "report.json").read_text())
+    lacking = [key for key in CARD_FIELDS if key not in report]
+    lacking += [f"train_args.{key}" for key in CARD_TRAIN_ARGS if key not in report.get("train_args", {})]
+    lacking += [f"{key}.sha256" for key in ("weights", "onnx") if "sha256" not in (report.get(key) or {})]
+    if lacking:
+        raise ValueError(f"{out / 'report.json'} is not a train-detector report (no {', '.join(lacking)})")
     if report["onnx"]["sha256"] != file_sha256(out / "model.onnx"):
         raise ValueError(f"{out / 'model.onnx'} is not the model {out / 'report.json'} describes")
+    if ((report.get("dataset") or {}).get("real") or {}).get("include_holdout"):
+        raise ValueError(f"{out}: the model was trained on the holdout half too, so nothing is left to score it on")
     if not report.get("command"):  # a folder from before the report kept it: the card's command block
         card = out / "MODEL_CARD.md"
         text = card.read_text() if card.is_file() else ""
         if "```sh\n" not in text:
             raise ValueError(f"{out}: neither report.json nor MODEL_CARD.md says how the model was made")
         report["command"] = text.split("```sh\n", 1)[1].split("\n```", 1)[0]
-    report["fusion"] = fit_and_score_fusion(out / "model.onnx", dev_dirs, out / "fusion.json", classes_csv)
+    dev_dirs = [Path(d) for d in (dev_dirs if isinstance(dev_dirs, (list, tuple)) else [dev_dirs])]
+    new_rule = out / "fusion.json.refit"
+    report["fusion"] = fit_and_score_fusion(out / "model.onnx", dev_dirs, new_rule, classes_csv)
+    report["fusion_refit"] = " ".join(
+        [
+            "bioscan-rebuild refit-fusion results/detector",
+            *(f"--dev-dir {d}" for d in dev_dirs),
+            *([f"--classes {classes_csv}"] if classes_csv else []),
+        ]
+    )
+    card = model_card(report, MODEL, report["command"])
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "MODEL_CARD.md").write_text(model_card(report, MODEL, report["command"]))
+    (out / "MODEL_CARD.md").write_text(card)
+    new_rule.replace(out / "fusion.json")
     fusion = report["fusion"]
     holdout = fusion["holdout"]["fusion"]["all"]
     return {"rule": fusion["rule"], "train_fit": fusion["train_fit"], "holdout_fusion": holdout}
