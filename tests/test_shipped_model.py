@@ -237,6 +237,20 @@ def _small_dev_set(source, target, n: int = 24):
     return target
 
 
+def _train_report(onnx_sha: str, **extra) -> dict:
+    """The fields of a train-detector report that the model card reads."""
+    return {
+        "model_yaml": "yolo11n.yaml",
+        "train_args": {"imgsz": 320, "epochs": 130, "batch": 16, "seed": 0, "device": "cpu"},
+        "device_name": "cpu",
+        "train_seconds": 1.0,
+        "weights_from": "best.pt",
+        "weights": {"path": "weights.pt", "sha256": "0" * 64},
+        "onnx": {"path": "model.onnx", "sha256": onnx_sha, "opset": 17},
+        **extra,
+    }
+
+
 def test_refit_fusion_fits_the_rule_again_for_the_same_model(realdata, tmp_path, capsys):
     """A train-detector folder whose rule predates the classical detector it now runs with: refit-fusion writes a
     rule for this model and this detector, the report's scores and a card with the same command, and the folder
@@ -253,16 +267,7 @@ def test_refit_fusion_fits_the_rule_again_for_the_same_model(realdata, tmp_path,
     (trained / "fusion.json").write_text(Path(_rule_fitted_with(tmp_path, version="classical-2")).read_text())
     sha = file_sha256(trained / "model.onnx")
     command = "bioscan-rebuild train-detector --out results/detector --epochs 130"
-    report = {
-        "model_yaml": "yolo11n.yaml",
-        "train_args": {"imgsz": 320, "epochs": 130, "batch": 16, "seed": 0, "device": "cpu"},
-        "device_name": "cpu",
-        "train_seconds": 1.0,
-        "weights_from": "best.pt",
-        "weights": {"path": "weights.pt", "sha256": "0" * 64},
-        "onnx": {"path": "model.onnx", "sha256": sha, "opset": 17},
-    }
-    (trained / "report.json").write_text(json.dumps(report))
+    (trained / "report.json").write_text(json.dumps(_train_report(sha)))
     (trained / "MODEL_CARD.md").write_text(f"# card\n\n```sh\n{command}\n```\n")  # the command, as older cards kept it
     dev = _small_dev_set(realdata / "imgfilter-more", tmp_path / "dev")
     args = build_parser().parse_args(["refit-fusion", str(trained), "--dev-dir", str(dev)])
@@ -290,16 +295,7 @@ def test_refit_fusion_refuses_what_it_cannot_refit_and_writes_nothing(tmp_path):
     trained = tmp_path / "trained"
     trained.mkdir()
     (trained / "model.onnx").write_bytes(b"a model")
-    report = {
-        "model_yaml": "yolo11n.yaml",
-        "train_args": {"imgsz": 320, "epochs": 1, "batch": 16, "seed": 0, "device": "cpu"},
-        "device_name": "cpu",
-        "train_seconds": 1.0,
-        "weights_from": "best.pt",
-        "weights": {"sha256": "0" * 64},
-        "onnx": {"sha256": file_sha256(trained / "model.onnx"), "opset": 17},
-        "command": "bioscan-rebuild train-detector",
-    }
+    report = _train_report(file_sha256(trained / "model.onnx"), command="bioscan-rebuild train-detector")
     cases = [
         ({"onnx": {"sha256": "0" * 64, "opset": 17}}, "not the model"),
         ({"train_args": {"imgsz": 320}}, r"no train_args\.epochs, train_args\.batch"),
