@@ -267,10 +267,12 @@ def test_refit_fusion_fits_the_rule_again_for_the_same_model(realdata, tmp_path,
     (trained / "fusion.json").write_text(Path(_rule_fitted_with(tmp_path, version="classical-2")).read_text())
     sha = file_sha256(trained / "model.onnx")
     command = "bioscan-rebuild train-detector --out results/detector --epochs 130"
-    (trained / "report.json").write_text(json.dumps(_train_report(sha)))
-    (trained / "MODEL_CARD.md").write_text(f"# card\n\n```sh\n{command}\n```\n")  # the command, as older cards kept it
     dev = _small_dev_set(realdata / "imgfilter-more", tmp_path / "dev")
-    args = build_parser().parse_args(["refit-fusion", str(trained), "--dev-dir", str(dev)])
+    # the dev sets it was trained with, as train-detector records them
+    dataset = {"real": {"coco": [str(dev / "coco_annotations.json")], "include_holdout": False}}
+    (trained / "report.json").write_text(json.dumps(_train_report(sha, dataset=dataset, classes=None)))
+    (trained / "MODEL_CARD.md").write_text(f"# card\n\n```sh\n{command}\n```\n")  # the command, as older cards kept it
+    args = build_parser().parse_args(["refit-fusion", str(trained)])
     assert args.func(args) == 0
     summary = json.loads(capsys.readouterr().out)
     rule = json.loads((trained / "fusion.json").read_text())
@@ -300,12 +302,16 @@ def test_refit_fusion_refuses_what_it_cannot_refit_and_writes_nothing(tmp_path):
         ({"onnx": {"sha256": "0" * 64, "opset": 17}}, "not the model"),
         ({"train_args": {"imgsz": 320}}, r"no train_args\.epochs, train_args\.batch"),
         ({"dataset": {"real": {"include_holdout": True}}}, "holdout half too"),
+        ({}, "names no real dev sets"),  # and no --dev-dir given
     ]
     for change, match in cases:
         (trained / "report.json").write_text(json.dumps({**report, **change}))
         with pytest.raises(ValueError, match=match):
-            refit_fusion(trained, [tmp_path / "no-such-dev-set"])
+            refit_fusion(trained, None if not change else [tmp_path / "no-such-dev-set"])
         assert sorted(p.name for p in trained.iterdir()) == ["model.onnx", "report.json"]
+    (trained / "report.json").write_text(json.dumps(report))
+    with pytest.raises(FileNotFoundError, match="no coco_annotations.json in .*no-such-dev-set"):
+        refit_fusion(trained, [tmp_path / "no-such-dev-set"])
     (trained / "report.json").unlink()
     with pytest.raises(FileNotFoundError, match="report.json"):
         refit_fusion(trained, [tmp_path])

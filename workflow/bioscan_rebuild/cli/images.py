@@ -248,9 +248,15 @@ def register(sub) -> None:
     )
     p.add_argument("trained", type=Path, help="the train-detector output folder (results/detector)")
     p.add_argument(
-        "--dev-dir", type=Path, action="append", required=True, help="a real dev set (COCO), as for train-detector"
+        "--dev-dir",
+        type=Path,
+        action="append",
+        help="a real dev set (COCO), as for train-detector; repeat for several (default: the training's)",
     )
-    p.add_argument("--classes", help="image classes of the dev photos (folder,file_name,imgfilter_class CSV)")
+    p.add_argument(
+        "--classes",
+        help="image classes of the dev photos (folder,file_name,imgfilter_class CSV; default: the training's)",
+    )
     p.set_defaults(func=cmd_refit_fusion)
 
     p = sub.add_parser(

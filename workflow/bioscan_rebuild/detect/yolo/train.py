@@ -286,6 +286,7 @@ def prepare_and_train(
     )
     command += "\n# the same, from the config's train_detector section: snakemake train_detector --cores 2"
     report["command"] = command  # for the card, also when `refit-fusion` rewrites it
+    report["classes"] = str(classes_csv) if classes_csv else None  # refit-fusion's default
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "MODEL_CARD.md").write_text(model_card(report, MODEL, command))
     summary = {k: report[k] for k in ("weights", "onnx", "train_seconds", "final_val_metrics")}
@@ -299,11 +300,12 @@ CARD_FIELDS = ("model_yaml", "train_args", "device_name", "train_seconds", "weig
 CARD_TRAIN_ARGS = ("imgsz", "epochs", "batch", "seed", "device")
 
 
-def refit_fusion(trained_dir: str | Path, dev_dirs, classes_csv: str | Path | None = None) -> dict:
+def refit_fusion(trained_dir: str | Path, dev_dirs=None, classes_csv: str | Path | None = None) -> dict:
     """`bioscan-rebuild refit-fusion`: fit a `train-detector` folder's fusion rule again for the same model
-    (after the classical detector or the rule family changed), on the dev sets' train half; rewrites
-    ``fusion.json``, the report's ``fusion`` scores and ``MODEL_CARD.md`` (all three or none). No training, no
-    torch. Refuses a model trained on the holdout half (its "held-out" scores would not be)."""
+    (after the classical detector or the rule family changed), on the dev sets' train half (by default those it
+    was trained with, and their image classes); rewrites ``fusion.json``, the report's ``fusion`` scores and
+    ``MODEL_CARD.md`` (all three or none). No training, no torch. Refuses a model trained on the holdout half (its
+    "held-out" scores would not be)."""
     from bioscan_rebuild.detect.model_card import model_card
     from bioscan_rebuild.detect.shipped import MODEL
 
@@ -327,7 +329,15 @@ def refit_fusion(trained_dir: str | Path, dev_dirs, classes_csv: str | Path | No
         if "```sh\n" not in text:
             raise ValueError(f"{out}: neither report.json nor MODEL_CARD.md says how the model was made")
         report["command"] = text.split("```sh\n", 1)[1].split("\n```", 1)[0]
+    if not dev_dirs:  # the training's own dev sets (their COCO files, as train-detector was given them)
+        dev_dirs = [Path(c).parent for c in ((report.get("dataset") or {}).get("real") or {}).get("coco", [])]
+        classes_csv = classes_csv or report.get("classes")
+        if not dev_dirs:
+            raise ValueError(f"{out / 'report.json'} names no real dev sets: give them (--dev-dir)")
     dev_dirs = [Path(d) for d in (dev_dirs if isinstance(dev_dirs, (list, tuple)) else [dev_dirs])]
+    absent = [str(d) for d in dev_dirs if not (d / "coco_annotations.json").is_file()]
+    if absent:
+        raise FileNotFoundError(f"no coco_annotations.json in {', '.join(absent)} (give the dev sets: --dev-dir)")
     new_rule = out / "fusion.json.refit"
     report["fusion"] = fit_and_score_fusion(out / "model.onnx", dev_dirs, new_rule, classes_csv)
     report["fusion_refit"] = " ".join(
