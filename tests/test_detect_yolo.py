@@ -350,6 +350,8 @@ def test_workflow_trains_the_detector_and_runs_the_image_stage_with_it(sample_di
     report = json.loads((tmp_path / "results" / "detector" / "report.json").read_text())
     onnx = tmp_path / "results" / "detector" / "model.onnx"
     assert report["onnx"]["sha256"] == file_sha256(onnx)
+    # what refit-fusion needs later: how the model was made, and the image classes (none here)
+    assert report["command"].startswith("bioscan-rebuild train-detector") and report["classes"] is None
     config["images"]["detector"] = {"backend": "onnx", "weights": "results/detector/model.onnx", "params": {}}
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     run_snakemake(tmp_path, "results/images/summary.json")

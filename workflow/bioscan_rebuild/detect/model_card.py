@@ -5,6 +5,9 @@ from __future__ import annotations
 
 METRICS = (("mean_iou", "{:.3f}"), ("iou_ge_0.5", "{:.1%}"), ("iou_ge_0.75", "{:.1%}"), ("empty_recognised", "{:.1%}"))
 BACKEND_ORDER = ("classical", "onnx", "onnx_tta", "fusion", "oracle")
+# what model_card reads from a train-detector report (refit-fusion checks them before its fit)
+CARD_FIELDS = ("model_yaml", "train_args", "device_name", "train_seconds", "weights_from", "weights", "onnx")
+CARD_TRAIN_ARGS = ("imgsz", "epochs", "batch", "seed", "device")
 
 
 def _cell(summary: dict, key: str, fmt: str) -> str:

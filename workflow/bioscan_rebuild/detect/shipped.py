@@ -45,8 +45,7 @@ def ship(trained_dir: str | Path, models_dir: str | Path | None = None) -> dict[
     if fitted.get("classical") != ClassicalDetector().params():
         raise ValueError(
             f"{trained_dir / 'fusion.json'} was fitted with another classical detector than this package's "
-            f"(fitted with {fitted.get('classical')}); fit it again: bioscan-rebuild refit-fusion {trained_dir} "
-            "--dev-dir ..."
+            f"(fitted with {fitted.get('classical')}); fit it again: bioscan-rebuild refit-fusion {trained_dir}"
         )
     target = Path(models_dir) if models_dir else shipped(MODEL).parent
     target.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,7 @@ def train_detector(
     verbose: bool = False,
     extra_args: dict | None = None,
     classes_csv: str | Path | None = None,
+    report_extra: dict | None = None,
 ) -> dict:
     """Train from scratch (offline), export ONNX, optionally score both backends on the dev
     'holdout' half; writes out_dir/{weights.pt, model.onnx, report.json} and returns the report."""
@@ -115,6 +116,7 @@ def train_detector(
         from bioscan_rebuild.detect.heldout import write_rule
 
         write_rule(FusionRule(), {}, out / "fusion.json", {"model_sha256": file_sha256(onnx_path), "half": None})
+    report.update(report_extra or {})
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
@@ -258,20 +260,6 @@ def prepare_and_train(
         return json.loads((dataset_dir / "manifest.json").read_text())
     # the holdout half can be scored only when it exists and was not trained on
     scored = score and not include_holdout and bool(cocos) and all(coco.is_file() for coco in cocos)
-    report = train_detector(
-        data_yaml,
-        out,
-        epochs=epochs,
-        imgsz=imgsz,
-        model_yaml=model or DEFAULT_MODEL_YAML,
-        device=device,
-        seed=seed,
-        batch=batch,
-        eval_dev_dir=dev_dirs if scored else None,
-        classes_csv=classes_csv,
-        workers=workers,
-        verbose=verbose,
-    )
     from bioscan_rebuild.detect.model_card import model_card
     from bioscan_rebuild.detect.shipped import MODEL
 
@@ -285,19 +273,27 @@ def prepare_and_train(
         ]
     )
     command += "\n# the same, from the config's train_detector section: snakemake train_detector --cores 2"
-    report["command"] = command  # for the card, also when `refit-fusion` rewrites it
-    report["classes"] = str(classes_csv) if classes_csv else None  # refit-fusion's default
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    report = train_detector(
+        data_yaml,
+        out,
+        epochs=epochs,
+        imgsz=imgsz,
+        model_yaml=model or DEFAULT_MODEL_YAML,
+        device=device,
+        seed=seed,
+        batch=batch,
+        eval_dev_dir=dev_dirs if scored else None,
+        classes_csv=classes_csv,
+        workers=workers,
+        verbose=verbose,
+        # the command for the card, also when `refit-fusion` rewrites it; the classes, refit-fusion's default
+        report_extra={"command": command, "classes": str(classes_csv) if classes_csv else None},
+    )
     (out / "MODEL_CARD.md").write_text(model_card(report, MODEL, command))
     summary = {k: report[k] for k in ("weights", "onnx", "train_seconds", "final_val_metrics")}
     summary["holdout_eval"] = report.get("holdout_eval")
     summary["fusion"] = report.get("fusion")
     return summary
-
-
-# what the model card reads from a train-detector report (refit_fusion checks them before it writes anything)
-CARD_FIELDS = ("model_yaml", "train_args", "device_name", "train_seconds", "weights_from", "weights", "onnx")
-CARD_TRAIN_ARGS = ("imgsz", "epochs", "batch", "seed", "device")
 
 
 def refit_fusion(trained_dir: str | Path, dev_dirs=None, classes_csv: str | Path | None = None) -> dict:
@@ -306,7 +302,7 @@ def refit_fusion(trained_dir: str | Path, dev_dirs=None, classes_csv: str | Path
     was trained with, and their image classes); rewrites ``fusion.json``, the report's ``fusion`` scores and
     ``MODEL_CARD.md`` (all three or none). No training, no torch. Refuses a model trained on the holdout half (its
     "held-out" scores would not be)."""
-    from bioscan_rebuild.detect.model_card import model_card
+    from bioscan_rebuild.detect.model_card import CARD_FIELDS, CARD_TRAIN_ARGS, model_card
     from bioscan_rebuild.detect.shipped import MODEL
 
     out = Path(trained_dir)
@@ -317,7 +313,7 @@ def refit_fusion(trained_dir: str | Path, dev_dirs=None, classes_csv: str | Path
     lacking = [key for key in CARD_FIELDS if key not in report]
     lacking += [f"train_args.{key}" for key in CARD_TRAIN_ARGS if key not in report.get("train_args", {})]
     lacking += [f"{key}.sha256" for key in ("weights", "onnx") if "sha256" not in (report.get(key) or {})]
-    if lacking:
+    if lacking:  # checked before the fit: the card is written from them after it
         raise ValueError(f"{out / 'report.json'} is not a train-detector report (no {', '.join(lacking)})")
     if report["onnx"]["sha256"] != file_sha256(out / "model.onnx"):
         raise ValueError(f"{out / 'model.onnx'} is not the model {out / 'report.json'} describes")
