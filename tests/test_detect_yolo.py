@@ -361,3 +361,62 @@ def test_workflow_trains_the_detector_and_runs_the_image_stage_with_it(sample_di
     boxed = images[images["x0"].notna()]
     # Box-only backend: organism pixels come from the classical segmenter inside the box.
     assert boxed["image_measurement_value"].notna().all()
+
+
+# ------------------------------------------------------------------------------ bench/gpu_train.py (a lent GPU run)
+def _gpu_train():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_gpu_train", REPO / "bench" / "gpu_train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_training_run_gives_a_shippable_model_without_polars(tmp_path, realdata):
+    """The device image has no polars (ultralytics' trainer reads its results.csv with it; its wheel is too big to
+    carry): the run, blocked from importing it, still trains (here the CPU smoke run), scores every backend on the
+    held-out half, and leaves what ``ship-detector`` takes."""
+    from bioscan_rebuild.detect.shipped import ship
+
+    out = tmp_path / "out"
+    run = (
+        "import runpy, sys; sys.modules['polars'] = None; "
+        f"sys.argv = ['gpu_train.py', 'run', '--out', {str(out)!r}, '--work', {str(tmp_path / 'work')!r}]; "
+        f"runpy.run_path({str(REPO / 'bench' / 'gpu_train.py')!r}, run_name='__main__')"
+    )
+    done = subprocess.run([sys.executable, "-c", run], capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "smoke run at 64 px" in done.stdout and "held-out half:" in done.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["fusion"]["holdout"]) == {"classical", "onnx", "onnx_tta", "fusion", "oracle"}
+    assert report["train_args"]["epochs"] == 1 and report["train_args"]["imgsz"] == 64
+    # the dev sets as the card and the rule name them on any machine
+    assert "--dev-dir ../shared/realdata/imgfilter-dev" in (out / "MODEL_CARD.md").read_text()
+    assert _gpu_train().read_results_csv(out / "results.csv")["epoch"] == [1.0]
+    written = ship(out, tmp_path / "models")
+    assert written["specimen-yolo11n.onnx"] == report["onnx"]["sha256"]
+
+
+def test_gpu_training_pack_fits_what_a_device_call_carries(tmp_path, realdata):
+    """The dev sets travel as a copy (../shared does not); with the tracked files they stay under the 64 MiB a
+    device call carries, leaving room for the wheels."""
+    bench = _gpu_train()
+    sizes = bench.pack(realdata, wheels=False, root=tmp_path)
+    for name in bench.DEV_SETS:
+        copied = sorted(p.name for p in (tmp_path / ".devdata" / name).iterdir())
+        assert copied == sorted(p.name for p in (realdata / name).iterdir())
+    assert (tmp_path / ".devdata" / bench.CLASSES).read_bytes() == (realdata / bench.CLASSES).read_bytes()
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    tracked_bytes = sum((REPO / name).stat().st_size for name in tracked.decode().split("\0") if name)
+    assert tracked_bytes + sizes[".devdata"] + 8 * 2**20 < 64 * 2**20
+
+
+def test_gpu_training_epochs_fill_the_budget_from_the_warmup(tmp_path):
+    bench = _gpu_train()
+    csv_path = tmp_path / "results.csv"
+    csv_path.write_text("epoch,  time, train/box_loss\n1, 30.0, 2.0\n2, 34.0, 1.9\n")
+    assert bench.read_results_csv(csv_path) == {"epoch": [1.0, 2.0], "time": [30.0, 34.0], "train/box_loss": [2.0, 1.9]}
+    assert bench.epochs_for(300, csv_path) == 75  # the second epoch: 4 s (the first also filled the caches)
+    assert bench.epochs_for(10, csv_path) == bench.EPOCHS_RANGE[0]
+    assert bench.epochs_for(1e6, csv_path) == bench.EPOCHS_RANGE[1]
