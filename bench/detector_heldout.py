@@ -6,7 +6,9 @@ Defaults: the shipped model and fusion rule (``detect/models/``). ``--refit`` fi
 half here instead (as ``train-detector`` does). Prints, for the holdout half: per backend (classical, onnx,
 onnx_tta (with test-time augmentation), fusion, and the oracle ceiling: the better of the classical box and
 the learned one the fusion uses, per photo) the mean IoU, IoU >= 0.5,
-IoU >= 0.75 and empty wells recognised, overall and per image class; then ms per photo of each detector
+IoU >= 0.75 and empty wells recognised, overall and per image class; the review queue (photos flagged, and how
+many of the fusion's wrong answers are among them); the ceiling of the rule's form (the rule
+fitted on the holdout half itself: no rule fitted elsewhere beats it); then ms per photo of each detector
 (detection only, one thread, decoding excluded).
 """
 
@@ -28,6 +30,7 @@ from bioscan_rebuild.detect.heldout import (  # noqa: E402
     LEARNED_LOW_BAR,
     fit_fusion,
     read_classes,
+    review_table,
     run_detectors,
     score_table,
 )
@@ -83,11 +86,31 @@ def main(argv=None) -> int:
     print(f"photos: {len(rows)} ({halves['train']} train, {halves['holdout']} holdout); scored: holdout\n")
     table = score_table(rows, rule, "holdout")
     print_table(table)
+    review = review_table(rows, rule, "holdout")
+    print(
+        f"\nreview queue (fusion): {review['flagged']} of {review['photos']} photos flagged "
+        f"({review['flagged'] / review['photos']:.1%}); {review['wrong_flagged']} of its {review['wrong']} wrong "
+        f"answers flagged ({review['wrong_flagged'] / max(1, review['wrong']):.1%}); per reason (flagged, wrong): "
+        + ", ".join(f"{k} {v['flagged']}/{v['wrong']}" for k, v in review["per_reason"].items())
+    )
+    _, ceiling = fit_fusion(rows, half="holdout")
+    ceiling = {k: round(ceiling[k], 4) for k in ("specimens_right", "empty_right")}
+    print(
+        f"\nceiling of the rule's form (a rule fitted on the holdout half itself; not a score): specimens "
+        f"{ceiling['specimens_right']:.1%} boxed, empty wells {ceiling['empty_right']:.1%} recognised"
+    )
     ms = {name: round(1000 * s / len(rows), 2) for name, s in seconds.items()}
     ms["fusion"] = round(ms["classical"] + ms["learned_tta" if rule.learned_tta else "learned"], 2)
     print(f"\nms per photo (detection only, 1 thread): {json.dumps(ms)}")
     if args.json:
-        args.json.write_text(json.dumps({"holdout": table, "ms_per_photo": ms, "rule": rule.as_dict()}, indent=2))
+        payload = {
+            "holdout": table,
+            "review": review,
+            "ms_per_photo": ms,
+            "rule": rule.as_dict(),
+            "rule_ceiling": ceiling,
+        }
+        args.json.write_text(json.dumps(payload, indent=2))
     return 0
 
 

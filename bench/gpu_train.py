@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--imgsz", type=int, default=640)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--generated", type=int, default=200)
-    p.add_argument("--workers", type=int, default=8, help="data-loader processes on the GPU")
+    p.add_argument("--workers", type=int, default=12, help="data-loader processes on the GPU machine (16 cores)")
     p.add_argument("--out", default=os.environ.get("OUT") or "results/gpu-train")
     p.add_argument("--work", help="training folder (default: a new temp dir)")
     args = parser.parse_args(argv)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from bioscan_rebuild.detect.base import Detection
-from bioscan_rebuild.detect.heldout import backend_detections, fit_fusion, score_table
+from bioscan_rebuild.detect.fusion import FusionRule
+from bioscan_rebuild.detect.heldout import backend_detections, fit_fusion, review_table, score_table
 
 TRUTH, WRONG = (100, 100, 200, 200), (600, 500, 700, 600)
 
@@ -62,3 +63,43 @@ def test_the_table_scores_onnx_with_tta_and_the_fusion_on_the_learned_run_its_ru
     assert table["oracle"]["all"]["iou_ge_0.5"] == 1.0
     detections = backend_detections(rows[0], rule)  # i = 0: the plain run has the wrong box
     assert detections["fusion"].box == TRUTH == detections["onnx_tta"].box != detections["onnx"].box
+
+
+def test_the_rule_ceiling_is_the_rule_fitted_on_the_holdout_half_itself():
+    """Train and holdout halves that disagree on whom to trust: the rule fitted on the train half fails the
+    holdout half, and the ceiling (fitted there) shows what a rule could still reach on it."""
+    rows = []
+    for half, classical_box, learned_box in (("train", TRUTH, WRONG), ("holdout", WRONG, TRUTH)):
+        for score in (0.2, 0.3, 0.6, 0.7):
+            rows.append(_row(half, TRUTH, _det(classical_box, 150.0), _det(learned_box, score), _det(None, 0)))
+        rows.append(_row(half, None, _det(None, 0), _det(None, 0), _det(None, 0)))
+    rule, fit = fit_fusion(rows)
+    assert fit["specimens_right"] == 1.0
+    assert score_table(rows, rule, "holdout")["fusion"]["all"]["iou_ge_0.5"] == 0.0
+    ceiling_rule, ceiling = fit_fusion(rows, half="holdout")
+    assert ceiling["specimens_right"] == ceiling["empty_right"] == 1.0 and ceiling["photos"] == 5
+    assert score_table(rows, ceiling_rule, "holdout")["fusion"]["all"]["iou_ge_0.5"] == 1.0
+
+
+def test_the_review_table_counts_the_fusion_s_mistakes_among_the_flagged_photos():
+    """Three held-out photos: two agreeing right boxes (trusted), two disagreeing boxes where the learned one is
+    wrong (flagged: low confidence, disagreement), an empty well the classical detector boxes alone (wrong,
+    flagged: disagreement only). A train-half photo is not counted."""
+    confidence = {"agree": 0.95, "learned_chosen": 0.6, "classical_only": 0.9}
+    rule = FusionRule(empty_learned_max=0.0, empty_classical_max=0.0, trust_learned=0.5, confidence=confidence)
+    rows = [
+        _row("holdout", TRUTH, _det(TRUTH, 150.0), _det(TRUTH, 0.9), _det(None, 0)),
+        _row("holdout", TRUTH, _det(TRUTH, 150.0), _det(WRONG, 0.9), _det(None, 0)),
+        _row("holdout", None, _det(WRONG, 150.0), _det(None, 0), _det(None, 0)),
+        _row("train", None, _det(WRONG, 150.0), _det(None, 0), _det(None, 0)),
+    ]
+    review = review_table(rows, rule)
+    assert {k: review[k] for k in ("photos", "flagged", "wrong", "wrong_flagged")} == {
+        "photos": 3,
+        "flagged": 2,
+        "wrong": 2,
+        "wrong_flagged": 2,
+    }
+    assert review["per_reason"]["low_confidence"] == {"flagged": 1, "wrong": 1}
+    assert review["per_reason"]["backends_disagree"] == {"flagged": 2, "wrong": 2}
+    assert review["per_reason"]["box_on_rim"] == {"flagged": 0, "wrong": 0}

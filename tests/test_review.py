@@ -11,7 +11,16 @@ import pytest
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.detect.base import Detection
 from bioscan_rebuild.detect.evaluate import iou
-from bioscan_rebuild.detect.fusion import FusionRule, decide, fit_rule, fuse, mean_box, score_rule
+from bioscan_rebuild.detect.fusion import (
+    SPLIT_MIN_PHOTOS,
+    FusionRule,
+    decide,
+    fit_confidence_splits,
+    fit_rule,
+    fuse,
+    mean_box,
+    score_rule,
+)
 from bioscan_rebuild.images.corrections import load_box_corrections, outcomes, parse_box, read_box_corrections
 from bioscan_rebuild.images.process import review_reasons
 
@@ -161,6 +170,7 @@ def test_fit_rule_finds_the_thresholds_that_separate_the_cases():
     assert rule.confidence["empty"] == round(11 / 12, 4)
     assert rule.confidence["agree"] == 0.5  # no photo: (0 + 1) / (0 + 2)
     assert rule.agree_iou == 0.5  # no photo needs another agreement bar: the usual one
+    assert rule.confidence_splits == {}  # no wrong photo: nothing to split off
 
 
 def test_agreeing_boxes_can_be_averaged():
@@ -234,3 +244,45 @@ def test_the_fit_can_refuse_every_box_the_learned_model_finds_alone():
     rule, result = fit_rule(samples)
     assert (result["specimens_right"], result["empty_right"]) == (1.0, 1.0)
     assert rule.empty_learned_only_max > 0.9
+
+
+def _features(agree_iou=0.0, learned_score=0.0, classical_score=0.0):
+    return {"agree_iou": agree_iou, "learned_score": learned_score, "classical_score": classical_score}
+
+
+def test_a_situation_s_confidence_is_split_where_its_photos_differ_clearly():
+    """Agreeing boxes that barely overlap are wrong half of the time, close ones never: the agree confidence is
+    split at the first agreement-IoU threshold that separates them. A situation whose mistakes follow no
+    measurement, or a split that would leave too few photos on one side, keeps one confidence."""
+    outcomes = [("agree", _features(agree_iou=0.45, learned_score=0.6), i % 2 == 0) for i in range(20)]
+    outcomes += [("agree", _features(agree_iou=0.92, learned_score=0.6), True) for _ in range(40)]
+    outcomes += [("empty", _features(learned_score=0.01 * (i % 7)), i % 3 != 0) for i in range(30)]
+    few = SPLIT_MIN_PHOTOS - 1
+    outcomes += [("learned_chosen", _features(learned_score=0.2), False) for _ in range(few)]
+    outcomes += [("learned_chosen", _features(learned_score=0.9), True) for _ in range(30)]
+    splits = fit_confidence_splits(outcomes)
+    assert splits == {
+        "agree": {
+            "feature": "agree_iou",
+            "at": 0.5,
+            "below": round(11 / 22, 4),
+            "above": round(41 / 42, 4),
+            "photos": [20, 40],
+        }
+    }
+    # the same mistakes, now with enough photos on the low side: learned_chosen is split too
+    more = outcomes + [("learned_chosen", _features(learned_score=0.2), False)]
+    assert fit_confidence_splits(more)["learned_chosen"]["photos"] == [SPLIT_MIN_PHOTOS, 30]
+
+
+def test_fused_detection_takes_the_confidence_of_its_side_of_the_split():
+    split = {"agree": {"feature": "agree_iou", "at": 0.9, "below": 0.7, "above": 0.97, "photos": [10, 50]}}
+    rule = replace(RULE, confidence_splits=split)
+    loose = fuse(_c(C_BOX), _l(L_BOX, 0.9), rule, (768, 1024))  # IoU ~0.83 < 0.9
+    assert (loose.score, loose.review) == (0.7, ("low_confidence",))
+    close = fuse(_c(C_BOX), _l(C_BOX, 0.9), rule, (768, 1024))
+    assert (close.score, close.review) == (0.97, ())
+    assert rule.confidence_levels() == set(RULE.confidence.values()) | {0.7, 0.97}
+    # a rule written before splits existed loads without them
+    older = {k: v for k, v in RULE.as_dict().items() if k != "confidence_splits"}
+    assert FusionRule(**older).confidence_splits == {}

@@ -18,15 +18,18 @@ The thresholds (a ``FusionRule``) are fitted on the training half of the real ha
 (``fit_rule``: a grid search for the best worse-of-the-two of right boxes and right empty wells) and shipped
 beside the model as JSON. The **confidence** of a photo is the accuracy the fitted rule reached on the training
 photos of the same *situation* (agree / learned chosen / classical chosen / empty, ...), so 0.9 means "nine in ten such
-photos were right". ``review_reasons`` names why a photo should be looked at: ``low_confidence``,
-``backends_disagree``, ``several_specimens``, ``box_on_rim`` (the box reaches the photo's border, where the
-well's rim is).
+photos were right". A situation whose training photos differ clearly by one measurement (how well the two boxes
+overlap, or either detector's score) is split in two there (``fit_confidence_splits``): two agreeing boxes that
+barely overlap are wrong more often than two that coincide. ``review_reasons`` names why a photo should be looked
+at: ``low_confidence``, ``backends_disagree``, ``several_specimens``, ``box_on_rim`` (the box reaches the photo's
+border, where the well's rim is).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -45,6 +48,17 @@ RIGHT_IOU = 0.5  # a box is right when its IoU with the hand-drawn one reaches t
 AGREE_BOXES = ("classical", "learned", "mean")  # in the fit's tie order
 SITUATIONS = ("agree", "learned_chosen", "classical_chosen", "learned_only", "classical_only", "empty")
 REVIEW_REASONS = ("low_confidence", "backends_disagree", "several_specimens", "box_on_rim")
+# What a situation's confidence may be split on (at most once per situation): the two boxes' IoU (0 when either
+# has none) and each detector's score (0 without a box). The grids are fixed, so a split cannot chase single photos.
+SPLIT_FEATURES = {
+    "agree_iou": (0.5, 0.6, 0.7, 0.8, 0.9),
+    "learned_score": (0.05, 0.1, 0.2, 0.3, 0.5, 0.7),
+    "classical_score": (50.0, 80.0, 100.0, 130.0, 160.0),
+}
+SPLIT_MIN_PHOTOS = 8  # training photos on each side of a split
+# the log-likelihood a split must gain: half the 95 % point of chi-square with one degree of freedom (a
+# likelihood-ratio test of "one accuracy" against "two")
+SPLIT_MIN_GAIN = 1.92
 
 
 @dataclass(frozen=True)
@@ -60,6 +74,8 @@ class FusionRule:
     rim_margin: int = 2  # px: a box this close to the border is on the rim
     learned_tta: bool = False  # the learned model runs with test-time augmentation (OnnxDetector ``tta``)
     confidence: dict = field(default_factory=lambda: dict.fromkeys(SITUATIONS, 0.5))
+    # situation -> {feature, at, below, above, photos}: the confidence below / at or above ``at`` of that feature
+    confidence_splits: dict = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> FusionRule:
@@ -76,6 +92,11 @@ class FusionRule:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def confidence_levels(self) -> set[float]:
+        """Every confidence a photo can get from this rule."""
+        split = {float(v[side]) for v in self.confidence_splits.values() for side in ("below", "above")}
+        return {float(v) for v in self.confidence.values()} | split
 
 
 def _rule_file(path: str | Path | None) -> dict:
@@ -123,10 +144,27 @@ def decide(classical: Detection, learned: Detection, rule: FusionRule) -> tuple[
     return "classical_only", "classical"
 
 
+def photo_features(classical: Detection, learned: Detection) -> dict[str, float]:
+    """The measurements a confidence may be split on (``SPLIT_FEATURES``)."""
+    c_box, l_box = has_box(classical), has_box(learned)
+    return {
+        "agree_iou": box_iou(classical.box, learned.box) if c_box and l_box else 0.0,
+        "learned_score": float(learned.score) if l_box else 0.0,
+        "classical_score": float(classical.score) if c_box else 0.0,
+    }
+
+
+def confidence_of(rule: FusionRule, situation: str, features: dict[str, float]) -> float:
+    split = rule.confidence_splits.get(situation)
+    if split:
+        return float(split["below"] if features[split["feature"]] < split["at"] else split["above"])
+    return float(rule.confidence.get(situation, 0.0))
+
+
 def fuse(classical: Detection, learned: Detection, rule: FusionRule, shape_hw: tuple[int, int]) -> Detection:
     """One Detection from both; ``score`` is the confidence, ``review`` the reasons to look."""
     situation, source = decide(classical, learned, rule)
-    confidence = float(rule.confidence.get(situation, 0.0))
+    confidence = confidence_of(rule, situation, photo_features(classical, learned))
     reasons = []
     if confidence < rule.review_below:
         reasons.append("low_confidence")
@@ -185,6 +223,47 @@ def score_rule(rule: FusionRule, samples: list[tuple[Detection, Detection, tuple
     }
 
 
+def _laplace(right: int, photos: int) -> float:
+    return (right + 1) / (photos + 2)
+
+
+def _log_likelihood(right: int, photos: int) -> float:
+    p = _laplace(right, photos)
+    return right * math.log(p) + (photos - right) * math.log(1 - p)
+
+
+def fit_confidence_splits(outcomes: list[tuple[str, dict, bool]]) -> dict:
+    """Per situation, the one split of its training photos (``outcomes``: situation, ``photo_features``, right)
+    by a ``SPLIT_FEATURES`` threshold that best separates right from wrong photos, by the Laplace-smoothed
+    binomial log-likelihood, when it gains at least ``SPLIT_MIN_GAIN`` with ``SPLIT_MIN_PHOTOS`` on each side;
+    ties go to the first feature and threshold in ``SPLIT_FEATURES`` order."""
+    splits = {}
+    for situation in SITUATIONS:
+        mine = [(features, right) for s, features, right in outcomes if s == situation]
+        base = _log_likelihood(sum(right for _, right in mine), len(mine))
+        best_gain, best = SPLIT_MIN_GAIN - 1e-12, None  # at least SPLIT_MIN_GAIN, up to float rounding
+        for feature, grid in SPLIT_FEATURES.items():
+            for at in grid:
+                below = [right for features, right in mine if features[feature] < at]
+                above = [right for features, right in mine if features[feature] >= at]
+                if min(len(below), len(above)) < SPLIT_MIN_PHOTOS:
+                    continue
+                sides = [(sum(below), len(below)), (sum(above), len(above))]
+                gain = sum(_log_likelihood(*side) for side in sides) - base
+                if gain > best_gain:  # strictly: a tie keeps the earlier split
+                    best_gain = gain
+                    best = {
+                        "feature": feature,
+                        "at": at,
+                        "below": round(_laplace(*sides[0]), 4),
+                        "above": round(_laplace(*sides[1]), 4),
+                        "photos": [sides[0][1], sides[1][1]],
+                    }
+        if best:
+            splits[situation] = best
+    return splits
+
+
 def rule_key(result: dict) -> tuple[float, float]:
     """What the fit maximises: the worse of the two rates (each has its own target: a sum would trade
     specimens for the fewer empty wells), then their sum."""
@@ -199,8 +278,8 @@ def fit_rule(
     learned detection, hand-drawn box or None): the highest worse-of-the-two (each rate has its own target: a
     sum would trade specimens for the fewer empty wells), then the highest sum; ties go to the higher agree_iou
     (the usual 0.5 first), then the smaller empty-well bars, trust bar, agree_box in ``AGREE_BOXES`` order and
-    learned-only bar; its confidences are the per-situation accuracies (Laplace-smoothed: (right + 1) / (photos + 2)).
-    Returns (rule, its score)."""
+    learned-only bar; its confidences are the per-situation accuracies (Laplace-smoothed: (right + 1) / (photos + 2)),
+    split where ``fit_confidence_splits`` finds a clear split. Returns (rule, its score)."""
     if not samples:
         raise ValueError("fit_rule needs at least one photo (no train-half photo was given)")
     c_box = np.array([has_box(c) for c, _, _ in samples])
@@ -282,8 +361,15 @@ def fit_rule(
     # the grid search above restates ``decide`` in arrays; the two must agree on the winner's score
     if any(abs(a - b) > 1e-6 for a, b in zip(rule_key(result), best_key[:2])):
         raise AssertionError(f"fit_rule's search and decide() disagree on {best}")
-    confidence = {s: round((right + 1) / (n + 2), 4) for s, (n, right) in result["situations"].items()}
-    return FusionRule(**{**best.as_dict(), "confidence": confidence}), result
+    confidence = {s: round(_laplace(right, n), 4) for s, (n, right) in result["situations"].items()}
+    outcomes = []
+    for classical, learned, truth in samples:
+        situation, source = decide(classical, learned, best)
+        outcomes.append(
+            (situation, photo_features(classical, learned), _right(chosen_box(source, classical, learned), truth))
+        )
+    splits = fit_confidence_splits(outcomes)
+    return FusionRule(**{**best.as_dict(), "confidence": confidence, "confidence_splits": splits}), result
 
 
 class FusionDetector:

@@ -64,14 +64,16 @@ def run_detectors(dev_dirs, detectors: dict, classes: dict | None = None, batch:
     return rows, seconds
 
 
-def fit_fusion(rows: list[dict]) -> tuple[FusionRule, dict]:
+def fit_fusion(rows: list[dict], half: str = "train") -> tuple[FusionRule, dict]:
     """The rule fitted on the train half of ``run_detectors``' rows (keys ``classical`` and ``learned``, and
     ``learned_tta`` when the model also ran with TTA: then the better of the two fits, by ``rule_key``; a tie
-    keeps the plain model, a quarter of the work)."""
+    keeps the plain model, a quarter of the work). ``half="holdout"`` gives the ceiling of the rule's form on
+    the held-out half (the rule fitted on the photos it is scored on): what no rule fitted elsewhere can beat,
+    so a target above it needs better detectors, not another rule."""
     fits = []
     for tta in (False, True) if rows and "learned_tta" in rows[0] else (False,):
         learned = "learned_tta" if tta else "learned"
-        samples = [(r["classical"], r[learned], r["truth"]) for r in rows if r["half"] == "train"]
+        samples = [(r["classical"], r[learned], r["truth"]) for r in rows if r["half"] == half]
         rule, result = fit_rule(samples, learned_tta=tta)
         fits.append((rule, {"photos": len(samples), **result}))
     return max(fits, key=lambda fit: rule_key(fit[1]))  # max keeps the first of equals
@@ -129,6 +131,30 @@ def score_table(rows: list[dict], rule: FusionRule | None, half: str = "holdout"
         name: {group: summarize(rows_, 0.0) for group, rows_ in sorted(groups.items())}
         for name, groups in per_backend.items()
     }
+
+
+def review_table(rows: list[dict], rule: FusionRule, half: str = "holdout") -> dict:
+    """How well the fusion's review queue points at its own mistakes on one half: photos, those flagged, the
+    wrong answers (a specimen without a box at IoU >= 0.5, an empty well given a box) and how many of them are
+    flagged; per reason, the photos flagged for it and the wrong ones among them."""
+    from bioscan_rebuild.detect.fusion import REVIEW_REASONS
+
+    table = {"photos": 0, "flagged": 0, "wrong": 0, "wrong_flagged": 0}
+    per_reason = {reason: {"flagged": 0, "wrong": 0} for reason in REVIEW_REASONS}
+    for row in rows:
+        if half != "all" and row["half"] != half:
+            continue
+        fused = backend_detections(row, rule)["fusion"]
+        wrong = _eval_row(row, fused)["iou"] < 0.5 if row["truth"] else has_box(fused)
+        table["photos"] += 1
+        table["wrong"] += int(wrong)
+        if fused.review:
+            table["flagged"] += 1
+            table["wrong_flagged"] += int(wrong)
+        for reason in fused.review:
+            per_reason[reason]["flagged"] += 1
+            per_reason[reason]["wrong"] += int(wrong)
+    return {**table, "per_reason": per_reason}
 
 
 def write_rule(rule: FusionRule, fit: dict, path: str | Path, provenance: dict) -> None:

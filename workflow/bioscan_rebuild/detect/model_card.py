@@ -35,6 +35,20 @@ def holdout_table(holdout: dict) -> list[str]:
     return lines
 
 
+def review_lines(review: dict | None) -> list[str]:
+    """The fusion's review queue on the held-out half: how much it flags and how many of its mistakes."""
+    if not review or not review.get("photos"):
+        return []
+    reasons = ", ".join(f"{name} {v['flagged']} ({v['wrong']} wrong)" for name, v in review["per_reason"].items())
+    return [
+        f"Review queue (fusion, held-out half): {review['flagged']} of {review['photos']} photos flagged "
+        f"({review['flagged'] / review['photos']:.1%}), holding {review['wrong_flagged']} of its "
+        f"{review['wrong']} wrong answers ({review['wrong_flagged'] / max(1, review['wrong']):.1%}); per reason: "
+        f"{reasons}.",
+        "",
+    ]
+
+
 def model_card(report: dict, model_name: str, command: str) -> str:
     """Markdown: what the model is, its data, the command and seed that made it, its held-out scores, its
     hashes and its licence."""
@@ -99,6 +113,7 @@ def model_card(report: dict, model_name: str, command: str) -> str:
         "",
         *holdout_table(fusion.get("holdout", {})),
         "",
+        *review_lines(fusion.get("review_holdout")),
         "Detection time per photo on the CPU (one process, decoding excluded): "
         + ", ".join(f"{name} {ms:.1f} ms" for name, ms in sorted((fusion.get("ms_per_photo") or {}).items()))
         + ".",

@@ -164,12 +164,14 @@ def evaluate_holdout(
 
 def fit_and_score_fusion(onnx_path, dev_dirs, rule_path, classes_csv=None) -> dict:
     """Fit the fusion rule (classical + this model) on the dev sets' train half, write it to ``rule_path``, and
-    score every backend on the holdout half (overall and per image class of ``classes_csv``)."""
+    score every backend on the holdout half (overall and per image class of ``classes_csv``) and the fusion's
+    review queue there (``heldout.review_table``)."""
     from bioscan_rebuild.detect.classical import ClassicalDetector
     from bioscan_rebuild.detect.heldout import (
         LEARNED_LOW_BAR,
         fit_fusion,
         read_classes,
+        review_table,
         run_detectors,
         score_table,
         write_rule,
@@ -195,6 +197,7 @@ def fit_and_score_fusion(onnx_path, dev_dirs, rule_path, classes_csv=None) -> di
         "rule": rule.as_dict(),
         "train_fit": fit,
         "holdout": score_table(rows, rule, "holdout"),
+        "review_holdout": review_table(rows, rule, "holdout"),
         "ms_per_photo": {name: 1000 * s / max(1, len(rows)) for name, s in seconds.items()},
     }
 
