@@ -286,3 +286,42 @@ def test_fused_detection_takes_the_confidence_of_its_side_of_the_split():
     # a rule written before splits existed loads without them
     older = {k: v for k, v in RULE.as_dict().items() if k != "confidence_splits"}
     assert FusionRule(**older).confidence_splits == {}
+
+
+def test_the_review_page_shows_the_least_confident_photos_of_a_reason_first(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from bioscan_rebuild.images.review import write_review
+    from bioscan_rebuild.images.shard import IMAGE_RECORD_SCHEMA
+
+    blank = dict.fromkeys(IMAGE_RECORD_SCHEMA.names)
+    flagged = [
+        ("PID-A", 0.94, "low_confidence;box_on_rim"),
+        ("PID-B", 0.54, "low_confidence"),
+        ("PID-C", None, "box_on_rim"),
+    ]
+    rows = [
+        {
+            **blank,
+            "processid": pid,
+            "image_sha256": pid.lower(),
+            "image_status": "ok",
+            "detector_score": score,
+            "params_key": "k",
+            "original_full_is_source": True,
+            "needs_review": True,
+            "review_reason": reasons,
+        }
+        for pid, score, reasons in flagged
+    ]
+    rows.append({**rows[0], "processid": "PID-D", "needs_review": False, "review_reason": None})
+    pq.write_table(pa.Table.from_pylist(rows, schema=IMAGE_RECORD_SCHEMA), tmp_path / "images.parquet")
+    counts = write_review([tmp_path / "images.parquet"], tmp_path / "store", tmp_path / "review")
+    assert counts["flagged"] == 3 and counts["low_confidence"] == 2 and counts["box_on_rim"] == 2
+    page = (tmp_path / "review" / "review.html").read_text()
+    low, rim = page.split("<h2 id='low_confidence'>")[1].split("<h2 id='box_on_rim'>")
+    assert low.index("PID-B") < low.index("PID-A") and "PID-C" not in low
+    assert rim.index("PID-C") < rim.index("PID-A")  # no score at all: first
+    template = (tmp_path / "review" / "box_corrections.tsv").read_text()
+    assert template.index("PID-A") < template.index("PID-B") < template.index("PID-C")  # the file: by processid

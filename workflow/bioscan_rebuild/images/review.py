@@ -2,7 +2,8 @@
 
 ``write_review`` reads the image tables of a run (``results/images/*/images.parquet``) and writes
 ``review.html`` (thumbnails with their boxes, grouped by reason: ``images.process.REVIEW_REASONS``; a photo
-with several reasons appears under each) and ``box_corrections.tsv``, a template of the corrections file:
+with several reasons appears under each; within a reason the least confident photos first, so a person with
+little time starts where mistakes are likeliest) and ``box_corrections.tsv``, a template of the corrections file:
 one commented-out line per flagged photo with its current box. Uncomment and edit the lines to change
 (``x0,y0,x1,y1`` in ``original_full`` pixels, or ``empty``), point ``images.box_corrections`` at the file and
 re-run: only those photos are redone (``images.corrections``). The page is deterministic (no dates) and
@@ -54,6 +55,13 @@ def _thumbnail(store: ImageStore, row: dict) -> str | None:
     return base64.b64encode(encoded.tobytes()).decode() if ok else None
 
 
+def least_confident_first(rows: list[dict]) -> list[dict]:
+    """By ``detector_score`` (the fusion backend's confidence: the share of right answers among training photos
+    like it; the other backends' scores also grow with their certainty), lowest first; a photo without one
+    first of all, then by processid."""
+    return sorted(rows, key=lambda r: (r["detector_score"] is not None, r["detector_score"] or 0.0, r["processid"]))
+
+
 def _box_text(row: dict) -> str:
     return "empty" if row["x0"] is None else f"{row['x0']},{row['y0']},{row['x1']},{row['y1']}"
 
@@ -63,7 +71,8 @@ def write_review(image_tables, store_root, outdir) -> dict:
     outdir = Path(outdir)
     rows = flagged_rows(image_tables)
     by_reason = {
-        reason: [row for row in rows if reason in (row["review_reason"] or "").split(";")] for reason in REVIEW_REASONS
+        reason: least_confident_first([row for row in rows if reason in (row["review_reason"] or "").split(";")])
+        for reason in REVIEW_REASONS
     }
     store = ImageStore(store_root, mode="none")  # read only
     thumbs = {row["processid"]: _thumbnail(store, row) for row in rows}
@@ -75,7 +84,8 @@ def write_review(image_tables, store_root, outdir) -> dict:
         f"<h1>Review queue: {len(rows)} photos</h1>",
         "<p>Answer in <code>box_corrections.tsv</code> (beside this page): uncomment a photo's line, set its box "
         "(<code>x0,y0,x1,y1</code>, original_full pixels) or <code>empty</code>, point "
-        "<code>images.box_corrections</code> at the file and re-run.</p><ul>",
+        "<code>images.box_corrections</code> at the file and re-run. Under each reason the least confident "
+        "photos come first (the lowest detector score).</p><ul>",
         *[f"<li><a href='#{reason}'>{reason}</a>: {len(by_reason[reason])}</li>" for reason in REVIEW_REASONS],
         "</ul>",
     ]
