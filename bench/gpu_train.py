@@ -1,25 +1,31 @@
-"""A lent GPU's one short run: train the specimen detector at a size a CPU session cannot, and score it on the
-held-out half (every backend and the fusion), exactly as ``bioscan-rebuild train-detector`` does.
+"""A lent GPU's one short run: train the specimen detector at a size a CPU session cannot, as
+``bioscan-rebuild train-detector`` does; the fusion rule is then fitted and the model scored on the held-out half
+here, with this machine's classical detector (the one that ships).
 
 The CPU-trained model (320 px, 130 epochs, 90 min on two cores) is what keeps the fusion under its 90 % target:
 even the best fusion rule fitted on the held-out half itself reaches only 87 % with it. A larger input size needs
-a GPU. Neither ``../shared`` nor the project's environment travels to the device machine, so it takes two steps:
+a GPU. Neither ``../shared`` nor the project's environment travels to the device machine, so it takes three steps:
 
-    python bench/gpu_train.py pack     # here: the real dev sets -> .devdata/, ultralytics' wheels -> .whl/
-    # then one device command (carry: .devdata and .whl; timeout_s 570):
-    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
-    python3 bench/gpu_detect.py --json $OUT/gpu_detect.json; python3 bench/gpu_train.py run --budget 300 --out $OUT
+1. Here: ``.venv/bin/python bench/gpu_train.py pack`` copies the two hand-boxed dev sets and the image classes into
+   ``.devdata/`` (24 MB) and downloads the wheels the device image lacks (ultralytics and its thop, onnxslim, at the
+   versions installed here; the image has torch, onnx, onnxruntime, OpenCV) into ``.whl/``; both are git-excluded.
+2. On the device (carry ``.devdata`` and ``.whl``; timeout_s 570; about 450 s with the default budget)::
 
-``pack`` copies the two hand-boxed dev sets and the image classes into ``.devdata/`` (24 MB) and downloads the
-wheels the device image lacks (ultralytics and its thop, onnxslim: it has torch, onnx, onnxruntime and OpenCV) at
-the versions installed here into ``.whl/``; both are git-excluded. ``run`` trains 2 warm-up epochs to time one,
-then as many epochs as fit in ``--budget`` seconds, with ``train-detector``'s recipe otherwise; the ONNX export,
-the fusion rule fitted on the train half and the held-out scores follow as usual. Its folder is a complete
-``train-detector`` folder; model.onnx, weights.pt, report.json, fusion.json, MODEL_CARD.md and results.csv are
-copied to ``--out``, from which ``bioscan-rebuild ship-detector`` ships the model. It prints the held-out table.
+       python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+         .whl/*.whl && export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 || exit 1
+       python3 bench/gpu_train.py run --budget 300 --out $OUT 2>&1 | tee $OUT/gpu_train.log
+       python3 bench/gpu_detect.py --json $OUT/gpu_detect.json
 
-Without a GPU it says so and trains 1 epoch at 64 px on 8 generated photos plus the real train half, as a smoke
-test of the script (the scores then mean nothing).
+   ``run`` trains 2 warm-up epochs to time one, then as many epochs as fit in ``--budget`` seconds, with
+   ``train-detector``'s recipe otherwise (``--imgsz`` 640), exports ONNX and copies model.onnx, weights.pt,
+   report.json, fusion.json (the unfitted default), MODEL_CARD.md and results.csv to ``--out``: with the two logs,
+   the 8 files a device call brings back.
+3. Here, on a copy of those files: ``bioscan-rebuild refit-fusion DIR --classes
+   ../shared/realdata/imgfilter-classes.csv`` fits the rule on the train half, scores every backend on the
+   held-out half (card and report); ``bioscan-rebuild ship-detector DIR`` ships it if it beats the shipped one.
+
+Without a GPU ``run`` says so and trains 1 epoch at 64 px on 8 generated photos plus the real train half, as a
+smoke test of the script.
 """
 
 from __future__ import annotations
@@ -44,7 +50,8 @@ CLASSES = "imgfilter-classes.csv"
 # what the device image lacks of the training and export path (torch, onnx, onnxruntime, OpenCV, matplotlib are there)
 WHEELS = ("ultralytics", "ultralytics-thop", "onnxslim")
 OUTPUTS = ("model.onnx", "weights.pt", "report.json", "fusion.json", "MODEL_CARD.md")
-EPOCHS_RANGE = (10, 1000)
+EPOCHS_RANGE = (1, 1000)
+SHM_PER_WORKER = 256 << 20  # bytes of /dev/shm a data-loader process may hold (batches of 640-px photos)
 
 
 def exclude_from_git(root: Path, *names: str) -> None:
@@ -95,11 +102,15 @@ def find_realdata() -> Path:
 
 
 def read_results_csv(path: Path) -> dict[str, list]:
-    """ultralytics' results.csv as {column: [values]} (what its trainer reads with polars)."""
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    columns = [c.strip() for c in (rows[0].keys() if rows else [])]
-    return {c: [float(row[k]) for row in rows] for c, k in zip(columns, rows[0].keys() if rows else [], strict=True)}
+    """ultralytics' results.csv as {column: [values]} (what its trainer reads with polars), {} when unreadable,
+    as its own reader answers: it runs at every checkpoint, and a bad cell must not stop the training."""
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        keys = list(rows[0].keys()) if rows else []
+        return {key.strip(): [float(row[key]) for row in rows] for key in keys}
+    except (OSError, ValueError, TypeError):
+        return {}
 
 
 def without_polars() -> None:
@@ -114,26 +125,25 @@ def without_polars() -> None:
 
 
 def epochs_for(budget_s: float, results_csv: Path) -> int:
-    """Epochs that fit in ``budget_s``: the warm-up's second epoch is the steady one (the first also caches)."""
+    """Epochs that fit in ``budget_s``, timed by the warm-up's second epoch (the first also pays the data-loader
+    processes' start and the GPU's warm-up)."""
     elapsed = read_results_csv(results_csv)["time"]
     per_epoch = elapsed[-1] - elapsed[-2] if len(elapsed) >= 2 else elapsed[-1]
     return max(EPOCHS_RANGE[0], min(EPOCHS_RANGE[1], math.floor(budget_s / max(per_epoch, 1e-3))))
 
 
-def heldout_lines(report: dict) -> list[str]:
-    holdout = (report.get("fusion") or {}).get("holdout") or {}
-    lines = [f"{'backend':10} {'mean IoU':>8} {'IoU>=0.5':>9} {'IoU>=0.75':>10} {'empty':>7}"]
-    for backend, groups in holdout.items():
-        s = groups.get("all") or {}
-        if s:
-            lines.append(
-                f"{backend:10} {s['mean_iou']:8.3f} {s['iou_ge_0.5']:9.1%} {s['iou_ge_0.75']:10.1%} "
-                f"{s['empty_recognised']:7.1%}"
-            )
-    return lines
+def loader_workers(wanted: int, shm: str = "/dev/shm") -> int:
+    """As many data-loader processes as asked, but no more than the shared memory they pass batches through
+    holds (a sandboxed machine may have little)."""
+    try:
+        free = shutil.disk_usage(shm).free
+    except OSError:
+        return min(wanted, 2)
+    return max(0, min(wanted, free // SHM_PER_WORKER))
 
 
 def run(args) -> int:
+    out, work = Path(args.out).resolve(), Path(args.work).resolve() if args.work else None
     from bioscan_rebuild.detect.yolo.offline import configure_offline, import_ultralytics
 
     configure_offline()
@@ -144,37 +154,39 @@ def run(args) -> int:
     from bioscan_rebuild.detect.yolo.train import prepare_and_train
     from bioscan_rebuild.synth.photos import draw_well_photo
 
-    os.chdir(ROOT)
+    os.chdir(ROOT)  # the dev sets' relative paths (../shared/realdata) are the repository root's
     realdata = find_realdata()
     cuda = torch.cuda.is_available()
     recipe = dict(imgsz=args.imgsz, batch=args.batch, generated=args.generated, seed=0, real_repeat=2)
     if not cuda:
-        print("no GPU (torch.cuda.is_available() is False): smoke run at 64 px, 1 epoch; the scores mean nothing")
+        print("no GPU (torch.cuda.is_available() is False): smoke run at 64 px, 1 epoch")
         recipe.update(imgsz=64, generated=8)
+    workers = loader_workers(args.workers) if cuda else 1
     common = dict(
         dev_dirs=[realdata / name for name in DEV_SETS],
         draw_photo=draw_well_photo,
         device="0" if cuda else "cpu",
-        workers=args.workers if cuda else 1,
+        workers=workers,
         classes_csv=realdata / CLASSES,
+        score=False,  # fitted and scored where the model ships from: step 3
         **recipe,
     )
-    work = Path(args.work or tempfile.mkdtemp(prefix="gpu-train-"))
+    work = work or Path(tempfile.mkdtemp(prefix="gpu-train-"))
+    device = torch.cuda.get_device_name(0) if cuda else "cpu"
     if cuda:
-        prepare_and_train(work / "warmup", epochs=2, score=False, **common)
+        prepare_and_train(work / "warmup", epochs=2, **common)
         epochs = epochs_for(args.budget, work / "warmup" / "runs" / "train" / "results.csv")
     else:
         epochs = 1
-    print(f"device {torch.cuda.get_device_name(0) if cuda else 'cpu'}: {epochs} epochs at {recipe['imgsz']} px")
-    summary = prepare_and_train(work / "detector", epochs=epochs, **common)
-    report = json.loads((work / "detector" / "report.json").read_text())
-    out = Path(args.out)
+    print(f"device {device}, {workers} data-loader processes: {epochs} epochs at {recipe['imgsz']} px")
+    how_run = f"run on {device} by bench/gpu_train.py run --budget {args.budget:g} ({workers} data-loader processes)"
+    summary = prepare_and_train(work / "detector", epochs=epochs, how_run=how_run, **common)
     out.mkdir(parents=True, exist_ok=True)
     for name in OUTPUTS:
         shutil.copyfile(work / "detector" / name, out / name)
     shutil.copyfile(work / "detector" / "runs" / "train" / "results.csv", out / "results.csv")
-    print(f"trained {summary['train_seconds']} s; model sha256 {report['onnx']['sha256']}")
-    print("held-out half:\n" + "\n".join(heldout_lines(report)))
+    print(f"trained {summary['train_seconds']} s; model sha256 {summary['onnx']['sha256']}; files in {out}")
+    print(f"next, here: bioscan-rebuild refit-fusion <a copy of them> --classes ../shared/realdata/{CLASSES}")
     return 0
 
 
@@ -189,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--imgsz", type=int, default=640)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--generated", type=int, default=200)
-    p.add_argument("--workers", type=int, default=12, help="data-loader processes on the GPU machine (16 cores)")
+    p.add_argument("--workers", type=int, default=12, help="data-loader processes (the GPU machine has 16 cores)")
     p.add_argument("--out", default=os.environ.get("OUT") or "results/gpu-train")
     p.add_argument("--work", help="training folder (default: a new temp dir)")
     args = parser.parse_args(argv)

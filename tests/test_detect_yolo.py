@@ -373,11 +373,12 @@ def _gpu_train():
     return module
 
 
-def test_gpu_training_run_gives_a_shippable_model_without_polars(tmp_path, realdata):
+def test_gpu_training_run_gives_a_model_that_is_fitted_and_shipped_here_without_polars(tmp_path, realdata):
     """The device image has no polars (ultralytics' trainer reads its results.csv with it; its wheel is too big to
-    carry): the run, blocked from importing it, still trains (here the CPU smoke run), scores every backend on the
-    held-out half, and leaves what ``ship-detector`` takes."""
+    carry): the run, blocked from importing it, still trains (here the CPU smoke run) and leaves the files that,
+    fitted and scored here by refit-fusion (this machine's classical detector), ship-detector takes."""
     from bioscan_rebuild.detect.shipped import ship
+    from bioscan_rebuild.detect.yolo.train import refit_fusion
 
     out = tmp_path / "out"
     run = (
@@ -387,13 +388,27 @@ def test_gpu_training_run_gives_a_shippable_model_without_polars(tmp_path, reald
     )
     done = subprocess.run([sys.executable, "-c", run], capture_output=True, text=True, cwd=tmp_path, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "smoke run at 64 px" in done.stdout and "held-out half:" in done.stdout
+    assert "smoke run at 64 px" in done.stdout and "next, here: bioscan-rebuild refit-fusion" in done.stdout
+    assert sorted(p.name for p in out.iterdir()) == sorted([*_gpu_train().OUTPUTS, "results.csv"])
+    report = json.loads((out / "report.json").read_text())
+    assert report["train_args"]["epochs"] == 1 and report["train_args"]["imgsz"] == 64 and "fusion" not in report
+    card = (out / "MODEL_CARD.md").read_text()
+    # the dev sets as the card and the rule name them on any machine; how the model was made, not the config's way
+    assert "--dev-dir ../shared/realdata/imgfilter-dev" in card
+    assert "# run on cpu by bench/gpu_train.py run --budget 300" in card and "snakemake train_detector" not in card
+    assert _gpu_train().read_results_csv(out / "results.csv")["epoch"] == [1.0]
+    with pytest.raises(ValueError, match="not fitted on this model's training half"):
+        ship(out, tmp_path / "models")  # the device leaves the rule unfitted
+    summary = refit_fusion(out, classes_csv=realdata / "imgfilter-classes.csv")
+    assert summary["train_fit"]["photos"] > 250
     report = json.loads((out / "report.json").read_text())
     assert set(report["fusion"]["holdout"]) == {"classical", "onnx", "onnx_tta", "fusion", "oracle"}
-    assert report["train_args"]["epochs"] == 1 and report["train_args"]["imgsz"] == 64
-    # the dev sets as the card and the rule name them on any machine
-    assert "--dev-dir ../shared/realdata/imgfilter-dev" in (out / "MODEL_CARD.md").read_text()
-    assert _gpu_train().read_results_csv(out / "results.csv")["epoch"] == [1.0]
+    review = report["fusion"]["review_holdout"]
+    assert review["photos"] == 299 and 0 <= review["wrong_flagged"] <= review["wrong"]
+    assert (
+        f"Review queue (fusion, held-out half): {review['flagged']} of 299 photos"
+        in (out / "MODEL_CARD.md").read_text()
+    )
     written = ship(out, tmp_path / "models")
     assert written["specimen-yolo11n.onnx"] == report["onnx"]["sha256"]
 
@@ -418,5 +433,13 @@ def test_gpu_training_epochs_fill_the_budget_from_the_warmup(tmp_path):
     csv_path.write_text("epoch,  time, train/box_loss\n1, 30.0, 2.0\n2, 34.0, 1.9\n")
     assert bench.read_results_csv(csv_path) == {"epoch": [1.0, 2.0], "time": [30.0, 34.0], "train/box_loss": [2.0, 1.9]}
     assert bench.epochs_for(300, csv_path) == 75  # the second epoch: 4 s (the first also filled the caches)
-    assert bench.epochs_for(10, csv_path) == bench.EPOCHS_RANGE[0]
+    assert bench.epochs_for(2, csv_path) == bench.EPOCHS_RANGE[0] == 1  # a slow device still trains
     assert bench.epochs_for(1e6, csv_path) == bench.EPOCHS_RANGE[1]
+    csv_path.write_text("epoch,time\n1,\n")  # a half-written row: what ultralytics' own reader answers
+    assert bench.read_results_csv(csv_path) == {} == bench.read_results_csv(tmp_path / "absent.csv")
+
+
+def test_gpu_training_uses_no_more_loader_processes_than_shared_memory_holds(monkeypatch):
+    bench = _gpu_train()
+    monkeypatch.setattr(bench.shutil, "disk_usage", lambda _: type("Usage", (), {"free": 3 * bench.SHM_PER_WORKER}))
+    assert bench.loader_workers(12) == 3 and bench.loader_workers(2) == 2

@@ -19,8 +19,9 @@ The thresholds (a ``FusionRule``) are fitted on the training half of the real ha
 beside the model as JSON. The **confidence** of a photo is the accuracy the fitted rule reached on the training
 photos of the same *situation* (agree / learned chosen / classical chosen / empty, ...), so 0.9 means "nine in ten such
 photos were right". A situation whose training photos differ clearly by one measurement (how well the two boxes
-overlap, or either detector's score) is split in two there (``fit_confidence_splits``): two agreeing boxes that
-barely overlap are wrong more often than two that coincide. ``review_reasons`` names why a photo should be looked
+overlap, or either detector's score) is split in two there (``fit_confidence_splits``, a likelihood-ratio test
+corrected for the thresholds tried): two agreeing boxes that barely overlap are wrong more often than two that
+coincide. ``review_reasons`` names why a photo should be looked
 at: ``low_confidence``, ``backends_disagree``, ``several_specimens``, ``box_on_rim`` (the box reaches the photo's
 border, where the well's rim is).
 """
@@ -32,6 +33,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 
@@ -56,9 +58,11 @@ SPLIT_FEATURES = {
     "classical_score": (50.0, 80.0, 100.0, 130.0, 160.0),
 }
 SPLIT_MIN_PHOTOS = 8  # training photos on each side of a split
-# the log-likelihood a split must gain: half the 95 % point of chi-square with one degree of freedom (a
-# likelihood-ratio test of "one accuracy" against "two")
-SPLIT_MIN_GAIN = 1.92
+# The log-likelihood a split must gain: a likelihood-ratio test of "one accuracy" against "two" at 5 %,
+# Bonferroni-corrected for the thresholds tried per situation (half the chi-square point, 1 degree of freedom).
+# Uncorrected (1.92), a third of the situations whose mistakes follow no measurement at all got a split.
+SPLIT_THRESHOLDS = sum(len(grid) for grid in SPLIT_FEATURES.values())
+SPLIT_MIN_GAIN = round(NormalDist().inv_cdf(1 - 0.05 / SPLIT_THRESHOLDS / 2) ** 2 / 2, 3)
 
 
 @dataclass(frozen=True)
@@ -90,13 +94,27 @@ class FusionRule:
         fitted.setdefault("classical", {"version": LEGACY_CLASSICAL_VERSION})
         return fitted
 
+    def __post_init__(self):
+        for situation, split in self.confidence_splits.items():
+            if (
+                situation not in SITUATIONS
+                or split.get("feature") not in SPLIT_FEATURES
+                or not all(isinstance(split.get(key), (int, float)) for key in ("at", "below", "above"))
+            ):
+                raise ValueError(f"fusion rule: confidence split {situation!r}: {split!r} is not a valid split")
+
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The rule's fields (no ``confidence_splits`` when it has none: a rule from before splits existed keeps
+        its store keys)."""
+        fields = asdict(self)
+        if not fields["confidence_splits"]:
+            del fields["confidence_splits"]
+        return fields
 
     def confidence_levels(self) -> set[float]:
         """Every confidence a photo can get from this rule."""
-        split = {float(v[side]) for v in self.confidence_splits.values() for side in ("below", "above")}
-        return {float(v) for v in self.confidence.values()} | split
+        plain = {float(v) for s, v in self.confidence.items() if s not in self.confidence_splits}
+        return plain | {float(v[side]) for v in self.confidence_splits.values() for side in ("below", "above")}
 
 
 def _rule_file(path: str | Path | None) -> dict:

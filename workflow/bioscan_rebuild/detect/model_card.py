@@ -40,11 +40,15 @@ def review_lines(review: dict | None) -> list[str]:
     if not review or not review.get("photos"):
         return []
     reasons = ", ".join(f"{name} {v['flagged']} ({v['wrong']} wrong)" for name, v in review["per_reason"].items())
+    held = (
+        f"holding {review['wrong_flagged']} of its {review['wrong']} wrong answers "
+        f"({review['wrong_flagged'] / review['wrong']:.1%})"
+        if review["wrong"]
+        else "and it gave no wrong answer there"
+    )
     return [
         f"Review queue (fusion, held-out half): {review['flagged']} of {review['photos']} photos flagged "
-        f"({review['flagged'] / review['photos']:.1%}), holding {review['wrong_flagged']} of its "
-        f"{review['wrong']} wrong answers ({review['wrong_flagged'] / max(1, review['wrong']):.1%}); per reason: "
-        f"{reasons}.",
+        f"({review['flagged'] / review['photos']:.1%}), {held}; per reason: {reasons}.",
         "",
     ]
 

@@ -116,4 +116,7 @@ def _version(package: str) -> str | None:
 
 def versions() -> dict:
     packages = ("ultralytics", "torch", "torchvision", "onnx", "onnxruntime", "onnxslim", "numpy", "opencv-python")
-    return {"python": platform.python_version(), **{p: _version(p) for p in packages}}
+    found = {"python": platform.python_version(), **{p: _version(p) for p in packages}}
+    if found["opencv-python"] is None:  # the headless build (e.g. a GPU machine's image) provides the same cv2
+        found["opencv-python"] = _version("opencv-python-headless")
+    return found

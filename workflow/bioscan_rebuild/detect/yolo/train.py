@@ -238,11 +238,13 @@ def prepare_and_train(
     score: bool = True,
     verbose: bool = False,
     classes_csv: str | Path | None = None,
+    how_run: str | None = None,
 ) -> dict:
     """`bioscan-rebuild train-detector`: the dataset (the train half of the real dev sets ``dev_dirs`` unless
     ``real`` is False, plus ``generated`` photos from ``draw_photo``), then training, the ONNX export and the
     score on the dev set's holdout half. With ``prepare_only`` the dataset goes to ``out`` itself and its
-    manifest is returned."""
+    manifest is returned. ``how_run``: a line for the card's command block, where the model was not made by the
+    config's ``snakemake train_detector`` (e.g. on a GPU by ``bench/gpu_train.py``)."""
     configure_offline()
     if isinstance(dev_dirs, (str, Path)):
         dev_dirs = [dev_dirs]
@@ -275,7 +277,9 @@ def prepare_and_train(
             f"--real-repeat {real_repeat}" + (f" --model {model}" if model else ""),
         ]
     )
-    command += "\n# the same, from the config's train_detector section: snakemake train_detector --cores 2"
+    command += "\n# " + (
+        how_run or "the same, from the config's train_detector section: snakemake train_detector --cores 2"
+    )
     report = train_detector(
         data_yaml,
         out,
