@@ -342,3 +342,16 @@ def test_the_review_page_shows_the_least_confident_photos_of_a_reason_first(tmp_
     assert rim.index("PID-C") < rim.index("PID-A")  # no score at all: first
     template = (tmp_path / "review" / "box_corrections.tsv").read_text()
     assert template.index("PID-A") < template.index("PID-B") < template.index("PID-C")  # the file: by processid
+
+
+def test_the_contact_sheet_shows_flagged_photos_first_the_least_confident_first():
+    from bioscan_rebuild.images.contact_sheet import sheet_order
+
+    rows = [
+        {"processid": "A", "needs_review": False, "detector_score": 0.1, "image_status": "ok"},
+        {"processid": "B", "needs_review": True, "detector_score": 0.94, "image_status": "ok"},
+        {"processid": "C", "needs_review": False, "detector_score": 0.9, "image_status": "no_object"},
+        {"processid": "D", "needs_review": True, "detector_score": 0.72, "image_status": "touches_edge"},
+        {"processid": "E", "needs_review": True, "detector_score": None, "image_status": "ok"},
+    ]
+    assert [r["processid"] for r in sheet_order(rows)] == ["E", "D", "B", "C", "A"]

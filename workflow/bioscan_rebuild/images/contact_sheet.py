@@ -1,5 +1,6 @@
 """The contact sheet of an image shard: thumbnails of the originals with their boxes drawn, for
-a person to eyeball (photos flagged for review first, then those with a status other than ok)."""
+a person to eyeball (photos flagged for review first, the least confident first, then those with a status
+other than ok)."""
 
 from __future__ import annotations
 
@@ -34,11 +35,22 @@ def _thumbnail(store: ImageStore, row: dict, size=(256, 192)) -> np.ndarray:
     return tile
 
 
+def sheet_order(rows: list[dict]) -> list[dict]:
+    """Photos flagged for review first, the least confident of them first (as on the review page), then other
+    statuses than ok, then ok ones; each group by processid."""
+
+    def key(row: dict) -> tuple:
+        flagged = bool(row.get("needs_review"))
+        score = row.get("detector_score")
+        confidence = (score is not None, score or 0.0) if flagged else (True, 0.0)
+        return (not flagged, *confidence, row["image_status"] == "ok", row["processid"])
+
+    return sorted(rows, key=key)
+
+
 def write_contact_sheet(table: pa.Table, store: ImageStore, path: Path, limit: int, columns: int = 8) -> None:
-    """Originals with boxes drawn: photos flagged for review first, then other statuses than ok, then ok ones."""
-    rows = sorted(
-        table.to_pylist(), key=lambda r: (not r.get("needs_review"), r["image_status"] == "ok", r["processid"])
-    )[:limit]
+    """Originals with boxes drawn, in ``sheet_order``, at most ``limit``."""
+    rows = sheet_order(table.to_pylist())[:limit]
     tiles = [_thumbnail(store, row) for row in rows] or [np.full((210, 256, 3), 255, np.uint8)]
     n_rows = math.ceil(len(tiles) / columns)
     blank = np.full_like(tiles[0], 255)
