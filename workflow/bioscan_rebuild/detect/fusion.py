@@ -21,9 +21,8 @@ photos of the same *situation* (agree / learned chosen / classical chosen / empt
 photos were right". A situation whose training photos differ clearly by one measurement (how well the two boxes
 overlap, or either detector's score) is split in two there (``fit_confidence_splits``, a likelihood-ratio test
 corrected for the thresholds tried): two agreeing boxes that barely overlap are wrong more often than two that
-coincide. ``review_reasons`` names why a photo should be looked
-at: ``low_confidence``, ``backends_disagree``, ``several_specimens``, ``box_on_rim`` (the box reaches the photo's
-border, where the well's rim is).
+coincide. ``review_reasons`` names why a photo should be looked at: ``low_confidence``, ``backends_disagree``,
+``several_specimens``, ``box_on_rim`` (the box reaches the photo's border, where the well's rim is).
 """
 
 from __future__ import annotations

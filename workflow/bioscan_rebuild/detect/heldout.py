@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bioscan_rebuild.detect.base import Detection
 from bioscan_rebuild.detect.evaluate import dev_split, iou, load_coco_ground_truth, load_rgb, summarize
-from bioscan_rebuild.detect.fusion import FusionRule, fit_rule, fuse, has_box, rule_key
+from bioscan_rebuild.detect.fusion import REVIEW_REASONS, RIGHT_IOU, FusionRule, fit_rule, fuse, has_box, rule_key
 
 LEARNED_LOW_BAR = 0.01  # the fusion sees every box the model scores above this
 ONNX_DEFAULT_CONF = 0.25  # the onnx backend's own bar (OnnxDetector's default)
@@ -137,15 +137,13 @@ def review_table(rows: list[dict], rule: FusionRule, half: str = "holdout") -> d
     """How well the fusion's review queue points at its own mistakes on one half: photos, those flagged, the
     wrong answers (a specimen without a box at IoU >= 0.5, an empty well given a box) and how many of them are
     flagged; per reason, the photos flagged for it and the wrong ones among them."""
-    from bioscan_rebuild.detect.fusion import REVIEW_REASONS
-
     table = {"photos": 0, "flagged": 0, "wrong": 0, "wrong_flagged": 0}
     per_reason = {reason: {"flagged": 0, "wrong": 0} for reason in REVIEW_REASONS}
     for row in rows:
         if half != "all" and row["half"] != half:
             continue
         fused = backend_detections(row, rule)["fusion"]
-        wrong = _eval_row(row, fused)["iou"] < 0.5 if row["truth"] else has_box(fused)
+        wrong = _eval_row(row, fused)["iou"] < RIGHT_IOU if row["truth"] else has_box(fused)
         table["photos"] += 1
         table["wrong"] += int(wrong)
         if fused.review:

@@ -35,17 +35,22 @@ def _thumbnail(store: ImageStore, row: dict, size=(256, 192)) -> np.ndarray:
     return tile
 
 
+def least_confident(row: dict) -> tuple[bool, float]:
+    """Sort key, lowest ``detector_score`` first (the fusion backend's confidence: the share of right answers
+    among training photos like it; the other backends' scores also grow with their certainty); no score first."""
+    score = row.get("detector_score")
+    return score is not None, score or 0.0
+
+
 def sheet_order(rows: list[dict]) -> list[dict]:
     """Photos flagged for review first, the least confident of them first (as on the review page), then other
     statuses than ok, then ok ones; each group by processid."""
 
     def key(row: dict) -> tuple:
         flagged = bool(row.get("needs_review"))
-        score = row.get("detector_score")
-        confidence = (score is not None, score or 0.0) if flagged else (True, 0.0)
-        return (not flagged, *confidence, row["image_status"] == "ok", row["processid"])
+        return (not flagged, *(least_confident(row) if flagged else (True, 0.0)), row["image_status"] == "ok")
 
-    return sorted(rows, key=key)
+    return sorted(rows, key=lambda row: (*key(row), row["processid"]))
 
 
 def write_contact_sheet(table: pa.Table, store: ImageStore, path: Path, limit: int, columns: int = 8) -> None:

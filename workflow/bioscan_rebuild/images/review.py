@@ -20,6 +20,7 @@ import cv2
 
 from bioscan_rebuild.core.io import atomic_path, read_table
 from bioscan_rebuild.core.store import ImageStore
+from bioscan_rebuild.images.contact_sheet import least_confident
 from bioscan_rebuild.images.corrections import BOX_CORRECTION_COLUMNS
 from bioscan_rebuild.images.process import REVIEW_REASONS
 from bioscan_rebuild.images.shard import IMAGE_RECORD_SCHEMA
@@ -56,10 +57,8 @@ def _thumbnail(store: ImageStore, row: dict) -> str | None:
 
 
 def least_confident_first(rows: list[dict]) -> list[dict]:
-    """By ``detector_score`` (the fusion backend's confidence: the share of right answers among training photos
-    like it; the other backends' scores also grow with their certainty), lowest first; a photo without one
-    first of all, then by processid."""
-    return sorted(rows, key=lambda r: (r["detector_score"] is not None, r["detector_score"] or 0.0, r["processid"]))
+    """As ``contact_sheet.least_confident``, then by processid."""
+    return sorted(rows, key=lambda row: (*least_confident(row), row["processid"]))
 
 
 def _box_text(row: dict) -> str:
