@@ -443,3 +443,36 @@ def test_gpu_training_uses_no_more_loader_processes_than_shared_memory_holds(mon
     bench = _gpu_train()
     monkeypatch.setattr(bench.shutil, "disk_usage", lambda _: type("Usage", (), {"free": 3 * bench.SHM_PER_WORKER}))
     assert bench.loader_workers(12) == 3 and bench.loader_workers(2) == 2
+
+
+def test_out_of_fold_models_fit_the_rule_of_the_model_they_stand_in_for(tmp_path, realdata, config_dir):
+    """train-detector --leave-out-fold I/2 twice, then refit-fusion --out-of-fold: the rule is fitted on the fold
+    models' detections of the photos each left out, and says so in fusion.json and the card; a fold model itself
+    can be neither refitted nor shipped."""
+    from bioscan_rebuild.detect.shipped import ship
+    from bioscan_rebuild.detect.yolo.train import prepare_and_train, refit_fusion
+
+    dev_dirs = [realdata / "imgfilter-dev", realdata / "imgfilter-more"]
+    recipe = dict(draw_photo=draw_well_photo, generated=4, epochs=1, imgsz=64, batch=8, real_repeat=1, score=False)
+    prepare_and_train(tmp_path / "model", dev_dirs, device="cpu", workers=0, **recipe)
+    for fold in (0, 1):
+        prepare_and_train(
+            tmp_path / f"fold{fold}", dev_dirs, device="cpu", workers=0, leave_out_fold=(fold, 2), **recipe
+        )
+    assert "--leave-out-fold 1/2" in (tmp_path / "fold1" / "MODEL_CARD.md").read_text()
+    with pytest.raises(ValueError, match="out-of-fold detections only"):
+        refit_fusion(tmp_path / "fold0")
+    with pytest.raises(ValueError, match="not fitted on this model's training half"):
+        ship(tmp_path / "fold0", tmp_path / "models")
+    folds = [tmp_path / "fold1", tmp_path / "fold0"]
+    summary = refit_fusion(tmp_path / "model", classes_csv=realdata / "imgfilter-classes.csv", fold_dirs=folds)
+    assert summary["train_fit"]["photos"] == 269
+    fitted = json.loads((tmp_path / "model" / "fusion.json").read_text())["fitted_on"]
+    assert fitted["out_of_fold"] == {
+        "folds": 2,
+        "models": [{"fold": f, "sha256": file_sha256(tmp_path / f"fold{f}" / "model.onnx")} for f in (0, 1)],
+    }
+    card = (tmp_path / "model" / "MODEL_CARD.md").read_text()
+    assert "fitted on out-of-fold detections: 2 models" in card
+    assert "--out-of-fold results/detector-fold0of2 --out-of-fold results/detector-fold1of2" in card
+    assert ship(tmp_path / "model", tmp_path / "models")["fusion.json"]

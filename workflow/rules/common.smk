@@ -405,7 +405,7 @@ BARCODE_PARAMS_JSON = stage_params_json("barcodes")
 
 # Provenance plan (called in provenance.smk, once every rule is defined).
 # Rules outside the provenance plan: targets, the plan itself, and what consumes the graph.
-NOT_PLANNED = ("all", "train_detector", "provenance_plan", "provenance", "release")
+NOT_PLANNED = ("all", "train_detector", "train_detector_fold", "provenance_plan", "provenance", "release")
 
 
 def _wildcard_sets(rule):
@@ -570,3 +570,22 @@ STATS_FIGURES = {  # figure -> the report's subcategory
     "genetic_distances": "Genetics",
     "size_fields": "Size fields",
 }
+
+
+# Detector training (detector.smk): the recipe shared by the model and its out-of-fold models.
+TRAIN = config["train_detector"]
+OUT_OF_FOLD = TRAIN["out_of_fold"]
+
+
+def train_detector_options():
+    """The recipe's options, shared by the model and its out-of-fold models (refit-fusion checks they match)."""
+    dev = " ".join(f"--dev-dir {shlex.quote(d)}" for d in TRAIN["dev_dirs"]) or "--no-real"
+    classes = f"--classes {shlex.quote(TRAIN['classes'])}" if TRAIN["classes"] else ""
+    return (
+        f"{dev} {classes} --generated {TRAIN['generated']} --epochs {TRAIN['epochs']} "
+        f"--imgsz {TRAIN['imgsz']} --batch {TRAIN['batch']}"
+    )
+
+
+def fold_dirs():
+    return [f"results/detector-fold{fold}of{OUT_OF_FOLD}" for fold in range(OUT_OF_FOLD)]

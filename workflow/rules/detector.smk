@@ -1,7 +1,34 @@
 # Detector: train the YOLO model offline (explicit target: `snakemake train_detector`).
+# With train_detector.out_of_fold = K, K more models of the same recipe are trained first, each without one part
+# of the train half, and the fusion rule is fitted on their detections of the photos each left out.
+
+rule train_detector_fold:
+    output:
+        onnx="results/detector-fold{fold}of{folds}/model.onnx",
+        report="results/detector-fold{fold}of{folds}/report.json",
+    log:
+        "logs/detector/train_detector_fold{fold}of{folds}.log",
+    benchmark:
+        "benchmarks/detector/train_detector_fold{fold}of{folds}.tsv"
+    wildcard_constraints:
+        fold=r"\d+",
+        folds=r"\d+",
+    conda:
+        "../../envs/yolo.yaml"
+    resources:
+        gpu=TRAIN["gpus"],
+    params:
+        cli=CLI,
+        outdir=subpath(output.report, parent=True),
+        options=train_detector_options(),
+    shell:
+        "{params.cli} train-detector --out {params.outdir:q} {params.options} "
+        "--leave-out-fold {wildcards.fold}/{wildcards.folds} > {log} 2>&1"
 
 
 rule train_detector:
+    input:
+        folds=[f"{d}/report.json" for d in fold_dirs()],
     output:
         weights="results/detector/weights.pt",
         onnx="results/detector/model.onnx",
@@ -19,27 +46,11 @@ rule train_detector:
     conda:
         "../../envs/yolo.yaml"
     resources:
-        gpu=config["train_detector"]["gpus"],
+        gpu=TRAIN["gpus"],
     params:
         cli=CLI,
         outdir=subpath(output.report, parent=True),
-        dev=(
-            " ".join(
-                f"--dev-dir {shlex.quote(d)}"
-                for d in config["train_detector"]["dev_dirs"]
-            )
-            or "--no-real"
-        ),
-        classes=(
-            f"--classes {shlex.quote(config['train_detector']['classes'])}"
-            if config["train_detector"]["classes"]
-            else ""
-        ),
-        generated=config["train_detector"]["generated"],
-        epochs=config["train_detector"]["epochs"],
-        imgsz=config["train_detector"]["imgsz"],
-        batch=config["train_detector"]["batch"],
+        options=train_detector_options(),
+        folds=" ".join(f"--out-of-fold {shlex.quote(d)}" for d in fold_dirs()),
     shell:
-        "{params.cli} train-detector --out {params.outdir:q} {params.dev} {params.classes} "
-        "--generated {params.generated} --epochs {params.epochs} --imgsz {params.imgsz} "
-        "--batch {params.batch} > {log} 2>&1"
+        "{params.cli} train-detector --out {params.outdir:q} {params.options} {params.folds} > {log} 2>&1"

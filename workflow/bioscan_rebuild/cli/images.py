@@ -11,6 +11,19 @@ from bioscan_rebuild.core.params import CONTACT_SHEET_SIZE
 from bioscan_rebuild.detect.registry import BACKENDS
 
 
+def _fold(text: str) -> tuple[int, int]:
+    """``I/K`` -> (I, K), part I (0-based) of K >= 2."""
+    import argparse
+
+    try:
+        fold, folds = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not I/K (e.g. 0/2)") from None
+    if folds < 2 or not 0 <= fold < folds:
+        raise argparse.ArgumentTypeError(f"{text!r}: need K >= 2 and 0 <= I < K")
+    return fold, folds
+
+
 def _detector_options(args) -> tuple[str, dict]:
     params = json.loads(args.detector_params) if args.detector_params else {}
     for item in args.param or []:
@@ -106,11 +119,16 @@ def cmd_review(args) -> int:
 
 
 def cmd_train_detector(args) -> int:
-    from bioscan_rebuild.detect.yolo.train import prepare_and_train
+    from bioscan_rebuild.detect.yolo.train import prepare_and_train, read_fold_models
     from bioscan_rebuild.synth.photos import draw_well_photo
 
     if not args.dev_dir and not args.no_real:
         raise SystemExit("train-detector: --dev-dir is required unless --no-real")
+    if args.out_of_fold:  # before the training, not after it
+        try:
+            read_fold_models(None, args.out_of_fold)
+        except (FileNotFoundError, ValueError) as error:
+            raise SystemExit(f"train-detector: {error}") from error
     summary = prepare_and_train(
         args.out,
         args.dev_dir,
@@ -130,6 +148,8 @@ def cmd_train_detector(args) -> int:
         score=not args.no_eval,
         verbose=args.verbose,
         classes_csv=args.classes,
+        leave_out_fold=args.leave_out_fold,
+        fold_dirs=args.out_of_fold,
     )
     print(json.dumps(summary, indent=2))
     return 0
@@ -139,7 +159,7 @@ def cmd_refit_fusion(args) -> int:
     from bioscan_rebuild.detect.yolo.train import refit_fusion
 
     try:
-        summary = refit_fusion(args.trained, args.dev_dir, args.classes)
+        summary = refit_fusion(args.trained, args.dev_dir, args.classes, args.out_of_fold)
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(f"refit-fusion: {error}") from error
     print(json.dumps(summary, indent=2, sort_keys=True))
@@ -238,6 +258,20 @@ def register(sub) -> None:
     p.add_argument("--device", default=None, help="'cpu', '0', ... (default: GPU when present)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--no-eval", action="store_true", help="skip scoring on the dev holdout half")
+    p.add_argument(
+        "--leave-out-fold",
+        type=_fold,
+        metavar="I/K",
+        help="leave out part I of K of the train half (an out-of-fold model, for refit-fusion --out-of-fold)",
+    )
+    p.add_argument(
+        "--out-of-fold",
+        type=Path,
+        action="append",
+        metavar="DIR",
+        help="an out-of-fold model of the same recipe (a --leave-out-fold I/K folder), one per part I: the fusion "
+        "rule is fitted on their detections of the photos each left out",
+    )
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(func=cmd_train_detector)
 
@@ -256,6 +290,14 @@ def register(sub) -> None:
     p.add_argument(
         "--classes",
         help="image classes of the dev photos (folder,file_name,imgfilter_class CSV; default: the training's)",
+    )
+    p.add_argument(
+        "--out-of-fold",
+        type=Path,
+        action="append",
+        metavar="DIR",
+        help="a train-detector --leave-out-fold I/K folder, one per part I: fit the rule on their detections of "
+        "the photos each left out (photos the learned model never saw) instead of the model's own",
     )
     p.set_defaults(func=cmd_refit_fusion)
 

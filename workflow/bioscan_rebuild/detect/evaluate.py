@@ -34,6 +34,15 @@ def dev_split(processid: str) -> str:
     return "holdout" if int(hashlib.md5(processid.encode()).hexdigest()[1], 16) % 2 else "train"
 
 
+def dev_fold(processid: str, folds: int) -> int:
+    """The part (0 .. folds-1) of the dev set a photo falls in, for out-of-fold predictions on the train half:
+    by the fourth hex digit of md5(processid), independent of ``dev_split`` (second digit) and of the
+    validation photos (third digit). Deterministic; about equal parts for folds dividing 16."""
+    if folds < 2:
+        raise ValueError("folds must be at least 2")
+    return int(hashlib.md5(processid.encode()).hexdigest()[3], 16) % folds
+
+
 @dataclass(frozen=True)
 class GroundTruth:
     file_name: str

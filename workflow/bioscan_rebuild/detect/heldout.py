@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from bioscan_rebuild.detect.base import Detection
-from bioscan_rebuild.detect.evaluate import dev_split, iou, load_coco_ground_truth, load_rgb, summarize
+from bioscan_rebuild.detect.evaluate import dev_fold, dev_split, iou, load_coco_ground_truth, load_rgb, summarize
 from bioscan_rebuild.detect.fusion import REVIEW_REASONS, RIGHT_IOU, FusionRule, fit_rule, fuse, has_box, rule_key
 
 LEARNED_LOW_BAR = 0.01  # the fusion sees every box the model scores above this
@@ -34,10 +34,15 @@ def read_classes(path: str | Path | None) -> dict[tuple[str, str], str]:
         return {(row["folder"], row["file_name"]): row["imgfilter_class"] for row in csv.DictReader(handle)}
 
 
-def run_detectors(dev_dirs, detectors: dict, classes: dict | None = None, batch: int = 16) -> tuple[list, dict]:
-    """(rows, seconds): per photo of the dev sets its folder, file_name, half, image class, truth box, size and
-    each detector's Detection; per detector its total time (detection only, decoding excluded)."""
+def run_detectors(
+    dev_dirs, detectors: dict, classes: dict | None = None, batch: int = 16, wanted: dict | None = None
+) -> tuple[list, dict]:
+    """(rows, seconds): per photo of the dev sets its folder, file_name, processid, half, image class, truth box,
+    size and each detector's Detection; per detector its total time (detection only, decoding excluded).
+    ``wanted``: detector name -> predicate of the processid; such a detector runs only on the photos it accepts
+    (the others' rows hold None for it)."""
     rows, seconds = [], dict.fromkeys(detectors, 0.0)
+    wanted = wanted or {}
     for dev_dir in [Path(d) for d in dev_dirs]:
         truths = load_coco_ground_truth(dev_dir / "coco_annotations.json")
         for start in range(0, len(truths), batch):
@@ -45,14 +50,20 @@ def run_detectors(dev_dirs, detectors: dict, classes: dict | None = None, batch:
             images = [load_rgb(dev_dir / t.file_name) for t in chunk]
             found = {}
             for name, detector in detectors.items():
+                accepts = wanted.get(name)
+                picked = [i for i, t in enumerate(chunk) if accepts is None or accepts(t.processid)]
                 t0 = time.perf_counter()
-                found[name] = detector.detect_batch(images)
+                detections = detector.detect_batch([images[i] for i in picked]) if picked else []
                 seconds[name] += time.perf_counter() - t0
+                found[name] = [None] * len(chunk)
+                for i, detection in zip(picked, detections, strict=True):
+                    found[name][i] = detection
             for i, truth in enumerate(chunk):
                 rows.append(
                     {
                         "folder": dev_dir.name,
                         "file_name": truth.file_name,
+                        "processid": truth.processid,
                         "half": dev_split(truth.processid),
                         "image_class": (classes or {}).get((dev_dir.name, truth.file_name), "unlabelled"),
                         "truth": truth.box,
@@ -62,6 +73,33 @@ def run_detectors(dev_dirs, detectors: dict, classes: dict | None = None, batch:
                     }
                 )
     return rows, seconds
+
+
+LEARNED_KEYS = ("learned", "learned_tta")
+
+
+def fold_key(name: str, fold: int) -> str:
+    """The row key of a detection by the model that left out ``fold`` (``learned@0``): see ``out_of_fold``."""
+    return f"{name}@{fold}"
+
+
+def out_of_fold(rows: list[dict], folds: int) -> list[dict]:
+    """The rows with each train-half photo's learned detections (``learned``, ``learned_tta``) taken from the
+    model trained without the photo's part (``evaluate.dev_fold``; the row keys ``fold_key(name, fold)``), so
+    that the rule is fitted, and its confidences measured, on photos the model never saw, as on new ones. The
+    holdout half keeps the full model's detections. Every train-half row must hold its part's detections."""
+    out = []
+    for row in rows:
+        kept = {key: value for key, value in row.items() if "@" not in key}
+        if row["half"] == "train":
+            fold = dev_fold(row["processid"], folds)
+            for name in LEARNED_KEYS:
+                if name in row:
+                    if fold_key(name, fold) not in row:
+                        raise ValueError(f"{row['file_name']}: no {fold_key(name, fold)} detection (part {fold})")
+                    kept[name] = row[fold_key(name, fold)]
+        out.append(kept)
+    return out
 
 
 def fit_fusion(rows: list[dict], half: str = "train") -> tuple[FusionRule, dict]:

@@ -35,6 +35,18 @@ def holdout_table(holdout: dict) -> list[str]:
     return lines
 
 
+def out_of_fold_lines(out_of_fold: dict | None) -> list[str]:
+    """How the rule's learned detections were made, when out of fold (``fit_and_score_fusion``)."""
+    if not out_of_fold:
+        return []
+    models = ", ".join(f"part {m['fold']} `{m['sha256'][:12]}`" for m in out_of_fold["models"])
+    return [
+        f"It was fitted on out-of-fold detections: {out_of_fold['folds']} models, each trained the same way without "
+        f"one part of the train half, detected the photos of their part ({models}; sha256 prefixes), so the rule's "
+        "choices and confidences come from photos the learned model had not seen, as in a run.",
+    ]
+
+
 def review_lines(review: dict | None) -> list[str]:
     """The fusion's review queue on the held-out half: how much it flags and how many of its mistakes."""
     if not review or not review.get("photos"):
@@ -114,6 +126,7 @@ def model_card(report: dict, model_name: str, command: str) -> str:
         "",
         f"The fusion rule (`fusion.json`, fitted on the train half only) runs the model "
         f"{'with' if (fusion.get('rule') or {}).get('learned_tta') else 'without'} test-time augmentation.",
+        *out_of_fold_lines(fusion.get("out_of_fold")),
         "",
         *holdout_table(fusion.get("holdout", {})),
         "",

@@ -15,7 +15,7 @@ from PIL import Image
 from bioscan_rebuild.core.boxes import rotate_box_ccw
 from bioscan_rebuild.core.io import file_sha256
 from bioscan_rebuild.core.pilsafe import encode_jpeg
-from bioscan_rebuild.detect.evaluate import dev_split, load_coco_ground_truth
+from bioscan_rebuild.detect.evaluate import dev_fold, dev_split, load_coco_ground_truth
 
 CLASS_NAME = "specimen"
 # Generated photos: share of each kind passed to ``draw_photo``.
@@ -56,6 +56,7 @@ def prepare_yolo_dataset(
     jpeg_quality: int = 90,
     real_repeat: int = 1,
     draw_photo: DrawPhoto | None = None,
+    leave_out_fold: tuple[int, int] | None = None,
 ) -> Path:
     """Write a one-class YOLO dataset under out_dir and return its data.yaml.
 
@@ -71,6 +72,8 @@ def prepare_yolo_dataset(
     (kinds by ``GENERATED_KIND_MIX``: 70% specimen, 15% empty, 15% edge), written as JPEG at
     ``jpeg_quality``; the last ``val_fraction`` of them for validation. Deterministic for a
     deterministic ``draw_photo``.
+    ``leave_out_fold`` (i, k): leave out the real photos in part i of k (``evaluate.dev_fold``), so that a model
+    trained without them predicts them out of fold (for fitting the fusion rule on photos the model never saw).
     """
     if real and not coco_path:
         raise ValueError("real=True needs coco_path (the real dev set's COCO file); real=False for generated only")
@@ -99,6 +102,8 @@ def prepare_yolo_dataset(
             "real_repeat": int(real_repeat),
             "copy_k_turned_k_quarter_turns": True,
         }
+        if leave_out_fold:  # only when given, so that a full model's manifest stays as it was
+            real_source["left_out_fold"] = {"fold": int(leave_out_fold[0]), "folds": int(leave_out_fold[1])}
         for coco in cocos:
             if not coco.is_file():
                 raise FileNotFoundError(f"{coco} is absent: pass the real dev set, or real=False (--no-real)")
@@ -106,6 +111,8 @@ def prepare_yolo_dataset(
             images = Path(image_dir) if image_dir else coco.parent
             for truth in load_coco_ground_truth(coco):
                 if dev_split(truth.processid) == "holdout" and not include_holdout:
+                    continue
+                if leave_out_fold and dev_fold(truth.processid, leave_out_fold[1]) == leave_out_fold[0]:
                     continue
                 split = "val" if _real_val(truth.processid) else "train"
                 src = images / truth.file_name

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from bioscan_rebuild.core.io import file_sha256
-from bioscan_rebuild.detect.evaluate import dev_split, evaluate, load_coco_ground_truth, summarize
+from bioscan_rebuild.detect.evaluate import dev_fold, dev_split, evaluate, load_coco_ground_truth, summarize
 from bioscan_rebuild.detect.yolo.backends import SEPARATE_MAX_OVERLAP, OnnxDetector, YoloDetector
 from bioscan_rebuild.detect.yolo.dataset import prepare_yolo_dataset
 from bioscan_rebuild.detect.yolo.offline import configure_offline, import_ultralytics, versions
@@ -38,9 +38,11 @@ def train_detector(
     extra_args: dict | None = None,
     classes_csv: str | Path | None = None,
     report_extra: dict | None = None,
+    fold_dirs: list | None = None,
 ) -> dict:
     """Train from scratch (offline), export ONNX, optionally score both backends on the dev
-    'holdout' half; writes out_dir/{weights.pt, model.onnx, report.json} and returns the report."""
+    'holdout' half; writes out_dir/{weights.pt, model.onnx, report.json} and returns the report.
+    ``fold_dirs``: out-of-fold models of this recipe, for the fusion fit (``fit_and_score_fusion``)."""
     import_ultralytics(config_dir)
     import torch
     from ultralytics import YOLO
@@ -110,7 +112,8 @@ def train_detector(
     if eval_dev_dir:
         # the torch weights here; the ONNX model is scored once, with every other backend, in "fusion"
         report["holdout_eval"] = evaluate_holdout(weights, None, eval_dev_dir, imgsz=imgsz, device=device)
-        report["fusion"] = fit_and_score_fusion(onnx_path, eval_dev_dir, out / "fusion.json", classes_csv)
+        fold_models = read_fold_models(report, fold_dirs) if fold_dirs else None
+        report["fusion"] = fit_and_score_fusion(onnx_path, eval_dev_dir, out / "fusion.json", classes_csv, fold_models)
     else:  # nothing to fit on: the rule's defaults, saying so (the fusion backend should not use it)
         from bioscan_rebuild.detect.fusion import FusionRule
         from bioscan_rebuild.detect.heldout import write_rule
@@ -162,14 +165,22 @@ def evaluate_holdout(
     return {"subset": subset, "images": result.pop("images"), **result}
 
 
-def fit_and_score_fusion(onnx_path, dev_dirs, rule_path, classes_csv=None) -> dict:
+def fit_and_score_fusion(onnx_path, dev_dirs, rule_path, classes_csv=None, fold_models=None) -> dict:
     """Fit the fusion rule (classical + this model) on the dev sets' train half, write it to ``rule_path``, and
     score every backend on the holdout half (overall and per image class of ``classes_csv``) and the fusion's
-    review queue there (``heldout.review_table``)."""
+    review queue there (``heldout.review_table``).
+
+    ``fold_models``: [(onnx path, fold, folds)], one model per part of the train half, each trained without its
+    part (``train-detector --leave-out-fold``). The rule is then fitted on their out-of-fold detections
+    (``heldout.out_of_fold``): on photos the learned model has not seen, as every photo it will meet in a run,
+    so its choices and confidences do not trust the model for having learned the answers. The holdout half
+    is scored with this model as always."""
     from bioscan_rebuild.detect.classical import ClassicalDetector
     from bioscan_rebuild.detect.heldout import (
         LEARNED_LOW_BAR,
         fit_fusion,
+        fold_key,
+        out_of_fold,
         read_classes,
         review_table,
         run_detectors,
@@ -183,7 +194,15 @@ def fit_and_score_fusion(onnx_path, dev_dirs, rule_path, classes_csv=None) -> di
         "learned": OnnxDetector(onnx_path, conf=LEARNED_LOW_BAR),
         "learned_tta": OnnxDetector(onnx_path, conf=LEARNED_LOW_BAR, tta=True),
     }
-    rows, seconds = run_detectors(dev_dirs, detectors, read_classes(classes_csv))
+    folds = check_fold_models(fold_models) if fold_models else 0
+    wanted = {}
+    for path, fold, _ in fold_models or []:
+        for name, tta in (("learned", False), ("learned_tta", True)):
+            detectors[fold_key(name, fold)] = OnnxDetector(path, conf=LEARNED_LOW_BAR, tta=tta)
+            wanted[fold_key(name, fold)] = _in_part(fold, folds)
+    rows, seconds = run_detectors(dev_dirs, detectors, read_classes(classes_csv), wanted=wanted)
+    if folds:
+        rows = out_of_fold(rows, folds)
     rule, fit = fit_fusion(rows)
     provenance = {
         "model_sha256": file_sha256(onnx_path),
@@ -192,14 +211,41 @@ def fit_and_score_fusion(onnx_path, dev_dirs, rule_path, classes_csv=None) -> di
         # the rule's thresholds are in this detector's score units: the fusion backend checks its version
         "classical": detectors["classical"].params(),
     }
+    if folds:  # only then, so that a rule fitted on the model's own detections keeps its file as it was
+        provenance["out_of_fold"] = {
+            "folds": folds,
+            "models": [
+                {"fold": fold, "sha256": file_sha256(path)} for path, fold, _ in sorted(fold_models, key=lambda m: m[1])
+            ],
+        }
     write_rule(rule, fit, rule_path, provenance)
     return {
         "rule": rule.as_dict(),
         "train_fit": fit,
+        "out_of_fold": provenance.get("out_of_fold"),
         "holdout": score_table(rows, rule, "holdout"),
         "review_holdout": review_table(rows, rule, "holdout"),
-        "ms_per_photo": {name: 1000 * s / max(1, len(rows)) for name, s in seconds.items()},
+        "ms_per_photo": {name: 1000 * s / max(1, len(rows)) for name, s in seconds.items() if "@" not in name},
     }
+
+
+def _in_part(fold: int, folds: int):
+    def accepts(processid: str) -> bool:
+        return dev_split(processid) == "train" and dev_fold(processid, folds) == fold
+
+    return accepts
+
+
+def check_fold_models(fold_models) -> int:
+    """The number of parts, after checking that ``fold_models`` [(path, fold, folds)] hold one model per part."""
+    counts = {int(folds) for _, _, folds in fold_models}
+    if len(counts) != 1:
+        raise ValueError(f"the out-of-fold models split the train half differently: {sorted(counts)} parts")
+    folds = counts.pop()
+    parts = sorted(int(fold) for _, fold, _ in fold_models)
+    if folds < 2 or parts != list(range(folds)):
+        raise ValueError(f"out-of-fold models need one model per part 0..{folds - 1}, got parts {parts}")
+    return folds
 
 
 def evaluate_dev_sets(detectors: dict, dev_dirs, subset: str) -> dict:
@@ -239,13 +285,21 @@ def prepare_and_train(
     verbose: bool = False,
     classes_csv: str | Path | None = None,
     how_run: str | None = None,
+    leave_out_fold: tuple[int, int] | None = None,
+    fold_dirs: list | None = None,
 ) -> dict:
     """`bioscan-rebuild train-detector`: the dataset (the train half of the real dev sets ``dev_dirs`` unless
     ``real`` is False, plus ``generated`` photos from ``draw_photo``), then training, the ONNX export and the
     score on the dev set's holdout half. With ``prepare_only`` the dataset goes to ``out`` itself and its
     manifest is returned. ``how_run``: a line for the card's command block, where the model was not made by the
-    config's ``snakemake train_detector`` (e.g. on a GPU by ``bench/gpu_train.py``)."""
+    config's ``snakemake train_detector`` (e.g. on a GPU by ``bench/gpu_train.py``). ``leave_out_fold`` (i, k):
+    an out-of-fold model (``dataset.prepare_yolo_dataset``; not scored). ``fold_dirs``: such models, one per part,
+    trained the same way: the fusion rule is fitted on their detections (``fit_and_score_fusion``)."""
     configure_offline()
+    if fold_dirs:  # before hours of training: the folders' own checks (their recipe is checked after it)
+        if leave_out_fold:
+            raise ValueError("an out-of-fold model (leave_out_fold) takes no out-of-fold models itself")
+        read_fold_models(None, fold_dirs)
     if isinstance(dev_dirs, (str, Path)):
         dev_dirs = [dev_dirs]
     dev_dirs = [Path(d) for d in dev_dirs or []]
@@ -260,11 +314,13 @@ def prepare_and_train(
         real=real,
         real_repeat=real_repeat,
         draw_photo=draw_photo,
+        leave_out_fold=leave_out_fold,
     )
     if prepare_only:
         return json.loads((dataset_dir / "manifest.json").read_text())
     # the holdout half can be scored only when it exists and was not trained on
-    scored = score and not include_holdout and bool(cocos) and all(coco.is_file() for coco in cocos)
+    # (an out-of-fold model is not scored: it stands in for the full model on its left-out part only)
+    scored = score and not include_holdout and not leave_out_fold and bool(cocos) and all(c.is_file() for c in cocos)
     from bioscan_rebuild.detect.model_card import model_card
     from bioscan_rebuild.detect.shipped import MODEL
 
@@ -275,6 +331,8 @@ def prepare_and_train(
             *([f"--classes {classes_csv}"] if classes_csv else []),
             f"--generated {generated} --epochs {epochs} --imgsz {imgsz} --batch {batch} --seed {seed}",
             f"--real-repeat {real_repeat}" + (f" --model {model}" if model else ""),
+            *([f"--leave-out-fold {leave_out_fold[0]}/{leave_out_fold[1]}"] if leave_out_fold else []),
+            *fold_options(read_fold_models(None, fold_dirs) if fold_dirs else []),
         ]
     )
     command += "\n# " + (
@@ -295,6 +353,7 @@ def prepare_and_train(
         verbose=verbose,
         # the command for the card, also when `refit-fusion` rewrites it; the classes, refit-fusion's default
         report_extra={"command": command, "classes": str(classes_csv) if classes_csv else None},
+        fold_dirs=fold_dirs if scored else None,
     )
     (out / "MODEL_CARD.md").write_text(model_card(report, MODEL, command))
     summary = {k: report[k] for k in ("weights", "onnx", "train_seconds", "final_val_metrics")}
@@ -303,12 +362,64 @@ def prepare_and_train(
     return summary
 
 
-def refit_fusion(trained_dir: str | Path, dev_dirs=None, classes_csv: str | Path | None = None) -> dict:
+# What an out-of-fold model must share with the model it stands in for (report keys), so that its detections
+# on its left-out part are what that model would give a photo it has not seen.
+FOLD_RECIPE = {
+    "train_args": ("epochs", "imgsz", "batch", "seed", "deterministic", "flipud", "pretrained"),
+    "dataset": ("seed", "n_generated", "jpeg_quality"),
+    "real": ("coco_sha256", "real_repeat", "include_holdout", "copy_k_turned_k_quarter_turns"),
+}
+
+
+def _recipe(report: dict) -> dict:
+    dataset = report.get("dataset") or {}
+    recipe = {"model_yaml": report.get("model_yaml")}
+    for key in FOLD_RECIPE["train_args"]:
+        recipe[f"train_args.{key}"] = (report.get("train_args") or {}).get(key)
+    for key in FOLD_RECIPE["dataset"]:
+        recipe[f"dataset.{key}"] = dataset.get(key)
+    for key in FOLD_RECIPE["real"]:
+        recipe[f"real.{key}"] = (dataset.get("real") or {}).get(key)
+    return recipe
+
+
+def read_fold_models(main_report: dict | None, fold_dirs) -> list[tuple[Path, int, int]]:
+    """[(model.onnx, fold, folds)] of `train-detector --leave-out-fold` folders, sorted by part, after checking
+    each one's model against its report and its recipe against the main model's (``FOLD_RECIPE``; not without
+    ``main_report``), and that they cover every part once (``check_fold_models``)."""
+    models = []
+    for directory in [Path(d) for d in fold_dirs]:
+        report_path, onnx = directory / "report.json", directory / "model.onnx"
+        if not (report_path.is_file() and onnx.is_file()):
+            raise FileNotFoundError(f"{directory}: no model.onnx and report.json (train it with --leave-out-fold)")
+        report = json.loads(report_path.read_text())
+        if (report.get("onnx") or {}).get("sha256") != file_sha256(onnx):
+            raise ValueError(f"{onnx} is not the model {report_path} describes")
+        left_out = ((report.get("dataset") or {}).get("real") or {}).get("left_out_fold")
+        if not left_out:
+            raise ValueError(f"{directory}: not trained with --leave-out-fold, so it has no photos it never saw")
+        wanted = _recipe(main_report) if main_report is not None else _recipe(report)
+        differs = {k: (v, wanted[k]) for k, v in _recipe(report).items() if v != wanted[k]}
+        if differs:
+            raise ValueError(f"{directory} was trained differently from the model (theirs, the model's): {differs}")
+        models.append((onnx, int(left_out["fold"]), int(left_out["folds"])))
+    check_fold_models(models)
+    return sorted(models, key=lambda model: model[1])
+
+
+def fold_options(fold_models) -> list[str]:
+    """The command-line options naming out-of-fold models, as the workflow lays them out (``results/``)."""
+    return [f"--out-of-fold results/detector-fold{fold}of{folds}" for _, fold, folds in fold_models]
+
+
+def refit_fusion(trained_dir: str | Path, dev_dirs=None, classes_csv: str | Path | None = None, fold_dirs=None) -> dict:
     """`bioscan-rebuild refit-fusion`: fit a `train-detector` folder's fusion rule again for the same model
     (after the classical detector or the rule family changed), on the dev sets' train half (by default those it
     was trained with, and their image classes); rewrites ``fusion.json``, the report's ``fusion`` scores and
     ``MODEL_CARD.md`` (all three or none). No training, no torch. Refuses a model trained on the holdout half (its
-    "held-out" scores would not be)."""
+    "held-out" scores would not be), or without part of the train half (an out-of-fold model). ``fold_dirs``: the
+    out-of-fold models' folders (``read_fold_models``): the rule is then fitted on their detections of the photos
+    each one left out (``fit_and_score_fusion``)."""
     from bioscan_rebuild.detect.model_card import CARD_FIELDS, CARD_TRAIN_ARGS, model_card
     from bioscan_rebuild.detect.shipped import MODEL
 
@@ -326,6 +437,8 @@ def refit_fusion(trained_dir: str | Path, dev_dirs=None, classes_csv: str | Path
         raise ValueError(f"{out / 'model.onnx'} is not the model {out / 'report.json'} describes")
     if ((report.get("dataset") or {}).get("real") or {}).get("include_holdout"):
         raise ValueError(f"{out}: the model was trained on the holdout half too, so nothing is left to score it on")
+    if ((report.get("dataset") or {}).get("real") or {}).get("left_out_fold"):
+        raise ValueError(f"{out}: the model left out part of the train half: it is for out-of-fold detections only")
     if not report.get("command"):  # a folder from before the report kept it: the card's command block
         card = out / "MODEL_CARD.md"
         text = card.read_text() if card.is_file() else ""
@@ -342,12 +455,14 @@ def refit_fusion(trained_dir: str | Path, dev_dirs=None, classes_csv: str | Path
     if absent:
         raise FileNotFoundError(f"no coco_annotations.json in {', '.join(absent)} (give the dev sets: --dev-dir)")
     new_rule = out / "fusion.json.refit"
-    report["fusion"] = fit_and_score_fusion(out / "model.onnx", dev_dirs, new_rule, classes_csv)
+    fold_models = read_fold_models(report, fold_dirs) if fold_dirs else None
+    report["fusion"] = fit_and_score_fusion(out / "model.onnx", dev_dirs, new_rule, classes_csv, fold_models)
     report["fusion_refit"] = " ".join(
         [
             "bioscan-rebuild refit-fusion results/detector",
             *(f"--dev-dir {d}" for d in dev_dirs),
             *([f"--classes {classes_csv}"] if classes_csv else []),
+            *fold_options(fold_models or []),
         ]
     )
     card = model_card(report, MODEL, report["command"])
