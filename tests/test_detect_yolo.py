@@ -459,10 +459,12 @@ def test_out_of_fold_models_fit_the_rule_of_the_model_they_stand_in_for(tmp_path
         prepare_and_train(
             tmp_path / f"fold{fold}", dev_dirs, device="cpu", workers=0, leave_out_fold=(fold, 2), **recipe
         )
-    assert "--leave-out-fold 1/2" in (tmp_path / "fold1" / "MODEL_CARD.md").read_text()
+    card = (tmp_path / "fold1" / "MODEL_CARD.md").read_text()
+    assert "--out results/detector-fold1of2 " in card and "--leave-out-fold 1/2" in card
+    assert "snakemake results/detector-fold1of2/report.json" in card
     with pytest.raises(ValueError, match="out-of-fold detections only"):
         refit_fusion(tmp_path / "fold0")
-    with pytest.raises(ValueError, match="not fitted on this model's training half"):
+    with pytest.raises(ValueError, match="is an out-of-fold model"):
         ship(tmp_path / "fold0", tmp_path / "models")
     folds = [tmp_path / "fold1", tmp_path / "fold0"]
     summary = refit_fusion(tmp_path / "model", classes_csv=realdata / "imgfilter-classes.csv", fold_dirs=folds)
@@ -476,3 +478,5 @@ def test_out_of_fold_models_fit_the_rule_of_the_model_they_stand_in_for(tmp_path
     assert "fitted on out-of-fold detections: 2 models" in card
     assert "--out-of-fold results/detector-fold0of2 --out-of-fold results/detector-fold1of2" in card
     assert ship(tmp_path / "model", tmp_path / "models")["fusion.json"]
+    with pytest.raises(ValueError, match="fitted on 2 out-of-fold models: give them again"):
+        refit_fusion(tmp_path / "model")  # not silently back to the model's own detections

@@ -88,7 +88,8 @@ def test_out_of_fold_rows_take_the_train_half_from_the_model_that_left_it_out():
     assert sum(r["learned"].box == TRUTH for r in train) == 20 and all(r["learned"].box for r in train)
     assert fit_fusion(rows)[1]["specimens_right"] == 1.0  # the rule's own model, on photos it learned
     assert fit_fusion(oof)[1]["specimens_right"] == 0.5
-    missing = [{k: v for k, v in r.items() if not k.startswith("learned_tta@")} for r in rows]
+    # run_detectors leaves None where a fold model did not run: a photo without its part's detection is refused
+    missing = [{k: (None if k.startswith("learned_tta@") else v) for k, v in r.items()} for r in rows]
     with pytest.raises(ValueError, match="no learned_tta@"):
         out_of_fold(missing, 2)
 
@@ -185,6 +186,8 @@ def test_fold_models_are_read_only_when_trained_like_the_model(tmp_path):
         read_fold_models(main, [tmp_path / "f0", tmp_path / "short"])
     with pytest.raises(ValueError, match="not trained with --leave-out-fold"):
         read_fold_models(main, [tmp_path / "f0", tmp_path / "main"])
+    with pytest.raises(ValueError, match="differently from the first out-of-fold model.*train_args.epochs"):
+        read_fold_models(None, [tmp_path / "f0", tmp_path / "short"])  # before the model exists: with each other
     (tmp_path / "f1" / "model.onnx").write_bytes(b"another model")
     with pytest.raises(ValueError, match="is not the model"):
         read_fold_models(main, [tmp_path / "f0", tmp_path / "f1"])
@@ -228,3 +231,22 @@ def test_the_workflow_trains_the_out_of_fold_models_first_with_the_same_recipe(t
     assert off.returncode == 0 and off.stdout.count(" train-detector ") == 1 and "--out-of-fold" not in off.stdout
     one = _dry_run_train_detector(tmp_path / "k1", sample_dir, 1)
     assert one.returncode != 0 and "out_of_fold" in one.stdout + one.stderr  # one part is no out-of-fold split
+
+
+def test_training_checks_its_out_of_fold_models_before_it_starts(tmp_path, realdata):
+    from bioscan_rebuild.detect.yolo.train import prepare_and_train
+
+    _fake_trained(tmp_path / "f0", 0)
+    _fake_trained(tmp_path / "f1", 1)
+    folds = [tmp_path / "f0", tmp_path / "f1"]
+    dev = [realdata / "imgfilter-dev"]
+    recipe = dict(draw_photo=draw_well_photo, generated=200, real_repeat=2, epochs=130, imgsz=320, batch=16, seed=0)
+    with pytest.raises(ValueError, match=r"trained differently from this model.*'train_args.epochs': \(130, 20\)"):
+        prepare_and_train(tmp_path / "m", dev, fold_dirs=folds, **{**recipe, "epochs": 20})
+    with pytest.raises(ValueError, match="not with --no-eval"):
+        prepare_and_train(tmp_path / "m", dev, fold_dirs=folds, score=False, **recipe)
+    with pytest.raises(ValueError, match="takes no out-of-fold models"):
+        prepare_and_train(tmp_path / "m", dev, fold_dirs=folds, leave_out_fold=(0, 2), **recipe)
+    with pytest.raises(ValueError, match="needs the real dev sets"):
+        prepare_and_train(tmp_path / "m", None, real=False, leave_out_fold=(0, 2), **recipe)
+    assert not (tmp_path / "m").exists()  # refused before any work

@@ -575,6 +575,10 @@ STATS_FIGURES = {  # figure -> the report's subcategory
 # Detector training (detector.smk): the recipe shared by the model and its out-of-fold models.
 TRAIN = config["train_detector"]
 OUT_OF_FOLD = TRAIN["out_of_fold"]
+if OUT_OF_FOLD and not TRAIN["dev_dirs"]:
+    raise ValueError(
+        "config: train_detector: out_of_fold leaves out parts of the real photos: it needs dev_dirs"
+    )
 
 
 def train_detector_options():

@@ -125,6 +125,8 @@ def cmd_train_detector(args) -> int:
     if not args.dev_dir and not args.no_real:
         raise SystemExit("train-detector: --dev-dir is required unless --no-real")
     if args.out_of_fold:  # before the training, not after it
+        if args.leave_out_fold:
+            raise SystemExit("train-detector: an out-of-fold model (--leave-out-fold) takes no --out-of-fold models")
         try:
             read_fold_models(None, args.out_of_fold)
         except (FileNotFoundError, ValueError) as error:

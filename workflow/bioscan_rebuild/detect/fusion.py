@@ -414,7 +414,8 @@ class FusionDetector:
                 f"the fusion rule {rule or '(shipped)'} was fitted with the classical detector's "
                 f"{', '.join(f'{k}={fitted.get(k)!r}' for k in differ)}, this one runs with "
                 f"{', '.join(f'{k}={running[k]!r}' for k in differ)}: its thresholds are in the other score units. "
-                "Refit the rule for this detector: bioscan-rebuild refit-fusion"
+                "Refit the rule for this detector: bioscan-rebuild refit-fusion "
+                "(with --out-of-fold, if it was fitted so)"
             )
         # the rule was fitted on the learned model's boxes with or without TTA: run it the same way
         self.learned = OnnxDetector(weights, conf=learned_conf, tta=self.rule.learned_tta)

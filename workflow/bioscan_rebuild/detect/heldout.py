@@ -95,7 +95,7 @@ def out_of_fold(rows: list[dict], folds: int) -> list[dict]:
             fold = dev_fold(row["processid"], folds)
             for name in LEARNED_KEYS:
                 if name in row:
-                    if fold_key(name, fold) not in row:
+                    if row.get(fold_key(name, fold)) is None:
                         raise ValueError(f"{row['file_name']}: no {fold_key(name, fold)} detection (part {fold})")
                     kept[name] = row[fold_key(name, fold)]
         out.append(kept)

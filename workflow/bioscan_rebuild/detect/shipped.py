@@ -34,6 +34,8 @@ def ship(trained_dir: str | Path, models_dir: str | Path | None = None) -> dict[
         raise FileNotFoundError(f"{trained_dir}: no {', '.join(missing)} (run `bioscan-rebuild train-detector`)")
     model_sha = hashlib.sha256((trained_dir / "model.onnx").read_bytes()).hexdigest()
     fitted = json.loads((trained_dir / "fusion.json").read_text()).get("fitted_on") or {}
+    if fitted.get("left_out_fold"):
+        raise ValueError(f"{trained_dir} is an out-of-fold model (trained without part of the train half): not for use")
     if fitted.get("model_sha256") != model_sha or fitted.get("half") != "train":
         raise ValueError(
             f"{trained_dir / 'fusion.json'} was not fitted on this model's training half "
@@ -45,7 +47,8 @@ def ship(trained_dir: str | Path, models_dir: str | Path | None = None) -> dict[
     if fitted.get("classical") != ClassicalDetector().params():
         raise ValueError(
             f"{trained_dir / 'fusion.json'} was fitted with another classical detector than this package's "
-            f"(fitted with {fitted.get('classical')}); fit it again: bioscan-rebuild refit-fusion {trained_dir}"
+            f"(fitted with {fitted.get('classical')}); fit it again: bioscan-rebuild refit-fusion {trained_dir} "
+            "(with its --out-of-fold folders, if it was fitted on out-of-fold models)"
         )
     target = Path(models_dir) if models_dir else shipped(MODEL).parent
     target.mkdir(parents=True, exist_ok=True)

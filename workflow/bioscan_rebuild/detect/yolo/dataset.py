@@ -77,6 +77,8 @@ def prepare_yolo_dataset(
     """
     if real and not coco_path:
         raise ValueError("real=True needs coco_path (the real dev set's COCO file); real=False for generated only")
+    if leave_out_fold and not real:
+        raise ValueError("leave_out_fold leaves out real photos: it needs real=True")
     if int(n_generated) > 0 and draw_photo is None:
         raise ValueError("n_generated > 0 needs draw_photo")
     out = Path(out_dir).resolve()

@@ -118,7 +118,11 @@ def train_detector(
         from bioscan_rebuild.detect.fusion import FusionRule
         from bioscan_rebuild.detect.heldout import write_rule
 
-        write_rule(FusionRule(), {}, out / "fusion.json", {"model_sha256": file_sha256(onnx_path), "half": None})
+        provenance = {"model_sha256": file_sha256(onnx_path), "half": None}
+        left_out = (((report.get("dataset") or {}).get("real")) or {}).get("left_out_fold")
+        if left_out:  # ship-detector refuses it by name
+            provenance["left_out_fold"] = left_out
+        write_rule(FusionRule(), {}, out / "fusion.json", provenance)
     report.update(report_extra or {})
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
@@ -196,11 +200,14 @@ def fit_and_score_fusion(onnx_path, dev_dirs, rule_path, classes_csv=None, fold_
     }
     folds = check_fold_models(fold_models) if fold_models else 0
     wanted = {}
+    if folds:  # the train half's learned detections come from the fold models: the model scores the holdout only
+        wanted["learned"] = wanted["learned_tta"] = _in_holdout
     for path, fold, _ in fold_models or []:
         for name, tta in (("learned", False), ("learned_tta", True)):
             detectors[fold_key(name, fold)] = OnnxDetector(path, conf=LEARNED_LOW_BAR, tta=tta)
             wanted[fold_key(name, fold)] = _in_part(fold, folds)
     rows, seconds = run_detectors(dev_dirs, detectors, read_classes(classes_csv), wanted=wanted)
+    photos = {name: sum(row[name] is not None for row in rows) for name in detectors}
     if folds:
         rows = out_of_fold(rows, folds)
     rule, fit = fit_fusion(rows)
@@ -225,8 +232,12 @@ def fit_and_score_fusion(onnx_path, dev_dirs, rule_path, classes_csv=None, fold_
         "out_of_fold": provenance.get("out_of_fold"),
         "holdout": score_table(rows, rule, "holdout"),
         "review_holdout": review_table(rows, rule, "holdout"),
-        "ms_per_photo": {name: 1000 * s / max(1, len(rows)) for name, s in seconds.items() if "@" not in name},
+        "ms_per_photo": {name: 1000 * s / max(1, photos[name]) for name, s in seconds.items() if "@" not in name},
     }
+
+
+def _in_holdout(processid: str) -> bool:
+    return dev_split(processid) == "holdout"
 
 
 def _in_part(fold: int, folds: int):
@@ -296,10 +307,31 @@ def prepare_and_train(
     an out-of-fold model (``dataset.prepare_yolo_dataset``; not scored). ``fold_dirs``: such models, one per part,
     trained the same way: the fusion rule is fitted on their detections (``fit_and_score_fusion``)."""
     configure_offline()
-    if fold_dirs:  # before hours of training: the folders' own checks (their recipe is checked after it)
+    if leave_out_fold and not real:
+        raise ValueError("an out-of-fold model leaves out real photos: it needs the real dev sets (not --no-real)")
+    if fold_dirs:  # before hours of training, all that can be checked without the model
         if leave_out_fold:
-            raise ValueError("an out-of-fold model (leave_out_fold) takes no out-of-fold models itself")
-        read_fold_models(None, fold_dirs)
+            raise ValueError("an out-of-fold model (--leave-out-fold) takes no out-of-fold models itself")
+        if not score or include_holdout or not real:
+            raise ValueError(
+                "out-of-fold models serve the fusion fit on the train half: not with --no-eval, "
+                "--include-holdout or --no-real"
+            )
+        planned = {
+            "model_yaml": model or DEFAULT_MODEL_YAML,
+            "train_args.epochs": int(epochs),
+            "train_args.imgsz": int(imgsz),
+            "train_args.batch": int(batch),
+            "train_args.seed": int(seed),
+            "dataset.seed": int(seed),
+            "dataset.n_generated": int(generated),
+            "real.real_repeat": int(real_repeat),
+        }
+        for path, _, _ in read_fold_models(None, fold_dirs):
+            theirs = _recipe(json.loads((path.parent / "report.json").read_text()))
+            differs = {k: (theirs[k], v) for k, v in planned.items() if theirs[k] != v}
+            if differs:
+                raise ValueError(f"{path.parent} was trained differently from this model (its, this one's): {differs}")
     if isinstance(dev_dirs, (str, Path)):
         dev_dirs = [dev_dirs]
     dev_dirs = [Path(d) for d in dev_dirs or []]
@@ -324,9 +356,10 @@ def prepare_and_train(
     from bioscan_rebuild.detect.model_card import model_card
     from bioscan_rebuild.detect.shipped import MODEL
 
+    target = f"results/detector-fold{leave_out_fold[0]}of{leave_out_fold[1]}" if leave_out_fold else "results/detector"
     command = " ".join(
         [
-            "bioscan-rebuild train-detector --out results/detector",
+            f"bioscan-rebuild train-detector --out {target}",
             *(f"--dev-dir {d}" for d in dev_dirs),
             *([f"--classes {classes_csv}"] if classes_csv else []),
             f"--generated {generated} --epochs {epochs} --imgsz {imgsz} --batch {batch} --seed {seed}",
@@ -335,9 +368,12 @@ def prepare_and_train(
             *fold_options(read_fold_models(None, fold_dirs) if fold_dirs else []),
         ]
     )
-    command += "\n# " + (
-        how_run or "the same, from the config's train_detector section: snakemake train_detector --cores 2"
+    workflow = (
+        f"snakemake {target}/report.json --cores 2 (train_detector.out_of_fold: {leave_out_fold[1]})"
+        if leave_out_fold
+        else "snakemake train_detector --cores 2"
     )
+    command += "\n# " + (how_run or f"the same, from the config's train_detector section: {workflow}")
     report = train_detector(
         data_yaml,
         out,
@@ -385,23 +421,26 @@ def _recipe(report: dict) -> dict:
 
 def read_fold_models(main_report: dict | None, fold_dirs) -> list[tuple[Path, int, int]]:
     """[(model.onnx, fold, folds)] of `train-detector --leave-out-fold` folders, sorted by part, after checking
-    each one's model against its report and its recipe against the main model's (``FOLD_RECIPE``; not without
-    ``main_report``), and that they cover every part once (``check_fold_models``)."""
-    models = []
+    each one's model against its report and its recipe against the main model's (``FOLD_RECIPE``; without
+    ``main_report``, before the model is trained: against the first fold model's), and that they cover every part
+    once (``check_fold_models``)."""
+    models, first = [], None
     for directory in [Path(d) for d in fold_dirs]:
         report_path, onnx = directory / "report.json", directory / "model.onnx"
         if not (report_path.is_file() and onnx.is_file()):
             raise FileNotFoundError(f"{directory}: no model.onnx and report.json (train it with --leave-out-fold)")
         report = json.loads(report_path.read_text())
+        first = first or report
         if (report.get("onnx") or {}).get("sha256") != file_sha256(onnx):
             raise ValueError(f"{onnx} is not the model {report_path} describes")
         left_out = ((report.get("dataset") or {}).get("real") or {}).get("left_out_fold")
         if not left_out:
             raise ValueError(f"{directory}: not trained with --leave-out-fold, so it has no photos it never saw")
-        wanted = _recipe(main_report) if main_report is not None else _recipe(report)
+        against = "the model" if main_report is not None else "the first out-of-fold model"
+        wanted = _recipe(main_report if main_report is not None else first)
         differs = {k: (v, wanted[k]) for k, v in _recipe(report).items() if v != wanted[k]}
         if differs:
-            raise ValueError(f"{directory} was trained differently from the model (theirs, the model's): {differs}")
+            raise ValueError(f"{directory} was trained differently from {against} (this one's, its): {differs}")
         models.append((onnx, int(left_out["fold"]), int(left_out["folds"])))
     check_fold_models(models)
     return sorted(models, key=lambda model: model[1])
@@ -455,6 +494,13 @@ def refit_fusion(trained_dir: str | Path, dev_dirs=None, classes_csv: str | Path
     if absent:
         raise FileNotFoundError(f"no coco_annotations.json in {', '.join(absent)} (give the dev sets: --dev-dir)")
     new_rule = out / "fusion.json.refit"
+    if not fold_dirs and (out / "fusion.json").is_file():
+        previous = (json.loads((out / "fusion.json").read_text()).get("fitted_on") or {}).get("out_of_fold")
+        if previous:
+            raise ValueError(
+                f"{out / 'fusion.json'} was fitted on {previous['folds']} out-of-fold models: give them again "
+                "(--out-of-fold DIR, one per part), or delete it to fit on the model's own detections"
+            )
     fold_models = read_fold_models(report, fold_dirs) if fold_dirs else None
     report["fusion"] = fit_and_score_fusion(out / "model.onnx", dev_dirs, new_rule, classes_csv, fold_models)
     report["fusion_refit"] = " ".join(
