@@ -42,8 +42,9 @@ def out_of_fold_lines(out_of_fold: dict | None) -> list[str]:
     models = ", ".join(f"part {m['fold']} `{m['sha256'][:12]}`" for m in out_of_fold["models"])
     return [
         f"It was fitted on out-of-fold detections: {out_of_fold['folds']} models, each trained the same way without "
-        f"one part of the train half, detected the photos of their part ({models}; sha256 prefixes), so the rule's "
-        "choices and confidences come from photos the learned model had not seen, as in a run.",
+        f"one part of the train half (the training command above with `--leave-out-fold I/{out_of_fold['folds']}`), "
+        f"detected the photos of their part ({models}; sha256 prefixes), so the rule's choices and confidences come "
+        "from photos the learned model had not seen, as in a run.",
     ]
 
 
