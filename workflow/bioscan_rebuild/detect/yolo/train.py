@@ -309,6 +309,7 @@ def prepare_and_train(
     configure_offline()
     if leave_out_fold and not real:
         raise ValueError("an out-of-fold model leaves out real photos: it needs the real dev sets (not --no-real)")
+    fold_models = []
     if fold_dirs:  # before hours of training, all that can be checked without the model
         if leave_out_fold:
             raise ValueError("an out-of-fold model (--leave-out-fold) takes no out-of-fold models itself")
@@ -327,7 +328,8 @@ def prepare_and_train(
             "dataset.n_generated": int(generated),
             "real.real_repeat": int(real_repeat),
         }
-        for path, _, _ in read_fold_models(None, fold_dirs):
+        fold_models = read_fold_models(None, fold_dirs)
+        for path, _, _ in fold_models:
             theirs = _recipe(json.loads((path.parent / "report.json").read_text()))
             differs = {k: (theirs[k], v) for k, v in planned.items() if theirs[k] != v}
             if differs:
@@ -365,7 +367,7 @@ def prepare_and_train(
             f"--generated {generated} --epochs {epochs} --imgsz {imgsz} --batch {batch} --seed {seed}",
             f"--real-repeat {real_repeat}" + (f" --model {model}" if model else ""),
             *([f"--leave-out-fold {leave_out_fold[0]}/{leave_out_fold[1]}"] if leave_out_fold else []),
-            *fold_options(read_fold_models(None, fold_dirs) if fold_dirs else []),
+            *fold_options(fold_models),
         ]
     )
     workflow = (
