@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from bioscan_rebuild.core.io import file_sha256
-from bioscan_rebuild.detect.shipped import FUSION_RULE, MODEL, MODEL_CARD, shipped
+from bioscan_rebuild.detect.shipped import FUSION_RULE, MODEL, MODEL_CARD, TRAINING_REPORT, shipped
 from conftest import REPO
 
 
-def test_the_model_its_rule_and_its_card_belong_together():
-    model, rule, card = shipped(MODEL), shipped(FUSION_RULE), shipped(MODEL_CARD)
-    assert model.is_file() and rule.is_file() and card.is_file()
+def test_the_model_its_rule_its_card_and_its_report_belong_together():
+    model, rule, card, report = (shipped(name) for name in (MODEL, FUSION_RULE, MODEL_CARD, TRAINING_REPORT))
+    assert model.is_file() and rule.is_file() and card.is_file() and report.is_file()
     sha = file_sha256(model)
     fitted = json.loads(rule.read_text())
     assert fitted["fitted_on"]["model_sha256"] == sha  # the rule was fitted on this very model
@@ -26,6 +26,9 @@ def test_the_model_its_rule_and_its_card_belong_together():
     text = card.read_text()
     assert sha in text and "CC BY-NC-SA" in text and "holdout" in text
     assert os.path.getsize(model) < 20 * 2**20  # a nano model: it ships inside the wheel
+    trained = json.loads(report.read_text())  # what refit-fusion needs to fit the rule again
+    assert trained["onnx"]["sha256"] == sha and trained["fusion"]["rule"] == fitted["rule"]
+    assert trained["command"] in text and trained["fusion_refit"] in text
 
 
 def test_the_onnx_backend_runs_without_torch_or_ultralytics(realdata, tmp_path):
@@ -69,7 +72,16 @@ def test_the_fusion_backend_on_held_out_real_photos(realdata):
         assert (detection.box is None) == (detection.status == "no_object")
 
 
-def _trained_folder(folder, model=b"onnx bytes", fitted_sha=None, half="train", card_sha=None, classical=None):
+def _trained_folder(
+    folder,
+    model=b"onnx bytes",
+    fitted_sha=None,
+    half="train",
+    card_sha=None,
+    classical=None,
+    report_sha=None,
+    report_rule=None,
+):
     import hashlib
 
     from bioscan_rebuild.detect.classical import ClassicalDetector
@@ -78,19 +90,23 @@ def _trained_folder(folder, model=b"onnx bytes", fitted_sha=None, half="train", 
     (folder / "model.onnx").write_bytes(model)
     sha = hashlib.sha256(model).hexdigest()
     classical = ClassicalDetector().params() if classical is None else classical
-    rule = {"rule": {}, "fitted_on": {"model_sha256": fitted_sha or sha, "half": half, "classical": classical}}
+    rule = {"rule": {"agree_iou": 0.4}, "fitted_on": {"model_sha256": fitted_sha or sha, "half": half}}
+    rule["fitted_on"]["classical"] = classical
     (folder / "fusion.json").write_text(json.dumps(rule))
     (folder / "MODEL_CARD.md").write_text(f"# card\nsha256 {card_sha or sha}\n")
+    report = {"onnx": {"sha256": report_sha or sha}, "fusion": {"rule": report_rule or rule["rule"]}}
+    (folder / "report.json").write_text(json.dumps(report))
     return sha
 
 
-def test_ship_copies_the_three_files_that_belong_together(tmp_path):
+def test_ship_copies_the_four_files_that_belong_together(tmp_path):
     from bioscan_rebuild.detect.shipped import ship
 
     sha = _trained_folder(tmp_path / "trained")
     written = ship(tmp_path / "trained", tmp_path / "models")
     assert written[MODEL] == sha
-    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == sorted([MODEL, FUSION_RULE, MODEL_CARD])
+    shipped_names = sorted(p.name for p in (tmp_path / "models").iterdir())
+    assert shipped_names == sorted([MODEL, FUSION_RULE, MODEL_CARD, TRAINING_REPORT])
     assert (tmp_path / "models" / MODEL).read_bytes() == b"onnx bytes"
 
 
@@ -103,6 +119,8 @@ def test_ship_copies_the_three_files_that_belong_together(tmp_path):
         ({"card_sha": "f" * 64}, "does not describe this model"),
         ({"classical": {}}, "another classical detector.*refit-fusion"),
         ({"classical": {"version": "classical-2"}}, "another classical detector"),
+        ({"report_sha": "0" * 64}, "report.json does not describe this model"),
+        ({"report_rule": {"agree_iou": 0.5}}, "report.json does not hold the fit"),
     ],
 )
 def test_ship_refuses_a_rule_or_card_of_another_model(tmp_path, kind, match):
@@ -315,3 +333,45 @@ def test_refit_fusion_refuses_what_it_cannot_refit_and_writes_nothing(tmp_path):
     (trained / "report.json").unlink()
     with pytest.raises(FileNotFoundError, match="report.json"):
         refit_fusion(trained, [tmp_path])
+
+
+def test_the_shipped_rule_is_fitted_again_from_the_package_alone(realdata, tmp_path, monkeypatch, capsys):
+    """`refit-fusion DIR --from-shipped` needs no training folder: from the package's four files and the real dev
+    sets it fits the shipped rule again, byte for byte (the classical detector has not changed since it was
+    fitted), scores the same held-out table, and the folder ships back."""
+    from bioscan_rebuild.cli.main import build_parser
+    from bioscan_rebuild.detect.shipped import ship
+
+    monkeypatch.chdir(REPO)  # the report names the dev sets as train-detector was given them: ../shared/realdata
+    trained = tmp_path / "shipped"
+    args = build_parser().parse_args(["refit-fusion", str(trained), "--from-shipped"])
+    assert args.func(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (trained / "fusion.json").read_bytes() == shipped(FUSION_RULE).read_bytes()
+    before, after = json.loads(shipped(TRAINING_REPORT).read_text()), json.loads((trained / "report.json").read_text())
+    assert after["fusion"]["holdout"] == before["fusion"]["holdout"]
+    assert summary["holdout_fusion"] == before["fusion"]["holdout"]["fusion"]["all"]
+    assert after["fusion_refit"].startswith("bioscan-rebuild refit-fusion results/detector --from-shipped --dev-dir")
+    card = (trained / "MODEL_CARD.md").read_text()
+    assert after["fusion_refit"] in card and "| fusion | all (299) |" in card
+    assert ship(trained, tmp_path / "models")[MODEL] == file_sha256(shipped(MODEL))
+
+
+def test_refit_from_shipped_refuses_a_training_folder_and_leaves_nothing_behind(tmp_path):
+    from bioscan_rebuild.detect.shipped import unpack
+    from bioscan_rebuild.detect.yolo.train import refit_fusion
+
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "model.onnx").write_bytes(b"a training's own model")
+    with pytest.raises(ValueError, match="already holds model.onnx"):
+        refit_fusion(taken, from_shipped=True)
+    assert sorted(p.name for p in taken.iterdir()) == ["model.onnx"]
+    # a fit that fails (no such dev set) takes the copied files away again
+    fresh = tmp_path / "fresh"
+    with pytest.raises(FileNotFoundError, match="no-such-dev-set"):
+        refit_fusion(fresh, [tmp_path / "no-such-dev-set"], from_shipped=True)
+    assert list(fresh.iterdir()) == []
+    assert sorted(p.name for p in unpack(fresh).iterdir()) == sorted(
+        ["model.onnx", "fusion.json", "MODEL_CARD.md", "report.json"]
+    )

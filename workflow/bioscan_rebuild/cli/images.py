@@ -161,7 +161,7 @@ def cmd_refit_fusion(args) -> int:
     from bioscan_rebuild.detect.yolo.train import refit_fusion
 
     try:
-        summary = refit_fusion(args.trained, args.dev_dir, args.classes, args.out_of_fold)
+        summary = refit_fusion(args.trained, args.dev_dir, args.classes, args.out_of_fold, args.from_shipped)
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(f"refit-fusion: {error}") from error
     print(json.dumps(summary, indent=2, sort_keys=True))
@@ -301,11 +301,17 @@ def register(sub) -> None:
         help="a train-detector --leave-out-fold I/K folder, one per part I: fit the rule on their detections of "
         "the photos each left out (photos the learned model never saw) instead of the model's own",
     )
+    p.add_argument(
+        "--from-shipped",
+        action="store_true",
+        help="first copy the package's model, rule, card and training report into TRAINED (a new or empty "
+        "folder): fits the shipped model's rule again (after a classical detector change), to ship back",
+    )
     p.set_defaults(func=cmd_refit_fusion)
 
     p = sub.add_parser(
         "ship-detector",
-        help="copy a train-detector folder's model.onnx, fusion.json and MODEL_CARD.md into the package "
+        help="copy a train-detector folder's model.onnx, fusion.json, MODEL_CARD.md and report.json into the package "
         "(detect/models/), refusing a rule or card that belongs to another model",
     )
     p.add_argument("trained", type=Path, help="the train-detector output folder (results/detector)")

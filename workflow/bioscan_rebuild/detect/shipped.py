@@ -1,5 +1,6 @@
-"""The detector model that ships with the package (``detect/models/``: the ONNX export, its fusion rule and its
-model card), so the ``onnx`` and ``fusion`` backends run out of the box in the light install."""
+"""The detector model that ships with the package (``detect/models/``: the ONNX export, its fusion rule, its
+model card and its training report), so the ``onnx`` and ``fusion`` backends run out of the box in the light
+install, and its rule can be fitted again (``unpack``, then ``refit-fusion``) without the training's folder."""
 
 from __future__ import annotations
 
@@ -14,8 +15,14 @@ from bioscan_rebuild.detect.classical import ClassicalDetector
 MODEL = "specimen-yolo11n.onnx"
 FUSION_RULE = "fusion.json"
 MODEL_CARD = "MODEL_CARD.md"
+TRAINING_REPORT = "training-report.json"
 # what `train-detector` writes -> its name in the package
-TRAINED_FILES = {"model.onnx": MODEL, "fusion.json": FUSION_RULE, "MODEL_CARD.md": MODEL_CARD}
+TRAINED_FILES = {
+    "model.onnx": MODEL,
+    "fusion.json": FUSION_RULE,
+    "MODEL_CARD.md": MODEL_CARD,
+    "report.json": TRAINING_REPORT,
+}
 
 
 def shipped(name: str) -> Path:
@@ -24,10 +31,10 @@ def shipped(name: str) -> Path:
 
 
 def ship(trained_dir: str | Path, models_dir: str | Path | None = None) -> dict[str, str]:
-    """Copy a `train-detector` output folder's model, fusion rule and card into ``models_dir`` (the package's
-    ``detect/models/`` by default: run from a source checkout). Refuses a rule fitted on another model or on
-    nothing, or with another classical detector than the package's, so the shipped three always belong together.
-    Returns {shipped name: sha256}."""
+    """Copy a `train-detector` output folder's model, fusion rule, card and report into ``models_dir`` (the
+    package's ``detect/models/`` by default: run from a source checkout). Refuses a rule fitted on another model
+    or on nothing, or with another classical detector than the package's, and a report of another model or
+    rule, so the shipped four always belong together. Returns {shipped name: sha256}."""
     trained_dir = Path(trained_dir)
     missing = [name for name in TRAINED_FILES if not (trained_dir / name).is_file()]
     if missing:
@@ -43,6 +50,11 @@ def ship(trained_dir: str | Path, models_dir: str | Path | None = None) -> dict[
         )
     if model_sha not in (trained_dir / "MODEL_CARD.md").read_text():
         raise ValueError(f"{trained_dir / 'MODEL_CARD.md'} does not describe this model (sha256 {model_sha})")
+    report = json.loads((trained_dir / "report.json").read_text())
+    if (report.get("onnx") or {}).get("sha256") != model_sha:
+        raise ValueError(f"{trained_dir / 'report.json'} does not describe this model (sha256 {model_sha})")
+    if (report.get("fusion") or {}).get("rule") != json.loads((trained_dir / "fusion.json").read_text()).get("rule"):
+        raise ValueError(f"{trained_dir / 'report.json'} does not hold the fit of {trained_dir / 'fusion.json'}")
     # the shipped rule runs with the default classical detector: it must have been fitted with exactly that one
     if fitted.get("classical") != ClassicalDetector().params():
         raise ValueError(
@@ -57,3 +69,21 @@ def ship(trained_dir: str | Path, models_dir: str | Path | None = None) -> dict[
         shutil.copyfile(trained_dir / source, target / name)
         written[name] = hashlib.sha256((target / name).read_bytes()).hexdigest()
     return written
+
+
+def unpack(target_dir: str | Path, models_dir: str | Path | None = None) -> Path:
+    """The shipped model as a `train-detector` folder in ``target_dir`` (model.onnx, fusion.json, MODEL_CARD.md,
+    report.json), e.g. to fit its rule again after the classical detector changed (``refit-fusion``) and ship it
+    back, without retraining. Refuses a folder that already holds any of those files (a training's own)."""
+    source = Path(models_dir) if models_dir else shipped(MODEL).parent
+    missing = [name for name in TRAINED_FILES.values() if not (source / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{source}: no {', '.join(missing)} (the package ships no complete model)")
+    target = Path(target_dir)
+    present = [name for name in TRAINED_FILES if (target / name).exists()]
+    if present:
+        raise ValueError(f"{target} already holds {', '.join(present)}: give an empty or new folder")
+    target.mkdir(parents=True, exist_ok=True)
+    for name, packaged in TRAINED_FILES.items():
+        shutil.copyfile(source / packaged, target / name)
+    return target

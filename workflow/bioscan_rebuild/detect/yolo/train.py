@@ -453,7 +453,32 @@ def fold_options(fold_models) -> list[str]:
     return [f"--out-of-fold results/detector-fold{fold}of{folds}" for _, fold, folds in fold_models]
 
 
-def refit_fusion(trained_dir: str | Path, dev_dirs=None, classes_csv: str | Path | None = None, fold_dirs=None) -> dict:
+def refit_fusion(
+    trained_dir: str | Path,
+    dev_dirs=None,
+    classes_csv: str | Path | None = None,
+    fold_dirs=None,
+    from_shipped: bool = False,
+) -> dict:
+    """`bioscan-rebuild refit-fusion` (see ``_refit``). ``from_shipped``: first copy the package's model, rule,
+    card and training report into ``trained_dir`` (``shipped.unpack``; it must not hold them yet), so that the
+    shipped model's rule can be fitted again and shipped back without its training's folder. If the fit fails,
+    the copied files are removed again."""
+    if not from_shipped:
+        return _refit(trained_dir, dev_dirs, classes_csv, fold_dirs)
+    from bioscan_rebuild.detect.shipped import TRAINED_FILES, unpack
+
+    out = unpack(trained_dir)
+    try:
+        return _refit(out, dev_dirs, classes_csv, fold_dirs, from_shipped=True)
+    except BaseException:
+        for name in TRAINED_FILES:
+            (out / name).unlink(missing_ok=True)
+        (out / "fusion.json.refit").unlink(missing_ok=True)
+        raise
+
+
+def _refit(trained_dir, dev_dirs, classes_csv, fold_dirs, from_shipped: bool = False) -> dict:
     """`bioscan-rebuild refit-fusion`: fit a `train-detector` folder's fusion rule again for the same model
     (after the classical detector or the rule family changed), on the dev sets' train half (by default those it
     was trained with, and their image classes); rewrites ``fusion.json``, the report's ``fusion`` scores and
@@ -508,6 +533,7 @@ def refit_fusion(trained_dir: str | Path, dev_dirs=None, classes_csv: str | Path
     report["fusion_refit"] = " ".join(
         [
             "bioscan-rebuild refit-fusion results/detector",
+            *(["--from-shipped"] if from_shipped else []),
             *(f"--dev-dir {d}" for d in dev_dirs),
             *([f"--classes {classes_csv}"] if classes_csv else []),
             *fold_options(fold_models or []),
