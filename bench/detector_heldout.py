@@ -28,6 +28,7 @@ from bioscan_rebuild.detect.classical import ClassicalDetector  # noqa: E402
 from bioscan_rebuild.detect.fusion import FusionRule  # noqa: E402
 from bioscan_rebuild.detect.heldout import (  # noqa: E402
     LEARNED_LOW_BAR,
+    cross_validated_confidence,
     fit_fusion,
     read_classes,
     review_table,
@@ -92,6 +93,18 @@ def main(argv=None) -> int:
         f"({review['flagged'] / review['photos']:.1%}); {review['wrong_flagged']} of its {review['wrong']} wrong "
         f"answers flagged ({review['wrong_flagged'] / max(1, review['wrong']):.1%}); per reason (flagged, wrong): "
         + ", ".join(f"{k} {v['flagged']}/{v['wrong']}" for k, v in review["per_reason"].items())
+    )
+    print(
+        "ranked by confidence: wrong answers among the least confident "
+        + ", ".join(f"{float(share):.0%} {wrong}" for share, wrong in review["least_confident"].items())
+        + f"; AUC {review['confidence_auc']}; once a person corrects the flagged photos: "
+        + ", ".join(f"{kind} {share:.1%} right" for kind, share in review["after_review"].items() if share is not None)
+    )
+    crossed = cross_validated_confidence(rows, rule.learned_tta)
+    print(
+        f"confidence inside the train half, 5-fold cross-validated ({crossed['photos']} photos): AUC of the "
+        f"confidence model {crossed['model']}, of per-situation confidences {crossed['situations']} "
+        f"(wrong answers: {crossed['wrong']['model']})"
     )
     _, ceiling = fit_fusion(rows, half="holdout")
     ceiling = {k: round(ceiling[k], 4) for k in ("specimens_right", "empty_right")}

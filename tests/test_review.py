@@ -12,13 +12,19 @@ from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.detect.base import Detection
 from bioscan_rebuild.detect.evaluate import iou
 from bioscan_rebuild.detect.fusion import (
+    CONFIDENCE_FEATURES,
+    CONFIDENCE_L2,
+    CONFIDENCE_MIN_PHOTOS,
     SPLIT_MIN_PHOTOS,
     FusionRule,
+    confidence_features,
     decide,
+    fit_confidence_model,
     fit_confidence_splits,
     fit_rule,
     fuse,
     mean_box,
+    model_confidence,
     score_rule,
 )
 from bioscan_rebuild.images.corrections import load_box_corrections, outcomes, parse_box, read_box_corrections
@@ -305,6 +311,78 @@ def test_fused_detection_takes_the_confidence_of_its_side_of_the_split():
         replace(RULE, confidence_splits={"agree": {**split["agree"], "feature": "colour"}})
 
 
+def _model_world(n: int = 300, seed: int = 3):
+    """Photos whose answers go wrong more often the less the two boxes overlap (and never depend on the rest)."""
+    rng = np.random.default_rng(seed)
+    features, wrong = [], []
+    for _ in range(n):
+        overlap = float(rng.uniform(0.0, 1.0))
+        photo = dict.fromkeys(CONFIDENCE_FEATURES, 0.0)
+        photo.update(agree_iou=overlap, learned_score=float(rng.uniform(0, 1)), boxed=1.0, box_size=0.3)
+        features.append(photo)
+        wrong.append(bool(rng.random() < 0.6 * (1.0 - overlap) ** 2))
+    return features, wrong
+
+
+def test_the_confidence_model_learns_which_measurement_goes_with_mistakes():
+    features, wrong = _model_world()
+    model = fit_confidence_model(features, wrong)
+    assert model["features"] == list(CONFIDENCE_FEATURES) and model["photos"] == 300 and model["l2"] in CONFIDENCE_L2
+    coef = dict(zip(model["features"], model["coef"], strict=True))
+    assert coef["agree_iou"] < 0 and abs(coef["agree_iou"]) > 3 * abs(coef["learned_score"])
+    assert coef["boxed"] == 0.0 and coef["box_size"] == 0.0  # never varied: standardised by 1, nothing learned
+    loose, close = ({**features[0], "agree_iou": v} for v in (0.05, 0.95))
+    assert model_confidence(model, loose) < 0.75 < 0.9 < model_confidence(model, close) <= 1.0
+    # on average about as confident as the photos were right (in-sample calibration of a logistic fit)
+    mean = np.mean([model_confidence(model, f) for f in features])
+    assert abs(mean - (1 - np.mean(wrong))) < 0.01
+    # too few wrong answers for a regression: none (the situation confidences stay the photos')
+    few = [True] * (CONFIDENCE_MIN_PHOTOS - 1) + [False] * 200
+    assert fit_confidence_model(features[: len(few)], few) is None
+    assert fit_confidence_model(features, wrong) == model  # deterministic
+
+
+def test_a_rule_with_a_confidence_model_gives_each_photo_its_own_confidence():
+    features, wrong = _model_world()
+    rule = replace(RULE, confidence_model=fit_confidence_model(features, wrong))
+    shape = (768, 1024)
+    close = fuse(_c(C_BOX), _l(C_BOX, 0.9), rule, shape)
+    loose = fuse(_c(C_BOX), _l(L_BOX, 0.9), rule, shape)  # IoU ~0.83: a bit less sure
+    assert close.score == model_confidence(
+        rule.confidence_model, confidence_features(_c(C_BOX), _l(C_BOX, 0.9), C_BOX, shape, rule.rim_margin)
+    )
+    assert 0.0 <= loose.score < close.score <= 1.0
+    far = fuse(_c(C_BOX), _l(FAR_BOX, 0.5), rule, shape)  # no overlap: low confidence, flagged
+    assert far.score < rule.review_below and far.review[0] == "low_confidence"
+    assert rule.confidence_levels() is None
+    assert FusionRule(**json.loads(json.dumps(rule.as_dict()))) == rule  # as the rule file stores it
+    assert "confidence_model" not in RULE.as_dict()  # a rule without one keeps its store keys
+    with pytest.raises(ValueError, match="not a valid confidence model"):
+        replace(RULE, confidence_model={**rule.confidence_model, "coef": [1.0]})
+    with pytest.raises(ValueError, match="not a valid confidence model"):
+        replace(RULE, confidence_model={**rule.confidence_model, "features": ["colour"] * len(CONFIDENCE_FEATURES)})
+
+
+def test_fit_rule_fits_a_confidence_model_when_it_knows_the_photos_shapes():
+    """With the photos' shapes and enough mistakes, the fit's confidence is a model (no splits); without the
+    shapes it stays the per-situation accuracies."""
+    rng = np.random.default_rng(5)
+    truth, samples = (100, 100, 300, 260), []
+    for i in range(120):  # agreeing boxes, right; then boxes that disagree, the classical one right or not
+        samples.append((_c(C_BOX), _l(L_BOX, float(rng.uniform(0.6, 0.9))), truth))
+        far = (500, 400, 600, 500) if i % 3 else truth
+        samples.append((_c(far), _l((700, 500, 800, 600), float(rng.uniform(0.1, 0.4))), truth))
+    shapes = [(768, 1024)] * len(samples)
+    modelled, result = fit_rule(samples, shapes=shapes)
+    plain, same = fit_rule(samples)
+    assert result == same and modelled.confidence == plain.confidence  # the same decisions
+    assert modelled.confidence_model["wrong"] == 80 and not modelled.confidence_splits  # 2 in 3 disagreeing
+    assert plain.confidence_model is None
+    agree = fuse(*samples[0][:2], modelled, shapes[0])
+    wrong = fuse(*samples[3][:2], modelled, shapes[0])  # disagreeing, the classical box on debris
+    assert agree.score > 0.95 and wrong.score < 0.5 and wrong.review[0] == "low_confidence"
+
+
 def test_the_review_page_shows_the_least_confident_photos_of_a_reason_first(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -355,3 +433,52 @@ def test_the_contact_sheet_shows_flagged_photos_first_the_least_confident_first(
         {"processid": "E", "needs_review": True, "detector_score": None, "image_status": "ok"},
     ]
     assert [r["processid"] for r in sheet_order(rows)] == ["E", "D", "B", "C", "A"]
+
+
+def test_the_confidence_model_converges_or_stays_out_on_hard_and_bad_measurements():
+    """A rare measurement that alone separates the mistakes (the penalty keeps the fit finite), and a measurement
+    that is not a number (no model: the situation confidences stay)."""
+    features, wrong = [], []
+    for i in range(200):
+        photo = dict.fromkeys(CONFIDENCE_FEATURES, 0.0)
+        photo.update(agree_iou=(i % 17) / 17, box_on_rim=float(i < 12), boxed=1.0)
+        features.append(photo)
+        wrong.append(i < 12)
+    model = fit_confidence_model(features, wrong)
+    assert model is not None and np.isfinite([model["intercept"], *model["coef"]]).all()
+    assert model_confidence(model, features[0]) < 0.5 < 0.95 < model_confidence(model, features[50])
+    broken = [dict(f, learned_score=float("nan")) if i == 3 else f for i, f in enumerate(features)]
+    assert fit_confidence_model(broken, wrong) is None
+    with pytest.raises(ValueError, match="not a valid confidence model"):
+        replace(RULE, confidence_model={**model, "intercept": float("nan")})
+    with pytest.raises(ValueError, match="not a valid confidence model"):
+        replace(RULE, confidence_model={**model, "features": [model["features"][0]] * len(model["features"])})
+    # a photo whose measurement went wrong at run time gets no confidence: a person looks
+    assert model_confidence(model, dict(features[50], agree_iou=float("nan"))) == 0.0
+
+
+def test_the_review_table_ranks_mistakes_without_depending_on_photo_order():
+    from bioscan_rebuild.detect.heldout import confidence_auc, least_confident_wrong, review_table
+
+    ranked = [(0.2, False), (0.5, True), (0.5, False), (0.9, True)]
+    assert [least_confident_wrong(ranked, n) for n in range(5)] == [0.0, 0.0, 0.5, 1.0, 2.0]
+    assert [least_confident_wrong(ranked[::-1], n) for n in range(5)] == [0.0, 0.0, 0.5, 1.0, 2.0]
+    assert confidence_auc(ranked) == 0.5 / 4  # of 4 wrong-right pairs only the tie at 0.5 counts (half)
+    assert confidence_auc([(0.3, True)]) is None  # no right answer to rank against
+
+    def row(truth, classical, learned):
+        return {
+            "half": "holdout", "file_name": "p.jpg", "image_class": "valid", "polygon_area": None,
+            "truth": truth, "classical": classical, "learned": learned, "shape": (768, 1024),
+        }  # fmt: skip
+
+    rows = [
+        row(C_BOX, _c(C_BOX), _l(L_BOX, 0.9)),  # agree, right
+        row(C_BOX, _c(C_BOX), _l(FAR_BOX, 0.5)),  # classical chosen, right
+        row(FAR_BOX, _c(C_BOX), _l(FAR_BOX, 0.5)),  # classical chosen (0.7 < 0.85: flagged), wrong
+        row(None, _c(C_BOX), _l(L_BOX, 0.9)),  # an empty well boxed where both agree: wrong, not flagged
+    ]
+    table = review_table(rows, RULE)
+    assert (table["photos"], table["wrong"], table["flagged"], table["wrong_flagged"]) == (4, 2, 2, 1)
+    assert table["after_review"] == {"specimens": 1.0, "empty_wells": 0.0}
+    assert table["least_confident"] == {"0.1": 0.0, "0.25": 0.5, "0.5": 1.0}

@@ -16,12 +16,15 @@ the classical one takes for the specimen. So per photo:
 
 The thresholds (a ``FusionRule``) are fitted on the training half of the real hard cases only
 (``fit_rule``: a grid search for the best worse-of-the-two of right boxes and right empty wells) and shipped
-beside the model as JSON. The **confidence** of a photo is the accuracy the fitted rule reached on the training
-photos of the same *situation* (agree / learned chosen / classical chosen / empty, ...), so 0.9 means "nine in ten such
-photos were right". A situation whose training photos differ clearly by one measurement (how well the two boxes
-overlap, or either detector's score) is split in two there (``fit_confidence_splits``, a likelihood-ratio test
-corrected for the thresholds tried): two agreeing boxes that barely overlap are wrong more often than two that
-coincide. ``review_reasons`` names why a photo should be looked at: ``low_confidence``, ``backends_disagree``,
+beside the model as JSON. The **confidence** of a photo is the chance that its answer is right, from a
+logistic regression of the training photos' mistakes on what the photo shows (``CONFIDENCE_FEATURES``: how well
+the two boxes overlap, each detector's score and candidates, the answer's box size, whether it is on the rim or
+an empty well; ``fit_confidence_model``, its L2 penalty chosen by cross-validation within the train half), so
+0.9 means "about nine in ten photos like this one were right". With too few wrong (or right) training photos for
+a regression, and in rules fitted before it, the confidence is the accuracy on the training photos of the same
+*situation* (agree / learned chosen / classical chosen / empty, ...), split in two where they differ clearly by
+one measurement (``fit_confidence_splits``, a likelihood-ratio test corrected for the thresholds tried).
+``review_reasons`` names why a photo should be looked at: ``low_confidence``, ``backends_disagree``,
 ``several_specimens``, ``box_on_rim`` (the box reaches the photo's border, where the well's rim is).
 """
 
@@ -62,6 +65,23 @@ SPLIT_MIN_PHOTOS = 8  # training photos on each side of a split
 # Uncorrected (1.92), a third of the situations whose mistakes follow no measurement at all got a split.
 SPLIT_THRESHOLDS = sum(len(grid) for grid in SPLIT_FEATURES.values())
 SPLIT_MIN_GAIN = round(NormalDist().inv_cdf(1 - 0.05 / SPLIT_THRESHOLDS / 2) ** 2 / 2, 3)
+# The confidence model's measurements of a photo (``confidence_features``), in its coefficients' order.
+CONFIDENCE_FEATURES = (
+    "agree_iou",  # IoU of the two boxes (0 when either has none)
+    "learned_score",  # the learned model's top score (0 without a box)
+    "classical_score",  # the classical peak strength / 100, at most 3 (0 without a box)
+    "classical_candidates",  # groups that cleared the classical bar, at most 10
+    "learned_candidates",  # boxes the learned model reported down to its low bar, at most 10
+    "box_size",  # square root of the answer's box area over the photo's (0 for an empty well)
+    "box_on_rim",  # 1 when the answer's box reaches the border
+    "boxed",  # 1 when the answer is a box, 0 for an empty well
+)
+# L2 penalties tried on the standardised coefficients, strongest first (the first of equal cross-validated
+# log-losses wins); the folds split the train-half photos by their order.
+CONFIDENCE_L2 = (100.0, 10.0, 1.0, 0.1)
+CONFIDENCE_FOLDS = 5
+# a regression needs at least this many wrong and this many right training photos; else situation confidences
+CONFIDENCE_MIN_PHOTOS = 10
 
 
 @dataclass(frozen=True)
@@ -79,6 +99,9 @@ class FusionRule:
     confidence: dict = field(default_factory=lambda: dict.fromkeys(SITUATIONS, 0.5))
     # situation -> {feature, at, below, above, photos}: the confidence below / at or above ``at`` of that feature
     confidence_splits: dict = field(default_factory=dict)
+    # {features, center, scale, coef, intercept, l2, ...}: the logistic model of a wrong answer (None: the
+    # situation confidences above are the photos')
+    confidence_model: dict | None = None
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> FusionRule:
@@ -101,6 +124,8 @@ class FusionRule:
                 or not all(isinstance(split.get(key), (int, float)) for key in ("at", "below", "above"))
             ):
                 raise ValueError(f"fusion rule: confidence split {situation!r}: {split!r} is not a valid split")
+        if self.confidence_model is not None and not _valid_model(self.confidence_model):
+            raise ValueError(f"fusion rule: {self.confidence_model!r} is not a valid confidence model")
 
     def as_dict(self) -> dict:
         """The rule's fields (no ``confidence_splits`` when it has none: a rule from before splits existed keeps
@@ -108,12 +133,36 @@ class FusionRule:
         fields = asdict(self)
         if not fields["confidence_splits"]:
             del fields["confidence_splits"]
+        if fields["confidence_model"] is None:  # likewise for a rule from before the model
+            del fields["confidence_model"]
         return fields
 
-    def confidence_levels(self) -> set[float]:
-        """Every confidence a photo can get from this rule."""
+    def confidence_levels(self) -> set[float] | None:
+        """Every confidence a photo can get from this rule; None when a confidence model gives each photo its own."""
+        if self.confidence_model is not None:
+            return None
         plain = {float(v) for s, v in self.confidence.items() if s not in self.confidence_splits}
         return plain | {float(v[side]) for v in self.confidence_splits.values() for side in ("below", "above")}
+
+
+def _valid_model(model) -> bool:
+    """A confidence model ``model_confidence`` can use: known, distinct features, one finite number each."""
+    if not isinstance(model, dict):
+        return False
+    features = model.get("features")
+    if not isinstance(features, list) or not features or len(set(features)) != len(features):
+        return False
+    if not set(features) <= set(CONFIDENCE_FEATURES):
+        return False
+    numbers = [model.get("intercept")]
+    for key in ("center", "scale", "coef"):
+        values = model.get(key)
+        if not isinstance(values, list) or len(values) != len(features):
+            return False
+        numbers += values
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers):
+        return False
+    return all(v > 0 for v in model["scale"])
 
 
 def _rule_file(path: str | Path | None) -> dict:
@@ -178,10 +227,53 @@ def confidence_of(rule: FusionRule, situation: str, features: dict[str, float]) 
     return float(rule.confidence.get(situation, 0.0))
 
 
+def on_rim(box, shape_hw: tuple[int, int], margin: int) -> bool:
+    """The box reaches within ``margin`` px of the photo's border (where the well's rim is)."""
+    height, width = shape_hw
+    x0, y0, x1, y1 = box
+    return x0 <= margin or y0 <= margin or x1 >= width - margin or y1 >= height - margin
+
+
+def confidence_features(
+    classical: Detection, learned: Detection, box, shape_hw: tuple[int, int], rim_margin: int
+) -> dict[str, float]:
+    """The photo's ``CONFIDENCE_FEATURES``; ``box``: the answer's box (None for an empty well)."""
+    c_box, l_box = has_box(classical), has_box(learned)
+    height, width = shape_hw
+    area = 0.0 if box is None else max(0, box[2] - box[0]) * max(0, box[3] - box[1]) / max(1, width * height)
+    return {
+        "agree_iou": box_iou(classical.box, learned.box) if c_box and l_box else 0.0,
+        "learned_score": float(learned.score) if l_box else 0.0,
+        "classical_score": min(float(classical.score), 300.0) / 100.0 if c_box else 0.0,
+        "classical_candidates": float(min(classical.candidates or 0, 10)) if c_box else 0.0,
+        "learned_candidates": float(min(learned.candidates or 0, 10)) if l_box else 0.0,
+        "box_size": math.sqrt(area),
+        "box_on_rim": float(box is not None and on_rim(box, shape_hw, rim_margin)),
+        "boxed": float(box is not None),
+    }
+
+
+def _sigmoid(z):
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, np.float64)))  # = 1 / (1 + exp(-z)), without overflow
+
+
+def model_confidence(model: dict, features: dict[str, float]) -> float:
+    """The chance the answer is right (1 - the modelled chance of a wrong answer), rounded to 4 places."""
+    x = np.array([features[name] for name in model["features"]], np.float64)
+    z = model["intercept"] + float(np.dot((x - np.array(model["center"])) / np.array(model["scale"]), model["coef"]))
+    confidence = float(1.0 - _sigmoid(z))
+    return round(confidence, 4) if math.isfinite(confidence) else 0.0  # a measurement gone wrong: a person looks
+
+
 def fuse(classical: Detection, learned: Detection, rule: FusionRule, shape_hw: tuple[int, int]) -> Detection:
     """One Detection from both; ``score`` is the confidence, ``review`` the reasons to look."""
     situation, source = decide(classical, learned, rule)
-    confidence = confidence_of(rule, situation, photo_features(classical, learned))
+    if rule.confidence_model is not None:
+        box = chosen_box(source, classical, learned)
+        features = confidence_features(classical, learned, box, shape_hw, rule.rim_margin)
+        confidence = model_confidence(rule.confidence_model, features)
+    else:
+        confidence = confidence_of(rule, situation, photo_features(classical, learned))
     reasons = []
     if confidence < rule.review_below:
         reasons.append("low_confidence")
@@ -195,11 +287,8 @@ def fuse(classical: Detection, learned: Detection, rule: FusionRule, shape_hw: t
         return Detection("no_object", None, score=confidence, candidates=0, review=tuple(reasons))
     if chosen.status == "multiple_candidates":
         reasons.append("several_specimens")
-    height, width = shape_hw
     box = chosen_box(source, classical, learned)
-    x0, y0, x1, y1 = box
-    m = rule.rim_margin
-    if x0 <= m or y0 <= m or x1 >= width - m or y1 >= height - m:
+    if on_rim(box, shape_hw, rule.rim_margin):
         reasons.append("box_on_rim")
     return Detection(
         chosen.status,
@@ -281,6 +370,98 @@ def fit_confidence_splits(outcomes: list[tuple[str, dict, bool]]) -> dict:
     return splits
 
 
+def _penalised_loss(design: np.ndarray, wrong: np.ndarray, w: np.ndarray, penalty: np.ndarray) -> float:
+    z = design @ w
+    return float(np.sum(np.logaddexp(0.0, z) - wrong * z) + 0.5 * np.sum(penalty * w * w))
+
+
+def _fit_logistic(z: np.ndarray, wrong: np.ndarray, l2: float) -> np.ndarray | None:
+    """[intercept, coefficients] of the L2-penalised logistic regression of ``wrong`` on the standardised ``z``
+    (the intercept unpenalised), by Newton's method with step halving (a step is taken whole unless it would
+    raise the penalised loss): deterministic. None when it has not converged (a measurement that all but
+    separates the wrong photos from the right ones can drive the unpenalised intercept away)."""
+    design = np.column_stack([np.ones(len(z)), z])
+    penalty = np.full(design.shape[1], float(l2))
+    penalty[0] = 0.0
+    # a start at the base rate: the unpenalised intercept then never has to run far
+    rate = np.clip(wrong.mean(), 1e-6, 1 - 1e-6)
+    w = np.zeros(design.shape[1])
+    w[0] = math.log(rate / (1 - rate))
+    loss = _penalised_loss(design, wrong, w, penalty)
+    for _ in range(100):
+        p = _sigmoid(design @ w)
+        gradient = design.T @ (p - wrong) + penalty * w
+        hessian = (design * (p * (1 - p))[:, None]).T @ design + np.diag(penalty) + 1e-9 * np.eye(len(w))
+        step = np.linalg.solve(hessian, gradient)
+        scale = 1.0
+        while True:
+            trial = w - scale * step
+            trial_loss = _penalised_loss(design, wrong, trial, penalty)
+            if trial_loss <= loss or scale < 1e-6:
+                break
+            scale /= 2
+        w, loss = trial, trial_loss
+        if np.abs(scale * step).max() < 1e-10:
+            break
+    gradient = design.T @ (_sigmoid(design @ w) - wrong) + penalty * w
+    return w if np.isfinite(w).all() and np.abs(gradient).max() < 1e-6 else None
+
+
+def _log_loss(w: np.ndarray, z: np.ndarray, wrong: np.ndarray) -> float:
+    p = np.clip(_sigmoid(w[0] + z @ w[1:]), 1e-12, 1 - 1e-12)
+    return float(-np.mean(wrong * np.log(p) + (1 - wrong) * np.log(1 - p)))
+
+
+def fit_confidence_model(features: list[dict[str, float]], wrong: list[bool]) -> dict | None:
+    """The logistic model of a wrong answer on the training photos' ``CONFIDENCE_FEATURES`` (standardised), its
+    L2 penalty the one of ``CONFIDENCE_L2`` with the lowest log-loss over ``CONFIDENCE_FOLDS`` cross-validation
+    folds (photo i in fold i mod folds; a fold whose training part lacks wrong or right photos is skipped, for
+    every penalty alike). None with fewer than ``CONFIDENCE_MIN_PHOTOS`` wrong or right photos, a measurement
+    that is not a finite number, or a fit that does not converge. Its numbers are rounded to 6 places, and the
+    confidence is computed from the rounded ones."""
+    y = np.asarray(wrong, np.float64)
+    if min(int(y.sum()), int(len(y) - y.sum())) < CONFIDENCE_MIN_PHOTOS:
+        return None
+    x = np.array([[f[name] for name in CONFIDENCE_FEATURES] for f in features], np.float64)
+    if not np.isfinite(x).all():
+        return None
+    center = x.mean(axis=0).round(6)
+    scale = x.std(axis=0).round(6)
+    scale[scale <= 0] = 1.0  # a measurement that never varies in training: it counts nothing
+    z = (x - center) / scale
+    folds = np.arange(len(y)) % CONFIDENCE_FOLDS
+    cv_loss = {}
+    for l2 in CONFIDENCE_L2:
+        total, scored = 0.0, 0
+        for k in range(CONFIDENCE_FOLDS):
+            train, test = folds != k, folds == k
+            if min(y[train].sum(), (1 - y[train]).sum()) == 0:
+                continue
+            w = _fit_logistic(z[train], y[train], l2)
+            if w is None:  # this penalty cannot hold the fit: it does not compete
+                total, scored = math.inf, 1
+                break
+            total += _log_loss(w, z[test], y[test]) * int(test.sum())
+            scored += int(test.sum())
+        cv_loss[l2] = round(total / scored, 9) if scored else math.inf
+    best = min(CONFIDENCE_L2, key=lambda l2: cv_loss[l2])  # min keeps the first (strongest) of equals
+    w = _fit_logistic(z, y, best)
+    if w is None or not math.isfinite(cv_loss[best]):
+        return None
+    w = w.round(6)
+    return {
+        "features": list(CONFIDENCE_FEATURES),
+        "center": center.tolist(),
+        "scale": scale.tolist(),
+        "intercept": float(w[0]),
+        "coef": w[1:].tolist(),
+        "l2": best,
+        "cv_log_loss": {str(l2): loss if math.isfinite(loss) else None for l2, loss in cv_loss.items()},
+        "photos": len(y),
+        "wrong": int(y.sum()),
+    }
+
+
 def rule_key(result: dict) -> tuple[float, float]:
     """What the fit maximises: the worse of the two rates (each has its own target: a sum would trade
     specimens for the fewer empty wells), then their sum."""
@@ -289,14 +470,19 @@ def rule_key(result: dict) -> tuple[float, float]:
 
 
 def fit_rule(
-    samples: list[tuple[Detection, Detection, tuple | None]], review_below: float = 0.85, learned_tta: bool = False
+    samples: list[tuple[Detection, Detection, tuple | None]],
+    review_below: float = 0.85,
+    learned_tta: bool = False,
+    shapes: list[tuple[int, int]] | None = None,
 ) -> tuple:
     """The rule with the best rates of specimens right and empty wells right on ``samples`` (classical detection,
     learned detection, hand-drawn box or None): the highest worse-of-the-two (each rate has its own target: a
     sum would trade specimens for the fewer empty wells), then the highest sum; ties go to the higher agree_iou
     (the usual 0.5 first), then the smaller empty-well bars, trust bar, agree_box in ``AGREE_BOXES`` order and
-    learned-only bar; its confidences are the per-situation accuracies (Laplace-smoothed: (right + 1) / (photos + 2)),
-    split where ``fit_confidence_splits`` finds a clear split. Returns (rule, its score)."""
+    learned-only bar. ``shapes``: the photos' (height, width); with them, the photos' confidence is the
+    ``fit_confidence_model`` of its mistakes (when it has enough wrong and right photos). The per-situation
+    accuracies (Laplace-smoothed: (right + 1) / (photos + 2)) are kept in the rule; without a model they are the
+    confidences, split where ``fit_confidence_splits`` finds a clear split. Returns (rule, its score)."""
     if not samples:
         raise ValueError("fit_rule needs at least one photo (no train-half photo was given)")
     c_box = np.array([has_box(c) for c, _, _ in samples])
@@ -379,14 +565,17 @@ def fit_rule(
     if any(abs(a - b) > 1e-6 for a, b in zip(rule_key(result), best_key[:2])):
         raise AssertionError(f"fit_rule's search and decide() disagree on {best}")
     confidence = {s: round(_laplace(right, n), 4) for s, (n, right) in result["situations"].items()}
-    outcomes = []
-    for classical, learned, truth in samples:
+    outcomes, features = [], []
+    for i, (classical, learned, truth) in enumerate(samples):
         situation, source = decide(classical, learned, best)
-        outcomes.append(
-            (situation, photo_features(classical, learned), _right(chosen_box(source, classical, learned), truth))
-        )
-    splits = fit_confidence_splits(outcomes)
-    return FusionRule(**{**best.as_dict(), "confidence": confidence, "confidence_splits": splits}), result
+        box = chosen_box(source, classical, learned)
+        outcomes.append((situation, photo_features(classical, learned), _right(box, truth)))
+        if shapes is not None:
+            features.append(confidence_features(classical, learned, box, shapes[i], best.rim_margin))
+    model = fit_confidence_model(features, [not right for _, _, right in outcomes]) if shapes is not None else None
+    splits = fit_confidence_splits(outcomes) if model is None else {}
+    fields = {**best.as_dict(), "confidence": confidence, "confidence_splits": splits, "confidence_model": model}
+    return FusionRule(**fields), result
 
 
 class FusionDetector:

@@ -111,8 +111,9 @@ def fit_fusion(rows: list[dict], half: str = "train") -> tuple[FusionRule, dict]
     fits = []
     for tta in (False, True) if rows and "learned_tta" in rows[0] else (False,):
         learned = "learned_tta" if tta else "learned"
-        samples = [(r["classical"], r[learned], r["truth"]) for r in rows if r["half"] == half]
-        rule, result = fit_rule(samples, learned_tta=tta)
+        chosen = [r for r in rows if r["half"] == half]
+        samples = [(r["classical"], r[learned], r["truth"]) for r in chosen]
+        rule, result = fit_rule(samples, learned_tta=tta, shapes=[r["shape"] for r in chosen])
         fits.append((rule, {"photos": len(samples), **result}))
     return max(fits, key=lambda fit: rule_key(fit[1]))  # max keeps the first of equals
 
@@ -171,17 +172,45 @@ def score_table(rows: list[dict], rule: FusionRule | None, half: str = "holdout"
     }
 
 
+SHARES = ("0.1", "0.25", "0.5")  # review_table's least confident shares of the photos (its JSON keys)
+
+
+def least_confident_wrong(ranked: list[tuple[float, bool]], count: int) -> float:
+    """The wrong answers among the ``count`` least confident photos (``ranked``: confidence, wrong), where photos
+    of equal confidence straddle the cut counting in proportion (the expected number over their orders), so that
+    the figure does not depend on the photos' order. Rounded to 2 places."""
+    total, taken = 0.0, 0
+    for confidence in sorted({c for c, _ in ranked}):
+        if taken >= count:
+            break
+        tied = [wrong for c, wrong in ranked if c == confidence]
+        room = min(len(tied), count - taken)
+        total += sum(tied) * room / len(tied)
+        taken += room
+    return round(total, 2)
+
+
 def review_table(rows: list[dict], rule: FusionRule, half: str = "holdout") -> dict:
     """How well the fusion's review queue points at its own mistakes on one half: photos, those flagged, the
     wrong answers (a specimen without a box at IoU >= 0.5, an empty well given a box) and how many of them are
-    flagged; per reason, the photos flagged for it and the wrong ones among them."""
+    flagged; per reason, the photos flagged for it and the wrong ones among them. How well the confidence ranks
+    them: ``least_confident``, the wrong answers among the least confident tenth, quarter and half of the photos
+    (ties in photo order), and ``confidence_auc``, the chance that a wrong answer has a lower confidence than a
+    right one (ties count half). ``after_review``: the shares of specimens boxed and empty wells recognised once a
+    person has corrected every flagged photo."""
     table = {"photos": 0, "flagged": 0, "wrong": 0, "wrong_flagged": 0}
     per_reason = {reason: {"flagged": 0, "wrong": 0} for reason in REVIEW_REASONS}
+    ranked = []  # (confidence, wrong) per photo
+    after = {"specimens": [0, 0], "empty_wells": [0, 0]}  # kind -> [right once flagged ones are corrected, photos]
     for row in rows:
         if half != "all" and row["half"] != half:
             continue
         fused = backend_detections(row, rule)["fusion"]
         wrong = _eval_row(row, fused)["iou"] < RIGHT_IOU if row["truth"] else has_box(fused)
+        ranked.append((float(fused.score), bool(wrong)))
+        kind = after["specimens" if row["truth"] else "empty_wells"]
+        kind[0] += int(not wrong or bool(fused.review))
+        kind[1] += 1
         table["photos"] += 1
         table["wrong"] += int(wrong)
         if fused.review:
@@ -190,7 +219,55 @@ def review_table(rows: list[dict], rule: FusionRule, half: str = "holdout") -> d
         for reason in fused.review:
             per_reason[reason]["flagged"] += 1
             per_reason[reason]["wrong"] += int(wrong)
-    return {**table, "per_reason": per_reason}
+    least = {share: least_confident_wrong(ranked, round(float(share) * len(ranked))) for share in SHARES}
+    auc = confidence_auc(ranked)
+    after_review = {kind: right / photos if photos else None for kind, (right, photos) in after.items()}
+    return {
+        **table,
+        "per_reason": per_reason,
+        "least_confident": least,
+        "confidence_auc": auc,
+        "after_review": after_review,
+    }
+
+
+def confidence_auc(ranked: list[tuple[float, bool]]) -> float | None:
+    """The chance that a wrong answer is less confident than a right one (``ranked``: confidence, wrong; ties
+    count half); None without both kinds."""
+    wrong_scores = [c for c, w in ranked if w]
+    right_scores = [c for c, w in ranked if not w]
+    pairs = len(wrong_scores) * len(right_scores)
+    if not pairs:
+        return None
+    below = sum((w < r) + 0.5 * (w == r) for w in wrong_scores for r in right_scores)
+    return round(below / pairs, 4)
+
+
+def cross_validated_confidence(rows: list[dict], learned_tta: bool, folds: int = 5, half: str = "train") -> dict:
+    """How well each kind of confidence ranks the fusion's mistakes on photos its rule was not fitted on, inside
+    one half: per part (``evaluate.dev_fold``) the rule is fitted on the other parts, once with the confidence
+    model (the photos' shapes given) and once with per-situation confidences, and its answers for the left-out
+    part are ranked. Returns {"model": AUC, "situations": AUC} over every left-out photo, and the wrong ones."""
+    learned = "learned_tta" if learned_tta else "learned"
+    chosen = [r for r in rows if r["half"] == half]
+    ranked = {"model": [], "situations": []}
+    for fold in range(folds):
+        fit_rows = [r for r in chosen if dev_fold(r["processid"], folds) != fold]
+        samples = [(r["classical"], r[learned], r["truth"]) for r in fit_rows]
+        rules = {
+            "model": fit_rule(samples, learned_tta=learned_tta, shapes=[r["shape"] for r in fit_rows])[0],
+            "situations": fit_rule(samples, learned_tta=learned_tta)[0],
+        }
+        for row in (r for r in chosen if dev_fold(r["processid"], folds) == fold):
+            for kind, rule in rules.items():
+                fused = fuse(row["classical"], row[learned], rule, row["shape"])
+                wrong = _eval_row(row, fused)["iou"] < RIGHT_IOU if row["truth"] else has_box(fused)
+                ranked[kind].append((float(fused.score), bool(wrong)))
+    return {
+        **{kind: confidence_auc(pairs) for kind, pairs in ranked.items()},
+        "photos": len(chosen),
+        "wrong": {kind: sum(w for _, w in pairs) for kind, pairs in ranked.items()},
+    }
 
 
 def write_rule(rule: FusionRule, fit: dict, path: str | Path, provenance: dict) -> None:

@@ -48,6 +48,18 @@ def out_of_fold_lines(out_of_fold: dict | None) -> list[str]:
     ]
 
 
+def confidence_lines(model: dict | None) -> list[str]:
+    """How the rule's confidence per photo was fitted (nothing for a rule whose confidences are per situation)."""
+    if not model:
+        return []
+    return [
+        "A photo's confidence is the chance that its answer is right by a logistic regression of the mistakes of "
+        f"the {model.get('photos', '?')} train-half photos ({model.get('wrong', '?')} wrong) on "
+        f"{', '.join(model['features'])} (standardised; L2 penalty {model.get('l2', '?')}, the lowest log-loss in "
+        "cross-validation within the train half).",
+    ]
+
+
 def review_lines(review: dict | None) -> list[str]:
     """The fusion's review queue on the held-out half: how much it flags and how many of its mistakes."""
     if not review or not review.get("photos"):
@@ -59,11 +71,30 @@ def review_lines(review: dict | None) -> list[str]:
         if review["wrong"]
         else "and it gave no wrong answer there"
     )
-    return [
+    lines = [
         f"Review queue (fusion, held-out half): {review['flagged']} of {review['photos']} photos flagged "
         f"({review['flagged'] / review['photos']:.1%}), {held}; per reason: {reasons}.",
-        "",
     ]
+    least = review.get("least_confident")  # reports from before it was measured have none
+    if least and review["wrong"]:
+        shares = ", ".join(
+            f"the least confident {float(share):.0%} of the photos hold {wrong:g}" for share, wrong in least.items()
+        )
+        auc = review.get("confidence_auc")  # None when every photo was wrong: no pair to rank
+        pairs = (
+            f" (a wrong answer is the less confident one of a wrong-right pair with a chance of {auc:.2f}; "
+            "0.5 is chance)"
+            if auc is not None
+            else ""
+        )
+        lines.append(f"Ranked by the confidence: {shares} of the {review['wrong']} wrong answers{pairs}.")
+    after = review.get("after_review") or {}
+    if after.get("specimens") is not None and after.get("empty_wells") is not None:
+        lines.append(
+            f"Once a person corrects the flagged photos: {after['specimens']:.1%} of the specimens boxed, "
+            f"{after['empty_wells']:.1%} of the empty wells recognised."
+        )
+    return [*lines, ""]
 
 
 def model_card(report: dict, model_name: str, command: str) -> str:
@@ -127,6 +158,7 @@ def model_card(report: dict, model_name: str, command: str) -> str:
         "",
         f"The fusion rule (`fusion.json`, fitted on the train half only) runs the model "
         f"{'with' if (fusion.get('rule') or {}).get('learned_tta') else 'without'} test-time augmentation.",
+        *confidence_lines((fusion.get("rule") or {}).get("confidence_model")),
         *out_of_fold_lines(fusion.get("out_of_fold")),
         "",
         *holdout_table(fusion.get("holdout", {})),

@@ -74,15 +74,14 @@ def ship(trained_dir: str | Path, models_dir: str | Path | None = None) -> dict[
 def unpack(target_dir: str | Path, models_dir: str | Path | None = None) -> Path:
     """The shipped model as a `train-detector` folder in ``target_dir`` (model.onnx, fusion.json, MODEL_CARD.md,
     report.json), e.g. to fit its rule again after the classical detector changed (``refit-fusion``) and ship it
-    back, without retraining. Refuses a folder that already holds any of those files (a training's own)."""
+    back, without retraining. ``target_dir`` must be new or empty (a training's folder is never overwritten)."""
     source = Path(models_dir) if models_dir else shipped(MODEL).parent
     missing = [name for name in TRAINED_FILES.values() if not (source / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{source}: no {', '.join(missing)} (the package ships no complete model)")
     target = Path(target_dir)
-    present = [name for name in TRAINED_FILES if (target / name).exists()]
-    if present:
-        raise ValueError(f"{target} already holds {', '.join(present)}: give an empty or new folder")
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ValueError(f"{target} is not a new or empty folder: give one for the shipped model")
     target.mkdir(parents=True, exist_ok=True)
     for name, packaged in TRAINED_FILES.items():
         shutil.copyfile(source / packaged, target / name)

@@ -36,8 +36,9 @@ def _thumbnail(store: ImageStore, row: dict, size=(256, 192)) -> np.ndarray:
 
 
 def least_confident(row: dict) -> tuple[bool, float]:
-    """Sort key, lowest ``detector_score`` first (the fusion backend's confidence: the share of right answers
-    among training photos like it; the other backends' scores also grow with their certainty); no score first."""
+    """Sort key, lowest ``detector_score`` first (the fusion backend's confidence: the chance that its answer is
+    right, learned from the training photos' mistakes; the other backends' scores also grow with their
+    certainty); no score first."""
     score = row.get("detector_score")
     return score is not None, score or 0.0
 

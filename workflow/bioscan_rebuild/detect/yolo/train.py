@@ -462,19 +462,25 @@ def refit_fusion(
 ) -> dict:
     """`bioscan-rebuild refit-fusion` (see ``_refit``). ``from_shipped``: first copy the package's model, rule,
     card and training report into ``trained_dir`` (``shipped.unpack``; it must not hold them yet), so that the
-    shipped model's rule can be fitted again and shipped back without its training's folder. If the fit fails,
-    the copied files are removed again."""
+    shipped model's rule can be fitted again and shipped back without its training's folder. ``trained_dir``
+    must then be new or empty; if the fit fails, it is left as it was (what was copied or written is removed)."""
     if not from_shipped:
         return _refit(trained_dir, dev_dirs, classes_csv, fold_dirs)
-    from bioscan_rebuild.detect.shipped import TRAINED_FILES, unpack
+    import shutil
 
-    out = unpack(trained_dir)
+    from bioscan_rebuild.detect.shipped import unpack
+
+    out = Path(trained_dir)
+    created = not out.exists()
+    unpack(out)  # refuses a folder that holds anything
     try:
         return _refit(out, dev_dirs, classes_csv, fold_dirs, from_shipped=True)
     except BaseException:
-        for name in TRAINED_FILES:
-            (out / name).unlink(missing_ok=True)
-        (out / "fusion.json.refit").unlink(missing_ok=True)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        else:  # it was empty: everything in it now is ours
+            for path in out.iterdir():
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
         raise
 
 
@@ -532,8 +538,10 @@ def _refit(trained_dir, dev_dirs, classes_csv, fold_dirs, from_shipped: bool = F
     report["fusion"] = fit_and_score_fusion(out / "model.onnx", dev_dirs, new_rule, classes_csv, fold_models)
     report["fusion_refit"] = " ".join(
         [
-            "bioscan-rebuild refit-fusion results/detector",
-            *(["--from-shipped"] if from_shipped else []),
+            # the folder a maintainer would name (README); a shipped model's refit needs a new one
+            "bioscan-rebuild refit-fusion results/detector-shipped --from-shipped"
+            if from_shipped
+            else "bioscan-rebuild refit-fusion results/detector",
             *(f"--dev-dir {d}" for d in dev_dirs),
             *([f"--classes {classes_csv}"] if classes_csv else []),
             *fold_options(fold_models or []),
