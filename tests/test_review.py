@@ -482,3 +482,32 @@ def test_the_review_table_ranks_mistakes_without_depending_on_photo_order():
     assert (table["photos"], table["wrong"], table["flagged"], table["wrong_flagged"]) == (4, 2, 2, 1)
     assert table["after_review"] == {"specimens": 1.0, "empty_wells": 0.0}
     assert table["least_confident"] == {"0.1": 0.0, "0.25": 0.5, "0.5": 1.0}
+
+
+def test_with_a_confidence_model_disagreement_alone_flags_nothing():
+    """The model weighs how the two boxes overlap, so a disagreement it still trusts needs no look; a flagged
+    photo names it among its reasons. Without a model (RULE) disagreement alone flags the photo, as before."""
+    features, wrong = _model_world()
+    rule = replace(RULE, confidence_model=fit_confidence_model(features, wrong))
+    classical, learned, shape = _c(C_BOX), _l(FAR_BOX, 0.9), (768, 1024)
+    assert fuse(classical, learned, replace(rule, review_below=0.0), shape).review == ()
+    flagged = fuse(classical, learned, replace(rule, review_below=1.0), shape)
+    assert flagged.review == ("low_confidence", "backends_disagree")
+    assert fuse(
+        classical, learned, replace(RULE, confidence={**RULE.confidence, "learned_chosen": 0.99}), shape
+    ).review == ("backends_disagree",)
+    # on the rim, several specimens: flagged whatever the confidence (the photo itself needs a look)
+    rim = fuse(_c((0, 300, 90, 400)), _l((0, 300, 90, 400), 0.9), replace(rule, review_below=0.0), shape)
+    assert rim.review == ("box_on_rim",)
+
+
+def test_a_fitted_model_flags_photos_more_likely_wrong_than_the_average_training_photo():
+    rng = np.random.default_rng(5)
+    truth, samples = (100, 100, 300, 260), []
+    for i in range(120):
+        samples.append((_c(C_BOX), _l(L_BOX, float(rng.uniform(0.6, 0.9))), truth))
+        far = (500, 400, 600, 500) if i % 3 else truth
+        samples.append((_c(far), _l((700, 500, 800, 600), float(rng.uniform(0.1, 0.4))), truth))
+    rule, _ = fit_rule(samples, review_below=0.5, shapes=[(768, 1024)] * len(samples))
+    assert rule.review_below == round(1 - 80 / 240, 4)  # the training photos' share of right answers
+    assert fit_rule(samples, review_below=0.5)[0].review_below == 0.5  # no model: the caller's bar

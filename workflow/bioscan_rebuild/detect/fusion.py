@@ -25,7 +25,9 @@ a regression, and in rules fitted before it, the confidence is the accuracy on t
 *situation* (agree / learned chosen / classical chosen / empty, ...), split in two where they differ clearly by
 one measurement (``fit_confidence_splits``, a likelihood-ratio test corrected for the thresholds tried).
 ``review_reasons`` names why a photo should be looked at: ``low_confidence``, ``backends_disagree``,
-``several_specimens``, ``box_on_rim`` (the box reaches the photo's border, where the well's rim is).
+``several_specimens``, ``box_on_rim`` (the box reaches the photo's border, where the well's rim is). With a
+confidence model, ``low_confidence`` means "more likely wrong than the average training photo", and the two
+detectors' disagreement alone flags nothing (the model weighs it); it is named among a flagged photo's reasons.
 """
 
 from __future__ import annotations
@@ -283,13 +285,18 @@ def fuse(classical: Detection, learned: Detection, rule: FusionRule, shape_hw: t
         reasons.append("backends_disagree")
     # the organism's pixels come from the classical mask whenever its box is (part of) the answer
     chosen = {"classical": classical, "learned": learned, "mean": classical}.get(source)
+    if chosen is not None:
+        if chosen.status == "multiple_candidates":
+            reasons.append("several_specimens")
+        if on_rim(chosen_box(source, classical, learned), shape_hw, rule.rim_margin):
+            reasons.append("box_on_rim")
+    if rule.confidence_model is not None and reasons == ["backends_disagree"]:
+        # the model weighs the disagreement (the boxes' overlap is one of its measurements) and still trusts the
+        # answer: no reason to look. A flagged photo keeps it among its reasons.
+        reasons = []
     if chosen is None:
         return Detection("no_object", None, score=confidence, candidates=0, review=tuple(reasons))
-    if chosen.status == "multiple_candidates":
-        reasons.append("several_specimens")
     box = chosen_box(source, classical, learned)
-    if on_rim(box, shape_hw, rule.rim_margin):
-        reasons.append("box_on_rim")
     return Detection(
         chosen.status,
         box,
@@ -480,9 +487,11 @@ def fit_rule(
     sum would trade specimens for the fewer empty wells), then the highest sum; ties go to the higher agree_iou
     (the usual 0.5 first), then the smaller empty-well bars, trust bar, agree_box in ``AGREE_BOXES`` order and
     learned-only bar. ``shapes``: the photos' (height, width); with them, the photos' confidence is the
-    ``fit_confidence_model`` of its mistakes (when it has enough wrong and right photos). The per-situation
-    accuracies (Laplace-smoothed: (right + 1) / (photos + 2)) are kept in the rule; without a model they are the
-    confidences, split where ``fit_confidence_splits`` finds a clear split. Returns (rule, its score)."""
+    ``fit_confidence_model`` of its mistakes (when it has enough wrong and right photos), and ``review_below`` the
+    training photos' share of right answers (a photo more likely wrong than the average one is flagged). The
+    per-situation accuracies (Laplace-smoothed: (right + 1) / (photos + 2)) are kept in the rule; without a model
+    they are the confidences, split where ``fit_confidence_splits`` finds a clear split. Returns (rule, its
+    score)."""
     if not samples:
         raise ValueError("fit_rule needs at least one photo (no train-half photo was given)")
     c_box = np.array([has_box(c) for c, _, _ in samples])
@@ -575,6 +584,8 @@ def fit_rule(
     model = fit_confidence_model(features, [not right for _, _, right in outcomes]) if shapes is not None else None
     splits = fit_confidence_splits(outcomes) if model is None else {}
     fields = {**best.as_dict(), "confidence": confidence, "confidence_splits": splits, "confidence_model": model}
+    if model is not None:  # flag the photos more likely wrong than the average training photo
+        fields["review_below"] = round(1.0 - model["wrong"] / model["photos"], 4)
     return FusionRule(**fields), result
 
 

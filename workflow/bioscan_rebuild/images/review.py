@@ -27,7 +27,7 @@ from bioscan_rebuild.images.shard import IMAGE_RECORD_SCHEMA
 
 THUMB_WIDTH = 320
 REASON_TEXT = {
-    "low_confidence": "low confidence: photos like this were often wrong on the hand-checked training photos",
+    "low_confidence": "low confidence: more likely wrong than the average hand-checked training photo",
     "backends_disagree": "the classical and the learned detector disagree (different boxes, or one sees none)",
     "several_specimens": "more than one separate object cleared the bar",
     "box_on_rim": "the box reaches the photo's border, where the well's rim is",
