@@ -64,10 +64,21 @@ def test_the_fusion_backend_on_held_out_real_photos(realdata):
     chosen = truths[:8]
     detector = make_detector("fusion")
     found = detector.detect_batch([load_rgb(dev / t.file_name) for t in chosen])
-    confidences = FusionRule.load().confidence_levels()  # None: a confidence model gives each photo its own
+    rule = FusionRule.load()
+    confidences = rule.confidence_levels()  # None: a confidence model gives each photo its own
     assert len(found) == 8
     for detection in found:
         assert detection.score in confidences if confidences is not None else 0.0 <= detection.score <= 1.0
+    if rule.confidence_model is not None:  # the confidence is the rule's model on the photo's measurements
+        from bioscan_rebuild.detect.fusion import chosen_box, confidence_features, decide, model_confidence
+
+        for truth, detection in zip(chosen, found, strict=True):
+            image = load_rgb(dev / truth.file_name)
+            classical, learned = detector.classical.detect(image), detector.learned.detect(image)
+            box = chosen_box(decide(classical, learned, rule)[1], classical, learned)
+            features = confidence_features(classical, learned, box, image.shape[:2], rule.rim_margin)
+            assert detection.score == model_confidence(rule.confidence_model, features)
+            assert ("low_confidence" in detection.review) == (detection.score < rule.review_below)
         assert set(detection.review) <= set(REVIEW_REASONS)
         assert (detection.box is None) == (detection.status == "no_object")
 
