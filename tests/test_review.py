@@ -420,6 +420,15 @@ def test_the_review_page_shows_the_least_confident_photos_of_a_reason_first(tmp_
     assert rim.index("PID-C") < rim.index("PID-A")  # no score at all: first
     template = (tmp_path / "review" / "box_corrections.tsv").read_text()
     assert template.index("PID-A") < template.index("PID-B") < template.index("PID-C")  # the file: by processid
+    # a budget of two: the two least confident (no score first, then 0.54), the page says what was left out
+    counts = write_review([tmp_path / "images.parquet"], tmp_path / "store", tmp_path / "two", limit=2)
+    assert (counts["flagged"], counts["shown"], counts["low_confidence"], counts["box_on_rim"]) == (3, 2, 1, 1)
+    page = (tmp_path / "two" / "review.html").read_text()
+    assert "PID-A" not in page and "The 2 least confident of the 3 flagged photos" in page
+    template = (tmp_path / "two" / "box_corrections.tsv").read_text()
+    assert "PID-A" not in template and template.index("PID-B") < template.index("PID-C")
+    with pytest.raises(ValueError, match="at least 1"):
+        write_review([tmp_path / "images.parquet"], tmp_path / "store", tmp_path / "none", limit=0)
 
 
 def test_the_contact_sheet_shows_flagged_photos_first_the_least_confident_first():

@@ -420,6 +420,13 @@ def test_the_review_queue_round_trip(finished_run, tmp_path_factory):
     template = (workdir / "review" / "box_corrections.tsv").read_text().splitlines()
     answers = [line[2:] for line in template if line.startswith("# ") and "\t" in line]
     assert len(answers) == len(flagged)
+    # a maintainer's budget: the 3 least confident flagged photos (no score first, then by processid)
+    done = subprocess.run([*cli, "--limit", "3", "-o", str(workdir / "review-3")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert {k: json.loads(done.stdout)[k] for k in ("flagged", "shown")} == {"flagged": len(flagged), "shown": 3}
+    least = flagged.sort_values(["detector_score", "processid"], na_position="first")["processid"].head(3)
+    budget = (workdir / "review-3" / "box_corrections.tsv").read_text().splitlines()
+    assert sorted(line[2:].split("\t")[0] for line in budget if line.startswith("# ") and "\t" in line) == sorted(least)
     csv_path = ("results", "release", "bioscan5m", *CSV_PATH.split("/"))
     released_before = set(pd.read_csv(finished_run.joinpath(*csv_path))["processid"])
     was_released = [a.split("\t") for a in answers if a.split("\t")[0] in released_before]

@@ -114,7 +114,11 @@ def cmd_images_summary(args) -> int:
 def cmd_review(args) -> int:
     from bioscan_rebuild.images.review import write_review
 
-    print(json.dumps(write_review(args.images, args.store, args.outdir), sort_keys=True))
+    try:
+        counts = write_review(args.images, args.store, args.outdir, args.limit)
+    except ValueError as error:
+        raise SystemExit(f"review: {error}") from error
+    print(json.dumps(counts, sort_keys=True))
     return 0
 
 
@@ -230,6 +234,12 @@ def register(sub) -> None:
     p.add_argument("images", nargs="+", help="image tables of a run (results/images/*/images.parquet)")
     p.add_argument("--store", required=True, help="content-addressed store root (results/store)")
     p.add_argument("-o", "--outdir", required=True)
+    p.add_argument(
+        "--limit",
+        type=int,
+        metavar="N",
+        help="show (and template) only the N least confident flagged photos: where a person's time finds most mistakes",
+    )
     p.set_defaults(func=cmd_review)
 
     p = sub.add_parser(

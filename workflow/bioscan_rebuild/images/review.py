@@ -6,8 +6,10 @@ with several reasons appears under each; within a reason the least confident pho
 little time starts where mistakes are likeliest) and ``box_corrections.tsv``, a template of the corrections file:
 one commented-out line per flagged photo with its current box. Uncomment and edit the lines to change
 (``x0,y0,x1,y1`` in ``original_full`` pixels, or ``empty``), point ``images.box_corrections`` at the file and
-re-run: only those photos are redone (``images.corrections``). The page is deterministic (no dates) and
-self-contained (thumbnails inline), so it can be mailed or archived beside the release.
+re-run: only those photos are redone (``images.corrections``). With ``limit``, only the least confident flagged
+photos are shown (a maintainer's budget: with the fusion backend the confidence is the chance the answer is
+right, so these are where the mistakes are likeliest). The page is deterministic (no dates) and self-contained
+(thumbnails inline), so it can be mailed or archived beside the release.
 """
 
 from __future__ import annotations
@@ -65,10 +67,16 @@ def _box_text(row: dict) -> str:
     return "empty" if row["x0"] is None else f"{row['x0']},{row['y0']},{row['x1']},{row['y1']}"
 
 
-def write_review(image_tables, store_root, outdir) -> dict:
-    """review.html and box_corrections.tsv under ``outdir``; returns the flagged photos per reason."""
+def write_review(image_tables, store_root, outdir, limit: int | None = None) -> dict:
+    """review.html and box_corrections.tsv under ``outdir``; returns the photos flagged, those shown (``limit``:
+    the least confident ones only) and the shown ones per reason."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1, not {limit}")
     outdir = Path(outdir)
     rows = flagged_rows(image_tables)
+    flagged = len(rows)
+    if limit is not None:
+        rows = sorted(least_confident_first(rows)[:limit], key=lambda row: row["processid"])
     by_reason = {
         reason: least_confident_first([row for row in rows if reason in (row["review_reason"] or "").split(";")])
         for reason in REVIEW_REASONS
@@ -80,7 +88,8 @@ def write_review(image_tables, store_root, outdir) -> dict:
         "body{font-family:sans-serif;margin:1em} figure{display:inline-block;margin:4px;width:"
         f"{THUMB_WIDTH}px;vertical-align:top}} figcaption{{font-size:12px}} img{{width:{THUMB_WIDTH}px}}",
         "</style></head><body>",
-        f"<h1>Review queue: {len(rows)} photos</h1>",
+        f"<h1>Review queue: {len(rows)} photos</h1>"
+        + (f"<p>The {len(rows)} least confident of the {flagged} flagged photos.</p>" if len(rows) < flagged else ""),
         "<p>Answer in <code>box_corrections.tsv</code> (beside this page): uncomment a photo's line, set its box "
         "(<code>x0,y0,x1,y1</code>, original_full pixels) or <code>empty</code>, point "
         "<code>images.box_corrections</code> at the file and re-run. Under each reason the least confident "
@@ -110,4 +119,4 @@ def write_review(image_tables, store_root, outdir) -> dict:
     ]
     with atomic_path(outdir / "box_corrections.tsv") as temporary:
         temporary.write_text("\n".join(lines) + "\n")
-    return {"flagged": len(rows), **{reason: len(by_reason[reason]) for reason in REVIEW_REASONS}}
+    return {"flagged": flagged, "shown": len(rows), **{reason: len(by_reason[reason]) for reason in REVIEW_REASONS}}
