@@ -270,8 +270,8 @@ def model_confidence(model: dict, features: dict[str, float]) -> float:
 def fuse(classical: Detection, learned: Detection, rule: FusionRule, shape_hw: tuple[int, int]) -> Detection:
     """One Detection from both; ``score`` is the confidence, ``review`` the reasons to look."""
     situation, source = decide(classical, learned, rule)
+    box = chosen_box(source, classical, learned)
     if rule.confidence_model is not None:
-        box = chosen_box(source, classical, learned)
         features = confidence_features(classical, learned, box, shape_hw, rule.rim_margin)
         confidence = model_confidence(rule.confidence_model, features)
     else:
@@ -288,7 +288,7 @@ def fuse(classical: Detection, learned: Detection, rule: FusionRule, shape_hw: t
     if chosen is not None:
         if chosen.status == "multiple_candidates":
             reasons.append("several_specimens")
-        if on_rim(chosen_box(source, classical, learned), shape_hw, rule.rim_margin):
+        if on_rim(box, shape_hw, rule.rim_margin):
             reasons.append("box_on_rim")
     if rule.confidence_model is not None and reasons == ["backends_disagree"]:
         # the model weighs the disagreement (the boxes' overlap is one of its measurements) and still trusts the
@@ -296,7 +296,6 @@ def fuse(classical: Detection, learned: Detection, rule: FusionRule, shape_hw: t
         reasons = []
     if chosen is None:
         return Detection("no_object", None, score=confidence, candidates=0, review=tuple(reasons))
-    box = chosen_box(source, classical, learned)
     return Detection(
         chosen.status,
         box,

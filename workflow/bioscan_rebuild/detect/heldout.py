@@ -172,6 +172,11 @@ def score_table(rows: list[dict], rule: FusionRule | None, half: str = "holdout"
     }
 
 
+def is_wrong(row: dict, fused: Detection) -> bool:
+    """A specimen without a box at IoU >= RIGHT_IOU, or an empty well given a box."""
+    return _eval_row(row, fused)["iou"] < RIGHT_IOU if row["truth"] else has_box(fused)
+
+
 SHARES = ("0.1", "0.25", "0.5")  # review_table's least confident shares of the photos (its JSON keys)
 
 
@@ -192,12 +197,12 @@ def least_confident_wrong(ranked: list[tuple[float, bool]], count: int) -> float
 
 def review_table(rows: list[dict], rule: FusionRule, half: str = "holdout") -> dict:
     """How well the fusion's review queue points at its own mistakes on one half: photos, those flagged, the
-    wrong answers (a specimen without a box at IoU >= 0.5, an empty well given a box) and how many of them are
-    flagged; per reason, the photos flagged for it and the wrong ones among them. How well the confidence ranks
-    them: ``least_confident``, the wrong answers among the least confident tenth, quarter and half of the photos
-    (ties in photo order), and ``confidence_auc``, the chance that a wrong answer has a lower confidence than a
-    right one (ties count half). ``after_review``: the shares of specimens boxed and empty wells recognised once a
-    person has corrected every flagged photo."""
+    wrong answers (``is_wrong``) and how many of them are flagged; per reason, the photos flagged for it and the
+    wrong ones among them. How well the confidence ranks them: ``least_confident``, the wrong answers among the
+    least confident tenth, quarter and half of the photos (``least_confident_wrong``: ties at the cut count in
+    proportion), and ``confidence_auc``, the chance that a wrong answer has a lower confidence than a right one
+    (ties count half). ``after_review``: the shares of specimens boxed and empty wells recognised once a person
+    has corrected every flagged photo."""
     table = {"photos": 0, "flagged": 0, "wrong": 0, "wrong_flagged": 0}
     per_reason = {reason: {"flagged": 0, "wrong": 0} for reason in REVIEW_REASONS}
     ranked = []  # (confidence, wrong) per photo
@@ -206,7 +211,7 @@ def review_table(rows: list[dict], rule: FusionRule, half: str = "holdout") -> d
         if half != "all" and row["half"] != half:
             continue
         fused = backend_detections(row, rule)["fusion"]
-        wrong = _eval_row(row, fused)["iou"] < RIGHT_IOU if row["truth"] else has_box(fused)
+        wrong = is_wrong(row, fused)
         ranked.append((float(fused.score), bool(wrong)))
         kind = after["specimens" if row["truth"] else "empty_wells"]
         kind[0] += int(not wrong or bool(fused.review))
@@ -261,7 +266,7 @@ def cross_validated_confidence(rows: list[dict], learned_tta: bool, folds: int =
         for row in (r for r in chosen if dev_fold(r["processid"], folds) == fold):
             for kind, rule in rules.items():
                 fused = fuse(row["classical"], row[learned], rule, row["shape"])
-                wrong = _eval_row(row, fused)["iou"] < RIGHT_IOU if row["truth"] else has_box(fused)
+                wrong = is_wrong(row, fused)
                 ranked[kind].append((float(fused.score), bool(wrong)))
     return {
         **{kind: confidence_auc(pairs) for kind, pairs in ranked.items()},

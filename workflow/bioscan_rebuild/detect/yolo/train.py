@@ -461,9 +461,9 @@ def refit_fusion(
     from_shipped: bool = False,
 ) -> dict:
     """`bioscan-rebuild refit-fusion` (see ``_refit``). ``from_shipped``: first copy the package's model, rule,
-    card and training report into ``trained_dir`` (``shipped.unpack``; it must not hold them yet), so that the
-    shipped model's rule can be fitted again and shipped back without its training's folder. ``trained_dir``
-    must then be new or empty; if the fit fails, it is left as it was (what was copied or written is removed)."""
+    card and training report into ``trained_dir`` (``shipped.unpack``: a new or empty folder), so that the
+    shipped model's rule can be fitted again and shipped back without its training's folder. If the fit fails,
+    the folder is left as it was (what was copied or written is removed)."""
     if not from_shipped:
         return _refit(trained_dir, dev_dirs, classes_csv, fold_dirs)
     import shutil
@@ -480,7 +480,10 @@ def refit_fusion(
             shutil.rmtree(out, ignore_errors=True)
         else:  # it was empty: everything in it now is ours
             for path in out.iterdir():
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
         raise
 
 
