@@ -61,18 +61,20 @@ def test_corrections_file_comments_later_rows_and_invalid_rows(tmp_path):
         "# A-1\t1,1,2,2\tcommented out\treview\n"
         "A-1\t0,0,10,10\tfirst\tme\n"
         "A-1\t5,5,20,20\tsecond thought\tme\n"
+        "A-1\t1,2\ta typo\tme\n"
         "B-2\tempty\tno insect\tme\n"
         "C-3\t9,9,1,1\tbackwards\tme\n"
     )
     valid = load_box_corrections(path)
     assert sorted(valid) == ["A-1", "B-2"]  # C-3's box is invalid; the commented line is no row
-    assert valid["A-1"].box == (5, 5, 20, 20) and valid["A-1"].reason == "second thought"  # the later row wins
+    # the later valid row wins; an invalid one after it replaces nothing
+    assert valid["A-1"].box == (5, 5, 20, 20) and valid["A-1"].reason == "second thought"
     assert valid["B-2"].box is None
     table = read_box_corrections(path)
     result = outcomes(table, applied={"A-1", "B-2"}, known={"A-1", "B-2", "C-3"})
-    assert result["outcome"].tolist() == ["applied", "applied", "applied", "invalid_value"]
+    assert result["outcome"].tolist() == ["superseded", "applied", "invalid_value", "applied", "invalid_value"]
     result = outcomes(table, applied={"B-2"}, known={"B-2", "C-3"})  # A-1 has no record with a photo
-    assert result["outcome"].tolist() == ["unknown_processid", "unknown_processid", "applied", "invalid_value"]
+    assert result["outcome"].tolist() == ["unknown_processid"] * 3 + ["applied", "invalid_value"]
 
 
 def test_a_corrections_file_without_its_columns_is_an_input_error(tmp_path):

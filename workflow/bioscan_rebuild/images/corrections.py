@@ -5,7 +5,8 @@ The file is what ``bioscan-rebuild review`` writes as a template, edited: TSV wi
 pixels (x1/y1 exclusive) or ``empty`` (no specimen: the record leaves the release as ``no_specimen``). The next
 run detects nothing for those photos: their crops and size fields come from the given box, their
 ``box_source`` is ``correction`` and they leave the review queue. Rows that cannot apply are never dropped in
-silence: ``outcomes`` gives each row ``applied``, ``unknown_processid`` or ``invalid_value``.
+silence: ``outcomes`` gives each row ``applied``, ``superseded`` (a later row for the same processid replaced
+it), ``unknown_processid`` or ``invalid_value``.
 """
 
 from __future__ import annotations
@@ -61,20 +62,32 @@ def load_box_corrections(path: str | Path | None) -> dict[str, BoxCorrection]:
     valid = {}
     for row in read_box_corrections(path).itertuples(index=False):
         box = parse_box(row.box)
-        if box is not False and row.processid.strip():
+        if _is_valid(row):
             valid[row.processid.strip()] = BoxCorrection(row.processid.strip(), box, row.reason, row.source)
     return valid
 
 
+def _is_valid(row) -> bool:
+    return parse_box(row.box) is not False and bool(row.processid.strip())
+
+
 def outcomes(corrections: pd.DataFrame, applied: set[str], known: set[str]) -> pd.DataFrame:
     """Each row with its outcome: ``applied`` (``applied``: processids whose image row took the box),
-    ``invalid_value`` (not a box, or a box outside the photo), ``unknown_processid`` (no record with a photo)."""
+    ``superseded`` (a valid row that a later valid row for the same processid replaced, as
+    ``load_box_corrections`` does), ``invalid_value`` (not a box, or a box outside the photo),
+    ``unknown_processid`` (no record with a photo)."""
+    rows = list(corrections.itertuples(index=False))
+    last_valid = {row.processid.strip(): i for i, row in enumerate(rows) if _is_valid(row)}
     result = []
-    for row in corrections.itertuples(index=False):
+    for i, row in enumerate(rows):
         processid = row.processid.strip()
         if processid not in known:
             outcome = "unknown_processid"
-        elif parse_box(row.box) is False or processid not in applied:
+        elif not _is_valid(row):
+            outcome = "invalid_value"
+        elif last_valid[processid] != i:
+            outcome = "superseded"
+        elif processid not in applied:
             outcome = "invalid_value"
         else:
             outcome = "applied"
