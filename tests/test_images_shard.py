@@ -239,3 +239,67 @@ def test_a_shard_without_photos_loads_no_detector(tmp_path, monkeypatch):
     summary = run_photo_shard(inventory, tmp_path / "store", tmp_path / "photos.parquet", batch="b", backend="yolo")
     assert summary == {"photos": 0, "photos_processed": 0, "photos_reused": 0}
     assert pq.read_table(tmp_path / "photos.parquet").num_rows == 0
+
+
+def test_box_corrections_that_cannot_apply_say_why(tmp_path, monkeypatch):
+    """P5 has P1's photo: two different boxes for one photo apply to neither (``conflict``); the same box for both
+    would be fine. P3's photo is too small to derive anything from (``photo_unusable``), not a bad box."""
+    from bioscan_rebuild.images.corrections import load_box_corrections
+    from bioscan_rebuild.images.shard import summarize_shards
+
+    _use_oracle(monkeypatch)
+    _photos(tmp_path / "photos")
+    (tmp_path / "photos" / "P5-21.jpg").write_bytes((tmp_path / "photos" / "P1-21.jpg").read_bytes())
+    (tmp_path / "photos" / "P3-21.jpg").write_bytes(encode_jpeg(np.full((20, 20, 3), 200, np.uint8)))
+    records = _ingest(tmp_path, 6)
+    inventory = tmp_path / "ingest" / "images" / "images-1" / "inventory" / "shard-000.parquet"
+    corrections = tmp_path / "corrections.tsv"
+    corrections.write_text(
+        "processid\tbox\treason\tsource\n"
+        "P1-21\t100,50,301,250\tfibre\treview\n"
+        "P5-21\t10,10,60,60\tthe same photo\treview\n"
+        "P3-21\t1,1,5,5\ttiny photo\treview\n"
+        "P2-21\tempty\tno insect\treview\n"
+    )
+    run_photo_shard(
+        inventory,
+        tmp_path / "store",
+        tmp_path / "photos.parquet",
+        batch="images-1",
+        image_dirs={"images-1": str(tmp_path / "photos")},
+        box_corrections=load_box_corrections(corrections),
+    )
+    run_image_shard(records, [tmp_path / "photos.parquet"], tmp_path / "store", tmp_path / "out")
+    table = pq.read_table(tmp_path / "out" / "images.parquet").to_pandas().set_index("processid")
+    assert table["box_source"].to_dict() == {
+        **{f"P{i}-21": "detector" for i in range(6)},
+        "P2-21": "correction",
+    }
+    assert table.loc["P3-21", "image_status"] == "too_small"
+    assert table.loc["P1-21", ["x0", "y0", "x1", "y1"]].tolist() == [300, 200, 420, 300]  # detected, as before
+    out = summarize_shards(
+        [tmp_path / "out" / "summary.json"],
+        tmp_path / "summary.json",
+        image_tables=[tmp_path / "out" / "images.parquet"],
+        box_corrections=corrections,
+        corrections_out=tmp_path / "outcomes.tsv",
+    )
+    outcomes = pd.read_csv(tmp_path / "outcomes.tsv", sep="\t")
+    assert outcomes["outcome"].tolist() == ["conflict", "conflict", "photo_unusable", "applied"]
+    assert out["box_corrections"] == {"applied": 1, "conflict": 2, "photo_unusable": 1}
+    # the same box for both records of the photo: it applies to both
+    corrections.write_text(
+        "processid\tbox\treason\tsource\nP1-21\t100,50,301,250\tfibre\treview\nP5-21\t100,50,301,250\tsame\treview\n"
+    )
+    run_photo_shard(
+        inventory,
+        tmp_path / "store",
+        tmp_path / "photos2.parquet",
+        batch="images-1",
+        image_dirs={"images-1": str(tmp_path / "photos")},
+        box_corrections=load_box_corrections(corrections),
+    )
+    run_image_shard(records, [tmp_path / "photos2.parquet"], tmp_path / "store", tmp_path / "out2")
+    table = pq.read_table(tmp_path / "out2" / "images.parquet").to_pandas().set_index("processid")
+    assert table.loc[["P1-21", "P5-21"], "box_source"].tolist() == ["correction", "correction"]
+    assert table.loc["P5-21", ["x0", "y0", "x1", "y1"]].tolist() == [100, 50, 301, 250]

@@ -45,6 +45,7 @@ from bioscan_rebuild.images.process import review_reasons
         ("1,2,3", False),
         ("1,2,3,4,5", False),
         ("1.5,2,3,4", False),
+        ("4\u00b2,2,9,9", False),  # a superscript two is a digit to str.isdigit, not to int()
         ("", False),
         ("none", False),
     ],
@@ -75,6 +76,42 @@ def test_corrections_file_comments_later_rows_and_invalid_rows(tmp_path):
     assert result["outcome"].tolist() == ["superseded", "applied", "invalid_value", "applied", "invalid_value"]
     result = outcomes(table, applied={"B-2"}, known={"B-2", "C-3"})  # A-1 has no record with a photo
     assert result["outcome"].tolist() == ["unknown_processid"] * 3 + ["applied", "invalid_value"]
+
+
+def test_corrections_file_as_spreadsheets_and_editors_write_it(tmp_path):
+    """A byte-order mark, Windows line ends, a tab after the last column, a '#' inside a reason: all read as
+    meant; a file of comments only (or nothing) holds no corrections."""
+    path = tmp_path / "corr.tsv"
+    path.write_bytes(
+        "\ufeffprocessid\tbox\treason\tsource\r\n"
+        "A-1\t1,2,30,40\tleg #2 cut off\tme\t\r\n"
+        "  # B-2\tempty\tindented comment\tme\r\n"
+        "C-3\tempty\tno insect\tme\t\r\n".encode()
+    )
+    table = read_box_corrections(path)
+    assert table.to_dict("records") == [
+        {"processid": "A-1", "box": "1,2,30,40", "reason": "leg #2 cut off", "source": "me"},
+        {"processid": "C-3", "box": "empty", "reason": "no insect", "source": "me"},
+    ]
+    assert sorted(load_box_corrections(path)) == ["A-1", "C-3"]
+    for text in ("# nothing yet\n# processid\tbox\n", ""):
+        path.write_text(text)
+        assert read_box_corrections(path).empty and load_box_corrections(path) == {}
+    path.write_text("processid\tbox\treason\tsource\nA-1\t1,2,30,40\tr\ts\nB-2\tempty\tr\ts\tmore\n")
+    with pytest.raises(InputError, match="line 3 has more fields than the header"):
+        read_box_corrections(path)
+
+
+def test_conflicting_corrections_are_those_of_one_photo_with_different_boxes():
+    from bioscan_rebuild.images.corrections import BoxCorrection, conflicting
+
+    corrections = {
+        pid: BoxCorrection(pid, box, "", "")
+        for pid, box in [("A", (0, 0, 5, 5)), ("B", (1, 1, 5, 5)), ("C", None), ("D", None), ("E", (0, 0, 5, 5))]
+    }
+    photo_of = {"A": "x", "B": "x", "C": "y", "D": "y", "E": "z", "F": "x"}
+    assert conflicting(corrections, photo_of) == {"A", "B"}  # C and D agree (both empty); F has no correction
+    assert conflicting(corrections, {"A": "x", "E": "x"}) == set()  # the same box twice
 
 
 def test_a_corrections_file_without_its_columns_is_an_input_error(tmp_path):
@@ -431,6 +468,36 @@ def test_the_review_page_shows_the_least_confident_photos_of_a_reason_first(tmp_
     assert "PID-A" not in template and template.index("PID-B") < template.index("PID-C")
     with pytest.raises(ValueError, match="at least 1"):
         write_review([tmp_path / "images.parquet"], tmp_path / "store", tmp_path / "none", limit=0)
+
+
+def test_writing_the_review_again_keeps_the_answers_already_given(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from bioscan_rebuild.images.review import write_review
+    from bioscan_rebuild.images.shard import IMAGE_RECORD_SCHEMA
+
+    blank = dict.fromkeys(IMAGE_RECORD_SCHEMA.names)
+    rows = [
+        {**blank, "processid": pid, "image_sha256": pid, "image_status": "ok", "params_key": "k"}
+        | {"original_full_is_source": True, "needs_review": True, "review_reason": "box_on_rim"}
+        for pid in ("PID-A", "PID-B")
+    ]
+    pq.write_table(pa.Table.from_pylist(rows, schema=IMAGE_RECORD_SCHEMA), tmp_path / "images.parquet")
+    assert write_review([tmp_path / "images.parquet"], tmp_path / "store", tmp_path / "q")["answers_kept"] == 0
+    template = tmp_path / "q" / "box_corrections.tsv"
+    answered = template.read_text().replace("# PID-B\tempty\tbox_on_rim\treview", "PID-B\t1,2,30,40\tleg\tme")
+    template.write_text(answered)
+    counts = write_review([tmp_path / "images.parquet"], tmp_path / "store", tmp_path / "q")
+    assert counts["answers_kept"] == 1 and counts["flagged"] == 2
+    text = template.read_text()
+    assert "PID-B\t1,2,30,40\tleg\tme\n" in text and "# PID-B" not in text and "# PID-A" in text
+    assert load_box_corrections(template)["PID-B"].box == (1, 2, 30, 40)
+    # a file there that is no corrections table (the pipeline's outcome table is one, with a column more): refused
+    template.write_text("something\telse\n")
+    with pytest.raises(InputError, match="lack the column"):
+        write_review([tmp_path / "images.parquet"], tmp_path / "store", tmp_path / "q")
+    assert template.read_text() == "something\telse\n"
 
 
 def test_the_contact_sheet_shows_flagged_photos_first_the_least_confident_first():

@@ -6,11 +6,13 @@ pixels (x1/y1 exclusive) or ``empty`` (no specimen: the record leaves the releas
 run detects nothing for those photos: their crops and size fields come from the given box, their
 ``box_source`` is ``correction`` and they leave the review queue. Rows that cannot apply are never dropped in
 silence: ``outcomes`` gives each row ``applied``, ``superseded`` (a later row for the same processid replaced
-it), ``unknown_processid`` or ``invalid_value``.
+it), ``conflict`` (records sharing one photo were given different boxes: none applies), ``photo_unusable`` (the
+photo itself cannot be decoded), ``unknown_processid`` or ``invalid_value``.
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,8 @@ from bioscan_rebuild.core.errors import InputError
 
 BOX_CORRECTION_COLUMNS = ("processid", "box", "reason", "source")
 EMPTY = "empty"
+# image statuses of a photo no box can be applied to (nothing derived from it)
+UNUSABLE_PHOTO = ("empty_file", "undecodable", "too_small", "too_large")
 
 
 @dataclass(frozen=True)
@@ -36,19 +40,35 @@ def parse_box(text: str) -> tuple[int, int, int, int] | None | bool:
     if text.lower() == EMPTY:
         return None
     parts = text.split(",")
-    if len(parts) != 4 or not all(part.strip().isdigit() for part in parts):
+    # isascii: "4²".isdigit() is True, but int() refuses it
+    if len(parts) != 4 or not all(part.strip().isascii() and part.strip().isdigit() for part in parts):
         return False
     x0, y0, x1, y1 = (int(part) for part in parts)
     return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else False
 
 
 def read_box_corrections(path: str | Path | None) -> pd.DataFrame:
-    """The table as written (strings); an empty one without a file."""
+    """The table as written (strings); an empty one without a file, or with no line but comments. Only lines
+    that start with ``#`` are comments (a ``#`` inside a reason is kept); tabs after the last field (as some
+    spreadsheets write) are ignored; a row with more fields than the header is an InputError naming its line."""
+    empty = pd.DataFrame(columns=list(BOX_CORRECTION_COLUMNS))
     if not path:
-        return pd.DataFrame(columns=list(BOX_CORRECTION_COLUMNS))
+        return empty
     path = Path(path)
     try:
-        frame = pd.read_csv(path, sep="\t", dtype=str, comment="#", keep_default_na=False)
+        numbered = [
+            (number, line.rstrip("\t"))
+            for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1)
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
+        if not numbered:
+            return empty
+        fields = numbered[0][1].count("\t")
+        for number, line in numbered[1:]:
+            if line.count("\t") > fields:  # pandas would drop what lies past the header's columns
+                raise InputError(f"{path}: line {number} has more fields than the header: {line!r}")
+        text = "\n".join(line for _, line in numbered) + "\n"
+        frame = pd.read_csv(io.StringIO(text), sep="\t", dtype=str, keep_default_na=False, index_col=False)
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: cannot read the box corrections ({error})") from error
     missing = [column for column in BOX_CORRECTION_COLUMNS if column not in frame.columns]
@@ -71,11 +91,28 @@ def _is_valid(row) -> bool:
     return parse_box(row.box) is not False and bool(row.processid.strip())
 
 
-def outcomes(corrections: pd.DataFrame, applied: set[str], known: set[str]) -> pd.DataFrame:
+def conflicting(corrections: dict[str, BoxCorrection], photo_of: dict[str, str]) -> set[str]:
+    """The corrected processids whose photo (``photo_of``: processid -> image sha256) other corrected records
+    share with a different box: one photo gets one box, and no order among the records may choose it."""
+    boxes: dict[str, set] = {}
+    for processid, correction in corrections.items():
+        if processid in photo_of:
+            boxes.setdefault(photo_of[processid], set()).add(correction.box)
+    return {p for p in corrections if p in photo_of and len(boxes[photo_of[p]]) > 1}
+
+
+def outcomes(
+    corrections: pd.DataFrame,
+    applied: set[str],
+    known: set[str],
+    conflicts: set[str] = frozenset(),
+    unusable: set[str] = frozenset(),
+) -> pd.DataFrame:
     """Each row with its outcome: ``applied`` (``applied``: processids whose image row took the box),
     ``superseded`` (a valid row that a later valid row for the same processid replaced, as
-    ``load_box_corrections`` does), ``invalid_value`` (not a box, or a box outside the photo),
-    ``unknown_processid`` (no record with a photo)."""
+    ``load_box_corrections`` does), ``conflict`` (``conflicts``: see ``conflicting``), ``photo_unusable``
+    (``unusable``: processids whose photo has an ``UNUSABLE_PHOTO`` status), ``invalid_value`` (not a box, or a
+    box outside the photo), ``unknown_processid`` (no record with a photo)."""
     rows = list(corrections.itertuples(index=False))
     last_valid = {row.processid.strip(): i for i, row in enumerate(rows) if _is_valid(row)}
     result = []
@@ -87,9 +124,13 @@ def outcomes(corrections: pd.DataFrame, applied: set[str], known: set[str]) -> p
             outcome = "invalid_value"
         elif last_valid[processid] != i:
             outcome = "superseded"
-        elif processid not in applied:
-            outcome = "invalid_value"
-        else:
+        elif processid in applied:
             outcome = "applied"
+        elif processid in conflicts:
+            outcome = "conflict"
+        elif processid in unusable:
+            outcome = "photo_unusable"
+        else:
+            outcome = "invalid_value"
         result.append({**row._asdict(), "outcome": outcome})
     return pd.DataFrame(result, columns=[*BOX_CORRECTION_COLUMNS, "outcome"])

@@ -6,10 +6,12 @@ with several reasons appears under each; within a reason the least confident pho
 little time starts where mistakes are likeliest) and ``box_corrections.tsv``, a template of the corrections file:
 one commented-out line per flagged photo with its current box. Uncomment and edit the lines to change
 (``x0,y0,x1,y1`` in ``original_full`` pixels, or ``empty``), point ``images.box_corrections`` at the file and
-re-run: only those photos are redone (``images.corrections``). With ``limit``, only the least confident flagged
-photos are shown (a maintainer's budget: with the fusion backend the confidence is the chance the answer is
-right, so these are where the mistakes are likeliest). The page is deterministic (no dates) and self-contained
-(thumbnails inline), so it can be mailed or archived beside the release.
+re-run: only those photos are redone (``images.corrections``). Written again into the same folder, the template
+keeps the answers already in it (its uncommented rows, first) and lists only the flagged photos not answered.
+With ``limit``, only the least confident flagged photos are shown (a maintainer's budget: with the fusion
+backend the confidence is the chance the answer is right, so these are where the mistakes are likeliest). The
+page is deterministic (no dates) and self-contained (thumbnails inline), so it can be mailed or archived beside
+the release.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import cv2
 from bioscan_rebuild.core.io import atomic_path, read_table
 from bioscan_rebuild.core.store import ImageStore
 from bioscan_rebuild.images.contact_sheet import least_confident
-from bioscan_rebuild.images.corrections import BOX_CORRECTION_COLUMNS
+from bioscan_rebuild.images.corrections import BOX_CORRECTION_COLUMNS, read_box_corrections
 from bioscan_rebuild.images.process import REVIEW_REASONS
 from bioscan_rebuild.images.shard import IMAGE_RECORD_SCHEMA
 
@@ -73,6 +75,11 @@ def write_review(image_tables, store_root, outdir, limit: int | None = None) -> 
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1, not {limit}")
     outdir = Path(outdir)
+    template = outdir / "box_corrections.tsv"
+    # a maintainer's answers in an earlier template: kept, never overwritten (read_box_corrections refuses a file
+    # that is no corrections table, so nothing else is overwritten either): read before anything is written
+    answers = read_box_corrections(template if template.exists() else None)
+    answered = {processid.strip() for processid in answers["processid"]}
     rows = flagged_rows(image_tables)
     flagged = len(rows)
     if limit is not None:
@@ -115,8 +122,18 @@ def write_review(image_tables, store_root, outdir, limit: int | None = None) -> 
         "# Box corrections: uncomment (remove the leading '# ') and edit the lines of the photos to change.",
         "# box: x0,y0,x1,y1 in original_full pixels (x1, y1 exclusive), or empty. Then set images.box_corrections.",
         "\t".join(BOX_CORRECTION_COLUMNS),
-        *[f"# {row['processid']}\t{_box_text(row)}\t{row['review_reason']}\treview" for row in rows],
+        *["\t".join(row) for row in answers.itertuples(index=False)],
+        *[
+            f"# {row['processid']}\t{_box_text(row)}\t{row['review_reason']}\treview"
+            for row in rows
+            if row["processid"] not in answered
+        ],
     ]
-    with atomic_path(outdir / "box_corrections.tsv") as temporary:
+    with atomic_path(template) as temporary:
         temporary.write_text("\n".join(lines) + "\n")
-    return {"flagged": flagged, "shown": len(rows), **{reason: len(by_reason[reason]) for reason in REVIEW_REASONS}}
+    return {
+        "flagged": flagged,
+        "shown": len(rows),
+        "answers_kept": len(answers),
+        **{reason: len(by_reason[reason]) for reason in REVIEW_REASONS},
+    }

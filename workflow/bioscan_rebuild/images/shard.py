@@ -22,8 +22,13 @@ from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, INGESTED_SCHEMA
 from bioscan_rebuild.core.store import ImageStore, params_key
 from bioscan_rebuild.detect.registry import make_detector, make_segmenter
 from bioscan_rebuild.images.contact_sheet import write_contact_sheet
+from bioscan_rebuild.images.corrections import (
+    UNUSABLE_PHOTO,
+    conflicting,
+    load_box_corrections,
+    read_box_corrections,
+)
 from bioscan_rebuild.images.corrections import outcomes as correction_outcomes
-from bioscan_rebuild.images.corrections import read_box_corrections
 from bioscan_rebuild.images.process import (
     PHOTO_BATCH,
     REVIEW_REASONS,
@@ -171,13 +176,16 @@ def run_photo_shard(
     params = image_params or ImageParams()
     keep_freed_memory()
     inventory = read_table(inventory_path, INVENTORY_SCHEMA).to_pylist()
+    box_corrections = box_corrections or {}
+    usable = [row for row in inventory if row["image_problem"] is None]
+    # records sharing a photo but given different boxes: none applies (outcome ``conflict``)
+    conflicts = conflicting(box_corrections, {(row["processid"] or "").strip(): row["image_sha256"] for row in usable})
     photos, corrected = {}, {}
-    for row in sorted(inventory, key=lambda r: r["processid"] or ""):
-        if row["image_problem"] is None and row["image_sha256"] not in photos:
-            photos[row["image_sha256"]] = row
-        correction = (box_corrections or {}).get((row["processid"] or "").strip())
-        if row["image_problem"] is None and correction is not None and row["image_sha256"] not in corrected:
-            corrected[row["image_sha256"]] = correction.box
+    for row in sorted(usable, key=lambda r: r["processid"] or ""):
+        photos.setdefault(row["image_sha256"], row)
+        processid = (row["processid"] or "").strip()
+        if processid in box_corrections and processid not in conflicts:
+            corrected.setdefault(row["image_sha256"], box_corrections[processid].box)
     if not photos:  # most shards of a small delivery: no model to load
         write_table(PHOTO_SCHEMA.empty_table(), output)
         return {"photos": 0, "photos_processed": 0, "photos_reused": 0}
@@ -332,15 +340,24 @@ def summarize_shards(
     }
     if corrections_out:
         corrections = read_box_corrections(box_corrections)
-        known, applied = set(), set()
+        wanted = {processid.strip() for processid in corrections["processid"]}
+        known, applied, unusable, photo_of = set(), set(), set(), {}
         # Without corrections there is nothing to look up: 5M records' tables stay unread.
-        for path in image_tables if len(corrections) else ():
-            table = read_table(path, IMAGE_RECORD_SCHEMA, columns=["processid", "box_source"])
-            for processid, source in zip(table["processid"].to_pylist(), table["box_source"].to_pylist()):
+        for path in image_tables if wanted else ():
+            columns = ["processid", "image_sha256", "image_status", "box_source"]
+            table = read_table(path, IMAGE_RECORD_SCHEMA, columns=columns).to_pydict()
+            for processid, sha, status, source in zip(*(table[column] for column in columns)):
+                if processid not in wanted:
+                    continue
                 known.add(processid)
+                if sha is not None:
+                    photo_of[processid] = sha
                 if source == "correction":
                     applied.add(processid)
-        frame = correction_outcomes(corrections, applied, known)
+                if status in UNUSABLE_PHOTO:
+                    unusable.add(processid)
+        conflicts = conflicting(load_box_corrections(box_corrections), photo_of)
+        frame = correction_outcomes(corrections, applied, known, conflicts, unusable)
         with atomic_path(corrections_out) as temporary:
             frame.to_csv(temporary, sep="\t", index=False, lineterminator="\n")
         summary["box_corrections"] = dict(sorted(Counter(frame["outcome"]).items()))
