@@ -449,6 +449,7 @@ def test_the_review_page_shows_the_least_confident_photos_of_a_reason_first(tmp_
         }
         for pid, score, reasons in flagged
     ]
+    rows[0] |= {"x0": 1, "y0": 2, "x1": 30, "y1": 40, "width_original": 1024, "height_original": 768}
     rows.append({**rows[0], "processid": "PID-D", "needs_review": False, "review_reason": None})
     pq.write_table(pa.Table.from_pylist(rows, schema=IMAGE_RECORD_SCHEMA), tmp_path / "images.parquet")
     counts = write_review([tmp_path / "images.parquet"], tmp_path / "store", tmp_path / "review")
@@ -457,6 +458,7 @@ def test_the_review_page_shows_the_least_confident_photos_of_a_reason_first(tmp_
     low, rim = page.split("<h2 id='low_confidence'>")[1].split("<h2 id='box_on_rim'>")
     assert low.index("PID-B") < low.index("PID-A") and "PID-C" not in low
     assert rim.index("PID-C") < rim.index("PID-A")  # no score at all: first
+    assert "box 1,2,30,40 in 1024×768 px" in page  # the frame a corrected box is given in
     template = (tmp_path / "review" / "box_corrections.tsv").read_text()
     assert template.index("PID-A") < template.index("PID-B") < template.index("PID-C")  # the file: by processid
     # a budget of two: the two least confident (no score first, then 0.54), the page says what was left out

@@ -114,6 +114,8 @@ def write_review(image_tables, store_root, outdir, limit: int | None = None) -> 
                 f"{html.escape(row['processid'])} · {html.escape(row['image_status'])} · "
                 f"score {row['detector_score']} · box {_box_text(row)}"
             )
+            if row["width_original"] is not None:  # the frame a corrected box is given in
+                caption += f" in {row['width_original']}×{row['height_original']} px"
             parts.append(f"<figure>{image}<figcaption>{caption}</figcaption></figure>")
     parts.append("</body></html>\n")
     with atomic_path(outdir / "review.html") as temporary:
