@@ -241,15 +241,17 @@ def test_a_shard_without_photos_loads_no_detector(tmp_path, monkeypatch):
     assert pq.read_table(tmp_path / "photos.parquet").num_rows == 0
 
 
-def test_box_corrections_that_cannot_apply_say_why(tmp_path, monkeypatch):
-    """P5 has P1's photo: two different boxes for one photo apply to neither (``conflict``); the same box for both
-    would be fine. P3's photo is too small to derive anything from (``photo_unusable``), not a bad box."""
+def test_records_sharing_a_photo_take_their_own_boxes_and_unusable_photos_say_so(tmp_path, monkeypatch):
+    """P5 has P1's photo: each record takes its own box (a correction matches its record case aside); P4 has it
+    too and no correction: the detected box. P3's photo is too small to derive anything from
+    (``photo_unusable``), not a bad box."""
     from bioscan_rebuild.images.corrections import load_box_corrections
     from bioscan_rebuild.images.shard import summarize_shards
 
     _use_oracle(monkeypatch)
     _photos(tmp_path / "photos")
-    (tmp_path / "photos" / "P5-21.jpg").write_bytes((tmp_path / "photos" / "P1-21.jpg").read_bytes())
+    for name in ("P4-21.jpg", "P5-21.jpg"):
+        (tmp_path / "photos" / name).write_bytes((tmp_path / "photos" / "P1-21.jpg").read_bytes())
     (tmp_path / "photos" / "P3-21.jpg").write_bytes(encode_jpeg(np.full((20, 20, 3), 200, np.uint8)))
     records = _ingest(tmp_path, 6)
     inventory = tmp_path / "ingest" / "images" / "images-1" / "inventory" / "shard-000.parquet"
@@ -257,11 +259,11 @@ def test_box_corrections_that_cannot_apply_say_why(tmp_path, monkeypatch):
     corrections.write_text(
         "processid\tbox\treason\tsource\n"
         "P1-21\t100,50,301,250\tfibre\treview\n"
-        "P5-21\t10,10,60,60\tthe same photo\treview\n"
+        "p5-21\t10,10,60,60\tthe same photo\treview\n"
         "P3-21\t1,1,5,5\ttiny photo\treview\n"
         "P2-21\tempty\tno insect\treview\n"
     )
-    run_photo_shard(
+    counts = run_photo_shard(
         inventory,
         tmp_path / "store",
         tmp_path / "photos.parquet",
@@ -269,14 +271,18 @@ def test_box_corrections_that_cannot_apply_say_why(tmp_path, monkeypatch):
         image_dirs={"images-1": str(tmp_path / "photos")},
         box_corrections=load_box_corrections(corrections),
     )
+    # 4 distinct photos; P1/P5's photo three times (two boxes, one detection), P2 once, P3 and P0 detected
+    assert counts == {"photos": 4, "photos_processed": 6, "photos_reused": 0}
     run_image_shard(records, [tmp_path / "photos.parquet"], tmp_path / "store", tmp_path / "out")
     table = pq.read_table(tmp_path / "out" / "images.parquet").to_pandas().set_index("processid")
     assert table["box_source"].to_dict() == {
         **{f"P{i}-21": "detector" for i in range(6)},
-        "P2-21": "correction",
+        **{p: "correction" for p in ("P1-21", "P2-21", "P5-21")},
     }
+    boxes = table[["x0", "y0", "x1", "y1"]]
+    assert boxes.loc["P1-21"].tolist() == [100, 50, 301, 250] and boxes.loc["P5-21"].tolist() == [10, 10, 60, 60]
+    assert boxes.loc["P4-21"].tolist() == [300, 200, 420, 300]  # no correction: the detection
     assert table.loc["P3-21", "image_status"] == "too_small"
-    assert table.loc["P1-21", ["x0", "y0", "x1", "y1"]].tolist() == [300, 200, 420, 300]  # detected, as before
     out = summarize_shards(
         [tmp_path / "out" / "summary.json"],
         tmp_path / "summary.json",
@@ -285,13 +291,10 @@ def test_box_corrections_that_cannot_apply_say_why(tmp_path, monkeypatch):
         corrections_out=tmp_path / "outcomes.tsv",
     )
     outcomes = pd.read_csv(tmp_path / "outcomes.tsv", sep="\t")
-    assert outcomes["outcome"].tolist() == ["conflict", "conflict", "photo_unusable", "applied"]
-    assert out["box_corrections"] == {"applied": 1, "conflict": 2, "photo_unusable": 1}
-    # the same box for both records of the photo: it applies to both
-    corrections.write_text(
-        "processid\tbox\treason\tsource\nP1-21\t100,50,301,250\tfibre\treview\nP5-21\t100,50,301,250\tsame\treview\n"
-    )
-    run_photo_shard(
+    assert outcomes["outcome"].tolist() == ["applied", "applied", "photo_unusable", "applied"]
+    assert out["box_corrections"] == {"applied": 3, "photo_unusable": 1}
+    # run again: every result comes from the store, the same table
+    again = run_photo_shard(
         inventory,
         tmp_path / "store",
         tmp_path / "photos2.parquet",
@@ -299,7 +302,5 @@ def test_box_corrections_that_cannot_apply_say_why(tmp_path, monkeypatch):
         image_dirs={"images-1": str(tmp_path / "photos")},
         box_corrections=load_box_corrections(corrections),
     )
-    run_image_shard(records, [tmp_path / "photos2.parquet"], tmp_path / "store", tmp_path / "out2")
-    table = pq.read_table(tmp_path / "out2" / "images.parquet").to_pandas().set_index("processid")
-    assert table.loc[["P1-21", "P5-21"], "box_source"].tolist() == ["correction", "correction"]
-    assert table.loc["P5-21", ["x0", "y0", "x1", "y1"]].tolist() == [100, 50, 301, 250]
+    assert again == {"photos": 4, "photos_processed": 0, "photos_reused": 6}
+    assert (tmp_path / "photos.parquet").read_bytes() == (tmp_path / "photos2.parquet").read_bytes()

@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from bioscan_rebuild.core.errors import InputError
@@ -102,16 +103,28 @@ def test_corrections_file_as_spreadsheets_and_editors_write_it(tmp_path):
         read_box_corrections(path)
 
 
-def test_conflicting_corrections_are_those_of_one_photo_with_different_boxes():
-    from bioscan_rebuild.images.corrections import BoxCorrection, conflicting
+def test_outcomes_match_processids_as_records_do_and_name_unusable_photos():
+    table = pd.DataFrame(
+        [("a-1", "1,2,3,4", "", ""), ("B-2", "empty", "", ""), ("C-3", "1,2,3,4", "", "")],
+        columns=["processid", "box", "reason", "source"],
+    )
+    result = outcomes(table, applied={"A-1"}, known={"A-1", "B-2", "C-3"}, unusable={"B-2"})
+    assert result["outcome"].tolist() == ["applied", "photo_unusable", "invalid_value"]
+    assert sorted(load_box_corrections(None)) == []
 
-    corrections = {
-        pid: BoxCorrection(pid, box, "", "")
-        for pid, box in [("A", (0, 0, 5, 5)), ("B", (1, 1, 5, 5)), ("C", None), ("D", None), ("E", (0, 0, 5, 5))]
-    }
-    photo_of = {"A": "x", "B": "x", "C": "y", "D": "y", "E": "z", "F": "x"}
-    assert conflicting(corrections, photo_of) == {"A", "B"}  # C and D agree (both empty); F has no correction
-    assert conflicting(corrections, {"A": "x", "E": "x"}) == set()  # the same box twice
+
+def test_quotes_in_a_corrections_file_never_join_rows(tmp_path):
+    path = tmp_path / "corr.tsv"
+    path.write_text(
+        'processid\tbox\treason\tsource\nA-1\tempty\t"leg\tme\nB-2\tempty\tx\tme\n'
+        'C-3\tempty\tcut"\tme\n"D-4"\t"1,2,3,4"\t"a ""big"" one"\tme\n'
+    )
+    table = read_box_corrections(path)
+    assert table["processid"].tolist() == ["A-1", "B-2", "C-3", "D-4"]
+    assert table["reason"].tolist() == ['"leg', "x", 'cut"', 'a "big" one']  # a spreadsheet's quoting undone
+    assert load_box_corrections(path)["D-4"].box == (1, 2, 3, 4)
+    path.write_text("processid\tbox\treason\tsource\nA-1\tempty\tform\x0cfeed \u2028 separator\tme\n")
+    assert read_box_corrections(path)["reason"].tolist() == ["form\x0cfeed \u2028 separator"]
 
 
 def test_a_corrections_file_without_its_columns_is_an_input_error(tmp_path):

@@ -138,7 +138,8 @@ def _source_constant(module, name):
 
 CLASSICAL_VERSION = _source_constant("detect/classical.py", "VERSION")
 IMAGE_STAGE_VERSION = _source_constant("images/process.py", "STAGE_VERSION")
-IMAGE_CODE_VERSION = f"image-stage-{IMAGE_STAGE_VERSION}/{CLASSICAL_VERSION}"
+PHOTO_TABLE_VERSION = _source_constant("images/shard.py", "PHOTO_TABLE_VERSION")
+IMAGE_CODE_VERSION = f"image-stage-{IMAGE_STAGE_VERSION}/{CLASSICAL_VERSION}/photo-table-{PHOTO_TABLE_VERSION}"
 
 # The content-addressed image store, written by inventory_images and process_photos as a side
 # effect (many jobs share it, so it cannot be one rule's output). Release reads it through the

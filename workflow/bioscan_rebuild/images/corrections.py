@@ -6,12 +6,14 @@ pixels (x1/y1 exclusive) or ``empty`` (no specimen: the record leaves the releas
 run detects nothing for those photos: their crops and size fields come from the given box, their
 ``box_source`` is ``correction`` and they leave the review queue. Rows that cannot apply are never dropped in
 silence: ``outcomes`` gives each row ``applied``, ``superseded`` (a later row for the same processid replaced
-it), ``conflict`` (records sharing one photo were given different boxes: none applies), ``photo_unusable`` (the
-photo itself cannot be decoded), ``unknown_processid`` or ``invalid_value``.
+it), ``photo_unusable`` (nothing can be derived from the photo: undecodable, too small or too large),
+``unknown_processid`` or ``invalid_value``. Processids match as records do (``processid_key``: case aside), and
+records that share one photo each get their own box.
 """
 
 from __future__ import annotations
 
+import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from bioscan_rebuild.core.errors import InputError
+from bioscan_rebuild.core.schemas import processid_key
 
 BOX_CORRECTION_COLUMNS = ("processid", "box", "reason", "source")
 EMPTY = "empty"
@@ -56,9 +59,11 @@ def read_box_corrections(path: str | Path | None) -> pd.DataFrame:
         return empty
     path = Path(path)
     try:
+        # lines end at \n only (str.splitlines would also break at a form feed or U+2028 inside a reason)
+        text = path.read_text(encoding="utf-8-sig").replace("\r\n", "\n")
         numbered = [
             (number, line.rstrip("\t"))
-            for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1)
+            for number, line in enumerate(text.split("\n"), start=1)
             if line.strip() and not line.lstrip().startswith("#")
         ]
         if not numbered:
@@ -68,22 +73,33 @@ def read_box_corrections(path: str | Path | None) -> pd.DataFrame:
             if line.count("\t") > fields:  # pandas would drop what lies past the header's columns
                 raise InputError(f"{path}: line {number} has more fields than the header: {line!r}")
         text = "\n".join(line for _, line in numbered) + "\n"
-        frame = pd.read_csv(io.StringIO(text), sep="\t", dtype=str, keep_default_na=False, index_col=False)
+        # no quoting: a quote in a reason must not join rows; a spreadsheet's quotes around a field are removed below
+        frame = pd.read_csv(
+            io.StringIO(text), sep="\t", dtype=str, keep_default_na=False, index_col=False, quoting=csv.QUOTE_NONE
+        )
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: cannot read the box corrections ({error})") from error
+    frame.columns = [_unquote(column) for column in frame.columns]
     missing = [column for column in BOX_CORRECTION_COLUMNS if column not in frame.columns]
     if missing:
         raise InputError(f"{path}: the box corrections lack the column(s) {', '.join(missing)}")
-    return frame[list(BOX_CORRECTION_COLUMNS)].fillna("")
+    return frame[list(BOX_CORRECTION_COLUMNS)].fillna("").map(_unquote)
+
+
+def _unquote(field: str) -> str:
+    """A field a spreadsheet wrapped in double quotes (inner quotes doubled) -> its text; any other as it is."""
+    if len(field) >= 2 and field[0] == field[-1] == '"':
+        return field[1:-1].replace('""', '"')
+    return field
 
 
 def load_box_corrections(path: str | Path | None) -> dict[str, BoxCorrection]:
-    """The valid rows by processid (a later row for the same processid wins, as a later edit would)."""
+    """The valid rows by ``processid_key`` (a later row for the same record wins, as a later edit would)."""
     valid = {}
     for row in read_box_corrections(path).itertuples(index=False):
-        box = parse_box(row.box)
         if _is_valid(row):
-            valid[row.processid.strip()] = BoxCorrection(row.processid.strip(), box, row.reason, row.source)
+            processid = row.processid.strip()
+            valid[processid_key(processid)] = BoxCorrection(processid, parse_box(row.box), row.reason, row.source)
     return valid
 
 
@@ -91,44 +107,28 @@ def _is_valid(row) -> bool:
     return parse_box(row.box) is not False and bool(row.processid.strip())
 
 
-def conflicting(corrections: dict[str, BoxCorrection], photo_of: dict[str, str]) -> set[str]:
-    """The corrected processids whose photo (``photo_of``: processid -> image sha256) other corrected records
-    share with a different box: one photo gets one box, and no order among the records may choose it."""
-    boxes: dict[str, set] = {}
-    for processid, correction in corrections.items():
-        if processid in photo_of:
-            boxes.setdefault(photo_of[processid], set()).add(correction.box)
-    return {p for p in corrections if p in photo_of and len(boxes[photo_of[p]]) > 1}
-
-
 def outcomes(
-    corrections: pd.DataFrame,
-    applied: set[str],
-    known: set[str],
-    conflicts: set[str] = frozenset(),
-    unusable: set[str] = frozenset(),
+    corrections: pd.DataFrame, applied: set[str], known: set[str], unusable: set[str] = frozenset()
 ) -> pd.DataFrame:
-    """Each row with its outcome: ``applied`` (``applied``: processids whose image row took the box),
-    ``superseded`` (a valid row that a later valid row for the same processid replaced, as
-    ``load_box_corrections`` does), ``conflict`` (``conflicts``: see ``conflicting``), ``photo_unusable``
-    (``unusable``: processids whose photo has an ``UNUSABLE_PHOTO`` status), ``invalid_value`` (not a box, or a
-    box outside the photo), ``unknown_processid`` (no record with a photo)."""
+    """Each row with its outcome: ``applied`` (``applied``: the processid keys whose image row took the box),
+    ``superseded`` (a valid row that a later valid row for the same record replaced, as ``load_box_corrections``
+    does), ``photo_unusable`` (``unusable``: the keys whose photo has an ``UNUSABLE_PHOTO`` status),
+    ``invalid_value`` (not a box, or a box outside the photo), ``unknown_processid`` (``known``: the keys of the
+    records with a photo)."""
     rows = list(corrections.itertuples(index=False))
-    last_valid = {row.processid.strip(): i for i, row in enumerate(rows) if _is_valid(row)}
+    keys = [processid_key(row.processid.strip()) for row in rows]
+    last_valid = {key: i for i, (key, row) in enumerate(zip(keys, rows)) if _is_valid(row)}
     result = []
-    for i, row in enumerate(rows):
-        processid = row.processid.strip()
-        if processid not in known:
+    for i, (key, row) in enumerate(zip(keys, rows)):
+        if key not in known:
             outcome = "unknown_processid"
         elif not _is_valid(row):
             outcome = "invalid_value"
-        elif last_valid[processid] != i:
+        elif last_valid[key] != i:
             outcome = "superseded"
-        elif processid in applied:
+        elif key in applied:
             outcome = "applied"
-        elif processid in conflicts:
-            outcome = "conflict"
-        elif processid in unusable:
+        elif key in unusable:
             outcome = "photo_unusable"
         else:
             outcome = "invalid_value"

@@ -18,16 +18,11 @@ import pyarrow as pa
 
 from bioscan_rebuild.core.io import atomic_path, read_table, write_json, write_table
 from bioscan_rebuild.core.params import CONTACT_SHEET_SIZE, ImageParams
-from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, INGESTED_SCHEMA
+from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, INGESTED_SCHEMA, processid_key
 from bioscan_rebuild.core.store import ImageStore, params_key
 from bioscan_rebuild.detect.registry import make_detector, make_segmenter
 from bioscan_rebuild.images.contact_sheet import write_contact_sheet
-from bioscan_rebuild.images.corrections import (
-    UNUSABLE_PHOTO,
-    conflicting,
-    load_box_corrections,
-    read_box_corrections,
-)
+from bioscan_rebuild.images.corrections import UNUSABLE_PHOTO, read_box_corrections
 from bioscan_rebuild.images.corrections import outcomes as correction_outcomes
 from bioscan_rebuild.images.process import (
     PHOTO_BATCH,
@@ -137,11 +132,15 @@ def _read_source(store: ImageStore, image_dirs: dict[str, str], row: dict) -> by
     return (Path(image_dirs[row["batch"]]) / row["image_path"]).read_bytes()
 
 
-# One row per usable photo of an image batch's shard: where its results sit in the store (params_key).
+# One row per usable photo of an image batch's shard: where its results sit in the store (params_key); plus one
+# per record whose photo takes a maintainer's box (``processid``: its processid_key; null on the shared row).
+# The table's version (2: the processid column), a parameter of the rules: a new one re-writes the tables.
+PHOTO_TABLE_VERSION = 2
 PHOTO_SCHEMA = pa.schema(
     [
         ("batch", pa.string()),
         ("image_sha256", pa.string()),
+        ("processid", pa.string()),
         ("detector", pa.string()),
         ("params_key", pa.string()),
         ("detector_version", pa.string()),
@@ -167,25 +166,25 @@ def run_photo_shard(
     """Process the usable photos of one image batch's shard or group of shards (its inventory,
     ``inventory_path``) with that
     batch's detector parameters, into the store; write ``output`` (:data:`PHOTO_SCHEMA`, one row per distinct
-    photo, by sha256) and return ``{"photos", "photos_processed", "photos_reused"}``. A photo of a processid in
+    photo, by sha256) and return ``{"photos", "photos_processed", "photos_reused"}``. The photo of a processid in
     ``box_corrections`` (``images.corrections.load_box_corrections``) takes the maintainer's box instead of a
-    detection, under a store key of its own (so only those photos are redone when the corrections change).
+    detection, under a store key of its own (so only those photos are redone when the corrections change), in a
+    row of that record's own: records sharing one photo each get their own box.
 
     The heavy work of the image stage: one job per batch and shard (group), so a new delivery adds jobs and never
     re-runs those of earlier batches. Results already stored under the same parameter key are reused."""
     params = image_params or ImageParams()
     keep_freed_memory()
     inventory = read_table(inventory_path, INVENTORY_SCHEMA).to_pylist()
-    box_corrections = box_corrections or {}
-    usable = [row for row in inventory if row["image_problem"] is None]
-    # records sharing a photo but given different boxes: none applies (outcome ``conflict``)
-    conflicts = conflicting(box_corrections, {(row["processid"] or "").strip(): row["image_sha256"] for row in usable})
-    photos, corrected = {}, {}
-    for row in sorted(usable, key=lambda r: r["processid"] or ""):
+    by_key = {processid_key(processid): correction for processid, correction in (box_corrections or {}).items()}
+    photos, corrected = {}, {}  # sha256 -> inventory row; (processid key, sha256) -> the maintainer's box
+    for row in sorted(inventory, key=lambda r: r["processid"] or ""):
+        if row["image_problem"] is not None:
+            continue
         photos.setdefault(row["image_sha256"], row)
-        processid = (row["processid"] or "").strip()
-        if processid in box_corrections and processid not in conflicts:
-            corrected.setdefault(row["image_sha256"], box_corrections[processid].box)
+        record = processid_key((row["processid"] or "").strip())
+        if record in by_key:
+            corrected[(record, row["image_sha256"])] = by_key[record].box
     if not photos:  # most shards of a small delivery: no model to load
         write_table(PHOTO_SCHEMA.empty_table(), output)
         return {"photos": 0, "photos_processed": 0, "photos_reused": 0}
@@ -205,33 +204,41 @@ def run_photo_shard(
         segmenter = make_segmenter(backend, (detector_params or {}).get("segmenter_params"))
         derived = DerivedStore(store, key)
         results: dict[str, PhotoResult] = {}
-        keys_of: dict[str, dict] = {}
+        fixed_results: dict[tuple[str, str], PhotoResult | None] = {}  # (sha256, fixed key) -> result, None: n/a
         todo = []
         reused = fixed = 0
         if corrected:  # the maintainer's boxes: no detection; the organism's pixels still need the segmenter
             fixer = segmenter or (detector if hasattr(detector, "segment_in_box") else make_detector("classical"))
             redo = []
-            for sha in sorted(corrected):
-                box = corrected[sha]
-                fixed_key = params_key({"stage": key, "box": "empty" if box is None else list(box)})
+            for sha, box in sorted({(sha, box) for (_, sha), box in corrected.items()}, key=str):
+                fixed_key = _fixed_key(key, box)
                 cached = DerivedStore(store, fixed_key).load(sha)
                 if cached is None:
-                    redo.append((sha, fixed_key))
+                    redo.append((sha, box, fixed_key))
                 else:
-                    results[sha], keys_of[sha] = cached, {**keys, "params_key": fixed_key}
+                    fixed_results[(sha, fixed_key)] = cached
                     reused += 1
             for start in range(0, len(redo), PHOTO_BATCH):
                 chunk = redo[start : start + PHOTO_BATCH]
-                datas = [_read_source(store, image_dirs or {}, photos[sha]) for sha, _ in chunk]
-                boxes = [corrected[sha] for sha, _ in chunk]
-                for (sha, fixed_key), (result, images) in zip(chunk, process_corrected(datas, boxes, params, fixer)):
-                    if result is None:  # the box lies outside the photo: detect as usual
-                        continue
-                    DerivedStore(store, fixed_key).save(sha, result, images)
-                    results[sha], keys_of[sha] = result, {**keys, "params_key": fixed_key}
-                    fixed += 1
+                datas = [_read_source(store, image_dirs or {}, photos[sha]) for sha, _, _ in chunk]
+                boxes = [box for _, box, _ in chunk]
+                for (sha, _, fixed_key), (result, images) in zip(
+                    chunk, process_corrected(datas, boxes, params, fixer), strict=True
+                ):
+                    fixed_results[(sha, fixed_key)] = result  # None: the box lies outside the photo
+                    if result is not None:
+                        DerivedStore(store, fixed_key).save(sha, result, images)
+                        fixed += 1
+        applied = {
+            (record, sha): fixed_key
+            for (record, sha), box in corrected.items()
+            if fixed_results[(sha, fixed_key := _fixed_key(key, box))] is not None
+        }
+        # the shared (detected) result: for every photo that some record (or no record) takes without a box of its own
+        covered = Counter(sha for _, sha in applied)
+        needed = Counter(row["image_sha256"] for row in inventory if row["image_problem"] is None)
         for sha in sorted(photos):
-            if sha in results:
+            if covered[sha] >= needed[sha]:
                 continue
             cached = derived.load(sha)
             if cached is None:
@@ -246,13 +253,30 @@ def run_photo_shard(
                 derived.save(row["image_sha256"], result, images)
                 results[row["image_sha256"]] = result
         rows = [
-            {"batch": batch, "image_sha256": sha, **keys_of.get(sha, keys), "image_status": results[sha].status}
+            {"batch": batch, "image_sha256": sha, "processid": None, **keys, "image_status": results[sha].status}
             for sha in sorted(results)
+        ]
+        rows += [
+            {
+                "batch": batch,
+                "image_sha256": sha,
+                "processid": record,
+                **keys,
+                "params_key": fixed_key,
+                "image_status": fixed_results[(sha, fixed_key)].status,
+            }
+            for (record, sha), fixed_key in sorted(applied.items())
         ]
         write_table(pa.Table.from_pylist(rows, schema=PHOTO_SCHEMA), output)
     finally:
         store.close()  # a failed write removed its own temporary file; an empty scratch folder goes too
-    return {"photos": len(rows), "photos_processed": len(todo) + fixed, "photos_reused": reused}
+    return {"photos": len(photos), "photos_processed": len(todo) + fixed, "photos_reused": reused}
+
+
+def _fixed_key(stage: str, box) -> str:
+    """The store key of a photo's results with a maintainer's ``box`` (None: an empty well) under stage key
+    ``stage``."""
+    return params_key({"stage": stage, "box": "empty" if box is None else list(box)})
 
 
 def run_image_shard(
@@ -263,17 +287,18 @@ def run_image_shard(
     per record with a photo), bbox.tsv, contact_sheet.jpg (at most ``contact_sheet_size`` tiles) and
     summary.json, which is returned. Nothing is detected here: each result is read from the store."""
     records = read_table(records_path, INGESTED_SCHEMA).to_pylist()
-    photos = {}
+    photos = {}  # (batch, sha256, processid key or None for the shared result) -> photo row
     for path in photo_tables:
         for row in read_table(path, PHOTO_SCHEMA).to_pylist():
-            photos[(row["batch"], row["image_sha256"])] = row
+            photos[(row["batch"], row["image_sha256"], row["processid"])] = row
     store = ImageStore(store_root, mode="copy", job=f"images/{outdir}")
     try:
         rows_out = []
         for row in sorted(records, key=lambda r: r["processid"]):
             if not row["image_sha256"]:
                 continue
-            photo = photos.get((row["image_batch"], row["image_sha256"]))
+            where = (row["image_batch"], row["image_sha256"])
+            photo = photos.get((*where, processid_key(row["processid"]))) or photos.get((*where, None))
             result = None if photo is None else DerivedStore(store, photo["params_key"]).load(row["image_sha256"])
             if result is None:
                 raise RuntimeError(
@@ -340,24 +365,22 @@ def summarize_shards(
     }
     if corrections_out:
         corrections = read_box_corrections(box_corrections)
-        wanted = {processid.strip() for processid in corrections["processid"]}
-        known, applied, unusable, photo_of = set(), set(), set(), {}
+        wanted = {processid_key(processid.strip()) for processid in corrections["processid"]}
+        known, applied, unusable = set(), set(), set()  # processid keys
         # Without corrections there is nothing to look up: 5M records' tables stay unread.
         for path in image_tables if wanted else ():
-            columns = ["processid", "image_sha256", "image_status", "box_source"]
+            columns = ["processid", "image_status", "box_source"]
             table = read_table(path, IMAGE_RECORD_SCHEMA, columns=columns).to_pydict()
-            for processid, sha, status, source in zip(*(table[column] for column in columns)):
-                if processid not in wanted:
+            for processid, status, source in zip(*(table[column] for column in columns)):
+                record = processid_key(processid)
+                if record not in wanted:
                     continue
-                known.add(processid)
-                if sha is not None:
-                    photo_of[processid] = sha
+                known.add(record)
                 if source == "correction":
-                    applied.add(processid)
+                    applied.add(record)
                 if status in UNUSABLE_PHOTO:
-                    unusable.add(processid)
-        conflicts = conflicting(load_box_corrections(box_corrections), photo_of)
-        frame = correction_outcomes(corrections, applied, known, conflicts, unusable)
+                    unusable.add(record)
+        frame = correction_outcomes(corrections, applied, known, unusable)
         with atomic_path(corrections_out) as temporary:
             frame.to_csv(temporary, sep="\t", index=False, lineterminator="\n")
         summary["box_corrections"] = dict(sorted(Counter(frame["outcome"]).items()))
