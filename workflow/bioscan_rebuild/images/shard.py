@@ -178,11 +178,13 @@ def run_photo_shard(
     inventory = read_table(inventory_path, INVENTORY_SCHEMA).to_pylist()
     by_key = {processid_key(processid): correction for processid, correction in (box_corrections or {}).items()}
     photos, corrected = {}, {}  # sha256 -> inventory row; (processid key, sha256) -> the maintainer's box
+    named = set()  # (processid key, sha256) of every usable photo
     for row in sorted(inventory, key=lambda r: r["processid"] or ""):
         if row["image_problem"] is not None:
             continue
-        photos.setdefault(row["image_sha256"], row)
         record = processid_key((row["processid"] or "").strip())
+        named.add((record, row["image_sha256"]))
+        photos.setdefault(row["image_sha256"], row)
         if record in by_key:
             corrected[(record, row["image_sha256"])] = by_key[record].box
     if not photos:  # most shards of a small delivery: no model to load
@@ -234,9 +236,9 @@ def run_photo_shard(
             for (record, sha), box in corrected.items()
             if fixed_results[(sha, fixed_key := _fixed_key(key, box))] is not None
         }
-        # the shared (detected) result: for every photo that some record (or no record) takes without a box of its own
+        # the shared (detected) result: for every photo that a processid names without a box of its own
         covered = Counter(sha for _, sha in applied)
-        needed = Counter(row["image_sha256"] for row in inventory if row["image_problem"] is None)
+        needed = Counter(sha for _, sha in named)
         for sha in sorted(photos):
             if covered[sha] >= needed[sha]:
                 continue
