@@ -65,6 +65,20 @@ def _ingest(tmp_path, n: int):
     return tmp_path / "ingest" / "shards" / "shard-000" / "records.parquet"
 
 
+def _correction_outcomes(tmp_path, corrections) -> tuple[dict, list[str]]:
+    """summarize_shards over tmp_path/out with the corrections file: the outcome counts and each row's outcome."""
+    from bioscan_rebuild.images.shard import summarize_shards
+
+    out = summarize_shards(
+        [tmp_path / "out" / "summary.json"],
+        tmp_path / "summary.json",
+        image_tables=[tmp_path / "out" / "images.parquet"],
+        box_corrections=corrections,
+        corrections_out=tmp_path / "outcomes.tsv",
+    )
+    return out["box_corrections"], pd.read_csv(tmp_path / "outcomes.tsv", sep="\t")["outcome"].tolist()
+
+
 def test_shard_run_writes_tables_and_reuses_the_store(tmp_path, monkeypatch):
     _use_oracle(monkeypatch)
     _photos(tmp_path / "photos")
@@ -137,7 +151,6 @@ def test_box_corrections_redo_only_their_photos_and_say_what_applied(tmp_path, m
         "P3-21\t2000,2000,2100,2100\toutside\treview\n"
     )
     from bioscan_rebuild.images.corrections import load_box_corrections
-    from bioscan_rebuild.images.shard import summarize_shards
 
     second = run_photo_shard(
         inventory,
@@ -166,16 +179,9 @@ def test_box_corrections_redo_only_their_photos_and_say_what_applied(tmp_path, m
     assert summary["status"] == {"no_object": 1, "ok": 4}
     first_keys = pq.read_table(tmp_path / "photos1.parquet").column("params_key").to_pylist()
     assert len(set(first_keys)) == 1 and (table.loc[["P1-21", "P2-21"], "params_key"] != first_keys[0]).all()
-    out = summarize_shards(
-        [tmp_path / "out" / "summary.json"],
-        tmp_path / "summary.json",
-        image_tables=[tmp_path / "out" / "images.parquet"],
-        box_corrections=corrections,
-        corrections_out=tmp_path / "outcomes.tsv",
-    )
-    assert out["box_corrections"] == {"applied": 2, "invalid_value": 1, "unknown_processid": 1}
-    outcomes = pd.read_csv(tmp_path / "outcomes.tsv", sep="\t")
-    assert outcomes["outcome"].tolist() == ["applied", "applied", "unknown_processid", "invalid_value"]
+    counts, outcomes = _correction_outcomes(tmp_path, corrections)
+    assert counts == {"applied": 2, "invalid_value": 1, "unknown_processid": 1}
+    assert outcomes == ["applied", "applied", "unknown_processid", "invalid_value"]
 
 
 def test_a_record_whose_photo_was_not_processed_is_an_error_naming_it(tmp_path, monkeypatch):
@@ -246,7 +252,6 @@ def test_records_sharing_a_photo_take_their_own_boxes_and_unusable_photos_say_so
     too and no correction: the detected box. P3's photo is too small to derive anything from
     (``photo_unusable``), not a bad box."""
     from bioscan_rebuild.images.corrections import load_box_corrections
-    from bioscan_rebuild.images.shard import summarize_shards
 
     _use_oracle(monkeypatch)
     _photos(tmp_path / "photos")
@@ -263,14 +268,18 @@ def test_records_sharing_a_photo_take_their_own_boxes_and_unusable_photos_say_so
         "P3-21\t1,1,5,5\ttiny photo\treview\n"
         "P2-21\tempty\tno insect\treview\n"
     )
-    counts = run_photo_shard(
-        inventory,
-        tmp_path / "store",
-        tmp_path / "photos.parquet",
-        batch="images-1",
-        image_dirs={"images-1": str(tmp_path / "photos")},
-        box_corrections=load_box_corrections(corrections),
-    )
+
+    def photos(name: str) -> dict:
+        return run_photo_shard(
+            inventory,
+            tmp_path / "store",
+            tmp_path / f"{name}.parquet",
+            batch="images-1",
+            image_dirs={"images-1": str(tmp_path / "photos")},
+            box_corrections=load_box_corrections(corrections),
+        )
+
+    counts = photos("photos")
     # 4 distinct photos; P1/P5's photo three times (two boxes, one detection), P2 once, P3 and P0 detected
     assert counts == {"photos": 4, "photos_processed": 6, "photos_reused": 0}
     run_image_shard(records, [tmp_path / "photos.parquet"], tmp_path / "store", tmp_path / "out")
@@ -283,24 +292,10 @@ def test_records_sharing_a_photo_take_their_own_boxes_and_unusable_photos_say_so
     assert boxes.loc["P1-21"].tolist() == [100, 50, 301, 250] and boxes.loc["P5-21"].tolist() == [10, 10, 60, 60]
     assert boxes.loc["P4-21"].tolist() == [300, 200, 420, 300]  # no correction: the detection
     assert table.loc["P3-21", "image_status"] == "too_small"
-    out = summarize_shards(
-        [tmp_path / "out" / "summary.json"],
-        tmp_path / "summary.json",
-        image_tables=[tmp_path / "out" / "images.parquet"],
-        box_corrections=corrections,
-        corrections_out=tmp_path / "outcomes.tsv",
-    )
-    outcomes = pd.read_csv(tmp_path / "outcomes.tsv", sep="\t")
-    assert outcomes["outcome"].tolist() == ["applied", "applied", "photo_unusable", "applied"]
-    assert out["box_corrections"] == {"applied": 3, "photo_unusable": 1}
+    counts, outcomes = _correction_outcomes(tmp_path, corrections)
+    assert counts == {"applied": 3, "photo_unusable": 1}
+    assert outcomes == ["applied", "applied", "photo_unusable", "applied"]
     # run again: every result comes from the store, the same table
-    again = run_photo_shard(
-        inventory,
-        tmp_path / "store",
-        tmp_path / "photos2.parquet",
-        batch="images-1",
-        image_dirs={"images-1": str(tmp_path / "photos")},
-        box_corrections=load_box_corrections(corrections),
-    )
+    again = photos("photos2")
     assert again == {"photos": 4, "photos_processed": 0, "photos_reused": 6}
     assert (tmp_path / "photos.parquet").read_bytes() == (tmp_path / "photos2.parquet").read_bytes()
