@@ -267,6 +267,7 @@ def test_records_sharing_a_photo_take_their_own_boxes_and_unusable_photos_say_so
         "p5-21\t10,10,60,60\tthe same photo\treview\n"
         "P3-21\t1,1,5,5\ttiny photo\treview\n"
         "P2-21\tempty\tno insect\treview\n"
+        "P0-21\t900,700,1100,800\tpast the edge\treview\n"
     )
 
     def photos(name: str) -> dict:
@@ -280,21 +281,22 @@ def test_records_sharing_a_photo_take_their_own_boxes_and_unusable_photos_say_so
         )
 
     counts = photos("photos")
-    # 4 distinct photos; P1/P5's photo three times (two boxes, one detection), P2 once, P3 and P0 detected
+    # 4 distinct photos; P1/P5's photo three times (two boxes, one detection), P0, P2 and P3 with their boxes
     assert counts == {"photos": 4, "photos_processed": 6, "photos_reused": 0}
     run_image_shard(records, [tmp_path / "photos.parquet"], tmp_path / "store", tmp_path / "out")
     table = pq.read_table(tmp_path / "out" / "images.parquet").to_pandas().set_index("processid")
     assert table["box_source"].to_dict() == {
         **{f"P{i}-21": "detector" for i in range(6)},
-        **{p: "correction" for p in ("P1-21", "P2-21", "P5-21")},
+        **{p: "correction" for p in ("P0-21", "P1-21", "P2-21", "P5-21")},
     }
     boxes = table[["x0", "y0", "x1", "y1"]]
     assert boxes.loc["P1-21"].tolist() == [100, 50, 301, 250] and boxes.loc["P5-21"].tolist() == [10, 10, 60, 60]
     assert boxes.loc["P4-21"].tolist() == [300, 200, 420, 300]  # no correction: the detection
     assert table.loc["P3-21", "image_status"] == "too_small"
+    assert boxes.loc["P0-21"].tolist() == [900, 700, 1024, 768]  # what lies inside the 1024 x 768 photo
     counts, outcomes = _correction_outcomes(tmp_path, corrections)
-    assert counts == {"applied": 3, "photo_unusable": 1}
-    assert outcomes == ["applied", "applied", "photo_unusable", "applied"]
+    assert counts == {"applied": 3, "clipped": 1, "photo_unusable": 1}
+    assert outcomes == ["applied", "applied", "photo_unusable", "applied", "clipped"]
     # run again: every result comes from the store, the same table
     again = photos("photos2")
     assert again == {"photos": 4, "photos_processed": 0, "photos_reused": 6}

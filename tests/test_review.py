@@ -110,6 +110,8 @@ def test_outcomes_match_processids_as_records_do_and_name_unusable_photos():
     )
     result = outcomes(table, applied={"A-1"}, known={"A-1", "B-2", "C-3"}, unusable={"B-2"})
     assert result["outcome"].tolist() == ["applied", "photo_unusable", "invalid_value"]
+    result = outcomes(table, applied={"A-1", "C-3"}, known={"A-1", "B-2", "C-3"}, clipped={"C-3"})
+    assert result["outcome"].tolist() == ["applied", "invalid_value", "clipped"]
     assert sorted(load_box_corrections(None)) == []
 
 

@@ -5,10 +5,10 @@ The file is what ``bioscan-rebuild review`` writes as a template, edited: TSV wi
 pixels (x1/y1 exclusive) or ``empty`` (no specimen: the record leaves the release as ``no_specimen``). The next
 run detects nothing for those photos: their crops and size fields come from the given box, their
 ``box_source`` is ``correction`` and they leave the review queue. Rows that cannot apply are never dropped in
-silence: ``outcomes`` gives each row ``applied``, ``superseded`` (a later row for the same processid replaced
-it), ``photo_unusable`` (nothing can be derived from the photo: undecodable, too small or too large),
-``unknown_processid`` or ``invalid_value``. Processids match as records do (``processid_key``: case aside), and
-records that share one photo each get their own box.
+silence: ``outcomes`` gives each row ``applied``, ``clipped`` (applied, but the box reached past the photo),
+``superseded`` (a later row for the same processid replaced it), ``photo_unusable`` (nothing can be derived
+from the photo: undecodable, too small or too large), ``unknown_processid`` or ``invalid_value``. Processids match
+as records do (``processid_key``: case aside), and records that share one photo each get their own box.
 """
 
 from __future__ import annotations
@@ -108,9 +108,15 @@ def _is_valid(row) -> bool:
 
 
 def outcomes(
-    corrections: pd.DataFrame, applied: set[str], known: set[str], unusable: set[str] = frozenset()
+    corrections: pd.DataFrame,
+    applied: set[str],
+    known: set[str],
+    unusable: set[str] = frozenset(),
+    clipped: set[str] = frozenset(),
 ) -> pd.DataFrame:
     """Each row with its outcome: ``applied`` (``applied``: the processid keys whose image row took the box),
+    ``clipped`` (``clipped``: applied, but the box reached past the photo and only what lies inside was taken: a
+    box measured on the full-size source instead of ``original_full`` shows up here),
     ``superseded`` (a valid row that a later valid row for the same record replaced, as ``load_box_corrections``
     does), ``photo_unusable`` (``unusable``: the keys whose photo has an ``UNUSABLE_PHOTO`` status),
     ``invalid_value`` (not a box, or a box outside the photo), ``unknown_processid`` (``known``: the keys of the
@@ -127,7 +133,7 @@ def outcomes(
         elif last_valid[key] != i:
             outcome = "superseded"
         elif key in applied:
-            outcome = "applied"
+            outcome = "clipped" if key in clipped else "applied"
         elif key in unusable:
             outcome = "photo_unusable"
         else:

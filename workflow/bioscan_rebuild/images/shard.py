@@ -22,7 +22,7 @@ from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, INGESTED_SCHEMA, proces
 from bioscan_rebuild.core.store import ImageStore, params_key
 from bioscan_rebuild.detect.registry import make_detector, make_segmenter
 from bioscan_rebuild.images.contact_sheet import write_contact_sheet
-from bioscan_rebuild.images.corrections import UNUSABLE_PHOTO, read_box_corrections
+from bioscan_rebuild.images.corrections import UNUSABLE_PHOTO, load_box_corrections, read_box_corrections
 from bioscan_rebuild.images.corrections import outcomes as correction_outcomes
 from bioscan_rebuild.images.process import (
     PHOTO_BATCH,
@@ -368,21 +368,24 @@ def summarize_shards(
     if corrections_out:
         corrections = read_box_corrections(box_corrections)
         wanted = {processid_key(processid.strip()) for processid in corrections["processid"]}
-        known, applied, unusable = set(), set(), set()  # processid keys
+        given = load_box_corrections(box_corrections)
+        known, applied, unusable, clipped = set(), set(), set(), set()  # processid keys
         # Without corrections there is nothing to look up: 5M records' tables stay unread.
         for path in image_tables if wanted else ():
-            columns = ["processid", "image_status", "box_source"]
+            columns = ["processid", "image_status", "box_source", "x0", "y0", "x1", "y1"]
             table = read_table(path, IMAGE_RECORD_SCHEMA, columns=columns).to_pydict()
-            for processid, status, source in zip(*(table[column] for column in columns)):
+            for processid, status, source, *box in zip(*(table[column] for column in columns)):
                 record = processid_key(processid)
                 if record not in wanted:
                     continue
                 known.add(record)
                 if source == "correction":
                     applied.add(record)
+                    if record in given and given[record].box != (None if box[0] is None else tuple(box)):
+                        clipped.add(record)  # the box reached past the photo: what lies inside was applied
                 if status in UNUSABLE_PHOTO:
                     unusable.add(record)
-        frame = correction_outcomes(corrections, applied, known, unusable)
+        frame = correction_outcomes(corrections, applied, known, unusable, clipped)
         with atomic_path(corrections_out) as temporary:
             frame.to_csv(temporary, sep="\t", index=False, lineterminator="\n")
         summary["box_corrections"] = dict(sorted(Counter(frame["outcome"]).items()))
