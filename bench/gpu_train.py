@@ -17,9 +17,9 @@ a GPU. Neither ``../shared`` nor the project's environment travels to the device
        python3 bench/gpu_detect.py --json $OUT/gpu_detect.json
 
    ``run`` trains 2 warm-up epochs to time one, then as many epochs as fit in ``--budget`` seconds, with
-   ``train-detector``'s recipe otherwise (``--imgsz`` 640), exports ONNX and copies model.onnx, weights.pt,
-   report.json, fusion.json (the unfitted default), MODEL_CARD.md and results.csv to ``--out``: with the two logs,
-   the 8 files a device call brings back.
+   ``train-detector``'s recipe otherwise (``--imgsz`` 640, ``--real-repeat`` 3), exports ONNX and copies
+   model.onnx, weights.pt, report.json, fusion.json (the unfitted default), MODEL_CARD.md and results.csv to
+   ``--out``: with the two logs, the 8 files a device call brings back.
 3. Here, on a copy of those files: ``bioscan-rebuild refit-fusion DIR --classes
    ../shared/realdata/imgfilter-classes.csv`` fits the rule on the train half, scores every backend on the
    held-out half (card and report); ``bioscan-rebuild ship-detector DIR`` ships it if it beats the shipped one.
@@ -157,7 +157,7 @@ def run(args) -> int:
     os.chdir(ROOT)  # the dev sets' relative paths (../shared/realdata) are the repository root's
     realdata = find_realdata()
     cuda = torch.cuda.is_available()
-    recipe = dict(imgsz=args.imgsz, batch=args.batch, generated=args.generated, seed=0, real_repeat=2)
+    recipe = dict(imgsz=args.imgsz, batch=args.batch, generated=args.generated, seed=0, real_repeat=args.real_repeat)
     if not cuda:
         print("no GPU (torch.cuda.is_available() is False): smoke run at 64 px, 1 epoch")
         recipe.update(imgsz=64, generated=8)
@@ -201,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--imgsz", type=int, default=640)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--generated", type=int, default=200)
+    # 3: at 320 px on the CPU (equal steps) the model beat 2 copies held out, 82.8 % vs 80.0 % boxed with TTA
+    p.add_argument("--real-repeat", type=int, default=3, help="copies of each real training photo (default 3)")
     p.add_argument("--workers", type=int, default=12, help="data-loader processes (the GPU machine has 16 cores)")
     p.add_argument("--out", default=os.environ.get("OUT") or "results/gpu-train")
     p.add_argument("--work", help="training folder (default: a new temp dir)")
