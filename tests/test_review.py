@@ -510,6 +510,10 @@ def test_writing_the_review_again_keeps_the_answers_already_given(tmp_path):
     text = template.read_text()
     assert "PID-B\t1,2,30,40\tleg\tme\n" in text and "# PID-B" not in text and "# PID-A" in text
     assert load_box_corrections(template)["PID-B"].box == (1, 2, 30, 40)
+    # an answer typed in another case answers its record, as records match
+    template.write_text(text.replace("# PID-A\tempty\tbox_on_rim\treview", "pid-a\tempty\tnone\tme"))
+    assert write_review([tmp_path / "images.parquet"], tmp_path / "store", tmp_path / "q")["answers_kept"] == 2
+    assert "# PID-A" not in template.read_text() and "pid-a\tempty\tnone\tme\n" in template.read_text()
     # a file there that is no corrections table (the pipeline's outcome table is one, with a column more): refused
     template.write_text("something\telse\n")
     with pytest.raises(InputError, match="lack the column"):

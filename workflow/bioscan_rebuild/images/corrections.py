@@ -95,8 +95,13 @@ def _unquote(field: str) -> str:
 
 def load_box_corrections(path: str | Path | None) -> dict[str, BoxCorrection]:
     """The valid rows by ``processid_key`` (a later row for the same record wins, as a later edit would)."""
+    return by_record(read_box_corrections(path))
+
+
+def by_record(corrections: pd.DataFrame) -> dict[str, BoxCorrection]:
+    """``load_box_corrections`` of a table ``read_box_corrections`` has read."""
     valid = {}
-    for row in read_box_corrections(path).itertuples(index=False):
+    for row in corrections.itertuples(index=False):
         if _is_valid(row):
             processid = row.processid.strip()
             valid[processid_key(processid)] = BoxCorrection(processid, parse_box(row.box), row.reason, row.source)

@@ -22,7 +22,7 @@ from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, INGESTED_SCHEMA, proces
 from bioscan_rebuild.core.store import ImageStore, params_key
 from bioscan_rebuild.detect.registry import make_detector, make_segmenter
 from bioscan_rebuild.images.contact_sheet import write_contact_sheet
-from bioscan_rebuild.images.corrections import UNUSABLE_PHOTO, load_box_corrections, read_box_corrections
+from bioscan_rebuild.images.corrections import UNUSABLE_PHOTO, by_record, read_box_corrections
 from bioscan_rebuild.images.corrections import outcomes as correction_outcomes
 from bioscan_rebuild.images.process import (
     PHOTO_BATCH,
@@ -368,7 +368,7 @@ def summarize_shards(
     if corrections_out:
         corrections = read_box_corrections(box_corrections)
         wanted = {processid_key(processid.strip()) for processid in corrections["processid"]}
-        given = load_box_corrections(box_corrections)
+        given = by_record(corrections)
         known, applied, unusable, clipped = set(), set(), set(), set()  # processid keys
         # Without corrections there is nothing to look up: 5M records' tables stay unread.
         for path in image_tables if wanted else ():
