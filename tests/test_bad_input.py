@@ -231,8 +231,9 @@ def _photo(path: Path, seed: int = 0) -> None:
 
 
 def test_links_and_names_in_an_image_folder(tmp_path):
-    """Linked folders inside are walked (they used to be skipped silently); links out or to nothing, and names
-    that are not UTF-8, are rejected by name and counted."""
+    """Linked folders inside are walked (they used to be skipped silently); links out, to nothing or in a loop,
+    pipes, and names that are not UTF-8, are rejected by name and counted (a loop of file links used to crash the
+    listing; a pipe used to vanish from it)."""
     folder, elsewhere = tmp_path / "photos", tmp_path / "elsewhere"
     _photo(folder / "real" / "P1.jpg", 1)
     _photo(folder / "P2.jpg", 2)
@@ -244,6 +245,9 @@ def test_links_and_names_in_an_image_folder(tmp_path):
     (folder / "outside").symlink_to(elsewhere, target_is_directory=True)
     (folder / "P4.jpg").symlink_to(folder / "missing.jpg")
     (folder / os.fsdecode(b"P5-\xff.jpg")).write_bytes(b"x")
+    (folder / "P7.jpg").symlink_to(folder / "P8.jpg")  # two links pointing at each other
+    (folder / "P8.jpg").symlink_to(folder / "P7.jpg")
+    os.mkfifo(folder / "P9.jpg")  # never opened: reading a pipe would block the listing
     summary = list_to_shards(folder, "b", 1, tmp_path / "out", DEFAULT_NAME_PATTERN)
     listing = pq.read_table(tmp_path / "out" / "listing" / "shard-000.parquet").to_pylist()
     rejects = pq.read_table(tmp_path / "out" / "rejects.parquet").to_pylist()
@@ -254,9 +258,18 @@ def test_links_and_names_in_an_image_folder(tmp_path):
         ("outside", "link_outside"),
         ("P4.jpg", "broken_link"),
         ("P5-\\xff.jpg", "unreadable_name"),
+        ("P7.jpg", "link_loop"),
+        ("P8.jpg", "link_loop"),
+        ("P9.jpg", "not_a_file"),
     }
-    assert summary["files"] == 6 and summary["listed"] == 2
-    assert summary["rejected"] == {"broken_link": 1, "link_outside": 2, "unreadable_name": 1}
+    assert summary["files"] == 9 and summary["listed"] == 2
+    assert summary["rejected"] == {
+        "broken_link": 1,
+        "link_loop": 2,
+        "link_outside": 2,
+        "not_a_file": 1,
+        "unreadable_name": 1,
+    }
     # a linked photo inside the folder goes into the store as the file itself, never as a link
     (folder / "P6.jpg").symlink_to(folder / "real" / "P1.jpg")
     listing, _ = list_images(folder, "b", 1)

@@ -8,6 +8,7 @@ import pytest
 
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.ingest.bold import (
+    LAYOUTS,
     LayoutError,
     _split_lines,
     check_export_bytes,
@@ -247,9 +248,22 @@ BCDM2024_COLUMNS = ["processid", "record_id", "nuc", "marker_code", "coord", "co
     ("header", "layout"),
     [(V4_COLUMNS, "v4"), (BCDM2023_COLUMNS, "bcdm2023"), (BCDM2024_COLUMNS, "bcdm2024")],
 )
-def test_a_header_of_exactly_the_identifying_columns_is_its_layout(header, layout):
-    assert detect_layout(header) == layout
-    assert detect_layout(["extra", *reversed(header)]) == layout  # order and other columns do not matter
+def test_the_identifying_columns_name_the_layout_and_every_read_column_must_be_there(header, layout):
+    full = [*header, *(name for name in LAYOUTS[layout].values() if name not in header)]
+    assert detect_layout(full) == layout
+    assert detect_layout(["extra", *reversed(full)]) == layout  # order and other columns do not matter
+    # the identifying columns alone: the layout is known, but the fields it reads are not all there (this used to
+    # be a KeyError traceback naming neither the file nor the fix)
+    with pytest.raises(LayoutError) as refused:
+        detect_layout(header)
+    missing = sorted(set(LAYOUTS[layout].values()) - set(header))
+    assert str(refused.value) == (
+        f"a {layout} export, but the header lacks columns {missing}; if the export truly has no such data, "
+        "add them as empty columns"
+    )
+    without_subfamily = [name for name in full if name not in ("subfamily", "subfamily_name")]
+    with pytest.raises(LayoutError, match="lacks columns \\['subfamily"):
+        detect_layout(without_subfamily)
 
 
 def test_a_column_named_twice_is_refused_with_both_positions():

@@ -127,6 +127,8 @@ IMAGE_REASONS = {
     "unreadable_name": "the file name is not UTF-8",
     "link_outside": "a symbolic link to a file or folder outside the image folder (not followed)",
     "broken_link": "a symbolic link to nothing",
+    "link_loop": "a symbolic link that leads back to itself through links",
+    "not_a_file": "a named pipe, socket or device in the image folder, not a regular file (never opened)",
     "unreadable_file": "the file could not be read (permission denied, an I/O error): the detail says which",
     "changed_while_read": "the file changed while it was read (still being written?): run again once it is complete",
     "empty_file": "zero bytes",

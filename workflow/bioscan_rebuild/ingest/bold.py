@@ -128,6 +128,12 @@ def detect_layout(header: list[str]) -> str:
     columns = set(header)
     matches = [name for name, signature in SIGNATURES.items() if signature <= columns]
     if len(matches) == 1:
+        missing = sorted(set(LAYOUTS[matches[0]].values()) - columns)
+        if missing:  # reading them as empty would blank a field of every record without a word
+            raise LayoutError(
+                f"a {matches[0]} export, but the header lacks columns {missing}; if the export truly has no such "
+                "data, add them as empty columns"
+            )
         return matches[0]
     closest = min(SIGNATURES, key=lambda name: len(SIGNATURES[name] - columns))
     raise LayoutError(

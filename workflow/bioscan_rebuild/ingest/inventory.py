@@ -85,7 +85,11 @@ def _walk(image_dir: Path):
             entry_rel = rel / entry.name
             path = Path(entry.path)
             if entry.is_symlink():
-                target = path.resolve()
+                try:
+                    target = path.resolve()
+                except (RuntimeError, OSError):  # a loop of links (Python 3.11 raises on it)
+                    yield entry_rel, "link_loop"
+                    continue
                 if not target.exists():
                     yield entry_rel, "broken_link"
                     continue
@@ -96,6 +100,8 @@ def _walk(image_dir: Path):
                 folders.append((path, entry_rel))
             elif entry.is_file():
                 yield entry_rel, None
+            else:  # a named pipe, socket or device: never opened (reading a pipe would block)
+                yield entry_rel, "not_a_file"
         for path, entry_rel in folders:  # a folder's own files first, as os.walk lists them
             yield from walk(path, entry_rel)
 
@@ -116,7 +122,8 @@ def list_images(image_dir: str | Path, batch: str, n_shards: int, name_pattern: 
     """Walk `image_dir` (recursively, sorted) -> (listing table, rejects for files that cannot be listed).
 
     The processid is the pattern's `processid` group, matched case-insensitively on the file name. Rejected by
-    name: `unrecognised_name`, `unreadable_name` (not UTF-8), `link_outside`, `broken_link`.
+    name: `unrecognised_name`, `unreadable_name` (not UTF-8), `link_outside`, `broken_link`, `link_loop`,
+    `not_a_file` (a pipe, socket or device).
     """
     image_dir = Path(image_dir)
     if not image_dir.is_dir():
@@ -140,6 +147,12 @@ def list_images(image_dir: str | Path, batch: str, n_shards: int, name_pattern: 
             continue
         if problem == "link_outside":
             rejected.append((text, problem, "symbolic link to a file or folder outside the image folder"))
+            continue
+        if problem == "link_loop":
+            rejected.append((text, problem, "symbolic link that leads back to itself through links"))
+            continue
+        if problem == "not_a_file":
+            rejected.append((text, problem, "a named pipe, socket or device, not a regular file"))
             continue
         match = pattern.match(rel.name)
         if match and match.group("processid").strip():
