@@ -159,9 +159,11 @@ def test_unparseable_coordinate_keeps_raw_text(tmp_path):
     path.write_text(
         "\t".join(HEADER_2023) + "\n" + _row(processid="B-1", coord="(abc,12)", marker_code="COI-5P") + "\n"
     )
-    records, _, _ = read_export(path, "c")
+    records, _, stats = read_export(path, "c")
     row = records.to_pylist()[0]
-    assert row["coord_raw"] == "(abc,12)" and row["lat"] is None and row["lon"] == 12.0
+    # half a pair that did parse says nothing reliable about the site either: both blanked, and counted
+    assert row["coord_raw"] == "(abc,12)" and row["lat"] is None and row["lon"] is None
+    assert stats.coordinates_unparseable == 1
 
 
 def test_small_blocks_give_the_same_result(realdata):
@@ -359,31 +361,58 @@ def _v4_file(path, lat: str, lon: str):
     return path
 
 
-# (lat, lon) -> (coord_raw, lat, lon, out of range): coord_raw is "lat,lon" as the export said (empty = missing);
-# a value outside [-90, 90] / [-180, 180] blanks the pair and counts once; a missing half blanks nothing.
+# (lat, lon) -> (coord_raw, lat, lon, out of range, not a number): coord_raw is "lat,lon" as the export said
+# (empty = missing); a value outside [-90, 90] / [-180, 180] blanks the pair and counts once; so does a given value
+# that is not a number (it used to vanish uncounted, keeping the other half); a missing half blanks nothing.
 @pytest.mark.parametrize(
     ("lat", "lon", "expected"),
     [
-        ("45", "", ("45,", 45.0, None, 0)),
-        ("", "10", (",10", None, 10.0, 0)),
-        ("", "", (None, None, None, 0)),
-        ("90", "180", ("90,180", 90.0, 180.0, 0)),
-        ("-90", "-180", ("-90,-180", -90.0, -180.0, 0)),
-        ("90.5", "0", ("90.5,0", None, None, 1)),
-        ("0", "180.5", ("0,180.5", None, None, 1)),
-        ("-90.5", "", ("-90.5,", None, None, 1)),
-        ("", "-180.5", (",-180.5", None, None, 1)),
-        ("4.5e1", "1.5E2", ("4.5e1,1.5E2", 45.0, 150.0, 0)),
-        (" +12.5 ", ".5", (" +12.5 ,.5", 12.5, 0.5, 0)),
-        ("abc", "10", ("abc,10", None, 10.0, 0)),
-        ("inf", "nan", ("inf,nan", None, None, 0)),
+        ("45", "", ("45,", 45.0, None, 0, 0)),
+        ("", "10", (",10", None, 10.0, 0, 0)),
+        ("", "", (None, None, None, 0, 0)),
+        ("90", "180", ("90,180", 90.0, 180.0, 0, 0)),
+        ("-90", "-180", ("-90,-180", -90.0, -180.0, 0, 0)),
+        ("90.5", "0", ("90.5,0", None, None, 1, 0)),
+        ("0", "180.5", ("0,180.5", None, None, 1, 0)),
+        ("-90.5", "", ("-90.5,", None, None, 1, 0)),
+        ("", "-180.5", (",-180.5", None, None, 1, 0)),
+        ("4.5e1", "1.5E2", ("4.5e1,1.5E2", 45.0, 150.0, 0, 0)),
+        (" +12.5 ", ".5", (" +12.5 ,.5", 12.5, 0.5, 0, 0)),
+        ("abc", "10", ("abc,10", None, None, 0, 1)),
+        ("45", "1,5", ("45,1,5", None, None, 0, 1)),
+        ("45°30'N", "", ("45°30'N,", None, None, 0, 1)),
+        ("inf", "nan", ("inf,nan", None, None, 0, 1)),
+        ("None", "10", (",10", None, 10.0, 0, 0)),  # a missing-value token is missing, not unparseable
+        ("NA", "10", ("NA,10", None, None, 0, 1)),  # not one by default (ingest.missing_values)
     ],
 )
 def test_v4_coordinates(tmp_path, lat, lon, expected):
     records, rejects, stats = read_export(_v4_file(tmp_path / "v4.tsv", lat, lon), "v4")
     (row,) = records.to_pylist()
-    assert (row["coord_raw"], row["lat"], row["lon"], stats.coordinates_out_of_range) == expected
+    counts = (stats.coordinates_out_of_range, stats.coordinates_unparseable)
+    assert (row["coord_raw"], row["lat"], row["lon"], *counts) == expected
     assert row["species"] == "Coelioxys sp. X" and rejects.num_rows == 0
+
+
+@pytest.mark.parametrize(
+    ("coord", "expected"),
+    [
+        ("(45.5,-10)", (45.5, -10.0, 0, 0)),
+        ("[45.5, -10]", (45.5, -10.0, 0, 0)),
+        ("(95,10)", (None, None, 1, 0)),
+        ("(45.5 N, 10 W)", (None, None, 0, 1)),
+        ("(45.5, NA)", (None, None, 0, 1)),
+        ("45.5;10", (None, None, 0, 1)),
+        ("", (None, None, 0, 0)),
+    ],
+)
+def test_bcdm_coordinates_that_are_not_two_numbers_are_blanked_and_counted(tmp_path, coord, expected):
+    path = tmp_path / "bcdm.tsv"
+    path.write_text("\t".join(HEADER_2023) + "\n" + _row(processid="P1", marker_code="COI-5P", coord=coord) + "\n")
+    records, _, stats = read_export(path, "bcdm")
+    (row,) = records.to_pylist()
+    assert (row["lat"], row["lon"], stats.coordinates_out_of_range, stats.coordinates_unparseable) == expected
+    assert row["coord_raw"] == (coord or None)
 
 
 # --- every line accounted for: records, rejects and their rows --------------------------------------------------------

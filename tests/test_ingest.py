@@ -265,3 +265,18 @@ def test_photo_jobs_over_groups_of_shards_join_as_per_shard_jobs_do(realdata, tm
                 assert (outdir / file).read_bytes() == expected.read_bytes(), (shard, file)
                 compared += 1
     assert compared == 3 * n_shards
+
+
+def test_the_join_command_offers_every_duplicate_policy_and_says_the_default():
+    """The command used to refuse ``first`` and call ``reject`` its default (the default is ``latest``)."""
+    import argparse
+
+    from bioscan_rebuild.cli.ingest import _add_ingest_options, _ingest_params
+    from bioscan_rebuild.ingest.join import POLICIES
+
+    parser = argparse.ArgumentParser()
+    _add_ingest_options(parser)
+    (action,) = [a for a in parser._actions if a.dest == "duplicate_policy"]
+    assert set(action.choices) == set(POLICIES) and "default: latest" in action.help
+    assert _ingest_params(parser.parse_args([])).duplicate_policy == "latest"
+    assert _ingest_params(parser.parse_args(["--duplicate-policy", "first"])).duplicate_policy == "first"

@@ -120,7 +120,12 @@ def _add_params_option(p):
 
 def _add_ingest_options(p):
     _add_params_option(p)
-    p.add_argument("--duplicate-policy", choices=("reject", "latest"), help="default: reject")
+    # the policies of ingest.join.POLICIES (not imported here: it pulls in pandas for every command)
+    p.add_argument(
+        "--duplicate-policy",
+        choices=("latest", "first", "reject"),
+        help="which delivery of a processid to keep when batches disagree (default: latest)",
+    )
     p.add_argument(
         "--require-images",
         action=argparse.BooleanOptionalAction,

@@ -151,6 +151,7 @@ class ParseStats:
     records: int = 0
     rejects: dict[str, int] = field(default_factory=dict)
     coordinates_out_of_range: int = 0  # records whose lat/lon were blanked (the raw text stays in coord_raw)
+    coordinates_unparseable: int = 0  # ... blanked because a given value was not a number (e.g. "1,5", "45 N")
 
 
 def _split_lines(path: Path, block_bytes: int) -> Iterator[tuple[int, list[bytes]]]:
@@ -224,7 +225,8 @@ def _nullify(values: pa.Array, missing_values: tuple[str, ...]) -> pa.Array:
 
 def _columns_for(
     layout: str, header: list[str], valid_lists: pa.ListArray, missing_values
-) -> tuple[dict[str, pa.Array], int]:
+) -> tuple[dict[str, pa.Array], int, int]:
+    """The canonical columns, and how many records' coordinates were blanked: out of range, not numbers."""
     n_columns = len(header)
     values = valid_lists.flatten()
     n_rows = len(valid_lists)
@@ -239,10 +241,21 @@ def _columns_for(
         joined = pc.binary_join_element_wise(pc.fill_null(lat_text, ""), pc.fill_null(lon_text, ""), ",")
         out["coord_raw"] = pc.if_else(either, joined, pa.scalar(None, pa.string()))
         out["lat"], out["lon"] = _to_float(lat_text), _to_float(lon_text)
+        unparsed = pc.or_(_lost(lat_text, out["lat"]), _lost(lon_text, out["lon"]))
     else:
         out["lat"], out["lon"] = parse_coordinates(out["coord_raw"])
+        # the text is there, but not as two numbers: "(45.1 N, 10 E)", "(45, NA)", "45;10"
+        unparsed = pc.or_(_lost(out["coord_raw"], out["lat"]), _lost(out["coord_raw"], out["lon"]))
+    unparsed = pc.fill_null(unparsed, False)
+    null = pa.scalar(None, pa.float64())
+    out["lat"], out["lon"] = pc.if_else(unparsed, null, out["lat"]), pc.if_else(unparsed, null, out["lon"])
     out["lat"], out["lon"], out_of_range = _within_range(out["lat"], out["lon"])
-    return out, out_of_range
+    return out, out_of_range, int(pc.sum(unparsed).as_py() or 0)
+
+
+def _lost(text: pa.Array, value: pa.Array) -> pa.Array:
+    """Text was given (not a missing-value token) but no number came of it."""
+    return pc.and_(pc.is_valid(text), pc.is_null(value))
 
 
 def _within_range(lat: pa.Array, lon: pa.Array) -> tuple[pa.Array, pa.Array, int]:
@@ -359,8 +372,11 @@ def parse_export(
                     raw=pc.utf8_slice_codeunits(bad_text, 0, RAW_PREVIEW_CHARS),
                 )
             )
-        columns, out_of_range = _columns_for(layout, header, lists.filter(pa.array(well_formed)), missing_values)
+        columns, out_of_range, unparseable = _columns_for(
+            layout, header, lists.filter(pa.array(well_formed)), missing_values
+        )
         stats.coordinates_out_of_range += out_of_range
+        stats.coordinates_unparseable += unparseable
         good_lines = line_numbers[well_formed]
         n_good = len(good_lines)
         columns.setdefault("record_id", pa.nulls(n_good, pa.string()))

@@ -101,6 +101,7 @@ def parse_to_shards(
         "records": stats.records,
         "rejected": dict(sorted(stats.rejects.items())),
         "coordinates_out_of_range": stats.coordinates_out_of_range,
+        "coordinates_unparseable": stats.coordinates_unparseable,
     }
     write_json(summary, outdir / "summary.json")
     return summary
