@@ -132,7 +132,7 @@ def test_quotes_in_a_corrections_file_never_join_rows(tmp_path):
 def test_a_corrections_file_without_its_columns_is_an_input_error(tmp_path):
     path = tmp_path / "corr.tsv"
     path.write_text("processid\tbbox\nA-1\t1,1,2,2\n")
-    with pytest.raises(InputError, match=r"corr\.tsv: the box corrections lack the column\(s\) box, reason, source"):
+    with pytest.raises(InputError, match=r"corr\.tsv: missing column\(s\) box, reason, source \(the box corrections"):
         load_box_corrections(path)
     assert load_box_corrections(None) == {}
 
@@ -516,7 +516,7 @@ def test_writing_the_review_again_keeps_the_answers_already_given(tmp_path):
     assert "# PID-A" not in template.read_text() and "pid-a\tempty\tnone\tme\n" in template.read_text()
     # a file there that is no corrections table (the pipeline's outcome table is one, with a column more): refused
     template.write_text("something\telse\n")
-    with pytest.raises(InputError, match="lack the column"):
+    with pytest.raises(InputError, match="missing column"):
         write_review([tmp_path / "images.parquet"], tmp_path / "store", tmp_path / "q")
     assert template.read_text() == "something\telse\n"
 

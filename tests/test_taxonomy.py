@@ -453,3 +453,54 @@ def test_bin_table_consensus_and_agreement():
     # nobody labelled at the rank: no consensus, no ratio
     assert bins.loc[:, ["species", "species_agreement", "phylum"]].isna().all().all()
     assert pd.isna(bins.loc["BOLD:AAA0002", "genus"]) and pd.isna(bins.loc["BOLD:AAA0002", "genus_agreement"])
+
+
+def test_maintainer_tables_as_editors_save_them(tmp_path):
+    """A BOM, CRLF, a tab after every row and quoted fields: read as written (a trailing tab used to shift every
+    column left, so no correction applied and each row read as ``unknown_processid``). Processids with spaces
+    around them apply and keep their reason in the excluded records."""
+    from bioscan_rebuild.core.errors import InputError
+    from bioscan_rebuild.metadata.taxonomy.corrections import load_corrections
+    from bioscan_rebuild.metadata.taxonomy.names import load_fixes
+
+    corrections = tmp_path / "c.tsv"
+    corrections.write_bytes(
+        "\ufeffprocessid\tfield\tvalue\treason\tsource\t\r\n"
+        "# a comment\t\r\n"
+        " a \trecord\texclude\tno_insect\tissue #3\t\r\n"
+        'b\tgenus\t"Bus"\twrong_label\t"a ""quoted"" note"\t\r\n'.encode()
+    )
+    table = load_corrections(corrections)
+    assert table.values.tolist() == [
+        [" a ", "record", "exclude", "no_insect", "issue #3"],
+        ["b", "genus", "Bus", "wrong_label", 'a "quoted" note'],
+    ]
+    result = curate(frame([row_("a", genus="Aus"), row_("b", genus="Aus")]), corrections=table)
+    assert result["corrections"]["outcome"].tolist() == ["excluded", "applied"]
+    assert result["corrections"]["processid"].tolist() == ["a", "b"]
+    assert result["excluded"][["processid", "reason", "source"]].values.tolist() == [["a", "no_insect", "issue #3"]]
+    assert by_pid(result).loc["b", "genus"] == "Bus"
+    fixes = tmp_path / "f.tsv"
+    fixes.write_text("rank\tfrom\tto\treason\t\ngenus\tAus\tBus\ttypo\t\n")
+    assert load_fixes(fixes).values.tolist() == [["genus", "Aus", "Bus", "typo"]]
+    fixes.write_text("rank\tfrom\tto\treason\ngenus\tAus\tBus\ttypo\textra\n")
+    with pytest.raises(InputError, match="line 2 has more fields than the header"):
+        load_fixes(fixes)
+    fixes.write_text("rank\tfrom\n")
+    with pytest.raises(InputError, match=r"missing column\(s\) to, reason"):
+        load_fixes(fixes)
+
+
+def test_every_string_a_csv_reader_takes_for_missing_is_a_missing_label():
+    """``#N/A`` (a spreadsheet's), ``<NA>`` and the like used to stay as names: a genus in our tables but missing
+    in the released CSV as pandas reads it, so re-splitting the CSV gave other splits than the release's."""
+    import io
+
+    from bioscan_rebuild.core.schemas import CSV_NA_STRINGS
+
+    for token in sorted(CSV_NA_STRINGS):
+        assert normalise_name(token, "genus") is None and normalise_name(f" {token} ", "species") is None
+        assert pd.isna(pd.read_csv(io.StringIO(f"genus,x\n{token},1\n"), dtype=str)["genus"][0])  # pandas agrees
+    assert normalise_name("Nabis", "genus") == "Nabis"
+    result = curate(frame([row_("a", genus="#N/A", species="#N/A")]))
+    assert pd.isna(by_pid(result).loc["a", "genus"]) and pd.isna(by_pid(result).loc["a", "species"])

@@ -13,6 +13,13 @@ import hashlib
 import numpy as np
 import pyarrow as pa
 
+# pandas read_csv's default missing-value strings (pandas._libs.parsers.STR_NA_VALUES): what a released CSV's
+# reader takes for missing. A label spelt like one must be missing in our tables too, or the CSV re-splits otherwise.
+CSV_NA_STRINGS = frozenset(
+    ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A")
+    + ("NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+)
+
 RANKS = ("phylum", "class", "order", "family", "subfamily", "genus", "species")
 
 # Content fields: what a record says about the specimen. Two rows with the same

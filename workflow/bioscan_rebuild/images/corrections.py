@@ -13,8 +13,6 @@ as records do (``processid_key``: case aside), and records that share one photo 
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import pandas as pd
 
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.schemas import processid_key
+from bioscan_rebuild.core.tsv import read_maintainer_table
 
 BOX_CORRECTION_COLUMNS = ("processid", "box", "reason", "source")
 EMPTY = "empty"
@@ -51,46 +50,13 @@ def parse_box(text: str) -> tuple[int, int, int, int] | None | bool:
 
 
 def read_box_corrections(path: str | Path | None) -> pd.DataFrame:
-    """The table as written (strings); an empty one without a file, or with no line but comments. Only lines
-    that start with ``#`` are comments (a ``#`` inside a reason is kept); tabs after the last field (as some
-    spreadsheets write) are ignored; a row with more fields than the header is an InputError naming its line."""
-    empty = pd.DataFrame(columns=list(BOX_CORRECTION_COLUMNS))
+    """The table as written (strings, ``core.tsv``); an empty one without a file, or with no line but comments."""
     if not path:
-        return empty
-    path = Path(path)
+        return pd.DataFrame(columns=list(BOX_CORRECTION_COLUMNS))
     try:
-        # lines end at \n only (str.splitlines would also break at a form feed or U+2028 inside a reason)
-        text = path.read_text(encoding="utf-8-sig").replace("\r\n", "\n")
-        numbered = [
-            (number, line.rstrip("\t"))
-            for number, line in enumerate(text.split("\n"), start=1)
-            if line.strip() and not line.lstrip().startswith("#")
-        ]
-        if not numbered:
-            return empty
-        fields = numbered[0][1].count("\t")
-        for number, line in numbered[1:]:
-            if line.count("\t") > fields:  # pandas would drop what lies past the header's columns
-                raise InputError(f"{path}: line {number} has more fields than the header: {line!r}")
-        text = "\n".join(line for _, line in numbered) + "\n"
-        # no quoting: a quote in a reason must not join rows; a spreadsheet's quotes around a field are removed below
-        frame = pd.read_csv(
-            io.StringIO(text), sep="\t", dtype=str, keep_default_na=False, index_col=False, quoting=csv.QUOTE_NONE
-        )
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as error:
+        return read_maintainer_table(path, BOX_CORRECTION_COLUMNS, "the box corrections")
+    except FileNotFoundError as error:
         raise InputError(f"{path}: cannot read the box corrections ({error})") from error
-    frame.columns = [_unquote(column) for column in frame.columns]
-    missing = [column for column in BOX_CORRECTION_COLUMNS if column not in frame.columns]
-    if missing:
-        raise InputError(f"{path}: the box corrections lack the column(s) {', '.join(missing)}")
-    return frame[list(BOX_CORRECTION_COLUMNS)].fillna("").map(_unquote)
-
-
-def _unquote(field: str) -> str:
-    """A field a spreadsheet wrapped in double quotes (inner quotes doubled) -> its text; any other as it is."""
-    if len(field) >= 2 and field[0] == field[-1] == '"':
-        return field[1:-1].replace('""', '"')
-    return field
 
 
 def load_box_corrections(path: str | Path | None) -> dict[str, BoxCorrection]:

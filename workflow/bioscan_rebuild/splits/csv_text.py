@@ -26,12 +26,8 @@ import pyarrow.csv as pacsv
 from pandas.io.common import get_handle, infer_compression
 
 from bioscan_rebuild.core.errors import InputError
+from bioscan_rebuild.core.schemas import CSV_NA_STRINGS as NA_STRINGS
 
-# pandas read_csv's default missing-value strings (pandas._libs.parsers.STR_NA_VALUES)
-NA_STRINGS = frozenset(
-    ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A")
-    + ("NA", "NULL", "NaN", "None", "n/a", "nan", "null")
-)
 _NA_VALUES = pa.array(sorted(NA_STRINGS), pa.string())
 
 # The streaming reader keeps a few dozen blocks in flight: small blocks bound its memory.

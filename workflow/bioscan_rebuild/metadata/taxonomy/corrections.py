@@ -37,7 +37,8 @@ def apply_corrections(
     excluded = np.zeros(len(cols["processid"]), bool)
     outcomes = []
     for item in corrections.itertuples(index=False):  # a maintainer's table: hundreds of rows, not millions
-        row = row_of.get(item.processid.strip())
+        item = item._replace(processid=item.processid.strip(), field=item.field.strip())  # as the records are
+        row = row_of.get(item.processid)
         value = item.value.strip() or None
         if value is not None and item.field in RANKS:  # a maintainer's value gets the names' own cleaning
             value = normalise_name(value, item.field)

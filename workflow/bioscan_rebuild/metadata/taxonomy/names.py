@@ -9,12 +9,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bioscan_rebuild.core.schemas import RANKS
+from bioscan_rebuild.core.schemas import CSV_NA_STRINGS, RANKS
 from bioscan_rebuild.metadata.taxonomy.changelog import ChangeLog, map_unique, set_field
 from bioscan_rebuild.metadata.taxonomy.tables import read_table
 
+# BOLD's placeholders, and every string a CSV reader takes for missing (``#N/A``, ``<NA>``...: kept as a name, it
+# would be a genus in our tables but missing in the released CSV, and the CSV would re-split otherwise)
 MISSING_TOKENS = frozenset(
     {"", "none", "not_classified", "not classified", "no_data", "no data", "na", "n/a", "n.a.", "nan", "null", "-"}
+    | {token.lower() for token in CSV_NA_STRINGS}
 )
 # Latin look-alikes seen in pasted names (Cyrillic and Greek letters render identically).
 CONFUSABLES = str.maketrans(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from importlib import resources
 from pathlib import Path
 
 import pandas as pd
+
+from bioscan_rebuild.core.tsv import read_maintainer_table
 
 SHIPPED_TABLES = ("taxonomy_fixes.tsv", "corrections.tsv")
 
@@ -19,13 +20,9 @@ def shipped_table(name: str) -> Path:
 
 
 def read_table(path, columns) -> pd.DataFrame:
-    """A maintainer's TSV: lines starting with ``#`` are comments (a ``#`` inside a value is kept)."""
+    """A maintainer's TSV (``core.tsv``: ``#`` comment lines, a BOM, CRLF, tabs after the last field and quoted
+    fields as a spreadsheet writes them). FileNotFoundError when there is no such file."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such table")
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True) if not line.startswith("#")]
-    table = pd.read_csv(io.StringIO("".join(lines)), sep="\t", dtype=str, keep_default_na=False)
-    missing = set(columns) - set(table.columns)
-    if missing:
-        raise ValueError(f"{path}: missing columns {sorted(missing)}")
-    return table[list(columns)]
+    return read_maintainer_table(path, tuple(columns), f"the table {path.name}")

@@ -1,0 +1,61 @@
+"""A maintainer's hand-edited TSV table (corrections, fixes, box corrections), read the same way everywhere.
+
+Editors and spreadsheets add what a plain ``pandas.read_csv`` misreads: a byte-order mark (the first column
+name would not match), CRLF line ends, tabs after the last field (pandas would then take the first column as
+the index and shift every value one column left), quotes (a stray quote in a reason would join rows). Here:
+only lines that start with ``#`` are comments (a ``#`` inside a value is kept); blank lines are skipped; a
+row with more fields than the header is an InputError naming its line; a field the spreadsheet wrapped in
+double quotes is unwrapped; every value is a string (missing = ``""``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pandas as pd
+
+from bioscan_rebuild.core.errors import InputError
+
+
+def read_maintainer_table(path: str | Path, columns: tuple[str, ...], what: str) -> pd.DataFrame:
+    """The table's ``columns`` (strings). ``what`` names the table in errors ("the box corrections").
+    A file with no line but comments is an empty table; a missing column is an InputError."""
+    path = Path(path)
+    empty = pd.DataFrame(columns=list(columns))
+    try:
+        # lines end at \n only (str.splitlines would also break at a form feed or U+2028 inside a value)
+        text = path.read_text(encoding="utf-8-sig").replace("\r\n", "\n")
+        numbered = [
+            (number, line.rstrip("\t"))
+            for number, line in enumerate(text.split("\n"), start=1)
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
+        if not numbered:
+            return empty
+        fields = numbered[0][1].count("\t")
+        for number, line in numbered[1:]:
+            if line.count("\t") > fields:  # pandas would drop what lies past the header's columns
+                raise InputError(f"{path}: line {number} has more fields than the header: {line!r}")
+        text = "\n".join(line for _, line in numbered) + "\n"
+        # no quoting: a quote in a value must not join rows; a spreadsheet's quotes around a field are removed below
+        frame = pd.read_csv(
+            io.StringIO(text), sep="\t", dtype=str, keep_default_na=False, index_col=False, quoting=csv.QUOTE_NONE
+        )
+    except FileNotFoundError:
+        raise
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: cannot read {what} ({error})") from error
+    frame.columns = [unquote(column) for column in frame.columns]
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)} ({what}; is the header line there?)")
+    return frame[list(columns)].fillna("").map(unquote)
+
+
+def unquote(field: str) -> str:
+    """A field a spreadsheet wrapped in double quotes (inner quotes doubled) -> its text; any other as it is."""
+    if len(field) >= 2 and field[0] == field[-1] == '"':
+        return field[1:-1].replace('""', '"')
+    return field
