@@ -474,6 +474,11 @@ def test_a_freeze_without_its_columns_is_one_clear_line(tmp_path):
     result = _run_cli("split", "in.csv", "out.csv", "--freeze", "old.csv", cwd=tmp_path)
     assert result.returncode == 2
     assert "old.csv: missing columns ['split']: a freeze table needs processid and split" in result.stderr
+    # a processid frozen twice used to end in a traceback naming neither the file nor the record
+    (tmp_path / "old.csv").write_text("processid,split\nP1,train\nP2,test\nP1,test\n")
+    result = _run_cli("split", "in.csv", "out.csv", "--freeze", "old.csv", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "old.csv: 1 processid(s) appear more than once: 'P1'; keep one row each" in result.stderr
 
 
 def test_records_outside_the_taxonomic_scope_are_rejected_and_listed(realdata, tmp_path):

@@ -260,3 +260,18 @@ def test_processids_must_be_text():
     into "1234" that would match no record."""
     with pytest.raises(TypeError):
         clean_barcodes([1234], [LONG])
+
+
+def test_letters_that_upper_case_into_the_alphabet_are_invalid():
+    """Unicode upper-cases the long s "ſ" to "S" and the dotless "ı" to "I": they used to pass as an IUPAC code
+    (flagged only as ``ambiguity_codes``). The alphabet is judged on the characters as given."""
+    dna, qc = clean([LONG[:120] + "ſ" + LONG[120:], LONG + "acgtn"])
+    assert dna[0] is None and qc[0]["barcode_status"] == "invalid_barcode" and qc[0]["invalid_chars"] == "ſ"
+    assert dna[1] == LONG + "ACGT" and qc[1]["lowercase"]  # plain lower case still cleans
+
+
+def test_kept_end_n_are_no_bases_for_min_length():
+    """With trim_end_n off, 300 end N around 10 bases used to pass min_length 200 as 310 'bases'."""
+    dna, qc = clean(["N" * 300 + "ACGTACGTAC", "NN" + LONG], trim_end_n=False)
+    assert dna[0] is None and qc[0]["barcode_status"] == "short_barcode"
+    assert dna[1] == "NN" + LONG and qc[1]["barcode_status"] == "ok"

@@ -78,6 +78,7 @@ def test_normalise_name(raw, rank, clean):
         ("BOLD:AA1234", None),
         ("BOLD:AAAA1234", None),
         ("BOLD:\u0410\u0410\u04101234", "BOLD:AAA1234"),  # Cyrillic look-alikes
+        ("\ufeffBOLD:AAA1234\u200b", "BOLD:AAA1234"),  # a byte-order mark, a zero-width space (were malformed)
         ("None", None),
         (None, None),
         (float("nan"), None),  # pandas' missing value
@@ -380,6 +381,22 @@ def test_family_names_in_the_species_slot_do_not_become_a_genus():
     result = curate(frame([row_("a", "Cecidomyiidae", None, "Cecidomyiidae sp. 3"), row_("b", None, None, "Aus bus")]))
     out = by_pid(result)
     assert pd.isna(out.loc["a", "genus"]) and out.loc["b", "genus"] == "Aus"
+
+
+def test_tribe_order_and_class_names_in_the_species_slot_do_not_become_a_genus():
+    """``Tachinini sp. 2`` (a tribe), and names the data holds above genus (``Diptera sp. 1``, ``Insecta sp. ...``),
+    used to fill the genus with a tribe, an order or a class name."""
+    records = frame(
+        [
+            row_("a", None, None, "Tachinini sp. 2"),
+            row_("b", None, None, "Diptera sp. 1"),
+            row_("c", None, None, "Insecta sp. BOLD:AAA1234"),
+            row_("d", None, None, "Megaselia sp. 4"),
+        ]
+    )
+    out = by_pid(curate(records))
+    assert out[["genus"]].isna().loc[["a", "b", "c"]].all().all() and out.loc["d", "genus"] == "Megaselia"
+    assert set(ARTHRO) >= {"Diptera", "Insecta"}  # the data's own ranks above genus name them
 
 
 row_ = row

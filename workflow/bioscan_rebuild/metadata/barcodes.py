@@ -98,8 +98,10 @@ def clean_barcodes(processid, raw, params: BarcodeParams | None = None) -> tuple
     gaps = _count(raw, r"[-.]")
     spaces = _count(raw, WHITESPACE)
     lowercase = pc.fill_null(pc.match_substring_regex(raw, "[a-z]"), False)
-    upper = pc.utf8_upper(pc.replace_substring_regex(raw, f"(?:{WHITESPACE}|[.\\-])+", ""))
-    invalid = pc.replace_substring_regex(upper, f"[{IUPAC_DNA}]+", "")
+    stripped = pc.replace_substring_regex(raw, f"(?:{WHITESPACE}|[.\\-])+", "")
+    upper = pc.utf8_upper(stripped)
+    # judged before upper-casing: Unicode upper-cases some letters into the alphabet (the long s "ſ" -> "S")
+    invalid = pc.replace_substring_regex(stripped, f"[{IUPAC_DNA}{IUPAC_DNA.lower()}]+", "")
     has_invalid = pc.fill_null(pc.greater(pc.utf8_length(invalid), 0), False).to_numpy(zero_copy_only=False)
     full_length = _lengths(upper)
     no_lead = pc.replace_substring_regex(upper, "^N+", "")
@@ -115,7 +117,7 @@ def clean_barcodes(processid, raw, params: BarcodeParams | None = None) -> tuple
     status = np.full(n, "ok", dtype=object)
     too_ambiguous = (n_internal + ambiguity) > params.max_ambiguity * np.maximum(core_length, 1)
     status[too_ambiguous] = "ambiguous_barcode"
-    status[length < params.min_length] = "short_barcode"
+    status[core_length < params.min_length] = "short_barcode"  # end-N padding is no bases, kept or not
     status[core_length == 0] = "no_barcode"
     status[has_invalid] = "invalid_barcode"
     ok = status == "ok"

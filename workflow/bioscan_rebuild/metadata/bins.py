@@ -18,7 +18,9 @@ BIN_PATTERN = re.compile(r"^(?:BOLD:?)?([A-Z]{3}[0-9]{4})$")
 def normalise_bin(value: str | None) -> str | None:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
-    text = "".join(unicodedata.normalize("NFKC", str(value)).translate(CONFUSABLES).split()).upper()
+    text = unicodedata.normalize("NFKC", str(value)).translate(CONFUSABLES)
+    # invisible format characters (a byte-order mark from a pasted first cell) go, as they do from names
+    text = "".join("".join(ch for ch in text if unicodedata.category(ch) != "Cf").split()).upper()
     if text.lower() in MISSING_TOKENS:
         return None
     match = BIN_PATTERN.match(text)

@@ -53,7 +53,12 @@ def read_freeze(path) -> pd.Series:
     unknown = sorted(set(split) - set(SPLITS))
     if unknown:
         raise InputError(f"{path}: unknown split names {unknown}; known: {list(SPLITS)}")
-    return pd.Series(split, index=pd.Index(frozen["processid"].to_numpy(zero_copy_only=False)), name="split")
+    processids = pd.Index(frozen["processid"].to_numpy(zero_copy_only=False))
+    twice = processids[processids.duplicated()].unique()
+    if len(twice):  # which of its splits a record keeps would be arbitrary
+        shown = ", ".join(repr(p) for p in sorted(twice)[:5]) + (" ..." if len(twice) > 5 else "")
+        raise InputError(f"{path}: {len(twice)} processid(s) appear more than once: {shown}; keep one row each")
+    return pd.Series(split, index=processids, name="split")
 
 
 def split_tables(curated_path, barcode_paths, outdir, freeze_csv=None, image_paths=None) -> dict:

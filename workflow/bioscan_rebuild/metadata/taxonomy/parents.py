@@ -13,7 +13,7 @@ from bioscan_rebuild.core.schemas import RANKS
 from bioscan_rebuild.metadata.taxonomy.changelog import ChangeLog, set_field
 
 BINOMIAL_GENUS = re.compile(r"^([A-Z][a-z]+)(?:\s|$)")
-HIGHER_RANK_SUFFIX = r"(?:idae|inae|oidea)$"  # family, subfamily, superfamily endings
+HIGHER_RANK_SUFFIX = r"(?:idae|inae|oidea|ini)$"  # family, subfamily, superfamily, tribe endings
 RANK_BIT = {rank: 1 << i for i, rank in enumerate(RANKS)}  # the ``inferred_ranks`` mask
 
 
@@ -22,10 +22,13 @@ def genus_from_species(cols: dict, log: ChangeLog, inferred: np.ndarray) -> None
     species = cols["species"]
     rows = np.flatnonzero(pd.isna(cols["genus"]) & ~pd.isna(species))
     first = pd.Series(species[rows], dtype=object).str.extract(BINOMIAL_GENUS.pattern, expand=False).to_numpy(object)
-    # a family/subfamily/tribe name in the species slot ("Cecidomyiidae sp. 3") is not a genus, nor is a
-    # trap code ("Malaise trap 4")
+    # a family/subfamily/tribe name in the species slot ("Cecidomyiidae sp. 3") is not a genus, nor is a name the
+    # data uses above genus ("Diptera sp. 1", "Insecta sp. BOLD:AAA1234"), nor a trap code ("Malaise trap 4")
     words = pd.Series(first, dtype=object)
-    higher = words.str.contains(HIGHER_RANK_SUFFIX, na=False).to_numpy()
+    above_genus = set()
+    for rank in RANKS[: RANKS.index("genus")]:
+        above_genus.update(pd.unique(cols[rank][~pd.isna(cols[rank])]))
+    higher = (words.str.contains(HIGHER_RANK_SUFFIX, na=False) | words.isin(above_genus)).to_numpy()
     code = words.str.contains(MALAISE_RE, na=False).to_numpy()
     found = ~pd.isna(first) & ~higher & ~code
     set_field(cols, log, "genus_from_species", "genus", rows[found], first[found])
