@@ -4,8 +4,11 @@ with itself and with its sources?
 1. Files: every file listed in ``MANIFEST.json`` is there with its size and sha256 (every JPEG included); no file
    is missing and none is extra.
 2. Formats: the CSV, the Parquet files, the HDF5 file and the JSON-LD agree record by record, field by field;
-   the HDF5 images are the released image files of its package.
-3. Lineage: every released record has one lineage row, from an export the accounting lists with that sha256.
+   the HDF5 images and the images Parquet's are the released image files they name; ``croissant.json`` lists
+   only released files, with their sha256; the release holds as many records as the accounting released.
+3. Lineage: every released record has one lineage row (the Parquet copy agrees with the CSV), from an export the
+   accounting lists with that sha256; each image sha256 it names is a released file's, and each released file
+   has one.
 4. Sources (``--sources CONFIG``, the build's config): the exports hash as the accounting says, and the metadata
    stages replayed from the raw exports (the records the build ingested, the config's parameters and tables)
    give the released labels.
@@ -34,13 +37,16 @@ from bioscan_rebuild.export.formats.hdf5 import HDF5_LABELS
 from bioscan_rebuild.export.formats.jsonld import DECIMAL_TERMS, INTEGER_TERMS, STRING_TERMS
 from bioscan_rebuild.export.layout import (
     ACCOUNTING,
+    CROISSANT_PATH,
     CSV_PATH,
     HDF5_PATH,
     IMAGES_DIR,
+    IMAGES_PARQUET_DIR,
     JSONLD_DIR,
     MANIFEST,
     PARQUET_DIR,
     RECORDS_LINEAGE,
+    RECORDS_LINEAGE_PARQUET,
     ROOT,
     image_relpath,
 )
@@ -100,7 +106,13 @@ def check_records(release: Path, sources, findings: Findings) -> int:
     check_hdf5(root, table, findings)
     check_jsonld(root, table, findings)
     accounting = _json(release / ACCOUNTING, findings)
-    check_lineage(root, table, accounting, findings, _json(release / MANIFEST, Findings()).get("files", {}))
+    manifest = _json(release / MANIFEST, Findings()).get("files", {})
+    released = accounting.get("released", {}).get("records")
+    if released is not None and released != table.num_rows:  # records gone from every format, manifest rewritten
+        findings.add("accounting", f"{ACCOUNTING}: {released} records released, the release holds {table.num_rows}")
+    check_lineage(root, table, accounting, findings, manifest)
+    check_images_parquet(root, manifest, findings)
+    check_croissant(root, manifest, findings)
     if sources is not None:
         check_sources(Path(sources), root, table, accounting, findings)
     return table.num_rows
@@ -538,6 +550,7 @@ def check_lineage(root: Path, csv: pa.Table, accounting: dict, findings: Finding
         item["export"]: item["export_sha256"] for item in accounting.get("batches", {}).values() if "export" in item
     }
     _check_image_hashes(where, lineage, csv.select(["split", "chunk"]).take(rows), manifest or {}, findings)
+    check_lineage_parquet(root, lineage, findings)
     sources = pc.unique(lineage["source_file"])
     listed = pa.array([exports.get(source) for source in sources.to_pylist()], pa.string())
     expected = listed.take(pc.index_in(lineage["source_file"], value_set=sources))
@@ -564,11 +577,90 @@ def _check_image_hashes(where: str, lineage: pa.Table, csv: pa.Table, manifest: 
         for pid, split, chunk, sha in zip(
             lineage["processid"].to_pylist(), splits, chunks, lineage[column].to_pylist()
         ):
-            listed = manifest.get(f"{ROOT}/{image_relpath(package, split, chunk, pid)}")
-            if listed is not None and listed["sha256"] != sha:
+            rel = image_relpath(package, split, chunk, pid)
+            listed = manifest.get(f"{ROOT}/{rel}")
+            if listed is None and sha is not None:
+                findings.add(f"lineage {package}", f"{where}: record {pid} names a {package} image, no file {rel}")
+            elif listed is not None and sha is None:
+                findings.add(f"lineage {package}", f"{where}: record {pid} has no {package} sha256, but {rel} is there")
+            elif listed is not None and listed["sha256"] != sha:
                 findings.add(
                     f"lineage {package}", f"{where}: record {pid} {package} is {sha[:12]}…, the released file is not"
                 )
+
+
+def check_lineage_parquet(root: Path, lineage_csv: pa.Table, findings: Findings) -> None:
+    """``records_lineage.parquet`` holds what ``records_lineage.csv`` holds (the checked columns, row by row)."""
+    path = root / RECORDS_LINEAGE_PARQUET.path
+    if not path.exists():
+        return
+    where = f"{ROOT}/{RECORDS_LINEAGE_PARQUET.path}"
+    names = pq.read_schema(path).names
+    columns = [c for c in lineage_csv.schema.names if c in names]
+    table = pq.read_table(path, columns=columns)
+    ids = lineage_csv["processid"].combine_chunks()
+    if table.num_rows != lineage_csv.num_rows or not table["processid"].combine_chunks().equals(ids):
+        _record_sets(where, ids, table["processid"].combine_chunks(), findings)
+        return
+    for column in columns[1:]:
+        got = table[column].combine_chunks().cast(pa.string())
+        _compare(where, column, ids, lineage_csv[column].combine_chunks(), got, findings)
+
+
+def check_images_parquet(root: Path, manifest: dict, findings: Findings, batch_rows: int = 512) -> None:
+    """Each image in the images Parquet is the bytes of the released file it names (by the manifest's sha256,
+    which check 1 holds the files to), and names its own record's file. Read a batch at a time."""
+    import hashlib
+
+    folder = root / IMAGES_PARQUET_DIR
+    if not folder.exists():
+        return
+    for path in sorted(folder.glob("*.parquet")):
+        where = f"{ROOT}/{IMAGES_PARQUET_DIR}/{path.name}"
+        try:
+            batches = pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=["processid", "image"])
+            for batch in batches:
+                images = batch.column("image")
+                blobs = pc.struct_field(images, "bytes").to_pylist()
+                for pid, rel, blob in zip(
+                    batch.column("processid").to_pylist(), pc.struct_field(images, "path").to_pylist(), blobs
+                ):
+                    if blob is None:
+                        continue
+                    if not rel or not rel.startswith(f"{IMAGES_DIR}/") or not rel.endswith(f"/{pid}.jpg"):
+                        findings.add("images parquet", f"{where}: record {pid}: its image names {rel!r}, not its file")
+                        continue
+                    listed = manifest.get(f"{ROOT}/{rel}")
+                    if listed is None:
+                        findings.add("images parquet", f"{where}: record {pid}: no released file {rel}")
+                    elif hashlib.sha256(blob).hexdigest() != listed["sha256"]:
+                        findings.add("images parquet", f"{where}: record {pid}: image bytes differ from {rel}")
+        except (OSError, KeyError, pa.ArrowException) as error:
+            findings.add("unreadable", f"{where}: not the images Parquet the release writes ({error})")
+
+
+def check_croissant(root: Path, manifest: dict, findings: Findings) -> None:
+    """Every file ``croissant.json`` lists is released with the sha256 it gives (the manifest's, which check 1
+    holds the files to): a file deleted with the manifest rewritten would still be promised to Croissant users."""
+    path = root / CROISSANT_PATH
+    if not path.exists():
+        return
+    where = f"{ROOT}/{CROISSANT_PATH}"
+    doc = _json(path, findings)
+    for node in doc.get("distribution", []):
+        if node.get("@type") != "cr:FileObject" or "contentUrl" not in node:
+            continue
+        rel = (path.parent / node["contentUrl"]).resolve()
+        try:
+            key = rel.relative_to(root.resolve().parent).as_posix()
+        except ValueError:
+            findings.add("croissant", f"{where}: {node['@id']} points outside the release: {node['contentUrl']}")
+            continue
+        listed = manifest.get(key)
+        if listed is None:
+            findings.add("croissant", f"{where}: {node['@id']}: {node['contentUrl']} is not released")
+        elif "sha256" in node and node["sha256"] != listed["sha256"]:
+            findings.add("croissant", f"{where}: {node['@id']}: sha256 differs from the released {key}")
 
 
 # 4. Sources ----------------------------------------------------------------------------------------------------
