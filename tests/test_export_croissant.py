@@ -482,3 +482,22 @@ def test_info_extras_and_reserved_keys(release):
     assert list(doc)[3:11] == [*INFO, "keywords"] and "creator" not in doc
     with pytest.raises(ValueError, match="recordSet"):
         build_croissant(root, info={"name": "x", "recordSet": []})
+
+
+def test_the_images_parquet_is_described_as_the_package_it_holds(tmp_path):
+    """``export.image_package`` may be any package: the description used to say cropped_256 whatever it held."""
+    import pyarrow.parquet as pq
+
+    from bioscan_rebuild.export.formats.croissant import _parquet_record_set
+
+    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    schema = pa.schema([("processid", pa.string()), ("split", pa.string()), ("image", image_type)])
+    shard = "images_parquet/data/train-00000-of-00001.parquet"
+    (tmp_path / shard).parent.mkdir(parents=True)
+    rows = [
+        {"processid": "P0", "split": "train", "image": None},
+        {"processid": "P1", "split": "train", "image": {"bytes": b"\xff\xd8", "path": "images/original_256/train/P1.jpg"}},
+    ]
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp_path / shard)
+    node = _parquet_record_set(tmp_path, "images_parquet/data", [shard])
+    assert node["description"] == "The original_256 images with processid and split, from Parquet shards."

@@ -113,7 +113,7 @@ def register(sub) -> None:
     p.add_argument("--splits", required=True)
     p.add_argument("--records", nargs="*", default=[], help="ingested record shards (lineage)")
     p.add_argument("--images", nargs="*", default=[], help="image-stage results per shard (same order)")
-    p.add_argument("--rejects", nargs="*", default=[], help="reject tables of every stage (parquet)")
+    p.add_argument("--rejects", nargs="+", required=True, help="reject tables of every stage (parquet)")
     p.add_argument("--changes", required=True)
     p.add_argument("--accounting", required=True)
     p.add_argument("--bbox", nargs="*", default=[], help="per-shard bbox tables (TSV)")

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from bioscan_rebuild.core.io import file_sha256
+from bioscan_rebuild.core.schemas import RANKS
 from bioscan_rebuild.export.layout import CSV_PATH, ROOT
 
 DIFF_SCHEMA = pa.schema(
@@ -93,8 +94,17 @@ def release_diff(previous_csv, new: pa.Table, rejects: pd.DataFrame, changes: pd
         differ = (a_missing != b_missing) | (~a_missing & ~b_missing & (a != b))
         for i in np.flatnonzero(differ):
             pid = common[i]
-            rules = [why[(pid, name)] for name in LOGGED_AS.get(field, (field,)) if (pid, name) in why]
-            reason = ";".join(rules) if rules else "its source row, photo or an earlier stage changed"
+            names = LOGGED_AS.get(field, (field,))
+            # derived from the ranks, which the changes log names: taxon from those whose labels it was and is,
+            # inferred_ranks from those that changed
+            ranks = [r for r in RANKS if r in after.columns and r in before.columns]
+            if field == "taxon":
+                names = [r for r in ranks if b[i] in (before[r].iat[i], after[r].iat[i])]
+                names += [r for r in ranks if a[i] in (before[r].iat[i], after[r].iat[i])]
+            elif field == "inferred_ranks":
+                names = [r for r in ranks if before[r].iat[i] != after[r].iat[i]]
+            rules = [why[(pid, name)] for name in names if (pid, name) in why]
+            reason = ";".join(dict.fromkeys(rules)) if rules else "its source row, photo or an earlier stage changed"
             rows.append((pid, "changed", field, None if a_missing[i] else a[i], None if b_missing[i] else b[i], reason))
             changed_records.add(pid)
     moved = before["split"].to_numpy(object) != after["split"].to_numpy(object)

@@ -339,15 +339,30 @@ def _parquet_record_set(release_dir: Path, table: str, shards: list[str]) -> dic
         fields.append(_field(record_set, item.name, data_type, source, **extra))
     if not fields:
         return None
-    description = {
-        "parquet_metadata": "The metadata table from its Parquet shards (Hugging Face layout).",
-        "images_parquet": "The cropped_256 images with processid and split, from Parquet shards.",
-    }[record_set]
+    if record_set == "images_parquet":
+        package = _images_package(release_dir, shards)
+        description = f"The {package} images with processid and split, from Parquet shards."
+    else:
+        description = "The metadata table from its Parquet shards (Hugging Face layout)."
     node = {"@type": "cr:RecordSet", "@id": record_set, "name": record_set, "description": description}
     if "processid" in schema.names:
         node["key"] = {"@id": f"{record_set}/processid"}
     node["field"] = fields
     return node
+
+
+def _images_package(release_dir: Path, shards: list[str]) -> str:
+    """The image package the images Parquet holds (``export.image_package``), from the paths its rows name."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    for shard in shards:
+        paths = pc.drop_null(pq.read_table(release_dir / shard, columns=["image.path"]).column(0))
+        if len(paths):
+            match = re.match(rf"{re.escape(IMAGES_DIR)}/([^/]+)/", paths[0].as_py())
+            if match:
+                return match.group(1)
+    return "JPEG"
 
 
 def _image_record_set(package: str, prefix: str) -> dict:
