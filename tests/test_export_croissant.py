@@ -496,7 +496,7 @@ def test_the_images_parquet_is_described_as_the_package_it_holds(tmp_path):
     (tmp_path / shard).parent.mkdir(parents=True)
     rows = [
         {"processid": "P0", "split": "train", "image": None},
-        {"processid": "P1", "split": "train", "image": {"bytes": b"\xff\xd8", "path": "images/original_256/train/P1.jpg"}},
+        {"processid": "P1", "split": "train", "image": {"bytes": b"\xff\xd8", "path": "images/original_256/x/P1.jpg"}},
     ]
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp_path / shard)
     node = _parquet_record_set(tmp_path, "images_parquet/data", [shard])

@@ -24,9 +24,8 @@ def test_a_derived_taxon_and_inferred_ranks_change_names_the_rule_that_changed_t
     old = _release([{**base, "species": "Megaselia sp. 1", "taxon": "Megaselia sp. 1", "inferred_ranks": "32"}])
     new = _release([{**base, "species": "Megaselia rufipes", "taxon": "Megaselia rufipes", "inferred_ranks": "0"}])
     _write_csv(old, tmp_path / "old.csv")
-    changes = pd.DataFrame(
-        [{"processid": "P1", "field": "species", "old": "Megaselia sp. 1", "new": "Megaselia rufipes", "rule": "correction"}]
-    )
+    change = {"processid": "P1", "field": "species", "old": "Megaselia sp. 1", "new": "Megaselia rufipes"}
+    changes = pd.DataFrame([{**change, "rule": "correction"}])
     rejects = pd.DataFrame(columns=["kind", "processid", "reason"])
     table, summary = release_diff(tmp_path / "old.csv", new, rejects, changes)
     why = {row["field"]: row["why"] for row in table.to_pylist()}
