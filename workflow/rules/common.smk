@@ -208,6 +208,10 @@ def shard_join_inputs(wildcards):
             f"results/ingest/images/{batch}/inventory/{group}.parquet"
             for batch in IMAGE_BATCHES
         ],
+        "rejected_keys": [
+            f"results/ingest/exports/{batch}/rejected_keys/{wildcards.shard}.parquet"
+            for batch in EXPORT_BATCHES
+        ],
     }
 
 

@@ -8,6 +8,9 @@ rule parse_export:
         records=expand(
             "results/ingest/exports/{{batch}}/records/{shard}.parquet", shard=SHARDS
         ),
+        rejected_keys=expand(
+            "results/ingest/exports/{{batch}}/rejected_keys/{shard}.parquet", shard=SHARDS
+        ),
         rejects="results/ingest/exports/{batch}/rejects.parquet",
         summary="results/ingest/exports/{batch}/summary.json",
     log:
@@ -100,6 +103,7 @@ rule join_shard:
         shard_number=shard_number_args,
     shell:
         "{params.cli} ingest join --records {input.records:q} --inventory {input.inventory:q} "
+        "--rejected-keys {input.rejected_keys:q} "
         "--batch-order {params.batch_order:q} --outdir {params.outdir:q} {params.shard_number} "
         "--params {params.ingest:q} > {log} 2>&1"
 

@@ -76,6 +76,7 @@ def cmd_ingest_join(args) -> int:
         args.batch_order.split(","),
         args.outdir,
         shard=None if args.shard is None else (args.shard, args.shards),
+        rejected_key_paths=args.rejected_keys,
         duplicate_policy=params.duplicate_policy,
         require_images=params.require_images,
     )
@@ -170,6 +171,9 @@ def register(sub) -> None:
     p = ingest.add_parser("join", help="resolve duplicates and join records to photos in one shard")
     p.add_argument("--records", nargs="*", default=[])
     p.add_argument("--inventory", nargs="*", default=[])
+    p.add_argument(
+        "--rejected-keys", nargs="*", default=[], help="the parse's rejected_keys files of this shard (parquet)"
+    )
     p.add_argument("--batch-order", required=True, help="comma-separated batch names, oldest first")
     p.add_argument("--outdir", required=True)
     p.add_argument("--shard", type=int, help="this shard's number, where inventory files cover groups of shards")

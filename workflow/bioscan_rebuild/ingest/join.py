@@ -28,6 +28,7 @@ from bioscan_rebuild.core.schemas import (
 )
 from bioscan_rebuild.ingest.accounting import check_balance, count_rejects
 from bioscan_rebuild.ingest.inventory import INVENTORY_SCHEMA
+from bioscan_rebuild.ingest.parse import REJECTED_KEYS_SCHEMA
 
 POLICIES = ("latest", "first", "reject")
 RECORD_OUTCOMES = {
@@ -145,11 +146,13 @@ def join_shard(
     *,
     duplicate_policy: str = IngestParams.duplicate_policy,
     require_images: bool = IngestParams.require_images,
+    rejected_keys: list[str] = (),
 ) -> tuple[pa.Table, pa.Table, dict]:
     """Resolve duplicates and join records to images within one shard.
 
-    Returns (kept records with image columns, rejects, accounting, redeliveries: what each replaced delivery had,
-    field by field, ``REDELIVERY_SCHEMA``). Raises AccountingError if an
+    ``rejected_keys``: processids of this shard's rows the parse rejected (their photos are ``record_rejected``,
+    not ``no_record``). Returns (kept records with image columns, rejects, accounting, redeliveries: what each
+    replaced delivery had, field by field, ``REDELIVERY_SCHEMA``). Raises AccountingError if an
     input row or file is neither kept nor rejected.
     """
     if duplicate_policy not in POLICIES:
@@ -230,6 +233,7 @@ def join_shard(
     all_record_keys = (
         {processid_key(p) for p in pa.concat_tables(record_tables)["processid"].to_pylist()} if record_tables else set()
     )
+    all_record_keys |= {processid_key(p) for p in rejected_keys}
     image_has_record = usable["_key"].isin(set(records["_key"])).to_numpy()
     orphans = usable[~image_has_record]
     if len(orphans):
@@ -292,11 +296,14 @@ def join_shard(
     return kept, rejects, accounting, redelivered
 
 
-def join_shard_files(record_paths, inventory_paths, batch_order, outdir, *, shard=None, **options) -> dict:
+def join_shard_files(
+    record_paths, inventory_paths, batch_order, outdir, *, shard=None, rejected_key_paths=(), **options
+) -> dict:
     """`join_shard` over files: writes `outdir/records.parquet`, `outdir/rejects.parquet` and
     `outdir/redeliveries.parquet` and `outdir/accounting.json`; returns the accounting. ``shard``: (index,
     n_shards) where an inventory file covers a group of shards: only its photos of that shard are joined (each
-    of the group's other shards takes its own)."""
+    of the group's other shards takes its own). ``rejected_key_paths``: the parse's ``rejected_keys`` files of
+    this shard."""
     record_tables = [read_table(p, RECORD_SCHEMA) for p in record_paths]
     inventory_tables = [read_table(p, INVENTORY_SCHEMA) for p in inventory_paths]
     if shard is not None:
@@ -305,7 +312,12 @@ def join_shard_files(record_paths, inventory_paths, batch_order, outdir, *, shar
             table.filter(pa.array(shard_of(table["processid"].to_pylist(), n_shards) == index))
             for table in inventory_tables
         ]
-    kept, rejects, accounting, redelivered = join_shard(record_tables, inventory_tables, batch_order, **options)
+    rejected_keys = [
+        p for path in rejected_key_paths for p in read_table(path, REJECTED_KEYS_SCHEMA)["processid"].to_pylist()
+    ]
+    kept, rejects, accounting, redelivered = join_shard(
+        record_tables, inventory_tables, batch_order, rejected_keys=rejected_keys, **options
+    )
     outdir = Path(outdir)
     write_table(kept, outdir / "records.parquet")
     write_table(rejects, outdir / "rejects.parquet")

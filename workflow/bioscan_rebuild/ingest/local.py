@@ -61,6 +61,9 @@ def ingest_local(
             [outdir / "images" / batch / "inventory" / f"{shard}.parquet" for batch in image_batches],
             [*export_batches, *image_batches],
             outdir / "shards" / shard,
+            rejected_key_paths=[
+                outdir / "exports" / batch / "rejected_keys" / f"{shard}.parquet" for batch in export_batches
+            ],
             duplicate_policy=params.duplicate_policy,
             require_images=require_images,
         )

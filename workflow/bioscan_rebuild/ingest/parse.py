@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bioscan_rebuild.core.errors import AccountingError
@@ -20,6 +21,18 @@ from bioscan_rebuild.ingest.bold import DEFAULT_MARKERS, DEFAULT_MISSING_VALUES,
 
 # Flush shard buffers once this many rows are held, so memory stays bounded on huge exports.
 FLUSH_ROWS = 400_000
+
+
+REJECTED_KEYS_SCHEMA = pa.schema([pa.field("processid", pa.string())])
+
+
+def write_rejected_keys(processids: pa.ChunkedArray, n_shards: int, folder: Path) -> None:
+    """Each shard's distinct rejected processids (sorted), one file per shard (all of them, maybe empty)."""
+    names = sorted(set(pc.drop_null(processids).to_pylist()))
+    shards = shard_of(names, n_shards) if names else np.zeros(0, np.int64)
+    for shard in range(n_shards):
+        ids = [name for name, s in zip(names, shards) if s == shard]
+        write_table(pa.table({"processid": pa.array(ids, pa.string())}), folder / f"{shard_name(shard)}.parquet")
 
 
 def parse_to_shards(
@@ -33,7 +46,9 @@ def parse_to_shards(
     source_name: str | None = None,
 ) -> dict:
     """Parse one export into `outdir/records/shard-NNN.parquet` (all n_shards written, maybe empty),
-    `outdir/rejects.parquet` and `outdir/summary.json`. Returns the summary.
+    `outdir/rejected_keys/shard-NNN.parquet` (the processids of the shard's rejected rows: the join tells a photo of
+    a rejected record from one that no record names), `outdir/rejects.parquet` and `outdir/summary.json`. Returns
+    the summary.
 
     Rejects unparseable and unkeyed rows and rows of other markers (`markers=None` keeps every
     marker); raises AccountingError unless every data line is a record or a reject."""
@@ -87,10 +102,9 @@ def parse_to_shards(
             raise AccountingError(
                 f"{export}: {stats.data_lines} lines != {stats.records} records + rejects {stats.rejects}"
             )
-        write_table(
-            pa.concat_tables(reject_parts) if reject_parts else REJECT_SCHEMA.empty_table(),
-            outdir / "rejects.parquet",
-        )
+        rejects = pa.concat_tables(reject_parts) if reject_parts else REJECT_SCHEMA.empty_table()
+        write_rejected_keys(rejects["processid"], n_shards, outdir / "rejected_keys")
+        write_table(rejects, outdir / "rejects.parquet")
     summary = {
         "batch": batch,
         "export": source_name or str(export),
