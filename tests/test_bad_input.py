@@ -86,6 +86,26 @@ def test_corrupt_scan_data_behind_intact_markers_is_undecodable(realdata):
     assert decode_photo(photo, ImageParams()).status == "ok"
 
 
+def test_corrupt_scan_data_in_an_mpo_photo_is_undecodable(realdata):
+    """An MPO (a camera's multi-picture JPEG) used to skip the strict decode and give garbage pixels as ``ok``."""
+    import io
+
+    from PIL import Image
+
+    photo = Image.open(realdata / "BIOSCAN-1M/dataset/bioscan_images/Diptera.jpg").convert("RGB")
+    buffer = io.BytesIO()
+    photo.save(buffer, format="MPO", save_all=True, append_images=[photo.rotate(180)], quality=90)
+    mpo = buffer.getvalue()
+    assert Image.open(io.BytesIO(mpo)).format == "MPO"
+    first_end = mpo.index(b"\xff\xd9", mpo.index(b"\xff\xda")) + 2  # the main picture's end marker
+    damaged = _corrupt_scan_data(mpo[:first_end]) + mpo[first_end:]
+    assert damaged != mpo and _markers(damaged) == _markers(mpo)
+    decoded = decode_photo(damaged, ImageParams())
+    assert decoded.status == "undecodable" and "Corrupt JPEG data" in decoded.detail, decoded.detail
+    clean = decode_photo(mpo, ImageParams())
+    assert clean.status == "ok" and clean.source_format == "mpo" and not clean.reuse_source
+
+
 REAL_V4 = "ropensci-bold/extracted/coelioxys_combined.tsv"
 
 

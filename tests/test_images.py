@@ -141,15 +141,19 @@ def _corners_of_colour(rgb: np.ndarray, colour) -> set[frozenset[str]]:
 
 
 @pytest.mark.parametrize("orientation", [3, 6, 8])
-def test_exif_orientation_turns_the_photo_the_right_way(orientation):
+@pytest.mark.parametrize("fmt", ["JPEG", "TIFF"])
+def test_exif_orientation_turns_the_photo_the_right_way(orientation, fmt):
     # Landscape, grey, a red square at the stored top-left and a blue one at the stored top-right: a rotation
     # the wrong way (6 and 8 swapped) or a mirror in place of a rotation puts one of them in the wrong corner.
+    # Pillow turns a TIFF itself and reports its size upright: it used to be turned twice, squashed to 768x576.
     red, blue = (230, 20, 20), (20, 20, 230)
     base = np.full((768, 1024, 3), 128, np.uint8)
     base[:128, :128], base[:128, -128:] = red, blue
     exif = Image.Exif()
     exif[0x0112] = orientation
-    decoded = decode_photo(jpeg(base, exif=exif.tobytes()), PARAMS)
+    buffer = io.BytesIO()
+    Image.fromarray(base).save(buffer, format=fmt, exif=exif.tobytes() if fmt == "JPEG" else exif)
+    decoded = decode_photo(buffer.getvalue(), PARAMS)
     assert decoded.status == "ok" and not decoded.reuse_source
     turned = orientation in (6, 8)
     assert decoded.source_size == ((768, 1024) if turned else (1024, 768))
@@ -200,12 +204,29 @@ def test_outputs_are_deterministic():
     assert first[0] == second[0] and first[1] == second[1]
 
 
-def test_the_batch_path_shares_the_half_image_without_changing_outputs():
-    data = jpeg(photo())
+@pytest.mark.parametrize("height", [768, 683])
+def test_the_batch_path_shares_the_half_image_without_changing_outputs(height):
+    """An odd side (3:2 photos: 1024x683) used to give a 384-px original_256 from the half, 383 px without it."""
+    data = jpeg(photo(height=height))
     batch = process_photos([data], FixedDetector(), PARAMS)[0]
     decoded = decode_photo(data, PARAMS)
     direct = finish_photo(data, decoded, FixedDetector().detect(decoded.rgb), PARAMS)
     assert batch == direct
+    small = Image.open(io.BytesIO(batch[1]["original_256"]))
+    assert small.size == (1024 * 256 // height, 256)
+
+
+def test_a_long_thin_photo_is_too_small_not_a_crash():
+    """20000x64 passes min_side, but its original_full is 1024x3 and its 256-px package 87381 px wide, beyond JPEG:
+    the encoder's error used to stop the whole shard."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((64, 20000, 3), 200, np.uint8)).save(buffer, format="PNG")
+    decoded = decode_photo(buffer.getvalue(), PARAMS)
+    assert decoded.status == "too_small"
+    assert decoded.detail == "20000x64 px: its original_full would be 1024x3, shorter side below 64 px"
+    results = process_photos([buffer.getvalue(), jpeg(photo())], FixedDetector(), ImageParams(min_side=1))
+    assert [result.status for result, _ in results] == ["too_small", "ok"]
+    assert "too long and thin" in results[0][0].detail
 
 
 def test_derived_store_round_trip_and_keys(tmp_path):
@@ -213,6 +234,12 @@ def test_derived_store_round_trip_and_keys(tmp_path):
     key = stage_key(PARAMS, FixedDetector())
     assert key != stage_key(ImageParams(jpeg_quality=80), FixedDetector())
     assert key != stage_key(PARAMS, FixedDetector(box=(1, 1, 50, 50)))
+    # a box-only backend's pixel counts come from the classical segmenter: a change to it is a new key
+    from bioscan_rebuild.detect.classical import ClassicalDetector
+
+    with_segmenter = stage_key(PARAMS, FixedDetector(), ClassicalDetector())
+    assert with_segmenter != key != stage_key(PARAMS, FixedDetector(), ClassicalDetector(bar=60.0))
+    assert with_segmenter != stage_key(PARAMS, FixedDetector(), ClassicalDetector(bar=60.0))
     data = jpeg(photo())
     result, images = process_photos([data], FixedDetector(), PARAMS)[0]
     derived = DerivedStore(store, key)

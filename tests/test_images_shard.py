@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 from collections import Counter
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 import bioscan_rebuild.detect.base as detect_module
 import bioscan_rebuild.detect.registry as detect_registry
@@ -301,3 +303,19 @@ def test_records_sharing_a_photo_take_their_own_boxes_and_unusable_photos_say_so
     again = photos("photos2")
     assert again == {"photos": 4, "photos_processed": 0, "photos_reused": 6}
     assert (tmp_path / "photos.parquet").read_bytes() == (tmp_path / "photos2.parquet").read_bytes()
+
+
+def test_detect_crops_of_photos_sharing_a_stem_do_not_overwrite_each_other(tmp_path, monkeypatch, realdata):
+    """``a.jpg`` and ``a.png`` both used to write ``a.jpg`` (the later one won); a file without extension in a
+    dotted folder (``x.v2/photo``) was written as ``x.jpg``."""
+    _use_oracle(monkeypatch)
+    folder = tmp_path / "in"
+    source = (realdata / "BIOSCAN-1M/dataset/bioscan_images/Diptera.jpg").read_bytes()
+    (folder / "x.v2").mkdir(parents=True)
+    (folder / "a.jpg").write_bytes(source)
+    Image.open(io.BytesIO(source)).save(folder / "a.png")
+    (folder / "x.v2" / "photo").write_bytes(source)
+    assert detect_folder(folder, tmp_path / "out.csv", crop_dir=tmp_path / "crops") == {"ok": 3}
+    cropped = tmp_path / "crops" / "cropped"
+    crops = sorted(p.relative_to(cropped).as_posix() for p in cropped.rglob("*.jpg"))
+    assert crops == ["a.jpg.jpg", "a.png.jpg", "x.v2/photo.jpg"]

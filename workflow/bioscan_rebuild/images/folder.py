@@ -13,6 +13,18 @@ from bioscan_rebuild.detect.registry import make_detector, make_segmenter
 from bioscan_rebuild.images.process import PHOTO_BATCH, keep_freed_memory, process_photos
 
 
+def _crop_names(rels: list[Path]) -> dict[str, str]:
+    """File name of each photo's crops: its path with ``.jpg`` for its extension, or appended to its whole name
+    where two photos share a stem (``a.jpg``, ``a.png``), so neither overwrites the other."""
+    stems = Counter(rel.with_suffix("").as_posix() for rel in rels)
+    return {
+        rel.as_posix(): (
+            f"{rel.with_suffix('').as_posix()}.jpg" if stems[rel.with_suffix("").as_posix()] == 1 else f"{rel}.jpg"
+        )
+        for rel in rels
+    }
+
+
 def detect_folder(
     image_dir, output_csv, *, backend="classical", detector_params=None, crop_dir=None, image_params=None
 ):
@@ -29,6 +41,7 @@ def detect_folder(
     if not image_dir.is_dir():
         raise InputError(f"{image_dir}: not a folder of photos")
     files = sorted(p for p in image_dir.rglob("*") if p.is_file())
+    crop_names = _crop_names([p.relative_to(image_dir) for p in files])
     counts = Counter()
     output_csv = Path(output_csv)
     output_csv.parent.mkdir(parents=True, exist_ok=True)
@@ -75,9 +88,8 @@ def detect_folder(
                     }
                 )
                 if crop_dir is not None:
-                    stem = rel.rsplit(".", 1)[0]
                     for package, blob in images.items():
-                        target = Path(crop_dir) / package / f"{stem}.jpg"
+                        target = Path(crop_dir) / package / crop_names[rel]
                         target.parent.mkdir(parents=True, exist_ok=True)
                         target.write_bytes(blob)
     return dict(counts)

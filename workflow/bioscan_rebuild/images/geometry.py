@@ -88,14 +88,16 @@ def apply_crop(image: np.ndarray, plan: CropPlan, pad_color=BIOSCAN_PAD_COLOR) -
     return cv2.rotate(upright, cv2.ROTATE_90_COUNTERCLOCKWISE)
 
 
-def resize_short_side(image: np.ndarray, short_side: int = 256) -> np.ndarray:
-    """Resize so the shorter side is `short_side` px (aspect kept, the long side floored).
+def resize_short_side(image: np.ndarray, short_side: int = 256, of: tuple[int, int] | None = None) -> np.ndarray:
+    """Resize so the shorter side is `short_side` px (aspect kept, the long side floored). ``of``: the (height,
+    width) the size is computed from when ``image`` is a halved copy of a larger image (an odd side would round
+    the long side otherwise).
 
     Reductions halve with a 2x2 box filter (OpenCV's fast INTER_AREA path) while more than 2x
     remains, then finish with bilinear interpolation: a pyramid, 7x faster than one-step
     INTER_AREA at a fractional factor and free of aliasing since the last step is under 2x.
     """
-    height, width = image.shape[:2]
+    height, width = of if of is not None else image.shape[:2]
     short = min(width, height)
     # integer arithmetic: int(98 * (256 / 98)) is 255 in floating point
     if width <= height:  # pragma: no mutate - "<" is equivalent: a square gets the same size from either branch

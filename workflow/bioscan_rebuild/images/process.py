@@ -52,7 +52,8 @@ from bioscan_rebuild.images.geometry import (
 )
 
 # 2: sharpness from an int16 Laplacian (float rounding differs from 1). 3: review reasons, box source.
-STAGE_VERSION = 3
+# 4: TIFFs turned by EXIF kept upright; original_256 of an odd-sided photo sized from the photo; strict MPO decode.
+STAGE_VERSION = 4
 
 # Photos handed to process_photos at once: one detector call, bounded memory.
 PHOTO_BATCH = 32
@@ -138,6 +139,20 @@ def _decode_jpeg_strict(data: bytes, size: tuple[int, int], target: tuple[int, i
     return simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=width, min_height=height, strict=True)
 
 
+# JPEG's largest side (libjpeg): original_256 of a very long, thin photo would pass it and fail to encode
+JPEG_MAX_SIDE = 65500
+
+
+def _too_narrow(target: tuple[int, int], params: ImageParams) -> str | None:
+    """Why a photo whose ``original_full`` is ``target`` cannot give the packages (None: it can)."""
+    short, long = min(target), max(target)
+    if short < params.min_side:
+        return f"its original_full would be {target[0]}x{target[1]}, shorter side below {params.min_side} px"
+    if long * params.short_side // short > JPEG_MAX_SIDE:
+        return f"too long and thin: its {params.short_side}-px package would pass JPEG's {JPEG_MAX_SIDE} px"
+    return None
+
+
 def decode_photo(data: bytes, params: ImageParams) -> Decoded:
     """Bytes -> original_full RGB, or a status saying why not."""
     if not data:
@@ -164,10 +179,15 @@ def decode_photo(data: bytes, params: ImageParams) -> Decoded:
                 return Decoded(
                     "too_small", f"{upright[0]}x{upright[1]} < {params.min_side} px", source_format=source_format
                 )
+            if source_format == "tiff":
+                # Pillow reports a TIFF's size upright already and turns its pixels itself when loading
+                turned, upright = False, (width, height)
             target = fit_within(*upright, *params.original_full_size)
+            if problem := _too_narrow(target, params):
+                return Decoded("too_small", f"{upright[0]}x{upright[1]} px: {problem}", source_format=source_format)
             stored_target = (target[1], target[0]) if turned else target
             rgb = None
-            if source_format == "jpeg":
+            if source_format in ("jpeg", "mpo"):  # an MPO's first picture is a JPEG (the camera's main photo)
                 rgb = _decode_jpeg_strict(data, (width, height), stored_target, image.mode)
             if rgb is None:
                 if source_format in ("jpeg", "mpo"):
@@ -245,7 +265,8 @@ def finish_photo(data: bytes, decoded: Decoded, detection, params: ImageParams, 
     images = {"original_full": data if decoded.reuse_source else encode_jpeg(rgb, params.jpeg_quality)}
     # resize_short_side halves first while more than 2x remains, so starting from ``half`` is the same.
     small = half if half is not None and min(half.shape[:2]) >= params.short_side else rgb
-    images["original_256"] = encode_jpeg(resize_short_side(small, params.short_side), params.jpeg_quality)
+    original_256 = resize_short_side(small, params.short_side, of=rgb.shape[:2])
+    images["original_256"] = encode_jpeg(original_256, params.jpeg_quality)
     result.detector_score = round(float(detection.score), 4)
     result.candidates = int(detection.candidates)
     if detection.status == "no_object" or detection.box is None:
@@ -334,8 +355,13 @@ def process_corrected(datas: list[bytes], boxes: list, params: ImageParams, segm
     return out
 
 
-def stage_key(params: ImageParams, detector) -> str:
-    return params_key({"stage_version": STAGE_VERSION, "image": params.as_dict(), "detector": detector.params()})
+def stage_key(params: ImageParams, detector, segmenter=None) -> str:
+    """The store key of a photo's results: everything that changes them. ``segmenter``: the classical detector
+    that counts a box-only backend's organism pixels (a change to it changes ``image_measurement_value``)."""
+    facts = {"stage_version": STAGE_VERSION, "image": params.as_dict(), "detector": detector.params()}
+    if segmenter is not None:
+        facts["segmenter"] = segmenter.params()
+    return params_key(facts)
 
 
 class DerivedStore:

@@ -191,7 +191,8 @@ def run_photo_shard(
         write_table(PHOTO_SCHEMA.empty_table(), output)
         return {"photos": 0, "photos_processed": 0, "photos_reused": 0}
     detector = make_detector(backend, **(detector_params or {}))
-    key = stage_key(params, detector)
+    segmenter = make_segmenter(backend, (detector_params or {}).get("segmenter_params"))
+    key = stage_key(params, detector, segmenter)
     facts = detector.params()
     keys = {
         "detector": detector.name,
@@ -203,7 +204,6 @@ def run_photo_shard(
     store = ImageStore(store_root, mode="copy", job=f"images/{output}")  # the output path: unique to the job
     store.clear_scratch()  # what a killed run of this job left
     try:
-        segmenter = make_segmenter(backend, (detector_params or {}).get("segmenter_params"))
         derived = DerivedStore(store, key)
         results: dict[str, PhotoResult] = {}
         fixed_results: dict[tuple[str, str], PhotoResult | None] = {}  # (sha256, fixed key) -> result, None: n/a
