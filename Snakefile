@@ -19,8 +19,8 @@ include: "workflow/rules/common.smk"
 
 wildcard_constraints:
     batch=BATCH_PATTERN,
-    shard=r"shard-\d{3}",
-    group=r"shards?-\d{3}(-\d{3})?",
+    shard=r"shard-\d{3,4}",
+    group=r"shards?-\d{3,4}(-\d{3,4})?",
 
 
 include: "workflow/rules/ingest.smk"

@@ -208,6 +208,19 @@ def _wrong_type(config):
     config["shards"] = "four"
 
 
+def _yolo_without_weights(config):
+    config["images"]["detector"]["backend"] = "yolo"
+
+
+def _batch_pattern_without_processid(config):
+    config["batches"][0]["image_name_pattern"] = "^(?P<pid>.+)\\.jpg$"
+
+
+def _zips_without_images(config):
+    config["export"]["zip_packages"] = True
+    config["export"]["formats"] = [f for f in config["export"]["formats"] if f != "images"]
+
+
 def _missing_export(config):
     config["batches"] = [{"name": "d1", "export": "deliveries/d1.tsv", "images": "config"}]
 
@@ -225,6 +238,10 @@ CONFIG_FAULTS = {  # name -> (change, file to create, what the message must say)
     "images_file": (_images_is_a_file, "photos.zip", ["batches: sample-a: images: photos.zip is a file"]),
     "export_folder": (_export_is_a_folder, None, ["batches: sample-a: export: config is a folder"]),
     "store_none": (_store_none, None, ["image_store.mode: none", "['images']", "use link or copy"]),
+    # these two used to pass the dry run and fail in every photo / listing job
+    "yolo_without_weights": (_yolo_without_weights, None, ["backend yolo needs weights", "sample-a"]),
+    "batch_pattern": (_batch_pattern_without_processid, None, ["image_name_pattern", "does not match"]),
+    "zips_without_images": (_zips_without_images, None, ["export.zip_packages", "add it to export.formats"]),
 }
 
 
@@ -1008,3 +1025,26 @@ def test_the_readme_catalogue_names_tests_that_exist():
     for _, module, test in named:
         tree = ast.parse((REPO / "tests" / module).read_text())
         assert test in {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}, (module, test)
+
+
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        (["ingest", "parse", "x.tsv", "--batch", "b", "--shards", "0", "--outdir", "o"], "--shards: 0 is below 1"),
+        (["ingest", "list", "p", "--batch", "b", "--shards", "-2", "--outdir", "o"], "--shards: -2 is below 1"),
+        (["sample", "--records", "-5", "--outdir", "x"], "--records: -5 is below 1"),
+        (["ingest", "join", "--batch-order", "a", "--outdir", "o", "--params", "{bad"], "a JSON option does not parse"),
+        (["ingest", "join", "--batch-order", "a", "--outdir", "o", "--params", '{"foo": 1}'], "unknown ingest param"),
+        (
+            ["stats", "--curated", "none.parquet", "--barcodes", "b.parquet", "--splits", "s.parquet", "-o", "o"],
+            "none.parquet",
+        ),
+    ],
+)
+def test_bad_command_arguments_are_one_clear_line(tmp_path, args, phrase):
+    """Each of these used to end in a traceback (KeyError, OverflowError, JSONDecodeError, ValueError, pyarrow's
+    FileNotFoundError without a file name) and a shard count of -2 left a partial folder."""
+    result = _run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert phrase in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "o").exists()

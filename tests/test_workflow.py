@@ -209,6 +209,22 @@ def test_outputs_are_byte_identical_across_runs(finished_run, sample_dir, tmp_pa
     assert compared > 20
 
 
+def test_more_than_a_thousand_shards_plan(sample_dir, tmp_path):
+    """The schema allows 4096 shards; shard-1000 has four digits and the wildcard constraints used to allow three,
+    so any shards value above 1000 failed to build the DAG (MissingInputException)."""
+    workdir = make_workdir(tmp_path / "many", sample_dir)
+    config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    config["shards"] = 1001
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    plan = run_snakemake(workdir, "--dry-run", "--quiet", "rules")
+    jobs = dict(
+        line.split()[:2]
+        for line in (plan.stdout + plan.stderr).splitlines()
+        if line.count(" ") and line.split()[0] in ("join_shard", "clean_barcodes")
+    )
+    assert jobs.get("join_shard") == "1001", plan.stdout[-2000:]
+
+
 def test_photo_jobs_per_group_of_shards_change_no_released_data(finished_run, sample_dir, tmp_path):
     """photo_job_shards: 3 (4 shards -> groups shards-000-002 and shard-003): half the photo jobs, and every table
     and released file is the one-job-per-shard run's; only the files that record the config differ."""

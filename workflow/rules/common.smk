@@ -68,11 +68,31 @@ def _check_config(config):
         if f == "images"
         or (f == "hdf5" and options["image_package"] == "original_full")
     ]
+    if options["zip_packages"] and "images" not in options["formats"]:
+        problems.append(
+            "export.zip_packages zips the image folders, which only the 'images' format writes: add it to "
+            "export.formats, or set zip_packages false"
+        )
     if config["image_store"]["mode"] == "none" and needing:
         problems.append(
             f"image_store.mode: none keeps no original photos, but export.formats {needing} copy them "
             "from the store: use link or copy, or leave those formats out"
         )
+    detector = config["images"]["detector"]
+    if detector["backend"] == "yolo" and not (
+        detector["weights"] or detector["params"].get("weights")
+    ):
+        unweighted = [
+            batch["name"]
+            for batch in config["batches"]
+            if batch.get("images")
+            and not (batch.get("detector_params") or {}).get("weights")
+        ]
+        if unweighted:
+            problems.append(
+                f"images.detector: backend yolo needs weights (a .pt file), none given for batches {unweighted}: "
+                "set images.detector.weights, or use backend onnx or fusion for the shipped model"
+            )
     previous = config["release"]["previous"]
     if previous:
         if config["splits"]["freeze"]:
@@ -397,7 +417,8 @@ def split_freeze_arg(wildcards):
 
 
 def previous_release(wildcards):
-    return [PREVIOUS_CSV] if PREVIOUS_CSV else []
+    """The previous release's CSV and manifest (whose sha256 the diff summary records)."""
+    return [PREVIOUS_CSV, os.path.join(PREVIOUS, "MANIFEST.json")] if PREVIOUS_CSV else []
 
 
 def previous_release_arg(wildcards):
@@ -500,16 +521,20 @@ def _plan():
         if job is not None
     ]
     made = {path for job in candidates for path in job["outputs"]}
-    kept, known = [], set()
+    sources = {
+        path: _source_exists(path)
+        for job in candidates
+        for path in job["inputs"]
+        if path not in made
+    }
+    # one pass per level of the DAG over the jobs not yet kept (a list search per job was quadratic: seconds of
+    # parsing for every cluster job of a large run)
+    kept, known, pending = [], set(), candidates
     while True:
         ready = [
             job
-            for job in candidates
-            if job not in kept
-            and all(
-                path in known or (path not in made and _source_exists(path))
-                for path in job["inputs"]
-            )
+            for job in pending
+            if all(path in known or sources.get(path, False) for path in job["inputs"])
         ]
         if not ready:
             return sorted(
@@ -517,6 +542,8 @@ def _plan():
             )
         kept += ready
         known |= {path for job in ready for path in job["outputs"]}
+        taken = {id(job) for job in ready}
+        pending = [job for job in pending if id(job) not in taken]
 
 
 def _git_revision():
@@ -594,6 +621,13 @@ def train_detector_options():
         f"{dev} {classes} --generated {TRAIN['generated']} --epochs {TRAIN['epochs']} "
         f"--imgsz {TRAIN['imgsz']} --batch {TRAIN['batch']}"
     )
+
+
+def train_detector_inputs():
+    """What the training reads besides its options: each dev folder's boxes and the classes table (declared, so
+    an edit to them trains again; the photos are named by the boxes file)."""
+    inputs = [os.path.join(d, "coco_annotations.json") for d in TRAIN["dev_dirs"]]
+    return inputs + ([TRAIN["classes"]] if TRAIN["classes"] else [])
 
 
 def fold_dirs():

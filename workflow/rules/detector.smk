@@ -3,6 +3,8 @@
 # of the train half, and the fusion rule is fitted on their detections of the photos each left out.
 
 rule train_detector_fold:
+    input:
+        data=train_detector_inputs(),
     output:
         onnx="results/detector-fold{fold}of{folds}/model.onnx",
         report="results/detector-fold{fold}of{folds}/report.json",
@@ -28,6 +30,7 @@ rule train_detector_fold:
 
 rule train_detector:
     input:
+        data=train_detector_inputs(),
         folds=[f"{d}/report.json" for d in fold_dirs()],
     output:
         weights="results/detector/weights.pt",

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import json
 
-from bioscan_rebuild.cli.common import batch_dirs
+from bioscan_rebuild.cli.common import batch_dirs, positive_int
 from bioscan_rebuild.core.params import IngestParams
 from bioscan_rebuild.core.store import MODES
 
@@ -141,7 +141,7 @@ def register(sub) -> None:
     p = ingest.add_parser("parse", help="parse one BOLD export into shards")
     p.add_argument("export")
     p.add_argument("--batch", required=True)
-    p.add_argument("--shards", type=int, required=True)
+    p.add_argument("--shards", type=positive_int, required=True)
     p.add_argument("--outdir", required=True)
     p.add_argument("--marker", action="append", help="marker to keep (repeatable; default COI-5P)")
     p.add_argument("--missing-value", action="append", help="token read as missing (repeatable)")
@@ -151,11 +151,11 @@ def register(sub) -> None:
     p = ingest.add_parser("list", help="list an image folder into shards")
     p.add_argument("image_dir")
     p.add_argument("--batch", required=True)
-    p.add_argument("--shards", type=int, required=True)
+    p.add_argument("--shards", type=positive_int, required=True)
     p.add_argument("--outdir", required=True)
     p.add_argument("--name-pattern", help="file name -> processid regex (default: the config schema's)")
     p.add_argument(
-        "--group-shards", type=int, default=1, help="shards per listing file (photo jobs per group; default 1)"
+        "--group-shards", type=positive_int, default=1, help="shards per listing file (photo jobs per group; default 1)"
     )
     _add_params_option(p)
     p.set_defaults(func=cmd_ingest_list)
@@ -177,7 +177,7 @@ def register(sub) -> None:
     p.add_argument("--batch-order", required=True, help="comma-separated batch names, oldest first")
     p.add_argument("--outdir", required=True)
     p.add_argument("--shard", type=int, help="this shard's number, where inventory files cover groups of shards")
-    p.add_argument("--shards", type=int, help="number of record shards (with --shard)")
+    p.add_argument("--shards", type=positive_int, help="number of record shards (with --shard)")
     _add_ingest_options(p)
     p.set_defaults(func=cmd_ingest_join)
 
@@ -193,7 +193,7 @@ def register(sub) -> None:
     p = ingest.add_parser("run", help="the whole ingest stage in one process (no Snakemake)")
     p.add_argument("--export", nargs="*", default=[], help="BOLD export files (one batch each)")
     p.add_argument("--images", nargs="*", default=[], help="image folders (one batch each)")
-    p.add_argument("--shards", type=int, default=1)
+    p.add_argument("--shards", type=positive_int, default=1)
     p.add_argument("--name-pattern", help="file name -> processid regex (default: the config schema's)")
     p.add_argument("-o", "--outdir", required=True)
     _add_ingest_options(p)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import os
 import sys
 
@@ -60,9 +61,18 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"bioscan-rebuild: error: {error}", file=sys.stderr)
         return 2
+    except json.JSONDecodeError as error:  # a --params / --options text: the rules write them, a person may not
+        if args.debug:
+            raise
+        print(f"bioscan-rebuild: error: a JSON option does not parse ({error}): check its text", file=sys.stderr)
+        return 2
     except OSError as error:  # a file it cannot read or write, or a full disk: one line too
         if isinstance(error, FileNotFoundError) and error.filename is None and len(error.args) == 1:
             error.filename, error.errno = error.args[0], errno.ENOENT  # pyarrow names only the path
+        if isinstance(error, FileNotFoundError) and error.filename is None and error.strerror and not args.debug:
+            # pyarrow.fs: (errno, "Failed to open local file 'x.parquet'. Detail: ...") names the file in its text
+            print(f"bioscan-rebuild: error: {error.strerror}", file=sys.stderr)
+            return 2
         if args.debug or (error.filename is None and not _disk_full(error)):
             raise
         print(f"bioscan-rebuild: error: {_file_problem(error)}", file=sys.stderr)

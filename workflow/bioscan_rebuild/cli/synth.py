@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bioscan_rebuild.cli.common import positive_int
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.synth import ID_OFFSET, ID_PREFIX, LAYOUTS
 
@@ -46,7 +47,7 @@ def non_negative(text: str) -> int:
 def register(sub) -> None:
     p = sub.add_parser("sample", help="generate the embedded sample (or a large metadata-only export)")
     p.add_argument("outdir", help="output folder (with --export-only: the export file)")
-    p.add_argument("--records", type=int, default=300)
+    p.add_argument("--records", type=positive_int, default=300)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-images", action="store_true", help="metadata only")
     p.add_argument(

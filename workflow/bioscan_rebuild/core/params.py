@@ -12,6 +12,8 @@ import typing
 from dataclasses import asdict, dataclass, fields
 from typing import Self
 
+from bioscan_rebuild.core.errors import InputError
+
 
 class StageParams:
     """Strict parsing from a JSON-like mapping (lists become tuples where the field is a tuple)."""
@@ -24,7 +26,7 @@ class StageParams:
         known = {field.name for field in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown {cls.SECTION} parameters {unknown}; known: {sorted(known)}")
+            raise InputError(f"unknown {cls.SECTION} parameters {unknown}; known: {sorted(known)}")
         hints = typing.get_type_hints(cls)
         for name, value in values.items():
             if isinstance(value, list) and typing.get_origin(hints[name]) is tuple:
