@@ -348,3 +348,21 @@ def test_the_csv_of_a_release_as_built_is_the_csv_its_parquet_renders(built):
     table = rendered_as_csv(root / CSV.removeprefix("bioscan5m/"), parquet_paths(root))
     assert table is not None
     assert table.num_rows == len((root / CSV.removeprefix("bioscan5m/")).read_text().splitlines()) - 1
+
+
+def test_lineage_image_hashes_need_files_only_where_the_images_were_released():
+    """The lineage names every package's image sha256 whatever export.formats says; a release without the
+    'images' format has no image files, and that is no finding (the check for deleted images flagged every
+    record of such a release)."""
+    import pyarrow as pa
+
+    from bioscan_rebuild.export.audit import Findings, _check_image_hashes
+
+    lineage = pa.table({"processid": ["P1", "P2"], "sha256_cropped_256": ["a" * 64, "b" * 64]})
+    rows = pa.table({"split": ["test", "test"], "chunk": [None, None]})
+    findings = Findings(None)
+    _check_image_hashes("lineage", lineage, rows, {}, findings)
+    assert findings.report() == []
+    manifest = {"bioscan5m/images/cropped_256/test/P1.jpg": {"sha256": "a" * 64, "bytes": 1}}
+    _check_image_hashes("lineage", lineage, rows, manifest, findings)
+    assert findings.report() == ["lineage: record P2 names a cropped_256 image, no file images/cropped_256/test/P2.jpg"]

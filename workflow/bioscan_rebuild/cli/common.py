@@ -5,6 +5,21 @@ from __future__ import annotations
 import argparse
 
 
+def json_option(text: str | None, option: str):
+    """The JSON text of a command-line option (``--params`` and the like: the rules write them, a person may not),
+    or None when not given; InputError naming the option when it does not parse."""
+    import json
+
+    from bioscan_rebuild.core.errors import InputError
+
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InputError(f"{option}: not JSON ({error}): {text[:80]!r}") from None
+
+
 def positive_int(text: str) -> int:
     """An argparse type: a whole number of at least 1 (a shard count of 0 or -2 used to end in a traceback)."""
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bioscan_rebuild.cli.common import batch_dirs
+from bioscan_rebuild.cli.common import batch_dirs, json_option
 from bioscan_rebuild.core.params import CONTACT_SHEET_SIZE
 from bioscan_rebuild.detect.registry import BACKENDS
 
@@ -25,7 +25,7 @@ def _fold(text: str) -> tuple[int, int]:
 
 
 def _detector_options(args) -> tuple[str, dict]:
-    params = json.loads(args.detector_params) if args.detector_params else {}
+    params = json_option(args.detector_params, "--detector-params") or {}
     for item in args.param or []:
         key, _, value = item.partition("=")
         try:
@@ -56,7 +56,9 @@ def cmd_detect(args) -> int:
         backend=backend,
         detector_params=params,
         crop_dir=args.crop,
-        image_params=ImageParams.from_dict(json.loads(args.image_params)) if args.image_params else None,
+        image_params=ImageParams.from_dict(json_option(args.image_params, "--image-params"))
+        if args.image_params
+        else None,
     )
     print(json.dumps({"images": sum(counts.values()), "status": dict(sorted(counts.items()))}))
     return 0
@@ -76,7 +78,9 @@ def cmd_images_photos(args) -> int:
         batch=args.batch,
         backend=backend,
         detector_params=params,
-        image_params=ImageParams.from_dict(json.loads(args.image_params)) if args.image_params else None,
+        image_params=ImageParams.from_dict(json_option(args.image_params, "--image-params"))
+        if args.image_params
+        else None,
         image_dirs=batch_dirs(args.image_dir),
         box_corrections=load_box_corrections(args.box_corrections),
     )

@@ -6,14 +6,14 @@ import argparse
 import dataclasses
 import json
 
-from bioscan_rebuild.cli.common import batch_dirs, positive_int
+from bioscan_rebuild.cli.common import batch_dirs, json_option, positive_int
 from bioscan_rebuild.core.params import IngestParams
 from bioscan_rebuild.core.store import MODES
 
 
 def _ingest_params(args) -> IngestParams:
     """The rule's parameter document (``--params``), with any flag given on the command line on top."""
-    params = IngestParams.from_dict(json.loads(args.params) if args.params else {})
+    params = IngestParams.from_dict(json_option(args.params, "--params") or {})
     flags = {
         "markers": tuple(args.marker) if getattr(args, "marker", None) else None,
         "missing_values": tuple(args.missing_value) if getattr(args, "missing_value", None) else None,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import os
 import sys
 
@@ -60,11 +59,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"bioscan-rebuild: error: {error}", file=sys.stderr)
-        return 2
-    except json.JSONDecodeError as error:  # a --params / --options text: the rules write them, a person may not
-        if args.debug:
-            raise
-        print(f"bioscan-rebuild: error: a JSON option does not parse ({error}): check its text", file=sys.stderr)
         return 2
     except OSError as error:  # a file it cannot read or write, or a full disk: one line too
         if isinstance(error, FileNotFoundError) and error.filename is None and len(error.args) == 1:

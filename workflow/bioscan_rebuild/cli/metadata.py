@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from bioscan_rebuild.cli.common import json_option
+
 BARCODE_FLAGS = ("min_length", "max_ambiguity", "trim_end_n")
 
 
@@ -12,7 +14,7 @@ def _barcode_params(args):
     """The parameter document (the workflow passes one), with any flag given on the command line over it."""
     from bioscan_rebuild.core.params import BarcodeParams
 
-    values = json.loads(args.barcode_params) if args.barcode_params else {}
+    values = json_option(args.barcode_params, "--barcode-params") or {}
     values.update({flag: getattr(args, flag) for flag in BARCODE_FLAGS if getattr(args, flag) is not None})
     return BarcodeParams.from_dict(values)
 
@@ -20,7 +22,7 @@ def _barcode_params(args):
 def _taxonomy_params(args):
     from bioscan_rebuild.core.params import TaxonomyParams
 
-    return TaxonomyParams.from_dict(json.loads(args.taxonomy_params) if args.taxonomy_params else {})
+    return TaxonomyParams.from_dict(json_option(args.taxonomy_params, "--taxonomy-params") or {})
 
 
 def _add_barcode_options(p, document: str):

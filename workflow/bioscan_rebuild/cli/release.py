@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 
+from bioscan_rebuild.cli.common import json_option
+
 
 def cmd_release(args) -> int:
     from bioscan_rebuild.core.params import ExportOptions
     from bioscan_rebuild.export.release import build_release
 
-    options = ExportOptions.from_dict(json.loads(args.options)) if args.options else ExportOptions()
+    options = ExportOptions.from_dict(json_option(args.options, "--options")) if args.options else ExportOptions()
     summary = build_release(
         curated=args.curated,
         barcodes=args.barcodes,

@@ -88,6 +88,10 @@ def release_diff(previous_csv, new: pa.Table, rejects: pd.DataFrame, changes: pd
     before, after = old.loc[common], now.loc[common]
     why = _why_changed(changes)
     changed_records = set()
+    # derived from the ranks, which the changes log names: taxon from those whose labels it was and is,
+    # inferred_ranks from those that changed (each rank's values read once, not per changed cell)
+    ranks = [r for r in RANKS if r in after.columns and r in before.columns]
+    rank_values = {r: (before[r].to_numpy(object), after[r].to_numpy(object)) for r in ranks}
     for field in [c for c in after.columns if c in before.columns and c not in (*NOT_COMPARED, "processid")]:
         a, b = before[field].to_numpy(object), after[field].to_numpy(object)
         a_missing, b_missing = pd.isna(a), pd.isna(b)
@@ -95,14 +99,11 @@ def release_diff(previous_csv, new: pa.Table, rejects: pd.DataFrame, changes: pd
         for i in np.flatnonzero(differ):
             pid = common[i]
             names = LOGGED_AS.get(field, (field,))
-            # derived from the ranks, which the changes log names: taxon from those whose labels it was and is,
-            # inferred_ranks from those that changed
-            ranks = [r for r in RANKS if r in after.columns and r in before.columns]
             if field == "taxon":
-                names = [r for r in ranks if b[i] in (before[r].iat[i], after[r].iat[i])]
-                names += [r for r in ranks if a[i] in (before[r].iat[i], after[r].iat[i])]
+                names = [r for r in ranks if b[i] in (rank_values[r][0][i], rank_values[r][1][i])]
+                names += [r for r in ranks if a[i] in (rank_values[r][0][i], rank_values[r][1][i])]
             elif field == "inferred_ranks":
-                names = [r for r in ranks if before[r].iat[i] != after[r].iat[i]]
+                names = [r for r in ranks if rank_values[r][0][i] != rank_values[r][1][i]]
             rules = [why[(pid, name)] for name in names if (pid, name) in why]
             reason = ";".join(dict.fromkeys(rules)) if rules else "its source row, photo or an earlier stage changed"
             rows.append((pid, "changed", field, None if a_missing[i] else a[i], None if b_missing[i] else b[i], reason))

@@ -28,10 +28,12 @@ REJECTED_KEYS_SCHEMA = pa.schema([pa.field("processid", pa.string())])
 
 def write_rejected_keys(processids: pa.ChunkedArray, n_shards: int, folder: Path) -> None:
     """Each shard's distinct rejected processids (sorted), one file per shard (all of them, maybe empty)."""
-    names = sorted(set(pc.drop_null(processids).to_pylist()))
-    shards = shard_of(names, n_shards) if names else np.zeros(0, np.int64)
+    names = np.array(sorted(set(pc.drop_null(processids).to_pylist())), dtype=object)
+    shards = shard_of(names, n_shards) if len(names) else np.zeros(0, np.int64)
+    order = np.argsort(shards, kind="stable")  # grouped by shard, each group still sorted
+    bounds = np.searchsorted(shards[order], np.arange(n_shards + 1))
     for shard in range(n_shards):
-        ids = [name for name, s in zip(names, shards) if s == shard]
+        ids = names[order[bounds[shard] : bounds[shard + 1]]]
         write_table(pa.table({"processid": pa.array(ids, pa.string())}), folder / f"{shard_name(shard)}.parquet")
 
 

@@ -19,9 +19,9 @@ table in brackets):
    missing.
 4. BIN conflicts between identical barcodes [``bin_majority``, ``bin_conflict_dropped``]: see conflicts.
 5. Genus from species [``genus_from_species``]: a missing genus is the first word of the species name when
-   that word is capitalised Latin (``Coelioxys sp. 1`` -> ``Coelioxys``) and not a family-group name
-   (``-idae``, ``-inae``, ``-oidea``: ``Cecidomyiidae sp. 3`` fills nothing) or a Malaise-trap code
-   (``Malaise trap 4`` fills nothing).
+   that word is capitalised Latin (``Coelioxys sp. 1`` -> ``Coelioxys``) and not a family-group or tribe name
+   (``-idae``, ``-inae``, ``-oidea``, ``-ini``: ``Cecidomyiidae sp. 3`` fills nothing), a name the data holds
+   at a rank above genus (``Diptera sp. 1``, ``Insecta sp. ...``) or a Malaise-trap code (``Malaise trap 4``).
 6. Taxonomy conflicts between records sharing a barcode [``barcode_majority``, ``barcode_conflict_dropped``],
    then between records sharing a BIN [``bin_taxon_majority``, ``bin_taxon_conflict_dropped``].
 7. Parent ranks [``parent_from_child``]: a missing rank (subfamily up to phylum, deepest first) is filled
