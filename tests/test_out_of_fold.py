@@ -203,6 +203,12 @@ def _dry_run_train_detector(tmp_path, sample_dir, out_of_fold):
     (tmp_path / "config").mkdir(parents=True)
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["train_detector"]["out_of_fold"] = out_of_fold
+    # a dry run: the rules declare each dev folder's boxes and the classes table as inputs, so they must exist
+    for name in ("dev-a", "dev-b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "coco_annotations.json").write_text("{}")
+    (tmp_path / "classes.csv").write_text("folder,file_name,imgfilter_class\n")
+    config["train_detector"].update(dev_dirs=["dev-a", "dev-b"], classes="classes.csv")
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     shutil.copytree(sample_dir, tmp_path / "resources" / "sample")
     return run_snakemake(tmp_path, "--dry-run", "--printshellcmds", "train_detector", check=False)
@@ -213,6 +219,8 @@ def test_the_workflow_trains_the_out_of_fold_models_first_with_the_same_recipe(t
 
     result = _dry_run_train_detector(tmp_path / "k2", sample_dir, 2)
     assert result.returncode == 0, result.stderr[-3000:]
+    # what training reads is declared (an edit to the boxes or classes trains again)
+    assert result.stdout.count("input: dev-a/coco_annotations.json, dev-b/coco_annotations.json, classes.csv") == 3
     commands = [line for line in result.stdout.splitlines() if " train-detector " in line]
     assert len(commands) == 3
     recipe = {re.sub(r" --(out|leave-out-fold|out-of-fold) \S+| > .*", "", c) for c in commands}
