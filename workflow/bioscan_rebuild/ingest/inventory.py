@@ -58,6 +58,16 @@ INVENTORY_SCHEMA = pa.schema(
 )
 
 
+# What the walk rejects by name, and the detail. Where a link points is left out: an absolute path would differ
+# between two copies of one delivery.
+WALK_PROBLEMS = {
+    "broken_link": "symbolic link to a file or folder that does not exist",
+    "link_outside": "symbolic link to a file or folder outside the image folder",
+    "link_loop": "symbolic link that leads back to itself through links",
+    "not_a_file": "a named pipe, socket or device, not a regular file",
+}
+
+
 def _walk(image_dir: Path):
     """(relative path, reject reason or None) of every file under ``image_dir``, sorted, following symbolic links
     that stay inside it (a link to a folder is walked like the folder; each real folder once). A link that points
@@ -141,18 +151,8 @@ def list_images(image_dir: str | Path, batch: str, n_shards: int, name_pattern: 
             shown = os.fsencode(rel).decode("utf-8", "backslashreplace")
             rejected.append((shown, "unreadable_name", "the file name is not UTF-8: rename it"))
             continue
-        if problem == "broken_link":
-            # where it points is left out: an absolute path would differ between two copies of one delivery
-            rejected.append((text, problem, "symbolic link to a file or folder that does not exist"))
-            continue
-        if problem == "link_outside":
-            rejected.append((text, problem, "symbolic link to a file or folder outside the image folder"))
-            continue
-        if problem == "link_loop":
-            rejected.append((text, problem, "symbolic link that leads back to itself through links"))
-            continue
-        if problem == "not_a_file":
-            rejected.append((text, problem, "a named pipe, socket or device, not a regular file"))
+        if problem is not None:
+            rejected.append((text, problem, WALK_PROBLEMS[problem]))
             continue
         match = pattern.match(rel.name)
         if match and match.group("processid").strip():
