@@ -1033,6 +1033,7 @@ def test_the_readme_catalogue_names_tests_that_exist():
         (["ingest", "parse", "x.tsv", "--batch", "b", "--shards", "0", "--outdir", "o"], "--shards: 0 is below 1"),
         (["ingest", "list", "p", "--batch", "b", "--shards", "-2", "--outdir", "o"], "--shards: -2 is below 1"),
         (["sample", "--records", "-5", "--outdir", "x"], "--records: -5 is below 1"),
+        (["release", "--outdir", "o"], "--rejects"),  # it used to default to none, then crash in Arrow
         (["ingest", "join", "--batch-order", "a", "--outdir", "o", "--params", "{bad"], "--params: not JSON"),
         (["ingest", "join", "--batch-order", "a", "--outdir", "o", "--params", '{"foo": 1}'], "unknown ingest param"),
         (
