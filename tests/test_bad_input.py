@@ -1049,3 +1049,27 @@ def test_bad_command_arguments_are_one_clear_line(tmp_path, args, phrase):
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert phrase in result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "o").exists()
+
+
+def test_the_store_replaces_a_cut_short_object_and_never_stores_bytes_under_another_hash(tmp_path):
+    """An object of the wrong size under a final name (a crash, a full disk) is written again, not trusted; a
+    copy without the hashed bytes is checked against the hash it is stored under."""
+    source = tmp_path / "photo.jpg"
+    _photo(source)
+    data = source.read_bytes()
+    sha = inspect_image(data)["image_sha256"]
+    store = ImageStore(tmp_path / "store", "copy")
+    target = store.original_path(sha, "jpeg")
+    target.parent.mkdir(parents=True)
+    target.write_bytes(data[:100])
+    assert store.put_original(source, sha, "jpeg", data=data).read_bytes() == data
+    derived = store.derived_path("k" * 16, sha)
+    derived.parent.mkdir(parents=True)
+    derived.write_bytes(b"cut")
+    assert store.put_bytes(derived, b"derived bytes").read_bytes() == b"derived bytes"
+    assert store.read_original(sha, "jpeg") == data
+    other = ImageStore(tmp_path / "other", "copy")
+    source.write_bytes(data + b"changed")  # after it was hashed
+    with pytest.raises(ValueError, match="changed after it was hashed"):
+        other.put_original(source, sha, "jpeg")
+    assert not other.original_path(sha, "jpeg").exists() and other.read_original(sha, "jpeg") is None

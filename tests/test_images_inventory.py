@@ -186,14 +186,15 @@ def test_copy_mode_stores_a_read_only_copy_once(tmp_path):
     source = tmp_path / "a.jpg"
     source.write_bytes(b"\xff\xd8photo\xff\xd9")
     source.chmod(0o644)
+    sha = hashlib.sha256(source.read_bytes()).hexdigest()
     store = ImageStore(tmp_path / "store", mode="copy", job="inventory/0")
-    stored = store.put_original(source, SHA, "jpeg")
-    assert stored == tmp_path / "store" / "original" / "ab" / f"{SHA}.jpg"
+    stored = store.put_original(source, sha, "jpeg")
+    assert stored == tmp_path / "store" / "original" / sha[:2] / f"{sha}.jpg"
     assert stored.read_bytes() == source.read_bytes() and stored.stat().st_ino != source.stat().st_ino
     assert stat.S_IMODE(stored.stat().st_mode) == 0o444 and stat.S_IMODE(source.stat().st_mode) == 0o644
     # already stored: a no-op, whatever the file now holds
     source.write_bytes(b"other")
-    assert store.put_original(source, SHA, "jpeg") == stored and stored.read_bytes() == b"\xff\xd8photo\xff\xd9"
+    assert store.put_original(source, sha, "jpeg") == stored and stored.read_bytes() == b"\xff\xd8photo\xff\xd9"
     store.close()
     assert not (tmp_path / "store" / ".scratch").exists()  # a finished job leaves no scratch folder
 

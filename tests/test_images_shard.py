@@ -319,3 +319,60 @@ def test_detect_crops_of_photos_sharing_a_stem_do_not_overwrite_each_other(tmp_p
     cropped = tmp_path / "crops" / "cropped"
     crops = sorted(p.relative_to(cropped).as_posix() for p in cropped.rglob("*.jpg"))
     assert crops == ["a.jpg.jpg", "a.png.jpg", "x.v2/photo.jpg"]
+
+
+def test_a_damaged_stored_photo_is_repaired_and_a_photo_changed_after_ingest_is_never_cached(tmp_path, monkeypatch):
+    """Results are cached under the photo's sha256, so the bytes read must hash to it: a truncated stored copy
+    is replaced from the delivery; a delivery rewritten in place (and its hard-linked store copy) gives
+    ``source_changed`` for that photo alone, every run, and no cached result."""
+    from bioscan_rebuild.core.store import ImageStore
+
+    _use_oracle(monkeypatch)
+    _photos(tmp_path / "photos", n=3)
+    store = ImageStore(tmp_path / "store", mode="copy")
+    export = tmp_path / "x.tsv"
+    header = ["processid", "sampleid", "bin_uri", "coord", "marker_code", "nucraw", "province", "country"]
+    header += ["phylum", "class", "order", "family", "subfamily", "genus", "species"]
+    rows = ["\t".join([f"P{i}-21"] + ["None"] * (len(header) - 1)) for i in range(3)]
+    export.write_text("\n".join(["\t".join(header), *rows]) + "\n")
+    ingest_local([export], [tmp_path / "photos"], tmp_path / "ingest", shards=1, store=store)
+    inventory = pd.read_parquet(tmp_path / "ingest" / "images" / "images-1" / "inventory" / "shard-000.parquet")
+    sha = dict(zip(inventory["image_path"], inventory["image_sha256"]))
+    stored = {name: store.original_path(sha[name], "jpeg") for name in sha}
+
+    def damage(path, data):
+        path.unlink()
+        path.write_bytes(data)
+
+    def photo_shard(name, box):
+        return run_photo_shard(
+            tmp_path / "ingest" / "images" / "images-1" / "inventory" / "shard-000.parquet",
+            tmp_path / "store",
+            tmp_path / f"{name}.parquet",
+            batch="images-1",
+            image_dirs={"images-1": str(tmp_path / "photos")},
+            detector_params={"box": box},
+        )
+
+    good = stored["P0-21.jpg"].read_bytes()
+    damage(stored["P0-21.jpg"], good[:100])  # a crash or a full disk cut it short
+    assert photo_shard("first", [1, 1, 90, 90])["photos_processed"] == 3
+    assert stored["P0-21.jpg"].read_bytes() == good  # repaired from the delivery
+    first = pq.read_table(tmp_path / "first.parquet").to_pandas()
+    assert set(first["image_status"]) == {"ok"}
+
+    # P1's delivery rewritten in place after ingest; its store copy shares the change (a hard link would)
+    changed = encode_jpeg(draw_well_photo(np.random.default_rng(9)).image)
+    (tmp_path / "photos" / "P1-21.jpg").write_bytes(changed)
+    damage(stored["P1-21.jpg"], changed)
+    for name, processed in (("second", 3), ("third", 1)):  # P1 never cached: tried again
+        assert photo_shard(name, [2, 2, 90, 90])["photos_processed"] == processed
+        table = pq.read_table(tmp_path / f"{name}.parquet").to_pandas().set_index("image_sha256")["image_status"]
+        assert table[sha["P1-21.jpg"]] == "source_changed"
+        assert (table.drop(sha["P1-21.jpg"]) == "ok").all()
+    records = tmp_path / "ingest" / "shards" / "shard-000" / "records.parquet"
+    run_image_shard(records, [tmp_path / "third.parquet"], tmp_path / "store", tmp_path / "out")
+    images = pq.read_table(tmp_path / "out" / "images.parquet").to_pandas().set_index("processid")
+    assert images.loc["P1-21", "image_status"] == "source_changed"
+    detail = images.loc["P1-21", "image_status_detail"]
+    assert "P1-21.jpg" in detail and "changed after ingest" in detail

@@ -104,7 +104,7 @@ class ImageStore:
         if self.mode == "none":
             return None
         target = self.original_path(sha256, image_format)
-        if target.exists():
+        if _present(target, None if data is None else len(data)):
             return target
         if self.mode == "link":
             try:
@@ -113,13 +113,37 @@ class ImageStore:
                 pass  # other file system, no permission, or changed since: fall back to a copy
         if data is not None:
             return self.put_bytes(target, data)
-        return self._commit(target, lambda temporary: shutil.copyfile(source, temporary))
+        return self._commit(target, lambda temporary: _copy_checked(source, temporary, sha256))
 
     def put_bytes(self, target: Path, data: bytes) -> Path:
-        """Atomically write derived bytes to `target` unless it already exists."""
-        if target.exists():
+        """Atomically write bytes to `target` unless it already holds as many (a file of another size there is
+        damaged: truncated by a crash or a full disk, or changed through a hard link, and is replaced)."""
+        if _present(target, len(data)):
             return target
         return self._commit(target, lambda temporary: Path(temporary).write_bytes(data))
+
+    def read_original(self, sha256: str, image_format: str) -> bytes | None:
+        """The stored original's bytes when they still hash to ``sha256``; else None (absent, or damaged: its
+        name no longer says its content, e.g. the delivery it is hard-linked to was rewritten in place)."""
+        try:
+            data = self.original_path(sha256, image_format).read_bytes()
+        except FileNotFoundError:
+            return None
+        return data if hashlib.sha256(data).hexdigest() == sha256 else None
+
+    def repair_original(self, sha256: str, image_format: str, data: bytes) -> Path:
+        """Replace a damaged stored original with ``data`` (whose sha256 the caller checked): a copy, never a link
+        (the damage may have come through one)."""
+        return self._commit(self.original_path(sha256, image_format), lambda t: Path(t).write_bytes(data))
+
+
+def _present(target: Path, size: int | None) -> bool:
+    """``target`` exists (and, when ``size`` is given, holds that many bytes)."""
+    try:
+        held = target.stat().st_size
+    except FileNotFoundError:
+        return False
+    return size is None or held == size
 
 
 def _link_checked(source, temporary, sha256: str) -> None:
@@ -127,6 +151,12 @@ def _link_checked(source, temporary, sha256: str) -> None:
     os.link(source, temporary)
     if file_sha256(temporary) != sha256:
         raise OSError(f"{source} changed after it was hashed")  # pragma: no mutate - put_original catches it, unshown
+
+
+def _copy_checked(source, temporary, sha256: str) -> None:
+    shutil.copyfile(source, temporary)
+    if file_sha256(temporary) != sha256:
+        raise ValueError(f"{source} changed after it was hashed: not stored under {sha256}")
 
 
 def job_name(name: str) -> str:

@@ -25,7 +25,7 @@ from bioscan_rebuild.core.tsv import read_maintainer_table
 BOX_CORRECTION_COLUMNS = ("processid", "box", "reason", "source")
 EMPTY = "empty"
 # image statuses of a photo no box can be applied to (nothing derived from it)
-UNUSABLE_PHOTO = ("empty_file", "undecodable", "too_small", "too_large")
+UNUSABLE_PHOTO = ("empty_file", "undecodable", "too_small", "too_large", "source_changed")
 
 
 @dataclass(frozen=True)

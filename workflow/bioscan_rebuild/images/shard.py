@@ -10,6 +10,7 @@ delivery adds photo jobs for its own batch only; the per-shard joins are cheap.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -125,17 +126,46 @@ def result_row(processid: str, sha: str, result: PhotoResult, detector_name: str
     }
 
 
-def _read_source(store: ImageStore, image_dirs: dict[str, str], row: dict) -> bytes:
-    stored = store.original_path(row["image_sha256"], row["image_format"])
-    if stored.exists():
-        return stored.read_bytes()
-    return (Path(image_dirs[row["batch"]]) / row["image_path"]).read_bytes()
+def _read_source(store: ImageStore, image_dirs: dict[str, str], row: dict) -> bytes | None:
+    """The photo's bytes, checked against the sha256 the inventory recorded (results are cached under it): the
+    stored original, else the delivered file, which then replaces a damaged stored copy. None when no bytes with
+    that hash are left: the delivery was changed after the ingest (and the store's hard link to it with it)."""
+    sha, image_format = row["image_sha256"], row["image_format"]
+    data = store.read_original(sha, image_format)
+    if data is not None:
+        return data
+    try:
+        data = (Path(image_dirs[row["batch"]]) / row["image_path"]).read_bytes()
+    except OSError:
+        return None
+    if hashlib.sha256(data).hexdigest() != sha:
+        return None
+    if store.original_path(sha, image_format).exists():
+        store.repair_original(sha, image_format, data)
+    return data
+
+
+def _source_changed(row: dict) -> PhotoResult:
+    """The result of a photo whose bytes are gone (never stored: a later run may find them again)."""
+    where = f"{row['batch']}/{row['image_path']}"
+    return PhotoResult(
+        status="source_changed",
+        detail=f"{where} and the stored copy no longer hash to {row['image_sha256'][:12]}…: changed after ingest",
+    )
+
+
+def _read_chunk(store: ImageStore, image_dirs: dict[str, str], rows: list[dict]) -> tuple[list[int], list[bytes]]:
+    """(positions, bytes) of the rows whose bytes could be read (``_read_source``)."""
+    datas = [_read_source(store, image_dirs, row) for row in rows]
+    readable = [i for i, data in enumerate(datas) if data is not None]
+    return readable, [datas[i] for i in readable]
 
 
 # One row per usable photo of an image batch's shard: where its results sit in the store (params_key); plus one
 # per record whose photo takes a maintainer's box (``processid``: its processid_key; null on the shared row).
-# The table's version (2: the processid column), a parameter of the rules: a new one re-writes the tables.
-PHOTO_TABLE_VERSION = 2
+# The table's version (2: the processid column; 3: image_status_detail), a parameter of the rules: a new one
+# re-writes the tables.
+PHOTO_TABLE_VERSION = 3
 PHOTO_SCHEMA = pa.schema(
     [
         ("batch", pa.string()),
@@ -147,8 +177,10 @@ PHOTO_SCHEMA = pa.schema(
         ("detector_params_key", pa.string()),
         ("image_params_key", pa.string()),
         ("image_status", pa.string()),
+        ("image_status_detail", pa.string()),  # only for results the store does not keep (``source_changed``)
     ]
 )
+UNCACHED_STATUSES = ("source_changed",)
 
 
 def run_photo_shard(
@@ -222,11 +254,12 @@ def run_photo_shard(
                     reused += 1
             for start in range(0, len(redo), PHOTO_BATCH):
                 chunk = redo[start : start + PHOTO_BATCH]
-                datas = [_read_source(store, image_dirs or {}, photos[sha]) for sha, _, _ in chunk]
-                boxes = [box for _, box, _ in chunk]
-                for (sha, _, fixed_key), (result, images) in zip(
-                    chunk, process_corrected(datas, boxes, params, fixer), strict=True
-                ):
+                readable, datas = _read_chunk(store, image_dirs or {}, [photos[sha] for sha, _, _ in chunk])
+                for sha, _, fixed_key in chunk:
+                    fixed_results[(sha, fixed_key)] = _source_changed(photos[sha])
+                boxes = [chunk[i][1] for i in readable]
+                for i, (result, images) in zip(readable, process_corrected(datas, boxes, params, fixer), strict=True):
+                    sha, _, fixed_key = chunk[i]
                     fixed_results[(sha, fixed_key)] = result  # None: the box lies outside the photo
                     if result is not None:
                         DerivedStore(store, fixed_key).save(sha, result, images)
@@ -250,12 +283,14 @@ def run_photo_shard(
                 reused += 1
         for start in range(0, len(todo), PHOTO_BATCH):
             chunk = todo[start : start + PHOTO_BATCH]
-            datas = [_read_source(store, image_dirs or {}, row) for row in chunk]
-            for row, (result, images) in zip(chunk, process_photos(datas, detector, params, segmenter)):
-                derived.save(row["image_sha256"], result, images)
-                results[row["image_sha256"]] = result
+            readable, datas = _read_chunk(store, image_dirs or {}, chunk)
+            for row in chunk:
+                results[row["image_sha256"]] = _source_changed(row)
+            for i, (result, images) in zip(readable, process_photos(datas, detector, params, segmenter), strict=True):
+                derived.save(chunk[i]["image_sha256"], result, images)
+                results[chunk[i]["image_sha256"]] = result
         rows = [
-            {"batch": batch, "image_sha256": sha, "processid": None, **keys, "image_status": results[sha].status}
+            {"batch": batch, "image_sha256": sha, "processid": None, **keys, **_status(results[sha])}
             for sha in sorted(results)
         ]
         rows += [
@@ -265,7 +300,7 @@ def run_photo_shard(
                 "processid": record,
                 **keys,
                 "params_key": fixed_key,
-                "image_status": fixed_results[(sha, fixed_key)].status,
+                **_status(fixed_results[(sha, fixed_key)]),
             }
             for (record, sha), fixed_key in sorted(applied.items())
         ]
@@ -273,6 +308,12 @@ def run_photo_shard(
     finally:
         store.close()  # a failed write removed its own temporary file; an empty scratch folder goes too
     return {"photos": len(photos), "photos_processed": len(todo) + fixed, "photos_reused": reused}
+
+
+def _status(result: PhotoResult) -> dict:
+    """A photo row's status columns; the detail only where the store keeps no result to read it from."""
+    uncached = result.status in UNCACHED_STATUSES
+    return {"image_status": result.status, "image_status_detail": result.detail if uncached else None}
 
 
 def _fixed_key(stage: str, box) -> str:
@@ -301,7 +342,10 @@ def run_image_shard(
                 continue
             where = (row["image_batch"], row["image_sha256"])
             photo = photos.get((*where, processid_key(row["processid"]))) or photos.get((*where, None))
-            result = None if photo is None else DerivedStore(store, photo["params_key"]).load(row["image_sha256"])
+            if photo is not None and photo["image_status"] in UNCACHED_STATUSES:
+                result = PhotoResult(status=photo["image_status"], detail=photo["image_status_detail"])
+            else:
+                result = None if photo is None else DerivedStore(store, photo["params_key"]).load(row["image_sha256"])
             if result is None:
                 raise RuntimeError(
                     f"record {row['processid']}: photo {row['image_sha256'][:12]}… of batch {row['image_batch']} "
