@@ -203,6 +203,25 @@ def test_tta_answers_a_mirrored_photo_with_the_mirrored_box(realdata):
         assert abs(a.score - b.score) < 1e-3
 
 
+def test_a_photo_gets_the_same_answer_whatever_photos_share_its_batch(realdata):
+    """The image stage batches the photos it has not cached yet, so a batch's make-up depends on the store: a
+    portrait photo among landscape ones must not change how the landscape ones are letterboxed (a square instead
+    of their own rectangle), nor their boxes and confidences, with or without TTA, nor through the fusion."""
+    import numpy as np
+
+    from bioscan_rebuild.detect.evaluate import load_rgb
+    from bioscan_rebuild.detect.registry import make_detector
+    from bioscan_rebuild.detect.yolo.backends import OnnxDetector
+
+    images = [load_rgb(p) for p in sorted((realdata / "imgfilter-dev").glob("*.jpg"))[:6]]
+    portrait = np.ascontiguousarray(np.rot90(images[0])[:768, :576])
+    for detector in (OnnxDetector(conf=0.01), OnnxDetector(conf=0.01, tta=True), make_detector("fusion")):
+        alone = [detector.detect_batch([image])[0] for image in images]
+        mixed = detector.detect_batch([*images[:3], portrait, *images[3:]])
+        assert [(d.box, d.score) for d in alone] == [(d.box, d.score) for d in mixed[:3] + mixed[4:]]
+        assert mixed[3] == detector.detect_batch([portrait])[0]
+
+
 def test_tta_reports_no_box_at_or_below_its_bar(realdata):
     """Each pass keeps weak boxes for the merge, but the backend's bar applies to the merged scores."""
     from bioscan_rebuild.detect.evaluate import load_coco_ground_truth, load_rgb

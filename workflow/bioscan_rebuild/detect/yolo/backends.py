@@ -216,6 +216,15 @@ def _resolve(weights: str | Path | None, default_name: str) -> Path:
 # Backends
 
 
+def shape_batches(images: list[np.ndarray], size: int) -> list[list[int]]:
+    """The photos' positions in batches of at most ``size``, each of one shape (in first-seen order): a photo's
+    letterbox, and so its boxes, must not depend on which photos share its batch."""
+    by_shape: dict[tuple, list[int]] = {}
+    for i, image in enumerate(images):
+        by_shape.setdefault(image.shape, []).append(i)
+    return [members[start : start + size] for members in by_shape.values() for start in range(0, len(members), size)]
+
+
 class YoloDetector:
     """ultralytics YOLO on torch; CUDA (half precision) when available, else CPU (float32)."""
 
@@ -267,25 +276,30 @@ class YoloDetector:
         return self.detect_batch([image])[0]
 
     def detect_batch(self, images: list[np.ndarray], halves: list[np.ndarray] | None = None) -> list[Detection]:
-        out: list[Detection] = []
-        for start in range(0, len(images), self.batch):
-            chunk = [_as_rgb(im) for im in images[start : start + self.batch]]
-            bgr = [np.ascontiguousarray(im[..., ::-1]) for im in chunk]
-            results = self.model.predict(
-                bgr,
-                imgsz=self.imgsz,
-                conf=self.conf,
-                iou=self.iou,
-                device=self.device,
-                half=self.half,
-                max_det=self.max_det,
-                verbose=False,
-            )
-            for image, result in zip(chunk, results, strict=True):
-                boxes = result.boxes.xyxy.float().cpu().numpy()
-                scores = result.boxes.conf.float().cpu().numpy()
-                out.append(boxes_to_detection(boxes, scores, image.shape[1], image.shape[0]))
+        images = [_as_rgb(im) for im in images]
+        out: list = [None] * len(images)
+        # ultralytics letterboxes a batch of one shape to a rectangle, a mixed one to a square
+        for members in shape_batches(images, self.batch):
+            self._run_batch(images, members, out)
         return out
+
+    def _run_batch(self, images: list[np.ndarray], members: list[int], out: list) -> None:
+        chunk = [images[i] for i in members]
+        bgr = [np.ascontiguousarray(im[..., ::-1]) for im in chunk]
+        results = self.model.predict(
+            bgr,
+            imgsz=self.imgsz,
+            conf=self.conf,
+            iou=self.iou,
+            device=self.device,
+            half=self.half,
+            max_det=self.max_det,
+            verbose=False,
+        )
+        for i, image, result in zip(members, chunk, results, strict=True):
+            boxes = result.boxes.xyxy.float().cpu().numpy()
+            scores = result.boxes.conf.float().cpu().numpy()
+            out[i] = boxes_to_detection(boxes, scores, image.shape[1], image.shape[0])
 
 
 class OnnxDetector:
@@ -356,10 +370,11 @@ class OnnxDetector:
         return self.detect_batch([image])[0]
 
     def _preprocess(self, chunk: list[np.ndarray]) -> np.ndarray:
-        if self.fixed_hw:
-            target, auto = self.fixed_hw, False
-        else:
-            target, auto = self.imgsz, len({im.shape for im in chunk}) == 1
+        """The model's input for photos of one shape: each letterboxed to its own rectangle (a multiple of the
+        stride) unless the model takes one fixed size."""
+        if len({im.shape for im in chunk}) > 1:
+            raise ValueError("one shape per batch: a photo's letterbox must not depend on the photos beside it")
+        target, auto = (self.fixed_hw, False) if self.fixed_hw else (self.imgsz, True)
         boxed = [letterbox(im, target, auto, self.stride) for im in chunk]
         if self.fixed_batch and len(boxed) < self.fixed_batch:
             boxed += [boxed[-1]] * (self.fixed_batch - len(boxed))
@@ -368,23 +383,28 @@ class OnnxDetector:
         return np.ascontiguousarray(blob)
 
     def _boxes(self, images: list[np.ndarray], conf: float) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per photo, the model's boxes above ``conf`` after NMS (xyxy, the photo's pixels) and scores."""
-        out = []
-        for start in range(0, len(images), self.batch):
-            chunk = images[start : start + self.batch]
-            blob = self._preprocess(chunk)
-            preds = self.session.run(None, {self.input_name: blob})[0]
-            for image, pred in zip(chunk, preds[: len(chunk)], strict=True):
-                if self.end2end:  # (max_det, 6): x1, y1, x2, y2, score, class
-                    keep = pred[:, 4] > conf
-                    boxes, scores = pred[keep, :4], pred[keep, 4]
-                    boxes, scores = boxes[: self.max_det], scores[: self.max_det]
-                else:
-                    boxes, scores = nms_numpy(pred, conf, self.iou, self.max_det)
-                if len(scores):
-                    boxes = scale_boxes(blob.shape[2:], boxes, image.shape[:2])
-                out.append((boxes, scores))
+        """Per photo, the model's boxes above ``conf`` after NMS (xyxy, the photo's pixels) and scores. Photos run
+        in batches of one shape, so what a photo gets never depends on which photos share its call."""
+        out: list = [None] * len(images)
+        for members in shape_batches(images, self.batch):
+            self._run_batch(images, members, conf, out)
         return out
+
+    def _run_batch(self, images: list[np.ndarray], members: list[int], conf: float, out: list) -> None:
+        """``out[i]`` = (boxes, scores) for each photo ``images[i]``, i in ``members`` (one shape)."""
+        chunk = [images[i] for i in members]
+        blob = self._preprocess(chunk)
+        preds = self.session.run(None, {self.input_name: blob})[0]
+        for i, image, pred in zip(members, chunk, preds[: len(chunk)], strict=True):
+            if self.end2end:  # (max_det, 6): x1, y1, x2, y2, score, class
+                keep = pred[:, 4] > conf
+                boxes, scores = pred[keep, :4], pred[keep, 4]
+                boxes, scores = boxes[: self.max_det], scores[: self.max_det]
+            else:
+                boxes, scores = nms_numpy(pred, conf, self.iou, self.max_det)
+            if len(scores):
+                boxes = scale_boxes(blob.shape[2:], boxes, image.shape[:2])
+            out[i] = (boxes, scores)
 
     def detect_batch(self, images: list[np.ndarray], halves: list[np.ndarray] | None = None) -> list[Detection]:
         images = [_as_rgb(im) for im in images]
