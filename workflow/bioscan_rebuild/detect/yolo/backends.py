@@ -216,6 +216,12 @@ def _resolve(weights: str | Path | None, default_name: str) -> Path:
 # Backends
 
 
+# How a photo is letterboxed, a parameter of the learned backends (so of the image stage's store key): "own" =
+# to its own rectangle whatever the batch; results cached before (a batch of several shapes squared every photo
+# in it) are not reused.
+LETTERBOX = "own"
+
+
 def shape_batches(images: list[np.ndarray], size: int) -> list[list[int]]:
     """The photos' positions in batches of at most ``size``, each of one shape (in first-seen order): a photo's
     letterbox, and so its boxes, must not depend on which photos share its batch."""
@@ -264,6 +270,7 @@ class YoloDetector:
         return {
             "backend": self.name,
             "weights_sha256": self.sha256,
+            "letterbox": LETTERBOX,
             "conf": self.conf,
             "iou": self.iou,
             "imgsz": self.imgsz,
@@ -352,6 +359,7 @@ class OnnxDetector:
         params = {
             "backend": self.name,
             "onnx_sha256": self.sha256,
+            "letterbox": LETTERBOX,
             "conf": self.conf,
             "iou": self.iou,
             "imgsz": self.imgsz if self.fixed_hw is None else list(self.fixed_hw),
