@@ -212,6 +212,11 @@ def _yolo_without_weights(config):
     config["images"]["detector"]["backend"] = "yolo"
 
 
+def _fusion_weights_without_their_rule(config):
+    config["images"]["detector"]["backend"] = "fusion"
+    config["images"]["detector"]["weights"] = "results/detector/model.onnx"
+
+
 def _batch_pattern_without_processid(config):
     config["batches"][0]["image_name_pattern"] = "^(?P<pid>.+)\\.jpg$"
 
@@ -240,6 +245,11 @@ CONFIG_FAULTS = {  # name -> (change, file to create, what the message must say)
     "store_none": (_store_none, None, ["image_store.mode: none", "['images']", "use link or copy"]),
     # these two used to pass the dry run and fail in every photo / listing job
     "yolo_without_weights": (_yolo_without_weights, None, ["backend yolo needs weights", "sample-a"]),
+    "fusion_weights_without_rule": (
+        _fusion_weights_without_their_rule,
+        None,
+        ["backend fusion with weights of your own needs their rule", "images.detector.params.rule"],
+    ),
     "batch_pattern": (_batch_pattern_without_processid, None, ["image_name_pattern", "does not match"]),
     "zips_without_images": (_zips_without_images, None, ["export.zip_packages", "add it to export.formats"]),
 }

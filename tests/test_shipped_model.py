@@ -124,9 +124,9 @@ def test_ship_copies_the_four_files_that_belong_together(tmp_path):
 @pytest.mark.parametrize(
     "kind, match",
     [
-        ({"fitted_sha": "0" * 64}, "not fitted on this model"),
-        ({"half": None}, "not fitted on this model"),
-        ({"half": "holdout"}, "not fitted on this model"),
+        ({"fitted_sha": "0" * 64}, "fitted on the model of sha256 0+, not on this one"),
+        ({"half": None}, "not fitted on a training half"),
+        ({"half": "holdout"}, "not fitted on a training half"),
         ({"card_sha": "f" * 64}, "does not describe this model"),
         ({"classical": {}}, "another classical detector.*refit-fusion"),
         ({"classical": {"version": "classical-2"}}, "another classical detector"),
@@ -270,6 +270,26 @@ def test_the_fusion_backend_refuses_a_rule_fitted_with_another_classical_version
     assert tuned.classical.params()["bar"] == 60.0
     # a rule from before the rule said (fitted_on without "classical") still loads
     assert make_detector("fusion", rule=_rule_fitted_with(tmp_path)).rule == make_detector("fusion").rule
+
+
+def test_the_fusion_backend_refuses_a_rule_not_fitted_for_its_model(tmp_path):
+    """Other weights under the shipped rule, a placeholder rule (fitted on nothing) or an out-of-fold model's rule
+    would run with thresholds fitted elsewhere: refused, naming the fix."""
+    from bioscan_rebuild.detect.registry import make_detector
+
+    rule = json.loads(shipped(FUSION_RULE).read_text())
+    for change, match in (
+        ({"model_sha256": "0" * 64}, "not on this one.*images.detector.params.rule"),  # as other weights would be
+        ({"half": None}, "not fitted on a training half"),
+        ({"left_out_fold": 1}, "out-of-fold"),
+    ):
+        path = tmp_path / "rule.json"
+        path.write_text(json.dumps({**rule, "fitted_on": {**rule["fitted_on"], **change}}))
+        with pytest.raises(ValueError, match=match):
+            make_detector("fusion", rule=str(path))
+    path.write_text(json.dumps({"rule": {"trust_learned": 0.3}}))  # no fitted_on at all
+    with pytest.raises(ValueError, match="not fitted on a training half"):
+        make_detector("fusion", rule=str(path))
 
 
 def _small_dev_set(source, target, n: int = 24):

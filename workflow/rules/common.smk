@@ -93,6 +93,20 @@ def _check_config(config):
                 f"images.detector: backend yolo needs weights (a .pt file), none given for batches {unweighted}: "
                 "set images.detector.weights, or use backend onnx or fusion for the shipped model"
             )
+    if detector["backend"] == "fusion":
+        # other weights under the shipped rule would run with thresholds fitted on another model's boxes
+        ruleless = [
+            batch["name"]
+            for batch in config["batches"]
+            if batch.get("images")
+            and (detector["weights"] or {**detector["params"], **(batch.get("detector_params") or {})}.get("weights"))
+            and not {**detector["params"], **(batch.get("detector_params") or {})}.get("rule")
+        ]
+        if ruleless:
+            problems.append(
+                f"images.detector: backend fusion with weights of your own needs their rule, none given for batches "
+                f"{ruleless}: set images.detector.params.rule to the fusion.json train-detector wrote beside them"
+            )
     previous = config["release"]["previous"]
     if previous:
         if config["splits"]["freeze"]:

@@ -43,7 +43,7 @@ import numpy as np
 
 from bioscan_rebuild.detect.base import Detection
 from bioscan_rebuild.detect.evaluate import iou as box_iou
-from bioscan_rebuild.detect.shipped import FUSION_RULE, shipped
+from bioscan_rebuild.detect.shipped import FUSION_RULE, rule_model_problem, shipped
 
 VERSION = "fusion-1"
 AGREE_IOU = 0.5  # the boxes agree at this IoU unless the rule says otherwise (rules fitted before agree_iou)
@@ -618,6 +618,9 @@ class FusionDetector:
             )
         # the rule was fitted on the learned model's boxes with or without TTA: run it the same way
         self.learned = OnnxDetector(weights, conf=learned_conf, tta=self.rule.learned_tta)
+        problem = rule_model_problem(FusionRule.fitted_on(rule), self.learned.sha256)
+        if problem:
+            raise ValueError(f"the fusion rule {rule or '(shipped)'} for {self.learned.weights}: {problem}")
 
     def params(self) -> dict:
         return {

@@ -30,6 +30,23 @@ def shipped(name: str) -> Path:
     return Path(str(resources.files("bioscan_rebuild.detect") / "models" / name))
 
 
+def rule_model_problem(fitted: dict, model_sha: str) -> str | None:
+    """Why a fusion rule (its ``fitted_on``) must not run with the model of sha256 ``model_sha``; None when it
+    may: it was fitted on that model's detections of the train half. An out-of-fold model's rule, a placeholder
+    (``train-detector --no-eval``: fitted on nothing) and another model's rule all refuse."""
+    if fitted.get("left_out_fold"):
+        return "an out-of-fold model's rule (trained without part of the train half): not for use"
+    if fitted.get("half") != "train":
+        return f"not fitted on a training half (fitted_on {fitted}); train with the real dev sets and without --no-eval"
+    if fitted.get("model_sha256") != model_sha:
+        return (
+            f"fitted on the model of sha256 {fitted.get('model_sha256')}, not on this one ({model_sha}): give the "
+            "rule train-detector wrote beside these weights (images.detector.params.rule), or fit one: "
+            "bioscan-rebuild refit-fusion"
+        )
+    return None
+
+
 def ship(trained_dir: str | Path, models_dir: str | Path | None = None) -> dict[str, str]:
     """Copy a `train-detector` output folder's model, fusion rule, card and report into ``models_dir`` (the
     package's ``detect/models/`` by default: run from a source checkout). Refuses a rule fitted on another model
@@ -41,13 +58,9 @@ def ship(trained_dir: str | Path, models_dir: str | Path | None = None) -> dict[
         raise FileNotFoundError(f"{trained_dir}: no {', '.join(missing)} (run `bioscan-rebuild train-detector`)")
     model_sha = hashlib.sha256((trained_dir / "model.onnx").read_bytes()).hexdigest()
     fitted = json.loads((trained_dir / "fusion.json").read_text()).get("fitted_on") or {}
-    if fitted.get("left_out_fold"):
-        raise ValueError(f"{trained_dir} is an out-of-fold model (trained without part of the train half): not for use")
-    if fitted.get("model_sha256") != model_sha or fitted.get("half") != "train":
-        raise ValueError(
-            f"{trained_dir / 'fusion.json'} was not fitted on this model's training half "
-            f"(fitted_on {fitted}); train with the real dev sets and without --no-eval"
-        )
+    problem = rule_model_problem(fitted, model_sha)
+    if problem:
+        raise ValueError(f"{trained_dir / 'fusion.json'}: {problem}")
     if model_sha not in (trained_dir / "MODEL_CARD.md").read_text():
         raise ValueError(f"{trained_dir / 'MODEL_CARD.md'} does not describe this model (sha256 {model_sha})")
     report = json.loads((trained_dir / "report.json").read_text())
