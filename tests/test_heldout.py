@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
+
+import pytest
+
 from bioscan_rebuild.detect.base import Detection
 from bioscan_rebuild.detect.fusion import FusionRule
 from bioscan_rebuild.detect.heldout import backend_detections, fit_fusion, review_table, score_table
@@ -103,3 +108,34 @@ def test_the_review_table_counts_the_fusion_s_mistakes_among_the_flagged_photos(
     assert review["per_reason"]["low_confidence"] == {"flagged": 1, "wrong": 1}
     assert review["per_reason"]["backends_disagree"] == {"flagged": 2, "wrong": 2}
     assert review["per_reason"]["box_on_rim"] == {"flagged": 0, "wrong": 0}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c["annotations"][0].update(image_id="1"), "names image_id '1', which no image has"),
+        (lambda c: c["annotations"].pop(1), "b.jpg: no annotation"),
+        (lambda c: c["annotations"][0].update(bbox=[5, 5, -3, 10]), "a.jpg: bbox [5, 5, -3, 10] has no size"),
+        (lambda c: c["annotations"].append({"id": 9, "image_id": 2, "bbox": [1, 1, 4, 4]}), "b.jpg: both an empty"),
+        (lambda c: c["annotations"][0].update(bbox=[1, 2, 3]), "a.jpg: bbox [1, 2, 3] is not"),
+    ],
+)
+def test_a_coco_file_that_could_be_misread_is_refused(tmp_path, change, message):
+    """A specimen read as an empty well would teach the model, and score it, the opposite: string ids, a lost
+    annotation, a negative box, an image both empty and boxed, a short bbox are refused, naming the photo."""
+    from bioscan_rebuild.detect.evaluate import load_coco_ground_truth
+
+    coco = {
+        "images": [{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "b.jpg"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "bbox": [10, 20, 30, 40]},
+            {"id": 2, "image_id": 2, "bbox": [0, 0, 0, 0]},
+        ],
+    }
+    path = tmp_path / "coco_annotations.json"
+    path.write_text(json.dumps(coco))
+    assert [t.box for t in load_coco_ground_truth(path)] == [(10, 20, 40, 60), None]
+    change(coco)
+    path.write_text(json.dumps(coco))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_coco_ground_truth(path)

@@ -60,8 +60,11 @@ def _polygon_area(polygon: list[float]) -> float:
 
 def load_coco_ground_truth(coco_path: str | Path) -> list[GroundTruth]:
     """One entry per image of a COCO file as the real dev set writes it:
-    `bbox` = [x, y, w, h]; [0, 0, 0, 0] marks an empty well."""
+    `bbox` = [x, y, w, h]; [0, 0, 0, 0] marks an empty well. A file that could be misread (an annotation naming
+    no image, an image without annotation, a box of no size that is not [0, 0, 0, 0], an empty-well mark beside
+    a box) is refused with what is wrong: a specimen read as an empty well would teach and score the opposite."""
     coco = json.loads(Path(coco_path).read_text())
+    _check_coco(coco, coco_path)
     by_image: dict[int, list[dict]] = {}
     for annotation in coco["annotations"]:
         by_image.setdefault(annotation["image_id"], []).append(annotation)
@@ -71,7 +74,7 @@ def load_coco_ground_truth(coco_path: str | Path) -> list[GroundTruth]:
         for annotation in by_image.get(image["id"], []):
             x, y, w, h = annotation["bbox"]
             if w <= 0 or h <= 0:
-                continue
+                continue  # the empty-well mark
             boxes.append((x, y, x + w, y + h))
             segmentation = annotation.get("segmentation") or []
             if isinstance(segmentation, list):
@@ -96,6 +99,34 @@ def load_coco_ground_truth(coco_path: str | Path) -> list[GroundTruth]:
             )
         )
     return truths
+
+
+EMPTY_WELL = [0, 0, 0, 0]
+
+
+def _check_coco(coco: dict, coco_path) -> None:
+    """Raise ValueError naming each way ``coco`` could be misread (see ``load_coco_ground_truth``)."""
+    names = {image["id"]: image["file_name"] for image in coco["images"]}
+    problems, marks = [], {}
+    for annotation in coco["annotations"]:
+        image_id, bbox = annotation.get("image_id"), annotation.get("bbox")
+        if image_id not in names:
+            problems.append(f"annotation {annotation.get('id')!r} names image_id {image_id!r}, which no image has")
+            continue
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, int | float) for v in bbox)):
+            problems.append(f"{names[image_id]}: bbox {bbox!r} is not [x, y, width, height]")
+            continue
+        empty = bbox == EMPTY_WELL
+        if not empty and (bbox[2] <= 0 or bbox[3] <= 0):
+            problems.append(f"{names[image_id]}: bbox {bbox} has no size (an empty well is [0, 0, 0, 0])")
+        marks.setdefault(image_id, set()).add(empty)
+    problems += [
+        f"{names[i]}: no annotation (an empty well is one with bbox [0, 0, 0, 0])" for i in names if i not in marks
+    ]
+    problems += [f"{names[i]}: both an empty-well mark and a box" for i, kinds in marks.items() if len(kinds) > 1]
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise ValueError(f"{coco_path}: {len(problems)} annotation problem(s): {shown}")
 
 
 def load_rgb(path: str | Path) -> np.ndarray:
