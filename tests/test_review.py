@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -610,3 +611,21 @@ def test_a_fitted_model_flags_photos_more_likely_wrong_than_the_average_training
     rule, _ = fit_rule(samples, review_below=0.5, shapes=[(768, 1024)] * len(samples))
     assert rule.review_below == round(1 - 80 / 240, 4)  # the training photos' share of right answers
     assert fit_rule(samples, review_below=0.5)[0].review_below == 0.5  # no model: the caller's bar
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"agree_box": "Mean"}, "agree_box = 'Mean' is not one of"),
+        ({"trust_learned": float("nan")}, "trust_learned = nan is not a finite number"),
+        ({"review_below": "0.8"}, "review_below = '0.8' is not a finite number"),
+        ({"empty_learned_only_max": float("inf")}, "empty_learned_only_max = inf"),
+        ({"confidence": {"agree": float("nan")}}, "confidence['agree'] = nan is not a chance in [0, 1]"),
+        ({"confidence": {"agreed": 0.9}}, "confidence = {'agreed': 0.9}: situations are"),
+        ({"rim_margin": -1}, "rim_margin = -1 is not a whole number"),
+    ],
+)
+def test_a_rule_with_a_value_it_cannot_use_is_refused_at_load(change, message):
+    """A typo in agree_box fused two agreeing boxes to nothing; a NaN confidence never flagged its photo."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        FusionRule(**{**RULE.as_dict(), **change})

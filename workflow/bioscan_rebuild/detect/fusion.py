@@ -119,11 +119,32 @@ class FusionRule:
         return fitted
 
     def __post_init__(self):
+        problems = [
+            f"{name} = {getattr(self, name)!r} is not a finite number"
+            for name in ("empty_learned_max", "empty_classical_max", "trust_learned", "agree_iou", "review_below")
+            if not _finite(getattr(self, name))
+        ]
+        if self.empty_learned_only_max is not None and not _finite(self.empty_learned_only_max):
+            problems.append(f"empty_learned_only_max = {self.empty_learned_only_max!r} is not a finite number")
+        if self.agree_box not in AGREE_BOXES:
+            problems.append(f"agree_box = {self.agree_box!r} is not one of {AGREE_BOXES}")
+        if not (isinstance(self.rim_margin, int) and not isinstance(self.rim_margin, bool) and self.rim_margin >= 0):
+            problems.append(f"rim_margin = {self.rim_margin!r} is not a whole number of pixels >= 0")
+        if not isinstance(self.confidence, dict) or set(self.confidence) - set(SITUATIONS):
+            problems.append(f"confidence = {self.confidence!r}: situations are {SITUATIONS}")
+        else:
+            problems += [
+                f"confidence[{k!r}] = {v!r} is not a chance in [0, 1]"
+                for k, v in self.confidence.items()
+                if not (_finite(v) and 0 <= v <= 1)
+            ]
+        if problems:  # a typo would otherwise fuse agreeing boxes to nothing, or never flag a photo (NaN)
+            raise ValueError("fusion rule: " + "; ".join(problems))
         for situation, split in self.confidence_splits.items():
             if (
                 situation not in SITUATIONS
                 or split.get("feature") not in SPLIT_FEATURES
-                or not all(isinstance(split.get(key), (int, float)) for key in ("at", "below", "above"))
+                or not all(_finite(split.get(key)) for key in ("at", "below", "above"))
             ):
                 raise ValueError(f"fusion rule: confidence split {situation!r}: {split!r} is not a valid split")
         if self.confidence_model is not None and not _valid_model(self.confidence_model):
@@ -145,6 +166,10 @@ class FusionRule:
             return None
         plain = {float(v) for s, v in self.confidence.items() if s not in self.confidence_splits}
         return plain | {float(v[side]) for v in self.confidence_splits.values() for side in ("below", "above")}
+
+
+def _finite(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _valid_model(model) -> bool:
