@@ -292,6 +292,18 @@ def test_the_fusion_backend_refuses_a_rule_not_fitted_for_its_model(tmp_path):
         make_detector("fusion", rule=str(path))
 
 
+def test_the_fusion_counts_organism_pixels_with_its_own_classical_settings():
+    """The pixel count of a learned box comes from the fusion's own classical detector, tuned as the user tuned
+    it (it used to be a default one beside it: two settings in one run, by which box was chosen)."""
+    from bioscan_rebuild.detect.classical import ClassicalDetector
+    from bioscan_rebuild.detect.registry import make_detector, make_segmenter
+
+    tuned = make_detector("fusion", bar=60.0, mask_well=True)
+    assert make_segmenter("fusion", tuned) is tuned.classical
+    assert make_segmenter("onnx", make_detector("onnx")).params() == ClassicalDetector().params()
+    assert make_segmenter("classical", make_detector("classical")) is None
+
+
 def _small_dev_set(source, target, n: int = 24):
     """The first ``n`` photos of a real COCO dev set, linked into ``target`` with their annotations."""
     coco = json.loads((source / "coco_annotations.json").read_text())

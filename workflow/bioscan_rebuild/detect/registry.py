@@ -29,7 +29,11 @@ def make_detector(backend: str = "classical", **params) -> Detector:
     return getattr(importlib.import_module(module), name)(**params)
 
 
-def make_segmenter(backend: str, params: dict | None = None) -> Detector | None:
+def make_segmenter(backend: str, detector: Detector | None = None) -> Detector | None:
     """For a box-only backend, the classical segmenter that counts the organism's pixels inside its box
-    (``image_measurement_value``); None when the backend gives the mask itself."""
-    return None if backend in GIVES_MASK else make_detector("classical", **(params or {}))
+    (``image_measurement_value``): the backend's own classical detector where it has one (``fusion``, with the
+    parameters it was given), else the default one; None when the backend gives the mask itself."""
+    if backend in GIVES_MASK:
+        return None
+    own = getattr(detector, "classical", None)
+    return own if own is not None else make_detector("classical")

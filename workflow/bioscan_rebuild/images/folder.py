@@ -36,7 +36,7 @@ def detect_folder(
     params = image_params or ImageParams()
     keep_freed_memory()
     detector = make_detector(backend, **(detector_params or {}))
-    segmenter = make_segmenter(backend)
+    segmenter = make_segmenter(backend, detector)
     image_dir = Path(image_dir)
     if not image_dir.is_dir():
         raise InputError(f"{image_dir}: not a folder of photos")

@@ -223,7 +223,7 @@ def run_photo_shard(
         write_table(PHOTO_SCHEMA.empty_table(), output)
         return {"photos": 0, "photos_processed": 0, "photos_reused": 0}
     detector = make_detector(backend, **(detector_params or {}))
-    segmenter = make_segmenter(backend, (detector_params or {}).get("segmenter_params"))
+    segmenter = make_segmenter(backend, detector)
     key = stage_key(params, detector, segmenter)
     facts = detector.params()
     keys = {
