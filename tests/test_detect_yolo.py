@@ -318,6 +318,9 @@ def test_boxes_to_detection_semantics():
     # ... a box elsewhere is.
     apart = to_det(np.array([[10, 10, 40, 40], [60, 40, 90, 70]]), np.array([0.9, 0.4]), 100, 80)
     assert apart.status == "multiple_candidates" and apart.box == (10, 10, 40, 40)
+    # ... unless the model is hardly sure of it (the fusion runs the model down to 0.01): still counted
+    faint = to_det(np.array([[10, 10, 40, 40], [60, 40, 90, 70]]), np.array([0.9, 0.02]), 100, 80)
+    assert faint.status == "ok" and faint.candidates == 2
 
 
 def test_cli_prepare(tmp_path, config_dir, capsys):

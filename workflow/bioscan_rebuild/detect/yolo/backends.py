@@ -5,7 +5,8 @@ reimplemented in numpy.
 Both backends map the model's boxes onto a ``detect.base.Detection`` the same way
 (``boxes_to_detection``): no box above ``conf`` -> ``no_object``; otherwise the most confident box
 (input-image pixels, ints, x1/y1 exclusive, clipped), ``multiple_candidates`` when another box
-above ``conf`` barely overlaps it, else ``ok``. They leave ``pixel_count`` and ``mask`` as None
+above ``conf`` and ``SEPARATE_MIN_SCORE`` barely overlaps it, else ``ok``; ``candidates`` counts every box above
+``conf``. They leave ``pixel_count`` and ``mask`` as None
 (the image stage counts pixels).
 """
 
@@ -23,8 +24,11 @@ from bioscan_rebuild.detect.shipped import MODEL, shipped
 from bioscan_rebuild.detect.yolo.offline import import_ultralytics
 
 # A second box counts as a separate candidate (-> status "multiple_candidates") when its
-# intersection with the top box covers at most this share of the smaller of the two boxes.
+# intersection with the top box covers at most this share of the smaller of the two boxes,
 SEPARATE_MAX_OVERLAP = 0.3
+# and its score is above this bar (the onnx backend's own ``conf``): the fusion runs the model down to 0.01 for
+# its measurements, and a 1 % box beside the specimen is no second specimen.
+SEPARATE_MIN_SCORE = 0.25
 LETTERBOX_FILL = 114  # ultralytics' padding grey
 
 
@@ -117,7 +121,7 @@ def boxes_to_detection(boxes: np.ndarray, scores: np.ndarray, width: int, height
     x0, y0, x1, y1 = (int(np.floor(v + 0.5)) for v in boxes[top])
     x0, y0 = min(max(x0, 0), width - 1), min(max(y0, 0), height - 1)
     x1, y1 = min(max(x1, x0 + 1), width), min(max(y1, y0 + 1), height)
-    others = np.delete(boxes, top, axis=0)
+    others = np.delete(boxes, top, axis=0)[np.delete(np.asarray(scores), top) > SEPARATE_MIN_SCORE]
     separate = 0
     if len(others):
         tb = boxes[top]
@@ -277,6 +281,7 @@ class YoloDetector:
             "max_det": self.max_det,
             "half": self.half,
             "separate_max_overlap": SEPARATE_MAX_OVERLAP,
+            "separate_min_score": SEPARATE_MIN_SCORE,
         }
 
     def detect(self, image: np.ndarray) -> Detection:
@@ -365,6 +370,7 @@ class OnnxDetector:
             "imgsz": self.imgsz if self.fixed_hw is None else list(self.fixed_hw),
             "max_det": self.max_det,
             "separate_max_overlap": SEPARATE_MAX_OVERLAP,
+            "separate_min_score": SEPARATE_MIN_SCORE,
         }
         if self.tta:  # only when on, so that the stage key of a run without it stays as it was
             params["tta"] = {
