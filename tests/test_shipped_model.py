@@ -442,3 +442,16 @@ def test_refit_from_shipped_refuses_a_training_folder_and_leaves_nothing_behind(
     assert sorted(p.name for p in unpack(fresh).iterdir()) == sorted(
         ["model.onnx", "fusion.json", "MODEL_CARD.md", "report.json"]
     )
+
+
+def test_the_model_card_says_what_was_held_out():
+    """A model trained on both halves (--include-holdout) must not claim a held-out half it has seen."""
+    from bioscan_rebuild.detect.model_card import model_card
+
+    def card(**real):
+        return model_card(_train_report("a" * 64, dataset={"real": real}), "m.onnx", "bioscan-rebuild train-detector")
+
+    assert "The `holdout` half was never trained or tuned on." in card(include_holdout=False)
+    both = card(include_holdout=True)
+    assert "never trained" not in both and "both halves" in both and "Nothing was held out" in both
+    assert "Part 2 of 5 of the train half was left out" in card(left_out_fold={"fold": 2, "folds": 5})

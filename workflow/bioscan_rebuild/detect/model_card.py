@@ -106,6 +106,15 @@ def model_card(report: dict, model_name: str, command: str) -> str:
     fusion = report.get("fusion") or {}
     args = report["train_args"]
     versions = report.get("versions", {})
+    if real.get("include_holdout"):
+        halves_trained = "both halves, `train` and `holdout`,"
+        holdout_sentence = "**Nothing was held out**: no score below is from photos the model has not seen."
+    else:
+        halves_trained = "the `train` half"
+        holdout_sentence = "The `holdout` half was never trained or tuned on."
+    if real.get("left_out_fold"):
+        fold = real["left_out_fold"]
+        holdout_sentence += f" Part {fold['fold']} of {fold['folds']} of the train half was left out (out-of-fold)."
     lines = [
         f"# Model card: `{model_name}`",
         "",
@@ -122,12 +131,11 @@ def model_card(report: dict, model_name: str, command: str) -> str:
         "",
         "## Training data",
         "",
-        "- Real: the `train` half (by `detect.evaluate.dev_split`, md5 of the processid) of the hand-boxed hard cases",
+        f"- Real: {halves_trained} (by `detect.evaluate.dev_split`, md5 of the processid) of the hand-boxed hard cases",
         f"  `{'`, `'.join(str(c) for c in real.get('coco', []))}`: {counts.get('train_real', 0)} specimens and "
         f"{counts.get('train_real_empty', 0)} empty wells trained on (each {real.get('real_repeat', 1)}×, copy k "
         "turned k quarter turns; with the trainer's flips every orientation), "
-        f"{counts.get('val_real', 0) + counts.get('val_real_empty', 0)} for validation. The `holdout` half was "
-        "never trained or tuned on.",
+        f"{counts.get('val_real', 0) + counts.get('val_real_empty', 0)} for validation. {holdout_sentence}",
         f"- Generated: {dataset.get('n_generated', 0)} synthetic well photos with exact boxes (seed "
         f"{dataset.get('seed', 0)}; {counts.get('train_gen', 0) + counts.get('val_gen', 0)} with a specimen, "
         f"{counts.get('train_gen_empty', 0) + counts.get('val_gen_empty', 0)} empty).",
