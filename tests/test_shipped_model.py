@@ -455,3 +455,27 @@ def test_the_model_card_says_what_was_held_out():
     both = card(include_holdout=True)
     assert "never trained" not in both and "both halves" in both and "Nothing was held out" in both
     assert "Part 2 of 5 of the train half was left out" in card(left_out_fold={"fold": 2, "folds": 5})
+
+
+def test_every_backend_takes_the_same_arrays_and_refuses_the_same_with_one_message(realdata):
+    """Grey (H, W) or (H, W, 1) and RGBA arrays are the photo in RGB to every backend; 16-bit, float or other
+    shapes are one ValueError saying what was given (the classical and fusion backends used to crash inside
+    OpenCV, the onnx one on (H, W, 1))."""
+    import numpy as np
+
+    from bioscan_rebuild.detect.evaluate import load_rgb
+    from bioscan_rebuild.detect.registry import make_detector
+
+    rgb = load_rgb(sorted((realdata / "imgfilter-dev").glob("*.jpg"))[0])
+    grey = rgb.mean(axis=2).astype(np.uint8)
+    as_rgb = np.repeat(grey[..., None], 3, axis=2)
+    rgba = np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], axis=2)
+    for backend in ("classical", "onnx", "fusion"):
+        detector = make_detector(backend)
+        want = detector.detect(as_rgb)
+        for given in (grey, grey[..., None]):
+            assert (detector.detect(given).box, detector.detect(given).score) == (want.box, want.score), backend
+        assert detector.detect(rgba).box == detector.detect(rgb).box
+        for bad, says in ((rgb.astype(np.uint16), "uint16"), (rgb / 255.0, "float64"), (rgb[..., :2], "shape")):
+            with pytest.raises(ValueError, match=says):
+                detector.detect(bad)

@@ -45,3 +45,21 @@ class Detector(Protocol):
     def detect_batch(self, images: list[np.ndarray], halves: list[np.ndarray] | None = None) -> list[Detection]:
         """Several images at once (backends that batch, e.g. YOLO on a GPU, override this). ``halves``:
         optionally the same images reduced 2x (INTER_AREA), which the caller has anyway; may be ignored."""
+
+
+def as_rgb8(image) -> np.ndarray:
+    """An 8-bit photo as (H, W, 3) RGB, as every backend takes it: grey (H, W) or (H, W, 1) repeated, an alpha
+    channel dropped. Anything else (16-bit, float, other shapes) is a ValueError saying what it got: the image
+    stage converts its photos first (``images.process``), callers of the API must too."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        image = image[..., :3]
+    if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
+        raise ValueError(f"expected an (H, W, 3) RGB photo, got an array of shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected 8-bit RGB (uint8), got {image.dtype}: scale it to 0..255 first")
+    return np.ascontiguousarray(image)

@@ -44,7 +44,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from bioscan_rebuild.detect.base import Detection
+from bioscan_rebuild.detect.base import Detection, as_rgb8
 
 VERSION = "classical-3"
 
@@ -256,7 +256,7 @@ class ClassicalDetector:
 
     def detect(self, image: np.ndarray, half: np.ndarray | None = None) -> Detection:
         """``half``: optionally, the image already reduced 2x with INTER_AREA (saves that step)."""
-        image = np.asarray(image)
+        image = as_rgb8(image)
         a = self._analyse(image, half)
         cands = a["cands"]
         if cands.size:
@@ -289,7 +289,7 @@ class ClassicalDetector:
         e.g. a box from another backend: the strongest pixels inside the box seed the same growth and
         full-resolution refinement as ``detect``; the result stays within the box enlarged by ``margin`` x its
         size (+ 4 px). All False when nothing in the box stands out from the background."""
-        image = np.asarray(image)
+        image = as_rgb8(image)
         H, W = image.shape[:2]
         out = np.zeros((H, W), bool)
         x0, y0, x1, y1 = (int(round(v)) for v in box)

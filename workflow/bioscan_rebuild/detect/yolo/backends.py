@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from bioscan_rebuild.core.io import file_sha256
-from bioscan_rebuild.detect.base import Detection
+from bioscan_rebuild.detect.base import Detection, as_rgb8
 from bioscan_rebuild.detect.shipped import MODEL, shipped
 from bioscan_rebuild.detect.yolo.offline import import_ultralytics
 
@@ -194,17 +194,6 @@ def merge_passes(passes: list[tuple[np.ndarray, np.ndarray]], iou: float = TTA_M
     return out_boxes[best], out_scores[best]
 
 
-def _as_rgb(image: np.ndarray) -> np.ndarray:
-    image = np.asarray(image)
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=2)
-    elif image.shape[2] == 4:
-        image = image[..., :3]
-    if image.dtype != np.uint8:
-        raise ValueError(f"expected uint8 RGB, got {image.dtype}")
-    return image
-
-
 def _resolve(weights: str | Path | None, default_name: str) -> Path:
     if weights is None:  # the model that ships with the package (detect/models/)
         weights = shipped(MODEL)
@@ -288,7 +277,7 @@ class YoloDetector:
         return self.detect_batch([image])[0]
 
     def detect_batch(self, images: list[np.ndarray], halves: list[np.ndarray] | None = None) -> list[Detection]:
-        images = [_as_rgb(im) for im in images]
+        images = [as_rgb8(im) for im in images]
         out: list = [None] * len(images)
         # ultralytics letterboxes a batch of one shape to a rectangle, a mixed one to a square
         for members in shape_batches(images, self.batch):
@@ -421,7 +410,7 @@ class OnnxDetector:
             out[i] = (boxes, scores)
 
     def detect_batch(self, images: list[np.ndarray], halves: list[np.ndarray] | None = None) -> list[Detection]:
-        images = [_as_rgb(im) for im in images]
+        images = [as_rgb8(im) for im in images]
         if not self.tta:
             found = self._boxes(images, self.conf)
         else:
