@@ -944,3 +944,42 @@ def test_freeze_rejects_duplicate_processids_and_unknown_or_missing_names():
     bad = pd.Series(list("fedcba"), index=[f"X{i}" for i in range(6)])
     with pytest.raises(ValueError, match=r": \['a', 'b', 'c', 'd', 'e'\]$"):  # sorted, at most five listed
         assign_splits(table, bad)
+
+
+def test_a_machine_that_orders_ties_otherwise_is_refused_unless_its_order_is_accepted(tmp_path):
+    """numpy picks its sort kernel by CPU, and the published splits follow the tie order of x86-64 with AVX-512:
+    here simulated by switching numpy's AVX-512 and AVX2 kernels off. The split refuses, naming the setting; with
+    --tie-order host it runs and says whose order it followed."""
+    from bioscan_rebuild.splits.protocol import TIE_ORDER_REFERENCE, host_tie_order_digest
+
+    assert host_tie_order_digest() == TIE_ORDER_REFERENCE  # this machine makes the published splits
+    _toy_csv(tmp_path / "in.csv")
+    other_cpu = {**os.environ, "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SKX X86_V3 AVX2"}
+    command = [sys.executable, "-m", "bioscan_rebuild", "split", str(tmp_path / "in.csv"), str(tmp_path / "out.csv")]
+    refused = subprocess.run(command, env=other_cpu, capture_output=True, text=True)
+    assert refused.returncode == 2 and "splits.tie_order: host" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "out.csv").exists()
+    accepted = subprocess.run([*command, "--tie-order", "host"], env=other_cpu, capture_output=True, text=True)
+    assert accepted.returncode == 0, accepted.stderr
+    summary = split_csv(tmp_path / "in.csv", tmp_path / "here.csv")
+    assert summary["tie_order"] == "reference"
+
+
+@pytest.mark.parametrize("suffix", [".csv.gz", ".csv.zip", ".csv.bz2", ".csv.xz"])
+def test_compressed_split_output_is_the_same_bytes_on_every_run(tmp_path, suffix):
+    """gzip and zip put a write time (and pandas the temporary file's name) into the file: two runs on the same
+    input differed byte for byte. The output and its summary now carry neither and read back as written."""
+    import time
+
+    _toy_csv(tmp_path / "in.csv")
+    outputs = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        split_csv(tmp_path / "in.csv", out / f"out{suffix}", summary_csv=out / f"summary{suffix}")
+        outputs.append([(out / f"{name}{suffix}").read_bytes() for name in ("out", "summary")])
+        time.sleep(2.1)  # another time in any timestamp (zip counts in 2 s steps)
+    assert outputs[0] == outputs[1]
+    assert b".partial" not in outputs[0][0]
+    plain = tmp_path / "plain.csv"
+    split_csv(tmp_path / "in.csv", plain)
+    assert pd.read_csv(tmp_path / "a" / f"out{suffix}", dtype=str).equals(pd.read_csv(plain, dtype=str))

@@ -28,6 +28,8 @@ rule assign_splits:
         cli=CLI,
         outdir=subpath(output.splits, parent=True),
         freeze=split_freeze_arg,
+        tie_order=config["splits"]["tie_order"],
     shell:
         "{params.cli} splits --curated {input.curated:q} --barcodes {input.barcodes:q} "
-        "--images {input.images:q} {params.freeze} --outdir {params.outdir:q} > {log} 2>&1"
+        "--images {input.images:q} {params.freeze} --tie-order {params.tie_order} --outdir {params.outdir:q} "
+        "> {log} 2>&1"

@@ -8,7 +8,9 @@ import json
 def cmd_split(args) -> int:
     from bioscan_rebuild.splits.stage import split_csv
 
-    summary = split_csv(args.input, args.output, freeze_csv=args.freeze, summary_csv=args.summary)
+    summary = split_csv(
+        args.input, args.output, freeze_csv=args.freeze, summary_csv=args.summary, tie_order=args.tie_order
+    )
     counts = ", ".join(f"{k} {v}" for k, v in summary["splits"].items())
     print(f"wrote {summary['rows']} rows ({summary['frozen']} frozen) to {args.output}: {counts}")
     return 0
@@ -17,7 +19,7 @@ def cmd_split(args) -> int:
 def cmd_splits(args) -> int:
     from bioscan_rebuild.splits.stage import split_tables
 
-    summary = split_tables(args.curated, args.barcodes, args.outdir, args.freeze, args.images)
+    summary = split_tables(args.curated, args.barcodes, args.outdir, args.freeze, args.images, args.tie_order)
     print(json.dumps(summary, sort_keys=True))
     return 0
 
@@ -28,6 +30,7 @@ def register(sub) -> None:
     p.add_argument("output", help="where to write the CSV with the split column filled")
     p.add_argument("--freeze", help="processid,split CSV of a previous release: those records keep their split")
     p.add_argument("--summary", help="also write samples/barcodes/species per split to this CSV")
+    _tie_order_option(p)
     p.set_defaults(func=cmd_split)
 
     p = sub.add_parser("splits", help="the workflow's split step: curated labels + barcode shards")
@@ -36,4 +39,17 @@ def register(sub) -> None:
     p.add_argument("--freeze", help="processid,split CSV of a previous release")
     p.add_argument("--images", nargs="*", default=[], help="image-stage results per shard (excludes empty wells)")
     p.add_argument("--outdir", required=True)
+    _tie_order_option(p)
     p.set_defaults(func=cmd_splits)
+
+
+def _tie_order_option(parser) -> None:
+    from bioscan_rebuild.splits.protocol import TIE_ORDERS
+
+    parser.add_argument(
+        "--tie-order",
+        choices=TIE_ORDERS,
+        default="reference",
+        help="reference (default): refuse a machine whose numpy orders equal barcode sizes otherwise than the one "
+        "that made the published splits; host: accept this machine's order (the summary says so)",
+    )

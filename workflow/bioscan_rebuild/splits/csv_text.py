@@ -14,7 +14,9 @@ the same values.
 
 from __future__ import annotations
 
+import gzip
 import os
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -176,12 +178,27 @@ def csv_writer(path):
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     method = infer_compression(str(path), "infer")
-    compression = {"method": method}
-    if method == "zip":
-        compression["archive_name"] = path.name.removesuffix(".zip")  # as pandas names the member
     try:
-        with get_handle(partial, "wb", compression=compression if method else None, is_text=False) as handles:
-            yield handles.handle
+        with _compressed(partial, method, member=path.name.removesuffix(".zip")) as handle:
+            yield handle
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+@contextmanager
+def _compressed(partial: Path, method: str | None, member: str):
+    """A binary handle writing ``partial`` compressed by ``method``; the same bytes on every run: gzip and zip
+    carry no write time and no temporary name (pandas would put both in), the others carry neither anyway."""
+    if method == "gzip":
+        with open(partial, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as handle:
+            yield handle
+    elif method == "zip":  # one member, named as pandas names it
+        with zipfile.ZipFile(partial, "w") as archive:
+            info = zipfile.ZipInfo(member, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(info, "w", force_zip64=True) as handle:
+                yield handle
+    else:
+        with get_handle(partial, "wb", compression={"method": method} if method else None, is_text=False) as handles:
+            yield handles.handle

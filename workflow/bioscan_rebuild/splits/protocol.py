@@ -55,6 +55,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.novel import novel_genus_names, novel_species_names, strip_barcode
 from bioscan_rebuild.core.schemas import SPLITS
 
@@ -158,6 +159,44 @@ def choose_barcodes(sizes: list[int], n: int, p: PartitionParams, rng: np.random
         if len(chosen) >= bub:
             break
     return chosen if alloc >= lb else []
+
+
+# Spec §2.2 orders equal barcode sizes as pandas' default (unstable) quicksort does, and the published splits
+# depend on that order. numpy picks its sort kernel by CPU: the published order is that of x86-64 CPUs with
+# AVX-512 (numpy 2.4.6's SIMD sort). Elsewhere (no AVX-512, ARM) ties among more than 256 barcodes of a species
+# come out in another order and about 0.2 % of records land in other splits. This digest of a probe's argsorts
+# tells the two apart; ``TIE_ORDERS``: what a run accepts.
+TIE_ORDER_REFERENCE = "5a826dc916a807fa067344b7b1d4a1b4dab5426915d409642d0270546b095c6d"
+TIE_ORDERS = ("reference", "host")
+
+
+def host_tie_order_digest() -> str:
+    """sha256 of numpy's quicksort argsort of tied int64 sizes (16 to 5000 of them), as ``sorted_block`` sorts."""
+    rng = np.random.default_rng(20240601)
+    digest = hashlib.sha256()
+    for n in (16, 64, 257, 1000, 5000):
+        digest.update(np.argsort(rng.integers(1, 4, n).astype(np.int64), kind="quicksort").astype(np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def check_tie_order(accept: str = "reference") -> str:
+    """``reference`` when this machine orders ties as the published splits were made, else ``host``. With
+    ``accept="reference"`` (the default), a host order is an error saying why and what to do."""
+    if accept not in TIE_ORDERS:
+        raise ValueError(f"tie order must be one of {TIE_ORDERS}, not {accept!r}")
+    order = "reference" if host_tie_order_digest() == TIE_ORDER_REFERENCE else "host"
+    if order == "host" and accept == "reference":
+        raise TieOrderError(
+            "this machine's numpy orders equal barcode sizes otherwise than the machines that made the published "
+            "splits (x86-64 with AVX-512, numpy 2.4.6), so about 0.2 % of records would get another split than the "
+            "protocol gives there. Run the split step on such a machine, or accept this machine's order "
+            "(splits.tie_order: host; the command line's --tie-order host): the run records that it did."
+        )
+    return order
+
+
+class TieOrderError(InputError):
+    """The host's tie order differs from the reference and the run did not accept it (a setting to choose)."""
 
 
 @dataclass

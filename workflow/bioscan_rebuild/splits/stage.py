@@ -34,6 +34,7 @@ from bioscan_rebuild.splits.protocol import (
     PRETRAIN,
     REQUIRED_COLUMNS,
     assign_splits,
+    check_tie_order,
     chunk_names,
     chunk_of,
     split_summary,
@@ -61,12 +62,14 @@ def read_freeze(path) -> pd.Series:
     return pd.Series(split, index=processids, name="split")
 
 
-def split_tables(curated_path, barcode_paths, outdir, freeze_csv=None, image_paths=None) -> dict:
+def split_tables(curated_path, barcode_paths, outdir, freeze_csv=None, image_paths=None, tie_order="reference") -> dict:
     """The split stage: curated labels + cleaned barcodes -> ``splits.parquet`` (processid, split, chunk; sorted
     by processid) and ``summary.csv`` (samples, barcodes, species per split). ``freeze_csv``: processid,split of a
     previous release (``read_freeze``; ``assign_splits``: those records keep their split). ``image_paths``: the image
     stage's per-shard results; records whose photo shows no specimen (or is unusable) get no split and are
-    written to ``excluded.parquet`` (reject table: ``no_specimen`` / ``image_unusable``)."""
+    written to ``excluded.parquet`` (reject table: ``no_specimen`` / ``image_unusable``). ``tie_order``: what
+    ``check_tie_order`` accepts (the summary says which order the splits followed)."""
+    order = check_tie_order(tie_order)  # before any work
     outdir = Path(outdir)
     # Arrow all the way (5.15M barcodes are 3.4 GB of text), filtered shard by shard: the barcode shards hold the
     # ingested rows in the order curation kept them, so filtering them to the curated ids lines them up.
@@ -123,10 +126,12 @@ def split_tables(curated_path, barcode_paths, outdir, freeze_csv=None, image_pat
     ).sort_values("processid", kind="stable")
     outdir.mkdir(parents=True, exist_ok=True)
     write_table(pa.Table.from_pandas(out, preserve_index=False), outdir / "splits.parquet")
-    summary.to_csv(outdir / "summary.csv", index=False, lineterminator="\n")
+    with csv_writer(outdir / "summary.csv") as handle:  # whole or absent, as the other outputs
+        handle.write(summary.to_csv(index=False, lineterminator="\n").encode())
     frozen_kept = 0 if freeze is None else int(table["processid"].isin(freeze.index).sum())
     return {
         "records": len(out),
+        "tie_order": order,
         "frozen": frozen_kept,
         "excluded": {k: int(v) for k, v in excluded["reason"].value_counts().sort_index().items()},
         "splits": dict(zip(summary["split"], summary["samples"])),
@@ -266,7 +271,7 @@ def _summary(first: _FirstPass, split: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["split", "samples", "barcodes", "species"])
 
 
-def split_csv(input_csv, output_csv, freeze_csv=None, summary_csv=None) -> dict:
+def split_csv(input_csv, output_csv, freeze_csv=None, summary_csv=None, tie_order="reference") -> dict:
     """Read a metadata CSV, write it back with ``split`` filled (other cells as read, row order kept).
 
     Cells are read as raw strings, so other columns come back as written (``csv_text``: byte for byte where
@@ -278,8 +283,10 @@ def split_csv(input_csv, output_csv, freeze_csv=None, summary_csv=None) -> dict:
 
     The file is read twice, in small batches, so that memory holds only what the protocol needs: pass 1 reads
     the four columns it uses (``_first_pass``: the protocol's records whole, and one copy of each distinct strip
-    barcode to number them), pass 2 copies every row to the output with its split.
+    barcode to number them), pass 2 copies every row to the output with its split. ``tie_order``: as for
+    ``split_tables``.
     """
+    order = check_tie_order(tie_order)
     source = CsvText(input_csv, "a metadata CSV")
     columns = source.columns
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
@@ -313,6 +320,13 @@ def split_csv(input_csv, output_csv, freeze_csv=None, summary_csv=None) -> dict:
         if done != len(split):
             raise InputError(f"{input_csv}: {done} records on the second reading, {len(split)} on the first")
     if summary_csv is not None:
-        summary.to_csv(summary_csv, index=False)
+        with csv_writer(summary_csv) as handle:
+            handle.write(summary.to_csv(index=False, lineterminator="\n").encode())
     counts = np.bincount(split, minlength=len(SPLITS)).tolist()
-    return {"rows": len(split), "frozen": n_frozen, "new": len(split) - n_frozen, "splits": dict(zip(SPLITS, counts))}
+    return {
+        "rows": len(split),
+        "tie_order": order,
+        "frozen": n_frozen,
+        "new": len(split) - n_frozen,
+        "splits": dict(zip(SPLITS, counts)),
+    }
