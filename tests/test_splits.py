@@ -983,3 +983,29 @@ def test_compressed_split_output_is_the_same_bytes_on_every_run(tmp_path, suffix
     plain = tmp_path / "plain.csv"
     split_csv(tmp_path / "in.csv", plain)
     assert pd.read_csv(tmp_path / "a" / f"out{suffix}", dtype=str).equals(pd.read_csv(plain, dtype=str))
+
+
+def test_a_freeze_finds_its_records_as_ingest_does_and_counts_the_rows_it_could_not(tmp_path, capsys):
+    """A freeze edited by hand (`bscn7-21 `) named a record the table spells `BSCN7-21`: it was re-split as new,
+    silently. Processids now match as ingest matches records; rows matching none are counted and said."""
+    _toy_csv(tmp_path / "in.csv")
+    table = pd.read_csv(tmp_path / "in.csv", dtype=str, keep_default_na=False)
+    split_csv(tmp_path / "in.csv", tmp_path / "v1.csv")
+    v1 = pd.read_csv(tmp_path / "v1.csv", dtype=str, keep_default_na=False)
+    first = table["processid"].iloc[0]
+    other = next(s for s in ("val", "test", "train") if s != v1.loc[0, "split"])
+    freeze = pd.DataFrame({"processid": [f" {first.lower()} ", "GONE-1"], "split": [other, "test"]})
+    freeze.to_csv(tmp_path / "freeze.csv", index=False)
+    summary = split_csv(tmp_path / "in.csv", tmp_path / "v2.csv", freeze_csv=tmp_path / "freeze.csv")
+    v2 = pd.read_csv(tmp_path / "v2.csv", dtype=str, keep_default_na=False)
+    assert v2.loc[0, "split"] == other and summary["frozen"] == 1 and summary["freeze_unmatched"] == 1
+    from bioscan_rebuild.cli.main import build_parser
+
+    args = build_parser().parse_args(
+        ["split", str(tmp_path / "in.csv"), str(tmp_path / "v3.csv"), "--freeze", str(tmp_path / "freeze.csv")]
+    )
+    assert run_split_command(args) == 0 and "1 freeze rows match no record" in capsys.readouterr().out
+    freeze.loc[1, "processid"] = first  # two spellings of one record: which split it keeps would be arbitrary
+    freeze.to_csv(tmp_path / "freeze.csv", index=False)
+    with pytest.raises(InputError, match="appear more than once"):
+        split_csv(tmp_path / "in.csv", tmp_path / "v4.csv", freeze_csv=tmp_path / "freeze.csv")

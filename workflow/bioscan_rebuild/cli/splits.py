@@ -12,7 +12,8 @@ def cmd_split(args) -> int:
         args.input, args.output, freeze_csv=args.freeze, summary_csv=args.summary, tie_order=args.tie_order
     )
     counts = ", ".join(f"{k} {v}" for k, v in summary["splits"].items())
-    print(f"wrote {summary['rows']} rows ({summary['frozen']} frozen) to {args.output}: {counts}")
+    unmatched = f"; {summary['freeze_unmatched']} freeze rows match no record" if summary["freeze_unmatched"] else ""
+    print(f"wrote {summary['rows']} rows ({summary['frozen']} frozen{unmatched}) to {args.output}: {counts}")
     return 0
 
 

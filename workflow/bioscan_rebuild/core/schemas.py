@@ -170,6 +170,14 @@ def processid_key(processid: str) -> str:
     return processid.upper()
 
 
+def processid_keys(processids) -> np.ndarray:
+    """``processid_key`` of each processid as ingest spells it (trimmed, Unicode NFC): how a table written
+    elsewhere (a previous release's freeze file, edited by hand) finds its records. Object array; None stays."""
+    import pandas as pd
+
+    return pd.Series(processids, dtype=object).str.strip().str.normalize("NFC").str.upper().to_numpy(dtype=object)
+
+
 def shard_of(processids: list[str] | np.ndarray, n_shards: int) -> np.ndarray:
     """Stable shard number per processid: md5 of its key (``processid_key``), first 8 hex digits, modulo n_shards.
 

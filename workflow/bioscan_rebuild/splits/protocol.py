@@ -34,7 +34,9 @@ from P and the val top-up (new records on it are not candidates), so no old barc
 old record moves; no new record puts a barcode into a labelled split (train, val, test, key_unseen,
 val_unseen, test_unseen) other than the one its old records already hold; among the new records the
 protocol's own invariants hold (a barcode drawn into a held-out split takes all new records carrying it).
-``freeze`` entries whose processid is not in the table are ignored; an empty ``freeze`` gives the protocol.
+``freeze`` entries whose processid is not in the table are ignored (the stage counts them); processids match as
+ingest matches records (``processid_keys``: case, surrounding spaces and Unicode form aside); an empty ``freeze``
+gives the protocol.
 Not guaranteed: old records that already disagree (an old test record whose barcode was corrected to one
 that old train records carry stays in test: old records never move), and a species whose old records are
 all other_heldout can gain unseen-split records when 8 or more viable new ones arrive.
@@ -57,7 +59,7 @@ import pyarrow.compute as pc
 
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.novel import novel_genus_names, novel_species_names, strip_barcode
-from bioscan_rebuild.core.schemas import SPLITS
+from bioscan_rebuild.core.schemas import SPLITS, processid_keys
 
 PRETRAIN, TRAIN, VAL, TEST, KEY_UNSEEN, VAL_UNSEEN, TEST_UNSEEN, OTHER_HELDOUT = range(8)
 _SEEN, _UNSEEN = 8, 9  # working states, gone from the result
@@ -391,10 +393,11 @@ def assign_splits(df: pd.DataFrame, freeze: pd.Series | None = None) -> pd.Serie
     """
     old_split = np.full(len(df), -1, dtype=np.int8)
     if freeze is not None and len(freeze):
-        if not freeze.index.is_unique:
+        keys = pd.Index(processid_keys(freeze.index))  # as ingest matches records: case, spaces, NFC aside
+        if not keys.is_unique:
             raise ValueError("freeze: processid appears more than once")
         frozen = _codes_of(freeze)
-        where = pd.Index(freeze.index).get_indexer(pd.Index(df["processid"]))
+        where = keys.get_indexer(pd.Index(processid_keys(df["processid"])))
         old_split = np.where(where >= 0, frozen[where], -1).astype(np.int8)
     old = old_split >= 0
     new_rows = np.flatnonzero(~old)

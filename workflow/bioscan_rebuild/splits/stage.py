@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import write_table
-from bioscan_rebuild.core.schemas import SPLITS, USABLE_IMAGE_STATUSES, make_rejects
+from bioscan_rebuild.core.schemas import SPLITS, USABLE_IMAGE_STATUSES, make_rejects, processid_keys
 from bioscan_rebuild.splits.csv_text import (
     CsvText,
     csv_writer,
@@ -55,7 +55,8 @@ def read_freeze(path) -> pd.Series:
     if unknown:
         raise InputError(f"{path}: unknown split names {unknown}; known: {list(SPLITS)}")
     processids = pd.Index(frozen["processid"].to_numpy(zero_copy_only=False))
-    twice = processids[processids.duplicated()].unique()
+    keys = pd.Index(processid_keys(processids))  # two spellings of one record are one record
+    twice = processids[keys.duplicated(keep=False)].unique()
     if len(twice):  # which of its splits a record keeps would be arbitrary
         shown = ", ".join(repr(p) for p in sorted(twice)[:5]) + (" ..." if len(twice) > 5 else "")
         raise InputError(f"{path}: {len(twice)} processid(s) appear more than once: {shown}; keep one row each")
@@ -128,11 +129,12 @@ def split_tables(curated_path, barcode_paths, outdir, freeze_csv=None, image_pat
     write_table(pa.Table.from_pandas(out, preserve_index=False), outdir / "splits.parquet")
     with csv_writer(outdir / "summary.csv") as handle:  # whole or absent, as the other outputs
         handle.write(summary.to_csv(index=False, lineterminator="\n").encode())
-    frozen_kept = 0 if freeze is None else int(table["processid"].isin(freeze.index).sum())
+    frozen_kept = 0 if freeze is None else int(pd.Index(processid_keys(table["processid"])).isin(_keys(freeze)).sum())
     return {
         "records": len(out),
         "tie_order": order,
         "frozen": frozen_kept,
+        "freeze_unmatched": 0 if freeze is None else len(freeze) - frozen_kept,
         "excluded": {k: int(v) for k, v in excluded["reason"].value_counts().sort_index().items()},
         "splits": dict(zip(summary["split"], summary["samples"])),
     }
@@ -188,8 +190,13 @@ class _FirstPass:
     n_frozen: int  # records whose processid is in the freeze
 
 
+def _keys(freeze: pd.Series) -> pd.Index:
+    """The freeze's processids as ``processid_keys`` (how ``assign_splits`` matches them)."""
+    return pd.Index(processid_keys(freeze.index))
+
+
 def _first_pass(source: CsvText, freeze: pd.Series | None) -> _FirstPass:
-    frozen_ids = None if freeze is None else pa.array(freeze.index.astype(object), pa.string())
+    frozen_ids = None if freeze is None else pa.array(_keys(freeze).astype(object), pa.string())
     numbers: dict[bytes | None, int] = {}  # strip barcode -> its number: the first record's position
     parts, rows, strip_ids, n_rows, n_frozen = [], [], [], 0, 0
     # barcodes as bytes: only the kept ones are checked here (cast to text), the others in pass 2
@@ -201,7 +208,8 @@ def _first_pass(source: CsvText, freeze: pd.Series | None) -> _FirstPass:
         species = missing_as_null(batch.column("species"))
         keep = pc.is_valid(species)
         if frozen_ids is not None:
-            old = pc.is_in(batch.column("processid"), value_set=frozen_ids)
+            keys = pa.array(processid_keys(batch.column("processid").to_numpy(zero_copy_only=False)), pa.string())
+            old = pc.fill_null(pc.is_in(keys, value_set=frozen_ids), False)
             n_frozen += int(np.count_nonzero(old.to_numpy(zero_copy_only=False)))
             keep = pc.or_(keep, old)
         positions = np.flatnonzero(keep.to_numpy(zero_copy_only=False))
@@ -327,6 +335,7 @@ def split_csv(input_csv, output_csv, freeze_csv=None, summary_csv=None, tie_orde
         "rows": len(split),
         "tie_order": order,
         "frozen": n_frozen,
+        "freeze_unmatched": 0 if freeze is None else max(0, len(freeze) - n_frozen),
         "new": len(split) - n_frozen,
         "splits": dict(zip(SPLITS, counts)),
     }
