@@ -31,3 +31,18 @@ def test_a_derived_taxon_and_inferred_ranks_change_names_the_rule_that_changed_t
     why = {row["field"]: row["why"] for row in table.to_pylist()}
     assert why == {"species": "correction", "taxon": "correction", "inferred_ranks": "correction"}
     assert summary["changed_records"] == 1 and summary["changed_fields"] == 3
+
+
+def test_text_that_a_csv_reader_takes_for_missing_is_no_change(tmp_path):
+    """`NA`, `N/A`, `null`, `nan` are values a record may hold (ingest blanks only its configured tokens): the
+    previous release's CSV read them back as missing, and an unchanged release listed them all as changed."""
+    rows = [
+        {"processid": "P1", "sampleid": "NA", "province_state": "N/A", "subfamily": "null", "split": "train"},
+        {"processid": "P2", "sampleid": "nan", "country": "NULL", "genus": "1.#IND", "split": "val"},
+    ]
+    release = _release(rows)
+    _write_csv(release, tmp_path / "old.csv")
+    rejects = pd.DataFrame(columns=["kind", "processid", "reason"])
+    changes = pd.DataFrame(columns=["processid", "field", "rule"])
+    table, summary = release_diff(tmp_path / "old.csv", release, rejects, changes)
+    assert table.num_rows == 0 and summary["changed_records"] == 0 and summary["changed_fields"] == 0

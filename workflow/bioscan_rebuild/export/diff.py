@@ -59,7 +59,10 @@ def _as_text(table: pa.Table) -> pd.DataFrame:
 def read_release_csv(path) -> pd.DataFrame:
     header = pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names
     types = dict.fromkeys(header, pa.string())
-    options = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=True)
+    # only the empty cell is missing, as the release writes it: "NA", "null" or "nan" are values a record may hold
+    options = pacsv.ConvertOptions(
+        column_types=types, null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=True
+    )
     return _as_text(pacsv.read_csv(path, convert_options=options))
 
 
