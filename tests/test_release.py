@@ -285,3 +285,19 @@ def test_manifest_covers_every_file(release):
     for name in some:
         assert hashlib.sha256((release.parent / name).read_bytes()).hexdigest() == manifest[name]["sha256"]
     assert np.all([manifest[n]["bytes"] > 0 for n in some])
+
+
+def test_two_batches_of_one_export_name_it_once_among_the_release_inputs():
+    """The JSON-LD refuses a file listed twice, and two batches may name one export: the build stopped at its end."""
+    from bioscan_rebuild.export.release import release_inputs
+
+    batches = {
+        "b-photos": {"export": "deliveries/a.tsv", "export_sha256": "1" * 64},
+        "a-records": {"export": "deliveries/a.tsv", "export_sha256": "1" * 64},
+        "c": {"export": "deliveries/c.tsv", "export_sha256": "2" * 64},
+        "d-images-only": {},
+    }
+    assert release_inputs({"batches": batches}) == [
+        {"file": "deliveries/a.tsv", "sha256": "1" * 64},
+        {"file": "deliveries/c.tsv", "sha256": "2" * 64},
+    ]

@@ -86,6 +86,16 @@ def write_manifest(outdir: Path) -> dict:
     return {"files": len(files)}
 
 
+def release_inputs(accounting_data: dict) -> list[dict]:
+    """The export files the release was built from, once each (two batches may name one export), in batch order."""
+    pairs = (
+        (item["export"], item["export_sha256"])
+        for _, item in sorted(accounting_data.get("batches", {}).items())
+        if "export_sha256" in item
+    )
+    return [{"file": file, "sha256": sha256} for file, sha256 in dict.fromkeys(pairs)]
+
+
 def build_release(*, outdir, **inputs) -> dict:
     """The whole release step: a new ``outdir``, filled from ``inputs`` (the tables of the other stages, as
     :func:`_build` names them: :func:`export_release`, side files, ``accounting.json``) and ended with
@@ -168,14 +178,7 @@ def _build(
     """``stats``: the statistics stage's folder (``stats.json``, tables, ``figures/``): copied under
     ``metadata/stats/`` and summed up in the dataset card, ``README.md`` beside the root."""
     accounting_data = json.loads(Path(accounting).read_text())
-    provenance = {
-        "software": "bioscan-rebuild",
-        "inputs": [
-            {"file": item["export"], "sha256": item["export_sha256"]}
-            for _, item in sorted(accounting_data.get("batches", {}).items())
-            if "export_sha256" in item
-        ],
-    }
+    provenance = {"software": "bioscan-rebuild", "inputs": release_inputs(accounting_data)}
     shutil.copyfile(accounting, outdir / ACCOUNTING)
     with tempfile.TemporaryDirectory(dir=outdir) as tmp:
         side = write_side_files(
