@@ -79,7 +79,17 @@ def test_an_unknown_licence_is_other_with_its_link(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("n", "bucket"), [(0, "n<1K"), (999, "n<1K"), (1000, "1K<n<10K"), (5_150_850, "1M<n<10M"), (10**7, "10M<n<100M")]
+    ("n", "bucket"),
+    [
+        (0, "n<1K"),
+        (999, "n<1K"),
+        (1000, "1K<n<10K"),
+        (5_150_850, "1M<n<10M"),
+        (10**7, "10M<n<100M"),
+        (2 * 10**9, "1B<n<10B"),
+        (10**12 - 1, "100B<n<1T"),
+        (10**12, "n>1T"),
+    ],
 )
 def test_size_categories(n, bucket):
     assert size_category(n) == bucket

@@ -501,3 +501,11 @@ def test_the_images_parquet_is_described_as_the_package_it_holds(tmp_path):
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp_path / shard)
     node = _parquet_record_set(tmp_path, "images_parquet/data", [shard])
     assert node["description"] == "The original_256 images with processid and split, from Parquet shards."
+
+
+def test_the_statistics_figures_have_their_media_types():
+    """The stats stage writes each figure as PNG and SVG: the SVG ones were application/octet-stream."""
+    from bioscan_rebuild.export.formats.croissant import _encoding
+
+    assert _encoding("metadata/stats/figures/size_fields.svg") == "image/svg+xml"
+    assert _encoding("metadata/stats/figures/size_fields.png") == "image/png"

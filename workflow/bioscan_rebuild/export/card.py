@@ -68,6 +68,7 @@ def size_category(n: int) -> str:
     """The Hub's size_categories bucket of ``n`` records."""
     bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")]
     bounds += [(10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
+    bounds += [(10**10, "1B<n<10B"), (10**11, "10B<n<100B"), (10**12, "100B<n<1T")]
     return next((name for bound, name in bounds if n < bound), "n>1T")
 
 

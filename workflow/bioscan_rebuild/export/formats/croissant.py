@@ -159,6 +159,7 @@ MEDIA_TYPES = {
     "jpg": "image/jpeg",
     "jpeg": "image/jpeg",
     "png": "image/png",
+    "svg": "image/svg+xml",
     "gz": "application/gzip",
     "zip": "application/zip",
     "tar": "application/x-tar",
