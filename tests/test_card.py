@@ -68,7 +68,7 @@ def test_the_card_body_holds_the_tables_the_figures_present_and_the_citation(tmp
     assert "## Changes since the previous version" in text and "| added | 12 |" in text
     assert "@inproceedings{bioscan5m" in text and "Gharaee" in text
     assert "mash distance, k = 12, 2000 seeded pairs per comparison (seed 0)" in text
-    assert "within-BIN pairs lie below 0.0087, 95 % of between-BIN pairs above 0.1200" in text
+    assert "within-BIN pairs lie below 0.0087, 95 % of pairs of BINs of one genus above 0.1200 (random" in text
 
 
 def test_an_unknown_licence_is_other_with_its_link(tmp_path):

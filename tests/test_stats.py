@@ -336,10 +336,12 @@ def test_size_histogram_bins_span_the_central_99_percent_and_hold_every_value(ge
     histogram = tables["size_histogram"]
     counts = {(r[0], r[1]): r[2] for r in _rows(tables["size_fields"])}
     for (field, name), part in histogram.groupby(["field", "order"], sort=False):
-        assert len(part) == 40 and part["records"].sum() == counts[(name, field)], (field, name)
+        assert len(part) == 42 and part["records"].sum() == counts[(name, field)], (field, name)
+        assert np.isnan(part["bin_left"].iloc[0]) and np.isnan(part["bin_right"].iloc[-1])  # the two tails
     for field in SIZE_FIELDS:
         values = [v for v in rows[field] if v is not None]
-        part = histogram[(histogram["field"] == field) & (histogram["order"] == "all")]
+        whole = histogram[(histogram["field"] == field) & (histogram["order"] == "all")]
+        part = whole.iloc[1:-1]
         edges = [*part["bin_left"], part["bin_right"].iloc[-1]]
         if field == "image_measurement_value":  # log10 bins, edges in pixels
             logs = [math.log10(v) for v in values if v > 0]
@@ -347,8 +349,12 @@ def test_size_histogram_bins_span_the_central_99_percent_and_hold_every_value(ge
             assert np.allclose(np.diff(np.log10(edges)), np.diff(np.log10(edges))[0])
             continue
         assert [edges[0], edges[-1]] == pytest.approx(_quantiles(values, (0.5, 99.5)))
-        expected = Counter(min(max(bisect.bisect_right(edges, v) - 1, 0), 39) for v in values)
-        assert part["records"].tolist() == [expected.get(i, 0) for i in range(40)]
+        # each value in its bin, the top edge in the last; the tails beyond the edges in the first and last rows
+        expected = Counter(
+            39 if v == edges[-1] else min(max(bisect.bisect_right(edges, v) - 1, -1), 40) for v in values
+        )
+        assert whole["records"].tolist() == [expected.get(i, 0) for i in range(-1, 41)]
+        assert expected.get(-1, 0) > 0 and expected.get(40, 0) > 0  # the tails are there, not in the end bins
 
 
 def test_genetic_distances_follow_the_tree_the_barcodes_evolved_down(generated):
@@ -372,7 +378,9 @@ def test_genetic_distances_follow_the_tree_the_barcodes_evolved_down(generated):
     assert histogram.groupby("comparison", sort=False)["pairs"].sum().to_dict() == distances["pairs"].to_dict()
     first = histogram[histogram["comparison"] == "within_order"]
     assert first["bin_left"].tolist() == pytest.approx(list(HISTOGRAM_EDGES[:-1]))
-    assert first["bin_right"].iloc[-1] == 0.5
+    assert first["bin_right"].iloc[-2] == 0.5 and first["bin_right"].iloc[-1] == 1.0  # the unrelated pairs' bin
+    unrelated = histogram[(histogram["comparison"] == "between_orders") & (histogram["bin_left"] == 0.5)]
+    assert unrelated["pairs"].iloc[0] > 0.9 * PAIRS  # d = 1 is there, not in 0.49-0.50
 
 
 def test_pairs_are_drawn_from_the_groups_they_name(generated):
@@ -392,8 +400,8 @@ def test_pairs_are_drawn_from_the_groups_they_name(generated):
                 assert rows[rank][a] is not None and rows[rank][a] == rows[rank][b], comparison
             elif comparison == "between_orders":
                 assert None not in (rows["order"][a], rows["order"][b]) and rows["order"][a] != rows["order"][b]
-            else:
-                assert rows["order"][a] == rows["order"][b] and rows["order"][a] is not None
+            else:  # between_bins: BINs of one genus
+                assert rows["genus"][a] == rows["genus"][b] and rows["genus"][a] is not None
                 assert None not in (rows["dna_bin"][a], rows["dna_bin"][b]) and rows["dna_bin"][a] != rows["dna_bin"][b]
     other = sample_pairs(codes, has_barcode, seed=6, pairs=300)
     assert not np.array_equal(other["within_species"][0], pairs["within_species"][0])

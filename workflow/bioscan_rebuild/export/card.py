@@ -43,7 +43,7 @@ FIGURES = {
     "site_map": "Collection sites over the Natural Earth 1:110m land (public domain), marker size ~ log records.",
     "genetic_distances": (
         "Mash distances (k = 12) between the DNA barcodes of seeded random pairs: within species, genus and order, "
-        "between orders; and within vs between BINs (the barcode gap)."
+        "between orders; and within a BIN vs between BINs of one genus (the barcode gap)."
     ),
     "size_fields": "image_measurement_value, area_fraction and scale_factor, over all records and per large order.",
 }
@@ -181,7 +181,8 @@ def write_card(release_dir, options: ExportOptions, accounting: dict, diff_summa
             if gap.get("within_bin_p95") is not None and gap.get("between_bins_p05") is not None:
                 text += (
                     f" Barcode gap: 95 % of within-BIN pairs lie below {gap['within_bin_p95']:.4f}, 95 % of "
-                    f"between-BIN pairs above {gap['between_bins_p05']:.4f}."
+                    f"pairs of BINs of one genus above {gap['between_bins_p05']:.4f} (random congeneric BINs, not "
+                    "nearest neighbours: the gap to the nearest BIN may be smaller)."
                 )
             lines += [text, ""]
     lines += [

@@ -31,8 +31,9 @@ Tables (ints are int64; ties are broken by name, missing names last):
   count, mean, p05, p25, median, p75, p95 over the non-missing values (percentiles: linear interpolation).
 - ``size_histogram``: field, order, bin_left, bin_right, records: :data:`SIZE_BINS` equal bins per field between
   its 0.5th and 99.5th percentile over all rows (equal in log10 for ``image_measurement_value``, edges given in
-  pixels); values below or above that range are counted in the first or last bin, so each (field, order) sums to
-  its count. Every bin is listed, empty ones too.
+  pixels), then the values below that range (a first row, ``bin_left`` empty) and above it (a last row,
+  ``bin_right`` empty), so each (field, order) sums to its count and no bin holds a tail beyond its edges. Every
+  row is listed, empty ones too.
 - ``split_table``: split (``core.schemas.SPLITS`` in order, then ``total``), records, species (distinct labelled),
   barcodes (distinct, leading and trailing ``N`` stripped), bins. A row with another split value counts only in
   the total.
@@ -282,15 +283,18 @@ def _size_tables(values: dict[str, np.ndarray], orders: Labels) -> tuple[pd.Data
             field_values = field_values[np.isfinite(field_values)]
             with np.errstate(divide="ignore", invalid="ignore"):  # log10(0) = -inf: the first bin
                 position = np.log10(field_values) if log else field_values
-            where = np.clip(np.searchsorted(edges, position, side="right") - 1, 0, SIZE_BINS - 1)
+            # -1: below the range, SIZE_BINS: above it; the top edge belongs to the last bin
+            where = np.searchsorted(edges, position, side="right") - 1
+            where[position == edges[-1]] = SIZE_BINS - 1
+            counts = np.bincount(np.clip(where, -1, SIZE_BINS) + 1, minlength=SIZE_BINS + 2).astype(np.int64)
             histograms.append(
                 pd.DataFrame(
                     {
                         "field": field,
                         "order": name,
-                        "bin_left": shown[:-1],
-                        "bin_right": shown[1:],
-                        "records": np.bincount(where, minlength=SIZE_BINS).astype(np.int64),
+                        "bin_left": np.r_[np.nan, shown],
+                        "bin_right": np.r_[shown, np.nan],
+                        "records": counts,
                     }
                 )
             )
@@ -393,7 +397,8 @@ def _number(value):
 def summary(tables: dict[str, pd.DataFrame], table: pa.Table) -> dict:
     """The headline figures of :func:`compute_stats`'s ``tables`` for ``table`` (JSON-able; NaN -> None):
     records, records per split, species, genera, orders, families, BINs, distinct barcodes, the genetics
-    method and its parameters, pairs per comparison, and the barcode gap (within-BIN p95 vs between-BIN p05)."""
+    method and its parameters, pairs per comparison, and the barcode gap (within-BIN p95 vs the p05 between BINs
+    of one genus: an upper bound on the gap to the nearest-neighbour BIN, see ``genetics``)."""
     splits = tables["split_table"].set_index("split")
     ranks = tables["label_completeness"].set_index("rank")["categories"]
     distances = tables["genetic_distances"].set_index("comparison")

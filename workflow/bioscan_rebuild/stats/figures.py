@@ -471,7 +471,7 @@ def _genetic_distances(fig: Figure, tables: dict, summary: dict) -> None:
         left.set_ylim(bottom=0)
     else:
         _no_data(left)
-    right.set_title("Within vs between BINs (barcode gap)")
+    right.set_title("Within a BIN vs between BINs of one genus (barcode gap)")
     drawn = _genetic_panel(right, histogram, distances, GAP_LEVELS, [PALETTE[2], PALETTE[3]])
     gap = (summary or {}).get("barcode_gap") or {}
     within, between = _finite(gap.get("within_bin_p95")), _finite(gap.get("between_bins_p05"))
@@ -531,6 +531,11 @@ def _size_fields(fig: Figure, tables: dict, summary: dict) -> None:
         if not histogram.empty:
             part = histogram[(histogram["field"].astype(str) == field) & (histogram["order"].astype(str) == "all")]
             part = part.sort_values("bin_left", kind="stable")
+        outside = 0
+        if not part.empty:  # the tails beyond the range (rows with an open side) are said, not drawn as bins
+            bounded = np.isfinite(_numeric(part, "bin_left")) & np.isfinite(_numeric(part, "bin_right"))
+            outside = int(np.nansum(_numeric(part, "records")[~bounded]))
+            part = part[bounded]
         if log and not part.empty:
             part = part[_numeric(part, "bin_left") > 0]
         if part.empty or np.nansum(_numeric(part, "records")) <= 0:
@@ -538,6 +543,17 @@ def _size_fields(fig: Figure, tables: dict, summary: dict) -> None:
         else:
             left, right = _numeric(part, "bin_left"), _numeric(part, "bin_right")
             top.bar(left, _numeric(part, "records"), width=right - left, align="edge", color=RELEASE, linewidth=0)
+            if outside:
+                top.text(
+                    0.98,
+                    0.95,
+                    f"{outside:,} outside the range shown",
+                    transform=top.transAxes,
+                    ha="right",
+                    va="top",
+                    fontsize=7,
+                    color=NOTE,
+                )
         stats = _size_stats(fields, field, orders) if not fields.empty else []
         if log:
             stats = [s for s in stats if s["whislo"] > 0]

@@ -10,8 +10,11 @@ two reads' k-mer sets (k = :data:`K` = 12; k-mers holding a letter other than A,
 Under a model of independent substitutions at rate ``p`` per base, a k-mer survives with probability ``(1-p)^k``
 and ``d`` estimates ``-ln(1-p)``, which is ≈ ``p`` (the p-distance an alignment would give) at the distances that
 matter for barcodes (a few %); reads of different start only lose the k-mers outside their overlap, which biases
-``d`` upwards by the non-overlapping share. k = 12 keeps chance matches negligible: a given 12-mer occurs by
-chance in a 660 bp read with probability ≈ 650 / 4^12 ≈ 4e-5, while one substitution breaks only 12 k-mers.
+``d`` upwards by the non-overlapping share. k = 12 keeps chance matches rare for one k-mer (a given 12-mer occurs
+by chance in a 660 bp read with probability ≈ 650 / 4^12 ≈ 4e-5, while one substitution breaks only 12 k-mers),
+but not for a pair of unrelated reads: about 2 % of them share some 12-mer by chance (more for the AT-rich base
+composition of insect COI), which puts them at d ≈ 0.4-0.55 instead of 1. Distances above about 0.3 say
+"unrelated", not how unrelated.
 
 **Pairs** (:func:`sample_pairs`), drawn with ``numpy.random.default_rng(seed)`` in a fixed order, so a table and a
 seed give the same pairs every time; only records with a barcode take part:
@@ -19,10 +22,12 @@ seed give the same pairs every time; only records with a barcode take part:
 - ``within_species``, ``within_genus``, ``within_order``, ``within_bin``: a group (species, genus, order, BIN) is
   picked uniformly among the groups with at least two such records, then two distinct records of it;
 - ``between_orders``: two distinct orders picked uniformly, one record of each;
-- ``between_bins``: an order picked uniformly among the orders holding at least two BINs, two distinct BINs of
-  it, one record of each. Staying inside one order makes it the *neighbouring*-BIN distance, the one that
-  has to exceed the within-BIN distance for BINs to be told apart (the barcode gap); two BINs of different
-  orders would be far apart anyway.
+- ``between_bins``: a genus picked uniformly among the genera holding at least two BINs, two distinct BINs of
+  it, one record of each: congeneric BINs, the closest relatives a label names. Their distance has to exceed
+  the within-BIN distance for BINs to be told apart (the barcode gap). It is not the nearest-neighbour distance
+  (a BIN's closest BIN may be another of its genus than the one drawn, or in no named genus), so the gap it
+  gives is an upper bound on the nearest-neighbour one; BINs of one order would be far apart anyway and say
+  little about it.
 
 Only the sampled rows' barcodes are read (``pyarrow.compute.take``), never the whole column as Python objects.
 A table may also leave its barcodes in the barcode shard files they came from (:class:`ShardBarcodes`: per row a
@@ -55,8 +60,9 @@ WITHIN = {  # comparison -> the rank whose groups the pairs come from
     "within_bin": "dna_bin",
 }
 COMPARISONS = ("within_species", "within_genus", "within_order", "between_orders", "within_bin", "between_bins")
-# The distance histogram: 0.00-0.50 in steps of 0.01, the last bin closed; distances above 0.5 go in it too.
-HISTOGRAM_EDGES = np.linspace(0.0, 0.5, 51)
+# The distance histogram: 0.00-0.50 in steps of 0.01, then one bin 0.5-1.0 (closed) for the distances above:
+# Mash distances jump from about 0.55 (one shared k-mer) to 1 (none), so that bin is "unrelated".
+HISTOGRAM_EDGES = np.r_[np.linspace(0.0, 0.5, 51), 1.0]
 
 # A, C, G, T (either case) -> 0..3; anything else -> 4 (the k-mers holding it are dropped)
 _BASE_CODE = np.full(256, 4, dtype=np.uint8)
@@ -225,26 +231,26 @@ def sample_pairs(
             j = rng.integers(0, grouped.sizes[second])
             rows = grouped.rows
             out[comparison] = (rows[grouped.starts[first] + i], rows[grouped.starts[second] + j], grouped.sizes.size)
-        else:  # between_bins: cells (order, BIN), two cells of one order
-            order, bin_code = groups["order"].astype(np.int64), groups["dna_bin"].astype(np.int64)
+        else:  # between_bins: cells (genus, BIN), two cells of one genus
+            genus, bin_code = groups["genus"].astype(np.int64), groups["dna_bin"].astype(np.int64)
             stride = int(bin_code.max(initial=0)) + 1
-            cells = _Groups(np.where((order >= 0) & (bin_code >= 0), order * stride + bin_code, -1), has_barcode)
-            cell_order = cells.codes // stride
-            orders, order_start, bins_in_order = np.unique(cell_order, return_index=True, return_counts=True)
-            eligible = bins_in_order >= 2
-            order_start, bins_in_order = order_start[eligible], bins_in_order[eligible]
-            if not bins_in_order.size:
+            cells = _Groups(np.where((genus >= 0) & (bin_code >= 0), genus * stride + bin_code, -1), has_barcode)
+            cell_genus = cells.codes // stride
+            _, genus_start, bins_in_genus = np.unique(cell_genus, return_index=True, return_counts=True)
+            eligible = bins_in_genus >= 2
+            genus_start, bins_in_genus = genus_start[eligible], bins_in_genus[eligible]
+            if not bins_in_genus.size:
                 out[comparison] = _empty_pairs()
                 continue
-            pick = rng.integers(0, bins_in_order.size, pairs)
-            c1, c2 = _two_distinct(rng, bins_in_order[pick])
-            c1, c2 = order_start[pick] + c1, order_start[pick] + c2
+            pick = rng.integers(0, bins_in_genus.size, pairs)
+            c1, c2 = _two_distinct(rng, bins_in_genus[pick])
+            c1, c2 = genus_start[pick] + c1, genus_start[pick] + c2
             i = rng.integers(0, cells.sizes[c1])
             j = rng.integers(0, cells.sizes[c2])
             out[comparison] = (
                 cells.rows[cells.starts[c1] + i],
                 cells.rows[cells.starts[c2] + j],
-                int(bins_in_order.size),
+                int(bins_in_genus.size),
             )
     return out
 
@@ -347,8 +353,8 @@ def distance_tables(
     k: int = K,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``genetic_distances`` (comparison, groups, pairs, mean, p05, median, p95) and ``genetic_histogram``
-    (comparison, bin_left, bin_right, pairs; :data:`HISTOGRAM_EDGES`: 0.00-0.50 in steps of 0.01, last bin
-    closed, distances above 0.5 counted in the last bin) of Mash distances between sampled barcode pairs.
+    (comparison, bin_left, bin_right, pairs; :data:`HISTOGRAM_EDGES`: 0.00-0.50 in steps of 0.01, then one bin
+    0.5-1.0 for the distances above, the last bin closed) of Mash distances between sampled barcode pairs.
 
     ``pairs`` counts the pairs with a distance: a pair whose read has no clean k-mer is left out."""
     sampled = sample_pairs(groups, has_barcode, seed=seed, pairs=pairs)
