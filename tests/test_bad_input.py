@@ -1043,6 +1043,11 @@ def test_the_readme_catalogue_names_tests_that_exist():
         (["ingest", "parse", "x.tsv", "--batch", "b", "--shards", "0", "--outdir", "o"], "--shards: 0 is below 1"),
         (["ingest", "list", "p", "--batch", "b", "--shards", "-2", "--outdir", "o"], "--shards: -2 is below 1"),
         (["sample", "--records", "-5", "--outdir", "x"], "--records: -5 is below 1"),
+        (["sample", "o", "--records", "7"], "needs at least 8 records"),  # IndexError from the planted faults
+        (["sample", "o", "--records", "3", "--no-images"], "needs at least 4 records"),
+        (["sample", "o", "--seed", "-1"], "--seed: -1 is below 0"),  # numpy's ValueError
+        (["sample", "o", "--species-share", "1.0"], "--species-share 1.0: give a fraction above 0"),
+        (["stats", "rel", "-o", "o", "--seed", "-1"], "--seed: -1 is below 0"),
         (["release", "--outdir", "o"], "--rejects"),  # it used to default to none, then crash in Arrow
         (["ingest", "join", "--batch-order", "a", "--outdir", "o", "--params", "{bad"], "--params: not JSON"),
         (["ingest", "join", "--batch-order", "a", "--outdir", "o", "--params", '{"foo": 1}'], "unknown ingest param"),

@@ -20,6 +20,17 @@ def json_option(text: str | None, option: str):
         raise InputError(f"{option}: not JSON ({error}): {text[:80]!r}") from None
 
 
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number of at least 0 (a seed of -1 used to end in numpy's traceback)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is below 0")
+    return value
+
+
 def positive_int(text: str) -> int:
     """An argparse type: a whole number of at least 1 (a shard count of 0 or -2 used to end in a traceback)."""
     try:

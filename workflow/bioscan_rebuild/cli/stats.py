@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bioscan_rebuild.cli.common import positive_int
+from bioscan_rebuild.cli.common import non_negative_int, positive_int
 
 
 def cmd_stats(args) -> int:
@@ -32,7 +32,7 @@ def register(sub) -> None:
     )
     p.add_argument("release", nargs="?", help="release folder (the one holding bioscan5m/, or bioscan5m/ itself)")
     p.add_argument("-o", "--outdir", required=True, help="folder for the {table}.csv files, stats.json, figures/")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random barcode pairs (default 0)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random barcode pairs (default 0)")
     p.add_argument("--pairs", type=positive_int, default=2000, help="barcode pairs per comparison (default 2000)")
     p.add_argument("--curated", help="instead of a release: the metadata stage's curated.parquet")
     p.add_argument("--barcodes", nargs="*", default=[], help="... its barcode shards")

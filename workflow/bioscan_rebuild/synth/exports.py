@@ -301,6 +301,9 @@ SPECIES_SHARE = 0.10
 # Every UNDESCRIBED_EVERY-th species from UNDESCRIBED_OFFSET on (by abundance rank) has an interim name.
 UNDESCRIBED_EVERY, UNDESCRIBED_OFFSET = 4, 1
 SAMPLE_SPECIES_SHARE = 0.5
+MAX_SPECIES_SHARE = 0.96  # the rest is left for the ranks above species and the missing labels
+# records a sample needs (images: False/True) for its planted faults: two in the first batch, five with photos
+MIN_SAMPLE_RECORDS = {False: 4, True: 8}
 BARCODE_LENGTH = 658
 
 
@@ -434,8 +437,8 @@ def draw_specimens(
     What `taxonomy` leaves out (BINs, base sequences, id numbers) is drawn from `rng` where the single-call
     generator always drew it, so that ``generate_metadata`` keeps its exact output.
     """
-    if not 0.0 < species_share <= 0.96:
-        raise ValueError(f"species_share must be in (0, 0.96], got {species_share}")
+    if not 0.0 < species_share <= MAX_SPECIES_SHARE:
+        raise ValueError(f"species_share must be in (0, {MAX_SPECIES_SHARE}], got {species_share}")
     n_species = len(taxonomy.species_names)
     genus_names, epithets = taxonomy.genus_names, taxonomy.epithets
     # Long tail: Zipf-like abundance over species.
@@ -692,6 +695,12 @@ def generate_sample(
     from bioscan_rebuild.core.pilsafe import encode_jpeg
     from bioscan_rebuild.synth.photos import draw_well_photo
 
+    least = MIN_SAMPLE_RECORDS[images]
+    if n_records < least:
+        raise InputError(
+            f"a sample {'with' if images else 'without'} images needs at least {least} records for its planted "
+            f"faults, not {n_records}"
+        )
     outdir = Path(outdir)
     rng = np.random.default_rng(seed)
     col = generate_metadata(n_records, seed=seed, species_share=species_share, prefix=prefix, id_offset=id_offset)
