@@ -36,3 +36,28 @@ def test_metadata_only_sample_fills_all_eight_splits(tmp_path):
     metadata_from_exports(exports, tmp_path / "out.csv", split=True)
     counts = pd.read_csv(tmp_path / "out.csv")["split"].value_counts()
     assert set(counts.index) == set(SPLITS)
+
+
+def test_generated_barcodes_evolved_down_the_tree():
+    """Every BIN's sequence used to be drawn on its own: BINs of one species were as far apart as BINs of two
+    orders (Mash d = 1), so the sample could not show, or test, the genetics statistics. Now sister BINs are a
+    few % apart, congeneric ones more, other orders unrelated."""
+    from bioscan_rebuild.stats.genetics import kmer_set, mash_distance
+
+    col = generate_metadata(3000, seed=0)
+    first = {}  # BIN -> (species, genus, order, k-mers of its first record's barcode, unvaried)
+    for i, bin_uri in enumerate(col["bin_uri"]):
+        if bin_uri is not None and col["species"][i] is not None and bin_uri not in first:
+            read = col["nucleotides"][i].strip("-")
+            first[bin_uri] = (col["species"][i], col["genus"][i], col["order"][i], kmer_set(read))
+    bins = list(first.values())
+    levels = {"species": [], "genus": [], "orders": []}
+    for a in range(len(bins)):
+        for b in range(a + 1, len(bins)):
+            (s1, g1, o1, k1), (s2, g2, o2, k2) = bins[a], bins[b]
+            level = "species" if s1 == s2 else "genus" if g1 == g2 else "orders" if o1 != o2 else None
+            if level and len(levels[level]) < 200:
+                levels[level].append(mash_distance(k1, k2))
+    median = {level: float(np.median(d)) for level, d in levels.items()}
+    assert all(len(d) >= 10 for d in levels.values()), {k: len(v) for k, v in levels.items()}
+    assert 0.01 < median["species"] < 0.1 < median["genus"] < 0.4 and median["orders"] > 0.9, median
