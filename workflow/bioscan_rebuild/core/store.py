@@ -11,6 +11,11 @@ Writes are atomic: each file is written in the writing job's own scratch folder,
 ``{root}/.scratch/{job}/``, and renamed into place, so parallel jobs and killed jobs never leave a
 half-written image under a final name. A failed write removes its temporary file; what a killed job
 left is removed by the next run of the same job (``clear_scratch``), and only that job writes there.
+
+A name is trusted only as far as it is checked: an object of another size than the bytes to store is written
+again, and an original is read back through ``read_original``, which hashes it. In ``link`` mode an original is
+the delivered file itself (one inode): a delivery rewritten in place changes it, which that check catches (the
+image stage then repairs it from the delivery, or reports ``source_changed``).
 """
 
 from __future__ import annotations

@@ -12,11 +12,12 @@ Under ``bioscan5m/``:
   columns are dictionary-encoded (categorical when read).
 - ``images_parquet/data/{split}-…parquet``: processid, split, ``image`` = struct<bytes: binary, path: string>
   (the ``image_package`` JPEG; no compression and no dictionary on the bytes).
-- ``hdf5/BIOSCAN_5M.h5``: one group per split; ``image`` = resizable 1-D dataset of variable-length uint8 (JPEG
-  bytes, no filter), ``processid`` and label datasets beside it (UTF-8), chunked along axis 0, written in
-  batches; file attributes for licence, version and provenance.
+- ``hdf5/BIOSCAN_5M.h5``: one group per split that holds records; ``image`` = resizable 1-D dataset of
+  variable-length uint8 (JPEG bytes, no filter), ``processid`` and label datasets beside it (UTF-8), chunked
+  along axis 0, written in batches; file attributes for licence, version and provenance.
 - ``images/{package}/{split}/{chunk}/{processid}.jpg`` (chunk folder only for pretrain/train/other_heldout),
-  hard links into the content-addressed store where possible.
+  each its own file: a reflink of the content-addressed store's where the file system has them, else a copy
+  (never a hard link: editing a released image must not edit the store).
 - ``metadata/jsonld/{split}.jsonld``, ``croissant.json``, and the side files from earlier stages
   (:data:`SIDE_FILES`): ``metadata/bbox.tsv``, ``barcodes.fasta``, ``rejects.csv``, ``changes.csv``,
   ``split_summary.csv``, ``records_lineage.csv``.
