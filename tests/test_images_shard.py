@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -370,8 +371,26 @@ def test_a_damaged_stored_photo_is_repaired_and_a_photo_changed_after_ingest_is_
         table = pq.read_table(tmp_path / f"{name}.parquet").to_pandas().set_index("image_sha256")["image_status"]
         assert table[sha["P1-21.jpg"]] == "source_changed"
         assert (table.drop(sha["P1-21.jpg"]) == "ok").all()
+    # P2: its store copy damaged and its delivery removed: gone, the same outcome; an I/O error is no outcome
+    damage(stored["P2-21.jpg"], b"cut")
+    delivered = tmp_path / "photos" / "P2-21.jpg"
+    real_read = Path.read_bytes
+
+    def failing_read(path):
+        if path == delivered:
+            raise PermissionError(13, "Permission denied")
+        return real_read(path)
+
+    monkeypatch.setattr(Path, "read_bytes", failing_read)
+    with pytest.raises(OSError, match="P2-21.jpg.*Permission denied"):
+        photo_shard("fourth", [3, 3, 90, 90])
+    monkeypatch.setattr(Path, "read_bytes", real_read)
+    delivered.unlink()
+    photo_shard("fifth", [4, 4, 90, 90])  # new settings: nothing cached to fall back on
+    fifth = pq.read_table(tmp_path / "fifth.parquet").to_pandas().set_index("image_sha256")["image_status"]
+    assert fifth[sha["P2-21.jpg"]] == fifth[sha["P1-21.jpg"]] == "source_changed" and fifth[sha["P0-21.jpg"]] == "ok"
     records = tmp_path / "ingest" / "shards" / "shard-000" / "records.parquet"
-    run_image_shard(records, [tmp_path / "third.parquet"], tmp_path / "store", tmp_path / "out")
+    run_image_shard(records, [tmp_path / "fifth.parquet"], tmp_path / "store", tmp_path / "out")
     images = pq.read_table(tmp_path / "out" / "images.parquet").to_pandas().set_index("processid")
     assert images.loc["P1-21", "image_status"] == "source_changed"
     detail = images.loc["P1-21", "image_status_detail"]

@@ -4,6 +4,7 @@ frozen (versioned) rebuilds and the CSV command."""
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import subprocess
 import sys
@@ -947,22 +948,33 @@ def test_freeze_rejects_duplicate_processids_and_unknown_or_missing_names():
 
 
 def test_a_machine_that_orders_ties_otherwise_is_refused_unless_its_order_is_accepted(tmp_path):
-    """numpy picks its sort kernel by CPU, and the published splits follow the tie order of x86-64 with AVX-512:
-    here simulated by switching numpy's AVX-512 and AVX2 kernels off. The split refuses, naming the setting; with
-    --tie-order host it runs and says whose order it followed."""
-    from bioscan_rebuild.splits.protocol import TIE_ORDER_REFERENCE, host_tie_order_digest
+    """numpy picks its sort kernel by CPU and size, and the published splits follow the tie order of x86-64 with
+    AVX-512. Simulated here by switching numpy's AVX-512 kernels off (ties among more than 256 sizes differ): a
+    species with 600 barcodes is refused, naming the setting, and --tie-order host runs and says so; a table whose
+    species have fewer is split as the reference machines split it, with no setting needed."""
+    from bioscan_rebuild.splits.protocol import host_agrees_up_to
 
-    assert host_tie_order_digest() == TIE_ORDER_REFERENCE  # this machine makes the published splits
-    _toy_csv(tmp_path / "in.csv")
-    other_cpu = {**os.environ, "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SKX X86_V3 AVX2"}
-    command = [sys.executable, "-m", "bioscan_rebuild", "split", str(tmp_path / "in.csv"), str(tmp_path / "out.csv")]
-    refused = subprocess.run(command, env=other_cpu, capture_output=True, text=True)
+    assert host_agrees_up_to() == math.inf  # this machine makes the published splits
+    small = _toy_csv(tmp_path / "small.csv")  # 14 barcodes at most per species
+    big = pd.DataFrame({"species": "Bus bigus", "genus": "Bus", "dna_barcode": [f"ACGT{i:04d}" for i in range(600)]})
+    big.insert(0, "processid", [f"B{i:04d}" for i in range(len(big))])
+    pd.concat([small, big]).to_csv(tmp_path / "big.csv", index=False)
+    no_avx512 = {**os.environ, "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SKX"}
+
+    def split(name, *extra):
+        command = [sys.executable, "-m", "bioscan_rebuild", "split", str(tmp_path / f"{name}.csv")]
+        return subprocess.run(
+            [*command, str(tmp_path / f"{name}-out.csv"), *extra], env=no_avx512, capture_output=True, text=True
+        )
+
+    refused = split("big")
     assert refused.returncode == 2 and "splits.tie_order: host" in refused.stderr and "Traceback" not in refused.stderr
-    assert not (tmp_path / "out.csv").exists()
-    accepted = subprocess.run([*command, "--tie-order", "host"], env=other_cpu, capture_output=True, text=True)
+    assert "up to 600 distinct barcodes" in refused.stderr and not (tmp_path / "big-out.csv").exists()
+    accepted = split("big", "--tie-order", "host")
     assert accepted.returncode == 0, accepted.stderr
-    summary = split_csv(tmp_path / "in.csv", tmp_path / "here.csv")
-    assert summary["tie_order"] == "reference"
+    assert split("small").returncode == 0  # blocks of at most 256: the same order there
+    assert split_csv(tmp_path / "small.csv", tmp_path / "here.csv")["tie_order"] == "reference"
+    assert (tmp_path / "here.csv").read_bytes() == (tmp_path / "small-out.csv").read_bytes()
 
 
 @pytest.mark.parametrize("suffix", [".csv.gz", ".csv.zip", ".csv.bz2", ".csv.xz"])
@@ -1009,3 +1021,17 @@ def test_a_freeze_finds_its_records_as_ingest_does_and_counts_the_rows_it_could_
     freeze.to_csv(tmp_path / "freeze.csv", index=False)
     with pytest.raises(InputError, match="appear more than once"):
         split_csv(tmp_path / "in.csv", tmp_path / "v4.csv", freeze_csv=tmp_path / "freeze.csv")
+
+
+def test_every_command_that_splits_takes_the_tie_order_its_refusal_names():
+    """`metadata --split` refused on such a machine, naming --tie-order host, which it did not take."""
+    from bioscan_rebuild.cli.main import build_parser
+
+    parser = build_parser()
+    for command in (
+        ["split", "in.csv", "out.csv"],
+        ["splits", "--curated", "c", "--outdir", "o"],
+        ["metadata", "x.tsv", "-o", "o.csv", "--split"],
+    ):
+        assert parser.parse_args(command).tie_order == "reference"
+        assert parser.parse_args([*command, "--tie-order", "host"]).tie_order == "host"

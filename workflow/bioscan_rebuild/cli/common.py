@@ -50,3 +50,16 @@ def batch_dirs(pairs: list[str]) -> dict[str, str]:
             raise SystemExit(f"--image-dir takes BATCH=DIR, got {pair!r}")
         out[batch] = directory
     return out
+
+
+def tie_order_option(parser) -> None:
+    """``--tie-order`` for the commands that split (``splits.protocol.check_tie_order``)."""
+    from bioscan_rebuild.splits.protocol import TIE_ORDERS
+
+    parser.add_argument(
+        "--tie-order",
+        choices=TIE_ORDERS,
+        default="reference",
+        help="reference (default): refuse a machine whose numpy orders equal barcode sizes otherwise than the one "
+        "that made the published splits; host: accept this machine's order (the summary says so)",
+    )

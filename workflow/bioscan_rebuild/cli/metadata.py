@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from bioscan_rebuild.cli.common import json_option
+from bioscan_rebuild.cli.common import json_option, tie_order_option
 
 BARCODE_FLAGS = ("min_length", "max_ambiguity", "trim_end_n")
 
@@ -88,6 +88,7 @@ def cmd_metadata(args) -> int:
         args.exports,
         args.output,
         split=args.split,
+        tie_order=args.tie_order,
         barcode_params=_barcode_params(args),
         taxonomy_params=_taxonomy_params(args),
         fixes_path=fixes,
@@ -124,6 +125,7 @@ def register(sub) -> None:
     p.add_argument("exports", nargs="+")
     p.add_argument("-o", "--output", required=True, help="CSV; rejects/changes/bins/QC are written beside it")
     p.add_argument("--split", action="store_true", help="also assign the 8 splits (and chunks)")
+    tie_order_option(p)
     _add_barcode_options(p, "--barcode-params")
     _add_taxonomy_options(p)
     p.add_argument(

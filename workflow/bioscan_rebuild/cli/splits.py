@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from bioscan_rebuild.cli.common import tie_order_option
+
 
 def cmd_split(args) -> int:
     from bioscan_rebuild.splits.stage import split_csv
@@ -31,7 +33,7 @@ def register(sub) -> None:
     p.add_argument("output", help="where to write the CSV with the split column filled")
     p.add_argument("--freeze", help="processid,split CSV of a previous release: those records keep their split")
     p.add_argument("--summary", help="also write samples/barcodes/species per split to this CSV")
-    _tie_order_option(p)
+    tie_order_option(p)
     p.set_defaults(func=cmd_split)
 
     p = sub.add_parser("splits", help="the workflow's split step: curated labels + barcode shards")
@@ -40,17 +42,5 @@ def register(sub) -> None:
     p.add_argument("--freeze", help="processid,split CSV of a previous release")
     p.add_argument("--images", nargs="*", default=[], help="image-stage results per shard (excludes empty wells)")
     p.add_argument("--outdir", required=True)
-    _tie_order_option(p)
+    tie_order_option(p)
     p.set_defaults(func=cmd_splits)
-
-
-def _tie_order_option(parser) -> None:
-    from bioscan_rebuild.splits.protocol import TIE_ORDERS
-
-    parser.add_argument(
-        "--tie-order",
-        choices=TIE_ORDERS,
-        default="reference",
-        help="reference (default): refuse a machine whose numpy orders equal barcode sizes otherwise than the one "
-        "that made the published splits; host: accept this machine's order (the summary says so)",
-    )

@@ -16,9 +16,9 @@ Per photo (decoded once):
 
 Statuses: ``ok``; ``touches_edge`` and ``multiple_candidates`` (cropped, but a person may want
 to look); ``no_object`` (empty well: originals only, no crop); ``empty_file``, ``undecodable``,
-``too_small``, ``too_large`` (nothing derived); ``source_changed`` (the photo's bytes no longer hash to the
-sha256 its inventory recorded: changed after ingest; never cached, so a later run tries again). Each record
-gets one; a bad photo never stops its shard.
+``too_small``, ``too_large`` (nothing derived); ``source_changed`` (the photo's bytes are gone or no longer
+hash to the sha256 its inventory recorded: changed after ingest; never cached, so a run after the batch is
+ingested again tries again). Each record gets one; a bad photo never stops its shard.
 
 Derived images and the per-photo result go to the content-addressed store under
 ``derived/{key}/``, key = hash of every parameter and the detector's own parameters (model hash

@@ -129,15 +129,19 @@ def result_row(processid: str, sha: str, result: PhotoResult, detector_name: str
 def _read_source(store: ImageStore, image_dirs: dict[str, str], row: dict) -> bytes | None:
     """The photo's bytes, checked against the sha256 the inventory recorded (results are cached under it): the
     stored original, else the delivered file, which then replaces a damaged stored copy. None when no bytes with
-    that hash are left: the delivery was changed after the ingest (and the store's hard link to it with it)."""
+    that hash are left: the delivery was changed or removed after the ingest (and the store's hard link to it
+    changed with it). Any other read error (permissions, I/O) fails the job, to be run again."""
     sha, image_format = row["image_sha256"], row["image_format"]
     data = store.read_original(sha, image_format)
     if data is not None:
         return data
+    delivered = Path(image_dirs[row["batch"]]) / row["image_path"]
     try:
-        data = (Path(image_dirs[row["batch"]]) / row["image_path"]).read_bytes()
-    except OSError:
+        data = delivered.read_bytes()
+    except FileNotFoundError:
         return None
+    except OSError as error:
+        raise OSError(f"photo {delivered} (batch {row['batch']}): {error.strerror or error}") from error
     if hashlib.sha256(data).hexdigest() != sha:
         return None
     if store.original_path(sha, image_format).exists():
@@ -150,7 +154,8 @@ def _source_changed(row: dict) -> PhotoResult:
     where = f"{row['batch']}/{row['image_path']}"
     return PhotoResult(
         status="source_changed",
-        detail=f"{where} and the stored copy no longer hash to {row['image_sha256'][:12]}…: changed after ingest",
+        detail=f"{where} (or the stored copy) is gone or no longer hashes to {row['image_sha256'][:12]}…: changed "
+        "after ingest; ingest the batch again",
     )
 
 

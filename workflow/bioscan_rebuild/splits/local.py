@@ -22,6 +22,7 @@ def metadata_from_exports(
     output_csv,
     *,
     split: bool = False,
+    tie_order: str = "reference",
     barcode_params: BarcodeParams | None = None,
     taxonomy_params: TaxonomyParams | None = None,
     fixes_path=None,
@@ -29,7 +30,8 @@ def metadata_from_exports(
     workdir=None,
 ) -> dict:
     """BOLD exports -> ``output_csv`` (the 23 release columns, size fields empty; split and chunk filled when
-    ``split``) + rejects, changes, BIN table, barcode QC and lineage beside it (``{stem}.rejects.csv`` etc.).
+    ``split``; ``tie_order``: as for ``split_tables``) + rejects, changes, BIN table, barcode QC and lineage beside
+    it (``{stem}.rejects.csv`` etc.).
     The intermediate tables go to a temporary folder (in ``workdir`` when given)."""
     exports = list(exports)
     output_csv = Path(output_csv)
@@ -47,7 +49,7 @@ def metadata_from_exports(
         metadata = tmp / "metadata"
         extra = splits = None
         if split:
-            splits = split_tables(metadata / "curated.parquet", run["barcodes"], tmp / "splits")
+            splits = split_tables(metadata / "curated.parquet", run["barcodes"], tmp / "splits", tie_order=tie_order)
             extra = pq.read_table(tmp / "splits" / "splits.parquet").to_pandas()
         curated = pq.read_table(metadata / "curated.parquet").to_pandas()
         barcodes = pa.concat_tables(pq.read_table(p) for p in run["barcodes"]).to_pandas()

@@ -49,6 +49,7 @@ import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from itertools import accumulate
 from operator import methodcaller
 
@@ -164,34 +165,71 @@ def choose_barcodes(sizes: list[int], n: int, p: PartitionParams, rng: np.random
 
 
 # Spec §2.2 orders equal barcode sizes as pandas' default (unstable) quicksort does, and the published splits
-# depend on that order. numpy picks its sort kernel by CPU: the published order is that of x86-64 CPUs with
-# AVX-512 (numpy 2.4.6's SIMD sort). Elsewhere (no AVX-512, ARM) ties among more than 256 barcodes of a species
-# come out in another order and about 0.2 % of records land in other splits. This digest of a probe's argsorts
-# tells the two apart; ``TIE_ORDERS``: what a run accepts.
-TIE_ORDER_REFERENCE = "5a826dc916a807fa067344b7b1d4a1b4dab5426915d409642d0270546b095c6d"
+# depend on that order. numpy picks its sort kernel by CPU and by the number of values: the published order is
+# that of x86-64 CPUs with AVX-512 (numpy 2.4.6). Without AVX-512, ties among more than 256 barcodes of a species
+# come out in another order; without AVX2 (or on ARM) among as few as 16; about 0.2 % of a BIOSCAN-5M table's
+# records then land in other splits. ``TIE_ORDER_PROBES``: per number of sizes, a digest of the reference
+# machine's argsorts of tied sizes; a host that matches up to the largest block of the data orders it as the
+# reference does. ``TIE_ORDERS``: what a run accepts otherwise.
+TIE_ORDER_PROBES = {
+    16: "f93e5101192ee5c8",
+    32: "3a153bd9d31b0bea",
+    64: "3dd147a0588cc982",
+    128: "96253ad9a389664a",
+    256: "714ef016a7fe30cd",
+    512: "fa8b08d4b885b98f",
+    1024: "6d1638e01ad28d3f",
+    2048: "5b077d6d474e964d",
+    4096: "eed1af18dcaf51e2",
+    8192: "4018ffb3123aaf4c",
+}
 TIE_ORDERS = ("reference", "host")
 
 
-def host_tie_order_digest() -> str:
-    """sha256 of numpy's quicksort argsort of tied int64 sizes (16 to 5000 of them), as ``sorted_block`` sorts."""
-    rng = np.random.default_rng(20240601)
+def _probe_digest(n: int) -> str:
+    """Digest of numpy's quicksort argsort of ``n`` tied int64 sizes (four draws), as ``sorted_block`` sorts."""
+    rng = np.random.default_rng([20240601, n])
     digest = hashlib.sha256()
-    for n in (16, 64, 257, 1000, 5000):
-        digest.update(np.argsort(rng.integers(1, 4, n).astype(np.int64), kind="quicksort").astype(np.int64).tobytes())
-    return digest.hexdigest()
+    for high in (2, 3, 5, 9):  # few distinct sizes: many ties
+        digest.update(
+            np.argsort(rng.integers(1, high, n).astype(np.int64), kind="quicksort").astype(np.int64).tobytes()
+        )
+    return digest.hexdigest()[:16]
 
 
-def check_tie_order(accept: str = "reference") -> str:
-    """``reference`` when this machine orders ties as the published splits were made, else ``host``. With
-    ``accept="reference"`` (the default), a host order is an error saying why and what to do."""
+@cache
+def host_agrees_up_to() -> int | float:
+    """The largest number of sizes up to which this machine orders ties as the reference does (0: not even 16;
+    infinity: at every probe size, so it is a reference machine)."""
+    agreed = 0
+    for n, digest in sorted(TIE_ORDER_PROBES.items()):
+        if _probe_digest(n) != digest:
+            return agreed
+        agreed = n
+    return math.inf
+
+
+def largest_species_block(species, barcodes) -> int:
+    """An upper bound on the sizes ``sorted_block`` sorts at once: the most distinct barcodes of one species."""
+    frame = pd.DataFrame({"species": np.asarray(species, dtype=object), "barcode": np.asarray(barcodes, dtype=object)})
+    frame = frame[frame["species"].notna() & frame["barcode"].notna()]
+    return int(frame.groupby("species", sort=False)["barcode"].nunique().max()) if len(frame) else 0
+
+
+def check_tie_order(largest_block: int, accept: str = "reference") -> str:
+    """``reference`` when this machine orders the ties of blocks up to ``largest_block`` sizes as the published
+    splits were made, else ``host``. With ``accept="reference"`` (the default), ``host`` is an error saying why
+    and what to do."""
     if accept not in TIE_ORDERS:
         raise ValueError(f"tie order must be one of {TIE_ORDERS}, not {accept!r}")
-    order = "reference" if host_tie_order_digest() == TIE_ORDER_REFERENCE else "host"
+    agreed = host_agrees_up_to()
+    order = "reference" if largest_block <= agreed else "host"
     if order == "host" and accept == "reference":
         raise TieOrderError(
-            "this machine's numpy orders equal barcode sizes otherwise than the machines that made the published "
-            "splits (x86-64 with AVX-512, numpy 2.4.6), so about 0.2 % of records would get another split than the "
-            "protocol gives there. Run the split step on such a machine, or accept this machine's order "
+            f"a species here has up to {largest_block} distinct barcodes, and this machine's numpy orders equal "
+            f"barcode sizes otherwise than the machines that made the published splits (x86-64 with AVX-512, numpy "
+            f"2.4.6) for more than {agreed} of them, so some records would get another split than the protocol "
+            "gives there. Run the split step on such a machine, or accept this machine's order "
             "(splits.tie_order: host; the command line's --tie-order host): the run records that it did."
         )
     return order

@@ -37,6 +37,7 @@ from bioscan_rebuild.splits.protocol import (
     check_tie_order,
     chunk_names,
     chunk_of,
+    largest_species_block,
     split_summary,
 )
 
@@ -70,7 +71,6 @@ def split_tables(curated_path, barcode_paths, outdir, freeze_csv=None, image_pat
     stage's per-shard results; records whose photo shows no specimen (or is unusable) get no split and are
     written to ``excluded.parquet`` (reject table: ``no_specimen`` / ``image_unusable``). ``tie_order``: what
     ``check_tie_order`` accepts (the summary says which order the splits followed)."""
-    order = check_tie_order(tie_order)  # before any work
     outdir = Path(outdir)
     # Arrow all the way (5.15M barcodes are 3.4 GB of text), filtered shard by shard: the barcode shards hold the
     # ingested rows in the order curation kept them, so filtering them to the curated ids lines them up.
@@ -115,6 +115,7 @@ def split_tables(curated_path, barcode_paths, outdir, freeze_csv=None, image_pat
     )
     pa.default_memory_pool().release_unused()
     freeze = read_freeze(freeze_csv) if freeze_csv else None
+    order = check_tie_order(largest_species_block(table["species"], table["barcode_key"]), tie_order)
     split = assign_splits(table, freeze)
     table["split"] = split.astype(object).to_numpy()
     summary = split_summary(table.drop(columns=["dna_barcode"]))
@@ -294,7 +295,6 @@ def split_csv(input_csv, output_csv, freeze_csv=None, summary_csv=None, tie_orde
     barcode to number them), pass 2 copies every row to the output with its split. ``tie_order``: as for
     ``split_tables``.
     """
-    order = check_tie_order(tie_order)
     source = CsvText(input_csv, "a metadata CSV")
     columns = source.columns
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
@@ -305,6 +305,13 @@ def split_csv(input_csv, output_csv, freeze_csv=None, summary_csv=None, tie_orde
         raise InputError(f"{input_csv}: columns {repeated} appear more than once")
     freeze = None if freeze_csv is None else read_freeze(freeze_csv)
     first = _first_pass(source, freeze)
+    records = first.records
+    order = check_tie_order(
+        largest_species_block(
+            records["species"].to_numpy(zero_copy_only=False), records["dna_barcode"].to_numpy(zero_copy_only=False)
+        ),
+        tie_order,
+    )
     split = _assign(first, freeze)
     if summary_csv is not None:
         summary = _summary(first, split)
