@@ -268,6 +268,23 @@ def test_config_problems_stop_the_run_at_start_up(tmp_path, fault):
         assert phrase in output, output[-3000:]
 
 
+def test_fusion_with_a_copy_of_the_shipped_model_needs_no_rule(tmp_path):
+    """The start-up check refuses weights of one's own without their rule; the shipped model under another path
+    is not one's own (its rule is the shipped one), so the plan goes on."""
+    from bioscan_rebuild.detect.shipped import MODEL, shipped
+
+    def copy_of_shipped(config):
+        config["images"]["detector"]["backend"] = "fusion"
+        config["images"]["detector"]["weights"] = "models/copy.onnx"
+
+    workdir = _config_with(tmp_path, copy_of_shipped)
+    (workdir / "models").mkdir()
+    (workdir / "models" / "copy.onnx").write_bytes(shipped(MODEL).read_bytes())
+    result = run_snakemake(workdir, "--dry-run", check=False)
+    assert "needs their rule" not in result.stdout + result.stderr
+    assert "Building DAG" in result.stdout + result.stderr
+
+
 def _photo(path: Path, seed: int = 0) -> None:
     import numpy as np
 

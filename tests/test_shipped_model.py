@@ -454,6 +454,7 @@ def test_the_model_card_says_what_was_held_out():
     assert "The `holdout` half was never trained or tuned on." in card(include_holdout=False)
     both = card(include_holdout=True)
     assert "never trained" not in both and "both halves" in both and "Nothing was held out" in both
+    assert "held-out half" not in both and "no photo is left to score it on" in both
     assert "Part 2 of 5 of the train half was left out" in card(left_out_fold={"fold": 2, "folds": 5})
 
 

@@ -994,6 +994,8 @@ def test_compressed_split_output_is_the_same_bytes_on_every_run(tmp_path, suffix
     assert b".partial" not in outputs[0][0]
     plain = tmp_path / "plain.csv"
     split_csv(tmp_path / "in.csv", plain)
+    with pytest.raises(InputError, match="not into a tar archive"):  # a tar member carries its time and name
+        split_csv(tmp_path / "in.csv", tmp_path / "out.csv.tar.gz")
     assert pd.read_csv(tmp_path / "a" / f"out{suffix}", dtype=str).equals(pd.read_csv(plain, dtype=str))
 
 
@@ -1017,6 +1019,10 @@ def test_a_freeze_finds_its_records_as_ingest_does_and_counts_the_rows_it_could_
         ["split", str(tmp_path / "in.csv"), str(tmp_path / "v3.csv"), "--freeze", str(tmp_path / "freeze.csv")]
     )
     assert run_split_command(args) == 0 and "1 freeze rows match no record" in capsys.readouterr().out
+    twice = pd.concat([table, table.iloc[:1]])  # a CSV naming the frozen record twice: still one freeze row matched
+    twice.to_csv(tmp_path / "twice.csv", index=False)
+    summary = split_csv(tmp_path / "twice.csv", tmp_path / "v5.csv", freeze_csv=tmp_path / "freeze.csv")
+    assert summary["frozen"] == 2 and summary["freeze_unmatched"] == 1
     freeze.loc[1, "processid"] = first  # two spellings of one record: which split it keeps would be arbitrary
     freeze.to_csv(tmp_path / "freeze.csv", index=False)
     with pytest.raises(InputError, match="appear more than once"):

@@ -182,8 +182,11 @@ def test_split_stage_with_a_freeze_keeps_old_records(finished_run, tmp_path):
     freeze = before[["split"]].iloc[::2].copy()
     moved = freeze.index[freeze["split"] == "pretrain"][:3]
     freeze.loc[moved, "split"] = "other_heldout"  # an earlier release decided otherwise
+    excluded = pq.read_table(results / "splits" / "excluded.parquet").to_pandas()["processid"]
+    freeze = pd.concat([freeze, pd.DataFrame({"split": "test"}, index=[*excluded[:2], "GONE-1"])])
+    freeze.index.name = "processid"
     freeze.reset_index().to_csv(tmp_path / "freeze.csv", index=False)
-    split_tables(
+    summary = split_tables(
         results / "metadata" / "curated.parquet",
         sorted((results / "metadata" / "barcodes").glob("*.parquet")),
         tmp_path / "out",
@@ -191,8 +194,11 @@ def test_split_stage_with_a_freeze_keeps_old_records(finished_run, tmp_path):
         image_paths=sorted((results / "images").glob("shard-*/images.parquet")),
     )
     after = pq.read_table(tmp_path / "out" / "splits.parquet").to_pandas().set_index("processid")
-    assert sorted(after.index) == sorted(before.index) and len(moved) == 3
-    assert (after.loc[freeze.index, "split"] == freeze["split"]).all()
+    assert sorted(after.index) == sorted(before.index) and len(moved) == 3 and len(excluded) >= 2
+    kept = freeze.index[freeze.index.isin(after.index)]
+    assert (after.loc[kept, "split"] == freeze.loc[kept, "split"]).all()
+    # the rows of records without a specimen are no unmatched rows: only GONE-1 is
+    assert (summary["frozen"], summary["freeze_excluded"], summary["freeze_unmatched"]) == (len(kept), 2, 1)
     assert (after.loc[moved, "chunk"].str.len() == 1).all()  # other_heldout's chunk rule
 
 

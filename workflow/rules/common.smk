@@ -39,6 +39,26 @@ def _regex_problem(where, pattern):
     return None
 
 
+# Constants of the package, read from its sources, not imported: parsing the Snakefile must stay cheap and need
+# no OpenCV.
+def _source_constant(module, name):
+    path = os.path.join(workflow.basedir, "workflow", "bioscan_rebuild", module)
+    text = open(path).read()
+    return re.search(rf"^{name} = (.+)$", text, re.MULTILINE).group(1).strip("\"'")
+
+
+def _is_shipped_model(path):
+    """The file at ``path`` is the package's own model (by content; a missing file is not)."""
+    model = _source_constant("detect/shipped.py", "MODEL")
+    shipped = os.path.join(workflow.basedir, "workflow", "bioscan_rebuild", "detect", "models", model)
+    if not (os.path.isfile(path) and os.path.isfile(shipped)):
+        return False
+    if os.path.getsize(path) != os.path.getsize(shipped):
+        return False
+    with open(path, "rb") as given, open(shipped, "rb") as ours:
+        return hashlib.sha256(given.read()).digest() == hashlib.sha256(ours.read()).digest()
+
+
 def _check_config(config):
     """Problems the schema cannot see, found at start-up rather than in the job that would meet them."""
     problems = [
@@ -95,13 +115,12 @@ def _check_config(config):
             )
     if detector["backend"] == "fusion":
         # other weights under the shipped rule would run with thresholds fitted on another model's boxes
-        ruleless = [
-            batch["name"]
-            for batch in config["batches"]
-            if batch.get("images")
-            and (detector["weights"] or {**detector["params"], **(batch.get("detector_params") or {})}.get("weights"))
-            and not {**detector["params"], **(batch.get("detector_params") or {})}.get("rule")
-        ]
+        ruleless = []
+        for batch in config["batches"]:
+            params = {**detector["params"], **(batch.get("detector_params") or {})}
+            weights = detector["weights"] or params.get("weights")
+            if batch.get("images") and weights and not params.get("rule") and not _is_shipped_model(weights):
+                ruleless.append(batch["name"])
         if ruleless:
             problems.append(
                 f"images.detector: backend fusion with weights of your own needs their rule, none given for batches "
@@ -163,13 +182,7 @@ CLI = "python -m bioscan_rebuild"
 
 
 # Versions of the image-stage code, passed as a parameter, so that a new detector version re-runs
-# the image jobs (Snakemake's params trigger) instead of leaving stale outputs in place. Read
-# from the sources, not imported: parsing the Snakefile must stay cheap and need no OpenCV.
-def _source_constant(module, name):
-    text = open(os.path.join(PACKAGE_DIR, "bioscan_rebuild", module)).read()
-    return re.search(rf"^{name} = (.+)$", text, re.MULTILINE).group(1).strip("\"'")
-
-
+# the image jobs (Snakemake's params trigger) instead of leaving stale outputs in place.
 CLASSICAL_VERSION = _source_constant("detect/classical.py", "VERSION")
 IMAGE_STAGE_VERSION = _source_constant("images/process.py", "STAGE_VERSION")
 PHOTO_TABLE_VERSION = _source_constant("images/shard.py", "PHOTO_TABLE_VERSION")

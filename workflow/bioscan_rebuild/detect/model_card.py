@@ -97,6 +97,34 @@ def review_lines(review: dict | None) -> list[str]:
     return [*lines, ""]
 
 
+def scores_lines(fusion: dict, real: dict) -> list[str]:
+    """The card's scores: the held-out half's table, the fusion's confidence and review queue, the speed; for a
+    model trained on both halves, that there is nothing to score it on."""
+    if real.get("include_holdout"):
+        return ["## Scores", "", "None: the model was trained on both halves, so no photo is left to score it on.", ""]
+    return [
+        "## Scores on the held-out half",
+        "",
+        "IoU with the hand-drawn box (a missed specimen counts 0); empty wells recognised = reported `no_object`.",
+        "`onnx_tta` is the same model with test-time augmentation (the photo and its three mirror images, boxes",
+        "merged). `oracle` is the better of the classical box and the learned one the fusion uses, per photo: a",
+        "ceiling, not a backend.",
+        "",
+        f"The fusion rule (`fusion.json`, fitted on the train half only) runs the model "
+        f"{'with' if (fusion.get('rule') or {}).get('learned_tta') else 'without'} test-time augmentation.",
+        *confidence_lines((fusion.get("rule") or {}).get("confidence_model")),
+        *out_of_fold_lines(fusion.get("out_of_fold")),
+        "",
+        *holdout_table(fusion.get("holdout", {})),
+        "",
+        *review_lines(fusion.get("review_holdout")),
+        "Detection time per photo on the CPU (one process, decoding excluded): "
+        + ", ".join(f"{name} {ms:.1f} ms" for name, ms in sorted((fusion.get("ms_per_photo") or {}).items()))
+        + ".",
+        "",
+    ]
+
+
 def model_card(report: dict, model_name: str, command: str) -> str:
     """Markdown: what the model is, its data, the command and seed that made it, its held-out scores, its
     hashes and its licence."""
@@ -157,25 +185,7 @@ def model_card(report: dict, model_name: str, command: str) -> str:
         + ", ".join(f"{name} {version}" for name, version in sorted(versions.items()))
         + ".",
         "",
-        "## Scores on the held-out half",
-        "",
-        "IoU with the hand-drawn box (a missed specimen counts 0); empty wells recognised = reported `no_object`.",
-        "`onnx_tta` is the same model with test-time augmentation (the photo and its three mirror images, boxes",
-        "merged). `oracle` is the better of the classical box and the learned one the fusion uses, per photo: a",
-        "ceiling, not a backend.",
-        "",
-        f"The fusion rule (`fusion.json`, fitted on the train half only) runs the model "
-        f"{'with' if (fusion.get('rule') or {}).get('learned_tta') else 'without'} test-time augmentation.",
-        *confidence_lines((fusion.get("rule") or {}).get("confidence_model")),
-        *out_of_fold_lines(fusion.get("out_of_fold")),
-        "",
-        *holdout_table(fusion.get("holdout", {})),
-        "",
-        *review_lines(fusion.get("review_holdout")),
-        "Detection time per photo on the CPU (one process, decoding excluded): "
-        + ", ".join(f"{name} {ms:.1f} ms" for name, ms in sorted((fusion.get("ms_per_photo") or {}).items()))
-        + ".",
-        "",
+        *scores_lines(fusion, real),
         "## Licence",
         "",
         "The real training photos are BIOSCAN images (CBG Photography Group) distributed with",

@@ -175,9 +175,11 @@ def csv_writer(path):
     """A binary handle to write CSV bytes to ``path``, compressed as pandas would by the name; the file appears
     only when the block ends without an error (written beside it, then renamed)."""
     path = Path(path)
+    method = infer_compression(str(path), "infer")
+    if method == "tar":  # a tar member carries its write time and name: the bytes would differ every run
+        raise InputError(f"{path}: write the CSV plain or as .gz, .bz2, .xz, .zst or .zip, not into a tar archive")
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    method = infer_compression(str(path), "infer")
     try:
         with _compressed(partial, method, member=path.name.removesuffix(".zip")) as handle:
             yield handle
@@ -189,7 +191,8 @@ def csv_writer(path):
 @contextmanager
 def _compressed(partial: Path, method: str | None, member: str):
     """A binary handle writing ``partial`` compressed by ``method``; the same bytes on every run: gzip and zip
-    carry no write time and no temporary name (pandas would put both in), the others carry neither anyway."""
+    carry no write time and no temporary name (pandas would put both in); bz2, xz and zstd carry neither anyway
+    (tar is refused by ``csv_writer``)."""
     if method == "gzip":
         with open(partial, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as handle:
             yield handle

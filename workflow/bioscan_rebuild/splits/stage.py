@@ -130,12 +130,19 @@ def split_tables(curated_path, barcode_paths, outdir, freeze_csv=None, image_pat
     write_table(pa.Table.from_pandas(out, preserve_index=False), outdir / "splits.parquet")
     with csv_writer(outdir / "summary.csv") as handle:  # whole or absent, as the other outputs
         handle.write(summary.to_csv(index=False, lineterminator="\n").encode())
-    frozen_kept = 0 if freeze is None else int(pd.Index(processid_keys(table["processid"])).isin(_keys(freeze)).sum())
+    frozen_kept = freeze_excluded = freeze_unmatched = 0
+    if freeze is not None:
+        keys = _keys(freeze)
+        kept = keys.isin(pd.Index(processid_keys(table["processid"])))
+        gone = ~kept & keys.isin(pd.Index(processid_keys(excluded["processid"].to_numpy(dtype=object))))
+        frozen_kept, freeze_excluded = int(kept.sum()), int(gone.sum())
+        freeze_unmatched = len(keys) - frozen_kept - freeze_excluded
     return {
         "records": len(out),
         "tie_order": order,
         "frozen": frozen_kept,
-        "freeze_unmatched": 0 if freeze is None else len(freeze) - frozen_kept,
+        "freeze_excluded": freeze_excluded,  # their photo shows no specimen (or is unusable): no split
+        "freeze_unmatched": freeze_unmatched,
         "excluded": {k: int(v) for k, v in excluded["reason"].value_counts().sort_index().items()},
         "splits": dict(zip(summary["split"], summary["samples"])),
     }
@@ -189,6 +196,7 @@ class _FirstPass:
     strip_ids: np.ndarray  # per record of the file: its strip barcode's number (unique, not dense), -1: none
     n_strips: int  # distinct strip barcodes in the file
     n_frozen: int  # records whose processid is in the freeze
+    freeze_matched: int  # distinct freeze processids some record has
 
 
 def _keys(freeze: pd.Series) -> pd.Index:
@@ -199,7 +207,7 @@ def _keys(freeze: pd.Series) -> pd.Index:
 def _first_pass(source: CsvText, freeze: pd.Series | None) -> _FirstPass:
     frozen_ids = None if freeze is None else pa.array(_keys(freeze).astype(object), pa.string())
     numbers: dict[bytes | None, int] = {}  # strip barcode -> its number: the first record's position
-    parts, rows, strip_ids, n_rows, n_frozen = [], [], [], 0, 0
+    parts, rows, strip_ids, n_rows, n_frozen, matched = [], [], [], 0, 0, []
     # barcodes as bytes: only the kept ones are checked here (cast to text), the others in pass 2
     for batch in source.batches(list(REQUIRED_COLUMNS), as_bytes=("dna_barcode",)):
         barcodes = batch.column("dna_barcode")
@@ -212,6 +220,7 @@ def _first_pass(source: CsvText, freeze: pd.Series | None) -> _FirstPass:
             keys = pa.array(processid_keys(batch.column("processid").to_numpy(zero_copy_only=False)), pa.string())
             old = pc.fill_null(pc.is_in(keys, value_set=frozen_ids), False)
             n_frozen += int(np.count_nonzero(old.to_numpy(zero_copy_only=False)))
+            matched.append(pc.unique(keys.filter(old)))
             keep = pc.or_(keep, old)
         positions = np.flatnonzero(keep.to_numpy(zero_copy_only=False))
         take = pa.array(positions)
@@ -238,6 +247,7 @@ def _first_pass(source: CsvText, freeze: pd.Series | None) -> _FirstPass:
         strip_ids=strip_ids,
         n_strips=len(numbers),
         n_frozen=n_frozen,
+        freeze_matched=len(pc.unique(pa.chunked_array(matched, pa.string()))) if matched else 0,
     )
 
 
@@ -315,7 +325,7 @@ def split_csv(input_csv, output_csv, freeze_csv=None, summary_csv=None, tie_orde
     split = _assign(first, freeze)
     if summary_csv is not None:
         summary = _summary(first, split)
-    n_frozen = first.n_frozen
+    n_frozen, freeze_matched = first.n_frozen, first.freeze_matched
     del first  # pass 2 needs none of it
 
     processid_at = columns.index("processid")
@@ -342,7 +352,7 @@ def split_csv(input_csv, output_csv, freeze_csv=None, summary_csv=None, tie_orde
         "rows": len(split),
         "tie_order": order,
         "frozen": n_frozen,
-        "freeze_unmatched": 0 if freeze is None else max(0, len(freeze) - n_frozen),
+        "freeze_unmatched": 0 if freeze is None else len(freeze) - freeze_matched,
         "new": len(split) - n_frozen,
         "splits": dict(zip(SPLITS, counts)),
     }
