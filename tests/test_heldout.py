@@ -118,6 +118,8 @@ def test_the_review_table_counts_the_fusion_s_mistakes_among_the_flagged_photos(
         (lambda c: c["annotations"][0].update(bbox=[5, 5, -3, 10]), "a.jpg: bbox [5, 5, -3, 10] has no size"),
         (lambda c: c["annotations"].append({"id": 9, "image_id": 2, "bbox": [1, 1, 4, 4]}), "b.jpg: both an empty"),
         (lambda c: c["annotations"][0].update(bbox=[1, 2, 3]), "a.jpg: bbox [1, 2, 3] is not"),
+        (lambda c: c["annotations"][0].update(bbox=[1, 2, float("nan"), 4]), "a.jpg: bbox [1, 2, nan, 4] is not"),
+        (lambda c: c["images"].append({"id": 2, "file_name": "c.jpg"}), "image ids used twice: [2]"),
     ],
 )
 def test_a_coco_file_that_could_be_misread_is_refused(tmp_path, change, message):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -104,16 +105,23 @@ def load_coco_ground_truth(coco_path: str | Path) -> list[GroundTruth]:
 EMPTY_WELL = [0, 0, 0, 0]
 
 
+def _finite_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _check_coco(coco: dict, coco_path) -> None:
     """Raise ValueError naming each way ``coco`` could be misread (see ``load_coco_ground_truth``)."""
     names = {image["id"]: image["file_name"] for image in coco["images"]}
     problems, marks = [], {}
+    if len(names) < len(coco["images"]):  # which image an annotation belongs to would be a guess
+        ids = [image["id"] for image in coco["images"]]
+        problems.append(f"image ids used twice: {sorted({i for i in ids if ids.count(i) > 1}, key=str)[:5]}")
     for annotation in coco["annotations"]:
         image_id, bbox = annotation.get("image_id"), annotation.get("bbox")
         if image_id not in names:
             problems.append(f"annotation {annotation.get('id')!r} names image_id {image_id!r}, which no image has")
             continue
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, int | float) for v in bbox)):
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_finite_number(v) for v in bbox)):
             problems.append(f"{names[image_id]}: bbox {bbox!r} is not [x, y, width, height]")
             continue
         empty = bbox == EMPTY_WELL
