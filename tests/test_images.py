@@ -224,7 +224,11 @@ def test_a_long_thin_photo_is_too_small_not_a_crash():
     decoded = decode_photo(buffer.getvalue(), PARAMS)
     assert decoded.status == "too_small"
     assert decoded.detail == "20000x64 px: its original_full would be 1024x3, shorter side below 64 px"
-    results = process_photos([buffer.getvalue(), jpeg(photo())], FixedDetector(), ImageParams(min_side=1))
+    # with a larger original_full, a photo 8 px high passes min_side and its 256-px package is still too wide
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((40, 20000, 3), 200, np.uint8)).save(buffer, format="PNG")
+    wide = ImageParams(original_full_size=(4096, 3072), min_side=8)
+    results = process_photos([buffer.getvalue(), jpeg(photo())], FixedDetector(), wide)
     assert [result.status for result, _ in results] == ["too_small", "ok"]
     assert "too long and thin" in results[0][0].detail
 
@@ -292,3 +296,46 @@ def test_plain_jpeg_fast_path_gives_pillows_pixels(realdata):
             reference = np.asarray(image.convert("RGB"))
         assert decoded.status == "ok" and decoded.reuse_source
         assert np.array_equal(decoded.rgb, reference), path.name
+
+
+def test_a_float_tiff_in_0_to_1_is_not_black(tmp_path):
+    """Scientific float TIFFs hold 0..1: divided by 255 they decoded to a black photo, `ok`, and nothing detected."""
+    import io
+
+    from PIL import Image
+
+    from bioscan_rebuild.core.params import ImageParams
+    from bioscan_rebuild.images.process import decode_photo
+
+    ramp = np.tile(np.linspace(0.0, 1.0, 256, dtype=np.float32), (128, 1))
+    buffer = io.BytesIO()
+    Image.fromarray(ramp, mode="F").save(buffer, format="TIFF")
+    decoded = decode_photo(buffer.getvalue(), ImageParams())
+    assert decoded.status == "ok"
+    assert decoded.rgb[0, 0, 0] == 0 and decoded.rgb[0, -1, 0] == 255
+
+
+def test_a_min_side_below_8_is_refused():
+    """images.min_side 1 let a 200x1 photo halve to nothing and crash its whole photo batch."""
+    from bioscan_rebuild.core.errors import InputError
+    from bioscan_rebuild.core.params import ImageParams
+
+    with pytest.raises(InputError, match="images.min_side: 1: give a whole number of at least 8"):
+        ImageParams.from_dict({"min_side": 1})
+    assert ImageParams.from_dict({"min_side": 8}).min_side == 8
+
+
+def test_a_contact_sheet_of_thousands_of_photos_keeps_the_rows_a_jpeg_can_hold(tmp_path):
+    """2,600 tiles made a sheet taller than JPEG allows: its job failed after writing half its outputs."""
+    import cv2
+    import pyarrow as pa
+
+    from bioscan_rebuild.core.store import ImageStore
+    from bioscan_rebuild.images.contact_sheet import write_contact_sheet
+    from bioscan_rebuild.images.process import JPEG_MAX_SIDE
+
+    row = {"image_sha256": "ab" * 32, "params_key": "k" * 16, "original_full_is_source": False, "x0": None}
+    rows = [{**row, "processid": f"P{i}", "image_status": "ok", "needs_review": False} for i in range(2600)]
+    write_contact_sheet(pa.Table.from_pylist(rows), ImageStore(tmp_path / "store"), tmp_path / "sheet.jpg", 2600)
+    sheet = cv2.imread(str(tmp_path / "sheet.jpg"))
+    assert sheet.shape[1] == 8 * 256 and JPEG_MAX_SIDE - 300 < sheet.shape[0] <= JPEG_MAX_SIDE

@@ -395,3 +395,13 @@ def test_a_damaged_stored_photo_is_repaired_and_a_photo_changed_after_ingest_is_
     assert images.loc["P1-21", "image_status"] == "source_changed"
     detail = images.loc["P1-21", "image_status_detail"]
     assert "P1-21.jpg" in detail and "changed after ingest" in detail
+
+
+def test_crop_names_never_share_a_file_even_case_aside():
+    """`a.png` and `a.png.jpg` (and `Bug.jpg`, `bug.jpg` on a case-blind disk) wrote their crops to one file."""
+    from bioscan_rebuild.images.folder import _crop_names
+
+    rels = [Path(name) for name in ("a.jpg", "a.png", "a.png.jpg", "b.jpg", "Bug.jpg", "bug.jpg", "sub/b.jpg")]
+    names = _crop_names(rels)
+    assert len({name.lower() for name in names.values()}) == len(rels)
+    assert names["b.jpg"] == "b.jpg" and names["sub/b.jpg"] == "sub/b.jpg"  # unshared names stay as they were

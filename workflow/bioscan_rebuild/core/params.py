@@ -69,6 +69,14 @@ class ImageParams(StageParams):
     max_pixels: int = 100_000_000
     min_side: int = 64
 
+    def __post_init__(self):
+        # below 8 px a photo halves to nothing and the detector's reductions fail: too_small is the outcome
+        if not isinstance(self.min_side, int) or self.min_side < MIN_SIDE_FLOOR:
+            raise InputError(f"images.min_side: {self.min_side!r}: give a whole number of at least {MIN_SIDE_FLOOR}")
+
+
+MIN_SIDE_FLOOR = 8
+
 
 @dataclass(frozen=True)
 class BarcodeParams(StageParams):

@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from bioscan_rebuild.core.io import atomic_path
 from bioscan_rebuild.core.store import ImageStore
+from bioscan_rebuild.images.process import JPEG_MAX_SIDE
 
 
 def _thumbnail(store: ImageStore, row: dict, size=(256, 192)) -> np.ndarray:
@@ -58,6 +59,8 @@ def write_contact_sheet(table: pa.Table, store: ImageStore, path: Path, limit: i
     """Originals with boxes drawn, in ``sheet_order``, at most ``limit``."""
     rows = sheet_order(table.to_pylist())[:limit]
     tiles = [_thumbnail(store, row) for row in rows] or [np.full((210, 256, 3), 255, np.uint8)]
+    # a JPEG is at most JPEG_MAX_SIDE tall: the sheet keeps the rows that fit (flagged photos come first)
+    tiles = tiles[: columns * (JPEG_MAX_SIDE // tiles[0].shape[0])]
     n_rows = math.ceil(len(tiles) / columns)
     blank = np.full_like(tiles[0], 255)
     tiles += [blank] * (n_rows * columns - len(tiles))

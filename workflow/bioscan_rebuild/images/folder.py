@@ -16,13 +16,25 @@ from bioscan_rebuild.images.process import PHOTO_BATCH, keep_freed_memory, proce
 def _crop_names(rels: list[Path]) -> dict[str, str]:
     """File name of each photo's crops: its path with ``.jpg`` for its extension, or appended to its whole name
     where two photos share a stem (``a.jpg``, ``a.png``), so neither overwrites the other."""
-    stems = Counter(rel.with_suffix("").as_posix() for rel in rels)
-    return {
+    stems = Counter(rel.with_suffix("").as_posix().lower() for rel in rels)
+    names = {
         rel.as_posix(): (
-            f"{rel.with_suffix('').as_posix()}.jpg" if stems[rel.with_suffix("").as_posix()] == 1 else f"{rel}.jpg"
+            f"{rel.with_suffix('').as_posix()}.jpg"
+            if stems[rel.with_suffix("").as_posix().lower()] == 1
+            else f"{rel}.jpg"
         )
         for rel in rels
     }
+    # still one name for two photos (`a.png` and `a.png.jpg`; `A.jpg` and `a.jpg` on a case-blind disk): numbered
+    counts, used = Counter(name.lower() for name in names.values()), set()
+    for rel in sorted(names):
+        name, k = names[rel], 0
+        while counts[name.lower()] > 1 and k == 0 or name.lower() in used:
+            k += 1
+            name = f"{rel}.{k}.jpg"
+        names[rel] = name
+        used.add(name.lower())
+    return names
 
 
 def detect_folder(

@@ -96,7 +96,12 @@ class PhotoResult:
 def _to_rgb8(image: Image.Image) -> np.ndarray:
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         array = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        peak = float(np.nanmax(array)) if array.size else 0.0
+        if image.mode == "F" and peak <= 1.0:
+            top = 1.0  # a float image in 0..1 (scientific TIFFs) was divided by 255: black
+        else:
+            top = 65535.0 if image.mode.startswith("I;16") or peak > 255 else 255.0
+        array = np.nan_to_num(array, nan=0.0)
         gray = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
