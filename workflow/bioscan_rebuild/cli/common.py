@@ -20,26 +20,24 @@ def json_option(text: str | None, option: str):
         raise InputError(f"{option}: not JSON ({error}): {text[:80]!r}") from None
 
 
-def non_negative_int(text: str) -> int:
-    """An argparse type: a whole number of at least 0 (a seed of -1 used to end in numpy's traceback)."""
+def _whole_number_at_least(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is below 0")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{value} is below {minimum}")
     return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number of at least 0 (a seed of -1 used to end in numpy's traceback)."""
+    return _whole_number_at_least(text, 0)
 
 
 def positive_int(text: str) -> int:
     """An argparse type: a whole number of at least 1 (a shard count of 0 or -2 used to end in a traceback)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is below 1")
-    return value
+    return _whole_number_at_least(text, 1)
 
 
 def batch_dirs(pairs: list[str]) -> dict[str, str]:
