@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -1100,6 +1101,15 @@ def test_the_store_replaces_a_cut_short_object_and_never_stores_bytes_under_anot
     derived.write_bytes(b"cut")
     assert store.put_bytes(derived, b"derived bytes").read_bytes() == b"derived bytes"
     assert store.read_original(sha, "jpeg") == data
+    # the same size, other bytes (changed through a hard link): read as absent, then repaired with a copy
+    linked = ImageStore(tmp_path / "linked", "link")
+    stored = linked.put_original(source, sha, "jpeg", data=data)
+    source.write_bytes(data[::-1])  # rewritten in place: the store's link shows it
+    assert stored.read_bytes() == data[::-1] and linked.read_original(sha, "jpeg") is None
+    source.write_bytes(data)
+    repaired = linked.repair_original(sha, "jpeg", data)
+    assert repaired == stored and linked.read_original(sha, "jpeg") == data
+    assert repaired.stat().st_ino != source.stat().st_ino and stat.S_IMODE(repaired.stat().st_mode) == 0o444
     other = ImageStore(tmp_path / "other", "copy")
     source.write_bytes(data + b"changed")  # after it was hashed
     with pytest.raises(ValueError, match="changed after it was hashed"):

@@ -113,7 +113,11 @@ class ImageStore:
             return target
         if self.mode == "link":
             try:
-                return self._commit(target, lambda temporary: _link_checked(source, temporary, sha256), own_file=False)
+                return self._commit(
+                    target,
+                    lambda temporary: _link_checked(source, temporary, sha256),
+                    own_file=False,  # pragma: no mutate - None is as false as False
+                )
             except OSError:
                 pass  # other file system, no permission, or changed since: fall back to a copy
         if data is not None:
