@@ -29,7 +29,7 @@ def _crop_names(rels: list[Path]) -> dict[str, str]:
     counts, used = Counter(name.lower() for name in names.values()), set()
     for rel in sorted(names):
         name, k = names[rel], 0
-        while counts[name.lower()] > 1 and k == 0 or name.lower() in used:
+        while (k == 0 and counts[name.lower()] > 1) or name.lower() in used:
             k += 1
             name = f"{rel}.{k}.jpg"
         names[rel] = name

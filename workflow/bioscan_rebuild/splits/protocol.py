@@ -216,13 +216,16 @@ def largest_species_block(species, barcodes) -> int:
     return int(frame.groupby("species", sort=False)["barcode"].nunique().max()) if len(frame) else 0
 
 
-def check_tie_order(largest_block: int, accept: str = "reference") -> str:
-    """``reference`` when this machine orders the ties of blocks up to ``largest_block`` sizes as the published
-    splits were made, else ``host``. With ``accept="reference"`` (the default), ``host`` is an error saying why
-    and what to do."""
+def check_tie_order(species, barcodes, accept: str = "reference") -> str:
+    """``reference`` when this machine orders the ties of every species' barcode sizes (``species``, ``barcodes``:
+    per record) as the published splits were made, else ``host``. With ``accept="reference"`` (the default),
+    ``host`` is an error saying why and what to do. A reference machine never counts the blocks."""
     if accept not in TIE_ORDERS:
         raise ValueError(f"tie order must be one of {TIE_ORDERS}, not {accept!r}")
     agreed = host_agrees_up_to()
+    if agreed == math.inf:
+        return "reference"
+    largest_block = largest_species_block(species, barcodes)
     order = "reference" if largest_block <= agreed else "host"
     if order == "host" and accept == "reference":
         raise TieOrderError(

@@ -37,7 +37,6 @@ from bioscan_rebuild.splits.protocol import (
     check_tie_order,
     chunk_names,
     chunk_of,
-    largest_species_block,
     split_summary,
 )
 
@@ -115,7 +114,7 @@ def split_tables(curated_path, barcode_paths, outdir, freeze_csv=None, image_pat
     )
     pa.default_memory_pool().release_unused()
     freeze = read_freeze(freeze_csv) if freeze_csv else None
-    order = check_tie_order(largest_species_block(table["species"], table["barcode_key"]), tie_order)
+    order = check_tie_order(table["species"], table["barcode_key"], tie_order)
     split = assign_splits(table, freeze)
     table["split"] = split.astype(object).to_numpy()
     summary = split_summary(table.drop(columns=["dna_barcode"]))
@@ -315,13 +314,7 @@ def split_csv(input_csv, output_csv, freeze_csv=None, summary_csv=None, tie_orde
         raise InputError(f"{input_csv}: columns {repeated} appear more than once")
     freeze = None if freeze_csv is None else read_freeze(freeze_csv)
     first = _first_pass(source, freeze)
-    records = first.records
-    order = check_tie_order(
-        largest_species_block(
-            records["species"].to_numpy(zero_copy_only=False), records["dna_barcode"].to_numpy(zero_copy_only=False)
-        ),
-        tie_order,
-    )
+    order = check_tie_order(first.records["species"], first.records["dna_barcode"], tie_order)
     split = _assign(first, freeze)
     if summary_csv is not None:
         summary = _summary(first, split)
