@@ -7,6 +7,7 @@ import hashlib
 import pytest
 
 from bioscan_rebuild.core.errors import InputError
+from bioscan_rebuild.core.schemas import processid_keys
 from bioscan_rebuild.ingest.bold import (
     LAYOUTS,
     LayoutError,
@@ -154,6 +155,65 @@ def test_quirks_bom_blank_lines_bad_rows_and_encoding(tmp_path):
     assert stats.data_lines == records.num_rows + rejects.num_rows
 
 
+def test_a_sequence_without_a_marker_code_is_not_taken_for_coi(tmp_path):
+    """A sequence of an unknown gene (a 28S row with its marker blanked) used to be released as the COI barcode;
+    a specimen row with neither marker nor sequence (as BOLD writes for one never sequenced) still goes on."""
+    path = tmp_path / "m.tsv"
+    rows = [
+        _row(processid="M-1", marker_code="COI-5P", nucraw="ACGT" * 60),
+        _row(processid="M-2", marker_code="None", nucraw="ACGT" * 60),
+        _row(processid="M-3", marker_code="None", nucraw="None"),
+    ]
+    path.write_text("\n".join(["\t".join(HEADER_2023), *rows]) + "\n")
+    records, rejects, _ = read_export(path, "m")
+    assert records["processid"].to_pylist() == ["M-1", "M-3"]
+    assert rejects.select(["processid", "reason", "detail"]).to_pylist() == [
+        {
+            "processid": "M-2",
+            "reason": "unsupported_marker",
+            "detail": "a sequence without a marker code: its gene is unknown",
+        }
+    ]
+
+
+def test_invisible_characters_in_a_processid_make_no_second_record(tmp_path):
+    """A zero-width space or word joiner pasted into an id used to make a second, distinct record of the specimen."""
+    path = tmp_path / "z.tsv"
+    ids = ["Z-1", "Z-2\u200b", "\u2060Z-3", "\ufeffZ-4 "]
+    path.write_text("\n".join(["\t".join(HEADER_2023), *(_row(processid=i, marker_code="COI-5P") for i in ids)]))
+    records, rejects, _ = read_export(path, "z")
+    assert records["processid"].to_pylist() == ["Z-1", "Z-2", "Z-3", "Z-4"] and rejects.num_rows == 0
+    assert list(processid_keys(["z-2\u200b", " \u2060Z-3", None])) == ["Z-2", "Z-3", None]
+
+
+def test_mojibake_controls_reject_a_line_only_in_a_column_that_is_read(tmp_path):
+    """C1 controls (U+0080-U+009F: Windows-1252 text decoded as Latin-1) in the country or sampleid used to reach
+    the release; in a column the pipeline never reads (BOLD's notes hold such text) they harm nothing."""
+    header = [*HEADER_2023, "notes"]
+    path = tmp_path / "c1.tsv"
+    lines = [
+        "\t".join(header),
+        _row(processid="C-1", country="Mexico\x9b2J", marker_code="COI-5P") + "\tfine",
+        _row(processid="C-2", sampleid="S-2\x81", marker_code="COI-5P") + "\tfine",
+        _row(processid="C-3", marker_code="COI-5P") + "\tInternational Dragonfly Fund \u00e2\x80\x93 Report",
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    records, rejects, _ = read_export(path, "c1")
+    assert records["processid"].to_pylist() == ["C-3"]
+    assert rejects.select(["processid", "reason", "detail"]).to_pylist() == [
+        {
+            "processid": "C-1",
+            "reason": "unparseable_row",
+            "detail": "control character U+009B in column 'country' (saved in another encoding?)",
+        },
+        {
+            "processid": "C-2",
+            "reason": "unparseable_row",
+            "detail": "control character U+0081 in column 'sampleid' (saved in another encoding?)",
+        },
+    ]
+
+
 def test_unparseable_coordinate_keeps_raw_text(tmp_path):
     path = tmp_path / "c.tsv"
     path.write_text(
@@ -186,12 +246,6 @@ UTF16 = "UTF-16 text, not UTF-8: BOLD exports are UTF-8; convert it, e.g. iconv 
 BINARY = "binary data (NUL bytes): not a tab-separated BOLD export"
 
 
-def _padded(head: bytes, rows: list[bytes], size: int) -> bytes:
-    """head + rows, the last row padded with letters so that the whole is exactly `size` bytes."""
-    data = head + b"".join(rows)
-    return data[:-1] + b"x" * (size - len(data)) + b"\n"
-
-
 @pytest.mark.parametrize(
     ("head", "message"),
     [
@@ -209,10 +263,12 @@ def _padded(head: bytes, rows: list[bytes], size: int) -> bytes:
         # one NUL in a data line is a damaged line, rejected on its own later: not a reason to refuse the file
         (b"processid\tspecies\nP1\tA\x00b\nP2\tB\n", None),
         (b"processid\tspecies\rP1\tA\x00b\rP2\tB\r", None),  # old-Mac CR line ends: the header is still one line
-        # more NULs than one per 1000 bytes (and at least 2): binary
+        # however many NULs one damaged line holds, it is one damaged line (a field overwritten with 100 NULs)
+        (b"processid\tspecies\nP1\t" + b"A" * 64 + b"\x00" * 100 + b"\nP2\tB\nP3\tC\n", None),
+        # NULs in more than a tenth of the lines (and at least 2): binary
         (b"processid\tspecies\nP1\tA\x00b\nP2\tB\x00c\n", BINARY),
-        (_padded(b"processid\tspecies\n", [b"P1\tA\x00b\n", b"P2\tB\x00c\n"], 1999), BINARY),
-        (_padded(b"processid\tspecies\n", [b"P1\tA\x00b\n", b"P2\tB\x00c\n"], 2000), None),  # 2 NULs in 2000 bytes
+        (b"processid\tspecies\n" + b"".join(b"P%d\tA\x00b\n" % i for i in range(4)) + b"Q\tB\n" * 25, BINARY),
+        (b"processid\tspecies\n" + b"".join(b"P%d\tA\x00b\n" % i for i in range(3)) + b"Q\tB\n" * 26, None),
     ],
 )
 def test_check_export_bytes_refuses_only_what_cannot_be_an_export(head, message):
@@ -231,7 +287,7 @@ def test_only_the_start_of_a_file_is_sniffed_for_nul_bytes(tmp_path):
     damaged = [_row(processid=f"D-{i}", species="Aus\x00bus", marker_code="COI-5P") for i in range(200)]
     path = tmp_path / "big.tsv"
     path.write_text("\n".join(["\t".join(HEADER_2023), *clean, *damaged]) + "\n")
-    assert path.stat().st_size < 128 << 10  # 200 NULs in the first 128 KiB would be more than one per 1000 bytes
+    assert path.stat().st_size < 128 << 10  # within the first 128 KiB, 200 damaged lines of 1100 would be binary
     records, rejects, stats = read_export(path, "big")
     assert records.num_rows == 900 and rejects.num_rows == 200
     assert set(rejects["detail"].to_pylist()) == {"control character U+0000 in column 'species'"}
@@ -363,26 +419,27 @@ def _v4_file(path, lat: str, lon: str):
 
 # (lat, lon) -> (coord_raw, lat, lon, out of range, not a number): coord_raw is "lat,lon" as the export said
 # (empty = missing); a value outside [-90, 90] / [-180, 180] blanks the pair and counts once; so does a given value
-# that is not a number (it used to vanish uncounted, keeping the other half); a missing half blanks nothing.
+# that is not a number (it used to vanish uncounted, keeping the other half); so does a missing half: one number is
+# no site (it used to stay, while the BCDM layouts' "(45.2,None)" blanked both).
 @pytest.mark.parametrize(
     ("lat", "lon", "expected"),
     [
-        ("45", "", ("45,", 45.0, None, 0, 0)),
-        ("", "10", (",10", None, 10.0, 0, 0)),
+        ("45", "", ("45,", None, None, 0, 1)),
+        ("", "10", (",10", None, None, 0, 1)),
         ("", "", (None, None, None, 0, 0)),
         ("90", "180", ("90,180", 90.0, 180.0, 0, 0)),
         ("-90", "-180", ("-90,-180", -90.0, -180.0, 0, 0)),
         ("90.5", "0", ("90.5,0", None, None, 1, 0)),
         ("0", "180.5", ("0,180.5", None, None, 1, 0)),
-        ("-90.5", "", ("-90.5,", None, None, 1, 0)),
-        ("", "-180.5", (",-180.5", None, None, 1, 0)),
+        ("-90.5", "", ("-90.5,", None, None, 0, 1)),  # counted once
+        ("", "-180.5", (",-180.5", None, None, 0, 1)),
         ("4.5e1", "1.5E2", ("4.5e1,1.5E2", 45.0, 150.0, 0, 0)),
         (" +12.5 ", ".5", (" +12.5 ,.5", 12.5, 0.5, 0, 0)),
         ("abc", "10", ("abc,10", None, None, 0, 1)),
         ("45", "1,5", ("45,1,5", None, None, 0, 1)),
         ("45°30'N", "", ("45°30'N,", None, None, 0, 1)),
         ("inf", "nan", ("inf,nan", None, None, 0, 1)),
-        ("None", "10", (",10", None, 10.0, 0, 0)),  # a missing-value token is missing, not unparseable
+        ("None", "10", (",10", None, None, 0, 1)),  # a missing-value token is missing: a half again
         ("NA", "10", ("NA,10", None, None, 0, 1)),  # not one by default (ingest.missing_values)
     ],
 )

@@ -48,6 +48,11 @@ def assert_replays(records, result):
         ("diptera", "order", "Diptera"),
         ("Megaselia\u00a0 scalaris", "species", "Megaselia scalaris"),  # NBSP + double space
         ("Dipt\u0435ra", "order", "Diptera"),  # Cyrillic e
+        ("\u0406schnura", "genus", "Ischnura"),  # Cyrillic capital I (Ukrainian): it used to stay, a second genus
+        ("\u0405captomyza", "genus", "Scaptomyza"),  # Cyrillic capital S
+        ("\u0408apanagromyza", "genus", "Japanagromyza"),  # Cyrillic capital J
+        ("Ch\u04cforops", "genus", "Chlorops"),  # Cyrillic palochka
+        ("C\u03b1l\u03bfpteryx \u03c1ulchr\u03b1", "species", "Calopteryx pulchra"),  # Greek alpha, omicron, rho
         ("Cecidomyi\u200bidae", "family", "Cecidomyiidae"),  # zero-width space
         ("not_classified", "genus", None),
         ("NA", "genus", None),
@@ -314,6 +319,41 @@ def test_corrections_are_applied_last_and_reported(tmp_path):
     assert result["changes"].iloc[-1]["rule"] == "correction"
     excluded = result["changes"][result["changes"]["field"] == "record"]
     assert excluded[["processid", "old", "new"]].values.tolist() == [["b", "kept", "excluded"]]
+    assert_replays(records, result)
+
+
+def test_a_one_word_species_names_no_species_and_is_logged():
+    records = frame(
+        [
+            row("a", "Syrphidae", species="Diptera"),  # a higher rank in the species slot
+            row("b", "Syrphidae", "Eristalis", species="tenax"),  # the epithet alone
+            row("c", "Syrphidae", "Eristalis", species="Eristalis tenax"),
+            row("d", "Syrphidae", "Eristalis", species="Eristalis sp. 3"),
+        ]
+    )
+    result = curate(records)
+    out = by_pid(result)
+    assert out["species"].isna().tolist() == [True, True, False, False]
+    assert not out.loc["a", "placeholder_species"] and out.loc["a", "taxon"] == "Syrphidae"
+    logged = result["changes"][result["changes"]["rule"] == "species_one_word"]
+    assert logged[["processid", "old", "new"]].values.tolist() == [["a", "Diptera", None], ["b", "tenax", None]]
+    assert_replays(records, result)
+
+
+def test_corrections_match_processids_as_records_do():
+    """Any case, spaces and invisible characters around: the row finds its record (it used to be
+    ``unknown_processid`` and the exclusion was never applied)."""
+    records = frame([row("AAASF001-17", "Phoridae"), row("AAASF002-17", "Phoridae")])
+    corrections = pd.DataFrame(
+        [
+            ("aaasf001-17", "record", "exclude", "no_insect", "curator"),
+            (" \u200bAaasf002-17 ", "family", "Sciaridae", "wrong_label", "user"),
+        ],
+        columns=["processid", "field", "value", "reason", "source"],
+    )
+    result = curate(records, corrections=corrections)
+    assert list(result["corrections"]["outcome"]) == ["excluded", "applied"]
+    assert by_pid(result)["family"].to_dict() == {"AAASF002-17": "Sciaridae"}
     assert_replays(records, result)
 
 

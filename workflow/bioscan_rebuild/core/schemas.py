@@ -9,6 +9,7 @@ cleaning belongs to later stages. Lineage columns say where each row came from.
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 
 import numpy as np
 import pyarrow as pa
@@ -170,12 +171,24 @@ def processid_key(processid: str) -> str:
     return processid.upper()
 
 
+# Unicode format characters (zero-width space and joiners, word joiner, BOM...): invisible, so pasted into a
+# processid they would make another record. RE2 syntax (pyarrow); ``strip_invisible`` is the Python side.
+INVISIBLE_CHARACTERS = r"\p{Cf}"
+
+
+def strip_invisible(text: str) -> str:
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+
+
 def processid_keys(processids) -> np.ndarray:
-    """``processid_key`` of each processid as ingest spells it (trimmed, Unicode NFC): how a table written
-    elsewhere (a previous release's freeze file, edited by hand) finds its records. Object array; None stays."""
+    """``processid_key`` of each processid as ingest spells it (invisible characters removed, trimmed, Unicode
+    NFC): how a table written elsewhere (a previous release's freeze file, a corrections table, edited by hand)
+    finds its records. Object array; None stays."""
     import pandas as pd
 
-    return pd.Series(processids, dtype=object).str.strip().str.normalize("NFC").str.upper().to_numpy(dtype=object)
+    ids = pd.Series(processids, dtype=object)
+    ids = ids.where(ids.isna(), ids.map(lambda v: strip_invisible(v) if isinstance(v, str) else v))
+    return ids.str.strip().str.normalize("NFC").str.upper().to_numpy(dtype=object)
 
 
 def shard_of(processids: list[str] | np.ndarray, n_shards: int) -> np.ndarray:

@@ -27,7 +27,13 @@ import pyarrow.compute as pc
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import file_sha256
 from bioscan_rebuild.core.params import IngestParams
-from bioscan_rebuild.core.schemas import CONTENT_FIELDS, RECORD_SCHEMA, REJECT_SCHEMA, make_rejects
+from bioscan_rebuild.core.schemas import (
+    CONTENT_FIELDS,
+    INVISIBLE_CHARACTERS,
+    RECORD_SCHEMA,
+    REJECT_SCHEMA,
+    make_rejects,
+)
 
 DEFAULT_MISSING_VALUES = IngestParams().missing_values
 DEFAULT_MARKERS = IngestParams().markers
@@ -110,9 +116,11 @@ def check_export_bytes(head: bytes) -> None:
         raise LayoutError(
             "UTF-16 text, not UTF-8: BOLD exports are UTF-8; convert it, e.g. iconv -f UTF-16 -t UTF-8 IN > OUT"
         )
-    first_line = head.replace(b"\r", b"\n").split(b"\n", 1)[0]
-    # a NUL in a field is a damaged line (rejected on its own); many of them, or one in the header, a binary file
-    if b"\x00" in first_line or head.count(b"\x00") > max(1, len(head) // 1000):
+    lines = head.replace(b"\r", b"\n").split(b"\n")
+    # A NUL in a field is a damaged line (rejected on its own, however many NULs it holds); one in the header, or
+    # in many of the lines, is a binary file.
+    damaged = sum(b"\x00" in line for line in lines)
+    if b"\x00" in lines[0] or damaged > max(1, len(lines) // 10):
         raise LayoutError("binary data (NUL bytes): not a tab-separated BOLD export")
 
 
@@ -242,6 +250,8 @@ def _columns_for(
         out["coord_raw"] = pc.if_else(either, joined, pa.scalar(None, pa.string()))
         out["lat"], out["lon"] = _to_float(lat_text), _to_float(lon_text)
         unparsed = pc.or_(_lost(lat_text, out["lat"]), _lost(lon_text, out["lon"]))
+        # one half given, the other missing: no site either (as "(45.2,None)" in the BCDM layouts)
+        unparsed = pc.or_(unparsed, pc.xor(pc.is_valid(lat_text), pc.is_valid(lon_text)))
     else:
         out["lat"], out["lon"] = parse_coordinates(out["coord_raw"])
         # the text is there, but not as two numbers: "(45.1 N, 10 E)", "(45, NA)", "45;10"
@@ -278,6 +288,10 @@ def read_header(path: Path) -> list[str]:
 
 
 CONTROL_CHARACTERS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"  # C0 controls but tab, LF and CR, and DEL
+# C1 controls (U+0080-U+009F): Windows-1252 text decoded as Latin-1 and saved as UTF-8 ("â\x80\x93" for "–").
+# Real exports hold such mojibake in notes columns, which are never read; in a column that is read, the value is
+# garbage and its line is rejected as a control character would be.
+C1_CONTROLS = r"[\x80-\x9f]"
 
 
 def _unparseable_detail(bad_utf8: bool, n_fields: int, n_columns: int, line: str | None, header: list[str]) -> str:
@@ -296,11 +310,31 @@ def _unparseable_detail(bad_utf8: bool, n_fields: int, n_columns: int, line: str
     return f"control character U+{ord(found.group()):04X} in column {column!r}"
 
 
+def _c1_in_read_columns(table: pa.Table, layout: str) -> tuple[np.ndarray, list[str]]:
+    """Rows with a C1 control character in a column the pipeline reads, and for each a detail naming the export's
+    column (the first one holding it)."""
+    garbled = np.zeros(table.num_rows, bool)
+    first = np.full(table.num_rows, None, object)  # canonical name of the first column holding one
+    for name in CONTENT_FIELDS:
+        if table.schema.field(name).type == pa.string():
+            hit = pc.fill_null(pc.match_substring_regex(table[name], C1_CONTROLS), False).to_numpy(zero_copy_only=False)
+            first[hit & ~garbled] = name
+            garbled |= hit
+    detail = []
+    for row in np.flatnonzero(garbled):
+        found = re.search(C1_CONTROLS, table[first[row]][row].as_py())
+        column = LAYOUTS[layout].get(first[row], "lat/lon" if first[row] == "coord_raw" else first[row])
+        detail.append(f"control character U+{ord(found.group()):04X} in column {column!r} (saved in another encoding?)")
+    return garbled, detail
+
+
 def _normalise_processids(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
-    """Processids trimmed of white space and in Unicode NFC, so that " BSCN1 " and a decomposed accent join their
-    photos; blank ones become missing. Returns the table and where a processid holds a path separator (it names
-    files in the release, so it would escape its folder)."""
-    ids = pc.utf8_normalize(pc.utf8_trim_whitespace(table["processid"]), form="NFC")
+    """Processids without invisible characters, trimmed of white space and in Unicode NFC, so that " BSCN1 " and a
+    decomposed accent join their photos; blank ones become missing. Returns the table and where a processid holds
+    a path separator (it names files in the release, so it would escape its folder)."""
+    # invisible format characters (zero-width space, word joiner, BOM) pasted into an id would make a second record
+    visible = pc.replace_substring_regex(table["processid"], INVISIBLE_CHARACTERS, "")
+    ids = pc.utf8_normalize(pc.utf8_trim_whitespace(visible), form="NFC")
     ids = pc.if_else(pc.equal(pc.utf8_length(ids), 0), pa.scalar(None, pa.string()), ids)
     separator = pc.fill_null(pc.match_substring_regex(ids, r"[/\\]"), False).to_numpy(zero_copy_only=False)
     return table.set_column(table.schema.get_field_index("processid"), "processid", ids), separator
@@ -398,8 +432,14 @@ def parse_export(
             marker = table["marker_code"]
             other_marker = pc.and_(pc.is_valid(marker), pc.invert(pc.is_in(marker, value_set=marker_set)))
             other_marker = pc.fill_null(other_marker, False).to_numpy(zero_copy_only=False) & ~no_id
+            # a sequence without a marker code is of an unknown gene: it must not pass for COI (a specimen row with
+            # neither, as BOLD writes for a specimen never sequenced, stays: the barcode stage gives its outcome)
+            unknown_gene = pc.and_(pc.is_null(marker), pc.is_valid(table["nucleotides"]))
+            other_marker |= unknown_gene.to_numpy(zero_copy_only=False) & ~no_id
         else:
             other_marker = np.zeros(n_good, bool)
+        garbled, garbled_detail = _c1_in_read_columns(table, layout)
+        bad_id &= ~garbled
         if bad_id.any():
             selected = table.filter(pa.array(bad_id))
             reject_parts.append(
@@ -414,6 +454,22 @@ def parse_export(
                 )
             )
             other_marker = other_marker & ~bad_id
+        if garbled.any():
+            reject_parts.append(
+                make_rejects(
+                    kind="record",
+                    reason="unparseable_row",
+                    detail=garbled_detail,
+                    processid=table["processid"].filter(pa.array(garbled)),
+                    batch=batch,
+                    source_file=source_name,
+                    source_line=table["source_line"].filter(pa.array(garbled)),
+                    raw=pc.utf8_slice_codeunits(
+                        text.filter(pa.array(well_formed)).filter(pa.array(garbled)), 0, RAW_PREVIEW_CHARS
+                    ),
+                )
+            )
+            no_id, other_marker = no_id & ~garbled, other_marker & ~garbled
         for mask, reason, detail in (
             (no_id, "missing_processid", None),
             (other_marker, "unsupported_marker", table["marker_code"]),
@@ -425,7 +481,10 @@ def parse_export(
                         kind="record",
                         reason=reason,
                         detail=(
-                            pc.binary_join_element_wise("marker ", selected["marker_code"], "")
+                            pc.fill_null(
+                                pc.binary_join_element_wise("marker ", selected["marker_code"], ""),
+                                "a sequence without a marker code: its gene is unknown",
+                            )
                             if detail is not None
                             else ["no processid"] * len(selected)
                         ),
@@ -438,7 +497,7 @@ def parse_export(
                         ),
                     )
                 )
-        table = table.filter(pa.array(~(no_id | other_marker | bad_id)))
+        table = table.filter(pa.array(~(no_id | other_marker | bad_id | garbled)))
         rejects = pa.concat_tables(reject_parts) if reject_parts else REJECT_SCHEMA.empty_table()
         for reason, count in zip(*np.unique(rejects["reason"].to_numpy(zero_copy_only=False), return_counts=True)):
             stats.rejects[str(reason)] = stats.rejects.get(str(reason), 0) + int(count)

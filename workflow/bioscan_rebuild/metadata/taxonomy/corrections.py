@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bioscan_rebuild.core.schemas import RANKS
+from bioscan_rebuild.core.schemas import RANKS, processid_keys
 from bioscan_rebuild.metadata.bins import normalise_bin
 from bioscan_rebuild.metadata.taxonomy.changelog import ChangeLog, set_field
 from bioscan_rebuild.metadata.taxonomy.names import normalise_name
@@ -33,12 +33,13 @@ def apply_corrections(
     rank is a maintainer's label, not an inference: its bit leaves ``inferred``."""
     if corrections is None:
         corrections = pd.DataFrame(columns=list(CORRECTION_COLUMNS))
-    row_of = pd.Series(np.arange(len(cols["processid"])), index=cols["processid"])
+    # matched as records are (``processid_key``: any case, invisible characters and spaces ignored)
+    row_of = pd.Series(np.arange(len(cols["processid"])), index=processid_keys(cols["processid"]))
     excluded = np.zeros(len(cols["processid"]), bool)
     outcomes = []
     for item in corrections.itertuples(index=False):  # a maintainer's table: hundreds of rows, not millions
         item = item._replace(processid=item.processid.strip(), field=item.field.strip())  # as the records are
-        row = row_of.get(item.processid)
+        row = row_of.get(processid_keys([item.processid])[0])
         value = item.value.strip() or None
         if value is not None and item.field in RANKS:  # a maintainer's value gets the names' own cleaning
             value = normalise_name(value, item.field)

@@ -13,7 +13,8 @@ table in brackets):
    does a lower-case genus unless the data holds it capitalised (``megaselia`` -> ``Megaselia`` when some
    record says ``Megaselia``): case is evidence for placeholder names (published split protocol, rules 2 and 3).
 2. Typo / rewording table [``typo_table``]: rank, from, to, reason (rank ``*`` = any; the package ships
-   ``metadata/tables/taxonomy_fixes.tsv``), user-extendable; applied to the normalised names.
+   ``metadata/tables/taxonomy_fixes.tsv``), user-extendable; applied to the normalised names. Then a species
+   name of one word (``Diptera``, ``rufipes``, ``sp.``) names no species: missing [``species_one_word``].
 3. BINs [``bin_normalise``, ``bin_malformed``]: case, whitespace and a missing ``BOLD:`` prefix fixed
    (``bold:aaa1234 ``, ``AAA1234`` -> ``BOLD:AAA1234``); anything not ``BOLD:`` + 3 letters + 4 digits ->
    missing.
@@ -68,7 +69,12 @@ from bioscan_rebuild.metadata.bins import bin_table, normalise_bin
 from bioscan_rebuild.metadata.taxonomy.changelog import ChangeLog, map_unique, set_field, working_columns
 from bioscan_rebuild.metadata.taxonomy.conflicts import resolve_conflicts
 from bioscan_rebuild.metadata.taxonomy.corrections import apply_corrections
-from bioscan_rebuild.metadata.taxonomy.names import MISSING_TOKENS, apply_fixes, normalise_names
+from bioscan_rebuild.metadata.taxonomy.names import (
+    MISSING_TOKENS,
+    apply_fixes,
+    drop_one_word_species,
+    normalise_names,
+)
 from bioscan_rebuild.metadata.taxonomy.parents import forget_removed, genus_from_species, infer_parents
 
 
@@ -91,6 +97,7 @@ def curate(
     counts: dict = {}
     normalise_names(cols, log)  # 1.
     apply_fixes(cols, log, fixes)  # 2.
+    drop_one_word_species(cols, log)
     counts["bins_malformed"] = _normalise_bins(cols, log)  # 3.
     barcode_codes = pd.factorize(cols["barcode_key"])[0]
     counts["bin_conflicts"] = resolve_conflicts(  # 4.

@@ -19,11 +19,15 @@ MISSING_TOKENS = frozenset(
     {"", "none", "not_classified", "not classified", "no_data", "no data", "na", "n/a", "n.a.", "nan", "null", "-"}
     | {token.lower() for token in CSV_NA_STRINGS}
 )
-# Latin look-alikes seen in pasted names (Cyrillic and Greek letters render identically).
-CONFUSABLES = str.maketrans(
-    "АВЕКМНОРСТХаеорсухіјѕԁΑΒΕΖΗΙΚΜΝΟΡΤΥΧοντ",
-    "ABEKMHOPCTXaeopcyxijsdABEZHIKMNOPTYXovt",
-)
+# Latin look-alikes seen in pasted names (Cyrillic and Greek letters render identically), applied after NFKC. A
+# taxon name or a BIN is Latin script: no Cyrillic or Greek letter in one is meant as such.
+_LOOKALIKES = {
+    "Cyrillic capitals": ("АВЕКМНОРСТХІЈЅҮӀԚԜ", "ABEKMHOPCTXIJSYIQW"),
+    "Cyrillic small": ("аеорсухіјѕԁһӏԛԝ", "aeopcyxijsdhlqw"),
+    "Greek capitals": ("ΑΒΕΖΗΙΚΜΝΟΡΤΥΧ", "ABEZHIKMNOPTYX"),
+    "Greek small": ("αικνορτυςϳ", "aikvoptucj"),  # ς: what NFKC makes of the lunate sigma ϲ
+}
+CONFUSABLES = str.maketrans("".join(a for a, _ in _LOOKALIKES.values()), "".join(b for _, b in _LOOKALIKES.values()))
 FIX_COLUMNS = ("rank", "from", "to", "reason")
 
 
@@ -61,6 +65,17 @@ def _capitalise_known_genera(cols: dict, log: ChangeLog) -> None:
     if mapping:
         rows = np.flatnonzero(pd.Series(genus, dtype=object).isin(list(mapping)).to_numpy())
         set_field(cols, log, "normalise", "genus", rows, [mapping[v] for v in genus[rows]])
+
+
+def drop_one_word_species(cols: dict, log: ChangeLog) -> None:
+    """Step 2, last [``species_one_word``]: a species name is at least two words (``Megaselia rufipes``,
+    ``Megaselia sp. 3``); one word (``Diptera``, ``rufipes``, ``sp.``) names no species, so it becomes missing
+    instead of counting as a labelled species in the splits. The changes table keeps what it said."""
+    species = cols["species"]
+    given = ~pd.isna(species)
+    one_word = np.zeros(len(species), bool)
+    one_word[given] = ~pd.Series(species[given], dtype=object).str.contains(" ", regex=False).to_numpy(bool)
+    set_field(cols, log, "species_one_word", "species", np.flatnonzero(one_word), None)
 
 
 def load_fixes(path: str | Path | None) -> pd.DataFrame:
