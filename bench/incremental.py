@@ -129,7 +129,7 @@ def main() -> None:
     full_log = snakemake(workdir)
     full = {"seconds": round(time.perf_counter() - start, 1), "jobs": job_stats(full_log)}
     full["stage_seconds"] = benchmark_seconds(workdir)
-    photo_summaries = mtimes(workdir / "results" / "images" / "photos", "*.json")
+    photo_summaries = mtimes(workdir / "logs" / "images" / "process_photos", "*.json")
     full_photos = sum(json.loads(p.read_text())["photos_processed"] for p in photo_summaries)
     store_results = mtimes(workdir / "results" / "store" / "derived", "*.json")
     benchmarks = mtimes(workdir / "benchmarks", "*.tsv")
@@ -187,7 +187,7 @@ def main() -> None:
     reran_old = Counter({rule: n - new_batches.get(rule, 0) for rule, n in ran.items()})
     reran_old = +reran_old
     per_shard_reruns = sum(n for rule, n in reran_old.items() if rule not in WHOLE_TABLE)
-    summaries_after = mtimes(workdir / "results" / "images" / "photos", "*.json")
+    summaries_after = mtimes(workdir / "logs" / "images" / "process_photos", "*.json")
     rerun_photos = sum(
         json.loads(p.read_text())["photos_processed"]
         for p, stamp in summaries_after.items()

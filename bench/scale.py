@@ -116,7 +116,8 @@ def main() -> None:
     _, run_seconds = snakemake(workdir)
     stages = stage_table(workdir)
     images = [k for k in stages if k.startswith("images/")]
-    photo_summaries = [json.loads(p.read_text()) for p in (workdir / "results" / "images" / "photos").rglob("*.json")]
+    photo_logs = (workdir / "logs" / "images" / "process_photos").rglob("*.json")
+    photo_summaries = [json.loads(p.read_text()) for p in photo_logs]
     photos = sum(s["photos_processed"] for s in photo_summaries)
     photo_cpu = stages.get("images/process_photos", {}).get("cpu_s", 0.0)
     metadata_path = sum(v["wall_s"] for k, v in stages.items() if k not in images)

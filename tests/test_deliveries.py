@@ -105,13 +105,14 @@ def test_no_shared_inodes_and_a_photo_edited_in_place_is_processed_again(tmp_pat
     os.utime(source.parent, ns=(folder_times.st_atime_ns, folder_times.st_mtime_ns))
     dry = run_snakemake(workdir, "--dry-run")
     assert "list_images" in dry.stdout, dry.stdout[-3000:]
-    photo_jobs = {p: p.stat().st_mtime_ns for p in results.glob("images/photos/*/*.json")}
+    photo_logs = workdir / "logs" / "images" / "process_photos"  # each photo job's counts
+    photo_jobs = {p: p.stat().st_mtime_ns for p in photo_logs.glob("*/*.json")}
     run_snakemake(workdir)
     records = pd.concat(pd.read_parquet(p) for p in sorted(results.glob("ingest/shards/*/records.parquet")))
     changed = records[records["processid"] == row["processid"]]
     new_sha = hashlib.sha256(new_bytes).hexdigest()
     assert changed["image_sha256"].tolist() == [new_sha]
-    rerun = [p for p in sorted(results.glob("images/photos/*/*.json")) if p.stat().st_mtime_ns != photo_jobs[p]]
+    rerun = [p for p in sorted(photo_logs.glob("*/*.json")) if p.stat().st_mtime_ns != photo_jobs[p]]
     assert rerun and {p.parent.name for p in rerun} == {row["image_batch"]}  # that batch's photo jobs only
     summaries = [json.loads(p.read_text()) for p in rerun]
     assert sum(s["photos_processed"] for s in summaries) == 1  # the edited photo only
@@ -138,11 +139,17 @@ def test_a_second_version_freezes_the_first_and_says_what_changed(tmp_path, samp
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["release"] = {"previous": str(published)}
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    # the version left as v1's: two releases would claim one version (and one JSON-LD IRI); refused at start
+    same = run_snakemake(workdir, check=False)
+    assert same.returncode != 0 and "export.version 0.1.0 is not newer than 0.1.0" in same.stderr, same.stderr[-2000:]
+    config["export"]["version"] = "0.2.0"
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     run_snakemake(workdir)
     metadata = workdir / "results" / "release" / "bioscan5m" / "metadata"
     v2 = pd.read_csv(metadata / "csv" / "BIOSCAN_5M_Insect_Dataset_metadata.csv", dtype=str)
     diff = pd.read_csv(metadata / "release_diff.csv", dtype=str, keep_default_na=False)
     summary = yaml.safe_load((metadata / "release_diff_summary.json").read_text())
+    assert summary["previous_version"] == "0.1.0"
 
     kept = v1.merge(v2, on="processid", suffixes=("_v1", "_v2"))
     assert (kept["split_v1"] == kept["split_v2"]).all() and summary["moved"] == 0  # frozen

@@ -127,6 +127,13 @@ def test_shard_run_writes_tables_and_reuses_the_store(tmp_path, monkeypatch):
     row = table.iloc[0]
     cropped = next((tmp_path / "store" / "derived" / row["params_key"]).rglob(f"{row['image_sha256']}.cropped.jpg"))
     assert hashlib.sha256(cropped.read_bytes()).hexdigest() == row["sha256_cropped"]
+    # A stored JPEG deleted (a disk cleaned up): that photo is processed again, as the error message says to
+    # (its result JSON alone used to count as stored, so every re-run kept the release failing).
+    crop256 = cropped.with_name(f"{row['image_sha256']}.cropped_256.jpg")
+    crop256.unlink()
+    repaired = photos("photos2b")
+    assert repaired["photos_processed"] == 1 and repaired["photos_reused"] == 4
+    assert hashlib.sha256(crop256.read_bytes()).hexdigest() == row["sha256_cropped_256"]
     # Other parameters -> another key -> processed again, and the join takes that key's results.
     third = photos("photos3", detector_params={"box": [1, 1, 90, 90]})
     assert third["photos_processed"] == 5

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -14,6 +15,16 @@ from bioscan_rebuild.export.layout import CSV_PATH
 from conftest import REPO, run_snakemake
 
 pytestmark = pytest.mark.slow
+
+
+def _photo_counts(run_dir: Path) -> dict:
+    """Photos processed and reused by the photo jobs' last runs (their logs)."""
+    totals = {"photos_processed": 0, "photos_reused": 0}
+    for path in (run_dir / "logs" / "images" / "process_photos").glob("*/*.json"):
+        for key, value in json.loads(path.read_text()).items():
+            if key in totals:
+                totals[key] += value
+    return totals
 
 
 def make_workdir(root, sample_dir):
@@ -114,8 +125,9 @@ def test_image_stage_on_the_sample(finished_run):
         for p in (finished_run / "results" / "ingest" / "images").glob("*/inventory/*.parquet")
     )
     usable = inventories[inventories["image_problem"].isna()].drop_duplicates(["job", "image_sha256"])
-    assert summary["records"] == len(kept) and summary["photos_processed"] == len(usable) > len(kept)
-    assert summary["photos_reused"] == 0
+    counts = _photo_counts(finished_run)
+    assert summary["records"] == len(kept) and counts["photos_processed"] == len(usable) > len(kept)
+    assert counts["photos_reused"] == 0 and "photos_processed" not in summary  # a run's fact, in the logs
 
 
 def test_metadata_rules_on_the_sample(finished_run):
@@ -203,8 +215,13 @@ def test_split_stage_with_a_freeze_keeps_old_records(finished_run, tmp_path):
 
 
 def test_outputs_are_byte_identical_across_runs(finished_run, sample_dir, tmp_path):
+    """Another run, whose photo jobs then run again with the store full (as after an interrupted job or a photo
+    folder copied in again): the same bytes. The photo jobs' counts of photos processed and reused used to be
+    outputs, hashed into the provenance, so the release's provenance, Croissant and manifest differed."""
     second = make_workdir(tmp_path / "run2", sample_dir)
     run_snakemake(second)
+    run_snakemake(second, "--forcerun", "process_photos")
+    assert _photo_counts(second)["photos_processed"] == 0
     compared = 0
     for folder in ("results/ingest", "results/metadata", "results/splits", "results/release"):
         for path in sorted((finished_run / folder).rglob("*")):
@@ -252,9 +269,7 @@ def test_photo_jobs_per_group_of_shards_change_no_released_data(finished_run, sa
                 compared += 1
     assert compared > 40
     assert sorted(p.name for p in (workdir / "results" / "images" / "photos" / "sample-a").iterdir()) == [
-        "shard-003.json",
         "shard-003.parquet",
-        "shards-000-002.json",
         "shards-000-002.parquet",
     ]
 
@@ -287,6 +302,55 @@ def test_rerun_does_nothing_and_a_new_batch_runs_only_what_it_touches(finished_r
     assert {p: p.stat().st_mtime_ns for p in photo_tables} == before
     shared = run_snakemake(finished_run, "--dry-run")  # the module's run is untouched: still nothing to do
     assert "Nothing to be done" in shared.stdout + shared.stderr
+
+
+def _rules_to_run(workdir: Path, snakefile: Path = REPO / "Snakefile") -> set[str]:
+    """The rules a dry run would run (Snakemake's job-count table), with another Snakefile if given."""
+    import subprocess
+
+    from conftest import snakemake_bin
+
+    command = [snakemake_bin(), "--snakefile", str(snakefile), "--directory", str(workdir), "--cores", "2"]
+    plan = subprocess.run([*command, "--dry-run", "--quiet", "rules"], capture_output=True, text=True, cwd=workdir)
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    lines = (plan.stdout + plan.stderr).splitlines()
+    return {line.split()[0] for line in lines if len(line.split()) == 2 and line.split()[1].isdigit()} - {"total"}
+
+
+def test_an_older_fixed_file_and_a_code_update_rerun_what_they_touch(finished_run, tmp_path_factory):
+    """A fixed export copied in with its sender's older time (cp -p, rsync -a and unzip keep it) was never parsed
+    again: Snakemake re-runs a job for a newer input only. A stage's updated code re-ran none of its jobs, while the
+    provenance named the new revision."""
+    import os
+
+    workdir = tmp_path_factory.mktemp("older")
+    shutil.copytree(finished_run, workdir, symlinks=True, copy_function=shutil.copy2, dirs_exist_ok=True)
+    assert _rules_to_run(workdir) == set()
+    config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    export = workdir / config["batches"][0]["export"]
+    facts = export.stat()
+    os.utime(export, ns=(facts.st_atime_ns, facts.st_mtime_ns - 86_400 * 10**9))  # a day older
+    assert {"parse_export", "join_shard", "curate_taxonomy", "release"} <= _rules_to_run(workdir)
+    assert "process_photos" not in _rules_to_run(workdir)
+    os.utime(export, ns=(facts.st_atime_ns, facts.st_mtime_ns))  # as it was: nothing to do again
+    assert _rules_to_run(workdir) == set()
+
+    code = tmp_path_factory.mktemp("code")  # this project's workflow, with one module of the metadata stage edited
+    for name in ("Snakefile", "workflow", "profiles", "envs"):
+        copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy2
+        copy(
+            REPO / name,
+            code / name,
+            **({"ignore": shutil.ignore_patterns("__pycache__")} if name != "Snakefile" else {}),
+        )
+    before = _rules_to_run(workdir, code / "Snakefile")  # what another checkout's paths alone re-run
+    names = code / "workflow" / "bioscan_rebuild" / "metadata" / "taxonomy" / "names.py"
+    names.write_text(names.read_text() + "\n# an update\n")
+    after = _rules_to_run(workdir, code / "Snakefile")
+    # the barcode jobs read no file of the package: only the code update re-runs them (the rest of the metadata
+    # stage reruns anyway, for the other checkout's shipped tables); no job of another stage does
+    assert "clean_barcodes" in after - before, (before, after)
+    assert not {"parse_export", "join_shard", "process_photos"} & (after - before)
 
 
 def test_bad_config_fails_at_start_naming_the_key(sample_dir, tmp_path):
@@ -469,11 +533,9 @@ def test_the_review_queue_round_trip(finished_run, tmp_path_factory):
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     run_snakemake(workdir)
     summary = json.loads((workdir / "results" / "images" / "summary.json").read_text())
-    photos = summary["photos_processed"] + summary["photos_reused"]
-    assert (
-        summary["photos_processed"] == 2
-        and photos == json.loads((finished_run / "results" / "images" / "summary.json").read_text())["photos_processed"]
-    )
+    counts = _photo_counts(workdir)
+    photos = counts["photos_processed"] + counts["photos_reused"]
+    assert counts["photos_processed"] == 2 and photos == _photo_counts(finished_run)["photos_processed"]
     assert summary["box_corrections"] == {"applied": 2, "invalid_value": 1, "unknown_processid": 1}
     outcomes = pd.read_csv(workdir / "results" / "images" / "box_corrections.tsv", sep="\t")
     assert outcomes["outcome"].tolist() == ["applied", "applied", "unknown_processid", "invalid_value"]

@@ -31,6 +31,29 @@ def _check_batches(batches):
     return {batch["name"]: batch for batch in batches}
 
 
+def _version_problem(previous, version):
+    """export.version must be newer than the previous release's (its resolved config says which), before the
+    first job rather than at the release step (export.release.check_newer_version checks it there too)."""
+    from packaging.version import InvalidVersion, Version
+
+    path = os.path.join(previous, "bioscan5m", "metadata", "config.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as handle:
+        before = (json.load(handle).get("export") or {}).get("version")
+    if before is None:
+        return None
+    try:
+        newer = Version(str(version)) > Version(str(before))
+    except InvalidVersion:
+        newer = str(version) != str(before)
+    return (
+        None
+        if newer
+        else f"export.version {version} is not newer than {before}, the version of release.previous: raise it"
+    )
+
+
 def _regex_problem(where, pattern):
     try:
         re.compile(pattern)
@@ -140,6 +163,8 @@ def _check_config(config):
             problems.append(
                 f"release.previous: {previous} holds no MANIFEST.json: name the folder of a published release"
             )
+        else:
+            problems.append(_version_problem(previous, config["export"]["version"]))
     problems = [problem for problem in problems if problem]
     if problems:
         raise ValueError("config: " + "; ".join(problems))
@@ -208,6 +233,54 @@ def name_pattern_of(wildcards):
     return BATCHES[wildcards.batch].get(
         "image_name_pattern", config["ingest"]["image_name_pattern"]
     )
+
+
+def file_fingerprint(paths):
+    """Size and mtime of each file, a params value: a file replaced by one with an older time (``cp -p``,
+    ``rsync -a`` and ``unzip`` keep the sender's) re-runs its job, where Snakemake's own trigger sees only a newer
+    one. Left out of the provenance plan (``_plan``), which hashes the files themselves."""
+    facts = []
+    for path in paths:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            facts.append(f"{path}:absent")
+            continue
+        facts.append(f"{path}:{stat.st_size}:{stat.st_mtime_ns}")
+    return ";".join(facts)
+
+
+def fingerprint_of(*inputs):
+    """A params function: ``file_fingerprint`` of what the input functions ``inputs`` name for a job."""
+
+    def fingerprint(wildcards):
+        paths = []
+        for function in inputs:
+            named = function(wildcards)
+            paths += [named] if isinstance(named, str) else list(named)
+        return file_fingerprint(paths)
+
+    return fingerprint
+
+
+def _code_version(*packages):
+    """sha256 (16 hex digits) of the files of these packages of bioscan_rebuild and of core/, a params value: a job
+    re-runs when the code that makes its outputs changes (Snakemake's code trigger sees only a rule's own shell
+    line). The image stage keeps its hand-raised versions (IMAGE_CODE_VERSION): its photo jobs are the costly ones."""
+    digest = hashlib.sha256()
+    base = os.path.join(workflow.basedir, "workflow", "bioscan_rebuild")
+    for package in ("core", *packages):
+        for folder, subfolders, files in os.walk(os.path.join(base, package)):
+            subfolders[:] = sorted(name for name in subfolders if name != "__pycache__")
+            for name in sorted(files):
+                path = os.path.join(folder, name)
+                digest.update(os.path.relpath(path, base).encode() + b"\0")
+                with open(path, "rb") as handle:
+                    digest.update(handle.read())
+    return digest.hexdigest()[:16]
+
+
+CODE = {stage: _code_version(stage) for stage in ("ingest", "metadata", "splits", "stats", "export")}
 
 
 def folder_fingerprint(wildcards):
@@ -507,9 +580,9 @@ def _planned_job(rule, wildcards):
     ]
     params = {}
     for name, value in rule.params.items():
-        # not parameters: the command, output folders, the table paths (their files are inputs, hashed) and a
-        # photo folder's size-and-mtime fingerprint (a re-run trigger; the graph has the folder's own digest)
-        if name in ("cli", "outdir", "tables", "files"):
+        # not parameters: the command, output folders, the table paths (their files are inputs, hashed) and the
+        # size-and-mtime fingerprints of a photo folder or input files (re-run triggers; the graph hashes them)
+        if name in ("cli", "outdir", "tables", "files", "fingerprint"):
             continue
         try:
             value = value(namespace) if callable(value) else value

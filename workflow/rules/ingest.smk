@@ -21,6 +21,8 @@ rule parse_export:
         "../../envs/ingest.yaml"
     params:
         cli=CLI,
+        code=CODE["ingest"],
+        fingerprint=fingerprint_of(export_of),
         outdir=subpath(output.summary, parent=True),
         ingest=PARSE_PARAMS_JSON,
         shards=len(SHARDS),
@@ -48,6 +50,7 @@ rule list_images:
         "../../envs/ingest.yaml"
     params:
         cli=CLI,
+        code=CODE["ingest"],
         outdir=subpath(output.summary, parent=True),
         ingest=list_params_json,
         files=folder_fingerprint,
@@ -72,6 +75,7 @@ rule inventory_images:
         "../../envs/ingest.yaml"
     params:
         cli=CLI,
+        code=CODE["ingest"],
         store=STORE,
         image_dir=image_dir_args,
         store_mode=config["image_store"]["mode"],
@@ -97,6 +101,7 @@ rule join_shard:
         "../../envs/ingest.yaml"
     params:
         cli=CLI,
+        code=CODE["ingest"],
         outdir=subpath(output.accounting, parent=True),
         batch_order=",".join(BATCHES),
         ingest=JOIN_PARAMS_JSON,
@@ -135,6 +140,7 @@ rule ingest_accounting:
         "../../envs/ingest.yaml"
     params:
         cli=CLI,
+        code=CODE["ingest"],
     shell:
         "{params.cli} ingest accounting --parse-summary {input.parse_summaries:q} "
         "--list-summary {input.listing_summaries:q} "

@@ -14,6 +14,7 @@ rule clean_barcodes:
         "../../envs/ingest.yaml"
     params:
         cli=CLI,
+        code=CODE["metadata"],
         barcode_params=BARCODE_PARAMS_JSON,
     shell:
         "{params.cli} barcodes clean {input.records:q} -o {output.barcodes:q} "
@@ -46,6 +47,8 @@ rule curate_taxonomy:
         mem_mb=8000,
     params:
         cli=CLI,
+        code=CODE["metadata"],
+        fingerprint=fingerprint_of(taxonomy_tables),
         outdir=subpath(output.summary, parent=True),
         taxonomy_params=TAXONOMY_PARAMS_JSON,
         tables=taxonomy_table_args,
@@ -70,6 +73,7 @@ rule barcode_fasta:
         "../../envs/ingest.yaml"
     params:
         cli=CLI,
+        code=CODE["metadata"],
     shell:
         "{params.cli} barcodes fasta --curated {input.curated:q} --splits {input.splits:q} "
         "--barcodes {input.barcodes:q} -o {output.fasta:q} > {log} 2>&1"

@@ -36,5 +36,6 @@ rule provenance:
         "../../envs/ingest.yaml"
     params:
         cli=CLI,
+        code=CODE["export"],
     shell:
         "{params.cli} provenance {input.plan:q} -o {output.graph:q} --config-out {output.config:q} > {log} 2>&1"

@@ -25,6 +25,7 @@ rule accounting:
         "../../envs/ingest.yaml"
     params:
         cli=CLI,
+        code=CODE["export"],
     shell:
         "{params.cli} accounting --ingest-accounting {input.ingest_accounting:q} "
         "--records {input.records:q} --images {input.images:q} --curated {input.curated:q} "
@@ -77,6 +78,8 @@ rule release:
         "../../envs/images.yaml"
     params:
         cli=CLI,
+        code=CODE["export"],
+        fingerprint=fingerprint_of(previous_release),
         store=STORE,
         outdir=subpath(output.manifest, parent=True),
         stats=subpath(input.stats, parent=True),

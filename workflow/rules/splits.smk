@@ -26,6 +26,8 @@ rule assign_splits:
         mem_mb=8000,
     params:
         cli=CLI,
+        code=CODE["splits"],
+        fingerprint=fingerprint_of(split_freeze),
         outdir=subpath(output.splits, parent=True),
         freeze=split_freeze_arg,
         tie_order=config["splits"]["tie_order"],

@@ -30,6 +30,7 @@ rule stats:
         "../../envs/images.yaml"
     params:
         cli=CLI,
+        code=CODE["stats"],
         outdir=subpath(output.summary, parent=True),
         seed=config["stats"]["seed"],
         pairs=config["stats"]["pairs_per_comparison"],

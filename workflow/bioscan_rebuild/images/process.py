@@ -383,10 +383,18 @@ class DerivedStore:
         return self.store.derived_image_path(self.key, sha, package)
 
     def load(self, sha: str) -> PhotoResult | None:
+        """The stored result, or None when there is none or one of its JPEGs is gone from the store (deleted, or
+        a disk cleaned up): the photo is then processed again, as a re-run is expected to repair."""
         path = self.result_path(sha)
         if not path.exists():
             return None
-        return PhotoResult(**json.loads(path.read_text()))
+        result = PhotoResult(**json.loads(path.read_text()))
+        for package in result.sha256:
+            if package == "original_full" and result.original_full_is_source:
+                continue  # the original itself, which the store may not hold (mode none)
+            if not self.image_path(sha, package).exists():
+                return None
+        return result
 
     def save(self, sha: str, result: PhotoResult, images: dict[str, bytes]) -> None:
         for package, blob in images.items():

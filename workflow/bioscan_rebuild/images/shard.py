@@ -393,8 +393,9 @@ def write_bbox_tsv(table: pa.Table, path: Path) -> None:
 def summarize_shards(
     summary_paths, output, photo_summaries=(), image_tables=(), box_corrections=None, corrections_out=None
 ) -> dict:
-    """Status and review counts over all shards (the image stage's part of the accounting), and the photos
-    processed and reused by the photo jobs (``photo_summaries``) as of their last run. With ``corrections_out``:
+    """Status and review counts over all shards (the image stage's part of the accounting), and, given the photo
+    jobs' counts (``photo_summaries``), the photos processed and reused as of their last run (the workflow keeps
+    those in its logs: they depend on what the store held, not on the data). With ``corrections_out``:
     each row of the ``box_corrections`` file with its outcome, from the shards' ``image_tables``."""
     total, review = Counter(), Counter()
     processed = reused = records = 0
@@ -409,8 +410,7 @@ def summarize_shards(
         reused += data["photos_reused"]
     summary = {
         "records": records,
-        "photos_processed": processed,
-        "photos_reused": reused,
+        **({"photos_processed": processed, "photos_reused": reused} if photo_summaries else {}),
         "status": dict(sorted(total.items())),
         "review": {key: review.get(key, 0) for key in ("flagged", *REVIEW_REASONS)},
     }
