@@ -253,37 +253,76 @@ def test_an_edited_source_export_is_found(copy):
     assert f"{config['batches'][1]['export']}: sha256 differs from the one the build read" in result.stdout
 
 
-def test_the_replay_finds_labels_the_sources_do_not_give(copy):
-    """A release whose CSV, Parquet, HDF5 and JSON-LD were all edited alike, manifest rewritten: only the
-    replay of the raw exports can tell."""
-    release = copy / "results" / "release"
+def _forge(release: Path, columns: tuple[str, ...], old: str, new: str) -> None:
+    """A forgery consistent across the formats: every whole cell ``old`` of ``columns`` made ``new`` in the CSV,
+    JSON-LD (as quoted text), Parquet and HDF5, and the manifest rewritten."""
+    import pyarrow as pa
+
     root = release / "bioscan5m"
     csv = root / "metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv"
-    first = csv.read_text().split("\n")[1]
-    pid = first.split(",")[0].strip('"')
-    genus = first.split(",")[8].strip('"')
     for path in [csv, *root.glob("metadata/jsonld/*.jsonld")]:
-        path.write_text(path.read_text().replace(f'"{genus}"', '"Forgedia"'))
+        path.write_text(path.read_text().replace(f'"{old}"', f'"{new}"'))
     for path in root.glob("metadata/parquet/data/*.parquet"):
-        import pyarrow as pa
-
         table = pq.read_table(path)
-        for column in ("genus", "taxon"):  # a whole cell equal to the genus, as the text edits above
+        for column in columns:
             values = table[column].combine_chunks().cast("string").to_pylist()
-            values = ["Forgedia" if v == genus else v for v in values]
+            values = [new if v == old else v for v in values]
             index = table.schema.get_field_index(column)
             table = table.set_column(index, column, pa.array(values).dictionary_encode())
         pq.write_table(table, path)
     with h5py.File(root / "hdf5/BIOSCAN_5M.h5", "r+") as h5:
         for split in h5:
-            for column in ("genus", "taxon"):
+            for column in (c for c in columns if c in h5[split]):  # the HDF5 holds no geography
                 values = [v.decode() for v in h5[split][column][:]]
-                h5[split][column][:] = ["Forgedia" if v == genus else v for v in values]
+                h5[split][column][:] = [new if v == old else v for v in values]
     rewrite_manifest(release)
+
+
+def _first_row(release: Path) -> dict:
+    import csv
+
+    path = release / "bioscan5m/metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv"
+    with open(path, newline="") as handle:
+        return next(csv.DictReader(handle))
+
+
+def test_the_replay_finds_labels_the_sources_do_not_give(copy):
+    """A release whose CSV, Parquet, HDF5 and JSON-LD were all edited alike, manifest rewritten: only the
+    replay of the raw exports can tell."""
+    release = copy / "results" / "release"
+    first = _first_row(release)
+    _forge(release, ("genus", "taxon"), first["genus"], "Forgedia")
     assert audit(copy).returncode == 0  # consistent with itself
     result = audit(copy, "--sources", "config/config.yaml")
     assert result.returncode == 1
-    assert f"replay of the sources: record {pid} field genus: '{genus}', csv 'Forgedia'" in result.stdout
+    assert f"replay of the sources: record {first['processid']} field genus: '{first['genus']}', csv 'Forgedia'" in (
+        result.stdout
+    )
+
+
+def test_the_replay_finds_a_geography_the_sources_do_not_give(copy):
+    """The replay compared the labels only: a country (or barcode, or coordinate) forged alike in every format
+    left the release whole."""
+    release = copy / "results" / "release"
+    first = _first_row(release)
+    assert first["country"]
+    _forge(release, ("country",), first["country"], "Atlantis")
+    assert audit(copy).returncode == 0
+    result = audit(copy, "--sources", "config/config.yaml", "--all")
+    assert result.returncode == 1
+    assert f"record {first['processid']} field country: '{first['country']}', csv 'Atlantis'" in result.stdout
+
+
+def test_the_replay_reads_the_batches_in_delivery_order(copy):
+    """Batches listed newest first with their `delivered` dates: the workflow reads them by date, and so must the
+    replay (it read them as listed, kept the older copy of a redelivered record and called the release forged)."""
+    path = copy / "config" / "config.yaml"
+    config = yaml.safe_load(path.read_text())
+    first, second = config["batches"]
+    config["batches"] = [{**second, "delivered": "2024-06-20"}, {**first, "delivered": "2024-01-10"}]
+    path.write_text(yaml.safe_dump(config))
+    result = audit(copy, "--sources", "config/config.yaml")
+    assert result.returncode == 0, result.stdout[-3000:]
 
 
 def test_an_edited_source_photo_is_found(copy):

@@ -1005,7 +1005,7 @@ WRONG_FILE_COMMANDS = {  # a stage command handed the wrong file -> what its one
         ("images", "shard", "missing.parquet", "--store", "s", "--outdir", "o"),
         "missing.parquet: no such file",
     ),
-    "not_parquet": (("barcodes", "clean", "notes.parquet", "-o", "x.parquet"), "cannot read an input table"),
+    "not_parquet": (("barcodes", "clean", "notes.parquet", "-o", "x.parquet"), "notes.parquet: not a Parquet table"),
     "other_columns": (
         ("images", "shard", "other.parquet", "--store", "s", "--outdir", "o"),
         "other.parquet: not the table this step reads (it has no column processid, sampleid, record_id, phylum "
@@ -1024,6 +1024,16 @@ WRONG_FILE_COMMANDS = {  # a stage command handed the wrong file -> what its one
         ("images", "summary", "gone.json", "-o", "s.json"),
         "gone.json: no such file or folder: check the path",
     ),
+    # argument checks of the commands: the same one line and exit status 2 (they exited 1, without the prefix)
+    "join_shard_without_shards": (
+        ("ingest", "join", "--records", "other.parquet", "--batch-order", "a", "--outdir", "o", "--shard", "1"),
+        "ingest join: --shard and --shards go together",
+    ),
+    "image_dir_without_batch": (
+        ("images", "photos", "other.parquet", "--batch", "b", "--store", "s", "-o", "o", "--image-dir", "nodir"),
+        "--image-dir takes BATCH=DIR, got 'nodir'",
+    ),
+    "refit_nothing_trained": (("refit-fusion", "trained"), "refit-fusion: trained: no model.onnx, report.json"),
 }
 
 

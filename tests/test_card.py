@@ -39,7 +39,7 @@ ACCOUNTING = {
     "inputs": {"records": 1300, "images": 1250},
     "rejected": {"records": 60, "images": 10},
     "released": {"records": 1240, "images": 1240},
-    "batches": {"a": {}, "b": {}},
+    "batches": {"export:a": {}, "images:a": {}, "export:b": {}, "images:b": {}},  # 2 batches, not 4
 }
 
 

@@ -46,3 +46,111 @@ def test_text_that_a_csv_reader_takes_for_missing_is_no_change(tmp_path):
     changes = pd.DataFrame(columns=["processid", "field", "rule"])
     table, summary = release_diff(tmp_path / "old.csv", release, rejects, changes)
     assert table.num_rows == 0 and summary["changed_records"] == 0 and summary["changed_fields"] == 0
+
+
+def test_a_release_must_claim_a_newer_version_than_the_one_it_follows(tmp_path):
+    """Two releases used to be able to claim one version (and one JSON-LD IRI), or an older one."""
+    import json
+
+    import pytest
+
+    from bioscan_rebuild.core.errors import InputError
+    from bioscan_rebuild.export.diff import previous_version
+    from bioscan_rebuild.export.release import check_newer_version
+
+    previous = tmp_path / "v"
+    (previous / "bioscan5m" / "metadata").mkdir(parents=True)
+    (previous / "bioscan5m" / "metadata" / "config.json").write_text(json.dumps({"export": {"version": "0.9.0"}}))
+    assert previous_version(previous) == "0.9.0"
+    check_newer_version(previous, "0.10.0")  # numbers, not text: 0.10 follows 0.9
+    for version in ("0.9.0", "0.8.1"):
+        with pytest.raises(InputError, match=f"export.version {version} is not newer than 0.9.0"):
+            check_newer_version(previous, version)
+    check_newer_version(tmp_path / "none", "0.1.0")  # a release that does not say its version: nothing to compare
+
+
+def test_a_changed_released_image_is_a_diff_row_saying_why(tmp_path):
+    """Only the 23 columns were compared: a release whose images all changed (another JPEG quality, detector or a
+    corrected box) had an empty diff."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from bioscan_rebuild.export.diff import IMAGE_COLUMNS, image_diff
+
+    def table(rows):
+        return pa.table({name: [row.get(name) for row in rows] for name in ("processid", *IMAGE_COLUMNS)}, schema=None)
+
+    same = {"image_sha256": "p1", "params_key": "k1", "sha256_original_full": "o1", "sha256_original_256": "s1"}
+    old = [
+        {"processid": "A", **same, "sha256_cropped": "c1", "sha256_cropped_256": "d1"},
+        {"processid": "B", **same, "sha256_cropped": "c2", "sha256_cropped_256": "d2"},
+        {"processid": "C", **same, "sha256_cropped": "c3", "sha256_cropped_256": "d3"},
+        {"processid": "D", **same, "sha256_cropped": None, "sha256_cropped_256": None},  # an empty well
+        {"processid": "gone", **same, "sha256_cropped": "x", "sha256_cropped_256": "y"},
+    ]
+    new = [
+        {"processid": "A", **same, "sha256_cropped": "c1", "sha256_cropped_256": "d1"},  # unchanged
+        {"processid": "B", **same, "params_key": "k2", "sha256_cropped": "c9", "sha256_cropped_256": "d9"},
+        {**old[2], "image_sha256": "p2", "sha256_original_full": "o2"},  # a new photo, the same crops
+        {"processid": "D", **same, "sha256_cropped": "c4", "sha256_cropped_256": "d4"},  # now boxed, same key
+        {"processid": "new", **same, "sha256_cropped": "z", "sha256_cropped_256": "z"},
+    ]
+    lineage = tmp_path / "records_lineage.csv"
+    pacsv.write_csv(table(old), lineage)
+    rows = image_diff(lineage, table(new))
+    assert rows == [
+        (
+            "B",
+            "changed",
+            "image:cropped",
+            "c2",
+            "c9",
+            "made with other image parameters, detector or a corrected box (store key changed)",
+        ),
+        (
+            "B",
+            "changed",
+            "image:cropped_256",
+            "d2",
+            "d9",
+            "made with other image parameters, detector or a corrected box (store key changed)",
+        ),
+        ("C", "changed", "image:original_full", "o1", "o2", "its source photo changed"),
+        (
+            "D",
+            "changed",
+            "image:cropped",
+            None,
+            "c4",
+            "made again with the same parameters (a library or the image stage changed)",
+        ),
+        (
+            "D",
+            "changed",
+            "image:cropped_256",
+            None,
+            "d4",
+            "made again with the same parameters (a library or the image stage changed)",
+        ),
+    ]
+    assert image_diff(tmp_path / "none.csv", table(new)) == []  # a previous release without a lineage
+
+
+def test_a_withdrawn_correction_and_exclusion_are_named_as_such(tmp_path):
+    """The previous release applied a correction and an exclusion; this build's table has neither. The reverted
+    field said 'its source row, photo or an earlier stage changed' and the re-admitted record 'new in this build',
+    though neither its source nor its photo changed."""
+    base = {"order": "Diptera", "family": "Phoridae", "split": "train"}
+    old = _release([{**base, "processid": "P1", "country": "Canada"}])
+    new = _release([{**base, "processid": "P1", "country": "Canda"}, {**base, "processid": "P2"}])
+    _write_csv(old, tmp_path / "old.csv")
+    before_changes = pd.DataFrame([{"processid": "P1", "field": "country", "rule": "correction"}])
+    before_rejects = pd.DataFrame([{"kind": "record", "processid": "P2", "reason": "excluded"}])
+    rejects = pd.DataFrame(columns=["kind", "processid", "reason"])
+    changes = pd.DataFrame(columns=["processid", "field", "rule"])
+    table, _ = release_diff(tmp_path / "old.csv", new, rejects, changes, before_rejects, before_changes)
+    why = {(row["processid"], row["field"]): row["why"] for row in table.to_pylist()}
+    assert why == {
+        ("P2", "split"): "the previous release left it out (excluded); this build does not",
+        ("P1", "country"): "the previous release's correction no longer applies",
+    }

@@ -971,7 +971,7 @@ def test_a_machine_that_orders_ties_otherwise_is_refused_unless_its_order_is_acc
     assert refused.returncode == 2 and "splits.tie_order: host" in refused.stderr and "Traceback" not in refused.stderr
     assert "up to 600 distinct barcodes" in refused.stderr and not (tmp_path / "big-out.csv").exists()
     accepted = split("big", "--tie-order", "host")
-    assert accepted.returncode == 0, accepted.stderr
+    assert accepted.returncode == 0 and accepted.stdout.rstrip().endswith("; tie_order: host"), accepted.stderr
     assert split("small").returncode == 0  # blocks of at most 256: the same order there
     assert split_csv(tmp_path / "small.csv", tmp_path / "here.csv")["tie_order"] == "reference"
     assert (tmp_path / "here.csv").read_bytes() == (tmp_path / "small-out.csv").read_bytes()

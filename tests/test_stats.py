@@ -629,7 +629,9 @@ def test_the_command_writes_the_statistics(sample_release, tmp_path, capsys):
         assert (out / f"{name}.csv").stat().st_size > 0, name
     summary_data = json.loads((out / "stats.json").read_text())
     assert summary_data["genetics"]["seed"] == 1 and set(summary_data["genetics"]["pairs"]) == set(COMPARISONS)
-    assert json.loads(capsys.readouterr().out) == summary_data
+    figures = [f"figures/{p.name}" for p in (out / "figures").iterdir()]
+    assert summary_data["files"] == sorted([*(f"{name}.csv" for name in TABLES), *figures]) and len(figures) > 10
+    assert json.loads(capsys.readouterr().out) == {k: v for k, v in summary_data.items() if k != "files"}
     inputs = sample_release["inputs"]
     workflow_args = ["--curated", str(inputs["curated"]), "--splits", str(inputs["splits"]), "--seed", "1"]
     workflow_args += ["--barcodes", *map(str, inputs["barcodes"]), "--images", *map(str, inputs["images"])]
@@ -717,6 +719,23 @@ def test_the_lean_workflow_table_holds_the_rows_the_export_builds(sample_release
     if which == "awkward":  # fewer records released, none in the retired split
         assert lean.num_rows < read_workflow_table(**sample_release["inputs"]).num_rows
         assert set(_decoded(lean, "split")) <= set(SPLITS)
+
+
+def test_a_release_ships_only_the_files_the_stats_run_wrote(sample_release, tmp_path):
+    """A table an older run (or a person) left in the stats folder used to be published with the release."""
+    from bioscan_rebuild.core.errors import InputError
+    from bioscan_rebuild.export.release import stats_files
+    from bioscan_rebuild.stats.stage import run_stats
+
+    out = tmp_path / "stats"
+    run_stats(sample_release["release"], out, seed=1, pairs_per_comparison=100, figures=False)
+    (out / "records_per_order_v0.csv").write_text("order,records\n")
+    (out / "figures").mkdir()
+    (out / "figures" / "splits_old.png").write_bytes(b"png")
+    assert stats_files(out) == sorted([*(f"{name}.csv" for name in TABLES), "stats.json"])
+    (out / "split_table.csv").unlink()
+    with pytest.raises(InputError, match=r"lists files the folder lacks \(\['split_table.csv'\]\)"):
+        stats_files(out)
 
 
 def test_the_workflow_path_writes_the_release_paths_files_byte_for_byte(sample_release, tmp_path):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from bioscan_rebuild.core.errors import InputError
+
 
 def json_option(text: str | None, option: str):
     """The JSON text of a command-line option (``--params`` and the like: the rules write them, a person may not),
     or None when not given; InputError naming the option when it does not parse."""
     import json
-
-    from bioscan_rebuild.core.errors import InputError
 
     if not text:
         return None
@@ -45,7 +45,7 @@ def batch_dirs(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         batch, _, directory = pair.partition("=")
         if not directory:
-            raise SystemExit(f"--image-dir takes BATCH=DIR, got {pair!r}")
+            raise InputError(f"--image-dir takes BATCH=DIR, got {pair!r}")
         out[batch] = directory
     return out
 

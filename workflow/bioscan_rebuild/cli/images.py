@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from bioscan_rebuild.cli.common import batch_dirs, json_option
+from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.params import CONTACT_SHEET_SIZE
 from bioscan_rebuild.detect.registry import BACKENDS
 
@@ -121,7 +122,7 @@ def cmd_review(args) -> int:
     try:
         counts = write_review(args.images, args.store, args.outdir, args.limit)
     except ValueError as error:
-        raise SystemExit(f"review: {error}") from error
+        raise InputError(f"review: {error}") from error
     print(json.dumps(counts, sort_keys=True))
     return 0
 
@@ -131,14 +132,14 @@ def cmd_train_detector(args) -> int:
     from bioscan_rebuild.synth.photos import draw_well_photo
 
     if not args.dev_dir and not args.no_real:
-        raise SystemExit("train-detector: --dev-dir is required unless --no-real")
+        raise InputError("train-detector: --dev-dir is required unless --no-real")
     if args.out_of_fold:  # before the training, not after it
         if args.leave_out_fold:
-            raise SystemExit("train-detector: an out-of-fold model (--leave-out-fold) takes no --out-of-fold models")
+            raise InputError("train-detector: an out-of-fold model (--leave-out-fold) takes no --out-of-fold models")
         try:
             read_fold_models(None, args.out_of_fold)
         except (FileNotFoundError, ValueError) as error:
-            raise SystemExit(f"train-detector: {error}") from error
+            raise InputError(f"train-detector: {error}") from error
     summary = prepare_and_train(
         args.out,
         args.dev_dir,
@@ -171,7 +172,7 @@ def cmd_refit_fusion(args) -> int:
     try:
         summary = refit_fusion(args.trained, args.dev_dir, args.classes, args.out_of_fold, args.from_shipped)
     except (FileNotFoundError, ValueError) as error:
-        raise SystemExit(f"refit-fusion: {error}") from error
+        raise InputError(f"refit-fusion: {error}") from error
     print(json.dumps(summary, indent=2, sort_keys=True))
     return 0
 
@@ -182,7 +183,7 @@ def cmd_ship_detector(args) -> int:
     try:
         written = ship(args.trained, args.models_dir)
     except (FileNotFoundError, ValueError) as error:
-        raise SystemExit(f"ship-detector: {error}") from error
+        raise InputError(f"ship-detector: {error}") from error
     print(json.dumps(written, indent=2, sort_keys=True))
     return 0
 
@@ -223,7 +224,9 @@ def register(sub) -> None:
 
     p = images.add_parser("summary", help="status counts over all shards")
     p.add_argument("summaries", nargs="*", help="the shards' summary.json files")
-    p.add_argument("--photo-summaries", nargs="*", default=[], help="the photo jobs' summaries")
+    p.add_argument(
+        "--photo-summaries", nargs="*", default=[], help="the photo jobs' --summary files: add photos processed/reused"
+    )
     p.add_argument("--images", nargs="*", default=[], help="the shards' image tables (for --corrections-out)")
     p.add_argument("--box-corrections", metavar="TSV", help="the maintainer's box corrections the run applied")
     p.add_argument("--corrections-out", metavar="TSV", help="write each box correction with its outcome here")

@@ -7,6 +7,7 @@ import dataclasses
 import json
 
 from bioscan_rebuild.cli.common import batch_dirs, json_option, positive_int
+from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.params import IngestParams
 from bioscan_rebuild.core.store import MODES
 
@@ -68,7 +69,7 @@ def cmd_ingest_join(args) -> int:
     from bioscan_rebuild.ingest.join import join_shard_files
 
     if (args.shard is None) != (args.shards is None):
-        raise SystemExit("ingest join: --shard and --shards go together")
+        raise InputError("ingest join: --shard and --shards go together")
     params = _ingest_params(args)
     accounting = join_shard_files(
         args.records,

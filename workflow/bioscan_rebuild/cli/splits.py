@@ -15,7 +15,10 @@ def cmd_split(args) -> int:
     )
     counts = ", ".join(f"{k} {v}" for k, v in summary["splits"].items())
     unmatched = f"; {summary['freeze_unmatched']} freeze rows match no record" if summary["freeze_unmatched"] else ""
-    print(f"wrote {summary['rows']} rows ({summary['frozen']} frozen{unmatched}) to {args.output}: {counts}")
+    print(
+        f"wrote {summary['rows']} rows ({summary['frozen']} frozen{unmatched}) to {args.output}: {counts}; "
+        f"tie_order: {summary['tie_order']}"
+    )
     return 0
 
 

@@ -87,7 +87,12 @@ def read_table(path: str | Path, schema: pa.Schema, columns=None) -> pa.Table:
     if not Path(path).is_file():  # pyarrow's own error names no file
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
     needed = list(columns) if columns is not None else schema.names
-    missing = [name for name in needed if name not in pq.read_schema(path).names]
+    try:
+        names = pq.read_schema(path).names
+    except pa.ArrowInvalid as error:  # Arrow's words name no file
+        first = str(error).strip().splitlines()[0]
+        raise InputError(f"{path}: not a Parquet table ({first}): check the file given") from None
+    missing = [name for name in needed if name not in names]
     if missing:
         shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
         raise InputError(f"{path}: not the table this step reads (it has no column {shown}): check the file given")

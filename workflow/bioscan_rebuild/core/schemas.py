@@ -246,3 +246,9 @@ def make_rejects(**columns) -> pa.Table:
                 else value.cast(field.type)
             )
     return pa.Table.from_arrays(arrays, schema=REJECT_SCHEMA)
+
+
+# The statistics stage's summary file, and its key listing the tables and figures written with it (what a release
+# ships of the stage's folder).
+STATS_JSON = "stats.json"
+STATS_FILES_KEY = "files"

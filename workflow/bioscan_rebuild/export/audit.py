@@ -32,7 +32,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from bioscan_rebuild.core.io import file_sha256
-from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, RELEASE_COLUMNS, SPLITS
+from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, RANKS, RELEASE_COLUMNS, SPLITS
 from bioscan_rebuild.export.formats.hdf5 import HDF5_LABELS
 from bioscan_rebuild.export.formats.jsonld import DECIMAL_TERMS, INTEGER_TERMS, STRING_TERMS
 from bioscan_rebuild.export.layout import (
@@ -54,7 +54,16 @@ from bioscan_rebuild.export.layout import (
 # Shown per check and column before "... and N more"; a tampered column can differ in millions of rows.
 SHOWN = 5
 # Release labels the metadata stages make (the replay compares these).
-REPLAYED = ("sampleid", "taxon", "phylum", "class", "order", "family", "subfamily", "genus", "species", "dna_bin")
+REPLAYED = (
+    "sampleid",
+    "taxon",
+    *RANKS,
+    "dna_bin",
+    "dna_barcode",
+    "country",
+    "province_state",
+)
+REPLAYED_NUMBERS = ("coord-lat", "coord-lon", "inferred_ranks")
 
 
 class Findings:
@@ -679,7 +688,10 @@ def check_sources(config_path: Path, root: Path, csv: pa.Table, accounting: dict
         item["export"]: item["export_sha256"] for item in accounting.get("batches", {}).values() if "export" in item
     }
     exports = []
-    for batch in config.get("batches", []):
+    batches = config.get("batches", [])
+    if batches and all("delivered" in batch for batch in batches):  # delivery order, as the workflow reads them
+        batches = sorted(batches, key=lambda batch: str(batch["delivered"]))  # stable: ties keep config order
+    for batch in batches:
         export = batch.get("export")
         if not export:
             continue
@@ -710,19 +722,27 @@ def check_sources(config_path: Path, root: Path, csv: pa.Table, accounting: dict
     if findings.shown.get("source"):
         return  # a replay of other exports than the build read would only repeat this
     with tempfile.TemporaryDirectory() as tmp:
-        replayed = replay_metadata(config, exports, root, Path(tmp))
+        replayed, barcodes = replay_metadata(config, exports, root, Path(tmp))
     ids = csv["processid"].combine_chunks()
     got = replayed.set_index("processid").reindex(ids.to_pylist())
-    for field in REPLAYED:
+    got["dna_barcode"] = barcodes.set_index("processid")["dna_barcode"].reindex(ids.to_pylist()).to_numpy()
+    got = got.rename(columns={"lat": "coord-lat", "lon": "coord-lon"})
+    for field in (*REPLAYED, *REPLAYED_NUMBERS):
         if field in csv.schema.names and field in got.columns:
-            values = pa.array(got[field].astype(object).where(got[field].notna(), None).tolist(), pa.string())
-            _compare("replay of the sources", field, ids, csv[field].combine_chunks(), values, findings)
+            values = pa.array(got[field].astype(object).where(got[field].notna(), None).tolist())
+            expected = csv[field].combine_chunks()
+            if field in REPLAYED_NUMBERS:
+                expected, values = _numeric_text(expected), _numeric_text(values.cast(pa.float64()))
+            else:
+                values = values.cast(pa.string())
+            _compare("replay of the sources", field, ids, expected, values, findings)
 
 
 def replay_metadata(config: dict, exports, root: Path, workdir: Path):
     """The metadata stages again, from the raw exports: ingest (the config's markers, missing values and duplicate
     policy, batches in delivery order) restricted to the records the build ingested (released, or rejected by the
-    metadata or split stage), barcode cleaning and curation with the config's parameters and tables."""
+    metadata or split stage), barcode cleaning and curation with the config's parameters and tables. Returns the
+    curated table and the cleaned barcodes (processid, dna_barcode)."""
     import pandas as pd
 
     from bioscan_rebuild.core.params import BarcodeParams, IngestParams, TaxonomyParams
@@ -771,7 +791,8 @@ def replay_metadata(config: dict, exports, root: Path, workdir: Path):
         corrections_path=tables["corrections"],
         redelivery_paths=[shard / "redeliveries.parquet"],
     )
-    return pd.read_parquet(workdir / "metadata" / "curated.parquet")
+    barcodes = pd.read_parquet(workdir / "barcodes.parquet", columns=["processid", "dna_barcode"])
+    return pd.read_parquet(workdir / "metadata" / "curated.parquet"), barcodes
 
 
 # Reasons of the stages after ingest: these records were ingested, so the replay curates them too.

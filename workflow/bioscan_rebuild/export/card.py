@@ -120,6 +120,11 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
 
 
+def _delivery_batches(accounting: dict) -> int:
+    """Batches delivered: the accounting has an ``export:{batch}`` and an ``images:{batch}`` entry for each."""
+    return len({key.partition(":")[2] or key for key in accounting.get("batches", {})})
+
+
 def write_card(release_dir, options: ExportOptions, accounting: dict, diff_summary: dict | None = None) -> Path:
     """Write ``release_dir/README.md`` from the release's own files (see the module docstring)."""
     release_dir = Path(release_dir)
@@ -209,7 +214,7 @@ def write_card(release_dir, options: ExportOptions, accounting: dict, diff_summa
     )
     lines += [
         "",
-        f"{len(accounting.get('batches', {}))} delivery batches. Every rejected record and photo is in "
+        f"{_delivery_batches(accounting)} delivery batches. Every rejected record and photo is in "
         f"`{ROOT}/metadata/rejects.csv` with its reason; every released record's sources (batch, file, line, "
         f"photo hash) in `{ROOT}/metadata/records_lineage.csv`; the build (every job's inputs, parameters and "
         f"outputs, by sha256) in `{ROOT}/metadata/provenance.jsonld` (PROV-O); the resolved configuration in "

@@ -6,7 +6,9 @@
   (``rejects.csv``), or that no input holds it any more;
 - ``changed``: a field whose value differs, ``why`` the rules of this build's changes table for that record and
   field (``changes.csv``: curation, or ``superseded`` for a redelivery), or that its source row or photo changed;
-- ``moved``: a record whose split differs (a frozen rebuild has none).
+- ``moved``: a record whose split differs (a frozen rebuild has none);
+- ``changed`` with field ``image:{package}``: a released image that differs (old and new sha256), ``why`` whether
+  its source photo or the parameters that made it changed.
 
 ``metadata/release_diff_summary.json`` counts them. Values are compared as the release CSV writes them.
 """
@@ -22,8 +24,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from bioscan_rebuild.core.io import file_sha256
-from bioscan_rebuild.core.schemas import RANKS
-from bioscan_rebuild.export.layout import CSV_PATH, ROOT
+from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, RANKS
+from bioscan_rebuild.export.layout import CHANGES, CONFIG, CSV_PATH, RECORDS_LINEAGE, REJECTS, ROOT
 
 DIFF_SCHEMA = pa.schema(
     [
@@ -66,6 +68,14 @@ def read_release_csv(path) -> pd.DataFrame:
     return _as_text(pacsv.read_csv(path, convert_options=options))
 
 
+def _reasons(rejects: pd.DataFrame | None) -> dict[str, str]:
+    """processid -> its record rejects' reasons (sorted, ``;``-joined)."""
+    if rejects is None or rejects.empty:
+        return {}
+    records = rejects[rejects["kind"] == "record"]
+    return records.groupby("processid")["reason"].agg(lambda r: ";".join(sorted(set(r)))).to_dict()
+
+
 def _why_changed(changes: pd.DataFrame) -> dict[tuple[str, str], str]:
     if changes.empty:
         return {}
@@ -73,23 +83,35 @@ def _why_changed(changes: pd.DataFrame) -> dict[tuple[str, str], str]:
     return rules.to_dict()
 
 
-def release_diff(previous_csv, new: pa.Table, rejects: pd.DataFrame, changes: pd.DataFrame) -> tuple[pa.Table, dict]:
-    """(diff rows, summary) of the release table ``new`` (release columns) against ``previous_csv``."""
+def release_diff(
+    previous_csv,
+    new: pa.Table,
+    rejects: pd.DataFrame,
+    changes: pd.DataFrame,
+    previous_rejects: pd.DataFrame | None = None,
+    previous_changes: pd.DataFrame | None = None,
+) -> tuple[pa.Table, dict]:
+    """(diff rows, summary) of the release table ``new`` (release columns) against ``previous_csv``. The previous
+    release's rejects and changes (when given) explain what this build no longer does: a record it rejected (an
+    exclusion withdrawn), a change it made that no longer applies (a correction withdrawn)."""
     old = read_release_csv(previous_csv).set_index("processid", drop=False)
     now = _as_text(new).set_index("processid", drop=False)
     rows = []
     added = now.index.difference(old.index)
+    rejected_before = _reasons(previous_rejects)
     for pid in added.sort_values():
-        rows.append((pid, "added", "split", None, now.at[pid, "split"], "new in this build"))
+        before = rejected_before.get(pid)
+        why = f"the previous release left it out ({before}); this build does not" if before else "new in this build"
+        rows.append((pid, "added", "split", None, now.at[pid, "split"], why))
     removed = old.index.difference(now.index)
-    record_rejects = rejects[rejects["kind"] == "record"]
-    reasons = record_rejects.groupby("processid")["reason"].agg(lambda r: ";".join(sorted(set(r)))).to_dict()
+    reasons = _reasons(rejects)
     for pid in removed.sort_values():
         why = reasons.get(pid, "no input of this build holds it")
         rows.append((pid, "removed", "split", old.at[pid, "split"], None, why))
     common = now.index.intersection(old.index).sort_values()
     before, after = old.loc[common], now.loc[common]
     why = _why_changed(changes)
+    why_before = _why_changed(previous_changes if previous_changes is not None else pd.DataFrame())
     changed_records = set()
     # derived from the ranks, which the changes log names: taxon from those whose labels it was and is,
     # inferred_ranks from those that changed (each rank's values read once, not per changed cell)
@@ -108,7 +130,13 @@ def release_diff(previous_csv, new: pa.Table, rejects: pd.DataFrame, changes: pd
             elif field == "inferred_ranks":
                 names = [r for r in ranks if rank_values[r][0][i] != rank_values[r][1][i]]
             rules = [why[(pid, name)] for name in names if (pid, name) in why]
-            reason = ";".join(dict.fromkeys(rules)) if rules else "its source row, photo or an earlier stage changed"
+            undone = [why_before[(pid, name)] for name in names if (pid, name) in why_before]
+            if rules:
+                reason = ";".join(dict.fromkeys(rules))
+            elif undone:  # e.g. a maintainer's correction taken back out of the corrections table
+                reason = f"the previous release's {';'.join(dict.fromkeys(undone))} no longer applies"
+            else:
+                reason = "its source row, photo or an earlier stage changed"
             rows.append((pid, "changed", field, None if a_missing[i] else a[i], None if b_missing[i] else b[i], reason))
             changed_records.add(pid)
     moved = before["split"].to_numpy(object) != after["split"].to_numpy(object)
@@ -128,12 +156,78 @@ def release_diff(previous_csv, new: pa.Table, rejects: pd.DataFrame, changes: pd
     return table, summary
 
 
-def write_release_diff(previous, new: pa.Table, rejects: pd.DataFrame, changes: pd.DataFrame, folder: Path) -> dict:
-    """``release_diff`` against the release folder ``previous`` (holding MANIFEST.json), written as
-    ``release_diff.csv`` and ``release_diff_summary.json`` in ``folder``; returns the file names -> paths."""
+def previous_version(previous: Path) -> str | None:
+    """The ``export.version`` a release was built with (its resolved config), None when it does not say."""
+    config = previous / ROOT / CONFIG.path
+    if not config.is_file():
+        return None
+    return (json.loads(config.read_text()).get("export") or {}).get("version")
+
+
+IMAGE_COLUMNS = ("image_sha256", "params_key", *(f"sha256_{package}" for package in IMAGE_PACKAGES))
+
+
+def image_diff(previous_lineage, images: pa.Table) -> list[tuple]:
+    """``changed`` rows (field ``image:{package}``, old and new sha256) for the records both releases hold whose
+    released image differs: the release columns never show it (new image parameters, detector, a corrected box,
+    a replaced photo). ``images``: processid and ``IMAGE_COLUMNS`` of this build; ``previous_lineage``: the previous
+    release's ``records_lineage.csv`` (a release without one gives no rows). Compared in Arrow (a hash join): at
+    5M records the sha256 columns are gigabytes as Python strings."""
+    import pyarrow.compute as pc
+
+    path = Path(previous_lineage)
+    if not path.is_file():
+        return []
+    types = dict.fromkeys(("processid", *IMAGE_COLUMNS), pa.string())
+    options = pacsv.ConvertOptions(column_types=types, include_columns=list(types), include_missing_columns=True)
+    old = pacsv.read_csv(path, convert_options=options)
+    old = old.rename_columns([name if name == "processid" else f"{name}_old" for name in old.schema.names])
+    joined = images.select(["processid", *IMAGE_COLUMNS]).join(old, keys="processid", join_type="inner")
+
+    def differs(column: str) -> pa.Array:
+        now, before = (pc.fill_null(joined[name].cast(pa.string()), "") for name in (column, f"{column}_old"))
+        return pc.not_equal(now, before)
+
+    rows = []
+    for package in IMAGE_PACKAGES:
+        column = f"sha256_{package}"
+        changed = joined.filter(differs(column))
+        if not changed.num_rows:
+            continue
+        photo = differs("image_sha256").filter(differs(column)).to_pylist()
+        params = differs("params_key").filter(differs(column)).to_pylist()
+        values = changed.select(["processid", f"{column}_old", column]).to_pylist()
+        for value, new_photo, new_params in zip(values, photo, params, strict=True):
+            if new_photo:
+                why = "its source photo changed"
+            elif new_params:
+                why = "made with other image parameters, detector or a corrected box (store key changed)"
+            else:
+                why = "made again with the same parameters (a library or the image stage changed)"
+            old_sha, new_sha = value[f"{column}_old"] or None, value[column] or None
+            rows.append((value["processid"], "changed", f"image:{package}", old_sha, new_sha, why))
+    return sorted(rows, key=lambda row: (row[0], row[2]))
+
+
+def write_release_diff(
+    previous, new: pa.Table, rejects: pd.DataFrame, changes: pd.DataFrame, folder: Path, images=None
+) -> dict:
+    """``release_diff`` against the release folder ``previous`` (holding MANIFEST.json), and with ``images``
+    (``image_diff``) the released images that changed, written as ``release_diff.csv`` and
+    ``release_diff_summary.json`` in ``folder``; returns the file names -> paths."""
     release = Path(previous)
-    table, summary = release_diff(release / ROOT / CSV_PATH, new, rejects, changes)
+    previous_rejects, previous_changes = (
+        pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""]) if path.is_file() else None
+        for path in (release / ROOT / REJECTS.path, release / ROOT / CHANGES.path)
+    )
+    table, summary = release_diff(release / ROOT / CSV_PATH, new, rejects, changes, previous_rejects, previous_changes)
+    if images is not None:
+        rows = image_diff(release / ROOT / RECORDS_LINEAGE.path, images)
+        image_rows = pa.Table.from_pylist([dict(zip(DIFF_SCHEMA.names, row)) for row in rows], schema=DIFF_SCHEMA)
+        table = pa.concat_tables([table, image_rows])
+        summary["changed_images"] = len({row[0] for row in rows})
     summary["previous"] = release.name
+    summary["previous_version"] = previous_version(release)
     manifest = release / "MANIFEST.json"
     summary["previous_manifest_sha256"] = file_sha256(manifest) if manifest.exists() else None
     folder.mkdir(parents=True, exist_ok=True)

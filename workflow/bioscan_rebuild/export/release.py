@@ -13,10 +13,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import file_sha256, readable_outputs
 from bioscan_rebuild.core.params import ExportOptions
+from bioscan_rebuild.core.schemas import STATS_FILES_KEY, STATS_JSON
 from bioscan_rebuild.export.accounting import check_released
 from bioscan_rebuild.export.card import STATS_DIR, write_card
+from bioscan_rebuild.export.diff import previous_version
 from bioscan_rebuild.export.formats.base import ExportContext
 from bioscan_rebuild.export.formats.registry import FORMATS, select
 from bioscan_rebuild.export.layout import ACCOUNTING, CONFIG, MANIFEST, PROVENANCE, ROOT, ZIP_DIR
@@ -129,14 +132,15 @@ def _diff_against(previous, rejects, changes, folder: Path):
 
         from bioscan_rebuild.core.io import read_table
         from bioscan_rebuild.core.schemas import REJECT_SCHEMA, SPLITS
-        from bioscan_rebuild.export.diff import write_release_diff
+        from bioscan_rebuild.export.diff import IMAGE_COLUMNS, write_release_diff
         from bioscan_rebuild.export.spool import SPOOL_SCHEMA, iter_split, release_columns
 
-        rows = [release_columns(t) for split in SPLITS for t in iter_split(spool, split)]
-        new = pa.concat_tables(rows) if rows else release_columns(SPOOL_SCHEMA.empty_table())
+        parts = [t for split in SPLITS for t in iter_split(spool, split)] or [SPOOL_SCHEMA.empty_table()]
+        new = pa.concat_tables([release_columns(t) for t in parts])
+        images = pa.concat_tables([t.select(["processid", *IMAGE_COLUMNS]) for t in parts])
         reject_table = pd.concat([read_table(p, REJECT_SCHEMA).to_pandas() for p in rejects])
         change_table = pq.read_table(changes, columns=["processid", "field", "rule"]).to_pandas()
-        written = write_release_diff(previous, new, reject_table, change_table, folder)
+        written = write_release_diff(previous, new, reject_table, change_table, folder, images)
         return {f"metadata/{name}": path for name, path in written.items()}
 
     return write
@@ -151,6 +155,38 @@ def _swap_into_place(built: Path, final: Path) -> None:
         final.rename(old)
     built.rename(final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def stats_files(stats: Path) -> list[str]:
+    """The statistics stage's files in ``stats`` (relative names): ``stats.json`` and what it says was written
+    with it, so a file an older run left in the folder is never shipped. A ``stats.json`` from before that list
+    was kept: every file in the folder."""
+    summary = json.loads((stats / STATS_JSON).read_text())
+    if STATS_FILES_KEY not in summary:
+        return sorted(p.relative_to(stats).as_posix() for p in stats.rglob("*") if p.is_file())
+    missing = [name for name in summary[STATS_FILES_KEY] if not (stats / name).is_file()]
+    if missing:
+        raise InputError(f"{stats}: {STATS_JSON} lists files the folder lacks ({missing[:5]}): run the stats stage")
+    return sorted([STATS_JSON, *summary[STATS_FILES_KEY]])
+
+
+def check_newer_version(previous: Path, version: str) -> None:
+    """Refuse a release that claims the version of the one it follows, or an older one: two different releases
+    would share one version (and the JSON-LD's release IRI), and a reader could not tell them apart."""
+    from packaging.version import InvalidVersion, Version
+
+    before = previous_version(previous)
+    if before is None:
+        return
+    try:
+        newer = Version(str(version)) > Version(str(before))
+    except InvalidVersion:  # not PEP 440: at least another one
+        newer = str(version) != str(before)
+    if not newer:
+        raise InputError(
+            f"export.version {version} is not newer than {before}, the version of the previous release "
+            f"({previous}, release.previous): raise export.version"
+        )
 
 
 def _build(
@@ -177,6 +213,8 @@ def _build(
 ) -> dict:
     """``stats``: the statistics stage's folder (``stats.json``, tables, ``figures/``): copied under
     ``metadata/stats/`` and summed up in the dataset card, ``README.md`` beside the root."""
+    if previous is not None:
+        check_newer_version(Path(previous), (options or ExportOptions()).version)
     accounting_data = json.loads(Path(accounting).read_text())
     provenance = {"software": "bioscan-rebuild", "inputs": release_inputs(accounting_data)}
     shutil.copyfile(accounting, outdir / ACCOUNTING)
@@ -197,8 +235,8 @@ def _build(
             if source is not None:
                 side[file.path] = Path(source)
         if stats is not None:
-            for path in sorted(p for p in Path(stats).rglob("*") if p.is_file()):
-                side[f"{STATS_DIR}/{path.relative_to(stats).as_posix()}"] = path
+            for name in stats_files(Path(stats)):
+                side[f"{STATS_DIR}/{name}"] = Path(stats) / name
         summary = export_release(
             curated,
             barcodes,

@@ -78,6 +78,7 @@ def metadata_from_exports(
         "changes": summary["changes"],
         "split": bool(split),
         "splits": {k: n for k, n in splits["splits"].items() if k != "total"} if split else None,
+        "tie_order": splits["tie_order"] if split else None,
     }
 
 

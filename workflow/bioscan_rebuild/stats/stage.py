@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import atomic_path
-from bioscan_rebuild.core.schemas import RANKS, SPLITS
+from bioscan_rebuild.core.schemas import RANKS, SPLITS, STATS_FILES_KEY, STATS_JSON
 from bioscan_rebuild.export.layout import CSV_PATH, PARQUET_DIR, ROOT
 from bioscan_rebuild.export.spool import SPOOL_SCHEMA, shard_release_rows
 from bioscan_rebuild.stats.compute import LABEL_COLUMNS, SIZE_FIELDS, STAT_COLUMNS, compute_stats, summary
@@ -41,7 +41,6 @@ from bioscan_rebuild.stats.genetics import (
 )
 
 NUMERIC_COLUMNS = ("coord-lat", "coord-lon", *SIZE_FIELDS)
-STATS_JSON = "stats.json"
 FIGURES_DIR = "figures"
 # Fixed float text, so equal tables give byte-identical CSV files: 10 significant digits keep every coordinate
 # and size value as written and every statistic to far more precision than it has.
@@ -264,15 +263,17 @@ def write_stats(
         path = outdir / f"{name}.csv"
         _write_text(path, frame.to_csv(index=False, lineterminator="\n", float_format=FLOAT_FORMAT))
         written[name] = path
-    path = outdir / STATS_JSON
-    _write_text(path, json.dumps(summary_data, indent=1, sort_keys=True, allow_nan=False) + "\n")
-    written["stats"] = path
-    if not figures:
-        return written
-    from bioscan_rebuild.stats.figures import draw_figures  # matplotlib: only when figures are drawn
+    if figures:
+        from bioscan_rebuild.stats.figures import draw_figures  # matplotlib: only when figures are drawn
 
-    for figure in draw_figures(tables, summary_data, outdir / FIGURES_DIR):
-        written[f"{FIGURES_DIR}/{Path(figure).name}"] = Path(figure)
+        for figure in draw_figures(tables, summary_data, outdir / FIGURES_DIR):
+            written[f"{FIGURES_DIR}/{Path(figure).name}"] = Path(figure)
+    # written last, naming what this run wrote: a release ships those, never a file an older run left beside them
+    files = sorted(path.relative_to(outdir).as_posix() for path in written.values())
+    path = outdir / STATS_JSON
+    text = json.dumps({**summary_data, STATS_FILES_KEY: files}, indent=1, sort_keys=True, allow_nan=False)
+    _write_text(path, text + "\n")
+    written["stats"] = path
     return written
 
 
