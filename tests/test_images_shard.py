@@ -194,6 +194,43 @@ def test_box_corrections_redo_only_their_photos_and_say_what_applied(tmp_path, m
     assert outcomes == ["applied", "applied", "unknown_processid", "invalid_value"]
 
 
+def test_a_box_drawn_on_another_photo_is_not_applied_to_the_records_new_one(tmp_path, monkeypatch):
+    """The template names the photo a box was drawn on (image_sha256). When the record's photo is another one by
+    the next run (a redelivery replaced it), the old box used to be applied to it silently (box_source
+    correction, out of the review queue); now the photo is detected, and the row says photo_changed."""
+    _use_oracle(monkeypatch)
+    _photos(tmp_path / "photos")
+    records = _ingest(tmp_path, 5)
+    inventory = tmp_path / "ingest" / "images" / "images-1" / "inventory" / "shard-000.parquet"
+    dirs = {"images-1": str(tmp_path / "photos")}
+    store = tmp_path / "store"
+    rows = pq.read_table(inventory).to_pandas().set_index("processid")
+    sha_p1, sha_p2 = rows.loc["P1-21", "image_sha256"], rows.loc["P2-21", "image_sha256"]
+    corrections = tmp_path / "corrections.tsv"
+    corrections.write_text(
+        "processid\tbox\treason\tsource\timage_sha256\n"
+        f"P1-21\t100,50,301,250\tfibre\treview\t{sha_p1.upper()}\n"  # its photo (hex in either case)
+        f"P2-21\t100,50,301,250\tfibre\treview\t{'0' * 64}\n"  # drawn on a photo P2 no longer has
+        "P3-21\tempty\tno insect\treview\t\n"  # no photo named: whatever photo the record has
+    )
+    from bioscan_rebuild.images.corrections import load_box_corrections
+
+    run_photo_shard(
+        inventory,
+        store,
+        tmp_path / "photos.parquet",
+        batch="images-1",
+        image_dirs=dirs,
+        box_corrections=load_box_corrections(corrections),
+    )
+    run_image_shard(records, [tmp_path / "photos.parquet"], store, tmp_path / "out")
+    table = pq.read_table(tmp_path / "out" / "images.parquet").to_pandas().set_index("processid")
+    assert table.loc[["P1-21", "P2-21", "P3-21"], "box_source"].tolist() == ["correction", "detector", "correction"]
+    assert table.loc["P2-21", "image_sha256"] == sha_p2
+    counts, outcomes = _correction_outcomes(tmp_path, corrections)
+    assert outcomes == ["applied", "photo_changed", "applied"]
+
+
 def test_a_record_whose_photo_was_not_processed_is_an_error_naming_it(tmp_path, monkeypatch):
     _use_oracle(monkeypatch)
     _photos(tmp_path / "photos", n=2)

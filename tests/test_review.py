@@ -92,8 +92,8 @@ def test_corrections_file_as_spreadsheets_and_editors_write_it(tmp_path):
     )
     table = read_box_corrections(path)
     assert table.to_dict("records") == [
-        {"processid": "A-1", "box": "1,2,30,40", "reason": "leg #2 cut off", "source": "me"},
-        {"processid": "C-3", "box": "empty", "reason": "no insect", "source": "me"},
+        {"processid": "A-1", "box": "1,2,30,40", "reason": "leg #2 cut off", "source": "me", "image_sha256": ""},
+        {"processid": "C-3", "box": "empty", "reason": "no insect", "source": "me", "image_sha256": ""},
     ]
     assert sorted(load_box_corrections(path)) == ["A-1", "C-3"]
     for text in ("# nothing yet\n# processid\tbox\n", ""):
@@ -509,12 +509,12 @@ def test_writing_the_review_again_keeps_the_answers_already_given(tmp_path):
     counts = write_review([tmp_path / "images.parquet"], tmp_path / "store", tmp_path / "q")
     assert counts["answers_kept"] == 1 and counts["flagged"] == 2
     text = template.read_text()
-    assert "PID-B\t1,2,30,40\tleg\tme\n" in text and "# PID-B" not in text and "# PID-A" in text
+    assert "PID-B\t1,2,30,40\tleg\tme\tPID-B\n" in text and "# PID-B" not in text and "# PID-A" in text
     assert load_box_corrections(template)["PID-B"].box == (1, 2, 30, 40)
     # an answer typed in another case answers its record, as records match
     template.write_text(text.replace("# PID-A\tempty\tbox_on_rim\treview", "pid-a\tempty\tnone\tme"))
     assert write_review([tmp_path / "images.parquet"], tmp_path / "store", tmp_path / "q")["answers_kept"] == 2
-    assert "# PID-A" not in template.read_text() and "pid-a\tempty\tnone\tme\n" in template.read_text()
+    assert "# PID-A" not in template.read_text() and "pid-a\tempty\tnone\tme\tPID-A\n" in template.read_text()
     # a file there that is no corrections table (the pipeline's outcome table is one, with a column more): refused
     template.write_text("something\telse\n")
     with pytest.raises(InputError, match="missing column"):

@@ -19,11 +19,14 @@ import pandas as pd
 from bioscan_rebuild.core.errors import InputError
 
 
-def read_maintainer_table(path: str | Path, columns: tuple[str, ...], what: str) -> pd.DataFrame:
-    """The table's ``columns`` (strings). ``what`` names the table in errors ("the box corrections").
-    A file with no line but comments is an empty table; a missing column is an InputError."""
+def read_maintainer_table(
+    path: str | Path, columns: tuple[str, ...], what: str, optional: tuple[str, ...] = ()
+) -> pd.DataFrame:
+    """The table's ``columns`` (strings), then its ``optional`` ones (empty where the file has none). ``what`` names
+    the table in errors ("the box corrections"). A file with no line but comments is an empty table; a missing
+    column is an InputError."""
     path = Path(path)
-    empty = pd.DataFrame(columns=list(columns))
+    empty = pd.DataFrame(columns=[*columns, *optional])
     try:
         # lines end at \n only (str.splitlines would also break at a form feed or U+2028 inside a value)
         text = path.read_text(encoding="utf-8-sig").replace("\r\n", "\n")
@@ -51,7 +54,10 @@ def read_maintainer_table(path: str | Path, columns: tuple[str, ...], what: str)
     missing = [column for column in columns if column not in frame.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)} ({what}; is the header line there?)")
-    return frame[list(columns)].fillna("").map(unquote)
+    for column in optional:
+        if column not in frame.columns:
+            frame[column] = ""
+    return frame[[*columns, *optional]].fillna("").map(unquote)
 
 
 def unquote(field: str) -> str:

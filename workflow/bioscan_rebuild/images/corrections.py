@@ -1,12 +1,16 @@
 """A maintainer's box corrections (``images.box_corrections``): processid -> the right box, or ``empty``.
 
 The file is what ``bioscan-rebuild review`` writes as a template, edited: TSV with the columns
-``processid, box, reason, source`` (``#`` lines are comments); ``box`` is ``x0,y0,x1,y1`` in ``original_full``
-pixels (x1/y1 exclusive) or ``empty`` (no specimen: the record leaves the release as ``no_specimen``). The next
+``processid, box, reason, source`` and optionally ``image_sha256`` (``#`` lines are comments); ``box`` is
+``x0,y0,x1,y1`` in ``original_full`` pixels (x1/y1 exclusive) or ``empty`` (no specimen: the record leaves the
+release as ``no_specimen``). ``image_sha256``, which the template fills, is the photo the box was drawn on: when the
+record's photo is another one by the next run (a redelivery replaced it), the box is not applied
+(``photo_changed``): the new photo is detected and reviewed again. The next
 run detects nothing for those photos: their crops and size fields come from the given box, their
 ``box_source`` is ``correction`` and they leave the review queue. Rows that cannot apply are never dropped in
 silence: ``outcomes`` gives each row ``applied``, ``clipped`` (applied, but the box reached past the photo),
-``superseded`` (a later row for the same processid replaced it), ``photo_unusable`` (nothing can be derived
+``superseded`` (a later row for the same processid replaced it), ``photo_changed`` (drawn on another photo than
+the record's now), ``photo_unusable`` (nothing can be derived
 from the photo: undecodable, too small or too large), ``unknown_processid`` or ``invalid_value``. Processids match
 as records do (``processid_key``: case aside), and records that share one photo each get their own box.
 """
@@ -23,6 +27,7 @@ from bioscan_rebuild.core.schemas import processid_key
 from bioscan_rebuild.core.tsv import read_maintainer_table
 
 BOX_CORRECTION_COLUMNS = ("processid", "box", "reason", "source")
+PHOTO_COLUMN = "image_sha256"  # optional: the photo the box was drawn on
 EMPTY = "empty"
 # image statuses of a photo no box can be applied to (nothing derived from it)
 UNUSABLE_PHOTO = ("empty_file", "undecodable", "too_small", "too_large", "source_changed")
@@ -34,6 +39,11 @@ class BoxCorrection:
     box: tuple[int, int, int, int] | None  # None: an empty well
     reason: str
     source: str
+    image_sha256: str | None = None  # the photo the box was drawn on (None: whatever photo the record has)
+
+    def fits(self, sha256: str) -> bool:
+        """Whether the box applies to the record's photo ``sha256``."""
+        return self.image_sha256 is None or self.image_sha256 == (sha256 or "").lower()
 
 
 def parse_box(text: str) -> tuple[int, int, int, int] | None | bool:
@@ -52,9 +62,9 @@ def parse_box(text: str) -> tuple[int, int, int, int] | None | bool:
 def read_box_corrections(path: str | Path | None) -> pd.DataFrame:
     """The table as written (strings, ``core.tsv``); an empty one without a file, or with no line but comments."""
     if not path:
-        return pd.DataFrame(columns=list(BOX_CORRECTION_COLUMNS))
+        return pd.DataFrame(columns=[*BOX_CORRECTION_COLUMNS, PHOTO_COLUMN])
     try:
-        return read_maintainer_table(path, BOX_CORRECTION_COLUMNS, "the box corrections")
+        return read_maintainer_table(path, BOX_CORRECTION_COLUMNS, "the box corrections", optional=(PHOTO_COLUMN,))
     except FileNotFoundError as error:
         raise InputError(f"{path}: cannot read the box corrections ({error})") from error
 
@@ -70,7 +80,9 @@ def by_record(corrections: pd.DataFrame) -> dict[str, BoxCorrection]:
     for row in corrections.itertuples(index=False):
         if _is_valid(row):
             processid = row.processid.strip()
-            valid[processid_key(processid)] = BoxCorrection(processid, parse_box(row.box), row.reason, row.source)
+            photo = getattr(row, PHOTO_COLUMN, "").strip().lower() or None
+            box = parse_box(row.box)
+            valid[processid_key(processid)] = BoxCorrection(processid, box, row.reason, row.source, photo)
     return valid
 
 
@@ -84,6 +96,7 @@ def outcomes(
     known: set[str],
     unusable: set[str] = frozenset(),
     clipped: set[str] = frozenset(),
+    changed: set[str] = frozenset(),
 ) -> pd.DataFrame:
     """Each row with its outcome: ``applied`` (``applied``: the processid keys whose image row took the box),
     ``clipped`` (``clipped``: applied, but the box reached past the photo and only what lies inside was taken: a
@@ -91,7 +104,8 @@ def outcomes(
     ``superseded`` (a valid row that a later valid row for the same record replaced, as ``load_box_corrections``
     does), ``photo_unusable`` (``unusable``: the keys whose photo has an ``UNUSABLE_PHOTO`` status),
     ``invalid_value`` (not a box, or a box outside the photo), ``unknown_processid`` (``known``: the keys of the
-    records with a photo)."""
+    records with a photo), ``photo_changed`` (``changed``: the keys whose row names another photo than the
+    record's)."""
     rows = list(corrections.itertuples(index=False))
     keys = [processid_key(row.processid.strip()) for row in rows]
     last_valid = {key: i for i, (key, row) in enumerate(zip(keys, rows)) if _is_valid(row)}
@@ -103,6 +117,8 @@ def outcomes(
             outcome = "invalid_value"
         elif last_valid[key] != i:
             outcome = "superseded"
+        elif key in changed:
+            outcome = "photo_changed"
         elif key in applied:
             outcome = "clipped" if key in clipped else "applied"
         elif key in unusable:
@@ -110,4 +126,4 @@ def outcomes(
         else:
             outcome = "invalid_value"
         result.append({**row._asdict(), "outcome": outcome})
-    return pd.DataFrame(result, columns=[*BOX_CORRECTION_COLUMNS, "outcome"])
+    return pd.DataFrame(result, columns=[*corrections.columns, "outcome"])

@@ -26,7 +26,7 @@ from bioscan_rebuild.core.io import atomic_path, read_table
 from bioscan_rebuild.core.schemas import processid_key
 from bioscan_rebuild.core.store import ImageStore
 from bioscan_rebuild.images.contact_sheet import least_confident
-from bioscan_rebuild.images.corrections import BOX_CORRECTION_COLUMNS, read_box_corrections
+from bioscan_rebuild.images.corrections import BOX_CORRECTION_COLUMNS, PHOTO_COLUMN, read_box_corrections
 from bioscan_rebuild.images.process import REVIEW_REASONS
 from bioscan_rebuild.images.shard import IMAGE_RECORD_SCHEMA
 
@@ -124,10 +124,11 @@ def write_review(image_tables, store_root, outdir, limit: int | None = None) -> 
     lines = [
         "# Box corrections: uncomment (remove the leading '# ') and edit the lines of the photos to change.",
         "# box: x0,y0,x1,y1 in original_full pixels (x1, y1 exclusive), or empty. Then set images.box_corrections.",
-        "\t".join(BOX_CORRECTION_COLUMNS),
+        "# image_sha256: the photo shown (a box is not applied to another photo of the record, e.g. a redelivery's).",
+        "\t".join([*BOX_CORRECTION_COLUMNS, PHOTO_COLUMN]),
         *["\t".join(row) for row in answers.itertuples(index=False)],
         *[
-            f"# {row['processid']}\t{_box_text(row)}\t{row['review_reason']}\treview"
+            f"# {row['processid']}\t{_box_text(row)}\t{row['review_reason']}\treview\t{row['image_sha256']}"
             for row in rows
             if processid_key(row["processid"]) not in answered
         ],

@@ -222,7 +222,7 @@ def run_photo_shard(
         record = processid_key((row["processid"] or "").strip())
         named.add((record, row["image_sha256"]))
         photos.setdefault(row["image_sha256"], row)
-        if record in by_key:
+        if record in by_key and by_key[record].fits(row["image_sha256"]):
             corrected[(record, row["image_sha256"])] = by_key[record].box
     if not photos:  # most shards of a small delivery: no model to load
         write_table(PHOTO_SCHEMA.empty_table(), output)
@@ -418,23 +418,25 @@ def summarize_shards(
         corrections = read_box_corrections(box_corrections)
         wanted = {processid_key(processid.strip()) for processid in corrections["processid"]}
         given = by_record(corrections)
-        known, applied, unusable, clipped = set(), set(), set(), set()  # processid keys
+        known, applied, unusable, clipped, changed = set(), set(), set(), set(), set()  # processid keys
         # Without corrections there is nothing to look up: 5M records' tables stay unread.
         for path in image_tables if wanted else ():
-            columns = ["processid", "image_status", "box_source", "x0", "y0", "x1", "y1"]
+            columns = ["processid", "image_sha256", "image_status", "box_source", "x0", "y0", "x1", "y1"]
             table = read_table(path, IMAGE_RECORD_SCHEMA, columns=columns).to_pydict()
-            for processid, status, source, *box in zip(*(table[column] for column in columns)):
+            for processid, sha, status, source, *box in zip(*(table[column] for column in columns)):
                 record = processid_key(processid)
                 if record not in wanted:
                     continue
                 known.add(record)
+                if record in given and not given[record].fits(sha):
+                    changed.add(record)  # drawn on a photo the record no longer has
                 if source == "correction":
                     applied.add(record)
                     if record in given and given[record].box != (None if box[0] is None else tuple(box)):
                         clipped.add(record)  # the box reached past the photo: what lies inside was applied
                 if status in UNUSABLE_PHOTO:
                     unusable.add(record)
-        frame = correction_outcomes(corrections, applied, known, unusable, clipped)
+        frame = correction_outcomes(corrections, applied, known, unusable, clipped, changed)
         with atomic_path(corrections_out) as temporary:
             frame.to_csv(temporary, sep="\t", index=False, lineterminator="\n")
         summary["box_corrections"] = dict(sorted(Counter(frame["outcome"]).items()))
