@@ -313,6 +313,25 @@ def test_the_replay_finds_a_geography_the_sources_do_not_give(copy):
     assert f"record {first['processid']} field country: '{first['country']}', csv 'Atlantis'" in result.stdout
 
 
+def test_a_reject_row_deleted_or_a_bbox_edited_is_found_with_the_manifest_rewritten(copy):
+    """rejects.csv and bbox.tsv were never checked against anything: a record's reject row deleted, or a box's
+    size fields edited, with the manifest rewritten, left the release whole."""
+    release = copy / "results" / "release"
+    metadata = release / "bioscan5m" / "metadata"
+    rejects = (metadata / "rejects.csv").read_text().split("\n")
+    dropped = next(line for line in rejects[1:] if line.startswith('"record","no_specimen"'))
+    (metadata / "rejects.csv").write_text("\n".join(line for line in rejects if line != dropped))
+    bbox = (metadata / "bbox.tsv").read_text().split("\n")
+    fields = bbox[1].split("\t")
+    fields[-1] = "0.9999"  # area_fraction
+    (metadata / "bbox.tsv").write_text("\n".join([bbox[0], "\t".join(fields), *bbox[2:]]))
+    rewrite_manifest(release)
+    result = audit(copy)
+    assert result.returncode == 1, result.stdout[-2000:]
+    assert "rejects.csv: 20 record rows of reason no_specimen, the accounting counts 21" in result.stdout
+    assert f"bbox.tsv: record {fields[0]} field area_fraction: 0.9999, csv " in result.stdout
+
+
 def test_the_replay_reads_the_batches_in_delivery_order(copy):
     """Batches listed newest first with their `delivered` dates: the workflow reads them by date, and so must the
     replay (it read them as listed, kept the older copy of a redelivered record and called the release forged)."""

@@ -37,6 +37,7 @@ from bioscan_rebuild.export.formats.hdf5 import HDF5_LABELS
 from bioscan_rebuild.export.formats.jsonld import DECIMAL_TERMS, INTEGER_TERMS, STRING_TERMS
 from bioscan_rebuild.export.layout import (
     ACCOUNTING,
+    BBOX,
     CROISSANT_PATH,
     CSV_PATH,
     HDF5_PATH,
@@ -47,6 +48,7 @@ from bioscan_rebuild.export.layout import (
     PARQUET_DIR,
     RECORDS_LINEAGE,
     RECORDS_LINEAGE_PARQUET,
+    REJECTS,
     ROOT,
     image_relpath,
 )
@@ -120,6 +122,8 @@ def check_records(release: Path, sources, findings: Findings) -> int:
     if released is not None and released != table.num_rows:  # records gone from every format, manifest rewritten
         findings.add("accounting", f"{ACCOUNTING}: {released} records released, the release holds {table.num_rows}")
     check_lineage(root, table, accounting, findings, manifest)
+    check_rejects(root, accounting, findings)
+    check_bbox(root, table, findings)
     check_images_parquet(root, manifest, findings)
     check_croissant(root, manifest, findings)
     if sources is not None:
@@ -599,6 +603,55 @@ def _check_image_hashes(where: str, lineage: pa.Table, csv: pa.Table, manifest: 
                 findings.add(
                     f"lineage {package}", f"{where}: record {pid} {package} is {sha[:12]}…, the released file is not"
                 )
+
+
+def check_rejects(root: Path, accounting: dict, findings: Findings) -> None:
+    """``rejects.csv`` holds every record the accounting says a stage rejected, and every photo ingest rejected,
+    by reason (a photo that leaves with its record has no row of its own)."""
+    from collections import Counter
+
+    path, where = root / REJECTS.path, f"{ROOT}/{REJECTS.path}"
+    if not path.exists():
+        findings.add("rejects", f"{where}: missing")
+        return
+    options = pacsv.ConvertOptions(
+        column_types={"kind": pa.string(), "reason": pa.string()}, include_columns=["kind", "reason"]
+    )
+    table = pacsv.read_csv(path, convert_options=options)
+    rows = Counter(zip(table["kind"].to_pylist(), table["reason"].to_pylist()))
+    stages = accounting.get("stages", {})
+    expected = Counter()
+    for stage in stages.values():
+        expected.update({("record", reason): n for reason, n in stage.get("records", {}).get("rejected", {}).items()})
+    expected.update(
+        {("image", r): n for r, n in stages.get("ingest", {}).get("images", {}).get("rejected", {}).items()}
+    )
+    for kind, reason in sorted(set(rows) | set(expected)):
+        if rows[(kind, reason)] != expected[(kind, reason)]:
+            findings.add(
+                "rejects",
+                f"{where}: {rows[(kind, reason)]} {kind} rows of reason {reason}, "
+                f"the accounting counts {expected[(kind, reason)]}",
+            )
+
+
+def check_bbox(root: Path, csv: pa.Table, findings: Findings) -> None:
+    """``bbox.tsv``: a row for each released record with a box (an area fraction), none for another, and the size
+    fields the release columns hold."""
+    path, where = root / BBOX.path, f"{ROOT}/{BBOX.path}"
+    if not path.exists():
+        return  # optional: a release of records without photos has none
+    table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter="\t"))
+    released = csv["processid"].combine_chunks().cast(pa.string())
+    boxed = csv.filter(pc.is_valid(_numeric_text(csv["area_fraction"].combine_chunks())))
+    ids = table["processid"].combine_chunks().cast(pa.string())
+    if set(ids.to_pylist()) != set(boxed["processid"].cast(pa.string()).to_pylist()):
+        _record_sets(where, boxed["processid"].combine_chunks().cast(pa.string()), ids, findings)
+        return
+    rows = pc.index_in(ids, value_set=released)
+    for field in ("area_fraction", "scale_factor"):
+        expected = _numeric_text(csv[field].combine_chunks().take(rows))
+        _compare(where, field, ids, expected, _numeric_text(table[field].combine_chunks()), findings)
 
 
 def check_lineage_parquet(root: Path, lineage_csv: pa.Table, findings: Findings) -> None:
