@@ -211,7 +211,7 @@ def test_a_box_drawn_on_another_photo_is_not_applied_to_the_records_new_one(tmp_
         "processid\tbox\treason\tsource\timage_sha256\n"
         f"P1-21\t100,50,301,250\tfibre\treview\t{sha_p1.upper()}\n"  # its photo (hex in either case)
         f"P2-21\t100,50,301,250\tfibre\treview\t{'0' * 64}\n"  # drawn on a photo P2 no longer has
-        "P3-21\tempty\tno insect\treview\t\n"  # no photo named: whatever photo the record has
+        "\u200bP3-21\tempty\tno insect\treview\t\n"  # no photo named: whatever photo the record has
     )
     from bioscan_rebuild.images.corrections import load_box_corrections
 

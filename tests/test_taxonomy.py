@@ -329,14 +329,20 @@ def test_a_one_word_species_names_no_species_and_is_logged():
             row("b", "Syrphidae", "Eristalis", species="tenax"),  # the epithet alone
             row("c", "Syrphidae", "Eristalis", species="Eristalis tenax"),
             row("d", "Syrphidae", "Eristalis", species="Eristalis sp. 3"),
+            row("e", "Syrphidae", species="Eristalis"),  # a genus alone: it still gives the genus
         ]
     )
     result = curate(records)
     out = by_pid(result)
-    assert out["species"].isna().tolist() == [True, True, False, False]
+    assert out["species"].isna().tolist() == [True, True, False, False, True]
+    assert out.loc["e", "genus"] == "Eristalis" and out.loc["e", "taxon"] == "Eristalis"
     assert not out.loc["a", "placeholder_species"] and out.loc["a", "taxon"] == "Syrphidae"
     logged = result["changes"][result["changes"]["rule"] == "species_one_word"]
-    assert logged[["processid", "old", "new"]].values.tolist() == [["a", "Diptera", None], ["b", "tenax", None]]
+    assert logged[["processid", "old", "new"]].values.tolist() == [
+        ["a", "Diptera", None],
+        ["b", "tenax", None],
+        ["e", "Eristalis", None],
+    ]
     assert_replays(records, result)
 
 
@@ -354,6 +360,10 @@ def test_corrections_match_processids_as_records_do():
     result = curate(records, corrections=corrections)
     assert list(result["corrections"]["outcome"]) == ["excluded", "applied"]
     assert by_pid(result)["family"].to_dict() == {"AAASF002-17": "Sciaridae"}
+    # the exclusion keeps its reason and source (they were looked up by the row's spelling: the reject said "nan")
+    assert result["excluded"].to_dict("records") == [
+        {"processid": "AAASF001-17", "reason": "no_insect", "source": "curator"}
+    ]
     assert_replays(records, result)
 
 

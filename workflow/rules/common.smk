@@ -273,6 +273,8 @@ def _code_version(*packages):
         for folder, subfolders, files in os.walk(os.path.join(base, package)):
             subfolders[:] = sorted(name for name in subfolders if name != "__pycache__")
             for name in sorted(files):
+                if not name.endswith(SOURCE_SUFFIXES):  # not an editor's backup or a stray file
+                    continue
                 path = os.path.join(folder, name)
                 digest.update(os.path.relpath(path, base).encode() + b"\0")
                 with open(path, "rb") as handle:
@@ -280,7 +282,16 @@ def _code_version(*packages):
     return digest.hexdigest()[:16]
 
 
-CODE = {stage: _code_version(stage) for stage in ("ingest", "metadata", "splits", "stats", "export")}
+# what the stages' code is made of: sources and the package data they read (tables, shapes)
+SOURCE_SUFFIXES = (".py", ".tsv", ".csv", ".json", ".ttl", ".yaml")
+# the packages each stage's jobs run (stats builds its rows with export's spool reader)
+CODE = {
+    "ingest": _code_version("ingest"),
+    "metadata": _code_version("metadata"),
+    "splits": _code_version("splits"),
+    "stats": _code_version("stats", "export"),
+    "export": _code_version("export"),
+}
 
 
 def folder_fingerprint(wildcards):

@@ -7,7 +7,8 @@
 - ``changed``: a field whose value differs, ``why`` the rules of this build's changes table for that record and
   field (``changes.csv``: curation, or ``superseded`` for a redelivery), or that its source row or photo changed;
 - ``moved``: a record whose split differs (a frozen rebuild has none);
-- ``changed`` with field ``image:{package}``: a released image that differs (old and new sha256), ``why`` whether
+- ``changed`` with field ``image:{package}``: a released image that differs (old and new sha256, their first 16 hex
+  digits; the lineage files hold them whole), ``why`` whether
   its source photo or the parameters that made it changed.
 
 ``metadata/release_diff_summary.json`` counts them. Values are compared as the release CSV writes them.
@@ -167,46 +168,79 @@ def previous_version(previous: Path) -> str | None:
 IMAGE_COLUMNS = ("image_sha256", "params_key", *(f"sha256_{package}" for package in IMAGE_PACKAGES))
 
 
-def image_diff(previous_lineage, images: pa.Table) -> list[tuple]:
-    """``changed`` rows (field ``image:{package}``, old and new sha256) for the records both releases hold whose
-    released image differs: the release columns never show it (new image parameters, detector, a corrected box,
-    a replaced photo). ``images``: processid and ``IMAGE_COLUMNS`` of this build; ``previous_lineage``: the previous
-    release's ``records_lineage.csv`` (a release without one gives no rows). Compared in Arrow (a hash join): at
-    5M records the sha256 columns are gigabytes as Python strings."""
+HASH_SHOWN = 16  # hex digits of a sha256 the image rows compare and show (the lineage files hold them whole)
+
+
+def shortened(table: pa.Table) -> pa.Table:
+    """Every column but processid cut to its first ``HASH_SHOWN`` characters: a sixth of the memory for the
+    comparison (5M records x 6 hashes), and 64 bits of a sha256 tell two images apart."""
+    import pyarrow.compute as pc
+
+    return pa.table(
+        {
+            name: table[name] if name == "processid" else pc.utf8_slice_codeunits(table[name], 0, HASH_SHOWN)
+            for name in table.schema.names
+        }
+    )
+
+
+def image_diff(previous_lineage, images: pa.Table) -> pa.Table:
+    """``changed`` rows (``DIFF_SCHEMA``; field ``image:{package}``, the first ``HASH_SHOWN`` hex digits of the old
+    and new sha256) for the records both
+    releases hold whose released image differs: the release columns never show it (new image parameters, detector,
+    a corrected box, a replaced photo). ``images``: processid and ``IMAGE_COLUMNS`` of this build;
+    ``previous_lineage``: the previous release's ``records_lineage.csv`` (a release without one gives no rows).
+    All in Arrow (a hash join, column kernels): a new detector changes every record's crops, millions of rows."""
     import pyarrow.compute as pc
 
     path = Path(previous_lineage)
     if not path.is_file():
-        return []
+        return DIFF_SCHEMA.empty_table()
     types = dict.fromkeys(("processid", *IMAGE_COLUMNS), pa.string())
-    options = pacsv.ConvertOptions(column_types=types, include_columns=list(types), include_missing_columns=True)
-    old = pacsv.read_csv(path, convert_options=options)
+    options = pacsv.ConvertOptions(
+        column_types=types, include_columns=list(types), include_missing_columns=True, strings_can_be_null=True
+    )
+    old = shortened(pacsv.read_csv(path, convert_options=options))
     old = old.rename_columns([name if name == "processid" else f"{name}_old" for name in old.schema.names])
-    joined = images.select(["processid", *IMAGE_COLUMNS]).join(old, keys="processid", join_type="inner")
+    now = shortened(images.select(["processid", *IMAGE_COLUMNS]).cast(pa.schema([(n, pa.string()) for n in types])))
+    joined = now.join(old, keys="processid", join_type="inner")
 
     def differs(column: str) -> pa.Array:
-        now, before = (pc.fill_null(joined[name].cast(pa.string()), "") for name in (column, f"{column}_old"))
-        return pc.not_equal(now, before)
+        current, before = (pc.fill_null(joined[name].combine_chunks(), "") for name in (column, f"{column}_old"))
+        return pc.not_equal(current, before)
 
-    rows = []
+    # small repeated texts as dictionaries: a new detector gives every record rows (tens of millions at 5M)
+    reasons = pa.array(
+        [
+            "its source photo changed",
+            "made with other image parameters, detector or a corrected box (store key changed)",
+            "made again with the same parameters (a library or the image stage changed)",
+        ]
+    )
+    photo, params = differs("image_sha256"), differs("params_key")
+    why_index = pc.if_else(photo, 0, pc.if_else(params, 1, 2)).cast(pa.int8())
+    parts = []
     for package in IMAGE_PACKAGES:
         column = f"sha256_{package}"
-        changed = joined.filter(differs(column))
-        if not changed.num_rows:
-            continue
-        photo = differs("image_sha256").filter(differs(column)).to_pylist()
-        params = differs("params_key").filter(differs(column)).to_pylist()
-        values = changed.select(["processid", f"{column}_old", column]).to_pylist()
-        for value, new_photo, new_params in zip(values, photo, params, strict=True):
-            if new_photo:
-                why = "its source photo changed"
-            elif new_params:
-                why = "made with other image parameters, detector or a corrected box (store key changed)"
-            else:
-                why = "made again with the same parameters (a library or the image stage changed)"
-            old_sha, new_sha = value[f"{column}_old"] or None, value[column] or None
-            rows.append((value["processid"], "changed", f"image:{package}", old_sha, new_sha, why))
-    return sorted(rows, key=lambda row: (row[0], row[2]))
+        changed = differs(column)
+        rows = joined.filter(changed)
+        constant = pa.array([0] * rows.num_rows, pa.int8())  # one dictionary entry, repeated
+        parts.append(
+            pa.table(
+                {
+                    "processid": rows["processid"],
+                    "change": pa.DictionaryArray.from_arrays(constant, pa.array(["changed"])),
+                    "field": pa.DictionaryArray.from_arrays(constant, pa.array([f"image:{package}"])),
+                    "old": rows[f"{column}_old"],
+                    "new": rows[column],
+                    "why": pa.DictionaryArray.from_arrays(why_index.filter(changed), reasons),
+                    "order": pc.add(constant, sorted(IMAGE_PACKAGES).index(package)),  # the field's, by name
+                }
+            )
+        )
+    table = pa.concat_tables(parts, promote_options="permissive").combine_chunks()
+    table = table.take(pc.sort_indices(table, [("processid", "ascending"), ("order", "ascending")]))
+    return table.drop_columns(["order"]).cast(DIFF_SCHEMA)
 
 
 def write_release_diff(
@@ -222,10 +256,9 @@ def write_release_diff(
     )
     table, summary = release_diff(release / ROOT / CSV_PATH, new, rejects, changes, previous_rejects, previous_changes)
     if images is not None:
-        rows = image_diff(release / ROOT / RECORDS_LINEAGE.path, images)
-        image_rows = pa.Table.from_pylist([dict(zip(DIFF_SCHEMA.names, row)) for row in rows], schema=DIFF_SCHEMA)
+        image_rows = image_diff(release / ROOT / RECORDS_LINEAGE.path, images)
         table = pa.concat_tables([table, image_rows])
-        summary["changed_images"] = len({row[0] for row in rows})
+        summary["changed_images"] = len(image_rows["processid"].unique())
     summary["previous"] = release.name
     summary["previous_version"] = previous_version(release)
     manifest = release / "MANIFEST.json"

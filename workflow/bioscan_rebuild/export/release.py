@@ -132,12 +132,12 @@ def _diff_against(previous, rejects, changes, folder: Path):
 
         from bioscan_rebuild.core.io import read_table
         from bioscan_rebuild.core.schemas import REJECT_SCHEMA, SPLITS
-        from bioscan_rebuild.export.diff import IMAGE_COLUMNS, write_release_diff
+        from bioscan_rebuild.export.diff import IMAGE_COLUMNS, shortened, write_release_diff
         from bioscan_rebuild.export.spool import SPOOL_SCHEMA, iter_split, release_columns
 
         parts = [t for split in SPLITS for t in iter_split(spool, split)] or [SPOOL_SCHEMA.empty_table()]
         new = pa.concat_tables([release_columns(t) for t in parts])
-        images = pa.concat_tables([t.select(["processid", *IMAGE_COLUMNS]) for t in parts])
+        images = pa.concat_tables([shortened(t.select(["processid", *IMAGE_COLUMNS])) for t in parts])
         reject_table = pd.concat([read_table(p, REJECT_SCHEMA).to_pandas() for p in rejects])
         change_table = pq.read_table(changes, columns=["processid", "field", "rule"]).to_pandas()
         written = write_release_diff(previous, new, reject_table, change_table, folder, images)

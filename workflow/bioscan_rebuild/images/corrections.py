@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from bioscan_rebuild.core.errors import InputError
-from bioscan_rebuild.core.schemas import processid_key
+from bioscan_rebuild.core.schemas import processid_key, strip_invisible
 from bioscan_rebuild.core.tsv import read_maintainer_table
 
 BOX_CORRECTION_COLUMNS = ("processid", "box", "reason", "source")
@@ -74,12 +74,17 @@ def load_box_corrections(path: str | Path | None) -> dict[str, BoxCorrection]:
     return by_record(read_box_corrections(path))
 
 
+def _processid(text: str) -> str:
+    """A row's processid as ingest spells records' (invisible characters and surrounding spaces removed)."""
+    return strip_invisible(text).strip()
+
+
 def by_record(corrections: pd.DataFrame) -> dict[str, BoxCorrection]:
     """``load_box_corrections`` of a table ``read_box_corrections`` has read."""
     valid = {}
     for row in corrections.itertuples(index=False):
         if _is_valid(row):
-            processid = row.processid.strip()
+            processid = _processid(row.processid)
             photo = getattr(row, PHOTO_COLUMN, "").strip().lower() or None
             box = parse_box(row.box)
             valid[processid_key(processid)] = BoxCorrection(processid, box, row.reason, row.source, photo)
@@ -87,7 +92,7 @@ def by_record(corrections: pd.DataFrame) -> dict[str, BoxCorrection]:
 
 
 def _is_valid(row) -> bool:
-    return parse_box(row.box) is not False and bool(row.processid.strip())
+    return parse_box(row.box) is not False and bool(_processid(row.processid))
 
 
 def outcomes(
@@ -107,7 +112,7 @@ def outcomes(
     records with a photo), ``photo_changed`` (``changed``: the keys whose row names another photo than the
     record's)."""
     rows = list(corrections.itertuples(index=False))
-    keys = [processid_key(row.processid.strip()) for row in rows]
+    keys = [processid_key(_processid(row.processid)) for row in rows]
     last_valid = {key: i for i, (key, row) in enumerate(zip(keys, rows)) if _is_valid(row)}
     result = []
     for i, (key, row) in enumerate(zip(keys, rows)):

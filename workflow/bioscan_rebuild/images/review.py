@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 
 from bioscan_rebuild.core.io import atomic_path, read_table
-from bioscan_rebuild.core.schemas import processid_key
+from bioscan_rebuild.core.schemas import processid_key, strip_invisible
 from bioscan_rebuild.core.store import ImageStore
 from bioscan_rebuild.images.contact_sheet import least_confident
 from bioscan_rebuild.images.corrections import BOX_CORRECTION_COLUMNS, PHOTO_COLUMN, read_box_corrections
@@ -80,7 +80,7 @@ def write_review(image_tables, store_root, outdir, limit: int | None = None) -> 
     # a maintainer's answers in an earlier template: kept, never overwritten (read_box_corrections refuses a file
     # that is no corrections table, so nothing else is overwritten either): read before anything is written
     answers = read_box_corrections(template if template.exists() else None)
-    answered = {processid_key(processid.strip()) for processid in answers["processid"]}
+    answered = {processid_key(strip_invisible(processid).strip()) for processid in answers["processid"]}
     rows = flagged_rows(image_tables)
     flagged = len(rows)
     if limit is not None:

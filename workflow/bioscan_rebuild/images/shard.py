@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from bioscan_rebuild.core.io import atomic_path, read_table, write_json, write_table
 from bioscan_rebuild.core.params import CONTACT_SHEET_SIZE, ImageParams
-from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, INGESTED_SCHEMA, processid_key
+from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, INGESTED_SCHEMA, processid_key, strip_invisible
 from bioscan_rebuild.core.store import ImageStore, params_key
 from bioscan_rebuild.detect.registry import make_detector, make_segmenter
 from bioscan_rebuild.images.contact_sheet import write_contact_sheet
@@ -416,7 +416,7 @@ def summarize_shards(
     }
     if corrections_out:
         corrections = read_box_corrections(box_corrections)
-        wanted = {processid_key(processid.strip()) for processid in corrections["processid"]}
+        wanted = {processid_key(strip_invisible(processid).strip()) for processid in corrections["processid"]}
         given = by_record(corrections)
         known, applied, unusable, clipped, changed = set(), set(), set(), set(), set()  # processid keys
         # Without corrections there is nothing to look up: 5M records' tables stay unread.

@@ -13,8 +13,7 @@ table in brackets):
    does a lower-case genus unless the data holds it capitalised (``megaselia`` -> ``Megaselia`` when some
    record says ``Megaselia``): case is evidence for placeholder names (published split protocol, rules 2 and 3).
 2. Typo / rewording table [``typo_table``]: rank, from, to, reason (rank ``*`` = any; the package ships
-   ``metadata/tables/taxonomy_fixes.tsv``), user-extendable; applied to the normalised names. Then a species
-   name of one word (``Diptera``, ``rufipes``, ``sp.``) names no species: missing [``species_one_word``].
+   ``metadata/tables/taxonomy_fixes.tsv``), user-extendable; applied to the normalised names.
 3. BINs [``bin_normalise``, ``bin_malformed``]: case, whitespace and a missing ``BOLD:`` prefix fixed
    (``bold:aaa1234 ``, ``AAA1234`` -> ``BOLD:AAA1234``); anything not ``BOLD:`` + 3 letters + 4 digits ->
    missing.
@@ -23,6 +22,8 @@ table in brackets):
    that word is capitalised Latin (``Coelioxys sp. 1`` -> ``Coelioxys``) and not a family-group or tribe name
    (``-idae``, ``-inae``, ``-oidea``, ``-ini``: ``Cecidomyiidae sp. 3`` fills nothing), a name the data holds
    at a rank above genus (``Diptera sp. 1``, ``Insecta sp. ...``) or a Malaise-trap code (``Malaise trap 4``).
+   Then a species name of one word (``Diptera``, ``rufipes``, ``sp.``, a genus alone) names no species: missing
+   [``species_one_word``] (a genus alone has given the genus first).
 6. Taxonomy conflicts between records sharing a barcode [``barcode_majority``, ``barcode_conflict_dropped``],
    then between records sharing a BIN [``bin_taxon_majority``, ``bin_taxon_conflict_dropped``].
 7. Parent ranks [``parent_from_child``]: a missing rank (subfamily up to phylum, deepest first) is filled
@@ -64,7 +65,7 @@ import pandas as pd
 
 from bioscan_rebuild.core.novel import novel_mask
 from bioscan_rebuild.core.params import TaxonomyParams
-from bioscan_rebuild.core.schemas import RANKS
+from bioscan_rebuild.core.schemas import RANKS, processid_keys
 from bioscan_rebuild.metadata.bins import bin_table, normalise_bin
 from bioscan_rebuild.metadata.taxonomy.changelog import ChangeLog, map_unique, set_field, working_columns
 from bioscan_rebuild.metadata.taxonomy.conflicts import resolve_conflicts
@@ -97,7 +98,6 @@ def curate(
     counts: dict = {}
     normalise_names(cols, log)  # 1.
     apply_fixes(cols, log, fixes)  # 2.
-    drop_one_word_species(cols, log)
     counts["bins_malformed"] = _normalise_bins(cols, log)  # 3.
     barcode_codes = pd.factorize(cols["barcode_key"])[0]
     counts["bin_conflicts"] = resolve_conflicts(  # 4.
@@ -105,6 +105,7 @@ def curate(
     )
     if params.fill_genus_from_species:  # 5.
         genus_from_species(cols, log, inferred)
+    drop_one_word_species(cols, log)  # after 5: "Megaselia" alone in the species slot still gives the genus
     bin_codes = pd.factorize(cols["dna_bin"])[0]  # BINs are final from here on
     counts["barcode_conflicts"] = resolve_conflicts(  # 6.
         cols, log, barcode_codes, RANKS, params.barcode_ratio, "barcode", cascade=True
@@ -173,9 +174,12 @@ def _results(cols, log, inferred, excluded, outcomes, lineage, counts, out_of_sc
     frame = pd.DataFrame({column: cols.pop(column)[kept] for column in list(cols)})  # pop: one copy at a time
     excluded_frame = pd.DataFrame({"processid": processids[excluded]})
     if excluded.any():
-        reasons = outcomes[outcomes["outcome"] == "excluded"].drop_duplicates("processid").set_index("processid")
-        excluded_frame["reason"] = reasons["reason"].reindex(excluded_frame["processid"]).to_numpy()
-        excluded_frame["source"] = reasons["source"].reindex(excluded_frame["processid"]).to_numpy()
+        # the row may spell the processid otherwise (case, invisible characters): found by key, as it was applied
+        reasons = outcomes[outcomes["outcome"] == "excluded"]
+        reasons = reasons.assign(key=processid_keys(reasons["processid"])).drop_duplicates("key").set_index("key")
+        keys = processid_keys(excluded_frame["processid"])
+        excluded_frame["reason"] = reasons["reason"].reindex(keys).to_numpy()
+        excluded_frame["source"] = reasons["source"].reindex(keys).to_numpy()
     changes = log.table()
     counts.update(
         records=len(processids),

@@ -68,7 +68,7 @@ def _capitalise_known_genera(cols: dict, log: ChangeLog) -> None:
 
 
 def drop_one_word_species(cols: dict, log: ChangeLog) -> None:
-    """Step 2, last [``species_one_word``]: a species name is at least two words (``Megaselia rufipes``,
+    """Step 5, last [``species_one_word``]: a species name is at least two words (``Megaselia rufipes``,
     ``Megaselia sp. 3``); one word (``Diptera``, ``rufipes``, ``sp.``) names no species, so it becomes missing
     instead of counting as a labelled species in the splits. The changes table keeps what it said."""
     species = cols["species"]
