@@ -188,7 +188,8 @@ def processid_keys(processids) -> np.ndarray:
     import pyarrow.compute as pc
 
     # the invisible characters go in Arrow (one regex pass, not a Python call per id: millions of records)
-    visible = pc.replace_substring_regex(pa.array(list(processids), pa.string()), INVISIBLE_CHARACTERS, "")
+    given = pa.array(pd.Series(processids, dtype=object), pa.string(), from_pandas=True)  # NaN, None: missing
+    visible = pc.replace_substring_regex(given, INVISIBLE_CHARACTERS, "")
     ids = pd.Series(visible.to_numpy(zero_copy_only=False), dtype=object)
     return ids.str.strip().str.normalize("NFC").str.upper().to_numpy(dtype=object)
 
