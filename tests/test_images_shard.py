@@ -142,15 +142,19 @@ def test_shard_run_writes_tables_and_reuses_the_store(tmp_path, monkeypatch):
     assert (moved["params_key"] != row["params_key"]).all()
 
 
-def test_box_corrections_redo_only_their_photos_and_say_what_applied(tmp_path, monkeypatch):
-    """The review queue's answer: P1 gets a maintainer's box, P2 is an empty well, Q9 is no record, P3's box
-    lies outside the photo. Only P1 and P2 are redone (under keys of their own); the rest come from the store."""
+def _five_photos(tmp_path, monkeypatch):
+    """Five records P0-21..P4-21 with photos, ingested; the oracle detector. (records, inventory, dirs, store)"""
     _use_oracle(monkeypatch)
     _photos(tmp_path / "photos")
     records = _ingest(tmp_path, 5)
     inventory = tmp_path / "ingest" / "images" / "images-1" / "inventory" / "shard-000.parquet"
-    dirs = {"images-1": str(tmp_path / "photos")}
-    store = tmp_path / "store"
+    return records, inventory, {"images-1": str(tmp_path / "photos")}, tmp_path / "store"
+
+
+def test_box_corrections_redo_only_their_photos_and_say_what_applied(tmp_path, monkeypatch):
+    """The review queue's answer: P1 gets a maintainer's box, P2 is an empty well, Q9 is no record, P3's box
+    lies outside the photo. Only P1 and P2 are redone (under keys of their own); the rest come from the store."""
+    records, inventory, dirs, store = _five_photos(tmp_path, monkeypatch)
     run_photo_shard(inventory, store, tmp_path / "photos1.parquet", batch="images-1", image_dirs=dirs)
     corrections = tmp_path / "corrections.tsv"
     corrections.write_text(
@@ -198,12 +202,7 @@ def test_a_box_drawn_on_another_photo_is_not_applied_to_the_records_new_one(tmp_
     """The template names the photo a box was drawn on (image_sha256). When the record's photo is another one by
     the next run (a redelivery replaced it), the old box used to be applied to it silently (box_source
     correction, out of the review queue); now the photo is detected, and the row says photo_changed."""
-    _use_oracle(monkeypatch)
-    _photos(tmp_path / "photos")
-    records = _ingest(tmp_path, 5)
-    inventory = tmp_path / "ingest" / "images" / "images-1" / "inventory" / "shard-000.parquet"
-    dirs = {"images-1": str(tmp_path / "photos")}
-    store = tmp_path / "store"
+    records, inventory, dirs, store = _five_photos(tmp_path, monkeypatch)
     rows = pq.read_table(inventory).to_pandas().set_index("processid")
     sha_p1, sha_p2 = rows.loc["P1-21", "image_sha256"], rows.loc["P2-21", "image_sha256"]
     corrections = tmp_path / "corrections.tsv"

@@ -32,7 +32,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from bioscan_rebuild.core.io import file_sha256
-from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, RANKS, RELEASE_COLUMNS, SPLITS
+from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, RELEASE_COLUMNS, SPLITS
 from bioscan_rebuild.export.formats.hdf5 import HDF5_LABELS
 from bioscan_rebuild.export.formats.jsonld import DECIMAL_TERMS, INTEGER_TERMS, STRING_TERMS
 from bioscan_rebuild.export.layout import (
@@ -55,16 +55,9 @@ from bioscan_rebuild.export.layout import (
 
 # Shown per check and column before "... and N more"; a tampered column can differ in millions of rows.
 SHOWN = 5
-# Release labels the metadata stages make (the replay compares these).
-REPLAYED = (
-    "sampleid",
-    "taxon",
-    *RANKS,
-    "dna_bin",
-    "dna_barcode",
-    "country",
-    "province_state",
-)
+# Release columns the metadata stages make (the replay compares these): the text ones from sampleid to
+# province_state (labels, BIN, barcode, geography), then the numbers.
+REPLAYED = RELEASE_COLUMNS[RELEASE_COLUMNS.index("sampleid") : RELEASE_COLUMNS.index("coord-lat")]
 REPLAYED_NUMBERS = ("coord-lat", "coord-lon", "inferred_ranks")
 
 
