@@ -224,7 +224,7 @@ def image_diff(previous_lineage, images: pa.Table) -> pa.Table:
         column = f"sha256_{package}"
         changed = differs(column)
         rows = joined.filter(changed)
-        constant = pa.array([0] * rows.num_rows, pa.int8())  # one dictionary entry, repeated
+        constant = pa.array(np.zeros(rows.num_rows, np.int8))  # one dictionary entry, repeated
         parts.append(
             pa.table(
                 {
