@@ -209,6 +209,51 @@ def _edit_images_parquet(release: Path) -> str:
     return f"record {table['processid'][0].as_py()}: image bytes differ from"
 
 
+def _edit_fasta_base(release: Path) -> str:
+    path = release / "bioscan5m/metadata/barcodes.fasta"
+    lines = path.read_text().split("\n")
+    pid = lines[0][1:].split("|")[0]
+    lines[1] = ("C" if lines[1][0] != "C" else "T") + lines[1][1:]
+    path.write_text("\n".join(lines))
+    return f"barcodes.fasta: record {pid} field dna_barcode: "
+
+
+def _drop_fasta_entry(release: Path) -> str:
+    path = release / "bioscan5m/metadata/barcodes.fasta"
+    entries = path.read_text().split(">")  # "" then one "header\nsequence lines\n" per entry
+    pid = entries[2].split("|")[0]
+    path.write_text(">".join(entries[:2] + entries[3:]))
+    return f"barcodes.fasta: record {pid} of the csv is missing"
+
+
+def _jsonld_node(release: Path, node: dict) -> None:
+    """Insert ``node`` as the first node of the train split's graph, one line, as the writer lays nodes out."""
+    path = release / "bioscan5m/metadata/jsonld/train.jsonld"
+    text = path.read_text()
+    line = json.dumps(node, sort_keys=True, separators=(",", ":")) + ",\n"
+    at = text.index('"@graph": [\n') + len('"@graph": [\n')
+    path.write_text(text[:at] + line + text[at:])
+
+
+def _add_jsonld_record_under_a_full_iri(release: Path) -> str:
+    """A record node whose @id is spelled out in full instead of as rec:...: the audit skipped it."""
+    path = release / "bioscan5m/metadata/jsonld/train.jsonld"
+    records = json.loads(path.read_text())["@context"]["rec"]
+    _jsonld_node(release, {"@id": records + "FORGED-1", "@type": "dwc:Occurrence", "occurrenceID": "FORGED-1"})
+    return "record FORGED-1 is not in the csv's train split"
+
+
+def _add_jsonld_foreign_node(release: Path) -> str:
+    _jsonld_node(release, {"@id": "https://example.org/specimen/1", "@type": "dwc:Occurrence", "genus": "Forgedia"})
+    return "node 'https://example.org/specimen/1' is neither a record nor part of the release"
+
+
+def _edit_hdf5_version(release: Path) -> str:
+    with h5py.File(release / "bioscan5m/hdf5/BIOSCAN_5M.h5", "r+") as h5:
+        h5.attrs["version"] = "9.9.9"
+    return "hdf5/BIOSCAN_5M.h5: version '9.9.9', bioscan5m/croissant.json says '0.1.0'"
+
+
 TAMPERS = {  # name -> (tamper, what the finding says, is it found with a rewritten manifest too)
     "csv_cell": (_edit_csv_cell, "field family", True),
     "parquet_value": (_edit_parquet_value, "field species: 'Musca domestica'", True),
@@ -223,6 +268,13 @@ TAMPERS = {  # name -> (tamper, what the finding says, is it found with a rewrit
     "deleted_image": (_delete_image, "names a cropped_256 image, no file", True),
     "blank_lineage_hash": (_blank_lineage_hash, "has no cropped_256 sha256", True),
     "images_parquet_bytes": (_edit_images_parquet, "image bytes differ from", True),
+    # and these five too: the FASTA was never read, a JSON-LD node not spelled rec:... was skipped, and nothing
+    # compared the versions the files name
+    "fasta_base": (_edit_fasta_base, "field dna_barcode: ", True),
+    "fasta_entry_dropped": (_drop_fasta_entry, "of the csv is missing", True),
+    "jsonld_record_under_a_full_iri": (_add_jsonld_record_under_a_full_iri, "FORGED-1 is not in the csv", True),
+    "jsonld_foreign_node": (_add_jsonld_foreign_node, "is neither a record nor part of the release", True),
+    "hdf5_version": (_edit_hdf5_version, "version '9.9.9'", True),
 }
 
 
@@ -255,7 +307,7 @@ def test_an_edited_source_export_is_found(copy):
 
 def _forge(release: Path, columns: tuple[str, ...], old: str, new: str) -> None:
     """A forgery consistent across the formats: every whole cell ``old`` of ``columns`` made ``new`` in the CSV,
-    JSON-LD (as quoted text), Parquet and HDF5, and the manifest rewritten."""
+    JSON-LD (as quoted text), Parquet, HDF5 and the FASTA headers, and the manifest rewritten."""
     import pyarrow as pa
 
     root = release / "bioscan5m"
@@ -270,6 +322,9 @@ def _forge(release: Path, columns: tuple[str, ...], old: str, new: str) -> None:
             index = table.schema.get_field_index(column)
             table = table.set_column(index, column, pa.array(values).dictionary_encode())
         pq.write_table(table, path)
+    if "taxon" in columns:  # the FASTA headers name it: >processid|dna_bin|taxon
+        fasta = root / "metadata/barcodes.fasta"
+        fasta.write_text(fasta.read_text().replace(f"|{old}\n", f"|{new}\n"))
     with h5py.File(root / "hdf5/BIOSCAN_5M.h5", "r+") as h5:
         for split in h5:
             for column in (c for c in columns if c in h5[split]):  # the HDF5 holds no geography
@@ -424,3 +479,78 @@ def test_lineage_image_hashes_need_files_only_where_the_images_were_released():
     manifest = {"bioscan5m/images/cropped_256/test/P1.jpg": {"sha256": "a" * 64, "bytes": 1}}
     _check_image_hashes("lineage", lineage, rows, manifest, findings)
     assert findings.report() == ["lineage: record P2 names a cropped_256 image, no file images/cropped_256/test/P2.jpg"]
+
+
+def _lineage_rows(release: Path) -> tuple[list[str], list[list[str]]]:
+    import csv
+
+    with open(release / "bioscan5m/metadata/records_lineage.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    return rows[0], rows[1:]
+
+
+def _write_lineage(release: Path, header: list[str], rows: list[list[str]]) -> None:
+    """The lineage CSV and its Parquet copy, both edited alike (the forger keeps them in agreement)."""
+    import csv
+
+    import pyarrow as pa
+
+    root = release / "bioscan5m/metadata"
+    with open(root / "records_lineage.csv", "w", newline="") as handle:
+        writer = csv.writer(handle, quoting=csv.QUOTE_NONNUMERIC)
+        writer.writerow(header)
+        writer.writerows(rows)
+    table = pq.read_table(root / "records_lineage.parquet")
+    for column in ("source_line", "image_path", "image_sha256"):
+        values = [row[header.index(column)] for row in rows]
+        kind = table.schema.field(column).type
+        values = [int(v) for v in values] if pa.types.is_integer(kind) else [v or None for v in values]
+        table = table.set_column(table.schema.get_field_index(column), column, pa.array(values, kind))
+    pq.write_table(table, root / "records_lineage.parquet")
+
+
+def test_a_lineage_row_moved_or_two_photos_swapped_is_found_against_the_sources(copy):
+    """The lineage named an export row and a photo that the audit only checked for existence and hash: a record's
+    line number moved, or two records' photos swapped (paths and hashes alike), passed with its sources."""
+    release = copy / "results" / "release"
+    header, rows = _lineage_rows(release)
+    line, path, sha, batch = (header.index(c) for c in ("source_line", "image_path", "image_sha256", "image_batch"))
+    moved = rows[0]
+    moved[line] = str(int(moved[line]) + 1)
+    first, second = [row for row in rows[1:] if row[path]][:2]
+    first[path], second[path] = second[path], first[path]
+    first[sha], second[sha] = second[sha], first[sha]
+    first[batch], second[batch] = second[batch], first[batch]
+    _write_lineage(release, header, rows)
+    rewrite_manifest(release)
+    assert audit(copy).returncode == 0  # consistent with itself: only the sources tell
+    result = audit(copy, "--sources", "config/config.yaml", "--all")
+    assert result.returncode == 1
+    was, now = int(moved[line]) - 1, int(moved[line])
+    assert f"records_lineage.csv: record {moved[0]} field source_line: {now}, the sources {was}" in result.stdout
+    for row in (first, second):
+        assert f"{row[path]} ({row[batch]}): the file name does not name {row[0]}, its record" in result.stdout
+    assert "sha256 differs from the photo" not in result.stdout  # the hashes travelled with the paths
+
+
+def test_a_version_rewritten_in_every_file_is_found_against_the_sources(copy):
+    """Croissant, HDF5, JSON-LD and the card all say 2.0.0 (manifest rewritten): consistent with itself, but not
+    the version the build's config gave."""
+    release = copy / "results" / "release"
+    root = release / "bioscan5m"
+    croissant = json.loads((root / "croissant.json").read_text())
+    old = croissant["version"]
+    croissant["version"] = "2.0.0"
+    (root / "croissant.json").write_text(json.dumps(croissant, indent=2) + "\n")
+    with h5py.File(root / "hdf5/BIOSCAN_5M.h5", "r+") as h5:
+        h5.attrs["version"] = "2.0.0"
+    for path in root.glob("metadata/jsonld/*.jsonld"):
+        path.write_text(path.read_text().replace(f"rebuild:{old}", "rebuild:2.0.0"))
+    card = release / "README.md"
+    card.write_text(card.read_text().replace(f"(version {old})", "(version 2.0.0)"))
+    rewrite_manifest(release)
+    assert audit(copy).returncode == 0, audit(copy).stdout[-2000:]
+    result = audit(copy, "--sources", "config/config.yaml", "--all")
+    assert result.returncode == 1
+    assert f"bioscan5m/croissant.json: version '2.0.0', the build's config says '{old}'" in result.stdout
+    assert "train.jsonld: names the release 'urn:bioscan-rebuild:release:BIOSCAN-5M%20rebuild:2.0.0/'" in result.stdout

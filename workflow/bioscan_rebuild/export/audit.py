@@ -19,11 +19,12 @@ Checks 2-4 find edits that a rewritten manifest would hide. Each problem names i
 from __future__ import annotations
 
 import json
+import re
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pyarrow as pa
@@ -32,11 +33,13 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from bioscan_rebuild.core.io import file_sha256
-from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, RELEASE_COLUMNS, SPLITS
+from bioscan_rebuild.core.params import ExportOptions, IngestParams
+from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, RELEASE_COLUMNS, SPLITS, processid_keys
 from bioscan_rebuild.export.formats.hdf5 import HDF5_LABELS
 from bioscan_rebuild.export.formats.jsonld import DECIMAL_TERMS, INTEGER_TERMS, STRING_TERMS
 from bioscan_rebuild.export.layout import (
     ACCOUNTING,
+    BARCODES_FASTA,
     BBOX,
     CROISSANT_PATH,
     CSV_PATH,
@@ -117,9 +120,12 @@ def check_records(release: Path, sources, findings: Findings) -> int:
     check_lineage(root, table, accounting, findings, manifest)
     check_rejects(root, accounting, findings)
     check_bbox(root, table, findings)
+    check_fasta(root, table, findings)
     check_images_parquet(root, manifest, findings)
     check_croissant(root, manifest, findings)
-    if sources is not None:
+    if sources is None:
+        check_version(root, findings)
+    else:
         check_sources(Path(sources), root, table, accounting, findings)
     return table.num_rows
 
@@ -271,17 +277,18 @@ def _csv_table(path: Path, findings: Findings) -> pa.Table | None:
     return table.sort_by("processid")
 
 
-def _compare(where: str, field: str, ids: pa.Array, expected: pa.Array, got: pa.Array, findings: Findings) -> None:
-    """Report rows where ``got`` differs from ``expected`` (null-aware), naming record and field."""
+def _compare(
+    where: str, field: str, ids: pa.Array, expected: pa.Array, got: pa.Array, findings: Findings, truth: str = "csv"
+) -> None:
+    """Report rows where ``got`` differs from ``expected`` (null-aware), naming record and field; ``truth`` names
+    where ``expected`` comes from."""
     expected, got = _large(expected), _large(got)
     same = pc.fill_null(pc.equal(expected, got), False)
     both_null = pc.and_(pc.is_null(expected), pc.is_null(got))
     differ = np.flatnonzero(~pc.or_(same, both_null).to_numpy(zero_copy_only=False))
     for row in differ:
-        findings.add(
-            f"{where} {field}",
-            f"{where}: record {ids[row].as_py()} field {field}: {got[row].as_py()!r}, csv {expected[row].as_py()!r}",
-        )
+        pid, value, wanted = ids[row].as_py(), got[row].as_py(), expected[row].as_py()
+        findings.add(f"{where} {field}", f"{where}: record {pid} field {field}: {value!r}, {truth} {wanted!r}")
 
 
 def _large(array):
@@ -392,7 +399,7 @@ def check_hdf5(root: Path, csv: pa.Table, findings: Findings) -> None:
 
 
 def _jsonld_batches(path: Path, keys: dict[str, pa.DataType], block: int) -> Iterator[pa.Table]:
-    """The record nodes of a JSON-LD split file as Arrow tables, about ``block`` bytes of the file each.
+    """The nodes of a JSON-LD split file as Arrow tables, about ``block`` bytes of the file each.
 
     The release writes one node per line (``node,``) between ``"@graph": [`` and ``]}``; a raw newline cannot
     occur inside a JSON string, so blanking each line's trailing comma leaves newline-delimited JSON, which
@@ -426,7 +433,7 @@ def _jsonld_batches(path: Path, keys: dict[str, pa.DataType], block: int) -> Ite
                 ends = newlines - 1
                 data[ends[(ends >= 0) & (data[np.maximum(ends, 0)] == 0x2C)]] = 0x20  # "node,\n" -> "node \n"
                 nodes = pajson.read_json(pa.BufferReader(pa.py_buffer(view[:cut])), parse_options=options)
-                yield nodes.filter(pc.starts_with(nodes["@id"], "rec:"))
+                yield nodes
             del data
             carried = filled - cut
             view[:carried] = view[cut:filled]
@@ -487,13 +494,59 @@ def check_jsonld(root: Path, csv: pa.Table, findings: Findings, block: int = 1 <
             continue
         released = _SplitRows(part)
         try:
+            own = _jsonld_own_prefixes(path)
             for nodes in _jsonld_batches(path, keys, block):
+                nodes = _jsonld_record_nodes(where, nodes, own, findings)
                 _check_jsonld_nodes(where, split, nodes, released, terms, numbers, findings)
         except (ValueError, pa.ArrowInvalid) as error:
             findings.add("unreadable", f"{where}: not the JSON-LD the release writes ({error})")
             continue
         for pid in released.missing():
             findings.add(f"{where} records", f"{where}: record {pid} of the csv is missing")
+
+
+def _jsonld_own_prefixes(path: Path) -> tuple[str, str]:
+    """(the release's IRI, its records' IRI prefix) from the file's ``@context`` (``release:`` and ``rec:``)."""
+    with open(path, "rb") as handle:
+        head = handle.read(1 << 20)
+    at = head.find(b'"@graph": [')
+    if at < 0:
+        raise ValueError('no "@graph": [ in its first MB')
+    context = json.loads(head[:at].decode().rstrip().rstrip(",") + "}").get("@context", {})
+    release, records = context.get("release"), context.get("rec")
+    if not isinstance(release, str) or not isinstance(records, str):
+        raise ValueError("its @context defines no release: and rec: prefixes")
+    return release, records
+
+
+def _jsonld_record_nodes(where: str, nodes: pa.Table, own: tuple[str, str], findings: Findings) -> pa.Table:
+    """The record nodes (``rec:`` ids, or any node with an ``occurrenceID``: an Occurrence under a full IRI is a
+    record to an RDF reader too); every other node must be one of the release's own (``release:...``)."""
+    release, records = own
+    ids = nodes["@id"]
+    by_id = pc.or_(pc.starts_with(ids, "rec:"), pc.starts_with(ids, records))
+    is_record = pc.fill_null(pc.or_(by_id, pc.is_valid(nodes["occurrenceID"])), False)
+    own_node = pc.or_(pc.starts_with(ids, "release:"), pc.equal(ids, release.rstrip("/")))
+    for node in ids.filter(pc.invert(pc.fill_null(pc.or_(is_record, own_node), False))).to_pylist():
+        findings.add(f"{where} nodes", f"{where}: node {node!r} is neither a record nor part of the release")
+    nodes = nodes.filter(is_record)
+    prefix, empty = pa.scalar("rec:", pa.large_string()), pa.scalar("", pa.large_string())
+    expected = pc.binary_join_element_wise(prefix, _percent_encoded(nodes["occurrenceID"]), empty)
+    named = pc.fill_null(pc.equal(nodes["@id"], expected), False)
+    for node, pid in zip(*(nodes.filter(pc.invert(named))[c].to_pylist() for c in ("@id", "occurrenceID"))):
+        findings.add(f"{where} nodes", f"{where}: node {node!r} holds record {pid!r}: its @id is not that record's")
+    return nodes.filter(pc.is_valid(nodes["occurrenceID"]))
+
+
+def _percent_encoded(ids) -> pa.Array:
+    """``urllib.parse.quote(id, safe="")`` of each id, as the JSON-LD writer names record nodes."""
+    from urllib.parse import quote
+
+    ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+    plain = pc.fill_null(pc.match_substring_regex(ids, r"^[A-Za-z0-9_.~-]*$"), True)
+    if pc.all(plain).as_py() is not False:
+        return ids
+    return pa.array([None if v is None else quote(v, safe="") for v in ids.to_pylist()], ids.type)
 
 
 def _check_jsonld_nodes(where, split, nodes, released: _SplitRows, terms, numbers, findings) -> None:
@@ -647,6 +700,58 @@ def check_bbox(root: Path, csv: pa.Table, findings: Findings) -> None:
         _compare(where, field, ids, expected, _numeric_text(table[field].combine_chunks()), findings)
 
 
+def check_fasta(root: Path, csv: pa.Table, findings: Findings, block: int = 100_000) -> None:
+    """``barcodes.fasta``: one entry ``>processid|dna_bin|taxon`` per released record with a barcode, and its
+    sequence the record's ``dna_barcode``. Read ``block`` entries at a time (a full release's file is GBs)."""
+    import pandas as pd
+    from Bio.SeqIO.FastaIO import SimpleFastaParser
+
+    path, where = root / BARCODES_FASTA.path, f"{ROOT}/{BARCODES_FASTA.path}"
+    if not path.exists():
+        return  # optional, like every side file the config may leave out
+    ids = csv["processid"].combine_chunks()
+    rows_of = pd.Index(ids.to_numpy(zero_copy_only=False))
+    seen = np.zeros(len(ids), bool)
+
+    def compare(entries: list[tuple[str, str]]) -> None:
+        parts = [title.split("|", 2) + [""] * (2 - title.count("|")) for title, _ in entries]
+        names = pa.array([part[0] for part in parts], pa.large_string())
+        rows = rows_of.get_indexer(names.to_numpy(zero_copy_only=False))
+        for pid in names.filter(pa.array(rows < 0)).to_pylist():
+            findings.add(f"{where} records", f"{where}: record {pid} is not released")
+        known = np.flatnonzero(rows >= 0)
+        rows = rows[known]
+        for row in rows[seen[rows]]:
+            findings.add(f"{where} records", f"{where}: record {ids[int(row)]} is there more than once")
+        seen[rows] = True
+        expected = csv.take(pa.array(rows, pa.int64()))
+        got = {
+            "dna_bin": [parts[i][1] or None for i in known],
+            "taxon": [parts[i][2] or None for i in known],
+            "dna_barcode": [entries[i][1] or None for i in known],
+        }
+        for field, values in got.items():
+            got_field = pa.array(values, pa.large_string())
+            _compare(where, field, names.take(pa.array(known)), expected[field].combine_chunks(), got_field, findings)
+
+    try:
+        with open(path) as handle:
+            entries = []
+            for entry in SimpleFastaParser(handle):
+                entries.append(entry)
+                if len(entries) == block:
+                    compare(entries)
+                    entries = []
+            if entries:
+                compare(entries)
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        findings.add("unreadable", f"{where}: not the FASTA the release writes ({error})")
+        return
+    barcoded = pc.fill_null(pc.greater(pc.utf8_length(csv["dna_barcode"].combine_chunks()), 0), False)
+    for pid in ids.filter(pc.and_(barcoded, pa.array(~seen))).to_pylist():
+        findings.add(f"{where} records", f"{where}: record {pid} of the csv is missing")
+
+
 def check_lineage_parquet(root: Path, lineage_csv: pa.Table, findings: Findings) -> None:
     """``records_lineage.parquet`` holds what ``records_lineage.csv`` holds (the checked columns, row by row)."""
     path = root / RECORDS_LINEAGE_PARQUET.path
@@ -695,6 +800,56 @@ def check_images_parquet(root: Path, manifest: dict, findings: Findings, batch_r
                         findings.add("images parquet", f"{where}: record {pid}: image bytes differ from {rel}")
         except (OSError, KeyError, pa.ArrowException) as error:
             findings.add("unreadable", f"{where}: not the images Parquet the release writes ({error})")
+
+
+def check_version(root: Path, findings: Findings, expected: ExportOptions | None = None) -> None:
+    """Every file that names the release names the same one: ``croissant.json`` (name, version), the HDF5 file's
+    ``version``, each JSON-LD file's release IRI and the card's title. Against ``expected`` (the build's config,
+    with ``--sources``); else against the first of those files."""
+    from bioscan_rebuild.export.provenance import release_id
+
+    named: list[tuple[str, str | None, str | None]] = []  # (file, name, version); None: the file does not say
+    croissant = root / CROISSANT_PATH
+    if croissant.exists():
+        doc = _json(croissant, findings)
+        named.append((f"{ROOT}/{CROISSANT_PATH}", doc.get("name"), doc.get("version")))
+    if (root / HDF5_PATH).exists():
+        import h5py
+
+        try:
+            with h5py.File(root / HDF5_PATH, "r") as h5:
+                version = h5.attrs.get("version")
+            named.append((f"{ROOT}/{HDF5_PATH}", None, None if version is None else str(version)))
+        except OSError as error:
+            findings.add("unreadable", f"{ROOT}/{HDF5_PATH}: cannot be read ({error})")
+    card = root.parent / "README.md"
+    if card.exists():
+        title = re.search(r"^# (.*) \(version (.*)\)$", card.read_text(), re.MULTILINE)
+        named.append(("README.md", *(title.groups() if title else (None, None))))
+    if expected is None:
+        if not named:
+            return
+        first = named[0]
+        expected_name = next((name for _, name, _ in named if name is not None), None)
+        expected_version, source = first[2], first[0]
+    else:
+        expected_name, expected_version, source = expected.name, expected.version, "the build's config"
+    for where, name, version in named:
+        if version is not None and version != expected_version:
+            findings.add("version", f"{where}: version {version!r}, {source} says {expected_version!r}")
+        if name is not None and expected_name is not None and name != expected_name:
+            findings.add("version", f"{where}: name {name!r}, {source} says {expected_name!r}")
+    if expected_name is None or expected_version is None:
+        return
+    iri = release_id({"export": {"name": expected_name, "version": expected_version}}) + "/"
+    for path in sorted((root / JSONLD_DIR).glob("*.jsonld")):
+        try:
+            release, _ = _jsonld_own_prefixes(path)
+        except (OSError, ValueError) as error:
+            findings.add("unreadable", f"{ROOT}/{JSONLD_DIR}/{path.name}: not the JSON-LD the release writes ({error})")
+            continue
+        if release != iri:
+            findings.add("version", f"{ROOT}/{JSONLD_DIR}/{path.name}: names the release {release!r}, not {iri!r}")
 
 
 def check_croissant(root: Path, manifest: dict, findings: Findings) -> None:
@@ -746,6 +901,8 @@ def check_sources(config_path: Path, root: Path, csv: pa.Table, accounting: dict
             findings.add("source", f"{export}: the source export is missing")
         elif listed.get(export) != file_sha256(export):
             findings.add("source", f"{export}: sha256 differs from the one the build read (accounting.json)")
+    export = {k: v for k, v in (config.get("export") or {}).items() if k != "formats"}  # formats: not an option
+    check_version(root, findings, ExportOptions.from_dict(export))
     folders = {batch["name"]: batch["images"] for batch in config.get("batches", []) if batch.get("images")}
     photo_columns = ["processid", "image_batch", "image_path", "image_sha256"]
     options = pacsv.ConvertOptions(
@@ -754,12 +911,21 @@ def check_sources(config_path: Path, root: Path, csv: pa.Table, accounting: dict
         include_missing_columns=True,
     )
     lineage = pacsv.read_csv(root / RECORDS_LINEAGE.path, convert_options=options)
+    pattern = re.compile(IngestParams.from_dict(config.get("ingest") or {}).image_name_pattern, re.IGNORECASE)
+
+    def _named(rel: str) -> str | None:
+        """The processid key the photo's file name gives, as ingest reads it."""
+        match = pattern.match(PurePosixPath(rel).name)
+        return processid_keys([match.group("processid")])[0] if match else None
+
     if lineage["image_sha256"].null_count < lineage.num_rows:
         for pid, batch, rel, sha in zip(
             *(lineage[c].to_pylist() for c in ("processid", "image_batch", "image_path", "image_sha256"))
         ):
             if batch is None:
                 continue
+            if not pattern.match(PurePosixPath(rel).name) or processid_keys([pid])[0] != _named(rel):
+                findings.add("source photo", f"{rel} ({batch}): the file name does not name {pid}, its record")
             photo = Path(folders.get(batch, "")) / rel
             if not photo.is_file():
                 findings.add("source photo", f"{photo}: the source photo of {pid} is missing")
@@ -768,7 +934,8 @@ def check_sources(config_path: Path, root: Path, csv: pa.Table, accounting: dict
     if findings.shown.get("source"):
         return  # a replay of other exports than the build read would only repeat this
     with tempfile.TemporaryDirectory() as tmp:
-        replayed, barcodes = replay_metadata(config, exports, root, Path(tmp))
+        replayed, barcodes, origins = replay_metadata(config, exports, root, Path(tmp))
+    _check_replayed_lineage(root, origins, findings)
     ids = csv["processid"].combine_chunks()
     got = replayed.set_index("processid").reindex(ids.to_pylist())
     got["dna_barcode"] = barcodes.set_index("processid")["dna_barcode"].reindex(ids.to_pylist()).to_numpy()
@@ -782,6 +949,44 @@ def check_sources(config_path: Path, root: Path, csv: pa.Table, accounting: dict
             else:
                 values = values.cast(pa.string())
             _compare("replay of the sources", field, ids, expected, values, findings)
+
+
+# lineage column -> the ingested records' column it copies (``export/side_files.py``)
+REPLAYED_LINEAGE = {
+    "source_file": "source_file",
+    "source_layout": "source_layout",
+    "source_line": "source_line",
+    "raw_nucleotides": "nucleotides",
+}
+
+
+def _check_replayed_lineage(root: Path, origins: pa.Table, findings: Findings) -> None:
+    """Each released record's lineage row names the export row the replayed ingest found it on (file, layout,
+    line) and its raw sequence: a line number moved, or two records' rows swapped, is found."""
+    where = f"{ROOT}/{RECORDS_LINEAGE.path}"
+    columns = ["processid", *REPLAYED_LINEAGE]
+    options = pacsv.ConvertOptions(
+        column_types={**dict.fromkeys(columns, pa.large_string()), "source_line": pa.int64()},
+        include_columns=columns,
+        strings_can_be_null=True,
+    )
+    try:
+        lineage = pacsv.read_csv(root / RECORDS_LINEAGE.path, convert_options=options)
+    except (OSError, pa.ArrowInvalid) as error:
+        findings.add("unreadable", f"{where}: cannot be read ({error})")
+        return
+    ids = lineage["processid"].combine_chunks()
+    rows = pc.index_in(ids, value_set=origins["processid"].combine_chunks().cast(pa.large_string()))
+    known = pc.is_valid(rows)
+    for pid in ids.filter(pc.invert(known)).to_pylist():
+        findings.add("lineage source", f"{where}: record {pid} is on no row of the sources")
+    rows, ids = rows.filter(known), ids.filter(known)
+    for column, source in REPLAYED_LINEAGE.items():
+        expected = origins[source].take(rows).combine_chunks()
+        got = lineage[column].filter(known).combine_chunks()
+        if column == "source_line":
+            expected, got = expected.cast(pa.int64()), got.cast(pa.int64())
+        _compare(where, column, ids, _large(expected), _large(got), findings, truth="the sources")
 
 
 def replay_metadata(config: dict, exports, root: Path, workdir: Path):
@@ -838,7 +1043,8 @@ def replay_metadata(config: dict, exports, root: Path, workdir: Path):
         redelivery_paths=[shard / "redeliveries.parquet"],
     )
     barcodes = pd.read_parquet(workdir / "barcodes.parquet", columns=["processid", "dna_barcode"])
-    return pd.read_parquet(workdir / "metadata" / "curated.parquet"), barcodes
+    origins = records.select(["processid", *REPLAYED_LINEAGE.values()])
+    return pd.read_parquet(workdir / "metadata" / "curated.parquet"), barcodes, origins
 
 
 # Reasons of the stages after ingest: these records were ingested, so the replay curates them too.
