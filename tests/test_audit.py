@@ -554,3 +554,21 @@ def test_a_version_rewritten_in_every_file_is_found_against_the_sources(copy):
     assert result.returncode == 1
     assert f"bioscan5m/croissant.json: version '2.0.0', the build's config says '{old}'" in result.stdout
     assert "train.jsonld: names the release 'urn:bioscan-rebuild:release:BIOSCAN-5M%20rebuild:2.0.0/'" in result.stdout
+
+
+def test_the_fasta_reader_gives_every_entry_whole_across_block_boundaries(tmp_path):
+    """Arrow reads the FASTA a block at a time: an entry cut by a block's end must come back whole."""
+    from bioscan_rebuild.export.audit import _fasta_entries
+    from bioscan_rebuild.metadata.barcodes import write_fasta
+
+    entries = [
+        (f"P{i}", f"BOLD:A{i}" if i % 3 else "", "Genus species" if i % 2 else "", "ACGT" * (i + 20)) for i in range(40)
+    ]
+    write_fasta(entries, tmp_path / "x.fasta")
+    got = [row for table in _fasta_entries(tmp_path / "x.fasta", block=300) for row in table.to_pylist()]
+    assert got == [
+        {"processid": p, "dna_bin": b or None, "taxon": t or None, "dna_barcode": s} for p, b, t, s in entries
+    ]
+    (tmp_path / "bad.fasta").write_text("ACGT\n>P1|B|T\nACGT\n")
+    with pytest.raises(ValueError, match="a sequence line before its header"):
+        list(_fasta_entries(tmp_path / "bad.fasta", block=1 << 20))
