@@ -8,6 +8,12 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+# YAML reads an unquoted 2024-01-05 as a date; the schema checks its ISO text.
+for _batch in config.get("batches") or []:
+    if isinstance(_batch, dict) and hasattr(_batch.get("delivered"), "isoformat"):
+        _batch["delivered"] = _batch["delivered"].isoformat()
+
+
 validate(config, "workflow/schemas/config.schema.yaml")
 
 

@@ -231,6 +231,24 @@ def _missing_export(config):
     config["batches"] = [{"name": "d1", "export": "deliveries/d1.tsv", "images": "config"}]
 
 
+def _detector_param_typo(config):
+    config["images"]["detector"]["params"] = {"mask_wel": True}
+
+
+def _detector_param_as_text(config):
+    # what Snakemake's --config makes of a nested false; bool("false") is True
+    config["images"]["detector"]["params"] = {"mask_well": "false"}
+
+
+def _licence_not_an_iri(config):
+    config["export"]["licence"] = "CC BY 4.0"
+
+
+def _folder_for_a_table(config):
+    config["images"]["box_corrections"] = "config"
+    config["taxonomy"]["fixes"] = "config"
+
+
 CONFIG_FAULTS = {  # name -> (change, file to create, what the message must say)
     "unknown_key": (_unknown_key, None, ["image_name_patern"]),
     "wrong_type": (_wrong_type, None, ["'four' is not of type 'integer'"]),
@@ -253,7 +271,37 @@ CONFIG_FAULTS = {  # name -> (change, file to create, what the message must say)
     ),
     "batch_pattern": (_batch_pattern_without_processid, None, ["image_name_pattern", "does not match"]),
     "zips_without_images": (_zips_without_images, None, ["export.zip_packages", "add it to export.formats"]),
+    # these four passed start-up and failed in a job (the licence in the last one), or silently flipped a switch
+    "detector_param_typo": (_detector_param_typo, None, ["images.detector: backend fusion has no parameters"]),
+    "detector_param_as_text": (_detector_param_as_text, None, ["mask_well: 'false' is not true or false"]),
+    "licence_not_an_iri": (_licence_not_an_iri, None, ["'CC BY 4.0' does not match"]),
+    "folder_for_a_table": (
+        _folder_for_a_table,
+        None,
+        ["images.box_corrections: config is a folder, not a table file", "taxonomy.fixes: config is a folder"],
+    ),
 }
+
+
+def test_whole_numbers_written_as_floats_and_unquoted_dates_pass_start_up(tmp_path, sample_dir):
+    """JSON Schema takes 4.0 as an integer and YAML an unquoted 2024-01-05 as a date: the first passed start-up
+    and failed in range() and OpenCV, the second was refused although config/README.md documents it."""
+    import datetime
+
+    def change(config):
+        config["shards"] = 2.0
+        config["images"]["short_side"] = 256.0
+        config["export"]["hdf5_batch"] = 1024.0
+        config["batches"][0]["delivered"] = datetime.date(2024, 1, 5)
+        config["batches"][1]["delivered"] = datetime.date(2024, 6, 20)
+
+    workdir = _config_with(tmp_path, change)
+    shutil.copytree(sample_dir, workdir / "resources" / "sample")
+    assert "delivered: 2024-01-05\n" in (workdir / "config" / "config.yaml").read_text()  # unquoted
+    result = run_snakemake(workdir, "--dry-run", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "shard-001" in output and "shard-002" not in output  # two shards, from 2.0
 
 
 @pytest.mark.parametrize("fault", CONFIG_FAULTS)
@@ -1125,3 +1173,33 @@ def test_the_store_replaces_a_cut_short_object_and_never_stores_bytes_under_anot
     with pytest.raises(ValueError, match="changed after it was hashed"):
         other.put_original(source, sha, "jpeg")
     assert not other.original_path(sha, "jpeg").exists() and other.read_original(sha, "jpeg") is None
+
+
+def test_a_scope_that_matches_no_record_stops_the_metadata_stage(realdata, tmp_path):
+    """scope_taxa is matched exactly: spelled in another case, every record went out as out_of_scope and the run
+    made an empty release with exit status 0."""
+    export = str(realdata / REAL_V4)
+    params = '{"scope_taxa": ["arthropoda"]}'
+    result = _run_cli("metadata", export, "-o", "out.csv", "--taxonomy-params", params, cwd=tmp_path)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "taxonomy.scope_taxa ['arthropoda'] matches none of the records' phylum labels" in lines[0]
+    assert "most common: Arthropoda (" in lines[0]
+
+
+def test_a_run_that_would_release_nothing_fails_and_names_why(sample_dir, tmp_path):
+    """ingest.markers in another case: every sequence left as unsupported_marker, the rest as no_barcode, and the
+    run wrote an empty release with exit status 0."""
+
+    def change(config):
+        config["ingest"]["markers"] = ["coi-5p"]
+        config["images"]["detector"]["backend"] = "classical"
+
+    workdir = _config_with(tmp_path, change)
+    shutil.copytree(sample_dir, workdir / "resources" / "sample")
+    result = run_snakemake(workdir, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "no record is released: all " in output and "unsupported_marker" in output, output[-3000:]
+    assert "check ingest.markers (names are matched exactly)" in output
+    assert not (workdir / "results" / "release").exists()

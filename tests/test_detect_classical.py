@@ -159,6 +159,16 @@ def test_params_json_and_factory():
         ClassicalDetector(no_such_param=1)
 
 
+def test_a_parameter_of_the_wrong_type_is_refused_not_converted():
+    """``bool("false")`` is True: a switch given as text was silently switched on."""
+    from bioscan_rebuild.core.errors import InputError
+
+    for key, value in (("mask_well", "false"), ("mask_well", 0), ("scale", 2.5), ("bar", "75"), ("select_mass", None)):
+        with pytest.raises(InputError, match=f"parameter {key}: "):
+            ClassicalDetector(**{key: value})
+    assert ClassicalDetector(scale=4.0, bar=60, mask_well=np.bool_(True)).params()["scale"] == 4
+
+
 def test_real_valid_images(realdata, detector):
     paths = sorted((realdata / VALID).glob("*.jpg"))
     assert len(paths) == 6

@@ -108,6 +108,7 @@ def test_hdf5(release, csv_table):
 
     with h5py.File(release / "hdf5" / "BIOSCAN_5M.h5", "r") as h5:
         assert h5.attrs["licence"] and h5.attrs["version"] and json.loads(h5.attrs["provenance"])["inputs"]
+        assert h5.attrs["name"] == "BIOSCAN-5M rebuild"  # config/README.md says so
         assert set(h5) == set(SPLITS)
         total = 0
         for split in h5:

@@ -70,6 +70,64 @@ def _source_constant(module, name):
     return re.search(rf"^{name} = (.+)$", text, re.MULTILINE).group(1).strip("\"'")
 
 
+def _backend_parameters(backend):
+    """{parameter: default} a detector backend takes (None: no literal default), read from the package's sources
+    like _source_constant: the registry's class, its __init__ keywords, and the classical DEFAULTS where it passes
+    keywords on to the classical detector (classical itself, fusion)."""
+    import ast
+
+    def tree(dotted):
+        path = os.path.join(workflow.basedir, "workflow", *dotted.split("."))
+        return ast.parse(open(path + ".py").read())
+
+    def literal(dotted, name):
+        for node in tree(dotted).body:
+            targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+            if any(getattr(t, "id", None) == name for t in targets):  # NAME = ... or NAME: type = ...
+                return ast.literal_eval(node.value)
+        raise KeyError(f"{dotted}.{name}")
+
+    source, name = literal("bioscan_rebuild.detect.registry", "BACKENDS")[backend]
+    found = next(n for n in tree(source).body if isinstance(n, ast.ClassDef) and n.name == name)
+    init = next(n for n in found.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+    args = init.args.args[1:] + init.args.kwonlyargs
+    defaults = [None] * (len(init.args.args[1:]) - len(init.args.defaults)) + list(init.args.defaults)
+    defaults += list(init.args.kw_defaults)
+    taken = {}
+    for arg, default in zip(args, defaults):
+        try:
+            taken[arg.arg] = None if default is None else ast.literal_eval(default)
+        except ValueError:
+            taken[arg.arg] = None
+    if init.args.kwarg is not None:
+        taken.update(literal("bioscan_rebuild.detect.classical", "DEFAULTS"))
+    return taken
+
+
+def _detector_problems(backend, params, where):
+    """Unknown parameters, and values of another type than the default's (a string "false" is true to Python)."""
+    known = _backend_parameters(backend)
+    problems = []
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        problems.append(f"{where}: backend {backend} has no parameters {unknown}")
+    kinds = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+    for key, value in params.items():
+        default = known.get(key)
+        if default is None or value is None:
+            continue
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, (int, float)):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok = ok and (isinstance(default, float) or float(value).is_integer())
+        else:
+            ok = isinstance(value, type(default))
+        if not ok:
+            problems.append(f"{where}: {key}: {value!r} is not {kinds.get(type(default), type(default).__name__)}")
+    return problems
+
+
 def _is_shipped_model(path):
     """The file at ``path`` is the package's own model (by content; a missing file is not)."""
     model = _source_constant("detect/shipped.py", "MODEL")
@@ -82,8 +140,32 @@ def _is_shipped_model(path):
         return hashlib.sha256(given.read()).digest() == hashlib.sha256(ours.read()).digest()
 
 
+def _whole_numbers(value, schema):
+    """``value`` with every whole-number float the schema wants as an integer made an int: JSON Schema counts 4.0
+    as an integer, and Snakemake's --config reads 4.0 or 1e2 as floats, which range() and OpenCV refuse."""
+    kinds = schema.get("type")
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    if "integer" in kinds and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        for key, sub in schema.get("properties", {}).items():
+            if key in value:
+                value[key] = _whole_numbers(value[key], sub)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        value[:] = [_whole_numbers(item, schema["items"]) for item in value]
+    return value
+
+
+def _config_schema():
+    import yaml
+
+    with open(os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")) as handle:
+        return yaml.safe_load(handle)
+
+
 def _check_config(config):
     """Problems the schema cannot see, found at start-up rather than in the job that would meet them."""
+    _whole_numbers(config, _config_schema())
     problems = [
         _regex_problem(
             "ingest.image_name_pattern", config["ingest"]["image_name_pattern"]
@@ -103,6 +185,15 @@ def _check_config(config):
             problems.append(
                 f"batches: {name}: export: {export} is a folder, not a BOLD export file"
             )
+    tables = {
+        "images.box_corrections": config["images"]["box_corrections"],
+        "taxonomy.fixes": config["taxonomy"]["fixes"],
+        "taxonomy.corrections": config["taxonomy"]["corrections"],
+        "splits.freeze": config["splits"]["freeze"],
+    }
+    for key, path in tables.items():
+        if path and path != "shipped" and os.path.isdir(path):
+            problems.append(f"{key}: {path} is a folder, not a table file")
     # The image folders hold original_full, which for most photos is the stored original itself.
     options = config["export"]
     needing = [
@@ -122,6 +213,12 @@ def _check_config(config):
             "from the store: use link or copy, or leave those formats out"
         )
     detector = config["images"]["detector"]
+    weights = {"weights": detector["weights"]} if detector["weights"] else {}
+    problems += _detector_problems(detector["backend"], {**detector["params"], **weights}, "images.detector")
+    for batch in config["batches"]:
+        if batch.get("images") and batch.get("detector_params"):
+            where = f"batches: {batch['name']}: detector_params"
+            problems += _detector_problems(detector["backend"], batch["detector_params"], where)
     if detector["backend"] == "yolo" and not (
         detector["weights"] or detector["params"].get("weights")
     ):

@@ -44,7 +44,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from bioscan_rebuild.detect.base import Detection, as_rgb8
+from bioscan_rebuild.detect.base import Detection, ParameterError, as_rgb8, typed_parameter
 
 VERSION = "classical-3"
 
@@ -96,9 +96,9 @@ class ClassicalDetector:
         """Keyword arguments override ``DEFAULTS`` (see there for each one's meaning)."""
         unknown = set(params) - set(DEFAULTS)
         if unknown:
-            raise TypeError(f"unknown ClassicalDetector parameters: {sorted(unknown)}")
+            raise ParameterError(f"unknown ClassicalDetector parameters: {sorted(unknown)}")
         merged = {**DEFAULTS, **params}
-        self._p = {k: type(DEFAULTS[k])(v) for k, v in merged.items()}
+        self._p = {k: typed_parameter("ClassicalDetector", k, v, DEFAULTS[k]) for k, v in merged.items()}
         if self._p["scale"] < 1:
             raise ValueError("scale must be >= 1")
 

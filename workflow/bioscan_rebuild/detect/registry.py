@@ -8,8 +8,9 @@ and one line in ``BACKENDS``.
 from __future__ import annotations
 
 import importlib
+import inspect
 
-from bioscan_rebuild.detect.base import Detector
+from bioscan_rebuild.detect.base import Detector, ParameterError
 
 BACKENDS = {  # name -> (module, class)
     "classical": ("bioscan_rebuild.detect.classical", "ClassicalDetector"),
@@ -26,7 +27,12 @@ def make_detector(backend: str = "classical", **params) -> Detector:
     if backend not in BACKENDS:
         raise ValueError(f"unknown detector backend {backend!r} ({', '.join(BACKENDS)})")
     module, name = BACKENDS[backend]
-    return getattr(importlib.import_module(module), name)(**params)
+    kind = getattr(importlib.import_module(module), name)
+    try:
+        inspect.signature(kind).bind(**params)
+    except TypeError as error:  # an unknown keyword, or weights missing: the person's parameters, not a bug
+        raise ParameterError(f"detector backend {backend}: {error}") from None
+    return kind(**params)
 
 
 def make_segmenter(backend: str, detector: Detector | None = None) -> Detector | None:

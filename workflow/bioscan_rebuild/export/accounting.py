@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from bioscan_rebuild.core.errors import AccountingError
+from bioscan_rebuild.core.errors import AccountingError, InputError
 from bioscan_rebuild.core.io import write_json
 
 STAGES = ("ingest", "images", "metadata", "splits")
@@ -136,8 +136,25 @@ def account_run(*, ingest_accounting, records, images, curated, metadata_rejects
     ]
     if problems:
         raise AccountingError("; ".join(problems))
+    if summary["inputs"]["records"] and not summary["released"]["records"]:
+        raise _nothing_released(summary)
     summary["balanced"] = True
     return dict(sorted(summary.items()))
+
+
+# reject reason -> the config key that most often makes every record take it (a name matched exactly)
+_LIKELY_KEY = {"unsupported_marker": "ingest.markers", "out_of_scope": "taxonomy.scope_taxa"}
+
+
+def _nothing_released(summary: dict) -> InputError:
+    """Every record rejected: the release would be empty, which is never what a run is for. Names the reasons."""
+    reasons = Counter()
+    for stage in summary["stages"].values():
+        reasons.update(stage["records"]["rejected"])
+    said = ", ".join(f"{reason} {n}" for reason, n in reasons.most_common(4))
+    top = reasons.most_common(1)[0][0] if reasons else None
+    hint = f": check {_LIKELY_KEY[top]} (names are matched exactly)" if top in _LIKELY_KEY else ""
+    return InputError(f"no record is released: all {summary['inputs']['records']} were rejected ({said}){hint}")
 
 
 def write_run_accounting(output, **inputs) -> dict:

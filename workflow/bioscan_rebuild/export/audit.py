@@ -855,8 +855,8 @@ def check_version(root: Path, findings: Findings, expected: ExportOptions | None
 
         try:
             with h5py.File(root / HDF5_PATH, "r") as h5:
-                version = h5.attrs.get("version")
-            named.append((f"{ROOT}/{HDF5_PATH}", None, None if version is None else str(version)))
+                name, version = (h5.attrs.get(key) for key in ("name", "version"))
+            named.append((f"{ROOT}/{HDF5_PATH}", *(None if v is None else str(v) for v in (name, version))))
         except OSError as error:
             findings.add("unreadable", f"{ROOT}/{HDF5_PATH}: cannot be read ({error})")
     card = root.parent / "README.md"

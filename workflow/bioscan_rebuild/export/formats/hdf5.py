@@ -25,6 +25,7 @@ def write_hdf5(spool: Path, path: Path, store_root: Path, options: ExportOptions
     with h5py.File(path, "w", track_order=True) as h5:
         h5.attrs["licence"] = options.licence
         h5.attrs["version"] = options.version
+        h5.attrs["name"] = options.name
         h5.attrs["image_package"] = options.image_package
         from bioscan_rebuild import __version__
 

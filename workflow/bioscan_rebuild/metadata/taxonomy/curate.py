@@ -63,6 +63,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.novel import novel_mask
 from bioscan_rebuild.core.params import TaxonomyParams
 from bioscan_rebuild.core.schemas import RANKS, processid_keys
@@ -133,7 +134,15 @@ def _outside_scope(cols: dict, log: ChangeLog, params: TaxonomyParams, excluded:
     if params.scope_rank not in RANKS:
         raise ValueError(f"taxonomy.scope_rank must be one of {RANKS}, not {params.scope_rank!r}")
     labels = cols[params.scope_rank]
-    outside = ~pd.isna(labels) & ~pd.Series(labels, dtype=object).isin(params.scope_taxa).to_numpy() & ~excluded
+    labelled = ~pd.isna(labels) & ~excluded
+    outside = labelled & ~pd.Series(labels, dtype=object).isin(params.scope_taxa).to_numpy()
+    if labelled.any() and outside.sum() == labelled.sum():  # nothing in scope: a typo, not a dataset of nothing
+        top = pd.Series(labels[labelled], dtype=object).value_counts().head(5)
+        found = ", ".join(f"{name} ({n})" for name, n in top.items())
+        raise InputError(
+            f"taxonomy.scope_taxa {list(params.scope_taxa)} matches none of the records' {params.scope_rank} labels "
+            f"(matched exactly; most common: {found}): fix taxonomy.scope_taxa"
+        )
     rows = np.flatnonzero(outside)
     log.record("out_of_scope", "record", rows, ["kept"] * len(rows), ["excluded"] * len(rows))
     return outside
