@@ -174,6 +174,50 @@ def test_one_set_of_defaults_the_config_schemas(section):
 
 
 @pytest.mark.parametrize("section", SECTIONS)
+def test_the_command_lines_limits_are_the_schemas(section):
+    """The commands refuse what the schema refuses (a string, a negative length, an unknown policy): their copy of
+    the schema's limits is the schema's."""
+    cls, other_keys = SECTIONS[section]
+    wanted = ("minimum", "maximum", "exclusiveMinimum", "enum")
+    expected = {}
+    for key, spec in _schema_section(section).items():
+        if key in other_keys:
+            continue
+        limits = {k: v for k, v in {**spec, **spec.get("items", {})}.items() if k in wanted}
+        if limits:
+            expected[key] = {k: tuple(v) if isinstance(v, list) else v for k, v in limits.items()}
+    assert expected == cls.RULES
+
+
+@pytest.mark.parametrize(
+    "cls, document, phrase",
+    [
+        (BarcodeParams, {"min_length": "x"}, "barcodes.min_length: 'x' is not a whole number"),
+        (BarcodeParams, {"min_length": -3}, "barcodes.min_length: -3 is below 1"),
+        (BarcodeParams, {"max_ambiguity": 5}, "barcodes.max_ambiguity: 5.0 is above 1"),
+        (TaxonomyParams, {"barcode_ratio": 2}, "taxonomy.barcode_ratio: 2.0 is above 1"),
+        (TaxonomyParams, {"barcode_ratio": "x"}, "taxonomy.barcode_ratio: 'x' is not a number"),
+        (TaxonomyParams, {"scope_taxa": "Arthropoda"}, "taxonomy.scope_taxa: 'Arthropoda' is not a list"),
+        (IngestParams, {"duplicate_policy": "newest"}, "ingest.duplicate_policy: 'newest' is not one of"),
+        (IngestParams, {"markers": "COI-5P"}, "ingest.markers: 'COI-5P' is not a list"),
+        (IngestParams, {"require_images": "false"}, "ingest.require_images: 'false' is not true or false"),
+        (ImageParams, {"pad_color": [0, 0, 300]}, "images.pad_color: 300 is above 255"),
+        (ImageParams, {"aspect": [4, 3, 1]}, "images.aspect: [4, 3, 1] has 3 items, not 2"),
+        (ExportOptions, {"hdf5_batch": 0}, "export.hdf5_batch: 0 is below 1"),
+    ],
+)
+def test_a_parameter_of_the_wrong_type_or_out_of_range_is_refused(cls, document, phrase):
+    """Only unknown keys were refused: a string length failed deep in numpy with a traceback, a string marker
+    list was read letter by letter, and a negative length or a ratio of 2 ran."""
+    from bioscan_rebuild.core.errors import InputError
+
+    with pytest.raises(InputError) as caught:
+        cls.from_dict(document)
+    assert phrase in str(caught.value)
+    assert BarcodeParams.from_dict({"min_length": 200.0}).min_length == 200  # a whole float is the number
+
+
+@pytest.mark.parametrize("section", SECTIONS)
 def test_the_rules_parameter_document_parses_strictly(section):
     cls, other_keys = SECTIONS[section]
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())[section]

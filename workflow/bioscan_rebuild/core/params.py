@@ -8,6 +8,7 @@ does not know, because a misspelt key would otherwise run silently with the defa
 
 from __future__ import annotations
 
+import types
 import typing
 from dataclasses import asdict, dataclass, fields
 from typing import Self
@@ -16,9 +17,14 @@ from bioscan_rebuild.core.errors import InputError
 
 
 class StageParams:
-    """Strict parsing from a JSON-like mapping (lists become tuples where the field is a tuple)."""
+    """Strict parsing from a JSON-like mapping (lists become tuples where the field is a tuple): unknown keys, values
+    of another type and values outside the schema's limits are refused (``InputError``), as the workflow's schema
+    refuses them, so that a command given them by hand says so instead of failing deep inside or running wrong."""
 
     SECTION = "stage"  # the config section, for messages
+    # field -> the config schema's limits on it (minimum, maximum, exclusiveMinimum, enum; for a tuple, its
+    # items'): the command line's copy of them, which a test holds equal to the schema
+    RULES: dict = {}
 
     @classmethod
     def from_dict(cls, values: dict | None) -> Self:
@@ -29,12 +35,63 @@ class StageParams:
             raise InputError(f"unknown {cls.SECTION} parameters {unknown}; known: {sorted(known)}")
         hints = typing.get_type_hints(cls)
         for name, value in values.items():
-            if isinstance(value, list) and typing.get_origin(hints[name]) is tuple:
-                values[name] = tuple(value)
+            where = f"{cls.SECTION}.{name}"
+            values[name] = _typed(where, value, hints[name])
+            _within(where, values[name], cls.RULES.get(name, {}))
         return cls(**values)
 
     def as_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def _typed(where: str, value, hint):
+    """``value`` as ``hint`` wants it (a list for a tuple, a whole float for an int), or InputError naming it."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (hint,) = [arg for arg in args if arg is not type(None)]
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise InputError(f"{where}: {value!r} is not a list")
+        if args[-1] is Ellipsis:
+            return tuple(_typed(where, item, args[0]) for item in value)
+        if len(value) != len(args):
+            raise InputError(f"{where}: {value!r} has {len(value)} items, not {len(args)}")
+        return tuple(_typed(where, item, kind) for item, kind in zip(value, args))
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise InputError(f"{where}: {value!r} is not true or false")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise InputError(f"{where}: {value!r} is not a whole number")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise InputError(f"{where}: {value!r} is not a number")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise InputError(f"{where}: {value!r} is not text")
+    return value
+
+
+def _within(where: str, value, rules: dict) -> None:
+    """InputError when ``value`` (or, for a tuple, an item) breaks one of the schema's ``rules``."""
+    for item in value if isinstance(value, tuple) else (value,):
+        if "enum" in rules and item not in rules["enum"]:
+            raise InputError(f"{where}: {item!r} is not one of {list(rules['enum'])}")
+        if "minimum" in rules and item < rules["minimum"]:
+            raise InputError(f"{where}: {item!r} is below {rules['minimum']}")
+        if "exclusiveMinimum" in rules and item <= rules["exclusiveMinimum"]:
+            raise InputError(f"{where}: {item!r} must be above {rules['exclusiveMinimum']}")
+        if "maximum" in rules and item > rules["maximum"]:
+            raise InputError(f"{where}: {item!r} is above {rules['maximum']}")
 
 
 @dataclass(frozen=True)
@@ -42,6 +99,7 @@ class IngestParams(StageParams):
     """``ingest``: which rows and files are read, and how duplicates across deliveries are settled."""
 
     SECTION = "ingest"
+    RULES = {"duplicate_policy": {"enum": ("latest", "first", "reject")}}
 
     markers: tuple[str, ...] = ("COI-5P",)
     missing_values: tuple[str, ...] = ("", "None", "not_classified", "no_data")
@@ -59,6 +117,16 @@ class ImageParams(StageParams):
     """``images`` (all but ``detector`` and ``contact_sheet_size``): decode limits, crop geometry, JPEGs."""
 
     SECTION = "images"
+    RULES = {
+        "original_full_size": {"minimum": 64},
+        "enlarge": {"minimum": 0},
+        "aspect": {"minimum": 1},
+        "pad_color": {"minimum": 0, "maximum": 255},
+        "short_side": {"minimum": 16},
+        "jpeg_quality": {"minimum": 1, "maximum": 100},
+        "max_pixels": {"minimum": 1},
+        "min_side": {"minimum": 8},
+    }
 
     original_full_size: tuple[int, int] = (1024, 768)
     enlarge: float = 0.4
@@ -83,6 +151,7 @@ class BarcodeParams(StageParams):
     """``barcodes``: what a cleaned barcode must be to be kept."""
 
     SECTION = "barcodes"
+    RULES = {"min_length": {"minimum": 1}, "max_ambiguity": {"minimum": 0, "maximum": 1}}
 
     min_length: int = 200
     max_ambiguity: float = 0.05
@@ -94,6 +163,12 @@ class TaxonomyParams(StageParams):
     """``taxonomy`` (all but the ``fixes`` and ``corrections`` tables): conflict and inference rules."""
 
     SECTION = "taxonomy"
+    RULES = {
+        "barcode_ratio": {"exclusiveMinimum": 0, "maximum": 1},
+        "bin_ratio": {"exclusiveMinimum": 0, "maximum": 1},
+        "bin_barcode_ratio": {"exclusiveMinimum": 0, "maximum": 1},
+        "scope_rank": {"enum": ("phylum", "class", "order", "family", "subfamily", "genus", "species")},
+    }
 
     barcode_ratio: float = 0.8  # majority share needed within records sharing a barcode
     bin_ratio: float = 0.8  # ... within records sharing a BIN
@@ -109,6 +184,13 @@ class ExportOptions(StageParams):
     """``export`` (all but ``formats``): what the release files look like."""
 
     SECTION = "export"
+    RULES = {
+        "image_package": {"enum": ("original_full", "cropped", "original_256", "cropped_256")},
+        "row_group_bytes": {"minimum": 1},
+        "file_bytes": {"minimum": 1},
+        "hdf5_batch": {"minimum": 1},
+        "zip_pretrain_parts": {"minimum": 1, "maximum": 256},
+    }
 
     image_package: str = "cropped_256"  # the package in the images Parquet and the HDF5 file
     row_group_bytes: int = 64 << 20
