@@ -515,6 +515,14 @@ def test_writing_the_review_again_keeps_the_answers_already_given(tmp_path):
     template.write_text(text.replace("# PID-A\tempty\tbox_on_rim\treview", "pid-a\tempty\tnone\tme"))
     assert write_review([tmp_path / "images.parquet"], tmp_path / "store", tmp_path / "q")["answers_kept"] == 2
     assert "# PID-A" not in template.read_text() and "pid-a\tempty\tnone\tme\tPID-A\n" in template.read_text()
+    # a column and a comment of the maintainer's own: kept word for word (the template was rebuilt from the five
+    # known columns, and the note was lost)
+    header = "processid\tbox\treason\tsource\timage_sha256\tnote"
+    template.write_text(f"{header}\n# ask Anna about PID-A\nPID-B\t1,2,30,40\tleg\tme\tPID-B\tcheck the wing\n")
+    assert write_review([tmp_path / "images.parquet"], tmp_path / "store", tmp_path / "q")["answers_kept"] == 1
+    text = template.read_text()
+    assert f"{header}\n# ask Anna about PID-A\nPID-B\t1,2,30,40\tleg\tme\tPID-B\tcheck the wing\n# PID-A\t" in text
+    assert load_box_corrections(template)["PID-B"].box == (1, 2, 30, 40)
     # a file there that is no corrections table (the pipeline's outcome table is one, with a column more): refused
     template.write_text("something\telse\n")
     with pytest.raises(InputError, match="missing column"):

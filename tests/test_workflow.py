@@ -545,3 +545,13 @@ def test_the_review_queue_round_trip(finished_run, tmp_path_factory):
     assert not images.loc[[first[0], second[0]], "needs_review"].any()
     released = set(pd.read_csv(workdir.joinpath(*csv_path))["processid"])
     assert first[0] not in released and second[0] in released  # an empty well leaves the release (no_specimen)
+    # the loop goes on: the review page written again over the answered file (its queue lines change, its answers
+    # do not) re-runs nothing; it re-ran every photo job and the release, with new provenance bytes
+    manifest = (workdir / "results" / "release" / "MANIFEST.json").read_bytes()
+    before = corrections.read_text()
+    done = subprocess.run([*cli, "-o", str(workdir)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert corrections.read_text() != before  # the queue was written afresh
+    assert _rules_to_run(workdir) == set()
+    run_snakemake(workdir)
+    assert (workdir / "results" / "release" / "MANIFEST.json").read_bytes() == manifest

@@ -554,7 +554,23 @@ BOX_CORRECTIONS = config["images"]["box_corrections"]
 
 
 def box_corrections_input(wildcards):
-    return [BOX_CORRECTIONS] if BOX_CORRECTIONS else []
+    # ancient: `bioscan-rebuild review` rewrites the file's commented queue after every run; only its answer rows
+    # (box_corrections_answers) may re-run the photo jobs, not its time
+    return [ancient(BOX_CORRECTIONS)] if BOX_CORRECTIONS else []
+
+
+def box_corrections_answers(wildcards):
+    """sha256 of the corrections file's answer rows (not its # comments, blank lines or line ends): a params
+    value, so that a changed answer re-runs the photo jobs and a refreshed review queue does not."""
+    if not BOX_CORRECTIONS:
+        return ""
+    try:
+        with open(BOX_CORRECTIONS, "rb") as handle:
+            lines = handle.read().split(b"\n")  # as core/tsv.py reads it: lines end at \n only
+    except OSError:
+        return "absent"
+    answers = [line.rstrip() for line in lines if line.strip() and not line.lstrip().startswith(b"#")]
+    return hashlib.sha256(b"\n".join(answers)).hexdigest()
 
 
 def box_corrections_option(wildcards):

@@ -23,7 +23,7 @@ rule process_photos:
         gpu=DETECTOR_GPUS,
     params:
         cli=CLI,
-        fingerprint=fingerprint_of(box_corrections_input),
+        answers=box_corrections_answers,
         store=STORE,
         backend=DETECTOR["backend"],
         weights=weights_option,
@@ -94,7 +94,7 @@ rule images_summary:
         "../../envs/images.yaml"
     params:
         cli=CLI,
-        fingerprint=fingerprint_of(box_corrections_input),
+        answers=box_corrections_answers,
         box_corrections=box_corrections_option,
     shell:
         "{params.cli} images summary {input.shards:q} "

@@ -70,6 +70,28 @@ def _box_text(row: dict) -> str:
     return "empty" if row["x0"] is None else f"{row['x0']},{row['y0']},{row['x1']},{row['y1']}"
 
 
+TEMPLATE_NOTES = (
+    "# Box corrections: uncomment (remove the leading '# ') and edit the lines of the photos to change.",
+    "# box: x0,y0,x1,y1 in original_full pixels (x1, y1 exclusive), or empty. Then set images.box_corrections.",
+    "# image_sha256: the photo shown (a box is not applied to another photo of the record, e.g. a redelivery's).",
+)
+
+
+def _maintainers_lines(template: Path) -> list[str]:
+    """An earlier template's lines as the maintainer left them, word for word: the header and answers (with any
+    columns of their own) and their own comments; not the notes above or the queue lines (``# `` + tab-separated
+    fields), which are written afresh. A new template: just the header."""
+    kept = []
+    if template.exists():
+        for line in template.read_text(encoding="utf-8-sig").replace("\r\n", "\n").split("\n"):
+            comment = line.lstrip().startswith("#")
+            if line.strip() and not (comment and ("\t" in line or line in TEMPLATE_NOTES)):
+                kept.append(line)
+    if not any(not line.lstrip().startswith("#") for line in kept):
+        kept.append("\t".join([*BOX_CORRECTION_COLUMNS, PHOTO_COLUMN]))
+    return kept
+
+
 def write_review(image_tables, store_root, outdir, limit: int | None = None) -> dict:
     """review.html and box_corrections.tsv under ``outdir``; returns the photos flagged, those shown (``limit``:
     the least confident ones only) and the shown ones per reason."""
@@ -122,11 +144,8 @@ def write_review(image_tables, store_root, outdir, limit: int | None = None) -> 
     with atomic_path(outdir / "review.html") as temporary:
         temporary.write_text("\n".join(parts))
     lines = [
-        "# Box corrections: uncomment (remove the leading '# ') and edit the lines of the photos to change.",
-        "# box: x0,y0,x1,y1 in original_full pixels (x1, y1 exclusive), or empty. Then set images.box_corrections.",
-        "# image_sha256: the photo shown (a box is not applied to another photo of the record, e.g. a redelivery's).",
-        "\t".join([*BOX_CORRECTION_COLUMNS, PHOTO_COLUMN]),
-        *["\t".join(row) for row in answers.itertuples(index=False)],
+        *TEMPLATE_NOTES,
+        *_maintainers_lines(template),
         *[
             f"# {row['processid']}\t{_box_text(row)}\t{row['review_reason']}\treview\t{row['image_sha256']}"
             for row in rows
