@@ -545,6 +545,13 @@ def test_the_review_queue_round_trip(finished_run, tmp_path_factory):
     assert not images.loc[[first[0], second[0]], "needs_review"].any()
     released = set(pd.read_csv(workdir.joinpath(*csv_path))["processid"])
     assert first[0] not in released and second[0] in released  # an empty well leaves the release (no_specimen)
+    # the release says a person drew the box (the lineage credited the detector, the reject named no one)
+    metadata = workdir / "results" / "release" / "bioscan5m" / "metadata"
+    lineage = pd.read_csv(metadata / "records_lineage.csv", dtype=str).set_index("processid")
+    assert lineage.loc[second[0], "box_source"] == "correction"
+    assert set(lineage.drop(index=second[0])["box_source"].dropna()) == {"detector"}
+    rejects = pd.read_csv(metadata / "rejects.csv", dtype=str).set_index("processid")
+    assert rejects.loc[first[0], "detail"] == "image status no_object (a maintainer's box correction)"
     # the loop goes on: the review page written again over the answered file (its queue lines change, its answers
     # do not) re-runs nothing; it re-ran every photo job and the release, with new provenance bytes
     manifest = (workdir / "results" / "release" / "MANIFEST.json").read_bytes()

@@ -38,11 +38,12 @@ def _released_ids(splits_path) -> pd.Index:
     return pd.Index(pq.read_table(splits_path, columns=["processid"])["processid"].to_numpy(zero_copy_only=False))
 
 
-# Per released record: where it came from (export row, source photo), what made its images (detector, its
-# version and parameter hash, the image parameters' hash, the store key), the released images' sha256, and the
-# changes applied to it (``step:field`` rows of changes.csv, in order).
+# Per released record: where it came from (export row, source photo), what made its images (the detector or a
+# maintainer's box, the detector's version and parameter hash, the image parameters' hash, the store key), the
+# released images' sha256, and the changes applied to it (``step:field`` rows of changes.csv, in order).
 LINEAGE_FIELDS_OUT = ("processid", *LINEAGE_FIELDS)
 IMAGE_LINEAGE = (
+    "box_source",  # detector, or correction: a maintainer's box (images.box_corrections) made the crop
     "detector",
     "detector_version",
     "detector_params_key",

@@ -153,7 +153,7 @@ def _image_exclusions(processids: pd.Index, image_paths) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     images = pd.concat(
         [
-            pq.read_table(p, columns=["processid", "image_status", "image_status_detail"]).to_pandas()
+            pq.read_table(p, columns=["processid", "image_status", "image_status_detail", "box_source"]).to_pandas()
             for p in image_paths
         ],
         ignore_index=True,
@@ -163,8 +163,10 @@ def _image_exclusions(processids: pd.Index, image_paths) -> pd.DataFrame:
     reason = np.where(bad["image_status"] == "no_object", "no_specimen", "image_unusable")
     # The image stage's own words (the decoder's message) where it has them.
     detail = [
-        f"image status {status}" + ("" if pd.isna(why) else f": {why}")
-        for status, why in zip(bad["image_status"], bad["image_status_detail"])
+        f"image status {status}"
+        + ("" if pd.isna(why) else f": {why}")
+        + (" (a maintainer's box correction)" if source == "correction" else "")
+        for status, why, source in zip(bad["image_status"], bad["image_status_detail"], bad["box_source"])
     ]
     return pd.DataFrame({"processid": bad["processid"].to_numpy(), "reason": reason, "detail": detail}).sort_values(
         "processid", kind="stable"
