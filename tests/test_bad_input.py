@@ -818,10 +818,11 @@ def test_processids_that_differ_only_by_case_are_one_record(realdata, tmp_path):
         for path in sorted((tmp_path / "out").glob("shards/*/records.parquet"))
         for row in pq.read_table(path).to_pylist()
     ]
-    # same content: the first delivery's spelling stays; new content: the later delivery wins (policy latest)
-    assert sorted((row["processid"], row["image_path"]) for row in kept) == [
-        ("BSCN1-22", "bscn1-22.jpg"),
-        ("bscn2-22", "BSCN2-22.jpg"),
+    # same content: the first delivery's row stays; new content: the later delivery's content wins (policy latest),
+    # under the first delivery's spelling (it took the later spelling: a released record renamed)
+    assert sorted((row["processid"], row["image_path"], row["species"]) for row in kept) == [
+        ("BSCN1-22", "bscn1-22.jpg", first_species),
+        ("BSCN2-22", "BSCN2-22.jpg", "Other"),
     ]
     rejects = pq.read_table(tmp_path / "out" / "rejects.parquet").to_pylist()
     outcomes = sorted((r["kind"], r["processid"], r["reason"]) for r in rejects)

@@ -154,3 +154,36 @@ def test_a_withdrawn_correction_and_exclusion_are_named_as_such(tmp_path):
         ("P2", "split"): "the previous release left it out (excluded); this build does not",
         ("P1", "country"): "the previous release's correction no longer applies",
     }
+
+
+def test_a_record_spelled_otherwise_by_a_later_delivery_is_the_same_record(tmp_path):
+    """BSCN1-21 redelivered as bscn1-21 with a new country: the diff said one record added and one removed
+    (`superseded`), and not the country that changed; its images were not compared at all."""
+    import pyarrow.csv as pacsv
+
+    from bioscan_rebuild.export.diff import IMAGE_COLUMNS, image_diff
+
+    base = {"processid": "BSCN1-21", "country": "Costa Rica", "split": "train"}
+    _write_csv(_release([base, {"processid": "P2", "split": "val"}]), tmp_path / "old.csv")
+    new = _release([{**base, "processid": "bscn1-21", "country": "Peru"}, {"processid": "P2", "split": "val"}])
+    rejects = pd.DataFrame(columns=["kind", "processid", "reason"])
+    changes = pd.DataFrame([{"processid": "bscn1-21", "field": "country", "rule": "superseded"}])
+    table, summary = release_diff(tmp_path / "old.csv", new, rejects, changes)
+    assert [(r["processid"], r["change"], r["field"], r["old"], r["new"], r["why"]) for r in table.to_pylist()] == [
+        (
+            "bscn1-21",
+            "changed",
+            "processid",
+            "BSCN1-21",
+            "bscn1-21",
+            "spelled otherwise (case or invisible characters) by its source",
+        ),
+        ("bscn1-21", "changed", "country", "Costa Rica", "Peru", "superseded"),
+    ]
+    assert (summary["added"], summary["removed"], summary["changed_records"]) == (0, 0, 1)
+    hashes = dict.fromkeys(IMAGE_COLUMNS, "h")
+    pacsv.write_csv(pa.table({"processid": ["BSCN1-21"], **{k: [v] for k, v in hashes.items()}}), tmp_path / "l.csv")
+    images = pa.table({"processid": ["bscn1-21"], **{k: [v] for k, v in hashes.items()}, "sha256_cropped": ["k"]})
+    assert [(r["processid"], r["field"]) for r in image_diff(tmp_path / "l.csv", images).to_pylist()] == [
+        ("bscn1-21", "image:cropped")
+    ]

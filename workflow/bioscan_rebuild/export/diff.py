@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from bioscan_rebuild.core.io import file_sha256
-from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, RANKS
+from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, RANKS, processid_keys
 from bioscan_rebuild.export.layout import CHANGES, CONFIG, CSV_PATH, RECORDS_LINEAGE, REJECTS, ROOT
 
 DIFF_SCHEMA = pa.schema(
@@ -70,11 +70,12 @@ def read_release_csv(path) -> pd.DataFrame:
 
 
 def _reasons(rejects: pd.DataFrame | None) -> dict[str, str]:
-    """processid -> its record rejects' reasons (sorted, ``;``-joined)."""
+    """processid key -> its record rejects' reasons (sorted, ``;``-joined)."""
     if rejects is None or rejects.empty:
         return {}
     records = rejects[rejects["kind"] == "record"]
-    return records.groupby("processid")["reason"].agg(lambda r: ";".join(sorted(set(r)))).to_dict()
+    keys = pd.Series(processid_keys(records["processid"]), index=records.index)
+    return records.groupby(keys)["reason"].agg(lambda r: ";".join(sorted(set(r)))).to_dict()
 
 
 def _why_changed(changes: pd.DataFrame) -> dict[tuple[str, str], str]:
@@ -95,25 +96,34 @@ def release_diff(
     """(diff rows, summary) of the release table ``new`` (release columns) against ``previous_csv``. The previous
     release's rejects and changes (when given) explain what this build no longer does: a record it rejected (an
     exclusion withdrawn), a change it made that no longer applies (a correction withdrawn)."""
-    old = read_release_csv(previous_csv).set_index("processid", drop=False)
-    now = _as_text(new).set_index("processid", drop=False)
+    # records are matched by processid key (case and invisible characters aside), as every stage matches them
+    old = read_release_csv(previous_csv)
+    old.index = pd.Index(processid_keys(old["processid"]))
+    now = _as_text(new)
+    now.index = pd.Index(processid_keys(now["processid"]))
     rows = []
     added = now.index.difference(old.index)
     rejected_before = _reasons(previous_rejects)
-    for pid in added.sort_values():
-        before = rejected_before.get(pid)
+    for key in added.sort_values():
+        pid = now.at[key, "processid"]
+        before = rejected_before.get(key)
         why = f"the previous release left it out ({before}); this build does not" if before else "new in this build"
-        rows.append((pid, "added", "split", None, now.at[pid, "split"], why))
+        rows.append((pid, "added", "split", None, now.at[key, "split"], why))
     removed = old.index.difference(now.index)
     reasons = _reasons(rejects)
-    for pid in removed.sort_values():
-        why = reasons.get(pid, "no input of this build holds it")
-        rows.append((pid, "removed", "split", old.at[pid, "split"], None, why))
+    for key in removed.sort_values():
+        why = reasons.get(key, "no input of this build holds it")
+        rows.append((old.at[key, "processid"], "removed", "split", old.at[key, "split"], None, why))
     common = now.index.intersection(old.index).sort_values()
     before, after = old.loc[common], now.loc[common]
+    changed_records = set()
+    respelled = before["processid"].to_numpy(object) != after["processid"].to_numpy(object)
+    for a, b in zip(before["processid"].to_numpy(object)[respelled], after["processid"].to_numpy(object)[respelled]):
+        rows.append((b, "changed", "processid", a, b, "spelled otherwise (case or invisible characters) by its source"))
+        changed_records.add(b)
+    common = pd.Index(after["processid"].to_numpy(object))  # the rows below name a record as this build spells it
     why = _why_changed(changes)
     why_before = _why_changed(previous_changes if previous_changes is not None else pd.DataFrame())
-    changed_records = set()
     # derived from the ranks, which the changes log names: taxon from those whose labels it was and is,
     # inferred_ranks from those that changed (each rank's values read once, not per changed cell)
     ranks = [r for r in RANKS if r in after.columns and r in before.columns]
@@ -184,6 +194,16 @@ def shortened(table: pa.Table) -> pa.Table:
     )
 
 
+def _keys(processids) -> pa.Array:
+    """``processid_keys`` in Arrow: invisible characters gone, trimmed, NFC, upper case."""
+    import pyarrow.compute as pc
+
+    from bioscan_rebuild.core.schemas import INVISIBLE_CHARACTERS
+
+    visible = pc.replace_substring_regex(processids, INVISIBLE_CHARACTERS, "")
+    return pc.utf8_upper(pc.utf8_normalize(pc.utf8_trim_whitespace(visible), form="NFC"))
+
+
 def image_diff(previous_lineage, images: pa.Table) -> pa.Table:
     """``changed`` rows (``DIFF_SCHEMA``; field ``image:{package}``, the first ``HASH_SHOWN`` hex digits of the old
     and new sha256) for the records both
@@ -203,7 +223,10 @@ def image_diff(previous_lineage, images: pa.Table) -> pa.Table:
     old = shortened(pacsv.read_csv(path, convert_options=options))
     old = old.rename_columns([name if name == "processid" else f"{name}_old" for name in old.schema.names])
     now = shortened(images.select(["processid", *IMAGE_COLUMNS]).cast(pa.schema([(n, pa.string()) for n in types])))
-    joined = now.join(old, keys="processid", join_type="inner")
+    # joined by processid key, as the records are (a record spelled otherwise by a later delivery is the same one)
+    old = old.append_column("key", _keys(old["processid"])).drop_columns(["processid"])
+    now = now.append_column("key", _keys(now["processid"]))
+    joined = now.join(old, keys="key", join_type="inner").drop_columns(["key"])
 
     def differs(column: str) -> pa.Array:
         current, before = (pc.fill_null(joined[name].combine_chunks(), "") for name in (column, f"{column}_old"))

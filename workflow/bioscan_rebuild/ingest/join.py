@@ -183,6 +183,10 @@ def join_shard(
     keep, reason, detail, winner = _resolve_duplicates(
         records, content_hash, duplicate_policy, locations, RECORD_OUTCOMES
     )
+    # A record keeps the spelling of its first delivery, whichever copy's content wins: a later delivery typing it in
+    # another case must not rename a released record (its files, chunk and the diff between versions follow it).
+    first_spelling = records.groupby("_key", sort=False)["processid"].transform("first")
+    records["processid"] = records["processid"].where(~keep, first_spelling)
     redelivered = _redeliveries(records, locations, reason, winner)
     dropped = records[~keep]
     if len(dropped):
