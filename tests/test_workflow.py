@@ -397,6 +397,11 @@ def test_the_release_ships_a_prov_graph_of_the_build(finished_run):
     assert checked > 60
     assert "xsd:dateTime" not in text and "startedAtTime" not in text
     assert "/croissant.json" in text
+    # the build's nodes are the release's (one fixed urn:bioscan-rebuild:build: prefix made every version's run,
+    # config and files one node, with two sha256 each once two versions' graphs were loaded together)
+    release = "urn:bioscan-rebuild:release:BIOSCAN-5M%20rebuild:0.1.0"
+    subjects = {str(subject) for subject in graph.subjects()}
+    assert f"{release}/build/run" in subjects and all(subject.startswith(f"{release}/") for subject in subjects)
     croissant = (finished_run / "results" / "release" / "bioscan5m" / "croissant.json").read_text()
     assert "metadata/provenance.jsonld" in croissant
     config = json.loads((metadata / "config.json").read_text())

@@ -146,7 +146,10 @@ def provenance_graph(
                 node["wasDerivedFrom"] = [_file_id(source) for source in maker["inputs"]]
             entities[path] = node
     graph += [entities[path] for path in sorted(entities)]
-    return {"@context": CONTEXT, "@graph": graph}
+    # the build's nodes under the release's IRI: two versions' graphs loaded together must not merge their runs,
+    # configs and files into nodes with two sha256 each
+    context = {**CONTEXT, "build": f"{release_id}/build/"} if release_id else CONTEXT
+    return {"@context": context, "@graph": graph}
 
 
 def release_id(config: dict) -> str:
