@@ -15,6 +15,9 @@ Speed only: without --weights it builds an untrained yolo11n from its yaml (noth
 downloaded). Target on one H100: >= 2000 images/s for decode + detect + crop.
 
 Without a GPU it says so and runs a tiny N on the CPU, as a smoke test of the script.
+It needs ultralytics, which a lent GPU machine lacks: run ``python bench/gpu_train.py pack`` here first and
+install its ``.whl/`` wheels there (``pip install --no-index --no-deps --target /tmp/site .whl/*.whl`` with
+``PYTHONPATH=/tmp/site``), as ``gpu_train.py``'s docstring shows.
 
     python bench/gpu_detect.py [--n 4096] [--batch 128] [--imgsz 640] [--weights W.pt] [--images DIR]
 """

@@ -42,6 +42,7 @@ WHOLE_TABLE = {
     "provenance_plan",
     "provenance",
     "release",
+    "stats",
     "all",
 }
 
@@ -91,6 +92,18 @@ def benchmark_seconds(workdir: Path, since: dict[Path, int] | None = None) -> Co
     return seconds
 
 
+def old_photo_seconds(workdir: Path, since: dict[Path, int], new_batches: set[str]) -> float:
+    """Seconds of the photo jobs of earlier batches written after ``since`` (benchmarks/images/process_photos/
+    {batch}/...): image work done again."""
+    folder = workdir / "benchmarks" / "images" / "process_photos"
+    seconds = 0.0
+    for path, stamp in mtimes(folder, "*.tsv").items():
+        if since.get(path) != stamp and path.relative_to(folder).parts[0] not in new_batches:
+            with open(path) as handle:
+                seconds += float(next(csv.DictReader(handle, delimiter="\t"))["s"])
+    return seconds
+
+
 def mtimes(folder: Path, pattern: str) -> dict[Path, int]:
     return {p: p.stat().st_mtime_ns for p in folder.rglob(pattern)} if folder.exists() else {}
 
@@ -131,7 +144,6 @@ def main() -> None:
     full["stage_seconds"] = benchmark_seconds(workdir)
     photo_summaries = mtimes(workdir / "logs" / "images" / "process_photos", "*.json")
     full_photos = sum(json.loads(p.read_text())["photos_processed"] for p in photo_summaries)
-    store_results = mtimes(workdir / "results" / "store" / "derived", "*.json")
     benchmarks = mtimes(workdir / "benchmarks", "*.tsv")
 
     # The delivery: 1 % new records with photos (two batches, as the sample), 1 % new metadata-only records
@@ -159,10 +171,11 @@ def main() -> None:
         )
     config["batches"].append({"name": "delivery-x", "export": "resources/exports/delivery.tsv"})
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    new_batch_names = {"delivery-a", "delivery-b", "delivery-x"}
 
-    start = time.perf_counter()
     plan_log = snakemake(workdir, "--dry-run", "--quiet", "rules")
     dag = sum(job_stats(snakemake(workdir, "--dry-run", "--forceall", "--quiet", "rules")).values())
+    start = time.perf_counter()  # the run alone, as the full build was timed
     rerun_log = snakemake(workdir)
     rerun_seconds = round(time.perf_counter() - start, 1)
     ran = job_stats(rerun_log)
@@ -187,17 +200,16 @@ def main() -> None:
     reran_old = Counter({rule: n - new_batches.get(rule, 0) for rule, n in ran.items()})
     reran_old = +reran_old
     per_shard_reruns = sum(n for rule, n in reran_old.items() if rule not in WHOLE_TABLE)
-    summaries_after = mtimes(workdir / "logs" / "images" / "process_photos", "*.json")
-    rerun_photos = sum(
-        json.loads(p.read_text())["photos_processed"]
-        for p, stamp in summaries_after.items()
-        if photo_summaries.get(p) != stamp
-    )
-    rewritten = sum(
-        1
-        for p, stamp in mtimes(workdir / "results" / "store" / "derived", "*.json").items()
-        if store_results.get(p, stamp) != stamp
-    )
+    # photos processed by the photo jobs that ran, from their count logs (logs/images/process_photos/{batch}/...):
+    # the new batches' own photos, and any photo of an earlier batch detected again (a store write of an existing
+    # result is skipped, so the store's files cannot tell)
+    logs = workdir / "logs" / "images" / "process_photos"
+    processed = Counter()
+    for p, stamp in mtimes(logs, "*.json").items():
+        if photo_summaries.get(p) != stamp:
+            old_or_new = "new" if p.relative_to(logs).parts[0] in new_batch_names else "old"
+            processed[old_or_new] += json.loads(p.read_text())["photos_processed"]
+    rerun_photos, redetected = processed["new"], processed["old"]
     report = {
         "records": records,
         "shards": args.shards,
@@ -220,14 +232,15 @@ def main() -> None:
             "jobs_rerun_not_whole_table_share": round(per_shard_reruns / dag, 4),
             "photos_processed": rerun_photos,  # the delivery's own photos
             "photos_processed_share": round(rerun_photos / max(1, full_photos), 4),
-            "old_photos_redetected": rewritten,
-            "image_seconds_share": round(
-                benchmark_seconds(workdir, benchmarks)["images"] / max(1e-9, full["stage_seconds"]["images"]), 4
+            "old_photos_redetected": redetected,
+            # the earlier batches' photo jobs only (the new batches' and the per-shard joins run by design)
+            "old_photo_job_seconds_share": round(
+                old_photo_seconds(workdir, benchmarks, new_batch_names) / max(1e-9, full["stage_seconds"]["images"]), 4
             ),
             "stage_seconds": {k: round(v, 1) for k, v in sorted(benchmark_seconds(workdir, benchmarks).items())},
         },
         "targets": {
-            "image work redone": "<= 2 %",
+            "old_photo_job_seconds_share": "<= 0.02",
             "old_photos_redetected": 0,
             "jobs_rerun_not_whole_table_share": 0.05,
         },

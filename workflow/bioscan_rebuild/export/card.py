@@ -197,7 +197,9 @@ def write_card(release_dir, options: ExportOptions, accounting: dict, diff_summa
         "`pretrain`; species whose names are placeholders (not yet described) go to `other_heldout` or the unseen "
         "splits by genus; described species are split into seen (`train`, `val`, `test`) and unseen "
         "(`key_unseen`, `val_unseen`, `test_unseen`) sets so that a DNA barcode never spans two splits. A "
-        "versioned release keeps every earlier record in its split (frozen) and assigns only new records. "
+        "versioned release keeps every earlier record in its split (frozen) and assigns only new records, so a "
+        "`pretrain` record that a later version labels to species stays in `pretrain` with its label (the split "
+        "table counts the species there): drop those labels where pretraining must see none. "
         "Records whose photo shows no specimen get no split and are listed in `metadata/rejects.csv`.",
         "",
         "## Provenance",

@@ -49,7 +49,11 @@ INTEGER_COLUMNS = frozenset(  # metadata and bbox.tsv columns
     | {"x0", "y0", "x1", "y1"}
 )
 SPLIT_INFO = {  # (cr split class or None, description)
-    "pretrain": ("cr:TrainingSplit", "unlabelled to species: for self-supervised pretraining"),
+    "pretrain": (
+        "cr:TrainingSplit",
+        "unlabelled to species when first released (a record frozen here keeps its split when a later version "
+        "labels it): for self-supervised pretraining",
+    ),
     "train": ("cr:TrainingSplit", "seen species: training"),
     "val": ("cr:ValidationSplit", "seen species: validation"),
     "test": ("cr:TestSplit", "seen species: test"),
