@@ -569,6 +569,32 @@ def test_the_fasta_reader_gives_every_entry_whole_across_block_boundaries(tmp_pa
     assert got == [
         {"processid": p, "dna_bin": b or None, "taxon": t or None, "dna_barcode": s} for p, b, t, s in entries
     ]
+    # a processid may hold "|" (only "/" and "\\" make one invalid): the header is read from the right
+    write_fasta([("AB|12", "BOLD:A", "Aus bus", "ACGT")], tmp_path / "pipe.fasta")
+    (pipe,) = _fasta_entries(tmp_path / "pipe.fasta", block=1 << 20)
+    assert pipe.to_pylist() == [{"processid": "AB|12", "dna_bin": "BOLD:A", "taxon": "Aus bus", "dna_barcode": "ACGT"}]
     (tmp_path / "bad.fasta").write_text("ACGT\n>P1|B|T\nACGT\n")
     with pytest.raises(ValueError, match="a sequence line before its header"):
         list(_fasta_entries(tmp_path / "bad.fasta", block=1 << 20))
+
+
+def test_a_batch_with_its_own_photo_name_pattern_checks_out_with_its_sources(copy):
+    """The photo-name check used ingest.image_name_pattern for every batch: a batch whose photos are named by its
+    own pattern (IMG_0001__BSCN1-22.jpg) made every release built with it fail its audit."""
+    release = copy / "results" / "release"
+    path = copy / "config" / "config.yaml"
+    config = yaml.safe_load(path.read_text())
+    batch = config["batches"][0]
+    batch["image_name_pattern"] = r"^(?:IMG_\d+__)?(?P<processid>.+?)(?:\.1024px)?\.jpe?g$"
+    path.write_text(yaml.safe_dump(config))
+    header, rows = _lineage_rows(release)
+    column, of_batch = header.index("image_path"), header.index("image_batch")
+    row = next(r for r in rows if r[of_batch] == batch["name"] and r[column].endswith(".jpg"))
+    folder = copy / batch["images"]
+    renamed = f"IMG_0001__{Path(row[column]).name}"
+    (folder / row[column]).rename(folder / Path(row[column]).parent / renamed)
+    row[column] = str(Path(row[column]).parent / renamed) if "/" in row[column] else renamed
+    _write_lineage(release, header, rows)
+    rewrite_manifest(release)
+    result = audit(copy, "--sources", "config/config.yaml")
+    assert result.returncode == 0, result.stdout[-3000:]

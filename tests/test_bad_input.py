@@ -240,6 +240,11 @@ def _detector_param_as_text(config):
     config["images"]["detector"]["params"] = {"mask_well": "false"}
 
 
+def _detector_param_typed_by_annotation(config):
+    config["images"]["detector"]["backend"] = "onnx"
+    config["images"]["detector"]["params"] = {"imgsz": "320", "threads": 1.5}
+
+
 def _licence_not_an_iri(config):
     config["export"]["licence"] = "CC BY 4.0"
 
@@ -274,6 +279,11 @@ CONFIG_FAULTS = {  # name -> (change, file to create, what the message must say)
     # these four passed start-up and failed in a job (the licence in the last one), or silently flipped a switch
     "detector_param_typo": (_detector_param_typo, None, ["images.detector: backend fusion has no parameters"]),
     "detector_param_as_text": (_detector_param_as_text, None, ["mask_well: 'false' is not true or false"]),
+    "detector_param_typed_by_annotation": (
+        _detector_param_typed_by_annotation,
+        None,
+        ["imgsz: '320' is not a whole number", "threads: 1.5 is not a whole number"],
+    ),
     "licence_not_an_iri": (_licence_not_an_iri, None, ["'CC BY 4.0' does not match"]),
     "folder_for_a_table": (
         _folder_for_a_table,
@@ -1204,3 +1214,69 @@ def test_a_run_that_would_release_nothing_fails_and_names_why(sample_dir, tmp_pa
     assert "no record is released: all " in output and "unsupported_marker" in output, output[-3000:]
     assert "check ingest.markers (names are matched exactly)" in output
     assert not (workdir / "results" / "release").exists()
+
+
+def _ingested(tmp_path, exports, photos=(), policy="latest"):
+    from bioscan_rebuild.core.params import IngestParams
+
+    params = IngestParams.from_dict({"duplicate_policy": policy, "require_images": bool(photos)})
+    out = tmp_path / f"out-{policy}"
+    summary = ingest_local(exports, list(photos), out, shards=1, params=params)
+    kept = pq.read_table(out / "shards" / "shard-000" / "records.parquet").to_pylist()
+    rejects = pq.read_table(out / "rejects.parquet").to_pylist()
+    return summary, kept, rejects
+
+
+@pytest.mark.parametrize("policy", ["latest", "reject"])
+def test_a_delivery_whose_own_copies_conflict_does_not_bring_back_an_older_copy(realdata, tmp_path, policy):
+    """The latest delivery held two different copies of BSCN1-22: both were rejected, the delivery dropped out of
+    the comparison, and the older delivery's copy was released (under reject too, which promises no copy)."""
+    (tmp_path / "a.tsv").write_bytes(_v4_rows(realdata, ["BSCN1-22"]))
+    (tmp_path / "b.tsv").write_bytes(_v4_rows(realdata, ["BSCN1-22", "BSCN1-22"], species=["One", "Two"]))
+    summary, kept, rejects = _ingested(tmp_path, [tmp_path / "a.tsv", tmp_path / "b.tsv"], policy=policy)
+    assert kept == [] and summary["balanced"] is True
+    outcomes = sorted((r["batch"], r["reason"], r["detail"]) for r in rejects if r["kind"] == "record")
+    assert [(batch, reason) for batch, reason, _ in outcomes] == [("export-1", "duplicate_conflict")] + [
+        ("export-2", "duplicate_conflict")
+    ] * 2
+    assert outcomes[0][2] == "the copies of delivery export-2 differ from each other"
+
+
+def test_an_older_delivery_whose_copies_conflict_leaves_the_latest_copy(realdata, tmp_path):
+    (tmp_path / "a.tsv").write_bytes(_v4_rows(realdata, ["BSCN1-22", "BSCN1-22"], species=["One", "Two"]))
+    (tmp_path / "b.tsv").write_bytes(_v4_rows(realdata, ["BSCN1-22"], species=["Three"]))
+    _, kept, rejects = _ingested(tmp_path, [tmp_path / "a.tsv", tmp_path / "b.tsv"])
+    assert [(row["processid"], row["species"], row["batch"]) for row in kept] == [("BSCN1-22", "Three", "export-2")]
+    assert sorted(r["reason"] for r in rejects) == ["duplicate_conflict", "duplicate_conflict"]
+
+
+def test_a_sequence_padded_with_gaps_by_another_layout_is_the_same_content(realdata, tmp_path):
+    """v4 and BCDM-2024 pad a sequence with alignment gaps, BCDM-2023 does not: one record delivered both ways was
+    'different content' (under reject, lost; under latest, a spurious superseded row and nucleotides change)."""
+    first = _v4_rows(realdata, ["BSCN1-22"]).decode().split("\n")
+    header = first[0].split("\t")
+    fields = first[1].split("\t")
+    column = header.index("nucleotides")
+    assert fields[column]
+    fields[column] = "--" + "-".join(fields[column][i : i + 50] for i in range(0, len(fields[column]), 50)).lower()
+    (tmp_path / "a.tsv").write_text("\n".join(first))
+    (tmp_path / "b.tsv").write_text("\n".join([first[0], "\t".join(fields), ""]))
+    for policy in ("reject", "latest"):
+        summary, kept, rejects = _ingested(tmp_path, [tmp_path / "a.tsv", tmp_path / "b.tsv"], policy=policy)
+        assert [row["processid"] for row in kept] == ["BSCN1-22"]
+        assert [r["reason"] for r in rejects] == ["duplicate_record"]
+        redeliveries = pq.read_table(tmp_path / f"out-{policy}" / "shards" / "shard-000" / "redeliveries.parquet")
+        assert redeliveries.num_rows == 0
+
+
+def test_a_photo_name_with_an_invisible_character_names_its_record(realdata, tmp_path):
+    """Export processids lose zero-width spaces and BOMs; photo names kept them, and the photo was no_record."""
+    (tmp_path / "e.tsv").write_bytes(_v4_rows(realdata, ["BSCN1-22", "BSCN2-22"]))
+    _photo(tmp_path / "photos" / "BSCN1-22\u200b.jpg", 1)
+    _photo(tmp_path / "photos" / "\ufeffBSCN2-22.jpg", 2)
+    _, kept, rejects = _ingested(tmp_path, [tmp_path / "e.tsv"], photos=[tmp_path / "photos"])
+    assert sorted((row["processid"], row["image_path"]) for row in kept) == [
+        ("BSCN1-22", "BSCN1-22\u200b.jpg"),
+        ("BSCN2-22", "\ufeffBSCN2-22.jpg"),
+    ]
+    assert rejects == []

@@ -169,6 +169,18 @@ def test_a_parameter_of_the_wrong_type_is_refused_not_converted():
     assert ClassicalDetector(scale=4.0, bar=60, mask_well=np.bool_(True)).params()["scale"] == 4
 
 
+def test_a_backend_parameter_typed_only_by_its_annotation_is_checked_too():
+    """``half: bool | None = None``, ``imgsz: int | None``: with no default to compare with, "false" and "320" went
+    through (``bool("false")`` is True), here and at the workflow's start-up."""
+    from bioscan_rebuild.core.errors import InputError
+    from bioscan_rebuild.detect.registry import make_detector
+
+    with pytest.raises(InputError, match="detector backend onnx parameter imgsz: '320' is not a whole number"):
+        make_detector("onnx", imgsz="320")
+    with pytest.raises(InputError, match="detector backend onnx parameter tta: 'false' is not true or false"):
+        make_detector("onnx", tta="false")
+
+
 def test_real_valid_images(realdata, detector):
     paths = sorted((realdata / VALID).glob("*.jpg"))
     assert len(paths) == 6

@@ -187,3 +187,16 @@ def test_a_record_spelled_otherwise_by_a_later_delivery_is_the_same_record(tmp_p
     assert [(r["processid"], r["field"]) for r in image_diff(tmp_path / "l.csv", images).to_pylist()] == [
         ("bscn1-21", "image:cropped")
     ]
+
+
+def test_a_previous_release_holding_one_record_under_two_spellings(tmp_path):
+    """A release from before spellings were merged held BSCN1-22 and bscn1-22: matched by key, the diff crashed."""
+    _write_csv(_release([{"processid": p, "split": "train"} for p in ("BSCN1-22", "bscn1-22", "P2")]), tmp_path / "o")
+    new = _release([{"processid": p, "split": "train"} for p in ("BSCN1-22", "P2")])
+    rejects = pd.DataFrame(columns=["kind", "processid", "reason"])
+    changes = pd.DataFrame(columns=["processid", "field", "rule"])
+    table, summary = release_diff(tmp_path / "o", new, rejects, changes)
+    assert [(r["processid"], r["change"], r["why"]) for r in table.to_pylist()] == [
+        ("bscn1-22", "removed", "another spelling of a record the previous release held")
+    ]
+    assert (summary["removed"], summary["added"]) == (1, 0)

@@ -571,3 +571,16 @@ def test_every_string_a_csv_reader_takes_for_missing_is_a_missing_label():
     assert normalise_name("Nabis", "genus") == "Nabis"
     result = curate(frame([row_("a", genus="#N/A", species="#N/A")]))
     assert pd.isna(by_pid(result).loc["a", "genus"]) and pd.isna(by_pid(result).loc["a", "species"])
+
+
+def test_a_scope_that_nothing_matches_stops_curation_but_unlabelled_records_still_count():
+    """Every record out of scope is a typo in taxonomy.scope_taxa (an empty release). But records without a label
+    at the scope rank stay (unknown is not out): with them, the out-of-scope ones are rejected as before."""
+    from bioscan_rebuild.core.errors import InputError
+
+    mammals = [row(f"m{i}", upper=("Chordata", "Mammalia", "Rodentia")) for i in range(2)]
+    unknown = [row(f"u{i}", upper=(None, None, None)) for i in range(3)]
+    result = curate(frame(mammals + unknown))
+    assert sorted(result["curated"]["processid"]) == ["u0", "u1", "u2"]
+    with pytest.raises(InputError, match=r"scope_taxa \['Arthropoda'\] matches none .* most common: Chordata \(2\)"):
+        curate(frame(mammals))

@@ -78,7 +78,7 @@ def _backend_parameters(backend):
 
     def tree(dotted):
         path = os.path.join(workflow.basedir, "workflow", *dotted.split("."))
-        return ast.parse(open(path + ".py").read())
+        return ast.parse(open(f"{path}.py").read())
 
     def literal(dotted, name):
         for node in tree(dotted).body:
@@ -94,11 +94,16 @@ def _backend_parameters(backend):
     defaults = [None] * (len(init.args.args[1:]) - len(init.args.defaults)) + list(init.args.defaults)
     defaults += list(init.args.kw_defaults)
     taken = {}
+    samples = {"bool": False, "int": 0, "float": 0.0}  # a value of the type, for the check (text: any value)
     for arg, default in zip(args, defaults):
         try:
             taken[arg.arg] = None if default is None else ast.literal_eval(default)
         except ValueError:
             taken[arg.arg] = None
+        if taken[arg.arg] is None and arg.annotation is not None:  # e.g. half: bool | None = None
+            kinds = [k.strip() for k in ast.unparse(arg.annotation).split("|") if k.strip() != "None"]
+            if len(kinds) == 1 and kinds[0] in samples:
+                taken[arg.arg] = samples[kinds[0]]
     if init.args.kwarg is not None:
         taken.update(literal("bioscan_rebuild.detect.classical", "DEFAULTS"))
     return taken

@@ -171,6 +171,23 @@ def processid_key(processid: str) -> str:
     return processid.upper()
 
 
+# Every Unicode whitespace: RE2's \s is ASCII-only (no \v, NBSP, ideographic space, line separators).
+SEQUENCE_WHITESPACE = r"[\s\x{0b}\x{85}\p{Z}]"
+# What layouts write around one sequence (v4 and BCDM-2024 pad with alignment gaps, BCDM-2023 does not, any may
+# wrap or upper-case it): removed before two deliveries' copies are compared, as barcode cleaning removes it.
+SEQUENCE_NOISE = rf"(?:{SEQUENCE_WHITESPACE}|[.\-])+"
+
+
+def comparable_sequences(values) -> np.ndarray:
+    """Each raw sequence without ``SEQUENCE_NOISE``, upper-cased (object array; None stays): what two layouts'
+    copies of one record must agree on."""
+    import pandas as pd
+    import pyarrow.compute as pc
+
+    given = pa.array(pd.Series(values, dtype=object), pa.string(), from_pandas=True)
+    return pc.utf8_upper(pc.replace_substring_regex(given, SEQUENCE_NOISE, "")).to_numpy(zero_copy_only=False)
+
+
 # Unicode format characters (zero-width space and joiners, word joiner, BOM...): invisible, so pasted into a
 # processid they would make another record. RE2 syntax (pyarrow); ``strip_invisible`` is the Python side.
 INVISIBLE_CHARACTERS = r"\p{Cf}"

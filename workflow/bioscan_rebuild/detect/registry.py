@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import typing
 
-from bioscan_rebuild.detect.base import Detector, ParameterError
+from bioscan_rebuild.detect.base import Detector, ParameterError, typed_parameter
 
 BACKENDS = {  # name -> (module, class)
     "classical": ("bioscan_rebuild.detect.classical", "ClassicalDetector"),
@@ -32,6 +33,15 @@ def make_detector(backend: str = "classical", **params) -> Detector:
         inspect.signature(kind).bind(**params)
     except TypeError as error:  # an unknown keyword, or weights missing: the person's parameters, not a bug
         raise ParameterError(f"detector backend {backend}: {error}") from None
+    try:
+        hints = typing.get_type_hints(kind.__init__)
+    except (NameError, TypeError):  # an annotation this Python cannot evaluate: the backend checks its own
+        hints = {}
+    for key, value in params.items():
+        kinds = [t for t in (typing.get_args(hints.get(key)) or (hints.get(key),)) if t is not type(None)]
+        if value is not None and len(kinds) == 1 and kinds[0] in (bool, int, float):
+            # bool | None and the like: ``bool("false")`` is True
+            params[key] = typed_parameter(f"detector backend {backend}", key, value, kinds[0]())
     return kind(**params)
 
 

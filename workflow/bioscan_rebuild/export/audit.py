@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from bioscan_rebuild.core.io import file_sha256
 from bioscan_rebuild.core.params import ExportOptions, IngestParams
-from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, RELEASE_COLUMNS, SPLITS, processid_keys
+from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, RELEASE_COLUMNS, SPLITS, processid_keys, strip_invisible
 from bioscan_rebuild.export.formats.hdf5 import HDF5_LABELS
 from bioscan_rebuild.export.formats.jsonld import DECIMAL_TERMS, INTEGER_TERMS, STRING_TERMS
 from bioscan_rebuild.export.layout import (
@@ -739,7 +739,8 @@ def check_fasta(root: Path, csv: pa.Table, findings: Findings, block: int = 1 <<
         findings.add(f"{where} records", f"{where}: record {pid} of the csv is missing")
 
 
-_FASTA_HEADER = r"^>(?P<processid>[^|]*)\|(?P<dna_bin>[^|]*)\|(?P<taxon>.*)$"
+# from the right: a processid may hold "|" (only "/" and "\\" make it invalid), a BIN or taxon does not
+_FASTA_HEADER = r"^>(?P<processid>.*)\|(?P<dna_bin>[^|]*)\|(?P<taxon>[^|]*)$"
 
 
 def _fasta_entries(path: Path, block: int) -> Iterator[pa.Table]:
@@ -948,20 +949,26 @@ def check_sources(config_path: Path, root: Path, csv: pa.Table, accounting: dict
         include_missing_columns=True,
     )
     lineage = pacsv.read_csv(root / RECORDS_LINEAGE.path, convert_options=options)
-    pattern = re.compile(IngestParams.from_dict(config.get("ingest") or {}).image_name_pattern, re.IGNORECASE)
-
-    def _named(rel: str) -> str | None:
-        """The processid key the photo's file name gives, as ingest reads it."""
-        match = pattern.match(PurePosixPath(rel).name)
-        return processid_keys([match.group("processid")])[0] if match else None
+    default = IngestParams.from_dict(config.get("ingest") or {}).image_name_pattern
+    patterns = {  # each batch's own, as ingest listed its photos (name_pattern_of in the rules)
+        batch["name"]: re.compile(batch.get("image_name_pattern") or default, re.IGNORECASE)
+        for batch in config.get("batches", [])
+    }
 
     if lineage["image_sha256"].null_count < lineage.num_rows:
-        for pid, batch, rel, sha in zip(
-            *(lineage[c].to_pylist() for c in ("processid", "image_batch", "image_path", "image_sha256"))
-        ):
+        pids, batches, rels, shas = (
+            lineage[c].to_pylist() for c in ("processid", "image_batch", "image_path", "image_sha256")
+        )
+        named = []
+        for batch, rel in zip(batches, rels):
+            match = patterns[batch].match(PurePosixPath(rel).name) if batch in patterns and rel else None
+            named.append(strip_invisible(match.group("processid")) if match else None)
+        # keys of the whole columns at once (a call per row cost ~0.3 ms: an hour at 5M records)
+        wrong_name = processid_keys(named) != processid_keys(pids)
+        for pid, batch, rel, sha, wrong in zip(pids, batches, rels, shas, wrong_name):
             if batch is None:
                 continue
-            if not pattern.match(PurePosixPath(rel).name) or processid_keys([pid])[0] != _named(rel):
+            if wrong:
                 findings.add("source photo", f"{rel} ({batch}): the file name does not name {pid}, its record")
             photo = Path(folders.get(batch, "")) / rel
             if not photo.is_file():

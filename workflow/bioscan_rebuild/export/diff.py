@@ -102,6 +102,12 @@ def release_diff(
     now = _as_text(new)
     now.index = pd.Index(processid_keys(now["processid"]))
     rows = []
+    # a release from before spellings were merged may hold one record twice (X and x): its first spelling is the
+    # record, the others are gone
+    twice = old.index.duplicated(keep="first")
+    for pid, split in zip(old.loc[twice, "processid"], old.loc[twice, "split"]):
+        rows.append((pid, "removed", "split", split, None, "another spelling of a record the previous release held"))
+    old = old[~twice]
     added = now.index.difference(old.index)
     rejected_before = _reasons(previous_rejects)
     for key in added.sort_values():
@@ -159,7 +165,7 @@ def release_diff(
         "previous_records": len(old),
         "records": len(now),
         "added": len(added),
-        "removed": len(removed),
+        "removed": len(removed) + int(twice.sum()),
         "changed_records": len(changed_records),
         "changed_fields": sum(1 for row in rows if row[1] == "changed"),
         "moved": int(moved.sum()),

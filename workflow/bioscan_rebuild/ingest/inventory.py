@@ -28,7 +28,7 @@ from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import read_table, write_json, write_table
 from bioscan_rebuild.core.params import IngestParams
 from bioscan_rebuild.core.pilsafe import error_detail, open_image
-from bioscan_rebuild.core.schemas import make_rejects, shard_groups, shard_of
+from bioscan_rebuild.core.schemas import make_rejects, shard_groups, shard_of, strip_invisible
 from bioscan_rebuild.core.store import ImageStore
 
 DEFAULT_NAME_PATTERN = IngestParams().image_name_pattern
@@ -155,10 +155,12 @@ def list_images(image_dir: str | Path, batch: str, n_shards: int, name_pattern: 
             rejected.append((text, problem, WALK_PROBLEMS[problem]))
             continue
         match = pattern.match(rel.name)
-        if match and match.group("processid").strip():
+        named = strip_invisible(match.group("processid")).strip() if match else ""
+        if named:
             matched_paths.append(text)
-            # as the exports' processids are: a decomposed accent in a file name still names its record
-            processids.append(unicodedata.normalize("NFC", match.group("processid").strip()))
+            # as the exports' processids are: a decomposed accent, a zero-width space or a BOM in a file name
+            # still names its record
+            processids.append(unicodedata.normalize("NFC", named))
         else:
             rejected.append((text, "unrecognised_name", f"does not match {name_pattern}"))
     listing = pa.table(

@@ -22,6 +22,7 @@ from bioscan_rebuild.core.schemas import (
     REDELIVERY_SCHEMA,
     REJECT_SCHEMA,
     SIGNATURE_FIELDS,
+    comparable_sequences,
     make_rejects,
     processid_key,
     shard_of,
@@ -83,17 +84,28 @@ def _resolve_duplicates(frame: pd.DataFrame, signature: pd.Series, policy: str, 
     for _, members in groups.items():
         rows = positions[members]
         case_note = " (its processid differs only by case)" if len({spelled[r] for r in rows}) > 1 else ""
-        survivors = []
-        for batch in dict.fromkeys(batch_of[rows]):  # batches in delivery order
+        survivors, conflicted = [], []
+        batches = list(dict.fromkeys(batch_of[rows]))  # batches in delivery order
+        for batch in batches:
             in_batch = [r for r in rows if batch_of[r] == batch]
             if len({signatures[r] for r in in_batch}) > 1:
                 for row in in_batch:
                     others = ", ".join(location.iloc[r] for r in in_batch if r != row)
                     drop(row, "conflict", f"differs from {others} in the same delivery", case_note)
+                conflicted.append(batch)
                 continue
             survivors.append(in_batch[0])
             for row in in_batch[1:]:
                 drop(row, "identical", "same as " + location.iloc[in_batch[0]], case_note, in_batch[0])
+        # A delivery whose copies conflict still has its say: under reject it makes every copy a conflict; under
+        # latest (first) it is the delivery that decides when it is the latest (earliest), and an older (newer)
+        # copy must not come back in its place.
+        deciding = batches[-1] if policy == "latest" else batches[0]
+        if conflicted and (policy == "reject" or deciding in conflicted):
+            blamed = ", ".join(conflicted) if policy == "reject" else deciding
+            for row in survivors:
+                drop(row, "conflict", f"the copies of delivery {blamed} differ from each other", case_note)
+            continue
         if len(survivors) < 2:
             continue
         differ = len({signatures[r] for r in survivors}) > 1
@@ -125,6 +137,8 @@ def _redeliveries(records: pd.DataFrame, locations: pd.Series, reason, winner) -
             old, new = records[field].iat[row], records[field].iat[chosen]
             if (pd.isna(old) and pd.isna(new)) or old == new:
                 continue
+            if field == "nucleotides" and records["_sequence"].iat[row] == records["_sequence"].iat[chosen]:
+                continue  # gaps, case or line breaks of another layout: the same sequence
             rows.append(
                 {
                     "processid": records["processid"].iat[chosen],
@@ -176,8 +190,10 @@ def join_shard(
     reject_parts = []
 
     # Records: one per processid.
+    # a v4 or BCDM-2024 copy pads its sequence with alignment gaps, a BCDM-2023 copy does not: the same content
+    sequences = comparable_sequences(records["nucleotides"])
     content_hash = pd.util.hash_pandas_object(
-        records[list(SIGNATURE_FIELDS)].assign(processid=records["_key"]), index=False
+        records[list(SIGNATURE_FIELDS)].assign(processid=records["_key"], nucleotides=sequences), index=False
     )
     locations = _location(records)
     keep, reason, detail, winner = _resolve_duplicates(
@@ -187,7 +203,7 @@ def join_shard(
     # another case must not rename a released record (its files, chunk and the diff between versions follow it).
     first_spelling = records.groupby("_key", sort=False)["processid"].transform("first")
     records["processid"] = records["processid"].where(~keep, first_spelling)
-    redelivered = _redeliveries(records, locations, reason, winner)
+    redelivered = _redeliveries(records.assign(_sequence=sequences), locations, reason, winner)
     dropped = records[~keep]
     if len(dropped):
         reject_parts.append(

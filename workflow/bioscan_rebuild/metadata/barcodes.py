@@ -29,11 +29,11 @@ from Bio.Seq import Seq
 from Bio.SeqRecord import SeqRecord
 
 from bioscan_rebuild.core.params import BarcodeParams
+from bioscan_rebuild.core.schemas import SEQUENCE_WHITESPACE
 
 IUPAC_DNA = "".join(sorted(ambiguous_dna_letters))  # ABCDGHKMNRSTVWY
 AMBIGUOUS = "".join(sorted(set(IUPAC_DNA) - set("ACGTN")))  # BDHKMRSVWY
-# Every Unicode whitespace: RE2's \s is ASCII-only (no \v, NBSP, ideographic space, line separators).
-WHITESPACE = r"[\s\x{0b}\x{85}\p{Z}]"
+WHITESPACE = SEQUENCE_WHITESPACE
 
 BARCODE_REASONS = {
     "no_barcode": "no sequence, or nothing left after removing gaps, whitespace and end N",

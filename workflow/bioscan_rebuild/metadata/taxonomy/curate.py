@@ -136,7 +136,8 @@ def _outside_scope(cols: dict, log: ChangeLog, params: TaxonomyParams, excluded:
     labels = cols[params.scope_rank]
     labelled = ~pd.isna(labels) & ~excluded
     outside = labelled & ~pd.Series(labels, dtype=object).isin(params.scope_taxa).to_numpy()
-    if labelled.any() and outside.sum() == labelled.sum():  # nothing in scope: a typo, not a dataset of nothing
+    # every record out (none unlabelled at the rank stays either): a typo, not a dataset of nothing
+    if outside.any() and outside.sum() == (~excluded).sum():
         top = pd.Series(labels[labelled], dtype=object).value_counts().head(5)
         found = ", ".join(f"{name} ({n})" for name, n in top.items())
         raise InputError(
