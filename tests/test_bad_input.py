@@ -1198,6 +1198,7 @@ def test_a_scope_that_matches_no_record_stops_the_metadata_stage(realdata, tmp_p
     assert "most common: Arthropoda (" in lines[0]
 
 
+@pytest.mark.slow
 def test_a_run_that_would_release_nothing_fails_and_names_why(sample_dir, tmp_path):
     """ingest.markers in another case: every sequence left as unsupported_marker, the rest as no_barcode, and the
     run wrote an empty release with exit status 0."""
