@@ -1,6 +1,7 @@
 # Small helpers shared by all stages (batch and shard lists, input functions).
 # Nothing here reads record tables: the DAG comes from the config alone, so parsing
 # the Snakefile stays cheap on every cluster job.
+import functools
 import hashlib
 import json
 import os
@@ -70,6 +71,7 @@ def _source_constant(module, name):
     return re.search(rf"^{name} = (.+)$", text, re.MULTILINE).group(1).strip("\"'")
 
 
+@functools.cache
 def _backend_parameters(backend):
     """{parameter: default} a detector backend takes (None: no literal default), read from the package's sources
     like _source_constant: the registry's class, its __init__ keywords, and the classical DEFAULTS where it passes

@@ -36,7 +36,7 @@ class StageParams:
         hints = typing.get_type_hints(cls)
         for name, value in values.items():
             where = f"{cls.SECTION}.{name}"
-            values[name] = _typed(where, value, hints[name])
+            values[name] = typed_value(where, value, hints[name])
             _within(where, values[name], cls.RULES.get(name, {}))
         return cls(**values)
 
@@ -44,8 +44,11 @@ class StageParams:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
-def _typed(where: str, value, hint):
-    """``value`` as ``hint`` wants it (a list for a tuple, a whole float for an int), or InputError naming it."""
+def typed_value(where: str, value, hint):
+    """``value`` as ``hint`` wants it (a list for a tuple, a whole float for an int), or InputError naming it.
+    Numpy scalars count as the numbers they are (a fitted rule's parameters); text never converts to one."""
+    import numbers
+
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
@@ -56,22 +59,25 @@ def _typed(where: str, value, hint):
         if not isinstance(value, (list, tuple)):
             raise InputError(f"{where}: {value!r} is not a list")
         if args[-1] is Ellipsis:
-            return tuple(_typed(where, item, args[0]) for item in value)
+            return tuple(typed_value(where, item, args[0]) for item in value)
         if len(value) != len(args):
             raise InputError(f"{where}: {value!r} has {len(value)} items, not {len(args)}")
-        return tuple(_typed(where, item, kind) for item, kind in zip(value, args))
+        return tuple(typed_value(where, item, kind) for item, kind in zip(value, args))
+    import numpy as np
+
+    switch = isinstance(value, (bool, np.bool_))  # numpy's bool is no bool subclass
     if hint is bool:
-        if isinstance(value, bool):
-            return value
+        if switch:
+            return bool(value)
         raise InputError(f"{where}: {value!r} is not true or false")
     if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
+        if isinstance(value, numbers.Integral) and not switch:
+            return int(value)
+        if isinstance(value, numbers.Real) and not switch and float(value).is_integer():
             return int(value)
         raise InputError(f"{where}: {value!r} is not a whole number")
     if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, numbers.Real) and not switch:
             return float(value)
         raise InputError(f"{where}: {value!r} is not a number")
     if hint is str:

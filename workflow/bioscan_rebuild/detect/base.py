@@ -19,6 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from bioscan_rebuild.core.errors import InputError
+from bioscan_rebuild.core.params import typed_value
 
 
 class ParameterError(InputError, TypeError):
@@ -28,24 +29,11 @@ class ParameterError(InputError, TypeError):
 
 def typed_parameter(owner: str, key: str, value, default):
     """``value`` as the type of ``default``, refusing what would convert silently wrong (``bool("false")`` is
-    True): a switch takes true/false, a whole number a whole number, a number any number."""
-    import numbers
-
-    if isinstance(default, bool):
-        ok = isinstance(value, (bool, np.bool_))
-    elif isinstance(default, int):
-        ok = (isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))) or (
-            isinstance(value, numbers.Real) and float(value).is_integer() and not isinstance(value, (bool, np.bool_))
-        )
-    elif isinstance(default, float):
-        ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-    else:
-        ok = isinstance(value, type(default))
-    if not ok:
-        kinds = {bool: "true or false", int: "a whole number", float: "a number"}
-        kind = kinds.get(type(default), type(default).__name__)
-        raise ParameterError(f"{owner} parameter {key}: {value!r} is not {kind}")
-    return type(default)(value)
+    True): ``core.params.typed_value``, raising ParameterError."""
+    try:
+        return typed_value(f"{owner} parameter {key}", value, type(default))
+    except InputError as error:
+        raise ParameterError(str(error)) from None
 
 
 # Status codes a detector may return (the image stage adds decode/size statuses of its own).
