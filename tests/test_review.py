@@ -637,3 +637,54 @@ def test_a_rule_with_a_value_it_cannot_use_is_refused_at_load(change, message):
     """A typo in agree_box fused two agreeing boxes to nothing; a NaN confidence never flagged its photo."""
     with pytest.raises(ValueError, match=re.escape(message)):
         FusionRule(**{**RULE.as_dict(), **change})
+
+
+def test_the_review_page_and_contact_sheet_show_photos_a_store_without_originals_holds(tmp_path, realdata):
+    """image_store.mode none keeps no originals, so a 1024x768 source that is its own original_full is not in
+    the store: the page and the sheet show its stored original_256, the box scaled to that frame."""
+    import base64
+    import hashlib
+
+    import cv2
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from bioscan_rebuild.core.params import ImageParams
+    from bioscan_rebuild.core.store import ImageStore
+    from bioscan_rebuild.detect.classical import ClassicalDetector
+    from bioscan_rebuild.images.contact_sheet import whole_photo, write_contact_sheet
+    from bioscan_rebuild.images.process import DerivedStore, process_photos
+    from bioscan_rebuild.images.review import THUMB_WIDTH, write_review
+    from bioscan_rebuild.images.shard import IMAGE_RECORD_SCHEMA, result_row
+
+    photo = sorted((realdata / "imgfilter-dev").glob("*.jpg"))[0]
+    data = photo.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    ((result, images),) = process_photos([data], ClassicalDetector(), ImageParams())
+    assert result.original_full_is_source and result.box is not None
+    store = ImageStore(tmp_path / "store", mode="none")
+    assert store.put_original(photo, sha, "jpeg", data) is None  # no original kept
+    DerivedStore(store, "k").save(sha, result, images)
+    keys = dict.fromkeys(("detector_version", "detector_params_key", "image_params_key"), "x") | {"params_key": "k"}
+    row = result_row("PID-1", sha, result, "classical", keys) | {"needs_review": True, "review_reason": "box_on_rim"}
+    table = pa.Table.from_pylist([row], schema=IMAGE_RECORD_SCHEMA)
+    pq.write_table(table, tmp_path / "images.parquet")
+
+    image, to_image = whole_photo(store, row)
+    assert image.shape[:2] == (256, 341) and to_image == pytest.approx(341 / 1024)
+    write_review([tmp_path / "images.parquet"], tmp_path / "store", tmp_path / "review")
+    page = (tmp_path / "review" / "review.html").read_text()
+    assert "not in the store" not in page
+    encoded = re.search(r"src='data:image/jpeg;base64,([^']+)'", page).group(1)
+    thumb = cv2.imdecode(np.frombuffer(base64.b64decode(encoded), np.uint8), cv2.IMREAD_COLOR)
+    assert thumb.shape[1] == THUMB_WIDTH
+    # the red box sits where the detector's box is, in the thumbnail's frame
+    red = (thumb[..., 2] > 180) & (thumb[..., 1] < 90) & (thumb[..., 0] < 90)
+    ys, xs = np.nonzero(red)
+    x0, y0, x1, y1 = (v * THUMB_WIDTH / 1024 for v in result.box)
+    assert abs(xs.min() - x0) <= 3 and abs(xs.max() - x1) <= 3 and abs(ys.min() - y0) <= 3 and abs(ys.max() - y1) <= 3
+    write_contact_sheet(table, store, tmp_path / "sheet.jpg", limit=4)
+    sheet = cv2.imread(str(tmp_path / "sheet.jpg"))
+    assert sheet[:192, :256].mean() < 240  # the photo, not the blank tile
+    # a photo never decoded has no frame to show
+    assert whole_photo(store, {**row, "params_key": None, "width_original": None}) is None

@@ -16,19 +16,33 @@ from bioscan_rebuild.core.store import ImageStore
 from bioscan_rebuild.images.process import JPEG_MAX_SIDE
 
 
+def whole_photo(store: ImageStore, row: dict) -> tuple[np.ndarray, float] | None:
+    """A photo's whole frame (BGR) and the factor from ``original_full`` pixels (its box's frame) to its pixels:
+    ``original_full``, else ``original_256``: a store in mode ``none`` holds no originals, so where the source
+    itself is ``original_full`` only the derived 256-px copy is there. None when neither can be read."""
+    if row.get("params_key") is None or not row.get("width_original"):
+        return None  # the photo was never decoded: nothing was derived from it
+    sha = row["image_sha256"]
+    for package in ("original_full", "original_256"):
+        path = store.package_path(row["params_key"], sha, package, bool(row["original_full_is_source"]))
+        image = cv2.imread(str(path)) if path.exists() else None
+        if image is not None:
+            return image, image.shape[1] / row["width_original"]
+    return None
+
+
 def _thumbnail(store: ImageStore, row: dict, size=(256, 192)) -> np.ndarray:
     tile = np.full((size[1] + 18, size[0], 3), 255, np.uint8)
-    sha = row["image_sha256"]
-    path = store.package_path(row["params_key"], sha, "original_full", bool(row["original_full_is_source"]))
-    image = cv2.imread(str(path)) if path.exists() else None
-    if image is not None:
+    found = whole_photo(store, row)
+    if found is not None:
+        image, to_image = found
         scale = min(size[0] / image.shape[1], size[1] / image.shape[0])
         small = cv2.resize(
             image, (int(image.shape[1] * scale), int(image.shape[0] * scale)), interpolation=cv2.INTER_AREA
         )
         tile[: small.shape[0], : small.shape[1]] = small
         if row["x0"] is not None:
-            box = [int(round(v * scale)) for v in (row["x0"], row["y0"], row["x1"], row["y1"])]
+            box = [int(round(v * to_image * scale)) for v in (row["x0"], row["y0"], row["x1"], row["y1"])]
             cv2.rectangle(tile, (box[0], box[1]), (box[2] - 1, box[3] - 1), (0, 0, 255), 2)
     color = (0, 120, 0) if row["image_status"] == "ok" and not row.get("needs_review") else (0, 0, 200)
     label = f"{row['processid']} {row['image_status']}" + (" review" if row.get("needs_review") else "")

@@ -25,7 +25,7 @@ import cv2
 from bioscan_rebuild.core.io import atomic_path, read_table
 from bioscan_rebuild.core.schemas import processid_key, strip_invisible
 from bioscan_rebuild.core.store import ImageStore
-from bioscan_rebuild.images.contact_sheet import least_confident
+from bioscan_rebuild.images.contact_sheet import least_confident, whole_photo
 from bioscan_rebuild.images.corrections import BOX_CORRECTION_COLUMNS, PHOTO_COLUMN, read_box_corrections
 from bioscan_rebuild.images.process import REVIEW_REASONS
 from bioscan_rebuild.images.shard import IMAGE_RECORD_SCHEMA
@@ -47,15 +47,15 @@ def flagged_rows(image_tables) -> list[dict]:
 
 
 def _thumbnail(store: ImageStore, row: dict) -> str | None:
-    """The original with its box drawn, as a base64 JPEG (None when the store lacks it)."""
-    path = store.package_path(row["params_key"], row["image_sha256"], "original_full", row["original_full_is_source"])
-    image = cv2.imread(str(path)) if path.exists() else None
-    if image is None:
+    """The whole photo with its box drawn, as a base64 JPEG (None when the store lacks it)."""
+    found = whole_photo(store, row)
+    if found is None:
         return None
+    image, to_image = found
     scale = THUMB_WIDTH / image.shape[1]
     small = cv2.resize(image, (THUMB_WIDTH, round(image.shape[0] * scale)), interpolation=cv2.INTER_AREA)
     if row["x0"] is not None:
-        box = [round(v * scale) for v in (row["x0"], row["y0"], row["x1"], row["y1"])]
+        box = [round(v * to_image * scale) for v in (row["x0"], row["y0"], row["x1"], row["y1"])]
         cv2.rectangle(small, (box[0], box[1]), (box[2] - 1, box[3] - 1), (0, 0, 255), 2)
     ok, encoded = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
     return base64.b64encode(encoded.tobytes()).decode() if ok else None
