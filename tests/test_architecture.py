@@ -256,3 +256,49 @@ def test_the_image_packages_are_the_schemas():
     from bioscan_rebuild.core.schemas import IMAGE_PACKAGES
 
     assert _schema_section("export")["image_package"]["enum"] == list(IMAGE_PACKAGES)
+
+
+def _start_up_backend_parameters(basedir: Path):
+    """common.smk's ``_backend_parameters`` (the start-up check's reading of a backend's keywords from its
+    source, without importing the package), compiled on its own with ``workflow.basedir`` = ``basedir``."""
+    import functools
+    import os
+    import re
+    import types
+
+    text = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    source = re.search(r"@functools\.cache\ndef _backend_parameters\(.*?(?=\n\n\n)", text, re.S).group(0)
+    namespace = {"functools": functools, "os": os, "workflow": types.SimpleNamespace(basedir=str(basedir))}
+    exec(source, namespace)
+    return namespace["_backend_parameters"]
+
+
+def test_the_start_up_check_reads_each_backends_keywords_as_python_sees_them():
+    import inspect
+
+    from bioscan_rebuild.detect.classical import DEFAULTS
+    from bioscan_rebuild.detect.registry import BACKENDS
+
+    read = _start_up_backend_parameters(REPO)
+    for backend, (module, name) in BACKENDS.items():
+        signature = inspect.signature(getattr(__import__(module, fromlist=[name]), name).__init__)
+        expected = {}
+        for parameter in list(signature.parameters.values())[1:]:
+            if parameter.kind is parameter.VAR_KEYWORD:
+                expected |= DEFAULTS
+            elif parameter.default is not parameter.empty and not isinstance(parameter.default, (str, type(None))):
+                expected[parameter.name] = parameter.default
+            else:
+                expected[parameter.name] = read(backend)[parameter.name]  # None, text or a sample of its type
+        assert read(backend) == expected, backend
+
+
+def test_the_start_up_check_reads_the_keywords_of_a_backend_that_inherits_its_constructor(tmp_path):
+    detect = tmp_path / "workflow" / "bioscan_rebuild" / "detect"
+    detect.mkdir(parents=True)
+    (detect / "registry.py").write_text('BACKENDS = {"tuned": ("bioscan_rebuild.detect.tuned", "Tuned")}\n')
+    (detect / "tuned.py").write_text(
+        "class Base:\n    def __init__(self, bar: float = 75.0, mask: bool | None = None):\n        pass\n\n\n"
+        "class Tuned(Base):\n    name = 'tuned'\n"
+    )
+    assert _start_up_backend_parameters(tmp_path)("tuned") == {"bar": 75.0, "mask": False}

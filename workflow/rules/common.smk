@@ -90,7 +90,14 @@ def _backend_parameters(backend):
         raise KeyError(f"{dotted}.{name}")
 
     source, name = literal("bioscan_rebuild.detect.registry", "BACKENDS")[backend]
-    found = next(n for n in tree(source).body if isinstance(n, ast.ClassDef) and n.name == name)
+    classes = {n.name: n for n in tree(source).body if isinstance(n, ast.ClassDef)}
+    found = classes[name]
+    # a class without an __init__ of its own takes its base's (one defined beside it)
+    while not any(isinstance(n, ast.FunctionDef) and n.name == "__init__" for n in found.body):
+        bases = [b.id for b in found.bases if isinstance(b, ast.Name) and b.id in classes]
+        if not bases:
+            raise KeyError(f"{source}.{name}: no __init__ in the class or in a base defined beside it")
+        found = classes[bases[0]]
     init = next(n for n in found.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
     args = init.args.args[1:] + init.args.kwonlyargs
     defaults = [None] * (len(init.args.args[1:]) - len(init.args.defaults)) + list(init.args.defaults)
