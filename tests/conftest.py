@@ -6,6 +6,7 @@ import importlib
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -73,10 +74,27 @@ def snakemake_bin() -> str:
     return found
 
 
+# A workflow run of the sample takes minutes; one that hangs (a cluster job whose end is never seen) fails the test.
+SNAKEMAKE_TIMEOUT = 1800
+
+
 def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     cmd = [snakemake_bin(), "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2", *args]
-    result = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
+    with subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as run:
+        try:
+            stdout, stderr = run.communicate(timeout=SNAKEMAKE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            run.send_signal(signal.SIGINT)  # as Ctrl-C: Snakemake cancels its cluster jobs and exits
+            try:
+                stdout, stderr = run.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                run.kill()
+                stdout, stderr = run.communicate()
+            raise AssertionError(
+                f"snakemake ran past {SNAKEMAKE_TIMEOUT} s and was stopped:\n{stdout[-4000:]}\n{stderr[-6000:]}"
+            ) from None
+    result = subprocess.CompletedProcess(cmd, run.returncode, stdout, stderr)
     if check and result.returncode != 0:
         raise AssertionError(
             f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"

@@ -15,6 +15,8 @@ import pytest
 
 from conftest import REPO, require, run_snakemake
 
+LOCAL_JOBS = ("all", "provenance_plan")  # the localrules: every other job is submitted
+
 
 def _cluster_idle() -> bool:
     if not shutil.which("sinfo"):
@@ -45,11 +47,15 @@ def _digests(release) -> dict[str, str]:
 
 def test_the_whole_workflow_through_slurm_gives_the_local_release(cluster, sample_dir, tmp_path):
     on_slurm = _project(tmp_path / "slurm", sample_dir)
-    result = run_snakemake(on_slurm, "--profile", str(REPO / "profiles" / "slurm"))
+    # status checks every 2 s from the start (the profile keeps the plugin's 40 s, kinder to a busy controller)
+    result = run_snakemake(
+        on_slurm, "--profile", str(REPO / "profiles" / "slurm"), "--slurm-init-seconds-before-status-checks", "2"
+    )
     log = result.stdout + result.stderr
     submitted = log.count("has been submitted with SLURM jobid")
     planned = int(log.split("Job stats:")[1].split("\ntotal")[1].split()[0])
-    assert submitted == planned - 1, log[-3000:]  # every job but the local `all`
+    assert submitted == planned - len(LOCAL_JOBS), log[-3000:]
+    assert all(f"localrule {rule}:" in log for rule in LOCAL_JOBS), log[-3000:]
     local = _project(tmp_path / "local", sample_dir)
     run_snakemake(local)
     cluster_files, local_files = _digests(on_slurm / "results" / "release"), _digests(local / "results" / "release")

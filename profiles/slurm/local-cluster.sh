@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
 # A single-node SLURM cluster on this machine, for trying profiles/slurm (Debian: slurm-wlm, munge).
 # Usage: local-cluster.sh start|stop|status   (as root; state under $SLURM_SCRATCH, default /tmp/bioscan-slurm)
-# stop ends only the daemons start started (munged too, unless it was already running).
+# stop ends only the daemons start started (munged too, unless it was already running) and puts back what start
+# changed (a slurm.conf that was there before, the /etc/hosts line). Jobs left from an earlier start are dropped.
 set -euo pipefail
 SCRATCH=${SLURM_SCRATCH:-/tmp/bioscan-slurm}
 CONF=/etc/slurm/slurm.conf
 HOST=$(hostname -s)
+MARK="# bioscan-rebuild local cluster"
 
 start() {
   command -v slurmctld >/dev/null || { echo "install first: apt-get install -y slurm-wlm munge" >&2; exit 1; }
+  command -v pgrep >/dev/null || { echo "install first: apt-get install -y procps" >&2; exit 1; }
+  if pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null; then
+    echo "SLURM daemons are running already (another cluster, or an earlier start: run stop first)" >&2
+    exit 1
+  fi
   mkdir -p "$SCRATCH"/{state,spool,log} /etc/slurm /etc/munge /run/munge /var/lib/munge /var/log/munge
-  getent hosts "$HOST" >/dev/null || echo "127.0.1.1 $HOST" >> /etc/hosts
+  getent hosts "$HOST" >/dev/null || echo "127.0.1.1 $HOST $MARK" >> /etc/hosts
   if [ ! -s /etc/munge/munge.key ]; then
     dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key status=none
   fi
@@ -24,7 +31,10 @@ start() {
   cpus=$(nproc)
   mem=$(slurmd -C | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')
   mem=$((mem * 9 / 10))
+  # someone's own slurm.conf: kept aside, and put back by stop
+  if [ -f "$CONF" ] && ! grep -qxF "$MARK" "$CONF"; then cp -p "$CONF" "$SCRATCH/slurm.conf.before"; fi
   cat > "$CONF" <<CONFIG
+$MARK
 ClusterName=bioscan
 SlurmctldHost=$HOST
 ProctrackType=proctrack/linuxproc
@@ -43,7 +53,7 @@ SlurmUser=root
 NodeName=$HOST CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=main Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 CONFIG
-  slurmctld
+  slurmctld -c  # a clean start: jobs an earlier, killed run left in the state folder do not come back
   for _ in $(seq 30); do scontrol ping >/dev/null 2>&1 && break; sleep 1; done
   slurmd
   for _ in $(seq 30); do sinfo -h -o %t 2>/dev/null | grep -q idle && break; sleep 1; done
@@ -56,13 +66,24 @@ stop() {
   for pidfile in "$SCRATCH/slurmd.pid" "$SCRATCH/slurmctld.pid"; do
     [ -s "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
   done
-  sleep 1
+  for _ in $(seq 20); do  # until they are gone, so that a start right after finds none running
+    pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null || break
+    sleep 0.5
+  done
   if [ -f "$SCRATCH/munged.started" ]; then
-    [ -s /run/munge/munged.pid ] && kill "$(cat /run/munge/munged.pid)" 2>/dev/null || pkill -x munged || true
+    su -s /bin/sh munge -c "munged --stop" >/dev/null 2>&1 || true
     rm -f "$SCRATCH/munged.started"
   fi
-  # A slurm.conf pointing at a stopped controller slows every snakemake start: move it away.
-  [ -f "$CONF" ] && mv "$CONF" "$CONF.stopped"
+  # A slurm.conf pointing at a stopped controller slows every snakemake start: move ours away, put back the one
+  # that was there before.
+  if [ -f "$CONF" ] && grep -qxF "$MARK" "$CONF"; then mv "$CONF" "$CONF.stopped"; fi
+  if [ -f "$SCRATCH/slurm.conf.before" ]; then mv "$SCRATCH/slurm.conf.before" "$CONF"; fi
+  # the hosts line start added (rewritten in place: /etc/hosts may be a mount point, which cannot be replaced)
+  if grep -qF "$MARK" /etc/hosts; then
+    grep -vF "$MARK" /etc/hosts > "$SCRATCH/hosts" || true
+    cat "$SCRATCH/hosts" > /etc/hosts
+    rm -f "$SCRATCH/hosts"
+  fi
   echo stopped
 }
 

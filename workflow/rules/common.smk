@@ -512,6 +512,14 @@ DETECTOR_GPUS = int(
     DETECTOR["backend"] == "yolo"
     and str(DETECTOR["params"].get("device") or "cuda").lower() not in ("cpu", "mps")
 )
+# A photo job's time limit on a cluster (minutes): 4 h holds ~350k photos with the fusion backend (41 ms each).
+# A job stopped at its limit keeps every photo it finished in the store, so its retry (profiles/slurm: retries)
+# does only the rest, with twice the time.
+PHOTO_JOB_MINUTES = 240
+
+
+def photo_job_runtime(wildcards, attempt):
+    return PHOTO_JOB_MINUTES * 2 ** (attempt - 1)
 
 
 def batch_detector_params(batch):
@@ -844,6 +852,10 @@ STATS_FIGURES = {  # figure -> the report's subcategory
 
 # Detector training (detector.smk): the recipe shared by the model and its out-of-fold models.
 TRAIN = config["train_detector"]
+# Cores and minutes a training job asks a cluster for (a local run gives it at most --cores): the shipped
+# model took 1.5 h on 2 CPU cores; a GPU trains it in minutes.
+TRAIN_THREADS = 8
+TRAIN_MINUTES = 120 if TRAIN["gpus"] else 480
 OUT_OF_FOLD = TRAIN["out_of_fold"]
 if OUT_OF_FOLD and not TRAIN["dev_dirs"]:
     raise ValueError(

@@ -17,8 +17,10 @@ rule train_detector_fold:
         folds=r"\d+",
     conda:
         "../../envs/yolo.yaml"
+    threads: TRAIN_THREADS
     resources:
         gpu=TRAIN["gpus"],
+        runtime=TRAIN_MINUTES,
     params:
         cli=CLI,
         outdir=subpath(output.report, parent=True),
@@ -48,8 +50,10 @@ rule train_detector:
         "benchmarks/detector/train_detector.tsv"
     conda:
         "../../envs/yolo.yaml"
+    threads: TRAIN_THREADS
     resources:
         gpu=TRAIN["gpus"],
+        runtime=TRAIN_MINUTES,
     params:
         cli=CLI,
         outdir=subpath(output.report, parent=True),

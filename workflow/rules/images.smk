@@ -21,6 +21,7 @@ rule process_photos:
         "../../envs/images.yaml"
     resources:
         gpu=DETECTOR_GPUS,
+        runtime=photo_job_runtime,
     params:
         cli=CLI,
         answers=box_corrections_answers,

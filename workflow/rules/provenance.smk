@@ -6,6 +6,10 @@ PLAN = _plan()  # after every rule is defined: the plan is read from them
 PLANNED_OUTPUTS = sorted({path for job in PLAN for path in job["outputs"]})
 
 
+localrules:
+    provenance_plan,  # writes one JSON string: not worth a cluster job
+
+
 rule provenance_plan:
     output:
         plan="results/provenance/plan.json",
@@ -34,6 +38,8 @@ rule provenance:
         "benchmarks/provenance/provenance.tsv"
     conda:
         "../../envs/ingest.yaml"
+    resources:
+        mem_mb=4000,  # 5.15M records: 2.78 GB with accounting (README, Scale)
     params:
         cli=CLI,
         code=CODE["export"],

@@ -23,6 +23,8 @@ rule accounting:
         "benchmarks/release/accounting.tsv"
     conda:
         "../../envs/ingest.yaml"
+    resources:
+        mem_mb=4000,  # 5.15M records: 2.78 GB (README, Scale)
     params:
         cli=CLI,
         code=CODE["export"],
@@ -76,6 +78,8 @@ rule release:
         "benchmarks/release/release.tsv"
     conda:
         "../../envs/images.yaml"
+    resources:
+        mem_mb=8000,  # 5.15M records: 4.82 GB (README, Scale)
     params:
         cli=CLI,
         code=CODE["export"],

@@ -28,6 +28,8 @@ rule stats:
         "benchmarks/stats/stats.tsv"
     conda:
         "../../envs/images.yaml"
+    resources:
+        mem_mb=4000,  # 5.15M records: 2.49 GB (README, Scale)
     params:
         cli=CLI,
         code=CODE["stats"],

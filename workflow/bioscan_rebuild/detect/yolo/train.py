@@ -54,7 +54,8 @@ def train_detector(
     if device == "cpu":  # ultralytics trains on cpu_count - 1 threads: half the machine on two cores
         import ultralytics.utils.torch_utils as torch_utils
 
-        torch_utils.NUM_THREADS = os.cpu_count() or 1
+        # the cores this process may run on (a cluster job's allocation), not the whole node's
+        torch_utils.NUM_THREADS = len(os.sched_getaffinity(0)) or 1
     args = dict(
         data=str(Path(data_yaml).resolve()),
         epochs=int(epochs),
