@@ -807,3 +807,23 @@ def test_the_benchmarks_workflow_inputs_are_what_the_stages_write_and_give_the_r
     second = compute_stats(workflow, pairs_per_comparison=100)
     for name in TABLES:
         pd.testing.assert_frame_equal(first[name], second[name], check_exact=True, obj=name)
+
+
+def test_the_csv_path_reads_na_like_text_as_the_parquet_copy_holds_it(tmp_path):
+    """pyarrow's CSV reader takes "NA", "null", "N/A"... for missing by default; the Parquet copy of the release
+    holds them as text, so the statistics of the two would differ. Only an empty field is missing."""
+    from bioscan_rebuild.export.layout import CSV_PATH, ROOT
+    from bioscan_rebuild.stats.compute import STAT_COLUMNS
+    from bioscan_rebuild.stats.stage import read_release_table
+
+    path = tmp_path / ROOT / CSV_PATH
+    path.parent.mkdir(parents=True)
+    row = dict.fromkeys(STAT_COLUMNS, "") | {"country": "Canada", "province_state": "NA", "species": "null"}
+    second = dict.fromkeys(STAT_COLUMNS, "") | {"country": "N/A", "coord-lat": "45.5"}
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(STAT_COLUMNS), quoting=csv.QUOTE_NONNUMERIC)
+        writer.writeheader()
+        writer.writerows([row, second])
+    table = read_release_table(tmp_path).to_pydict()
+    assert table["province_state"] == ["NA", None] and table["species"] == ["null", None]
+    assert table["country"] == ["Canada", "N/A"] and table["coord-lat"] == [None, 45.5]

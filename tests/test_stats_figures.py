@@ -351,3 +351,42 @@ def test_site_map_sums_many_sites_per_degree_cell(tmp_path):
     assert f"{len(sites):,} sites in 20 1° cells, {len(sites):,} records" in text
     markers = max(len(c.get_offsets()) for ax in fig.axes for c in ax.collections)
     assert markers == 20
+
+
+def _bar_chart(name: str, tables: dict) -> tuple[list[str], list[float]]:
+    """The tick labels and bar lengths of a one-axes bar figure (horizontal bars: widths; vertical: heights)."""
+    with figures._style():
+        fig = figures.make_figure(name, tables)
+    ax = fig.axes[-1] if name == "countries" else fig.axes[0]
+    bars = ax.patches
+    horizontal = name != "splits"
+    ticks = ax.get_yticklabels() if horizontal else ax.get_xticklabels()
+    lengths = [bar.get_width() if horizontal else bar.get_height() for bar in bars]
+    return [t.get_text() for t in ticks], lengths
+
+
+def test_a_family_bar_is_the_familys_total_and_a_province_without_country_has_no_empty_brackets():
+    family = pd.DataFrame(
+        {
+            "family": ["Family16", "Family2", "Family16", "Family5"],
+            "order": ["Order3", "Order1", None, None],
+            "records": [3567, 3570, 15, 40],
+        }
+    )
+    labels, lengths = _bar_chart("records_per_family", {"records_per_family": family})
+    # Family16's records without an order belong to its bar: 3,582, above Family2's 3,570
+    assert labels == ["Family16 (Order3)", "Family2 (Order1)", "Family5"] and lengths == [3582, 3570, 40]
+    provinces = pd.DataFrame({"country": [None, "Canada"], "province_state": ["Ontario", "Quebec"], "records": [5, 3]})
+    countries = pd.DataFrame({"country": ["Canada"], "records": [3]})
+    labels, _ = _bar_chart("countries", {"countries": countries, "provinces": provinces})
+    assert labels == ["Ontario", "Quebec (Canada)"]
+
+
+def test_the_splits_figure_names_every_split_an_empty_one_too():
+    from bioscan_rebuild.stats.compute import SPLITS
+
+    records = [0] * len(SPLITS)
+    records[list(SPLITS).index("train")] = 7
+    table = pd.DataFrame({"split": [*SPLITS, "total"], "records": [*records, 7]})
+    labels, lengths = _bar_chart("splits", {"split_table": table})
+    assert labels == list(SPLITS) and lengths == [7]

@@ -174,20 +174,22 @@ def _splits(fig: Figure, tables: dict, summary: dict) -> None:
     ax = fig.add_subplot()
     fig.suptitle("Records per split")
     ax.set_ylabel("Records (log scale)")
-    table = _positive(_table(tables, "split_table"), "records")
-    if not table.empty:
+    table = _table(tables, "split_table")
+    if not table.empty and "split" in table:
         table = table[table["split"].astype(str) != "total"]
-    if table.empty:
+    # every split of the table (the published eight, in order), an empty one too: "no records" is not "no split"
+    records = np.nan_to_num(_numeric(table, "records")) if "records" in table else np.array([])
+    if table.empty or not (records > 0).any():
         _no_data(ax)
         return
     x = np.arange(len(table))
-    records = _numeric(table, "records")
-    ax.bar(x, records, color=RELEASE, width=0.7)
+    ax.bar(x[records > 0], records[records > 0], color=RELEASE, width=0.7)
     ax.set_xticks(x, table["split"].astype(str), rotation=30, ha="right")
     ax.set_yscale("log")
     ax.set_ylim(0.8, float(records.max()) * 4)
     for xi, value in zip(x, records):
-        ax.text(xi, value * 1.15, _count_label(value), ha="center", va="bottom", fontsize=7, color=NOTE)
+        # an empty split: its 0 just above the axis, where no bar can start on a log scale
+        ax.text(xi, max(value, 0.8) * 1.15, _count_label(value), ha="center", va="bottom", fontsize=7, color=NOTE)
     ax.set_xlabel("Split")
 
 
@@ -241,20 +243,22 @@ def _records_per_family(fig: Figure, tables: dict, summary: dict) -> None:
     ax = fig.add_subplot()
     fig.suptitle(f"Records per family (top {TOP_N})")
     table = _positive(_table(tables, "records_per_family"), "records")
-    table = table.sort_values("records", ascending=False, kind="stable").head(TOP_N) if not table.empty else table
-    labels = []
+    labels, totals = [], np.array([])
     if not table.empty:
-        orders = (
-            table["order"].fillna("").astype(str)
-            if "order" in table
-            else pd.Series([""] * len(table), index=table.index)
+        # The table has a row per family and order (and one for the family's records without an order): a bar
+        # is the family's total, labelled with the order holding most of its records.
+        table = table.assign(
+            family=table["family"].astype(str),
+            order=table["order"].fillna("").astype(str) if "order" in table else "",
+            records=_numeric(table, "records"),
         )
-        labels = [
-            f"{family} ({order})" if order else family for family, order in zip(table["family"].astype(str), orders)
-        ]
-    _top_bars(
-        ax, labels, _numeric(table, "records") if not table.empty else np.array([]), RELEASE, "Records (log scale)"
-    )
+        total = table.groupby("family", sort=False)["records"].sum()
+        ordered = table[table["order"] != ""].sort_values("records", ascending=False, kind="stable")
+        main_order = ordered.drop_duplicates("family").set_index("family")["order"]
+        families = sorted(total.index, key=lambda family: (-total[family], family))[:TOP_N]
+        labels = [f"{family} ({main_order[family]})" if family in main_order else family for family in families]
+        totals = total[families].to_numpy(dtype=float)
+    _top_bars(ax, labels, totals, RELEASE, "Records (log scale)")
 
 
 def _species_long_tail(fig: Figure, tables: dict, summary: dict) -> None:
@@ -324,7 +328,7 @@ def _countries(fig: Figure, tables: dict, summary: dict) -> None:
     table = table.sort_values("records", ascending=False, kind="stable").head(TOP_N) if not table.empty else table
     labels = (
         [
-            f"{p} ({c})"
+            f"{p} ({c})" if c else p
             for p, c in zip(table["province_state"].fillna("").astype(str), table["country"].fillna("").astype(str))
         ]
         if not table.empty

@@ -94,7 +94,11 @@ def read_release_table(release_dir) -> pa.Table:
         csv_path,
         read_options=pacsv.ReadOptions(block_size=64 << 20),
         convert_options=pacsv.ConvertOptions(
-            include_columns=list(STAT_COLUMNS), column_types=types, strings_can_be_null=True
+            # only an empty field is missing (pyarrow's default list has "NA", "null"...: text in the Parquet copy)
+            include_columns=list(STAT_COLUMNS),
+            column_types=types,
+            strings_can_be_null=True,
+            null_values=[""],
         ),
     )
 
