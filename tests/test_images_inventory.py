@@ -85,6 +85,52 @@ def test_bad_files_get_a_problem_each(realdata, tmp_path):
     assert (facts["image_width"], facts["image_height"]) == (20000, 20000)
 
 
+def _damaged_files(photo: bytes) -> dict[str, bytes]:
+    """A real photo saved as AVIF and as DDS, each with one field broken: Pillow's plugins then raise errors
+    that are not OSError (RuntimeError, NotImplementedError) while reading the header or the pixels."""
+    import struct
+
+    rgb = Image.open(io.BytesIO(photo)).convert("RGB")
+    out = {}
+    for kind in ("AVIF", "DDS"):
+        buffer = io.BytesIO()
+        rgb.save(buffer, format=kind)
+        out[kind] = bytearray(buffer.getvalue())
+    header_avif, pixels_avif = bytearray(out["AVIF"]), bytearray(out["AVIF"])
+    header_avif[81] = 0  # a byte of the 'meta' box: "Missing or empty image item"
+    pixels_avif[pixels_avif.find(b"mdat") + 4] ^= 0xFF  # the first byte of the AV1 data
+    out["DDS"][80:84] = struct.pack("<I", 0)  # the pixel format's flags: "Unknown pixel format flags 0"
+    return {"avif header": bytes(header_avif), "avif pixels": bytes(pixels_avif), "dds": bytes(out["DDS"])}
+
+
+def test_a_damaged_file_of_any_format_is_undecodable_not_a_failed_job(realdata, tmp_path):
+    from bioscan_rebuild.core.params import ImageParams
+    from bioscan_rebuild.detect.classical import ClassicalDetector
+    from bioscan_rebuild.images.process import process_photos
+    from bioscan_rebuild.ingest.inventory import LISTING_SCHEMA
+
+    good = (realdata / f"{IMGFILTER}/failed_crop_subset/AACTA1595-20.1024px.jpg").read_bytes()
+    damaged = _damaged_files(good)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    (folder / "GOOD-1.jpg").write_bytes(good)
+    for i, data in enumerate(damaged.values()):
+        (folder / f"BAD-{i}.jpg").write_bytes(data)
+    names = ["GOOD-1.jpg", *(f"BAD-{i}.jpg" for i in range(len(damaged)))]
+    listing = pa.Table.from_pylist(
+        [{"batch": "b", "image_path": n, "processid": n[:-4], "shard": 0} for n in names], schema=LISTING_SCHEMA
+    )
+    rows = inventory(listing, {"b": folder}).to_pylist()
+    problems = {row["processid"]: row["image_problem"] for row in rows}
+    assert problems["GOOD-1"] is None
+    assert all(problems[f"BAD-{i}"] == "undecodable" for i in range(len(damaged))), problems
+    # the image stage: the photo whose pixels cannot be decoded is undecodable; its neighbours are processed
+    results = process_photos([good, damaged["avif pixels"], good], ClassicalDetector(), ImageParams())
+    statuses = [result.status for result, _ in results]
+    assert statuses[1] == "undecodable" and statuses[0] == statuses[2] != "undecodable"
+    assert results[1][0].detail.startswith("RuntimeError: ")
+
+
 def test_unrecognised_names_are_rejected(tmp_path, realdata):
     folder = tmp_path / "imgs"
     (folder / "sub").mkdir(parents=True)

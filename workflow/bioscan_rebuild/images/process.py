@@ -205,7 +205,7 @@ def decode_photo(data: bytes, params: ImageParams) -> Decoded:
                 rgb = _to_rgb8(image)
             elif orientation in _ORIENTATION_TRANSPOSE:
                 rgb = np.asarray(Image.fromarray(rgb).transpose(_ORIENTATION_TRANSPOSE[orientation]))
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except Exception as error:  # a damaged file makes Pillow's plugins raise anything (RuntimeError...)
         return Decoded("undecodable", error_detail(error, f"{type(error).__name__}: "))
     finally:
         Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved

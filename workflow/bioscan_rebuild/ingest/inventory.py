@@ -280,7 +280,7 @@ def inspect_image(data: bytes) -> dict:
         with _header_only(), open_image(io.BytesIO(data)) as image:
             pil_format = image.format
             width, height = image.size
-    except (OSError, SyntaxError, ValueError) as error:
+    except Exception as error:  # Pillow's plugins raise anything on a damaged file (AVIF: RuntimeError)
         facts.update(image_problem="undecodable", image_problem_detail=error_detail(error, "header: "))
         return facts
     image_format = _FORMATS.get(pil_format, (pil_format or "unknown").lower())
