@@ -339,3 +339,83 @@ def test_a_contact_sheet_of_thousands_of_photos_keeps_the_rows_a_jpeg_can_hold(t
     write_contact_sheet(pa.Table.from_pylist(rows), ImageStore(tmp_path / "store"), tmp_path / "sheet.jpg", 2600)
     sheet = cv2.imread(str(tmp_path / "sheet.jpg"))
     assert sheet.shape[1] == 8 * 256 and JPEG_MAX_SIDE - 300 < sheet.shape[0] <= JPEG_MAX_SIDE
+
+
+def _swapped_srgb_profile() -> bytes:
+    """An RGB colour profile that is not sRGB: LittleCMS's sRGB with its red and blue primaries swapped (and its
+    description renamed), so converting through it to sRGB swaps red and blue: easy to see, exact to check."""
+    from PIL import ImageCms
+
+    data = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    count = int.from_bytes(data[128:132], "big")
+    entries = {bytes(data[132 + 12 * i : 136 + 12 * i]): 132 + 12 * i for i in range(count)}
+    red, blue = entries[b"rXYZ"], entries[b"bXYZ"]
+    data[red + 4 : red + 8], data[blue + 4 : blue + 8] = data[blue + 4 : blue + 8], data[red + 4 : red + 8]
+    description = data.index("sRGB".encode("utf-16-be"))
+    data[description : description + 8] = "swap".encode("utf-16-be")
+    return bytes(data)
+
+
+def _real_photo(realdata) -> np.ndarray:
+    path = sorted((realdata / "imgfilter-dev").glob("*.jpg"))[0]
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def _jpeg(pixels: np.ndarray, **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=95, **options)
+    return buffer.getvalue()
+
+
+def test_a_photo_in_another_colour_profile_is_converted_to_srgb_in_every_package(realdata):
+    from PIL import ImageCms
+
+    photo = _real_photo(realdata).copy()
+    photo[600:700, 40:140] = (220, 30, 30)  # a red patch, away from the specimen
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    results = process_photos(
+        [_jpeg(photo, icc_profile=_swapped_srgb_profile()), _jpeg(photo, icc_profile=srgb), _jpeg(photo)],
+        FixedDetector(),
+        ImageParams(),
+    )
+    (converted, images), (tagged, _), (plain, _) = results
+    # the source's values mean blue in its profile: every package shows blue, original_full re-encoded in sRGB
+    assert not converted.original_full_is_source
+    for name in ("original_full", "original_256"):
+        patch = np.asarray(Image.open(io.BytesIO(images[name])).convert("RGB"), dtype=float)
+        scale = patch.shape[0] / 768
+        mean = patch[int(620 * scale) : int(680 * scale), int(60 * scale) : int(120 * scale)].reshape(-1, 3).mean(0)
+        assert mean[2] > 180 and mean[0] < 60, (name, mean)
+    # an sRGB profile, or none: the pixels as they are, and a 1024x768 JPEG source is original_full itself
+    assert tagged.original_full_is_source and plain.original_full_is_source
+    assert tagged.sha256["original_256"] == plain.sha256["original_256"]
+
+
+def test_a_grey_photo_is_flagged_for_review(realdata):
+    photo = _real_photo(realdata)
+    grey = io.BytesIO()
+    Image.fromarray(photo).convert("L").save(grey, format="JPEG", quality=95)
+    (grey_result, _), (colour_result, _) = process_photos(
+        [grey.getvalue(), _jpeg(photo)], FixedDetector(), ImageParams()
+    )
+    assert "grey_photo" in grey_result.review and "grey_photo" not in colour_result.review
+
+
+def test_only_a_plain_jpeg_with_nothing_glued_on_is_its_own_original_full(realdata):
+    from bioscan_rebuild.images.process import _plain_jpeg
+
+    plain = _jpeg(_real_photo(realdata))
+    assert _plain_jpeg(plain) and _plain_jpeg(plain + b"\x00" * 8)
+    # the imager's metadata after the end marker (the real 2880x2160 originals carry a Keyence block) stays
+    for name in ("Diptera.jpg", "Hymenoptera.jpg"):
+        original = (realdata / "BIOSCAN-1M/dataset/bioscan_images" / name).read_bytes()
+        assert not original.endswith(b"\xff\xd9") and _plain_jpeg(original)
+    assert _plain_jpeg(_jpeg(_real_photo(realdata), progressive=True))
+    frame = plain.index(b"\xff\xc0")
+    arithmetic = plain[:frame] + b"\xff\xc9" + plain[frame + 2 :]  # the same frame header, arithmetic coded
+    assert not _plain_jpeg(arithmetic)
+    appended = plain + _jpeg(np.zeros((64, 64, 3), np.uint8))  # a second file glued on after the end marker
+    assert not _plain_jpeg(appended) and not _plain_jpeg(plain[: len(plain) // 2])
+    (glued, images), (whole, _) = process_photos([appended, plain], FixedDetector(), ImageParams())
+    assert not glued.original_full_is_source and whole.original_full_is_source
+    assert images["original_full"] != appended and images["original_full"].endswith(b"\xff\xd9")

@@ -98,7 +98,8 @@ def test_shard_run_writes_tables_and_reuses_the_store(tmp_path, monkeypatch):
     first = photos("photos1")
     assert first == {"photos": 5, "photos_processed": 5, "photos_reused": 0}  # the broken file is not a photo
     summary = run_image_shard(records, [tmp_path / "photos1.parquet"], tmp_path / "store", tmp_path / "out1")
-    no_review = {"flagged": 0, "low_confidence": 0, "backends_disagree": 0, "several_specimens": 0, "box_on_rim": 0}
+    no_review = dict.fromkeys(("flagged", "low_confidence", "backends_disagree", "several_specimens"), 0)
+    no_review |= {"box_on_rim": 0, "grey_photo": 0}
     assert summary == {"records": 5, "status": {"ok": 5}, "review": no_review}
     table = pq.read_table(tmp_path / "out1" / "images.parquet").to_pandas()
     assert list(table["processid"]) == [f"P{i}-21" for i in range(5)]

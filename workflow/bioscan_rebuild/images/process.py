@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,7 +38,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import simplejpeg
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageCms, ImageFile, ImageOps
 
 from bioscan_rebuild.core.params import ImageParams
 from bioscan_rebuild.core.pilsafe import error_detail, open_image
@@ -54,7 +55,9 @@ from bioscan_rebuild.images.geometry import (
 
 # 2: sharpness from an int16 Laplacian (float rounding differs from 1). 3: review reasons, box source.
 # 4: TIFFs turned by EXIF kept upright; original_256 of an odd-sided photo sized from the photo; strict MPO decode.
-STAGE_VERSION = 4
+# 5: an RGB photo with a colour profile other than sRGB converted to sRGB; grey photos flagged for review; the
+# source is original_full only when it is a baseline/progressive Huffman JPEG with no image glued on after it.
+STAGE_VERSION = 5
 
 # Photos handed to process_photos at once: one detector call, bounded memory.
 PHOTO_BATCH = 32
@@ -68,6 +71,7 @@ class Decoded:
     source_size: tuple[int, int] | None = None  # (width, height) after EXIF orientation
     source_format: str | None = None
     reuse_source: bool = False  # the source bytes already are original_full
+    grey: bool = False  # the source holds no colour (the detectors rely on colour)
 
 
 @dataclass
@@ -145,6 +149,81 @@ def _decode_jpeg_strict(data: bytes, size: tuple[int, int], target: tuple[int, i
     return simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=width, min_height=height, strict=True)
 
 
+# Pillow modes without colour: a grey photo's specimen is often missed (the detectors score colour contrast)
+GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+
+def _is_grey(image: Image.Image) -> bool:
+    if image.mode == "P":  # a palette of greys only
+        palette = np.asarray(image.getpalette() or [], dtype=np.uint8).reshape(-1, 3)
+        return bool(palette.size) and bool((palette == palette[:, :1]).all())
+    return image.mode in GREY_MODES
+
+
+def _to_srgb(rgb: np.ndarray, icc: bytes | None) -> tuple[np.ndarray, bool]:
+    """RGB pixels in the photo's embedded colour profile -> sRGB (relative colorimetric, LittleCMS), and whether
+    they changed. Without a profile, with an sRGB one, or with one LittleCMS cannot read (as a viewer ignores it):
+    the pixels as they are."""
+    if not icc:
+        return rgb, False
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if "srgb" in ImageCms.getProfileDescription(profile).lower():
+            return rgb, False
+        converted = ImageCms.profileToProfile(
+            Image.fromarray(rgb),
+            profile,
+            ImageCms.createProfile("sRGB"),
+            renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+            outputMode="RGB",
+        )
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return rgb, False
+    return np.asarray(converted), True
+
+
+# Start-of-frame markers of Huffman-coded baseline, extended and progressive JPEGs: what every viewer opens.
+# (Arithmetic coding, SOF9-SOF11, and lossless frames are decoded here but not copied out as original_full.)
+_PLAIN_FRAMES = frozenset({0xC0, 0xC1, 0xC2})
+
+
+# A marker in or after entropy-coded data: 0xFF then a code (0x00 is a stuffed byte, 0xD0-0xD7 restarts)
+_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+def _plain_jpeg(data: bytes) -> bool:
+    """A JPEG whose bytes can stand as ``original_full``: a baseline/progressive Huffman frame, and no second image
+    glued on after its end marker. (A trailer that is not an image stays: the imager's own metadata, e.g. the
+    Keyence VHX block after the BIOSCAN originals' end marker.)"""
+    frame, pos = None, 2
+    while True:  # the headers, up to the first scan
+        if pos + 4 > len(data) or data[pos] != 0xFF:
+            return False
+        marker = data[pos + 1]
+        if marker == 0xFF:  # a fill byte
+            pos += 1
+            continue
+        if 0xD0 <= marker <= 0xD8 or marker == 0x01:  # markers without a length
+            pos += 2
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            frame = marker
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker == 0xDA:
+            break
+    if frame not in _PLAIN_FRAMES:
+        return False
+    # the scans' data, and tables or further scans between them, up to the end marker
+    while (found := _MARKER.search(data, pos)) is not None:
+        marker = data[found.start() + 1]
+        if marker == 0xD9:
+            return not data[found.end() :].lstrip(b"\x00").startswith(b"\xff\xd8")
+        if marker == 0xD8:
+            return False
+        pos = found.start() + 2 + int.from_bytes(data[found.start() + 2 : found.start() + 4], "big")
+    return False
+
+
 # JPEG's largest side (libjpeg): original_256 of a very long, thin photo would pass it and fail to encode
 JPEG_MAX_SIDE = 65500
 
@@ -174,6 +253,8 @@ def decode_photo(data: bytes, params: ImageParams) -> Decoded:
             image = open_image(io.BytesIO(data))
             width, height = image.size
             source_format = (image.format or "unknown").lower()
+            grey = _is_grey(image)
+            icc = image.info.get("icc_profile") if image.mode == "RGB" else None
             if width * height > params.max_pixels:
                 return Decoded(
                     "too_large", f"{width}x{height} > {params.max_pixels} pixels", source_format=source_format
@@ -209,10 +290,18 @@ def decode_photo(data: bytes, params: ImageParams) -> Decoded:
         return Decoded("undecodable", error_detail(error, f"{type(error).__name__}: "))
     finally:
         Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
+    rgb, converted = _to_srgb(rgb, icc)
     if (rgb.shape[1], rgb.shape[0]) != target:
         rgb = cv2.resize(rgb, target, interpolation=cv2.INTER_AREA)
-    reuse = source_format == "jpeg" and orientation in (1, None) and upright == target and image.mode == "RGB"
-    return Decoded("ok", rgb=rgb, source_size=upright, source_format=source_format, reuse_source=reuse)
+    reuse = (
+        source_format == "jpeg"
+        and orientation in (1, None)
+        and upright == target
+        and image.mode == "RGB"
+        and not converted
+        and _plain_jpeg(data)
+    )
+    return Decoded("ok", rgb=rgb, source_size=upright, source_format=source_format, reuse_source=reuse, grey=grey)
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
@@ -240,12 +329,15 @@ def halve(rgb: np.ndarray) -> np.ndarray:
 
 # Why a photo needs a person's eye (images.parquet ``review_reason``): the detector's own reasons (the fusion
 # backend knows when it is unsure or its two detectors disagree) plus what any box shows.
-REVIEW_REASONS = ("low_confidence", "backends_disagree", "several_specimens", "box_on_rim")
+REVIEW_REASONS = ("low_confidence", "backends_disagree", "several_specimens", "box_on_rim", "grey_photo")
 
 
-def review_reasons(detection, box, width: int, height: int) -> list[str]:
-    """The reasons, in REVIEW_REASONS order: the detector's, several candidates, a box on the rim (the border)."""
+def review_reasons(detection, box, width: int, height: int, grey: bool = False) -> list[str]:
+    """The reasons, in REVIEW_REASONS order: the detector's, several candidates, a box on the rim (the border),
+    a photo without colour (the detectors score colour contrast: a grey specimen is easily missed)."""
     reasons = set(getattr(detection, "review", ()) or ())
+    if grey:
+        reasons.add("grey_photo")
     if detection.status == "multiple_candidates":
         reasons.add("several_specimens")
     if box is not None and touches_edge(box, width, height):
@@ -277,7 +369,7 @@ def finish_photo(data: bytes, decoded: Decoded, detection, params: ImageParams, 
     result.candidates = int(detection.candidates)
     if detection.status == "no_object" or detection.box is None:
         result.status = "no_object"
-        result.review = review_reasons(detection, None, width, height)
+        result.review = review_reasons(detection, None, width, height, decoded.grey)
     else:
         box = tuple(int(v) for v in detection.box)
         pixels = detection.pixel_count
@@ -297,7 +389,7 @@ def finish_photo(data: bytes, decoded: Decoded, detection, params: ImageParams, 
             result.status = "multiple_candidates"
         elif touches_edge(box, width, height):
             result.status = "touches_edge"
-        result.review = review_reasons(detection, box, width, height)
+        result.review = review_reasons(detection, box, width, height, decoded.grey)
     result.sha256 = {name: hashlib.sha256(blob).hexdigest() for name, blob in images.items()}
     return result, images
 

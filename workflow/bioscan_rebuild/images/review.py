@@ -36,6 +36,7 @@ REASON_TEXT = {
     "backends_disagree": "the classical and the learned detector disagree (different boxes, or one sees none)",
     "several_specimens": "more than one separate object cleared the bar",
     "box_on_rim": "the box reaches the photo's border, where the well's rim is",
+    "grey_photo": "a photo without colour: the detectors score colour contrast, so a specimen is easily missed",
 }
 
 
