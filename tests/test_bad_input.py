@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import stat
@@ -1281,3 +1282,99 @@ def test_a_photo_name_with_an_invisible_character_names_its_record(realdata, tmp
         ("BSCN2-22", "\ufeffBSCN2-22.jpg"),
     ]
     assert rejects == []
+
+
+REAL_BCDM2023 = "barcode-constrained-phylogeny/tests/BOLD_Public.18-Dec-2023/BOLD_Public.18-Dec-2023.tsv"
+REAL_BCDM2024 = "bold-library-curation/resources/test_data/test_chironominae_norway_data.tsv"
+
+
+def _slice(realdata, name: str, rows: int = 40) -> list[list[str]]:
+    """The header and the first ``rows`` rows of a real export, as fields."""
+    text = (realdata / name).read_bytes().decode("utf-8").replace("\r\n", "\n")
+    return [line.split("\t") for line in text.split("\n")[: rows + 1]]
+
+
+def _tsv(rows: list[list[str]]) -> str:
+    return "".join("\t".join(row) + "\n" for row in rows)
+
+
+@pytest.mark.parametrize("layout", [REAL_BCDM2023, REAL_BCDM2024])
+def test_an_export_saved_again_with_csv_quotes_reads_as_the_original(realdata, tmp_path, layout):
+    """A spreadsheet or CSV writer quotes fields when it saves the export again (BOLD never does): the quotes
+    ended up in the release ("Quintana Roo" with its quotes), and a quoted coordinate pair blanked every site."""
+    import csv
+
+    rows = _slice(realdata, layout)
+    (tmp_path / "plain.tsv").write_text(_tsv(rows))
+    expected, expected_rejects, expected_stats = read_export(tmp_path / "plain.tsv", "b")
+
+    def excel(field: str) -> str:  # Excel's tab-separated text: a cell holding a comma or a quote is quoted
+        return '"' + field.replace('"', '""') + '"' if ("," in field or '"' in field) else field
+
+    (tmp_path / "excel.tsv").write_text(_tsv([[excel(field) for field in row] for row in rows]))
+    # R's write.table and QUOTE_ALL writers: every cell, the header too
+    with open(tmp_path / "all.tsv", "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle, dialect="excel-tab", quoting=csv.QUOTE_ALL, lineterminator="\n").writerows(rows)
+    for name in ("excel", "all"):
+        got, rejects, stats = read_export(tmp_path / f"{name}.tsv", "b")
+        assert _content(got) == _content(expected), name
+        assert rejects["reason"].to_pylist() == expected_rejects["reason"].to_pylist(), name
+        assert stats.quoted_records > 0 and expected_stats.quoted_records == 0
+    assert expected["lat"].null_count < expected.num_rows  # the sites are there to lose
+    # a quote inside a field is written doubled, and read back single
+    header = rows[0]
+    rows[1][header.index("species")] = 'Lutzomyia "longipalpis"'
+    with open(tmp_path / "inner.tsv", "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle, dialect="excel-tab", lineterminator="\n").writerows(rows)
+    got, _, _ = read_export(tmp_path / "inner.tsv", "b")
+    assert got["species"][0].as_py() == 'Lutzomyia "longipalpis"'
+
+
+def test_spreadsheet_leftovers_in_an_export_get_a_clear_outcome(realdata, tmp_path):
+    rows = _slice(realdata, REAL_BCDM2023, rows=10)
+    header, marker = rows[0], rows[0].index("marker_code")
+    (tmp_path / "plain.tsv").write_text(_tsv(rows))
+    expected, _, _ = read_export(tmp_path / "plain.tsv", "b")
+    # empty rows (tabs only), two unnamed trailing columns, a marker code with a trailing space
+    padded = [row + ["", ""] for row in rows]
+    padded[3][marker] += " "
+    padded.append([""] * len(padded[0]))
+    (tmp_path / "padded.tsv").write_text(_tsv(padded))
+    got, rejects, stats = read_export(tmp_path / "padded.tsv", "b")
+    assert rejects.num_rows == 0 and stats.blank_lines == 1 and _content(got) == _content(expected)
+    # two exports joined into one file: the second header line is rejected for what it is
+    (tmp_path / "joined.tsv").write_text(_tsv(rows) + _tsv(rows))
+    got, rejects, _ = read_export(tmp_path / "joined.tsv", "b")
+    assert got.num_rows == 2 * expected.num_rows and rejects["source_line"].to_pylist() == [len(rows) + 1]
+    assert rejects["detail"].to_pylist() == ["the header line again (two exports joined into one file?)"]
+    # a quoted field holding a tab breaks its line: the detail says why
+    broken = [row[:] for row in rows]
+    broken[2][header.index("species")] = '"Chironomus\tsp."'
+    (tmp_path / "tab.tsv").write_text(_tsv(broken))
+    _, rejects, _ = read_export(tmp_path / "tab.tsv", "b")
+    assert "a field in quotes holding a tab or a line break?" in rejects["detail"][0].as_py()
+    # no line break after the last line: kept, and said (the file may have been cut short)
+    (tmp_path / "cut.tsv").write_text(_tsv(rows)[:-1])
+    got, _, stats = read_export(tmp_path / "cut.tsv", "b")
+    assert got.num_rows == expected.num_rows and stats.last_line_unterminated
+    assert not read_export(tmp_path / "plain.tsv", "b")[2].last_line_unterminated
+
+
+def test_a_packed_or_comma_separated_export_is_refused_with_what_it_is(realdata, tmp_path):
+    import gzip
+    import zipfile
+
+    from bioscan_rebuild.ingest.bold import LayoutError
+
+    text = _tsv(_slice(realdata, REAL_BCDM2023, rows=5))
+    with zipfile.ZipFile(tmp_path / "export.zip", "w") as archive:
+        archive.writestr("export.tsv", text)
+    (tmp_path / "export.tsv.gz").write_bytes(gzip.compress(text.encode(), mtime=0))
+    (tmp_path / "export.csv").write_text(text.replace("\t", ","))
+    for name, says in (
+        ("export.zip", "a zip archive (or an Excel .xlsx workbook)"),
+        ("export.tsv.gz", "gzip-compressed"),
+        ("export.csv", "a comma-separated file? BOLD exports are tab-separated"),
+    ):
+        with pytest.raises(LayoutError, match=re.escape(says)):
+            read_export(tmp_path / name, "b")

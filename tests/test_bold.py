@@ -517,7 +517,7 @@ def test_every_line_is_a_record_a_reject_or_blank(tmp_path, block_bytes):
          "raw": lines[4]},
         {**common, "reason": "invalid_processid", "detail": "a path separator (/ or \\) in the processid",
          "processid": "A/2", "source_line": 6},
-        {**common, "reason": "unsupported_marker", "detail": "marker 16S", "processid": "A-3", "source_line": 7,
+        {**common, "reason": "unsupported_marker", "detail": "marker '16S'", "processid": "A-3", "source_line": 7,
          "raw": lines[6]},
     ]  # fmt: skip
     assert invalid_raw in (None, lines[5])  # a preview is optional here: the processid itself says what is wrong
@@ -559,7 +559,7 @@ def test_no_marker_accepted_rejects_every_sequenced_row(tmp_path):
     )
     records, rejects, _ = read_export(path, "m", markers=())
     assert records["processid"].to_pylist() == ["M-2"]
-    assert rejects["detail"].to_pylist() == ["marker COI-5P"]
+    assert rejects["detail"].to_pylist() == ["marker 'COI-5P'"]
 
 
 def test_without_missing_value_tokens_every_value_is_text(tmp_path):

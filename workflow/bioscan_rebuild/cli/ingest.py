@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 
 from bioscan_rebuild.cli.common import batch_dirs, json_option, positive_int
 from bioscan_rebuild.core.errors import InputError
@@ -38,6 +39,12 @@ def cmd_ingest_parse(args) -> int:
         markers=params.markers,
     )
     print(json.dumps(summary, sort_keys=True))
+    if summary["last_line_unterminated"]:
+        print(
+            f"warning: {summary['export']} ends without a line break: its last line may have been cut short "
+            "(an interrupted download or copy); its record was kept",
+            file=sys.stderr,
+        )
     return 0
 
 

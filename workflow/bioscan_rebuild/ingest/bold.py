@@ -108,10 +108,25 @@ class LayoutError(InputError):
     pass
 
 
+# The first bytes of files an export is often packed in: they are refused with what they are.
+ARCHIVES = {
+    b"PK\x03\x04": "a zip archive (or an Excel .xlsx workbook)",
+    b"\x1f\x8b": "gzip-compressed",
+    b"BZh": "bzip2-compressed",
+    b"\xfd7zXZ\x00": "xz-compressed",
+    b"(\xb5/\xfd": "zstd-compressed",
+    b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1": "an Excel .xls workbook",
+}
+ARCHIVE_FIX = "unpack it, or save the sheet as tab-separated UTF-8 text, and give that file"
+
+
 def check_export_bytes(head: bytes) -> None:
     """Refuse what cannot be a BOLD export before its header is read, with what to do about it."""
     if not head:
         raise LayoutError("empty file (0 bytes): not a BOLD export; was the download or copy cut short?")
+    for magic, what in ARCHIVES.items():
+        if head.startswith(magic):
+            raise LayoutError(f"{what}, not a BOLD export's text: {ARCHIVE_FIX}")
     if head.startswith((b"\xff\xfe", b"\xfe\xff")) or head[:64].count(b"\x00") > 8:
         raise LayoutError(
             "UTF-16 text, not UTF-8: BOLD exports are UTF-8; convert it, e.g. iconv -f UTF-16 -t UTF-8 IN > OUT"
@@ -126,7 +141,14 @@ def check_export_bytes(head: bytes) -> None:
 
 def detect_layout(header: list[str]) -> str:
     seen: dict[str, int] = {}
+    if len(header) == 1 and header[0].count(",") >= len(min(SIGNATURES.values(), key=len)) - 1:
+        raise LayoutError(
+            "the header has commas but no tab: a comma-separated file? BOLD exports are tab-separated; save it "
+            "as tab-separated text"
+        )
     for position, name in enumerate(header, 1):
+        if not name:  # a column without a name (a spreadsheet's trailing empty columns) is never read
+            continue
         if name in seen:  # which of the two would be read is arbitrary: refuse rather than guess
             raise LayoutError(
                 f"column {name!r} appears twice in the header (columns {seen[name]} and {position}); "
@@ -160,6 +182,8 @@ class ParseStats:
     rejects: dict[str, int] = field(default_factory=dict)
     coordinates_out_of_range: int = 0  # records whose lat/lon were blanked (the raw text stays in coord_raw)
     coordinates_unparseable: int = 0  # ... blanked because a given value was not a number (e.g. "1,5", "45 N")
+    quoted_records: int = 0  # records with a read field in CSV quotes ("Quintana Roo"), which were taken off
+    last_line_unterminated: bool = False  # no line break after the last line: the file may have been cut short
 
 
 def _split_lines(path: Path, block_bytes: int) -> Iterator[tuple[int, list[bytes]]]:
@@ -226,6 +250,28 @@ def parse_coordinates(coord_raw: pa.Array) -> tuple[pa.Array, pa.Array]:
     return _to_float(pc.struct_field(parts, "lat")), _to_float(pc.struct_field(parts, "lon"))
 
 
+# A field in CSV quotes: what a spreadsheet or CSV writer makes of a field when it saves the export again (BOLD
+# itself never quotes). The quotes are taken off and doubled quotes inside made single.
+QUOTED_FIELD = r'^"((?:[^"]|"")*)"$'
+
+
+def _unquote(values: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """Each field without its CSV quotes, and which fields had them."""
+    if not pc.any(pc.starts_with(values, '"')).as_py():  # the common case, without a regex
+        return values, pa.array(np.zeros(len(values), bool))
+    quoted = pc.fill_null(pc.match_substring_regex(values, QUOTED_FIELD), False)
+    if not pc.any(quoted).as_py():
+        return values, quoted
+    inner = pc.replace_substring(pc.replace_substring_regex(values, QUOTED_FIELD, r"\1"), '""', '"')
+    return pc.if_else(quoted, inner, values), quoted
+
+
+def unquote_name(name: str) -> str:
+    """A header cell without its CSV quotes (R's write.table quotes every one)."""
+    found = re.fullmatch(QUOTED_FIELD, name)
+    return found.group(1).replace('""', '"') if found else name
+
+
 def _nullify(values: pa.Array, missing_values: tuple[str, ...]) -> pa.Array:
     is_missing = pc.is_in(values, value_set=pa.array(list(missing_values), pa.string()))
     return pc.if_else(is_missing, pa.scalar(None, pa.string()), values)
@@ -233,16 +279,20 @@ def _nullify(values: pa.Array, missing_values: tuple[str, ...]) -> pa.Array:
 
 def _columns_for(
     layout: str, header: list[str], valid_lists: pa.ListArray, missing_values
-) -> tuple[dict[str, pa.Array], int, int]:
-    """The canonical columns, and how many records' coordinates were blanked: out of range, not numbers."""
+) -> tuple[dict[str, pa.Array], int, int, int]:
+    """The canonical columns; how many records' coordinates were blanked (out of range, not numbers); how many
+    records had a read field in CSV quotes."""
     n_columns = len(header)
     values = valid_lists.flatten()
     n_rows = len(valid_lists)
     position = {name: i for i, name in enumerate(header)}
     out: dict[str, pa.Array] = {}
+    quoted_rows = np.zeros(n_rows, bool)
     for canonical, source in LAYOUTS[layout].items():
         indices = pa.array(np.arange(position[source], n_rows * n_columns, n_columns, dtype=np.int64))
-        out[canonical] = _nullify(pc.take(values, indices), missing_values)
+        column, quoted = _unquote(pc.take(values, indices))
+        quoted_rows |= quoted.to_numpy(zero_copy_only=False)
+        out[canonical] = _nullify(column, missing_values)
     if layout == "v4":
         lat_text, lon_text = out.pop("lat"), out.pop("lon")
         either = pc.or_(pc.is_valid(lat_text), pc.is_valid(lon_text))
@@ -260,7 +310,7 @@ def _columns_for(
     null = pa.scalar(None, pa.float64())
     out["lat"], out["lon"] = pc.if_else(unparsed, null, out["lat"]), pc.if_else(unparsed, null, out["lon"])
     out["lat"], out["lon"], out_of_range = _within_range(out["lat"], out["lon"])
-    return out, out_of_range, int(pc.sum(unparsed).as_py() or 0)
+    return out, out_of_range, int(pc.sum(unparsed).as_py() or 0), int(quoted_rows.sum())
 
 
 def _lost(text: pa.Array, value: pa.Array) -> pa.Array:
@@ -284,7 +334,7 @@ def read_header(path: Path) -> list[str]:
     """The first line's fields, whatever ends it (LF, CRLF or a lone CR)."""
     first = next(_split_lines(Path(path), 1 << 20), (1, [b""]))[1][0]
     text = first.decode("utf-8", errors="replace").lstrip("\ufeff")
-    return text.split("\t")
+    return [unquote_name(name) for name in text.split("\t")]
 
 
 CONTROL_CHARACTERS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"  # C0 controls but tab, LF and CR, and DEL
@@ -304,6 +354,11 @@ def _unparseable_detail(bad_utf8: bool, n_fields: int, n_columns: int, line: str
             where = f": byte 0x{found.group(1).upper()} in column {column}"
         return f"not valid UTF-8{where} (a line saved as Latin-1 or Windows-1252? save the export as UTF-8)"
     if n_fields != n_columns:
+        if '"' in line:
+            return (
+                f"{n_fields} fields, header has {n_columns} (a field in quotes holding a tab or a line break? BOLD "
+                "exports are not quoted: export it again, or save it without quotes)"
+            )
         return f"{n_fields} fields, header has {n_columns}"
     found = re.search(CONTROL_CHARACTERS, line)
     column = header[line[: found.start()].count("\t")]
@@ -362,7 +417,11 @@ def parse_export(
     try:
         with open(path, "rb") as handle:
             check_export_bytes(handle.read(1 << 16))
+            handle.seek(-1, os.SEEK_END)
+            stats.last_line_unterminated = handle.read(1) not in (b"\n", b"\r")
         header = read_header(path)
+        # the header line as it stands in the file: a data line equal to it is a second export's header
+        header_line = next(_split_lines(path, 1 << 20))[1][0].decode("utf-8", errors="replace").rstrip("\r")
         stats.layout = layout = detect_layout(header)
     except LayoutError as error:
         raise LayoutError(f"{source_name}: {error}") from None
@@ -376,7 +435,9 @@ def parse_export(
         line_numbers = np.arange(first_line, first_line + len(lines), dtype=np.int64)
         text, bad_utf8 = _decode(lines)
         text = pc.utf8_rtrim(text, characters="\r")
-        blank = pc.fill_null(pc.equal(pc.utf8_length(text), 0), False).to_numpy(zero_copy_only=False)
+        # a line of tabs only (a spreadsheet's empty row) is blank too
+        blank = pc.equal(pc.utf8_length(pc.utf8_trim(text, characters="\t")), 0)
+        blank = pc.fill_null(blank, False).to_numpy(zero_copy_only=False)
         stats.blank_lines += int(blank.sum())
         keep = ~blank
         text, bad_utf8, line_numbers = text.filter(pa.array(keep)), bad_utf8[keep], line_numbers[keep]
@@ -386,13 +447,16 @@ def parse_export(
         n_fields = pc.fill_null(pc.list_value_length(lists), -1).to_numpy(zero_copy_only=False)
         # a control character (NUL, ESC...) in a field means a damaged line; it must not reach the release
         control = pc.fill_null(pc.match_substring_regex(text, CONTROL_CHARACTERS), False).to_numpy(zero_copy_only=False)
-        well_formed = (n_fields == n_columns) & ~bad_utf8 & ~control
+        repeated = pc.fill_null(pc.equal(text, header_line.lstrip("\ufeff")), False).to_numpy(zero_copy_only=False)
+        well_formed = (n_fields == n_columns) & ~bad_utf8 & ~control & ~repeated
         reject_parts = []
         if not well_formed.all():
             bad = ~well_formed
             bad_text = text.filter(pa.array(bad))
             detail = [
-                _unparseable_detail(bad_utf8[i], n_fields[i], n_columns, text[i].as_py(), header)
+                "the header line again (two exports joined into one file?)"
+                if repeated[i]
+                else _unparseable_detail(bad_utf8[i], n_fields[i], n_columns, text[i].as_py(), header)
                 for i in np.flatnonzero(bad)
             ]
             reject_parts.append(
@@ -406,11 +470,12 @@ def parse_export(
                     raw=pc.utf8_slice_codeunits(bad_text, 0, RAW_PREVIEW_CHARS),
                 )
             )
-        columns, out_of_range, unparseable = _columns_for(
+        columns, out_of_range, unparseable, quoted = _columns_for(
             layout, header, lists.filter(pa.array(well_formed)), missing_values
         )
         stats.coordinates_out_of_range += out_of_range
         stats.coordinates_unparseable += unparseable
+        stats.quoted_records += quoted
         good_lines = line_numbers[well_formed]
         n_good = len(good_lines)
         columns.setdefault("record_id", pa.nulls(n_good, pa.string()))
@@ -428,8 +493,10 @@ def parse_export(
 
         table, bad_id = _normalise_processids(table)
         no_id = pc.is_null(table["processid"]).to_numpy(zero_copy_only=False)
+        # "COI-5P " is COI-5P (white space is never part of a marker code; the case is: see ingest.markers)
+        marker = pc.utf8_trim_whitespace(table["marker_code"])
+        table = table.set_column(table.schema.get_field_index("marker_code"), "marker_code", marker)
         if marker_set is not None:
-            marker = table["marker_code"]
             other_marker = pc.and_(pc.is_valid(marker), pc.invert(pc.is_in(marker, value_set=marker_set)))
             other_marker = pc.fill_null(other_marker, False).to_numpy(zero_copy_only=False) & ~no_id
             # a sequence without a marker code is of an unknown gene: it must not pass for COI (a specimen row with
@@ -482,7 +549,7 @@ def parse_export(
                         reason=reason,
                         detail=(
                             pc.fill_null(
-                                pc.binary_join_element_wise("marker ", selected["marker_code"], ""),
+                                pc.binary_join_element_wise("marker '", selected["marker_code"], "'", ""),
                                 "a sequence without a marker code: its gene is unknown",
                             )
                             if detail is not None

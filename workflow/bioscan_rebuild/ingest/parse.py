@@ -118,6 +118,8 @@ def parse_to_shards(
         "rejected": dict(sorted(stats.rejects.items())),
         "coordinates_out_of_range": stats.coordinates_out_of_range,
         "coordinates_unparseable": stats.coordinates_unparseable,
+        "quoted_records": stats.quoted_records,
+        "last_line_unterminated": stats.last_line_unterminated,
     }
     write_json(summary, outdir / "summary.json")
     return summary
