@@ -81,16 +81,18 @@ SNAKEMAKE_TIMEOUT = 1800
 def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     cmd = [snakemake_bin(), "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2", *args]
-    with subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as run:
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, "start_new_session": True}
+    with subprocess.Popen(cmd, cwd=workdir, env=env, **pipes) as run:
         try:
             stdout, stderr = run.communicate(timeout=SNAKEMAKE_TIMEOUT)
         except subprocess.TimeoutExpired:
-            run.send_signal(signal.SIGINT)  # as Ctrl-C: Snakemake cancels its cluster jobs and exits
+            # as Ctrl-C, to Snakemake and its jobs (their own session): Snakemake cancels its cluster jobs and exits
+            os.killpg(run.pid, signal.SIGINT)
             try:
                 stdout, stderr = run.communicate(timeout=120)
             except subprocess.TimeoutExpired:
-                run.kill()
-                stdout, stderr = run.communicate()
+                os.killpg(run.pid, signal.SIGKILL)
+                stdout, stderr = run.communicate(timeout=30)
             raise AssertionError(
                 f"snakemake ran past {SNAKEMAKE_TIMEOUT} s and was stopped:\n{stdout[-4000:]}\n{stderr[-6000:]}"
             ) from None

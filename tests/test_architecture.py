@@ -275,21 +275,25 @@ def _start_up_backend_parameters(basedir: Path):
 
 def test_the_start_up_check_reads_each_backends_keywords_as_python_sees_them():
     import inspect
+    import typing
 
     from bioscan_rebuild.detect.classical import DEFAULTS
     from bioscan_rebuild.detect.registry import BACKENDS
 
     read = _start_up_backend_parameters(REPO)
+    samples = {bool: False, int: 0, float: 0.0}  # what the check stands in for a None default of one such type
     for backend, (module, name) in BACKENDS.items():
-        signature = inspect.signature(getattr(__import__(module, fromlist=[name]), name).__init__)
+        init = getattr(__import__(module, fromlist=[name]), name).__init__
+        hints = typing.get_type_hints(init)
         expected = {}
-        for parameter in list(signature.parameters.values())[1:]:
+        for parameter in list(inspect.signature(init).parameters.values())[1:]:
             if parameter.kind is parameter.VAR_KEYWORD:
                 expected |= DEFAULTS
-            elif parameter.default is not parameter.empty and not isinstance(parameter.default, (str, type(None))):
-                expected[parameter.name] = parameter.default
+            elif parameter.default is None or parameter.default is parameter.empty:
+                kinds = [k for k in typing.get_args(hints.get(parameter.name)) if k is not type(None)]
+                expected[parameter.name] = samples.get(kinds[0]) if len(kinds) == 1 else None
             else:
-                expected[parameter.name] = read(backend)[parameter.name]  # None, text or a sample of its type
+                expected[parameter.name] = parameter.default
         assert read(backend) == expected, backend
 
 
@@ -302,3 +306,18 @@ def test_the_start_up_check_reads_the_keywords_of_a_backend_that_inherits_its_co
         "class Tuned(Base):\n    name = 'tuned'\n"
     )
     assert _start_up_backend_parameters(tmp_path)("tuned") == {"bar": 75.0, "mask": False}
+    # several bases: the first (in order) with an __init__, as Python's method order for these; a base imported
+    # from elsewhere cannot be read, and says so
+    (detect / "registry.py").write_text(
+        'BACKENDS = {"mixed": ("bioscan_rebuild.detect.tuned", "Mixed"), '
+        '"imported": ("bioscan_rebuild.detect.tuned", "Imported")}\n'
+    )
+    (detect / "tuned.py").write_text(
+        "from elsewhere import Remote\n\n\nclass Mixin:\n    label = 'm'\n\n\n"
+        "class Base:\n    def __init__(self, bar: float = 75.0):\n        pass\n\n\n"
+        "class Mixed(Mixin, Base):\n    pass\n\n\nclass Imported(Remote, Mixin):\n    pass\n"
+    )
+    read = _start_up_backend_parameters(tmp_path)
+    assert read("mixed") == {"bar": 75.0}
+    with pytest.raises(KeyError, match="its base Remote is not defined beside it"):
+        read("imported")

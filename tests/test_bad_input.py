@@ -1347,6 +1347,16 @@ def test_spreadsheet_leftovers_in_an_export_get_a_clear_outcome(realdata, tmp_pa
     got, rejects, _ = read_export(tmp_path / "joined.tsv", "b")
     assert got.num_rows == 2 * expected.num_rows and rejects["source_line"].to_pylist() == [len(rows) + 1]
     assert rejects["detail"].to_pylist() == ["the header line again (two exports joined into one file?)"]
+    # ... each saved with its own BOM (`cat a.tsv b.tsv` of two Excel exports)
+    (tmp_path / "joined_bom.tsv").write_text("\ufeff" + _tsv(rows) + "\ufeff" + _tsv(rows))
+    got, rejects, _ = read_export(tmp_path / "joined_bom.tsv", "b")
+    assert got.num_rows == 2 * expected.num_rows and rejects["source_line"].to_pylist() == [len(rows) + 1]
+    # a marker code of spaces only is no marker: the sequence's gene is unknown (not "marker ''")
+    blank_marker = [row[:] for row in rows]
+    blank_marker[1][marker] = "  "
+    (tmp_path / "blank_marker.tsv").write_text(_tsv(blank_marker))
+    _, rejects, _ = read_export(tmp_path / "blank_marker.tsv", "b")
+    assert rejects["detail"].to_pylist() == ["a sequence without a marker code: its gene is unknown"]
     # a quoted field holding a tab breaks its line: the detail says why
     broken = [row[:] for row in rows]
     broken[2][header.index("species")] = '"Chironomus\tsp."'
@@ -1358,6 +1368,8 @@ def test_spreadsheet_leftovers_in_an_export_get_a_clear_outcome(realdata, tmp_pa
     got, _, stats = read_export(tmp_path / "cut.tsv", "b")
     assert got.num_rows == expected.num_rows and stats.last_line_unterminated
     assert not read_export(tmp_path / "plain.tsv", "b")[2].last_line_unterminated
+    (tmp_path / "tabs_last.tsv").write_text(_tsv(rows) + "\t" * (len(header) - 1))  # an empty row, unended
+    assert not read_export(tmp_path / "tabs_last.tsv", "b")[2].last_line_unterminated
 
 
 def test_a_packed_or_comma_separated_export_is_refused_with_what_it_is(realdata, tmp_path):

@@ -386,6 +386,13 @@ def test_a_photo_in_another_colour_profile_is_converted_to_srgb_in_every_package
         scale = patch.shape[0] / 768
         mean = patch[int(620 * scale) : int(680 * scale), int(60 * scale) : int(120 * scale)].reshape(-1, 3).mean(0)
         assert mean[2] > 180 and mean[0] < 60, (name, mean)
+    # a picture with alpha (composited on white) or a palette is converted the same way
+    for mode in ("RGBA", "P"):
+        buffer = io.BytesIO()
+        Image.fromarray(photo).convert(mode).save(buffer, format="PNG", icc_profile=_swapped_srgb_profile())
+        decoded = decode_photo(buffer.getvalue(), ImageParams())
+        mean = decoded.rgb[620:680, 60:120].reshape(-1, 3).mean(0)
+        assert mean[2] > 180 and mean[0] < 60, (mode, mean)
     # an sRGB profile, or none: the pixels as they are, and a 1024x768 JPEG source is original_full itself
     assert tagged.original_full_is_source and plain.original_full_is_source
     assert tagged.sha256["original_256"] == plain.sha256["original_256"]
@@ -399,6 +406,10 @@ def test_a_grey_photo_is_flagged_for_review(realdata):
         [grey.getvalue(), _jpeg(photo)], FixedDetector(), ImageParams()
     )
     assert "grey_photo" in grey_result.review and "grey_photo" not in colour_result.review
+    # a grey picture saved as RGB, as cameras and editors do: flagged by what it shows
+    grey_rgb = np.repeat(np.asarray(Image.fromarray(photo).convert("L"))[:, :, None], 3, axis=2)
+    ((result, _),) = process_photos([_jpeg(grey_rgb)], FixedDetector(), ImageParams())
+    assert "grey_photo" in result.review
 
 
 def test_only_a_plain_jpeg_with_nothing_glued_on_is_its_own_original_full(realdata):

@@ -131,6 +131,26 @@ def test_a_damaged_file_of_any_format_is_undecodable_not_a_failed_job(realdata, 
     assert results[1][0].detail.startswith("RuntimeError: ")
 
 
+def test_running_out_of_memory_fails_the_job_and_marks_no_photo(realdata, monkeypatch):
+    """A MemoryError is the job's limit, not the photo's: saved as undecodable, the photo stayed rejected on every
+    later run (the store keeps results)."""
+    from bioscan_rebuild.core.params import ImageParams
+    from bioscan_rebuild.images import process
+    from bioscan_rebuild.ingest import inventory as inventory_module
+
+    good = (realdata / f"{IMGFILTER}/failed_crop_subset/AACTA1595-20.1024px.jpg").read_bytes()
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(process, "_decode_jpeg_strict", out_of_memory)
+    monkeypatch.setattr(inventory_module, "open_image", out_of_memory)
+    with pytest.raises(MemoryError):
+        process.decode_photo(good, ImageParams())
+    with pytest.raises(MemoryError):
+        inspect_image(good)
+
+
 def test_unrecognised_names_are_rejected(tmp_path, realdata):
     folder = tmp_path / "imgs"
     (folder / "sub").mkdir(parents=True)

@@ -32,7 +32,7 @@ start() {
   mem=$(slurmd -C | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')
   mem=$((mem * 9 / 10))
   # someone's own slurm.conf: kept aside, and put back by stop
-  if [ -f "$CONF" ] && ! grep -qxF "$MARK" "$CONF"; then cp -p "$CONF" "$SCRATCH/slurm.conf.before"; fi
+  if [ -f "$CONF" ] && ! grep -qxF "$MARK" "$CONF"; then cp -p "$CONF" "$CONF.before-bioscan"; fi
   cat > "$CONF" <<CONFIG
 $MARK
 ClusterName=bioscan
@@ -77,12 +77,12 @@ stop() {
   # A slurm.conf pointing at a stopped controller slows every snakemake start: move ours away, put back the one
   # that was there before.
   if [ -f "$CONF" ] && grep -qxF "$MARK" "$CONF"; then mv "$CONF" "$CONF.stopped"; fi
-  if [ -f "$SCRATCH/slurm.conf.before" ]; then mv "$SCRATCH/slurm.conf.before" "$CONF"; fi
-  # the hosts line start added (rewritten in place: /etc/hosts may be a mount point, which cannot be replaced)
+  if [ -f "$CONF.before-bioscan" ]; then mv "$CONF.before-bioscan" "$CONF"; fi
+  # the hosts line start added (rewritten in place: /etc/hosts may be a mount point, which cannot be replaced;
+  # read whole before it is written, so a failure cannot leave it empty)
   if grep -qF "$MARK" /etc/hosts; then
-    grep -vF "$MARK" /etc/hosts > "$SCRATCH/hosts" || true
-    cat "$SCRATCH/hosts" > /etc/hosts
-    rm -f "$SCRATCH/hosts"
+    kept=$(grep -vF "$MARK" /etc/hosts || true)
+    printf '%s\n' "$kept" > /etc/hosts
   fi
   echo stopped
 }

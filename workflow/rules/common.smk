@@ -91,14 +91,23 @@ def _backend_parameters(backend):
 
     source, name = literal("bioscan_rebuild.detect.registry", "BACKENDS")[backend]
     classes = {n.name: n for n in tree(source).body if isinstance(n, ast.ClassDef)}
-    found = classes[name]
-    # a class without an __init__ of its own takes its base's (one defined beside it)
-    while not any(isinstance(n, ast.FunctionDef) and n.name == "__init__" for n in found.body):
-        bases = [b.id for b in found.bases if isinstance(b, ast.Name) and b.id in classes]
-        if not bases:
-            raise KeyError(f"{source}.{name}: no __init__ in the class or in a base defined beside it")
-        found = classes[bases[0]]
-    init = next(n for n in found.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+
+    def constructor(node):
+        """The __init__ Python calls: the class's own, else that of its first base (in order) that has one."""
+        own = [n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"]
+        if own:
+            return own[0]
+        for base in node.bases:
+            if not (isinstance(base, ast.Name) and base.id in classes):
+                raise KeyError(f"{source}.{name}: its base {ast.unparse(base)} is not defined beside it")
+            found = constructor(classes[base.id])
+            if found is not None:
+                return found
+        return None
+
+    init = constructor(classes[name])
+    if init is None:
+        raise KeyError(f"{source}.{name}: no __init__ in the class or in its bases")
     args = init.args.args[1:] + init.args.kwonlyargs
     defaults = [None] * (len(init.args.args[1:]) - len(init.args.defaults)) + list(init.args.defaults)
     defaults += list(init.args.kw_defaults)

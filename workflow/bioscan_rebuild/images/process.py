@@ -168,6 +168,9 @@ def _to_srgb(rgb: np.ndarray, icc: bytes | None) -> tuple[np.ndarray, bool]:
         return rgb, False
     try:
         profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        # the profile of an RGB picture (a grey or CMYK one describes pixels already turned to RGB here)
+        if profile.profile.xcolor_space.strip() != "RGB":
+            return rgb, False
         if "srgb" in ImageCms.getProfileDescription(profile).lower():
             return rgb, False
         converted = ImageCms.profileToProfile(
@@ -254,7 +257,7 @@ def decode_photo(data: bytes, params: ImageParams) -> Decoded:
             width, height = image.size
             source_format = (image.format or "unknown").lower()
             grey = _is_grey(image)
-            icc = image.info.get("icc_profile") if image.mode == "RGB" else None
+            icc = image.info.get("icc_profile")
             if width * height > params.max_pixels:
                 return Decoded(
                     "too_large", f"{width}x{height} > {params.max_pixels} pixels", source_format=source_format
@@ -286,11 +289,16 @@ def decode_photo(data: bytes, params: ImageParams) -> Decoded:
                 rgb = _to_rgb8(image)
             elif orientation in _ORIENTATION_TRANSPOSE:
                 rgb = np.asarray(Image.fromarray(rgb).transpose(_ORIENTATION_TRANSPOSE[orientation]))
+    except MemoryError:
+        raise  # this job's limit, not the photo's fault: the job fails and is run again
     except Exception as error:  # a damaged file makes Pillow's plugins raise anything (RuntimeError...)
         return Decoded("undecodable", error_detail(error, f"{type(error).__name__}: "))
     finally:
         Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
     rgb, converted = _to_srgb(rgb, icc)
+    # a grey picture saved as RGB (cameras and editors do): its channels are equal, up to JPEG's rounding
+    sample = rgb[::8, ::8].astype(np.int16)
+    grey = grey or bool(np.abs(np.diff(sample, axis=2)).max(initial=0) <= 2)
     if (rgb.shape[1], rgb.shape[0]) != target:
         rgb = cv2.resize(rgb, target, interpolation=cv2.INTER_AREA)
     reuse = (

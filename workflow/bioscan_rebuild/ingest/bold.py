@@ -417,8 +417,10 @@ def parse_export(
     try:
         with open(path, "rb") as handle:
             check_export_bytes(handle.read(1 << 16))
-            handle.seek(-1, os.SEEK_END)
-            stats.last_line_unterminated = handle.read(1) not in (b"\n", b"\r")
+            handle.seek(max(0, os.path.getsize(path) - (1 << 16)))
+            last = handle.read().replace(b"\r", b"\n").rsplit(b"\n", 1)[-1]
+            # text after the last line break (a line of tabs only is blank, however it ends)
+            stats.last_line_unterminated = bool(last.strip(b"\t "))
         header = read_header(path)
         # the header line as it stands in the file: a data line equal to it is a second export's header
         header_line = next(_split_lines(path, 1 << 20))[1][0].decode("utf-8", errors="replace").rstrip("\r")
@@ -447,7 +449,9 @@ def parse_export(
         n_fields = pc.fill_null(pc.list_value_length(lists), -1).to_numpy(zero_copy_only=False)
         # a control character (NUL, ESC...) in a field means a damaged line; it must not reach the release
         control = pc.fill_null(pc.match_substring_regex(text, CONTROL_CHARACTERS), False).to_numpy(zero_copy_only=False)
-        repeated = pc.fill_null(pc.equal(text, header_line.lstrip("\ufeff")), False).to_numpy(zero_copy_only=False)
+        # (a second export's header may carry its own BOM: `cat a.tsv b.tsv`)
+        repeated = pc.equal(pc.utf8_ltrim(text, characters="\ufeff"), header_line.lstrip("\ufeff"))
+        repeated = pc.fill_null(repeated, False).to_numpy(zero_copy_only=False)
         well_formed = (n_fields == n_columns) & ~bad_utf8 & ~control & ~repeated
         reject_parts = []
         if not well_formed.all():
@@ -495,6 +499,7 @@ def parse_export(
         no_id = pc.is_null(table["processid"]).to_numpy(zero_copy_only=False)
         # "COI-5P " is COI-5P (white space is never part of a marker code; the case is: see ingest.markers)
         marker = pc.utf8_trim_whitespace(table["marker_code"])
+        marker = pc.if_else(pc.equal(marker, ""), pa.scalar(None, pa.string()), marker)  # spaces only: no marker
         table = table.set_column(table.schema.get_field_index("marker_code"), "marker_code", marker)
         if marker_set is not None:
             other_marker = pc.and_(pc.is_valid(marker), pc.invert(pc.is_in(marker, value_set=marker_set)))

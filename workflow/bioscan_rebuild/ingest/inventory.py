@@ -280,6 +280,8 @@ def inspect_image(data: bytes) -> dict:
         with _header_only(), open_image(io.BytesIO(data)) as image:
             pil_format = image.format
             width, height = image.size
+    except MemoryError:
+        raise  # this job's limit, not the file's fault
     except Exception as error:  # Pillow's plugins raise anything on a damaged file (AVIF: RuntimeError)
         facts.update(image_problem="undecodable", image_problem_detail=error_detail(error, "header: "))
         return facts
