@@ -584,3 +584,86 @@ def test_a_scope_that_nothing_matches_stops_curation_but_unlabelled_records_stil
     assert sorted(result["curated"]["processid"]) == ["u0", "u1", "u2"]
     with pytest.raises(InputError, match=r"scope_taxa \['Arthropoda'\] matches none .* most common: Chordata \(2\)"):
         curate(frame(mammals))
+
+
+def _rules(result, processid: str) -> dict[str, str]:
+    changes = result["changes"]
+    return dict(changes.loc[changes["processid"] == processid, ["field", "rule"]].itertuples(index=False))
+
+
+def test_a_qualifier_without_its_dot_is_a_placeholder_not_a_species():
+    records = pd.DataFrame(
+        [
+            _ranked(f"q{i}", f"k{i}", genus=name.split()[0], species=name)
+            for i, name in enumerate(["Psathyromyia sp", "Tanytarsus spp", "Dicrotendipes cf lobiger", "Aus spinosus"])
+        ]
+    )
+    result = curate(records)
+    out = by_pid(result)
+    dotted = ["Psathyromyia sp.", "Tanytarsus spp.", "Dicrotendipes cf. lobiger", "Aus spinosus"]
+    assert out["species"].tolist() == dotted
+    assert out["placeholder_species"].tolist() == [True, True, True, False]
+    assert _rules(result, "q0") == {"species": "qualifier_dot"} and _rules(result, "q3") == {}
+    assert_replays(records, result)
+
+
+def test_a_name_that_cannot_be_its_ranks_is_removed_and_the_rank_filled_from_better_evidence():
+    records = pd.DataFrame(
+        [
+            _ranked("ref", "r", phylum="Arthropoda", **{"class": "Insecta"}, order="Diptera", family="Sarcophagidae"),
+            _ranked("ref2", "r2", family="Sarcophagidae", genus="Sarcophaga", species="Sarcophaga carnaria"),
+            # a family as the genus: removed, then the genus comes from the species
+            _ranked("fam", "f", family="Sarcophagidae", genus="Sarcophagidae", species="Sarcophaga australis"),
+            # a class as the order: removed, then the order comes from the family
+            _ranked("cls", "c", **{"class": "Insecta"}, order="Insecta", family="Sarcophagidae"),
+            # a lower-case family-group genus is the protocol's placeholder evidence: kept
+            _ranked("low", "l", genus="cecidomyiidae", species="cecidomyiidae sp. 3"),
+        ]
+    )
+    result = curate(records)
+    out = by_pid(result)
+    assert out.loc["fam", "genus"] == "Sarcophaga" and _rules(result, "fam")["genus"] == "genus_from_species"
+    assert out.loc["cls", "order"] == "Diptera"
+    assert (result["changes"].query("processid == 'cls' and field == 'order'")["rule"]).tolist() == [
+        "rank_misplaced",
+        "parent_from_child",
+    ]
+    assert out.loc["low", "genus"] == "cecidomyiidae"
+    assert_replays(records, result)
+
+
+def test_a_species_must_begin_with_its_genus():
+    records = pd.DataFrame(
+        [
+            _ranked("same", "a", genus="Lutzomyia", species="Lutzomyia olmeca"),
+            _ranked("accent", "b", genus="Psychoda", species="Psychóda sigma"),
+            _ranked("other", "c", genus="Bichromomyia", species="Lutzomyia olmeca"),
+            _ranked("subgenus", "d", genus="Aedes", species="Aedes (Stegomyia) aegypti"),
+            _ranked("placeholder", "e", genus="Megaselia", species="Diptera sp. 1"),
+            _ranked("lower", "f", genus="Simosyrphus", species="simosyrphus grandicornis"),
+        ]
+    )
+    result = curate(records)
+    out = by_pid(result)
+    assert out.loc["same", "species"] == "Lutzomyia olmeca" and _rules(result, "same") == {}
+    assert out.loc["accent", "species"] == "Psychoda sigma"
+    assert _rules(result, "accent") == {"species": "species_genus_spelling"}
+    # another genus: the genus stays, the species cannot be trusted with it
+    assert pd.isna(out.loc["other", "species"]) and out.loc["other", "genus"] == "Bichromomyia"
+    assert _rules(result, "other") == {"species": "species_genus_mismatch"}
+    # a subgenus in brackets begins with the genus; placeholders and lower-case names keep their form (evidence)
+    for kept in ("subgenus", "placeholder", "lower"):
+        assert out.loc[kept, "species"] == records.set_index("processid").loc[kept, "species"], kept
+    assert_replays(records, result)
+
+
+def test_a_parent_comes_from_a_farther_child_when_the_nearest_gives_none():
+    records = pd.DataFrame(
+        [
+            _ranked("ref", "r", phylum="Arthropoda", **{"class": "Insecta"}, order="Diptera", family="Sciaridae"),
+            # an unknown genus, an empty order: the family gives it; an empty phylum: the class gives it
+            _ranked("x", "x", **{"class": "Insecta"}, family="Sciaridae", genus="Unknownia"),
+        ]
+    )
+    out = by_pid(curate(records))
+    assert out.loc["x", "order"] == "Diptera" and out.loc["x", "phylum"] == "Arthropoda"

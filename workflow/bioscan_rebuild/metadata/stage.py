@@ -96,7 +96,8 @@ def curate_tables(
     outdir = Path(outdir)
     labels = _read(record_paths, LABEL_COLUMNS, None)
     qc = _read(
-        barcode_paths, ("processid", "barcode_status", "barcode_key", "invalid_chars", "length", "ambiguity_count")
+        barcode_paths,
+        ("processid", "barcode_status", "barcode_key", "invalid_chars", "length", "n_internal", "ambiguity_count"),
     )
     if len(labels) != len(qc) or not (labels["processid"].to_numpy() == qc["processid"].to_numpy()).all():
         raise RuntimeError("barcode shards do not line up with the record shards (re-run clean_barcodes)")
@@ -109,7 +110,8 @@ def curate_tables(
             reasons,
             qc["invalid_chars"].to_numpy()[bad],
             qc["length"].to_numpy()[bad],
-            qc["ambiguity_count"].to_numpy()[bad],
+            # what the rule counts: internal Ns and the other IUPAC codes
+            (qc["n_internal"] + qc["ambiguity_count"]).to_numpy()[bad],
         )
     ]
     records_in = len(labels)

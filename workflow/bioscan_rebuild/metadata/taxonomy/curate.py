@@ -13,7 +13,11 @@ table in brackets):
    does a lower-case genus unless the data holds it capitalised (``megaselia`` -> ``Megaselia`` when some
    record says ``Megaselia``): case is evidence for placeholder names (published split protocol, rules 2 and 3).
 2. Typo / rewording table [``typo_table``]: rank, from, to, reason (rank ``*`` = any; the package ships
-   ``metadata/tables/taxonomy_fixes.tsv``), user-extendable; applied to the normalised names.
+   ``metadata/tables/taxonomy_fixes.tsv``), user-extendable; applied to the normalised names. Then open-
+   nomenclature qualifiers get their dot [``qualifier_dot``: ``Psathyromyia sp`` -> ``Psathyromyia sp.``, also
+   ``spp``, ``cf``, ``aff``, ``nr``, ``indet``], and a name that cannot be its column's rank becomes missing
+   [``rank_misplaced``]: one the data holds at a higher rank (``Insecta`` as an order, ``Noctuidae`` as a
+   genus), or a family-group name (``-idae``, ``-inae``, ``-oidea``, ``-ini``) as a genus.
 3. BINs [``bin_normalise``, ``bin_malformed``]: case, whitespace and a missing ``BOLD:`` prefix fixed
    (``bold:aaa1234 ``, ``AAA1234`` -> ``BOLD:AAA1234``); anything not ``BOLD:`` + 3 letters + 4 digits ->
    missing.
@@ -23,13 +27,16 @@ table in brackets):
    (``-idae``, ``-inae``, ``-oidea``, ``-ini``: ``Cecidomyiidae sp. 3`` fills nothing), a name the data holds
    at a rank above genus (``Diptera sp. 1``, ``Insecta sp. ...``) or a Malaise-trap code (``Malaise trap 4``).
    Then a species name of one word (``Diptera``, ``rufipes``, ``sp.``, a genus alone) names no species: missing
-   [``species_one_word``] (a genus alone has given the genus first).
+   [``species_one_word``] (a genus alone has given the genus first). Then a species must begin with its genus:
+   the same word with an accent takes the genus' spelling [``species_genus_spelling``]; another genus leaves
+   the species missing [``species_genus_mismatch``] (placeholders, and names not starting with a capitalised
+   word, keep their form: they are the published protocol's evidence).
 6. Taxonomy conflicts between records sharing a barcode [``barcode_majority``, ``barcode_conflict_dropped``],
    then between records sharing a BIN [``bin_taxon_majority``, ``bin_taxon_conflict_dropped``].
 7. Parent ranks [``parent_from_child``]: a missing rank (subfamily up to phylum, deepest first) is filled
-   from the nearest labelled lower rank (genus first) when every record carrying that child label and a
-   label at the missing rank agrees on one value (the lineage table, built from the data itself), unless
-   records sharing its barcode or BIN carry another label at that rank.
+   from the nearest labelled lower rank that gives one (genus first, then the ranks above it) when every
+   record carrying that child label and a label at the missing rank agrees on one value (the lineage table,
+   built from the data itself), unless records sharing its barcode or BIN carry another label at that rank.
 8. Record corrections [``correction``]: the patch table (processid, field, value, reason, source), applied
    last; field ``record`` with value ``exclude`` removes the record (rejects, reason ``excluded``).
 9. Scope [``out_of_scope``]: a record whose final label at ``scope_rank`` is not one of ``scope_taxa``
@@ -74,6 +81,9 @@ from bioscan_rebuild.metadata.taxonomy.corrections import apply_corrections
 from bioscan_rebuild.metadata.taxonomy.names import (
     MISSING_TOKENS,
     apply_fixes,
+    check_species_genus,
+    dot_qualifiers,
+    drop_misplaced_ranks,
     drop_one_word_species,
     normalise_names,
 )
@@ -99,6 +109,8 @@ def curate(
     counts: dict = {}
     normalise_names(cols, log)  # 1.
     apply_fixes(cols, log, fixes)  # 2.
+    dot_qualifiers(cols, log)
+    drop_misplaced_ranks(cols, log)
     counts["bins_malformed"] = _normalise_bins(cols, log)  # 3.
     barcode_codes = pd.factorize(cols["barcode_key"])[0]
     counts["bin_conflicts"] = resolve_conflicts(  # 4.
@@ -107,6 +119,7 @@ def curate(
     if params.fill_genus_from_species:  # 5.
         genus_from_species(cols, log, inferred)
     drop_one_word_species(cols, log)  # after 5: "Megaselia" alone in the species slot still gives the genus
+    check_species_genus(cols, log, novel_mask(pd.Series(cols["genus"]), pd.Series(cols["species"])))
     bin_codes = pd.factorize(cols["dna_bin"])[0]  # BINs are final from here on
     counts["barcode_conflicts"] = resolve_conflicts(  # 6.
         cols, log, barcode_codes, RANKS, params.barcode_ratio, "barcode", cascade=True

@@ -3,6 +3,7 @@ table. The missing vocabulary and the look-alike letters serve BINs too (``metad
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from pathlib import Path
 
@@ -103,3 +104,69 @@ def apply_fixes(cols: dict, log: ChangeLog, fixes: pd.DataFrame | None) -> None:
         values = cols[rank]
         rows = np.flatnonzero(pd.Series(values).isin(list(mapping)).to_numpy())
         set_field(cols, log, "typo_table", rank, rows, [mapping[v] or None for v in values[rows]])
+
+
+# Open-nomenclature qualifiers written without their dot ("Psathyromyia sp", "Tanytarsus spp", "Dicrotendipes cf
+# lobiger"): with it, the published protocol's placeholder test (a "." in the species) sees what they are.
+QUALIFIER_WITHOUT_DOT = r"(?<=\s)(sp|spp|cf|aff|nr|indet)(?=\s|$)"
+
+
+def dot_qualifiers(cols: dict, log: ChangeLog) -> None:
+    """Step 2, last [``qualifier_dot``]: ``sp``, ``spp``, ``cf``, ``aff``, ``nr``, ``indet`` after the first word
+    of a species name get their dot, so that ``Psathyromyia sp`` is the placeholder ``Psathyromyia sp.`` and not
+    a species of the closed-world splits."""
+    species = cols["species"]
+    given = np.flatnonzero(~pd.isna(species))
+    fixed = map_unique(species[given], lambda v: None if v is None else re.sub(QUALIFIER_WITHOUT_DOT, r"\1.", v))
+    set_field(cols, log, "qualifier_dot", "species", given, fixed)
+
+
+# A capitalised family-group name (family, subfamily, superfamily, tribe endings): never a genus. (A lower-case
+# one, "cecidomyiidae", stays: a lower-case genus is the published protocol's placeholder evidence, rule 3.)
+FAMILY_GROUP_NAME = r"^[A-Z].*(?:idae|inae|oidea|ini)$"
+
+
+def drop_misplaced_ranks(cols: dict, log: ChangeLog) -> None:
+    """Step 2, last [``rank_misplaced``]: a name in a rank's column that cannot be that rank becomes missing: a
+    name the data holds at a higher rank (``Insecta`` as an order when records give it as the class; ``Noctuidae``
+    as a genus when records give it as the family), and a capitalised family-group name (``-idae``, ``-inae``,
+    ``-oidea``, ``-ini``) as a genus. Genus from species and the parent ranks may then fill the rank from better
+    evidence."""
+    higher: set = set()
+    for rank in RANKS[:-1]:  # each rank against the names of the ranks above it
+        values = cols[rank]
+        given = ~pd.isna(values)
+        names = pd.Series(values[given], dtype=object)
+        wrong = names.isin(higher).to_numpy(bool, copy=True)
+        if rank == "genus":
+            wrong |= names.str.contains(FAMILY_GROUP_NAME, regex=True, na=False).to_numpy(bool)
+        rows = np.flatnonzero(given)[wrong]
+        higher.update(pd.unique(names[~wrong]))
+        set_field(cols, log, "rank_misplaced", rank, rows, None)
+
+
+def _plain_latin(name: str) -> str:
+    """A name without accents, in lower case: what two spellings of one Latin word share."""
+    return "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c)).casefold()
+
+
+def check_species_genus(cols: dict, log: ChangeLog, placeholder: np.ndarray) -> None:
+    """Step 5, last: a species name must begin with its record's genus. The same word spelt with an accent
+    (``Psychóda sigma`` under ``Psychoda``) takes the genus' spelling [``species_genus_spelling``]; another genus
+    (``Lutzomyia olmeca`` under ``Bichromomyia``: an older combination, or a mislabel) leaves the species
+    missing [``species_genus_mismatch``]: the genus is kept, the species cannot be trusted to go with it.
+    Placeholders (``placeholder``: the published protocol's test) and names not starting with a capitalised
+    word keep their form: their case and words are the protocol's evidence."""
+    genus, species = cols["genus"], cols["species"]
+    rows = np.flatnonzero(~pd.isna(genus) & ~pd.isna(species) & ~placeholder)
+    if not len(rows):
+        return
+    first = pd.Series(species[rows], dtype=object).str.extract(r"^([A-Z]\S*)\s", expand=False).to_numpy(object)
+    named = ~pd.isna(first)
+    rows, first = rows[named], first[named]
+    differs = first != genus[rows]
+    rows, first = rows[differs], first[differs]
+    same_word = np.array([_plain_latin(a) == _plain_latin(b) for a, b in zip(first, genus[rows])], dtype=bool)
+    respelt = [g + s[len(f) :] for g, s, f in zip(genus[rows[same_word]], species[rows[same_word]], first[same_word])]
+    set_field(cols, log, "species_genus_spelling", "species", rows[same_word], respelt)
+    set_field(cols, log, "species_genus_mismatch", "species", rows[~same_word], None)

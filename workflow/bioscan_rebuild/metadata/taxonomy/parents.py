@@ -52,7 +52,9 @@ def infer_parents(cols: dict, log: ChangeLog, inferred: np.ndarray, group_codes)
         missing_parent = pd.isna(parent_values)
         # what records sharing a barcode / a BIN already say at this rank: no inference may contradict it
         group_held = [(codes, _group_labels(codes, parent_values)) for codes in group_codes]
-        for child in reversed(children):  # the nearest labelled lower rank decides: genus first
+        # the nearest labelled lower rank that gives a parent decides: genus first; a record whose genus the data
+        # links to no one family (unknown, or two) takes it from its subfamily, and so on up
+        for child in reversed(children):
             child_values = cols[child]
             both = ~missing_parent & ~pd.isna(child_values)
             pairs = pd.DataFrame({"child": child_values[both], "parent": parent_values[both]})
@@ -70,12 +72,8 @@ def infer_parents(cols: dict, log: ChangeLog, inferred: np.ndarray, group_codes)
                 )
             )
             consistent = distinct.loc[distinct["nunique"] == 1, "first"]
-            # only records whose nearer lower ranks are all missing use this child
-            nearer = [r for r in children if RANKS.index(r) > RANKS.index(child)]
-            use = pd.isna(cols[parent]) & ~pd.isna(child_values)
-            for r in nearer:
-                use &= pd.isna(cols[r])
-            rows = np.flatnonzero(use)
+            # records still without the parent (nearer children gave none)
+            rows = np.flatnonzero(pd.isna(cols[parent]) & ~pd.isna(child_values))
             guess = consistent.reindex(child_values[rows]).to_numpy(dtype=object)
             found = _agreeing_fills(group_held, rows, guess)
             if found.any():
