@@ -1390,3 +1390,18 @@ def test_a_packed_or_comma_separated_export_is_refused_with_what_it_is(realdata,
     ):
         with pytest.raises(LayoutError, match=re.escape(says)):
             read_export(tmp_path / name, "b")
+
+
+def test_a_processid_csv_readers_take_for_missing_is_rejected_for_it(realdata, tmp_path):
+    """A processid "NA" or "null" was released: pandas and R read it as missing from the released CSV (the
+    dataset's own loader then failed on its image path), and the audit and the release diff lost the record."""
+    rows = _slice(realdata, REAL_BCDM2023, rows=6)
+    pid = rows[0].index("processid")
+    for i, spelling in enumerate(("NA", "null", "NaN", "N/A"), start=1):
+        rows[i][pid] = spelling
+    (tmp_path / "na.tsv").write_text(_tsv(rows))
+    records, rejects, _ = read_export(tmp_path / "na.tsv", "b")
+    assert records.num_rows == 2 and set(rejects["reason"].to_pylist()) == {"invalid_processid"}
+    details = dict(zip(rejects["processid"].to_pylist(), rejects["detail"].to_pylist(), strict=True))
+    assert details["NA"] == details["null"] == details["NaN"] == "a processid CSV readers take for missing (pandas, R)"
+    assert details["N/A"] == "a path separator (/ or \\) in the processid"

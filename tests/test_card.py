@@ -112,3 +112,21 @@ def test_the_stats_rule_declares_every_table_the_stage_writes():
     common = (REPO / "workflow" / "rules" / "common.smk").read_text()
     listed = re.search(r"STATS_TABLES = \[.*?\n\]", common, re.S).group(0)
     assert re.findall(r'^    "(\w+)",', listed, re.M) == list(TABLES)
+
+
+def test_the_card_says_how_to_read_the_csv_files(tmp_path):
+    """pandas' defaults read a sample id or a province spelt "NA" as missing; the card's own call keeps them, and
+    reads an empty field as missing."""
+    import io
+
+    import pandas as pd
+
+    release = release_tree(tmp_path)
+    text = write_card(release, ExportOptions(), ACCOUNTING).read_text()
+    call = re.search(r"`pandas\.read_csv\(path, (.*?)\)`", text).group(1)
+    options = eval(f"dict({call})")  # the card's keywords, as a reader copies them
+    released = 'processid,sampleid,province_state\nA-1,NA,null\nA-2,,"Quebec"\n'
+    frame = pd.read_csv(io.StringIO(released), **options)
+    assert frame["sampleid"].tolist()[0] == "NA" and frame["province_state"].tolist()[0] == "null"
+    assert pd.isna(frame["sampleid"].tolist()[1]) and frame["province_state"].tolist()[1] == "Quebec"
+    assert pd.isna(pd.read_csv(io.StringIO(released))["sampleid"][0])  # what the defaults did

@@ -266,6 +266,7 @@ def _csv_table(path: Path, findings: Findings) -> pa.Table | None:
             path,
             convert_options=pacsv.ConvertOptions(
                 column_types=dict.fromkeys(header, pa.large_string()),  # a full release's barcodes pass 2 GB
+                null_values=[""],  # only an empty field: "NA" or "null" is a value
                 strings_can_be_null=True,
                 quoted_strings_can_be_null=True,
             ),
@@ -588,6 +589,7 @@ def check_lineage(root: Path, csv: pa.Table, accounting: dict, findings: Finding
     header = pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names
     wanted = ["processid", "source_file", "source_sha256", *(c for c in header if c.startswith("sha256_"))]
     options = pacsv.ConvertOptions(
+        null_values=[""],  # only an empty field: a processid "NA" is a processid
         strings_can_be_null=True,
         column_types=dict.fromkeys(wanted, pa.string()),
         include_columns=[c for c in wanted if c in header],
@@ -687,7 +689,11 @@ def check_bbox(root: Path, csv: pa.Table, findings: Findings) -> None:
     path, where = root / BBOX.path, f"{ROOT}/{BBOX.path}"
     if not path.exists():
         return  # optional: a release of records without photos has none
-    table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter="\t"))
+    table = pacsv.read_csv(  # a processid "007" is text, not the number 7
+        path,
+        parse_options=pacsv.ParseOptions(delimiter="\t"),
+        convert_options=pacsv.ConvertOptions(column_types={"processid": pa.string()}),
+    )
     released = csv["processid"].combine_chunks().cast(pa.string())
     boxed = csv.filter(pc.is_valid(_numeric_text(csv["area_fraction"].combine_chunks())))
     ids = table["processid"].combine_chunks().cast(pa.string())
@@ -1012,6 +1018,7 @@ def _check_replayed_lineage(root: Path, origins: pa.Table, findings: Findings) -
     options = pacsv.ConvertOptions(
         column_types={**dict.fromkeys(columns, pa.large_string()), "source_line": pa.int64()},
         include_columns=columns,
+        null_values=[""],  # only an empty field: a processid "NA" is a processid
         strings_can_be_null=True,
     )
     try:

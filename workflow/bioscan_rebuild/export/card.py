@@ -202,6 +202,10 @@ def write_card(release_dir, options: ExportOptions, accounting: dict, diff_summa
         "table counts the species there): drop those labels where pretraining must see none. "
         "Records whose photo shows no specimen get no split and are listed in `metadata/rejects.csv`.",
         "",
+        "In the CSV files an empty field is a missing value and any other text is a value: read them with "
+        '`pandas.read_csv(path, keep_default_na=False, na_values=[""])` (R: `na = ""`), or a sample id or a '
+        "province spelt `NA` or `null` reads as missing. The Parquet, HDF5 and JSON-LD copies hold the same values.",
+        "",
         "## Provenance",
         "",
     ]

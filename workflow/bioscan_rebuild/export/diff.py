@@ -224,7 +224,11 @@ def image_diff(previous_lineage, images: pa.Table) -> pa.Table:
         return DIFF_SCHEMA.empty_table()
     types = dict.fromkeys(("processid", *IMAGE_COLUMNS), pa.string())
     options = pacsv.ConvertOptions(
-        column_types=types, include_columns=list(types), include_missing_columns=True, strings_can_be_null=True
+        column_types=types,
+        include_columns=list(types),
+        include_missing_columns=True,
+        null_values=[""],  # only an empty field: a processid "NA" is a processid
+        strings_can_be_null=True,
     )
     old = shortened(pacsv.read_csv(path, convert_options=options))
     old = old.rename_columns([name if name == "processid" else f"{name}_old" for name in old.schema.names])

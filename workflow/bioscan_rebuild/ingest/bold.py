@@ -29,6 +29,7 @@ from bioscan_rebuild.core.io import file_sha256
 from bioscan_rebuild.core.params import IngestParams
 from bioscan_rebuild.core.schemas import (
     CONTENT_FIELDS,
+    CSV_NA_STRINGS,
     INVISIBLE_CHARACTERS,
     RECORD_SCHEMA,
     REJECT_SCHEMA,
@@ -385,14 +386,20 @@ def _c1_in_read_columns(table: pa.Table, layout: str) -> tuple[np.ndarray, list[
 
 def _normalise_processids(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
     """Processids without invisible characters, trimmed of white space and in Unicode NFC, so that " BSCN1 " and a
-    decomposed accent join their photos; blank ones become missing. Returns the table and where a processid holds
-    a path separator (it names files in the release, so it would escape its folder)."""
+    decomposed accent join their photos; blank ones become missing. Returns the table and, per record, why its
+    processid cannot be one (None: it can): a path separator (it names files in the release, so it would escape
+    its folder), or a spelling CSV readers take for missing ("NA", "null": the record would lose its id in the
+    released CSV as pandas and R read it)."""
     # invisible format characters (zero-width space, word joiner, BOM) pasted into an id would make a second record
     visible = pc.replace_substring_regex(table["processid"], INVISIBLE_CHARACTERS, "")
     ids = pc.utf8_normalize(pc.utf8_trim_whitespace(visible), form="NFC")
     ids = pc.if_else(pc.equal(pc.utf8_length(ids), 0), pa.scalar(None, pa.string()), ids)
     separator = pc.fill_null(pc.match_substring_regex(ids, r"[/\\]"), False).to_numpy(zero_copy_only=False)
-    return table.set_column(table.schema.get_field_index("processid"), "processid", ids), separator
+    missing_word = pc.fill_null(pc.is_in(ids, value_set=pa.array(sorted(CSV_NA_STRINGS))), False)
+    why = np.full(len(ids), None, object)
+    why[missing_word.to_numpy(zero_copy_only=False)] = "a processid CSV readers take for missing (pandas, R)"
+    why[separator] = "a path separator (/ or \\) in the processid"
+    return table.set_column(table.schema.get_field_index("processid"), "processid", ids), why
 
 
 def parse_export(
@@ -495,7 +502,8 @@ def parse_export(
             schema=RECORD_SCHEMA,  # pragma: no mutate - the columns already have exactly these names, order and types
         )
 
-        table, bad_id = _normalise_processids(table)
+        table, why_bad_id = _normalise_processids(table)
+        bad_id = why_bad_id != None  # noqa: E711 - element-wise on an object array
         no_id = pc.is_null(table["processid"]).to_numpy(zero_copy_only=False)
         # "COI-5P " is COI-5P (white space is never part of a marker code; the case is: see ingest.markers)
         marker = pc.utf8_trim_whitespace(table["marker_code"])
@@ -518,7 +526,7 @@ def parse_export(
                 make_rejects(
                     kind="record",
                     reason="invalid_processid",
-                    detail=["a path separator (/ or \\) in the processid"] * len(selected),
+                    detail=list(why_bad_id[bad_id]),
                     processid=selected["processid"],
                     batch=batch,
                     source_file=source_name,
