@@ -618,6 +618,9 @@ def test_a_name_that_cannot_be_its_ranks_is_removed_and_the_rank_filled_from_bet
             _ranked("cls", "c", **{"class": "Insecta"}, order="Insecta", family="Sarcophagidae"),
             # a lower-case family-group genus is the protocol's placeholder evidence: kept
             _ranked("low", "l", genus="cecidomyiidae", species="cecidomyiidae sp. 3"),
+            # a subfamily no record names as such, and an order, in the genus column
+            _ranked("sub", "s", family="Tipulidae", genus="Tipulinae"),
+            _ranked("ord", "o", family="Tipulidae", genus="Diptera"),
         ]
     )
     result = curate(records)
@@ -629,6 +632,8 @@ def test_a_name_that_cannot_be_its_ranks_is_removed_and_the_rank_filled_from_bet
         "parent_from_child",
     ]
     assert out.loc["low", "genus"] == "cecidomyiidae"
+    assert pd.isna(out.loc["sub", "genus"]) and pd.isna(out.loc["ord", "genus"])
+    assert _rules(result, "sub") == _rules(result, "ord") == {"genus": "rank_misplaced"}
     assert_replays(records, result)
 
 
