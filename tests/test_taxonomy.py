@@ -672,3 +672,29 @@ def test_a_parent_comes_from_a_farther_child_when_the_nearest_gives_none():
     )
     out = by_pid(curate(records))
     assert out.loc["x", "order"] == "Diptera" and out.loc["x", "phylum"] == "Arthropoda"
+
+
+def test_an_author_citation_is_no_part_of_a_species_name():
+    """With its author, one species counted as two in the BIN vote (the correct labels of its BIN mates were
+    dropped), and the year's digits made it a placeholder."""
+    names = [
+        ("a", "Brumptomyia mesai (Barretto & Coutinho, 1941)", "Brumptomyia mesai"),
+        ("b", "Brumptomyia mesai", "Brumptomyia mesai"),
+        ("c", "Brumptomyia mesai", "Brumptomyia mesai"),
+        ("d", "Chironomus riparius Meigen, 1804", "Chironomus riparius"),
+        ("e", "Tanytarsus (Ditanytarsus) recurvatus Säwedal, 1975", "Tanytarsus (Ditanytarsus) recurvatus"),
+        ("f", "Phytoecia coerulescens caucasica", "Phytoecia coerulescens caucasica"),  # a subspecies: no author
+        ("g", "Megaselia sp. BIOUG12345-A", "Megaselia sp. BIOUG12345-A"),  # a placeholder code is no author
+    ]
+    records = pd.DataFrame(
+        [
+            _ranked(pid, pid, "BOLD:AAA0001" if pid in "abc" else None, genus=given.split()[0], species=given)
+            for pid, given, _ in names
+        ]
+    )
+    result = curate(records)
+    out = by_pid(result)
+    assert out["species"].tolist() == [want for _, _, want in names]
+    assert _rules(result, "a") == {"species": "species_author"} and _rules(result, "f") == {}
+    assert not out.loc[["a", "d"], "placeholder_species"].any()  # (a subgenus in brackets is one, by rule 7)
+    assert_replays(records, result)

@@ -15,7 +15,9 @@ table in brackets):
 2. Typo / rewording table [``typo_table``]: rank, from, to, reason (rank ``*`` = any; the package ships
    ``metadata/tables/taxonomy_fixes.tsv``), user-extendable; applied to the normalised names. Then open-
    nomenclature qualifiers get their dot [``qualifier_dot``: ``Psathyromyia sp`` -> ``Psathyromyia sp.``, also
-   ``spp``, ``cf``, ``aff``, ``nr``, ``indet``], and a name that cannot be its column's rank becomes missing
+   ``spp``, ``cf``, ``aff``, ``nr``, ``indet``], an author citation with its year after a species name is
+   taken off [``species_author``: ``Chironomus riparius Meigen, 1804`` -> ``Chironomus riparius``], and a name
+   that cannot be its column's rank becomes missing
    [``rank_misplaced``]: one the data holds at a higher rank (``Insecta`` as an order, ``Noctuidae`` as a
    genus), or a family-group name (``-idae``, ``-inae``, ``-oidea``, ``-ini``) as a genus.
 3. BINs [``bin_normalise``, ``bin_malformed``]: case, whitespace and a missing ``BOLD:`` prefix fixed
@@ -86,6 +88,7 @@ from bioscan_rebuild.metadata.taxonomy.names import (
     drop_misplaced_ranks,
     drop_one_word_species,
     normalise_names,
+    strip_authors,
 )
 from bioscan_rebuild.metadata.taxonomy.parents import forget_removed, genus_from_species, infer_parents
 
@@ -110,6 +113,7 @@ def curate(
     normalise_names(cols, log)  # 1.
     apply_fixes(cols, log, fixes)  # 2.
     dot_qualifiers(cols, log)
+    strip_authors(cols, log)
     drop_misplaced_ranks(cols, log)
     counts["bins_malformed"] = _normalise_bins(cols, log)  # 3.
     barcode_codes = pd.factorize(cols["barcode_key"])[0]

@@ -170,3 +170,25 @@ def check_species_genus(cols: dict, log: ChangeLog, placeholder: np.ndarray) -> 
     respelt = [g + s[len(f) :] for g, s, f in zip(genus[rows[same_word]], species[rows[same_word]], first[same_word])]
     set_field(cols, log, "species_genus_spelling", "species", rows[same_word], respelt)
     set_field(cols, log, "species_genus_mismatch", "species", rows[~same_word], None)
+
+
+# A species name followed by its author citation ("Chironomus riparius Meigen, 1804", "Brumptomyia mesai (Barretto &
+# Coutinho, 1941)"): the citation is no part of the name, and two spellings of one species would vote apart.
+SPECIES_WITH_AUTHOR = re.compile(
+    r"^(?P<name>[A-Z][a-z]+(?: \([A-Z][a-z]+\))? [a-z][a-z-]+(?: [a-z][a-z-]+)?)"
+    r" \(?[^\W\d_][^()\d]*?,? (?:1[5-9]|20)\d{2}\)?$"
+)
+
+
+def strip_authors(cols: dict, log: ChangeLog) -> None:
+    """Step 2, last [``species_author``]: an author citation with its year after a species name is taken off
+    (``Chironomus riparius Meigen, 1804`` -> ``Chironomus riparius``): otherwise the same species spelt with and
+    without it counts as two in the BIN vote, and the year's digits make it a placeholder to the protocol."""
+    species = cols["species"]
+    given = np.flatnonzero(~pd.isna(species))
+
+    def without_author(value):
+        found = None if value is None else SPECIES_WITH_AUTHOR.match(value)
+        return found.group("name") if found else value
+
+    set_field(cols, log, "species_author", "species", given, map_unique(species[given], without_author))
