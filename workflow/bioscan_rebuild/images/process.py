@@ -149,17 +149,6 @@ def _decode_jpeg_strict(data: bytes, size: tuple[int, int], target: tuple[int, i
     return simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=width, min_height=height, strict=True)
 
 
-# Pillow modes without colour: a grey photo's specimen is often missed (the detectors score colour contrast)
-GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
-
-
-def _is_grey(image: Image.Image) -> bool:
-    if image.mode == "P":  # a palette of greys only
-        palette = np.asarray(image.getpalette() or [], dtype=np.uint8).reshape(-1, 3)
-        return bool(palette.size) and bool((palette == palette[:, :1]).all())
-    return image.mode in GREY_MODES
-
-
 def _to_srgb(rgb: np.ndarray, icc: bytes | None) -> tuple[np.ndarray, bool]:
     """RGB pixels in the photo's embedded colour profile -> sRGB (relative colorimetric, LittleCMS), and whether
     they changed. Without a profile, with an sRGB one, or with one LittleCMS cannot read (as a viewer ignores it):
@@ -256,7 +245,6 @@ def decode_photo(data: bytes, params: ImageParams) -> Decoded:
             image = open_image(io.BytesIO(data))
             width, height = image.size
             source_format = (image.format or "unknown").lower()
-            grey = _is_grey(image)
             icc = image.info.get("icc_profile")
             if width * height > params.max_pixels:
                 return Decoded(
@@ -296,9 +284,10 @@ def decode_photo(data: bytes, params: ImageParams) -> Decoded:
     finally:
         Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
     rgb, converted = _to_srgb(rgb, icc)
-    # a grey picture saved as RGB (cameras and editors do): its channels are equal, up to JPEG's rounding
+    # a photo without colour (a grey mode, a palette of greys, or grey pixels saved as RGB): its channels are
+    # equal, up to JPEG's rounding; every 8th pixel tells
     sample = rgb[::8, ::8].astype(np.int16)
-    grey = grey or bool(np.abs(np.diff(sample, axis=2)).max(initial=0) <= 2)
+    grey = bool(np.abs(np.diff(sample, axis=2)).max(initial=0) <= 2)
     if (rgb.shape[1], rgb.shape[0]) != target:
         rgb = cv2.resize(rgb, target, interpolation=cv2.INTER_AREA)
     reuse = (

@@ -331,10 +331,15 @@ def _within_range(lat: pa.Array, lon: pa.Array) -> tuple[pa.Array, pa.Array, int
     return pc.if_else(bad, null, lat), pc.if_else(bad, null, lon), int(pc.sum(bad).as_py() or 0)
 
 
-def read_header(path: Path) -> list[str]:
-    """The first line's fields, whatever ends it (LF, CRLF or a lone CR)."""
+def _header_line(path: Path) -> str:
+    """The first line as it stands in the file (its BOM too), whatever ends it (LF, CRLF or a lone CR)."""
     first = next(_split_lines(Path(path), 1 << 20), (1, [b""]))[1][0]
-    text = first.decode("utf-8", errors="replace").lstrip("\ufeff")
+    return first.decode("utf-8", errors="replace")
+
+
+def read_header(path: Path, line: str | None = None) -> list[str]:
+    """The first line's fields (``line``: that line, when the caller has read it)."""
+    text = (_header_line(path) if line is None else line).lstrip("\ufeff")
     return [unquote_name(name) for name in text.split("\t")]
 
 
@@ -428,9 +433,9 @@ def parse_export(
             last = handle.read().replace(b"\r", b"\n").rsplit(b"\n", 1)[-1]
             # text after the last line break (a line of tabs only is blank, however it ends)
             stats.last_line_unterminated = bool(last.strip(b"\t "))
-        header = read_header(path)
         # the header line as it stands in the file: a data line equal to it is a second export's header
-        header_line = next(_split_lines(path, 1 << 20))[1][0].decode("utf-8", errors="replace").rstrip("\r")
+        header_line = _header_line(path)
+        header = read_header(path, header_line)
         stats.layout = layout = detect_layout(header)
     except LayoutError as error:
         raise LayoutError(f"{source_name}: {error}") from None
