@@ -845,23 +845,30 @@ def test_processids_that_differ_only_by_case_are_one_record(realdata, tmp_path):
 def test_a_photo_of_a_record_the_parse_rejected_says_so(realdata, tmp_path):
     """A photo whose record was rejected while the export was parsed (another marker, a path in its processid) is
     ``record_rejected``; it used to read ``no_record`` ("no record has this processid"), as if the export lacked
-    it. A photo of a processid no export names stays ``no_record``."""
-    export = _v4_rows(realdata, ["BSCN1-22", "BSCN2-22", "BSCN3-22"]).decode().split("\n")
+    it. So is the photo of a line too damaged to parse whose processid field still reads as one (a line cut short,
+    a stray byte in a later column); that line's reject names the processid. A photo of a processid no export
+    names stays ``no_record``, and prose in the processid field of a damaged line names nothing."""
+    export = _v4_rows(realdata, ["BSCN1-22", "BSCN2-22", "BSCN3-22", "BSCN4-22"]).decode().split("\n")
     header = export[0].split("\t")
     fields = export[2].split("\t")
     fields[header.index("markercode")] = "28S"
     export[2] = "\t".join(fields)
+    export[4] = "\t".join(export[4].split("\t")[:5])  # BSCN4-22's line cut short
+    export.append("a tail of a note\tthat broke\tthe line")
     (tmp_path / "e.tsv").write_text("\n".join(export))
-    for i, name in enumerate(["BSCN1-22", "bscn2-22", "BSCN9-22"]):
+    for i, name in enumerate(["BSCN1-22", "bscn2-22", "BSCN9-22", "BSCN4-22"]):
         _photo(tmp_path / "photos" / f"{name}.jpg", i)
     summary = ingest_local([tmp_path / "e.tsv"], [tmp_path / "photos"], tmp_path / "out", shards=4)
     rejects = pq.read_table(tmp_path / "out" / "rejects.parquet").to_pylist()
-    outcomes = sorted((r["kind"], r["processid"], r["reason"]) for r in rejects)
+    outcomes = sorted((r["kind"], r["processid"] or "", r["reason"]) for r in rejects)
     assert outcomes == [
+        ("image", "BSCN4-22", "record_rejected"),
         ("image", "BSCN9-22", "no_record"),
         ("image", "bscn2-22", "record_rejected"),
+        ("record", "", "unparseable_row"),
         ("record", "BSCN2-22", "unsupported_marker"),
         ("record", "BSCN3-22", "no_image"),
+        ("record", "BSCN4-22", "unparseable_row"),
     ]
     assert summary["balanced"] is True
 

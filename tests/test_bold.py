@@ -151,7 +151,11 @@ def test_quirks_bom_blank_lines_bad_rows_and_encoding(tmp_path):
     reasons = dict(zip(rejects["source_line"].to_pylist(), rejects["reason"].to_pylist()))
     assert reasons == {5: "unparseable_row", 6: "missing_processid", 7: "unsupported_marker", 9: "unparseable_row"}
     details = dict(zip(rejects["source_line"].to_pylist(), rejects["detail"].to_pylist()))
-    assert details[9].startswith("not valid UTF-8: byte 0xFF in column ") and details[5] == "3 fields, header has 15"
+    assert details[9].startswith("not valid UTF-8: byte 0xFF in column ")
+    assert details[5] == "3 fields, header has 15"
+    # the damaged lines still name their processid (their photos are record_rejected, not no_record)
+    processids = dict(zip(rejects["source_line"].to_pylist(), rejects["processid"].to_pylist()))
+    assert (processids[5], processids[9]) == ("A-3", "A-6")
     assert stats.data_lines == records.num_rows + rejects.num_rows
 
 

@@ -118,7 +118,7 @@ REJECT_SCHEMA = pa.schema(
 # Reason codes, documented in README; tests check the planted faults land on these.
 RECORD_REASONS = {
     "unparseable_row": "the line does not have the header's number of tab-separated fields, is not UTF-8, or holds "
-    "a control character",
+    "a control character (its processid is the line's processid field where that reads as one)",
     "missing_processid": "no processid, so the row cannot be keyed",
     "invalid_processid": "a path separator in the processid (it names the record's files)",
     "unsupported_marker": "a marker other than the configured ones (COI-5P by default)",

@@ -389,6 +389,23 @@ def _c1_in_read_columns(table: pa.Table, layout: str) -> tuple[np.ndarray, list[
     return garbled, detail
 
 
+def _processids_of_damaged_lines(lines: pa.Array, column: int, repeated_header: np.ndarray) -> list[str | None]:
+    """The processid field of each unparseable line where it reads as one, so that the line's photo is
+    ``record_rejected`` and an audit of that processid finds the line; else None. A field is trusted only when it
+    is a valid processid with a digit (BOLD's end in a number and a year) and without white space inside (the tail of
+    a line broken inside a quoted note is prose), a control character or an undecodable byte (shown as ``\\xNN``)."""
+    candidates = [
+        None if repeated or line is None or len(fields := line.split("\t")) <= column else fields[column]
+        for line, repeated in zip(lines.to_pylist(), repeated_header)
+    ]
+    table, why_bad = _normalise_processids(pa.table({"processid": pa.array(candidates, pa.string())}))
+    damaged = re.compile(rf"\s|\\x[0-9a-f]{{2}}|{CONTROL_CHARACTERS}|{C1_CONTROLS}")
+    return [
+        pid if pid is not None and why is None and not damaged.search(pid) and re.search(r"\d", pid) else None
+        for pid, why in zip(table["processid"].to_pylist(), why_bad)
+    ]
+
+
 def _normalise_processids(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
     """Processids without invisible characters, trimmed of white space and in Unicode NFC, so that " BSCN1 " and a
     decomposed accent join their photos; blank ones become missing. Returns the table and, per record, why its
@@ -440,6 +457,7 @@ def parse_export(
     except LayoutError as error:
         raise LayoutError(f"{source_name}: {error}") from None
     n_columns = len(header)
+    processid_column = header.index(LAYOUTS[layout]["processid"])
     missing_values = tuple(missing_values)
     marker_set = pa.array(list(markers), pa.string()) if markers is not None else None
 
@@ -475,11 +493,13 @@ def parse_export(
                 else _unparseable_detail(bad_utf8[i], n_fields[i], n_columns, text[i].as_py(), header)
                 for i in np.flatnonzero(bad)
             ]
+            damaged_ids = _processids_of_damaged_lines(bad_text, processid_column, repeated[bad])
             reject_parts.append(
                 make_rejects(
                     kind="record",
                     reason="unparseable_row",
                     detail=detail,
+                    processid=damaged_ids,
                     batch=batch,
                     source_file=source_name,
                     source_line=line_numbers[bad],

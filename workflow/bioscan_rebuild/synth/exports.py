@@ -766,7 +766,12 @@ def generate_sample(
             blank.update(processid="None", marker_code="COI-5P", nuc="ACGT" * 10)
             extra[n_rows // 3] = "\t".join(blank[k] for k in LAYOUT_COLUMNS[layout])
             faults += [
-                {"kind": "record", "processid": None, "reason": "unparseable_row", "what": "row with 3 fields"},
+                {
+                    "kind": "record",
+                    "processid": f"{prefix}BROKEN-21",
+                    "reason": "unparseable_row",
+                    "what": "row with 3 fields",
+                },
                 {"kind": "record", "processid": None, "reason": "missing_processid", "what": "processid is None"},
             ]
             faults += [
