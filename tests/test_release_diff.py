@@ -189,6 +189,25 @@ def test_a_record_spelled_otherwise_by_a_later_delivery_is_the_same_record(tmp_p
     ]
 
 
+def test_the_image_diff_joins_records_by_the_key_the_record_diff_uses(tmp_path):
+    """The image diff had its own key in Arrow, whose upper case differs from Python's (``ß`` stays ``ẞ``, not
+    ``SS``; a ligature stays): a record the record diff matched across a respelling lost its image comparison."""
+    import pyarrow.csv as pacsv
+
+    from bioscan_rebuild.core.schemas import processid_keys
+    from bioscan_rebuild.export.diff import IMAGE_COLUMNS, image_diff
+
+    old_ids, new_ids = ["Straße-1", "\ufb01x-2"], ["STRASSE-1", "FIX-2"]
+    assert list(processid_keys(old_ids)) == list(processid_keys(new_ids))  # one record each, for the record diff
+    hashes = dict.fromkeys(IMAGE_COLUMNS, "h")
+    pacsv.write_csv(pa.table({"processid": old_ids, **{k: [v, v] for k, v in hashes.items()}}), tmp_path / "l.csv")
+    images = pa.table({"processid": new_ids, **{k: [v, v] for k, v in hashes.items()}, "sha256_cropped": ["k", "k"]})
+    assert [(r["processid"], r["field"]) for r in image_diff(tmp_path / "l.csv", images).to_pylist()] == [
+        ("FIX-2", "image:cropped"),
+        ("STRASSE-1", "image:cropped"),
+    ]
+
+
 def test_a_previous_release_holding_one_record_under_two_spellings(tmp_path):
     """A release from before spellings were merged held BSCN1-22 and bscn1-22: matched by key, the diff crashed."""
     _write_csv(_release([{"processid": p, "split": "train"} for p in ("BSCN1-22", "bscn1-22", "P2")]), tmp_path / "o")

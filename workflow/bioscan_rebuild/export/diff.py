@@ -201,13 +201,9 @@ def shortened(table: pa.Table) -> pa.Table:
 
 
 def _keys(processids) -> pa.Array:
-    """``processid_keys`` in Arrow: invisible characters gone, trimmed, NFC, upper case."""
-    import pyarrow.compute as pc
-
-    from bioscan_rebuild.core.schemas import INVISIBLE_CHARACTERS
-
-    visible = pc.replace_substring_regex(processids, INVISIBLE_CHARACTERS, "")
-    return pc.utf8_upper(pc.utf8_normalize(pc.utf8_trim_whitespace(visible), form="NFC"))
+    """``processid_keys`` as an Arrow column: the one definition the records are joined by (Arrow's own trim and
+    upper case differ from Python's on some characters, e.g. a non-breaking space or ß)."""
+    return pa.array(processid_keys(processids.to_numpy()), pa.string())
 
 
 def image_diff(previous_lineage, images: pa.Table) -> pa.Table:
