@@ -616,6 +616,31 @@ def test_split_csv_rejects_a_broken_row_and_writes_nothing(tmp_path, line, phras
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
 
 
+def test_split_csv_refuses_a_processid_in_two_rows(tmp_path):
+    """A processid twice (here once in another case) used to get two splits: its image in train and test."""
+    rows = [f"P{i:02d},Aus,Aus bus,{code}" for i, code in enumerate(["AAA", "AAA", "CCC", "CCC", "GGG", "TTT"])]
+    rows.append("p03,Aus,Aus bus,ACA")
+    (tmp_path / "in.csv").write_text("processid,genus,species,dna_barcode\n" + "\n".join(rows) + "\n")
+    with pytest.raises(InputError, match=r"1 processid\(s\) appear more than once .*'P03'; keep one row each"):
+        split_csv(tmp_path / "in.csv", tmp_path / "out.csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+def test_a_species_mostly_without_barcodes_is_a_clear_error(tmp_path):
+    """Records without a barcode count in a species' size but cannot be drawn: with too few barcoded ones routine P
+    had no answer and the command ended in a RuntimeError traceback ("impossible")."""
+    barcodes = ["ACGT", "ACGA"] + [""] * 10
+    rows = [f"P{i:02d},Aus,Aus bus,{code}" for i, code in enumerate(barcodes)]
+    (tmp_path / "in.csv").write_text("processid,genus,species,dna_barcode\n" + "\n".join(rows) + "\n")
+    with pytest.raises(InputError, match=r"species 'Aus bus': 12 records, only 2 of them on a barcode"):
+        split_csv(tmp_path / "in.csv", tmp_path / "out.csv")
+    barcodes = ["ACGT", "ACGA", "ACGC", "ACGG", "ACTT", "ACTA"] + [""] * 6  # enough barcoded records: split
+    rows = [f"P{i:02d},Aus,Aus bus,{code}" for i, code in enumerate(barcodes)]
+    (tmp_path / "in.csv").write_text("processid,genus,species,dna_barcode\n" + "\n".join(rows) + "\n")
+    summary = split_csv(tmp_path / "in.csv", tmp_path / "out.csv")
+    assert sum(summary["splits"].values()) == 12
+
+
 # -- routine P and the size functions, branch by branch ----------------------------------------------------------
 
 
@@ -1019,10 +1044,10 @@ def test_a_freeze_finds_its_records_as_ingest_does_and_counts_the_rows_it_could_
         ["split", str(tmp_path / "in.csv"), str(tmp_path / "v3.csv"), "--freeze", str(tmp_path / "freeze.csv")]
     )
     assert run_split_command(args) == 0 and "1 freeze rows match no record" in capsys.readouterr().out
-    twice = pd.concat([table, table.iloc[:1]])  # a CSV naming the frozen record twice: still one freeze row matched
+    twice = pd.concat([table, table.iloc[:1]])  # a CSV naming the frozen record twice: refused, not split twice
     twice.to_csv(tmp_path / "twice.csv", index=False)
-    summary = split_csv(tmp_path / "twice.csv", tmp_path / "v5.csv", freeze_csv=tmp_path / "freeze.csv")
-    assert summary["frozen"] == 2 and summary["freeze_unmatched"] == 1
+    with pytest.raises(InputError, match=rf"1 processid\(s\) appear more than once .*{first!r}"):
+        split_csv(tmp_path / "twice.csv", tmp_path / "v5.csv", freeze_csv=tmp_path / "freeze.csv")
     freeze.loc[1, "processid"] = first  # two spellings of one record: which split it keeps would be arbitrary
     freeze.to_csv(tmp_path / "freeze.csv", index=False)
     with pytest.raises(InputError, match="appear more than once"):

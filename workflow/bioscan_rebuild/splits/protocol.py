@@ -313,6 +313,7 @@ class _Table:
         self.n_species = len(sp_names)
         names = np.empty(len(sp_names), dtype=object)
         names[rank] = sp_names
+        self.species_names = names  # by species code
         ge_codes, ge_names = pd.factorize(df["genus"])
         self.genus = np.asarray(ge_codes, dtype=np.int64)
         self.n_genus = len(ge_names)
@@ -382,6 +383,15 @@ class _Protocol:
             if p.target(n) == 0:
                 continue  # pragma: no mutate - never reached: min_n filters out every n with target(n) == 0
             sizes, barcodes = groups.sorted_block(g)
+            if sizes.sum() < p.target(n) * p.soft1:
+                # routine P needs barcoded rows worth its target: records without a barcode count in n (as every
+                # published record had one) but can never be drawn
+                name = self.tab.species_names[groups.species[g]]
+                raise InputError(
+                    f"species {name!r}: {n} records, only {int(sizes.sum())} of them on a barcode the split may draw; "
+                    "the protocol's targets assume every record has one: fill in the missing dna_barcode values or "
+                    "drop those records"
+                )
             picked = choose_barcodes(sizes.tolist(), n, p, rng)
             chosen.extend(barcodes[picked].tolist())
         return chosen

@@ -205,10 +205,22 @@ def _keys(freeze: pd.Series) -> pd.Index:
     return pd.Index(processid_keys(freeze.index))
 
 
+def _refuse_repeated_processids(source: CsvText, keys: pa.ChunkedArray) -> None:
+    """One record in two rows would get two splits (its image in two folders, a specimen in train and test)."""
+    counts = pc.value_counts(keys.drop_null())
+    repeated = counts.filter(pc.greater(counts.field("counts"), 1)).field("values").to_pylist()
+    if repeated:
+        shown = ", ".join(repr(p) for p in sorted(repeated)[:5]) + (" ..." if len(repeated) > 5 else "")
+        raise InputError(
+            f"{source.path}: {len(repeated)} processid(s) appear more than once (case and invisible characters "
+            f"aside): {shown}; keep one row each"
+        )
+
+
 def _first_pass(source: CsvText, freeze: pd.Series | None) -> _FirstPass:
     frozen_ids = None if freeze is None else pa.array(_keys(freeze).astype(object), pa.string())
     numbers: dict[bytes | None, int] = {}  # strip barcode -> its number: the first record's position
-    parts, rows, strip_ids, n_rows, n_frozen, matched = [], [], [], 0, 0, []
+    parts, rows, strip_ids, n_rows, n_frozen, matched, all_keys = [], [], [], 0, 0, [], []
     # barcodes as bytes: only the kept ones are checked here (cast to text), the others in pass 2
     for batch in source.batches(list(REQUIRED_COLUMNS), as_bytes=("dna_barcode",)):
         barcodes = batch.column("dna_barcode")
@@ -217,8 +229,9 @@ def _first_pass(source: CsvText, freeze: pd.Series | None) -> _FirstPass:
         strip_ids.append(np.fromiter(ids, dtype=np.int64, count=batch.num_rows))
         species = missing_as_null(batch.column("species"))
         keep = pc.is_valid(species)
+        keys = pa.array(processid_keys(batch.column("processid").to_numpy(zero_copy_only=False)), pa.string())
+        all_keys.append(keys)
         if frozen_ids is not None:
-            keys = pa.array(processid_keys(batch.column("processid").to_numpy(zero_copy_only=False)), pa.string())
             old = pc.fill_null(pc.is_in(keys, value_set=frozen_ids), False)
             n_frozen += int(np.count_nonzero(old.to_numpy(zero_copy_only=False)))
             matched.append(pc.unique(keys.filter(old)))
@@ -237,6 +250,7 @@ def _first_pass(source: CsvText, freeze: pd.Series | None) -> _FirstPass:
         )
         rows.append(positions + n_rows)
         n_rows += batch.num_rows
+    _refuse_repeated_processids(source, pa.chunked_array(all_keys, pa.string()))
     strip_ids = np.concatenate(strip_ids) if strip_ids else np.zeros(0, np.int64)
     missing = numbers.pop(None, None)
     if missing is not None:
