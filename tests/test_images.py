@@ -430,3 +430,126 @@ def test_only_a_plain_jpeg_with_nothing_glued_on_is_its_own_original_full(realda
     (glued, images), (whole, _) = process_photos([appended, plain], FixedDetector(), ImageParams())
     assert not glued.original_full_is_source and whole.original_full_is_source
     assert images["original_full"] != appended and images["original_full"].endswith(b"\xff\xd9")
+
+
+def _saved(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["TIFF", "PNG"])
+def test_a_file_of_several_pictures_is_refused_not_cut_to_its_first(realdata, fmt):
+    """A multi-page TIFF whose first page is a thumbnail was released as that thumbnail (an animated PNG as its
+    first frame), silently. Now the inventory and the decoder say what it is; an MPO (a camera's photo and its
+    previews) stays one photo."""
+    from bioscan_rebuild.ingest.inventory import inspect_image
+
+    with Image.open(sorted((realdata / "imgfilter-dev").glob("*.jpg"))[0]) as photo:
+        photo = photo.convert("RGB")
+    thumbnail = photo.resize((128, 96))
+    data = _saved(thumbnail, fmt, save_all=True, append_images=[photo])
+    facts = inspect_image(data)
+    assert facts["image_problem"] == "undecodable"
+    assert facts["image_problem_detail"].startswith(f"2 pictures in one {fmt.lower()} file")
+    decoded = decode_photo(data, PARAMS)
+    assert (decoded.status, decoded.detail) == ("undecodable", facts["image_problem_detail"])
+    single = _saved(photo, fmt)
+    assert inspect_image(single)["image_problem"] is None and decode_photo(single, PARAMS).status == "ok"
+
+
+def test_integer_and_float_grey_images_never_turn_black_for_one_brighter_pixel():
+    """A 32-bit grey image (mode I or F) with its brightest pixel at 255 decoded as 8-bit; at 256 it was divided by
+    65535 and came out black. The white level is now the smallest 2^k - 1 holding the brightest pixel."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (300, 400)).astype(np.int32)
+    means = []
+    for peak_shift in (0, 1):
+        for mode, values in (("I", base + peak_shift), ("F", (base + peak_shift).astype(np.float32))):
+            decoded = decode_photo(_saved(Image.fromarray(values, mode), "TIFF"), PARAMS)
+            assert decoded.status == "ok"
+            means.append(decoded.rgb.mean())
+    assert min(means) > 0.45 * max(means)  # at most half as bright, never black (it was 1/256)
+    # 16-bit photos keep their 16-bit reading; 12-bit data in a 32-bit image is stretched from 4095
+    twelve = np.full((200, 300), 4095, np.int32)
+    assert decode_photo(_saved(Image.fromarray(twelve, "I"), "TIFF"), PARAMS).rgb.min() == 255
+    sixteen = np.full((200, 300), 4095, np.uint16)
+    assert decode_photo(_saved(Image.fromarray(sixteen), "PNG"), PARAMS).rgb.max() == 16  # round(4095 / 257)
+
+
+def test_a_large_16_bit_photo_decodes_in_bounded_memory():
+    """A 16-bit PNG was converted in whole-photo float64 copies: 27 bytes a pixel, so a 100-Mpixel photo under the
+    pixel cap (a file of some 200 KB) needed gigabytes. Now in blocks of rows: what numpy allocates stays under
+    8 bytes a pixel (the uint8 grey and RGB planes and one block)."""
+    import tracemalloc
+
+    ramp = np.tile(np.arange(3000, dtype=np.uint16) * 21, (3000, 1))
+    data = _saved(Image.fromarray(ramp), "PNG")
+    tracemalloc.start()
+    try:
+        decoded = decode_photo(data, PARAMS)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert decoded.status == "ok"
+    assert peak < 8 * ramp.size, f"{peak / ramp.size:.1f} bytes a pixel"
+
+
+def test_the_grey_or_cmyk_jpeg_check_decodes_at_an_eighth(monkeypatch):
+    """The strict check of a grey or CMYK JPEG asked for 1/8 scale with min_factor alone, which decodes at full
+    size: a 9000x9000 CMYK JPEG took 311 MB for the check."""
+    import simplejpeg
+
+    shapes = []
+    original = simplejpeg.decode_jpeg
+
+    def spy(*args, **kwargs):
+        out = original(*args, **kwargs)
+        shapes.append(out.shape[:2])
+        return out
+
+    monkeypatch.setattr(simplejpeg, "decode_jpeg", spy)
+    grey = Image.fromarray(np.random.default_rng(1).integers(0, 256, (1536, 2048), dtype=np.uint8))
+    for image in (grey, grey.convert("CMYK")):
+        shapes.clear()
+        assert decode_photo(_saved(image, "JPEG", quality=90), PARAMS).status == "ok"
+        assert shapes == [(192, 256)]
+
+
+def test_a_truncated_png_holding_the_word_iend_in_its_text_is_caught_at_the_inventory():
+    """The inventory looked for the bytes "IEND" anywhere: a PNG cut short whose comment held them passed, went into
+    the store and failed later as image_unusable. Its chunks are now walked to the end chunk."""
+    from PIL import PngImagePlugin
+
+    from bioscan_rebuild.ingest.inventory import inspect_image
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "IEND here")
+    noise = np.random.default_rng(2).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    data = _saved(Image.fromarray(noise), "PNG", pnginfo=info)
+    assert inspect_image(data)["image_problem"] is None
+    cut = inspect_image(data[: len(data) // 2])
+    assert (cut["image_problem"], cut["image_problem_detail"]) == ("undecodable", "truncated png: no end marker")
+
+
+def test_a_png_with_more_than_a_megabyte_of_compressed_text_decodes():
+    """Pillow refuses compressed text chunks over 1 MB by default (XMP with a long edit history): the photo, whose
+    pixels are fine, was undecodable at the inventory."""
+    from PIL import PngImagePlugin
+
+    from bioscan_rebuild.ingest.inventory import inspect_image
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("XML:com.adobe.xmp", "<x>" + "edit " * 400_000 + "</x>", zip=True)
+    data = _saved(Image.fromarray(np.full((300, 400, 3), 200, np.uint8)), "PNG", pnginfo=info)
+    assert inspect_image(data)["image_problem"] is None
+    assert decode_photo(data, PARAMS).status == "ok"
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP", "BMP"])
+def test_a_format_the_inventory_refuses_is_refused_by_the_decoder_too(fmt):
+    """The `detect` command (no inventory before it) boxed GIF, WebP and BMP files that the workflow rejects as
+    `undecodable`: the two now give one answer."""
+    data = _saved(Image.fromarray(np.full((300, 400, 3), 200, np.uint8)), fmt)
+    decoded = decode_photo(data, PARAMS)
+    assert (decoded.status, decoded.detail) == ("undecodable", f"unsupported format {fmt}")

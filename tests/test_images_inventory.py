@@ -124,11 +124,19 @@ def test_a_damaged_file_of_any_format_is_undecodable_not_a_failed_job(realdata, 
     problems = {row["processid"]: row["image_problem"] for row in rows}
     assert problems["GOOD-1"] is None
     assert all(problems[f"BAD-{i}"] == "undecodable" for i in range(len(damaged))), problems
-    # the image stage: the photo whose pixels cannot be decoded is undecodable; its neighbours are processed
-    results = process_photos([good, damaged["avif pixels"], good], ClassicalDetector(), ImageParams())
+    # the image stage: a photo in a format it does not take, or whose pixels cannot be decoded, is undecodable;
+    # its neighbours are processed
+    tiff = io.BytesIO()
+    Image.open(io.BytesIO(good)).convert("RGB").save(tiff, format="TIFF", compression="tiff_lzw")
+    broken_tiff = bytearray(tiff.getvalue())
+    for k in range(1000, len(broken_tiff) // 2, 7):  # LZW data damaged behind an intact header
+        broken_tiff[k] ^= 0xFF
+    results = process_photos(
+        [good, damaged["avif pixels"], good, bytes(broken_tiff), good], ClassicalDetector(), ImageParams()
+    )
     statuses = [result.status for result, _ in results]
-    assert statuses[1] == "undecodable" and statuses[0] == statuses[2] != "undecodable"
-    assert results[1][0].detail.startswith("RuntimeError: ")
+    assert statuses[1] == statuses[3] == "undecodable" and statuses[0] == statuses[2] == statuses[4] != "undecodable"
+    assert results[1][0].detail == "unsupported format AVIF" and results[3][0].detail.startswith("OSError: ")
 
 
 def test_running_out_of_memory_fails_the_job_and_marks_no_photo(realdata, monkeypatch):

@@ -14,13 +14,31 @@ import re
 import sys
 
 import numpy as np
-from PIL import Image
+from PIL import Image, PngImagePlugin
+
+# A PNG whose compressed text (XMP with a long edit history) passes Pillow's 1 MB guard is refused whole, although
+# its pixels are fine. Raised to Pillow's own cap on all of a file's text (64 MB), which still bounds a text bomb.
+PngImagePlugin.MAX_TEXT_CHUNK = max(PngImagePlugin.MAX_TEXT_CHUNK, PngImagePlugin.MAX_TEXT_MEMORY)
 
 
 def open_image(fp) -> Image.Image:
     patches = sys.modules.get("ultralytics.utils.patches")
     opener = getattr(patches, "_image_open", None) or Image.open
     return opener(fp)
+
+
+# The photo formats the pipeline takes: Pillow's format name -> ours (an MPO is a JPEG and its previews).
+PHOTO_FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "TIFF": "tiff"}
+
+
+def several_pictures(image: Image.Image, image_format: str) -> str | None:
+    """Why a file holding more than one picture cannot stand for one photo (None: it holds one). A multi-page TIFF
+    or an animated PNG would pass for its first page, often a thumbnail; an MPO's first picture is the camera's
+    main photo (the others are previews), so it is one photo."""
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1 and image_format != "mpo":
+        return f"{frames} pictures in one {image_format} file (pages or animation frames): which one is the photo?"
+    return None
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:

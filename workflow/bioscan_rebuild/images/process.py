@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import re
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -41,7 +42,7 @@ import simplejpeg
 from PIL import Image, ImageCms, ImageFile, ImageOps
 
 from bioscan_rebuild.core.params import ImageParams
-from bioscan_rebuild.core.pilsafe import error_detail, open_image
+from bioscan_rebuild.core.pilsafe import PHOTO_FORMATS, error_detail, open_image, several_pictures
 from bioscan_rebuild.core.store import ImageStore, params_key
 from bioscan_rebuild.detect.base import Detection
 from bioscan_rebuild.images.geometry import (
@@ -57,7 +58,9 @@ from bioscan_rebuild.images.geometry import (
 # 4: TIFFs turned by EXIF kept upright; original_256 of an odd-sided photo sized from the photo; strict MPO decode.
 # 5: an RGB photo with a colour profile other than sRGB converted to sRGB; grey photos flagged for review; the
 # source is original_full only when it is a baseline/progressive Huffman JPEG with no image glued on after it.
-STAGE_VERSION = 5
+# 6: a 32-bit grey image's white level is the smallest 2^k - 1 holding its peak (a peak of 256 gave black); a file of
+# several pictures (multi-page TIFF, animated PNG) is undecodable, not its first page.
+STAGE_VERSION = 6
 
 # Photos handed to process_photos at once: one detector call, bounded memory.
 PHOTO_BATCH = 32
@@ -97,21 +100,60 @@ class PhotoResult:
     box_source: str = "detector"  # or "correction": a maintainer's box (images.box_corrections)
 
 
+def _white_level(mode: str, peak: float) -> float:
+    """The value shown as white for a grey image of ``mode`` whose brightest pixel is ``peak``: 65535 for 16-bit
+    modes; for 32-bit ones (which say nothing of their range) 1 for a float image in 0..1 (scientific TIFFs), 255
+    for 8-bit values, else the smallest 2^k - 1 that holds the peak (10-, 12-, 16-bit data): one bright pixel
+    more never turns a photo black (a peak of 256 used to scale by 65535), at most half as bright."""
+    if mode.startswith("I;16"):
+        return 65535.0
+    if mode == "F" and peak <= 1.0:
+        return 1.0
+    if peak <= 255:
+        return 255.0
+    return float(2 ** math.ceil(math.log2(peak + 1)) - 1)
+
+
+def _finite_peak(array: np.ndarray) -> float:
+    """The brightest finite value (0 for none), one block of rows at a time (no whole-photo copy)."""
+    peak = 0.0
+    for top in range(0, array.shape[0], 256):
+        block = array[top : top + 256]
+        if block.dtype.kind == "f":
+            block = block[np.isfinite(block)]
+        if block.size:
+            peak = max(peak, float(block.max()))
+    return peak
+
+
 def _to_rgb8(image: Image.Image) -> np.ndarray:
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, dtype=np.float64)
-        peak = float(np.nanmax(array)) if array.size else 0.0
-        if image.mode == "F" and peak <= 1.0:
-            top = 1.0  # a float image in 0..1 (scientific TIFFs) was divided by 255: black
-        else:
-            top = 65535.0 if image.mode.startswith("I;16") or peak > 255 else 255.0
-        array = np.nan_to_num(array, nan=0.0)
-        gray = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+        # in blocks of rows: a 100-Mpixel 16-bit photo took 27 bytes a pixel in whole-photo float64 copies
+        array = np.asarray(image)
+        white = _white_level(image.mode, _finite_peak(array))
+        gray = np.empty(array.shape, np.uint8)
+        for top in range(0, array.shape[0], 256):
+            block = array[top : top + 256]
+            if block.dtype.kind == "f":  # NaN black, infinities clipped
+                gray[top : top + 256] = np.clip(
+                    np.nan_to_num(block.astype(np.float64), nan=0.0, posinf=white, neginf=0.0) / white * 255 + 0.5,
+                    0,
+                    255,
+                )
+            else:  # round(v / white x 255) in integers (white is odd: no ties)
+                level = int(white)
+                block = np.clip(block.astype(np.int64), 0, level)
+                gray[top : top + 256] = (block * 255 + (level - 1) // 2) // level
+        return cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        # Transparent pixels would turn black; show them on white, like a viewer does.
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, image.convert("RGBA"))
+        # Transparent pixels would turn black; show them on white, like a viewer does. In bands of rows: three
+        # whole-photo RGBA copies took 14 bytes a pixel.
+        rgb = np.empty((image.height, image.width, 3), np.uint8)
+        for top in range(0, image.height, 256):
+            band = image.crop((0, top, image.width, min(image.height, top + 256))).convert("RGBA")
+            background = Image.new("RGBA", band.size, (255, 255, 255, 255))
+            rgb[top : top + band.height] = np.asarray(Image.alpha_composite(background, band).convert("RGB"))
+        return rgb
     return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
@@ -142,7 +184,9 @@ def _decode_jpeg_strict(data: bytes, size: tuple[int, int], target: tuple[int, i
     are only checked here, at 1/8 scale, and decoded by Pillow. Raises ValueError on a warning.
     """
     if mode != "RGB":
-        simplejpeg.decode_jpeg(data, colorspace="CMYK" if mode == "CMYK" else "GRAY", min_factor=8, strict=True)
+        # min_factor alone does not reduce: the decoder keeps the full size unless told a smaller one will do
+        colorspace = "CMYK" if mode == "CMYK" else "GRAY"
+        simplejpeg.decode_jpeg(data, colorspace=colorspace, min_width=1, min_height=1, min_factor=8, strict=True)
         return None
     scale = _draft_scale(size, target)
     width, height = -(-size[0] // scale), -(-size[1] // scale)
@@ -250,6 +294,10 @@ def decode_photo(data: bytes, params: ImageParams) -> Decoded:
                 return Decoded(
                     "too_large", f"{width}x{height} > {params.max_pixels} pixels", source_format=source_format
                 )
+            if image.format not in PHOTO_FORMATS:  # as the inventory refuses it (the detect command has none)
+                return Decoded("undecodable", f"unsupported format {image.format}", source_format=source_format)
+            if pictures := several_pictures(image, source_format):
+                return Decoded("undecodable", pictures, source_format=source_format)
             orientation = image.getexif().get(0x0112, 1) if hasattr(image, "getexif") else 1
             turned = orientation in (5, 6, 7, 8)
             upright = (height, width) if turned else (width, height)

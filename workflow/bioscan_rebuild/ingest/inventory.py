@@ -27,7 +27,7 @@ from PIL import Image
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import read_table, write_json, write_table
 from bioscan_rebuild.core.params import IngestParams
-from bioscan_rebuild.core.pilsafe import error_detail, open_image
+from bioscan_rebuild.core.pilsafe import PHOTO_FORMATS, error_detail, open_image, several_pictures
 from bioscan_rebuild.core.schemas import make_rejects, shard_groups, shard_of, strip_invisible
 from bioscan_rebuild.core.store import ImageStore
 
@@ -211,9 +211,6 @@ def list_to_shards(
     return summary
 
 
-_FORMATS = {"JPEG": "jpeg", "PNG": "png", "TIFF": "tiff", "MPO": "jpeg"}
-
-
 def _jpeg_scan_start(data: bytes) -> int:
     """Offset just past the first SOS segment header, walking marker segments from SOI; -1 if none."""
     pos = 2
@@ -234,6 +231,18 @@ def _jpeg_scan_start(data: bytes) -> int:
     return -1
 
 
+def _png_ends(data: bytes) -> bool:
+    """Whether a PNG's chunks, walked from the signature by their lengths, reach an IEND chunk (the bytes "IEND"
+    anywhere, e.g. in a text chunk, do not count)."""
+    pos = 8
+    while pos + 12 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        if data[pos + 4 : pos + 8] == b"IEND":
+            return True
+        pos += 12 + length
+    return False
+
+
 def _complete(data: bytes, image_format: str) -> bool:
     """Whether the file runs to its format's end marker.
 
@@ -244,7 +253,7 @@ def _complete(data: bytes, image_format: str) -> bool:
         start = _jpeg_scan_start(data)
         return start > 0 and data.find(b"\xff\xd9", start) >= 0
     if image_format == "png":
-        return data.find(b"IEND", 33) >= 0
+        return _png_ends(data)
     return True  # TIFF has no end marker; its strips are checked when decoded
 
 
@@ -280,17 +289,20 @@ def inspect_image(data: bytes) -> dict:
         with _header_only(), open_image(io.BytesIO(data)) as image:
             pil_format = image.format
             width, height = image.size
+            pictures = several_pictures(image, (pil_format or "unknown").lower())
     except MemoryError:
         raise  # this job's limit, not the file's fault
     except Exception as error:  # Pillow's plugins raise anything on a damaged file (AVIF: RuntimeError)
         facts.update(image_problem="undecodable", image_problem_detail=error_detail(error, "header: "))
         return facts
-    image_format = _FORMATS.get(pil_format, (pil_format or "unknown").lower())
+    image_format = PHOTO_FORMATS.get(pil_format, (pil_format or "unknown").lower())
     facts.update(image_format=image_format, image_width=width, image_height=height)
-    if image_format not in ("jpeg", "png", "tiff"):
+    if pil_format not in PHOTO_FORMATS:
         facts.update(image_problem="undecodable", image_problem_detail=f"unsupported format {pil_format}")
     elif not _complete(data, image_format):
         facts.update(image_problem="undecodable", image_problem_detail=f"truncated {image_format}: no end marker")
+    elif pictures:
+        facts.update(image_problem="undecodable", image_problem_detail=pictures)
     return facts
 
 
