@@ -42,6 +42,7 @@ include: "workflow/rules/provenance.smk"
 rule all:
     default_target: True
     input:
+        missing_sources(),
         "results/accounting.json",
         "results/images/summary.json",
         "results/metadata/summary.json",

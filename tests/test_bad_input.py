@@ -232,6 +232,11 @@ def _missing_export(config):
     config["batches"] = [{"name": "d1", "export": "deliveries/d1.tsv", "images": "config"}]
 
 
+def _missing_tables(config):
+    config["batches"] = [{"name": "d1", "export": "config/config.yaml"}]  # there (the DAG is built), not an export
+    config["taxonomy"]["corrections"] = "reports/corrections.tsv"
+
+
 def _detector_param_typo(config):
     config["images"]["detector"]["params"] = {"mask_wel": True}
 
@@ -263,6 +268,11 @@ CONFIG_FAULTS = {  # name -> (change, file to create, what the message must say)
         _missing_export,
         None,
         ["MissingInputException in rule parse_export", "deliveries/d1.tsv"],
+    ),
+    "missing_tables": (
+        _missing_tables,
+        None,
+        ["MissingInputException", "reports/corrections.tsv"],
     ),
     "regex": (_set_pattern, None, ["ingest.image_name_pattern: not a regular expression"]),
     "images_file": (_images_is_a_file, "photos.zip", ["batches: sample-a: images: photos.zip is a file"]),
@@ -323,7 +333,7 @@ def test_config_problems_stop_the_run_at_start_up(tmp_path, fault):
         (workdir / create).write_bytes(b"PK\x03\x04")
     result = run_snakemake(workdir, "--dry-run", check=False)
     output = result.stdout + result.stderr
-    assert result.returncode != 0 and ("Building DAG" not in output or fault == "missing_export")
+    assert result.returncode != 0 and ("Building DAG" not in output or fault.startswith("missing_"))
     for phrase in phrases:
         assert phrase in output, output[-3000:]
 

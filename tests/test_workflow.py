@@ -300,6 +300,12 @@ def test_rerun_does_nothing_and_a_new_batch_runs_only_what_it_touches(finished_r
     before = {p: p.stat().st_mtime_ns for p in photo_tables}
     run_snakemake(workdir)
     assert {p: p.stat().st_mtime_ns for p in photo_tables} == before
+    # The delivery's file gone after its run: the next run stops and names it (it kept the old outputs, a release
+    # still holding its records, its jobs missing from the provenance graph, and exited 0)
+    (workdir / "resources" / "new.tsv").unlink()
+    gone = run_snakemake(workdir, "--dry-run", check=False)
+    said = gone.stdout + gone.stderr
+    assert gone.returncode != 0 and "Missing input files for rule all" in said and "resources/new.tsv" in said
     shared = run_snakemake(finished_run, "--dry-run")  # the module's run is untouched: still nothing to do
     assert "Nothing to be done" in shared.stdout + shared.stderr
 

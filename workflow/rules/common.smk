@@ -663,6 +663,18 @@ PREVIOUS_CSV = (
 FREEZE = config["splits"]["freeze"] or PREVIOUS_CSV
 
 
+def missing_sources():
+    """The files and folders the config names that are not there. `all` asks for them, so that the run stops
+    with Snakemake's missing-input error naming them: a delivery deleted after a run kept its old outputs (the
+    release still held its records, the provenance graph lost its jobs) and exited 0."""
+    named = [
+        batch[key] for batch in BATCHES.values() for key in ("export", "images") if batch.get(key)
+    ]
+    named += list(TAXONOMY_TABLES.values())
+    named += [path for path in (BOX_CORRECTIONS, FREEZE) if path]
+    return sorted({path for path in named if not _source_exists(path)})
+
+
 def split_freeze(wildcards):
     return [FREEZE] if FREEZE else []
 
