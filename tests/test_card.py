@@ -66,6 +66,7 @@ def test_the_card_body_holds_the_tables_the_figures_present_and_the_citation(tmp
     assert links == [(n, f"bioscan5m/metadata/stats/figures/{n}.png") for n in ("splits", "site_map")]
     assert "| released | 1,240 | 1,240 |" in text and "2 delivery batches" in text
     assert "## Changes since the previous version" in text and "| added | 12 |" in text
+    assert "field by field with the reason, is in `bioscan5m/metadata/release_diff.csv`" in text
     assert "@inproceedings{bioscan5m" in text and "Gharaee" in text
     assert "mash distance, k = 12, 2000 seeded pairs per comparison (seed 0)" in text
     assert "within-BIN pairs lie below 0.0087, 95 % of pairs of BINs of one genus above 0.1200 (random" in text

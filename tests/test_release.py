@@ -272,6 +272,8 @@ def test_croissant_validates_and_reads_every_recordset(release):
     assert verify_hashes(path) == []
     records = read_first_records(path)
     assert records and all(records.values())
+    # the citation the card gives (mlcroissant warned "citeAs is recommended": it was left out)
+    assert json.loads(path.read_text())["citeAs"].startswith("@inproceedings{bioscan5m")
 
 
 def test_manifest_covers_every_file(release):

@@ -219,3 +219,67 @@ def test_a_previous_release_holding_one_record_under_two_spellings(tmp_path):
         ("bscn1-22", "removed", "another spelling of a record the previous release held")
     ]
     assert (summary["removed"], summary["added"]) == (1, 0)
+
+
+def _published(folder, rows: list[dict]):
+    """A minimal published release: its CSV and a MANIFEST.json listing it."""
+    import json
+
+    from bioscan_rebuild.core.io import file_sha256
+    from bioscan_rebuild.export.diff import CSV_PATH, ROOT
+
+    csv = folder / ROOT / CSV_PATH
+    csv.parent.mkdir(parents=True)
+    _write_csv(_release(rows), csv)
+    rel = csv.relative_to(folder).as_posix()
+    entry = {"bytes": csv.stat().st_size, "sha256": file_sha256(csv)}
+    (folder / "MANIFEST.json").write_text(json.dumps({"files": {rel: entry}}))
+    return csv
+
+
+def test_the_diff_reads_a_previous_release_only_as_its_manifest_lists_it(tmp_path):
+    """An edited previous release gave a diff it never held (`Tampered` -> the real taxon) while the summary named
+    the untouched release's manifest; and the release's bytes carried the previous folder's name, so a copy of the
+    same release under another name gave another release."""
+    import json
+    import shutil
+
+    import pytest
+
+    from bioscan_rebuild.core.errors import InputError
+    from bioscan_rebuild.export.diff import write_release_diff
+
+    rows = [{"processid": "P1", "taxon": "Aus", "split": "train"}, {"processid": "P2", "taxon": "Bus", "split": "val"}]
+    csv = _published(tmp_path / "v1", rows)
+    shutil.copytree(tmp_path / "v1", tmp_path / "published_1.0")
+    rejects = pd.DataFrame(columns=["kind", "processid", "reason"])
+    changes = pd.DataFrame(columns=["processid", "field", "rule"])
+    new = _release(rows)
+    for previous in ("v1", "published_1.0"):
+        write_release_diff(tmp_path / previous, new, rejects, changes, tmp_path / f"diff-{previous}")
+    summaries = [(tmp_path / f"diff-{p}" / "release_diff_summary.json").read_bytes() for p in ("v1", "published_1.0")]
+    assert summaries[0] == summaries[1] and "previous_manifest_sha256" in json.loads(summaries[0])
+    csv.write_text(csv.read_text().replace("Aus", "Tampered"))
+    with pytest.raises(InputError, match=r"not the file .*MANIFEST.json lists .*changed after it was built"):
+        write_release_diff(tmp_path / "v1", new, rejects, changes, tmp_path / "diff-again")
+
+
+def test_a_frozen_split_reads_the_previous_release_only_as_its_manifest_lists_it(tmp_path):
+    """The splits froze from an edited previous release's CSV as readily as from the published one."""
+    import pytest
+
+    from bioscan_rebuild.cli.main import build_parser
+    from bioscan_rebuild.core.errors import InputError
+
+    rows = [{"processid": f"P{i}", "genus": "Aus", "species": "Aus bus", "split": "train"} for i in range(3)]
+    csv = _published(tmp_path / "v1", rows)
+    (tmp_path / "in.csv").write_text(
+        "processid,genus,species,dna_barcode\n" + "".join(f"P{i},Aus,Aus bus,ACG{'ACGT'[i]}\n" for i in range(3))
+    )
+    command = ["split", str(tmp_path / "in.csv"), str(tmp_path / "out.csv"), "--freeze", str(csv)]
+    command += ["--freeze-manifest", str(tmp_path / "v1" / "MANIFEST.json")]
+    args = build_parser().parse_args(command)
+    assert args.func(args) == 0
+    csv.write_text(csv.read_text().replace("train", "test", 1))
+    with pytest.raises(InputError, match="changed after it was built"):
+        args.func(args)

@@ -676,11 +676,18 @@ def missing_sources():
 
 
 def split_freeze(wildcards):
+    if FREEZE == PREVIOUS_CSV and FREEZE:
+        return [FREEZE, os.path.join(PREVIOUS, "MANIFEST.json")]
     return [FREEZE] if FREEZE else []
 
 
 def split_freeze_arg(wildcards):
-    return f"--freeze {shlex.quote(FREEZE)}" if FREEZE else ""
+    if not FREEZE:
+        return ""
+    if FREEZE == PREVIOUS_CSV:  # a published release's CSV: it must be the one its manifest lists
+        manifest = os.path.join(PREVIOUS, "MANIFEST.json")
+        return f"--freeze {shlex.quote(FREEZE)} --freeze-manifest {shlex.quote(manifest)}"
+    return f"--freeze {shlex.quote(FREEZE)}"
 
 
 def previous_release(wildcards):

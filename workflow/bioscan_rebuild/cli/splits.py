@@ -5,11 +5,19 @@ from __future__ import annotations
 import json
 
 from bioscan_rebuild.cli.common import tie_order_option
+from bioscan_rebuild.core.errors import InputError
+from bioscan_rebuild.core.io import check_listed
+
+FREEZE_MANIFEST_HELP = (
+    "the MANIFEST.json of the release the --freeze CSV belongs to: the CSV must be the file it lists (a release "
+    "edited after it was built is refused)"
+)
 
 
 def cmd_split(args) -> int:
     from bioscan_rebuild.splits.stage import split_csv
 
+    _check_freeze(args)
     summary = split_csv(
         args.input, args.output, freeze_csv=args.freeze, summary_csv=args.summary, tie_order=args.tie_order
     )
@@ -22,9 +30,17 @@ def cmd_split(args) -> int:
     return 0
 
 
+def _check_freeze(args) -> None:
+    if args.freeze_manifest:
+        if not args.freeze:
+            raise InputError("--freeze-manifest checks the --freeze file: give both")
+        check_listed(args.freeze_manifest, args.freeze)
+
+
 def cmd_splits(args) -> int:
     from bioscan_rebuild.splits.stage import split_tables
 
+    _check_freeze(args)
     summary = split_tables(args.curated, args.barcodes, args.outdir, args.freeze, args.images, args.tie_order)
     print(json.dumps(summary, sort_keys=True))
     return 0
@@ -35,6 +51,7 @@ def register(sub) -> None:
     p.add_argument("input", help="metadata CSV with processid, genus, species, dna_barcode")
     p.add_argument("output", help="where to write the CSV with the split column filled")
     p.add_argument("--freeze", help="processid,split CSV of a previous release: those records keep their split")
+    p.add_argument("--freeze-manifest", help=FREEZE_MANIFEST_HELP)
     p.add_argument("--summary", help="also write samples/barcodes/species per split to this CSV")
     tie_order_option(p)
     p.set_defaults(func=cmd_split)
@@ -43,6 +60,7 @@ def register(sub) -> None:
     p.add_argument("--curated", required=True)
     p.add_argument("--barcodes", nargs="*", default=[])
     p.add_argument("--freeze", help="processid,split CSV of a previous release")
+    p.add_argument("--freeze-manifest", help=FREEZE_MANIFEST_HELP)
     p.add_argument("--images", nargs="*", default=[], help="image-stage results per shard (excludes empty wells)")
     p.add_argument("--outdir", required=True)
     tie_order_option(p)

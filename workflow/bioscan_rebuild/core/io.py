@@ -29,6 +29,28 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def check_listed(manifest_path: str | Path, path: str | Path) -> None:
+    """``path``, a file of a published release, is the one that release's ``MANIFEST.json`` lists (same size and
+    sha256). Raises InputError when it is not: a previous release edited after it was built would freeze splits
+    and explain a diff it never held, while the summary names the untouched release's manifest."""
+    manifest_path, path = Path(manifest_path), Path(path)
+    try:
+        files = json.loads(manifest_path.read_text()).get("files", {})
+        rel = path.resolve().relative_to(manifest_path.resolve().parent).as_posix()
+    except (OSError, ValueError, AttributeError) as error:
+        raise InputError(f"{manifest_path}: cannot check {path} against it ({error})") from None
+    listed = files.get(rel)
+    if listed is None:
+        raise InputError(f"{path}: not listed in {manifest_path}")
+    size, sha = path.stat().st_size, file_sha256(path)
+    if size != listed.get("bytes") or sha != listed.get("sha256"):
+        raise InputError(
+            f"{path}: not the file {manifest_path} lists (sha256 {sha[:12]}…, {size} bytes; listed "
+            f"{str(listed.get('sha256'))[:12]}…, {listed.get('bytes')} bytes): the release was changed after it was "
+            "built; use an untouched copy (`bioscan-rebuild audit` on it names every change)"
+        )
+
+
 READABLE_FILE = 0o644  # what a temporary file (0600) becomes before it takes its final name
 
 

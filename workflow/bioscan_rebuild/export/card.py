@@ -228,7 +228,14 @@ def write_card(release_dir, options: ExportOptions, accounting: dict, diff_summa
         "(`bioscan-rebuild audit` checks a copy against it).",
     ]
     if diff_summary:
-        lines += ["", "## Changes since the previous version", ""]
+        lines += [
+            "",
+            "## Changes since the previous version",
+            "",
+            f"Every added, removed, changed and moved record, field by field with the reason, is in "
+            f"`{ROOT}/metadata/release_diff.csv`; the counts:",
+            "",
+        ]
         lines += _table(["", ""], [[k, json.dumps(v, sort_keys=True)] for k, v in sorted(diff_summary.items())])
     lines += ["", "## Citation", "", "```bibtex", CITATION, "```", ""]
     path = release_dir / CARD

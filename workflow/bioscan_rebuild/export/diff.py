@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from bioscan_rebuild.core.io import file_sha256
+from bioscan_rebuild.core.io import check_listed, file_sha256
 from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, RANKS, processid_keys
 from bioscan_rebuild.export.layout import CHANGES, CONFIG, CSV_PATH, RECORDS_LINEAGE, REJECTS, ROOT
 
@@ -279,6 +279,12 @@ def write_release_diff(
     (``image_diff``) the released images that changed, written as ``release_diff.csv`` and
     ``release_diff_summary.json`` in ``folder``; returns the file names -> paths."""
     release = Path(previous)
+    manifest = release / "MANIFEST.json"
+    # each file read must be the one the manifest lists: the summary names that manifest's sha256
+    read = [CSV_PATH, REJECTS.path, CHANGES.path, RECORDS_LINEAGE.path, CONFIG.path]
+    for path in [release / ROOT / rel for rel in read]:
+        if path.is_file() and manifest.is_file():
+            check_listed(manifest, path)
     previous_rejects, previous_changes = (
         pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""]) if path.is_file() else None
         for path in (release / ROOT / REJECTS.path, release / ROOT / CHANGES.path)
@@ -288,9 +294,8 @@ def write_release_diff(
         image_rows = image_diff(release / ROOT / RECORDS_LINEAGE.path, images)
         table = pa.concat_tables([table, image_rows])
         summary["changed_images"] = len(image_rows["processid"].unique())
-    summary["previous"] = release.name
+    # not the folder's name: a copy of the same release elsewhere must give the same bytes
     summary["previous_version"] = previous_version(release)
-    manifest = release / "MANIFEST.json"
     summary["previous_manifest_sha256"] = file_sha256(manifest) if manifest.exists() else None
     folder.mkdir(parents=True, exist_ok=True)
     pacsv.write_csv(table, folder / "release_diff.csv")

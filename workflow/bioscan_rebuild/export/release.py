@@ -18,7 +18,7 @@ from bioscan_rebuild.core.io import file_sha256, readable_outputs
 from bioscan_rebuild.core.params import ExportOptions
 from bioscan_rebuild.core.schemas import STATS_FILES_KEY, STATS_JSON
 from bioscan_rebuild.export.accounting import check_released
-from bioscan_rebuild.export.card import STATS_DIR, write_card
+from bioscan_rebuild.export.card import CITATION, STATS_DIR, write_card
 from bioscan_rebuild.export.diff import previous_version
 from bioscan_rebuild.export.formats.base import ExportContext
 from bioscan_rebuild.export.formats.registry import FORMATS, select
@@ -216,7 +216,7 @@ def _build(
     if previous is not None:
         check_newer_version(Path(previous), (options or ExportOptions()).version)
     accounting_data = json.loads(Path(accounting).read_text())
-    provenance = {"software": "bioscan-rebuild", "inputs": release_inputs(accounting_data)}
+    provenance = {"software": "bioscan-rebuild", "inputs": release_inputs(accounting_data), "citeAs": CITATION}
     shutil.copyfile(accounting, outdir / ACCOUNTING)
     with tempfile.TemporaryDirectory(dir=outdir) as tmp:
         side = write_side_files(
