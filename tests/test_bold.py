@@ -190,6 +190,24 @@ def test_invisible_characters_in_a_processid_make_no_second_record(tmp_path):
     assert list(processid_keys(["z-2\u200b", " \u2060Z-3", None])) == ["Z-2", "Z-3", None]
 
 
+def test_place_names_and_sample_ids_are_read_in_one_unicode_form(tmp_path):
+    """A province typed decomposed (NFD: e + combining acute, as macOS writes) was a second province beside the
+    composed one, and the release diff listed it as changed with two values that look the same."""
+    import unicodedata
+
+    path = tmp_path / "nfd.tsv"
+    rows = [
+        _row(processid="U-1", country="Canada", province="Qu\u00e9bec", sampleid="S-\u00e91", marker_code="COI-5P"),
+        _row(processid="U-2", country="Canada", province="Que\u0301bec", sampleid="S-e\u03011", marker_code="COI-5P"),
+    ]
+    path.write_text("\n".join(["\t".join(HEADER_2023), *rows]) + "\n")
+    records, rejects, _ = read_export(path, "u")
+    assert rejects.num_rows == 0
+    assert set(records["province_state"].to_pylist()) == {"Qu\u00e9bec"}
+    assert set(records["sampleid"].to_pylist()) == {"S-\u00e91"}
+    assert all(unicodedata.is_normalized("NFC", c) for c in records["country"].to_pylist())
+
+
 def test_mojibake_controls_reject_a_line_only_in_a_column_that_is_read(tmp_path):
     """C1 controls (U+0080-U+009F: Windows-1252 text decoded as Latin-1) in the country or sampleid used to reach
     the release; in a column the pipeline never reads (BOLD's notes hold such text) they harm nothing."""

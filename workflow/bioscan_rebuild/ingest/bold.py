@@ -528,6 +528,11 @@ def parse_export(
         )
 
         table, why_bad_id = _normalise_processids(table)
+        # one spelling per place: a decomposed "Québec" (NFD, as macOS writes) was a second province, and a
+        # release diff listed it as changed with old and new values that look the same
+        for name in ("sampleid", "country", "province_state"):
+            position = table.schema.get_field_index(name)
+            table = table.set_column(position, name, pc.utf8_normalize(table[name], form="NFC"))
         bad_id = why_bad_id != None  # noqa: E711 - element-wise on an object array
         no_id = pc.is_null(table["processid"]).to_numpy(zero_copy_only=False)
         # "COI-5P " is COI-5P (white space is never part of a marker code; the case is: see ingest.markers)
