@@ -283,3 +283,30 @@ def test_a_frozen_split_reads_the_previous_release_only_as_its_manifest_lists_it
     csv.write_text(csv.read_text().replace("train", "test", 1))
     with pytest.raises(InputError, match="changed after it was built"):
         args.func(args)
+
+
+def test_a_removed_record_is_explained_by_what_removed_it_not_by_what_the_last_release_rejected_too(tmp_path):
+    """BSCN1174-23 left for a short barcode; its 18S row, rejected in every release, made the reason read
+    "short_barcode;unsupported_marker". (The previous release's rejects are read from its CSV: text.)"""
+    old_rows = [{"processid": "B-1", "split": "train"}, {"processid": "B-2", "split": "val"}]
+    new = _release([{"processid": "B-2", "split": "val"}])
+    line16 = {
+        "kind": "record",
+        "processid": "B-1",
+        "reason": "unsupported_marker",
+        "batch": "a",
+        "source_file": "e.tsv",
+    }
+    before = pd.DataFrame([{**line16, "source_line": "16"}, {**line16, "processid": None, "source_line": "3"}])
+    now = pd.DataFrame(
+        [
+            {**line16, "source_line": 16},
+            {**line16, "processid": None, "source_line": 3},
+            {**line16, "reason": "short_barcode", "source_line": 15},
+            {**line16, "processid": "B-2", "reason": "duplicate_record", "source_line": 20},
+        ]
+    )
+    changes = pd.DataFrame(columns=["processid", "field", "rule"])
+    _write_csv(_release(old_rows), tmp_path / "old.csv")
+    table, _ = release_diff(tmp_path / "old.csv", new, now, changes, before)
+    assert [(r["processid"], r["change"], r["why"]) for r in table.to_pylist()] == [("B-1", "removed", "short_barcode")]

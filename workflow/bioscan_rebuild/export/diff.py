@@ -69,11 +69,31 @@ def read_release_csv(path) -> pd.DataFrame:
     return _as_text(pacsv.read_csv(path, convert_options=options))
 
 
-def _reasons(rejects: pd.DataFrame | None) -> dict[str, str]:
-    """processid key -> its record rejects' reasons (sorted, ``;``-joined)."""
+_REJECT_ROW = ("reason", "batch", "source_file", "source_line")  # one rejected source row
+
+
+def _reject_rows(records: pd.DataFrame) -> list[tuple]:
+    """(processid key, reason, batch, source file, line) of each reject, as text (a line read from the previous
+    release's CSV and one from this build's table compare equal)."""
+    line = pd.to_numeric(records["source_line"], errors="coerce").astype("Int64").astype(str)
+    text = [records[c].astype(object).where(records[c].notna(), "").astype(str) for c in _REJECT_ROW[:-1]]
+    return list(zip(processid_keys(records["processid"]), *text, line, strict=True))
+
+
+def _reasons(rejects: pd.DataFrame | None, known: pd.DataFrame | None = None) -> dict[str, str]:
+    """processid key -> its record rejects' reasons (sorted, ``;``-joined). ``known``: rejects of the previous
+    release; a source row it rejected already (a record's 18S row beside its COI one) did not remove the record,
+    so its reason is left out where the record has others."""
     if rejects is None or rejects.empty:
         return {}
     records = rejects[rejects["kind"] == "record"]
+    columns = {"kind", "processid", *_REJECT_ROW}
+    if known is not None and not known.empty and columns <= set(known.columns) and columns <= set(records.columns):
+        seen = set(_reject_rows(known[known["kind"] == "record"]))
+        old = pd.Series([row in seen for row in _reject_rows(records)], index=records.index, dtype=bool)
+        keys = pd.Series(processid_keys(records["processid"]), index=records.index)
+        nothing_new = ~(~old).groupby(keys, dropna=False).transform("any")
+        records = records[~old | nothing_new]  # a record with no new reject keeps the ones it has
     keys = pd.Series(processid_keys(records["processid"]), index=records.index)
     return records.groupby(keys)["reason"].agg(lambda r: ";".join(sorted(set(r)))).to_dict()
 
@@ -116,7 +136,7 @@ def release_diff(
         why = f"the previous release left it out ({before}); this build does not" if before else "new in this build"
         rows.append((pid, "added", "split", None, now.at[key, "split"], why))
     removed = old.index.difference(now.index)
-    reasons = _reasons(rejects)
+    reasons = _reasons(rejects, previous_rejects)
     for key in removed.sort_values():
         why = reasons.get(key, "no input of this build holds it")
         rows.append((old.at[key, "processid"], "removed", "split", old.at[key, "split"], None, why))
