@@ -290,6 +290,11 @@ def test_document_shape(release):
     assert types["coord-lat"] == "sc:Float" and types["inferred_ranks"] == "sc:Integer" and types["chunk"] == "sc:Text"
     split_field = next(f for f in metadata["field"] if f["name"] == "split")
     assert split_field["references"] == {"field": {"@id": "splits/name"}}
+    # every CSV-backed record set warns that mlcroissant reads `NA` as missing (the file holds the text)
+    csv_backed = [rs for rs in doc["recordSet"] if any("fileObject" in f.get("source", {}) for f in rs["field"])]
+    assert csv_backed and all(
+        "takes the text NA, null or nan for a missing value" in rs["description"] for rs in csv_backed
+    )
 
     for node in doc["distribution"]:
         url = node.get("contentUrl")

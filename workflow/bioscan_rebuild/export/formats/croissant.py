@@ -63,6 +63,11 @@ SPLIT_INFO = {  # (cr split class or None, description)
     "other_heldout": (None, "species held out from all other splits (novelty detection)"),
 }
 
+# mlcroissant reads a CSV with pandas' defaults: a reader of a CSV-backed record set must know what that changes
+CSV_READING = (
+    "mlcroissant's CSV/TSV reader takes the text NA, null or nan for a missing value and number-like text for a "
+    "number; in the file only an empty field is missing (parquet_metadata holds the metadata's stored values)."
+)
 _COUNT = "sc:Integer"
 SIDE_TABLES = {  # CSV side file -> (RecordSet @id, key column or None, description, non-text column types)
     REJECTS.path: (
@@ -294,7 +299,10 @@ def _metadata_record_set(release_dir: Path) -> dict:
         "@type": "cr:RecordSet",
         "@id": "metadata",
         "name": "metadata",
-        "description": "One record per specimen: taxonomy, DNA barcode, geography, image size fields, split.",
+        "description": (
+            "One record per specimen: taxonomy, DNA barcode, geography, image size fields, split. Read from the CSV: "
+            f"{CSV_READING}"
+        ),
     }
     if "processid" in columns:
         node["key"] = {"@id": "metadata/processid"}
@@ -308,7 +316,9 @@ def _bbox_record_set(release_dir: Path) -> dict:
         "@type": "cr:RecordSet",
         "@id": "bbox",
         "name": "bbox",
-        "description": "The insect's bounding box (x0, y0, x1, y1) in original_full pixels.",
+        "description": (
+            f"The insect's bounding box (x0, y0, x1, y1) in original_full pixels. Read from a TSV: {CSV_READING}"
+        ),
         "field": [_field("bbox", n, _data_type(n), _column_source("fileObject", BBOX.id, n)) for n in columns],
     }
 
@@ -317,7 +327,12 @@ def _side_table_record_set(release_dir: Path, rel: str) -> dict:
     record_set, key, description, types = SIDE_TABLES[rel]
     file_id = DESCRIBED[rel].id
     columns = _header(release_dir / rel, ",")
-    node = {"@type": "cr:RecordSet", "@id": record_set, "name": record_set, "description": description}
+    node = {
+        "@type": "cr:RecordSet",
+        "@id": record_set,
+        "name": record_set,
+        "description": f"{description} Read from a CSV: {CSV_READING}",
+    }
     if key in columns:
         node["key"] = {"@id": f"{record_set}/{key}"}
     node["field"] = [
