@@ -498,6 +498,8 @@ def _release_inputs(workdir: Path) -> dict:
             results / "splits" / "excluded.parquet",
         ],
         "changes": results / "metadata" / "changes.parquet",
+        "corrections": results / "metadata" / "corrections.tsv",
+        "box_corrections": results / "images" / "box_corrections.tsv",
         "fasta": results / "metadata" / "barcodes.fasta",
         "accounting": results / "accounting.json",
         "provenance_file": results / "provenance" / "provenance.jsonld",

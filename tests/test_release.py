@@ -273,6 +273,9 @@ def test_croissant_validates_and_reads_every_recordset(release):
     records = read_first_records(path)
     assert records and all(records.values())
     # the citation the card gives (mlcroissant warned "citeAs is recommended": it was left out)
+    assert (release / "metadata" / "corrections.tsv").is_file() and (
+        release / "metadata" / "box_corrections.tsv"
+    ).is_file()
     assert json.loads(path.read_text())["citeAs"].startswith("@inproceedings{bioscan5m")
 
 
@@ -304,3 +307,15 @@ def test_two_batches_of_one_export_name_it_once_among_the_release_inputs():
         {"file": "deliveries/a.tsv", "sha256": "1" * 64},
         {"file": "deliveries/c.tsv", "sha256": "2" * 64},
     ]
+
+
+def test_the_lineage_names_each_records_changes_by_rule_and_field(release):
+    """Lineage rows named changes as step:field, and the step numbers count only the steps that changed anything:
+    another delivery renumbered the lineage of records it never touched. Rule and field are stable."""
+    lineage = pd.read_csv(release / "metadata" / "records_lineage.csv", dtype=str, keep_default_na=False)
+    changes = pd.read_csv(release / "metadata" / "changes.csv", dtype=str, keep_default_na=False)
+    expected = (changes["rule"] + ":" + changes["field"]).groupby(changes["processid"], sort=False).agg(";".join)
+    named = lineage.set_index("processid")["changes"]
+    named = named[named != ""]
+    assert len(named) > 10
+    assert all(named[pid] == expected[pid] for pid in named.index)

@@ -319,6 +319,9 @@ def test_corrections_are_applied_last_and_reported(tmp_path):
     assert result["changes"].iloc[-1]["rule"] == "correction"
     excluded = result["changes"][result["changes"]["field"] == "record"]
     assert excluded[["processid", "old", "new"]].values.tolist() == [["b", "kept", "excluded"]]
+    # each change names the correction's reason and report (the release's changes.csv left its source empty)
+    corrected = result["changes"][result["changes"]["rule"] == "correction"].set_index("processid")["source"]
+    assert corrected.to_dict() == {"a": "wrong_label (user report #12)", "b": "no_insect (curator)"}
     assert_replays(records, result)
 
 

@@ -50,6 +50,8 @@ rule release:
             "results/splits/excluded.parquet",
         ],
         changes="results/metadata/changes.parquet",
+        corrections="results/metadata/corrections.tsv",
+        box_corrections="results/images/box_corrections.tsv",
         fasta="results/metadata/barcodes.fasta",
         accounting="results/accounting.json",
         provenance="results/provenance/provenance.jsonld",
@@ -94,7 +96,8 @@ rule release:
         "{params.cli} release --curated {input.curated:q} --barcodes {input.barcodes:q} "
         "--splits {input.splits:q} --split-summary {input.split_summary:q} --records {input.records:q} "
         "--images {input.images:q} --bbox {input.bbox:q} --rejects {input.rejects:q} "
-        "--changes {input.changes:q} --fasta {input.fasta:q} --accounting {input.accounting:q} "
+        "--changes {input.changes:q} --corrections {input.corrections:q} --box-corrections {input.box_corrections:q} "
+        "--fasta {input.fasta:q} --accounting {input.accounting:q} "
         "--provenance-file {input.provenance:q} --config-file {input.config:q} "
         "--store {params.store:q} --formats {params.formats} --options {params.options:q} {params.previous} "
         "--stats {params.stats:q} "

@@ -25,6 +25,8 @@ def cmd_release(args) -> int:
         bbox=args.bbox,
         fasta=args.fasta,
         split_summary=args.split_summary,
+        corrections=args.corrections,
+        box_corrections=args.box_corrections,
         store=args.store,
         formats=tuple(args.formats.split(",")) if args.formats else None,
         options=options,
@@ -121,6 +123,8 @@ def register(sub) -> None:
     p.add_argument("--bbox", nargs="*", default=[], help="per-shard bbox tables (TSV)")
     p.add_argument("--fasta")
     p.add_argument("--split-summary")
+    p.add_argument("--corrections", help="the label corrections' outcome table (shipped as metadata/corrections.tsv)")
+    p.add_argument("--box-corrections", help="the box answers' outcome table (metadata/box_corrections.tsv)")
     p.add_argument("--store", help="content-addressed store root (image packages)")
     p.add_argument("--formats", help="comma-separated (export.formats.FORMATS); default: all of them")
     p.add_argument("--options", help="export options, JSON (core.params.ExportOptions)")

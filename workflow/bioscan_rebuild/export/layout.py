@@ -82,7 +82,7 @@ RECORDS_LINEAGE = ReleaseFile(
     "text/csv",
     "Where each released record came from and what made it: batch, export file, its sha256 and line, the "
     "source photo and its sha256, the detector (version, parameter hash), the image parameters' hash, each "
-    "released image's sha256, and the changes applied (step:field rows of changes.csv).",
+    "released image's sha256, and the changes applied (rule:field of its changes.csv rows, in order).",
 )
 RECORDS_LINEAGE_PARQUET = ReleaseFile(
     "metadata/records_lineage.parquet",
@@ -109,6 +109,20 @@ PROVENANCE = ReleaseFile(
 CONFIG = ReleaseFile(
     "metadata/config.json", "config_json", "application/json", "The build's config, resolved (every default filled)."
 )
+CORRECTION_OUTCOMES = ReleaseFile(
+    "metadata/corrections.tsv",
+    "corrections_tsv",
+    "text/tab-separated-values",
+    "Every maintainer's record correction (taxonomy.corrections: processid, field, value, reason, source) with its "
+    "outcome: applied, excluded, no_change, unknown_processid, unknown_field or invalid_value.",
+)
+BOX_CORRECTION_OUTCOMES = ReleaseFile(
+    "metadata/box_corrections.tsv",
+    "box_corrections_tsv",
+    "text/tab-separated-values",
+    "Every maintainer's box answer from the review queue (images.box_corrections) with its outcome: applied, "
+    "clipped, superseded, photo_changed, photo_unusable, invalid_value or unknown_processid.",
+)
 # Written from earlier stages' outputs, not from the released rows (export.side_files).
 SIDE_FILES = (
     BBOX,
@@ -120,6 +134,8 @@ SIDE_FILES = (
     RECORDS_LINEAGE_PARQUET,
     BARCODE_QC,
     BARCODE_QC_PARQUET,
+    CORRECTION_OUTCOMES,
+    BOX_CORRECTION_OUTCOMES,
 )
 # Every fixed-path file with its own description; other files are described from their suffix.
 DESCRIBED = {f.path: f for f in (METADATA_CSV, *SIDE_FILES, PROVENANCE, CONFIG, HDF5)}

@@ -21,7 +21,9 @@ from bioscan_rebuild.export.layout import (
     BARCODE_QC_PARQUET,
     BARCODES_FASTA,
     BBOX,
+    BOX_CORRECTION_OUTCOMES,
     CHANGES,
+    CORRECTION_OUTCOMES,
     RECORDS_LINEAGE,
     RECORDS_LINEAGE_PARQUET,
     REJECTS,
@@ -40,7 +42,7 @@ def _released_ids(splits_path) -> pd.Index:
 
 # Per released record: where it came from (export row, source photo), what made its images (the detector or a
 # maintainer's box, the detector's version and parameter hash, the image parameters' hash, the store key), the
-# released images' sha256, and the changes applied to it (``step:field`` rows of changes.csv, in order).
+# released images' sha256, and the changes applied to it (``rule:field`` of its changes.csv rows, in order).
 LINEAGE_FIELDS_OUT = ("processid", *LINEAGE_FIELDS)
 IMAGE_LINEAGE = (
     "box_source",  # detector, or correction: a maintainer's box (images.box_corrections) made the crop
@@ -61,11 +63,12 @@ LINEAGE_SCHEMA = pa.schema(
 
 
 def _change_ids(changes_path) -> pd.Series:
-    """processid -> "step:field;..." of every change logged for it."""
-    changes = pq.read_table(changes_path, columns=["step", "processid", "field"]).to_pandas()
+    """processid -> "rule:field;..." of every change logged for it, in order. By rule, not by step number: the
+    numbers count the steps that changed anything, so another delivery renumbered records it never touched."""
+    changes = pq.read_table(changes_path, columns=["step", "processid", "field", "rule"]).to_pandas()
     if changes.empty:
         return pd.Series(dtype=object)
-    ids = changes["step"].astype(str) + ":" + changes["field"].astype(str)
+    ids = changes["rule"].astype(str) + ":" + changes["field"].astype(str)
     return ids.groupby(changes["processid"].to_numpy(), sort=False).agg(";".join)
 
 
@@ -87,9 +90,22 @@ def _lineage_parts(records, images, released: pd.Index, change_ids: pd.Series):
 
 
 def write_side_files(
-    tmp: Path, *, rejects, changes, bbox, fasta, split_summary, records, splits, images=(), barcodes=()
+    tmp: Path,
+    *,
+    rejects,
+    changes,
+    bbox,
+    fasta,
+    split_summary,
+    records,
+    splits,
+    images=(),
+    barcodes=(),
+    corrections=None,
+    box_corrections=None,
 ) -> dict:
-    """Write the derived side files into ``tmp``: path under the release root -> file to copy there."""
+    """Write the derived side files into ``tmp``: path under the release root -> file to copy there.
+    ``corrections``, ``box_corrections``: the outcome tables of the maintainers' corrections, shipped as they are."""
     released = _released_ids(splits)
 
     def staged(file) -> Path:
@@ -130,4 +146,7 @@ def write_side_files(
         files[BARCODES_FASTA.path] = Path(fasta)
     if split_summary:
         files[SPLIT_SUMMARY.path] = Path(split_summary)
+    for file, source in ((CORRECTION_OUTCOMES, corrections), (BOX_CORRECTION_OUTCOMES, box_corrections)):
+        if source:
+            files[file.path] = Path(source)
     return files

@@ -19,8 +19,9 @@ class ChangeLog:
         self.parts: list[pd.DataFrame] = []
         self.step = 0
 
-    def record(self, rule: str, field: str, rows: np.ndarray, old, new, ratio=None) -> None:
-        """Log rows whose value changes (``old`` != ``new``, missing-aware) as one step."""
+    def record(self, rule: str, field: str, rows: np.ndarray, old, new, ratio=None, source=None) -> None:
+        """Log rows whose value changes (``old`` != ``new``, missing-aware) as one step. ``source``: where the new
+        value comes from, when not from the data itself (a maintainer's correction: its reason and report)."""
         old = np.asarray(old, dtype=object)
         new = np.asarray(new, dtype=object)
         old_missing, new_missing = pd.isna(old), pd.isna(new)
@@ -39,7 +40,7 @@ class ChangeLog:
                     "new": np.where(new_missing, None, new)[changed],
                     "rule": rule,
                     "ratio": np.round(ratios[changed], 4),
-                    "source": None,
+                    "source": source,
                 }
             )
         )
@@ -83,15 +84,17 @@ def map_unique(values: np.ndarray, function) -> np.ndarray:
     return mapped[codes]  # code -1 (missing) -> the last entry
 
 
-def set_field(cols: dict, log: ChangeLog, rule: str, field: str, rows: np.ndarray, new, ratio=None) -> None:
-    """Write ``new`` into ``field`` at ``rows``, logging what changes under ``rule``: the only way curation
-    writes a working column."""
+def set_field(
+    cols: dict, log: ChangeLog, rule: str, field: str, rows: np.ndarray, new, ratio=None, source=None
+) -> None:
+    """Write ``new`` into ``field`` at ``rows``, logging what changes under ``rule`` (and ``source``: see
+    ``ChangeLog.record``): the only way curation writes a working column."""
     rows = np.asarray(rows, dtype=np.int64)
     if not len(rows):
         return
     values = cols[field]
     new = np.broadcast_to(np.asarray(new, dtype=object), len(rows))
-    log.record(rule, field, rows, values[rows], new, ratio)
+    log.record(rule, field, rows, values[rows], new, ratio, source)
     values[rows] = new
     cols[field] = values
 

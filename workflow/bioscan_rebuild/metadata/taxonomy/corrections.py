@@ -26,6 +26,14 @@ def load_corrections(path: str | Path | None) -> pd.DataFrame:
     return read_table(path, CORRECTION_COLUMNS)
 
 
+def _source_of(item) -> str | None:
+    """A correction's reason and report as its change's ``source`` ("wrong_label (report-12)")."""
+    reason, report = (str(v).strip() if isinstance(v, str) else "" for v in (item.reason, item.source))
+    if reason and report:
+        return f"{reason} ({report})"
+    return reason or report or None
+
+
 def apply_corrections(
     cols: dict, log: ChangeLog, corrections: pd.DataFrame | None, inferred: np.ndarray
 ) -> tuple[np.ndarray, pd.DataFrame]:
@@ -48,7 +56,7 @@ def apply_corrections(
         elif item.field == "record":
             if (value or "").lower() == "exclude":
                 excluded[row] = True
-                log.record("correction", "record", np.array([row]), ["kept"], ["excluded"])
+                log.record("correction", "record", np.array([row]), ["kept"], ["excluded"], source=_source_of(item))
                 outcome = "excluded"
             else:
                 outcome = "invalid_value"
@@ -63,7 +71,7 @@ def apply_corrections(
             if (pd.isna(old) and value is None) or old == value:
                 outcome = "no_change"
             else:
-                set_field(cols, log, "correction", item.field, np.array([row]), value)
+                set_field(cols, log, "correction", item.field, np.array([row]), value, source=_source_of(item))
                 if item.field in RANK_BIT:
                     inferred[row] &= np.uint8(~RANK_BIT[item.field] & 0xFF)
                 outcome = "applied"
