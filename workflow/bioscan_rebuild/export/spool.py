@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, RANKS, RELEASE_COLUMNS, SPLITS
 from bioscan_rebuild.core.store import ImageStore
 
@@ -143,8 +144,9 @@ def iter_split(spool: Path, split: str) -> Iterator[pa.Table]:
         yield pq.read_table(path, schema=SPOOL_SCHEMA)
 
 
-class MissingImageError(RuntimeError):
-    pass
+class MissingImageError(InputError):
+    """A derived JPEG the image stage wrote is gone from the store (deleted, a disk cleaned up): a person's fix, one
+    line (the store is not a job input, so a plain re-run does not notice)."""
 
 
 def derived_image_path(store_root: Path, row: dict, package: str) -> Path | None:
@@ -156,7 +158,8 @@ def derived_image_path(store_root: Path, row: dict, package: str) -> Path | None
     path = ImageStore(store_root).package_path(key, sha, package, bool(row.get("original_full_is_source")))
     if not path.exists():
         raise MissingImageError(
-            f"{row.get('processid')}: {package} is not in the store at {path} "
-            "(re-run the image stage; a release needs image_store.mode link or copy)"
+            f"{row.get('processid')}: {package} is not in the store at {path}: files were removed from the store "
+            "after the image stage wrote them; redo its photo jobs, which make only what is missing again: "
+            "snakemake --forcerun process_photos (with image_store.mode none a release cannot take images)"
         )
     return path
