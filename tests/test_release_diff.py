@@ -310,3 +310,61 @@ def test_a_removed_record_is_explained_by_what_removed_it_not_by_what_the_last_r
     _write_csv(_release(old_rows), tmp_path / "old.csv")
     table, _ = release_diff(tmp_path / "old.csv", new, now, changes, before)
     assert [(r["processid"], r["change"], r["why"]) for r in table.to_pylist()] == [("B-1", "removed", "short_barcode")]
+
+
+def test_a_record_left_out_of_one_version_returns_to_its_split(tmp_path):
+    """A record missing from v2 (a late photo) was not frozen in v3: it was drawn again, a val or test record
+    possibly into train. The split history carries every record any version released."""
+    import json
+
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from bioscan_rebuild.core.io import file_sha256
+    from bioscan_rebuild.export.layout import CSV_PATH, ROOT, SPLIT_HISTORY
+    from bioscan_rebuild.export.side_files import split_history
+    from bioscan_rebuild.splits.stage import split_csv
+
+    def release(folder, version, table):  # a published release: its history, config and manifest
+        history = folder / ROOT / SPLIT_HISTORY.path
+        history.parent.mkdir(parents=True)
+        pacsv.write_csv(table, history)
+        config = folder / ROOT / "metadata" / "config.json"
+        config.write_text(json.dumps({"export": {"version": version}}))
+        files = {
+            p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
+            for p in (history, config)
+        }
+        (folder / "MANIFEST.json").write_text(json.dumps({"files": files}))
+
+    def splits(rows):
+        path = tmp_path / f"splits-{len(rows)}-{rows[0][0]}.parquet"
+        pq.write_table(pa.table({"processid": [r[0] for r in rows], "split": [r[1] for r in rows]}), path)
+        return path
+
+    v1 = split_history(splits([("P2", "test"), ("P1", "train")]), "1.0")
+    assert v1.to_pylist() == [
+        {"processid": "P1", "split": "train", "last_version": "1.0"},
+        {"processid": "P2", "split": "test", "last_version": "1.0"},
+    ]
+    release(tmp_path / "v1", "1.0", v1)
+    v2 = split_history(splits([("P1", "train")]), "2.0", tmp_path / "v1")  # P2's photo came late
+    assert v2.to_pylist() == [
+        {"processid": "P1", "split": "train", "last_version": "2.0"},
+        {"processid": "P2", "split": "test", "last_version": "1.0"},
+    ]
+    release(tmp_path / "v2", "2.0", v2)
+    # v3 freezes from v2's history: P2 is back in test, whatever the protocol would draw for it now
+    rows = [f"P{i},Aus,Aus bus,{'ACGT'[i % 4] * 3}{i}" for i in range(1, 13)]
+    (tmp_path / "in.csv").write_text("processid,genus,species,dna_barcode\n" + "\n".join(rows) + "\n")
+    split_csv(tmp_path / "in.csv", tmp_path / "v3.csv", freeze_csv=tmp_path / "v2" / ROOT / SPLIT_HISTORY.path)
+    v3 = pd.read_csv(tmp_path / "v3.csv", dtype=str).set_index("processid")["split"]
+    assert (v3["P1"], v3["P2"]) == ("train", "test")
+    # a release from before there was a history: its CSV's records, with its version
+    old = tmp_path / "old"
+    csv = old / ROOT / CSV_PATH
+    csv.parent.mkdir(parents=True)
+    _write_csv(_release([{"processid": "Q1", "split": "val"}]), csv)
+    (old / ROOT / "metadata" / "config.json").write_text(json.dumps({"export": {"version": "0.9"}}))
+    carried = split_history(splits([("P1", "train")]), "1.0", old).to_pylist()
+    assert carried[1] == {"processid": "Q1", "split": "val", "last_version": "0.9"}

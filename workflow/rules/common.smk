@@ -660,7 +660,15 @@ PREVIOUS_CSV = (
     if PREVIOUS
     else None
 )
-FREEZE = config["splits"]["freeze"] or PREVIOUS_CSV
+# A release's split history (every record any version released) when it has one: a record left out of the
+# previous version keeps the split an earlier one gave it
+PREVIOUS_SPLITS = (
+    os.path.join(PREVIOUS, "bioscan5m", "metadata", "split_history.csv")
+    if PREVIOUS
+    and os.path.isfile(os.path.join(PREVIOUS, "bioscan5m", "metadata", "split_history.csv"))
+    else PREVIOUS_CSV
+)
+FREEZE = config["splits"]["freeze"] or PREVIOUS_SPLITS
 
 
 def missing_sources():
@@ -676,7 +684,7 @@ def missing_sources():
 
 
 def split_freeze(wildcards):
-    if FREEZE == PREVIOUS_CSV and FREEZE:
+    if FREEZE == PREVIOUS_SPLITS and FREEZE:
         return [FREEZE, os.path.join(PREVIOUS, "MANIFEST.json")]
     return [FREEZE] if FREEZE else []
 
@@ -684,15 +692,17 @@ def split_freeze(wildcards):
 def split_freeze_arg(wildcards):
     if not FREEZE:
         return ""
-    if FREEZE == PREVIOUS_CSV:  # a published release's CSV: it must be the one its manifest lists
+    if FREEZE == PREVIOUS_SPLITS:  # a published release's file: it must be the one its manifest lists
         manifest = os.path.join(PREVIOUS, "MANIFEST.json")
         return f"--freeze {shlex.quote(FREEZE)} --freeze-manifest {shlex.quote(manifest)}"
     return f"--freeze {shlex.quote(FREEZE)}"
 
 
 def previous_release(wildcards):
-    """The previous release's CSV and manifest (whose sha256 the diff summary records)."""
-    return [PREVIOUS_CSV, os.path.join(PREVIOUS, "MANIFEST.json")] if PREVIOUS_CSV else []
+    """The previous release's CSV, split history and manifest (whose sha256 the diff summary records)."""
+    if not PREVIOUS_CSV:
+        return []
+    return sorted({PREVIOUS_CSV, PREVIOUS_SPLITS, os.path.join(PREVIOUS, "MANIFEST.json")})
 
 
 def previous_release_arg(wildcards):

@@ -200,6 +200,9 @@ def write_card(release_dir, options: ExportOptions, accounting: dict, diff_summa
         "versioned release keeps every earlier record in its split (frozen) and assigns only new records, so a "
         "`pretrain` record that a later version labels to species stays in `pretrain` with its label (the split "
         "table counts the species there): drop those labels where pretraining must see none. "
+        "`metadata/split_history.csv` holds every record any version released, with its split: the next version "
+        "freezes from it, so a record left out of one version (a late photo, a withdrawn delivery) returns to its "
+        "split. "
         "Records whose photo shows no specimen get no split and are listed in `metadata/rejects.csv`.",
         "",
         "In the CSV files an empty field is a missing value and any other text is a value: read them with "

@@ -123,6 +123,13 @@ BOX_CORRECTION_OUTCOMES = ReleaseFile(
     "Every maintainer's box answer from the review queue (images.box_corrections) with its outcome: applied, "
     "clipped, superseded, photo_changed, photo_unusable, invalid_value or unknown_processid.",
 )
+SPLIT_HISTORY = ReleaseFile(
+    "metadata/split_history.csv",
+    "split_history_csv",
+    "text/csv",
+    "Every record any version so far released, with its split and the last version that released it: the next "
+    "version freezes from it, so a record left out of one version gets its split back when it returns.",
+)
 # Written from earlier stages' outputs, not from the released rows (export.side_files).
 SIDE_FILES = (
     BBOX,
@@ -136,6 +143,7 @@ SIDE_FILES = (
     BARCODE_QC_PARQUET,
     CORRECTION_OUTCOMES,
     BOX_CORRECTION_OUTCOMES,
+    SPLIT_HISTORY,
 )
 # Every fixed-path file with its own description; other files are described from their suffix.
 DESCRIBED = {f.path: f for f in (METADATA_CSV, *SIDE_FILES, PROVENANCE, CONFIG, HDF5)}

@@ -230,6 +230,8 @@ def _build(
             split_summary=split_summary,
             corrections=corrections,
             box_corrections=box_corrections,
+            version=(options or ExportOptions()).version,
+            previous=previous,
             records=records,
             splits=splits,
             images=images,

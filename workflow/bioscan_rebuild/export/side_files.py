@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from bioscan_rebuild.core.io import read_table
-from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, INGESTED_SCHEMA, LINEAGE_FIELDS, REJECT_SCHEMA
+from bioscan_rebuild.core.io import check_listed, read_table
+from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, INGESTED_SCHEMA, LINEAGE_FIELDS, REJECT_SCHEMA, processid_keys
+from bioscan_rebuild.export.diff import previous_version
 from bioscan_rebuild.export.layout import (
     BARCODE_QC,
     BARCODE_QC_PARQUET,
@@ -24,9 +26,13 @@ from bioscan_rebuild.export.layout import (
     BOX_CORRECTION_OUTCOMES,
     CHANGES,
     CORRECTION_OUTCOMES,
+    CSV_PATH,
+    MANIFEST,
     RECORDS_LINEAGE,
     RECORDS_LINEAGE_PARQUET,
     REJECTS,
+    ROOT,
+    SPLIT_HISTORY,
     SPLIT_SUMMARY,
 )
 from bioscan_rebuild.metadata.barcodes import QC_SCHEMA
@@ -89,6 +95,50 @@ def _lineage_parts(records, images, released: pd.Index, change_ids: pd.Series):
         yield pa.Table.from_pandas(frame[LINEAGE_SCHEMA.names], schema=LINEAGE_SCHEMA, preserve_index=False)
 
 
+HISTORY_SCHEMA = pa.schema([("processid", pa.string()), ("split", pa.string()), ("last_version", pa.string())])
+
+
+def previous_splits(previous) -> Path:
+    """The file a release following ``previous`` freezes its splits from: its split history, or, for a release
+    from before there was one, its metadata CSV (both checked against its manifest by whoever reads them)."""
+    history = Path(previous) / ROOT / SPLIT_HISTORY.path
+    return history if history.is_file() else Path(previous) / ROOT / CSV_PATH
+
+
+def split_history(splits_path, version: str, previous=None) -> pa.Table:
+    """Every record any version has released: this one's (processid, split, ``version``) and, for records this
+    version leaves out, the previous release's history (its records, for one without a history), so that a
+    record left out of one version (a photo late, a delivery withdrawn) is frozen to its split when it returns
+    instead of drawn again, perhaps into train from test. Sorted by processid."""
+    now = pq.read_table(splits_path, columns=["processid", "split"]).cast(HISTORY_SCHEMA.remove(2))
+    now = now.append_column("last_version", pa.array([str(version)] * now.num_rows, pa.string()))
+    parts = [now]
+    if previous is not None:
+        source = previous_splits(previous)
+        manifest = Path(previous) / MANIFEST
+        if manifest.is_file():
+            check_listed(manifest, source)
+        before = pacsv.read_csv(
+            source,
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.string() for name in HISTORY_SCHEMA.names},
+                include_columns=["processid", "split", "last_version"],
+                include_missing_columns=True,
+                null_values=[""],
+                strings_can_be_null=True,
+            ),
+        )
+        if source.name != Path(SPLIT_HISTORY.path).name:
+            version_before = previous_version(Path(previous))
+            before = before.set_column(2, "last_version", pa.array([version_before] * before.num_rows, pa.string()))
+        gone = ~pd.Index(processid_keys(before["processid"].to_numpy(zero_copy_only=False))).isin(
+            pd.Index(processid_keys(now["processid"].to_numpy(zero_copy_only=False)))
+        )
+        parts.append(before.filter(pa.array(gone)).cast(HISTORY_SCHEMA))
+    history = pa.concat_tables(parts)
+    return history.take(pa.array(np.argsort(history["processid"].to_numpy(zero_copy_only=False), kind="stable")))
+
+
 def write_side_files(
     tmp: Path,
     *,
@@ -103,9 +153,12 @@ def write_side_files(
     barcodes=(),
     corrections=None,
     box_corrections=None,
+    version: str = "",
+    previous=None,
 ) -> dict:
     """Write the derived side files into ``tmp``: path under the release root -> file to copy there.
-    ``corrections``, ``box_corrections``: the outcome tables of the maintainers' corrections, shipped as they are."""
+    ``corrections``, ``box_corrections``: the outcome tables of the maintainers' corrections, shipped as they are.
+    ``version``, ``previous``: this release's version and the previous release's folder (``split_history``)."""
     released = _released_ids(splits)
 
     def staged(file) -> Path:
@@ -114,6 +167,7 @@ def write_side_files(
     all_rejects = pa.concat_tables(read_table(p, REJECT_SCHEMA) for p in rejects).sort_by(REJECT_ORDER)
     pacsv.write_csv(all_rejects, staged(REJECTS))
     pacsv.write_csv(pq.read_table(changes), staged(CHANGES))
+    pacsv.write_csv(split_history(splits, version, previous), staged(SPLIT_HISTORY))
     if bbox:
         table = pd.concat(pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False) for p in bbox)
         table[table["processid"].isin(released)].to_csv(staged(BBOX), sep="\t", index=False, lineterminator="\n")
@@ -138,7 +192,15 @@ def write_side_files(
             parquet_out.write_table(table)
     files = {
         f.path: staged(f)
-        for f in (REJECTS, CHANGES, RECORDS_LINEAGE, RECORDS_LINEAGE_PARQUET, BARCODE_QC, BARCODE_QC_PARQUET)
+        for f in (
+            REJECTS,
+            CHANGES,
+            SPLIT_HISTORY,
+            RECORDS_LINEAGE,
+            RECORDS_LINEAGE_PARQUET,
+            BARCODE_QC,
+            BARCODE_QC_PARQUET,
+        )
     }
     if bbox:
         files[BBOX.path] = staged(BBOX)
