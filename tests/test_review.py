@@ -466,7 +466,8 @@ def test_the_review_page_shows_the_least_confident_photos_of_a_reason_first(tmp_
         for pid, score, reasons in flagged
     ]
     rows[0] |= {"x0": 1, "y0": 2, "x1": 30, "y1": 40, "width_original": 1024, "height_original": 768}
-    rows.append({**rows[0], "processid": "PID-D", "needs_review": False, "review_reason": None})
+    unflagged = {"processid": "PID-D", "image_sha256": "pid-d", "needs_review": False, "review_reason": None}
+    rows.append({**rows[0], **unflagged})
     pq.write_table(pa.Table.from_pylist(rows, schema=IMAGE_RECORD_SCHEMA), tmp_path / "images.parquet")
     counts = write_review([tmp_path / "images.parquet"], tmp_path / "store", tmp_path / "review")
     assert counts["flagged"] == 3 and counts["low_confidence"] == 2 and counts["box_on_rim"] == 2
@@ -486,6 +487,41 @@ def test_the_review_page_shows_the_least_confident_photos_of_a_reason_first(tmp_
     assert "PID-A" not in template and template.index("PID-B") < template.index("PID-C")
     with pytest.raises(ValueError, match="at least 1"):
         write_review([tmp_path / "images.parquet"], tmp_path / "store", tmp_path / "none", limit=0)
+
+
+def test_a_photo_two_records_share_is_in_the_review_queue_and_the_summary(tmp_path):
+    """One photo file copied under a second record's name (a delivery mistake: two specimens cannot share a photo)
+    released both records with the same box, unflagged. The run's summary counts such photos and the review page
+    lists them, whichever shards the records fall in."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from bioscan_rebuild.images.review import write_review
+    from bioscan_rebuild.images.shard import IMAGE_RECORD_SCHEMA, summarize_shards
+
+    blank = dict.fromkeys(IMAGE_RECORD_SCHEMA.names)
+    photo = {**blank, "image_status": "ok", "params_key": "k", "needs_review": False}
+    shards = {
+        "shard-000": [{**photo, "processid": "P1", "image_sha256": "a" * 64}, {**photo, "processid": "P2"}],
+        "shard-001": [
+            {**photo, "processid": "P3", "image_sha256": "a" * 64},
+            {**photo, "processid": "P4", "image_sha256": "b" * 64, "needs_review": True, "review_reason": "box_on_rim"},
+        ],
+    }
+    tables, summaries = [], []
+    for name, rows in shards.items():
+        pq.write_table(pa.Table.from_pylist(rows, schema=IMAGE_RECORD_SCHEMA), tmp_path / f"{name}.parquet")
+        (tmp_path / f"{name}.json").write_text(json.dumps({"status": {"ok": 2}, "records": 2}))
+        tables.append(tmp_path / f"{name}.parquet")
+        summaries.append(tmp_path / f"{name}.json")
+    summary = summarize_shards(summaries, tmp_path / "summary.json", image_tables=tables)
+    assert summary["shared_photos"] == {"photos": 1, "records": 2, "shown": {"a" * 64: ["P1", "P3"]}}
+    counts = write_review(tables, tmp_path / "store", tmp_path / "review")
+    assert (counts["flagged"], counts["shared_photo"], counts["box_on_rim"]) == (3, 2, 1)
+    page = (tmp_path / "review" / "review.html").read_text()
+    shared = page.split("<h2 id='shared_photo'>")[1]
+    assert "P1" in shared and "P3" in shared and "P4" not in shared
+    assert "\tshared_photo\treview\t" in (tmp_path / "review" / "box_corrections.tsv").read_text()
 
 
 def test_writing_the_review_again_keeps_the_answers_already_given(tmp_path):

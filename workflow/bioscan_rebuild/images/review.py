@@ -28,7 +28,7 @@ from bioscan_rebuild.core.store import ImageStore
 from bioscan_rebuild.images.contact_sheet import least_confident, whole_photo
 from bioscan_rebuild.images.corrections import BOX_CORRECTION_COLUMNS, PHOTO_COLUMN, read_box_corrections
 from bioscan_rebuild.images.process import REVIEW_REASONS
-from bioscan_rebuild.images.shard import IMAGE_RECORD_SCHEMA
+from bioscan_rebuild.images.shard import IMAGE_RECORD_SCHEMA, shared_photos
 
 THUMB_WIDTH = 320
 REASON_TEXT = {
@@ -37,13 +37,26 @@ REASON_TEXT = {
     "several_specimens": "more than one separate object cleared the bar",
     "box_on_rim": "the box reaches the photo's border, where the well's rim is",
     "grey_photo": "a photo without colour: the detectors score colour contrast, so a specimen is easily missed",
+    "shared_photo": "one photo file (the same bytes) is the photo of more than one record: a copy under another "
+    "name is likely a delivery mistake (two specimens cannot share a photo); set each record's box or empty",
 }
+# the page's reasons: the photo's own, and one only the whole run shows
+REASONS = (*REVIEW_REASONS, "shared_photo")
 
 
 def flagged_rows(image_tables) -> list[dict]:
+    """The photos to look at: those their shard flagged, and those shared by several records (``shared_photos``:
+    only the whole run shows them), with ``shared_photo`` added to their reasons."""
+    image_tables = list(image_tables)
+    shared = {processid for ids in shared_photos(image_tables).values() for processid in ids}
     rows = []
     for path in image_tables:
-        rows += [row for row in read_table(path, IMAGE_RECORD_SCHEMA).to_pylist() if row["needs_review"]]
+        for row in read_table(path, IMAGE_RECORD_SCHEMA).to_pylist():
+            if row["processid"] in shared:
+                row["review_reason"] = ";".join(filter(None, [row["review_reason"], "shared_photo"]))
+                row["needs_review"] = True
+            if row["needs_review"]:
+                rows.append(row)
     return sorted(rows, key=lambda r: r["processid"])
 
 
@@ -110,7 +123,7 @@ def write_review(image_tables, store_root, outdir, limit: int | None = None) -> 
         rows = sorted(least_confident_first(rows)[:limit], key=lambda row: row["processid"])
     by_reason = {
         reason: least_confident_first([row for row in rows if reason in (row["review_reason"] or "").split(";")])
-        for reason in REVIEW_REASONS
+        for reason in REASONS
     }
     store = ImageStore(store_root, mode="none")  # read only
     thumbs = {row["processid"]: _thumbnail(store, row) for row in rows}
@@ -125,10 +138,10 @@ def write_review(image_tables, store_root, outdir, limit: int | None = None) -> 
         "(<code>x0,y0,x1,y1</code>, original_full pixels) or <code>empty</code>, point "
         "<code>images.box_corrections</code> at the file and re-run. Under each reason the least confident "
         "photos come first (the lowest detector score).</p><ul>",
-        *[f"<li><a href='#{reason}'>{reason}</a>: {len(by_reason[reason])}</li>" for reason in REVIEW_REASONS],
+        *[f"<li><a href='#{reason}'>{reason}</a>: {len(by_reason[reason])}</li>" for reason in REASONS],
         "</ul>",
     ]
-    for reason in REVIEW_REASONS:
+    for reason in REASONS:
         parts.append(f"<h2 id='{reason}'>{reason} ({len(by_reason[reason])})</h2>")
         parts.append(f"<p>{html.escape(REASON_TEXT[reason])}</p>")
         for row in by_reason[reason]:
@@ -159,5 +172,5 @@ def write_review(image_tables, store_root, outdir, limit: int | None = None) -> 
         "flagged": flagged,
         "shown": len(rows),
         "answers_kept": len(answers),
-        **{reason: len(by_reason[reason]) for reason in REVIEW_REASONS},
+        **{reason: len(by_reason[reason]) for reason in REASONS},
     }
