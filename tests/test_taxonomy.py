@@ -589,6 +589,26 @@ def test_a_scope_that_nothing_matches_stops_curation_but_unlabelled_records_stil
         curate(frame(mammals))
 
 
+def test_a_record_without_a_phylum_is_judged_by_its_class():
+    """A mammal whose phylum was left blank stayed in an arthropod dataset (unknown is not out). Its class places
+    it (the shipped class_phylum.tsv); a class the table does not know still leaves the record in."""
+    records = frame(
+        [
+            row("m", upper=(None, "Mammalia", "Rodentia")),
+            row("i", upper=(None, "Insecta", "Diptera")),
+            row("x", upper=(None, "Unheardofia", None)),
+            row("a", upper=("Arthropoda", "Insecta", "Diptera")),
+        ]
+    )
+    result = curate(records)
+    assert sorted(result["curated"]["processid"]) == ["a", "i", "x"]
+    scope = result["out_of_scope"]
+    assert scope[["processid", "rank", "label"]].values.tolist() == [
+        ["m", "phylum", "Chordata (from its class Mammalia)"]
+    ]
+    assert pd.isna(by_pid(result).loc["x", "phylum"])  # judged only: the table writes no label
+
+
 def _rules(result, processid: str) -> dict[str, str]:
     changes = result["changes"]
     return dict(changes.loc[changes["processid"] == processid, ["field", "rule"]].itertuples(index=False))

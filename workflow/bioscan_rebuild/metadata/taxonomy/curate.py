@@ -43,7 +43,8 @@ table in brackets):
    last; field ``record`` with value ``exclude`` removes the record (rejects, reason ``excluded``).
 9. Scope [``out_of_scope``]: a record whose final label at ``scope_rank`` is not one of ``scope_taxa``
    (default: phylum Arthropoda, as BIOSCAN-5M) leaves the table (rejects, reason ``out_of_scope``); a record
-   without a label there stays.
+   without a label there stays, unless (phylum scope) its class is one the shipped ``class_phylum.tsv`` places
+   in another phylum.
 Then ``taxon`` = the label at the deepest labelled rank, ``inferred_ranks`` = bit mask of the ranks filled by
 steps 5 and 7 (phylum 1, class 2, order 4, family 8, subfamily 16, genus 32, species 64; 0 = none), and
 ``placeholder_species`` = ``core.novel.novel_mask`` (the split protocol's definition).
@@ -91,6 +92,7 @@ from bioscan_rebuild.metadata.taxonomy.names import (
     strip_authors,
 )
 from bioscan_rebuild.metadata.taxonomy.parents import forget_removed, genus_from_species, infer_parents
+from bioscan_rebuild.metadata.taxonomy.tables import class_phylum
 
 
 def curate(
@@ -136,21 +138,34 @@ def curate(
         infer_parents(cols, log, inferred, (barcode_codes, bin_codes)) if params.infer_parents else pd.DataFrame()
     )
     excluded, outcomes = apply_corrections(cols, log, corrections, inferred)  # 8.
-    out_of_scope = _outside_scope(cols, log, params, excluded)  # 9.
-    scope = pd.DataFrame(
-        {"processid": cols["processid"][out_of_scope], "label": cols[params.scope_rank][out_of_scope]}
-    ).assign(rank=params.scope_rank)
+    out_of_scope, judged_by = _outside_scope(cols, log, params, excluded)  # 9.
+    scope = pd.DataFrame({"processid": cols["processid"][out_of_scope], "label": judged_by[out_of_scope]}).assign(
+        rank=params.scope_rank
+    )
     return _results(cols, log, inferred, excluded, outcomes, lineage, counts, out_of_scope, scope)
 
 
-def _outside_scope(cols: dict, log: ChangeLog, params: TaxonomyParams, excluded: np.ndarray) -> np.ndarray:
+def _outside_scope(
+    cols: dict, log: ChangeLog, params: TaxonomyParams, excluded: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Step 9 [``out_of_scope``]: records whose final label at ``scope_rank`` is not one of ``scope_taxa`` (an
-    insect dataset takes no mammals) leave the table; a record without that label stays (unknown is not out)."""
+    insect dataset takes no mammals) leave the table; a record without that label stays (unknown is not out),
+    except, for a phylum scope, one whose class the shipped ``class_phylum.tsv`` places in another phylum (a
+    mammal with its phylum left blank). Returns the mask and, per record, the label it was judged by."""
+    judged_by = np.asarray(cols[params.scope_rank], dtype=object).copy() if params.scope_rank in cols else None
     if not params.scope_taxa:
-        return np.zeros(len(cols["processid"]), bool)
+        return np.zeros(len(cols["processid"]), bool), judged_by
     if params.scope_rank not in RANKS:
         raise ValueError(f"taxonomy.scope_rank must be one of {RANKS}, not {params.scope_rank!r}")
-    labels = cols[params.scope_rank]
+    labels = judged_by.copy()
+    if params.scope_rank == "phylum":
+        blank = np.flatnonzero(pd.isna(labels) & ~pd.isna(cols["class"]))
+        reference = class_phylum()
+        for row in blank:  # records without a phylum: few
+            phylum = reference.get(cols["class"][row])
+            if phylum is not None:
+                labels[row] = phylum
+                judged_by[row] = f"{phylum} (from its class {cols['class'][row]})"
     labelled = ~pd.isna(labels) & ~excluded
     outside = labelled & ~pd.Series(labels, dtype=object).isin(params.scope_taxa).to_numpy()
     # every record out (none unlabelled at the rank stays either): a typo, not a dataset of nothing
@@ -163,7 +178,7 @@ def _outside_scope(cols: dict, log: ChangeLog, params: TaxonomyParams, excluded:
         )
     rows = np.flatnonzero(outside)
     log.record("out_of_scope", "record", rows, ["kept"] * len(rows), ["excluded"] * len(rows))
-    return outside
+    return outside, judged_by
 
 
 def _normalise_bins(cols: dict, log: ChangeLog) -> int:

@@ -9,7 +9,7 @@ import pandas as pd
 
 from bioscan_rebuild.core.tsv import read_maintainer_table
 
-SHIPPED_TABLES = ("taxonomy_fixes.tsv", "corrections.tsv")
+SHIPPED_TABLES = ("taxonomy_fixes.tsv", "corrections.tsv", "class_phylum.tsv")
 
 
 def shipped_table(name: str) -> Path:
@@ -17,6 +17,13 @@ def shipped_table(name: str) -> Path:
     if name not in SHIPPED_TABLES:
         raise ValueError(f"no shipped table {name!r} (known: {', '.join(SHIPPED_TABLES)})")
     return Path(str(resources.files("bioscan_rebuild.metadata") / "tables" / name))
+
+
+def class_phylum() -> dict[str, str]:
+    """The shipped class -> phylum reference (``class_phylum.tsv``): the scope step's fallback for a record
+    without a phylum."""
+    table = read_table(shipped_table("class_phylum.tsv"), ("class", "phylum"))
+    return dict(zip(table["class"].str.strip(), table["phylum"].str.strip(), strict=True))
 
 
 def read_table(path, columns) -> pd.DataFrame:
