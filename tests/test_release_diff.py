@@ -237,6 +237,20 @@ def _published(folder, rows: list[dict]):
     return csv
 
 
+def _relist(folder) -> None:
+    """The MANIFEST.json of every file in ``folder``, as the release writes it."""
+    import json
+
+    from bioscan_rebuild.core.io import file_sha256
+
+    files = {
+        p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "MANIFEST.json"
+    }
+    (folder / "MANIFEST.json").write_text(json.dumps({"files": files}))
+
+
 def test_the_diff_reads_a_previous_release_only_as_its_manifest_lists_it(tmp_path):
     """An edited previous release gave a diff it never held (`Tampered` -> the real taxon) while the summary named
     the untouched release's manifest; and the release's bytes carried the previous folder's name, so a copy of the
@@ -368,3 +382,48 @@ def test_a_record_left_out_of_one_version_returns_to_its_split(tmp_path):
     (old / ROOT / "metadata" / "config.json").write_text(json.dumps({"export": {"version": "0.9"}}))
     carried = split_history(splits([("P1", "train")]), "1.0", old).to_pylist()
     assert carried[1] == {"processid": "Q1", "split": "val", "last_version": "0.9"}
+
+
+def test_a_change_no_rule_made_names_how_the_records_source_row_changed(tmp_path):
+    """An export delivered again in place with a changed country (or a record now from another delivery) showed
+    only "its source row, photo or an earlier stage changed"; the lineage knows which."""
+    from bioscan_rebuild.export.diff import ROOT, write_release_diff
+    from bioscan_rebuild.export.layout import RECORDS_LINEAGE
+
+    base = [{"processid": "R1", "country": "Peru", "split": "train"}, {"processid": "R2", "country": "Chile"}]
+    base[1]["split"] = "val"
+    _published(tmp_path / "v1", base)
+    lineage = pd.DataFrame(
+        {
+            "processid": ["R1", "R2"],
+            "batch": ["a", "a"],
+            "source_file": ["e.tsv", "e.tsv"],
+            "source_sha256": ["1" * 64, "1" * 64],
+        }
+    )
+    lineage.to_csv(tmp_path / "v1" / ROOT / RECORDS_LINEAGE.path, index=False)
+    _relist(tmp_path / "v1")
+    new = _release([{**base[0], "country": "Bolivia"}, {**base[1], "country": "Argentina"}])
+    now = pd.DataFrame(
+        {
+            "processid": ["R1", "R2"],
+            "batch": ["a", "b"],
+            "source_file": ["e.tsv", "f.tsv"],
+            "source_sha256": ["2" * 64] * 2,
+        }
+    )
+    asked = []
+
+    def sources(processids):
+        asked.append(list(processids))
+        return now[now["processid"].isin(processids)]
+
+    rejects = pd.DataFrame(columns=["kind", "processid", "reason"])
+    changes = pd.DataFrame(columns=["processid", "field", "rule"])
+    write_release_diff(tmp_path / "v1", new, rejects, changes, tmp_path / "diff", sources=sources)
+    diff = pd.read_csv(tmp_path / "diff" / "release_diff.csv", dtype=str).set_index("processid")["why"]
+    assert (
+        diff["R1"] == "its export e.tsv was delivered again with other content (sha256 111111111111… -> 222222222222…)"
+    )
+    assert diff["R2"] == "now from batch b (f.tsv), before from batch a (e.tsv)"
+    assert asked == [["R1", "R2"]]  # only the records to explain are looked up

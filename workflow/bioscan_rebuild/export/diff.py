@@ -80,6 +80,9 @@ def _reject_rows(records: pd.DataFrame) -> list[tuple]:
     return list(zip(processid_keys(records["processid"]), *text, line, strict=True))
 
 
+UNEXPLAINED = "its source row, photo or an earlier stage changed"  # a change no rule or delivery names
+
+
 def _reasons(rejects: pd.DataFrame | None, known: pd.DataFrame | None = None) -> dict[str, str]:
     """processid key -> its record rejects' reasons (sorted, ``;``-joined). ``known``: rejects of the previous
     release; a source row it rejected already (a record's 18S row beside its COI one) did not remove the record,
@@ -173,7 +176,7 @@ def release_diff(
             elif undone:  # e.g. a maintainer's correction taken back out of the corrections table
                 reason = f"the previous release's {';'.join(dict.fromkeys(undone))} no longer applies"
             else:
-                reason = "its source row, photo or an earlier stage changed"
+                reason = UNEXPLAINED
             rows.append((pid, "changed", field, None if a_missing[i] else a[i], None if b_missing[i] else b[i], reason))
             changed_records.add(pid)
     moved = before["split"].to_numpy(object) != after["split"].to_numpy(object)
@@ -224,6 +227,46 @@ def _keys(processids) -> pa.Array:
     """``processid_keys`` as an Arrow column: the one definition the records are joined by (Arrow's own trim and
     upper case differ from Python's on some characters, e.g. a non-breaking space or ß)."""
     return pa.array(processid_keys(processids.to_numpy()), pa.string())
+
+
+SOURCE_COLUMNS = ("processid", "batch", "source_file", "source_sha256")
+
+
+def source_changes(previous_lineage, sources: pd.DataFrame) -> dict[str, str]:
+    """processid key -> how its source row changed since the previous release (its ``records_lineage.csv``): its
+    export delivered again under the same name with other bytes, or the record now from another delivery.
+    ``sources``: this build's ``SOURCE_COLUMNS`` of the records to explain (a few: the lineage is read in Arrow
+    and cut to them first). A release without a lineage gives nothing."""
+    import pyarrow.compute as pc
+
+    path = Path(previous_lineage)
+    if not path.is_file() or sources.empty:
+        return {}
+    types = dict.fromkeys(SOURCE_COLUMNS, pa.string())
+    options = pacsv.ConvertOptions(
+        column_types=types, include_columns=list(types), include_missing_columns=True, null_values=[""]
+    )
+    lineage = pacsv.read_csv(path, convert_options=options)
+    wanted = pa.array(sorted({str(key).upper() for key in processid_keys(sources["processid"])}), pa.string())
+    # a cheap superset first (upper case), then the exact key
+    lineage = lineage.filter(pc.is_in(pc.utf8_upper(pc.utf8_trim_whitespace(lineage["processid"])), value_set=wanted))
+    before = lineage.to_pandas()
+    before.index = pd.Index(processid_keys(before["processid"]))
+    now = sources.set_index(pd.Index(processid_keys(sources["processid"])))
+    before, now = before[~before.index.duplicated()], now[~now.index.duplicated()]
+    why = {}
+    for key in now.index.intersection(before.index):
+        (b_old, f_old, s_old), (b_new, f_new, s_new) = (
+            tuple(frame.loc[key, ["batch", "source_file", "source_sha256"]]) for frame in (before, now)
+        )
+        if (b_old, f_old) != (b_new, f_new):
+            why[key] = f"now from batch {b_new} ({f_new}), before from batch {b_old} ({f_old})"
+        elif s_old != s_new:
+            why[key] = (
+                f"its export {f_new} was delivered again with other content "
+                f"(sha256 {str(s_old)[:12]}… -> {str(s_new)[:12]}…)"
+            )
+    return why
 
 
 def image_diff(previous_lineage, images: pa.Table) -> pa.Table:
@@ -292,12 +335,38 @@ def image_diff(previous_lineage, images: pa.Table) -> pa.Table:
     return table.drop_columns(["order"]).cast(DIFF_SCHEMA)
 
 
+def _explained_by_sources(table: pa.Table, previous_lineage, sources) -> pa.Table:
+    """``table`` with the why of its unexplained changes (``UNEXPLAINED``) replaced by how the record's source row
+    changed (``source_changes``). ``sources``: processids -> their ``SOURCE_COLUMNS`` in this build."""
+    import pyarrow.compute as pc
+
+    unexplained = pc.equal(table["why"], UNEXPLAINED).to_numpy(zero_copy_only=False)
+    if not unexplained.any():
+        return table
+    processids = table["processid"].to_numpy(zero_copy_only=False)
+    why_by_key = source_changes(previous_lineage, sources(sorted(set(processids[unexplained]))))
+    if not why_by_key:
+        return table
+    keys = processid_keys(processids)
+    why = table["why"].to_numpy(zero_copy_only=False).copy()
+    for i in np.flatnonzero(unexplained):
+        why[i] = why_by_key.get(keys[i], why[i])
+    return table.set_column(table.schema.get_field_index("why"), "why", pa.array(why, pa.string()))
+
+
 def write_release_diff(
-    previous, new: pa.Table, rejects: pd.DataFrame, changes: pd.DataFrame, folder: Path, images=None
+    previous,
+    new: pa.Table,
+    rejects: pd.DataFrame,
+    changes: pd.DataFrame,
+    folder: Path,
+    images=None,
+    sources=None,
 ) -> dict:
     """``release_diff`` against the release folder ``previous`` (holding MANIFEST.json), and with ``images``
     (``image_diff``) the released images that changed, written as ``release_diff.csv`` and
-    ``release_diff_summary.json`` in ``folder``; returns the file names -> paths."""
+    ``release_diff_summary.json`` in ``folder``; returns the file names -> paths. ``sources``: processids -> their
+    ``SOURCE_COLUMNS`` in this build (a DataFrame), to explain changes no rule made by their source rows."""
     release = Path(previous)
     manifest = release / "MANIFEST.json"
     # each file read must be the one the manifest lists: the summary names that manifest's sha256
@@ -310,6 +379,8 @@ def write_release_diff(
         for path in (release / ROOT / REJECTS.path, release / ROOT / CHANGES.path)
     )
     table, summary = release_diff(release / ROOT / CSV_PATH, new, rejects, changes, previous_rejects, previous_changes)
+    if sources is not None:  # changes no rule made: say how the record's source row changed, where it did
+        table = _explained_by_sources(table, release / ROOT / RECORDS_LINEAGE.path, sources)
     if images is not None:
         image_rows = image_diff(release / ROOT / RECORDS_LINEAGE.path, images)
         table = pa.concat_tables([table, image_rows])

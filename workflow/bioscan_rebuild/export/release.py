@@ -122,17 +122,18 @@ def build_release(*, outdir, **inputs) -> dict:
     return summary
 
 
-def _diff_against(previous, rejects, changes, folder: Path):
+def _diff_against(previous, rejects, changes, records, folder: Path):
     """The ``after_spool`` step writing the diff against the previous release (``export.diff``)."""
 
     def write(spool: Path) -> dict:
         import pandas as pd
         import pyarrow as pa
+        import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
         from bioscan_rebuild.core.io import read_table
-        from bioscan_rebuild.core.schemas import REJECT_SCHEMA, SPLITS
-        from bioscan_rebuild.export.diff import IMAGE_COLUMNS, shortened, write_release_diff
+        from bioscan_rebuild.core.schemas import INGESTED_SCHEMA, REJECT_SCHEMA, SPLITS
+        from bioscan_rebuild.export.diff import IMAGE_COLUMNS, SOURCE_COLUMNS, shortened, write_release_diff
         from bioscan_rebuild.export.spool import SPOOL_SCHEMA, iter_split, release_columns
 
         parts = [t for split in SPLITS for t in iter_split(spool, split)] or [SPOOL_SCHEMA.empty_table()]
@@ -140,7 +141,14 @@ def _diff_against(previous, rejects, changes, folder: Path):
         images = pa.concat_tables([shortened(t.select(["processid", *IMAGE_COLUMNS])) for t in parts])
         reject_table = pd.concat([read_table(p, REJECT_SCHEMA).to_pandas() for p in rejects])
         change_table = pq.read_table(changes, columns=["processid", "field", "rule"]).to_pandas()
-        written = write_release_diff(previous, new, reject_table, change_table, folder, images)
+
+        def sources(processids) -> pd.DataFrame:  # these records' source rows: a few, from 5M
+            wanted = pa.array(processids, pa.string())
+            parts = [read_table(p, INGESTED_SCHEMA, columns=list(SOURCE_COLUMNS)) for p in records]
+            parts = [t.filter(pc.is_in(t["processid"], value_set=wanted)) for t in parts]
+            return pa.concat_tables(parts).to_pandas() if parts else pd.DataFrame(columns=list(SOURCE_COLUMNS))
+
+        written = write_release_diff(previous, new, reject_table, change_table, folder, images, sources)
         return {f"metadata/{name}": path for name, path in written.items()}
 
     return write
@@ -255,7 +263,9 @@ def _build(
             formats=formats,
             provenance=provenance,
             manifest=False,
-            after_spool=None if previous is None else _diff_against(previous, rejects, changes, Path(tmp) / "diff"),
+            after_spool=None
+            if previous is None
+            else _diff_against(previous, rejects, changes, records, Path(tmp) / "diff"),
         )
     check_released(accounting_data, summary["released"])  # never publish rows the accounting does not know
     diff = outdir / ROOT / "metadata" / "release_diff_summary.json"
