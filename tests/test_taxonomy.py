@@ -609,6 +609,50 @@ def test_a_record_without_a_phylum_is_judged_by_its_class():
     assert pd.isna(by_pid(result).loc["x", "phylum"])  # judged only: the table writes no label
 
 
+def test_one_row_shifted_a_column_loses_its_labels_not_the_records_that_are_right():
+    """A row with its ranks shifted one column left (class Diptera, order Psychodidae, ...) made every name it
+    held a 'higher' name: all 402 Diptera records of a real export lost their order, the Psychodidae their family.
+    The rank most records give a name is its rank; the shifted row is the one that loses its labels."""
+    good = [
+        row(f"g{i}", "Psychodidae", "Lutzomyia", "Lutzomyia longipalpis", key=f"k{i}", subfamily="Phlebotominae")
+        for i in range(4)
+    ]
+    shifted = row(
+        "s",
+        "Lutzomyia",
+        "Lutzomyia longipalpis",
+        None,
+        key="ks",
+        subfamily=None,
+        upper=("Arthropoda", "Diptera", "Psychodidae"),
+    )
+    result = curate(frame([*good, shifted]), TaxonomyParams(infer_parents=False))
+    out = by_pid(result)
+    assert (
+        (out.loc[[f"g{i}" for i in range(4)], ["order", "family", "genus"]] == ["Diptera", "Psychodidae", "Lutzomyia"])
+        .all()
+        .all()
+    )
+    assert out.loc["s", ["class", "order", "family", "genus"]].isna().all()  # each name is elsewhere in the data
+    assert _rules(result, "s") == {
+        "class": "rank_misplaced",
+        "order": "rank_misplaced",
+        "family": "rank_misplaced",
+        "genus": "rank_misplaced",
+    }
+    assert_replays(frame([*good, shifted]), result)
+    # a name as often at two ranks: the higher one is its rank (as a one-to-one split of evidence goes)
+    tie = curate(
+        frame(
+            [
+                row("a", upper=("Arthropoda", "Collembola", None)),
+                row("b", upper=("Arthropoda", "Insecta", "Collembola")),
+            ]
+        )
+    )
+    assert by_pid(tie).loc["a", "class"] == "Collembola" and pd.isna(by_pid(tie).loc["b", "order"])
+
+
 def _rules(result, processid: str) -> dict[str, str]:
     changes = result["changes"]
     return dict(changes.loc[changes["processid"] == processid, ["field", "rule"]].itertuples(index=False))

@@ -126,23 +126,34 @@ def dot_qualifiers(cols: dict, log: ChangeLog) -> None:
 FAMILY_GROUP_NAME = r"^[A-Z].*(?:idae|inae|oidea|ini)$"
 
 
+def home_ranks(cols: dict) -> dict[str, str]:
+    """Each name the data holds at more than one rank -> the rank most of its records give it (on a tie, the
+    highest of those: a name is more often shifted down a column than up)."""
+    counts = pd.concat(
+        [pd.Series(cols[rank][~pd.isna(cols[rank])], dtype=object).value_counts().rename(rank) for rank in RANKS],
+        axis=1,
+    ).fillna(0)
+    counts = counts[(counts > 0).sum(axis=1) > 1]
+    return counts.idxmax(axis=1).to_dict()  # idxmax: the first of equal counts, RANKS run from the top
+
+
 def drop_misplaced_ranks(cols: dict, log: ChangeLog) -> None:
     """Step 2, last [``rank_misplaced``]: a name in a rank's column that cannot be that rank becomes missing: a
-    name the data holds at a higher rank (``Insecta`` as an order when records give it as the class; ``Noctuidae``
-    as a genus when records give it as the family), and a capitalised family-group name (``-idae``, ``-inae``,
-    ``-oidea``, ``-ini``) as a genus. Genus from species and the parent ranks may then fill the rank from better
-    evidence."""
-    higher: set = set()
-    for rank in RANKS[:-1]:  # each rank against the names of the ranks above it
+    name most records give at another rank (``Insecta`` as an order where the data gives it as the class;
+    ``Noctuidae`` as a genus where it is the family; a row whose ranks are shifted one column: ``Diptera`` as its
+    class), and a capitalised family-group name (``-idae``, ``-inae``, ``-oidea``, ``-ini``) as a genus. By the
+    majority (``home_ranks``), so one shifted row cannot take the order off the records that are right. Genus from
+    species and the parent ranks may then fill the rank from better evidence. Species names are counted, never
+    dropped here (one word in the species slot is ``species_one_word``'s)."""
+    home = home_ranks(cols)
+    for rank in RANKS[:-1]:
         values = cols[rank]
         given = ~pd.isna(values)
         names = pd.Series(values[given], dtype=object)
-        wrong = names.isin(higher).to_numpy(bool, copy=True)
+        wrong = names.isin([name for name, at in home.items() if at != rank]).to_numpy(bool, copy=True)
         if rank == "genus":
             wrong |= names.str.contains(FAMILY_GROUP_NAME, regex=True, na=False).to_numpy(bool)
-        rows = np.flatnonzero(given)[wrong]
-        higher.update(pd.unique(names[~wrong]))
-        set_field(cols, log, "rank_misplaced", rank, rows, None)
+        set_field(cols, log, "rank_misplaced", rank, np.flatnonzero(given)[wrong], None)
 
 
 def _plain_latin(name: str) -> str:
