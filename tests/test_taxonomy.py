@@ -653,6 +653,18 @@ def test_one_row_shifted_a_column_loses_its_labels_not_the_records_that_are_righ
     assert by_pid(tie).loc["a", "class"] == "Collembola" and pd.isna(by_pid(tie).loc["b", "order"])
 
 
+def test_a_parent_is_never_filled_under_a_rank_the_record_contradicts():
+    """Megaselia's records say Phoridae (and Phoridae's say Diptera): a Megaselia record labelled Hymenoptera got
+    family Phoridae, and the release held Hymenoptera -> Phoridae. Its own order rules the guess out; a record
+    that says nothing above still gets it."""
+    known = [row(f"d{i}", "Phoridae", "Megaselia", key=f"k{i}", subfamily="Metopininae") for i in range(5)]
+    odd = row("h", None, "Megaselia", key="kh", upper=("Arthropoda", "Insecta", "Hymenoptera"))
+    bare = row("b", None, "Megaselia", key="kb", upper=("Arthropoda", "Insecta", None))
+    out = by_pid(curate(frame([*known, odd, bare])))
+    assert out.loc["h", "order"] == "Hymenoptera" and out.loc["h", ["family", "subfamily"]].isna().all()
+    assert out.loc["b", ["order", "family", "subfamily"]].tolist() == ["Diptera", "Phoridae", "Metopininae"]
+
+
 def _rules(result, processid: str) -> dict[str, str]:
     changes = result["changes"]
     return dict(changes.loc[changes["processid"] == processid, ["field", "rule"]].itertuples(index=False))

@@ -52,6 +52,9 @@ def infer_parents(cols: dict, log: ChangeLog, inferred: np.ndarray, group_codes)
         missing_parent = pd.isna(parent_values)
         # what records sharing a barcode / a BIN already say at this rank: no inference may contradict it
         group_held = [(codes, _group_labels(codes, parent_values)) for codes in group_codes]
+        # nor the record's own ranks above it: a family whose records all say order Diptera is no parent of a
+        # record that says Hymenoptera
+        above = _lineage_above(cols, parent)
         # the nearest labelled lower rank that gives a parent decides: genus first; a record whose genus the data
         # links to no one family (unknown, or two) takes it from its subfamily, and so on up
         for child in reversed(children):
@@ -75,12 +78,35 @@ def infer_parents(cols: dict, log: ChangeLog, inferred: np.ndarray, group_codes)
             # records still without the parent (nearer children gave none)
             rows = np.flatnonzero(pd.isna(cols[parent]) & ~pd.isna(child_values))
             guess = consistent.reindex(child_values[rows]).to_numpy(dtype=object)
-            found = _agreeing_fills(group_held, rows, guess)
+            found = _agreeing_fills(group_held, rows, guess) & ~_contradicts_above(cols, above, rows, guess)
             if found.any():
                 set_field(cols, log, "parent_from_child", parent, rows[found], guess[found])
                 inferred[rows[found]] |= RANK_BIT[parent]
                 _remember_fills(group_held, rows[found], guess[found])
     return pd.concat(links, ignore_index=True) if links else pd.DataFrame()
+
+
+def _lineage_above(cols: dict, rank: str) -> dict[str, pd.Series]:
+    """For each rank above ``rank``: the one label the data gives it per name at ``rank`` (names it gives two or
+    more are left out: nothing to contradict)."""
+    values = cols[rank]
+    lineage = {}
+    for higher in RANKS[: RANKS.index(rank)]:
+        both = ~pd.isna(values) & ~pd.isna(cols[higher])
+        pairs = pd.DataFrame({"name": values[both], "higher": cols[higher][both]})
+        distinct = pairs.groupby("name")["higher"].agg(["nunique", "first"])
+        lineage[higher] = distinct.loc[distinct["nunique"] == 1, "first"]
+    return lineage
+
+
+def _contradicts_above(cols: dict, lineage: dict[str, pd.Series], rows: np.ndarray, guess: np.ndarray) -> np.ndarray:
+    """Which guesses the data places under another label at a rank the record already labels."""
+    wrong = np.zeros(len(rows), bool)
+    for higher, of_name in lineage.items():
+        theirs = cols[higher][rows]
+        expected = of_name.reindex(guess).to_numpy(dtype=object)
+        wrong |= ~pd.isna(theirs) & ~pd.isna(expected) & (theirs != expected)
+    return wrong
 
 
 _CONFLICT = "\x00conflict"  # a group whose records carry two labels at the rank: nothing agrees with it
