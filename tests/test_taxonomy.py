@@ -665,6 +665,25 @@ def test_a_parent_is_never_filled_under_a_rank_the_record_contradicts():
     assert out.loc["b", ["order", "family", "subfamily"]].tolist() == ["Diptera", "Phoridae", "Metopininae"]
 
 
+def test_a_guess_or_unknown_in_a_rank_column_is_no_label():
+    """Genus `?`, `Megaselia?`, family `Phoridae?` or `Unknown` were released as labels (taxon `?`); a genus
+    `Chironomus?` beside the species `Chironomus riparius` kept the guess and lost the species (mismatch)."""
+    records = pd.DataFrame(
+        [
+            _ranked("q", "a", family="Phoridae?", genus="?"),
+            _ranked("g", "b", family="Unknown", genus="Megaselia?"),
+            _ranked("s", "c", genus="Chironomus?", species="Chironomus riparius"),
+            _ranked("u", "d", genus="Unidentified", species="Incertae sedis"),
+        ]
+    )
+    result = curate(records)
+    out = by_pid(result)
+    assert out.loc[["q", "g", "u"], ["family", "genus", "species"]].isna().all().all()
+    assert out.loc["s", ["genus", "species"]].tolist() == ["Chironomus", "Chironomus riparius"]  # from the species
+    assert _rules(result, "q") == {"family": "normalise", "genus": "normalise"}
+    assert_replays(records, result)
+
+
 def _rules(result, processid: str) -> dict[str, str]:
     changes = result["changes"]
     return dict(changes.loc[changes["processid"] == processid, ["field", "rule"]].itertuples(index=False))
@@ -725,13 +744,15 @@ def test_a_species_must_begin_with_its_genus():
             _ranked("subgenus", "d", genus="Aedes", species="Aedes (Stegomyia) aegypti"),
             _ranked("placeholder", "e", genus="Megaselia", species="Diptera sp. 1"),
             _ranked("lower", "f", genus="Simosyrphus", species="simosyrphus grandicornis"),
+            # an accented genus passed its accent on to a species spelt right; names carry no diacritics
+            _ranked("genus_accent", "h", genus="Chirónomus", species="Chironomus riparius"),
         ]
     )
     result = curate(records)
     out = by_pid(result)
     assert out.loc["same", "species"] == "Lutzomyia olmeca" and _rules(result, "same") == {}
-    assert out.loc["accent", "species"] == "Psychoda sigma"
-    assert _rules(result, "accent") == {"species": "species_genus_spelling"}
+    assert out.loc["accent", "species"] == "Psychoda sigma" and _rules(result, "accent") == {"species": "normalise"}
+    assert out.loc["genus_accent", ["genus", "species"]].tolist() == ["Chironomus", "Chironomus riparius"]
     # another genus: the genus stays, the species cannot be trusted with it
     assert pd.isna(out.loc["other", "species"]) and out.loc["other", "genus"] == "Bichromomyia"
     assert _rules(result, "other") == {"species": "species_genus_mismatch"}
@@ -764,6 +785,10 @@ def test_an_author_citation_is_no_part_of_a_species_name():
         ("e", "Tanytarsus (Ditanytarsus) recurvatus Säwedal, 1975", "Tanytarsus (Ditanytarsus) recurvatus"),
         ("f", "Phytoecia coerulescens caucasica", "Phytoecia coerulescens caucasica"),  # a subspecies: no author
         ("g", "Megaselia sp. BIOUG12345-A", "Megaselia sp. BIOUG12345-A"),  # a placeholder code is no author
+        # an author's particle is no subspecies ("Microtendipes pedellus de" was released, and outvoted the name)
+        ("h", "Microtendipes pedellus de Geer, 1776", "Microtendipes pedellus"),
+        ("i", "Chironomus riparius van der Wulp, 1874", "Chironomus riparius"),
+        ("j", "Aedes vexans nipponii (Theobald, 1907)", "Aedes vexans nipponii"),
     ]
     records = pd.DataFrame(
         [

@@ -30,9 +30,8 @@ table in brackets):
    at a rank above genus (``Diptera sp. 1``, ``Insecta sp. ...``) or a Malaise-trap code (``Malaise trap 4``).
    Then a species name of one word (``Diptera``, ``rufipes``, ``sp.``, a genus alone) names no species: missing
    [``species_one_word``] (a genus alone has given the genus first). Then a species must begin with its genus:
-   the same word with an accent takes the genus' spelling [``species_genus_spelling``]; another genus leaves
-   the species missing [``species_genus_mismatch``] (placeholders, and names not starting with a capitalised
-   word, keep their form: they are the published protocol's evidence).
+   another genus leaves the species missing [``species_genus_mismatch``] (placeholders, and names not starting
+   with a capitalised word, keep their form: they are the published protocol's evidence).
 6. Taxonomy conflicts between records sharing a barcode [``barcode_majority``, ``barcode_conflict_dropped``],
    then between records sharing a BIN [``bin_taxon_majority``, ``bin_taxon_conflict_dropped``].
 7. Parent ranks [``parent_from_child``]: a missing rank (subfamily up to phylum, deepest first) is filled

@@ -18,6 +18,7 @@ from bioscan_rebuild.metadata.taxonomy.tables import read_table
 # would be a genus in our tables but missing in the released CSV, and the CSV would re-split otherwise)
 MISSING_TOKENS = frozenset(
     {"", "none", "not_classified", "not classified", "no_data", "no data", "na", "n/a", "n.a.", "nan", "null", "-"}
+    | {"?", "unknown", "unidentified", "undetermined", "incertae sedis"}  # said in words: no label
     | {token.lower() for token in CSV_NA_STRINGS}
 )
 # Latin look-alikes seen in pasted names (Cyrillic and Greek letters render identically), applied after NFKC. A
@@ -38,8 +39,12 @@ def normalise_name(value: str | None, rank: str) -> str | None:
     text = unicodedata.normalize("NFKC", str(value)).translate(CONFUSABLES)
     text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
     text = " ".join(text.split())
-    if text.lower() in MISSING_TOKENS:
+    if text.lower() in MISSING_TOKENS or "?" in text:  # "Megaselia?", "Phoridae?": a guess is no label
         return None
+    # scientific names carry no diacritics (ICZN Art. 27): "Chirónomus" is Chironomus, and would pass its accent on
+    text = unicodedata.normalize(
+        "NFC", "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
+    )
     # a lower-case genus is evidence of a placeholder (published split protocol, rule 3): only upper case is fixed there
     if rank != "species" and text.isalpha() and (text.isupper() or (text.islower() and rank != "genus")):
         text = text.capitalize()
@@ -156,18 +161,12 @@ def drop_misplaced_ranks(cols: dict, log: ChangeLog) -> None:
         set_field(cols, log, "rank_misplaced", rank, np.flatnonzero(given)[wrong], None)
 
 
-def _plain_latin(name: str) -> str:
-    """A name without accents, in lower case: what two spellings of one Latin word share."""
-    return "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c)).casefold()
-
-
 def check_species_genus(cols: dict, log: ChangeLog, placeholder: np.ndarray) -> None:
-    """Step 5, last: a species name must begin with its record's genus. The same word spelt with an accent
-    (``Psychóda sigma`` under ``Psychoda``) takes the genus' spelling [``species_genus_spelling``]; another genus
-    (``Lutzomyia olmeca`` under ``Bichromomyia``: an older combination, or a mislabel) leaves the species
-    missing [``species_genus_mismatch``]: the genus is kept, the species cannot be trusted to go with it.
-    Placeholders (``placeholder``: the published protocol's test) and names not starting with a capitalised
-    word keep their form: their case and words are the protocol's evidence."""
+    """Step 5, last [``species_genus_mismatch``]: a species name must begin with its record's genus. Another genus
+    (``Lutzomyia olmeca`` under ``Bichromomyia``: an older combination, or a mislabel) leaves the species missing:
+    the genus is kept, the species cannot be trusted to go with it. The same word in another case is no other
+    genus (names lost their accents in step 1). Placeholders (``placeholder``: the published protocol's test) and
+    names not starting with a capitalised word keep their form: their case and words are the protocol's evidence."""
     genus, species = cols["genus"], cols["species"]
     rows = np.flatnonzero(~pd.isna(genus) & ~pd.isna(species) & ~placeholder)
     if not len(rows):
@@ -175,18 +174,16 @@ def check_species_genus(cols: dict, log: ChangeLog, placeholder: np.ndarray) -> 
     first = pd.Series(species[rows], dtype=object).str.extract(r"^([A-Z]\S*)\s", expand=False).to_numpy(object)
     named = ~pd.isna(first)
     rows, first = rows[named], first[named]
-    differs = first != genus[rows]
-    rows, first = rows[differs], first[differs]
-    same_word = np.array([_plain_latin(a) == _plain_latin(b) for a, b in zip(first, genus[rows])], dtype=bool)
-    respelt = [g + s[len(f) :] for g, s, f in zip(genus[rows[same_word]], species[rows[same_word]], first[same_word])]
-    set_field(cols, log, "species_genus_spelling", "species", rows[same_word], respelt)
-    set_field(cols, log, "species_genus_mismatch", "species", rows[~same_word], None)
+    other = np.array([a.casefold() != b.casefold() for a, b in zip(first, genus[rows])], dtype=bool)
+    set_field(cols, log, "species_genus_mismatch", "species", rows[other], None)
 
 
 # A species name followed by its author citation ("Chironomus riparius Meigen, 1804", "Brumptomyia mesai (Barretto &
 # Coutinho, 1941)"): the citation is no part of the name, and two spellings of one species would vote apart.
+# Lower-case words that begin an author's name ("de Geer", "van der Wulp"), never a subspecies epithet.
+AUTHOR_PARTICLES = r"(?:de|van|von|der|den|des|du|da|di|dos|das|del|della|la|le|ter|zu|zur)"
 SPECIES_WITH_AUTHOR = re.compile(
-    r"^(?P<name>[A-Z][a-z]+(?: \([A-Z][a-z]+\))? [a-z][a-z-]+(?: [a-z][a-z-]+)?)"
+    rf"^(?P<name>[A-Z][a-z]+(?: \([A-Z][a-z]+\))? [a-z][a-z-]+(?: (?!{AUTHOR_PARTICLES} )[a-z][a-z-]+)?)"
     r" \(?[^\W\d_][^()\d]*?,? (?:1[5-9]|20)\d{2}\)?$"
 )
 
