@@ -117,3 +117,40 @@ def test_split_command_reproduces_the_published_fixture(tmp_path):
     assert len(merged) == len(expected) == len(got) and (merged["split"] == merged["split_expected"]).all()
     summary = pd.read_csv(tmp_path / "summary.csv").set_index("split")
     assert summary.loc["total", "samples"] == len(got)
+
+
+def test_a_correction_is_cleaned_as_names_are_and_one_for_a_rejected_record_says_so(realdata, tmp_path):
+    """A corrected species `Lutzomyia sp` (no dot) was released as a closed-world species and a one-word `rufipes`
+    as a species; a correction of a record rejected for its barcode said `unknown_processid` (a typo hunt for a
+    record that is there). The metadata command now also writes each correction's outcome."""
+    from bioscan_rebuild.ingest.bold import read_export
+
+    export = realdata / EXPORTS[1]
+    records, _, _ = read_export(export, "x")
+    ids = records["processid"].to_pylist()
+    lines = export.read_text(encoding="utf-8").splitlines()
+    header = lines[0].split("\t")
+    short = next(i for i, line in enumerate(lines[1:], 1) if line.split("\t")[0] == ids[2])
+    fields = lines[short].split("\t")
+    fields[header.index("nucraw")] = "ACGT" * 10  # too short: rejected for its barcode
+    lines[short] = "\t".join(fields)
+    (tmp_path / "e.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    corrections = tmp_path / "corrections.tsv"
+    corrections.write_text(
+        "processid\tfield\tvalue\treason\tsource\n"
+        f"{ids[0]}\tspecies\tLutzomyia sp\twrong_label\tr1\n"
+        f"{ids[1]}\tspecies\trufipes\twrong_label\tr2\n"
+        f"{ids[2]}\tfamily\tSciaridae\twrong_label\tr3\n"
+        f"{ids[3]}\tspecies\tMegaselia rufipes Meigen, 1830\twrong_label\tr4\n"
+    )
+    out = tmp_path / "meta.csv"
+    run_cli("metadata", str(tmp_path / "e.tsv"), "-o", str(out), "--corrections", str(corrections))
+    outcomes = pd.read_csv(tmp_path / "meta.corrections.tsv", sep="\t", dtype=str).set_index("processid")["outcome"]
+    assert outcomes.to_dict() == {
+        ids[0]: "applied",
+        ids[1]: "invalid_value",
+        ids[2]: "record_rejected",
+        ids[3]: "applied",
+    }
+    table = pd.read_csv(out, dtype=str, keep_default_na=False).set_index("processid")
+    assert table.loc[ids[0], "species"] == "Lutzomyia sp." and table.loc[ids[3], "species"] == "Megaselia rufipes"

@@ -114,7 +114,8 @@ CORRECTION_OUTCOMES = ReleaseFile(
     "corrections_tsv",
     "text/tab-separated-values",
     "Every maintainer's record correction (taxonomy.corrections: processid, field, value, reason, source) with its "
-    "outcome: applied, excluded, no_change, unknown_processid, unknown_field or invalid_value.",
+    "outcome: applied, excluded, no_change, record_rejected (for its barcode: see rejects.csv), unknown_processid, "
+    "unknown_field or invalid_value.",
 )
 BOX_CORRECTION_OUTCOMES = ReleaseFile(
     "metadata/box_corrections.tsv",

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from bioscan_rebuild.core.io import read_table, write_json, write_table
 from bioscan_rebuild.core.params import BarcodeParams, TaxonomyParams
-from bioscan_rebuild.core.schemas import INGESTED_SCHEMA, RANKS, REDELIVERY_SCHEMA, make_rejects
+from bioscan_rebuild.core.schemas import INGESTED_SCHEMA, RANKS, REDELIVERY_SCHEMA, make_rejects, processid_keys
 from bioscan_rebuild.metadata.barcodes import BARCODE_REASONS, QC_SCHEMA, clean_barcodes, write_fasta
 from bioscan_rebuild.metadata.taxonomy.changelog import CHANGE_COLUMNS, REDELIVERY_STEP
 from bioscan_rebuild.metadata.taxonomy.corrections import load_corrections
@@ -80,6 +80,17 @@ def _redelivery_changes(paths) -> pd.DataFrame:
     )
 
 
+def _name_rejected_corrections(outcomes: pd.DataFrame, rejected_processids) -> None:
+    """A correction of a record this stage rejected for its barcode said ``unknown_processid``, sending a
+    maintainer after a typo that is not there: it is ``record_rejected`` (``rejects.csv`` says why)."""
+    if outcomes.empty or not len(rejected_processids):
+        return
+    rejected = set(processid_keys(rejected_processids))
+    unknown = (outcomes["outcome"] == "unknown_processid").to_numpy()
+    ours = np.array([key in rejected for key in processid_keys(outcomes["processid"].str.strip())], dtype=bool)
+    outcomes.loc[unknown & ours, "outcome"] = "record_rejected"
+
+
 def curate_tables(
     record_paths,
     barcode_paths,
@@ -122,6 +133,7 @@ def curate_tables(
     del qc
     result = curate(labels, taxonomy_params, load_fixes(fixes_path), load_corrections(corrections_path))
     del labels
+    _name_rejected_corrections(result["corrections"], rejected["processid"])
     curated = result["curated"]
     excluded = result["excluded"]
     scope = result["out_of_scope"]

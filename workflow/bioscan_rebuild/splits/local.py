@@ -4,6 +4,7 @@ stage it runs, because stages import only the stages before them."""
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -62,6 +63,8 @@ def metadata_from_exports(
         _write_csv(pq.read_table(metadata / "changes.parquet").to_pandas(), f"{stem}.changes.csv")
         _write_csv(pq.read_table(metadata / "bins.parquet").to_pandas(), f"{stem}.bins.csv")
         _write_csv(barcodes.drop(columns=["dna_barcode"]), f"{stem}.barcode_qc.csv")
+        if corrections_path:  # each correction's outcome (applied, record_rejected, unknown_processid, ...)
+            shutil.copyfile(metadata / "corrections.tsv", f"{stem}.corrections.tsv")
         # where each record of the table came from, with the raw sequence (dna_barcode is the cleaned one)
         columns = ["processid", *LINEAGE_FIELDS, "nucleotides"]
         lineage = pa.concat_tables(pq.read_table(p, columns=columns) for p in run["records"]).to_pandas()

@@ -10,7 +10,7 @@ import pandas as pd
 from bioscan_rebuild.core.schemas import RANKS, processid_keys
 from bioscan_rebuild.metadata.bins import normalise_bin
 from bioscan_rebuild.metadata.taxonomy.changelog import ChangeLog, set_field
-from bioscan_rebuild.metadata.taxonomy.names import normalise_name
+from bioscan_rebuild.metadata.taxonomy.names import clean_species, normalise_name
 from bioscan_rebuild.metadata.taxonomy.parents import RANK_BIT
 from bioscan_rebuild.metadata.taxonomy.tables import read_table
 
@@ -49,8 +49,12 @@ def apply_corrections(
         item = item._replace(processid=item.processid.strip(), field=item.field.strip())  # as the records are
         row = row_of.get(processid_keys([item.processid])[0])
         value = item.value.strip() or None
+        one_word = False
         if value is not None and item.field in RANKS:  # a maintainer's value gets the names' own cleaning
             value = normalise_name(value, item.field)
+            if value is not None and item.field == "species":
+                cleaned = clean_species(value)
+                one_word, value = cleaned is None, cleaned or value
         if row is None:
             outcome = "unknown_processid"
         elif item.field == "record":
@@ -62,8 +66,8 @@ def apply_corrections(
                 outcome = "invalid_value"
         elif item.field not in CORRECTABLE_FIELDS:
             outcome = "unknown_field"
-        elif item.field == "dna_bin" and value is not None and normalise_bin(value) is None:
-            outcome = "invalid_value"
+        elif (item.field == "dna_bin" and value is not None and normalise_bin(value) is None) or one_word:
+            outcome = "invalid_value"  # no BIN; one word names no species ("rufipes")
         else:
             if item.field == "dna_bin" and value is not None:
                 value = normalise_bin(value)

@@ -188,6 +188,15 @@ SPECIES_WITH_AUTHOR = re.compile(
 )
 
 
+def clean_species(value: str) -> str | None:
+    """A normalised species name as step 2 leaves one (its qualifier's dot, without its author), or None when it is
+    one word and so names no species (``species_one_word``): a maintainer's correction gets the same rules."""
+    value = re.sub(QUALIFIER_WITHOUT_DOT, r"\1.", value)
+    found = SPECIES_WITH_AUTHOR.match(value)
+    value = found.group("name") if found else value
+    return value if " " in value else None
+
+
 def strip_authors(cols: dict, log: ChangeLog) -> None:
     """Step 2, last [``species_author``]: an author citation with its year after a species name is taken off
     (``Chironomus riparius Meigen, 1804`` -> ``Chironomus riparius``): otherwise the same species spelt with and
