@@ -548,6 +548,11 @@ def test_a_version_rewritten_in_every_file_is_found_against_the_sources(copy):
         path.write_text(path.read_text().replace(f"rebuild:{old}", "rebuild:2.0.0"))
     card = release / "README.md"
     card.write_text(card.read_text().replace(f"(version {old})", "(version 2.0.0)"))
+    config = json.loads((root / "metadata/config.json").read_text())
+    config["export"]["version"] = "2.0.0"
+    (root / "metadata/config.json").write_text(json.dumps(config))
+    history = root / "metadata/split_history.csv"
+    history.write_text(history.read_text().replace(f'"{old}"', '"2.0.0"'))
     rewrite_manifest(release)
     assert audit(copy).returncode == 0, audit(copy).stdout[-2000:]
     result = audit(copy, "--sources", "config/config.yaml", "--all")
@@ -598,3 +603,76 @@ def test_a_batch_with_its_own_photo_name_pattern_checks_out_with_its_sources(cop
     rewrite_manifest(release)
     result = audit(copy, "--sources", "config/config.yaml")
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_a_damaged_file_is_a_finding_and_the_other_checks_go_on(copy):
+    """A truncated HDF5 file or a garbled rejects.csv crashed the audit with a traceback, and every other finding
+    (the manifest's 'changed file' too) was lost."""
+    root = copy / "results" / "release" / "bioscan5m"
+    with open(root / "hdf5" / "BIOSCAN_5M.h5", "r+b") as handle:
+        handle.truncate(4096)
+    (root / "metadata" / "rejects.csv").write_bytes(bytes(range(256)) * 8)
+    result = audit(copy, "--all")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "bioscan5m/hdf5/BIOSCAN_5M.h5: sha256" in result.stdout  # the manifest check still ran
+    assert "hdf5/BIOSCAN_5M.h5: cannot be read as the release writes it" in result.stdout
+    assert "metadata/rejects.csv: cannot be read as the release writes it" in result.stdout
+
+
+def test_a_folder_that_is_no_release_is_one_line(copy, tmp_path):
+    """An empty folder gave a few findings, the release's bioscan5m/ folder 517, a release without its manifest 696:
+    a person's mistake is one line, exit 2."""
+    env = {"PYTHONPATH": str(REPO / "workflow")}
+    for folder, phrase in (
+        (tmp_path, "not a release, no readable MANIFEST.json"),
+        (copy / "results" / "release" / "bioscan5m", "(the folder above it holds a release)"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "bioscan_rebuild", "audit", str(folder)], capture_output=True, text=True, env=env
+        )
+        assert result.returncode == 2 and phrase in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_one_file_with_another_version_is_the_one_named(copy):
+    """The first file read was the truth: croissant.json edited alone had the HDF5, the card and every JSON-LD file
+    blamed. Most files say the version; the odd one is named."""
+    root = copy / "results" / "release" / "bioscan5m"
+    croissant = json.loads((root / "croissant.json").read_text())
+    croissant["version"] = "9.9.9"
+    (root / "croissant.json").write_text(json.dumps(croissant, indent=2) + "\n")
+    rewrite_manifest(copy / "results" / "release")
+    result = audit(copy, "--all")
+    versions = [line for line in result.stdout.splitlines() if "version" in line and "9.9.9" in line]
+    assert result.returncode == 1 and len(versions) == 1 and "croissant.json: version '9.9.9'" in versions[0]
+
+
+def test_a_record_moved_between_split_files_or_its_split_history_edited_is_found(copy):
+    """Hugging Face loads a Parquet file as the split its name says: a train row moved into the test file, an
+    images Parquet row dropped, or an edited split history (the next version freezes from it) passed as whole
+    with the manifest rewritten; so did an accounting whose sums no longer add up."""
+    import pyarrow as pa
+
+    root = copy / "results" / "release" / "bioscan5m"
+    data = root / "metadata" / "parquet" / "data"
+    train, other = (next(data.glob(f"{split}-*.parquet")) for split in ("train", "pretrain"))
+    rows, kept = pq.read_table(train), pq.read_table(other)
+    pq.write_table(pa.concat_tables([kept, rows.slice(0, 1).cast(kept.schema)]), other)
+    pq.write_table(rows.slice(1), train)
+    images = next((root / "images_parquet" / "data").glob("train-*.parquet"))
+    dropped = pq.read_table(images).slice(0, 1)["processid"][0].as_py()
+    pq.write_table(pq.read_table(images).slice(1), images)
+    history = root / "metadata" / "split_history.csv"
+    lines = history.read_text().splitlines()
+    lines[1] = lines[1].replace('"pretrain"', '"test"').replace('"train"', '"test"')
+    history.write_text("\n".join(lines) + "\n")
+    accounting = copy / "results" / "release" / "accounting.json"
+    numbers = json.loads(accounting.read_text())
+    numbers["inputs"]["records"] += 5
+    accounting.write_text(json.dumps(numbers))
+    rewrite_manifest(copy / "results" / "release")
+    result = audit(copy, "--all")
+    assert result.returncode == 1
+    assert "metadata/parquet/data/" in result.stdout and "not of split pretrain" in result.stdout
+    assert f"images_parquet/data: record {dropped} of the csv is missing" in result.stdout
+    assert "metadata/split_history.csv: record" in result.stdout and "the csv says" in result.stdout
+    assert "accounting.json: records:" in result.stdout and "rejected" in result.stdout

@@ -53,6 +53,7 @@ from bioscan_rebuild.export.layout import (
     RECORDS_LINEAGE_PARQUET,
     REJECTS,
     ROOT,
+    SPLIT_HISTORY,
     image_relpath,
 )
 
@@ -92,6 +93,7 @@ def audit_release(release, sources=None, *, threads: int = 2, every: bool = Fals
     ``problems`` (lines: SHOWN per kind and column, then a count, or all with ``every``) and their count; ``ok``
     is True only when nothing was found."""
     release = Path(release)
+    _refuse_what_is_no_release(release)
     limit = None if every else SHOWN
     file_findings, findings = Findings(limit), Findings(limit)
     # Hashing (hashlib lets go of the GIL) runs beside the record checks, which spend their time in Arrow.
@@ -104,30 +106,83 @@ def audit_release(release, sources=None, *, threads: int = 2, every: bool = Fals
     return {"ok": not problems, "files": files, "records": records, "problems": problems, "count": count}
 
 
+def _refuse_what_is_no_release(release: Path) -> None:
+    """A folder that is no release (an empty one, its ``bioscan5m/`` sub-folder, one without its manifest) is the
+    person's mistake, one line: its hundreds of findings said nothing useful."""
+    from bioscan_rebuild.core.errors import InputError
+
+    manifest = release / MANIFEST
+    try:
+        files = json.loads(manifest.read_text()).get("files") if manifest.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        files = None
+    if not isinstance(files, dict):
+        hint = " (the folder above it holds a release)" if (release.parent / MANIFEST).is_file() else ""
+        raise InputError(
+            f"{release}: not a release, no readable {MANIFEST} with its files{hint}: give the folder that holds "
+            f"{MANIFEST} and {ROOT}/ (`bioscan-rebuild audit` checks a copy against the manifest its build wrote)"
+        )
+
+
+def _guarded(findings: Findings, what: str, check, *args):
+    """Run one check; a file it cannot read (truncated, garbled, a column renamed) is a finding, and the other
+    checks go on (a crash lost every finding, the manifest's changed file too)."""
+    try:
+        return check(*args)
+    except MemoryError:
+        raise
+    except Exception as error:  # pyarrow, h5py and json raise anything on a damaged file
+        findings.add(
+            "unreadable",
+            f"{what}: cannot be read as the release writes it ({type(error).__name__}: {str(error)[:200]})",
+        )
+        return None
+
+
 def check_records(release: Path, sources, findings: Findings) -> int:
     """Checks 2-4; returns the number of released records."""
     root = release / ROOT
-    table = reference_table(root, findings)
+    table = _guarded(findings, CSV_PATH, reference_table, root, findings)
     if table is None:
         return 0
-    check_hdf5(root, table, findings)
-    check_jsonld(root, table, findings)
     accounting = _json(release / ACCOUNTING, findings)
     manifest = _json(release / MANIFEST, Findings()).get("files", {})
     released = accounting.get("released", {}).get("records")
     if released is not None and released != table.num_rows:  # records gone from every format, manifest rewritten
         findings.add("accounting", f"{ACCOUNTING}: {released} records released, the release holds {table.num_rows}")
-    check_lineage(root, table, accounting, findings, manifest)
-    check_rejects(root, accounting, findings)
-    check_bbox(root, table, findings)
-    check_fasta(root, table, findings)
-    check_images_parquet(root, manifest, findings)
-    check_croissant(root, manifest, findings)
+    check_accounting_sums(accounting, findings)
+    checks = [
+        (HDF5_PATH, check_hdf5, root, table, findings),
+        (JSONLD_DIR, check_jsonld, root, table, findings),
+        (RECORDS_LINEAGE.path, check_lineage, root, table, accounting, findings, manifest),
+        (REJECTS.path, check_rejects, root, accounting, findings),
+        (BBOX.path, check_bbox, root, table, findings),
+        (BARCODES_FASTA.path, check_fasta, root, table, findings),
+        (IMAGES_PARQUET_DIR, check_images_parquet, root, manifest, findings),
+        (IMAGES_PARQUET_DIR, check_images_parquet_splits, root, table, findings),
+        (SPLIT_HISTORY.path, check_split_history, root, table, findings),
+        (CROISSANT_PATH, check_croissant, root, manifest, findings),
+    ]
+    for what, check, *args in checks:
+        _guarded(findings, what, check, *args)
     if sources is None:
-        check_version(root, findings)
+        _guarded(findings, "versions", check_version, root, findings)
     else:
-        check_sources(Path(sources), root, table, accounting, findings)
+        _guarded(findings, str(sources), check_sources, Path(sources), root, table, accounting, findings)
     return table.num_rows
+
+
+def check_accounting_sums(accounting: dict, findings: Findings) -> None:
+    """The accounting's own arithmetic: every input record row and photo file was released or rejected (the card's
+    provenance table shows these numbers)."""
+    inputs, released, rejected = (accounting.get(k) or {} for k in ("inputs", "released", "rejected"))
+    for what in ("records", "images"):
+        known = what in inputs and what in released and what in rejected
+        if known and inputs[what] != released[what] + rejected[what]:
+            findings.add(
+                "accounting",
+                f"{ACCOUNTING}: {what}: {inputs[what]} in, but {released[what]} released + {rejected[what]} rejected",
+            )
 
 
 def _json(path: Path, findings: Findings) -> dict:
@@ -178,6 +233,10 @@ def reference_table(root: Path, findings: Findings) -> pa.Table | None:
         table = rendered_as_csv(root / CSV_PATH, parquet)
         if table is not None:
             _duplicates(table, findings)
+            # the rows agree in order, but a row at a file's edge can sit in the neighbouring split's file
+            for path in parquet:
+                splits = pq.read_table(path, columns=["split"])["split"]
+                _check_file_splits(f"{ROOT}/{PARQUET_DIR}", path, splits, findings)
             return table
     csv = _csv_table(root / CSV_PATH, findings)
     if csv is not None and parquet:
@@ -305,8 +364,27 @@ def _numeric_text(array: pa.Array) -> pa.Array:
     return pc.cast(array, pa.float64())
 
 
+def _split_of_file(path: Path) -> str:
+    """The split a Hugging Face data file holds, by its name (``train-00000-of-00001.parquet``): what
+    ``datasets`` loads it as."""
+    return path.name.split("-")[0]
+
+
+def _check_file_splits(where: str, path: Path, splits: pa.ChunkedArray, findings: Findings) -> None:
+    """Every row of a per-split file is of that split: a row moved to another split's file is loaded as that one."""
+    other = pc.not_equal(splits, _split_of_file(path))
+    if pc.any(pc.fill_null(other, True)).as_py():
+        findings.add(
+            f"{where} split files",
+            f"{where}/{path.name}: {pc.sum(pc.fill_null(other, True)).as_py()} rows "
+            f"not of split {_split_of_file(path)}, which the file's name makes them",
+        )
+
+
 def check_parquet(root: Path, csv: pa.Table, findings: Findings) -> None:
     paths = parquet_paths(root)
+    for path in paths:
+        _check_file_splits(f"{ROOT}/{PARQUET_DIR}", path, pq.read_table(path, columns=["split"])["split"], findings)
     table = pa.concat_tables([pq.read_table(p) for p in paths], promote_options="permissive")
     order = pc.sort_indices(table["processid"])  # column by column below: one sorted column in memory at a time
     where = f"{ROOT}/{PARQUET_DIR}"
@@ -846,10 +924,66 @@ def check_images_parquet(root: Path, manifest: dict, findings: Findings, batch_r
             findings.add("unreadable", f"{where}: not the images Parquet the release writes ({error})")
 
 
+def check_images_parquet_splits(root: Path, csv: pa.Table, findings: Findings) -> None:
+    """The images Parquet holds each released record once, in its split's file (Hugging Face loads a file as the
+    split its name says: a row moved, dropped or relabelled went unseen)."""
+    folder = root / IMAGES_PARQUET_DIR
+    if not folder.exists():
+        return
+    where = f"{ROOT}/{IMAGES_PARQUET_DIR}"
+    parts = []
+    for path in sorted(folder.glob("*.parquet")):
+        table = pq.read_table(path, columns=["processid", "split"])
+        _check_file_splits(where, path, table["split"], findings)
+        parts.append(table)
+    held = pa.concat_tables(parts) if parts else pa.table({"processid": pa.array([], pa.string())})
+    expected = dict(zip(csv["processid"].to_pylist(), csv["split"].to_pylist(), strict=True))
+    seen: dict[str, int] = {}
+    for pid, split in zip(held["processid"].to_pylist(), held["split"].to_pylist(), strict=True):
+        seen[pid] = seen.get(pid, 0) + 1
+        if pid not in expected:
+            findings.add("images parquet records", f"{where}: record {pid} is not in the csv")
+        elif split != expected[pid]:
+            findings.add("images parquet records", f"{where}: record {pid} is in {split}, the csv says {expected[pid]}")
+    for pid in sorted(set(expected) - set(seen)):
+        findings.add("images parquet records", f"{where}: record {pid} of the csv is missing")
+    for pid in sorted(pid for pid, n in seen.items() if n > 1):
+        findings.add("images parquet records", f"{where}: record {pid} is there {seen[pid]} times")
+
+
+def check_split_history(root: Path, csv: pa.Table, findings: Findings) -> None:
+    """The split history (the next version freezes from it) holds every released record once, with its split and
+    this release's version."""
+    path = root / SPLIT_HISTORY.path
+    if not path.exists():
+        return
+    types = {name: pa.string() for name in ("processid", "split", "last_version")}
+    history = pacsv.read_csv(
+        path, convert_options=pacsv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=True)
+    )
+    where = f"{ROOT}/{SPLIT_HISTORY.path}"
+    config = _json(root / "metadata" / "config.json", Findings())
+    version = (config.get("export") or {}).get("version")
+    rows: dict[str, tuple] = {}
+    for pid, split, last in zip(*(history[c].to_pylist() for c in types), strict=True):
+        if pid in rows:
+            findings.add("split history", f"{where}: record {pid} is there more than once")
+        rows[pid] = (split, last)
+    for pid, split in zip(csv["processid"].to_pylist(), csv["split"].to_pylist(), strict=True):
+        row = rows.get(pid)
+        if row is None:
+            findings.add("split history", f"{where}: released record {pid} is missing")
+        elif row[0] != split:
+            findings.add("split history", f"{where}: record {pid} is in {row[0]}, the csv says {split}")
+        elif version is not None and row[1] != str(version):
+            findings.add("split history", f"{where}: record {pid} last released in {row[1]}, this is {version}")
+
+
 def check_version(root: Path, findings: Findings, expected: ExportOptions | None = None) -> None:
     """Every file that names the release names the same one: ``croissant.json`` (name, version), the HDF5 file's
     ``version``, each JSON-LD file's release IRI and the card's title. Against ``expected`` (the build's config,
-    with ``--sources``); else against the first of those files."""
+    with ``--sources``); else against what most of them say, the release's ``metadata/config.json`` among them
+    (the first file used to be the truth: one edited croissant.json had every untouched file blamed)."""
     from bioscan_rebuild.export.provenance import release_id
 
     named: list[tuple[str, str | None, str | None]] = []  # (file, name, version); None: the file does not say
@@ -870,12 +1004,15 @@ def check_version(root: Path, findings: Findings, expected: ExportOptions | None
     if card.exists():
         title = re.search(r"^# (.*) \(version (.*)\)$", card.read_text(), re.MULTILINE)
         named.append(("README.md", *(title.groups() if title else (None, None))))
+    config = root / "metadata" / "config.json"
+    if config.exists():
+        export = _json(config, findings).get("export") or {}
+        named.append((f"{ROOT}/metadata/config.json", export.get("name"), export.get("version")))
     if expected is None:
         if not named:
             return
-        first = named[0]
-        expected_name = next((name for _, name, _ in named if name is not None), None)
-        expected_version, source = first[2], first[0]
+        expected_name, expected_version = (_most_said([entry[i] for entry in named]) for i in (1, 2))
+        source = "most of the release's files"
     else:
         expected_name, expected_version, source = expected.name, expected.version, "the build's config"
     for where, name, version in named:
@@ -894,6 +1031,12 @@ def check_version(root: Path, findings: Findings, expected: ExportOptions | None
             continue
         if release != iri:
             findings.add("version", f"{ROOT}/{JSONLD_DIR}/{path.name}: names the release {release!r}, not {iri!r}")
+
+
+def _most_said(values: list) -> str | None:
+    """The value most files give (None ignored; on a tie, the one given first)."""
+    said = [str(v) for v in values if v is not None]
+    return max(dict.fromkeys(said), key=said.count) if said else None
 
 
 def check_croissant(root: Path, manifest: dict, findings: Findings) -> None:
