@@ -676,3 +676,13 @@ def test_a_record_moved_between_split_files_or_its_split_history_edited_is_found
     assert f"images_parquet/data: record {dropped} of the csv is missing" in result.stdout
     assert "metadata/split_history.csv: record" in result.stdout and "the csv says" in result.stdout
     assert "accounting.json: records:" in result.stdout and "rejected" in result.stdout
+
+
+def test_sources_audited_from_another_folder_is_one_line(copy, tmp_path):
+    """The config's relative paths are the workflow folder's: run from elsewhere, every export and photo was
+    reported missing (exit 1). Now one line naming the folder to run from."""
+    env = {"PYTHONPATH": str(REPO / "workflow")}
+    release, config = copy / "results" / "release", copy / "config" / "config.yaml"
+    command = [sys.executable, "-m", "bioscan_rebuild", "audit", str(release), "--sources", str(config)]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 2 and f"run the audit from {copy.resolve()}" in result.stderr, result.stderr[-1000:]

@@ -357,6 +357,20 @@ def test_size_histogram_bins_span_the_central_99_percent_and_hold_every_value(ge
         assert expected.get(-1, 0) > 0 and expected.get(40, 0) > 0  # the tails are there, not in the end bins
 
 
+def test_a_log_size_field_of_zeros_only_still_sums_to_its_count():
+    """Every image_measurement_value 0 (legal: an organism of no pixel): size_fields counted them, the histogram
+    had no row at all for the field, against the rule that each (field, order) sums to its count."""
+    table = generated_table(2_000, seed=5)
+    zeros = pa.array(np.zeros(table.num_rows, np.int64))
+    at = table.schema.get_field_index("image_measurement_value")
+    table = table.set_column(at, "image_measurement_value", zeros.cast(table.schema.field(at).type))
+    tables = compute_stats(table, seed=3, pairs_per_comparison=PAIRS)
+    count = {(r[0], r[1]): r[2] for r in _rows(tables["size_fields"])}[("all", "image_measurement_value")]
+    part = tables["size_histogram"]
+    part = part[(part["field"] == "image_measurement_value") & (part["order"] == "all")]
+    assert count == table.num_rows and part["records"].sum() == count and part["records"].iloc[0] == count
+
+
 def test_genetic_distances_follow_the_tree_the_barcodes_evolved_down(generated):
     _, rows, tables = generated
     distances = tables["genetic_distances"].set_index("comparison")

@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import file_sha256
 from bioscan_rebuild.core.params import ExportOptions, IngestParams
 from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, RELEASE_COLUMNS, SPLITS, processid_keys, strip_invisible
@@ -109,8 +110,6 @@ def audit_release(release, sources=None, *, threads: int = 2, every: bool = Fals
 def _refuse_what_is_no_release(release: Path) -> None:
     """A folder that is no release (an empty one, its ``bioscan5m/`` sub-folder, one without its manifest) is the
     person's mistake, one line: its hundreds of findings said nothing useful."""
-    from bioscan_rebuild.core.errors import InputError
-
     manifest = release / MANIFEST
     try:
         files = json.loads(manifest.read_text()).get("files") if manifest.is_file() else None
@@ -129,7 +128,7 @@ def _guarded(findings: Findings, what: str, check, *args):
     checks go on (a crash lost every finding, the manifest's changed file too)."""
     try:
         return check(*args)
-    except MemoryError:
+    except (MemoryError, InputError):  # the job's limit; a person's mistake (one line)
         raise
     except Exception as error:  # pyarrow, h5py and json raise anything on a damaged file
         findings.add(
@@ -1066,12 +1065,25 @@ def check_croissant(root: Path, manifest: dict, findings: Findings) -> None:
 # 4. Sources ----------------------------------------------------------------------------------------------------
 
 
+def _refuse_another_folder(config: dict, config_path: Path) -> None:
+    """The config's relative paths are the workflow folder's: run from elsewhere, every source read as missing."""
+    named = [batch.get(key) for batch in config.get("batches", []) for key in ("export", "images") if batch.get(key)]
+    relative = [path for path in named if not Path(path).is_absolute()]
+    workflow = config_path.resolve().parent.parent  # config/config.yaml in the folder the workflow ran in
+    if relative and not any(Path(p).exists() for p in relative) and any((workflow / p).exists() for p in relative):
+        raise InputError(
+            f"{config_path}: its relative paths ({relative[0]}, ...) are read from the folder the workflow ran in, "
+            f"not from here: run the audit from {workflow}"
+        )
+
+
 def check_sources(config_path: Path, root: Path, csv: pa.Table, accounting: dict, findings: Findings) -> None:
     import tempfile
 
     import yaml
 
     config = yaml.safe_load(config_path.read_text())
+    _refuse_another_folder(config, config_path)
     listed = {
         item["export"]: item["export_sha256"] for item in accounting.get("batches", {}).values() if "export" in item
     }
@@ -1096,6 +1108,8 @@ def check_sources(config_path: Path, root: Path, csv: pa.Table, accounting: dict
         column_types=dict.fromkeys(photo_columns, pa.string()),
         include_columns=photo_columns,
         include_missing_columns=True,
+        null_values=[""],  # a record without a photo (ingest.require_images false) has none: not a photo named ""
+        strings_can_be_null=True,
     )
     lineage = pacsv.read_csv(root / RECORDS_LINEAGE.path, convert_options=options)
     default = IngestParams.from_dict(config.get("ingest") or {}).image_name_pattern

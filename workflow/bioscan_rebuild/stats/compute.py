@@ -271,9 +271,11 @@ def _size_tables(values: dict[str, np.ndarray], orders: Labels) -> tuple[pd.Data
         log = field in LOG_SIZE_FIELDS
         finite = values[field][np.isfinite(values[field])]
         scale = np.log10(finite[finite > 0]) if log else finite
-        if not scale.size:
+        if not finite.size:
             continue
-        low, high = np.percentile(scale, SIZE_RANGE_PERCENTILES)
+        # no positive value on a log scale (all zeros, legal): one decade from 1, every record below it, so the
+        # rows still sum to the field's count
+        low, high = np.percentile(scale, SIZE_RANGE_PERCENTILES) if scale.size else (0.0, 1.0)
         if not high > low:  # one value: a bin of width 1 (a decade in log10) around it
             high = low + 1.0
         edges = np.linspace(low, high, SIZE_BINS + 1)
