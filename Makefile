@@ -10,13 +10,15 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: run test test-random mutation install sample lint report clean
 
+# The light install (`make run`): the pipeline and the shipped detector on onnxruntime, no torch.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e .
 	touch $(STAMP)
 
-# The tests also cover the YOLO/ONNX path on the CPU, so they install the heavy `yolo` extra.
+# The tests (and the loaders they check the release with, which need torch) also cover the YOLO path on the CPU,
+# so they install the test and the heavy `yolo` extras, torch pinned.
 $(TEST_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,yolo]'
 	touch $(TEST_STAMP)
@@ -37,7 +39,7 @@ report: $(STAMP)
 	$(BIN)/snakemake --report results/report.html
 	@echo "Report: $(CURDIR)/results/report.html"
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/snakemake --lint
 	$(BIN)/ruff check workflow tests
 

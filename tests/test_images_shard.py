@@ -449,3 +449,66 @@ def test_crop_names_never_share_a_file_even_case_aside():
     names = _crop_names(rels)
     assert len({name.lower() for name in names.values()}) == len(rels)
     assert names["b.jpg"] == "b.jpg" and names["sub/b.jpg"] == "sub/b.jpg"  # unshared names stay as they were
+
+
+def test_the_stage_commands_by_hand_take_the_photos_from_the_store_ingest_run_filled(sample_dir, tmp_path):
+    """Outside Snakemake `ingest run` had no --store: `images photos` as the README shows it died with a KeyError
+    traceback (the batch's folder unknown), and a release could not find its originals. With --store the photos
+    come from the store; without either, one line names the missing folder."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    env = {"PYTHONPATH": str(REPO / "workflow"), "PATH": "/usr/bin:/bin"}
+
+    def cli(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "bioscan_rebuild", *args], capture_output=True, text=True, env=env, cwd=tmp_path
+        )
+
+    batch = sample_dir / "sample-a"
+    for name, store in (("stored", ["--store", "store"]), ("bare", [])):
+        ran = cli(
+            "ingest",
+            "run",
+            "--export",
+            str(batch / "bold_export.tsv"),
+            "--images",
+            str(batch / "images"),
+            "-o",
+            name,
+            *store,
+        )
+        assert ran.returncode == 0, ran.stderr[-2000:]
+    inventory = "images/images-1/inventory/shard-000.parquet"
+    photos = cli(
+        "images",
+        "photos",
+        f"stored/{inventory}",
+        "--batch",
+        "images-1",
+        "--store",
+        "store",
+        "--backend",
+        "classical",
+        "-o",
+        "photos.parquet",
+    )
+    assert photos.returncode == 0, photos.stderr[-2000:]
+    assert len(pq.read_table(tmp_path / "photos.parquet")) > 10
+    bare = cli(
+        "images",
+        "photos",
+        f"bare/{inventory}",
+        "--batch",
+        "images-1",
+        "--store",
+        "empty-store",
+        "--backend",
+        "classical",
+        "-o",
+        "none.parquet",
+    )
+    assert bare.returncode == 2 and "Traceback" not in bare.stderr
+    assert "of batch images-1 is not in the store and no --image-dir images-1=DIR names its folder" in bare.stderr

@@ -109,8 +109,14 @@ def cmd_ingest_accounting(args) -> int:
 
 def cmd_ingest_run(args) -> int:
     """The whole ingest stage in one process, for small deliveries and checks outside Snakemake."""
+    from bioscan_rebuild.core.store import ImageStore
     from bioscan_rebuild.ingest.local import ingest_local
 
+    # with a store, the originals go in as the workflow's inventory puts them: the image stage and the release
+    # then read them from there
+    store = ImageStore(args.store, args.store_mode, job=f"ingest-run/{args.outdir}") if args.store else None
+    if store is not None:
+        store.clear_scratch()
     _print_totals(
         ingest_local(
             exports=args.export,
@@ -118,8 +124,11 @@ def cmd_ingest_run(args) -> int:
             outdir=args.outdir,
             shards=args.shards,
             params=_ingest_params(args),
+            store=store,
         )
     )
+    if store is not None:
+        store.close()
     return 0
 
 
@@ -204,5 +213,7 @@ def register(sub) -> None:
     p.add_argument("--shards", type=positive_int, default=1)
     p.add_argument("--name-pattern", help="file name -> processid regex (default: the config schema's)")
     p.add_argument("-o", "--outdir", required=True)
+    p.add_argument("--store", help="content-addressed store root: the usable originals go in (as the workflow's)")
+    p.add_argument("--store-mode", choices=MODES, default="copy")
     _add_ingest_options(p)
     p.set_defaults(func=cmd_ingest_run)

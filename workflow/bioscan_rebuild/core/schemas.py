@@ -120,8 +120,10 @@ RECORD_REASONS = {
     "unparseable_row": "the line does not have the header's number of tab-separated fields, is not UTF-8, or holds "
     "a control character (its processid is the line's processid field where that reads as one)",
     "missing_processid": "no processid, so the row cannot be keyed",
-    "invalid_processid": "a path separator in the processid (it names the record's files)",
-    "unsupported_marker": "a marker other than the configured ones (COI-5P by default)",
+    "invalid_processid": "a path separator in the processid (it names the record's files), or a processid CSV "
+    "readers take for missing (NA, null, NaN)",
+    "unsupported_marker": "a marker other than the configured ones (COI-5P by default), or a sequence without a "
+    "marker code",
     "duplicate_record": "same processid and same content as a row kept earlier",
     "duplicate_conflict": "same processid as another row with different content in the same delivery (or in any "
     "delivery, policy: reject)",

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import atomic_path, read_table, write_json, write_table
 from bioscan_rebuild.core.params import CONTACT_SHEET_SIZE, ImageParams
 from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, INGESTED_SCHEMA, processid_key, strip_invisible
@@ -135,6 +136,11 @@ def _read_source(store: ImageStore, image_dirs: dict[str, str], row: dict) -> by
     data = store.read_original(sha, image_format)
     if data is not None:
         return data
+    if row["batch"] not in image_dirs:  # run by hand: the store lacks it and no folder was named
+        raise InputError(
+            f"photo {row['image_path']} of batch {row['batch']} is not in the store and no --image-dir "
+            f"{row['batch']}=DIR names its folder: give it, or ingest with --store"
+        )
     delivered = Path(image_dirs[row["batch"]]) / row["image_path"]
     try:
         data = delivered.read_bytes()
