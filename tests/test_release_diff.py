@@ -269,10 +269,17 @@ def test_the_diff_reads_a_previous_release_only_as_its_manifest_lists_it(tmp_pat
     rejects = pd.DataFrame(columns=["kind", "processid", "reason"])
     changes = pd.DataFrame(columns=["processid", "field", "rule"])
     new = _release(rows)
-    for previous in ("v1", "published_1.0"):
+    # a copy whose files are links (a hub snapshot, git-annex) is the same release
+    for path in sorted((tmp_path / "v1").rglob("*")):
+        linked = tmp_path / "linked" / path.relative_to(tmp_path / "v1")
+        linked.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_file():
+            linked.symlink_to(path)
+    names = ("v1", "published_1.0", "linked")
+    for previous in names:
         write_release_diff(tmp_path / previous, new, rejects, changes, tmp_path / f"diff-{previous}")
-    summaries = [(tmp_path / f"diff-{p}" / "release_diff_summary.json").read_bytes() for p in ("v1", "published_1.0")]
-    assert summaries[0] == summaries[1] and "previous_manifest_sha256" in json.loads(summaries[0])
+    summaries = [(tmp_path / f"diff-{p}" / "release_diff_summary.json").read_bytes() for p in names]
+    assert len(set(summaries)) == 1 and "previous_manifest_sha256" in json.loads(summaries[0])
     csv.write_text(csv.read_text().replace("Aus", "Tampered"))
     with pytest.raises(InputError, match=r"not the file .*MANIFEST.json lists .*changed after it was built"):
         write_release_diff(tmp_path / "v1", new, rejects, changes, tmp_path / "diff-again")
@@ -392,24 +399,26 @@ def test_a_change_no_rule_made_names_how_the_records_source_row_changed(tmp_path
 
     base = [{"processid": "R1", "country": "Peru", "split": "train"}, {"processid": "R2", "country": "Chile"}]
     base[1]["split"] = "val"
+    base.append({"processid": "Aß3", "country": "Chile", "split": "val"})  # Arrow upper-cases ß otherwise
     _published(tmp_path / "v1", base)
     lineage = pd.DataFrame(
         {
-            "processid": ["R1", "R2"],
-            "batch": ["a", "a"],
-            "source_file": ["e.tsv", "e.tsv"],
-            "source_sha256": ["1" * 64, "1" * 64],
+            "processid": ["R1", "R2", "Aß3"],
+            "batch": ["a", "a", "a"],
+            "source_file": ["e.tsv", "e.tsv", "e.tsv"],
+            "source_sha256": ["1" * 64, "1" * 64, "1" * 64],
         }
     )
     lineage.to_csv(tmp_path / "v1" / ROOT / RECORDS_LINEAGE.path, index=False)
     _relist(tmp_path / "v1")
-    new = _release([{**base[0], "country": "Bolivia"}, {**base[1], "country": "Argentina"}])
+    changed = [{**base[0], "country": "Bolivia"}, {**base[1], "country": "Argentina"}, {**base[2], "country": "Peru"}]
+    new = _release(changed)
     now = pd.DataFrame(
         {
-            "processid": ["R1", "R2"],
-            "batch": ["a", "b"],
-            "source_file": ["e.tsv", "f.tsv"],
-            "source_sha256": ["2" * 64] * 2,
+            "processid": ["R1", "R2", "Aß3"],
+            "batch": ["a", "b", "b"],
+            "source_file": ["e.tsv", "f.tsv", "f.tsv"],
+            "source_sha256": ["2" * 64] * 3,
         }
     )
     asked = []
@@ -425,5 +434,5 @@ def test_a_change_no_rule_made_names_how_the_records_source_row_changed(tmp_path
     assert (
         diff["R1"] == "its export e.tsv was delivered again with other content (sha256 111111111111… -> 222222222222…)"
     )
-    assert diff["R2"] == "now from batch b (f.tsv), before from batch a (e.tsv)"
-    assert asked == [["R1", "R2"]]  # only the records to explain are looked up
+    assert diff["R2"] == diff["Aß3"] == "now from batch b (f.tsv), before from batch a (e.tsv)"
+    assert asked == [["Aß3", "R1", "R2"]]  # only the records to explain are looked up

@@ -641,6 +641,11 @@ def test_one_row_shifted_a_column_loses_its_labels_not_the_records_that_are_righ
         "genus": "rank_misplaced",
     }
     assert_replays(frame([*good, shifted]), result)
+    # one word in the species slot is no species vote: the genus Megaselia stays where two records hold it there
+    words = curate(
+        frame([row("w1", genus="Megaselia"), row("w2", species="Megaselia"), row("w3", species="Megaselia")])
+    )
+    assert by_pid(words).loc["w1", "genus"] == "Megaselia"
     # a name as often at two ranks: the higher one is its rank (as a one-to-one split of evidence goes)
     tie = curate(
         frame(

@@ -36,7 +36,8 @@ def check_listed(manifest_path: str | Path, path: str | Path) -> None:
     manifest_path, path = Path(manifest_path), Path(path)
     try:
         files = json.loads(manifest_path.read_text()).get("files", {})
-        rel = path.resolve().relative_to(manifest_path.resolve().parent).as_posix()
+        # the folders resolved, not the file: a release whose files are links (a hub snapshot, git-annex) is read
+        rel = (path.parent.resolve() / path.name).relative_to(manifest_path.parent.resolve()).as_posix()
     except (OSError, ValueError, AttributeError) as error:
         raise InputError(f"{manifest_path}: cannot check {path} against it ({error})") from None
     listed = files.get(rel)

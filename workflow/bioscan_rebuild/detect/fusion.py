@@ -475,7 +475,9 @@ def fit_confidence_model(features: list[dict[str, float]], wrong: list[bool]) ->
                 break
             total += _log_loss(w, z[test], y[test]) * int(test.sum())
             scored += int(test.sum())
-        cv_loss[l2] = round(total / scored, 9) if scored else math.inf
+        # 6 decimals, as every number of the rule: the 9th moved with the machine's float rounding, so a refit of
+        # the shipped rule gave other bytes on another CPU
+        cv_loss[l2] = round(total / scored, 6) if scored else math.inf
     best = min(CONFIDENCE_L2, key=lambda l2: cv_loss[l2])  # min keeps the first (strongest) of equals
     w = _fit_logistic(z, y, best)
     if w is None or not math.isfinite(cv_loss[best]):

@@ -923,6 +923,27 @@ def check_images_parquet(root: Path, manifest: dict, findings: Findings, batch_r
             findings.add("unreadable", f"{where}: not the images Parquet the release writes ({error})")
 
 
+def _against_csv(where: str, held: pa.Table, csv: pa.Table, findings: Findings, kind: str) -> pa.Table:
+    """``held`` (processid, split, ...) against the released records, in Arrow (millions of rows): each record
+    once, each row a released record's, with its split. Returns ``held`` joined to the csv's split (``csv_split``)."""
+    counts = pc.value_counts(held["processid"])
+    for pid in sorted(counts.filter(pc.greater(counts.field("counts"), 1)).field("values").to_pylist())[: SHOWN + 1]:
+        findings.add(kind, f"{where}: record {pid} is there more than once")
+    text = pa.schema([("processid", pa.string()), ("csv_split", pa.string())])
+    released = csv.select(["processid", "split"]).rename_columns(text.names).cast(text)
+    held = held.cast(pa.schema([(name, pa.string()) for name in held.schema.names]))
+    # a hash join's rows come in no set order: sorted, the findings shown are the same every run
+    joined = held.join(released, keys="processid", join_type="full outer").sort_by("processid")
+    for pid in joined.filter(pc.is_null(joined["split"]))["processid"].to_pylist()[: SHOWN + 1]:
+        findings.add(kind, f"{where}: record {pid} of the csv is missing")
+    for pid in joined.filter(pc.is_null(joined["csv_split"]))["processid"].to_pylist()[: SHOWN + 1]:
+        findings.add(kind, f"{where}: record {pid} is not in the csv")
+    moved = joined.filter(pc.fill_null(pc.not_equal(joined["split"], joined["csv_split"]), False))
+    for pid, split, expected in zip(*(moved[c].to_pylist()[: SHOWN + 1] for c in ("processid", "split", "csv_split"))):
+        findings.add(kind, f"{where}: record {pid} is in {split}, the csv says {expected}")
+    return joined
+
+
 def check_images_parquet_splits(root: Path, csv: pa.Table, findings: Findings) -> None:
     """The images Parquet holds each released record once, in its split's file (Hugging Face loads a file as the
     split its name says: a row moved, dropped or relabelled went unseen)."""
@@ -934,20 +955,13 @@ def check_images_parquet_splits(root: Path, csv: pa.Table, findings: Findings) -
     for path in sorted(folder.glob("*.parquet")):
         table = pq.read_table(path, columns=["processid", "split"])
         _check_file_splits(where, path, table["split"], findings)
-        parts.append(table)
-    held = pa.concat_tables(parts) if parts else pa.table({"processid": pa.array([], pa.string())})
-    expected = dict(zip(csv["processid"].to_pylist(), csv["split"].to_pylist(), strict=True))
-    seen: dict[str, int] = {}
-    for pid, split in zip(held["processid"].to_pylist(), held["split"].to_pylist(), strict=True):
-        seen[pid] = seen.get(pid, 0) + 1
-        if pid not in expected:
-            findings.add("images parquet records", f"{where}: record {pid} is not in the csv")
-        elif split != expected[pid]:
-            findings.add("images parquet records", f"{where}: record {pid} is in {split}, the csv says {expected[pid]}")
-    for pid in sorted(set(expected) - set(seen)):
-        findings.add("images parquet records", f"{where}: record {pid} of the csv is missing")
-    for pid in sorted(pid for pid, n in seen.items() if n > 1):
-        findings.add("images parquet records", f"{where}: record {pid} is there {seen[pid]} times")
+        parts.append(table.cast(pa.schema([("processid", pa.string()), ("split", pa.string())])))
+    held = (
+        pa.concat_tables(parts)
+        if parts
+        else pa.table({"processid": pa.array([], pa.string()), "split": pa.array([], pa.string())})
+    )
+    _against_csv(where, held, csv, findings, "images parquet records")
 
 
 def check_split_history(root: Path, csv: pa.Table, findings: Findings) -> None:
@@ -961,21 +975,19 @@ def check_split_history(root: Path, csv: pa.Table, findings: Findings) -> None:
         path, convert_options=pacsv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=True)
     )
     where = f"{ROOT}/{SPLIT_HISTORY.path}"
-    config = _json(root / "metadata" / "config.json", Findings())
-    version = (config.get("export") or {}).get("version")
-    rows: dict[str, tuple] = {}
-    for pid, split, last in zip(*(history[c].to_pylist() for c in types), strict=True):
-        if pid in rows:
-            findings.add("split history", f"{where}: record {pid} is there more than once")
-        rows[pid] = (split, last)
-    for pid, split in zip(csv["processid"].to_pylist(), csv["split"].to_pylist(), strict=True):
-        row = rows.get(pid)
-        if row is None:
-            findings.add("split history", f"{where}: released record {pid} is missing")
-        elif row[0] != split:
-            findings.add("split history", f"{where}: record {pid} is in {row[0]}, the csv says {split}")
-        elif version is not None and row[1] != str(version):
-            findings.add("split history", f"{where}: record {pid} last released in {row[1]}, this is {version}")
+    version = (_json(root / "metadata" / "config.json", Findings()).get("export") or {}).get("version")
+    released = pc.is_in(history["processid"], value_set=csv["processid"].combine_chunks().cast(pa.string()))
+    # records of earlier versions that this one left out stay in the history: only the released ones are checked
+    held = history.filter(released)
+    joined = _against_csv(where, held.select(["processid", "split", "last_version"]), csv, findings, "split history")
+    if version is not None:
+        stale = joined.filter(
+            pc.and_(
+                pc.is_valid(joined["split"]), pc.fill_null(pc.not_equal(joined["last_version"], str(version)), True)
+            )
+        )
+        for pid, last in zip(*(stale[c].to_pylist()[: SHOWN + 1] for c in ("processid", "last_version"))):
+            findings.add("split history", f"{where}: record {pid} last released in {last}, this is {version}")
 
 
 def check_version(root: Path, findings: Findings, expected: ExportOptions | None = None) -> None:

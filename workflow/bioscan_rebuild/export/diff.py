@@ -247,8 +247,12 @@ def source_changes(previous_lineage, sources: pd.DataFrame) -> dict[str, str]:
         column_types=types, include_columns=list(types), include_missing_columns=True, null_values=[""]
     )
     lineage = pacsv.read_csv(path, convert_options=options)
-    wanted = pa.array(sorted({str(key).upper() for key in processid_keys(sources["processid"])}), pa.string())
-    # a cheap superset first (upper case), then the exact key
+    given = pa.array(sources["processid"].astype(object), pa.string())
+    # a cheap superset first (the keys, and Arrow's own upper case, which differs from Python's on ß and
+    # ligatures), then the exact key
+    arrow_upper = pc.utf8_upper(pc.utf8_trim_whitespace(given)).to_pylist()
+    keys = {str(k) for k in (*processid_keys(sources["processid"]), *arrow_upper) if k}
+    wanted = pa.array(sorted(keys), pa.string())
     lineage = lineage.filter(pc.is_in(pc.utf8_upper(pc.utf8_trim_whitespace(lineage["processid"])), value_set=wanted))
     before = lineage.to_pandas()
     before.index = pd.Index(processid_keys(before["processid"]))

@@ -133,11 +133,16 @@ FAMILY_GROUP_NAME = r"^[A-Z].*(?:idae|inae|oidea|ini)$"
 
 def home_ranks(cols: dict) -> dict[str, str]:
     """Each name the data holds at more than one rank -> the rank most of its records give it (on a tie, the
-    highest of those: a name is more often shifted down a column than up)."""
-    counts = pd.concat(
-        [pd.Series(cols[rank][~pd.isna(cols[rank])], dtype=object).value_counts().rename(rank) for rank in RANKS],
-        axis=1,
-    ).fillna(0)
+    highest of those: a name is more often shifted down a column than up). A species votes only as a binomial:
+    one word in the species slot is a genus, or nothing."""
+
+    def named(rank: str) -> pd.Series:
+        values = pd.Series(cols[rank][~pd.isna(cols[rank])], dtype=object)
+        if rank == "species":
+            values = values[values.str.contains(" ", regex=False)]
+        return values.value_counts().rename(rank)
+
+    counts = pd.concat([named(rank) for rank in RANKS], axis=1).fillna(0)
     counts = counts[(counts > 0).sum(axis=1) > 1]
     return counts.idxmax(axis=1).to_dict()  # idxmax: the first of equal counts, RANKS run from the top
 
