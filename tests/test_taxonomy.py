@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -807,3 +808,65 @@ def test_an_author_citation_is_no_part_of_a_species_name():
     assert _rules(result, "a") == {"species": "species_author"} and _rules(result, "f") == {}
     assert not out.loc[["a", "d"], "placeholder_species"].any()  # (a subgenus in brackets is one, by rule 7)
     assert_replays(records, result)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("Lutzomyia sp", "Lutzomyia sp."),
+        ("Tanytarsus spp", "Tanytarsus spp."),
+        ("Dicrotendipes cf lobiger", "Dicrotendipes cf. lobiger"),
+        ("Megaselia aff rufipes", "Megaselia aff. rufipes"),
+        ("Megaselia nr rufipes", "Megaselia nr. rufipes"),
+        ("Megaselia indet", "Megaselia indet."),
+        ("Megaselia rufipes Meigen, 1830", "Megaselia rufipes"),
+        ("Microtendipes pedellus de Geer, 1776", "Microtendipes pedellus"),
+        ("Megaselia sp. 3", "Megaselia sp. 3"),
+        ("Megaselia rufipes", "Megaselia rufipes"),
+        ("Megaselia spinata", "Megaselia spinata"),  # 'sp' inside a word is no qualifier
+        ("rufipes", None),  # one word names no species
+        ("Megaselia", None),
+    ],
+)
+def test_a_maintainers_species_gets_the_cleaning_an_exports_gets(given, expected):
+    from bioscan_rebuild.metadata.taxonomy.names import clean_species
+
+    assert clean_species(given) == expected
+
+
+def test_corrections_of_a_species_are_cleaned_or_refused_as_one_word():
+    """A corrected `Lutzomyia sp` was released as a closed-world species, a corrected `rufipes` as a species."""
+    records = frame([row("a", "Psychodidae", "Lutzomyia"), row("b", "Phoridae", "Megaselia"), row("c", "Phoridae")])
+    corrections = pd.DataFrame(
+        [
+            ("a", "species", "Lutzomyia sp", "wrong_label", "r1"),
+            ("b", "species", "rufipes", "wrong_label", "r2"),
+            ("c", "species", "Megaselia rufipes Meigen, 1830", "wrong_label", "r3"),
+        ],
+        columns=["processid", "field", "value", "reason", "source"],
+    )
+    result = curate(records, corrections=corrections)
+    out = by_pid(result)
+    assert out.loc["a", "species"] == "Lutzomyia sp." and bool(out.loc["a", "placeholder_species"])
+    assert pd.isna(out.loc["b", "species"]) and out.loc["c", "species"] == "Megaselia rufipes"
+    assert list(result["corrections"]["outcome"]) == ["applied", "invalid_value", "applied"]
+
+
+def test_home_ranks_counts_records_per_rank_and_breaks_ties_upwards():
+    from bioscan_rebuild.metadata.taxonomy.names import home_ranks
+
+    def column(*values):
+        return np.array(values, dtype=object)
+
+    cols = {rank: column(None, None, None, None) for rank in RANKS}
+    cols["class"] = column("Diptera", "Insecta", "Insecta", "Collembola")
+    cols["order"] = column("Psychodidae", "Diptera", "Diptera", None)
+    cols["family"] = column(None, "Psychodidae", "Psychodidae", "Collembola")
+    cols["genus"] = column("Lutzomyia longipalpis", "Lutzomyia", "Lutzomyia", None)
+    cols["species"] = column(None, "Lutzomyia longipalpis", "Lutzomyia", None)  # a one-word species: no vote
+    assert home_ranks(cols) == {
+        "Diptera": "order",  # 2 records against 1
+        "Psychodidae": "family",
+        "Collembola": "class",  # 1 against 1: the higher rank
+        "Lutzomyia longipalpis": "genus",  # 1 against 1 (genus is higher than species)
+    }
