@@ -94,22 +94,23 @@ def audit_release(release, sources=None, *, threads: int = 2, every: bool = Fals
     ``problems`` (lines: SHOWN per kind and column, then a count, or all with ``every``) and their count; ``ok``
     is True only when nothing was found."""
     release = Path(release)
-    _refuse_what_is_no_release(release)
+    manifest = manifest_files(release)  # read once: 20M entries at full scale
     limit = None if every else SHOWN
     file_findings, findings = Findings(limit), Findings(limit)
     # Hashing (hashlib lets go of the GIL) runs beside the record checks, which spend their time in Arrow.
     with ThreadPoolExecutor(max_workers=1) as background:
-        hashed = background.submit(check_files, release, file_findings, threads=threads)
-        records = check_records(release, sources, findings)
+        hashed = background.submit(check_files, release, manifest, file_findings, threads=threads)
+        records = check_records(release, manifest, sources, findings)
         files = hashed.result()
     problems = file_findings.report() + findings.report()
     count = len(file_findings) + len(findings)
     return {"ok": not problems, "files": files, "records": records, "problems": problems, "count": count}
 
 
-def _refuse_what_is_no_release(release: Path) -> None:
-    """A folder that is no release (an empty one, its ``bioscan5m/`` sub-folder, one without its manifest) is the
-    person's mistake, one line: its hundreds of findings said nothing useful."""
+def manifest_files(release: Path) -> dict:
+    """The release's ``MANIFEST.json`` files (path -> bytes, sha256). A folder that is no release (an empty one,
+    its ``bioscan5m/`` sub-folder, one without its manifest) is the person's mistake, one line: its hundreds of
+    findings said nothing useful."""
     manifest = release / MANIFEST
     try:
         files = json.loads(manifest.read_text()).get("files") if manifest.is_file() else None
@@ -121,6 +122,7 @@ def _refuse_what_is_no_release(release: Path) -> None:
             f"{release}: not a release, no readable {MANIFEST} with its files{hint}: give the folder that holds "
             f"{MANIFEST} and {ROOT}/ (`bioscan-rebuild audit` checks a copy against the manifest its build wrote)"
         )
+    return files
 
 
 def _guarded(findings: Findings, what: str, check, *args):
@@ -138,14 +140,13 @@ def _guarded(findings: Findings, what: str, check, *args):
         return None
 
 
-def check_records(release: Path, sources, findings: Findings) -> int:
+def check_records(release: Path, manifest: dict, sources, findings: Findings) -> int:
     """Checks 2-4; returns the number of released records."""
     root = release / ROOT
     table = _guarded(findings, CSV_PATH, reference_table, root, findings)
     if table is None:
         return 0
     accounting = _json(release / ACCOUNTING, findings)
-    manifest = _json(release / MANIFEST, Findings()).get("files", {})
     released = accounting.get("released", {}).get("records")
     if released is not None and released != table.num_rows:  # records gone from every format, manifest rewritten
         findings.add("accounting", f"{ACCOUNTING}: {released} records released, the release holds {table.num_rows}")
@@ -195,8 +196,7 @@ def _json(path: Path, findings: Findings) -> dict:
 # 1. Files against the manifest ---------------------------------------------------------------------------------
 
 
-def check_files(release: Path, findings: Findings, *, threads: int = 2) -> int:
-    manifest = _json(release / MANIFEST, findings).get("files", {})
+def check_files(release: Path, manifest: dict, findings: Findings, *, threads: int = 2) -> int:
     present = {p.relative_to(release).as_posix() for p in release.rglob("*") if p.is_file() and p.name != MANIFEST}
     for rel in sorted(present - manifest.keys()):
         findings.add("extra file", f"{rel}: not in the manifest (added after the build)")

@@ -347,14 +347,14 @@ def _explained_by_sources(table: pa.Table, previous_lineage, sources) -> pa.Tabl
     unexplained = pc.equal(table["why"], UNEXPLAINED).to_numpy(zero_copy_only=False)
     if not unexplained.any():
         return table
-    processids = table["processid"].to_numpy(zero_copy_only=False)
-    why_by_key = source_changes(previous_lineage, sources(sorted(set(processids[unexplained]))))
+    rows = np.flatnonzero(unexplained)
+    processids = table["processid"].to_numpy(zero_copy_only=False)[rows]  # a few of maybe millions of rows
+    why_by_key = source_changes(previous_lineage, sources(sorted(set(processids))))
     if not why_by_key:
         return table
-    keys = processid_keys(processids)
     why = table["why"].to_numpy(zero_copy_only=False).copy()
-    for i in np.flatnonzero(unexplained):
-        why[i] = why_by_key.get(keys[i], why[i])
+    for i, key in zip(rows, processid_keys(processids), strict=True):
+        why[i] = why_by_key.get(key, why[i])
     return table.set_column(table.schema.get_field_index("why"), "why", pa.array(why, pa.string()))
 
 
