@@ -648,7 +648,8 @@ def test_one_file_with_another_version_is_the_one_named(copy):
 
 def test_a_record_moved_between_split_files_or_its_split_history_edited_is_found(copy):
     """Hugging Face loads a Parquet file as the split its name says: a train row moved into the test file, an
-    images Parquet row dropped, or an edited split history (the next version freezes from it) passed as whole
+    images Parquet row dropped, or an edited split history (the next version freezes from it, and pins its
+    barcodes) passed as whole
     with the manifest rewritten; so did an accounting whose sums no longer add up."""
     import pyarrow as pa
 
@@ -664,6 +665,7 @@ def test_a_record_moved_between_split_files_or_its_split_history_edited_is_found
     history = root / "metadata" / "split_history.csv"
     lines = history.read_text().splitlines()
     lines[1] = lines[1].replace('"pretrain"', '"test"').replace('"train"', '"test"')
+    lines[2] = lines[2].rsplit(",", 1)[0] + ',"' + "0" * 32 + '"'  # a barcode key that pins another barcode
     history.write_text("\n".join(lines) + "\n")
     accounting = copy / "results" / "release" / "accounting.json"
     numbers = json.loads(accounting.read_text())
@@ -675,6 +677,7 @@ def test_a_record_moved_between_split_files_or_its_split_history_edited_is_found
     assert "metadata/parquet/data/" in result.stdout and "not of split pretrain" in result.stdout
     assert f"images_parquet/data: record {dropped} of the csv is missing" in result.stdout
     assert "metadata/split_history.csv: record" in result.stdout and "the csv says" in result.stdout
+    assert "barcode_key is not its dna_barcode's" in result.stdout
     assert "accounting.json: records:" in result.stdout and "rejected" in result.stdout
 
 

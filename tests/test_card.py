@@ -27,7 +27,8 @@ def release_tree(tmp_path, splits=("pretrain", "train", "val")):
         "order,5,1238,99.84,310.5,55,99.7\nsubfamily,3,400,32.26,2.0,,28.6\n"
     )
     (stats / "stats.json").write_text(
-        '{"records": 1240, "genetics": {"method": "mash", "k": 12, "seed": 0, "pairs_per_comparison": 2000},'
+        '{"records": 1240, "genetics": {"method": "mash", "k": 12, "seed": 0, "pairs_per_comparison": 2000,'
+        ' "pairs": {"within_species": 2000, "within_bin": 0}},'
         ' "barcode_gap": {"within_bin_p95": 0.0087, "between_bins_p05": 0.12}}'
     )
     (stats / "figures" / "site_map.png").write_bytes(b"png")
@@ -68,7 +69,11 @@ def test_the_card_body_holds_the_tables_the_figures_present_and_the_citation(tmp
     assert "## Changes since the previous version" in text and "| added | 12 |" in text
     assert "field by field with the reason, is in `bioscan5m/metadata/release_diff.csv`" in text
     assert "@inproceedings{bioscan5m" in text and "Gharaee" in text
-    assert "mash distance, k = 12, 2000 seeded pairs per comparison (seed 0)" in text
+    # the pairs each comparison found, not only the configured number (a small release has fewer, or none)
+    assert (
+        "k = 12, up to 2000 seeded pairs per comparison (seed 0); pairs drawn: within species 2,000, within bin 0"
+        in text
+    )
     assert "within-BIN pairs lie below 0.0087, 95 % of pairs of BINs of one genus above 0.1200 (random" in text
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pandas as pd
 import pyarrow as pa
 
@@ -365,14 +367,14 @@ def test_a_record_left_out_of_one_version_returns_to_its_split(tmp_path):
 
     v1 = split_history(splits([("P2", "test"), ("P1", "train")]), "1.0")
     assert v1.to_pylist() == [
-        {"processid": "P1", "split": "train", "last_version": "1.0"},
-        {"processid": "P2", "split": "test", "last_version": "1.0"},
-    ]
+        {"processid": "P1", "split": "train", "last_version": "1.0", "barcode_key": None},
+        {"processid": "P2", "split": "test", "last_version": "1.0", "barcode_key": None},
+    ]  # a split table without barcode keys (as these): none
     release(tmp_path / "v1", "1.0", v1)
     v2 = split_history(splits([("P1", "train")]), "2.0", tmp_path / "v1")  # P2's photo came late
     assert v2.to_pylist() == [
-        {"processid": "P1", "split": "train", "last_version": "2.0"},
-        {"processid": "P2", "split": "test", "last_version": "1.0"},
+        {"processid": "P1", "split": "train", "last_version": "2.0", "barcode_key": None},
+        {"processid": "P2", "split": "test", "last_version": "1.0", "barcode_key": None},
     ]
     release(tmp_path / "v2", "2.0", v2)
     # v3 freezes from v2's history: P2 is back in test, whatever the protocol would draw for it now
@@ -385,10 +387,11 @@ def test_a_record_left_out_of_one_version_returns_to_its_split(tmp_path):
     old = tmp_path / "old"
     csv = old / ROOT / CSV_PATH
     csv.parent.mkdir(parents=True)
-    _write_csv(_release([{"processid": "Q1", "split": "val"}]), csv)
+    _write_csv(_release([{"processid": "Q1", "split": "val", "dna_barcode": "NNACGTN"}]), csv)
     (old / ROOT / "metadata" / "config.json").write_text(json.dumps({"export": {"version": "0.9"}}))
     carried = split_history(splits([("P1", "train")]), "1.0", old).to_pylist()
-    assert carried[1] == {"processid": "Q1", "split": "val", "last_version": "0.9"}
+    key = hashlib.md5(b"ACGT").hexdigest()  # its barcode's key from the CSV's dna_barcode, end Ns stripped
+    assert carried[1] == {"processid": "Q1", "split": "val", "last_version": "0.9", "barcode_key": key}
 
 
 def test_a_change_no_rule_made_names_how_the_records_source_row_changed(tmp_path):

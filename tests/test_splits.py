@@ -24,6 +24,7 @@ from bioscan_rebuild.splits.protocol import (
     _arrow,
     _strip_codes,
     assign_splits,
+    barcode_digest,
     bc_test,
     choose_barcodes,
     chunk_of,
@@ -371,6 +372,71 @@ def test_freeze_random_tables_never_move_or_leak():
         after = frame[~frame["old"]].groupby("b")["s"].agg(set)
         shared = after.index.intersection(before.index)
         assert all(after[b] <= before[b] for b in shared), seed
+
+
+def test_absent_frozen_records_still_pin_their_barcodes():
+    """A frozen record missing from this build (a delivery withdrawn, a photo late) used to free its barcode: new
+    records on a v1 test barcode could go to train, and when the record returned to test (it keeps its split)
+    the barcode spanned both. With the freeze's barcode digests, its barcode pins as a present record's does."""
+    for seed in range(25):
+        rng = np.random.default_rng(300 + seed)
+        table = _random_table(300 + seed)
+        old = rng.random(len(table)) < rng.uniform(0.3, 0.9)
+        frozen = assign_splits(table[old]).astype(object).to_numpy()
+        freeze = pd.Series(frozen, index=table["processid"][old].to_numpy())
+        digests = pd.Series(barcode_digest(table["dna_barcode"][old]), index=freeze.index)
+        absent = old & (rng.random(len(table)) < 0.5)  # frozen, but not in this build
+        build = table[~absent]
+        got = assign_splits(build, freeze, digests).astype(object).to_numpy()
+        new = ~old[~absent]
+        assert (got[~new] == frozen[~absent[old]]).all()
+        # every record of every version: the absent ones return in their frozen split
+        everything = pd.DataFrame(
+            {
+                "b": strip_barcode(pd.concat([build["dna_barcode"], table["dna_barcode"][absent]])).to_numpy(),
+                "s": np.r_[got, frozen[absent[old]]],
+                "old": np.r_[~new, np.ones(int(absent.sum()), bool)],
+            }
+        )
+        frame = everything[everything["s"].isin(LABELLED_SPLITS) & everything["b"].notna()]
+        before = frame[frame["old"]].groupby("b")["s"].agg(set)
+        after = frame[~frame["old"]].groupby("b")["s"].agg(set)
+        shared = after.index.intersection(before.index)
+        assert all(after[b] <= before[b] for b in shared), seed
+        # the same build through the freeze of present records only is the old behaviour
+        if seed == 0:
+            plain = assign_splits(build, freeze).astype(object).to_numpy()
+            assert (plain[~new] == got[~new]).all()
+
+
+def test_absent_frozen_test_record_holds_its_barcode_in_test_through_the_csv_command(tmp_path):
+    """The reviewer's case: v1 puts a barcode in test, its records are withdrawn in v2, and v2 brings new records of
+    the species on it. They join test (from the history's barcode_key, or a pre-history CSV's dna_barcode)."""
+    rows = [(f"A{i}", "Aus", "Aus alpha", f"ACGT{'ACGT'[i % 10 % 4]}{'ACGT'[i % 10 // 4]}") for i in range(40)]
+    v1 = pd.DataFrame(rows, columns=["processid", "genus", "species", "dna_barcode"])
+    v1_split = assign_splits(v1).astype(object)
+    test_barcode = v1.loc[v1_split.to_numpy() == "test", "dna_barcode"].iloc[0]
+    gone = v1["dna_barcode"] == test_barcode
+    history = pd.DataFrame(
+        {
+            "processid": v1["processid"],
+            "split": v1_split.to_numpy(),
+            "last_version": "1.0",
+            "barcode_key": barcode_digest(v1["dna_barcode"]),
+        }
+    )
+    new = pd.DataFrame(
+        [(f"B{i}", "Aus", "Aus alpha", "NN" + test_barcode) for i in range(3)] + [("B9", None, None, test_barcode)],
+        columns=v1.columns,
+    )
+    pd.concat([v1[~gone], new]).to_csv(tmp_path / "v2.csv", index=False)
+    for freeze, name in ((history, "history.csv"), (v1.assign(split=v1_split.to_numpy()), "v1.csv")):
+        freeze.to_csv(tmp_path / name, index=False)
+        split_csv(tmp_path / "v2.csv", tmp_path / f"out-{name}", freeze_csv=tmp_path / name)
+        out = pd.read_csv(tmp_path / f"out-{name}", dtype=str, keep_default_na=False).set_index("processid")["split"]
+        assert set(out[new["processid"]]) == {"test"}, name
+    history.drop(columns="barcode_key").to_csv(tmp_path / "old-history.csv", index=False)
+    split_csv(tmp_path / "v2.csv", tmp_path / "out-old.csv", freeze_csv=tmp_path / "old-history.csv")  # still runs
 
 
 # -- the CSV command -----------------------------------------------------------------------------------------

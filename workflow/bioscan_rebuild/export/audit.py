@@ -57,6 +57,7 @@ from bioscan_rebuild.export.layout import (
     SPLIT_HISTORY,
     image_relpath,
 )
+from bioscan_rebuild.splits.protocol import barcode_digest
 
 # Shown per check and column before "... and N more"; a tampered column can differ in millions of rows.
 SHOWN = 5
@@ -965,12 +966,12 @@ def check_images_parquet_splits(root: Path, csv: pa.Table, findings: Findings) -
 
 
 def check_split_history(root: Path, csv: pa.Table, findings: Findings) -> None:
-    """The split history (the next version freezes from it) holds every released record once, with its split and
-    this release's version."""
+    """The split history (the next version freezes from it) holds every released record once, with its split,
+    this release's version and its barcode's key (the next version pins that barcode while the record is gone)."""
     path = root / SPLIT_HISTORY.path
     if not path.exists():
         return
-    types = {name: pa.string() for name in ("processid", "split", "last_version")}
+    types = {name: pa.string() for name in ("processid", "split", "last_version", "barcode_key")}
     history = pacsv.read_csv(
         path, convert_options=pacsv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=True)
     )
@@ -988,6 +989,24 @@ def check_split_history(root: Path, csv: pa.Table, findings: Findings) -> None:
         )
         for pid, last in zip(*(stale[c].to_pylist()[: SHOWN + 1] for c in ("processid", "last_version"))):
             findings.add("split history", f"{where}: record {pid} last released in {last}, this is {version}")
+    if "barcode_key" in history.column_names and "dna_barcode" in csv.column_names:
+        keys = pa.table(
+            {
+                "processid": csv["processid"].cast(pa.string()),
+                "csv_key": pa.array(barcode_digest(csv["dna_barcode"].to_numpy(zero_copy_only=False)), pa.string()),
+            }
+        )
+        paired = held.select(["processid", "barcode_key"]).join(keys, keys="processid").sort_by("processid")
+        differ = paired.filter(
+            pc.invert(
+                pc.or_(
+                    pc.fill_null(pc.equal(paired["barcode_key"], paired["csv_key"]), False),
+                    pc.and_(pc.is_null(paired["barcode_key"]), pc.is_null(paired["csv_key"])),
+                )
+            )
+        )
+        for pid in differ["processid"].to_pylist()[: SHOWN + 1]:
+            findings.add("split history", f"{where}: record {pid}'s barcode_key is not its dna_barcode's")
 
 
 def check_version(root: Path, findings: Findings, expected: ExportOptions | None = None) -> None:

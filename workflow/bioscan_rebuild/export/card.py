@@ -178,10 +178,13 @@ def write_card(release_dir, options: ExportOptions, accounting: dict, diff_summa
             lines.append("")
         genetics, gap = stats.get("genetics") or {}, stats.get("barcode_gap") or {}
         if genetics:
+            drawn = genetics.get("pairs") or {}
+            counts = ", ".join(f"{name.replace('_', ' ')} {count:,}" for name, count in drawn.items())
             text = (
                 f"Genetic distances: {genetics.get('method', '?')} distance, k = {genetics.get('k', '?')}, "
-                f"{genetics.get('pairs_per_comparison', '?')} seeded pairs per comparison (seed "
-                f"{genetics.get('seed', '?')}); see `{ROOT}/{STATS_DIR}/genetic_distances.csv`."
+                f"up to {genetics.get('pairs_per_comparison', '?')} seeded pairs per comparison (seed "
+                f"{genetics.get('seed', '?')}){f'; pairs drawn: {counts}' if counts else ''}; see "
+                f"`{ROOT}/{STATS_DIR}/genetic_distances.csv`."
             )
             if gap.get("within_bin_p95") is not None and gap.get("between_bins_p05") is not None:
                 text += (
@@ -196,13 +199,16 @@ def write_card(release_dir, options: ExportOptions, accounting: dict, diff_summa
         "The published BIOSCAN-5M partitioning protocol, step for step: records without a species label go to "
         "`pretrain`; species whose names are placeholders (not yet described) go to `other_heldout` or the unseen "
         "splits by genus; described species are split into seen (`train`, `val`, `test`) and unseen "
-        "(`key_unseen`, `val_unseen`, `test_unseen`) sets so that a DNA barcode never spans two splits. A "
+        "(`key_unseen`, `val_unseen`, `test_unseen`) sets. A DNA barcode drawn into a held-out split (`val`, `test`, "
+        "`val_unseen`, `test_unseen`) takes every record carrying it; other barcodes can be shared by `train`, "
+        "`key_unseen`, `other_heldout` and `pretrain`. A "
         "versioned release keeps every earlier record in its split (frozen) and assigns only new records, so a "
         "`pretrain` record that a later version labels to species stays in `pretrain` with its label (the split "
         "table counts the species there): drop those labels where pretraining must see none. "
-        "`metadata/split_history.csv` holds every record any version released, with its split: the next version "
-        "freezes from it, so a record left out of one version (a late photo, a withdrawn delivery) returns to its "
-        "split. "
+        "`metadata/split_history.csv` holds every record any version released, with its split and its barcode's "
+        "`barcode_key` (md5 of the barcode without end `N`s): the next version freezes from it, so a record left "
+        "out of one version (a late photo, a withdrawn delivery) returns to its split, and while it is gone its "
+        "barcode still holds new records to that split. "
         "Records whose photo shows no specimen get no split and are listed in `metadata/rejects.csv`.",
         "",
         "In the CSV files an empty field is a missing value and any other text is a value: read them with "

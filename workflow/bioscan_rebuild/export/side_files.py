@@ -36,6 +36,7 @@ from bioscan_rebuild.export.layout import (
     SPLIT_SUMMARY,
 )
 from bioscan_rebuild.metadata.barcodes import QC_SCHEMA
+from bioscan_rebuild.splits.protocol import barcode_digest
 
 IMAGE_SOURCE = ("image_batch", "image_path", "image_sha256")
 
@@ -95,7 +96,9 @@ def _lineage_parts(records, images, released: pd.Index, change_ids: pd.Series):
         yield pa.Table.from_pandas(frame[LINEAGE_SCHEMA.names], schema=LINEAGE_SCHEMA, preserve_index=False)
 
 
-HISTORY_SCHEMA = pa.schema([("processid", pa.string()), ("split", pa.string()), ("last_version", pa.string())])
+HISTORY_SCHEMA = pa.schema(
+    [("processid", pa.string()), ("split", pa.string()), ("last_version", pa.string()), ("barcode_key", pa.string())]
+)
 
 
 def previous_splits(previous) -> Path:
@@ -109,9 +112,20 @@ def split_history(splits_path, version: str, previous=None) -> pa.Table:
     """Every record any version has released: this one's (processid, split, ``version``) and, for records this
     version leaves out, the previous release's history (its records, for one without a history), so that a
     record left out of one version (a photo late, a delivery withdrawn) is frozen to its split when it returns
-    instead of drawn again, perhaps into train from test. Sorted by processid."""
-    now = pq.read_table(splits_path, columns=["processid", "split"]).cast(HISTORY_SCHEMA.remove(2))
-    now = now.append_column("last_version", pa.array([str(version)] * now.num_rows, pa.string()))
+    instead of drawn again, perhaps into train from test. Each keeps its ``barcode_key`` (md5 of the strip
+    barcode), so that while it is gone its barcode still pins the records that carry it (``assign_splits``).
+    Sorted by processid."""
+    has_keys = "barcode_key" in pq.read_schema(splits_path).names  # a split table from before there were keys: none
+    now = pq.read_table(splits_path, columns=["processid", "split", *(["barcode_key"] if has_keys else [])])
+    now = pa.table(
+        {
+            "processid": now["processid"],
+            "split": now["split"],
+            "last_version": pa.array([str(version)] * now.num_rows, pa.string()),
+            "barcode_key": now["barcode_key"] if has_keys else pa.nulls(now.num_rows, pa.string()),
+        },
+        schema=HISTORY_SCHEMA,
+    )
     parts = [now]
     if previous is not None:
         source = previous_splits(previous)
@@ -121,8 +135,8 @@ def split_history(splits_path, version: str, previous=None) -> pa.Table:
         before = pacsv.read_csv(
             source,
             convert_options=pacsv.ConvertOptions(
-                column_types={name: pa.string() for name in HISTORY_SCHEMA.names},
-                include_columns=["processid", "split", "last_version"],
+                column_types={name: pa.string() for name in [*HISTORY_SCHEMA.names, "dna_barcode"]},
+                include_columns=[*HISTORY_SCHEMA.names, "dna_barcode"],
                 include_missing_columns=True,
                 null_values=[""],
                 strings_can_be_null=True,
@@ -131,6 +145,9 @@ def split_history(splits_path, version: str, previous=None) -> pa.Table:
         if source.name != Path(SPLIT_HISTORY.path).name:
             version_before = previous_version(Path(previous))
             before = before.set_column(2, "last_version", pa.array([version_before] * before.num_rows, pa.string()))
+            digests = barcode_digest(before["dna_barcode"].to_numpy(zero_copy_only=False))
+            before = before.set_column(3, "barcode_key", pa.array(digests, pa.string()))
+        before = before.select(HISTORY_SCHEMA.names)
         gone = ~pd.Index(processid_keys(before["processid"].to_numpy(zero_copy_only=False))).isin(
             pd.Index(processid_keys(now["processid"].to_numpy(zero_copy_only=False)))
         )

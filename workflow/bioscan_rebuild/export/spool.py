@@ -120,7 +120,7 @@ def shard_release_rows(curated: pd.DataFrame, barcodes: pa.Table, splits: pd.Dat
 def spool_shards(curated_path, barcode_paths, splits_path, image_paths, spool: Path) -> dict:
     """Pass 1. Writes ``spool/{split}/{i:05d}.parquet`` per shard; returns rows per split."""
     curated = pq.read_table(curated_path).to_pandas().set_index("processid")
-    splits = pq.read_table(splits_path).to_pandas().set_index("processid")
+    splits = pq.read_table(splits_path, columns=["processid", "split", "chunk"]).to_pandas().set_index("processid")
     counts = dict.fromkeys(SPLITS, 0)
     image_paths = list(image_paths) if image_paths else [None] * len(barcode_paths)
     for i, (barcode_path, image_path) in enumerate(zip(barcode_paths, image_paths, strict=True)):

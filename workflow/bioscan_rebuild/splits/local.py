@@ -51,7 +51,8 @@ def metadata_from_exports(
         extra = splits = None
         if split:
             splits = split_tables(metadata / "curated.parquet", run["barcodes"], tmp / "splits", tie_order=tie_order)
-            extra = pq.read_table(tmp / "splits" / "splits.parquet").to_pandas()
+            columns = ["processid", "split", "chunk"]
+            extra = pq.read_table(tmp / "splits" / "splits.parquet", columns=columns).to_pandas()
         curated = pq.read_table(metadata / "curated.parquet").to_pandas()
         barcodes = pa.concat_tables(pq.read_table(p) for p in run["barcodes"]).to_pandas()
         table = bioscan_table(curated, barcodes, extra).sort_values("processid", kind="stable")

@@ -34,9 +34,12 @@ from P and the val top-up (new records on it are not candidates), so no old barc
 old record moves; no new record puts a barcode into a labelled split (train, val, test, key_unseen,
 val_unseen, test_unseen) other than the one its old records already hold; among the new records the
 protocol's own invariants hold (a barcode drawn into a held-out split takes all new records carrying it).
-``freeze`` entries whose processid is not in the table are ignored (the stage counts them); processids match as
-ingest matches records (``processid_keys``: case, surrounding spaces and Unicode form aside); an empty ``freeze``
-gives the protocol.
+``freeze`` entries whose processid is not in the table (a record withdrawn, or its photo late) pin their barcode
+all the same when ``freeze_barcodes`` gives it (the split history's ``barcode_key``): new records on it are
+placed as if the absent record were there, so that it can return to its split without its barcode spanning two
+(without ``freeze_barcodes`` they are ignored; the stage counts them). Processids match as ingest matches
+records (``processid_keys``: case, surrounding spaces and Unicode form aside); an empty ``freeze`` gives the
+protocol.
 Not guaranteed: old records that already disagree (an old test record whose barcode was corrected to one
 that old train records carry stays in test: old records never move), and a species whose old records are
 all other_heldout can gain unseen-split records when 8 or more viable new ones arrive.
@@ -435,14 +438,19 @@ def _codes_of(values: pd.Series) -> np.ndarray:
     return pd.Categorical(names, categories=SPLITS).codes.astype(np.int8)
 
 
-def assign_splits(df: pd.DataFrame, freeze: pd.Series | None = None) -> pd.Series:
+def assign_splits(
+    df: pd.DataFrame, freeze: pd.Series | None = None, freeze_barcodes: pd.Series | None = None
+) -> pd.Series:
     """The split of every row of ``df`` (needs processid, genus, species, dna_barcode).
 
     Returns a categorical Series (categories in the published order ``SPLITS``), aligned with ``df``'s index
     and row order; ``df`` is not modified. ``freeze``: the splits of a previous release, indexed by
-    processid; see the module docstring for what happens to old and new records.
+    processid; see the module docstring for what happens to old and new records. ``freeze_barcodes``: the
+    frozen records' ``barcode_digest`` (aligned with ``freeze``; missing: no barcode), so that the barcodes of
+    frozen records absent from ``df`` pin new records as present ones do.
     """
     old_split = np.full(len(df), -1, dtype=np.int8)
+    absent_split = old_split
     if freeze is not None and len(freeze):
         keys = pd.Index(processid_keys(freeze.index))  # as ingest matches records: case, spaces, NFC aside
         if not keys.is_unique:
@@ -450,9 +458,16 @@ def assign_splits(df: pd.DataFrame, freeze: pd.Series | None = None) -> pd.Serie
         frozen = _codes_of(freeze)
         where = keys.get_indexer(pd.Index(processid_keys(df["processid"])))
         old_split = np.where(where >= 0, frozen[where], -1).astype(np.int8)
+        if freeze_barcodes is not None:
+            absent = np.ones(len(keys), dtype=bool)
+            absent[where[where >= 0]] = False
+            absent_split = _absent_pins(df, frozen[absent], np.asarray(freeze_barcodes, dtype=object)[absent])
     old = old_split >= 0
     new_rows = np.flatnonzero(~old)
-    tab = _Table(df, extra_universe=old & (old_split != PRETRAIN) & (old_split != OTHER_HELDOUT))
+    # a new row on an absent frozen record's barcode is pinned by it as by an old row
+    pin_split = np.where(old, old_split, absent_split).astype(np.int8)
+    pins = pin_split >= 0
+    tab = _Table(df, extra_universe=pins & (pin_split != PRETRAIN) & (pin_split != OTHER_HELDOUT))
 
     # known genera: genus values of clean-species rows, over the whole table (isin: NaN matches NaN)
     known_genus = np.zeros(tab.n_genus + 1, dtype=bool)  # last slot = missing genus
@@ -460,9 +475,9 @@ def assign_splits(df: pd.DataFrame, freeze: pd.Series | None = None) -> pd.Serie
     pinned = np.zeros(tab.n_barcodes, dtype=bool)
     forced_unseen = np.zeros(tab.n_species, dtype=bool)
     never_unseen = np.zeros(tab.n_species, dtype=bool)
+    pinned[tab.barcode[pins & (tab.barcode >= 0)]] = True  # every old barcode: never drawn
     if old.any():
-        # pin every old barcode (never drawn) and each old species name to its majority family
-        pinned[tab.barcode[old & (tab.barcode >= 0)]] = True
+        # pin each old species name to its majority family
         named = old & tab.present
         n_unseen = np.bincount(
             tab.species[named & np.isin(old_split, (KEY_UNSEEN, VAL_UNSEEN, TEST_UNSEEN))], minlength=tab.n_species
@@ -474,18 +489,51 @@ def assign_splits(df: pd.DataFrame, freeze: pd.Series | None = None) -> pd.Serie
     new_split = proto.run(forced_unseen, never_unseen)
     split = old_split.copy()
     split[new_rows] = new_split
-    if old.any() and len(new_rows):
-        split[new_rows] = _pin_to_frozen_barcodes(tab, old_split, proto.barcode, new_split)
+    if pins.any() and len(new_rows):
+        split[new_rows] = _pin_to_frozen_barcodes(tab, pin_split, proto.barcode, new_split)
     return pd.Series(pd.Categorical.from_codes(split, categories=SPLITS), index=df.index, name="split")
 
 
-def _pin_to_frozen_barcodes(tab: _Table, old_split: np.ndarray, barcode: np.ndarray, split: np.ndarray):
-    """New records on a barcode whose old records hold a labelled split: join it, or hold out (table)."""
+# frozen splits by how strongly they pin a barcode: the held-out ones (in reverse priority) over train and key_unseen
+_PIN_ORDER = (KEY_UNSEEN, TRAIN, *HELDOUT_CODES[::-1])
+
+
+def barcode_digest(barcodes) -> np.ndarray:
+    """Per value, the md5 hex digest of its ``strip`` barcode (the barcode stage's ``barcode_key``); None where
+    missing or all ``N``. Computed once per distinct value."""
+    values = pd.Series(np.asarray(barcodes, dtype=object), dtype=object)
+    stripped = strip_barcode(values)
+    codes, uniques = pd.factorize(stripped.mask(stripped == ""), use_na_sentinel=True)
+    digests = [hashlib.md5(str(v).encode("utf-8")).hexdigest() for v in uniques]
+    return np.array([*digests, None], dtype=object)[codes]
+
+
+def _absent_pins(df: pd.DataFrame, splits: np.ndarray, digests: np.ndarray) -> np.ndarray:
+    """Per row of ``df``, the split that frozen records absent from ``df`` hold on its barcode (their codes
+    ``splits``, their ``barcode_digest`` values ``digests``; the strongest pin where they disagree), else -1."""
+    out = np.full(len(df), -1, dtype=np.int8)
+    known = pd.notna(digests) & (digests != "")
+    if not known.any():
+        return out
+    rank = np.zeros(len(SPLITS), dtype=np.int64)  # pretrain and other_heldout: pin the barcode, not a split
+    rank[list(_PIN_ORDER)] = np.arange(1, len(_PIN_ORDER) + 1)
+    ghosts = pd.DataFrame({"digest": digests[known], "split": splits[known], "rank": rank[splits[known]]})
+    strongest = ghosts.sort_values(["digest", "rank"], kind="stable").drop_duplicates("digest", keep="last")
+    index = pd.Index(strongest["digest"].to_numpy(dtype=object))
+    where = index.get_indexer(barcode_digest(df["dna_barcode"]))
+    hit = where >= 0
+    out[hit] = strongest["split"].to_numpy(dtype=np.int8)[where[hit]]
+    return out
+
+
+def _pin_to_frozen_barcodes(tab: _Table, pin_split: np.ndarray, barcode: np.ndarray, split: np.ndarray):
+    """New records on a barcode whose old (or absent frozen) records hold a labelled split: join it, or hold out
+    (table). ``pin_split``: per row of the table, the frozen split that pins its barcode, else -1."""
     frozen = np.full(tab.n_barcodes + 1, -1, dtype=np.int8)  # last slot: missing barcode
-    old = (old_split >= 0) & (tab.barcode >= 0)
+    old = (pin_split >= 0) & (tab.barcode >= 0)
     # lowest priority first, so the held-out splits (last written, in reverse priority) win
-    for code in (KEY_UNSEEN, TRAIN, *HELDOUT_CODES[::-1]):
-        frozen[tab.barcode[old & (old_split == code)]] = code
+    for code in _PIN_ORDER:
+        frozen[tab.barcode[old & (pin_split == code)]] = code
     pin = frozen[barcode]
     split = split.copy()
     heldout = np.isin(pin, HELDOUT_CODES)

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
@@ -34,6 +35,7 @@ from bioscan_rebuild.splits.protocol import (
     PRETRAIN,
     REQUIRED_COLUMNS,
     assign_splits,
+    barcode_digest,
     check_tie_order,
     chunk_names,
     chunk_of,
@@ -45,11 +47,18 @@ def read_freeze(path) -> pd.Series:
     """A previous release's splits (CSV with processid and split; other columns are ignored) as
     ``assign_splits`` takes them: split names indexed by processid. Cells are raw strings: ``NA`` is a
     processid, not a missing value."""
+    return read_freeze_with_barcodes(path)[0]
+
+
+def read_freeze_with_barcodes(path) -> tuple[pd.Series, pd.Series | None]:
+    """``read_freeze``'s splits and, aligned with them, each frozen record's ``barcode_digest``: the split history's
+    ``barcode_key`` column, or the digest of a metadata CSV's ``dna_barcode`` (None: the file has neither)."""
     source = CsvText(path, "a freeze table (processid, split)")
     missing = [c for c in ("processid", "split") if c not in source.columns]
     if missing:
         raise InputError(f"{path}: missing columns {missing}: a freeze table needs processid and split")
-    frozen = source.read(["processid", "split"])
+    barcode_column = next((c for c in ("barcode_key", "dna_barcode") if c in source.columns), None)
+    frozen = source.read(["processid", "split", *([barcode_column] if barcode_column else [])])
     split = frozen["split"].to_numpy(zero_copy_only=False)
     unknown = sorted(set(split) - set(SPLITS))
     if unknown:
@@ -60,16 +69,22 @@ def read_freeze(path) -> pd.Series:
     if len(twice):  # which of its splits a record keeps would be arbitrary
         shown = ", ".join(repr(p) for p in sorted(twice)[:5]) + (" ..." if len(twice) > 5 else "")
         raise InputError(f"{path}: {len(twice)} processid(s) appear more than once: {shown}; keep one row each")
-    return pd.Series(split, index=processids, name="split")
+    barcodes = None
+    if barcode_column:
+        cells = missing_as_null(frozen[barcode_column]).to_numpy(zero_copy_only=False)
+        digests = cells if barcode_column == "barcode_key" else barcode_digest(cells)
+        barcodes = pd.Series(digests, index=processids, name="barcode_key", dtype=object)
+    return pd.Series(split, index=processids, name="split"), barcodes
 
 
 def split_tables(curated_path, barcode_paths, outdir, freeze_csv=None, image_paths=None, tie_order="reference") -> dict:
-    """The split stage: curated labels + cleaned barcodes -> ``splits.parquet`` (processid, split, chunk; sorted
-    by processid) and ``summary.csv`` (samples, barcodes, species per split). ``freeze_csv``: processid,split of a
-    previous release (``read_freeze``; ``assign_splits``: those records keep their split). ``image_paths``: the image
-    stage's per-shard results; records whose photo shows no specimen (or is unusable) get no split and are
-    written to ``excluded.parquet`` (reject table: ``no_specimen`` / ``image_unusable``). ``tie_order``: what
-    ``check_tie_order`` accepts (the summary says which order the splits followed)."""
+    """The split stage: curated labels + cleaned barcodes -> ``splits.parquet`` (processid, split, chunk,
+    barcode_key; sorted by processid) and ``summary.csv`` (samples, barcodes, species per split). ``freeze_csv``:
+    processid,split (and barcode_key) of a previous release (``read_freeze_with_barcodes``; ``assign_splits``:
+    those records keep their split, and pin their barcodes). ``image_paths``: the image stage's per-shard results;
+    records whose photo shows no specimen (or is unusable) get no split and are written to ``excluded.parquet``
+    (reject table: ``no_specimen`` / ``image_unusable``). ``tie_order``: what ``check_tie_order`` accepts (the
+    returned summary says which order the splits followed)."""
     outdir = Path(outdir)
     # Arrow all the way (5.15M barcodes are 3.4 GB of text), filtered shard by shard: the barcode shards hold the
     # ingested rows in the order curation kept them, so filtering them to the curated ids lines them up.
@@ -113,9 +128,9 @@ def split_tables(curated_path, barcode_paths, outdir, freeze_csv=None, image_pat
         Path(outdir) / "excluded.parquet",
     )
     pa.default_memory_pool().release_unused()
-    freeze = read_freeze(freeze_csv) if freeze_csv else None
+    freeze, freeze_barcodes = read_freeze_with_barcodes(freeze_csv) if freeze_csv else (None, None)
     order = check_tie_order(table["species"], table["barcode_key"], tie_order)
-    split = assign_splits(table, freeze)
+    split = assign_splits(table, freeze, freeze_barcodes)
     table["split"] = split.astype(object).to_numpy()
     summary = split_summary(table.drop(columns=["dna_barcode"]))
     out = pd.DataFrame(
@@ -123,6 +138,7 @@ def split_tables(curated_path, barcode_paths, outdir, freeze_csv=None, image_pat
             "processid": table["processid"],
             "split": table["split"],
             "chunk": chunk_of(table["processid"], table["split"]),
+            "barcode_key": table["barcode_key"],  # the split history keeps it: a record's barcode pins when it is gone
         }
     ).sort_values("processid", kind="stable")
     outdir.mkdir(parents=True, exist_ok=True)
@@ -196,6 +212,7 @@ class _FirstPass:
     rows: np.ndarray  # the records' positions in the file
     strip_ids: np.ndarray  # per record of the file: its strip barcode's number (unique, not dense), -1: none
     n_strips: int  # distinct strip barcodes in the file
+    strips: dict[bytes, int]  # strip barcode -> its number
     n_frozen: int  # records whose processid is in the freeze
     freeze_matched: int  # distinct freeze processids some record has
 
@@ -261,30 +278,55 @@ def _first_pass(source: CsvText, freeze: pd.Series | None) -> _FirstPass:
         rows=np.concatenate(rows) if rows else np.zeros(0, np.int64),
         strip_ids=strip_ids,
         n_strips=len(numbers),
+        strips=numbers,
         n_frozen=n_frozen,
         freeze_matched=len(pc.unique(pa.chunked_array(matched, pa.string()))) if matched else 0,
     )
 
 
-def _assign(first: _FirstPass, freeze: pd.Series | None) -> np.ndarray:
+def _assign(first: _FirstPass, freeze: pd.Series | None, freeze_barcodes: pd.Series | None = None) -> np.ndarray:
     """The split code of every record of the file.
 
     The protocol reads the records of pass 1 in full. The others (no species, not frozen) change no count,
     target or draw; they only move with a barcode, so each takes the split of a record without species on its
     strip barcode: one such stand-in per strip barcode of the protocol's records goes through
-    ``assign_splits`` with them; records on any other barcode stay pretrain."""
+    ``assign_splits`` with them; records on any other barcode stay pretrain. So does one per strip barcode of an
+    absent frozen record (``freeze_barcodes``), which pins it."""
     record_ids = first.strip_ids[first.rows]
     with_barcode = np.flatnonzero(record_ids >= 0)
     stand_in_ids, first_record = np.unique(record_ids[with_barcode], return_index=True)
     strips = pc.utf8_trim(first.records["dna_barcode"].take(pa.array(with_barcode[first_record])), "N")
+    pinning = _pinning_strips(first, freeze_barcodes, stand_in_ids)
+    if pinning:
+        stand_in_ids = np.r_[stand_in_ids, np.array(list(pinning.values()), np.int64)]
+        strips = pa.concat_arrays([strips, _strip_text(list(pinning))])
     stand_ins = {name: pa.nulls(len(strips), pa.string()) for name in REQUIRED_COLUMNS} | {"dna_barcode": strips}
     table = pa.concat_tables([first.records, pa.table(stand_ins).cast(first.records.schema)])
-    codes = assign_splits(table.to_pandas(), freeze).cat.codes.to_numpy()
+    codes = assign_splits(table.to_pandas(), freeze, freeze_barcodes).cat.codes.to_numpy()
     by_strip = np.full(len(first.strip_ids) + 1, PRETRAIN, dtype=np.int8)  # the last: no barcode
     by_strip[stand_in_ids] = codes[first.records.num_rows :]
     split = by_strip[first.strip_ids]
     split[first.rows] = codes[: first.records.num_rows]
     return split
+
+
+def _pinning_strips(first: _FirstPass, freeze_barcodes: pd.Series | None, taken: np.ndarray) -> dict[bytes, int]:
+    """The file's strip barcodes (-> their numbers) that a frozen record's ``barcode_key`` names and that have no
+    stand-in yet (``taken``): those of frozen records absent from the file pin records that carry them."""
+    digests = set() if freeze_barcodes is None else set(freeze_barcodes.dropna())
+    if not digests:
+        return {}
+    have = set(taken.tolist())
+    return {
+        strip: number
+        for strip, number in first.strips.items()
+        if number not in have and hashlib.md5(strip).hexdigest() in digests
+    }
+
+
+def _strip_text(strips: list[bytes]) -> pa.Array:
+    """Strip barcodes (bytes, ASCII letters) as a string array."""
+    return pa.array([strip.decode("ascii", "replace") for strip in strips], pa.string())
 
 
 def _summary(first: _FirstPass, split: np.ndarray) -> pd.DataFrame:
@@ -328,10 +370,10 @@ def split_csv(input_csv, output_csv, freeze_csv=None, summary_csv=None, tie_orde
     repeated = sorted({c for c in columns if columns.count(c) > 1} & {*REQUIRED_COLUMNS, "split", "chunk"})
     if repeated:
         raise InputError(f"{input_csv}: columns {repeated} appear more than once")
-    freeze = None if freeze_csv is None else read_freeze(freeze_csv)
+    freeze, freeze_barcodes = (None, None) if freeze_csv is None else read_freeze_with_barcodes(freeze_csv)
     first = _first_pass(source, freeze)
     order = check_tie_order(first.records["species"], first.records["dna_barcode"], tie_order)
-    split = _assign(first, freeze)
+    split = _assign(first, freeze, freeze_barcodes)
     if summary_csv is not None:
         summary = _summary(first, split)
     n_frozen, freeze_matched = first.n_frozen, first.freeze_matched
