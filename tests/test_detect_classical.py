@@ -116,6 +116,25 @@ def test_mask_well_drops_candidates_outside_the_well():
     assert ClassicalDetector(mask_well=True).detect(image).status == "no_object"
 
 
+def test_every_photo_the_smallest_allowed_min_side_admits_is_detected_without_error(detector, tmp_path):
+    """images.min_side may be 8: a 30x8 photo made the noise estimate a (4, 1) array, which OpenCV read as a
+    scalar (cv2.error), and the `detect` command lost the good photos' rows with it."""
+    rng = np.random.default_rng(0)
+    for h in range(8, 41):
+        for w in (8, 9, 10, 11, 12, 33):
+            for image in (np.full((h, w, 3), 230, np.uint8), rng.integers(0, 255, (h, w, 3), dtype=np.uint8)):
+                for photo in (image, image.transpose(1, 0, 2)):
+                    _check_detection(detector.detect(np.ascontiguousarray(photo)), photo.shape)
+    from bioscan_rebuild.cli.main import main
+
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.full((8, 30, 3), 200, np.uint8)).save(tmp_path / "in" / "sliver.png")
+    Image.fromarray(np.full((300, 400, 3), 200, np.uint8)).save(tmp_path / "in" / "well.png")
+    args = ["detect", str(tmp_path / "in"), str(tmp_path / "out.csv"), "--image-params", '{"min_side": 8}']
+    assert main(args) == 0
+    assert len((tmp_path / "out.csv").read_text().splitlines()) == 3  # header and both photos
+
+
 def test_segment_in_box(detector, specimens):
     for photo in specimens[:8]:
         x0, y0, x1, y1 = photo.box

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -364,6 +365,41 @@ def test_detect_crops_of_photos_sharing_a_stem_do_not_overwrite_each_other(tmp_p
     cropped = tmp_path / "crops" / "cropped"
     crops = sorted(p.relative_to(cropped).as_posix() for p in cropped.rglob("*.jpg"))
     assert crops == ["a.jpg.jpg", "a.png.jpg", "x.v2/photo.jpg"]
+
+
+def test_detect_walks_linked_folders_and_gives_bad_names_and_links_a_row_of_their_own(tmp_path, monkeypatch, realdata):
+    """``detect`` used rglob: a linked sub-folder and a broken link had no row at all, a file name that is not UTF-8
+    crashed the CSV (losing the good photos' rows), and a folder named like a photo's crop (``a.jpg/``) stopped
+    the crops half written. Now it walks as the workflow's inventory does."""
+    _use_oracle(monkeypatch)
+    folder, elsewhere = tmp_path / "in", tmp_path / "batch2"
+    source = (realdata / "BIOSCAN-1M/dataset/bioscan_images/Diptera.jpg").read_bytes()
+    (folder / "a.jpg").mkdir(parents=True)
+    elsewhere.mkdir()
+    (folder / "real.jpg").write_bytes(source)
+    (folder / "a.png").write_bytes(source)
+    (folder / "a.jpg" / "b.png").write_bytes(source)
+    (folder / "inside").mkdir()
+    (folder / "inside" / "linked.jpg").write_bytes(source)
+    (folder / "more").symlink_to(folder / "inside")  # a linked folder inside: walked (each real folder once)
+    (folder / "outside").symlink_to(elsewhere)  # outside the folder: a row saying so
+    (folder / "broken.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (folder / os.fsdecode(b"caf\xe9.jpg")).write_bytes(source)
+    counts = detect_folder(folder, tmp_path / "out.csv", crop_dir=tmp_path / "crops")
+    rows = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False).set_index("file_name")["status"]
+    assert rows.to_dict() == {
+        "broken.jpg": "broken_link",
+        "caf\\xe9.jpg": "unreadable_name",
+        "outside": "link_outside",
+        "a.png": "ok",
+        "real.jpg": "ok",
+        "a.jpg/b.png": "ok",
+        "inside/linked.jpg": "ok",
+    }
+    assert counts == {"ok": 4, "broken_link": 1, "unreadable_name": 1, "link_outside": 1}
+    cropped = tmp_path / "crops" / "cropped"
+    crops = sorted(p.relative_to(cropped).as_posix() for p in cropped.rglob("*.jpg") if p.is_file())
+    assert crops == ["a.jpg/b.jpg", "a.png.1.jpg", "inside/linked.jpg", "real.jpg"]
 
 
 def test_a_damaged_stored_photo_is_repaired_and_a_photo_changed_after_ingest_is_never_cached(tmp_path, monkeypatch):

@@ -524,6 +524,34 @@ def test_a_photo_two_records_share_is_in_the_review_queue_and_the_summary(tmp_pa
     assert "\tshared_photo\treview\t" in (tmp_path / "review" / "box_corrections.tsv").read_text()
 
 
+def test_shared_photo_records_a_maintainer_corrected_leave_the_queue_and_empty_tables_are_no_shared_photos(tmp_path):
+    """Records sharing a photo stayed flagged after both had a box correction (the reason asks for exactly that);
+    a run whose image tables are all empty (no usable photo) crashed the summary and the review page."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from bioscan_rebuild.images.review import flagged_rows, write_review
+    from bioscan_rebuild.images.shard import IMAGE_RECORD_SCHEMA, shared_photos, summarize_shards
+
+    blank = dict.fromkeys(IMAGE_RECORD_SCHEMA.names)
+    photo = {**blank, "image_status": "ok", "params_key": "k", "needs_review": False, "image_sha256": "a" * 64}
+    rows = [
+        {**photo, "processid": "P1", "box_source": "correction"},
+        {**photo, "processid": "P2", "box_source": "correction"},
+        {**photo, "processid": "P3", "box_source": "detector"},
+    ]
+    pq.write_table(pa.Table.from_pylist(rows, schema=IMAGE_RECORD_SCHEMA), tmp_path / "shard.parquet")
+    assert shared_photos([tmp_path / "shard.parquet"]) == {"a" * 64: ["P1", "P2", "P3"]}
+    assert [r["processid"] for r in flagged_rows([tmp_path / "shard.parquet"])] == ["P3"]  # the one not answered
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(IMAGE_RECORD_SCHEMA.empty_table(), empty)
+    (tmp_path / "empty.json").write_text(json.dumps({"status": {}, "records": 0}))
+    assert shared_photos([empty, empty]) == {}
+    summary = summarize_shards([tmp_path / "empty.json"], tmp_path / "summary.json", image_tables=[empty])
+    assert summary["shared_photos"] == {"photos": 0, "records": 0, "shown": {}}
+    assert write_review([empty], tmp_path / "store", tmp_path / "review")["flagged"] == 0
+
+
 def test_writing_the_review_again_keeps_the_answers_already_given(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -202,7 +202,9 @@ class ClassicalDetector:
         s, db = self._score(planes, bg)
         sub = np.ascontiguousarray(s[::2, ::2])
         med = self._median(sub)
-        noise = 1.4826 * self._median(cv2.absdiff(sub, med)) + 1e-3
+        # OpenCV reads an array of up to 4 elements in one column as a scalar: numpy for such a sliver of a photo
+        deviation = cv2.absdiff(sub, med) if sub.shape[1] > 1 else np.abs(sub - np.float32(med))
+        noise = 1.4826 * self._median(deviation) + 1e-3
         lo = max(p["lo_min"], med + p["k_lo"] * noise)
         bar = max(p["bar"], med + p["k_bar"] * noise)
         strength = cv2.GaussianBlur(s, (0, 0), p["strength_sigma"]) if p["strength_sigma"] > 0 else s

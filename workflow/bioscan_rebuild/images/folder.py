@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.params import ImageParams
 from bioscan_rebuild.detect.registry import make_detector, make_segmenter
 from bioscan_rebuild.images.process import PHOTO_BATCH, keep_freed_memory, process_photos
+from bioscan_rebuild.ingest.inventory import WALK_PROBLEMS, printable, walk_folder
 
 
 def _crop_names(rels: list[Path]) -> dict[str, str]:
@@ -25,11 +27,13 @@ def _crop_names(rels: list[Path]) -> dict[str, str]:
         )
         for rel in rels
     }
-    # still one name for two photos (`a.png` and `a.png.jpg`; `A.jpg` and `a.jpg` on a case-blind disk): numbered
+    # still one name for two photos (`a.png` and `a.png.jpg`; `A.jpg` and `a.jpg` on a case-blind disk), or a
+    # photo's name that is another crop's folder (`a.png` and `a.jpg/b.png`): numbered
     counts, used = Counter(name.lower() for name in names.values()), set()
+    folders = {parent.as_posix().lower() for name in names.values() for parent in Path(name).parents}
     for rel in sorted(names):
         name, k = names[rel], 0
-        while (k == 0 and counts[name.lower()] > 1) or name.lower() in used:
+        while (k == 0 and counts[name.lower()] > 1) or name.lower() in used or name.lower() in folders:
             k += 1
             name = f"{rel}.{k}.jpg"
         names[rel] = name
@@ -40,10 +44,13 @@ def _crop_names(rels: list[Path]) -> dict[str, str]:
 def detect_folder(
     image_dir, output_csv, *, backend="classical", detector_params=None, crop_dir=None, image_params=None
 ):
-    """`bioscan-rebuild detect`: one CSV row per file of a folder (recursively, sorted).
+    """`bioscan-rebuild detect`: one CSV row per file of a folder (recursively, sorted, following links that stay
+    inside it as the workflow's inventory does).
 
     x0..y1 are the tight box in pixels of the image as given (after EXIF orientation); the pixel
-    count, area_fraction and scale_factor follow the release's definitions (original_full).
+    count, area_fraction and scale_factor follow the release's definitions (original_full). A file that cannot
+    be read gets a row of its own with the reason: ``unreadable_file``, ``unreadable_name`` (not UTF-8; shown
+    with the bytes escaped), ``broken_link``, ``link_outside``, ``link_loop``, ``not_a_file``.
     """
     params = image_params or ImageParams()
     keep_freed_memory()
@@ -52,27 +59,38 @@ def detect_folder(
     image_dir = Path(image_dir)
     if not image_dir.is_dir():
         raise InputError(f"{image_dir}: not a folder of photos")
-    files = sorted(p for p in image_dir.rglob("*") if p.is_file())
-    crop_names = _crop_names([p.relative_to(image_dir) for p in files])
+    files, refused = [], []
+    for rel, problem in walk_folder(image_dir):
+        text = printable(rel)
+        if text is None:
+            shown = os.fsencode(rel).decode("utf-8", "backslashreplace")
+            refused.append((shown, "unreadable_name", "the file name is not UTF-8: rename it"))
+        elif problem is not None:
+            refused.append((text, problem, WALK_PROBLEMS[problem]))
+        else:
+            files.append(rel)
+    crop_names = _crop_names(files)
     counts = Counter()
     output_csv = Path(output_csv)
     output_csv.parent.mkdir(parents=True, exist_ok=True)
     fields = ["file_name", "status", "x0", "y0", "x1", "y1", "pixel_count", "area_fraction", "scale_factor", "detail"]
-    with open(output_csv, "w", newline="") as handle:
+    with open(output_csv, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
+        for name, status, detail in refused:  # one file's problem, a row of its own; the others go on
+            counts[status] += 1
+            writer.writerow({"file_name": name, "status": status, "detail": detail})
         for start in range(0, len(files), PHOTO_BATCH):
             chunk, datas = [], []
-            for path in files[start : start + PHOTO_BATCH]:
+            for rel in files[start : start + PHOTO_BATCH]:
                 try:
-                    datas.append(path.read_bytes())
-                    chunk.append(path)
-                except OSError as error:  # one file's problem, a row of its own; the others go on
+                    datas.append((image_dir / rel).read_bytes())
+                    chunk.append(rel.as_posix())
+                except OSError as error:
                     counts["unreadable_file"] += 1
-                    rel = path.relative_to(image_dir).as_posix()
-                    writer.writerow({"file_name": rel, "status": "unreadable_file", "detail": error.strerror})
-            for path, (result, images) in zip(chunk, process_photos(datas, detector, params, segmenter)):
-                rel = path.relative_to(image_dir).as_posix()
+                    row = {"file_name": rel.as_posix(), "status": "unreadable_file", "detail": error.strerror}
+                    writer.writerow(row)
+            for rel, (result, images) in zip(chunk, process_photos(datas, detector, params, segmenter)):
                 counts[result.status] += 1
                 box = [None] * 4
                 if result.box:

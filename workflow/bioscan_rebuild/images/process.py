@@ -60,7 +60,8 @@ from bioscan_rebuild.images.geometry import (
 # source is original_full only when it is a baseline/progressive Huffman JPEG with no image glued on after it.
 # 6: a 32-bit grey image's white level is the smallest 2^k - 1 holding its peak (a peak of 256 gave black); a file of
 # several pictures (multi-page TIFF, animated PNG) is undecodable, not its first page.
-STAGE_VERSION = 6
+# 7: touches_edge also when the detector puts the box on the rim (the fusion's boxes stop a pixel or two short).
+STAGE_VERSION = 7
 
 # Photos handed to process_photos at once: one detector call, bounded memory.
 PHOTO_BATCH = 32
@@ -432,7 +433,9 @@ def finish_photo(data: bytes, decoded: Decoded, detection, params: ImageParams, 
         result.sharpness = sharpness(rgb, box)
         if detection.status == "multiple_candidates":
             result.status = "multiple_candidates"
-        elif touches_edge(box, width, height):
+        elif touches_edge(box, width, height) or "box_on_rim" in (getattr(detection, "review", ()) or ()):
+            # a learned box (or the mean of two) stops a pixel or two short of a specimen the border cuts: the
+            # detector that knows its margin says so
             result.status = "touches_edge"
         result.review = review_reasons(detection, box, width, height, decoded.grey)
     result.sha256 = {name: hashlib.sha256(blob).hexdigest() for name, blob in images.items()}

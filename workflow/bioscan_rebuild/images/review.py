@@ -46,13 +46,14 @@ REASONS = (*REVIEW_REASONS, "shared_photo")
 
 def flagged_rows(image_tables) -> list[dict]:
     """The photos to look at: those their shard flagged, and those shared by several records (``shared_photos``:
-    only the whole run shows them), with ``shared_photo`` added to their reasons."""
+    only the whole run shows them), with ``shared_photo`` added to their reasons unless a maintainer's box
+    correction already answered for the record (it left the queue)."""
     image_tables = list(image_tables)
     shared = {processid for ids in shared_photos(image_tables).values() for processid in ids}
     rows = []
     for path in image_tables:
         for row in read_table(path, IMAGE_RECORD_SCHEMA).to_pylist():
-            if row["processid"] in shared:
+            if row["processid"] in shared and row["box_source"] != "correction":
                 row["review_reason"] = ";".join(filter(None, [row["review_reason"], "shared_photo"]))
                 row["needs_review"] = True
             if row["needs_review"]:

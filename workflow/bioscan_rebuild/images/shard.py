@@ -415,7 +415,8 @@ def shared_photos(image_tables) -> dict[str, list[str]]:
 
     if not image_tables:
         return {}
-    counts = pc.value_counts(pa.chunked_array([chunk for path in image_tables for chunk in prefixes(path).chunks]))
+    chunks = [chunk for path in image_tables for chunk in prefixes(path).chunks]
+    counts = pc.value_counts(pa.chunked_array(chunks, pa.string()))  # typed: every table may be empty
     repeated = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
     shared: dict[str, list[str]] = {}
     for path in image_tables if len(repeated) else ():

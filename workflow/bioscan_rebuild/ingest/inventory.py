@@ -68,7 +68,7 @@ WALK_PROBLEMS = {
 }
 
 
-def _walk(image_dir: Path):
+def walk_folder(image_dir: Path):
     """(relative path, reject reason or None) of every file under ``image_dir``, sorted, following symbolic links
     that stay inside it (a link to a folder is walked like the folder; each real folder once). A link that points
     outside, or nowhere, is a reject: following it would take in files the delivery does not hold."""
@@ -118,7 +118,7 @@ def _walk(image_dir: Path):
     yield from walk(image_dir, Path())
 
 
-def _printable(rel: Path) -> str | None:
+def printable(rel: Path) -> str | None:
     """The path as UTF-8 text, or None when a name in it is not UTF-8 (Arrow tables and JSON hold text only)."""
     text = rel.as_posix()
     try:
@@ -145,8 +145,8 @@ def list_images(image_dir: str | Path, batch: str, n_shards: int, name_pattern: 
     if "processid" not in pattern.groupindex:
         raise InputError(f"image name pattern {name_pattern!r} has no (?P<processid>...) group")
     matched_paths, processids, rejected = [], [], []
-    for rel, problem in _walk(image_dir):
-        text = _printable(rel)
+    for rel, problem in walk_folder(image_dir):
+        text = printable(rel)
         if text is None:
             shown = os.fsencode(rel).decode("utf-8", "backslashreplace")
             rejected.append((shown, "unreadable_name", "the file name is not UTF-8: rename it"))
