@@ -153,6 +153,37 @@ def _five_photos(tmp_path, monkeypatch):
     return records, inventory, {"images-1": str(tmp_path / "photos")}, tmp_path / "store"
 
 
+def test_a_correction_for_a_record_whose_photo_ingest_refused_is_photo_unusable(tmp_path, monkeypatch):
+    """P9-21's photo is a broken JPEG that ingest rejects (the record never reaches the image tables): its box
+    correction was reported as unknown_processid, telling the maintainer the id was wrong."""
+    _use_oracle(monkeypatch)
+    _photos(tmp_path / "photos")
+    (tmp_path / "photos" / "P9-21.jpg").write_bytes(b"\xff\xd8\xff")
+    records = _ingest(tmp_path, 10)
+    inventory = tmp_path / "ingest" / "images" / "images-1" / "inventory" / "shard-000.parquet"
+    dirs = {"images-1": str(tmp_path / "photos")}
+    run_photo_shard(inventory, tmp_path / "store", tmp_path / "photos.parquet", batch="images-1", image_dirs=dirs)
+    run_image_shard(records, [tmp_path / "photos.parquet"], tmp_path / "store", tmp_path / "out")
+    corrections = tmp_path / "corrections.tsv"
+    corrections.write_text(
+        "processid\tbox\treason\tsource\nP9-21\t1,1,50,50\tr\ts\nP8-21\tempty\tr\ts\nQ1-21\tempty\tr\ts\n"
+    )
+    from bioscan_rebuild.images.shard import summarize_shards
+
+    out = summarize_shards(
+        [tmp_path / "out" / "summary.json"],
+        tmp_path / "summary.json",
+        image_tables=[tmp_path / "out" / "images.parquet"],
+        box_corrections=corrections,
+        corrections_out=tmp_path / "outcomes.tsv",
+        record_rejects=[tmp_path / "ingest" / "shards" / "shard-000" / "rejects.parquet"],
+    )
+    outcomes = pd.read_csv(tmp_path / "outcomes.tsv", sep="\t")["outcome"].tolist()
+    # P8-21 has no photo at all (no_image) and Q1-21 is no record: both still unknown to the image stage
+    assert outcomes == ["photo_unusable", "unknown_processid", "unknown_processid"]
+    assert out["box_corrections"] == {"photo_unusable": 1, "unknown_processid": 2}
+
+
 def test_box_corrections_redo_only_their_photos_and_say_what_applied(tmp_path, monkeypatch):
     """The review queue's answer: P1 gets a maintainer's box, P2 is an empty well, Q9 is no record, P3's box
     lies outside the photo. Only P1 and P2 are redone (under keys of their own); the rest come from the store."""
@@ -382,7 +413,8 @@ def test_detect_walks_linked_folders_and_gives_bad_names_and_links_a_row_of_thei
     (folder / "inside").mkdir()
     (folder / "inside" / "linked.jpg").write_bytes(source)
     (folder / "more").symlink_to(folder / "inside")  # a linked folder inside: walked (each real folder once)
-    (folder / "outside").symlink_to(elsewhere)  # outside the folder: a row saying so
+    (folder / "outside").symlink_to(elsewhere)  # a person's folder of links: followed wherever it points
+    (elsewhere / "far.jpg").write_bytes(source)
     (folder / "broken.jpg").symlink_to(tmp_path / "nowhere.jpg")
     (folder / os.fsdecode(b"caf\xe9.jpg")).write_bytes(source)
     counts = detect_folder(folder, tmp_path / "out.csv", crop_dir=tmp_path / "crops")
@@ -390,16 +422,16 @@ def test_detect_walks_linked_folders_and_gives_bad_names_and_links_a_row_of_thei
     assert rows.to_dict() == {
         "broken.jpg": "broken_link",
         "caf\\xe9.jpg": "unreadable_name",
-        "outside": "link_outside",
         "a.png": "ok",
         "real.jpg": "ok",
         "a.jpg/b.png": "ok",
         "inside/linked.jpg": "ok",
+        "outside/far.jpg": "ok",
     }
-    assert counts == {"ok": 4, "broken_link": 1, "unreadable_name": 1, "link_outside": 1}
+    assert counts == {"ok": 5, "broken_link": 1, "unreadable_name": 1}
     cropped = tmp_path / "crops" / "cropped"
     crops = sorted(p.relative_to(cropped).as_posix() for p in cropped.rglob("*.jpg") if p.is_file())
-    assert crops == ["a.jpg/b.jpg", "a.png.1.jpg", "inside/linked.jpg", "real.jpg"]
+    assert crops == ["a.jpg/b.jpg", "a.png.1.jpg", "inside/linked.jpg", "outside/far.jpg", "real.jpg"]
 
 
 def test_a_damaged_stored_photo_is_repaired_and_a_photo_changed_after_ingest_is_never_cached(tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -290,6 +291,45 @@ def test_the_fusion_backend_refuses_a_rule_not_fitted_for_its_model(tmp_path):
     path.write_text(json.dumps({"rule": {"trust_learned": 0.3}}))  # no fitted_on at all
     with pytest.raises(ValueError, match="not fitted on a training half"):
         make_detector("fusion", rule=str(path))
+
+
+def test_a_malformed_fusion_rule_file_is_one_line_naming_it(tmp_path, capsys):
+    """An unknown key, NaN, splits that are not objects or a split confidence outside [0, 1] (a photo got a
+    confidence of 7: never flagged) ended in a traceback, or loaded."""
+    from bioscan_rebuild.cli.main import main
+    from bioscan_rebuild.core.errors import InputError
+    from bioscan_rebuild.detect.fusion import FusionRule
+
+    good = json.loads(shipped(FUSION_RULE).read_text())
+    split = {"feature": "agree_iou", "at": 0.6, "below": 7.0, "above": -3}
+    for change, says in (
+        ({"trust_lerned": 0.3}, "unknown keys ['trust_lerned']"),
+        ({"agree_iou": float("nan")}, "agree_iou = nan is not a finite number"),
+        ({"confidence_splits": [1, 2]}, "is not an object"),
+        ({"confidence_splits": {"agree": "x"}}, "is not a valid split"),
+        ({"confidence_splits": {"agree": split}}, "is not a valid split"),
+    ):
+        path = tmp_path / "rule.json"
+        path.write_text(json.dumps({**good, "rule": {**good["rule"], **change}}))
+        with pytest.raises(InputError, match=re.escape(f"{path}: not a usable fusion rule")) as error:
+            FusionRule.load(path)
+        assert says in str(error.value)
+    path.write_text("{not json")
+    assert (
+        main(
+            [
+                "detect",
+                str(tmp_path),
+                str(tmp_path / "out.csv"),
+                "--backend",
+                "fusion",
+                "--param",
+                f"rule={json.dumps(str(path))}",
+            ]
+        )
+        == 2
+    )
+    assert "not a usable fusion rule" in capsys.readouterr().err
 
 
 def test_the_fusion_counts_organism_pixels_with_its_own_classical_settings():

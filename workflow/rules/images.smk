@@ -80,6 +80,7 @@ rule images_summary:
         shards=expand("results/images/{shard}/summary.json", shard=SHARDS),
         tables=expand("results/images/{shard}/images.parquet", shard=SHARDS),
         box_corrections=box_corrections_input,
+        record_rejects=expand("results/ingest/shards/{shard}/rejects.parquet", shard=SHARDS),
     output:
         summary=report(
             "results/images/summary.json",
@@ -100,4 +101,5 @@ rule images_summary:
     shell:
         "{params.cli} images summary {input.shards:q} "
         "--images {input.tables:q} {params.box_corrections} --corrections-out {output.box_corrections:q} "
+        "--record-rejects {input.record_rejects:q} "
         "-o {output.summary:q} > {log} 2>&1"

@@ -111,6 +111,7 @@ def cmd_images_summary(args) -> int:
         image_tables=args.images,
         box_corrections=args.box_corrections,
         corrections_out=args.corrections_out,
+        record_rejects=args.record_rejects,
     )
     print(json.dumps(summary, sort_keys=True))
     return 0
@@ -230,6 +231,13 @@ def register(sub) -> None:
     p.add_argument("--images", nargs="*", default=[], help="the shards' image tables (for --corrections-out)")
     p.add_argument("--box-corrections", metavar="TSV", help="the maintainer's box corrections the run applied")
     p.add_argument("--corrections-out", metavar="TSV", help="write each box correction with its outcome here")
+    p.add_argument(
+        "--record-rejects",
+        nargs="*",
+        default=[],
+        help="the ingest shards' rejects.parquet: a correction for a record whose photo ingest rejected is "
+        "photo_unusable (not unknown_processid)",
+    )
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=cmd_images_summary)
 

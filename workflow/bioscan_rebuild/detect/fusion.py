@@ -35,12 +35,13 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
 
+from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.detect.base import Detection
 from bioscan_rebuild.detect.evaluate import iou as box_iou
 from bioscan_rebuild.detect.shipped import FUSION_RULE, rule_model_problem, shipped
@@ -108,8 +109,19 @@ class FusionRule:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> FusionRule:
-        """The rule from JSON (``fit_rule``'s output); the shipped one by default."""
-        return cls(**{k: v for k, v in _rule_file(path)["rule"].items()})
+        """The rule from JSON (``fit_rule``'s output); the shipped one by default. A file that is not such a rule
+        is an ``InputError`` naming it (unknown keys, values out of range, not JSON)."""
+        where = path or "the shipped fusion.json"
+        try:
+            rule = _rule_file(path).get("rule")
+            if not isinstance(rule, dict):
+                raise ValueError("no 'rule' object")
+            unknown = sorted(set(rule) - {f.name for f in fields(cls)})
+            if unknown:
+                raise ValueError(f"unknown keys {unknown}")
+            return cls(**rule)
+        except (ValueError, AttributeError) as error:  # JSONDecodeError is a ValueError
+            raise InputError(f"{where}: not a usable fusion rule ({error})") from None
 
     @staticmethod
     def fitted_on(path: str | Path | None = None) -> dict:
@@ -141,11 +153,15 @@ class FusionRule:
             ]
         if problems:  # a typo would otherwise fuse agreeing boxes to nothing, or never flag a photo (NaN)
             raise ValueError("fusion rule: " + "; ".join(problems))
+        if not isinstance(self.confidence_splits, dict):
+            raise ValueError(f"fusion rule: confidence_splits = {self.confidence_splits!r} is not an object")
         for situation, split in self.confidence_splits.items():
             if (
                 situation not in SITUATIONS
+                or not isinstance(split, dict)
                 or split.get("feature") not in SPLIT_FEATURES
                 or not all(_finite(split.get(key)) for key in ("at", "below", "above"))
+                or not all(0 <= split[key] <= 1 for key in ("below", "above"))  # chances, as ``confidence``'s
             ):
                 raise ValueError(f"fusion rule: confidence split {situation!r}: {split!r} is not a valid split")
         if self.confidence_model is not None and not _valid_model(self.confidence_model):

@@ -10,9 +10,9 @@ run detects nothing for those photos: their crops and size fields come from the 
 ``box_source`` is ``correction`` and they leave the review queue. Rows that cannot apply are never dropped in
 silence: ``outcomes`` gives each row ``applied``, ``clipped`` (applied, but the box reached past the photo),
 ``superseded`` (a later row for the same processid replaced it), ``photo_changed`` (drawn on another photo than
-the record's now), ``photo_unusable`` (nothing can be derived
-from the photo: undecodable, too small or too large), ``unknown_processid`` or ``invalid_value``. Processids match
-as records do (``processid_key``: case aside), and records that share one photo each get their own box.
+the record's now), ``photo_unusable`` (nothing can be derived from the photo: undecodable, too small or too
+large, or ingest refused it), ``unknown_processid`` or ``invalid_value``. Processids match as records do
+(``processid_key``: case aside), and records that share one photo each get their own box.
 """
 
 from __future__ import annotations

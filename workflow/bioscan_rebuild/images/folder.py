@@ -44,13 +44,13 @@ def _crop_names(rels: list[Path]) -> dict[str, str]:
 def detect_folder(
     image_dir, output_csv, *, backend="classical", detector_params=None, crop_dir=None, image_params=None
 ):
-    """`bioscan-rebuild detect`: one CSV row per file of a folder (recursively, sorted, following links that stay
-    inside it as the workflow's inventory does).
+    """`bioscan-rebuild detect`: one CSV row per file of a folder (recursively, sorted, following links to files
+    and folders; each real folder once).
 
     x0..y1 are the tight box in pixels of the image as given (after EXIF orientation); the pixel
     count, area_fraction and scale_factor follow the release's definitions (original_full). A file that cannot
     be read gets a row of its own with the reason: ``unreadable_file``, ``unreadable_name`` (not UTF-8; shown
-    with the bytes escaped), ``broken_link``, ``link_outside``, ``link_loop``, ``not_a_file``.
+    with the bytes escaped), ``broken_link``, ``link_loop``, ``not_a_file``.
     """
     params = image_params or ImageParams()
     keep_freed_memory()
@@ -60,7 +60,7 @@ def detect_folder(
     if not image_dir.is_dir():
         raise InputError(f"{image_dir}: not a folder of photos")
     files, refused = [], []
-    for rel, problem in walk_folder(image_dir):
+    for rel, problem in walk_folder(image_dir, links_outside=True):  # a person's folder: links go anywhere
         text = printable(rel)
         if text is None:
             shown = os.fsencode(rel).decode("utf-8", "backslashreplace")

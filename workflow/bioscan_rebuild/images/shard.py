@@ -20,7 +20,13 @@ import pyarrow as pa
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import atomic_path, read_table, write_json, write_table
 from bioscan_rebuild.core.params import CONTACT_SHEET_SIZE, ImageParams
-from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, INGESTED_SCHEMA, processid_key, strip_invisible
+from bioscan_rebuild.core.schemas import (
+    IMAGE_PACKAGES,
+    INGESTED_SCHEMA,
+    REJECT_SCHEMA,
+    processid_key,
+    strip_invisible,
+)
 from bioscan_rebuild.core.store import ImageStore, params_key
 from bioscan_rebuild.detect.registry import make_detector, make_segmenter
 from bioscan_rebuild.images.contact_sheet import write_contact_sheet
@@ -429,12 +435,20 @@ def shared_photos(image_tables) -> dict[str, list[str]]:
 
 
 def summarize_shards(
-    summary_paths, output, photo_summaries=(), image_tables=(), box_corrections=None, corrections_out=None
+    summary_paths,
+    output,
+    photo_summaries=(),
+    image_tables=(),
+    box_corrections=None,
+    corrections_out=None,
+    record_rejects=(),
 ) -> dict:
     """Status and review counts over all shards (the image stage's part of the accounting), and, given the photo
     jobs' counts (``photo_summaries``), the photos processed and reused as of their last run (the workflow keeps
     those in its logs: they depend on what the store held, not on the data). With ``corrections_out``:
-    each row of the ``box_corrections`` file with its outcome, from the shards' ``image_tables``."""
+    each row of the ``box_corrections`` file with its outcome, from the shards' ``image_tables`` and, for
+    records whose photo ingest rejected (``image_rejected`` in the ingest shards' ``record_rejects``: they have
+    no image row), ``photo_unusable``."""
     total, review = Counter(), Counter()
     processed = reused = records = 0
     for path in summary_paths:
@@ -480,6 +494,13 @@ def summarize_shards(
                     if record in given and given[record].box != (None if box[0] is None else tuple(box)):
                         clipped.add(record)  # the box reached past the photo: what lies inside was applied
                 if status in UNUSABLE_PHOTO:
+                    unusable.add(record)
+        for path in record_rejects if wanted else ():
+            rejects = read_table(path, REJECT_SCHEMA, columns=["kind", "reason", "processid"]).to_pydict()
+            for kind, reason, processid in zip(rejects["kind"], rejects["reason"], rejects["processid"]):
+                record = processid_key(processid or "")
+                if kind == "record" and reason == "image_rejected" and record in wanted:
+                    known.add(record)  # a real record: its photo was refused at ingest (empty, undecodable ...)
                     unusable.add(record)
         frame = correction_outcomes(corrections, applied, known, unusable, clipped, changed)
         with atomic_path(corrections_out) as temporary:

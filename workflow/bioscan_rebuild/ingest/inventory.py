@@ -68,10 +68,11 @@ WALK_PROBLEMS = {
 }
 
 
-def walk_folder(image_dir: Path):
+def walk_folder(image_dir: Path, links_outside: bool = False):
     """(relative path, reject reason or None) of every file under ``image_dir``, sorted, following symbolic links
     that stay inside it (a link to a folder is walked like the folder; each real folder once). A link that points
-    outside, or nowhere, is a reject: following it would take in files the delivery does not hold."""
+    outside, or nowhere, is a reject: following it would take in files the delivery does not hold (with
+    ``links_outside``, as for a person's own folder of links, one outside is followed)."""
     root = image_dir.resolve()
     seen = set()
 
@@ -103,7 +104,7 @@ def walk_folder(image_dir: Path):
                 if not target.exists():
                     yield entry_rel, "broken_link"
                     continue
-                if not inside(target):
+                if not links_outside and not inside(target):
                     yield entry_rel, "link_outside"
                     continue
             if entry.is_dir():
