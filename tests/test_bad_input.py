@@ -1130,6 +1130,22 @@ def test_a_stage_command_given_the_wrong_file_says_so_in_one_line(tmp_path, case
     assert not (tmp_path / "o").exists() and not (tmp_path / "x.parquet").exists()
 
 
+def test_provenance_of_a_plan_whose_files_are_not_there_is_one_line(tmp_path):
+    """Run from another folder (the plan's paths are the workflow's), `provenance` wrote a graph whose file
+    entities had no hash at all, against its own shapes, and exited 0."""
+    job = {"rule": "r", "wildcards": {}, "inputs": ["in.txt"], "outputs": ["out.txt"], "params_sha256": "0" * 64}
+    (tmp_path / "plan.json").write_text(json.dumps({"jobs": [job], "config": {}, "git_revision": None}))
+    (tmp_path / "in.txt").write_text("x")
+    result = _run_cli("provenance", "plan.json", "-o", "graph.jsonld", "--config-out", "c.json", cwd=tmp_path)
+    assert result.returncode == 2 and "1 file(s) of the plan are not there: out.txt" in result.stderr
+    assert not (tmp_path / "graph.jsonld").exists()
+    (tmp_path / "out.txt").write_text("y")
+    assert (
+        _run_cli("provenance", "plan.json", "-o", "graph.jsonld", "--config-out", "c.json", cwd=tmp_path).returncode
+        == 0
+    )
+
+
 def test_the_readme_catalogue_names_tests_that_exist():
     """README's "What happens to bad input" is the catalogue: at least 45 cases, each naming a test that exists."""
     import ast

@@ -49,7 +49,11 @@ def test_the_whole_workflow_through_slurm_gives_the_local_release(cluster, sampl
     on_slurm = _project(tmp_path / "slurm", sample_dir)
     # status checks every 2 s from the start (the profile keeps the plugin's 40 s, kinder to a busy controller)
     result = run_snakemake(
-        on_slurm, "--profile", str(REPO / "profiles" / "slurm"), "--slurm-init-seconds-before-status-checks", "2"
+        on_slurm,
+        "--workflow-profile",
+        str(REPO / "profiles" / "slurm"),
+        "--slurm-init-seconds-before-status-checks",
+        "2",
     )
     log = result.stdout + result.stderr
     submitted = log.count("has been submitted with SLURM jobid")

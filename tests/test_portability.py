@@ -125,3 +125,21 @@ from bioscan_rebuild.export.formats.jsonld import DEFAULT_SHAPES
 from bioscan_rebuild.metadata.taxonomy.tables import shipped_table
 print(bioscan_rebuild.__file__, shipped_table("taxonomy_fixes.tsv"), shipped_table("corrections.tsv"), DEFAULT_SHAPES)
 """
+
+
+def test_the_plan_names_the_revision_and_untracked_code_makes_it_modified(sample_dir, tmp_path):
+    """The graph's git revision read `git status --untracked-files=no`: a new module the stage imports (an untracked
+    file under workflow/) changed what ran and the revision still claimed a clean commit."""
+    project = tmp_path / "checkout"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(project)], check=True)
+    if not (project / "Snakefile").is_file():
+        pytest.fail("the clone holds no Snakefile")
+    shutil.copytree(sample_dir, project / "resources" / "sample")
+    head = subprocess.run(["git", "-C", str(project), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    plan = project / "results" / "provenance" / "plan.json"
+    _snakemake(project, "--cores", "1", str(plan.relative_to(project)))
+    assert json.loads(plan.read_text())["git_revision"] == head.strip()
+    (project / "workflow" / "bioscan_rebuild" / "stats" / "extra.py").write_text("X = 1\n")
+    plan.unlink()
+    _snakemake(project, "--cores", "1", str(plan.relative_to(project)))
+    assert json.loads(plan.read_text())["git_revision"] == f"{head.strip()}-modified"

@@ -414,6 +414,32 @@ def test_the_release_ships_a_prov_graph_of_the_build(finished_run):
     assert config["release"] == {"previous": None} and config["ingest"]["duplicate_policy"] == "latest"
 
 
+def test_the_provenance_plan_keeps_every_job_and_a_missing_source_stops_the_release(finished_run, sample_dir, tmp_path):
+    """The plan kept a job only when its inputs were existing sources or kept jobs' outputs: a model that
+    train_detector makes (README: "try a model without shipping it") dropped every photo job and what follows
+    (22 of 39 jobs), and a delivery's export moved away after a run left a release target building a graph without
+    most of its jobs, exit 0 (only `all` asked for the configured sources)."""
+    plain = Counter(
+        job["rule"] for job in json.loads((finished_run / "results/provenance/plan.json").read_text())["jobs"]
+    )
+    trained = make_workdir(tmp_path / "trained", sample_dir)
+    config = yaml.safe_load((trained / "config" / "config.yaml").read_text())
+    config["images"]["detector"] |= {
+        "weights": "results/detector/model.onnx",
+        "params": {"rule": "results/detector/fusion.json"},
+    }
+    (trained / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    run_snakemake(trained, "results/provenance/plan.json")  # the plan alone: no model is needed to write it
+    planned = json.loads((trained / "results" / "provenance" / "plan.json").read_text())["jobs"]
+    assert Counter(job["rule"] for job in planned) == plain and plain["process_photos"] > 0
+    moved = tmp_path / "moved"
+    shutil.copytree(finished_run, moved, symlinks=True)
+    export = next((moved / "resources" / "sample" / "sample-b").glob("*.tsv"))
+    export.rename(export.with_suffix(".away"))
+    done = run_snakemake(moved, "--dry-run", "results/release/MANIFEST.json", check=False)
+    assert done.returncode != 0 and export.relative_to(moved).as_posix() in done.stdout + done.stderr
+
+
 @pytest.mark.parametrize(
     ("backend", "params", "gpus"), [("yolo", {}, 1), ("yolo", {"device": "cpu"}, 0), ("onnx", {}, 0)]
 )

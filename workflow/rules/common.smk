@@ -805,8 +805,17 @@ def _plan():
         if job is not None
     ]
     made = {path for job in candidates for path in job["outputs"]}
+    # what rules outside the plan make (a model train_detector writes, that images.detector names) is a source
+    # of the plan: the run makes it before the jobs that read it (dropping those left photo jobs out of the graph)
+    unplanned = {
+        str(path).format(**wildcards)
+        for rule in workflow.rules
+        if rule.name in NOT_PLANNED and set(rule.wildcard_names) <= {"batch", "shard", "group"}
+        for wildcards in _wildcard_sets(rule)
+        for path in getattr(rules, rule.name).output
+    }
     sources = {
-        path: _source_exists(path)
+        path: path in unplanned or _source_exists(path)
         for job in candidates
         for path in job["inputs"]
         if path not in made
@@ -831,7 +840,8 @@ def _plan():
 
 
 def _git_revision():
-    """The code's revision, when this checkout is a git repository (a clean tree; "-modified" when not)."""
+    """The code's revision, when this checkout is a git repository ("-modified" when the workflow's code, tracked
+    or not, differs from it)."""
     try:
         head = subprocess.run(
             ["git", "-C", workflow.basedir, "rev-parse", "HEAD"],
@@ -846,7 +856,10 @@ def _git_revision():
                 workflow.basedir,
                 "status",
                 "--porcelain",
-                "--untracked-files=no",
+                "--untracked-files=normal",  # a new module the stage imports is a change too
+                "--",
+                "workflow",
+                "Snakefile",
             ],
             capture_output=True,
             text=True,

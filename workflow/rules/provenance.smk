@@ -27,6 +27,9 @@ rule provenance_plan:
 
 rule provenance:
     input:
+        # the config's sources: a target other than `all` (the release) must stop too when one is gone, or the
+        # plan silently leaves out every job downstream of it
+        sources=missing_sources(),
         plan="results/provenance/plan.json",
         files=PLANNED_OUTPUTS,
     output:

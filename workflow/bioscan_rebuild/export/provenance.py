@@ -24,6 +24,7 @@ from importlib import metadata, resources
 from pathlib import Path
 from urllib.parse import quote
 
+from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import file_sha256
 from bioscan_rebuild.export.formats.jsonld import BIOSCAN_NS
 
@@ -54,7 +55,20 @@ CONTEXT = {
 }
 PROVENANCE_SHAPES = Path(str(resources.files("bioscan_rebuild.export.formats") / "provenance.shacl.ttl"))
 # The libraries whose versions change what the build writes.
-LIBRARIES = ("snakemake", "numpy", "pandas", "pyarrow", "pillow", "opencv-python", "simplejpeg", "h5py", "rdflib")
+LIBRARIES = (
+    "snakemake",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "pillow",
+    "opencv-python",
+    "simplejpeg",
+    "onnxruntime",  # the learned and fusion detectors' boxes
+    "biopython",
+    "matplotlib",  # the released figures
+    "h5py",
+    "rdflib",
+)
 
 
 def _file_id(path: str) -> str:
@@ -115,7 +129,7 @@ def provenance_graph(
     if release_id:
         graph[0]["subjectOf"] = f"{release_id}/croissant.json"
     made = {path: job for job in plan["jobs"] for path in job["outputs"]}
-    entities = {}
+    entities, missing = {}, []
     for job in plan["jobs"]:
         graph.append(
             {
@@ -140,11 +154,19 @@ def provenance_graph(
                 node["fileListSha256"], node["fileCount"] = _folder_digest(full)
             elif full.is_file():
                 node["sha256"], node["contentSize"] = file_sha256(full), full.stat().st_size
+            else:
+                missing.append(path)
             if path in made:
                 maker = made[path]
                 node["wasGeneratedBy"] = _job_id(maker)
                 node["wasDerivedFrom"] = [_file_id(source) for source in maker["inputs"]]
             entities[path] = node
+    if missing:  # a file entity without its hash says nothing (and breaks the graph's own shapes)
+        shown = ", ".join(sorted(missing)[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise InputError(
+            f"{len(missing)} file(s) of the plan are not there: {shown}; run the command in the workflow's folder "
+            "(the plan's paths are relative to it) after the jobs that make them"
+        )
     graph += [entities[path] for path in sorted(entities)]
     # the build's nodes under the release's IRI: two versions' graphs loaded together must not merge their runs,
     # configs and files into nodes with two sha256 each
