@@ -37,6 +37,9 @@ rule accounting:
 
 rule release:
     input:
+        # the config's sources: a delivery gone after a run must stop a release target too (only `all` asked for
+        # them: the release was rebuilt from that delivery's old outputs, with a truncated provenance graph)
+        sources=missing_sources(),
         curated="results/metadata/curated.parquet",
         barcodes=expand("results/metadata/barcodes/{shard}.parquet", shard=SHARDS),
         splits="results/splits/splits.parquet",
