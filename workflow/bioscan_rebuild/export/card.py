@@ -213,7 +213,8 @@ def write_card(release_dir, options: ExportOptions, accounting: dict, diff_summa
         "",
         "In the CSV files an empty field is a missing value and any other text is a value: read them with "
         '`pandas.read_csv(path, keep_default_na=False, na_values=[""])` (R: `na = ""`), or a sample id or a '
-        "province spelt `NA` or `null` reads as missing. The Parquet, HDF5 and JSON-LD copies hold the same values. "
+        "province spelt `NA` or `null` reads as missing. The Parquet and JSON-LD copies hold the same values; "
+        "the HDF5 file holds the labels, DNA barcode, BIN and image of each record (an image of 0 bytes: none). "
         "mlcroissant reads the CSV-backed record sets of `croissant.json` (`metadata` and the side tables) with "
         "pandas' defaults, which this cannot be set for: there `NA` comes back missing and number-like text as a "
         "number; its `parquet_metadata` record set holds the stored values.",

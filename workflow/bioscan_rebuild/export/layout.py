@@ -13,7 +13,9 @@ Under ``bioscan5m/``:
 - ``images_parquet/data/{split}-…parquet``: processid, split, ``image`` = struct<bytes: binary, path: string>
   (the ``image_package`` JPEG; no compression and no dictionary on the bytes).
 - ``hdf5/BIOSCAN_5M.h5``: one group per split that holds records; ``image`` = resizable 1-D dataset of
-  variable-length uint8 (JPEG bytes, no filter), ``processid`` and label datasets beside it (UTF-8), chunked
+  variable-length uint8 (JPEG bytes, no filter; 0 bytes: the record has no image in that package), ``processid``
+  and the label datasets (taxon, the ranks, dna_bin, dna_barcode, chunk: not geography or size fields) beside it
+  (UTF-8), chunked
   along axis 0, written in batches; file attributes for licence, version and provenance.
 - ``images/{package}/{split}/{chunk}/{processid}.jpg`` (chunk folder only for pretrain/train/other_heldout),
   each its own file: a reflink of the content-addressed store's where the file system has them, else a copy
@@ -61,7 +63,8 @@ HDF5 = ReleaseFile(
     HDF5_PATH,
     "hdf5",
     "application/x-hdf5",
-    "Metadata and images in one HDF5 file (no RecordSet: mlcroissant has no HDF5 reader).",
+    "Labels (taxon, ranks, BIN, DNA barcode, chunk) and images in one HDF5 file, a group per split; an image of "
+    "0 bytes is a record without one (no RecordSet: mlcroissant has no HDF5 reader).",
 )
 BBOX = ReleaseFile(
     "metadata/bbox.tsv", "bbox_tsv", "text/tab-separated-values", "Insect bounding boxes in original_full pixels."
