@@ -170,10 +170,10 @@ def choose_barcodes(sizes: list[int], n: int, p: PartitionParams, rng: np.random
 # Spec §2.2 orders equal barcode sizes as pandas' default (unstable) quicksort does, and the published splits
 # depend on that order. numpy picks its sort kernel by CPU and by the number of values: the published order is
 # that of x86-64 CPUs with AVX-512 (numpy 2.4.6). Without AVX-512, ties among more than 256 barcodes of a species
-# come out in another order; without AVX2 (or on ARM) among as few as 16; about 0.2 % of a BIOSCAN-5M table's
-# records then land in other splits. ``TIE_ORDER_PROBES``: per number of sizes, a digest of the reference
-# machine's argsorts of tied sizes; a host that matches up to the largest block of the data orders it as the
-# reference does. ``TIE_ORDERS``: what a run accepts otherwise.
+# come out in another order; without AVX2 (or on ARM) among as few as 6 (the probe fails at its first size, 16);
+# about 0.2 % of a BIOSCAN-5M table's records then land in other splits. ``TIE_ORDER_PROBES``: per number of
+# sizes, a digest of the reference machine's argsorts of tied sizes; a host that matches up to the largest block
+# of the data orders it as the reference does. ``TIE_ORDERS``: what a run accepts otherwise.
 TIE_ORDER_PROBES = {
     16: "f93e5101192ee5c8",
     32: "3a153bd9d31b0bea",
