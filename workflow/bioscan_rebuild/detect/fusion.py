@@ -47,7 +47,8 @@ from bioscan_rebuild.detect.evaluate import iou as box_iou
 from bioscan_rebuild.detect.shipped import FUSION_RULE, rule_model_problem, shipped
 
 # 2: a learned answer is multiple_candidates only for a second box above the onnx backend's bar
-VERSION = "fusion-2"
+# 3: a box on the rim makes the photo's status touches_edge (images.process): only this backend says box_on_rim
+VERSION = "fusion-3"
 AGREE_IOU = 0.5  # the boxes agree at this IoU unless the rule says otherwise (rules fitted before agree_iou)
 # the fit's candidates for agree_iou, the first preferred on ties: two boxes overlapping less than half are often
 # the same specimen boxed with and without its appendages, where the mean box is right

@@ -461,7 +461,9 @@ def assign_splits(
         if freeze_barcodes is not None:
             absent = np.ones(len(keys), dtype=bool)
             absent[where[where >= 0]] = False
-            absent_split = _absent_pins(df, frozen[absent], np.asarray(freeze_barcodes, dtype=object)[absent])
+            gone = np.flatnonzero(absent)  # only these digests are read out (millions of frozen records are not)
+            digests = np.array([v if isinstance(v, str) else None for v in freeze_barcodes.iloc[gone]], dtype=object)
+            absent_split = _absent_pins(df, frozen[gone], digests)
     old = old_split >= 0
     new_rows = np.flatnonzero(~old)
     # a new row on an absent frozen record's barcode is pinned by it as by an old row
@@ -498,29 +500,57 @@ def assign_splits(
 _PIN_ORDER = (KEY_UNSEEN, TRAIN, *HELDOUT_CODES[::-1])
 
 
-def barcode_digest(barcodes) -> np.ndarray:
-    """Per value, the md5 hex digest of its ``strip`` barcode (the barcode stage's ``barcode_key``); None where
-    missing or all ``N``. Computed once per distinct value."""
-    values = pd.Series(np.asarray(barcodes, dtype=object), dtype=object)
-    stripped = strip_barcode(values)
-    codes, uniques = pd.factorize(stripped.mask(stripped == ""), use_na_sentinel=True)
-    digests = [hashlib.md5(str(v).encode("utf-8")).hexdigest() for v in uniques]
-    return np.array([*digests, None], dtype=object)[codes]
+_DIGEST_SLICE = 1 << 16  # barcodes turned into Python strings at once (5.15M of them are 3.4 GB)
+
+
+def barcode_digest(barcodes) -> pa.Array:
+    """Per value, the md5 hex digest of its ``strip`` barcode (the barcode stage's ``barcode_key``); null where
+    missing or all ``N``. ``barcodes``: Arrow, a (possibly Arrow-backed) Series or a sequence; read a slice at a
+    time, so that only the digests are held whole."""
+    if isinstance(barcodes, pa.Array | pa.ChunkedArray):
+        arrow, values = barcodes, None
+    else:
+        arrow = _arrow(barcodes) if isinstance(barcodes, pd.Series) else None
+        values = None if arrow is not None else np.asarray(barcodes, dtype=object)
+    parts = []
+    for start in range(0, len(arrow if arrow is not None else values), _DIGEST_SLICE):
+        if arrow is not None:
+            part = pc.utf8_trim(arrow.slice(start, _DIGEST_SLICE).cast(pa.string()), "N").to_pylist()
+        else:
+            part = [v.strip("N") if isinstance(v, str) else None for v in values[start : start + _DIGEST_SLICE]]
+        known: dict[str, str] = {}  # records share barcodes: one digest each
+        digests = [
+            (known.get(v) or known.setdefault(v, hashlib.md5(v.encode("utf-8")).hexdigest())) if v else None
+            for v in part
+        ]
+        parts.append(pa.array(digests, pa.string()))
+    return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
 
 
 def _absent_pins(df: pd.DataFrame, splits: np.ndarray, digests: np.ndarray) -> np.ndarray:
     """Per row of ``df``, the split that frozen records absent from ``df`` hold on its barcode (their codes
-    ``splits``, their ``barcode_digest`` values ``digests``; the strongest pin where they disagree), else -1."""
+    ``splits``, their ``barcode_digest`` values ``digests``; the strongest pin where they disagree), else -1.
+    ``df``'s own ``barcode_key`` column (the barcode stage's, equal to ``barcode_digest``) is used where it has
+    one: no barcode is hashed again."""
     out = np.full(len(df), -1, dtype=np.int8)
-    known = pd.notna(digests) & (digests != "")
+    known = np.array([isinstance(d, str) and d != "" for d in digests], dtype=bool)
     if not known.any():
         return out
     rank = np.zeros(len(SPLITS), dtype=np.int64)  # pretrain and other_heldout: pin the barcode, not a split
     rank[list(_PIN_ORDER)] = np.arange(1, len(_PIN_ORDER) + 1)
     ghosts = pd.DataFrame({"digest": digests[known], "split": splits[known], "rank": rank[splits[known]]})
     strongest = ghosts.sort_values(["digest", "rank"], kind="stable").drop_duplicates("digest", keep="last")
-    index = pd.Index(strongest["digest"].to_numpy(dtype=object))
-    where = index.get_indexer(barcode_digest(df["dna_barcode"]))
+    if "barcode_key" in df:
+        arrow = _arrow(df["barcode_key"])
+        rows = (
+            pa.array(df["barcode_key"].to_numpy(dtype=object), pa.string(), from_pandas=True)
+            if arrow is None
+            else arrow
+        )
+    else:
+        rows = barcode_digest(df["dna_barcode"])
+    ghosts = pa.array(strongest["digest"].to_numpy(dtype=object), pa.string()).cast(rows.type)
+    where = pc.fill_null(pc.index_in(rows, value_set=ghosts), -1).to_numpy(zero_copy_only=False)
     hit = where >= 0
     out[hit] = strongest["split"].to_numpy(dtype=np.int8)[where[hit]]
     return out

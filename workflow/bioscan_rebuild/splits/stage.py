@@ -47,18 +47,33 @@ def read_freeze(path) -> pd.Series:
     """A previous release's splits (CSV with processid and split; other columns are ignored) as
     ``assign_splits`` takes them: split names indexed by processid. Cells are raw strings: ``NA`` is a
     processid, not a missing value."""
-    return read_freeze_with_barcodes(path)[0]
+    return _freeze_splits(CsvText(path, "a freeze table (processid, split)"), path)
 
 
 def read_freeze_with_barcodes(path) -> tuple[pd.Series, pd.Series | None]:
-    """``read_freeze``'s splits and, aligned with them, each frozen record's ``barcode_digest``: the split history's
-    ``barcode_key`` column, or the digest of a metadata CSV's ``dna_barcode`` (None: the file has neither)."""
+    """``read_freeze``'s splits and, aligned with them, each frozen record's ``barcode_digest`` (an Arrow-backed
+    string Series): the split history's ``barcode_key`` column, or the digests of a metadata CSV's ``dna_barcode``,
+    read batch by batch (5.15M barcodes are 3.4 GB); None when the file has neither."""
     source = CsvText(path, "a freeze table (processid, split)")
+    split = _freeze_splits(source, path)
+    column = next((c for c in ("barcode_key", "dna_barcode") if c in source.columns), None)
+    if column is None:
+        return split, None
+    parts = []
+    for batch in source.batches([column]):
+        cells = missing_as_null(batch.column(column)).cast(pa.string())
+        parts.append(cells if column == "barcode_key" else barcode_digest(cells))
+    keys = pa.concat_arrays(parts) if parts else pa.array([], pa.string())
+    barcodes = keys.to_pandas(types_mapper=pd.ArrowDtype)
+    barcodes.index = split.index
+    return split, barcodes.rename("barcode_key")
+
+
+def _freeze_splits(source: CsvText, path) -> pd.Series:
     missing = [c for c in ("processid", "split") if c not in source.columns]
     if missing:
         raise InputError(f"{path}: missing columns {missing}: a freeze table needs processid and split")
-    barcode_column = next((c for c in ("barcode_key", "dna_barcode") if c in source.columns), None)
-    frozen = source.read(["processid", "split", *([barcode_column] if barcode_column else [])])
+    frozen = source.read(["processid", "split"])
     split = frozen["split"].to_numpy(zero_copy_only=False)
     unknown = sorted(set(split) - set(SPLITS))
     if unknown:
@@ -69,12 +84,7 @@ def read_freeze_with_barcodes(path) -> tuple[pd.Series, pd.Series | None]:
     if len(twice):  # which of its splits a record keeps would be arbitrary
         shown = ", ".join(repr(p) for p in sorted(twice)[:5]) + (" ..." if len(twice) > 5 else "")
         raise InputError(f"{path}: {len(twice)} processid(s) appear more than once: {shown}; keep one row each")
-    barcodes = None
-    if barcode_column:
-        cells = missing_as_null(frozen[barcode_column]).to_numpy(zero_copy_only=False)
-        digests = cells if barcode_column == "barcode_key" else barcode_digest(cells)
-        barcodes = pd.Series(digests, index=processids, name="barcode_key", dtype=object)
-    return pd.Series(split, index=processids, name="split"), barcodes
+    return pd.Series(split, index=processids, name="split")
 
 
 def split_tables(curated_path, barcode_paths, outdir, freeze_csv=None, image_paths=None, tie_order="reference") -> dict:
@@ -215,6 +225,7 @@ class _FirstPass:
     strips: dict[bytes, int]  # strip barcode -> its number
     n_frozen: int  # records whose processid is in the freeze
     freeze_matched: int  # distinct freeze processids some record has
+    frozen_keys: pa.ChunkedArray  # those processids (``processid_keys``)
 
 
 def _keys(freeze: pd.Series) -> pd.Index:
@@ -273,6 +284,7 @@ def _first_pass(source: CsvText, freeze: pd.Series | None) -> _FirstPass:
     if missing is not None:
         strip_ids[strip_ids == missing] = -1
     schema = pa.schema([(name, pa.string()) for name in REQUIRED_COLUMNS])
+    frozen_keys = pc.unique(pa.chunked_array(matched, pa.string()))
     return _FirstPass(
         records=pa.concat_tables(parts) if parts else schema.empty_table(),
         rows=np.concatenate(rows) if rows else np.zeros(0, np.int64),
@@ -280,7 +292,8 @@ def _first_pass(source: CsvText, freeze: pd.Series | None) -> _FirstPass:
         n_strips=len(numbers),
         strips=numbers,
         n_frozen=n_frozen,
-        freeze_matched=len(pc.unique(pa.chunked_array(matched, pa.string()))) if matched else 0,
+        freeze_matched=len(frozen_keys),
+        frozen_keys=frozen_keys,
     )
 
 
@@ -290,18 +303,25 @@ def _assign(first: _FirstPass, freeze: pd.Series | None, freeze_barcodes: pd.Ser
     The protocol reads the records of pass 1 in full. The others (no species, not frozen) change no count,
     target or draw; they only move with a barcode, so each takes the split of a record without species on its
     strip barcode: one such stand-in per strip barcode of the protocol's records goes through
-    ``assign_splits`` with them; records on any other barcode stay pretrain. So does one per strip barcode of an
-    absent frozen record (``freeze_barcodes``), which pins it."""
+    ``assign_splits`` with them; records on any other barcode stay pretrain. So does one per strip barcode of a
+    frozen record absent from the file (``freeze_barcodes``), which pins it: the rows on such a barcode carry its
+    ``barcode_key`` (only those: no other barcode is hashed in ``assign_splits``)."""
     record_ids = first.strip_ids[first.rows]
     with_barcode = np.flatnonzero(record_ids >= 0)
     stand_in_ids, first_record = np.unique(record_ids[with_barcode], return_index=True)
     strips = pc.utf8_trim(first.records["dna_barcode"].take(pa.array(with_barcode[first_record])), "N")
-    pinning = _pinning_strips(first, freeze_barcodes, stand_in_ids)
-    if pinning:
-        stand_in_ids = np.r_[stand_in_ids, np.array(list(pinning.values()), np.int64)]
-        strips = pa.concat_arrays([strips, _strip_text(list(pinning))])
+    strips = strips.combine_chunks() if isinstance(strips, pa.ChunkedArray) else strips
+    pinning = _pinning_strips(first, freeze, freeze_barcodes)  # strip number -> (strip, digest)
+    extra = [number for number in sorted(pinning) if number not in set(stand_in_ids.tolist())]
+    if extra:
+        stand_in_ids = np.r_[stand_in_ids, np.array(extra, np.int64)]
+        strips = pa.concat_arrays([strips, _strip_text([pinning[number][0] for number in extra])])
     stand_ins = {name: pa.nulls(len(strips), pa.string()) for name in REQUIRED_COLUMNS} | {"dna_barcode": strips}
     table = pa.concat_tables([first.records, pa.table(stand_ins).cast(first.records.schema)])
+    if pinning:
+        numbers = np.r_[record_ids, stand_in_ids]
+        keys = [pinning[n][1] if n in pinning else None for n in numbers.tolist()]
+        table = table.append_column("barcode_key", pa.array(keys, pa.string()))
     codes = assign_splits(table.to_pandas(), freeze, freeze_barcodes).cat.codes.to_numpy()
     by_strip = np.full(len(first.strip_ids) + 1, PRETRAIN, dtype=np.int8)  # the last: no barcode
     by_strip[stand_in_ids] = codes[first.records.num_rows :]
@@ -310,23 +330,29 @@ def _assign(first: _FirstPass, freeze: pd.Series | None, freeze_barcodes: pd.Ser
     return split
 
 
-def _pinning_strips(first: _FirstPass, freeze_barcodes: pd.Series | None, taken: np.ndarray) -> dict[bytes, int]:
-    """The file's strip barcodes (-> their numbers) that a frozen record's ``barcode_key`` names and that have no
-    stand-in yet (``taken``): those of frozen records absent from the file pin records that carry them."""
-    digests = set() if freeze_barcodes is None else set(freeze_barcodes.dropna())
-    if not digests:
+def _pinning_strips(
+    first: _FirstPass, freeze: pd.Series | None, freeze_barcodes: pd.Series | None
+) -> dict[int, tuple[bytes, str]]:
+    """The file's strip barcodes that a frozen record absent from the file carries (by ``freeze_barcodes``):
+    strip number -> (strip, its ``barcode_key``). Every strip is hashed only when there is such a record."""
+    if freeze is None or freeze_barcodes is None or not len(freeze):
         return {}
-    have = set(taken.tolist())
-    return {
-        strip: number
-        for strip, number in first.strips.items()
-        if number not in have and hashlib.md5(strip).hexdigest() in digests
-    }
+    present = pd.Index(first.frozen_keys.to_numpy(zero_copy_only=False))
+    absent = ~pd.Index(processid_keys(freeze.index)).isin(present)
+    ghosts = {v for v in freeze_barcodes.iloc[np.flatnonzero(absent)] if isinstance(v, str) and v}
+    if not ghosts:
+        return {}
+    pinning = {}
+    for strip, number in first.strips.items():
+        digest = hashlib.md5(strip).hexdigest()
+        if digest in ghosts:
+            pinning[number] = (strip, digest)
+    return pinning
 
 
 def _strip_text(strips: list[bytes]) -> pa.Array:
-    """Strip barcodes (bytes, ASCII letters) as a string array."""
-    return pa.array([strip.decode("ascii", "replace") for strip in strips], pa.string())
+    """Strip barcodes (the file's bytes, UTF-8) as a string array."""
+    return pa.array([strip.decode("utf-8", "replace") for strip in strips], pa.string())
 
 
 def _summary(first: _FirstPass, split: np.ndarray) -> pd.DataFrame:
