@@ -69,7 +69,7 @@ def _ingest(tmp_path, n: int):
     return tmp_path / "ingest" / "shards" / "shard-000" / "records.parquet"
 
 
-def _correction_outcomes(tmp_path, corrections) -> tuple[dict, list[str]]:
+def _correction_outcomes(tmp_path, corrections, record_rejects=()) -> tuple[dict, list[str]]:
     """summarize_shards over tmp_path/out with the corrections file: the outcome counts and each row's outcome."""
     from bioscan_rebuild.images.shard import summarize_shards
 
@@ -79,6 +79,7 @@ def _correction_outcomes(tmp_path, corrections) -> tuple[dict, list[str]]:
         image_tables=[tmp_path / "out" / "images.parquet"],
         box_corrections=corrections,
         corrections_out=tmp_path / "outcomes.tsv",
+        record_rejects=record_rejects,
     )
     return out["box_corrections"], pd.read_csv(tmp_path / "outcomes.tsv", sep="\t")["outcome"].tolist()
 
@@ -168,20 +169,11 @@ def test_a_correction_for_a_record_whose_photo_ingest_refused_is_photo_unusable(
     corrections.write_text(
         "processid\tbox\treason\tsource\nP9-21\t1,1,50,50\tr\ts\nP8-21\tempty\tr\ts\nQ1-21\tempty\tr\ts\n"
     )
-    from bioscan_rebuild.images.shard import summarize_shards
-
-    out = summarize_shards(
-        [tmp_path / "out" / "summary.json"],
-        tmp_path / "summary.json",
-        image_tables=[tmp_path / "out" / "images.parquet"],
-        box_corrections=corrections,
-        corrections_out=tmp_path / "outcomes.tsv",
-        record_rejects=[tmp_path / "ingest" / "shards" / "shard-000" / "rejects.parquet"],
-    )
-    outcomes = pd.read_csv(tmp_path / "outcomes.tsv", sep="\t")["outcome"].tolist()
+    rejects = [tmp_path / "ingest" / "shards" / "shard-000" / "rejects.parquet"]
+    counts, outcomes = _correction_outcomes(tmp_path, corrections, rejects)
     # P8-21 has no photo at all (no_image) and Q1-21 is no record: both still unknown to the image stage
     assert outcomes == ["photo_unusable", "unknown_processid", "unknown_processid"]
-    assert out["box_corrections"] == {"photo_unusable": 1, "unknown_processid": 2}
+    assert counts == {"photo_unusable": 1, "unknown_processid": 2}
 
 
 def test_box_corrections_redo_only_their_photos_and_say_what_applied(tmp_path, monkeypatch):
