@@ -5,7 +5,8 @@
 Defaults: the shipped model and fusion rule (``detect/models/``). ``--refit`` fits the fusion rule on the train
 half here instead (as ``train-detector`` does). Prints, for the holdout half: per backend (classical, onnx,
 onnx_tta (with test-time augmentation), fusion, and the oracle ceiling: per photo the best of the boxes the fusion
-chooses among, the classical one, the learned one at its low bar and their mean) the mean IoU, IoU >= 0.5,
+chooses among, the classical one, the learned one at its low bar, their mean and its own answer) the mean IoU,
+IoU >= 0.5,
 IoU >= 0.75 and empty wells recognised, overall and per image class; the review queue (photos flagged, and how
 many of the fusion's wrong answers are among them); the ceiling of the rule's form (the rule
 fitted on the holdout half itself: no rule fitted elsewhere beats it); then ms per photo of each detector

@@ -417,6 +417,26 @@ def test_absent_frozen_records_still_pin_their_barcodes(tmp_path):
             assert (out == got).all(), seed
 
 
+def test_absent_pins_take_any_digest_sequence_and_hash_barcodes_a_key_column_lacks():
+    """``freeze_barcodes`` as barcode_digest returns it (Arrow), a list or a Series; a table whose barcode_key column
+    is empty (read_csv's NaN) or Arrow-null hashes its barcodes instead of dropping the pins (a train/test leak)."""
+    rows = [(f"A{i}", "Aus", "Aus alpha", f"ACGT{'ACGT'[i % 10 % 4]}{'ACGT'[i % 10 // 4]}") for i in range(40)]
+    v1 = pd.DataFrame(rows, columns=["processid", "genus", "species", "dna_barcode"])
+    frozen = assign_splits(v1).astype(object)
+    test_barcode = v1.loc[frozen.to_numpy() == "test", "dna_barcode"].iloc[0]
+    gone = (v1["dna_barcode"] == test_barcode).to_numpy()
+    freeze = pd.Series(frozen.to_numpy(), index=v1["processid"].to_numpy())
+    new = pd.DataFrame([(f"B{i}", "Aus", "Aus alpha", test_barcode) for i in range(2)], columns=v1.columns)
+    build = pd.concat([v1[~gone], new], ignore_index=True)
+    digests = barcode_digest(v1["dna_barcode"])
+    for given in (digests, digests.to_pylist(), pd.Series(digests.to_pylist()), np.array(digests.to_pylist())):
+        got = assign_splits(build, freeze, given).astype(object).to_numpy()
+        assert list(got[-2:]) == ["test", "test"], type(given)
+    for empty_key in (np.nan, pd.Series([None] * len(build), dtype="string[pyarrow]")):
+        keyed = build.assign(barcode_key=empty_key)
+        assert list(assign_splits(keyed, freeze, digests).astype(object).to_numpy()[-2:]) == ["test", "test"]
+
+
 def test_absent_frozen_test_record_holds_its_barcode_in_test_through_the_csv_command(tmp_path):
     """The reviewer's case: v1 puts a barcode in test, its records are withdrawn in v2, and v2 brings new records of
     the species on it. They join test (from the history's barcode_key, or a pre-history CSV's dna_barcode)."""

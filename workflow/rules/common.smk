@@ -68,7 +68,8 @@ def _regex_problem(where, pattern):
 def _source_constant(module, name):
     path = os.path.join(workflow.basedir, "workflow", "bioscan_rebuild", module)
     text = open(path).read()
-    return re.search(rf"^{name} = (.+)$", text, re.MULTILINE).group(1).strip("\"'")
+    value = re.search(rf"^{name} = (.+)$", text, re.MULTILINE).group(1)
+    return value.split("#")[0].strip().strip("\"'")  # a comment after the value is not the value
 
 
 @functools.cache
@@ -515,6 +516,11 @@ IMAGE_PARAMS_JSON = stage_params_json(
     "images", drop=("detector", "contact_sheet_size", "box_corrections")
 )
 DETECTOR = config["images"]["detector"]
+# the fusion backend's own version (its answers changed without the stage's or the classical detector's): a
+# parameter of the photo jobs, so that they run again; its results are stored under keys of their own
+DETECTOR_VERSION = (
+    _source_constant("detect/fusion.py", "VERSION") if DETECTOR["backend"] == "fusion" else DETECTOR["backend"]
+)
 # On a cluster the torch YOLO backend's jobs ask for a GPU (--gpus) unless its device is the CPU; the
 # classical and onnx backends run on the CPU.
 DETECTOR_GPUS = int(

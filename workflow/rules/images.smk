@@ -33,6 +33,7 @@ rule process_photos:
         image_dir=image_dir_args,
         box_corrections=box_corrections_option,
         code_version=IMAGE_CODE_VERSION,
+        detector_version=DETECTOR_VERSION,
         shipped_model=shipped_model_of,
     shell:
         "{params.cli} images photos {input.inventory:q} --batch {wildcards.batch} "

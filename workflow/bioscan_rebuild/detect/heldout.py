@@ -7,9 +7,9 @@ model (at a low bar, so the fusion sees its weak boxes too; ``learned_tta``: als
 once per photo; ``fit_fusion`` fits the rule on the train half (with and without TTA when both ran: the better
 fit wins); ``score_table`` scores every backend on a half: ``classical``, ``onnx`` (the learned model at its
 default bar; ``onnx_tta`` the same with TTA), ``fusion``, and ``oracle`` (per photo the best of the boxes the
-fusion chooses among: the classical one, the learned one at its low bar and their mean; for an empty well, no box
-where either backend alone gives none: a ceiling of the fusion's choice, not a backend), overall and per image
-class of ``imgfilter-classes.csv``.
+fusion chooses among: the classical one, the learned one at its low bar, their mean and its own answer; for an
+empty well, no box where any of them gives none: a ceiling of the fusion's choice, not a backend), overall and
+per image class of ``imgfilter-classes.csv``.
 """
 
 from __future__ import annotations
@@ -160,15 +160,16 @@ def backend_detections(row: dict, rule: FusionRule | None) -> dict[str, Detectio
         out["fusion"] = fuse(row["classical"], row["learned_tta" if tta else "learned"], rule, row["shape"])
     # the ceiling of choosing among the boxes the fusion sees: the classical one, the learned one at the fusion's
     # low bar, their mean (the learned box at the onnx bar alone missed boxes the fusion takes: the fusion beat
-    # it on 4 held-out specimens). An empty well is right where either backend alone reports none.
+    # it on 4 held-out specimens), and the fusion's own answer (so that it can never beat its ceiling). An empty
+    # well is right where either backend alone or the fusion reports none.
     learned = row["learned_tta" if tta else "learned"]
+    candidates = [row["classical"], learned, out["onnx_tta" if tta else "onnx"], *([out["fusion"]] if rule else [])]
+    if has_box(row["classical"]) and has_box(learned):
+        mean = mean_box(row["classical"].box, learned.box)  # the pixels the fusion counts for it: the classical's
+        candidates.append(Detection("ok", mean, row["classical"].pixel_count, score=learned.score))
     if row["truth"] is None:
-        plain = [row["classical"], out["onnx_tta" if tta else "onnx"]]
-        out["oracle"] = next((d for d in plain if not has_box(d)), plain[0])
+        out["oracle"] = next((d for d in candidates if not has_box(d)), candidates[0])
     else:
-        candidates = [row["classical"], learned]
-        if has_box(row["classical"]) and has_box(learned):
-            candidates.append(Detection("ok", mean_box(row["classical"].box, learned.box), score=learned.score))
         out["oracle"] = max(candidates, key=lambda d: iou(row["truth"], d.box) if has_box(d) else -1.0)
     return out
 

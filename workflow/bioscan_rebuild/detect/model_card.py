@@ -108,8 +108,8 @@ def scores_lines(fusion: dict, real: dict) -> list[str]:
         "IoU with the hand-drawn box (a missed specimen counts 0); empty wells recognised = reported `no_object`.",
         "`onnx_tta` is the same model with test-time augmentation (the photo and its three mirror images, boxes",
         "merged). `oracle` is, per photo, the best of the boxes the fusion chooses among (the classical box, the",
-        "learned one at the fusion's low bar, their mean; an empty well: no box where either backend alone gives",
-        "none): a ceiling of the fusion's choice, not a backend.",
+        "learned one at the fusion's low bar, their mean, the fusion's own answer; an empty well: no box where any",
+        "of them gives none): a ceiling of the fusion's choice, not a backend.",
         "",
         f"The fusion rule (`fusion.json`, fitted on the train half only) runs the model "
         f"{'with' if (fusion.get('rule') or {}).get('learned_tta') else 'without'} test-time augmentation.",

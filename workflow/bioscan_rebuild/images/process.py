@@ -60,7 +60,8 @@ from bioscan_rebuild.images.geometry import (
 # source is original_full only when it is a baseline/progressive Huffman JPEG with no image glued on after it.
 # 6: a 32-bit grey image's white level is the smallest 2^k - 1 holding its peak (a peak of 256 gave black); a file of
 # several pictures (multi-page TIFF, animated PNG) is undecodable, not its first page.
-STAGE_VERSION = 6  # (touches_edge from a detector's box_on_rim changed only the fusion's results: fusion-3)
+# (touches_edge from a detector's box_on_rim changed only the fusion's results: detect.fusion VERSION fusion-3)
+STAGE_VERSION = 6
 
 # Photos handed to process_photos at once: one detector call, bounded memory.
 PHOTO_BATCH = 32

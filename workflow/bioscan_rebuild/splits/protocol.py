@@ -462,7 +462,7 @@ def assign_splits(
             absent = np.ones(len(keys), dtype=bool)
             absent[where[where >= 0]] = False
             gone = np.flatnonzero(absent)  # only these digests are read out (millions of frozen records are not)
-            digests = np.array([v if isinstance(v, str) else None for v in freeze_barcodes.iloc[gone]], dtype=object)
+            digests = np.array([v if isinstance(v, str) else None for v in _values_at(freeze_barcodes, gone)], object)
             absent_split = _absent_pins(df, frozen[gone], digests)
     old = old_split >= 0
     new_rows = np.flatnonzero(~old)
@@ -503,6 +503,16 @@ _PIN_ORDER = (KEY_UNSEEN, TRAIN, *HELDOUT_CODES[::-1])
 _DIGEST_SLICE = 1 << 16  # barcodes turned into Python strings at once (5.15M of them are 3.4 GB)
 
 
+def _values_at(values, positions: np.ndarray) -> list:
+    """``values[positions]`` as Python objects, for a Series (by position), Arrow array, numpy array or list,
+    without converting the rest (a freeze's digests are millions; the absent records' are few)."""
+    if isinstance(values, pd.Series):
+        return values.iloc[positions].tolist()
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        return values.take(pa.array(positions, pa.int64())).to_pylist()
+    return [values[i] for i in positions.tolist()]
+
+
 def barcode_digest(barcodes) -> pa.Array:
     """Per value, the md5 hex digest of its ``strip`` barcode (the barcode stage's ``barcode_key``); null where
     missing or all ``N``. ``barcodes``: Arrow, a (possibly Arrow-backed) Series or a sequence; read a slice at a
@@ -540,20 +550,35 @@ def _absent_pins(df: pd.DataFrame, splits: np.ndarray, digests: np.ndarray) -> n
     rank[list(_PIN_ORDER)] = np.arange(1, len(_PIN_ORDER) + 1)
     ghosts = pd.DataFrame({"digest": digests[known], "split": splits[known], "rank": rank[splits[known]]})
     strongest = ghosts.sort_values(["digest", "rank"], kind="stable").drop_duplicates("digest", keep="last")
-    if "barcode_key" in df:
-        arrow = _arrow(df["barcode_key"])
-        rows = (
-            pa.array(df["barcode_key"].to_numpy(dtype=object), pa.string(), from_pandas=True)
-            if arrow is None
-            else arrow
-        )
-    else:
-        rows = barcode_digest(df["dna_barcode"])
-    ghosts = pa.array(strongest["digest"].to_numpy(dtype=object), pa.string()).cast(rows.type)
+    rows = _row_digests(df)
+    ghosts = pa.array(strongest["digest"].to_numpy(dtype=object), pa.string())
     where = pc.fill_null(pc.index_in(rows, value_set=ghosts), -1).to_numpy(zero_copy_only=False)
     hit = where >= 0
     out[hit] = strongest["split"].to_numpy(dtype=np.int8)[where[hit]]
     return out
+
+
+def _row_digests(df: pd.DataFrame) -> pa.Array:
+    """Each row's ``barcode_digest``: its ``barcode_key`` where the table has one (the barcode stage's: nothing
+    hashed again; "" = known to pin nothing), hashed from ``dna_barcode`` where the key is missing but a barcode
+    is there."""
+    if "barcode_key" not in df:
+        return barcode_digest(df["dna_barcode"])
+    column = df["barcode_key"]
+    arrow = _arrow(column)
+    if arrow is None:
+        keys = pa.array([v if isinstance(v, str) else None for v in column.tolist()], pa.string())
+    else:
+        chunks = [chunk.cast(pa.string()) for chunk in arrow.chunks]
+        keys = pa.concat_arrays(chunks) if chunks else pa.array([], pa.string())
+    unkeyed = ~pc.is_valid(keys).to_numpy(zero_copy_only=False) & pd.notna(df["dna_barcode"]).to_numpy()
+    if not unkeyed.any():
+        return keys
+    filled = keys.to_pylist()
+    positions = np.flatnonzero(unkeyed)
+    for i, digest in zip(positions.tolist(), barcode_digest(df["dna_barcode"].iloc[positions]).to_pylist()):
+        filled[i] = digest
+    return pa.array(filled, pa.string())
 
 
 def _pin_to_frozen_barcodes(tab: _Table, pin_split: np.ndarray, barcode: np.ndarray, split: np.ndarray):

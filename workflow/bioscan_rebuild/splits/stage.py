@@ -34,6 +34,7 @@ from bioscan_rebuild.splits.csv_text import (
 from bioscan_rebuild.splits.protocol import (
     PRETRAIN,
     REQUIRED_COLUMNS,
+    _values_at,
     assign_splits,
     barcode_digest,
     check_tie_order,
@@ -312,15 +313,16 @@ def _assign(first: _FirstPass, freeze: pd.Series | None, freeze_barcodes: pd.Ser
     strips = pc.utf8_trim(first.records["dna_barcode"].take(pa.array(with_barcode[first_record])), "N")
     strips = strips.combine_chunks() if isinstance(strips, pa.ChunkedArray) else strips
     pinning = _pinning_strips(first, freeze, freeze_barcodes)  # strip number -> (strip, digest)
-    extra = [number for number in sorted(pinning) if number not in set(stand_in_ids.tolist())]
+    have = set(stand_in_ids.tolist())
+    extra = [number for number in sorted(pinning or {}) if number not in have]
     if extra:
         stand_in_ids = np.r_[stand_in_ids, np.array(extra, np.int64)]
         strips = pa.concat_arrays([strips, _strip_text([pinning[number][0] for number in extra])])
     stand_ins = {name: pa.nulls(len(strips), pa.string()) for name in REQUIRED_COLUMNS} | {"dna_barcode": strips}
     table = pa.concat_tables([first.records, pa.table(stand_ins).cast(first.records.schema)])
-    if pinning:
+    if pinning is not None:  # absent frozen records: their barcodes' keys; "" for every other barcode (hashed here)
         numbers = np.r_[record_ids, stand_in_ids]
-        keys = [pinning[n][1] if n in pinning else None for n in numbers.tolist()]
+        keys = [pinning[n][1] if n in pinning else "" for n in numbers.tolist()]
         table = table.append_column("barcode_key", pa.array(keys, pa.string()))
     codes = assign_splits(table.to_pandas(), freeze, freeze_barcodes).cat.codes.to_numpy()
     by_strip = np.full(len(first.strip_ids) + 1, PRETRAIN, dtype=np.int8)  # the last: no barcode
@@ -331,17 +333,18 @@ def _assign(first: _FirstPass, freeze: pd.Series | None, freeze_barcodes: pd.Ser
 
 
 def _pinning_strips(
-    first: _FirstPass, freeze: pd.Series | None, freeze_barcodes: pd.Series | None
-) -> dict[int, tuple[bytes, str]]:
+    first: _FirstPass, freeze: pd.Series | None, freeze_barcodes
+) -> dict[int, tuple[bytes, str]] | None:
     """The file's strip barcodes that a frozen record absent from the file carries (by ``freeze_barcodes``):
-    strip number -> (strip, its ``barcode_key``). Every strip is hashed only when there is such a record."""
+    strip number -> (strip, its ``barcode_key``); None when no absent record has a barcode. Every strip is hashed
+    only when there is such a record."""
     if freeze is None or freeze_barcodes is None or not len(freeze):
-        return {}
+        return None
     present = pd.Index(first.frozen_keys.to_numpy(zero_copy_only=False))
-    absent = ~pd.Index(processid_keys(freeze.index)).isin(present)
-    ghosts = {v for v in freeze_barcodes.iloc[np.flatnonzero(absent)] if isinstance(v, str) and v}
+    absent = np.flatnonzero(~pd.Index(processid_keys(freeze.index)).isin(present))
+    ghosts = {v for v in _values_at(freeze_barcodes, absent) if isinstance(v, str) and v}
     if not ghosts:
-        return {}
+        return None
     pinning = {}
     for strip, number in first.strips.items():
         digest = hashlib.md5(strip).hexdigest()
