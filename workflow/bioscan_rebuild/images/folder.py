@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.params import ImageParams
 from bioscan_rebuild.detect.registry import make_detector, make_segmenter
 from bioscan_rebuild.images.process import PHOTO_BATCH, keep_freed_memory, process_photos
-from bioscan_rebuild.ingest.inventory import WALK_PROBLEMS, printable, walk_folder
+from bioscan_rebuild.ingest.inventory import walk_named
 
 
 def _crop_names(rels: list[Path]) -> dict[str, str]:
@@ -60,15 +59,11 @@ def detect_folder(
     if not image_dir.is_dir():
         raise InputError(f"{image_dir}: not a folder of photos")
     files, refused = [], []
-    for rel, problem in walk_folder(image_dir, links_outside=True):  # a person's folder: links go anywhere
-        text = printable(rel)
-        if text is None:
-            shown = os.fsencode(rel).decode("utf-8", "backslashreplace")
-            refused.append((shown, "unreadable_name", "the file name is not UTF-8: rename it"))
-        elif problem is not None:
-            refused.append((text, problem, WALK_PROBLEMS[problem]))
+    for text, problem, detail in walk_named(image_dir, links_outside=True):  # a person's folder: links go anywhere
+        if problem is None:
+            files.append(Path(text))
         else:
-            files.append(rel)
+            refused.append((text, problem, detail))
     crop_names = _crop_names(files)
     counts = Counter()
     output_csv = Path(output_csv)

@@ -431,13 +431,13 @@ def finish_photo(data: bytes, decoded: Decoded, detection, params: ImageParams, 
         result.image_measurement_value = None if pixels is None else int(pixels)
         result.area_fraction, result.scale_factor = size_fields(box, width, height, params.short_side)
         result.sharpness = sharpness(rgb, box)
+        result.review = review_reasons(detection, box, width, height, decoded.grey)
         if detection.status == "multiple_candidates":
             result.status = "multiple_candidates"
-        elif touches_edge(box, width, height) or "box_on_rim" in (getattr(detection, "review", ()) or ()):
-            # a learned box (or the mean of two) stops a pixel or two short of a specimen the border cuts: the
-            # detector that knows its margin says so
+        elif "box_on_rim" in result.review:
+            # the box touches the border, or (a learned box, or the mean of two, stops a pixel or two short of a
+            # specimen the border cuts) the detector that knows its margin says it is on the rim
             result.status = "touches_edge"
-        result.review = review_reasons(detection, box, width, height, decoded.grey)
     result.sha256 = {name: hashlib.sha256(blob).hexdigest() for name, blob in images.items()}
     return result, images
 

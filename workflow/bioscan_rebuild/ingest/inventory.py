@@ -119,6 +119,20 @@ def walk_folder(image_dir: Path, links_outside: bool = False):
     yield from walk(image_dir, Path())
 
 
+def walk_named(image_dir: Path, links_outside: bool = False):
+    """``walk_folder`` with each path as text: (relative path, reject reason or None, its detail or None), a name
+    that is not UTF-8 rejected as ``unreadable_name`` (shown with its bytes escaped)."""
+    for rel, problem in walk_folder(image_dir, links_outside):
+        text = printable(rel)
+        if text is None:
+            shown = os.fsencode(rel).decode("utf-8", "backslashreplace")
+            yield shown, "unreadable_name", "the file name is not UTF-8: rename it"
+        elif problem is not None:
+            yield text, problem, WALK_PROBLEMS[problem]
+        else:
+            yield text, None, None
+
+
 def printable(rel: Path) -> str | None:
     """The path as UTF-8 text, or None when a name in it is not UTF-8 (Arrow tables and JSON hold text only)."""
     text = rel.as_posix()
@@ -146,16 +160,11 @@ def list_images(image_dir: str | Path, batch: str, n_shards: int, name_pattern: 
     if "processid" not in pattern.groupindex:
         raise InputError(f"image name pattern {name_pattern!r} has no (?P<processid>...) group")
     matched_paths, processids, rejected = [], [], []
-    for rel, problem in walk_folder(image_dir):
-        text = printable(rel)
-        if text is None:
-            shown = os.fsencode(rel).decode("utf-8", "backslashreplace")
-            rejected.append((shown, "unreadable_name", "the file name is not UTF-8: rename it"))
-            continue
+    for text, problem, detail in walk_named(image_dir):
         if problem is not None:
-            rejected.append((text, problem, WALK_PROBLEMS[problem]))
+            rejected.append((text, problem, detail))
             continue
-        match = pattern.match(rel.name)
+        match = pattern.match(Path(text).name)
         named = strip_invisible(match.group("processid")).strip() if match else ""
         if named:
             matched_paths.append(text)

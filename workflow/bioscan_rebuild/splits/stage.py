@@ -34,7 +34,6 @@ from bioscan_rebuild.splits.csv_text import (
 from bioscan_rebuild.splits.protocol import (
     PRETRAIN,
     REQUIRED_COLUMNS,
-    _values_at,
     assign_splits,
     barcode_digest,
     check_tie_order,
@@ -333,7 +332,7 @@ def _assign(first: _FirstPass, freeze: pd.Series | None, freeze_barcodes: pd.Ser
 
 
 def _pinning_strips(
-    first: _FirstPass, freeze: pd.Series | None, freeze_barcodes
+    first: _FirstPass, freeze: pd.Series | None, freeze_barcodes: pd.Series | None
 ) -> dict[int, tuple[bytes, str]] | None:
     """The file's strip barcodes that a frozen record absent from the file carries (by ``freeze_barcodes``):
     strip number -> (strip, its ``barcode_key``); None when no absent record has a barcode. Every strip is hashed
@@ -342,7 +341,7 @@ def _pinning_strips(
         return None
     present = pd.Index(first.frozen_keys.to_numpy(zero_copy_only=False))
     absent = np.flatnonzero(~pd.Index(processid_keys(freeze.index)).isin(present))
-    ghosts = {v for v in _values_at(freeze_barcodes, absent) if isinstance(v, str) and v}
+    ghosts = {v for v in freeze_barcodes.iloc[absent] if isinstance(v, str) and v}
     if not ghosts:
         return None
     pinning = {}
