@@ -326,6 +326,41 @@ def test_corrections_are_applied_last_and_reported(tmp_path):
     assert_replays(records, result)
 
 
+MAMMAL = ("Chordata", "Mammalia", "Rodentia")
+
+
+@pytest.mark.parametrize("excluded_by_maintainer", [True, False])
+def test_records_that_leave_take_no_part_in_the_votes_or_the_lineage(excluded_by_maintainer):
+    """A mammal label on an insect barcode leaves the table (a maintainer's exclusion, or out of scope): it must
+    not vote, or the two insects sharing the barcode lose every rank (2/3 is short of the 0.8 majority); and a
+    record that leaves teaches the lineage nothing (its wrong family would give Megaselia two parents)."""
+    insect = dict(family="Psychodidae", genus="Lutzomyia", species="Lutzomyia cruciata", key="k1")
+    records = frame(
+        [
+            row("a", **insect),
+            row("b", **insect),
+            row("m", "Muridae", "Mus", "Mus musculus", key="k1", upper=MAMMAL),
+            row("e", "Sciaridae", "Megaselia", key="k2", upper=MAMMAL if not excluded_by_maintainer else ARTHRO),
+            row("g", "Phoridae", "Megaselia", key="k3"),
+            row("h", None, "Megaselia", key="k4"),
+        ]
+    )
+    corrections = pd.DataFrame(
+        [(pid, "record", "exclude", "no_insect", "curator") for pid in ("m", "e")] if excluded_by_maintainer else [],
+        columns=["processid", "field", "value", "reason", "source"],
+    )
+    result = curate(records, corrections=corrections)
+    out = by_pid(result)
+    assert sorted(out.index) == ["a", "b", "g", "h"]
+    assert (out.loc[["a", "b"], "species"] == "Lutzomyia cruciata").all()
+    assert (out.loc[["a", "b"], "family"] == "Psychodidae").all()
+    assert out.loc["h", "family"] == "Phoridae" and out.loc["h", "inferred_ranks"] == RANK_BIT["family"]
+    assert not result["changes"]["rule"].str.contains("conflict_dropped").any()
+    leaving = result["excluded"] if excluded_by_maintainer else result["out_of_scope"]
+    assert sorted(leaving["processid"]) == ["e", "m"]
+    assert_replays(records, result)
+
+
 def test_a_one_word_species_names_no_species_and_is_logged():
     records = frame(
         [

@@ -34,6 +34,17 @@ def _source_of(item) -> str | None:
     return reason or report or None
 
 
+def excluded_by_corrections(cols: dict, corrections: pd.DataFrame | None) -> np.ndarray:
+    """The records a ``record exclude`` row will remove (matched as ``apply_corrections`` does), known before
+    the votes so that they take no part in them."""
+    if corrections is None or corrections.empty:
+        return np.zeros(len(cols["processid"]), bool)
+    field = corrections["field"].fillna("").astype(str).str.strip()
+    value = corrections["value"].fillna("").astype(str).str.strip().str.lower()
+    keys = set(processid_keys(corrections["processid"][(field == "record") & (value == "exclude")]))
+    return pd.Series(processid_keys(cols["processid"]), dtype=object).isin(keys).to_numpy()
+
+
 def apply_corrections(
     cols: dict, log: ChangeLog, corrections: pd.DataFrame | None, inferred: np.ndarray
 ) -> tuple[np.ndarray, pd.DataFrame]:

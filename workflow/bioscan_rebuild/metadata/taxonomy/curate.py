@@ -44,6 +44,8 @@ table in brackets):
    (default: phylum Arthropoda, as BIOSCAN-5M) leaves the table (rejects, reason ``out_of_scope``); a record
    without a label there stays, unless (phylum scope) its class is one the shipped ``class_phylum.tsv`` places
    in another phylum.
+Records that will leave (a ``record exclude`` correction, or their own label at ``scope_rank`` outside the
+scope before any step changed it) take no part in steps 4, 6 and 7: they neither vote nor teach the lineage.
 Then ``taxon`` = the label at the deepest labelled rank, ``inferred_ranks`` = bit mask of the ranks filled by
 steps 5 and 7 (phylum 1, class 2, order 4, family 8, subfamily 16, genus 32, species 64; 0 = none), and
 ``placeholder_species`` = ``core.novel.novel_mask`` (the split protocol's definition).
@@ -79,7 +81,7 @@ from bioscan_rebuild.core.schemas import RANKS, processid_keys
 from bioscan_rebuild.metadata.bins import bin_table, normalise_bin
 from bioscan_rebuild.metadata.taxonomy.changelog import ChangeLog, map_unique, set_field, working_columns
 from bioscan_rebuild.metadata.taxonomy.conflicts import resolve_conflicts
-from bioscan_rebuild.metadata.taxonomy.corrections import apply_corrections
+from bioscan_rebuild.metadata.taxonomy.corrections import apply_corrections, excluded_by_corrections
 from bioscan_rebuild.metadata.taxonomy.names import (
     MISSING_TOKENS,
     apply_fixes,
@@ -117,7 +119,10 @@ def curate(
     strip_authors(cols, log)
     drop_misplaced_ranks(cols, log)
     counts["bins_malformed"] = _normalise_bins(cols, log)  # 3.
-    barcode_codes = pd.factorize(cols["barcode_key"])[0]
+    # records that will leave (a maintainer's exclusion, a label outside the scope) neither vote nor teach the
+    # lineage: one mammal label on an insect barcode must not erase the insects' names
+    leaving = excluded_by_corrections(cols, corrections) | _outside_by_own_label(cols, params)
+    barcode_codes = np.where(leaving, -1, pd.factorize(cols["barcode_key"])[0])
     counts["bin_conflicts"] = resolve_conflicts(  # 4.
         cols, log, barcode_codes, ("dna_bin",), params.bin_barcode_ratio, "bin", cascade=False
     )
@@ -125,7 +130,7 @@ def curate(
         genus_from_species(cols, log, inferred)
     drop_one_word_species(cols, log)  # after 5: "Megaselia" alone in the species slot still gives the genus
     check_species_genus(cols, log, novel_mask(pd.Series(cols["genus"]), pd.Series(cols["species"])))
-    bin_codes = pd.factorize(cols["dna_bin"])[0]  # BINs are final from here on
+    bin_codes = np.where(leaving, -1, pd.factorize(cols["dna_bin"])[0])  # BINs are final from here on
     counts["barcode_conflicts"] = resolve_conflicts(  # 6.
         cols, log, barcode_codes, RANKS, params.barcode_ratio, "barcode", cascade=True
     )
@@ -134,7 +139,9 @@ def curate(
     )
     forget_removed(cols, inferred)
     lineage = (  # 7.
-        infer_parents(cols, log, inferred, (barcode_codes, bin_codes)) if params.infer_parents else pd.DataFrame()
+        infer_parents(cols, log, inferred, (barcode_codes, bin_codes), ~leaving)
+        if params.infer_parents
+        else pd.DataFrame()
     )
     excluded, outcomes = apply_corrections(cols, log, corrections, inferred)  # 8.
     out_of_scope, judged_by = _outside_scope(cols, log, params, excluded)  # 9.
@@ -144,18 +151,12 @@ def curate(
     return _results(cols, log, inferred, excluded, outcomes, lineage, counts, out_of_scope, scope)
 
 
-def _outside_scope(
-    cols: dict, log: ChangeLog, params: TaxonomyParams, excluded: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Step 9 [``out_of_scope``]: records whose final label at ``scope_rank`` is not one of ``scope_taxa`` (an
-    insect dataset takes no mammals) leave the table; a record without that label stays (unknown is not out),
-    except, for a phylum scope, one whose class the shipped ``class_phylum.tsv`` places in another phylum (a
-    mammal with its phylum left blank). Returns the mask and, per record, the label it was judged by."""
-    judged_by = np.asarray(cols[params.scope_rank], dtype=object).copy() if params.scope_rank in cols else None
-    if not params.scope_taxa:
-        return np.zeros(len(cols["processid"]), bool), judged_by
+def _scope_labels(cols: dict, params: TaxonomyParams) -> tuple[np.ndarray, np.ndarray]:
+    """Per record, its label at ``scope_rank`` (for a phylum scope, a blank phylum is the one the shipped
+    ``class_phylum.tsv`` gives its class) and how it was judged by."""
     if params.scope_rank not in RANKS:
         raise ValueError(f"taxonomy.scope_rank must be one of {RANKS}, not {params.scope_rank!r}")
+    judged_by = np.asarray(cols[params.scope_rank], dtype=object).copy()
     labels = judged_by.copy()
     if params.scope_rank == "phylum":
         blank = np.flatnonzero(pd.isna(labels) & ~pd.isna(cols["class"]))
@@ -165,6 +166,28 @@ def _outside_scope(
             if phylum is not None:
                 labels[row] = phylum
                 judged_by[row] = f"{phylum} (from its class {cols['class'][row]})"
+    return labels, judged_by
+
+
+def _outside_by_own_label(cols: dict, params: TaxonomyParams) -> np.ndarray:
+    """The records whose own label (before any vote or inference) is outside the scope."""
+    if not params.scope_taxa:
+        return np.zeros(len(cols["processid"]), bool)
+    labels, _ = _scope_labels(cols, params)
+    return ~pd.isna(labels) & ~pd.Series(labels, dtype=object).isin(params.scope_taxa).to_numpy()
+
+
+def _outside_scope(
+    cols: dict, log: ChangeLog, params: TaxonomyParams, excluded: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step 9 [``out_of_scope``]: records whose final label at ``scope_rank`` is not one of ``scope_taxa`` (an
+    insect dataset takes no mammals) leave the table; a record without that label stays (unknown is not out),
+    except, for a phylum scope, one whose class the shipped ``class_phylum.tsv`` places in another phylum (a
+    mammal with its phylum left blank). Returns the mask and, per record, the label it was judged by."""
+    if not params.scope_taxa:
+        judged_by = np.asarray(cols[params.scope_rank], dtype=object).copy() if params.scope_rank in cols else None
+        return np.zeros(len(cols["processid"]), bool), judged_by
+    labels, judged_by = _scope_labels(cols, params)
     labelled = ~pd.isna(labels) & ~excluded
     outside = labelled & ~pd.Series(labels, dtype=object).isin(params.scope_taxa).to_numpy()
     # every record out (none unlabelled at the rank stays either): a typo, not a dataset of nothing

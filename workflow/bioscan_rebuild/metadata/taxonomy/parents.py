@@ -41,9 +41,14 @@ def forget_removed(cols: dict, inferred: np.ndarray) -> None:
         inferred[pd.isna(cols[rank])] &= np.uint8(~RANK_BIT[rank] & 0xFF)
 
 
-def infer_parents(cols: dict, log: ChangeLog, inferred: np.ndarray, group_codes) -> pd.DataFrame:
+def infer_parents(
+    cols: dict, log: ChangeLog, inferred: np.ndarray, group_codes, teaching: np.ndarray | None = None
+) -> pd.DataFrame:
     """Step 7 [``parent_from_child``]. Returns the lineage table (child -> parent links and whether they are
-    consistent). ``group_codes``: the factorized barcode and BIN keys, whose groups no inference may contradict."""
+    consistent). ``group_codes``: the factorized barcode and BIN keys, whose groups no inference may contradict.
+    ``teaching``: the records whose labels make the lineage (default all; not the ones leaving the table)."""
+    if teaching is None:
+        teaching = np.ones(len(cols["processid"]), bool)
     links = []
     for parent_index in range(RANKS.index("subfamily"), -1, -1):
         parent = RANKS[parent_index]
@@ -54,12 +59,12 @@ def infer_parents(cols: dict, log: ChangeLog, inferred: np.ndarray, group_codes)
         group_held = [(codes, _group_labels(codes, parent_values)) for codes in group_codes]
         # nor the record's own ranks above it: a family whose records all say order Diptera is no parent of a
         # record that says Hymenoptera
-        above = _lineage_above(cols, parent)
+        above = _lineage_above(cols, parent, teaching)
         # the nearest labelled lower rank that gives a parent decides: genus first; a record whose genus the data
         # links to no one family (unknown, or two) takes it from its subfamily, and so on up
         for child in reversed(children):
             child_values = cols[child]
-            both = ~missing_parent & ~pd.isna(child_values)
+            both = ~missing_parent & ~pd.isna(child_values) & teaching
             pairs = pd.DataFrame({"child": child_values[both], "parent": parent_values[both]})
             distinct = pairs.groupby("child")["parent"].agg(["nunique", "first", "size"])
             links.append(
@@ -86,13 +91,13 @@ def infer_parents(cols: dict, log: ChangeLog, inferred: np.ndarray, group_codes)
     return pd.concat(links, ignore_index=True) if links else pd.DataFrame()
 
 
-def _lineage_above(cols: dict, rank: str) -> dict[str, pd.Series]:
-    """For each rank above ``rank``: the one label the data gives it per name at ``rank`` (names it gives two or
-    more are left out: nothing to contradict)."""
+def _lineage_above(cols: dict, rank: str, teaching: np.ndarray) -> dict[str, pd.Series]:
+    """For each rank above ``rank``: the one label the ``teaching`` records give it per name at ``rank`` (names
+    they give two or more are left out: nothing to contradict)."""
     values = cols[rank]
     lineage = {}
     for higher in RANKS[: RANKS.index(rank)]:
-        both = ~pd.isna(values) & ~pd.isna(cols[higher])
+        both = ~pd.isna(values) & ~pd.isna(cols[higher]) & teaching
         pairs = pd.DataFrame({"name": values[both], "higher": cols[higher][both]})
         distinct = pairs.groupby("name")["higher"].agg(["nunique", "first"])
         lineage[higher] = distinct.loc[distinct["nunique"] == 1, "first"]
