@@ -361,6 +361,45 @@ def test_records_that_leave_take_no_part_in_the_votes_or_the_lineage(excluded_by
     assert_replays(records, result)
 
 
+def test_a_correction_takes_the_ranks_inferred_from_the_label_it_replaces_with_it():
+    """Record a's family was inferred from its genus Megaselia, d's genus from its species "Megaselia sp. 1":
+    corrected to Culex, each would have kept Phoridae (Culex under two families) and d a species under another
+    genus. The stale inferences go (logged) and come again from the corrected labels; a rank the record itself
+    gave stays."""
+    records = frame(
+        [
+            row("a", None, "Megaselia"),
+            row("b", "Phoridae", "Megaselia"),
+            row("c", "Culicidae", "Culex", "Culex pipiens"),
+            row("d", None, None, "Megaselia sp. 1"),
+            row("o", "Phoridae", "Megaselia"),  # its own family: the maintainer's genus does not remove it
+        ]
+    )
+    corrections = pd.DataFrame(
+        [
+            ("a", "genus", "Culex", "wrong_label", "r1"),
+            ("d", "species", "Culex pipiens", "wrong_label", "r2"),
+            ("o", "genus", "Culex", "wrong_label", "r3"),
+        ],
+        columns=["processid", "field", "value", "reason", "source"],
+    )
+    result = curate(records, corrections=corrections)
+    out = by_pid(result)
+    assert out.loc["a", ["family", "genus"]].tolist() == ["Culicidae", "Culex"]
+    assert out.loc["a", "inferred_ranks"] == RANK_BIT["family"]
+    assert out.loc["d", ["family", "genus", "species"]].tolist() == ["Culicidae", "Culex", "Culex pipiens"]
+    assert out.loc["d", "inferred_ranks"] == RANK_BIT["family"] | RANK_BIT["genus"]
+    assert out.loc["o", ["family", "genus"]].tolist() == ["Phoridae", "Culex"] and out.loc["o", "inferred_ranks"] == 0
+    dropped = result["changes"][result["changes"]["rule"] == "correction_inferred_dropped"]
+    assert dropped[["processid", "field", "old"]].values.tolist() == [
+        ["a", "family", "Phoridae"],
+        ["d", "family", "Phoridae"],
+        ["d", "genus", "Megaselia"],
+    ]
+    assert set(dropped["source"]) == {"wrong_label (r1)", "wrong_label (r2)"}
+    assert_replays(records, result)
+
+
 def test_a_one_word_species_names_no_species_and_is_logged():
     records = frame(
         [

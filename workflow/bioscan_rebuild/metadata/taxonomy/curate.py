@@ -39,7 +39,9 @@ table in brackets):
    record carrying that child label and a label at the missing rank agrees on one value (the lineage table,
    built from the data itself), unless records sharing its barcode or BIN carry another label at that rank.
 8. Record corrections [``correction``]: the patch table (processid, field, value, reason, source), applied
-   last; field ``record`` with value ``exclude`` removes the record (rejects, reason ``excluded``).
+   last; field ``record`` with value ``exclude`` removes the record (rejects, reason ``excluded``). The ranks
+   steps 5 and 7 inferred above a corrected rank go with the label they came from
+   [``correction_inferred_dropped``] and are inferred again from the corrected labels.
 9. Scope [``out_of_scope``]: a record whose final label at ``scope_rank`` is not one of ``scope_taxa``
    (default: phylum Arthropoda, as BIOSCAN-5M) leaves the table (rejects, reason ``out_of_scope``); a record
    without a label there stays, unless (phylum scope) its class is one the shipped ``class_phylum.tsv`` places
@@ -143,7 +145,7 @@ def curate(
         if params.infer_parents
         else pd.DataFrame()
     )
-    excluded, outcomes = apply_corrections(cols, log, corrections, inferred)  # 8.
+    excluded, outcomes = apply_corrections(cols, log, corrections, inferred, lineage)  # 8.
     out_of_scope, judged_by = _outside_scope(cols, log, params, excluded)  # 9.
     scope = pd.DataFrame({"processid": cols["processid"][out_of_scope], "label": judged_by[out_of_scope]}).assign(
         rank=params.scope_rank
