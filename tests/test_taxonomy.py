@@ -55,6 +55,9 @@ def assert_replays(records, result):
         ("Ch\u04cforops", "genus", "Chlorops"),  # Cyrillic palochka
         ("C\u03b1l\u03bfpteryx \u03c1ulchr\u03b1", "species", "Calopteryx pulchra"),  # Greek alpha, omicron, rho
         ("Cecidomyi\u200bidae", "family", "Cecidomyiidae"),  # zero-width space
+        ("Chir\u00c3\u00b3nomus", "genus", "Chironomus"),  # UTF-8 read as cp1252 (NFKC made ChirA3nomus of it)
+        ("Chir\u00c3\u0192\u00c2\u00b3nomus", "genus", "Chironomus"),  # ... twice
+        ("Psych\u00c3\u00b3da sigma", "species", "Psychoda sigma"),
         ("not_classified", "genus", None),
         ("NA", "genus", None),
         ("not classified", "family", None),

@@ -33,10 +33,28 @@ CONFUSABLES = str.maketrans("".join(a for a, _ in _LOOKALIKES.values()), "".join
 FIX_COLUMNS = ("rank", "from", "to", "reason")
 
 
+def undo_mojibake(text: str) -> str:
+    """UTF-8 read as cp1252 or Latin-1 once or twice (``ChirÃ³nomus``) back to what was written (``Chirónomus``):
+    NFKC would make a new name of it (``³`` -> ``3``: ``ChirA3nomus``). Only text that decodes as UTF-8 again
+    changes; a name never carries these letters otherwise."""
+    for _ in range(2):
+        if not any(ch in text for ch in "ÃÂÅÄâ"):
+            break
+        for encoding in ("cp1252", "latin-1"):
+            try:
+                text = text.encode(encoding).decode("utf-8")
+                break
+            except UnicodeError:
+                continue
+        else:
+            break
+    return text
+
+
 def normalise_name(value: str | None, rank: str) -> str | None:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
-    text = unicodedata.normalize("NFKC", str(value)).translate(CONFUSABLES)
+    text = unicodedata.normalize("NFKC", undo_mojibake(str(value))).translate(CONFUSABLES)
     text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
     text = " ".join(text.split())
     if text.lower() in MISSING_TOKENS or "?" in text:  # "Megaselia?", "Phoridae?": a guess is no label
