@@ -121,6 +121,9 @@ def test_length_and_ambiguity_limits_sit_on_the_kept_side():
     assert dna[0] == at_limit and qc[0]["barcode_status"] == "ok"
     assert (qc[0]["ambiguity_count"], qc[0]["n_internal"]) == (9, 1)
     assert dna[1] is None and qc[1]["barcode_status"] == "ambiguous_barcode"
+    # a limit whose product with the length is not exact in floating point (0.29 * 100 = 28.999999999999996)
+    dna, qc = clean(["R" * 29 + "A" * 71, "R" * 58 + "A" * 142, "R" * 30 + "A" * 70], min_length=1, max_ambiguity=0.29)
+    assert [q["barcode_status"] for q in qc] == ["ok", "ok", "ambiguous_barcode"]
 
 
 def test_dots_are_alignment_gaps_and_are_removed():

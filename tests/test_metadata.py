@@ -154,3 +154,39 @@ def test_a_correction_is_cleaned_as_names_are_and_one_for_a_rejected_record_says
     }
     table = pd.read_csv(out, dtype=str, keep_default_na=False).set_index("processid")
     assert table.loc[ids[0], "species"] == "Lutzomyia sp." and table.loc[ids[3], "species"] == "Megaselia rufipes"
+
+
+def test_a_correction_of_a_record_ingest_refused_is_record_rejected(realdata, tmp_path):
+    """A correction naming a record ingest refused (a marker it does not take) said ``unknown_processid``, as for a
+    typo; only the barcode rejects of this stage were known. Both kinds are ``record_rejected`` now."""
+    export = str(realdata / EXPORTS[0])
+    run_cli("metadata", export, "-o", str(tmp_path / "first.csv"))
+    rejects = pd.read_csv(tmp_path / "first.rejects.csv", dtype=str, keep_default_na=False)
+    records = rejects[(rejects["kind"] == "record") & (rejects["processid"] != "")]
+    by_ingest = records.loc[records["reason"] == "unsupported_marker", "processid"].iloc[0]
+    by_barcode = records.loc[records["reason"].str.endswith("_barcode"), "processid"].iloc[0]
+    corrections = tmp_path / "corrections.tsv"
+    corrections.write_text(
+        "processid\tfield\tvalue\treason\tsource\n"
+        f"{by_ingest}\tgenus\tCoelioxys\twrong_label\tr1\n{by_barcode}\tgenus\tCoelioxys\twrong_label\tr2\n"
+        "NOPE1-21\tgenus\tCoelioxys\twrong_label\tr3\n"
+    )
+    run_cli("metadata", export, "-o", str(tmp_path / "meta.csv"), "--corrections", str(corrections))
+    outcomes = pd.read_csv(tmp_path / "meta.corrections.tsv", sep="\t", dtype=str, keep_default_na=False)
+    assert outcomes["outcome"].tolist() == ["record_rejected", "record_rejected", "unknown_processid"]
+
+
+def test_a_fixes_table_with_an_unknown_rank_is_one_line(realdata, tmp_path):
+    """A person's mistake in a table is one line and exit 2 (it was a ValueError traceback, exit 1)."""
+    fixes = tmp_path / "fixes.tsv"
+    fixes.write_text("rank\tfrom\tto\treason\nGenus\tAus\tBus\ttypo\n")
+    env = {"PYTHONPATH": str(REPO / "workflow")}
+    result = subprocess.run(
+        [sys.executable, "-m", "bioscan_rebuild", "metadata", str(realdata / EXPORTS[0]), "-o", str(tmp_path / "m.csv")]
+        + ["--fixes", str(fixes)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{fixes}: unknown ranks ['Genus']" in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.params import TaxonomyParams
 from bioscan_rebuild.core.schemas import RANKS
 from bioscan_rebuild.metadata.bins import bin_table, normalise_bin
@@ -571,8 +572,26 @@ def test_a_fixes_table_with_an_unknown_rank_is_refused(tmp_path):
     """A misspelt rank would silently fix nothing: the table is refused, naming the file and the rank."""
     path = tmp_path / "fixes.tsv"
     path.write_text("rank\tfrom\tto\treason\ngenera\tAus\tBus\ttypo\n*\tCus\tDus\tany rank\n")
-    with pytest.raises(ValueError, match=re.escape(f"{path}: unknown ranks ['genera']")):
+    with pytest.raises(InputError, match=re.escape(f"{path}: unknown ranks ['genera']")):
         load_fixes(path)
+
+
+def test_a_fixes_table_is_read_as_the_names_it_meets_are_written(tmp_path):
+    """Both sides of a fixes row are cleaned as names of their rank: a trailing space made a second order
+    ("Lepidoptera "), a "from" with one matched nothing, a lower-case family was released as written."""
+    path = tmp_path / "fixes.tsv"
+    path.write_text(
+        "rank\tfrom\tto\treason\norder\tLepidopetra\tLepidoptera \ttypo\ngenus\tMegasella \tMegaselia\ttypo\n"
+        "family\tPhoridea\tphoridae\ttypo\n"
+    )
+    records = frame(
+        [
+            row("a", "Phoridea", "Megasella", upper=("Arthropoda", "Insecta", "Lepidopetra")),
+            row("b", "Phoridae", "Megaselia", upper=("Arthropoda", "Insecta", "Lepidoptera")),
+        ]
+    )
+    out = by_pid(curate(records, fixes=load_fixes(path)))
+    assert out.loc["a", ["order", "family", "genus"]].tolist() == ["Lepidoptera", "Phoridae", "Megaselia"]
 
 
 def test_bin_table_consensus_and_agreement():

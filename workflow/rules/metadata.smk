@@ -28,6 +28,11 @@ rule curate_taxonomy:
         redeliveries=expand(
             "results/ingest/shards/{shard}/redeliveries.parquet", shard=SHARDS
         ),
+        # the records ingest refused: a correction naming one says so, not unknown_processid
+        ingest_rejects=expand(
+            "results/ingest/exports/{batch}/rejects.parquet", batch=EXPORT_BATCHES
+        )
+        + expand("results/ingest/shards/{shard}/rejects.parquet", shard=SHARDS),
         tables=taxonomy_tables,
     output:
         curated="results/metadata/curated.parquet",
@@ -54,7 +59,7 @@ rule curate_taxonomy:
         tables=taxonomy_table_args,
     shell:
         "{params.cli} taxonomy curate --records {input.records:q} --barcodes {input.barcodes:q} "
-        "--redeliveries {input.redeliveries:q} "
+        "--redeliveries {input.redeliveries:q} --ingest-rejects {input.ingest_rejects:q} "
         "--outdir {params.outdir:q} --taxonomy-params {params.taxonomy_params:q} {params.tables} > {log} 2>&1"
 
 

@@ -70,6 +70,7 @@ def cmd_taxonomy_curate(args) -> int:
         fixes_path=args.fixes,
         corrections_path=args.corrections,
         redelivery_paths=args.redeliveries,
+        ingest_reject_paths=args.ingest_rejects,
     )
     print(json.dumps(summary, sort_keys=True))
     return 0
@@ -117,6 +118,12 @@ def register(sub) -> None:
     p.add_argument("--records", nargs="*", default=[], help="ingested record shards")
     p.add_argument("--barcodes", nargs="*", default=[], help="barcode shards (same order)")
     p.add_argument("--redeliveries", nargs="*", default=[], help="ingest's redeliveries per shard (step 0 of the log)")
+    p.add_argument(
+        "--ingest-rejects",
+        nargs="*",
+        default=[],
+        help="ingest's reject tables (a correction of a record they hold is record_rejected)",
+    )
     p.add_argument("--outdir", required=True)
     _add_taxonomy_options(p)
     p.set_defaults(func=cmd_taxonomy_curate)

@@ -115,7 +115,9 @@ def clean_barcodes(processid, raw, params: BarcodeParams | None = None) -> tuple
     ambiguity = _count(core, f"[{AMBIGUOUS}]")
 
     status = np.full(n, "ok", dtype=object)
-    too_ambiguous = (n_internal + ambiguity) > params.max_ambiguity * np.maximum(core_length, 1)
+    # a share, not a product: 0.29 * 100 is 28.999999999999996 and refused a barcode exactly at the limit; a
+    # correctly rounded quotient equals the limit there
+    too_ambiguous = (n_internal + ambiguity) / np.maximum(core_length, 1) > params.max_ambiguity
     status[too_ambiguous] = "ambiguous_barcode"
     status[core_length < params.min_length] = "short_barcode"  # end-N padding is no bases, kept or not
     status[core_length == 0] = "no_barcode"

@@ -43,5 +43,6 @@ def metadata_local(
         fixes_path=fixes_path,
         corrections_path=corrections_path,
         redelivery_paths=[outdir / "ingest" / "shards" / shard / "redeliveries.parquet" for shard in shard_names],
+        ingest_reject_paths=[outdir / "ingest" / "rejects.parquet"],
     )
     return {"ingest": ingest, "metadata": metadata, "records": records, "barcodes": barcodes}

@@ -22,9 +22,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from bioscan_rebuild.core.errors import AccountingError, InputError
 from bioscan_rebuild.core.io import read_table, write_json, write_table
 from bioscan_rebuild.core.params import BarcodeParams, TaxonomyParams
-from bioscan_rebuild.core.schemas import INGESTED_SCHEMA, RANKS, REDELIVERY_SCHEMA, make_rejects, processid_keys
+from bioscan_rebuild.core.schemas import (
+    INGESTED_SCHEMA,
+    RANKS,
+    REDELIVERY_SCHEMA,
+    REJECT_SCHEMA,
+    make_rejects,
+    processid_keys,
+)
 from bioscan_rebuild.metadata.barcodes import BARCODE_REASONS, QC_SCHEMA, clean_barcodes, write_fasta
 from bioscan_rebuild.metadata.taxonomy.changelog import CHANGE_COLUMNS, REDELIVERY_STEP
 from bioscan_rebuild.metadata.taxonomy.corrections import load_corrections
@@ -80,9 +88,21 @@ def _redelivery_changes(paths) -> pd.DataFrame:
     )
 
 
+def _ingest_rejected(paths) -> list:
+    """The processids of the records ingest refused (kind ``record``) in its reject tables."""
+    found = []
+    for path in paths:
+        table = read_table(path, REJECT_SCHEMA, columns=["kind", "processid"])
+        kinds = table["kind"].to_numpy(zero_copy_only=False)
+        ids = table["processid"].to_numpy(zero_copy_only=False)
+        found.extend(pid for kind, pid in zip(kinds, ids, strict=True) if kind == "record" and pid is not None)
+    return found
+
+
 def _name_rejected_corrections(outcomes: pd.DataFrame, rejected_processids) -> None:
-    """A correction of a record this stage rejected for its barcode said ``unknown_processid``, sending a
-    maintainer after a typo that is not there: it is ``record_rejected`` (``rejects.csv`` says why)."""
+    """A correction of a record this stage rejected for its barcode, or ingest refused, said
+    ``unknown_processid``, sending a maintainer after a typo that is not there: it is ``record_rejected``
+    (``rejects.csv`` says why)."""
     if outcomes.empty or not len(rejected_processids):
         return
     rejected = set(processid_keys(rejected_processids))
@@ -100,10 +120,12 @@ def curate_tables(
     fixes_path=None,
     corrections_path=None,
     redelivery_paths=(),
+    ingest_reject_paths=(),
 ) -> dict:
     """Writes into ``outdir``: curated.parquet, changes.parquet, bins.parquet, lineage.parquet,
     corrections.tsv, rejects.parquet, summary.json. Returns the summary. ``redelivery_paths``: ingest's
-    redeliveries (``ingest.join``), put first in the changes table as step 0."""
+    redeliveries (``ingest.join``), put first in the changes table as step 0. ``ingest_reject_paths``: ingest's reject
+    tables (a correction of a record they refused is ``record_rejected``)."""
     outdir = Path(outdir)
     labels = _read(record_paths, LABEL_COLUMNS, None)
     qc = _read(
@@ -111,7 +133,11 @@ def curate_tables(
         ("processid", "barcode_status", "barcode_key", "invalid_chars", "length", "n_internal", "ambiguity_count"),
     )
     if len(labels) != len(qc) or not (labels["processid"].to_numpy() == qc["processid"].to_numpy()).all():
-        raise RuntimeError("barcode shards do not line up with the record shards (re-run clean_barcodes)")
+        raise InputError(
+            f"the barcode shards ({', '.join(str(p) for p in barcode_paths)}) do not line up with the record shards "
+            f"({', '.join(str(p) for p in record_paths)}): {len(qc)} against {len(labels)} rows; give them in the "
+            "same order, or run clean_barcodes again"
+        )
     bad = qc["barcode_status"].to_numpy() != "ok"
     rejected = labels[bad]
     reasons = qc["barcode_status"].to_numpy()[bad]
@@ -133,7 +159,7 @@ def curate_tables(
     del qc
     result = curate(labels, taxonomy_params, load_fixes(fixes_path), load_corrections(corrections_path))
     del labels
-    _name_rejected_corrections(result["corrections"], rejected["processid"])
+    _name_rejected_corrections(result["corrections"], [*rejected["processid"], *_ingest_rejected(ingest_reject_paths)])
     curated = result["curated"]
     excluded = result["excluded"]
     scope = result["out_of_scope"]
@@ -175,7 +201,7 @@ def curate_tables(
     }
     summary["balanced"] = summary["records_in"] == summary["curated"] + sum(summary["rejected"].values())
     if not summary["balanced"]:
-        raise RuntimeError(f"metadata accounting does not balance: {summary}")
+        raise AccountingError(f"metadata accounting does not balance: {summary}")
     outdir.mkdir(parents=True, exist_ok=True)
     curated_table = pa.Table.from_pandas(curated.astype({"inferred_ranks": "uint8"}), preserve_index=False)
     write_table(_strings(curated_table), outdir / "curated.parquet")

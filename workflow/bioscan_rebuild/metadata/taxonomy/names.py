@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.schemas import CSV_NA_STRINGS, RANKS
 from bioscan_rebuild.metadata.taxonomy.changelog import ChangeLog, map_unique, set_field
 from bioscan_rebuild.metadata.taxonomy.tables import read_table
@@ -109,7 +110,14 @@ def load_fixes(path: str | Path | None) -> pd.DataFrame:
     table = read_table(path, FIX_COLUMNS)
     bad = set(table["rank"]) - {*RANKS, "*"}
     if bad:
-        raise ValueError(f"{path}: unknown ranks {sorted(bad)}")
+        raise InputError(f"{path}: unknown ranks {sorted(bad)} (one of {', '.join(RANKS)} or * for any)")
+    # both sides as the names they meet and make are written ("Megasella " matched nothing; "Lepidoptera " made a
+    # second order); a row for any rank keeps its case, as species do
+    for side in ("from", "to"):
+        table[side] = [
+            normalise_name(value, "species" if rank == "*" else rank) or ""
+            for rank, value in zip(table["rank"], table[side], strict=True)
+        ]
     return table
 
 
