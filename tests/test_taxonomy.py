@@ -966,3 +966,38 @@ def test_home_ranks_counts_records_per_rank_and_breaks_ties_upwards():
         "Collembola": "class",  # 1 against 1: the higher rank
         "Lutzomyia longipalpis": "genus",  # 1 against 1 (genus is higher than species)
     }
+
+
+def test_repeated_corrections_the_last_one_wins_and_a_reason_outside_the_vocabulary_applies_nothing():
+    """Two rows for one field of one record: the later is the maintainer's word, the earlier ``overridden`` (both
+    said ``applied``; an exclusion twice was logged twice); a misspelt reason is ``invalid_reason``; a place
+    corrected to ``NA`` is no place (it was released as the text "NA")."""
+    records = frame([row("a", "Phoridae", "Megaselia"), row("b", "Phoridae"), row("c", "Sciaridae")])
+    records["country"] = ["Canada", "Canada", "Canada"]
+    corrections = pd.DataFrame(
+        [
+            ("b", "record", "exclude", "no_insect", "r1"),
+            ("b", "record", "exclude", "duplicate", "r2"),
+            ("a", "genus", "Conicera", "wrnog_label", "r3"),
+            ("a", "genus", "Conicera", "wrong_label", "r4"),
+            ("a", "genus", "Megaselia", "wrong_label", "r5"),
+            ("c", "country", "NA", "other", "r6"),
+            ("c", "record", "exclude", "wrnog", "r7"),
+        ],
+        columns=["processid", "field", "value", "reason", "source"],
+    )
+    result = curate(records, corrections=corrections)
+    assert result["corrections"]["outcome"].tolist() == [
+        "overridden",
+        "excluded",
+        "invalid_reason",
+        "overridden",
+        "no_change",
+        "applied",
+        "invalid_reason",
+    ]
+    out = by_pid(result)
+    assert sorted(out.index) == ["a", "c"] and out.loc["a", "genus"] == "Megaselia" and pd.isna(out.loc["c", "country"])
+    exclusions = result["changes"][result["changes"]["field"] == "record"]
+    assert exclusions[["processid", "source"]].values.tolist() == [["b", "duplicate (r2)"]]
+    assert result["excluded"]["reason"].tolist() == ["duplicate"]

@@ -12,7 +12,7 @@ from bioscan_rebuild.core.novel import MALAISE_RE
 from bioscan_rebuild.core.schemas import RANKS, processid_keys
 from bioscan_rebuild.metadata.bins import normalise_bin
 from bioscan_rebuild.metadata.taxonomy.changelog import ChangeLog, set_field
-from bioscan_rebuild.metadata.taxonomy.names import clean_species, normalise_name
+from bioscan_rebuild.metadata.taxonomy.names import MISSING_TOKENS, clean_species, normalise_name
 from bioscan_rebuild.metadata.taxonomy.parents import BINOMIAL_GENUS, HIGHER_RANK_SUFFIX, RANK_BIT
 from bioscan_rebuild.metadata.taxonomy.tables import read_table
 
@@ -43,8 +43,12 @@ def excluded_by_corrections(cols: dict, corrections: pd.DataFrame | None) -> np.
         return np.zeros(len(cols["processid"]), bool)
     field = corrections["field"].fillna("").astype(str).str.strip()
     value = corrections["value"].fillna("").astype(str).str.strip().str.lower()
-    keys = set(processid_keys(corrections["processid"][(field == "record") & (value == "exclude")]))
-    return pd.Series(processid_keys(cols["processid"]), dtype=object).isin(keys).to_numpy()
+    reason = corrections["reason"].fillna("").astype(str).str.strip()
+    keys = pd.Series(processid_keys(corrections["processid"].fillna("").astype(str).str.strip()), dtype=object)
+    last = ~pd.DataFrame({"key": keys, "field": field}).duplicated(keep="last").to_numpy()
+    applies = last & (field == "record").to_numpy() & (value == "exclude").to_numpy()
+    applies &= reason.isin(CORRECTION_REASONS).to_numpy()
+    return pd.Series(processid_keys(cols["processid"]), dtype=object).isin(set(keys[applies])).to_numpy()
 
 
 def apply_corrections(
@@ -54,8 +58,10 @@ def apply_corrections(
     inferred: np.ndarray,
     lineage: pd.DataFrame | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame]:
-    """Step 8 [``correction``]. Returns (bool mask of excluded rows, per-correction outcome table). A corrected
-    rank is a maintainer's label, not an inference: its bit leaves ``inferred``, and the record's ranks inferred
+    """Step 8 [``correction``]. Returns (bool mask of excluded rows, per-correction outcome table: applied,
+    excluded, no_change, unknown_processid, invalid_reason (not one of ``CORRECTION_REASONS``), overridden (a
+    later row corrects the same field of the record), unknown_field, invalid_value). A corrected rank is a
+    maintainer's label, not an inference: its bit leaves ``inferred``, and the record's ranks inferred
     from the label it replaces go with it (``_infer_again``, from ``lineage``: step 7's table)."""
     if corrections is None:
         corrections = pd.DataFrame(columns=list(CORRECTION_COLUMNS))
@@ -63,10 +69,15 @@ def apply_corrections(
     row_of = pd.Series(np.arange(len(cols["processid"])), index=processid_keys(cols["processid"]))
     excluded = np.zeros(len(cols["processid"]), bool)
     outcomes = []
-    for item in corrections.itertuples(index=False):  # a maintainer's table: hundreds of rows, not millions
+    # two rows for one field of one record: the last one in the table is the maintainer's word
+    targets = list(zip(processid_keys(corrections["processid"].str.strip()), corrections["field"].str.strip()))
+    last_of = {target: position for position, target in enumerate(targets)}
+    for position, item in enumerate(corrections.itertuples(index=False)):  # hundreds of rows, not millions
         item = item._replace(processid=item.processid.strip(), field=item.field.strip())  # as the records are
-        row = row_of.get(processid_keys([item.processid])[0])
+        row = row_of.get(targets[position][0])
         value = item.value.strip() or None
+        if value is not None and item.field in ("country", "province_state") and value.lower() in MISSING_TOKENS:
+            value = None  # as ingest reads a place: "NA" is no place
         one_word = False
         if value is not None and item.field in RANKS:  # a maintainer's value gets the names' own cleaning
             value = normalise_name(value, item.field)
@@ -75,6 +86,10 @@ def apply_corrections(
                 one_word, value = cleaned is None, cleaned or value
         if row is None:
             outcome = "unknown_processid"
+        elif (item.reason or "").strip() not in CORRECTION_REASONS:
+            outcome = "invalid_reason"
+        elif last_of[targets[position]] != position:
+            outcome = "overridden"
         elif item.field == "record":
             if (value or "").lower() == "exclude":
                 excluded[row] = True
