@@ -143,6 +143,21 @@ def test_a_redelivery_replaces_the_record_by_default_and_its_fields_are_logged()
     assert redelivered["old"].to_pylist() == ["Sciaridae"] and redelivered["rule"].to_pylist() == ["later_delivery"]
 
 
+def test_copies_that_differ_only_in_unicode_form_or_invisible_characters_are_the_same_record():
+    """One copy of a record typed decomposed (NFD: "Psycho\u0301da", as macOS writes) or with a zero-width space:
+    within a delivery both copies were refused as a conflict (the specimen lost); across deliveries a change was
+    logged whose two values look the same. The kept copy's text is as delivered."""
+    recs = [
+        records("a", [("P1", "Psych\u00f3didae", 2), ("P1", "Psycho\u0301didae", 3), ("P2", "Phoridae", 4)]),
+        records("b", [("P2", "Phori\u200bdae", 7)]),
+    ]
+    imgs = [images("a", [("P1", "s1", None), ("P2", "s2", None)])]
+    kept, rejects, _, redelivered = join_shard(recs, imgs, ["a", "b"])
+    assert sorted(kept["processid"].to_pylist()) == ["P1", "P2"]
+    assert reasons(rejects, "record") == {"P1": ["duplicate_record"], "P2": ["duplicate_record"]}
+    assert redelivered.num_rows == 0
+
+
 def test_different_copies_in_one_delivery_are_rejected_whatever_the_policy():
     """Delivery order cannot choose between two rows of one batch. An earlier batch's clean copy stays under
     ``first`` (the earliest delivery decides); under ``latest`` the deciding delivery is the conflicting one, so the

@@ -12,12 +12,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from bioscan_rebuild.core.io import read_table, write_json, write_table
 from bioscan_rebuild.core.params import IngestParams
 from bioscan_rebuild.core.schemas import (
     IMAGE_COLUMNS,
     INGESTED_SCHEMA,
+    INVISIBLE_CHARACTERS,
     RECORD_SCHEMA,
     REDELIVERY_SCHEMA,
     REJECT_SCHEMA,
@@ -127,7 +129,23 @@ def _resolve_duplicates(frame: pd.DataFrame, signature: pd.Series, policy: str, 
     return keep, reason, detail, winner
 
 
-def _redeliveries(records: pd.DataFrame, locations: pd.Series, reason, winner) -> pa.Table:
+def _comparable_text(records: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
+    """The text fields as compared between copies of a record: Unicode NFC, invisible format characters out (a
+    decomposed "Psychóda", as macOS writes, or a zero-width space is the same name: two copies that differed only
+    so were both refused as a conflict, or logged a change whose two values look the same). The values themselves
+    stay as delivered; the taxonomy stage cleans names and logs it."""
+    out = {}
+    for field in fields:
+        column = records[field]
+        if not pd.api.types.is_numeric_dtype(column.dtype):
+            text = pa.array(column, pa.string(), from_pandas=True)
+            text = pc.replace_substring_regex(pc.utf8_normalize(text, form="NFC"), INVISIBLE_CHARACTERS, "")
+            column = pd.Series(text.to_numpy(zero_copy_only=False), index=records.index, dtype=object)
+        out[field] = column
+    return pd.DataFrame(out, index=records.index)
+
+
+def _redeliveries(records: pd.DataFrame, locations: pd.Series, reason, winner, comparable) -> pa.Table:
     """Field by field, what a later (or, under ``first``, an earlier) delivery of a record replaced."""
     rows = []
     fields = [f for f in SIGNATURE_FIELDS if f != "processid"]
@@ -137,6 +155,8 @@ def _redeliveries(records: pd.DataFrame, locations: pd.Series, reason, winner) -
             old, new = records[field].iat[row], records[field].iat[chosen]
             if (pd.isna(old) and pd.isna(new)) or old == new:
                 continue
+            if field in comparable and comparable[field].iat[row] == comparable[field].iat[chosen]:
+                continue  # another Unicode form, an invisible character: the same text
             if field == "nucleotides" and records["_sequence"].iat[row] == records["_sequence"].iat[chosen]:
                 continue  # gaps, case or line breaks of another layout: the same sequence
             rows.append(
@@ -192,8 +212,9 @@ def join_shard(
     # Records: one per processid.
     # a v4 or BCDM-2024 copy pads its sequence with alignment gaps, a BCDM-2023 copy does not: the same content
     sequences = comparable_sequences(records["nucleotides"])
+    comparable = _comparable_text(records, [f for f in SIGNATURE_FIELDS if f not in ("processid", "nucleotides")])
     content_hash = pd.util.hash_pandas_object(
-        records[list(SIGNATURE_FIELDS)].assign(processid=records["_key"], nucleotides=sequences), index=False
+        comparable.assign(processid=records["_key"], nucleotides=sequences), index=False
     )
     locations = _location(records)
     keep, reason, detail, winner = _resolve_duplicates(
@@ -203,7 +224,7 @@ def join_shard(
     # another case must not rename a released record (its files, chunk and the diff between versions follow it).
     first_spelling = records.groupby("_key", sort=False)["processid"].transform("first")
     records["processid"] = records["processid"].where(~keep, first_spelling)
-    redelivered = _redeliveries(records.assign(_sequence=sequences), locations, reason, winner)
+    redelivered = _redeliveries(records.assign(_sequence=sequences), locations, reason, winner, comparable)
     dropped = records[~keep]
     if len(dropped):
         reject_parts.append(
