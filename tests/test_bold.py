@@ -584,12 +584,20 @@ def test_no_marker_accepted_rejects_every_sequenced_row(tmp_path):
     assert rejects["detail"].to_pylist() == ["marker 'COI-5P'"]
 
 
-def test_without_missing_value_tokens_every_value_is_text(tmp_path):
+def test_without_missing_value_tokens_only_an_empty_cell_is_missing(tmp_path):
+    """Empty is missing in every layout (sources.md), whatever the configured tokens: without "" among them an
+    empty cell was kept as text, and a specimen row with no marker and no sequence was refused as a sequence of
+    an unknown gene."""
     path = tmp_path / "t.tsv"
-    path.write_text("\t".join(HEADER_2023) + "\n" + _row(processid="T-1", species="", family="no_data") + "\n")
+    rows = [_row(processid="T-1", species="", family="no_data"), _row(processid="T-2", marker_code="", nucraw="")]
+    path.write_text("\t".join(HEADER_2023) + "\n" + "\n".join(rows) + "\n")
+    records, rejects, _ = read_export(path, "t", missing_values=("None",))
+    assert records["processid"].to_pylist() == ["T-1", "T-2"] and rejects.num_rows == 0
+    row = records.to_pylist()[0]
+    assert (row["species"], row["family"], row["genus"]) == (None, "no_data", None)
     records, _, _ = read_export(path, "t", missing_values=(), markers=None)
-    (row,) = records.to_pylist()
-    assert (row["species"], row["family"], row["genus"]) == ("", "no_data", "None")
+    row = records.to_pylist()[0]
+    assert (row["species"], row["family"], row["genus"]) == (None, "no_data", "None")
 
 
 def test_source_name_and_default_batch(tmp_path):
@@ -651,3 +659,16 @@ def test_a_file_that_grows_while_it_is_read_is_refused(tmp_path):
     assert str(refused.value) == (
         f"{path}: the file changed while it was read (still being written?): run again once it is complete"
     )
+
+
+def test_the_missing_value_flag_adds_a_token_to_the_configured_ones():
+    """`ingest parse --missing-value NA` replaced the configured tokens: "None" and "no_data" became names."""
+    from bioscan_rebuild.cli.ingest import _ingest_params
+    from bioscan_rebuild.cli.main import build_parser
+
+    args = build_parser().parse_args(["ingest", "parse", "x.tsv", "--batch", "b", "--shards", "1", "--outdir", "o"])
+    assert "NA" not in _ingest_params(args).missing_values
+    args = build_parser().parse_args(
+        ["ingest", "parse", "x.tsv", "--batch", "b", "--shards", "1", "--outdir", "o", "--missing-value", "NA"]
+    )
+    assert _ingest_params(args).missing_values == ("", "None", "not_classified", "no_data", "NA")

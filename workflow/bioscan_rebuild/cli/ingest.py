@@ -18,7 +18,10 @@ def _ingest_params(args) -> IngestParams:
     params = IngestParams.from_dict(json_option(args.params, "--params") or {})
     flags = {
         "markers": tuple(args.marker) if getattr(args, "marker", None) else None,
-        "missing_values": tuple(args.missing_value) if getattr(args, "missing_value", None) else None,
+        # added to the configured tokens, not instead of them (the empty cell among them)
+        "missing_values": tuple(dict.fromkeys([*params.missing_values, *args.missing_value]))
+        if getattr(args, "missing_value", None)
+        else None,
         "image_name_pattern": getattr(args, "name_pattern", None),
         "duplicate_policy": getattr(args, "duplicate_policy", None),
         "require_images": getattr(args, "require_images", None),
@@ -161,7 +164,9 @@ def register(sub) -> None:
     p.add_argument("--shards", type=positive_int, required=True)
     p.add_argument("--outdir", required=True)
     p.add_argument("--marker", action="append", help="marker to keep (repeatable; default COI-5P)")
-    p.add_argument("--missing-value", action="append", help="token read as missing (repeatable)")
+    p.add_argument(
+        "--missing-value", action="append", help="another token read as missing (repeatable; added to the configured)"
+    )
     _add_params_option(p)
     p.set_defaults(func=cmd_ingest_parse)
 

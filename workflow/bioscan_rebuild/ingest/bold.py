@@ -274,7 +274,9 @@ def unquote_name(name: str) -> str:
 
 
 def _nullify(values: pa.Array, missing_values: tuple[str, ...]) -> pa.Array:
-    is_missing = pc.is_in(values, value_set=pa.array(list(missing_values), pa.string()))
+    # an empty cell is missing whatever the configured tokens say (sources.md; a list without "" kept "" as text)
+    tokens = list(dict.fromkeys(["", *missing_values]))
+    is_missing = pc.is_in(values, value_set=pa.array(tokens, pa.string()))
     return pc.if_else(is_missing, pa.scalar(None, pa.string()), values)
 
 
@@ -544,7 +546,8 @@ def parse_export(
             other_marker = pc.fill_null(other_marker, False).to_numpy(zero_copy_only=False) & ~no_id
             # a sequence without a marker code is of an unknown gene: it must not pass for COI (a specimen row with
             # neither, as BOLD writes for a specimen never sequenced, stays: the barcode stage gives its outcome)
-            unknown_gene = pc.and_(pc.is_null(marker), pc.is_valid(table["nucleotides"]))
+            sequenced = pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(table["nucleotides"])), 0)
+            unknown_gene = pc.and_(pc.is_null(marker), pc.fill_null(sequenced, False))
             other_marker |= unknown_gene.to_numpy(zero_copy_only=False) & ~no_id
         else:
             other_marker = np.zeros(n_good, bool)
