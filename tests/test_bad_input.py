@@ -885,6 +885,23 @@ def test_a_photo_of_a_record_the_parse_rejected_says_so(realdata, tmp_path):
     assert summary["balanced"] is True
 
 
+def test_a_damaged_line_of_a_quoted_export_names_its_processid_without_quotes(realdata, tmp_path):
+    """In an export R's write.table saved (every cell quoted), a damaged line's reject named "BSCN2-22" with its
+    quotes, so its photo read ``no_record`` and an audit of BSCN2-22 found nothing."""
+    export = _v4_rows(realdata, ["BSCN1-22", "BSCN2-22"]).decode().split("\n")
+    export = ["\t".join(f'"{cell}"' for cell in line.split("\t")) if line else line for line in export]
+    export[2] = "\t".join(export[2].split("\t")[:5])  # BSCN2-22's line cut short
+    (tmp_path / "e.tsv").write_text("\n".join(export))
+    for i, name in enumerate(["BSCN1-22", "BSCN2-22"]):
+        _photo(tmp_path / "photos" / f"{name}.jpg", i)
+    ingest_local([tmp_path / "e.tsv"], [tmp_path / "photos"], tmp_path / "out", shards=1)
+    rejects = pq.read_table(tmp_path / "out" / "rejects.parquet").to_pylist()
+    assert sorted((r["kind"], r["processid"], r["reason"]) for r in rejects) == [
+        ("image", "BSCN2-22", "record_rejected"),
+        ("record", "BSCN2-22", "unparseable_row"),
+    ]
+
+
 @pytest.fixture
 def shared_tmp():
     """A folder another user can enter (pytest's own are 0700 to root)."""

@@ -397,9 +397,9 @@ def _processids_of_damaged_lines(lines: pa.Array, column: int, repeated_header: 
     is a valid processid with a digit (BOLD's end in a number and a year) and without white space inside (the tail of
     a line broken inside a quoted note is prose), a control character or an undecodable byte (shown as ``\\xNN``)."""
     candidates = [
-        None if repeated or line is None or len(fields := line.split("\t")) <= column else fields[column]
+        None if repeated or line is None or len(fields := line.split("\t")) <= column else unquote_name(fields[column])
         for line, repeated in zip(lines.to_pylist(), repeated_header)
-    ]
+    ]  # without its quotes, as a well-formed line's field is read (R's write.table quotes every cell)
     table, why_bad = _normalise_processids(pa.table({"processid": pa.array(candidates, pa.string())}))
     damaged = re.compile(rf"\s|\\x[0-9a-f]{{2}}|{CONTROL_CHARACTERS}|{C1_CONTROLS}")
     return [
