@@ -353,6 +353,31 @@ def test_site_map_sums_many_sites_per_degree_cell(tmp_path):
     assert markers == 20
 
 
+def test_sites_on_the_map_edge_are_drawn_in_its_last_cells():
+    """A site at latitude 90 or longitude 180 fell in a cell centred at 90.5 / 180.5, off the map, though counted."""
+    n = figures.MAX_SITE_MARKERS + 1
+    sites = pd.DataFrame({"lat": np.linspace(-60, 60, n).round(2), "lon": np.linspace(-170, 170, n).round(2)})
+    edges = pd.DataFrame({"lat": [90.0, -90.0, 10.0], "lon": [180.0, -180.0, 180.0]})
+    sites = pd.concat([sites, edges], ignore_index=True).drop_duplicates(["lat", "lon"]).assign(records=1)
+    fig = figures.make_figure("site_map", {"sites": sites})
+    offsets = np.concatenate([c.get_offsets() for ax in fig.axes for c in ax.collections if len(c.get_offsets())])
+    assert (np.abs(offsets[:, 0]) <= 180).all() and (np.abs(offsets[:, 1]) <= 90).all()
+    assert [179.5, 89.5] in offsets.tolist() and [-179.5, -89.5] in offsets.tolist()  # (lon, lat)
+
+
+def test_a_dollar_sign_in_a_name_is_drawn_as_written(tmp_path):
+    """matplotlib read text between two "$" as a formula: a province "Zone $\\alpha$ $\\x$" stopped the stats
+    stage (ParseFatalException) and "Trap $1 and $2" was drawn in italics without its dollars."""
+    names = ["Zone $\\alpha$ $\\x$", "Trap $1 and $2"]
+    provinces = pd.DataFrame({"country": ["Canada", "Canada"], "province_state": names, "records": [5, 3]})
+    countries = pd.DataFrame({"country": ["Canada"], "records": [8]})
+    labels, _ = _bar_chart("countries", {"countries": countries, "provinces": provinces})
+    assert labels == [f"{name} (Canada)" for name in names]
+    with figures._style():
+        fig = figures.make_figure("countries", {"countries": countries, "provinces": provinces})
+        fig.savefig(tmp_path / "countries.png")
+
+
 def _bar_chart(name: str, tables: dict) -> tuple[list[str], list[float]]:
     """The tick labels and bar lengths of a one-axes bar figure (horizontal bars: widths; vertical: heights)."""
     with figures._style():

@@ -39,6 +39,8 @@ STYLE = {
     # matplotlib's own DejaVu Sans: a system font could differ between machines, and so would the pixels.
     "font.family": ["DejaVu Sans"],
     "mathtext.fontset": "dejavusans",
+    # labels are the data's own text: "$" in a place or taxon name is no formula (it crashed, or drew italics)
+    "text.parse_math": False,
     "font.size": 9,
     "axes.titlesize": 10,
     "axes.labelsize": 9,
@@ -386,7 +388,9 @@ def _site_map(fig: Figure, tables: dict, summary: dict) -> None:
         return
     binned = len(lat) > MAX_SITE_MARKERS
     if binned:  # a marker per site would bury the map (and make the SVG huge): sum the sites per 1° cell
-        cells = pd.DataFrame({"lat": np.floor(lat) + 0.5, "lon": np.floor(lon) + 0.5, "records": records})
+        # the cell of latitude 90 (longitude 180) is the last one, not one beyond the map's edge
+        cell_lat, cell_lon = np.clip(np.floor(lat), -90, 89) + 0.5, np.clip(np.floor(lon), -180, 179) + 0.5
+        cells = pd.DataFrame({"lat": cell_lat, "lon": cell_lon, "records": records})
         cells = cells.groupby(["lat", "lon"], sort=True)["records"].sum().reset_index()
         lat, lon, records = (cells[c].to_numpy(dtype=float) for c in ("lat", "lon", "records"))
     # Largest first, so small sites stay visible on top of big ones.
