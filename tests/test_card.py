@@ -71,7 +71,7 @@ def test_the_card_body_holds_the_tables_the_figures_present_and_the_citation(tmp
     assert "@inproceedings{bioscan5m" in text and "Gharaee" in text
     # the pairs each comparison found, not only the configured number (a small release has fewer, or none)
     assert (
-        "k = 12, up to 2000 seeded pairs per comparison (seed 0); pairs drawn: within species 2,000, within bin 0"
+        "k = 12, up to 2000 seeded pairs per comparison (seed 0); distinct pairs: within species 2,000, within bin 0"
         in text
     )
     assert "within-BIN pairs lie below 0.0087, 95 % of pairs of BINs of one genus above 0.1200 (random" in text

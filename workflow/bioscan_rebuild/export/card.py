@@ -183,7 +183,7 @@ def write_card(release_dir, options: ExportOptions, accounting: dict, diff_summa
             text = (
                 f"Genetic distances: {genetics.get('method', '?')} distance, k = {genetics.get('k', '?')}, "
                 f"up to {genetics.get('pairs_per_comparison', '?')} seeded pairs per comparison (seed "
-                f"{genetics.get('seed', '?')}){f'; pairs drawn: {counts}' if counts else ''}; see "
+                f"{genetics.get('seed', '?')}){f'; distinct pairs: {counts}' if counts else ''}; see "
                 f"`{ROOT}/{STATS_DIR}/genetic_distances.csv`."
             )
             if gap.get("within_bin_p95") is not None and gap.get("between_bins_p05") is not None:

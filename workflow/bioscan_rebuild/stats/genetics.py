@@ -29,6 +29,9 @@ seed give the same pairs every time; only records with a barcode take part:
   gives is an upper bound on the nearest-neighbour one; BINs of one order would be far apart anyway and say
   little about it.
 
+A pair drawn twice counts once (the draws are with replacement: two records of one species would otherwise be
+"2,000 pairs"), so a comparison holds at most as many pairs as there are distinct ones.
+
 Only the sampled rows' barcodes are read (``pyarrow.compute.take``), never the whole column as Python objects.
 A table may also leave its barcodes in the barcode shard files they came from (:class:`ShardBarcodes`: per row a
 key, a file and a row in it, as ``stats.stage.read_workflow_table`` builds it); then only the sampled rows are read
@@ -252,7 +255,17 @@ def sample_pairs(
                 cells.rows[cells.starts[c2] + j],
                 int(bins_in_genus.size),
             )
-    return out
+    return {comparison: _distinct_pairs(*drawn) for comparison, drawn in out.items()}
+
+
+def _distinct_pairs(first: np.ndarray, second: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The drawn pairs without repeats of one record pair (either order), in the order first drawn."""
+    if not first.size:
+        return first, second, n_groups
+    low, high = np.minimum(first, second), np.maximum(first, second)
+    _, at = np.unique(np.stack([low, high], axis=1), axis=0, return_index=True)
+    at = np.sort(at)
+    return first[at], second[at], n_groups
 
 
 # ------------------------------------------------------------------------------------------- barcodes left in files
