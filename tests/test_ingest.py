@@ -318,3 +318,25 @@ def test_a_conflict_among_many_copies_names_a_few_and_counts_the_rest():
         details[5] == f"differs from a:a.tsv:2, a:a.tsv:3, a:a.tsv:4 and {copies - 4} more copies in the same delivery"
     )
     assert sum(map(len, details)) < 100 * copies
+
+
+def test_a_specimen_with_rows_for_two_kept_markers_is_one_record_of_the_first_listed():
+    """With ``ingest.markers: [COI-5P, COI-3P]`` a specimen sequenced for both had two rows of one processid with
+    different content: both were refused as a conflict ("differs ... in the same delivery") and the specimen lost.
+    The first-listed marker's row is the record, in any delivery; the other row is ``other_marker``."""
+    five, three = records("a", [("P1", "Phoridae", 2), ("P2", "Phoridae", 4)]), records("a", [("P1", "Phoridae", 3)])
+    three = three.set_column(three.schema.get_field_index("marker_code"), "marker_code", pa.array(["COI-3P"]))
+    later = records("b", [("P2", "Phoridae", 9)])
+    later = later.set_column(later.schema.get_field_index("marker_code"), "marker_code", pa.array(["COI-3P"]))
+    imgs = [images("a", [("P1", "s1", None), ("P2", "s2", None)])]
+    kept, rejects, acc, _ = join_shard([five, three, later], imgs, ["a", "b"], markers=("COI-5P", "COI-3P"))
+    assert [(r["processid"], r["marker_code"], r["source_line"]) for r in kept.to_pylist()] == [
+        ("P1", "COI-5P", 2),
+        ("P2", "COI-5P", 4),
+    ]
+    assert reasons(rejects, "record") == {"P1": ["other_marker"], "P2": ["other_marker"]}
+    detail = rejects.filter(pa.compute.equal(rejects["kind"], "record"))["detail"][0].as_py()
+    assert detail == "marker COI-3P: the specimen's COI-5P row is the record (ingest.markers order)"
+    assert acc["records_in"] == 4 and acc["records_kept"] == 2
+    kept, rejects, _, _ = join_shard([five, three, later], imgs, ["a", "b"], markers=("COI-3P", "COI-5P"))
+    assert [(r["processid"], r["marker_code"]) for r in kept.to_pylist()] == [("P1", "COI-3P"), ("P2", "COI-3P")]

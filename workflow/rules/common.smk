@@ -500,7 +500,7 @@ def stage_params_json(section, drop=(), keep=None, **override):
 
 PARSE_PARAMS_JSON = stage_params_json("ingest", keep=("markers", "missing_values"))
 JOIN_PARAMS_JSON = stage_params_json(
-    "ingest", keep=("duplicate_policy", "require_images")
+    "ingest", keep=("duplicate_policy", "require_images", "markers")
 )
 
 

@@ -89,6 +89,7 @@ def cmd_ingest_join(args) -> int:
         shard=None if args.shard is None else (args.shard, args.shards),
         rejected_key_paths=args.rejected_keys,
         duplicate_policy=params.duplicate_policy,
+        markers=params.markers,
         require_images=params.require_images,
     )
     print(json.dumps(accounting, sort_keys=True))

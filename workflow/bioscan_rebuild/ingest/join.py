@@ -132,6 +132,33 @@ def _resolve_duplicates(frame: pd.DataFrame, signature: pd.Series, policy: str, 
     return keep, reason, detail, winner
 
 
+def _prefer_marker(records: pd.DataFrame, markers) -> tuple[pd.DataFrame, pa.Table]:
+    """(records left, rejects): the rows of a specimen for a marker listed after another of its rows' markers."""
+    if len(markers) < 2 or records.empty:
+        return records, REJECT_SCHEMA.empty_table()
+    order = {marker: position for position, marker in enumerate(markers)}
+    position = records["marker_code"].map(order).fillna(len(markers)).astype(np.int64)
+    best = position.groupby(records["_key"].to_numpy()).transform("min")
+    later = (position > best).to_numpy()
+    if not later.any():
+        return records, REJECT_SCHEMA.empty_table()
+    dropped = records[later]
+    preferred = [markers[int(b)] for b in best[later]]
+    rejects = make_rejects(
+        kind="record",
+        reason="other_marker",
+        detail=[
+            f"marker {marker}: the specimen's {kept} row is the record (ingest.markers order)"
+            for marker, kept in zip(dropped["marker_code"], preferred, strict=True)
+        ],
+        processid=dropped["processid"].tolist(),
+        batch=dropped["batch"].tolist(),
+        source_file=dropped["source_file"].tolist(),
+        source_line=dropped["source_line"].tolist(),
+    )
+    return records[~later].reset_index(drop=True), rejects
+
+
 NAMED_COPIES = 3  # a conflict's detail names this many other copies, then counts the rest
 
 
@@ -195,8 +222,13 @@ def join_shard(
     duplicate_policy: str = IngestParams.duplicate_policy,
     require_images: bool = IngestParams.require_images,
     rejected_keys: list[str] = (),
+    markers: tuple[str, ...] = IngestParams.markers,
 ) -> tuple[pa.Table, pa.Table, dict]:
     """Resolve duplicates and join records to images within one shard.
+
+    ``markers``: the kept markers in order of preference. A specimen with rows for two of them (COI-5P and COI-3P)
+    is one record: the row of the marker listed first, in any delivery; the others are ``other_marker`` (they
+    were a conflict between copies, and the specimen was lost).
 
     ``rejected_keys``: processids of this shard's rows the parse rejected (their photos are ``record_rejected``,
     not ``no_record``). Returns (kept records with image columns, rejects, accounting, redeliveries: what each
@@ -223,7 +255,10 @@ def join_shard(
 
     reject_parts = []
 
-    # Records: one per processid.
+    # Records: one per specimen, of its first-listed marker.
+    records, other_marker = _prefer_marker(records, markers)
+    if len(other_marker):
+        reject_parts.append(other_marker)
     # a v4 or BCDM-2024 copy pads its sequence with alignment gaps, a BCDM-2023 copy does not: the same content
     sequences = comparable_sequences(records["nucleotides"])
     comparable = _comparable_text(records, [f for f in SIGNATURE_FIELDS if f not in ("processid", "nucleotides")])

@@ -65,6 +65,7 @@ def ingest_local(
                 outdir / "exports" / batch / "rejected_keys" / f"{shard}.parquet" for batch in export_batches
             ],
             duplicate_policy=params.duplicate_policy,
+            markers=params.markers,
             require_images=require_images,
         )
     return write_accounting(
