@@ -251,8 +251,10 @@ def parse_coordinates(coord_raw: pa.Array) -> tuple[pa.Array, pa.Array]:
     return _to_float(pc.struct_field(parts, "lat")), _to_float(pc.struct_field(parts, "lon"))
 
 
-# A field in CSV quotes: what a spreadsheet or CSV writer makes of a field when it saves the export again (BOLD
-# itself never quotes). The quotes are taken off and doubled quotes inside made single.
+# A field in CSV quotes: what a spreadsheet or CSV writer makes of a field when it saves the export again, and
+# what BOLD writes for a note holding a quote (BCDM 2024: `"Microtendipes chloris ""var. lugubris"" Kieffer"`).
+# The quotes are taken off and doubled quotes inside made single. A quoted field holding a tab or a line break
+# is not read (one line per record): the line is unparseable_row, and its detail says so.
 QUOTED_FIELD = r'^"((?:[^"]|"")*)"$'
 
 
@@ -364,8 +366,8 @@ def _unparseable_detail(bad_utf8: bool, n_fields: int, n_columns: int, line: str
     if n_fields != n_columns:
         if '"' in line:
             return (
-                f"{n_fields} fields, header has {n_columns} (a field in quotes holding a tab or a line break? BOLD "
-                "exports are not quoted: export it again, or save it without quotes)"
+                f"{n_fields} fields, header has {n_columns} (a field in quotes holding a tab or a line break? "
+                "this reader takes one line per record: remove them from that field, or export it again)"
             )
         return f"{n_fields} fields, header has {n_columns}"
     found = re.search(CONTROL_CHARACTERS, line)
