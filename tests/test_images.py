@@ -92,6 +92,45 @@ def test_decompression_bomb_is_refused_before_decoding():
     assert decoded.status == "too_large" and "20000x12000" in decoded.detail and decoded.rgb is None
 
 
+def _tiled_tiff(side: int, tile: int) -> bytes:
+    """A side x side RGB TIFF written by hand as one deflate tile of tile x tile pixels (Pillow writes no tiles)."""
+    import struct
+    import zlib
+
+    data = zlib.compress(bytes(tile * tile * 3), 9)
+    bits_at = 8 + len(data)
+    ifd_at = bits_at + 6
+    entries = [
+        (256, 3, 1, side),
+        (257, 3, 1, side),
+        (258, 3, 3, bits_at),  # 8 bits per sample, three samples
+        (259, 3, 1, 8),  # deflate
+        (262, 3, 1, 2),  # RGB
+        (277, 3, 1, 3),
+        (284, 3, 1, 1),
+        (322, 3, 1, tile),
+        (323, 3, 1, tile),
+        (324, 4, 1, 8),
+        (325, 4, 1, len(data)),
+    ]
+    out = b"II*\x00" + struct.pack("<I", ifd_at) + data + struct.pack("<HHH", 8, 8, 8) + struct.pack("<H", len(entries))
+    for tag, kind, count, value in entries:
+        packed = struct.pack("<H", value) + b"\x00\x00" if kind == 3 and count == 1 else struct.pack("<I", value)
+        out += struct.pack("<HHI", tag, kind, count) + packed
+    return out + struct.pack("<I", 0)
+
+
+def test_a_tiled_tiff_whose_tile_exceeds_the_pixel_cap_is_refused_before_decoding():
+    """The cap was checked against the size the header gives: libtiff inflates a whole tile, so a 64 x 64 photo in
+    one 4096 x 4096 tile (48 kB) took 48 MB, and a 2 MB file could take 2 GB. A tile within the cap decodes."""
+    params = ImageParams(max_pixels=10_000, min_side=8)
+    decoded = decode_photo(_tiled_tiff(64, 4096), params)
+    assert decoded.status == "too_large" and decoded.rgb is None
+    assert decoded.detail == "TIFF tiles of 4096x4096 > 10000 pixels (64x64 photo)"
+    decoded = decode_photo(_tiled_tiff(64, 64), params)
+    assert decoded.status != "too_large" and decoded.rgb.shape == (64, 64, 3)
+
+
 def test_formats_and_modes_all_become_rgb_original_full():
     base = photo(2048, 1536)
     cases = {}

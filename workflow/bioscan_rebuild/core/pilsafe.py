@@ -41,6 +41,22 @@ def several_pictures(image: Image.Image, image_format: str) -> str | None:
     return None
 
 
+TIFF_TILE_WIDTH, TIFF_TILE_LENGTH = 322, 323
+
+
+def decoder_pixels(image: Image.Image) -> tuple[int, str] | None:
+    """(pixels, what) the decoder inflates at once where that can exceed the picture itself: a tiled TIFF's tile,
+    which libtiff allocates whole whatever size the header gives the picture (a 64 x 64 photo in one 26000 x 26000
+    deflate tile: about 2 GB from a 2 MB file). None for every other file."""
+    if image.format != "TIFF":
+        return None
+    tags = getattr(image, "tag_v2", None) or {}
+    width, length = tags.get(TIFF_TILE_WIDTH), tags.get(TIFF_TILE_LENGTH)
+    if not width or not length:
+        return None
+    return int(width) * int(length), f"TIFF tiles of {int(width)}x{int(length)}"
+
+
 def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
     """Encode an (H, W, 3) uint8 RGB array as baseline JPEG bytes.
 

@@ -42,7 +42,7 @@ import simplejpeg
 from PIL import Image, ImageCms, ImageFile, ImageOps
 
 from bioscan_rebuild.core.params import ImageParams
-from bioscan_rebuild.core.pilsafe import PHOTO_FORMATS, error_detail, open_image, several_pictures
+from bioscan_rebuild.core.pilsafe import PHOTO_FORMATS, decoder_pixels, error_detail, open_image, several_pictures
 from bioscan_rebuild.core.store import ImageStore, params_key
 from bioscan_rebuild.detect.base import Detection
 from bioscan_rebuild.images.geometry import (
@@ -294,6 +294,13 @@ def decode_photo(data: bytes, params: ImageParams) -> Decoded:
             if width * height > params.max_pixels:
                 return Decoded(
                     "too_large", f"{width}x{height} > {params.max_pixels} pixels", source_format=source_format
+                )
+            inflated = decoder_pixels(image)  # the cap bounds memory only if it bounds what is decoded at once
+            if inflated and inflated[0] > params.max_pixels:
+                return Decoded(
+                    "too_large",
+                    f"{inflated[1]} > {params.max_pixels} pixels ({width}x{height} photo)",
+                    source_format=source_format,
                 )
             if image.format not in PHOTO_FORMATS:  # as the inventory refuses it (the detect command has none)
                 return Decoded("undecodable", f"unsupported format {image.format}", source_format=source_format)
