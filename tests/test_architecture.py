@@ -178,7 +178,7 @@ def test_the_command_lines_limits_are_the_schemas(section):
     """The commands refuse what the schema refuses (a string, a negative length, an unknown policy): their copy of
     the schema's limits is the schema's."""
     cls, other_keys = SECTIONS[section]
-    wanted = ("minimum", "maximum", "exclusiveMinimum", "enum")
+    wanted = ("minimum", "maximum", "exclusiveMinimum", "enum", "minItems", "maxItems", "pattern")
     expected = {}
     for key, spec in _schema_section(section).items():
         if key in other_keys:
@@ -204,6 +204,14 @@ def test_the_command_lines_limits_are_the_schemas(section):
         (ImageParams, {"pad_color": [0, 0, 300]}, "images.pad_color: 300 is above 255"),
         (ImageParams, {"aspect": [4, 3, 1]}, "images.aspect: [4, 3, 1] has 3 items, not 2"),
         (ExportOptions, {"hdf5_batch": 0}, "export.hdf5_batch: 0 is below 1"),
+        # the schema's minItems and patterns too: no marker refused every record, silently (exit 0)
+        (IngestParams, {"markers": []}, "ingest.markers: [] holds fewer than 1 items"),
+        (
+            IngestParams,
+            {"image_name_pattern": r"^(.+)\.jpg$"},
+            "ingest.image_name_pattern: '^(.+)\\\\.jpg$' does not match",
+        ),
+        (ExportOptions, {"licence": "CC BY 4.0"}, "export.licence: 'CC BY 4.0' does not match"),
     ],
 )
 def test_a_parameter_of_the_wrong_type_or_out_of_range_is_refused(cls, document, phrase):

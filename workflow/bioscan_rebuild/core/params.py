@@ -8,6 +8,7 @@ does not know, because a misspelt key would otherwise run silently with the defa
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, fields
@@ -89,7 +90,14 @@ def typed_value(where: str, value, hint):
 
 def _within(where: str, value, rules: dict) -> None:
     """InputError when ``value`` (or, for a tuple, an item) breaks one of the schema's ``rules``."""
+    if isinstance(value, tuple):  # no marker kept would refuse every record, silently
+        if "minItems" in rules and len(value) < rules["minItems"]:
+            raise InputError(f"{where}: {list(value)} holds fewer than {rules['minItems']} items")
+        if "maxItems" in rules and len(value) > rules["maxItems"]:
+            raise InputError(f"{where}: {list(value)} holds more than {rules['maxItems']} items")
     for item in value if isinstance(value, tuple) else (value,):
+        if "pattern" in rules and not re.search(rules["pattern"], str(item)):
+            raise InputError(f"{where}: {item!r} does not match {rules['pattern']!r}")
         if "enum" in rules and item not in rules["enum"]:
             raise InputError(f"{where}: {item!r} is not one of {list(rules['enum'])}")
         if "minimum" in rules and item < rules["minimum"]:
@@ -105,7 +113,11 @@ class IngestParams(StageParams):
     """``ingest``: which rows and files are read, and how duplicates across deliveries are settled."""
 
     SECTION = "ingest"
-    RULES = {"duplicate_policy": {"enum": ("latest", "first", "reject")}}
+    RULES = {
+        "markers": {"minItems": 1},
+        "image_name_pattern": {"pattern": r"\(\?P<processid>"},
+        "duplicate_policy": {"enum": ("latest", "first", "reject")},
+    }
 
     markers: tuple[str, ...] = ("COI-5P",)
     missing_values: tuple[str, ...] = ("", "None", "not_classified", "no_data")
@@ -124,10 +136,10 @@ class ImageParams(StageParams):
 
     SECTION = "images"
     RULES = {
-        "original_full_size": {"minimum": 64},
+        "original_full_size": {"minimum": 64, "minItems": 2, "maxItems": 2},
         "enlarge": {"minimum": 0},
-        "aspect": {"minimum": 1},
-        "pad_color": {"minimum": 0, "maximum": 255},
+        "aspect": {"minimum": 1, "minItems": 2, "maxItems": 2},
+        "pad_color": {"minimum": 0, "maximum": 255, "minItems": 3, "maxItems": 3},
         "short_side": {"minimum": 16},
         "jpeg_quality": {"minimum": 1, "maximum": 100},
         "max_pixels": {"minimum": 1},
@@ -192,6 +204,7 @@ class ExportOptions(StageParams):
     SECTION = "export"
     RULES = {
         "image_package": {"enum": ("original_full", "cropped", "original_256", "cropped_256")},
+        "licence": {"pattern": r'^[A-Za-z][A-Za-z0-9+.-]*:[^\s<>"{}|\\^`]+$'},  # a URI
         "row_group_bytes": {"minimum": 1},
         "file_bytes": {"minimum": 1},
         "hdf5_batch": {"minimum": 1},
