@@ -11,6 +11,7 @@ from Bio import SeqIO
 from bioscan_rebuild.core.params import BarcodeParams
 from bioscan_rebuild.ingest.bold import parse_export
 from bioscan_rebuild.metadata.barcodes import clean_barcodes, md5_hex, write_fasta
+from conftest import REPO
 
 LONG = "ACGT" * 60  # 240 bases
 
@@ -71,6 +72,30 @@ def test_fasta_round_trips_through_biopython(tmp_path):
     )
     records = list(SeqIO.parse(path, "fasta"))
     assert [r.id for r in records] == ["P1|BOLD:AAA0001|Diptera", "P2||"] and str(records[0].seq) == LONG
+
+
+def test_fasta_is_utf8_whatever_the_locale_and_never_left_half_written(tmp_path):
+    """The FASTA was written in place in the locale's encoding: a taxon "Psychóda" failed under LC_ALL=C, and an
+    interrupted run left a partial barcodes.fasta under its final name."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "b.fasta"
+    code = (
+        "import sys; from bioscan_rebuild.metadata.barcodes import write_fasta; "
+        "write_fasta([('P1', 'BOLD:AAA0001', 'Psych\\u00f3da', 'ACGT')], sys.argv[1])"
+    )
+    env = {"PYTHONPATH": str(REPO / "workflow"), "LC_ALL": "C", "PYTHONUTF8": "0"}
+    subprocess.run([sys.executable, "-c", code, str(path)], env=env, check=True, capture_output=True)
+    assert path.read_bytes() == ">P1|BOLD:AAA0001|Psych\u00f3da\nACGT\n".encode()
+
+    def interrupted():
+        yield ("P2", None, None, "ACGT")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_fasta(interrupted(), path)
+    assert path.read_bytes().startswith(b">P1|") and list(tmp_path.iterdir()) == [path]
 
 
 def _real(realdata, path):

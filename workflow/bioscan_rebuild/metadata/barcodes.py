@@ -28,6 +28,7 @@ from Bio.Data.IUPACData import ambiguous_dna_letters
 from Bio.Seq import Seq
 from Bio.SeqRecord import SeqRecord
 
+from bioscan_rebuild.core.io import atomic_path
 from bioscan_rebuild.core.params import BarcodeParams
 from bioscan_rebuild.core.schemas import SEQUENCE_WHITESPACE
 
@@ -182,5 +183,6 @@ def write_fasta(records, path) -> int:
                 name = f"{processid}|{dna_bin or ''}|{taxon or ''}"
                 yield SeqRecord(Seq(sequence), id=name, description="")
 
-    with open(path, "w") as handle:
+    # whole or not at all under its name, and UTF-8 whatever the locale (a taxon "Psychóda" failed under LC_ALL=C)
+    with atomic_path(path) as partial, open(partial, "w", encoding="utf-8", newline="\n") as handle:
         return SeqIO.write(seqrecords(), handle, "fasta")
