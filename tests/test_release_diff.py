@@ -6,6 +6,7 @@ import hashlib
 
 import pandas as pd
 import pyarrow as pa
+import pytest
 
 from bioscan_rebuild.core.schemas import RELEASE_COLUMNS
 from bioscan_rebuild.export.diff import release_diff
@@ -306,6 +307,18 @@ def test_a_frozen_split_reads_the_previous_release_only_as_its_manifest_lists_it
     csv.write_text(csv.read_text().replace("train", "test", 1))
     with pytest.raises(InputError, match="changed after it was built"):
         args.func(args)
+
+
+@pytest.mark.parametrize("manifest", ['{"files": ["splits.csv"]}', '{"files": {"splits.csv": "abc"}}'])
+def test_a_manifest_of_another_shape_is_one_line(tmp_path, manifest):
+    """A MANIFEST.json whose files are a list, or whose entry is no object, ended in an AttributeError traceback."""
+    from bioscan_rebuild.core.errors import InputError
+    from bioscan_rebuild.core.io import check_listed
+
+    (tmp_path / "MANIFEST.json").write_text(manifest)
+    (tmp_path / "splits.csv").write_text("processid,split\n")
+    with pytest.raises(InputError, match="not a release manifest"):
+        check_listed(tmp_path / "MANIFEST.json", tmp_path / "splits.csv")
 
 
 def test_a_removed_record_is_explained_by_what_removed_it_not_by_what_the_last_release_rejected_too(tmp_path):

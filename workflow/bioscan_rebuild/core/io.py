@@ -40,9 +40,13 @@ def check_listed(manifest_path: str | Path, path: str | Path) -> None:
         rel = (path.parent.resolve() / path.name).relative_to(manifest_path.parent.resolve()).as_posix()
     except (OSError, ValueError, AttributeError) as error:
         raise InputError(f"{manifest_path}: cannot check {path} against it ({error})") from None
+    if not isinstance(files, dict):
+        raise InputError(f"{manifest_path}: not a release manifest ('files' is no mapping of paths to their entries)")
     listed = files.get(rel)
     if listed is None:
         raise InputError(f"{path}: not listed in {manifest_path}")
+    if not isinstance(listed, dict):
+        raise InputError(f"{manifest_path}: not a release manifest (the entry of {rel} is no object)")
     size, sha = path.stat().st_size, file_sha256(path)
     if size != listed.get("bytes") or sha != listed.get("sha256"):
         raise InputError(
