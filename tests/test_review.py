@@ -130,6 +130,25 @@ def test_quotes_in_a_corrections_file_never_join_rows(tmp_path):
     assert read_box_corrections(path)["reason"].tolist() == ["form\x0cfeed \u2028 separator"]
 
 
+@pytest.mark.parametrize(
+    "body, phrase",
+    [
+        (b"A-1\tempty\treport 12\rsee mail\tme\n", "line 2 holds a carriage return inside a value"),
+        (
+            b'A-1\tempty\tx\t"report 13\nsee mail"\nB-2\tempty\tx\tme\n',
+            "lines 2-3: a cell in quotes holds a line break",
+        ),
+    ],
+)
+def test_a_line_break_inside_a_cell_is_refused_naming_its_line(tmp_path, body, phrase):
+    """pandas ended a line at a lone CR, and a spreadsheet's quoted multi-line cell was split at its line break:
+    the value was cut short and its tail read as a row of its own (processid "see mail"), without a word."""
+    path = tmp_path / "corr.tsv"
+    path.write_bytes(b"processid\tbox\treason\tsource\n" + body)
+    with pytest.raises(InputError, match=phrase):
+        read_box_corrections(path)
+
+
 def test_a_corrections_file_without_its_columns_is_an_input_error(tmp_path):
     path = tmp_path / "corr.tsv"
     path.write_text("processid\tbbox\nA-1\t1,1,2,2\n")
