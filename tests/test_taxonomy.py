@@ -383,7 +383,7 @@ def test_a_correction_takes_the_ranks_inferred_from_the_label_it_replaces_with_i
         [
             ("a", "genus", "Culex", "wrong_label", "r1"),
             ("d", "species", "Culex pipiens", "wrong_label", "r2"),
-            ("o", "genus", "Culex", "wrong_label", "r3"),
+            ("o", "genus", "Conicera", "wrong_label", "r3"),
         ],
         columns=["processid", "field", "value", "reason", "source"],
     )
@@ -393,7 +393,9 @@ def test_a_correction_takes_the_ranks_inferred_from_the_label_it_replaces_with_i
     assert out.loc["a", "inferred_ranks"] == RANK_BIT["family"]
     assert out.loc["d", ["family", "genus", "species"]].tolist() == ["Culicidae", "Culex", "Culex pipiens"]
     assert out.loc["d", "inferred_ranks"] == RANK_BIT["family"] | RANK_BIT["genus"]
-    assert out.loc["o", ["family", "genus"]].tolist() == ["Phoridae", "Culex"] and out.loc["o", "inferred_ranks"] == 0
+    assert (
+        out.loc["o", ["family", "genus"]].tolist() == ["Phoridae", "Conicera"] and out.loc["o", "inferred_ranks"] == 0
+    )
     dropped = result["changes"][result["changes"]["rule"] == "correction_inferred_dropped"]
     assert dropped[["processid", "field", "old"]].values.tolist() == [
         ["a", "family", "Phoridae"],
@@ -402,6 +404,37 @@ def test_a_correction_takes_the_ranks_inferred_from_the_label_it_replaces_with_i
     ]
     assert set(dropped["source"]) == {"wrong_label (r1)", "wrong_label (r2)"}
     assert_replays(records, result)
+
+
+def test_ranks_inferred_again_after_a_correction_pass_the_checks_of_steps_5_and_7():
+    """The second inference is steps 5 and 7 themselves: no family the record's own order contradicts, none a
+    barcode mate contradicts, no genus from a species whose first word names an order (a shortcut had put
+    Culicidae under Hymenoptera, given a barcode two families and made Diptera a genus)."""
+    hymenoptera = ("Arthropoda", "Insecta", "Hymenoptera")
+    records = frame(
+        [
+            row("a", None, "Megaselia", upper=hymenoptera),
+            row("g", "Phoridae", "Megaselia", upper=hymenoptera),
+            row("c", "Culicidae", "Culex"),
+            row("b", None, "Megaselia", key="k1"),
+            row("x", "Phoridae", None, key="k1"),
+            row("y", "Phoridae", "Megaselia"),
+            row("d", None, None, "Megaselia sp. 1"),
+            row("z", "Phoridae", "Megaselia", "Megaselia sp. 1"),
+        ]
+    )
+    corrections = pd.DataFrame(
+        [
+            ("a", "genus", "Culex", "wrong_label", "r1"),
+            ("b", "genus", "Culex", "wrong_label", "r2"),
+            ("d", "species", "Diptera sp. 1", "wrong_label", "r3"),
+        ],
+        columns=["processid", "field", "value", "reason", "source"],
+    )
+    out = by_pid(curate(records, corrections=corrections))
+    assert pd.isna(out.loc["a", "family"]) and out.loc["a", "inferred_ranks"] == 0  # Culicidae is no hymenopteran
+    assert pd.isna(out.loc["b", "family"]) and out.loc["b", "genus"] == "Culex"  # its barcode mate says Phoridae
+    assert pd.isna(out.loc["d", "genus"]) and out.loc["d", "species"] == "Diptera sp. 1"  # an order is no genus
 
 
 def test_a_one_word_species_names_no_species_and_is_logged():

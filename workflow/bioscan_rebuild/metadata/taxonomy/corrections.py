@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bioscan_rebuild.core.novel import MALAISE_RE
 from bioscan_rebuild.core.schemas import RANKS, processid_keys
 from bioscan_rebuild.metadata.bins import normalise_bin
 from bioscan_rebuild.metadata.taxonomy.changelog import ChangeLog, set_field
 from bioscan_rebuild.metadata.taxonomy.names import MISSING_TOKENS, clean_species, normalise_name
-from bioscan_rebuild.metadata.taxonomy.parents import BINOMIAL_GENUS, HIGHER_RANK_SUFFIX, RANK_BIT
+from bioscan_rebuild.metadata.taxonomy.parents import RANK_BIT
 from bioscan_rebuild.metadata.taxonomy.tables import read_table
 
 CORRECTABLE_FIELDS = (*RANKS, "dna_bin", "country", "province_state")
@@ -52,22 +50,20 @@ def excluded_by_corrections(cols: dict, corrections: pd.DataFrame | None) -> np.
 
 
 def apply_corrections(
-    cols: dict,
-    log: ChangeLog,
-    corrections: pd.DataFrame | None,
-    inferred: np.ndarray,
-    lineage: pd.DataFrame | None = None,
-) -> tuple[np.ndarray, pd.DataFrame]:
+    cols: dict, log: ChangeLog, corrections: pd.DataFrame | None, inferred: np.ndarray
+) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
     """Step 8 [``correction``]. Returns (bool mask of excluded rows, per-correction outcome table: applied,
     excluded, no_change, unknown_processid, invalid_reason (not one of ``CORRECTION_REASONS``), overridden (a
     later row corrects the same field of the record), unknown_field, invalid_value). A corrected rank is a
     maintainer's label, not an inference: its bit leaves ``inferred``, and the record's ranks inferred
-    from the label it replaces go with it (``_infer_again``, from ``lineage``: step 7's table)."""
+    from the label it replaces go with it (``_drop_stale_inferences``); the third mask holds those records, to
+    infer again."""
     if corrections is None:
         corrections = pd.DataFrame(columns=list(CORRECTION_COLUMNS))
     # matched as records are (``processid_key``: any case, invisible characters and spaces ignored)
     row_of = pd.Series(np.arange(len(cols["processid"])), index=processid_keys(cols["processid"]))
     excluded = np.zeros(len(cols["processid"]), bool)
+    reinfer = np.zeros(len(cols["processid"]), bool)
     outcomes = []
     # two rows for one field of one record: the last one in the table is the maintainer's word
     targets = list(zip(processid_keys(corrections["processid"].str.strip()), corrections["field"].str.strip()))
@@ -111,42 +107,21 @@ def apply_corrections(
                 set_field(cols, log, "correction", item.field, np.array([row]), value, source=_source_of(item))
                 if item.field in RANK_BIT:
                     inferred[row] &= np.uint8(~RANK_BIT[item.field] & 0xFF)
-                    _infer_again(cols, log, inferred, row, item.field, lineage, _source_of(item))
+                    if _drop_stale_inferences(cols, log, inferred, row, item.field, _source_of(item)):
+                        reinfer[row] = True
                 outcome = "applied"
         outcomes.append({**item._asdict(), "outcome": outcome})
-    return excluded, pd.DataFrame(outcomes, columns=[*CORRECTION_COLUMNS, "outcome"])
+    return excluded, pd.DataFrame(outcomes, columns=[*CORRECTION_COLUMNS, "outcome"]), reinfer
 
 
-def _infer_again(cols, log, inferred, row: int, field: str, lineage, source) -> None:
+def _drop_stale_inferences(cols, log, inferred, row: int, field: str, source) -> bool:
     """After a maintainer corrects ``field`` of record ``row``: every rank above it that steps 5 and 7 inferred
     came from the record's lower labels, the replaced one among them, so it goes [``correction_inferred_dropped``]
     (a genus inferred from a corrected species, a family inferred from a corrected genus: Culex left under
-    Phoridae). Then they are inferred again from the corrected labels, as those steps do: the genus from the
-    species' first word [``genus_from_species``], a parent from the nearest labelled lower rank the lineage
-    links to one parent [``parent_from_child``]."""
-    rows = np.array([row])
+    Phoridae). Returns whether any went: ``curate`` infers them again from the corrected labels, by steps 5 and 7
+    themselves (``reinfer``)."""
     stale = [rank for rank in RANKS[: RANKS.index(field)] if inferred[row] & RANK_BIT[rank]]
     for rank in stale:
-        set_field(cols, log, "correction_inferred_dropped", rank, rows, None, source=source)
+        set_field(cols, log, "correction_inferred_dropped", rank, np.array([row]), None, source=source)
         inferred[row] &= np.uint8(~RANK_BIT[rank] & 0xFF)
-    if not stale:
-        return
-    species = cols["species"][row]
-    if "genus" in stale and not pd.isna(species):
-        first = BINOMIAL_GENUS.match(str(species))
-        if first and not re.search(HIGHER_RANK_SUFFIX, first.group(1)) and not re.search(MALAISE_RE, first.group(1)):
-            set_field(cols, log, "genus_from_species", "genus", rows, first.group(1))
-            inferred[row] |= RANK_BIT["genus"]
-    if lineage is None or lineage.empty:
-        return
-    links = lineage[lineage["parents"] == 1].set_index(["child_rank", "child", "parent_rank"])["parent"]
-    for parent in reversed(RANKS[: RANKS.index("genus")]):
-        if parent not in stale or not pd.isna(cols[parent][row]):
-            continue
-        for child in RANKS[RANKS.index("genus") : RANKS.index(parent) : -1]:
-            value = cols[child][row]
-            found = None if pd.isna(value) else links.get((child, value, parent))
-            if found is not None:
-                set_field(cols, log, "parent_from_child", parent, rows, found)
-                inferred[row] |= RANK_BIT[parent]
-                break
+    return bool(stale)

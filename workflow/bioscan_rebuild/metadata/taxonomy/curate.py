@@ -41,7 +41,8 @@ table in brackets):
 8. Record corrections [``correction``]: the patch table (processid, field, value, reason, source), applied
    last; field ``record`` with value ``exclude`` removes the record (rejects, reason ``excluded``). The ranks
    steps 5 and 7 inferred above a corrected rank go with the label they came from
-   [``correction_inferred_dropped``] and are inferred again from the corrected labels.
+   [``correction_inferred_dropped``] and are inferred again from the corrected labels by steps 5 and 7 themselves
+   (their checks included), for those records only.
 9. Scope [``out_of_scope``]: a record whose final label at ``scope_rank`` is not one of ``scope_taxa``
    (default: phylum Arthropoda, as BIOSCAN-5M) leaves the table (rejects, reason ``out_of_scope``); a record
    without a label there stays, unless (phylum scope) its class is one the shipped ``class_phylum.tsv`` places
@@ -145,7 +146,12 @@ def curate(
         if params.infer_parents
         else pd.DataFrame()
     )
-    excluded, outcomes = apply_corrections(cols, log, corrections, inferred, lineage)  # 8.
+    excluded, outcomes, reinfer = apply_corrections(cols, log, corrections, inferred)  # 8.
+    if reinfer.any():  # the ranks inferred from a corrected label went: steps 5 and 7 again, on those records
+        if params.fill_genus_from_species:
+            genus_from_species(cols, log, inferred, only=reinfer)
+        if params.infer_parents:
+            infer_parents(cols, log, inferred, (barcode_codes, bin_codes), ~leaving & ~excluded, only=reinfer)
     out_of_scope, judged_by = _outside_scope(cols, log, params, excluded)  # 9.
     scope = pd.DataFrame({"processid": cols["processid"][out_of_scope], "label": judged_by[out_of_scope]}).assign(
         rank=params.scope_rank

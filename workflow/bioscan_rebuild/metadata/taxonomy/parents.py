@@ -17,10 +17,12 @@ HIGHER_RANK_SUFFIX = r"(?:idae|inae|oidea|ini)$"  # family, subfamily, superfami
 RANK_BIT = {rank: 1 << i for i, rank in enumerate(RANKS)}  # the ``inferred_ranks`` mask
 
 
-def genus_from_species(cols: dict, log: ChangeLog, inferred: np.ndarray) -> None:
-    """Step 5 [``genus_from_species``]: a missing genus from the first word of the species name."""
+def genus_from_species(cols: dict, log: ChangeLog, inferred: np.ndarray, only: np.ndarray | None = None) -> None:
+    """Step 5 [``genus_from_species``]: a missing genus from the first word of the species name (``only``: of
+    these records alone)."""
     species = cols["species"]
-    rows = np.flatnonzero(pd.isna(cols["genus"]) & ~pd.isna(species))
+    wanted = pd.isna(cols["genus"]) & ~pd.isna(species)
+    rows = np.flatnonzero(wanted if only is None else wanted & only)
     first = pd.Series(species[rows], dtype=object).str.extract(BINOMIAL_GENUS.pattern, expand=False).to_numpy(object)
     # a family/subfamily/tribe name in the species slot ("Cecidomyiidae sp. 3") is not a genus, nor is a name the
     # data uses above genus ("Diptera sp. 1", "Insecta sp. BOLD:AAA1234"), nor a trap code ("Malaise trap 4")
@@ -42,13 +44,21 @@ def forget_removed(cols: dict, inferred: np.ndarray) -> None:
 
 
 def infer_parents(
-    cols: dict, log: ChangeLog, inferred: np.ndarray, group_codes, teaching: np.ndarray | None = None
+    cols: dict,
+    log: ChangeLog,
+    inferred: np.ndarray,
+    group_codes,
+    teaching: np.ndarray | None = None,
+    only: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Step 7 [``parent_from_child``]. Returns the lineage table (child -> parent links and whether they are
     consistent). ``group_codes``: the factorized barcode and BIN keys, whose groups no inference may contradict.
-    ``teaching``: the records whose labels make the lineage (default all; not the ones leaving the table)."""
+    ``teaching``: the records whose labels make the lineage (default all; not the ones leaving the table).
+    ``only``: fill these records alone (after corrections: the lineage is the data's, the fills theirs)."""
     if teaching is None:
         teaching = np.ones(len(cols["processid"]), bool)
+    if only is None:
+        only = np.ones(len(cols["processid"]), bool)
     links = []
     for parent_index in range(RANKS.index("subfamily"), -1, -1):
         parent = RANKS[parent_index]
@@ -81,7 +91,7 @@ def infer_parents(
             )
             consistent = distinct.loc[distinct["nunique"] == 1, "first"]
             # records still without the parent (nearer children gave none)
-            rows = np.flatnonzero(pd.isna(cols[parent]) & ~pd.isna(child_values))
+            rows = np.flatnonzero(pd.isna(cols[parent]) & ~pd.isna(child_values) & only)
             guess = consistent.reindex(child_values[rows]).to_numpy(dtype=object)
             found = _agreeing_fills(group_held, rows, guess) & ~_contradicts_above(cols, above, rows, guess)
             if found.any():
