@@ -323,20 +323,26 @@ def test_a_conflict_among_many_copies_names_a_few_and_counts_the_rest():
 def test_a_specimen_with_rows_for_two_kept_markers_is_one_record_of_the_first_listed():
     """With ``ingest.markers: [COI-5P, COI-3P]`` a specimen sequenced for both had two rows of one processid with
     different content: both were refused as a conflict ("differs ... in the same delivery") and the specimen lost.
-    The first-listed marker's row is the record, in any delivery; the other row is ``other_marker``."""
+    The first-listed marker's row of a delivery is the record, the other ``other_marker``; between deliveries the
+    duplicate policy decides, and the change is logged."""
     five, three = records("a", [("P1", "Phoridae", 2), ("P2", "Phoridae", 4)]), records("a", [("P1", "Phoridae", 3)])
     three = three.set_column(three.schema.get_field_index("marker_code"), "marker_code", pa.array(["COI-3P"]))
     later = records("b", [("P2", "Phoridae", 9)])
     later = later.set_column(later.schema.get_field_index("marker_code"), "marker_code", pa.array(["COI-3P"]))
     imgs = [images("a", [("P1", "s1", None), ("P2", "s2", None)])]
-    kept, rejects, acc, _ = join_shard([five, three, later], imgs, ["a", "b"], markers=("COI-5P", "COI-3P"))
-    assert [(r["processid"], r["marker_code"], r["source_line"]) for r in kept.to_pylist()] == [
-        ("P1", "COI-5P", 2),
-        ("P2", "COI-5P", 4),
+    kept, rejects, acc, redelivered = join_shard([five, three, later], imgs, ["a", "b"], markers=("COI-5P", "COI-3P"))
+    # P1: one delivery, two markers: the first-listed; P2: a later delivery of another marker replaces it (latest),
+    # and the redeliveries say so, as for any field
+    assert [(r["processid"], r["marker_code"], r["batch"]) for r in kept.to_pylist()] == [
+        ("P1", "COI-5P", "a"),
+        ("P2", "COI-3P", "b"),
     ]
-    assert reasons(rejects, "record") == {"P1": ["other_marker"], "P2": ["other_marker"]}
+    assert reasons(rejects, "record") == {"P1": ["other_marker"], "P2": ["superseded"]}
     detail = rejects.filter(pa.compute.equal(rejects["kind"], "record"))["detail"][0].as_py()
     assert detail == "marker COI-3P: the specimen's COI-5P row is the record (ingest.markers order)"
     assert acc["records_in"] == 4 and acc["records_kept"] == 2
+    assert [(r["processid"], r["field"], r["old"], r["new"]) for r in redelivered.to_pylist()] == [
+        ("P2", "marker_code", "COI-5P", "COI-3P")
+    ]
     kept, rejects, _, _ = join_shard([five, three, later], imgs, ["a", "b"], markers=("COI-3P", "COI-5P"))
     assert [(r["processid"], r["marker_code"]) for r in kept.to_pylist()] == [("P1", "COI-3P"), ("P2", "COI-3P")]

@@ -124,8 +124,8 @@ RECORD_REASONS = {
     "readers take for missing (NA, null, NaN)",
     "unsupported_marker": "a marker other than the configured ones (COI-5P by default), or a sequence without a "
     "marker code",
-    "other_marker": "the specimen's row for a marker listed after another of its rows' markers in ingest.markers "
-    "(one record per specimen: the first-listed marker's)",
+    "other_marker": "the specimen's row for a marker listed in ingest.markers after the marker of another of its "
+    "rows in the same delivery (one record per specimen: the first-listed marker's)",
     "duplicate_record": "same processid and same content as a row kept earlier",
     "duplicate_conflict": "same processid as another row with different content in the same delivery (or in any "
     "delivery, policy: reject)",

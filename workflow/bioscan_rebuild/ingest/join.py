@@ -138,7 +138,8 @@ def _prefer_marker(records: pd.DataFrame, markers) -> tuple[pd.DataFrame, pa.Tab
         return records, REJECT_SCHEMA.empty_table()
     order = {marker: position for position, marker in enumerate(markers)}
     position = records["marker_code"].map(order).fillna(len(markers)).astype(np.int64)
-    best = position.groupby(records["_key"].to_numpy()).transform("min")
+    # within a delivery: between deliveries the duplicate policy decides, and logs what changed
+    best = position.groupby([records["_key"].to_numpy(), records["batch"].to_numpy()]).transform("min")
     later = (position > best).to_numpy()
     if not later.any():
         return records, REJECT_SCHEMA.empty_table()
@@ -226,9 +227,10 @@ def join_shard(
 ) -> tuple[pa.Table, pa.Table, dict]:
     """Resolve duplicates and join records to images within one shard.
 
-    ``markers``: the kept markers in order of preference. A specimen with rows for two of them (COI-5P and COI-3P)
-    is one record: the row of the marker listed first, in any delivery; the others are ``other_marker`` (they
-    were a conflict between copies, and the specimen was lost).
+    ``markers``: the kept markers in order of preference. A delivery's rows of one specimen for two of them
+    (COI-5P and COI-3P) are one record: the row of the marker listed first; the others are ``other_marker``
+    (they were a conflict between copies, and the specimen was lost). Between deliveries ``duplicate_policy``
+    decides, as for any field, and the redeliveries log the change.
 
     ``rejected_keys``: processids of this shard's rows the parse rejected (their photos are ``record_rejected``,
     not ``no_record``). Returns (kept records with image columns, rejects, accounting, redeliveries: what each
