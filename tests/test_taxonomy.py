@@ -59,6 +59,9 @@ def assert_replays(records, result):
         ("Chir\u00c3\u00b3nomus", "genus", "Chironomus"),  # UTF-8 read as cp1252 (NFKC made ChirA3nomus of it)
         ("Chir\u00c3\u0192\u00c2\u00b3nomus", "genus", "Chironomus"),  # ... twice
         ("Psych\u00c3\u00b3da sigma", "species", "Psychoda sigma"),
+        ("Chir\u00c3\u00b3nomus\u200b", "genus", "Chironomus"),  # ... with an invisible character (it kept it)
+        ("\u0421hir\u00c3\u00b3nomus", "genus", "Chironomus"),  # ... with a Cyrillic C
+        ("C\u00ce\u00b1lopteryx", "genus", "Calopteryx"),  # a Greek look-alike read as Latin-1
         ("not_classified", "genus", None),
         ("NA", "genus", None),
         ("not classified", "family", None),
@@ -625,6 +628,10 @@ def test_a_fixes_table_is_read_as_the_names_it_meets_are_written(tmp_path):
     )
     out = by_pid(curate(records, fixes=load_fixes(path)))
     assert out.loc["a", ["order", "family", "genus"]].tolist() == ["Lepidoptera", "Phoridae", "Megaselia"]
+    # a row for any rank is read as a name of each rank it meets (upper case met nothing; lower case made a family)
+    path.write_text("rank\tfrom\tto\treason\n*\tLEPIDOPETRA\tLepidoptera\ttypo\n*\tPhoridea\tphoridae\ttypo\n")
+    out = by_pid(curate(records, fixes=load_fixes(path)))
+    assert out.loc["a", ["order", "family"]].tolist() == ["Lepidoptera", "Phoridae"]
 
 
 def test_bin_table_consensus_and_agreement():

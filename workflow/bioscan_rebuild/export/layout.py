@@ -117,7 +117,8 @@ CORRECTION_OUTCOMES = ReleaseFile(
     "corrections_tsv",
     "text/tab-separated-values",
     "Every maintainer's record correction (taxonomy.corrections: processid, field, value, reason, source) with its "
-    "outcome: applied, excluded, no_change, record_rejected (for its barcode: see rejects.csv), unknown_processid, "
+    "outcome: applied, excluded, no_change, record_rejected (refused for its barcode or by ingest: see "
+    "rejects.csv), unknown_processid, invalid_reason, overridden (a later row corrects the same field), "
     "unknown_field or invalid_value.",
 )
 BOX_CORRECTION_OUTCOMES = ReleaseFile(

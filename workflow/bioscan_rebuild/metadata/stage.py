@@ -91,11 +91,10 @@ def _redelivery_changes(paths) -> pd.DataFrame:
 def _ingest_rejected(paths) -> list:
     """The processids of the records ingest refused (kind ``record``) in its reject tables."""
     found = []
-    for path in paths:
+    for path in paths:  # in Arrow: a full redelivery rejects a row per record (5M)
         table = read_table(path, REJECT_SCHEMA, columns=["kind", "processid"])
-        kinds = table["kind"].to_numpy(zero_copy_only=False)
-        ids = table["processid"].to_numpy(zero_copy_only=False)
-        found.extend(pid for kind, pid in zip(kinds, ids, strict=True) if kind == "record" and pid is not None)
+        ids = table.filter(pc.and_(pc.equal(table["kind"], "record"), pc.is_valid(table["processid"])))["processid"]
+        found.extend(pc.unique(ids).to_pylist())
     return found
 
 
@@ -159,7 +158,9 @@ def curate_tables(
     del qc
     result = curate(labels, taxonomy_params, load_fixes(fixes_path), load_corrections(corrections_path))
     del labels
-    _name_rejected_corrections(result["corrections"], [*rejected["processid"], *_ingest_rejected(ingest_reject_paths)])
+    if (result["corrections"]["outcome"] == "unknown_processid").any():  # only then: nothing else to name
+        refused = [*rejected["processid"], *_ingest_rejected(ingest_reject_paths)]
+        _name_rejected_corrections(result["corrections"], refused)
     curated = result["curated"]
     excluded = result["excluded"]
     scope = result["out_of_scope"]

@@ -39,7 +39,7 @@ def undo_mojibake(text: str) -> str:
     NFKC would make a new name of it (``³`` -> ``3``: ``ChirA3nomus``). Only text that decodes as UTF-8 again
     changes; a name never carries these letters otherwise."""
     for _ in range(2):
-        if not any(ch in text for ch in "ÃÂÅÄâ"):
+        if not any("\x80" <= ch <= "\xff" for ch in text):  # every byte of UTF-8 read so lands there
             break
         for encoding in ("cp1252", "latin-1"):
             try:
@@ -55,7 +55,9 @@ def undo_mojibake(text: str) -> str:
 def normalise_name(value: str | None, rank: str) -> str | None:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
-    text = unicodedata.normalize("NFKC", undo_mojibake(str(value))).translate(CONFUSABLES)
+    # invisible characters and look-alike letters out first: one of them kept the repair from decoding
+    text = "".join(ch for ch in str(value) if unicodedata.category(ch) != "Cf").translate(CONFUSABLES)
+    text = unicodedata.normalize("NFKC", undo_mojibake(text)).translate(CONFUSABLES)
     text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
     text = " ".join(text.split())
     if text.lower() in MISSING_TOKENS or "?" in text:  # "Megaselia?", "Phoridae?": a guess is no label
@@ -129,9 +131,15 @@ def apply_fixes(cols: dict, log: ChangeLog, fixes: pd.DataFrame | None) -> None:
         table = fixes[(fixes["rank"] == rank) | (fixes["rank"] == "*")]
         if table.empty:
             continue
-        # rows for any rank first, so a row for this rank wins over them
-        table = pd.concat([table[table["rank"] == "*"], table[table["rank"] == rank]])
-        mapping = dict(zip(table["from"], table["to"]))
+        # rows for any rank first, so a row for this rank wins over them; a row for any rank is read as a name of
+        # this one (its case: "PHORIDEA" -> "Phoridea" meets the family step 1 wrote)
+        anyrank = table[table["rank"] == "*"]
+        mapping = {
+            normalise_name(source, rank) or "": normalise_name(target, rank) or ""
+            for source, target in zip(anyrank["from"], anyrank["to"], strict=True)
+        }
+        table = table[table["rank"] == rank]
+        mapping.update(zip(table["from"], table["to"]))
         values = cols[rank]
         rows = np.flatnonzero(pd.Series(values).isin(list(mapping)).to_numpy())
         set_field(cols, log, "typo_table", rank, rows, [mapping[v] or None for v in values[rows]])
