@@ -29,6 +29,11 @@ def row(pid, family=None, genus=None, species=None, bin_=None, key=None, subfami
     return (pid, *upper, family, subfamily, genus, species, bin_, key)
 
 
+def corrections_table(*rows):
+    """A corrections table of (processid, field, value, reason, source) rows."""
+    return pd.DataFrame(list(rows), columns=["processid", "field", "value", "reason", "source"])
+
+
 def by_pid(result):
     return result["curated"].set_index("processid")
 
@@ -382,15 +387,12 @@ def test_a_correction_takes_the_ranks_inferred_from_the_label_it_replaces_with_i
             row("o", "Phoridae", "Megaselia"),  # its own family: the maintainer's genus does not remove it
         ]
     )
-    corrections = pd.DataFrame(
-        [
-            ("a", "genus", "Culex", "wrong_label", "r1"),
-            ("d", "species", "Culex pipiens", "wrong_label", "r2"),
-            ("o", "genus", "Conicera", "wrong_label", "r3"),
-        ],
-        columns=["processid", "field", "value", "reason", "source"],
+    corrected = (
+        ("a", "genus", "Culex", "wrong_label", "r1"),
+        ("d", "species", "Culex pipiens", "wrong_label", "r2"),
+        ("o", "genus", "Conicera", "wrong_label", "r3"),
     )
-    result = curate(records, corrections=corrections)
+    result = curate(records, corrections=corrections_table(*corrected))
     out = by_pid(result)
     assert out.loc["a", ["family", "genus"]].tolist() == ["Culicidae", "Culex"]
     assert out.loc["a", "inferred_ranks"] == RANK_BIT["family"]
@@ -426,13 +428,10 @@ def test_ranks_inferred_again_after_a_correction_pass_the_checks_of_steps_5_and_
             row("z", "Phoridae", "Megaselia", "Megaselia sp. 1"),
         ]
     )
-    corrections = pd.DataFrame(
-        [
-            ("a", "genus", "Culex", "wrong_label", "r1"),
-            ("b", "genus", "Culex", "wrong_label", "r2"),
-            ("d", "species", "Diptera sp. 1", "wrong_label", "r3"),
-        ],
-        columns=["processid", "field", "value", "reason", "source"],
+    corrections = corrections_table(
+        ("a", "genus", "Culex", "wrong_label", "r1"),
+        ("b", "genus", "Culex", "wrong_label", "r2"),
+        ("d", "species", "Diptera sp. 1", "wrong_label", "r3"),
     )
     out = by_pid(curate(records, corrections=corrections))
     assert pd.isna(out.loc["a", "family"]) and out.loc["a", "inferred_ranks"] == 0  # Culicidae is no hymenopteran
@@ -468,12 +467,9 @@ def test_corrections_match_processids_as_records_do():
     """Any case, spaces and invisible characters around: the row finds its record (it used to be
     ``unknown_processid`` and the exclusion was never applied)."""
     records = frame([row("AAASF001-17", "Phoridae"), row("AAASF002-17", "Phoridae")])
-    corrections = pd.DataFrame(
-        [
-            ("aaasf001-17", "record", "exclude", "no_insect", "curator"),
-            (" \u200bAaasf002-17 ", "family", "Sciaridae", "wrong_label", "user"),
-        ],
-        columns=["processid", "field", "value", "reason", "source"],
+    corrections = corrections_table(
+        ("aaasf001-17", "record", "exclude", "no_insect", "curator"),
+        (" \u200bAaasf002-17 ", "family", "Sciaridae", "wrong_label", "user"),
     )
     result = curate(records, corrections=corrections)
     assert list(result["corrections"]["outcome"]) == ["excluded", "applied"]
@@ -973,13 +969,10 @@ def test_a_maintainers_species_gets_the_cleaning_an_exports_gets(given, expected
 def test_corrections_of_a_species_are_cleaned_or_refused_as_one_word():
     """A corrected `Lutzomyia sp` was released as a closed-world species, a corrected `rufipes` as a species."""
     records = frame([row("a", "Psychodidae", "Lutzomyia"), row("b", "Phoridae", "Megaselia"), row("c", "Phoridae")])
-    corrections = pd.DataFrame(
-        [
-            ("a", "species", "Lutzomyia sp", "wrong_label", "r1"),
-            ("b", "species", "rufipes", "wrong_label", "r2"),
-            ("c", "species", "Megaselia rufipes Meigen, 1830", "wrong_label", "r3"),
-        ],
-        columns=["processid", "field", "value", "reason", "source"],
+    corrections = corrections_table(
+        ("a", "species", "Lutzomyia sp", "wrong_label", "r1"),
+        ("b", "species", "rufipes", "wrong_label", "r2"),
+        ("c", "species", "Megaselia rufipes Meigen, 1830", "wrong_label", "r3"),
     )
     result = curate(records, corrections=corrections)
     out = by_pid(result)
@@ -1014,17 +1007,14 @@ def test_repeated_corrections_the_last_one_wins_and_a_reason_outside_the_vocabul
     corrected to ``NA`` is no place (it was released as the text "NA")."""
     records = frame([row("a", "Phoridae", "Megaselia"), row("b", "Phoridae"), row("c", "Sciaridae")])
     records["country"] = ["Canada", "Canada", "Canada"]
-    corrections = pd.DataFrame(
-        [
-            ("b", "record", "exclude", "no_insect", "r1"),
-            ("b", "record", "exclude", "duplicate", "r2"),
-            ("a", "genus", "Conicera", "wrnog_label", "r3"),
-            ("a", "genus", "Conicera", "wrong_label", "r4"),
-            ("a", "genus", "Megaselia", "wrong_label", "r5"),
-            ("c", "country", "NA", "other", "r6"),
-            ("c", "record", "exclude", "wrnog", "r7"),
-        ],
-        columns=["processid", "field", "value", "reason", "source"],
+    corrections = corrections_table(
+        ("b", "record", "exclude", "no_insect", "r1"),
+        ("b", "record", "exclude", "duplicate", "r2"),
+        ("a", "genus", "Conicera", "wrnog_label", "r3"),
+        ("a", "genus", "Conicera", "wrong_label", "r4"),
+        ("a", "genus", "Megaselia", "wrong_label", "r5"),
+        ("c", "country", "NA", "other", "r6"),
+        ("c", "record", "exclude", "wrnog", "r7"),
     )
     result = curate(records, corrections=corrections)
     assert result["corrections"]["outcome"].tolist() == [
