@@ -319,3 +319,29 @@ def test_the_lineage_names_each_records_changes_by_rule_and_field(release):
     named = named[named != ""]
     assert len(named) > 10
     assert all(named[pid] == expected[pid] for pid in named.index)
+
+
+def test_a_release_replaces_only_an_empty_folder_or_an_earlier_release(tmp_path, monkeypatch):
+    """`release --outdir` renamed whatever folder was there aside and deleted it: a folder of one's own files, or
+    the folder holding the release's own input tables; `--outdir .` was a traceback. Now nothing is touched."""
+    from bioscan_rebuild.core.errors import InputError
+    from bioscan_rebuild.export.release import build_release
+
+    own = tmp_path / "precious"
+    own.mkdir()
+    (own / "thesis.txt").write_text("my thesis")
+    with pytest.raises(InputError, match="holds files and no MANIFEST.json"):
+        build_release(outdir=own, curated=tmp_path / "curated.parquet")
+    assert (own / "thesis.txt").read_text() == "my thesis" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "precious"
+    ]
+    earlier = tmp_path / "release"
+    (earlier / "tables").mkdir(parents=True)
+    (earlier / "MANIFEST.json").write_text("{}")
+    (earlier / "tables" / "curated.parquet").write_bytes(b"PAR1")
+    with pytest.raises(InputError, match="an input of the release lies in --outdir"):
+        build_release(outdir=earlier, curated=earlier / "tables" / "curated.parquet")
+    monkeypatch.chdir(own)
+    with pytest.raises(InputError, match="holds files and no MANIFEST.json"):
+        build_release(outdir=".")
+    assert (own / "thesis.txt").is_file() and (earlier / "tables" / "curated.parquet").is_file()

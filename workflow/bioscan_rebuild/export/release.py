@@ -107,7 +107,8 @@ def build_release(*, outdir, **inputs) -> dict:
     It is built in a hidden sibling folder and renamed into place when complete, so a killed or failed run
     never leaves a partial release where the finished one belongs; the next run removes what a killed one left.
     """
-    final = Path(outdir)
+    final = Path(outdir).resolve()  # "." has no name to build beside
+    _check_replaceable(final, inputs)
     outdir = final.with_name(f".{final.name}.building")
     if outdir.exists():  # a killed run's leftovers
         shutil.rmtree(outdir)
@@ -152,6 +153,32 @@ def _diff_against(previous, rejects, changes, records, folder: Path):
         return {f"metadata/{name}": path for name, path in written.items()}
 
     return write
+
+
+def _input_paths(inputs: dict):
+    """Every path among the inputs (single paths and lists of them)."""
+    for value in inputs.values():
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            if isinstance(item, (str, Path)) and str(item):
+                yield Path(item)
+
+
+def _check_replaceable(final: Path, inputs: dict) -> None:
+    """InputError unless ``final`` may be replaced by a release: absent, empty, or a release (its
+    ``MANIFEST.json``), and holding none of the inputs. Replacing swept away whatever the folder held: a folder
+    of one's own, or the tables the release was being built from."""
+    from bioscan_rebuild.core.errors import InputError
+
+    if final.exists() and not final.is_dir():
+        raise InputError(f"{final}: --outdir is a file, not a folder")
+    if final.is_dir() and any(final.iterdir()) and not (final / MANIFEST).is_file():
+        raise InputError(
+            f"{final}: --outdir holds files and no {MANIFEST}: a release replaces only an empty folder or an "
+            "earlier release; give a new folder"
+        )
+    for path in _input_paths(inputs):
+        if path.exists() and path.resolve().is_relative_to(final):
+            raise InputError(f"{path}: an input of the release lies in --outdir {final}, which the release replaces")
 
 
 def _swap_into_place(built: Path, final: Path) -> None:
