@@ -1457,3 +1457,27 @@ def test_a_processid_csv_readers_take_for_missing_is_rejected_for_it(realdata, t
     details = dict(zip(rejects["processid"].to_pylist(), rejects["detail"].to_pylist(), strict=True))
     assert details["NA"] == details["null"] == details["NaN"] == "a processid CSV readers take for missing (pandas, R)"
     assert details["N/A"] == "a path separator (/ or \\) in the processid"
+
+
+@pytest.mark.parametrize(
+    "args, phrase",
+    [
+        (["--barcode-params", "[1]"], "--barcode-params: not a JSON object"),
+        (["--taxonomy-params", "null"], "--taxonomy-params: not a JSON object"),
+        (["--max-ambiguity", "nan"], "barcodes.max_ambiguity: nan is not a finite number"),
+    ],
+)
+def test_a_json_option_that_is_no_object_or_a_nan_limit_is_one_line(realdata, tmp_path, args, phrase):
+    """`--barcode-params '[1]'` was an AttributeError traceback, `null` ran as no parameters, and a NaN limit passed
+    every check (each comparison with NaN is false): the ambiguity filter was off, exit 0."""
+    export = str(realdata / REAL_V4)
+    result = _run_cli("metadata", export, "-o", str(tmp_path / "m.csv"), *args, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and phrase in result.stderr
+    assert not (tmp_path / "m.csv").exists()
+
+
+def test_release_formats_must_be_known_and_hold_csv(tmp_path):
+    """An unknown name was a traceback; a list without csv built a release (exit 0) that failed its own audit."""
+    for formats, phrase in (("csv,bogus", "unknown formats ['bogus']"), ("parquet", "csv must be among them")):
+        result = _run_cli("release", "--formats", formats, "--outdir", str(tmp_path / "r"), cwd=tmp_path)
+        assert result.returncode == 2 and phrase in result.stderr and "Traceback" not in result.stderr

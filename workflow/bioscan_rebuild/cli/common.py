@@ -8,16 +8,20 @@ from bioscan_rebuild.core.errors import InputError
 
 
 def json_option(text: str | None, option: str):
-    """The JSON text of a command-line option (``--params`` and the like: the rules write them, a person may not),
-    or None when not given; InputError naming the option when it does not parse."""
+    """The JSON object of a command-line option (``--params`` and the like: the rules write them, a person may
+    not), or None when not given; InputError naming the option when it does not parse or is no object (a list
+    or a string was a traceback; ``null`` and ``[]`` ran as no parameters)."""
     import json
 
     if not text:
         return None
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError as error:
         raise InputError(f"{option}: not JSON ({error}): {text[:80]!r}") from None
+    if not isinstance(value, dict):
+        raise InputError(f'{option}: not a JSON object ({{"key": value, ...}}): {text[:80]!r}')
+    return value
 
 
 def _whole_number_at_least(text: str, minimum: int) -> int:

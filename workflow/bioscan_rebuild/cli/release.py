@@ -28,7 +28,7 @@ def cmd_release(args) -> int:
         corrections=args.corrections,
         box_corrections=args.box_corrections,
         store=args.store,
-        formats=tuple(args.formats.split(",")) if args.formats else None,
+        formats=args.formats,
         options=options,
         previous=args.previous,
         provenance_file=args.provenance_file,
@@ -126,7 +126,11 @@ def register(sub) -> None:
     p.add_argument("--corrections", help="the label corrections' outcome table (shipped as metadata/corrections.tsv)")
     p.add_argument("--box-corrections", help="the box answers' outcome table (metadata/box_corrections.tsv)")
     p.add_argument("--store", help="content-addressed store root (image packages)")
-    p.add_argument("--formats", help="comma-separated (export.formats.FORMATS); default: all of them")
+    p.add_argument(
+        "--formats",
+        type=format_list,
+        help="comma-separated, csv among them (export.formats.FORMATS); default: all of them",
+    )
     p.add_argument("--options", help="export options, JSON (core.params.ExportOptions)")
     p.add_argument("--outdir", required=True)
     p.add_argument("--provenance-file", help="the build's PROV-O graph (shipped as metadata/provenance.jsonld)")
@@ -134,3 +138,19 @@ def register(sub) -> None:
     p.add_argument("--previous", help="the previous release's folder (holding MANIFEST.json): write the diff")
     p.add_argument("--stats", help="the statistics stage's folder: shipped as metadata/stats/, summed up in README.md")
     p.set_defaults(func=cmd_release)
+
+
+def format_list(text: str) -> tuple[str, ...]:
+    """``--formats``: known names, csv among them, as the config schema wants (an unknown name was a traceback; a
+    release without csv was built, exit 0, and failed its audit)."""
+    import argparse
+
+    from bioscan_rebuild.export.formats.registry import FORMATS
+
+    names = tuple(name.strip() for name in text.split(","))
+    unknown = [name for name in names if name not in FORMATS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown formats {unknown}; known: {', '.join(FORMATS)}")
+    if "csv" not in names:
+        raise argparse.ArgumentTypeError("csv must be among them (the metadata CSV is the release's core)")
+    return tuple(dict.fromkeys(names))

@@ -8,6 +8,7 @@ does not know, because a misspelt key would otherwise run silently with the defa
 
 from __future__ import annotations
 
+import math
 import re
 import types
 import typing
@@ -96,6 +97,8 @@ def _within(where: str, value, rules: dict) -> None:
         if "maxItems" in rules and len(value) > rules["maxItems"]:
             raise InputError(f"{where}: {list(value)} holds more than {rules['maxItems']} items")
     for item in value if isinstance(value, tuple) else (value,):
+        if isinstance(item, float) and not math.isfinite(item):  # NaN passed every limit (each compare is False)
+            raise InputError(f"{where}: {item!r} is not a finite number")
         if "pattern" in rules and not re.search(rules["pattern"], str(item)):
             raise InputError(f"{where}: {item!r} does not match {rules['pattern']!r}")
         if "enum" in rules and item not in rules["enum"]:
