@@ -1481,3 +1481,28 @@ def test_release_formats_must_be_known_and_hold_csv(tmp_path):
     for formats, phrase in (("csv,bogus", "unknown formats ['bogus']"), ("parquet", "csv must be among them")):
         result = _run_cli("release", "--formats", formats, "--outdir", str(tmp_path / "r"), cwd=tmp_path)
         assert result.returncode == 2 and phrase in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_output_that_is_an_input_is_refused_and_the_input_kept(realdata, tmp_path):
+    """`metadata in.tsv -o in.tsv` replaced the export with the CSV, `split in.csv out.csv --summary in.csv` the
+    input with the summary, `detect photos photos/x.jpg` a photo with the CSV: each exited 0."""
+    export = tmp_path / "in.tsv"
+    export.write_bytes((realdata / REAL_V4).read_bytes())
+    before = export.read_bytes()
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _photo(photos / "BSCN1-22.jpg", 0)
+    runs = [
+        (["metadata", str(export), "-o", str(export)], "the output is an input"),
+        (["metadata", str(export), "-o", str(tmp_path / "in.csv")] + ["--fixes", str(tmp_path / "in.bins.csv")], None),
+        (["split", str(export), str(tmp_path / "out.csv"), "--summary", str(export)], "the output is an input"),
+        (["detect", str(photos), str(photos / "BSCN1-22.jpg")], "an output inside the input folder"),
+    ]
+    for args, phrase in runs:
+        if phrase is None:  # a side file (in.bins.csv) that is an input too
+            (tmp_path / "in.bins.csv").write_text("rank\tfrom\tto\treason\n")
+            phrase = "the output is an input"
+        result = _run_cli(*args, cwd=tmp_path)
+        assert result.returncode == 2 and phrase in result.stderr and "Traceback" not in result.stderr, args
+    assert export.read_bytes() == before and (photos / "BSCN1-22.jpg").stat().st_size > 100
+    assert (tmp_path / "in.bins.csv").read_text() == "rank\tfrom\tto\treason\n"

@@ -65,3 +65,27 @@ def tie_order_option(parser) -> None:
         help="reference (default): refuse a machine whose numpy orders equal barcode sizes otherwise than the one "
         "that made the published splits; host: accept this machine's order (the summary says so)",
     )
+
+
+def distinct_outputs(inputs=(), outputs=(), folders=()) -> None:
+    """InputError, before anything is written, when an output is one of the inputs, two outputs are one file, or
+    an output lies in an input folder (``metadata in.tsv -o in.tsv`` replaced the export, ``detect photos
+    photos/x.jpg`` a photo, and each exited 0)."""
+    import os
+
+    def real(path) -> str:
+        return os.path.realpath(os.fspath(path))
+
+    given = [path for path in inputs if path]
+    seen = {}
+    for output in (path for path in outputs if path):
+        where = real(output)
+        for path in given:
+            if where == real(path):
+                raise InputError(f"{output}: the output is an input ({path}): give it another name")
+        for folder in (path for path in folders if path):
+            if os.path.commonpath([where, real(folder)]) == real(folder):
+                raise InputError(f"{output}: an output inside the input folder {folder}: write it elsewhere")
+        if where in seen:
+            raise InputError(f"{output}: given for two outputs (also {seen[where]})")
+        seen[where] = output

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bioscan_rebuild.cli.common import batch_dirs, json_option
+from bioscan_rebuild.cli.common import batch_dirs, distinct_outputs, json_option
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.params import CONTACT_SHEET_SIZE
 from bioscan_rebuild.detect.registry import BACKENDS
@@ -47,6 +47,7 @@ def _add_detector_options(p) -> None:
 
 
 def cmd_detect(args) -> int:
+    distinct_outputs(outputs=[args.output, args.crop], folders=[args.image_dir])
     from bioscan_rebuild.core.params import ImageParams
     from bioscan_rebuild.images.folder import detect_folder
 
@@ -66,6 +67,7 @@ def cmd_detect(args) -> int:
 
 
 def cmd_images_photos(args) -> int:
+    distinct_outputs([args.inventory], [args.output, args.summary])
     from bioscan_rebuild.core.io import write_json
     from bioscan_rebuild.core.params import ImageParams
     from bioscan_rebuild.images.corrections import load_box_corrections

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
-from bioscan_rebuild.cli.common import json_option, tie_order_option
+from bioscan_rebuild.cli.common import distinct_outputs, json_option, tie_order_option
 
 BARCODE_FLAGS = ("min_length", "max_ambiguity", "trim_end_n")
 
@@ -45,6 +46,7 @@ def _add_taxonomy_options(p):
 
 
 def cmd_barcodes_clean(args) -> int:
+    distinct_outputs([args.records], [args.output])
     from bioscan_rebuild.metadata.stage import clean_shard
 
     print(json.dumps(clean_shard(args.records, args.output, _barcode_params(args)), sort_keys=True))
@@ -85,6 +87,9 @@ def cmd_metadata(args) -> int:
     if args.shipped_tables:
         fixes = fixes or shipped_table("taxonomy_fixes.tsv")
         corrections = corrections or shipped_table("corrections.tsv")
+    stem = Path(args.output).with_suffix("")
+    sides = [f"{stem}.{name}" for name in ("rejects.csv", "changes.csv", "bins.csv", "barcode_qc.csv", "lineage.csv")]
+    distinct_outputs([*args.exports, fixes, corrections], [args.output, *sides, f"{stem}.corrections.tsv"])
     summary = metadata_from_exports(
         args.exports,
         args.output,

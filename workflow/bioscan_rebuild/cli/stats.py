@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bioscan_rebuild.cli.common import non_negative_int, positive_int
+from bioscan_rebuild.cli.common import distinct_outputs, non_negative_int, positive_int
 
 
 def cmd_stats(args) -> int:
@@ -14,7 +14,8 @@ def cmd_stats(args) -> int:
     workflow_inputs = args.curated or args.barcodes or args.splits or args.images
     if bool(args.release) == bool(workflow_inputs):
         raise InputError("stats: give either a RELEASE folder or --curated, --barcodes and --splits (not both)")
-    if args.release:
+    if args.release:  # a release's files are its manifest's: stats written into it broke its audit
+        distinct_outputs(outputs=[args.outdir], folders=[args.release])
         summary = run_stats(args.release, args.outdir, seed=args.seed, pairs_per_comparison=args.pairs)
     else:
         if not (args.curated and args.barcodes and args.splits):

@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from bioscan_rebuild.core.errors import InputError
+from bioscan_rebuild.core.io import atomic_path
 from bioscan_rebuild.core.params import ImageParams
 from bioscan_rebuild.detect.registry import make_detector, make_segmenter
 from bioscan_rebuild.images.process import PHOTO_BATCH, keep_freed_memory, process_photos
@@ -69,7 +70,8 @@ def detect_folder(
     output_csv = Path(output_csv)
     output_csv.parent.mkdir(parents=True, exist_ok=True)
     fields = ["file_name", "status", "x0", "y0", "x1", "y1", "pixel_count", "area_fraction", "scale_factor", "detail"]
-    with open(output_csv, "w", newline="", encoding="utf-8") as handle:
+    # whole or not at all: an interrupted run left a partial CSV in place of the finished one
+    with atomic_path(output_csv) as partial, open(partial, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         for name, status, detail in refused:  # one file's problem, a row of its own; the others go on

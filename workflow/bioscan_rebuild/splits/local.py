@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bioscan_rebuild.core.io import atomic_path
 from bioscan_rebuild.core.params import BarcodeParams, TaxonomyParams
 from bioscan_rebuild.core.schemas import LINEAGE_FIELDS, RELEASE_COLUMNS
 from bioscan_rebuild.metadata.local import metadata_local
@@ -103,4 +104,5 @@ def bioscan_table(curated: pd.DataFrame, barcodes: pd.DataFrame, extra: pd.DataF
 def _write_csv(frame: pd.DataFrame, path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, index=False, lineterminator="\n")
+    with atomic_path(path) as partial:  # whole or not at all under its name
+        frame.to_csv(partial, index=False, lineterminator="\n")
