@@ -1496,7 +1496,7 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_kept(realdata, tmp_
         (["metadata", str(export), "-o", str(export)], "the output is an input"),
         (["metadata", str(export), "-o", str(tmp_path / "in.csv")] + ["--fixes", str(tmp_path / "in.bins.csv")], None),
         (["split", str(export), str(tmp_path / "out.csv"), "--summary", str(export)], "the output is an input"),
-        (["detect", str(photos), str(photos / "BSCN1-22.jpg")], "an output inside the input folder"),
+        (["detect", str(photos), str(photos / "BSCN1-22.jpg")], "give the output a .csv name"),
     ]
     for args, phrase in runs:
         if phrase is None:  # a side file (in.bins.csv) that is an input too
@@ -1506,3 +1506,22 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_kept(realdata, tmp_
         assert result.returncode == 2 and phrase in result.stderr and "Traceback" not in result.stderr, args
     assert export.read_bytes() == before and (photos / "BSCN1-22.jpg").stat().st_size > 100
     assert (tmp_path / "in.bins.csv").read_text() == "rank\tfrom\tto\treason\n"
+
+
+def test_a_step_file_that_is_garbage_or_another_steps_is_one_line(tmp_path):
+    """A summary, plan or accounting that was not JSON, or another step's, ended in a JSONDecodeError / KeyError /
+    TypeError traceback; a garbage model file in onnxruntime's InvalidProtobuf."""
+    (tmp_path / "garbage.json").write_text("not json {")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "other.json").write_text('{"records": 3}')
+    (tmp_path / "garbage.onnx").write_bytes(b"\x00\x01 not a model")
+    (tmp_path / "photos").mkdir()
+    runs = [
+        (["images", "summary", "garbage.json", "-o", "s.json"], "garbage.json: not a photo shard's summary"),
+        (["images", "summary", "other.json", "-o", "s.json"], "other.json: not a photo shard's summary (no 'status')"),
+        (["provenance", "list.json", "-o", "g.jsonld", "--config-out", "c.json"], "list.json: not a workflow plan"),
+        (["detect", "photos", "d.csv", "--backend", "onnx", "--weights", "garbage.onnx"], "not an ONNX model"),
+    ]
+    for args, phrase in runs:
+        result = _run_cli(*args, cwd=tmp_path)
+        assert result.returncode == 2 and phrase in result.stderr and "Traceback" not in result.stderr, args

@@ -47,7 +47,11 @@ def _add_detector_options(p) -> None:
 
 
 def cmd_detect(args) -> int:
-    distinct_outputs(outputs=[args.output, args.crop], folders=[args.image_dir])
+    # the table is a CSV (a photo's name there replaced the photo); crops in the photo folder would be photos next time
+    if Path(args.output).suffix.lower() != ".csv":
+        raise InputError(f"{args.output}: the detections are a CSV table: give the output a .csv name")
+    distinct_outputs(outputs=[args.crop], folders=[args.image_dir])
+    distinct_outputs(outputs=[args.output, args.crop])
     from bioscan_rebuild.core.params import ImageParams
     from bioscan_rebuild.images.folder import detect_folder
 

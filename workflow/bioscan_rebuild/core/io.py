@@ -29,6 +29,23 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def read_json(path: str | Path, what: str, keys: tuple[str, ...] = ()) -> dict:
+    """A JSON object another step wrote (a summary, an accounting, a plan), or InputError naming the file when it
+    is not JSON, not an object, or lacks one of ``keys`` (another step's file, garbage: a traceback before)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"{path}: not {what} ({error})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: not {what} (a JSON {type(data).__name__}, not an object)")
+    missing = [key for key in keys if key not in data]
+    if missing:
+        raise InputError(f"{path}: not {what} (no {', '.join(repr(k) for k in missing)})")
+    return data
+
+
 def check_listed(manifest_path: str | Path, path: str | Path) -> None:
     """``path``, a file of a published release, is the one that release's ``MANIFEST.json`` lists (same size and
     sha256). Raises InputError when it is not: a previous release edited after it was built would freeze splits

@@ -14,16 +14,14 @@ The release step checks its own row count against ``released`` before it publish
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bioscan_rebuild.core.errors import AccountingError, InputError
-from bioscan_rebuild.core.io import write_json
+from bioscan_rebuild.core.io import read_json, write_json
 
 STAGES = ("ingest", "images", "metadata", "splits")
 
@@ -82,7 +80,7 @@ def _stage(name, came_in: set, kept: set, rejected: dict[str, str], with_photo: 
 
 def account_run(*, ingest_accounting, records, images, curated, metadata_rejects, splits, split_excluded) -> dict:
     """The end-to-end accounting of one run (see the module docstring). Raises AccountingError where it fails."""
-    ingest = json.loads(Path(ingest_accounting).read_text())
+    ingest = read_json(ingest_accounting, "ingest's accounting")
     ingested = _column(records, ["processid", "image_path"])
     kept = _processids(ingested, "ingest")
     with_photo = set(ingested.filter(pc.is_valid(ingested["image_path"]))["processid"].to_pylist())

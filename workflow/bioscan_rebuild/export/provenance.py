@@ -25,7 +25,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from bioscan_rebuild.core.errors import InputError
-from bioscan_rebuild.core.io import file_sha256
+from bioscan_rebuild.core.io import file_sha256, read_json
 from bioscan_rebuild.export.formats.jsonld import BIOSCAN_NS
 
 CONTEXT = {
@@ -188,7 +188,7 @@ def write_provenance(plan_path, output, config_output, *, base: Path = Path(".")
 
     from bioscan_rebuild.core.io import atomic_path
 
-    plan = json.loads(Path(plan_path).read_text())
+    plan = read_json(plan_path, "a workflow plan", ("jobs", "config"))
     code_root = code_root or os.environ.get("BIOSCAN_REBUILD_BASEDIR")
     document = provenance_graph(
         plan, base=base, code_root=Path(code_root) if code_root else None, release_id=release_id(plan["config"])

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from bioscan_rebuild.core.errors import InputError
-from bioscan_rebuild.core.io import file_sha256, readable_outputs
+from bioscan_rebuild.core.io import file_sha256, read_json, readable_outputs
 from bioscan_rebuild.core.params import ExportOptions
 from bioscan_rebuild.core.schemas import STATS_FILES_KEY, STATS_JSON
 from bioscan_rebuild.export.accounting import check_released
@@ -252,7 +252,7 @@ def _build(
     ``metadata/stats/`` and summed up in the dataset card, ``README.md`` beside the root."""
     if previous is not None:
         check_newer_version(Path(previous), (options or ExportOptions()).version)
-    accounting_data = json.loads(Path(accounting).read_text())
+    accounting_data = read_json(accounting, "the run's accounting")
     provenance = {"software": "bioscan-rebuild", "inputs": release_inputs(accounting_data), "citeAs": CITATION}
     shutil.copyfile(accounting, outdir / ACCOUNTING)
     with tempfile.TemporaryDirectory(dir=outdir) as tmp:

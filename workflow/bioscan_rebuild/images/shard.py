@@ -11,14 +11,13 @@ delivery adds photo jobs for its own batch only; the per-shard joins are cheap.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
 
 from bioscan_rebuild.core.errors import InputError
-from bioscan_rebuild.core.io import atomic_path, read_table, write_json, write_table
+from bioscan_rebuild.core.io import atomic_path, read_json, read_table, write_json, write_table
 from bioscan_rebuild.core.params import CONTACT_SHEET_SIZE, ImageParams
 from bioscan_rebuild.core.schemas import (
     IMAGE_PACKAGES,
@@ -452,12 +451,12 @@ def summarize_shards(
     total, review = Counter(), Counter()
     processed = reused = records = 0
     for path in summary_paths:
-        data = json.loads(Path(path).read_text())
+        data = read_json(path, "a photo shard's summary", ("status", "records"))
         total.update(data["status"])
         review.update(data.get("review", {}))
         records += data["records"]
     for path in photo_summaries:
-        data = json.loads(Path(path).read_text())
+        data = read_json(path, "a photo job's summary", ("photos_processed", "photos_reused"))
         processed += data["photos_processed"]
         reused += data["photos_reused"]
     summary = {

@@ -6,13 +6,10 @@ per-folder and per-shard counts of a whole run and fails unless they balance too
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pyarrow as pa
 
 from bioscan_rebuild.core.errors import AccountingError
-from bioscan_rebuild.core.io import read_table, write_json, write_table
+from bioscan_rebuild.core.io import read_json, read_table, write_json, write_table
 from bioscan_rebuild.core.schemas import REJECT_SCHEMA
 
 
@@ -36,9 +33,9 @@ def _read_tables(paths, schema: pa.Schema) -> pa.Table:
 
 def account(parse_summaries, listing_summaries, shard_accountings, reject_paths) -> tuple[dict, pa.Table]:
     """Sum every count and check the whole run balances. Returns (summary, all rejects)."""
-    parse = [json.loads(Path(p).read_text()) for p in parse_summaries]
-    listings = [json.loads(Path(p).read_text()) for p in listing_summaries]
-    shards = [json.loads(Path(p).read_text()) for p in shard_accountings]
+    parse = [read_json(p, "an export's parse summary") for p in parse_summaries]
+    listings = [read_json(p, "an image folder's listing summary") for p in listing_summaries]
+    shards = [read_json(p, "a shard's accounting") for p in shard_accountings]
     rejects = _read_tables(reject_paths, REJECT_SCHEMA)
     rejects = rejects.sort_by(
         [

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import file_sha256
 from bioscan_rebuild.detect.base import Detection, as_rgb8
 from bioscan_rebuild.detect.shipped import MODEL, shipped
@@ -329,7 +330,10 @@ class OnnxDetector:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = int(threads)
-        self.session = ort.InferenceSession(str(self.weights), options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(self.weights), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime's own types (InvalidProtobuf, Fail): a file that is no model
+            raise InputError(f"{self.weights}: not an ONNX model ({str(error).strip()[:200]})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
         self.stride = int(meta.get("stride", 32))
         self.end2end = str(meta.get("end2end", "False")) == "True"
