@@ -1525,3 +1525,26 @@ def test_a_step_file_that_is_garbage_or_another_steps_is_one_line(tmp_path):
     for args, phrase in runs:
         result = _run_cli(*args, cwd=tmp_path)
         assert result.returncode == 2 and phrase in result.stderr and "Traceback" not in result.stderr, args
+
+
+def test_every_option_of_every_command_says_its_default():
+    """59 options showed no help text or hid their default (`sample --records RECORDS`: neither what nor 300)."""
+    import argparse
+
+    from bioscan_rebuild.cli.main import build_parser
+
+    def parsers(parser):
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    yield from parsers(child)
+
+    for parser in parsers(build_parser()):
+        text = " ".join(parser.format_help().split())
+        for action in parser._actions:
+            default = action.default
+            if not action.option_strings or default is None or default is False or default == argparse.SUPPRESS:
+                continue
+            shown = str(list(default) if isinstance(default, tuple) else default)
+            assert "default" in text and (shown in text or "default" in (action.help or "")), (parser.prog, action.dest)

@@ -16,12 +16,45 @@ from bioscan_rebuild.core.errors import AccountingError, InputError
 GROUPS = (synth, ingest, images, metadata, splits, stats, release)
 
 
+class DefaultsShown(argparse.HelpFormatter):
+    """Each option's default at the end of its help, unless the help already says it or there is none."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (
+            action.option_strings
+            and not _no_default(action.default)
+            and "default" not in text
+            and "%(default)" not in text
+        ):
+            text = f"{text} (default: %(default)s)".strip()
+        return text
+
+
+def _no_default(default) -> bool:
+    """None, a switch's False, or suppressed: nothing to show (0 is a default: ``--seed``'s)."""
+    return default is None or default is False or default == argparse.SUPPRESS
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every (sub)command's help names each option's default, the options without a help text too (`sample
+    --records` showed neither what it does nor its 300)."""
+    parser.formatter_class = DefaultsShown
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _show_defaults(child)
+        elif action.help is None and action.option_strings and not _no_default(action.default):
+            action.help = "(default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bioscan-rebuild", description=__doc__.split("\n")[0])
     parser.add_argument("--debug", action="store_true", help="show the traceback of an input error")
     sub = parser.add_subparsers(dest="command", required=True)
     for group in GROUPS:
         group.register(sub)
+    _show_defaults(parser)
     return parser
 
 
