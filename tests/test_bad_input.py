@@ -1548,3 +1548,21 @@ def test_every_option_of_every_command_says_its_default():
                 continue
             shown = str(list(default) if isinstance(default, tuple) else default)
             assert "default" in text and (shown in text or "default" in (action.help or "")), (parser.prog, action.dest)
+
+
+@pytest.mark.parametrize(
+    "args, phrase",
+    [
+        (["ingest", "join", "--records", "r.parquet", "--inventory", "i.parquet", "--batch-order", "a"], "--shard 7"),
+        (["images", "shard", "--contact-sheet-size=-5"], "-5 is below 0"),
+        (["train-detector", "--out", "td", "--no-real", "--prepare-only", "--generated", "-5"], "-5 is below 0"),
+        (["train-detector", "--out", "td", "--no-real", "--prepare-only", "--generated", "0"], "no validation images"),
+    ],
+)
+def test_numbers_out_of_range_are_one_line(tmp_path, args, phrase):
+    """`ingest join --shard 7 --shards 2` rejected every record as no_image (exit 0); a negative contact sheet size
+    dropped photos from the sheet; a negative or zero photo count for the detector's training was a traceback."""
+    if args[0] == "ingest":
+        args = [*args, "--outdir", "o", "--shard", "7", "--shards", "2"]
+    result = _run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 2 and phrase in result.stderr and "Traceback" not in result.stderr

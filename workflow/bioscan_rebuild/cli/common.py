@@ -89,3 +89,16 @@ def distinct_outputs(inputs=(), outputs=(), folders=()) -> None:
         if where in seen:
             raise InputError(f"{output}: given for two outputs (also {seen[where]})")
         seen[where] = output
+
+
+def bounded_int(minimum: int, maximum: int):
+    """An argparse type: a whole number in [minimum, maximum] (the config schema's limits, where it has them)."""
+
+    def parse(text: str) -> int:
+        value = _whole_number_at_least(text, minimum)
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"{value} is above {maximum}")
+        return value
+
+    parse.__name__ = f"whole number {minimum}..{maximum}"
+    return parse

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bioscan_rebuild.cli.common import batch_dirs, distinct_outputs, json_option
+from bioscan_rebuild.cli.common import batch_dirs, bounded_int, distinct_outputs, json_option, non_negative_int
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.params import CONTACT_SHEET_SIZE
 from bioscan_rebuild.detect.registry import BACKENDS
@@ -226,7 +226,12 @@ def register(sub) -> None:
     p.add_argument("--photos", nargs="*", default=[], help="the shard's photo tables of every image batch")
     p.add_argument("--store", required=True, help="content-addressed store root")
     p.add_argument("--outdir", required=True)
-    p.add_argument("--contact-sheet-size", type=int, default=CONTACT_SHEET_SIZE)
+    p.add_argument(
+        "--contact-sheet-size",
+        type=bounded_int(0, 2400),  # images.contact_sheet_size's limits in the config schema
+        default=CONTACT_SHEET_SIZE,
+        help="photos on the shard's contact sheet, flagged ones first (0: none)",
+    )
     p.set_defaults(func=cmd_images_shard)
 
     p = images.add_parser("summary", help="status counts over all shards")
@@ -270,8 +275,8 @@ def register(sub) -> None:
     )
     p.add_argument("--out", required=True, type=Path, help="output folder (the dataset goes to OUT/dataset)")
     p.add_argument("--prepare-only", action="store_true", help="write the YOLO dataset into OUT, do not train")
-    p.add_argument("--generated", type=int, default=200, help="generated photos (default 200)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--generated", type=non_negative_int, default=200, help="generated photos (default 200)")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument(
         "--dev-dir",
         type=Path,

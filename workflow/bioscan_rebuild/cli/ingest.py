@@ -80,6 +80,8 @@ def cmd_ingest_join(args) -> int:
 
     if (args.shard is None) != (args.shards is None):
         raise InputError("ingest join: --shard and --shards go together")
+    if args.shard is not None and not 0 <= args.shard < args.shards:  # no photo is of such a shard: all no_image
+        raise InputError(f"ingest join: --shard {args.shard}: need 0 <= shard < --shards {args.shards}")
     params = _ingest_params(args)
     accounting = join_shard_files(
         args.records,

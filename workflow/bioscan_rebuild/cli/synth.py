@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bioscan_rebuild.cli.common import non_negative_int, positive_int
+from bioscan_rebuild.cli.common import bounded_int, non_negative_int, positive_int
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.synth import ID_OFFSET, ID_PREFIX, LAYOUTS
 
@@ -61,7 +61,7 @@ def register(sub) -> None:
     p.add_argument("--prefix", default=ID_PREFIX, help=f"processid prefix (default {ID_PREFIX})")
     p.add_argument(
         "--id-offset",
-        type=non_negative_int,
+        type=bounded_int(0, 10**15),  # the numbers are drawn as 64-bit integers
         default=ID_OFFSET,
         metavar="K",
         help=f"processid numbers are drawn from [K, K + 3 x records) (default {ID_OFFSET}); a later delivery with "

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from bioscan_rebuild.core.boxes import rotate_box_ccw
+from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import file_sha256
 from bioscan_rebuild.core.pilsafe import encode_jpeg
 from bioscan_rebuild.detect.evaluate import dev_fold, dev_split, load_coco_ground_truth
@@ -154,7 +155,7 @@ def prepare_yolo_dataset(
         counts[f"{split}_gen" + ("_empty" if photo.box is None else "")] += 1
 
     if not any(counts[k] for k in counts if k.startswith("val")):
-        raise ValueError("the dataset has no validation images (give more generated photos or real ones)")
+        raise InputError("the dataset has no validation images (give more generated photos or real ones)")
     data_yaml = out / "data.yaml"
     data_yaml.write_text(
         f"# written by bioscan_rebuild.detect.yolo.dataset.prepare_yolo_dataset\n"
