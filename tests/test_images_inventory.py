@@ -329,3 +329,25 @@ def test_clear_scratch_removes_only_this_jobs_leftovers(tmp_path):
     assert not store.scratch.exists() and (other.scratch / "tmp1234.tmp").exists()
     store.close()  # .scratch still holds the other job's folder: left alone
     assert other.scratch.is_dir()
+
+
+def test_a_batch_without_its_folder_or_a_photo_job_of_another_batch_is_refused(tmp_path):
+    """A listed batch with no --image-dir was a KeyError traceback; a folder that is not there made every photo
+    unreadable_file (exit 0); a photo job given another batch's inventory stamped its photos with the wrong
+    batch, and the shard step failed on them later."""
+    from bioscan_rebuild.core.errors import InputError
+    from bioscan_rebuild.core.io import write_table
+    from bioscan_rebuild.images.shard import run_photo_shard
+    from bioscan_rebuild.ingest.inventory import INVENTORY_SCHEMA, inventory
+
+    listing = pa.table({"batch": ["a"], "image_path": ["P1.jpg"], "processid": ["P1"]})
+    with pytest.raises(InputError, match="no image folder for batch 'a'"):
+        inventory(listing, {"zz": str(tmp_path)})
+    with pytest.raises(InputError, match="the image folder of batch 'a' is not a folder"):
+        inventory(listing, {"a": str(tmp_path / "gone")})
+    row = {field.name: None for field in INVENTORY_SCHEMA}
+    row.update(batch="a", image_path="P1.jpg", processid="P1", image_problem="undecodable")
+    write_table(pa.Table.from_pylist([row], schema=INVENTORY_SCHEMA), tmp_path / "inventory.parquet")
+    with pytest.raises(InputError, match="an inventory of batch 'a', not of --batch 'b'"):
+        run_photo_shard(tmp_path / "inventory.parquet", tmp_path / "store", tmp_path / "photos.parquet", batch="b")
+    assert not (tmp_path / "photos.parquet").exists()

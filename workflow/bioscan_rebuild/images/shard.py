@@ -224,6 +224,9 @@ def run_photo_shard(
     params = image_params or ImageParams()
     keep_freed_memory()
     inventory = read_table(inventory_path, INVENTORY_SCHEMA).to_pylist()
+    others = sorted({row["batch"] for row in inventory} - {batch})
+    if others:  # its photos would be stamped with the wrong batch, and the shard step would fail on them
+        raise InputError(f"{inventory_path}: an inventory of batch {others[0]!r}, not of --batch {batch!r}")
     by_key = {processid_key(processid): correction for processid, correction in (box_corrections or {}).items()}
     photos, corrected = {}, {}  # sha256 -> inventory row; (processid key, sha256) -> the maintainer's box
     named = set()  # (processid key, sha256) of every usable photo

@@ -336,6 +336,12 @@ def read_whole(path: Path) -> tuple[bytes | None, tuple[str, str] | None]:
 
 def inventory(listing: pa.Table, image_dirs: dict[str, str | Path], store: ImageStore | None = None) -> pa.Table:
     """Hash and inspect every listed file; usable files are put into the content-addressed store."""
+    # a batch without its folder, or a folder that is not there: every photo would read as unreadable (exit 0)
+    for batch in sorted(set(listing["batch"].to_pylist())):
+        if batch not in image_dirs:
+            raise InputError(f"no image folder for batch {batch!r} (give --image-dir {batch}=DIR)")
+        if not Path(image_dirs[batch]).is_dir():
+            raise InputError(f"{image_dirs[batch]}: the image folder of batch {batch!r} is not a folder")
     rows = []
     for batch, rel_path, processid in zip(
         listing["batch"].to_pylist(), listing["image_path"].to_pylist(), listing["processid"].to_pylist()
