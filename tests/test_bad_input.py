@@ -1566,3 +1566,14 @@ def test_numbers_out_of_range_are_one_line(tmp_path, args, phrase):
         args = [*args, "--outdir", "o", "--shard", "7", "--shards", "2"]
     result = _run_cli(*args, cwd=tmp_path)
     assert result.returncode == 2 and phrase in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_release_with_shard_lists_of_different_lengths_is_one_line(tmp_path):
+    """A release given record shards but no barcode shards ended in a zip() traceback deep in the export."""
+    for name in ("r0.parquet", "r1.parquet", "i0.parquet", "i1.parquet"):
+        (tmp_path / name).write_bytes(b"PAR1")
+    args = ["release", "--records", "r0.parquet", "r1.parquet", "--images", "i0.parquet", "i1.parquet"]
+    required = [f"--{name}={name}.parquet" for name in ("curated", "splits", "rejects", "changes", "accounting")]
+    result = _run_cli(*args, *required, "--outdir", "out", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "one file per shard each (--records 2, --barcodes 0, --images 2)" in result.stderr

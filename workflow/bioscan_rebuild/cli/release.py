@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from bioscan_rebuild.cli.common import json_option
+from bioscan_rebuild.core.errors import InputError
 
 
 def cmd_release(args) -> int:
@@ -12,6 +13,11 @@ def cmd_release(args) -> int:
     from bioscan_rebuild.export.release import build_release
 
     options = ExportOptions.from_dict(json_option(args.options, "--options")) if args.options else ExportOptions()
+    # one file per record shard in each list (a list left out was a zip() traceback deep in the export)
+    shards = {"--records": args.records, "--barcodes": args.barcodes, "--images": args.images}
+    if len({len(files) for files in shards.values()}) > 1:
+        counts = ", ".join(f"{option} {len(files)}" for option, files in shards.items())
+        raise InputError(f"release: --records, --barcodes and --images take one file per shard each ({counts})")
     summary = build_release(
         curated=args.curated,
         barcodes=args.barcodes,
