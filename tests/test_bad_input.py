@@ -1577,3 +1577,21 @@ def test_a_release_with_shard_lists_of_different_lengths_is_one_line(tmp_path):
     result = _run_cli(*args, *required, "--outdir", "out", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "one file per shard each (--records 2, --barcodes 0, --images 2)" in result.stderr
+
+
+def test_a_command_with_nothing_to_work_on_says_so(tmp_path):
+    """`barcodes fasta` without barcode shards wrote an empty FASTA and `ingest run` without inputs an empty ingest
+    (both exit 0); `ship-detector` on a folder with a broken rule named no file."""
+    (tmp_path / "trained").mkdir()
+    for name in ("model.onnx", "MODEL_CARD.md", "report.json"):
+        (tmp_path / "trained" / name).write_text("x")
+    (tmp_path / "trained" / "fusion.json").write_text("not json")
+    runs = [
+        (["barcodes", "fasta", "--curated", "c.parquet", "-o", "b.fasta"], "give the barcode shards"),
+        (["ingest", "run", "-o", "ingest"], "give at least one --export or --images"),
+        (["ship-detector", "trained", "--models-dir", "models"], "fusion.json: not a fusion rule"),
+    ]
+    for args, phrase in runs:
+        result = _run_cli(*args, cwd=tmp_path)
+        assert result.returncode == 2 and phrase in result.stderr and "Traceback" not in result.stderr, args
+    assert not (tmp_path / "b.fasta").exists() and not (tmp_path / "ingest").exists()

@@ -118,6 +118,8 @@ def cmd_ingest_run(args) -> int:
     from bioscan_rebuild.core.store import ImageStore
     from bioscan_rebuild.ingest.local import ingest_local
 
+    if not args.export and not args.images:  # nothing to ingest: an empty stage, exit 0
+        raise InputError("ingest run: give at least one --export or --images")
     # with a store, the originals go in as the workflow's inventory puts them: the image stage and the release
     # then read them from there
     store = ImageStore(args.store, args.store_mode, job=f"ingest-run/{args.outdir}") if args.store else None

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from bioscan_rebuild.cli.common import distinct_outputs, json_option, tie_order_option
+from bioscan_rebuild.core.errors import InputError
 
 BARCODE_FLAGS = ("min_length", "max_ambiguity", "trim_end_n")
 
@@ -56,6 +57,8 @@ def cmd_barcodes_clean(args) -> int:
 def cmd_barcodes_fasta(args) -> int:
     from bioscan_rebuild.metadata.stage import write_fasta_from
 
+    if not args.barcodes:  # the sequences are there: without them the FASTA is empty, exit 0
+        raise InputError("barcodes fasta: give the barcode shards (--barcodes)")
     written = write_fasta_from(args.curated, args.barcodes, args.output, args.splits)
     print(f"wrote {written} sequences to {args.output}")
     return 0

@@ -5,11 +5,11 @@ install, and its rule can be fitted again (``unpack``, then ``refit-fusion``) wi
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from importlib import resources
 from pathlib import Path
 
+from bioscan_rebuild.core.io import read_json
 from bioscan_rebuild.detect.classical import ClassicalDetector
 
 MODEL = "specimen-yolo11n.onnx"
@@ -57,16 +57,16 @@ def ship(trained_dir: str | Path, models_dir: str | Path | None = None) -> dict[
     if missing:
         raise FileNotFoundError(f"{trained_dir}: no {', '.join(missing)} (run `bioscan-rebuild train-detector`)")
     model_sha = hashlib.sha256((trained_dir / "model.onnx").read_bytes()).hexdigest()
-    fitted = json.loads((trained_dir / "fusion.json").read_text()).get("fitted_on") or {}
+    fitted = read_json(trained_dir / "fusion.json", "a fusion rule").get("fitted_on") or {}
     problem = rule_model_problem(fitted, model_sha)
     if problem:
         raise ValueError(f"{trained_dir / 'fusion.json'}: {problem}")
     if model_sha not in (trained_dir / "MODEL_CARD.md").read_text():
         raise ValueError(f"{trained_dir / 'MODEL_CARD.md'} does not describe this model (sha256 {model_sha})")
-    report = json.loads((trained_dir / "report.json").read_text())
+    report = read_json(trained_dir / "report.json", "a training report")
     if (report.get("onnx") or {}).get("sha256") != model_sha:
         raise ValueError(f"{trained_dir / 'report.json'} does not describe this model (sha256 {model_sha})")
-    if (report.get("fusion") or {}).get("rule") != json.loads((trained_dir / "fusion.json").read_text()).get("rule"):
+    if (report.get("fusion") or {}).get("rule") != read_json(trained_dir / "fusion.json", "a fusion rule").get("rule"):
         raise ValueError(f"{trained_dir / 'report.json'} does not hold the fit of {trained_dir / 'fusion.json'}")
     # the shipped rule runs with the default classical detector: it must have been fitted with exactly that one
     if fitted.get("classical") != ClassicalDetector().params():
