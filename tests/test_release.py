@@ -330,18 +330,18 @@ def test_a_release_replaces_only_an_empty_folder_or_an_earlier_release(tmp_path,
     own = tmp_path / "precious"
     own.mkdir()
     (own / "thesis.txt").write_text("my thesis")
-    with pytest.raises(InputError, match="holds files and no MANIFEST.json"):
+    with pytest.raises(InputError, match="holds thesis.txt, which no release holds"):
         build_release(outdir=own, curated=tmp_path / "curated.parquet")
     assert (own / "thesis.txt").read_text() == "my thesis" and sorted(p.name for p in tmp_path.iterdir()) == [
         "precious"
     ]
     earlier = tmp_path / "release"
-    (earlier / "tables").mkdir(parents=True)
+    (earlier / "bioscan5m").mkdir(parents=True)
     (earlier / "MANIFEST.json").write_text("{}")
-    (earlier / "tables" / "curated.parquet").write_bytes(b"PAR1")
+    (earlier / "bioscan5m" / "curated.parquet").write_bytes(b"PAR1")
     with pytest.raises(InputError, match="an input of the release lies in --outdir"):
-        build_release(outdir=earlier, curated=earlier / "tables" / "curated.parquet")
+        build_release(outdir=earlier, curated=earlier / "bioscan5m" / "curated.parquet")
     monkeypatch.chdir(own)
-    with pytest.raises(InputError, match="holds files and no MANIFEST.json"):
+    with pytest.raises(InputError, match="holds thesis.txt, which no release holds"):
         build_release(outdir=".")
-    assert (own / "thesis.txt").is_file() and (earlier / "tables" / "curated.parquet").is_file()
+    assert (own / "thesis.txt").is_file() and (earlier / "bioscan5m" / "curated.parquet").is_file()

@@ -18,7 +18,7 @@ from bioscan_rebuild.core.io import file_sha256, read_json, readable_outputs
 from bioscan_rebuild.core.params import ExportOptions
 from bioscan_rebuild.core.schemas import STATS_FILES_KEY, STATS_JSON
 from bioscan_rebuild.export.accounting import check_released
-from bioscan_rebuild.export.card import CITATION, STATS_DIR, write_card
+from bioscan_rebuild.export.card import CARD, CITATION, STATS_DIR, write_card
 from bioscan_rebuild.export.diff import previous_version
 from bioscan_rebuild.export.formats.base import ExportContext
 from bioscan_rebuild.export.formats.registry import FORMATS, select
@@ -163,6 +163,9 @@ def _input_paths(inputs: dict):
                 yield Path(item)
 
 
+RELEASE_TOP = {ROOT, ZIP_DIR, MANIFEST, ACCOUNTING, CARD}  # a release's top-level names
+
+
 def _check_replaceable(final: Path, inputs: dict) -> None:
     """InputError unless ``final`` may be replaced by a release: absent, empty, or a release (its
     ``MANIFEST.json``), and holding none of the inputs. Replacing swept away whatever the folder held: a folder
@@ -171,10 +174,12 @@ def _check_replaceable(final: Path, inputs: dict) -> None:
 
     if final.exists() and not final.is_dir():
         raise InputError(f"{final}: --outdir is a file, not a folder")
-    if final.is_dir() and any(final.iterdir()) and not (final / MANIFEST).is_file():
+    # what a release holds (Snakemake makes its output folders first, and removes MANIFEST.json before a rerun)
+    foreign = sorted(p.name for p in final.iterdir() if p.name not in RELEASE_TOP) if final.is_dir() else []
+    if foreign:
         raise InputError(
-            f"{final}: --outdir holds files and no {MANIFEST}: a release replaces only an empty folder or an "
-            "earlier release; give a new folder"
+            f"{final}: --outdir holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}, which no "
+            "release holds: a release replaces only an empty folder or an earlier release; give a new folder"
         )
     for path in _input_paths(inputs):
         if path.exists() and path.resolve().is_relative_to(final):
