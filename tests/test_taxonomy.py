@@ -67,6 +67,13 @@ def assert_replays(records, result):
         ("Chir\u00c3\u00b3nomus\u200b", "genus", "Chironomus"),  # ... with an invisible character (it kept it)
         ("\u0421hir\u00c3\u00b3nomus", "genus", "Chironomus"),  # ... with a Cyrillic C
         ("C\u00ce\u00b1lopteryx", "genus", "Calopteryx"),  # a Greek look-alike read as Latin-1
+        ("\u00c3\u0081edes", "genus", "Aedes"),  # a byte cp1252 lacks (0x81): only Latin-1 reads it back
+        ("Chiro\u00e2\u20ac\u2039nomus", "genus", "Chironomus"),  # a zero-width space, its bytes read as cp1252
+        (
+            "Chir" + "\u00f3".encode().decode("cp1252").encode().decode("cp1252").encode().decode("cp1252") + "nomus",
+            "genus",
+            "Chironomus",
+        ),  # read three times
         ("not_classified", "genus", None),
         ("NA", "genus", None),
         ("not classified", "family", None),
@@ -624,6 +631,14 @@ def test_a_fixes_table_is_read_as_the_names_it_meets_are_written(tmp_path):
     )
     out = by_pid(curate(records, fixes=load_fixes(path)))
     assert out.loc["a", ["order", "family", "genus"]].tolist() == ["Lepidoptera", "Phoridae", "Megaselia"]
+    # a row without a name to put removes the name; a genus written lower case stays so (a placeholder's evidence)
+    path.write_text(
+        "rank\tfrom\tto\treason\nfamily\tPhoridea\t\tnot a family\ngenus\tMegasella\tmegaselia\tplaceholder\n"
+        "*\tLepidopetra\t \tunknown\n"
+    )
+    out = by_pid(curate(records, fixes=load_fixes(path)))
+    assert out.loc["a", ["order", "family", "genus"]].isna().tolist() == [True, True, False]
+    assert out.loc["a", "genus"] == "megaselia"
     # a row for any rank is read as a name of each rank it meets (upper case met nothing; lower case made a family)
     path.write_text("rank\tfrom\tto\treason\n*\tLEPIDOPETRA\tLepidoptera\ttypo\n*\tPhoridea\tphoridae\ttypo\n")
     out = by_pid(curate(records, fixes=load_fixes(path)))

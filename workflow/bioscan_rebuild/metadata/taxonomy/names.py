@@ -35,20 +35,19 @@ FIX_COLUMNS = ("rank", "from", "to", "reason")
 
 
 def undo_mojibake(text: str) -> str:
-    """UTF-8 read as cp1252 or Latin-1 once or twice (``ChirÃ³nomus``) back to what was written (``Chirónomus``):
-    NFKC would make a new name of it (``³`` -> ``3``: ``ChirA3nomus``). Only text that decodes as UTF-8 again
-    changes; a name never carries these letters otherwise."""
-    for _ in range(2):
-        if not any("\x80" <= ch <= "\xff" for ch in text):  # every byte of UTF-8 read so lands there
-            break
-        for encoding in ("cp1252", "latin-1"):
+    """UTF-8 read as cp1252 or Latin-1, as often as it happened (``ChirÃ³nomus``) back to what was written
+    (``Chirónomus``): NFKC would make a new name of it (``³`` -> ``3``: ``ChirA3nomus``). Only text that decodes as
+    UTF-8 again changes; a name never carries these letters otherwise. Each round merges bytes into fewer
+    characters, so the rounds end."""
+    while any("\x80" <= ch <= "\xff" for ch in text):  # every byte of UTF-8 read so lands there
+        for encoding in ("cp1252", "latin-1"):  # cp1252 has no \x81, \x8d, \x8f, \x90, \x9d: Latin-1 does
             try:
                 text = text.encode(encoding).decode("utf-8")
                 break
             except UnicodeError:
                 continue
         else:
-            break
+            return text
     return text
 
 
