@@ -261,12 +261,16 @@ def join_shard(
     records, other_marker = _prefer_marker(records, markers)
     if len(other_marker):
         reject_parts.append(other_marker)
-    # a v4 or BCDM-2024 copy pads its sequence with alignment gaps, a BCDM-2023 copy does not: the same content
-    sequences = comparable_sequences(records["nucleotides"])
-    comparable = _comparable_text(records, [f for f in SIGNATURE_FIELDS if f not in ("processid", "nucleotides")])
-    content_hash = pd.util.hash_pandas_object(
-        comparable.assign(processid=records["_key"], nucleotides=sequences), index=False
-    )
+    # Only copies of one specimen are compared, so only they are normalised (the rest is most of 5M rows).
+    # A v4 or BCDM-2024 copy pads its sequence with alignment gaps, a BCDM-2023 copy does not: the same content.
+    copies = records[records["_key"].duplicated(keep=False)]
+    sequences = pd.Series(comparable_sequences(copies["nucleotides"]), index=copies.index, dtype=object)
+    comparable = _comparable_text(copies, [f for f in SIGNATURE_FIELDS if f not in ("processid", "nucleotides")])
+    content_hash = pd.Series(np.zeros(len(records), np.uint64), index=records.index)
+    content_hash.loc[copies.index] = pd.util.hash_pandas_object(
+        comparable.assign(processid=copies["_key"], nucleotides=sequences), index=False
+    ).to_numpy()
+    sequences, comparable = sequences.reindex(records.index), comparable.reindex(records.index)
     locations = _location(records)
     keep, reason, detail, winner = _resolve_duplicates(
         records, content_hash, duplicate_policy, locations, RECORD_OUTCOMES
