@@ -12,7 +12,8 @@ from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.params import TaxonomyParams
 from bioscan_rebuild.core.schemas import RANKS
 from bioscan_rebuild.metadata.bins import bin_table, normalise_bin
-from bioscan_rebuild.metadata.taxonomy.changelog import replay
+from bioscan_rebuild.metadata.taxonomy.changelog import ChangeLog, replay
+from bioscan_rebuild.metadata.taxonomy.corrections import apply_corrections, excluded_by_corrections
 from bioscan_rebuild.metadata.taxonomy.curate import curate
 from bioscan_rebuild.metadata.taxonomy.names import FIX_COLUMNS, load_fixes, normalise_name
 from bioscan_rebuild.metadata.taxonomy.parents import RANK_BIT
@@ -378,6 +379,37 @@ def test_records_that_leave_take_no_part_in_the_votes_or_the_lineage(excluded_by
     leaving = result["excluded"] if excluded_by_maintainer else result["out_of_scope"]
     assert sorted(leaving["processid"]) == ["e", "m"]
     assert_replays(records, result)
+
+
+def test_the_records_kept_out_of_the_votes_are_exactly_those_step_8_excludes():
+    """Which records leave is decided once: a spelling of the processid, of ``exclude`` or of the field that step 8
+    accepts must also keep the record out of the votes, and a row step 8 does not apply (a later row for the same
+    record overrides it, an unknown reason) must not keep a record out."""
+    pids = ["a", "b", "c", "d", "e", "f"]
+    cols = {"processid": np.array(pids, dtype=object)}
+    corrections = corrections_table(
+        (" A\u200b", " record ", " EXCLUDE ", " no_insect ", "r1"),  # another case, a zero-width space, padding
+        ("b", "record", "exclude", "no_insect", "r2"),
+        ("B", "record", "keep", "other", "r3"),  # the last word on b: not an exclusion
+        ("c", "record", "exclude", "wrnog", "r4"),  # unknown reason
+        ("d", "record", "exclude", "duplicate", "r5"),
+        ("e", "genus", "Culex", "wrong_label", "r6"),
+        ("zz", "record", "exclude", "no_insect", "r7"),
+    )
+    before_votes = excluded_by_corrections(cols, corrections)
+    cols.update({field: np.full(len(pids), None, dtype=object) for field in (*RANKS, "dna_bin")})
+    step8, outcomes, _ = apply_corrections(cols, ChangeLog(cols["processid"]), corrections, np.zeros(6, np.uint8))
+    assert [pid for pid, out in zip(pids, step8) if out] == ["a", "d"]
+    assert before_votes.tolist() == step8.tolist()
+    assert outcomes["outcome"].tolist() == [
+        "excluded",
+        "overridden",
+        "invalid_value",
+        "invalid_reason",
+        "excluded",
+        "applied",
+        "unknown_processid",
+    ]
 
 
 def test_a_correction_takes_the_ranks_inferred_from_the_label_it_replaces_with_it():

@@ -34,19 +34,31 @@ def _source_of(item) -> str | None:
     return reason or report or None
 
 
+def _text(corrections: pd.DataFrame, column: str) -> pd.Series:
+    return corrections[column].fillna("").astype(str).str.strip()
+
+
+def _targets(corrections: pd.DataFrame) -> list[tuple[str, str]]:
+    """Per correction row, the (record key, field) it corrects: records matched as ingest matches them
+    (``processid_key``: any case, invisible characters and spaces ignored)."""
+    return list(zip(processid_keys(_text(corrections, "processid")), _text(corrections, "field")))
+
+
+def _exclusions(corrections: pd.DataFrame) -> np.ndarray:
+    """Per correction row, whether it removes its record: ``record exclude`` with a known reason, and the last row
+    for that record's ``record`` field (the maintainer's word). The one decision both the votes and step 8 use."""
+    last = ~pd.Series(_targets(corrections), dtype=object).duplicated(keep="last").to_numpy()
+    says_exclude = (_text(corrections, "field") == "record") & (_text(corrections, "value").str.lower() == "exclude")
+    return last & says_exclude.to_numpy() & _text(corrections, "reason").isin(CORRECTION_REASONS).to_numpy()
+
+
 def excluded_by_corrections(cols: dict, corrections: pd.DataFrame | None) -> np.ndarray:
-    """The records a ``record exclude`` row will remove (matched as ``apply_corrections`` does), known before
-    the votes so that they take no part in them."""
+    """The records a ``record exclude`` row will remove in step 8, known before the votes so that they take no
+    part in them."""
     if corrections is None or corrections.empty:
         return np.zeros(len(cols["processid"]), bool)
-    field = corrections["field"].fillna("").astype(str).str.strip()
-    value = corrections["value"].fillna("").astype(str).str.strip().str.lower()
-    reason = corrections["reason"].fillna("").astype(str).str.strip()
-    keys = pd.Series(processid_keys(corrections["processid"].fillna("").astype(str).str.strip()), dtype=object)
-    last = ~pd.DataFrame({"key": keys, "field": field}).duplicated(keep="last").to_numpy()
-    applies = last & (field == "record").to_numpy() & (value == "exclude").to_numpy()
-    applies &= reason.isin(CORRECTION_REASONS).to_numpy()
-    return pd.Series(processid_keys(cols["processid"]), dtype=object).isin(set(keys[applies])).to_numpy()
+    keys = [key for (key, _), excludes in zip(_targets(corrections), _exclusions(corrections)) if excludes]
+    return pd.Series(processid_keys(cols["processid"]), dtype=object).isin(set(keys)).to_numpy()
 
 
 def apply_corrections(
@@ -60,14 +72,14 @@ def apply_corrections(
     infer again."""
     if corrections is None:
         corrections = pd.DataFrame(columns=list(CORRECTION_COLUMNS))
-    # matched as records are (``processid_key``: any case, invisible characters and spaces ignored)
     row_of = pd.Series(np.arange(len(cols["processid"])), index=processid_keys(cols["processid"]))
     excluded = np.zeros(len(cols["processid"]), bool)
     reinfer = np.zeros(len(cols["processid"]), bool)
     outcomes = []
+    targets = _targets(corrections)
     # two rows for one field of one record: the last one in the table is the maintainer's word
-    targets = list(zip(processid_keys(corrections["processid"].str.strip()), corrections["field"].str.strip()))
     last_of = {target: position for position, target in enumerate(targets)}
+    exclusions = _exclusions(corrections)
     for position, item in enumerate(corrections.itertuples(index=False)):  # hundreds of rows, not millions
         item = item._replace(processid=item.processid.strip(), field=item.field.strip())  # as the records are
         row = row_of.get(targets[position][0])
@@ -87,7 +99,7 @@ def apply_corrections(
         elif last_of[targets[position]] != position:
             outcome = "overridden"
         elif item.field == "record":
-            if (value or "").lower() == "exclude":
+            if exclusions[position]:
                 excluded[row] = True
                 log.record("correction", "record", np.array([row]), ["kept"], ["excluded"], source=_source_of(item))
                 outcome = "excluded"
