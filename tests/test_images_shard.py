@@ -171,9 +171,54 @@ def test_a_correction_for_a_record_whose_photo_ingest_refused_is_photo_unusable(
     )
     rejects = [tmp_path / "ingest" / "shards" / "shard-000" / "rejects.parquet"]
     counts, outcomes = _correction_outcomes(tmp_path, corrections, rejects)
-    # P8-21 has no photo at all (no_image) and Q1-21 is no record: both still unknown to the image stage
-    assert outcomes == ["photo_unusable", "unknown_processid", "unknown_processid"]
-    assert counts == {"photo_unusable": 1, "unknown_processid": 2}
+    # P8-21 has no photo at all: ingest refused the record (no_image); Q1-21 is no record
+    assert outcomes == ["photo_unusable", "record_rejected", "unknown_processid"]
+    assert counts == {"photo_unusable": 1, "record_rejected": 1, "unknown_processid": 1}
+
+
+def test_box_corrections_name_records_as_ingest_does(tmp_path, monkeypatch):
+    """A processid typed with a decomposed accent (E + U+0301, as macOS writes it) is the record ingest spelt in
+    NFC (it was unknown_processid and its box never applied); a record ingest refused for its marker, or because
+    its copies conflict, is record_rejected (unknown_processid sent the maintainer after a typo); a record of
+    which one copy was kept is not refused."""
+    from bioscan_rebuild.images.corrections import load_box_corrections
+
+    _use_oracle(monkeypatch)
+    folder = tmp_path / "photos"
+    _photos(folder, n=3)
+    (folder / "CAF\u00c91-21.jpg").write_bytes(encode_jpeg(draw_well_photo(np.random.default_rng(5)).image))
+    header = ["processid", "sampleid", "bin_uri", "coord", "marker_code", "nucraw", "province", "country"]
+    header += ["phylum", "class", "order", "family", "subfamily", "genus", "species"]
+
+    def line(processid, marker="None", country="None"):
+        fields = dict.fromkeys(header, "None") | {"processid": processid, "marker_code": marker, "country": country}
+        return "\t".join(fields[column] for column in header)
+
+    rows = [line("P0-21"), line("P0-21"), line("P1-21"), line("P1-21", country="Peru"), line("P2-21")]
+    rows += [line("CAF\u00c91-21"), line("P7-21", marker="18S")]
+    (tmp_path / "x.tsv").write_text("\n".join(["\t".join(header), *rows]) + "\n")
+    ingest_local([tmp_path / "x.tsv"], [folder], tmp_path / "ingest", shards=1, store=None)
+    records = tmp_path / "ingest" / "shards" / "shard-000" / "records.parquet"
+    inventory = tmp_path / "ingest" / "images" / "images-1" / "inventory" / "shard-000.parquet"
+    corrections = tmp_path / "corrections.tsv"
+    corrections.write_text(
+        "processid\tbox\treason\tsource\n"
+        "CAFE\u03011-21\t1,1,50,50\tr\ts\nP7-21\tempty\tr\ts\nP1-21\tempty\tr\ts\nP0-21\t5,5,60,60\tr\ts\n"
+        "Q1-21\tempty\tr\ts\n"
+    )
+    run_photo_shard(
+        inventory,
+        tmp_path / "store",
+        tmp_path / "photos.parquet",
+        batch="images-1",
+        image_dirs={"images-1": str(folder)},
+        box_corrections=load_box_corrections(corrections),
+    )
+    run_image_shard(records, [tmp_path / "photos.parquet"], tmp_path / "store", tmp_path / "out")
+    rejects = sorted((tmp_path / "ingest").glob("*/*/rejects.parquet"))
+    assert len(rejects) == 3  # the export's (P7-21's marker), the photos', the shard's (P0-21's and P1-21's copies)
+    counts, outcomes = _correction_outcomes(tmp_path, corrections, rejects)
+    assert outcomes == ["applied", "record_rejected", "record_rejected", "applied", "unknown_processid"]
 
 
 def test_box_corrections_redo_only_their_photos_and_say_what_applied(tmp_path, monkeypatch):

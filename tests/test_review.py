@@ -613,6 +613,92 @@ def test_writing_the_review_again_keeps_the_answers_already_given(tmp_path):
     assert template.read_text() == "something\telse\n"
 
 
+def _two_flagged_photos(path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from bioscan_rebuild.images.shard import IMAGE_RECORD_SCHEMA
+
+    blank = dict.fromkeys(IMAGE_RECORD_SCHEMA.names)
+    rows = [
+        {**blank, "processid": pid, "image_sha256": sha, "image_status": "ok", "params_key": "k"}
+        | {"original_full_is_source": True, "needs_review": True, "review_reason": "box_on_rim"}
+        for pid, sha in (("PID-A", "aa11"), ("PID-B", "bb22"))
+    ]
+    pq.write_table(pa.Table.from_pylist(rows, schema=IMAGE_RECORD_SCHEMA), path)
+    return [path]
+
+
+def test_an_answer_for_a_replaced_photo_or_with_a_broken_box_leaves_the_photo_in_the_queue(tmp_path):
+    """PID-A's answer was drawn on the photo a redelivery replaced, PID-B's box ends before it starts: neither
+    answers the photo now flagged, so both get a queue line (they had none: the new photo was never offered)."""
+    from bioscan_rebuild.images.review import write_review
+
+    tables = _two_flagged_photos(tmp_path / "images.parquet")
+    template = tmp_path / "q" / "box_corrections.tsv"
+    template.parent.mkdir()
+    template.write_text(
+        "processid\tbox\treason\tsource\timage_sha256\nPID-A\t1,2,30,40\tleg\tme\t0ld0\nPID-B\t10,20,5,40\tleg\tme\n"
+    )
+    counts = write_review(tables, tmp_path / "store", tmp_path / "q")
+    assert counts["flagged"] == 2 and counts["answers_kept"] == 2
+    text = template.read_text()
+    assert "# PID-A\tempty\tbox_on_rim\treview\taa11\n" in text and "# PID-B\tempty\tbox_on_rim\treview\tbb22" in text
+    # the new line, uncommented, is the record's answer: a later row wins
+    template.write_text(text.replace("# PID-A\tempty", "PID-A\tempty"))
+    answer = load_box_corrections(template)["PID-A"]
+    assert answer.box is None and answer.fits("aa11")
+    assert "# PID-A" not in write_review(tables, tmp_path / "store", tmp_path / "q") and "# PID-A" not in (
+        template.read_text()
+    )
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["processid\tbox\treason\tsource", "processid\tbox\treason\tsource\tnote", "source\treason\tbox\tprocessid"],
+)
+def test_queue_lines_follow_the_maintainers_header_and_keep_their_photo(tmp_path, header):
+    """Queue lines were written in the template's own column order whatever header the file kept: under a header
+    with a column of the maintainer's own the photo's sha256 went into it (the box no longer tied to its photo),
+    under the documented four columns an uncommented line refused the whole file."""
+    from bioscan_rebuild.images.review import write_review
+
+    tables = _two_flagged_photos(tmp_path / "images.parquet")
+    template = tmp_path / "q" / "box_corrections.tsv"
+    template.parent.mkdir()
+    template.write_text(header + "\n")
+    write_review(tables, tmp_path / "store", tmp_path / "q")
+    lines = template.read_text().splitlines()
+    assert [line for line in lines if not line.startswith("#")] == [header + "\timage_sha256"]
+    uncommented = [line[2:] if line.startswith("# ") and "\t" in line else line for line in lines]
+    template.write_text("\n".join(uncommented) + "\n")
+    answers = load_box_corrections(template)
+    assert {key: (answer.box, answer.image_sha256) for key, answer in answers.items()} == {
+        "PID-A": (None, "aa11"),
+        "PID-B": (None, "bb22"),
+    }
+
+
+def test_a_box_edited_in_a_line_left_commented_and_the_maintainers_tabbed_comments_are_kept(tmp_path):
+    """Any commented line holding a tab was taken for a queue line and written afresh: a box typed into a line
+    the maintainer forgot to uncomment, and their own tab-separated notes, were lost. Both stay; the count says
+    how many edits answer nothing yet."""
+    from bioscan_rebuild.images.review import write_review
+
+    tables = _two_flagged_photos(tmp_path / "images.parquet")
+    assert write_review(tables, tmp_path / "store", tmp_path / "q")["edited_but_commented"] == 0
+    template = tmp_path / "q" / "box_corrections.tsv"
+    edited = template.read_text().replace("# PID-A\tempty", "#PID-A\t100,200,300,400")
+    template.write_text(edited + "# to do\tcheck PID-B's wing\n")
+    counts = write_review(tables, tmp_path / "store", tmp_path / "q")
+    assert counts["edited_but_commented"] == 1
+    text = template.read_text()
+    assert "#PID-A\t100,200,300,400\tbox_on_rim\treview\taa11\n" in text and "# PID-A" not in text
+    assert "# to do\tcheck PID-B's wing\n" in text and text.count("# PID-B\t") == 1
+    assert write_review(tables, tmp_path / "store", tmp_path / "q")["edited_but_commented"] == 1
+    assert template.read_text() == text  # nothing grows or moves on another pass
+
+
 def test_the_contact_sheet_shows_flagged_photos_first_the_least_confident_first():
     from bioscan_rebuild.images.contact_sheet import sheet_order
 

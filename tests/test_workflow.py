@@ -554,7 +554,8 @@ def test_the_review_queue_round_trip(finished_run, tmp_path_factory):
     header = next(line for line in template if line.startswith("processid\t"))
     corrections = workdir / "box_corrections.tsv"
     corrections.write_text(
-        "\n".join(
+        "\ufeff"  # saved by a spreadsheet: a byte-order mark, which review's rewrite drops (it re-ran every photo)
+        + "\n".join(
             [
                 header,
                 f"{first[0]}\tempty\tno insect\treview",

@@ -1,6 +1,7 @@
 # Small helpers shared by all stages (batch and shard lists, input functions).
 # Nothing here reads record tables: the DAG comes from the config alone, so parsing
 # the Snakefile stays cheap on every cluster job.
+import codecs
 import functools
 import hashlib
 import json
@@ -603,7 +604,8 @@ def box_corrections_answers(wildcards):
         return ""
     try:
         with open(BOX_CORRECTIONS, "rb") as handle:
-            lines = handle.read().split(b"\n")  # as core/tsv.py reads it: lines end at \n only
+            # as core/tsv.py reads it: lines end at \n only, a byte-order mark is no text (review drops it)
+            lines = handle.read().removeprefix(codecs.BOM_UTF8).split(b"\n")
     except OSError:
         return "absent"
     answers = [line.rstrip() for line in lines if line.strip() and not line.lstrip().startswith(b"#")]

@@ -81,7 +81,9 @@ rule images_summary:
         shards=expand("results/images/{shard}/summary.json", shard=SHARDS),
         tables=expand("results/images/{shard}/images.parquet", shard=SHARDS),
         box_corrections=box_corrections_input,
-        record_rejects=expand("results/ingest/shards/{shard}/rejects.parquet", shard=SHARDS),
+        # the records ingest refused: a box correction naming one says so, not unknown_processid
+        record_rejects=expand("results/ingest/shards/{shard}/rejects.parquet", shard=SHARDS)
+        + expand("results/ingest/exports/{batch}/rejects.parquet", batch=EXPORT_BATCHES),
     output:
         summary=report(
             "results/images/summary.json",

@@ -246,8 +246,8 @@ def register(sub) -> None:
         "--record-rejects",
         nargs="*",
         default=[],
-        help="the ingest shards' rejects.parquet: a correction for a record whose photo ingest rejected is "
-        "photo_unusable (not unknown_processid)",
+        help="ingest's rejects.parquet (its shards' and exports'): a correction for a record whose photo ingest "
+        "rejected is photo_unusable, for a record it refused record_rejected (not unknown_processid)",
     )
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=cmd_images_summary)

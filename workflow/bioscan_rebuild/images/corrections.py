@@ -9,7 +9,8 @@ record's photo is another one by the next run (a redelivery replaced it), the bo
 run detects nothing for those photos: their crops and size fields come from the given box, their
 ``box_source`` is ``correction`` and they leave the review queue. Rows that cannot apply are never dropped in
 silence: ``outcomes`` gives each row ``applied``, ``clipped`` (applied, but the box reached past the photo),
-``superseded`` (a later row for the same processid replaced it), ``photo_changed`` (drawn on another photo than
+``superseded`` (a later row for the same processid replaced it), ``record_rejected`` (ingest refused the record:
+its reject row says why), ``photo_changed`` (drawn on another photo than
 the record's now), ``photo_unusable`` (nothing can be derived from the photo: undecodable, too small or too
 large, or ingest refused it), ``unknown_processid`` or ``invalid_value``. Processids match as records do
 (``processid_key``: case aside), and records that share one photo each get their own box.
@@ -17,6 +18,7 @@ large, or ingest refused it), ``unknown_processid`` or ``invalid_value``. Proces
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,9 +76,10 @@ def load_box_corrections(path: str | Path | None) -> dict[str, BoxCorrection]:
     return by_record(read_box_corrections(path))
 
 
-def _processid(text: str) -> str:
-    """A row's processid as ingest spells records' (invisible characters and surrounding spaces removed)."""
-    return strip_invisible(text).strip()
+def processid_of_row(text: str) -> str:
+    """A row's processid as ingest spells records' (invisible characters and surrounding spaces removed, Unicode
+    NFC: an "É" typed as E + accent is the record's "É")."""
+    return unicodedata.normalize("NFC", strip_invisible(text).strip())
 
 
 def by_record(corrections: pd.DataFrame) -> dict[str, BoxCorrection]:
@@ -84,7 +87,7 @@ def by_record(corrections: pd.DataFrame) -> dict[str, BoxCorrection]:
     valid = {}
     for row in corrections.itertuples(index=False):
         if _is_valid(row):
-            processid = _processid(row.processid)
+            processid = processid_of_row(row.processid)
             photo = getattr(row, PHOTO_COLUMN, "").strip().lower() or None
             box = parse_box(row.box)
             valid[processid_key(processid)] = BoxCorrection(processid, box, row.reason, row.source, photo)
@@ -92,7 +95,7 @@ def by_record(corrections: pd.DataFrame) -> dict[str, BoxCorrection]:
 
 
 def _is_valid(row) -> bool:
-    return parse_box(row.box) is not False and bool(_processid(row.processid))
+    return parse_box(row.box) is not False and bool(processid_of_row(row.processid))
 
 
 def outcomes(
@@ -102,6 +105,7 @@ def outcomes(
     unusable: set[str] = frozenset(),
     clipped: set[str] = frozenset(),
     changed: set[str] = frozenset(),
+    refused: set[str] = frozenset(),
 ) -> pd.DataFrame:
     """Each row with its outcome: ``applied`` (``applied``: the processid keys whose image row took the box),
     ``clipped`` (``clipped``: applied, but the box reached past the photo and only what lies inside was taken: a
@@ -109,15 +113,16 @@ def outcomes(
     ``superseded`` (a valid row that a later valid row for the same record replaced, as ``load_box_corrections``
     does), ``photo_unusable`` (``unusable``: the keys whose photo has an ``UNUSABLE_PHOTO`` status),
     ``invalid_value`` (not a box, or a box outside the photo), ``unknown_processid`` (``known``: the keys of the
-    records with a photo), ``photo_changed`` (``changed``: the keys whose row names another photo than the
-    record's)."""
+    records with a photo), ``record_rejected`` (``refused``: the keys of records ingest refused, so not
+    ``unknown_processid``: their reject row says why), ``photo_changed`` (``changed``: the keys whose row names
+    another photo than the record's)."""
     rows = list(corrections.itertuples(index=False))
-    keys = [processid_key(_processid(row.processid)) for row in rows]
+    keys = [processid_key(processid_of_row(row.processid)) for row in rows]
     last_valid = {key: i for i, (key, row) in enumerate(zip(keys, rows)) if _is_valid(row)}
     result = []
     for i, (key, row) in enumerate(zip(keys, rows)):
         if key not in known:
-            outcome = "unknown_processid"
+            outcome = "record_rejected" if key in refused else "unknown_processid"
         elif not _is_valid(row):
             outcome = "invalid_value"
         elif last_valid[key] != i:

@@ -7,7 +7,9 @@ little time starts where mistakes are likeliest) and ``box_corrections.tsv``, a 
 one commented-out line per flagged photo with its current box. Uncomment and edit the lines to change
 (``x0,y0,x1,y1`` in ``original_full`` pixels, or ``empty``), point ``images.box_corrections`` at the file and
 re-run: only those photos are redone (``images.corrections``). Written again into the same folder, the template
-keeps the answers already in it (its uncommented rows, first) and lists only the flagged photos not answered.
+keeps the maintainer's lines (header, answers, comments) and lists only the flagged photos not answered (an answer
+for a replaced photo, or with no box, answers nothing); queue lines follow the header's columns, and one whose box
+was edited but left commented is kept as it is (``edited_but_commented``).
 With ``limit``, only the least confident flagged photos are shown (a maintainer's budget: with the fusion
 backend the confidence is the chance the answer is right, so these are where the mistakes are likeliest). The
 page is deterministic (no dates) and self-contained (thumbnails inline), so it can be mailed or archived beside
@@ -23,10 +25,17 @@ from pathlib import Path
 import cv2
 
 from bioscan_rebuild.core.io import atomic_path, read_table
-from bioscan_rebuild.core.schemas import processid_key, strip_invisible
+from bioscan_rebuild.core.schemas import processid_key
 from bioscan_rebuild.core.store import ImageStore
+from bioscan_rebuild.core.tsv import unquote
 from bioscan_rebuild.images.contact_sheet import least_confident, whole_photo
-from bioscan_rebuild.images.corrections import BOX_CORRECTION_COLUMNS, PHOTO_COLUMN, read_box_corrections
+from bioscan_rebuild.images.corrections import (
+    BOX_CORRECTION_COLUMNS,
+    PHOTO_COLUMN,
+    by_record,
+    processid_of_row,
+    read_box_corrections,
+)
 from bioscan_rebuild.images.process import REVIEW_REASONS
 from bioscan_rebuild.images.shard import IMAGE_RECORD_SCHEMA, shared_photos
 
@@ -92,19 +101,60 @@ TEMPLATE_NOTES = (
 )
 
 
-def _maintainers_lines(template: Path) -> list[str]:
-    """An earlier template's lines as the maintainer left them, word for word: the header and answers (with any
-    columns of their own) and their own comments; not the notes above or the queue lines (``# `` + tab-separated
-    fields), which are written afresh. A new template: just the header."""
-    kept = []
+QUEUE_SOURCE = "review"  # the source field of a queue line: what tells it from a maintainer's own comment
+
+
+def _fields(line: str, columns: list[str]) -> dict[str, str]:
+    """A tab-separated line (without its ``#``) by the header's columns; missing trailing fields are empty."""
+    values = [unquote(value.strip()) for value in line.split("\t")]
+    return dict(zip(columns, values + [""] * (len(columns) - len(values))))
+
+
+def _earlier_template(template: Path) -> tuple[list[str], list[str], dict[str, str]]:
+    """An earlier template as the maintainer left it: their lines word for word (the header, answers with any
+    columns of their own, their own comments, tab-separated or not), the header's columns (``image_sha256`` added
+    when their header lacks it: the queue lines pin their photo), and the queue lines (``# `` + fields, source
+    ``review``) by processid key, to be written afresh unless edited. A new template: just the header."""
+    lines = []
     if template.exists():
-        for line in template.read_text(encoding="utf-8-sig").replace("\r\n", "\n").split("\n"):
-            comment = line.lstrip().startswith("#")
-            if line.strip() and not (comment and ("\t" in line or line in TEMPLATE_NOTES)):
-                kept.append(line)
-    if not any(not line.lstrip().startswith("#") for line in kept):
-        kept.append("\t".join([*BOX_CORRECTION_COLUMNS, PHOTO_COLUMN]))
-    return kept
+        text = template.read_text(encoding="utf-8-sig").replace("\r\n", "\n")
+        lines = [line for line in text.split("\n") if line.strip() and line not in TEMPLATE_NOTES]
+    header = next((i for i, line in enumerate(lines) if not line.lstrip().startswith("#")), None)
+    if header is None:
+        lines.append("\t".join([*BOX_CORRECTION_COLUMNS, PHOTO_COLUMN]))
+        header = len(lines) - 1
+    columns = [unquote(column.strip()) for column in lines[header].split("\t")]
+    if PHOTO_COLUMN not in columns:  # an optional column: answers without it keep working
+        lines[header] += "\t" + PHOTO_COLUMN
+        columns.append(PHOTO_COLUMN)
+    kept, queue = [], {}
+    for line in lines:
+        comment = line.lstrip().startswith("#")
+        fields = _fields(line.lstrip()[1:], columns) if comment and "\t" in line else {}
+        if fields.get("source") == QUEUE_SOURCE and fields.get("processid"):
+            queue[processid_key(processid_of_row(fields["processid"]))] = line
+        else:
+            kept.append(line)
+    return kept, columns, queue
+
+
+def _queue_line(row: dict, columns: list[str]) -> str:
+    values = {
+        "processid": row["processid"],
+        "box": _box_text(row),
+        "reason": row["review_reason"] or "",
+        "source": QUEUE_SOURCE,
+        PHOTO_COLUMN: row["image_sha256"] or "",
+    }
+    return "# " + "\t".join(values.get(column, "") for column in columns).rstrip("\t")
+
+
+def _edited(before: str, fresh: str, columns: list[str]) -> bool:
+    """Whether an earlier queue line of the same photo carries a box the maintainer typed (it differs from the
+    fresh line's box) but is still commented out, so it answers nothing yet."""
+    old, new = _fields(before.lstrip()[1:], columns), _fields(fresh.lstrip()[1:], columns)
+    same_photo = old.get(PHOTO_COLUMN, "").lower() in ("", new.get(PHOTO_COLUMN, "").lower())
+    return same_photo and old.get("box", "").replace(" ", "") != new.get("box", "")
 
 
 def write_review(image_tables, store_root, outdir, limit: int | None = None) -> dict:
@@ -117,7 +167,12 @@ def write_review(image_tables, store_root, outdir, limit: int | None = None) -> 
     # a maintainer's answers in an earlier template: kept, never overwritten (read_box_corrections refuses a file
     # that is no corrections table, so nothing else is overwritten either): read before anything is written
     answers = read_box_corrections(template if template.exists() else None)
-    answered = {processid_key(strip_invisible(processid).strip()) for processid in answers["processid"]}
+    valid_answers = by_record(answers)  # an invalid box or one drawn on a replaced photo answers nothing
+
+    def answered(row: dict) -> bool:
+        answer = valid_answers.get(processid_key(row["processid"]))
+        return answer is not None and answer.fits(row["image_sha256"])
+
     rows = flagged_rows(image_tables)
     flagged = len(rows)
     if limit is not None:
@@ -158,20 +213,23 @@ def write_review(image_tables, store_root, outdir, limit: int | None = None) -> 
     parts.append("</body></html>\n")
     with atomic_path(outdir / "review.html") as temporary:
         temporary.write_text("\n".join(parts))
-    lines = [
-        *TEMPLATE_NOTES,
-        *_maintainers_lines(template),
-        *[
-            f"# {row['processid']}\t{_box_text(row)}\t{row['review_reason']}\treview\t{row['image_sha256']}"
-            for row in rows
-            if processid_key(row["processid"]) not in answered
-        ],
-    ]
+    kept, columns, earlier_queue = _earlier_template(template)
+    queue, edited = [], 0
+    for row in rows:
+        if answered(row):
+            continue
+        line = _queue_line(row, columns)
+        before = earlier_queue.get(processid_key(row["processid"]))
+        if before is not None and _edited(before, line, columns):
+            line, edited = before, edited + 1  # edited but left commented: the edit is the maintainer's, kept
+        queue.append(line)
+    lines = [*TEMPLATE_NOTES, *kept, *queue]
     with atomic_path(template) as temporary:
         temporary.write_text("\n".join(lines) + "\n")
     return {
         "flagged": flagged,
         "shown": len(rows),
         "answers_kept": len(answers),
+        "edited_but_commented": edited,
         **{reason: len(by_reason[reason]) for reason in REASONS},
     }

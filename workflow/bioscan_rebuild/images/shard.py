@@ -24,12 +24,11 @@ from bioscan_rebuild.core.schemas import (
     INGESTED_SCHEMA,
     REJECT_SCHEMA,
     processid_key,
-    strip_invisible,
 )
 from bioscan_rebuild.core.store import ImageStore, params_key
 from bioscan_rebuild.detect.registry import make_detector, make_segmenter
 from bioscan_rebuild.images.contact_sheet import write_contact_sheet
-from bioscan_rebuild.images.corrections import UNUSABLE_PHOTO, by_record, read_box_corrections
+from bioscan_rebuild.images.corrections import UNUSABLE_PHOTO, by_record, processid_of_row, read_box_corrections
 from bioscan_rebuild.images.corrections import outcomes as correction_outcomes
 from bioscan_rebuild.images.process import (
     PHOTO_BATCH,
@@ -43,6 +42,7 @@ from bioscan_rebuild.images.process import (
     stage_key,
 )
 from bioscan_rebuild.ingest.inventory import INVENTORY_SCHEMA
+from bioscan_rebuild.ingest.join import ANOTHER_COPY_KEPT
 
 IMAGE_RECORD_SCHEMA = pa.schema(
     [
@@ -477,7 +477,7 @@ def summarize_shards(
         }
     if corrections_out:
         corrections = read_box_corrections(box_corrections)
-        wanted = {processid_key(strip_invisible(processid).strip()) for processid in corrections["processid"]}
+        wanted = {processid_key(processid_of_row(processid)) for processid in corrections["processid"]}
         given = by_record(corrections)
         known, applied, unusable, clipped, changed = set(), set(), set(), set(), set()  # processid keys
         # Without corrections there is nothing to look up: 5M records' tables stay unread.
@@ -497,14 +497,19 @@ def summarize_shards(
                         clipped.add(record)  # the box reached past the photo: what lies inside was applied
                 if status in UNUSABLE_PHOTO:
                     unusable.add(record)
+        refused = set()  # records ingest refused outright: every copy
         for path in record_rejects if wanted else ():
             rejects = read_table(path, REJECT_SCHEMA, columns=["kind", "reason", "processid"]).to_pydict()
             for kind, reason, processid in zip(rejects["kind"], rejects["reason"], rejects["processid"]):
                 record = processid_key(processid or "")
-                if kind == "record" and reason == "image_rejected" and record in wanted:
+                if kind != "record" or record not in wanted:
+                    continue
+                if reason == "image_rejected":
                     known.add(record)  # a real record: its photo was refused at ingest (empty, undecodable ...)
                     unusable.add(record)
-        frame = correction_outcomes(corrections, applied, known, unusable, clipped, changed)
+                elif reason not in ANOTHER_COPY_KEPT:
+                    refused.add(record)
+        frame = correction_outcomes(corrections, applied, known, unusable, clipped, changed, refused - known)
         with atomic_path(corrections_out) as temporary:
             frame.to_csv(temporary, sep="\t", index=False, lineterminator="\n")
         summary["box_corrections"] = dict(sorted(Counter(frame["outcome"]).items()))

@@ -40,6 +40,8 @@ RECORD_OUTCOMES = {
     "superseded": "superseded",
     "later": "later_delivery",
 }
+# a record's reject reasons that leave another copy of it kept (any other refuses the record itself)
+ANOTHER_COPY_KEPT = (*(RECORD_OUTCOMES[kind] for kind in ("identical", "superseded", "later")), "other_marker")
 IMAGE_OUTCOMES = {
     "identical": "duplicate_image",
     "conflict": "conflicting_images",
