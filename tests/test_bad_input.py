@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -601,6 +603,47 @@ def test_the_split_command_on_a_file_that_is_not_a_metadata_csv(tmp_path, fault)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert lines[0].startswith("bioscan-rebuild: error: in.csv: ") and phrase in lines[0], lines[0]
+    assert not (tmp_path / "out.csv").exists()
+
+
+def _metadata_csv(rows: int) -> bytes:
+    barcodes = np.array(list("ACGT"))[np.random.default_rng(0).integers(0, 4, (rows, 40))].view("<U40").ravel()
+    lines = ["processid,genus,species,dna_barcode"] + [
+        f"P{i},Aus,Aus b{i % 50},{barcode}" for i, barcode in enumerate(barcodes)
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+@functools.cache
+def _compressed_faults() -> dict:
+    import gzip
+
+    whole = gzip.compress(_metadata_csv(150_000), mtime=0)  # 9 MB: past the first 4 MB block
+    return {  # name -> (file name, bytes, given as the --freeze file?)
+        "gzip_cut_at_its_head": ("in.csv.gz", whole[:300], False),
+        "gzip_cut_deep_inside": ("in.csv.gz", whole[: len(whole) * 4 // 5], False),
+        "zip_that_is_none": ("in.csv.zip", b"PK\x03\x04" + bytes(200), False),
+        "gzip_named_bz2": ("in.csv.bz2", whole, False),
+        "freeze_gzip_cut_short": ("old.csv.gz", whole[: len(whole) // 2], True),
+    }
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["gzip_cut_at_its_head", "gzip_cut_deep_inside", "zip_that_is_none", "gzip_named_bz2", "freeze_gzip_cut_short"],
+)
+def test_a_cut_short_or_corrupt_compressed_split_input_is_one_line(tmp_path, fault):
+    """A download cut short or a file with the wrong suffix ended in an OSError / EOFError / BadZipFile traceback
+    naming no file."""
+    name, data, is_freeze = _compressed_faults()[fault]
+    (tmp_path / name).write_bytes(data)
+    args = ["split", "in.csv", "out.csv", "--freeze", name] if is_freeze else ["split", name, "out.csv"]
+    if is_freeze:
+        (tmp_path / "in.csv").write_bytes(_metadata_csv(10))
+    result = _run_cli(*args, cwd=tmp_path)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert lines[0].startswith(f"bioscan-rebuild: error: {name}: ") and "cut short or corrupt" in lines[0], lines[0]
     assert not (tmp_path / "out.csv").exists()
 
 

@@ -466,8 +466,15 @@ def test_absent_frozen_test_record_holds_its_barcode_in_test_through_the_csv_com
             split_csv(tmp_path / "v2.csv", tmp_path / f"out-{name}", freeze_csv=tmp_path / name)
             out = pd.read_csv(tmp_path / f"out-{name}", dtype=str, keep_default_na=False)
             assert set(out.set_index("processid")["split"][arrivals["processid"]]) == {"test"}, (case, name)
+    # a freeze without barcodes (processid,split only) cannot hold them: the new records went to train, the
+    # barcode in test and train at once, and the command said only how many freeze rows matched no record
     history.drop(columns="barcode_key").to_csv(tmp_path / "old-history.csv", index=False)
-    split_csv(tmp_path / "v2.csv", tmp_path / "out-old.csv", freeze_csv=tmp_path / "old-history.csv")  # still runs
+    with pytest.raises(InputError, match=r"4 frozen record\(s\) are not in this build .*no barcode_key or dna_barcode"):
+        split_csv(tmp_path / "v2.csv", tmp_path / "out-old.csv", freeze_csv=tmp_path / "old-history.csv")
+    assert not (tmp_path / "out-old.csv").exists()
+    # every frozen record present: nothing to hold, the plain table is enough
+    history[~gone.to_numpy()].drop(columns="barcode_key").to_csv(tmp_path / "present.csv", index=False)
+    split_csv(tmp_path / "v2.csv", tmp_path / "out-present.csv", freeze_csv=tmp_path / "present.csv")
 
 
 # -- the CSV command -----------------------------------------------------------------------------------------
@@ -1130,7 +1137,9 @@ def test_a_freeze_finds_its_records_as_ingest_does_and_counts_the_rows_it_could_
     v1 = pd.read_csv(tmp_path / "v1.csv", dtype=str, keep_default_na=False)
     first = table["processid"].iloc[0]
     other = next(s for s in ("val", "test", "train") if s != v1.loc[0, "split"])
-    freeze = pd.DataFrame({"processid": [f" {first.lower()} ", "GONE-1"], "split": [other, "test"]})
+    freeze = pd.DataFrame(
+        {"processid": [f" {first.lower()} ", "GONE-1"], "split": [other, "test"], "dna_barcode": ["", "ACGTA"]}
+    )
     freeze.to_csv(tmp_path / "freeze.csv", index=False)
     summary = split_csv(tmp_path / "in.csv", tmp_path / "v2.csv", freeze_csv=tmp_path / "freeze.csv")
     v2 = pd.read_csv(tmp_path / "v2.csv", dtype=str, keep_default_na=False)

@@ -191,7 +191,7 @@ def test_split_stage_with_a_freeze_keeps_old_records(finished_run, tmp_path):
 
     results = finished_run / "results"
     before = pq.read_table(results / "splits" / "splits.parquet").to_pandas().set_index("processid")
-    freeze = before[["split"]].iloc[::2].copy()
+    freeze = before[["split", "barcode_key"]].iloc[::2].copy()  # a split history: absent records pin by barcode
     moved = freeze.index[freeze["split"] == "pretrain"][:3]
     freeze.loc[moved, "split"] = "other_heldout"  # an earlier release decided otherwise
     excluded = pq.read_table(results / "splits" / "excluded.parquet").to_pandas()["processid"]

@@ -15,8 +15,10 @@ the same values.
 from __future__ import annotations
 
 import gzip
+import lzma
 import os
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -72,7 +74,7 @@ class CsvText:
             reader.close()
 
     def _check_head(self) -> None:
-        with get_handle(self.path, "rb", compression="infer", is_text=False) as handles:
+        with self._errors(), get_handle(self.path, "rb", compression="infer", is_text=False) as handles:
             head = handles.handle.read(1 << 16)
         if not head.strip():
             raise InputError(f"{self.path}: empty file: not {self.what}")
@@ -95,6 +97,13 @@ class CsvText:
             yield
         except (pa.ArrowInvalid, UnicodeDecodeError) as error:
             raise InputError(f"{self.path}: not {self.what} ({str(error).splitlines()[0]})") from None
+        except (EOFError, zlib.error, zipfile.BadZipFile, lzma.LZMAError) as error:
+            raise InputError(f"{self.path}: compressed data cut short or corrupt ({error}): not {self.what}") from None
+        except OSError as error:
+            if error.filename is not None:  # the file itself (missing, unreadable): named as such by the caller
+                raise
+            # a decompressor's complaint (a truncated gzip, a gzip named .bz2) names no file
+            raise InputError(f"{self.path}: compressed data cut short or corrupt ({error}): not {self.what}") from None
 
     def batches(self, columns: list[str] | None = None, as_bytes=()) -> Iterator[pa.RecordBatch]:
         """The rows in file order, ``BLOCK_BYTES`` of the file at a time: ``columns`` only (all by default).

@@ -37,9 +37,9 @@ protocol's own invariants hold (a barcode drawn into a held-out split takes all 
 ``freeze`` entries whose processid is not in the table (a record withdrawn, or its photo late) pin their barcode
 all the same when ``freeze_barcodes`` gives it (the split history's ``barcode_key``): new records on it are
 placed as if the absent record were there, so that it can return to its split without its barcode spanning two
-(without ``freeze_barcodes`` they are ignored; the stage counts them). Processids match as ingest matches
-records (``processid_keys``: case, surrounding spaces and Unicode form aside); an empty ``freeze`` gives the
-protocol.
+(without ``freeze_barcodes`` they are ignored, so the stage refuses such a freeze when records are absent).
+Processids match as ingest matches records (``processid_keys``: case, surrounding spaces and Unicode form
+aside); an empty ``freeze`` gives the protocol.
 Not guaranteed: old records that already disagree (an old test record whose barcode was corrected to one
 that old train records carry stays in test: old records never move), and a species whose old records are
 all other_heldout can gain unseen-split records when 8 or more viable new ones arrive.

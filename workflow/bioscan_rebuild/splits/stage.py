@@ -139,6 +139,7 @@ def split_tables(curated_path, barcode_paths, outdir, freeze_csv=None, image_pat
     )
     pa.default_memory_pool().release_unused()
     freeze, freeze_barcodes = read_freeze_with_barcodes(freeze_csv) if freeze_csv else (None, None)
+    _refuse_unpinnable_freeze(freeze_csv, freeze, freeze_barcodes, pd.Index(processid_keys(table["processid"])))
     order = check_tie_order(table["species"], table["barcode_key"], tie_order)
     split = assign_splits(table, freeze, freeze_barcodes)
     table["split"] = split.astype(object).to_numpy()
@@ -231,6 +232,23 @@ class _FirstPass:
 def _keys(freeze: pd.Series) -> pd.Index:
     """The freeze's processids as ``processid_keys`` (how ``assign_splits`` matches them)."""
     return pd.Index(processid_keys(freeze.index))
+
+
+def _refuse_unpinnable_freeze(path, freeze: pd.Series | None, freeze_barcodes, present_keys) -> None:
+    """A frozen record absent from this build still holds its barcode's split, but only through the barcode the
+    freeze gives it: without a ``barcode_key`` or ``dna_barcode`` column, new records on that barcode would be
+    placed afresh (a barcode in test and in train, or its species seen and unseen at once), so it is refused."""
+    if freeze is None or freeze_barcodes is not None:
+        return
+    keys = _keys(freeze)
+    absent = keys[~keys.isin(present_keys)]
+    if len(absent):
+        shown = ", ".join(sorted(absent)[:3]) + (" ..." if len(absent) > 3 else "")
+        raise InputError(
+            f"{path}: {len(absent)} frozen record(s) are not in this build ({shown}) and the freeze table has no "
+            "barcode_key or dna_barcode column, so their barcodes cannot keep their split (new records on them "
+            "would be placed afresh): give the previous release's metadata/split_history.csv or its metadata CSV"
+        )
 
 
 def _refuse_repeated_processids(source: CsvText, keys: pa.ChunkedArray) -> None:
@@ -400,6 +418,7 @@ def split_csv(input_csv, output_csv, freeze_csv=None, summary_csv=None, tie_orde
         raise InputError(f"{input_csv}: columns {repeated} appear more than once")
     freeze, freeze_barcodes = (None, None) if freeze_csv is None else read_freeze_with_barcodes(freeze_csv)
     first = _first_pass(source, freeze)
+    _refuse_unpinnable_freeze(freeze_csv, freeze, freeze_barcodes, pd.Index(first.frozen_keys.to_pylist()))
     order = check_tie_order(first.records["species"], first.records["dna_barcode"], tie_order)
     split = _assign(first, freeze, freeze_barcodes)
     if summary_csv is not None:
