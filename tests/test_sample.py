@@ -61,3 +61,26 @@ def test_generated_barcodes_evolved_down_the_tree():
     median = {level: float(np.median(d)) for level, d in levels.items()}
     assert all(len(d) >= 10 for d in levels.values()), {k: len(v) for k, v in levels.items()}
     assert 0.01 < median["species"] < 0.1 < median["genus"] < 0.4 and median["orders"] > 0.9, median
+
+
+def test_a_sample_written_again_into_its_folder_replaces_the_last_one(tmp_path):
+    """Written again with fewer records, the sample left the last one's photos beside its own: photos of
+    processids no export or fault list names. It replaces its own files; a folder with anything else is refused."""
+    import pytest
+
+    from bioscan_rebuild.core.errors import InputError
+
+    folder = tmp_path / "sample"
+    generate_sample(folder, n_records=40, seed=1)
+    generate_sample(folder, n_records=12, seed=2)
+    fresh = tmp_path / "fresh"
+    generate_sample(fresh, n_records=12, seed=2)
+
+    def files(root):
+        return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
+
+    assert files(folder) == files(fresh)
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="holds notes.txt, not a sample's files"):
+        generate_sample(folder, n_records=12, seed=3)
+    assert (folder / "notes.txt").read_text() == "mine" and files(folder).keys() == files(fresh).keys() | {"notes.txt"}

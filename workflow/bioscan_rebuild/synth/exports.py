@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -701,6 +702,30 @@ def _select(col: dict[str, np.ndarray], index) -> dict[str, np.ndarray]:
     return {k: v[index] for k, v in col.items()}
 
 
+# What a sample writes into its folder: all that a new sample there replaces.
+SAMPLE_ENTRIES = ("sample-a", "sample-b", "ground_truth.csv", "faults.json")
+
+
+def _clear_previous_sample(outdir: Path) -> None:
+    """A sample written again into its folder replaces the last one (its photos of other processids stayed:
+    orphans no fault list names, and photos of a smaller sample's missing records); a folder holding anything
+    else is refused, untouched."""
+    if not outdir.exists():
+        return
+    if not outdir.is_dir():
+        raise InputError(f"{outdir}: not a folder: give a new or empty folder for the sample")
+    others = sorted(entry.name for entry in outdir.iterdir() if entry.name not in SAMPLE_ENTRIES)
+    if others:
+        shown = ", ".join(others[:3]) + (" ..." if len(others) > 3 else "")
+        raise InputError(f"{outdir}: holds {shown}, not a sample's files: give a new or empty folder")
+    for name in SAMPLE_ENTRIES:
+        entry = outdir / name
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        elif entry.exists() or entry.is_symlink():
+            entry.unlink()
+
+
 def generate_sample(
     outdir: str | Path,
     n_records: int = 300,
@@ -727,6 +752,7 @@ def generate_sample(
             f"faults, not {n_records}"
         )
     outdir = Path(outdir)
+    _clear_previous_sample(outdir)
     rng = np.random.default_rng(seed)
     col = generate_metadata(n_records, seed=seed, species_share=species_share, prefix=prefix, id_offset=id_offset)
     n_a = int(n_records * 0.65)
