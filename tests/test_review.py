@@ -76,6 +76,9 @@ def test_corrections_file_comments_later_rows_and_invalid_rows(tmp_path):
     table = read_box_corrections(path)
     result = outcomes(table, applied={"A-1", "B-2"}, known={"A-1", "B-2", "C-3"})
     assert result["outcome"].tolist() == ["superseded", "applied", "invalid_value", "applied", "invalid_value"]
+    # which invalid value: one word each (the row said invalid_value alone, whatever was wrong)
+    assert result["detail"].str.startswith("not a box: give x0,y0,x1,y1").tolist() == [False, False, True, False, True]
+    assert result["detail"].tolist()[:2] == ["a later row for this record replaces it", ""]
     result = outcomes(table, applied={"B-2"}, known={"B-2", "C-3"})  # A-1 has no record with a photo
     assert result["outcome"].tolist() == ["unknown_processid"] * 3 + ["applied", "invalid_value"]
 
@@ -111,8 +114,10 @@ def test_outcomes_match_processids_as_records_do_and_name_unusable_photos():
     )
     result = outcomes(table, applied={"A-1"}, known={"A-1", "B-2", "C-3"}, unusable={"B-2"})
     assert result["outcome"].tolist() == ["applied", "photo_unusable", "invalid_value"]
+    assert result["detail"][2].startswith("the box lies outside the photo")  # a box, but not on this photo
     result = outcomes(table, applied={"A-1", "C-3"}, known={"A-1", "B-2", "C-3"}, clipped={"C-3"})
     assert result["outcome"].tolist() == ["applied", "invalid_value", "clipped"]
+    assert result["detail"][2].startswith("the box reached past the photo")
     assert sorted(load_box_corrections(None)) == []
 
 
@@ -611,6 +616,9 @@ def test_writing_the_review_again_keeps_the_answers_already_given(tmp_path):
     with pytest.raises(InputError, match="missing column"):
         write_review([tmp_path / "images.parquet"], tmp_path / "store", tmp_path / "q")
     assert template.read_text() == "something\telse\n"
+    # -o naming a file (the template itself): said so (it said "File exists")
+    with pytest.raises(ValueError, match="box_corrections.tsv is a file: give a folder"):
+        write_review([tmp_path / "images.parquet"], tmp_path / "store", template)
 
 
 def _two_flagged_photos(path):

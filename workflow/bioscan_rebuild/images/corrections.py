@@ -98,6 +98,22 @@ def _is_valid(row) -> bool:
     return parse_box(row.box) is not False and bool(processid_of_row(row.processid))
 
 
+# Each outcome's detail in the outcome table: what happened and what to do (empty: nothing to do).
+NOT_A_BOX = "not a box: give x0,y0,x1,y1 in whole pixels with x1 > x0 and y1 > y0, or empty"
+OUTSIDE_THE_PHOTO = "the box lies outside the photo (original_full pixels): nothing of it could be applied"
+OUTCOME_DETAIL = {
+    "applied": "",
+    "clipped": "the box reached past the photo: only its part inside was applied (a box measured on the full-size "
+    "source instead of original_full?)",
+    "superseded": "a later row for this record replaces it",
+    "photo_changed": "drawn on another photo than the record has now (a redelivery replaced it): the new photo is "
+    "detected and reviewed again",
+    "photo_unusable": "nothing can be derived from the record's photo (its image_status, or ingest's reject, says why)",
+    "record_rejected": "ingest refused the record: its reject row says why",
+    "unknown_processid": "no record with a photo has this processid",
+}
+
+
 def outcomes(
     corrections: pd.DataFrame,
     applied: set[str],
@@ -115,7 +131,8 @@ def outcomes(
     ``invalid_value`` (not a box, or a box outside the photo), ``unknown_processid`` (``known``: the keys of the
     records with a photo), ``record_rejected`` (``refused``: the keys of records ingest refused, so not
     ``unknown_processid``: their reject row says why), ``photo_changed`` (``changed``: the keys whose row names
-    another photo than the record's)."""
+    another photo than the record's). Each row's ``detail`` says what happened and what to do (``OUTCOME_DETAIL``;
+    for ``invalid_value``, which of the two)."""
     rows = list(corrections.itertuples(index=False))
     keys = [processid_key(processid_of_row(row.processid)) for row in rows]
     last_valid = {key: i for i, (key, row) in enumerate(zip(keys, rows)) if _is_valid(row)}
@@ -124,7 +141,7 @@ def outcomes(
         if key not in known:
             outcome = "record_rejected" if key in refused else "unknown_processid"
         elif not _is_valid(row):
-            outcome = "invalid_value"
+            outcome, detail = "invalid_value", NOT_A_BOX
         elif last_valid[key] != i:
             outcome = "superseded"
         elif key in changed:
@@ -134,6 +151,9 @@ def outcomes(
         elif key in unusable:
             outcome = "photo_unusable"
         else:
-            outcome = "invalid_value"
-        result.append({**row._asdict(), "outcome": outcome})
-    return pd.DataFrame(result, columns=[*corrections.columns, "outcome"])
+            box = parse_box(row.box)
+            outcome, detail = "invalid_value", OUTSIDE_THE_PHOTO if box else "not applied to the record's photo"
+        if outcome != "invalid_value":
+            detail = OUTCOME_DETAIL[outcome]
+        result.append({**row._asdict(), "outcome": outcome, "detail": detail})
+    return pd.DataFrame(result, columns=[*corrections.columns, "outcome", "detail"])

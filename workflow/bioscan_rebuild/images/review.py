@@ -163,6 +163,8 @@ def write_review(image_tables, store_root, outdir, limit: int | None = None) -> 
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1, not {limit}")
     outdir = Path(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise ValueError(f"{outdir} is a file: give a folder for review.html and box_corrections.tsv")
     template = outdir / "box_corrections.tsv"
     # a maintainer's answers in an earlier template: kept, never overwritten (read_box_corrections refuses a file
     # that is no corrections table, so nothing else is overwritten either): read before anything is written
