@@ -254,6 +254,19 @@ def _edit_hdf5_version(release: Path) -> str:
     return "hdf5/BIOSCAN_5M.h5: version '9.9.9', bioscan5m/croissant.json says '0.1.0'"
 
 
+def _nested_manifest(release: Path) -> str:
+    (release / "bioscan5m/metadata/MANIFEST.json").write_text('{"files": {}}\n')
+    return "bioscan5m/metadata/MANIFEST.json: not in the manifest"
+
+
+def _linked_folder(release: Path) -> str:
+    outside = release.parent / "outside"
+    outside.mkdir()
+    (outside / "FORGED-1.jpg").write_bytes(b"\xff\xd8\xff\xd9")
+    (release / "bioscan5m/images/cropped_256/extra").symlink_to(outside)
+    return f"bioscan5m/images/cropped_256/extra: a link to a folder (to {outside})"
+
+
 TAMPERS = {  # name -> (tamper, what the finding says, is it found with a rewritten manifest too)
     "csv_cell": (_edit_csv_cell, "field family", True),
     "parquet_value": (_edit_parquet_value, "field species: 'Musca domestica'", True),
@@ -275,6 +288,9 @@ TAMPERS = {  # name -> (tamper, what the finding says, is it found with a rewrit
     "jsonld_record_under_a_full_iri": (_add_jsonld_record_under_a_full_iri, "FORGED-1 is not in the csv", True),
     "jsonld_foreign_node": (_add_jsonld_foreign_node, "is neither a record nor part of the release", True),
     "hdf5_version": (_edit_hdf5_version, "version '9.9.9'", True),
+    # a file named MANIFEST.json passed at any depth; a folder linked in was never looked at
+    "nested_manifest": (_nested_manifest, "bioscan5m/metadata/MANIFEST.json: not in the manifest", True),
+    "linked_folder": (_linked_folder, "cropped_256/extra: a link to a folder", True),
 }
 
 
@@ -429,6 +445,17 @@ def test_five_of_a_kind_then_a_count_or_every_problem_with_all(copy):
     assert len(shown) == 5 and "bioscan5m/metadata/parquet/data country: and 3 more" in output
     every = [line for line in audit(copy, "--all").stdout.splitlines() if "parquet/data: record" in line]
     assert len([line for line in every if "field country" in line]) == 8
+    # a count of records, not of lines: --all showed six of ten split-history rows, "and 1 more" without it
+    history = release / "bioscan5m/metadata/split_history.csv"
+    rows = history.read_text().split("\n")
+    edited = [i for i, row in enumerate(rows) if ',"pretrain",' in row][:10]
+    for i in edited:
+        rows[i] = rows[i].replace(',"pretrain",', ',"test",')
+    history.write_text("\n".join(rows))
+    rewrite_manifest(release)
+    moved = [line for line in audit(copy, "--all").stdout.splitlines() if "split_history.csv: record" in line]
+    assert len(edited) == 10 and len([line for line in moved if "the csv says pretrain" in line]) == 10
+    assert "split history: and 5 more" in audit(copy).stdout
 
 
 def test_a_csv_written_by_another_writer_is_read_cell_by_cell(copy):
@@ -617,6 +644,66 @@ def test_a_damaged_file_is_a_finding_and_the_other_checks_go_on(copy):
     assert "bioscan5m/hdf5/BIOSCAN_5M.h5: sha256" in result.stdout  # the manifest check still ran
     assert "hdf5/BIOSCAN_5M.h5: cannot be read as the release writes it" in result.stdout
     assert "metadata/rejects.csv: cannot be read as the release writes it" in result.stdout
+
+
+def test_a_damaged_manifest_entry_accounting_or_parquet_is_a_finding_and_the_other_checks_go_on(copy):
+    """A manifest entry without its size, an accounting.json that is a list, and a metadata Parquet file cut in half
+    crashed the audit (KeyError, AttributeError) or were blamed on the CSV, losing every record check."""
+    release = copy / "results" / "release"
+    root = release / "bioscan5m"
+    manifest = json.loads((release / "MANIFEST.json").read_text())
+    del manifest["files"]["bioscan5m/metadata/bbox.tsv"]["bytes"]
+    (release / "MANIFEST.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    (release / "accounting.json").write_text("[]\n")
+    parquet = sorted((root / "metadata/parquet/data").glob("train-*.parquet"))[0]
+    parquet.write_bytes(parquet.read_bytes()[: parquet.stat().st_size // 2])
+    jsonld_finding = _edit_jsonld_value(release)
+    result = audit(copy, "--all")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    out = result.stdout
+    assert "MANIFEST.json: the entry of bioscan5m/metadata/bbox.tsv is not {bytes, sha256}" in out, out[-3000:]
+    assert "accounting.json: not the accounting the build writes" in out
+    assert "bioscan5m/metadata/parquet/data: cannot be read as the release writes it" in out
+    assert "csv: cannot be read" not in out and jsonld_finding in out  # the CSV was the reference: records checked
+
+
+def test_a_release_whose_files_are_links_is_whole(copy):
+    """A Hugging Face snapshot or a git-annex checkout holds a release as links to its files: the same release."""
+    release = copy / "results" / "release"
+    linked = copy / "linked" / "results" / "release"
+    for path in sorted(release.rglob("*")):
+        if path.is_file():
+            target = linked / path.relative_to(release)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(path)
+    result = audit(copy / "linked")
+    assert result.returncode == 0 and "whole" in result.stdout, result.stdout[-3000:]
+
+
+def test_a_source_photo_path_outside_its_batch_folder_is_found(copy):
+    """A lineage row pointing its photo at a file outside the batch's folder (with that file's hash) passed the
+    source check: the real source photo was never looked at."""
+    import pandas as pd
+
+    release = copy / "results" / "release"
+    path = release / "bioscan5m/metadata/records_lineage.csv"
+    lineage = pd.read_csv(path, dtype=str, keep_default_na=False)
+    row = lineage.index[lineage["image_path"] != ""][0]
+    forged = copy / "forged.jpg"
+    forged.write_bytes(b"\xff\xd8\xff\xd9")
+    lineage.loc[row, "image_path"] = "../" * 12 + str(forged).lstrip("/")
+    lineage.loc[row, "image_sha256"] = hashlib.sha256(forged.read_bytes()).hexdigest()
+    text = path.read_text()
+    old_line = text.split("\n")[row + 1]
+    fields = old_line.split(",")
+    header = [c.strip('"') for c in text.split("\n")[0].split(",")]
+    fields[header.index("image_path")] = f'"{lineage.loc[row, "image_path"]}"'
+    fields[header.index("image_sha256")] = f'"{lineage.loc[row, "image_sha256"]}"'
+    path.write_text(text.replace(old_line, ",".join(fields)))
+    rewrite_manifest(release)
+    result = audit(copy, "--sources", "config/config.yaml")
+    assert result.returncode == 1
+    assert f"the photo of {lineage.loc[row, 'processid']} lies outside the batch's folder" in result.stdout
 
 
 def test_a_folder_that_is_no_release_is_one_line(copy, tmp_path):

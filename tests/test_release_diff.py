@@ -222,6 +222,21 @@ def test_a_previous_release_holding_one_record_under_two_spellings(tmp_path):
         ("bscn1-22", "removed", "another spelling of a record the previous release held")
     ]
     assert (summary["removed"], summary["added"]) == (1, 0)
+    # the counts add up: previous - removed + added = records (it counted the previous records once merged)
+    assert summary["previous_records"] - summary["removed"] + summary["added"] == summary["records"] == 2
+
+
+def test_the_image_diff_of_a_record_held_under_two_spellings_compares_its_first(tmp_path):
+    """Joined to both old spellings, the record's image changed twice, against each, in the join's order."""
+    import pyarrow.csv as pacsv
+
+    from bioscan_rebuild.export.diff import IMAGE_COLUMNS, image_diff
+
+    old = {k: ["h", "h"] for k in IMAGE_COLUMNS} | {"sha256_cropped": ["x1", "x2"]}
+    pacsv.write_csv(pa.table({"processid": ["AB-1", "ab-1"], **old}), tmp_path / "l.csv")
+    images = pa.table({"processid": ["AB-1"], **{k: ["h"] for k in IMAGE_COLUMNS}, "sha256_cropped": ["c"]})
+    rows = image_diff(tmp_path / "l.csv", images).to_pylist()
+    assert [(r["processid"], r["field"], r["old"], r["new"]) for r in rows] == [("AB-1", "image:cropped", "x1", "c")]
 
 
 def _published(folder, rows: list[dict]):
@@ -286,6 +301,10 @@ def test_the_diff_reads_a_previous_release_only_as_its_manifest_lists_it(tmp_pat
     csv.write_text(csv.read_text().replace("Aus", "Tampered"))
     with pytest.raises(InputError, match=r"not the file .*MANIFEST.json lists .*changed after it was built"):
         write_release_diff(tmp_path / "v1", new, rejects, changes, tmp_path / "diff-again")
+    # a file the manifest lists, deleted since: read as "none", it emptied that part of the diff in silence
+    csv.unlink()
+    with pytest.raises(InputError, match=r"MANIFEST.json lists it, but it is missing"):
+        write_release_diff(tmp_path / "v1", new, rejects, changes, tmp_path / "diff-deleted")
 
 
 def test_a_frozen_split_reads_the_previous_release_only_as_its_manifest_lists_it(tmp_path):

@@ -19,6 +19,7 @@ Checks 2-4 find edits that a rewritten manifest would hide. Each problem names i
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections import deque
 from collections.abc import Iterator
@@ -83,6 +84,19 @@ class Findings:
         else:
             self.hidden[kind] = self.hidden.get(kind, 0) + 1
 
+    def add_each(self, kind: str, rows: list, line, total: int | None = None) -> None:
+        """One finding per row (``line(row)``), where ``rows`` may be cut to ``self.first(...)`` of ``total`` rows
+        (millions of records: only those shown become Python objects); the rest are counted."""
+        for row in rows:
+            self.add(kind, line(row))
+        missing = (total if total is not None else len(rows)) - len(rows)
+        if missing > 0:
+            self.hidden[kind] = self.hidden.get(kind, 0) + missing
+
+    def first(self, rows):
+        """As many of ``rows`` (a list or an Arrow array or table) as can be shown: all of them with ``every``."""
+        return rows if self.limit is None else rows[: self.limit]
+
     def report(self) -> list[str]:
         return self.lines + [f"{kind}: and {n} more" for kind, n in sorted(self.hidden.items())]
 
@@ -98,6 +112,11 @@ def audit_release(release, sources=None, *, threads: int = 2, every: bool = Fals
     manifest = manifest_files(release)  # read once: 20M entries at full scale
     limit = None if every else SHOWN
     file_findings, findings = Findings(limit), Findings(limit)
+    malformed = sorted(rel for rel, entry in manifest.items() if not _manifest_entry(entry))
+    findings.add_each(
+        "manifest", malformed, lambda rel: f"{MANIFEST}: the entry of {rel} is not {{bytes, sha256}} (edited by hand?)"
+    )
+    manifest = {rel: entry for rel, entry in manifest.items() if _manifest_entry(entry)}
     # Hashing (hashlib lets go of the GIL) runs beside the record checks, which spend their time in Arrow.
     with ThreadPoolExecutor(max_workers=1) as background:
         hashed = background.submit(check_files, release, manifest, file_findings, threads=threads)
@@ -106,6 +125,16 @@ def audit_release(release, sources=None, *, threads: int = 2, every: bool = Fals
     problems = file_findings.report() + findings.report()
     count = len(file_findings) + len(findings)
     return {"ok": not problems, "files": files, "records": records, "problems": problems, "count": count}
+
+
+def _manifest_entry(entry) -> bool:
+    """Whether a manifest entry is what the build writes: its size and its sha256."""
+    return (
+        isinstance(entry, dict)
+        and type(entry.get("bytes")) is int
+        and isinstance(entry.get("sha256"), str)
+        and re.fullmatch(r"[0-9a-f]{64}", entry["sha256"]) is not None
+    )
 
 
 def manifest_files(release: Path) -> dict:
@@ -126,9 +155,10 @@ def manifest_files(release: Path) -> dict:
     return files
 
 
-def _guarded(findings: Findings, what: str, check, *args):
+def _guarded(findings: Findings, what: str, check, *args, failed=None):
     """Run one check; a file it cannot read (truncated, garbled, a column renamed) is a finding, and the other
-    checks go on (a crash lost every finding, the manifest's changed file too)."""
+    checks go on (a crash lost every finding, the manifest's changed file too). Returns the check's result, or
+    ``failed`` after such a finding."""
     try:
         return check(*args)
     except (MemoryError, InputError):  # the job's limit; a person's mistake (one line)
@@ -138,7 +168,7 @@ def _guarded(findings: Findings, what: str, check, *args):
             "unreadable",
             f"{what}: cannot be read as the release writes it ({type(error).__name__}: {str(error)[:200]})",
         )
-        return None
+        return failed
 
 
 def check_records(release: Path, manifest: dict, sources, findings: Findings) -> int:
@@ -148,6 +178,9 @@ def check_records(release: Path, manifest: dict, sources, findings: Findings) ->
     if table is None:
         return 0
     accounting = _json(release / ACCOUNTING, findings)
+    if not _accounting_shape(accounting):  # hand-edited: every other finding went with its traceback
+        findings.add("unreadable", f"{ACCOUNTING}: not the accounting the build writes (counts by part)")
+        accounting = {}
     released = accounting.get("released", {}).get("records")
     if released is not None and released != table.num_rows:  # records gone from every format, manifest rewritten
         findings.add("accounting", f"{ACCOUNTING}: {released} records released, the release holds {table.num_rows}")
@@ -171,6 +204,20 @@ def check_records(release: Path, manifest: dict, sources, findings: Findings) ->
     else:
         _guarded(findings, str(sources), check_sources, Path(sources), root, table, accounting, findings)
     return table.num_rows
+
+
+def _accounting_shape(accounting) -> bool:
+    """Whether the accounting's totals are where the checks read them: each of inputs, released and rejected (where
+    present) an object whose records and images (where present) are whole numbers."""
+    if not isinstance(accounting, dict):
+        return False
+    for part in ("inputs", "released", "rejected"):
+        counts = accounting.get(part, {})
+        if not isinstance(counts, dict):
+            return False
+        if any(what in counts and type(counts[what]) is not int for what in ("records", "images")):
+            return False
+    return True
 
 
 def check_accounting_sums(accounting: dict, findings: Findings) -> None:
@@ -197,8 +244,28 @@ def _json(path: Path, findings: Findings) -> dict:
 # 1. Files against the manifest ---------------------------------------------------------------------------------
 
 
+def release_files(release: Path, findings: Findings) -> set[str]:
+    """The release's files (relative paths) but its own manifest. A file may be a link (a Hugging Face snapshot
+    and git-annex store a release so): its content is what is checked. A link to a folder is a finding, not
+    followed (it passed unseen, whatever it held), as is anything that is no file. Only the top-level
+    MANIFEST.json is the manifest (one deeper passed unread)."""
+    present = set()
+    for folder, dirs, files in os.walk(release):  # links to folders are listed, not entered
+        dirs.sort()
+        for name in sorted([*dirs, *files]):
+            path = Path(folder) / name
+            rel = path.relative_to(release).as_posix()
+            if name in dirs and path.is_symlink():
+                findings.add("extra file", f"{rel}: a link to a folder (to {os.readlink(path)}): a release holds files")
+            elif name in files and not path.is_file():
+                findings.add("extra file", f"{rel}: not a file (a broken link, a pipe, a device)")
+            elif name in files and rel != MANIFEST:
+                present.add(rel)
+    return present
+
+
 def check_files(release: Path, manifest: dict, findings: Findings, *, threads: int = 2) -> int:
-    present = {p.relative_to(release).as_posix() for p in release.rglob("*") if p.is_file() and p.name != MANIFEST}
+    present = release_files(release, findings)
     for rel in sorted(present - manifest.keys()):
         findings.add("extra file", f"{rel}: not in the manifest (added after the build)")
     for rel in sorted(manifest.keys() - present):
@@ -229,18 +296,23 @@ def reference_table(root: Path, findings: Findings) -> pa.Table | None:
     cell agrees, and the Parquet's typed table is the reference). Otherwise (an edit, or a release written by
     another writer) both are read and compared record by record, and the CSV's text is the reference."""
     parquet = parquet_paths(root)
+    parquet_dir = f"{ROOT}/{PARQUET_DIR}"
     if parquet and (root / CSV_PATH).exists():
-        table = rendered_as_csv(root / CSV_PATH, parquet)
+        # a damaged Parquet file is its own finding: blamed on the CSV, it cost every record check
+        unreadable = object()
+        table = _guarded(findings, parquet_dir, rendered_as_csv, root / CSV_PATH, parquet, failed=unreadable)
+        if table is unreadable:
+            table, parquet = None, []  # the CSV alone is the reference
         if table is not None:
             _duplicates(table, findings)
             # the rows agree in order, but a row at a file's edge can sit in the neighbouring split's file
             for path in parquet:
                 splits = pq.read_table(path, columns=["split"])["split"]
-                _check_file_splits(f"{ROOT}/{PARQUET_DIR}", path, splits, findings)
+                _check_file_splits(parquet_dir, path, splits, findings)
             return table
     csv = _csv_table(root / CSV_PATH, findings)
     if csv is not None and parquet:
-        check_parquet(root, csv, findings)
+        _guarded(findings, parquet_dir, check_parquet, root, csv, findings)
     return csv
 
 
@@ -928,20 +1000,28 @@ def _against_csv(where: str, held: pa.Table, csv: pa.Table, findings: Findings, 
     """``held`` (processid, split, ...) against the released records, in Arrow (millions of rows): each record
     once, each row a released record's, with its split. Returns ``held`` joined to the csv's split (``csv_split``)."""
     counts = pc.value_counts(held["processid"])
-    for pid in sorted(counts.filter(pc.greater(counts.field("counts"), 1)).field("values").to_pylist())[: SHOWN + 1]:
-        findings.add(kind, f"{where}: record {pid} is there more than once")
+    repeated = sorted(counts.filter(pc.greater(counts.field("counts"), 1)).field("values").to_pylist())
+    findings.add_each(kind, repeated, lambda pid: f"{where}: record {pid} is there more than once")
     text = pa.schema([("processid", pa.string()), ("csv_split", pa.string())])
     released = csv.select(["processid", "split"]).rename_columns(text.names).cast(text)
     held = held.cast(pa.schema([(name, pa.string()) for name in held.schema.names]))
     # a hash join's rows come in no set order: sorted, the findings shown are the same every run
     joined = held.join(released, keys="processid", join_type="full outer").sort_by("processid")
-    for pid in joined.filter(pc.is_null(joined["split"]))["processid"].to_pylist()[: SHOWN + 1]:
-        findings.add(kind, f"{where}: record {pid} of the csv is missing")
-    for pid in joined.filter(pc.is_null(joined["csv_split"]))["processid"].to_pylist()[: SHOWN + 1]:
-        findings.add(kind, f"{where}: record {pid} is not in the csv")
+    missing = joined.filter(pc.is_null(joined["split"]))["processid"]
+    shown = findings.first(missing).to_pylist()
+    findings.add_each(kind, shown, lambda pid: f"{where}: record {pid} of the csv is missing", len(missing))
+    extra = joined.filter(pc.is_null(joined["csv_split"]))["processid"]
+    findings.add_each(
+        kind, findings.first(extra).to_pylist(), lambda pid: f"{where}: record {pid} is not in the csv", len(extra)
+    )
     moved = joined.filter(pc.fill_null(pc.not_equal(joined["split"], joined["csv_split"]), False))
-    for pid, split, expected in zip(*(moved[c].to_pylist()[: SHOWN + 1] for c in ("processid", "split", "csv_split"))):
-        findings.add(kind, f"{where}: record {pid} is in {split}, the csv says {expected}")
+    shown = findings.first(moved.select(["processid", "split", "csv_split"])).to_pylist()
+    findings.add_each(
+        kind,
+        shown,
+        lambda row: f"{where}: record {row['processid']} is in {row['split']}, the csv says {row['csv_split']}",
+        moved.num_rows,
+    )
     return joined
 
 
@@ -987,8 +1067,12 @@ def check_split_history(root: Path, csv: pa.Table, findings: Findings) -> None:
                 pc.is_valid(joined["split"]), pc.fill_null(pc.not_equal(joined["last_version"], str(version)), True)
             )
         )
-        for pid, last in zip(*(stale[c].to_pylist()[: SHOWN + 1] for c in ("processid", "last_version"))):
-            findings.add("split history", f"{where}: record {pid} last released in {last}, this is {version}")
+        findings.add_each(
+            "split history",
+            findings.first(stale.select(["processid", "last_version"])).to_pylist(),
+            lambda row: f"{where}: record {row['processid']} last released in {row['last_version']}, this is {version}",
+            stale.num_rows,
+        )
     if "barcode_key" in history.column_names and "dna_barcode" in csv.column_names:
         keys = pa.table(
             {
@@ -1005,8 +1089,12 @@ def check_split_history(root: Path, csv: pa.Table, findings: Findings) -> None:
                 )
             )
         )
-        for pid in differ["processid"].to_pylist()[: SHOWN + 1]:
-            findings.add("split history", f"{where}: record {pid}'s barcode_key is not its dna_barcode's")
+        findings.add_each(
+            "split history",
+            findings.first(differ["processid"]).to_pylist(),
+            lambda pid: f"{where}: record {pid}'s barcode_key is not its dna_barcode's",
+            differ.num_rows,
+        )
 
 
 def check_version(root: Path, findings: Findings, expected: ExportOptions | None = None) -> None:
@@ -1080,9 +1168,10 @@ def check_croissant(root: Path, manifest: dict, findings: Findings) -> None:
     for node in doc.get("distribution", []):
         if node.get("@type") != "cr:FileObject" or "contentUrl" not in node:
             continue
-        rel = (path.parent / node["contentUrl"]).resolve()
+        # the path, not its target: a release whose files are links (a hub snapshot, git-annex) is the same release
+        rel = Path(os.path.normpath(path.parent / node["contentUrl"]))
         try:
-            key = rel.relative_to(root.resolve().parent).as_posix()
+            key = rel.relative_to(os.path.normpath(root.parent)).as_posix()
         except ValueError:
             findings.add("croissant", f"{where}: {node['@id']} points outside the release: {node['contentUrl']}")
             continue
@@ -1165,7 +1254,10 @@ def check_sources(config_path: Path, root: Path, csv: pa.Table, accounting: dict
             if wrong:
                 findings.add("source photo", f"{rel} ({batch}): the file name does not name {pid}, its record")
             photo = Path(folders.get(batch, "")) / rel
-            if not photo.is_file():
+            if PurePosixPath(rel).is_absolute() or ".." in PurePosixPath(rel).parts:
+                # ingest lists a batch's photos by their paths inside its folder: one outside it is no source
+                findings.add("source photo", f"{rel} ({batch}): the photo of {pid} lies outside the batch's folder")
+            elif not photo.is_file():
                 findings.add("source photo", f"{photo}: the source photo of {pid} is missing")
             elif file_sha256(photo) != sha:
                 findings.add("source photo", f"{photo}: sha256 differs from the photo the build read for {pid}")

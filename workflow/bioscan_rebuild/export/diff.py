@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import check_listed, file_sha256
 from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, RANKS, processid_keys
 from bioscan_rebuild.export.layout import CHANGES, CONFIG, CSV_PATH, RECORDS_LINEAGE, REJECTS, ROOT
@@ -128,6 +129,7 @@ def release_diff(
     # a release from before spellings were merged may hold one record twice (X and x): its first spelling is the
     # record, the others are gone
     twice = old.index.duplicated(keep="first")
+    previous_records = len(old)  # every row: the summary's counts add up (previous - removed + added = records)
     for pid, split in zip(old.loc[twice, "processid"], old.loc[twice, "split"]):
         rows.append((pid, "removed", "split", split, None, "another spelling of a record the previous release held"))
     old = old[~twice]
@@ -185,7 +187,7 @@ def release_diff(
         rows.append((pid, "moved", "split", before["split"].iat[i], after["split"].iat[i], "not frozen"))
     table = pa.Table.from_pylist([dict(zip(DIFF_SCHEMA.names, row)) for row in rows], schema=DIFF_SCHEMA)
     summary = {
-        "previous_records": len(old),
+        "previous_records": previous_records,
         "records": len(now),
         "added": len(added),
         "removed": len(removed) + int(twice.sum()),
@@ -298,6 +300,10 @@ def image_diff(previous_lineage, images: pa.Table) -> pa.Table:
     now = shortened(images.select(["processid", *IMAGE_COLUMNS]).cast(pa.schema([(n, pa.string()) for n in types])))
     # joined by processid key, as the records are (a record spelled otherwise by a later delivery is the same one)
     old = old.append_column("key", _keys(old["processid"])).drop_columns(["processid"])
+    # a record the previous release held under two spellings is its first one, as release_diff takes it (joined to
+    # both, it had two rows per image, in the join's order)
+    first = old.append_column("row", pa.array(np.arange(old.num_rows))).group_by("key").aggregate([("row", "min")])
+    old = old.take(np.sort(first["row_min"].to_numpy()))
     now = now.append_column("key", _keys(now["processid"]))
     joined = now.join(old, keys="key", join_type="inner").drop_columns(["key"])
 
@@ -358,6 +364,15 @@ def _explained_by_sources(table: pa.Table, previous_lineage, sources) -> pa.Tabl
     return table.set_column(table.schema.get_field_index("why"), "why", pa.array(why, pa.string()))
 
 
+def _listed_files(manifest: Path) -> dict:
+    """The files a release's manifest lists (none without one; ``check_listed`` says what is wrong with one)."""
+    try:
+        files = json.loads(manifest.read_text()).get("files") if manifest.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return files if isinstance(files, dict) else {}
+
+
 def write_release_diff(
     previous,
     new: pa.Table,
@@ -375,9 +390,16 @@ def write_release_diff(
     manifest = release / "MANIFEST.json"
     # each file read must be the one the manifest lists: the summary names that manifest's sha256
     read = [CSV_PATH, REJECTS.path, CHANGES.path, RECORDS_LINEAGE.path, CONFIG.path]
-    for path in [release / ROOT / rel for rel in read]:
+    listed = _listed_files(manifest)
+    for rel in read:
+        path = release / ROOT / rel
         if path.is_file() and manifest.is_file():
             check_listed(manifest, path)
+        elif f"{ROOT}/{rel}" in listed:  # deleted since: read as "no such file" it silently emptied the diff
+            raise InputError(
+                f"{path}: {manifest} lists it, but it is missing: the release was changed after it was built; use "
+                "an untouched copy (`bioscan-rebuild audit` on it names every change)"
+            )
     previous_rejects, previous_changes = (
         pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""]) if path.is_file() else None
         for path in (release / ROOT / REJECTS.path, release / ROOT / CHANGES.path)

@@ -79,7 +79,8 @@ def export_release(
 
 
 def write_manifest(outdir: Path) -> dict:
-    files = sorted(p for p in Path(outdir).rglob("*") if p.is_file() and p.name != MANIFEST)
+    outdir = Path(outdir)
+    files = sorted(p for p in outdir.rglob("*") if p.is_file() and p.relative_to(outdir).as_posix() != MANIFEST)
     manifest = {
         "files": {
             p.relative_to(outdir).as_posix(): {"bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in files
