@@ -267,6 +267,40 @@ def _linked_folder(release: Path) -> str:
     return f"bioscan5m/images/cropped_256/extra: a link to a folder (to {outside})"
 
 
+def _stray_image(release: Path) -> str:
+    image = _images(release)[5]
+    stray = image.with_name("FAKE0001-99.jpg")
+    stray.write_bytes(image.read_bytes())
+    return f"{stray.relative_to(release).as_posix()}: an image no released record has"
+
+
+def _images_parquet_rows(release: Path, change) -> str:
+    import pyarrow as pa
+
+    path = sorted((release / "bioscan5m/images_parquet/data").glob("*.parquet"))[0]
+    table = pq.read_table(path)
+    images = table["image"].to_pylist()
+    pid = table["processid"][0].as_py()
+    images[0] = change(release, images[0])
+    table = table.set_column(table.schema.get_field_index("image"), "image", pa.array(images, table["image"].type))
+    pq.write_table(table, path)
+    return pid
+
+
+def _images_parquet_other_package(release: Path) -> str:
+    def uncropped(release, image):
+        other = image["path"].replace("/cropped_256/", "/original_256/")
+        return {"bytes": (release / "bioscan5m" / other).read_bytes(), "path": other}
+
+    pid = _images_parquet_rows(release, uncropped)
+    return f"record {pid}: its image names 'images/original_256/"
+
+
+def _images_parquet_null(release: Path) -> str:
+    pid = _images_parquet_rows(release, lambda release, image: None)
+    return f"record {pid}: no image, though its cropped_256 file is released"
+
+
 TAMPERS = {  # name -> (tamper, what the finding says, is it found with a rewritten manifest too)
     "csv_cell": (_edit_csv_cell, "field family", True),
     "parquet_value": (_edit_parquet_value, "field species: 'Musca domestica'", True),
@@ -291,6 +325,10 @@ TAMPERS = {  # name -> (tamper, what the finding says, is it found with a rewrit
     # a file named MANIFEST.json passed at any depth; a folder linked in was never looked at
     "nested_manifest": (_nested_manifest, "bioscan5m/metadata/MANIFEST.json: not in the manifest", True),
     "linked_folder": (_linked_folder, "cropped_256/extra: a link to a folder", True),
+    # an image file no record has, and an images Parquet row holding another package's image, or none
+    "stray_image": (_stray_image, "an image no released record has", True),
+    "images_parquet_other_package": (_images_parquet_other_package, "its image names 'images/original_256/", True),
+    "images_parquet_null": (_images_parquet_null, "no image, though its cropped_256 file is released", True),
 }
 
 

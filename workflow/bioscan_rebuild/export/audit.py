@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
@@ -192,7 +192,7 @@ def check_records(release: Path, manifest: dict, sources, findings: Findings) ->
         (REJECTS.path, check_rejects, root, accounting, findings),
         (BBOX.path, check_bbox, root, table, findings),
         (BARCODES_FASTA.path, check_fasta, root, table, findings),
-        (IMAGES_PARQUET_DIR, check_images_parquet, root, manifest, findings),
+        (IMAGES_PARQUET_DIR, check_images_parquet, root, manifest, findings, table),
         (IMAGES_PARQUET_DIR, check_images_parquet_splits, root, table, findings),
         (SPLIT_HISTORY.path, check_split_history, root, table, findings),
         (CROISSANT_PATH, check_croissant, root, manifest, findings),
@@ -779,20 +779,23 @@ def _check_image_hashes(where: str, lineage: pa.Table, csv: pa.Table, manifest: 
     """Each released image file is the one the lineage names (by the manifest's sha256, hashed in check 1).
     ``csv`` holds the released rows in the lineage's order."""
     splits = chunks = None
+    images = f"{ROOT}/{IMAGES_DIR}/"
+    files_of = Counter(key[len(images) :].split("/", 1)[0] for key in manifest if key.startswith(images))
     for package in IMAGE_PACKAGES:
         column = f"sha256_{package}"
         if column not in lineage.schema.names:
             continue
         # the lineage names every package's image; the files are released only with the 'images' format
-        folder = f"{ROOT}/{IMAGES_DIR}/{package}/"
-        released = any(key.startswith(folder) for key in manifest)
+        released = files_of[package] > 0
         if splits is None:
             splits, chunks = csv["split"].to_pylist(), csv["chunk"].to_pylist()
+        owned = 0
         for pid, split, chunk, sha in zip(
             lineage["processid"].to_pylist(), splits, chunks, lineage[column].to_pylist()
         ):
             rel = image_relpath(package, split, chunk, pid)
             listed = manifest.get(f"{ROOT}/{rel}")
+            owned += listed is not None
             if listed is None and sha is not None and released:
                 findings.add(f"lineage {package}", f"{where}: record {pid} names a {package} image, no file {rel}")
             elif listed is not None and sha is None:
@@ -801,12 +804,23 @@ def _check_image_hashes(where: str, lineage: pa.Table, csv: pa.Table, manifest: 
                 findings.add(
                     f"lineage {package}", f"{where}: record {pid} {package} is {sha[:12]}…, the released file is not"
                 )
+        if files_of[package] > owned:  # only then: the released records' 5M paths as a set
+            paths = {
+                f"{ROOT}/{image_relpath(package, *row)}"
+                for row in zip(splits, chunks, lineage["processid"].to_pylist())
+            }
+            strays = sorted(key for key in manifest if key.startswith(f"{images}{package}/") and key not in paths)
+            findings.add_each(
+                f"images {package}",
+                findings.first(strays),
+                lambda key: f"{key}: an image no released record has",
+                len(strays),
+            )
 
 
 def check_rejects(root: Path, accounting: dict, findings: Findings) -> None:
     """``rejects.csv`` holds every record the accounting says a stage rejected, and every photo ingest rejected,
     by reason (a photo that leaves with its record has no row of its own)."""
-    from collections import Counter
 
     path, where = root / REJECTS.path, f"{ROOT}/{REJECTS.path}"
     if not path.exists():
@@ -964,7 +978,48 @@ def check_lineage_parquet(root: Path, lineage_csv: pa.Table, findings: Findings)
         _compare(where, column, ids, lineage_csv[column].combine_chunks(), got, findings)
 
 
-def check_images_parquet(root: Path, manifest: dict, findings: Findings, batch_rows: int = 512) -> None:
+def _image_paths_as_written(path: Path, csv: pa.Table, package: str | None, manifest: dict, where: str, findings):
+    """Each row's image path is its record's file of the release's image package (``image_relpath`` of the csv's
+    split and chunk: one of another package, or another record's, passed), and an image is missing only where
+    the record has no released file. In Arrow: the file's paths at once, not its blobs."""
+    held = pq.read_table(path, columns=["processid", "split", "image.path"])
+    rels = held["path"] if "path" in held.column_names else pc.struct_field(held["image"], "path")
+    text = pa.schema([("processid", pa.string()), ("chunk", pa.string())])
+    chunks = csv.select(["processid", "chunk"]).cast(text)
+    rows = pa.table({"processid": held["processid"].cast(pa.string()), "split": held["split"], "rel": rels})
+    rows = rows.join(chunks, keys="processid", join_type="left outer").sort_by("processid")
+    no_chunk = pc.fill_null(pc.equal(rows["chunk"], ""), True)  # image_relpath: a split without chunks
+    rows = rows.set_column(
+        rows.column_names.index("chunk"), "chunk", pc.if_else(no_chunk, pa.scalar(None, pa.string()), rows["chunk"])
+    )
+    packages = [package] if package else list(IMAGE_PACKAGES)
+    named = np.zeros(rows.num_rows, bool)
+    for each in packages:
+        name = pc.binary_join_element_wise(rows["processid"], ".jpg", "")
+        expected = pc.binary_join_element_wise(
+            IMAGES_DIR, each, rows["split"], rows["chunk"], name, "/", null_handling="skip"
+        )
+        named |= pc.fill_null(pc.equal(rows["rel"], expected), False).to_numpy(zero_copy_only=False)
+    wrong = rows.filter(pc.and_(pc.is_valid(rows["rel"]), pa.array(~named)))
+    findings.add_each(
+        "images parquet",
+        findings.first(wrong.select(["processid", "rel"])).to_pylist(),
+        lambda row: f"{where}: record {row['processid']}: its image names {row['rel']!r}, not its file",
+        wrong.num_rows,
+    )
+    for pid, split, chunk in zip(
+        *(rows.filter(pc.is_null(rows["rel"]))[c].to_pylist() for c in ("processid", "split", "chunk"))
+    ):
+        released = [each for each in packages if f"{ROOT}/{image_relpath(each, split, chunk, pid)}" in manifest]
+        if released:
+            findings.add(
+                "images parquet", f"{where}: record {pid}: no image, though its {released[0]} file is released"
+            )
+
+
+def check_images_parquet(
+    root: Path, manifest: dict, findings: Findings, csv: pa.Table | None = None, batch_rows: int = 512
+) -> None:
     """Each image in the images Parquet is the bytes of the released file it names (by the manifest's sha256,
     which check 1 holds the files to), and names its own record's file. Read a batch at a time."""
     import hashlib
@@ -972,8 +1027,11 @@ def check_images_parquet(root: Path, manifest: dict, findings: Findings, batch_r
     folder = root / IMAGES_PARQUET_DIR
     if not folder.exists():
         return
+    package = (_json(root / "metadata" / "config.json", Findings()).get("export") or {}).get("image_package")
     for path in sorted(folder.glob("*.parquet")):
         where = f"{ROOT}/{IMAGES_PARQUET_DIR}/{path.name}"
+        if csv is not None:
+            _guarded(findings, where, _image_paths_as_written, path, csv, package, manifest, where, findings)
         try:
             batches = pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=["processid", "image"])
             for batch in batches:
@@ -985,7 +1043,10 @@ def check_images_parquet(root: Path, manifest: dict, findings: Findings, batch_r
                     if blob is None:
                         continue
                     if not rel or not rel.startswith(f"{IMAGES_DIR}/") or not rel.endswith(f"/{pid}.jpg"):
-                        findings.add("images parquet", f"{where}: record {pid}: its image names {rel!r}, not its file")
+                        if csv is None:  # else named, exactly, by _image_paths_as_written
+                            findings.add(
+                                "images parquet", f"{where}: record {pid}: its image names {rel!r}, not its file"
+                            )
                         continue
                     listed = manifest.get(f"{ROOT}/{rel}")
                     if listed is None:
