@@ -301,6 +301,36 @@ def _images_parquet_null(release: Path) -> str:
     return f"record {pid}: no image, though its cropped_256 file is released"
 
 
+def _edit_bbox_box(release: Path) -> str:
+    path = release / "bioscan5m/metadata/bbox.tsv"
+    lines = path.read_text().split("\n")
+    fields = lines[1].split("\t")
+    fields[3:7] = ["1", "1", "2", "2"]  # its size fields as they were
+    lines[1] = "\t".join(fields)
+    path.write_text("\n".join(lines))
+    return f"record {fields[0]}: its box does not lie in its photo or give its area_fraction"
+
+
+def _repeat_bbox_row(release: Path) -> str:
+    path = release / "bioscan5m/metadata/bbox.tsv"
+    lines = path.read_text().rstrip("\n").split("\n")
+    path.write_text("\n".join([*lines, lines[2]]) + "\n")
+    return f"record {lines[2].split(chr(9))[0]} has more than one row"
+
+
+def _hdf5_other_package(release: Path) -> str:
+    """The attribute set to another package, and the first train image replaced by that package's image."""
+    with h5py.File(release / "bioscan5m/hdf5/BIOSCAN_5M.h5", "r+") as h5:
+        h5.attrs["image_package"] = "original_256"
+    return "image_package 'original_256', the release's config says 'cropped_256'"
+
+
+def _hdf5_group_of_no_split(release: Path) -> str:
+    with h5py.File(release / "bioscan5m/hdf5/BIOSCAN_5M.h5", "r+") as h5:
+        h5.create_group("bogus").create_dataset("processid", data=[b"FORGED-1"])
+    return "hdf5/BIOSCAN_5M.h5: group bogus is no split of the release"
+
+
 TAMPERS = {  # name -> (tamper, what the finding says, is it found with a rewritten manifest too)
     "csv_cell": (_edit_csv_cell, "field family", True),
     "parquet_value": (_edit_parquet_value, "field species: 'Musca domestica'", True),
@@ -329,6 +359,12 @@ TAMPERS = {  # name -> (tamper, what the finding says, is it found with a rewrit
     "stray_image": (_stray_image, "an image no released record has", True),
     "images_parquet_other_package": (_images_parquet_other_package, "its image names 'images/original_256/", True),
     "images_parquet_null": (_images_parquet_null, "no image, though its cropped_256 file is released", True),
+    # only bbox.tsv's size fields were compared: a box edited alone, or a row twice, passed
+    "bbox_box": (_edit_bbox_box, "its box does not lie in its photo or give its area_fraction", True),
+    "bbox_row_twice": (_repeat_bbox_row, "has more than one row", True),
+    # the HDF5 file's own attribute chose which images it was checked against; a group of no split was unread
+    "hdf5_package": (_hdf5_other_package, "the release's config says 'cropped_256'", True),
+    "hdf5_group": (_hdf5_group_of_no_split, "group bogus is no split of the release", True),
 }
 
 

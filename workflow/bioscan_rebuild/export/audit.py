@@ -515,8 +515,19 @@ def check_hdf5(root: Path, csv: pa.Table, findings: Findings) -> None:
     import h5py
 
     where = f"{ROOT}/{HDF5_PATH}"
+    configured = (_json(root / "metadata" / "config.json", Findings()).get("export") or {}).get("image_package")
     with h5py.File(path, "r") as h5:
         package = h5.attrs.get("image_package")
+        package = package.decode() if isinstance(package, bytes) else package
+        if configured and package != configured:
+            # the file's own word chose the images it was checked against: removed, nothing was; changed, the
+            # images of another package passed
+            findings.add(
+                f"{where} image", f"{where}: image_package {package!r}, the release's config says {configured!r}"
+            )
+            package = configured
+        for name in sorted(set(h5.keys()) - set(SPLITS)):
+            findings.add(f"{where} records", f"{where}: group {name} is no split of the release")
         for split, part in _by_split(csv).items():
             part = part.sort_by("processid")
             if part.num_rows == 0 and split not in h5:
@@ -861,6 +872,11 @@ def check_bbox(root: Path, csv: pa.Table, findings: Findings) -> None:
     released = csv["processid"].combine_chunks().cast(pa.string())
     boxed = csv.filter(pc.is_valid(_numeric_text(csv["area_fraction"].combine_chunks())))
     ids = table["processid"].combine_chunks().cast(pa.string())
+    counts = pc.value_counts(ids)
+    repeated = sorted(counts.filter(pc.greater(counts.field("counts"), 1)).field("values").to_pylist())
+    findings.add_each(f"{where} records", repeated, lambda pid: f"{where}: record {pid} has more than one row")
+    short_side = ((_json(root / "metadata" / "config.json", Findings()).get("images") or {}).get("short_side")) or 256
+    _check_box_geometry(where, table, ids, short_side, findings)
     if set(ids.to_pylist()) != set(boxed["processid"].cast(pa.string()).to_pylist()):
         _record_sets(where, boxed["processid"].combine_chunks().cast(pa.string()), ids, findings)
         return
@@ -868,6 +884,32 @@ def check_bbox(root: Path, csv: pa.Table, findings: Findings) -> None:
     for field in ("area_fraction", "scale_factor"):
         expected = _numeric_text(csv[field].combine_chunks().take(rows))
         _compare(where, field, ids, expected, _numeric_text(table[field].combine_chunks()), findings)
+
+
+def _check_box_geometry(where: str, table: pa.Table, ids: pa.Array, short_side: int, findings: Findings) -> None:
+    """Each row's box lies in its photo and gives the row's size fields by the published formulas
+    (``area_fraction = round(w*h / (W*H), 4)``, ``scale_factor = round(min(w, h) / short_side, 4)``): a box
+    edited alone (its size fields left as they were) passed, as the fields were all that was compared."""
+    names = ("width_original", "height_original", "x0", "y0", "x1", "y1", "area_fraction", "scale_factor")
+    width, height, x0, y0, x1, y1, area, scale = (
+        pc.cast(table[name], pa.float64()).to_numpy(zero_copy_only=False) for name in names
+    )
+    w, h = x1 - x0, y1 - y0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inside = (x0 >= 0) & (y0 >= 0) & (w > 0) & (h > 0) & (x1 <= width) & (y1 <= height)
+        # half a unit of the 4th decimal: the writer rounds, the check does not need to round alike
+        fits = (np.abs(w * h / (width * height) - area) <= 5.1e-5) & (
+            np.abs(np.minimum(w, h) / short_side - scale) <= 5.1e-5
+        )
+    wrong = np.flatnonzero(~(inside & fits))
+    findings.add_each(
+        f"{where} box",
+        [ids[int(row)].as_py() for row in findings.first(wrong)],
+        lambda pid: (
+            f"{where}: record {pid}: its box does not lie in its photo or give its area_fraction and scale_factor"
+        ),
+        len(wrong),
+    )
 
 
 def check_fasta(root: Path, csv: pa.Table, findings: Findings, block: int = 1 << 26) -> None:
