@@ -331,6 +331,29 @@ def _hdf5_group_of_no_split(release: Path) -> str:
     return "hdf5/BIOSCAN_5M.h5: group bogus is no split of the release"
 
 
+def _rename_reject_row(release: Path, reason: str, to: str | None) -> str:
+    """The first ``reason`` row of rejects.csv renamed to ``to`` (None: a released record): the counts by reason
+    stay, which was all that was compared."""
+    path = release / "bioscan5m/metadata/rejects.csv"
+    lines = path.read_text().split("\n")
+    to = to or (release / CSV).read_text().split("\n")[1].split(",")[0].strip('"')
+    row = next(i for i, line in enumerate(lines) if line.startswith(f'"record","{reason}",'))
+    fields = lines[row].split(",")
+    fields[3] = f'"{to}"'
+    lines[row] = ",".join(fields)
+    path.write_text("\n".join(lines))
+    return to
+
+
+def _duplicate_reject_renamed(release: Path) -> str:
+    pid = _rename_reject_row(release, "duplicate_record", "INVENTED-99")
+    return f"record {pid}: a copy set aside (duplicate_record) for one the release neither holds nor rejects"
+
+
+def _refused_reject_renamed(release: Path) -> str:
+    return f"record {_rename_reject_row(release, 'no_specimen', None)} is rejected (no_specimen) and released"
+
+
 TAMPERS = {  # name -> (tamper, what the finding says, is it found with a rewritten manifest too)
     "csv_cell": (_edit_csv_cell, "field family", True),
     "parquet_value": (_edit_parquet_value, "field species: 'Musca domestica'", True),
@@ -365,6 +388,9 @@ TAMPERS = {  # name -> (tamper, what the finding says, is it found with a rewrit
     # the HDF5 file's own attribute chose which images it was checked against; a group of no split was unread
     "hdf5_package": (_hdf5_other_package, "the release's config says 'cropped_256'", True),
     "hdf5_group": (_hdf5_group_of_no_split, "group bogus is no split of the release", True),
+    # only the counts by reason were compared: a row could name any record
+    "duplicate_reject_renamed": (_duplicate_reject_renamed, "INVENTED-99: a copy set aside (duplicate_record)", True),
+    "refused_reject_renamed": (_refused_reject_renamed, "is rejected (no_specimen) and released", True),
 }
 
 

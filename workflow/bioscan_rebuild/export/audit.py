@@ -58,6 +58,7 @@ from bioscan_rebuild.export.layout import (
     SPLIT_HISTORY,
     image_relpath,
 )
+from bioscan_rebuild.ingest.join import ANOTHER_COPY_KEPT
 from bioscan_rebuild.splits.protocol import barcode_digest
 
 # Shown per check and column before "... and N more"; a tampered column can differ in millions of rows.
@@ -189,7 +190,7 @@ def check_records(release: Path, manifest: dict, sources, findings: Findings) ->
         (HDF5_PATH, check_hdf5, root, table, findings),
         (JSONLD_DIR, check_jsonld, root, table, findings),
         (RECORDS_LINEAGE.path, check_lineage, root, table, accounting, findings, manifest),
-        (REJECTS.path, check_rejects, root, accounting, findings),
+        (REJECTS.path, check_rejects, root, accounting, findings, table),
         (BBOX.path, check_bbox, root, table, findings),
         (BARCODES_FASTA.path, check_fasta, root, table, findings),
         (IMAGES_PARQUET_DIR, check_images_parquet, root, manifest, findings, table),
@@ -829,7 +830,7 @@ def _check_image_hashes(where: str, lineage: pa.Table, csv: pa.Table, manifest: 
             )
 
 
-def check_rejects(root: Path, accounting: dict, findings: Findings) -> None:
+def check_rejects(root: Path, accounting: dict, findings: Findings, csv: pa.Table | None = None) -> None:
     """``rejects.csv`` holds every record the accounting says a stage rejected, and every photo ingest rejected,
     by reason (a photo that leaves with its record has no row of its own)."""
 
@@ -856,6 +857,46 @@ def check_rejects(root: Path, accounting: dict, findings: Findings) -> None:
                 f"{where}: {rows[(kind, reason)]} {kind} rows of reason {reason}, "
                 f"the accounting counts {expected[(kind, reason)]}",
             )
+    if csv is not None:
+        _check_rejected_records(path, where, csv, findings)
+
+
+# Reasons a row of a record's export is set aside for, whatever becomes of the record (its other rows may be kept).
+ROW_REASONS = ("unparseable_row", "missing_processid", "invalid_processid", "unsupported_marker")
+
+
+def _check_rejected_records(path: Path, where: str, csv: pa.Table, findings: Findings) -> None:
+    """Which records the rejects name, against the released ones (counts alone let a row name any record): a record
+    refused is not released, and a copy set aside for another copy (a duplicate, a later delivery) names a record
+    that is released or refused for itself."""
+    options = pacsv.ConvertOptions(
+        column_types=dict.fromkeys(("kind", "reason", "processid"), pa.string()),
+        include_columns=["kind", "reason", "processid"],
+        strings_can_be_null=True,
+    )
+    table = pacsv.read_csv(path, convert_options=options)
+    records = table.filter(pc.and_(pc.equal(table["kind"], "record"), pc.is_valid(table["processid"])))
+    keys = processid_keys(records["processid"].to_pylist())
+    reason_of = np.array(records["reason"].to_pylist(), dtype=object)
+    copy_kept = np.isin(reason_of, ANOTHER_COPY_KEPT)
+    whole = ~np.isin(reason_of, (*ANOTHER_COPY_KEPT, *ROW_REASONS))  # the record itself refused
+    released = set(processid_keys(csv["processid"].to_pylist()))
+    refused = {key for key, is_whole in zip(keys, whole) if is_whole}
+    pids, reasons = records["processid"].to_pylist(), records["reason"].to_pylist()
+    both = [(pid, why) for pid, key, why, is_whole in zip(pids, keys, reasons, whole) if is_whole and key in released]
+    findings.add_each("rejects", both, lambda row: f"{where}: record {row[0]} is rejected ({row[1]}) and released")
+    lost = [
+        (pid, why)
+        for pid, key, why, kept in zip(pids, keys, reasons, copy_kept)
+        if kept and key not in released and key not in refused
+    ]
+    findings.add_each(
+        "rejects",
+        lost,
+        lambda row: (
+            f"{where}: record {row[0]}: a copy set aside ({row[1]}) for one the release neither holds nor rejects"
+        ),
+    )
 
 
 def check_bbox(root: Path, csv: pa.Table, findings: Findings) -> None:
