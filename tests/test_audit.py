@@ -876,3 +876,31 @@ def test_sources_audited_from_another_folder_is_one_line(copy, tmp_path):
     command = [sys.executable, "-m", "bioscan_rebuild", "audit", str(release), "--sources", str(config)]
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert result.returncode == 2 and f"run the audit from {copy.resolve()}" in result.stderr, result.stderr[-1000:]
+
+
+def test_rows_set_aside_while_their_record_was_kept_are_no_finding(tmp_path):
+    """A delivery whose two copies of X conflict, decided by a later delivery (policy latest): both copies are
+    `duplicate_conflict` rows and X is released. The check took every such row for the record refused, and
+    failed a release built as it should be; a refused record released, or a set-aside copy of a record nobody has,
+    is still found."""
+    import pyarrow as pa
+
+    from bioscan_rebuild.export.audit import Findings, _check_rejected_records
+
+    released = pa.table({"processid": ["X-1", "Y-1"]})
+    rows = [
+        ("record", "duplicate_conflict", "X-1"),
+        ("record", "duplicate_conflict", "X-1"),
+        ("record", "unsupported_marker", "Y-1"),
+        ("record", "superseded", "x-1"),
+        ("record", "no_specimen", "Y-1"),
+        ("record", "duplicate_record", "Z-9"),
+    ]
+    path = tmp_path / "rejects.csv"
+    path.write_text("kind,reason,processid\n" + "".join(f"{k},{r},{p}\n" for k, r, p in rows))
+    findings = Findings(None)
+    _check_rejected_records(path, "rejects.csv", released, findings)
+    assert findings.report() == [
+        "rejects.csv: record Y-1 is rejected (no_specimen) and released",
+        "rejects.csv: record Z-9: a copy set aside (duplicate_record) for one the release neither holds nor rejects",
+    ]

@@ -609,6 +609,8 @@ def box_corrections_answers(wildcards):
     except OSError:
         return "absent"
     answers = [line.rstrip() for line in lines if line.strip() and not line.lstrip().startswith(b"#")]
+    if answers:  # review adds image_sha256 to a header without it: no answer changes
+        answers[0] = answers[0].removesuffix(b"\timage_sha256")
     return hashlib.sha256(b"\n".join(answers)).hexdigest()
 
 

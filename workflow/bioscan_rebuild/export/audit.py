@@ -58,7 +58,7 @@ from bioscan_rebuild.export.layout import (
     SPLIT_HISTORY,
     image_relpath,
 )
-from bioscan_rebuild.ingest.join import ANOTHER_COPY_KEPT
+from bioscan_rebuild.ingest.join import ANOTHER_COPY_KEPT, ROW_SET_ASIDE
 from bioscan_rebuild.splits.protocol import barcode_digest
 
 # Shown per check and column before "... and N more"; a tampered column can differ in millions of rows.
@@ -861,10 +861,6 @@ def check_rejects(root: Path, accounting: dict, findings: Findings, csv: pa.Tabl
         _check_rejected_records(path, where, csv, findings)
 
 
-# Reasons a row of a record's export is set aside for, whatever becomes of the record (its other rows may be kept).
-ROW_REASONS = ("unparseable_row", "missing_processid", "invalid_processid", "unsupported_marker")
-
-
 def _check_rejected_records(path: Path, where: str, csv: pa.Table, findings: Findings) -> None:
     """Which records the rejects name, against the released ones (counts alone let a row name any record): a record
     refused is not released, and a copy set aside for another copy (a duplicate, a later delivery) names a record
@@ -879,7 +875,7 @@ def _check_rejected_records(path: Path, where: str, csv: pa.Table, findings: Fin
     keys = processid_keys(records["processid"].to_pylist())
     reason_of = np.array(records["reason"].to_pylist(), dtype=object)
     copy_kept = np.isin(reason_of, ANOTHER_COPY_KEPT)
-    whole = ~np.isin(reason_of, (*ANOTHER_COPY_KEPT, *ROW_REASONS))  # the record itself refused
+    whole = ~np.isin(reason_of, ROW_SET_ASIDE)  # the record itself refused
     released = set(processid_keys(csv["processid"].to_pylist()))
     refused = {key for key, is_whole in zip(keys, whole) if is_whole}
     pids, reasons = records["processid"].to_pylist(), records["reason"].to_pylist()

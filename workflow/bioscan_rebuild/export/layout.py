@@ -126,7 +126,8 @@ BOX_CORRECTION_OUTCOMES = ReleaseFile(
     "box_corrections_tsv",
     "text/tab-separated-values",
     "Every maintainer's box answer from the review queue (images.box_corrections) with its outcome: applied, "
-    "clipped, superseded, photo_changed, photo_unusable, invalid_value or unknown_processid.",
+    "clipped, superseded, photo_changed, photo_unusable, record_rejected, invalid_value or unknown_processid, and a "
+    "detail saying what to do.",
 )
 SPLIT_HISTORY = ReleaseFile(
     "metadata/split_history.csv",

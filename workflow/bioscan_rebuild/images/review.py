@@ -9,7 +9,7 @@ one commented-out line per flagged photo with its current box. Uncomment and edi
 re-run: only those photos are redone (``images.corrections``). Written again into the same folder, the template
 keeps the maintainer's lines (header, answers, comments) and lists only the flagged photos not answered (an answer
 for a replaced photo, or with no box, answers nothing); queue lines follow the header's columns, and one whose box
-was edited but left commented is kept as it is (``edited_but_commented``).
+was edited but left commented is kept as it is, above the fresh one (``edited_but_commented``).
 With ``limit``, only the least confident flagged photos are shown (a maintainer's budget: with the fusion
 backend the confidence is the chance the answer is right, so these are where the mistakes are likeliest). The
 page is deterministic (no dates) and self-contained (thumbnails inline), so it can be mailed or archived beside
@@ -110,7 +110,7 @@ def _fields(line: str, columns: list[str]) -> dict[str, str]:
     return dict(zip(columns, values + [""] * (len(columns) - len(values))))
 
 
-def _earlier_template(template: Path) -> tuple[list[str], list[str], dict[str, str]]:
+def _earlier_template(template: Path) -> tuple[list[str], list[str], dict[str, list[str]]]:
     """An earlier template as the maintainer left it: their lines word for word (the header, answers with any
     columns of their own, their own comments, tab-separated or not), the header's columns (``image_sha256`` added
     when their header lacks it: the queue lines pin their photo), and the queue lines (``# `` + fields, source
@@ -132,7 +132,7 @@ def _earlier_template(template: Path) -> tuple[list[str], list[str], dict[str, s
         comment = line.lstrip().startswith("#")
         fields = _fields(line.lstrip()[1:], columns) if comment and "\t" in line else {}
         if fields.get("source") == QUEUE_SOURCE and fields.get("processid"):
-            queue[processid_key(processid_of_row(fields["processid"]))] = line
+            queue.setdefault(processid_key(processid_of_row(fields["processid"])), []).append(line)
         else:
             kept.append(line)
     return kept, columns, queue
@@ -221,10 +221,15 @@ def write_review(image_tables, store_root, outdir, limit: int | None = None) -> 
         if answered(row):
             continue
         line = _queue_line(row, columns)
-        before = earlier_queue.get(processid_key(row["processid"]))
-        if before is not None and _edited(before, line, columns):
-            line, edited = before, edited + 1  # edited but left commented: the edit is the maintainer's, kept
-        queue.append(line)
+        # a box typed but left commented is the maintainer's, kept; the detector's box now follows it (the old
+        # line's box may also be an earlier detector's: the two side by side, a person chooses)
+        kept_edits = [
+            before
+            for before in earlier_queue.get(processid_key(row["processid"]), [])
+            if _edited(before, line, columns)
+        ]
+        queue += [*kept_edits, line]
+        edited += len(kept_edits)
     lines = [*TEMPLATE_NOTES, *kept, *queue]
     with atomic_path(template) as temporary:
         temporary.write_text("\n".join(lines) + "\n")

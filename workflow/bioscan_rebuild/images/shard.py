@@ -507,6 +507,8 @@ def summarize_shards(
                 if reason == "image_rejected":
                     known.add(record)  # a real record: its photo was refused at ingest (empty, undecodable ...)
                     unusable.add(record)
+                # a record no image table has, whose rows ingest set aside (its only row of another marker, copies
+                # in conflict), not for a copy it kept
                 elif reason not in ANOTHER_COPY_KEPT:
                     refused.add(record)
         frame = correction_outcomes(corrections, applied, known, unusable, clipped, changed, refused - known)

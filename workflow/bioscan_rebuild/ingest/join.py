@@ -42,6 +42,16 @@ RECORD_OUTCOMES = {
 }
 # a record's reject reasons that leave another copy of it kept (any other refuses the record itself)
 ANOTHER_COPY_KEPT = (*(RECORD_OUTCOMES[kind] for kind in ("identical", "superseded", "later")), "other_marker")
+# reasons that set one row aside while the record may still be kept through another: these, a row of another marker
+# or a damaged one, and a copy of a delivery whose copies conflict (a later delivery may decide, policy latest)
+ROW_SET_ASIDE = (
+    *ANOTHER_COPY_KEPT,
+    RECORD_OUTCOMES["conflict"],
+    "unparseable_row",
+    "missing_processid",
+    "invalid_processid",
+    "unsupported_marker",
+)
 IMAGE_OUTCOMES = {
     "identical": "duplicate_image",
     "conflict": "conflicting_images",

@@ -139,7 +139,8 @@ def split_tables(curated_path, barcode_paths, outdir, freeze_csv=None, image_pat
     )
     pa.default_memory_pool().release_unused()
     freeze, freeze_barcodes = read_freeze_with_barcodes(freeze_csv) if freeze_csv else (None, None)
-    _refuse_unpinnable_freeze(freeze_csv, freeze, freeze_barcodes, pd.Index(processid_keys(table["processid"])))
+    if freeze is not None and freeze_barcodes is None:  # the keys of 5M records only when they are needed
+        _refuse_unpinnable_freeze(freeze_csv, freeze, freeze_barcodes, pd.Index(processid_keys(table["processid"])))
     order = check_tie_order(table["species"], table["barcode_key"], tie_order)
     split = assign_splits(table, freeze, freeze_barcodes)
     table["split"] = split.astype(object).to_numpy()
