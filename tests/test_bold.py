@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from bioscan_rebuild.core.errors import InputError
-from bioscan_rebuild.core.schemas import processid_keys
+from bioscan_rebuild.core.schemas import processid_key, processid_keys, spelled_processid
 from bioscan_rebuild.ingest.bold import (
     LAYOUTS,
     LayoutError,
@@ -188,6 +188,20 @@ def test_invisible_characters_in_a_processid_make_no_second_record(tmp_path):
     records, rejects, _ = read_export(path, "z")
     assert records["processid"].to_pylist() == ["Z-1", "Z-2", "Z-3", "Z-4"] and rejects.num_rows == 0
     assert list(processid_keys(["z-2\u200b", " \u2060Z-3", None])) == ["Z-2", "Z-3", None]
+
+
+def test_one_spelling_of_a_processid_for_exports_file_names_and_maintainer_tables(tmp_path):
+    """Ingest (a column, in Arrow), file names and corrections rows (one at a time, in Python) each spelled a processid
+    with their own code; a difference in white space, invisible characters or accents would leave a photo or a
+    correction without its record."""
+    awkward = ["\u3000BSCN1-1\u00a0", "\u200bbscn1-2\u2060", "\ufeffE\u0301T-3\u2028", "\u2003Z-4\u202f", "  ", "ẞ-5"]
+    path = tmp_path / "a.tsv"
+    path.write_text("\n".join(["\t".join(HEADER_2023), *(_row(processid=i, marker_code="COI-5P") for i in awkward)]))
+    records, _, _ = read_export(path, "a")
+    spelled = [spelled_processid(i) for i in awkward]
+    assert records["processid"].to_pylist() == [i for i in spelled if i]
+    assert spelled[2] == "\u00c9T-3"
+    assert list(processid_keys(awkward)) == [processid_key(i) for i in spelled]
 
 
 def test_place_names_and_sample_ids_are_read_in_one_unicode_form(tmp_path):

@@ -201,18 +201,40 @@ def strip_invisible(text: str) -> str:
     return "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
 
 
-def processid_keys(processids) -> np.ndarray:
-    """``processid_key`` of each processid as ingest spells it (invisible characters removed, trimmed, Unicode
-    NFC): how a table written elsewhere (a previous release's freeze file, a corrections table, edited by hand)
-    finds its records. Object array; None stays."""
-    import pandas as pd
+def spelled_processid(text: str) -> str:
+    """A processid as ingest spells records': invisible characters and surrounding white space removed, Unicode NFC
+    (an "É" typed as E + accent is the record's "É"). ``spelled_processids`` does a whole column."""
+    return unicodedata.normalize("NFC", strip_invisible(text).strip())
+
+
+def spelled_processids(processids):
+    """``spelled_processid`` of an Arrow string column, in Arrow (millions of records: no Python call per id)."""
     import pyarrow.compute as pc
 
-    # the invisible characters go in Arrow (one regex pass, not a Python call per id: millions of records)
+    visible = pc.replace_substring_regex(processids, INVISIBLE_CHARACTERS, "")
+    return pc.utf8_normalize(pc.utf8_trim_whitespace(visible), form="NFC")
+
+
+def processid_keys(processids) -> np.ndarray:
+    """``processid_key`` of each processid as ingest spells it (``spelled_processids``): how a table written
+    elsewhere (a previous release's freeze file, a corrections table, edited by hand) finds its records. Object
+    array; None stays."""
+    import pandas as pd
+
     given = pa.array(pd.Series(processids, dtype=object), pa.string(), from_pandas=True)  # NaN, None: missing
-    visible = pc.replace_substring_regex(given, INVISIBLE_CHARACTERS, "")
-    ids = pd.Series(visible.to_numpy(zero_copy_only=False), dtype=object)
-    return ids.str.strip().str.normalize("NFC").str.upper().to_numpy(dtype=object)
+    ids = pd.Series(spelled_processids(given).to_numpy(zero_copy_only=False), dtype=object)
+    return ids.str.upper().to_numpy(dtype=object)  # Python's upper, as processid_key's
+
+
+def repeated_values(column) -> list[tuple]:
+    """(value, count) of each value an Arrow column holds more than once, sorted by value (missing first): the
+    records a table names twice. In Arrow: a release's tables hold millions."""
+    import pyarrow.compute as pc
+
+    counts = pc.value_counts(column)
+    many = counts.filter(pc.greater(counts.field("counts"), 1))
+    pairs = zip(many.field("values").to_pylist(), many.field("counts").to_pylist())
+    return sorted(pairs, key=lambda pair: (pair[0] is not None, pair[0] or ""))
 
 
 def shard_of(processids: list[str] | np.ndarray, n_shards: int) -> np.ndarray:

@@ -18,14 +18,13 @@ large, or ingest refused it), ``unknown_processid`` or ``invalid_value``. Proces
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from bioscan_rebuild.core.errors import InputError
-from bioscan_rebuild.core.schemas import processid_key, strip_invisible
+from bioscan_rebuild.core.schemas import processid_key, spelled_processid
 from bioscan_rebuild.core.tsv import read_maintainer_table
 
 BOX_CORRECTION_COLUMNS = ("processid", "box", "reason", "source")
@@ -76,18 +75,12 @@ def load_box_corrections(path: str | Path | None) -> dict[str, BoxCorrection]:
     return by_record(read_box_corrections(path))
 
 
-def processid_of_row(text: str) -> str:
-    """A row's processid as ingest spells records' (invisible characters and surrounding spaces removed, Unicode
-    NFC: an "É" typed as E + accent is the record's "É")."""
-    return unicodedata.normalize("NFC", strip_invisible(text).strip())
-
-
 def by_record(corrections: pd.DataFrame) -> dict[str, BoxCorrection]:
     """``load_box_corrections`` of a table ``read_box_corrections`` has read."""
     valid = {}
     for row in corrections.itertuples(index=False):
         if _is_valid(row):
-            processid = processid_of_row(row.processid)
+            processid = spelled_processid(row.processid)
             photo = getattr(row, PHOTO_COLUMN, "").strip().lower() or None
             box = parse_box(row.box)
             valid[processid_key(processid)] = BoxCorrection(processid, box, row.reason, row.source, photo)
@@ -95,7 +88,7 @@ def by_record(corrections: pd.DataFrame) -> dict[str, BoxCorrection]:
 
 
 def _is_valid(row) -> bool:
-    return parse_box(row.box) is not False and bool(processid_of_row(row.processid))
+    return parse_box(row.box) is not False and bool(spelled_processid(row.processid))
 
 
 # Each outcome's detail in the outcome table: what happened and what to do (empty: nothing to do).
@@ -134,7 +127,7 @@ def outcomes(
     another photo than the record's). Each row's ``detail`` says what happened and what to do (``OUTCOME_DETAIL``;
     for ``invalid_value``, which of the two)."""
     rows = list(corrections.itertuples(index=False))
-    keys = [processid_key(processid_of_row(row.processid)) for row in rows]
+    keys = [processid_key(spelled_processid(row.processid)) for row in rows]
     last_valid = {key: i for i, (key, row) in enumerate(zip(keys, rows)) if _is_valid(row)}
     result = []
     for i, (key, row) in enumerate(zip(keys, rows)):

@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 
 from bioscan_rebuild.core.io import atomic_path, read_table
-from bioscan_rebuild.core.schemas import processid_key
+from bioscan_rebuild.core.schemas import processid_key, spelled_processid
 from bioscan_rebuild.core.store import ImageStore
 from bioscan_rebuild.core.tsv import unquote
 from bioscan_rebuild.images.contact_sheet import least_confident, whole_photo
@@ -33,7 +33,6 @@ from bioscan_rebuild.images.corrections import (
     BOX_CORRECTION_COLUMNS,
     PHOTO_COLUMN,
     by_record,
-    processid_of_row,
     read_box_corrections,
 )
 from bioscan_rebuild.images.process import REVIEW_REASONS
@@ -132,7 +131,7 @@ def _earlier_template(template: Path) -> tuple[list[str], list[str], dict[str, l
         comment = line.lstrip().startswith("#")
         fields = _fields(line.lstrip()[1:], columns) if comment and "\t" in line else {}
         if fields.get("source") == QUEUE_SOURCE and fields.get("processid"):
-            queue.setdefault(processid_key(processid_of_row(fields["processid"])), []).append(line)
+            queue.setdefault(processid_key(spelled_processid(fields["processid"])), []).append(line)
         else:
             kept.append(line)
     return kept, columns, queue

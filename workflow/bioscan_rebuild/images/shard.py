@@ -24,11 +24,12 @@ from bioscan_rebuild.core.schemas import (
     INGESTED_SCHEMA,
     REJECT_SCHEMA,
     processid_key,
+    spelled_processid,
 )
 from bioscan_rebuild.core.store import ImageStore, params_key
 from bioscan_rebuild.detect.registry import make_detector, make_segmenter
 from bioscan_rebuild.images.contact_sheet import write_contact_sheet
-from bioscan_rebuild.images.corrections import UNUSABLE_PHOTO, by_record, processid_of_row, read_box_corrections
+from bioscan_rebuild.images.corrections import UNUSABLE_PHOTO, by_record, read_box_corrections
 from bioscan_rebuild.images.corrections import outcomes as correction_outcomes
 from bioscan_rebuild.images.process import (
     PHOTO_BATCH,
@@ -477,7 +478,7 @@ def summarize_shards(
         }
     if corrections_out:
         corrections = read_box_corrections(box_corrections)
-        wanted = {processid_key(processid_of_row(processid)) for processid in corrections["processid"]}
+        wanted = {processid_key(spelled_processid(processid)) for processid in corrections["processid"]}
         given = by_record(corrections)
         known, applied, unusable, clipped, changed = set(), set(), set(), set(), set()  # processid keys
         # Without corrections there is nothing to look up: 5M records' tables stay unread.

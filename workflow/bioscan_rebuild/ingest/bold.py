@@ -30,10 +30,10 @@ from bioscan_rebuild.core.params import IngestParams
 from bioscan_rebuild.core.schemas import (
     CONTENT_FIELDS,
     CSV_NA_STRINGS,
-    INVISIBLE_CHARACTERS,
     RECORD_SCHEMA,
     REJECT_SCHEMA,
     make_rejects,
+    spelled_processids,
 )
 
 DEFAULT_MISSING_VALUES = IngestParams().missing_values
@@ -417,8 +417,7 @@ def _normalise_processids(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
     its folder), or a spelling CSV readers take for missing ("NA", "null": the record would lose its id in the
     released CSV as pandas and R read it)."""
     # invisible format characters (zero-width space, word joiner, BOM) pasted into an id would make a second record
-    visible = pc.replace_substring_regex(table["processid"], INVISIBLE_CHARACTERS, "")
-    ids = pc.utf8_normalize(pc.utf8_trim_whitespace(visible), form="NFC")
+    ids = spelled_processids(table["processid"])
     ids = pc.if_else(pc.equal(pc.utf8_length(ids), 0), pa.scalar(None, pa.string()), ids)
     separator = pc.fill_null(pc.match_substring_regex(ids, r"[/\\]"), False).to_numpy(zero_copy_only=False)
     missing_word = pc.fill_null(pc.is_in(ids, value_set=pa.array(sorted(CSV_NA_STRINGS))), False)

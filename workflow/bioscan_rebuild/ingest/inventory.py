@@ -16,7 +16,6 @@ import hashlib
 import io
 import os
 import re
-import unicodedata
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -28,7 +27,7 @@ from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import read_table, write_json, write_table
 from bioscan_rebuild.core.params import IngestParams
 from bioscan_rebuild.core.pilsafe import PHOTO_FORMATS, error_detail, open_image, several_pictures
-from bioscan_rebuild.core.schemas import make_rejects, shard_groups, shard_of, strip_invisible
+from bioscan_rebuild.core.schemas import make_rejects, shard_groups, shard_of, spelled_processid
 from bioscan_rebuild.core.store import ImageStore
 
 DEFAULT_NAME_PATTERN = IngestParams().image_name_pattern
@@ -165,12 +164,12 @@ def list_images(image_dir: str | Path, batch: str, n_shards: int, name_pattern: 
             rejected.append((text, problem, detail))
             continue
         match = pattern.match(Path(text).name)
-        named = strip_invisible(match.group("processid")).strip() if match else ""
+        # as the exports' processids are: a decomposed accent, a zero-width space or a BOM in a file name still
+        # names its record
+        named = spelled_processid(match.group("processid")) if match else ""
         if named:
             matched_paths.append(text)
-            # as the exports' processids are: a decomposed accent, a zero-width space or a BOM in a file name
-            # still names its record
-            processids.append(unicodedata.normalize("NFC", named))
+            processids.append(named)
         else:
             rejected.append((text, "unrecognised_name", f"does not match {name_pattern}"))
     listing = pa.table(
