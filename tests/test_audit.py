@@ -354,6 +354,12 @@ def _refused_reject_renamed(release: Path) -> str:
     return f"record {_rename_reject_row(release, 'no_specimen', None)} is rejected (no_specimen) and released"
 
 
+def _config_not_an_object(release: Path) -> str:
+    """The release's config.json, which four checks read, made a JSON list: each of them used to fail alone."""
+    (release / "bioscan5m/metadata/config.json").write_text("[]\n")
+    return "bioscan5m/metadata/config.json: not the JSON object the build writes"
+
+
 TAMPERS = {  # name -> (tamper, what the finding says, is it found with a rewritten manifest too)
     "csv_cell": (_edit_csv_cell, "field family", True),
     "parquet_value": (_edit_parquet_value, "field species: 'Musca domestica'", True),
@@ -391,6 +397,7 @@ TAMPERS = {  # name -> (tamper, what the finding says, is it found with a rewrit
     # only the counts by reason were compared: a row could name any record
     "duplicate_reject_renamed": (_duplicate_reject_renamed, "INVENTED-99: a copy set aside (duplicate_record)", True),
     "refused_reject_renamed": (_refused_reject_renamed, "is rejected (no_specimen) and released", True),
+    "config_not_an_object": (_config_not_an_object, "config.json: not the JSON object the build writes", True),
 }
 
 

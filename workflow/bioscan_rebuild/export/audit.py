@@ -36,13 +36,20 @@ import pyarrow.parquet as pq
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import file_sha256
 from bioscan_rebuild.core.params import ExportOptions, IngestParams
-from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, RELEASE_COLUMNS, SPLITS, processid_keys, strip_invisible
+from bioscan_rebuild.core.schemas import (
+    IMAGE_PACKAGES,
+    RELEASE_COLUMNS,
+    SPLITS,
+    processid_keys,
+    repeated_values,
+)
 from bioscan_rebuild.export.formats.hdf5 import HDF5_LABELS
 from bioscan_rebuild.export.formats.jsonld import DECIMAL_TERMS, INTEGER_TERMS, STRING_TERMS
 from bioscan_rebuild.export.layout import (
     ACCOUNTING,
     BARCODES_FASTA,
     BBOX,
+    CONFIG,
     CROISSANT_PATH,
     CSV_PATH,
     HDF5_PATH,
@@ -186,24 +193,25 @@ def check_records(release: Path, manifest: dict, sources, findings: Findings) ->
     if released is not None and released != table.num_rows:  # records gone from every format, manifest rewritten
         findings.add("accounting", f"{ACCOUNTING}: {released} records released, the release holds {table.num_rows}")
     check_accounting_sums(accounting, findings)
+    config = _release_config(root, findings)
     checks = [
-        (HDF5_PATH, check_hdf5, root, table, findings),
+        (HDF5_PATH, check_hdf5, root, table, config, findings),
         (JSONLD_DIR, check_jsonld, root, table, findings),
         (RECORDS_LINEAGE.path, check_lineage, root, table, accounting, findings, manifest),
         (REJECTS.path, check_rejects, root, accounting, findings, table),
-        (BBOX.path, check_bbox, root, table, findings),
+        (BBOX.path, check_bbox, root, table, config, findings),
         (BARCODES_FASTA.path, check_fasta, root, table, findings),
-        (IMAGES_PARQUET_DIR, check_images_parquet, root, manifest, findings, table),
+        (IMAGES_PARQUET_DIR, check_images_parquet, root, manifest, config, findings, table),
         (IMAGES_PARQUET_DIR, check_images_parquet_splits, root, table, findings),
-        (SPLIT_HISTORY.path, check_split_history, root, table, findings),
+        (SPLIT_HISTORY.path, check_split_history, root, table, config, findings),
         (CROISSANT_PATH, check_croissant, root, manifest, findings),
     ]
     for what, check, *args in checks:
         _guarded(findings, what, check, *args)
     if sources is None:
-        _guarded(findings, "versions", check_version, root, findings)
+        _guarded(findings, "versions", check_version, root, config, findings)
     else:
-        _guarded(findings, str(sources), check_sources, Path(sources), root, table, accounting, findings)
+        _guarded(findings, str(sources), check_sources, Path(sources), root, table, accounting, config, findings)
     return table.num_rows
 
 
@@ -232,6 +240,25 @@ def check_accounting_sums(accounting: dict, findings: Findings) -> None:
                 "accounting",
                 f"{ACCOUNTING}: {what}: {inputs[what]} in, but {released[what]} released + {rejected[what]} rejected",
             )
+
+
+def _release_config(root: Path, findings: Findings) -> dict | None:
+    """The release's ``metadata/config.json`` (the options it was built with), read once for every check that
+    needs it; None where the release has none. Unreadable or no JSON object: a finding, and {}."""
+    path = root / CONFIG.path
+    if not path.exists():
+        return None
+    config = _json(path, findings)
+    if not isinstance(config, dict):
+        findings.add("unreadable", f"{ROOT}/{CONFIG.path}: not the JSON object the build writes")
+        return {}
+    return config
+
+
+def _configured(config: dict | None, section: str, key: str):
+    """``config[section][key]``, None where either is absent or the section is no object (hand-edited)."""
+    part = (config or {}).get(section)
+    return part.get(key) if isinstance(part, dict) else None
 
 
 def _json(path: Path, findings: Findings) -> dict:
@@ -383,11 +410,8 @@ def rendered_as_csv(csv_path: Path, parquet: list[Path], threads: int = 2) -> pa
 
 
 def _duplicates(table: pa.Table, findings: Findings) -> None:
-    if len(pc.unique(table["processid"])) == table.num_rows:
-        return
-    counts = pc.value_counts(table["processid"])
-    for item in counts.filter(pc.greater(pc.struct_field(counts, "counts"), 1)).to_pylist():
-        findings.add("duplicate record", f"{ROOT}/{CSV_PATH}: {item['values']} has {item['counts']} rows")
+    for processid, count in repeated_values(table["processid"]):
+        findings.add("duplicate record", f"{ROOT}/{CSV_PATH}: {processid} has {count} rows")
 
 
 def _csv_table(path: Path, findings: Findings) -> pa.Table | None:
@@ -507,7 +531,7 @@ def _by_split(csv: pa.Table) -> dict[str, pa.Table]:
     return out
 
 
-def check_hdf5(root: Path, csv: pa.Table, findings: Findings) -> None:
+def check_hdf5(root: Path, csv: pa.Table, config: dict | None, findings: Findings) -> None:
     path = root / HDF5_PATH
     if not path.exists():
         return
@@ -516,7 +540,7 @@ def check_hdf5(root: Path, csv: pa.Table, findings: Findings) -> None:
     import h5py
 
     where = f"{ROOT}/{HDF5_PATH}"
-    configured = (_json(root / "metadata" / "config.json", Findings()).get("export") or {}).get("image_package")
+    configured = _configured(config, "export", "image_package")
     with h5py.File(path, "r") as h5:
         package = h5.attrs.get("image_package")
         package = package.decode() if isinstance(package, bytes) else package
@@ -872,13 +896,12 @@ def _check_rejected_records(path: Path, where: str, csv: pa.Table, findings: Fin
     )
     table = pacsv.read_csv(path, convert_options=options)
     records = table.filter(pc.and_(pc.equal(table["kind"], "record"), pc.is_valid(table["processid"])))
-    keys = processid_keys(records["processid"].to_pylist())
-    reason_of = np.array(records["reason"].to_pylist(), dtype=object)
-    copy_kept = np.isin(reason_of, ANOTHER_COPY_KEPT)
-    whole = ~np.isin(reason_of, ROW_SET_ASIDE)  # the record itself refused
+    pids, reasons = records["processid"].to_pylist(), records["reason"].to_pylist()
+    keys = processid_keys(pids)
+    copy_kept = np.isin(np.array(reasons, dtype=object), ANOTHER_COPY_KEPT)
+    whole = ~np.isin(np.array(reasons, dtype=object), ROW_SET_ASIDE)  # the record itself refused
     released = set(processid_keys(csv["processid"].to_pylist()))
     refused = {key for key, is_whole in zip(keys, whole) if is_whole}
-    pids, reasons = records["processid"].to_pylist(), records["reason"].to_pylist()
     both = [(pid, why) for pid, key, why, is_whole in zip(pids, keys, reasons, whole) if is_whole and key in released]
     findings.add_each("rejects", both, lambda row: f"{where}: record {row[0]} is rejected ({row[1]}) and released")
     lost = [
@@ -895,7 +918,7 @@ def _check_rejected_records(path: Path, where: str, csv: pa.Table, findings: Fin
     )
 
 
-def check_bbox(root: Path, csv: pa.Table, findings: Findings) -> None:
+def check_bbox(root: Path, csv: pa.Table, config: dict | None, findings: Findings) -> None:
     """``bbox.tsv``: a row for each released record with a box (an area fraction), none for another, and the size
     fields the release columns hold."""
     path, where = root / BBOX.path, f"{ROOT}/{BBOX.path}"
@@ -909,10 +932,9 @@ def check_bbox(root: Path, csv: pa.Table, findings: Findings) -> None:
     released = csv["processid"].combine_chunks().cast(pa.string())
     boxed = csv.filter(pc.is_valid(_numeric_text(csv["area_fraction"].combine_chunks())))
     ids = table["processid"].combine_chunks().cast(pa.string())
-    counts = pc.value_counts(ids)
-    repeated = sorted(counts.filter(pc.greater(counts.field("counts"), 1)).field("values").to_pylist())
+    repeated = [processid for processid, _ in repeated_values(ids)]
     findings.add_each(f"{where} records", repeated, lambda pid: f"{where}: record {pid} has more than one row")
-    short_side = ((_json(root / "metadata" / "config.json", Findings()).get("images") or {}).get("short_side")) or 256
+    short_side = _configured(config, "images", "short_side") or 256
     _check_box_geometry(where, table, ids, short_side, findings)
     if set(ids.to_pylist()) != set(boxed["processid"].cast(pa.string()).to_pylist()):
         _record_sets(where, boxed["processid"].combine_chunks().cast(pa.string()), ids, findings)
@@ -1097,7 +1119,12 @@ def _image_paths_as_written(path: Path, csv: pa.Table, package: str | None, mani
 
 
 def check_images_parquet(
-    root: Path, manifest: dict, findings: Findings, csv: pa.Table | None = None, batch_rows: int = 512
+    root: Path,
+    manifest: dict,
+    config: dict | None,
+    findings: Findings,
+    csv: pa.Table | None = None,
+    batch_rows: int = 512,
 ) -> None:
     """Each image in the images Parquet is the bytes of the released file it names (by the manifest's sha256,
     which check 1 holds the files to), and names its own record's file. Read a batch at a time."""
@@ -1106,7 +1133,7 @@ def check_images_parquet(
     folder = root / IMAGES_PARQUET_DIR
     if not folder.exists():
         return
-    package = (_json(root / "metadata" / "config.json", Findings()).get("export") or {}).get("image_package")
+    package = _configured(config, "export", "image_package")
     for path in sorted(folder.glob("*.parquet")):
         where = f"{ROOT}/{IMAGES_PARQUET_DIR}/{path.name}"
         if csv is not None:
@@ -1139,8 +1166,7 @@ def check_images_parquet(
 def _against_csv(where: str, held: pa.Table, csv: pa.Table, findings: Findings, kind: str) -> pa.Table:
     """``held`` (processid, split, ...) against the released records, in Arrow (millions of rows): each record
     once, each row a released record's, with its split. Returns ``held`` joined to the csv's split (``csv_split``)."""
-    counts = pc.value_counts(held["processid"])
-    repeated = sorted(counts.filter(pc.greater(counts.field("counts"), 1)).field("values").to_pylist())
+    repeated = [processid for processid, _ in repeated_values(held["processid"])]
     findings.add_each(kind, repeated, lambda pid: f"{where}: record {pid} is there more than once")
     text = pa.schema([("processid", pa.string()), ("csv_split", pa.string())])
     released = csv.select(["processid", "split"]).rename_columns(text.names).cast(text)
@@ -1185,7 +1211,7 @@ def check_images_parquet_splits(root: Path, csv: pa.Table, findings: Findings) -
     _against_csv(where, held, csv, findings, "images parquet records")
 
 
-def check_split_history(root: Path, csv: pa.Table, findings: Findings) -> None:
+def check_split_history(root: Path, csv: pa.Table, config: dict | None, findings: Findings) -> None:
     """The split history (the next version freezes from it) holds every released record once, with its split,
     this release's version and its barcode's key (the next version pins that barcode while the record is gone)."""
     path = root / SPLIT_HISTORY.path
@@ -1196,7 +1222,7 @@ def check_split_history(root: Path, csv: pa.Table, findings: Findings) -> None:
         path, convert_options=pacsv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=True)
     )
     where = f"{ROOT}/{SPLIT_HISTORY.path}"
-    version = (_json(root / "metadata" / "config.json", Findings()).get("export") or {}).get("version")
+    version = _configured(config, "export", "version")
     released = pc.is_in(history["processid"], value_set=csv["processid"].combine_chunks().cast(pa.string()))
     # records of earlier versions that this one left out stay in the history: only the released ones are checked
     held = history.filter(released)
@@ -1237,7 +1263,7 @@ def check_split_history(root: Path, csv: pa.Table, findings: Findings) -> None:
         )
 
 
-def check_version(root: Path, findings: Findings, expected: ExportOptions | None = None) -> None:
+def check_version(root: Path, config: dict | None, findings: Findings, expected: ExportOptions | None = None) -> None:
     """Every file that names the release names the same one: ``croissant.json`` (name, version), the HDF5 file's
     ``version``, each JSON-LD file's release IRI and the card's title. Against ``expected`` (the build's config,
     with ``--sources``); else against what most of them say, the release's ``metadata/config.json`` among them
@@ -1262,10 +1288,10 @@ def check_version(root: Path, findings: Findings, expected: ExportOptions | None
     if card.exists():
         title = re.search(r"^# (.*) \(version (.*)\)$", card.read_text(), re.MULTILINE)
         named.append(("README.md", *(title.groups() if title else (None, None))))
-    config = root / "metadata" / "config.json"
-    if config.exists():
-        export = _json(config, findings).get("export") or {}
-        named.append((f"{ROOT}/metadata/config.json", export.get("name"), export.get("version")))
+    if config is not None:
+        named.append(
+            (f"{ROOT}/{CONFIG.path}", _configured(config, "export", "name"), _configured(config, "export", "version"))
+        )
     if expected is None:
         if not named:
             return
@@ -1337,7 +1363,9 @@ def _refuse_another_folder(config: dict, config_path: Path) -> None:
         )
 
 
-def check_sources(config_path: Path, root: Path, csv: pa.Table, accounting: dict, findings: Findings) -> None:
+def check_sources(
+    config_path: Path, root: Path, csv: pa.Table, accounting: dict, release_config: dict | None, findings: Findings
+) -> None:
     import tempfile
 
     import yaml
@@ -1361,7 +1389,7 @@ def check_sources(config_path: Path, root: Path, csv: pa.Table, accounting: dict
         elif listed.get(export) != file_sha256(export):
             findings.add("source", f"{export}: sha256 differs from the one the build read (accounting.json)")
     export = {k: v for k, v in (config.get("export") or {}).items() if k != "formats"}  # formats: not an option
-    check_version(root, findings, ExportOptions.from_dict(export))
+    check_version(root, release_config, findings, ExportOptions.from_dict(export))
     folders = {batch["name"]: batch["images"] for batch in config.get("batches", []) if batch.get("images")}
     photo_columns = ["processid", "image_batch", "image_path", "image_sha256"]
     options = pacsv.ConvertOptions(
@@ -1385,8 +1413,8 @@ def check_sources(config_path: Path, root: Path, csv: pa.Table, accounting: dict
         named = []
         for batch, rel in zip(batches, rels):
             match = patterns[batch].match(PurePosixPath(rel).name) if batch in patterns and rel else None
-            named.append(strip_invisible(match.group("processid")) if match else None)
-        # keys of the whole columns at once (a call per row cost ~0.3 ms: an hour at 5M records)
+            named.append(match.group("processid") if match else None)
+        # keys, spelled as ingest spells ids, of whole columns at once (a call per row: ~0.3 ms, an hour at 5M)
         wrong_name = processid_keys(named) != processid_keys(pids)
         for pid, batch, rel, sha, wrong in zip(pids, batches, rels, shas, wrong_name):
             if batch is None:

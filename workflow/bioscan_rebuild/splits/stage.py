@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import write_table
-from bioscan_rebuild.core.schemas import SPLITS, USABLE_IMAGE_STATUSES, make_rejects, processid_keys
+from bioscan_rebuild.core.schemas import SPLITS, USABLE_IMAGE_STATUSES, make_rejects, processid_keys, repeated_values
 from bioscan_rebuild.splits.csv_text import (
     CsvText,
     csv_writer,
@@ -254,10 +254,9 @@ def _refuse_unpinnable_freeze(path, freeze: pd.Series | None, freeze_barcodes, p
 
 def _refuse_repeated_processids(source: CsvText, keys: pa.ChunkedArray) -> None:
     """One record in two rows would get two splits (its image in two folders, a specimen in train and test)."""
-    counts = pc.value_counts(keys.drop_null())
-    repeated = counts.filter(pc.greater(counts.field("counts"), 1)).field("values").to_pylist()
+    repeated = [key for key, _ in repeated_values(keys.drop_null())]
     if repeated:
-        shown = ", ".join(repr(p) for p in sorted(repeated)[:5]) + (" ..." if len(repeated) > 5 else "")
+        shown = ", ".join(repr(p) for p in repeated[:5]) + (" ..." if len(repeated) > 5 else "")
         raise InputError(
             f"{source.path}: {len(repeated)} processid(s) appear more than once (case and invisible characters "
             f"aside): {shown}; keep one row each"
