@@ -153,6 +153,47 @@ def _edit_jsonld_value(release: Path) -> str:
     return f"train.jsonld: record {node['occurrenceID']} field dna_barcode: "
 
 
+def _edit_jsonld_hash(release: Path, key: str) -> str:
+    """A hash a JSON-LD node states (the photo's, the source photo's, the barcode's) made another: only the fields
+    the csv holds were compared."""
+    path = release / "bioscan5m/metadata/jsonld/train.jsonld"
+    lines = path.read_text().split("\n")
+    row = next(i for i, line in enumerate(lines) if f'"{key}":' in line and line.startswith('{"@id":"rec:'))
+    node = json.loads(lines[row].rstrip(","))
+    node[key] = "0" * 64
+    lines[row] = json.dumps(node, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + ","
+    path.write_text("\n".join(lines))
+    return node["occurrenceID"]
+
+
+def _edit_jsonld_image_hash(release: Path) -> str:
+    pid = _edit_jsonld_hash(release, "imageSha256")
+    return f"train.jsonld: record {pid} field sha256_original_full: '{'0' * 64}', records_lineage.csv '"
+
+
+def _edit_jsonld_source_photo_hash(release: Path) -> str:
+    pid = _edit_jsonld_hash(release, "sourceImageSha256")
+    return f"train.jsonld: record {pid} field image_sha256: '{'0' * 64}', records_lineage.csv '"
+
+
+def _edit_jsonld_barcode_hash(release: Path) -> str:
+    pid = _edit_jsonld_hash(release, "barcodeSha256")
+    return f"train.jsonld: record {pid} field barcode_sha256: '{'0' * 64}', sha256 of its dna_barcode '"
+
+
+def _edit_split_summary(release: Path) -> str:
+    """A split's size in split_summary.csv made one more: the file was never read."""
+    path = release / "bioscan5m/metadata/split_summary.csv"
+    lines = path.read_text().split("\n")
+    row = next(i for i, line in enumerate(lines) if line.startswith("train,"))
+    fields = lines[row].split(",")
+    held = int(fields[1])
+    fields[1] = str(held + 1)
+    lines[row] = ",".join(fields)
+    path.write_text("\n".join(lines))
+    return f"split_summary.csv: train samples {held + 1}, the csv holds {held}"
+
+
 def _drop_split(release: Path) -> str:
     """A split's records taken out of every format and side file alike: only the accounting still counts them."""
     import pandas as pd
@@ -360,7 +401,7 @@ def _config_not_an_object(release: Path) -> str:
     return "bioscan5m/metadata/config.json: not the JSON object the build writes"
 
 
-TAMPERS = {  # name -> (tamper, what the finding says, is it found with a rewritten manifest too)
+TAMPERS = {  # name -> (tamper, what the finding says (None: what the tamper returns), found behind a new manifest)
     "csv_cell": (_edit_csv_cell, "field family", True),
     "parquet_value": (_edit_parquet_value, "field species: 'Musca domestica'", True),
     "swapped_image": (_swap_images, "image differs", True),
@@ -398,6 +439,11 @@ TAMPERS = {  # name -> (tamper, what the finding says, is it found with a rewrit
     "duplicate_reject_renamed": (_duplicate_reject_renamed, "INVENTED-99: a copy set aside (duplicate_record)", True),
     "refused_reject_renamed": (_refused_reject_renamed, "is rejected (no_specimen) and released", True),
     "config_not_an_object": (_config_not_an_object, "config.json: not the JSON object the build writes", True),
+    # the hashes the JSON-LD states and the split summary were never compared with anything
+    "jsonld_image_hash": (_edit_jsonld_image_hash, None, True),
+    "jsonld_source_photo_hash": (_edit_jsonld_source_photo_hash, None, True),
+    "jsonld_barcode_hash": (_edit_jsonld_barcode_hash, None, True),
+    "split_summary": (_edit_split_summary, None, True),
 }
 
 
@@ -405,7 +451,8 @@ TAMPERS = {  # name -> (tamper, what the finding says, is it found with a rewrit
 def test_each_way_of_tampering_is_found(copy, tamper):
     change, phrase, deep = TAMPERS[tamper]
     release = copy / "results" / "release"
-    change(release)
+    said = change(release)
+    phrase = phrase or said  # None in TAMPERS: the tamper says what to find (the record it picked)
     result = audit(copy)
     assert result.returncode == 1, result.stdout[-3000:]
     assert result.stdout.strip().splitlines()[-1].startswith("audit: results/release: ")
@@ -645,7 +692,8 @@ def _write_lineage(release: Path, header: list[str], rows: list[list[str]]) -> N
 
 def test_a_lineage_row_moved_or_two_photos_swapped_is_found_against_the_sources(copy):
     """The lineage named an export row and a photo that the audit only checked for existence and hash: a record's
-    line number moved, or two records' photos swapped (paths and hashes alike), passed with its sources."""
+    line number moved, or two records' photos swapped (paths and hashes alike), passed with its sources. The swap
+    now shows without them too: the JSON-LD states each record's source photo hash."""
     release = copy / "results" / "release"
     header, rows = _lineage_rows(release)
     line, path, sha, batch = (header.index(c) for c in ("source_line", "image_path", "image_sha256", "image_batch"))
@@ -657,7 +705,13 @@ def test_a_lineage_row_moved_or_two_photos_swapped_is_found_against_the_sources(
     first[batch], second[batch] = second[batch], first[batch]
     _write_lineage(release, header, rows)
     rewrite_manifest(release)
-    assert audit(copy).returncode == 0  # consistent with itself: only the sources tell
+    plain = audit(copy)
+    # the JSON-LD states each record's source photo hash, so the swap shows without the sources; the line does not
+    assert plain.returncode == 1, plain.stdout[-2000:]
+    for row in (first, second):
+        assert f"record {row[0]} field image_sha256: '" in plain.stdout
+        assert f"', records_lineage.csv '{row[sha]}'" in plain.stdout  # the swapped-in hash, named as the lineage's
+    assert "source_line" not in plain.stdout
     result = audit(copy, "--sources", "config/config.yaml", "--all")
     assert result.returncode == 1
     was, now = int(moved[line]) - 1, int(moved[line])

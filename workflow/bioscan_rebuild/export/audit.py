@@ -63,10 +63,11 @@ from bioscan_rebuild.export.layout import (
     REJECTS,
     ROOT,
     SPLIT_HISTORY,
+    SPLIT_SUMMARY,
     image_relpath,
 )
 from bioscan_rebuild.ingest.join import ANOTHER_COPY_KEPT, ROW_SET_ASIDE
-from bioscan_rebuild.splits.protocol import barcode_digest
+from bioscan_rebuild.splits.protocol import barcode_digest, split_summary
 
 # Shown per check and column before "... and N more"; a tampered column can differ in millions of rows.
 SHOWN = 5
@@ -204,6 +205,7 @@ def check_records(release: Path, manifest: dict, sources, findings: Findings) ->
         (IMAGES_PARQUET_DIR, check_images_parquet, root, manifest, config, findings, table),
         (IMAGES_PARQUET_DIR, check_images_parquet_splits, root, table, findings),
         (SPLIT_HISTORY.path, check_split_history, root, table, config, findings),
+        (SPLIT_SUMMARY.path, check_split_summary, root, table, findings),
         (CROISSANT_PATH, check_croissant, root, manifest, findings),
     ]
     for what, check, *args in checks:
@@ -667,6 +669,7 @@ def check_jsonld(root: Path, csv: pa.Table, findings: Findings, block: int = 1 <
     folder = root / JSONLD_DIR
     if not folder.exists():
         return
+    csv = _with_stated_hashes(root, csv)
     terms = {c: k for c, k in STRING_TERMS.items() if c in csv.schema.names}
     numbers = {c: k for c, k in {**DECIMAL_TERMS, **INTEGER_TERMS}.items() if c in csv.schema.names}
     keys = {key: pa.large_string() for key in [*terms.values(), "verbatimIdentification"]}
@@ -690,6 +693,50 @@ def check_jsonld(root: Path, csv: pa.Table, findings: Findings, block: int = 1 <
             continue
         for pid in released.missing():
             findings.add(f"{where} records", f"{where}: record {pid} of the csv is missing")
+
+
+# The lineage's hash columns a JSON-LD node states (as ``imageSha256``, ``sourceImageSha256``).
+JSONLD_LINEAGE_HASHES = ("sha256_original_full", "image_sha256")
+# Where the hashes the nodes state are checked against, as a finding names it.
+STATED_HASH_TRUTH = {
+    **dict.fromkeys(JSONLD_LINEAGE_HASHES, RECORDS_LINEAGE.path.rsplit("/", 1)[-1]),
+    "barcode_sha256": "sha256 of its dna_barcode",
+}
+
+
+def _with_stated_hashes(root: Path, csv: pa.Table) -> pa.Table:
+    """``csv`` and the hashes each JSON-LD node states beside its fields: the released original_full JPEG's and
+    the source photo's (the lineage's, which check 3 holds to the manifest and the accounting) and the barcode's
+    (sha256 of its UTF-8 text). An edited hash was never compared: a reader checking a photo by it was misled."""
+    import hashlib
+
+    if "dna_barcode" in csv.schema.names:
+        digests = [
+            None if text is None else hashlib.sha256(text.encode("utf-8")).hexdigest()
+            for text in csv["dna_barcode"].to_pylist()
+        ]
+        csv = csv.append_column("barcode_sha256", pa.array(digests, pa.large_string()))
+    wanted = ["processid", *JSONLD_LINEAGE_HASHES]
+    try:
+        if (root / RECORDS_LINEAGE_PARQUET.path).exists():  # three columns of it, not GBs of CSV text parsed
+            lineage = pq.read_table(root / RECORDS_LINEAGE_PARQUET.path, columns=wanted)
+            lineage = lineage.cast(pa.schema([(name, pa.large_string()) for name in wanted]))
+        else:
+            lineage = pacsv.read_csv(
+                root / RECORDS_LINEAGE.path,
+                convert_options=pacsv.ConvertOptions(
+                    column_types=dict.fromkeys(wanted, pa.large_string()),
+                    include_columns=wanted,
+                    null_values=[""],
+                    strings_can_be_null=True,
+                ),
+            )
+    except (OSError, KeyError, pa.ArrowException):
+        return csv  # checks 3 name what is wrong with the lineage (the Parquet copy against the CSV)
+    rows = pc.index_in(csv["processid"], value_set=lineage["processid"].combine_chunks())
+    for column in JSONLD_LINEAGE_HASHES:
+        csv = csv.append_column(column, lineage[column].combine_chunks().take(rows))
+    return csv
 
 
 def _jsonld_own_prefixes(path: Path) -> tuple[str, str]:
@@ -757,7 +804,7 @@ def _check_jsonld_nodes(where, split, nodes, released: _SplitRows, terms, number
             named = pc.coalesce(expected_rows["species"].combine_chunks(), expected_rows["genus"].combine_chunks())
             expected = pc.if_else(interim, named, expected)
             got = pc.if_else(interim, nodes["verbatimIdentification"].combine_chunks(), got)
-        _compare(where, column, ids, expected, got, findings)
+        _compare(where, column, ids, expected, got, findings, STATED_HASH_TRUTH.get(column, "csv"))
     for column, key in numbers.items():
         got = pc.cast(nodes[key].combine_chunks(), pa.float64())
         _compare(where, column, ids, _numeric_text(expected_rows[column].combine_chunks()), got, findings)
@@ -1261,6 +1308,35 @@ def check_split_history(root: Path, csv: pa.Table, config: dict | None, findings
             lambda pid: f"{where}: record {pid}'s barcode_key is not its dna_barcode's",
             differ.num_rows,
         )
+
+
+def check_split_summary(root: Path, csv: pa.Table, findings: Findings) -> None:
+    """``split_summary.csv`` (samples, distinct strip barcodes and distinct species per split, and their total)
+    counted again from the released records: the table a reader quotes for the splits' sizes was never read."""
+    import pandas as pd
+
+    path, where = root / SPLIT_SUMMARY.path, f"{ROOT}/{SPLIT_SUMMARY.path}"
+    if not path.exists():
+        return
+    counts = ["samples", "barcodes", "species"]
+    try:
+        stated = pd.read_csv(path, dtype={"split": str}, keep_default_na=False)
+        stated = stated.set_index("split", verify_integrity=True)[counts]
+    except (ValueError, KeyError) as error:
+        findings.add("unreadable", f"{where}: not the split summary the release writes ({error})")
+        return
+    records = csv.select(["split", "dna_barcode", "species"]).to_pandas(types_mapper=pd.ArrowDtype)
+    counted = split_summary(records).set_index("split")
+    for split in [*counted.index, *(name for name in stated.index if name not in counted.index)]:
+        if split not in stated.index:
+            findings.add(f"{where} counts", f"{where}: no row for {split}")
+        elif split not in counted.index:
+            findings.add(f"{where} counts", f"{where}: a row for {split!r}, which is no split of the release")
+        else:
+            for count in counts:
+                said, held = stated.at[split, count], int(counted.at[split, count])
+                if str(said) != str(held):
+                    findings.add(f"{where} counts", f"{where}: {split} {count} {said}, the csv holds {held}")
 
 
 def check_version(root: Path, config: dict | None, findings: Findings, expected: ExportOptions | None = None) -> None:
