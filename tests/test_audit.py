@@ -194,6 +194,50 @@ def _edit_split_summary(release: Path) -> str:
     return f"split_summary.csv: train samples {held + 1}, the csv holds {held}"
 
 
+def _edit_barcode_qc(release: Path, column: str, value) -> tuple[str, object]:
+    """A field of the first row of barcode_qc.csv and its Parquet copy alike (the file was never read); returns
+    the record and the value it held."""
+    import pyarrow as pa
+
+    path = release / "bioscan5m/metadata/barcode_qc.csv"
+    lines = path.read_text().split("\n")
+    header = [name.strip('"') for name in lines[0].split(",")]
+    fields = lines[1].split(",")
+    at = header.index(column)
+    pid, was = fields[0].strip('"'), fields[at]
+    fields[at] = str(value)  # a text value comes quoted, as the CSV writes it
+    lines[1] = ",".join(fields)
+    path.write_text("\n".join(lines))
+    parquet = path.with_suffix(".parquet")
+    table = pq.read_table(parquet)
+    values = table[column].to_pylist()
+    values[0] = value.strip('"') if isinstance(value, str) else value
+    table = table.set_column(at, column, pa.array(values, table.schema.field(column).type))
+    pq.write_table(table, parquet)
+    return pid, was
+
+
+def _edit_barcode_qc_length(release: Path) -> str:
+    pid, was = _edit_barcode_qc(release, "length", 7)
+    return f"barcode_qc.csv: record {pid} field length: 7, its dna_barcode has {was}"
+
+
+def _edit_barcode_qc_status(release: Path) -> str:
+    pid, _ = _edit_barcode_qc(release, "barcode_status", '"short_barcode"')
+    return f"barcode_qc.csv: record {pid} field barcode_status: 'short_barcode', released records have 'ok'"
+
+
+def _edit_barcode_qc_parquet_alone(release: Path) -> str:
+    import pyarrow as pa
+
+    parquet = release / "bioscan5m/metadata/barcode_qc.parquet"
+    table = pq.read_table(parquet)
+    flags = table["flags"].to_pylist()
+    flags[0] = "gaps"
+    pq.write_table(table.set_column(table.column_names.index("flags"), "flags", pa.array(flags)), parquet)
+    return f"barcode_qc.parquet: record {table['processid'][0].as_py()} field flags: 'gaps', csv ''"
+
+
 def _drop_split(release: Path) -> str:
     """A split's records taken out of every format and side file alike: only the accounting still counts them."""
     import pandas as pd
@@ -444,6 +488,10 @@ TAMPERS = {  # name -> (tamper, what the finding says (None: what the tamper ret
     "jsonld_source_photo_hash": (_edit_jsonld_source_photo_hash, None, True),
     "jsonld_barcode_hash": (_edit_jsonld_barcode_hash, None, True),
     "split_summary": (_edit_split_summary, None, True),
+    # barcode_qc.csv and its Parquet copy were never read
+    "barcode_qc_length": (_edit_barcode_qc_length, None, True),
+    "barcode_qc_status": (_edit_barcode_qc_status, None, True),
+    "barcode_qc_parquet_alone": (_edit_barcode_qc_parquet_alone, None, True),
 }
 
 
@@ -719,6 +767,18 @@ def test_a_lineage_row_moved_or_two_photos_swapped_is_found_against_the_sources(
     for row in (first, second):
         assert f"{row[path]} ({row[batch]}): the file name does not name {row[0]}, its record" in result.stdout
     assert "sha256 differs from the photo" not in result.stdout  # the hashes travelled with the paths
+
+
+def test_a_barcode_qc_field_edited_in_both_copies_is_found_against_the_sources(copy):
+    """A QC field only the raw sequence tells (its gap count), edited in the CSV and its Parquet copy alike:
+    consistent with the released barcode, so only the barcode stage replayed from the sources finds it."""
+    release = copy / "results" / "release"
+    pid, was = _edit_barcode_qc(release, "gap_count", 5)
+    rewrite_manifest(release)
+    assert audit(copy).returncode == 0, audit(copy).stdout[-2000:]
+    result = audit(copy, "--sources", "config/config.yaml")
+    assert result.returncode == 1
+    assert f"barcode_qc.csv: record {pid} field gap_count: 5, the sources {was}" in result.stdout, result.stdout[-2000:]
 
 
 def test_a_version_rewritten_in_every_file_is_found_against_the_sources(copy):

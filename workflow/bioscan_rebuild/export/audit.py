@@ -47,6 +47,8 @@ from bioscan_rebuild.export.formats.hdf5 import HDF5_LABELS
 from bioscan_rebuild.export.formats.jsonld import DECIMAL_TERMS, INTEGER_TERMS, STRING_TERMS
 from bioscan_rebuild.export.layout import (
     ACCOUNTING,
+    BARCODE_QC,
+    BARCODE_QC_PARQUET,
     BARCODES_FASTA,
     BBOX,
     CONFIG,
@@ -206,6 +208,7 @@ def check_records(release: Path, manifest: dict, sources, findings: Findings) ->
         (IMAGES_PARQUET_DIR, check_images_parquet_splits, root, table, findings),
         (SPLIT_HISTORY.path, check_split_history, root, table, config, findings),
         (SPLIT_SUMMARY.path, check_split_summary, root, table, findings),
+        (BARCODE_QC.path, check_barcode_qc, root, table, findings),
         (CROISSANT_PATH, check_croissant, root, manifest, findings),
     ]
     for what, check, *args in checks:
@@ -1110,20 +1113,82 @@ def _fasta_block(lines: pa.Array, heads: np.ndarray) -> pa.Table:
 
 def check_lineage_parquet(root: Path, lineage_csv: pa.Table, findings: Findings) -> None:
     """``records_lineage.parquet`` holds what ``records_lineage.csv`` holds (the checked columns, row by row)."""
-    path = root / RECORDS_LINEAGE_PARQUET.path
+    _check_parquet_copy(root, RECORDS_LINEAGE_PARQUET.path, lineage_csv, findings)
+
+
+def _check_parquet_copy(root: Path, relpath: str, csv_table: pa.Table, findings: Findings) -> None:
+    """A side file's Parquet copy holds what its CSV (read as ``csv_table``, processid first) holds: the same
+    records in the same order, and the same value in each of ``csv_table``'s columns (a missing text and an
+    empty one alike: a CSV cannot tell them apart)."""
+    path, where = root / relpath, f"{ROOT}/{relpath}"
     if not path.exists():
         return
-    where = f"{ROOT}/{RECORDS_LINEAGE_PARQUET.path}"
     names = pq.read_schema(path).names
-    columns = [c for c in lineage_csv.schema.names if c in names]
+    columns = [c for c in csv_table.schema.names if c in names]
     table = pq.read_table(path, columns=columns)
-    ids = lineage_csv["processid"].combine_chunks()
-    if table.num_rows != lineage_csv.num_rows or not table["processid"].combine_chunks().equals(ids):
+    ids = csv_table["processid"].combine_chunks()
+    if table.num_rows != csv_table.num_rows or not table["processid"].combine_chunks().equals(ids):
         _record_sets(where, ids, table["processid"].combine_chunks(), findings)
         return
     for column in columns[1:]:
-        got = table[column].combine_chunks().cast(pa.string())
-        _compare(where, column, ids, lineage_csv[column].combine_chunks(), got, findings)
+        expected = csv_table[column].combine_chunks()
+        got = table[column].combine_chunks().cast(expected.type)
+        if pa.types.is_string(expected.type):
+            expected, got = pc.fill_null(expected, ""), pc.fill_null(got, "")
+        _compare(where, column, ids, expected, got, findings)
+
+
+def _read_barcode_qc(path: Path) -> pa.Table:
+    """``barcode_qc.csv`` with the types the barcode stage wrote it with; text never missing (empty is empty)."""
+    from bioscan_rebuild.metadata.barcodes import QC_SCHEMA
+
+    options = pacsv.ConvertOptions(column_types={field.name: field.type for field in QC_SCHEMA})
+    return pacsv.read_csv(path, convert_options=options)
+
+
+def check_barcode_qc(root: Path, csv: pa.Table, findings: Findings) -> None:
+    """``barcode_qc.csv``: one row per released record, each saying its barcode passed (a record whose barcode
+    failed is rejected), with the length and ``barcode_key`` of the released ``dna_barcode``; the Parquet copy
+    holds the same. (``--sources`` checks every field against the barcode stage replayed.)"""
+    path, where = root / BARCODE_QC.path, f"{ROOT}/{BARCODE_QC.path}"
+    if not path.exists():
+        return
+    qc = _read_barcode_qc(path)
+    _check_parquet_copy(root, BARCODE_QC_PARQUET.path, qc, findings)
+    repeated = [pid for pid, _ in repeated_values(qc["processid"])]
+    findings.add_each(f"{where} records", repeated, lambda pid: f"{where}: record {pid} has more than one row")
+    ids, held = csv["processid"].combine_chunks().cast(pa.string()), qc["processid"].combine_chunks()
+    if set(ids.to_pylist()) != set(held.to_pylist()):
+        _record_sets(where, ids, held, findings)
+        return
+    ordered = qc.take(pc.index_in(ids, value_set=held))
+    barcodes = csv["dna_barcode"].combine_chunks()
+    ok = pa.array(["ok"] * len(ids), pa.string())
+    _compare(where, "barcode_status", ids, ok, ordered["barcode_status"], findings, "released records have")
+    length = pc.cast(pc.utf8_length(barcodes), pa.int64())
+    _compare(where, "length", ids, length, ordered["length"], findings, "its dna_barcode has")
+    key = barcode_digest(barcodes).cast(pa.string())
+    _compare(
+        where, "barcode_key", ids, key, ordered["barcode_key"].combine_chunks(), findings, "md5 of its dna_barcode"
+    )
+
+
+def _check_replayed_barcode_qc(root: Path, replayed: pa.Table, findings: Findings) -> None:
+    """Every field of ``barcode_qc.csv`` against the barcode stage replayed from the sources (the raw sequence's
+    gaps, N runs, flags, ...), for the records both hold (``check_barcode_qc`` names the others)."""
+    path, where = root / BARCODE_QC.path, f"{ROOT}/{BARCODE_QC.path}"
+    if not path.exists():
+        return
+    qc = _read_barcode_qc(path)
+    rows = pc.index_in(qc["processid"], value_set=replayed["processid"].combine_chunks())
+    both = pc.is_valid(rows)
+    qc, expected = qc.filter(both), replayed.take(rows.filter(both))
+    ids = qc["processid"].combine_chunks()
+    for column in qc.column_names[1:]:
+        want, got = expected[column].combine_chunks(), qc[column].combine_chunks()
+        if pa.types.is_string(want.type):  # the CSV writes a missing text as empty
+            want, got = pc.fill_null(want, ""), pc.fill_null(got, "")
+        _compare(where, column, ids, want, got, findings, "the sources")
 
 
 def _image_paths_as_written(path: Path, csv: pa.Table, package: str | None, manifest: dict, where: str, findings):
@@ -1510,9 +1575,11 @@ def check_sources(
     with tempfile.TemporaryDirectory() as tmp:
         replayed, barcodes, origins = replay_metadata(config, exports, root, Path(tmp))
     _check_replayed_lineage(root, origins, findings)
+    _check_replayed_barcode_qc(root, barcodes, findings)
     ids = csv["processid"].combine_chunks()
     got = replayed.set_index("processid").reindex(ids.to_pylist())
-    got["dna_barcode"] = barcodes.set_index("processid")["dna_barcode"].reindex(ids.to_pylist()).to_numpy()
+    by_record = barcodes.select(["processid", "dna_barcode"]).to_pandas().set_index("processid")["dna_barcode"]
+    got["dna_barcode"] = by_record.reindex(ids.to_pylist()).to_numpy()
     got = got.rename(columns={"lat": "coord-lat", "lon": "coord-lon"})
     for field in (*REPLAYED, *REPLAYED_NUMBERS):
         if field in csv.schema.names and field in got.columns:
@@ -1568,7 +1635,8 @@ def replay_metadata(config: dict, exports, root: Path, workdir: Path):
     """The metadata stages again, from the raw exports: ingest (the config's markers, missing values and duplicate
     policy, batches in delivery order) restricted to the records the build ingested (released, or rejected by the
     metadata or split stage), barcode cleaning and curation with the config's parameters and tables. Returns the
-    curated table and the cleaned barcodes (processid, dna_barcode)."""
+    curated table, the barcode stage's table (processid, dna_barcode and the QC columns; Arrow) and the replayed
+    records' export rows."""
     import pandas as pd
 
     from bioscan_rebuild.core.params import BarcodeParams, IngestParams, TaxonomyParams
@@ -1617,7 +1685,7 @@ def replay_metadata(config: dict, exports, root: Path, workdir: Path):
         corrections_path=tables["corrections"],
         redelivery_paths=[shard / "redeliveries.parquet"],
     )
-    barcodes = pd.read_parquet(workdir / "barcodes.parquet", columns=["processid", "dna_barcode"])
+    barcodes = pq.read_table(workdir / "barcodes.parquet")
     origins = records.select(["processid", *REPLAYED_LINEAGE.values()])
     return pd.read_parquet(workdir / "metadata" / "curated.parquet"), barcodes, origins
 
