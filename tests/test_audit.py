@@ -238,6 +238,36 @@ def _edit_barcode_qc_parquet_alone(release: Path) -> str:
     return f"barcode_qc.parquet: record {table['processid'][0].as_py()} field flags: 'gaps', csv ''"
 
 
+def _released_ids(release: Path) -> set[str]:
+    import csv
+
+    with open(release / CSV, newline="") as handle:
+        return {row["processid"] for row in csv.DictReader(handle)}
+
+
+def _edit_last_change(release: Path) -> str:
+    """The value a released record's field was last changed to, edited in changes.csv (the log was never read)."""
+    import csv
+
+    path = release / "bioscan5m/metadata/changes.csv"
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    released = _released_ids(release)
+    last = {(row[1], row[2]): i for i, row in enumerate(rows[1:], 1)}  # the log is in step order
+    row = rows[next(i for (pid, field), i in last.items() if pid in released and field == "species")]
+    row[4] = "Bogus"
+    with open(path, "w", newline="") as handle:
+        csv.writer(handle, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n").writerows(rows)
+    return f"changes.csv: record {row[1]} field species: 'Bogus', the csv holds "
+
+
+def _exclusion_of_a_released_record(release: Path) -> str:
+    pid = sorted(_released_ids(release))[0]
+    path = release / "bioscan5m/metadata/changes.csv"
+    path.write_text(path.read_text() + f'99,"{pid}","record","","excluded","correction",,"report"\n')
+    return f"changes.csv: record {pid} is excluded by the log and released"
+
+
 def _drop_split(release: Path) -> str:
     """A split's records taken out of every format and side file alike: only the accounting still counts them."""
     import pandas as pd
@@ -492,6 +522,9 @@ TAMPERS = {  # name -> (tamper, what the finding says (None: what the tamper ret
     "barcode_qc_length": (_edit_barcode_qc_length, None, True),
     "barcode_qc_status": (_edit_barcode_qc_status, None, True),
     "barcode_qc_parquet_alone": (_edit_barcode_qc_parquet_alone, None, True),
+    # changes.csv was never read
+    "changes_new": (_edit_last_change, None, True),
+    "changes_exclusion": (_exclusion_of_a_released_record, None, True),
 }
 
 
@@ -779,6 +812,32 @@ def test_a_barcode_qc_field_edited_in_both_copies_is_found_against_the_sources(c
     result = audit(copy, "--sources", "config/config.yaml")
     assert result.returncode == 1
     assert f"barcode_qc.csv: record {pid} field gap_count: 5, the sources {was}" in result.stdout, result.stdout[-2000:]
+
+
+def test_a_change_log_row_edited_or_dropped_is_found_against_the_sources(copy):
+    """changes.csv with a change's old value edited and a rejected record's change dropped: the released values
+    still agree with the log, so only curation replayed from the sources tells."""
+    import csv
+
+    release = copy / "results" / "release"
+    path = release / "bioscan5m/metadata/changes.csv"
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    released = _released_ids(release)
+    edited = next(row for row in rows[1:] if row[3])
+    was = edited[3]
+    edited[3] = "Forged"
+    dropped = next(row for row in rows[1:] if row[1] not in released and row is not edited)
+    rows.remove(dropped)
+    with open(path, "w", newline="") as handle:
+        csv.writer(handle, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n").writerows(rows)
+    rewrite_manifest(release)
+    assert audit(copy).returncode == 0, audit(copy).stdout[-2000:]
+    result = audit(copy, "--sources", "config/config.yaml")
+    assert result.returncode == 1
+    said = result.stdout
+    assert f"changes.csv: record {edited[1]} step {edited[0]} field old: 'Forged', the sources '{was}'" in said, said
+    assert f"changes.csv: step {dropped[0]} of record {dropped[1]} ({dropped[2]}) is missing" in said, said
 
 
 def test_a_version_rewritten_in_every_file_is_found_against_the_sources(copy):

@@ -51,6 +51,7 @@ from bioscan_rebuild.export.layout import (
     BARCODE_QC_PARQUET,
     BARCODES_FASTA,
     BBOX,
+    CHANGES,
     CONFIG,
     CROISSANT_PATH,
     CSV_PATH,
@@ -209,6 +210,7 @@ def check_records(release: Path, manifest: dict, sources, findings: Findings) ->
         (SPLIT_HISTORY.path, check_split_history, root, table, config, findings),
         (SPLIT_SUMMARY.path, check_split_summary, root, table, findings),
         (BARCODE_QC.path, check_barcode_qc, root, table, findings),
+        (CHANGES.path, check_changes, root, table, findings),
         (CROISSANT_PATH, check_croissant, root, manifest, findings),
     ]
     for what, check, *args in checks:
@@ -1138,6 +1140,96 @@ def _check_parquet_copy(root: Path, relpath: str, csv_table: pa.Table, findings:
         _compare(where, column, ids, expected, got, findings)
 
 
+def _check_replayed_changes(root: Path, replayed: pa.Table, batch_names: list[str], findings: Findings) -> None:
+    """Every row of ``changes.csv`` against the changes curation logs when replayed from the sources: the same
+    changes (step, record, field), each with its old and new value, rule, ratio and source."""
+    path, where = root / CHANGES.path, f"{ROOT}/{CHANGES.path}"
+    if not path.exists():
+        return
+    key = ["step", "processid", "field"]
+    compared = ["old", "new", "rule", "ratio", "source"]
+    text = ["processid", "field", "old", "new", "rule", "source"]
+    types = {"step": pa.int64(), "ratio": pa.float64(), **dict.fromkeys(text, pa.string())}
+    options = pacsv.ConvertOptions(
+        column_types=types, null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=True
+    )
+    logged = pacsv.read_csv(path, convert_options=options).select([*key, *compared])
+    replayed = replayed.select([*key, *compared]).cast(logged.schema)
+    # the replay's ingest names its batches export-1, export-2, ... in the order the exports were given
+    source = replayed["source"]
+    for number, name in reversed(list(enumerate(batch_names, 1))):  # export-12 before export-1
+        source = pc.replace_substring(source, f"export-{number}:", f"{name}:")
+    replayed = replayed.set_column(replayed.column_names.index("source"), "source", source)
+    joined = logged.join(
+        replayed, keys=key, join_type="full outer", left_suffix="", right_suffix="_replayed", coalesce_keys=True
+    ).sort_by([(name, "ascending") for name in key])
+    unlogged = joined.filter(pc.is_null(joined["rule"]))
+    findings.add_each(
+        f"{where} rows",
+        findings.first(unlogged.select(key)).to_pylist(),
+        lambda row: f"{where}: step {row['step']} of record {row['processid']} ({row['field']}) is missing",
+        unlogged.num_rows,
+    )
+    invented = joined.filter(pc.is_null(joined["rule_replayed"]))
+    findings.add_each(
+        f"{where} rows",
+        findings.first(invented.select(key)).to_pylist(),
+        lambda row: (
+            f"{where}: step {row['step']} of record {row['processid']} ({row['field']}) is no change the sources give"
+        ),
+        invented.num_rows,
+    )
+    both = joined.filter(pc.and_(pc.is_valid(joined["rule"]), pc.is_valid(joined["rule_replayed"])))
+    ids = pc.binary_join_element_wise(
+        both["processid"], pc.cast(both["step"], pa.string()), " step ", null_handling="replace"
+    )
+    for column in compared:
+        got, want = both[column].combine_chunks(), both[f"{column}_replayed"].combine_chunks()
+        _compare(where, column, ids, want, got, findings, "the sources")
+
+
+# changes.csv field -> the release column it becomes (curation's names; the others are the same or not released)
+CHANGED_FIELD_COLUMN = {"bin_uri": "dna_bin", "lat": "coord-lat", "lon": "coord-lon"}
+
+
+def check_changes(root: Path, csv: pa.Table, findings: Findings) -> None:
+    """``changes.csv``: the last change logged to a released record's field left the value the release holds (an
+    edited ``new``, or a change dropped from the log, passed), and a record the log excludes is not released."""
+    path, where = root / CHANGES.path, f"{ROOT}/{CHANGES.path}"
+    if not path.exists():
+        return
+    text = ("processid", "field", "new")
+    options = pacsv.ConvertOptions(
+        column_types={"step": pa.int64(), **dict.fromkeys(text, pa.large_string())},
+        include_columns=["step", *text],
+        null_values=[""],  # as the release CSV is read: empty is missing
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+    )
+    log = pacsv.read_csv(path, convert_options=options).sort_by("step")  # stable: a step's rows keep their order
+    log = log.append_column("order", pa.array(np.arange(log.num_rows)))
+    last = log.group_by(["processid", "field"], use_threads=False).aggregate([("order", "max")])
+    log = log.take(last["order_max"]).sort_by([("processid", "ascending"), ("field", "ascending")])
+    released = csv["processid"].combine_chunks().cast(pa.large_string())
+    rows = pc.index_in(log["processid"], value_set=released)
+    log = log.filter(pc.is_valid(rows)).append_column("row", rows.filter(pc.is_valid(rows)))
+    excluded = log.filter(pc.and_(pc.equal(log["field"], "record"), pc.equal(log["new"], "excluded")))
+    findings.add_each(
+        f"{where} records",
+        excluded["processid"].to_pylist(),
+        lambda pid: f"{where}: record {pid} is excluded by the log and released",
+    )
+    for field in pc.unique(log["field"]).to_pylist():
+        column = CHANGED_FIELD_COLUMN.get(field, field)
+        if column not in csv.schema.names or column == "processid":
+            continue  # the raw sequence, the marker, an exclusion: not a release column
+        part = log.filter(pc.equal(log["field"], field))
+        held, logged = csv[column].take(part["row"]).combine_chunks(), part["new"].combine_chunks()
+        if column in REPLAYED_NUMBERS:
+            held, logged = _numeric_text(held), pc.cast(logged, pa.float64())
+        _compare(where, field, part["processid"].combine_chunks(), held, logged, findings, "the csv holds")
+
+
 def _read_barcode_qc(path: Path) -> pa.Table:
     """``barcode_qc.csv`` with the types the barcode stage wrote it with; text never missing (empty is empty)."""
     from bioscan_rebuild.metadata.barcodes import QC_SCHEMA
@@ -1573,9 +1665,10 @@ def check_sources(
     if findings.shown.get("source"):
         return  # a replay of other exports than the build read would only repeat this
     with tempfile.TemporaryDirectory() as tmp:
-        replayed, barcodes, origins = replay_metadata(config, exports, root, Path(tmp))
+        replayed, barcodes, origins, changes = replay_metadata(config, exports, root, Path(tmp))
     _check_replayed_lineage(root, origins, findings)
     _check_replayed_barcode_qc(root, barcodes, findings)
+    _check_replayed_changes(root, changes, [name for name, _ in exports], findings)
     ids = csv["processid"].combine_chunks()
     got = replayed.set_index("processid").reindex(ids.to_pylist())
     by_record = barcodes.select(["processid", "dna_barcode"]).to_pandas().set_index("processid")["dna_barcode"]
@@ -1635,8 +1728,8 @@ def replay_metadata(config: dict, exports, root: Path, workdir: Path):
     """The metadata stages again, from the raw exports: ingest (the config's markers, missing values and duplicate
     policy, batches in delivery order) restricted to the records the build ingested (released, or rejected by the
     metadata or split stage), barcode cleaning and curation with the config's parameters and tables. Returns the
-    curated table, the barcode stage's table (processid, dna_barcode and the QC columns; Arrow) and the replayed
-    records' export rows."""
+    curated table, the barcode stage's table (processid, dna_barcode and the QC columns; Arrow), the replayed
+    records' export rows and the changes curation logged (Arrow)."""
     import pandas as pd
 
     from bioscan_rebuild.core.params import BarcodeParams, IngestParams, TaxonomyParams
@@ -1687,7 +1780,8 @@ def replay_metadata(config: dict, exports, root: Path, workdir: Path):
     )
     barcodes = pq.read_table(workdir / "barcodes.parquet")
     origins = records.select(["processid", *REPLAYED_LINEAGE.values()])
-    return pd.read_parquet(workdir / "metadata" / "curated.parquet"), barcodes, origins
+    changes = pq.read_table(workdir / "metadata" / "changes.parquet")
+    return pd.read_parquet(workdir / "metadata" / "curated.parquet"), barcodes, origins, changes
 
 
 # Reasons of the stages after ingest: these records were ingested, so the replay curates them too.
