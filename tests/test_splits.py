@@ -1172,3 +1172,42 @@ def test_every_command_that_splits_takes_the_tie_order_its_refusal_names():
     ):
         assert parser.parse_args(command).tie_order == "reference"
         assert parser.parse_args([*command, "--tie-order", "host"]).tie_order == "host"
+
+
+def test_barcode_digest_takes_a_column_past_2gb_of_text():
+    """The audit reads a full release's barcodes as one large_string column (3.4 GB of text): each slice was cast to
+    32-bit offsets and the split history check failed with "input array too large". The column here holds its
+    last value past 2 GB (the memory is mapped, zero pages untouched: nothing but the two values is resident)."""
+    import hashlib
+    import mmap
+
+    import pyarrow as pa
+
+    far = 1 << 31
+    space = mmap.mmap(-1, far + 4096)
+    space[0:4], space[far : far + 8] = b"ACGT", b"NNACGTNN"
+    offsets = pa.py_buffer(np.array([0, 4, far, far + 8], np.int64).tobytes())
+    column = pa.Array.from_buffers(pa.large_string(), 3, [pa.py_buffer(bytes([0b101])), offsets, pa.py_buffer(space)])
+    acgt = hashlib.md5(b"ACGT").hexdigest()
+    assert barcode_digest(pa.chunked_array([column])).to_pylist() == [acgt, None, acgt]
+
+
+@pytest.mark.parametrize("share_with_end_n", [0.0, 0.05, 0.5])
+def test_strip_end_n_is_utf8_trim_whichever_way_it_trims(share_with_end_n):
+    """Only barcodes that start or end with N are trimmed (Arrow's trim of every barcode cost 10 s per 5M): the
+    result is ``utf8_trim`` of every one, chunked or not, few or many of them with end N."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from bioscan_rebuild.splits.protocol import strip_end_n
+
+    rng = np.random.default_rng(7)
+    values = ["".join(rng.choice(list("ACGTN"), 12)) for _ in range(400)]
+    values = [
+        ("NN" + v + "N" if rng.random() < share_with_end_n else v.strip("N") or "A") if i % 50 else None
+        for i, v in enumerate(values)
+    ] + ["N", "ÑNÉN", "NÑ"]
+    column = pa.array(values, pa.large_string())
+    assert strip_end_n(column).to_pylist() == pc.utf8_trim(column, "N").to_pylist()
+    chunked = pa.chunked_array([column[:137], column[137:]])
+    assert strip_end_n(chunked).to_pylist() == pc.utf8_trim(column, "N").to_pylist()

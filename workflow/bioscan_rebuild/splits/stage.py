@@ -40,6 +40,7 @@ from bioscan_rebuild.splits.protocol import (
     chunk_names,
     chunk_of,
     split_summary,
+    strip_end_n,
 )
 
 
@@ -327,7 +328,7 @@ def _assign(first: _FirstPass, freeze: pd.Series | None, freeze_barcodes: pd.Ser
     record_ids = first.strip_ids[first.rows]
     with_barcode = np.flatnonzero(record_ids >= 0)
     stand_in_ids, first_record = np.unique(record_ids[with_barcode], return_index=True)
-    strips = pc.utf8_trim(first.records["dna_barcode"].take(pa.array(with_barcode[first_record])), "N")
+    strips = strip_end_n(first.records["dna_barcode"].take(pa.array(with_barcode[first_record])))
     strips = strips.combine_chunks() if isinstance(strips, pa.ChunkedArray) else strips
     pinning = _pinning_strips(first, freeze, freeze_barcodes)  # strip number -> (strip, digest)
     have = set(stand_in_ids.tolist())
