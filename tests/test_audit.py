@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import h5py
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -1084,3 +1085,67 @@ def test_rows_set_aside_while_their_record_was_kept_are_no_finding(tmp_path):
         "rejects.csv: record Y-1 is rejected (no_specimen) and released",
         "rejects.csv: record Z-9: a copy set aside (duplicate_record) for one the release neither holds nor rejects",
     ]
+
+
+def test_a_redelivered_bin_then_normalised_is_one_released_field(tmp_path):
+    """A redelivery logs the BIN under ingest's name (bin_uri), curation under the release's (dna_bin): the
+    redelivered spelling was taken as a last change of its own and blamed on a BIN curation had normalised."""
+    from bioscan_rebuild.export import audit as audit_module
+
+    root = tmp_path / "bioscan5m"
+    (root / "metadata").mkdir(parents=True)
+    (root / "metadata/changes.csv").write_text(
+        '"step","processid","field","old","new","rule","ratio","source"\n'
+        '0,"P1","bin_uri","BOLD:AAA0002","bold:aaa0001","superseded",,"a:x.tsv:2 -> b:y.tsv:3"\n'
+        '3,"P1","dna_bin","bold:aaa0001","BOLD:AAA0001","bin_normalise",,\n'
+    )
+    released = pa.table({"processid": ["P1"], "dna_bin": ["BOLD:AAA0001"]}).cast(
+        pa.schema([("processid", pa.large_string()), ("dna_bin", pa.large_string())])
+    )
+    findings = audit_module.Findings()
+    audit_module.check_changes(root, released, findings)
+    assert findings.report() == []
+    findings = audit_module.Findings()
+    audit_module.check_changes(
+        root, released.set_column(1, "dna_bin", pa.array(["BOLD:AAA0009"], pa.large_string())), findings
+    )
+    assert any(
+        "record P1 field dna_bin: 'BOLD:AAA0001', the csv holds 'BOLD:AAA0009'" in line for line in findings.report()
+    )
+
+
+def test_a_record_delivered_three_times_has_each_replaced_copy_met_in_the_replay(tmp_path):
+    """Two step-0 rows of one record and field (one per copy a third delivery replaced) were joined two by two with
+    the replay's: the crossed pairs were reported as changed, though log and replay agree."""
+    import pyarrow.csv as pacsv
+
+    from bioscan_rebuild.export import audit as audit_module
+
+    root = tmp_path / "bioscan5m"
+    (root / "metadata").mkdir(parents=True)
+    changes = pa.table(
+        {
+            "step": pa.array([0, 0], pa.int64()),
+            "processid": ["P1", "P1"],
+            "field": ["species", "species"],
+            "old": ["Aus bus", "Aus cus"],
+            "new": ["Aus dus", "Aus dus"],
+            "rule": ["superseded"] * 2,
+            "ratio": pa.array([None, None], pa.float64()),
+            "source": ["a:a.tsv:2 -> c:c.tsv:2", "b:b.tsv:2 -> c:c.tsv:2"],
+        }
+    )
+    pacsv.write_csv(changes, root / "metadata/changes.csv")
+    # the replay names its batches export-1, export-2, ... and writes the rows in its own order
+    replayed = changes.take([1, 0])
+    replayed = replayed.set_column(
+        7, "source", pa.array(["export-2:b.tsv:2 -> export-3:c.tsv:2", "export-1:a.tsv:2 -> export-3:c.tsv:2"])
+    )
+    findings = audit_module.Findings()
+    audit_module._check_replayed_changes(root, replayed, ["a", "b", "c"], findings)
+    assert findings.report() == []
+    forged = changes.set_column(3, "old", pa.array(["Aus bus", "Aus zus"]))
+    pacsv.write_csv(forged, root / "metadata/changes.csv")
+    findings = audit_module.Findings()
+    audit_module._check_replayed_changes(root, replayed, ["a", "b", "c"], findings)
+    assert any("record P1 step 0 field old: 'Aus zus', the sources 'Aus cus'" in line for line in findings.report())

@@ -716,10 +716,12 @@ def _with_stated_hashes(root: Path, csv: pa.Table) -> pa.Table:
     import hashlib
 
     if "dna_barcode" in csv.schema.names:
-        digests = [
-            None if text is None else hashlib.sha256(text.encode("utf-8")).hexdigest()
-            for text in csv["dna_barcode"].to_pylist()
-        ]
+        barcodes, digests = csv["dna_barcode"], []
+        for start in range(0, len(barcodes), 1 << 16):  # a slice at a time: a full release's are 3.4 GB of text
+            digests += [
+                None if text is None else hashlib.sha256(text.encode("utf-8")).hexdigest()
+                for text in barcodes.slice(start, 1 << 16).to_pylist()
+            ]
         csv = csv.append_column("barcode_sha256", pa.array(digests, pa.large_string()))
     wanted = ["processid", *JSONLD_LINEAGE_HASHES]
     try:
@@ -1160,9 +1162,12 @@ def _check_replayed_changes(root: Path, replayed: pa.Table, batch_names: list[st
     for number, name in reversed(list(enumerate(batch_names, 1))):  # export-12 before export-1
         source = pc.replace_substring(source, f"export-{number}:", f"{name}:")
     replayed = replayed.set_column(replayed.column_names.index("source"), "source", source)
+    # a record delivered three times has two step-0 rows per field (one per copy replaced): numbered by their
+    # source, so that each row meets its own
+    logged, replayed = _numbered_copies(logged, key), _numbered_copies(replayed, key)
     joined = logged.join(
-        replayed, keys=key, join_type="full outer", left_suffix="", right_suffix="_replayed", coalesce_keys=True
-    ).sort_by([(name, "ascending") for name in key])
+        replayed, keys=[*key, "copy"], join_type="full outer", left_suffix="", right_suffix="_replayed"
+    ).sort_by([(name, "ascending") for name in [*key, "copy"]])
     unlogged = joined.filter(pc.is_null(joined["rule"]))
     findings.add_each(
         f"{where} rows",
@@ -1188,6 +1193,16 @@ def _check_replayed_changes(root: Path, replayed: pa.Table, batch_names: list[st
         _compare(where, column, ids, want, got, findings, "the sources")
 
 
+def _numbered_copies(table: pa.Table, key: list[str]) -> pa.Table:
+    """``table`` sorted by ``key``, then source and old value, with ``copy``: 0, 1, ... among rows of one key."""
+    import pandas as pd
+
+    table = table.sort_by([(name, "ascending") for name in [*key, "source", "old"]])
+    frame = pd.DataFrame({name: table[name].to_numpy(zero_copy_only=False) for name in key})
+    copies = frame.groupby(key, sort=False, dropna=False).cumcount().to_numpy(np.int64)
+    return table.append_column("copy", pa.array(copies))
+
+
 # changes.csv field -> the release column it becomes (curation's names; the others are the same or not released)
 CHANGED_FIELD_COLUMN = {"bin_uri": "dna_bin", "lat": "coord-lat", "lon": "coord-lon"}
 
@@ -1207,9 +1222,13 @@ def check_changes(root: Path, csv: pa.Table, findings: Findings) -> None:
         quoted_strings_can_be_null=True,
     )
     log = pacsv.read_csv(path, convert_options=options).sort_by("step")  # stable: a step's rows keep their order
-    log = log.append_column("order", pa.array(np.arange(log.num_rows)))
-    last = log.group_by(["processid", "field"], use_threads=False).aggregate([("order", "max")])
-    log = log.take(last["order_max"]).sort_by([("processid", "ascending"), ("field", "ascending")])
+    # by release column: a redelivery logs the BIN as bin_uri (ingest's name), curation as dna_bin
+    column = log["field"]
+    for field, released_as in CHANGED_FIELD_COLUMN.items():
+        column = pc.if_else(pc.equal(column, field), pa.scalar(released_as, pa.large_string()), column)
+    log = log.append_column("column", column).append_column("order", pa.array(np.arange(log.num_rows)))
+    last = log.group_by(["processid", "column"], use_threads=False).aggregate([("order", "max")])
+    log = log.take(last["order_max"]).sort_by([("processid", "ascending"), ("column", "ascending")])
     released = csv["processid"].combine_chunks().cast(pa.large_string())
     rows = pc.index_in(log["processid"], value_set=released)
     log = log.filter(pc.is_valid(rows)).append_column("row", rows.filter(pc.is_valid(rows)))
@@ -1219,15 +1238,14 @@ def check_changes(root: Path, csv: pa.Table, findings: Findings) -> None:
         excluded["processid"].to_pylist(),
         lambda pid: f"{where}: record {pid} is excluded by the log and released",
     )
-    for field in pc.unique(log["field"]).to_pylist():
-        column = CHANGED_FIELD_COLUMN.get(field, field)
+    for column in pc.unique(log["column"]).to_pylist():
         if column not in csv.schema.names or column == "processid":
             continue  # the raw sequence, the marker, an exclusion: not a release column
-        part = log.filter(pc.equal(log["field"], field))
+        part = log.filter(pc.equal(log["column"], column))
         held, logged = csv[column].take(part["row"]).combine_chunks(), part["new"].combine_chunks()
         if column in REPLAYED_NUMBERS:
             held, logged = _numeric_text(held), pc.cast(logged, pa.float64())
-        _compare(where, field, part["processid"].combine_chunks(), held, logged, findings, "the csv holds")
+        _compare(where, column, part["processid"].combine_chunks(), held, logged, findings, "the csv holds")
 
 
 def _read_barcode_qc(path: Path) -> pa.Table:
