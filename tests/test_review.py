@@ -866,3 +866,48 @@ def test_the_review_page_and_contact_sheet_show_photos_a_store_without_originals
     assert sheet[:192, :256].mean() < 240  # the photo, not the blank tile
     # a photo never decoded has no frame to show
     assert whole_photo(store, {**row, "params_key": None, "width_original": None}) is None
+
+
+def test_a_box_typed_for_a_photo_a_smaller_budget_no_longer_shows_is_kept(tmp_path):
+    """review --limit 2, a box typed into each of the two lines (still commented), then review --limit 1: the
+    second photo's line left the template with the maintainer's box in it. Typed boxes of photos not shown now
+    stay (past the limit, no longer flagged, or the record gone); untouched lines of photos not shown leave."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from bioscan_rebuild.images.review import write_review
+    from bioscan_rebuild.images.shard import IMAGE_RECORD_SCHEMA
+
+    blank = dict.fromkeys(IMAGE_RECORD_SCHEMA.names)
+    photo = {**blank, "image_status": "ok", "params_key": "k", "original_full_is_source": True}
+    rows = [
+        {**photo, "processid": pid, "image_sha256": sha, "detector_score": score, "needs_review": True}
+        | {"review_reason": "low_confidence"}
+        for pid, sha, score in (("PID-A", "aa11", 0.2), ("PID-B", "bb22", 0.4), ("PID-C", "cc33", 0.6))
+    ]
+    table = tmp_path / "images.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=IMAGE_RECORD_SCHEMA), table)
+    assert write_review([table], tmp_path / "store", tmp_path / "q", limit=2)["shown"] == 2
+    template = tmp_path / "q" / "box_corrections.tsv"
+    text = template.read_text()
+    assert "# PID-C" not in text
+    typed = text.replace("# PID-A\tempty", "# PID-A\t1,2,30,40").replace("# PID-B\tempty", "# PID-B\t5,6,70,80")
+    template.write_text(typed)
+    counts = write_review([table], tmp_path / "store", tmp_path / "q", limit=1)
+    text = template.read_text()
+    assert "# PID-A\t1,2,30,40\tlow_confidence\treview\taa11\n# PID-A\tempty\t" in text
+    assert "# PID-B\t5,6,70,80\tlow_confidence\treview\tbb22\n" in text and "# PID-B\tempty" not in text
+    assert (counts["shown"], counts["edited_but_commented"], counts["kept_not_shown"]) == (1, 1, 1)
+    assert write_review([table], tmp_path / "store", tmp_path / "q", limit=1)["kept_not_shown"] == 1
+    assert template.read_text() == text  # stable from pass to pass
+    # PID-B no longer flagged: its typed box stays; PID-A's record gone from the run: its lines stay as they are
+    rows[1]["needs_review"], rows[1]["review_reason"] = False, None
+    pq.write_table(pa.Table.from_pylist(rows[1:], schema=IMAGE_RECORD_SCHEMA), table)
+    counts = write_review([table], tmp_path / "store", tmp_path / "q")
+    again = template.read_text()
+    assert (counts["shown"], counts["kept_not_shown"]) == (1, 3)
+    assert "# PID-B\t5,6,70,80\t" in again and "# PID-A\t1,2,30,40\t" in again and "# PID-A\tempty\t" in again
+    # once PID-B's box is uncommented it is an answer, and its commented line is not kept beside it
+    template.write_text(again.replace("# PID-B\t5,6,70,80", "PID-B\t5,6,70,80"))
+    counts = write_review([table], tmp_path / "store", tmp_path / "q")
+    assert counts["answers_kept"] == 1 and "# PID-B" not in template.read_text()

@@ -11,7 +11,8 @@ keeps the maintainer's lines (header, answers, comments) and lists only the flag
 for a replaced photo, or with no box, answers nothing); queue lines follow the header's columns, and one whose box
 was edited but left commented is kept as it is, above the fresh one (``edited_but_commented``).
 With ``limit``, only the least confident flagged photos are shown (a maintainer's budget: with the fusion
-backend the confidence is the chance the answer is right, so these are where the mistakes are likeliest). The
+backend the confidence is the chance the answer is right, so these are where the mistakes are likeliest); a box
+typed into the line of a photo not shown now (past the limit, no longer flagged, its record gone) stays. The
 page is deterministic (no dates) and self-contained (thumbnails inline), so it can be mailed or archived beside
 the release.
 """
@@ -52,9 +53,9 @@ REASON_TEXT = {
 REASONS = (*REVIEW_REASONS, "shared_photo")
 
 
-def flagged_rows(image_tables) -> list[dict]:
-    """The photos to look at: those their shard flagged, and those shared by several records (``shared_photos``:
-    only the whole run shows them), with ``shared_photo`` added to their reasons unless a maintainer's box
+def image_rows(image_tables) -> list[dict]:
+    """Every photo row of the run, by processid, those shared by several records (``shared_photos``: only the
+    whole run shows them) flagged with ``shared_photo`` added to their reasons unless a maintainer's box
     correction already answered for the record (it left the queue)."""
     image_tables = list(image_tables)
     shared = {processid for ids in shared_photos(image_tables).values() for processid in ids}
@@ -64,9 +65,13 @@ def flagged_rows(image_tables) -> list[dict]:
             if row["processid"] in shared and row["box_source"] != "correction":
                 row["review_reason"] = ";".join(filter(None, [row["review_reason"], "shared_photo"]))
                 row["needs_review"] = True
-            if row["needs_review"]:
-                rows.append(row)
+            rows.append(row)
     return sorted(rows, key=lambda r: r["processid"])
+
+
+def flagged_rows(image_tables) -> list[dict]:
+    """The photos to look at: those their shard flagged, and those shared by several records."""
+    return [row for row in image_rows(image_tables) if row["needs_review"]]
 
 
 def _thumbnail(store: ImageStore, row: dict) -> str | None:
@@ -174,7 +179,8 @@ def write_review(image_tables, store_root, outdir, limit: int | None = None) -> 
         answer = valid_answers.get(processid_key(row["processid"]))
         return answer is not None and answer.fits(row["image_sha256"])
 
-    rows = flagged_rows(image_tables)
+    everyone = image_rows(image_tables)
+    rows = [row for row in everyone if row["needs_review"]]
     flagged = len(rows)
     if limit is not None:
         rows = sorted(least_confident_first(rows)[:limit], key=lambda row: row["processid"])
@@ -229,6 +235,20 @@ def write_review(image_tables, store_root, outdir, limit: int | None = None) -> 
         ]
         queue += [*kept_edits, line]
         edited += len(kept_edits)
+    # A photo not shown now (past ``limit``, no longer flagged, or its record gone from the run) keeps the boxes
+    # typed into its earlier lines: a smaller budget on the next pass must not erase a maintainer's work.
+    shown = {processid_key(row["processid"]) for row in rows}
+    current = {processid_key(row["processid"]): row for row in everyone}
+    not_shown = 0
+    for key in sorted(set(earlier_queue) - shown):
+        row = current.get(key)
+        if row is not None and answered(row):
+            continue
+        fresh = _queue_line(row, columns) if row is not None else None
+        # a record no longer in the run: nothing to compare with, so its lines stay as they are
+        held = [before for before in earlier_queue[key] if fresh is None or _edited(before, fresh, columns)]
+        queue += held
+        not_shown += len(held)
     lines = [*TEMPLATE_NOTES, *kept, *queue]
     with atomic_path(template) as temporary:
         temporary.write_text("\n".join(lines) + "\n")
@@ -237,5 +257,6 @@ def write_review(image_tables, store_root, outdir, limit: int | None = None) -> 
         "shown": len(rows),
         "answers_kept": len(answers),
         "edited_but_commented": edited,
+        "kept_not_shown": not_shown,
         **{reason: len(by_reason[reason]) for reason in REASONS},
     }
