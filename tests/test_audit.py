@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from bioscan_rebuild.export.audit import parquet_paths, rendered_as_csv
-from conftest import REPO, run_snakemake
+from conftest import REPO, rewrite_manifest, run_snakemake
 
 CSV = "bioscan5m/metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv"
 
@@ -47,27 +47,6 @@ def audit(project: Path, *extra: str) -> subprocess.CompletedProcess:
     env = {"PYTHONPATH": str(REPO / "workflow")}
     command = [sys.executable, "-m", "bioscan_rebuild", "audit", "results/release", *extra]
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=project)
-
-
-def rewrite_manifest(release: Path) -> None:
-    """What a careful forger does: hash the tampered files again, in croissant.json, then in the manifest."""
-    croissant = release / "bioscan5m" / "croissant.json"
-    doc = json.loads(croissant.read_text())
-    for node in doc["distribution"]:
-        file = croissant.parent / node.get("contentUrl", "")
-        if node["@type"] == "cr:FileObject" and file.is_file():
-            node.update(sha256=hashlib.sha256(file.read_bytes()).hexdigest(), contentSize=f"{file.stat().st_size} B")
-    croissant.write_text(json.dumps(doc, indent=2) + "\n")
-    manifest = json.loads((release / "MANIFEST.json").read_text())
-    files = sorted(p for p in release.rglob("*") if p.is_file() and p.name != "MANIFEST.json")
-    manifest["files"] = {
-        p.relative_to(release).as_posix(): {
-            "bytes": p.stat().st_size,
-            "sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
-        }
-        for p in files
-    }
-    (release / "MANIFEST.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
 def test_a_release_as_built_is_whole_with_its_sources(copy):
@@ -1149,3 +1128,47 @@ def test_a_record_delivered_three_times_has_each_replaced_copy_met_in_the_replay
     findings = audit_module.Findings()
     audit_module._check_replayed_changes(root, replayed, ["a", "b", "c"], findings)
     assert any("record P1 step 0 field old: 'Aus zus', the sources 'Aus cus'" in line for line in findings.report())
+
+
+def test_hdf5_images_of_a_release_without_image_files_are_checked_against_the_lineage(copy):
+    """An HDF5 image was compared only with its released JPEG: in a release without the images format (no files)
+    an image swapped, emptied or given to a record the lineage names no image for passed. Now each is held to
+    the lineage's sha256 of that package."""
+    import numpy as np
+
+    from bioscan_rebuild.export.audit import Findings, check_hdf5
+
+    release = copy / "results" / "release"
+    root = release / "bioscan5m"
+    shutil.rmtree(root / "images")
+    config = json.loads((root / "metadata" / "config.json").read_text())
+    table = pa.concat_tables(pq.read_table(p) for p in sorted((root / "metadata/parquet/data").glob("*.parquet")))
+    findings = Findings(None)
+    check_hdf5(root, table, config, findings)
+    assert findings.report() == []  # whole: every image the one the lineage names
+
+    header, rows = _lineage_rows(release)
+    with h5py.File(root / "hdf5/BIOSCAN_5M.h5", "r+") as h5:
+        split = next(name for name in h5 if len(h5[name]["processid"]) >= 3)
+        ids = [v.decode() for v in h5[split]["processid"][:3]]
+        images = h5[split]["image"]
+        images[0], images[1] = images[1], images[0]  # swapped
+        images[2] = np.zeros(0, np.uint8)  # emptied
+    package = config["export"]["image_package"]
+    column = header.index(f"sha256_{package}")
+    third = next(row for row in rows if row[0] == ids[2])
+    third[column] = ""  # the lineage names no image for it: then its (empty) blob is right
+    _write_lineage(release, header, rows)
+    findings = Findings(None)
+    check_hdf5(root, table, config, findings)
+    where = f"bioscan5m/hdf5/BIOSCAN_5M.h5:{split}"
+    assert sorted(findings.report()) == sorted(
+        f"{where}: record {pid} image is not the one the lineage names (sha256_{package})" for pid in ids[:2]
+    )
+    with h5py.File(root / "hdf5/BIOSCAN_5M.h5", "r+") as h5:
+        h5[split]["image"][2] = np.frombuffer(b"\xff\xd8 a photo \xff\xd9", np.uint8)
+    findings = Findings(None)
+    check_hdf5(root, table, config, findings)
+    assert f"{where}: record {ids[2]} holds an image of 13 bytes, but the lineage names no {package} image for it" in (
+        findings.report()
+    )

@@ -9,7 +9,7 @@ import shutil
 import pytest
 import yaml
 
-from conftest import REPO, run_snakemake
+from conftest import REPO, rewrite_manifest, run_snakemake
 
 
 def _workdir(tmp_path, sample_dir, change):
@@ -165,13 +165,34 @@ def test_a_second_version_freezes_the_first_and_says_what_changed(tmp_path, samp
         assert removed.why  # a reason of this build's rejects, or that no input holds it
 
     env = {"PYTHONPATH": str(REPO / "workflow")}
-    audit = subprocess.run(
-        [sys.executable, "-m", "bioscan_rebuild", "audit", "results/release", "--sources", "config/config.yaml"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=workdir,
-    )
-    assert audit.returncode == 0, audit.stdout[-3000:]
+
+    def audit(release, *extra):
+        command = [sys.executable, "-m", "bioscan_rebuild", "audit", str(release), *extra]
+        return subprocess.run(command, capture_output=True, text=True, env=env, cwd=workdir)
+
+    whole = audit("results/release", "--sources", "config/config.yaml", "--previous", str(published))
+    assert whole.returncode == 0 and f"made again against {published}" in whole.stdout, whole.stdout[-3000:]
     run_snakemake(workdir, "--report", "report.html")
     assert "release_diff_summary.json" in (workdir / "report.html").read_text(errors="replace")
+
+    # the diff edited and the manifest listed again (the file check alone passes): the record's value now against
+    # the release, the reason only against the diff made again from v1; v1 itself is named when it is another
+    tampered = tmp_path / "tampered"
+    shutil.copytree(workdir / "results" / "release", tampered)
+    diff_path = tampered / "bioscan5m" / "metadata" / "release_diff.csv"
+    text = diff_path.read_text()
+    line = next(row for row in text.splitlines() if row.startswith(f'"{redelivered}","changed","family"'))
+    *head, new_value, why = line.split(",")
+    edited = ",".join([*head, '"Formicidae_x"', why])
+    diff_path.write_text(text.replace(line, edited))
+    rewrite_manifest(tampered)
+    found = audit(tampered)
+    assert found.returncode == 1 and f"{redelivered} family is now 'Formicidae_x', the release holds" in found.stdout
+    diff_path.write_text(text.replace(line, ",".join([*head, new_value, '"corrected by hand"'])))
+    rewrite_manifest(tampered)
+    assert audit(tampered).returncode == 0  # nothing in the release itself says why
+    found = audit(tampered, "--previous", str(published))
+    assert found.returncode == 1 and "why='corrected by hand'" in found.stdout, found.stdout[-3000:]
+    assert "which the diff made again against --previous gives" in found.stdout
+    found = audit(tampered, "--previous", str(workdir / "results" / "release"))
+    assert found.returncode == 1 and "made against a release whose MANIFEST.json has sha256" in found.stdout

@@ -471,3 +471,118 @@ def test_a_change_no_rule_made_names_how_the_records_source_row_changed(tmp_path
     )
     assert diff["R2"] == diff["Aß3"] == "now from batch b (f.tsv), before from batch a (e.tsv)"
     assert asked == [["Aß3", "R1", "R2"]]  # only the records to explain are looked up
+
+
+class _Found:
+    """The audit's findings, every one kept."""
+
+    def __init__(self):
+        self.lines = []
+
+    def add(self, kind, line):
+        self.lines.append(line)
+
+
+def _diff_release(tmp_path, diff_rows, summary, lineage_rows=None):
+    """A release root holding a release diff, its summary and (optionally) a lineage."""
+    import json
+
+    import pyarrow.csv as pacsv
+
+    from bioscan_rebuild.export.diff import DIFF_SCHEMA
+
+    root = tmp_path / "bioscan5m"
+    (root / "metadata").mkdir(parents=True)
+    table = pa.Table.from_pylist([dict(zip(DIFF_SCHEMA.names, row)) for row in diff_rows], schema=DIFF_SCHEMA)
+    pacsv.write_csv(table, root / "metadata" / "release_diff.csv")
+    (root / "metadata" / "release_diff_summary.json").write_text(json.dumps(summary))
+    if lineage_rows is not None:
+        pd.DataFrame(lineage_rows).to_csv(root / "metadata" / "records_lineage.csv", index=False)
+    return root
+
+
+def test_the_audit_holds_a_release_diff_to_the_release_it_describes(tmp_path):
+    """The audit never read release_diff.csv: a diff saying a record is removed while it is released, a value or
+    a split other than the released one, an image hash the lineage does not hold, or counts its rows do not add
+    up to, passed (the manifest rewritten). Each is a finding naming the line, record and field."""
+    from bioscan_rebuild.export.audit_diff import check_release_diff
+
+    released = _release(
+        [
+            {"processid": "P1", "split": "train", "family": "Cecidomyiidae"},
+            {"processid": "P2", "split": "test", "family": None},
+            {"processid": "p3", "split": "pretrain", "family": "Sciaridae"},
+        ]
+    )
+    rows = [
+        ("P2", "added", "split", None, "test", "new in this build"),
+        ("P9", "removed", "split", "val", None, "no input of this build holds it"),
+        ("P1", "changed", "family", "Sciaridae", "Cecidomyiidae", "superseded"),
+        ("P2", "changed", "family", "Phoridae", None, "curation"),
+        ("P3", "moved", "split", "train", "pretrain", "not frozen"),  # the record as the key finds it
+        ("P1", "changed", "image:cropped_256", "0123456789abcdef", "aaaaaaaaaaaaaaaa", "its source photo changed"),
+    ]
+    summary = {
+        "previous_records": 3,
+        "records": 3,
+        "added": 1,
+        "removed": 1,
+        "changed_records": 2,
+        "changed_fields": 2,
+        "moved": 1,
+        "changed_images": 1,
+    }
+    lineage = [{"processid": p, "sha256_cropped_256": h} for p, h in (("P1", "a" * 64), ("P2", "b" * 64))]
+    found = _Found()
+    check_release_diff(_diff_release(tmp_path / "whole", rows, summary, lineage), released, found)
+    assert found.lines == []
+
+    tampered = [
+        ("P2", "added", "split", None, "val", "new in this build"),  # released in test
+        ("P1", "removed", "split", "val", None, "no input of this build holds it"),  # released
+        ("P1", "changed", "family", "Sciaridae", "Phoridae", "superseded"),  # released: Cecidomyiidae
+        ("P2", "changed", "family", "Phoridae", "", "curation"),  # released: missing, not ""
+        ("P3", "moved", "split", "train", "test", "not frozen"),
+        ("P1", "changed", "image:cropped_256", "0123456789abcdef", "bbbbbbbbbbbbbbbb", "its source photo changed"),
+        ("P8", "changed", "family", "A", "B", "curation"),  # not released
+    ]
+    found = _Found()
+    check_release_diff(_diff_release(tmp_path / "tampered", tampered, summary, lineage), released, found)
+    where = "bioscan5m/metadata/release_diff.csv"
+    assert f"{where}:2: P2 split is now 'val', the release holds 'test'" in found.lines
+    assert f"{where}:3: P1 is removed, but the release holds it" in found.lines
+    assert f"{where}:4: P1 family is now 'Phoridae', the release holds 'Cecidomyiidae'" in found.lines
+    assert f"{where}:5: P2 family is now '', the release holds None" in found.lines
+    assert f"{where}:6: P3 split is now 'test', the release holds 'pretrain'" in found.lines
+    assert (
+        f"{where}:7: P1 image:cropped_256 is now 'bbbbbbbbbbbbbbbb', the lineage says 'aaaaaaaaaaaaaaaa'" in found.lines
+    )
+    assert f"{where}:8: P8 is changed, but the release does not hold it" in found.lines
+    summary_where = "bioscan5m/metadata/release_diff_summary.json"
+    assert f"{summary_where}: removed 1, {where} holds 1" not in found.lines
+    assert f"{summary_where}: changed_fields 2, {where} holds 3" in found.lines
+    assert f"{summary_where}: changed_records 2, {where} holds 3" in found.lines
+
+    found = _Found()
+    check_release_diff(
+        _diff_release(tmp_path / "counts", rows, {**summary, "records": 4, "added": 2}, lineage), released, found
+    )
+    assert found.lines == [
+        f"{summary_where}: records 4, the release holds 3",
+        f"{summary_where}: added 2, {where} holds 1",
+    ]
+    found = _Found()
+    check_release_diff(
+        _diff_release(tmp_path / "before", rows, {**summary, "previous_records": 5}, lineage), released, found
+    )
+    assert found.lines == [f"{summary_where}: previous_records 5 - removed 1 + added 1 is not the 3 records released"]
+    # a diff without its summary, and --previous on a release that has none
+    alone = _diff_release(tmp_path / "alone", rows, summary, lineage)
+    (alone / "metadata" / "release_diff_summary.json").unlink()
+    found = _Found()
+    check_release_diff(alone, released, found)
+    assert found.lines == [f"{summary_where}: missing, beside {where}"]
+    (alone / "metadata" / "release_diff.csv").unlink()
+    found = _Found()
+    check_release_diff(alone, released, found, previous=tmp_path / "v1")
+    assert len(found.lines) == 1 and "no release_diff.csv, so nothing to check against --previous" in found.lines[0]

@@ -65,7 +65,7 @@ def cmd_accounting(args) -> int:
 def cmd_audit(args) -> int:
     from bioscan_rebuild.export.audit import audit_release
 
-    summary = audit_release(args.release, args.sources, every=args.all)
+    summary = audit_release(args.release, args.sources, every=args.all, previous=args.previous)
     for line in summary["problems"]:
         print(line)
     if summary["ok"]:
@@ -73,6 +73,7 @@ def cmd_audit(args) -> int:
             f"audit: {args.release}: whole. {summary['files']} files as the manifest lists them; "
             f"{summary['records']} records agree across the formats, the lineage"
             + (" and the sources" if args.sources else "")
+            + (f"; its diff is the one made again against {args.previous}" if args.previous else "")
         )
         return 0
     print(f"audit: {args.release}: {summary['count']} problems")
@@ -100,6 +101,11 @@ def register(sub) -> None:
     )
     p.add_argument("release", help="the release folder (holding MANIFEST.json), e.g. results/release")
     p.add_argument("--sources", metavar="CONFIG", help="the build's config: its exports are hashed and replayed")
+    p.add_argument(
+        "--previous",
+        metavar="RELEASE",
+        help="the release this one was built against (release.previous): its release_diff.csv is made again",
+    )
     p.add_argument("--all", action="store_true", help="print every problem (default: 5 of each kind, then a count)")
     p.set_defaults(func=cmd_audit)
 

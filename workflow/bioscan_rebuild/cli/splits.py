@@ -51,7 +51,12 @@ def register(sub) -> None:
     p = sub.add_parser("split", help="assign the BIOSCAN-5M splits to a metadata CSV")
     p.add_argument("input", help="metadata CSV with processid, genus, species, dna_barcode")
     p.add_argument("output", help="where to write the CSV with the split column filled")
-    p.add_argument("--freeze", help="processid,split CSV of a previous release: those records keep their split")
+    p.add_argument(
+        "--freeze",
+        help="processid,split CSV of a previous release (its metadata/split_history.csv, or its metadata CSV): "
+        "those records keep their split; its barcode_key or dna_barcode column keeps their barcodes' split too, "
+        "and is required when some of them are not in the input",
+    )
     p.add_argument("--freeze-manifest", help=FREEZE_MANIFEST_HELP)
     p.add_argument("--summary", help="also write samples/barcodes/species per split to this CSV")
     tie_order_option(p)
@@ -60,7 +65,11 @@ def register(sub) -> None:
     p = sub.add_parser("splits", help="the workflow's split step: curated labels + barcode shards")
     p.add_argument("--curated", required=True)
     p.add_argument("--barcodes", nargs="*", default=[])
-    p.add_argument("--freeze", help="processid,split CSV of a previous release")
+    p.add_argument(
+        "--freeze",
+        help="processid,split CSV of a previous release, with barcode_key or dna_barcode (its "
+        "metadata/split_history.csv, or its metadata CSV): those records and their barcodes keep their split",
+    )
     p.add_argument("--freeze-manifest", help=FREEZE_MANIFEST_HELP)
     p.add_argument("--images", nargs="*", default=[], help="image-stage results per shard (excludes empty wells)")
     p.add_argument("--outdir", required=True)

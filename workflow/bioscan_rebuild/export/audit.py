@@ -12,8 +12,10 @@ with itself and with its sources?
 4. Sources (``--sources CONFIG``, the build's config): the exports hash as the accounting says, and the metadata
    stages replayed from the raw exports (the records the build ingested, the config's parameters and tables)
    give the released labels.
+5. Versions: the release diff agrees with the release; with ``--previous`` (the release it was built against) it
+   is the diff made again from that release (``audit_diff``).
 
-Checks 2-4 find edits that a rewritten manifest would hide. Each problem names its file, record and field.
+Checks 2-5 find edits that a rewritten manifest would hide. Each problem names its file, record and field.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from bioscan_rebuild.core.schemas import (
     processid_keys,
     repeated_values,
 )
+from bioscan_rebuild.export.audit_diff import check_release_diff
 from bioscan_rebuild.export.formats.hdf5 import HDF5_LABELS
 from bioscan_rebuild.export.formats.jsonld import DECIMAL_TERMS, INTEGER_TERMS, STRING_TERMS
 from bioscan_rebuild.export.layout import (
@@ -64,6 +67,7 @@ from bioscan_rebuild.export.layout import (
     RECORDS_LINEAGE,
     RECORDS_LINEAGE_PARQUET,
     REJECTS,
+    RELEASE_DIFF_PATH,
     ROOT,
     SPLIT_HISTORY,
     SPLIT_SUMMARY,
@@ -116,8 +120,9 @@ class Findings:
         return len(self.lines) + sum(self.hidden.values())
 
 
-def audit_release(release, sources=None, *, threads: int = 2, every: bool = False) -> dict:
-    """Run every check on the release folder ``release`` (the one holding MANIFEST.json). Returns a summary with
+def audit_release(release, sources=None, *, threads: int = 2, every: bool = False, previous=None) -> dict:
+    """Run every check on the release folder ``release`` (the one holding MANIFEST.json); ``previous``: the release
+    it was built against, its diff is made again from it (``audit_diff``). Returns a summary with
     ``problems`` (lines: SHOWN per kind and column, then a count, or all with ``every``) and their count; ``ok``
     is True only when nothing was found."""
     release = Path(release)
@@ -132,7 +137,7 @@ def audit_release(release, sources=None, *, threads: int = 2, every: bool = Fals
     # Hashing (hashlib lets go of the GIL) runs beside the record checks, which spend their time in Arrow.
     with ThreadPoolExecutor(max_workers=1) as background:
         hashed = background.submit(check_files, release, manifest, file_findings, threads=threads)
-        records = check_records(release, manifest, sources, findings)
+        records = check_records(release, manifest, sources, findings, previous)
         files = hashed.result()
     problems = file_findings.report() + findings.report()
     count = len(file_findings) + len(findings)
@@ -183,7 +188,7 @@ def _guarded(findings: Findings, what: str, check, *args, failed=None):
         return failed
 
 
-def check_records(release: Path, manifest: dict, sources, findings: Findings) -> int:
+def check_records(release: Path, manifest: dict, sources, findings: Findings, previous=None) -> int:
     """Checks 2-4; returns the number of released records."""
     root = release / ROOT
     table = _guarded(findings, CSV_PATH, reference_table, root, findings)
@@ -212,6 +217,7 @@ def check_records(release: Path, manifest: dict, sources, findings: Findings) ->
         (BARCODE_QC.path, check_barcode_qc, root, table, findings),
         (CHANGES.path, check_changes, root, table, findings),
         (CROISSANT_PATH, check_croissant, root, manifest, findings),
+        (RELEASE_DIFF_PATH, check_release_diff, root, table, findings, previous),
     ]
     for what, check, *args in checks:
         _guarded(findings, what, check, *args)
@@ -560,6 +566,7 @@ def check_hdf5(root: Path, csv: pa.Table, config: dict | None, findings: Finding
             package = configured
         for name in sorted(set(h5.keys()) - set(SPLITS)):
             findings.add(f"{where} records", f"{where}: group {name} is no split of the release")
+        lineage = None  # read once, where images are compared
         for split, part in _by_split(csv).items():
             part = part.sort_by("processid")
             if part.num_rows == 0 and split not in h5:
@@ -580,16 +587,56 @@ def check_hdf5(root: Path, csv: pa.Table, config: dict | None, findings: Finding
                 _compare(f"{where}:{split}", field, ids_sorted, part[field].combine_chunks(), got, findings)
             if not package:
                 continue
+            if lineage is None:
+                lineage = _lineage_image_hashes(root, package)
             chunks = part["chunk"].to_pylist()
             for k, i in enumerate(order):
-                image = root / image_relpath(package, split, chunks[k], ids_sorted[k].as_py())
+                processid = ids_sorted[k].as_py()
+                image = root / image_relpath(package, split, chunks[k], processid)
                 blob = group["image"][i].tobytes()
-                if image.exists() and hashlib.sha256(blob).hexdigest() != file_sha256(image):
+                if image.exists():
+                    if hashlib.sha256(blob).hexdigest() != file_sha256(image):
+                        findings.add(
+                            f"{where} image",
+                            f"{where}:{split}: record {processid} image differs from {IMAGES_DIR}/{package} file",
+                        )
+                    continue
+                # no file (a release without the images format, or a record without an image): the lineage names
+                # the image's sha256, or none; the check of the lineage says which files are missing
+                if processid not in lineage:
+                    continue
+                named = lineage[processid]
+                if named is None and blob:
                     findings.add(
                         f"{where} image",
-                        f"{where}:{split}: record {ids_sorted[k].as_py()} image differs from {IMAGES_DIR}/{package} "
-                        "file",
+                        f"{where}:{split}: record {processid} holds an image of {len(blob)} bytes, but the lineage "
+                        f"names no {package} image for it",
                     )
+                elif named is not None and hashlib.sha256(blob).hexdigest() != named:
+                    findings.add(
+                        f"{where} image",
+                        f"{where}:{split}: record {processid} image is not the one the lineage names "
+                        f"(sha256_{package})" + ("" if blob else ": it holds none"),
+                    )
+
+
+def _lineage_image_hashes(root: Path, package: str) -> dict[str, str | None]:
+    """processid -> the lineage's sha256 of its ``package`` image (None: it has none); {} without a lineage."""
+    path = root / RECORDS_LINEAGE.path
+    column = f"sha256_{package}"
+    if not path.exists():
+        return {}
+    header = pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names
+    if column not in header or "processid" not in header:
+        return {}
+    options = pacsv.ConvertOptions(
+        column_types=dict.fromkeys(["processid", column], pa.string()),
+        include_columns=["processid", column],
+        null_values=[""],
+        strings_can_be_null=True,
+    )
+    table = pacsv.read_csv(path, convert_options=options)
+    return dict(zip(table["processid"].to_pylist(), table[column].to_pylist(), strict=True))
 
 
 def _jsonld_batches(path: Path, keys: dict[str, pa.DataType], block: int) -> Iterator[pa.Table]:

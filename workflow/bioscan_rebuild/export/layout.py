@@ -46,6 +46,9 @@ IMAGES_DIR = "images"
 IMAGES_PARQUET_DIR = "images_parquet/data"
 HDF5_PATH = "hdf5/BIOSCAN_5M.h5"
 CROISSANT_PATH = "croissant.json"
+# written when a release follows a previous one (release.previous): export.diff
+RELEASE_DIFF_PATH = "metadata/release_diff.csv"
+RELEASE_DIFF_SUMMARY_PATH = "metadata/release_diff_summary.json"
 
 
 @dataclass(frozen=True)

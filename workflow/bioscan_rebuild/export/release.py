@@ -22,7 +22,15 @@ from bioscan_rebuild.export.card import CARD, CITATION, STATS_DIR, write_card
 from bioscan_rebuild.export.diff import previous_version
 from bioscan_rebuild.export.formats.base import ExportContext
 from bioscan_rebuild.export.formats.registry import FORMATS, select
-from bioscan_rebuild.export.layout import ACCOUNTING, CONFIG, MANIFEST, PROVENANCE, ROOT, ZIP_DIR
+from bioscan_rebuild.export.layout import (
+    ACCOUNTING,
+    CONFIG,
+    MANIFEST,
+    PROVENANCE,
+    RELEASE_DIFF_SUMMARY_PATH,
+    ROOT,
+    ZIP_DIR,
+)
 from bioscan_rebuild.export.side_files import write_side_files
 from bioscan_rebuild.export.spool import spool_shards
 
@@ -301,7 +309,7 @@ def _build(
             else _diff_against(previous, rejects, changes, records, Path(tmp) / "diff"),
         )
     check_released(accounting_data, summary["released"])  # never publish rows the accounting does not know
-    diff = outdir / ROOT / "metadata" / "release_diff_summary.json"
+    diff = outdir / ROOT / RELEASE_DIFF_SUMMARY_PATH
     write_card(
         outdir, options or ExportOptions(), accounting_data, json.loads(diff.read_text()) if diff.is_file() else None
     )
