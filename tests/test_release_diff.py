@@ -506,6 +506,7 @@ def test_the_audit_holds_a_release_diff_to_the_release_it_describes(tmp_path):
     a split other than the released one, an image hash the lineage does not hold, or counts its rows do not add
     up to, passed (the manifest rewritten). Each is a finding naming the line, record and field."""
     from bioscan_rebuild.export.audit_diff import check_release_diff
+    from bioscan_rebuild.export.diff import ANOTHER_SPELLING
 
     released = _release(
         [
@@ -517,16 +518,17 @@ def test_the_audit_holds_a_release_diff_to_the_release_it_describes(tmp_path):
     rows = [
         ("P2", "added", "split", None, "test", "new in this build"),
         ("P9", "removed", "split", "val", None, "no input of this build holds it"),
+        ("p1", "removed", "split", "train", None, ANOTHER_SPELLING),  # the previous release held P1 twice
         ("P1", "changed", "family", "Sciaridae", "Cecidomyiidae", "superseded"),
         ("P2", "changed", "family", "Phoridae", None, "curation"),
         ("P3", "moved", "split", "train", "pretrain", "not frozen"),  # the record as the key finds it
         ("P1", "changed", "image:cropped_256", "0123456789abcdef", "aaaaaaaaaaaaaaaa", "its source photo changed"),
     ]
     summary = {
-        "previous_records": 3,
+        "previous_records": 4,
         "records": 3,
         "added": 1,
-        "removed": 1,
+        "removed": 2,
         "changed_records": 2,
         "changed_fields": 2,
         "moved": 1,
@@ -559,7 +561,7 @@ def test_the_audit_holds_a_release_diff_to_the_release_it_describes(tmp_path):
     )
     assert f"{where}:8: P8 is changed, but the release does not hold it" in found.lines
     summary_where = "bioscan5m/metadata/release_diff_summary.json"
-    assert f"{summary_where}: removed 1, {where} holds 1" not in found.lines
+    assert f"{summary_where}: removed 2, {where} holds 1" in found.lines
     assert f"{summary_where}: changed_fields 2, {where} holds 3" in found.lines
     assert f"{summary_where}: changed_records 2, {where} holds 3" in found.lines
 
@@ -575,7 +577,7 @@ def test_the_audit_holds_a_release_diff_to_the_release_it_describes(tmp_path):
     check_release_diff(
         _diff_release(tmp_path / "before", rows, {**summary, "previous_records": 5}, lineage), released, found
     )
-    assert found.lines == [f"{summary_where}: previous_records 5 - removed 1 + added 1 is not the 3 records released"]
+    assert found.lines == [f"{summary_where}: previous_records 5 - removed 2 + added 1 is not the 3 records released"]
     # a diff without its summary, and --previous on a release that has none
     alone = _diff_release(tmp_path / "alone", rows, summary, lineage)
     (alone / "metadata" / "release_diff_summary.json").unlink()

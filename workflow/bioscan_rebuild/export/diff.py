@@ -82,6 +82,7 @@ def _reject_rows(records: pd.DataFrame) -> list[tuple]:
 
 
 UNEXPLAINED = "its source row, photo or an earlier stage changed"  # a change no rule or delivery names
+ANOTHER_SPELLING = "another spelling of a record the previous release held"  # removed: the record is held
 
 
 def _reasons(rejects: pd.DataFrame | None, known: pd.DataFrame | None = None) -> dict[str, str]:
@@ -131,7 +132,7 @@ def release_diff(
     twice = old.index.duplicated(keep="first")
     previous_records = len(old)  # every row: the summary's counts add up (previous - removed + added = records)
     for pid, split in zip(old.loc[twice, "processid"], old.loc[twice, "split"]):
-        rows.append((pid, "removed", "split", split, None, "another spelling of a record the previous release held"))
+        rows.append((pid, "removed", "split", split, None, ANOTHER_SPELLING))
     old = old[~twice]
     added = now.index.difference(old.index)
     rejected_before = _reasons(previous_rejects)
