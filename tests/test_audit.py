@@ -978,6 +978,10 @@ def test_a_folder_that_is_no_release_is_one_line(copy, tmp_path):
             [sys.executable, "-m", "bioscan_rebuild", "audit", str(folder)], capture_output=True, text=True, env=env
         )
         assert result.returncode == 2 and phrase in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    # --previous naming a folder that is no release: that option named, one line (it was a finding blaming the
+    # release's diff when there was one, or none at all)
+    result = audit(copy, "--previous", str(tmp_path))
+    assert result.returncode == 2 and f"--previous: {tmp_path}: not a release" in result.stderr, result.stderr
 
 
 def test_one_file_with_another_version_is_the_one_named(copy):

@@ -127,6 +127,11 @@ def audit_release(release, sources=None, *, threads: int = 2, every: bool = Fals
     is True only when nothing was found."""
     release = Path(release)
     manifest = manifest_files(release)  # read once: 20M entries at full scale
+    if previous is not None:  # a person's mistake, one line (not a finding blamed on this release's diff)
+        try:
+            manifest_files(Path(previous))
+        except InputError as error:
+            raise InputError(f"--previous: {error}") from None
     limit = None if every else SHOWN
     file_findings, findings = Findings(limit), Findings(limit)
     malformed = sorted(rel for rel, entry in manifest.items() if not _manifest_entry(entry))
