@@ -193,6 +193,6 @@ def test_a_second_version_freezes_the_first_and_says_what_changed(tmp_path, samp
     assert audit(tampered).returncode == 0  # nothing in the release itself says why
     found = audit(tampered, "--previous", str(published))
     assert found.returncode == 1 and "why='corrected by hand'" in found.stdout, found.stdout[-3000:]
-    assert "which the diff made again against --previous gives" in found.stdout
+    assert "; the diff made again against --previous gives processid=" in found.stdout  # line by line
     found = audit(tampered, "--previous", str(workdir / "results" / "release"))
     assert found.returncode == 1 and "made against a release whose MANIFEST.json has sha256" in found.stdout

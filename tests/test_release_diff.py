@@ -473,16 +473,6 @@ def test_a_change_no_rule_made_names_how_the_records_source_row_changed(tmp_path
     assert asked == [["Aß3", "R1", "R2"]]  # only the records to explain are looked up
 
 
-class _Found:
-    """The audit's findings, every one kept."""
-
-    def __init__(self):
-        self.lines = []
-
-    def add(self, kind, line):
-        self.lines.append(line)
-
-
 def _diff_release(tmp_path, diff_rows, summary, lineage_rows=None):
     """A release root holding a release diff, its summary and (optionally) a lineage."""
     import json
@@ -505,6 +495,7 @@ def test_the_audit_holds_a_release_diff_to_the_release_it_describes(tmp_path):
     """The audit never read release_diff.csv: a diff saying a record is removed while it is released, a value or
     a split other than the released one, an image hash the lineage does not hold, or counts its rows do not add
     up to, passed (the manifest rewritten). Each is a finding naming the line, record and field."""
+    from bioscan_rebuild.export.audit import Findings
     from bioscan_rebuild.export.audit_diff import check_release_diff
     from bioscan_rebuild.export.diff import ANOTHER_SPELLING
 
@@ -535,9 +526,9 @@ def test_the_audit_holds_a_release_diff_to_the_release_it_describes(tmp_path):
         "changed_images": 1,
     }
     lineage = [{"processid": p, "sha256_cropped_256": h} for p, h in (("P1", "a" * 64), ("P2", "b" * 64))]
-    found = _Found()
+    found = Findings(None)
     check_release_diff(_diff_release(tmp_path / "whole", rows, summary, lineage), released, found)
-    assert found.lines == []
+    assert found.report() == []
 
     tampered = [
         ("P2", "added", "split", None, "val", "new in this build"),  # released in test
@@ -548,43 +539,125 @@ def test_the_audit_holds_a_release_diff_to_the_release_it_describes(tmp_path):
         ("P1", "changed", "image:cropped_256", "0123456789abcdef", "bbbbbbbbbbbbbbbb", "its source photo changed"),
         ("P8", "changed", "family", "A", "B", "curation"),  # not released
     ]
-    found = _Found()
+    found = Findings(None)
     check_release_diff(_diff_release(tmp_path / "tampered", tampered, summary, lineage), released, found)
     where = "bioscan5m/metadata/release_diff.csv"
-    assert f"{where}:2: P2 split is now 'val', the release holds 'test'" in found.lines
-    assert f"{where}:3: P1 is removed, but the release holds it" in found.lines
-    assert f"{where}:4: P1 family is now 'Phoridae', the release holds 'Cecidomyiidae'" in found.lines
-    assert f"{where}:5: P2 family is now '', the release holds None" in found.lines
-    assert f"{where}:6: P3 split is now 'test', the release holds 'pretrain'" in found.lines
+    assert f"{where}:2: P2 split is now 'val', the release holds 'test'" in found.report()
+    assert f"{where}:3: P1 is removed, but the release holds it" in found.report()
+    assert f"{where}:4: P1 family is now 'Phoridae', the release holds 'Cecidomyiidae'" in found.report()
+    assert f"{where}:5: P2 family is now '', the release holds None" in found.report()
+    assert f"{where}:6: P3 split is now 'test', the release holds 'pretrain'" in found.report()
     assert (
-        f"{where}:7: P1 image:cropped_256 is now 'bbbbbbbbbbbbbbbb', the lineage says 'aaaaaaaaaaaaaaaa'" in found.lines
+        f"{where}:7: P1 image:cropped_256 is now 'bbbbbbbbbbbbbbbb', the lineage says 'aaaaaaaaaaaaaaaa'"
+        in found.report()
     )
-    assert f"{where}:8: P8 is changed, but the release does not hold it" in found.lines
+    assert f"{where}:8: P8 is changed, but the release does not hold it" in found.report()
     summary_where = "bioscan5m/metadata/release_diff_summary.json"
-    assert f"{summary_where}: removed 2, {where} holds 1" in found.lines
-    assert f"{summary_where}: changed_fields 2, {where} holds 3" in found.lines
-    assert f"{summary_where}: changed_records 2, {where} holds 3" in found.lines
+    assert f"{summary_where}: removed 2, {where} holds 1" in found.report()
+    assert f"{summary_where}: changed_fields 2, {where} holds 3" in found.report()
+    assert f"{summary_where}: changed_records 2, {where} holds 3" in found.report()
 
-    found = _Found()
+    found = Findings(None)
     check_release_diff(
         _diff_release(tmp_path / "counts", rows, {**summary, "records": 4, "added": 2}, lineage), released, found
     )
-    assert found.lines == [
+    assert found.report() == [
         f"{summary_where}: records 4, the release holds 3",
         f"{summary_where}: added 2, {where} holds 1",
     ]
-    found = _Found()
+    found = Findings(None)
     check_release_diff(
         _diff_release(tmp_path / "before", rows, {**summary, "previous_records": 5}, lineage), released, found
     )
-    assert found.lines == [f"{summary_where}: previous_records 5 - removed 2 + added 1 is not the 3 records released"]
+    assert found.report() == [
+        f"{summary_where}: previous_records 5 - removed 2 + added 1 is not the 3 records released"
+    ]
     # a diff without its summary, and --previous on a release that has none
     alone = _diff_release(tmp_path / "alone", rows, summary, lineage)
     (alone / "metadata" / "release_diff_summary.json").unlink()
-    found = _Found()
+    found = Findings(None)
     check_release_diff(alone, released, found)
-    assert found.lines == [f"{summary_where}: missing, beside {where}"]
+    assert found.report() == [f"{summary_where}: missing, beside {where}"]
     (alone / "metadata" / "release_diff.csv").unlink()
-    found = _Found()
+    found = Findings(None)
     check_release_diff(alone, released, found, previous=tmp_path / "v1")
-    assert len(found.lines) == 1 and "no release_diff.csv, so nothing to check against --previous" in found.lines[0]
+    assert (
+        len(found.report()) == 1 and "no release_diff.csv, so nothing to check against --previous" in found.report()[0]
+    )
+
+
+def test_the_audit_finds_rows_a_diff_never_writes_and_a_diff_gone_that_the_config_promises(tmp_path):
+    """Rows the build never writes passed the check of the release diff: one row twice, an image row that is
+    not `changed`, a change without a field, a change of another name, the second spelling of a record removed
+    under the record's own spelling. A diff deleted with its summary passed while config.json names the previous
+    release."""
+    from bioscan_rebuild.export.audit import Findings
+    from bioscan_rebuild.export.audit_diff import check_release_diff
+    from bioscan_rebuild.export.diff import ANOTHER_SPELLING
+
+    released = _release([{"processid": "P1", "split": "train", "family": "Sciaridae"}])
+    rows = [
+        ("P1", "changed", "family", "Phoridae", "Sciaridae", "curation"),
+        ("P1", "changed", "family", "Phoridae", "Sciaridae", "curation"),
+        ("P1", "moved", "image:cropped_256", "0123456789abcdef", "aaaaaaaaaaaaaaaa", "not frozen"),
+        ("P1", "changed", None, "x", "y", "curation"),
+        ("P1", "renamed", "split", "train", "val", "curation"),
+        ("P1", "removed", "split", "train", None, ANOTHER_SPELLING),
+    ]
+    summary = {"previous_records": 2, "records": 1, "added": 0, "removed": 1, "changed_records": 1}
+    summary |= {"changed_fields": 3, "moved": 1, "changed_images": 0}
+    lineage = [{"processid": "P1", "sha256_cropped_256": "a" * 64}]
+    found = Findings(None)
+    check_release_diff(_diff_release(tmp_path / "rows", rows, summary, lineage), released, found)
+    where = "bioscan5m/metadata/release_diff.csv"
+    assert found.report() == [
+        f"{where}:6: P1: change 'renamed' is none the diff writes",
+        f"{where}:7: P1 is removed, but the release holds it",
+        f"{where}:4: P1: image:cropped_256 is moved: an image's row is always changed",
+        f"{where}:5: P1 is changed, but the row names no field",
+        f"{where}: P1 has 2 rows changed family",
+        f"{where}:4: P1 split is now 'aaaaaaaaaaaaaaaa', the release holds 'train'",
+    ]
+    config = {"release": {"previous": "/data/releases/v1"}}
+    gone = _diff_release(tmp_path / "gone", rows, summary)
+    for name in ("release_diff.csv", "release_diff_summary.json"):
+        (gone / "metadata" / name).unlink()
+    found = Findings(None)
+    check_release_diff(gone, released, found, config=config)
+    assert found.report() == [
+        "bioscan5m/metadata: no release_diff.csv or its summary, but metadata/config.json says the release follows "
+        "/data/releases/v1 (release.previous): the build writes both"
+    ]
+    found = Findings(None)
+    check_release_diff(gone, released, found, config={"release": {"previous": None}})
+    assert found.report() == []
+
+
+def test_a_diff_that_differs_from_the_one_made_again_is_shown_row_by_row_or_as_rows_added_and_dropped():
+    """The rows named in Arrow (a counter of Python tuples took 7 GB for 10M image rows): row by row when both
+    hold as many, else the rows one has more often than the other."""
+    from bioscan_rebuild.export.audit import Findings
+    from bioscan_rebuild.export.audit_diff import _compare_diffs
+    from bioscan_rebuild.export.diff import DIFF_SCHEMA
+
+    def table(rows):
+        return pa.Table.from_pylist([dict(zip(DIFF_SCHEMA.names, r)) for r in rows], schema=DIFF_SCHEMA)
+
+    made = [("P1", "changed", "family", "A", "B", "curation"), ("P2", "added", "split", None, "test", "new")]
+    found = Findings(None)
+    _compare_diffs(table([made[0], (*made[1][:5], "by hand")]), table(made), "diff.csv", found)
+    assert found.report() == [
+        "diff.csv:3: processid='P2', change='added', field='split', new='test', why='by hand'; the diff made again "
+        "against --previous gives processid='P2', change='added', field='split', new='test', why='new'"
+    ]
+    found = Findings(None)
+    gone = ("P3", "removed", "split", "val", None, "gone")
+    _compare_diffs(table([made[0], made[0], made[1], made[1]]), table([*made, gone]), "diff.csv", found)
+    assert found.report() == [
+        "diff.csv: a row the diff made again against --previous does not give: processid='P1', change='changed', "
+        "field='family', old='A', new='B', why='curation'",
+        "diff.csv: a row the diff made again against --previous does not give: processid='P2', change='added', "
+        "field='split', new='test', why='new'",
+        "diff.csv: lacks a row the diff made again against --previous gives: processid='P3', change='removed', "
+        "field='split', old='val', why='gone'",
+    ]

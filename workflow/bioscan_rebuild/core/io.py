@@ -29,6 +29,18 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def csv_header(path: str | Path) -> list[str]:
+    """A CSV file's column names, from its first block only (``read_csv`` reads and parses the whole file: a full
+    release's 4.5 GB lineage, to learn its header)."""
+    import pyarrow.csv as pacsv
+
+    reader = pacsv.open_csv(path)
+    try:
+        return reader.schema.names
+    finally:
+        reader.close()
+
+
 def read_json(path: str | Path, what: str, keys: tuple[str, ...] = ()) -> dict:
     """A JSON object another step wrote (a summary, an accounting, a plan), or InputError naming the file when it
     is not JSON, not an object, or lacks one of ``keys`` (another step's file, garbage: a traceback before)."""

@@ -36,7 +36,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from bioscan_rebuild.core.errors import InputError
-from bioscan_rebuild.core.io import file_sha256
+from bioscan_rebuild.core.io import csv_header, file_sha256
 from bioscan_rebuild.core.params import ExportOptions, IngestParams
 from bioscan_rebuild.core.schemas import (
     IMAGE_PACKAGES,
@@ -222,7 +222,7 @@ def check_records(release: Path, manifest: dict, sources, findings: Findings, pr
         (BARCODE_QC.path, check_barcode_qc, root, table, findings),
         (CHANGES.path, check_changes, root, table, findings),
         (CROISSANT_PATH, check_croissant, root, manifest, findings),
-        (RELEASE_DIFF_PATH, check_release_diff, root, table, findings, previous),
+        (RELEASE_DIFF_PATH, check_release_diff, root, table, findings, previous, config),
     ]
     for what, check, *args in checks:
         _guarded(findings, what, check, *args)
@@ -435,7 +435,7 @@ def _duplicates(table: pa.Table, findings: Findings) -> None:
 def _csv_table(path: Path, findings: Findings) -> pa.Table | None:
     """The release CSV, every cell as text (empty = missing), sorted by processid."""
     try:
-        header = pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names
+        header = csv_header(path)
         table = pacsv.read_csv(
             path,
             convert_options=pacsv.ConvertOptions(
@@ -592,8 +592,6 @@ def check_hdf5(root: Path, csv: pa.Table, config: dict | None, findings: Finding
                 _compare(f"{where}:{split}", field, ids_sorted, part[field].combine_chunks(), got, findings)
             if not package:
                 continue
-            if lineage is None:
-                lineage = _lineage_image_hashes(root, package)
             chunks = part["chunk"].to_pylist()
             for k, i in enumerate(order):
                 processid = ids_sorted[k].as_py()
@@ -608,6 +606,8 @@ def check_hdf5(root: Path, csv: pa.Table, config: dict | None, findings: Finding
                     continue
                 # no file (a release without the images format, or a record without an image): the lineage names
                 # the image's sha256, or none; the check of the lineage says which files are missing
+                if lineage is None:  # read at the first record without a file: a release with images never needs it
+                    lineage = _lineage_image_hashes(root, package)
                 if processid not in lineage:
                     continue
                 named = lineage[processid]
@@ -631,7 +631,7 @@ def _lineage_image_hashes(root: Path, package: str) -> dict[str, str | None]:
     column = f"sha256_{package}"
     if not path.exists():
         return {}
-    header = pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names
+    header = csv_header(path)
     if column not in header or "processid" not in header:
         return {}
     options = pacsv.ConvertOptions(
@@ -878,7 +878,7 @@ def check_lineage(root: Path, csv: pa.Table, accounting: dict, findings: Finding
     if not path.exists():
         findings.add("lineage", f"{where}: missing")
         return
-    header = pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names
+    header = csv_header(path)
     wanted = ["processid", "source_file", "source_sha256", *(c for c in header if c.startswith("sha256_"))]
     options = pacsv.ConvertOptions(
         null_values=[""],  # only an empty field: a processid "NA" is a processid

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from bioscan_rebuild.core.errors import InputError
-from bioscan_rebuild.core.io import check_listed, file_sha256
+from bioscan_rebuild.core.io import check_listed, csv_header, file_sha256
 from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, RANKS, processid_keys
 from bioscan_rebuild.export.layout import CHANGES, CONFIG, CSV_PATH, RECORDS_LINEAGE, REJECTS, ROOT
 
@@ -56,12 +56,16 @@ def _as_text(table: pa.Table) -> pd.DataFrame:
         column = table[name]
         if pa.types.is_dictionary(column.type):
             column = column.cast(column.type.value_type)
-        columns[name] = column.cast(pa.string()).to_numpy(zero_copy_only=False)
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            # text already is text: a cast of a full release's barcodes (3.4 GB in one chunk) to 32-bit offsets
+            # fails ('input array too large')
+            column = column.cast(pa.string())
+        columns[name] = column.to_numpy(zero_copy_only=False)
     return pd.DataFrame(columns)
 
 
 def read_release_csv(path) -> pd.DataFrame:
-    header = pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names
+    header = csv_header(path)
     types = dict.fromkeys(header, pa.string())
     # only the empty cell is missing, as the release writes it: "NA", "null" or "nan" are values a record may hold
     options = pacsv.ConvertOptions(
