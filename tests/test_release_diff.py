@@ -588,9 +588,9 @@ def test_the_audit_holds_a_release_diff_to_the_release_it_describes(tmp_path):
 
 def test_the_audit_finds_rows_a_diff_never_writes_and_a_diff_gone_that_the_config_promises(tmp_path):
     """Rows the build never writes passed the check of the release diff: one row twice, an image row that is
-    not `changed`, a change without a field, a change of another name, the second spelling of a record removed
-    under the record's own spelling. A diff deleted with its summary passed while config.json names the previous
-    release."""
+    not `changed`, a change without a field, a change of another name (the later copy of a record a previous
+    release held twice is removed, and is no finding, whichever spelling the record kept). A diff deleted with its
+    summary passed while config.json names the previous release."""
     from bioscan_rebuild.export.audit import Findings
     from bioscan_rebuild.export.audit_diff import check_release_diff
     from bioscan_rebuild.export.diff import ANOTHER_SPELLING
@@ -602,9 +602,11 @@ def test_the_audit_finds_rows_a_diff_never_writes_and_a_diff_gone_that_the_confi
         ("P1", "moved", "image:cropped_256", "0123456789abcdef", "aaaaaaaaaaaaaaaa", "not frozen"),
         ("P1", "changed", None, "x", "y", "curation"),
         ("P1", "renamed", "split", "train", "val", "curation"),
-        ("P1", "removed", "split", "train", None, ANOTHER_SPELLING),
+        ("P1", "removed", "split", "train", None, ANOTHER_SPELLING),  # the previous release held P1 twice: right
+        ("P7", "removed", "split", "val", None, "no input of this build holds it"),
+        ("P7", "removed", "split", "val", None, ANOTHER_SPELLING),  # and P7 twice: one row each, right
     ]
-    summary = {"previous_records": 2, "records": 1, "added": 0, "removed": 1, "changed_records": 1}
+    summary = {"previous_records": 4, "records": 1, "added": 0, "removed": 3, "changed_records": 1}
     summary |= {"changed_fields": 3, "moved": 1, "changed_images": 0}
     lineage = [{"processid": "P1", "sha256_cropped_256": "a" * 64}]
     found = Findings(None)
@@ -612,10 +614,9 @@ def test_the_audit_finds_rows_a_diff_never_writes_and_a_diff_gone_that_the_confi
     where = "bioscan5m/metadata/release_diff.csv"
     assert found.report() == [
         f"{where}:6: P1: change 'renamed' is none the diff writes",
-        f"{where}:7: P1 is removed, but the release holds it",
         f"{where}:4: P1: image:cropped_256 is moved: an image's row is always changed",
         f"{where}:5: P1 is changed, but the row names no field",
-        f"{where}: P1 has 2 rows changed family",
+        f"{where}:2: P1 has 2 rows changed family",
         f"{where}:4: P1 split is now 'aaaaaaaaaaaaaaaa', the release holds 'train'",
     ]
     config = {"release": {"previous": "/data/releases/v1"}}
@@ -654,10 +655,14 @@ def test_a_diff_that_differs_from_the_one_made_again_is_shown_row_by_row_or_as_r
     gone = ("P3", "removed", "split", "val", None, "gone")
     _compare_diffs(table([made[0], made[0], made[1], made[1]]), table([*made, gone]), "diff.csv", found)
     assert found.report() == [
-        "diff.csv: a row the diff made again against --previous does not give: processid='P1', change='changed', "
-        "field='family', old='A', new='B', why='curation'",
-        "diff.csv: a row the diff made again against --previous does not give: processid='P2', change='added', "
-        "field='split', new='test', why='new'",
-        "diff.csv: lacks a row the diff made again against --previous gives: processid='P3', change='removed', "
-        "field='split', old='val', why='gone'",
+        "diff.csv: a row it holds more often than the diff made again against --previous (2 against 1): "
+        "processid='P1', change='changed', field='family', old='A', new='B', why='curation'",
+        "diff.csv: a row it holds more often than the diff made again against --previous (2 against 1): "
+        "processid='P2', change='added', field='split', new='test', why='new'",
+        "diff.csv: a row the diff made again against --previous holds more often (0 against 1): processid='P3', "
+        "change='removed', field='split', old='val', why='gone'",
     ]
+    # the same rows sorted otherwise: one finding, not one per line
+    found = Findings(None)
+    _compare_diffs(table(made[::-1]), table(made), "diff.csv", found)
+    assert found.report() == ["diff.csv: the rows of the diff made again against --previous, in another order"]
