@@ -49,3 +49,4 @@ rule all:
         "results/metadata/barcodes.fasta",
         "results/splits/splits.parquet",
         "results/release/MANIFEST.json",
+        "results/audit/audit.json",

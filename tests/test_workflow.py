@@ -600,3 +600,27 @@ def test_the_review_queue_round_trip(finished_run, tmp_path_factory):
     assert _rules_to_run(workdir) == set()
     run_snakemake(workdir)
     assert (workdir / "results" / "release" / "MANIFEST.json").read_bytes() == manifest
+
+
+def test_every_run_audits_its_release_and_a_release_that_does_not_check_out_fails_it(finished_run, tmp_path):
+    """The run's last job audits the release (`results/audit/audit.json`); the command it runs exits 1 and writes
+    the problems when the release does not check out (the job then fails, its log naming them)."""
+    import subprocess
+    import sys
+
+    audit = json.loads((finished_run / "results" / "audit" / "audit.json").read_text())
+    manifest = json.loads((finished_run / "results" / "release" / "MANIFEST.json").read_text())
+    released = json.loads((finished_run / "results" / "accounting.json").read_text())["released"]["records"]
+    assert audit["ok"] is True and audit["problems"] == [] and audit["count"] == 0
+    assert (audit["files"], audit["records"]) == (len(manifest["files"]), released)
+    assert "whole" in (finished_run / "logs" / "release" / "audit.log").read_text()
+
+    release = tmp_path / "release"
+    shutil.copytree(finished_run / "results" / "release", release, symlinks=True)
+    csv = release / "bioscan5m" / "metadata" / "csv" / "BIOSCAN_5M_Insect_Dataset_metadata.csv"
+    csv.write_text(csv.read_text().replace('"Insecta","', '"Arachnida","', 1))
+    command = [sys.executable, "-m", "bioscan_rebuild", "audit", str(release), "--json", str(tmp_path / "audit.json")]
+    result = subprocess.run(command, capture_output=True, text=True, env={"PYTHONPATH": str(REPO / "workflow")})
+    written = json.loads((tmp_path / "audit.json").read_text())
+    assert result.returncode == 1 and written["ok"] is False and written["count"] >= 1
+    assert any("BIOSCAN_5M_Insect_Dataset_metadata.csv" in line for line in written["problems"])

@@ -725,7 +725,10 @@ BARCODE_PARAMS_JSON = stage_params_json("barcodes")
 
 # Provenance plan (called in provenance.smk, once every rule is defined).
 # Rules outside the provenance plan: targets, the plan itself, and what consumes the graph.
-NOT_PLANNED = ("all", "train_detector", "train_detector_fold", "provenance_plan", "provenance", "release")
+NOT_PLANNED = (
+    *("all", "train_detector", "train_detector_fold", "provenance_plan", "provenance", "release"),
+    "audit",  # reads the release the graph is part of
+)
 
 
 def _wildcard_sets(rule):

@@ -105,3 +105,33 @@ rule release:
         "--store {params.store:q} --formats {params.formats} --options {params.options:q} {params.previous} "
         "--stats {params.stats:q} "
         "--outdir {params.outdir:q} > {log} 2>&1"
+
+
+rule audit:
+    input:
+        manifest="results/release/MANIFEST.json",
+        csv="results/release/bioscan5m/metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv",
+        # with release.previous: the diff is made again from that release and compared with the released one
+        previous=previous_release,
+    output:
+        audit=report(
+            "results/audit/audit.json",
+            caption="../report/audit.rst",
+            category="Release",
+        ),
+    log:
+        "logs/release/audit.log",
+    benchmark:
+        "benchmarks/release/audit.tsv"
+    conda:
+        "../../envs/images.yaml"
+    resources:
+        # 5.15M records (a 4 GB CSV): 13.8 GB (README, Scale); the sample's fits any node
+        mem_mb=lambda wildcards, input: min(16000, max(2000, 4 * round(input.size_mb))),
+    params:
+        cli=CLI,
+        code=CODE["export"],
+        release=subpath(input.manifest, parent=True),
+        previous=previous_release_arg,
+    shell:
+        "{params.cli} audit {params.release:q} {params.previous} --json {output.audit:q} > {log} 2>&1"

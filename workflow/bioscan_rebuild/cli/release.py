@@ -66,6 +66,11 @@ def cmd_audit(args) -> int:
     from bioscan_rebuild.export.audit import audit_release
 
     summary = audit_release(args.release, args.sources, every=args.all, previous=args.previous)
+    if args.json:  # the workflow's record of it (results/audit/audit.json): the same whether it passed or not
+        from bioscan_rebuild.core.io import atomic_path
+
+        with atomic_path(args.json) as temporary:
+            temporary.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     for line in summary["problems"]:
         print(line)
     if summary["ok"]:
@@ -107,6 +112,7 @@ def register(sub) -> None:
         help="the release this one was built against (release.previous): its release_diff.csv is made again",
     )
     p.add_argument("--all", action="store_true", help="print every problem (default: 5 of each kind, then a count)")
+    p.add_argument("--json", metavar="FILE", help="also write the summary (ok, files, records, problems) as JSON")
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser(
