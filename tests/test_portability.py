@@ -66,6 +66,42 @@ def test_a_moved_checkout_has_nothing_to_do(sample_dir, tmp_path):
     assert not jobs & {"parse_export", "list_images", "inventory_images", "join_shard"}  # nothing upstream
 
 
+def _checkout_copy(project: Path) -> None:
+    for part in CHECKOUT_PARTS:
+        source = REPO / part
+        if source.is_dir():
+            shutil.copytree(source, project / part, ignore=IGNORE)
+        else:
+            project.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, project / part)
+
+
+@pytest.mark.slow
+def test_a_delivery_gone_from_the_working_directory_is_missing_whatever_the_checkout_holds(sample_dir, tmp_path):
+    """The plan looked a source up in the checkout when the working directory lacked it (meant for the shipped
+    tables): with the sample generated in the checkout (`make run`), an export deleted after a run from another
+    working directory still counted as there, and the release target planned without its jobs, exit 0."""
+    checkout = tmp_path / "checkout"
+    _checkout_copy(checkout)
+    shutil.copytree(sample_dir, checkout / "resources" / "sample")
+    workdir = tmp_path / "work"
+    (workdir / "config").mkdir(parents=True)
+    shutil.copy(REPO / "config" / "config.yaml", workdir / "config" / "config.yaml")
+    shutil.copytree(sample_dir, workdir / "resources" / "sample")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    cmd = [snakemake_bin(), "--snakefile", str(checkout / "Snakefile"), "--directory", str(workdir)]
+    first = subprocess.run([*cmd, "--cores", "2"], cwd=workdir, env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-3000:]
+    export = sorted((workdir / "resources" / "sample" / "sample-b").glob("*.tsv"))[0]
+    export.unlink()
+    for target in ([], ["results/release/MANIFEST.json"]):
+        done = subprocess.run(
+            [*cmd, "--dry-run", "--cores", "1", *target], cwd=workdir, env=env, capture_output=True, text=True
+        )
+        assert done.returncode != 0, (target, done.stdout[-3000:])
+        assert export.relative_to(workdir).as_posix() in done.stdout + done.stderr, done.stderr[-3000:]
+
+
 def test_an_installed_wheel_runs_metadata_with_the_shipped_tables(realdata, tmp_path):
     """A wheel installed into a new venv (not editable), its console script run outside the checkout.
 

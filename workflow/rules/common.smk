@@ -747,15 +747,19 @@ def _flat(value):
     return [str(value)]
 
 
+# a name _relative gave a path in the checkout -> where that file is, so that _source_exists looks there
+_CHECKOUT_NAMES = {}
+
+
 def _relative(path):
     """Paths in the repository relative to it: the graph must not name the checkout's location."""
     absolute = os.path.abspath(path)
     base = os.path.abspath(workflow.basedir)
-    return (
-        os.path.relpath(absolute, base)
-        if absolute.startswith(os.path.join(base, ""))
-        else path
-    )
+    if not absolute.startswith(os.path.join(base, "")):
+        return path
+    name = os.path.relpath(absolute, base)
+    _CHECKOUT_NAMES[name] = absolute
+    return name
 
 
 def _planned_job(rule, wildcards):
@@ -801,8 +805,9 @@ def _planned_job(rule, wildcards):
 
 
 def _source_exists(path):
-    """A source file or folder: in the working directory, or (shipped tables) in the workflow's checkout."""
-    return os.path.exists(path) or os.path.exists(os.path.join(workflow.basedir, path))
+    """A source file or folder: a name the plan made relative to the checkout (shipped tables) is looked up there,
+    any other in the working directory (a delivery gone from it is missing, whatever the checkout holds)."""
+    return os.path.exists(_CHECKOUT_NAMES.get(path, path))
 
 
 def _plan():
