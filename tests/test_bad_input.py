@@ -90,6 +90,37 @@ def test_corrupt_scan_data_behind_intact_markers_is_undecodable(realdata):
     assert decode_photo(photo, ImageParams()).status == "ok"
 
 
+def _jfif_revision_2(jpeg: bytes) -> bytes:
+    assert jpeg[6:11] == b"JFIF\x00"
+    return jpeg[:11] + b"\x02\x01" + jpeg[13:]
+
+
+def _sequential_scan_with_se_0(jpeg: bytes) -> bytes:
+    sos = jpeg.index(b"\xff\xda")
+    se = sos + 2 + int.from_bytes(jpeg[sos + 2 : sos + 4], "big") - 2  # Ss, Se, Ah/Al end the segment
+    return jpeg[:se] + b"\x00" + jpeg[se + 1 :]
+
+
+def _icc_segment_3_of_2(jpeg: bytes) -> bytes:
+    payload = b"ICC_PROFILE\x00\x03\x02" + b"\x00" * 16
+    return jpeg[:2] + b"\xff\xe2" + (len(payload) + 2).to_bytes(2, "big") + payload + jpeg[2:]
+
+
+@pytest.mark.parametrize("mutate", [_jfif_revision_2, _sequential_scan_with_se_0, _icc_segment_3_of_2])
+def test_a_header_warning_the_decoder_ignores_keeps_the_photo_and_its_scan_is_still_checked(realdata, mutate):
+    """libjpeg warns on a JFIF revision 2.01, a sequential scan's progression fields not 0/63/0 and an ICC
+    segment numbered 3 of 2, then decodes the same pixels; the strict check made each photo ``undecodable``."""
+    photo = (realdata / "imgfilter-dev/CRBLA1993-22.1024px.jpg").read_bytes()
+    clean = decode_photo(photo, ImageParams())
+    odd = mutate(photo)
+    assert odd != photo
+    decoded = decode_photo(odd, ImageParams())
+    assert decoded.status == clean.status == "ok", decoded.detail
+    assert np.array_equal(decoded.rgb, clean.rgb)
+    damaged = decode_photo(_corrupt_scan_data(odd), ImageParams())  # damage behind the odd header is still found
+    assert damaged.status == "undecodable" and "Corrupt JPEG data" in damaged.detail, damaged.detail
+
+
 def test_corrupt_scan_data_in_an_mpo_photo_is_undecodable(realdata):
     """An MPO (a camera's multi-picture JPEG) used to skip the strict decode and give garbage pixels as ``ok``."""
     import io

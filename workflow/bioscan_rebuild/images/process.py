@@ -176,14 +176,68 @@ def _draft_scale(size: tuple[int, int], target: tuple[int, int]) -> int:
     return next(scale for scale in (8, 4, 2, 1) if ratio >= scale)
 
 
+# libjpeg warnings about a header field the decoder then ignores: the pixels are the same as without it
+_HEADER_WARNINGS = ("unknown JFIF revision", "Invalid SOS parameters for sequential JPEG", "bad ICC marker")
+_SEQUENTIAL_FRAMES = {0xC0, 0xC1, 0xC9}  # baseline, extended (Huffman), extended (arithmetic)
+
+
+def _header_warnings_mended(data: bytes) -> bytes | None:
+    """The JPEG with the header fields those warnings name set as the decoder reads them anyway (JFIF version
+    1.02, a sequential scan's progression fields 0/63/0, no ICC segments: the profile is read by Pillow);
+    None when the markers up to the first scan cannot be walked. Nothing from the scan on is touched."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    out, at, sequential = bytearray(data[:2]), 2, False
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            out.append(0xFF)
+            at += 1
+            continue
+        length = int.from_bytes(data[at + 2 : at + 4], "big")
+        segment = bytearray(data[at : at + 2 + length])
+        if length < 2 or len(segment) != 2 + length:
+            return None
+        payload = segment[4:]
+        if marker in _SEQUENTIAL_FRAMES:
+            sequential = True
+        if marker == 0xE0 and payload[:5] == b"JFIF\x00" and len(payload) >= 7:
+            segment[9:11] = b"\x01\x02"
+        elif marker == 0xE2 and payload[:12] == b"ICC_PROFILE\x00":
+            segment = bytearray()
+        elif marker == 0xDA:
+            if sequential and len(segment) >= 7:
+                segment[-3:] = b"\x00\x3f\x00"
+            return bytes(out + segment) + data[at + 2 + length :]
+        out += segment
+        at += 2 + length
+    return None
+
+
 def _decode_jpeg_strict(data: bytes, size: tuple[int, int], target: tuple[int, int], mode: str) -> np.ndarray:
     """A JPEG's pixels through libjpeg-turbo with every decoder warning an error (simplejpeg, strict).
 
     Pillow and OpenCV only warn on corrupt entropy-coded data and return garbage pixels; a photo whose
-    markers are intact but whose scan data is damaged must be ``undecodable`` instead. RGB photos are
-    decoded at Pillow's draft scale (the same pixels as ``draft`` + ``load``); other modes (grey, CMYK)
-    are only checked here, at 1/8 scale, and decoded by Pillow. Raises ValueError on a warning.
+    markers are intact but whose scan data is damaged must be ``undecodable`` instead. A warning about a
+    header field the decoder ignores (JFIF revision, a sequential scan's progression fields, an ICC segment's
+    numbering) is not damage: the check runs again with those fields mended, so the scan is still checked.
+    RGB photos are decoded at Pillow's draft scale (the same pixels as ``draft`` + ``load``); other modes (grey,
+    CMYK) are only checked here, at 1/8 scale, and decoded by Pillow. Raises ValueError on a warning.
     """
+    try:
+        return _decode_jpeg_checked(data, size, target, mode)
+    except ValueError as error:
+        if not any(words in str(error) for words in _HEADER_WARNINGS):
+            raise
+        mended = _header_warnings_mended(data)
+        if mended is None:
+            raise
+        return _decode_jpeg_checked(mended, size, target, mode)
+
+
+def _decode_jpeg_checked(data: bytes, size: tuple[int, int], target: tuple[int, int], mode: str) -> np.ndarray:
     if mode != "RGB":
         # min_factor alone does not reduce: the decoder keeps the full size unless told a smaller one will do
         colorspace = "CMYK" if mode == "CMYK" else "GRAY"
