@@ -23,7 +23,7 @@ import yaml
 
 from bioscan_rebuild.core.params import ImageParams
 from bioscan_rebuild.core.store import ImageStore
-from bioscan_rebuild.images.process import decode_photo
+from bioscan_rebuild.images.process import DerivedStore, PhotoResult, decode_photo
 from bioscan_rebuild.ingest.bold import read_export
 from bioscan_rebuild.ingest.inventory import DEFAULT_NAME_PATTERN, inspect_image, inventory, list_images, list_to_shards
 from bioscan_rebuild.ingest.local import ingest_local
@@ -46,7 +46,7 @@ def test_undecodable_photo_details_are_reproducible():
     """PIL names the in-memory buffer with its address; a reject detail must not carry it."""
     code = (
         "from bioscan_rebuild.ingest.inventory import inspect_image\n"
-        "from bioscan_rebuild.images.process import decode_photo\n"
+        "from bioscan_rebuild.images.process import DerivedStore, PhotoResult, decode_photo\n"
         "from bioscan_rebuild.core.params import ImageParams\n"
         f"data = {NOT_AN_IMAGE!r}\n"
         "print(inspect_image(data)['image_problem_detail'])\n"
@@ -119,6 +119,16 @@ def test_a_header_warning_the_decoder_ignores_keeps_the_photo_and_its_scan_is_st
     assert np.array_equal(decoded.rgb, clean.rgb)
     damaged = decode_photo(_corrupt_scan_data(odd), ImageParams())  # damage behind the odd header is still found
     assert damaged.status == "undecodable" and "Corrupt JPEG data" in damaged.detail, damaged.detail
+
+
+def test_a_photo_stored_undecodable_for_a_header_warning_is_judged_again(tmp_path):
+    """The store kept such a photo's old `undecodable` result under the same key: a re-run never tried it again
+    (a new stage version would have re-processed every photo instead)."""
+    store = DerivedStore(ImageStore(tmp_path / "store"), "key")
+    store.save("a" * 64, PhotoResult("undecodable", "ValueError: Warning: unknown JFIF revision number 2.01"), {})
+    store.save("b" * 64, PhotoResult("undecodable", "ValueError: Corrupt JPEG data: bad Huffman code"), {})
+    assert store.load("a" * 64) is None
+    assert store.load("b" * 64).detail == "ValueError: Corrupt JPEG data: bad Huffman code"
 
 
 def test_corrupt_scan_data_in_an_mpo_photo_is_undecodable(realdata):

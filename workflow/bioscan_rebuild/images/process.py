@@ -590,6 +590,8 @@ class DerivedStore:
         if not path.exists():
             return None
         result = PhotoResult(**json.loads(path.read_text()))
+        if result.status == "undecodable" and any(words in (result.detail or "") for words in _HEADER_WARNINGS):
+            return None  # judged before such a warning was told from damage (the key is the same): judged again
         for package in result.sha256:
             if package == "original_full" and result.original_full_is_source:
                 continue  # the original itself, which the store may not hold (mode none)
