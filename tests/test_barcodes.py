@@ -43,6 +43,11 @@ def test_end_n_kept_when_configured_but_identity_still_strips_them():
         (None, "no_barcode"),
         ("", "no_barcode"),
         ("---NNNN--", "no_barcode"),
+        # a cell saying there is none (R's NA was one base A after the end N, and rejected as short)
+        ("NA", "no_barcode"),
+        (" n/a ", "no_barcode"),
+        ("null", "no_barcode"),
+        ("NaN", "no_barcode"),
         (LONG + "<br>", "invalid_barcode"),
         (LONG + "123", "invalid_barcode"),
         (LONG + "EFILPQ", "invalid_barcode"),  # protein letters

@@ -947,6 +947,27 @@ def test_a_species_must_begin_with_its_genus():
     assert_replays(records, result)
 
 
+def test_a_name_of_a_lone_accent_is_missing_not_an_empty_label():
+    """ "´" was stripped of its mark after the missing-name check: an empty phylum, so the record left as
+    out_of_scope; "Zoxeda ´" was released as "Zoxeda " (a species of its own), with no-op change rows."""
+    records = pd.DataFrame(
+        [
+            _ranked("ref", "r", phylum="Arthropoda", **{"class": "Insecta"}, order="Diptera", family="Sciaridae"),
+            _ranked("phylum", "p", phylum="´", **{"class": "Insecta"}, order="Diptera", family="Sciaridae"),
+            _ranked("tilde", "t", phylum="Arthropoda", order="˜", family="Sciaridae"),
+            _ranked("species", "s", genus="Zoxeda", species="Zoxeda \u0301"),
+        ]
+    )
+    result = curate(records)
+    out = by_pid(result)
+    assert "phylum" in out.index and out.loc["phylum", "phylum"] == "Arthropoda"  # from its class, as a gap is
+    assert out.loc["tilde", "order"] == "Diptera"
+    assert pd.isna(out.loc["species", "species"]) and out.loc["species", "genus"] == "Zoxeda"  # one word: no species
+    changes = result["changes"]
+    assert not (changes["old"].fillna("") == changes["new"].fillna("")).any()
+    assert_replays(records, result)
+
+
 def test_a_parent_comes_from_a_farther_child_when_the_nearest_gives_none():
     records = pd.DataFrame(
         [

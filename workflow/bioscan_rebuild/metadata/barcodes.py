@@ -7,7 +7,8 @@ What cleaning means -- the release's ``dna_barcode`` is the raw sequence after, 
    A C G T R Y S W K M B D H V N). Anything else (digits, HTML, protein-only letters, ``U``) rejects the
    record: ``invalid_barcode``, with the offending characters in the detail;
 4. leading and trailing ``N`` trimmed (``trim_end_n``, default on);
-5. then: nothing left (or no sequence at all) -> ``no_barcode``; fewer than ``min_length`` bases ->
+5. then: nothing left (or no sequence at all, or a cell that says so: ``NA``, ``N/A``, ``nan``, ``null``, ``none``)
+   -> ``no_barcode``; fewer than ``min_length`` bases ->
    ``short_barcode``; ambiguous bases (internal ``N`` + the other IUPAC codes) above ``max_ambiguity`` of the
    length -> ``ambiguous_barcode``.
 Nothing else is changed: no base is ever substituted, nothing is cut to 660 nt (loaders do that).
@@ -35,9 +36,11 @@ from bioscan_rebuild.core.schemas import SEQUENCE_WHITESPACE
 IUPAC_DNA = "".join(sorted(ambiguous_dna_letters))  # ABCDGHKMNRSTVWY
 AMBIGUOUS = "".join(sorted(set(IUPAC_DNA) - set("ACGTN")))  # BDHKMRSVWY
 WHITESPACE = SEQUENCE_WHITESPACE
+# a sequence cell saying it is empty (R writes NA; "NA" read as bases is one A once the end N is trimmed)
+SAID_MISSING = ("na", "n/a", "nan", "null", "none")
 
 BARCODE_REASONS = {
-    "no_barcode": "no sequence, or nothing left after removing gaps, whitespace and end N",
+    "no_barcode": "no sequence (or a cell saying NA or null), or nothing left after removing gaps, whitespace, end N",
     "invalid_barcode": "characters outside the IUPAC nucleotide alphabet (digits, HTML, protein letters, U)",
     "short_barcode": "fewer bases than barcodes.min_length",
     "ambiguous_barcode": "ambiguous bases (internal N + IUPAC codes) above barcodes.max_ambiguity of the length",
@@ -103,7 +106,10 @@ def clean_barcodes(processid, raw, params: BarcodeParams | None = None) -> tuple
     upper = pc.utf8_upper(stripped)
     # judged before upper-casing: Unicode upper-cases some letters into the alphabet (the long s "ſ" -> "S")
     invalid = pc.replace_substring_regex(stripped, f"[{IUPAC_DNA}{IUPAC_DNA.lower()}]+", "")
+    said_missing = pc.is_in(pc.utf8_lower(pc.utf8_trim_whitespace(raw)), value_set=pa.array(SAID_MISSING))
+    said_missing = pc.fill_null(said_missing, False).to_numpy(zero_copy_only=False)
     has_invalid = pc.fill_null(pc.greater(pc.utf8_length(invalid), 0), False).to_numpy(zero_copy_only=False)
+    has_invalid &= ~said_missing  # "N/A" holds a "/", but says no sequence
     full_length = _lengths(upper)
     no_lead = pc.replace_substring_regex(upper, "^N+", "")
     core = pc.replace_substring_regex(no_lead, "N+$", "")
@@ -123,6 +129,7 @@ def clean_barcodes(processid, raw, params: BarcodeParams | None = None) -> tuple
     status[core_length < params.min_length] = "short_barcode"  # end-N padding is no bases, kept or not
     status[core_length == 0] = "no_barcode"
     status[has_invalid] = "invalid_barcode"
+    status[said_missing] = "no_barcode"
     ok = status == "ok"
 
     flag_names, flag_masks = zip(

@@ -65,6 +65,10 @@ def normalise_name(value: str | None, rank: str) -> str | None:
     text = unicodedata.normalize(
         "NFC", "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
     )
+    # a lone accent ("´" is a space and a combining mark once NFKC-normalised) leaves nothing, or a space behind
+    text = " ".join(text.split())
+    if text.lower() in MISSING_TOKENS:
+        return None
     # a lower-case genus is evidence of a placeholder (published split protocol, rule 3): only upper case is fixed there
     if rank != "species" and text.isalpha() and (text.isupper() or (text.islower() and rank != "genus")):
         text = text.capitalize()
