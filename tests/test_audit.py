@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -455,6 +456,74 @@ def _config_not_an_object(release: Path) -> str:
     return "bioscan5m/metadata/config.json: not the JSON object the build writes"
 
 
+def _edit_croissant(release: Path, change) -> None:
+    path = release / "bioscan5m/croissant.json"
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+
+
+def _croissant_licence(release: Path) -> None:
+    _edit_croissant(release, lambda doc: doc.__setitem__("license", "https://example.org/licence"))
+
+
+def _hdf5_licence(release: Path) -> None:
+    with h5py.File(release / "bioscan5m/hdf5/BIOSCAN_5M.h5", "r+") as h5:
+        h5.attrs["licence"] = "https://example.org/licence"
+
+
+def _croissant_field_column(release: Path) -> None:
+    def point_genus_at_family(doc):
+        metadata = next(node for node in doc["recordSet"] if node["@id"] == "metadata")
+        genus = next(field for field in metadata["field"] if field["name"] == "genus")
+        genus["source"]["extract"]["column"] = "family"
+
+    _edit_croissant(release, point_genus_at_family)
+
+
+def _croissant_record_set_dropped(release: Path) -> None:
+    _edit_croissant(release, lambda doc: doc.__setitem__("recordSet", doc["recordSet"][:1] + doc["recordSet"][2:]))
+
+
+def _croissant_file_dropped(release: Path) -> None:
+    _edit_croissant(
+        release, lambda doc: doc.__setitem__("distribution", [n for n in doc["distribution"] if n["@id"] != "hdf5"])
+    )
+
+
+def _card_count(release: Path) -> str:
+    path = release / "README.md"
+    lines = path.read_text().split("\n")
+    number, line = next((i, line) for i, line in enumerate(lines, 1) if " insect specimens, each" in line)
+    lines[number - 1] = "9" + line
+    path.write_text("\n".join(lines))
+    return f"README.md: line {number}: "
+
+
+def _jsonld_record_count(release: Path) -> str:
+    path = release / "bioscan5m/metadata/jsonld/train.jsonld"
+    text = path.read_text()
+    count = int(re.search(r'"recordCount":(\d+)', text).group(1))
+    path.write_text(text.replace(f'"recordCount":{count}', f'"recordCount":{count + 1}'))
+    return f"train.jsonld: the split node's recordCount: {count + 1}, the build writes {count}"
+
+
+def _jsonld_head_licence(release: Path) -> str:
+    path = release / "bioscan5m/metadata/jsonld/val.jsonld"
+    lines = path.read_text().split("\n")
+    number = next(i for i, line in enumerate(lines, 1) if '"bioscan:Release"' in line)
+    lines[number - 1] = re.sub(r'"license":"[^"]*"', '"license":"https://example.org/licence"', lines[number - 1])
+    path.write_text("\n".join(lines))
+    return f"val.jsonld: line {number}: "
+
+
+def _provenance_config(release: Path) -> None:
+    path = release / "bioscan5m/metadata/provenance.jsonld"
+    doc = json.loads(path.read_text())
+    next(node for node in doc["@graph"] if node["@id"] == "build:config")["sha256"] = "0" * 64
+    path.write_text(json.dumps(doc))
+
+
 TAMPERS = {  # name -> (tamper, what the finding says (None: what the tamper returns), found behind a new manifest)
     "csv_cell": (_edit_csv_cell, "field family", True),
     "parquet_value": (_edit_parquet_value, "field species: 'Musca domestica'", True),
@@ -505,6 +574,20 @@ TAMPERS = {  # name -> (tamper, what the finding says (None: what the tamper ret
     # changes.csv was never read
     "changes_new": (_edit_last_change, None, True),
     "changes_exclusion": (_exclusion_of_a_released_record, None, True),
+    # the licence and everything croissant.json, the card and the JSON-LD heads say beyond hashes went unchecked
+    "croissant_licence": (_croissant_licence, "licence 'https://example.org/licence'", True),
+    "hdf5_licence": (_hdf5_licence, "BIOSCAN_5M.h5: licence 'https://example.org/licence'", True),
+    "croissant_field_column": (
+        _croissant_field_column,
+        'recordSet[metadata].field[metadata/genus].source.extract.column: "family", the build writes "genus"',
+        True,
+    ),
+    "croissant_record_set_dropped": (_croissant_record_set_dropped, "missing (the build describes it)", True),
+    "croissant_file_dropped": (_croissant_file_dropped, "distribution[hdf5]: missing (the build describes it)", True),
+    "card_count": (_card_count, None, True),
+    "jsonld_record_count": (_jsonld_record_count, None, True),
+    "jsonld_head_licence": (_jsonld_head_licence, None, True),
+    "provenance_config": (_provenance_config, "provenance.jsonld: build:config sha256 000000000000", True),
 }
 
 
@@ -821,8 +904,9 @@ def test_a_change_log_row_edited_or_dropped_is_found_against_the_sources(copy):
 
 
 def test_a_version_rewritten_in_every_file_is_found_against_the_sources(copy):
-    """Croissant, HDF5, JSON-LD and the card all say 2.0.0 (manifest rewritten): consistent with itself, but not
-    the version the build's config gave."""
+    """Croissant, HDF5, the JSON-LD IRIs, the card and the config all say 2.0.0 (manifest rewritten): not the
+    version the build's config gave. What the forgery left (the JSON-LD split nodes' version, the provenance's
+    hash of the config) is found without the sources too."""
     release = copy / "results" / "release"
     root = release / "bioscan5m"
     croissant = json.loads((root / "croissant.json").read_text())
@@ -841,7 +925,10 @@ def test_a_version_rewritten_in_every_file_is_found_against_the_sources(copy):
     history = root / "metadata/split_history.csv"
     history.write_text(history.read_text().replace(f'"{old}"', '"2.0.0"'))
     rewrite_manifest(release)
-    assert audit(copy).returncode == 0, audit(copy).stdout[-2000:]
+    alone = audit(copy, "--all")
+    assert alone.returncode == 1
+    assert f'train.jsonld: the split node\'s version: "{old}", the build writes "2.0.0"' in alone.stdout
+    assert "provenance.jsonld: build:config sha256" in alone.stdout
     result = audit(copy, "--sources", "config/config.yaml", "--all")
     assert result.returncode == 1
     assert f"bioscan5m/croissant.json: version '2.0.0', the build's config says '{old}'" in result.stdout
@@ -982,6 +1069,21 @@ def test_a_folder_that_is_no_release_is_one_line(copy, tmp_path):
     # release's diff when there was one, or none at all)
     result = audit(copy, "--previous", str(tmp_path))
     assert result.returncode == 2 and f"--previous: {tmp_path}: not a release" in result.stderr, result.stderr
+
+
+def test_a_release_another_version_of_the_package_built_is_not_described_again_and_says_so(copy):
+    """croissant.json, the card and the JSON-LD heads are made again by this package: from another version's
+    release they could differ in wording alone, so they are left out, with a note (not a problem)."""
+    release = copy / "results" / "release"
+    path = release / "bioscan5m/metadata/provenance.jsonld"
+    doc = json.loads(path.read_text())
+    next(node for node in doc["@graph"] if node["@id"] == "build:software")["softwareVersion"] = "9.9.9"
+    path.write_text(json.dumps(doc))
+    _card_count(release)  # a card another version words otherwise
+    rewrite_manifest(release)
+    result = audit(copy)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "note: bioscan5m/metadata/provenance.jsonld: built by bioscan-rebuild 9.9.9, this audit is" in result.stdout
 
 
 def test_one_file_with_another_version_is_the_one_named(copy):

@@ -73,6 +73,8 @@ def cmd_audit(args) -> int:
             temporary.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     for line in summary["problems"]:
         print(line)
+    for line in summary["notes"]:
+        print(f"note: {line}")
     if summary["ok"]:
         print(
             f"audit: {args.release}: whole. {summary['files']} files as the manifest lists them; "

@@ -20,6 +20,7 @@ Checks 2-5 find edits that a rewritten manifest would hide. Each problem names i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -45,6 +46,7 @@ from bioscan_rebuild.core.schemas import (
     processid_keys,
     repeated_values,
 )
+from bioscan_rebuild.export.audit_description import check_description
 from bioscan_rebuild.export.audit_diff import check_release_diff
 from bioscan_rebuild.export.formats.hdf5 import HDF5_LABELS
 from bioscan_rebuild.export.formats.jsonld import DECIMAL_TERMS, INTEGER_TERMS, STRING_TERMS
@@ -92,6 +94,7 @@ class Findings:
         self.lines: list[str] = []
         self.hidden: dict[str, int] = {}
         self.shown: dict[str, int] = {}
+        self.notes: list[str] = []  # what was not checked, and why: no problem of the release
 
     def add(self, kind: str, line: str) -> None:
         if self.limit is None or self.shown.get(kind, 0) < self.limit:
@@ -146,7 +149,8 @@ def audit_release(release, sources=None, *, threads: int = 2, every: bool = Fals
         files = hashed.result()
     problems = file_findings.report() + findings.report()
     count = len(file_findings) + len(findings)
-    return {"ok": not problems, "files": files, "records": records, "problems": problems, "count": count}
+    summary = {"ok": not problems, "files": files, "records": records, "problems": problems, "count": count}
+    return summary | {"notes": findings.notes}
 
 
 def _manifest_entry(entry) -> bool:
@@ -227,9 +231,23 @@ def check_records(release: Path, manifest: dict, sources, findings: Findings, pr
     for what, check, *args in checks:
         _guarded(findings, what, check, *args)
     if sources is None:
-        _guarded(findings, "versions", check_version, root, config, findings)
+        options = _guarded(findings, "versions", check_version, root, config, findings)
     else:
-        _guarded(findings, str(sources), check_sources, Path(sources), root, table, accounting, config, findings)
+        options = _guarded(
+            findings, str(sources), check_sources, Path(sources), root, table, accounting, config, findings
+        )
+    _guarded(
+        findings,
+        "the self-description",
+        check_description,
+        release,
+        manifest,
+        table,
+        accounting,
+        config,
+        options,
+        findings,
+    )
     return table.num_rows
 
 
@@ -1566,49 +1584,57 @@ def check_split_summary(root: Path, csv: pa.Table, findings: Findings) -> None:
                     findings.add(f"{where} counts", f"{where}: {split} {count} {said}, the csv holds {held}")
 
 
-def check_version(root: Path, config: dict | None, findings: Findings, expected: ExportOptions | None = None) -> None:
-    """Every file that names the release names the same one: ``croissant.json`` (name, version), the HDF5 file's
-    ``version``, each JSON-LD file's release IRI and the card's title. Against ``expected`` (the build's config,
-    with ``--sources``); else against what most of them say, the release's ``metadata/config.json`` among them
-    (the first file used to be the truth: one edited croissant.json had every untouched file blamed)."""
+def check_version(
+    root: Path, config: dict | None, findings: Findings, expected: ExportOptions | None = None
+) -> ExportOptions | None:
+    """Every file that names the release names the same one, under the same licence: ``croissant.json`` (name,
+    version, license), the HDF5 file's attributes, each JSON-LD file's release IRI and the card's title. Against
+    ``expected`` (the build's config, with ``--sources``); else against what most of them say, the release's
+    ``metadata/config.json`` among them (the first file used to be the truth: one edited croissant.json had every
+    untouched file blamed). Returns the options the release was built with, as far as its files tell (the config's,
+    with the name, version and licence found here), for the self-description to be made again; None when the
+    files do not say."""
     from bioscan_rebuild.export.provenance import release_id
 
-    named: list[tuple[str, str | None, str | None]] = []  # (file, name, version); None: the file does not say
+    named: list[tuple[str, str | None, str | None, str | None]] = []  # (file, name, version, licence); None: silent
     croissant = root / CROISSANT_PATH
     if croissant.exists():
         doc = _json(croissant, findings)
-        named.append((f"{ROOT}/{CROISSANT_PATH}", doc.get("name"), doc.get("version")))
+        named.append((f"{ROOT}/{CROISSANT_PATH}", doc.get("name"), doc.get("version"), doc.get("license")))
     if (root / HDF5_PATH).exists():
         import h5py
 
         try:
             with h5py.File(root / HDF5_PATH, "r") as h5:
-                name, version = (h5.attrs.get(key) for key in ("name", "version"))
-            named.append((f"{ROOT}/{HDF5_PATH}", *(None if v is None else str(v) for v in (name, version))))
+                said = [h5.attrs.get(key) for key in ("name", "version", "licence")]
+            named.append((f"{ROOT}/{HDF5_PATH}", *(None if v is None else str(v) for v in said)))
         except OSError as error:
             findings.add("unreadable", f"{ROOT}/{HDF5_PATH}: cannot be read ({error})")
     card = root.parent / "README.md"
     if card.exists():
         title = re.search(r"^# (.*) \(version (.*)\)$", card.read_text(), re.MULTILINE)
-        named.append(("README.md", *(title.groups() if title else (None, None))))
+        named.append(("README.md", *(title.groups() if title else (None, None)), None))  # its licence: remade
     if config is not None:
         named.append(
-            (f"{ROOT}/{CONFIG.path}", _configured(config, "export", "name"), _configured(config, "export", "version"))
+            (
+                f"{ROOT}/{CONFIG.path}",
+                *(_configured(config, "export", key) for key in ("name", "version", "licence")),
+            )
         )
     if expected is None:
         if not named:
-            return
-        expected_name, expected_version = (_most_said([entry[i] for entry in named]) for i in (1, 2))
+            return None
+        agreed = [_most_said([entry[i] for entry in named]) for i in (1, 2, 3)]
         source = "most of the release's files"
     else:
-        expected_name, expected_version, source = expected.name, expected.version, "the build's config"
-    for where, name, version in named:
-        if version is not None and version != expected_version:
-            findings.add("version", f"{where}: version {version!r}, {source} says {expected_version!r}")
-        if name is not None and expected_name is not None and name != expected_name:
-            findings.add("version", f"{where}: name {name!r}, {source} says {expected_name!r}")
+        agreed, source = [expected.name, expected.version, expected.licence], "the build's config"
+    for where, *said in named:
+        for what, value, wanted in zip(("name", "version", "licence"), said, agreed):
+            if value is not None and wanted is not None and str(value) != wanted:
+                findings.add("version", f"{where}: {what} {value!r}, {source} says {wanted!r}")
+    expected_name, expected_version, expected_licence = agreed
     if expected_name is None or expected_version is None:
-        return
+        return None
     iri = release_id({"export": {"name": expected_name, "version": expected_version}}) + "/"
     for path in sorted((root / JSONLD_DIR).glob("*.jsonld")):
         try:
@@ -1618,6 +1644,22 @@ def check_version(root: Path, config: dict | None, findings: Findings, expected:
             continue
         if release != iri:
             findings.add("version", f"{ROOT}/{JSONLD_DIR}/{path.name}: names the release {release!r}, not {iri!r}")
+    base = expected or _configured_options(config)
+    changed = {"name": expected_name, "version": expected_version}
+    if expected_licence is not None:
+        changed["licence"] = expected_licence
+    return dataclasses.replace(base, **changed)
+
+
+def _configured_options(config: dict | None) -> ExportOptions:
+    """The export options ``metadata/config.json`` gives (the defaults where it gives none or ones no build
+    writes: those are findings of their own)."""
+    export = (config or {}).get("export")
+    known = {field.name for field in dataclasses.fields(ExportOptions)}
+    try:
+        return ExportOptions.from_dict({k: v for k, v in export.items() if k in known})
+    except (AttributeError, InputError, TypeError, ValueError):
+        return ExportOptions()
 
 
 def _most_said(values: list) -> str | None:
@@ -1668,7 +1710,8 @@ def _refuse_another_folder(config: dict, config_path: Path) -> None:
 
 def check_sources(
     config_path: Path, root: Path, csv: pa.Table, accounting: dict, release_config: dict | None, findings: Findings
-) -> None:
+) -> ExportOptions | None:
+    """Check 4; returns ``check_version``'s options (the build's config's)."""
     import tempfile
 
     import yaml
@@ -1692,7 +1735,7 @@ def check_sources(
         elif listed.get(export) != file_sha256(export):
             findings.add("source", f"{export}: sha256 differs from the one the build read (accounting.json)")
     export = {k: v for k, v in (config.get("export") or {}).items() if k != "formats"}  # formats: not an option
-    check_version(root, release_config, findings, ExportOptions.from_dict(export))
+    described = check_version(root, release_config, findings, ExportOptions.from_dict(export))
     folders = {batch["name"]: batch["images"] for batch in config.get("batches", []) if batch.get("images")}
     photo_columns = ["processid", "image_batch", "image_path", "image_sha256"]
     options = pacsv.ConvertOptions(
@@ -1733,7 +1776,7 @@ def check_sources(
             elif file_sha256(photo) != sha:
                 findings.add("source photo", f"{photo}: sha256 differs from the photo the build read for {pid}")
     if findings.shown.get("source"):
-        return  # a replay of other exports than the build read would only repeat this
+        return described  # a replay of other exports than the build read would only repeat this
     with tempfile.TemporaryDirectory() as tmp:
         replayed, barcodes, origins, changes = replay_metadata(config, exports, root, Path(tmp))
     _check_replayed_lineage(root, origins, findings)
@@ -1753,6 +1796,7 @@ def check_sources(
             else:
                 values = values.cast(pa.string())
             _compare("replay of the sources", field, ids, expected, values, findings)
+    return described
 
 
 # lineage column -> the ingested records' column it copies (``export/side_files.py``)

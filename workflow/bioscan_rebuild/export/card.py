@@ -127,6 +127,13 @@ def _delivery_batches(accounting: dict) -> int:
 
 def write_card(release_dir, options: ExportOptions, accounting: dict, diff_summary: dict | None = None) -> Path:
     """Write ``release_dir/README.md`` from the release's own files (see the module docstring)."""
+    path = Path(release_dir) / CARD
+    path.write_text(card_text(release_dir, options, accounting, diff_summary), encoding="utf-8")
+    return path
+
+
+def card_text(release_dir, options: ExportOptions, accounting: dict, diff_summary: dict | None = None) -> str:
+    """The card of the release in ``release_dir`` (the audit makes it again to compare)."""
     release_dir = Path(release_dir)
     root = release_dir / ROOT
     stats_dir = root / STATS_DIR
@@ -251,6 +258,4 @@ def write_card(release_dir, options: ExportOptions, accounting: dict, diff_summa
         ]
         lines += _table(["", ""], [[k, json.dumps(v, sort_keys=True)] for k, v in sorted(diff_summary.items())])
     lines += ["", "## Citation", "", "```bibtex", CITATION, "```", ""]
-    path = release_dir / CARD
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
+    return "\n".join(lines)

@@ -20,6 +20,7 @@ import fnmatch
 import json
 import os
 import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from bioscan_rebuild.core.io import file_sha256
@@ -192,25 +193,30 @@ def _prefix(release_dir: Path, base: Path) -> str:
     return "" if rel == Path(".") else rel.as_posix() + "/"
 
 
-def release_files(release_dir, skip=()) -> dict:
-    """Classify the files of a release: single files, Parquet shards per table, JPEGs per image package."""
-    release_dir = Path(release_dir)
-    skipped = set(SKIPPED) | set(skip)
-    found = {"single": [], "tables": {t: [] for t in TABLES}, "images": {p: [] for p in IMAGE_PACKAGES}}
+def _walked(release_dir: Path) -> Iterator[str]:
     for folder, dirs, files in os.walk(release_dir):
         dirs.sort()
         for name in files:
-            rel = (Path(folder) / name).relative_to(release_dir).as_posix()
-            if rel in skipped:
-                continue
-            match = _IMAGE_RE.match(rel)
-            table = rel.rsplit("/", 1)[0] if "/" in rel else ""
-            if match and match.group(1) in IMAGE_PACKAGES:
-                found["images"][match.group(1)].append(rel)
-                continue
-            if table in TABLES and name.endswith(".parquet"):
-                found["tables"][table].append(rel)
-            found["single"].append(rel)  # a Parquet shard also gets its own hashed FileObject
+            yield (Path(folder) / name).relative_to(release_dir).as_posix()
+
+
+def release_files(release_dir, skip=(), listed=None) -> dict:
+    """Classify the files of a release: single files, Parquet shards per table, JPEGs per image package.
+    ``listed``: the files' paths under ``release_dir`` (the audit's manifest), instead of walking the folder."""
+    release_dir = Path(release_dir)
+    skipped = set(SKIPPED) | set(skip)
+    found = {"single": [], "tables": {t: [] for t in TABLES}, "images": {p: [] for p in IMAGE_PACKAGES}}
+    for rel in _walked(release_dir) if listed is None else listed:
+        if rel in skipped:
+            continue
+        match = _IMAGE_RE.match(rel)
+        table = rel.rsplit("/", 1)[0] if "/" in rel else ""
+        if match and match.group(1) in IMAGE_PACKAGES:
+            found["images"][match.group(1)].append(rel)
+            continue
+        if table in TABLES and rel.endswith(".parquet"):
+            found["tables"][table].append(rel)
+        found["single"].append(rel)  # a Parquet shard also gets its own hashed FileObject
     for files in (found["single"], *found["tables"].values(), *found["images"].values()):
         files.sort()
     return found
@@ -228,7 +234,7 @@ def _file_id(rel: str) -> str:
     return DESCRIBED[rel].id if rel in DESCRIBED else re.sub(r"\s", "_", rel)
 
 
-def _file_object(release_dir: Path, rel: str, prefix: str) -> dict:
+def _file_object(release_dir: Path, rel: str, prefix: str, hashes: Mapping[str, str]) -> dict:
     path = release_dir / rel
     node = {"@type": "cr:FileObject", "@id": _file_id(rel), "name": rel.rsplit("/", 1)[-1]}
     if rel in DESCRIBED:
@@ -237,7 +243,7 @@ def _file_object(release_dir: Path, rel: str, prefix: str) -> dict:
         contentUrl=prefix + rel,
         contentSize=f"{path.stat().st_size} B",
         encodingFormat=_encoding(rel),
-        sha256=file_sha256(path),
+        sha256=hashes[rel] if rel in hashes else file_sha256(path),
     )
     return node
 
@@ -435,8 +441,11 @@ def _splits_record_set() -> dict:
     }
 
 
-def build_croissant(release_dir, output=None, *, info: dict) -> dict:
-    """The Croissant document for ``release_dir``, its paths relative to the folder of ``output``."""
+def build_croissant(
+    release_dir, output=None, *, info: dict, listed=None, hashes: Mapping[str, str] | None = None
+) -> dict:
+    """The Croissant document for ``release_dir``, its paths relative to the folder of ``output``. ``listed`` (the
+    files under ``release_dir``) and ``hashes`` (path -> sha256): what the audit already knows from the manifest."""
     release_dir = Path(release_dir)
     output = Path(output) if output is not None else release_dir / CROISSANT_PATH
     prefix = _prefix(release_dir, output.parent)
@@ -444,9 +453,9 @@ def build_croissant(release_dir, output=None, *, info: dict) -> dict:
         skip = [output.resolve().relative_to(release_dir.resolve()).as_posix()]
     except ValueError:
         skip = []
-    found = release_files(release_dir, skip)
+    found = release_files(release_dir, skip, listed)
 
-    distribution = [_file_object(release_dir, rel, prefix) for rel in found["single"]]
+    distribution = [_file_object(release_dir, rel, prefix, hashes or {}) for rel in found["single"]]
     for table, shards in found["tables"].items():
         if shards:
             distribution.append(
@@ -505,7 +514,7 @@ def write_croissant(release_dir, output=None, *, info: dict) -> dict:
     return doc
 
 
-def _croissant_info(options: ExportOptions, provenance: dict) -> dict:
+def croissant_info(options: ExportOptions, provenance: dict) -> dict:
     return {
         "name": options.name,
         "version": options.version,
@@ -520,7 +529,7 @@ def _croissant_info(options: ExportOptions, provenance: dict) -> dict:
 
 
 def _write(context: ExportContext) -> dict:
-    write_croissant(context.root, info=_croissant_info(context.options, context.provenance))
+    write_croissant(context.root, info=croissant_info(context.options, context.provenance))
     return {}
 
 

@@ -586,20 +586,34 @@ def read_jsonld_records(path) -> pd.DataFrame:
     return frame.sort_values("processid", kind="stable").reset_index(drop=True)
 
 
-def write_jsonld_files(spool: Path, folder: Path, options: ExportOptions, provenance: dict) -> dict:
-    """``{split}.jsonld`` in ``folder`` for every split with records: split -> :func:`write_jsonld`'s counts."""
+def release_dataset(options: ExportOptions, provenance: dict, software_version: str | None = None) -> dict:
+    """The ``dataset`` a release's JSON-LD files describe themselves with (this package's version by default)."""
     from bioscan_rebuild import __version__
 
-    folder.mkdir(parents=True, exist_ok=True)
-    dataset = {
+    return {
         "name": options.name,
         "version": options.version,
         "license": options.licence,
         "description": "Specimen records of a BIOSCAN-5M-style release rebuilt by bioscan-rebuild.",
         "software_name": "bioscan-rebuild",
-        "software_version": __version__,
+        "software_version": software_version or __version__,
         "inputs": provenance.get("inputs", []),
     }
+
+
+def described_text(dataset: dict, split: str, records: int) -> tuple[str, str]:
+    """What :func:`write_jsonld` writes before a split's first record (the context and the head nodes) and after
+    its last one (the split node): the audit makes them again to compare."""
+    meta = _check_dataset(dataset)
+    context = json.dumps(jsonld_context(meta["id"]), sort_keys=True, ensure_ascii=False, indent=1)
+    head = '{"@context": ' + context + ',\n"@graph": [\n' + ",\n".join(_dumps(n) for n in _head_nodes(meta, split))
+    return head + ",\n", ",\n" + _dumps(_split_node(meta, split, records)) + "\n]}\n"
+
+
+def write_jsonld_files(spool: Path, folder: Path, options: ExportOptions, provenance: dict) -> dict:
+    """``{split}.jsonld`` in ``folder`` for every split with records: split -> :func:`write_jsonld`'s counts."""
+    folder.mkdir(parents=True, exist_ok=True)
+    dataset = release_dataset(options, provenance)
     out = {}
     for split in SPLITS:
         if not (spool / split).exists():

@@ -1,0 +1,205 @@
+"""Audit, the release's self-description: the files that tell a user what the release is are made again from its
+data and must be what the build wrote.
+
+- ``croissant.json``: made again from the released files (their sha256 from the manifest, which check 1 holds
+  the files to) with the release's name, version and licence; a field pointed at another column, a record set or
+  file dropped, a file set narrowed or a licence edited is named by its place in the document.
+- the dataset card (``README.md``): made again from the release's statistics, accounting and diff; the first
+  lines that differ are shown.
+- each JSON-LD file's context and head nodes (release, build, software, inputs) and its split node, whose
+  ``recordCount`` is the split's records in the CSV.
+- ``provenance.jsonld``: the config it names has the sha256 of ``metadata/config.json``.
+
+The documents are made by this package: a release made by another version of bioscan-rebuild (its provenance
+says) is only checked for its name, version and licence (``audit.check_version``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from bioscan_rebuild.core.io import file_sha256
+from bioscan_rebuild.core.params import ExportOptions
+from bioscan_rebuild.export.card import CARD, CITATION, card_text
+from bioscan_rebuild.export.formats.croissant import build_croissant, croissant_info
+from bioscan_rebuild.export.formats.jsonld import described_text, release_dataset
+from bioscan_rebuild.export.layout import (
+    CONFIG,
+    CROISSANT_PATH,
+    JSONLD_DIR,
+    PROVENANCE,
+    RELEASE_DIFF_SUMMARY_PATH,
+    ROOT,
+)
+from bioscan_rebuild.export.release import release_inputs
+
+SHOWN_DIFFERENCES = 5  # per document: the first ones, then a count
+EDGE_BYTES = 1 << 16  # a JSON-LD file's head and tail are read from its ends (the records between: gigabytes)
+
+
+def release_software_version(root: Path) -> str | None:
+    """The bioscan-rebuild version ``provenance.jsonld`` says built the release (None where it does not say)."""
+    try:
+        graph = json.loads((root / PROVENANCE.path).read_text()).get("@graph", [])
+        return next(str(n["softwareVersion"]) for n in graph if isinstance(n, dict) and "softwareVersion" in n)
+    except (OSError, ValueError, AttributeError, StopIteration):
+        return None
+
+
+def check_description(
+    release: Path, manifest: dict, csv: pa.Table, accounting: dict, config: dict | None, options, findings
+) -> None:
+    """``options``: the release's export options as its files agree on them (``check_version``); None: the files
+    do not say which release this is, and nothing is made again."""
+    from bioscan_rebuild import __version__
+
+    root = release / ROOT
+    _check_provenance_config(root, findings)
+    if options is None:
+        return
+    built_by = release_software_version(root)
+    if built_by is not None and built_by != __version__:
+        findings.notes.append(
+            f"{ROOT}/{PROVENANCE.path}: built by bioscan-rebuild {built_by}, this audit is {__version__}: "
+            "croissant.json, the card and the JSON-LD heads were not made again (audit with the version that built it)"
+        )
+        return
+    _check_croissant(release, manifest, options, findings)
+    _check_card(release, options, accounting, findings)
+    _check_jsonld_ends(root, csv, options, accounting, findings)
+
+
+def _check_provenance_config(root: Path, findings) -> None:
+    path, config = root / PROVENANCE.path, root / CONFIG.path
+    if not path.exists() or not config.exists():
+        return
+    graph = json.loads(path.read_text()).get("@graph", [])
+    named = [node for node in graph if isinstance(node, dict) and node.get("@id") == "build:config"]
+    if not named:
+        findings.add("description", f"{ROOT}/{PROVENANCE.path}: names no config (build:config)")
+    elif named[0].get("sha256") != file_sha256(config):
+        findings.add(
+            "description",
+            f"{ROOT}/{PROVENANCE.path}: build:config sha256 {str(named[0].get('sha256'))[:12]}…, "
+            f"{ROOT}/{CONFIG.path} has {file_sha256(config)[:12]}…",
+        )
+
+
+def _check_croissant(release: Path, manifest: dict, options: ExportOptions, findings) -> None:
+    root = release / ROOT
+    path = root / CROISSANT_PATH
+    if not path.exists():
+        return
+    under = f"{ROOT}/"
+    listed = [rel[len(under) :] for rel in manifest if rel.startswith(under)]
+    hashes = {rel[len(under) :]: entry["sha256"] for rel, entry in manifest.items() if rel.startswith(under)}
+    info = croissant_info(options, {"citeAs": CITATION})
+    remade = build_croissant(root, info=info, listed=listed, hashes=hashes)
+    released = json.loads(path.read_text())
+    for key in ("name", "version", "license"):  # check_version names these (each once)
+        if key in released and key in remade:
+            remade[key] = released[key]
+    _report(f"{ROOT}/{CROISSANT_PATH}", list(_differences(released, remade, "")), findings)
+
+
+def _differences(said, made, where: str):
+    """Where the released document (``said``) differs from the one made again (``made``): a JSON path, nodes of a
+    list named by their ``@id``."""
+    if isinstance(said, dict) and isinstance(made, dict):
+        for key in [*made, *(k for k in said if k not in made)]:
+            place = f"{where}.{key}" if where else key
+            if key not in said:
+                yield f"{place}: missing (the build writes {_short(made[key])})"
+            elif key not in made:
+                yield f"{place}: {_short(said[key])}, which the build does not write"
+            else:
+                yield from _differences(said[key], made[key], place)
+    elif isinstance(said, list) and isinstance(made, list) and _identified(said) and _identified(made):
+        said_ids, made_ids = {n["@id"]: n for n in said}, {n["@id"]: n for n in made}
+        for node_id, node in made_ids.items():
+            if node_id not in said_ids:
+                yield f"{where}[{node_id}]: missing (the build describes it)"
+            else:
+                yield from _differences(said_ids[node_id], node, f"{where}[{node_id}]")
+        for node_id in said_ids.keys() - made_ids.keys():
+            yield f"{where}[{node_id}]: described, but the build does not describe it"
+        if [n["@id"] for n in said] != list(made_ids) and said_ids.keys() == made_ids.keys():
+            yield f"{where}: the nodes in another order"
+    elif said != made:
+        yield f"{where}: {_short(said)}, the build writes {_short(made)}"
+
+
+def _identified(nodes: list) -> bool:
+    ids = [node.get("@id") for node in nodes if isinstance(node, dict)]
+    return len(ids) == len(nodes) and None not in ids and len(set(ids)) == len(ids)
+
+
+def _short(value) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 120 else text[:117] + "…"
+
+
+def _report(where: str, differences: list[str], findings) -> None:
+    for line in differences[:SHOWN_DIFFERENCES]:
+        findings.add("description", f"{where}: {line}")
+    if len(differences) > SHOWN_DIFFERENCES:
+        findings.add("description", f"{where}: and {len(differences) - SHOWN_DIFFERENCES} more differences")
+
+
+def _check_card(release: Path, options: ExportOptions, accounting: dict, findings) -> None:
+    path = release / CARD
+    if not path.exists():
+        return
+    diff = release / ROOT / RELEASE_DIFF_SUMMARY_PATH
+    remade = card_text(release, options, accounting, json.loads(diff.read_text()) if diff.is_file() else None)
+    _report(CARD, _line_differences(path.read_text(encoding="utf-8"), remade), findings)
+
+
+def _line_differences(said: str, made: str, first_line: int = 1) -> list[str]:
+    """Lines of ``said`` that are not ``made``'s, by number (the first differing one starts it)."""
+    said_lines, made_lines = said.split("\n"), made.split("\n")
+    out = [
+        f"line {number}: {_short(got)}, the build writes {_short(wanted)}"
+        for number, (got, wanted) in enumerate(zip(said_lines, made_lines), first_line)
+        if got != wanted
+    ]
+    if len(said_lines) != len(made_lines):
+        out.append(f"{len(said_lines)} lines, the build writes {len(made_lines)}")
+    return out
+
+
+def _check_jsonld_ends(root: Path, csv: pa.Table, options: ExportOptions, accounting: dict, findings) -> None:
+    counts = {row["values"]: row["counts"] for row in pc.value_counts(csv["split"]).to_pylist()}
+    dataset = release_dataset(options, {"inputs": release_inputs(accounting)})
+    for path in sorted((root / JSONLD_DIR).glob("*.jsonld")):
+        split = path.stem
+        if split not in counts:
+            continue  # a file of no split the CSV holds: the record check names it
+        head, tail = described_text(dataset, split, counts[split])
+        where = f"{ROOT}/{JSONLD_DIR}/{path.name}"
+        with open(path, "rb") as handle:
+            start = handle.read(max(len(head.encode()), EDGE_BYTES)).decode("utf-8", "replace")
+            size = handle.seek(0, 2)
+            handle.seek(max(0, size - len(tail.encode())))
+            end = handle.read().decode("utf-8", "replace")
+        if not start.startswith(head):
+            said = start[: len(head)]
+            _report(where, _line_differences(said.rstrip("\n"), head.rstrip("\n")), findings)
+        if end != tail:
+            _report(where, _node_differences(end, tail), findings)
+
+
+def _node_differences(said: str, made: str) -> list[str]:
+    """The split node's fields that differ (its text, where the file's end is no node)."""
+    made_node = json.loads(made.removeprefix(",\n").removesuffix("\n]}\n"))
+    try:
+        said_node = json.loads(said.removeprefix(",\n").removesuffix("\n]}\n"))
+    except ValueError:
+        said_node = None
+    if not isinstance(said_node, dict):
+        return [f"ends {_short(said[-120:])}, the build writes the split node {_short(made_node)}"]
+    return [f"the split node's {line}" for line in _differences(said_node, made_node, "")]
