@@ -285,6 +285,68 @@ def test_link_mode_hard_links_without_touching_the_source_mode(tmp_path):
     assert stat.S_IMODE(source.stat().st_mode) == 0o644  # the link shares the source's mode: not made read-only
 
 
+def test_a_copy_mode_run_copies_an_original_a_link_mode_run_left_linked(tmp_path):
+    """Switched from link to copy mode, the store kept its hard links (of the right size, so "present"): a delivery
+    rewritten in place later changed the store's original too, and the release shipped the changed bytes."""
+    source = tmp_path / "a.jpg"
+    source.write_bytes(b"\xff\xd8photo\xff\xd9")
+    data = source.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    linked = ImageStore(tmp_path / "store", mode="link").put_original(source, sha, "jpeg", data)
+    assert linked.stat().st_ino == source.stat().st_ino
+    copy_mode = ImageStore(tmp_path / "store", mode="copy")
+    for given in (data, None):  # the bytes hashed, or only the source's path
+        stored = copy_mode.put_original(source, sha, "jpeg", given)
+        assert stored == linked and stored.stat().st_ino != source.stat().st_ino and stored.stat().st_nlink == 1
+        assert stat.S_IMODE(stored.stat().st_mode) == 0o444
+        inode = stored.stat().st_ino
+        assert copy_mode.put_original(source, sha, "jpeg", given).stat().st_ino == inode  # a copy stays as it is
+        stored.unlink()
+        ImageStore(tmp_path / "store", mode="link").put_original(source, sha, "jpeg", data)
+    with open(source, "r+b") as handle:  # rewritten in place, the same size
+        handle.seek(3)
+        handle.write(b"X")
+    assert ImageStore(tmp_path / "store", mode="copy").put_original(source, sha, "jpeg", data).read_bytes() == data
+
+
+def test_a_stored_original_is_damaged_only_when_a_link_to_it_was_rewritten(tmp_path):
+    source = tmp_path / "a.jpg"
+    source.write_bytes(b"\xff\xd8photo\xff\xd9")
+    data = source.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    store = ImageStore(tmp_path / "store", mode="link")
+    assert not store.original_damaged(sha, "jpeg")  # not stored (mode none): no damage
+    store.put_original(source, sha, "jpeg", data)
+    assert not store.original_damaged(sha, "jpeg")
+    with open(source, "r+b") as handle:
+        handle.seek(3)
+        handle.write(b"X")
+    assert store.original_damaged(sha, "jpeg")
+    copies = ImageStore(tmp_path / "copies", mode="copy")
+    copies.put_original(source, hashlib.sha256(source.read_bytes()).hexdigest(), "jpeg")
+    assert not copies.original_damaged(hashlib.sha256(source.read_bytes()).hexdigest(), "jpeg")
+
+
+def test_a_cached_result_whose_linked_original_was_rewritten_is_processed_again(tmp_path):
+    """The image stage reused such a photo's result without reading its original (a later delivery of the same
+    photo named it), so the release copied the rewritten bytes as original_full."""
+    from bioscan_rebuild.images.process import DerivedStore, PhotoResult
+
+    source = tmp_path / "a.jpg"
+    source.write_bytes(b"\xff\xd8photo\xff\xd9")
+    data = source.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    ImageStore(tmp_path / "store", mode="link").put_original(source, sha, "jpeg", data)
+    derived = DerivedStore(ImageStore(tmp_path / "store", mode="copy"), KEY)
+    result = PhotoResult("ok", sha256={"original_full": sha}, original_full_is_source=True)
+    derived.save(sha, result, {})
+    assert derived.load(sha) == result
+    with open(source, "r+b") as handle:
+        handle.seek(3)
+        handle.write(b"X")
+    assert derived.load(sha) is None
+
+
 def test_put_bytes_writes_a_read_only_file_through_the_scratch_folder(tmp_path):
     store = ImageStore(tmp_path / "store", job="images/0")
     target = store.derived_image_path(KEY, SHA, "cropped")

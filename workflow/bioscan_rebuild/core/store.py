@@ -15,7 +15,9 @@ left is removed by the next run of the same job (``clear_scratch``), and only th
 A name is trusted only as far as it is checked: an object of another size than the bytes to store is written
 again, and an original is read back through ``read_original``, which hashes it. In ``link`` mode an original is
 the delivered file itself (one inode): a delivery rewritten in place changes it, which that check catches (the
-image stage then repairs it from the delivery, or reports ``source_changed``).
+image stage then repairs it from the delivery, or reports ``source_changed``); a photo whose result is cached is
+checked too when its original is linked (``original_damaged``). A ``copy`` mode run copies an original that an
+earlier ``link`` mode run left linked.
 """
 
 from __future__ import annotations
@@ -109,7 +111,9 @@ class ImageStore:
         if self.mode == "none":
             return None
         target = self.original_path(sha256, image_format)
-        if _present(target, None if data is None else len(data)):
+        # in copy mode the store owns its bytes: an original a link-mode run left linked to its delivery is copied
+        linked_in_copy_mode = self.mode == "copy" and _linked(target)
+        if _present(target, None if data is None else len(data)) and not linked_in_copy_mode:
             return target
         if self.mode == "link":
             try:
@@ -121,7 +125,7 @@ class ImageStore:
             except OSError:
                 pass  # other file system, no permission, or changed since: fall back to a copy
         if data is not None:
-            return self.put_bytes(target, data)
+            return self._commit(target, lambda temporary: Path(temporary).write_bytes(data))
         return self._commit(target, lambda temporary: _copy_checked(source, temporary, sha256))
 
     def put_bytes(self, target: Path, data: bytes) -> Path:
@@ -140,6 +144,13 @@ class ImageStore:
             return None
         return data if hashlib.sha256(data).hexdigest() == sha256 else None
 
+    def original_damaged(self, sha256: str, image_format: str) -> bool:
+        """Whether the stored original no longer holds its content: hashed only when it is linked to another name
+        (a delivery, in link mode), which may have been rewritten in place; a copy is read-only, and an original
+        not stored (mode none) is no damage."""
+        linked = _linked(self.original_path(sha256, image_format))
+        return linked and self.read_original(sha256, image_format) is None
+
     def repair_original(self, sha256: str, image_format: str, data: bytes) -> Path:
         """Replace a damaged stored original with ``data`` (whose sha256 the caller checked): a copy, never a link
         (the damage may have come through one)."""
@@ -153,6 +164,14 @@ def _present(target: Path, size: int | None) -> bool:
     except FileNotFoundError:
         return False
     return size is None or held == size
+
+
+def _linked(path: Path) -> bool:
+    """``path`` is a hard link that another name shares (False when absent)."""
+    try:
+        return path.stat().st_nlink > 1
+    except FileNotFoundError:
+        return False
 
 
 def _link_checked(source, temporary, sha256: str) -> None:

@@ -594,7 +594,11 @@ class DerivedStore:
             return None  # judged before such a warning was told from damage (the key is the same): judged again
         for package in result.sha256:
             if package == "original_full" and result.original_full_is_source:
-                continue  # the original itself, which the store may not hold (mode none)
+                # the original itself, which the store may not hold (mode none); linked to a delivery rewritten in
+                # place since, it is no longer this photo: processed again, which repairs it from a delivery
+                if self.store.original_damaged(sha, "jpeg"):
+                    return None
+                continue
             if not self.image_path(sha, package).exists():
                 return None
         return result
