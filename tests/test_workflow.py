@@ -357,6 +357,12 @@ def test_an_older_fixed_file_and_a_code_update_rerun_what_they_touch(finished_ru
     # stage reruns anyway, for the other checkout's shipped tables); no job of another stage does
     assert "clean_barcodes" in after - before, (before, after)
     assert not {"parse_export", "join_shard", "process_photos"} & (after - before)
+    # the image stage's whole-table job (box corrections, its summary) ran no code of its own through a version
+    corrections = code / "workflow" / "bioscan_rebuild" / "images" / "corrections.py"
+    corrections.write_text(corrections.read_text() + "\n# an update\n")
+    updated = _rules_to_run(workdir, code / "Snakefile")
+    assert "images_summary" in updated - after, (after, updated)
+    assert not {"process_photos", "process_images"} & (updated - after)  # their hand-raised versions decide
 
 
 def test_bad_config_fails_at_start_naming_the_key(sample_dir, tmp_path):

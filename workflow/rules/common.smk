@@ -409,6 +409,7 @@ SOURCE_SUFFIXES = (".py", ".tsv", ".csv", ".json", ".ttl", ".yaml")
 # the packages each stage's jobs run (stats builds its rows with export's spool reader)
 CODE = {
     "ingest": _code_version("ingest"),
+    "images": _code_version("images"),  # the whole-table job only: the photo jobs keep IMAGE_CODE_VERSION
     "metadata": _code_version("metadata"),
     "splits": _code_version("splits"),
     "stats": _code_version("stats", "export"),

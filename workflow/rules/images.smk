@@ -99,6 +99,7 @@ rule images_summary:
         "../../envs/images.yaml"
     params:
         cli=CLI,
+        code=CODE["images"],
         answers=box_corrections_answers,
         box_corrections=box_corrections_option,
     shell:
