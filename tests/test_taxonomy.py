@@ -968,6 +968,53 @@ def test_a_name_of_a_lone_accent_is_missing_not_an_empty_label():
     assert_replays(records, result)
 
 
+@pytest.mark.parametrize(
+    ("rank", "cell", "name"),
+    [
+        # nothing of a name: missing, as an empty cell is
+        *(("order", cell, None) for cell in ("123", "1e5", "True", "0.0", "---", ".", "n.a", "N/A.")),
+        ("family", "0", None),
+        ("genus", "sp.", None),
+        ("species", "12 34", None),
+        ("family", "Phoridae;Sciaridae", None),  # two names: which one is unknown
+        # a name with what no name holds around it
+        ("order", "'Diptera'", "Diptera"),
+        ("order", "Diptera (fly)", "Diptera"),
+        ("family", "<b>Phoridae</b>", "Phoridae"),
+        ("family", "Phoridae \U0001f41b", "Phoridae"),
+        *(("genus", cell, "Zoxeda") for cell in ("Zoxeda.", "Zoxeda,", "'Zoxeda'", "Zoxeda_", "<i>Zoxeda</i>")),
+        *(("genus", cell, "Zoxeda") for cell in ("Zoxeda sp.", "Zoxeda (Zoxeda)")),
+        *(("species", cell, "Zoxeda nosasape") for cell in ("Zoxeda nosasape,", "Zoxeda 'nosasape'")),
+        *(("species", cell, "Zoxeda nosasape") for cell in ('Zoxeda "nosasape"', "Zoxeda nosasape’")),
+        ("species", "Zoxeda nosasape \U0001f41b", "Zoxeda nosasape"),
+        # real names and placeholders keep their form
+        ("species", "Aedes (Stegomyia) aegypti", "Aedes (Stegomyia) aegypti"),
+        ("species", "Megaselia sp. BIOUG12345-A", "Megaselia sp. BIOUG12345-A"),
+        ("species", "Coelioxys aff. Totonaca", "Coelioxys aff. Totonaca"),
+        ("species", "Megaselia sp.", "Megaselia sp."),
+        ("species", "Coelioxys sp. 1 VML-2021a", "Coelioxys sp. 1 VML-2021a"),
+    ],
+)
+def test_a_cell_that_is_no_name_is_missing_and_what_no_name_holds_is_taken_off(rank, cell, name):
+    """Released verbatim: orders `123`, `True`, `1e5`; `Zoxeda nosasape,` a closed-world species beside
+    `Zoxeda nosasape`; a genus `Zoxeda.` kept while the right species under it was dropped as a mismatch."""
+    assert normalise_name(cell, rank) == name
+
+
+def test_a_genus_with_a_full_stop_keeps_its_species():
+    records = pd.DataFrame(
+        [
+            _ranked("a", "a", genus="Zoxeda.", species="Zoxeda nosasape"),
+            _ranked("b", "b", genus="Zoxeda", species="Zoxeda nosasape,"),
+        ]
+    )
+    result = curate(records)
+    out = by_pid(result)
+    assert out.loc[["a", "b"], "genus"].tolist() == ["Zoxeda", "Zoxeda"]
+    assert out.loc[["a", "b"], "species"].tolist() == ["Zoxeda nosasape", "Zoxeda nosasape"]
+    assert_replays(records, result)
+
+
 def test_a_parent_comes_from_a_farther_child_when_the_nearest_gives_none():
     records = pd.DataFrame(
         [

@@ -7,7 +7,10 @@ table in brackets):
 1. Names [``normalise``]: Unicode NFKC, look-alike letters (Cyrillic/Greek) -> Latin, invisible format
    characters removed, whitespace trimmed and collapsed; the missing vocabulary (``None``,
    ``not_classified``/``not classified``, ``no_data``/``no data``, ``NA``, ``n/a``, ``n.a.``, ``nan``, ``null``,
-   ``-``, empty, whitespace; any case) -> missing; a
+   ``-``, empty, whitespace; any case) -> missing; markup, quotes and symbols (emoji) taken off, and above the
+   species a bracketed aside, a trailing ``sp.`` and a full stop; a cell with no letter, a number, ``True`` /
+   ``False``, a placeholder word alone (``sp.``) or, above the species, several names (``Phoridae;Sciaridae``)
+   -> missing; a
    name above species written all upper-case, or above genus all lower-case, gets a capital first letter
    (``DIPTERA``, ``diptera`` -> ``Diptera``; ``MEGASELIA`` -> ``Megaselia``). Species keep their case, and so
    does a lower-case genus unless the data holds it capitalised (``megaselia`` -> ``Megaselia`` when some

@@ -22,6 +22,7 @@ MISSING_TOKENS = frozenset(
     | {"?", "unknown", "unidentified", "undetermined", "incertae sedis"}  # said in words: no label
     | {token.lower() for token in CSV_NA_STRINGS}
 )
+_MISSING_UNDOTTED = frozenset(token.rstrip(".") for token in MISSING_TOKENS)  # "n.a" as "n.a."
 # Latin look-alikes seen in pasted names (Cyrillic and Greek letters render identically), applied after NFKC. A
 # taxon name or a BIN is Latin script: no Cyrillic or Greek letter in one is meant as such.
 _LOOKALIKES = {
@@ -30,6 +31,15 @@ _LOOKALIKES = {
     "Greek capitals": ("ΑΒΕΖΗΙΚΜΝΟΡΤΥΧ", "ABEZHIKMNOPTYX"),
     "Greek small": ("αικνορτυςϳ", "aikvoptucj"),  # ς: what NFKC makes of the lunate sigma ϲ
 }
+# What no name holds: markup an export kept ("<i>Aedes</i>"), quotes around a name or a word of it, symbols (emoji,
+# "™"; the hybrid sign "×" excepted); above the species, a bracketed aside ("Diptera (fly)", a subgenus after its
+# genus) and a placeholder word after the name ("Zoxeda sp.")
+_MARKUP = re.compile(r"<[^<>]*>")
+_QUOTES = str.maketrans("", "", "\"'`‘’‚“”„«»‹›")
+_ASIDE = re.compile(r"\s*\([^()]*\)")
+_PLACEHOLDER_AFTER = re.compile(r"\s+(?:sp|spp|gen|indet)\.?$", re.IGNORECASE)
+_PLACEHOLDER_WORDS = frozenset({"sp", "spp", "gen", "indet", "cf", "aff"})
+_NAMES_APART = re.compile(r"[;,/|&+]")
 CONFUSABLES = str.maketrans("".join(a for a, _ in _LOOKALIKES.values()), "".join(b for _, b in _LOOKALIKES.values()))
 FIX_COLUMNS = ("rank", "from", "to", "reason")
 
@@ -69,10 +79,40 @@ def normalise_name(value: str | None, rank: str) -> str | None:
     text = " ".join(text.split())
     if text.lower() in MISSING_TOKENS:
         return None
+    text = _name_shape(text, rank)
+    if text is None:
+        return None
     # a lower-case genus is evidence of a placeholder (published split protocol, rule 3): only upper case is fixed there
     if rank != "species" and text.isalpha() and (text.isupper() or (text.islower() and rank != "genus")):
         text = text.capitalize()
     return text
+
+
+def _name_shape(text: str, rank: str) -> str | None:
+    """The name a cell holds once what no name holds is taken off; None when no name is left: no letter (``123``,
+    ``---``), a number or a truth value (``1e5``, ``True``, a spreadsheet's), a placeholder word alone (``sp.``),
+    a missing token with its full stop (``n.a``), or, above the species, several names in one cell."""
+    text = _MARKUP.sub(" ", text).translate(_QUOTES)
+    text = "".join(ch for ch in text if ch == "×" or not unicodedata.category(ch).startswith("S"))
+    text = " ".join(text.split()).rstrip(",;:")
+    if rank != "species":
+        text = _PLACEHOLDER_AFTER.sub("", _ASIDE.sub("", text)).rstrip("._-")
+        if _NAMES_APART.search(text):
+            return None
+    folded = text.lower().rstrip(".")
+    if not any(ch.isalpha() for ch in text) or folded in ("true", "false") or folded in _PLACEHOLDER_WORDS:
+        return None
+    if folded in _MISSING_UNDOTTED or _is_number(text):
+        return None
+    return text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.replace(",", ""))
+    except ValueError:
+        return False
+    return True
 
 
 def normalise_names(cols: dict, log: ChangeLog) -> None:
