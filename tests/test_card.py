@@ -85,6 +85,23 @@ def test_an_unknown_licence_is_other_with_its_link(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("iri", "hf"),
+    [
+        ("https://creativecommons.org/licenses/by/4.0", "cc-by-4.0"),  # the config's pattern takes these spellings
+        ("http://creativecommons.org/licenses/by/4.0/", "cc-by-4.0"),
+        ("https://creativecommons.org/licenses/by/3.0/legalcode", "cc-by-3.0"),
+        ("https://www.creativecommons.org/licenses/by-nc/4.0/deed.en", "cc-by-nc-4.0"),
+        ("https://creativecommons.org/licenses/by-nc-sa/4.0/", "cc-by-nc-sa-4.0"),
+    ],
+)
+def test_a_known_licence_is_its_hugging_face_id_however_its_iri_is_spelt(tmp_path, iri, hf):
+    """CC BY 4.0 without its trailing slash was "other" with a link: the Hub did not show the licence."""
+    release = release_tree(tmp_path)
+    header = yaml.safe_load(write_card(release, ExportOptions(licence=iri), ACCOUNTING).read_text().split("---\n")[1])
+    assert header["license"] == hf and "license_link" not in header
+
+
+@pytest.mark.parametrize(
     ("n", "bucket"),
     [
         (0, "n<1K"),

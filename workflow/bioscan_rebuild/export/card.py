@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 
 from bioscan_rebuild.core.params import ExportOptions
@@ -28,6 +29,7 @@ HF_LICENCES = {
     "https://creativecommons.org/licenses/by/4.0/": "cc-by-4.0",
     "https://creativecommons.org/licenses/by-sa/4.0/": "cc-by-sa-4.0",
     "https://creativecommons.org/licenses/by-nc/4.0/": "cc-by-nc-4.0",
+    "https://creativecommons.org/licenses/by-nc-sa/4.0/": "cc-by-nc-sa-4.0",  # BIOSCAN's photos
     "https://creativecommons.org/publicdomain/zero/1.0/": "cc0-1.0",
 }
 
@@ -89,8 +91,16 @@ def _number(text) -> str:
     return f"{int(value):,}" if value.is_integer() else f"{value:,.2f}".rstrip("0").rstrip(".")
 
 
+def hf_licence(iri: str) -> str | None:
+    """The Hugging Face id of a licence IRI, however the IRI is spelt (http or https, with or without ``www.``,
+    the trailing slash, ``legalcode`` or ``deed.en``); None for a licence it has no id for."""
+    spelt = re.sub(r"^https?://(www\.)?", "", iri.strip().lower())
+    spelt = re.sub(r"/(legalcode|deed)(\.[a-z-]+)?$", "", spelt.rstrip("/")).rstrip("/")
+    return next((hf for known, hf in HF_LICENCES.items() if known.removeprefix("https://").rstrip("/") == spelt), None)
+
+
 def _yaml_header(root: Path, options: ExportOptions, records: int) -> list[str]:
-    licence = HF_LICENCES.get(options.licence)
+    licence = hf_licence(options.licence)
     lines = ["---", f"license: {licence or 'other'}"]
     if licence is None:
         lines.append(f"license_link: {json.dumps(options.licence)}")
