@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet
 import pytest
 from PIL import Image
 
@@ -271,6 +272,50 @@ def test_copy_mode_stores_a_read_only_copy_once(tmp_path):
     assert store.put_original(source, sha, "jpeg") == stored and stored.read_bytes() == b"\xff\xd8photo\xff\xd9"
     store.close()
     assert not (tmp_path / "store" / ".scratch").exists()  # a finished job leaves no scratch folder
+
+
+def _photo(colour) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), colour).save(out, format="JPEG")
+    return out.getvalue()
+
+
+def test_an_inventory_run_again_reads_only_the_files_that_changed(tmp_path, monkeypatch):
+    """One photo replaced re-lists every group of its batch, so every inventory job of the batch ran again and read
+    and hashed every photo (the whole batch, at 5M records) to find the one that changed."""
+    import bioscan_rebuild.ingest.inventory as inv
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, colour in enumerate(("red", "green", "blue")):
+        (folder / f"P{i}.jpg").write_bytes(_photo(colour))
+    listing = pa.table(
+        {"batch": ["b"] * 3, "image_path": [f"P{i}.jpg" for i in range(3)], "processid": ["P0", "P1", "P2"]}
+        | {"shard": [0, 0, 0]}
+    )
+    pa.parquet.write_table(listing, tmp_path / "listing.parquet")
+    store = ImageStore(tmp_path / "store", mode="copy")
+    read = []
+    real_read = inv.read_whole
+    monkeypatch.setattr(inv, "read_whole", lambda path: read.append(path.name) or real_read(path))
+    output = tmp_path / "inventory" / "0.parquet"
+    first = inv.inventory_shard(tmp_path / "listing.parquet", {"b": folder}, output, store)
+    assert sorted(read) == ["P0.jpg", "P1.jpg", "P2.jpg"] and first.schema == inv.INVENTORY_SCHEMA
+    written = output.read_bytes()
+    read.clear()
+    output.unlink()  # as Snakemake does before a job runs again
+    assert inv.inventory_shard(tmp_path / "listing.parquet", {"b": folder}, output, store) == first
+    assert read == [] and output.read_bytes() == written
+    (folder / "P1.jpg").write_bytes(_photo("white"))  # replaced
+    stored = store.original_path(first["image_sha256"][2].as_py(), "jpeg")
+    stored.unlink()  # an original gone from the store is stored again, from its unchanged file
+    again = inv.inventory_shard(tmp_path / "listing.parquet", {"b": folder}, output, store)
+    assert read == ["P1.jpg"] and again["image_sha256"][1] != first["image_sha256"][1]
+    assert stored.read_bytes() == (folder / "P2.jpg").read_bytes()
+    (store.root / inv.INVENTORY_CACHE / f"{job_name(output)}.parquet").write_bytes(b"damaged")
+    read.clear()
+    assert inv.inventory_shard(tmp_path / "listing.parquet", {"b": folder}, output, store) == again
+    assert sorted(read) == ["P0.jpg", "P1.jpg", "P2.jpg"]  # a damaged cache: every file read again
 
 
 def test_link_mode_hard_links_without_touching_the_source_mode(tmp_path):

@@ -6,7 +6,8 @@ inventory of a listing file (``inventory_shard``) reads each file once: sha256, 
 and size from the header, and a structural completeness check (the file ends with the format's end marker: JPEG EOI, PNG
 IEND). Pixels are decoded in the image
 stage, not here, so a photo is decoded once in the whole pipeline; a file whose entropy data is
-damaged but whose structure is intact gets its `undecodable` status there.
+damaged but whose structure is intact gets its `undecodable` status there. An inventory job run again reads only
+the files whose size, times or inode changed since its last run (``INVENTORY_CACHE`` under the store).
 """
 
 from __future__ import annotations
@@ -28,9 +29,12 @@ from bioscan_rebuild.core.io import read_table, write_json, write_table
 from bioscan_rebuild.core.params import IngestParams
 from bioscan_rebuild.core.pilsafe import PHOTO_FORMATS, error_detail, open_image, several_pictures
 from bioscan_rebuild.core.schemas import make_rejects, shard_groups, shard_of, spelled_processid
-from bioscan_rebuild.core.store import ImageStore
+from bioscan_rebuild.core.store import ImageStore, job_name
 
 DEFAULT_NAME_PATTERN = IngestParams().image_name_pattern
+# Under the store: each inventory job's last inventory with its files' stat facts, so that a job run again (one
+# photo of its batch replaced re-lists every group) reads only the files that changed
+INVENTORY_CACHE = "inventory-cache"
 
 LISTING_SCHEMA = pa.schema(
     [
@@ -333,8 +337,44 @@ def read_whole(path: Path) -> tuple[bytes | None, tuple[str, str] | None]:
     return data, None
 
 
-def inventory(listing: pa.Table, image_dirs: dict[str, str | Path], store: ImageStore | None = None) -> pa.Table:
-    """Hash and inspect every listed file; usable files are put into the content-addressed store."""
+# What says a file is as it was when last inventoried (the check rsync and git make): size, modification time,
+# inode and status-change time (which no tool sets back)
+CACHE_SCHEMA = pa.schema(
+    [*INVENTORY_SCHEMA, *(pa.field(name, pa.int64()) for name in ("st_size", "st_mtime_ns", "st_ino", "st_ctime_ns"))]
+)
+READ_PROBLEMS = ("unreadable_file", "changed_while_read")  # facts of the read, not of the file: never kept
+
+
+def _unchanged_key(path: Path) -> tuple[int, int, int, int] | None:
+    try:
+        facts = os.stat(path)
+    except OSError:
+        return None
+    return facts.st_size, facts.st_mtime_ns, facts.st_ino, facts.st_ctime_ns
+
+
+def _known(row: dict | None, key, path: Path, store: ImageStore | None) -> dict | None:
+    """The facts the last inventory found for this file when it is unchanged since (and, where the store keeps
+    originals, its original is still stored: put again from the file when gone, or when copy mode finds a link
+    a link-mode run left); None: read it."""
+    if row is None or key is None or (row["st_size"], row["st_mtime_ns"], row["st_ino"], row["st_ctime_ns"]) != key:
+        return None
+    facts = {name: row[name] for name in INVENTORY_SCHEMA.names[3:]}
+    if store is not None and facts["image_problem"] is None:
+        try:
+            store.put_original(path.resolve(), facts["image_sha256"], facts["image_format"])
+        except (OSError, ValueError):  # changed after all (its hash differs): read it
+            return None
+    return facts
+
+
+def inventory(
+    listing: pa.Table, image_dirs: dict[str, str | Path], store: ImageStore | None = None, known=None
+) -> pa.Table:
+    """Hash and inspect every listed file; usable files are put into the content-addressed store. ``known``: the
+    last inventory of these files with their ``CACHE_SCHEMA`` stat columns (a file unchanged since is not read
+    again). Returns the inventory with those columns."""
+    known = {(row["batch"], row["image_path"]): row for row in known.to_pylist()} if known is not None else {}
     # a batch without its folder, or a folder that is not there: every photo would read as unreadable (exit 0)
     for batch in sorted(set(listing["batch"].to_pylist())):
         if batch not in image_dirs:
@@ -346,15 +386,20 @@ def inventory(listing: pa.Table, image_dirs: dict[str, str | Path], store: Image
         listing["batch"].to_pylist(), listing["image_path"].to_pylist(), listing["processid"].to_pylist()
     ):
         path = Path(image_dirs[batch]) / rel_path
-        data, problem = read_whole(path)
-        facts = inspect_image(data or b"")
-        if problem is not None:
-            facts.update(image_problem=problem[0], image_problem_detail=problem[1])
-        elif store is not None and facts["image_problem"] is None:
-            # the bytes hashed above, so the store holds what the sha256 names (the file, not a link)
-            store.put_original(path.resolve(), facts["image_sha256"], facts["image_format"], data=data)
-        rows.append({"batch": batch, "image_path": rel_path, "processid": processid, **facts})
-    return pa.Table.from_pylist(rows, schema=INVENTORY_SCHEMA)
+        key = _unchanged_key(path)
+        facts = _known(known.get((batch, rel_path)), key, path, store)
+        if facts is None:
+            data, problem = read_whole(path)
+            facts = inspect_image(data or b"")
+            if problem is not None:
+                facts.update(image_problem=problem[0], image_problem_detail=problem[1])
+                key = None
+            elif store is not None and facts["image_problem"] is None:
+                # the bytes hashed above, so the store holds what the sha256 names (the file, not a link)
+                store.put_original(path.resolve(), facts["image_sha256"], facts["image_format"], data=data)
+        stat = dict(zip(CACHE_SCHEMA.names[-4:], key or (None,) * 4))
+        rows.append({"batch": batch, "image_path": rel_path, "processid": processid, **facts, **stat})
+    return pa.Table.from_pylist(rows, schema=CACHE_SCHEMA)
 
 
 def inventory_shard(
@@ -363,6 +408,17 @@ def inventory_shard(
     """``inventory`` of one listing file (a shard's or a group of shards'), written to `output`. Returns the
     table."""
     listing = read_table(listing_path, LISTING_SCHEMA)
-    table = inventory(listing, image_dirs, store)
-    write_table(table, output)
-    return table
+    cache = None if store is None else store.root / INVENTORY_CACHE / f"{job_name(output)}.parquet"
+    known = None
+    if cache is not None and cache.is_file():
+        try:
+            known = read_table(cache, CACHE_SCHEMA)
+        except (OSError, ValueError, InputError, pa.ArrowException):  # damaged (a full disk): every file read again
+            known = None
+    table = inventory(listing, image_dirs, store, known)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        write_table(table, cache)
+    inventoried = table.select(INVENTORY_SCHEMA.names)
+    write_table(inventoried, output)
+    return inventoried
