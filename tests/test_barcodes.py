@@ -53,6 +53,7 @@ def test_end_n_kept_when_configured_but_identity_still_strips_them():
         (LONG + "EFILPQ", "invalid_barcode"),  # protein letters
         (LONG.replace("T", "U"), "invalid_barcode"),  # RNA
         ("ACGT" * 20, "short_barcode"),
+        (LONG * 9, "long_barcode"),  # 2,160 bases: a 200,000-base cell was released as a barcode
         (LONG[:200] + "RYKMSW" * 3 + LONG[:40], "ambiguous_barcode"),
     ],
 )
@@ -67,6 +68,8 @@ def test_ambiguity_limit_is_configurable():
     seq = LONG[:200] + "RYKMSW" * 3 + LONG[:40]
     assert clean([seq], max_ambiguity=0.1)[0][0] == seq  # 18 of 258 bases
     assert clean([LONG], min_length=241)[1][0]["barcode_status"] == "short_barcode"
+    assert clean([LONG], max_length=239)[1][0]["barcode_status"] == "long_barcode"
+    assert clean(["NN" + LONG + "NN"], max_length=240)[0][0] == LONG  # end N are no bases
 
 
 def test_fasta_round_trips_through_biopython(tmp_path):

@@ -172,9 +172,10 @@ class BarcodeParams(StageParams):
     """``barcodes``: what a cleaned barcode must be to be kept."""
 
     SECTION = "barcodes"
-    RULES = {"min_length": {"minimum": 1}, "max_ambiguity": {"minimum": 0, "maximum": 1}}
+    RULES = {"min_length": {"minimum": 1}, "max_length": {"minimum": 1}, "max_ambiguity": {"minimum": 0, "maximum": 1}}
 
     min_length: int = 200
+    max_length: int = 2000  # no COI-5P barcode is longer: a sequence pasted twice, or another marker's
     max_ambiguity: float = 0.05
     trim_end_n: bool = True
 

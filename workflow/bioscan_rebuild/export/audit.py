@@ -1903,6 +1903,7 @@ LATER_REASONS = (
     "no_barcode",
     "invalid_barcode",
     "short_barcode",
+    "long_barcode",
     "ambiguous_barcode",
     "excluded",
     "out_of_scope",

@@ -8,9 +8,9 @@ What cleaning means -- the release's ``dna_barcode`` is the raw sequence after, 
    record: ``invalid_barcode``, with the offending characters in the detail;
 4. leading and trailing ``N`` trimmed (``trim_end_n``, default on);
 5. then: nothing left (or no sequence at all, or a cell that says so: ``NA``, ``N/A``, ``nan``, ``null``, ``none``)
-   -> ``no_barcode``; fewer than ``min_length`` bases ->
-   ``short_barcode``; ambiguous bases (internal ``N`` + the other IUPAC codes) above ``max_ambiguity`` of the
-   length -> ``ambiguous_barcode``.
+   -> ``no_barcode``; fewer than ``min_length`` bases -> ``short_barcode``; more than ``max_length`` (2,000: no
+   COI-5P barcode is that long) -> ``long_barcode``; ambiguous bases (internal ``N`` + the other IUPAC codes)
+   above ``max_ambiguity`` of the length -> ``ambiguous_barcode``.
 Nothing else is changed: no base is ever substituted, nothing is cut to 660 nt (loaders do that).
 ``barcode_key`` = md5 of the cleaned sequence with its end ``N`` stripped -- the barcode identity used by the
 conflict rules (the splits use that same stripped sequence). The raw sequence stays in the ingested records
@@ -43,6 +43,7 @@ BARCODE_REASONS = {
     "no_barcode": "no sequence (or a cell saying NA or null), or nothing left after removing gaps, whitespace, end N",
     "invalid_barcode": "characters outside the IUPAC nucleotide alphabet (digits, HTML, protein letters, U)",
     "short_barcode": "fewer bases than barcodes.min_length",
+    "long_barcode": "more bases than barcodes.max_length",
     "ambiguous_barcode": "ambiguous bases (internal N + IUPAC codes) above barcodes.max_ambiguity of the length",
 }
 
@@ -127,6 +128,7 @@ def clean_barcodes(processid, raw, params: BarcodeParams | None = None) -> tuple
     too_ambiguous = (n_internal + ambiguity) / np.maximum(core_length, 1) > params.max_ambiguity
     status[too_ambiguous] = "ambiguous_barcode"
     status[core_length < params.min_length] = "short_barcode"  # end-N padding is no bases, kept or not
+    status[core_length > params.max_length] = "long_barcode"
     status[core_length == 0] = "no_barcode"
     status[has_invalid] = "invalid_barcode"
     status[said_missing] = "no_barcode"

@@ -63,6 +63,7 @@ def _barcode_detail(reason: str, invalid_chars, length, ambiguous) -> str:
     found = {
         "invalid_barcode": f"; found {invalid_chars!r}",
         "short_barcode": f"; {length} bases",
+        "long_barcode": f"; {length} bases",
         "ambiguous_barcode": f"; {ambiguous} of {length} bases ambiguous",
     }
     return BARCODE_REASONS[reason] + found.get(reason, "")
