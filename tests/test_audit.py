@@ -1086,6 +1086,18 @@ def test_a_release_another_version_of_the_package_built_is_not_described_again_a
     assert "note: bioscan5m/metadata/provenance.jsonld: built by bioscan-rebuild 9.9.9, this audit is" in result.stdout
 
 
+def test_a_card_line_dropped_or_added_is_one_difference_not_every_line_after_it():
+    from bioscan_rebuild.export.audit_description import _line_differences
+
+    made = "\n".join(f"line {i}" for i in range(200))
+    dropped = made.replace("line 3\n", "")
+    assert _line_differences(dropped, made) == ['after line 3: the build writes "line 3"']
+    added = made.replace("line 3\n", "line 3\nforged\n")
+    assert _line_differences(added, made) == ['line 5: "forged", which the build does not write']
+    edited = made.replace("line 7\n", "line 7!\n")
+    assert _line_differences(edited, made) == ['line 8: "line 7!", the build writes "line 7"']
+
+
 def test_one_file_with_another_version_is_the_one_named(copy):
     """The first file read was the truth: croissant.json edited alone had the HDF5, the card and every JSON-LD file
     blamed. Most files say the version; the odd one is named."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 import json
 import os
 import re
@@ -121,14 +122,60 @@ def test_a_header_warning_the_decoder_ignores_keeps_the_photo_and_its_scan_is_st
     assert damaged.status == "undecodable" and "Corrupt JPEG data" in damaged.detail, damaged.detail
 
 
-def test_a_photo_stored_undecodable_for_a_header_warning_is_judged_again(tmp_path):
+def test_a_photo_stored_undecodable_by_an_older_check_is_judged_again(tmp_path):
     """The store kept such a photo's old `undecodable` result under the same key: a re-run never tried it again
-    (a new stage version would have re-processed every photo instead)."""
+    (a new stage version would have re-processed every photo instead). A result of this check is kept, whatever
+    its detail says (matching the detail re-processed a photo the mending could not save on every run, and the
+    image join then found no result for it and failed)."""
     store = DerivedStore(ImageStore(tmp_path / "store"), "key")
     store.save("a" * 64, PhotoResult("undecodable", "ValueError: Warning: unknown JFIF revision number 2.01"), {})
-    store.save("b" * 64, PhotoResult("undecodable", "ValueError: Corrupt JPEG data: bad Huffman code"), {})
+    store.save("b" * 64, PhotoResult("ok"), {})
+    assert store.load("a" * 64).status == "undecodable" and store.load("b" * 64).status == "ok"
+    for sha in ("a" * 64, "b" * 64):  # as an older version stored them
+        path = store.result_path(sha)
+        stored = json.loads(path.read_text())
+        del stored["decode_check"]
+        path.chmod(0o644)
+        path.write_text(json.dumps(stored))
     assert store.load("a" * 64) is None
-    assert store.load("b" * 64).detail == "ValueError: Corrupt JPEG data: bad Huffman code"
+    assert store.load("b" * 64).status == "ok"  # only undecodable ones: the others' pixels did decode
+
+
+def _sequential_jpeg_of_three_scans() -> bytes:
+    """256x256 grey-level baseline JPEG, one scan per component, each scan's Se 0 instead of 63."""
+    import struct
+
+    def segment(marker: int, payload: bytes) -> bytes:
+        return b"\xff" + bytes([marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+    jpeg = b"\xff\xd8" + segment(0xE0, b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00")
+    jpeg += segment(0xDB, b"\x00" + bytes([1] * 64))
+    jpeg += segment(0xC0, bytes([8]) + struct.pack(">HH", 256, 256) + bytes([3, 1, 0x11, 0, 2, 0x11, 0, 3, 0x11, 0]))
+    jpeg += segment(0xC4, b"\x00" + bytes([1] + [0] * 15) + b"\x00")  # DC: one code, difference 0
+    jpeg += segment(0xC4, b"\x10" + bytes([1] + [0] * 15) + b"\x00")  # AC: one code, end of block
+    scan = bytes(32 * 32 * 2 // 8)  # per block: DC "0", EOB "0"
+    for component in (1, 2, 3):
+        jpeg += segment(0xDA, bytes([1, component, 0x00, 0, 0, 0])) + scan
+    return jpeg + b"\xff\xd9"
+
+
+def test_the_sharpness_of_a_box_outside_the_photo_is_zero_not_a_failed_shard():
+    from bioscan_rebuild.images.process import sharpness
+
+    rgb = np.zeros((48, 64, 3), np.uint8)
+    assert sharpness(rgb, (70, 50, 90, 60)) == sharpness(rgb, (10, 10, 10, 20)) == 0.0
+    assert sharpness(rgb, (-5, -5, 10, 10)) == 0.0  # partly outside: the part inside (flat)
+
+
+def test_every_scan_of_a_sequential_jpeg_is_mended():
+    """Only the first scan's fields were mended: a photo of one scan per component stayed `undecodable`."""
+    from PIL import Image
+
+    from bioscan_rebuild.images.process import _decode_jpeg_strict
+
+    jpeg = _sequential_jpeg_of_three_scans()
+    pixels = _decode_jpeg_strict(jpeg, (256, 256), (256, 256), "RGB")
+    assert np.array_equal(pixels, np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB")))
 
 
 def test_corrupt_scan_data_in_an_mpo_photo_is_undecodable(realdata):

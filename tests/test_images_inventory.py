@@ -316,6 +316,10 @@ def test_an_inventory_run_again_reads_only_the_files_that_changed(tmp_path, monk
     read.clear()
     assert inv.inventory_shard(tmp_path / "listing.parquet", {"b": folder}, output, store) == again
     assert sorted(read) == ["P0.jpg", "P1.jpg", "P2.jpg"]  # a damaged cache: every file read again
+    read.clear()
+    monkeypatch.setattr(inv, "facts_version", lambda: "fixed-header-check")  # the code that makes the facts changed
+    assert inv.inventory_shard(tmp_path / "listing.parquet", {"b": folder}, output, store) == again
+    assert sorted(read) == ["P0.jpg", "P1.jpg", "P2.jpg"]  # its old facts were kept for unchanged photos
 
 
 def test_link_mode_hard_links_without_touching_the_source_mode(tmp_path):
@@ -385,7 +389,11 @@ def test_a_cached_result_whose_linked_original_was_rewritten_is_processed_again(
     derived = DerivedStore(ImageStore(tmp_path / "store", mode="copy"), KEY)
     result = PhotoResult("ok", sha256={"original_full": sha}, original_full_is_source=True)
     derived.save(sha, result, {})
+    read = []
+    real_read = derived.store.read_original
+    derived.store.read_original = lambda *args: read.append(args) or real_read(*args)
     assert derived.load(sha) == result
+    assert read == []  # unchanged since the result was stored: not read (a re-run read every linked original twice)
     with open(source, "r+b") as handle:
         handle.seek(3)
         handle.write(b"X")

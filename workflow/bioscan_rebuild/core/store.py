@@ -144,12 +144,19 @@ class ImageStore:
             return None
         return data if hashlib.sha256(data).hexdigest() == sha256 else None
 
-    def original_damaged(self, sha256: str, image_format: str) -> bool:
+    def original_damaged(self, sha256: str, image_format: str, since_ns: int | None = None) -> bool:
         """Whether the stored original no longer holds its content: hashed only when it is linked to another name
-        (a delivery, in link mode), which may have been rewritten in place; a copy is read-only, and an original
-        not stored (mode none) is no damage."""
-        linked = _linked(self.original_path(sha256, image_format))
-        return linked and self.read_original(sha256, image_format) is None
+        (a delivery, in link mode), which may have been rewritten in place, and its inode changed after
+        ``since_ns`` (a write changes the status-change time, which no tool sets back); a copy is read-only, and an
+        original not stored (mode none) is no damage."""
+        path = self.original_path(sha256, image_format)
+        try:
+            facts = path.stat()
+        except FileNotFoundError:
+            return False
+        if facts.st_nlink < 2 or (since_ns is not None and facts.st_ctime_ns < since_ns):
+            return False
+        return self.read_original(sha256, image_format) is None
 
     def repair_original(self, sha256: str, image_format: str, data: bytes) -> Path:
         """Replace a damaged stored original with ``data`` (whose sha256 the caller checked): a copy, never a link

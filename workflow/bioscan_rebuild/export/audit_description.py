@@ -16,6 +16,7 @@ says) is only checked for its name, version and licence (``audit.check_version``
 
 from __future__ import annotations
 
+import difflib
 import json
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from bioscan_rebuild.export.formats.jsonld import described_text, release_datase
 from bioscan_rebuild.export.layout import (
     CONFIG,
     CROISSANT_PATH,
+    IMAGES_DIR,
     JSONLD_DIR,
     PROVENANCE,
     RELEASE_DIFF_SUMMARY_PATH,
@@ -94,9 +96,13 @@ def _check_croissant(release: Path, manifest: dict, options: ExportOptions, find
     path = root / CROISSANT_PATH
     if not path.exists():
         return
-    under = f"{ROOT}/"
-    listed = [rel[len(under) :] for rel in manifest if rel.startswith(under)]
-    hashes = {rel[len(under) :]: entry["sha256"] for rel, entry in manifest.items() if rel.startswith(under)}
+    under, images = f"{ROOT}/", f"{ROOT}/{IMAGES_DIR}/"
+    listed = (rel[len(under) :] for rel in manifest if rel.startswith(under))  # counted, not kept: 20M JPEGs
+    hashes = {  # the JPEGs are file sets: only the single files are hashed
+        rel[len(under) :]: entry["sha256"]
+        for rel, entry in manifest.items()
+        if rel.startswith(under) and not rel.startswith(images)
+    }
     info = croissant_info(options, {"citeAs": CITATION})
     remade = build_croissant(root, info=info, listed=listed, hashes=hashes)
     released = json.loads(path.read_text())
@@ -159,16 +165,30 @@ def _check_card(release: Path, options: ExportOptions, accounting: dict, finding
     _report(CARD, _line_differences(path.read_text(encoding="utf-8"), remade), findings)
 
 
-def _line_differences(said: str, made: str, first_line: int = 1) -> list[str]:
-    """Lines of ``said`` that are not ``made``'s, by number (the first differing one starts it)."""
+def _line_differences(said: str, made: str) -> list[str]:
+    """The lines of ``said`` that differ from ``made``'s, by number, matched up as a diff does (one line added
+    or dropped is one difference, not every line after it)."""
     said_lines, made_lines = said.split("\n"), made.split("\n")
-    out = [
-        f"line {number}: {_short(got)}, the build writes {_short(wanted)}"
-        for number, (got, wanted) in enumerate(zip(said_lines, made_lines), first_line)
-        if got != wanted
-    ]
-    if len(said_lines) != len(made_lines):
-        out.append(f"{len(said_lines)} lines, the build writes {len(made_lines)}")
+    out = []
+    matcher = difflib.SequenceMatcher(None, said_lines, made_lines, autojunk=False)
+    for kind, i1, i2, j1, j2 in matcher.get_opcodes():
+        if kind == "replace":
+            out += [
+                f"line {i + 1}: {_short(said_lines[i])}, the build writes {_short(made_lines[j])}"
+                for i, j in zip(range(i1, i2), range(j1, j2))
+            ]
+            extra = (i2 - i1) - (j2 - j1)
+            if extra > 0:
+                out += [
+                    f"line {i + 1}: {_short(said_lines[i])}, which the build does not write"
+                    for i in range(i2 - extra, i2)
+                ]
+            elif extra < 0:
+                out += [f"after line {i2}: the build writes {_short(made_lines[j])}" for j in range(j2 + extra, j2)]
+        elif kind == "delete":
+            out += [f"line {i + 1}: {_short(said_lines[i])}, which the build does not write" for i in range(i1, i2)]
+        elif kind == "insert":
+            out += [f"after line {i1}: the build writes {_short(made_lines[j])}" for j in range(j1, j2)]
     return out
 
 

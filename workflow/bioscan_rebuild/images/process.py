@@ -62,6 +62,9 @@ from bioscan_rebuild.images.geometry import (
 # several pictures (multi-page TIFF, animated PNG) is undecodable, not its first page.
 # (touches_edge from a detector's box_on_rim changed only the fusion's results: detect.fusion VERSION fusion-3)
 STAGE_VERSION = 6
+# The strict JPEG check, versioned apart from STAGE_VERSION (which would re-process every photo): a stored
+# ``undecodable`` result of an older check is judged again. 1: header fields libjpeg warns on and ignores are mended.
+DECODE_CHECK = 1
 
 # Photos handed to process_photos at once: one detector call, bounded memory.
 PHOTO_BATCH = 32
@@ -99,6 +102,7 @@ class PhotoResult:
     original_full_is_source: bool = False
     review: list[str] = field(default_factory=list)  # why a person should look (REVIEW_REASONS), [] = no need
     box_source: str = "detector"  # or "correction": a maintainer's box (images.box_corrections)
+    decode_check: int = DECODE_CHECK  # the strict decode that judged the photo (absent: stored before DECODE_CHECK 1)
 
 
 def _white_level(mode: str, peak: float) -> float:
@@ -183,12 +187,12 @@ _SEQUENTIAL_FRAMES = {0xC0, 0xC1, 0xC9}  # baseline, extended (Huffman), extende
 
 def _header_warnings_mended(data: bytes) -> bytes | None:
     """The JPEG with the header fields those warnings name set as the decoder reads them anyway (JFIF version
-    1.02, a sequential scan's progression fields 0/63/0, no ICC segments: the profile is read by Pillow);
-    None when the markers up to the first scan cannot be walked. Nothing from the scan on is touched."""
+    1.02, each sequential scan's progression fields 0/63/0, no ICC segments: the profile is read by Pillow); None
+    when its markers cannot be walked. The entropy-coded data is copied as it is."""
     if data[:2] != b"\xff\xd8":
         return None
     out, at, sequential = bytearray(data[:2]), 2, False
-    while at + 4 <= len(data):
+    while at + 2 <= len(data):
         if data[at] != 0xFF:
             return None
         marker = data[at + 1]
@@ -196,6 +200,8 @@ def _header_warnings_mended(data: bytes) -> bytes | None:
             out.append(0xFF)
             at += 1
             continue
+        if marker == 0xD9:  # end of image: what follows (an MPO's other pictures) as it is
+            return bytes(out) + data[at:]
         length = int.from_bytes(data[at + 2 : at + 4], "big")
         segment = bytearray(data[at : at + 2 + length])
         if length < 2 or len(segment) != 2 + length:
@@ -207,13 +213,28 @@ def _header_warnings_mended(data: bytes) -> bytes | None:
             segment[9:11] = b"\x01\x02"
         elif marker == 0xE2 and payload[:12] == b"ICC_PROFILE\x00":
             segment = bytearray()
-        elif marker == 0xDA:
-            if sequential and len(segment) >= 7:
-                segment[-3:] = b"\x00\x3f\x00"
-            return bytes(out + segment) + data[at + 2 + length :]
+        elif marker == 0xDA and sequential and len(segment) >= 7:
+            segment[-3:] = b"\x00\x3f\x00"
         out += segment
         at += 2 + length
+        if marker == 0xDA:  # a scan's entropy-coded data, up to the next marker
+            end = _entropy_end(data, at)
+            out += data[at:end]
+            at = end
     return None
+
+
+def _entropy_end(data: bytes, at: int) -> int:
+    """Where the entropy-coded data from ``at`` ends: at the next marker that is neither a stuffed 0xFF00 nor a
+    restart marker (or at the file's end)."""
+    while True:
+        at = data.find(b"\xff", at)
+        if at < 0 or at + 1 >= len(data):
+            return len(data)
+        if data[at + 1] == 0x00 or 0xD0 <= data[at + 1] <= 0xD7:
+            at += 2
+            continue
+        return at
 
 
 def _decode_jpeg_strict(data: bytes, size: tuple[int, int], target: tuple[int, int], mode: str) -> np.ndarray:
@@ -421,9 +442,10 @@ def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
 def sharpness(rgb: np.ndarray, box) -> float:
     """Variance of the Laplacian of the grey image inside the tight box (higher = sharper)."""
     x0, y0, x1, y1 = box
-    gray = cv2.cvtColor(np.ascontiguousarray(rgb[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY)
-    if gray.size == 0:
+    inside = rgb[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)]
+    if inside.size == 0:  # a box outside the photo (OpenCV raised on the empty crop, failing the whole shard)
         return 0.0
+    gray = cv2.cvtColor(np.ascontiguousarray(inside), cv2.COLOR_RGB2GRAY)
     # The 3x3 Laplacian of 8-bit pixels fits int16 exactly; meanStdDev accumulates in float64.
     _, std = cv2.meanStdDev(cv2.Laplacian(gray, cv2.CV_16S))
     return round(float(std[0, 0]) ** 2, 2)
@@ -589,14 +611,15 @@ class DerivedStore:
         path = self.result_path(sha)
         if not path.exists():
             return None
-        result = PhotoResult(**json.loads(path.read_text()))
-        if result.status == "undecodable" and any(words in (result.detail or "") for words in _HEADER_WARNINGS):
-            return None  # judged before such a warning was told from damage (the key is the same): judged again
+        stored = json.loads(path.read_text())
+        if stored["status"] == "undecodable" and stored.get("decode_check", 0) < DECODE_CHECK:
+            return None  # judged by an older strict check (the key is the same): judged again
+        result = PhotoResult(**stored)
         for package in result.sha256:
             if package == "original_full" and result.original_full_is_source:
                 # the original itself, which the store may not hold (mode none); linked to a delivery rewritten in
-                # place since, it is no longer this photo: processed again, which repairs it from a delivery
-                if self.store.original_damaged(sha, "jpeg"):
+                # place since the result was stored, it is no longer this photo: processed again, which repairs it
+                if self.store.original_damaged(sha, "jpeg", since_ns=path.stat().st_mtime_ns):
                     return None
                 continue
             if not self.image_path(sha, package).exists():

@@ -19,9 +19,11 @@ import os
 import re
 import warnings
 from collections import Counter
+from importlib import resources
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from PIL import Image
 
 from bioscan_rebuild.core.errors import InputError
@@ -345,6 +347,17 @@ CACHE_SCHEMA = pa.schema(
 READ_PROBLEMS = ("unreadable_file", "changed_while_read")  # facts of the read, not of the file: never kept
 
 
+def facts_version() -> str:
+    """What the facts of a file come from: this module's and ``core.pilsafe``'s code and Pillow's version. A cache
+    of another is not used (a fixed header check would never reach an unchanged photo)."""
+    import PIL
+
+    digest = hashlib.sha256(PIL.__version__.encode())
+    for package, module in (("bioscan_rebuild.ingest", "inventory.py"), ("bioscan_rebuild.core", "pilsafe.py")):
+        digest.update(resources.files(package).joinpath(module).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _unchanged_key(path: Path) -> tuple[int, int, int, int] | None:
     try:
         facts = os.stat(path)
@@ -410,15 +423,18 @@ def inventory_shard(
     listing = read_table(listing_path, LISTING_SCHEMA)
     cache = None if store is None else store.root / INVENTORY_CACHE / f"{job_name(output)}.parquet"
     known = None
+    version = facts_version()
     if cache is not None and cache.is_file():
         try:
-            known = read_table(cache, CACHE_SCHEMA)
+            made_by = (pq.read_schema(cache).metadata or {}).get(b"facts_version")
+            # made by other code, its facts may be what that code got wrong: every file read again, as when damaged
+            known = read_table(cache, CACHE_SCHEMA) if made_by == version.encode() else None
         except (OSError, ValueError, InputError, pa.ArrowException):  # damaged (a full disk): every file read again
             known = None
     table = inventory(listing, image_dirs, store, known)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        write_table(table, cache)
+        write_table(table.replace_schema_metadata({"facts_version": version}), cache)
     inventoried = table.select(INVENTORY_SCHEMA.names)
     write_table(inventoried, output)
     return inventoried

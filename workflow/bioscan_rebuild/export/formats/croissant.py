@@ -20,6 +20,7 @@ import fnmatch
 import json
 import os
 import re
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -200,25 +201,32 @@ def _walked(release_dir: Path) -> Iterator[str]:
             yield (Path(folder) / name).relative_to(release_dir).as_posix()
 
 
-def release_files(release_dir, skip=(), listed=None) -> dict:
+def release_files(release_dir, skip=(), listed=None, count_images: bool = False) -> dict:
     """Classify the files of a release: single files, Parquet shards per table, JPEGs per image package.
-    ``listed``: the files' paths under ``release_dir`` (the audit's manifest), instead of walking the folder."""
+    ``listed``: the files' paths under ``release_dir`` (the audit's manifest), instead of walking the folder;
+    ``count_images``: each package's number of JPEGs instead of their paths (20M of them at full scale)."""
     release_dir = Path(release_dir)
     skipped = set(SKIPPED) | set(skip)
     found = {"single": [], "tables": {t: [] for t in TABLES}, "images": {p: [] for p in IMAGE_PACKAGES}}
+    counted = Counter()
     for rel in _walked(release_dir) if listed is None else listed:
         if rel in skipped:
             continue
         match = _IMAGE_RE.match(rel)
         table = rel.rsplit("/", 1)[0] if "/" in rel else ""
         if match and match.group(1) in IMAGE_PACKAGES:
-            found["images"][match.group(1)].append(rel)
+            if count_images:
+                counted[match.group(1)] += 1
+            else:
+                found["images"][match.group(1)].append(rel)
             continue
         if table in TABLES and rel.endswith(".parquet"):
             found["tables"][table].append(rel)
         found["single"].append(rel)  # a Parquet shard also gets its own hashed FileObject
     for files in (found["single"], *found["tables"].values(), *found["images"].values()):
         files.sort()
+    if count_images:
+        found["images"] = {package: counted[package] for package in IMAGE_PACKAGES}
     return found
 
 
@@ -453,7 +461,7 @@ def build_croissant(
         skip = [output.resolve().relative_to(release_dir.resolve()).as_posix()]
     except ValueError:
         skip = []
-    found = release_files(release_dir, skip, listed)
+    found = release_files(release_dir, skip, listed, count_images=True)
 
     distribution = [_file_object(release_dir, rel, prefix, hashes or {}) for rel in found["single"]]
     for table, shards in found["tables"].items():
@@ -467,14 +475,14 @@ def build_croissant(
                     "includes": f"{prefix}{table}/*.parquet",
                 }
             )
-    for package, files in found["images"].items():
-        if files:
+    for package, count in found["images"].items():
+        if count:
             distribution.append(
                 {
                     "@type": "cr:FileSet",
                     "@id": f"images_{package}_files",
                     "name": f"{IMAGES_DIR}/{package}",
-                    "description": f"{len(files)} {package} JPEGs.",
+                    "description": f"{count} {package} JPEGs.",
                     "encodingFormat": "image/jpeg",
                     "includes": f"{prefix}{IMAGES_DIR}/{package}/**/*.jpg",
                 }
@@ -489,7 +497,7 @@ def build_croissant(
     for table, shards in found["tables"].items():
         if shards and (node := _parquet_record_set(release_dir, table, shards)):
             record_sets.append(node)
-    record_sets += [_image_record_set(p, prefix) for p, files in found["images"].items() if files]
+    record_sets += [_image_record_set(p, prefix) for p, count in found["images"].items() if count]
 
     if reserved := sorted(set(info) & set(RESERVED_KEYS)):
         raise ValueError(f"info may not set {reserved}: this module writes them")
