@@ -28,9 +28,7 @@ def _snakemake(project: Path, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
-@pytest.mark.slow
-def test_a_moved_checkout_has_nothing_to_do(sample_dir, tmp_path):
-    project = tmp_path / "first" / "bioscan-rebuild"
+def _checkout_copy(project: Path) -> None:
     for part in CHECKOUT_PARTS:
         source = REPO / part
         if source.is_dir():
@@ -38,6 +36,12 @@ def test_a_moved_checkout_has_nothing_to_do(sample_dir, tmp_path):
         else:
             project.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, project / part)
+
+
+@pytest.mark.slow
+def test_a_moved_checkout_has_nothing_to_do(sample_dir, tmp_path):
+    project = tmp_path / "first" / "bioscan-rebuild"
+    _checkout_copy(project)
     shutil.copytree(sample_dir, project / "resources" / "sample")
     _snakemake(project, "--cores", "2")
     assert (project / "results" / "release" / "MANIFEST.json").is_file()
@@ -64,16 +68,6 @@ def test_a_moved_checkout_has_nothing_to_do(sample_dir, tmp_path):
     jobs = {m.group(1) for m in re.finditer(r"^(\w+)\s+\d+$", plan.stdout + plan.stderr, re.MULTILINE)}
     assert {"process_photos", "process_images", "release"} <= jobs, plan.stdout[-3000:]
     assert not jobs & {"parse_export", "list_images", "inventory_images", "join_shard"}  # nothing upstream
-
-
-def _checkout_copy(project: Path) -> None:
-    for part in CHECKOUT_PARTS:
-        source = REPO / part
-        if source.is_dir():
-            shutil.copytree(source, project / part, ignore=IGNORE)
-        else:
-            project.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, project / part)
 
 
 @pytest.mark.slow

@@ -972,7 +972,9 @@ def test_a_name_of_a_lone_accent_is_missing_not_an_empty_label():
     ("rank", "cell", "name"),
     [
         # nothing of a name: missing, as an empty cell is
-        *(("order", cell, None) for cell in ("123", "1e5", "True", "0.0", "---", ".", "n.a", "N/A.")),
+        *(("order", cell, None) for cell in ("123", "1e5", "True", "False", "0.0", "---", ".", "n.a", "N/A.")),
+        ("species", "1,5e3", None),  # a number with a thousands comma
+        ("species", "sp.", None),
         ("family", "0", None),
         ("genus", "sp.", None),
         ("species", "12 34", None),
@@ -993,6 +995,8 @@ def test_a_name_of_a_lone_accent_is_missing_not_an_empty_label():
         ("species", "Coelioxys aff. Totonaca", "Coelioxys aff. Totonaca"),
         ("species", "Megaselia sp.", "Megaselia sp."),
         ("species", "Coelioxys sp. 1 VML-2021a", "Coelioxys sp. 1 VML-2021a"),
+        ("species", "Megaselia sp. X", "Megaselia sp. X"),
+        ("species", "Mentha × piperita", "Mentha × piperita"),  # the hybrid sign is no symbol to take off
     ],
 )
 def test_a_cell_that_is_no_name_is_missing_and_what_no_name_holds_is_taken_off(rank, cell, name):
