@@ -788,6 +788,24 @@ def test_the_csv_of_a_release_as_built_is_the_csv_its_parquet_renders(built):
     assert table.num_rows == len((root / CSV.removeprefix("bioscan5m/")).read_text().splitlines()) - 1
 
 
+def test_every_rejected_photo_is_named_in_rejects_csv_with_its_hash(built):
+    """A photo that left with its record (a bad barcode, no specimen in it) had no row: the record's row held no
+    export line, photo name or sha256, and rejects.csv named 4 of the 27 photos the accounting rejected."""
+    import pandas as pd
+
+    release = built / "results" / "release"
+    rejects = pd.read_csv(release / "bioscan5m/metadata/rejects.csv", dtype=str, keep_default_na=False)
+    accounting = json.loads((release / "accounting.json").read_text())
+    named = rejects[rejects["image_path"] != ""]
+    assert len(named) == accounting["rejected"]["images"]
+    later = rejects[rejects["reason"].isin(["no_specimen", "no_barcode"])]
+    assert len(later) == 23
+    for row in later.itertuples():
+        assert row.source_file and int(row.source_line) > 1
+        photo = built / "resources" / "sample" / row.batch / "images" / row.image_path
+        assert hashlib.sha256(photo.read_bytes()).hexdigest() == row.image_sha256
+
+
 def test_lineage_image_hashes_need_files_only_where_the_images_were_released():
     """The lineage names every package's image sha256 whatever export.formats says; a release without the
     'images' format has no image files, and that is no finding (the check for deleted images flagged every

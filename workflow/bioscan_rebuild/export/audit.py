@@ -980,7 +980,7 @@ def _check_image_hashes(where: str, lineage: pa.Table, csv: pa.Table, manifest: 
 
 def check_rejects(root: Path, accounting: dict, findings: Findings, csv: pa.Table | None = None) -> None:
     """``rejects.csv`` holds every record the accounting says a stage rejected, and every photo ingest rejected,
-    by reason (a photo that leaves with its record has no row of its own)."""
+    by reason (a photo that leaves with its record is named on its record's row)."""
 
     path, where = root / REJECTS.path, f"{ROOT}/{REJECTS.path}"
     if not path.exists():
