@@ -1513,6 +1513,41 @@ def test_an_export_saved_again_with_csv_quotes_reads_as_the_original(realdata, t
     assert got["species"][0].as_py() == 'Lutzomyia "longipalpis"'
 
 
+@pytest.mark.parametrize("block_bytes", [1 << 20, 300])
+def test_a_second_header_in_another_order_refuses_the_lines_it_heads(realdata, tmp_path, block_bytes):
+    """Two exports joined into one file, the second with two columns the other way round: its lines were kept with
+    order and family swapped, and its header (not byte for byte the first) was an `unsupported_marker` record."""
+    rows = _slice(realdata, REAL_BCDM2023, rows=6)
+    header = rows[0]
+    i, j = header.index("order"), header.index("family")
+    p, q = header.index("processid"), header.index("sampleid")
+
+    def swapped(row):
+        row = row[:]
+        row[i], row[j], row[p], row[q] = row[j], row[i], row[q], row[p]
+        return row
+
+    first, second = rows[:4], [swapped(row) for row in [rows[0], *rows[4:]]]
+    (tmp_path / "joined.tsv").write_text(_tsv(first) + _tsv(second) + _tsv(rows[:1]) + _tsv(rows[5:]))
+    got, rejects, _ = read_export(tmp_path / "joined.tsv", "b", block_bytes=block_bytes)
+    # after the first header's order returns (line 9), lines are read again
+    assert got["source_line"].to_pylist() == [2, 3, 4, 10, 11]
+    assert got["order"].to_pylist() == [row[i] for row in [*rows[1:4], *rows[5:]]]
+    assert rejects["source_line"].to_pylist() == [5, 6, 7, 8, 9]
+    assert rejects["reason"].to_pylist() == ["unparseable_row"] * 5
+    assert rejects["detail"][0].as_py().startswith("a second header, its columns not the first header's in order")
+    assert all(d.startswith("after a second header (line 5)") for d in rejects["detail"].to_pylist()[1:4])
+    # each refused line names its record, read where its own header puts the processid
+    assert rejects["processid"].to_pylist()[1:4] == [row[header.index("processid")] for row in rows[4:]]
+    assert rejects["detail"][4].as_py() == "the header line again (two exports joined into one file?)"
+    # a second header in the first one's order, written by R (every cell quoted) or ending in a space, is a header
+    for name, again in (("quoted", "\t".join(f'"{c}"' for c in header)), ("spaced", "\t".join(header) + " ")):
+        (tmp_path / f"{name}.tsv").write_text(_tsv(rows[:4]) + again + "\n" + _tsv(rows[4:]))
+        got, rejects, _ = read_export(tmp_path / f"{name}.tsv", "b", block_bytes=block_bytes)
+        assert got.num_rows == len(rows) - 1 and rejects["source_line"].to_pylist() == [5]
+        assert rejects["detail"].to_pylist() == ["the header line again (two exports joined into one file?)"]
+
+
 def test_spreadsheet_leftovers_in_an_export_get_a_clear_outcome(realdata, tmp_path):
     rows = _slice(realdata, REAL_BCDM2023, rows=10)
     header, marker = rows[0], rows[0].index("marker_code")

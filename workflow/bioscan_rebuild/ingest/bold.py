@@ -410,6 +410,43 @@ def _processids_of_damaged_lines(lines: pa.Array, column: int, repeated_header: 
     ]
 
 
+def _header_fields(line: str) -> list[str]:
+    """A line's fields as a header names columns: without a BOM, surrounding spaces and CSV quotes."""
+    return [unquote_name(field.strip()) for field in line.lstrip("\ufeff").split("\t")]
+
+
+def _second_headers(
+    text: pa.Array, header: list[str], read_columns: list[str], processid_name: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per line: is it a header again (every column the layout reads is named in it), and is it one whose columns
+    are not the first header's in order (another export's, a spreadsheet's reordering). Quotes, spaces and a BOM
+    do not count: `cat a.tsv b.tsv` of an R-written export, or one whose header ends in a space."""
+    first = _header_fields("\t".join(header))
+    # only lines naming the processid column can be headers: the rest never leave Arrow
+    named = pc.fill_null(pc.match_substring(text, processid_name), False).to_numpy(zero_copy_only=False)
+    repeated, reordered = np.zeros(len(text), bool), np.zeros(len(text), bool)
+    for i in np.flatnonzero(named):
+        fields = _header_fields(text[i].as_py())
+        if set(read_columns) <= set(fields):
+            repeated[i] = True
+            reordered[i] = fields != first
+    return repeated, reordered
+
+
+def _under_second_header(headers: np.ndarray, reordered: np.ndarray, line_numbers: np.ndarray, state: dict):
+    """Per line: the line number of the header of other columns it is read under (-1: the first header's). A header
+    in the first one's order ends it; ``state`` carries the header in force from one block to the next."""
+    under = np.full(len(headers), -1, np.int64)
+    start, current = 0, state["second_header"]
+    for i in np.flatnonzero(headers):
+        under[start:i] = current
+        current = int(line_numbers[i]) if reordered[i] else -1
+        start = i + 1
+    under[start:] = current
+    state["second_header"] = current
+    return under
+
+
 def _normalise_processids(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
     """Processids without invisible characters, trimmed of white space and in Unicode NFC, so that " BSCN1 " and a
     decomposed accent join their photos; blank ones become missing. Returns the table and, per record, why its
@@ -463,6 +500,12 @@ def parse_export(
     processid_column = header.index(LAYOUTS[layout]["processid"])
     missing_values = tuple(missing_values)
     marker_set = pa.array(list(markers), pa.string()) if markers is not None else None
+    read_columns = sorted(set(LAYOUTS[layout].values()))
+    processid_name = LAYOUTS[layout]["processid"]
+    state = {
+        "second_header": -1,
+        "processid_at": {},
+    }  # the line of the second header (of other columns) in force, across blocks
 
     for first_line, lines in _split_lines(path, block_bytes):
         if first_line == 1:
@@ -482,21 +525,37 @@ def parse_export(
         n_fields = pc.fill_null(pc.list_value_length(lists), -1).to_numpy(zero_copy_only=False)
         # a control character (NUL, ESC...) in a field means a damaged line; it must not reach the release
         control = pc.fill_null(pc.match_substring_regex(text, CONTROL_CHARACTERS), False).to_numpy(zero_copy_only=False)
-        # (a second export's header may carry its own BOM: `cat a.tsv b.tsv`)
-        repeated = pc.equal(pc.utf8_ltrim(text, characters="\ufeff"), header_line.lstrip("\ufeff"))
-        repeated = pc.fill_null(repeated, False).to_numpy(zero_copy_only=False)
-        well_formed = (n_fields == n_columns) & ~bad_utf8 & ~control & ~repeated
+        repeated, reordered = _second_headers(text, header, read_columns, processid_name)
+        repeated |= reordered
+        for i in np.flatnonzero(reordered):
+            state["processid_at"][int(line_numbers[i])] = _header_fields(text[i].as_py()).index(processid_name)
+        # a line after a header with other columns or another order is read by that header's columns, not the
+        # first's: each is refused rather than kept with its fields in the wrong columns
+        under = _under_second_header(repeated, reordered, line_numbers, state)
+        well_formed = (n_fields == n_columns) & ~bad_utf8 & ~control & ~repeated & (under < 0)
         reject_parts = []
         if not well_formed.all():
             bad = ~well_formed
             bad_text = text.filter(pa.array(bad))
             detail = [
-                "the header line again (two exports joined into one file?)"
-                if repeated[i]
-                else _unparseable_detail(bad_utf8[i], n_fields[i], n_columns, text[i].as_py(), header)
+                (
+                    "the header line again (two exports joined into one file?)"
+                    if repeated[i] and not reordered[i]
+                    else "a second header, its columns not the first header's in order (two exports joined into "
+                    "one file? deliver each as its own file)"
+                    if reordered[i]
+                    else f"after a second header (line {under[i]}) with its columns in another order: its fields "
+                    "would be read into the wrong columns (deliver each export as its own file)"
+                    if under[i] >= 0
+                    else _unparseable_detail(bad_utf8[i], n_fields[i], n_columns, text[i].as_py(), header)
+                )
                 for i in np.flatnonzero(bad)
             ]
-            damaged_ids = _processids_of_damaged_lines(bad_text, processid_column, repeated[bad])
+            damaged_ids = _processids_of_damaged_lines(bad_text, processid_column, repeated[bad] | (under[bad] >= 0))
+            for k, i in enumerate(np.flatnonzero(bad)):  # its processid where its own header puts it
+                if under[i] >= 0 and not repeated[i]:
+                    own_column = state["processid_at"][int(under[i])]
+                    damaged_ids[k] = _processids_of_damaged_lines(text.slice(i, 1), own_column, [False])[0]
             reject_parts.append(
                 make_rejects(
                     kind="record",
