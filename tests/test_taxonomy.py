@@ -450,6 +450,67 @@ def test_a_correction_takes_the_ranks_inferred_from_the_label_it_replaces_with_i
     assert_replays(records, result)
 
 
+def test_a_corrected_record_meets_the_checks_a_source_record_meets():
+    """Step 8 ran none of step 2's or step 5's checks: a species corrected to Culex pipiens was released under the
+    record's genus Temoxeba, a genus corrected to Culex kept the species Usrazoca xebarixe, and a family as a genus
+    or a class as an order was `applied`."""
+    records = frame(
+        [
+            row("a", "Phoridae", "Temoxeba", "Temoxeba hipamous"),
+            row("b", "Phoridae", "Usrazoca", "Usrazoca xebarixe"),
+            row("c", "Phoridae", "Usrazoca", "Usrazoca xebarixe"),
+            row("d", "Phoridae", "Megaselia"),
+            row("e", "Phoridae", "Megaselia"),
+            row("f", "Phoridae", "Megaselia"),
+            row("g", "Phoridae", "Temoxeba"),
+            row("h", "Phoridae", "Megaselia", "Megaselia rufipes"),
+        ]
+    )
+    corrected = corrections_table(
+        ("a", "species", "Culex pipiens", "wrong_label", "r1"),
+        ("b", "genus", "Culex", "wrong_label", "r2"),
+        ("c", "genus", "Culex", "wrong_label", "r3"),
+        ("c", "species", "Aedes aegypti", "wrong_label", "r3"),
+        ("d", "genus", "Phoridae", "wrong_label", "r4"),  # the data holds it as a family
+        ("e", "order", "Insecta", "wrong_label", "r5"),  # ... as a class
+        ("f", "genus", "Cecidomyiidae", "wrong_label", "r6"),  # a family-group name
+        ("g", "species", "Megaselia sp. 1", "wrong_label", "r7"),  # a placeholder keeps its form
+        ("h", "genus", "Conicera", "wrong_label", "r8"),
+        ("h", "species", "Conicera tibialis", "wrong_label", "r8"),
+    )
+    result = curate(records, corrections=corrected)
+    out = by_pid(result)
+    assert out.loc["a", ["genus", "species"]].tolist() == ["Culex", "Culex pipiens"]
+    assert out.loc["a", "inferred_ranks"] == RANK_BIT["genus"]  # from the maintainer's species, by step 5
+    assert out.loc["b", "genus"] == "Culex" and pd.isna(out.loc["b", "species"])
+    assert out.loc["c", "genus"] == "Culex" and pd.isna(out.loc["c", "species"])
+    assert out.loc["d", "genus"] == "Megaselia" and out.loc["e", "order"] == "Diptera"
+    assert out.loc["f", "genus"] == "Megaselia"
+    assert out.loc["g", ["genus", "species"]].tolist() == ["Temoxeba", "Megaselia sp. 1"]
+    assert out.loc["h", ["genus", "species"]].tolist() == ["Conicera", "Conicera tibialis"]
+    assert result["corrections"]["outcome"].tolist() == [
+        "applied",
+        "applied",
+        "applied",
+        "invalid_value",  # c's species contradicts its own corrected genus
+        "invalid_value",
+        "invalid_value",
+        "invalid_value",
+        "applied",
+        "applied",
+        "applied",
+    ]
+    dropped = result["changes"][
+        result["changes"]["rule"].str.startswith("correction_") & (result["changes"]["rule"] != "correction")
+    ]
+    assert dropped[["processid", "field", "old", "rule", "source"]].values.tolist() == [
+        ["a", "genus", "Temoxeba", "correction_genus_dropped", "wrong_label (r1)"],
+        ["b", "species", "Usrazoca xebarixe", "correction_species_dropped", "wrong_label (r2)"],
+        ["c", "species", "Aedes aegypti", "correction_species_dropped", "wrong_label (r3)"],
+    ]
+    assert_replays(records, result)
+
+
 def test_ranks_inferred_again_after_a_correction_pass_the_checks_of_steps_5_and_7():
     """The second inference is steps 5 and 7 themselves: no family the record's own order contradicts, none a
     barcode mate contradicts, no genus from a species whose first word names an order (a shortcut had put

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from bioscan_rebuild.core.novel import novel_mask
 from bioscan_rebuild.core.schemas import RANKS, processid_keys
 from bioscan_rebuild.metadata.bins import normalise_bin
 from bioscan_rebuild.metadata.taxonomy.changelog import ChangeLog, set_field
-from bioscan_rebuild.metadata.taxonomy.names import MISSING_TOKENS, clean_species, normalise_name
+from bioscan_rebuild.metadata.taxonomy.names import FAMILY_GROUP_NAME, MISSING_TOKENS, clean_species, normalise_name
 from bioscan_rebuild.metadata.taxonomy.parents import RANK_BIT
 from bioscan_rebuild.metadata.taxonomy.tables import read_table
 
@@ -80,6 +82,8 @@ def apply_corrections(
     # two rows for one field of one record: the last one in the table is the maintainer's word
     last_of = {target: position for position, target in enumerate(targets)}
     exclusions = _exclusions(corrections)
+    held_at = _ranks_holding(cols, corrections)
+    applied_ranks: dict[int, dict[str, int]] = {}  # record row -> corrected rank -> the correction's position
     for position, item in enumerate(corrections.itertuples(index=False)):  # hundreds of rows, not millions
         item = item._replace(processid=item.processid.strip(), field=item.field.strip())  # as the records are
         row = row_of.get(targets[position][0])
@@ -109,6 +113,8 @@ def apply_corrections(
             outcome = "unknown_field"
         elif (item.field == "dna_bin" and value is not None and normalise_bin(value) is None) or one_word:
             outcome = "invalid_value"  # no BIN; one word names no species ("rufipes")
+        elif item.field in RANKS and value is not None and _cannot_be(value, item.field, held_at):
+            outcome = "invalid_value"  # a family as a genus, a class as an order: step 2 would drop it
         else:
             if item.field == "dna_bin" and value is not None:
                 value = normalise_bin(value)
@@ -121,9 +127,65 @@ def apply_corrections(
                     inferred[row] &= np.uint8(~RANK_BIT[item.field] & 0xFF)
                     if _drop_stale_inferences(cols, log, inferred, row, item.field, _source_of(item)):
                         reinfer[row] = True
+                    applied_ranks.setdefault(int(row), {})[item.field] = position
                 outcome = "applied"
         outcomes.append({**item._asdict(), "outcome": outcome})
+    for position in _keep_species_under_genus(cols, log, inferred, reinfer, applied_ranks, corrections):
+        outcomes[position]["outcome"] = "invalid_value"
     return excluded, pd.DataFrame(outcomes, columns=[*CORRECTION_COLUMNS, "outcome"]), reinfer
+
+
+def _ranks_holding(cols: dict, corrections: pd.DataFrame) -> dict[str, pd.Series]:
+    """Each name a correction gives a rank -> how many records hold it at each rank (only those names are
+    counted: one pass per rank over the records)."""
+    ranked = _text(corrections, "field").isin(RANKS[:-1])
+    given = zip(_text(corrections, "value")[ranked], _text(corrections, "field")[ranked])
+    names = {normalise_name(value, field) for value, field in given if value} - {None}
+    if not names:
+        return {}
+    counts = {}
+    for rank in RANKS[:-1]:
+        values = pd.Series(cols[rank], dtype=object)
+        counts[rank] = values[values.isin(names)].value_counts()
+    table = pd.DataFrame(counts).fillna(0)
+    return {name: table.loc[name] for name in table.index}
+
+
+def _cannot_be(value: str, field: str, held_at: dict[str, pd.Series]) -> bool:
+    """Whether a maintainer's ``value`` cannot be the rank ``field``, by step 2's rule (``rank_misplaced``): a
+    capitalised family-group name as a genus, or a name the records hold at another rank and never at this one."""
+    if field == "genus" and re.match(FAMILY_GROUP_NAME, value):
+        return True
+    counts = held_at.get(value)
+    if counts is None or field == "species":
+        return False
+    return counts.sum() > 0 and counts.get(field, 0) == 0
+
+
+def _keep_species_under_genus(cols, log, inferred, reinfer, applied_ranks, corrections) -> list[int]:
+    """After step 8, step 5's rule again for the corrected records: a species must begin with its genus. A
+    corrected species under the record's own genus takes the genus off [``correction_genus_dropped``] (step 5 then
+    gives it from the species); a corrected genus takes off a species of another genus [``correction_species_
+    dropped``], the maintainer's own species too: that row's outcome is ``invalid_value``. Returns those rows."""
+    refused = []
+    for row, fields in applied_ranks.items():
+        genus, species = cols["genus"][row], cols["species"][row]
+        if pd.isna(genus) or pd.isna(species) or novel_mask(pd.Series([genus]), pd.Series([species]))[0]:
+            continue
+        first = re.match(r"^([A-Z]\S*)\s", species)
+        if first is None or first.group(1).casefold() == genus.casefold():
+            continue
+        item = corrections.iloc[fields.get("genus", fields.get("species"))]
+        source = _source_of(item)
+        if "species" in fields and "genus" not in fields:
+            set_field(cols, log, "correction_genus_dropped", "genus", np.array([row]), None, source=source)
+            _drop_stale_inferences(cols, log, inferred, row, "genus", source)
+            reinfer[row] = True
+        else:
+            set_field(cols, log, "correction_species_dropped", "species", np.array([row]), None, source=source)
+            if "species" in fields:
+                refused.append(fields["species"])
+    return refused
 
 
 def _drop_stale_inferences(cols, log, inferred, row: int, field: str, source) -> bool:

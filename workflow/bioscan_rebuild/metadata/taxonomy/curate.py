@@ -45,7 +45,10 @@ table in brackets):
    last; field ``record`` with value ``exclude`` removes the record (rejects, reason ``excluded``). The ranks
    steps 5 and 7 inferred above a corrected rank go with the label they came from
    [``correction_inferred_dropped``] and are inferred again from the corrected labels by steps 5 and 7 themselves
-   (their checks included), for those records only.
+   (their checks included), for those records only. A corrected value meets step 2's and step 5's checks: a name
+   that cannot be its rank is ``invalid_value``; a corrected species of another genus takes the record's genus off
+   [``correction_genus_dropped``] (step 5 gives it again from the species), a corrected genus takes off a species
+   of another genus [``correction_species_dropped``].
 9. Scope [``out_of_scope``]: a record whose final label at ``scope_rank`` is not one of ``scope_taxa``
    (default: phylum Arthropoda, as BIOSCAN-5M) leaves the table (rejects, reason ``out_of_scope``); a record
    without a label there stays, unless (phylum scope) its class is one the shipped ``class_phylum.tsv`` places
