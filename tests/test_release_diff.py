@@ -139,6 +139,84 @@ def test_a_changed_released_image_is_a_diff_row_saying_why(tmp_path):
     assert image_diff(tmp_path / "none.csv", table(new)).num_rows == 0  # a previous release without a lineage
 
 
+def test_a_size_field_changed_with_its_images_says_why_they_were_made_again():
+    """A maintainer's box changed a record's area_fraction and scale_factor, and the diff said "its source row,
+    photo or an earlier stage changed" (neither had changed): a size field changed with the record's images now
+    gives their reason. Other fields, and records whose images did not change, keep theirs."""
+    import pyarrow as pa
+
+    from bioscan_rebuild.export.diff import DIFF_SCHEMA, UNEXPLAINED, _explained_by_images
+
+    remade = "made with other image parameters, detector or a corrected box (store key changed)"
+    table = pa.Table.from_pylist(
+        [
+            {
+                "processid": "B",
+                "change": "changed",
+                "field": "area_fraction",
+                "old": "0.0046",
+                "new": "0.0763",
+                "why": UNEXPLAINED,
+            },
+            {
+                "processid": "B",
+                "change": "changed",
+                "field": "country",
+                "old": "Canada",
+                "new": "Peru",
+                "why": UNEXPLAINED,
+            },
+            {
+                "processid": "A",
+                "change": "changed",
+                "field": "scale_factor",
+                "old": "0.1",
+                "new": "0.2",
+                "why": UNEXPLAINED,
+            },
+            {
+                "processid": "C",
+                "change": "changed",
+                "field": "scale_factor",
+                "old": "0.1",
+                "new": "0.2",
+                "why": UNEXPLAINED,
+            },
+            {
+                "processid": "D",
+                "change": "changed",
+                "field": "image_measurement_value",
+                "old": "5",
+                "new": "9",
+                "why": "a rule",
+            },
+        ],
+        schema=DIFF_SCHEMA,
+    )
+    images = pa.Table.from_pylist(
+        [
+            {"processid": "B", "change": "changed", "field": "image:cropped", "old": "c1", "new": "c2", "why": remade},
+            {
+                "processid": "C",
+                "change": "changed",
+                "field": "image:cropped",
+                "old": "c1",
+                "new": "c2",
+                "why": "its source photo changed",
+            },
+            {"processid": "D", "change": "changed", "field": "image:cropped", "old": "c1", "new": "c2", "why": remade},
+        ],
+        schema=DIFF_SCHEMA,
+    )
+    assert _explained_by_images(table, images)["why"].to_pylist() == [
+        f"its images were {remade}",
+        UNEXPLAINED,
+        UNEXPLAINED,
+        "its source photo changed",
+        "a rule",
+    ]
+
+
 def test_a_withdrawn_correction_and_exclusion_are_named_as_such(tmp_path):
     """The previous release applied a correction and an exclusion; this build's table has neither. The reverted
     field said 'its source row, photo or an earlier stage changed' and the re-admitted record 'new in this build',

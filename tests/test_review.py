@@ -509,6 +509,20 @@ def test_the_review_page_shows_the_least_confident_photos_of_a_reason_first(tmp_
     assert "PID-A" not in page and "The 2 least confident of the 3 flagged photos" in page
     template = (tmp_path / "two" / "box_corrections.tsv").read_text()
     assert "PID-A" not in template and template.index("PID-B") < template.index("PID-C")
+    # answered, they leave the budget: the next pass offers the next photo (it offered the same two again, and the
+    # template got no new line); an answer whose box lies outside the photo answers nothing, as the run refuses it
+    answers = {"PID-B": "PID-B\tempty\tnone\tme", "PID-C": "PID-C\t5000,5000,6000,6000\tleg\tme"}
+    lines = [answers.get(line.split("\t")[0][2:], line) for line in template.splitlines()]
+    (tmp_path / "two" / "box_corrections.tsv").write_text("\n".join(lines) + "\n")
+    rows[2] |= {"width_original": 1024, "height_original": 768}
+    pq.write_table(pa.Table.from_pylist(rows, schema=IMAGE_RECORD_SCHEMA), tmp_path / "images.parquet")
+    counts = write_review([tmp_path / "images.parquet"], tmp_path / "store", tmp_path / "two", limit=2)
+    assert (counts["flagged"], counts["shown"], counts["answers_kept"]) == (3, 2, 2)
+    page = (tmp_path / "two" / "review.html").read_text()
+    assert "PID-A" in page and "PID-C" in page and "PID-B" not in page
+    assert "1 of the 3 flagged photos are answered in box_corrections.tsv" in page
+    template = (tmp_path / "two" / "box_corrections.tsv").read_text()
+    assert "# PID-A\t" in template and "# PID-C\t" in template and "# PID-B" not in template
     with pytest.raises(ValueError, match="at least 1"):
         write_review([tmp_path / "images.parquet"], tmp_path / "store", tmp_path / "none", limit=0)
 
@@ -663,7 +677,12 @@ def test_an_answer_for_a_replaced_photo_or_with_a_broken_box_leaves_the_photo_in
 
 @pytest.mark.parametrize(
     "header",
-    ["processid\tbox\treason\tsource", "processid\tbox\treason\tsource\tnote", "source\treason\tbox\tprocessid"],
+    [
+        "processid\tbox\treason\tsource",
+        "processid\tbox\treason\tsource\tnote",
+        "source\treason\tbox\tprocessid",
+        "processid\tbox\treason\tsource\t\t",  # a spreadsheet's trailing tabs: no unnamed column before the photo
+    ],
 )
 def test_queue_lines_follow_the_maintainers_header_and_keep_their_photo(tmp_path, header):
     """Queue lines were written in the template's own column order whatever header the file kept: under a header
@@ -677,7 +696,7 @@ def test_queue_lines_follow_the_maintainers_header_and_keep_their_photo(tmp_path
     template.write_text(header + "\n")
     write_review(tables, tmp_path / "store", tmp_path / "q")
     lines = template.read_text().splitlines()
-    assert [line for line in lines if not line.startswith("#")] == [header + "\timage_sha256"]
+    assert [line for line in lines if not line.startswith("#")] == [header.rstrip("\t") + "\timage_sha256"]
     uncommented = [line[2:] if line.startswith("# ") and "\t" in line else line for line in lines]
     template.write_text("\n".join(uncommented) + "\n")
     answers = load_box_corrections(template)
@@ -911,3 +930,25 @@ def test_a_box_typed_for_a_photo_a_smaller_budget_no_longer_shows_is_kept(tmp_pa
     template.write_text(again.replace("# PID-B\t5,6,70,80", "PID-B\t5,6,70,80"))
     counts = write_review([table], tmp_path / "store", tmp_path / "q")
     assert counts["answers_kept"] == 1 and "# PID-B" not in template.read_text()
+
+
+def test_the_review_page_and_template_are_utf8_whatever_the_locale(tmp_path):
+    """Under a C (ASCII) locale `review` failed on the page's `·` and `×`; under Latin-1 it wrote bytes the page's
+    charset=utf-8 misreads."""
+    import os
+    import subprocess
+    import sys
+
+    tables = _two_flagged_photos(tmp_path / "images.parquet")
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    code = (
+        "import sys; from bioscan_rebuild.images.review import write_review; "
+        "write_review([sys.argv[1]], sys.argv[2], sys.argv[3])"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, str(tables[0]), str(tmp_path / "store"), str(tmp_path / "q")],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    assert "PID-A · ok" in (tmp_path / "q" / "review.html").read_text(encoding="utf-8")

@@ -611,7 +611,7 @@ def box_corrections_answers(wildcards):
         return "absent"
     answers = [line.rstrip() for line in lines if line.strip() and not line.lstrip().startswith(b"#")]
     if answers:  # review adds image_sha256 to a header without it: no answer changes
-        answers[0] = answers[0].removesuffix(b"\timage_sha256")
+        answers[0] = answers[0].removesuffix(b"\timage_sha256").rstrip()
     return hashlib.sha256(b"\n".join(answers)).hexdigest()
 
 

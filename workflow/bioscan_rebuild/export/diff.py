@@ -350,6 +350,29 @@ def image_diff(previous_lineage, images: pa.Table) -> pa.Table:
     return table.drop_columns(["order"]).cast(DIFF_SCHEMA)
 
 
+SIZE_FIELDS = ("image_measurement_value", "area_fraction", "scale_factor")  # measured on the record's box
+
+
+def _explained_by_images(table: pa.Table, image_rows: pa.Table) -> pa.Table:
+    """``table`` with the why of its unexplained size-field changes replaced by why the record's images were made
+    again (``image_diff``'s rows): a maintainer's box, a new detector or new image parameters change them."""
+    import pyarrow.compute as pc
+
+    unexplained = pc.and_(pc.equal(table["why"], UNEXPLAINED), pc.is_in(table["field"], pa.array(SIZE_FIELDS)))
+    rows = np.flatnonzero(unexplained.to_numpy(zero_copy_only=False))
+    if not len(rows) or not image_rows.num_rows:
+        return table
+    processids = table["processid"].take(pa.array(rows))
+    remade = image_rows.filter(pc.is_in(image_rows["processid"], value_set=processids))  # a few of maybe millions
+    why_by_pid = dict(zip(remade["processid"].to_pylist(), remade["why"].cast(pa.string()).to_pylist()))
+    why = table["why"].to_pylist()
+    for row, pid in zip(rows, processids.to_pylist()):
+        if pid in why_by_pid:
+            said = why_by_pid[pid]
+            why[row] = said if said.startswith("its ") else f"its images were {said}"
+    return table.set_column(table.schema.get_field_index("why"), "why", pa.array(why, table.schema.field("why").type))
+
+
 def _explained_by_sources(table: pa.Table, previous_lineage, sources) -> pa.Table:
     """``table`` with the why of its unexplained changes (``UNEXPLAINED``) replaced by how the record's source row
     changed (``source_changes``). ``sources``: processids -> their ``SOURCE_COLUMNS`` in this build."""
@@ -414,6 +437,7 @@ def write_release_diff(
         table = _explained_by_sources(table, release / ROOT / RECORDS_LINEAGE.path, sources)
     if images is not None:
         image_rows = image_diff(release / ROOT / RECORDS_LINEAGE.path, images)
+        table = _explained_by_images(table, image_rows)
         table = pa.concat_tables([table, image_rows])
         summary["changed_images"] = len(image_rows["processid"].unique())
     # not the folder's name: a copy of the same release elsewhere must give the same bytes

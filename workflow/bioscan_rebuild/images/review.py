@@ -129,7 +129,10 @@ def _earlier_template(template: Path) -> tuple[list[str], list[str], dict[str, l
         header = len(lines) - 1
     columns = [unquote(column.strip()) for column in lines[header].split("\t")]
     if PHOTO_COLUMN not in columns:  # an optional column: answers without it keep working
-        lines[header] += "\t" + PHOTO_COLUMN
+        # after the last named column (a spreadsheet's trailing tabs would put an unnamed column before it)
+        while columns and not columns[-1]:
+            columns.pop()
+        lines[header] = lines[header].rstrip("\t ") + "\t" + PHOTO_COLUMN
         columns.append(PHOTO_COLUMN)
     kept, queue = [], {}
     for line in lines:
@@ -140,6 +143,15 @@ def _earlier_template(template: Path) -> tuple[list[str], list[str], dict[str, l
         else:
             kept.append(line)
     return kept, columns, queue
+
+
+def _inside(box, row: dict) -> bool:
+    """Whether an answer's box (None: empty) has any part inside the row's photo: one outside it is refused by
+    the run (``invalid_value``), so the photo stays in the queue."""
+    if box is None or row["width_original"] is None:
+        return True
+    x0, y0, x1, y1 = box
+    return x0 < row["width_original"] and y0 < row["height_original"] and x1 > 0 and y1 > 0
 
 
 def _queue_line(row: dict, columns: list[str]) -> str:
@@ -177,11 +189,15 @@ def write_review(image_tables, store_root, outdir, limit: int | None = None) -> 
 
     def answered(row: dict) -> bool:
         answer = valid_answers.get(processid_key(row["processid"]))
-        return answer is not None and answer.fits(row["image_sha256"])
+        return answer is not None and answer.fits(row["image_sha256"]) and _inside(answer.box, row)
 
     everyone = image_rows(image_tables)
     rows = [row for row in everyone if row["needs_review"]]
     flagged = len(rows)
+    # answered photos leave the page and the budget: the next pass shows the next ones (they are redone only when
+    # the workflow runs again)
+    rows = [row for row in rows if not answered(row)]
+    pending = len(rows)
     if limit is not None:
         rows = sorted(least_confident_first(rows)[:limit], key=lambda row: row["processid"])
     by_reason = {
@@ -196,7 +212,19 @@ def write_review(image_tables, store_root, outdir, limit: int | None = None) -> 
         f"{THUMB_WIDTH}px;vertical-align:top}} figcaption{{font-size:12px}} img{{width:{THUMB_WIDTH}px}}",
         "</style></head><body>",
         f"<h1>Review queue: {len(rows)} photos</h1>"
-        + (f"<p>The {len(rows)} least confident of the {flagged} flagged photos.</p>" if len(rows) < flagged else ""),
+        + (
+            f"<p>{flagged - pending} of the {flagged} flagged photos are answered in box_corrections.tsv and are not "
+            "shown.</p>"
+            if pending < flagged
+            else ""
+        )
+        + (
+            f"<p>The {len(rows)} least confident of the {pending} "
+            + ("flagged photos" if pending == flagged else "unanswered ones")
+            + ".</p>"
+            if len(rows) < pending
+            else ""
+        ),
         "<p>Answer in <code>box_corrections.tsv</code> (beside this page): uncomment a photo's line, set its box "
         "(<code>x0,y0,x1,y1</code>, original_full pixels) or <code>empty</code>, point "
         "<code>images.box_corrections</code> at the file and re-run. Under each reason the least confident "
@@ -219,7 +247,7 @@ def write_review(image_tables, store_root, outdir, limit: int | None = None) -> 
             parts.append(f"<figure>{image}<figcaption>{caption}</figcaption></figure>")
     parts.append("</body></html>\n")
     with atomic_path(outdir / "review.html") as temporary:
-        temporary.write_text("\n".join(parts))
+        temporary.write_text("\n".join(parts), encoding="utf-8")
     kept, columns, earlier_queue = _earlier_template(template)
     queue, edited = [], 0
     for row in rows:
@@ -251,7 +279,7 @@ def write_review(image_tables, store_root, outdir, limit: int | None = None) -> 
         not_shown += len(held)
     lines = [*TEMPLATE_NOTES, *kept, *queue]
     with atomic_path(template) as temporary:
-        temporary.write_text("\n".join(lines) + "\n")
+        temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return {
         "flagged": flagged,
         "shown": len(rows),
