@@ -84,6 +84,17 @@ def test_an_unknown_licence_is_other_with_its_link(tmp_path):
     assert header["license"] == "other" and header["license_link"] == "https://example.org/licence"
 
 
+def test_a_name_beyond_the_bmp_reads_back_from_the_card_header(tmp_path):
+    """`pretty_name` was JSON's ASCII: an emoji became a surrogate pair, which YAML reads as two lone surrogates
+    (the Hub's card reader then fails to encode it)."""
+    release = release_tree(tmp_path)
+    name = 'BIOSCAN 🦋 rebuild, "Québec" \\ 𝔘'
+    options = ExportOptions(name=name, licence="https://example.org/licence/🦋")
+    header = yaml.safe_load(write_card(release, options, ACCOUNTING).read_text().split("---\n")[1])
+    assert header["pretty_name"] == name and header["license_link"] == "https://example.org/licence/🦋"
+    header["pretty_name"].encode("utf-8")
+
+
 @pytest.mark.parametrize(
     ("iri", "hf"),
     [

@@ -153,6 +153,27 @@ def test_export_survives_empty_image_shards_and_equal_sized_images(tmp_path):
         ]
 
 
+def test_image_tables_in_another_order_than_the_barcode_shards_are_refused(tmp_path):
+    """Paired by position, shard 0's barcodes with shard 1's images: every record lost its images and size fields,
+    and the release (its card saying every image released) exited 0."""
+    import pytest
+
+    from bioscan_rebuild.core.errors import InputError
+    from bioscan_rebuild.export.release import export_release
+
+    barcode_paths, image_paths = _tiny_release_inputs(tmp_path, images_per_shard=[2, 2])
+    with pytest.raises(InputError, match=r"images-1.parquet holds 2 records that .*barcodes-0.parquet does not"):
+        export_release(
+            tmp_path / "curated.parquet",
+            barcode_paths,
+            tmp_path / "splits.parquet",
+            tmp_path / "out",
+            image_paths=image_paths[::-1],
+            store_root=tmp_path / "store",
+            formats=("csv", "images"),
+        )
+
+
 def test_export_fails_loudly_when_the_store_lost_an_image(tmp_path):
     import pytest
 

@@ -99,13 +99,24 @@ def hf_licence(iri: str) -> str | None:
     return next((hf for known, hf in HF_LICENCES.items() if known.removeprefix("https://").rstrip("/") == spelt), None)
 
 
+def _yaml_text(text: str) -> str:
+    """``text`` as a YAML double-quoted scalar, in ASCII: JSON's escapes, but a character beyond the BMP as YAML's
+    ``\\U`` escape (JSON's surrogate pair reads back as two lone surrogates, which no UTF-8 writer accepts)."""
+
+    def joined(pair: re.Match) -> str:
+        high, low = int(pair.group(1), 16), int(pair.group(2), 16)
+        return f"\\U{0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00):08x}"
+
+    return re.sub(r"\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})", joined, json.dumps(text))
+
+
 def _yaml_header(root: Path, options: ExportOptions, records: int) -> list[str]:
     licence = hf_licence(options.licence)
     lines = ["---", f"license: {licence or 'other'}"]
     if licence is None:
-        lines.append(f"license_link: {json.dumps(options.licence)}")
+        lines.append(f"license_link: {_yaml_text(options.licence)}")
     lines += [
-        f"pretty_name: {json.dumps(options.name)}",
+        f"pretty_name: {_yaml_text(options.name)}",
         "task_categories:",
         "- image-classification",
         "- zero-shot-classification",

@@ -117,6 +117,17 @@ def shard_release_rows(curated: pd.DataFrame, barcodes: pa.Table, splits: pd.Dat
     return pa.table({f.name: columns.get(f.name, _empty_column(n, f)) for f in SPOOL_SCHEMA}, schema=SPOOL_SCHEMA)
 
 
+def _check_same_shard(image_ids: pd.Index, barcode_ids: pa.ChunkedArray, image_path, barcode_path) -> None:
+    """The image table of a shard holds records of its barcode shard only: tables given in another order (the
+    ``release`` command by hand) left every record without its images, and the release said nothing."""
+    strays = image_ids.difference(pd.Index(barcode_ids.to_numpy(zero_copy_only=False)))
+    if len(strays):
+        raise InputError(
+            f"{image_path} holds {len(strays)} records that {barcode_path} does not ({strays[0]} first): the image "
+            "tables do not line up with the barcode shards; give them in the same order, shard for shard"
+        )
+
+
 def spool_shards(curated_path, barcode_paths, splits_path, image_paths, spool: Path) -> dict:
     """Pass 1. Writes ``spool/{split}/{i:05d}.parquet`` per shard; returns rows per split."""
     curated = pq.read_table(curated_path).to_pandas().set_index("processid")
@@ -126,6 +137,8 @@ def spool_shards(curated_path, barcode_paths, splits_path, image_paths, spool: P
     for i, (barcode_path, image_path) in enumerate(zip(barcode_paths, image_paths, strict=True)):
         barcodes = pq.read_table(barcode_path, columns=["processid", "dna_barcode"])
         images = pq.read_table(image_path).to_pandas().set_index("processid") if image_path else None
+        if images is not None:
+            _check_same_shard(images.index, barcodes["processid"], image_path, barcode_path)
         table = shard_release_rows(curated, barcodes, splits, images)
         split_column = table["split"].to_numpy(zero_copy_only=False)
         for split in SPLITS:
