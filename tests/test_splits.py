@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from bioscan_rebuild.cli.splits import cmd_split as run_split_command
@@ -32,7 +34,7 @@ from bioscan_rebuild.splits.protocol import (
     split_summary,
     ub_test,
 )
-from bioscan_rebuild.splits.stage import split_csv
+from bioscan_rebuild.splits.stage import split_csv, split_tables
 from conftest import SHARED, require_shared
 
 FIXTURES = SHARED / "fixtures" / "splits"
@@ -475,6 +477,26 @@ def test_absent_frozen_test_record_holds_its_barcode_in_test_through_the_csv_com
     # every frozen record present: nothing to hold, the plain table is enough
     history[~gone.to_numpy()].drop(columns="barcode_key").to_csv(tmp_path / "present.csv", index=False)
     split_csv(tmp_path / "v2.csv", tmp_path / "out-present.csv", freeze_csv=tmp_path / "present.csv")
+    # another dataset's history (not one record of this build): its barcodes moved this build's records into its
+    # test split, and the command exited 0 saying only how many rows matched no record
+    foreign = history.assign(processid="X" + history["processid"])
+    foreign.to_csv(tmp_path / "foreign.csv", index=False)
+    with pytest.raises(InputError, match=r"none of its 40 frozen records is in this build \(another dataset's"):
+        split_csv(tmp_path / "v2.csv", tmp_path / "out-foreign.csv", freeze_csv=tmp_path / "foreign.csv")
+    assert not (tmp_path / "out-foreign.csv").exists()
+    v2 = pd.read_csv(tmp_path / "v2.csv", dtype=str, keep_default_na=False)  # the workflow's step: the same
+    for name, frame in (
+        ("curated", v2[["processid", "genus", "species"]]),
+        ("barcodes", v2.assign(barcode_key=barcode_digest(v2["dna_barcode"]).to_pylist())),
+    ):
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        pq.write_table(
+            table.cast(pa.schema([(n, pa.string()) for n in table.column_names])), tmp_path / f"{name}.parquet"
+        )
+    with pytest.raises(InputError, match="none of its 40 frozen records is in this build"):
+        split_tables(
+            tmp_path / "curated.parquet", [tmp_path / "barcodes.parquet"], tmp_path / "out", tmp_path / "foreign.csv"
+        )
 
 
 # -- the CSV command -----------------------------------------------------------------------------------------

@@ -140,8 +140,9 @@ def split_tables(curated_path, barcode_paths, outdir, freeze_csv=None, image_pat
     )
     pa.default_memory_pool().release_unused()
     freeze, freeze_barcodes = read_freeze_with_barcodes(freeze_csv) if freeze_csv else (None, None)
-    if freeze is not None and freeze_barcodes is None:  # the keys of 5M records only when they are needed
-        _refuse_unpinnable_freeze(freeze_csv, freeze, freeze_barcodes, pd.Index(processid_keys(table["processid"])))
+    if freeze is not None and len(freeze):  # the keys of 5M records only when they are needed
+        present = pd.Index(processid_keys(table["processid"]))
+        _refuse_unusable_freeze(freeze_csv, freeze, freeze_barcodes, present, len(table))
     order = check_tie_order(table["species"], table["barcode_key"], tie_order)
     split = assign_splits(table, freeze, freeze_barcodes)
     table["split"] = split.astype(object).to_numpy()
@@ -236,18 +237,27 @@ def _keys(freeze: pd.Series) -> pd.Index:
     return pd.Index(processid_keys(freeze.index))
 
 
-def _refuse_unpinnable_freeze(path, freeze: pd.Series | None, freeze_barcodes, present_keys) -> None:
-    """A frozen record absent from this build still holds its barcode's split, but only through the barcode the
+def _refuse_unusable_freeze(path, freeze: pd.Series | None, freeze_barcodes, present_keys, n_records: int) -> None:
+    """A freeze table none of whose records this build holds is another dataset's, or another build's: its
+    absent records' barcodes would still pin this build's records into its held-out splits, so it is refused.
+    A frozen record absent from this build still holds its barcode's split, but only through the barcode the
     freeze gives it: without a ``barcode_key`` or ``dna_barcode`` column, new records on that barcode would be
     placed afresh (a barcode in test and in train, or its species seen and unseen at once), so it is refused."""
-    if freeze is None or freeze_barcodes is not None:
+    if freeze is None or not len(freeze):
         return
     keys = _keys(freeze)
-    absent = keys[~keys.isin(present_keys)]
-    if len(absent):
-        shown = ", ".join(sorted(absent)[:3]) + (" ..." if len(absent) > 3 else "")
+    absent = ~keys.isin(present_keys)
+    if n_records and absent.all():
         raise InputError(
-            f"{path}: {len(absent)} frozen record(s) are not in this build ({shown}) and the freeze table has no "
+            f"{path}: none of its {len(keys)} frozen records is in this build (another dataset's or another "
+            "build's split history?): its barcodes would pin this build's records to its splits; give the split "
+            "history of the previous release of this dataset"
+        )
+    if freeze_barcodes is None and absent.any():
+        gone = keys[absent]
+        shown = ", ".join(sorted(gone)[:3]) + (" ..." if len(gone) > 3 else "")
+        raise InputError(
+            f"{path}: {len(gone)} frozen record(s) are not in this build ({shown}) and the freeze table has no "
             "barcode_key or dna_barcode column, so their barcodes cannot keep their split (new records on them "
             "would be placed afresh): give the previous release's metadata/split_history.csv or its metadata CSV"
         )
@@ -419,7 +429,9 @@ def split_csv(input_csv, output_csv, freeze_csv=None, summary_csv=None, tie_orde
         raise InputError(f"{input_csv}: columns {repeated} appear more than once")
     freeze, freeze_barcodes = (None, None) if freeze_csv is None else read_freeze_with_barcodes(freeze_csv)
     first = _first_pass(source, freeze)
-    _refuse_unpinnable_freeze(freeze_csv, freeze, freeze_barcodes, pd.Index(first.frozen_keys.to_pylist()))
+    _refuse_unusable_freeze(
+        freeze_csv, freeze, freeze_barcodes, pd.Index(first.frozen_keys.to_pylist()), len(first.strip_ids)
+    )
     order = check_tie_order(first.records["species"], first.records["dna_barcode"], tie_order)
     split = _assign(first, freeze, freeze_barcodes)
     if summary_csv is not None:
