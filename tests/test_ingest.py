@@ -158,6 +158,34 @@ def test_copies_that_differ_only_in_unicode_form_or_invisible_characters_are_the
     assert redelivered.num_rows == 0
 
 
+def test_copies_that_differ_only_in_white_space_or_the_case_of_their_bin_are_the_same_record():
+    """A trailing space, a doubled space or a BIN in lower case (the taxonomy stage cleans each the same way): both
+    copies were refused as a conflict and the specimen lost, and a redelivery logged a change whose values look
+    the same. A different name is still a conflict."""
+    first = records(
+        "a", [("P1", "Phoridae", 2), ("P1", "Phoridae ", 3), ("P2", "Psychodidae", 4), ("P3", "Phoridae", 5)]
+    )
+    for name, values in (
+        ("bin_uri", ["BOLD:AAA1234", "bold:aaa1234 ", None, None]),
+        ("sampleid", ["S  1", "S 1", None, None]),
+    ):
+        first = first.set_column(first.schema.get_field_index(name), name, pa.array(values, pa.string()))
+    recs = [
+        pa.concat_tables([first, records("a", [("P3", "Sciaridae", 6)])]),
+        records("b", [("P2", " Psychodidae", 7)]),
+    ]
+    imgs = [images("a", [("P1", "s1", None), ("P2", "s2", None), ("P3", "s3", None)])]
+    kept, rejects, _, redelivered = join_shard(recs, imgs, ["a", "b"])
+    assert sorted(kept["processid"].to_pylist()) == ["P1", "P2"]
+    assert reasons(rejects, "record") == {
+        "P1": ["duplicate_record"],
+        "P2": ["duplicate_record"],
+        "P3": ["duplicate_conflict", "duplicate_conflict"],
+    }
+    assert redelivered.num_rows == 0
+    assert kept.filter(pa.compute.equal(kept["processid"], "P1"))["family"].to_pylist() == ["Phoridae"]  # as delivered
+
+
 def test_different_copies_in_one_delivery_are_rejected_whatever_the_policy():
     """Delivery order cannot choose between two rows of one batch. An earlier batch's clean copy stays under
     ``first`` (the earliest delivery decides); under ``latest`` the deciding delivery is the conflicting one, so the

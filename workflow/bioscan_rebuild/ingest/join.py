@@ -184,16 +184,20 @@ def _others(location: pd.Series, rows: list, row) -> str:
 
 
 def _comparable_text(records: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
-    """The text fields as compared between copies of a record: Unicode NFC, invisible format characters out (a
-    decomposed "Psychóda", as macOS writes, or a zero-width space is the same name: two copies that differed only
-    so were both refused as a conflict, or logged a change whose two values look the same). The values themselves
-    stay as delivered; the taxonomy stage cleans names and logs it."""
+    """The text fields as compared between copies of a record: Unicode NFC, invisible format characters out, white
+    space trimmed and runs of it one space, a BIN in capitals (a decomposed "Psychóda", as macOS writes, a
+    zero-width space, a trailing space or "bold:aaa1234" is the same value: two copies that differed only so were
+    both refused as a conflict, or logged a change whose two values look the same). The values themselves stay as
+    delivered; the taxonomy stage cleans names and BINs and logs it."""
     out = {}
     for field in fields:
         column = records[field]
         if not pd.api.types.is_numeric_dtype(column.dtype):
             text = pa.array(column, pa.string(), from_pandas=True)
             text = pc.replace_substring_regex(pc.utf8_normalize(text, form="NFC"), INVISIBLE_CHARACTERS, "")
+            text = pc.replace_substring_regex(pc.utf8_trim_whitespace(text), r"\s+", " ")
+            if field == "bin_uri":
+                text = pc.utf8_upper(text)
             column = pd.Series(text.to_numpy(zero_copy_only=False), index=records.index, dtype=object)
         out[field] = column
     return pd.DataFrame(out, index=records.index)
