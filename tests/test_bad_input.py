@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import io
@@ -1588,6 +1589,41 @@ def test_spreadsheet_leftovers_in_an_export_get_a_clear_outcome(realdata, tmp_pa
     assert not read_export(tmp_path / "plain.tsv", "b")[2].last_line_unterminated
     (tmp_path / "tabs_last.tsv").write_text(_tsv(rows) + "\t" * (len(header) - 1))  # an empty row, unended
     assert not read_export(tmp_path / "tabs_last.tsv", "b")[2].last_line_unterminated
+
+
+def test_the_cut_short_warning_says_what_became_of_the_last_line(realdata, tmp_path):
+    """It said "its record was kept" whatever became of the line: of a line cut mid-row (rejected: too few fields)
+    and of a header with nothing after it too."""
+    from bioscan_rebuild.cli.main import main
+
+    rows = _slice(realdata, REAL_BCDM2023, rows=4)
+    whole = _tsv(rows)
+    cases = {
+        "kept.tsv": (whole[:-1], f"line {len(rows)} was kept as a record: check it against the source"),
+        "cut.tsv": (whole[: whole.rindex("\t")], f"line {len(rows)} was rejected (its reject row says why)"),
+        "header.tsv": (whole.split("\n")[0], "it holds no record (a header only)"),
+    }
+    for name, (text, said) in cases.items():
+        (tmp_path / name).write_text(text)
+        err = io.StringIO()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+            assert (
+                main(
+                    [
+                        "ingest",
+                        "parse",
+                        str(tmp_path / name),
+                        "--batch",
+                        "b",
+                        "--shards",
+                        "1",
+                        "--outdir",
+                        str(tmp_path / name.replace(".tsv", "")),
+                    ]
+                )
+                == 0
+            )
+        assert err.getvalue().rstrip().endswith(said) and "ends without a line break" in err.getvalue(), name
 
 
 def test_a_packed_or_comma_separated_export_is_refused_with_what_it_is(realdata, tmp_path):

@@ -43,9 +43,17 @@ def cmd_ingest_parse(args) -> int:
     )
     print(json.dumps(summary, sort_keys=True))
     if summary["last_line_unterminated"]:
+        line = summary["last_line"]
+        outcome = (
+            "it holds no record (a header only)"
+            if not line
+            else f"line {line} was kept as a record: check it against the source"
+            if summary["last_line_kept"]
+            else f"line {line} was rejected (its reject row says why)"
+        )
         print(
             f"warning: {summary['export']} ends without a line break: its last line may have been cut short "
-            "(an interrupted download or copy); its record was kept",
+            f"(an interrupted download or copy); {outcome}",
             file=sys.stderr,
         )
     return 0

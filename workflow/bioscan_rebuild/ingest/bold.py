@@ -185,6 +185,8 @@ class ParseStats:
     coordinates_unparseable: int = 0  # ... blanked because a given value was not a number (e.g. "1,5", "45 N")
     quoted_records: int = 0  # records with a read field in CSV quotes ("Quintana Roo"), which were taken off
     last_line_unterminated: bool = False  # no line break after the last line: the file may have been cut short
+    last_line: int = 0  # the number of the last line that is not blank (0: none after the header)
+    last_line_kept: bool = False  # whether that line became a record (else it has a reject row)
 
 
 def _split_lines(path: Path, block_bytes: int) -> Iterator[tuple[int, list[bytes]]]:
@@ -675,6 +677,9 @@ def parse_export(
         for reason, count in zip(*np.unique(rejects["reason"].to_numpy(zero_copy_only=False), return_counts=True)):
             stats.rejects[str(reason)] = stats.rejects.get(str(reason), 0) + int(count)
         stats.records += table.num_rows
+        if len(line_numbers):
+            stats.last_line = int(line_numbers[-1])
+            stats.last_line_kept = bool(table.num_rows) and table["source_line"][-1].as_py() == stats.last_line
         yield table, rejects, stats
     if _identity(path) != opened:  # the hash and the rows would describe different files
         raise InputError(

@@ -120,6 +120,8 @@ def parse_to_shards(
         "coordinates_unparseable": stats.coordinates_unparseable,
         "quoted_records": stats.quoted_records,
         "last_line_unterminated": stats.last_line_unterminated,
+        "last_line": stats.last_line,
+        "last_line_kept": stats.last_line_kept,
     }
     write_json(summary, outdir / "summary.json")
     return summary
