@@ -279,6 +279,7 @@ def test_unknown_layout_names_the_missing_columns(tmp_path):
 
 EMPTY = "empty file (0 bytes): not a BOLD export; was the download or copy cut short?"
 UTF16 = "UTF-16 text, not UTF-8: BOLD exports are UTF-8; convert it, e.g. iconv -f UTF-16 -t UTF-8 IN > OUT"
+UTF32 = "UTF-32 text, not UTF-8: BOLD exports are UTF-8; convert it, e.g. iconv -f UTF-32 -t UTF-8 IN > OUT"
 BINARY = "binary data (NUL bytes): not a tab-separated BOLD export"
 
 
@@ -291,6 +292,10 @@ BINARY = "binary data (NUL bytes): not a tab-separated BOLD export"
         ("\ufeffpid".encode("utf-16-be"), UTF16),
         # no BOM: more than 8 NULs in the first 64 bytes is UTF-16 ("processid" is 9 characters, 9 NULs)
         ("processid".encode("utf-16-le"), UTF16),
+        # UTF-32 (its BOM begins as UTF-16's): it was called UTF-16, and converting it so gave a NUL per character
+        ("\ufeffpid".encode("utf-32-le"), UTF32),
+        ("\ufeffpid".encode("utf-32-be"), UTF32),
+        ("processid\tsampleid".encode("utf-32-le"), UTF32),
         # exactly 8 NULs in the first 64 bytes is not UTF-16 (the 9th sits at byte 64), but NULs in the header: binary
         (b"A" * 56 + b"\x00" * 9, BINARY),
         # one NUL in the header line (after a tab) makes it binary, however long the file
@@ -376,9 +381,15 @@ def test_an_unknown_header_names_the_closest_layout_and_its_missing_columns():
     assert str(refused.value) == "not a known BOLD export layout; closest is 'v4', which also needs columns ['lon']"
 
 
-def test_a_header_that_fits_two_layouts_is_refused():
-    with pytest.raises(LayoutError, match="not a known BOLD export layout"):
+def test_a_header_that_fits_two_layouts_is_refused_naming_what_each_alone_has():
+    """It said "closest is 'bcdm2023', which also needs columns []": nothing to act on."""
+    with pytest.raises(LayoutError) as refused:
         detect_layout(V4_COLUMNS + BCDM2023_COLUMNS[1:])
+    assert str(refused.value) == (
+        "the header has the columns of more than one BOLD export layout (v4, bcdm2023): v4 alone has "
+        "['lat', 'lon', 'markercode', 'nucleotides', 'order_name']; bcdm2023 alone has ['nucraw', 'province']; "
+        "keep the columns of one layout"
+    )
 
 
 # --- the header line and the line splitter ---------------------------------------------------------------------------

@@ -105,6 +105,11 @@ SIGNATURES = {
 }
 
 
+def _others_columns(layout: str) -> set[str]:
+    """The signature columns of every layout but ``layout``."""
+    return set().union(*(columns for name, columns in SIGNATURES.items() if name != layout))
+
+
 class LayoutError(InputError):
     pass
 
@@ -128,6 +133,13 @@ def check_export_bytes(head: bytes) -> None:
     for magic, what in ARCHIVES.items():
         if head.startswith(magic):
             raise LayoutError(f"{what}, not a BOLD export's text: {ARCHIVE_FIX}")
+    # UTF-32 first: its BOM starts as UTF-16's does, and 3 NULs per ASCII character (converted as UTF-16 it gives
+    # a NUL after every character, refused again)
+    utf32_nuls = head[:64].count(b"\x00\x00\x00")
+    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")) or utf32_nuls > 8:
+        raise LayoutError(
+            "UTF-32 text, not UTF-8: BOLD exports are UTF-8; convert it, e.g. iconv -f UTF-32 -t UTF-8 IN > OUT"
+        )
     if head.startswith((b"\xff\xfe", b"\xfe\xff")) or head[:64].count(b"\x00") > 8:
         raise LayoutError(
             "UTF-16 text, not UTF-8: BOLD exports are UTF-8; convert it, e.g. iconv -f UTF-16 -t UTF-8 IN > OUT"
@@ -166,6 +178,12 @@ def detect_layout(header: list[str]) -> str:
                 "data, add them as empty columns"
             )
         return matches[0]
+    if len(matches) > 1:  # columns of two layouts in one header (one edited into the other)
+        raise LayoutError(
+            f"the header has the columns of more than one BOLD export layout ({', '.join(matches)}): "
+            + "; ".join(f"{name} alone has {sorted(SIGNATURES[name] - _others_columns(name))}" for name in matches)
+            + "; keep the columns of one layout"
+        )
     closest = min(SIGNATURES, key=lambda name: len(SIGNATURES[name] - columns))
     raise LayoutError(
         f"not a known BOLD export layout; closest is {closest!r}, which also needs columns "
