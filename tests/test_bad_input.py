@@ -554,6 +554,36 @@ def test_a_control_character_in_a_field_rejects_its_line(realdata, tmp_path):
     assert reject["detail"] == "control character U+0000 in column 'species_name'"
 
 
+def test_damage_in_a_column_never_read_keeps_its_line(realdata, tmp_path):
+    """A byte of another encoding or a NUL in a column the pipeline never reads (BOLD's notes, references) refused
+    the whole line: an export saved as Windows-1252 lost 9% of its records to names in `identification_reference`.
+    The same damage in a column that is read still refuses the line, naming that column, even after a damaged note."""
+    data = _v4_rows(realdata, ["P1", "P2", "P3", "P4"])
+    lines = data.split(b"\n")
+    header = lines[0].split(b"\t")
+    note, reference, species = (header.index(name) for name in (b"notes", b"catalognum", b"species_name"))
+
+    def damaged(line: bytes, changes: dict) -> bytes:
+        fields = line.split(b"\t")
+        for position, value in changes.items():
+            fields[position] = value
+        return b"\t".join(fields)
+
+    lines[1] = damaged(lines[1], {note: "Gr\u00f6\u00dfe".encode("cp1252")})
+    lines[2] = damaged(lines[2], {reference: b"CAT\x00-1"})
+    lines[3] = damaged(lines[3], {note: b"\xf6", species: "Coelioxys \u00e9legans".encode("latin-1")})
+    lines[4] = damaged(lines[4], {reference: b"\x00", species: b"Coelioxys\x00afra"})
+    (tmp_path / "e.tsv").write_bytes(b"\n".join(lines))
+    records, rejects, _ = read_export(tmp_path / "e.tsv", "b")
+    assert records["processid"].to_pylist() == ["P1", "P2"]
+    assert rejects["source_line"].to_pylist() == [4, 5]
+    assert rejects["detail"].to_pylist() == [
+        "not valid UTF-8: byte 0xE9 in column 'species_name' (a line saved as Latin-1 or Windows-1252? save the "
+        "export as UTF-8)",
+        "control character U+0000 in column 'species_name'",
+    ]
+
+
 def test_coordinates_out_of_range_are_blanked_and_counted(realdata, tmp_path):
     lines = (realdata / REAL_V4).read_bytes().decode().replace("\r\n", "\n").split("\n")
     header = lines[0].split("\t")

@@ -306,10 +306,14 @@ BINARY = "binary data (NUL bytes): not a tab-separated BOLD export"
         (b"processid\tspecies\rP1\tA\x00b\rP2\tB\r", None),  # old-Mac CR line ends: the header is still one line
         # however many NULs one damaged line holds, it is one damaged line (a field overwritten with 100 NULs)
         (b"processid\tspecies\nP1\t" + b"A" * 64 + b"\x00" * 100 + b"\nP2\tB\nP3\tC\n", None),
-        # NULs in more than a tenth of the lines (and at least 2): binary
-        (b"processid\tspecies\nP1\tA\x00b\nP2\tB\x00c\n", BINARY),
-        (b"processid\tspecies\n" + b"".join(b"P%d\tA\x00b\n" % i for i in range(4)) + b"Q\tB\n" * 25, BINARY),
-        (b"processid\tspecies\n" + b"".join(b"P%d\tA\x00b\n" % i for i in range(3)) + b"Q\tB\n" * 26, None),
+        # NULs in more than a tenth of the lines (and at least 2) that are not the header's shape: binary
+        (b"processid\tspecies\nP1\x00A\x00b\nP2\tB\x00\tc\n", BINARY),
+        (b"processid\tspecies\n" + b"".join(b"P%d\x00A\x00b\n" % i for i in range(4)) + b"Q\tB\n" * 25, BINARY),
+        (b"processid\tspecies\n" + b"".join(b"P%d\x00A\x00b\n" % i for i in range(3)) + b"Q\tB\n" * 26, None),
+        # ... of the header's shape they are damaged lines, each refused or read on its own (4 of 30 lines with a
+        # NUL in a note made a readable export "binary data")
+        (b"processid\tspecies\nP1\tA\x00b\nP2\tB\x00c\n", None),
+        (b"processid\tspecies\n" + b"".join(b"P%d\tA\x00b\n" % i for i in range(4)) + b"Q\tB\n" * 25, None),
     ],
 )
 def test_check_export_bytes_refuses_only_what_cannot_be_an_export(head, message):
