@@ -997,6 +997,17 @@ def test_a_batch_with_its_own_photo_name_pattern_checks_out_with_its_sources(cop
     assert result.returncode == 0, result.stdout[-3000:]
 
 
+def test_the_audit_record_is_never_written_into_the_release_it_audits(copy):
+    """`audit --json results/release/MANIFEST.json` replaced the manifest with the audit's summary, exit 0: the
+    release could never be audited again. Refused before anything is written; outside the release it is written."""
+    manifest = copy / "results" / "release" / "MANIFEST.json"
+    before = manifest.read_bytes()
+    result = audit(copy, "--json", "results/release/MANIFEST.json")
+    assert result.returncode == 2 and "an output inside the input folder results/release" in result.stderr
+    assert manifest.read_bytes() == before
+    assert audit(copy, "--json", "audit.json").returncode == 0 and json.loads((copy / "audit.json").read_text())["ok"]
+
+
 def test_a_damaged_file_is_a_finding_and_the_other_checks_go_on(copy):
     """A truncated HDF5 file or a garbled rejects.csv crashed the audit with a traceback, and every other finding
     (the manifest's 'changed file' too) was lost."""

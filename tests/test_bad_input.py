@@ -1292,6 +1292,11 @@ WRONG_FILE_COMMANDS = {  # a stage command handed the wrong file -> what its one
         "--image-dir takes BATCH=DIR, got 'nodir'",
     ),
     "refit_nothing_trained": (("refit-fusion", "trained"), "refit-fusion: trained: no model.onnx, report.json"),
+    # a mistyped store: a page of "photo not in the store", exit 0
+    "review_no_store": (
+        ("review", "other.parquet", "--store", "nostore", "-o", "o"),
+        "review: nostore: not a folder: give the image store the run used",
+    ),
 }
 
 
@@ -1307,6 +1312,23 @@ def test_a_stage_command_given_the_wrong_file_says_so_in_one_line(tmp_path, case
     assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert lines[0].startswith("bioscan-rebuild: error: ") and phrase in lines[0], lines[0]
     assert not (tmp_path / "o").exists() and not (tmp_path / "x.parquet").exists()
+
+
+def test_splits_given_barcode_shards_that_do_not_line_up_say_so_in_one_line(tmp_path):
+    """One barcode shard of two given to `splits`: a traceback (RuntimeError) and exit 1, where `taxonomy curate`
+    says the same in one line."""
+    import pyarrow as pa
+
+    text = pa.string()
+    curated = pa.table({"processid": ["P1", "P2"], "genus": ["Aus", "Aus"], "species": ["Aus b", "Aus b"]})
+    pq.write_table(curated.cast(pa.schema([(n, text) for n in curated.column_names])), tmp_path / "curated.parquet")
+    shard = pa.table({"processid": ["P1"], "dna_barcode": ["ACGT"], "barcode_key": ["k"]})
+    pq.write_table(shard.cast(pa.schema([(n, text) for n in shard.column_names])), tmp_path / "shard-000.parquet")
+    args = ("splits", "--curated", "curated.parquet", "--barcodes", "shard-000.parquet", "--outdir", "o")
+    result = _run_cli(*args, cwd=tmp_path)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
+    assert "the barcode shards (shard-000.parquet) do not line up with the curated records" in lines[0]
 
 
 def test_provenance_of_a_plan_whose_files_are_not_there_is_one_line(tmp_path):

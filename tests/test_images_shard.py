@@ -17,6 +17,7 @@ from PIL import Image
 
 import bioscan_rebuild.detect.base as detect_module
 import bioscan_rebuild.detect.registry as detect_registry
+from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.pilsafe import encode_jpeg
 from bioscan_rebuild.images.folder import detect_folder
 from bioscan_rebuild.images.shard import run_image_shard, run_photo_shard
@@ -304,7 +305,7 @@ def test_a_record_whose_photo_was_not_processed_is_an_error_naming_it(tmp_path, 
     _use_oracle(monkeypatch)
     _photos(tmp_path / "photos", n=2)
     records = _ingest(tmp_path, 2)
-    with pytest.raises(RuntimeError, match="record P0-21: photo .* of batch images-1 has no processed result"):
+    with pytest.raises(InputError, match="record P0-21: photo .* of batch images-1 has no processed result"):
         run_image_shard(records, [], tmp_path / "store", tmp_path / "out")
 
 

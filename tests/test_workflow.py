@@ -486,6 +486,27 @@ def test_model_files_named_anywhere_in_the_config_are_inputs_of_the_photo_jobs(
     assert "process_photos" in text
 
 
+@pytest.mark.slow
+def test_a_model_file_gone_after_a_run_stops_the_next_one(finished_run, tmp_path):
+    """After a run, a config naming a model or fusion rule that is not there: the photo jobs (whose outputs
+    existed) were left out, and the release was rebuilt with the old boxes under a config naming the missing
+    model, exit 0. Now the plan stops naming the file, as for a missing delivery."""
+    workdir = tmp_path / "run"
+    shutil.copytree(finished_run, workdir, symlinks=True, copy_function=shutil.copy2, dirs_exist_ok=True)
+    original = (workdir / "config" / "config.yaml").read_text()
+    for detector in (
+        {"backend": "onnx", "weights": "nope.onnx", "params": {}},
+        {"backend": "fusion", "weights": None, "params": {"rule": "nope-rule.json"}},
+    ):
+        config = yaml.safe_load(original)
+        config["images"]["detector"] = detector
+        (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+        plan = run_snakemake(workdir, "--dry-run", check=False)
+        text = plan.stdout + plan.stderr
+        missing = detector["weights"] or detector["params"]["rule"]
+        assert plan.returncode != 0 and "MissingInputException" in text and missing in text, text[-3000:]
+
+
 def test_records_without_photos_pass_the_image_stage_when_photos_are_not_required(sample_dir, tmp_path):
     """ingest.require_images: false (a metadata-only delivery): its records pass the image stage as they came,
     the run's accounting balances, and they are released without images."""

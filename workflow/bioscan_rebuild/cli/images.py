@@ -124,8 +124,12 @@ def cmd_images_summary(args) -> int:
 
 
 def cmd_review(args) -> int:
+    from pathlib import Path
+
     from bioscan_rebuild.images.review import write_review
 
+    if not Path(args.store).is_dir():  # a mistyped store gave a page of "photo not in the store", exit 0
+        raise InputError(f"review: {args.store}: not a folder: give the image store the run used (results/store)")
     try:
         counts = write_review(args.images, args.store, args.outdir, args.limit)
     except ValueError as error:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bioscan_rebuild.cli.common import json_option
+from bioscan_rebuild.cli.common import distinct_outputs, json_option
 from bioscan_rebuild.core.errors import InputError
 
 
@@ -65,6 +65,8 @@ def cmd_accounting(args) -> int:
 def cmd_audit(args) -> int:
     from bioscan_rebuild.export.audit import audit_release
 
+    # the record of the audit inside the release it audits overwrote its MANIFEST.json or a data file
+    distinct_outputs(outputs=[args.json], folders=[args.release])
     summary = audit_release(args.release, args.sources, every=args.all, previous=args.previous)
     if args.json:  # the workflow's record of it (results/audit/audit.json): the same whether it passed or not
         from bioscan_rebuild.core.io import atomic_path

@@ -367,9 +367,10 @@ def run_image_shard(
             else:
                 result = None if photo is None else DerivedStore(store, photo["params_key"]).load(row["image_sha256"])
             if result is None:
-                raise RuntimeError(
+                raise InputError(
                     f"record {row['processid']}: photo {row['image_sha256'][:12]}… of batch {row['image_batch']} "
-                    "has no processed result (its process_photos job's table or store entry is missing)"
+                    "has no processed result (its process_photos job's table or store entry is missing: give its "
+                    "photo tables with --photos and the store they were made in with --store)"
                 )
             keys = {k: photo[k] for k in ("params_key", "detector_version", "detector_params_key", "image_params_key")}
             rows_out.append(result_row(row["processid"], row["image_sha256"], result, photo["detector"], keys))

@@ -118,7 +118,10 @@ def split_tables(curated_path, barcode_paths, outdir, freeze_csv=None, image_pat
     barcodes = pa.concat_tables(parts)
     del parts
     if not barcodes["processid"].equals(curated["processid"]):
-        raise RuntimeError("barcode shards do not line up with the curated records (re-run curate_taxonomy)")
+        raise InputError(
+            f"the barcode shards ({', '.join(str(p) for p in barcode_paths)}) do not line up with the curated records "
+            f"({curated_path}): give every shard, in order, or run curate_taxonomy again"
+        )
     table = pa.table(
         {
             "processid": curated["processid"],
