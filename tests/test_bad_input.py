@@ -351,6 +351,11 @@ def _folder_for_a_table(config):
     config["taxonomy"]["fixes"] = "config"
 
 
+def _limits_that_refuse_everything(config):
+    config["barcodes"]["min_length"] = 2500
+    config["images"]["min_side"] = 800
+
+
 CONFIG_FAULTS = {  # name -> (change, file to create, what the message must say)
     "unknown_key": (_unknown_key, None, ["image_name_patern"]),
     "wrong_type": (_wrong_type, None, ["'four' is not of type 'integer'"]),
@@ -391,6 +396,15 @@ CONFIG_FAULTS = {  # name -> (change, file to create, what the message must say)
         _folder_for_a_table,
         None,
         ["images.box_corrections: config is a folder, not a table file", "taxonomy.fixes: config is a folder"],
+    ),
+    # each refuses every record: the run went through ingest, images and curation and failed at its accounting
+    "limits_refusing_everything": (
+        _limits_that_refuse_everything,
+        None,
+        [
+            "barcodes.min_length 2500 is above barcodes.max_length 2000: every barcode would be rejected",
+            "images.min_side 800 is above the short side of images.original_full_size [1024, 768]",
+        ],
     ),
 }
 

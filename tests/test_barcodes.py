@@ -311,3 +311,17 @@ def test_kept_end_n_are_no_bases_for_min_length():
     dna, qc = clean(["N" * 300 + "ACGTACGTAC", "NN" + LONG], trim_end_n=False)
     assert dna[0] is None and qc[0]["barcode_status"] == "short_barcode"
     assert dna[1] == "NN" + LONG and qc[1]["barcode_status"] == "ok"
+
+
+def test_limits_that_refuse_every_record_are_refused_by_the_commands_too():
+    """`barcodes clean --params '{"min_length": 700, "max_length": 600}'` rejected every barcode as long_barcode,
+    exit 0; `detect --image-params '{"min_side": 800}'` made every photo too_small."""
+    from bioscan_rebuild.core.errors import InputError
+    from bioscan_rebuild.core.params import BarcodeParams, ImageParams
+
+    with pytest.raises(InputError, match="min_length 700 is above barcodes.max_length 600"):
+        BarcodeParams(min_length=700, max_length=600)
+    with pytest.raises(InputError, match=r"min_side 800 is above the short side .* \[1024, 768\]"):
+        ImageParams(min_side=800)
+    assert BarcodeParams(min_length=600, max_length=600).max_length == 600
+    assert ImageParams(min_side=768).min_side == 768

@@ -237,6 +237,18 @@ def _check_config(config):
             f"image_store.mode: none keeps no original photos, but export.formats {needing} copy them "
             "from the store: use link or copy, or leave those formats out"
         )
+    # limits that together refuse every record: the run went through ingest, images and curation first
+    barcodes, images = config["barcodes"], config["images"]
+    if barcodes["min_length"] > barcodes["max_length"]:
+        problems.append(
+            f"barcodes.min_length {barcodes['min_length']} is above barcodes.max_length "
+            f"{barcodes['max_length']}: every barcode would be rejected"
+        )
+    if images["min_side"] > min(images["original_full_size"]):
+        problems.append(
+            f"images.min_side {images['min_side']} is above the short side of images.original_full_size "
+            f"{images['original_full_size']}: every photo would be too_small"
+        )
     detector = config["images"]["detector"]
     weights = {"weights": detector["weights"]} if detector["weights"] else {}
     problems += _detector_problems(detector["backend"], {**detector["params"], **weights}, "images.detector")

@@ -162,6 +162,11 @@ class ImageParams(StageParams):
         # below 8 px a photo halves to nothing and the detector's reductions fail: too_small is the outcome
         if not isinstance(self.min_side, int) or self.min_side < MIN_SIDE_FLOOR:
             raise InputError(f"images.min_side: {self.min_side!r}: give a whole number of at least {MIN_SIDE_FLOOR}")
+        if self.min_side > min(self.original_full_size):  # every photo would be too_small
+            raise InputError(
+                f"images.min_side {self.min_side} is above the short side of images.original_full_size "
+                f"{list(self.original_full_size)}: every photo would be too_small"
+            )
 
 
 MIN_SIDE_FLOOR = 8
@@ -178,6 +183,13 @@ class BarcodeParams(StageParams):
     max_length: int = 2000  # no COI-5P barcode is longer: a sequence pasted twice, or another marker's
     max_ambiguity: float = 0.05
     trim_end_n: bool = True
+
+    def __post_init__(self):
+        if self.min_length > self.max_length:  # every barcode would be rejected
+            raise InputError(
+                f"barcodes.min_length {self.min_length} is above barcodes.max_length {self.max_length}: every "
+                "barcode would be rejected"
+            )
 
 
 @dataclass(frozen=True)
