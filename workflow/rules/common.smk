@@ -703,8 +703,8 @@ def missing_sources():
     ]
     named += list(TAXONOMY_TABLES.values())
     named += [path for path in (BOX_CORRECTIONS, FREEZE) if path]
-    # a detector model or fusion rule by path: gone after a run, the photo jobs were left out and the release kept
-    # the old boxes under a config naming the missing model (a path a rule makes, train_detector's, is made)
+    # a detector model or fusion file by path: gone after a run, the photo jobs were left out and the release kept
+    # the old boxes under a config naming the missing model (a path train_detector makes is made)
     named += [path for batch in IMAGE_BATCHES for path in _detector_files(batch)[0]]
     return sorted({path for path in named if not _source_exists(path)})
 
