@@ -445,6 +445,23 @@ def test_a_photo_in_another_colour_profile_is_converted_to_srgb_in_every_package
     assert tagged.sha256["original_256"] == plain.sha256["original_256"]
 
 
+def test_a_colour_key_is_shown_on_white_as_alpha_is():
+    """A PNG whose transparency is a colour key (tRNS on a grey or RGB picture) showed the key colour (black)
+    where the same picture with an alpha channel shows white: the crops and the detection differed by how the
+    file stores its transparency."""
+    pixels = np.full((300, 400, 3), 80, np.uint8)
+    pixels[:, :200] = 0
+    alpha = np.where(pixels[..., :1] == 0, 0, 255).astype(np.uint8)
+    pictures = {
+        "RGBA": _saved(Image.fromarray(np.concatenate([pixels, alpha], axis=2)), "PNG"),
+        "RGB key": _saved(Image.fromarray(pixels), "PNG", transparency=(0, 0, 0)),
+        "L key": _saved(Image.fromarray(pixels[..., 0]), "PNG", transparency=0),
+    }
+    for name, data in pictures.items():
+        rgb = decode_photo(data, ImageParams()).rgb
+        assert rgb[10, 10].tolist() == [255, 255, 255] and rgb[10, 300].tolist() == [80, 80, 80], name
+
+
 def test_a_grey_photo_is_flagged_for_review(realdata):
     photo = _real_photo(realdata)
     grey = io.BytesIO()

@@ -150,7 +150,8 @@ def _to_rgb8(image: Image.Image) -> np.ndarray:
                 block = np.clip(block.astype(np.int64), 0, level)
                 gray[top : top + 256] = (block * 255 + (level - 1) // 2) // level
         return cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    # a colour key (PNG tRNS on a palette, grey or RGB photo) is transparency too: the key colour showed
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode in ("P", "L", "RGB") and "transparency" in image.info):
         # Transparent pixels would turn black; show them on white, like a viewer does. In bands of rows: three
         # whole-photo RGBA copies took 14 bytes a pixel.
         rgb = np.empty((image.height, image.width, 3), np.uint8)
