@@ -108,7 +108,25 @@ def _icc_segment_3_of_2(jpeg: bytes) -> bytes:
     return jpeg[:2] + b"\xff\xe2" + (len(payload) + 2).to_bytes(2, "big") + payload + jpeg[2:]
 
 
-@pytest.mark.parametrize("mutate", [_jfif_revision_2, _sequential_scan_with_se_0, _icc_segment_3_of_2])
+def _zero_padding_before_the_end(jpeg: bytes) -> bytes:
+    end = jpeg.rindex(b"\xff\xd9")
+    return jpeg[:end] + b"\x00" * 16 + jpeg[end:]
+
+
+def _zero_padding_and_a_header_warning(jpeg: bytes) -> bytes:
+    return _zero_padding_before_the_end(_jfif_revision_2(jpeg))
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        _jfif_revision_2,
+        _sequential_scan_with_se_0,
+        _icc_segment_3_of_2,
+        _zero_padding_before_the_end,
+        _zero_padding_and_a_header_warning,
+    ],
+)
 def test_a_header_warning_the_decoder_ignores_keeps_the_photo_and_its_scan_is_still_checked(realdata, mutate):
     """libjpeg warns on a JFIF revision 2.01, a sequential scan's progression fields not 0/63/0 and an ICC
     segment numbered 3 of 2, then decodes the same pixels; the strict check made each photo ``undecodable``."""
@@ -121,6 +139,29 @@ def test_a_header_warning_the_decoder_ignores_keeps_the_photo_and_its_scan_is_st
     assert np.array_equal(decoded.rgb, clean.rgb)
     damaged = decode_photo(_corrupt_scan_data(odd), ImageParams())  # damage behind the odd header is still found
     assert damaged.status == "undecodable" and "Corrupt JPEG data" in damaged.detail, damaged.detail
+
+
+def test_zero_padding_is_taken_off_anywhere_but_other_bytes_before_a_marker_are_damage(realdata):
+    """Zero bytes padding a scan ("N extraneous bytes before marker") made a sound photo `undecodable` from 3 of
+    them on: before the end marker, or before a progressive photo's next scan. Other bytes there, or zeros with a
+    byte of something else, stay damage."""
+    import re
+
+    from PIL import Image
+
+    photo = (realdata / "imgfilter-dev/AACTA244-20.1024px.jpg").read_bytes()
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(photo)).save(buffer, format="JPEG", progressive=True, quality=90)
+    progressive = buffer.getvalue()
+    clean = decode_photo(progressive, ImageParams())
+    for at in [m.start() for m in re.finditer(rb"\xff\xda", progressive)][1:]:  # before each later scan's header
+        padded = progressive[:at] + b"\x00" * 4 + progressive[at:]
+        decoded = decode_photo(padded, ImageParams())
+        assert decoded.status == "ok" and np.array_equal(decoded.rgb, clean.rgb), decoded.detail
+    end = photo.rindex(b"\xff\xd9")
+    for junk in (b"abc", b"\x00\x00a", b"\x00" * 3 + b"\x01"):
+        refused = decode_photo(photo[:end] + junk + photo[end:], ImageParams())
+        assert refused.status == "undecodable" and "extraneous bytes before marker 0xd9" in refused.detail, junk
 
 
 def test_a_photo_stored_undecodable_by_an_older_check_is_judged_again(tmp_path):

@@ -64,7 +64,8 @@ from bioscan_rebuild.images.geometry import (
 STAGE_VERSION = 6
 # The strict JPEG check, versioned apart from STAGE_VERSION (which would re-process every photo): a stored
 # ``undecodable`` result of an older check is judged again. 1: header fields libjpeg warns on and ignores are mended.
-DECODE_CHECK = 1
+# 2: zero bytes padding a scan before a marker are taken off.
+DECODE_CHECK = 2
 
 # Photos handed to process_photos at once: one detector call, bounded memory.
 PHOTO_BATCH = 32
@@ -183,6 +184,9 @@ def _draft_scale(size: tuple[int, int], target: tuple[int, int]) -> int:
 
 # libjpeg warnings about a header field the decoder then ignores: the pixels are the same as without it
 _HEADER_WARNINGS = ("unknown JFIF revision", "Invalid SOS parameters for sequential JPEG", "bad ICC marker")
+# Zero bytes an encoder or tool padded a scan with before the next marker: "N extraneous bytes before marker".
+# Only zeros are taken off (other bytes there may be damage), and the check runs again on the result.
+_PADDING_WARNING = r"(\d+) extraneous bytes before marker 0x([0-9a-f]{2})"
 _SEQUENTIAL_FRAMES = {0xC0, 0xC1, 0xC9}  # baseline, extended (Huffman), extended (arithmetic)
 
 
@@ -251,12 +255,42 @@ def _decode_jpeg_strict(data: bytes, size: tuple[int, int], target: tuple[int, i
     try:
         return _decode_jpeg_checked(data, size, target, mode)
     except ValueError as error:
-        if not any(words in str(error) for words in _HEADER_WARNINGS):
-            raise
-        mended = _header_warnings_mended(data)
-        if mended is None:
-            raise
-        return _decode_jpeg_checked(mended, size, target, mode)
+        warning = str(error)
+    if any(words in warning for words in _HEADER_WARNINGS):
+        data = _header_warnings_mended(data)
+        if data is None:
+            raise ValueError(warning)
+        try:
+            return _decode_jpeg_checked(data, size, target, mode)
+        except ValueError as again:  # zero padding is said only once the header is mended
+            warning = str(again)
+    found = re.search(_PADDING_WARNING, warning)
+    if found is None:
+        raise ValueError(warning)
+    for unpadded in _without_zero_padding(data, int(found.group(1)), int(found.group(2), 16)):
+        try:
+            return _decode_jpeg_checked(unpadded, size, target, mode)
+        except ValueError:
+            continue
+    raise ValueError(warning)
+
+
+MAX_PADDING_TRIES = 16  # places a padding of that size before that marker is taken off from, one at a time
+
+
+def _without_zero_padding(data: bytes, count: int, marker: int):
+    """The JPEG without ``count`` zero bytes before one ``marker`` (the warning names both), for each place such
+    zeros stand, last first (the end marker's padding is the common case). Each is checked again: zeros that were
+    scan data leave the scan short, and that check fails."""
+    code, zeros = bytes([0xFF, marker]), b"\x00" * count
+    at, tried = len(data), 0
+    while tried < MAX_PADDING_TRIES:
+        at = data.rfind(code, 0, at)
+        if at < count:
+            return
+        if data[at - count : at] == zeros:
+            tried += 1
+            yield data[: at - count] + data[at:]
 
 
 def _decode_jpeg_checked(data: bytes, size: tuple[int, int], target: tuple[int, int], mode: str) -> np.ndarray:
