@@ -374,3 +374,19 @@ def test_a_specimen_with_rows_for_two_kept_markers_is_one_record_of_the_first_li
     ]
     kept, rejects, _, _ = join_shard([five, three, later], imgs, ["a", "b"], markers=("COI-3P", "COI-5P"))
     assert [(r["processid"], r["marker_code"]) for r in kept.to_pylist()] == [("P1", "COI-3P"), ("P2", "COI-3P")]
+
+
+def test_a_batch_the_batch_order_does_not_name_is_refused():
+    """`ingest join --batch-order sampleb,sample-a` (a typo): the unnamed batch ranked last, as the latest delivery,
+    and its copy replaced the later one's, exit 0."""
+    import pytest
+
+    from bioscan_rebuild.core.errors import InputError
+
+    recs = [records("a", [("P1", "Phoridae", 2)]), records("b", [("P1", "Sciaridae", 5)])]
+    imgs = [images("b", [("P1", "s1", None)])]
+    assert join_shard(recs, imgs, ["a", "b"])[0]["family"].to_pylist() == ["Sciaridae"]
+    with pytest.raises(InputError, match=r"batches \['b'\] are not in the batch order \['bb', 'a'\]"):
+        join_shard(recs, imgs, ["bb", "a"])
+    with pytest.raises(InputError, match=r"batches \['b'\] are not in the batch order \['a'\]"):
+        join_shard(recs[:1], imgs, ["a"])  # a photo's batch too

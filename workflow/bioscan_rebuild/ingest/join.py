@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import read_table, write_json, write_table
 from bioscan_rebuild.core.params import IngestParams
 from bioscan_rebuild.core.schemas import (
@@ -266,6 +267,13 @@ def join_shard(
     records["_key"] = records["processid"].map(processid_key)
     images["_key"] = images["processid"].map(processid_key)
 
+    # a batch the order does not name would rank last, as the latest delivery (a typo reversed which copy wins)
+    unnamed = sorted((set(records["batch"].dropna()) | set(images["batch"].dropna())) - set(rank))
+    if unnamed:
+        raise InputError(
+            f"batches {unnamed} are not in the batch order {list(batch_order)}: name every delivery the records "
+            "and photos come from, oldest first"
+        )
     records["_rank"] = records["batch"].map(rank)
     records = records.sort_values(["_rank", "source_file", "source_line"], kind="stable").reset_index(drop=True)
     images["_rank"] = images["batch"].map(rank)
