@@ -793,12 +793,21 @@ def test_the_workflow_path_writes_the_release_paths_files_byte_for_byte(sample_r
         assert (tmp_path / "release" / name).read_bytes() == (tmp_path / "workflow" / name).read_bytes(), name
 
 
-def test_the_workflow_table_of_no_shards_is_empty_with_its_columns(sample_release):
+def test_the_workflow_table_of_no_released_record_is_empty_with_its_columns(sample_release, tmp_path):
+    import pyarrow.parquet as pq
+
+    from bioscan_rebuild.core.errors import InputError
     from bioscan_rebuild.stats.stage import read_workflow_table, workflow_schema
 
-    inputs = {**sample_release["inputs"], "barcodes": [], "images": []}
+    splits = pq.read_table(sample_release["inputs"]["splits"])
+    pq.write_table(splits.slice(0, 0), tmp_path / "no-splits.parquet")
+    inputs = {**sample_release["inputs"], "splits": tmp_path / "no-splits.parquet", "barcodes": [], "images": []}
     assert read_workflow_table(**inputs).schema.equals(workflow_schema())
     assert read_workflow_table(**inputs, with_barcodes=True).schema.equals(workflow_schema(with_barcodes=True))
+    # shards that hold only some of the released records: the figures of part of the release, exit 0
+    inputs = sample_release["inputs"]
+    with pytest.raises(InputError, match=r"the barcode shards given hold \d+ of the \d+ released records"):
+        read_workflow_table(**{**inputs, "barcodes": inputs["barcodes"][:1], "images": inputs["images"][:1]})
 
 
 # ----------------------------------------------------------------------------------------------- the benchmark's data
@@ -870,3 +879,16 @@ def test_the_csv_path_reads_na_like_text_as_the_parquet_copy_holds_it(tmp_path):
     table = read_release_table(tmp_path).to_pydict()
     assert table["province_state"] == ["NA", None] and table["species"] == ["null", None]
     assert table["country"] == ["Canada", "N/A"] and table["coord-lat"] == [None, 45.5]
+
+
+def test_the_fasta_of_some_of_the_shards_is_refused(sample_release, tmp_path):
+    """`barcodes fasta` given one barcode shard of two wrote the barcodes of half the records, exit 0."""
+    from bioscan_rebuild.core.errors import InputError
+    from bioscan_rebuild.metadata.stage import write_fasta_from
+
+    inputs = sample_release["inputs"]
+    written = write_fasta_from(inputs["curated"], inputs["barcodes"], tmp_path / "all.fasta", inputs["splits"])
+    assert written == (tmp_path / "all.fasta").read_text().count(">") > 0
+    with pytest.raises(InputError, match=r"the barcode shards given \(1\) hold \d+ of the \d+ records: give every"):
+        write_fasta_from(inputs["curated"], inputs["barcodes"][:1], tmp_path / "half.fasta", inputs["splits"])
+    assert not (tmp_path / "half.fasta").exists()

@@ -223,6 +223,10 @@ def _strings(table: pa.Table) -> pa.Table:
     return table.cast(pa.schema(fields))
 
 
+def _processids(path) -> np.ndarray:
+    return pq.read_table(path, columns=["processid"])["processid"].to_numpy(zero_copy_only=False)
+
+
 def write_fasta_from(curated_path, barcode_paths, output, splits_path=None) -> int:
     """FASTA of the curated records' cleaned barcodes (``>processid|dna_bin|taxon``), shard by shard; with
     ``splits_path`` only the released records (those with a split)."""
@@ -235,6 +239,13 @@ def write_fasta_from(curated_path, barcode_paths, output, splits_path=None) -> i
     dna_bin = curated["dna_bin"].to_numpy(zero_copy_only=False)
     taxon = curated["taxon"].to_numpy(zero_copy_only=False)
     del curated
+    # every record in one of the shards given: one shard of two wrote half the FASTA, exit 0
+    found = sum(int((index.get_indexer(_processids(path)) >= 0).sum()) for path in barcode_paths)
+    if found < len(index):
+        raise InputError(
+            f"the barcode shards given ({len(barcode_paths)}) hold {found} of the {len(index)} records: give every "
+            "shard"
+        )
 
     def rows():
         for path in barcode_paths:
