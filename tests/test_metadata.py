@@ -91,6 +91,11 @@ def test_metadata_command_applies_corrections(realdata, tmp_path):
     assert "AACTA1040-20" not in table.index
     assert rejects.loc[rejects["processid"] == "AACTA1040-20", "reason"].tolist() == ["excluded"]
     assert table.loc["AACTA1041-20", "family"] == "Sciaridae"
+    assert (tmp_path / "meta.corrections.tsv").exists()
+    # the same output made again without corrections: the earlier outcomes were left beside it
+    run_cli("metadata", str(realdata / EXPORTS[1]), "-o", str(out), "--no-shipped-tables")
+    assert not (tmp_path / "meta.corrections.tsv").exists()
+    assert "AACTA1040-20" in pd.read_csv(out, dtype=str, keep_default_na=False)["processid"].tolist()
 
 
 def test_metadata_command_with_splits(realdata, tmp_path):

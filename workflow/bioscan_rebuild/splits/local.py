@@ -65,8 +65,12 @@ def metadata_from_exports(
         _write_csv(pq.read_table(metadata / "changes.parquet").to_pandas(), f"{stem}.changes.csv")
         _write_csv(pq.read_table(metadata / "bins.parquet").to_pandas(), f"{stem}.bins.csv")
         _write_csv(barcodes.drop(columns=["dna_barcode"]), f"{stem}.barcode_qc.csv")
+        outcomes = Path(f"{stem}.corrections.tsv")
         if corrections_path:  # each correction's outcome (applied, record_rejected, unknown_processid, ...)
-            shutil.copyfile(metadata / "corrections.tsv", f"{stem}.corrections.tsv")
+            with atomic_path(outcomes) as temporary:
+                shutil.copyfile(metadata / "corrections.tsv", temporary)
+        else:  # an earlier run's outcomes beside this table would describe corrections it never applied
+            outcomes.unlink(missing_ok=True)
         # where each record of the table came from, with the raw sequence (dna_barcode is the cleaned one)
         columns = ["processid", *LINEAGE_FIELDS, "nucleotides"]
         lineage = pa.concat_tables(pq.read_table(p, columns=columns) for p in run["records"]).to_pandas()
