@@ -1806,6 +1806,8 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_kept(realdata, tmp_
         (["metadata", str(export), "-o", str(tmp_path / "in.csv")] + ["--fixes", str(tmp_path / "in.bins.csv")], None),
         (["split", str(export), str(tmp_path / "out.csv"), "--summary", str(export)], "the output is an input"),
         (["detect", str(photos), str(photos / "BSCN1-22.jpg")], "give the output a .csv name"),
+        # an output that is a folder: the error named the hidden temporary file (".out.x1y2.tmp: Is a directory")
+        (["metadata", str(export), "-o", str(photos)], f"{photos}: a folder: give the name of a file to write"),
     ]
     for args, phrase in runs:
         if phrase is None:  # a side file (in.bins.csv) that is an input too

@@ -106,6 +106,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     One job writes a given output, so a temporary of the same name pattern found beside it is what a killed
     writer of that file left: it is removed first (no orphan temporary files after a rerun)."""
     path = Path(path)
+    if path.is_dir():  # the rename's error named the hidden temporary, not the folder given
+        raise InputError(f"{path}: a folder: give the name of a file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         stale.unlink(missing_ok=True)

@@ -187,6 +187,8 @@ def csv_writer(path):
     method = infer_compression(str(path), "infer")
     if method == "tar":  # a tar member carries its write time and name: the bytes would differ every run
         raise InputError(f"{path}: write the CSV plain or as .gz, .bz2, .xz, .zst or .zip, not into a tar archive")
+    if path.is_dir():  # the rename's error named the hidden partial file, not the folder given
+        raise InputError(f"{path}: a folder: give the name of a file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
