@@ -8,6 +8,7 @@ change between runs.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -376,6 +377,25 @@ def test_a_dollar_sign_in_a_name_is_drawn_as_written(tmp_path):
     with figures._style():
         fig = figures.make_figure("countries", {"countries": countries, "provinces": provinces})
         fig.savefig(tmp_path / "countries.png")
+
+
+def test_log_axes_label_their_ticks_as_numbers_not_formula_source(drawn):
+    """With `text.parse_math` off (the "$" fix above), matplotlib's log tick labels were drawn as their source,
+    `$\\mathdefault{10^{2}}$`, on every log axis of seven figures, the card's figures among them."""
+    tables, _, _ = drawn
+    seen = 0
+    with figures._style():
+        for name in figures.FIGURES:
+            fig = figures.make_figure(name, tables, SUMMARY)
+            fig.canvas.draw()
+            for ax in fig.axes:
+                for axis in (ax.xaxis, ax.yaxis):
+                    if axis.get_scale() != "log":
+                        continue
+                    labels = [label.get_text() for label in axis.get_ticklabels() if label.get_text()]
+                    assert all(re.fullmatch(r"[\d,.]+", label) for label in labels), (name, labels)
+                    seen += bool(labels)  # an axis sharing another's ticks shows none
+    assert seen >= 7
 
 
 def _bar_chart(name: str, tables: dict) -> tuple[list[str], list[float]]:

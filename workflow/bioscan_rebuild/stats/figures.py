@@ -18,6 +18,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib import ticker
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -608,8 +609,19 @@ def make_figure(name: str, tables: dict[str, pd.DataFrame], summary: dict | None
     fig = Figure(figsize=SIZES[name], dpi=DPI)
     FigureCanvasAgg(fig)
     DRAW[name](fig, tables, summary or {})
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() == "log":  # its own labels are formulas, drawn as text with text.parse_math off
+                axis.set_major_formatter(ticker.FuncFormatter(_log_tick))
+                axis.set_minor_formatter(ticker.NullFormatter())
     fig.tight_layout()
     return fig
+
+
+def _log_tick(value: float, _position) -> str:
+    """A log axis's tick as plain text: 1, 10, 1,000, 0.1 (with `text.parse_math` off, matplotlib's own labels,
+    `$\\mathdefault{10^{2}}$`, were drawn as that text)."""
+    return f"{value:,.0f}" if value >= 1 else f"{value:g}"
 
 
 def draw_figures(tables: dict[str, pd.DataFrame], summary: dict, outdir) -> list[Path]:
