@@ -369,6 +369,12 @@ def test_a_log_size_field_of_zeros_only_still_sums_to_its_count():
     part = tables["size_histogram"]
     part = part[(part["field"] == "image_measurement_value") & (part["order"] == "all")]
     assert count == table.num_rows and part["records"].sum() == count and part["records"].iloc[0] == count
+    # a negative value (a hand-edited or foreign release's): below the range with the zeros, not in the top tail
+    values = np.r_[-5, np.zeros(table.num_rows - 1, np.int64)]
+    table = table.set_column(at, "image_measurement_value", pa.array(values).cast(table.schema.field(at).type))
+    part = compute_stats(table, seed=3, pairs_per_comparison=PAIRS)["size_histogram"]
+    part = part[(part["field"] == "image_measurement_value") & (part["order"] == "all")]
+    assert part["records"].iloc[0] == table.num_rows and part["records"].iloc[-1] == 0
 
 
 def test_genetic_distances_follow_the_tree_the_barcodes_evolved_down(generated):
@@ -808,6 +814,13 @@ def test_the_workflow_table_of_no_released_record_is_empty_with_its_columns(samp
     inputs = sample_release["inputs"]
     with pytest.raises(InputError, match=r"the barcode shards given hold \d+ of the \d+ released records"):
         read_workflow_table(**{**inputs, "barcodes": inputs["barcodes"][:1], "images": inputs["images"][:1]})
+    # one shard twice: as many rows as the release, the figures of half of it counted twice
+    twice = {"barcodes": [inputs["barcodes"][0]] * 2, "images": [inputs["images"][0]] * 2}
+    with pytest.raises(InputError, match=r"rows more than once: give every shard once"):
+        read_workflow_table(**{**inputs, **twice})
+    # the image tables in another order: every size field silently missing
+    with pytest.raises(InputError, match="the image tables do not line up with the barcode shards"):
+        read_workflow_table(**{**inputs, "images": inputs["images"][::-1]})
 
 
 # ----------------------------------------------------------------------------------------------- the benchmark's data
@@ -889,6 +902,10 @@ def test_the_fasta_of_some_of_the_shards_is_refused(sample_release, tmp_path):
     inputs = sample_release["inputs"]
     written = write_fasta_from(inputs["curated"], inputs["barcodes"], tmp_path / "all.fasta", inputs["splits"])
     assert written == (tmp_path / "all.fasta").read_text().count(">") > 0
-    with pytest.raises(InputError, match=r"the barcode shards given \(1\) hold \d+ of the \d+ records: give every"):
+    with pytest.raises(InputError, match=r"the barcode shards given \(1\) hold \d+ of the \d+ records, 0 more than"):
         write_fasta_from(inputs["curated"], inputs["barcodes"][:1], tmp_path / "half.fasta", inputs["splits"])
     assert not (tmp_path / "half.fasta").exists()
+    # a shard given twice in place of another: as many rows as records, half of them twice
+    twice = [inputs["barcodes"][0]] * len(inputs["barcodes"])
+    with pytest.raises(InputError, match=r"hold \d+ of the \d+ records, \d+ more than once: give every shard once"):
+        write_fasta_from(inputs["curated"], twice, tmp_path / "twice.fasta", inputs["splits"])

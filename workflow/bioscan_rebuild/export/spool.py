@@ -117,7 +117,7 @@ def shard_release_rows(curated: pd.DataFrame, barcodes: pa.Table, splits: pd.Dat
     return pa.table({f.name: columns.get(f.name, _empty_column(n, f)) for f in SPOOL_SCHEMA}, schema=SPOOL_SCHEMA)
 
 
-def _check_same_shard(image_ids: pd.Index, barcode_ids: pa.ChunkedArray, image_path, barcode_path) -> None:
+def check_same_shard(image_ids: pd.Index, barcode_ids: pa.ChunkedArray, image_path, barcode_path) -> None:
     """The image table of a shard holds records of its barcode shard only: tables given in another order (the
     ``release`` command by hand) left every record without its images, and the release said nothing."""
     strays = image_ids.difference(pd.Index(barcode_ids.to_numpy(zero_copy_only=False)))
@@ -138,7 +138,7 @@ def spool_shards(curated_path, barcode_paths, splits_path, image_paths, spool: P
         barcodes = pq.read_table(barcode_path, columns=["processid", "dna_barcode"])
         images = pq.read_table(image_path).to_pandas().set_index("processid") if image_path else None
         if images is not None:
-            _check_same_shard(images.index, barcodes["processid"], image_path, barcode_path)
+            check_same_shard(images.index, barcodes["processid"], image_path, barcode_path)
         table = shard_release_rows(curated, barcodes, splits, images)
         split_column = table["split"].to_numpy(zero_copy_only=False)
         for split in SPLITS:

@@ -239,12 +239,16 @@ def write_fasta_from(curated_path, barcode_paths, output, splits_path=None) -> i
     dna_bin = curated["dna_bin"].to_numpy(zero_copy_only=False)
     taxon = curated["taxon"].to_numpy(zero_copy_only=False)
     del curated
-    # every record in one of the shards given: one shard of two wrote half the FASTA, exit 0
-    found = sum(int((index.get_indexer(_processids(path)) >= 0).sum()) for path in barcode_paths)
-    if found < len(index):
+    # every record in exactly one of the shards given: one shard of two wrote half the FASTA, exit 0, and a shard
+    # given twice wrote its records twice
+    held = np.zeros(len(index), np.int64)
+    for path in barcode_paths:
+        where = index.get_indexer(_processids(path))
+        np.add.at(held, where[where >= 0], 1)
+    if (held != 1).any():
         raise InputError(
-            f"the barcode shards given ({len(barcode_paths)}) hold {found} of the {len(index)} records: give every "
-            "shard"
+            f"the barcode shards given ({len(barcode_paths)}) hold {int((held > 0).sum())} of the {len(index)} "
+            f"records, {int((held > 1).sum())} more than once: give every shard once"
         )
 
     def rows():

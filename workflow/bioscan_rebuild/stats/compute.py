@@ -285,6 +285,8 @@ def _size_tables(values: dict[str, np.ndarray], orders: Labels) -> tuple[pd.Data
             field_values = field_values[np.isfinite(field_values)]
             with np.errstate(divide="ignore", invalid="ignore"):  # log10(0) = -inf: the first bin
                 position = np.log10(field_values) if log else field_values
+            if log:  # a negative value (a foreign release's) is below the range, as 0 is, not above it
+                position = np.where(field_values < 0, -np.inf, position)
             # -1: below the range, SIZE_BINS: above it; the top edge belongs to the last bin
             where = np.searchsorted(edges, position, side="right") - 1
             where[position == edges[-1]] = SIZE_BINS - 1

@@ -29,7 +29,7 @@ from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import atomic_path
 from bioscan_rebuild.core.schemas import RANKS, SPLITS, STATS_FILES_KEY, STATS_JSON
 from bioscan_rebuild.export.layout import CSV_PATH, PARQUET_DIR, ROOT
-from bioscan_rebuild.export.spool import SPOOL_SCHEMA, shard_release_rows
+from bioscan_rebuild.export.spool import SPOOL_SCHEMA, check_same_shard, shard_release_rows
 from bioscan_rebuild.stats.compute import LABEL_COLUMNS, SIZE_FIELDS, STAT_COLUMNS, compute_stats, summary
 from bioscan_rebuild.stats.genetics import (
     FILES_METADATA,
@@ -146,9 +146,12 @@ def read_workflow_table(curated, barcodes, splits, images=None, *, with_barcodes
         schema = schema.with_metadata({FILES_METADATA: json.dumps(files)})
     curated_table, split_table = _released_labels(curated, splits)  # one index (hash table) for both
     per_split: dict[str, list[pa.Table]] = {split: [] for split in SPLITS}
+    released_ids = []  # each shard's released records, to check that every one is held once
     for number, (barcode_path, image_path) in enumerate(zip(barcodes, images)):
         shard_barcodes = pq.read_table(barcode_path, columns=["processid", "dna_barcode"])
         shard_images = pq.read_table(image_path).to_pandas().set_index("processid") if image_path else None
+        if shard_images is not None:  # in another order: every size field silently missing
+            check_same_shard(shard_images.index, shard_barcodes["processid"], image_path, barcode_path)
         rows = shard_release_rows(curated_table, shard_barcodes, split_table, shard_images)
         del shard_images
         # the file's rows it kept, in order: those of a released record, the records of its rows
@@ -157,6 +160,7 @@ def read_workflow_table(curated, barcodes, splits, images=None, *, with_barcodes
         del shard_barcodes, ids
         if len(kept) != rows.num_rows:
             raise RuntimeError(f"{barcode_path}: the export kept {rows.num_rows} rows, not the {len(kept)} expected")
+        released_ids.append(rows["processid"].combine_chunks().cast(pa.string()))
         rows = _stat_rows(rows, schema, number, kept)
         split_of_row = rows["split"].to_numpy(zero_copy_only=False)
         for split in SPLITS:  # per shard, so only one shard's rows are ever copied
@@ -166,9 +170,14 @@ def read_workflow_table(curated, barcodes, splits, images=None, *, with_barcodes
     released = len(split_table)
     del curated_table, split_table
     parts = [part for split in SPLITS for part in per_split[split]]
-    held = sum(part.num_rows for part in parts)
-    if held < released:  # one shard of two gave the figures of half the release, exit 0
-        raise InputError(f"the barcode shards given hold {held} of the {released} released records: give every shard")
+    ids = pa.chunked_array(released_ids, pa.string())
+    held, distinct = len(ids), len(pc.unique(ids))
+    # one shard of two gave the figures of half the release, exit 0; a shard given twice counted its records twice
+    if held != released or distinct != held:
+        raise InputError(
+            f"the barcode shards given hold {distinct} of the {released} released records, {held - distinct} rows "
+            "more than once: give every shard once"
+        )
     return pa.concat_tables(parts) if parts else schema.empty_table()
 
 
