@@ -1005,6 +1005,11 @@ def test_the_audit_record_is_never_written_into_the_release_it_audits(copy):
     result = audit(copy, "--json", "results/release/MANIFEST.json")
     assert result.returncode == 2 and "an output inside the input folder results/release" in result.stderr
     assert manifest.read_bytes() == before
+    # ... nor into the previous release it compares with
+    shutil.copytree(copy / "results" / "release", copy / "previous")
+    result = audit(copy, "--previous", "previous", "--json", "previous/MANIFEST.json")
+    assert result.returncode == 2 and "an output inside the input folder previous" in result.stderr
+    assert (copy / "previous" / "MANIFEST.json").read_bytes() == before
     assert audit(copy, "--json", "audit.json").returncode == 0 and json.loads((copy / "audit.json").read_text())["ok"]
 
 

@@ -154,10 +154,17 @@ def test_zero_padding_is_taken_off_anywhere_but_other_bytes_before_a_marker_are_
     Image.open(io.BytesIO(photo)).save(buffer, format="JPEG", progressive=True, quality=90)
     progressive = buffer.getvalue()
     clean = decode_photo(progressive, ImageParams())
-    for at in [m.start() for m in re.finditer(rb"\xff\xda", progressive)][1:]:  # before each later scan's header
+    scans = [m.start() for m in re.finditer(rb"\xff\xda", progressive)][1:]
+    for at in scans:  # before each later scan's header
         padded = progressive[:at] + b"\x00" * 4 + progressive[at:]
         decoded = decode_photo(padded, ImageParams())
         assert decoded.status == "ok" and np.array_equal(decoded.rgb, clean.rgb), decoded.detail
+    # a tool that pads one scan pads them all, and the end: each padding is taken off in turn
+    padded = progressive
+    for at in sorted([*scans, progressive.rindex(b"\xff\xd9")], reverse=True):
+        padded = padded[:at] + b"\x00" * 4 + padded[at:]
+    decoded = decode_photo(padded, ImageParams())
+    assert decoded.status == "ok" and np.array_equal(decoded.rgb, clean.rgb), decoded.detail
     end = photo.rindex(b"\xff\xd9")
     for junk in (b"abc", b"\x00\x00a", b"\x00" * 3 + b"\x01"):
         refused = decode_photo(photo[:end] + junk + photo[end:], ImageParams())
@@ -628,14 +635,16 @@ def test_damage_in_a_column_never_read_keeps_its_line(realdata, tmp_path):
     lines[2] = damaged(lines[2], {reference: b"CAT\x00-1"})
     lines[3] = damaged(lines[3], {note: b"\xf6", species: "Coelioxys \u00e9legans".encode("latin-1")})
     lines[4] = damaged(lines[4], {reference: b"\x00", species: b"Coelioxys\x00afra"})
+    lines.insert(5, damaged(lines[4].replace(b"P4", b"P5"), {reference: b"caf\xe9", species: b"Coelioxys\x00afra"}))
     (tmp_path / "e.tsv").write_bytes(b"\n".join(lines))
     records, rejects, _ = read_export(tmp_path / "e.tsv", "b")
     assert records["processid"].to_pylist() == ["P1", "P2"]
-    assert rejects["source_line"].to_pylist() == [4, 5]
+    assert rejects["source_line"].to_pylist() == [4, 5, 6]
     assert rejects["detail"].to_pylist() == [
         "not valid UTF-8: byte 0xE9 in column 'species_name' (a line saved as Latin-1 or Windows-1252? save the "
         "export as UTF-8)",
         "control character U+0000 in column 'species_name'",
+        "control character U+0000 in column 'species_name'",  # not the byte in the unread column before it
     ]
 
 
@@ -1648,8 +1657,17 @@ def test_a_second_header_in_another_order_refuses_the_lines_it_heads(realdata, t
     # each refused line names its record, read where its own header puts the processid
     assert rejects["processid"].to_pylist()[1:4] == [row[header.index("processid")] for row in rows[4:]]
     assert rejects["detail"][4].as_py() == "the header line again (two exports joined into one file?)"
-    # a second header in the first one's order, written by R (every cell quoted) or ending in a space, is a header
-    for name, again in (("quoted", "\t".join(f'"{c}"' for c in header)), ("spaced", "\t".join(header) + " ")):
+    # a second header in the first one's order, written by R (every cell quoted), ending in a space, or naming a
+    # column never read otherwise, is the header again: the lines under it are read
+    from bioscan_rebuild.ingest.bold import LAYOUTS
+
+    unread = next(i for i, c in enumerate(header) if c not in set(LAYOUTS["bcdm2023"].values()))
+    renamed = [c.upper() if k == unread else c for k, c in enumerate(header)]
+    for name, again in (
+        ("quoted", "\t".join(f'"{c}"' for c in header)),
+        ("spaced", "\t".join(header) + " "),
+        ("renamed", "\t".join(renamed)),
+    ):
         (tmp_path / f"{name}.tsv").write_text(_tsv(rows[:4]) + again + "\n" + _tsv(rows[4:]))
         got, rejects, _ = read_export(tmp_path / f"{name}.tsv", "b", block_bytes=block_bytes)
         assert got.num_rows == len(rows) - 1 and rejects["source_line"].to_pylist() == [5]

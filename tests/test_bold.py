@@ -279,6 +279,7 @@ def test_unknown_layout_names_the_missing_columns(tmp_path):
 
 EMPTY = "empty file (0 bytes): not a BOLD export; was the download or copy cut short?"
 UTF16 = "UTF-16 text, not UTF-8: BOLD exports are UTF-8; convert it, e.g. iconv -f UTF-16 -t UTF-8 IN > OUT"
+FIVE = b"processid\tspecies\tgenus\tfamily\torder\n"  # a header of as many columns as a layout's signature
 UTF32 = "UTF-32 text, not UTF-8: BOLD exports are UTF-8; convert it, e.g. iconv -f UTF-32 -t UTF-8 IN > OUT"
 BINARY = "binary data (NUL bytes): not a tab-separated BOLD export"
 
@@ -296,6 +297,17 @@ BINARY = "binary data (NUL bytes): not a tab-separated BOLD export"
         ("\ufeffpid".encode("utf-32-le"), UTF32),
         ("\ufeffpid".encode("utf-32-be"), UTF32),
         ("processid\tsampleid".encode("utf-32-le"), UTF32),
+        ("processid\tsampleid".encode("utf-32-be"), UTF32),
+        # an executable's NULs fall anywhere: binary data, not text to convert (it was called UTF-16, then UTF-32)
+        (
+            b"\x7fELF\x02\x01\x01\x00"
+            + bytes(8)
+            + b"\x03\x00>\x00\x01\x00\x00\x00\x10k"
+            + bytes(6)
+            + b"@\x00"
+            + bytes(6),
+            BINARY,
+        ),
         # exactly 8 NULs in the first 64 bytes is not UTF-16 (the 9th sits at byte 64), but NULs in the header: binary
         (b"A" * 56 + b"\x00" * 9, BINARY),
         # one NUL in the header line (after a tab) makes it binary, however long the file
@@ -312,8 +324,10 @@ BINARY = "binary data (NUL bytes): not a tab-separated BOLD export"
         (b"processid\tspecies\n" + b"".join(b"P%d\x00A\x00b\n" % i for i in range(3)) + b"Q\tB\n" * 26, None),
         # ... of the header's shape they are damaged lines, each refused or read on its own (4 of 30 lines with a
         # NUL in a note made a readable export "binary data")
-        (b"processid\tspecies\nP1\tA\x00b\nP2\tB\x00c\n", None),
-        (b"processid\tspecies\n" + b"".join(b"P%d\tA\x00b\n" % i for i in range(4)) + b"Q\tB\n" * 25, None),
+        (FIVE + b"P1\tA\x00b\tc\td\te\nP2\tB\x00c\tc\td\te\n", None),
+        (FIVE + b"".join(b"P%d\tA\x00b\tc\td\te\n" % i for i in range(4)) + b"Q\tB\tc\td\te\n" * 25, None),
+        # ... but not when the first line cannot be a header (a PDF's has no tab, nor its lines of data)
+        (b"%PDF-1.5\n" + b"".join(b"obj %d\x00\x00\n" % i for i in range(4)) + b"stream\n" * 25, BINARY),
     ],
 )
 def test_check_export_bytes_refuses_only_what_cannot_be_an_export(head, message):

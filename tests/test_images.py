@@ -460,6 +460,9 @@ def test_a_colour_key_is_shown_on_white_as_alpha_is():
     for name, data in pictures.items():
         rgb = decode_photo(data, ImageParams()).rgb
         assert rgb[10, 10].tolist() == [255, 255, 255] and rgb[10, 300].tolist() == [80, 80, 80], name
+    deep = np.where(pixels[..., 0] == 0, 0, 30000).astype(np.uint16)  # a 16-bit grey PNG with its key
+    rgb = decode_photo(_saved(Image.fromarray(deep), "PNG", transparency=0), ImageParams()).rgb
+    assert rgb[10, 10].tolist() == [255, 255, 255] and rgb[10, 300].tolist() != [255, 255, 255]
 
 
 def test_a_grey_photo_is_flagged_for_review(realdata):

@@ -66,7 +66,7 @@ def cmd_audit(args) -> int:
     from bioscan_rebuild.export.audit import audit_release
 
     # the record of the audit inside the release it audits overwrote its MANIFEST.json or a data file
-    distinct_outputs(outputs=[args.json], folders=[args.release])
+    distinct_outputs(outputs=[args.json], folders=[args.release, args.previous])
     summary = audit_release(args.release, args.sources, every=args.all, previous=args.previous)
     if args.json:  # the workflow's record of it (results/audit/audit.json): the same whether it passed or not
         from bioscan_rebuild.core.io import atomic_path

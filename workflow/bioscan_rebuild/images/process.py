@@ -150,6 +150,9 @@ def _to_rgb8(image: Image.Image) -> np.ndarray:
                 level = int(white)
                 block = np.clip(block.astype(np.int64), 0, level)
                 gray[top : top + 256] = (block * 255 + (level - 1) // 2) // level
+            key = image.info.get("transparency")
+            if isinstance(key, int):  # a 16-bit grey PNG's colour key: transparent, on white as alpha is
+                gray[top : top + 256][array[top : top + 256] == key] = 255
         return cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
     # a colour key (PNG tRNS on a palette, grey or RGB photo) is transparency too: the key colour showed
     if image.mode in ("RGBA", "LA", "PA") or (image.mode in ("P", "L", "RGB") and "transparency" in image.info):
@@ -264,18 +267,25 @@ def _decode_jpeg_strict(data: bytes, size: tuple[int, int], target: tuple[int, i
             return _decode_jpeg_checked(data, size, target, mode)
         except ValueError as again:  # zero padding is said only once the header is mended
             warning = str(again)
-    found = re.search(_PADDING_WARNING, warning)
-    if found is None:
-        raise ValueError(warning)
-    for unpadded in _without_zero_padding(data, int(found.group(1)), int(found.group(2), 16)):
-        try:
-            return _decode_jpeg_checked(unpadded, size, target, mode)
-        except ValueError:
-            continue
-    raise ValueError(warning)
+    first = warning
+    for _ in range(MAX_PADDINGS):  # a tool that pads one scan pads them all, and the end: one padding at a time
+        found = re.search(_PADDING_WARNING, warning)
+        if found is None:
+            raise ValueError(first)
+        for unpadded in _without_zero_padding(data, int(found.group(1)), int(found.group(2), 16)):
+            try:
+                return _decode_jpeg_checked(unpadded, size, target, mode)
+            except ValueError as again:
+                if re.search(_PADDING_WARNING, str(again)):  # this padding went, another is said: go on from here
+                    data, warning = unpadded, str(again)
+                    break
+        else:
+            raise ValueError(first)
+    raise ValueError(first)
 
 
 MAX_PADDING_TRIES = 16  # places a padding of that size before that marker is taken off from, one at a time
+MAX_PADDINGS = 64  # paddings taken off one after another (a progressive photo has about ten scans)
 
 
 def _without_zero_padding(data: bytes, count: int, marker: int):

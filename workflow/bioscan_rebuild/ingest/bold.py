@@ -126,6 +126,26 @@ ARCHIVES = {
 ARCHIVE_FIX = "unpack it, or save the sheet as tab-separated UTF-8 text, and give that file"
 
 
+def _utf32_without_bom(head: bytes) -> bool:
+    """Whether text reads as UTF-32 of mostly ASCII: in most 4-byte groups one non-zero byte and three zeros, at the
+    same end of each group (an executable's or an image's NULs fall anywhere)."""
+    groups = [head[i : i + 4] for i in range(0, len(head) - 3, 4)]
+    little = sum(g[0] != 0 and g[1:] == b"\x00\x00\x00" for g in groups)
+    big = sum(g[3] != 0 and g[:3] == b"\x00\x00\x00" for g in groups)
+    return len(groups) >= 4 and max(little, big) >= 0.9 * len(groups)
+
+
+def _utf16_without_bom(head: bytes) -> bool:
+    """Whether text reads as UTF-16 of mostly ASCII: more than 8 NULs, nearly all of them at the same place in
+    their 2-byte group (an executable's NULs fall anywhere: it is binary data, not text to convert)."""
+    if head.count(b"\x00") <= 8:
+        return False
+    pairs = [head[i : i + 2] for i in range(0, len(head) - 1, 2)]
+    little = sum(p[0] != 0 and p[1] == 0 for p in pairs)
+    big = sum(p[0] == 0 and p[1] != 0 for p in pairs)
+    return max(little, big) >= 0.9 * len(pairs)
+
+
 def check_export_bytes(head: bytes) -> None:
     """Refuse what cannot be a BOLD export before its header is read, with what to do about it."""
     if not head:
@@ -135,12 +155,11 @@ def check_export_bytes(head: bytes) -> None:
             raise LayoutError(f"{what}, not a BOLD export's text: {ARCHIVE_FIX}")
     # UTF-32 first: its BOM starts as UTF-16's does, and 3 NULs per ASCII character (converted as UTF-16 it gives
     # a NUL after every character, refused again)
-    utf32_nuls = head[:64].count(b"\x00\x00\x00")
-    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")) or utf32_nuls > 8:
+    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")) or _utf32_without_bom(head[:64]):
         raise LayoutError(
             "UTF-32 text, not UTF-8: BOLD exports are UTF-8; convert it, e.g. iconv -f UTF-32 -t UTF-8 IN > OUT"
         )
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or head[:64].count(b"\x00") > 8:
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or _utf16_without_bom(head[:64]):
         raise LayoutError(
             "UTF-16 text, not UTF-8: BOLD exports are UTF-8; convert it, e.g. iconv -f UTF-16 -t UTF-8 IN > OUT"
         )
@@ -148,7 +167,10 @@ def check_export_bytes(head: bytes) -> None:
     # A NUL in a field is a damaged line (refused on its own where it lies in a column that is read, however many
     # NULs it holds); one in the header, or in many lines that are not even the header's shape, is a binary file.
     tabs = lines[0].count(b"\t")
-    damaged = sum(b"\x00" in line and line.count(b"\t") != tabs for line in lines[1:-1] if line)
+    # a line of the header's shape is a damaged record, when the first line can be a header at all (a PDF's first
+    # line has no tab, and neither have its lines of binary data)
+    shaped = tabs >= len(min(SIGNATURES.values(), key=len)) - 1
+    damaged = sum(b"\x00" in line and not (shaped and line.count(b"\t") == tabs) for line in lines[1:-1] if line)
     if b"\x00" in lines[0] or damaged > max(1, len(lines) // 10):
         raise LayoutError("binary data (NUL bytes): not a tab-separated BOLD export")
 
@@ -397,6 +419,9 @@ def _unparseable_detail(
     read refuses nothing), where the field count is right."""
     tabs_before = line.split("\t")[:field] if field is not None else []
     start = sum(len(part) + 1 for part in tabs_before)  # where that field starts in the line
+    if field is not None and bad_utf8:  # the damage of the read field itself: its byte, or a control character
+        cell = line.split("\t")[field]
+        bad_utf8 = re.search(r"\\x[0-9a-f]{2}", cell) is not None and re.search(CONTROL_CHARACTERS, cell) is None
     if bad_utf8:
         found = re.compile(r"\\x([0-9a-f]{2})").search(line, start)
         where = ""  # pragma: no mutate - never used: a line flagged not-UTF-8 always holds a \xNN escape
@@ -460,18 +485,21 @@ def _header_fields(line: str) -> list[str]:
 def _second_headers(
     text: pa.Array, header: list[str], read_columns: list[str], processid_name: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per line: is it a header again (every column the layout reads is named in it), and is it one whose columns
-    are not the first header's in order (another export's, a spreadsheet's reordering). Quotes, spaces and a BOM
-    do not count: `cat a.tsv b.tsv` of an R-written export, or one whose header ends in a space."""
+    """Per line: is it a header again (every column the layout reads is named in it), and is it one that puts a
+    column that is read elsewhere than the first header does (another export's, a spreadsheet's reordering).
+    Quotes, spaces, a BOM and the names of columns never read do not count: `cat a.tsv b.tsv` of an R-written
+    export, or one whose header ends in a space."""
     first = _header_fields("\t".join(header))
     # only lines naming the processid column can be headers: the rest never leave Arrow
     named = pc.fill_null(pc.match_substring(text, processid_name), False).to_numpy(zero_copy_only=False)
     repeated, reordered = np.zeros(len(text), bool), np.zeros(len(text), bool)
+    at_first = [first.index(column) for column in read_columns]
     for i in np.flatnonzero(named):
         fields = _header_fields(text[i].as_py())
         if set(read_columns) <= set(fields):
             repeated[i] = True
-            reordered[i] = fields != first
+            # only where the columns that are read stand counts (a note column renamed moves nothing)
+            reordered[i] = len(fields) != len(first) or [fields.index(c) for c in read_columns] != at_first
     return repeated, reordered
 
 

@@ -196,7 +196,8 @@ def _comparable_text(records: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
         if not pd.api.types.is_numeric_dtype(column.dtype):
             text = pa.array(column, pa.string(), from_pandas=True)
             text = pc.replace_substring_regex(pc.utf8_normalize(text, form="NFC"), INVISIBLE_CHARACTERS, "")
-            text = pc.replace_substring_regex(pc.utf8_trim_whitespace(text), r"\s+", " ")
+            # every Unicode space (a no-break space too: RE2's \s is ASCII only), as the taxonomy stage's NFKC has it
+            text = pc.utf8_trim(pc.replace_substring_regex(text, r"[\s\p{Z}]+", " "), " ")
             if field == "bin_uri":
                 text = pc.utf8_upper(text)
             column = pd.Series(text.to_numpy(zero_copy_only=False), index=records.index, dtype=object)
