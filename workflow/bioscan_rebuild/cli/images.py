@@ -40,7 +40,7 @@ def _detector_options(args) -> tuple[str, dict]:
 
 def _add_detector_options(p) -> None:
     p.add_argument("--backend", choices=tuple(BACKENDS), default="fusion", help="default: fusion (the config default)")
-    p.add_argument("--weights", help="model file for the yolo (.pt) or onnx (.onnx) backend")
+    p.add_argument("--weights", help="model file for the yolo (.pt), onnx or fusion (.onnx) backend")
     p.add_argument("--detector-params", help="backend parameters as a JSON object")
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="one backend parameter (JSON value)")
     p.add_argument("--image-params", help="image-stage parameters as a JSON object (see config/README.md)")

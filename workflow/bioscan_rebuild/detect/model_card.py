@@ -192,6 +192,8 @@ def model_card(report: dict, model_name: str, command: str) -> str:
         "The real training photos are BIOSCAN images (CBG Photography Group) distributed with",
         "3dlg-hcvc/Bioscan-ImgFilter under CC BY-NC-SA 4.0 (attribution, non-commercial, share-alike). These",
         "weights are derived from them: use and share them under the same terms, with that attribution.",
+        "The ONNX file's own metadata, written by the ultralytics exporter, names ultralytics' licence",
+        "(AGPL-3.0), the code that trained and exported the model; the terms above are the training data's.",
         "",
     ]
     return "\n".join(lines)

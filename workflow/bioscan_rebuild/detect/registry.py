@@ -1,8 +1,8 @@
 """Detector backends by name: the one place that knows them all.
 
-Heavy backends (ultralytics, onnxruntime) are imported only when asked for, so the classical default
-runs in the light install. To add a backend: a module with a class that implements ``base.Detector``,
-and one line in ``BACKENDS``.
+Heavy backends (ultralytics, onnxruntime) are imported only when asked for, so the light install (with
+onnxruntime, without torch) runs the classical, onnx and fusion backends. To add a backend: a module with a
+class that implements ``base.Detector``, and one line in ``BACKENDS``.
 """
 
 from __future__ import annotations
