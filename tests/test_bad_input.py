@@ -159,6 +159,16 @@ def test_zero_padding_is_taken_off_anywhere_but_other_bytes_before_a_marker_are_
         padded = progressive[:at] + b"\x00" * 4 + progressive[at:]
         decoded = decode_photo(padded, ImageParams())
         assert decoded.status == "ok" and np.array_equal(decoded.rgb, clean.rgb), decoded.detail
+    # one zero byte, where a byte of scan data before another marker is a zero too (the wrong place, tried first,
+    # still leaves a padding said: the search kept it and lost the photo)
+    small = Image.open(realdata / "imgfilter-dev/ABINP386-21.1024px.jpg").convert("RGB").resize((256, 192))
+    buffer = io.BytesIO()
+    small.save(buffer, format="JPEG", quality=75, progressive=True, optimize=True)
+    optimized = buffer.getvalue()
+    expected = decode_photo(optimized, ImageParams())
+    for at in [m.start() for m in re.finditer(rb"\xff[\xc4\xda\xd9]", optimized)][3:]:
+        decoded = decode_photo(optimized[:at] + b"\x00" + optimized[at:], ImageParams())
+        assert decoded.status == "ok" and np.array_equal(decoded.rgb, expected.rgb), (at, decoded.detail)
     # a tool that pads one scan pads them all, and the end: each padding is taken off in turn
     padded = progressive
     for at in sorted([*scans, progressive.rindex(b"\xff\xd9")], reverse=True):

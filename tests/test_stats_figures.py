@@ -396,6 +396,21 @@ def test_log_axes_label_their_ticks_as_numbers_not_formula_source(drawn):
                     assert all(re.fullmatch(r"[\d,.]+", label) for label in labels), (name, labels)
                     seen += bool(labels)  # an axis sharing another's ticks shows none
     assert seen >= 7
+    # an axis within one decade (a homogeneous batch's organism pixels) has no power of ten in view: its minor
+    # ticks carry the numbers (blanked, the axis showed none)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    with figures._style():
+        fig = Figure()
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        ax.set_xscale("log")
+        ax.set_xlim(15_000, 80_000)
+        figures.plain_log_ticks(fig)
+        fig.canvas.draw()
+    minor = [label.get_text() for label in ax.xaxis.get_minorticklabels() if label.get_text()]
+    assert minor[:2] == ["20,000", "30,000"] and all(re.fullmatch(r"[\d,]+", label) for label in minor)
 
 
 def _bar_chart(name: str, tables: dict) -> tuple[list[str], list[float]]:

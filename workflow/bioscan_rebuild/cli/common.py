@@ -91,6 +91,16 @@ def distinct_outputs(inputs=(), outputs=(), folders=()) -> None:
         seen[where] = output
 
 
+def file_outputs(*paths) -> None:
+    """InputError, before any work, for an output file named by a folder that exists (the write at the end was
+    refused after the whole run)."""
+    import os
+
+    for path in paths:
+        if path and os.path.isdir(path):
+            raise InputError(f"{path}: a folder: give the name of a file to write")
+
+
 def bounded_int(minimum: int, maximum: int):
     """An argparse type: a whole number in [minimum, maximum] (the config schema's limits, where it has them)."""
 

@@ -6,7 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bioscan_rebuild.cli.common import batch_dirs, bounded_int, distinct_outputs, json_option, non_negative_int
+from bioscan_rebuild.cli.common import (
+    batch_dirs,
+    bounded_int,
+    distinct_outputs,
+    file_outputs,
+    json_option,
+    non_negative_int,
+)
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.params import CONTACT_SHEET_SIZE
 from bioscan_rebuild.detect.registry import BACKENDS
@@ -52,6 +59,7 @@ def cmd_detect(args) -> int:
         raise InputError(f"{args.output}: the detections are a CSV table: give the output a .csv name")
     distinct_outputs(outputs=[args.crop], folders=[args.image_dir])
     distinct_outputs(outputs=[args.output, args.crop])
+    file_outputs(args.output)
     from bioscan_rebuild.core.params import ImageParams
     from bioscan_rebuild.images.folder import detect_folder
 
@@ -72,6 +80,7 @@ def cmd_detect(args) -> int:
 
 def cmd_images_photos(args) -> int:
     distinct_outputs([args.inventory], [args.output, args.summary])
+    file_outputs(args.output, args.summary)
     from bioscan_rebuild.core.io import write_json
     from bioscan_rebuild.core.params import ImageParams
     from bioscan_rebuild.images.corrections import load_box_corrections

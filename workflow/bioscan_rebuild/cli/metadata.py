@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from bioscan_rebuild.cli.common import distinct_outputs, json_option, tie_order_option
+from bioscan_rebuild.cli.common import distinct_outputs, file_outputs, json_option, tie_order_option
 from bioscan_rebuild.core.errors import InputError
 
 BARCODE_FLAGS = ("min_length", "max_ambiguity", "trim_end_n")
@@ -48,6 +48,7 @@ def _add_taxonomy_options(p):
 
 def cmd_barcodes_clean(args) -> int:
     distinct_outputs([args.records], [args.output])
+    file_outputs(args.output)
     from bioscan_rebuild.metadata.stage import clean_shard
 
     print(json.dumps(clean_shard(args.records, args.output, _barcode_params(args)), sort_keys=True))
@@ -93,6 +94,7 @@ def cmd_metadata(args) -> int:
     stem = Path(args.output).with_suffix("")
     sides = [f"{stem}.{name}" for name in ("rejects.csv", "changes.csv", "bins.csv", "barcode_qc.csv", "lineage.csv")]
     distinct_outputs([*args.exports, fixes, corrections], [args.output, *sides, f"{stem}.corrections.tsv"])
+    file_outputs(args.output, *sides, f"{stem}.corrections.tsv")
     summary = metadata_from_exports(
         args.exports,
         args.output,

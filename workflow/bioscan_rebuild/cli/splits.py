@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bioscan_rebuild.cli.common import distinct_outputs, tie_order_option
+from bioscan_rebuild.cli.common import distinct_outputs, file_outputs, tie_order_option
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import check_listed
 
@@ -19,6 +19,7 @@ def cmd_split(args) -> int:
 
     _check_freeze(args)
     distinct_outputs([args.input, args.freeze], [args.output, args.summary])
+    file_outputs(args.output, args.summary)
     summary = split_csv(
         args.input, args.output, freeze_csv=args.freeze, summary_csv=args.summary, tie_order=args.tie_order
     )

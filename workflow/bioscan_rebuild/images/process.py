@@ -267,25 +267,39 @@ def _decode_jpeg_strict(data: bytes, size: tuple[int, int], target: tuple[int, i
             return _decode_jpeg_checked(data, size, target, mode)
         except ValueError as again:  # zero padding is said only once the header is mended
             warning = str(again)
-    first = warning
-    for _ in range(MAX_PADDINGS):  # a tool that pads one scan pads them all, and the end: one padding at a time
-        found = re.search(_PADDING_WARNING, warning)
-        if found is None:
-            raise ValueError(first)
-        for unpadded in _without_zero_padding(data, int(found.group(1)), int(found.group(2), 16)):
-            try:
-                return _decode_jpeg_checked(unpadded, size, target, mode)
-            except ValueError as again:
-                if re.search(_PADDING_WARNING, str(again)):  # this padding went, another is said: go on from here
-                    data, warning = unpadded, str(again)
-                    break
-        else:
-            raise ValueError(first)
-    raise ValueError(first)
+    decoded = _unpadded(data, warning, size, target, mode, [MAX_PADDING_DECODES])
+    if decoded is None:
+        raise ValueError(warning)
+    return decoded[0]
 
 
 MAX_PADDING_TRIES = 16  # places a padding of that size before that marker is taken off from, one at a time
-MAX_PADDINGS = 64  # paddings taken off one after another (a progressive photo has about ten scans)
+MAX_PADDING_DECODES = 64  # decodes the search for paddings may spend on one photo (a progressive one has ~10 scans)
+
+
+def _unpadded(data: bytes, warning: str, size, target, mode: str, budget: list[int]) -> tuple | None:
+    """(pixels,) of the JPEG with its zero paddings taken off, or None. The warning names the first padding's size
+    and marker, not its place: each place holding such zeros is tried on these bytes first (zeros that were scan
+    data leave the scan short, and the check fails), then, where taking one off leaves a padding said further on
+    (a tool that pads one scan pads them all, and the end), the search goes on from there; ``budget``: decodes."""
+    found = re.search(_PADDING_WARNING, warning)
+    if found is None:
+        return None
+    further = []
+    for unpadded in _without_zero_padding(data, int(found.group(1)), int(found.group(2), 16)):
+        if budget[0] <= 0:
+            return None
+        budget[0] -= 1
+        try:
+            return (_decode_jpeg_checked(unpadded, size, target, mode),)
+        except ValueError as again:
+            if re.search(_PADDING_WARNING, str(again)):
+                further.append((unpadded, str(again)))
+    for unpadded, again in further:
+        decoded = _unpadded(unpadded, again, size, target, mode, budget)
+        if decoded is not None:
+            return decoded
+    return None
 
 
 def _without_zero_padding(data: bytes, count: int, marker: int):

@@ -609,18 +609,31 @@ def make_figure(name: str, tables: dict[str, pd.DataFrame], summary: dict | None
     fig = Figure(figsize=SIZES[name], dpi=DPI)
     FigureCanvasAgg(fig)
     DRAW[name](fig, tables, summary or {})
-    for ax in fig.axes:
-        for axis in (ax.xaxis, ax.yaxis):
-            if axis.get_scale() == "log":  # its own labels are formulas, drawn as text with text.parse_math off
-                axis.set_major_formatter(ticker.FuncFormatter(_log_tick))
-                axis.set_minor_formatter(ticker.NullFormatter())
+    plain_log_ticks(fig)
     fig.tight_layout()
     return fig
 
 
+def plain_log_ticks(fig: Figure) -> None:
+    """Every log axis of ``fig`` labelled in plain numbers: matplotlib's own labels are formulas, drawn as their
+    source (`$\\mathdefault{10^{2}}$`) with `text.parse_math` off. Minor ticks are labelled where matplotlib
+    would label them (an axis spanning about a decade or less holds no power of ten to label)."""
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() == "log":
+                axis.set_major_formatter(ticker.FuncFormatter(_log_tick))
+                axis.set_minor_formatter(_PlainMinorLogFormatter(labelOnlyBase=False))
+
+
+class _PlainMinorLogFormatter(ticker.LogFormatter):
+    """matplotlib's choice of which minor ticks to label, each in plain numbers."""
+
+    def __call__(self, value, position=None):
+        return _log_tick(value, position) if super().__call__(value, position) else ""
+
+
 def _log_tick(value: float, _position) -> str:
-    """A log axis's tick as plain text: 1, 10, 1,000, 0.1 (with `text.parse_math` off, matplotlib's own labels,
-    `$\\mathdefault{10^{2}}$`, were drawn as that text)."""
+    """A log axis's tick as plain text: 1, 10, 1,000, 20,000, 0.1."""
     return f"{value:,.0f}" if value >= 1 else f"{value:g}"
 
 
