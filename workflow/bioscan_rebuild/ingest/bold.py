@@ -490,8 +490,7 @@ def _second_headers(
     Quotes, spaces, a BOM and the names of columns never read do not count: `cat a.tsv b.tsv` of an R-written
     export, or one whose header ends in a space."""
     first = _header_fields("\t".join(header))
-    # only lines naming the processid column can be headers: the rest never leave Arrow
-    named = pc.fill_null(pc.match_substring(text, processid_name), False).to_numpy(zero_copy_only=False)
+    named = _lines_holding(text, processid_name)  # only lines naming the processid column can be headers
     repeated, reordered = np.zeros(len(text), bool), np.zeros(len(text), bool)
     at_first = [first.index(column) for column in read_columns]
     for i in np.flatnonzero(named):
@@ -501,6 +500,24 @@ def _second_headers(
             # only where the columns that are read stand counts (a note column renamed moves nothing)
             reordered[i] = len(fields) != len(first) or [fields.index(c) for c in read_columns] != at_first
     return repeated, reordered
+
+
+def _lines_holding(text: pa.Array, word: str) -> np.ndarray:
+    """Per line of ``text``, whether it holds ``word``: one search of the block's bytes (an Arrow substring match
+    per line took as long as splitting the lines into fields), then the lines of its few hits."""
+    out = np.zeros(len(text), bool)
+    if not len(text):
+        return out
+    text = pa.concat_arrays([text]) if text.offset else text  # offsets from 0
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32, count=len(text) + 1)
+    data = text.buffers()[2]
+    if data is None:
+        return out
+    start, end = int(offsets[0]), int(offsets[-1])
+    for hit in re.finditer(re.escape(word.encode()), memoryview(data)[start:end]):
+        line = int(np.searchsorted(offsets, start + hit.start(), side="right")) - 1
+        out[line] = out[line] or start + hit.end() <= offsets[line + 1]  # the whole word in that line
+    return out
 
 
 def _under_second_header(headers: np.ndarray, reordered: np.ndarray, line_numbers: np.ndarray, state: dict):
@@ -590,7 +607,7 @@ def parse_export(
         stats.blank_lines += int(blank.sum())
         keep = ~blank
         text, bad_utf8, line_numbers = text.filter(pa.array(keep)), bad_utf8[keep], line_numbers[keep]
-        raw_lines = [line for line, kept in zip(lines, keep) if kept]
+        kept_at = np.flatnonzero(keep)  # each kept line's place among the block's lines (its bytes are there)
         stats.data_lines += len(text)
 
         lists = pc.split_pattern(text, "\t")
@@ -603,7 +620,7 @@ def parse_export(
         # real export's records)
         damaged_field = {}
         for i in np.flatnonzero((bad_utf8 | control) & (n_fields == n_columns)):
-            damaged_field[i] = _damaged_read_field(raw_lines[i], read_positions)
+            damaged_field[i] = _damaged_read_field(lines[kept_at[i]], read_positions)
             if damaged_field[i] is None:
                 bad_utf8[i] = control[i] = False
         repeated, reordered = _second_headers(text, header, read_columns, processid_name)
