@@ -63,13 +63,13 @@ def _with_sources(rejects: pa.Table, records) -> pa.Table:
         )
         for path in records
     )
-    frame = rejects.to_pandas()
+    # only those rows leave Arrow: a full redelivery rejects a row per record (5M)
+    frame = rejects.filter(lacking).to_pandas()
     facts = found.to_pandas().drop_duplicates("processid").set_index("processid")
-    rows = lacking.to_numpy(zero_copy_only=False) & frame["processid"].isin(facts.index).to_numpy()
     for name in SOURCE_OF_REJECTED:
-        known = facts[name].reindex(frame.loc[rows, "processid"]).to_numpy()
-        frame.loc[rows, name] = np.where(pd.isna(frame.loc[rows, name]).to_numpy(), known, frame.loc[rows, name])
-    return pa.Table.from_pandas(frame, schema=REJECT_SCHEMA, preserve_index=False)
+        frame[name] = frame[name].fillna(facts[name].reindex(frame["processid"]).set_axis(frame.index))
+    filled = pa.Table.from_pandas(frame, schema=REJECT_SCHEMA, preserve_index=False)
+    return pa.concat_tables([rejects.filter(pc.invert(lacking)), filled]).sort_by(REJECT_ORDER)
 
 
 def _released_ids(splits_path) -> pd.Index:

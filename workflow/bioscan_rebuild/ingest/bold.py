@@ -126,24 +126,14 @@ ARCHIVES = {
 ARCHIVE_FIX = "unpack it, or save the sheet as tab-separated UTF-8 text, and give that file"
 
 
-def _utf32_without_bom(head: bytes) -> bool:
-    """Whether text reads as UTF-32 of mostly ASCII: in most 4-byte groups one non-zero byte and three zeros, at the
-    same end of each group (an executable's or an image's NULs fall anywhere)."""
-    groups = [head[i : i + 4] for i in range(0, len(head) - 3, 4)]
-    little = sum(g[0] != 0 and g[1:] == b"\x00\x00\x00" for g in groups)
-    big = sum(g[3] != 0 and g[:3] == b"\x00\x00\x00" for g in groups)
+def _wide_ascii(head: bytes, width: int) -> bool:
+    """Whether ``head`` reads as mostly-ASCII text of ``width`` bytes a character (UTF-16: 2, UTF-32: 4): nearly
+    every group one non-zero byte and the rest zeros, at the same end (an executable's NULs fall anywhere)."""
+    groups = [head[i : i + width] for i in range(0, len(head) - width + 1, width)]
+    zeros = bytes(width - 1)
+    little = sum(group[0] != 0 and group[1:] == zeros for group in groups)
+    big = sum(group[-1] != 0 and group[:-1] == zeros for group in groups)
     return len(groups) >= 4 and max(little, big) >= 0.9 * len(groups)
-
-
-def _utf16_without_bom(head: bytes) -> bool:
-    """Whether text reads as UTF-16 of mostly ASCII: more than 8 NULs, nearly all of them at the same place in
-    their 2-byte group (an executable's NULs fall anywhere: it is binary data, not text to convert)."""
-    if head.count(b"\x00") <= 8:
-        return False
-    pairs = [head[i : i + 2] for i in range(0, len(head) - 1, 2)]
-    little = sum(p[0] != 0 and p[1] == 0 for p in pairs)
-    big = sum(p[0] == 0 and p[1] != 0 for p in pairs)
-    return max(little, big) >= 0.9 * len(pairs)
 
 
 def check_export_bytes(head: bytes) -> None:
@@ -155,11 +145,11 @@ def check_export_bytes(head: bytes) -> None:
             raise LayoutError(f"{what}, not a BOLD export's text: {ARCHIVE_FIX}")
     # UTF-32 first: its BOM starts as UTF-16's does, and 3 NULs per ASCII character (converted as UTF-16 it gives
     # a NUL after every character, refused again)
-    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")) or _utf32_without_bom(head[:64]):
+    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")) or _wide_ascii(head[:64], 4):
         raise LayoutError(
             "UTF-32 text, not UTF-8: BOLD exports are UTF-8; convert it, e.g. iconv -f UTF-32 -t UTF-8 IN > OUT"
         )
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or _utf16_without_bom(head[:64]):
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (head[:64].count(b"\x00") > 8 and _wide_ascii(head[:64], 2)):
         raise LayoutError(
             "UTF-16 text, not UTF-8: BOLD exports are UTF-8; convert it, e.g. iconv -f UTF-16 -t UTF-8 IN > OUT"
         )
@@ -590,10 +580,8 @@ def parse_export(
     read_columns = sorted(set(LAYOUTS[layout].values()))
     read_positions = frozenset(header.index(column) for column in read_columns)
     processid_name = LAYOUTS[layout]["processid"]
-    state = {
-        "second_header": -1,
-        "processid_at": {},
-    }  # the line of the second header (of other columns) in force, across blocks
+    # across blocks: the line of the second header (of other columns) in force, and where each puts the processid
+    state = {"second_header": -1, "processid_at": {}}
 
     for first_line, lines in _split_lines(path, block_bytes):
         if first_line == 1:
@@ -623,8 +611,7 @@ def parse_export(
             damaged_field[i] = _damaged_read_field(lines[kept_at[i]], read_positions)
             if damaged_field[i] is None:
                 bad_utf8[i] = control[i] = False
-        repeated, reordered = _second_headers(text, header, read_columns, processid_name)
-        repeated |= reordered
+        repeated, reordered = _second_headers(text, header, read_columns, processid_name)  # reordered: of repeated
         for i in np.flatnonzero(reordered):
             state["processid_at"][int(line_numbers[i])] = _header_fields(text[i].as_py()).index(processid_name)
         # a line after a header with other columns or another order is read by that header's columns, not the
