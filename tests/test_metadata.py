@@ -37,6 +37,8 @@ def test_metadata_command_on_real_exports(realdata, tmp_path):
     # every input row is in the table or in the rejects, with a reason
     assert summary["ingest_rows"] == 3511 and len(table) + len(rejects) == 3511 and (rejects["reason"] != "").all()
     assert set(rejects["reason"]) >= {"unsupported_marker", "no_barcode", "ambiguous_barcode"}
+    # each names its export row, the barcode stage's rejects as ingest's (an auditor finds the line to fix)
+    assert (rejects["source_file"] != "").all() and rejects["source_line"].str.fullmatch(r"\d+").all()
     counted = rejects.loc[rejects["reason"] == "ambiguous_barcode", "detail"].str.extract(
         r"; (\d+) of (\d+) bases ambiguous$"
     )

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from bioscan_rebuild.core.io import check_listed, read_table
+from bioscan_rebuild.core.rejects import with_sources
 from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, INGESTED_SCHEMA, LINEAGE_FIELDS, REJECT_SCHEMA, processid_keys
 from bioscan_rebuild.export.diff import previous_version
 from bioscan_rebuild.export.layout import (
@@ -40,36 +40,6 @@ from bioscan_rebuild.metadata.barcodes import QC_SCHEMA
 from bioscan_rebuild.splits.protocol import barcode_digest
 
 IMAGE_SOURCE = ("image_batch", "image_path", "image_sha256")
-
-REJECT_ORDER = [("kind", "ascending"), ("reason", "ascending"), ("processid", "ascending")]
-
-
-# A record a later stage refused (a bad barcode, a photo with no specimen) leaves with its photo: its row takes the
-# export row and the photo (name and sha256) ingest joined to it, so that every rejected photo is in the file.
-SOURCE_OF_REJECTED = ("batch", "source_file", "source_line", "image_path", "image_sha256")
-
-
-def _with_sources(rejects: pa.Table, records) -> pa.Table:
-    """``rejects`` with the source columns of each record row that lacks them (``source_file`` empty: a stage after
-    ingest wrote it) filled from the ingested records; read shard by shard, keeping only those records."""
-    lacking = pc.and_(pc.equal(rejects["kind"], "record"), pc.is_null(rejects["source_file"]))
-    lacking = pc.and_(lacking, pc.is_valid(rejects["processid"]))
-    wanted = pc.unique(rejects.filter(lacking)["processid"])
-    if not len(wanted) or not records:
-        return rejects
-    found = pa.concat_tables(
-        read_table(path, INGESTED_SCHEMA, columns=["processid", *SOURCE_OF_REJECTED]).filter(
-            pc.is_in(pc.field("processid"), wanted)
-        )
-        for path in records
-    )
-    # only those rows leave Arrow: a full redelivery rejects a row per record (5M)
-    frame = rejects.filter(lacking).to_pandas()
-    facts = found.to_pandas().drop_duplicates("processid").set_index("processid")
-    for name in SOURCE_OF_REJECTED:
-        frame[name] = frame[name].fillna(facts[name].reindex(frame["processid"]).set_axis(frame.index))
-    filled = pa.Table.from_pandas(frame, schema=REJECT_SCHEMA, preserve_index=False)
-    return pa.concat_tables([rejects.filter(pc.invert(lacking)), filled]).sort_by(REJECT_ORDER)
 
 
 def _released_ids(splits_path) -> pd.Index:
@@ -233,8 +203,7 @@ def write_side_files(
     def staged(file) -> Path:
         return tmp / Path(file.path).name
 
-    all_rejects = pa.concat_tables(read_table(p, REJECT_SCHEMA) for p in rejects).sort_by(REJECT_ORDER)
-    all_rejects = _with_sources(all_rejects, records)
+    all_rejects = with_sources(pa.concat_tables(read_table(p, REJECT_SCHEMA) for p in rejects), records)
     pacsv.write_csv(all_rejects, staged(REJECTS))
     pacsv.write_csv(pq.read_table(changes), staged(CHANGES))
     pacsv.write_csv(split_history(splits, version, previous), staged(SPLIT_HISTORY))

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from bioscan_rebuild.core.io import atomic_path
 from bioscan_rebuild.core.params import BarcodeParams, TaxonomyParams
+from bioscan_rebuild.core.rejects import with_sources
 from bioscan_rebuild.core.schemas import LINEAGE_FIELDS, RELEASE_COLUMNS
 from bioscan_rebuild.metadata.local import metadata_local
 from bioscan_rebuild.splits.stage import split_tables
@@ -61,7 +62,8 @@ def metadata_from_exports(
         rejects = pa.concat_tables(
             [pq.read_table(tmp / "ingest" / "rejects.parquet"), pq.read_table(metadata / "rejects.parquet")]
         )
-        _write_csv(rejects.to_pandas(), f"{stem}.rejects.csv")
+        # as the release's rejects.csv: a record the metadata stage refused names its export row
+        _write_csv(with_sources(rejects, run["records"]).to_pandas(), f"{stem}.rejects.csv")
         _write_csv(pq.read_table(metadata / "changes.parquet").to_pandas(), f"{stem}.changes.csv")
         _write_csv(pq.read_table(metadata / "bins.parquet").to_pandas(), f"{stem}.bins.csv")
         _write_csv(barcodes.drop(columns=["dna_barcode"]), f"{stem}.barcode_qc.csv")
