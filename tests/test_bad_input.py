@@ -577,6 +577,51 @@ def test_links_and_names_in_an_image_folder(tmp_path):
     assert stored and not any(path.is_symlink() for path in stored)
 
 
+def test_a_link_loop_is_a_loop_whatever_python_resolves_it_to(tmp_path, monkeypatch):
+    """Python 3.13's lenient ``Path.resolve`` no longer raises on a loop of links: the loop was a ``broken_link``
+    there and a ``link_loop`` on 3.11 (the reason depended on the interpreter)."""
+    folder = tmp_path / "photos"
+    _photo(folder / "P1.jpg")
+    (folder / "P7.jpg").symlink_to(folder / "P8.jpg")
+    (folder / "P8.jpg").symlink_to(folder / "P7.jpg")
+    (folder / "P9.jpg").symlink_to(folder / "gone.jpg")
+    lenient = Path.resolve
+
+    def resolve_as_313(self, strict=False):
+        if strict:
+            return lenient(self, strict=True)
+        try:
+            return lenient(self)
+        except RuntimeError:  # 3.13 gives back the path it reached
+            return Path(os.path.abspath(self))
+
+    monkeypatch.setattr(Path, "resolve", resolve_as_313)
+    _, rejects = list_images(folder, "b", 1)
+    assert sorted(zip(rejects["image_path"].to_pylist(), rejects["reason"].to_pylist())) == [
+        ("P7.jpg", "link_loop"),
+        ("P8.jpg", "link_loop"),
+        ("P9.jpg", "broken_link"),
+    ]
+
+
+def test_a_photo_given_read_access_changes_its_folders_fingerprint(tmp_path, monkeypatch):
+    """``chmod`` keeps a file's size and mtime: a photo made readable after a run that rejected it as
+    ``unreadable_file`` was never listed again, and its record stayed ``image_rejected``."""
+    import hashlib
+
+    text = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    source = re.search(r"def folder_fingerprint\(.*?(?=\n\n\n)", text, re.S).group(0)
+    namespace = {"hashlib": hashlib, "os": os, "images_of": lambda wildcards: str(tmp_path)}
+    exec(source, namespace)
+    fingerprint = namespace["folder_fingerprint"]
+    _photo(tmp_path / "P1.jpg")
+    readable = fingerprint(None)
+    monkeypatch.setattr(os, "access", lambda path, mode: not str(path).endswith("P1.jpg"))
+    assert fingerprint(None) != readable
+    monkeypatch.undo()
+    assert fingerprint(None) == readable
+
+
 def test_an_images_path_that_is_not_a_folder_is_one_clear_line(tmp_path):
     (tmp_path / "photos.zip").write_bytes(b"PK\x03\x04")
     result = _run_cli("ingest", "list", "photos.zip", "--batch", "b", "--shards", "1", "--outdir", "o", cwd=tmp_path)

@@ -7,6 +7,7 @@ import zipfile
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from bioscan_rebuild.core.params import ExportOptions
 from bioscan_rebuild.export.formats.images import write_zip_packages
@@ -73,6 +74,10 @@ def test_zip_packages_are_named_and_cut_as_published_and_deterministic(tmp_path)
     assert write_zip_packages(root, tmp_path / "one", pretrain_parts=1)[0] == "BIOSCAN_5M_cropped_256_pretrain.zip"
 
 
+BLOB = b"\xff\xd8" + b"x" * 20 + b"\xff\xd9"  # every tiny image: a JPEG's first and last markers
+BLOB_SHA = hashlib.sha256(BLOB).hexdigest()
+
+
 def _tiny_release_inputs(tmp_path, *, images_per_shard):
     """Curated labels, barcode shards, splits and image results for 4 records in 2 shards, with a store."""
     import pandas as pd
@@ -116,13 +121,13 @@ def _tiny_release_inputs(tmp_path, *, images_per_shard):
                     "image_measurement_value": 10,
                     "area_fraction": 0.1,
                     "scale_factor": 0.5,
-                    **{f"sha256_{p}": "d" * 64 for p in ("original_full", "cropped", "original_256", "cropped_256")},
+                    **{f"sha256_{p}": BLOB_SHA for p in ("original_full", "cropped", "original_256", "cropped_256")},
                 }
             )
             for package in ("original_full", "cropped", "original_256", "cropped_256"):
                 target = tmp_path / "store" / "derived" / "k" / sha[:2] / f"{sha}.{package}.jpg"
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(b"\xff\xd8" + b"x" * 20 + b"\xff\xd9")  # equal lengths on purpose
+                target.write_bytes(BLOB)  # equal lengths on purpose
         path = tmp_path / f"images-{i}.parquet"
         pq.write_table(pa.Table.from_pylist(rows, schema=IMAGE_RECORD_SCHEMA), path)  # the image stage's table
         image_paths.append(path)
@@ -172,6 +177,26 @@ def test_image_tables_in_another_order_than_the_barcode_shards_are_refused(tmp_p
             store_root=tmp_path / "store",
             formats=("csv", "images"),
         )
+
+
+@pytest.mark.parametrize("formats", [("csv", "images"), ("csv", "hdf5")])
+def test_a_store_image_damaged_after_the_image_stage_is_never_released(tmp_path, formats):
+    """A derived JPEG cut short (an interrupted rsync of the store, a full disk) or with a byte changed was copied
+    into the release as it was: the release shipped a broken image under the sha256 of the sound one."""
+    from bioscan_rebuild.export.release import export_release
+    from bioscan_rebuild.export.spool import MissingImageError
+
+    barcode_paths, image_paths = _tiny_release_inputs(tmp_path, images_per_shard=[2, 2])
+    package = "cropped_256"  # the package HDF5 and the images Parquet carry
+    damaged = next((tmp_path / "store").rglob(f"*.{package}.jpg"))
+    arguments = dict(image_paths=image_paths, store_root=tmp_path / "store", formats=formats)
+    release = (tmp_path / "curated.parquet", barcode_paths, tmp_path / "splits.parquet", tmp_path / "out")
+    damaged.write_bytes(BLOB[:10])
+    with pytest.raises(MissingImageError, match=rf"{package} in the store at .* is cut short .* delete it"):
+        export_release(*release, **arguments)
+    damaged.write_bytes(BLOB.replace(b"x", b"y", 1))  # as long, and whole: only its hash tells
+    with pytest.raises(MissingImageError, match=rf"{package} in the store .* no longer holds sha256"):
+        export_release(*release, **arguments)
 
 
 def test_export_fails_loudly_when_the_store_lost_an_image(tmp_path):

@@ -167,10 +167,21 @@ def test_unrecognised_names_are_rejected(tmp_path, realdata):
     (folder / "Thumbs.db").write_bytes(b"x")
     (folder / ".DS_Store").write_bytes(b"x")
     (folder / "notes.txt").write_text("hello")
+    # what a Mac leaves beside each photo (AppleDouble): never read as a photo of processid "._AACTA1595-20"
+    (folder / "sub" / "._AACTA1595-20.1024px.jpg").write_bytes(b"\x00\x05\x16\x07Mac OS X")
+    (folder / "__MACOSX" / "sub").mkdir(parents=True)
+    (folder / "__MACOSX" / "sub" / "AACTA1595-20.1024px.jpg").write_bytes(b"\x00\x05\x16\x07Mac OS X")
     listing, rejects = list_images(folder, "b", n_shards=2)
     assert listing["image_path"].to_pylist() == ["sub/AACTA1595-20.1024px.jpg"]
-    assert sorted(rejects["image_path"].to_pylist()) == [".DS_Store", "Thumbs.db", "notes.txt"]
+    assert sorted(rejects["image_path"].to_pylist()) == [
+        ".DS_Store",
+        "Thumbs.db",
+        "__MACOSX/sub/AACTA1595-20.1024px.jpg",
+        "notes.txt",
+        "sub/._AACTA1595-20.1024px.jpg",
+    ]
     assert set(rejects["reason"].to_pylist()) == {"unrecognised_name"}
+    assert sum("macOS resource file" in detail for detail in rejects["detail"].to_pylist()) == 2
 
 
 def test_store_link_mode_and_derived_keys(tmp_path):
@@ -320,6 +331,54 @@ def test_an_inventory_run_again_reads_only_the_files_that_changed(tmp_path, monk
     monkeypatch.setattr(inv, "facts_version", lambda: "fixed-header-check")  # the code that makes the facts changed
     assert inv.inventory_shard(tmp_path / "listing.parquet", {"b": folder}, output, store) == again
     assert sorted(read) == ["P0.jpg", "P1.jpg", "P2.jpg"]  # its old facts were kept for unchanged photos
+    # a stored original cut short (an interrupted copy of the store, a disk fault) is put again from its unchanged
+    # file, not trusted for its name (the release took the cut bytes)
+    stored.chmod(0o644)
+    os.truncate(stored, stored.stat().st_size // 3)
+    read.clear()
+    assert inv.inventory_shard(tmp_path / "listing.parquet", {"b": folder}, output, store) == again
+    assert read == [] and stored.read_bytes() == (folder / "P2.jpg").read_bytes()
+
+
+def test_link_mode_reads_each_photo_once(tmp_path, monkeypatch):
+    """Linking a photo into the store changes its status-change time: the next run read and hashed every photo of
+    the delivery again (the whole delivery once more, at 5M photos)."""
+    import bioscan_rebuild.ingest.inventory as inv
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, colour in enumerate(("red", "green")):
+        (folder / f"P{i}.jpg").write_bytes(_photo(colour))
+    listing = pa.table({"batch": ["b"] * 2, "image_path": ["P0.jpg", "P1.jpg"], "processid": ["P0", "P1"]})
+    pa.parquet.write_table(listing.append_column("shard", pa.array([0, 0])), tmp_path / "listing.parquet")
+    store = ImageStore(tmp_path / "store", mode="link")
+    read = []
+    real_read = inv.read_whole
+    monkeypatch.setattr(inv, "read_whole", lambda path: read.append(path.name) or real_read(path))
+    output = tmp_path / "inventory.parquet"
+    first = inv.inventory_shard(tmp_path / "listing.parquet", {"b": folder}, output, store)
+    assert sorted(read) == ["P0.jpg", "P1.jpg"] and (folder / "P0.jpg").stat().st_nlink == 2
+    read.clear()
+    output.unlink()
+    assert inv.inventory_shard(tmp_path / "listing.parquet", {"b": folder}, output, store) == first
+    assert read == []
+
+
+def test_a_file_too_big_for_the_jobs_memory_is_named(tmp_path, monkeypatch):
+    """One huge file (a misnamed archive, a focus-stacked TIFF) stopped the inventory job with a bare MemoryError
+    that named no file."""
+    from bioscan_rebuild.core.errors import InputError
+    from bioscan_rebuild.ingest.inventory import read_whole
+
+    big = tmp_path / "P1.tif"
+    big.write_bytes(b"x" * 1000)
+
+    def out_of_memory(self):
+        raise MemoryError
+
+    monkeypatch.setattr(Path, "read_bytes", out_of_memory)
+    with pytest.raises(InputError, match=r"P1\.tif: 1,000 bytes do not fit in this job's memory"):
+        read_whole(big)
 
 
 def test_link_mode_hard_links_without_touching_the_source_mode(tmp_path):
@@ -398,6 +457,25 @@ def test_a_cached_result_whose_linked_original_was_rewritten_is_processed_again(
         handle.seek(3)
         handle.write(b"X")
     assert derived.load(sha) is None
+
+
+def test_a_cached_result_whose_jpeg_was_cut_short_is_processed_again(tmp_path):
+    """Only a JPEG gone from the store made its photo run again: one cut short (an interrupted copy of the store, a
+    full disk) was reused, and the release took it."""
+    from bioscan_rebuild.core.pilsafe import encode_jpeg
+    from bioscan_rebuild.images.process import DerivedStore, PhotoResult
+
+    derived = DerivedStore(ImageStore(tmp_path / "store", mode="copy"), KEY)
+    crop = encode_jpeg(np.zeros((8, 8, 3), np.uint8))
+    result = PhotoResult("ok", sha256={"cropped": hashlib.sha256(crop).hexdigest()})
+    derived.save(SHA, result, {"cropped": crop})
+    assert derived.load(SHA) == result
+    stored = derived.image_path(SHA, "cropped")
+    stored.chmod(0o644)
+    os.truncate(stored, len(crop) // 2)
+    assert derived.load(SHA) is None
+    derived.save(SHA, result, {"cropped": crop})  # the photo's job made it again: the cut file is replaced
+    assert derived.load(SHA) == result and stored.read_bytes() == crop
 
 
 def test_put_bytes_writes_a_read_only_file_through_the_scratch_folder(tmp_path):

@@ -104,16 +104,17 @@ class ImageStore:
         return self.derived_path(key, sha256, "json")
 
     def put_original(
-        self, source: str | Path, sha256: str, image_format: str, data: bytes | None = None
+        self, source: str | Path, sha256: str, image_format: str, data: bytes | None = None, size: int | None = None
     ) -> Path | None:
         """Store `source` under its hash; a no-op when already stored or the mode is 'none'. ``data``: the bytes
-        that were hashed; they are what is stored (a file that changed since is not linked or copied)."""
+        that were hashed; they are what is stored (a file that changed since is not linked or copied). ``size``:
+        without ``data``, the bytes the original holds (one stored with another size is damaged, and replaced)."""
         if self.mode == "none":
             return None
         target = self.original_path(sha256, image_format)
         # in copy mode the store owns its bytes: an original a link-mode run left linked to its delivery is copied
         linked_in_copy_mode = self.mode == "copy" and _linked(target)
-        if _present(target, None if data is None else len(data)) and not linked_in_copy_mode:
+        if _present(target, size if data is None else len(data)) and not linked_in_copy_mode:
             return target
         if self.mode == "link":
             try:
@@ -162,6 +163,17 @@ class ImageStore:
         """Replace a damaged stored original with ``data`` (whose sha256 the caller checked): a copy, never a link
         (the damage may have come through one)."""
         return self._commit(self.original_path(sha256, image_format), lambda t: Path(t).write_bytes(data))
+
+
+def whole_jpeg(path: Path) -> bool:
+    """``path`` is there and ends with a JPEG's end marker, as every JPEG the image stage writes does (one cut
+    short by an interrupted copy of the store or a full disk does not): one seek, two bytes read."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(-2, os.SEEK_END)
+            return handle.read(2) == b"\xff\xd9"
+    except OSError:  # absent, or shorter than two bytes
+        return False
 
 
 def _present(target: Path, size: int | None) -> bool:

@@ -10,6 +10,7 @@ Memory is one shard (plus the curated label table), whatever the number of recor
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pyarrow.parquet as pq
 
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, RANKS, RELEASE_COLUMNS, SPLITS
-from bioscan_rebuild.core.store import ImageStore
+from bioscan_rebuild.core.store import ImageStore, whole_jpeg
 
 IMAGE_KEYS = ("image_sha256", "params_key", "original_full_is_source", *(f"sha256_{p}" for p in IMAGE_PACKAGES))
 DICTIONARY_COLUMNS = (*RANKS, "taxon", "dna_bin", "country", "province_state", "split", "chunk")
@@ -158,8 +159,28 @@ def iter_split(spool: Path, split: str) -> Iterator[pa.Table]:
 
 
 class MissingImageError(InputError):
-    """A derived JPEG the image stage wrote is gone from the store (deleted, a disk cleaned up): a person's fix, one
-    line (the store is not a job input, so a plain re-run does not notice)."""
+    """A derived JPEG the image stage wrote is gone from the store (deleted, a disk cleaned up) or damaged since: a
+    person's fix, one line (the store is not a job input, so a plain re-run does not notice)."""
+
+
+def _damaged(row: dict, package: str, path: Path, what: str) -> MissingImageError:
+    return MissingImageError(
+        f"{row.get('processid')}: {package} in the store at {path} {what}: it was damaged after the image stage "
+        "wrote it (an interrupted copy of the store, a disk fault); delete it and redo its photo jobs, which make "
+        "it again: snakemake --forcerun process_photos"
+    )
+
+
+def read_derived_image(store_root: Path, row: dict, package: str) -> bytes | None:
+    """The bytes of ``derived_image_path``'s JPEG, checked against the sha256 the image stage recorded: a damaged
+    store file is never released."""
+    path = derived_image_path(store_root, row, package)
+    if path is None:
+        return None
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != row[f"sha256_{package}"]:
+        raise _damaged(row, package, path, f"no longer holds sha256 {row[f'sha256_{package}'][:12]}…")
+    return data
 
 
 def derived_image_path(store_root: Path, row: dict, package: str) -> Path | None:
@@ -175,4 +196,7 @@ def derived_image_path(store_root: Path, row: dict, package: str) -> Path | None
             "after the image stage wrote them; redo its photo jobs, which make only what is missing again: "
             "snakemake --forcerun process_photos (with image_store.mode none a release cannot take images)"
         )
+    # the cheap check, for files cloned unread (the audit compares every hash); a source photo may end otherwise
+    if not (package == "original_full" and row.get("original_full_is_source")) and not whole_jpeg(path):
+        raise _damaged(row, package, path, "is cut short (no JPEG end marker)")
     return path

@@ -43,7 +43,7 @@ from PIL import Image, ImageCms, ImageFile, ImageOps
 
 from bioscan_rebuild.core.params import ImageParams
 from bioscan_rebuild.core.pilsafe import PHOTO_FORMATS, decoder_pixels, error_detail, open_image, several_pictures
-from bioscan_rebuild.core.store import ImageStore, params_key
+from bioscan_rebuild.core.store import ImageStore, params_key, whole_jpeg
 from bioscan_rebuild.detect.base import Detection
 from bioscan_rebuild.images.geometry import (
     apply_crop,
@@ -666,7 +666,8 @@ class DerivedStore:
 
     def load(self, sha: str) -> PhotoResult | None:
         """The stored result, or None when there is none or one of its JPEGs is gone from the store (deleted, or
-        a disk cleaned up): the photo is then processed again, as a re-run is expected to repair."""
+        a disk cleaned up) or cut short (an interrupted copy of the store): the photo is then processed again, as a
+        re-run is expected to repair."""
         path = self.result_path(sha)
         if not path.exists():
             return None
@@ -681,7 +682,7 @@ class DerivedStore:
                 if self.store.original_damaged(sha, "jpeg", since_ns=path.stat().st_mtime_ns):
                     return None
                 continue
-            if not self.image_path(sha, package).exists():
+            if not whole_jpeg(self.image_path(sha, package)):  # gone, or cut short: made again
                 return None
         return result
 

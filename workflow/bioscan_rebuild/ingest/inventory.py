@@ -71,6 +71,12 @@ WALK_PROBLEMS = {
     "link_loop": "symbolic link that leads back to itself through links",
     "not_a_file": "a named pipe, socket or device, not a regular file",
 }
+# what a Mac leaves beside each photo it copies to a share or zips (AppleDouble): not photos, never read
+MAC_RESOURCE_DETAIL = "a macOS resource file (AppleDouble: ._NAME or under __MACOSX), not a photo"
+
+
+def mac_resource_file(rel: Path) -> bool:
+    return rel.name.startswith("._") or "__MACOSX" in rel.parts[:-1]
 
 
 def walk_folder(image_dir: Path, links_outside: bool = False):
@@ -102,12 +108,12 @@ def walk_folder(image_dir: Path, links_outside: bool = False):
             path = Path(entry.path)
             if entry.is_symlink():
                 try:
-                    target = path.resolve()
-                except (RuntimeError, OSError):  # a loop of links (Python 3.11 raises on it)
-                    yield entry_rel, "link_loop"
-                    continue
-                if not target.exists():
+                    target = path.resolve(strict=True)
+                except (FileNotFoundError, NotADirectoryError, PermissionError):
                     yield entry_rel, "broken_link"
+                    continue
+                except (RuntimeError, OSError):  # a loop of links (3.11 raises RuntimeError, 3.13 OSError ELOOP)
+                    yield entry_rel, "link_loop"
                     continue
                 if not links_outside and not inside(target):
                     yield entry_rel, "link_outside"
@@ -134,6 +140,8 @@ def walk_named(image_dir: Path, links_outside: bool = False):
             yield shown, "unreadable_name", "the file name is not UTF-8: rename it"
         elif problem is not None:
             yield text, problem, WALK_PROBLEMS[problem]
+        elif mac_resource_file(rel):
+            yield text, "unrecognised_name", MAC_RESOURCE_DETAIL
         else:
             yield text, None, None
 
@@ -331,6 +339,11 @@ def read_whole(path: Path) -> tuple[bytes | None, tuple[str, str] | None]:
         after = os.stat(path)
     except OSError as error:
         return None, ("unreadable_file", error.strerror or type(error).__name__)
+    except MemoryError:  # this job's limit, not the file's fault: the one file that did not fit is named
+        raise InputError(
+            f"{path}: {before.st_size:,} bytes do not fit in this job's memory: give the inventory jobs more "
+            "(mem_mb), or take the file out of the image folder if it is not a photo"
+        ) from None
     if (before.st_size, before.st_mtime_ns, before.st_ino) != (after.st_size, after.st_mtime_ns, after.st_ino) or (
         len(data) != after.st_size
     ):
@@ -375,7 +388,8 @@ def _known(row: dict | None, key, path: Path, store: ImageStore | None) -> dict 
     facts = {name: row[name] for name in INVENTORY_SCHEMA.names[3:]}
     if store is not None and facts["image_problem"] is None:
         try:
-            store.put_original(path.resolve(), facts["image_sha256"], facts["image_format"])
+            # a stored original of another size (cut short by a copy of the store, a disk fault) is put again
+            store.put_original(path.resolve(), facts["image_sha256"], facts["image_format"], size=facts["image_bytes"])
         except (OSError, ValueError):  # changed after all (its hash differs): read it
             return None
     return facts
@@ -410,6 +424,7 @@ def inventory(
             elif store is not None and facts["image_problem"] is None:
                 # the bytes hashed above, so the store holds what the sha256 names (the file, not a link)
                 store.put_original(path.resolve(), facts["image_sha256"], facts["image_format"], data=data)
+                key = _unchanged_key(path)  # a hard link (link mode) changed its status-change time
         stat = dict(zip(CACHE_SCHEMA.names[-4:], key or (None,) * 4))
         rows.append({"batch": batch, "image_path": rel_path, "processid": processid, **facts, **stat})
     return pa.Table.from_pylist(rows, schema=CACHE_SCHEMA)

@@ -11,7 +11,7 @@ from bioscan_rebuild.core.params import ExportOptions
 from bioscan_rebuild.core.schemas import RANKS, SPLITS
 from bioscan_rebuild.export.formats.base import ExportContext, Format
 from bioscan_rebuild.export.layout import HDF5_PATH
-from bioscan_rebuild.export.spool import IMAGE_KEYS, derived_image_path, iter_split
+from bioscan_rebuild.export.spool import IMAGE_KEYS, iter_split, read_derived_image
 
 HDF5_LABELS = ("taxon", *RANKS, "dna_bin", "dna_barcode", "chunk")
 
@@ -55,8 +55,8 @@ def write_hdf5(spool: Path, path: Path, store_root: Path, options: ExportOptions
                         group[name].resize((end,))
                     images = np.empty(len(batch), dtype=object)
                     for k, row in enumerate(batch):
-                        source = derived_image_path(store_root, row, options.image_package)
-                        images[k] = np.frombuffer(source.read_bytes() if source is not None else b"", np.uint8)
+                        data = read_derived_image(store_root, row, options.image_package)
+                        images[k] = np.frombuffer(data if data is not None else b"", np.uint8)
                     _write_vlen(group["image"], size, images)
                     group["processid"][size:end] = [r["processid"] for r in batch]
                     part = table.slice(start, len(batch))

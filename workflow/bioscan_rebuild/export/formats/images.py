@@ -24,7 +24,7 @@ from bioscan_rebuild.export.layout import (
     image_relpath,
     zip_name,
 )
-from bioscan_rebuild.export.spool import IMAGE_KEYS, derived_image_path, iter_split
+from bioscan_rebuild.export.spool import IMAGE_KEYS, derived_image_path, iter_split, read_derived_image
 
 
 def _place(source: Path, target: Path) -> None:
@@ -71,9 +71,9 @@ def write_images_parquet(spool: Path, folder: Path, store_root: Path, options: E
                 rows = batch.to_pylist()  # one batch of JPEGs in memory at a time
                 images = []
                 for row in rows:
-                    source = derived_image_path(store_root, row, package)
+                    data = read_derived_image(store_root, row, package)
                     path = image_relpath(package, split, row["chunk"], row["processid"])
-                    images.append(None if source is None else {"bytes": source.read_bytes(), "path": path})
+                    images.append(None if data is None else {"bytes": data, "path": path})
                 part = pa.table(
                     {"processid": [r["processid"] for r in rows], "split": [split] * len(rows), "image": images},
                     schema=schema,
