@@ -738,6 +738,31 @@ def test_a_fixes_table_is_read_as_the_names_it_meets_are_written(tmp_path):
     assert out.loc["a", ["order", "family"]].tolist() == ["Lepidoptera", "Phoridae"]
 
 
+def test_a_genus_the_fixes_table_renames_renames_its_species(tmp_path):
+    """A genus fix left its species' first word as it was: step 5 then took every named species of the genus off as
+    a mismatch, and kept its placeholders under the old spelling."""
+    path = tmp_path / "fixes.tsv"
+    path.write_text("rank\tfrom\tto\treason\ngenus\tMegasella\tMegaselia\ttypo\nspecies\tMegasella sp. 9\t\tdropped\n")
+    records = frame(
+        [
+            row("a", "Phoridae", "Megasella", "Megasella scalaris", "BOLD:AAA0001", "k1"),
+            row("b", "Phoridae", "Megasella", "Megasella sp. 3", "BOLD:AAA0002", "k2"),
+            row("c", "Phoridae", "Megasella", "Megasella sp. 9", "BOLD:AAA0003", "k3"),
+            row("d", "Phoridae", "Megasellaria", "Megasellaria alba", "BOLD:AAA0004", "k4"),
+        ]
+    )
+    result = curate(records, fixes=load_fixes(path))
+    out = by_pid(result)
+    assert out.loc["a", ["genus", "species"]].tolist() == ["Megaselia", "Megaselia scalaris"]
+    assert out.loc["b", ["genus", "species"]].tolist() == ["Megaselia", "Megaselia sp. 3"]
+    assert out.loc["c", "genus"] == "Megaselia" and pd.isna(out.loc["c", "species"])  # its own row wins
+    assert out.loc["d", ["genus", "species"]].tolist() == ["Megasellaria", "Megasellaria alba"]  # a word, not a prefix
+    changes = result["changes"]
+    assert not (changes["rule"] == "species_genus_mismatch").any()
+    assert set(changes.loc[changes["field"] == "species", "rule"]) == {"typo_table"}
+    assert_replays(records, result)
+
+
 def test_bin_table_consensus_and_agreement():
     records = pd.DataFrame(
         [

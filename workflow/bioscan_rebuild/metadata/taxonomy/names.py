@@ -185,7 +185,41 @@ def apply_fixes(cols: dict, log: ChangeLog, fixes: pd.DataFrame | None) -> None:
         mapping.update(zip(table["from"], table["to"]))
         values = cols[rank]
         rows = np.flatnonzero(pd.Series(values).isin(list(mapping)).to_numpy())
-        set_field(cols, log, "typo_table", rank, rows, [mapping[v] or None for v in values[rows]])
+        new = [mapping[v] or None for v in values[rows]]
+        if rank == "species":  # a renamed genus renames the first word of its species, placeholders too
+            rows, new = _with_renamed_genus(values, rows, new, _genus_renames(fixes))
+        set_field(cols, log, "typo_table", rank, rows, new)
+
+
+def _genus_renames(fixes: pd.DataFrame) -> dict:
+    """The fixes table's genus renames (rows for genus or any rank, a genus row winning), as genus names: old ->
+    new (none that only delete a genus: its species then meet step 5's check)."""
+    rows = fixes[fixes["rank"].isin(["genus", "*"])].sort_values("rank", key=lambda r: r == "genus", kind="stable")
+    renames = {}
+    for source, target in zip(rows["from"], rows["to"], strict=True):
+        source, target = normalise_name(source, "genus"), normalise_name(target, "genus")
+        # a genus written lower case is a placeholder's evidence, not a name to give its species
+        if source and target and target[:1].isupper() and " " not in source + target:
+            renames[source] = target
+    return renames
+
+
+def _with_renamed_genus(species: np.ndarray, rows: np.ndarray, new: list, renames: dict):
+    """``rows``/``new`` (the species the table names itself) and every other species whose first word is a genus
+    the table renames, with that word renamed (it was left as it was, so step 5 took the species off its genus
+    as a mismatch: a fixed genus lost all its named species)."""
+    if not renames:
+        return rows, new
+    parts = pd.Series(species, dtype=object).str.partition(" ").reindex(columns=[0, 1, 2])  # none: no columns
+    hit = parts[0].isin(list(renames)).to_numpy() & parts[2].astype(object).fillna("").ne("").to_numpy()
+    hit[rows] = False
+    extra_rows = np.flatnonzero(hit)
+    if not len(extra_rows):
+        return rows, new
+    extra_new = [f"{renames[first]} {rest}" for first, rest in zip(parts[0][hit], parts[2][hit], strict=True)]
+    order = np.argsort(np.concatenate([rows, extra_rows]), kind="stable")
+    rows = np.concatenate([rows, extra_rows]).astype(np.int64)[order]
+    return rows, [[*new, *extra_new][i] for i in order]
 
 
 # Open-nomenclature qualifiers written without their dot ("Psathyromyia sp", "Tanytarsus spp", "Dicrotendipes cf
