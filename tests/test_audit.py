@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from bioscan_rebuild import __version__
 from bioscan_rebuild.export.audit import parquet_paths, rendered_as_csv
 from conftest import REPO, rewrite_manifest, run_snakemake
 
@@ -132,6 +133,38 @@ def _edit_jsonld_value(release: Path) -> str:
     lines[row] = json.dumps(node, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + ","
     path.write_text("\n".join(lines))
     return f"train.jsonld: record {node['occurrenceID']} field dna_barcode: "
+
+
+def _edit_jsonld_node(release: Path, change) -> str:
+    """One record node of train.jsonld edited by ``change(node)``, written as the writer writes nodes."""
+    path = release / "bioscan5m/metadata/jsonld/train.jsonld"
+    lines = path.read_text().split("\n")
+    row = next(i for i, line in enumerate(lines) if line.startswith('{"@id":"rec:') and '"taxonRank"' in line)
+    node = json.loads(lines[row].rstrip(","))
+    change(node)
+    lines[row] = json.dumps(node, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + ","
+    path.write_text("\n".join(lines))
+    return node["occurrenceID"]
+
+
+def _retype_jsonld_node(release: Path) -> str:
+    _edit_jsonld_node(release, lambda node: node.update({"@type": "dwc:Event"}))
+    return "1 record nodes in a block are not typed dwc:Occurrence"
+
+
+def _jsonld_node_context(release: Path) -> str:
+    _edit_jsonld_node(release, lambda node: node.update({"@context": {"genus": None, "species": None}}))
+    return "a node of the graph holds an @context of its own"
+
+
+def _jsonld_taxon_rank(release: Path) -> str:
+    pid = _edit_jsonld_node(release, lambda node: node.update({"taxonRank": "phylum"}))
+    return f"record {pid} field taxonRank: 'phylum', its labels give"
+
+
+def _jsonld_is_part_of(release: Path) -> str:
+    pid = _edit_jsonld_node(release, lambda node: node.update({"isPartOf": "release:splits/test"}))
+    return f"record {pid} field isPartOf: 'release:splits/test', its split 'release:splits/train'"
 
 
 def _edit_jsonld_hash(release: Path, key: str) -> str:
@@ -524,6 +557,15 @@ def _provenance_config(release: Path) -> None:
     path.write_text(json.dumps(doc))
 
 
+def _provenance_software_version(release: Path) -> None:
+    """The version provenance.jsonld names decides whether croissant.json, the card and the JSON-LD heads are made
+    again: edited there, it turned those checks off (a licence edited beside it passed)."""
+    path = release / "bioscan5m/metadata/provenance.jsonld"
+    doc = json.loads(path.read_text())
+    next(node for node in doc["@graph"] if "softwareVersion" in node)["softwareVersion"] = "0.0.1"
+    path.write_text(json.dumps(doc))
+
+
 TAMPERS = {  # name -> (tamper, what the finding says (None: what the tamper returns), found behind a new manifest)
     "csv_cell": (_edit_csv_cell, "field family", True),
     "parquet_value": (_edit_parquet_value, "field species: 'Musca domestica'", True),
@@ -588,7 +630,36 @@ TAMPERS = {  # name -> (tamper, what the finding says (None: what the tamper ret
     "jsonld_record_count": (_jsonld_record_count, None, True),
     "jsonld_head_licence": (_jsonld_head_licence, None, True),
     "provenance_config": (_provenance_config, "provenance.jsonld: build:config sha256 000000000000", True),
+    # only the fields the csv holds were compared: a node retyped (gone to an RDF reader), a node's own @context
+    # (mapping its labels to nothing), its split or its derived terms edited all passed
+    "provenance_software_version": (
+        _provenance_software_version,
+        f"train.jsonld: built by bioscan-rebuild {__version__}, bioscan5m/metadata/provenance.jsonld says 0.0.1",
+        True,
+    ),
+    "jsonld_node_type": (_retype_jsonld_node, None, True),
+    "jsonld_node_context": (_jsonld_node_context, None, True),
+    "jsonld_taxon_rank": (_jsonld_taxon_rank, None, True),
+    "jsonld_is_part_of": (_jsonld_is_part_of, None, True),
 }
+
+
+def test_a_missing_file_and_an_edited_card_are_both_found(copy):
+    """A file gone from the release stopped the whole self-description check (croissant.json was made again from
+    the files, which stat-ed the missing one): the card edited beside it was not reported."""
+    release = copy / "results" / "release"
+    card = _card_count(release)
+    rewrite_manifest(release)
+    (release / "bioscan5m/metadata/stats/sites.csv").unlink()
+    manifest = json.loads((release / "MANIFEST.json").read_text())
+    manifest["files"]["bioscan5m/metadata/bbox.tsv"]["bytes"] += 1  # its size alone differs
+    (release / "MANIFEST.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    result = audit(copy)
+    assert result.returncode == 1
+    assert "bioscan5m/metadata/stats/sites.csv: in the manifest but missing" in result.stdout
+    assert card in result.stdout and "cannot be read" not in result.stdout, result.stdout[-3000:]
+    size = (release / "bioscan5m/metadata/bbox.tsv").stat().st_size
+    assert f"({size} bytes), manifest " in result.stdout and f"({size + 1} bytes)" in result.stdout
 
 
 @pytest.mark.parametrize("tamper", TAMPERS)
@@ -660,12 +731,14 @@ def test_the_replay_finds_labels_the_sources_do_not_give(copy):
     replay of the raw exports can tell."""
     release = copy / "results" / "release"
     first = _first_row(release)
-    _forge(release, ("genus", "taxon"), first["genus"], "Forgedia")
-    assert audit(copy).returncode == 0  # consistent with itself
+    # a family: a genus forged alone would leave its species' epithets, which the JSON-LD check finds
+    _forge(release, ("family", "taxon"), first["family"], "Forgedidae")
+    assert audit(copy).returncode == 0, audit(copy).stdout[-2000:]  # consistent with itself
     result = audit(copy, "--sources", "config/config.yaml")
     assert result.returncode == 1
-    assert f"replay of the sources: record {first['processid']} field genus: '{first['genus']}', csv 'Forgedia'" in (
-        result.stdout
+    assert (
+        f"replay of the sources: record {first['processid']} field family: '{first['family']}', csv 'Forgedidae'"
+        in result.stdout
     )
 
 

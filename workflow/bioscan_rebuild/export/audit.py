@@ -41,6 +41,7 @@ from bioscan_rebuild.core.io import csv_header, file_sha256
 from bioscan_rebuild.core.params import ExportOptions, IngestParams
 from bioscan_rebuild.core.schemas import (
     IMAGE_PACKAGES,
+    RANKS,
     RELEASE_COLUMNS,
     SPLITS,
     processid_keys,
@@ -345,7 +346,9 @@ def check_files(release: Path, manifest: dict, findings: Findings, *, threads: i
             expected = manifest[rel]
             if size != expected["bytes"] or sha != expected["sha256"]:
                 findings.add(
-                    "changed file", f"{rel}: sha256 {sha[:12]}… ({size} bytes), manifest {expected['sha256'][:12]}…"
+                    "changed file",
+                    f"{rel}: sha256 {sha[:12]}… ({size} bytes), manifest {expected['sha256'][:12]}… "
+                    f"({expected['bytes']} bytes)",
                 )
     return len(present)
 
@@ -662,8 +665,13 @@ def _lineage_image_hashes(root: Path, package: str) -> dict[str, str | None]:
     return dict(zip(table["processid"].to_pylist(), table[column].to_pylist(), strict=True))
 
 
-def _jsonld_batches(path: Path, keys: dict[str, pa.DataType], block: int) -> Iterator[pa.Table]:
-    """The nodes of a JSON-LD split file as Arrow tables, about ``block`` bytes of the file each.
+# What each record node says exactly as the writer spells it (compact JSON): its type. Counted in the raw lines,
+# since the release's own nodes type themselves with lists, which one Arrow column cannot hold beside text.
+OCCURRENCE_TYPE = b'"@type":"dwc:Occurrence"'
+
+
+def _jsonld_batches(path: Path, keys: dict[str, pa.DataType], block: int) -> Iterator[tuple[pa.Table, bytes]]:
+    """The nodes of a JSON-LD split file as Arrow tables, about ``block`` bytes of the file each, with those bytes.
 
     The release writes one node per line (``node,``) between ``"@graph": [`` and ``]}``; a raw newline cannot
     occur inside a JSON string, so blanking each line's trailing comma leaves newline-delimited JSON, which
@@ -696,8 +704,8 @@ def _jsonld_batches(path: Path, keys: dict[str, pa.DataType], block: int) -> Ite
             if cut:
                 ends = newlines - 1
                 data[ends[(ends >= 0) & (data[np.maximum(ends, 0)] == 0x2C)]] = 0x20  # "node,\n" -> "node \n"
-                nodes = pajson.read_json(pa.BufferReader(pa.py_buffer(view[:cut])), parse_options=options)
-                yield nodes
+                raw = bytes(view[:cut])
+                yield pajson.read_json(pa.BufferReader(raw), parse_options=options), raw
             del data
             carried = filled - cut
             view[:carried] = view[cut:filled]
@@ -750,6 +758,7 @@ def check_jsonld(root: Path, csv: pa.Table, findings: Findings, block: int = 1 <
     keys = {key: pa.large_string() for key in [*terms.values(), "verbatimIdentification"]}
     keys.update({key: pa.large_string() for key in DECIMAL_TERMS.values()})  # xsd:decimal literals are text
     keys.update({key: pa.int64() for key in INTEGER_TERMS.values()})
+    keys.update({key: pa.large_string() for key in ("isPartOf", *DERIVED_KEYS)})
     for split, part in _by_split(csv).items():
         path = folder / f"{split}.jsonld"
         where = f"{ROOT}/{JSONLD_DIR}/{split}.jsonld"
@@ -760,9 +769,10 @@ def check_jsonld(root: Path, csv: pa.Table, findings: Findings, block: int = 1 <
         released = _SplitRows(part)
         try:
             own = _jsonld_own_prefixes(path)
-            for nodes in _jsonld_batches(path, keys, block):
+            for nodes, raw in _jsonld_batches(path, keys, block):
                 nodes = _jsonld_record_nodes(where, nodes, own, findings)
                 _check_jsonld_nodes(where, split, nodes, released, terms, numbers, findings)
+                _check_jsonld_node_shape(where, split, nodes, raw, findings)
         except (ValueError, pa.ArrowInvalid) as error:
             findings.add("unreadable", f"{where}: not the JSON-LD the release writes ({error})")
             continue
@@ -885,6 +895,39 @@ def _check_jsonld_nodes(where, split, nodes, released: _SplitRows, terms, number
     for column, key in numbers.items():
         got = pc.cast(nodes[key].combine_chunks(), pa.float64())
         _compare(where, column, ids, _numeric_text(expected_rows[column].combine_chunks()), got, findings)
+
+
+# What a record node says that no column holds: derived from its labels (the writer's rules, run again).
+DERIVED_KEYS = ("taxonRank", "specificEpithet", "identificationQualifier")
+
+
+def _check_jsonld_node_shape(where: str, split: str, nodes: pa.Table, raw: bytes, findings: Findings) -> None:
+    """What an RDF reader takes from a record node beyond its fields: its type (a node retyped is no Occurrence,
+    and its record is gone to the reader), the split it is part of, no ``@context`` of its own (one that maps a
+    field to nothing takes it away), and the terms derived from its labels."""
+    from bioscan_rebuild.export.formats.jsonld import derived_node_terms
+
+    typed = raw.count(OCCURRENCE_TYPE)
+    if typed != nodes.num_rows:
+        findings.add(
+            f"{where} nodes",
+            f"{where}: {nodes.num_rows - typed} record nodes in a block are not typed dwc:Occurrence as written",
+        )
+    if b'"@context"' in raw:  # the file's own is above the graph (in a value, its quotes are escaped)
+        findings.add(f"{where} nodes", f"{where}: a node of the graph holds an @context of its own")
+    ids = nodes["occurrenceID"].combine_chunks()
+    parent = pa.array([f"release:splits/{split}"] * nodes.num_rows, pa.large_string())
+    _compare(where, "isPartOf", ids, parent, nodes["isPartOf"].combine_chunks(), findings, "its split")
+    labels = {rank: nodes[key].combine_chunks().to_pylist() for rank, key in STRING_TERMS.items() if rank in RANKS}
+    # what the writer knew: a verbatim identification beside a species is a placeholder's, without one the genus's
+    verbatim = [v is not None for v in nodes["verbatimIdentification"].combine_chunks().to_pylist()]
+    named = [v is not None for v in labels.get("species", [None] * nodes.num_rows)]
+    placeholder = [v and n for v, n in zip(verbatim, named, strict=True)]
+    interim = [v and not n for v, n in zip(verbatim, named, strict=True)]
+    expected = derived_node_terms(labels, placeholder, interim)
+    for key in DERIVED_KEYS:
+        got = nodes[key].combine_chunks()
+        _compare(where, key, ids, pa.array(expected[key], pa.large_string()), got, findings, "its labels give")
 
 
 # 3. Lineage ----------------------------------------------------------------------------------------------------

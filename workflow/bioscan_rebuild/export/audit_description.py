@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import file_sha256
 from bioscan_rebuild.core.params import ExportOptions
 from bioscan_rebuild.export.card import CARD, CITATION, card_text
@@ -64,15 +66,41 @@ def check_description(
     if options is None:
         return
     built_by = release_software_version(root)
+    _check_software_versions(root, built_by, findings)
     if built_by is not None and built_by != __version__:
         findings.notes.append(
             f"{ROOT}/{PROVENANCE.path}: built by bioscan-rebuild {built_by}, this audit is {__version__}: "
             "croissant.json, the card and the JSON-LD heads were not made again (audit with the version that built it)"
         )
         return
-    _check_croissant(release, manifest, options, findings)
-    _check_card(release, options, accounting, findings)
-    _check_jsonld_ends(root, csv, options, accounting, findings)
+    # each on its own: one that cannot read its file (a damaged or missing one) leaves the others' findings
+    for what, check, args in (
+        (f"{ROOT}/{CROISSANT_PATH}", _check_croissant, (release, manifest, options, findings)),
+        (CARD, _check_card, (release, options, accounting, findings)),
+        (f"{ROOT}/{JSONLD_DIR}", _check_jsonld_ends, (root, csv, options, accounting, findings)),
+    ):
+        try:
+            check(*args)
+        except (MemoryError, InputError):
+            raise
+        except Exception as error:  # json, yaml and the file system raise anything on a damaged release
+            findings.add("unreadable", f"{what}: cannot be read as the release writes it ({type(error).__name__})")
+
+
+def _check_software_versions(root: Path, built_by: str | None, findings) -> None:
+    """The version of bioscan-rebuild each JSON-LD file's head names is the one ``provenance.jsonld`` names: that
+    one decides whether the self-description is made again, so one edited there turned those checks off."""
+    for path in sorted((root / JSONLD_DIR).glob("*.jsonld")):
+        with open(path, "rb") as handle:
+            head = handle.read(EDGE_BYTES).decode("utf-8", "replace")
+        graph = head.find('"@graph"')  # the software node is among its first nodes (the context names the term)
+        said = re.search(r'"softwareVersion":\s*"([^"]*)"', head[graph:]) if graph >= 0 else None
+        if said and built_by is not None and said.group(1) != built_by:
+            findings.add(
+                "versions",
+                f"{ROOT}/{JSONLD_DIR}/{path.name}: built by bioscan-rebuild {said.group(1)}, "
+                f"{ROOT}/{PROVENANCE.path} says {built_by}",
+            )
 
 
 def _check_provenance_config(root: Path, findings) -> None:
@@ -98,13 +126,15 @@ def _check_croissant(release: Path, manifest: dict, options: ExportOptions, find
         return
     under, images = f"{ROOT}/", f"{ROOT}/{IMAGES_DIR}/"
     listed = (rel[len(under) :] for rel in manifest if rel.startswith(under))  # counted, not kept: 20M JPEGs
-    hashes = {  # the JPEGs are file sets: only the single files are hashed
-        rel[len(under) :]: entry["sha256"]
+    singles = {  # the JPEGs are file sets: only the single files are hashed
+        rel[len(under) :]: entry
         for rel, entry in manifest.items()
         if rel.startswith(under) and not rel.startswith(images)
     }
+    hashes = {rel: entry["sha256"] for rel, entry in singles.items()}
+    sizes = {rel: entry["bytes"] for rel, entry in singles.items()}
     info = croissant_info(options, {"citeAs": CITATION})
-    remade = build_croissant(root, info=info, listed=listed, hashes=hashes)
+    remade = build_croissant(root, info=info, listed=listed, hashes=hashes, sizes=sizes)
     released = json.loads(path.read_text())
     for key in ("name", "version", "license"):  # check_version names these (each once)
         if key in released and key in remade:

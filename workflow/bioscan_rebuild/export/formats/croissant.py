@@ -242,14 +242,14 @@ def _file_id(rel: str) -> str:
     return DESCRIBED[rel].id if rel in DESCRIBED else re.sub(r"\s", "_", rel)
 
 
-def _file_object(release_dir: Path, rel: str, prefix: str, hashes: Mapping[str, str]) -> dict:
+def _file_object(release_dir: Path, rel: str, prefix: str, hashes: Mapping[str, str], sizes: Mapping[str, int]) -> dict:
     path = release_dir / rel
     node = {"@type": "cr:FileObject", "@id": _file_id(rel), "name": rel.rsplit("/", 1)[-1]}
     if rel in DESCRIBED:
         node["description"] = DESCRIBED[rel].description
     node.update(
         contentUrl=prefix + rel,
-        contentSize=f"{path.stat().st_size} B",
+        contentSize=f"{sizes[rel] if rel in sizes else path.stat().st_size} B",
         encodingFormat=_encoding(rel),
         sha256=hashes[rel] if rel in hashes else file_sha256(path),
     )
@@ -450,10 +450,17 @@ def _splits_record_set() -> dict:
 
 
 def build_croissant(
-    release_dir, output=None, *, info: dict, listed=None, hashes: Mapping[str, str] | None = None
+    release_dir,
+    output=None,
+    *,
+    info: dict,
+    listed=None,
+    hashes: Mapping[str, str] | None = None,
+    sizes: Mapping[str, int] | None = None,
 ) -> dict:
     """The Croissant document for ``release_dir``, its paths relative to the folder of ``output``. ``listed`` (the
-    files under ``release_dir``) and ``hashes`` (path -> sha256): what the audit already knows from the manifest."""
+    files under ``release_dir``), ``hashes`` (path -> sha256) and ``sizes`` (path -> bytes): what the audit already
+    knows from the manifest (a file gone from the release is described as the manifest lists it)."""
     release_dir = Path(release_dir)
     output = Path(output) if output is not None else release_dir / CROISSANT_PATH
     prefix = _prefix(release_dir, output.parent)
@@ -463,7 +470,7 @@ def build_croissant(
         skip = []
     found = release_files(release_dir, skip, listed, count_images=True)
 
-    distribution = [_file_object(release_dir, rel, prefix, hashes or {}) for rel in found["single"]]
+    distribution = [_file_object(release_dir, rel, prefix, hashes or {}, sizes or {}) for rel in found["single"]]
     for table, shards in found["tables"].items():
         if shards:
             distribution.append(

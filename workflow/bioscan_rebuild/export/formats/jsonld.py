@@ -350,6 +350,36 @@ def _epithet(species: str, genus: str | None) -> str | None:
     return None
 
 
+def derived_node_terms(ranks: dict[str, list], placeholder: list, interim_genus: list) -> dict[str, list]:
+    """A record node's terms derived from its labels (``ranks``: rank -> values), whether its species is a
+    placeholder and its genus an interim name: ``taxonRank`` (of the deepest label, or of the deepest published
+    one above an interim name), ``identificationQualifier`` (a placeholder's) and ``specificEpithet`` (a clean
+    binomial's). The writer's rule, and the audit's."""
+    n = len(placeholder)
+    species, genus = ranks.get("species", [None] * n), ranks.get("genus", [None] * n)
+    rank_columns = [(rank, ranks[rank]) for rank in reversed(RANKS) if rank in ranks]
+    published = [(rank, values) for rank, values in rank_columns if rank != "species"]
+    out = {"taxonRank": [None] * n, "identificationQualifier": [None] * n, "specificEpithet": [None] * n}
+    for i in range(n):
+        name = species[i]
+        out["taxonRank"][i] = next((rank for rank, values in rank_columns if values[i] is not None), None)
+        if name is not None and placeholder[i]:
+            out["identificationQualifier"][i] = qualifier(name)
+        if (name is not None and placeholder[i]) or (name is None and interim_genus[i]):
+            # Darwin Core: an interim name is not a scientific name; the deepest published taxon above it is
+            out["taxonRank"][i] = next(
+                (
+                    rank
+                    for rank, values in published
+                    if values[i] is not None and not (rank == "genus" and interim_genus[i])
+                ),
+                None,
+            )
+        if name is not None and not placeholder[i]:
+            out["specificEpithet"][i] = _epithet(name, genus[i])
+    return out
+
+
 def _record_nodes(chunk: pd.DataFrame, split: str, split_id: str) -> Iterator[dict]:
     """Record nodes of one chunk, in row order."""
     n = len(chunk)
@@ -381,6 +411,8 @@ def _record_nodes(chunk: pd.DataFrame, split: str, split_id: str) -> Iterator[di
     published_ranks = [(rank, values) for rank, values in rank_columns if rank != "species"]
     distinct_genera = pd.Series(sorted({g for g in genus if g is not None}), dtype=object)
     placeholder_genera = set(distinct_genera[novel_genus_names(distinct_genera)]) if len(distinct_genera) else set()
+    interim = [g in placeholder_genera for g in genus]
+    derived = derived_node_terms({rank: values for rank, values in rank_columns}, placeholder, interim)
     keys = list(columns)
     for i in range(n):
         node = {"@type": "dwc:Occurrence"}
@@ -396,28 +428,21 @@ def _record_nodes(chunk: pd.DataFrame, split: str, split_id: str) -> Iterator[di
         node["isPartOf"] = split_id
         if "barcodeSha256" not in node and sequences[i] is not None:
             node["barcodeSha256"] = hashlib.sha256(sequences[i].encode("utf-8")).hexdigest()
-        deepest = next((rank for rank, values in rank_columns if values[i] is not None), None)
-        if deepest is not None:
-            node["taxonRank"] = deepest
         name = species[i]
-        interim_genus = genus[i] in placeholder_genera
         if name is not None and placeholder[i]:
             node["verbatimIdentification"] = name
-            node["identificationQualifier"] = qualifier(name)
-        elif name is None and interim_genus:
+        elif name is None and interim[i]:
             node["verbatimIdentification"] = genus[i]
         if "verbatimIdentification" in node:
             # Darwin Core: an interim name is not a scientific name; name the deepest published taxon above it
             node.pop("scientificName", None)
-            node.pop("taxonRank", None)
             for rank, values in published_ranks:
-                if values[i] is not None and not (rank == "genus" and interim_genus):
-                    node["scientificName"], node["taxonRank"] = values[i], rank
+                if values[i] is not None and not (rank == "genus" and interim[i]):
+                    node["scientificName"] = values[i]
                     break
-        if name is not None and not placeholder[i]:
-            epithet = _epithet(name, genus[i])
-            if epithet:
-                node["specificEpithet"] = epithet
+        for key, values in derived.items():
+            if values[i]:
+                node[key] = values[i]
         yield node
 
 
