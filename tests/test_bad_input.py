@@ -400,6 +400,12 @@ def _detector_param_typed_by_annotation(config):
     config["images"]["detector"]["params"] = {"imgsz": "320", "threads": 1.5}
 
 
+def _detector_params_out_of_range(config):
+    config["images"]["detector"]["backend"] = "onnx"
+    config["images"]["detector"]["params"] = {"conf": 25, "imgsz": -32}
+    config["batches"][0]["detector_params"] = {"batch": 0}
+
+
 def _licence_not_an_iri(config):
     config["export"]["licence"] = "CC BY 4.0"
 
@@ -448,6 +454,12 @@ CONFIG_FAULTS = {  # name -> (change, file to create, what the message must say)
         _detector_param_typed_by_annotation,
         None,
         ["imgsz: '320' is not a whole number", "threads: 1.5 is not a whole number"],
+    ),
+    # conf 25 (meant as 25 %) found nothing in any photo, every record lost as no_specimen; batch 0 crashed mid-run
+    "detector_params_out_of_range": (
+        _detector_params_out_of_range,
+        None,
+        ["conf: 25 is not from 0.0 to 1.0", "imgsz: -32 is not 32 or more", "batch: 0 is not 1 or more"],
     ),
     "licence_not_an_iri": (_licence_not_an_iri, None, ["'CC BY 4.0' does not match"]),
     "folder_for_a_table": (
@@ -659,6 +671,23 @@ def test_processids_are_trimmed_and_nfc_and_never_paths(realdata, tmp_path):
     reasons = {(row["reason"], row["source_line"]) for row in rejects if row["kind"] == "record"}
     assert reasons == {("missing_processid", 3), ("invalid_processid", 4)}
     assert summary["balanced"] is True
+
+
+def test_a_processid_windows_cannot_name_a_file_by_is_refused(realdata, tmp_path):
+    """The release names each record's images by its processid: ``AB:1-22``, ``CON`` or ``PRN|2?`` were released, and
+    unzipping the release on Windows failed (or an NTFS colon wrote an alternate stream)."""
+    ids = ["AB:1-22", "CON", "aux.1", "PRN|2?", "LPT9", "BSCN4.", "CONE-1", "COM10", "BSCN5-22"]
+    records, rejects, _ = read_export_bytes(tmp_path, _v4_rows(realdata, ids))
+    assert sorted(records["processid"].to_pylist()) == ["BSCN5-22", "COM10", "CONE-1"]
+    refused = {row["processid"]: row for row in rejects.to_pylist()}
+    assert sorted(refused) == ["AB:1-22", "BSCN4.", "CON", "LPT9", "PRN|2?", "aux.1"]
+    assert {row["reason"] for row in refused.values()} == {"invalid_processid"}
+    assert "Windows cannot name a file by" in refused["CON"]["detail"]
+
+
+def read_export_bytes(tmp_path, data: bytes):
+    (tmp_path / "e.tsv").write_bytes(data)
+    return read_export(tmp_path / "e.tsv", "b")
 
 
 def test_a_control_character_in_a_field_rejects_its_line(realdata, tmp_path):

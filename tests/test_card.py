@@ -57,6 +57,30 @@ def test_the_card_header_is_a_hub_card_with_a_config_per_table_and_split(tmp_pat
     ]
 
 
+def test_a_release_without_parquet_loads_with_datasets_from_its_csv(tmp_path, monkeypatch):
+    """A release of `export.formats: [csv, croissant]` had a card whose `configs:` was empty: `datasets` then read
+    every file of the release, croissant.json too, and failed, though the card says it reads the release."""
+    from conftest import import_or_skip
+
+    for name in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"):
+        monkeypatch.setenv(name, "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    datasets = import_or_skip("datasets", "datasets (test extra) is not installed")
+
+    csv = tmp_path / "bioscan5m" / "metadata" / "csv" / "BIOSCAN_5M_Insect_Dataset_metadata.csv"
+    csv.parent.mkdir(parents=True)
+    csv.write_text("processid,split,genus\nP1,train,Megaselia\nP2,pretrain,\nP3,val,Culex\n")
+    (tmp_path / "bioscan5m" / "croissant.json").write_text('{"recordSet": [{"field": [{"dataType": ["a"]}]}]}')
+    card = write_card(tmp_path, ExportOptions(), ACCOUNTING).read_text()
+    header = yaml.safe_load(re.match(r"^---\n(.*?)\n---\n", card, re.S).group(1))
+    assert header["configs"][0]["data_files"] == [
+        {"split": "all_splits", "path": "bioscan5m/metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv"}
+    ]
+    loaded = datasets.load_dataset(str(tmp_path), cache_dir=str(tmp_path / "cache"))
+    assert list(loaded) == ["all_splits"] and loaded["all_splits"]["processid"] == ["P1", "P2", "P3"]
+    assert loaded["all_splits"]["split"] == ["train", "pretrain", "val"]
+
+
 def test_the_card_body_holds_the_tables_the_figures_present_and_the_citation(tmp_path):
     release = release_tree(tmp_path)
     text = write_card(release, ExportOptions(), ACCOUNTING, diff_summary={"added": 12}).read_text()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bioscan_rebuild.core.params import ExportOptions
 from bioscan_rebuild.core.schemas import SPLITS
-from bioscan_rebuild.export.layout import IMAGES_PARQUET_DIR, PARQUET_DIR, ROOT
+from bioscan_rebuild.export.layout import CSV_PATH, IMAGES_PARQUET_DIR, PARQUET_DIR, ROOT
 
 CARD = "README.md"  # beside ROOT, as the Hugging Face Hub reads it
 STATS_DIR = "metadata/stats"  # under ROOT: the statistics stage's tables and figures
@@ -124,17 +124,26 @@ def _yaml_header(root: Path, options: ExportOptions, records: int) -> list[str]:
         *(f"- {tag}" for tag in ("biology", "biodiversity", "insects", "dna-barcodes", "taxonomy", "bioscan")),
         "size_categories:",
         f"- {size_category(records)}",
-        "configs:",
     ]
+    configs = []
     for config, folder in (("metadata", PARQUET_DIR), ("images", IMAGES_PARQUET_DIR)):
         present = [s for s in SPLITS if any((root / folder).glob(f"{s}-*.parquet"))]
         if not present:
             continue
-        lines += [f"- config_name: {config}", *(["  default: true"] if config == "metadata" else []), "  data_files:"]
+        configs += [f"- config_name: {config}", *(["  default: true"] if config == "metadata" else []), "  data_files:"]
         for split in present:
-            lines += [f"  - split: {split}", f"    path: {ROOT}/{folder}/{split}-*.parquet"]
+            configs += [f"  - split: {split}", f"    path: {ROOT}/{folder}/{split}-*.parquet"]
+    if not configs and (root / CSV_PATH).is_file():
+        # no Parquet: the CSV, every split in one table (its split column tells them apart); with no config at
+        # all `datasets` reads every file of the release, croissant.json too, and fails
+        configs = ["- config_name: metadata", "  default: true", "  data_files:"]
+        configs += [f"  - split: {CSV_SPLIT}", f"    path: {ROOT}/{CSV_PATH}"]
+    lines += ["configs:", *configs] if configs else []
     lines.append("---")
     return lines
+
+
+CSV_SPLIT = "all_splits"  # the Hugging Face split of a release whose only table is the CSV
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:

@@ -524,6 +524,11 @@ def _under_second_header(headers: np.ndarray, reordered: np.ndarray, line_number
     return under
 
 
+# A file name Windows refuses: a character it reserves, a control character, a device name (with any extension)
+# or a final dot.
+WINDOWS_UNNAMEABLE = r'[:*?"<>|\x00-\x1f]|^(?i:con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\.|$)|\.$'
+
+
 def _normalise_processids(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
     """Processids without invisible characters, trimmed of white space and in Unicode NFC, so that " BSCN1 " and a
     decomposed accent join their photos; blank ones become missing. Returns the table and, per record, why its
@@ -535,8 +540,15 @@ def _normalise_processids(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
     ids = pc.if_else(pc.equal(pc.utf8_length(ids), 0), pa.scalar(None, pa.string()), ids)
     separator = pc.fill_null(pc.match_substring_regex(ids, r"[/\\]"), False).to_numpy(zero_copy_only=False)
     missing_word = pc.fill_null(pc.is_in(ids, value_set=pa.array(sorted(CSV_NA_STRINGS))), False)
+    # the release names files by processid: one Windows cannot create (unzipping the release there failed, or an
+    # NTFS colon wrote an alternate stream) is refused as a path separator is
+    unnameable = pc.fill_null(pc.match_substring_regex(ids, WINDOWS_UNNAMEABLE), False).to_numpy(zero_copy_only=False)
     why = np.full(len(ids), None, object)
     why[missing_word.to_numpy(zero_copy_only=False)] = "a processid CSV readers take for missing (pandas, R)"
+    why[unnameable] = (
+        'a processid Windows cannot name a file by (one of : * ? " < > |, a control character, a '
+        "reserved name such as CON or NUL, or a final dot)"
+    )
     why[separator] = "a path separator (/ or \\) in the processid"
     return table.set_column(table.schema.get_field_index("processid"), "processid", ids), why
 
