@@ -329,3 +329,26 @@ def test_the_start_up_check_reads_the_keywords_of_a_backend_that_inherits_its_co
     assert read("mixed") == {"bar": 75.0}
     with pytest.raises(KeyError, match="its base Remote is not defined beside it"):
         read("imported")
+
+
+# Input functions naming files a person configures (exports, tables, freezes, models, an earlier release): such a
+# file is often copied in with its sender's older time (cp -p, rsync -a, unzip), which Snakemake's time trigger
+# never sees, so each job reading one also takes its size and time as a parameter (``fingerprint_of``).
+CONFIGURED_FILES = ("export_of", "taxonomy_tables", "split_freeze", "previous_release", "detector_weights")
+
+
+def test_every_job_reading_a_configured_file_reruns_when_it_is_replaced_by_an_older_one():
+    """The photo jobs (a model or fusion rule replaced) and the audit (the previous release replaced) kept their
+    old results: only the export, tables, freeze and release rules had the fingerprint."""
+    import re
+
+    missing = []
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for block in re.split(r"\n(?=rule )", smk.read_text())[1:]:
+            rule = block.split(":", 1)[0].removeprefix("rule ")
+            inputs = block.split("input:", 1)[1].split("output:", 1)[0] if "input:" in block else ""
+            for function in CONFIGURED_FILES:
+                if re.search(rf"=\s*{function}\s*,", inputs) and f"fingerprint=fingerprint_of({function})" not in block:
+                    missing.append((rule, function))
+    assert not missing
+    assert "rule process_photos" in (REPO / "workflow" / "rules" / "images.smk").read_text()  # the split finds rules

@@ -66,3 +66,15 @@ def test_the_whole_workflow_through_slurm_gives_the_local_release(cluster, sampl
     assert cluster_files.keys() == local_files.keys()
     differ = sorted(name for name in local_files if cluster_files[name] != local_files[name])
     assert not differ, f"{len(differ)} released files differ, e.g. {differ[:5]}"
+
+
+def test_the_local_cluster_script_leaves_a_running_cluster_alone(cluster):
+    """A second start (another session's, or `.ci/run` on a machine whose cluster runs) exits 3 and changes
+    nothing: `.ci/run`'s clean-up then stopped the running cluster and moved its slurm.conf away."""
+    require(shutil.which("pgrep") is not None, "pgrep (procps) is not installed")
+    script = REPO / "profiles" / "slurm" / "local-cluster.sh"
+    second = subprocess.run([str(script), "start"], capture_output=True, text=True, check=False)
+    assert second.returncode == 3 and "running already" in second.stderr
+    assert _cluster_idle()  # still there, as it was
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "3) echo" in ci and ci.index('"$cluster" start') < ci.index("trap '\"$cluster\" stop' EXIT")

@@ -389,8 +389,26 @@ def test_the_release_ships_a_prov_graph_of_the_build(finished_run):
     metadata = finished_run / "results" / "release" / "bioscan5m" / "metadata"
     text = (metadata / "provenance.jsonld").read_text()
     graph = rdflib.Graph().parse(data=text, format="json-ld")
-    conforms, _, report = validate(graph, shacl_graph=rdflib.Graph().parse(PROVENANCE_SHAPES, format="turtle"))
+    shapes = rdflib.Graph().parse(PROVENANCE_SHAPES, format="turtle")
+    conforms, _, report = validate(graph, shacl_graph=shapes)
     assert conforms, report
+    # the shapes hold what they claim: a job without its rule, a file without its hash, a folder's hash not one, a
+    # job using or run by nothing in the graph (each conformed: a node left out of the check by what it lost)
+    nodes = json.loads(text)
+    job = next(i for i, node in enumerate(nodes["@graph"]) if "rule" in node)
+    file = next(i for i, node in enumerate(nodes["@graph"]) if "path" in node and "sha256" in node)
+    folder = next(i for i, node in enumerate(nodes["@graph"]) if "fileListSha256" in node)
+    for index, change in (
+        (job, lambda node: node.pop("rule")),
+        (file, lambda node: node.pop("sha256")),
+        (folder, lambda node: node.update(fileListSha256="not a hash")),
+        (job, lambda node: node.update(used=["urn:nothing:here"])),
+        (job, lambda node: node.update(wasAssociatedWith="urn:nobody")),
+    ):
+        tampered = json.loads(text)
+        change(tampered["@graph"][index])
+        tampered_graph = rdflib.Graph().parse(data=json.dumps(tampered), format="json-ld")
+        assert not validate(tampered_graph, shacl_graph=shapes)[0], tampered["@graph"][index]
     prov = rdflib.Namespace("http://www.w3.org/ns/prov#")
     bioscan = rdflib.Namespace("https://github.com/bioscan-rebuild/terms#")
     plan = json.loads((finished_run / "results" / "provenance" / "plan.json").read_text())
@@ -447,13 +465,23 @@ def test_the_provenance_plan_keeps_every_job_and_a_missing_source_stops_the_rele
 
 
 @pytest.mark.parametrize(
-    ("backend", "params", "gpus"), [("yolo", {}, 1), ("yolo", {"device": "cpu"}, 0), ("onnx", {}, 0)]
+    ("backend", "params", "batch_params", "gpus"),
+    [
+        ("yolo", {}, {}, 1),
+        ("yolo", {"device": "cpu"}, {}, 0),
+        ("onnx", {}, {}, 0),
+        # a batch's own device decides (the config's alone did: a CUDA job on a node without a GPU)
+        ("yolo", {"device": "cpu"}, {"device": "cuda"}, 1),
+        ("yolo", {}, {"device": "cpu"}, 0),
+    ],
 )
-def test_gpu_detector_jobs_ask_the_cluster_for_a_gpu(sample_dir, tmp_path, backend, params, gpus):
+def test_gpu_detector_jobs_ask_the_cluster_for_a_gpu(sample_dir, tmp_path, backend, params, batch_params, gpus):
     workdir = make_workdir(tmp_path / "gpu", sample_dir)
     (workdir / "model.pt").write_bytes(b"not loaded by a dry run")
     config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
     config["images"]["detector"] = {"backend": backend, "weights": "model.pt", "params": params}
+    for batch in config["batches"]:
+        batch["detector_params"] = batch_params
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     plan = run_snakemake(workdir, "--dry-run", "--printshellcmds", "results/images/shard-000/summary.json")
     text = plan.stdout + plan.stderr
@@ -505,6 +533,26 @@ def test_a_model_file_gone_after_a_run_stops_the_next_one(finished_run, tmp_path
         text = plan.stdout + plan.stderr
         missing = detector["weights"] or detector["params"]["rule"]
         assert plan.returncode != 0 and "MissingInputException" in text and missing in text, text[-3000:]
+
+
+@pytest.mark.slow
+def test_a_failed_release_job_leaves_the_previous_release_whole(finished_run, tmp_path):
+    """The release job swaps its folder in whole or not at all, but Snakemake deleted the job's declared outputs
+    (MANIFEST.json, the CSV, accounting.json) before it ran and after it failed: the previous release was left
+    without its manifest and CSV."""
+    workdir = tmp_path / "run"
+    shutil.copytree(finished_run, workdir, symlinks=True, copy_function=shutil.copy2, dirs_exist_ok=True)
+    release = workdir / "results" / "release"
+    kept = ("MANIFEST.json", "accounting.json", "bioscan5m/metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv")
+    before = {name: (release / name).read_bytes() for name in kept}
+    next((workdir / "results" / "store" / "derived").rglob("*.cropped_256.jpg")).unlink()  # the release job fails
+    result = run_snakemake(workdir, "--forcerun", "release", "results/release/MANIFEST.json", check=False)
+    assert result.returncode != 0 and "is not in the store" in result.stdout + result.stderr + _logs(workdir)
+    assert {name: (release / name).read_bytes() for name in kept} == before
+
+
+def _logs(workdir) -> str:
+    return "".join(path.read_text() for path in (workdir / "logs" / "release").glob("*.log"))
 
 
 def test_records_without_photos_pass_the_image_stage_when_photos_are_not_required(sample_dir, tmp_path):

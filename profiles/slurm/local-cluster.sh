@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A single-node SLURM cluster on this machine, for trying profiles/slurm (Debian: slurm-wlm, munge).
 # Usage: local-cluster.sh start|stop|status   (as root; state under $SLURM_SCRATCH, default /tmp/bioscan-slurm)
+# start exits 3, changing nothing, when SLURM daemons are running already.
 # stop ends only the daemons start started (munged too, unless it was already running) and puts back what start
 # changed (a slurm.conf that was there before, the /etc/hosts line). Jobs left from an earlier start are dropped.
 set -euo pipefail
@@ -14,10 +15,14 @@ start() {
   command -v pgrep >/dev/null || { echo "install first: apt-get install -y procps" >&2; exit 1; }
   if pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null; then
     echo "SLURM daemons are running already (another cluster, or an earlier start: run stop first)" >&2
-    exit 1
+    exit 3  # nothing changed: a caller's clean-up must not stop the cluster it found
   fi
   mkdir -p "$SCRATCH"/{state,spool,log} /etc/slurm /etc/munge /run/munge /var/lib/munge /var/log/munge
-  getent hosts "$HOST" >/dev/null || echo "127.0.1.1 $HOST $MARK" >> /etc/hosts
+  if ! getent hosts "$HOST" >/dev/null; then
+    # a last line without its newline would take ours onto it (and stop would then remove both)
+    if [ -s /etc/hosts ] && [ -n "$(tail -c1 /etc/hosts)" ]; then echo >> /etc/hosts; fi
+    echo "127.0.1.1 $HOST $MARK" >> /etc/hosts
+  fi
   if [ ! -s /etc/munge/munge.key ]; then
     dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key status=none
   fi

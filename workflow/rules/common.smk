@@ -1,6 +1,7 @@
 # Small helpers shared by all stages (batch and shard lists, input functions).
 # Nothing here reads record tables: the DAG comes from the config alone, so parsing
 # the Snakefile stays cheap on every cluster job.
+import ast
 import codecs
 import functools
 import hashlib
@@ -130,7 +131,8 @@ def _backend_parameters(backend):
 
 
 def _detector_problems(backend, params, where):
-    """Unknown parameters, and values of another type than the default's (a string "false" is true to Python)."""
+    """Unknown parameters, values of another type than the default's (a string "false" is true to Python), and
+    numbers out of their parameter's range (``PARAMETER_RANGES``)."""
     known = _backend_parameters(backend)
     problems = []
     unknown = sorted(set(params) - set(known))
@@ -139,6 +141,11 @@ def _detector_problems(backend, params, where):
     kinds = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
     for key, value in params.items():
         default = known.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and key in PARAMETER_RANGES:
+            low, high = PARAMETER_RANGES[key]
+            if value < low or (high is not None and value > high):
+                bounds = f"from {low} to {high}" if high is not None else f"{low} or more"
+                problems.append(f"{where}: {key}: {value!r} is not {bounds}")
         if default is None or value is None:
             continue
         if isinstance(default, bool):
@@ -151,6 +158,20 @@ def _detector_problems(backend, params, where):
         if not ok:
             problems.append(f"{where}: {key}: {value!r} is not {kinds.get(type(default), type(default).__name__)}")
     return problems
+
+
+# each detector parameter's range, as detect/base.py states it (a literal: read without importing the package)
+def _source_literal(module, name):
+    """A literal constant (a dict, a tuple) of the package's source, however it is laid out; read without importing
+    the package, like _source_constant."""
+    path = os.path.join(workflow.basedir, "workflow", "bioscan_rebuild", module)
+    for node in ast.parse(open(path).read()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise KeyError(f"{module} has no constant {name}")
+
+
+PARAMETER_RANGES = _source_literal("detect/base.py", "PARAMETER_RANGES")
 
 
 def _is_shipped_model(path):
@@ -538,12 +559,15 @@ DETECTOR = config["images"]["detector"]
 DETECTOR_VERSION = (
     _source_constant("detect/fusion.py", "VERSION") if DETECTOR["backend"] == "fusion" else DETECTOR["backend"]
 )
-# On a cluster the torch YOLO backend's jobs ask for a GPU (--gpus) unless its device is the CPU; the
-# classical and onnx backends run on the CPU.
-DETECTOR_GPUS = int(
-    DETECTOR["backend"] == "yolo"
-    and str(DETECTOR["params"].get("device") or "cuda").lower() not in ("cpu", "mps")
-)
+
+
+def detector_gpus(wildcards):
+    """On a cluster the torch YOLO backend's jobs ask for a GPU (--gpus) unless their batch's device is the CPU;
+    the classical and onnx backends run on the CPU."""
+    device = batch_detector_params(wildcards.batch).get("device")
+    return int(DETECTOR["backend"] == "yolo" and str(device or "cuda").lower() not in ("cpu", "mps"))
+
+
 # A photo job's time limit on a cluster (minutes): 4 h holds ~350k photos with the fusion backend (41 ms each).
 # A job stopped at its limit keeps every photo it finished in the store, so its retry (profiles/slurm: retries)
 # does only the rest, with twice the time.

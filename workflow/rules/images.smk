@@ -20,7 +20,7 @@ rule process_photos:
     conda:
         "../../envs/images.yaml"
     resources:
-        gpu=DETECTOR_GPUS,
+        gpu=detector_gpus,
         runtime=photo_job_runtime,
     params:
         cli=CLI,
@@ -35,6 +35,8 @@ rule process_photos:
         code_version=IMAGE_CODE_VERSION,
         detector_version=DETECTOR_VERSION,
         shipped_model=shipped_model_of,
+        # a model or rule file replaced by one with an older time (cp -p, rsync -a) changes the results too
+        fingerprint=fingerprint_of(detector_weights),
     shell:
         "{params.cli} images photos {input.inventory:q} --batch {wildcards.batch} "
         "--store {params.store:q} -o {output.photos:q} --summary {log.counts:q} "
