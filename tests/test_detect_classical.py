@@ -200,6 +200,24 @@ def test_a_backend_parameter_typed_only_by_its_annotation_is_checked_too():
         make_detector("onnx", tta="false")
 
 
+@pytest.mark.parametrize(
+    ("backend", "params", "message"),
+    [
+        ("onnx", {"conf": 25}, "conf: 25.0 is not from 0.0 to 1.0"),  # a percentage: nothing found in any photo
+        ("onnx", {"batch": 0}, "batch: 0 is not 1 or more"),  # crashed mid-run (range() step 0)
+        ("onnx", {"imgsz": 0}, "imgsz: 0 is not 32 or more"),
+        ("classical", {"scale": 0}, "scale: 0 is not 1 or more"),
+        ("fusion", {"learned_conf": 1.5}, "learned_conf: 1.5 is not from 0.0 to 1.0"),
+    ],
+)
+def test_a_detector_parameter_out_of_its_range_is_one_line(backend, params, message):
+    from bioscan_rebuild.core.errors import InputError
+    from bioscan_rebuild.detect.registry import make_detector
+
+    with pytest.raises(InputError, match=f"detector backend {backend}: {message}"):
+        make_detector(backend, **params)
+
+
 def test_real_valid_images(realdata, detector):
     paths = sorted((realdata / VALID).glob("*.jpg"))
     assert len(paths) == 6
@@ -339,3 +357,14 @@ def test_accuracy_on_the_whole_real_dev_set_does_not_regress(realdata):
     assert summary["iou_ge_0.5"] >= 0.72
     assert summary["empty_recognised"] >= 0.90
     assert summary["pixels_vs_polygon_r"] >= 0.85
+
+
+@pytest.mark.parametrize(("backend", "params"), [("classical", {}), ("classical", {"scale": 8}), ("fusion", {})])
+def test_a_photo_too_small_for_the_detection_scale_is_no_object_not_an_opencv_error(backend, params):
+    """Under twice the scale a side (7x7 at scale 4, 12x12 at scale 8, both allowed with a low images.min_side) the
+    background surface was empty and OpenCV raised, taking the whole batch of photos down with it."""
+    from bioscan_rebuild.detect.registry import make_detector
+
+    detector = make_detector(backend, **params)
+    for height, width in ((1, 1), (7, 7), (12, 12), (2, 640), (640, 3)):
+        assert detector.detect(np.full((height, width, 3), 128, np.uint8)).status == "no_object"

@@ -36,6 +36,32 @@ def typed_parameter(owner: str, key: str, value, default):
         raise ParameterError(str(error)) from None
 
 
+# The values a detector parameter of this name can take, (lowest, highest; None: no bound), whichever backend has
+# it: a score threshold is a fraction (conf: 25, meant as 25 %, found nothing in any photo), a size or count at
+# least 1 (batch: 0 crashed mid-run).
+# The workflow's start-up check reads it from this source: keep it a literal.
+PARAMETER_RANGES = {
+    "conf": (0.0, 1.0),
+    "iou": (0.0, 1.0),
+    "learned_conf": (0.0, 1.0),
+    "imgsz": (32, None),
+    "batch": (1, None),
+    "max_det": (1, None),
+    "scale": (1, None),
+    "threads": (1, None),
+}
+
+
+def parameter_out_of_range(key: str, value) -> str | None:
+    """Why ``value`` cannot be detector parameter ``key`` (None: it can, or the name has no range)."""
+    if key not in PARAMETER_RANGES or value is None or isinstance(value, bool):
+        return None
+    low, high = PARAMETER_RANGES[key]
+    if not isinstance(value, (int, float)) or value < low or (high is not None and value > high):
+        return f"{key}: {value!r} is not {f'from {low} to {high}' if high is not None else f'{low} or more'}"
+    return None
+
+
 # Status codes a detector may return (the image stage adds decode/size statuses of its own).
 DETECTOR_STATUSES = ("ok", "no_object", "multiple_candidates")
 

@@ -259,6 +259,8 @@ class ClassicalDetector:
     def detect(self, image: np.ndarray, half: np.ndarray | None = None) -> Detection:
         """``half``: optionally, the image already reduced 2x with INTER_AREA (saves that step)."""
         image = as_rgb8(image)
+        if min(image.shape[:2]) < 2 * self._p["scale"]:  # its background surface would be empty (OpenCV raises)
+            return Detection("no_object", None, None, 0.0, 0, None)
         a = self._analyse(image, half)
         cands = a["cands"]
         if cands.size:

@@ -11,7 +11,7 @@ import importlib
 import inspect
 import typing
 
-from bioscan_rebuild.detect.base import Detector, ParameterError, typed_parameter
+from bioscan_rebuild.detect.base import Detector, ParameterError, parameter_out_of_range, typed_parameter
 
 BACKENDS = {  # name -> (module, class)
     "classical": ("bioscan_rebuild.detect.classical", "ClassicalDetector"),
@@ -42,6 +42,10 @@ def make_detector(backend: str = "classical", **params) -> Detector:
         if value is not None and len(kinds) == 1 and kinds[0] in (bool, int, float):
             # bool | None and the like: ``bool("false")`` is True
             params[key] = typed_parameter(f"detector backend {backend}", key, value, kinds[0]())
+    for key, value in params.items():
+        problem = parameter_out_of_range(key, value)
+        if problem:
+            raise ParameterError(f"detector backend {backend}: {problem}")
     return kind(**params)
 
 
