@@ -197,3 +197,17 @@ def test_a_fixes_table_with_an_unknown_rank_is_one_line(realdata, tmp_path):
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"{fixes}: unknown ranks ['Genus']" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_barcode_rejected_for_its_length_says_the_bases_the_rule_counted(realdata, tmp_path):
+    """With --no-trim-end-n the detail gave the length with its end N (460 bases for a 150-base core padded with
+    310 N), though the rule judged the core: a barcode "of 460 bases" refused for being under 200."""
+    lines = (realdata / EXPORTS[3]).read_text().split("\n")
+    header = lines[0].split("\t")
+    fields = next(line.split("\t") for line in lines if line.startswith("ABGEN1023-20\t"))  # a COI-5P row
+    fields[header.index("nuc")] = "N" * 300 + "ACGTTGCA" * 18 + "ACGTAC" + "N" * 10  # 150 bases
+    (tmp_path / "export.tsv").write_text("\n".join([lines[0], "\t".join(fields), ""]))
+    run_cli("metadata", str(tmp_path / "export.tsv"), "-o", str(tmp_path / "meta.csv"), "--no-trim-end-n")
+    rejects = pd.read_csv(tmp_path / "meta.rejects.csv", dtype=str, keep_default_na=False)
+    (detail,) = rejects.loc[rejects["processid"] == fields[header.index("processid")], "detail"]
+    assert detail.endswith("; 150 bases"), detail

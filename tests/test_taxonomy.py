@@ -791,6 +791,25 @@ def test_bin_table_consensus_and_agreement():
     assert pd.isna(bins.loc["BOLD:AAA0002", "genus"]) and pd.isna(bins.loc["BOLD:AAA0002", "genus_agreement"])
 
 
+def test_the_bin_tables_agreement_is_of_the_labels_the_votes_met():
+    """After the votes a BIN holds one label a rank, so every agreement of the curated labels was 1.0: the BIN
+    table never showed a conflict the vote had settled, or why a rank was taken off."""
+    rows = [row(f"p{i}", "Phoridae", None, None, "BOLD:AAA0001", f"k{i}") for i in range(9)]
+    rows.append(row("s1", "Sciaridae", None, None, "BOLD:AAA0001", "k9"))
+    rows += [
+        row("q1", "Phoridae", None, None, "BOLD:AAA0002", "q1"),
+        row("q2", "Sciaridae", None, None, "BOLD:AAA0002", "q2"),
+    ]
+    result = curate(frame(rows))
+    bins = result["bins"].set_index("dna_bin")
+    # 9 of 10 said Phoridae: the majority rewrote the tenth, and the table says how far they agreed
+    assert by_pid(result).loc["s1", "family"] == "Phoridae"
+    assert bins.loc["BOLD:AAA0001", ["family", "family_agreement"]].tolist() == ["Phoridae", 0.9]
+    # 1:1: the vote took the family off; the share it met says why
+    assert pd.isna(bins.loc["BOLD:AAA0002", "family"]) and bins.loc["BOLD:AAA0002", "family_agreement"] == 0.5
+    assert bins.loc["BOLD:AAA0001", "order_agreement"] == 1.0
+
+
 def test_maintainer_tables_as_editors_save_them(tmp_path):
     """A BOM, CRLF, a tab after every row and quoted fields: read as written (a trailing tab used to shift every
     column left, so no correction applied and each row read as ``unknown_processid``). Processids with spaces

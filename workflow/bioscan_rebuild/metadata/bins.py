@@ -27,17 +27,26 @@ def normalise_bin(value: str | None) -> str | None:
     return f"BOLD:{match.group(1)}" if match else None
 
 
-def bin_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per BIN: records, distinct barcodes, and per rank the consensus label with its agreement ratio
-    (share of the BIN's records labelled at that rank that carry it; ties -> the first in name order)."""
+def _most_common(frame: pd.DataFrame, rank: str) -> tuple[pd.Series, pd.Series]:
+    """Per BIN, its most common label at ``rank`` (ties -> the first in name order) and that label's share of the
+    BIN's records labelled at the rank."""
+    labelled = frame.loc[~pd.isna(frame[rank]), ["dna_bin", rank]]
+    counts = labelled.groupby(["dna_bin", rank]).size().rename("n").reset_index()
+    counts = counts.sort_values(["dna_bin", "n", rank], ascending=[True, False, True])
+    top = counts.drop_duplicates("dna_bin").set_index("dna_bin")
+    return top[rank], (top["n"] / counts.groupby("dna_bin")["n"].sum()).round(4)
+
+
+def bin_table(frame: pd.DataFrame, voted: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per BIN: records, distinct barcodes, and per rank the consensus label (its most common curated label) with
+    an agreement ratio: the share of the BIN's records labelled at that rank that carry the most common label of
+    ``voted`` (the labels as curation's votes met them, ``dna_bin`` and RANKS per record; None: ``frame``'s).
+    After the votes a BIN holds one label a rank, so the curated labels alone always agree: 1.0 said nothing of
+    the conflicts a vote settled, and below the vote's ratio the rank was taken off."""
     has_bin = frame.loc[~pd.isna(frame["dna_bin"]), ["processid", "dna_bin", "barcode_key", *RANKS]]
     out = has_bin.groupby("dna_bin").agg(records=("processid", "size"), barcodes=("barcode_key", "nunique"))
+    met = has_bin if voted is None else voted.loc[~pd.isna(voted["dna_bin"])]
     for rank in RANKS:
-        labelled = has_bin.loc[~pd.isna(has_bin[rank]), ["dna_bin", rank]]
-        counts = labelled.groupby(["dna_bin", rank]).size().rename("n").reset_index()
-        counts = counts.sort_values(["dna_bin", "n", rank], ascending=[True, False, True])
-        top = counts.drop_duplicates("dna_bin").set_index("dna_bin")
-        total = counts.groupby("dna_bin")["n"].sum()
-        out[rank] = top[rank].reindex(out.index)
-        out[f"{rank}_agreement"] = (top["n"] / total).reindex(out.index).round(4)
+        out[rank] = _most_common(has_bin, rank)[0].reindex(out.index)
+        out[f"{rank}_agreement"] = _most_common(met, rank)[1].reindex(out.index)
     return out.reset_index()

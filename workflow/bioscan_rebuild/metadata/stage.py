@@ -59,6 +59,15 @@ def _read(paths, columns, schema=None) -> pd.DataFrame:
     return pa.concat_tables(tables).to_pandas(types_mapper=None) if tables else pd.DataFrame(columns=list(columns))
 
 
+def _bases_judged(qc: pd.DataFrame) -> np.ndarray:
+    """The bases the length and ambiguity rules judged: the sequence without N at its ends, which ``length``
+    still counts where they were kept (``trim_end_n`` off: the flag ``end_n``, not ``end_n_trimmed``)."""
+    flags = qc["flags"].fillna("").str.split(",")
+    kept_ends = flags.map(lambda names: "end_n" in names).to_numpy(bool)
+    ends = (qc["n_leading"] + qc["n_trailing"]).to_numpy()
+    return qc["length"].to_numpy() - np.where(kept_ends, ends, 0)
+
+
 def _barcode_detail(reason: str, invalid_chars, length, ambiguous) -> str:
     found = {
         "invalid_barcode": f"; found {invalid_chars!r}",
@@ -130,7 +139,10 @@ def curate_tables(
     labels = _read(record_paths, LABEL_COLUMNS, None)
     qc = _read(
         barcode_paths,
-        ("processid", "barcode_status", "barcode_key", "invalid_chars", "length", "n_internal", "ambiguity_count"),
+        (
+            *("processid", "barcode_status", "barcode_key", "invalid_chars", "length", "n_internal"),
+            *("ambiguity_count", "n_leading", "n_trailing", "flags"),
+        ),
     )
     if len(labels) != len(qc) or not (labels["processid"].to_numpy() == qc["processid"].to_numpy()).all():
         raise InputError(
@@ -146,7 +158,7 @@ def curate_tables(
         for facts in zip(
             reasons,
             qc["invalid_chars"].to_numpy()[bad],
-            qc["length"].to_numpy()[bad],
+            _bases_judged(qc[bad]),
             # what the rule counts: internal Ns and the other IUPAC codes
             (qc["n_internal"] + qc["ambiguity_count"]).to_numpy()[bad],
         )

@@ -140,6 +140,7 @@ def curate(
     drop_one_word_species(cols, log)  # after 5: "Megaselia" alone in the species slot still gives the genus
     check_species_genus(cols, log, novel_mask(pd.Series(cols["genus"]), pd.Series(cols["species"])))
     bin_codes = np.where(leaving, -1, pd.factorize(cols["dna_bin"])[0])  # BINs are final from here on
+    voted = {rank: cols[rank].copy() for rank in RANKS}  # as the votes meet them: the BIN table's agreement
     counts["barcode_conflicts"] = resolve_conflicts(  # 6.
         cols, log, barcode_codes, RANKS, params.barcode_ratio, "barcode", cascade=True
     )
@@ -162,7 +163,7 @@ def curate(
     scope = pd.DataFrame({"processid": cols["processid"][out_of_scope], "label": judged_by[out_of_scope]}).assign(
         rank=params.scope_rank
     )
-    return _results(cols, log, inferred, excluded, outcomes, lineage, counts, out_of_scope, scope)
+    return _results(cols, log, inferred, excluded, outcomes, lineage, counts, out_of_scope, scope, voted)
 
 
 def _scope_labels(cols: dict, params: TaxonomyParams) -> tuple[np.ndarray, np.ndarray]:
@@ -240,8 +241,9 @@ def deepest_label(cols: dict) -> np.ndarray:
     return taxon
 
 
-def _results(cols, log, inferred, excluded, outcomes, lineage, counts, out_of_scope, scope) -> dict:
-    """The derived columns, the kept and excluded records, the tables and the counts (see ``curate``)."""
+def _results(cols, log, inferred, excluded, outcomes, lineage, counts, out_of_scope, scope, voted) -> dict:
+    """The derived columns, the kept and excluded records, the tables and the counts (see ``curate``); ``voted``:
+    the rank columns as step 6's votes met them."""
     processids = cols["processid"]
     cols["taxon"] = deepest_label(cols)
     cols["inferred_ranks"] = inferred
@@ -249,6 +251,7 @@ def _results(cols, log, inferred, excluded, outcomes, lineage, counts, out_of_sc
         pd.Series(cols["genus"], dtype=object), pd.Series(cols["species"], dtype=object)
     )
     kept = ~excluded & ~out_of_scope
+    voted = pd.DataFrame({"dna_bin": cols["dna_bin"][kept], **{rank: voted.pop(rank)[kept] for rank in RANKS}})
     frame = pd.DataFrame({column: cols.pop(column)[kept] for column in list(cols)})  # pop: one copy at a time
     excluded_frame = pd.DataFrame({"processid": processids[excluded]})
     if excluded.any():
@@ -274,7 +277,7 @@ def _results(cols, log, inferred, excluded, outcomes, lineage, counts, out_of_sc
         "excluded": excluded_frame.reset_index(drop=True),
         "out_of_scope": scope.reset_index(drop=True),
         "changes": changes,
-        "bins": bin_table(frame),
+        "bins": bin_table(frame, voted),
         "lineage": lineage,
         "corrections": outcomes,
         "counts": counts,
