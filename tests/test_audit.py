@@ -1397,3 +1397,38 @@ def test_hdf5_images_of_a_release_without_image_files_are_checked_against_the_li
     assert f"{where}: record {ids[2]} holds an image of 13 bytes, but the lineage names no {package} image for it" in (
         findings.report()
     )
+
+
+def test_the_node_shape_check_derives_the_terms_as_the_writer_does():
+    """Nodes the writer made, of an interim genus (Malaise1) with and without a placeholder species, a named species
+    and a family alone, check out; one with its taxonRank edited does not. (The check took an interim genus for a
+    published one and failed correct releases.)"""
+    import pandas as pd
+
+    from bioscan_rebuild.export.audit import Findings, _check_jsonld_node_shape
+    from bioscan_rebuild.export.formats.jsonld import STRING_TERMS, _record_nodes
+
+    rows = pd.DataFrame(
+        {
+            "processid": ["P1", "P2", "P3", "P4"],
+            "family": ["Cecidomyiidae", "Cecidomyiidae", "Phoridae", "Phoridae"],
+            "genus": ["Malaise1", "Malaise1", "Megaselia", None],
+            "species": ["Malaise1 sp. 3", None, "Megaselia scalaris", None],
+            "placeholder_species": [True, False, False, False],
+        }
+    )
+    nodes = list(_record_nodes(rows, "train", "release:splits/train"))
+    lines = "\n".join(json.dumps(n, sort_keys=True, separators=(",", ":")) for n in nodes).encode()
+    keys = ["occurrenceID", "isPartOf", "taxonRank", "specificEpithet", "identificationQualifier"]
+    keys += ["verbatimIdentification", *(STRING_TERMS[c] for c in ("family", "genus", "species"))]
+
+    def found(table_nodes) -> list:
+        table = pa.table({k: pa.array([n.get(k) for n in table_nodes], pa.large_string()) for k in dict.fromkeys(keys)})
+        findings = Findings()
+        _check_jsonld_node_shape("train.jsonld", "train", table, lines, findings)
+        return findings.lines
+
+    assert [n.get("taxonRank") for n in nodes] == ["family", "family", "species", "family"]
+    assert found(nodes) == []
+    nodes[0]["taxonRank"] = "genus"
+    assert found(nodes) == ["train.jsonld: record P1 field taxonRank: 'genus', its labels give 'family'"]

@@ -536,19 +536,18 @@ def test_a_model_file_gone_after_a_run_stops_the_next_one(finished_run, tmp_path
 
 
 @pytest.mark.slow
-def test_a_failed_release_job_leaves_the_previous_release_whole(finished_run, tmp_path):
-    """The release job swaps its folder in whole or not at all, but Snakemake deleted the job's declared outputs
-    (MANIFEST.json, the CSV, accounting.json) before it ran and after it failed: the previous release was left
-    without its manifest and CSV."""
+def test_a_failed_release_job_runs_again_on_the_next_run(finished_run, tmp_path):
+    """A release job that failed (a store file gone, a node out of memory) is run again by the next run once the
+    cause is fixed; never taken for done with the old release in place (as marking its outputs update() did)."""
     workdir = tmp_path / "run"
     shutil.copytree(finished_run, workdir, symlinks=True, copy_function=shutil.copy2, dirs_exist_ok=True)
-    release = workdir / "results" / "release"
-    kept = ("MANIFEST.json", "accounting.json", "bioscan5m/metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv")
-    before = {name: (release / name).read_bytes() for name in kept}
-    next((workdir / "results" / "store" / "derived").rglob("*.cropped_256.jpg")).unlink()  # the release job fails
+    stored = next((workdir / "results" / "store" / "derived").rglob("*.cropped_256.jpg"))
+    aside = tmp_path / "aside.jpg"
+    stored.rename(aside)  # the release job fails on it
     result = run_snakemake(workdir, "--forcerun", "release", "results/release/MANIFEST.json", check=False)
     assert result.returncode != 0 and "is not in the store" in result.stdout + result.stderr + _logs(workdir)
-    assert {name: (release / name).read_bytes() for name in kept} == before
+    aside.rename(stored)
+    assert "release" in _rules_to_run(workdir)
 
 
 def _logs(workdir) -> str:

@@ -65,7 +65,7 @@ rule release:
         **(
             {
                 "diff": report(
-                    update("results/release/bioscan5m/metadata/release_diff_summary.json"),
+                    "results/release/bioscan5m/metadata/release_diff_summary.json",
                     caption="../report/release_diff.rst",
                     category="Release",
                 )
@@ -73,11 +73,9 @@ rule release:
             if PREVIOUS
             else {}
         ),
-        # update(): files of the release folder, which the job swaps in whole or not at all; Snakemake would
-        # delete them before the job and after a failed one, leaving the previous release without its manifest
-        manifest=update("results/release/MANIFEST.json"),
-        csv=update("results/release/bioscan5m/metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv"),
-        accounting=update("results/release/accounting.json"),
+        manifest="results/release/MANIFEST.json",
+        csv="results/release/bioscan5m/metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv",
+        accounting="results/release/accounting.json",
         # with release.previous: the diff's summary, in the report too
     log:
         "logs/release/release.log",

@@ -905,7 +905,7 @@ def _check_jsonld_node_shape(where: str, split: str, nodes: pa.Table, raw: bytes
     """What an RDF reader takes from a record node beyond its fields: its type (a node retyped is no Occurrence,
     and its record is gone to the reader), the split it is part of, no ``@context`` of its own (one that maps a
     field to nothing takes it away), and the terms derived from its labels."""
-    from bioscan_rebuild.export.formats.jsonld import derived_node_terms
+    from bioscan_rebuild.export.formats.jsonld import derived_node_terms, interim_genera
 
     typed = raw.count(OCCURRENCE_TYPE)
     if typed != nodes.num_rows:
@@ -918,13 +918,17 @@ def _check_jsonld_node_shape(where: str, split: str, nodes: pa.Table, raw: bytes
     ids = nodes["occurrenceID"].combine_chunks()
     parent = pa.array([f"release:splits/{split}"] * nodes.num_rows, pa.large_string())
     _compare(where, "isPartOf", ids, parent, nodes["isPartOf"].combine_chunks(), findings, "its split")
-    labels = {rank: nodes[key].combine_chunks().to_pylist() for rank, key in STRING_TERMS.items() if rank in RANKS}
-    # what the writer knew: a verbatim identification beside a species is a placeholder's, without one the genus's
+    labels = {
+        rank: nodes[key].combine_chunks().to_pylist()
+        for rank, key in STRING_TERMS.items()
+        if rank in RANKS and key in nodes.schema.names  # a release without a rank's column: none to derive from
+    }
+    # what the writer knew: a verbatim identification beside a species is a placeholder's; an interim genus is
+    # known by its name, as the writer knows it
     verbatim = [v is not None for v in nodes["verbatimIdentification"].combine_chunks().to_pylist()]
     named = [v is not None for v in labels.get("species", [None] * nodes.num_rows)]
     placeholder = [v and n for v, n in zip(verbatim, named, strict=True)]
-    interim = [v and not n for v, n in zip(verbatim, named, strict=True)]
-    expected = derived_node_terms(labels, placeholder, interim)
+    expected = derived_node_terms(labels, placeholder, interim_genera(labels.get("genus", [None] * nodes.num_rows)))
     for key in DERIVED_KEYS:
         got = nodes[key].combine_chunks()
         _compare(where, key, ids, pa.array(expected[key], pa.large_string()), got, findings, "its labels give")

@@ -16,9 +16,11 @@ import math
 import re
 from pathlib import Path
 
+from bioscan_rebuild.core.io import csv_header
 from bioscan_rebuild.core.params import ExportOptions
 from bioscan_rebuild.core.schemas import SPLITS
 from bioscan_rebuild.export.layout import CSV_PATH, IMAGES_PARQUET_DIR, PARQUET_DIR, ROOT
+from bioscan_rebuild.export.spool import FLOAT_COLUMNS, INT_COLUMNS
 
 CARD = "README.md"  # beside ROOT, as the Hugging Face Hub reads it
 STATS_DIR = "metadata/stats"  # under ROOT: the statistics stage's tables and figures
@@ -133,17 +135,30 @@ def _yaml_header(root: Path, options: ExportOptions, records: int) -> list[str]:
         configs += [f"- config_name: {config}", *(["  default: true"] if config == "metadata" else []), "  data_files:"]
         for split in present:
             configs += [f"  - split: {split}", f"    path: {ROOT}/{folder}/{split}-*.parquet"]
+    features = []
     if not configs and (root / CSV_PATH).is_file():
         # no Parquet: the CSV, every split in one table (its split column tells them apart); with no config at
         # all `datasets` reads every file of the release, croissant.json too, and fails
         configs = ["- config_name: metadata", "  default: true", "  data_files:"]
         configs += [f"  - split: {CSV_SPLIT}", f"    path: {ROOT}/{CSV_PATH}"]
+        # each column's type, or `datasets` guesses them from the first 10,000 rows: pretrain's, whose species
+        # are all blank, so the first named species failed to load as a number
+        features = ["dataset_info:", "  config_name: metadata", "  features:"]
+        for name in csv_header(root / CSV_PATH):
+            features += [f"  - name: {_yaml_text(name)}", f"    dtype: {_csv_dtype(name)}"]
     lines += ["configs:", *configs] if configs else []
+    lines += features
     lines.append("---")
     return lines
 
 
 CSV_SPLIT = "all_splits"  # the Hugging Face split of a release whose only table is the CSV
+
+
+def _csv_dtype(column: str) -> str:
+    """A CSV column's Hugging Face type: numbers as float64 (a blank cell is missing, which an integer type
+    refuses), the rest text."""
+    return "float64" if column in (*FLOAT_COLUMNS, *INT_COLUMNS) else "string"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:

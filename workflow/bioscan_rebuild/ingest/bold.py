@@ -524,9 +524,9 @@ def _under_second_header(headers: np.ndarray, reordered: np.ndarray, line_number
     return under
 
 
-# A file name Windows refuses: a character it reserves, a control character, a device name (with any extension)
-# or a final dot.
-WINDOWS_UNNAMEABLE = r'[:*?"<>|\x00-\x1f]|^(?i:con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\.|$)|\.$'
+# A file name Windows refuses: a character it reserves, a control character, a device name (with any extension).
+# (A final dot is no problem: the files are named PROCESSID.jpg.)
+WINDOWS_UNNAMEABLE = r'[:*?"<>|\x00-\x1f]|^(?i:con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\.|$)'
 
 
 def _normalise_processids(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
@@ -547,7 +547,7 @@ def _normalise_processids(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
     why[missing_word.to_numpy(zero_copy_only=False)] = "a processid CSV readers take for missing (pandas, R)"
     why[unnameable] = (
         'a processid Windows cannot name a file by (one of : * ? " < > |, a control character, a '
-        "reserved name such as CON or NUL, or a final dot)"
+        "reserved name such as CON or NUL)"
     )
     why[separator] = "a path separator (/ or \\) in the processid"
     return table.set_column(table.schema.get_field_index("processid"), "processid", ids), why

@@ -350,6 +350,13 @@ def _epithet(species: str, genus: str | None) -> str | None:
     return None
 
 
+def interim_genera(genus: list) -> list[bool]:
+    """Per record, whether its genus is an interim name (``Malaise0042``: ``novel_genus_names``)."""
+    distinct = pd.Series(sorted({g for g in genus if g is not None}), dtype=object)
+    interim = set(distinct[novel_genus_names(distinct)]) if len(distinct) else set()
+    return [g in interim for g in genus]
+
+
 def derived_node_terms(ranks: dict[str, list], placeholder: list, interim_genus: list) -> dict[str, list]:
     """A record node's terms derived from its labels (``ranks``: rank -> values), whether its species is a
     placeholder and its genus an interim name: ``taxonRank`` (of the deepest label, or of the deepest published
@@ -409,9 +416,7 @@ def _record_nodes(chunk: pd.DataFrame, split: str, split_id: str) -> Iterator[di
     genus = columns.get("genus", [None] * n)
     rank_columns = [(rank, columns[rank]) for rank in reversed(RANKS) if rank in columns]
     published_ranks = [(rank, values) for rank, values in rank_columns if rank != "species"]
-    distinct_genera = pd.Series(sorted({g for g in genus if g is not None}), dtype=object)
-    placeholder_genera = set(distinct_genera[novel_genus_names(distinct_genera)]) if len(distinct_genera) else set()
-    interim = [g in placeholder_genera for g in genus]
+    interim = interim_genera(genus)
     derived = derived_node_terms({rank: values for rank, values in rank_columns}, placeholder, interim)
     keys = list(columns)
     for i in range(n):
