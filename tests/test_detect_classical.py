@@ -218,6 +218,15 @@ def test_a_detector_parameter_out_of_its_range_is_one_line(backend, params, mess
         make_detector(backend, **params)
 
 
+def test_a_parameter_at_the_edge_of_its_range_or_of_another_type_says_so():
+    from bioscan_rebuild.core.errors import InputError
+    from bioscan_rebuild.detect.registry import make_detector
+
+    assert make_detector("onnx", threads=0, conf=1.0, batch=1) is not None  # threads 0: onnxruntime's own choice
+    with pytest.raises(InputError, match="scale: '4' is not a whole number"):  # its type, not a range
+        make_detector("classical", scale="4")
+
+
 def test_real_valid_images(realdata, detector):
     paths = sorted((realdata / VALID).glob("*.jpg"))
     assert len(paths) == 6

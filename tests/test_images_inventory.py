@@ -364,6 +364,34 @@ def test_link_mode_reads_each_photo_once(tmp_path, monkeypatch):
     assert read == []
 
 
+def test_a_photo_rewritten_while_it_was_stored_is_read_again_next_time(tmp_path, monkeypatch):
+    """The stat that marks a photo unchanged is taken again after linking it into the store (the link changes its
+    status-change time alone); a photo rewritten meanwhile must not have its old hash cached under its new stat."""
+    import bioscan_rebuild.ingest.inventory as inv
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "P0.jpg").write_bytes(_photo("red"))
+    listing = pa.table({"batch": ["b"], "image_path": ["P0.jpg"], "processid": ["P0"], "shard": [0]})
+    pa.parquet.write_table(listing, tmp_path / "listing.parquet")
+    store = ImageStore(tmp_path / "store", mode="link")
+    real_put = ImageStore.put_original
+
+    def put_then_rewrite(self, *args, **kwargs):
+        stored = real_put(self, *args, **kwargs)
+        (folder / "P0.jpg").unlink()  # a new delivery of the photo lands right after it was linked
+        (folder / "P0.jpg").write_bytes(_photo("blue"))
+        return stored
+
+    monkeypatch.setattr(ImageStore, "put_original", put_then_rewrite)
+    output = tmp_path / "inventory.parquet"
+    first = inv.inventory_shard(tmp_path / "listing.parquet", {"b": folder}, output, store)
+    monkeypatch.setattr(ImageStore, "put_original", real_put)
+    output.unlink()
+    again = inv.inventory_shard(tmp_path / "listing.parquet", {"b": folder}, output, store)
+    assert again["image_sha256"][0].as_py() == hashlib.sha256(_photo("blue")).hexdigest() != first["image_sha256"][0]
+
+
 def test_a_file_too_big_for_the_jobs_memory_is_named(tmp_path, monkeypatch):
     """One huge file (a misnamed archive, a focus-stacked TIFF) stopped the inventory job with a bare MemoryError
     that named no file."""
@@ -475,6 +503,13 @@ def test_a_cached_result_whose_jpeg_was_cut_short_is_processed_again(tmp_path):
     os.truncate(stored, len(crop) // 2)
     assert derived.load(SHA) is None
     derived.save(SHA, result, {"cropped": crop})  # the photo's job made it again: the cut file is replaced
+    assert derived.load(SHA) == result and stored.read_bytes() == crop
+    # its end zeroed, its size kept (a crash mid-write): put_bytes kept a file of the right size, so every run
+    # processed the photo again and the damage stayed
+    stored.chmod(0o644)
+    stored.write_bytes(crop[:-32] + bytes(32))
+    assert derived.load(SHA) is None
+    derived.save(SHA, result, {"cropped": crop})
     assert derived.load(SHA) == result and stored.read_bytes() == crop
 
 

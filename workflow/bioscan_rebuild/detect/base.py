@@ -48,16 +48,16 @@ PARAMETER_RANGES = {
     "batch": (1, None),
     "max_det": (1, None),
     "scale": (1, None),
-    "threads": (1, None),
+    "threads": (0, None),  # 0: onnxruntime's own choice
 }
 
 
 def parameter_out_of_range(key: str, value) -> str | None:
     """Why ``value`` cannot be detector parameter ``key`` (None: it can, or the name has no range)."""
-    if key not in PARAMETER_RANGES or value is None or isinstance(value, bool):
-        return None
+    if key not in PARAMETER_RANGES or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None  # not a number: the type check says so
     low, high = PARAMETER_RANGES[key]
-    if not isinstance(value, (int, float)) or value < low or (high is not None and value > high):
+    if value < low or (high is not None and value > high):
         return f"{key}: {value!r} is not {f'from {low} to {high}' if high is not None else f'{low} or more'}"
     return None
 

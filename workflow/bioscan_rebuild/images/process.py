@@ -682,7 +682,9 @@ class DerivedStore:
                 if self.store.original_damaged(sha, "jpeg", since_ns=path.stat().st_mtime_ns):
                     return None
                 continue
-            if not whole_jpeg(self.image_path(sha, package)):  # gone, or cut short: made again
+            image = self.image_path(sha, package)
+            if not whole_jpeg(image):  # gone, or damaged at its end: made again
+                image.unlink(missing_ok=True)  # a damaged file of the right size would be kept by put_bytes
                 return None
         return result
 

@@ -370,7 +370,8 @@ def run_image_shard(
                 raise InputError(
                     f"record {row['processid']}: photo {row['image_sha256'][:12]}… of batch {row['image_batch']} "
                     "has no processed result (its process_photos job's table or store entry is missing: give its "
-                    "photo tables with --photos and the store they were made in with --store)"
+                    "photo tables with --photos and the store they were made in with --store; or a JPEG of its result "
+                    "was gone or damaged in the store: redo its photo jobs, snakemake --forcerun process_photos)"
                 )
             keys = {k: photo[k] for k in ("params_key", "detector_version", "detector_params_key", "image_params_key")}
             rows_out.append(result_row(row["processid"], row["image_sha256"], result, photo["detector"], keys))

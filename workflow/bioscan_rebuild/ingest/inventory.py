@@ -424,7 +424,10 @@ def inventory(
             elif store is not None and facts["image_problem"] is None:
                 # the bytes hashed above, so the store holds what the sha256 names (the file, not a link)
                 store.put_original(path.resolve(), facts["image_sha256"], facts["image_format"], data=data)
-                key = _unchanged_key(path)  # a hard link (link mode) changed its status-change time
+                # a hard link (link mode) changed its status-change time alone; a file rewritten meanwhile is read
+                # again next time
+                after = _unchanged_key(path)
+                key = after if after is not None and key is not None and after[:3] == key[:3] else None
         stat = dict(zip(CACHE_SCHEMA.names[-4:], key or (None,) * 4))
         rows.append({"batch": batch, "image_path": rel_path, "processid": processid, **facts, **stat})
     return pa.Table.from_pylist(rows, schema=CACHE_SCHEMA)

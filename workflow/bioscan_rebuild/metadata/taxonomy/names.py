@@ -219,7 +219,8 @@ def _with_renamed_genus(species: np.ndarray, rows: np.ndarray, new: list, rename
     extra_new = [f"{renames[first]} {rest}" for first, rest in zip(parts[0][hit], parts[2][hit], strict=True)]
     order = np.argsort(np.concatenate([rows, extra_rows]), kind="stable")
     rows = np.concatenate([rows, extra_rows]).astype(np.int64)[order]
-    return rows, [[*new, *extra_new][i] for i in order]
+    combined = [*new, *extra_new]
+    return rows, [combined[i] for i in order]
 
 
 # Open-nomenclature qualifiers written without their dot ("Psathyromyia sp", "Tanytarsus spp", "Dicrotendipes cf
