@@ -810,6 +810,20 @@ def test_the_bin_tables_agreement_is_of_the_labels_the_votes_met():
     assert bins.loc["BOLD:AAA0001", "order_agreement"] == 1.0
 
 
+def test_a_species_that_claims_none_does_not_vote_against_a_named_one():
+    """ "Acisoma sp." (some species of Acisoma) voted as a species: 1:1 against the BIN's only identification,
+    Acisoma inflatum, both were dropped. A placeholder with a code names an interim species, and still votes."""
+    rows = [
+        row("a1", "Libellulidae", "Acisoma", "Acisoma inflatum", "BOLD:AAA0001", "k1"),
+        row("a2", "Libellulidae", "Acisoma", "Acisoma sp.", "BOLD:AAA0001", "k2"),
+        row("b1", "Libellulidae", "Acisoma", "Acisoma inflatum", "BOLD:AAA0002", "k3"),
+        row("b2", "Libellulidae", "Acisoma", "Acisoma sp. 1ZZZZ", "BOLD:AAA0002", "k4"),
+    ]
+    out = by_pid(curate(frame(rows)))
+    assert out.loc[["a1", "a2"], "species"].tolist() == ["Acisoma inflatum", "Acisoma sp."]
+    assert out.loc[["b1", "b2"], "species"].isna().all()  # a conflict of two claims, as before
+
+
 def test_maintainer_tables_as_editors_save_them(tmp_path):
     """A BOM, CRLF, a tab after every row and quoted fields: read as written (a trailing tab used to shift every
     column left, so no correction applied and each row read as ``unknown_processid``). Processids with spaces

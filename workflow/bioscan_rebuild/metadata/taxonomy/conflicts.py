@@ -20,7 +20,7 @@ def resolve_conflicts(cols, log, key_codes, fields, ratio: float, rule: str, cas
     changed_at: dict[str, np.ndarray] = {}
     for position, field in enumerate(fields):
         labels = cols[field]
-        voting = np.flatnonzero(has_key & ~pd.isna(labels))
+        voting = np.flatnonzero(has_key & ~pd.isna(labels) & ~_no_claim(field, labels))
         if not len(voting):
             continue
         label_codes, label_values = pd.factorize(labels[voting])
@@ -71,6 +71,18 @@ def resolve_conflicts(cols, log, key_codes, fields, ratio: float, rule: str, cas
                     cols, log, key_codes, has_key, field, fields[position + 1 :], changed_at[field], rules[0]
                 )
     return counts
+
+
+# A species that only says "some species of this genus" ("Acisoma sp.", "Culex spp."): no claim at the species
+# rank, so it does not vote against a named species of its group (it erased the only identification of its BIN).
+# With a code ("Agathis sp. 1ZZZZ") it names an interim species, and votes.
+NO_SPECIES_CLAIM = r"^\S+ spp?\.$"
+
+
+def _no_claim(field: str, labels: np.ndarray) -> np.ndarray:
+    if field != "species":
+        return np.zeros(len(labels), bool)
+    return pd.Series(labels, dtype=object).str.match(NO_SPECIES_CLAIM, na=False).to_numpy(bool)
 
 
 def _drop_unsupported_below(cols, log, key_codes, has_key, field, lower_fields, changed, rule) -> None:
