@@ -1186,6 +1186,8 @@ def test_a_release_another_version_of_the_package_built_is_not_described_again_a
     doc = json.loads(path.read_text())
     next(node for node in doc["@graph"] if node["@id"] == "build:software")["softwareVersion"] = "9.9.9"
     path.write_text(json.dumps(doc))
+    for split in (release / "bioscan5m/metadata/jsonld").glob("*.jsonld"):  # its files all say so
+        split.write_text(re.sub(r'"softwareVersion":"[^"]*"', '"softwareVersion":"9.9.9"', split.read_text()))
     _card_count(release)  # a card another version words otherwise
     rewrite_manifest(release)
     result = audit(copy)
