@@ -65,8 +65,9 @@ labelled records is >= ``ratio``; records with another label take it. Otherwise 
 below it are removed from all records of the group (the changes' ``ratio`` holds the share that fell short).
 Ranks are resolved top-down, so a removed rank never comes back below. Missing labels do not vote and are
 not filled by this rule; nor does a species that claims none ("Acisoma sp.", "Culex spp.": a genus and "some
-species"), which keeps its label beside the group's named species. When every rank has voted, a record whose label a majority replaced keeps a lower
-label only if a record of the group that carried the winning label holds it too; otherwise it is removed
+species"), which keeps its label beside the group's named species. When every rank has voted, a record whose
+label a majority replaced keeps a lower label only if a record of the group that carried the winning label holds
+it too; otherwise it is removed
 [``..._majority_below``], so no record is left with a lineage its group does not support (a species
 "Megaselia sp. 1" under a genus changed to Conicera).
 
