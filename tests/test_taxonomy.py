@@ -763,6 +763,38 @@ def test_a_genus_the_fixes_table_renames_renames_its_species(tmp_path):
     assert_replays(records, result)
 
 
+def test_the_genus_renames_the_fixes_table_gives_its_species(tmp_path):
+    """Which rows rename a genus's species: a genus row over a row for any rank, names as genus names are written
+    (upper case read as the name; a lower-case genus is a placeholder's evidence and renames nothing), one word to
+    one word, and never a row that only deletes."""
+    from bioscan_rebuild.metadata.taxonomy.names import _genus_renames
+
+    path = tmp_path / "fixes.tsv"
+    rows = [
+        ("genus", "Abc", "Abd"),  # a genus row wins over the any-rank row below, wherever it is
+        ("*", "Abc", "Xyz"),
+        ("*", "MEGASELLA", "Megaselia"),
+        ("genus", "megasella", "Megaselia"),  # a lower-case genus, as written
+        ("genus", "Conicera", "conicera"),  # to a placeholder genus: no name for its species
+        ("genus", "Phora", "Phora nova"),  # two words: no genus
+        ("genus", "Triphleba", ""),  # a deletion
+    ]
+    path.write_text("rank\tfrom\tto\treason\n" + "".join(f"{r}\t{a}\t{b}\ttypo\n" for r, a, b in rows))
+    assert _genus_renames(load_fixes(path)) == {"Abc": "Abd", "Megasella": "Megaselia", "megasella": "Megaselia"}
+
+
+def test_a_renamed_genus_renames_the_first_word_of_its_species_and_nothing_else():
+    from bioscan_rebuild.metadata.taxonomy.names import _with_renamed_genus
+
+    species = np.array(
+        ["Megasella scalaris", None, "Megasella", "Megasella sp. 3", "Megasellaria alba", "Megasella rufa"], object
+    )
+    # row 5 is named by a species row of its own, which wins
+    rows, new = _with_renamed_genus(species, np.array([5]), ["Megaselia rufipes"], {"Megasella": "Megaselia"})
+    assert rows.tolist() == [0, 3, 5] and new == ["Megaselia scalaris", "Megaselia sp. 3", "Megaselia rufipes"]
+    assert _with_renamed_genus(species, np.array([], np.int64), [], {})[1] == []
+
+
 def test_bin_table_consensus_and_agreement():
     records = pd.DataFrame(
         [
