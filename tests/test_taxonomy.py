@@ -511,6 +511,83 @@ def test_a_corrected_record_meets_the_checks_a_source_record_meets():
     assert_replays(records, result)
 
 
+def test_a_corrected_name_is_held_to_the_lineage_the_other_records_give_it():
+    """A genus corrected to Culex kept the record's own family Phoridae and order Hymenoptera, and a family
+    corrected to Culicidae kept the record's genus Megaselia: one genus under two families in the release. The
+    contradicted labels go (logged, with the correction's source) and step 7 gives the parents again from the
+    corrected label."""
+    hymenoptera = ("Arthropoda", "Insecta", "Hymenoptera")
+    records = frame(
+        [
+            row("a", "Phoridae", "Megaselia"),
+            row("h", "Ichneumonidae", "Megaselia", upper=hymenoptera),
+            row("m", "Phoridae", "Megaselia", "Megaselia scalaris"),
+            *CULEX_AND_MEGASELIA,
+        ]
+    )
+    corrected = corrections_table(
+        ("a", "genus", "Culex", "wrong_label", "r1"),
+        ("h", "genus", "Culex", "wrong_label", "r2"),
+        ("m", "family", "Culicidae", "wrong_label", "r3"),
+    )
+    result = curate(records, corrections=corrected)
+    out = by_pid(result)
+    assert out.loc["a", ["order", "family", "genus"]].tolist() == ["Diptera", "Culicidae", "Culex"]
+    assert out.loc["a", "inferred_ranks"] == RANK_BIT["family"]
+    assert out.loc["h", ["order", "family", "genus"]].tolist() == ["Diptera", "Culicidae", "Culex"]
+    assert out.loc["h", "inferred_ranks"] == RANK_BIT["order"] | RANK_BIT["family"]
+    assert out.loc["m", "family"] == "Culicidae" and out.loc["m", ["genus", "species"]].isna().all()
+    assert set(result["corrections"]["outcome"]) == {"applied"}
+    dropped = result["changes"][
+        result["changes"]["rule"].isin(["correction_parent_dropped", "correction_child_dropped"])
+    ]
+    assert dropped[["processid", "field", "old", "rule", "source"]].values.tolist() == [
+        ["a", "family", "Phoridae", "correction_parent_dropped", "wrong_label (r1)"],
+        ["h", "order", "Hymenoptera", "correction_parent_dropped", "wrong_label (r2)"],
+        ["h", "family", "Ichneumonidae", "correction_parent_dropped", "wrong_label (r2)"],
+        ["m", "genus", "Megaselia", "correction_child_dropped", "wrong_label (r3)"],
+        ["m", "species", "Megaselia scalaris", "correction_child_dropped", "wrong_label (r3)"],
+    ]
+    assert (out.dropna(subset=["family", "genus"]).groupby("genus")["family"].nunique() == 1).all()
+    assert_replays(records, result)
+
+
+CULEX_AND_MEGASELIA = (
+    row("c1", "Culicidae", "Culex", "Culex pipiens"),
+    row("c2", "Culicidae", "Culex"),
+    row("p1", "Phoridae", "Megaselia", "Megaselia scalaris"),
+    row("p2", "Phoridae", "Megaselia"),
+)
+
+
+def test_two_corrected_ranks_are_the_maintainers_word_and_an_unplaced_name_is_kept():
+    """The lineage check judges a corrected rank against an uncorrected one only: a maintainer who gives both the
+    genus and the family (a row that repeats the record's own label counts) moves the genus, and a corrected name
+    no other record places leaves the record's labels alone."""
+    records = frame(
+        [
+            row("r", "Sciaridae", "Bradysia"),
+            row("s", "Phoridae", "Megaselia"),
+            row("n", "Phoridae", "Megaselia"),
+            *CULEX_AND_MEGASELIA,
+        ]
+    )
+    corrected = corrections_table(
+        ("r", "genus", "Culex", "wrong_label", "r4"),
+        ("r", "family", "Phoridae", "wrong_label", "r4"),
+        ("s", "genus", "Culex", "wrong_label", "r6"),
+        ("s", "family", "Phoridae", "wrong_label", "r6"),  # the record's own label
+        ("n", "genus", "Conicera", "wrong_label", "r5"),  # no other record places Conicera
+    )
+    result = curate(records, corrections=corrected)
+    out = by_pid(result)
+    assert out.loc[["r", "s"], "family"].tolist() == ["Phoridae", "Phoridae"]
+    assert out.loc[["r", "s"], "genus"].tolist() == ["Culex", "Culex"]
+    assert out.loc["n", ["family", "genus"]].tolist() == ["Phoridae", "Conicera"]
+    assert not result["changes"]["rule"].str.startswith("correction_").any()
+    assert_replays(records, result)
+
+
 def test_ranks_inferred_again_after_a_correction_pass_the_checks_of_steps_5_and_7():
     """The second inference is steps 5 and 7 themselves: no family the record's own order contradicts, none a
     barcode mate contradicts, no genus from a species whose first word names an order (a shortcut had put
@@ -521,6 +598,7 @@ def test_ranks_inferred_again_after_a_correction_pass_the_checks_of_steps_5_and_
             row("a", None, "Megaselia", upper=hymenoptera),
             row("g", "Phoridae", "Megaselia", upper=hymenoptera),
             row("c", "Culicidae", "Culex"),
+            row("q", None, "Culex", upper=hymenoptera),  # the data places Culex in no one order: a's order stays
             row("b", None, "Megaselia", key="k1"),
             row("x", "Phoridae", None, key="k1"),
             row("y", "Phoridae", "Megaselia"),

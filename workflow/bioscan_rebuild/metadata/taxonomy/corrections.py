@@ -64,14 +64,19 @@ def excluded_by_corrections(cols: dict, corrections: pd.DataFrame | None) -> np.
 
 
 def apply_corrections(
-    cols: dict, log: ChangeLog, corrections: pd.DataFrame | None, inferred: np.ndarray
+    cols: dict,
+    log: ChangeLog,
+    corrections: pd.DataFrame | None,
+    inferred: np.ndarray,
+    teaching: np.ndarray | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
     """Step 8 [``correction``]. Returns (bool mask of excluded rows, per-correction outcome table: applied,
     excluded, no_change, unknown_processid, invalid_reason (not one of ``CORRECTION_REASONS``), overridden (a
     later row corrects the same field of the record), unknown_field, invalid_value). A corrected rank is a
     maintainer's label, not an inference: its bit leaves ``inferred``, and the record's ranks inferred
     from the label it replaces go with it (``_drop_stale_inferences``); the third mask holds those records, to
-    infer again."""
+    infer again. ``teaching``: the records whose labels make the lineage the corrected ones are held to (default
+    all; not the ones leaving the table)."""
     if corrections is None:
         corrections = pd.DataFrame(columns=list(CORRECTION_COLUMNS))
     row_of = pd.Series(np.arange(len(cols["processid"])), index=processid_keys(cols["processid"]))
@@ -84,6 +89,7 @@ def apply_corrections(
     exclusions = _exclusions(corrections)
     held_at = _ranks_holding(cols, corrections)
     applied_ranks: dict[int, dict[str, int]] = {}  # record row -> corrected rank -> the correction's position
+    confirmed_ranks: dict[int, dict[str, int]] = {}  # the same for rows that gave the label the record holds
     for position, item in enumerate(corrections.itertuples(index=False)):  # hundreds of rows, not millions
         item = item._replace(processid=item.processid.strip(), field=item.field.strip())  # as the records are
         row = row_of.get(targets[position][0])
@@ -121,6 +127,8 @@ def apply_corrections(
             old = cols[item.field][row]
             if (pd.isna(old) and value is None) or old == value:
                 outcome = "no_change"
+                if item.field in RANK_BIT:  # still the maintainer's word: the lineage check leaves it
+                    confirmed_ranks.setdefault(int(row), {})[item.field] = position
             else:
                 set_field(cols, log, "correction", item.field, np.array([row]), value, source=_source_of(item))
                 if item.field in RANK_BIT:
@@ -132,6 +140,10 @@ def apply_corrections(
         outcomes.append({**item._asdict(), "outcome": outcome})
     for position in _keep_species_under_genus(cols, log, inferred, reinfer, applied_ranks, corrections):
         outcomes[position]["outcome"] = "invalid_value"
+    if teaching is None:
+        teaching = np.ones(len(cols["processid"]), bool)
+    maintainers = {row: {**confirmed_ranks.get(row, {}), **fields} for row, fields in applied_ranks.items()}
+    _keep_lineage_of_corrections(cols, log, inferred, reinfer, maintainers, corrections, teaching & ~excluded)
     return excluded, pd.DataFrame(outcomes, columns=[*CORRECTION_COLUMNS, "outcome"]), reinfer
 
 
@@ -186,6 +198,51 @@ def _keep_species_under_genus(cols, log, inferred, reinfer, applied_ranks, corre
             if "species" in fields:
                 refused.append(fields["species"])
     return refused
+
+
+def _keep_lineage_of_corrections(cols, log, inferred, reinfer, applied_ranks, corrections, teaching) -> None:
+    """After step 8, step 7's lineage for the corrected records: where the other records give a corrected name one
+    label at a rank the record labels otherwise, the record's label goes. A rank above the corrected one goes
+    [``correction_parent_dropped``] (genus corrected to Culex: the record's Phoridae, Culicidae for the data; step 7
+    gives the parent again from the corrected label); a rank below it goes with every uncorrected rank under it
+    [``correction_child_dropped``] (family corrected to Culicidae: the record's genus Megaselia and its species).
+    Only a pair of one corrected and one uncorrected rank is judged: two corrected ranks are the maintainer's word
+    (a genus moved to another family; a row that gives the label the record holds counts), two uncorrected ones the
+    source's. ``applied_ranks``: record row -> its corrected ranks -> their correction rows."""
+    if not applied_ranks:
+        return
+    rows = np.fromiter(applied_ranks, dtype=np.int64, count=len(applied_ranks))
+    others = teaching.copy()
+    others[rows] = False  # the corrected records themselves teach nothing: their labels are the ones judged
+    parent_of = {}  # (rank, higher rank) -> the one label the other records give each of the corrected' names
+    for depth, rank in enumerate(RANKS[1:], start=1):
+        names = pd.unique(cols[rank][rows][~pd.isna(cols[rank][rows])])
+        holding = others & pd.Series(cols[rank], dtype=object).isin(names).to_numpy()
+        for higher in RANKS[:depth]:
+            both = holding & ~pd.isna(cols[higher])
+            pairs = pd.DataFrame({"name": cols[rank][both], "higher": cols[higher][both]})
+            distinct = pairs.groupby("name")["higher"].agg(["nunique", "first"])
+            parent_of[rank, higher] = distinct.loc[distinct["nunique"] == 1, "first"].to_dict()
+    for row, fields in applied_ranks.items():
+        for depth, rank in enumerate(RANKS[1:], start=1):
+            for higher in RANKS[:depth]:
+                name, label = cols[rank][row], cols[higher][row]
+                if pd.isna(name) or pd.isna(label) or (rank in fields) == (higher in fields):
+                    continue
+                expected = parent_of[rank, higher].get(name)
+                if expected is None or expected == label:
+                    continue
+                if rank in fields:
+                    gone, rule, by = [higher], "correction_parent_dropped", rank
+                else:
+                    below = RANKS[RANKS.index(rank) :]
+                    gone, rule, by = [r for r in below if r not in fields], "correction_child_dropped", higher
+                source = _source_of(corrections.iloc[fields[by]])
+                for dropped in gone:
+                    if not pd.isna(cols[dropped][row]):
+                        set_field(cols, log, rule, dropped, np.array([row]), None, source=source)
+                        inferred[row] &= np.uint8(~RANK_BIT[dropped] & 0xFF)
+                reinfer[row] = True
 
 
 def _drop_stale_inferences(cols, log, inferred, row: int, field: str, source) -> bool:

@@ -48,7 +48,11 @@ table in brackets):
    (their checks included), for those records only. A corrected value meets step 2's and step 5's checks: a name
    that cannot be its rank is ``invalid_value``; a corrected species of another genus takes the record's genus off
    [``correction_genus_dropped``] (step 5 gives it again from the species), a corrected genus takes off a species
-   of another genus [``correction_species_dropped``].
+   of another genus [``correction_species_dropped``]. A corrected name is held to the lineage the other records
+   give it, as step 7 holds an inference: a label above it that the lineage contradicts goes
+   [``correction_parent_dropped``] and step 7 gives it again; a label below it that the lineage puts under another
+   name goes, with the uncorrected ranks under it [``correction_child_dropped``]. Two corrected ranks are the
+   maintainer's word, even against the lineage (a genus moved to another family).
 9. Scope [``out_of_scope``]: a record whose final label at ``scope_rank`` is not one of ``scope_taxa``
    (default: phylum Arthropoda, as BIOSCAN-5M) leaves the table (rejects, reason ``out_of_scope``); a record
    without a label there stays, unless (phylum scope) its class is one the shipped ``class_phylum.tsv`` places
@@ -155,7 +159,7 @@ def curate(
         if params.infer_parents
         else pd.DataFrame()
     )
-    excluded, outcomes, reinfer = apply_corrections(cols, log, corrections, inferred)  # 8.
+    excluded, outcomes, reinfer = apply_corrections(cols, log, corrections, inferred, ~leaving)  # 8.
     if reinfer.any():  # the ranks inferred from a corrected label went: steps 5 and 7 again, on those records
         if params.fill_genus_from_species:
             genus_from_species(cols, log, inferred, only=reinfer)
