@@ -934,6 +934,25 @@ def test_a_species_that_claims_none_does_not_vote_against_a_named_one():
     assert out.loc[["b1", "b2"], "species"].isna().all()  # a conflict of two claims, as before
 
 
+def test_a_species_that_claims_none_is_no_consensus_and_lowers_no_agreement():
+    """The BIN table counted "Acisoma sp." as a species: outnumbering the BIN's one identification it was the
+    consensus species, and it halved the agreement of a BIN whose votes met no conflict."""
+    rows = [
+        row("a1", "Libellulidae", "Acisoma", "Acisoma inflatum", "BOLD:AAA0001", "k1"),
+        row("a2", "Libellulidae", "Acisoma", "Acisoma sp.", "BOLD:AAA0001", "k2"),
+        row("a3", "Libellulidae", "Acisoma", "Acisoma spp.", "BOLD:AAA0001", "k3"),
+        row("a4", "Libellulidae", "Acisoma", "Acisoma sp.", "BOLD:AAA0001", "k4"),
+        row("c1", "Libellulidae", "Acisoma", "Acisoma sp.", "BOLD:AAA0003", "k5"),
+        row("d1", "Libellulidae", "Acisoma", "Acisoma sp. 1ZZZZ", "BOLD:AAA0004", "k6"),
+        row("d2", "Libellulidae", "Acisoma", "Acisoma sp. 1ZZZZ", "BOLD:AAA0004", "k7"),
+        row("d3", "Libellulidae", "Acisoma", "Acisoma inflatum", "BOLD:AAA0004", "k8"),
+    ]
+    bins = curate(frame(rows))["bins"].set_index("dna_bin")
+    assert bins.loc["BOLD:AAA0001", ["species", "species_agreement"]].tolist() == ["Acisoma inflatum", 1.0]
+    assert bins.loc["BOLD:AAA0003", ["species", "species_agreement"]].isna().all()  # none named
+    assert bins.loc["BOLD:AAA0004", "species_agreement"] == 0.6667  # an interim species with a code is one
+
+
 def test_maintainer_tables_as_editors_save_them(tmp_path):
     """A BOM, CRLF, a tab after every row and quoted fields: read as written (a trailing tab used to shift every
     column left, so no correction applied and each row read as ``unknown_processid``). Processids with spaces

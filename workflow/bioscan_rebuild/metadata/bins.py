@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from bioscan_rebuild.core.schemas import RANKS
-from bioscan_rebuild.metadata.taxonomy.names import CONFUSABLES, MISSING_TOKENS
+from bioscan_rebuild.metadata.taxonomy.names import CONFUSABLES, MISSING_TOKENS, claims_no_species
 
 BIN_PATTERN = re.compile(r"^(?:BOLD:?)?([A-Z]{3}[0-9]{4})$")
 
@@ -29,8 +29,12 @@ def normalise_bin(value: str | None) -> str | None:
 
 def _most_common(frame: pd.DataFrame, rank: str) -> tuple[pd.Series, pd.Series]:
     """Per BIN, its most common label at ``rank`` (ties -> the first in name order) and that label's share of the
-    BIN's records labelled at the rank."""
-    labelled = frame.loc[~pd.isna(frame[rank]), ["dna_bin", rank]]
+    BIN's records labelled at the rank. A species that claims none ("Acisoma sp.") is no label here, as it is no
+    vote: it was the consensus of a BIN whose one named species it outnumbered, and it lowered the agreement."""
+    labelled = ~pd.isna(frame[rank]).to_numpy()
+    if rank == "species":
+        labelled &= ~claims_no_species(frame[rank].to_numpy())
+    labelled = frame.loc[labelled, ["dna_bin", rank]]
     counts = labelled.groupby(["dna_bin", rank]).size().rename("n").reset_index()
     counts = counts.sort_values(["dna_bin", "n", rank], ascending=[True, False, True])
     top = counts.drop_duplicates("dna_bin").set_index("dna_bin")

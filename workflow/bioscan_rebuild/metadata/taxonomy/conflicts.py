@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from bioscan_rebuild.metadata.taxonomy.changelog import set_field
+from bioscan_rebuild.metadata.taxonomy.names import claims_no_species
 
 
 def resolve_conflicts(cols, log, key_codes, fields, ratio: float, rule: str, cascade: bool) -> dict:
@@ -73,16 +74,12 @@ def resolve_conflicts(cols, log, key_codes, fields, ratio: float, rule: str, cas
     return counts
 
 
-# A species that only says "some species of this genus" ("Acisoma sp.", "Culex spp."): no claim at the species
-# rank, so it does not vote against a named species of its group (it erased the only identification of its BIN).
-# With a code ("Agathis sp. 1ZZZZ") it names an interim species, and votes.
-NO_SPECIES_CLAIM = r"^\S+ spp?\.$"
-
-
 def _no_claim(field: str, labels: np.ndarray) -> np.ndarray:
+    """A species that claims none does not vote against a named species of its group (it erased the only
+    identification of its BIN)."""
     if field != "species":
         return np.zeros(len(labels), bool)
-    return pd.Series(labels, dtype=object).str.match(NO_SPECIES_CLAIM, na=False).to_numpy(bool)
+    return claims_no_species(labels)
 
 
 def _drop_unsupported_below(cols, log, key_codes, has_key, field, lower_fields, changed, rule) -> None:

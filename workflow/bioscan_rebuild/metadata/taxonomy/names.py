@@ -246,6 +246,14 @@ def dot_qualifiers(cols: dict, log: ChangeLog) -> None:
 # A capitalised family-group name (family, subfamily, superfamily, tribe endings): never a genus. (A lower-case
 # one, "cecidomyiidae", stays: a lower-case genus is the published protocol's placeholder evidence, rule 3.)
 FAMILY_GROUP_NAME = r"^[A-Z].*(?:idae|inae|oidea|ini)$"
+# A species that only says "some species of this genus" ("Acisoma sp.", "Culex spp."): no claim at the species
+# rank. With a code ("Agathis sp. 1ZZZZ") it names an interim species.
+NO_SPECIES_CLAIM = r"^\S+ spp?\.$"
+
+
+def claims_no_species(labels) -> np.ndarray:
+    """Which species labels claim no species (``NO_SPECIES_CLAIM``): they take no part in a vote or a consensus."""
+    return pd.Series(labels, dtype=object).str.match(NO_SPECIES_CLAIM, na=False).to_numpy(bool)
 
 
 def home_ranks(cols: dict) -> dict[str, str]:
