@@ -627,11 +627,22 @@ def test_a_photo_given_read_access_changes_its_folders_fingerprint(tmp_path, mon
     exec(source, namespace)
     fingerprint = namespace["folder_fingerprint"]
     _photo(tmp_path / "P1.jpg")
+    _photo(tmp_path / "P2.jpg")
+    (tmp_path / "P1.jpg").chmod(0o600)  # not readable by all: its access is checked
+    asked = []
+
+    def access(path, mode):  # the tests run as root, who reads anything: the owner's view is played here
+        asked.append(os.path.basename(path))
+        return not locked
+
+    monkeypatch.setattr(os, "access", access)
+    locked = False
     readable = fingerprint(None)
-    monkeypatch.setattr(os, "access", lambda path, mode: not str(path).endswith("P1.jpg"))
+    locked = True
     assert fingerprint(None) != readable
-    monkeypatch.undo()
+    locked = False
     assert fingerprint(None) == readable
+    assert set(asked) == {"P1.jpg"}  # a photo readable by all costs no access check
 
 
 def test_an_images_path_that_is_not_a_folder_is_one_clear_line(tmp_path):
