@@ -165,13 +165,16 @@ class ImageStore:
         return self._commit(self.original_path(sha256, image_format), lambda t: Path(t).write_bytes(data))
 
 
+JPEG_END = b"\xff\xd9"  # the end-of-image marker every JPEG the image stage writes ends with
+
+
 def whole_jpeg(path: Path) -> bool:
     """``path`` is there and ends with a JPEG's end marker, as every JPEG the image stage writes does (one cut
     short by an interrupted copy of the store or a full disk does not): one seek, two bytes read."""
     try:
         with open(path, "rb") as handle:
             handle.seek(-2, os.SEEK_END)
-            return handle.read(2) == b"\xff\xd9"
+            return handle.read(2) == JPEG_END
     except OSError:  # absent, or shorter than two bytes
         return False
 

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, RANKS, RELEASE_COLUMNS, SPLITS
-from bioscan_rebuild.core.store import ImageStore, whole_jpeg
+from bioscan_rebuild.core.store import JPEG_END, ImageStore, whole_jpeg
 
 IMAGE_KEYS = ("image_sha256", "params_key", "original_full_is_source", *(f"sha256_{p}" for p in IMAGE_PACKAGES))
 DICTIONARY_COLUMNS = (*RANKS, "taxon", "dna_bin", "country", "province_state", "split", "chunk")
@@ -174,18 +174,26 @@ def _damaged(row: dict, package: str, path: Path, what: str) -> MissingImageErro
 def read_derived_image(store_root: Path, row: dict, package: str) -> bytes | None:
     """The bytes of ``derived_image_path``'s JPEG, checked against the sha256 the image stage recorded: a damaged
     store file is never released."""
-    path = derived_image_path(store_root, row, package)
+    path = derived_image_path(store_root, row, package, check_end=False)  # the hash below sees every byte
     if path is None:
         return None
     data = path.read_bytes()
     if hashlib.sha256(data).hexdigest() != row[f"sha256_{package}"]:
+        if not _is_source(row, package) and not data.endswith(JPEG_END):
+            raise _damaged(row, package, path, "is cut short (no JPEG end marker)")
         raise _damaged(row, package, path, f"no longer holds sha256 {row[f'sha256_{package}'][:12]}…")
     return data
 
 
-def derived_image_path(store_root: Path, row: dict, package: str) -> Path | None:
+def _is_source(row: dict, package: str) -> bool:
+    """The package is the photo as delivered (which may end otherwise than a JPEG the image stage writes)."""
+    return package == "original_full" and bool(row.get("original_full_is_source"))
+
+
+def derived_image_path(store_root: Path, row: dict, package: str, check_end: bool = True) -> Path | None:
     """Where the content-addressed store holds this spooled row's ``package`` JPEG (None when the record has
-    none, e.g. no crop for an empty well). Raises when the store should hold it but does not."""
+    none, e.g. no crop for an empty well). Raises when the store should hold it but does not, or (``check_end``)
+    when the JPEG is cut short."""
     sha, key = row.get("image_sha256"), row.get("params_key")
     if not sha or not key or not row.get(f"sha256_{package}"):
         return None
@@ -197,6 +205,6 @@ def derived_image_path(store_root: Path, row: dict, package: str) -> Path | None
             "snakemake --forcerun process_photos (with image_store.mode none a release cannot take images)"
         )
     # the cheap check, for files cloned unread (the audit compares every hash); a source photo may end otherwise
-    if not (package == "original_full" and row.get("original_full_is_source")) and not whole_jpeg(path):
+    if check_end and not _is_source(row, package) and not whole_jpeg(path):
         raise _damaged(row, package, path, "is cut short (no JPEG end marker)")
     return path
