@@ -841,6 +841,25 @@ def test_a_genus_the_fixes_table_renames_renames_its_species(tmp_path):
     assert_replays(records, result)
 
 
+def test_a_fixes_table_of_genus_rows_alone_renames_the_species_too(tmp_path):
+    """With no row for species (or any rank) in the table, the species step was skipped before the genus renames
+    reached it: one genus typo row dropped its named species and left its placeholders under the old spelling."""
+    path = tmp_path / "fixes.tsv"
+    path.write_text("rank\tfrom\tto\treason\ngenus\tTemoxeba\tTemoxebus\ttypo\n")
+    records = frame(
+        [
+            row("a", "Phoridae", "Temoxeba", "Temoxeba hipamous"),
+            row("b", "Phoridae", "Temoxeba", "Temoxeba sp. 2ES"),
+        ]
+    )
+    result = curate(records, fixes=load_fixes(path))
+    out = by_pid(result)
+    assert out.loc["a", ["genus", "species"]].tolist() == ["Temoxebus", "Temoxebus hipamous"]
+    assert out.loc["b", ["genus", "species"]].tolist() == ["Temoxebus", "Temoxebus sp. 2ES"]
+    assert not (result["changes"]["rule"] == "species_genus_mismatch").any()
+    assert_replays(records, result)
+
+
 def test_the_genus_renames_the_fixes_table_gives_its_species(tmp_path):
     """Which rows rename a genus's species: a genus row over a row for any rank, names as genus names are written
     (upper case read as the name; a lower-case genus is a placeholder's evidence and renames nothing), one word to

@@ -172,7 +172,9 @@ def apply_fixes(cols: dict, log: ChangeLog, fixes: pd.DataFrame | None) -> None:
         return
     for rank in RANKS:
         table = fixes[(fixes["rank"] == rank) | (fixes["rank"] == "*")]
-        if table.empty:
+        # a table of genus rows alone still renames the species of those genera
+        renames = _genus_renames(fixes) if rank == "species" else {}
+        if table.empty and not renames:
             continue
         # rows for any rank first, so a row for this rank wins over them; a row for any rank is read as a name of
         # this one (its case: "PHORIDEA" -> "Phoridea" meets the family step 1 wrote)
@@ -186,8 +188,8 @@ def apply_fixes(cols: dict, log: ChangeLog, fixes: pd.DataFrame | None) -> None:
         values = cols[rank]
         rows = np.flatnonzero(pd.Series(values).isin(list(mapping)).to_numpy())
         new = [mapping[v] or None for v in values[rows]]
-        if rank == "species":  # a renamed genus renames the first word of its species, placeholders too
-            rows, new = _with_renamed_genus(values, rows, new, _genus_renames(fixes))
+        if renames:  # a renamed genus renames the first word of its species, placeholders too
+            rows, new = _with_renamed_genus(values, rows, new, renames)
         set_field(cols, log, "typo_table", rank, rows, new)
 
 
