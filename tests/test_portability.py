@@ -173,3 +173,12 @@ def test_the_plan_names_the_revision_and_untracked_code_makes_it_modified(sample
     plan.unlink()
     _snakemake(project, "--cores", "1", str(plan.relative_to(project)))
     assert json.loads(plan.read_text())["git_revision"] == f"{head.strip()}-modified"
+    # a commit that changes no job (the docs) re-runs nothing: the revision was a parameter, and every commit re-ran
+    # the graph, the release and the audit
+    (project / "workflow" / "bioscan_rebuild" / "stats" / "extra.py").unlink()
+    _snakemake(project, "--cores", "1", str(plan.relative_to(project)))
+    (project / "README.md").write_text((project / "README.md").read_text() + "\nA line.\n")
+    git = ["git", "-C", str(project), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "commit", "-qam", "docs"], check=True)
+    planned = _snakemake(project, "-n", str(plan.relative_to(project)))
+    assert "Nothing to be done" in planned.stdout + planned.stderr, planned.stdout[-2000:]
