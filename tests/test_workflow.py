@@ -350,6 +350,11 @@ def test_an_older_fixed_file_and_a_code_update_rerun_what_they_touch(finished_ru
             **({"ignore": shutil.ignore_patterns("__pycache__")} if name != "Snakefile" else {}),
         )
     before = _rules_to_run(workdir, code / "Snakefile")  # what another checkout's paths alone re-run
+    assert "clean_barcodes" not in before, before
+    # a shipped taxonomy table edited (a maintainer's label fix): the barcode jobs read none, and all re-ran
+    fixes = code / "workflow" / "bioscan_rebuild" / "metadata" / "tables" / "taxonomy_fixes.tsv"
+    fixes.write_text(fixes.read_text() + "genus\tAaaaxus\tAaaayus\ttypo\n")
+    assert "clean_barcodes" not in _rules_to_run(workdir, code / "Snakefile")
     names = code / "workflow" / "bioscan_rebuild" / "metadata" / "taxonomy" / "names.py"
     names.write_text(names.read_text() + "\n# an update\n")
     after = _rules_to_run(workdir, code / "Snakefile")

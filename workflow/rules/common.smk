@@ -418,17 +418,19 @@ def fingerprint_of(*inputs):
     return fingerprint
 
 
-def _code_version(*packages):
+def _code_version(*packages, suffixes=None):
     """sha256 (16 hex digits) of the files of these packages of bioscan_rebuild and of core/, a params value: a job
     re-runs when the code that makes its outputs changes (Snakemake's code trigger sees only a rule's own shell
-    line). The image stage keeps its hand-raised versions (IMAGE_CODE_VERSION): its photo jobs are the costly ones."""
+    line). The image stage keeps its hand-raised versions (IMAGE_CODE_VERSION): its photo jobs are the costly ones.
+    ``suffixes``: the files that count (default SOURCE_SUFFIXES: the code and the package data it reads)."""
+    suffixes = suffixes or SOURCE_SUFFIXES
     digest = hashlib.sha256()
     base = os.path.join(workflow.basedir, "workflow", "bioscan_rebuild")
     for package in ("core", *packages):
         for folder, subfolders, files in os.walk(os.path.join(base, package)):
             subfolders[:] = sorted(name for name in subfolders if name != "__pycache__")
             for name in sorted(files):
-                if not name.endswith(SOURCE_SUFFIXES):  # not an editor's backup or a stray file
+                if not name.endswith(suffixes):  # not an editor's backup or a stray file
                     continue
                 path = os.path.join(folder, name)
                 digest.update(os.path.relpath(path, base).encode() + b"\0")
@@ -444,6 +446,8 @@ CODE = {
     "ingest": _code_version("ingest"),
     "images": _code_version("images"),  # the whole-table job only: the photo jobs keep IMAGE_CODE_VERSION
     "metadata": _code_version("metadata"),
+    # the barcode jobs read none of the taxonomy tables: a maintainer's label fix re-ran every shard's cleaning
+    "barcodes": _code_version("metadata", suffixes=(".py",)),
     "splits": _code_version("splits"),
     "stats": _code_version("stats", "export"),
     "export": _code_version("export"),
@@ -900,6 +904,13 @@ def _plan():
         known |= {path for job in ready for path in job["outputs"]}
         taken = {id(job) for job in ready}
         pending = [job for job in pending if id(job) not in taken]
+
+
+def _write_plan(path, plan_text):
+    """The job plan with the revision of the code writing it (read now: as a parameter, every commit re-ran it)."""
+    plan = {**json.loads(plan_text), "git_revision": _git_revision()}
+    with open(path, "w") as handle:
+        handle.write(f"{json.dumps(plan, sort_keys=True)}\n")
 
 
 def _git_revision():

@@ -14,7 +14,7 @@ rule clean_barcodes:
         "../../envs/ingest.yaml"
     params:
         cli=CLI,
-        code=CODE["metadata"],
+        code=CODE["barcodes"],
         barcode_params=BARCODE_PARAMS_JSON,
     shell:
         "{params.cli} barcodes clean {input.records:q} -o {output.barcodes:q} "

@@ -20,9 +20,7 @@ rule provenance_plan:
         # re-ran the graph, the release and the audit
         plan=json.dumps({"jobs": PLAN, "config": config}, sort_keys=True),
     run:
-        plan = {**json.loads(params.plan), "git_revision": _git_revision()}
-        with open(output.plan, "w") as handle:
-            handle.write(f"{json.dumps(plan, sort_keys=True)}\n")
+        _write_plan(output.plan, params.plan)
 
 
 rule provenance:
