@@ -366,6 +366,7 @@ def compute_stats(table: pa.Table, *, seed: int = 0, pairs_per_comparison: int =
         keys != 0,
         seed=seed,
         pairs=pairs_per_comparison,
+        content=keys,  # the same barcodes drawn whatever the rows' order (it follows the shards)
     )
     distances.attrs.update(method=METHOD, k=K, seed=int(seed), pairs_per_comparison=int(pairs_per_comparison))
     size_stats, size_histogram = _size_tables({f: numeric_values(table[f]) for f in SIZE_FIELDS}, labels["order"])

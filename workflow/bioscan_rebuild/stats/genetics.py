@@ -184,12 +184,17 @@ def sequence_distance(first: str, second: str, k: int = K) -> float:
 
 # ------------------------------------------------------------------------------------------- pairs
 class _Groups:
-    """Rows grouped by a code (rows with code < 0 left out): ``rows`` sorted by (code, row), and per group its
-    code, first position in ``rows`` and size."""
+    """Rows grouped by a code (rows with code < 0 left out): ``rows`` sorted by (code, content, row), and per group
+    its code, first position in ``rows`` and size. ``content``: a per-row key of what is measured (the barcode's),
+    so that the rows drawn hold the same barcodes whatever order the table's rows come in (the release's order
+    follows its shards: another ``shards`` published other distances); None: by row."""
 
-    def __init__(self, codes: np.ndarray, usable: np.ndarray):
+    def __init__(self, codes: np.ndarray, usable: np.ndarray, content: np.ndarray | None = None):
         rows = np.flatnonzero(usable & (codes >= 0))
-        self.rows = rows[np.argsort(codes[rows], kind="stable")]
+        if content is None:
+            self.rows = rows[np.argsort(codes[rows], kind="stable")]
+        else:
+            self.rows = rows[np.lexsort((content[rows], codes[rows]))]
         self.codes, self.starts, self.sizes = np.unique(codes[self.rows], return_index=True, return_counts=True)
 
 
@@ -205,17 +210,23 @@ def _empty_pairs() -> tuple[np.ndarray, np.ndarray, int]:
 
 
 def sample_pairs(
-    groups: dict[str, np.ndarray], has_barcode: np.ndarray, *, seed: int = 0, pairs: int = 2000
+    groups: dict[str, np.ndarray],
+    has_barcode: np.ndarray,
+    *,
+    seed: int = 0,
+    pairs: int = 2000,
+    content: np.ndarray | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
     """Row pairs per comparison (:data:`COMPARISONS`, rules in the module docstring): comparison -> (first rows,
     second rows, number of groups drawn from). ``groups`` maps species, genus, order and dna_bin to per-row
-    integer codes (-1 = missing); ``has_barcode`` says which rows take part. Fewer (or no) pairs come back only
-    where no group qualifies."""
+    integer codes (-1 = missing); ``has_barcode`` says which rows take part; ``content``: per-row barcode keys,
+    which order the rows of a group (:class:`_Groups`). Fewer (or no) pairs come back only where no group
+    qualifies."""
     rng = np.random.default_rng(seed)
     out = {}
     for comparison in COMPARISONS:
         if comparison in WITHIN:
-            grouped = _Groups(groups[WITHIN[comparison]], has_barcode)
+            grouped = _Groups(groups[WITHIN[comparison]], has_barcode, content)
             eligible = grouped.sizes >= 2
             starts, sizes = grouped.starts[eligible], grouped.sizes[eligible]
             if not sizes.size:
@@ -225,7 +236,7 @@ def sample_pairs(
             i, j = _two_distinct(rng, sizes[pick])
             out[comparison] = (grouped.rows[starts[pick] + i], grouped.rows[starts[pick] + j], int(sizes.size))
         elif comparison == "between_orders":
-            grouped = _Groups(groups["order"], has_barcode)
+            grouped = _Groups(groups["order"], has_barcode, content)
             if grouped.sizes.size < 2:
                 out[comparison] = _empty_pairs()
                 continue
@@ -237,7 +248,8 @@ def sample_pairs(
         else:  # between_bins: cells (genus, BIN), two cells of one genus
             genus, bin_code = groups["genus"].astype(np.int64), groups["dna_bin"].astype(np.int64)
             stride = int(bin_code.max(initial=0)) + 1
-            cells = _Groups(np.where((genus >= 0) & (bin_code >= 0), genus * stride + bin_code, -1), has_barcode)
+            cell_codes = np.where((genus >= 0) & (bin_code >= 0), genus * stride + bin_code, -1)
+            cells = _Groups(cell_codes, has_barcode, content)
             cell_genus = cells.codes // stride
             _, genus_start, bins_in_genus = np.unique(cell_genus, return_index=True, return_counts=True)
             eligible = bins_in_genus >= 2
@@ -364,13 +376,14 @@ def distance_tables(
     seed: int = 0,
     pairs: int = 2000,
     k: int = K,
+    content: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``genetic_distances`` (comparison, groups, pairs, mean, p05, median, p95) and ``genetic_histogram``
     (comparison, bin_left, bin_right, pairs; :data:`HISTOGRAM_EDGES`: 0.00-0.50 in steps of 0.01, then one bin
     0.5-1.0 for the distances above, the last bin closed) of Mash distances between sampled barcode pairs.
 
     ``pairs`` counts the pairs with a distance: a pair whose read has no clean k-mer is left out."""
-    sampled = sample_pairs(groups, has_barcode, seed=seed, pairs=pairs)
+    sampled = sample_pairs(groups, has_barcode, seed=seed, pairs=pairs, content=content)
     rows = np.unique(np.concatenate([np.concatenate([a, b]) for a, b, _ in sampled.values()]))
     kmers = {int(row): kmer_set(read or "", k) for row, read in zip(rows, gather_reads(barcodes, rows))}
     summary, histogram = [], []
