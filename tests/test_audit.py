@@ -566,6 +566,92 @@ def _provenance_software_version(release: Path) -> None:
     path.write_text(json.dumps(doc))
 
 
+def _edit_provenance(release: Path, edit) -> None:
+    path = release / "bioscan5m/metadata/provenance.jsonld"
+    doc = json.loads(path.read_text())
+    edit(doc["@graph"])
+    path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+
+
+def _provenance_file(graph: list, ending: str) -> dict:
+    return next(n for n in graph if n.get("@type") == "prov:Entity" and str(n.get("path", "")).endswith(ending))
+
+
+def _provenance_copy_hash(release: Path) -> None:
+    """The graph's hash of a file the release copies (the run's accounting) edited."""
+    _edit_provenance(release, lambda graph: _provenance_file(graph, "results/accounting.json").update(sha256="0" * 64))
+
+
+def _provenance_export_hash(release: Path) -> None:
+    _edit_provenance(release, lambda graph: _provenance_file(graph, "bold_export.tsv").update(sha256="f" * 64))
+
+
+def _provenance_photo_count(release: Path) -> None:
+    _edit_provenance(release, lambda graph: _provenance_file(graph, "sample-a/images").update(fileCount=250))
+
+
+def _provenance_derivation(release: Path) -> None:
+    _edit_provenance(
+        release, lambda graph: _provenance_file(graph, "results/accounting.json").update(wasDerivedFrom=[])
+    )
+
+
+def _provenance_hash_deleted(release: Path) -> None:
+    _edit_provenance(release, lambda graph: _provenance_file(graph, "results/metadata/barcodes.fasta").pop("sha256"))
+
+
+def _provenance_removed(release: Path) -> None:
+    """The graph and its Croissant node gone: the card still names it."""
+    (release / "bioscan5m/metadata/provenance.jsonld").unlink()
+    croissant = release / "bioscan5m/croissant.json"
+    doc = json.loads(croissant.read_text())
+    doc["distribution"] = [n for n in doc["distribution"] if "provenance" not in str(n.get("contentUrl", ""))]
+    croissant.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def _released_stats_table(release: Path) -> None:
+    """A statistics table edited: it is a copy of the build's file, whose hash the graph holds."""
+    path = release / "bioscan5m/metadata/stats/countries.csv"
+    lines = path.read_text().split("\n")
+    lines[1] = lines[1].rsplit(",", 1)[0] + ",999"
+    path.write_text("\n".join(lines))
+
+
+def _lineage_parquet_cell(release: Path, column: str, value) -> str:
+    path = release / "bioscan5m/metadata/records_lineage.parquet"
+    table = pq.read_table(path)
+    values = table[column].to_pylist()
+    values[0] = value
+    field = table.schema.field(column)
+    pq.write_table(table.set_column(table.schema.names.index(column), field, pa.array(values, field.type)), path)
+    return f"record {table['processid'][0].as_py()} field {column}: {str(value)!r}"
+
+
+def _lineage_csv_cell(release: Path, column: str, value: str) -> str:
+    """One cell of records_lineage.csv and its Parquet copy alike."""
+    import pyarrow.csv as pacsv
+
+    path = release / "bioscan5m/metadata/records_lineage.csv"
+    names = pacsv.read_csv(path).schema.names
+    options = pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=True)
+    table = pacsv.read_csv(path, convert_options=options)
+    values = table[column].to_pylist()
+    values[0] = value
+    pacsv.write_csv(table.set_column(names.index(column), column, pa.array(values, pa.string())), path)
+    _lineage_parquet_cell(release, column, value)
+    return table["processid"][0].as_py()
+
+
+def _lineage_batch(release: Path) -> str:
+    pid = _lineage_csv_cell(release, "batch", "not-a-batch")
+    return f"record {pid} (the first of 1 with batch 'not-a-batch'"
+
+
+def _lineage_changes(release: Path) -> str:
+    pid = _lineage_csv_cell(release, "changes", "invented_rule:species")
+    return f"record {pid} field changes: 'invented_rule:species'"
+
+
 TAMPERS = {  # name -> (tamper, what the finding says (None: what the tamper returns), found behind a new manifest)
     "csv_cell": (_edit_csv_cell, "field family", True),
     "parquet_value": (_edit_parquet_value, "field species: 'Musca domestica'", True),
@@ -641,6 +727,19 @@ TAMPERS = {  # name -> (tamper, what the finding says (None: what the tamper ret
     "jsonld_node_context": (_jsonld_node_context, None, True),
     "jsonld_taxon_rank": (_jsonld_taxon_rank, None, True),
     "jsonld_is_part_of": (_jsonld_is_part_of, None, True),
+    # provenance.jsonld was held to nothing but the config's hash and the version: every other edit passed
+    "provenance_copy_hash": (_provenance_copy_hash, "no file of the build has accounting.json's sha256", True),
+    "provenance_export_hash": (_provenance_export_hash, "bold_export.tsv has sha256 ffffffffffff", True),
+    "provenance_photo_count": (_provenance_photo_count, "images has fileCount 250, accounting.json says", True),
+    "provenance_derivation": (_provenance_derivation, "is derived from other files than its job", True),
+    "provenance_shapes": (_provenance_hash_deleted, "does not conform to the provenance shapes", True),
+    "provenance_removed": (_provenance_removed, "provenance.jsonld: missing (the card names it", True),
+    "stats_table": (_released_stats_table, "no file of the build has bioscan5m/metadata/stats/countries.csv", True),
+    # the lineage's Parquet copy was compared on six columns, its batch and changes with nothing
+    "lineage_parquet_line": (lambda release: _lineage_parquet_cell(release, "source_line", 100_000), None, True),
+    "lineage_parquet_raw": (lambda release: _lineage_parquet_cell(release, "raw_nucleotides", "ACGT"), None, True),
+    "lineage_batch": (_lineage_batch, None, True),
+    "lineage_changes": (_lineage_changes, None, True),
 }
 
 
@@ -679,6 +778,38 @@ def test_each_way_of_tampering_is_found(copy, tamper):
         assert phrase in result.stdout, result.stdout[-3000:]
     else:
         assert phrase in result.stdout, result.stdout[-3000:]
+
+
+def test_the_statistics_are_made_again_from_the_released_rows(copy):
+    """A statistics table edited with the card line it feeds, and the graph's hash of it, passed as whole (the card
+    was made again from the shipped table; edited alone, the honest card was blamed)."""
+    release = copy / "results" / "release"
+    table = release / "bioscan5m/metadata/stats/label_completeness.csv"
+    lines = table.read_text().split("\n")
+    number, row = next((i, line) for i, line in enumerate(lines) if line.startswith("species,"))
+    cells = row.split(",")
+    cells[2] = str(int(cells[2]) + 100)  # labelled records
+    lines[number] = ",".join(cells)
+    table.write_text("\n".join(lines))
+    forged = hashlib.sha256(table.read_bytes()).hexdigest()
+    _edit_provenance(
+        release,
+        lambda graph: _provenance_file(graph, "results/stats/label_completeness.csv").update(
+            sha256=forged, contentSize=table.stat().st_size
+        ),
+    )
+    card = release / "README.md"
+    text = card.read_text()
+    said = next(line for line in text.split("\n") if line.startswith("| species |"))
+    card.write_text(text.replace(said, said.replace(f" {row.split(',')[2]} ", f" {cells[2]} ", 1)))
+    rewrite_manifest(release)
+    result = audit(copy)
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert (
+        f'metadata/stats/label_completeness.csv: line {number + 1}: "{lines[number]}", the released rows give "{row}"'
+        in (result.stdout)
+    ), result.stdout[-3000:]
+    assert "README.md" not in result.stdout  # the card agrees with the forged table: the table is the finding
 
 
 def test_an_edited_source_export_is_found(copy):

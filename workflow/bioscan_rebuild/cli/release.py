@@ -64,10 +64,13 @@ def cmd_accounting(args) -> int:
 
 def cmd_audit(args) -> int:
     from bioscan_rebuild.export.audit import audit_release
+    from bioscan_rebuild.stats.audit import check_released_stats
 
     # the record of the audit inside the release it audits overwrote its MANIFEST.json or a data file
     distinct_outputs(outputs=[args.json], folders=[args.release, args.previous])
-    summary = audit_release(args.release, args.sources, every=args.all, previous=args.previous)
+    summary = audit_release(
+        args.release, args.sources, every=args.all, previous=args.previous, row_checks=(check_released_stats,)
+    )
     if args.json:  # the workflow's record of it (results/audit/audit.json): the same whether it passed or not
         from bioscan_rebuild.core.io import atomic_path
 

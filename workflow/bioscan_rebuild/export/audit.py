@@ -124,9 +124,13 @@ class Findings:
         return len(self.lines) + sum(self.hidden.values())
 
 
-def audit_release(release, sources=None, *, threads: int = 2, every: bool = False, previous=None) -> dict:
+def audit_release(
+    release, sources=None, *, threads: int = 2, every: bool = False, previous=None, row_checks=()
+) -> dict:
     """Run every check on the release folder ``release`` (the one holding MANIFEST.json); ``previous``: the release
-    it was built against, its diff is made again from it (``audit_diff``). Returns a summary with
+    it was built against, its diff is made again from it (``audit_diff``); ``row_checks``: checks of later stages
+    on the released rows, each ``check(release, rows, config, findings)`` (the command passes the statistics').
+    Returns a summary with
     ``problems`` (lines: SHOWN per kind and column, then a count, or all with ``every``) and their count; ``ok``
     is True only when nothing was found."""
     release = Path(release)
@@ -146,7 +150,7 @@ def audit_release(release, sources=None, *, threads: int = 2, every: bool = Fals
     # Hashing (hashlib lets go of the GIL) runs beside the record checks, which spend their time in Arrow.
     with ThreadPoolExecutor(max_workers=1) as background:
         hashed = background.submit(check_files, release, manifest, file_findings, threads=threads)
-        records = check_records(release, manifest, sources, findings, previous)
+        records = check_records(release, manifest, sources, findings, previous, row_checks)
         files = hashed.result()
     problems = file_findings.report() + findings.report()
     count = len(file_findings) + len(findings)
@@ -198,8 +202,8 @@ def _guarded(findings: Findings, what: str, check, *args, failed=None):
         return failed
 
 
-def check_records(release: Path, manifest: dict, sources, findings: Findings, previous=None) -> int:
-    """Checks 2-4; returns the number of released records."""
+def check_records(release: Path, manifest: dict, sources, findings: Findings, previous=None, row_checks=()) -> int:
+    """Checks 2-4 (and ``row_checks``, see :func:`audit_release`); returns the number of released records."""
     root = release / ROOT
     table = _guarded(findings, CSV_PATH, reference_table, root, findings)
     if table is None:
@@ -229,6 +233,7 @@ def check_records(release: Path, manifest: dict, sources, findings: Findings, pr
         (CROISSANT_PATH, check_croissant, root, manifest, findings),
         (RELEASE_DIFF_PATH, check_release_diff, root, table, findings, previous, config),
     ]
+    checks += [(f"{getattr(check, '__module__', '')}", check, release, table, config, findings) for check in row_checks]
     for what, check, *args in checks:
         _guarded(findings, what, check, *args)
     if sources is None:
@@ -944,7 +949,14 @@ def check_lineage(root: Path, csv: pa.Table, accounting: dict, findings: Finding
         findings.add("lineage", f"{where}: missing")
         return
     header = csv_header(path)
-    wanted = ["processid", "source_file", "source_sha256", *(c for c in header if c.startswith("sha256_"))]
+    wanted = [
+        "processid",
+        "batch",
+        "source_file",
+        "source_sha256",
+        "changes",
+        *(c for c in header if c.startswith("sha256_")),
+    ]
     options = pacsv.ConvertOptions(
         null_values=[""],  # only an empty field: a processid "NA" is a processid
         strings_can_be_null=True,
@@ -968,7 +980,9 @@ def check_lineage(root: Path, csv: pa.Table, accounting: dict, findings: Finding
         item["export"]: item["export_sha256"] for item in accounting.get("batches", {}).values() if "export" in item
     }
     _check_image_hashes(where, lineage, csv.select(["split", "chunk"]).take(rows), manifest or {}, findings)
-    check_lineage_parquet(root, lineage, findings)
+    check_lineage_parquet(root, findings)
+    _check_lineage_batches(where, lineage, accounting, findings)
+    _guarded(findings, CHANGES.path, _check_lineage_changes, root, where, lineage, findings)
     sources = pc.unique(lineage["source_file"])
     listed = pa.array([exports.get(source) for source in sources.to_pylist()], pa.string())
     expected = listed.take(pc.index_in(lineage["source_file"], value_set=sources))
@@ -980,6 +994,52 @@ def check_lineage(root: Path, csv: pa.Table, accounting: dict, findings: Finding
             "lineage source",
             f"{where}: record {pid} names {source} with sha256 {str(sha)[:12]}…, not what the accounting lists",
         )
+
+
+def _check_lineage_batches(where: str, lineage: pa.Table, accounting: dict, findings: Findings) -> None:
+    """Each record's ``batch`` is a delivery whose export is the record's ``source_file`` (by the accounting)."""
+    if "batch" not in lineage.schema.names:
+        findings.add("lineage batch", f"{where}: no column batch")
+        return
+    exports = {
+        name.split(":", 1)[1]: item.get("export")
+        for name, item in accounting.get("batches", {}).items()
+        if name.startswith("export:") and isinstance(item, dict)
+    }
+    pairs = lineage.select(["batch", "source_file"]).group_by(["batch", "source_file"]).aggregate([([], "count_all")])
+    for batch, source, count in zip(*(pairs[name].to_pylist() for name in ("batch", "source_file", "count_all"))):
+        if exports.get(batch) != source:
+            rows = pc.and_(
+                pc.equal(pc.fill_null(lineage["batch"], ""), batch or ""),
+                pc.equal(pc.fill_null(lineage["source_file"], ""), source or ""),
+            )
+            first = lineage["processid"].filter(rows)[0].as_py()
+            findings.add(
+                "lineage batch",
+                f"{where}: record {first} (the first of {count} with batch {batch!r} and source file {source}): "
+                f"the accounting's batch {batch!r} delivered {exports.get(batch) or 'no export'}",
+            )
+
+
+def _check_lineage_changes(root: Path, where: str, lineage: pa.Table, findings: Findings) -> None:
+    """Each record's ``changes`` are its ``changes.csv`` rows' ``rule:field``, in order (as the release makes
+    them: ``side_files.change_ids``)."""
+    from bioscan_rebuild.export.side_files import change_ids
+
+    path = root / CHANGES.path
+    if not path.exists() or "changes" not in lineage.schema.names:
+        return
+    columns = ["processid", "field", "rule"]
+    options = pacsv.ConvertOptions(
+        null_values=[""],
+        strings_can_be_null=True,
+        column_types=dict.fromkeys(columns, pa.string()),
+        include_columns=columns,
+    )
+    logged = change_ids(pacsv.read_csv(path, convert_options=options).to_pandas())
+    ids = lineage["processid"].to_numpy(zero_copy_only=False)
+    expected = pa.array(logged.reindex(ids).to_numpy(), pa.string(), from_pandas=True)
+    _compare(where, "changes", lineage["processid"], expected, lineage["changes"], findings, CHANGES.path)
 
 
 def _check_image_hashes(where: str, lineage: pa.Table, csv: pa.Table, manifest: dict, findings: Findings) -> None:
@@ -1232,9 +1292,61 @@ def _fasta_block(lines: pa.Array, heads: np.ndarray) -> pa.Table:
     )
 
 
-def check_lineage_parquet(root: Path, lineage_csv: pa.Table, findings: Findings) -> None:
-    """``records_lineage.parquet`` holds what ``records_lineage.csv`` holds (the checked columns, row by row)."""
-    _check_parquet_copy(root, RECORDS_LINEAGE_PARQUET.path, lineage_csv, findings)
+def check_lineage_parquet(root: Path, findings: Findings, block: int = 1 << 16) -> None:
+    """``records_lineage.parquet`` holds what ``records_lineage.csv`` holds: every column, row by row (a Parquet
+    reader's export line, raw sequence and photo are the CSV's). Read in blocks of ``block`` rows from both files,
+    compared as text: the raw sequences of a full release are gigabytes."""
+    csv_path, path = root / RECORDS_LINEAGE.path, root / RECORDS_LINEAGE_PARQUET.path
+    where = f"{ROOT}/{RECORDS_LINEAGE_PARQUET.path}"
+    if not path.exists() or not csv_path.exists():
+        return
+    parquet = pq.ParquetFile(path)
+    names = parquet.schema_arrow.names
+    header = csv_header(csv_path)
+    if names != header:
+        findings.add(f"{where} columns", f"{where}: columns {names}, the csv has {header}")
+        return
+    options = pacsv.ConvertOptions(
+        null_values=[""], strings_can_be_null=True, column_types=dict.fromkeys(names, pa.string())
+    )
+    reader = pacsv.open_csv(csv_path, convert_options=options)
+    rows = 0
+    for expected, got in _aligned_blocks(reader, parquet.iter_batches(batch_size=block)):
+        if expected is None or got is None:
+            findings.add(f"{where} records", f"{where}: {parquet.metadata.num_rows} records, the csv has another count")
+            return
+        ids = expected.column("processid")
+        if not ids.equals(got.column("processid").cast(pa.string())):
+            findings.add(f"{where} records", f"{where}: the records differ from the csv's from row {rows + 1} on")
+            return
+        for name in names[1:]:
+            wanted = pc.fill_null(expected.column(name), "")  # a CSV cannot tell a missing text from an empty one
+            _compare(where, name, ids, wanted, pc.fill_null(got.column(name).cast(pa.string()), ""), findings)
+        rows += expected.num_rows
+
+
+def _aligned_blocks(first, second) -> Iterator[tuple[pa.RecordBatch | None, pa.RecordBatch | None]]:
+    """Pairs of equally long slices of two streams of record batches (the same rows, batched otherwise). When one
+    stream ends before the other, a last pair holds None on its side."""
+    first, second = iter(first), iter(second)
+    left = right = None
+    while True:
+        while left is None or left.num_rows == 0:
+            left = next(first, None)
+            if left is None:
+                break
+        while right is None or right.num_rows == 0:
+            right = next(second, None)
+            if right is None:
+                break
+        if left is None and right is None:
+            return
+        if left is None or right is None:
+            yield left, right
+            return
+        size = min(left.num_rows, right.num_rows)
+        yield left.slice(0, size), right.slice(0, size)
+        left, right = left.slice(size), right.slice(size)
 
 
 def _check_parquet_copy(root: Path, relpath: str, csv_table: pa.Table, findings: Findings) -> None:

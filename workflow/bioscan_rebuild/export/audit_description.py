@@ -8,7 +8,11 @@ data and must be what the build wrote.
   lines that differ are shown.
 - each JSON-LD file's context and head nodes (release, build, software, inputs) and its split node, whose
   ``recordCount`` is the split's records in the CSV.
-- ``provenance.jsonld``: the config it names has the sha256 of ``metadata/config.json``.
+- ``provenance.jsonld``: there, with ``metadata/config.json`` (the card names both); the config it names has the
+  sha256 of ``metadata/config.json``; it conforms to the provenance SHACL shapes; each file the release copies
+  from the build (``layout.BUILD_COPIES``, the statistics, ``accounting.json``) is one of its files by sha256 and
+  size; each batch's export has the accounting's sha256 and each photo folder the accounting's file count; each
+  file is derived from what the job that made it used.
 
 The documents are made by this package: a release made by another version of bioscan-rebuild (its provenance
 says) is only checked for its name, version and licence (``audit.check_version``).
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -27,10 +32,12 @@ import pyarrow.compute as pc
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import file_sha256
 from bioscan_rebuild.core.params import ExportOptions
-from bioscan_rebuild.export.card import CARD, CITATION, card_text
+from bioscan_rebuild.export.card import CARD, CITATION, STATS_DIR, card_text
 from bioscan_rebuild.export.formats.croissant import build_croissant, croissant_info
 from bioscan_rebuild.export.formats.jsonld import described_text, release_dataset
 from bioscan_rebuild.export.layout import (
+    ACCOUNTING,
+    BUILD_COPIES,
     CONFIG,
     CROISSANT_PATH,
     IMAGES_DIR,
@@ -63,6 +70,12 @@ def check_description(
 
     root = release / ROOT
     _check_provenance_config(root, findings)
+    try:
+        _check_provenance(release, manifest, accounting, findings)
+    except (MemoryError, InputError):
+        raise
+    except Exception as error:  # json and rdflib raise anything on a damaged graph
+        findings.add("unreadable", f"{ROOT}/{PROVENANCE.path}: cannot be read as the build writes it ({error!r:.200})")
     if options is None:
         return
     built_by = release_software_version(root)
@@ -104,6 +117,89 @@ def _check_software_versions(root: Path, built_by: str | None, findings) -> None
                 f"{ROOT}/{JSONLD_DIR}/{path.name}: built by bioscan-rebuild {said.group(1)}, "
                 f"{ROOT}/{PROVENANCE.path} says {built_by}",
             )
+
+
+def _build_copies(manifest: dict) -> list[str]:
+    """The release's files (manifest paths) that are copies of the build's own files."""
+    copied = {ACCOUNTING, *(f"{ROOT}/{file.path}" for file in BUILD_COPIES)}
+    stats = f"{ROOT}/{STATS_DIR}/"
+    return sorted(rel for rel in manifest if rel in copied or rel.startswith(stats))
+
+
+def _check_provenance(release: Path, manifest: dict, accounting: dict, findings) -> None:
+    """``provenance.jsonld`` against what the release itself holds (the module docstring): a graph with a file's
+    hash, a job or a derivation edited, or gone with its Croissant node, passed as whole."""
+    root, where = release / ROOT, f"{ROOT}/{PROVENANCE.path}"
+    for file in (PROVENANCE, CONFIG):
+        if not (root / file.path).exists():
+            findings.add("description", f"{ROOT}/{file.path}: missing (the card names it; the build writes it)")
+    path = root / PROVENANCE.path
+    if not path.exists():
+        return
+    conforms, report = _provenance_conforms(path)
+    if not conforms:
+        findings.add("description", f"{where}: does not conform to the provenance shapes: {report}")
+    graph = [node for node in json.loads(path.read_text()).get("@graph", []) if isinstance(node, dict)]
+    files = {
+        os.path.normpath(str(node["path"])): node
+        for node in graph
+        if node.get("@type") == "prov:Entity" and isinstance(node.get("path"), str)
+    }
+    made = {(node.get("sha256"), node.get("contentSize")) for node in files.values()}
+    for rel in _build_copies(manifest):
+        if (manifest[rel]["sha256"], manifest[rel]["bytes"]) not in made:
+            findings.add(
+                "description", f"{where}: no file of the build has {rel}'s sha256 and size (it is a copy of one)"
+            )
+    batches = accounting.get("batches", {}) if isinstance(accounting.get("batches"), dict) else {}
+    config = _json_or_none(root / CONFIG.path)
+    for batch in (config or {}).get("batches", []) or []:
+        if not isinstance(batch, dict):
+            continue
+        name = batch.get("name")
+        for kind, key, said in (
+            ("export", "sha256", batches.get(f"export:{name}", {}).get("export_sha256")),
+            ("images", "fileCount", batches.get(f"images:{name}", {}).get("files")),
+        ):
+            if not batch.get(kind):
+                continue
+            node = files.get(os.path.normpath(str(batch[kind])))
+            held = None if node is None else node.get(key)
+            if held != said:
+                findings.add(
+                    "description",
+                    f"{where}: batch {name}'s {kind} {batch[kind]} has {key} {str(held)[:12]}, "
+                    f"{ACCOUNTING} says {str(said)[:12]}",
+                )
+    used = {node.get("@id"): node.get("used", []) for node in graph if node.get("@type") == "prov:Activity"}
+    for rel, node in sorted(files.items()):
+        job = node.get("wasGeneratedBy")
+        if job is not None and sorted(_listed(node.get("wasDerivedFrom"))) != sorted(_listed(used.get(job))):
+            findings.add("description", f"{where}: {rel} is derived from other files than its job {job} used")
+
+
+def _listed(value) -> list:
+    return [str(item) for item in value] if isinstance(value, list) else [] if value is None else [str(value)]
+
+
+def _json_or_none(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _provenance_conforms(path: Path) -> tuple[bool, str]:
+    """Whether the graph conforms to the shapes the build's graph is made to (its first violation, shortened)."""
+    from bioscan_rebuild.export.formats.jsonld import validate_jsonld
+    from bioscan_rebuild.export.provenance import PROVENANCE_SHAPES
+
+    conforms, text, _ = validate_jsonld(path, PROVENANCE_SHAPES)
+    if conforms:
+        return True, ""
+    message = re.search(r"Message: (.*)", text)
+    focus = re.search(r"Focus Node: (.*)", text)
+    return False, " ".join(part.group(1) for part in (focus, message) if part)[:300]
 
 
 def _check_provenance_config(root: Path, findings) -> None:

@@ -71,7 +71,12 @@ LINEAGE_SCHEMA = pa.schema(
 def _change_ids(changes_path) -> pd.Series:
     """processid -> "rule:field;..." of every change logged for it, in order. By rule, not by step number: the
     numbers count the steps that changed anything, so another delivery renumbered records it never touched."""
-    changes = pq.read_table(changes_path, columns=["step", "processid", "field", "rule"]).to_pandas()
+    return change_ids(pq.read_table(changes_path, columns=["processid", "field", "rule"]).to_pandas())
+
+
+def change_ids(changes: pd.DataFrame) -> pd.Series:
+    """The lineage's ``changes`` of each record of a changes table (processid, field, rule; in the table's order):
+    processid -> "rule:field;...". The audit makes them again from ``changes.csv``."""
     if changes.empty:
         return pd.Series(dtype=object)
     ids = changes["rule"].astype(str) + ":" + changes["field"].astype(str)
