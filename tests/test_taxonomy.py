@@ -552,6 +552,41 @@ def test_a_corrected_name_is_held_to_the_lineage_the_other_records_give_it():
     assert_replays(records, result)
 
 
+def test_the_lineage_a_correction_is_held_to_is_the_data_own_labels_and_its_species_genus():
+    """Three holes of the lineage check: it learned from labels step 7 had inferred from the corrected record's own
+    wrong family (the family fix then took the record's genus and species off); a species the data does not know
+    yet got its genus back from step 5 under the old family; a subfamily stayed under the new family."""
+    records = frame(
+        [
+            row("r", "Phoridae", "Aedes", "Aedes vexans"),  # the only family Aedes has: step 7 copies it on
+            row("o1", None, "Aedes", "Aedes vexans"),
+            row("o2", None, "Aedes"),
+            row("s", "Phoridae", "Megaselia"),
+            row("t", "Phoridae", "Megaselia", subfamily="Metopininae"),
+            row("t2", "Phoridae", "Megaselia", subfamily="Metopininae"),
+            *CULEX_AND_MEGASELIA,
+        ]
+    )
+    corrected = corrections_table(
+        ("r", "family", "Culicidae", "wrong_label", "r1"),
+        ("s", "species", "Culex quinque", "wrong_label", "r2"),  # a species no record holds yet
+        ("t", "genus", "Culex", "wrong_label", "r3"),
+    )
+    result = curate(records, corrections=corrected)
+    out = by_pid(result)
+    assert out.loc["r", ["family", "genus", "species"]].tolist() == ["Culicidae", "Aedes", "Aedes vexans"]
+    assert out.loc["s", ["family", "genus", "species"]].tolist() == ["Culicidae", "Culex", "Culex quinque"]
+    assert out.loc["t", ["family", "genus"]].tolist() == ["Culicidae", "Culex"] and pd.isna(out.loc["t", "subfamily"])
+    dropped = result["changes"][result["changes"]["rule"] == "correction_parent_dropped"]
+    assert dropped[["processid", "field", "old"]].values.tolist() == [
+        ["s", "family", "Phoridae"],
+        ["t", "family", "Phoridae"],
+        ["t", "subfamily", "Metopininae"],
+    ]
+    assert not (result["changes"]["rule"] == "correction_child_dropped").any()
+    assert_replays(records, result)
+
+
 CULEX_AND_MEGASELIA = (
     row("c1", "Culicidae", "Culex", "Culex pipiens"),
     row("c2", "Culicidae", "Culex"),

@@ -13,7 +13,7 @@ from bioscan_rebuild.core.schemas import RANKS, processid_keys
 from bioscan_rebuild.metadata.bins import normalise_bin
 from bioscan_rebuild.metadata.taxonomy.changelog import ChangeLog, set_field
 from bioscan_rebuild.metadata.taxonomy.names import FAMILY_GROUP_NAME, MISSING_TOKENS, clean_species, normalise_name
-from bioscan_rebuild.metadata.taxonomy.parents import RANK_BIT
+from bioscan_rebuild.metadata.taxonomy.parents import RANK_BIT, genus_of_species
 from bioscan_rebuild.metadata.taxonomy.tables import read_table
 
 CORRECTABLE_FIELDS = (*RANKS, "dna_bin", "country", "province_state")
@@ -201,39 +201,53 @@ def _keep_species_under_genus(cols, log, inferred, reinfer, applied_ranks, corre
 
 
 def _keep_lineage_of_corrections(cols, log, inferred, reinfer, applied_ranks, corrections, teaching) -> None:
-    """After step 8, step 7's lineage for the corrected records: where the other records give a corrected name one
-    label at a rank the record labels otherwise, the record's label goes. A rank above the corrected one goes
+    """After step 8, step 7's lineage for the corrected records: where the other records' own labels (not what
+    steps 5 and 7 inferred: a family inferred from the corrected record's wrong one) give a corrected name one label
+    at a rank the record labels otherwise, the record's label goes. A rank above the corrected one goes
     [``correction_parent_dropped``] (genus corrected to Culex: the record's Phoridae, Culicidae for the data; step 7
-    gives the parent again from the corrected label); a rank below it goes with every uncorrected rank under it
-    [``correction_child_dropped``] (family corrected to Culicidae: the record's genus Megaselia and its species).
+    gives the parent again from the corrected label), with the uncorrected ranks between whose lineage the data puts
+    under the label that went (its subfamily Metopininae); a rank below it goes with every uncorrected rank under it
+    [``correction_child_dropped``] (family corrected to Culicidae: the record's genus Megaselia and its species). A
+    corrected species without a genus is judged by the genus step 5 will read from it.
     Only a pair of one corrected and one uncorrected rank is judged: two corrected ranks are the maintainer's word
     (a genus moved to another family; a row that gives the label the record holds counts), two uncorrected ones the
     source's. ``applied_ranks``: record row -> its corrected ranks -> their correction rows."""
     if not applied_ranks:
         return
     rows = np.fromiter(applied_ranks, dtype=np.int64, count=len(applied_ranks))
+    # the genus step 5 will give a corrected species that has none: the maintainer's too
+    bare = [row for row in rows if "species" in applied_ranks[row] and pd.isna(cols["genus"][row])]
+    read = dict(zip(bare, genus_of_species(cols, cols["species"][np.array(bare, np.int64)]))) if bare else {}
+    virtual = {row: genus for row, genus in read.items() if not pd.isna(genus)}
     others = teaching.copy()
     others[rows] = False  # the corrected records themselves teach nothing: their labels are the ones judged
     parent_of = {}  # (rank, higher rank) -> the one label the other records give each of the corrected' names
     for depth, rank in enumerate(RANKS[1:], start=1):
-        names = pd.unique(cols[rank][rows][~pd.isna(cols[rank][rows])])
-        holding = others & pd.Series(cols[rank], dtype=object).isin(names).to_numpy()
+        names = set(pd.unique(cols[rank][rows][~pd.isna(cols[rank][rows])]))
+        names |= set(virtual.values()) if rank == "genus" else set()
+        own = ~(inferred & RANK_BIT[rank]).astype(bool)
+        holding = others & own & pd.Series(cols[rank], dtype=object).isin(names).to_numpy()
         for higher in RANKS[:depth]:
-            both = holding & ~pd.isna(cols[higher])
+            both = holding & ~pd.isna(cols[higher]) & ~(inferred & RANK_BIT[higher]).astype(bool)
             pairs = pd.DataFrame({"name": cols[rank][both], "higher": cols[higher][both]})
             distinct = pairs.groupby("name")["higher"].agg(["nunique", "first"])
             parent_of[rank, higher] = distinct.loc[distinct["nunique"] == 1, "first"].to_dict()
     for row, fields in applied_ranks.items():
+        if row in virtual:
+            fields = {**fields, "genus": fields["species"]}
         for depth, rank in enumerate(RANKS[1:], start=1):
             for higher in RANKS[:depth]:
-                name, label = cols[rank][row], cols[higher][row]
+                name = virtual[row] if rank == "genus" and row in virtual else cols[rank][row]
+                label = cols[higher][row]
                 if pd.isna(name) or pd.isna(label) or (rank in fields) == (higher in fields):
                     continue
                 expected = parent_of[rank, higher].get(name)
                 if expected is None or expected == label:
                     continue
                 if rank in fields:
-                    gone, rule, by = [higher], "correction_parent_dropped", rank
+                    between = RANKS[RANKS.index(higher) + 1 : depth]
+                    under = [r for r in between if r not in fields and parent_of[r, higher].get(cols[r][row]) == label]
+                    gone, rule, by = [higher, *under], "correction_parent_dropped", rank
                 else:
                     below = RANKS[RANKS.index(rank) :]
                     gone, rule, by = [r for r in below if r not in fields], "correction_child_dropped", higher

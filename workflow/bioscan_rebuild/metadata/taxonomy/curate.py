@@ -48,11 +48,12 @@ table in brackets):
    (their checks included), for those records only. A corrected value meets step 2's and step 5's checks: a name
    that cannot be its rank is ``invalid_value``; a corrected species of another genus takes the record's genus off
    [``correction_genus_dropped``] (step 5 gives it again from the species), a corrected genus takes off a species
-   of another genus [``correction_species_dropped``]. A corrected name is held to the lineage the other records
-   give it, as step 7 holds an inference: a label above it that the lineage contradicts goes
-   [``correction_parent_dropped``] and step 7 gives it again; a label below it that the lineage puts under another
-   name goes, with the uncorrected ranks under it [``correction_child_dropped``]. Two corrected ranks are the
-   maintainer's word, even against the lineage (a genus moved to another family).
+   of another genus [``correction_species_dropped``]. A corrected name (a corrected species without a genus: the
+   genus step 5 reads from it) is held to the lineage the other records' own labels give it, as step 7 holds an
+   inference: a label above it that the lineage contradicts goes [``correction_parent_dropped``], with the
+   uncorrected ranks between that the lineage puts under it, and step 7 gives it again; a label below it that the
+   lineage puts under another name goes, with the uncorrected ranks under it [``correction_child_dropped``]. Two
+   corrected ranks are the maintainer's word, even against the lineage (a genus moved to another family).
 9. Scope [``out_of_scope``]: a record whose final label at ``scope_rank`` is not one of ``scope_taxa``
    (default: phylum Arthropoda, as BIOSCAN-5M) leaves the table (rejects, reason ``out_of_scope``); a record
    without a label there stays, unless (phylum scope) its class is one the shipped ``class_phylum.tsv`` places

@@ -23,18 +23,24 @@ def genus_from_species(cols: dict, log: ChangeLog, inferred: np.ndarray, only: n
     species = cols["species"]
     wanted = pd.isna(cols["genus"]) & ~pd.isna(species)
     rows = np.flatnonzero(wanted if only is None else wanted & only)
-    first = pd.Series(species[rows], dtype=object).str.extract(BINOMIAL_GENUS.pattern, expand=False).to_numpy(object)
-    # a family/subfamily/tribe name in the species slot ("Cecidomyiidae sp. 3") is not a genus, nor is a name the
-    # data uses above genus ("Diptera sp. 1", "Insecta sp. BOLD:AAA1234"), nor a trap code ("Malaise trap 4")
+    first = genus_of_species(cols, species[rows])
+    found = ~pd.isna(first)
+    set_field(cols, log, "genus_from_species", "genus", rows[found], first[found])
+    inferred[rows[found]] |= RANK_BIT["genus"]
+
+
+def genus_of_species(cols: dict, species: np.ndarray) -> np.ndarray:
+    """The genus step 5 reads from each of ``species`` (None where it reads none): the first word, capitalised
+    Latin. A family/subfamily/tribe name in the species slot ("Cecidomyiidae sp. 3") is not a genus, nor is a name
+    the data uses above genus ("Diptera sp. 1", "Insecta sp. BOLD:AAA1234"), nor a trap code ("Malaise trap 4")."""
+    first = pd.Series(species, dtype=object).str.extract(BINOMIAL_GENUS.pattern, expand=False).to_numpy(object)
     words = pd.Series(first, dtype=object)
     above_genus = set()
     for rank in RANKS[: RANKS.index("genus")]:
         above_genus.update(pd.unique(cols[rank][~pd.isna(cols[rank])]))
     higher = (words.str.contains(HIGHER_RANK_SUFFIX, na=False) | words.isin(above_genus)).to_numpy()
     code = words.str.contains(MALAISE_RE, na=False).to_numpy()
-    found = ~pd.isna(first) & ~higher & ~code
-    set_field(cols, log, "genus_from_species", "genus", rows[found], first[found])
-    inferred[rows[found]] |= RANK_BIT["genus"]
+    return np.where(~pd.isna(first) & ~higher & ~code, first, None)
 
 
 def forget_removed(cols: dict, inferred: np.ndarray) -> None:
