@@ -165,7 +165,9 @@ def test_the_plan_names_the_revision_and_untracked_code_makes_it_modified(sample
     if not (project / "Snakefile").is_file():
         pytest.fail("the clone holds no Snakefile")
     shutil.copytree(sample_dir, project / "resources" / "sample")
-    head = subprocess.run(["git", "-C", str(project), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    # the last commit of the code (a commit of the docs alone names no other code)
+    code = ["rev-list", "-1", "HEAD", "--", "workflow", "Snakefile"]
+    head = subprocess.run(["git", "-C", str(project), *code], capture_output=True, text=True).stdout
     plan = project / "results" / "provenance" / "plan.json"
     _snakemake(project, "--cores", "1", str(plan.relative_to(project)))
     assert json.loads(plan.read_text())["git_revision"] == head.strip()
@@ -182,3 +184,11 @@ def test_the_plan_names_the_revision_and_untracked_code_makes_it_modified(sample
     subprocess.run([*git, "commit", "-qam", "docs"], check=True)
     planned = _snakemake(project, "-n", str(plan.relative_to(project)))
     assert "Nothing to be done" in planned.stdout + planned.stderr, planned.stdout[-2000:]
+    # a commit of the code is named: the plan is made again (it kept the revision of the run before)
+    module = project / "workflow" / "bioscan_rebuild" / "stats" / "extra.py"
+    module.write_text("X = 2\n")
+    subprocess.run([*git, "add", str(module)], check=True)
+    subprocess.run([*git, "commit", "-qm", "code"], check=True)
+    _snakemake(project, "--cores", "1", str(plan.relative_to(project)))
+    new_head = subprocess.run(["git", "-C", str(project), "rev-parse", "HEAD"], capture_output=True, text=True)
+    assert json.loads(plan.read_text())["git_revision"] == new_head.stdout.strip()

@@ -906,19 +906,13 @@ def _plan():
         pending = [job for job in pending if id(job) not in taken]
 
 
-def _write_plan(path, plan_text):
-    """The job plan with the revision of the code writing it (read now: as a parameter, every commit re-ran it)."""
-    plan = {**json.loads(plan_text), "git_revision": _git_revision()}
-    with open(path, "w") as handle:
-        handle.write(f"{json.dumps(plan, sort_keys=True)}\n")
-
-
 def _git_revision():
-    """The code's revision, when this checkout is a git repository ("-modified" when the workflow's code, tracked
-    or not, differs from it)."""
+    """The code's revision, when this checkout is a git repository: the last commit that changed the workflow's
+    code (a commit of the docs alone re-ran the plan, the graph, the release and the audit), "-modified" when the
+    code, tracked or not, differs from it."""
     try:
         head = subprocess.run(
-            ["git", "-C", workflow.basedir, "rev-parse", "HEAD"],
+            ["git", "-C", workflow.basedir, "rev-list", "-1", "HEAD", "--", "workflow", "Snakefile"],
             capture_output=True,
             text=True,
             check=True,

@@ -16,11 +16,13 @@ rule provenance_plan:
     log:
         "logs/provenance/plan.log",
     params:
-        # the revision is read when the plan is written, not a parameter: a commit that changes no job (the docs)
-        # re-ran the graph, the release and the audit
-        plan=json.dumps({"jobs": PLAN, "config": config}, sort_keys=True),
+        plan=json.dumps(
+            {"jobs": PLAN, "config": config, "git_revision": _git_revision()},
+            sort_keys=True,
+        ),
     run:
-        _write_plan(output.plan, params.plan)
+        with open(output.plan, "w") as handle:
+            handle.write(f"{params.plan}\n")
 
 
 rule provenance:
