@@ -48,8 +48,10 @@ def undo_mojibake(text: str) -> str:
     """UTF-8 read as cp1252 or Latin-1, as often as it happened (``ChirÃ³nomus``) back to what was written
     (``Chirónomus``): NFKC would make a new name of it (``³`` -> ``3``: ``ChirA3nomus``). Only text that decodes as
     UTF-8 again changes; a name never carries these letters otherwise. Each round merges bytes into fewer
-    characters, so the rounds end."""
-    while any("\x80" <= ch <= "\xff" for ch in text):  # every byte of UTF-8 read so lands there
+    characters, so there are never more rounds than characters (a bound a changed line cannot loop past)."""
+    for _ in range(len(text)):
+        if not any("\x80" <= ch <= "\xff" for ch in text):  # every byte of UTF-8 read so lands there
+            return text
         for encoding in ("cp1252", "latin-1"):  # cp1252 has no \x81, \x8d, \x8f, \x90, \x9d: Latin-1 does
             try:
                 text = text.encode(encoding).decode("utf-8")
