@@ -617,6 +617,15 @@ def _released_stats_table(release: Path) -> None:
     path.write_text("\n".join(lines))
 
 
+def _swap_stats_figures(release: Path) -> None:
+    """Two figures swapped: each is a file of the build, but not the one of its name."""
+    figures = release / "bioscan5m/metadata/stats/figures"
+    first, second = figures / "splits.png", figures / "genetic_distances.png"
+    data = first.read_bytes()
+    first.write_bytes(second.read_bytes())
+    second.write_bytes(data)
+
+
 def _lineage_parquet_cell(release: Path, column: str, value) -> str:
     path = release / "bioscan5m/metadata/records_lineage.parquet"
     table = pq.read_table(path)
@@ -728,13 +737,14 @@ TAMPERS = {  # name -> (tamper, what the finding says (None: what the tamper ret
     "jsonld_taxon_rank": (_jsonld_taxon_rank, None, True),
     "jsonld_is_part_of": (_jsonld_is_part_of, None, True),
     # provenance.jsonld was held to nothing but the config's hash and the version: every other edit passed
-    "provenance_copy_hash": (_provenance_copy_hash, "no file of the build has accounting.json's sha256", True),
+    "provenance_copy_hash": (_provenance_copy_hash, "named …/accounting.json has accounting.json's sha256", True),
     "provenance_export_hash": (_provenance_export_hash, "bold_export.tsv has sha256 ffffffffffff", True),
     "provenance_photo_count": (_provenance_photo_count, "images has fileCount 250, accounting.json says", True),
     "provenance_derivation": (_provenance_derivation, "is derived from other files than its job", True),
     "provenance_shapes": (_provenance_hash_deleted, "does not conform to the provenance shapes", True),
     "provenance_removed": (_provenance_removed, "provenance.jsonld: missing (the card names it", True),
-    "stats_table": (_released_stats_table, "no file of the build has bioscan5m/metadata/stats/countries.csv", True),
+    "stats_table": (_released_stats_table, "…/countries.csv has bioscan5m/metadata/stats/countries.csv's", True),
+    "stats_figures_swapped": (_swap_stats_figures, "…/figures/splits.png has bioscan5m/metadata/stats/figures/", True),
     # the lineage's Parquet copy was compared on six columns, its batch and changes with nothing
     "lineage_parquet_line": (lambda release: _lineage_parquet_cell(release, "source_line", 100_000), None, True),
     "lineage_parquet_raw": (lambda release: _lineage_parquet_cell(release, "raw_nucleotides", "ACGT"), None, True),
@@ -778,6 +788,76 @@ def test_each_way_of_tampering_is_found(copy, tamper):
         assert phrase in result.stdout, result.stdout[-3000:]
     else:
         assert phrase in result.stdout, result.stdout[-3000:]
+
+
+def test_a_batch_path_spelt_otherwise_than_the_workflow_spells_it_is_no_finding(tmp_path):
+    """A config that writes its exports ``./resources/...`` or as absolute paths: the accounting keeps that
+    spelling, while the lineage and the graph hold the one Snakemake gives (``resources/...``). The sources are
+    found by the jobs that read them, the lineage's batches by the normal form of the path."""
+    import pyarrow as pa
+
+    from bioscan_rebuild.export.audit import Findings, _check_lineage_batches
+    from bioscan_rebuild.export.audit_description import _check_provenance
+
+    accounting = {
+        "batches": {
+            "export:a": {"export": "./resources/a/export.tsv", "export_sha256": "1" * 64},
+            "images:a": {"files": 3},
+            "export:b": {"export": str(tmp_path / "b.tsv"), "export_sha256": "2" * 64},
+        }
+    }
+    lineage = pa.table(
+        {
+            "processid": ["p1", "p2"],
+            "batch": ["a", "b"],
+            "source_file": ["resources/a/export.tsv", str(tmp_path / "b.tsv")],
+        }
+    )
+    findings = Findings(None)
+    _check_lineage_batches("lineage", lineage, accounting, findings)
+    graph = [
+        {
+            "@id": "build:jobs/pa",
+            "@type": "prov:Activity",
+            "rule": "parse_export",
+            "wildcards": '{"batch": "a"}',
+            "used": ["build:files/x"],
+        },
+        {
+            "@id": "build:jobs/pb",
+            "@type": "prov:Activity",
+            "rule": "parse_export",
+            "wildcards": '{"batch": "b"}',
+            "used": ["build:files/y"],
+        },
+        {
+            "@id": "build:jobs/la",
+            "@type": "prov:Activity",
+            "rule": "list_images",
+            "wildcards": '{"batch": "a"}',
+            "used": ["build:files/z"],
+        },
+        {"@id": "build:files/x", "@type": "prov:Entity", "path": "resources/a/export.tsv", "sha256": "1" * 64},
+        {"@id": "build:files/y", "@type": "prov:Entity", "path": "b.tsv", "sha256": "2" * 64},
+        {"@id": "build:files/z", "@type": "prov:Entity", "path": "resources/a/images", "fileCount": 3},
+    ]
+    metadata = tmp_path / "release" / "bioscan5m" / "metadata"
+    metadata.mkdir(parents=True)
+    (metadata / "provenance.jsonld").write_text(json.dumps({"@graph": graph}))
+    (metadata / "config.json").write_text("{}")
+    from unittest import mock
+
+    with mock.patch("bioscan_rebuild.export.audit_description._provenance_conforms", return_value=(True, "")):
+        _check_provenance(tmp_path / "release", {}, accounting, findings)
+    assert findings.report() == []
+    graph[3]["sha256"] = "3" * 64  # the job's own file is what is compared
+    (metadata / "provenance.jsonld").write_text(json.dumps({"@graph": graph}))
+    with mock.patch("bioscan_rebuild.export.audit_description._provenance_conforms", return_value=(True, "")):
+        _check_provenance(tmp_path / "release", {}, accounting, findings)
+    assert findings.report() == [
+        "bioscan5m/metadata/provenance.jsonld: batch a's export resources/a/export.tsv has sha256 333333333333, "
+        "accounting.json says 111111111111"
+    ]
 
 
 def test_the_statistics_are_made_again_from_the_released_rows(copy):

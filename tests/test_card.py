@@ -104,6 +104,23 @@ def test_the_card_body_holds_the_tables_the_figures_present_and_the_citation(tmp
     assert "within-BIN pairs lie below 0.0087, 95 % of pairs of BINs of one genus above 0.1200 (random" in text
 
 
+def test_the_card_names_the_build_files_only_where_the_release_ships_them(tmp_path):
+    """A release built by hand (``bioscan-rebuild release`` without ``--provenance-file``/``--config-file``) had a
+    card naming both files: its audit then failed it for the missing files the card promised."""
+    release = release_tree(tmp_path)
+    text = write_card(release, ExportOptions(), ACCOUNTING).read_text()
+    assert "provenance.jsonld" not in text and "config.json" not in text
+    assert "records_lineage.csv`. `MANIFEST.json` holds every file's size" in text
+    (release / "bioscan5m" / "metadata" / "provenance.jsonld").write_text("{}")
+    (release / "bioscan5m" / "metadata" / "config.json").write_text("{}")
+    text = write_card(release, ExportOptions(), ACCOUNTING).read_text()
+    assert (
+        "records_lineage.csv`; the build (every job's inputs, parameters and outputs, by sha256) in "
+        "`bioscan5m/metadata/provenance.jsonld` (PROV-O); the resolved configuration in "
+        "`bioscan5m/metadata/config.json`. `MANIFEST.json`" in text.replace("\n", " ")
+    )
+
+
 def test_an_unknown_licence_is_other_with_its_link(tmp_path):
     release = release_tree(tmp_path)
     options = ExportOptions(licence="https://example.org/licence")

@@ -976,15 +976,18 @@ def check_lineage(root: Path, csv: pa.Table, accounting: dict, findings: Finding
         if rows.null_count:
             _record_sets(where, released, lineage_ids, findings)
             return
-    exports = {
-        item["export"]: item["export_sha256"] for item in accounting.get("batches", {}).values() if "export" in item
+    exports = {  # as the workflow spells a path ("./x" is "x")
+        os.path.normpath(str(item["export"])): item["export_sha256"]
+        for item in accounting.get("batches", {}).values()
+        if "export" in item
     }
     _check_image_hashes(where, lineage, csv.select(["split", "chunk"]).take(rows), manifest or {}, findings)
-    check_lineage_parquet(root, findings)
     _check_lineage_batches(where, lineage, accounting, findings)
     _guarded(findings, CHANGES.path, _check_lineage_changes, root, where, lineage, findings)
+    parquet = f"{ROOT}/{RECORDS_LINEAGE_PARQUET.path}"  # a damaged copy is its own finding, not the CSV's
+    _guarded(findings, parquet, check_lineage_parquet, root, findings)
     sources = pc.unique(lineage["source_file"])
-    listed = pa.array([exports.get(source) for source in sources.to_pylist()], pa.string())
+    listed = pa.array([exports.get(os.path.normpath(str(source))) for source in sources.to_pylist()], pa.string())
     expected = listed.take(pc.index_in(lineage["source_file"], value_set=sources))
     wrong = pc.invert(pc.fill_null(pc.equal(expected, lineage["source_sha256"]), False))
     for pid, source, sha in zip(
@@ -1001,14 +1004,14 @@ def _check_lineage_batches(where: str, lineage: pa.Table, accounting: dict, find
     if "batch" not in lineage.schema.names:
         findings.add("lineage batch", f"{where}: no column batch")
         return
-    exports = {
-        name.split(":", 1)[1]: item.get("export")
+    exports = {  # as the workflow spells them ("./x" is "x")
+        name.split(":", 1)[1]: os.path.normpath(str(item.get("export")))
         for name, item in accounting.get("batches", {}).items()
         if name.startswith("export:") and isinstance(item, dict)
     }
     pairs = lineage.select(["batch", "source_file"]).group_by(["batch", "source_file"]).aggregate([([], "count_all")])
     for batch, source, count in zip(*(pairs[name].to_pylist() for name in ("batch", "source_file", "count_all"))):
-        if exports.get(batch) != source:
+        if exports.get(batch) != os.path.normpath(str(source)):
             rows = pc.and_(
                 pc.equal(pc.fill_null(lineage["batch"], ""), batch or ""),
                 pc.equal(pc.fill_null(lineage["source_file"], ""), source or ""),

@@ -119,20 +119,24 @@ def _check_software_versions(root: Path, built_by: str | None, findings) -> None
             )
 
 
-def _build_copies(manifest: dict) -> list[str]:
-    """The release's files (manifest paths) that are copies of the build's own files."""
-    copied = {ACCOUNTING, *(f"{ROOT}/{file.path}" for file in BUILD_COPIES)}
+def _build_copies(manifest: dict) -> dict[str, str]:
+    """The release's files (manifest paths) that are copies of the build's own files -> the end of that file's path
+    (its name, or its place in the statistics folder: ``figures/splits.png``)."""
     stats = f"{ROOT}/{STATS_DIR}/"
-    return sorted(rel for rel in manifest if rel in copied or rel.startswith(stats))
+    copies = {ACCOUNTING: ACCOUNTING, **{f"{ROOT}/{file.path}": name for file, name in BUILD_COPIES.items()}}
+    copies.update({rel: rel[len(stats) :] for rel in manifest if rel.startswith(stats)})
+    return {rel: copies[rel] for rel in sorted(copies) if rel in manifest}
 
 
 def _check_provenance(release: Path, manifest: dict, accounting: dict, findings) -> None:
     """``provenance.jsonld`` against what the release itself holds (the module docstring): a graph with a file's
     hash, a job or a derivation edited, or gone with its Croissant node, passed as whole."""
     root, where = release / ROOT, f"{ROOT}/{PROVENANCE.path}"
-    for file in (PROVENANCE, CONFIG):
-        if not (root / file.path).exists():
-            findings.add("description", f"{ROOT}/{file.path}: missing (the card names it; the build writes it)")
+    card = release / CARD
+    named = card.read_text(encoding="utf-8", errors="replace") if card.is_file() else ""
+    for file in (PROVENANCE, CONFIG):  # a release built by hand may ship neither; its card then names neither
+        if not (root / file.path).exists() and f"`{ROOT}/{file.path}`" in named:
+            findings.add("description", f"{ROOT}/{file.path}: missing (the card names it)")
     path = root / PROVENANCE.path
     if not path.exists():
         return
@@ -145,32 +149,42 @@ def _check_provenance(release: Path, manifest: dict, accounting: dict, findings)
         for node in graph
         if node.get("@type") == "prov:Entity" and isinstance(node.get("path"), str)
     }
-    made = {(node.get("sha256"), node.get("contentSize")) for node in files.values()}
-    for rel in _build_copies(manifest):
-        if (manifest[rel]["sha256"], manifest[rel]["bytes"]) not in made:
+    made = {}  # the end of each file's path -> (sha256, size) of the files so named
+    for path, node in files.items():
+        parts = path.split("/")
+        for start in range(len(parts)):
+            made.setdefault("/".join(parts[start:]), set()).add((node.get("sha256"), node.get("contentSize")))
+    for rel, tail in _build_copies(manifest).items():
+        if (manifest[rel]["sha256"], manifest[rel]["bytes"]) not in made.get(tail, set()):
             findings.add(
-                "description", f"{where}: no file of the build has {rel}'s sha256 and size (it is a copy of one)"
+                "description",
+                f"{where}: no file of the build named …/{tail} has {rel}'s sha256 and size (it is a copy of one)",
             )
     batches = accounting.get("batches", {}) if isinstance(accounting.get("batches"), dict) else {}
-    config = _json_or_none(root / CONFIG.path)
-    for batch in (config or {}).get("batches", []) or []:
-        if not isinstance(batch, dict):
+    by_id = {node.get("@id"): node for node in graph}
+    read = {}  # (batch part, batch) -> the file node its job read: by the job, as the maintainer may spell the path
+    for node in graph:
+        part = SOURCE_RULES.get(node.get("rule"))
+        if part is None:
             continue
-        name = batch.get("name")
-        for kind, key, said in (
-            ("export", "sha256", batches.get(f"export:{name}", {}).get("export_sha256")),
-            ("images", "fileCount", batches.get(f"images:{name}", {}).get("files")),
-        ):
-            if not batch.get(kind):
-                continue
-            node = files.get(os.path.normpath(str(batch[kind])))
-            held = None if node is None else node.get(key)
-            if held != said:
-                findings.add(
-                    "description",
-                    f"{where}: batch {name}'s {kind} {batch[kind]} has {key} {str(held)[:12]}, "
-                    f"{ACCOUNTING} says {str(said)[:12]}",
-                )
+        batch = json.loads(node.get("wildcards") or "{}").get("batch")
+        for used in _listed(node.get("used")):
+            read[part, batch] = by_id.get(used, {})
+    for name, item in sorted(batches.items()):
+        part, _, batch = name.partition(":")
+        if part not in ("export", "images") or not isinstance(item, dict):
+            continue
+        key, said = ("sha256", item.get("export_sha256")) if part == "export" else ("fileCount", item.get("files"))
+        node = read.get((part, batch))
+        held = None if node is None else node.get(key)
+        if node is None:
+            findings.add("description", f"{where}: no job read batch {batch}'s {part}, which {ACCOUNTING} lists")
+        elif held != said:
+            findings.add(
+                "description",
+                f"{where}: batch {batch}'s {part} {node.get('path')} has {key} {str(held)[:12]}, "
+                f"{ACCOUNTING} says {str(said)[:12]}",
+            )
     used = {node.get("@id"): node.get("used", []) for node in graph if node.get("@type") == "prov:Activity"}
     for rel, node in sorted(files.items()):
         job = node.get("wasGeneratedBy")
@@ -178,15 +192,12 @@ def _check_provenance(release: Path, manifest: dict, accounting: dict, findings)
             findings.add("description", f"{where}: {rel} is derived from other files than its job {job} used")
 
 
+# The workflow's jobs that read a batch's sources (workflow/rules/ingest.smk), by the accounting's batch parts.
+SOURCE_RULES = {"parse_export": "export", "list_images": "images"}
+
+
 def _listed(value) -> list:
     return [str(item) for item in value] if isinstance(value, list) else [] if value is None else [str(value)]
-
-
-def _json_or_none(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _provenance_conforms(path: Path) -> tuple[bool, str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from bioscan_rebuild.core.io import csv_header
 from bioscan_rebuild.core.params import ExportOptions
 from bioscan_rebuild.core.schemas import SPLITS
-from bioscan_rebuild.export.layout import CSV_PATH, IMAGES_PARQUET_DIR, PARQUET_DIR, ROOT
+from bioscan_rebuild.export.layout import CONFIG, CSV_PATH, IMAGES_PARQUET_DIR, PARQUET_DIR, PROVENANCE, ROOT
 from bioscan_rebuild.export.spool import FLOAT_COLUMNS, INT_COLUMNS
 
 CARD = "README.md"  # beside ROOT, as the Hugging Face Hub reads it
@@ -283,14 +283,20 @@ def card_text(release_dir, options: ExportOptions, accounting: dict, diff_summar
             ["released", _number(records), _number(accounting.get("released", {}).get("images"))],
         ],
     )
+    build = []  # named where shipped: a release built by hand may have neither (the audit holds the card to it)
+    if (root / PROVENANCE.path).is_file():
+        build.append(
+            f"the build (every job's inputs, parameters and outputs, by sha256) in `{ROOT}/{PROVENANCE.path}` (PROV-O)"
+        )
+    if (root / CONFIG.path).is_file():
+        build.append(f"the resolved configuration in `{ROOT}/{CONFIG.path}`")
     lines += [
         "",
         f"{_delivery_batches(accounting)} delivery batches. Every rejected record and photo is in "
         f"`{ROOT}/metadata/rejects.csv` with its reason; every released record's sources (batch, file, line, "
-        f"photo hash) in `{ROOT}/metadata/records_lineage.csv`; the build (every job's inputs, parameters and "
-        f"outputs, by sha256) in `{ROOT}/metadata/provenance.jsonld` (PROV-O); the resolved configuration in "
-        f"`{ROOT}/metadata/config.json`. `MANIFEST.json` holds every file's size and sha256 "
-        "(`bioscan-rebuild audit` checks a copy against it).",
+        f"photo hash) in `{ROOT}/metadata/records_lineage.csv`"
+        + "".join(f"; {part}" for part in build)
+        + ". `MANIFEST.json` holds every file's size and sha256 (`bioscan-rebuild audit` checks a copy against it).",
     ]
     if diff_summary:
         lines += [

@@ -155,9 +155,15 @@ SIDE_FILES = (
     BOX_CORRECTION_OUTCOMES,
     SPLIT_HISTORY,
 )
-# The build's own files the release copies as they are (the statistics stage's folder too, and ``ACCOUNTING``):
-# each is a file of ``provenance.jsonld``, with its sha256 and size (the audit holds them to it).
-BUILD_COPIES = (BARCODES_FASTA, SPLIT_SUMMARY, CORRECTION_OUTCOMES, BOX_CORRECTION_OUTCOMES)
+# The build's own files the release copies as they are (the statistics stage's folder too, and ``ACCOUNTING``),
+# with the name of the file each copies: each is a file of ``provenance.jsonld`` so named, with its sha256 and size
+# (the audit holds them to it).
+BUILD_COPIES = {
+    BARCODES_FASTA: "barcodes.fasta",
+    SPLIT_SUMMARY: "summary.csv",
+    CORRECTION_OUTCOMES: "corrections.tsv",
+    BOX_CORRECTION_OUTCOMES: "box_corrections.tsv",
+}
 # Every fixed-path file with its own description; other files are described from their suffix.
 DESCRIBED = {f.path: f for f in (METADATA_CSV, *SIDE_FILES, PROVENANCE, CONFIG, HDF5)}
 

@@ -1,7 +1,8 @@
 """The audit's check of a release's statistics (``metadata/stats/``): each table and ``stats.json`` made again from
 the released rows, with the seed and pairs of the release's config, must be the bytes the release ships. The card is
 made again from the shipped statistics (``export.audit_description``): a table edited with the card line it feeds
-passed as whole. The figures are not drawn again; ``provenance.jsonld`` holds their hashes.
+passed as whole. The figures are not drawn again: each must be the build's figure of its name by its hash in
+``provenance.jsonld`` (``export.audit_description``), which a forger who edits the graph too can rewrite.
 
 ``bioscan-rebuild audit`` hands this check to ``export.audit.audit_release`` (the export stage comes before this
 one and imports nothing of it).
