@@ -172,11 +172,11 @@ def apply_fixes(cols: dict, log: ChangeLog, fixes: pd.DataFrame | None) -> None:
     """Step 2 [``typo_table``]: the fixes table (``load_fixes``) on the normalised names."""
     if fixes is None:
         return
+    renames = _genus_renames(fixes)
     for rank in RANKS:
         table = fixes[(fixes["rank"] == rank) | (fixes["rank"] == "*")]
-        # a table of genus rows alone still renames the species of those genera
-        renames = _genus_renames(fixes) if rank == "species" else {}
-        if table.empty and not renames:
+        # a table of genus rows alone still renames the species of those genera (an empty table maps nothing)
+        if table.empty and not (rank == "species" and renames):  # pragma: no mutate
             continue
         # rows for any rank first, so a row for this rank wins over them; a row for any rank is read as a name of
         # this one (its case: "PHORIDEA" -> "Phoridea" meets the family step 1 wrote)
@@ -190,7 +190,7 @@ def apply_fixes(cols: dict, log: ChangeLog, fixes: pd.DataFrame | None) -> None:
         values = cols[rank]
         rows = np.flatnonzero(pd.Series(values).isin(list(mapping)).to_numpy())
         new = [mapping[v] or None for v in values[rows]]
-        if renames:  # a renamed genus renames the first word of its species, placeholders too
+        if rank == "species":  # a renamed genus renames the first word of its species, placeholders too
             rows, new = _with_renamed_genus(values, rows, new, renames)
         set_field(cols, log, "typo_table", rank, rows, new)
 
