@@ -175,8 +175,8 @@ def apply_fixes(cols: dict, log: ChangeLog, fixes: pd.DataFrame | None) -> None:
     renames = _genus_renames(fixes)
     for rank in RANKS:
         table = fixes[(fixes["rank"] == rank) | (fixes["rank"] == "*")]
-        # a table of genus rows alone still renames the species of those genera (an empty table maps nothing)
-        if table.empty and not (rank == "species" and renames):  # pragma: no mutate
+        # a table of genus rows alone still renames the species of those genera
+        if table.empty and not (rank == "species" and renames):  # pragma: no mutate - an empty table maps nothing
             continue
         # rows for any rank first, so a row for this rank wins over them; a row for any rank is read as a name of
         # this one (its case: "PHORIDEA" -> "Phoridea" meets the family step 1 wrote)
