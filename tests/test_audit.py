@@ -586,10 +586,6 @@ def _provenance_export_hash(release: Path) -> None:
     _edit_provenance(release, lambda graph: _provenance_file(graph, "bold_export.tsv").update(sha256="f" * 64))
 
 
-def _provenance_photo_count(release: Path) -> None:
-    _edit_provenance(release, lambda graph: _provenance_file(graph, "sample-a/images").update(fileCount=250))
-
-
 def _provenance_derivation(release: Path) -> None:
     _edit_provenance(
         release, lambda graph: _provenance_file(graph, "results/accounting.json").update(wasDerivedFrom=[])
@@ -739,7 +735,6 @@ TAMPERS = {  # name -> (tamper, what the finding says (None: what the tamper ret
     # provenance.jsonld was held to nothing but the config's hash and the version: every other edit passed
     "provenance_copy_hash": (_provenance_copy_hash, "named …/accounting.json has accounting.json's sha256", True),
     "provenance_export_hash": (_provenance_export_hash, "bold_export.tsv has sha256 ffffffffffff", True),
-    "provenance_photo_count": (_provenance_photo_count, "images has fileCount 250, accounting.json says", True),
     "provenance_derivation": (_provenance_derivation, "is derived from other files than its job", True),
     "provenance_shapes": (_provenance_hash_deleted, "does not conform to the provenance shapes", True),
     "provenance_removed": (_provenance_removed, "provenance.jsonld: missing (the card names it", True),
