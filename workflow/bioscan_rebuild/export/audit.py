@@ -76,6 +76,7 @@ from bioscan_rebuild.export.layout import (
     SPLIT_SUMMARY,
     image_relpath,
 )
+from bioscan_rebuild.export.side_files import change_ids
 from bioscan_rebuild.ingest.join import ANOTHER_COPY_KEPT, ROW_SET_ASIDE
 from bioscan_rebuild.splits.protocol import barcode_digest, split_summary
 
@@ -233,7 +234,7 @@ def check_records(release: Path, manifest: dict, sources, findings: Findings, pr
         (CROISSANT_PATH, check_croissant, root, manifest, findings),
         (RELEASE_DIFF_PATH, check_release_diff, root, table, findings, previous, config),
     ]
-    checks += [(f"{getattr(check, '__module__', '')}", check, release, table, config, findings) for check in row_checks]
+    checks += [(check.__module__, check, release, table, config, findings) for check in row_checks]
     for what, check, *args in checks:
         _guarded(findings, what, check, *args)
     if sources is None:
@@ -1037,18 +1038,8 @@ def _check_lineage_changes(root: Path, where: str, lineage: pa.Table, findings: 
         column_types=dict.fromkeys(columns, pa.string()),
         include_columns=columns,
     )
-    logged = pacsv.read_csv(path, convert_options=options)
-    ids = pc.binary_join_element_wise(
-        pc.fill_null(logged["rule"], "None"), pc.fill_null(logged["field"], "None"), ":"
-    )  # as side_files.change_ids writes them (in Arrow: millions of rows)
-    # one thread: each record's list keeps the log's order
-    grouped = (
-        pa.table({"processid": logged["processid"], "change": ids})
-        .group_by("processid", use_threads=False)
-        .aggregate([("change", "list")])
-    )
-    joined = pc.binary_join(grouped["change_list"], ";")
-    expected = pc.take(joined, pc.index_in(lineage["processid"], value_set=grouped["processid"]))
+    logged = change_ids(pacsv.read_csv(path, convert_options=options))
+    expected = pc.take(logged["changes"], pc.index_in(lineage["processid"], value_set=logged["processid"]))
     got = lineage["changes"].combine_chunks()
     _compare(where, "changes", lineage["processid"], expected.combine_chunks(), got, findings, CHANGES.path)
 
