@@ -821,6 +821,40 @@ def test_a_fixes_table_with_an_unknown_rank_is_refused(tmp_path):
         load_fixes(path)
 
 
+def test_a_corrected_name_meets_the_typo_table_as_the_records_names_do(tmp_path):
+    """A maintainer's value in a spelling the typo table fixes was released as written: a second genus
+    "Megasella" beside the data's Megaselia, a second family "Phoridea". It is renamed as step 2 renames the
+    records' names (a species by its genus too); a name the table deletes is no value."""
+    path = tmp_path / "fixes.tsv"
+    path.write_text(
+        "rank\tfrom\tto\treason\ngenus\tMegasella\tMegaselia\ttypo\nfamily\tPhoridea\tPhoridae\ttypo\n"
+        "*\tNotaname\t\tnot a name\n"
+    )
+    records = frame(
+        [
+            row("a", "Phoridae", "Conicera"),
+            row("b", "Culicidae", "Culex"),
+            row("c", "Phoridae", "Megaselia", "Megaselia scalaris"),
+            row("d", "Phoridae", "Megaselia"),
+        ]
+    )
+    corrected = corrections_table(
+        ("a", "genus", "Megasella", "wrong_label", "r1"),
+        ("b", "family", "phoridea", "wrong_label", "r2"),
+        ("c", "species", "Megasella rufipes", "wrong_label", "r3"),
+        ("d", "genus", "Notaname", "wrong_label", "r4"),
+    )
+    result = curate(records, fixes=load_fixes(path), corrections=corrected)
+    out = by_pid(result)
+    assert out.loc["a", "genus"] == "Megaselia"
+    assert out.loc["b", "family"] == "Phoridae"
+    assert out.loc["c", ["genus", "species"]].tolist() == ["Megaselia", "Megaselia rufipes"]
+    assert out.loc["d", "genus"] == "Megaselia"
+    assert result["corrections"]["outcome"].tolist() == ["applied", "applied", "applied", "invalid_value"]
+    assert set(out["genus"].dropna()) == {"Megaselia", "Culex"} and set(out["family"]) == {"Phoridae"}
+    assert_replays(records, result)
+
+
 def test_a_fixes_table_is_read_as_the_names_it_meets_are_written(tmp_path):
     """Both sides of a fixes row are cleaned as names of their rank: a trailing space made a second order
     ("Lepidoptera "), a "from" with one matched nothing, a lower-case family was released as written."""

@@ -12,7 +12,13 @@ from bioscan_rebuild.core.novel import novel_mask
 from bioscan_rebuild.core.schemas import RANKS, processid_keys
 from bioscan_rebuild.metadata.bins import normalise_bin
 from bioscan_rebuild.metadata.taxonomy.changelog import ChangeLog, set_field
-from bioscan_rebuild.metadata.taxonomy.names import FAMILY_GROUP_NAME, MISSING_TOKENS, clean_species, normalise_name
+from bioscan_rebuild.metadata.taxonomy.names import (
+    FAMILY_GROUP_NAME,
+    MISSING_TOKENS,
+    clean_species,
+    fix_name,
+    normalise_name,
+)
 from bioscan_rebuild.metadata.taxonomy.parents import RANK_BIT, genus_of_species
 from bioscan_rebuild.metadata.taxonomy.tables import read_table
 
@@ -69,6 +75,7 @@ def apply_corrections(
     corrections: pd.DataFrame | None,
     inferred: np.ndarray,
     teaching: np.ndarray | None = None,
+    fixes: pd.DataFrame | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
     """Step 8 [``correction``]. Returns (bool mask of excluded rows, per-correction outcome table: applied,
     excluded, no_change, unknown_processid, invalid_reason (not one of ``CORRECTION_REASONS``), overridden (a
@@ -76,7 +83,7 @@ def apply_corrections(
     maintainer's label, not an inference: its bit leaves ``inferred``, and the record's ranks inferred
     from the label it replaces go with it (``_drop_stale_inferences``); the third mask holds those records, to
     infer again. ``teaching``: the records whose labels make the lineage the corrected ones are held to (default
-    all; not the ones leaving the table)."""
+    all; not the ones leaving the table). ``fixes``: step 2's typo table, which a corrected name meets too."""
     if corrections is None:
         corrections = pd.DataFrame(columns=list(CORRECTION_COLUMNS))
     row_of = pd.Series(np.arange(len(cols["processid"])), index=processid_keys(cols["processid"]))
@@ -87,7 +94,7 @@ def apply_corrections(
     # two rows for one field of one record: the last one in the table is the maintainer's word
     last_of = {target: position for position, target in enumerate(targets)}
     exclusions = _exclusions(corrections)
-    held_at = _ranks_holding(cols, corrections)
+    held_at = _ranks_holding(cols, corrections, fixes)
     applied_ranks: dict[int, dict[str, int]] = {}  # record row -> corrected rank -> the correction's position
     confirmed_ranks: dict[int, dict[str, int]] = {}  # the same for rows that gave the label the record holds
     for position, item in enumerate(corrections.itertuples(index=False)):  # hundreds of rows, not millions
@@ -96,9 +103,11 @@ def apply_corrections(
         value = item.value.strip() or None
         if value is not None and item.field in ("country", "province_state") and value.lower() in MISSING_TOKENS:
             value = None  # as ingest reads a place: "NA" is no place
-        one_word = False
+        one_word = deleted = False
         if value is not None and item.field in RANKS:  # a maintainer's value gets the names' own cleaning
             value = normalise_name(value, item.field)
+            named, value = value, value if value is None else fix_name(value, item.field, fixes)
+            deleted = named is not None and value is None  # the typo table holds it for no name
             if value is not None and item.field == "species":
                 cleaned = clean_species(value)
                 one_word, value = cleaned is None, cleaned or value
@@ -117,8 +126,8 @@ def apply_corrections(
                 outcome = "invalid_value"
         elif item.field not in CORRECTABLE_FIELDS:
             outcome = "unknown_field"
-        elif (item.field == "dna_bin" and value is not None and normalise_bin(value) is None) or one_word:
-            outcome = "invalid_value"  # no BIN; one word names no species ("rufipes")
+        elif (item.field == "dna_bin" and value is not None and normalise_bin(value) is None) or one_word or deleted:
+            outcome = "invalid_value"  # no BIN; one word names no species ("rufipes"); a name step 2 deletes
         elif item.field in RANKS and value is not None and _cannot_be(value, item.field, held_at):
             outcome = "invalid_value"  # a family as a genus, a class as an order: step 2 would drop it
         else:
@@ -147,12 +156,13 @@ def apply_corrections(
     return excluded, pd.DataFrame(outcomes, columns=[*CORRECTION_COLUMNS, "outcome"]), reinfer
 
 
-def _ranks_holding(cols: dict, corrections: pd.DataFrame) -> dict[str, pd.Series]:
-    """Each name a correction gives a rank -> how many records hold it at each rank (only those names are
-    counted: one pass per rank over the records)."""
+def _ranks_holding(cols: dict, corrections: pd.DataFrame, fixes: pd.DataFrame | None) -> dict[str, pd.Series]:
+    """Each name a correction gives a rank (as steps 1 and 2 write it) -> how many records hold it at each rank
+    (only those names are counted: one pass per rank over the records)."""
     ranked = _text(corrections, "field").isin(RANKS[:-1])
     given = zip(_text(corrections, "value")[ranked], _text(corrections, "field")[ranked])
-    names = {normalise_name(value, field) for value, field in given if value} - {None}
+    normalised = ((normalise_name(value, field), field) for value, field in given if value)
+    names = {fix_name(name, field, fixes) for name, field in normalised if name} - {None}
     if not names:
         return {}
     counts = {}

@@ -45,15 +45,16 @@ table in brackets):
    last; field ``record`` with value ``exclude`` removes the record (rejects, reason ``excluded``). The ranks
    steps 5 and 7 inferred above a corrected rank go with the label they came from
    [``correction_inferred_dropped``] and are inferred again from the corrected labels by steps 5 and 7 themselves
-   (their checks included), for those records only. A corrected value meets step 2's and step 5's checks: a name
-   that cannot be its rank is ``invalid_value``; a corrected species of another genus takes the record's genus off
-   [``correction_genus_dropped``] (step 5 gives it again from the species), a corrected genus takes off a species
-   of another genus [``correction_species_dropped``]. A corrected name (a corrected species without a genus: the
-   genus step 5 reads from it) is held to the lineage the other records' own labels give it, as step 7 holds an
-   inference: a label above it that the lineage contradicts goes [``correction_parent_dropped``], with the
-   uncorrected ranks between that the lineage puts under it, and step 7 gives it again; a label below it that the
-   lineage puts under another name goes, with the uncorrected ranks under it [``correction_child_dropped``]. Two
-   corrected ranks are the maintainer's word, even against the lineage (a genus moved to another family).
+   (their checks included), for those records only. A corrected value meets step 2 (its typo table renames it; a
+   name the table deletes, or one that cannot be its rank, is ``invalid_value``) and step 5's checks: a corrected
+   species of another genus takes the record's genus off [``correction_genus_dropped``] (step 5 gives it again
+   from the species), a corrected genus takes off a species of another genus [``correction_species_dropped``].
+   A corrected name (a corrected species without a genus: the genus step 5 reads from it) is held to the lineage
+   the other records' own labels give it, as step 7 holds an inference: a label above it that the lineage
+   contradicts goes [``correction_parent_dropped``], with the uncorrected ranks between that the lineage puts under
+   it, and step 7 gives it again; a label below it that the lineage puts under another name goes, with the
+   uncorrected ranks under it [``correction_child_dropped``]. Two corrected ranks are the maintainer's word, even
+   against the lineage (a genus moved to another family).
 9. Scope [``out_of_scope``]: a record whose final label at ``scope_rank`` is not one of ``scope_taxa``
    (default: phylum Arthropoda, as BIOSCAN-5M) leaves the table (rejects, reason ``out_of_scope``); a record
    without a label there stays, unless (phylum scope) its class is one the shipped ``class_phylum.tsv`` places
@@ -160,7 +161,7 @@ def curate(
         if params.infer_parents
         else pd.DataFrame()
     )
-    excluded, outcomes, reinfer = apply_corrections(cols, log, corrections, inferred, ~leaving)  # 8.
+    excluded, outcomes, reinfer = apply_corrections(cols, log, corrections, inferred, ~leaving, fixes)  # 8.
     if reinfer.any():  # the ranks inferred from a corrected label went: steps 5 and 7 again, on those records
         if params.fill_genus_from_species:
             genus_from_species(cols, log, inferred, only=reinfer)

@@ -178,21 +178,40 @@ def apply_fixes(cols: dict, log: ChangeLog, fixes: pd.DataFrame | None) -> None:
         # a table of genus rows alone still renames the species of those genera
         if table.empty and not (rank == "species" and renames):  # pragma: no mutate - an empty table maps nothing
             continue
-        # rows for any rank first, so a row for this rank wins over them; a row for any rank is read as a name of
-        # this one (its case: "PHORIDEA" -> "Phoridea" meets the family step 1 wrote)
-        anyrank = table[table["rank"] == "*"]
-        mapping = {
-            normalise_name(source, rank) or "": normalise_name(target, rank) or ""
-            for source, target in zip(anyrank["from"], anyrank["to"], strict=True)
-        }
-        table = table[table["rank"] == rank]
-        mapping.update(zip(table["from"], table["to"]))
+        mapping = _rank_mapping(table, rank)
         values = cols[rank]
         rows = np.flatnonzero(pd.Series(values).isin(list(mapping)).to_numpy())
         new = [mapping[v] or None for v in values[rows]]
         if rank == "species":  # a renamed genus renames the first word of its species, placeholders too
             rows, new = _with_renamed_genus(values, rows, new, renames)
         set_field(cols, log, "typo_table", rank, rows, new)
+
+
+def _rank_mapping(table: pd.DataFrame, rank: str) -> dict:
+    """The fixes table's rows for ``rank`` and for any rank, as one mapping (old -> new, "" = delete)."""
+    # rows for any rank first, so a row for this rank wins over them; a row for any rank is read as a name of
+    # this one (its case: "PHORIDEA" -> "Phoridea" meets the family step 1 wrote)
+    anyrank = table[table["rank"] == "*"]
+    mapping = {
+        normalise_name(source, rank) or "": normalise_name(target, rank) or ""
+        for source, target in zip(anyrank["from"], anyrank["to"], strict=True)
+    }
+    table = table[table["rank"] == rank]
+    mapping.update(zip(table["from"], table["to"]))
+    return mapping
+
+
+def fix_name(value: str, rank: str, fixes: pd.DataFrame | None) -> str | None:
+    """Step 2's fixes table on one normalised name at ``rank`` (a maintainer's correction value): its new name,
+    None where the table deletes it, the name itself where the table has no row for it."""
+    if fixes is None:
+        return value
+    mapping = _rank_mapping(fixes, rank)
+    if value in mapping:
+        return mapping[value] or None
+    first, _, rest = value.partition(" ")
+    renames = _genus_renames(fixes) if rank == "species" and rest else {}
+    return f"{renames[first]} {rest}" if first in renames else value
 
 
 def _genus_renames(fixes: pd.DataFrame) -> dict:
