@@ -652,6 +652,53 @@ def test_ranks_inferred_again_after_a_correction_pass_the_checks_of_steps_5_and_
     assert pd.isna(out.loc["d", "genus"]) and out.loc["d", "species"] == "Diptera sp. 1"  # an order is no genus
 
 
+def test_a_fill_of_step_7_follows_the_lineage_a_correction_changed_on_the_records_that_taught_it():
+    """Step 7 gave b and c the family Phoridae and d the order Diptera from the labels of the records that the
+    maintainer then corrected (a's family, e's order): b, c and d kept the old parents, one genus under two
+    families. Their fills go [``correction_lineage_changed``] and step 7 gives them again from the corrected labels;
+    a fill that another record's own label still gives stays."""
+    records = frame(
+        [
+            row("a", "Phoridae", "Megaselia"),  # the one record that tells Megaselia's family
+            row("b", None, "Megaselia"),
+            row("c", None, "Megaselia", "Megaselia sp. 1"),
+            row("e", "Sciaridae", upper=ARTHRO),  # the one record that tells Sciaridae's order
+            row("d", "Sciaridae", upper=("Arthropoda", "Insecta", None)),
+            row("f", "Culicidae", "Culex"),
+            row("g", "Culicidae", "Culex"),
+            row("h", None, "Culex"),  # f and g tell Culex's family: f's correction changes nothing for h
+            # one record of a BIN moved to another family is no word of its BIN: its mates' fills stay
+            row("p1", "Chironomidae", "Chironomus", bin_="BOLD:AAA0001"),
+            row("p2", "Chironomidae", "Chironomus", bin_="BOLD:AAA0001"),
+            row("p3", None, "Chironomus", bin_="BOLD:AAA0001"),
+        ]
+    )
+    corrected = corrections_table(
+        ("a", "family", "Mycetophilidae", "wrong_label", "r1"),
+        ("e", "order", "Hymenoptera", "wrong_label", "r2"),
+        ("f", "genus", "Aedes", "wrong_label", "r3"),
+        ("p1", "family", "Psychodidae", "wrong_label", "r4"),
+    )
+    result = curate(records, corrections=corrected)
+    out = by_pid(result)
+    assert out.loc[["b", "c"], "family"].tolist() == ["Mycetophilidae", "Mycetophilidae"]
+    assert out.loc[["b", "c"], "inferred_ranks"].tolist() == [RANK_BIT["family"], RANK_BIT["family"]]
+    assert out.loc["d", "order"] == "Hymenoptera" and out.loc["d", "inferred_ranks"] == RANK_BIT["order"]
+    assert out.loc["h", "family"] == "Culicidae"
+    assert out.loc["p3", "family"] == "Chironomidae" and out.loc["p3", "inferred_ranks"] == RANK_BIT["family"]
+    curated = out.dropna(subset=["genus", "family"])
+    assert (curated.groupby("genus")["family"].nunique() == 1).all()
+    assert (out.dropna(subset=["family", "order"]).groupby("family")["order"].nunique() == 1).all()
+    changed = result["changes"][result["changes"]["rule"] == "correction_lineage_changed"]
+    assert changed[["processid", "field", "old", "new"]].values.tolist() == [
+        ["d", "order", "Diptera", None],
+        ["b", "family", "Phoridae", None],
+        ["c", "family", "Phoridae", None],
+    ]
+    assert set(changed["source"].dropna()) <= {"wrong_label (r1)", "wrong_label (r2)"}
+    assert_replays(records, result)
+
+
 def test_a_one_word_species_names_no_species_and_is_logged():
     records = frame(
         [

@@ -54,7 +54,11 @@ table in brackets):
    contradicts goes [``correction_parent_dropped``], with the uncorrected ranks between that the lineage puts under
    it, and step 7 gives it again; a label below it that the lineage puts under another name goes, with the
    uncorrected ranks under it [``correction_child_dropped``]. Two corrected ranks are the maintainer's word, even
-   against the lineage (a genus moved to another family).
+   against the lineage (a genus moved to another family). Then step 7 runs again on the corrected labels, for every
+   record: a fill it made from a lineage a correction changed goes [``correction_lineage_changed``] (every
+   Megaselia given Phoridae by the one record whose family was then corrected) and what it gives now is written; a
+   corrected label teaches the lineage but is no word of its barcode or BIN group, and a cell a maintainer
+   corrected is never filled.
 9. Scope [``out_of_scope``]: a record whose final label at ``scope_rank`` is not one of ``scope_taxa``
    (default: phylum Arthropoda, as BIOSCAN-5M) leaves the table (rejects, reason ``out_of_scope``); a record
    without a label there stays, unless (phylum scope) its class is one the shipped ``class_phylum.tsv`` places
@@ -109,7 +113,12 @@ from bioscan_rebuild.metadata.taxonomy.names import (
     normalise_names,
     strip_authors,
 )
-from bioscan_rebuild.metadata.taxonomy.parents import forget_removed, genus_from_species, infer_parents
+from bioscan_rebuild.metadata.taxonomy.parents import (
+    forget_removed,
+    genus_from_species,
+    infer_parents,
+    refill_after_corrections,
+)
 from bioscan_rebuild.metadata.taxonomy.tables import class_phylum
 
 
@@ -162,16 +171,24 @@ def curate(
         else pd.DataFrame()
     )
     excluded, outcomes, reinfer = apply_corrections(cols, log, corrections, inferred, ~leaving, fixes)  # 8.
-    if reinfer.any():  # the ranks inferred from a corrected label went: steps 5 and 7 again, on those records
-        if params.fill_genus_from_species:
-            genus_from_species(cols, log, inferred, only=reinfer)
-        if params.infer_parents:
-            infer_parents(cols, log, inferred, (barcode_codes, bin_codes), ~leaving & ~excluded, only=reinfer)
+    if reinfer.any() and params.fill_genus_from_species:  # the ranks inferred from a corrected label went
+        genus_from_species(cols, log, inferred, only=reinfer)
+    kept = _corrected_cells(cols, outcomes)
+    if params.infer_parents and any(cells.any() for cells in kept.values()):  # step 7 on the corrected labels
+        lineage = refill_after_corrections(cols, log, inferred, (barcode_codes, bin_codes), ~leaving & ~excluded, kept)
     out_of_scope, judged_by = _outside_scope(cols, log, params, excluded)  # 9.
     scope = pd.DataFrame({"processid": cols["processid"][out_of_scope], "label": judged_by[out_of_scope]}).assign(
         rank=params.scope_rank
     )
     return _results(cols, log, inferred, excluded, outcomes, lineage, counts, out_of_scope, scope, voted)
+
+
+def _corrected_cells(cols: dict, outcomes: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per rank, the records whose label there a maintainer's row gave or confirmed (``applied``, ``no_change``)."""
+    keys = pd.Series(processid_keys(cols["processid"]), dtype=object)
+    decided = outcomes[outcomes["outcome"].isin(["applied", "no_change"])]
+    fields, targets = decided["field"].str.strip(), processid_keys(decided["processid"].astype(str))
+    return {rank: keys.isin(set(targets[(fields == rank).to_numpy()])).to_numpy() for rank in RANKS}
 
 
 def _scope_labels(cols: dict, params: TaxonomyParams) -> tuple[np.ndarray, np.ndarray]:

@@ -56,11 +56,13 @@ def infer_parents(
     group_codes,
     teaching: np.ndarray | None = None,
     only: np.ndarray | None = None,
+    unheard: dict[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Step 7 [``parent_from_child``]. Returns the lineage table (child -> parent links and whether they are
     consistent). ``group_codes``: the factorized barcode and BIN keys, whose groups no inference may contradict.
     ``teaching``: the records whose labels make the lineage (default all; not the ones leaving the table).
-    ``only``: fill these records alone (after corrections: the lineage is the data's, the fills theirs)."""
+    ``only``: fill these records alone. ``unheard``: per rank, cells that are no group's word (a maintainer's
+    correction speaks for its record alone; the votes of step 6 never met it)."""
     if teaching is None:
         teaching = np.ones(len(cols["processid"]), bool)
     if only is None:
@@ -72,7 +74,8 @@ def infer_parents(
         parent_values = cols[parent]
         missing_parent = pd.isna(parent_values)
         # what records sharing a barcode / a BIN already say at this rank: no inference may contradict it
-        group_held = [(codes, _group_labels(codes, parent_values)) for codes in group_codes]
+        heard = parent_values if unheard is None else np.where(unheard[parent], None, parent_values)
+        group_held = [(codes, _group_labels(codes, heard)) for codes in group_codes]
         # nor the record's own ranks above it: a family whose records all say order Diptera is no parent of a
         # record that says Hymenoptera
         above = _lineage_above(cols, parent, teaching)
@@ -105,6 +108,39 @@ def infer_parents(
                 inferred[rows[found]] |= RANK_BIT[parent]
                 _remember_fills(group_held, rows[found], guess[found])
     return pd.concat(links, ignore_index=True) if links else pd.DataFrame()
+
+
+def refill_after_corrections(
+    cols: dict, log: ChangeLog, inferred: np.ndarray, group_codes, teaching: np.ndarray, kept: dict[str, np.ndarray]
+) -> pd.DataFrame:
+    """After step 8: step 7 on the corrected labels. Its fills were made from the lineage before the corrections
+    (a family given to every Megaselia by the one record whose family a maintainer then corrected), so step 7 runs
+    again on a copy without them, taught by ``teaching``. A fill it no longer makes goes
+    [``correction_lineage_changed``], and what it makes now is written [``parent_from_child``], on records other
+    than ``teaching`` too (they leave the table later). ``kept``: per rank, the cells a maintainer corrected: a
+    label removed stays removed, and a corrected label teaches the lineage but is no word of its barcode or BIN
+    group (one record moved to another family does not stop the fills of its 500 BIN mates). Returns the lineage
+    table of the corrected labels."""
+    parents = RANKS[: RANKS.index("subfamily") + 1]
+    again = {rank: cols[rank].copy() for rank in RANKS}
+    again["processid"] = cols["processid"]
+    again_inferred = inferred.copy()
+    for rank in parents:
+        filled = (again_inferred & RANK_BIT[rank]) != 0
+        again[rank][filled] = None
+        again_inferred[filled] &= np.uint8(~RANK_BIT[rank] & 0xFF)
+    lineage = infer_parents(again, ChangeLog(cols["processid"]), again_inferred, group_codes, teaching, unheard=kept)
+    for rank in parents:
+        bit = RANK_BIT[rank]
+        old, new = cols[rank], again[rank]
+        same = (pd.isna(old) & pd.isna(new)) | (old == new)
+        stale = np.flatnonzero(((inferred & bit) != 0) & ~same)
+        set_field(cols, log, "correction_lineage_changed", rank, stale, None)
+        inferred[stale] &= np.uint8(~bit & 0xFF)
+        rows = np.flatnonzero(pd.isna(cols[rank]) & ~pd.isna(new) & ~kept[rank])
+        set_field(cols, log, "parent_from_child", rank, rows, new[rows])
+        inferred[rows] |= bit
+    return lineage
 
 
 def _lineage_above(cols: dict, rank: str, teaching: np.ndarray) -> dict[str, pd.Series]:
