@@ -269,6 +269,40 @@ def test_box_corrections_redo_only_their_photos_and_say_what_applied(tmp_path, m
     assert outcomes == ["applied", "applied", "unknown_processid", "invalid_value"]
 
 
+def test_a_box_past_the_left_edge_is_clipped_and_a_good_box_replaced_by_a_refused_one_says_so(tmp_path, monkeypatch):
+    """P1's box starts left of the photo: clipped and applied as one past the right edge is (it was refused as
+    "not a box"). P3's good box is followed by one outside the photo: the record keeps the detector's box, and its
+    good row says the later, refused one replaced it ("replaces it" alone told the maintainer it was applied)."""
+    records, inventory, dirs, store = _five_photos(tmp_path, monkeypatch)
+    corrections = tmp_path / "corrections.tsv"
+    corrections.write_text(
+        "processid\tbox\treason\tsource\n"
+        "P1-21\t-5,10,100,100\tleft edge\treview\n"
+        "P3-21\t400,270,540,410\tgood box\treview\n"
+        "P3-21\t3000,3000,3100,3100\toutside\treview\n"
+        "P4-21\t-30,-20,-2,-1\twholly outside\treview\n"
+    )
+    from bioscan_rebuild.images.corrections import load_box_corrections
+
+    run_photo_shard(
+        inventory,
+        store,
+        tmp_path / "photos.parquet",
+        batch="images-1",
+        image_dirs=dirs,
+        box_corrections=load_box_corrections(corrections),
+    )
+    run_image_shard(records, [tmp_path / "photos.parquet"], store, tmp_path / "out")
+    table = pq.read_table(tmp_path / "out" / "images.parquet").to_pandas().set_index("processid")
+    assert table.loc["P1-21", ["x0", "y0", "x1", "y1"]].tolist() == [0, 10, 100, 100]
+    assert table.loc[["P1-21", "P3-21", "P4-21"], "box_source"].tolist() == ["correction", "detector", "detector"]
+    counts, outcomes = _correction_outcomes(tmp_path, corrections)
+    assert outcomes == ["clipped", "superseded", "invalid_value", "invalid_value"]
+    details = pd.read_csv(tmp_path / "outcomes.tsv", sep="\t")["detail"].tolist()
+    assert "delete the later row to apply this one" in details[1]
+    assert details[2].startswith("the box lies outside the photo") and details[3].startswith("the box lies outside")
+
+
 def test_a_box_drawn_on_another_photo_is_not_applied_to_the_records_new_one(tmp_path, monkeypatch):
     """The template names the photo a box was drawn on (image_sha256). When the record's photo is another one by
     the next run (a redelivery replaced it), the old box used to be applied to it silently (box_source

@@ -29,7 +29,13 @@ from bioscan_rebuild.detect.fusion import (
     model_confidence,
     score_rule,
 )
-from bioscan_rebuild.images.corrections import load_box_corrections, outcomes, parse_box, read_box_corrections
+from bioscan_rebuild.images.corrections import (
+    SUPERSEDED_BY_REFUSED,
+    load_box_corrections,
+    outcomes,
+    parse_box,
+    read_box_corrections,
+)
 from bioscan_rebuild.images.process import review_reasons
 
 
@@ -43,7 +49,8 @@ from bioscan_rebuild.images.process import review_reasons
         ("5,5,5,9", False),  # x1 == x0: no width
         ("5,5,9,5", False),  # y1 == y0: no height
         ("5,5,3,3", False),  # ends before starts
-        ("-1,0,2,2", False),  # negative
+        ("-1,0,2,2", (-1, 0, 2, 2)),  # past the left edge: the image stage clips it, as past the right edge
+        ("-3,0,-1,2", (-3, 0, -1, 2)),  # wholly left of the photo: the image stage finds nothing of it inside
         ("1,2,3", False),
         ("1,2,3,4,5", False),
         ("1.5,2,3,4", False),
@@ -81,6 +88,32 @@ def test_corrections_file_comments_later_rows_and_invalid_rows(tmp_path):
     assert result["detail"].tolist()[:2] == ["a later row for this record replaces it", ""]
     result = outcomes(table, applied={"B-2"}, known={"B-2", "C-3"})  # A-1 has no record with a photo
     assert result["outcome"].tolist() == ["unknown_processid"] * 3 + ["applied", "invalid_value"]
+
+
+def test_a_row_replaced_by_a_refused_row_says_the_record_kept_the_detectors_box(tmp_path):
+    """A later box outside the photo (or drawn on a replaced photo) replaced an earlier good one: the record kept the
+    detector's box, and the earlier row said "a later row for this record replaces it", as if it were applied."""
+    path = tmp_path / "corr.tsv"
+    path.write_text(
+        "processid\tbox\treason\tsource\n"
+        "A-1\t400,270,540,410\tgood box\tme\n"
+        "A-1\t3000,3000,3100,3100\toutside\tme\n"
+        "B-2\t400,270,540,410\tgood box\tme\n"
+        "B-2\t410,280,530,400\tbetter\tme\n"
+    )
+    result = outcomes(read_box_corrections(path), applied={"B-2"}, known={"A-1", "B-2"})
+    assert result["outcome"].tolist() == ["superseded", "invalid_value", "superseded", "applied"]
+    assert result["detail"][0] == SUPERSEDED_BY_REFUSED and "delete the later row" in result["detail"][0]
+    assert result["detail"][2] == "a later row for this record replaces it"
+
+
+def test_a_box_past_the_left_or_top_edge_is_a_box_as_one_past_the_right_or_bottom():
+    """``-5,10,100,100`` was `invalid_value` "not a box: give x0,y0,x1,y1 in whole pixels with x1 > x0", which it
+    is, while a box past the right edge was clipped and applied."""
+    assert parse_box("-5,10,100,100") == (-5, 10, 100, 100)
+    assert parse_box(" -5 , -1 ,100,100") == (-5, -1, 100, 100)
+    assert parse_box("5,10,-100,100") is False  # x1 > x0 still holds
+    assert parse_box("--5,10,100,100") is False and parse_box("-,10,100,100") is False
 
 
 def test_corrections_file_as_spreadsheets_and_editors_write_it(tmp_path):

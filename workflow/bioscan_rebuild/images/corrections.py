@@ -48,13 +48,14 @@ class BoxCorrection:
 
 
 def parse_box(text: str) -> tuple[int, int, int, int] | None | bool:
-    """``x0,y0,x1,y1`` -> the box; ``empty`` -> None; anything else -> False."""
+    """``x0,y0,x1,y1`` -> the box; ``empty`` -> None; anything else -> False. A corner past the left or top edge
+    (``-5``) is a box as one past the right or bottom is: the image stage clips both."""
     text = (text or "").strip()
     if text.lower() == EMPTY:
         return None
-    parts = text.split(",")
+    parts = [part.strip() for part in text.split(",")]
     # isascii: "4²".isdigit() is True, but int() refuses it
-    if len(parts) != 4 or not all(part.strip().isascii() and part.strip().isdigit() for part in parts):
+    if len(parts) != 4 or not all(part.isascii() and part.removeprefix("-").isdigit() for part in parts):
         return False
     x0, y0, x1, y1 = (int(part) for part in parts)
     return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else False
@@ -94,6 +95,10 @@ def _is_valid(row) -> bool:
 # Each outcome's detail in the outcome table: what happened and what to do (empty: nothing to do).
 NOT_A_BOX = "not a box: give x0,y0,x1,y1 in whole pixels with x1 > x0 and y1 > y0, or empty"
 OUTSIDE_THE_PHOTO = "the box lies outside the photo (original_full pixels): nothing of it could be applied"
+SUPERSEDED_BY_REFUSED = (
+    "a later row for this record replaces it, but that row was not applied (its outcome says why), so the record "
+    "has the detector's box: delete the later row to apply this one"
+)
 OUTCOME_DETAIL = {
     "applied": "",
     "clipped": "the box reached past the photo: only its part inside was applied (a box measured on the full-size "
@@ -136,7 +141,9 @@ def outcomes(
         elif not _is_valid(row):
             outcome, detail = "invalid_value", NOT_A_BOX
         elif last_valid[key] != i:
-            outcome = "superseded"
+            outcome, detail = "superseded", OUTCOME_DETAIL["superseded"]
+            if key not in applied and key not in unusable:  # the row that replaces it was refused
+                detail = SUPERSEDED_BY_REFUSED
         elif key in changed:
             outcome = "photo_changed"
         elif key in applied:
@@ -146,7 +153,7 @@ def outcomes(
         else:
             box = parse_box(row.box)
             outcome, detail = "invalid_value", OUTSIDE_THE_PHOTO if box else "not applied to the record's photo"
-        if outcome != "invalid_value":
+        if outcome not in ("invalid_value", "superseded"):
             detail = OUTCOME_DETAIL[outcome]
         result.append({**row._asdict(), "outcome": outcome, "detail": detail})
     return pd.DataFrame(result, columns=[*corrections.columns, "outcome", "detail"])
