@@ -39,6 +39,10 @@ include: "workflow/rules/release.smk"
 include: "workflow/rules/provenance.smk"
 
 
+onsuccess:
+    print_run_warnings()
+
+
 rule all:
     default_target: True
     input:

@@ -1812,6 +1812,105 @@ def test_spreadsheet_leftovers_in_an_export_get_a_clear_outcome(realdata, tmp_pa
     assert not read_export(tmp_path / "tabs_last.tsv", "b")[2].last_line_unterminated
 
 
+def test_empty_fields_past_the_header_and_spaces_around_its_names_lose_no_record(realdata, tmp_path):
+    """A tab at the end of every line (or of the header alone) rejected the whole export, every line
+    `unparseable_row` "57 fields, header has 56"; a header name with a space around it ("species ") refused the
+    export although a second header's names are read without them."""
+    rows = _slice(realdata, REAL_BCDM2023, rows=10)
+    (tmp_path / "plain.tsv").write_text(_tsv(rows))
+    expected, _, _ = read_export(tmp_path / "plain.tsv", "b")
+    variants = {
+        "rows_tab.tsv": [rows[0]] + [row + [""] for row in rows[1:]],
+        "rows_two_tabs.tsv": [rows[0]] + [row + ["", ""] for row in rows[1:]],
+        "header_tab.tsv": [rows[0] + [""]] + rows[1:],
+        "some_rows_tab.tsv": [row + [""] if i % 2 else row for i, row in enumerate(rows)],
+        "spaced_names.tsv": [[f" {name} " for name in rows[0]]] + rows[1:],
+    }
+    for name, variant in variants.items():
+        (tmp_path / name).write_text(_tsv(variant))
+        got, rejects, _ = read_export(tmp_path / name, "b")
+        assert rejects.num_rows == 0 and _content(got) == _content(expected), name
+    # a field that is not empty past the header's columns is still a line of another shape
+    extra = [rows[0]] + [row + (["x"] if i == 3 else []) for i, row in enumerate(rows[1:], 1)]
+    (tmp_path / "extra.tsv").write_text(_tsv(extra))
+    got, rejects, _ = read_export(tmp_path / "extra.tsv", "b")
+    assert rejects["source_line"].to_pylist() == [4] and got.num_rows == expected.num_rows - 1
+    assert rejects["detail"][0].as_py() == f"{len(rows[0]) + 1} fields, header has {len(rows[0])}"
+    # a named column missing at the end of a line is no empty field: the line is refused
+    short = [rows[0]] + [row[:-1] if i == 2 else row for i, row in enumerate(rows[1:], 1)]
+    (tmp_path / "short.tsv").write_text(_tsv(short))
+    _, rejects, _ = read_export(tmp_path / "short.tsv", "b")
+    assert rejects["source_line"].to_pylist() == [3]
+
+
+def test_a_quoted_line_break_in_the_last_column_keeps_no_half_value(realdata, tmp_path):
+    """A species saved as "Paratanytarsus<line break>sp. 2ES" in the export's last column: the first half of the
+    line had the header's field count and was kept with the species `"Paratanytarsus`; the second half was a reject
+    without a processid. Now the first half is `unparseable_row`, its processid named, and the field named."""
+    rows = _slice(realdata, REAL_BCDM2023, rows=6)
+    at = rows[0].index("species")
+    moved = [row[:at] + row[at + 1 :] + [row[at]] for row in rows]  # species last, as a reordered export puts it
+    (tmp_path / "plain.tsv").write_text(_tsv(moved))
+    expected, _, _ = read_export(tmp_path / "plain.tsv", "b")
+    broken = [row[:] for row in moved]
+    broken[2][-1] = '"Paratanytarsus\nsp. 2ES"'
+    (tmp_path / "broken.tsv").write_text(_tsv(broken))
+    got, rejects, _ = read_export(tmp_path / "broken.tsv", "b")
+    assert got.num_rows == expected.num_rows - 1 and broken[2][0] not in got["processid"].to_pylist()
+    assert rejects["source_line"].to_pylist() == [3, 4]
+    assert rejects["processid"][0].as_py() == broken[2][rows[0].index("processid")]
+    assert rejects["detail"][0].as_py().startswith("a field in quotes in column 'species' does not close on this line")
+    # ... and in the first column read: the second half opens no quote it closes
+    first = [row[:] for row in rows]
+    first[3][0] = '"' + first[3][0] + '\nrest"'
+    (tmp_path / "first.tsv").write_text(_tsv(first))
+    _, rejects, _ = read_export(tmp_path / "first.tsv", "b")
+    assert rejects["source_line"].to_pylist() == [4, 5]
+    # quotes that open and close on the line, around a read field or inside a note, are no break
+    quoted = [row[:] for row in rows]
+    quoted[1][at] = f'"{rows[1][at]}"' if rows[1][at] else '""'
+    (tmp_path / "quoted.tsv").write_text(_tsv(quoted))
+    got, rejects, _ = read_export(tmp_path / "quoted.tsv", "b")
+    assert rejects.num_rows == 0 and _content(got) == _content(read_export(tmp_path / "plain.tsv", "b")[0])
+
+
+def test_an_export_that_may_have_been_cut_short_is_said_by_ingest_run_and_in_the_accounting(realdata, tmp_path):
+    """Its last line kept as a record (a 353-nt stub of a 653-nt barcode passes min_length) was said only by
+    `ingest parse` and in the export's own summary: `ingest run` printed its totals alone, and the accounting
+    dropped the flag."""
+    from bioscan_rebuild.cli.main import main
+
+    rows = _slice(realdata, REAL_BCDM2023, rows=4)
+    at = rows[0].index("nucraw")
+    rows = [row[:at] + row[at + 1 :] + [row[at]] for row in rows]  # the sequence last, as a reordered export has it
+    (tmp_path / "cut.tsv").write_text(_tsv(rows)[:-300])
+    (tmp_path / "whole.tsv").write_text(_tsv(rows))
+    err = io.StringIO()
+    args = ["ingest", "run", "--export", str(tmp_path / "whole.tsv"), "--export", str(tmp_path / "cut.tsv")]
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        assert main([*args, "-o", str(tmp_path / "out")]) == 0
+    said = f"line {len(rows)} was kept as a record: check it against the source"
+    assert err.getvalue().count("warning:") == 1 and said in err.getvalue() and "cut.tsv ends without" in err.getvalue()
+    accounting = json.loads((tmp_path / "out" / "accounting.json").read_text())
+    assert [warning.endswith(said) for warning in accounting["warnings"]] == [True]
+    entries = {Path(item["export"]).name: item for item in accounting["batches"].values() if "export" in item}
+    assert entries["cut.tsv"]["last_line_unterminated"] and entries["cut.tsv"]["last_line_kept"]
+    assert not entries["whole.tsv"]["last_line_unterminated"]
+
+
+@pytest.mark.slow
+def test_the_workflow_says_an_export_may_have_been_cut_short_when_it_ends(sample_dir, tmp_path):
+    """The parse job's warning went to its log alone, which a successful run never shows."""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text((REPO / "config" / "config.yaml").read_text())
+    shutil.copytree(sample_dir, tmp_path / "resources" / "sample")
+    export = tmp_path / "resources" / "sample" / "sample-a" / "bold_export.tsv"
+    export.write_bytes(export.read_bytes().rstrip(b"\n"))
+    result = run_snakemake(tmp_path, "--until", "ingest_accounting")
+    assert "warning: resources/sample/sample-a/bold_export.tsv ends without a line break" in result.stderr
+    assert "was kept as a record: check it against the source" in result.stderr
+
+
 def test_the_cut_short_warning_says_what_became_of_the_last_line(realdata, tmp_path):
     """It said "its record was kept" whatever became of the line: of a line cut mid-row (rejected: too few fields)
     and of a header with nothing after it too."""
@@ -1973,6 +2072,31 @@ def test_every_option_of_every_command_says_its_default():
                 continue
             shown = str(list(default) if isinstance(default, tuple) else default)
             assert "default" in text and (shown in text or "default" in (action.help or "")), (parser.prog, action.dest)
+
+
+def test_an_option_of_several_values_given_twice_keeps_both():
+    """`ingest run --export a.tsv --export b.tsv` ingested b.tsv alone, and said nothing of a.tsv: the second
+    `--export` replaced the first. Every option that takes several values adds to them when repeated."""
+    import argparse
+
+    from bioscan_rebuild.cli.main import build_parser
+
+    def parsers(parser):
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    yield from parsers(child)
+
+    several = [
+        (parser.prog, action.dest, type(action).__name__)
+        for parser in parsers(build_parser())
+        for action in parser._actions
+        if action.option_strings and action.nargs in ("*", "+")
+    ]
+    assert len(several) > 20 and all(kind == "_ExtendAction" for *_, kind in several), several
+    args = build_parser().parse_args(["ingest", "run", "--export", "a.tsv", "--export", "b.tsv", "c.tsv", "-o", "o"])
+    assert args.export == ["a.tsv", "b.tsv", "c.tsv"]
 
 
 @pytest.mark.parametrize(

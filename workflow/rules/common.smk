@@ -10,7 +10,9 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 import types
+from pathlib import Path
 
 
 def _check_batches(batches):
@@ -374,6 +376,14 @@ IMAGE_CODE_VERSION = f"image-stage-{IMAGE_STAGE_VERSION}/{CLASSICAL_VERSION}/pho
 STORE = "results/store"
 
 BATCH_PATTERN = "|".join(map(re.escape, BATCHES))
+
+
+def print_run_warnings(path="results/ingest/accounting.json"):
+    """After a successful run: the ingest accounting's warnings (an export that may have been cut short), which
+    the jobs write only to their logs."""
+    if Path(path).exists():
+        for warning in json.loads(Path(path).read_text()).get("warnings", []):
+            print(f"warning: {warning}", file=sys.stderr)
 
 
 def export_of(wildcards):

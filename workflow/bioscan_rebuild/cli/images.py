@@ -236,7 +236,9 @@ def register(sub) -> None:
 
     p = images.add_parser("shard", help="join one shard of ingested records with their processed photos")
     p.add_argument("records", help="ingested records of the shard (parquet)")
-    p.add_argument("--photos", nargs="*", default=[], help="the shard's photo tables of every image batch")
+    p.add_argument(
+        "--photos", nargs="*", action="extend", default=[], help="the shard's photo tables of every image batch"
+    )
     p.add_argument("--store", required=True, help="content-addressed store root")
     p.add_argument("--outdir", required=True)
     p.add_argument(
@@ -250,14 +252,21 @@ def register(sub) -> None:
     p = images.add_parser("summary", help="status counts over all shards")
     p.add_argument("summaries", nargs="*", help="the shards' summary.json files")
     p.add_argument(
-        "--photo-summaries", nargs="*", default=[], help="the photo jobs' --summary files: add photos processed/reused"
+        "--photo-summaries",
+        nargs="*",
+        action="extend",
+        default=[],
+        help="the photo jobs' --summary files: add photos processed/reused",
     )
-    p.add_argument("--images", nargs="*", default=[], help="the shards' image tables (for --corrections-out)")
+    p.add_argument(
+        "--images", nargs="*", action="extend", default=[], help="the shards' image tables (for --corrections-out)"
+    )
     p.add_argument("--box-corrections", metavar="TSV", help="the maintainer's box corrections the run applied")
     p.add_argument("--corrections-out", metavar="TSV", help="write each box correction with its outcome here")
     p.add_argument(
         "--record-rejects",
         nargs="*",
+        action="extend",
         default=[],
         help="ingest's rejects.parquet (its shards' and exports'): a correction for a record whose photo ingest "
         "rejected is photo_unusable, for a record it refused record_rejected (not unknown_processid)",

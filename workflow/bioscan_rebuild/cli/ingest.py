@@ -30,7 +30,7 @@ def _ingest_params(args) -> IngestParams:
 
 
 def cmd_ingest_parse(args) -> int:
-    from bioscan_rebuild.ingest.parse import parse_to_shards
+    from bioscan_rebuild.ingest.parse import cut_short_warning, parse_to_shards
 
     params = _ingest_params(args)
     summary = parse_to_shards(
@@ -42,20 +42,9 @@ def cmd_ingest_parse(args) -> int:
         markers=params.markers,
     )
     print(json.dumps(summary, sort_keys=True))
-    if summary["last_line_unterminated"]:
-        line = summary["last_line"]
-        outcome = (
-            "it holds no record (a header only)"
-            if not line
-            else f"line {line} was kept as a record: check it against the source"
-            if summary["last_line_kept"]
-            else f"line {line} was rejected (its reject row says why)"
-        )
-        print(
-            f"warning: {summary['export']} ends without a line break: its last line may have been cut short "
-            f"(an interrupted download or copy); {outcome}",
-            file=sys.stderr,
-        )
+    warning = cut_short_warning(summary)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
@@ -108,6 +97,8 @@ def cmd_ingest_join(args) -> int:
 
 def _print_totals(summary: dict) -> None:
     print(json.dumps({k: summary[k] for k in ("inputs", "kept", "rejected", "rejects_by_reason")}, sort_keys=True))
+    for warning in summary["warnings"]:  # what a person must look at, in the accounting too
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def cmd_ingest_accounting(args) -> int:
@@ -204,10 +195,14 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_ingest_inventory)
 
     p = ingest.add_parser("join", help="resolve duplicates and join records to photos in one shard")
-    p.add_argument("--records", nargs="*", default=[])
-    p.add_argument("--inventory", nargs="*", default=[])
+    p.add_argument("--records", nargs="*", action="extend", default=[])
+    p.add_argument("--inventory", nargs="*", action="extend", default=[])
     p.add_argument(
-        "--rejected-keys", nargs="*", default=[], help="the parse's rejected_keys files of this shard (parquet)"
+        "--rejected-keys",
+        nargs="*",
+        action="extend",
+        default=[],
+        help="the parse's rejected_keys files of this shard (parquet)",
     )
     p.add_argument("--batch-order", required=True, help="comma-separated batch names, oldest first")
     p.add_argument("--outdir", required=True)
@@ -217,17 +212,17 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_ingest_join)
 
     p = ingest.add_parser("accounting", help="sum all counts; fail unless inputs = kept + rejected")
-    p.add_argument("--parse-summary", nargs="*", default=[])
-    p.add_argument("--list-summary", nargs="*", default=[])
-    p.add_argument("--shard-accounting", nargs="*", default=[])
-    p.add_argument("--rejects", nargs="*", default=[])
+    p.add_argument("--parse-summary", nargs="*", action="extend", default=[])
+    p.add_argument("--list-summary", nargs="*", action="extend", default=[])
+    p.add_argument("--shard-accounting", nargs="*", action="extend", default=[])
+    p.add_argument("--rejects", nargs="*", action="extend", default=[])
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--rejects-out", required=True)
     p.set_defaults(func=cmd_ingest_accounting)
 
     p = ingest.add_parser("run", help="the whole ingest stage in one process (no Snakemake)")
-    p.add_argument("--export", nargs="*", default=[], help="BOLD export files (one batch each)")
-    p.add_argument("--images", nargs="*", default=[], help="image folders (one batch each)")
+    p.add_argument("--export", nargs="*", action="extend", default=[], help="BOLD export files (one batch each)")
+    p.add_argument("--images", nargs="*", action="extend", default=[], help="image folders (one batch each)")
     p.add_argument("--shards", type=positive_int, default=1)
     p.add_argument("--name-pattern", help="file name -> processid regex (default: the config schema's)")
     p.add_argument("-o", "--outdir", required=True)

@@ -118,19 +118,26 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_barcodes_clean)
     p = barcodes.add_parser("fasta", help="FASTA of the curated records' cleaned barcodes")
     p.add_argument("--curated", required=True)
-    p.add_argument("--barcodes", nargs="*", default=[])
+    p.add_argument("--barcodes", nargs="*", action="extend", default=[])
     p.add_argument("--splits", help="only the records with a split (the release)")
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=cmd_barcodes_fasta)
 
     taxonomy = sub.add_parser("taxonomy", help="BINs + taxonomy curation").add_subparsers(dest="step", required=True)
     p = taxonomy.add_parser("curate", help="curate every shard's labels together; log every change")
-    p.add_argument("--records", nargs="*", default=[], help="ingested record shards")
-    p.add_argument("--barcodes", nargs="*", default=[], help="barcode shards (same order)")
-    p.add_argument("--redeliveries", nargs="*", default=[], help="ingest's redeliveries per shard (step 0 of the log)")
+    p.add_argument("--records", nargs="*", action="extend", default=[], help="ingested record shards")
+    p.add_argument("--barcodes", nargs="*", action="extend", default=[], help="barcode shards (same order)")
+    p.add_argument(
+        "--redeliveries",
+        nargs="*",
+        action="extend",
+        default=[],
+        help="ingest's redeliveries per shard (step 0 of the log)",
+    )
     p.add_argument(
         "--ingest-rejects",
         nargs="*",
+        action="extend",
         default=[],
         help="ingest's reject tables (a correction of a record they hold is record_rejected)",
     )

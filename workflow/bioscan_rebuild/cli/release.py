@@ -127,8 +127,8 @@ def register(sub) -> None:
         help="follow every record and photo through every stage; fail unless inputs = released + rejected",
     )
     p.add_argument("--ingest-accounting", required=True, help="ingest's accounting.json")
-    p.add_argument("--records", nargs="*", default=[], help="ingested record shards")
-    p.add_argument("--images", nargs="*", default=[], help="image-stage results per shard")
+    p.add_argument("--records", nargs="*", action="extend", default=[], help="ingested record shards")
+    p.add_argument("--images", nargs="*", action="extend", default=[], help="image-stage results per shard")
     p.add_argument("--curated", required=True, help="the metadata stage's curated table")
     p.add_argument("--metadata-rejects", required=True)
     p.add_argument("--splits", required=True)
@@ -138,14 +138,18 @@ def register(sub) -> None:
 
     p = sub.add_parser("release", help="write the release: BIOSCAN-5M layout, CSV, Parquet, HDF5, JSON-LD, Croissant")
     p.add_argument("--curated", required=True)
-    p.add_argument("--barcodes", nargs="*", default=[], help="barcode shards")
+    p.add_argument("--barcodes", nargs="*", action="extend", default=[], help="barcode shards")
     p.add_argument("--splits", required=True)
-    p.add_argument("--records", nargs="*", default=[], help="ingested record shards (lineage)")
-    p.add_argument("--images", nargs="*", default=[], help="image-stage results per shard (same order)")
-    p.add_argument("--rejects", nargs="+", required=True, help="reject tables of every stage (parquet)")
+    p.add_argument("--records", nargs="*", action="extend", default=[], help="ingested record shards (lineage)")
+    p.add_argument(
+        "--images", nargs="*", action="extend", default=[], help="image-stage results per shard (same order)"
+    )
+    p.add_argument(
+        "--rejects", nargs="+", action="extend", required=True, help="reject tables of every stage (parquet)"
+    )
     p.add_argument("--changes", required=True)
     p.add_argument("--accounting", required=True)
-    p.add_argument("--bbox", nargs="*", default=[], help="per-shard bbox tables (TSV)")
+    p.add_argument("--bbox", nargs="*", action="extend", default=[], help="per-shard bbox tables (TSV)")
     p.add_argument("--fasta")
     p.add_argument("--split-summary")
     p.add_argument("--corrections", help="the label corrections' outcome table (shipped as metadata/corrections.tsv)")

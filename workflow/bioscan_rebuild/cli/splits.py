@@ -65,14 +65,16 @@ def register(sub) -> None:
 
     p = sub.add_parser("splits", help="the workflow's split step: curated labels + barcode shards")
     p.add_argument("--curated", required=True)
-    p.add_argument("--barcodes", nargs="*", default=[])
+    p.add_argument("--barcodes", nargs="*", action="extend", default=[])
     p.add_argument(
         "--freeze",
         help="processid,split CSV of a previous release, with barcode_key or dna_barcode (its "
         "metadata/split_history.csv, or its metadata CSV): those records and their barcodes keep their split",
     )
     p.add_argument("--freeze-manifest", help=FREEZE_MANIFEST_HELP)
-    p.add_argument("--images", nargs="*", default=[], help="image-stage results per shard (excludes empty wells)")
+    p.add_argument(
+        "--images", nargs="*", action="extend", default=[], help="image-stage results per shard (excludes empty wells)"
+    )
     p.add_argument("--outdir", required=True)
     tie_order_option(p)
     p.set_defaults(func=cmd_splits)

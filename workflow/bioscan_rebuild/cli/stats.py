@@ -36,7 +36,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random barcode pairs (default 0)")
     p.add_argument("--pairs", type=positive_int, default=2000, help="barcode pairs per comparison (default 2000)")
     p.add_argument("--curated", help="instead of a release: the metadata stage's curated.parquet")
-    p.add_argument("--barcodes", nargs="*", default=[], help="... its barcode shards")
+    p.add_argument("--barcodes", nargs="*", action="extend", default=[], help="... its barcode shards")
     p.add_argument("--splits", help="... the split stage's splits.parquet")
-    p.add_argument("--images", nargs="*", default=[], help="... the image results per shard (for the size fields)")
+    p.add_argument(
+        "--images", nargs="*", action="extend", default=[], help="... the image results per shard (for the size fields)"
+    )
     p.set_defaults(func=cmd_stats)

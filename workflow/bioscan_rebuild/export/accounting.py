@@ -126,6 +126,7 @@ def account_run(*, ingest_accounting, records, images, curated, metadata_rejects
         "batches": ingest["batches"],
         "blank_lines": ingest["blank_lines"],
         "shards": ingest["shards"],
+        "warnings": ingest.get("warnings", []),  # an ingest accounting of an earlier version has none
     }
     problems = [
         f"{what}: {summary['inputs'][what]} inputs != {summary['released'][what]} released + {rejected[what]} rejected"

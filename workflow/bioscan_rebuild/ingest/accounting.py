@@ -11,6 +11,7 @@ import pyarrow as pa
 from bioscan_rebuild.core.errors import AccountingError
 from bioscan_rebuild.core.io import read_json, read_table, write_json, write_table
 from bioscan_rebuild.core.schemas import REJECT_SCHEMA
+from bioscan_rebuild.ingest.parse import cut_short_warning
 
 
 def count_rejects(rejects: pa.Table) -> dict[str, dict[str, int]]:
@@ -71,13 +72,17 @@ def account(parse_summaries, listing_summaries, shard_accountings, reject_paths)
         "batches": {
             **{
                 f"export:{p['batch']}": {
-                    k: p[k] for k in ("export", "export_sha256", "layout", "data_lines", "records", "rejected")
+                    **{k: p[k] for k in ("export", "export_sha256", "layout", "data_lines", "records", "rejected")},
+                    # an export that may have been cut short (a parse summary of an earlier version: not said)
+                    **{k: p.get(k, False) for k in ("last_line_unterminated", "last_line_kept")},
                 }
                 for p in parse
             },
             **{f"images:{item['batch']}": {k: item[k] for k in ("files", "listed", "rejected")} for item in listings},
         },
         "shards": len(shards),
+        # what a person must look at: an export that may have been cut short
+        "warnings": [warning for warning in map(cut_short_warning, parse) if warning],
     }
     problems = []
     for what in ("records", "images"):

@@ -302,6 +302,43 @@ def _unquote(values: pa.Array) -> tuple[pa.Array, pa.Array]:
     return pc.if_else(quoted, inner, values), quoted
 
 
+def _to_header_shape(text: pa.Array, n_columns: int, n_named: int) -> pa.Array:
+    """Lines whose fields past the header's differ only by empty ones, as lines of the header's field count: empty
+    fields after the last column (a writer that ends each line with a tab), or none for the header's unnamed
+    columns at its end (a header saved with a tab after its last name). Nothing is lost: those fields are empty or
+    never read. Other lines stay as they are (a missing named field: ``unparseable_row``)."""
+    n_fields = pc.fill_null(pc.add(pc.count_substring(text, "\t"), 1), n_columns).to_numpy(zero_copy_only=False)
+    if (n_fields == n_columns).all():  # the common case
+        return text
+    trimmed = pc.utf8_rtrim(text, characters="\t")
+    n_kept = pc.add(pc.count_substring(trimmed, "\t"), 1).to_numpy(zero_copy_only=False)
+    extra_empty = (n_fields > n_columns) & (n_kept <= n_columns)
+    short_of_unnamed = (n_fields < n_columns) & (n_fields >= n_named)
+    reshape = extra_empty | short_of_unnamed
+    if not reshape.any():
+        return text
+    padding = pa.array(["\t" * int(k) for k in np.where(reshape, n_columns - n_kept, 0)], pa.string())
+    return pc.if_else(pa.array(reshape), pc.binary_join_element_wise(trimmed, padding, ""), text)
+
+
+def _unclosed_quotes(text: pa.Array, lists: pa.ListArray, shaped: np.ndarray, read_positions) -> np.ndarray:
+    """Per line of the header's shape (``shaped``), the first column read whose field opens CSV quotes it does not
+    close, or closes quotes it never opened: half a field that a line break inside the quotes cut in two (the
+    line count was right because the field is the last one); -1 where none."""
+    found = np.full(len(text), -1, np.int64)
+    if not pc.any(pc.match_substring(text, '"')).as_py():  # the common case, without a regex
+        return found
+    rows = np.flatnonzero(shaped)
+    shaped_lists = lists.filter(pa.array(shaped))
+    for position in sorted(read_positions, reverse=True):  # the first column last: it wins
+        field = pc.list_element(shaped_lists, position)
+        opens, closes = pc.starts_with(field, '"'), pc.ends_with(field, '"')
+        whole = pc.match_substring_regex(field, QUOTED_FIELD)
+        half = pc.or_(pc.and_(opens, pc.invert(whole)), pc.and_(closes, pc.invert(opens)))
+        found[rows[pc.fill_null(half, False).to_numpy(zero_copy_only=False)]] = position
+    return found
+
+
 def unquote_name(name: str) -> str:
     """A header cell without its CSV quotes (R's write.table quotes every one)."""
     found = re.fullmatch(QUOTED_FIELD, name)
@@ -377,7 +414,8 @@ def _header_line(path: Path) -> str:
 def read_header(path: Path, line: str | None = None) -> list[str]:
     """The first line's fields (``line``: that line, when the caller has read it)."""
     text = (_header_line(path) if line is None else line).lstrip("\ufeff")
-    return [unquote_name(name) for name in text.split("\t")]
+    # "species " is species: a second header's names are read so too (``_header_fields``)
+    return [unquote_name(name.strip()) for name in text.split("\t")]
 
 
 CONTROL_CHARACTERS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"  # C0 controls but tab, LF and CR, and DEL
@@ -586,6 +624,7 @@ def parse_export(
     except LayoutError as error:
         raise LayoutError(f"{source_name}: {error}") from None
     n_columns = len(header)
+    n_named = max(position for position, name in enumerate(header) if name) + 1  # without unnamed columns at the end
     processid_column = header.index(LAYOUTS[layout]["processid"])
     missing_values = tuple(missing_values)
     marker_set = pa.array(list(markers), pa.string()) if markers is not None else None
@@ -610,8 +649,10 @@ def parse_export(
         kept_at = np.flatnonzero(keep)  # each kept line's place among the block's lines (its bytes are there)
         stats.data_lines += len(text)
 
+        text = _to_header_shape(text, n_columns, n_named)
         lists = pc.split_pattern(text, "\t")
         n_fields = pc.fill_null(pc.list_value_length(lists), -1).to_numpy(zero_copy_only=False)
+        unclosed = _unclosed_quotes(text, lists, n_fields == n_columns, read_positions)
         # a control character (NUL, ESC...) in a field means a damaged line; it must not reach the release
         control = pc.fill_null(pc.match_substring_regex(text, CONTROL_CHARACTERS), False).to_numpy(zero_copy_only=False)
         control, bad_utf8 = control.copy(), bad_utf8.copy()
@@ -629,7 +670,7 @@ def parse_export(
         # a line after a header with other columns or another order is read by that header's columns, not the
         # first's: each is refused rather than kept with its fields in the wrong columns
         under = _under_second_header(repeated, reordered, line_numbers, state)
-        well_formed = (n_fields == n_columns) & ~bad_utf8 & ~control & ~repeated & (under < 0)
+        well_formed = (n_fields == n_columns) & ~bad_utf8 & ~control & ~repeated & (under < 0) & (unclosed < 0)
         reject_parts = []
         if not well_formed.all():
             bad = ~well_formed
@@ -644,6 +685,10 @@ def parse_export(
                     else f"after a second header (line {under[i]}) with its columns in another order: its fields "
                     "would be read into the wrong columns (deliver each export as its own file)"
                     if under[i] >= 0
+                    else f"a field in quotes in column {header[unclosed[i]]!r} does not close on this line (a line "
+                    "break inside the quotes? this reader takes one line per record: remove it from that field, or "
+                    "export it again)"
+                    if unclosed[i] >= 0 and not bad_utf8[i] and not control[i]
                     else _unparseable_detail(
                         bad_utf8[i], n_fields[i], n_columns, text[i].as_py(), header, damaged_field.get(i)
                     )

@@ -125,3 +125,22 @@ def parse_to_shards(
     }
     write_json(summary, outdir / "summary.json")
     return summary
+
+
+def cut_short_warning(summary: dict) -> str | None:
+    """What to tell the user of an export (its parse ``summary``) that ends without a line break: its last line may
+    have been cut short, and what became of it. None for an export that ends with one."""
+    if not summary.get("last_line_unterminated"):
+        return None
+    line = summary["last_line"]
+    outcome = (
+        "it holds no record (a header only)"
+        if not line
+        else f"line {line} was kept as a record: check it against the source"
+        if summary["last_line_kept"]
+        else f"line {line} was rejected (its reject row says why)"
+    )
+    return (
+        f"{summary['export']} ends without a line break: its last line may have been cut short (an interrupted "
+        f"download or copy); {outcome}"
+    )
