@@ -226,6 +226,18 @@ def test_shacl_rejects_wrong_count_and_unknown_property(written, tmp_path):
     assert "typo" in report
 
 
+def test_shacl_rejects_a_record_retyped(written, tmp_path):
+    """A record node given another type (``dwc:Event``) conformed: the shapes target records by type, so the node
+    escaped them (its split still counted it), and an RDF reader that asks for occurrences lost the record."""
+    document = json.loads(written["train"][0].read_text(encoding="utf-8"))
+    record = next(node for node in document["@graph"] if node.get("@type") == "dwc:Occurrence")
+    record["@type"] = "dwc:Event"
+    broken = tmp_path / "retyped.jsonld"
+    broken.write_text(json.dumps(document), encoding="utf-8")
+    conforms, report, _ = validate_jsonld(broken)
+    assert not conforms and "a record (occurrenceID) must be a dwc:Occurrence" in report
+
+
 def test_read_back_equals_input(records, written):
     back = pd.concat([read_jsonld_records(path) for path, _ in written.values()], ignore_index=True)
     back = back.sort_values("processid").reset_index(drop=True)
