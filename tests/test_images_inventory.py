@@ -145,7 +145,7 @@ def test_running_out_of_memory_fails_the_job_and_marks_no_photo(realdata, monkey
     later run (the store keeps results)."""
     from bioscan_rebuild.core.params import ImageParams
     from bioscan_rebuild.images import process
-    from bioscan_rebuild.ingest import inventory as inventory_module
+    from bioscan_rebuild.ingest import photo_facts
 
     good = (realdata / f"{IMGFILTER}/failed_crop_subset/AACTA1595-20.1024px.jpg").read_bytes()
 
@@ -153,7 +153,7 @@ def test_running_out_of_memory_fails_the_job_and_marks_no_photo(realdata, monkey
         raise MemoryError
 
     monkeypatch.setattr(process, "_decode_jpeg_strict", out_of_memory)
-    monkeypatch.setattr(inventory_module, "open_image", out_of_memory)
+    monkeypatch.setattr(photo_facts, "open_image", out_of_memory)
     with pytest.raises(MemoryError):
         process.decode_photo(good, ImageParams())
     with pytest.raises(MemoryError):
@@ -579,3 +579,29 @@ def test_a_batch_without_its_folder_or_a_photo_job_of_another_batch_is_refused(t
     with pytest.raises(InputError, match="an inventory of batch 'a', not of --batch 'b'"):
         run_photo_shard(tmp_path / "inventory.parquet", tmp_path / "store", tmp_path / "photos.parquet", batch="b")
     assert not (tmp_path / "photos.parquet").exists()
+
+
+def test_a_change_to_the_inventory_code_but_the_photo_facts_reads_no_photo_again(tmp_path):
+    """The cache of photo facts was keyed by the whole inventory module: a comment edited in its listing code read
+    every photo again (5M at full scale). Now only the code that makes the facts (and Pillow's version) keys it."""
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    package = tmp_path / "workflow"
+    shutil.copytree(REPO / "workflow" / "bioscan_rebuild", package / "bioscan_rebuild")
+    probe = "from bioscan_rebuild.ingest.inventory import facts_version; print(facts_version())"
+
+    def version() -> str:
+        env = {"PYTHONPATH": str(package), "PATH": ""}
+        return subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True).stdout
+
+    first = version()
+    inventory_code = package / "bioscan_rebuild" / "ingest" / "inventory.py"
+    inventory_code.write_text(inventory_code.read_text() + "\n# a comment on how files are listed\n")
+    assert version() == first and len(first.strip()) == 16
+    facts_code = package / "bioscan_rebuild" / "ingest" / "photo_facts.py"
+    facts_code.write_text(facts_code.read_text() + "\n# a change to how facts are made\n")
+    assert version() != first
