@@ -697,6 +697,34 @@ def test_a_processid_windows_cannot_name_a_file_by_is_refused(realdata, tmp_path
     assert "Windows cannot name a file by" in refused["CON"]["detail"]
 
 
+def test_a_processid_with_white_space_inside_is_refused(realdata, tmp_path):
+    """``BSCN 9012-24`` was released; Biopython reads its FASTA header's id as ``BSCN`` (it splits at white space),
+    and its image files were named with the space."""
+    ids = ["BSCN 9012-24", "BSCN\u00a09013-24", "BSCN\t9014-24", " BSCN9015-24 ", "BSCN9016-24"]
+    records, rejects, _ = read_export_bytes(tmp_path, _v4_rows(realdata, ids))
+    assert sorted(records["processid"].to_pylist()) == ["BSCN9015-24", "BSCN9016-24"]
+    refused = sorted(rejects.to_pylist(), key=lambda row: row["source_line"])
+    assert [row["reason"] for row in refused] == ["invalid_processid", "invalid_processid", "unparseable_row"]
+    assert refused[0]["processid"] == "BSCN 9012-24" and "white space inside the processid" in refused[0]["detail"]
+
+
+def test_white_space_around_a_value_is_no_part_of_it(realdata, tmp_path):
+    """A country ``None `` (a missing-value token with a space) was released as the country "None ", and a province
+    ``Québec`` followed by a no-break space as a second province beside Québec."""
+    lines = (realdata / REAL_V4).read_bytes().decode().replace("\r\n", "\n").split("\n")
+    header = lines[0].split("\t")
+    country, province = header.index("country"), header.index("province_state")
+    rows = [line.split("\t") for line in lines[1:4]]
+    rows[0][country], rows[0][province] = "None ", "Qu\u00e9bec\u00a0"
+    rows[1][country], rows[1][province] = "\u2003Canada ", "Qu\u00e9bec"
+    rows[2][country] = " None"
+    data = ("\n".join([lines[0], *("\t".join(row) for row in rows)]) + "\n").encode()
+    records, rejects, _ = read_export_bytes(tmp_path, data)
+    assert rejects.num_rows == 0
+    assert records["country"].to_pylist() == [None, "Canada", None]
+    assert records["province_state"].to_pylist()[:2] == ["Qu\u00e9bec", "Qu\u00e9bec"]
+
+
 def read_export_bytes(tmp_path, data: bytes):
     (tmp_path / "e.tsv").write_bytes(data)
     return read_export(tmp_path / "e.tsv", "b")

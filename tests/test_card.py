@@ -71,8 +71,12 @@ def test_a_release_without_parquet_loads_with_datasets_from_its_csv(tmp_path, mo
     csv.parent.mkdir(parents=True)
     # pretrain first, as the release writes it: more than the 10,000 rows `datasets` guesses types from, with no
     # genus and no size; then named ones
-    pretrain = "".join(f"PT{i},pretrain,,\n" for i in range(10_050))
-    csv.write_text(f"processid,split,genus,image_measurement_value\n{pretrain}P1,train,Megaselia,120\nP3,val,Culex,\n")
+    pretrain = "".join(f"PT{i},pretrain,,,0,\n" for i in range(10_050))
+    # text that pandas' CSV reader, which `datasets` uses, takes for missing by default: legal place names here
+    csv.write_text(
+        "processid,split,genus,image_measurement_value,inferred_ranks,province_state\n"
+        f"{pretrain}P1,train,Megaselia,120,40,nan\nP3,val,Culex,,8,NA\n"
+    )
     (tmp_path / "bioscan5m" / "croissant.json").write_text('{"recordSet": [{"field": [{"dataType": ["a"]}]}]}')
     card = write_card(tmp_path, ExportOptions(), ACCOUNTING).read_text()
     header = yaml.safe_load(re.match(r"^---\n(.*?)\n---\n", card, re.S).group(1))
@@ -82,6 +86,20 @@ def test_a_release_without_parquet_loads_with_datasets_from_its_csv(tmp_path, mo
     loaded = datasets.load_dataset(str(tmp_path), cache_dir=str(tmp_path / "cache"))["all_splits"]
     assert loaded.num_rows == 10_052 and loaded["processid"][-2:] == ["P1", "P3"]
     assert loaded["genus"][-2:] == ["Megaselia", "Culex"] and loaded["image_measurement_value"][-2:] == [120.0, None]
+    # ... and read as the card tells pandas to read it: "nan" and "NA" were loaded as missing
+    assert loaded["province_state"][-2:] == ["nan", "NA"] and loaded["province_state"][0] is None
+    assert loaded["inferred_ranks"][-2:] == [40, 8] and loaded.features["inferred_ranks"].dtype == "uint8"
+
+
+def test_the_card_says_how_many_records_have_no_photo_and_how_to_leave_them_out(tmp_path):
+    """A build with `ingest.require_images: false` released records without a photo in the image formats, and the
+    card said bioscan-dataset reads the release as the published one: its image loader failed on them."""
+    release = release_tree(tmp_path)
+    accounting = {**ACCOUNTING, "released": {"records": 1240, "images": 1236}}
+    text = write_card(release, ExportOptions(), accounting).read_text()
+    assert "4 of the records have no photo (built with `ingest.require_images: false`)" in text
+    assert "leave out the records whose `image_measurement_value` is empty" in text
+    assert "have no photo" not in write_card(release, ExportOptions(), ACCOUNTING).read_text()
 
 
 def test_the_card_body_holds_the_tables_the_figures_present_and_the_citation(tmp_path):

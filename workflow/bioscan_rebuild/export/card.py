@@ -141,6 +141,8 @@ def _yaml_header(root: Path, options: ExportOptions, records: int) -> list[str]:
         # all `datasets` reads every file of the release, croissant.json too, and fails
         configs = ["- config_name: metadata", "  default: true", "  data_files:"]
         configs += [f"  - split: {CSV_SPLIT}", f"    path: {ROOT}/{CSV_PATH}"]
+        # read as the card tells pandas to: "NA", "nan", "null" are text (a province, a sampleid), blank is missing
+        configs += ["  keep_default_na: false", "  na_values:", '  - ""']
         # each column's type, or `datasets` guesses them from the first 10,000 rows: pretrain's, whose species
         # are all blank, so the first named species failed to load as a number
         features = ["dataset_info:", "  config_name: metadata", "  features:"]
@@ -152,12 +154,29 @@ def _yaml_header(root: Path, options: ExportOptions, records: int) -> list[str]:
     return lines
 
 
+def _photo_less(accounting: dict, records: int) -> list[str]:
+    """A paragraph on the released records without a photo (a build that does not require one), if any: the
+    published release has none, so a loader of its images fails on them."""
+    photo_less = records - int(accounting.get("released", {}).get("images", records))
+    if photo_less <= 0:
+        return []
+    return [
+        f"{photo_less:,} of the records have no photo (built with `ingest.require_images: false`): their image "
+        "columns are empty, the image folders and the `images` config hold no file for them and the HDF5 file an "
+        "image of 0 bytes. The published release has no such record, so a loader of its images (`bioscan-dataset`'s "
+        "`BIOSCAN5M` with images) fails on them: leave out the records whose `image_measurement_value` is empty.",
+        "",
+    ]
+
+
 CSV_SPLIT = "all_splits"  # the Hugging Face split of a release whose only table is the CSV
 
 
 def _csv_dtype(column: str) -> str:
     """A CSV column's Hugging Face type: numbers as float64 (a blank cell is missing, which an integer type
-    refuses), the rest text."""
+    refuses), ``inferred_ranks`` (never blank) as the Parquet holds it, the rest text."""
+    if column == "inferred_ranks":
+        return "uint8"
     return "float64" if column in (*FLOAT_COLUMNS, *INT_COLUMNS) else "string"
 
 
@@ -196,6 +215,7 @@ def card_text(release_dir, options: ExportOptions, accounting: dict, diff_summar
         "(Gharaee et al., NeurIPS 2024): `bioscan-dataset`, the Hugging Face `datasets` library and Croissant "
         f"(`{ROOT}/croissant.json`) read it as they read the published release.",
         "",
+        *_photo_less(accounting, records),
         "## Splits",
         "",
     ]

@@ -367,7 +367,8 @@ def _columns_for(
         indices = pa.array(np.arange(position[source], n_rows * n_columns, n_columns, dtype=np.int64))
         column, quoted = _unquote(pc.take(values, indices))
         quoted_rows |= quoted.to_numpy(zero_copy_only=False)
-        out[canonical] = _nullify(column, missing_values)
+        # white space around a value is no part of it: "None " is missing, "Québec\u00a0" is Québec
+        out[canonical] = _nullify(pc.utf8_trim_whitespace(column), missing_values)
     if layout == "v4":
         lat_text, lon_text = out.pop("lat"), out.pop("lon")
         either = pc.or_(pc.is_valid(lat_text), pc.is_valid(lon_text))
@@ -577,6 +578,8 @@ def _normalise_processids(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
     ids = spelled_processids(table["processid"])
     ids = pc.if_else(pc.equal(pc.utf8_length(ids), 0), pa.scalar(None, pa.string()), ids)
     separator = pc.fill_null(pc.match_substring_regex(ids, r"[/\\]"), False).to_numpy(zero_copy_only=False)
+    # BOLD's processids hold none; it would cut the id out of a FASTA header where readers split at white space
+    spaced = pc.fill_null(pc.match_substring_regex(ids, r"[\s\p{Z}]"), False).to_numpy(zero_copy_only=False)
     missing_word = pc.fill_null(pc.is_in(ids, value_set=pa.array(sorted(CSV_NA_STRINGS))), False)
     # the release names files by processid: one Windows cannot create (unzipping the release there failed, or an
     # NTFS colon wrote an alternate stream) is refused as a path separator is
@@ -587,6 +590,7 @@ def _normalise_processids(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
         'a processid Windows cannot name a file by (one of : * ? " < > |, a control character, a '
         "reserved name such as CON or NUL)"
     )
+    why[spaced] = "white space inside the processid (BOLD writes none; FASTA readers cut the id at it)"
     why[separator] = "a path separator (/ or \\) in the processid"
     return table.set_column(table.schema.get_field_index("processid"), "processid", ids), why
 
