@@ -302,14 +302,12 @@ def _unquote(values: pa.Array) -> tuple[pa.Array, pa.Array]:
     return pc.if_else(quoted, inner, values), quoted
 
 
-def _to_header_shape(text: pa.Array, n_columns: int, n_named: int) -> pa.Array:
+def _to_header_shape(text: pa.Array, n_fields: np.ndarray, n_columns: int, n_named: int) -> pa.Array:
     """Lines whose fields past the header's differ only by empty ones, as lines of the header's field count: empty
     fields after the last column (a writer that ends each line with a tab), or none for the header's unnamed
     columns at its end (a header saved with a tab after its last name). Nothing is lost: those fields are empty or
-    never read. Other lines stay as they are (a missing named field: ``unparseable_row``)."""
-    n_fields = pc.fill_null(pc.add(pc.count_substring(text, "\t"), 1), n_columns).to_numpy(zero_copy_only=False)
-    if (n_fields == n_columns).all():  # the common case
-        return text
+    never read. Other lines stay as they are (a missing named field: ``unparseable_row``). ``n_fields``: each line's
+    field count."""
     trimmed = pc.utf8_rtrim(text, characters="\t")
     n_kept = pc.add(pc.count_substring(trimmed, "\t"), 1).to_numpy(zero_copy_only=False)
     extra_empty = (n_fields > n_columns) & (n_kept <= n_columns)
@@ -326,12 +324,13 @@ def _unclosed_quotes(text: pa.Array, lists: pa.ListArray, shaped: np.ndarray, re
     close, or closes quotes it never opened: half a field that a line break inside the quotes cut in two (the
     line count was right because the field is the last one); -1 where none."""
     found = np.full(len(text), -1, np.int64)
-    if not pc.any(pc.match_substring(text, '"')).as_py():  # the common case, without a regex
+    quoted = pc.fill_null(pc.match_substring(text, '"'), False).to_numpy(zero_copy_only=False)
+    rows = np.flatnonzero(shaped & quoted)  # a few lines of a block, where any (a note quoting a word)
+    if not len(rows):
         return found
-    rows = np.flatnonzero(shaped)
-    shaped_lists = lists.filter(pa.array(shaped))
+    quoted_lists = pc.take(lists, pa.array(rows))
     for position in sorted(read_positions, reverse=True):  # the first column last: it wins
-        field = pc.list_element(shaped_lists, position)
+        field = pc.list_element(quoted_lists, position)
         opens, closes = pc.starts_with(field, '"'), pc.ends_with(field, '"')
         whole = pc.match_substring_regex(field, QUOTED_FIELD)
         half = pc.or_(pc.and_(opens, pc.invert(whole)), pc.and_(closes, pc.invert(opens)))
@@ -653,9 +652,12 @@ def parse_export(
         kept_at = np.flatnonzero(keep)  # each kept line's place among the block's lines (its bytes are there)
         stats.data_lines += len(text)
 
-        text = _to_header_shape(text, n_columns, n_named)
         lists = pc.split_pattern(text, "\t")
         n_fields = pc.fill_null(pc.list_value_length(lists), -1).to_numpy(zero_copy_only=False)
+        if ((n_fields != n_columns) & (n_fields >= 0)).any():  # lines of another field count: some may be ours
+            text = _to_header_shape(text, n_fields, n_columns, n_named)
+            lists = pc.split_pattern(text, "\t")
+            n_fields = pc.fill_null(pc.list_value_length(lists), -1).to_numpy(zero_copy_only=False)
         unclosed = _unclosed_quotes(text, lists, n_fields == n_columns, read_positions)
         # a control character (NUL, ESC...) in a field means a damaged line; it must not reach the release
         control = pc.fill_null(pc.match_substring_regex(text, CONTROL_CHARACTERS), False).to_numpy(zero_copy_only=False)
