@@ -303,26 +303,31 @@ def _unquote(values: pa.Array) -> tuple[pa.Array, pa.Array]:
 
 
 def _to_header_shape(text: pa.Array, n_fields: np.ndarray, n_columns: int, n_named: int) -> pa.Array:
-    """Lines whose fields past the header's differ only by empty ones, as lines of the header's field count: empty
-    fields after the last column (a writer that ends each line with a tab), or none for the header's unnamed
-    columns at its end (a header saved with a tab after its last name). Nothing is lost: those fields are empty or
-    never read. Other lines stay as they are (a missing named field: ``unparseable_row``). ``n_fields``: each line's
-    field count."""
+    """A writer's habit, as lines of the header's field count: most lines of the block end with the same number of
+    empty fields past the header's columns (a writer that ends each line with a tab), or lack the same number of
+    the header's unnamed columns at its end (a header saved with a tab after its last name). Nothing is lost: those
+    fields are empty or never read. A line of another count, or a block whose lines of the habit's count hold a
+    value past the header (a field more inside the line, R's row names), stays as it is: ``unparseable_row``, as
+    its values would land in the wrong columns. ``n_fields``: each line's field count."""
+    counts = np.bincount(n_fields[n_fields >= 0])
+    habit = int(counts.argmax()) if len(counts) else n_columns
+    if habit == n_columns or counts[habit] * 2 <= len(n_fields) or habit < n_named:
+        return text
+    of_habit = n_fields == habit
     trimmed = pc.utf8_rtrim(text, characters="\t")
     n_kept = pc.add(pc.count_substring(trimmed, "\t"), 1).to_numpy(zero_copy_only=False)
-    extra_empty = (n_fields > n_columns) & (n_kept <= n_columns)
-    short_of_unnamed = (n_fields < n_columns) & (n_fields >= n_named)
-    reshape = extra_empty | short_of_unnamed
-    if not reshape.any():
+    if habit > n_columns and (n_kept[of_habit] > n_columns).any():  # a value past the header: no writer's tab
         return text
-    padding = pa.array(["\t" * int(k) for k in np.where(reshape, n_columns - n_kept, 0)], pa.string())
-    return pc.if_else(pa.array(reshape), pc.binary_join_element_wise(trimmed, padding, ""), text)
+    padding = pa.array(["\t" * int(k) for k in np.where(of_habit, n_columns - n_kept, 0)], pa.string())
+    return pc.if_else(pa.array(of_habit), pc.binary_join_element_wise(trimmed, padding, ""), text)
 
 
 def _unclosed_quotes(text: pa.Array, lists: pa.ListArray, shaped: np.ndarray, read_positions) -> np.ndarray:
     """Per line of the header's shape (``shaped``), the first column read whose field opens CSV quotes it does not
-    close, or closes quotes it never opened: half a field that a line break inside the quotes cut in two (the
-    line count was right because the field is the last one); -1 where none."""
+    close (it starts with a quote and holds an odd number of them; a quote inside a quoted field is doubled): the
+    head of a field that a line break inside the quotes cut off (the line's field count was right because the
+    field is the last one; the rest of it is a line of its own, ``unparseable_row``); -1 where none. Text with a
+    quote in it (``Cora sp. "A"``, ``48°12'30"``) is a value."""
     found = np.full(len(text), -1, np.int64)
     quoted = pc.fill_null(pc.match_substring(text, '"'), False).to_numpy(zero_copy_only=False)
     rows = np.flatnonzero(shaped & quoted)  # a few lines of a block, where any (a note quoting a word)
@@ -330,11 +335,10 @@ def _unclosed_quotes(text: pa.Array, lists: pa.ListArray, shaped: np.ndarray, re
         return found
     quoted_lists = pc.take(lists, pa.array(rows))
     for position in sorted(read_positions, reverse=True):  # the first column last: it wins
-        field = pc.list_element(quoted_lists, position)
-        opens, closes = pc.starts_with(field, '"'), pc.ends_with(field, '"')
-        whole = pc.match_substring_regex(field, QUOTED_FIELD)
-        half = pc.or_(pc.and_(opens, pc.invert(whole)), pc.and_(closes, pc.invert(opens)))
-        found[rows[pc.fill_null(half, False).to_numpy(zero_copy_only=False)]] = position
+        field = pc.utf8_trim_whitespace(pc.list_element(quoted_lists, position))
+        odd = pc.equal(pc.bit_wise_and(pc.count_substring(field, '"'), 1), 1)
+        half = pc.fill_null(pc.and_(pc.starts_with(field, '"'), odd), False).to_numpy(zero_copy_only=False)
+        found[rows[half]] = position
     return found
 
 
@@ -364,9 +368,10 @@ def _columns_for(
     quoted_rows = np.zeros(n_rows, bool)
     for canonical, source in LAYOUTS[layout].items():
         indices = pa.array(np.arange(position[source], n_rows * n_columns, n_columns, dtype=np.int64))
-        column, quoted = _unquote(pc.take(values, indices))
+        # white space around a value is no part of it, inside its quotes or out: "None " is missing, "Québec\u00a0"
+        # is Québec
+        column, quoted = _unquote(pc.utf8_trim_whitespace(pc.take(values, indices)))
         quoted_rows |= quoted.to_numpy(zero_copy_only=False)
-        # white space around a value is no part of it: "None " is missing, "Québec\u00a0" is Québec
         out[canonical] = _nullify(pc.utf8_trim_whitespace(column), missing_values)
     if layout == "v4":
         lat_text, lon_text = out.pop("lat"), out.pop("lon")
