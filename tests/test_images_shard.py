@@ -299,7 +299,7 @@ def test_a_box_past_the_left_edge_is_clipped_and_a_good_box_replaced_by_a_refuse
     counts, outcomes = _correction_outcomes(tmp_path, corrections)
     assert outcomes == ["clipped", "superseded", "invalid_value", "invalid_value"]
     details = pd.read_csv(tmp_path / "outcomes.tsv", sep="\t")["detail"].tolist()
-    assert "delete the later row to apply this one" in details[1]
+    assert "the record has the detector's box; fix or delete that row" in details[1]
     assert details[2].startswith("the box lies outside the photo") and details[3].startswith("the box lies outside")
 
 

@@ -103,7 +103,7 @@ def test_a_row_replaced_by_a_refused_row_says_the_record_kept_the_detectors_box(
     )
     result = outcomes(read_box_corrections(path), applied={"B-2"}, known={"A-1", "B-2"})
     assert result["outcome"].tolist() == ["superseded", "invalid_value", "superseded", "applied"]
-    assert result["detail"][0] == SUPERSEDED_BY_REFUSED and "delete the later row" in result["detail"][0]
+    assert result["detail"][0] == SUPERSEDED_BY_REFUSED and "fix or delete that row" in result["detail"][0]
     assert result["detail"][2] == "a later row for this record replaces it"
 
 

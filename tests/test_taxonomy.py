@@ -699,6 +699,38 @@ def test_a_fill_of_step_7_follows_the_lineage_a_correction_changed_on_the_record
     assert_replays(records, result)
 
 
+def test_step_7_again_keeps_what_a_maintainer_confirmed_or_removed():
+    """Three holes of running step 7 again after the corrections: b's family, inferred and then confirmed by a
+    maintainer's row (`no_change`), was taken off as a fill of the old lineage; x's family, confirmed on its own
+    record, stopped being its BIN's word, so its BIN mate y was given another family; z's family, removed by a
+    maintainer, was filled in step 7's working copy and gave z an order none of its labels gives."""
+    records = frame(
+        [
+            row("a", "Phoridae", "Megaselia"),
+            row("b", None, "Megaselia"),
+            row("x", "Chironomidae", None, bin_="BOLD:AAA0001"),
+            row("y", None, "Culex", bin_="BOLD:AAA0001"),
+            row("f", "Culicidae", "Culex", bin_="BOLD:AAA0002"),
+            row("p", "Sciaridae", "Bradysia"),
+            row("q", None, "Bradysia", upper=("Arthropoda", "Insecta", "Hymenoptera")),
+            row("z", "Mycetophilidae", "Bradysia", upper=("Arthropoda", "Insecta", None)),
+        ]
+    )
+    corrected = corrections_table(
+        ("a", "family", "Mycetophilidae", "wrong_label", "r1"),
+        ("b", "family", "Phoridae", "wrong_label", "r2"),
+        ("x", "family", "Chironomidae", "wrong_label", "r3"),
+        ("z", "family", "", "wrong_label", "r4"),
+    )
+    result = curate(records, corrections=corrected)
+    out = by_pid(result)
+    assert out.loc["b", "family"] == "Phoridae" and out.loc["b", "inferred_ranks"] == 0  # the maintainer's now
+    assert pd.isna(out.loc["y", "family"])  # its BIN says Chironomidae: no inference contradicts it
+    assert pd.isna(out.loc["z", "family"]) and pd.isna(out.loc["z", "order"])  # Bradysia: Diptera or Hymenoptera
+    assert result["corrections"]["outcome"].tolist() == ["applied", "no_change", "no_change", "applied"]
+    assert_replays(records, result)
+
+
 def test_a_one_word_species_names_no_species_and_is_logged():
     records = frame(
         [

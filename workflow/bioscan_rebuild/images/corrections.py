@@ -96,8 +96,8 @@ def _is_valid(row) -> bool:
 NOT_A_BOX = "not a box: give x0,y0,x1,y1 in whole pixels with x1 > x0 and y1 > y0, or empty"
 OUTSIDE_THE_PHOTO = "the box lies outside the photo (original_full pixels): nothing of it could be applied"
 SUPERSEDED_BY_REFUSED = (
-    "a later row for this record replaces it, but that row was not applied (its outcome says why), so the record "
-    "has the detector's box: delete the later row to apply this one"
+    "a later row for this record replaces it, and the last of them was not applied (its outcome says why): the "
+    "record has the detector's box; fix or delete that row"
 )
 OUTCOME_DETAIL = {
     "applied": "",

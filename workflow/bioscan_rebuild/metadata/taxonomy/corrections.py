@@ -138,6 +138,7 @@ def apply_corrections(
                 outcome = "no_change"
                 if item.field in RANK_BIT:  # still the maintainer's word: the lineage check leaves it
                     confirmed_ranks.setdefault(int(row), {})[item.field] = position
+                    inferred[row] &= np.uint8(~RANK_BIT[item.field] & 0xFF)  # an inferred label confirmed: theirs
             else:
                 set_field(cols, log, "correction", item.field, np.array([row]), value, source=_source_of(item))
                 if item.field in RANK_BIT:

@@ -173,9 +173,11 @@ def curate(
     excluded, outcomes, reinfer = apply_corrections(cols, log, corrections, inferred, ~leaving, fixes)  # 8.
     if reinfer.any() and params.fill_genus_from_species:  # the ranks inferred from a corrected label went
         genus_from_species(cols, log, inferred, only=reinfer)
-    kept = _corrected_cells(cols, outcomes)
-    if params.infer_parents and any(cells.any() for cells in kept.values()):  # step 7 on the corrected labels
-        lineage = refill_after_corrections(cols, log, inferred, (barcode_codes, bin_codes), ~leaving & ~excluded, kept)
+    changed, confirmed = _corrected_cells(cols, outcomes, "applied"), _corrected_cells(cols, outcomes, "no_change")
+    if params.infer_parents and any(cells.any() for cells in changed.values()):  # step 7 on the corrected labels
+        kept = {rank: changed[rank] | confirmed[rank] for rank in RANKS}
+        groups, teaching = (barcode_codes, bin_codes), ~leaving & ~excluded
+        lineage = refill_after_corrections(cols, log, inferred, groups, teaching, kept, unheard=changed)
     out_of_scope, judged_by = _outside_scope(cols, log, params, excluded)  # 9.
     scope = pd.DataFrame({"processid": cols["processid"][out_of_scope], "label": judged_by[out_of_scope]}).assign(
         rank=params.scope_rank
@@ -183,10 +185,11 @@ def curate(
     return _results(cols, log, inferred, excluded, outcomes, lineage, counts, out_of_scope, scope, voted)
 
 
-def _corrected_cells(cols: dict, outcomes: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Per rank, the records whose label there a maintainer's row gave or confirmed (``applied``, ``no_change``)."""
+def _corrected_cells(cols: dict, outcomes: pd.DataFrame, outcome: str) -> dict[str, np.ndarray]:
+    """Per rank, the records whose label there a maintainer's row decided with ``outcome`` (``applied``: gave,
+    ``no_change``: confirmed)."""
     keys = pd.Series(processid_keys(cols["processid"]), dtype=object)
-    decided = outcomes[outcomes["outcome"].isin(["applied", "no_change"])]
+    decided = outcomes[outcomes["outcome"] == outcome]
     fields, targets = decided["field"].str.strip(), processid_keys(decided["processid"].astype(str))
     return {rank: keys.isin(set(targets[(fields == rank).to_numpy()])).to_numpy() for rank in RANKS}
 

@@ -57,12 +57,14 @@ def infer_parents(
     teaching: np.ndarray | None = None,
     only: np.ndarray | None = None,
     unheard: dict[str, np.ndarray] | None = None,
+    kept: dict[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Step 7 [``parent_from_child``]. Returns the lineage table (child -> parent links and whether they are
     consistent). ``group_codes``: the factorized barcode and BIN keys, whose groups no inference may contradict.
     ``teaching``: the records whose labels make the lineage (default all; not the ones leaving the table).
     ``only``: fill these records alone. ``unheard``: per rank, cells that are no group's word (a maintainer's
-    correction speaks for its record alone; the votes of step 6 never met it)."""
+    correction speaks for its record alone; the votes of step 6 never met it). ``kept``: per rank, cells never
+    filled (a maintainer's: a label removed stays removed, and teaches no rank above it)."""
     if teaching is None:
         teaching = np.ones(len(cols["processid"]), bool)
     if only is None:
@@ -100,7 +102,8 @@ def infer_parents(
             )
             consistent = distinct.loc[distinct["nunique"] == 1, "first"]
             # records still without the parent (nearer children gave none)
-            rows = np.flatnonzero(pd.isna(cols[parent]) & ~pd.isna(child_values) & only)
+            open_cells = only if kept is None else only & ~kept[parent]
+            rows = np.flatnonzero(pd.isna(cols[parent]) & ~pd.isna(child_values) & open_cells)
             guess = consistent.reindex(child_values[rows]).to_numpy(dtype=object)
             found = _agreeing_fills(group_held, rows, guess) & ~_contradicts_above(cols, above, rows, guess)
             if found.any():
@@ -111,16 +114,23 @@ def infer_parents(
 
 
 def refill_after_corrections(
-    cols: dict, log: ChangeLog, inferred: np.ndarray, group_codes, teaching: np.ndarray, kept: dict[str, np.ndarray]
+    cols: dict,
+    log: ChangeLog,
+    inferred: np.ndarray,
+    group_codes,
+    teaching: np.ndarray,
+    kept: dict[str, np.ndarray],
+    unheard: dict[str, np.ndarray],
 ) -> pd.DataFrame:
     """After step 8: step 7 on the corrected labels. Its fills were made from the lineage before the corrections
     (a family given to every Megaselia by the one record whose family a maintainer then corrected), so step 7 runs
     again on a copy without them, taught by ``teaching``. A fill it no longer makes goes
     [``correction_lineage_changed``], and what it makes now is written [``parent_from_child``], on records other
-    than ``teaching`` too (they leave the table later). ``kept``: per rank, the cells a maintainer corrected: a
-    label removed stays removed, and a corrected label teaches the lineage but is no word of its barcode or BIN
-    group (one record moved to another family does not stop the fills of its 500 BIN mates). Returns the lineage
-    table of the corrected labels."""
+    than ``teaching`` too (they leave the table later). ``kept``: per rank, the cells a maintainer gave or
+    confirmed: never filled nor taken off (a label removed stays removed). ``unheard``: the cells a maintainer
+    changed: such a label teaches the lineage but is no word of its barcode or BIN group (one record moved to
+    another family does not stop the fills of its 500 BIN mates). Returns the lineage table of the corrected
+    labels."""
     parents = RANKS[: RANKS.index("subfamily") + 1]
     again = {rank: cols[rank].copy() for rank in RANKS}
     again["processid"] = cols["processid"]
@@ -129,12 +139,13 @@ def refill_after_corrections(
         filled = (again_inferred & RANK_BIT[rank]) != 0
         again[rank][filled] = None
         again_inferred[filled] &= np.uint8(~RANK_BIT[rank] & 0xFF)
-    lineage = infer_parents(again, ChangeLog(cols["processid"]), again_inferred, group_codes, teaching, unheard=kept)
+    scratch_log = ChangeLog(cols["processid"])
+    lineage = infer_parents(again, scratch_log, again_inferred, group_codes, teaching, unheard=unheard, kept=kept)
     for rank in parents:
         bit = RANK_BIT[rank]
         old, new = cols[rank], again[rank]
         same = (pd.isna(old) & pd.isna(new)) | (old == new)
-        stale = np.flatnonzero(((inferred & bit) != 0) & ~same)
+        stale = np.flatnonzero(((inferred & bit) != 0) & ~same & ~kept[rank])
         set_field(cols, log, "correction_lineage_changed", rank, stale, None)
         inferred[stale] &= np.uint8(~bit & 0xFF)
         rows = np.flatnonzero(pd.isna(cols[rank]) & ~pd.isna(new) & ~kept[rank])
