@@ -915,6 +915,8 @@ def test_a_corrected_name_meets_the_typo_table_as_the_records_names_do(tmp_path)
             row("b", "Culicidae", "Culex"),
             row("c", "Phoridae", "Megaselia", "Megaselia scalaris"),
             row("d", "Phoridae", "Megaselia"),
+            row("e", "Phoridae", "Megaselia"),
+            row("f", "Phoridae", "Conicera"),
         ]
     )
     corrected = corrections_table(
@@ -922,6 +924,8 @@ def test_a_corrected_name_meets_the_typo_table_as_the_records_names_do(tmp_path)
         ("b", "family", "phoridea", "wrong_label", "r2"),
         ("c", "species", "Megasella rufipes", "wrong_label", "r3"),
         ("d", "genus", "Notaname", "wrong_label", "r4"),
+        ("e", "species", "Megasella sp. 1", "wrong_label", "r5"),  # a placeholder: its first word renamed alone
+        ("f", "species", "Conicera tibialis", "wrong_label", "r6"),  # no row for it: as written
     )
     result = curate(records, fixes=load_fixes(path), corrections=corrected)
     out = by_pid(result)
@@ -929,8 +933,11 @@ def test_a_corrected_name_meets_the_typo_table_as_the_records_names_do(tmp_path)
     assert out.loc["b", "family"] == "Phoridae"
     assert out.loc["c", ["genus", "species"]].tolist() == ["Megaselia", "Megaselia rufipes"]
     assert out.loc["d", "genus"] == "Megaselia"
-    assert result["corrections"]["outcome"].tolist() == ["applied", "applied", "applied", "invalid_value"]
-    assert set(out["genus"].dropna()) == {"Megaselia", "Culex"} and set(out["family"]) == {"Phoridae"}
+    assert out.loc["e", "species"] == "Megaselia sp. 1" and out.loc["f", "species"] == "Conicera tibialis"
+    assert result["corrections"]["outcome"].tolist() == [
+        *("applied", "applied", "applied", "invalid_value", "applied", "applied")
+    ]
+    assert set(out["genus"].dropna()) == {"Megaselia", "Culex", "Conicera"} and set(out["family"]) == {"Phoridae"}
     assert_replays(records, result)
 
 
