@@ -2108,20 +2108,24 @@ def test_a_step_file_that_is_garbage_or_another_steps_is_one_line(tmp_path):
         assert result.returncode == 2 and phrase in result.stderr and "Traceback" not in result.stderr, args
 
 
+def _parsers(parser):
+    """The command's parser and every subcommand's, depth first."""
+    import argparse
+
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                yield from _parsers(child)
+
+
 def test_every_option_of_every_command_says_its_default():
     """59 options showed no help text or hid their default (`sample --records RECORDS`: neither what nor 300)."""
     import argparse
 
     from bioscan_rebuild.cli.main import build_parser
 
-    def parsers(parser):
-        yield parser
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for child in action.choices.values():
-                    yield from parsers(child)
-
-    for parser in parsers(build_parser()):
+    for parser in _parsers(build_parser()):
         text = " ".join(parser.format_help().split())
         for action in parser._actions:
             default = action.default
@@ -2134,20 +2138,11 @@ def test_every_option_of_every_command_says_its_default():
 def test_an_option_of_several_values_given_twice_keeps_both():
     """`ingest run --export a.tsv --export b.tsv` ingested b.tsv alone, and said nothing of a.tsv: the second
     `--export` replaced the first. Every option that takes several values adds to them when repeated."""
-    import argparse
-
     from bioscan_rebuild.cli.main import build_parser
-
-    def parsers(parser):
-        yield parser
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for child in action.choices.values():
-                    yield from parsers(child)
 
     several = [
         (parser.prog, action.dest, type(action).__name__)
-        for parser in parsers(build_parser())
+        for parser in _parsers(build_parser())
         for action in parser._actions
         if action.option_strings and action.nargs in ("*", "+")
     ]

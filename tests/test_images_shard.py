@@ -269,6 +269,22 @@ def test_box_corrections_redo_only_their_photos_and_say_what_applied(tmp_path, m
     assert outcomes == ["applied", "applied", "unknown_processid", "invalid_value"]
 
 
+def _images_with_box_corrections(tmp_path, records, inventory, dirs, store, corrections) -> pd.DataFrame:
+    """The photo and image steps with the box corrections file: the image table by processid."""
+    from bioscan_rebuild.images.corrections import load_box_corrections
+
+    run_photo_shard(
+        inventory,
+        store,
+        tmp_path / "photos.parquet",
+        batch="images-1",
+        image_dirs=dirs,
+        box_corrections=load_box_corrections(corrections),
+    )
+    run_image_shard(records, [tmp_path / "photos.parquet"], store, tmp_path / "out")
+    return pq.read_table(tmp_path / "out" / "images.parquet").to_pandas().set_index("processid")
+
+
 def test_a_box_past_the_left_edge_is_clipped_and_a_good_box_replaced_by_a_refused_one_says_so(tmp_path, monkeypatch):
     """P1's box starts left of the photo: clipped and applied as one past the right edge is (it was refused as
     "not a box"). P3's good box is followed by one outside the photo: the record keeps the detector's box, and its
@@ -282,18 +298,7 @@ def test_a_box_past_the_left_edge_is_clipped_and_a_good_box_replaced_by_a_refuse
         "P3-21\t3000,3000,3100,3100\toutside\treview\n"
         "P4-21\t-30,-20,-2,-1\twholly outside\treview\n"
     )
-    from bioscan_rebuild.images.corrections import load_box_corrections
-
-    run_photo_shard(
-        inventory,
-        store,
-        tmp_path / "photos.parquet",
-        batch="images-1",
-        image_dirs=dirs,
-        box_corrections=load_box_corrections(corrections),
-    )
-    run_image_shard(records, [tmp_path / "photos.parquet"], store, tmp_path / "out")
-    table = pq.read_table(tmp_path / "out" / "images.parquet").to_pandas().set_index("processid")
+    table = _images_with_box_corrections(tmp_path, records, inventory, dirs, store, corrections)
     assert table.loc["P1-21", ["x0", "y0", "x1", "y1"]].tolist() == [0, 10, 100, 100]
     assert table.loc[["P1-21", "P3-21", "P4-21"], "box_source"].tolist() == ["correction", "detector", "detector"]
     counts, outcomes = _correction_outcomes(tmp_path, corrections)
@@ -317,18 +322,7 @@ def test_a_box_drawn_on_another_photo_is_not_applied_to_the_records_new_one(tmp_
         f"P2-21\t100,50,301,250\tfibre\treview\t{'0' * 64}\n"  # drawn on a photo P2 no longer has
         "\u200bP3-21\tempty\tno insect\treview\t\n"  # no photo named: whatever photo the record has
     )
-    from bioscan_rebuild.images.corrections import load_box_corrections
-
-    run_photo_shard(
-        inventory,
-        store,
-        tmp_path / "photos.parquet",
-        batch="images-1",
-        image_dirs=dirs,
-        box_corrections=load_box_corrections(corrections),
-    )
-    run_image_shard(records, [tmp_path / "photos.parquet"], store, tmp_path / "out")
-    table = pq.read_table(tmp_path / "out" / "images.parquet").to_pandas().set_index("processid")
+    table = _images_with_box_corrections(tmp_path, records, inventory, dirs, store, corrections)
     assert table.loc[["P1-21", "P2-21", "P3-21"], "box_source"].tolist() == ["correction", "detector", "correction"]
     assert table.loc["P2-21", "image_sha256"] == sha_p2
     counts, outcomes = _correction_outcomes(tmp_path, corrections)
