@@ -437,6 +437,20 @@ def test_refit_fusion_refuses_what_it_cannot_refit_and_writes_nothing(tmp_path):
         refit_fusion(trained, [tmp_path])
 
 
+def _same_scores(got, expected) -> bool:
+    """Two score tables alike: the same keys and whole values, floats equal to 1e-9 of their size (the pixel
+    statistics of an AMD and an Intel CPU differed in the 13th digit)."""
+    if isinstance(expected, dict):
+        return (
+            isinstance(got, dict)
+            and got.keys() == expected.keys()
+            and all(_same_scores(got[key], expected[key]) for key in expected)
+        )
+    if isinstance(expected, float) and isinstance(got, float):
+        return got == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    return got == expected
+
+
 def test_the_shipped_rule_is_fitted_again_from_the_package_alone(realdata, tmp_path, monkeypatch, capsys):
     """`refit-fusion DIR --from-shipped` needs no training folder: from the package's four files and the real dev
     sets it fits the shipped rule again, byte for byte (the classical detector has not changed since it was
@@ -451,8 +465,9 @@ def test_the_shipped_rule_is_fitted_again_from_the_package_alone(realdata, tmp_p
     summary = json.loads(capsys.readouterr().out)
     assert (trained / "fusion.json").read_bytes() == shipped(FUSION_RULE).read_bytes()
     before, after = json.loads(shipped(TRAINING_REPORT).read_text()), json.loads((trained / "report.json").read_text())
-    assert after["fusion"]["holdout"] == before["fusion"]["holdout"]
-    assert summary["holdout_fusion"] == before["fusion"]["holdout"]["fusion"]["all"]
+    # counts exact; a mean or a correlation to the last bits of a float, which another CPU's SIMD sums differ in
+    assert _same_scores(after["fusion"]["holdout"], before["fusion"]["holdout"])
+    assert _same_scores(summary["holdout_fusion"], before["fusion"]["holdout"]["fusion"]["all"])
     assert after["fusion_refit"].startswith("bioscan-rebuild refit-fusion results/detector-shipped --from-shipped ")
     assert after["fusion"]["review_holdout"] == before["fusion"]["review_holdout"]
     card = (trained / "MODEL_CARD.md").read_text()
