@@ -371,8 +371,11 @@ def _columns_for(
         # white space around a value is no part of it, inside its quotes or out: "None " is missing, "Québec\u00a0"
         # is Québec
         column, quoted = _unquote(pc.utf8_trim_whitespace(pc.take(values, indices)))
-        quoted_rows |= quoted.to_numpy(zero_copy_only=False)
-        out[canonical] = _nullify(pc.utf8_trim_whitespace(column), missing_values)
+        quoted = quoted.to_numpy(zero_copy_only=False)
+        quoted_rows |= quoted
+        if quoted.any():  # a field in quotes may hold white space inside them
+            column = pc.utf8_trim_whitespace(column)
+        out[canonical] = _nullify(column, missing_values)
     if layout == "v4":
         lat_text, lon_text = out.pop("lat"), out.pop("lon")
         either = pc.or_(pc.is_valid(lat_text), pc.is_valid(lon_text))
