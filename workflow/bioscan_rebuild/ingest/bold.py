@@ -302,32 +302,28 @@ def _unquote(values: pa.Array) -> tuple[pa.Array, pa.Array]:
     return pc.if_else(quoted, inner, values), quoted
 
 
-def _to_header_shape(text: pa.Array, n_fields: np.ndarray, n_columns: int, n_named: int) -> pa.Array:
-    """A writer's habit, as lines of the header's field count: most lines of the block end with the same number of
-    empty fields past the header's columns (a writer that ends each line with a tab), or lack the same number of
-    the header's unnamed columns at its end (a header saved with a tab after its last name). Nothing is lost: those
-    fields are empty or never read. A line of another count, or a block whose lines of the habit's count hold a
-    value past the header (a field more inside the line, R's row names), stays as it is: ``unparseable_row``, as
-    its values would land in the wrong columns. ``n_fields``: each line's field count."""
+def _to_header_shape(text: pa.Array, n_fields: np.ndarray, n_columns: int, n_named: int) -> tuple[pa.Array, int]:
+    """A header saved with a tab after its last name (unnamed columns at its end, never read) while most lines of
+    the block lack them: those lines, padded to the header's field count. Returns the text and that habit, the
+    lines' own field count (the header's where there is none): a line of the header's count in such a block holds a
+    field more inside it (a stray tab), and the caller refuses it. Lines with more fields than the header are never
+    reshaped: a writer's trailing tab cannot be told from a tab inside the line or R's row names, which would put
+    every value one column off. ``n_fields``: each line's field count."""
     counts = np.bincount(n_fields[n_fields >= 0])
     habit = int(counts.argmax()) if len(counts) else n_columns
-    if habit == n_columns or counts[habit] * 2 <= len(n_fields) or habit < n_named:
-        return text
+    if not n_named <= habit < n_columns or counts[habit] * 2 <= len(n_fields):
+        return text, n_columns
     of_habit = n_fields == habit
-    trimmed = pc.utf8_rtrim(text, characters="\t")
-    n_kept = pc.add(pc.count_substring(trimmed, "\t"), 1).to_numpy(zero_copy_only=False)
-    if habit > n_columns and (n_kept[of_habit] > n_columns).any():  # a value past the header: no writer's tab
-        return text
-    padding = pa.array(["\t" * int(k) for k in np.where(of_habit, n_columns - n_kept, 0)], pa.string())
-    return pc.if_else(pa.array(of_habit), pc.binary_join_element_wise(trimmed, padding, ""), text)
+    padding = pa.array(np.where(of_habit, "\t" * (n_columns - habit), ""), pa.string())
+    return pc.if_else(pa.array(of_habit), pc.binary_join_element_wise(text, padding, ""), text), habit
 
 
 def _unclosed_quotes(text: pa.Array, lists: pa.ListArray, shaped: np.ndarray, read_positions) -> np.ndarray:
-    """Per line of the header's shape (``shaped``), the first column read whose field opens CSV quotes it does not
-    close (it starts with a quote and holds an odd number of them; a quote inside a quoted field is doubled): the
-    head of a field that a line break inside the quotes cut off (the line's field count was right because the
-    field is the last one; the rest of it is a line of its own, ``unparseable_row``); -1 where none. Text with a
-    quote in it (``Cora sp. "A"``, ``48°12'30"``) is a value."""
+    """Per line of the header's shape (``shaped``), the first column read whose field a line break inside CSV
+    quotes cut in two, -1 where none: its head (it starts with a quote and holds an odd number of them; a quote
+    inside a quoted field is doubled) in the last column, or its tail (it ends with a quote and holds an odd number)
+    in the first: only there does the line keep the header's field count (the other half is a line of its own,
+    ``unparseable_row``). Text with a quote in it (``Cora sp. "A"``, ``48°12'30"``) is a value."""
     found = np.full(len(text), -1, np.int64)
     quoted = pc.fill_null(pc.match_substring(text, '"'), False).to_numpy(zero_copy_only=False)
     rows = np.flatnonzero(shaped & quoted)  # a few lines of a block, where any (a note quoting a word)
@@ -337,7 +333,10 @@ def _unclosed_quotes(text: pa.Array, lists: pa.ListArray, shaped: np.ndarray, re
     for position in sorted(read_positions, reverse=True):  # the first column last: it wins
         field = pc.utf8_trim_whitespace(pc.list_element(quoted_lists, position))
         odd = pc.equal(pc.bit_wise_and(pc.count_substring(field, '"'), 1), 1)
-        half = pc.fill_null(pc.and_(pc.starts_with(field, '"'), odd), False).to_numpy(zero_copy_only=False)
+        cut = pc.starts_with(field, '"')
+        if position == 0:  # the tail of a field of the first column
+            cut = pc.or_(cut, pc.ends_with(field, '"'))
+        half = pc.fill_null(pc.and_(cut, odd), False).to_numpy(zero_copy_only=False)
         found[rows[half]] = position
     return found
 
@@ -662,11 +661,14 @@ def parse_export(
 
         lists = pc.split_pattern(text, "\t")
         n_fields = pc.fill_null(pc.list_value_length(lists), -1).to_numpy(zero_copy_only=False)
+        habit, off_habit = n_columns, np.zeros(len(n_fields), bool)
         if ((n_fields != n_columns) & (n_fields >= 0)).any():  # lines of another field count: some may be ours
-            text = _to_header_shape(text, n_fields, n_columns, n_named)
-            lists = pc.split_pattern(text, "\t")
-            n_fields = pc.fill_null(pc.list_value_length(lists), -1).to_numpy(zero_copy_only=False)
-        unclosed = _unclosed_quotes(text, lists, n_fields == n_columns, read_positions)
+            text, habit = _to_header_shape(text, n_fields, n_columns, n_named)
+            if habit != n_columns:  # the lines lack the header's unnamed end: one with it holds a field more
+                off_habit = n_fields == n_columns
+                lists = pc.split_pattern(text, "\t")
+                n_fields = pc.fill_null(pc.list_value_length(lists), -1).to_numpy(zero_copy_only=False)
+        unclosed = _unclosed_quotes(text, lists, (n_fields == n_columns) & ~off_habit, read_positions)
         # a control character (NUL, ESC...) in a field means a damaged line; it must not reach the release
         control = pc.fill_null(pc.match_substring_regex(text, CONTROL_CHARACTERS), False).to_numpy(zero_copy_only=False)
         control, bad_utf8 = control.copy(), bad_utf8.copy()
@@ -685,6 +687,7 @@ def parse_export(
         # first's: each is refused rather than kept with its fields in the wrong columns
         under = _under_second_header(repeated, reordered, line_numbers, state)
         well_formed = (n_fields == n_columns) & ~bad_utf8 & ~control & ~repeated & (under < 0) & (unclosed < 0)
+        well_formed &= ~off_habit
         reject_parts = []
         if not well_formed.all():
             bad = ~well_formed
@@ -699,9 +702,12 @@ def parse_export(
                     else f"after a second header (line {under[i]}) with its columns in another order: its fields "
                     "would be read into the wrong columns (deliver each export as its own file)"
                     if under[i] >= 0
-                    else f"a field in quotes in column {header[unclosed[i]]!r} does not close on this line (a line "
-                    "break inside the quotes? this reader takes one line per record: remove it from that field, or "
-                    "export it again)"
+                    else f"{n_columns} fields where the export's lines have {habit} (the header without its unnamed "
+                    "columns at the end): a tab inside a field?"
+                    if off_habit[i]
+                    else f"a field in quotes in column {header[unclosed[i]]!r} is cut in two by a line break inside "
+                    "the quotes (this reader takes one line per record: remove it from that field, or export it "
+                    "again)"
                     if unclosed[i] >= 0 and not bad_utf8[i] and not control[i]
                     else _unparseable_detail(
                         bad_utf8[i], n_fields[i], n_columns, text[i].as_py(), header, damaged_field.get(i)

@@ -1,7 +1,7 @@
 """A photo file's facts, from its bytes alone: sha256, byte size, format and size from the header, and whether it
 is usable (a structural completeness check: the file ends with its format's end marker, JPEG EOI, PNG IEND; one
-picture). The inventory caches them per file under a version of this module's code (``inventory.facts_version``):
-what changes them lives here, and only here.
+picture). The inventory caches them per file under a version of this module's code, ``core.pilsafe``'s and
+Pillow's (``inventory.facts_version``): what changes them lives there, and in no other module of the inventory.
 """
 
 from __future__ import annotations
