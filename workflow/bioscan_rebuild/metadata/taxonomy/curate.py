@@ -173,7 +173,7 @@ def curate(
     excluded, outcomes, reinfer = apply_corrections(cols, log, corrections, inferred, ~leaving, fixes)  # 8.
     if reinfer.any() and params.fill_genus_from_species:  # the ranks inferred from a corrected label went
         genus_from_species(cols, log, inferred, only=reinfer)
-    changed, confirmed = _corrected_cells(cols, outcomes, "applied"), _corrected_cells(cols, outcomes, "no_change")
+    changed, confirmed = _corrected_cells(cols, outcomes)
     if params.infer_parents and any(cells.any() for cells in changed.values()):  # step 7 on the corrected labels
         kept = {rank: changed[rank] | confirmed[rank] for rank in RANKS}
         groups, teaching = (barcode_codes, bin_codes), ~leaving & ~excluded
@@ -185,13 +185,22 @@ def curate(
     return _results(cols, log, inferred, excluded, outcomes, lineage, counts, out_of_scope, scope, voted)
 
 
-def _corrected_cells(cols: dict, outcomes: pd.DataFrame, outcome: str) -> dict[str, np.ndarray]:
-    """Per rank, the records whose label there a maintainer's row decided with ``outcome`` (``applied``: gave,
-    ``no_change``: confirmed)."""
+def _corrected_cells(cols: dict, outcomes: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per rank, the records whose label there a maintainer's row gave (``applied``) and confirmed
+    (``no_change``). The records' keys are made only when a row decided a rank (millions of records)."""
+    fields = outcomes["field"].str.strip()
+    decided = outcomes[outcomes["outcome"].isin(["applied", "no_change"]) & fields.isin(RANKS)]
+    if decided.empty:
+        nothing = {rank: np.zeros(len(cols["processid"]), bool) for rank in RANKS}
+        return nothing, nothing
     keys = pd.Series(processid_keys(cols["processid"]), dtype=object)
-    decided = outcomes[outcomes["outcome"] == outcome]
-    fields, targets = decided["field"].str.strip(), processid_keys(decided["processid"].astype(str))
-    return {rank: keys.isin(set(targets[(fields == rank).to_numpy()])).to_numpy() for rank in RANKS}
+    targets = pd.Series(processid_keys(decided["processid"].astype(str)), index=decided.index)
+    cells = []
+    for outcome in ("applied", "no_change"):
+        chosen = decided[decided["outcome"] == outcome]
+        at = {rank: set(targets[chosen.index[fields[chosen.index] == rank]]) for rank in RANKS}
+        cells.append({rank: keys.isin(at[rank]).to_numpy() for rank in RANKS})
+    return cells[0], cells[1]
 
 
 def _scope_labels(cols: dict, params: TaxonomyParams) -> tuple[np.ndarray, np.ndarray]:

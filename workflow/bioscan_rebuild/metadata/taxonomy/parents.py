@@ -81,6 +81,7 @@ def infer_parents(
         # nor the record's own ranks above it: a family whose records all say order Diptera is no parent of a
         # record that says Hymenoptera
         above = _lineage_above(cols, parent, teaching)
+        open_cells = only if kept is None else only & ~kept[parent]
         # the nearest labelled lower rank that gives a parent decides: genus first; a record whose genus the data
         # links to no one family (unknown, or two) takes it from its subfamily, and so on up
         for child in reversed(children):
@@ -102,7 +103,6 @@ def infer_parents(
             )
             consistent = distinct.loc[distinct["nunique"] == 1, "first"]
             # records still without the parent (nearer children gave none)
-            open_cells = only if kept is None else only & ~kept[parent]
             rows = np.flatnonzero(pd.isna(cols[parent]) & ~pd.isna(child_values) & open_cells)
             guess = consistent.reindex(child_values[rows]).to_numpy(dtype=object)
             found = _agreeing_fills(group_held, rows, guess) & ~_contradicts_above(cols, above, rows, guess)
