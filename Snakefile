@@ -52,5 +52,5 @@ rule all:
         "results/metadata/summary.json",
         "results/metadata/barcodes.fasta",
         "results/splits/splits.parquet",
-        "results/release/MANIFEST.json",
+        RELEASE_RECEIPT,
         "results/audit/audit.json",

@@ -821,6 +821,7 @@ def _release_inputs(workdir: Path) -> dict:
 @pytest.mark.slow
 def test_the_release_is_atomic_readable_and_survives_kill_9(sample_dir, tmp_path, monkeypatch):
     import bioscan_rebuild.export.release as release_module
+    from bioscan_rebuild.core.errors import InputError
     from bioscan_rebuild.export.release import build_release
 
     (tmp_path / "config").mkdir()
@@ -837,11 +838,17 @@ def test_the_release_is_atomic_readable_and_survives_kill_9(sample_dir, tmp_path
         return [broken]
 
     monkeypatch.setattr(release_module, "select", failing)
+    receipt = tmp_path / "results" / "release.json"
+    receipt_bytes = receipt.read_bytes()
     with pytest.raises(ZeroDivisionError):
-        build_release(**_release_inputs(tmp_path), outdir=release)
-    assert (release / "MANIFEST.json").read_bytes() == manifest
+        build_release(**_release_inputs(tmp_path), outdir=release, receipt=receipt)
+    assert (release / "MANIFEST.json").read_bytes() == manifest and receipt.read_bytes() == receipt_bytes
     assert not [p.name for p in release.parent.iterdir() if p.name.startswith(".release")]
     monkeypatch.undo()
+    # a receipt inside the release would be swept away by the next release: refused before any work
+    with pytest.raises(InputError, match="the receipt would lie in --outdir"):
+        build_release(**_release_inputs(tmp_path), outdir=release, receipt=release / "receipt.json")
+    assert (release / "MANIFEST.json").read_bytes() == manifest
 
     # what a killed run leaves is cleared; whatever the umask, files are 0644 and folders 0755
     (release.parent / ".release.building" / "bioscan5m").mkdir(parents=True)

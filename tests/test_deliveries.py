@@ -3,6 +3,7 @@ processid the release keeps."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 
@@ -173,7 +174,10 @@ def test_a_second_version_freezes_the_first_and_says_what_changed(tmp_path, samp
     whole = audit("results/release", "--sources", "config/config.yaml", "--previous", str(published))
     assert whole.returncode == 0 and f"made again against {published}" in whole.stdout, whole.stdout[-3000:]
     run_snakemake(workdir, "--report", "report.html")
-    assert "release_diff_summary.json" in (workdir / "report.html").read_text(errors="replace")
+    assert "release.json" in (workdir / "report.html").read_text(errors="replace")  # the receipt: the diff's summary
+    receipt = json.loads((workdir / "results" / "release.json").read_text())
+    diff = workdir / "results" / "release" / "bioscan5m" / "metadata" / "release_diff_summary.json"
+    assert receipt["diff"] == json.loads(diff.read_text()) and receipt["diff"]["previous_version"]
 
     # the diff edited and the manifest listed again (the file check alone passes): the record's value now against
     # the release, the reason only against the diff made again from v1; v1 itself is named when it is another

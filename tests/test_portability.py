@@ -88,7 +88,7 @@ def test_a_delivery_gone_from_the_working_directory_is_missing_whatever_the_chec
     assert first.returncode == 0, first.stderr[-3000:]
     export = sorted((workdir / "resources" / "sample" / "sample-b").glob("*.tsv"))[0]
     export.unlink()
-    for target in ([], ["results/release/MANIFEST.json"]):
+    for target in ([], ["results/release.json"]):
         done = subprocess.run(
             [*cmd, "--dry-run", "--cores", "1", *target], cwd=workdir, env=env, capture_output=True, text=True
         )

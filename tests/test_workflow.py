@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections import Counter
@@ -465,7 +466,7 @@ def test_the_provenance_plan_keeps_every_job_and_a_missing_source_stops_the_rele
     shutil.copytree(finished_run, moved, symlinks=True)
     export = next((moved / "resources" / "sample" / "sample-b").glob("*.tsv"))
     export.rename(export.with_suffix(".away"))
-    done = run_snakemake(moved, "--dry-run", "results/release/MANIFEST.json", check=False)
+    done = run_snakemake(moved, "--dry-run", "results/release.json", check=False)
     assert done.returncode != 0 and export.relative_to(moved).as_posix() in done.stdout + done.stderr
 
 
@@ -543,16 +544,52 @@ def test_a_model_file_gone_after_a_run_stops_the_next_one(finished_run, tmp_path
 @pytest.mark.slow
 def test_a_failed_release_job_runs_again_on_the_next_run(finished_run, tmp_path):
     """A release job that failed (a store file gone, a node out of memory) is run again by the next run once the
-    cause is fixed; never taken for done with the old release in place (as marking its outputs update() did)."""
+    cause is fixed; never taken for done with the old release in place (as marking its outputs update() did).
+    Meanwhile the previous release stays whole: Snakemake deletes a failed job's outputs, and when those were the
+    release's manifest, CSV and accounting, the published folder was left without them."""
     workdir = tmp_path / "run"
     shutil.copytree(finished_run, workdir, symlinks=True, copy_function=shutil.copy2, dirs_exist_ok=True)
+    release = workdir / "results" / "release"
+    before = {p.relative_to(release).as_posix(): p.read_bytes() for p in release.rglob("*") if p.is_file()}
+    receipt = json.loads((workdir / "results" / "release.json").read_text())
+    manifest = release / "MANIFEST.json"
+    assert receipt["manifest_sha256"] == hashlib.sha256(manifest.read_bytes()).hexdigest()
+    assert receipt["manifest_bytes"] == manifest.stat().st_size and receipt["release"] == "results/release"
     stored = next((workdir / "results" / "store" / "derived").rglob("*.cropped_256.jpg"))
     aside = tmp_path / "aside.jpg"
     stored.rename(aside)  # the release job fails on it
-    result = run_snakemake(workdir, "--forcerun", "release", "results/release/MANIFEST.json", check=False)
+    result = run_snakemake(workdir, "--forcerun", "release", "results/release.json", check=False)
     assert result.returncode != 0 and "is not in the store" in result.stdout + result.stderr + _logs(workdir)
+    after = {p.relative_to(release).as_posix(): p.read_bytes() for p in release.rglob("*") if p.is_file()}
+    assert after == before and not (workdir / "results" / "release.json").exists()
     aside.rename(stored)
     assert "release" in _rules_to_run(workdir)
+
+
+@pytest.mark.slow
+def test_a_release_removed_or_replaced_by_hand_is_made_again(finished_run, tmp_path, tmp_path_factory):
+    """The release job's output is a receipt beside the release; a release folder removed, or its CSV removed,
+    or its manifest replaced by another one, is made again by the next run (as when they were the outputs)."""
+    workdir = tmp_path_factory.mktemp("run")  # as deep as finished_run: the shipped tables' relative paths hold
+    shutil.copytree(finished_run, workdir, symlinks=True, copy_function=shutil.copy2, dirs_exist_ok=True)
+    assert _rules_to_run(workdir) == set()
+    release = workdir / "results" / "release"
+    manifest = release / "MANIFEST.json"
+    csv = release / "bioscan5m" / "metadata" / "csv" / "BIOSCAN_5M_Insect_Dataset_metadata.csv"
+    receipt = workdir / "results" / "release.json"
+    aside, kept_receipt = tmp_path / "aside", receipt.read_bytes()
+    shutil.copytree(release, aside)
+    for change in (
+        lambda: shutil.rmtree(release),
+        lambda: csv.unlink(),
+        lambda: manifest.write_text(manifest.read_text().replace("}", "} ", 1)),
+    ):
+        shutil.rmtree(release, ignore_errors=True)
+        shutil.copytree(aside, release)
+        receipt.write_bytes(kept_receipt)  # the dry run below forgets the receipt of a changed release
+        assert _rules_to_run(workdir) == set()
+        change()
+        assert {"release", "audit"} <= _rules_to_run(workdir)
 
 
 def _logs(workdir) -> str:

@@ -377,6 +377,41 @@ STORE = "results/store"
 
 BATCH_PATTERN = "|".join(map(re.escape, BATCHES))
 
+# The release folder, and the release job's output beside it: a receipt (export.release.write_receipt), since
+# Snakemake deletes a job's outputs before it runs and after it fails, and the release's own files as outputs
+# left the previous release without its manifest, CSV and accounting when a rerun failed.
+RELEASE = "results/release"
+RELEASE_RECEIPT = "results/release.json"
+# what the receipt stands for; the receipt names the manifest's size (its sha256 too, but a 5M-photo manifest
+# is GBs, and every job's Snakemake reads this file)
+RELEASE_KEPT = (
+    "MANIFEST.json",
+    "accounting.json",
+    "bioscan5m/metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv",
+)
+
+
+def forget_receipt_of_a_changed_release(receipt=RELEASE_RECEIPT, release=RELEASE):
+    """Remove the receipt when the release it records was removed or replaced since (a file of RELEASE_KEPT
+    gone, another manifest size), so the release job runs again, as it did when those files were its outputs."""
+    if not os.path.isfile(receipt):
+        return
+    try:
+        stated = json.loads(Path(receipt).read_text())["manifest_bytes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        stated = None
+    manifest = os.path.join(release, "MANIFEST.json")
+    whole = all(os.path.isfile(os.path.join(release, name)) for name in RELEASE_KEPT)
+    if not whole or stated != os.path.getsize(manifest):
+        print(
+            f"{release}: not the release {receipt} records (removed or changed since): it is made again",
+            file=sys.stderr,
+        )
+        os.remove(receipt)
+
+
+forget_receipt_of_a_changed_release()
+
 
 def print_run_warnings(path="results/ingest/accounting.json"):
     """After a successful run: the ingest accounting's warnings (an export that may have been cut short), which

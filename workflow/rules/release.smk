@@ -62,21 +62,13 @@ rule release:
         stats="results/stats/stats.json",
         previous=previous_release,
     output:
-        **(
-            {
-                "diff": report(
-                    "results/release/bioscan5m/metadata/release_diff_summary.json",
-                    caption="../report/release_diff.rst",
-                    category="Release",
-                )
-            }
-            if PREVIOUS
-            else {}
+        # the receipt, outside the release: Snakemake deletes a job's outputs before it runs and after it fails,
+        # so the release's own files as outputs left the previous release without them when a rerun failed
+        receipt=report(
+            RELEASE_RECEIPT,
+            caption="../report/release.rst",
+            category="Release",
         ),
-        manifest="results/release/MANIFEST.json",
-        csv="results/release/bioscan5m/metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv",
-        accounting="results/release/accounting.json",
-        # with release.previous: the diff's summary, in the report too
     log:
         "logs/release/release.log",
     benchmark:
@@ -90,7 +82,7 @@ rule release:
         code=CODE["export"],
         fingerprint=fingerprint_of(previous_release),
         store=STORE,
-        outdir=subpath(output.manifest, parent=True),
+        outdir=lambda wildcards, output: os.path.splitext(output.receipt)[0],  # results/release
         stats=subpath(input.stats, parent=True),
         formats=",".join(config["export"]["formats"]),
         options=EXPORT_OPTIONS_JSON,
@@ -104,13 +96,12 @@ rule release:
         "--provenance-file {input.provenance:q} --config-file {input.config:q} "
         "--store {params.store:q} --formats {params.formats} --options {params.options:q} {params.previous} "
         "--stats {params.stats:q} "
-        "--outdir {params.outdir:q} > {log} 2>&1"
+        "--outdir {params.outdir:q} --receipt {output.receipt:q} > {log} 2>&1"
 
 
 rule audit:
     input:
-        manifest="results/release/MANIFEST.json",
-        csv="results/release/bioscan5m/metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv",
+        receipt=RELEASE_RECEIPT,
         # with release.previous: the diff is made again from that release and compared with the released one
         previous=previous_release,
     output:
@@ -131,7 +122,7 @@ rule audit:
     params:
         cli=CLI,
         code=CODE["export"],
-        release=subpath(input.manifest, parent=True),
+        release=lambda wildcards, input: os.path.splitext(input.receipt)[0],
         previous=previous_release_arg,
         fingerprint=fingerprint_of(previous_release),
     shell:

@@ -40,6 +40,7 @@ def cmd_release(args) -> int:
         provenance_file=args.provenance_file,
         config_file=args.config_file,
         stats=args.stats,
+        receipt=args.receipt,
     )
     print(json.dumps(summary, sort_keys=True, default=str))
     return 0
@@ -162,6 +163,11 @@ def register(sub) -> None:
     )
     p.add_argument("--options", help="export options, JSON (core.params.ExportOptions)")
     p.add_argument("--outdir", required=True)
+    p.add_argument(
+        "--receipt",
+        help="a JSON file outside --outdir written once the release is in place (the manifest's sha256, counts, "
+        "the diff's summary): the workflow's output for the release job",
+    )
     p.add_argument("--provenance-file", help="the build's PROV-O graph (shipped as metadata/provenance.jsonld)")
     p.add_argument("--config-file", help="the resolved config (shipped as metadata/config.json)")
     p.add_argument("--previous", help="the previous release's folder (holding MANIFEST.json): write the diff")

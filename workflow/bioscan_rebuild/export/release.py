@@ -108,16 +108,20 @@ def release_inputs(accounting_data: dict) -> list[dict]:
     return [{"file": file, "sha256": sha256} for file, sha256 in dict.fromkeys(pairs)]
 
 
-def build_release(*, outdir, **inputs) -> dict:
+def build_release(*, outdir, receipt=None, **inputs) -> dict:
     """The whole release step: a new ``outdir``, filled from ``inputs`` (the tables of the other stages, as
     :func:`_build` names them: :func:`export_release`, side files, ``accounting.json``) and ended with
     ``MANIFEST.json``. ``formats``: default all registered.
 
     It is built in a hidden sibling folder and renamed into place when complete, so a killed or failed run
     never leaves a partial release where the finished one belongs; the next run removes what a killed one left.
+    ``receipt``: a file outside ``outdir``, written once the release is in place (:func:`write_receipt`).
     """
+    given = outdir
     final = Path(outdir).resolve()  # "." has no name to build beside
     _check_replaceable(final, inputs)
+    if receipt is not None and Path(receipt).resolve().is_relative_to(final):
+        raise InputError(f"{receipt}: the receipt would lie in --outdir {final}, which the release replaces")
     outdir = final.with_name(f".{final.name}.building")
     if outdir.exists():  # a killed run's leftovers
         shutil.rmtree(outdir)
@@ -129,7 +133,31 @@ def build_release(*, outdir, **inputs) -> dict:
     except BaseException:
         shutil.rmtree(outdir, ignore_errors=True)
         raise
+    if receipt is not None:
+        write_receipt(receipt, given, summary)
     return summary
+
+
+def write_receipt(receipt, release, summary: dict) -> None:
+    """The workflow's record of a finished release, outside it: the release job's only declared output. Snakemake
+    deletes a job's outputs before it runs and after it fails; when those were the release's own files (its
+    manifest, CSV, accounting), a failed release job left the previous, finished release without them. The
+    workflow builds the release again when the folder's manifest no longer has the sha256 written here."""
+    from bioscan_rebuild.core.io import atomic_path
+
+    release = Path(release)
+    diff = release / ROOT / RELEASE_DIFF_SUMMARY_PATH
+    text = {
+        "release": release.as_posix(),
+        "manifest_sha256": file_sha256(release / MANIFEST),
+        "manifest_bytes": (release / MANIFEST).stat().st_size,  # the workflow's check at start-up
+        "files": summary["manifest"]["files"],
+        "records": summary["records"],
+        "released": summary["released"],
+        "diff": json.loads(diff.read_text()) if diff.is_file() else None,
+    }
+    with atomic_path(receipt) as temporary:
+        temporary.write_text(json.dumps(text, indent=2, sort_keys=True) + "\n")
 
 
 def _diff_against(previous, rejects, changes, records, folder: Path):
@@ -183,7 +211,7 @@ def _check_replaceable(final: Path, inputs: dict) -> None:
 
     if final.exists() and not final.is_dir():
         raise InputError(f"{final}: --outdir is a file, not a folder")
-    # what a release holds (Snakemake makes its output folders first, and removes MANIFEST.json before a rerun)
+    # what a release holds (MANIFEST.json may be gone: it was the workflow's output, which Snakemake deletes)
     foreign = sorted(p.name for p in final.iterdir() if p.name not in RELEASE_TOP) if final.is_dir() else []
     if foreign:
         raise InputError(
