@@ -102,6 +102,36 @@ def test_the_card_says_how_many_records_have_no_photo_and_how_to_leave_them_out(
     assert "have no photo" not in write_card(release, ExportOptions(), ACCOUNTING).read_text()
 
 
+def test_the_card_names_only_the_formats_the_release_holds(tmp_path):
+    """A release of `export.formats: [csv, parquet]` had a card telling readers to load its croissant.json, JSON-LD
+    and HDF5 file, and, with records lacking a photo, naming image folders and an HDF5 file it did not hold."""
+    release = release_tree(tmp_path)  # CSV-side files and Parquet only
+    accounting = {**ACCOUNTING, "released": {"records": 1240, "images": 1236}}
+    text = write_card(release, ExportOptions(), accounting).read_text()
+    for absent in ("croissant", "Croissant", "JSON-LD", "HDF5", "image folders"):
+        assert absent not in text, absent
+    assert "the Hugging Face `datasets` library read it as they read the published release." in text
+    assert "reads as missing. The Parquet copy holds the same values.\n" in text
+    assert (
+        "4 of the records have no photo (built with `ingest.require_images: false`): their image columns are "
+        "empty. The published" in text
+    )
+
+    root = release / "bioscan5m"
+    for folder in ("metadata/jsonld", "hdf5", "images/cropped_256"):
+        (root / folder).mkdir(parents=True)
+    (root / "metadata" / "jsonld" / "train.jsonld").write_text("{}")
+    (root / "hdf5" / "BIOSCAN_5M.h5").write_bytes(b"\x89HDF")
+    (root / "croissant.json").write_text("{}")
+    text = write_card(release, ExportOptions(), accounting).read_text()
+    assert "library and Croissant (`bioscan5m/croissant.json`) read it as they read the published release." in text
+    assert "The Parquet and JSON-LD copies hold the same values; the HDF5 file holds the labels" in text
+    assert "its `parquet_metadata` record set holds the stored values." in text
+    assert (
+        "the image folders and the `images` config hold no file for them and the HDF5 file an image of 0 bytes" in text
+    )
+
+
 def test_the_card_body_holds_the_tables_the_figures_present_and_the_citation(tmp_path):
     release = release_tree(tmp_path)
     text = write_card(release, ExportOptions(), ACCOUNTING, diff_summary={"added": 12}).read_text()

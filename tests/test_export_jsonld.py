@@ -374,3 +374,16 @@ def test_an_interim_genus_is_verbatim_and_the_family_is_the_scientific_name(tmp_
     assert graph.value(node, DWC.taxonRank) == Literal("family")
     assert graph.value(node, DWC.verbatimIdentification) == Literal("malaise12")
     assert read_jsonld_records(path).loc[0, "taxon"] == "malaise12"
+
+
+def test_the_build_graph_names_croissant_json_only_where_the_release_builds_it():
+    """A release of `export.formats: [csv, parquet]` shipped a provenance graph whose run was `subjectOf` a
+    croissant.json the release did not hold."""
+    from bioscan_rebuild.export.provenance import provenance_graph, release_id
+
+    config = {"export": {"name": "BIOSCAN-5M rebuild", "version": "1.0", "formats": ["csv", "parquet"]}}
+    run = provenance_graph({"config": config, "jobs": []}, release_id=release_id(config))["@graph"][0]
+    assert run["@id"] == "build:run" and "subjectOf" not in run
+    config["export"]["formats"].append("croissant")
+    run = provenance_graph({"config": config, "jobs": []}, release_id=release_id(config))["@graph"][0]
+    assert run["subjectOf"] == "urn:bioscan-rebuild:release:BIOSCAN-5M%20rebuild:1.0/croissant.json"

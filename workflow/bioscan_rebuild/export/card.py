@@ -19,7 +19,18 @@ from pathlib import Path
 from bioscan_rebuild.core.io import csv_header
 from bioscan_rebuild.core.params import ExportOptions
 from bioscan_rebuild.core.schemas import SPLITS
-from bioscan_rebuild.export.layout import CONFIG, CSV_PATH, IMAGES_PARQUET_DIR, PARQUET_DIR, PROVENANCE, ROOT
+from bioscan_rebuild.export.layout import (
+    CONFIG,
+    CROISSANT_PATH,
+    CSV_PATH,
+    HDF5_PATH,
+    IMAGES_DIR,
+    IMAGES_PARQUET_DIR,
+    JSONLD_DIR,
+    PARQUET_DIR,
+    PROVENANCE,
+    ROOT,
+)
 from bioscan_rebuild.export.spool import FLOAT_COLUMNS, INT_COLUMNS
 
 CARD = "README.md"  # beside ROOT, as the Hugging Face Hub reads it
@@ -154,19 +165,54 @@ def _yaml_header(root: Path, options: ExportOptions, records: int) -> list[str]:
     return lines
 
 
-def _photo_less(accounting: dict, records: int) -> list[str]:
+def _formats_present(root: Path) -> set[str]:
+    """The formats whose files this release holds (``export.formats`` may name a few): the card names no other."""
+    present = {
+        "parquet": any((root / PARQUET_DIR).glob("*.parquet")),
+        "jsonld": any((root / JSONLD_DIR).glob("*")),
+        "hdf5": (root / HDF5_PATH).is_file(),
+        "images": (root / IMAGES_DIR).is_dir() or (root / IMAGES_PARQUET_DIR).is_dir(),
+        "croissant": (root / CROISSANT_PATH).is_file(),
+    }
+    return {name for name, here in present.items() if here}
+
+
+def _photo_less(accounting: dict, records: int, formats: set[str]) -> list[str]:
     """A paragraph on the released records without a photo (a build that does not require one), if any: the
     published release has none, so a loader of its images fails on them."""
     photo_less = records - int(accounting.get("released", {}).get("images", records))
     if photo_less <= 0:
         return []
+    held = ["the image folders and the `images` config hold no file for them"] if "images" in formats else []
+    held += ["the HDF5 file an image of 0 bytes"] if "hdf5" in formats else []
     return [
         f"{photo_less:,} of the records have no photo (built with `ingest.require_images: false`): their image "
-        "columns are empty, the image folders and the `images` config hold no file for them and the HDF5 file an "
-        "image of 0 bytes. The published release has no such record, so a loader of its images (`bioscan-dataset`'s "
+        f"columns are empty{''.join(f', {part}' for part in held[:-1])}{f' and {held[-1]}' if held else ''}. "
+        "The published release has no such record, so a loader of its images (`bioscan-dataset`'s "
         "`BIOSCAN5M` with images) fails on them: leave out the records whose `image_measurement_value` is empty.",
         "",
     ]
+
+
+def _copies(formats: set[str]) -> str:
+    """The card's sentences on the other formats, for those this release holds."""
+    copies = [name for key, name in (("parquet", "Parquet"), ("jsonld", "JSON-LD")) if key in formats]
+    text = ""
+    if copies:
+        text += f" The {' and '.join(copies)} cop{'ies hold' if len(copies) > 1 else 'y holds'} the same values"
+        text += ";" if "hdf5" in formats else "."
+    if "hdf5" in formats:
+        text += (" the" if copies else " The") + (
+            " HDF5 file holds the labels, DNA barcode, BIN and image of each record (an image of 0 bytes: none)."
+        )
+    if "croissant" in formats:
+        text += (
+            " mlcroissant reads the CSV-backed record sets of `croissant.json` (`metadata` and the side tables) with "
+            "pandas' defaults, which this cannot be set for: there `NA` comes back missing and number-like text as "
+            "a number"
+            + ("; its `parquet_metadata` record set holds the stored values." if "parquet" in formats else ".")
+        )
+    return text
 
 
 CSV_SPLIT = "all_splits"  # the Hugging Face split of a release whose only table is the CSV
@@ -203,6 +249,7 @@ def card_text(release_dir, options: ExportOptions, accounting: dict, diff_summar
     stats_dir = root / STATS_DIR
     stats = json.loads((stats_dir / "stats.json").read_text()) if (stats_dir / "stats.json").is_file() else {}
     records = int(accounting.get("released", {}).get("records", stats.get("records", 0)))
+    formats = _formats_present(root)
     lines = _yaml_header(root, options, records)
     lines += [
         "",
@@ -212,10 +259,11 @@ def card_text(release_dir, options: ExportOptions, accounting: dict, diff_summar
         "assigned one, a taxonomic label to the deepest rank known, collection-site geography and, where photographed, "
         "a microscope photo with its crop and size fields; partitioned into the 8 BIOSCAN-5M splits. Rebuilt from "
         "BOLD exports and imager photos by the `bioscan-rebuild` workflow, in the layout of BIOSCAN-5M "
-        "(Gharaee et al., NeurIPS 2024): `bioscan-dataset`, the Hugging Face `datasets` library and Croissant "
-        f"(`{ROOT}/croissant.json`) read it as they read the published release.",
+        "(Gharaee et al., NeurIPS 2024): `bioscan-dataset`, the Hugging Face `datasets` library"
+        + (f" and Croissant (`{ROOT}/{CROISSANT_PATH}`)" if "croissant" in formats else "")
+        + " read it as they read the published release.",
         "",
-        *_photo_less(accounting, records),
+        *_photo_less(accounting, records, formats),
         "## Splits",
         "",
     ]
@@ -285,11 +333,7 @@ def card_text(release_dir, options: ExportOptions, accounting: dict, diff_summar
         "",
         "In the CSV files an empty field is a missing value and any other text is a value: read them with "
         '`pandas.read_csv(path, keep_default_na=False, na_values=[""])` (R: `na = ""`), or a sample id or a '
-        "province spelt `NA` or `null` reads as missing. The Parquet and JSON-LD copies hold the same values; "
-        "the HDF5 file holds the labels, DNA barcode, BIN and image of each record (an image of 0 bytes: none). "
-        "mlcroissant reads the CSV-backed record sets of `croissant.json` (`metadata` and the side tables) with "
-        "pandas' defaults, which this cannot be set for: there `NA` comes back missing and number-like text as a "
-        "number; its `parquet_metadata` record set holds the stored values.",
+        "province spelt `NA` or `null` reads as missing." + _copies(formats),
         "",
         "## Provenance",
         "",

@@ -12,7 +12,8 @@ the sha256 of its parameters. This module turns it into JSON-LD:
   list (relative names and sizes) and its file count.
 
 No wall-clock time is written: two builds of the same inputs give the same bytes. The graph names the release's
-``croissant.json`` (``schema:subjectOf``), and Croissant lists the graph among the release's files.
+``croissant.json`` (``schema:subjectOf``) when ``export.formats`` builds one, and Croissant lists the graph among
+the release's files.
 """
 
 from __future__ import annotations
@@ -126,7 +127,8 @@ def provenance_graph(
         _software(plan.get("git_revision")),
         {"@id": "build:config", "@type": "prov:Entity", "name": "the resolved config", "sha256": config_sha},
     ]
-    if release_id:
+    formats = plan["config"].get("export", {}).get("formats", ["croissant"])
+    if release_id and "croissant" in formats:  # a release built without it has no croissant.json to point at
         graph[0]["subjectOf"] = f"{release_id}/croissant.json"
     made = {path: job for job in plan["jobs"] for path in job["outputs"]}
     entities, missing = {}, []
