@@ -187,6 +187,48 @@ def test_a_line_break_inside_a_cell_is_refused_naming_its_line(tmp_path, body, p
         read_box_corrections(path)
 
 
+def test_a_template_saved_by_a_spreadsheet_reads_and_is_written_again(tmp_path):
+    """Excel quotes a cell holding a comma, in tab-delimited saves too: two of the template's notes then started
+    with `"#`, the first was taken for the header, and the run and `review` both stopped blaming the real header
+    ("line 4 has more fields than the header")."""
+    from bioscan_rebuild.images.review import TEMPLATE_NOTES, _earlier_template
+
+    def excel(line: str) -> str:
+        return "\t".join(f'"{cell}"' if "," in cell else cell for cell in line.split("\t"))
+
+    lines = [*TEMPLATE_NOTES, "processid\tbox\treason\tsource\timage_sha256", "A-1\t1,2,30,40\tleg\tme\t"]
+    lines.append("# B-2\t5,5,60,60\tlow_confidence\treview\tab12")
+    template = tmp_path / "q" / "box_corrections.tsv"
+    template.parent.mkdir()
+    template.write_bytes(("\r\n".join(map(excel, lines)) + "\r\n").encode())
+    assert template.read_text().startswith("# Box corrections") and '\n"# box: x0,y0' in template.read_text()
+    table = read_box_corrections(template)
+    assert table[["processid", "box"]].to_dict("records") == [{"processid": "A-1", "box": "1,2,30,40"}]
+    kept, columns, queue = _earlier_template(template)
+    assert columns == ["processid", "box", "reason", "source", "image_sha256"]
+    assert kept == [excel(lines[3]), excel(lines[4])] and list(queue) == ["B-2"]  # the notes are not kept twice
+
+
+@pytest.mark.parametrize(
+    ("data", "phrase"),
+    [
+        ("processid\tbox\treason\tsource\nA-1\tempty\tFlügel\tme\n".encode("utf-16"), "saved as UTF-16"),
+        (
+            "processid\tbox\treason\tsource\nA-1\tempty\tFlügel abgeschnitten\tme\n".encode("cp1252"),
+            r"line 2 is not UTF-8 \(byte b'\\xfc'; Windows-1252 or Latin-1\?\): save it as UTF-8",
+        ),
+    ],
+    ids=["utf16", "cp1252"],
+)
+def test_a_table_in_another_encoding_says_which_and_to_save_it_as_utf8(tmp_path, data, phrase):
+    """A spreadsheet's "Unicode Text" (UTF-16) or "Text (Tab delimited)" (Windows-1252) save gave Python's bare
+    codec error with a byte offset, naming neither line nor encoding."""
+    path = tmp_path / "corr.tsv"
+    path.write_bytes(data)
+    with pytest.raises(InputError, match=phrase):
+        read_box_corrections(path)
+
+
 def test_a_corrections_file_without_its_columns_is_an_input_error(tmp_path):
     path = tmp_path / "corr.tsv"
     path.write_text("processid\tbbox\nA-1\t1,1,2,2\n")

@@ -3,10 +3,11 @@
 Editors and spreadsheets add what a plain ``pandas.read_csv`` misreads: a byte-order mark (the first column
 name would not match), CRLF line ends, tabs after the last field (pandas would then take the first column as
 the index and shift every value one column left), quotes (a stray quote in a reason would join rows). Here:
-only lines that start with ``#`` are comments (a ``#`` inside a value is kept); blank lines are skipped; a
-row with more fields than the header is an InputError naming its line, and so is a line holding a lone carriage
-return or the short tail of a quoted cell holding a line break; a field the spreadsheet wrapped in double quotes
-is unwrapped; every value is a string (missing = ``""``).
+only lines that start with ``#`` (or ``"#``: a spreadsheet quoted the cell) are comments (a ``#`` inside a value
+is kept); blank lines are skipped; a row with more fields than the header is an InputError naming its line, and
+so is a line holding a lone carriage return or the short tail of a quoted cell holding a line break; a field the
+spreadsheet wrapped in double quotes is unwrapped; every value is a string (missing = ``""``); a file saved in
+another encoding than UTF-8 is an InputError saying so.
 """
 
 from __future__ import annotations
@@ -29,13 +30,13 @@ def read_maintainer_table(
     path = Path(path)
     empty = pd.DataFrame(columns=[*columns, *optional])
     try:
-        # lines end at \n only (str.splitlines would also break at a form feed or U+2028 inside a value)
-        with open(path, encoding="utf-8-sig", newline="") as handle:  # newline="": a lone CR stays one, to be found
-            text = handle.read().replace("\r\n", "\n")
+        # lines end at \n only (str.splitlines would also break at a form feed or U+2028 inside a value); a lone CR
+        # stays one, to be found
+        text = decoded(path.read_bytes(), path).replace("\r\n", "\n")
         numbered = [
             (number, line.rstrip("\t"))
             for number, line in enumerate(text.split("\n"), start=1)
-            if line.strip() and not line.lstrip().startswith("#")
+            if line.strip() and not is_comment(line)
         ]
         if not numbered:
             return empty
@@ -76,6 +77,30 @@ def read_maintainer_table(
         if column not in frame.columns:
             frame[column] = ""
     return frame[[*columns, *optional]].fillna("").map(unquote)
+
+
+def is_comment(line: str) -> bool:
+    """A line starting with ``#``, also when a spreadsheet quoted it (Excel quotes a cell holding a comma, and a
+    quoted note was taken for the header)."""
+    start = line.lstrip()
+    return start.startswith("#") or start.startswith('"#')
+
+
+def decoded(data: bytes, path) -> str:
+    """The file's text (UTF-8, with or without a byte-order mark); another encoding is an InputError naming it, or
+    the line of the first byte UTF-8 does not allow, and saying to save the file as UTF-8."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data[:4096]:
+        raise InputError(
+            f"{path}: saved as UTF-16 (a spreadsheet's 'Unicode Text'): save it as UTF-8 text, tab-delimited"
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise InputError(
+            f"{path}: line {line} is not UTF-8 (byte {data[error.start : error.start + 1]!r}; Windows-1252 or "
+            "Latin-1?): save it as UTF-8 text, tab-delimited"
+        ) from error
 
 
 def unquote(field: str) -> str:

@@ -28,7 +28,7 @@ import cv2
 from bioscan_rebuild.core.io import atomic_path, read_table
 from bioscan_rebuild.core.schemas import processid_key, spelled_processid
 from bioscan_rebuild.core.store import ImageStore
-from bioscan_rebuild.core.tsv import unquote
+from bioscan_rebuild.core.tsv import decoded, is_comment, unquote
 from bioscan_rebuild.images.contact_sheet import least_confident, whole_photo
 from bioscan_rebuild.images.corrections import (
     BOX_CORRECTION_COLUMNS,
@@ -121,9 +121,10 @@ def _earlier_template(template: Path) -> tuple[list[str], list[str], dict[str, l
     ``review``) by processid key, to be written afresh unless edited. A new template: just the header."""
     lines = []
     if template.exists():
-        text = template.read_text(encoding="utf-8-sig").replace("\r\n", "\n")
-        lines = [line for line in text.split("\n") if line.strip() and line not in TEMPLATE_NOTES]
-    header = next((i for i, line in enumerate(lines) if not line.lstrip().startswith("#")), None)
+        text = decoded(template.read_bytes(), template).replace("\r\n", "\n")
+        # the notes as written, or as a spreadsheet quoted them (they hold commas)
+        lines = [line for line in text.split("\n") if line.strip() and unquote(line.strip()) not in TEMPLATE_NOTES]
+    header = next((i for i, line in enumerate(lines) if not is_comment(line)), None)
     if header is None:
         lines.append("\t".join([*BOX_CORRECTION_COLUMNS, PHOTO_COLUMN]))
         header = len(lines) - 1
