@@ -205,8 +205,10 @@ def test_a_template_saved_by_a_spreadsheet_reads_and_is_written_again(tmp_path):
     table = read_box_corrections(template)
     assert table[["processid", "box"]].to_dict("records") == [{"processid": "A-1", "box": "1,2,30,40"}]
     kept, columns, queue = _earlier_template(template)
-    assert columns == ["processid", "box", "reason", "source", "image_sha256"]
-    assert kept == [excel(lines[3]), excel(lines[4])] and list(queue) == ["B-2"]  # the notes are not kept twice
+    assert columns == ["processid", "box", "reason", "source", "image_sha256", "offered_box"]
+    assert kept == [excel(lines[3]) + "\toffered_box", excel(lines[4])] and list(queue) == [
+        "B-2"
+    ]  # the notes are not kept twice
 
 
 @pytest.mark.parametrize(
@@ -686,19 +688,22 @@ def test_writing_the_review_again_keeps_the_answers_already_given(tmp_path):
     counts = write_review([tmp_path / "images.parquet"], tmp_path / "store", tmp_path / "q")
     assert counts["answers_kept"] == 1 and counts["flagged"] == 2
     text = template.read_text()
-    assert "PID-B\t1,2,30,40\tleg\tme\tPID-B\n" in text and "# PID-B" not in text and "# PID-A" in text
+    assert "PID-B\t1,2,30,40\tleg\tme\tPID-B\tempty\n" in text and "# PID-B" not in text and "# PID-A" in text
     assert load_box_corrections(template)["PID-B"].box == (1, 2, 30, 40)
     # an answer typed in another case answers its record, as records match
     template.write_text(text.replace("# PID-A\tempty\tbox_on_rim\treview", "pid-a\tempty\tnone\tme"))
     assert write_review([tmp_path / "images.parquet"], tmp_path / "store", tmp_path / "q")["answers_kept"] == 2
-    assert "# PID-A" not in template.read_text() and "pid-a\tempty\tnone\tme\tPID-A\n" in template.read_text()
+    assert "# PID-A" not in template.read_text() and "pid-a\tempty\tnone\tme\tPID-A\tempty\n" in template.read_text()
     # a column and a comment of the maintainer's own: kept word for word (the template was rebuilt from the five
     # known columns, and the note was lost)
     header = "processid\tbox\treason\tsource\timage_sha256\tnote"
     template.write_text(f"{header}\n# ask Anna about PID-A\nPID-B\t1,2,30,40\tleg\tme\tPID-B\tcheck the wing\n")
     assert write_review([tmp_path / "images.parquet"], tmp_path / "store", tmp_path / "q")["answers_kept"] == 1
     text = template.read_text()
-    assert f"{header}\n# ask Anna about PID-A\nPID-B\t1,2,30,40\tleg\tme\tPID-B\tcheck the wing\n# PID-A\t" in text
+    assert (
+        f"{header}\toffered_box\n# ask Anna about PID-A\nPID-B\t1,2,30,40\tleg\tme\tPID-B\tcheck the wing\n# PID-A\t"
+        in text
+    )
     assert load_box_corrections(template)["PID-B"].box == (1, 2, 30, 40)
     # a file there that is no corrections table (the pipeline's outcome table is one, with a column more): refused
     template.write_text("something\telse\n")
@@ -726,6 +731,41 @@ def _two_flagged_photos(path):
     return [path]
 
 
+def test_untouched_queue_lines_leave_when_the_detector_box_changes(tmp_path):
+    """An edit was any queue line whose box differed from the detector's current one: after a detector update (or
+    a correction) every untouched line was kept beside the fresh one, moved, and counted as the maintainer's
+    (`edited_but_commented`, `kept_not_shown`). The line now carries the box it offered; only a box typed over it
+    is an edit. A template from before (no `offered_box`) is read as it was."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from bioscan_rebuild.images.review import write_review
+    from bioscan_rebuild.images.shard import IMAGE_RECORD_SCHEMA
+
+    tables = _two_flagged_photos(tmp_path / "images.parquet")
+    template = tmp_path / "q" / "box_corrections.tsv"
+    write_review(tables, tmp_path / "store", tmp_path / "q")
+    rows = pq.read_table(tables[0]).to_pylist()
+    for row in rows:  # a detector update: both photos get a box
+        row |= {"x0": 10, "y0": 10, "x1": 50, "y1": 50, "width_original": 100, "height_original": 80}
+    pq.write_table(pa.Table.from_pylist(rows, schema=IMAGE_RECORD_SCHEMA), tables[0])
+    counts = write_review(tables, tmp_path / "store", tmp_path / "q")
+    text = template.read_text()
+    assert (counts["edited_but_commented"], counts["kept_not_shown"]) == (0, 0)
+    assert "\tempty" not in text and text.count("# PID-A\t10,10,50,50\tbox_on_rim\treview\taa11\t10,10,50,50\n") == 1
+    # a box typed over one line is an edit; PID-B no longer flagged: its untouched line leaves
+    template.write_text(text.replace("# PID-A\t10,10,50,50", "# PID-A\t12,10,50,50"))
+    rows[1] |= {"needs_review": False, "review_reason": None}
+    pq.write_table(pa.Table.from_pylist(rows, schema=IMAGE_RECORD_SCHEMA), tables[0])
+    counts = write_review(tables, tmp_path / "store", tmp_path / "q")
+    text = template.read_text()
+    assert (counts["edited_but_commented"], counts["kept_not_shown"]) == (1, 0) and "# PID-B" not in text
+    assert "# PID-A\t12,10,50,50\tbox_on_rim\treview\taa11\t10,10,50,50\n# PID-A\t10,10,50,50\t" in text
+    # the template an earlier version wrote: a line whose box is not the detector's is taken for typed
+    template.write_text("processid\tbox\treason\tsource\timage_sha256\n# PID-A\tempty\tbox_on_rim\treview\taa11\n")
+    assert write_review(tables, tmp_path / "store", tmp_path / "q")["edited_but_commented"] == 1
+
+
 def test_an_answer_for_a_replaced_photo_or_with_a_broken_box_leaves_the_photo_in_the_queue(tmp_path):
     """PID-A's answer was drawn on the photo a redelivery replaced, PID-B's box ends before it starts: neither
     answers the photo now flagged, so both get a queue line (they had none: the new photo was never offered)."""
@@ -740,7 +780,8 @@ def test_an_answer_for_a_replaced_photo_or_with_a_broken_box_leaves_the_photo_in
     counts = write_review(tables, tmp_path / "store", tmp_path / "q")
     assert counts["flagged"] == 2 and counts["answers_kept"] == 2
     text = template.read_text()
-    assert "# PID-A\tempty\tbox_on_rim\treview\taa11\n" in text and "# PID-B\tempty\tbox_on_rim\treview\tbb22" in text
+    assert "# PID-A\tempty\tbox_on_rim\treview\taa11\tempty\n" in text
+    assert "# PID-B\tempty\tbox_on_rim\treview\tbb22\tempty" in text
     # the new line, uncommented, is the record's answer: a later row wins
     template.write_text(text.replace("# PID-A\tempty", "PID-A\tempty"))
     answer = load_box_corrections(template)["PID-A"]
@@ -771,7 +812,7 @@ def test_queue_lines_follow_the_maintainers_header_and_keep_their_photo(tmp_path
     template.write_text(header + "\n")
     write_review(tables, tmp_path / "store", tmp_path / "q")
     lines = template.read_text().splitlines()
-    assert [line for line in lines if not line.startswith("#")] == [header.rstrip("\t") + "\timage_sha256"]
+    assert [line for line in lines if not line.startswith("#")] == [header.rstrip("\t") + "\timage_sha256\toffered_box"]
     uncommented = [line[2:] if line.startswith("# ") and "\t" in line else line for line in lines]
     template.write_text("\n".join(uncommented) + "\n")
     answers = load_box_corrections(template)
@@ -796,7 +837,10 @@ def test_a_box_edited_in_a_line_left_commented_and_the_maintainers_tabbed_commen
     assert counts["edited_but_commented"] == 1
     text = template.read_text()
     # the maintainer's line, then the detector's (the old box may be an earlier detector's: both, side by side)
-    assert "#PID-A\t100,200,300,400\tbox_on_rim\treview\taa11\n# PID-A\tempty\tbox_on_rim\treview\taa11\n" in text
+    assert (
+        "#PID-A\t100,200,300,400\tbox_on_rim\treview\taa11\tempty\n# PID-A\tempty\tbox_on_rim\treview\taa11\tempty\n"
+        in (text)
+    )
     assert "# to do\tcheck PID-B's wing\n" in text and text.count("# PID-B\t") == 1
     assert write_review(tables, tmp_path / "store", tmp_path / "q")["edited_but_commented"] == 1
     assert template.read_text() == text  # nothing grows or moves on another pass
@@ -989,18 +1033,19 @@ def test_a_box_typed_for_a_photo_a_smaller_budget_no_longer_shows_is_kept(tmp_pa
     template.write_text(typed)
     counts = write_review([table], tmp_path / "store", tmp_path / "q", limit=1)
     text = template.read_text()
-    assert "# PID-A\t1,2,30,40\tlow_confidence\treview\taa11\n# PID-A\tempty\t" in text
-    assert "# PID-B\t5,6,70,80\tlow_confidence\treview\tbb22\n" in text and "# PID-B\tempty" not in text
+    assert "# PID-A\t1,2,30,40\tlow_confidence\treview\taa11\tempty\n# PID-A\tempty\t" in text
+    assert "# PID-B\t5,6,70,80\tlow_confidence\treview\tbb22\tempty\n" in text and "# PID-B\tempty" not in text
     assert (counts["shown"], counts["edited_but_commented"], counts["kept_not_shown"]) == (1, 1, 1)
     assert write_review([table], tmp_path / "store", tmp_path / "q", limit=1)["kept_not_shown"] == 1
     assert template.read_text() == text  # stable from pass to pass
-    # PID-B no longer flagged: its typed box stays; PID-A's record gone from the run: its lines stay as they are
+    # PID-B no longer flagged: its typed box stays; PID-A's record gone from the run: its typed line stays, the
+    # untouched one (its box the one offered) leaves
     rows[1]["needs_review"], rows[1]["review_reason"] = False, None
     pq.write_table(pa.Table.from_pylist(rows[1:], schema=IMAGE_RECORD_SCHEMA), table)
     counts = write_review([table], tmp_path / "store", tmp_path / "q")
     again = template.read_text()
-    assert (counts["shown"], counts["kept_not_shown"]) == (1, 3)
-    assert "# PID-B\t5,6,70,80\t" in again and "# PID-A\t1,2,30,40\t" in again and "# PID-A\tempty\t" in again
+    assert (counts["shown"], counts["kept_not_shown"]) == (1, 2)
+    assert "# PID-B\t5,6,70,80\t" in again and "# PID-A\t1,2,30,40\t" in again and "# PID-A\tempty\t" not in again
     # once PID-B's box is uncommented it is an answer, and its commented line is not kept beside it
     template.write_text(again.replace("# PID-B\t5,6,70,80", "PID-B\t5,6,70,80"))
     counts = write_review([table], tmp_path / "store", tmp_path / "q")

@@ -106,6 +106,9 @@ TEMPLATE_NOTES = (
 
 
 QUEUE_SOURCE = "review"  # the source field of a queue line: what tells it from a maintainer's own comment
+# the box a queue line offered when written: a box typed into a line left commented differs from it (the
+# detector's current box cannot tell: after a detector update or a correction every untouched line differed)
+OFFERED_COLUMN = "offered_box"
 
 
 def _fields(line: str, columns: list[str]) -> dict[str, str]:
@@ -129,12 +132,13 @@ def _earlier_template(template: Path) -> tuple[list[str], list[str], dict[str, l
         lines.append("\t".join([*BOX_CORRECTION_COLUMNS, PHOTO_COLUMN]))
         header = len(lines) - 1
     columns = [unquote(column.strip()) for column in lines[header].split("\t")]
-    if PHOTO_COLUMN not in columns:  # an optional column: answers without it keep working
-        # after the last named column (a spreadsheet's trailing tabs would put an unnamed column before it)
-        while columns and not columns[-1]:
-            columns.pop()
-        lines[header] = lines[header].rstrip("\t ") + "\t" + PHOTO_COLUMN
-        columns.append(PHOTO_COLUMN)
+    for column in (PHOTO_COLUMN, OFFERED_COLUMN):  # optional columns: answers without them keep working
+        if column not in columns:
+            # after the last named column (a spreadsheet's trailing tabs would put an unnamed column before it)
+            while columns and not columns[-1]:
+                columns.pop()
+            lines[header] = lines[header].rstrip("\t ") + "\t" + column
+            columns.append(column)
     kept, queue = [], {}
     for line in lines:
         comment = line.lstrip().startswith("#")
@@ -162,16 +166,24 @@ def _queue_line(row: dict, columns: list[str]) -> str:
         "reason": row["review_reason"] or "",
         "source": QUEUE_SOURCE,
         PHOTO_COLUMN: row["image_sha256"] or "",
+        OFFERED_COLUMN: _box_text(row),
     }
     return "# " + "\t".join(values.get(column, "") for column in columns).rstrip("\t")
 
 
-def _edited(before: str, fresh: str, columns: list[str]) -> bool:
-    """Whether an earlier queue line of the same photo carries a box the maintainer typed (it differs from the
-    fresh line's box) but is still commented out, so it answers nothing yet."""
-    old, new = _fields(before.lstrip()[1:], columns), _fields(fresh.lstrip()[1:], columns)
+def _edited(before: str, fresh: str | None, columns: list[str]) -> bool:
+    """Whether an earlier queue line carries a box the maintainer typed (it differs from the box the line offered)
+    but is still commented out, so it answers nothing yet; with a ``fresh`` line (the record is in the run), only
+    one drawn on the same photo. A line from before ``offered_box`` was written: typed if it differs from the fresh
+    line's box (with no fresh line, kept as it is)."""
+    old = _fields(before.lstrip()[1:], columns)
+    box = old.get("box", "").replace(" ", "").lower()
+    offered = old.get(OFFERED_COLUMN, "").replace(" ", "").lower()
+    if fresh is None:
+        return not offered or box != offered
+    new = _fields(fresh.lstrip()[1:], columns)
     same_photo = old.get(PHOTO_COLUMN, "").lower() in ("", new.get(PHOTO_COLUMN, "").lower())
-    return same_photo and old.get("box", "").replace(" ", "") != new.get("box", "")
+    return same_photo and box != (offered or new.get("box", "").lower())
 
 
 def write_review(image_tables, store_root, outdir, limit: int | None = None) -> dict:
@@ -274,8 +286,7 @@ def write_review(image_tables, store_root, outdir, limit: int | None = None) -> 
         if row is not None and answered(row):
             continue
         fresh = _queue_line(row, columns) if row is not None else None
-        # a record no longer in the run: nothing to compare with, so its lines stay as they are
-        held = [before for before in earlier_queue[key] if fresh is None or _edited(before, fresh, columns)]
+        held = [before for before in earlier_queue[key] if _edited(before, fresh, columns)]
         queue += held
         not_shown += len(held)
     lines = [*TEMPLATE_NOTES, *kept, *queue]
