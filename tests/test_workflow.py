@@ -371,6 +371,35 @@ def test_an_older_fixed_file_and_a_code_update_rerun_what_they_touch(finished_ru
     assert not {"process_photos", "process_images"} & (updated - after)  # their hand-raised versions decide
 
 
+@pytest.mark.slow
+def test_a_comment_or_a_new_time_in_a_taxonomy_table_reruns_nothing_and_a_changed_row_reruns_curation(
+    finished_run, tmp_path_factory
+):
+    """A comment added to the label corrections, or the file touched, re-ran curation and everything after it
+    (~22 min at 5.15M records) for the same release. The tables' rows decide now (as for the box corrections);
+    a row changed re-runs curation, even in a file copied in with an older time."""
+    import os
+
+    workdir = tmp_path_factory.mktemp("tables")
+    shutil.copytree(finished_run, workdir, symlinks=True, copy_function=shutil.copy2, dirs_exist_ok=True)
+    corrections = workdir / "resources" / "corrections.tsv"
+    text = "# from user reports\nprocessid\tfield\tvalue\treason\tsource\nNOT-IN-RUN\tgenus\tAus\tother\tlab\n"
+    corrections.write_text(text)
+    config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    config["taxonomy"]["corrections"] = "resources/corrections.tsv"
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    run_snakemake(workdir)
+    assert _rules_to_run(workdir) == set()
+    corrections.write_text(text + "# checked with the lab, 2026-12\n\n" + '"# a note, quoted by a spreadsheet"\n')
+    assert _rules_to_run(workdir) == set()
+    facts = corrections.stat()
+    os.utime(corrections, ns=(facts.st_atime_ns, facts.st_mtime_ns + 86_400 * 10**9))  # touched: a day newer
+    assert _rules_to_run(workdir) == set()
+    corrections.write_text(text.replace("\tlab\n", "\tlab, checked\n"))  # the row's source changed
+    os.utime(corrections, ns=(facts.st_atime_ns, facts.st_mtime_ns - 86_400 * 10**9))  # and a day older
+    assert {"curate_taxonomy", "release"} <= _rules_to_run(workdir)
+
+
 def test_bad_config_fails_at_start_naming_the_key(sample_dir, tmp_path):
     workdir = make_workdir(tmp_path / "bad", sample_dir)
     config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())

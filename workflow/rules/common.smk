@@ -688,21 +688,31 @@ def box_corrections_input(wildcards):
     return [ancient(BOX_CORRECTIONS)] if BOX_CORRECTIONS else []
 
 
-def box_corrections_answers(wildcards):
-    """sha256 of the corrections file's answer rows (not its # comments, blank lines or line ends): a params
-    value, so that a changed answer re-runs the photo jobs and a refreshed review queue does not."""
-    if not BOX_CORRECTIONS:
-        return ""
+def table_rows(path, added_columns=()):
+    """sha256 of a maintainer's table's rows (not its # comments, blank lines or line ends, as core/tsv.py reads
+    it): a params value, so that a changed row re-runs the jobs reading it and a comment or a new mtime does not
+    (the file is an ancient() input). ``added_columns``: header columns `review` appends, which change no row."""
     try:
-        with open(BOX_CORRECTIONS, "rb") as handle:
-            # as core/tsv.py reads it: lines end at \n only, a byte-order mark is no text (review drops it)
+        with open(path, "rb") as handle:
+            # lines end at \n only, a byte-order mark is no text; a note a spreadsheet quoted ("#) is a comment
             lines = handle.read().removeprefix(codecs.BOM_UTF8).split(b"\n")
     except OSError:
         return "absent"
-    answers = [line.rstrip() for line in lines if line.strip() and not line.lstrip().startswith(b"#")]
-    if answers:  # review adds image_sha256 to a header without it: no answer changes
-        answers[0] = answers[0].removesuffix(b"\timage_sha256").rstrip()
-    return hashlib.sha256(b"\n".join(answers)).hexdigest()
+    rows = [line.rstrip() for line in lines if line.strip() and not line.lstrip().startswith((b"#", b'"#'))]
+    if rows:
+        for column in reversed(added_columns):
+            rows[0] = rows[0].rstrip().removesuffix(b"\t%s" % column)
+        rows[0] = rows[0].rstrip()
+    return hashlib.sha256(b"\n".join(rows)).hexdigest()
+
+
+def box_corrections_answers(wildcards):
+    """The corrections file's answer rows (table_rows): a changed answer re-runs the photo jobs and a refreshed
+    review queue does not."""
+    if not BOX_CORRECTIONS:
+        return ""
+    # review adds image_sha256 and offered_box to a header without them: no answer changes
+    return table_rows(BOX_CORRECTIONS, added_columns=(b"image_sha256", b"offered_box"))
 
 
 def box_corrections_option(wildcards):
@@ -741,7 +751,13 @@ TAXONOMY_TABLES = {
 
 
 def taxonomy_tables(wildcards):
-    return list(TAXONOMY_TABLES.values())
+    # ancient: a comment added, or the file touched, re-ran curation and everything after it (~22 min at 5.15M);
+    # its rows (taxonomy_table_rows) re-run it
+    return [ancient(path) for path in TAXONOMY_TABLES.values()]
+
+
+def taxonomy_table_rows(wildcards):
+    return json.dumps({key: table_rows(path) for key, path in TAXONOMY_TABLES.items()}, sort_keys=True)
 
 
 def taxonomy_table_args(wildcards):

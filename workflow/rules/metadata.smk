@@ -53,7 +53,7 @@ rule curate_taxonomy:
     params:
         cli=CLI,
         code=CODE["metadata"],
-        fingerprint=fingerprint_of(taxonomy_tables),
+        rows=taxonomy_table_rows,  # the tables' rows, not their comments or times
         outdir=subpath(output.summary, parent=True),
         taxonomy_params=TAXONOMY_PARAMS_JSON,
         tables=taxonomy_table_args,
