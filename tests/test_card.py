@@ -95,6 +95,7 @@ def test_the_card_says_how_many_records_have_no_photo_and_how_to_leave_them_out(
     """A build with `ingest.require_images: false` released records without a photo in the image formats, and the
     card said bioscan-dataset reads the release as the published one: its image loader failed on them."""
     release = release_tree(tmp_path)
+    (release / "bioscan5m" / "images" / "cropped_256").mkdir(parents=True)
     accounting = {**ACCOUNTING, "released": {"records": 1240, "images": 1236}}
     text = write_card(release, ExportOptions(), accounting).read_text()
     assert "4 of the records have no photo (built with `ingest.require_images: false`)" in text
@@ -110,12 +111,10 @@ def test_the_card_names_only_the_formats_the_release_holds(tmp_path):
     text = write_card(release, ExportOptions(), accounting).read_text()
     for absent in ("croissant", "Croissant", "JSON-LD", "HDF5", "image folders"):
         assert absent not in text, absent
-    assert "the Hugging Face `datasets` library read it as they read the published release." in text
+    assert "(Gharaee et al., NeurIPS 2024): `bioscan-dataset` and the Hugging Face `datasets` library read" in text
     assert "reads as missing. The Parquet copy holds the same values.\n" in text
-    assert (
-        "4 of the records have no photo (built with `ingest.require_images: false`): their image columns are "
-        "empty. The published" in text
-    )
+    # no image files: no image loader to warn about
+    assert "no photo (built with `ingest.require_images: false`): their image columns are empty.\n" in text
 
     root = release / "bioscan5m"
     for folder in ("metadata/jsonld", "hdf5", "images/cropped_256"):
@@ -128,8 +127,33 @@ def test_the_card_names_only_the_formats_the_release_holds(tmp_path):
     assert "The Parquet and JSON-LD copies hold the same values; the HDF5 file holds the labels" in text
     assert "its `parquet_metadata` record set holds the stored values." in text
     assert (
-        "the image folders and the `images` config hold no file for them and the HDF5 file an image of 0 bytes" in text
+        "their image columns are empty, the image folders and the `images` config hold no file for them and the HDF5 "
+        "file holds an image of 0 bytes for each. The published release has no such record, so a loader" in text
     )
+    (root / "images").rename(root / "no-images")  # HDF5 alone: its verb, and no loader of image files
+    text = write_card(release, ExportOptions(), accounting).read_text()
+    assert "their image columns are empty and the HDF5 file holds an image of 0 bytes for each.\n" in text
+
+
+def test_a_release_of_csv_and_images_has_a_metadata_config(tmp_path):
+    """`export.formats: [csv, images]`: the card's YAML named the images Parquet alone, so `datasets` could not load
+    the metadata table ("BuilderConfig 'metadata' not found"), though the card says it reads the release."""
+    root = tmp_path / "bioscan5m"
+    csv = root / "metadata" / "csv" / "BIOSCAN_5M_Insect_Dataset_metadata.csv"
+    csv.parent.mkdir(parents=True)
+    csv.write_text("processid,split\nP1,train\n")
+    (root / "images_parquet" / "data").mkdir(parents=True)
+    (root / "images_parquet" / "data" / "train-00000-of-00001.parquet").write_bytes(b"PAR1")
+    card = write_card(tmp_path, ExportOptions(), ACCOUNTING).read_text()
+    header = yaml.safe_load(re.match(r"^---\n(.*?)\n---\n", card, re.S).group(1))
+    configs = {config["config_name"]: config for config in header["configs"]}
+    assert configs["metadata"]["default"] is True and configs["metadata"]["keep_default_na"] is False
+    assert configs["metadata"]["data_files"] == [
+        {"split": "all_splits", "path": "bioscan5m/metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv"}
+    ]
+    assert configs["images"]["data_files"] == [
+        {"split": "train", "path": "bioscan5m/images_parquet/data/train-*.parquet"}
+    ]
 
 
 def test_the_card_body_holds_the_tables_the_figures_present_and_the_citation(tmp_path):

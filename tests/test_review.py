@@ -206,9 +206,13 @@ def test_a_template_saved_by_a_spreadsheet_reads_and_is_written_again(tmp_path):
     assert table[["processid", "box"]].to_dict("records") == [{"processid": "A-1", "box": "1,2,30,40"}]
     kept, columns, queue = _earlier_template(template)
     assert columns == ["processid", "box", "reason", "source", "image_sha256", "offered_box"]
-    assert kept == [excel(lines[3]) + "\toffered_box", excel(lines[4])] and list(queue) == [
-        "B-2"
-    ]  # the notes are not kept twice
+    # the notes are not kept twice
+    assert kept == [excel(lines[3]) + "\toffered_box", excel(lines[4])] and list(queue) == ["B-2"]
+    # LibreOffice's "quote all text cells": a queue line is still one (it was kept for good, beside a fresh one)
+    quoted = "\t".join(f'"{cell}"' for cell in ["# B-2", "5,5,60,60", "low_confidence", "review", "ab12"])
+    template.write_text("processid\tbox\treason\tsource\timage_sha256\n" + quoted + "\n")
+    kept, columns, queue = _earlier_template(template)
+    assert list(queue) == ["B-2"] and kept == ["processid\tbox\treason\tsource\timage_sha256\toffered_box"]
 
 
 @pytest.mark.parametrize(
@@ -219,8 +223,12 @@ def test_a_template_saved_by_a_spreadsheet_reads_and_is_written_again(tmp_path):
             "processid\tbox\treason\tsource\nA-1\tempty\tFlügel abgeschnitten\tme\n".encode("cp1252"),
             r"line 2 is not UTF-8 \(byte b'\\xfc'; Windows-1252 or Latin-1\?\): save it as UTF-8",
         ),
+        (  # after a byte-order mark: the line and byte were those 3 bytes earlier
+            b"\xef\xbb\xbfprocessid\tbox\treason\tsource\nA-1\tempty\tr\ts\nB\xe9\tempty\tr\ts\n",
+            r"line 3 is not UTF-8 \(byte b'\\xe9'",
+        ),
     ],
-    ids=["utf16", "cp1252"],
+    ids=["utf16", "cp1252", "bom"],
 )
 def test_a_table_in_another_encoding_says_which_and_to_save_it_as_utf8(tmp_path, data, phrase):
     """A spreadsheet's "Unicode Text" (UTF-16) or "Text (Tab delimited)" (Windows-1252) save gave Python's bare

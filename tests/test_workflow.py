@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -399,6 +401,25 @@ def test_a_comment_or_a_new_time_in_a_taxonomy_table_reruns_nothing_and_a_change
     os.utime(corrections, ns=(facts.st_atime_ns, facts.st_mtime_ns - 86_400 * 10**9))  # and a day older
     assert {"curate_taxonomy", "release"} <= _rules_to_run(workdir)
 
+    # the tables the package ships (the default): they were hashed as the stage's code, so a comment re-ran it too
+    code = tmp_path_factory.mktemp("code")
+    for name in ("Snakefile", "workflow", "profiles", "envs"):
+        copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy2
+        copy(
+            REPO / name,
+            code / name,
+            **({"ignore": shutil.ignore_patterns("__pycache__")} if copy != shutil.copy2 else {}),
+        )
+    config["taxonomy"]["corrections"] = "shipped"
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    run_snakemake(workdir, "--snakefile", str(code / "Snakefile"))
+    assert _rules_to_run(workdir, code / "Snakefile") == set()
+    shipped = code / "workflow" / "bioscan_rebuild" / "metadata" / "tables" / "corrections.tsv"
+    shipped.write_text(shipped.read_text() + "# reviewed for version 2\n")
+    assert _rules_to_run(workdir, code / "Snakefile") == set()
+    shipped.write_text(shipped.read_text() + "NOT-IN-RUN\tgenus\tAus\tother\tlab\n")
+    assert "curate_taxonomy" in _rules_to_run(workdir, code / "Snakefile")
+
 
 def test_bad_config_fails_at_start_naming_the_key(sample_dir, tmp_path):
     workdir = make_workdir(tmp_path / "bad", sample_dir)
@@ -595,6 +616,15 @@ def test_a_failed_release_job_runs_again_on_the_next_run(finished_run, tmp_path)
     assert "release" in _rules_to_run(workdir)
 
 
+def _one_digit_changed(path: Path):
+    def change():
+        text = path.read_text()
+        at = text.index('"sha256": "') + len('"sha256": "')
+        path.write_text(text[:at] + ("1" if text[at] != "1" else "2") + text[at + 1 :])
+
+    return change
+
+
 @pytest.mark.slow
 def test_a_release_removed_or_replaced_by_hand_is_made_again(finished_run, tmp_path, tmp_path_factory):
     """The release job's output is a receipt beside the release; a release folder removed, or its CSV removed,
@@ -608,17 +638,40 @@ def test_a_release_removed_or_replaced_by_hand_is_made_again(finished_run, tmp_p
     receipt = workdir / "results" / "release.json"
     aside, kept_receipt = tmp_path / "aside", receipt.read_bytes()
     shutil.copytree(release, aside)
-    for change in (
-        lambda: shutil.rmtree(release),
-        lambda: csv.unlink(),
-        lambda: manifest.write_text(manifest.read_text().replace("}", "} ", 1)),
+    audit = workdir / "results" / "audit" / "audit.json"
+    kept_audit = audit.read_bytes()
+    for change, rules in (
+        (lambda: shutil.rmtree(release), {"release", "audit"}),
+        (lambda: csv.unlink(), {"release", "audit"}),
+        (lambda: manifest.write_text(manifest.read_text().replace("}", "} ", 1)), {"release", "audit"}),
+        # another manifest of the same size (one hash digit): newer than the receipt the release job writes after it
+        (_one_digit_changed(manifest), {"release", "audit"}),
+        # a value of the CSV edited by hand: the release is audited again (the audit's record said it was whole)
+        (lambda: csv.write_text(csv.read_text().replace("Insecta", "Arachnida", 1)), {"audit"}),
     ):
         shutil.rmtree(release, ignore_errors=True)
-        shutil.copytree(aside, release)
+        shutil.copytree(aside, release)  # the files as they were, times included
         receipt.write_bytes(kept_receipt)  # the dry run below forgets the receipt of a changed release
+        audit.write_bytes(kept_audit)
         assert _rules_to_run(workdir) == set()
+        time.sleep(0.05)  # past the file system's clock tick
         change()
-        assert {"release", "audit"} <= _rules_to_run(workdir)
+        assert rules <= _rules_to_run(workdir)
+
+    # a release moved aside during a dry run: the dry run lists its rebuild, and once it is back nothing is to do
+    receipt.write_bytes(kept_receipt)
+    audit.write_bytes(kept_audit)
+    shutil.rmtree(release)
+    shutil.copytree(aside, release)
+    assert _rules_to_run(workdir) == set()
+    release.rename(tmp_path / "moved")
+    assert {"release", "audit"} <= _rules_to_run(workdir) and not receipt.exists()
+    (tmp_path / "moved").rename(release)
+    assert _rules_to_run(workdir) == set() and receipt.read_bytes() == kept_receipt
+    # the audit asks for memory by the release's size (its only input, the receipt, is a few hundred bytes)
+    os.truncate(csv, 4 * 10**9)  # sparse
+    plan = run_snakemake(workdir, "--dry-run", "--forcerun", "audit", "results/audit/audit.json")
+    assert "mem_mb=16000" in plan.stdout + plan.stderr, plan.stdout[-3000:]
 
 
 def _logs(workdir) -> str:
@@ -697,6 +750,10 @@ def test_the_review_queue_round_trip(finished_run, tmp_path_factory):
     first, second = was_released[:2]
     third = next(a.split("\t") for a in answers if a.split("\t")[0] not in (first[0], second[0]))
     header = next(line for line in template if line.startswith("processid\t"))
+    assert header == "processid\tbox\treason\tsource\timage_sha256\toffered_box"
+    # a header a maintainer cut to their own columns, offered_box kept: review adds image_sha256 after it, which
+    # changed no answer but re-ran every photo job
+    header = "processid\tbox\treason\tsource\toffered_box"
     corrections = workdir / "box_corrections.tsv"
     corrections.write_text(
         "\ufeff"  # saved by a spreadsheet: a byte-order mark, which review's rewrite drops (it re-ran every photo)

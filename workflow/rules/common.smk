@@ -382,6 +382,15 @@ BATCH_PATTERN = "|".join(map(re.escape, BATCHES))
 # left the previous release without its manifest, CSV and accounting when a rerun failed.
 RELEASE = "results/release"
 RELEASE_RECEIPT = "results/release.json"
+RELEASE_AUDIT = "results/audit/audit.json"
+RELEASE_RECEIPT_STALE = "results/.release.json.stale"  # a receipt set aside, until its release is back or rebuilt
+
+
+def release_size_mb(wildcards, input):
+    """The audit reads the release (its manifest and CSV: 4 GB at 5.15M records) and the previous one: the
+    memory it asks for follows them (its own input is the receipt, of a few hundred bytes)."""
+    paths = [os.path.join(RELEASE, name) for name in RELEASE_KEPT if name != "accounting.json"]
+    return input.size_mb + sum(os.path.getsize(path) for path in paths if os.path.isfile(path)) / 1e6
 # what the receipt stands for; the receipt names the manifest's size (its sha256 too, but a 5M-photo manifest
 # is GBs, and every job's Snakemake reads this file)
 RELEASE_KEPT = (
@@ -391,26 +400,49 @@ RELEASE_KEPT = (
 )
 
 
-def forget_receipt_of_a_changed_release(receipt=RELEASE_RECEIPT, release=RELEASE):
-    """Remove the receipt when the release it records was removed or replaced since (a file of RELEASE_KEPT
-    gone, another manifest size), so the release job runs again, as it did when those files were its outputs."""
-    if not os.path.isfile(receipt):
-        return
+def _release_matches(receipt, release=RELEASE):
+    """Whether the release folder is the one the receipt records: every file of RELEASE_KEPT there, the manifest of
+    the size the receipt names and not newer than it (the release job writes the receipt after the manifest)."""
     try:
         stated = json.loads(Path(receipt).read_text())["manifest_bytes"]
     except (OSError, ValueError, KeyError, TypeError):
-        stated = None
+        return False
     manifest = os.path.join(release, "MANIFEST.json")
     whole = all(os.path.isfile(os.path.join(release, name)) for name in RELEASE_KEPT)
-    if not whole or stated != os.path.getsize(manifest):
-        print(
-            f"{release}: not the release {receipt} records (removed or changed since): it is made again",
-            file=sys.stderr,
-        )
-        os.remove(receipt)
+    return (
+        whole
+        and stated == os.path.getsize(manifest)
+        and os.path.getmtime(manifest) <= os.path.getmtime(receipt)
+    )
 
 
-forget_receipt_of_a_changed_release()
+def check_release_receipt(receipt=RELEASE_RECEIPT, stale=RELEASE_RECEIPT_STALE, release=RELEASE, audit=RELEASE_AUDIT):
+    """Set the receipt aside (as ``stale``) when the release it records was removed or replaced since, so the
+    release job runs again, as it did when the release's files were its outputs; put it back when that release is
+    back as it was (moved aside during a dry run, which must list the job and must not lose the receipt). And remove
+    the audit's record when a file of RELEASE_KEPT is newer than it (edited by hand), so the audit runs again."""
+    if not workflow.is_main_process:  # a job's own Snakemake (on a cluster node) leaves the run's state alone
+        return
+    if os.path.isfile(audit) and any(
+        os.path.isfile(path) and os.path.getmtime(path) > os.path.getmtime(audit)
+        for path in (os.path.join(release, name) for name in RELEASE_KEPT)
+    ):
+        print(f"{release}: changed since its audit: it is audited again", file=sys.stderr)
+        os.remove(audit)
+    if os.path.isfile(receipt):
+        if os.path.isfile(stale):  # a release job wrote the receipt since
+            os.remove(stale)
+        if not _release_matches(receipt, release):
+            print(
+                f"{release}: not the release {receipt} records (removed or changed since): it is made again",
+                file=sys.stderr,
+            )
+            os.replace(receipt, stale)
+    elif os.path.isfile(stale) and _release_matches(stale, release):
+        os.replace(stale, receipt)  # the recorded release is back: nothing to make
+
+
+check_release_receipt()
 
 
 def print_run_warnings(path="results/ingest/accounting.json"):
@@ -463,11 +495,12 @@ def fingerprint_of(*inputs):
     return fingerprint
 
 
-def _code_version(*packages, suffixes=None):
+def _code_version(*packages, suffixes=None, exclude=()):
     """sha256 (16 hex digits) of the files of these packages of bioscan_rebuild and of core/, a params value: a job
     re-runs when the code that makes its outputs changes (Snakemake's code trigger sees only a rule's own shell
     line). The image stage keeps its hand-raised versions (IMAGE_CODE_VERSION): its photo jobs are the costly ones.
-    ``suffixes``: the files that count (default SOURCE_SUFFIXES: the code and the package data it reads)."""
+    ``suffixes``: the files that count (default SOURCE_SUFFIXES: the code and the package data it reads);
+    ``exclude``: files (relative to the package) that are a job's inputs instead."""
     suffixes = suffixes or SOURCE_SUFFIXES
     digest = hashlib.sha256()
     base = os.path.join(workflow.basedir, "workflow", "bioscan_rebuild")
@@ -478,6 +511,8 @@ def _code_version(*packages, suffixes=None):
                 if not name.endswith(suffixes):  # not an editor's backup or a stray file
                     continue
                 path = os.path.join(folder, name)
+                if os.path.relpath(path, base) in exclude:
+                    continue
                 digest.update(os.path.relpath(path, base).encode() + b"\0")
                 with open(path, "rb") as handle:
                     digest.update(handle.read())
@@ -490,7 +525,11 @@ SOURCE_SUFFIXES = (".py", ".tsv", ".csv", ".json", ".ttl", ".yaml")
 CODE = {
     "ingest": _code_version("ingest"),
     "images": _code_version("images"),  # the whole-table job only: the photo jobs keep IMAGE_CODE_VERSION
-    "metadata": _code_version("metadata"),
+    # the label corrections and fixes it ships are inputs, their rows a parameter (taxonomy_table_rows): a comment
+    # added to them re-ran curation and all after it
+    "metadata": _code_version(
+        "metadata", exclude=("metadata/tables/taxonomy_fixes.tsv", "metadata/tables/corrections.tsv")
+    ),
     # the barcode jobs read none of the taxonomy tables: a maintainer's label fix re-ran every shard's cleaning
     "barcodes": _code_version("metadata", suffixes=(".py",)),
     "splits": _code_version("splits"),
@@ -699,10 +738,9 @@ def table_rows(path, added_columns=()):
     except OSError:
         return "absent"
     rows = [line.rstrip() for line in lines if line.strip() and not line.lstrip().startswith((b"#", b'"#'))]
-    if rows:
-        for column in reversed(added_columns):
-            rows[0] = rows[0].rstrip().removesuffix(b"\t%s" % column)
-        rows[0] = rows[0].rstrip()
+    if rows:  # the header without the columns review adds, wherever a maintainer's header had them already
+        names = [name for name in rows[0].split(b"\t") if name.strip().strip(b'"') not in added_columns]
+        rows[0] = b"\t".join(names).rstrip()
     return hashlib.sha256(b"\n".join(rows)).hexdigest()
 
 

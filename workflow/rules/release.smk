@@ -118,7 +118,7 @@ rule audit:
         "../../envs/images.yaml"
     resources:
         # 5.15M records (a 4 GB CSV): 13.8 GB (README, Scale); the sample's fits any node
-        mem_mb=lambda wildcards, input: min(16000, max(2000, 4 * round(input.size_mb))),
+        mem_mb=lambda wildcards, input: min(16000, max(2000, 4 * round(release_size_mb(wildcards, input)))),
     params:
         cli=CLI,
         code=CODE["export"],

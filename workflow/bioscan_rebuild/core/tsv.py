@@ -93,12 +93,13 @@ def decoded(data: bytes, path) -> str:
         raise InputError(
             f"{path}: saved as UTF-16 (a spreadsheet's 'Unicode Text'): save it as UTF-8 text, tab-delimited"
         )
+    body = data.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark: no text (error offsets count after it)
     try:
-        return data.decode("utf-8-sig")
+        return body.decode("utf-8")
     except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
+        line = body[: error.start].count(b"\n") + 1
         raise InputError(
-            f"{path}: line {line} is not UTF-8 (byte {data[error.start : error.start + 1]!r}; Windows-1252 or "
+            f"{path}: line {line} is not UTF-8 (byte {body[error.start : error.start + 1]!r}; Windows-1252 or "
             "Latin-1?): save it as UTF-8 text, tab-delimited"
         ) from error
 

@@ -147,13 +147,14 @@ def _yaml_header(root: Path, options: ExportOptions, records: int) -> list[str]:
         for split in present:
             configs += [f"  - split: {split}", f"    path: {ROOT}/{folder}/{split}-*.parquet"]
     features = []
-    if not configs and (root / CSV_PATH).is_file():
-        # no Parquet: the CSV, every split in one table (its split column tells them apart); with no config at
-        # all `datasets` reads every file of the release, croissant.json too, and fails
-        configs = ["- config_name: metadata", "  default: true", "  data_files:"]
-        configs += [f"  - split: {CSV_SPLIT}", f"    path: {ROOT}/{CSV_PATH}"]
+    if "- config_name: metadata" not in configs and (root / CSV_PATH).is_file():
+        # no metadata Parquet: the CSV, every split in one table (its split column tells them apart); with no
+        # config at all `datasets` reads every file of the release, croissant.json too, and fails; beside the
+        # images Parquet alone, the metadata had no config
+        csv_config = ["- config_name: metadata", "  default: true", "  data_files:"]
+        csv_config += [f"  - split: {CSV_SPLIT}", f"    path: {ROOT}/{CSV_PATH}"]
         # read as the card tells pandas to: "NA", "nan", "null" are text (a province, a sampleid), blank is missing
-        configs += ["  keep_default_na: false", "  na_values:", '  - ""']
+        configs = [*csv_config, "  keep_default_na: false", "  na_values:", '  - ""', *configs]
         # each column's type, or `datasets` guesses them from the first 10,000 rows: pretrain's, whose species
         # are all blank, so the first named species failed to load as a number
         features = ["dataset_info:", "  config_name: metadata", "  features:"]
@@ -184,14 +185,17 @@ def _photo_less(accounting: dict, records: int, formats: set[str]) -> list[str]:
     if photo_less <= 0:
         return []
     held = ["the image folders and the `images` config hold no file for them"] if "images" in formats else []
-    held += ["the HDF5 file an image of 0 bytes"] if "hdf5" in formats else []
-    return [
+    held += ["the HDF5 file holds an image of 0 bytes for each"] if "hdf5" in formats else []
+    text = (
         f"{photo_less:,} of the records have no photo (built with `ingest.require_images: false`): their image "
-        f"columns are empty{''.join(f', {part}' for part in held[:-1])}{f' and {held[-1]}' if held else ''}. "
-        "The published release has no such record, so a loader of its images (`bioscan-dataset`'s "
-        "`BIOSCAN5M` with images) fails on them: leave out the records whose `image_measurement_value` is empty.",
-        "",
-    ]
+        f"columns are empty{''.join(f', {part}' for part in held[:-1])}{f' and {held[-1]}' if held else ''}."
+    )
+    if "images" in formats:  # a release without image files has no image loader to fail
+        text += (
+            " The published release has no such record, so a loader of its images (`bioscan-dataset`'s "
+            "`BIOSCAN5M` with images) fails on them: leave out the records whose `image_measurement_value` is empty."
+        )
+    return [text, ""]
 
 
 def _copies(formats: set[str]) -> str:
@@ -259,8 +263,12 @@ def card_text(release_dir, options: ExportOptions, accounting: dict, diff_summar
         "assigned one, a taxonomic label to the deepest rank known, collection-site geography and, where photographed, "
         "a microscope photo with its crop and size fields; partitioned into the 8 BIOSCAN-5M splits. Rebuilt from "
         "BOLD exports and imager photos by the `bioscan-rebuild` workflow, in the layout of BIOSCAN-5M "
-        "(Gharaee et al., NeurIPS 2024): `bioscan-dataset`, the Hugging Face `datasets` library"
-        + (f" and Croissant (`{ROOT}/{CROISSANT_PATH}`)" if "croissant" in formats else "")
+        "(Gharaee et al., NeurIPS 2024): "
+        + (
+            f"`bioscan-dataset`, the Hugging Face `datasets` library and Croissant (`{ROOT}/{CROISSANT_PATH}`)"
+            if "croissant" in formats
+            else "`bioscan-dataset` and the Hugging Face `datasets` library"
+        )
         + " read it as they read the published release.",
         "",
         *_photo_less(accounting, records, formats),

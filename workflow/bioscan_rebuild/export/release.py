@@ -142,7 +142,8 @@ def write_receipt(receipt, release, summary: dict) -> None:
     """The workflow's record of a finished release, outside it: the release job's only declared output. Snakemake
     deletes a job's outputs before it runs and after it fails; when those were the release's own files (its
     manifest, CSV, accounting), a failed release job left the previous, finished release without them. The
-    workflow builds the release again when the folder's manifest no longer has the sha256 written here."""
+    workflow builds the release again when one of those files is gone or the manifest has another size than the
+    one written here, or is newer than this file (common.smk, check_release_receipt)."""
     from bioscan_rebuild.core.io import atomic_path
 
     release = Path(release)

@@ -111,6 +111,12 @@ QUEUE_SOURCE = "review"  # the source field of a queue line: what tells it from 
 OFFERED_COLUMN = "offered_box"
 
 
+def _uncommented(line: str) -> str:
+    """A commented line without its ``#``, also where a spreadsheet quoted the first cell (``"# PID-A"``)."""
+    first, tab, rest = line.lstrip().partition("\t")
+    return unquote(first.strip())[1:] + tab + rest
+
+
 def _fields(line: str, columns: list[str]) -> dict[str, str]:
     """A tab-separated line (without its ``#``) by the header's columns; missing trailing fields are empty."""
     values = [unquote(value.strip()) for value in line.split("\t")]
@@ -141,8 +147,8 @@ def _earlier_template(template: Path) -> tuple[list[str], list[str], dict[str, l
             columns.append(column)
     kept, queue = [], {}
     for line in lines:
-        comment = line.lstrip().startswith("#")
-        fields = _fields(line.lstrip()[1:], columns) if comment and "\t" in line else {}
+        comment = is_comment(line)
+        fields = _fields(_uncommented(line), columns) if comment and "\t" in line else {}
         if fields.get("source") == QUEUE_SOURCE and fields.get("processid"):
             queue.setdefault(processid_key(spelled_processid(fields["processid"])), []).append(line)
         else:
@@ -176,12 +182,12 @@ def _edited(before: str, fresh: str | None, columns: list[str]) -> bool:
     but is still commented out, so it answers nothing yet; with a ``fresh`` line (the record is in the run), only
     one drawn on the same photo. A line from before ``offered_box`` was written: typed if it differs from the fresh
     line's box (with no fresh line, kept as it is)."""
-    old = _fields(before.lstrip()[1:], columns)
+    old = _fields(_uncommented(before), columns)
     box = old.get("box", "").replace(" ", "").lower()
     offered = old.get(OFFERED_COLUMN, "").replace(" ", "").lower()
     if fresh is None:
         return not offered or box != offered
-    new = _fields(fresh.lstrip()[1:], columns)
+    new = _fields(_uncommented(fresh), columns)
     same_photo = old.get(PHOTO_COLUMN, "").lower() in ("", new.get(PHOTO_COLUMN, "").lower())
     return same_photo and box != (offered or new.get("box", "").lower())
 
