@@ -85,6 +85,53 @@ def _correction_outcomes(tmp_path, corrections, record_rejects=()) -> tuple[dict
     return out["box_corrections"], pd.read_csv(tmp_path / "outcomes.tsv", sep="\t")["outcome"].tolist()
 
 
+def test_a_change_to_the_crop_or_jpeg_settings_redoes_the_crops_and_not_the_detection(tmp_path, monkeypatch):
+    """`images.jpeg_quality` 90 -> 91 (or the crop's `enlarge`, `pad_color`, a gate) re-detected every photo: the
+    store keyed detection and crops together (at 5.15M photos, tens of core-hours for the same boxes). The
+    detection is stored under a key of its own; the crops are made again, the same bytes as a fresh store's."""
+    from bioscan_rebuild.core.params import ImageParams
+    from bioscan_rebuild.detect.classical import ClassicalDetector
+    from bioscan_rebuild.images.process import detection_key
+
+    _photos(tmp_path / "photos", n=4)
+    _ingest(tmp_path, 4)
+    inventory = tmp_path / "ingest" / "images" / "images-1" / "inventory" / "shard-000.parquet"
+    dirs = {"images-1": str(tmp_path / "photos")}
+    detected = []
+    real = ClassicalDetector.detect_batch
+    monkeypatch.setattr(
+        ClassicalDetector,
+        "detect_batch",
+        lambda self, images, halves=None: detected.extend(images) or real(self, images, halves),
+    )
+
+    def photos(store, name, **params):
+        output = tmp_path / f"{name}.parquet"
+        run_photo_shard(
+            inventory, tmp_path / store, output, batch="images-1", image_dirs=dirs, image_params=ImageParams(**params)
+        )
+        table = pq.read_table(output).to_pandas().drop(columns=["params_key", "image_params_key"])
+        return table.to_dict("records")
+
+    photos("store", "first")
+    assert len(detected) == 4
+    changed = {"jpeg_quality": 80, "enlarge": 0.5, "pad_color": (0, 0, 0), "max_pixels": 50_000_000}
+    again = photos("store", "again", **changed)
+    assert len(detected) == 4  # no photo detected again
+    fresh = photos("fresh", "fresh", **changed)
+    assert len(detected) == 8 and again == fresh  # the same boxes, crops and hashes as a store that never saw them
+    store, fresh_store = tmp_path / "store" / "derived", tmp_path / "fresh" / "derived"
+    crops = sorted(p.relative_to(fresh_store) for p in fresh_store.rglob("*.jpg"))
+    assert crops and all((store / p).read_bytes() == (fresh_store / p).read_bytes() for p in crops)
+    # the decode's size is the detector's input: another one detects again; a damaged detection file too
+    photos("store", "size", original_full_size=(800, 600))
+    assert len(detected) == 12
+    key = detection_key(ImageParams(), ClassicalDetector())
+    next((store / key).rglob("*.detection.json")).write_text("{")
+    photos("store", "damaged", **changed | {"jpeg_quality": 70})
+    assert len(detected) == 13
+
+
 def test_shard_run_writes_tables_and_reuses_the_store(tmp_path, monkeypatch):
     _use_oracle(monkeypatch)
     _photos(tmp_path / "photos")

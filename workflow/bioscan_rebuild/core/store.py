@@ -103,6 +103,11 @@ class ImageStore:
         """The image stage's JSON result for a photo under parameter key ``key``."""
         return self.derived_path(key, sha256, "json")
 
+    def detection_path(self, key: str, sha256: str) -> Path:
+        """A photo's detection (box, score, review reasons) under detection key ``key``: kept apart from its crops,
+        so that a change to the crop or JPEG settings redoes the crops and not the detection."""
+        return self.derived_path(key, sha256, "detection.json")
+
     def put_original(
         self, source: str | Path, sha256: str, image_format: str, data: bytes | None = None, size: int | None = None
     ) -> Path | None:

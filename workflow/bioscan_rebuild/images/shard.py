@@ -36,7 +36,9 @@ from bioscan_rebuild.images.process import (
     REVIEW_REASONS,
     STAGE_VERSION,
     DerivedStore,
+    DetectionStore,
     PhotoResult,
+    detection_key,
     keep_freed_memory,
     process_corrected,
     process_photos,
@@ -257,6 +259,7 @@ def run_photo_shard(
     store.clear_scratch()  # what a killed run of this job left
     try:
         derived = DerivedStore(store, key)
+        detections = DetectionStore(store, detection_key(params, detector))  # reused when only the crops change
         results: dict[str, PhotoResult] = {}
         fixed_results: dict[tuple[str, str], PhotoResult | None] = {}  # (sha256, fixed key) -> result, None: n/a
         todo = []
@@ -306,7 +309,9 @@ def run_photo_shard(
             readable, datas = _read_chunk(store, image_dirs or {}, chunk)
             for row in chunk:
                 results[row["image_sha256"]] = _source_changed(row)
-            for i, (result, images) in zip(readable, process_photos(datas, detector, params, segmenter), strict=True):
+            shas = [chunk[i]["image_sha256"] for i in readable]
+            done = process_photos(datas, detector, params, segmenter, stored=detections, shas=shas)
+            for i, (result, images) in zip(readable, done, strict=True):
                 derived.save(chunk[i]["image_sha256"], result, images)
                 results[chunk[i]["image_sha256"]] = result
         rows = [
