@@ -39,6 +39,8 @@ def main() -> int:
     photos = args.workdir / "photos"
     photos.mkdir(parents=True)
     chosen = sorted(args.source.glob("*.jpg"))[: args.photos]
+    if not chosen:
+        parser.error(f"no .jpg photos in {args.source}: give a folder of photos with --source")
     for path in chosen:
         os.link(path, photos / path.name)
     processids = [path.name.split(".")[0] for path in chosen]

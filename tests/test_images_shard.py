@@ -127,8 +127,11 @@ def test_a_change_to_the_crop_or_jpeg_settings_redoes_the_crops_and_not_the_dete
     photos("store", "size", original_full_size=(800, 600))
     assert len(detected) == 12
     key = detection_key(ImageParams(), ClassicalDetector())
-    next((store / key).rglob("*.detection.json")).write_text("{")
+    damaged = next((store / key).rglob("*.detection.json"))
+    damaged.write_bytes(b"\0" * damaged.stat().st_size)  # zero-filled, of the same size
     photos("store", "damaged", **changed | {"jpeg_quality": 70})
+    assert len(detected) == 13
+    photos("store", "repaired", **changed | {"jpeg_quality": 71})  # written afresh: not detected every run
     assert len(detected) == 13
 
 

@@ -676,9 +676,11 @@ class DetectionStore:
         self.store, self.key = store, key
 
     def load(self, sha: str) -> Detection | None:
-        """The stored detection, or None (none stored, or a damaged file: the photo is detected again)."""
+        """The stored detection, or None (none stored, or a damaged file, removed: the photo is detected again and
+        the file written afresh, which put_bytes would not do over a file of the same size)."""
+        path = self.store.detection_path(self.key, sha)
         try:
-            stored = json.loads(self.store.detection_path(self.key, sha).read_text())
+            stored = json.loads(path.read_text())
             return Detection(
                 stored["status"],
                 None if stored["box"] is None else tuple(int(v) for v in stored["box"]),
@@ -687,7 +689,10 @@ class DetectionStore:
                 candidates=int(stored["candidates"]),
                 review=tuple(stored["review"]),
             )
+        except FileNotFoundError:
+            return None
         except (OSError, ValueError, KeyError, TypeError):
+            path.unlink(missing_ok=True)
             return None
 
     def save(self, sha: str, detection: Detection) -> None:
