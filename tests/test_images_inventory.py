@@ -223,6 +223,7 @@ def test_store_paths_follow_the_documented_layout(tmp_path):
     assert store.derived_path(KEY, SHA, "png") == derived / f"{SHA}.png"
     assert store.derived_image_path(KEY, SHA, "cropped_256") == derived / f"{SHA}.cropped_256.jpg"
     assert store.derived_result_path(KEY, SHA) == derived / f"{SHA}.json"
+    assert store.detection_path(KEY, SHA) == derived / f"{SHA}.detection.json"
 
 
 def test_original_full_is_the_source_itself_only_when_flagged_so(tmp_path):
