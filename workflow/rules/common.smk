@@ -384,6 +384,13 @@ RELEASE = "results/release"
 RELEASE_RECEIPT = "results/release.json"
 RELEASE_AUDIT = "results/audit/audit.json"
 RELEASE_RECEIPT_STALE = "results/.release.json.stale"  # a receipt set aside, until its release is back or rebuilt
+# what the receipt stands for: the files whose loss re-runs the release job (the receipt names the manifest's size,
+# checked at every start: its sha256 would mean reading a manifest of GBs at 5M photos)
+RELEASE_KEPT = (
+    "MANIFEST.json",
+    "accounting.json",
+    "bioscan5m/metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv",
+)
 
 
 def release_size_mb(wildcards, input):
@@ -391,13 +398,6 @@ def release_size_mb(wildcards, input):
     memory it asks for follows them (its own input is the receipt, of a few hundred bytes)."""
     paths = [os.path.join(RELEASE, name) for name in RELEASE_KEPT if name != "accounting.json"]
     return input.size_mb + sum(os.path.getsize(path) for path in paths if os.path.isfile(path)) / 1e6
-# what the receipt stands for; the receipt names the manifest's size (its sha256 too, but a 5M-photo manifest
-# is GBs, and every job's Snakemake reads this file)
-RELEASE_KEPT = (
-    "MANIFEST.json",
-    "accounting.json",
-    "bioscan5m/metadata/csv/BIOSCAN_5M_Insect_Dataset_metadata.csv",
-)
 
 
 def _release_matches(receipt, release=RELEASE):
@@ -416,7 +416,9 @@ def _release_matches(receipt, release=RELEASE):
     )
 
 
-def check_release_receipt(receipt=RELEASE_RECEIPT, stale=RELEASE_RECEIPT_STALE, release=RELEASE, audit=RELEASE_AUDIT):
+def check_release_receipt(
+    receipt=RELEASE_RECEIPT, stale=RELEASE_RECEIPT_STALE, release=RELEASE, audit=RELEASE_AUDIT
+):
     """Set the receipt aside (as ``stale``) when the release it records was removed or replaced since, so the
     release job runs again, as it did when the release's files were its outputs; put it back when that release is
     back as it was (moved aside during a dry run, which must list the job and must not lose the receipt). And remove
@@ -727,6 +729,7 @@ def box_corrections_input(wildcards):
     return [ancient(BOX_CORRECTIONS)] if BOX_CORRECTIONS else []
 
 
+@functools.lru_cache(maxsize=None)  # one read per run: every photo job of every batch asks for the same file
 def table_rows(path, added_columns=()):
     """sha256 of a maintainer's table's rows (not its # comments, blank lines or line ends, as core/tsv.py reads
     it): a params value, so that a changed row re-runs the jobs reading it and a comment or a new mtime does not

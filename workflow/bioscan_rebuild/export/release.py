@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from bioscan_rebuild.core.errors import InputError
-from bioscan_rebuild.core.io import file_sha256, read_json, readable_outputs
+from bioscan_rebuild.core.io import atomic_path, file_sha256, read_json, readable_outputs
 from bioscan_rebuild.core.params import ExportOptions
 from bioscan_rebuild.core.schemas import STATS_FILES_KEY, STATS_JSON
 from bioscan_rebuild.export.accounting import check_released
@@ -144,8 +144,6 @@ def write_receipt(receipt, release, summary: dict) -> None:
     manifest, CSV, accounting), a failed release job left the previous, finished release without them. The
     workflow builds the release again when one of those files is gone or the manifest has another size than the
     one written here, or is newer than this file (common.smk, check_release_receipt)."""
-    from bioscan_rebuild.core.io import atomic_path
-
     release = Path(release)
     diff = release / ROOT / RELEASE_DIFF_SUMMARY_PATH
     text = {
