@@ -80,8 +80,12 @@ def snakemake_bin() -> str:
 SNAKEMAKE_TIMEOUT = 1800
 
 
-def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+def run_snakemake(
+    workdir: Path, *args: str, check: bool = True, path_first: Path | None = None
+) -> subprocess.CompletedProcess:
+    """``path_first``: a folder put before the environment's on the jobs' PATH (a stand-in for a command)."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = dict(os.environ, PATH=f"{path_first}{os.pathsep}{path}" if path_first else path)
     cmd = [snakemake_bin(), "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2", *args]
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, "start_new_session": True}
     with subprocess.Popen(cmd, cwd=workdir, env=env, **pipes) as run:

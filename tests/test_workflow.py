@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -614,6 +616,34 @@ def test_a_failed_release_job_runs_again_on_the_next_run(finished_run, tmp_path)
     assert after == before and not (workdir / "results" / "release.json").exists()
     aside.rename(stored)
     assert "release" in _rules_to_run(workdir)
+
+
+def test_a_job_killed_for_memory_asks_for_more_on_its_retry(finished_run, tmp_path_factory):
+    """A whole-table job killed for memory (exit 137: SLURM's OUT_OF_MEMORY on a cluster that enforces requests)
+    asks for twice its memory on the first retry (profiles/slurm: retries 2); with the same request it would be
+    killed again on every retry. The retry's outputs are the first run's."""
+    workdir = tmp_path_factory.mktemp("run")
+    shutil.copytree(finished_run, workdir, symlinks=True, copy_function=shutil.copy2, dirs_exist_ok=True)
+    stand_in = workdir / "stand-in"
+    stand_in.mkdir()
+    killed_once = workdir / "killed-once"
+    python = stand_in / "python"
+    # the jobs run `python -m bioscan_rebuild ...`: the first split job is killed as the kernel kills it
+    python.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$3" = splits ] && [ ! -e "{killed_once}" ]; then : > "{killed_once}"; exit 137; fi\n'
+        f'exec "{sys.executable}" "$@"\n'
+    )
+    python.chmod(0o755)
+    splits = workdir / "results" / "splits" / "splits.parquet"
+    before = splits.read_bytes()
+    result = run_snakemake(
+        workdir, "--forcerun", "assign_splits", "--until", "assign_splits", "--retries", "2", path_first=stand_in
+    )
+    log = result.stdout + result.stderr
+    requests = re.findall(r"rule assign_splits:\n(?:    .*\n)*?    resources: .*?\bmem_mb=(\d+)", log)
+    assert killed_once.exists() and requests == ["8000", "16000"], log[-3000:]
+    assert splits.read_bytes() == before
 
 
 def _one_digit_changed(path: Path):

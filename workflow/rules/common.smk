@@ -400,6 +400,12 @@ def release_size_mb(wildcards, input):
     return input.size_mb + sum(os.path.getsize(path) for path in paths if os.path.isfile(path)) / 1e6
 
 
+def audit_mem_mb(wildcards, input, attempt):
+    """4 x the release's size within 2-16 GB (13.8 GB at 5.15M records), grown with each attempt as
+    ``more_each_attempt``'s."""
+    return attempt * min(16000, max(2000, 4 * round(release_size_mb(wildcards, input))))
+
+
 def _release_matches(receipt, release=RELEASE):
     """Whether the release folder is the one the receipt records: every file of RELEASE_KEPT there, the manifest of
     the size the receipt names and not newer than it (the release job writes the receipt after the manifest)."""
@@ -668,6 +674,18 @@ PHOTO_JOB_MINUTES = 240
 
 def photo_job_runtime(wildcards, attempt):
     return PHOTO_JOB_MINUTES * 2 ** (attempt - 1)
+
+
+def more_each_attempt(mb):
+    """A whole-table job's memory request (MB), grown with each attempt: a job killed for memory on a cluster that
+    enforces it (SLURM's OUT_OF_MEMORY: a larger release than the 5.15M records these were measured on) asks
+    twice as much on its first retry and three times on its second (profiles/slurm: retries 2), where the same
+    request would be killed again."""
+
+    def request(wildcards, attempt):
+        return mb * attempt
+
+    return request
 
 
 def batch_detector_params(batch):

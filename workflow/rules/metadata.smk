@@ -49,7 +49,7 @@ rule curate_taxonomy:
     conda:
         "../../envs/ingest.yaml"
     resources:
-        mem_mb=8000,
+        mem_mb=more_each_attempt(8000),
     params:
         cli=CLI,
         code=CODE["metadata"],

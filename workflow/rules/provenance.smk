@@ -42,7 +42,7 @@ rule provenance:
     conda:
         "../../envs/ingest.yaml"
     resources:
-        mem_mb=4000,  # 5.15M records: 2.78 GB with accounting (README, Scale)
+        mem_mb=more_each_attempt(4000),  # 5.15M records: 2.78 GB with accounting (README, Scale)
     params:
         cli=CLI,
         code=CODE["export"],

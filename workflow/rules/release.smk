@@ -24,7 +24,7 @@ rule accounting:
     conda:
         "../../envs/ingest.yaml"
     resources:
-        mem_mb=4000,  # 5.15M records: 2.78 GB (README, Scale)
+        mem_mb=more_each_attempt(4000),  # 5.15M records: 2.78 GB (README, Scale)
     params:
         cli=CLI,
         code=CODE["export"],
@@ -76,7 +76,7 @@ rule release:
     conda:
         "../../envs/images.yaml"
     resources:
-        mem_mb=8000,  # 5.15M records: 4.82 GB (README, Scale)
+        mem_mb=more_each_attempt(8000),  # 5.15M records: 4.82 GB (README, Scale)
     params:
         cli=CLI,
         code=CODE["export"],
@@ -118,7 +118,7 @@ rule audit:
         "../../envs/images.yaml"
     resources:
         # 5.15M records (a 4 GB CSV): 13.8 GB (README, Scale); the sample's fits any node
-        mem_mb=lambda wildcards, input: min(16000, max(2000, 4 * round(release_size_mb(wildcards, input)))),
+        mem_mb=audit_mem_mb,
     params:
         cli=CLI,
         code=CODE["export"],

@@ -23,7 +23,7 @@ rule assign_splits:
     conda:
         "../../envs/ingest.yaml"
     resources:
-        mem_mb=8000,
+        mem_mb=more_each_attempt(8000),
     params:
         cli=CLI,
         code=CODE["splits"],

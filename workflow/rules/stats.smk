@@ -29,7 +29,7 @@ rule stats:
     conda:
         "../../envs/images.yaml"
     resources:
-        mem_mb=4000,  # 5.15M records: 2.49 GB (README, Scale)
+        mem_mb=more_each_attempt(4000),  # 5.15M records: 2.49 GB (README, Scale)
     params:
         cli=CLI,
         code=CODE["stats"],
