@@ -439,6 +439,47 @@ def test_absent_pins_take_any_digest_sequence_and_hash_barcodes_a_key_column_lac
         assert list(assign_splits(keyed, freeze, digests).astype(object).to_numpy()[-2:]) == ["test", "test"]
 
 
+def test_a_frozen_test_record_whose_barcode_is_now_blank_or_corrected_still_holds_its_barcode(tmp_path):
+    """Reviewer splitsv: a v1 test record still in v2 with its barcode now failed by QC (blank) or corrected held
+    its old barcode nowhere (only absent records' barcodes pinned), so new records of the species on that barcode
+    went to train: a barcode published as held-out, trained on in v2. Its old barcode pins them into test, through
+    ``assign_splits`` (with and without the barcode stage's keys) and the command (history or metadata CSV)."""
+    rows = [(f"A{i}", "Aus", "Aus alpha", f"ACGT{'ACGT'[i % 10 % 4]}{'ACGT'[i % 10 // 4]}") for i in range(40)]
+    v1 = pd.DataFrame(rows, columns=["processid", "genus", "species", "dna_barcode"])
+    v1_split = assign_splits(v1).astype(object).to_numpy()
+    test_barcode = v1.loc[v1_split == "test", "dna_barcode"].iloc[0]
+    on_it = (v1["dna_barcode"] == test_barcode).to_numpy()
+    freeze = pd.Series(v1_split, index=v1["processid"].to_numpy())
+    digests = barcode_digest(v1["dna_barcode"])
+    history = pd.DataFrame({"processid": v1["processid"], "split": v1_split, "barcode_key": digests})
+    history.to_csv(tmp_path / "history.csv", index=False)
+    v1.assign(split=v1_split).to_csv(tmp_path / "v1.csv", index=False)
+    labelled = pd.DataFrame([(f"B{i}", "Aus", "Aus alpha", test_barcode) for i in range(3)], columns=v1.columns)
+    unlabelled = pd.DataFrame([("B9", None, None, test_barcode)], columns=v1.columns)  # no stand-in of its own
+    withdrawn = v1.index[~on_it][-1]  # another record gone: the command then keys the barcodes that pin
+    for case, now, arrivals, drop in (
+        ("blank", None, labelled, []),
+        ("corrected", "TTTTGGGGCCCC", labelled, []),
+        ("corrected, unlabelled arrival", "TTTTGGGGCCCC", unlabelled, []),
+        ("blank, a record withdrawn", None, labelled, [withdrawn]),
+        ("corrected, unlabelled arrival, a record withdrawn", "TTTTGGGGCCCC", unlabelled, [withdrawn]),
+    ):
+        v2 = v1.copy()
+        v2.loc[on_it, "dna_barcode"] = now
+        build = pd.concat([v2.drop(index=drop), arrivals], ignore_index=True)
+        keyed = build.assign(barcode_key=barcode_digest(build["dna_barcode"]).to_pylist())
+        for table in (build, keyed):
+            got = assign_splits(table, freeze, digests).astype(object).to_numpy()
+            assert set(got[-len(arrivals) :]) == {"test"}, case
+            kept = v1_split[~v1.index.isin(drop)]
+            assert (got[: len(kept)] == kept).all(), case  # frozen records stay where they were
+        build.to_csv(tmp_path / "v2.csv", index=False)
+        for name in ("history.csv", "v1.csv"):
+            split_csv(tmp_path / "v2.csv", tmp_path / "out.csv", freeze_csv=tmp_path / name)
+            out = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False).set_index("processid")
+            assert set(out["split"][arrivals["processid"]]) == {"test"}, (case, name)
+
+
 def test_absent_frozen_test_record_holds_its_barcode_in_test_through_the_csv_command(tmp_path):
     """The reviewer's case: v1 puts a barcode in test, its records are withdrawn in v2, and v2 brings new records of
     the species on it. They join test (from the history's barcode_key, or a pre-history CSV's dna_barcode)."""

@@ -37,7 +37,8 @@ protocol's own invariants hold (a barcode drawn into a held-out split takes all 
 ``freeze`` entries whose processid is not in the table (a record withdrawn, or its photo late) pin their barcode
 all the same when ``freeze_barcodes`` gives it (the split history's ``barcode_key``): new records on it are
 placed as if the absent record were there, so that it can return to its split without its barcode spanning two
-(without ``freeze_barcodes`` they are ignored, so the stage refuses such a freeze when records are absent).
+(without ``freeze_barcodes`` they are ignored, so the stage refuses such a freeze when records are absent). So
+does the frozen barcode of a record still here whose barcode is now missing (failed by QC) or another (corrected).
 Processids match as ingest matches records (``processid_keys``: case, surrounding spaces and Unicode form
 aside); an empty ``freeze`` gives the protocol.
 Not guaranteed: old records that already disagree (an old test record whose barcode was corrected to one
@@ -447,7 +448,8 @@ def assign_splits(
     and row order; ``df`` is not modified. ``freeze``: the splits of a previous release, indexed by
     processid; see the module docstring for what happens to old and new records. ``freeze_barcodes``: the
     frozen records' ``barcode_digest`` (aligned with ``freeze``; missing: no barcode), so that the barcodes of
-    frozen records absent from ``df`` pin new records as present ones do.
+    frozen records absent from ``df``, or whose barcode is now missing or another, pin new records as present
+    ones do.
     """
     old_split = np.full(len(df), -1, dtype=np.int8)
     absent_split = old_split
@@ -459,9 +461,9 @@ def assign_splits(
         where = keys.get_indexer(pd.Index(processid_keys(df["processid"])))
         old_split = np.where(where >= 0, frozen[where], -1).astype(np.int8)
         if freeze_barcodes is not None:
-            absent = np.ones(len(keys), dtype=bool)
-            absent[where[where >= 0]] = False
-            gone = np.flatnonzero(absent)  # only these digests are read out (millions of frozen records are not)
+            # a frozen barcode its record no longer carries (the record gone, its barcode failed or corrected) still
+            # pins: only these digests are read out (millions of frozen records are not)
+            gone = np.flatnonzero(~_carry_their_barcodes(df, where, freeze_barcodes, len(keys)))
             digests = np.array([v if isinstance(v, str) else None for v in _values_at(freeze_barcodes, gone)], object)
             absent_split = _absent_pins(df, frozen[gone], digests)
     old = old_split >= 0
@@ -550,6 +552,28 @@ def barcode_digest(barcodes) -> pa.Array:
         ]
         parts.append(pa.array(digests, pa.string()))
     return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
+
+
+def _carry_their_barcodes(df: pd.DataFrame, where: np.ndarray, freeze_barcodes, n_frozen: int) -> np.ndarray:
+    """Per frozen record, whether a row of ``df`` is that record (``where``: per row, its frozen record or -1) and
+    carries the barcode it was frozen with (by digest, ``_row_digests``), or it was frozen without one."""
+    carried = np.zeros(n_frozen, dtype=bool)
+    rows = np.flatnonzero(where >= 0)
+    if not len(rows):
+        return carried
+    frozen = where[rows]
+    if isinstance(freeze_barcodes, pd.Series):
+        arrow = _arrow(freeze_barcodes)
+        values = arrow if arrow is not None else [v if isinstance(v, str) else None for v in freeze_barcodes]
+    else:
+        values = freeze_barcodes
+    digests = pa.array(values, pa.string()) if not isinstance(values, pa.Array | pa.ChunkedArray) else values
+    was = digests.take(pa.array(frozen, pa.int64()))
+    now = _row_digests(df).take(pa.array(rows, pa.int64()))
+    nothing = pc.fill_null(pc.equal(was, ""), True)  # frozen without a barcode: nothing to hold
+    same = pc.fill_null(pc.equal(was, now), False)
+    carried[frozen] = pc.or_(nothing, same).to_numpy(zero_copy_only=False)
+    return carried
 
 
 def _absent_pins(df: pd.DataFrame, splits: np.ndarray, digests: np.ndarray) -> np.ndarray:

@@ -366,22 +366,21 @@ def _assign(first: _FirstPass, freeze: pd.Series | None, freeze_barcodes: pd.Ser
 def _pinning_strips(
     first: _FirstPass, freeze: pd.Series | None, freeze_barcodes: pd.Series | None
 ) -> dict[int, tuple[bytes, str]] | None:
-    """The file's strip barcodes that a frozen record absent from the file carries (by ``freeze_barcodes``):
-    strip number -> (strip, its ``barcode_key``); None when no absent record has a barcode. Every strip is hashed
-    only when there is such a record."""
+    """The file's strip barcodes that a frozen record carried (by ``freeze_barcodes``): strip number -> (strip,
+    its ``barcode_key``); None when no frozen record has a barcode. A frozen record absent from the file, or whose
+    barcode is now missing or another, pins its old barcode through these (``assign_splits``); one that still
+    carries it finds its own key here. Every strip is hashed when the freeze has barcodes."""
     if freeze is None or freeze_barcodes is None or not len(freeze):
         return None
-    present = pd.Index(first.frozen_keys.to_numpy(zero_copy_only=False))
-    absent = np.flatnonzero(~pd.Index(processid_keys(freeze.index)).isin(present))
-    ghosts = {v for v in freeze_barcodes.iloc[absent] if isinstance(v, str) and v}
-    if not ghosts:
+    frozen = pc.drop_null(pc.unique(pa.array(freeze_barcodes.array, pa.string(), from_pandas=True)))
+    frozen = frozen.filter(pc.not_equal(frozen, ""))
+    if not len(frozen):
         return None
-    pinning = {}
-    for strip, number in first.strips.items():
-        digest = hashlib.md5(strip).hexdigest()
-        if digest in ghosts:
-            pinning[number] = (strip, digest)
-    return pinning
+    strips = list(first.strips)
+    digests = pa.array([hashlib.md5(strip).hexdigest() for strip in strips], pa.string())
+    hit = np.flatnonzero(pc.is_in(digests, value_set=frozen).to_numpy(zero_copy_only=False))
+    numbers = list(first.strips.values())
+    return {numbers[i]: (strips[i], digests[i].as_py()) for i in hit.tolist()}
 
 
 def _strip_text(strips: list[bytes]) -> pa.Array:
