@@ -158,6 +158,55 @@ def test_export_survives_empty_image_shards_and_equal_sized_images(tmp_path):
         ]
 
 
+def test_a_split_without_records_has_an_empty_hdf5_group_and_the_card_says_how_each_format_holds_it(
+    tmp_path, monkeypatch
+):
+    """Reviewer loaders: a split without records (here 6 of the 8) had no HDF5 group, where the card, croissant.json
+    and `bioscan-dataset` show it: h5["val"] failed in a loop over the published splits. It has an empty group of
+    the same datasets. `datasets` cannot load a split of no rows (an empty Parquet file fails the whole config), so
+    such a split stays out of the Parquet configs, and the card says so."""
+    import h5py
+
+    from bioscan_rebuild.core.schemas import SPLITS
+    from bioscan_rebuild.export.card import write_card
+    from bioscan_rebuild.export.release import export_release
+
+    barcode_paths, image_paths = _tiny_release_inputs(tmp_path, images_per_shard=[2, 2])
+    export_release(
+        tmp_path / "curated.parquet",
+        barcode_paths,
+        tmp_path / "splits.parquet",
+        tmp_path / "out",
+        image_paths=image_paths,
+        store_root=tmp_path / "store",
+        formats=("csv", "parquet", "images", "hdf5"),
+        options=ExportOptions(hdf5_batch=2),
+    )
+    root = tmp_path / "out" / "bioscan5m"
+    counts = {split: {"val": 2, "test": 2}.get(split, 0) for split in SPLITS}
+    with h5py.File(root / "hdf5" / "BIOSCAN_5M.h5") as h5:
+        assert list(h5) == list(SPLITS)
+        assert {split: len(h5[split]["processid"]) for split in SPLITS} == counts
+        assert set(h5["pretrain"]) == set(h5["val"]) and h5["pretrain"]["image"].dtype == h5["val"]["image"].dtype
+    stats = root / "metadata" / "stats"
+    stats.mkdir(parents=True, exist_ok=True)
+    rows = "".join(f"{split},{n},0,0,0\n" for split, n in counts.items())
+    (stats / "split_table.csv").write_text("split,records,species,barcodes,bins\n" + rows)
+    records = {"records": 4, "images": 4}
+    accounting = {"inputs": records, "released": records, "rejected": {"records": 0, "images": 0}, "batches": {}}
+    card = write_card(tmp_path / "out", ExportOptions(), accounting).read_text()
+    empty = ", ".join(f"`{split}`" for split in SPLITS if not counts[split])
+    assert f"These splits have no records in this release: {empty}. The HDF5 file holds an empty group" in card
+    assert "no Hugging Face split (`datasets` cannot load a split of no rows)" in card
+    for name in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"):
+        monkeypatch.setenv(name, "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    datasets = pytest.importorskip("datasets")
+    for config in ("metadata", "images"):  # as the card's configs name the files: the splits there are
+        loaded = datasets.load_dataset(str(tmp_path / "out"), config, cache_dir=str(tmp_path / "cache"))
+        assert {split: loaded[split].num_rows for split in loaded} == {"val": 2, "test": 2}, config
+
+
 def test_image_tables_in_another_order_than_the_barcode_shards_are_refused(tmp_path):
     """Paired by position, shard 0's barcodes with shard 1's images: every record lost its images and size fields,
     and the release (its card saying every image released) exited 0."""

@@ -166,6 +166,22 @@ def _yaml_header(root: Path, options: ExportOptions, records: int) -> list[str]:
     return lines
 
 
+def _empty_splits(empty: list[str], formats: set[str], root: Path) -> list[str]:
+    """What a split without records looks like in each format (a loop over the eight split names meets it)."""
+    if not empty:
+        return []
+    names = ", ".join(f"`{split}`" for split in empty)
+    said = [f"{'This split has' if len(empty) == 1 else 'These splits have'} no records in this release: {names}."]
+    if "hdf5" in formats:
+        said.append("The HDF5 file holds an empty group for each.")
+    if "parquet" in formats or (root / IMAGES_PARQUET_DIR).is_dir():
+        said.append(
+            "They have no Parquet files and no Hugging Face split (`datasets` cannot load a split of no rows): "
+            "`load_dataset(..., split=...)` names the splits there are."
+        )
+    return ["", " ".join(said)]
+
+
 def _formats_present(root: Path) -> set[str]:
     """The formats whose files this release holds (``export.formats`` may name a few): the card names no other."""
     present = {
@@ -279,6 +295,7 @@ def card_text(release_dir, options: ExportOptions, accounting: dict, diff_summar
     if split_rows:
         columns = ["split", "records", "species", "barcodes", "bins"]
         lines += _table(columns, [[r["split"], *(_number(r[c]) for c in columns[1:])] for r in split_rows])
+        lines += _empty_splits([r["split"] for r in split_rows if _number(r["records"]) == "0"], formats, root)
     else:
         lines.append("(no statistics in this release)")
     completeness = _read_csv(stats_dir / "label_completeness.csv")

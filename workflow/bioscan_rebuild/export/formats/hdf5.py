@@ -33,19 +33,15 @@ def write_hdf5(spool: Path, path: Path, store_root: Path, options: ExportOptions
             {"software": "bioscan-rebuild", "software_version": __version__, **provenance}, sort_keys=True
         )
         for split in SPLITS:
-            tables = iter_split(spool, split)
-            group = None
-            for table in tables:
-                if group is None:
-                    group = h5.create_group(split)
-                    chunk = (options.hdf5_batch,)
-                    # no timestamps in the object headers: two runs must give identical files
-                    group.create_dataset("image", (0,), maxshape=(None,), dtype=blob, chunks=chunk, track_times=False)
-                    group.create_dataset(
-                        "processid", (0,), maxshape=(None,), dtype=text, chunks=chunk, track_times=False
-                    )
-                    for name in HDF5_LABELS:
-                        group.create_dataset(name, (0,), maxshape=(None,), dtype=text, chunks=chunk, track_times=False)
+            # every split has its group, empty where it has no records: a reader may open h5[split] for each
+            group = h5.create_group(split)
+            chunk = (options.hdf5_batch,)
+            # no timestamps in the object headers: two runs must give identical files
+            group.create_dataset("image", (0,), maxshape=(None,), dtype=blob, chunks=chunk, track_times=False)
+            group.create_dataset("processid", (0,), maxshape=(None,), dtype=text, chunks=chunk, track_times=False)
+            for name in HDF5_LABELS:
+                group.create_dataset(name, (0,), maxshape=(None,), dtype=text, chunks=chunk, track_times=False)
+            for table in iter_split(spool, split):
                 rows = table.select(["processid", "chunk", *IMAGE_KEYS]).to_pylist()
                 for start in range(0, len(rows), options.hdf5_batch):
                     batch = rows[start : start + options.hdf5_batch]
