@@ -514,6 +514,73 @@ def test_a_cached_result_whose_jpeg_was_cut_short_is_processed_again(tmp_path):
     assert derived.load(SHA) == result and stored.read_bytes() == crop
 
 
+@pytest.mark.parametrize("damage", ["emptied", "cut short", "not a result"])
+def test_a_cached_result_json_damaged_in_the_store_is_processed_again(tmp_path, damage):
+    """Reviewer concur: a store copied onto a full disk left result JSONs empty or cut short, and every later photo
+    job and shard join stopped on a JSONDecodeError traceback naming no file, run after run. The damaged result is
+    taken for none: removed, the photo processed again and the result written afresh (as a damaged detection
+    file, or JPEG, is)."""
+    from bioscan_rebuild.core.pilsafe import encode_jpeg
+    from bioscan_rebuild.images.process import DerivedStore, PhotoResult
+
+    derived = DerivedStore(ImageStore(tmp_path / "store", mode="copy"), KEY)
+    crop = encode_jpeg(np.zeros((8, 8, 3), np.uint8))
+    result = PhotoResult("ok", sha256={"cropped": hashlib.sha256(crop).hexdigest()})
+    derived.save(SHA, result, {"cropped": crop})
+    path = derived.result_path(SHA)
+    written = path.read_bytes()
+    path.chmod(0o644)
+    path.write_bytes({"emptied": b"", "cut short": written[: len(written) // 2], "not a result": b'{"a": 1}'}[damage])
+    assert derived.load(SHA) is None and not path.exists()
+    derived.save(SHA, result, {"cropped": crop})  # the photo's job made it again
+    assert derived.load(SHA) == result and path.read_bytes() == written
+
+
+def test_a_job_writes_while_another_job_removes_the_shared_scratch_folder(tmp_path, monkeypatch):
+    """Reviewer concur: a finishing job removes the shared `.scratch` folder once it is empty; between another
+    job's making of it and of its own folder inside, that job's first write failed (9-20 of 3,000 writes per
+    process, 4 jobs at once), reported as a path to check."""
+    store = ImageStore(tmp_path / "store", job="images/1")
+    real_mkdir = Path.mkdir
+    raced = []
+
+    def mkdir_in_a_race(self, *args, **kwargs):
+        if self == store.scratch and not raced:  # the parent made, then removed by the other job's close
+            raced.append(self)
+            real_mkdir(self.parent, parents=True, exist_ok=True)
+            self.parent.rmdir()
+            raise FileNotFoundError(2, "No such file or directory", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir_in_a_race)
+    target = store.derived_image_path(KEY, SHA, "cropped")
+    assert store.put_bytes(target, b"derived") == target and raced and target.read_bytes() == b"derived"
+
+
+def test_a_deep_output_path_names_its_scratch_folder_and_inventory_cache_within_a_file_name(tmp_path):
+    """Reviewer concur: an output path of 251 characters (well within PATH_MAX) became one folder or file name
+    of the store: `File name too long` for a name the user never gave. A long name keeps its end after a hash of
+    the whole: within 200 bytes, the same for the same path, another for another."""
+    import bioscan_rebuild.ingest.inventory as inv
+
+    deep = tmp_path.joinpath(*(f"deep_folder_name_{i:02d}" for i in range(12)))
+    names = {job_name(deep / "inventory.parquet"), job_name(deep / "other.parquet"), job_name(deep / "x" / "y")}
+    assert len(names) == 3 and all(len(name.encode()) <= 200 for name in names)
+    assert job_name(deep / "inventory.parquet") == job_name(deep / "inventory.parquet")
+    assert job_name(deep / "inventory.parquet").endswith("--inventory.parquet")
+    short = "results/ingest/images/a/inventory/g0.parquet"  # as before: the caches of earlier runs are found
+    assert job_name(short) == "results--ingest--images--a--inventory--g0.parquet"
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "P0.jpg").write_bytes(_photo("red"))
+    listing = pa.table({"batch": ["b"], "image_path": ["P0.jpg"], "processid": ["P0"], "shard": [0]})
+    pa.parquet.write_table(listing, tmp_path / "listing.parquet")
+    store = ImageStore(tmp_path / "store", mode="copy", job=deep / "inventory.parquet")
+    table = inv.inventory_shard(tmp_path / "listing.parquet", {"b": folder}, deep / "inventory.parquet", store)
+    assert table.num_rows == 1 and table["image_problem"][0].as_py() is None
+    assert (deep / "inventory.parquet").is_file() and len(list((tmp_path / "store" / "inventory-cache").iterdir())) == 1
+
+
 def test_put_bytes_writes_a_read_only_file_through_the_scratch_folder(tmp_path):
     store = ImageStore(tmp_path / "store", job="images/0")
     target = store.derived_image_path(KEY, SHA, "cropped")

@@ -68,7 +68,14 @@ class ImageStore:
     def _commit(self, target: Path, fill, *, own_file: bool = True) -> Path:
         """Write a temporary file in the scratch folder with ``fill(temporary path)`` and rename it onto
         ``target``; on any error the temporary file is removed and the error raised."""
-        self.scratch.mkdir(parents=True, exist_ok=True)
+        for attempt in range(3):
+            try:
+                self.scratch.mkdir(parents=True, exist_ok=True)
+                break
+            except FileNotFoundError:
+                # another job's close removed the shared scratch folder between its making and ours: make it again
+                if attempt == 2:  # pragma: no mutate - a third race in a row is no race
+                    raise
         handle, temporary = tempfile.mkstemp(dir=self.scratch, suffix=".tmp")
         os.close(handle)
         try:
@@ -214,6 +221,16 @@ def _copy_checked(source, temporary, sha256: str) -> None:
         raise ValueError(f"{source} changed after it was hashed: not stored under {sha256}")
 
 
+# a file name of at most this many bytes, with room for a suffix (the inventory cache's ".parquet"): NAME_MAX is 255
+JOB_NAME_BYTES = 200
+
+
 def job_name(name: str) -> str:
-    """A folder name for a job, from a name unique to it (its output path): separators become ``--``."""
-    return str(name).strip("/").replace("/", "--") or "job"
+    """A folder name for a job, from a name unique to it (its output path): separators become ``--``. A name too
+    long for a file name (a deep output path) keeps its end after a hash of the whole."""
+    flat = str(name).strip("/").replace("/", "--") or "job"
+    if len(flat.encode("utf-8", "surrogateescape")) <= JOB_NAME_BYTES:
+        return flat
+    digest = hashlib.sha256(flat.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    tail = flat.encode("utf-8", "surrogateescape")[-(JOB_NAME_BYTES - len(digest) - 2) :]
+    return f"{digest}--{tail.decode('utf-8', 'ignore')}"

@@ -724,12 +724,18 @@ class DerivedStore:
         a disk cleaned up) or cut short (an interrupted copy of the store): the photo is then processed again, as a
         re-run is expected to repair."""
         path = self.result_path(sha)
-        if not path.exists():
+        try:
+            stored = json.loads(path.read_text())
+            if stored["status"] == "undecodable" and stored.get("decode_check", 0) < DECODE_CHECK:
+                return None  # judged by an older strict check (the key is the same): judged again
+            result = PhotoResult(**stored)
+        except FileNotFoundError:
             return None
-        stored = json.loads(path.read_text())
-        if stored["status"] == "undecodable" and stored.get("decode_check", 0) < DECODE_CHECK:
-            return None  # judged by an older strict check (the key is the same): judged again
-        result = PhotoResult(**stored)
+        except (OSError, ValueError, KeyError, TypeError):
+            # cut short or emptied (a store copied onto a full disk): processed again and written afresh, which
+            # put_bytes would not do over a file of the same size
+            path.unlink(missing_ok=True)
+            return None
         for package in result.sha256:
             if package == "original_full" and result.original_full_is_source:
                 # the original itself, which the store may not hold (mode none); linked to a delivery rewritten in
