@@ -134,13 +134,12 @@ def _tiny_release_inputs(tmp_path, *, images_per_shard):
     return barcode_paths, image_paths
 
 
-def test_export_survives_empty_image_shards_and_equal_sized_images(tmp_path):
-    import h5py
-
+def _export_tiny(tmp_path, *, images_per_shard) -> dict:
+    """``_tiny_release_inputs`` exported to `tmp_path/out` as CSV, Parquet, images and HDF5."""
     from bioscan_rebuild.export.release import export_release
 
-    barcode_paths, image_paths = _tiny_release_inputs(tmp_path, images_per_shard=[2, 0])
-    summary = export_release(
+    barcode_paths, image_paths = _tiny_release_inputs(tmp_path, images_per_shard=images_per_shard)
+    return export_release(
         tmp_path / "curated.parquet",
         barcode_paths,
         tmp_path / "splits.parquet",
@@ -150,6 +149,12 @@ def test_export_survives_empty_image_shards_and_equal_sized_images(tmp_path):
         formats=("csv", "parquet", "images", "hdf5"),
         options=ExportOptions(hdf5_batch=2),
     )
+
+
+def test_export_survives_empty_image_shards_and_equal_sized_images(tmp_path):
+    import h5py
+
+    summary = _export_tiny(tmp_path, images_per_shard=[2, 0])
     assert summary["released"] == 4 and summary["images"]["cropped_256"] == 2
     with h5py.File(tmp_path / "out" / "bioscan5m" / "hdf5" / "BIOSCAN_5M.h5") as h5:
         assert [len(x) for x in h5["val"]["image"][:]] == [24, 24] and [len(x) for x in h5["test"]["image"][:]] == [
@@ -169,19 +174,8 @@ def test_a_split_without_records_has_an_empty_hdf5_group_and_the_card_says_how_e
 
     from bioscan_rebuild.core.schemas import SPLITS
     from bioscan_rebuild.export.card import write_card
-    from bioscan_rebuild.export.release import export_release
 
-    barcode_paths, image_paths = _tiny_release_inputs(tmp_path, images_per_shard=[2, 2])
-    export_release(
-        tmp_path / "curated.parquet",
-        barcode_paths,
-        tmp_path / "splits.parquet",
-        tmp_path / "out",
-        image_paths=image_paths,
-        store_root=tmp_path / "store",
-        formats=("csv", "parquet", "images", "hdf5"),
-        options=ExportOptions(hdf5_batch=2),
-    )
+    _export_tiny(tmp_path, images_per_shard=[2, 2])
     root = tmp_path / "out" / "bioscan5m"
     counts = {split: {"val": 2, "test": 2}.get(split, 0) for split in SPLITS}
     with h5py.File(root / "hdf5" / "BIOSCAN_5M.h5") as h5:
