@@ -1454,7 +1454,11 @@ def test_a_record_moved_between_split_files_or_its_split_history_edited_is_found
     history = root / "metadata" / "split_history.csv"
     lines = history.read_text().splitlines()
     lines[1] = lines[1].replace('"pretrain"', '"test"').replace('"train"', '"test"')
-    lines[2] = lines[2].rsplit(",", 1)[0] + ',"' + "0" * 32 + '"'  # a barcode key that pins another barcode
+    cells = lines[2].split(",")
+    assert len(cells) == 5 and cells[4] == ""  # processid, split, last_version, barcode_key, held_barcode_keys
+    lines[2] = ",".join([*cells[:3], '"' + "0" * 32 + '"', ""])  # a barcode key that pins another barcode
+    cells = lines[3].split(",")
+    lines[3] = ",".join([*cells[:4], '"' + cells[3].strip('"') + ' 12ab"'])  # held: its own key, and no md5
     history.write_text("\n".join(lines) + "\n")
     accounting = copy / "results" / "release" / "accounting.json"
     numbers = json.loads(accounting.read_text())
@@ -1467,6 +1471,7 @@ def test_a_record_moved_between_split_files_or_its_split_history_edited_is_found
     assert f"images_parquet/data: record {dropped} of the csv is missing" in result.stdout
     assert "metadata/split_history.csv: record" in result.stdout and "the csv says" in result.stdout
     assert "barcode_key is not its dna_barcode's" in result.stdout
+    assert "held_barcode_keys are not sorted md5 keys apart from its barcode_key" in result.stdout
     assert "accounting.json: records:" in result.stdout and "rejected" in result.stdout
 
 

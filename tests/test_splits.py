@@ -480,6 +480,82 @@ def test_a_frozen_test_record_whose_barcode_is_now_blank_or_corrected_still_hold
             assert set(out["split"][arrivals["processid"]]) == {"test"}, (case, name)
 
 
+def _version(tmp_path, name: str, records: pd.DataFrame, previous: Path | None) -> tuple[Path, pd.Series]:
+    """One version through the workflow's split step, frozen from ``previous`` (a release folder), and the split
+    history its release ships: (the release folder, split by processid)."""
+    import pyarrow.csv as pacsv
+
+    from bioscan_rebuild.export.side_files import split_history
+
+    work = tmp_path / name
+    work.mkdir()
+    labels = records[["processid", "genus", "species"]]
+    pq.write_table(pa.Table.from_pandas(labels, preserve_index=False), work / "c.pq")
+    barcodes = pa.array([v if isinstance(v, str) else None for v in records["dna_barcode"]], pa.string())
+    keyed = pa.table(
+        {"processid": records["processid"].tolist(), "dna_barcode": barcodes, "barcode_key": barcode_digest(barcodes)}
+    )
+    pq.write_table(keyed, work / "b.pq")
+    history = None if previous is None else previous / "bioscan5m" / "metadata" / "split_history.csv"
+    split_tables(work / "c.pq", [work / "b.pq"], work / "splits", freeze_csv=history)
+    release = work / "release"
+    (release / "bioscan5m" / "metadata").mkdir(parents=True)
+    made = split_history(work / "splits" / "splits.parquet", name, previous)
+    pacsv.write_csv(made, release / "bioscan5m" / "metadata" / "split_history.csv")
+    splits = pq.read_table(work / "splits" / "splits.parquet").to_pandas().set_index("processid")["split"]
+    return release, splits
+
+
+def test_a_barcode_a_frozen_record_no_longer_carries_holds_in_every_later_version(tmp_path):
+    """Reviewer diffa: the split history keeps each record's key as it is now, so a v1 test barcode that its
+    records lost in v2 (failed by QC) held new records in v2 but was forgotten by v3, which put them in train.
+    The history's ``held_barcode_keys`` keeps the keys a record was released with and carries no more, in every
+    later version, beside its key now: a barcode corrected in v2 and its record withdrawn in v3 hold both."""
+    rows = [(f"A{i}", "Aus", "Aus alpha", f"ACGT{'ACGT'[i % 10 % 4]}{'ACGT'[i % 10 // 4]}") for i in range(40)]
+    v1 = pd.DataFrame(rows, columns=["processid", "genus", "species", "dna_barcode"])
+    release1, split1 = _version(tmp_path, "1", v1, None)
+    old = split1.reindex(v1["processid"]).to_numpy()
+    test_barcode = v1.loc[old == "test", "dna_barcode"].iloc[0]
+    on_it = (v1["dna_barcode"] == test_barcode).to_numpy()
+    corrected = "TTTTGGGGCCCC"
+
+    def arrivals(prefix, barcode):
+        return pd.DataFrame([(f"{prefix}{i}", "Aus", "Aus alpha", barcode) for i in range(3)], columns=v1.columns)
+
+    # failed by QC in v2; new records on the old barcode in v3 and v4
+    v2 = v1.assign(dna_barcode=np.where(on_it, None, v1["dna_barcode"]))
+    release2, _ = _version(tmp_path, "2", v2, release1)
+    v3 = pd.concat([v2, arrivals("N", test_barcode)], ignore_index=True)
+    release3, split3 = _version(tmp_path, "3", v3, release2)
+    assert set(split3[[f"N{i}" for i in range(3)]]) == {"test"}
+    history2 = pd.read_csv(release2 / "bioscan5m" / "metadata" / "split_history.csv", dtype=str, keep_default_na=False)
+    lost = history2.set_index("processid").loc[v1["processid"][on_it]]
+    key = barcode_digest([test_barcode]).to_pylist()[0]
+    assert set(lost["held_barcode_keys"]) == {key} and set(lost["barcode_key"]) == {""}
+    assert (history2.set_index("processid").drop(index=lost.index)["held_barcode_keys"] == "").all()
+    _, split4 = _version(tmp_path, "4", pd.concat([v3, arrivals("M", test_barcode)], ignore_index=True), release3)
+    assert set(split4[[f"M{i}" for i in range(3)]]) == {"test"}
+    # corrected in v2b, withdrawn in v3b: new records on the old barcode and on the corrected one
+    v2b = v1.assign(dna_barcode=np.where(on_it, corrected, v1["dna_barcode"]))
+    release2b, _ = _version(tmp_path, "2b", v2b, release1)
+    v3b = pd.concat([v2b[~on_it], arrivals("N", test_barcode), arrivals("C", corrected)], ignore_index=True)
+    _, split3b = _version(tmp_path, "3b", v3b, release2b)
+    assert set(split3b[[f"N{i}" for i in range(3)] + [f"C{i}" for i in range(3)]]) == {"test"}
+
+
+def test_freeze_digests_may_mark_a_missing_barcode_as_nan():
+    """Reviewer diffa: a list or object array of digests with NaN for a record frozen without a barcode (what
+    pandas' read_csv gives) stopped ``assign_splits`` on an ArrowTypeError, even for a build that changed nothing."""
+    rows = [(f"A{i}", "Aus", "Aus alpha", f"ACGT{'ACGT'[i % 10 % 4]}{'ACGT'[i % 10 // 4]}") for i in range(40)]
+    v1 = pd.DataFrame(rows, columns=["processid", "genus", "species", "dna_barcode"])
+    v1.loc[5, "dna_barcode"] = None
+    frozen = assign_splits(v1).astype(object).to_numpy()
+    freeze = pd.Series(frozen, index=v1["processid"].to_numpy())
+    digests = [math.nan if d is None else d for d in barcode_digest(v1["dna_barcode"]).to_pylist()]
+    for given in (digests, np.array(digests, dtype=object), pd.Series(digests, dtype=object)):
+        assert (assign_splits(v1, freeze, given).astype(object).to_numpy() == frozen).all(), type(given)
+
+
 def test_absent_frozen_test_record_holds_its_barcode_in_test_through_the_csv_command(tmp_path):
     """The reviewer's case: v1 puts a barcode in test, its records are withdrawn in v2, and v2 brings new records of
     the species on it. They join test (from the history's barcode_key, or a pre-history CSV's dna_barcode)."""

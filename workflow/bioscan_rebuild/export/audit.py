@@ -79,6 +79,7 @@ from bioscan_rebuild.export.layout import (
 from bioscan_rebuild.export.side_files import change_ids
 from bioscan_rebuild.ingest.join import ANOTHER_COPY_KEPT, ROW_SET_ASIDE
 from bioscan_rebuild.splits.protocol import barcode_digest, split_summary
+from bioscan_rebuild.splits.stage import HELD_KEYS
 
 # Shown per check and column before "... and N more"; a tampered column can differ in millions of rows.
 SHOWN = 5
@@ -1673,7 +1674,7 @@ def check_split_history(root: Path, csv: pa.Table, config: dict | None, findings
     path = root / SPLIT_HISTORY.path
     if not path.exists():
         return
-    types = {name: pa.string() for name in ("processid", "split", "last_version", "barcode_key")}
+    types = {name: pa.string() for name in ("processid", "split", "last_version", "barcode_key", HELD_KEYS)}
     history = pacsv.read_csv(
         path, convert_options=pacsv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=True)
     )
@@ -1716,6 +1717,23 @@ def check_split_history(root: Path, csv: pa.Table, config: dict | None, findings
             findings.first(differ["processid"]).to_pylist(),
             lambda pid: f"{where}: record {pid}'s barcode_key is not its dna_barcode's",
             differ.num_rows,
+        )
+    if HELD_KEYS in history.column_names:
+        # keys of barcodes a record no longer carries: md5s, sorted, one space apart, never its own key now
+        # (few records have any: read one by one)
+        cells = history[HELD_KEYS]
+        wellformed = pc.match_substring_regex(cells, r"^[0-9a-f]{32}( [0-9a-f]{32})*$")
+        keys = history["barcode_key"] if "barcode_key" in history.column_names else pa.nulls(len(cells), pa.string())
+        bad = []
+        for i in np.flatnonzero(pc.is_valid(cells).to_numpy(zero_copy_only=False)).tolist():
+            tokens = cells[i].as_py().split(" ")
+            if not wellformed[i].as_py() or tokens != sorted(set(tokens)) or keys[i].as_py() in tokens:
+                bad.append(history["processid"][i].as_py())
+        findings.add_each(
+            "split history",
+            findings.first(bad),
+            lambda pid: f"{where}: record {pid}'s {HELD_KEYS} are not sorted md5 keys apart from its barcode_key",
+            len(bad),
         )
 
 

@@ -351,9 +351,10 @@ def card_text(release_dir, options: ExportOptions, accounting: dict, diff_summar
         "`pretrain` record that a later version labels to species stays in `pretrain` with its label (the split "
         "table counts the species there): drop those labels where pretraining must see none. "
         "`metadata/split_history.csv` holds every record any version released, with its split and its barcode's "
-        "`barcode_key` (md5 of the barcode without end `N`s): the next version freezes from it, so a record left "
-        "out of one version (a late photo, a withdrawn delivery) returns to its split, and while it is gone its "
-        "barcode still holds new records to that split. "
+        "`barcode_key` (md5 of the barcode without end `N`s), and in `held_barcode_keys` the keys of barcodes an "
+        "earlier version released it with that it no longer carries (failed by QC, or corrected): the next version "
+        "freezes from it, so a record left out of one version (a late photo, a withdrawn delivery) returns to its "
+        "split, and its barcodes, old and new, still hold new records to that split. "
         "Records whose photo shows no specimen get no split and are listed in `metadata/rejects.csv`.",
         "",
         "In the CSV files an empty field is a missing value and any other text is a value: read them with "

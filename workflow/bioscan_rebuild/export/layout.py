@@ -136,9 +136,11 @@ SPLIT_HISTORY = ReleaseFile(
     "metadata/split_history.csv",
     "split_history_csv",
     "text/csv",
-    "Every record any version so far released, with its split, the last version that released it and its "
-    "barcode_key (md5 of its DNA barcode without end Ns): the next version freezes from it, so a record left out "
-    "of one version gets its split back when it returns, and its barcode holds new records to that split meanwhile.",
+    "Every record any version so far released, with its split, the last version that released it, its "
+    "barcode_key (md5 of its DNA barcode without end Ns) and held_barcode_keys (the keys of barcodes an earlier "
+    "version released it with that it carries no more, space-separated): the next version freezes from it, so a "
+    "record left out of one version gets its split back when it returns, and its barcodes hold new records to "
+    "that split meanwhile.",
 )
 # Written from earlier stages' outputs, not from the released rows (export.side_files).
 SIDE_FILES = (

@@ -39,6 +39,7 @@ from bioscan_rebuild.export.layout import (
 )
 from bioscan_rebuild.metadata.barcodes import QC_SCHEMA
 from bioscan_rebuild.splits.protocol import barcode_digest
+from bioscan_rebuild.splits.stage import HELD_KEYS
 
 IMAGE_SOURCE = ("image_batch", "image_path", "image_sha256")
 
@@ -112,7 +113,13 @@ def _lineage_parts(records, images, released: pd.Index, change_ids: pd.Series):
 
 
 HISTORY_SCHEMA = pa.schema(
-    [("processid", pa.string()), ("split", pa.string()), ("last_version", pa.string()), ("barcode_key", pa.string())]
+    [
+        ("processid", pa.string()),
+        ("split", pa.string()),
+        ("last_version", pa.string()),
+        ("barcode_key", pa.string()),
+        (HELD_KEYS, pa.string()),
+    ]
 )
 
 
@@ -128,8 +135,9 @@ def split_history(splits_path, version: str, previous=None) -> pa.Table:
     version leaves out, the previous release's history (its records, for one without a history), so that a
     record left out of one version (a photo late, a delivery withdrawn) is frozen to its split when it returns
     instead of drawn again, perhaps into train from test. Each keeps its ``barcode_key`` (md5 of the strip
-    barcode), so that while it is gone its barcode still pins the records that carry it (``assign_splits``).
-    Sorted by processid."""
+    barcode), so that while it is gone its barcode still pins the records that carry it (``assign_splits``), and
+    in ``held_barcode_keys`` the keys of the barcodes an earlier version released it with that it carries no more
+    (failed by QC, or corrected), which pin all the same, in every later version. Sorted by processid."""
     has_keys = "barcode_key" in pq.read_schema(splits_path).names  # a split table from before there were keys: none
     now = pq.read_table(splits_path, columns=["processid", "split", *(["barcode_key"] if has_keys else [])])
     now = pa.table(
@@ -138,6 +146,7 @@ def split_history(splits_path, version: str, previous=None) -> pa.Table:
             "split": now["split"],
             "last_version": pa.array([str(version)] * now.num_rows, pa.string()),
             "barcode_key": now["barcode_key"] if has_keys else pa.nulls(now.num_rows, pa.string()),
+            HELD_KEYS: pa.nulls(now.num_rows, pa.string()),
         },
         schema=HISTORY_SCHEMA,
     )
@@ -157,24 +166,49 @@ def split_history(splits_path, version: str, previous=None) -> pa.Table:
                 strings_can_be_null=True,
             ),
         )
-        gone = ~pd.Index(processid_keys(before["processid"].to_numpy(zero_copy_only=False))).isin(
-            pd.Index(processid_keys(now["processid"].to_numpy(zero_copy_only=False)))
-        )
-        before = before.filter(pa.array(gone))
+        before_keys = pd.Index(processid_keys(before["processid"].to_numpy(zero_copy_only=False)))
+        now_keys = pd.Index(processid_keys(now["processid"].to_numpy(zero_copy_only=False)))
+        gone = ~before_keys.isin(now_keys)
         if source.name != Path(SPLIT_HISTORY.path).name:
             version_before = previous_version(Path(previous))
             before = before.set_column(2, "last_version", pa.array([version_before] * before.num_rows, pa.string()))
-            before = before.set_column(3, "barcode_key", _gone_barcode_keys(source, gone))
-        parts.append(before.cast(HISTORY_SCHEMA))
+            # every record's key where this version has keys, to find the records whose barcode changed since
+            marked = np.ones(before.num_rows, bool) if has_keys else gone
+            before = before.set_column(3, "barcode_key", _barcode_keys(source, marked))
+        if has_keys:
+            now = now.set_column(4, HELD_KEYS, _held_keys(now, now_keys, before, before_keys))
+        parts = [now, before.filter(pa.array(gone)).cast(HISTORY_SCHEMA)]
     history = pa.concat_tables(parts)
     return history.take(pa.array(np.argsort(history["processid"].to_numpy(zero_copy_only=False), kind="stable")))
 
 
-def _gone_barcode_keys(csv_path: Path, gone: np.ndarray) -> pa.Array:
-    """``barcode_digest`` of the ``dna_barcode`` of the rows ``gone`` marks in a release's metadata CSV, read a
-    block at a time (its 5.15M barcodes are 3.4 GB; a release leaves few records out)."""
-    if not gone.any():
-        return pa.array([], pa.string())
+def _held_keys(now: pa.Table, now_keys: pd.Index, before: pa.Table, before_keys: pd.Index) -> pa.Array:
+    """Per record of this version, the keys of the barcodes earlier versions released it with that it no longer
+    carries (the previous history's ``barcode_key`` and ``held_barcode_keys``, less its own key now): sorted,
+    space-separated, or missing (nearly every record)."""
+    held = [None] * now.num_rows
+    if not len(before_keys) or not before_keys.is_unique:  # a history holds each record once (the audit checks)
+        return pa.array(held, pa.string())
+    position = before_keys.get_indexer(now_keys)
+    rows = np.flatnonzero(position >= 0)
+    taken = pa.array(position[rows], pa.int64())
+    was, kept = before["barcode_key"].take(taken), before[HELD_KEYS].take(taken)
+    current = now["barcode_key"].take(pa.array(rows, pa.int64()))
+    moved = pc.fill_null(pc.and_(pc.is_valid(was), pc.not_equal(was, pc.fill_null(current, ""))), True)
+    moved = pc.and_(moved, pc.and_(pc.is_valid(was), pc.not_equal(was, "")))
+    changed = pc.or_(pc.fill_null(moved, False), pc.is_valid(kept)).to_numpy(zero_copy_only=False)
+    for i in np.flatnonzero(changed).tolist():
+        keys = set((kept[i].as_py() or "").split()) | {was[i].as_py() or ""}
+        keys -= {"", current[i].as_py()}
+        held[int(rows[i])] = " ".join(sorted(keys)) or None
+    return pa.array(held, pa.string())
+
+
+def _barcode_keys(csv_path: Path, marked: np.ndarray) -> pa.Array:
+    """Per row of a release's metadata CSV, the ``barcode_digest`` of its ``dna_barcode`` where ``marked``, else
+    missing; read a block at a time (its 5.15M barcodes are 3.4 GB)."""
+    if not marked.any():
+        return pa.nulls(len(marked), pa.string())
     reader = pacsv.open_csv(
         csv_path,
         convert_options=pacsv.ConvertOptions(
@@ -187,11 +221,17 @@ def _gone_barcode_keys(csv_path: Path, gone: np.ndarray) -> pa.Array:
     )
     keys, done = [], 0
     for batch in reader:
-        rows = np.flatnonzero(gone[done : done + batch.num_rows])
+        wanted = marked[done : done + batch.num_rows]
         done += batch.num_rows
+        if wanted.all():
+            keys.append(barcode_digest(batch.column(0)))
+            continue
+        cells = np.full(batch.num_rows, None, dtype=object)
+        rows = np.flatnonzero(wanted)
         if rows.size:
-            keys.append(barcode_digest(batch.column(0).take(pa.array(rows))))
-    return pa.concat_arrays(keys)
+            cells[rows] = barcode_digest(batch.column(0).take(pa.array(rows))).to_pylist()
+        keys.append(pa.array(cells, pa.string()))
+    return pa.concat_arrays(keys) if keys else pa.array([], pa.string())
 
 
 def write_side_files(

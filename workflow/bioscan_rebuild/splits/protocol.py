@@ -440,7 +440,10 @@ def _codes_of(values: pd.Series) -> np.ndarray:
 
 
 def assign_splits(
-    df: pd.DataFrame, freeze: pd.Series | None = None, freeze_barcodes: pd.Series | None = None
+    df: pd.DataFrame,
+    freeze: pd.Series | None = None,
+    freeze_barcodes: pd.Series | None = None,
+    held_barcodes: pd.Series | None = None,
 ) -> pd.Series:
     """The split of every row of ``df`` (needs processid, genus, species, dna_barcode).
 
@@ -449,7 +452,8 @@ def assign_splits(
     processid; see the module docstring for what happens to old and new records. ``freeze_barcodes``: the
     frozen records' ``barcode_digest`` (aligned with ``freeze``; missing: no barcode), so that the barcodes of
     frozen records absent from ``df``, or whose barcode is now missing or another, pin new records as present
-    ones do.
+    ones do. ``held_barcodes``: barcodes frozen records were released with in earlier versions and carry no more
+    (aligned with ``freeze``: space-separated ``barcode_digest`` values, or missing), which pin all the same.
     """
     old_split = np.full(len(df), -1, dtype=np.int8)
     absent_split = old_split
@@ -460,12 +464,19 @@ def assign_splits(
         frozen = _codes_of(freeze)
         where = keys.get_indexer(pd.Index(processid_keys(df["processid"])))
         old_split = np.where(where >= 0, frozen[where], -1).astype(np.int8)
+        ghost_splits, ghost_digests = [], []
         if freeze_barcodes is not None:
             # a frozen barcode its record no longer carries (the record gone, its barcode failed or corrected) still
             # pins: only these digests are read out (millions of frozen records are not)
             gone = np.flatnonzero(~_carry_their_barcodes(df, where, freeze_barcodes, len(keys)))
-            digests = np.array([v if isinstance(v, str) else None for v in _values_at(freeze_barcodes, gone)], object)
-            absent_split = _absent_pins(df, frozen[gone], digests)
+            ghost_splits.append(frozen[gone])
+            ghost_digests.append(np.array([_text_or_none(v) for v in _values_at(freeze_barcodes, gone)], object))
+        if held_barcodes is not None:
+            held_split, held_digest = _held_pairs(held_barcodes, frozen)
+            ghost_splits.append(held_split)
+            ghost_digests.append(held_digest)
+        if ghost_splits:
+            absent_split = _absent_pins(df, np.concatenate(ghost_splits), np.concatenate(ghost_digests))
     old = old_split >= 0
     new_rows = np.flatnonzero(~old)
     # a new row on an absent frozen record's barcode is pinned by it as by an old row
@@ -562,18 +573,35 @@ def _carry_their_barcodes(df: pd.DataFrame, where: np.ndarray, freeze_barcodes, 
     if not len(rows):
         return carried
     frozen = where[rows]
-    if isinstance(freeze_barcodes, pd.Series):
-        arrow = _arrow(freeze_barcodes)
-        values = arrow if arrow is not None else [v if isinstance(v, str) else None for v in freeze_barcodes]
+    if isinstance(freeze_barcodes, pa.Array | pa.ChunkedArray):
+        digests = freeze_barcodes
     else:
-        values = freeze_barcodes
-    digests = pa.array(values, pa.string()) if not isinstance(values, pa.Array | pa.ChunkedArray) else values
+        arrow = _arrow(freeze_barcodes) if isinstance(freeze_barcodes, pd.Series) else None
+        # a list or object array may hold NaN for "no barcode" (pandas' missing value)
+        digests = arrow if arrow is not None else pa.array([_text_or_none(v) for v in freeze_barcodes], pa.string())
     was = digests.take(pa.array(frozen, pa.int64()))
     now = _row_digests(df).take(pa.array(rows, pa.int64()))
     nothing = pc.fill_null(pc.equal(was, ""), True)  # frozen without a barcode: nothing to hold
     same = pc.fill_null(pc.equal(was, now), False)
     carried[frozen] = pc.or_(nothing, same).to_numpy(zero_copy_only=False)
     return carried
+
+
+def _text_or_none(value) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _held_pairs(held_barcodes, frozen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(split code, digest) for each barcode a frozen record holds without carrying it (``held_barcodes``, aligned
+    with the freeze: space-separated digests or missing; few records have any)."""
+    cells = held_barcodes if isinstance(held_barcodes, pd.Series) else pd.Series(list(held_barcodes), dtype=object)
+    positions = np.flatnonzero(cells.notna().to_numpy() & (cells.astype(str).str.strip() != "").to_numpy())
+    splits, digests = [], []
+    for position, cell in zip(positions.tolist(), cells.iloc[positions].tolist()):
+        for digest in str(cell).split():
+            splits.append(frozen[position])
+            digests.append(digest)
+    return np.array(splits, dtype=np.int8), np.array(digests, dtype=object)
 
 
 def _absent_pins(df: pd.DataFrame, splits: np.ndarray, digests: np.ndarray) -> np.ndarray:

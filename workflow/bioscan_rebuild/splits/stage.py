@@ -43,6 +43,9 @@ from bioscan_rebuild.splits.protocol import (
     strip_end_n,
 )
 
+# the split history's column of barcodes a record was released with in earlier versions and carries no more
+HELD_KEYS = "held_barcode_keys"
+
 
 def read_freeze(path) -> pd.Series:
     """A previous release's splits (CSV with processid and split; other columns are ignored) as
@@ -68,6 +71,19 @@ def read_freeze_with_barcodes(path) -> tuple[pd.Series, pd.Series | None]:
     barcodes = keys.to_pandas(types_mapper=pd.ArrowDtype)
     barcodes.index = split.index
     return split, barcodes.rename("barcode_key")
+
+
+def read_held_barcodes(path) -> pd.Series | None:
+    """The split history's ``held_barcode_keys`` (aligned with ``read_freeze``'s splits): the barcodes each record
+    was released with in an earlier version and carries no more, space-separated; None where the file has none."""
+    source = CsvText(path, "a freeze table (processid, split)")
+    if HELD_KEYS not in source.columns:
+        return None
+    parts = [missing_as_null(batch.column(HELD_KEYS)).cast(pa.string()) for batch in source.batches([HELD_KEYS])]
+    held = pa.concat_arrays(parts) if parts else pa.array([], pa.string())
+    if not held.null_count < len(held):
+        return None
+    return held.to_pandas(types_mapper=pd.ArrowDtype).rename(HELD_KEYS)
 
 
 def _freeze_splits(source: CsvText, path) -> pd.Series:
@@ -143,11 +159,12 @@ def split_tables(curated_path, barcode_paths, outdir, freeze_csv=None, image_pat
     )
     pa.default_memory_pool().release_unused()
     freeze, freeze_barcodes = read_freeze_with_barcodes(freeze_csv) if freeze_csv else (None, None)
+    held = read_held_barcodes(freeze_csv) if freeze_csv else None
     if freeze is not None and len(freeze):  # the keys of 5M records only when they are needed
         present = pd.Index(processid_keys(table["processid"]))
         _refuse_unusable_freeze(freeze_csv, freeze, freeze_barcodes, present, len(table))
     order = check_tie_order(table["species"], table["barcode_key"], tie_order)
-    split = assign_splits(table, freeze, freeze_barcodes)
+    split = assign_splits(table, freeze, freeze_barcodes, held)
     table["split"] = split.astype(object).to_numpy()
     summary = split_summary(table.drop(columns=["dna_barcode"]))
     out = pd.DataFrame(
@@ -329,7 +346,12 @@ def _first_pass(source: CsvText, freeze: pd.Series | None) -> _FirstPass:
     )
 
 
-def _assign(first: _FirstPass, freeze: pd.Series | None, freeze_barcodes: pd.Series | None = None) -> np.ndarray:
+def _assign(
+    first: _FirstPass,
+    freeze: pd.Series | None,
+    freeze_barcodes: pd.Series | None = None,
+    held_barcodes: pd.Series | None = None,
+) -> np.ndarray:
     """The split code of every record of the file.
 
     The protocol reads the records of pass 1 in full. The others (no species, not frozen) change no count,
@@ -343,7 +365,7 @@ def _assign(first: _FirstPass, freeze: pd.Series | None, freeze_barcodes: pd.Ser
     stand_in_ids, first_record = np.unique(record_ids[with_barcode], return_index=True)
     strips = strip_end_n(first.records["dna_barcode"].take(pa.array(with_barcode[first_record])))
     strips = strips.combine_chunks() if isinstance(strips, pa.ChunkedArray) else strips
-    pinning = _pinning_strips(first, freeze, freeze_barcodes)  # strip number -> (strip, digest)
+    pinning = _pinning_strips(first, freeze, freeze_barcodes, held_barcodes)  # strip number -> (strip, digest)
     have = set(stand_in_ids.tolist())
     extra = [number for number in sorted(pinning or {}) if number not in have]
     if extra:
@@ -355,7 +377,7 @@ def _assign(first: _FirstPass, freeze: pd.Series | None, freeze_barcodes: pd.Ser
         numbers = np.r_[record_ids, stand_in_ids]
         keys = [pinning[n][1] if n in pinning else "" for n in numbers.tolist()]
         table = table.append_column("barcode_key", pa.array(keys, pa.string()))
-    codes = assign_splits(table.to_pandas(), freeze, freeze_barcodes).cat.codes.to_numpy()
+    codes = assign_splits(table.to_pandas(), freeze, freeze_barcodes, held_barcodes).cat.codes.to_numpy()
     by_strip = np.full(len(first.strip_ids) + 1, PRETRAIN, dtype=np.int8)  # the last: no barcode
     by_strip[stand_in_ids] = codes[first.records.num_rows :]
     split = by_strip[first.strip_ids]
@@ -364,15 +386,23 @@ def _assign(first: _FirstPass, freeze: pd.Series | None, freeze_barcodes: pd.Ser
 
 
 def _pinning_strips(
-    first: _FirstPass, freeze: pd.Series | None, freeze_barcodes: pd.Series | None
+    first: _FirstPass,
+    freeze: pd.Series | None,
+    freeze_barcodes: pd.Series | None,
+    held_barcodes: pd.Series | None = None,
 ) -> dict[int, tuple[bytes, str]] | None:
-    """The file's strip barcodes that a frozen record carried (by ``freeze_barcodes``): strip number -> (strip,
-    its ``barcode_key``); None when no frozen record has a barcode. A frozen record absent from the file, or whose
-    barcode is now missing or another, pins its old barcode through these (``assign_splits``); one that still
-    carries it finds its own key here. Every strip is hashed when the freeze has barcodes."""
-    if freeze is None or freeze_barcodes is None or not len(freeze):
+    """The file's strip barcodes that a frozen record carried (by ``freeze_barcodes``, and the barcodes it holds
+    from earlier versions, ``held_barcodes``): strip number -> (strip, its ``barcode_key``); None when no frozen
+    record has a barcode. A frozen record absent from the file, or whose barcode is now missing or another, pins its
+    old barcode through these (``assign_splits``); one that still carries it finds its own key here. Every strip is
+    hashed when the freeze has barcodes."""
+    if freeze is None or not len(freeze) or (freeze_barcodes is None and held_barcodes is None):
         return None
-    frozen = pc.drop_null(pc.unique(pa.array(freeze_barcodes.array, pa.string(), from_pandas=True)))
+    digests = [] if freeze_barcodes is None else [pa.array(freeze_barcodes.array, pa.string(), from_pandas=True)]
+    if held_barcodes is not None:
+        cells = held_barcodes.dropna().astype(str)
+        digests.append(pa.array([d for cell in cells for d in cell.split()], pa.string()))
+    frozen = pc.drop_null(pc.unique(pa.chunked_array(digests, pa.string())))
     frozen = frozen.filter(pc.not_equal(frozen, ""))
     if not len(frozen):
         return None
@@ -430,12 +460,13 @@ def split_csv(input_csv, output_csv, freeze_csv=None, summary_csv=None, tie_orde
     if repeated:
         raise InputError(f"{input_csv}: columns {repeated} appear more than once")
     freeze, freeze_barcodes = (None, None) if freeze_csv is None else read_freeze_with_barcodes(freeze_csv)
+    held = None if freeze_csv is None else read_held_barcodes(freeze_csv)
     first = _first_pass(source, freeze)
     _refuse_unusable_freeze(
         freeze_csv, freeze, freeze_barcodes, pd.Index(first.frozen_keys.to_pylist()), len(first.strip_ids)
     )
     order = check_tie_order(first.records["species"], first.records["dna_barcode"], tie_order)
-    split = _assign(first, freeze, freeze_barcodes)
+    split = _assign(first, freeze, freeze_barcodes, held)
     if summary_csv is not None:
         summary = _summary(first, split)
     n_frozen, freeze_matched = first.n_frozen, first.freeze_matched
