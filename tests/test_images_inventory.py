@@ -536,6 +536,21 @@ def test_a_cached_result_json_damaged_in_the_store_is_processed_again(tmp_path, 
     assert derived.load(SHA) == result and path.read_bytes() == written
 
 
+def test_a_whole_result_with_fields_this_code_does_not_know_is_left_in_the_store(tmp_path):
+    """Reviewer diffa: a well-formed result with a field this code does not know (a later code sharing the store)
+    was deleted as damaged. It is processed again, and the file is left alone."""
+    import json
+    from dataclasses import asdict
+
+    from bioscan_rebuild.images.process import DerivedStore, PhotoResult
+
+    derived = DerivedStore(ImageStore(tmp_path / "store", mode="copy"), KEY)
+    path = derived.result_path(SHA)
+    later = json.dumps({**asdict(PhotoResult("no_specimen")), "a_later_field": 1}).encode()
+    derived.store.put_bytes(path, later)
+    assert derived.load(SHA) is None and path.read_bytes() == later
+
+
 def test_a_job_writes_while_another_job_removes_the_shared_scratch_folder(tmp_path, monkeypatch):
     """Reviewer concur: a finishing job removes the shared `.scratch` folder once it is empty; between another
     job's making of it and of its own folder inside, that job's first write failed (9-20 of 3,000 writes per
@@ -560,16 +575,19 @@ def test_a_job_writes_while_another_job_removes_the_shared_scratch_folder(tmp_pa
 def test_a_deep_output_path_names_its_scratch_folder_and_inventory_cache_within_a_file_name(tmp_path):
     """Reviewer concur: an output path of 251 characters (well within PATH_MAX) became one folder or file name
     of the store: `File name too long` for a name the user never gave. A long name keeps its end after a hash of
-    the whole: within 200 bytes, the same for the same path, another for another."""
+    the whole: the cache's file and its temporary name within 255 bytes, the same for the same path, another for
+    another; a name that fitted keeps its form (its cache from earlier runs is found)."""
     import bioscan_rebuild.ingest.inventory as inv
 
     deep = tmp_path.joinpath(*(f"deep_folder_name_{i:02d}" for i in range(12)))
     names = {job_name(deep / "inventory.parquet"), job_name(deep / "other.parquet"), job_name(deep / "x" / "y")}
-    assert len(names) == 3 and all(len(name.encode()) <= 200 for name in names)
+    assert len(names) == 3 and all(len(name.encode()) <= 233 for name in names)
     assert job_name(deep / "inventory.parquet") == job_name(deep / "inventory.parquet")
     assert job_name(deep / "inventory.parquet").endswith("--inventory.parquet")
     short = "results/ingest/images/a/inventory/g0.parquet"  # as before: the caches of earlier runs are found
     assert job_name(short) == "results--ingest--images--a--inventory--g0.parquet"
+    fits = "/".join(["d" * 20] * 10) + "/g0.parquet"  # 230 bytes flat: its cache name could be made before
+    assert job_name(fits) == fits.replace("/", "--") and len(job_name(fits).encode()) <= 233
     folder = tmp_path / "photos"
     folder.mkdir()
     (folder / "P0.jpg").write_bytes(_photo("red"))

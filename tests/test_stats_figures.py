@@ -231,6 +231,30 @@ def test_two_runs_write_the_same_bytes(drawn):
         assert a.read_bytes() == b.read_bytes(), f"{a.name} differs between runs"
 
 
+def test_a_users_matplotlib_settings_change_no_figure(drawn, tmp_path):
+    """Reviewer determ: STYLE was laid over the process's settings, which matplotlib reads from a user's
+    matplotlibrc (~/.config/matplotlib, the working folder's, $MATPLOTLIBRC): every figure, and so the manifest,
+    Croissant and provenance hashes, came out different for a lab member with one. Figures start from matplotlib's
+    own defaults."""
+    import matplotlib
+
+    tables, first, _ = drawn
+    users = {
+        "savefig.bbox": "tight",
+        "lines.linewidth": 3,
+        "axes.edgecolor": "red",
+        "patch.force_edgecolor": True,
+        "axes.unicode_minus": False,
+        "axes.formatter.use_locale": True,
+    }
+    with matplotlib.rc_context(users):
+        mine = figures.draw_figures(tables, SUMMARY, tmp_path)
+        assert matplotlib.rcParams["axes.edgecolor"] == "red"  # the user's settings are theirs again after
+    assert [p.name for p in mine] == [p.name for p in first]
+    for a, b in zip(first, mine):
+        assert a.read_bytes() == b.read_bytes(), f"{a.name} follows the user's matplotlib settings"
+
+
 def test_png_has_no_software_or_date_chunk(drawn):
     _, paths, _ = drawn
     for path in paths:

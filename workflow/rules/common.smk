@@ -1095,6 +1095,11 @@ TRAIN = config["train_detector"]
 # model took 1.5 h on 2 CPU cores; a GPU trains it in minutes.
 TRAIN_THREADS = 8
 TRAIN_MINUTES = 120 if TRAIN["gpus"] else 480
+
+
+def train_runtime(wildcards, attempt):
+    """A training stopped at its time limit starts again from scratch: each retry has twice the time."""
+    return TRAIN_MINUTES * 2 ** (attempt - 1)
 OUT_OF_FOLD = TRAIN["out_of_fold"]
 if OUT_OF_FOLD and not TRAIN["dev_dirs"]:
     raise ValueError(

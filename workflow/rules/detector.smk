@@ -20,7 +20,7 @@ rule train_detector_fold:
     threads: TRAIN_THREADS
     resources:
         gpu=TRAIN["gpus"],
-        runtime=TRAIN_MINUTES,
+        runtime=train_runtime,
     params:
         cli=CLI,
         outdir=subpath(output.report, parent=True),
@@ -53,7 +53,7 @@ rule train_detector:
     threads: TRAIN_THREADS
     resources:
         gpu=TRAIN["gpus"],
-        runtime=TRAIN_MINUTES,
+        runtime=train_runtime,
     params:
         cli=CLI,
         outdir=subpath(output.report, parent=True),

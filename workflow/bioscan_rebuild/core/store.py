@@ -221,8 +221,10 @@ def _copy_checked(source, temporary, sha256: str) -> None:
         raise ValueError(f"{source} changed after it was hashed: not stored under {sha256}")
 
 
-# a file name of at most this many bytes, with room for a suffix (the inventory cache's ".parquet"): NAME_MAX is 255
-JOB_NAME_BYTES = 200
+# the longest name kept as it is: the inventory cache's file, "NAME.parquet", is written through a temporary
+# ".NAME.parquet.XXXXXXXX.tmp", within NAME_MAX's 255 bytes (a longer one could not be written, so no earlier cache
+# is lost by hashing it)
+JOB_NAME_BYTES = 255 - len("..parquet.XXXXXXXX.tmp")
 
 
 def job_name(name: str) -> str:

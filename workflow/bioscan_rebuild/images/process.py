@@ -725,16 +725,21 @@ class DerivedStore:
         re-run is expected to repair."""
         path = self.result_path(sha)
         try:
-            stored = json.loads(path.read_text())
-            if stored["status"] == "undecodable" and stored.get("decode_check", 0) < DECODE_CHECK:
-                return None  # judged by an older strict check (the key is the same): judged again
-            result = PhotoResult(**stored)
+            stored = json.loads(path.read_bytes())
+            if not isinstance(stored, dict) or not isinstance(stored.get("status"), str):
+                raise ValueError("not a photo result")
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError):
+        except ValueError:
             # cut short or emptied (a store copied onto a full disk): processed again and written afresh, which
             # put_bytes would not do over a file of the same size
             path.unlink(missing_ok=True)
+            return None
+        if stored["status"] == "undecodable" and stored.get("decode_check", 0) < DECODE_CHECK:
+            return None  # judged by an older strict check (the key is the same): judged again
+        try:
+            result = PhotoResult(**stored)
+        except TypeError:  # whole, but with fields this code does not know: processed again, the file left alone
             return None
         for package in result.sha256:
             if package == "original_full" and result.original_full_is_source:

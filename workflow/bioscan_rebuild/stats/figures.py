@@ -113,7 +113,11 @@ def _style() -> Iterator[None]:
     saved = os.environ.get("MPL_IGNORE_SYSTEM_FONTS")
     os.environ["MPL_IGNORE_SYSTEM_FONTS"] = "1"
     try:
-        with matplotlib.rc_context(STYLE):
+        # from matplotlib's own defaults, not the process's: a user's matplotlibrc (~/.config/matplotlib, the
+        # working folder's, $MATPLOTLIBRC) set every key STYLE leaves out and changed every figure's bytes
+        with matplotlib.rc_context():
+            matplotlib.rcdefaults()
+            matplotlib.rcParams.update(STYLE)
             yield
     finally:
         if saved is None:
