@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -284,6 +285,85 @@ def test_every_line_ending_reads_every_row(realdata, tmp_path, ending, block_byt
     assert expected.num_rows > 100 and stats.data_lines == expected_stats.data_lines
     assert _content(got) == _content(expected)  # same records, same source lines
     assert _content(got_rejects) == _content(expected_rejects)
+
+
+def test_a_carriage_return_typed_into_a_cell_keeps_every_line_number(realdata, tmp_path):
+    """Reviewer lineage: a lone CR inside a field (a line break typed into an Excel cell) was taken for a line
+    ending in a file of LF lines: the row was rejected as two broken rows without naming the CR, and the lineage
+    named the line after the right one for every later row (the audit, replaying the same parser, agreed). It is
+    the line's text: in a column never read the row is kept; in a read one it is refused naming the CR; CRs doubled
+    before an LF end one line; a file of mixed endings still reads every row."""
+    lines = (realdata / REAL_V4).read_bytes().replace(b"\r\n", b"\n").split(b"\n")
+    header = lines[0].decode().split("\t")
+    notes, species = header.index("notes"), header.index("species_name")
+
+    def typed(line: bytes, column: int) -> bytes:
+        cells = line.split(b"\t")
+        cells[column] = b"typed in\rExcel"
+        return b"\t".join(cells)
+
+    (tmp_path / "lf.tsv").write_bytes(b"\n".join(lines))
+    expected, expected_rejects, expected_stats = read_export(tmp_path / "lf.tsv", "b")
+    (tmp_path / "note.tsv").write_bytes(b"\n".join([*lines[:3], typed(lines[3], notes), *lines[4:]]))
+    got, got_rejects, stats = read_export(tmp_path / "note.tsv", "b", block_bytes=997)
+    assert got.num_rows == expected.num_rows and stats.data_lines == expected_stats.data_lines
+    assert got["source_line"].to_pylist() == expected["source_line"].to_pylist()  # every row at its own line
+    assert _content(got) == _content(expected) and _content(got_rejects) == _content(expected_rejects)
+    (tmp_path / "species.tsv").write_bytes(b"\n".join([*lines[:3], typed(lines[3], species), *lines[4:]]))
+    got, got_rejects, _ = read_export(tmp_path / "species.tsv", "b")
+    assert got.num_rows == expected.num_rows - 1
+    added = got_rejects.filter(pc.equal(got_rejects["source_line"], 4))
+    assert added["detail"].to_pylist() == [
+        "a carriage return (U+000D) in column 'species_name': a line break typed into a cell? remove it there"
+    ]
+    assert got["source_line"].to_pylist() == [n for n in expected["source_line"].to_pylist() if n != 4]
+    (tmp_path / "crcrlf.tsv").write_bytes(b"\r\r\n".join(lines))
+    got, _, stats = read_export(tmp_path / "crcrlf.tsv", "b", block_bytes=997)
+    assert got["source_line"].to_pylist() == expected["source_line"].to_pylist()
+    assert stats.data_lines == expected_stats.data_lines
+
+
+@pytest.mark.parametrize("above", [b"\n", b"\r\n", b"\t\t\n\n"])
+def test_blank_lines_above_the_header_are_skipped_and_counted_in_the_line_numbers(realdata, tmp_path, above):
+    """Reviewer lineage: a blank line before the header refused the export as "not a known BOLD export layout",
+    naming columns it holds. The header is the first line that is not blank; every line keeps its number."""
+    data = (realdata / REAL_V4).read_bytes()
+    (tmp_path / "plain.tsv").write_bytes(data)
+    (tmp_path / "above.tsv").write_bytes(above + data)
+    expected, expected_rejects, _ = read_export(tmp_path / "plain.tsv", "b")
+    got, got_rejects, _ = read_export(tmp_path / "above.tsv", "b")
+    shift = above.count(b"\n")
+    assert got["source_line"].to_pylist() == [n + shift for n in expected["source_line"].to_pylist()]
+    assert got.drop_columns(["source_line"]).drop_columns(["source_file", "source_sha256"]).to_pylist() == (
+        expected.drop_columns(["source_line", "source_file", "source_sha256"]).to_pylist()
+    )
+    assert got_rejects["source_line"].to_pylist() == [n + shift for n in expected_rejects["source_line"].to_pylist()]
+
+
+def test_invisible_characters_in_a_place_or_sample_id_make_no_second_name(realdata, tmp_path):
+    """Reviewer lineage: "Ontario\u200b" and "Canada\u2060" (a zero-width space, a word joiner) were released as
+    written: second places beside "Ontario" and "Canada", with no changes row. They are taken out, as from a
+    processid and from taxon names; a value of nothing else is missing."""
+    lines = (realdata / REAL_V4).read_bytes().replace(b"\r\n", b"\n").split(b"\n")
+    header = lines[0].decode().split("\t")
+    at = {name: header.index(name) for name in ("country", "province_state", "sampleid")}
+    (tmp_path / "plain.tsv").write_bytes(b"\n".join(lines))
+    expected, _, _ = read_export(tmp_path / "plain.tsv", "b")
+    rows = []
+    for i, line in enumerate(lines):
+        cells = line.split(b"\t")
+        if 0 < i < 40 and len(cells) == len(header):
+            for name, mark in (("country", "\u2060"), ("province_state", "\u200b"), ("sampleid", "\ufeff")):
+                if cells[at[name]]:
+                    cells[at[name]] += mark.encode()
+        rows.append(b"\t".join(cells))
+    (tmp_path / "marked.tsv").write_bytes(b"\n".join(rows))
+    got, _, _ = read_export(tmp_path / "marked.tsv", "b")
+    assert _content(got) == _content(expected)
+    cells = lines[1].split(b"\t")
+    cells[at["province_state"]] = "\u200b".encode()
+    (tmp_path / "only.tsv").write_bytes(b"\n".join([lines[0], b"\t".join(cells)]))
+    assert read_export(tmp_path / "only.tsv", "b")[0]["province_state"].to_pylist() == [None]
 
 
 def _run_cli(*args: str, cwd) -> subprocess.CompletedProcess:

@@ -30,6 +30,7 @@ from bioscan_rebuild.core.params import IngestParams
 from bioscan_rebuild.core.schemas import (
     CONTENT_FIELDS,
     CSV_NA_STRINGS,
+    INVISIBLE_CHARACTERS,
     RECORD_SCHEMA,
     REJECT_SCHEMA,
     make_rejects,
@@ -220,11 +221,15 @@ class ParseStats:
     last_line_kept: bool = False  # whether that line became a record (else it has a reject row)
 
 
-def _split_lines(path: Path, block_bytes: int) -> Iterator[tuple[int, list[bytes]]]:
-    """Yield (line number of the first line, lines) in blocks. Every line ending counts: LF, CRLF and a lone CR
-    (old Mac exports, which would otherwise read as one header line and lose every row)."""
+def _split_lines(path: Path, block_bytes: int, fields: int | None = None) -> Iterator[tuple[int, list[bytes]]]:
+    """Yield (line number of the first line, lines) in blocks. Every line ending counts: LF, CRLF (CRs doubled
+    before the LF too) and, in a file without LF, a lone CR (old Mac exports, which would otherwise read as one
+    header line and lose every row). In a file of LF lines a lone CR ends a line only where it parts whole rows
+    (``fields``: the header's field count; a file of mixed endings), else it is text of its line (a line break
+    typed into a spreadsheet cell): line numbers stay those line-based tools (sed, awk, editors) count."""
     line_no = 1
     tail = b""
+    lf = None  # whether the file's lines end in LF: decided at its first line break
     with open(path, "rb") as handle:
         while True:
             block = handle.read(block_bytes)
@@ -234,21 +239,45 @@ def _split_lines(path: Path, block_bytes: int) -> Iterator[tuple[int, list[bytes
             # a CR at the end may be the first half of a CRLF that the next block completes
             held = block.endswith(b"\r")
             block = block[:-1] if held else block
-            block = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            if lf is None and (b"\n" in block or b"\r" in block):
+                lf = b"\n" in block
+            block = _one_ending(block, lf)
             cut = block.rfind(b"\n")
             if cut < 0:
                 tail = block + (b"\r" if held else b"")
                 continue
             tail = block[cut + 1 :] + (b"\r" if held else b"")
-            lines = block[:cut].split(b"\n")
+            lines = _rows_of(block[:cut].split(b"\n"), fields)
             yield line_no, lines
             line_no += len(lines)
-    tail = tail.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    tail = _one_ending(tail, lf)
     if tail.endswith(b"\n"):  # the file's last line break
         tail = tail[:-1]
     if tail:
-        lines = tail.split(b"\n")
+        lines = _rows_of(tail.split(b"\n"), fields)
         yield line_no, lines
+
+
+def _one_ending(block: bytes, lf: bool | None) -> bytes:
+    """Line endings as LF: CRLF (and CRs doubled before an LF) always, a lone CR too in a file without LF."""
+    if not lf:
+        return block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    while b"\r\n" in block:
+        block = block.replace(b"\r\n", b"\n")
+    return block
+
+
+def _rows_of(lines: list[bytes], fields: int | None) -> list[bytes]:
+    """LF lines with a lone CR inside (few): parted at it where every part is a whole row of ``fields`` fields (or
+    blank), or where the header is not known yet; else the CR is text of the line."""
+    if not any(b"\r" in line for line in lines):
+        return lines
+    rows = []
+    for line in lines:
+        parts = line.split(b"\r")
+        whole = all(part.count(b"\t") + 1 == fields or not part.strip(b"\t") for part in parts)
+        rows += parts if fields is None or whole else [line]
+    return rows
 
 
 def _decode(lines: list[bytes]) -> tuple[pa.Array, np.ndarray]:
@@ -412,10 +441,18 @@ def _within_range(lat: pa.Array, lon: pa.Array) -> tuple[pa.Array, pa.Array, int
     return pc.if_else(bad, null, lat), pc.if_else(bad, null, lon), int(pc.sum(bad).as_py() or 0)
 
 
+def _header_at(path: Path) -> tuple[int, str]:
+    """The header's line number and the line as it stands in the file (its BOM too), whatever ends it (LF, CRLF or
+    a lone CR): the first line that is not blank (blank lines above it are skipped, their numbers kept)."""
+    for first, lines in _split_lines(Path(path), 1 << 20):
+        for offset, line in enumerate(lines):
+            if line.removeprefix(b"\xef\xbb\xbf").strip(b"\t \r"):
+                return first + offset, line.decode("utf-8", errors="replace")
+    return 1, ""
+
+
 def _header_line(path: Path) -> str:
-    """The first line as it stands in the file (its BOM too), whatever ends it (LF, CRLF or a lone CR)."""
-    first = next(_split_lines(Path(path), 1 << 20), (1, [b""]))[1][0]
-    return first.decode("utf-8", errors="replace")
+    return _header_at(path)[1]
 
 
 def read_header(path: Path, line: str | None = None) -> list[str]:
@@ -425,7 +462,8 @@ def read_header(path: Path, line: str | None = None) -> list[str]:
     return [unquote_name(name.strip()) for name in text.split("\t")]
 
 
-CONTROL_CHARACTERS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"  # C0 controls but tab, LF and CR, and DEL
+# C0 controls but tab and LF, and DEL; a CR left inside a line (a line break typed into a cell) is one too
+CONTROL_CHARACTERS = r"[\x00-\x08\x0b-\x1f\x7f]"
 # C1 controls (U+0080-U+009F): Windows-1252 text decoded as Latin-1 and saved as UTF-8 ("â\x80\x93" for "–").
 # Real exports hold such mojibake in notes columns, which are never read; in a column that is read, the value is
 # garbage and its line is rejected as a control character would be.
@@ -474,6 +512,8 @@ def _unparseable_detail(
         return f"{n_fields} fields, header has {n_columns}"
     found = re.compile(CONTROL_CHARACTERS).search(line, start)
     column = header[line[: found.start()].count("\t")]
+    if found.group() == "\r":
+        return f"a carriage return (U+000D) in column {column!r}: a line break typed into a cell? remove it there"
     return f"control character U+{ord(found.group()):04X} in column {column!r}"
 
 
@@ -628,7 +668,7 @@ def parse_export(
             # text after the last line break (a line of tabs only is blank, however it ends)
             stats.last_line_unterminated = bool(last.strip(b"\t "))
         # the header line as it stands in the file: a data line equal to it is a second export's header
-        header_line = _header_line(path)
+        header_at, header_line = _header_at(path)
         header = read_header(path, header_line)
         stats.layout = layout = detect_layout(header)
     except LayoutError as error:
@@ -644,9 +684,10 @@ def parse_export(
     # across blocks: the line of the second header (of other columns) in force, and where each puts the processid
     state = {"second_header": -1, "processid_at": {}}
 
-    for first_line, lines in _split_lines(path, block_bytes):
-        if first_line == 1:
-            lines, first_line = lines[1:], 2
+    for first_line, lines in _split_lines(path, block_bytes, n_columns):
+        if first_line <= header_at:  # the header, and the blank lines above it
+            skip = min(len(lines), header_at - first_line + 1)
+            lines, first_line = lines[skip:], first_line + skip
         line_numbers = np.arange(first_line, first_line + len(lines), dtype=np.int64)
         text, bad_utf8 = _decode(lines)
         text = pc.utf8_rtrim(text, characters="\r")
@@ -755,10 +796,13 @@ def parse_export(
 
         table, why_bad_id = _normalise_processids(table)
         # one spelling per place: a decomposed "Québec" (NFD, as macOS writes) was a second province, and a
-        # release diff listed it as changed with old and new values that look the same
+        # release diff listed it as changed with old and new values that look the same; an invisible format
+        # character (zero-width space, word joiner: pasted from a web page) made "Ontario\u200b" a second one
         for name in ("sampleid", "country", "province_state"):
             position = table.schema.get_field_index(name)
-            table = table.set_column(position, name, pc.utf8_normalize(table[name], form="NFC"))
+            visible = pc.replace_substring_regex(table[name], INVISIBLE_CHARACTERS, "")
+            visible = pc.if_else(pc.equal(pc.utf8_length(visible), 0), pa.scalar(None, pa.string()), visible)
+            table = table.set_column(position, name, pc.utf8_normalize(visible, form="NFC"))
         bad_id = why_bad_id != None  # noqa: E711 - element-wise on an object array
         no_id = pc.is_null(table["processid"]).to_numpy(zero_copy_only=False)
         # "COI-5P " is COI-5P (white space is never part of a marker code; the case is: see ingest.markers)
