@@ -321,6 +321,28 @@ def test_a_carriage_return_typed_into_a_cell_keeps_every_line_number(realdata, t
     got, _, stats = read_export(tmp_path / "crcrlf.tsv", "b", block_bytes=997)
     assert got["source_line"].to_pylist() == expected["source_line"].to_pylist()
     assert stats.data_lines == expected_stats.data_lines
+    # reviewer diffb: the header's ending is the file's. A CR file (Excel for Mac) with an LF typed into a cell lost
+    # every row when any LF put the file in LF mode; now that row alone is lost, as before
+    cells = lines[300].split(b"\t")
+    cells[notes] = b"collected at dusk\nnear the river"
+    (tmp_path / "cr.tsv").write_bytes(b"\r".join([*lines[:300], b"\t".join(cells), *lines[301:]]))
+    got, _, _ = read_export(tmp_path / "cr.tsv", "b", block_bytes=997)
+    assert set(got["processid"].to_pylist()) == set(expected["processid"].to_pylist()) - {cells[0].decode()}
+    # rows parted by a lone CR in a file of LF lines (mixed endings): a short row among them is its own reject
+    short = b"\t".join(lines[5].split(b"\t")[:-3])
+    mixed = b"\n".join([*lines[:4], lines[4] + b"\r" + short + b"\r" + lines[6], *lines[7:]])
+    (tmp_path / "mixed.tsv").write_bytes(mixed)
+    got, got_rejects, _ = read_export(tmp_path / "mixed.tsv", "b")
+    short_id = short.split(b"\t")[0].decode()
+    assert set(got["processid"].to_pylist()) == set(expected["processid"].to_pylist()) - {short_id}
+    assert [d for d in got_rejects["detail"].to_pylist() if "fields, header has" in d] == [
+        f"{len(header) - 3} fields, header has {len(header)}"
+    ]
+    # a stray CR after the last LF is no line of its own; a long run of CRs before an LF ends one line
+    (tmp_path / "stray.tsv").write_bytes(b"\n".join(lines) + b"\r")
+    assert read_export(tmp_path / "stray.tsv", "b")[2].blank_lines == expected_stats.blank_lines
+    (tmp_path / "run.tsv").write_bytes(b"\n".join([lines[0], lines[1] + b"\r" * 100_000, lines[2]]))
+    assert read_export(tmp_path / "run.tsv", "b")[0]["source_line"].to_pylist() == [2, 3]
 
 
 @pytest.mark.parametrize("above", [b"\n", b"\r\n", b"\t\t\n\n"])

@@ -538,7 +538,8 @@ def test_a_cached_result_json_damaged_in_the_store_is_processed_again(tmp_path, 
 
 def test_a_whole_result_with_fields_this_code_does_not_know_is_left_in_the_store(tmp_path):
     """Reviewer diffa: a well-formed result with a field this code does not know (a later code sharing the store)
-    was deleted as damaged. It is processed again, and the file is left alone."""
+    was deleted as damaged. It is not taken for damage (this code's result is written in its place when the photo
+    is processed again)."""
     import json
     from dataclasses import asdict
 
@@ -583,7 +584,12 @@ def test_a_deep_output_path_names_its_scratch_folder_and_inventory_cache_within_
     names = {job_name(deep / "inventory.parquet"), job_name(deep / "other.parquet"), job_name(deep / "x" / "y")}
     assert len(names) == 3 and all(len(name.encode()) <= 233 for name in names)
     assert job_name(deep / "inventory.parquet") == job_name(deep / "inventory.parquet")
-    assert job_name(deep / "inventory.parquet").endswith("--inventory.parquet")
+    flat = str(deep / "inventory.parquet").strip("/").replace("/", "--")
+    digest = hashlib.sha256(flat.encode()).hexdigest()[:16]
+    assert job_name(deep / "inventory.parquet") == f"{digest}--{flat[-215:]}" and len(flat) > 233
+    accented = job_name("é" * 200)  # 400 bytes: the cut falls inside a character, which is left out
+    assert accented == f"{hashlib.sha256(('é' * 200).encode()).hexdigest()[:16]}--{'é' * 107}"
+    assert job_name("/") == "job" and job_name("a" * 233) == "a" * 233 and len(job_name("a" * 234)) == 233
     short = "results/ingest/images/a/inventory/g0.parquet"  # as before: the caches of earlier runs are found
     assert job_name(short) == "results--ingest--images--a--inventory--g0.parquet"
     fits = "/".join(["d" * 20] * 10) + "/g0.parquet"  # 230 bytes flat: its cache name could be made before

@@ -231,8 +231,8 @@ def job_name(name: str) -> str:
     """A folder name for a job, from a name unique to it (its output path): separators become ``--``. A name too
     long for a file name (a deep output path) keeps its end after a hash of the whole."""
     flat = str(name).strip("/").replace("/", "--") or "job"
-    if len(flat.encode("utf-8", "surrogateescape")) <= JOB_NAME_BYTES:
+    raw = flat.encode("utf-8", "surrogateescape")
+    if len(raw) <= JOB_NAME_BYTES:
         return flat
-    digest = hashlib.sha256(flat.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-    tail = flat.encode("utf-8", "surrogateescape")[-(JOB_NAME_BYTES - len(digest) - 2) :]
-    return f"{digest}--{tail.decode('utf-8', 'ignore')}"
+    tail = raw[len(raw) - (JOB_NAME_BYTES - 18) :]  # after 16 hex digits and "--"
+    return f"{hashlib.sha256(raw).hexdigest()[:16]}--{tail.decode('utf-8', 'ignore')}"

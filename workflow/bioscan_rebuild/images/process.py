@@ -739,7 +739,7 @@ class DerivedStore:
             return None  # judged by an older strict check (the key is the same): judged again
         try:
             result = PhotoResult(**stored)
-        except TypeError:  # whole, but with fields this code does not know: processed again, the file left alone
+        except TypeError:  # whole, but with fields this code does not know: not damage; processed again and written
             return None
         for package in result.sha256:
             if package == "original_full" and result.original_full_is_source:

@@ -221,15 +221,19 @@ class ParseStats:
     last_line_kept: bool = False  # whether that line became a record (else it has a reject row)
 
 
-def _split_lines(path: Path, block_bytes: int, fields: int | None = None) -> Iterator[tuple[int, list[bytes]]]:
+def _split_lines(
+    path: Path, block_bytes: int, fields: frozenset[int] | None = None
+) -> Iterator[tuple[int, list[bytes]]]:
     """Yield (line number of the first line, lines) in blocks. Every line ending counts: LF, CRLF (CRs doubled
-    before the LF too) and, in a file without LF, a lone CR (old Mac exports, which would otherwise read as one
-    header line and lose every row). In a file of LF lines a lone CR ends a line only where it parts whole rows
-    (``fields``: the header's field count; a file of mixed endings), else it is text of its line (a line break
-    typed into a spreadsheet cell): line numbers stay those line-based tools (sed, awk, editors) count."""
+    before the LF too) and a lone CR (old Mac exports, which would otherwise read as one header line and lose every
+    row). The header's ending is the file's: where it is LF or CRLF, a lone CR inside a line whose field count is
+    whole (``fields``: the header's, and without its unnamed columns at the end) is text of that line (a line break
+    typed into a spreadsheet cell), so that line numbers stay those line-based tools (sed, awk, editors) count; one
+    between rows (a file of mixed endings) still ends a line. Where the header ends in a lone CR, an LF ends a line
+    too (a line break typed into a cell of a CR file costs that row, not the file)."""
     line_no = 1
     tail = b""
-    lf = None  # whether the file's lines end in LF: decided at its first line break
+    lf = None  # whether the header ends in LF (or CRLF): decided at the file's first line break
     with open(path, "rb") as handle:
         while True:
             block = handle.read(block_bytes)
@@ -239,8 +243,8 @@ def _split_lines(path: Path, block_bytes: int, fields: int | None = None) -> Ite
             # a CR at the end may be the first half of a CRLF that the next block completes
             held = block.endswith(b"\r")
             block = block[:-1] if held else block
-            if lf is None and (b"\n" in block or b"\r" in block):
-                lf = b"\n" in block
+            if lf is None:
+                lf = _ends_in_lf(block)
             block = _one_ending(block, lf)
             cut = block.rfind(b"\n")
             if cut < 0:
@@ -253,30 +257,44 @@ def _split_lines(path: Path, block_bytes: int, fields: int | None = None) -> Ite
     tail = _one_ending(tail, lf)
     if tail.endswith(b"\n"):  # the file's last line break
         tail = tail[:-1]
+    elif lf:  # CRs that end a file of LF lines are its last line ending (a stray CR after its last LF: nothing)
+        tail = tail.rstrip(b"\r")
     if tail:
         lines = _rows_of(tail.split(b"\n"), fields)
         yield line_no, lines
 
 
+def _ends_in_lf(block: bytes) -> bool | None:
+    """Whether the first line ending in ``block`` is LF or CR(s)LF (True), a lone CR (False), or not there yet
+    (None)."""
+    found = re.search(rb"\r*\n|\r+", block)  # CRs doubled before an LF are an LF ending
+    if found is None:
+        return None
+    if found.group().endswith(b"\n"):
+        return True
+    return None if found.end() == len(block) else False  # an LF may follow in the next block
+
+
 def _one_ending(block: bytes, lf: bool | None) -> bytes:
-    """Line endings as LF: CRLF (and CRs doubled before an LF) always, a lone CR too in a file without LF."""
+    """Line endings as LF: CRLF (and CRs doubled before an LF) always, a lone CR too in a file whose header ends in
+    one."""
     if not lf:
         return block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    while b"\r\n" in block:
-        block = block.replace(b"\r\n", b"\n")
-    return block
+    return re.sub(rb"\r+\n", b"\n", block)
 
 
-def _rows_of(lines: list[bytes], fields: int | None) -> list[bytes]:
-    """LF lines with a lone CR inside (few): parted at it where every part is a whole row of ``fields`` fields (or
-    blank), or where the header is not known yet; else the CR is text of the line."""
+def _rows_of(lines: list[bytes], fields: frozenset[int] | None) -> list[bytes]:
+    """LF lines with a lone CR inside (few): the CR is text of a line whose field count is whole; it ends a line in
+    any other (rows of a file of mixed endings), and wherever the header is not known yet."""
     if not any(b"\r" in line for line in lines):
         return lines
     rows = []
     for line in lines:
-        parts = line.split(b"\r")
-        whole = all(part.count(b"\t") + 1 == fields or not part.strip(b"\t") for part in parts)
-        rows += parts if fields is None or whole else [line]
+        line = line.rstrip(b"\r")  # the file's last ending, a stray CR after its last LF
+        if b"\r" in line and (fields is None or line.count(b"\t") + 1 not in fields):
+            rows += line.split(b"\r")
+        else:
+            rows.append(line)
     return rows
 
 
@@ -684,7 +702,7 @@ def parse_export(
     # across blocks: the line of the second header (of other columns) in force, and where each puts the processid
     state = {"second_header": -1, "processid_at": {}}
 
-    for first_line, lines in _split_lines(path, block_bytes, n_columns):
+    for first_line, lines in _split_lines(path, block_bytes, frozenset((n_columns, n_named))):
         if first_line <= header_at:  # the header, and the blank lines above it
             skip = min(len(lines), header_at - first_line + 1)
             lines, first_line = lines[skip:], first_line + skip
