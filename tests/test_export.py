@@ -201,6 +201,55 @@ def test_a_split_without_records_has_an_empty_hdf5_group_and_the_card_says_how_e
         assert {split: loaded[split].num_rows for split in loaded} == {"val": 2, "test": 2}, config
 
 
+def test_one_release_writer_at_a_time_and_an_interrupted_swap_keeps_the_previous_release(tmp_path, monkeypatch):
+    """Reviewer interrupt: a release job left running by a Snakemake killed alone, and the job of the run after it,
+    built in, deleted and swapped the same hidden folder: a half-built release was published with its receipt. A
+    second writer is refused while the first holds the lock. An interrupt between the swap's two renames deleted
+    the new release and left the old one hidden; it is put back, and after a kill there the next job puts it back."""
+    import fcntl
+    from pathlib import Path
+
+    from bioscan_rebuild.core.errors import InputError
+    from bioscan_rebuild.export import release as rel
+
+    final = tmp_path / "release"
+    (final / "bioscan5m").mkdir(parents=True)
+    (final / "MANIFEST.json").write_text("previous")
+    tables = {name: tmp_path / f"{name}.parquet" for name in ("curated", "barcodes", "splits", "records")}
+    tables |= {name: tmp_path / f"{name}.csv" for name in ("rejects", "changes")}
+    tables["accounting"] = tmp_path / "no-accounting.json"  # the build fails at its first read
+    with open(tmp_path / ".release.lock", "a+") as other:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        with pytest.raises(InputError, match="another release job is writing it .* kill -9"):
+            rel.build_release(outdir=final, **tables)
+    assert (final / "MANIFEST.json").read_text() == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [".release.lock"]
+    built = tmp_path / ".release.building"
+    built.mkdir()
+    (built / "MANIFEST.json").write_text("new")
+    renamed = Path.rename
+
+    def interrupted(self, target):
+        if self == built:
+            raise KeyboardInterrupt
+        return renamed(self, target)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Path, "rename", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            rel._swap_into_place(built, final)
+    assert (final / "MANIFEST.json").read_text() == "previous" and not (tmp_path / ".release.old").exists()
+    final.rename(tmp_path / ".release.old")  # killed between the two renames: no release in place
+    with pytest.raises(FileNotFoundError, match="no-accounting.json"):
+        rel.build_release(outdir=final, **tables)
+    assert (final / "MANIFEST.json").read_text() == "previous" and not (tmp_path / ".release.old").exists()
+    # a full disk says that a release needs room for a second copy beside the previous one
+    monkeypatch.setattr(rel, "_build", lambda outdir, **inputs: (_ for _ in ()).throw(OSError(28, "No space left")))
+    with pytest.raises(InputError, match="needs room for a second copy"):
+        rel.build_release(outdir=final, **tables)
+    assert (final / "MANIFEST.json").read_text() == "previous" and not built.exists()
+
+
 def test_image_tables_in_another_order_than_the_barcode_shards_are_refused(tmp_path):
     """Paired by position, shard 0's barcodes with shard 1's images: every record lost its images and size fields,
     and the release (its card saying every image released) exited 0."""

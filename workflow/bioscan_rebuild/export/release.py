@@ -8,9 +8,12 @@ from the other stages: the side files (``export.side_files``) and ``accounting.j
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from bioscan_rebuild.core.errors import InputError
@@ -122,20 +125,61 @@ def build_release(*, outdir, receipt=None, **inputs) -> dict:
     _check_replaceable(final, inputs)
     if receipt is not None and Path(receipt).resolve().is_relative_to(final):
         raise InputError(f"{receipt}: the receipt would lie in --outdir {final}, which the release replaces")
-    outdir = final.with_name(f".{final.name}.building")
-    if outdir.exists():  # a killed run's leftovers
-        shutil.rmtree(outdir)
-    try:
-        with readable_outputs():
-            outdir.mkdir(parents=True)
-            summary = _build(outdir, **inputs)
-        _swap_into_place(outdir, final)
-    except BaseException:
-        shutil.rmtree(outdir, ignore_errors=True)
-        raise
-    if receipt is not None:
-        write_receipt(receipt, given, summary)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with _writer_lock(final):
+        _restore_interrupted_swap(final)
+        outdir = final.with_name(f".{final.name}.building")
+        if outdir.exists():  # a killed run's leftovers (no other writer: the lock is ours)
+            shutil.rmtree(outdir)
+        try:
+            with readable_outputs():
+                outdir.mkdir(parents=True)
+                summary = _build(outdir, **inputs)
+            _swap_into_place(outdir, final)
+        except BaseException as error:
+            shutil.rmtree(outdir, ignore_errors=True)
+            if isinstance(error, OSError) and (
+                error.errno == errno.ENOSPC or os.strerror(errno.ENOSPC) in str(error)  # Arrow's: no errno
+            ):
+                raise InputError(
+                    f"out of disk space building the release beside {final} ({error}): a release is built whole "
+                    "next to the previous one, so it needs room for a second copy: free that much there, then run "
+                    "again"
+                ) from None
+            raise
+        if receipt is not None:
+            write_receipt(receipt, given, summary)
     return summary
+
+
+@contextmanager
+def _writer_lock(final: Path):
+    """One release writer per folder: a job left running by a Snakemake killed alone (kill -9, the OOM killer)
+    and the job of the run after it both built in, deleted and swapped the same hidden folder, and published a
+    half-built release with its receipt. The lock is the operating system's (``flock``), so a killed writer holds
+    none; its file stays beside the release."""
+    import fcntl
+
+    lock = final.with_name(f".{final.name}.lock")
+    with open(lock, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(
+                f"{final}: another release job is writing it (it holds {lock}): wait until it ends, or stop it "
+                "(the jobs of a Snakemake run killed with kill -9 go on running), then run again"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _restore_interrupted_swap(final: Path) -> None:
+    """A swap killed between its two renames left no release, the previous one hidden aside: put it back."""
+    old = final.with_name(f".{final.name}.old")
+    if not final.exists() and old.is_dir():
+        old.rename(final)
 
 
 def write_receipt(receipt, release, summary: dict) -> None:
@@ -223,13 +267,20 @@ def _check_replaceable(final: Path, inputs: dict) -> None:
 
 
 def _swap_into_place(built: Path, final: Path) -> None:
-    """Replace ``final`` by ``built``: two renames, so ``final`` is either the old release or the new one."""
+    """Replace ``final`` by ``built``: two renames, so ``final`` is either the old release or the new one (an
+    interrupt between them puts the old one back; a kill between them leaves it aside, and the next release job
+    puts it back first: ``_restore_interrupted_swap``)."""
     old = final.with_name(f".{final.name}.old")
-    if old.exists():
+    if old.exists():  # a finished swap's, whose removal was cut short
         shutil.rmtree(old)
     if final.exists():
         final.rename(old)
-    built.rename(final)
+    try:
+        built.rename(final)
+    except BaseException:
+        if old.is_dir() and not final.exists():
+            old.rename(final)
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 

@@ -226,14 +226,14 @@ def _split_lines(
 ) -> Iterator[tuple[int, list[bytes]]]:
     """Yield (line number of the first line, lines) in blocks. Every line ending counts: LF, CRLF (CRs doubled
     before the LF too) and a lone CR (old Mac exports, which would otherwise read as one header line and lose every
-    row). The header's ending is the file's: where it is LF or CRLF, a lone CR inside a line whose field count is
-    whole (``fields``: the header's, and without its unnamed columns at the end) is text of that line (a line break
-    typed into a spreadsheet cell), so that line numbers stay those line-based tools (sed, awk, editors) count; one
-    between rows (a file of mixed endings) still ends a line. Where the header ends in a lone CR, an LF ends a line
-    too (a line break typed into a cell of a CR file costs that row, not the file)."""
+    row). The header's own ending is the file's. Where it is LF or CRLF, a lone CR inside a line (not at its start)
+    is text of that line (a line break typed into a spreadsheet cell) unless it parts whole rows (``fields``: the
+    header's field counts; a file of mixed endings), so that line numbers stay those line-based tools (sed, awk,
+    editors) count. Where the header ends in a lone CR, an LF ends a line too (a line break typed into a cell of a
+    CR file costs that row, not the file)."""
     line_no = 1
     tail = b""
-    lf = None  # whether the header ends in LF (or CRLF): decided at the file's first line break
+    lf = None  # whether the header ends in LF (or CRLF): decided at its line break
     with open(path, "rb") as handle:
         while True:
             block = handle.read(block_bytes)
@@ -244,7 +244,10 @@ def _split_lines(
             held = block.endswith(b"\r")
             block = block[:-1] if held else block
             if lf is None:
-                lf = _ends_in_lf(block)
+                lf = _header_ends_in_lf(block)
+                if lf is None:  # the header's ending is not read yet: nothing is parted before it is known
+                    tail = block + (b"\r" if held else b"")
+                    continue
             block = _one_ending(block, lf)
             cut = block.rfind(b"\n")
             if cut < 0:
@@ -264,10 +267,17 @@ def _split_lines(
         yield line_no, lines
 
 
-def _ends_in_lf(block: bytes) -> bool | None:
-    """Whether the first line ending in ``block`` is LF or CR(s)LF (True), a lone CR (False), or not there yet
-    (None)."""
-    found = re.search(rb"\r*\n|\r+", block)  # CRs doubled before an LF are an LF ending
+BLANK_BYTES = b"\r\n\t \xef\xbb\xbf"  # what a line above the header may hold and still be blank (a BOM too)
+
+
+def _header_ends_in_lf(block: bytes) -> bool | None:
+    """Whether the header (the first line that is not blank) ends in LF or CR(s)LF (True) or a lone CR (False);
+    None when ``block`` does not hold its ending yet."""
+    start = len(block) - len(block.lstrip(BLANK_BYTES))
+    if start == len(block):
+        return None
+    start = max(block.rfind(b"\n", 0, start), block.rfind(b"\r", 0, start)) + 1  # the header's line
+    found = re.compile(rb"\r*\n|\r+").search(block, start)  # CRs doubled before an LF are an LF ending
     if found is None:
         return None
     if found.group().endswith(b"\n"):
@@ -284,18 +294,29 @@ def _one_ending(block: bytes, lf: bool | None) -> bytes:
 
 
 def _rows_of(lines: list[bytes], fields: frozenset[int] | None) -> list[bytes]:
-    """LF lines with a lone CR inside (few): the CR is text of a line whose field count is whole; it ends a line in
-    any other (rows of a file of mixed endings), and wherever the header is not known yet."""
+    """LF lines with a lone CR (few). CRs at a line's start end lines (blank ones: LF CR endings); a CR further in is
+    text of its line, unless the header is not known yet, or the line is not one whole row and a part of it is
+    (rows of a file of mixed endings: parted, each row by itself). A line of broken parts stays one line, as line
+    tools count it, and is refused by its field count."""
     if not any(b"\r" in line for line in lines):
         return lines
     rows = []
     for line in lines:
         line = line.rstrip(b"\r")  # the file's last ending, a stray CR after its last LF
-        if b"\r" in line and (fields is None or line.count(b"\t") + 1 not in fields):
-            rows += line.split(b"\r")
+        rest = line.lstrip(b"\r")
+        rows += [b""] * (len(line) - len(rest))
+        if b"\r" in rest and (fields is None or _parts_whole_rows(rest, fields)):
+            rows += rest.split(b"\r")
         else:
-            rows.append(line)
+            rows.append(rest)
     return rows
+
+
+def _parts_whole_rows(line: bytes, fields: frozenset[int]) -> bool:
+    """Whether CRs in ``line`` part rows: the line is no whole row, and at least one of its parts is."""
+    if line.count(b"\t") + 1 in fields:
+        return False
+    return any(part.count(b"\t") + 1 in fields for part in line.split(b"\r"))
 
 
 def _decode(lines: list[bytes]) -> tuple[pa.Array, np.ndarray]:
@@ -394,6 +415,11 @@ def unquote_name(name: str) -> str:
     return found.group(1).replace('""', '"') if found else name
 
 
+# an invisible format character (zero-width space, word joiner: pasted from a web page) made "Ontario\u200b" a second
+# province; these columns lose them, as processids and taxon names do
+INVISIBLE_FREE = ("sampleid", "country", "province_state")
+
+
 def _nullify(values: pa.Array, missing_values: tuple[str, ...]) -> pa.Array:
     # an empty cell is missing whatever the configured tokens say (sources.md; a list without "" kept "" as text)
     tokens = list(dict.fromkeys(["", *missing_values]))
@@ -421,6 +447,8 @@ def _columns_for(
         quoted_rows |= quoted
         if quoted.any():  # a field in quotes may hold white space inside them
             column = pc.utf8_trim_whitespace(column)
+        if canonical in INVISIBLE_FREE:  # "Ontario\u200b" is Ontario, "None\u200b" is missing
+            column = pc.utf8_trim_whitespace(pc.replace_substring_regex(column, INVISIBLE_CHARACTERS, ""))
         out[canonical] = _nullify(column, missing_values)
     if layout == "v4":
         lat_text, lon_text = out.pop("lat"), out.pop("lon")
@@ -459,18 +487,14 @@ def _within_range(lat: pa.Array, lon: pa.Array) -> tuple[pa.Array, pa.Array, int
     return pc.if_else(bad, null, lat), pc.if_else(bad, null, lon), int(pc.sum(bad).as_py() or 0)
 
 
-def _header_at(path: Path) -> tuple[int, str]:
-    """The header's line number and the line as it stands in the file (its BOM too), whatever ends it (LF, CRLF or
-    a lone CR): the first line that is not blank (blank lines above it are skipped, their numbers kept)."""
-    for first, lines in _split_lines(Path(path), 1 << 20):
-        for offset, line in enumerate(lines):
-            if line.removeprefix(b"\xef\xbb\xbf").strip(b"\t \r"):
-                return first + offset, line.decode("utf-8", errors="replace")
-    return 1, ""
-
-
 def _header_line(path: Path) -> str:
-    return _header_at(path)[1]
+    """The header as it stands in the file (its BOM too), whatever ends it (LF, CRLF or a lone CR): the first line
+    that is not blank (blank lines above it are skipped)."""
+    for _, lines in _split_lines(Path(path), 1 << 20):
+        for line in lines:
+            if line.strip(BLANK_BYTES):
+                return line.decode("utf-8", errors="replace")
+    return ""
 
 
 def read_header(path: Path, line: str | None = None) -> list[str]:
@@ -686,7 +710,7 @@ def parse_export(
             # text after the last line break (a line of tabs only is blank, however it ends)
             stats.last_line_unterminated = bool(last.strip(b"\t "))
         # the header line as it stands in the file: a data line equal to it is a second export's header
-        header_at, header_line = _header_at(path)
+        header_line = _header_line(path)
         header = read_header(path, header_line)
         stats.layout = layout = detect_layout(header)
     except LayoutError as error:
@@ -702,9 +726,15 @@ def parse_export(
     # across blocks: the line of the second header (of other columns) in force, and where each puts the processid
     state = {"second_header": -1, "processid_at": {}}
 
+    above_header = True
     for first_line, lines in _split_lines(path, block_bytes, frozenset((n_columns, n_named))):
-        if first_line <= header_at:  # the header, and the blank lines above it
-            skip = min(len(lines), header_at - first_line + 1)
+        if above_header:  # the blank lines above the header (counted blank), and the header
+            blank_above = 0
+            while blank_above < len(lines) and not lines[blank_above].strip(BLANK_BYTES):
+                blank_above += 1
+            stats.blank_lines += blank_above
+            above_header = blank_above == len(lines)
+            skip = blank_above if above_header else blank_above + 1
             lines, first_line = lines[skip:], first_line + skip
         line_numbers = np.arange(first_line, first_line + len(lines), dtype=np.int64)
         text, bad_utf8 = _decode(lines)
@@ -814,13 +844,11 @@ def parse_export(
 
         table, why_bad_id = _normalise_processids(table)
         # one spelling per place: a decomposed "Québec" (NFD, as macOS writes) was a second province, and a
-        # release diff listed it as changed with old and new values that look the same; an invisible format
-        # character (zero-width space, word joiner: pasted from a web page) made "Ontario\u200b" a second one
-        for name in ("sampleid", "country", "province_state"):
+        # release diff listed it as changed with old and new values that look the same (invisible characters are
+        # gone already: INVISIBLE_FREE)
+        for name in INVISIBLE_FREE:
             position = table.schema.get_field_index(name)
-            visible = pc.replace_substring_regex(table[name], INVISIBLE_CHARACTERS, "")
-            visible = pc.if_else(pc.equal(pc.utf8_length(visible), 0), pa.scalar(None, pa.string()), visible)
-            table = table.set_column(position, name, pc.utf8_normalize(visible, form="NFC"))
+            table = table.set_column(position, name, pc.utf8_normalize(table[name], form="NFC"))
         bad_id = why_bad_id != None  # noqa: E711 - element-wise on an object array
         no_id = pc.is_null(table["processid"]).to_numpy(zero_copy_only=False)
         # "COI-5P " is COI-5P (white space is never part of a marker code; the case is: see ingest.markers)
