@@ -243,11 +243,43 @@ def test_one_release_writer_at_a_time_and_an_interrupted_swap_keeps_the_previous
     with pytest.raises(FileNotFoundError, match="no-accounting.json"):
         rel.build_release(outdir=final, **tables)
     assert (final / "MANIFEST.json").read_text() == "previous" and not (tmp_path / ".release.old").exists()
+    # killed while a finished swap removed the replaced release: it is never put back, even with no release there
+    (tmp_path / ".release.replaced" / "bioscan5m").mkdir(parents=True)
+    final.rename(tmp_path / "kept")
+    with pytest.raises(FileNotFoundError, match="no-accounting.json"):
+        rel.build_release(outdir=final, **tables)
+    assert not final.exists() and not (tmp_path / ".release.replaced").exists()
+    (tmp_path / "kept").rename(final)
     # a full disk says that a release needs room for a second copy beside the previous one
     monkeypatch.setattr(rel, "_build", lambda outdir, **inputs: (_ for _ in ()).throw(OSError(28, "No space left")))
     with pytest.raises(InputError, match="needs room for a second copy"):
         rel.build_release(outdir=final, **tables)
     assert (final / "MANIFEST.json").read_text() == "previous" and not built.exists()
+
+
+def test_a_release_written_over_the_working_folder_gets_its_receipt(tmp_path, monkeypatch):
+    """Reviewer diffc: `release --outdir .` from inside an earlier release, with a receipt, published the release
+    and then stopped on FileNotFoundError 'MANIFEST.json': the working folder was the previous release, renamed
+    away. The receipt reads the release where it now is, and names it as it was given."""
+    import json
+
+    from bioscan_rebuild.export import release as rel
+
+    final = tmp_path / "release"
+    (final / "bioscan5m").mkdir(parents=True)
+    (final / "MANIFEST.json").write_text("previous")
+
+    def build(outdir, **inputs):
+        (outdir / "bioscan5m").mkdir()
+        (outdir / "MANIFEST.json").write_text("new")
+        return {"manifest": {"files": 0}, "records": {}, "released": 0}
+
+    monkeypatch.setattr(rel, "_build", build)
+    monkeypatch.chdir(final)
+    rel.build_release(outdir=".", receipt=tmp_path / "release.json")
+    receipt = json.loads((tmp_path / "release.json").read_text())
+    assert receipt["release"] == "." and receipt["manifest_bytes"] == 3
+    assert (final / "MANIFEST.json").read_text() == "new"
 
 
 def test_image_tables_in_another_order_than_the_barcode_shards_are_refused(tmp_path):

@@ -148,7 +148,7 @@ def build_release(*, outdir, receipt=None, **inputs) -> dict:
                 ) from None
             raise
         if receipt is not None:
-            write_receipt(receipt, given, summary)
+            write_receipt(receipt, given, summary, where=final)
     return summary
 
 
@@ -176,22 +176,37 @@ def _writer_lock(final: Path):
 
 
 def _restore_interrupted_swap(final: Path) -> None:
-    """A swap killed between its two renames left no release, the previous one hidden aside: put it back."""
+    """A swap killed between its two renames left no release, the previous one whole and hidden aside: put it
+    back. One replaced is renamed once more before it is removed, so a removal cut short is never put back, but
+    finished here."""
     old = final.with_name(f".{final.name}.old")
     if not final.exists() and old.is_dir():
         old.rename(final)
+    elif old.exists():
+        _remove_replaced(final)
+    shutil.rmtree(final.with_name(f".{final.name}.replaced"), ignore_errors=True)
 
 
-def write_receipt(receipt, release, summary: dict) -> None:
+def _remove_replaced(final: Path) -> None:
+    old, replaced = final.with_name(f".{final.name}.old"), final.with_name(f".{final.name}.replaced")
+    shutil.rmtree(replaced, ignore_errors=True)
+    if old.exists():
+        old.rename(replaced)  # from here on it is no release to put back
+        shutil.rmtree(replaced, ignore_errors=True)
+
+
+def write_receipt(receipt, release, summary: dict, where=None) -> None:
     """The workflow's record of a finished release, outside it: the release job's only declared output. Snakemake
     deletes a job's outputs before it runs and after it fails; when those were the release's own files (its
     manifest, CSV, accounting), a failed release job left the previous, finished release without them. The
     workflow builds the release again when one of those files is gone or the manifest has another size than the
-    one written here, or is newer than this file (common.smk, check_release_receipt)."""
-    release = Path(release)
+    one written here, or is newer than this file (common.smk, check_release_receipt). ``release``: the folder as
+    the receipt names it; ``where``: that folder, where a relative name no longer finds it (``--outdir .``: the
+    working folder was the previous release, renamed away)."""
+    named, release = Path(release), Path(where if where is not None else release)
     diff = release / ROOT / RELEASE_DIFF_SUMMARY_PATH
     text = {
-        "release": release.as_posix(),
+        "release": named.as_posix(),
         "manifest_sha256": file_sha256(release / MANIFEST),
         "manifest_bytes": (release / MANIFEST).stat().st_size,  # the workflow's check at start-up
         "files": summary["manifest"]["files"],
@@ -271,8 +286,6 @@ def _swap_into_place(built: Path, final: Path) -> None:
     interrupt between them puts the old one back; a kill between them leaves it aside, and the next release job
     puts it back first: ``_restore_interrupted_swap``)."""
     old = final.with_name(f".{final.name}.old")
-    if old.exists():  # a finished swap's, whose removal was cut short
-        shutil.rmtree(old)
     if final.exists():
         final.rename(old)
     try:
@@ -281,7 +294,7 @@ def _swap_into_place(built: Path, final: Path) -> None:
         if old.is_dir() and not final.exists():
             old.rename(final)
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    _remove_replaced(final)
 
 
 def stats_files(stats: Path) -> list[str]:

@@ -250,6 +250,11 @@ def _split_lines(
                     continue
             block = _one_ending(block, lf)
             cut = block.rfind(b"\n")
+            if cut < 0 and len(block) >= max(block_bytes, LONGEST_LINE) and b"\r" in block:
+                # so long a stretch without LF is rows parted by CRs alone under an LF header: its CRs end lines
+                # (held whole, it was scanned again with every block: hours and the file's size in memory)
+                block = block.replace(b"\r", b"\n")
+                cut = block.rfind(b"\n")
             if cut < 0:
                 tail = block + (b"\r" if held else b"")
                 continue
@@ -267,6 +272,7 @@ def _split_lines(
         yield line_no, lines
 
 
+LONGEST_LINE = 1 << 24  # 16 MiB: no export line is so long (a 2 MB field is the longest seen)
 BLANK_BYTES = b"\r\n\t \xef\xbb\xbf"  # what a line above the header may hold and still be blank (a BOM too)
 
 
