@@ -141,10 +141,10 @@ def build_release(*, outdir, receipt=None, **inputs) -> dict:
             if isinstance(error, OSError) and (
                 error.errno == errno.ENOSPC or os.strerror(errno.ENOSPC) in str(error)  # Arrow's: no errno
             ):
-                raise InputError(
-                    f"out of disk space building the release beside {final} ({error}): a release is built whole "
-                    "next to the previous one, so it needs room for a second copy: free that much there, then run "
-                    "again"
+                raise OSError(
+                    errno.ENOSPC,
+                    f"{os.strerror(errno.ENOSPC)} building the release beside {final}: a release is built whole "
+                    "next to the previous one, so it needs room for a second copy",
                 ) from None
             raise
         if receipt is not None:
