@@ -195,7 +195,9 @@ def test_a_split_without_records_has_an_empty_hdf5_group_and_the_card_says_how_e
     for name in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"):
         monkeypatch.setenv(name, "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    datasets = pytest.importorskip("datasets")
+    from conftest import import_or_skip
+
+    datasets = import_or_skip("datasets", "datasets (test extra) is not installed")
     for config in ("metadata", "images"):  # as the card's configs name the files: the splits there are
         loaded = datasets.load_dataset(str(tmp_path / "out"), config, cache_dir=str(tmp_path / "cache"))
         assert {split: loaded[split].num_rows for split in loaded} == {"val": 2, "test": 2}, config

@@ -477,14 +477,14 @@ def test_a_record_left_out_of_one_version_returns_to_its_split(tmp_path):
 
     v1 = split_history(splits([("P2", "test"), ("P1", "train")]), "1.0")
     assert v1.to_pylist() == [
-        {"processid": "P1", "split": "train", "last_version": "1.0", "barcode_key": None},
-        {"processid": "P2", "split": "test", "last_version": "1.0", "barcode_key": None},
+        {"processid": "P1", "split": "train", "last_version": "1.0", "barcode_key": None, "held_barcode_keys": None},
+        {"processid": "P2", "split": "test", "last_version": "1.0", "barcode_key": None, "held_barcode_keys": None},
     ]  # a split table without barcode keys (as these): none
     release(tmp_path / "v1", "1.0", v1)
     v2 = split_history(splits([("P1", "train")]), "2.0", tmp_path / "v1")  # P2's photo came late
     assert v2.to_pylist() == [
-        {"processid": "P1", "split": "train", "last_version": "2.0", "barcode_key": None},
-        {"processid": "P2", "split": "test", "last_version": "1.0", "barcode_key": None},
+        {"processid": "P1", "split": "train", "last_version": "2.0", "barcode_key": None, "held_barcode_keys": None},
+        {"processid": "P2", "split": "test", "last_version": "1.0", "barcode_key": None, "held_barcode_keys": None},
     ]
     release(tmp_path / "v2", "2.0", v2)
     # v3 freezes from v2's history: P2 is back in test, whatever the protocol would draw for it now
@@ -501,7 +501,13 @@ def test_a_record_left_out_of_one_version_returns_to_its_split(tmp_path):
     (old / ROOT / "metadata" / "config.json").write_text(json.dumps({"export": {"version": "0.9"}}))
     carried = split_history(splits([("P1", "train")]), "1.0", old).to_pylist()
     key = hashlib.md5(b"ACGT").hexdigest()  # its barcode's key from the CSV's dna_barcode, end Ns stripped
-    assert carried[1] == {"processid": "Q1", "split": "val", "last_version": "0.9", "barcode_key": key}
+    assert carried[1] == {
+        "processid": "Q1",
+        "split": "val",
+        "last_version": "0.9",
+        "barcode_key": key,
+        "held_barcode_keys": None,
+    }
 
 
 def test_a_change_no_rule_made_names_how_the_records_source_row_changed(tmp_path):
