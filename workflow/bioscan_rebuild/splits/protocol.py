@@ -591,17 +591,24 @@ def _text_or_none(value) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _held_pairs(held_barcodes, frozen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(split code, digest) for each barcode a frozen record holds without carrying it (``held_barcodes``, aligned
-    with the freeze: space-separated digests or missing; few records have any)."""
+def held_digests(held_barcodes) -> tuple[np.ndarray, list[str]]:
+    """Each barcode a frozen record holds without carrying it (``held_barcodes``, aligned with the freeze:
+    space-separated digests or missing; few records have any): the freeze positions and the digests, one pair per
+    barcode."""
     cells = held_barcodes if isinstance(held_barcodes, pd.Series) else pd.Series(list(held_barcodes), dtype=object)
     positions = np.flatnonzero(cells.notna().to_numpy() & (cells.astype(str).str.strip() != "").to_numpy())
-    splits, digests = [], []
+    at, digests = [], []
     for position, cell in zip(positions.tolist(), cells.iloc[positions].tolist()):
         for digest in str(cell).split():
-            splits.append(frozen[position])
+            at.append(position)
             digests.append(digest)
-    return np.array(splits, dtype=np.int8), np.array(digests, dtype=object)
+    return np.array(at, dtype=np.int64), digests
+
+
+def _held_pairs(held_barcodes, frozen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(split code, digest) for each barcode a frozen record holds without carrying it (``held_digests``)."""
+    at, digests = held_digests(held_barcodes)
+    return frozen[at].astype(np.int8), np.array(digests, dtype=object)
 
 
 def _absent_pins(df: pd.DataFrame, splits: np.ndarray, digests: np.ndarray) -> np.ndarray:

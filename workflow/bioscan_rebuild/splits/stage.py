@@ -39,6 +39,7 @@ from bioscan_rebuild.splits.protocol import (
     check_tie_order,
     chunk_names,
     chunk_of,
+    held_digests,
     split_summary,
     strip_end_n,
 )
@@ -54,29 +55,28 @@ def read_freeze(path) -> pd.Series:
     return _freeze_splits(CsvText(path, "a freeze table (processid, split)"), path)
 
 
-def read_freeze_with_barcodes(path) -> tuple[pd.Series, pd.Series | None]:
+def read_freeze_with_barcodes(path) -> tuple[pd.Series, pd.Series | None, pd.Series | None]:
     """``read_freeze``'s splits and, aligned with them, each frozen record's ``barcode_digest`` (an Arrow-backed
     string Series): the split history's ``barcode_key`` column, or the digests of a metadata CSV's ``dna_barcode``,
-    read batch by batch (5.15M barcodes are 3.4 GB); None when the file has neither."""
+    read batch by batch (5.15M barcodes are 3.4 GB); None when the file has neither. Third, the split history's
+    ``held_barcode_keys``: the barcodes each record was released with in an earlier version and carries no more,
+    space-separated; None where the file has none. The file is opened once."""
     source = CsvText(path, "a freeze table (processid, split)")
     split = _freeze_splits(source, path)
     column = next((c for c in ("barcode_key", "dna_barcode") if c in source.columns), None)
-    if column is None:
-        return split, None
-    parts = []
-    for batch in source.batches([column]):
-        cells = missing_as_null(batch.column(column)).cast(pa.string())
-        parts.append(cells if column == "barcode_key" else barcode_digest(cells))
-    keys = pa.concat_arrays(parts) if parts else pa.array([], pa.string())
-    barcodes = keys.to_pandas(types_mapper=pd.ArrowDtype)
-    barcodes.index = split.index
-    return split, barcodes.rename("barcode_key")
+    barcodes = None
+    if column is not None:
+        parts = []
+        for batch in source.batches([column]):
+            cells = missing_as_null(batch.column(column)).cast(pa.string())
+            parts.append(cells if column == "barcode_key" else barcode_digest(cells))
+        keys = pa.concat_arrays(parts) if parts else pa.array([], pa.string())
+        barcodes = keys.to_pandas(types_mapper=pd.ArrowDtype).rename("barcode_key")
+        barcodes.index = split.index
+    return split, barcodes, _held_barcodes(source)
 
 
-def read_held_barcodes(path) -> pd.Series | None:
-    """The split history's ``held_barcode_keys`` (aligned with ``read_freeze``'s splits): the barcodes each record
-    was released with in an earlier version and carries no more, space-separated; None where the file has none."""
-    source = CsvText(path, "a freeze table (processid, split)")
+def _held_barcodes(source: CsvText) -> pd.Series | None:
     if HELD_KEYS not in source.columns:
         return None
     parts = [missing_as_null(batch.column(HELD_KEYS)).cast(pa.string()) for batch in source.batches([HELD_KEYS])]
@@ -158,8 +158,7 @@ def split_tables(curated_path, barcode_paths, outdir, freeze_csv=None, image_pat
         Path(outdir) / "excluded.parquet",
     )
     pa.default_memory_pool().release_unused()
-    freeze, freeze_barcodes = read_freeze_with_barcodes(freeze_csv) if freeze_csv else (None, None)
-    held = read_held_barcodes(freeze_csv) if freeze_csv else None
+    freeze, freeze_barcodes, held = read_freeze_with_barcodes(freeze_csv) if freeze_csv else (None, None, None)
     if freeze is not None and len(freeze):  # the keys of 5M records only when they are needed
         present = pd.Index(processid_keys(table["processid"]))
         _refuse_unusable_freeze(freeze_csv, freeze, freeze_barcodes, present, len(table))
@@ -400,8 +399,7 @@ def _pinning_strips(
         return None
     digests = [] if freeze_barcodes is None else [pa.array(freeze_barcodes.array, pa.string(), from_pandas=True)]
     if held_barcodes is not None:
-        cells = held_barcodes.dropna().astype(str)
-        digests.append(pa.array([d for cell in cells for d in cell.split()], pa.string()))
+        digests.append(pa.array(held_digests(held_barcodes)[1], pa.string()))
     frozen = pc.drop_null(pc.unique(pa.chunked_array(digests, pa.string())))
     frozen = frozen.filter(pc.not_equal(frozen, ""))
     if not len(frozen):
@@ -459,8 +457,7 @@ def split_csv(input_csv, output_csv, freeze_csv=None, summary_csv=None, tie_orde
     repeated = sorted({c for c in columns if columns.count(c) > 1} & {*REQUIRED_COLUMNS, "split", "chunk"})
     if repeated:
         raise InputError(f"{input_csv}: columns {repeated} appear more than once")
-    freeze, freeze_barcodes = (None, None) if freeze_csv is None else read_freeze_with_barcodes(freeze_csv)
-    held = None if freeze_csv is None else read_held_barcodes(freeze_csv)
+    freeze, freeze_barcodes, held = (None, None, None) if freeze_csv is None else read_freeze_with_barcodes(freeze_csv)
     first = _first_pass(source, freeze)
     _refuse_unusable_freeze(
         freeze_csv, freeze, freeze_barcodes, pd.Index(first.frozen_keys.to_pylist()), len(first.strip_ids)
