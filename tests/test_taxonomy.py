@@ -1572,3 +1572,37 @@ def test_repeated_corrections_the_last_one_wins_and_a_reason_outside_the_vocabul
     exclusions = result["changes"][result["changes"]["field"] == "record"]
     assert exclusions[["processid", "source"]].values.tolist() == [["b", "duplicate (r2)"]]
     assert result["excluded"]["reason"].tolist() == ["duplicate"]
+
+
+def test_a_label_a_correction_replaces_does_not_vote_on_its_barcode_or_its_old_bin():
+    """A maintainer corrects the one wrong species on a barcode: the wrong label used to vote before step 8 and,
+    at a 0.75 agreement, drop its three mates' right species (they went to pretrain). A record a correction moves to
+    another BIN used to vote in its old BIN and drop every species there. A correction that confirms the label
+    still votes."""
+    right, wrong = "Culex pipiens", "Culex malaisetrap1"
+    records = frame(
+        [
+            row("a1", "Culicidae", "Culex", wrong, "BOLD:AAA0001", "k1"),
+            *[row(f"a{i}", "Culicidae", "Culex", right, "BOLD:AAA0001", "k1") for i in (2, 3, 4)],
+            row("b1", "Culicidae", "Culex", "Culex quinquefasciatus", "BOLD:AAA0002", "k2"),
+            *[row(f"b{i}", "Culicidae", "Culex", right, "BOLD:AAA0002", f"k2{i}") for i in (2, 3, 4)],
+            row("c1", "Culicidae", "Culex", "Culex torrentium", "BOLD:AAA0003", "k3"),
+            *[row(f"c{i}", "Culicidae", "Culex", right, "BOLD:AAA0003", "k3") for i in (2, 3, 4)],
+        ]
+    )
+    params = TaxonomyParams(barcode_ratio=0.8, bin_ratio=0.8)
+    corrections = corrections_table(
+        ("a1", "species", right, "wrong_label", "report-7"),
+        ("b1", "dna_bin", "BOLD:BBB0002", "wrong_bin", "report-8"),
+        ("c1", "species", "Culex torrentium", "wrong_label", "report-9"),
+    )
+    result = curate(records, params, corrections=corrections)
+    out = by_pid(result)
+    assert result["corrections"]["outcome"].tolist() == ["applied"] * 3
+    assert (out.loc[["a1", "a2", "a3", "a4"], "species"] == right).all()
+    assert out.loc["b1", "dna_bin"] == "BOLD:BBB0002" and out.loc["b1", "species"] == "Culex quinquefasciatus"
+    assert (out.loc[["b2", "b3", "b4"], "species"] == right).all()
+    # a row giving the label the record holds leaves it a vote: at 3 of 4 the group loses its species (the row
+    # then gives c1's back)
+    assert out.loc["c1", "species"] == "Culex torrentium" and out.loc[["c2", "c3", "c4"], "species"].isna().all()
+    assert_replays(records, result)

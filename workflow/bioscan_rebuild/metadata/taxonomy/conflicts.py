@@ -10,18 +10,24 @@ from bioscan_rebuild.metadata.taxonomy.changelog import set_field
 from bioscan_rebuild.metadata.taxonomy.names import claims_no_species
 
 
-def resolve_conflicts(cols, log, key_codes, fields, ratio: float, rule: str, cascade: bool) -> dict:
+def resolve_conflicts(
+    cols, log, key_codes, fields, ratio: float, rule: str, cascade: bool, abstain: dict | None = None
+) -> dict:
     """Majority-or-drop within groups (``key_codes``: factorized barcode or BIN, -1 = none) for each of
     ``fields`` in order, logged as ``{rule}_majority`` / ``{rule}_conflict_dropped``. ``cascade``: a dropped
     field also drops every later field for the group's records. Returns how many groups a majority decided
-    and how many lost the field."""
+    and how many lost the field. ``abstain``: field -> rows whose label there does not vote (a maintainer's
+    correction replaces it in step 8)."""
     rules = (f"{rule}_majority", f"{rule}_conflict_dropped")
     has_key = key_codes >= 0
     counts = {"groups_majority": 0, "groups_dropped": 0}
     changed_at: dict[str, np.ndarray] = {}
     for position, field in enumerate(fields):
         labels = cols[field]
-        voting = np.flatnonzero(has_key & ~pd.isna(labels) & ~_no_claim(field, labels))
+        claims = has_key & ~pd.isna(labels) & ~_no_claim(field, labels)
+        if abstain and field in abstain:
+            claims[abstain[field]] = False
+        voting = np.flatnonzero(claims)
         if not len(voting):
             continue
         label_codes, label_values = pd.factorize(labels[voting])

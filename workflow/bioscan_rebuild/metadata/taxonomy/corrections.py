@@ -69,34 +69,13 @@ def excluded_by_corrections(cols: dict, corrections: pd.DataFrame | None) -> np.
     return pd.Series(processid_keys(cols["processid"]), dtype=object).isin(set(keys)).to_numpy()
 
 
-def apply_corrections(
-    cols: dict,
-    log: ChangeLog,
-    corrections: pd.DataFrame | None,
-    inferred: np.ndarray,
-    teaching: np.ndarray | None = None,
-    fixes: pd.DataFrame | None = None,
-) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
-    """Step 8 [``correction``]. Returns (bool mask of excluded rows, per-correction outcome table: applied,
-    excluded, no_change, unknown_processid, invalid_reason (not one of ``CORRECTION_REASONS``), overridden (a
-    later row corrects the same field of the record), unknown_field, invalid_value). A corrected rank is a
-    maintainer's label, not an inference: its bit leaves ``inferred``, and the record's ranks inferred
-    from the label it replaces go with it (``_drop_stale_inferences``); the third mask holds those records, to
-    infer again. ``teaching``: the records whose labels make the lineage the corrected ones are held to (default
-    all; not the ones leaving the table). ``fixes``: step 2's typo table, which a corrected name meets too."""
-    if corrections is None:
-        corrections = pd.DataFrame(columns=list(CORRECTION_COLUMNS))
+def _read_rows(cols: dict, corrections: pd.DataFrame, fixes: pd.DataFrame | None) -> list[tuple]:
+    """Per correction row: (the row stripped as records are, the record's row or None, the value as step 8 reads
+    it, the outcome refusing it or None)."""
     row_of = pd.Series(np.arange(len(cols["processid"])), index=processid_keys(cols["processid"]))
-    excluded = np.zeros(len(cols["processid"]), bool)
-    reinfer = np.zeros(len(cols["processid"]), bool)
-    outcomes = []
-    targets = _targets(corrections)
-    # two rows for one field of one record: the last one in the table is the maintainer's word
-    last_of = {target: position for position, target in enumerate(targets)}
-    exclusions = _exclusions(corrections)
     held_at = _ranks_holding(cols, corrections, fixes)
-    applied_ranks: dict[int, dict[str, int]] = {}  # record row -> corrected rank -> the correction's position
-    confirmed_ranks: dict[int, dict[str, int]] = {}  # the same for rows that gave the label the record holds
+    targets = _targets(corrections)
+    read = []
     for position, item in enumerate(corrections.itertuples(index=False)):  # hundreds of rows, not millions
         item = item._replace(processid=item.processid.strip(), field=item.field.strip())  # as the records are
         row = row_of.get(targets[position][0])
@@ -111,28 +90,89 @@ def apply_corrections(
             if value is not None and item.field == "species":
                 cleaned = clean_species(value)
                 one_word, value = cleaned is None, cleaned or value
+        refused = None
         if row is None:
-            outcome = "unknown_processid"
+            refused = "unknown_processid"
         elif (item.reason or "").strip() not in CORRECTION_REASONS:
-            outcome = "invalid_reason"
-        elif last_of[targets[position]] != position:
-            outcome = "overridden"
+            refused = "invalid_reason"
         elif item.field == "record":
-            if exclusions[position]:
-                excluded[row] = True
-                log.record("correction", "record", np.array([row]), ["kept"], ["excluded"], source=_source_of(item))
-                outcome = "excluded"
-            else:
-                outcome = "invalid_value"
+            refused = None if (value or "").lower() == "exclude" else "invalid_value"
         elif item.field not in CORRECTABLE_FIELDS:
-            outcome = "unknown_field"
+            refused = "unknown_field"
         elif (item.field == "dna_bin" and value is not None and normalise_bin(value) is None) or one_word or deleted:
-            outcome = "invalid_value"  # no BIN; one word names no species ("rufipes"); a name step 2 deletes
+            refused = "invalid_value"  # no BIN; one word names no species ("rufipes"); a name step 2 deletes
         elif item.field in RANKS and value is not None and _cannot_be(value, item.field, held_at):
-            outcome = "invalid_value"  # a family as a genus, a class as an order: step 2 would drop it
+            refused = "invalid_value"  # a family as a genus, a class as an order: step 2 would drop it
+        if item.field == "dna_bin" and value is not None and refused is None:
+            value = normalise_bin(value)
+        read.append((item, row, value, refused))
+    return read
+
+
+def _last_words(read: list[tuple]) -> dict[tuple[int, str], int]:
+    """(record row, field) -> the position of the last row for it: the maintainer's word, applied or refused."""
+    return {(row, item.field): position for position, (item, row, _, _) in enumerate(read) if row is not None}
+
+
+def declared_wrong(cols: dict, corrections: pd.DataFrame | None, fixes: pd.DataFrame | None = None) -> dict:
+    """Per field (the ranks and ``dna_bin``), the records whose value there a maintainer's row declares wrong: the
+    row step 8 applies for that field of the record (``_last_words``), giving another value than the record holds
+    as steps 1-3 left it (a row that confirms the label is no such row). Known before the votes (steps 4 and 6), so
+    that a label step 8 replaces takes no part in them: one wrong species on a barcode must not drop its mates'
+    right one. Field -> Series: the record's row -> the maintainer's value (None: no label; a ``dna_bin`` row's is
+    the BIN the record is grouped under in step 6)."""
+    if corrections is None or corrections.empty:
+        return {}
+    read = _read_rows(cols, corrections, fixes)
+    found: dict[str, dict[int, str | None]] = {}
+    for (row, field), position in _last_words(read).items():
+        if field not in (*RANKS, "dna_bin") or read[position][3] is not None:
+            continue  # a refused row leaves the record its label
+        value, old = read[position][2], cols[field][row]
+        if (value is None and pd.isna(old)) or (value is not None and old == value):
+            continue  # the maintainer confirms the label: it votes
+        found.setdefault(field, {})[int(row)] = value
+    return {field: pd.Series(rows, dtype=object) for field, rows in found.items()}
+
+
+def apply_corrections(
+    cols: dict,
+    log: ChangeLog,
+    corrections: pd.DataFrame | None,
+    inferred: np.ndarray,
+    teaching: np.ndarray | None = None,
+    fixes: pd.DataFrame | None = None,
+) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
+    """Step 8 [``correction``]. Returns (bool mask of excluded rows, per-correction outcome table: applied,
+    excluded, no_change, unknown_processid, invalid_reason (not one of ``CORRECTION_REASONS``), overridden (a
+    later row for the same field of the record is the maintainer's word, whether applied or refused), unknown_field,
+    invalid_value). A corrected rank is a maintainer's label, not an inference: its bit leaves ``inferred``, and the
+    record's ranks inferred from the label it replaces go with it (``_drop_stale_inferences``); the third mask holds
+    those records, to infer again. ``teaching``: the records whose labels make the lineage the corrected ones are
+    held to (default all; not the ones leaving the table). ``fixes``: step 2's typo table, which a corrected name
+    meets too."""
+    if corrections is None:
+        corrections = pd.DataFrame(columns=list(CORRECTION_COLUMNS))
+    excluded = np.zeros(len(cols["processid"]), bool)
+    reinfer = np.zeros(len(cols["processid"]), bool)
+    outcomes = []
+    read = _read_rows(cols, corrections, fixes)
+    # two rows for one field of one record: the last one in the table is the maintainer's word
+    last_of = _last_words(read)
+    applied_ranks: dict[int, dict[str, int]] = {}  # record row -> corrected rank -> the correction's position
+    confirmed_ranks: dict[int, dict[str, int]] = {}  # the same for rows that gave the label the record holds
+    for position, (item, row, value, refused) in enumerate(read):
+        if refused in ("unknown_processid", "invalid_reason"):
+            outcome = refused
+        elif last_of[(row, item.field)] != position:
+            outcome = "overridden"
+        elif refused is not None:
+            outcome = refused
+        elif item.field == "record":
+            excluded[row] = True
+            log.record("correction", "record", np.array([row]), ["kept"], ["excluded"], source=_source_of(item))
+            outcome = "excluded"
         else:
-            if item.field == "dna_bin" and value is not None:
-                value = normalise_bin(value)
             old = cols[item.field][row]
             if (pd.isna(old) and value is None) or old == value:
                 outcome = "no_change"

@@ -65,6 +65,9 @@ table in brackets):
    in another phylum.
 Records that will leave (a ``record exclude`` correction, or their own label at ``scope_rank`` outside the
 scope before any step changed it) take no part in steps 4, 6 and 7: they neither vote nor teach the lineage.
+Nor does a value a step-8 row replaces (``corrections.declared_wrong``: the last row for that field of the
+record, with a known reason, and another value) vote in steps 4 and 6 (one wrong species on a barcode would drop
+its mates' right one); a record a row moves to another BIN is in that BIN's group in step 6.
 Then ``taxon`` = the label at the deepest labelled rank, ``inferred_ranks`` = bit mask of the ranks filled by
 steps 5 and 7 (phylum 1, class 2, order 4, family 8, subfamily 16, genus 32, species 64; 0 = none), and
 ``placeholder_species`` = ``core.novel.novel_mask`` (the split protocol's definition).
@@ -102,7 +105,7 @@ from bioscan_rebuild.core.schemas import RANKS, processid_keys
 from bioscan_rebuild.metadata.bins import bin_table, normalise_bin
 from bioscan_rebuild.metadata.taxonomy.changelog import ChangeLog, map_unique, set_field, working_columns
 from bioscan_rebuild.metadata.taxonomy.conflicts import resolve_conflicts
-from bioscan_rebuild.metadata.taxonomy.corrections import apply_corrections, excluded_by_corrections
+from bioscan_rebuild.metadata.taxonomy.corrections import apply_corrections, declared_wrong, excluded_by_corrections
 from bioscan_rebuild.metadata.taxonomy.names import (
     MISSING_TOKENS,
     apply_fixes,
@@ -149,20 +152,27 @@ def curate(
     # lineage: one mammal label on an insect barcode must not erase the insects' names
     leaving = excluded_by_corrections(cols, corrections) | _outside_by_own_label(cols, params)
     barcode_codes = np.where(leaving, -1, pd.factorize(cols["barcode_key"])[0])
+    # a value a maintainer's row replaces in step 8 does not vote either: it would outvote or drop its mates'
+    wrong = declared_wrong(cols, corrections, fixes)
+    abstain = {field: rows.index.to_numpy() for field, rows in wrong.items()}
     counts["bin_conflicts"] = resolve_conflicts(  # 4.
-        cols, log, barcode_codes, ("dna_bin",), params.bin_barcode_ratio, "bin", cascade=False
+        cols, log, barcode_codes, ("dna_bin",), params.bin_barcode_ratio, "bin", cascade=False, abstain=abstain
     )
     if params.fill_genus_from_species:  # 5.
         genus_from_species(cols, log, inferred)
     drop_one_word_species(cols, log)  # after 5: "Megaselia" alone in the species slot still gives the genus
     check_species_genus(cols, log, novel_mask(pd.Series(cols["genus"]), pd.Series(cols["species"])))
-    bin_codes = np.where(leaving, -1, pd.factorize(cols["dna_bin"])[0])  # BINs are final from here on
+    # BINs are final from here on; a record a maintainer moves to another BIN votes in that one
+    bins = cols["dna_bin"].copy()
+    if "dna_bin" in wrong:
+        bins[wrong["dna_bin"].index.to_numpy()] = wrong["dna_bin"].to_numpy()
+    bin_codes = np.where(leaving, -1, pd.factorize(bins)[0])
     voted = {rank: cols[rank].copy() for rank in RANKS}  # as the votes meet them: the BIN table's agreement
     counts["barcode_conflicts"] = resolve_conflicts(  # 6.
-        cols, log, barcode_codes, RANKS, params.barcode_ratio, "barcode", cascade=True
+        cols, log, barcode_codes, RANKS, params.barcode_ratio, "barcode", cascade=True, abstain=abstain
     )
     counts["bin_taxon_conflicts"] = resolve_conflicts(
-        cols, log, bin_codes, RANKS, params.bin_ratio, "bin_taxon", cascade=True
+        cols, log, bin_codes, RANKS, params.bin_ratio, "bin_taxon", cascade=True, abstain=abstain
     )
     forget_removed(cols, inferred)
     lineage = (  # 7.
