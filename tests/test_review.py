@@ -90,6 +90,25 @@ def test_corrections_file_comments_later_rows_and_invalid_rows(tmp_path):
     assert result["outcome"].tolist() == ["unknown_processid"] * 3 + ["applied", "invalid_value"]
 
 
+def test_an_image_sha256_that_is_no_sha256_or_not_the_photo_names_an_edited_cell():
+    """A cut or mistyped ``image_sha256`` was taken for a redelivery (``photo_changed``: "a redelivery replaced it"),
+    sending the maintainer after a photo that never changed. A cell that is no sha256 now says so; one that is a
+    sha256 but not the record's photo names the edit as well as the redelivery."""
+    photo = "ab" * 32
+    table = pd.DataFrame(
+        [
+            ("A-1", "0,0,10,10", "cut cell", "me", photo[:20]),
+            ("B-2", "0,0,10,10", "wrong photo", "me", "0" * 64),
+            ("C-3", "0,0,10,10", "right photo", "me", photo.upper()),
+        ],
+        columns=["processid", "box", "reason", "source", "image_sha256"],
+    )
+    result = outcomes(table, applied={"C-3"}, known={"A-1", "B-2", "C-3"}, changed={"A-1", "B-2"})
+    assert result["outcome"].tolist() == ["photo_changed", "photo_changed", "applied"]
+    assert result["detail"][0].startswith("image_sha256 is not a sha256 (64 hex digits), so it names no photo")
+    assert "or the cell was edited" in result["detail"][1]
+
+
 def test_a_row_replaced_by_a_refused_row_says_the_record_kept_the_detectors_box(tmp_path):
     """A later box outside the photo (or drawn on a replaced photo) replaced an earlier good one: the record kept the
     detector's box, and the earlier row said "a later row for this record replaces it", as if it were applied."""

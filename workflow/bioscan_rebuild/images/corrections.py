@@ -1,23 +1,23 @@
 """A maintainer's box corrections (``images.box_corrections``): processid -> the right box, or ``empty``.
 
-The file is what ``bioscan-rebuild review`` writes as a template, edited: TSV with the columns
-``processid, box, reason, source`` and optionally ``image_sha256`` (``#`` lines are comments); ``box`` is
-``x0,y0,x1,y1`` in ``original_full`` pixels (x1/y1 exclusive) or ``empty`` (no specimen: the record leaves the
-release as ``no_specimen``). ``image_sha256``, which the template fills, is the photo the box was drawn on: when the
-record's photo is another one by the next run (a redelivery replaced it), the box is not applied
-(``photo_changed``): the new photo is detected and reviewed again. The next
-run detects nothing for those photos: their crops and size fields come from the given box, their
-``box_source`` is ``correction`` and they leave the review queue. Rows that cannot apply are never dropped in
-silence: ``outcomes`` gives each row ``applied``, ``clipped`` (applied, but the box reached past the photo),
-``superseded`` (a later row for the same processid replaced it), ``record_rejected`` (ingest refused the record:
-its reject row says why), ``photo_changed`` (drawn on another photo than
-the record's now), ``photo_unusable`` (nothing can be derived from the photo: undecodable, too small or too
-large, or ingest refused it), ``unknown_processid`` or ``invalid_value``. Processids match as records do
+The file is what ``bioscan-rebuild review`` writes as a template, edited: TSV with the columns ``processid, box,
+reason, source`` and optionally ``image_sha256`` (``#`` lines are comments); ``box`` is ``x0,y0,x1,y1`` in
+``original_full`` pixels (x1/y1 exclusive) or ``empty`` (no specimen: the record leaves the release as
+``no_specimen``). ``image_sha256``, which the template fills, is the photo the box was drawn on: when the record's
+photo is another one by the next run (a redelivery replaced it), the box is not applied (``photo_changed``): the new
+photo is detected and reviewed again. The next run detects nothing for those photos: their crops and size fields
+come from the given box, their ``box_source`` is ``correction`` and they leave the review queue. Rows that cannot
+apply are never dropped in silence: ``outcomes`` gives each row ``applied``, ``clipped`` (applied, but the box
+reached past the photo), ``superseded`` (a later row for the same processid replaced it), ``record_rejected``
+(ingest refused the record: its reject row says why), ``photo_changed`` (drawn on another photo than the record's
+now, or a hash edited by mistake), ``photo_unusable`` (nothing can be derived from the photo: undecodable, too small
+or too large, or ingest refused it), ``unknown_processid`` or ``invalid_value``. Processids match as records do
 (``processid_key``: case aside), and records that share one photo each get their own box.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,8 +92,17 @@ def _is_valid(row) -> bool:
     return parse_box(row.box) is not False and bool(spelled_processid(row.processid))
 
 
+def _names_a_sha256(row) -> bool:
+    """The row's ``image_sha256`` is a sha256 (64 hex digits): another is an edited or cut cell."""
+    return re.fullmatch(r"[0-9a-fA-F]{64}", (getattr(row, PHOTO_COLUMN, "") or "").strip()) is not None
+
+
 # Each outcome's detail in the outcome table: what happened and what to do (empty: nothing to do).
 NOT_A_BOX = "not a box: give x0,y0,x1,y1 in whole pixels with x1 > x0 and y1 > y0, or empty"
+NOT_A_SHA256 = (
+    "image_sha256 is not a sha256 (64 hex digits), so it names no photo: the cell was edited or cut; give the one "
+    "the review template wrote, or leave it empty for the record's photo whatever it is"
+)
 OUTSIDE_THE_PHOTO = "the box lies outside the photo (original_full pixels): nothing of it could be applied"
 SUPERSEDED_BY_REFUSED = (
     "a later row for this record replaces it, and the last of them was not applied (its outcome says why): the "
@@ -104,8 +113,9 @@ OUTCOME_DETAIL = {
     "clipped": "the box reached past the photo: only its part inside was applied (a box measured on the full-size "
     "source instead of original_full?)",
     "superseded": "a later row for this record replaces it",
-    "photo_changed": "drawn on another photo than the record has now (a redelivery replaced it): the new photo is "
-    "detected and reviewed again",
+    "photo_changed": "image_sha256 is not the record's photo now: a redelivery replaced the photo the box was drawn "
+    "on (the new photo is detected and reviewed again), or the cell was edited: give the one the review template "
+    "wrote",
     "photo_unusable": "nothing can be derived from the record's photo (its image_status, or ingest's reject, says why)",
     "record_rejected": "ingest refused the record: its reject row says why",
     "unknown_processid": "no record with a photo has this processid",
@@ -155,5 +165,7 @@ def outcomes(
             outcome, detail = "invalid_value", OUTSIDE_THE_PHOTO if box else "not applied to the record's photo"
         if outcome not in ("invalid_value", "superseded"):
             detail = OUTCOME_DETAIL[outcome]
+        if outcome == "photo_changed" and not _names_a_sha256(row):
+            detail = NOT_A_SHA256
         result.append({**row._asdict(), "outcome": outcome, "detail": detail})
     return pd.DataFrame(result, columns=[*corrections.columns, "outcome", "detail"])
