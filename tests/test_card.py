@@ -280,3 +280,23 @@ def test_the_card_says_how_to_read_the_csv_files(tmp_path):
     assert frame["sampleid"].tolist()[0] == "NA" and frame["province_state"].tolist()[0] == "null"
     assert pd.isna(frame["sampleid"].tolist()[1]) and frame["province_state"].tolist()[1] == "Quebec"
     assert pd.isna(pd.read_csv(io.StringIO(released))["sampleid"][0])  # what the defaults did
+
+
+def test_the_card_names_the_markers_the_build_kept_and_the_split_protocol_as_published(tmp_path):
+    """The card called every barcode COI-5P where ``ingest.markers`` kept 18S rows too, and said described species
+    went to the unseen splits (placeholder species of described species' genera do: splits.md, step 1)."""
+    release = release_tree(tmp_path)
+    config = release / "bioscan5m" / "metadata" / "config.json"
+
+    def card() -> str:
+        return " ".join(write_card(release, ExportOptions(), ACCOUNTING).read_text().split())
+
+    assert "each with a DNA barcode, a BOLD" in card()  # no config shipped: no marker claimed
+    config.write_text('{"ingest": {"markers": ["COI-5P"]}}')
+    assert "each with a DNA barcode (COI-5P), a BOLD" in card()
+    config.write_text('{"ingest": {"markers": ["18S", "COI-5P"]}}')
+    text = card()
+    assert "each with a DNA barcode (of the markers 18S, COI-5P, as `ingest.markers` lists them" in text
+    assert "described species are split into the seen sets (`train`, `val`, `test`)" in text
+    assert "at least 8 such records, else to `other_heldout`" in text
+    assert "described species are split into seen (`train`, `val`, `test`) and unseen" not in text

@@ -514,3 +514,21 @@ def test_the_statistics_figures_have_their_media_types():
 
     assert _encoding("metadata/stats/figures/size_fields.svg") == "image/svg+xml"
     assert _encoding("metadata/stats/figures/size_fields.png") == "image/png"
+
+
+def test_the_split_descriptions_fit_what_the_protocol_puts_in_each_split():
+    """``test`` was "seen species: test" where half its records had no species (a drawn barcode takes every record
+    carrying it), and ``other_heldout`` "species held out from all other splits" where a species of it was in
+    ``test_unseen`` too; the report's caption said ``pretrain`` holds every record without a species."""
+    from bioscan_rebuild.export.formats.croissant import SPLIT_INFO
+    from conftest import REPO
+
+    for split in ("val", "test", "val_unseen", "test_unseen"):
+        assert (
+            "with every record that carries a barcode drawn for it (some without a species label)"
+            in (SPLIT_INFO[split][1])
+        )
+    assert "held out from all other splits" not in SPLIT_INFO["other_heldout"][1]
+    assert "placeholder names of described species' genera" in SPLIT_INFO["key_unseen"][1]
+    caption = " ".join((REPO / "workflow" / "report" / "stats" / "splits.rst").read_text().split())
+    assert "which holds every record without a species label" not in caption

@@ -262,6 +262,24 @@ def write_card(release_dir, options: ExportOptions, accounting: dict, diff_summa
     return path
 
 
+def _markers(root: Path) -> str:
+    """The barcodes' marker as the build's resolved config (``ingest.markers``) has it; nothing where the release
+    ships no config, so the card claims no marker it cannot know."""
+    try:
+        markers = json.loads((root / CONFIG.path).read_text()).get("ingest", {}).get("markers")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    if not isinstance(markers, list) or not markers or not all(isinstance(m, str) for m in markers):
+        return ""
+    if len(markers) == 1:
+        return f" ({markers[0]})"
+    listed = ", ".join(markers)
+    return (
+        f" (of the markers {listed}, as `ingest.markers` lists them: a specimen with rows of several keeps the "
+        "first-listed marker's; `records_lineage.csv` names the export row each record's barcode came from)"
+    )
+
+
 def card_text(release_dir, options: ExportOptions, accounting: dict, diff_summary: dict | None = None) -> str:
     """The card of the release in ``release_dir`` (the audit makes it again to compare)."""
     release_dir = Path(release_dir)
@@ -275,10 +293,10 @@ def card_text(release_dir, options: ExportOptions, accounting: dict, diff_summar
         "",
         f"# {options.name} (version {options.version})",
         "",
-        f"{records:,} insect specimens, each with a DNA barcode (COI-5P), a BOLD Barcode Index Number where BOLD "
-        "assigned one, a taxonomic label to the deepest rank known, collection-site geography and, where photographed, "
-        "a microscope photo with its crop and size fields; partitioned into the 8 BIOSCAN-5M splits. Rebuilt from "
-        "BOLD exports and imager photos by the `bioscan-rebuild` workflow, in the layout of BIOSCAN-5M "
+        f"{records:,} insect specimens, each with a DNA barcode{_markers(root)}, a BOLD Barcode Index Number "
+        "where BOLD assigned one, a taxonomic label to the deepest rank known, collection-site geography and, where "
+        "photographed, a microscope photo with its crop and size fields; partitioned into the 8 BIOSCAN-5M splits. "
+        "Rebuilt from BOLD exports and imager photos by the `bioscan-rebuild` workflow, in the layout of BIOSCAN-5M "
         "(Gharaee et al., NeurIPS 2024): "
         + (
             f"`bioscan-dataset`, the Hugging Face `datasets` library and Croissant (`{ROOT}/{CROISSANT_PATH}`)"
@@ -342,9 +360,10 @@ def card_text(release_dir, options: ExportOptions, accounting: dict, diff_summar
         "## Split protocol",
         "",
         "The published BIOSCAN-5M partitioning protocol, step for step: records without a species label go to "
-        "`pretrain`; species whose names are placeholders (not yet described) go to `other_heldout` or the unseen "
-        "splits by genus; described species are split into seen (`train`, `val`, `test`) and unseen "
-        "(`key_unseen`, `val_unseen`, `test_unseen`) sets. A DNA barcode drawn into a held-out split (`val`, `test`, "
+        "`pretrain`; described species are split into the seen sets (`train`, `val`, `test`); species whose names "
+        "are placeholders (not yet described) go to the unseen sets (`key_unseen`, `val_unseen`, `test_unseen`) "
+        "where their genus is a described species' genus and they have at least 8 such records, else to "
+        "`other_heldout`. A DNA barcode drawn into a held-out split (`val`, `test`, "
         "`val_unseen`, `test_unseen`) takes every record carrying it; other barcodes can be shared by `train`, "
         "`key_unseen`, `other_heldout` and `pretrain`. A "
         "versioned release keeps every earlier record in its split (frozen) and assigns only new records, so a "

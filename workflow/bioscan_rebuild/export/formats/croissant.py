@@ -50,19 +50,29 @@ INTEGER_COLUMNS = frozenset(  # metadata and bbox.tsv columns
     {"image_measurement_value", "inferred_ranks", "index_bioscan_1M_insect", "width_original", "height_original"}
     | {"x0", "y0", "x1", "y1"}
 )
+# a barcode drawn into a held-out split takes every record carrying it, labelled to species or not
+WITH_THE_BARCODE = ", with every record that carries a barcode drawn for it (some without a species label)"
 SPLIT_INFO = {  # (cr split class or None, description)
     "pretrain": (
         "cr:TrainingSplit",
         "unlabelled to species when first released (a record frozen here keeps its split when a later version "
         "labels it): for self-supervised pretraining",
     ),
-    "train": ("cr:TrainingSplit", "seen species: training"),
-    "val": ("cr:ValidationSplit", "seen species: validation"),
-    "test": ("cr:TestSplit", "seen species: test"),
-    "key_unseen": (None, "unseen species: keys (reference set) for the unseen val/test queries"),
-    "val_unseen": ("cr:ValidationSplit", "unseen species: validation queries"),
-    "test_unseen": ("cr:TestSplit", "unseen species: test queries"),
-    "other_heldout": (None, "species held out from all other splits (novelty detection)"),
+    "train": ("cr:TrainingSplit", "seen (described) species: training"),
+    "val": ("cr:ValidationSplit", f"seen (described) species: validation{WITH_THE_BARCODE}"),
+    "test": ("cr:TestSplit", f"seen (described) species: test{WITH_THE_BARCODE}"),
+    "key_unseen": (
+        None,
+        "unseen species (placeholder names of described species' genera): keys (reference set) for the unseen "
+        "val/test queries",
+    ),
+    "val_unseen": ("cr:ValidationSplit", f"unseen species: validation queries{WITH_THE_BARCODE}"),
+    "test_unseen": ("cr:TestSplit", f"unseen species: test queries{WITH_THE_BARCODE}"),
+    "other_heldout": (
+        None,
+        "placeholder species not in the unseen splits (novelty detection); a barcode drawn into a held-out split "
+        "takes its records here with it",
+    ),
 }
 
 # mlcroissant reads a CSV with pandas' defaults: a reader of a CSV-backed record set must know what that changes
