@@ -644,6 +644,12 @@ def test_a_job_killed_for_memory_asks_for_more_on_its_retry(finished_run, tmp_pa
     requests = re.findall(r"rule assign_splits:\n(?:    .*\n)*?    resources: .*?\bmem_mb=(\d+)", log)
     assert killed_once.exists() and requests == ["8000", "16000"], log[-3000:]
     assert splits.read_bytes() == before
+    # the FASTA job is a whole-table job too (2.96 GB at 4.98M records): it asked for the profile's 2 GB
+    plan = run_snakemake(workdir, "--dry-run", "--forcerun", "barcode_fasta", "--until", "barcode_fasta")
+    asked = re.findall(
+        r"rule barcode_fasta:\n(?:    .*\n)*?    resources: .*?\bmem_mb=(\d+)", plan.stdout + plan.stderr
+    )
+    assert asked == ["4000"], plan.stdout[-3000:]
 
 
 def _one_digit_changed(path: Path):
@@ -698,8 +704,13 @@ def test_a_release_removed_or_replaced_by_hand_is_made_again(finished_run, tmp_p
     assert {"release", "audit"} <= _rules_to_run(workdir) and not receipt.exists()
     (tmp_path / "moved").rename(release)
     assert _rules_to_run(workdir) == set() and receipt.read_bytes() == kept_receipt
-    # the audit asks for memory by the release's size (its only input, the receipt, is a few hundred bytes)
-    os.truncate(csv, 4 * 10**9)  # sparse
+    # the audit asks for memory by the release's size (its only input, the receipt, is a few hundred bytes), with
+    # 1.5 GB for its own tables (a 500k-record release, 420 MB of CSV, peaked at 2.12 GB and asked for 2 GB)
+    os.truncate(csv, 200 * 10**6)  # sparse
+    plan = run_snakemake(workdir, "--dry-run", "--forcerun", "audit", "results/audit/audit.json")
+    asked = re.findall(r"rule audit:\n(?:    .*\n)*?    resources: .*?\bmem_mb=(\d+)", plan.stdout + plan.stderr)
+    assert len(asked) == 1 and int(asked[0]) >= 1500 + 4 * 200, plan.stdout[-3000:]
+    os.truncate(csv, 4 * 10**9)
     plan = run_snakemake(workdir, "--dry-run", "--forcerun", "audit", "results/audit/audit.json")
     assert "mem_mb=16000" in plan.stdout + plan.stderr, plan.stdout[-3000:]
 

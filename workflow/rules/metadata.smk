@@ -74,6 +74,8 @@ rule barcode_fasta:
         "logs/metadata/barcode_fasta.log",
     benchmark:
         "benchmarks/metadata/barcode_fasta.tsv"
+    resources:
+        mem_mb=more_each_attempt(4000),  # 4.98M records: 2.96 GB (README, Scale)
     conda:
         "../../envs/ingest.yaml"
     params:
