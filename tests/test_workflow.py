@@ -330,8 +330,9 @@ def _rules_to_run(workdir: Path, snakefile: Path = REPO / "Snakefile") -> set[st
 
 def test_an_older_fixed_file_and_a_code_update_rerun_what_they_touch(finished_run, tmp_path_factory):
     """A fixed export copied in with its sender's older time (cp -p, rsync -a and unzip keep it) was never parsed
-    again: Snakemake re-runs a job for a newer input only. A stage's updated code re-ran none of its jobs, while the
-    provenance named the new revision."""
+    again: Snakemake re-runs a job for a newer input only; nor was one edited in place with its size and time put
+    back (the fingerprint was size and mtime; it is the file's sha256 now). A stage's updated code re-ran none of its
+    jobs, while the provenance named the new revision."""
     import os
 
     workdir = tmp_path_factory.mktemp("older")
@@ -340,10 +341,18 @@ def test_an_older_fixed_file_and_a_code_update_rerun_what_they_touch(finished_ru
     config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
     export = workdir / config["batches"][0]["export"]
     facts = export.stat()
+    text = export.read_bytes()
+    first = text.index(b"\n") + 1  # a letter of the first record: its case changed, the size kept
+    at = first + next(i for i, c in enumerate(text[first:]) if chr(c).isalpha())
+    export.write_bytes(text[:at] + bytes([text[at] ^ 0x20]) + text[at + 1 :])
     os.utime(export, ns=(facts.st_atime_ns, facts.st_mtime_ns - 86_400 * 10**9))  # a day older
     assert {"parse_export", "join_shard", "curate_taxonomy", "release"} <= _rules_to_run(workdir)
     assert "process_photos" not in _rules_to_run(workdir)
-    os.utime(export, ns=(facts.st_atime_ns, facts.st_mtime_ns))  # as it was: nothing to do again
+    # edited in place with its size and time put back (exiftool -P, a script's os.utime): the same
+    os.utime(export, ns=(facts.st_atime_ns, facts.st_mtime_ns))
+    assert "parse_export" in _rules_to_run(workdir)
+    export.write_bytes(text)  # as it was, bytes and time: nothing to do again
+    os.utime(export, ns=(facts.st_atime_ns, facts.st_mtime_ns))
     assert _rules_to_run(workdir) == set()
 
     code = tmp_path_factory.mktemp("code")  # this project's workflow, with one module of the metadata stage edited

@@ -475,18 +475,72 @@ def name_pattern_of(wildcards):
     )
 
 
+# sha256 of input files by their size, mtime, inode and ctime (``file_fingerprint``): in the working folder, so that
+# every DAG build (each cluster job's too) finds it; deleting it costs one hashing of the files again
+DIGEST_CACHE = os.path.join(".snakemake", "bioscan-rebuild", "file-digests.json")
+_DIGESTS = {}
+
+
+def _read_digests():
+    try:
+        cached = json.loads(Path(DIGEST_CACHE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return cached if isinstance(cached, dict) else {}
+
+
+def content_digest(path):
+    """sha256 of the file's bytes, hashed again only when its size, mtime, inode or ctime changed (ctime: any write
+    or ``utime`` sets it, and no user can set it back), else read from ``DIGEST_CACHE``. None where it cannot be
+    read (the job then says why)."""
+    try:
+        before = os.stat(path)
+    except OSError:
+        return None
+    facts = [before.st_size, before.st_mtime_ns, before.st_ino, before.st_ctime_ns]
+    key = os.path.abspath(path)
+    if not _DIGESTS:
+        _DIGESTS.update(_read_digests())
+    cached = _DIGESTS.get(key)
+    if isinstance(cached, list) and len(cached) == 5 and cached[:4] == facts:
+        return cached[4]
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 22):
+                digest.update(chunk)
+        after = os.stat(path)
+    except OSError:
+        return None
+    if [after.st_size, after.st_mtime_ns, after.st_ino, after.st_ctime_ns] == facts:  # not written while read
+        _DIGESTS[key] = [*facts, digest.hexdigest()]
+        _write_digests()
+    return digest.hexdigest()
+
+
+def _write_digests():
+    """Beside what another process (a cluster job's DAG build) wrote meanwhile; replaced whole (``os.replace``)."""
+    try:
+        os.makedirs(os.path.dirname(DIGEST_CACHE), exist_ok=True)
+        merged = {**_read_digests(), **_DIGESTS}
+        temporary = f"{DIGEST_CACHE}.{os.getpid()}.tmp"
+        Path(temporary).write_text(json.dumps(merged, sort_keys=True))
+        os.replace(temporary, DIGEST_CACHE)
+    except OSError:
+        pass  # a read-only working folder: the files are hashed again next time
+
+
 def file_fingerprint(paths):
-    """Size and mtime of each file, a params value: a file replaced by one with an older time (``cp -p``,
+    """The sha256 of each file's bytes, a params value: a file replaced by one with an older time (``cp -p``,
     ``rsync -a`` and ``unzip`` keep the sender's) re-runs its job, where Snakemake's own trigger sees only a newer
-    one. Left out of the provenance plan (``_plan``), which hashes the files themselves."""
+    one, and so does one edited in place with its size and mtime put back (``exiftool -P``, a script's
+    ``os.utime``); the same bytes copied with their times (``cp -a`` of the project) re-run nothing. Hashed
+    only when a file's size, mtime, inode or ctime changed (``content_digest``). Left out of the provenance plan
+    (``_plan``), which hashes the files itself."""
     facts = []
     for path in paths:
-        try:
-            stat = os.stat(path)
-        except OSError:
-            facts.append(f"{path}:absent")
-            continue
-        facts.append(f"{path}:{stat.st_size}:{stat.st_mtime_ns}")
+        digest = content_digest(path)
+        facts.append(f"{path}:{digest}" if digest else f"{path}:absent")
     return ";".join(facts)
 
 
