@@ -1606,3 +1606,34 @@ def test_a_label_a_correction_replaces_does_not_vote_on_its_barcode_or_its_old_b
     # then gives c1's back)
     assert out.loc["c1", "species"] == "Culex torrentium" and out.loc[["c2", "c3", "c4"], "species"].isna().all()
     assert_replays(records, result)
+
+
+def test_the_genus_that_goes_with_a_corrected_species_does_not_vote_nor_back_a_lower_label():
+    """The corrected species' own genus (given, or inferred in step 5 from the wrong species) still voted: a
+    barcode's genus vote failed at 3 of 4 and cascaded, and its mates lost their right species as before. A record
+    whose genus a correction replaces, not voting, counted as backing a lower label the group did not back: a mate
+    was left with a species of another genus."""
+    params = TaxonomyParams(barcode_ratio=0.8, bin_ratio=0.8)
+    right = ("Culicidae", "Culex", "Culex pipiens")
+    for wrong in (("Culicidae", "Aedes", "Aedes vexans"), ("Culicidae", None, "Aedes vexans")):
+        records = frame(
+            [row("a1", *wrong, "BOLD:AAA0001", "k1"), *[row(f"a{i}", *right, "BOLD:AAA0001", "k1") for i in (2, 3, 4)]]
+        )
+        corrections = corrections_table(("a1", "species", "Culex pipiens", "wrong_label", "r1"))
+        result = curate(records, params, corrections=corrections)
+        out = by_pid(result)
+        assert result["corrections"]["outcome"].tolist() == ["applied"]
+        assert (out["genus"] == "Culex").all() and (out["species"] == "Culex pipiens").all(), out
+        assert_replays(records, result)
+    records = frame(
+        [
+            row("a1", "Culicidae", "Aedes", "Aedes vexans", None, "k1"),
+            row("a6", "Culicidae", "Aedes", "Aedes vexans", None, "k1"),
+            *[row(f"a{i}", "Culicidae", "Culex", None, None, "k1") for i in (2, 3, 4, 5)],
+        ]
+    )
+    corrections = corrections_table(("a1", "genus", "Culex", "wrong_label", "r1"))
+    result = curate(records, params, corrections=corrections)
+    out = by_pid(result)
+    assert (out["genus"] == "Culex").all() and out["species"].isna().all(), out
+    assert_replays(records, result)

@@ -75,7 +75,15 @@ def resolve_conflicts(
         for position, field in enumerate(fields):
             if field in changed_at:
                 _drop_unsupported_below(
-                    cols, log, key_codes, has_key, field, fields[position + 1 :], changed_at[field], rules[0]
+                    cols,
+                    log,
+                    key_codes,
+                    has_key,
+                    field,
+                    fields[position + 1 :],
+                    changed_at[field],
+                    rules[0],
+                    (abstain or {}).get(field),
                 )
     return counts
 
@@ -88,16 +96,20 @@ def _no_claim(field: str, labels: np.ndarray) -> np.ndarray:
     return claims_no_species(labels)
 
 
-def _drop_unsupported_below(cols, log, key_codes, has_key, field, lower_fields, changed, rule) -> None:
+def _drop_unsupported_below(cols, log, key_codes, has_key, field, lower_fields, changed, rule, abstained=None) -> None:
     """Records whose ``field`` a majority replaced keep a lower-rank label only when a record of the same
     group that already carried the winning label holds it too (a genus "Megaselia" is not kept under a family
     changed to Phoridae unless the group's Phoridae records say Megaselia); otherwise it is removed
-    [``{rule}_below``], so a majority change never leaves a lineage the group does not support."""
+    [``{rule}_below``], so a majority change never leaves a lineage the group does not support. A record that
+    did not vote on ``field`` (``abstained``: a correction replaces its label) still holds a losing label: it
+    backs nothing."""
     if not len(changed) or not lower_fields:
         return
     groups = np.unique(key_codes[changed])
     in_groups = has_key & np.isin(key_codes, groups) & ~pd.isna(cols[field])
     in_groups[changed] = False
+    if abstained is not None:
+        in_groups[abstained] = False
     supporters = np.flatnonzero(in_groups)
     for lower in lower_fields:
         values = cols[lower]

@@ -95,6 +95,8 @@ Where each step lives: ``names`` (1, 2), ``metadata.bins`` (3: ``normalise_bin``
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -167,6 +169,7 @@ def curate(
     if "dna_bin" in wrong:
         bins[wrong["dna_bin"].index.to_numpy()] = wrong["dna_bin"].to_numpy()
     bin_codes = np.where(leaving, -1, pd.factorize(bins)[0])
+    abstain = _with_implied_abstentions(cols, wrong, abstain)  # the genus as step 5 left it
     voted = {rank: cols[rank].copy() for rank in RANKS}  # as the votes meet them: the BIN table's agreement
     counts["barcode_conflicts"] = resolve_conflicts(  # 6.
         cols, log, barcode_codes, RANKS, params.barcode_ratio, "barcode", cascade=True, abstain=abstain
@@ -193,6 +196,32 @@ def curate(
         rank=params.scope_rank
     )
     return _results(cols, log, inferred, excluded, outcomes, lineage, counts, out_of_scope, scope, voted)
+
+
+def _genus_word(species) -> str | None:
+    """The genus a formal species name begins with (``Culex pipiens`` -> ``Culex``), casefolded; else None."""
+    if not isinstance(species, str):
+        return None
+    found = re.match(r"^([A-Z]\S*)\s", species)
+    return found.group(1).casefold() if found else None
+
+
+def _with_implied_abstentions(cols: dict, wrong: dict, abstain: dict) -> dict:
+    """Where step 8 will replace a label, the label that goes with it does not vote either: a species corrected to
+    one of another genus takes the record's genus off (``correction_genus_dropped``, or the genus step 5 gave it
+    from the replaced species goes with it), a genus corrected to another takes off a species of the old genus
+    (``correction_species_dropped``). Such a label voting would drop its mates' right one."""
+    extra = {field: [rows] for field, rows in abstain.items()}
+    for field, other in (("species", "genus"), ("genus", "species")):
+        for row, value in wrong.get(field, pd.Series(dtype=object)).items():
+            held = cols[other][row]
+            if value is None or pd.isna(held):
+                continue
+            given = _genus_word(value) if field == "species" else str(value).casefold()
+            kept = str(held).casefold() if other == "genus" else _genus_word(held)
+            if given is not None and kept is not None and given != kept:
+                extra.setdefault(other, []).append(np.array([row]))
+    return {field: np.unique(np.concatenate(parts)).astype(np.int64) for field, parts in extra.items()}
 
 
 def _corrected_cells(cols: dict, outcomes: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
