@@ -52,50 +52,55 @@ def read_freeze(path) -> pd.Series:
     """A previous release's splits (CSV with processid and split; other columns are ignored) as
     ``assign_splits`` takes them: split names indexed by processid. Cells are raw strings: ``NA`` is a
     processid, not a missing value."""
-    return _freeze_splits(CsvText(path, "a freeze table (processid, split)"), path)
+    return read_freeze_with_barcodes(path, barcodes=False)[0]
 
 
-def read_freeze_with_barcodes(path) -> tuple[pd.Series, pd.Series | None, pd.Series | None]:
+def read_freeze_with_barcodes(path, barcodes: bool = True) -> tuple[pd.Series, pd.Series | None, pd.Series | None]:
     """``read_freeze``'s splits and, aligned with them, each frozen record's ``barcode_digest`` (an Arrow-backed
     string Series): the split history's ``barcode_key`` column, or the digests of a metadata CSV's ``dna_barcode``,
-    read batch by batch (5.15M barcodes are 3.4 GB); None when the file has neither. Third, the split history's
+    hashed batch by batch (5.15M barcodes are 3.4 GB); None when the file has neither. Third, the split history's
     ``held_barcode_keys``: the barcodes each record was released with in an earlier version and carries no more,
-    space-separated; None where the file has none. The file is opened once."""
+    space-separated; None where the file has none. One pass over the file (``barcodes``: False reads the splits
+    alone)."""
     source = CsvText(path, "a freeze table (processid, split)")
-    split = _freeze_splits(source, path)
-    column = next((c for c in ("barcode_key", "dna_barcode") if c in source.columns), None)
-    barcodes = None
-    if column is not None:
-        parts = []
-        for batch in source.batches([column]):
-            cells = missing_as_null(batch.column(column)).cast(pa.string())
-            parts.append(cells if column == "barcode_key" else barcode_digest(cells))
-        keys = pa.concat_arrays(parts) if parts else pa.array([], pa.string())
-        barcodes = keys.to_pandas(types_mapper=pd.ArrowDtype).rename("barcode_key")
-        barcodes.index = split.index
-    return split, barcodes, _held_barcodes(source)
-
-
-def _held_barcodes(source: CsvText) -> pd.Series | None:
-    if HELD_KEYS not in source.columns:
-        return None
-    parts = [missing_as_null(batch.column(HELD_KEYS)).cast(pa.string()) for batch in source.batches([HELD_KEYS])]
-    held = pa.concat_arrays(parts) if parts else pa.array([], pa.string())
-    if not held.null_count < len(held):
-        return None
-    return held.to_pandas(types_mapper=pd.ArrowDtype).rename(HELD_KEYS)
-
-
-def _freeze_splits(source: CsvText, path) -> pd.Series:
     missing = [c for c in ("processid", "split") if c not in source.columns]
     if missing:
         raise InputError(f"{path}: missing columns {missing}: a freeze table needs processid and split")
-    frozen = source.read(["processid", "split"])
-    split = frozen["split"].to_numpy(zero_copy_only=False)
+    column = next((c for c in ("barcode_key", "dna_barcode") if c in source.columns), None) if barcodes else None
+    held_column = HELD_KEYS if barcodes and HELD_KEYS in source.columns else None
+    wanted = ["processid", "split", *(name for name in (column, held_column) if name)]
+    parts: dict[str, list] = {name: [] for name in wanted}
+    for batch in source.batches(wanted):
+        for name in ("processid", "split"):
+            parts[name].append(batch.column(name))
+        if column:
+            cells = missing_as_null(batch.column(column)).cast(pa.string())
+            parts[column].append(cells if column == "barcode_key" else barcode_digest(cells))
+        if held_column:
+            parts[held_column].append(missing_as_null(batch.column(held_column)).cast(pa.string()))
+
+    def whole(name) -> pa.Array:
+        return pa.concat_arrays(parts[name]) if parts[name] else pa.array([], pa.string())
+
+    split = _freeze_splits(whole("processid"), whole("split"), path)
+    keys = None
+    if column:
+        keys = whole(column).to_pandas(types_mapper=pd.ArrowDtype).rename("barcode_key")
+        keys.index = split.index
+    held = None
+    if held_column:
+        cells = whole(held_column)
+        if cells.null_count < len(cells):
+            held = cells.to_pandas(types_mapper=pd.ArrowDtype).rename(HELD_KEYS)
+    return split, keys, held
+
+
+def _freeze_splits(processid: pa.Array, split_names: pa.Array, path) -> pd.Series:
+    split = split_names.to_numpy(zero_copy_only=False)
     unknown = sorted(set(split) - set(SPLITS))
     if unknown:
         raise InputError(f"{path}: unknown split names {unknown}; known: {list(SPLITS)}")
-    processids = pd.Index(frozen["processid"].to_numpy(zero_copy_only=False))
+    processids = pd.Index(processid.to_numpy(zero_copy_only=False))
     keys = pd.Index(processid_keys(processids))  # two spellings of one record are one record
     twice = processids[keys.duplicated(keep=False)].unique()
     if len(twice):  # which of its splits a record keeps would be arbitrary
