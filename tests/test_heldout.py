@@ -141,3 +141,62 @@ def test_a_coco_file_that_could_be_misread_is_refused(tmp_path, change, message)
     path.write_text(json.dumps(coco))
     with pytest.raises(ValueError, match=re.escape(message)):
         load_coco_ground_truth(path)
+
+
+def test_a_dev_set_whose_photos_carry_an_exif_turn_is_scored_and_trained_upright(tmp_path, realdata):
+    """The image stage turns a photo by its EXIF orientation; the dev-set loader and the YOLO dataset did not: a dev
+    set from an imager that writes the tag was scored against sideways pixels (classical: 0 % boxed), and its
+    training labels were normalised by the stored size (negative widths, centres past 1)."""
+    import numpy as np
+    from PIL import Image
+
+    from bioscan_rebuild.detect.evaluate import dev_split, load_rgb
+    from bioscan_rebuild.detect.yolo.dataset import prepare_yolo_dataset
+    from bioscan_rebuild.synth.photos import draw_well_photo
+
+    dev = realdata / "imgfilter-dev"
+    coco = json.loads((dev / "coco_annotations.json").read_text())
+    boxed = {a["image_id"] for a in coco["annotations"] if a["bbox"][2] > 0}
+    chosen = [i for i in coco["images"] if i["id"] in boxed and dev_split(i["file_name"].split(".")[0]) == "train"]
+    chosen = chosen[:3]
+    ids = {i["id"] for i in chosen}
+    subset = {**coco, "images": chosen, "annotations": [a for a in coco["annotations"] if a["image_id"] in ids]}
+    folders = {}
+    for name, turned in (("plain", False), ("exif", True)):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "coco_annotations.json").write_text(json.dumps(subset))
+        for image in chosen:
+            with Image.open(dev / image["file_name"]) as photo:
+                if turned:  # stored a quarter turn left, Orientation 6 says: turn it right to show it
+                    exif = Image.Exif()
+                    exif[0x0112] = 6
+                    photo.rotate(90, expand=True).save(folder / image["file_name"], quality=95, exif=exif)
+                else:
+                    photo.save(folder / image["file_name"], quality=95)
+        folders[name] = folder
+    for image in chosen:
+        upright = load_rgb(folders["exif"] / image["file_name"])
+        assert upright.shape == load_rgb(dev / image["file_name"]).shape == (768, 1024, 3)
+        assert np.abs(upright.astype(int) - load_rgb(folders["plain"] / image["file_name"])).mean() < 4
+
+    def labels(name):
+        data = prepare_yolo_dataset(
+            tmp_path / f"yolo-{name}",
+            coco_path=folders[name] / "coco_annotations.json",
+            real_repeat=2,
+            n_generated=2,
+            draw_photo=draw_well_photo,
+        )
+        found = {}
+        for path in sorted(data.parent.glob("labels/*/*.txt")):
+            found[path.name] = [float(v) for v in path.read_text().split()]
+            with Image.open(data.parent / "images" / path.parent.name / f"{path.stem}.jpg") as photo:
+                assert photo.getexif().get(0x0112, 1) == 1  # written upright: no reader has to turn it
+        return found
+
+    plain, turned = labels("plain"), labels("exif")
+    assert plain.keys() == turned.keys() and len(plain) >= 3
+    for name, values in turned.items():
+        assert all(0 <= v <= 1 for v in values[1:]) and values[3] > 0 and values[4] > 0, (name, values)
+        assert np.allclose(values, plain[name], atol=0.01), (name, values, plain[name])

@@ -269,8 +269,10 @@ def test_the_fusion_backend_refuses_a_rule_fitted_with_another_classical_version
     # params a user tunes are theirs (they are in the detector's params): the rule still loads
     tuned = make_detector("fusion", rule=_rule_fitted_with(tmp_path, bar=75.0), bar=60.0)
     assert tuned.classical.params()["bar"] == 60.0
-    # a rule from before the rule said (fitted_on without "classical") still loads
+    # a rule from before the rule said (fitted_on without "classical") still loads, and so does one of
+    # classical-3, whose scores classical-4's are (it only resamples photos of another size first)
     assert make_detector("fusion", rule=_rule_fitted_with(tmp_path)).rule == make_detector("fusion").rule
+    assert make_detector("fusion", rule=_rule_fitted_with(tmp_path, version="classical-3")) is not None
 
 
 def test_the_fusion_backend_refuses_a_rule_not_fitted_for_its_model(tmp_path):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from bioscan_rebuild.detect.base import Detector
 
@@ -138,8 +138,10 @@ def _check_coco(coco: dict, coco_path) -> None:
 
 
 def load_rgb(path: str | Path) -> np.ndarray:
+    """The photo's pixels upright, as the image stage decodes them (its EXIF orientation applied): a dev set from
+    an imager that writes the tag was scored against pixels turned the wrong way."""
     with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
+        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
 
 
 def evaluate(detector: Detector, truths: Iterable[GroundTruth], image_dir: str | Path, batch_size: int = 16) -> dict:

@@ -219,6 +219,13 @@ def _rule_file(path: str | Path | None) -> dict:
 CLASSICAL_SCORE_UNITS = ("version",)
 # rules fitted before they recorded the classical detector's params were fitted with this version (or older)
 LEGACY_CLASSICAL_VERSION = "classical-3"
+# versions whose scores are another's: classical-4 only resamples a photo of another size than 1024x768 first
+SAME_SCORE_UNITS = {"classical-4": "classical-3"}
+
+
+def score_units(version):
+    """The classical version whose score units ``version``'s scores are in."""
+    return SAME_SCORE_UNITS.get(version, version)
 
 
 def has_box(detection: Detection | None) -> bool:
@@ -652,7 +659,7 @@ class FusionDetector:
         self.rule = FusionRule.load(rule)
         fitted = FusionRule.fitted_on(rule)["classical"]
         running = self.classical.params()
-        differ = [key for key in CLASSICAL_SCORE_UNITS if fitted.get(key) != running[key]]
+        differ = [key for key in CLASSICAL_SCORE_UNITS if score_units(fitted.get(key)) != score_units(running[key])]
         if differ:
             raise ValueError(
                 f"the fusion rule {rule or '(shipped)'} was fitted with the classical detector's "

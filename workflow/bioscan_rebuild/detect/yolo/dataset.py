@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from bioscan_rebuild.core.boxes import rotate_box_ccw
 from bioscan_rebuild.core.errors import InputError
@@ -32,10 +32,15 @@ class GeneratedPhoto(Protocol):
 DrawPhoto = Callable[[np.random.Generator, str], GeneratedPhoto]
 
 
+ORIENTATION_TAG = 0x0112  # EXIF Orientation
+
+
 def _yolo_label(box, width: int, height: int) -> str:
     x0, y0, x1, y1 = (float(v) for v in box)
     x0, x1 = max(0.0, x0), min(float(width), x1)
     y0, y1 = max(0.0, y0), min(float(height), y1)
+    if x1 <= x0 or y1 <= y0:  # a negative width trains the model on nonsense
+        raise ValueError(f"box {tuple(box)} lies outside a {width}x{height} photo")
     cx, cy = (x0 + x1) / 2 / width, (y0 + y1) / 2 / height
     return f"0 {cx:.6f} {cy:.6f} {(x1 - x0) / width:.6f} {(y1 - y0) / height:.6f}\n"
 
@@ -120,14 +125,20 @@ def prepare_yolo_dataset(
                 split = "val" if _real_val(truth.processid) else "train"
                 src = images / truth.file_name
                 with Image.open(src) as image:
-                    width, height = image.size
-                    pixels = None if split == "val" or int(real_repeat) < 2 else np.asarray(image.convert("RGB"))
+                    # upright, as the boxes were drawn and the trainer reads copy 0 (its EXIF orientation)
+                    turned_by_exif = image.getexif().get(ORIENTATION_TAG, 1) not in (None, 1)
+                    upright = ImageOps.exif_transpose(image) if turned_by_exif else image
+                    width, height = upright.size
+                    needs_pixels = turned_by_exif or (split != "val" and int(real_repeat) >= 2)
+                    pixels = np.asarray(upright.convert("RGB")) if needs_pixels else None
                 stem = Path(truth.file_name).stem
                 for copy in range(1 if split == "val" else max(1, int(real_repeat))):
                     name = stem if copy == 0 else f"{stem}.copy{copy}"
                     box, w, h = truth.box, width, height
-                    if copy == 0:
+                    if copy == 0 and not turned_by_exif:
                         shutil.copyfile(src, out / "images" / split / f"{name}.jpg")
+                    elif copy == 0:
+                        (out / "images" / split / f"{name}.jpg").write_bytes(encode_jpeg(pixels, 95))
                     else:
                         turned = np.ascontiguousarray(np.rot90(pixels, copy % 4))
                         for _ in range(copy % 4):
