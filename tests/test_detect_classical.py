@@ -395,6 +395,13 @@ def test_a_photo_of_another_size_is_detected_at_the_reference_resolution(realdat
         assert 0.9 <= other.pixel_count / (full.pixel_count * factor**2) <= 1.1, processid
         mask = detector.segment_in_box(resized, [v * factor for v in truth])
         assert mask.shape == resized.shape[:2] and 0.8 <= mask.sum() / (full.pixel_count * factor**2) <= 1.25
+        # a quarter of the box: the mask stays within it enlarged by 0.1 x its size + 4 px, at this photo's pixels
+        x0, y0, x1, y1 = (v * factor for v in truth)
+        quarter = (x0, y0, (x0 + x1) / 2, (y0 + y1) / 2)
+        mask = detector.segment_in_box(resized, quarter)
+        e = 0.1 * max(quarter[2] - quarter[0], quarter[3] - quarter[1]) + 4
+        ys, xs = np.nonzero(mask)
+        assert xs.size and xs.max() + 1 <= np.ceil(quarter[2] + e) and ys.max() + 1 <= np.ceil(quarter[3] + e)
     for processid in REAL_EMPTY:
         image = _load(realdata / DEV / f"{processid}.1024px.jpg")
         size = (round(image.shape[1] * factor), round(image.shape[0] * factor))

@@ -200,3 +200,28 @@ def test_a_dev_set_whose_photos_carry_an_exif_turn_is_scored_and_trained_upright
     for name, values in turned.items():
         assert all(0 <= v <= 1 for v in values[1:]) and values[3] > 0 and values[4] > 0, (name, values)
         assert np.allclose(values, plain[name], atol=0.01), (name, values, plain[name])
+
+
+def test_a_dev_photo_smaller_than_its_annotation_is_one_error_naming_it(tmp_path, realdata):
+    """A box that leaves the photo (a dev photo saved smaller than the one annotated) stopped the dataset with a
+    traceback naming no photo; it is one input error naming the COCO file and the photo."""
+    from PIL import Image
+
+    from bioscan_rebuild.core.errors import InputError
+    from bioscan_rebuild.detect.evaluate import dev_split
+    from bioscan_rebuild.detect.yolo.dataset import prepare_yolo_dataset
+    from bioscan_rebuild.synth.photos import draw_well_photo
+
+    dev = realdata / "imgfilter-dev"
+    coco = json.loads((dev / "coco_annotations.json").read_text())
+    far = {a["image_id"] for a in coco["annotations"] if a["bbox"][2] > 0 and a["bbox"][0] > 600}
+    chosen = [i for i in coco["images"] if i["id"] in far and dev_split(i["file_name"].split(".")[0]) == "train"][:1]
+    ids = {i["id"] for i in chosen}
+    subset = {**coco, "images": chosen, "annotations": [a for a in coco["annotations"] if a["image_id"] in ids]}
+    (tmp_path / "coco_annotations.json").write_text(json.dumps(subset))
+    with Image.open(dev / chosen[0]["file_name"]) as photo:
+        photo.resize((512, 384)).save(tmp_path / chosen[0]["file_name"])
+    with pytest.raises(InputError, match=re.escape(chosen[0]["file_name"]) + r": box .* lies outside a 512x384 photo"):
+        prepare_yolo_dataset(
+            tmp_path / "yolo", coco_path=tmp_path / "coco_annotations.json", n_generated=2, draw_photo=draw_well_photo
+        )

@@ -1637,3 +1637,24 @@ def test_the_genus_that_goes_with_a_corrected_species_does_not_vote_nor_back_a_l
     out = by_pid(result)
     assert (out["genus"] == "Culex").all() and out["species"].isna().all(), out
     assert_replays(records, result)
+
+
+def test_a_label_step_8_keeps_still_votes_and_a_genus_inferred_from_a_deleted_species_does_not():
+    """Only a label step 8 takes off stays out of the votes: a species corrected to a placeholder of another genus
+    leaves the record its genus (step 5's rule spares placeholders), so that genus votes and takes the barcode's
+    majority, as before; and a species deleted by an empty correction takes the genus step 5 gave from it off, so
+    that genus did not vote either (it dropped its mates' right genus and species)."""
+    params = TaxonomyParams(barcode_ratio=0.8, bin_ratio=0.8)
+    right = [row(f"a{i}", "Culicidae", "Culex", "Culex pipiens", None, "k1") for i in (2, 3, 4, 5)]
+    records = frame([row("a1", "Culicidae", "Aedes", "Aedes vexans", None, "k1"), *right])
+    placeholder = corrections_table(("a1", "species", "Culex sp. BIOUG01", "wrong_label", "r1"))
+    out = by_pid(curate(records, params, corrections=placeholder))
+    assert out.loc["a1", "genus"] == "Culex" and out.loc["a1", "species"] == "Culex sp. BIOUG01"
+    records = frame([row("a1", "Culicidae", None, "Aedes vexans", None, "k1"), *right[:3]])
+    deleted = corrections_table(("a1", "species", "", "wrong_label", "r1"))
+    result = curate(records, params, corrections=deleted)
+    out = by_pid(result)
+    assert result["corrections"]["outcome"].tolist() == ["applied"]
+    assert out.loc["a1"].isna()[["species"]].all() and (out.loc[["a2", "a3", "a4"], "species"] == "Culex pipiens").all()
+    assert (out.loc[["a2", "a3", "a4"], "genus"] == "Culex").all()
+    assert_replays(records, result)

@@ -197,8 +197,8 @@ class ClassicalDetector:
     def detect_batch(self, images: list[np.ndarray], halves: list[np.ndarray] | None = None) -> list[Detection]:
         return [self.detect(image, half) for image, half in zip(images, halves or [None] * len(images))]
 
-    # a photo within 5 % of the reference's side lengths is taken as it is (resampling it would change nothing
-    # but the rounding)
+    # a photo whose resampling factor (by area) is within 5 % of 1 is taken as it is (a factor so close changes
+    # little but the rounding)
     _AS_IT_IS = 0.05
 
     def _resampling(self, shape: tuple[int, ...]) -> float:
@@ -353,7 +353,16 @@ class ClassicalDetector:
         if factor != 1.0:
             found = self.segment_in_box(self._resampled(image, factor), [v * factor for v in box], margin)
             height, width = image.shape[:2]
-            return cv2.resize(found.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
+            back = cv2.resize(found.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
+            # within the box enlarged by margin x its size + 4 px at this photo's own resolution, as promised
+            x0, y0, x1, y1 = (int(round(v)) for v in box)
+            e = margin * max(x1 - x0, y1 - y0) + 4
+            kept = np.zeros_like(back)
+            ex0, ey0 = max(0, int(x0 - e)), max(0, int(y0 - e))
+            kept[
+                ey0 : max(ey0, min(height, int(np.ceil(y1 + e)))), ex0 : max(ex0, min(width, int(np.ceil(x1 + e))))
+            ] = True
+            return back & kept
         H, W = image.shape[:2]
         out = np.zeros((H, W), bool)
         x0, y0, x1, y1 = (int(round(v)) for v in box)

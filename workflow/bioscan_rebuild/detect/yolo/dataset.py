@@ -145,7 +145,12 @@ def prepare_yolo_dataset(
                             box = rotate_box_ccw(box, w) if box else None
                             w, h = h, w
                         (out / "images" / split / f"{name}.jpg").write_bytes(encode_jpeg(turned, 95))
-                    label = _yolo_label(box, w, h) if box else ""
+                    try:
+                        label = _yolo_label(box, w, h) if box else ""
+                    except ValueError as error:
+                        raise InputError(
+                            f"{coco}: {truth.file_name}: {error} (is the photo the one annotated?)"
+                        ) from None
                     (out / "labels" / split / f"{name}.txt").write_text(label)
                 counts[f"{split}_real" + ("_empty" if truth.box is None else "")] += 1
 

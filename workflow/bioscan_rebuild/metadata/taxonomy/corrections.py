@@ -225,6 +225,15 @@ def _cannot_be(value: str, field: str, held_at: dict[str, pd.Series]) -> bool:
     return counts.sum() > 0 and counts.get(field, 0) == 0
 
 
+def names_another_genus(genus, species) -> bool:
+    """Step 5's rule, as step 8 holds a corrected record to it: a formal species (neither name a placeholder)
+    that begins with another genus than ``genus``."""
+    if pd.isna(genus) or pd.isna(species) or novel_mask(pd.Series([genus]), pd.Series([species]))[0]:
+        return False
+    first = re.match(r"^([A-Z]\S*)\s", species)
+    return first is not None and first.group(1).casefold() != genus.casefold()
+
+
 def _keep_species_under_genus(cols, log, inferred, reinfer, applied_ranks, corrections) -> list[int]:
     """After step 8, step 5's rule again for the corrected records: a species must begin with its genus. A
     corrected species under the record's own genus takes the genus off [``correction_genus_dropped``] (step 5 then
@@ -232,11 +241,7 @@ def _keep_species_under_genus(cols, log, inferred, reinfer, applied_ranks, corre
     dropped``], the maintainer's own species too: that row's outcome is ``invalid_value``. Returns those rows."""
     refused = []
     for row, fields in applied_ranks.items():
-        genus, species = cols["genus"][row], cols["species"][row]
-        if pd.isna(genus) or pd.isna(species) or novel_mask(pd.Series([genus]), pd.Series([species]))[0]:
-            continue
-        first = re.match(r"^([A-Z]\S*)\s", species)
-        if first is None or first.group(1).casefold() == genus.casefold():
+        if not names_another_genus(cols["genus"][row], cols["species"][row]):
             continue
         item = corrections.iloc[fields.get("genus", fields.get("species"))]
         source = _source_of(item)

@@ -95,8 +95,6 @@ Where each step lives: ``names`` (1, 2), ``metadata.bins`` (3: ``normalise_bin``
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 
@@ -107,7 +105,12 @@ from bioscan_rebuild.core.schemas import RANKS, processid_keys
 from bioscan_rebuild.metadata.bins import bin_table, normalise_bin
 from bioscan_rebuild.metadata.taxonomy.changelog import ChangeLog, map_unique, set_field, working_columns
 from bioscan_rebuild.metadata.taxonomy.conflicts import resolve_conflicts
-from bioscan_rebuild.metadata.taxonomy.corrections import apply_corrections, declared_wrong, excluded_by_corrections
+from bioscan_rebuild.metadata.taxonomy.corrections import (
+    apply_corrections,
+    declared_wrong,
+    excluded_by_corrections,
+    names_another_genus,
+)
 from bioscan_rebuild.metadata.taxonomy.names import (
     MISSING_TOKENS,
     apply_fixes,
@@ -119,6 +122,7 @@ from bioscan_rebuild.metadata.taxonomy.names import (
     strip_authors,
 )
 from bioscan_rebuild.metadata.taxonomy.parents import (
+    RANK_BIT,
     forget_removed,
     genus_from_species,
     infer_parents,
@@ -169,7 +173,7 @@ def curate(
     if "dna_bin" in wrong:
         bins[wrong["dna_bin"].index.to_numpy()] = wrong["dna_bin"].to_numpy()
     bin_codes = np.where(leaving, -1, pd.factorize(bins)[0])
-    abstain = _with_implied_abstentions(cols, wrong, abstain)  # the genus as step 5 left it
+    abstain = _with_implied_abstentions(cols, wrong, abstain, inferred)  # the genus as step 5 left it
     voted = {rank: cols[rank].copy() for rank in RANKS}  # as the votes meet them: the BIN table's agreement
     counts["barcode_conflicts"] = resolve_conflicts(  # 6.
         cols, log, barcode_codes, RANKS, params.barcode_ratio, "barcode", cascade=True, abstain=abstain
@@ -198,29 +202,21 @@ def curate(
     return _results(cols, log, inferred, excluded, outcomes, lineage, counts, out_of_scope, scope, voted)
 
 
-def _genus_word(species) -> str | None:
-    """The genus a formal species name begins with (``Culex pipiens`` -> ``Culex``), casefolded; else None."""
-    if not isinstance(species, str):
-        return None
-    found = re.match(r"^([A-Z]\S*)\s", species)
-    return found.group(1).casefold() if found else None
-
-
-def _with_implied_abstentions(cols: dict, wrong: dict, abstain: dict) -> dict:
-    """Where step 8 will replace a label, the label that goes with it does not vote either: a species corrected to
-    one of another genus takes the record's genus off (``correction_genus_dropped``, or the genus step 5 gave it
-    from the replaced species goes with it), a genus corrected to another takes off a species of the old genus
-    (``correction_species_dropped``). Such a label voting would drop its mates' right one."""
+def _with_implied_abstentions(cols: dict, wrong: dict, abstain: dict, inferred: np.ndarray) -> dict:
+    """Where step 8 will take a label off with the one it replaces, that label does not vote either (it would drop
+    its mates' right one): a genus step 5 gave from a replaced species (``correction_inferred_dropped``), the genus
+    under a species corrected to one of another genus (``correction_genus_dropped``), a species of another genus
+    under a corrected genus (``correction_species_dropped``); by step 8's own rule (``names_another_genus``: a
+    placeholder keeps its pair)."""
     extra = {field: [rows] for field, rows in abstain.items()}
-    for field, other in (("species", "genus"), ("genus", "species")):
-        for row, value in wrong.get(field, pd.Series(dtype=object)).items():
-            held = cols[other][row]
-            if value is None or pd.isna(held):
-                continue
-            given = _genus_word(value) if field == "species" else str(value).casefold()
-            kept = str(held).casefold() if other == "genus" else _genus_word(held)
-            if given is not None and kept is not None and given != kept:
-                extra.setdefault(other, []).append(np.array([row]))
+    genus_bit = np.uint8(RANK_BIT["genus"])
+    for row, value in wrong.get("species", pd.Series(dtype=object)).items():
+        genus = cols["genus"][row]
+        if pd.notna(genus) and (inferred[row] & genus_bit or names_another_genus(genus, value)):
+            extra.setdefault("genus", []).append(np.array([row]))
+    for row, value in wrong.get("genus", pd.Series(dtype=object)).items():
+        if value is not None and names_another_genus(value, cols["species"][row]):
+            extra.setdefault("species", []).append(np.array([row]))
     return {field: np.unique(np.concatenate(parts)).astype(np.int64) for field, parts in extra.items()}
 
 
