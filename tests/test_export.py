@@ -347,32 +347,13 @@ def test_export_fails_loudly_when_the_store_lost_an_image(tmp_path):
         )
 
 
-def test_a_label_correction_of_a_record_the_release_does_not_hold_says_record_rejected(tmp_path):
-    """The metadata stage says ``applied`` for a label correction of a record that the image stage then removes (no
-    specimen in its photo): the release said it was applied to a record it does not hold. As released it is
-    ``record_rejected``, which the file's description defines so; a table where nothing changes is shipped as
-    it is."""
-    import pandas as pd
-
+def test_the_correction_outcomes_say_what_applied_and_overridden_mean():
+    """``overridden`` claimed a later row corrected the field where that row was refused; ``applied`` said nothing
+    of a record a later stage took out of the release (the table is shipped as the build wrote it: the audit checks
+    it is a copy)."""
     from bioscan_rebuild.export.layout import CORRECTION_OUTCOMES
-    from bioscan_rebuild.export.side_files import _corrections_as_released
 
-    source = tmp_path / "corrections.tsv"
-    source.write_text(
-        "processid\tfield\tvalue\treason\tsource\toutcome\n"
-        "BSCN1-23\tspecies\tAus bus\twrong_label\tr1\tapplied\n"
-        " bscn2-23\tgenus\tAus\twrong_label\tr2\tno_change\n"
-        "BSCN3-23\trecord\texclude\tduplicate\tr3\texcluded\n"
-        "BSCN4-23\tspecies\tAus cus\twrong_label\tr4\tapplied\n"
-        'BSCN5-23\tspecies\t"Aus, dus"\twrong_label\tr5\tinvalid_value\n'
+    assert "a record a later stage removed, for its photo or its scope, is in rejects.csv" in (
+        CORRECTION_OUTCOMES.description
     )
-    staged = tmp_path / "staged"
-    staged.mkdir()
-    out = _corrections_as_released(source, pd.Index(["BSCN4-23", "BSCN9-23"]), staged)
-    table = pd.read_csv(out, sep="\t", dtype=str, keep_default_na=False)
-    assert table["outcome"].tolist() == ["record_rejected", "record_rejected", "excluded", "applied", "invalid_value"]
-    assert table["processid"].tolist()[1] == " bscn2-23"  # the maintainer's row as written
-    assert "record_rejected (the record is not in the release" in CORRECTION_OUTCOMES.description
     assert "its own outcome says whether it was applied" in CORRECTION_OUTCOMES.description
-    everyone = pd.Index(["BSCN1-23", "BSCN2-23", "BSCN4-23"])
-    assert _corrections_as_released(source, everyone, staged) == source

@@ -1658,3 +1658,59 @@ def test_a_label_step_8_keeps_still_votes_and_a_genus_inferred_from_a_deleted_sp
     assert out.loc["a1"].isna()[["species"]].all() and (out.loc[["a2", "a3", "a4"], "species"] == "Culex pipiens").all()
     assert (out.loc[["a2", "a3", "a4"], "genus"] == "Culex").all()
     assert_replays(records, result)
+
+
+def test_what_votes_is_judged_on_the_labels_the_votes_meet():
+    """Which labels a correction keeps out of the votes was judged on the labels before step 5 and from the genus
+    and species alone (reviewer difff): a row confirming an inferred genus kept it out (a tie then dropped every
+    label); a species corrected to another of the same genus kept the genus step 5 gives back out; a BIN row
+    restating the export's BIN let step 4 move the record to another BIN for step 6; a corrected species still
+    backed a mate's species; a corrected species never gave a missing genus."""
+    aedes, culex = ("Culicidae", "Aedes", "Aedes vexans"), ("Culicidae", "Culex", "Culex pipiens")
+    loose = TaxonomyParams(barcode_ratio=0.6, bin_ratio=0.6)
+    records = frame([row("a1", "Culicidae", None, "Culex pipiens", None, "k1"), row("a2", *culex, None, "k1")])
+    records = pd.concat([records, frame([row("a3", *aedes, None, "k1")])], ignore_index=True)
+    confirmed = curate(records, loose, corrections=corrections_table(("a1", "genus", "Culex", "other", "r1")))
+    out = by_pid(confirmed)
+    assert (out["genus"] == "Culex").all() and (out.loc[["a1", "a2"], "species"] == "Culex pipiens").all(), out
+    same_genus = curate(
+        records, loose, corrections=corrections_table(("a1", "species", "Culex torrentium", "other", "r"))
+    )
+    out = by_pid(same_genus)
+    assert (out["genus"] == "Culex").all() and out.loc["a1", "species"] == "Culex torrentium", out
+    assert_replays(records, same_genus)
+
+    x, y = "BOLD:AAA0001", "BOLD:AAA0002"
+    records = frame(
+        [
+            row("a1", "Culicidae", "Culex", None, x, "k1"),
+            row("a2", "Culicidae", None, None, y, "k1"),
+            row("a3", "Culicidae", None, None, y, "k1"),
+            row("y1", "Culicidae", "Aedes", None, y, "k2"),
+        ]
+    )
+    stated = curate(records, loose, corrections=corrections_table(("a1", "dna_bin", x, "wrong_bin", "r1")))
+    out, changes = by_pid(stated), stated["changes"]
+    assert out.loc["a1", "dna_bin"] == x and out.loc["y1", "genus"] == "Aedes", out
+    assert not ((changes["processid"] == "a1") & (changes["field"] == "dna_bin")).any()
+
+    records = frame(
+        [
+            row("a1", *culex, None, "k1"),
+            row("a2", "Culicidae", "Culex", None, None, "k1"),
+            row("a3", "Culicidae", "Culex", None, None, "k1"),
+            row("a4", "Phoridae", "Culex", "Culex pipiens", None, "k1"),
+        ]
+    )
+    backing = curate(
+        records,
+        TaxonomyParams(barcode_ratio=0.7, bin_ratio=0.7),
+        corrections=corrections_table(("a1", "species", "Culex torrentium", "wrong_label", "r")),
+    )
+    out = by_pid(backing)
+    assert out.loc["a4", "family"] == "Culicidae" and pd.isna(out.loc["a4", "species"]), out
+    alone = curate(
+        frame([row("a1", "Culicidae")]),
+        corrections=corrections_table(("a1", "species", "Culex torrentium", "other", "r")),
+    )
+    assert by_pid(alone).loc["a1", "genus"] == "Culex"

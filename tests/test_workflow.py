@@ -820,8 +820,16 @@ def test_the_review_queue_round_trip(finished_run, tmp_path_factory):
     )
     config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
     config["images"]["box_corrections"] = str(corrections)
+    # a label correction of the record the empty well takes out of the release: the release ships the outcome
+    # table as the build wrote it (rewritten, it failed the workflow's own audit, which checks it is a copy)
+    labels = workdir / "label_corrections.tsv"
+    labels.write_text(f"processid\tfield\tvalue\treason\tsource\n{first[0]}\tcountry\tIceland\tother\treview\n")
+    config["taxonomy"]["corrections"] = str(labels)
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     run_snakemake(workdir)
+    released_outcomes = workdir / "results" / "release" / "bioscan5m" / "metadata" / "corrections.tsv"
+    assert released_outcomes.read_bytes() == (workdir / "results" / "metadata" / "corrections.tsv").read_bytes()
+    assert pd.read_csv(released_outcomes, sep="\t")["outcome"].tolist() == ["applied"]
     summary = json.loads((workdir / "results" / "images" / "summary.json").read_text())
     counts = _photo_counts(workdir)
     photos = counts["photos_processed"] + counts["photos_reused"]

@@ -120,9 +120,10 @@ CORRECTION_OUTCOMES = ReleaseFile(
     "corrections_tsv",
     "text/tab-separated-values",
     "Every maintainer's record correction (taxonomy.corrections: processid, field, value, reason, source) with its "
-    "outcome: applied, excluded, no_change, record_rejected (the record is not in the release: rejects.csv says "
-    "why), unknown_processid, invalid_reason, overridden (a later row for the same field of the record is the "
-    "maintainer's word: its own outcome says whether it was applied), unknown_field or invalid_value.",
+    "outcome: applied (the label was corrected; a record a later stage removed, for its photo or its scope, is in "
+    "rejects.csv, not in the release), excluded, no_change, record_rejected (refused for its barcode or by ingest: "
+    "see rejects.csv), unknown_processid, invalid_reason, overridden (a later row for the same field of the record "
+    "is the maintainer's word: its own outcome says whether it was applied), unknown_field or invalid_value.",
 )
 BOX_CORRECTION_OUTCOMES = ReleaseFile(
     "metadata/box_corrections.tsv",

@@ -252,8 +252,7 @@ def write_side_files(
     previous=None,
 ) -> dict:
     """Write the derived side files into ``tmp``: path under the release root -> file to copy there.
-    ``corrections``, ``box_corrections``: the outcome tables of the maintainers' corrections (a label correction of
-    a record the release does not hold is ``record_rejected``: ``_corrections_as_released``).
+    ``corrections``, ``box_corrections``: the outcome tables of the maintainers' corrections, shipped as they are.
     ``version``, ``previous``: this release's version and the previous release's folder (``split_history``)."""
     released = _released_ids(splits)
 
@@ -304,32 +303,7 @@ def write_side_files(
         files[BARCODES_FASTA.path] = Path(fasta)
     if split_summary:
         files[SPLIT_SUMMARY.path] = Path(split_summary)
-    if corrections:
-        files[CORRECTION_OUTCOMES.path] = _corrections_as_released(Path(corrections), released, tmp)
-    if box_corrections:
-        files[BOX_CORRECTION_OUTCOMES.path] = Path(box_corrections)
+    for file, source in ((CORRECTION_OUTCOMES, corrections), (BOX_CORRECTION_OUTCOMES, box_corrections)):
+        if source:  # a copy of the build's own file, as the audit checks by its sha256
+            files[file.path] = Path(source)
     return files
-
-
-# outcomes that say a correction took effect on a record: of a record not in the release, they said so of nothing
-TOOK_EFFECT = ("applied", "no_change")
-
-
-def _corrections_as_released(source: Path, released: pd.Index, tmp: Path) -> Path:
-    """The metadata stage's correction outcomes as the release holds them: a row that corrected a record a later
-    stage removed (no specimen in its photo, an unusable photo) is ``record_rejected``, as one of a record ingest
-    or the barcode stage refused (it said ``applied`` of a record the release does not hold). The file as it is
-    when no row changes."""
-    table = pd.read_csv(source, sep="\t", dtype=str, keep_default_na=False)
-    if table.empty or "outcome" not in table.columns:
-        return source
-    gone = table["outcome"].isin(TOOK_EFFECT).to_numpy().copy()
-    if gone.any():
-        keys = processid_keys(table["processid"].str.strip())
-        gone &= ~pd.Index(keys).isin(pd.Index(processid_keys(released.to_numpy(dtype=object))))
-    if not gone.any():
-        return source
-    table.loc[gone, "outcome"] = "record_rejected"
-    out = tmp / Path(CORRECTION_OUTCOMES.path).name
-    table.to_csv(out, sep="\t", index=False, lineterminator="\n")
-    return out

@@ -83,7 +83,7 @@ def resolve_conflicts(
                     fields[position + 1 :],
                     changed_at[field],
                     rules[0],
-                    (abstain or {}).get(field),
+                    abstain or {},
                 )
     return counts
 
@@ -96,20 +96,21 @@ def _no_claim(field: str, labels: np.ndarray) -> np.ndarray:
     return claims_no_species(labels)
 
 
-def _drop_unsupported_below(cols, log, key_codes, has_key, field, lower_fields, changed, rule, abstained=None) -> None:
+def _drop_unsupported_below(cols, log, key_codes, has_key, field, lower_fields, changed, rule, abstain=None) -> None:
     """Records whose ``field`` a majority replaced keep a lower-rank label only when a record of the same
     group that already carried the winning label holds it too (a genus "Megaselia" is not kept under a family
     changed to Phoridae unless the group's Phoridae records say Megaselia); otherwise it is removed
     [``{rule}_below``], so a majority change never leaves a lineage the group does not support. A record that
-    did not vote on ``field`` (``abstained``: a correction replaces its label) still holds a losing label: it
-    backs nothing."""
+    did not vote on ``field`` (``abstain``: field -> rows whose label a correction replaces) still holds a losing
+    label: it backs nothing; nor does a lower label a correction replaces back another's."""
     if not len(changed) or not lower_fields:
         return
     groups = np.unique(key_codes[changed])
     in_groups = has_key & np.isin(key_codes, groups) & ~pd.isna(cols[field])
     in_groups[changed] = False
-    if abstained is not None:
-        in_groups[abstained] = False
+    abstain = abstain or {}
+    if field in abstain:
+        in_groups[abstain[field]] = False
     supporters = np.flatnonzero(in_groups)
     for lower in lower_fields:
         values = cols[lower]
@@ -117,6 +118,8 @@ def _drop_unsupported_below(cols, log, key_codes, has_key, field, lower_fields, 
         if not len(held):
             continue
         backed = supporters[~pd.isna(values[supporters])]
+        if lower in abstain:
+            backed = backed[~np.isin(backed, abstain[lower])]
         known = pd.MultiIndex.from_arrays([key_codes[backed], values[backed].astype(object)])
         asked = pd.MultiIndex.from_arrays([key_codes[held], values[held].astype(object)])
         set_field(cols, log, f"{rule}_below", lower, held[~asked.isin(known)], None)

@@ -114,22 +114,29 @@ def _last_words(read: list[tuple]) -> dict[tuple[int, str], int]:
     return {(row, item.field): position for position, (item, row, _, _) in enumerate(read) if row is not None}
 
 
-def declared_wrong(cols: dict, corrections: pd.DataFrame | None, fixes: pd.DataFrame | None = None) -> dict:
+def declared_wrong(
+    cols: dict,
+    corrections: pd.DataFrame | None,
+    fixes: pd.DataFrame | None = None,
+    fields: tuple[str, ...] = (*RANKS, "dna_bin"),
+    stated: bool = False,
+) -> dict:
     """Per field (the ranks and ``dna_bin``), the records whose value there a maintainer's row declares wrong: the
     row step 8 applies for that field of the record (``_last_words``), giving another value than the record holds
     as steps 1-3 left it (a row that confirms the label is no such row). Known before the votes (steps 4 and 6), so
     that a label step 8 replaces takes no part in them: one wrong species on a barcode must not drop its mates'
     right one. Field -> Series: the record's row -> the maintainer's value (None: no label; a ``dna_bin`` row's is
-    the BIN the record is grouped under in step 6)."""
+    the BIN the record is grouped under in step 6). ``fields``: those to look at; ``stated``: a row that confirms
+    the value counts too (a BIN a maintainer states is not voted over)."""
     if corrections is None or corrections.empty:
         return {}
     read = _read_rows(cols, corrections, fixes)
     found: dict[str, dict[int, str | None]] = {}
     for (row, field), position in _last_words(read).items():
-        if field not in (*RANKS, "dna_bin") or read[position][3] is not None:
+        if field not in fields or read[position][3] is not None:
             continue  # a refused row leaves the record its label
         value, old = read[position][2], cols[field][row]
-        if (value is None and pd.isna(old)) or (value is not None and old == value):
+        if not stated and ((value is None and pd.isna(old)) or (value is not None and old == value)):
             continue  # the maintainer confirms the label: it votes
         found.setdefault(field, {})[int(row)] = value
     return {field: pd.Series(rows, dtype=object) for field, rows in found.items()}

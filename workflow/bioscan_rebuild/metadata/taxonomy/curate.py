@@ -65,9 +65,12 @@ table in brackets):
    in another phylum.
 Records that will leave (a ``record exclude`` correction, or their own label at ``scope_rank`` outside the
 scope before any step changed it) take no part in steps 4, 6 and 7: they neither vote nor teach the lineage.
-Nor does a value a step-8 row replaces (``corrections.declared_wrong``: the last row for that field of the
-record, with a known reason, and another value) vote in steps 4 and 6 (one wrong species on a barcode would drop
-its mates' right one); a record a row moves to another BIN is in that BIN's group in step 6.
+Nor does a label a step-8 row replaces (``corrections.declared_wrong``: the last row for that field of the
+record, not refused, with another value than the record holds after step 5) vote in step 6, nor the labels step 8
+takes off with it (``_with_implied_abstentions``), nor back a lower label (one wrong species on a barcode would drop
+its mates' right one); a BIN a row states is not voted over in step 4, and the record is in that BIN's group in
+step 6. Labels step 8 takes off through the lineage check (``correction_parent_dropped``, ``_child_dropped``) still
+vote.
 Then ``taxon`` = the label at the deepest labelled rank, ``inferred_ranks`` = bit mask of the ranks filled by
 steps 5 and 7 (phylum 1, class 2, order 4, family 8, subfamily 16, genus 32, species 64; 0 = none), and
 ``placeholder_species`` = ``core.novel.novel_mask`` (the split protocol's definition).
@@ -158,9 +161,9 @@ def curate(
     # lineage: one mammal label on an insect barcode must not erase the insects' names
     leaving = excluded_by_corrections(cols, corrections) | _outside_by_own_label(cols, params)
     barcode_codes = np.where(leaving, -1, pd.factorize(cols["barcode_key"])[0])
-    # a value a maintainer's row replaces in step 8 does not vote either: it would outvote or drop its mates'
-    wrong = declared_wrong(cols, corrections, fixes)
-    abstain = {field: rows.index.to_numpy() for field, rows in wrong.items()}
+    # a BIN a maintainer's row states is neither voted over nor votes: the record is in that BIN from here on
+    stated_bins = declared_wrong(cols, corrections, fixes, fields=("dna_bin",), stated=True).get("dna_bin")
+    abstain = {} if stated_bins is None else {"dna_bin": stated_bins.index.to_numpy()}
     counts["bin_conflicts"] = resolve_conflicts(  # 4.
         cols, log, barcode_codes, ("dna_bin",), params.bin_barcode_ratio, "bin", cascade=False, abstain=abstain
     )
@@ -170,10 +173,13 @@ def curate(
     check_species_genus(cols, log, novel_mask(pd.Series(cols["genus"]), pd.Series(cols["species"])))
     # BINs are final from here on; a record a maintainer moves to another BIN votes in that one
     bins = cols["dna_bin"].copy()
-    if "dna_bin" in wrong:
-        bins[wrong["dna_bin"].index.to_numpy()] = wrong["dna_bin"].to_numpy()
+    if stated_bins is not None:
+        bins[stated_bins.index.to_numpy()] = stated_bins.to_numpy()
     bin_codes = np.where(leaving, -1, pd.factorize(bins)[0])
-    abstain = _with_implied_abstentions(cols, wrong, abstain, inferred)  # the genus as step 5 left it
+    # a label a maintainer's row replaces in step 8 does not vote either (it would outvote or drop its mates'),
+    # judged against the labels as the votes meet them (after step 5)
+    wrong = declared_wrong(cols, corrections, fixes, fields=RANKS)
+    abstain = _with_implied_abstentions(cols, wrong, abstain, inferred)
     voted = {rank: cols[rank].copy() for rank in RANKS}  # as the votes meet them: the BIN table's agreement
     counts["barcode_conflicts"] = resolve_conflicts(  # 6.
         cols, log, barcode_codes, RANKS, params.barcode_ratio, "barcode", cascade=True, abstain=abstain
@@ -188,9 +194,11 @@ def curate(
         else pd.DataFrame()
     )
     excluded, outcomes, reinfer = apply_corrections(cols, log, corrections, inferred, ~leaving, fixes)  # 8.
-    if reinfer.any() and params.fill_genus_from_species:  # the ranks inferred from a corrected label went
-        genus_from_species(cols, log, inferred, only=reinfer)
     changed, confirmed = _corrected_cells(cols, outcomes)
+    # the ranks inferred from a corrected label went; a corrected species gives a missing genus, as a source one
+    again = reinfer | changed["species"]
+    if again.any() and params.fill_genus_from_species:
+        genus_from_species(cols, log, inferred, only=again)
     if params.infer_parents and any(cells.any() for cells in changed.values()):  # step 7 on the corrected labels
         kept = {rank: changed[rank] | confirmed[rank] for rank in RANKS}
         groups, teaching = (barcode_codes, bin_codes), ~leaving & ~excluded
@@ -209,10 +217,13 @@ def _with_implied_abstentions(cols: dict, wrong: dict, abstain: dict, inferred: 
     under a corrected genus (``correction_species_dropped``); by step 8's own rule (``names_another_genus``: a
     placeholder keeps its pair)."""
     extra = {field: [rows] for field, rows in abstain.items()}
+    extra.update({field: [*extra.get(field, []), rows.index.to_numpy()] for field, rows in wrong.items()})
     genus_bit = np.uint8(RANK_BIT["genus"])
     for row, value in wrong.get("species", pd.Series(dtype=object)).items():
         genus = cols["genus"][row]
-        if pd.notna(genus) and (inferred[row] & genus_bit or names_another_genus(genus, value)):
+        # an inferred genus goes with the species it came from, unless the new species gives it back
+        given_back = value is not None and str(value).split(" ")[0].casefold() == str(genus).casefold()
+        if pd.notna(genus) and ((inferred[row] & genus_bit and not given_back) or names_another_genus(genus, value)):
             extra.setdefault("genus", []).append(np.array([row]))
     for row, value in wrong.get("genus", pd.Series(dtype=object)).items():
         if value is not None and names_another_genus(value, cols["species"][row]):
