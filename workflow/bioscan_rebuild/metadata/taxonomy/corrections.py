@@ -69,10 +69,19 @@ def excluded_by_corrections(cols: dict, corrections: pd.DataFrame | None) -> np.
     return pd.Series(processid_keys(cols["processid"]), dtype=object).isin(set(keys)).to_numpy()
 
 
-def _read_rows(cols: dict, corrections: pd.DataFrame, fixes: pd.DataFrame | None) -> list[tuple]:
+def record_rows(cols: dict) -> pd.Series:
+    """Each record's row by its ``processid_key`` (made once per curation: millions of records)."""
+    return pd.Series(np.arange(len(cols["processid"])), index=processid_keys(cols["processid"]))
+
+
+def _read_rows(
+    cols: dict, corrections: pd.DataFrame, fixes: pd.DataFrame | None, row_of: pd.Series | None = None
+) -> list[tuple]:
     """Per correction row: (the row stripped as records are, the record's row or None, the value as step 8 reads
-    it, the outcome refusing it or None)."""
-    row_of = pd.Series(np.arange(len(cols["processid"])), index=processid_keys(cols["processid"]))
+    it, the outcome refusing it or None). ``row_of``: ``record_rows(cols)``, where the caller has it."""
+    if corrections.empty:
+        return []
+    row_of = record_rows(cols) if row_of is None else row_of
     held_at = _ranks_holding(cols, corrections, fixes)
     targets = _targets(corrections)
     read = []
@@ -120,17 +129,18 @@ def declared_wrong(
     fixes: pd.DataFrame | None = None,
     fields: tuple[str, ...] = (*RANKS, "dna_bin"),
     stated: bool = False,
+    row_of: pd.Series | None = None,
 ) -> dict:
     """Per field (the ranks and ``dna_bin``), the records whose value there a maintainer's row declares wrong: the
     row step 8 applies for that field of the record (``_last_words``), giving another value than the record holds
-    as steps 1-3 left it (a row that confirms the label is no such row). Known before the votes (steps 4 and 6), so
+    when it is called (a row that confirms the label is no such row). Known before the votes (steps 4 and 6), so
     that a label step 8 replaces takes no part in them: one wrong species on a barcode must not drop its mates'
     right one. Field -> Series: the record's row -> the maintainer's value (None: no label; a ``dna_bin`` row's is
     the BIN the record is grouped under in step 6). ``fields``: those to look at; ``stated``: a row that confirms
     the value counts too (a BIN a maintainer states is not voted over)."""
     if corrections is None or corrections.empty:
         return {}
-    read = _read_rows(cols, corrections, fixes)
+    read = _read_rows(cols, corrections, fixes, row_of)
     found: dict[str, dict[int, str | None]] = {}
     for (row, field), position in _last_words(read).items():
         if field not in fields or read[position][3] is not None:
@@ -149,6 +159,7 @@ def apply_corrections(
     inferred: np.ndarray,
     teaching: np.ndarray | None = None,
     fixes: pd.DataFrame | None = None,
+    row_of: pd.Series | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
     """Step 8 [``correction``]. Returns (bool mask of excluded rows, per-correction outcome table: applied,
     excluded, no_change, unknown_processid, invalid_reason (not one of ``CORRECTION_REASONS``), overridden (a
@@ -157,13 +168,13 @@ def apply_corrections(
     record's ranks inferred from the label it replaces go with it (``_drop_stale_inferences``); the third mask holds
     those records, to infer again. ``teaching``: the records whose labels make the lineage the corrected ones are
     held to (default all; not the ones leaving the table). ``fixes``: step 2's typo table, which a corrected name
-    meets too."""
+    meets too. ``row_of``: ``record_rows(cols)``, where the caller has it."""
     if corrections is None:
         corrections = pd.DataFrame(columns=list(CORRECTION_COLUMNS))
     excluded = np.zeros(len(cols["processid"]), bool)
     reinfer = np.zeros(len(cols["processid"]), bool)
     outcomes = []
-    read = _read_rows(cols, corrections, fixes)
+    read = _read_rows(cols, corrections, fixes, row_of)
     # two rows for one field of one record: the last one in the table is the maintainer's word
     last_of = _last_words(read)
     applied_ranks: dict[int, dict[str, int]] = {}  # record row -> corrected rank -> the correction's position

@@ -113,6 +113,7 @@ from bioscan_rebuild.metadata.taxonomy.corrections import (
     declared_wrong,
     excluded_by_corrections,
     names_another_genus,
+    record_rows,
 )
 from bioscan_rebuild.metadata.taxonomy.names import (
     MISSING_TOKENS,
@@ -162,7 +163,8 @@ def curate(
     leaving = excluded_by_corrections(cols, corrections) | _outside_by_own_label(cols, params)
     barcode_codes = np.where(leaving, -1, pd.factorize(cols["barcode_key"])[0])
     # a BIN a maintainer's row states is neither voted over nor votes: the record is in that BIN from here on
-    stated_bins = declared_wrong(cols, corrections, fixes, fields=("dna_bin",), stated=True).get("dna_bin")
+    row_of = record_rows(cols) if corrections is not None and not corrections.empty else None  # made once
+    stated_bins = declared_wrong(cols, corrections, fixes, ("dna_bin",), stated=True, row_of=row_of).get("dna_bin")
     abstain = {} if stated_bins is None else {"dna_bin": stated_bins.index.to_numpy()}
     counts["bin_conflicts"] = resolve_conflicts(  # 4.
         cols, log, barcode_codes, ("dna_bin",), params.bin_barcode_ratio, "bin", cascade=False, abstain=abstain
@@ -178,7 +180,7 @@ def curate(
     bin_codes = np.where(leaving, -1, pd.factorize(bins)[0])
     # a label a maintainer's row replaces in step 8 does not vote either (it would outvote or drop its mates'),
     # judged against the labels as the votes meet them (after step 5)
-    wrong = declared_wrong(cols, corrections, fixes, fields=RANKS)
+    wrong = declared_wrong(cols, corrections, fixes, fields=RANKS, row_of=row_of)
     abstain = _with_implied_abstentions(cols, wrong, abstain, inferred)
     voted = {rank: cols[rank].copy() for rank in RANKS}  # as the votes meet them: the BIN table's agreement
     counts["barcode_conflicts"] = resolve_conflicts(  # 6.
@@ -193,7 +195,7 @@ def curate(
         if params.infer_parents
         else pd.DataFrame()
     )
-    excluded, outcomes, reinfer = apply_corrections(cols, log, corrections, inferred, ~leaving, fixes)  # 8.
+    excluded, outcomes, reinfer = apply_corrections(cols, log, corrections, inferred, ~leaving, fixes, row_of)  # 8.
     changed, confirmed = _corrected_cells(cols, outcomes)
     # the ranks inferred from a corrected label went; a corrected species gives a missing genus, as a source one
     again = reinfer | changed["species"]
