@@ -1120,8 +1120,11 @@ def _lineage_rows(release: Path) -> tuple[list[str], list[list[str]]]:
     return rows[0], rows[1:]
 
 
-def _write_lineage(release: Path, header: list[str], rows: list[list[str]]) -> None:
-    """The lineage CSV and its Parquet copy, both edited alike (the forger keeps them in agreement)."""
+def _write_lineage(
+    release: Path, header: list[str], rows: list[list[str]], columns=("source_line", "image_path", "image_sha256")
+) -> None:
+    """The lineage CSV and its Parquet copy, both edited alike (the forger keeps them in agreement): ``columns``
+    copied to the Parquet file, and the columns ``header`` no longer names dropped from it."""
     import csv
 
     import pyarrow as pa
@@ -1132,7 +1135,8 @@ def _write_lineage(release: Path, header: list[str], rows: list[list[str]]) -> N
         writer.writerow(header)
         writer.writerows(rows)
     table = pq.read_table(root / "records_lineage.parquet")
-    for column in ("source_line", "image_path", "image_sha256"):
+    table = table.select([name for name in table.column_names if name in header])
+    for column in columns:
         values = [row[header.index(column)] for row in rows]
         kind = table.schema.field(column).type
         values = [int(v) for v in values] if pa.types.is_integer(kind) else [v or None for v in values]
@@ -1169,6 +1173,31 @@ def test_a_lineage_row_moved_or_two_photos_swapped_is_found_against_the_sources(
     for row in (first, second):
         assert f"{row[path]} ({row[batch]}): the file name does not name {row[0]}, its record" in result.stdout
     assert "sha256 differs from the photo" not in result.stdout  # the hashes travelled with the paths
+
+
+def test_each_record_marker_is_in_the_lineage_and_held_to_the_sources(copy):
+    """No release file said which marker each barcode is (``ingest.markers`` may keep several). The lineage names
+    each record's ``marker_code``, and the replay holds it to the export row; a lineage without the column (an
+    earlier version's) is one finding naming it, and the rest of the lineage is still checked."""
+    release = copy / "results" / "release"
+    header, rows = _lineage_rows(release)
+    marker = header.index("marker_code")
+    assert {row[marker] for row in rows} == {"COI-5P"}
+    rows[0][marker] = "18S"
+    _write_lineage(release, header, rows, columns=("marker_code",))
+    rewrite_manifest(release)
+    result = audit(copy, "--sources", "config/config.yaml")
+    assert result.returncode == 1
+    found = f"records_lineage.csv: record {rows[0][0]} field marker_code: '18S', the sources 'COI-5P'"
+    assert found in result.stdout, result.stdout[-2000:]
+    line = header.index("source_line")
+    rows[1][line] = str(int(rows[1][line]) + 1)
+    _write_lineage(release, header[:marker] + header[marker + 1 :], [row[:marker] + row[marker + 1 :] for row in rows])
+    rewrite_manifest(release)
+    result = audit(copy, "--sources", "config/config.yaml")
+    assert result.returncode == 1
+    assert "records_lineage.csv: no column marker_code (the build writes one)" in result.stdout, result.stdout[-2000:]
+    assert f"records_lineage.csv: record {rows[1][0]} field source_line: " in result.stdout
 
 
 def test_a_barcode_qc_field_edited_in_both_copies_is_found_against_the_sources(copy):

@@ -57,6 +57,7 @@ def test_metadata_command_on_real_exports(realdata, tmp_path):
     # the raw sequence stays in the lineage, beside the export line it came from
     lineage = pd.read_csv(tmp_path / "meta.lineage.csv", dtype=str, keep_default_na=False).set_index("processid")
     assert sorted(lineage.index) == sorted(table["processid"]) and (lineage["source_line"] != "").all()
+    assert (lineage["marker_code"] == "COI-5P").all()  # the marker each barcode is (ingest.markers may keep more)
     raw = lineage.loc[table["processid"], "raw_nucleotides"]
     cleaned = raw.str.upper().str.replace(r"[-.\s]", "", regex=True).str.strip("N")
     assert (cleaned.to_numpy() == table["dna_barcode"].to_numpy()).all() and (

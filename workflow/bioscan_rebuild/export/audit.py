@@ -1987,14 +1987,25 @@ REPLAYED_LINEAGE = {
     "source_layout": "source_layout",
     "source_line": "source_line",
     "raw_nucleotides": "nucleotides",
+    "marker_code": "marker_code",
 }
 
 
 def _check_replayed_lineage(root: Path, origins: pa.Table, findings: Findings) -> None:
     """Each released record's lineage row names the export row the replayed ingest found it on (file, layout,
-    line) and its raw sequence: a line number moved, or two records' rows swapped, is found."""
+    line), its raw sequence and its marker: a line number moved, or two records' rows swapped, is found."""
     where = f"{ROOT}/{RECORDS_LINEAGE.path}"
-    columns = ["processid", *REPLAYED_LINEAGE]
+    try:
+        header = csv_header(root / RECORDS_LINEAGE.path)
+    except (OSError, ValueError, pa.ArrowInvalid) as error:
+        findings.add("unreadable", f"{where}: cannot be read ({error})")
+        return
+    for column in ("processid", *REPLAYED_LINEAGE):
+        if column not in header:
+            findings.add("lineage source", f"{where}: no column {column} (the build writes one)")
+    columns = [column for column in ("processid", *REPLAYED_LINEAGE) if column in header]
+    if "processid" not in columns:
+        return
     options = pacsv.ConvertOptions(
         column_types={**dict.fromkeys(columns, pa.large_string()), "source_line": pa.int64()},
         include_columns=columns,
@@ -2013,6 +2024,8 @@ def _check_replayed_lineage(root: Path, origins: pa.Table, findings: Findings) -
         findings.add("lineage source", f"{where}: record {pid} is on no row of the sources")
     rows, ids = rows.filter(known), ids.filter(known)
     for column, source in REPLAYED_LINEAGE.items():
+        if column not in columns:
+            continue
         expected = origins[source].take(rows).combine_chunks()
         got = lineage[column].filter(known).combine_chunks()
         if column == "source_line":

@@ -276,7 +276,8 @@ def _markers(root: Path) -> str:
     listed = ", ".join(markers)
     return (
         f" (of the markers {listed}, as `ingest.markers` lists them: a specimen with rows of several keeps the "
-        "first-listed marker's; `records_lineage.csv` names the export row each record's barcode came from)"
+        "first-listed marker's; `records_lineage.csv` names each record's marker (`marker_code`) and the export row "
+        "its barcode came from)"
     )
 
 

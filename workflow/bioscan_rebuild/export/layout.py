@@ -86,9 +86,10 @@ RECORDS_LINEAGE = ReleaseFile(
     "metadata/records_lineage.csv",
     "records_lineage_csv",
     "text/csv",
-    "Where each released record came from and what made it: batch, export file, its sha256 and line, the "
-    "source photo and its sha256, the detector (version, parameter hash), the image parameters' hash, each "
-    "released image's sha256, and the changes applied (rule:field of its changes.csv rows, in order).",
+    "Where each released record came from and what made it: batch, export file, its sha256 and line, the raw "
+    "sequence and its marker, the source photo and its sha256, the detector (version, parameter hash), the image "
+    "parameters' hash, each released image's sha256, and the changes applied (rule:field of its changes.csv rows, "
+    "in order).",
 )
 RECORDS_LINEAGE_PARQUET = ReleaseFile(
     "metadata/records_lineage.parquet",

@@ -63,7 +63,7 @@ IMAGE_LINEAGE = (
 )
 LINEAGE_SCHEMA = pa.schema(
     [INGESTED_SCHEMA.field(f) for f in LINEAGE_FIELDS_OUT]
-    + [INGESTED_SCHEMA.field("nucleotides").with_name("raw_nucleotides")]
+    + [INGESTED_SCHEMA.field("nucleotides").with_name("raw_nucleotides"), INGESTED_SCHEMA.field("marker_code")]
     + [INGESTED_SCHEMA.field(f) for f in ("image_batch", "image_path", "image_sha256")]
     + [pa.field(name, pa.string()) for name in IMAGE_LINEAGE]
     + [pa.field("changes", pa.string())]
@@ -98,7 +98,9 @@ def change_ids(changes: pa.Table) -> pa.Table:
 def _lineage_parts(records, images, released: pd.Index, change_ids: pd.Series):
     by_shard = {Path(p).parent.name: p for p in images}
     for path in records:
-        table = read_table(path, INGESTED_SCHEMA, columns=[*LINEAGE_FIELDS_OUT, "nucleotides", *IMAGE_SOURCE])
+        table = read_table(
+            path, INGESTED_SCHEMA, columns=[*LINEAGE_FIELDS_OUT, "nucleotides", "marker_code", *IMAGE_SOURCE]
+        )
         keep = released.get_indexer(table["processid"].to_numpy(zero_copy_only=False)) >= 0
         frame = table.filter(pa.array(keep)).to_pandas().rename(columns={"nucleotides": "raw_nucleotides"})
         image_path = by_shard.get(Path(path).parent.name)

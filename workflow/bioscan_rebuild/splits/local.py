@@ -73,8 +73,9 @@ def metadata_from_exports(
                 shutil.copyfile(metadata / "corrections.tsv", temporary)
         else:  # an earlier run's outcomes beside this table would describe corrections it never applied
             outcomes.unlink(missing_ok=True)
-        # where each record of the table came from, with the raw sequence (dna_barcode is the cleaned one)
-        columns = ["processid", *LINEAGE_FIELDS, "nucleotides"]
+        # where each record of the table came from, with the raw sequence (dna_barcode is the cleaned one) and its
+        # marker (ingest.markers may keep several)
+        columns = ["processid", *LINEAGE_FIELDS, "nucleotides", "marker_code"]
         lineage = pa.concat_tables(pq.read_table(p, columns=columns) for p in run["records"]).to_pandas()
         lineage = lineage.rename(columns={"nucleotides": "raw_nucleotides"})
         lineage = lineage[lineage["processid"].isin(table["processid"])].sort_values("processid", kind="stable")
