@@ -445,6 +445,78 @@ def test_a_photo_in_another_colour_profile_is_converted_to_srgb_in_every_package
     assert tagged.sha256["original_256"] == plain.sha256["original_256"]
 
 
+def _profile_with(swap: bool = False, linear: bool = False) -> bytes:
+    """LittleCMS's sRGB profile, its description kept ("sRGB built-in"), with red and blue swapped or with a linear
+    tone curve (GIMP's "Linear sRGB": sRGB's primaries, gamma 1)."""
+    from PIL import ImageCms
+
+    data = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    count = int.from_bytes(data[128:132], "big")
+    entries = {bytes(data[132 + 12 * i : 136 + 12 * i]): 132 + 12 * i for i in range(count)}
+    if swap:
+        red, blue = entries[b"rXYZ"], entries[b"bXYZ"]
+        data[red + 4 : red + 8], data[blue + 4 : blue + 8] = data[blue + 4 : blue + 8], data[red + 4 : red + 8]
+    if linear:
+        for tag in (b"rTRC", b"gTRC", b"bTRC"):
+            offset = int.from_bytes(data[entries[tag] + 4 : entries[tag] + 8], "big")
+            data[offset : offset + 12] = b"curv" + bytes(8)  # a curve of no points: the identity
+            data[entries[tag] + 8 : entries[tag] + 12] = (12).to_bytes(4, "big")
+    assert "sRGB".encode("utf-16-be") in data or b"sRGB" in data
+    return bytes(data)
+
+
+def test_a_profile_is_srgb_by_what_it_does_not_by_its_name(realdata):
+    """A profile whose description says sRGB was never applied: a linear-sRGB photo (GIMP's built-in profile) was
+    released a third too dark with half its pixel count, and one with other primaries kept them."""
+    from PIL import ImageCms
+
+    photo = _real_photo(realdata).copy()
+    photo[600:700, 40:140] = (220, 30, 30)
+    swapped = decode_photo(_jpeg(photo, icc_profile=_profile_with(swap=True)), ImageParams())
+    mean = swapped.rgb[620:680, 60:120].reshape(-1, 3).mean(0)
+    assert mean[2] > 180 and mean[0] < 60, mean
+    # linear values of the photo, in a profile that says so: decoded to the photo's own sRGB values
+    linear = (np.power(photo / 255.0, 2.2) * 255 + 0.5).astype(np.uint8)
+    decoded = decode_photo(_jpeg(linear, icc_profile=_profile_with(linear=True)), ImageParams())
+    plain = decode_photo(_jpeg(photo), ImageParams())
+    difference = np.abs(decoded.rgb.astype(int) - plain.rgb.astype(int))
+    assert np.median(difference) <= 3 and abs(decoded.rgb.mean() - plain.rgb.mean()) < 3, decoded.rgb.mean()
+    # a true sRGB profile still leaves the pixels as they are
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    assert np.array_equal(decode_photo(_jpeg(photo, icc_profile=srgb), ImageParams()).rgb, plain.rgb)
+
+
+def test_a_16_bit_min_is_white_tiff_is_decoded_as_the_8_bit_one():
+    """A grey TIFF stored min-is-white (photometric 0): Pillow inverts 8-bit ones, not 16-bit ones, which were
+    decoded as negatives (the dark well boxed as a specimen covering 30 % of the photo)."""
+    import struct
+
+    rng = np.random.default_rng(0)
+    grey = np.clip(rng.normal(190, 20, (300, 400)), 0, 255).astype(np.uint8)
+    grey[100:200, 150:250] = 40
+
+    def min_is_white(bits: int) -> bytes:
+        if bits == 8:
+            picture = Image.fromarray(255 - grey)
+        else:
+            picture = Image.frombytes(
+                "I;16", (400, 300), (65535 - grey.astype(np.uint16) * 257).astype("<u2").tobytes()
+            )
+        buffer = io.BytesIO()
+        picture.save(buffer, "TIFF")
+        data = bytearray(buffer.getvalue())
+        ifd = struct.unpack_from("<I", data, 4)[0]
+        for i in range(struct.unpack_from("<H", data, ifd)[0]):
+            if struct.unpack_from("<H", data, ifd + 2 + 12 * i)[0] == 262:
+                struct.pack_into("<H", data, ifd + 2 + 12 * i + 8, 0)
+        return bytes(data)
+
+    eight, sixteen = (decode_photo(min_is_white(bits), ImageParams()) for bits in (8, 16))
+    assert eight.status == sixteen.status == "ok"
+    assert abs(float(eight.rgb.mean()) - float(grey.mean())) < 1
+    assert np.abs(sixteen.rgb.astype(int) - eight.rgb.astype(int)).max() <= 1
+
+
 def test_a_colour_key_is_shown_on_white_as_alpha_is():
     """A PNG whose transparency is a colour key (tRNS on a grey or RGB picture) showed the key colour (black)
     where the same picture with an alpha channel shows white: the crops and the detection differed by how the

@@ -27,6 +27,7 @@ included), so a re-run skips photos already processed with the same settings.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -60,8 +61,9 @@ from bioscan_rebuild.images.geometry import (
 # source is original_full only when it is a baseline/progressive Huffman JPEG with no image glued on after it.
 # 6: a 32-bit grey image's white level is the smallest 2^k - 1 holding its peak (a peak of 256 gave black); a file of
 # several pictures (multi-page TIFF, animated PNG) is undecodable, not its first page.
+# 7: a colour profile is sRGB by what it does, not by a name holding "sRGB"; a 16-bit min-is-white TIFF not a negative.
 # (touches_edge from a detector's box_on_rim changed only the fusion's results: detect.fusion VERSION fusion-3)
-STAGE_VERSION = 6
+STAGE_VERSION = 7
 # The strict JPEG check, versioned apart from STAGE_VERSION (which would re-process every photo): a stored
 # ``undecodable`` result of an older check is judged again. 1: header fields libjpeg warns on and ignores are mended.
 # 2: zero bytes padding a scan before a marker are taken off.
@@ -132,7 +134,9 @@ def _finite_peak(array: np.ndarray) -> float:
     return peak
 
 
-def _to_rgb8(image: Image.Image) -> np.ndarray:
+def _to_rgb8(image: Image.Image, inverted: bool = False) -> np.ndarray:
+    """8-bit RGB pixels of a decoded picture. ``inverted``: its file stores 0 as white (a min-is-white TIFF), which
+    Pillow undoes for 1- and 8-bit pictures but not for 16-bit or float ones (they were released as negatives)."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # in blocks of rows: a 100-Mpixel 16-bit photo took 27 bytes a pixel in whole-photo float64 copies
         array = np.asarray(image)
@@ -150,6 +154,8 @@ def _to_rgb8(image: Image.Image) -> np.ndarray:
                 level = int(white)
                 block = np.clip(block.astype(np.int64), 0, level)
                 gray[top : top + 256] = (block * 255 + (level - 1) // 2) // level
+            if inverted:
+                gray[top : top + 256] = 255 - gray[top : top + 256]
             key = image.info.get("transparency")
             if isinstance(key, int):  # a 16-bit grey PNG's colour key: transparent, on white as alpha is
                 gray[top : top + 256][array[top : top + 256] == key] = 255
@@ -339,7 +345,7 @@ def _to_srgb(rgb: np.ndarray, icc: bytes | None) -> tuple[np.ndarray, bool]:
         # the profile of an RGB picture (a grey or CMYK one describes pixels already turned to RGB here)
         if profile.profile.xcolor_space.strip() != "RGB":
             return rgb, False
-        if "srgb" in ImageCms.getProfileDescription(profile).lower():
+        if _converts_as_srgb(icc):
             return rgb, False
         converted = ImageCms.profileToProfile(
             Image.fromarray(rgb),
@@ -351,6 +357,27 @@ def _to_srgb(rgb: np.ndarray, icc: bytes | None) -> tuple[np.ndarray, bool]:
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
         return rgb, False
     return np.asarray(converted), True
+
+
+# Every colour of a 17-level grid: what a profile must leave as it is to be sRGB
+_PROBE = np.stack(np.meshgrid(*[np.linspace(0, 255, 17).round().astype(np.uint8)] * 3, indexing="ij"), axis=-1).reshape(
+    1, -1, 3
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _converts_as_srgb(icc: bytes) -> bool:
+    """Whether an RGB profile is sRGB by what it does: converting the probe colours through it to sRGB moves none by
+    more than 2 of 255 levels (the spread between sRGB profiles' curves). By its name it is not: GIMP's "Linear
+    sRGB" has sRGB's primaries and another tone curve (its photos were released a third too dark)."""
+    converted = ImageCms.profileToProfile(
+        Image.fromarray(_PROBE),
+        ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+        ImageCms.createProfile("sRGB"),
+        renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+        outputMode="RGB",
+    )
+    return int(np.abs(np.asarray(converted, np.int16) - _PROBE).max()) <= 2
 
 
 # Start-of-frame markers of Huffman-coded baseline, extended and progressive JPEGs: what every viewer opens.
@@ -462,9 +489,10 @@ def decode_photo(data: bytes, params: ImageParams) -> Decoded:
                     # DCT-domain reduction: decode at the smallest 1/2^k scale still >= target.
                     image.draft("RGB", stored_target)
                 image.load()
+                min_is_white = source_format == "tiff" and image.tag_v2.get(262) == 0
                 if orientation not in (1, None):
                     image = ImageOps.exif_transpose(image)
-                rgb = _to_rgb8(image)
+                rgb = _to_rgb8(image, inverted=min_is_white)
             elif orientation in _ORIENTATION_TRANSPOSE:
                 rgb = np.asarray(Image.fromarray(rgb).transpose(_ORIENTATION_TRANSPOSE[orientation]))
     except MemoryError:
