@@ -517,6 +517,35 @@ def _folder_for_a_table(config):
     config["taxonomy"]["fixes"] = "config"
 
 
+def _empty_export_path(config):  # the delivery's export went unread, its photos no_record, exit 0
+    config["batches"][0]["export"] = ""
+
+
+def _empty_fixes_path(config):  # the shipped typo table left out
+    config["taxonomy"]["fixes"] = ""
+
+
+def _empty_version(config):  # a traceback in the release job, the last of the run
+    config["export"]["version"] = " "
+
+
+def _pattern_without_a_group(config):  # the text "(?P<processid>" in a character class: no group
+    config["batches"][0]["image_name_pattern"] = "[(?P<processid>]"
+
+
+def _day_and_month_swapped(config):  # sorted as text, the batch counted as the latest delivery
+    config["batches"][0]["delivered"] = "2024-28-02"
+    config["batches"][1]["delivered"] = "2024-05-03"
+
+
+def _enlarge_as_a_percentage(config):  # 40 meant as 40 %: 38 s and 4.4 GB for 39 photos
+    config["images"]["enlarge"] = 40
+
+
+def _huge_hdf5_batch(config):  # the rows held at once: filled the disk
+    config["export"]["hdf5_batch"] = 1_000_000_000
+
+
 def _limits_that_refuse_everything(config):
     config["barcodes"]["min_length"] = 2500
     config["images"]["min_side"] = 800
@@ -569,6 +598,18 @@ CONFIG_FAULTS = {  # name -> (change, file to create, what the message must say)
         None,
         ["images.box_corrections: config is a folder, not a table file", "taxonomy.fixes: config is a folder"],
     ),
+    # these passed start-up (reviewer config)
+    "empty_export_path": (_empty_export_path, None, ["'' should be non-empty", "['batches'][0]['export']"]),
+    "empty_fixes_path": (_empty_fixes_path, None, ["'' should be non-empty", "['taxonomy']['fixes']"]),
+    "empty_version": (_empty_version, None, ["' ' does not match", "['export']['version']"]),
+    "pattern_without_a_group": (
+        _pattern_without_a_group,
+        None,
+        ["batches: sample-a: image_name_pattern: '[(?P<processid>]' has no (?P<processid>...) group"],
+    ),
+    "day_and_month_swapped": (_day_and_month_swapped, None, ["batches: sample-a: delivered '2024-28-02' is no date"]),
+    "enlarge_as_a_percentage": (_enlarge_as_a_percentage, None, ["40 is greater than the maximum of 4"]),
+    "huge_hdf5_batch": (_huge_hdf5_batch, None, ["1000000000 is greater than the maximum of 65536"]),
     # each refuses every record: the run went through ingest, images and curation and failed at its accounting
     "limits_refusing_everything": (
         _limits_that_refuse_everything,

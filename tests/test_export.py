@@ -163,6 +163,32 @@ def test_export_survives_empty_image_shards_and_equal_sized_images(tmp_path):
         ]
 
 
+def test_an_hdf5_chunk_is_no_longer_than_its_split(tmp_path):
+    """``hdf5_batch`` was each dataset's chunk length, stored whole however few rows a split held: 65,536 made the
+    sample's HDF5 file 22 times larger."""
+    import h5py
+
+    from bioscan_rebuild.export.release import export_release
+
+    barcode_paths, image_paths = _tiny_release_inputs(tmp_path, images_per_shard=[2, 2])
+    export_release(
+        tmp_path / "curated.parquet",
+        barcode_paths,
+        tmp_path / "splits.parquet",
+        tmp_path / "out",
+        image_paths=image_paths,
+        store_root=tmp_path / "store",
+        formats=("csv", "hdf5"),
+        options=ExportOptions(hdf5_batch=65536),
+    )
+    path = tmp_path / "out" / "bioscan5m" / "hdf5" / "BIOSCAN_5M.h5"
+    with h5py.File(path) as h5:
+        for split in h5:
+            for name, dataset in h5[split].items():
+                assert dataset.chunks == (max(1, len(dataset)),), (split, name, dataset.chunks)
+    assert path.stat().st_size < 1_000_000
+
+
 def test_a_split_without_records_has_an_empty_hdf5_group_and_the_card_says_how_each_format_holds_it(
     tmp_path, monkeypatch
 ):

@@ -160,6 +160,20 @@ def test_running_out_of_memory_fails_the_job_and_marks_no_photo(realdata, monkey
         inspect_image(good)
 
 
+def test_a_name_a_pattern_matches_without_its_processid_group_is_unrecognised(tmp_path):
+    """A pattern whose group may match nothing (``^A$|^thumb_.*$``) stopped the listing job with a TypeError on
+    the first file matched without it."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name in ("P1.jpg", "thumb_1.jpg"):
+        (folder / name).write_bytes(b"x")
+    listing, rejects = list_images(folder, "b", n_shards=1, name_pattern=r"^(?P<processid>P\d+)\.jpg$|^thumb_.*$")
+    assert listing["processid"].to_pylist() == ["P1"]
+    assert rejects["image_path"].to_pylist() == ["thumb_1.jpg"] and rejects["reason"].to_pylist() == [
+        "unrecognised_name"
+    ]
+
+
 def test_unrecognised_names_are_rejected(tmp_path, realdata):
     folder = tmp_path / "imgs"
     (folder / "sub").mkdir(parents=True)

@@ -78,6 +78,22 @@ def test_metadata_command_uses_the_shipped_typo_table_like_the_workflow(tmp_path
     shipped = pd.read_csv(tmp_path / "shipped.csv", dtype=str)["family"].dropna()
     bare = pd.read_csv(tmp_path / "bare.csv", dtype=str)["family"].dropna()
     assert len(shipped) > 0 and set(shipped) == {"Ceratopogonidae"} and set(bare) == {"Ceratopogonidea"}
+    # the workflow's own step, run by hand, too (it applied no table unless one was named: reviewer config)
+    run_cli(
+        "ingest", "run", "--export", str(export), "--shards", "1", "-o", str(tmp_path / "ing"), "--no-require-images"
+    )
+    records = tmp_path / "ing" / "shards" / "shard-000" / "records.parquet"
+    run_cli("barcodes", "clean", str(records), "-o", str(tmp_path / "barcodes.parquet"))
+    for name, extra in (("step_shipped", []), ("step_bare", ["--no-shipped-tables"])):
+        run_cli(
+            "taxonomy", "curate", "--records", str(records), "--barcodes", str(tmp_path / "barcodes.parquet"),
+            "--outdir", str(tmp_path / name), *extra,
+        )  # fmt: skip
+    families = {
+        name: set(pd.read_parquet(tmp_path / name / "curated.parquet")["family"].dropna())
+        for name in ("step_shipped", "step_bare")
+    }
+    assert families == {"step_shipped": {"Ceratopogonidae"}, "step_bare": {"Ceratopogonidea"}}
 
 
 def test_metadata_command_applies_corrections(realdata, tmp_path):

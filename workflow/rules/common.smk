@@ -61,9 +61,23 @@ def _version_problem(previous, version):
 
 def _regex_problem(where, pattern):
     try:
-        re.compile(pattern)
+        compiled = re.compile(pattern)
     except re.error as error:
         return f"{where}: not a regular expression ({error}): {pattern!r}"
+    if "processid" not in compiled.groupindex:  # the text "(?P<processid>" inside a character class is none
+        return f"{where}: {pattern!r} has no (?P<processid>...) group"
+    return None
+
+
+def _date_problem(batch):
+    """A `delivered` date that is no day of the calendar (2024-28-02, month and day swapped) ordered the
+    deliveries by its text."""
+    import datetime
+
+    try:
+        datetime.date.fromisoformat(batch["delivered"])
+    except ValueError:
+        return f"batches: {batch['name']}: delivered {batch['delivered']!r} is no date (YYYY-MM-DD)"
     return None
 
 
@@ -221,6 +235,8 @@ def _check_config(config):
     ]
     for batch in config["batches"]:
         name = batch["name"]
+        if "delivered" in batch:
+            problems.append(_date_problem(batch))
         if "image_name_pattern" in batch:
             where = f"batches: {name}: image_name_pattern"
             problems.append(_regex_problem(where, batch["image_name_pattern"]))

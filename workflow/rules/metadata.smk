@@ -60,7 +60,8 @@ rule curate_taxonomy:
     shell:
         "{params.cli} taxonomy curate --records {input.records:q} --barcodes {input.barcodes:q} "
         "--redeliveries {input.redeliveries:q} --ingest-rejects {input.ingest_rejects:q} "
-        "--outdir {params.outdir:q} --taxonomy-params {params.taxonomy_params:q} {params.tables} > {log} 2>&1"
+        "--outdir {params.outdir:q} --taxonomy-params {params.taxonomy_params:q} --no-shipped-tables {params.tables} "
+        "> {log} 2>&1"
 
 
 rule barcode_fasta:

@@ -44,6 +44,25 @@ def _add_taxonomy_options(p):
     p.add_argument(
         "--corrections", default=None, help="record corrections (TSV: processid, field, value, reason, source)"
     )
+    p.add_argument(
+        "--shipped-tables",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="use the package's own taxonomy_fixes.tsv and corrections.tsv where --fixes/--corrections are not "
+        "given, as the workflow's config does by default (taxonomy.fixes, taxonomy.corrections: shipped)",
+    )
+
+
+def _taxonomy_tables(args) -> tuple[str | None, str | None]:
+    """(fixes, corrections) as the workflow resolves them: the package's tables unless others are named or
+    --no-shipped-tables (a hand-run curation left out the typo table the workflow applies)."""
+    from bioscan_rebuild.metadata.taxonomy.tables import shipped_table
+
+    fixes, corrections = args.fixes, args.corrections
+    if args.shipped_tables:
+        fixes = fixes or shipped_table("taxonomy_fixes.tsv")
+        corrections = corrections or shipped_table("corrections.tsv")
+    return fixes, corrections
 
 
 def cmd_barcodes_clean(args) -> int:
@@ -68,13 +87,14 @@ def cmd_barcodes_fasta(args) -> int:
 def cmd_taxonomy_curate(args) -> int:
     from bioscan_rebuild.metadata.stage import curate_tables
 
+    fixes, corrections = _taxonomy_tables(args)
     summary = curate_tables(
         args.records,
         args.barcodes,
         args.outdir,
         taxonomy_params=_taxonomy_params(args),
-        fixes_path=args.fixes,
-        corrections_path=args.corrections,
+        fixes_path=fixes,
+        corrections_path=corrections,
         redelivery_paths=args.redeliveries,
         ingest_reject_paths=args.ingest_rejects,
     )
@@ -83,14 +103,9 @@ def cmd_taxonomy_curate(args) -> int:
 
 
 def cmd_metadata(args) -> int:
-    from bioscan_rebuild.metadata.taxonomy.tables import shipped_table
     from bioscan_rebuild.splits.local import metadata_from_exports
 
-    # as the workflow does: the repository's tables unless others are named or --no-shipped-tables
-    fixes, corrections = args.fixes, args.corrections
-    if args.shipped_tables:
-        fixes = fixes or shipped_table("taxonomy_fixes.tsv")
-        corrections = corrections or shipped_table("corrections.tsv")
+    fixes, corrections = _taxonomy_tables(args)
     stem = Path(args.output).with_suffix("")
     sides = [f"{stem}.{name}" for name in ("rejects.csv", "changes.csv", "bins.csv", "barcode_qc.csv", "lineage.csv")]
     distinct_outputs([*args.exports, fixes, corrections], [args.output, *sides, f"{stem}.corrections.tsv"])
@@ -152,10 +167,4 @@ def register(sub) -> None:
     tie_order_option(p)
     _add_barcode_options(p, "--barcode-params")
     _add_taxonomy_options(p)
-    p.add_argument(
-        "--shipped-tables",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="use the package's own taxonomy_fixes.tsv and corrections.tsv where --fixes/--corrections are not given",
-    )
     p.set_defaults(func=cmd_metadata)

@@ -140,7 +140,7 @@ class ImageParams(StageParams):
     SECTION = "images"
     RULES = {
         "original_full_size": {"minimum": 64, "minItems": 2, "maxItems": 2},
-        "enlarge": {"minimum": 0},
+        "enlarge": {"minimum": 0, "maximum": 4},
         "aspect": {"minimum": 1, "minItems": 2, "maxItems": 2},
         "pad_color": {"minimum": 0, "maximum": 255, "minItems": 3, "maxItems": 3},
         "short_side": {"minimum": 16},
@@ -221,9 +221,11 @@ class ExportOptions(StageParams):
     RULES = {
         "image_package": {"enum": ("original_full", "cropped", "original_256", "cropped_256")},
         "licence": {"pattern": r'^[A-Za-z][A-Za-z0-9+.-]*:[^\s<>"{}|\\^`]+$'},  # a URI
-        "row_group_bytes": {"minimum": 1},
-        "file_bytes": {"minimum": 1},
-        "hdf5_batch": {"minimum": 1},
+        "row_group_bytes": {"minimum": 1 << 20},
+        "file_bytes": {"minimum": 1 << 20},
+        "hdf5_batch": {"minimum": 1, "maximum": 65536},  # the rows (and their images) held at once
+        "version": {"pattern": r"\S"},  # an empty version or name failed the release's last step
+        "name": {"pattern": r"\S"},
         "zip_pretrain_parts": {"minimum": 1, "maximum": 256},
     }
 

@@ -158,6 +158,11 @@ def iter_split(spool: Path, split: str) -> Iterator[pa.Table]:
         yield pq.read_table(path, schema=SPOOL_SCHEMA)
 
 
+def split_rows(spool: Path, split: str) -> int:
+    """How many rows one split's spool holds (from the Parquet footers)."""
+    return sum(pq.ParquetFile(path).metadata.num_rows for path in sorted((spool / split).glob("*.parquet")))
+
+
 class MissingImageError(InputError):
     """A derived JPEG the image stage wrote is gone from the store (deleted, a disk cleaned up) or damaged since: a
     person's fix, one line (the store is not a job input, so a plain re-run does not notice)."""

@@ -176,7 +176,8 @@ def list_images(image_dir: str | Path, batch: str, n_shards: int, name_pattern: 
         match = pattern.match(Path(text).name)
         # as the exports' processids are: a decomposed accent, a zero-width space or a BOM in a file name still
         # names its record
-        named = spelled_processid(match.group("processid")) if match else ""
+        group = match.group("processid") if match else None  # None: a pattern whose group may match nothing
+        named = spelled_processid(group) if group else ""
         if named:
             matched_paths.append(text)
             processids.append(named)

@@ -11,7 +11,7 @@ from bioscan_rebuild.core.params import ExportOptions
 from bioscan_rebuild.core.schemas import RANKS, SPLITS
 from bioscan_rebuild.export.formats.base import ExportContext, Format
 from bioscan_rebuild.export.layout import HDF5_PATH
-from bioscan_rebuild.export.spool import IMAGE_KEYS, iter_split, read_derived_image
+from bioscan_rebuild.export.spool import IMAGE_KEYS, iter_split, read_derived_image, split_rows
 
 HDF5_LABELS = ("taxon", *RANKS, "dna_bin", "dna_barcode", "chunk")
 
@@ -35,7 +35,8 @@ def write_hdf5(spool: Path, path: Path, store_root: Path, options: ExportOptions
         for split in SPLITS:
             # every split has its group, empty where it has no records: a reader may open h5[split] for each
             group = h5.create_group(split)
-            chunk = (options.hdf5_batch,)
+            # a chunk no longer than the split: one of hdf5_batch rows is stored whole (65,536 made 22x the file)
+            chunk = (max(1, min(options.hdf5_batch, split_rows(spool, split))),)
             # no timestamps in the object headers: two runs must give identical files
             group.create_dataset("image", (0,), maxshape=(None,), dtype=blob, chunks=chunk, track_times=False)
             group.create_dataset("processid", (0,), maxshape=(None,), dtype=text, chunks=chunk, track_times=False)
