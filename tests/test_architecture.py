@@ -335,7 +335,14 @@ def test_the_start_up_check_reads_the_keywords_of_a_backend_that_inherits_its_co
 # Input functions naming files a person configures (exports, tables, freezes, models, an earlier release): such a
 # file is often copied in with its sender's older time (cp -p, rsync -a, unzip), which Snakemake's time trigger
 # never sees, so each job reading one also takes its size and time as a parameter (``fingerprint_of``).
-CONFIGURED_FILES = ("export_of", "taxonomy_tables", "split_freeze", "previous_release", "detector_weights")
+CONFIGURED_FILES = (
+    "export_of",
+    "taxonomy_tables",
+    "split_freeze",
+    "frozen_table",
+    "previous_release",
+    "detector_weights",
+)
 # files whose content, not their size and time, is the parameter (a maintainer's tables: their rows)
 BY_CONTENT = {"taxonomy_tables": "rows=taxonomy_table_rows"}
 

@@ -510,6 +510,55 @@ def test_a_record_left_out_of_one_version_returns_to_its_split(tmp_path):
     }
 
 
+def test_a_history_frozen_through_splits_freeze_keeps_the_records_this_version_leaves_out(tmp_path):
+    """README gives ``splits.freeze`` (a previous release's split history) as the way to freeze without
+    ``release.previous``; the new history then held only this version's records: a val record left out of v2 was
+    drawn again in v3, into train, and a record whose barcode changed held its old key no more (reviewer
+    upgrade). The table frozen from is carried as a previous release's history is."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from bioscan_rebuild.export.side_files import split_history
+
+    old_key, new_key, gone_key = (hashlib.md5(s.encode()).hexdigest() for s in ("ACGT", "TTTT", "GGGG"))
+    v1 = pa.table(
+        {
+            "processid": ["P1", "P2", "P3"],
+            "split": ["train", "val", "test"],
+            "last_version": ["1.0"] * 3,
+            "barcode_key": [None, gone_key, old_key],
+            "held_barcode_keys": [None] * 3,
+        }
+    )
+    frozen = tmp_path / "v1_split_history.csv"
+    pacsv.write_csv(v1, frozen)
+    splits = tmp_path / "splits.parquet"
+    pq.write_table(
+        pa.table({"processid": ["P1", "P3"], "split": ["train", "test"], "barcode_key": [None, new_key]}), splits
+    )
+    assert split_history(splits, "2.0", frozen=frozen).to_pylist() == [
+        {"processid": "P1", "split": "train", "last_version": "2.0", "barcode_key": None, "held_barcode_keys": None},
+        {"processid": "P2", "split": "val", "last_version": "1.0", "barcode_key": gone_key, "held_barcode_keys": None},
+        {
+            "processid": "P3",
+            "split": "test",
+            "last_version": "2.0",
+            "barcode_key": new_key,
+            "held_barcode_keys": old_key,
+        },
+    ]
+    # a hand-made freeze of processid, split and dna_barcode: the version is unknown, the key made from the barcode
+    (tmp_path / "freeze.csv").write_text("processid,split,dna_barcode\nP2,val,GGGG\n")
+    carried = split_history(splits, "2.0", frozen=tmp_path / "freeze.csv").to_pylist()
+    assert carried[1] == {
+        "processid": "P2",
+        "split": "val",
+        "last_version": None,
+        "barcode_key": gone_key,
+        "held_barcode_keys": None,
+    }
+
+
 def test_a_change_no_rule_made_names_how_the_records_source_row_changed(tmp_path):
     """An export delivered again in place with a changed country (or a record now from another delivery) showed
     only "its source row, photo or an earlier stage changed"; the lineage knows which."""

@@ -219,6 +219,20 @@ def test_split_stage_with_a_freeze_keeps_old_records(finished_run, tmp_path):
     assert (after.loc[moved, "chunk"].str.len() == 1).all()  # other_heldout's chunk rule
 
 
+def test_the_release_job_is_given_the_frozen_table_for_its_split_history(sample_dir, tmp_path):
+    """With ``splits.freeze`` the release wrote a split history of this version's records alone: a record the
+    frozen table held and this build left out was drawn again in the next version (reviewer upgrade). The release
+    job reads the table too (``split_history``'s own test shows what it carries)."""
+    workdir = make_workdir(tmp_path / "frozen", sample_dir)
+    config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    config["splits"]["freeze"] = "previous history.csv"
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    (workdir / "previous history.csv").write_text("processid,split,barcode_key\nGONE-1,val,0123\n")
+    plan = run_snakemake(workdir, "--dry-run", "--printshellcmds")
+    release = [line for line in plan.stdout.splitlines() if " release --curated " in line]
+    assert len(release) == 1 and "--freeze 'previous history.csv'" in release[0], plan.stdout[-3000:]
+
+
 def test_outputs_are_byte_identical_across_runs(finished_run, sample_dir, tmp_path):
     """Another run, whose photo jobs then run again with the store full (as after an interrupted job or a photo
     folder copied in again): the same bytes. The photo jobs' counts of photos processed and reused used to be

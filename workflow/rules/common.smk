@@ -958,6 +958,16 @@ def previous_release_arg(wildcards):
     return f"--previous {shlex.quote(PREVIOUS)}" if PREVIOUS else ""
 
 
+def frozen_table(wildcards):
+    """splits.freeze (not a previous release's file): the release carries its missing records into the split history."""
+    return [config["splits"]["freeze"]] if config["splits"]["freeze"] else []
+
+
+def frozen_table_arg(wildcards):
+    frozen = config["splits"]["freeze"]
+    return f"--freeze {shlex.quote(frozen)}" if frozen else ""
+
+
 EXPORT_OPTIONS_JSON = stage_params_json("export", drop=("formats",))
 BARCODE_PARAMS_JSON = stage_params_json("barcodes")
 

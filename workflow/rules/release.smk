@@ -61,6 +61,7 @@ rule release:
         config="results/provenance/config.json",
         stats="results/stats/stats.json",
         previous=previous_release,
+        frozen=frozen_table,
     output:
         # the receipt, outside the release: Snakemake deletes a job's outputs before it runs and after it fails,
         # so the release's own files as outputs left the previous release without them when a rerun failed
@@ -81,12 +82,14 @@ rule release:
         cli=CLI,
         code=CODE["export"],
         fingerprint=fingerprint_of(previous_release),
+        frozen_fingerprint=fingerprint_of(frozen_table),
         store=STORE,
         outdir=lambda wildcards, output: os.path.splitext(output.receipt)[0],  # results/release
         stats=subpath(input.stats, parent=True),
         formats=",".join(config["export"]["formats"]),
         options=EXPORT_OPTIONS_JSON,
         previous=previous_release_arg,
+        frozen=frozen_table_arg,
     shell:
         "{params.cli} release --curated {input.curated:q} --barcodes {input.barcodes:q} "
         "--splits {input.splits:q} --split-summary {input.split_summary:q} --records {input.records:q} "
@@ -94,7 +97,7 @@ rule release:
         "--changes {input.changes:q} --corrections {input.corrections:q} --box-corrections {input.box_corrections:q} "
         "--fasta {input.fasta:q} --accounting {input.accounting:q} "
         "--provenance-file {input.provenance:q} --config-file {input.config:q} "
-        "--store {params.store:q} --formats {params.formats} --options {params.options:q} {params.previous} "
+        "--store {params.store:q} --formats {params.formats} --options {params.options:q} {params.previous} {params.frozen} "
         "--stats {params.stats:q} "
         "--outdir {params.outdir:q} --receipt {output.receipt:q} > {log} 2>&1"
 

@@ -37,6 +37,7 @@ def cmd_release(args) -> int:
         formats=args.formats,
         options=options,
         previous=args.previous,
+        frozen=args.freeze,
         provenance_file=args.provenance_file,
         config_file=args.config_file,
         stats=args.stats,
@@ -171,6 +172,11 @@ def register(sub) -> None:
     p.add_argument("--provenance-file", help="the build's PROV-O graph (shipped as metadata/provenance.jsonld)")
     p.add_argument("--config-file", help="the resolved config (shipped as metadata/config.json)")
     p.add_argument("--previous", help="the previous release's folder (holding MANIFEST.json): write the diff")
+    p.add_argument(
+        "--freeze",
+        help="the table the splits were frozen from (splits.freeze): its records this release leaves out stay in "
+        "metadata/split_history.csv, as a previous release's do",
+    )
     p.add_argument("--stats", help="the statistics stage's folder: shipped as metadata/stats/, summed up in README.md")
     p.set_defaults(func=cmd_release)
 

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from bioscan_rebuild.core.io import check_listed, read_table
+from bioscan_rebuild.core.io import check_listed, csv_header, read_table
 from bioscan_rebuild.core.rejects import with_sources
 from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, INGESTED_SCHEMA, LINEAGE_FIELDS, REJECT_SCHEMA, processid_keys
 from bioscan_rebuild.export.diff import previous_version
@@ -132,9 +132,10 @@ def previous_splits(previous) -> Path:
     return history if history.is_file() else Path(previous) / ROOT / CSV_PATH
 
 
-def split_history(splits_path, version: str, previous=None) -> pa.Table:
+def split_history(splits_path, version: str, previous=None, frozen=None) -> pa.Table:
     """Every record any version has released: this one's (processid, split, ``version``) and, for records this
-    version leaves out, the previous release's history (its records, for one without a history), so that a
+    version leaves out, the previous release's history (its records, for one without a history; or the table the
+    splits were frozen from, ``splits.freeze``, where no previous release is named), so that a
     record left out of one version (a photo late, a delivery withdrawn) is frozen to its split when it returns
     instead of drawn again, perhaps into train from test. Each keeps its ``barcode_key`` (md5 of the strip
     barcode), so that while it is gone its barcode still pins the records that carry it (``assign_splits``), and
@@ -153,11 +154,11 @@ def split_history(splits_path, version: str, previous=None) -> pa.Table:
         schema=HISTORY_SCHEMA,
     )
     parts = [now]
-    if previous is not None:
-        source = previous_splits(previous)
-        manifest = Path(previous) / MANIFEST
-        if manifest.is_file():
-            check_listed(manifest, source)
+    source = previous_splits(previous) if previous is not None else None if frozen is None else Path(frozen)
+    if source is not None:
+        if previous is not None and (Path(previous) / MANIFEST).is_file():
+            check_listed(Path(previous) / MANIFEST, source)
+        header = csv_header(source)
         before = pacsv.read_csv(
             source,
             convert_options=pacsv.ConvertOptions(
@@ -171,9 +172,10 @@ def split_history(splits_path, version: str, previous=None) -> pa.Table:
         before_keys = pd.Index(processid_keys(before["processid"].to_numpy(zero_copy_only=False)))
         now_keys = pd.Index(processid_keys(now["processid"].to_numpy(zero_copy_only=False)))
         gone = ~before_keys.isin(now_keys)
-        if source.name != Path(SPLIT_HISTORY.path).name:
-            version_before = previous_version(Path(previous))
+        if "last_version" not in header:  # a metadata CSV, or a freeze table of processid, split and barcodes
+            version_before = previous_version(Path(previous)) if previous is not None else None
             before = before.set_column(2, "last_version", pa.array([version_before] * before.num_rows, pa.string()))
+        if "barcode_key" not in header:
             # every record's key where this version has keys, to find the records whose barcode changed since
             marked = np.ones(before.num_rows, bool) if has_keys else gone
             before = before.set_column(3, "barcode_key", _barcode_keys(source, marked))
@@ -252,10 +254,12 @@ def write_side_files(
     box_corrections=None,
     version: str = "",
     previous=None,
+    frozen=None,
 ) -> dict:
     """Write the derived side files into ``tmp``: path under the release root -> file to copy there.
     ``corrections``, ``box_corrections``: the outcome tables of the maintainers' corrections, shipped as they are.
-    ``version``, ``previous``: this release's version and the previous release's folder (``split_history``)."""
+    ``version``, ``previous``, ``frozen``: this release's version, the previous release's folder and the table
+    its splits were frozen from (``split_history``)."""
     released = _released_ids(splits)
 
     def staged(file) -> Path:
@@ -264,7 +268,7 @@ def write_side_files(
     all_rejects = with_sources(pa.concat_tables(read_table(p, REJECT_SCHEMA) for p in rejects), records)
     pacsv.write_csv(all_rejects, staged(REJECTS))
     pacsv.write_csv(pq.read_table(changes), staged(CHANGES))
-    pacsv.write_csv(split_history(splits, version, previous), staged(SPLIT_HISTORY))
+    pacsv.write_csv(split_history(splits, version, previous, frozen), staged(SPLIT_HISTORY))
     if bbox:
         table = pd.concat(pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False) for p in bbox)
         table[table["processid"].isin(released)].to_csv(staged(BBOX), sep="\t", index=False, lineterminator="\n")
