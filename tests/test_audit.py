@@ -1437,14 +1437,21 @@ def test_a_release_another_version_of_the_package_built_is_not_described_again_a
     result = audit(copy)
     assert result.returncode == 0, result.stdout[-3000:]
     assert "note: bioscan5m/metadata/provenance.jsonld: built by bioscan-rebuild 9.9.9, this audit is" in result.stdout
-    # nor are the metadata stages replayed from the sources: another version's curation reported every label it
-    # words otherwise as a problem of an intact release (36 in a 0.2.0 release: reviewer upgrade); the sources'
-    # hashes are still checked
+    # the metadata stages replayed from the sources by this version: what differs is shown as notes, not problems
+    # (another version's curation reported every label it words otherwise as a problem of an intact release, 36
+    # in a 0.2.0 release: reviewer upgrade), nor agreement (my first fix skipped the replay and still said the
+    # records agree with the sources: a forgery passed; reviewer diffg)
     result = audit(copy, "--sources", "config/config.yaml")
     assert result.returncode == 0, result.stdout[-3000:]
-    assert (
-        "this audit is" in result.stdout and "the metadata stages were not replayed from the sources" in result.stdout
-    )
+    assert "the metadata stages replayed by this version differ from the release in 0 places" in result.stdout
+    assert "agree across the formats, the lineage and the sources (replayed by this version)" in result.stdout
+    first = _first_row(release)
+    _forge(release, ("country",), first["country"], "Atlantis")
+    result = audit(copy, "--sources", "config/config.yaml")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert f"note: replay of the sources: record {first['processid']} field country:" in result.stdout
+    assert "this version's replay of the metadata differs from it in" in result.stdout
+    assert "the lineage and the sources (replayed" not in result.stdout
 
 
 def test_a_card_line_dropped_or_added_is_one_difference_not_every_line_after_it():

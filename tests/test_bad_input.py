@@ -525,6 +525,10 @@ def _empty_fixes_path(config):  # the shipped typo table left out
     config["taxonomy"]["fixes"] = ""
 
 
+def _empty_classes_path(config):  # the per-class held-out scores dropped without a word
+    config["train_detector"]["classes"] = ""
+
+
 def _empty_version(config):  # a traceback in the release job, the last of the run
     config["export"]["version"] = " "
 
@@ -601,6 +605,7 @@ CONFIG_FAULTS = {  # name -> (change, file to create, what the message must say)
     # these passed start-up (reviewer config)
     "empty_export_path": (_empty_export_path, None, ["'' should be non-empty", "['batches'][0]['export']"]),
     "empty_fixes_path": (_empty_fixes_path, None, ["'' should be non-empty", "['taxonomy']['fixes']"]),
+    "empty_classes_path": (_empty_classes_path, None, ["'' should be non-empty", "['train_detector']['classes']"]),
     "empty_version": (_empty_version, None, ["' ' does not match", "['export']['version']"]),
     "pattern_without_a_group": (
         _pattern_without_a_group,

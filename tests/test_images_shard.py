@@ -152,7 +152,7 @@ def test_shard_run_writes_tables_and_reuses_the_store(tmp_path, monkeypatch):
     assert first == {"photos": 5, "photos_processed": 5, "photos_reused": 0}  # the broken file is not a photo
     summary = run_image_shard(records, [tmp_path / "photos1.parquet"], tmp_path / "store", tmp_path / "out1")
     no_review = dict.fromkeys(("flagged", "low_confidence", "backends_disagree", "several_specimens"), 0)
-    no_review |= {"box_on_rim": 0, "grey_photo": 0}
+    no_review |= {"box_on_rim": 0, "grey_photo": 0, "no_organism_pixels": 0}
     assert summary == {"records": 5, "status": {"ok": 5}, "review": no_review}
     table = pq.read_table(tmp_path / "out1" / "images.parquet").to_pandas()
     assert list(table["processid"]) == [f"P{i}-21" for i in range(5)]
@@ -404,10 +404,12 @@ def test_detect_command_reports_boxes_in_source_pixels(tmp_path, monkeypatch, re
     # The whole CSV as written, and the counts it returns agree with it. The oracle's box (300, 200, 420, 300) on the
     # 1024x768 original_full: pixel_count 500 (the oracle's), area_fraction 120*100/(1024*768) = 0.0153,
     # scale_factor min(120, 100)/256 = 0.3906.
+    # The detector's confidence and the review reasons too (a box on a ruler was a plain "ok": reviewer degen).
     assert (tmp_path / "out.csv").read_text() == (
-        "file_name,status,x0,y0,x1,y1,pixel_count,area_fraction,scale_factor,detail\n"
-        "big.jpg,ok,843,562,1182,844,500,0.0153,0.3906,\n"
-        "empty.jpg,empty_file,,,,,,,,0 bytes\n"
+        "file_name,status,x0,y0,x1,y1,pixel_count,area_fraction,scale_factor,detector_score,needs_review,"
+        "review_reason,detail\n"
+        "big.jpg,ok,843,562,1182,844,500,0.0153,0.3906,1.0,False,,\n"
+        "empty.jpg,empty_file,,,,,,,,,False,,0 bytes\n"
     )
     assert Counter(r["status"] for r in rows.values()) == counts
     # every package of the good photo, none of the empty one
@@ -425,6 +427,22 @@ def test_detect_command_with_the_classical_detector_on_real_photos(realdata, tmp
     assert (rows["x1"] > rows["x0"]).all() and (rows["pixel_count"] > 0).all()
     assert ((rows["area_fraction"] > 0) & (rows["area_fraction"] < 1)).all()
     assert len(list((tmp_path / "crops" / "cropped_256").glob("*.jpg"))) == 6
+    # the default fusion: the confidence and review reasons are the image stage's for the same photos
+    from bioscan_rebuild.core.params import ImageParams
+    from bioscan_rebuild.detect.registry import make_detector, make_segmenter
+    from bioscan_rebuild.images.process import process_photos
+
+    assert main(["detect", str(folder), str(tmp_path / "fused.csv"), "--backend", "fusion"]) == 0
+    fused = pd.read_csv(tmp_path / "fused.csv", keep_default_na=False).set_index("file_name")
+    detector = make_detector("fusion")
+    names = sorted(fused.index)
+    results = process_photos(
+        [(folder / name).read_bytes() for name in names], detector, ImageParams(), make_segmenter("fusion", detector)
+    )
+    for name, (result, _) in zip(names, results, strict=True):
+        row = fused.loc[name]
+        assert (float(row["detector_score"]), row["review_reason"]) == (result.detector_score, ";".join(result.review))
+        assert str(row["needs_review"]) == str(bool(result.review))
 
 
 def test_a_shard_without_photos_loads_no_detector(tmp_path, monkeypatch):

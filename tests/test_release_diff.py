@@ -8,6 +8,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.schemas import RELEASE_COLUMNS
 from bioscan_rebuild.export.diff import release_diff
 
@@ -557,6 +558,26 @@ def test_a_history_frozen_through_splits_freeze_keeps_the_records_this_version_l
         "barcode_key": gone_key,
         "held_barcode_keys": None,
     }
+    # read as the split stage reads a freeze (reviewer diffg: the release job failed on a zipped one the split
+    # stage took, wrote "NA" as a held key and crashed on a blank processid): compressed, NA for no key, a blank
+    # processid naming no record
+    import zipfile
+
+    text = "processid,split,last_version,barcode_key,held_barcode_keys\nP2,val,1.0,NA,\n,val,1.0,,\nP3,test,1.0,NA,\n"
+    with zipfile.ZipFile(tmp_path / "freeze.csv.zip", "w") as archive:
+        archive.writestr("freeze.csv", text)
+    carried = split_history(splits, "2.0", frozen=tmp_path / "freeze.csv.zip").to_pylist()
+    assert [row["processid"] for row in carried] == ["P1", "P2", "P3"]
+    assert carried[1] == {
+        "processid": "P2",
+        "split": "val",
+        "last_version": "1.0",
+        "barcode_key": None,
+        "held_barcode_keys": None,
+    }
+    assert carried[2]["held_barcode_keys"] is None  # NA was no barcode: nothing held
+    with pytest.raises(InputError, match="give --previous or --freeze, not both"):
+        split_history(splits, "2.0", previous=tmp_path, frozen=frozen)
 
 
 def test_a_change_no_rule_made_names_how_the_records_source_row_changed(tmp_path):

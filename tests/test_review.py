@@ -278,6 +278,27 @@ def test_review_reasons_from_the_detector_and_the_box():
     assert review_reasons(empty, None, 100, 80) == ["low_confidence"]
 
 
+def test_a_box_without_one_organism_pixel_is_flagged():
+    """The onnx backend boxes an all-black frame, whose segmentation finds no organism pixel: it was released as a
+    specimen of 0 pixels, flagged only as a grey photo on the rim (reviewer degen)."""
+    import numpy as np
+
+    from bioscan_rebuild.core.params import ImageParams
+    from bioscan_rebuild.core.pilsafe import encode_jpeg
+    from bioscan_rebuild.detect.registry import make_detector, make_segmenter
+    from bioscan_rebuild.images.process import process_photos
+
+    inside = Detection("ok", (10, 10, 50, 50))
+    assert review_reasons(inside, inside.box, 100, 80, pixels=0) == ["no_organism_pixels"]
+    assert review_reasons(inside, inside.box, 100, 80, pixels=1) == []
+    assert review_reasons(Detection("no_object", None), None, 100, 80, pixels=0) == []
+    detector = make_detector("onnx")
+    black = encode_jpeg(np.zeros((768, 1024, 3), np.uint8), 90)
+    ((result, _),) = process_photos([black], detector, ImageParams(), make_segmenter("onnx", detector))
+    assert result.box is not None and result.image_measurement_value == 0  # what the shipped model does
+    assert "no_organism_pixels" in result.review
+
+
 RULE = FusionRule(
     empty_learned_max=0.3,
     empty_classical_max=80.0,
@@ -335,6 +356,20 @@ def test_fused_detection_carries_confidence_reasons_and_the_chosen_mask():
     assert "box_on_rim" not in rim.review
     empty = fuse(_c(None), _l(None, 0), RULE, shape)
     assert (empty.status, empty.box, empty.score, empty.review) == ("no_object", None, 0.9, ())
+
+
+def test_either_detector_seeing_several_objects_flags_several_specimens():
+    """Only the chosen detector's status counted: with two specimens, the learned box chosen over a classical
+    detector that saw both was a plain ``ok`` (reviewer degen); and the other way round."""
+    shape = (768, 1024)
+    learned_chosen = fuse(_c(C_BOX, status="multiple_candidates"), _l(FAR_BOX, 0.9), RULE, shape)
+    assert learned_chosen.box == FAR_BOX and "several_specimens" in learned_chosen.review
+    learned_sees_two = Detection("multiple_candidates", L_BOX, score=0.9)
+    agreed = fuse(_c(C_BOX), learned_sees_two, RULE, shape)
+    assert agreed.box == C_BOX and "several_specimens" in agreed.review
+    assert "several_specimens" not in fuse(_c(C_BOX), _l(L_BOX, 0.9), RULE, shape).review
+    # an empty well: no box, no several_specimens
+    assert "several_specimens" not in fuse(_c(None), _l(None, 0), RULE, shape).review
 
 
 def test_fit_rule_finds_the_thresholds_that_separate_the_cases():
@@ -664,6 +699,46 @@ def test_a_photo_two_records_share_is_in_the_review_queue_and_the_summary(tmp_pa
     shared = page.split("<h2 id='shared_photo'>")[1]
     assert "P1" in shared and "P3" in shared and "P4" not in shared
     assert "\tshared_photo\treview\t" in (tmp_path / "review" / "box_corrections.tsv").read_text()
+
+
+def test_the_same_pixels_in_another_file_are_a_shared_photo(tmp_path, realdata):
+    """A photo saved again with a comment (or other metadata) under a second record's name has other bytes and
+    the same pixels: it was never ``shared_photo``, and one specimen was released as two (reviewer degen). Its
+    ``original_256`` image, made from the pixels, is the same."""
+    import hashlib
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    from bioscan_rebuild.core.params import ImageParams
+    from bioscan_rebuild.images.process import process_photos
+    from bioscan_rebuild.images.shard import IMAGE_RECORD_SCHEMA, shared_photos
+
+    class FixedDetector:
+        def detect_batch(self, images, halves=None):
+            return [Detection("ok", (300, 200, 420, 300), pixel_count=500, score=1.0, candidates=1) for _ in images]
+
+    source = sorted((realdata / "imgfilter-dev").glob("*.jpg"))[0].read_bytes()
+    again = source[:2] + b"\xff\xfe\x00\x09another" + source[2:]  # a comment segment after SOI
+    other = sorted((realdata / "imgfilter-dev").glob("*.jpg"))[1].read_bytes()
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(again))), np.asarray(Image.open(io.BytesIO(source))))
+    results = process_photos([source, again, other], FixedDetector(), ImageParams())
+    blank = dict.fromkeys(IMAGE_RECORD_SCHEMA.names)
+    rows = [
+        {
+            **blank,
+            "processid": pid,
+            "image_status": result.status,
+            "image_sha256": hashlib.sha256(data).hexdigest(),
+            "sha256_original_256": result.sha256["original_256"],
+        }
+        for pid, data, (result, _) in zip(("P1", "P2", "P3"), (source, again, other), results, strict=True)
+    ]
+    pq.write_table(pa.Table.from_pylist(rows, schema=IMAGE_RECORD_SCHEMA), tmp_path / "images.parquet")
+    shared = shared_photos([tmp_path / "images.parquet"])
+    assert shared == {min(rows[0]["image_sha256"], rows[1]["image_sha256"]): ["P1", "P2"]}
 
 
 def test_shared_photo_records_a_maintainer_corrected_leave_the_queue_and_empty_tables_are_no_shared_photos(tmp_path):

@@ -83,10 +83,22 @@ def cmd_audit(args) -> int:
     for line in summary["notes"]:
         print(f"note: {line}")
     if summary["ok"]:
+        differences = summary.get("replay_differences")
+        if not args.sources:
+            sources = ""
+        elif differences is None:
+            sources = " and the sources"
+        else:  # another version built it: its replay's differences are notes, not agreement
+            sources = (
+                f" and the sources' files; this version's replay of the metadata differs from it in {differences} "
+                "places (the notes)"
+                if differences
+                else " and the sources (replayed by this version)"
+            )
         print(
             f"audit: {args.release}: whole. {summary['files']} files as the manifest lists them; "
             f"{summary['records']} records agree across the formats, the lineage"
-            + (" and the sources" if args.sources else "")
+            + sources
             + (f"; its diff is the one made again against {args.previous}" if args.previous else "")
         )
         return 0

@@ -48,7 +48,8 @@ from bioscan_rebuild.detect.shipped import FUSION_RULE, rule_model_problem, ship
 
 # 2: a learned answer is multiple_candidates only for a second box above the onnx backend's bar
 # 3: a box on the rim makes the photo's status touches_edge (images.process): only this backend says box_on_rim
-VERSION = "fusion-3"
+# 4: either detector seeing several objects flags several_specimens (only the chosen one did)
+VERSION = "fusion-4"
 AGREE_IOU = 0.5  # the boxes agree at this IoU unless the rule says otherwise (rules fitted before agree_iou)
 # the fit's candidates for agree_iou, the first preferred on ties: two boxes overlapping less than half are often
 # the same specimen boxed with and without its appendages, where the mean box is right
@@ -336,7 +337,8 @@ def fuse(classical: Detection, learned: Detection, rule: FusionRule, shape_hw: t
     # the organism's pixels come from the classical mask whenever its box is (part of) the answer
     chosen = {"classical": classical, "learned": learned, "mean": classical}.get(source)
     if chosen is not None:
-        if chosen.status == "multiple_candidates":
+        # either detector seeing several objects: the answer's box may hold one of two specimens, or both
+        if "multiple_candidates" in (classical.status, learned.status):
             reasons.append("several_specimens")
         if on_rim(box, shape_hw, rule.rim_margin):
             reasons.append("box_on_rim")

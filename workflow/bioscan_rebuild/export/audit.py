@@ -100,6 +100,7 @@ class Findings:
         self.hidden: dict[str, int] = {}
         self.shown: dict[str, int] = {}
         self.notes: list[str] = []  # what was not checked, and why: no problem of the release
+        self.replay_differences: int | None = None  # another version's replay: its differences, as notes
 
     def add(self, kind: str, line: str) -> None:
         if self.limit is None or self.shown.get(kind, 0) < self.limit:
@@ -159,7 +160,7 @@ def audit_release(
     problems = file_findings.report() + findings.report()
     count = len(file_findings) + len(findings)
     summary = {"ok": not problems, "files": files, "records": records, "problems": problems, "count": count}
-    return summary | {"notes": findings.notes}
+    return summary | {"notes": findings.notes, "replay_differences": findings.replay_differences}
 
 
 def _manifest_entry(entry) -> bool:
@@ -1896,7 +1897,6 @@ def check_sources(
     config_path: Path, root: Path, csv: pa.Table, accounting: dict, release_config: dict | None, findings: Findings
 ) -> ExportOptions | None:
     """Check 4; returns ``check_version``'s options (the build's config's)."""
-    import tempfile
 
     import yaml
 
@@ -1962,13 +1962,29 @@ def check_sources(
     if findings.shown.get("source"):
         return described  # a replay of other exports than the build read would only repeat this
     built_by = release_software_version(root)
-    if built_by is not None and built_by != __version__:
-        # this code's curation may differ from the one that built the release: its labels are no finding
+    built_by_another = built_by is not None and built_by != __version__
+    # another version's curation may differ from this one's: what the replay finds is shown, as notes
+    replay_findings = Findings(findings.limit) if built_by_another else findings
+    _replay_and_compare(config, exports, root, csv, replay_findings)
+    if built_by_another:
+        findings.replay_differences = len(replay_findings)
         findings.notes.append(
             f"{ROOT}/{PROVENANCE.path}: built by bioscan-rebuild {built_by}, this audit is {__version__}: the "
-            "metadata stages were not replayed from the sources (audit with the version that built it)"
+            f"metadata stages replayed by this version differ from the release in {len(replay_findings)} places"
+            + (
+                " (below; a change of the code or of the release: audit with the version that built it)"
+                if len(replay_findings)
+                else ""
+            )
         )
-        return described
+        findings.notes.extend(replay_findings.report())
+    return described
+
+
+def _replay_and_compare(config: dict, exports, root: Path, csv: pa.Table, findings: Findings) -> None:
+    """The metadata stages replayed from the raw exports (``replay_metadata``), compared with the release."""
+    import tempfile
+
     with tempfile.TemporaryDirectory() as tmp:
         replayed, barcodes, origins, changes = replay_metadata(config, exports, root, Path(tmp))
     _check_replayed_lineage(root, origins, findings)
@@ -1988,7 +2004,6 @@ def check_sources(
             else:
                 values = values.cast(pa.string())
             _compare("replay of the sources", field, ids, expected, values, findings)
-    return described
 
 
 # lineage column -> the ingested records' column it copies (``export/side_files.py``)

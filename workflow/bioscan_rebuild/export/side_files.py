@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import check_listed, csv_header, read_table
 from bioscan_rebuild.core.rejects import with_sources
 from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, INGESTED_SCHEMA, LINEAGE_FIELDS, REJECT_SCHEMA, processid_keys
@@ -38,8 +39,9 @@ from bioscan_rebuild.export.layout import (
     SPLIT_SUMMARY,
 )
 from bioscan_rebuild.metadata.barcodes import QC_SCHEMA
+from bioscan_rebuild.splits.csv_text import CsvText, missing_as_null
 from bioscan_rebuild.splits.protocol import barcode_digest
-from bioscan_rebuild.splits.stage import HELD_KEYS
+from bioscan_rebuild.splits.stage import HELD_KEYS, read_freeze_with_barcodes
 
 IMAGE_SOURCE = ("image_batch", "image_path", "image_sha256")
 
@@ -154,9 +156,12 @@ def split_history(splits_path, version: str, previous=None, frozen=None) -> pa.T
         schema=HISTORY_SCHEMA,
     )
     parts = [now]
-    source = previous_splits(previous) if previous is not None else None if frozen is None else Path(frozen)
-    if source is not None:
-        if previous is not None and (Path(previous) / MANIFEST).is_file():
+    if previous is not None and frozen is not None:
+        raise InputError("a release follows one earlier release: give --previous or --freeze, not both")
+    before = None
+    if previous is not None:
+        source = previous_splits(previous)
+        if (Path(previous) / MANIFEST).is_file():
             check_listed(Path(previous) / MANIFEST, source)
         header = csv_header(source)
         before = pacsv.read_csv(
@@ -169,13 +174,15 @@ def split_history(splits_path, version: str, previous=None, frozen=None) -> pa.T
                 strings_can_be_null=True,
             ),
         )
+    elif frozen is not None:
+        before = _frozen_history(frozen)
+    if before is not None:
         before_keys = pd.Index(processid_keys(before["processid"].to_numpy(zero_copy_only=False)))
         now_keys = pd.Index(processid_keys(now["processid"].to_numpy(zero_copy_only=False)))
         gone = ~before_keys.isin(now_keys)
-        if "last_version" not in header:  # a metadata CSV, or a freeze table of processid, split and barcodes
-            version_before = previous_version(Path(previous)) if previous is not None else None
+        if previous is not None and "last_version" not in header:  # a release from before there was a history
+            version_before = previous_version(Path(previous))
             before = before.set_column(2, "last_version", pa.array([version_before] * before.num_rows, pa.string()))
-        if "barcode_key" not in header:
             # every record's key where this version has keys, to find the records whose barcode changed since
             marked = np.ones(before.num_rows, bool) if has_keys else gone
             before = before.set_column(3, "barcode_key", _barcode_keys(source, marked))
@@ -184,6 +191,36 @@ def split_history(splits_path, version: str, previous=None, frozen=None) -> pa.T
         parts = [now, before.filter(pa.array(gone)).cast(HISTORY_SCHEMA)]
     history = pa.concat_tables(parts)
     return history.take(pa.array(np.argsort(history["processid"].to_numpy(zero_copy_only=False), kind="stable")))
+
+
+def _frozen_history(path) -> pa.Table:
+    """The table a build's splits were frozen from (``splits.freeze``) as a history, read as the split stage reads
+    it (``read_freeze_with_barcodes``: plain or compressed; ``NA`` and the other missing-value words are no key;
+    the barcode keys made from a ``dna_barcode`` column where it has no ``barcode_key``). Its ``last_version``
+    where it has one (a split history), else none; a row with a blank processid names no record and is left out."""
+    split, keys, held = read_freeze_with_barcodes(path)
+    source = CsvText(path, "a freeze table (processid, split)")
+    versions = pa.nulls(len(split), pa.string())
+    if "last_version" in source.columns:
+        cells = [missing_as_null(batch.column(0)).cast(pa.string()) for batch in source.batches(["last_version"])]
+        versions = pa.concat_arrays(cells) if cells else versions
+
+    def column(series) -> pa.Array:
+        if series is None:
+            return pa.nulls(len(split), pa.string())
+        return pa.array(series.astype(object).where(series.notna(), None).tolist(), pa.string())
+
+    table = pa.table(
+        {
+            "processid": pa.array(split.index.astype(str).tolist(), pa.string()),
+            "split": pa.array(split.to_numpy(dtype=object).tolist(), pa.string()),
+            "last_version": versions,
+            "barcode_key": column(keys),
+            HELD_KEYS: column(held),
+        },
+        schema=HISTORY_SCHEMA,
+    )
+    return table.filter(pc.not_equal(pc.utf8_trim_whitespace(table["processid"]), ""))
 
 
 def _held_keys(now: pa.Table, now_keys: pd.Index, before: pa.Table, before_keys: pd.Index) -> pa.Array:

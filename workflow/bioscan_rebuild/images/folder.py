@@ -48,9 +48,10 @@ def detect_folder(
     and folders; each real folder once).
 
     x0..y1 are the tight box in pixels of the image as given (after EXIF orientation); the pixel
-    count, area_fraction and scale_factor follow the release's definitions (original_full). A file that cannot
-    be read gets a row of its own with the reason: ``unreadable_file``, ``unreadable_name`` (not UTF-8; shown
-    with the bytes escaped), ``broken_link``, ``link_loop``, ``not_a_file``.
+    count, area_fraction and scale_factor follow the release's definitions (original_full); detector_score,
+    needs_review and review_reason are the image stage's (the confidence, and why a person should look). A file
+    that cannot be read gets a row of its own with the reason: ``unreadable_file``, ``unreadable_name`` (not
+    UTF-8; shown with the bytes escaped), ``broken_link``, ``link_loop``, ``not_a_file``.
     """
     params = image_params or ImageParams()
     keep_freed_memory()
@@ -69,7 +70,23 @@ def detect_folder(
     counts = Counter()
     output_csv = Path(output_csv)
     output_csv.parent.mkdir(parents=True, exist_ok=True)
-    fields = ["file_name", "status", "x0", "y0", "x1", "y1", "pixel_count", "area_fraction", "scale_factor", "detail"]
+    # the detector's confidence and the review queue's reasons too, as images.parquet has them: a box on a ruler
+    # was a plain "ok" here
+    fields = [
+        "file_name",
+        "status",
+        "x0",
+        "y0",
+        "x1",
+        "y1",
+        "pixel_count",
+        "area_fraction",
+        "scale_factor",
+        "detector_score",
+        "needs_review",
+        "review_reason",
+        "detail",
+    ]
     # whole or not at all: an interrupted run left a partial CSV in place of the finished one
     with atomic_path(output_csv) as partial, open(partial, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
@@ -111,6 +128,9 @@ def detect_folder(
                         "pixel_count": result.image_measurement_value,
                         "area_fraction": result.area_fraction,
                         "scale_factor": result.scale_factor,
+                        "detector_score": result.detector_score,
+                        "needs_review": bool(result.review),
+                        "review_reason": ";".join(result.review),
                         "detail": result.detail,
                     }
                 )

@@ -61,7 +61,8 @@ from bioscan_rebuild.images.geometry import (
 # source is original_full only when it is a baseline/progressive Huffman JPEG with no image glued on after it.
 # 6: a 32-bit grey image's white level is the smallest 2^k - 1 holding its peak (a peak of 256 gave black); a file of
 # several pictures (multi-page TIFF, animated PNG) is undecodable, not its first page.
-# 7: a colour profile is sRGB by what it does, not by a name holding "sRGB"; a 16-bit min-is-white TIFF not a negative.
+# 7: a colour profile is sRGB by what it does, not by a name holding "sRGB"; a 16-bit min-is-white TIFF not a negative;
+# a box holding no organism pixel is flagged no_organism_pixels.
 # (touches_edge from a detector's box_on_rim changed only the fusion's results: detect.fusion VERSION fusion-3)
 STAGE_VERSION = 7
 # The strict JPEG check, versioned apart from STAGE_VERSION (which would re-process every photo): a stored
@@ -545,15 +546,25 @@ def halve(rgb: np.ndarray) -> np.ndarray:
 
 # Why a photo needs a person's eye (images.parquet ``review_reason``): the detector's own reasons (the fusion
 # backend knows when it is unsure or its two detectors disagree) plus what any box shows.
-REVIEW_REASONS = ("low_confidence", "backends_disagree", "several_specimens", "box_on_rim", "grey_photo")
+REVIEW_REASONS = (
+    "low_confidence",
+    "backends_disagree",
+    "several_specimens",
+    "box_on_rim",
+    "grey_photo",
+    "no_organism_pixels",
+)
 
 
-def review_reasons(detection, box, width: int, height: int, grey: bool = False) -> list[str]:
+def review_reasons(detection, box, width: int, height: int, grey: bool = False, pixels=None) -> list[str]:
     """The reasons, in REVIEW_REASONS order: the detector's, several candidates, a box on the rim (the border),
-    a photo without colour (the detectors score colour contrast: a grey specimen is easily missed)."""
+    a photo without colour (the detectors score colour contrast: a grey specimen is easily missed), a box in
+    which the segmentation finds no pixel of an organism (``pixels`` 0: a box on a black frame or on noise)."""
     reasons = set(getattr(detection, "review", ()) or ())
     if grey:
         reasons.add("grey_photo")
+    if box is not None and pixels == 0:
+        reasons.add("no_organism_pixels")
     if detection.status == "multiple_candidates":
         reasons.add("several_specimens")
     if box is not None and touches_edge(box, width, height):
@@ -601,7 +612,7 @@ def finish_photo(data: bytes, decoded: Decoded, detection, params: ImageParams, 
         result.image_measurement_value = None if pixels is None else int(pixels)
         result.area_fraction, result.scale_factor = size_fields(box, width, height, params.short_side)
         result.sharpness = sharpness(rgb, box)
-        result.review = review_reasons(detection, box, width, height, decoded.grey)
+        result.review = review_reasons(detection, box, width, height, decoded.grey, pixels)
         if detection.status == "multiple_candidates":
             result.status = "multiple_candidates"
         elif "box_on_rim" in result.review:

@@ -46,6 +46,7 @@ REASON_TEXT = {
     "several_specimens": "more than one separate object cleared the bar",
     "box_on_rim": "the box reaches the photo's border, where the well's rim is",
     "grey_photo": "a photo without colour: the detectors score colour contrast, so a specimen is easily missed",
+    "no_organism_pixels": "the box holds no pixel the segmentation takes for an organism (a dark frame, noise)",
     "shared_photo": "one photo file (the same bytes) is the photo of more than one record: a copy under another "
     "name is likely a delivery mistake (two specimens cannot share a photo); set each record's box or empty",
 }

@@ -416,32 +416,38 @@ SHARED_SHOWN = 20  # photos named in the summary
 
 
 def shared_photos(image_tables) -> dict[str, list[str]]:
-    """Photos (by sha256) that are the photo of more than one record -> those records' processids, sorted. One
-    photo file copied under a second name is almost always a delivery mistake (two specimens cannot share a
-    photo); each record is released with it all the same, so a person must look. Two passes over the shards, the
-    first keeping only the first 16 hex digits of each sha256 (they tell millions of photos apart): 5.15M
-    records in well under the 2 GB a whole-table job gets by default."""
+    """Photos that are the photo of more than one record -> those records' processids, sorted; a photo is named by
+    its sha256 (the smallest of its files'). One photo copied under a second name is almost always a delivery
+    mistake (two specimens cannot share a photo); each record is released with it all the same, so a person must
+    look. The same pixels in another file (saved again with other metadata) are the same photo: records are
+    grouped by their ``original_256`` image where they have one (made from the decoded pixels, so byte-identical
+    for identical pixels), else by the file's sha256. Two passes over the shards, the first keeping only the first
+    16 hex digits of each key (they tell millions of photos apart): 5.15M records in well under the 2 GB a
+    whole-table job gets by default."""
     import pyarrow.compute as pc
 
     image_tables = list(image_tables)
 
-    def prefixes(path) -> pa.ChunkedArray:
-        column = read_table(path, IMAGE_RECORD_SCHEMA, columns=["image_sha256"])["image_sha256"]
-        return pc.utf8_slice_codeunits(column.drop_null(), 0, 16)
+    def keyed(path, columns=()) -> pa.Table:
+        table = read_table(path, IMAGE_RECORD_SCHEMA, columns=[*columns, "image_sha256", "sha256_original_256"])
+        pixels = pc.binary_join_element_wise("pixels:", table["sha256_original_256"], "")
+        return table.append_column("key", pc.coalesce(pixels, table["image_sha256"]))
 
     if not image_tables:
         return {}
-    chunks = [chunk for path in image_tables for chunk in prefixes(path).chunks]
+    chunks = [chunk for path in image_tables for chunk in pc.utf8_slice_codeunits(keyed(path)["key"], 0, 16).chunks]
+    chunks = [chunk.drop_null() for chunk in chunks]
     counts = pc.value_counts(pa.chunked_array(chunks, pa.string()))  # typed: every table may be empty
     repeated = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
-    shared: dict[str, list[str]] = {}
+    groups: dict[str, list[tuple[str, str]]] = {}
     for path in image_tables if len(repeated) else ():
-        table = read_table(path, IMAGE_RECORD_SCHEMA, columns=["processid", "image_sha256"])
-        hit = pc.fill_null(pc.is_in(pc.utf8_slice_codeunits(table["image_sha256"], 0, 16), value_set=repeated), False)
+        table = keyed(path, ["processid"])
+        hit = pc.fill_null(pc.is_in(pc.utf8_slice_codeunits(table["key"], 0, 16), value_set=repeated), False)
         rows = table.filter(hit).to_pydict()
-        for processid, sha in zip(rows["processid"], rows["image_sha256"], strict=True):
-            shared.setdefault(sha, []).append(processid)
-    return {sha: sorted(ids) for sha, ids in sorted(shared.items()) if len(ids) > 1}
+        for processid, sha, key in zip(rows["processid"], rows["image_sha256"], rows["key"], strict=True):
+            groups.setdefault(key, []).append((sha, processid))
+    shared = {min(sha for sha, _ in rows): sorted(pid for _, pid in rows) for rows in groups.values() if len(rows) > 1}
+    return dict(sorted(shared.items()))
 
 
 def summarize_shards(
