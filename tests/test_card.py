@@ -300,3 +300,6 @@ def test_the_card_names_the_markers_the_build_kept_and_the_split_protocol_as_pub
     assert "described species are split into the seen sets (`train`, `val`, `test`)" in text
     assert "at least 8 such records, else to `other_heldout`" in text
     assert "described species are split into seen (`train`, `val`, `test`) and unseen" not in text
+    # frozen records whose species a later version drops keep their split: the card said only the other way round
+    # (a pretrain record gaining a label), while a v2 val split counted no species (reviewer stats)
+    assert "whose species a later version drops keeps its split without one" in text
