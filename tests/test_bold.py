@@ -399,6 +399,21 @@ def test_an_unknown_header_names_the_closest_layout_and_its_missing_columns():
     assert str(refused.value) == "not a known BOLD export layout; closest is 'v4', which also needs columns ['lon']"
 
 
+def test_a_header_in_another_case_or_none_at_all_is_named_as_such():
+    """A header in another case ("ProcessID"), or none at all (a BOM alone, blank lines), was refused as "closest
+    is 'bcdm2023', which also needs columns ['processid']": a missing column where there was one (reviewer
+    boldfuzz)."""
+    with pytest.raises(LayoutError) as refused:
+        detect_layout(["ProcessID", *BCDM2023_COLUMNS[1:]])
+    assert str(refused.value) == (
+        "a bcdm2023 export whose column names differ from BOLD's in case: rename 'ProcessID' to 'processid' "
+        "(names are matched exactly)"
+    )
+    for header in ([""], ["", ""]):
+        with pytest.raises(LayoutError, match="^no header line: the file holds no column names"):
+            detect_layout(header)
+
+
 def test_a_header_that_fits_two_layouts_is_refused_naming_what_each_alone_has():
     """It said "closest is 'bcdm2023', which also needs columns []": nothing to act on."""
     with pytest.raises(LayoutError) as refused:
@@ -420,6 +435,7 @@ def test_a_header_that_fits_two_layouts_is_refused_naming_what_each_alone_has():
         (b"processid\tx", ["processid", "x"]),  # no line end at all
         (b"a\tb\rc\td\r", ["a", "b"]),  # lone CR ends the header
         (b"\xef\xbb\xbfXa\tb c\r\nrow\n", ["Xa", "b c"]),  # only the BOM is stripped; spaces stay inside a name
+        (b'"province "\t" x"\n', ["province", "x"]),  # spaces inside quotes go too (they were kept: reviewer boldfuzz)
         (b"processid\tn\xe9\n", ["processid", "n\ufffd"]),  # a Latin-1 header byte reads as U+FFFD, no crash
     ],
 )

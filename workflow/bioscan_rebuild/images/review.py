@@ -47,8 +47,9 @@ REASON_TEXT = {
     "box_on_rim": "the box reaches the photo's border, where the well's rim is",
     "grey_photo": "a photo without colour: the detectors score colour contrast, so a specimen is easily missed",
     "no_organism_pixels": "the box holds no pixel the segmentation takes for an organism (a dark frame, noise)",
-    "shared_photo": "one photo file (the same bytes) is the photo of more than one record: a copy under another "
-    "name is likely a delivery mistake (two specimens cannot share a photo); set each record's box or empty",
+    "shared_photo": "one photo (the same file, or the same pixels in another) is the photo of more than one record: "
+    "a copy under another name is likely a delivery mistake (two specimens cannot share a photo); set each record's "
+    "box or empty",
 }
 # the page's reasons: the photo's own, and one only the whole run shows
 REASONS = (*REVIEW_REASONS, "shared_photo")

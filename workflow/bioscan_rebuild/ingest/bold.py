@@ -168,6 +168,10 @@ def check_export_bytes(head: bytes) -> None:
 
 def detect_layout(header: list[str]) -> str:
     seen: dict[str, int] = {}
+    if not any(header):
+        raise LayoutError(
+            "no header line: the file holds no column names (empty, a byte-order mark alone, or blank lines)"
+        )
     if len(header) == 1 and header[0].count(",") >= len(min(SIGNATURES.values(), key=len)) - 1:
         raise LayoutError(
             "the header has commas but no tab: a comma-separated file? BOLD exports are tab-separated; save it "
@@ -199,6 +203,14 @@ def detect_layout(header: list[str]) -> str:
             + "; keep the columns of one layout"
         )
     closest = min(SIGNATURES, key=lambda name: len(SIGNATURES[name] - columns))
+    lacking = sorted(SIGNATURES[closest] - columns)
+    by_case = {name.casefold(): name for name in header if name}
+    if lacking and all(wanted.casefold() in by_case for wanted in lacking):  # "ProcessID": another case alone
+        renames = ", ".join(f"{by_case[wanted.casefold()]!r} to {wanted!r}" for wanted in lacking)
+        raise LayoutError(
+            f"a {closest} export whose column names differ from BOLD's in case: rename {renames} "
+            "(names are matched exactly)"
+        )
     raise LayoutError(
         f"not a known BOLD export layout; closest is {closest!r}, which also needs columns "
         f"{sorted(SIGNATURES[closest] - columns)}"
@@ -507,7 +519,8 @@ def read_header(path: Path, line: str | None = None) -> list[str]:
     """The first line's fields (``line``: that line, when the caller has read it)."""
     text = (_header_line(path) if line is None else line).lstrip("\ufeff")
     # "species " is species: a second header's names are read so too (``_header_fields``)
-    return [unquote_name(name.strip()) for name in text.split("\t")]
+    # '"province "' is province too: spaces inside the quotes go as well
+    return [unquote_name(name.strip()).strip() for name in text.split("\t")]
 
 
 # C0 controls but tab and LF, and DEL; a CR left inside a line (a line break typed into a cell) is one too
@@ -602,7 +615,7 @@ def _processids_of_damaged_lines(lines: pa.Array, column: int, repeated_header: 
 
 def _header_fields(line: str) -> list[str]:
     """A line's fields as a header names columns: without a BOM, surrounding spaces and CSV quotes."""
-    return [unquote_name(field.strip()) for field in line.lstrip("\ufeff").split("\t")]
+    return [unquote_name(field.strip()).strip() for field in line.lstrip("\ufeff").split("\t")]
 
 
 def _second_headers(

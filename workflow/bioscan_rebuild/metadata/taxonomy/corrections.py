@@ -211,7 +211,7 @@ def apply_corrections(
     if teaching is None:
         teaching = np.ones(len(cols["processid"]), bool)
     maintainers = {row: {**confirmed_ranks.get(row, {}), **fields} for row, fields in applied_ranks.items()}
-    keep_lineage_of_corrections(cols, log, inferred, reinfer, maintainers, corrections, teaching & ~excluded)
+    _keep_lineage_of_corrections(cols, log, inferred, reinfer, maintainers, corrections, teaching & ~excluded)
     return excluded, pd.DataFrame(outcomes, columns=[*CORRECTION_COLUMNS, "outcome"]), reinfer
 
 
@@ -274,7 +274,7 @@ def _keep_species_under_genus(cols, log, inferred, reinfer, applied_ranks, corre
     return refused
 
 
-def keep_lineage_of_corrections(cols, log, inferred, reinfer, applied_ranks, corrections, teaching) -> None:
+def _keep_lineage_of_corrections(cols, log, inferred, reinfer, applied_ranks, corrections, teaching) -> None:
     """After step 8, step 7's lineage for the corrected records: where the other records' own labels (not what
     steps 5 and 7 inferred: a family inferred from the corrected record's wrong one) give a corrected name one label
     at a rank the record labels otherwise, the record's label goes. A rank above the corrected one goes

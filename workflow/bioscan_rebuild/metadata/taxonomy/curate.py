@@ -69,8 +69,8 @@ Nor does a label a step-8 row replaces (``corrections.declared_wrong``: the last
 record, not refused, with another value than the record holds after step 5) vote in step 6, nor the labels step 8
 takes off with it (``_with_implied_abstentions``), nor back a lower label (one wrong species on a barcode would drop
 its mates' right one); a BIN a row states is not voted over in step 4, and the record is in that BIN's group in
-step 6. Nor do the labels step 8 takes off through its lineage check (``correction_parent_dropped``,
-``_child_dropped``: ``_taken_off_by_the_lineage_check``, that check run on the labels the votes meet).
+step 6. Labels step 8 takes off through the lineage check (``correction_parent_dropped``, ``_child_dropped``) still
+vote.
 Then ``taxon`` = the label at the deepest labelled rank, ``inferred_ranks`` = bit mask of the ranks filled by
 steps 5 and 7 (phylum 1, class 2, order 4, family 8, subfamily 16, genus 32, species 64; 0 = none), and
 ``placeholder_species`` = ``core.novel.novel_mask`` (the split protocol's definition).
@@ -112,7 +112,6 @@ from bioscan_rebuild.metadata.taxonomy.corrections import (
     apply_corrections,
     declared_wrong,
     excluded_by_corrections,
-    keep_lineage_of_corrections,
     names_another_genus,
     record_rows,
 )
@@ -183,10 +182,6 @@ def curate(
     # judged against the labels as the votes meet them (after step 5)
     wrong = declared_wrong(cols, corrections, fixes, fields=RANKS, row_of=row_of)
     abstain = _with_implied_abstentions(cols, wrong, abstain, inferred)
-    if wrong:  # and the labels step 8's lineage check will take off with it
-        stated = declared_wrong(cols, corrections, fixes, fields=RANKS, stated=True, row_of=row_of)
-        for field, rows in _taken_off_by_the_lineage_check(cols, wrong, stated, inferred, ~leaving).items():
-            abstain[field] = np.union1d(abstain.get(field, np.array([], np.int64)), rows).astype(np.int64)
     voted = {rank: cols[rank].copy() for rank in RANKS}  # as the votes meet them: the BIN table's agreement
     counts["barcode_conflicts"] = resolve_conflicts(  # 6.
         cols, log, barcode_codes, RANKS, params.barcode_ratio, "barcode", cascade=True, abstain=abstain
@@ -203,7 +198,8 @@ def curate(
     excluded, outcomes, reinfer = apply_corrections(cols, log, corrections, inferred, ~leaving, fixes, row_of)  # 8.
     changed, confirmed = _corrected_cells(cols, outcomes)
     # the ranks inferred from a corrected label went; a corrected species gives a missing genus, as a source one
-    again = reinfer | changed["species"]
+    # (never into a genus cell a maintainer's row decided: a deleted genus came back from the species)
+    again = (reinfer | changed["species"]) & ~(changed["genus"] | confirmed["genus"])
     if again.any() and params.fill_genus_from_species:
         genus_from_species(cols, log, inferred, only=again)
     if params.infer_parents and any(cells.any() for cells in changed.values()):  # step 7 on the corrected labels
@@ -236,35 +232,6 @@ def _with_implied_abstentions(cols: dict, wrong: dict, abstain: dict, inferred: 
         if value is not None and names_another_genus(value, cols["species"][row]):
             extra.setdefault("species", []).append(np.array([row]))
     return {field: np.unique(np.concatenate(parts)).astype(np.int64) for field, parts in extra.items()}
-
-
-def _taken_off_by_the_lineage_check(cols: dict, wrong: dict, stated: dict, inferred, teaching) -> dict:
-    """Rank -> the records whose label there step 8's lineage check will take off (``correction_parent_dropped``,
-    ``_child_dropped``: a family Phoridae under a genus corrected to Culex), judged as that check judges, on the labels
-    the votes meet: the check itself, run on a copy holding the maintainers' values (``wrong``; ``stated``: every
-    rank a row decides, confirmations too)."""
-    trial = {"processid": cols["processid"], **{rank: cols[rank].copy() for rank in RANKS}}
-    for field, values in wrong.items():
-        trial[field][values.index.to_numpy()] = values.to_numpy()
-    rows = {int(row) for values in wrong.values() for row in values.index}
-    decided = {row: {field: 0 for field, values in stated.items() if row in values.index} for row in rows}
-    anonymous = pd.DataFrame({"reason": [None], "source": [None]})  # the trial logs nothing that is kept
-    keep_lineage_of_corrections(
-        trial,
-        ChangeLog(cols["processid"]),
-        inferred.copy(),
-        np.zeros(len(inferred), bool),
-        decided,
-        anonymous,
-        teaching,
-    )
-    taken = {}
-    for rank in RANKS:
-        gone = pd.isna(trial[rank]) & ~pd.isna(cols[rank])
-        gone[[row for row in rows if rank in decided[row]]] = False  # a maintainer's own deletion is no check's
-        if gone.any():
-            taken[rank] = np.flatnonzero(gone)
-    return taken
 
 
 def _corrected_cells(cols: dict, outcomes: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
