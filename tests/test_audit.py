@@ -1200,6 +1200,38 @@ def test_each_record_marker_is_in_the_lineage_and_held_to_the_sources(copy):
     assert f"records_lineage.csv: record {rows[1][0]} field source_line: " in result.stdout
 
 
+def test_sources_the_build_did_not_read_are_named_not_blamed_on_the_release(copy):
+    """A corrections table with a user report added since the build: the replay applied it and blamed the intact
+    release ("changes.csv: step 13 ... is missing", exit 1) without naming the table. An export of another config
+    (a later delivery) was "sha256 differs" (reviewer maint)."""
+    import yaml
+
+    from bioscan_rebuild.metadata.taxonomy.tables import shipped_table
+
+    config_path = copy / "config" / "config.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    first = _first_row(copy / "results" / "release")
+    table = copy / "config" / "corrections.tsv"
+    table.write_text(
+        Path(shipped_table("corrections.tsv")).read_text().rstrip("\n")
+        + f"\n{first['processid']}\tcountry\tCanada\tother\tuser report 6\n"
+    )
+    config["taxonomy"]["corrections"] = "config/corrections.tsv"
+    config_path.write_text(yaml.safe_dump(config))
+    result = audit(copy, "--sources", "config/config.yaml")
+    assert result.returncode == 1
+    assert "taxonomy.corrections config/corrections.tsv: not the table the build read" in result.stdout
+    assert "replay of the sources" not in result.stdout and "changes.csv" not in result.stdout, result.stdout[-2000:]
+    # the table as the build read it: whole again
+    table.write_text(Path(shipped_table("corrections.tsv")).read_text())
+    assert audit(copy, "--sources", "config/config.yaml").returncode == 0
+    config["batches"].append({"name": "later", "export": "resources/later.tsv"})
+    (copy / "resources" / "later.tsv").write_text("processid\n")
+    config_path.write_text(yaml.safe_dump(config))
+    result = audit(copy, "--sources", "config/config.yaml")
+    assert "resources/later.tsv: not an export the build read (accounting.json): is it its config?" in result.stdout
+
+
 def test_a_barcode_qc_field_edited_in_both_copies_is_found_against_the_sources(copy):
     """A QC field only the raw sequence tells (its gap count), edited in the CSV and its Parquet copy alike:
     consistent with the released barcode, so only the barcode stage replayed from the sources finds it."""

@@ -238,6 +238,29 @@ def test_a_withdrawn_correction_and_exclusion_are_named_as_such(tmp_path):
     }
 
 
+def test_a_record_back_from_a_withdrawn_delivery_is_named_as_such(tmp_path):
+    """v3 released P2, v4 withdrew its delivery (no reject: no input held it), v5 has it again: the diff said "new
+    in this build" (reviewer maint). The previous release's split history knows it."""
+    base = {"order": "Diptera", "family": "Phoridae", "split": "train"}
+    old = _release([{**base, "processid": "P1"}])
+    new = _release([{**base, "processid": "P1"}, {**base, "processid": "p2"}, {**base, "processid": "P3"}])
+    _write_csv(old, tmp_path / "old.csv")
+    history = pd.DataFrame(
+        [
+            {"processid": "P1", "split": "train", "last_version": "0.4.0"},
+            {"processid": "P2", "split": "train", "last_version": "0.3.0"},
+        ]
+    )
+    rejects = pd.DataFrame(columns=["kind", "processid", "reason"])
+    changes = pd.DataFrame(columns=["processid", "field", "rule"])
+    table, _ = release_diff(tmp_path / "old.csv", new, rejects, changes, None, None, history)
+    why = {row["processid"]: row["why"] for row in table.to_pylist()}
+    assert why == {
+        "p2": "released in 0.3.0 (train), left out of the previous release; back in this build",  # case aside
+        "P3": "new in this build",
+    }
+
+
 def test_a_record_spelled_otherwise_by_a_later_delivery_is_the_same_record(tmp_path):
     """BSCN1-21 redelivered as bscn1-21 with a new country: the diff said one record added and one removed
     (`superseded`), and not the country that changed; its images were not compared at all."""

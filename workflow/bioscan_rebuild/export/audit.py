@@ -1916,8 +1916,11 @@ def check_sources(
         exports.append((batch["name"], export))
         if not Path(export).exists():
             findings.add("source", f"{export}: the source export is missing")
-        elif listed.get(export) != file_sha256(export):
+        elif export not in listed:  # a batch of another config (a later version's delivery)
+            findings.add("source", f"{export}: not an export the build read (accounting.json): is it its config?")
+        elif listed[export] != file_sha256(export):
             findings.add("source", f"{export}: sha256 differs from the one the build read (accounting.json)")
+    _check_taxonomy_tables(config, root, findings)
     export = {k: v for k, v in (config.get("export") or {}).items() if k != "formats"}  # formats: not an option
     described = check_version(root, release_config, findings, ExportOptions.from_dict(export))
     folders = {batch["name"]: batch["images"] for batch in config.get("batches", []) if batch.get("images")}
@@ -1979,6 +1982,36 @@ def check_sources(
         )
         findings.notes.extend(replay_findings.report())
     return described
+
+
+def _check_taxonomy_tables(config: dict, root: Path, findings: Findings) -> None:
+    """The typo and corrections tables the config names now (``taxonomy.fixes``, ``taxonomy.corrections``) must be
+    the ones the curation read, as ``provenance.jsonld`` records its job's files: a user report added since the
+    build made the replay blame the release (a change the sources give that the release lacks)."""
+    from bioscan_rebuild.metadata.taxonomy.tables import shipped_table
+
+    try:
+        graph = json.loads((root / PROVENANCE.path).read_text())["@graph"]
+        nodes = {node["@id"]: node for node in graph if isinstance(node, dict) and "@id" in node}
+        used = nodes["build:jobs/curate_taxonomy"].get("used", [])
+        read = {nodes[name].get("sha256") for name in ([used] if isinstance(used, str) else used) if name in nodes}
+    except (OSError, ValueError, KeyError, TypeError):
+        findings.notes.append(f"{ROOT}/{PROVENANCE.path}: names no curation job: the taxonomy tables were not checked")
+        return
+    taxonomy = config.get("taxonomy") or {}
+    for key, name in (("fixes", "taxonomy_fixes.tsv"), ("corrections", "corrections.tsv")):
+        value = taxonomy.get(key, "shipped")
+        if value is None:
+            continue
+        path = Path(shipped_table(name) if value == "shipped" else value)
+        if not path.is_file():
+            findings.add("source", f"taxonomy.{key} {path}: missing")
+        elif file_sha256(path) not in read:
+            findings.add(
+                "source",
+                f"taxonomy.{key} {path}: not the table the build read (provenance.jsonld: the curation's files); "
+                "audit with the table as it was, or build again",
+            )
 
 
 def _replay_and_compare(config: dict, exports, root: Path, csv: pa.Table, findings: Findings) -> None:

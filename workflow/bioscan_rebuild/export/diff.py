@@ -27,7 +27,7 @@ import pyarrow.csv as pacsv
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import check_listed, csv_header, file_sha256
 from bioscan_rebuild.core.schemas import IMAGE_PACKAGES, RANKS, processid_keys
-from bioscan_rebuild.export.layout import CHANGES, CONFIG, CSV_PATH, RECORDS_LINEAGE, REJECTS, ROOT
+from bioscan_rebuild.export.layout import CHANGES, CONFIG, CSV_PATH, RECORDS_LINEAGE, REJECTS, ROOT, SPLIT_HISTORY
 
 DIFF_SCHEMA = pa.schema(
     [
@@ -121,10 +121,12 @@ def release_diff(
     changes: pd.DataFrame,
     previous_rejects: pd.DataFrame | None = None,
     previous_changes: pd.DataFrame | None = None,
+    previous_history: pd.DataFrame | None = None,
 ) -> tuple[pa.Table, dict]:
     """(diff rows, summary) of the release table ``new`` (release columns) against ``previous_csv``. The previous
     release's rejects and changes (when given) explain what this build no longer does: a record it rejected (an
-    exclusion withdrawn), a change it made that no longer applies (a correction withdrawn)."""
+    exclusion withdrawn), a change it made that no longer applies (a correction withdrawn); its split history, a
+    record an earlier version released and it left out (a delivery withdrawn) that is back."""
     # records are matched by processid key (case and invisible characters aside), as every stage matches them
     old = read_release_csv(previous_csv)
     old.index = pd.Index(processid_keys(old["processid"]))
@@ -140,10 +142,14 @@ def release_diff(
     old = old[~twice]
     added = now.index.difference(old.index)
     rejected_before = _reasons(previous_rejects)
+    released_before = _released_before(previous_history)
     for key in added.sort_values():
         pid = now.at[key, "processid"]
         before = rejected_before.get(key)
         why = f"the previous release left it out ({before}); this build does not" if before else "new in this build"
+        if not before and key in released_before:  # left out of the previous release with no reject: back
+            version, split = released_before[key]
+            why = f"released in {version} ({split}), left out of the previous release; back in this build"
         rows.append((pid, "added", "split", None, now.at[key, "split"], why))
     removed = old.index.difference(now.index)
     reasons = _reasons(rejects, previous_rejects)
@@ -401,6 +407,18 @@ def _listed_files(manifest: Path) -> dict:
     return files if isinstance(files, dict) else {}
 
 
+def _released_before(history: pd.DataFrame | None) -> dict[str, tuple[str, str]]:
+    """processid key -> (the last version that released it, its split), from a release's split history."""
+    if history is None or history.empty or not {"processid", "split", "last_version"} <= set(history.columns):
+        return {}
+    keys = processid_keys(history["processid"].astype(str))
+    return {
+        key: (str(version), str(split))
+        for key, version, split in zip(keys, history["last_version"], history["split"], strict=True)
+        if not pd.isna(version)
+    }
+
+
 def write_release_diff(
     previous,
     new: pa.Table,
@@ -417,7 +435,7 @@ def write_release_diff(
     release = Path(previous)
     manifest = release / "MANIFEST.json"
     # each file read must be the one the manifest lists: the summary names that manifest's sha256
-    read = [CSV_PATH, REJECTS.path, CHANGES.path, RECORDS_LINEAGE.path, CONFIG.path]
+    read = [CSV_PATH, REJECTS.path, CHANGES.path, RECORDS_LINEAGE.path, CONFIG.path, SPLIT_HISTORY.path]
     listed = _listed_files(manifest)
     for rel in read:
         path = release / ROOT / rel
@@ -428,11 +446,13 @@ def write_release_diff(
                 f"{path}: {manifest} lists it, but it is missing: the release was changed after it was built; use "
                 "an untouched copy (`bioscan-rebuild audit` on it names every change)"
             )
-    previous_rejects, previous_changes = (
+    previous_rejects, previous_changes, previous_history = (
         pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""]) if path.is_file() else None
-        for path in (release / ROOT / REJECTS.path, release / ROOT / CHANGES.path)
+        for path in (release / ROOT / REJECTS.path, release / ROOT / CHANGES.path, release / ROOT / SPLIT_HISTORY.path)
     )
-    table, summary = release_diff(release / ROOT / CSV_PATH, new, rejects, changes, previous_rejects, previous_changes)
+    table, summary = release_diff(
+        release / ROOT / CSV_PATH, new, rejects, changes, previous_rejects, previous_changes, previous_history
+    )
     if sources is not None:  # changes no rule made: say how the record's source row changed, where it did
         table = _explained_by_sources(table, release / ROOT / RECORDS_LINEAGE.path, sources)
     if images is not None:
