@@ -134,8 +134,8 @@ def _tiny_release_inputs(tmp_path, *, images_per_shard):
     return barcode_paths, image_paths
 
 
-def _export_tiny(tmp_path, *, images_per_shard) -> dict:
-    """``_tiny_release_inputs`` exported to `tmp_path/out` as CSV, Parquet, images and HDF5."""
+def _export_tiny(tmp_path, *, images_per_shard, formats=("csv", "parquet", "images", "hdf5"), options=None) -> dict:
+    """``_tiny_release_inputs`` exported to `tmp_path/out` (by default as CSV, Parquet, images and HDF5)."""
     from bioscan_rebuild.export.release import export_release
 
     barcode_paths, image_paths = _tiny_release_inputs(tmp_path, images_per_shard=images_per_shard)
@@ -146,8 +146,8 @@ def _export_tiny(tmp_path, *, images_per_shard) -> dict:
         tmp_path / "out",
         image_paths=image_paths,
         store_root=tmp_path / "store",
-        formats=("csv", "parquet", "images", "hdf5"),
-        options=ExportOptions(hdf5_batch=2),
+        formats=formats,
+        options=options or ExportOptions(hdf5_batch=2),
     )
 
 
@@ -168,19 +168,7 @@ def test_an_hdf5_chunk_is_no_longer_than_its_split(tmp_path):
     sample's HDF5 file 22 times larger."""
     import h5py
 
-    from bioscan_rebuild.export.release import export_release
-
-    barcode_paths, image_paths = _tiny_release_inputs(tmp_path, images_per_shard=[2, 2])
-    export_release(
-        tmp_path / "curated.parquet",
-        barcode_paths,
-        tmp_path / "splits.parquet",
-        tmp_path / "out",
-        image_paths=image_paths,
-        store_root=tmp_path / "store",
-        formats=("csv", "hdf5"),
-        options=ExportOptions(hdf5_batch=65536),
-    )
+    _export_tiny(tmp_path, images_per_shard=[2, 2], formats=("csv", "hdf5"), options=ExportOptions(hdf5_batch=65536))
     path = tmp_path / "out" / "bioscan5m" / "hdf5" / "BIOSCAN_5M.h5"
     with h5py.File(path) as h5:
         for split in h5:
