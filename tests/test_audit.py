@@ -1200,12 +1200,14 @@ def test_each_record_marker_is_in_the_lineage_and_held_to_the_sources(copy):
     assert f"records_lineage.csv: record {rows[1][0]} field source_line: " in result.stdout
 
 
-def test_sources_the_build_did_not_read_are_named_not_blamed_on_the_release(copy):
+def test_sources_the_build_did_not_read_are_named_not_blamed_on_the_release(copy, tmp_path):
     """A corrections table with a user report added since the build: the replay applied it and blamed the intact
-    release ("changes.csv: step 13 ... is missing", exit 1) without naming the table. An export of another config
-    (a later delivery) was "sha256 differs" (reviewer maint)."""
+    release ("changes.csv: step 13 ... is missing", exit 1) without naming the table. A config naming another table
+    than the build's, or an export of another config (a later delivery): "sha256 differs" or a blamed release
+    (reviewers maint, diffi)."""
     import yaml
 
+    from bioscan_rebuild.export.audit import Findings, _check_taxonomy_tables
     from bioscan_rebuild.metadata.taxonomy.tables import shipped_table
 
     config_path = copy / "config" / "config.yaml"
@@ -1220,16 +1222,36 @@ def test_sources_the_build_did_not_read_are_named_not_blamed_on_the_release(copy
     config_path.write_text(yaml.safe_dump(config))
     result = audit(copy, "--sources", "config/config.yaml")
     assert result.returncode == 1
-    assert "taxonomy.corrections config/corrections.tsv: not the table the build read" in result.stdout
+    assert "taxonomy.corrections: the config names 'config/corrections.tsv', the build's" in result.stdout
     assert "replay of the sources" not in result.stdout and "changes.csv" not in result.stdout, result.stdout[-2000:]
-    # the table as the build read it: whole again
-    table.write_text(Path(shipped_table("corrections.tsv")).read_text())
-    assert audit(copy, "--sources", "config/config.yaml").returncode == 0
+    config["taxonomy"]["corrections"] = None  # the build read the shipped table: null is not its config either
+    config_path.write_text(yaml.safe_dump(config))
+    assert "taxonomy.corrections: the config names None" in audit(copy, "--sources", "config/config.yaml").stdout
+    config["taxonomy"]["corrections"] = "shipped"
     config["batches"].append({"name": "later", "export": "resources/later.tsv"})
     (copy / "resources" / "later.tsv").write_text("processid\n")
     config_path.write_text(yaml.safe_dump(config))
     result = audit(copy, "--sources", "config/config.yaml")
     assert "resources/later.tsv: not an export the build read (accounting.json): is it its config?" in result.stdout
+    # the build's own table, changed since it was read: named against the curation's files in provenance.jsonld
+    root = tmp_path / "release"
+    (root / "metadata").mkdir(parents=True)
+    graph = [
+        {"@id": "build:jobs/curate_taxonomy", "used": ["build:files/t"]},
+        {"@id": "build:files/t", "sha256": hashlib.sha256(b"as read\n").hexdigest()},
+    ]
+    (root / "metadata" / "provenance.jsonld").write_text(json.dumps({"@graph": graph}))
+    (tmp_path / "table.tsv").write_bytes(b"as read\n")
+    named = {"taxonomy": {"fixes": None, "corrections": str(tmp_path / "table.tsv")}}
+    findings = Findings()
+    _check_taxonomy_tables(named, named, root, findings, built_by_another=False)
+    assert findings.report() == []
+    (tmp_path / "table.tsv").write_bytes(b"as read\nand a user report\n")
+    _check_taxonomy_tables(named, named, root, findings, built_by_another=False)
+    assert findings.report() == [
+        f"taxonomy.corrections {tmp_path / 'table.tsv'}: not the table the build read (provenance.jsonld: the "
+        "curation's files); audit with the table as it was, or build again"
+    ]
 
 
 def test_a_barcode_qc_field_edited_in_both_copies_is_found_against_the_sources(copy):

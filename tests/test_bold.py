@@ -412,6 +412,20 @@ def test_a_header_in_another_case_or_none_at_all_is_named_as_such():
     for header in ([""], ["", ""]):
         with pytest.raises(LayoutError, match="^no header line: the file holds no column names"):
             detect_layout(header)
+    # every name upper-cased (it was compared with bcdm2023), or a column read beyond the layout's signature in
+    # another case (the message said to add it as an empty column: every record's field blank; reviewer diffi)
+    from bioscan_rebuild.ingest.bold import LAYOUTS
+
+    with pytest.raises(LayoutError, match="^a v4 export whose column names differ from BOLD's in case: rename 'LAT'"):
+        detect_layout([name.upper() for name in V4_COLUMNS])
+    read = sorted(set(LAYOUTS["v4"].values()))
+    recased = [("Species_Name" if name == "species_name" else name) for name in read]
+    with pytest.raises(LayoutError) as refused:
+        detect_layout(recased)
+    assert str(refused.value) == (
+        "a v4 export whose column names differ from BOLD's in case: rename 'Species_Name' to 'species_name' "
+        "(names are matched exactly)"
+    )
 
 
 def test_a_header_that_fits_two_layouts_is_refused_naming_what_each_alone_has():

@@ -1731,3 +1731,18 @@ def test_a_genus_a_maintainer_deletes_is_not_given_back_by_step_5():
     assert result["corrections"]["outcome"].tolist() == ["applied"]
     assert pd.isna(out.loc["a1", "genus"]) and out.loc["a1", "species"] == "Megaselia scalaris"
     assert_replays(records, result)
+    # a genus row confirming the label beside a species corrected into another genus: step 8 takes the genus off
+    # (correction_genus_dropped) and step 5 gives it again from the species (my first fix kept it out: reviewer diffi)
+    records = frame(
+        [
+            row("a", "Phoridae", "Megaselia", "Megaselia scalaris", None, "ka"),
+            *[row(f"p{i}", "Phoridae", "Megaselia", None, None, f"kp{i}") for i in (1, 2)],
+            *[row(f"c{i}", "Culicidae", "Culex", None, None, f"kc{i}") for i in (1, 2)],
+        ]
+    )
+    corrections = corrections_table(
+        ("a", "species", "Culex pipiens", "wrong_label", "r1"), ("a", "genus", "Megaselia", "wrong_label", "r2")
+    )
+    result = curate(records, corrections=corrections)
+    assert by_pid(result).loc["a", ["family", "genus", "species"]].tolist() == ["Culicidae", "Culex", "Culex pipiens"]
+    assert_replays(records, result)

@@ -1920,7 +1920,9 @@ def check_sources(
             findings.add("source", f"{export}: not an export the build read (accounting.json): is it its config?")
         elif listed[export] != file_sha256(export):
             findings.add("source", f"{export}: sha256 differs from the one the build read (accounting.json)")
-    _check_taxonomy_tables(config, root, findings)
+    built_by = release_software_version(root)
+    built_by_another = built_by is not None and built_by != __version__
+    _check_taxonomy_tables(config, release_config, root, findings, built_by_another)
     export = {k: v for k, v in (config.get("export") or {}).items() if k != "formats"}  # formats: not an option
     described = check_version(root, release_config, findings, ExportOptions.from_dict(export))
     folders = {batch["name"]: batch["images"] for batch in config.get("batches", []) if batch.get("images")}
@@ -1964,8 +1966,6 @@ def check_sources(
                 findings.add("source photo", f"{photo}: sha256 differs from the photo the build read for {pid}")
     if findings.shown.get("source"):
         return described  # a replay of other exports than the build read would only repeat this
-    built_by = release_software_version(root)
-    built_by_another = built_by is not None and built_by != __version__
     # another version's curation may differ from this one's: what the replay finds is shown, as notes
     replay_findings = Findings(findings.limit) if built_by_another else findings
     _replay_and_compare(config, exports, root, csv, replay_findings)
@@ -1984,11 +1984,23 @@ def check_sources(
     return described
 
 
-def _check_taxonomy_tables(config: dict, root: Path, findings: Findings) -> None:
+def _check_taxonomy_tables(
+    config: dict, release_config: dict | None, root: Path, findings: Findings, built_by_another: bool
+) -> None:
     """The typo and corrections tables the config names now (``taxonomy.fixes``, ``taxonomy.corrections``) must be
-    the ones the curation read, as ``provenance.jsonld`` records its job's files: a user report added since the
-    build made the replay blame the release (a change the sources give that the release lacks)."""
+    the ones the curation read: named alike in the build's config (``metadata/config.json``), and the same bytes
+    as ``provenance.jsonld`` records its job's files. A user report added since the build made the replay blame
+    the release (a change the sources give that the release lacks). A release another version built is not held
+    to this version's shipped tables (its replay's differences are notes)."""
+    import os
+
     from bioscan_rebuild.metadata.taxonomy.tables import shipped_table
+
+    built = ((release_config or {}).get("taxonomy") or {}) if release_config is not None else None
+    taxonomy = config.get("taxonomy") or {}
+
+    def spelled(value):
+        return value if value in (None, "shipped") else os.path.normpath(str(value))
 
     try:
         graph = json.loads((root / PROVENANCE.path).read_text())["@graph"]
@@ -1996,16 +2008,23 @@ def _check_taxonomy_tables(config: dict, root: Path, findings: Findings) -> None
         used = nodes["build:jobs/curate_taxonomy"].get("used", [])
         read = {nodes[name].get("sha256") for name in ([used] if isinstance(used, str) else used) if name in nodes}
     except (OSError, ValueError, KeyError, TypeError):
-        findings.notes.append(f"{ROOT}/{PROVENANCE.path}: names no curation job: the taxonomy tables were not checked")
-        return
-    taxonomy = config.get("taxonomy") or {}
+        read = None
     for key, name in (("fixes", "taxonomy_fixes.tsv"), ("corrections", "corrections.tsv")):
         value = taxonomy.get(key, "shipped")
-        if value is None:
+        if built is not None and key in built and spelled(built[key]) != spelled(value):
+            findings.add(
+                "source",
+                f"taxonomy.{key}: the config names {value!r}, the build's ({ROOT}/{CONFIG.path}) {built[key]!r}: is "
+                "it the release's config?",
+            )
+            continue
+        if value is None or (value == "shipped" and built_by_another):
             continue
         path = Path(shipped_table(name) if value == "shipped" else value)
         if not path.is_file():
             findings.add("source", f"taxonomy.{key} {path}: missing")
+        elif read is None:
+            findings.notes.append(f"{ROOT}/{PROVENANCE.path}: names no curation job: taxonomy.{key} was not checked")
         elif file_sha256(path) not in read:
             findings.add(
                 "source",

@@ -190,6 +190,7 @@ def detect_layout(header: list[str]) -> str:
     matches = [name for name, signature in SIGNATURES.items() if signature <= columns]
     if len(matches) == 1:
         missing = sorted(set(LAYOUTS[matches[0]].values()) - columns)
+        _refuse_another_case(matches[0], missing, header)
         if missing:  # reading them as empty would blank a field of every record without a word
             raise LayoutError(
                 f"a {matches[0]} export, but the header lacks columns {missing}; if the export truly has no such "
@@ -202,19 +203,29 @@ def detect_layout(header: list[str]) -> str:
             + "; ".join(f"{name} alone has {sorted(SIGNATURES[name] - _others_columns(name))}" for name in matches)
             + "; keep the columns of one layout"
         )
+    # "ProcessID", "SPECIES": a layout whose columns are all there in another case
+    folded = {name.casefold() for name in header if name}
+    for layout, signature in SIGNATURES.items():
+        if {name.casefold() for name in signature} <= folded:
+            _refuse_another_case(layout, sorted(set(LAYOUTS[layout].values()) - columns), header)
     closest = min(SIGNATURES, key=lambda name: len(SIGNATURES[name] - columns))
-    lacking = sorted(SIGNATURES[closest] - columns)
-    by_case = {name.casefold(): name for name in header if name}
-    if lacking and all(wanted.casefold() in by_case for wanted in lacking):  # "ProcessID": another case alone
-        renames = ", ".join(f"{by_case[wanted.casefold()]!r} to {wanted!r}" for wanted in lacking)
-        raise LayoutError(
-            f"a {closest} export whose column names differ from BOLD's in case: rename {renames} "
-            "(names are matched exactly)"
-        )
     raise LayoutError(
         f"not a known BOLD export layout; closest is {closest!r}, which also needs columns "
         f"{sorted(SIGNATURES[closest] - columns)}"
     )
+
+
+def _refuse_another_case(layout: str, missing: list[str], header: list[str]) -> None:
+    """A LayoutError naming the renames when columns the layout reads are in the header in another case only
+    (adding them as empty columns, as the message for truly missing ones says, would blank every record's field)."""
+    by_case = {name.casefold(): name for name in header if name}
+    recased = [name for name in missing if name.casefold() in by_case]
+    if recased:
+        renames = ", ".join(f"{by_case[name.casefold()]!r} to {name!r}" for name in recased)
+        raise LayoutError(
+            f"a {layout} export whose column names differ from BOLD's in case: rename {renames} "
+            "(names are matched exactly)"
+        )
 
 
 @dataclass

@@ -198,8 +198,9 @@ def curate(
     excluded, outcomes, reinfer = apply_corrections(cols, log, corrections, inferred, ~leaving, fixes, row_of)  # 8.
     changed, confirmed = _corrected_cells(cols, outcomes)
     # the ranks inferred from a corrected label went; a corrected species gives a missing genus, as a source one
-    # (never into a genus cell a maintainer's row decided: a deleted genus came back from the species)
-    again = (reinfer | changed["species"]) & ~(changed["genus"] | confirmed["genus"])
+    # (never into a genus a maintainer's row deleted: it came back from the species; a confirmed genus that
+    # correction_genus_dropped took off is given again, from the corrected species)
+    again = (reinfer | changed["species"]) & ~changed["genus"]
     if again.any() and params.fill_genus_from_species:
         genus_from_species(cols, log, inferred, only=again)
     if params.infer_parents and any(cells.any() for cells in changed.values()):  # step 7 on the corrected labels
