@@ -1746,15 +1746,3 @@ def test_a_genus_a_maintainer_deletes_is_not_given_back_by_step_5():
     result = curate(records, corrections=corrections)
     assert by_pid(result).loc["a", ["family", "genus", "species"]].tolist() == ["Culicidae", "Culex", "Culex pipiens"]
     assert_replays(records, result)
-    # an empty genus row that confirms none (the record has no genus), beside a species corrected: the maintainer
-    # says none, so step 5 does not give one (my second fix did: reviewer diffj)
-    records = frame(
-        [row("a", "Phoridae", None, None, None, "ka"), *[row(f"c{i}", "Culicidae", "Culex") for i in (1, 2)]]
-    )
-    corrections = corrections_table(
-        ("a", "genus", "", "wrong_label", "r1"), ("a", "species", "Culex pipiens", "wrong_label", "r2")
-    )
-    result = curate(records, corrections=corrections)
-    assert result["corrections"]["outcome"].tolist() == ["no_change", "applied"]
-    assert pd.isna(by_pid(result).loc["a", "genus"])
-    assert_replays(records, result)

@@ -1902,10 +1902,9 @@ def check_sources(
 
     config = yaml.safe_load(config_path.read_text())
     _refuse_another_folder(config, config_path)
-    # the same file however named (the audit runs in the workflow's folder: _refuse_another_folder)
-    read = [item for item in accounting.get("batches", {}).values() if "export" in item]
-    listed = {os.path.realpath(item["export"]): item["export_sha256"] for item in read}
-    spelled = {os.path.realpath(item["export"]): item["export"] for item in read}  # as the lineage names it
+    listed = {
+        item["export"]: item["export_sha256"] for item in accounting.get("batches", {}).values() if "export" in item
+    }
     exports = []
     batches = config.get("batches", [])
     if batches and all("delivered" in batch for batch in batches):  # delivery order, as the workflow reads them
@@ -1914,12 +1913,12 @@ def check_sources(
         export = batch.get("export")
         if not export:
             continue
-        exports.append((batch["name"], spelled.get(os.path.realpath(export), export)))
+        exports.append((batch["name"], export))
         if not Path(export).exists():
             findings.add("source", f"{export}: the source export is missing")
-        elif os.path.realpath(export) not in listed:  # a batch of another config (a later version's delivery)
+        elif export not in listed:  # a batch of another config (a later version's delivery)
             findings.add("source", f"{export}: not an export the build read (accounting.json): is it its config?")
-        elif listed[os.path.realpath(export)] != file_sha256(export):
+        elif listed[export] != file_sha256(export):
             findings.add("source", f"{export}: sha256 differs from the one the build read (accounting.json)")
     built_by = release_software_version(root)
     built_by_another = built_by is not None and built_by != __version__
@@ -1993,14 +1992,15 @@ def _check_taxonomy_tables(
     as ``provenance.jsonld`` records its job's files. A user report added since the build made the replay blame
     the release (a change the sources give that the release lacks). A release another version built is not held
     to this version's shipped tables (its replay's differences are notes)."""
+    import os
+
     from bioscan_rebuild.metadata.taxonomy.tables import shipped_table
 
-    built = release_config.get("taxonomy") if isinstance(release_config, dict) else None
-    built = built if isinstance(built, dict) else None  # a hand-edited section: its own finding, not the config's
+    built = ((release_config or {}).get("taxonomy") or {}) if release_config is not None else None
     taxonomy = config.get("taxonomy") or {}
 
-    def spelled(value):  # the same file however named (the audit runs in the workflow's folder)
-        return value if value in (None, "shipped") else os.path.realpath(str(value))
+    def spelled(value):
+        return value if value in (None, "shipped") else os.path.normpath(str(value))
 
     try:
         graph = json.loads((root / PROVENANCE.path).read_text())["@graph"]

@@ -641,20 +641,17 @@ def _second_headers(
     repeated, reordered = np.zeros(len(text), bool), np.zeros(len(text), bool)
     at_first = [first.index(column) for column in read_columns]
     for i in np.flatnonzero(named):
-        # in any case: an upper-cased second header of swapped columns was read as a record, its lines under the
-        # first header's columns
-        fields = [field.casefold() for field in _header_fields(text[i].as_py())]
-        if {column.casefold() for column in read_columns} <= set(fields):
+        fields = _header_fields(text[i].as_py())
+        if set(read_columns) <= set(fields):
             repeated[i] = True
             # only where the columns that are read stand counts (a note column renamed moves nothing)
-            at = [fields.index(column.casefold()) for column in read_columns]
-            reordered[i] = len(fields) != len(first) or at != at_first
+            reordered[i] = len(fields) != len(first) or [fields.index(c) for c in read_columns] != at_first
     return repeated, reordered
 
 
 def _lines_holding(text: pa.Array, word: str) -> np.ndarray:
-    """Per line of ``text``, whether it holds ``word`` (in any case): one search of the block's bytes (an Arrow
-    substring match per line took as long as splitting the lines into fields), then the lines of its few hits."""
+    """Per line of ``text``, whether it holds ``word``: one search of the block's bytes (an Arrow substring match
+    per line took as long as splitting the lines into fields), then the lines of its few hits."""
     out = np.zeros(len(text), bool)
     if not len(text):
         return out
@@ -664,7 +661,7 @@ def _lines_holding(text: pa.Array, word: str) -> np.ndarray:
     if data is None:
         return out
     start, end = int(offsets[0]), int(offsets[-1])
-    for hit in re.finditer(re.escape(word.encode()), memoryview(data)[start:end], re.IGNORECASE):
+    for hit in re.finditer(re.escape(word.encode()), memoryview(data)[start:end]):
         line = int(np.searchsorted(offsets, start + hit.start(), side="right")) - 1
         out[line] = out[line] or start + hit.end() <= offsets[line + 1]  # the whole word in that line
     return out
@@ -804,8 +801,7 @@ def parse_export(
                 bad_utf8[i] = control[i] = False
         repeated, reordered = _second_headers(text, header, read_columns, processid_name)  # reordered: of repeated
         for i in np.flatnonzero(reordered):
-            fields = [field.casefold() for field in _header_fields(text[i].as_py())]
-            state["processid_at"][int(line_numbers[i])] = fields.index(processid_name.casefold())
+            state["processid_at"][int(line_numbers[i])] = _header_fields(text[i].as_py()).index(processid_name)
         # a line after a header with other columns or another order is read by that header's columns, not the
         # first's: each is refused rather than kept with its fields in the wrong columns
         under = _under_second_header(repeated, reordered, line_numbers, state)

@@ -198,9 +198,9 @@ def curate(
     excluded, outcomes, reinfer = apply_corrections(cols, log, corrections, inferred, ~leaving, fixes, row_of)  # 8.
     changed, confirmed = _corrected_cells(cols, outcomes)
     # the ranks inferred from a corrected label went; a corrected species gives a missing genus, as a source one
-    # (never into a genus a maintainer's row says is none, applied or confirming: it came back from the species; a
-    # confirmed genus that correction_genus_dropped took off is given again, from the corrected species)
-    again = (reinfer | changed["species"]) & ~_said_none(cols, outcomes, "genus")
+    # (never into a genus a maintainer's row deleted: it came back from the species; a confirmed genus that
+    # correction_genus_dropped took off is given again, from the corrected species)
+    again = (reinfer | changed["species"]) & ~changed["genus"]
     if again.any() and params.fill_genus_from_species:
         genus_from_species(cols, log, inferred, only=again)
     if params.infer_parents and any(cells.any() for cells in changed.values()):  # step 7 on the corrected labels
@@ -233,20 +233,6 @@ def _with_implied_abstentions(cols: dict, wrong: dict, abstain: dict, inferred: 
         if value is not None and names_another_genus(value, cols["species"][row]):
             extra.setdefault("species", []).append(np.array([row]))
     return {field: np.unique(np.concatenate(parts)).astype(np.int64) for field, parts in extra.items()}
-
-
-def _said_none(cols: dict, outcomes: pd.DataFrame, rank: str) -> np.ndarray:
-    """The records whose label at ``rank`` a maintainer's row (``applied`` or ``no_change``) says is none (an empty
-    value, or a word of the missing vocabulary)."""
-    values = outcomes["value"].astype(object)
-    empty = values.map(lambda v: pd.isna(v) or str(v).strip().lower() in MISSING_TOKENS).astype(bool)
-    said = outcomes[
-        outcomes["outcome"].isin(["applied", "no_change"]) & (outcomes["field"].str.strip() == rank) & empty
-    ]
-    if said.empty:
-        return np.zeros(len(cols["processid"]), bool)
-    targets = set(processid_keys(said["processid"].astype(str)))
-    return pd.Series(processid_keys(cols["processid"]), dtype=object).isin(targets).to_numpy()
 
 
 def _corrected_cells(cols: dict, outcomes: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
