@@ -1951,6 +1951,26 @@ def test_a_second_header_in_another_order_refuses_the_lines_it_heads(realdata, t
         got, rejects, _ = read_export(tmp_path / f"{name}.tsv", "b", block_bytes=block_bytes)
         assert got.num_rows == len(rows) - 1 and rejects["source_line"].to_pylist() == [5]
         assert rejects["detail"].to_pylist() == ["the header line again (two exports joined into one file?)"]
+    # an exact repeated header where a note column's name differs from a read column's only in case ("Order"
+    # before "order") is the header again: taking names in any case first lost every later record (reviewer diffk)
+    noted = [[*row[:1], "Order" if k == 0 else "note", *row[1:]] for k, row in enumerate(rows)]
+    (tmp_path / "noted.tsv").write_text(_tsv(noted[:4]) + _tsv(noted[:1]) + _tsv(noted[4:]))
+    got, rejects, _ = read_export(tmp_path / "noted.tsv", "b", block_bytes=block_bytes)
+    assert got["source_line"].to_pylist() == [2, 3, 4, *range(6, len(rows) + 2)]
+    assert rejects["detail"].to_pylist() == ["the header line again (two exports joined into one file?)"]
+    assert got["order"].to_pylist() == [row[i] for row in rows[1:]]
+    # a second header in another case, its columns swapped: its lines were read under the first header's columns
+    # (order and family swapped, silently) and the header itself was a record (reviewer diffj)
+    upper = [[c.upper() for c in second[0]], *second[1:]]
+    (tmp_path / "upper.tsv").write_text(_tsv(first) + _tsv(upper))
+    got, rejects, _ = read_export(tmp_path / "upper.tsv", "b", block_bytes=block_bytes)
+    assert got["source_line"].to_pylist() == [2, 3, 4] and rejects["source_line"].to_pylist() == [5, 6, 7, 8]
+    assert rejects["detail"][0].as_py().startswith("a second header, its column names in another case")
+    assert all(
+        d.startswith("after a second header (line 5) with its column names in another case")
+        for d in rejects["detail"].to_pylist()[1:]
+    )
+    assert rejects["processid"].to_pylist()[1:] == [row[header.index("processid")] for row in rows[4:]]
 
 
 def test_spreadsheet_leftovers_in_an_export_get_a_clear_outcome(realdata, tmp_path):

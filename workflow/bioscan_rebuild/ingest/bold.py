@@ -631,40 +631,42 @@ def _header_fields(line: str) -> list[str]:
 
 def _second_headers(
     text: pa.Array, header: list[str], read_columns: list[str], processid_name: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per line: is it a header again (every column the layout reads is named in it), and is it one that puts a
-    column that is read elsewhere than the first header does (another export's, a spreadsheet's reordering).
-    Quotes, spaces, a BOM and the names of columns never read do not count: `cat a.tsv b.tsv` of an R-written
-    export, or one whose header ends in a space."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per line: is it a header again (every column the layout reads is named in it), is it one that puts a
+    column that is read elsewhere than the first header does (another export's, a spreadsheet's reordering), and is
+    it one naming the read columns only in another case (an upper-cased export's: its lines are refused, as a first
+    header in another case is). Quotes, spaces, a BOM and the names of columns never read do not count: `cat a.tsv
+    b.tsv` of an R-written export, or one whose header ends in a space."""
     first = _header_fields("\t".join(header))
     named = _lines_holding(text, processid_name)  # only lines naming the processid column can be headers
-    repeated, reordered = np.zeros(len(text), bool), np.zeros(len(text), bool)
+    repeated, reordered, recased = (np.zeros(len(text), bool) for _ in range(3))
     at_first = [first.index(column) for column in read_columns]
+    folded_read = {column.casefold() for column in read_columns}
     for i in np.flatnonzero(named):
         fields = _header_fields(text[i].as_py())
-        if set(read_columns) <= set(fields):
+        if set(read_columns) <= set(fields):  # names matched exactly first: a note column may differ only in case
             repeated[i] = True
             # only where the columns that are read stand counts (a note column renamed moves nothing)
             reordered[i] = len(fields) != len(first) or [fields.index(c) for c in read_columns] != at_first
-    return repeated, reordered
+        elif folded_read <= {field.casefold() for field in fields}:
+            repeated[i] = reordered[i] = recased[i] = True
+    return repeated, reordered, recased
+
+
+def _processid_position(line: str, processid_name: str) -> int:
+    """Where a second header puts the processid column: its exact name, else the first in another case."""
+    fields = _header_fields(line)
+    if processid_name in fields:
+        return fields.index(processid_name)
+    return [field.casefold() for field in fields].index(processid_name.casefold())
 
 
 def _lines_holding(text: pa.Array, word: str) -> np.ndarray:
-    """Per line of ``text``, whether it holds ``word``: one search of the block's bytes (an Arrow substring match
-    per line took as long as splitting the lines into fields), then the lines of its few hits."""
-    out = np.zeros(len(text), bool)
+    """Per line of ``text``, whether it holds ``word`` in any case (Arrow's RE2 search: as fast as one search of
+    the block's bytes, which took as long as splitting the lines into fields done per line in Python)."""
     if not len(text):
-        return out
-    text = pa.concat_arrays([text]) if text.offset else text  # offsets from 0
-    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32, count=len(text) + 1)
-    data = text.buffers()[2]
-    if data is None:
-        return out
-    start, end = int(offsets[0]), int(offsets[-1])
-    for hit in re.finditer(re.escape(word.encode()), memoryview(data)[start:end]):
-        line = int(np.searchsorted(offsets, start + hit.start(), side="right")) - 1
-        out[line] = out[line] or start + hit.end() <= offsets[line + 1]  # the whole word in that line
-    return out
+        return np.zeros(len(text), bool)
+    return pc.fill_null(pc.match_substring(text, word, ignore_case=True), False).to_numpy(zero_copy_only=False)
 
 
 def _under_second_header(headers: np.ndarray, reordered: np.ndarray, line_numbers: np.ndarray, state: dict):
@@ -754,7 +756,7 @@ def parse_export(
     read_positions = frozenset(header.index(column) for column in read_columns)
     processid_name = LAYOUTS[layout]["processid"]
     # across blocks: the line of the second header (of other columns) in force, and where each puts the processid
-    state = {"second_header": -1, "processid_at": {}}
+    state = {"second_header": -1, "processid_at": {}, "recased": set()}
 
     above_header = True
     for first_line, lines in _split_lines(path, block_bytes, frozenset((n_columns, n_named))):
@@ -799,9 +801,12 @@ def parse_export(
             damaged_field[i] = _damaged_read_field(lines[kept_at[i]], read_positions)
             if damaged_field[i] is None:
                 bad_utf8[i] = control[i] = False
-        repeated, reordered = _second_headers(text, header, read_columns, processid_name)  # reordered: of repeated
+        # reordered and recased: of repeated
+        repeated, reordered, recased = _second_headers(text, header, read_columns, processid_name)
         for i in np.flatnonzero(reordered):
-            state["processid_at"][int(line_numbers[i])] = _header_fields(text[i].as_py()).index(processid_name)
+            state["processid_at"][int(line_numbers[i])] = _processid_position(text[i].as_py(), processid_name)
+            if recased[i]:
+                state["recased"].add(int(line_numbers[i]))
         # a line after a header with other columns or another order is read by that header's columns, not the
         # first's: each is refused rather than kept with its fields in the wrong columns
         under = _under_second_header(repeated, reordered, line_numbers, state)
@@ -815,9 +820,15 @@ def parse_export(
                 (
                     "the header line again (two exports joined into one file?)"
                     if repeated[i] and not reordered[i]
+                    else "a second header, its column names in another case than the first header's (two exports "
+                    "joined into one file? deliver each as its own file)"
+                    if recased[i]
                     else "a second header, its columns not the first header's in order (two exports joined into "
                     "one file? deliver each as its own file)"
                     if reordered[i]
+                    else f"after a second header (line {under[i]}) with its column names in another case: names "
+                    "are matched exactly (deliver each export as its own file)"
+                    if under[i] >= 0 and int(under[i]) in state["recased"]
                     else f"after a second header (line {under[i]}) with its columns in another order: its fields "
                     "would be read into the wrong columns (deliver each export as its own file)"
                     if under[i] >= 0
