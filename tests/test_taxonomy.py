@@ -398,7 +398,7 @@ def test_the_records_kept_out_of_the_votes_are_exactly_those_step_8_excludes():
     )
     before_votes = excluded_by_corrections(cols, corrections)
     cols.update({field: np.full(len(pids), None, dtype=object) for field in (*RANKS, "dna_bin")})
-    step8, outcomes, _ = apply_corrections(cols, ChangeLog(cols["processid"]), corrections, np.zeros(6, np.uint8))
+    step8, outcomes, _, _ = apply_corrections(cols, ChangeLog(cols["processid"]), corrections, np.zeros(6, np.uint8))
     assert [pid for pid, out in zip(pids, step8) if out] == ["a", "d"]
     assert before_votes.tolist() == step8.tolist()
     assert outcomes["outcome"].tolist() == [
@@ -1745,4 +1745,35 @@ def test_a_genus_a_maintainer_deletes_is_not_given_back_by_step_5():
     )
     result = curate(records, corrections=corrections)
     assert by_pid(result).loc["a", ["family", "genus", "species"]].tolist() == ["Culicidae", "Culex", "Culex pipiens"]
+    assert_replays(records, result)
+
+
+@pytest.mark.parametrize("none", ["", "sp.", "—", "\u200b", "NA"])
+@pytest.mark.parametrize("genus_first", [True, False])
+def test_a_genus_row_saying_none_keeps_step_5_out_whatever_its_spelling_and_place(none, genus_first):
+    """A genus row saying none where the record has none (``no_change``), beside its species corrected: step 5 gave
+    the genus from the new species, against the maintainer's word (reviewer diffj). "None" is what step 8 reads:
+    `sp.`, a dash, an invisible character (a fix matching the raw text refilled them: reviewer diffk); the rows'
+    order does not matter. A deletion spelled so stays deleted too."""
+    records = frame(
+        [row("a", "Phoridae", None, None, None, "ka"), *[row(f"c{i}", "Culicidae", "Culex") for i in (1, 2)]]
+    )
+    genus_row = ("a", "genus", none, "wrong_label", "r1")
+    species_row = ("a", "species", "Culex pipiens", "wrong_label", "r2")
+    rows = [genus_row, species_row] if genus_first else [species_row, genus_row]
+    result = curate(records, corrections=corrections_table(*rows))
+    outcomes = dict(zip(result["corrections"]["field"], result["corrections"]["outcome"]))
+    assert outcomes == {"genus": "no_change", "species": "applied"}
+    assert pd.isna(by_pid(result).loc["a", "genus"]) and by_pid(result).loc["a", "species"] == "Culex pipiens"
+    assert_replays(records, result)
+    # the same word deleting a genus the record holds, on a record whose family step 7 inferred
+    records = frame(
+        [
+            row("a1", None, None, "Megaselia scalaris", None, "k1"),
+            *[row(f"p{i}", "Phoridae", "Megaselia", "Megaselia scalaris", None, f"kp{i}") for i in (1, 2)],
+        ]
+    )
+    result = curate(records, corrections=corrections_table(("a1", "genus", none, "wrong_label", "r1")))
+    assert result["corrections"]["outcome"].tolist() == ["applied"]
+    assert pd.isna(by_pid(result).loc["a1", "genus"])
     assert_replays(records, result)

@@ -160,19 +160,22 @@ def apply_corrections(
     teaching: np.ndarray | None = None,
     fixes: pd.DataFrame | None = None,
     row_of: pd.Series | None = None,
-) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
+) -> tuple[np.ndarray, pd.DataFrame, np.ndarray, np.ndarray]:
     """Step 8 [``correction``]. Returns (bool mask of excluded rows, per-correction outcome table: applied,
-    excluded, no_change, unknown_processid, invalid_reason (not one of ``CORRECTION_REASONS``), overridden (a
-    later row for the same field of the record is the maintainer's word, whether applied or refused), unknown_field,
+    excluded, no_change, unknown_processid, invalid_reason (not one of ``CORRECTION_REASONS``), overridden (a later
+    row for the same field of the record is the maintainer's word, whether applied or refused), unknown_field,
     invalid_value). A corrected rank is a maintainer's label, not an inference: its bit leaves ``inferred``, and the
     record's ranks inferred from the label it replaces go with it (``_drop_stale_inferences``); the third mask holds
-    those records, to infer again. ``teaching``: the records whose labels make the lineage the corrected ones are
-    held to (default all; not the ones leaving the table). ``fixes``: step 2's typo table, which a corrected name
-    meets too. ``row_of``: ``record_rows(cols)``, where the caller has it."""
+    those records, to infer again; the fourth, the records whose genus the maintainer's word (the last row for it,
+    applied or confirming) says is none, as step 8 reads the value (empty, `sp.`, a dash). ``teaching``: the records
+    whose labels make the lineage the corrected ones are held to (default all; not the ones leaving the table).
+    ``fixes``: step 2's typo table, which a corrected name meets too. ``row_of``: ``record_rows(cols)``, where the
+    caller has it."""
     if corrections is None:
         corrections = pd.DataFrame(columns=list(CORRECTION_COLUMNS))
     excluded = np.zeros(len(cols["processid"]), bool)
     reinfer = np.zeros(len(cols["processid"]), bool)
+    genus_none = np.zeros(len(cols["processid"]), bool)
     outcomes = []
     read = _read_rows(cols, corrections, fixes, row_of)
     # two rows for one field of one record: the last one in the table is the maintainer's word
@@ -192,6 +195,8 @@ def apply_corrections(
             outcome = "excluded"
         else:
             old = cols[item.field][row]
+            if item.field == "genus":
+                genus_none[row] = value is None
             if (pd.isna(old) and value is None) or old == value:
                 outcome = "no_change"
                 if item.field in RANK_BIT:  # still the maintainer's word: the lineage check leaves it
@@ -212,7 +217,7 @@ def apply_corrections(
         teaching = np.ones(len(cols["processid"]), bool)
     maintainers = {row: {**confirmed_ranks.get(row, {}), **fields} for row, fields in applied_ranks.items()}
     _keep_lineage_of_corrections(cols, log, inferred, reinfer, maintainers, corrections, teaching & ~excluded)
-    return excluded, pd.DataFrame(outcomes, columns=[*CORRECTION_COLUMNS, "outcome"]), reinfer
+    return excluded, pd.DataFrame(outcomes, columns=[*CORRECTION_COLUMNS, "outcome"]), reinfer, genus_none
 
 
 def _ranks_holding(cols: dict, corrections: pd.DataFrame, fixes: pd.DataFrame | None) -> dict[str, pd.Series]:

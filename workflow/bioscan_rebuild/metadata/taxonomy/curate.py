@@ -195,12 +195,14 @@ def curate(
         if params.infer_parents
         else pd.DataFrame()
     )
-    excluded, outcomes, reinfer = apply_corrections(cols, log, corrections, inferred, ~leaving, fixes, row_of)  # 8.
+    excluded, outcomes, reinfer, genus_none = apply_corrections(  # 8.
+        cols, log, corrections, inferred, ~leaving, fixes, row_of
+    )
     changed, confirmed = _corrected_cells(cols, outcomes)
     # the ranks inferred from a corrected label went; a corrected species gives a missing genus, as a source one
-    # (never into a genus a maintainer's row deleted: it came back from the species; a confirmed genus that
-    # correction_genus_dropped took off is given again, from the corrected species)
-    again = (reinfer | changed["species"]) & ~changed["genus"]
+    # (never into a genus a maintainer's row says is none, deleting or confirming: it came back from the species; a
+    # confirmed genus that correction_genus_dropped took off is given again, from the corrected species)
+    again = (reinfer | changed["species"]) & ~genus_none
     if again.any() and params.fill_genus_from_species:
         genus_from_species(cols, log, inferred, only=again)
     if params.infer_parents and any(cells.any() for cells in changed.values()):  # step 7 on the corrected labels
