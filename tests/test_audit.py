@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -1752,3 +1753,47 @@ def test_the_node_shape_check_derives_the_terms_as_the_writer_does():
     assert found(nodes) == []
     nodes[0]["taxonRank"] = "genus"
     assert found(nodes) == ["train.jsonld: record P1 field taxonRank: 'genus', its labels give 'family'"]
+
+
+def test_a_source_named_by_another_spelling_is_the_same_file(copy, tmp_path):
+    """The build's own export named by its absolute path was "not an export the build read" (exit 1), and a typo
+    table named relative and absolute was "not the release's config" (reviewer diffj). Paths are compared as
+    written, made absolute: an export replaced by a symlink to changed bytes is still named (matching by where a
+    symlink points now let it pass: reviewer diffk). A taxonomy section of config.json hand-edited into no object
+    crashed the audit with a TypeError."""
+    import yaml
+
+    from bioscan_rebuild.export.audit import Findings, _check_taxonomy_tables
+
+    config_path = copy / "config" / "config.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    export = config["batches"][0]["export"]
+    config["batches"][0]["export"] = str((copy / export).absolute())
+    config_path.write_text(yaml.safe_dump(config))
+    result = audit(copy, "--sources", "config/config.yaml")
+    assert result.returncode == 0, result.stdout[-3000:]
+    # the export the build read, now a symlink to a changed copy: its bytes are the build's no longer
+    changed = tmp_path / "elsewhere.tsv"
+    lines = (copy / export).read_text().split("\n")
+    lines[1] = lines[1].replace("\t", "\tx", 1)
+    changed.write_text("\n".join(lines))
+    (copy / export).unlink()
+    (copy / export).symlink_to(changed)
+    result = audit(copy, "--sources", "config/config.yaml")
+    assert result.returncode == 1 and "sha256 differs from the one the build read" in result.stdout
+    # one table, two spellings; a hand-edited taxonomy section (a list, a text): no crash, no table blamed
+    root = tmp_path / "release"
+    (root / "metadata").mkdir(parents=True)
+    graph = [
+        {"@id": "build:jobs/curate_taxonomy", "used": ["build:files/t"]},
+        {"@id": "build:files/t", "sha256": hashlib.sha256(b"as read\n").hexdigest()},
+    ]
+    (root / "metadata" / "provenance.jsonld").write_text(json.dumps({"@graph": graph}))
+    (tmp_path / "table.tsv").write_bytes(b"as read\n")
+    named = {"taxonomy": {"fixes": None, "corrections": str(tmp_path / "table.tsv")}}
+    relative = {"taxonomy": {"fixes": None, "corrections": os.path.relpath(tmp_path / "table.tsv")}}
+    findings = Findings()
+    _check_taxonomy_tables(named, relative, root, findings, built_by_another=False)
+    for edited in (["fixes", "corrections"], "fixes corrections"):
+        _check_taxonomy_tables(named, {"taxonomy": edited}, root, findings, built_by_another=False)
+    assert findings.report() == []

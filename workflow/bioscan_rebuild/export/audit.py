@@ -1902,9 +1902,11 @@ def check_sources(
 
     config = yaml.safe_load(config_path.read_text())
     _refuse_another_folder(config, config_path)
-    listed = {
-        item["export"]: item["export_sha256"] for item in accounting.get("batches", {}).values() if "export" in item
-    }
+    # one file however its path is spelled, by its path alone (where a symlink points now is no evidence); a
+    # relative path is the workflow folder's, where the audit runs (_refuse_another_folder)
+    read = [item for item in accounting.get("batches", {}).values() if "export" in item]
+    listed = {os.path.abspath(item["export"]): item["export_sha256"] for item in read}
+    spelled = {os.path.abspath(item["export"]): item["export"] for item in read}  # as the build (and lineage) named it
     exports = []
     batches = config.get("batches", [])
     if batches and all("delivered" in batch for batch in batches):  # delivery order, as the workflow reads them
@@ -1913,12 +1915,12 @@ def check_sources(
         export = batch.get("export")
         if not export:
             continue
-        exports.append((batch["name"], export))
+        exports.append((batch["name"], spelled.get(os.path.abspath(export), export)))
         if not Path(export).exists():
             findings.add("source", f"{export}: the source export is missing")
-        elif export not in listed:  # a batch of another config (a later version's delivery)
+        elif os.path.abspath(export) not in listed:  # a batch of another config (a later version's delivery)
             findings.add("source", f"{export}: not an export the build read (accounting.json): is it its config?")
-        elif listed[export] != file_sha256(export):
+        elif listed[os.path.abspath(export)] != file_sha256(export):
             findings.add("source", f"{export}: sha256 differs from the one the build read (accounting.json)")
     built_by = release_software_version(root)
     built_by_another = built_by is not None and built_by != __version__
@@ -1992,15 +1994,15 @@ def _check_taxonomy_tables(
     as ``provenance.jsonld`` records its job's files. A user report added since the build made the replay blame
     the release (a change the sources give that the release lacks). A release another version built is not held
     to this version's shipped tables (its replay's differences are notes)."""
-    import os
-
     from bioscan_rebuild.metadata.taxonomy.tables import shipped_table
 
-    built = ((release_config or {}).get("taxonomy") or {}) if release_config is not None else None
+    built = None if release_config is None else release_config.get("taxonomy")
+    # a section hand-edited into no object is config.json's own finding (its checksum), not a table's
+    built = built if isinstance(built, dict) or release_config is None else {}
     taxonomy = config.get("taxonomy") or {}
 
-    def spelled(value):
-        return value if value in (None, "shipped") else os.path.normpath(str(value))
+    def spelled(value):  # one file however its path is spelled (the audit runs in the workflow's folder)
+        return value if value in (None, "shipped") else os.path.abspath(str(value))
 
     try:
         graph = json.loads((root / PROVENANCE.path).read_text())["@graph"]
