@@ -845,6 +845,19 @@ def test_a_processid_windows_cannot_name_a_file_by_is_refused(realdata, tmp_path
     assert "Windows cannot name a file by" in refused["CON"]["detail"]
 
 
+def test_a_processid_the_maintainers_tables_read_as_a_comment_is_refused(realdata, tmp_path):
+    """``#P6-21`` was released and offered for review, but every maintainer's table (label corrections, box
+    answers) reads a line starting with ``#`` as a comment: the answer was never applied and left no outcome
+    (reviewer boxrt)."""
+    ids = ["#P6-21", '"#P7-21"', " #P8-21", "P#9-21", "BSCN5-22"]
+    records, rejects, _ = read_export_bytes(tmp_path, _v4_rows(realdata, ids))
+    assert sorted(records["processid"].to_pylist()) == ["BSCN5-22", "P#9-21"]
+    refused = {row["processid"]: row for row in rejects.to_pylist()}
+    assert sorted(refused) == ["#P6-21", "#P7-21", "#P8-21"]
+    assert {row["reason"] for row in refused.values()} == {"invalid_processid"}
+    assert "starts with #" in refused["#P6-21"]["detail"]
+
+
 def test_a_processid_with_white_space_inside_is_refused(realdata, tmp_path):
     """``BSCN 9012-24`` was released; Biopython reads its FASTA header's id as ``BSCN`` (it splits at white space),
     and its image files were named with the space."""

@@ -692,8 +692,8 @@ def _normalise_processids(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
     """Processids without invisible characters, trimmed of white space and in Unicode NFC, so that " BSCN1 " and a
     decomposed accent join their photos; blank ones become missing. Returns the table and, per record, why its
     processid cannot be one (None: it can): a path separator (it names files in the release, so it would escape
-    its folder), or a spelling CSV readers take for missing ("NA", "null": the record would lose its id in the
-    released CSV as pandas and R read it)."""
+    its folder), a spelling CSV readers take for missing ("NA", "null": the record would lose its id in the
+    released CSV as pandas and R read it), or a leading ``#`` (a comment in the maintainer's tables)."""
     # invisible format characters (zero-width space, word joiner, BOM) pasted into an id would make a second record
     ids = spelled_processids(table["processid"])
     ids = pc.if_else(pc.equal(pc.utf8_length(ids), 0), pa.scalar(None, pa.string()), ids)
@@ -704,7 +704,13 @@ def _normalise_processids(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
     # the release names files by processid: one Windows cannot create (unzipping the release there failed, or an
     # NTFS colon wrote an alternate stream) is refused as a path separator is
     unnameable = pc.fill_null(pc.match_substring_regex(ids, WINDOWS_UNNAMEABLE), False).to_numpy(zero_copy_only=False)
+    # the maintainer's tables (corrections, box answers) read a line starting with # as a comment: never applied
+    commented = pc.fill_null(pc.starts_with(ids, "#"), False).to_numpy(zero_copy_only=False)
     why = np.full(len(ids), None, object)
+    why[commented] = (
+        "a processid that starts with # (the maintainer's tables, label corrections and box answers, read such a "
+        "line as a comment)"
+    )
     why[missing_word.to_numpy(zero_copy_only=False)] = "a processid CSV readers take for missing (pandas, R)"
     why[unnameable] = (
         'a processid Windows cannot name a file by (one of : * ? " < > |, a control character, a '
