@@ -31,6 +31,7 @@ from bioscan_rebuild.detect.fusion import (
 )
 from bioscan_rebuild.images.corrections import (
     SUPERSEDED_BY_REFUSED,
+    by_record,
     load_box_corrections,
     outcomes,
     parse_box,
@@ -76,16 +77,16 @@ def test_corrections_file_comments_later_rows_and_invalid_rows(tmp_path):
         "C-3\t9,9,1,1\tbackwards\tme\n"
     )
     valid = load_box_corrections(path)
-    assert sorted(valid) == ["A-1", "B-2"]  # C-3's box is invalid; the commented line is no row
-    # the later valid row wins; an invalid one after it replaces nothing
-    assert valid["A-1"].box == (5, 5, 20, 20) and valid["A-1"].reason == "second thought"
+    assert sorted(valid) == ["B-2"]  # C-3's box is invalid; the commented line is no row
+    # the last row is the maintainer's word: A-1's is no box, so it is refused and the record keeps the detector's
+    # box (as after a last box outside the photo; an earlier box was applied: reviewer boxrt)
     assert valid["B-2"].box is None
     table = read_box_corrections(path)
-    result = outcomes(table, applied={"A-1", "B-2"}, known={"A-1", "B-2", "C-3"})
-    assert result["outcome"].tolist() == ["superseded", "applied", "invalid_value", "applied", "invalid_value"]
+    result = outcomes(table, applied={"B-2"}, known={"A-1", "B-2", "C-3"})
+    assert result["outcome"].tolist() == ["superseded", "superseded", "invalid_value", "applied", "invalid_value"]
     # which invalid value: one word each (the row said invalid_value alone, whatever was wrong)
     assert result["detail"].str.startswith("not a box: give x0,y0,x1,y1").tolist() == [False, False, True, False, True]
-    assert result["detail"].tolist()[:2] == ["a later row for this record replaces it", ""]
+    assert result["detail"].tolist()[:2] == [SUPERSEDED_BY_REFUSED] * 2
     result = outcomes(table, applied={"B-2"}, known={"B-2", "C-3"})  # A-1 has no record with a photo
     assert result["outcome"].tolist() == ["unknown_processid"] * 3 + ["applied", "invalid_value"]
 
@@ -124,6 +125,25 @@ def test_a_row_replaced_by_a_refused_row_says_the_record_kept_the_detectors_box(
     assert result["outcome"].tolist() == ["superseded", "invalid_value", "superseded", "applied"]
     assert result["detail"][0] == SUPERSEDED_BY_REFUSED and "fix or delete that row" in result["detail"][0]
     assert result["detail"][2] == "a later row for this record replaces it"
+
+
+def test_a_row_replaced_by_a_row_that_is_no_box_leaves_the_detectors_box(tmp_path):
+    """A good box, then a later row for the record that is no box (``emtpy``): the earlier box was applied, its
+    detail blank, though the maintainer's last word was another answer (reviewer boxrt). As for a later box outside
+    the photo, the last row is the maintainer's word: refused, so the record keeps the detector's box."""
+    path = tmp_path / "corr.tsv"
+    path.write_text(
+        "processid\tbox\treason\tsource\n"
+        "A-1\t100,100,200,200\tgood box\tme\n"
+        "A-1\temtpy\ttypo\tme\n"
+        "B-2\temtpy\ttypo\tme\n"
+        "B-2\t100,100,200,200\tfixed\tme\n"
+    )
+    table = read_box_corrections(path)
+    assert sorted(by_record(table)) == ["B-2"]
+    result = outcomes(table, applied={"B-2"}, known={"A-1", "B-2"})
+    assert result["outcome"].tolist() == ["superseded", "invalid_value", "invalid_value", "applied"]
+    assert result["detail"][0] == SUPERSEDED_BY_REFUSED
 
 
 def test_a_box_past_the_left_or_top_edge_is_a_box_as_one_past_the_right_or_bottom():

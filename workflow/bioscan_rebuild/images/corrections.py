@@ -72,7 +72,8 @@ def read_box_corrections(path: str | Path | None) -> pd.DataFrame:
 
 
 def load_box_corrections(path: str | Path | None) -> dict[str, BoxCorrection]:
-    """The valid rows by ``processid_key`` (a later row for the same record wins, as a later edit would)."""
+    """The boxes to apply by ``processid_key``: each record's last row, as a later edit would be, where it is a box
+    (a last row that is none is the maintainer's word too: it is refused, and the record keeps the detector's)."""
     return by_record(read_box_corrections(path))
 
 
@@ -80,11 +81,15 @@ def by_record(corrections: pd.DataFrame) -> dict[str, BoxCorrection]:
     """``load_box_corrections`` of a table ``read_box_corrections`` has read."""
     valid = {}
     for row in corrections.itertuples(index=False):
-        if _is_valid(row):
-            processid = spelled_processid(row.processid)
-            photo = getattr(row, PHOTO_COLUMN, "").strip().lower() or None
-            box = parse_box(row.box)
-            valid[processid_key(processid)] = BoxCorrection(processid, box, row.reason, row.source, photo)
+        processid = spelled_processid(row.processid)
+        if not processid:
+            continue
+        if not _is_valid(row):
+            valid.pop(processid_key(processid), None)  # the last row decides, refused or not
+            continue
+        photo = getattr(row, PHOTO_COLUMN, "").strip().lower() or None
+        box = parse_box(row.box)
+        valid[processid_key(processid)] = BoxCorrection(processid, box, row.reason, row.source, photo)
     return valid
 
 
@@ -133,24 +138,24 @@ def outcomes(
 ) -> pd.DataFrame:
     """Each row with its outcome: ``applied`` (``applied``: the processid keys whose image row took the box),
     ``clipped`` (``clipped``: applied, but the box reached past the photo and only what lies inside was taken: a
-    box measured on the full-size source instead of ``original_full`` shows up here),
-    ``superseded`` (a valid row that a later valid row for the same record replaced, as ``load_box_corrections``
-    does), ``photo_unusable`` (``unusable``: the keys whose photo has an ``UNUSABLE_PHOTO`` status),
-    ``invalid_value`` (not a box, or a box outside the photo), ``unknown_processid`` (``known``: the keys of the
-    records with a photo), ``record_rejected`` (``refused``: the keys of records ingest refused, so not
-    ``unknown_processid``: their reject row says why), ``photo_changed`` (``changed``: the keys whose row names
-    another photo than the record's). Each row's ``detail`` says what happened and what to do (``OUTCOME_DETAIL``;
-    for ``invalid_value``, which of the two)."""
+    box measured on a larger copy than ``original_full`` shows up here when it reaches past the photo),
+    ``superseded`` (a valid row that a later row for the same record replaced, as ``load_box_corrections`` does;
+    the detail says when that row was refused), ``photo_unusable`` (``unusable``: the keys whose photo has an
+    ``UNUSABLE_PHOTO`` status), ``invalid_value`` (not a box, or a box outside the photo), ``unknown_processid``
+    (``known``: the keys of the records with a photo), ``record_rejected`` (``refused``: the keys of records ingest
+    refused, so not ``unknown_processid``: their reject row says why), ``photo_changed`` (``changed``: the keys whose
+    row names another photo than the record's). Each row's ``detail`` says what happened and what to do
+    (``OUTCOME_DETAIL``; for ``invalid_value``, which of the two)."""
     rows = list(corrections.itertuples(index=False))
     keys = [processid_key(spelled_processid(row.processid)) for row in rows]
-    last_valid = {key: i for i, (key, row) in enumerate(zip(keys, rows)) if _is_valid(row)}
+    last = {key: i for i, (key, row) in enumerate(zip(keys, rows)) if spelled_processid(row.processid)}
     result = []
     for i, (key, row) in enumerate(zip(keys, rows)):
         if key not in known:
             outcome = "record_rejected" if key in refused else "unknown_processid"
         elif not _is_valid(row):
             outcome, detail = "invalid_value", NOT_A_BOX
-        elif last_valid[key] != i:
+        elif last[key] != i:
             outcome, detail = "superseded", OUTCOME_DETAIL["superseded"]
             if key not in applied and key not in unusable:  # the row that replaces it was refused
                 detail = SUPERSEDED_BY_REFUSED
