@@ -621,6 +621,51 @@ def test_fit_rule_fits_a_confidence_model_when_it_knows_the_photos_shapes():
     assert agree.score > 0.95 and wrong.score < 0.5 and wrong.review[0] == "low_confidence"
 
 
+def test_the_review_page_names_the_frame_a_box_is_given_in(tmp_path):
+    """A box measured on the maintainer's copy of the source (2880×2160) instead of ``original_full`` (1024×768)
+    was applied silently wherever it fell inside the photo: the page named only original_full's size (reviewer
+    boxrt). Each caption now gives the source's size and the factor between the two."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from bioscan_rebuild.images.review import write_review
+    from bioscan_rebuild.images.shard import IMAGE_RECORD_SCHEMA
+
+    blank = dict.fromkeys(IMAGE_RECORD_SCHEMA.names)
+    rows = [
+        {
+            **blank,
+            "processid": pid,
+            "image_sha256": pid.lower(),
+            "image_status": "ok",
+            "detector_score": 0.5,
+            "params_key": "k",
+            "needs_review": True,
+            "review_reason": "low_confidence",
+            "x0": 1,
+            "y0": 2,
+            "x1": 30,
+            "y1": 40,
+            "width_original": 1024,
+            "height_original": 768,
+            "source_width": source[0],
+            "source_height": source[1],
+        }
+        for pid, source in (("PID-A", (2880, 2160)), ("PID-B", (1024, 768)), ("PID-C", (2048, 1024)))
+    ]
+    pq.write_table(pa.Table.from_pylist(rows, schema=IMAGE_RECORD_SCHEMA), tmp_path / "images.parquet")
+    write_review([tmp_path / "images.parquet"], tmp_path / "store", tmp_path / "review")
+    page = (tmp_path / "review" / "review.html").read_text()
+    captions = {pid: page.split(f"{pid} · ")[1].split("</figcaption>")[0] for pid in ("PID-A", "PID-B", "PID-C")}
+    assert captions["PID-A"].endswith(
+        "box 1,2,30,40 in 1024×768 px of original_full; the source photo is 2880×2160: divide a box measured on it "
+        "by 2.8125"
+    )
+    assert captions["PID-B"].endswith("box 1,2,30,40 in 1024×768 px")  # the source is original_full's size
+    assert captions["PID-C"].endswith("divide a box measured on it by 2 across and 1.3333 down")
+    assert "original_full pixels: the size under each photo, not its source's" in page
+
+
 def test_the_review_page_shows_the_least_confident_photos_of_a_reason_first(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq

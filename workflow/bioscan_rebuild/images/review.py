@@ -96,6 +96,18 @@ def least_confident_first(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda row: (*least_confident(row), row["processid"]))
 
 
+def _source_frame(row: dict) -> str:
+    """Where the source photo (upright) is another size than ``original_full``: its size, and how to bring a box
+    measured on it into ``original_full`` pixels (such a box was applied silently unless it reached past the
+    photo)."""
+    width, height = row.get("source_width"), row.get("source_height")
+    if width is None or height is None or (width, height) == (row["width_original"], row["height_original"]):
+        return ""
+    across, down = width / row["width_original"], height / row["height_original"]
+    factor = f"{across:.5g}" if f"{across:.5g}" == f"{down:.5g}" else f"{across:.5g} across and {down:.5g} down"
+    return f" of original_full; the source photo is {width}×{height}: divide a box measured on it by {factor}"
+
+
 def _box_text(row: dict) -> str:
     return "empty" if row["x0"] is None else f"{row['x0']},{row['y0']},{row['x1']},{row['y1']}"
 
@@ -247,7 +259,8 @@ def write_review(image_tables, store_root, outdir, limit: int | None = None) -> 
             else ""
         ),
         "<p>Answer in <code>box_corrections.tsv</code> (beside this page): uncomment a photo's line, set its box "
-        "(<code>x0,y0,x1,y1</code>, original_full pixels) or <code>empty</code>, point "
+        "(<code>x0,y0,x1,y1</code>, original_full pixels: the size under each photo, not its source's) or "
+        "<code>empty</code>, point "
         "<code>images.box_corrections</code> at the file and re-run. Under each reason the least confident "
         "photos come first (the lowest detector score).</p><ul>",
         *[f"<li><a href='#{reason}'>{reason}</a>: {len(by_reason[reason])}</li>" for reason in REASONS],
@@ -265,6 +278,7 @@ def write_review(image_tables, store_root, outdir, limit: int | None = None) -> 
             )
             if row["width_original"] is not None:  # the frame a corrected box is given in
                 caption += f" in {row['width_original']}×{row['height_original']} px"
+                caption += _source_frame(row)
             parts.append(f"<figure>{image}<figcaption>{caption}</figcaption></figure>")
     parts.append("</body></html>\n")
     with atomic_path(outdir / "review.html") as temporary:
