@@ -146,6 +146,29 @@ def test_a_row_replaced_by_a_row_that_is_no_box_leaves_the_detectors_box(tmp_pat
     assert result["detail"][0] == SUPERSEDED_BY_REFUSED
 
 
+def test_the_outcome_table_keeps_the_maintainers_own_columns(tmp_path):
+    """The outcome table, shipped as the release's ``metadata/box_corrections.tsv``, dropped a maintainer's note
+    column ("see mail of 3 May") and the template's ``offered_box``: a released row could be traced to the answer
+    only by its processid and order (reviewer boxrt). An earlier run's outcome table given as the answers gets this
+    run's outcomes, not two of each."""
+    path = tmp_path / "corr.tsv"
+    path.write_text(
+        "processid\tbox\treason\tsource\tnote\toffered_box\tmy note\n"
+        "A-1\t100,100,200,200\tgood box\tme\tsee mail of 3 May\t90,90,210,210\tx\n"
+        "B-2\temtpy\ttypo\tme\t\t1,1,5,5\ty\n"
+    )
+    result = outcomes(read_box_corrections(path), applied={"A-1"}, known={"A-1", "B-2"})
+    assert list(result.columns) == [
+        "processid", "box", "reason", "source", "image_sha256", "note", "offered_box", "my note", "outcome", "detail"
+    ]  # fmt: skip
+    assert result["note"].tolist() == ["see mail of 3 May", ""] and result["my note"].tolist() == ["x", "y"]
+    assert result["outcome"].tolist() == ["applied", "invalid_value"]
+    again = tmp_path / "again.tsv"
+    result.to_csv(again, sep="\t", index=False)
+    result = outcomes(read_box_corrections(again), applied=set(), known={"A-1", "B-2"})
+    assert list(result.columns).count("outcome") == 1 and result["outcome"].tolist()[1] == "invalid_value"
+
+
 def test_a_box_past_the_left_or_top_edge_is_a_box_as_one_past_the_right_or_bottom():
     """``-5,10,100,100`` was `invalid_value` "not a box: give x0,y0,x1,y1 in whole pixels with x1 > x0", which it
     is, while a box past the right edge was clipped and applied."""

@@ -22,11 +22,12 @@ from bioscan_rebuild.core.errors import InputError
 
 
 def read_maintainer_table(
-    path: str | Path, columns: tuple[str, ...], what: str, optional: tuple[str, ...] = ()
+    path: str | Path, columns: tuple[str, ...], what: str, optional: tuple[str, ...] = (), others: bool = False
 ) -> pd.DataFrame:
-    """The table's ``columns`` (strings), then its ``optional`` ones (empty where the file has none). ``what`` names
-    the table in errors ("the box corrections"). A file with no line but comments is an empty table; a missing
-    column is an InputError."""
+    """The table's ``columns`` (strings), then its ``optional`` ones (empty where the file has none), then, with
+    ``others``, the maintainer's own columns as the file orders them (a note). ``what`` names the table in errors
+    ("the box corrections"). A file with no line but comments is an empty table; a missing column is an
+    InputError."""
     path = Path(path)
     empty = pd.DataFrame(columns=[*columns, *optional])
     try:
@@ -76,7 +77,8 @@ def read_maintainer_table(
     for column in optional:
         if column not in frame.columns:
             frame[column] = ""
-    return frame[[*columns, *optional]].fillna("").map(unquote)
+    own = [column for column in frame.columns if column not in (*columns, *optional)] if others else []
+    return frame[[*columns, *optional, *own]].fillna("").map(unquote)
 
 
 def is_comment(line: str) -> bool:

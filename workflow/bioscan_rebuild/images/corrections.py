@@ -30,6 +30,7 @@ from bioscan_rebuild.core.tsv import read_maintainer_table
 BOX_CORRECTION_COLUMNS = ("processid", "box", "reason", "source")
 PHOTO_COLUMN = "image_sha256"  # optional: the photo the box was drawn on
 EMPTY = "empty"
+OUTCOME_COLUMNS = ("outcome", "detail")  # what ``outcomes`` adds to the maintainer's columns
 # image statuses of a photo no box can be applied to (nothing derived from it)
 UNUSABLE_PHOTO = ("empty_file", "undecodable", "too_small", "too_large", "source_changed")
 
@@ -66,9 +67,13 @@ def read_box_corrections(path: str | Path | None) -> pd.DataFrame:
     if not path:
         return pd.DataFrame(columns=[*BOX_CORRECTION_COLUMNS, PHOTO_COLUMN])
     try:
-        return read_maintainer_table(path, BOX_CORRECTION_COLUMNS, "the box corrections", optional=(PHOTO_COLUMN,))
+        table = read_maintainer_table(
+            path, BOX_CORRECTION_COLUMNS, "the box corrections", optional=(PHOTO_COLUMN,), others=True
+        )
     except FileNotFoundError as error:
         raise InputError(f"{path}: cannot read the box corrections ({error})") from error
+    # an earlier run's outcome table used as the answers: its outcomes are this run's to give again
+    return table.drop(columns=[column for column in OUTCOME_COLUMNS if column in table.columns])
 
 
 def load_box_corrections(path: str | Path | None) -> dict[str, BoxCorrection]:
@@ -172,5 +177,8 @@ def outcomes(
             detail = OUTCOME_DETAIL[outcome]
         if outcome == "photo_changed" and not _names_a_sha256(row):
             detail = NOT_A_SHA256
-        result.append({**row._asdict(), "outcome": outcome, "detail": detail})
-    return pd.DataFrame(result, columns=[*corrections.columns, "outcome", "detail"])
+        result.append({"outcome": outcome, "detail": detail})
+    # the maintainer's row as written, every column of it (a note), then its outcome
+    return pd.concat(
+        [corrections.reset_index(drop=True), pd.DataFrame(result, columns=list(OUTCOME_COLUMNS))], axis=1
+    )
