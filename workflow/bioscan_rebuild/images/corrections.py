@@ -179,6 +179,4 @@ def outcomes(
             detail = NOT_A_SHA256
         result.append({"outcome": outcome, "detail": detail})
     # the maintainer's row as written, every column of it (a note), then its outcome
-    return pd.concat(
-        [corrections.reset_index(drop=True), pd.DataFrame(result, columns=list(OUTCOME_COLUMNS))], axis=1
-    )
+    return pd.concat([corrections.reset_index(drop=True), pd.DataFrame(result, columns=list(OUTCOME_COLUMNS))], axis=1)
