@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bioscan_rebuild.core.io import file_sha256
@@ -537,3 +538,116 @@ def test_every_backend_takes_the_same_arrays_and_refuses_the_same_with_one_messa
         for bad, says in ((rgb.astype(np.uint16), "uint16"), (rgb / 255.0, "float64"), (rgb[..., :2], "shape")):
             with pytest.raises(ValueError, match=says):
                 detector.detect(bad)
+
+
+def _yolo_shaped_onnx(path: Path, classes: int, names: bool = True) -> Path:
+    """A small ONNX model of a YOLO detector's shapes (input (b, 3, h, w), output (b, 4 + classes, n))."""
+    from conftest import import_or_skip
+
+    onnx = import_or_skip("onnx", "the yolo extra builds the test's ONNX models")
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    channels = 4 + classes
+    rng = np.random.default_rng(0)
+    weights = numpy_helper.from_array((rng.standard_normal((channels, 3, 1, 1)) * 50).astype(np.float32), "w")
+    bias = numpy_helper.from_array(np.array([200, 200, 300, 300] + [0.9] * classes, np.float32), "b")
+    shape = numpy_helper.from_array(np.array([0, channels, -1], np.int64), "shape")
+    nodes = [
+        helper.make_node("AveragePool", ["images"], ["p"], kernel_shape=[32, 32], strides=[32, 32]),
+        helper.make_node("Conv", ["p", "w", "b"], ["c"]),
+        helper.make_node("Reshape", ["c", "shape"], ["output0"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["b", 3, "h", "w"])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["b", channels, "n"])],
+        [weights, bias, shape],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    meta = {"stride": "32", "imgsz": "[320, 320]", "task": "detect"}
+    if names:
+        meta["names"] = str({i: f"class{i}" for i in range(classes)})
+    for key, value in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, path)
+    return path
+
+
+def _vector_onnx(path: Path) -> Path:
+    from conftest import import_or_skip
+
+    onnx = import_or_skip("onnx", "the yolo extra builds the test's ONNX models")
+    from onnx import TensorProto, helper
+
+    inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 10])
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [inp], [out])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def test_a_model_that_is_no_one_class_detector_is_refused_in_one_line(realdata, tmp_path, monkeypatch):
+    """A model of 80 or 3 classes ran under ``--backend onnx``, every photo boxed (``touches_edge``) and released
+    with exit 0; a model that takes no photo ended in a traceback; a file put in place of the shipped model ran
+    silently (the fusion backend refused it; reviewer modelint)."""
+    from bioscan_rebuild.cli.main import main
+    from bioscan_rebuild.core.errors import InputError
+    from bioscan_rebuild.detect.yolo import backends
+    from bioscan_rebuild.detect.yolo.backends import OnnxDetector
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.jpg").symlink_to(sorted((realdata / "imgfilter-dev").glob("*.jpg"))[0])
+    refused = {
+        "80 classes": (_yolo_shaped_onnx(tmp_path / "coco80.onnx", 80), "a model of 80 classes (class0, class1"),
+        "3, unnamed": (_yolo_shaped_onnx(tmp_path / "nc3.onnx", 3, names=False), "its output is ['b', 7, 'n'], not"),
+        "no photos": (_vector_onnx(tmp_path / "vector.onnx"), "not a photo detector: its input is [1, 10]"),
+    }
+    for model, phrase in refused.values():
+        with pytest.raises(InputError, match=re.escape(phrase)):
+            OnnxDetector(model)
+    one = _yolo_shaped_onnx(tmp_path / "one.onnx", 1)
+    assert OnnxDetector(one).detect_batch([np.zeros((64, 64, 3), np.uint8)])  # one class: a detector
+    # the command: one line, exit 2, no traceback
+    code = main(["detect", str(photos), str(tmp_path / "out.csv"), "--backend", "onnx", "--weights", str(one)])
+    assert code == 0
+    # another file where the shipped model lies: refused, naming the sha256 the rule and card give
+    real = shipped(MODEL)
+    monkeypatch.setattr(backends, "shipped", lambda name: one if name == MODEL else shipped(name))
+    with pytest.raises(InputError, match="not the model that ships with this package"):
+        OnnxDetector()
+    monkeypatch.setattr(backends, "shipped", lambda name: real if name == MODEL else shipped(name))
+    assert OnnxDetector().sha256 == file_sha256(real)
+
+
+def test_a_backend_that_cannot_run_says_why_in_one_line(tmp_path, capsys):
+    """The fusion backend with weights its rule was not fitted on, the yolo backend with a file that is no
+    checkpoint or without torch: each a traceback from the ``detect`` command (reviewer modelint)."""
+    from bioscan_rebuild.cli.main import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    one = _yolo_shaped_onnx(tmp_path / "one.onnx", 1)
+    (tmp_path / "broken.pt").write_bytes(b"no checkpoint")
+    cases = [
+        (["--backend", "fusion", "--weights", str(one)], "fitted on the model of sha256"),
+        (["--backend", "yolo", "--weights", str(tmp_path / "broken.pt")], "broken.pt: not a YOLO checkpoint"),
+    ]
+    for options, phrase in cases:
+        assert main(["detect", str(photos), str(tmp_path / "out.csv"), *options]) == 2
+        assert phrase in capsys.readouterr().err
+    script = (
+        "import sys; sys.modules['torch'] = None; sys.modules['ultralytics'] = None\n"
+        "from bioscan_rebuild.cli.main import main\n"
+        f"sys.exit(main(['detect', {str(photos)!r}, 'o.csv', '--backend', 'yolo', '--weights', 'w.pt']))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO / "workflow"))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "the yolo backend needs torch and ultralytics" in done.stderr and "yolo extra" in done.stderr

@@ -898,3 +898,37 @@ def test_every_run_audits_its_release_and_a_release_that_does_not_check_out_fail
     written = json.loads((tmp_path / "audit.json").read_text())
     assert result.returncode == 1 and written["ok"] is False and written["count"] >= 1
     assert any("BIOSCAN_5M_Insect_Dataset_metadata.csv" in line for line in written["problems"])
+
+
+FAKE_CONDA = """#!/bin/sh
+# enough of conda for `snakemake --list-conda-envs` (it creates nothing)
+case "$*" in
+  "--version") echo "conda 24.7.1";;
+  *"info --json"*) echo '{"conda_prefix": "/nonexistent", "envs_dirs": [], "platform": "linux-64"}';;
+  *"config --get"*) echo '{"get": {"channel_priority": "strict"}}';;
+  *) echo '{}';;
+esac
+"""
+
+
+def test_the_photo_jobs_of_the_yolo_backend_run_in_the_environment_with_torch(sample_dir, tmp_path):
+    """Under ``--software-deployment-method conda`` the photo jobs always ran in ``envs/images.yaml``, which has no
+    torch: the yolo backend could never run there (reviewer modelint). They take ``envs/yolo.yaml`` for it."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "conda").write_text(FAKE_CONDA)
+    (fake / "conda").chmod(0o755)
+    listed = {}
+    for backend in ("classical", "yolo"):
+        workdir = make_workdir(tmp_path / backend, sample_dir)
+        config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+        config["images"]["detector"]["backend"] = backend
+        if backend == "yolo":
+            (workdir / "weights.pt").write_bytes(b"a checkpoint")
+            config["images"]["detector"]["weights"] = "weights.pt"
+        (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+        result = run_snakemake(workdir, "--list-conda-envs", path_first=fake)
+        envs = [line.split()[0] for line in result.stdout.splitlines() if line.split()[:1] and ".yaml" in line]
+        listed[backend] = {Path(env).name for env in envs}
+    assert "images.yaml" in listed["classical"] and "yolo.yaml" not in listed["classical"], listed
+    assert "yolo.yaml" in listed["yolo"], listed

@@ -722,6 +722,9 @@ IMAGE_PARAMS_JSON = stage_params_json(
     "images", drop=("detector", "contact_sheet_size", "box_corrections")
 )
 DETECTOR = config["images"]["detector"]
+# the photo jobs' software under --software-deployment-method conda: the yolo backend runs on torch, which the
+# light image environment leaves out
+PHOTO_ENV = "../../envs/yolo.yaml" if DETECTOR["backend"] == "yolo" else "../../envs/images.yaml"
 # the fusion backend's own version (its answers changed without the stage's or the classical detector's): a
 # parameter of the photo jobs, so that they run again; its results are stored under keys of their own
 DETECTOR_VERSION = (

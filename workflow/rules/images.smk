@@ -18,7 +18,7 @@ rule process_photos:
     benchmark:
         "benchmarks/images/process_photos/{batch}/{group}.tsv"
     conda:
-        "../../envs/images.yaml"
+        PHOTO_ENV
     resources:
         gpu=detector_gpus,
         runtime=photo_job_runtime,

@@ -663,7 +663,7 @@ class FusionDetector:
         running = self.classical.params()
         differ = [key for key in CLASSICAL_SCORE_UNITS if score_units(fitted.get(key)) != score_units(running[key])]
         if differ:
-            raise ValueError(
+            raise InputError(
                 f"the fusion rule {rule or '(shipped)'} was fitted with the classical detector's "
                 f"{', '.join(f'{k}={fitted.get(k)!r}' for k in differ)}, this one runs with "
                 f"{', '.join(f'{k}={running[k]!r}' for k in differ)}: its thresholds are in the other score units. "
@@ -674,7 +674,7 @@ class FusionDetector:
         self.learned = OnnxDetector(weights, conf=learned_conf, tta=self.rule.learned_tta)
         problem = rule_model_problem(FusionRule.fitted_on(rule), self.learned.sha256)
         if problem:
-            raise ValueError(f"the fusion rule {rule or '(shipped)'} for {self.learned.weights}: {problem}")
+            raise InputError(f"the fusion rule {rule or '(shipped)'} for {self.learned.weights}: {problem}")
 
     def params(self) -> dict:
         return {

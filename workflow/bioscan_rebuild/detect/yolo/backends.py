@@ -206,6 +206,54 @@ def _resolve(weights: str | Path | None, default_name: str) -> Path:
     return path
 
 
+def _check_shipped_model(path: Path, sha256: str) -> None:
+    """The shipped model file must be the one the shipped fusion rule was fitted on (and the card names): one put
+    in its place (another export, a damaged copy) ran silently under the ``onnx`` backend."""
+    from bioscan_rebuild.core.io import read_json
+    from bioscan_rebuild.detect.shipped import FUSION_RULE
+
+    named = (read_json(shipped(FUSION_RULE), "the shipped fusion rule").get("fitted_on") or {}).get("model_sha256")
+    if named != sha256:
+        raise InputError(
+            f"{path}: not the model that ships with this package (sha256 {sha256}; its fusion rule and model card "
+            f"name {named}): install the package again, or give your own model as images.detector.weights"
+        )
+
+
+def _check_one_class_detector(path: Path, input_shape: list, output_shape: list, meta: dict, end2end: bool) -> None:
+    """A YOLO detector of one class: input (batch, 3, height, width), output (batch, 4 + 1, boxes) (or an
+    end-to-end export's (batch, boxes, 6)), ``names`` of one class when the export names them. Another model (80
+    COCO classes, three classes, no image model at all) gave boxes of any class as specimens, or a traceback."""
+
+    def fixed(dim) -> int | None:
+        return dim if isinstance(dim, int) else None
+
+    if len(input_shape) != 4 or fixed(input_shape[1]) not in (3, None):
+        raise InputError(
+            f"{path}: not a photo detector: its input is {list(input_shape)}, not (batch, 3, height, width)"
+        )
+    names = meta.get("names")
+    try:
+        classes = ast.literal_eval(names) if names else None
+    except (ValueError, SyntaxError):
+        classes = None
+    if isinstance(classes, dict | list | tuple) and len(classes) != 1:
+        named = list(classes.values() if isinstance(classes, dict) else classes)
+        raise InputError(
+            f"{path}: a model of {len(named)} classes ({', '.join(map(str, named[:4]))}"
+            f"{', ...' if len(named) > 4 else ''}); the detector needs one, the specimen: train one with "
+            "bioscan-rebuild train-detector"
+        )
+    channels = fixed(output_shape[2] if end2end else output_shape[1]) if len(output_shape) == 3 else -1
+    expected = 6 if end2end else 5
+    if channels is not None and channels != expected:
+        raise InputError(
+            f"{path}: its output is {list(output_shape)}, not a one-class YOLO detector's (batch, "
+            + ("boxes, 6)" if end2end else "4 + 1, boxes)")
+            + ": train one with bioscan-rebuild train-detector"
+        )
+
+
 # --------------------------------------------------------------------------
 # Backends
 
@@ -242,9 +290,15 @@ class YoloDetector:
         max_det: int = 100,
         config_dir: str | Path | None = None,
     ):
-        import_ultralytics(config_dir)
-        import torch
-        from ultralytics import YOLO
+        try:
+            import_ultralytics(config_dir)
+            import torch
+            from ultralytics import YOLO
+        except ImportError as error:  # the light install: onnx and fusion run without torch, yolo does not
+            raise InputError(
+                f"the yolo backend needs torch and ultralytics ({error}): install the yolo extra (pip install "
+                "'bioscan-rebuild[yolo]'), or use the onnx or fusion backend"
+            ) from None
 
         self.weights = _resolve(weights, "weights.pt")
         self.sha256 = file_sha256(self.weights)
@@ -253,7 +307,10 @@ class YoloDetector:
         self.device = str(device)
         is_cuda = self.device not in ("cpu", "mps") and (self.device.startswith("cuda") or self.device[:1].isdigit())
         self.half = bool(is_cuda if half is None else half)
-        self.model = YOLO(str(self.weights), task="detect")
+        try:
+            self.model = YOLO(str(self.weights), task="detect")
+        except Exception as error:  # torch's and ultralytics' own types: a file that is no checkpoint
+            raise InputError(f"{self.weights}: not a YOLO checkpoint ({str(error).strip()[:200]})") from None
         train_args = (getattr(self.model, "ckpt", None) or {}).get("train_args") or {}
         train_imgsz = train_args.get("imgsz")
         self.imgsz = int(imgsz or (train_imgsz if isinstance(train_imgsz, int) else 640))
@@ -334,12 +391,15 @@ class OnnxDetector:
             self.session = ort.InferenceSession(str(self.weights), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime's own types (InvalidProtobuf, Fail): a file that is no model
             raise InputError(f"{self.weights}: not an ONNX model ({str(error).strip()[:200]})") from None
+        if weights is None:  # the shipped model: the one its shipped rule and card name, not a file put in its place
+            _check_shipped_model(self.weights, self.sha256)
         meta = self.session.get_modelmeta().custom_metadata_map
         self.stride = int(meta.get("stride", 32))
         self.end2end = str(meta.get("end2end", "False")) == "True"
         meta_imgsz = ast.literal_eval(meta["imgsz"]) if "imgsz" in meta else None
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
+        _check_one_class_detector(self.weights, inp.shape, self.session.get_outputs()[0].shape, meta, self.end2end)
         batch_dim, _, h_dim, w_dim = inp.shape
         self.fixed_batch = batch_dim if isinstance(batch_dim, int) else None
         self.fixed_hw = (h_dim, w_dim) if isinstance(h_dim, int) and isinstance(w_dim, int) else None
