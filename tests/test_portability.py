@@ -21,8 +21,9 @@ CHECKOUT_PARTS = ("Snakefile", "workflow", "config", "profiles", "envs")
 IGNORE = shutil.ignore_patterns("__pycache__", "*.egg-info")
 
 
-def _snakemake(project: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+def _snakemake(project: Path, *args: str, path_first: Path | None = None) -> subprocess.CompletedProcess:
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = dict(os.environ, PATH=f"{path_first}{os.pathsep}{path}" if path_first else path)
     result = subprocess.run([snakemake_bin(), *args], cwd=project, env=env, capture_output=True, text=True)
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
     return result
@@ -192,3 +193,29 @@ def test_the_plan_names_the_revision_and_untracked_code_makes_it_modified(sample
     _snakemake(project, "--cores", "1", str(plan.relative_to(project)))
     new_head = subprocess.run(["git", "-C", str(project), "rev-parse", "HEAD"], capture_output=True, text=True)
     assert json.loads(plan.read_text())["git_revision"] == new_head.stdout.strip()
+
+
+def test_a_revision_that_cannot_be_known_is_named_by_none_and_said(sample_dir, tmp_path):
+    """A shallow clone (CI's usual checkout) named its first commit, whatever the last commit of the code was: the
+    same code gave another release than a full clone's. A checkout git would not read (another owner's) dropped the
+    revision without a word (reviewer determ)."""
+    project = tmp_path / "shallow"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{REPO}", str(project)], check=True)
+    shutil.copytree(sample_dir, project / "resources" / "sample")
+    plan = project / "results" / "provenance" / "plan.json"
+    done = _snakemake(project, "--cores", "1", str(plan.relative_to(project)))
+    assert json.loads(plan.read_text())["git_revision"] is None
+    assert "the release names no git revision of the code: a shallow clone" in done.stderr
+    # git refusing the checkout (dubious ownership), as a stand-in git that fails as it does
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "git").write_text(
+        "#!/bin/sh\necho \"fatal: detected dubious ownership in repository at '$PWD'\" >&2\nexit 128\n"
+    )
+    (fake / "git").chmod(0o755)
+    plan.unlink()
+    done = _snakemake(project, "--cores", "1", str(plan.relative_to(project)), path_first=fake)
+    assert json.loads(plan.read_text())["git_revision"] is None
+    assert "no git revision of the code: git cannot read this checkout (fatal: detected dubious ownership" in (
+        done.stderr
+    )

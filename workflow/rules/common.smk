@@ -1112,33 +1112,58 @@ def _plan():
 def _git_revision():
     """The code's revision, when this checkout is a git repository: the last commit that changed the workflow's
     code (a commit of the docs alone re-ran the plan, the graph, the release and the audit), "-modified" when the
-    code, tracked or not, differs from it."""
+    code, tracked or not, differs from it. None, said on the console, where it cannot be known: a shallow clone
+    whose history ends before that commit (its first commit would be named: another release than a full clone's
+    of the same code), or a checkout git will not read (another owner's: `safe.directory`) or no git program."""
+
+    def git(*args):
+        return subprocess.run(
+            ["git", "-C", workflow.basedir, *args],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+
     try:
-        head = subprocess.run(
-            ["git", "-C", workflow.basedir, "rev-list", "-1", "HEAD", "--", "workflow", "Snakefile"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            [
-                "git",
-                "-C",
-                workflow.basedir,
-                "status",
-                "--porcelain",
-                "--untracked-files=normal",  # a new module the stage imports is a change too
-                "--",
-                "workflow",
-                "Snakefile",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
+        head = git("rev-list", "-1", "HEAD", "--", "workflow", "Snakefile")
+        # a commit at a shallow clone's edge has no parent to compare with: it seems to change every file
+        shallow = git("rev-parse", "--path-format=absolute", "--git-path", "shallow")
+        if os.path.isfile(shallow) and head in Path(shallow).read_text().split():
+            _say_no_revision(
+                "a shallow clone: the last commit that changed the workflow's code lies beyond its history "
+                "(git fetch --unshallow names it)"
+            )
+            return None
+        dirty = git(
+            "status",
+            "--porcelain",
+            "--untracked-files=normal",  # a new module the stage imports is a change too
+            "--",
+            "workflow",
+            "Snakefile",
+        )
+    except (OSError, subprocess.CalledProcessError) as error:
+        if _in_git_checkout(workflow.basedir):  # a tarball's folder has no revision to name: nothing to say
+            reason = getattr(error, "stderr", None) or str(error)
+            _say_no_revision(f"git cannot read this checkout ({reason.strip()[:300]})")
         return None
     return f"{head}-modified" if dirty else head
+
+
+def _in_git_checkout(folder):
+    folder = os.path.abspath(folder)
+    while True:
+        if os.path.exists(os.path.join(folder, ".git")):
+            return True
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return False
+        folder = parent
+
+
+def _say_no_revision(why):
+    if workflow.is_main_process:  # once per run, not from every cluster job's own Snakemake
+        print(f"warning: the release names no git revision of the code: {why}", file=sys.stderr)
 
 
 # The statistics stage's tables and figures (bioscan_rebuild.stats; a test checks these lists against it).
