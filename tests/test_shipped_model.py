@@ -516,6 +516,48 @@ def test_the_model_card_says_what_was_held_out():
     assert "Part 2 of 5 of the train half was left out" in card(left_out_fold={"fold": 2, "folds": 5})
 
 
+def test_the_card_of_an_unscored_model_gives_the_command_that_made_it():
+    """``train-detector --no-real --no-eval`` wrote a card whose command lacked both (run again, it asked for the dev
+    sets), and which said the placeholder rule was "fitted on the train half only" (reviewer modelint). The
+    shipped model's command is made again word for word from its report."""
+    from bioscan_rebuild.detect.model_card import model_card
+    from bioscan_rebuild.detect.yolo.train import training_command
+
+    recipe = dict(generated=8, epochs=1, imgsz=64, batch=4, seed=0, real_repeat=2, model=None, leave_out_fold=None)
+    command = training_command(
+        "results/detector", [], classes_csv=None, fold_options=[], real=False, include_holdout=False, score=False,
+        **recipe,
+    )  # fmt: skip
+    assert command == (
+        "bioscan-rebuild train-detector --out results/detector --no-real --no-eval --generated 8 --epochs 1 "
+        "--imgsz 64 --batch 4 --seed 0 --real-repeat 2"
+    )
+    report = json.loads(shipped(TRAINING_REPORT).read_text())
+    args, dataset = report["train_args"], report["dataset"]
+    shipped_command = training_command(
+        "results/detector",
+        [str(Path(coco).parent) for coco in dataset["real"]["coco"]],
+        classes_csv="../shared/realdata/imgfilter-classes.csv",
+        generated=dataset["n_generated"],
+        epochs=args["epochs"],
+        imgsz=args["imgsz"],
+        batch=args["batch"],
+        seed=args["seed"],
+        real_repeat=dataset["real"]["real_repeat"],
+        model=None,
+        leave_out_fold=None,
+        fold_options=[],
+        real=True,
+        include_holdout=False,
+        score=True,
+    )
+    assert report["command"].splitlines()[0] == shipped_command
+    card = model_card(_train_report("a" * 64, dataset={"real": {}}), "m.onnx", command)
+    assert "fitted on the train half only" not in card and "fitted on the training half only" not in card
+    assert "the rule's defaults, fitted on nothing" in card and "the held-out half was not scored" in card
+    assert command in card
+
+
 def test_every_backend_takes_the_same_arrays_and_refuses_the_same_with_one_message(realdata):
     """Grey (H, W) or (H, W, 1) and RGBA arrays are the photo in RGB to every backend; 16-bit, float or other
     shapes are one ValueError saying what was given (the classical and fusion backends used to crash inside

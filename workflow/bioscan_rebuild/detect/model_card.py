@@ -102,6 +102,15 @@ def scores_lines(fusion: dict, real: dict) -> list[str]:
     model trained on both halves, that there is nothing to score it on."""
     if real.get("include_holdout"):
         return ["## Scores", "", "None: the model was trained on both halves, so no photo is left to score it on.", ""]
+    if not fusion:
+        why = (
+            "an out-of-fold model is not scored: it stands in for the full model on the part it left out "
+            "(`refit-fusion --out-of-fold`)"
+            if real.get("left_out_fold")
+            else "the held-out half was not scored (`--no-eval`, or no real dev sets); score the model and fit the "
+            "rule with `bioscan-rebuild refit-fusion` and the dev sets"
+        )
+        return ["## Scores", "", f"None: {why}. `fusion.json` holds the rule's defaults, fitted on nothing.", ""]
     return [
         "## Scores on the held-out half",
         "",
@@ -156,7 +165,10 @@ def model_card(report: dict, model_name: str, command: str) -> str:
         "",
         f"- `{model_name}`: sha256 `{report['onnx']['sha256']}`",
         f"- weights it was exported from (not shipped): sha256 `{report['weights']['sha256']}`",
-        "- `fusion.json`: the fusion rule, fitted on the training half only; it names this model's sha256.",
+        "- `fusion.json`: the fusion rule, fitted on the training half only; it names this model's sha256."
+        if fusion
+        else "- `fusion.json`: the rule's defaults, fitted on nothing (the fusion backend refuses it); it names this "
+        "model's sha256.",
         "",
         "## Training data",
         "",

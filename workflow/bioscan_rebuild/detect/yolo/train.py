@@ -276,6 +276,43 @@ def evaluate_dev_sets(detectors: dict, dev_dirs, subset: str) -> dict:
     return result
 
 
+def training_command(
+    target: str,
+    dev_dirs: list,
+    *,
+    classes_csv,
+    generated: int,
+    epochs: int,
+    imgsz: int,
+    batch: int,
+    seed: int,
+    real_repeat: int,
+    model: str | None,
+    leave_out_fold: tuple[int, int] | None,
+    fold_options: list[str],
+    real: bool,
+    include_holdout: bool,
+    score: bool,
+) -> str:
+    """The ``train-detector`` command the card gives: every option the run took, so that it makes the model again
+    (without ``--no-real``, ``--no-eval`` or ``--include-holdout`` it asked for the dev sets, or scored and fitted
+    what the run did not)."""
+    return " ".join(
+        [
+            f"bioscan-rebuild train-detector --out {target}",
+            *(f"--dev-dir {d}" for d in dev_dirs),
+            *([f"--classes {classes_csv}"] if classes_csv else []),
+            *(["--no-real"] if not real else []),
+            *(["--include-holdout"] if include_holdout else []),
+            *(["--no-eval"] if not score else []),
+            f"--generated {generated} --epochs {epochs} --imgsz {imgsz} --batch {batch} --seed {seed}",
+            f"--real-repeat {real_repeat}" + (f" --model {model}" if model else ""),
+            *([f"--leave-out-fold {leave_out_fold[0]}/{leave_out_fold[1]}"] if leave_out_fold else []),
+            *fold_options,
+        ]
+    )
+
+
 def prepare_and_train(
     out: Path,
     dev_dirs: Path | list[Path] | None,
@@ -360,16 +397,22 @@ def prepare_and_train(
     from bioscan_rebuild.detect.shipped import MODEL
 
     target = f"results/detector-fold{leave_out_fold[0]}of{leave_out_fold[1]}" if leave_out_fold else "results/detector"
-    command = " ".join(
-        [
-            f"bioscan-rebuild train-detector --out {target}",
-            *(f"--dev-dir {d}" for d in dev_dirs),
-            *([f"--classes {classes_csv}"] if classes_csv else []),
-            f"--generated {generated} --epochs {epochs} --imgsz {imgsz} --batch {batch} --seed {seed}",
-            f"--real-repeat {real_repeat}" + (f" --model {model}" if model else ""),
-            *([f"--leave-out-fold {leave_out_fold[0]}/{leave_out_fold[1]}"] if leave_out_fold else []),
-            *fold_options(fold_models),
-        ]
+    command = training_command(
+        target,
+        dev_dirs,
+        classes_csv=classes_csv,
+        generated=generated,
+        epochs=epochs,
+        imgsz=imgsz,
+        batch=batch,
+        seed=seed,
+        real_repeat=real_repeat,
+        model=model,
+        leave_out_fold=leave_out_fold,
+        fold_options=fold_options(fold_models),
+        real=real,
+        include_holdout=include_holdout,
+        score=score,
     )
     workflow = (
         f"snakemake {target}/report.json --cores 2 (train_detector.out_of_fold: {leave_out_fold[1]})"
