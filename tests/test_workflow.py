@@ -932,3 +932,23 @@ def test_the_photo_jobs_of_the_yolo_backend_run_in_the_environment_with_torch(sa
         listed[backend] = {Path(env).name for env in envs}
     assert "images.yaml" in listed["classical"] and "yolo.yaml" not in listed["classical"], listed
     assert "yolo.yaml" in listed["yolo"], listed
+
+
+def test_the_graph_names_the_shipped_model_and_rule_the_photo_jobs_read(finished_run):
+    """The release named neither the shipped model nor its fusion rule: only a hash of the photo jobs' parameters
+    held their sha256, so a model put in place of the shipped one left no trace a reviewer could read (reviewer
+    modelint). Each is now a file the photo jobs used, with its sha256."""
+    from bioscan_rebuild.core.io import file_sha256
+    from bioscan_rebuild.detect.shipped import FUSION_RULE, MODEL, shipped
+
+    metadata = finished_run / "results" / "release" / "bioscan5m" / "metadata"
+    nodes = json.loads((metadata / "provenance.jsonld").read_text())["@graph"]
+    by_name = {node["path"].rsplit("/", 1)[-1]: node for node in nodes if "path" in node}
+    for name in (MODEL, FUSION_RULE):
+        assert by_name[name]["path"] == f"workflow/bioscan_rebuild/detect/models/{name}"
+        assert by_name[name]["sha256"] == file_sha256(shipped(name))
+    photo_jobs = [node for node in nodes if node.get("rule") == "process_photos"]
+    assert photo_jobs
+    for job in photo_jobs:
+        used = job["used"] if isinstance(job["used"], list) else [job["used"]]
+        assert {by_name[MODEL]["@id"], by_name[FUSION_RULE]["@id"]} <= set(used)

@@ -789,6 +789,17 @@ def detector_weights(wildcards):
     return _detector_files(wildcards.batch)[0]
 
 
+def shipped_model_files(wildcards):
+    """The shipped model files the batch's detector reads, as inputs so that the provenance graph names each with
+    its sha256 (a release named neither model nor rule); ancient: their sha256 is a parameter (shipped_model_of),
+    so a reinstall's new file times re-run nothing."""
+    folder = os.path.join(PACKAGE_DIR, "bioscan_rebuild", "detect", "models")
+    return [
+        ancient(os.path.relpath(os.path.join(folder, name)))
+        for name in _detector_files(wildcards.batch)[1]
+    ]
+
+
 _SHIPPED_SHA256 = {}
 
 
