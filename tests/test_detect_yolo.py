@@ -266,6 +266,18 @@ def test_make_detector_and_onnx_needs_no_torch(trained, photos, tmp_path):
     assert result.stdout.strip() in DETECTOR_STATUSES
 
 
+def test_a_yolo_checkpoint_of_several_classes_is_refused_in_one_line(config_dir, tmp_path):
+    """An 80-class checkpoint (the COCO model's layout) under the yolo backend boxed whatever it saw as a
+    specimen; the onnx backend refuses such a model, so the yolo one does too."""
+    from ultralytics import YOLO
+
+    from bioscan_rebuild.core.errors import InputError
+
+    YOLO("yolo11n.yaml", task="detect").save(tmp_path / "coco80.pt")
+    with pytest.raises(InputError, match="coco80.pt: a model of 80 classes"):
+        make_detector("yolo", weights=tmp_path / "coco80.pt")
+
+
 # --------------------------------------------------------------------------
 # The numpy reimplementations against ultralytics / torchvision
 

@@ -220,7 +220,21 @@ def _check_shipped_model(path: Path, sha256: str) -> None:
         )
 
 
-def _check_one_class_detector(path: Path, input_shape: list, output_shape: list, meta: dict, end2end: bool) -> None:
+def _check_one_class(path: Path, classes) -> None:
+    """A model's class names (``{0: 'specimen'}``; None: not named) must be one class: an 80-class COCO model
+    boxed whatever it saw as a specimen."""
+    if isinstance(classes, dict | list | tuple) and len(classes) != 1:
+        named = list(classes.values() if isinstance(classes, dict) else classes)
+        raise InputError(
+            f"{path}: a model of {len(named)} classes ({', '.join(map(str, named[:4]))}"
+            f"{', ...' if len(named) > 4 else ''}); the detector needs one, the specimen: train one with "
+            "bioscan-rebuild train-detector"
+        )
+
+
+def _check_one_class_detector(
+    path: Path, input_shape: list, output_shape: list, meta: dict, end2end: bool = False
+) -> None:
     """A YOLO detector of one class: input (batch, 3, height, width), output (batch, 4 + 1, boxes) (or an
     end-to-end export's (batch, boxes, 6)), ``names`` of one class when the export names them. Another model (80
     COCO classes, three classes, no image model at all) gave boxes of any class as specimens, or a traceback."""
@@ -234,16 +248,10 @@ def _check_one_class_detector(path: Path, input_shape: list, output_shape: list,
         )
     names = meta.get("names")
     try:
-        classes = ast.literal_eval(names) if names else None
-    except (ValueError, SyntaxError):
-        classes = None
-    if isinstance(classes, dict | list | tuple) and len(classes) != 1:
-        named = list(classes.values() if isinstance(classes, dict) else classes)
-        raise InputError(
-            f"{path}: a model of {len(named)} classes ({', '.join(map(str, named[:4]))}"
-            f"{', ...' if len(named) > 4 else ''}); the detector needs one, the specimen: train one with "
-            "bioscan-rebuild train-detector"
-        )
+        _check_one_class(path, ast.literal_eval(names) if names else None)
+    except (ValueError, SyntaxError) as error:
+        if isinstance(error, InputError):
+            raise
     channels = fixed(output_shape[2] if end2end else output_shape[1]) if len(output_shape) == 3 else -1
     expected = 6 if end2end else 5
     if channels is not None and channels != expected:
@@ -311,6 +319,7 @@ class YoloDetector:
             self.model = YOLO(str(self.weights), task="detect")
         except Exception as error:  # torch's and ultralytics' own types: a file that is no checkpoint
             raise InputError(f"{self.weights}: not a YOLO checkpoint ({str(error).strip()[:200]})") from None
+        _check_one_class(self.weights, getattr(self.model, "names", None))
         train_args = (getattr(self.model, "ckpt", None) or {}).get("train_args") or {}
         train_imgsz = train_args.get("imgsz")
         self.imgsz = int(imgsz or (train_imgsz if isinstance(train_imgsz, int) else 640))
