@@ -478,6 +478,9 @@ def _columns_for(
             column = pc.utf8_trim_whitespace(column)
         if canonical in INVISIBLE_FREE:  # "Ontario\u200b" is Ontario, "None\u200b" is missing
             column = pc.utf8_trim_whitespace(pc.replace_substring_regex(column, INVISIBLE_CHARACTERS, ""))
+            # "Costa\u00a0Rica" and "Costa  Rica" are Costa Rica: one place (a delivery fixing the spelling was
+            # the same copy to the join, which compares spaces so, and was thrown away)
+            column = pc.replace_substring_regex(column, r"[\s\p{Z}]+", " ")
         out[canonical] = _nullify(column, missing_values)
     if layout == "v4":
         lat_text, lon_text = out.pop("lat"), out.pop("lon")
