@@ -186,6 +186,33 @@ def test_copies_that_differ_only_in_white_space_or_the_case_of_their_bin_are_the
     assert kept.filter(pa.compute.equal(kept["processid"], "P1"))["family"].to_pylist() == ["Phoridae"]  # as delivered
 
 
+def test_copies_that_the_barcode_and_bin_steps_make_one_are_the_same_record():
+    """Two copies of a record whose sequences differ only in the Ns at their ends, or whose BINs differ only in
+    their spelling (``AAA1234``, ``BOLD: AAA1234``): the barcode and BIN steps make them one barcode and one BIN,
+    yet both copies were refused as a conflict (the specimen lost), and across deliveries a change was logged whose
+    released value stayed the same (reviewer barcodes). A different sequence or BIN is still a conflict."""
+    sequence = "ACTGGTTCAGCTCGAGCAACTGG"
+    first = records("a", [(f"P{k}", "Phoridae", 2 + k) for k in (1, 1, 2, 2, 3, 3, 4, 4)])
+    cells = {
+        "nucleotides": [sequence, f"NN{sequence}NNN", sequence, sequence, sequence, sequence, sequence, sequence[:-1]],
+        "bin_uri": [None, None, "BOLD:AAA1234", "AAA1234", "bold: aaa1234", "BOLD:AAA1234", None, None],
+    }
+    for name, values in cells.items():
+        first = first.set_column(first.schema.get_field_index(name), name, pa.array(values, pa.string()))
+    later = records("b", [("P1", "Phoridae", 20)])
+    later = later.set_column(
+        later.schema.get_field_index("nucleotides"), "nucleotides", pa.array([f"NNNNN{sequence}NN"], pa.string())
+    )
+    imgs = [images("a", [(f"P{k}", f"s{k}", None) for k in (1, 2, 3, 4)])]
+    for policy in ("latest", "reject"):
+        kept, rejects, _, redelivered = join_shard([first, later], imgs, ["a", "b"], duplicate_policy=policy)
+        assert sorted(kept["processid"].to_pylist()) == ["P1", "P2", "P3"], policy
+        found = reasons(rejects, "record")
+        assert found["P2"] == found["P3"] == ["duplicate_record"] and len(found["P1"]) == 2, (policy, found)
+        assert set(found["P1"]) == {"duplicate_record"} and found["P4"] == ["duplicate_conflict"] * 2
+        assert redelivered.num_rows == 0
+
+
 def test_different_copies_in_one_delivery_are_rejected_whatever_the_policy():
     """Delivery order cannot choose between two rows of one batch. An earlier batch's clean copy stays under
     ``first`` (the earliest delivery decides); under ``latest`` the deciding delivery is the conflicting one, so the

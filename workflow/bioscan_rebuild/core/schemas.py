@@ -183,13 +183,16 @@ SEQUENCE_NOISE = rf"(?:{SEQUENCE_WHITESPACE}|[.\-])+"
 
 
 def comparable_sequences(values) -> np.ndarray:
-    """Each raw sequence without ``SEQUENCE_NOISE``, upper-cased (object array; None stays): what two layouts'
-    copies of one record must agree on."""
+    """Each raw sequence without ``SEQUENCE_NOISE``, upper-cased, without the Ns at its ends (object array; None
+    stays): what two layouts' copies of one record must agree on. Barcode identity ignores the end Ns whatever
+    ``barcodes.trim_end_n`` says (``barcode_key``): two copies that differed only there were a conflict, and the
+    record was lost."""
     import pandas as pd
     import pyarrow.compute as pc
 
     given = pa.array(pd.Series(values, dtype=object), pa.string(), from_pandas=True)
-    return pc.utf8_upper(pc.replace_substring_regex(given, SEQUENCE_NOISE, "")).to_numpy(zero_copy_only=False)
+    bases = pc.utf8_upper(pc.replace_substring_regex(given, SEQUENCE_NOISE, ""))
+    return pc.replace_substring_regex(bases, r"^N+|N+$", "").to_numpy(zero_copy_only=False)
 
 
 # Unicode format characters (zero-width space and joiners, word joiner, BOM...): invisible, so pasted into a

@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bioscan_rebuild.core.bins import normalise_bin
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import read_table, write_json, write_table
 from bioscan_rebuild.core.params import IngestParams
@@ -186,10 +187,10 @@ def _others(location: pd.Series, rows: list, row) -> str:
 
 def _comparable_text(records: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
     """The text fields as compared between copies of a record: Unicode NFC, invisible format characters out, white
-    space trimmed and runs of it one space, a BIN in capitals (a decomposed "Psychóda", as macOS writes, a
-    zero-width space, a trailing space or "bold:aaa1234" is the same value: two copies that differed only so were
-    both refused as a conflict, or logged a change whose two values look the same). The values themselves stay as
-    delivered; the taxonomy stage cleans names and BINs and logs it."""
+    space trimmed and runs of it one space, a BIN in its normal form (``core.bins``). A decomposed "Psychóda", as
+    macOS writes, a zero-width space, a trailing space or "bold: aaa1234" is the same value: two copies that
+    differed only so were both refused as a conflict, or logged a change whose two values look the same. The values
+    themselves stay as delivered; the taxonomy stage cleans names and BINs and logs it."""
     out = {}
     for field in fields:
         column = records[field]
@@ -201,6 +202,8 @@ def _comparable_text(records: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
             if field == "bin_uri":
                 text = pc.utf8_upper(text)
             column = pd.Series(text.to_numpy(zero_copy_only=False), index=records.index, dtype=object)
+            if field == "bin_uri":  # "AAA1234" and "BOLD: AAA1234" are the BIN curation makes BOLD:AAA1234
+                column = column.map(lambda value: normalise_bin(value) or value)
         out[field] = column
     return pd.DataFrame(out, index=records.index)
 

@@ -3,28 +3,11 @@ docstring) and the per-BIN table."""
 
 from __future__ import annotations
 
-import re
-import unicodedata
-
-import numpy as np
 import pandas as pd
 
+from bioscan_rebuild.core.bins import BIN_PATTERN, normalise_bin  # noqa: F401 (the step's normal form)
 from bioscan_rebuild.core.schemas import RANKS
-from bioscan_rebuild.metadata.taxonomy.names import CONFUSABLES, MISSING_TOKENS, claims_no_species
-
-BIN_PATTERN = re.compile(r"^(?:BOLD:?)?([A-Z]{3}[0-9]{4})$")
-
-
-def normalise_bin(value: str | None) -> str | None:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    text = unicodedata.normalize("NFKC", str(value)).translate(CONFUSABLES)
-    # invisible format characters (a byte-order mark from a pasted first cell) go, as they do from names
-    text = "".join("".join(ch for ch in text if unicodedata.category(ch) != "Cf").split()).upper()
-    if text.lower() in MISSING_TOKENS:
-        return None
-    match = BIN_PATTERN.match(text)
-    return f"BOLD:{match.group(1)}" if match else None
+from bioscan_rebuild.metadata.taxonomy.names import claims_no_species
 
 
 def _most_common(frame: pd.DataFrame, rank: str) -> tuple[pd.Series, pd.Series]:

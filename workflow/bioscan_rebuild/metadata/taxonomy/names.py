@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bioscan_rebuild.core.bins import CONFUSABLES
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.schemas import CSV_NA_STRINGS, RANKS
 from bioscan_rebuild.metadata.taxonomy.changelog import ChangeLog, map_unique, set_field
@@ -23,14 +24,6 @@ MISSING_TOKENS = frozenset(
     | {token.lower() for token in CSV_NA_STRINGS}
 )
 _MISSING_UNDOTTED = frozenset(token.rstrip(".") for token in MISSING_TOKENS)  # "n.a" as "n.a."
-# Latin look-alikes seen in pasted names (Cyrillic and Greek letters render identically), applied after NFKC. A
-# taxon name or a BIN is Latin script: no Cyrillic or Greek letter in one is meant as such.
-_LOOKALIKES = {
-    "Cyrillic capitals": ("АВЕКМНОРСТХІЈЅҮӀԚԜ", "ABEKMHOPCTXIJSYIQW"),
-    "Cyrillic small": ("аеорсухіјѕԁһӏԛԝ", "aeopcyxijsdhlqw"),
-    "Greek capitals": ("ΑΒΕΖΗΙΚΜΝΟΡΤΥΧ", "ABEZHIKMNOPTYX"),
-    "Greek small": ("αικνορτυςϳ", "aikvoptucj"),  # ς: what NFKC makes of the lunate sigma ϲ
-}
 # What no name holds: markup an export kept ("<i>Aedes</i>"), quotes around a name or a word of it, symbols (emoji,
 # "™"; the hybrid sign "×" excepted); above the species, a bracketed aside ("Diptera (fly)", a subgenus after its
 # genus) and a placeholder word after the name ("Zoxeda sp.")
@@ -40,7 +33,6 @@ _ASIDE = re.compile(r"\s*\([^()]*\)")
 _PLACEHOLDER_AFTER = re.compile(r"\s+(?:sp|spp|gen|indet)\.?$", re.IGNORECASE)
 _PLACEHOLDER_WORDS = frozenset({"sp", "spp", "gen", "indet", "cf", "aff"})
 _NAMES_APART = re.compile(r"[;,/|&+]")
-CONFUSABLES = str.maketrans("".join(a for a, _ in _LOOKALIKES.values()), "".join(b for _, b in _LOOKALIKES.values()))
 FIX_COLUMNS = ("rank", "from", "to", "reason")
 
 
