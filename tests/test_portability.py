@@ -198,7 +198,8 @@ def test_the_plan_names_the_revision_and_untracked_code_makes_it_modified(sample
 def test_a_revision_that_cannot_be_known_is_named_by_none_and_said(sample_dir, tmp_path):
     """A shallow clone (CI's usual checkout) named its first commit, whatever the last commit of the code was: the
     same code gave another release than a full clone's. A checkout git would not read (another owner's) dropped the
-    revision without a word (reviewer determ)."""
+    revision without a word (reviewer determ), and a copy of the code inside a repository that does not track it
+    named '' (reviewer diffl)."""
     project = tmp_path / "shallow"
     subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{REPO}", str(project)], check=True)
     shutil.copytree(sample_dir, project / "resources" / "sample")
@@ -206,6 +207,19 @@ def test_a_revision_that_cannot_be_known_is_named_by_none_and_said(sample_dir, t
     done = _snakemake(project, "--cores", "1", str(plan.relative_to(project)))
     assert json.loads(plan.read_text())["git_revision"] is None
     assert "the release names no git revision of the code: a shallow clone" in done.stderr
+    # a copy of the code inside a repository that does not track it: it named '' or '-modified' (reviewer diffl)
+    outer = tmp_path / "outer"
+    inner = outer / "sub" / "project"
+    shutil.copytree(project, inner, ignore=shutil.ignore_patterns(".git", "results", ".snakemake"))
+    git = ["git", "-C", str(outer), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(outer)], check=True)
+    (outer / ".gitignore").write_text("sub/\n")
+    subprocess.run([*git, "add", ".gitignore"], check=True)
+    subprocess.run([*git, "commit", "-qm", "outer"], check=True)
+    inner_plan = inner / "results" / "provenance" / "plan.json"
+    done = _snakemake(inner, "--cores", "1", str(inner_plan.relative_to(inner)))
+    assert json.loads(inner_plan.read_text())["git_revision"] is None
+    assert "not tracked by the git repository it lies in" in done.stderr
     # git refusing the checkout (dubious ownership), as a stand-in git that fails as it does
     fake = tmp_path / "bin"
     fake.mkdir()

@@ -1124,8 +1124,9 @@ def _git_revision():
     """The code's revision, when this checkout is a git repository: the last commit that changed the workflow's
     code (a commit of the docs alone re-ran the plan, the graph, the release and the audit), "-modified" when the
     code, tracked or not, differs from it. None, said on the console, where it cannot be known: a shallow clone
-    whose history ends before that commit (its first commit would be named: another release than a full clone's
-    of the same code), or a checkout git will not read (another owner's: `safe.directory`) or no git program."""
+    whose oldest commit is the last found to change the code (git cannot tell whether it did: that commit was
+    named, another release than a full clone's of the same code), a copy of the code inside a repository that does
+    not track it, or a checkout git will not read (another owner's: `safe.directory`) or no git program."""
 
     def git(*args):
         return subprocess.run(
@@ -1137,12 +1138,15 @@ def _git_revision():
 
     try:
         head = git("rev-list", "-1", "HEAD", "--", "workflow", "Snakefile")
+        if not head:  # a copy of the code inside another repository, which does not track it
+            _say_no_revision("this folder's code is not tracked by the git repository it lies in")
+            return None
         # a commit at a shallow clone's edge has no parent to compare with: it seems to change every file
         shallow = git("rev-parse", "--path-format=absolute", "--git-path", "shallow")
         if os.path.isfile(shallow) and head in Path(shallow).read_text().split():
             _say_no_revision(
-                "a shallow clone: the last commit that changed the workflow's code lies beyond its history "
-                "(git fetch --unshallow names it)"
+                "a shallow clone: git cannot tell whether its oldest commit changed the workflow's code, so the "
+                "last commit that did cannot be known (git fetch --unshallow names it)"
             )
             return None
         dirty = git(
