@@ -167,6 +167,18 @@ def test_the_outcome_table_keeps_the_maintainers_own_columns(tmp_path):
     result.to_csv(again, sep="\t", index=False)
     result = outcomes(read_box_corrections(again), applied=set(), known={"A-1", "B-2"})
     assert list(result.columns).count("outcome") == 1 and result["outcome"].tolist()[1] == "invalid_value"
+    # a maintainer's own column named as the outcome table's (its text was lost), a name given twice (renamed
+    # note.1, or each column written twice): refused by name (reviewer diffl)
+    from bioscan_rebuild.core.errors import InputError
+
+    for header, says in (
+        ("processid\tbox\treason\tsource\tdetail", "a column named 'detail'"),
+        ("processid\tbox\treason\tsource\tnote\tnote", "column name(s) 'note' more than once"),
+        ('processid\tbox\treason\tsource\tnote\t"note"', "column name(s) 'note' more than once"),
+    ):
+        path.write_text(header + "\nA-1\t100,100,200,200\tgood box\tme\ta" + ("\tb" if "note" in header else "") + "\n")
+        with pytest.raises(InputError, match=re.escape(says)):
+            read_box_corrections(path)
 
 
 def test_a_box_past_the_left_or_top_edge_is_a_box_as_one_past_the_right_or_bottom():

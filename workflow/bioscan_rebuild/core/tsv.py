@@ -70,6 +70,10 @@ def read_maintainer_table(
         raise
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: cannot read {what} ({error})") from error
+    header = [unquote(name) for name in numbered[0][1].split("\t")]
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:  # pandas renames a repeated name ("note.1"), and which copy a column means is anyone's guess
+        raise InputError(f"{path}: column name(s) {', '.join(map(repr, repeated))} more than once in the header")
     frame.columns = [unquote(column) for column in frame.columns]
     missing = [column for column in columns if column not in frame.columns]
     if missing:

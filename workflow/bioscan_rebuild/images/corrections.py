@@ -72,8 +72,14 @@ def read_box_corrections(path: str | Path | None) -> pd.DataFrame:
         )
     except FileNotFoundError as error:
         raise InputError(f"{path}: cannot read the box corrections ({error})") from error
-    # an earlier run's outcome table used as the answers: its outcomes are this run's to give again
-    return table.drop(columns=[column for column in OUTCOME_COLUMNS if column in table.columns])
+    taken = [column for column in OUTCOME_COLUMNS if column in table.columns]
+    if len(taken) == len(OUTCOME_COLUMNS):  # an earlier run's outcome table as the answers: this run gives its own
+        return table.drop(columns=taken)
+    if taken:  # a maintainer's own column of that name would be overwritten in the outcome table
+        raise InputError(
+            f"{path}: a column named {taken[0]!r}, a name the outcome table gives its own column: rename it"
+        )
+    return table
 
 
 def load_box_corrections(path: str | Path | None) -> dict[str, BoxCorrection]:
