@@ -582,7 +582,7 @@ def test_every_backend_takes_the_same_arrays_and_refuses_the_same_with_one_messa
                 detector.detect(bad)
 
 
-def _yolo_shaped_onnx(path: Path, classes: int, names: bool = True) -> Path:
+def _yolo_shaped_onnx(path: Path, classes: int, names: bool = True, nms: bool = False) -> Path:
     """A small ONNX model of a YOLO detector's shapes (input (b, 3, h, w), output (b, 4 + classes, n))."""
     from conftest import import_or_skip
 
@@ -612,6 +612,8 @@ def _yolo_shaped_onnx(path: Path, classes: int, names: bool = True) -> Path:
     meta = {"stride": "32", "imgsz": "[320, 320]", "task": "detect"}
     if names:
         meta["names"] = str({i: f"class{i}" for i in range(classes)})
+    if nms:  # ultralytics' export(nms=True) records its arguments so
+        meta["args"] = str({"batch": 1, "nms": True})
     for key, value in meta.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
@@ -650,6 +652,8 @@ def test_a_model_that_is_no_one_class_detector_is_refused_in_one_line(realdata, 
         "80 classes": (_yolo_shaped_onnx(tmp_path / "coco80.onnx", 80), "a model of 80 classes (class0, class1"),
         "3, unnamed": (_yolo_shaped_onnx(tmp_path / "nc3.onnx", 3, names=False), "its output is ['b', 7, 'n'], not"),
         "no photos": (_vector_onnx(tmp_path / "vector.onnx"), "not a photo detector: its input is [1, 10]"),
+        # one class, exported with nms=True: not "train one", which would not help (reviewer diffl)
+        "nms": (_yolo_shaped_onnx(tmp_path / "nms.onnx", 2, names=False, nms=True), "exported with nms=True"),
     }
     for model, phrase in refused.values():
         with pytest.raises(InputError, match=re.escape(phrase)):

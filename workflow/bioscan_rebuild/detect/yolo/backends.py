@@ -254,6 +254,15 @@ def _check_one_class_detector(
             raise
     channels = fixed(output_shape[2] if end2end else output_shape[1]) if len(output_shape) == 3 else -1
     expected = 6 if end2end else 5
+    try:
+        export_args = ast.literal_eval(meta.get("args") or "{}")
+    except (ValueError, SyntaxError):
+        export_args = {}
+    if channels is not None and channels != expected and isinstance(export_args, dict) and export_args.get("nms"):
+        raise InputError(  # ultralytics' export(nms=True): boxes already chosen, in a layout read by no backend here
+            f"{path}: exported with nms=True (output {list(output_shape)}): export it again with nms=False "
+            "(bioscan-rebuild train-detector exports so)"
+        )
     if channels is not None and channels != expected:
         raise InputError(
             f"{path}: its output is {list(output_shape)}, not a one-class YOLO detector's (batch, "
