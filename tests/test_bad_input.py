@@ -2408,3 +2408,29 @@ def test_a_command_with_nothing_to_work_on_says_so(tmp_path):
         result = _run_cli(*args, cwd=tmp_path)
         assert result.returncode == 2 and phrase in result.stderr and "Traceback" not in result.stderr, args
     assert not (tmp_path / "b.fasta").exists() and not (tmp_path / "ingest").exists()
+
+
+def test_a_site_ingest_refuses_is_named_in_the_changes_of_its_record(realdata, tmp_path):
+    """A decimal comma ("43,5") or a BCDM site written with a semicolon: the site was blanked and only counted per
+    export, outside the release, so a user could not tell a refused site from none given (reviewer geo). The
+    release's changes name the record, the text as delivered and its source row (step 0, coordinates_refused)."""
+    lines = (realdata / REAL_V4).read_bytes().replace(b"\r\n", b"\n").decode().split("\n")
+    header = lines[0].split("\t")
+    at = {name: header.index(name) for name in ("processid", "lat", "lon")}
+    rows = []
+    for k, (lat, lon) in enumerate((("43,5", "10.2"), ("95", "10"), ("45.5", "10.2"), ("", ""))):
+        cells = lines[1].split("\t")
+        cells[at["processid"]], cells[at["lat"]], cells[at["lon"]] = f"SITE{k}-21", lat, lon
+        rows.append("\t".join(cells))
+    (tmp_path / "sites.tsv").write_text("\n".join([lines[0], *rows]) + "\n")
+    result = _run_cli("metadata", "sites.tsv", "-o", "out.csv", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    released = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False).set_index("processid")
+    assert released.loc["SITE2-21", "coord-lat"] == "45.5" and released.loc["SITE0-21", "coord-lat"] == ""
+    changes = pd.read_csv(tmp_path / "out.changes.csv", dtype=str, keep_default_na=False)
+    refused = changes[changes["rule"] == "coordinates_refused"]
+    assert refused[["step", "processid", "field", "old", "new"]].values.tolist() == [
+        ["0", "SITE0-21", "coord", "43,5; 10.2", ""],
+        ["0", "SITE1-21", "coord", "95; 10", ""],
+    ]
+    assert refused["source"].tolist() == ["export-1:sites.tsv:2", "export-1:sites.tsv:3"]

@@ -164,7 +164,9 @@ REDELIVERY_SCHEMA = pa.schema(
         pa.field("new", pa.string()),  # the value kept
         pa.field("old_source", pa.string()),  # batch:file:line
         pa.field("new_source", pa.string()),
-        pa.field("rule", pa.string()),  # the policy that chose: superseded (latest) or later_delivery (first)
+        # the policy that chose: superseded (latest) or later_delivery (first); coordinates_refused: a site ingest
+        # could not take (field coord: old is the text as delivered, from one source row)
+        pa.field("rule", pa.string()),
     ]
 )
 

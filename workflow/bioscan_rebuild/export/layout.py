@@ -78,7 +78,12 @@ BARCODES_FASTA = ReleaseFile(
 REJECTS = ReleaseFile(
     "metadata/rejects.csv", "rejects_csv", "text/csv", "Records left out of the release, with the reason."
 )
-CHANGES = ReleaseFile("metadata/changes.csv", "changes_csv", "text/csv", "Label changes made while rebuilding.")
+CHANGES = ReleaseFile(
+    "metadata/changes.csv",
+    "changes_csv",
+    "text/csv",
+    "Changes made to records while rebuilding: redeliveries and refused sites (step 0), then label curation.",
+)
 SPLIT_SUMMARY = ReleaseFile(
     "metadata/split_summary.csv", "split_summary_csv", "text/csv", "Samples, barcodes and species per split."
 )

@@ -485,7 +485,8 @@ def _columns_for(
     if layout == "v4":
         lat_text, lon_text = out.pop("lat"), out.pop("lon")
         either = pc.or_(pc.is_valid(lat_text), pc.is_valid(lon_text))
-        joined = pc.binary_join_element_wise(pc.fill_null(lat_text, ""), pc.fill_null(lon_text, ""), ",")
+        # "; " between them: a decimal comma ("43,5") stays readable in the changes row of a refused site
+        joined = pc.binary_join_element_wise(pc.fill_null(lat_text, ""), pc.fill_null(lon_text, ""), "; ")
         out["coord_raw"] = pc.if_else(either, joined, pa.scalar(None, pa.string()))
         out["lat"], out["lon"] = _to_float(lat_text), _to_float(lon_text)
         unparsed = pc.or_(_lost(lat_text, out["lat"]), _lost(lon_text, out["lon"]))

@@ -236,6 +236,30 @@ def _redeliveries(records: pd.DataFrame, locations: pd.Series, reason, winner, c
     return pa.Table.from_pylist(rows, schema=REDELIVERY_SCHEMA)
 
 
+REFUSED_SITE = "coordinates_refused"  # the changes table's rule for a site ingest could not take
+
+
+def _refused_sites(records: pd.DataFrame, locations: pd.Series) -> pa.Table:
+    """A row per kept record whose coordinates the export gave but ingest refused (not two numbers, or out of
+    range): the text as delivered, so that the release tells a refused site from none given (it was counted per
+    export only, outside the release)."""
+    given = records["coord_raw"].notna().to_numpy()
+    refused = given & (records["lat"].isna() | records["lon"].isna()).to_numpy()
+    rows = np.flatnonzero(refused)
+    return pa.table(
+        {
+            "processid": pa.array(records["processid"].iloc[rows].tolist(), pa.string()),
+            "field": pa.array(["coord"] * len(rows), pa.string()),
+            "old": pa.array(records["coord_raw"].iloc[rows].tolist(), pa.string()),
+            "new": pa.nulls(len(rows), pa.string()),
+            "old_source": pa.array(locations.iloc[rows].tolist(), pa.string()),
+            "new_source": pa.array(locations.iloc[rows].tolist(), pa.string()),
+            "rule": pa.array([REFUSED_SITE] * len(rows), pa.string()),
+        },
+        schema=REDELIVERY_SCHEMA,
+    )
+
+
 def join_shard(
     record_tables: list[pa.Table],
     inventory_tables: list[pa.Table],
@@ -321,6 +345,9 @@ def join_shard(
                 source_line=dropped["source_line"].tolist(),
             )
         )
+    refused_sites = _refused_sites(records[keep], locations[keep])
+    if refused_sites.num_rows:
+        redelivered = pa.concat_tables([redelivered, refused_sites])
     records = records[keep].reset_index(drop=True)
 
     # Images: broken files out first, then one per processid.

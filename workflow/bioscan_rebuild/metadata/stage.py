@@ -79,7 +79,8 @@ def _barcode_detail(reason: str, invalid_chars, length, ambiguous) -> str:
 
 
 def _redelivery_changes(paths) -> pd.DataFrame:
-    """Ingest's redeliveries as rows of the changes table (step 0, rule ``superseded`` / ``later_delivery``)."""
+    """Ingest's redeliveries as rows of the changes table (step 0, rule ``superseded`` / ``later_delivery``), and
+    the sites it refused (``coordinates_refused``: field ``coord``, the text as delivered)."""
     tables = [read_table(p, REDELIVERY_SCHEMA) for p in paths]
     frame = (pa.concat_tables(tables) if tables else REDELIVERY_SCHEMA.empty_table()).to_pandas()
     frame = frame.sort_values(["processid", "old_source"], kind="stable")
@@ -92,7 +93,10 @@ def _redelivery_changes(paths) -> pd.DataFrame:
             "new": frame["new"].to_numpy(object),
             "rule": frame["rule"].to_numpy(object),
             "ratio": np.full(len(frame), np.nan),
-            "source": (frame["old_source"] + " -> " + frame["new_source"]).to_numpy(object),
+            # a site ingest refused has one source: the row it read
+            "source": (frame["old_source"] + " -> " + frame["new_source"])
+            .where(frame["old_source"] != frame["new_source"], frame["new_source"])
+            .to_numpy(object),
         },
         columns=list(CHANGE_COLUMNS),
     )
