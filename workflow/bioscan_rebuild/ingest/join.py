@@ -203,7 +203,9 @@ def _comparable_text(records: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
                 text = pc.utf8_upper(text)
             column = pd.Series(text.to_numpy(zero_copy_only=False), index=records.index, dtype=object)
             if field == "bin_uri":  # "AAA1234" and "BOLD: AAA1234" are the BIN curation makes BOLD:AAA1234
-                column = column.map(lambda value: normalise_bin(value) or value)
+                # once per BIN, not per copy: a whole delivery sent again makes every record a copy
+                spelled = {value: normalise_bin(value) or value for value in column.dropna().unique()}
+                column = column.map(spelled)
         out[field] = column
     return pd.DataFrame(out, index=records.index)
 
