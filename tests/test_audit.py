@@ -1201,6 +1201,20 @@ def test_each_record_marker_is_in_the_lineage_and_held_to_the_sources(copy):
     assert f"records_lineage.csv: record {rows[1][0]} field source_line: " in result.stdout
 
 
+def _curation_read_a_table(tmp_path: Path) -> tuple[Path, dict]:
+    """A release whose provenance names the curation's one table file (``tmp_path/table.tsv``, as read), and a
+    config naming that table: for ``_check_taxonomy_tables``."""
+    root = tmp_path / "release"
+    (root / "metadata").mkdir(parents=True)
+    graph = [
+        {"@id": "build:jobs/curate_taxonomy", "used": ["build:files/t"]},
+        {"@id": "build:files/t", "sha256": hashlib.sha256(b"as read\n").hexdigest()},
+    ]
+    (root / "metadata" / "provenance.jsonld").write_text(json.dumps({"@graph": graph}))
+    (tmp_path / "table.tsv").write_bytes(b"as read\n")
+    return root, {"taxonomy": {"fixes": None, "corrections": str(tmp_path / "table.tsv")}}
+
+
 def test_sources_the_build_did_not_read_are_named_not_blamed_on_the_release(copy, tmp_path):
     """A corrections table with a user report added since the build: the replay applied it and blamed the intact
     release ("changes.csv: step 13 ... is missing", exit 1) without naming the table. A config naming another table
@@ -1235,15 +1249,7 @@ def test_sources_the_build_did_not_read_are_named_not_blamed_on_the_release(copy
     result = audit(copy, "--sources", "config/config.yaml")
     assert "resources/later.tsv: not an export the build read (accounting.json): is it its config?" in result.stdout
     # the build's own table, changed since it was read: named against the curation's files in provenance.jsonld
-    root = tmp_path / "release"
-    (root / "metadata").mkdir(parents=True)
-    graph = [
-        {"@id": "build:jobs/curate_taxonomy", "used": ["build:files/t"]},
-        {"@id": "build:files/t", "sha256": hashlib.sha256(b"as read\n").hexdigest()},
-    ]
-    (root / "metadata" / "provenance.jsonld").write_text(json.dumps({"@graph": graph}))
-    (tmp_path / "table.tsv").write_bytes(b"as read\n")
-    named = {"taxonomy": {"fixes": None, "corrections": str(tmp_path / "table.tsv")}}
+    root, named = _curation_read_a_table(tmp_path)
     findings = Findings()
     _check_taxonomy_tables(named, named, root, findings, built_by_another=False)
     assert findings.report() == []
@@ -1782,15 +1788,7 @@ def test_a_source_named_by_another_spelling_is_the_same_file(copy, tmp_path):
     result = audit(copy, "--sources", "config/config.yaml")
     assert result.returncode == 1 and "sha256 differs from the one the build read" in result.stdout
     # one table, two spellings; a hand-edited taxonomy section (a list, a text): no crash, no table blamed
-    root = tmp_path / "release"
-    (root / "metadata").mkdir(parents=True)
-    graph = [
-        {"@id": "build:jobs/curate_taxonomy", "used": ["build:files/t"]},
-        {"@id": "build:files/t", "sha256": hashlib.sha256(b"as read\n").hexdigest()},
-    ]
-    (root / "metadata" / "provenance.jsonld").write_text(json.dumps({"@graph": graph}))
-    (tmp_path / "table.tsv").write_bytes(b"as read\n")
-    named = {"taxonomy": {"fixes": None, "corrections": str(tmp_path / "table.tsv")}}
+    root, named = _curation_read_a_table(tmp_path)
     relative = {"taxonomy": {"fixes": None, "corrections": os.path.relpath(tmp_path / "table.tsv")}}
     findings = Findings()
     _check_taxonomy_tables(named, relative, root, findings, built_by_another=False)
