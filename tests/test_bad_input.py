@@ -977,7 +977,7 @@ def test_coordinates_out_of_range_are_blanked_and_counted(realdata, tmp_path):
     table = pq.read_table(tmp_path / "out" / "records" / "shard-000.parquet").sort_by("processid")
     assert table["lat"].to_pylist() == [None, None, -33.5, 90.0]
     assert table["lon"].to_pylist() == [None, None, 151.2, -180.0]
-    assert table["coord_raw"].to_pylist() == ["95,10", "45,-500", "-33.5,151.2", "90,-180"]  # what the export said
+    assert table["coord_raw"].to_pylist() == ["95; 10", "45; -500", "-33.5; 151.2", "90; -180"]  # what the export said
     assert summary["coordinates_out_of_range"] == 2 and summary["records"] == 4
 
 

@@ -512,30 +512,30 @@ def _v4_file(path, lat: str, lon: str):
     return path
 
 
-# (lat, lon) -> (coord_raw, lat, lon, out of range, not a number): coord_raw is "lat,lon" as the export said
+# (lat, lon) -> (coord_raw, lat, lon, out of range, not a number): coord_raw is "lat; lon" as the export said
 # (empty = missing); a value outside [-90, 90] / [-180, 180] blanks the pair and counts once; so does a given value
 # that is not a number (it used to vanish uncounted, keeping the other half); so does a missing half: one number is
 # no site (it used to stay, while the BCDM layouts' "(45.2,None)" blanked both).
 @pytest.mark.parametrize(
     ("lat", "lon", "expected"),
     [
-        ("45", "", ("45,", None, None, 0, 1)),
-        ("", "10", (",10", None, None, 0, 1)),
+        ("45", "", ("45; ", None, None, 0, 1)),
+        ("", "10", ("; 10", None, None, 0, 1)),
         ("", "", (None, None, None, 0, 0)),
-        ("90", "180", ("90,180", 90.0, 180.0, 0, 0)),
-        ("-90", "-180", ("-90,-180", -90.0, -180.0, 0, 0)),
-        ("90.5", "0", ("90.5,0", None, None, 1, 0)),
-        ("0", "180.5", ("0,180.5", None, None, 1, 0)),
-        ("-90.5", "", ("-90.5,", None, None, 0, 1)),  # counted once
-        ("", "-180.5", (",-180.5", None, None, 0, 1)),
-        ("4.5e1", "1.5E2", ("4.5e1,1.5E2", 45.0, 150.0, 0, 0)),
-        (" +12.5 ", ".5", ("+12.5,.5", 12.5, 0.5, 0, 0)),
-        ("abc", "10", ("abc,10", None, None, 0, 1)),
-        ("45", "1,5", ("45,1,5", None, None, 0, 1)),
-        ("45°30'N", "", ("45°30'N,", None, None, 0, 1)),
-        ("inf", "nan", ("inf,nan", None, None, 0, 1)),
-        ("None", "10", (",10", None, None, 0, 1)),  # a missing-value token is missing: a half again
-        ("NA", "10", ("NA,10", None, None, 0, 1)),  # not one by default (ingest.missing_values)
+        ("90", "180", ("90; 180", 90.0, 180.0, 0, 0)),
+        ("-90", "-180", ("-90; -180", -90.0, -180.0, 0, 0)),
+        ("90.5", "0", ("90.5; 0", None, None, 1, 0)),
+        ("0", "180.5", ("0; 180.5", None, None, 1, 0)),
+        ("-90.5", "", ("-90.5; ", None, None, 0, 1)),  # counted once
+        ("", "-180.5", ("; -180.5", None, None, 0, 1)),
+        ("4.5e1", "1.5E2", ("4.5e1; 1.5E2", 45.0, 150.0, 0, 0)),
+        (" +12.5 ", ".5", ("+12.5; .5", 12.5, 0.5, 0, 0)),
+        ("abc", "10", ("abc; 10", None, None, 0, 1)),
+        ("45", "1,5", ("45; 1,5", None, None, 0, 1)),
+        ("45°30'N", "", ("45°30'N; ", None, None, 0, 1)),
+        ("inf", "nan", ("inf; nan", None, None, 0, 1)),
+        ("None", "10", ("; 10", None, None, 0, 1)),  # a missing-value token is missing: a half again
+        ("NA", "10", ("NA; 10", None, None, 0, 1)),  # not one by default (ingest.missing_values)
     ],
 )
 def test_v4_coordinates(tmp_path, lat, lon, expected):

@@ -213,6 +213,63 @@ def test_copies_that_the_barcode_and_bin_steps_make_one_are_the_same_record():
         assert redelivered.num_rows == 0
 
 
+def test_copies_compare_their_bins_sites_and_end_ns_as_the_later_steps_read_them():
+    """A BIN with a lower-case Cyrillic or Greek look-alike was compared upper-cased, so another letter than
+    curation reads (a later delivery's BIN dropped as the same copy); with ``trim_end_n: false`` end Ns the release
+    keeps were ignored (the latest barcode dropped); a delivery giving a site ingest refuses was a copy of one giving
+    none (which delivery's refused site the changes named was chance; reviewer diffm)."""
+
+    def with_cells(table, **cells):
+        for name, values in cells.items():
+            table = table.set_column(
+                table.schema.get_field_index(name), name, pa.array(values, type=table.schema.field(name).type)
+            )
+        return table
+
+    imgs = [images("a", [("P1", "s1", None), ("P2", "s2", None)])]
+    older = with_cells(
+        records("a", [("P1", "Phoridae", 2), ("P2", "Phoridae", 3)]), bin_uri=["BOLD:AAI1234", "BOLD:AAY1234"]
+    )
+    newer = with_cells(
+        records("b", [("P1", "Phoridae", 4), ("P2", "Phoridae", 5)]), bin_uri=["bold:aa\u04cf1234", "bold:aa\u04431234"]
+    )
+    kept, rejects, _, redelivered = join_shard([older, newer], imgs, ["a", "b"])
+    found = reasons(rejects, "record")
+    # curation reads the small Cyrillic palochka as l (AAL1234), the small u as Y (AAY1234)
+    assert found == {"P1": ["superseded"], "P2": ["duplicate_record"]}
+    assert [(r["processid"], r["field"]) for r in redelivered.to_pylist()] == [("P1", "bin_uri")]
+    sequence = "ACTGGTTCAGCTCGAGCAACTGG"
+    older = with_cells(records("a", [("P1", "Phoridae", 2)]), nucleotides=[sequence])
+    newer = with_cells(records("b", [("P1", "Phoridae", 4)]), nucleotides=[f"NNNNN{sequence}NN"])
+    for trim, outcome in ((True, "duplicate_record"), (False, "superseded")):
+        kept, rejects, _, redelivered = join_shard([older, newer], imgs[:1], ["a", "b"], trim_end_n=trim)
+        assert reasons(rejects, "record") == {"P1": [outcome]}, trim
+        assert kept["nucleotides"].to_pylist() == ([sequence] if trim else [f"NNNNN{sequence}NN"])
+    # sites: none then refused, refused then none, refused then refused otherwise, refused twice alike
+    site = {
+        "A": (None, "43,5; 10.2"),
+        "B": ("43,5; 10.2", None),
+        "C": ("43,5; 10.2", "95; 10"),
+        "D": ("95; 10", "95;  10"),
+    }
+    ids = sorted(site)
+    older = with_cells(
+        records("a", [(f"{k}-21", "Phoridae", 2 + i) for i, k in enumerate(ids)]), coord_raw=[site[k][0] for k in ids]
+    )
+    newer = with_cells(
+        records("b", [(f"{k}-21", "Phoridae", 9 + i) for i, k in enumerate(ids)]), coord_raw=[site[k][1] for k in ids]
+    )
+    photos = [images("a", [(f"{k}-21", f"s{k}", None) for k in ids])]
+    for policy, expected in (
+        ("latest", {"A-21": "43,5; 10.2", "C-21": "95; 10", "D-21": "95; 10"}),
+        ("first", {"B-21": "43,5; 10.2", "C-21": "43,5; 10.2", "D-21": "95; 10"}),
+    ):
+        kept, rejects, _, redelivered = join_shard([older, newer], photos, ["a", "b"], duplicate_policy=policy)
+        named = {r["processid"]: r["old"] for r in redelivered.to_pylist() if r["rule"] == "coordinates_refused"}
+        assert named == expected, policy
+        assert reasons(rejects, "record")["D-21"] == ["duplicate_record"]
+
+
 def test_different_copies_in_one_delivery_are_rejected_whatever_the_policy():
     """Delivery order cannot choose between two rows of one batch. An earlier batch's clean copy stays under
     ``first`` (the earliest delivery decides); under ``latest`` the deciding delivery is the conflicting one, so the

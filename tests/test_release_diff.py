@@ -843,3 +843,24 @@ def test_a_diff_that_differs_from_the_one_made_again_is_shown_row_by_row_or_as_r
     found = Findings(None)
     _compare_diffs(table(made[::-1]), table(made), "diff.csv", found)
     assert found.report() == ["diff.csv: the rows of the diff made again against --previous, in another order"]
+
+
+def test_a_site_ingest_refused_or_no_longer_refuses_names_the_rule(tmp_path):
+    """A site ingest refused (step 0, field coord, rule coordinates_refused), or one the previous release refused and
+    this one takes: the diff said only "its source row, photo or an earlier stage changed" (reviewer diffm)."""
+    base = {"processid": "P1", "split": "train"}
+    taken, refused = _release([{**base, "coord-lat": "45.5", "coord-lon": "16.4"}]), _release([base])
+    rejects = pd.DataFrame(columns=["kind", "processid", "reason"])
+    logged = pd.DataFrame(
+        [{"processid": "P1", "field": "coord", "old": "45,5; 16.4", "new": None, "rule": "coordinates_refused"}]
+    )
+    none = pd.DataFrame(columns=["processid", "field", "rule"])
+    _write_csv(taken, tmp_path / "taken.csv")
+    table, _ = release_diff(tmp_path / "taken.csv", refused, rejects, logged)
+    assert {row["field"]: row["why"] for row in table.to_pylist()} == {
+        "coord-lat": "coordinates_refused",
+        "coord-lon": "coordinates_refused",
+    }
+    _write_csv(refused, tmp_path / "refused.csv")
+    table, _ = release_diff(tmp_path / "refused.csv", taken, rejects, none, previous_changes=logged)
+    assert all("coordinates_refused" in row["why"] for row in table.to_pylist()) and table.num_rows == 2

@@ -952,3 +952,16 @@ def test_the_graph_names_the_shipped_model_and_rule_the_photo_jobs_read(finished
     for job in photo_jobs:
         used = job["used"] if isinstance(job["used"], list) else [job["used"]]
         assert {by_name[MODEL]["@id"], by_name[FUSION_RULE]["@id"]} <= set(used)
+
+
+def test_the_join_jobs_compare_end_ns_as_the_barcode_step_reads_them(sample_dir, tmp_path):
+    """With ``barcodes.trim_end_n: false`` the barcode step keeps end Ns, so two deliveries differing only there
+    differ in the release: the join jobs must not take them for one copy (reviewer diffm)."""
+    for trim, option in ((True, "--trim-end-n"), (False, "--no-trim-end-n")):
+        workdir = make_workdir(tmp_path / str(trim), sample_dir)
+        config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+        config["barcodes"]["trim_end_n"] = trim
+        (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+        plan = run_snakemake(workdir, "--dry-run", "--printshellcmds")
+        joins = [line for line in plan.stdout.splitlines() if " ingest join " in line]
+        assert joins and all(line.rstrip().split(" > ")[0].endswith(option) for line in joins), joins[:1]

@@ -106,11 +106,15 @@ rule join_shard:
         batch_order=",".join(BATCHES),
         ingest=JOIN_PARAMS_JSON,
         shard_number=shard_number_args,
+        # the barcode step's: whether end Ns tell two copies of a record apart
+        end_n=(
+            "--trim-end-n" if config["barcodes"]["trim_end_n"] else "--no-trim-end-n"
+        ),
     shell:
         "{params.cli} ingest join --records {input.records:q} --inventory {input.inventory:q} "
         "--rejected-keys {input.rejected_keys:q} "
         "--batch-order {params.batch_order:q} --outdir {params.outdir:q} {params.shard_number} "
-        "--params {params.ingest:q} > {log} 2>&1"
+        "--params {params.ingest:q} {params.end_n} > {log} 2>&1"
 
 
 rule ingest_accounting:

@@ -90,6 +90,7 @@ def cmd_ingest_join(args) -> int:
         duplicate_policy=params.duplicate_policy,
         markers=params.markers,
         require_images=params.require_images,
+        trim_end_n=args.trim_end_n,
     )
     print(json.dumps(accounting, sort_keys=True))
     return 0
@@ -132,6 +133,7 @@ def cmd_ingest_run(args) -> int:
             shards=args.shards,
             params=_ingest_params(args),
             store=store,
+            trim_end_n=args.trim_end_n,
         )
     )
     if store is not None:
@@ -155,6 +157,13 @@ def _add_ingest_options(p):
         "--require-images",
         action=argparse.BooleanOptionalAction,
         help="reject records that have no usable photo (default: yes)",
+    )
+    p.add_argument(
+        "--trim-end-n",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the barcode step trims end Ns (barcodes.trim_end_n): copies differing only there are the same "
+        "(default: yes)",
     )
 
 

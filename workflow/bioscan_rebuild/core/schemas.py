@@ -184,17 +184,19 @@ SEQUENCE_WHITESPACE = r"[\s\x{0b}\x{85}\p{Z}]"
 SEQUENCE_NOISE = rf"(?:{SEQUENCE_WHITESPACE}|[.\-])+"
 
 
-def comparable_sequences(values) -> np.ndarray:
-    """Each raw sequence without ``SEQUENCE_NOISE``, upper-cased, without the Ns at its ends (object array; None
-    stays): what two layouts' copies of one record must agree on. Barcode identity ignores the end Ns whatever
-    ``barcodes.trim_end_n`` says (``barcode_key``): two copies that differed only there were a conflict, and the
-    record was lost."""
+def comparable_sequences(values, trim_end_n: bool = True) -> np.ndarray:
+    """Each raw sequence without ``SEQUENCE_NOISE``, upper-cased, and without the Ns at its ends where the barcode
+    step trims them (``trim_end_n``, as ``barcodes.trim_end_n``; object array, None stays): what two layouts'
+    copies of one record must agree on. Two copies that differed only in end Ns the barcode step trims were a
+    conflict, and the record was lost."""
     import pandas as pd
     import pyarrow.compute as pc
 
     given = pa.array(pd.Series(values, dtype=object), pa.string(), from_pandas=True)
     bases = pc.utf8_upper(pc.replace_substring_regex(given, SEQUENCE_NOISE, ""))
-    return pc.replace_substring_regex(bases, r"^N+|N+$", "").to_numpy(zero_copy_only=False)
+    if trim_end_n:
+        bases = pc.replace_substring_regex(bases, r"^N+|N+$", "")
+    return bases.to_numpy(zero_copy_only=False)
 
 
 # Unicode format characters (zero-width space and joiners, word joiner, BOM...): invisible, so pasted into a

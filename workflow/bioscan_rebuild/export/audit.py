@@ -2142,7 +2142,8 @@ def replay_metadata(config: dict, exports, root: Path, workdir: Path):
             "require_images": False,
         }
     )
-    ingest_local([path for _, path in exports], [], workdir / "ingest", shards=1, params=params)
+    trim_end_n = (config.get("barcodes") or {}).get("trim_end_n", True)
+    ingest_local([path for _, path in exports], [], workdir / "ingest", shards=1, params=params, trim_end_n=trim_end_n)
     shard = workdir / "ingest" / "shards" / "shard-000"
     records = pq.read_table(shard / "records.parquet", schema=INGESTED_SCHEMA)
     records = records.filter(pc.is_in(records["processid"], pa.array(sorted(ingested), pa.string())))

@@ -42,8 +42,8 @@ DIFF_SCHEMA = pa.schema(
 # Names the ingest and curation logs use for release columns.
 LOGGED_AS = {
     "dna_bin": ("dna_bin", "bin_uri"),
-    "coord-lat": ("lat",),
-    "coord-lon": ("lon",),
+    "coord-lat": ("lat", "coord"),  # coord: a site ingest refused (coordinates_refused)
+    "coord-lon": ("lon", "coord"),
     "dna_barcode": ("nucleotides",),
 }
 NOT_COMPARED = ("split", "chunk")  # a split move is its own kind of change; the chunk follows the split

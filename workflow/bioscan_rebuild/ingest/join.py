@@ -203,9 +203,12 @@ def _comparable_text(records: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
                 text = pc.utf8_upper(text)
             column = pd.Series(text.to_numpy(zero_copy_only=False), index=records.index, dtype=object)
             if field == "bin_uri":  # "AAA1234" and "BOLD: AAA1234" are the BIN curation makes BOLD:AAA1234
-                # once per BIN, not per copy: a whole delivery sent again makes every record a copy
-                spelled = {value: normalise_bin(value) or value for value in column.dropna().unique()}
-                column = column.map(spelled)
+                # from the value as delivered, as curation reads it (upper-cased first, a Cyrillic look-alike maps
+                # to another letter); once per BIN, not per copy: a whole delivery sent again makes every record a
+                # copy. A malformed one compares as cleaned above.
+                spelled = {value: normalise_bin(value) for value in records[field].dropna().unique()}
+                normal = records[field].map(spelled)
+                column = normal.where(normal.notna(), column)
         out[field] = column
     return pd.DataFrame(out, index=records.index)
 
@@ -271,6 +274,7 @@ def join_shard(
     require_images: bool = IngestParams.require_images,
     rejected_keys: list[str] = (),
     markers: tuple[str, ...] = IngestParams.markers,
+    trim_end_n: bool = True,
 ) -> tuple[pa.Table, pa.Table, dict]:
     """Resolve duplicates and join records to images within one shard.
 
@@ -318,11 +322,17 @@ def join_shard(
     # Only copies of one specimen are compared, so only they are normalised (the rest is most of 5M rows).
     # A v4 or BCDM-2024 copy pads its sequence with alignment gaps, a BCDM-2023 copy does not: the same content.
     copies = records[records["_key"].duplicated(keep=False)]
-    sequences = pd.Series(comparable_sequences(copies["nucleotides"]), index=copies.index, dtype=object)
+    # the end Ns count where the barcode step keeps them (barcodes.trim_end_n: false): a redelivery adding them
+    # changes the released barcode
+    sequences = pd.Series(comparable_sequences(copies["nucleotides"], trim_end_n), index=copies.index, dtype=object)
     comparable = _comparable_text(copies, [f for f in SIGNATURE_FIELDS if f not in ("processid", "nucleotides")])
     content_hash = pd.Series(np.zeros(len(records), np.uint64), index=records.index)
+    # a site ingest refused is content too (lat and lon are missing as for none given): a delivery giving one, or
+    # another, is no copy of one giving none, so the site named in the changes is the chosen delivery's
+    refused_site = copies["coord_raw"].where(copies["lat"].isna() | copies["lon"].isna())
+    refused_site = _comparable_text(pd.DataFrame({"coord_raw": refused_site}), ["coord_raw"])["coord_raw"]
     content_hash.loc[copies.index] = pd.util.hash_pandas_object(
-        comparable.assign(processid=copies["_key"], nucleotides=sequences), index=False
+        comparable.assign(processid=copies["_key"], nucleotides=sequences, _refused_site=refused_site), index=False
     ).to_numpy()
     sequences, comparable = sequences.reindex(records.index), comparable.reindex(records.index)
     locations = _location(records)

@@ -20,6 +20,7 @@ def ingest_local(
     shards: int = 1,
     params: IngestParams | None = None,
     store=None,
+    trim_end_n: bool = True,
 ) -> dict:
     """Run every ingest step in this process with the step functions the workflow's rules call,
     laid out as `workflow/rules/ingest.smk` lays out `results/ingest/`.
@@ -27,7 +28,8 @@ def ingest_local(
     Each export and each image folder is its own batch (`export-1`, `images-1`, ...), oldest
     first. Writes `outdir/shards/shard-NNN/records.parquet`, `outdir/accounting.json` and
     `outdir/rejects.parquet`; returns the accounting summary. `store` (an ImageStore) receives
-    the usable originals, as in the workflow. With no image folders, records need no photo.
+    the usable originals, as in the workflow. With no image folders, records need no photo. ``trim_end_n``: the
+    barcode step's (``barcodes.trim_end_n``): whether end Ns tell two copies of a record apart.
     """
     params = params or IngestParams()
     require_images = params.require_images and bool(image_dirs)
@@ -67,6 +69,7 @@ def ingest_local(
             duplicate_policy=params.duplicate_policy,
             markers=params.markers,
             require_images=require_images,
+            trim_end_n=trim_end_n,
         )
     return write_accounting(
         [outdir / "exports" / batch / "summary.json" for batch in export_batches],

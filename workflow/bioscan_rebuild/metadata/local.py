@@ -30,7 +30,8 @@ def metadata_local(
     """
     outdir = Path(outdir)
     shard_names = [shard_name(s) for s in range(shards)]
-    ingest = ingest_local(list(exports), [], outdir / "ingest", shards=shards)
+    trim_end_n = (barcode_params or BarcodeParams()).trim_end_n
+    ingest = ingest_local(list(exports), [], outdir / "ingest", shards=shards, trim_end_n=trim_end_n)
     records = [outdir / "ingest" / "shards" / shard / "records.parquet" for shard in shard_names]
     barcodes = [outdir / "metadata" / "barcodes" / f"{shard}.parquet" for shard in shard_names]
     for records_path, barcodes_path in zip(records, barcodes):
