@@ -23,6 +23,15 @@ CSV_NA_STRINGS = frozenset(
 
 RANKS = ("phylum", "class", "order", "family", "subfamily", "genus", "species")
 
+# What curation reads as no label or BIN: BOLD's placeholders, and every string a CSV reader takes for missing
+# (``#N/A``, ``<NA>``...: kept as a name, it would be a genus in our tables but missing in the released CSV, and the
+# CSV would re-split otherwise). Ingest compares two copies of a record so too.
+MISSING_TOKENS = frozenset(
+    {"", "none", "not_classified", "not classified", "no_data", "no data", "na", "n/a", "n.a.", "nan", "null", "-"}
+    | {"?", "unknown", "unidentified", "undetermined", "incertae sedis"}  # said in words: no label
+    | {token.lower() for token in CSV_NA_STRINGS}
+)
+
 # Content fields: what a record says about the specimen. Two rows with the same
 # processid and equal content fields are the same record delivered twice.
 CONTENT_FIELDS = (

@@ -22,6 +22,8 @@ from bioscan_rebuild.core.schemas import (
     IMAGE_COLUMNS,
     INGESTED_SCHEMA,
     INVISIBLE_CHARACTERS,
+    MISSING_TOKENS,
+    RANKS,
     RECORD_SCHEMA,
     REDELIVERY_SCHEMA,
     REJECT_SCHEMA,
@@ -187,7 +189,8 @@ def _others(location: pd.Series, rows: list, row) -> str:
 
 def _comparable_text(records: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
     """The text fields as compared between copies of a record: Unicode NFC, invisible format characters out, white
-    space trimmed and runs of it one space, a BIN in its normal form (``core.bins``). A decomposed "Psychóda", as
+    space trimmed and runs of it one space, a BIN in its normal form (``core.bins``), a rank or BIN curation reads
+    as none (``MISSING_TOKENS``: "n.a.", "-") missing. A decomposed "Psychóda", as
     macOS writes, a zero-width space, a trailing space or "bold: aaa1234" is the same value: two copies that
     differed only so were both refused as a conflict, or logged a change whose two values look the same. The values
     themselves stay as delivered; the taxonomy stage cleans names and BINs and logs it."""
@@ -209,8 +212,20 @@ def _comparable_text(records: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
                 spelled = {value: normalise_bin(value) for value in records[field].dropna().unique()}
                 normal = records[field].map(spelled)
                 column = normal.where(normal.notna(), column)
+            if field == "bin_uri" or field in RANKS:  # "n.a.", "-", "unknown": no label or BIN, as curation reads it
+                said_none = {value for value in column.dropna().unique() if _is_missing_token(value)}
+                if said_none:
+                    column = column.where(~column.isin(said_none).to_numpy(), None)
         out[field] = column
     return pd.DataFrame(out, index=records.index)
+
+
+_MISSING_UNDOTTED = frozenset(token.rstrip(".") for token in MISSING_TOKENS)  # "n.a" as "n.a."
+
+
+def _is_missing_token(value: str) -> bool:
+    text = str(value).strip().casefold()
+    return text in MISSING_TOKENS or text.rstrip(".") in _MISSING_UNDOTTED
 
 
 def _redeliveries(records: pd.DataFrame, locations: pd.Series, reason, winner, comparable) -> pa.Table:
@@ -244,21 +259,32 @@ def _redeliveries(records: pd.DataFrame, locations: pd.Series, reason, winner, c
 REFUSED_SITE = "coordinates_refused"  # the changes table's rule for a site ingest could not take
 
 
-def _refused_sites(records: pd.DataFrame, locations: pd.Series) -> pa.Table:
-    """A row per kept record whose coordinates the export gave but ingest refused (not two numbers, or out of
-    range): the text as delivered, so that the release tells a refused site from none given (it was counted per
+def _refused_sites(records: pd.DataFrame, locations: pd.Series, keep, reason, winner) -> pa.Table:
+    """A row per site ingest refused (the export gave coordinates, not two numbers in range) of a kept record, or
+    of a copy merged into one as the same content (``duplicate_record``: a refused site and none given are the same
+    release, and its text is no content: "(95,10)" and "95; 10" say one thing in two layouts), each with the text
+    as delivered and its own source row: the release tells a refused site from none given (it was counted per
     export only, outside the release)."""
-    given = records["coord_raw"].notna().to_numpy()
-    refused = given & (records["lat"].isna() | records["lon"].isna()).to_numpy()
-    rows = np.flatnonzero(refused)
+    refused = (records["coord_raw"].notna() & (records["lat"].isna() | records["lon"].isna())).to_numpy()
+    merged = RECORD_OUTCOMES["identical"]
+    rows, named = [], []
+    for row in np.flatnonzero(refused):
+        kept_as = row
+        while not keep[kept_as] and reason[kept_as] == merged and winner[kept_as] >= 0:
+            kept_as = winner[kept_as]
+        if keep[kept_as]:  # a copy another delivery replaced names no site of the release
+            rows.append(row)
+            named.append(records["processid"].iat[kept_as])
+    text = records["coord_raw"].iloc[rows].tolist()
+    sources = locations.iloc[rows].tolist()
     return pa.table(
         {
-            "processid": pa.array(records["processid"].iloc[rows].tolist(), pa.string()),
+            "processid": pa.array(named, pa.string()),
             "field": pa.array(["coord"] * len(rows), pa.string()),
-            "old": pa.array(records["coord_raw"].iloc[rows].tolist(), pa.string()),
+            "old": pa.array(text, pa.string()),
             "new": pa.nulls(len(rows), pa.string()),
-            "old_source": pa.array(locations.iloc[rows].tolist(), pa.string()),
-            "new_source": pa.array(locations.iloc[rows].tolist(), pa.string()),
+            "old_source": pa.array(sources, pa.string()),
+            "new_source": pa.array(sources, pa.string()),
             "rule": pa.array([REFUSED_SITE] * len(rows), pa.string()),
         },
         schema=REDELIVERY_SCHEMA,
@@ -327,12 +353,8 @@ def join_shard(
     sequences = pd.Series(comparable_sequences(copies["nucleotides"], trim_end_n), index=copies.index, dtype=object)
     comparable = _comparable_text(copies, [f for f in SIGNATURE_FIELDS if f not in ("processid", "nucleotides")])
     content_hash = pd.Series(np.zeros(len(records), np.uint64), index=records.index)
-    # a site ingest refused is content too (lat and lon are missing as for none given): a delivery giving one, or
-    # another, is no copy of one giving none, so the site named in the changes is the chosen delivery's
-    refused_site = copies["coord_raw"].where(copies["lat"].isna() | copies["lon"].isna())
-    refused_site = _comparable_text(pd.DataFrame({"coord_raw": refused_site}), ["coord_raw"])["coord_raw"]
     content_hash.loc[copies.index] = pd.util.hash_pandas_object(
-        comparable.assign(processid=copies["_key"], nucleotides=sequences, _refused_site=refused_site), index=False
+        comparable.assign(processid=copies["_key"], nucleotides=sequences), index=False
     ).to_numpy()
     sequences, comparable = sequences.reindex(records.index), comparable.reindex(records.index)
     locations = _location(records)
@@ -357,7 +379,7 @@ def join_shard(
                 source_line=dropped["source_line"].tolist(),
             )
         )
-    refused_sites = _refused_sites(records[keep], locations[keep])
+    refused_sites = _refused_sites(records, locations, keep, reason, winner)
     if refused_sites.num_rows:
         redelivered = pa.concat_tables([redelivered, refused_sites])
     records = records[keep].reset_index(drop=True)

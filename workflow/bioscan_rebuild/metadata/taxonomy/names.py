@@ -12,17 +12,10 @@ import pandas as pd
 
 from bioscan_rebuild.core.bins import CONFUSABLES
 from bioscan_rebuild.core.errors import InputError
-from bioscan_rebuild.core.schemas import CSV_NA_STRINGS, RANKS
+from bioscan_rebuild.core.schemas import MISSING_TOKENS, RANKS
 from bioscan_rebuild.metadata.taxonomy.changelog import ChangeLog, map_unique, set_field
 from bioscan_rebuild.metadata.taxonomy.tables import read_table
 
-# BOLD's placeholders, and every string a CSV reader takes for missing (``#N/A``, ``<NA>``...: kept as a name, it
-# would be a genus in our tables but missing in the released CSV, and the CSV would re-split otherwise)
-MISSING_TOKENS = frozenset(
-    {"", "none", "not_classified", "not classified", "no_data", "no data", "na", "n/a", "n.a.", "nan", "null", "-"}
-    | {"?", "unknown", "unidentified", "undetermined", "incertae sedis"}  # said in words: no label
-    | {token.lower() for token in CSV_NA_STRINGS}
-)
 _MISSING_UNDOTTED = frozenset(token.rstrip(".") for token in MISSING_TOKENS)  # "n.a" as "n.a."
 # What no name holds: markup an export kept ("<i>Aedes</i>"), quotes around a name or a word of it, symbols (emoji,
 # "™"; the hybrid sign "×" excepted); above the species, a bracketed aside ("Diptera (fly)", a subgenus after its
