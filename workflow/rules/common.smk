@@ -789,15 +789,13 @@ def detector_weights(wildcards):
     return _detector_files(wildcards.batch)[0]
 
 
-def shipped_model_files(wildcards):
-    """The shipped model files the batch's detector reads, as inputs so that the provenance graph names each with
-    its sha256 (a release named neither model nor rule); ancient: their sha256 is a parameter (shipped_model_of),
-    so a reinstall's new file times re-run nothing."""
+def shipped_model_paths(batch):
+    """The shipped model files the batch's detector reads. Not inputs of the photo jobs (an input's path is relative
+    to the working folder, so a project or checkout moved elsewhere would re-run every photo job): the provenance
+    plan names them as files those jobs used, so the graph gives each with its sha256 (a release named neither
+    model nor rule), and their sha256 is a parameter (shipped_model_of)."""
     folder = os.path.join(PACKAGE_DIR, "bioscan_rebuild", "detect", "models")
-    return [
-        ancient(os.path.relpath(os.path.join(folder, name)))
-        for name in _detector_files(wildcards.batch)[1]
-    ]
+    return [os.path.join(folder, name) for name in _detector_files(batch)[1]]
 
 
 _SHIPPED_SHA256 = {}
@@ -1039,6 +1037,8 @@ def _planned_job(rule, wildcards):
         return (
             None  # a batch without an export or without photos has no job of this rule
         )
+    if rule.name == "process_photos":  # files the job reads that are no inputs (shipped_model_paths)
+        inputs += shipped_model_paths(wildcards["batch"])
     outputs = [
         str(path).format(**wildcards) for path in getattr(rules, rule.name).output
     ]

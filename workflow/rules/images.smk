@@ -7,7 +7,6 @@ rule process_photos:
     input:
         inventory="results/ingest/images/{batch}/inventory/{group}.parquet",
         weights=detector_weights,
-        shipped_model=shipped_model_files,
         box_corrections=box_corrections_input,
     output:
         photos="results/images/photos/{batch}/{group}.parquet",
