@@ -34,7 +34,10 @@ PACKAGE = "bioscan_rebuild"
 MODULES: dict[str, tuple[list[str], list[str]]] = {
     "geometry": (["images/geometry.py", "core/boxes.py"], ["test_geometry.py"]),
     "barcodes": (["metadata/barcodes.py"], ["test_barcodes.py", "test_taxonomy.py"]),
-    "bin_taxonomy": (["metadata/bins.py", "metadata/taxonomy/names.py"], ["test_taxonomy.py", "test_barcodes.py"]),
+    "bin_taxonomy": (
+        ["core/bins.py", "metadata/bins.py", "metadata/taxonomy/names.py"],
+        ["test_taxonomy.py", "test_barcodes.py"],
+    ),
     "bold": (
         ["ingest/bold.py"],
         ["test_bold.py", "test_ingest.py", "test_bad_input.py", "test_barcodes.py", "test_taxonomy.py"],

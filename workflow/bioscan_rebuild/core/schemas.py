@@ -31,6 +31,8 @@ MISSING_TOKENS = frozenset(
     | {"?", "unknown", "unidentified", "undetermined", "incertae sedis"}  # said in words: no label
     | {token.lower() for token in CSV_NA_STRINGS}
 )
+# The same without their closing dot: "n.a" is read as "n.a."
+MISSING_TOKENS_UNDOTTED = frozenset(token.rstrip(".") for token in MISSING_TOKENS)
 
 # Content fields: what a record says about the specimen. Two rows with the same
 # processid and equal content fields are the same record delivered twice.

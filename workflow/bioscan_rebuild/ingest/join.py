@@ -23,6 +23,7 @@ from bioscan_rebuild.core.schemas import (
     INGESTED_SCHEMA,
     INVISIBLE_CHARACTERS,
     MISSING_TOKENS,
+    MISSING_TOKENS_UNDOTTED,
     RANKS,
     RECORD_SCHEMA,
     REDELIVERY_SCHEMA,
@@ -220,12 +221,9 @@ def _comparable_text(records: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
     return pd.DataFrame(out, index=records.index)
 
 
-_MISSING_UNDOTTED = frozenset(token.rstrip(".") for token in MISSING_TOKENS)  # "n.a" as "n.a."
-
-
 def _is_missing_token(value: str) -> bool:
     text = str(value).strip().casefold()
-    return text in MISSING_TOKENS or text.rstrip(".") in _MISSING_UNDOTTED
+    return text in MISSING_TOKENS or text.rstrip(".") in MISSING_TOKENS_UNDOTTED
 
 
 def _redeliveries(records: pd.DataFrame, locations: pd.Series, reason, winner, comparable) -> pa.Table:

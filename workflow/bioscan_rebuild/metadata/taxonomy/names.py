@@ -12,11 +12,10 @@ import pandas as pd
 
 from bioscan_rebuild.core.bins import CONFUSABLES
 from bioscan_rebuild.core.errors import InputError
-from bioscan_rebuild.core.schemas import MISSING_TOKENS, RANKS
+from bioscan_rebuild.core.schemas import MISSING_TOKENS, MISSING_TOKENS_UNDOTTED, RANKS
 from bioscan_rebuild.metadata.taxonomy.changelog import ChangeLog, map_unique, set_field
 from bioscan_rebuild.metadata.taxonomy.tables import read_table
 
-_MISSING_UNDOTTED = frozenset(token.rstrip(".") for token in MISSING_TOKENS)  # "n.a" as "n.a."
 # What no name holds: markup an export kept ("<i>Aedes</i>"), quotes around a name or a word of it, symbols (emoji,
 # "™"; the hybrid sign "×" excepted); above the species, a bracketed aside ("Diptera (fly)", a subgenus after its
 # genus) and a placeholder word after the name ("Zoxeda sp.")
@@ -89,7 +88,7 @@ def _name_shape(text: str, rank: str) -> str | None:
     folded = text.lower().rstrip(".")
     if not any(ch.isalpha() for ch in text) or folded in ("true", "false") or folded in _PLACEHOLDER_WORDS:
         return None
-    if folded in _MISSING_UNDOTTED or _is_number(text):
+    if folded in MISSING_TOKENS_UNDOTTED or _is_number(text):
         return None
     return text
 
