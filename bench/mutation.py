@@ -35,7 +35,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     "geometry": (["images/geometry.py", "core/boxes.py"], ["test_geometry.py"]),
     "barcodes": (["metadata/barcodes.py"], ["test_barcodes.py", "test_taxonomy.py"]),
     "bin_taxonomy": (
-        ["core/bins.py", "metadata/bins.py", "metadata/taxonomy/names.py"],
+        ["core/bins.py", "core/names.py", "metadata/bins.py", "metadata/taxonomy/names.py"],
         ["test_taxonomy.py", "test_barcodes.py"],
     ),
     "bold": (

@@ -213,6 +213,37 @@ def test_copies_that_the_barcode_and_bin_steps_make_one_are_the_same_record():
         assert redelivered.num_rows == 0
 
 
+def test_copies_whose_names_curation_makes_one_are_the_same_record():
+    """Two copies of a record whose names differ only where curation's steps 1 and 2 make them one (an author
+    citation, capitals, quotes, an accent, a look-alike letter, a qualifier's dot, a guess): both copies were
+    refused as a conflict and the specimen lost (reviewer names). Another name is still a conflict."""
+    pairs = [
+        ("species", "Aedes aegypti", "Aedes aegypti (Linnaeus, 1762)"),
+        ("genus", "Aedes", "AEDES"),
+        ("species", "Aedes aegypti", "'Aedes aegypti'"),
+        ("species", "Aedes schaferi", "Aedes sch\u00e4feri"),
+        ("genus", "Aedes", "\u0410edes"),
+        ("species", "Aedes cf aegypti", "Aedes cf. aegypti"),
+        ("genus", "Aedes?", None),
+        ("species", "Aedes aegypti", "Aedes vexans"),  # another species: a conflict
+    ]
+    rows = [(f"P{k}", "Culicidae", 2 + 2 * k + copy) for k in range(len(pairs)) for copy in (0, 1)]
+    table = records("a", rows)
+    for field in ("genus", "species"):
+        values = [None] * len(rows)
+        for k, (rank, first, second) in enumerate(pairs):
+            if rank == field:
+                values[2 * k], values[2 * k + 1] = first, second
+        table = table.set_column(table.schema.get_field_index(field), field, pa.array(values, pa.string()))
+    imgs = [images("a", [(f"P{k}", f"s{k}", None) for k in range(len(pairs))])]
+    kept, rejects, _, _ = join_shard([table], imgs, ["a"], duplicate_policy="latest")
+    found = reasons(rejects, "record")
+    last = f"P{len(pairs) - 1}"
+    assert sorted(kept["processid"].to_pylist()) == [f"P{k}" for k in range(len(pairs) - 1)], found
+    assert found[last] == ["duplicate_conflict"] * 2
+    assert all(found[f"P{k}"] == ["duplicate_record"] for k in range(len(pairs) - 1)), found
+
+
 def test_copies_compare_their_bins_sites_and_end_ns_as_the_later_steps_read_them():
     """A BIN with a lower-case Cyrillic or Greek look-alike was compared upper-cased, so another letter than
     curation reads (a later delivery's BIN dropped as the same copy); with ``trim_end_n: false`` end Ns the release

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 from bioscan_rebuild.core.bins import normalise_bin
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import read_table, write_json, write_table
+from bioscan_rebuild.core.names import name_as_curated
 from bioscan_rebuild.core.params import IngestParams
 from bioscan_rebuild.core.schemas import (
     IMAGE_COLUMNS,
@@ -190,11 +191,13 @@ def _others(location: pd.Series, rows: list, row) -> str:
 
 def _comparable_text(records: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
     """The text fields as compared between copies of a record: Unicode NFC, invisible format characters out, white
-    space trimmed and runs of it one space, a BIN in its normal form (``core.bins``), a rank or BIN curation reads
-    as none (``MISSING_TOKENS``: "n.a.", "-") missing. A decomposed "Psychóda", as
-    macOS writes, a zero-width space, a trailing space or "bold: aaa1234" is the same value: two copies that
-    differed only so were both refused as a conflict, or logged a change whose two values look the same. The values
-    themselves stay as delivered; the taxonomy stage cleans names and BINs and logs it."""
+    space trimmed and runs of it one space, a BIN in its normal form (``core.bins``) or missing where curation reads
+    none (``MISSING_TOKENS``: "n.a.", "-"), a rank's name as curation's steps 1 and 2 leave it (``core.names``:
+    "Aedes aegypti (Linnaeus, 1762)", "AEDES"). A decomposed "Psychóda", as macOS writes, a zero-width space, a
+    trailing space or "bold: aaa1234" is the same value: two copies that differed only so were both refused as a
+    conflict, or logged a change whose two values look the same. The values themselves stay as delivered; the
+    taxonomy stage cleans names and BINs and logs it (its tables, which ingest does not read, may still make two
+    names one)."""
     out = {}
     for field in fields:
         column = records[field]
@@ -213,10 +216,15 @@ def _comparable_text(records: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
                 spelled = {value: normalise_bin(value) for value in records[field].dropna().unique()}
                 normal = records[field].map(spelled)
                 column = normal.where(normal.notna(), column)
-            if field == "bin_uri" or field in RANKS:  # "n.a.", "-", "unknown": no label or BIN, as curation reads it
+            if field == "bin_uri":  # "n.a.", "-", "unknown": no BIN, as curation reads it
                 said_none = {value for value in column.dropna().unique() if _is_missing_token(value)}
                 if said_none:
                     column = column.where(~column.isin(said_none).to_numpy(), None)
+            elif field in RANKS:  # a name as curation's steps 1 and 2 leave it ("Aedes aegypti (Linnaeus, 1762)",
+                # "AEDES", "Culex pipiens x quinquefasciatus", "n.a."), once per name
+                named = {value: name_as_curated(value, field) for value in records[field].dropna().unique()}
+                curated = records[field].map(named)
+                column = curated.astype(object).where(curated.notna(), None)
         out[field] = column
     return pd.DataFrame(out, index=records.index)
 

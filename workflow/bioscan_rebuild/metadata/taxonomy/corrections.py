@@ -8,17 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bioscan_rebuild.core.names import clean_species, normalise_name
 from bioscan_rebuild.core.novel import novel_mask
-from bioscan_rebuild.core.schemas import RANKS, processid_keys
+from bioscan_rebuild.core.schemas import MISSING_TOKENS, RANKS, processid_keys
 from bioscan_rebuild.metadata.bins import normalise_bin
 from bioscan_rebuild.metadata.taxonomy.changelog import ChangeLog, set_field
-from bioscan_rebuild.metadata.taxonomy.names import (
-    FAMILY_GROUP_NAME,
-    MISSING_TOKENS,
-    clean_species,
-    fix_name,
-    normalise_name,
-)
+from bioscan_rebuild.metadata.taxonomy.names import FAMILY_GROUP_NAME, fix_name
 from bioscan_rebuild.metadata.taxonomy.parents import RANK_BIT, genus_of_species
 from bioscan_rebuild.metadata.taxonomy.tables import read_table
 

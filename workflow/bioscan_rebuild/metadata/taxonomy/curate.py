@@ -18,8 +18,10 @@ table in brackets):
 2. Typo / rewording table [``typo_table``]: rank, from, to, reason (rank ``*`` = any; the package ships
    ``metadata/tables/taxonomy_fixes.tsv``), user-extendable; applied to the normalised names. Then open-
    nomenclature qualifiers get their dot [``qualifier_dot``: ``Psathyromyia sp`` -> ``Psathyromyia sp.``, also
-   ``spp``, ``cf``, ``aff``, ``nr``, ``indet``], an author citation with its year after a species name is
-   taken off [``species_author``: ``Chironomus riparius Meigen, 1804`` -> ``Chironomus riparius``], and a name
+   ``spp``, ``cf``, ``aff``, ``nr``, ``near``, ``indet``, ``gr``, ``group``, ``complex``...: ``core.names``], a
+   subgenus inside a species name is taken off [``species_subgenus``: ``Aedes (Stegomyia) aegypti`` -> ``Aedes
+   aegypti``], then an author citation after it [``species_author``: ``Chironomus riparius Meigen, 1804``,
+   ``Aedes vexans Meigen`` -> the binomial], and a name
    that cannot be its column's rank becomes missing
    [``rank_misplaced``]: one the data holds at a higher rank (``Insecta`` as an order, ``Noctuidae`` as a
    genus), or a family-group name (``-idae``, ``-inae``, ``-oidea``, ``-ini``) as a genus.
@@ -104,7 +106,7 @@ import pandas as pd
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.novel import novel_mask
 from bioscan_rebuild.core.params import TaxonomyParams
-from bioscan_rebuild.core.schemas import RANKS, processid_keys
+from bioscan_rebuild.core.schemas import MISSING_TOKENS, RANKS, processid_keys
 from bioscan_rebuild.metadata.bins import bin_table, normalise_bin
 from bioscan_rebuild.metadata.taxonomy.changelog import ChangeLog, map_unique, set_field, working_columns
 from bioscan_rebuild.metadata.taxonomy.conflicts import resolve_conflicts
@@ -116,7 +118,6 @@ from bioscan_rebuild.metadata.taxonomy.corrections import (
     record_rows,
 )
 from bioscan_rebuild.metadata.taxonomy.names import (
-    MISSING_TOKENS,
     apply_fixes,
     check_species_genus,
     dot_qualifiers,

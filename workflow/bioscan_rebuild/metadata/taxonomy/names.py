@@ -3,102 +3,23 @@ table. The missing vocabulary and the look-alike letters serve BINs too (``metad
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bioscan_rebuild.core.bins import CONFUSABLES
 from bioscan_rebuild.core.errors import InputError
-from bioscan_rebuild.core.schemas import MISSING_TOKENS, MISSING_TOKENS_UNDOTTED, RANKS
+from bioscan_rebuild.core.names import (
+    dot_qualifier,
+    normalise_name,
+    without_author,
+    without_subgenus,
+)
+from bioscan_rebuild.core.schemas import RANKS
 from bioscan_rebuild.metadata.taxonomy.changelog import ChangeLog, map_unique, set_field
 from bioscan_rebuild.metadata.taxonomy.tables import read_table
 
-# What no name holds: markup an export kept ("<i>Aedes</i>"), quotes around a name or a word of it, symbols (emoji,
-# "™"; the hybrid sign "×" excepted); above the species, a bracketed aside ("Diptera (fly)", a subgenus after its
-# genus) and a placeholder word after the name ("Zoxeda sp.")
-_MARKUP = re.compile(r"<[^<>]*>")
-_QUOTES = str.maketrans("", "", "\"'`‘’‚“”„«»‹›")
-_ASIDE = re.compile(r"\s*\([^()]*\)")
-_PLACEHOLDER_AFTER = re.compile(r"\s+(?:sp|spp|gen|indet)\.?$", re.IGNORECASE)
-_PLACEHOLDER_WORDS = frozenset({"sp", "spp", "gen", "indet", "cf", "aff"})
-_NAMES_APART = re.compile(r"[;,/|&+]")
 FIX_COLUMNS = ("rank", "from", "to", "reason")
-
-
-def undo_mojibake(text: str) -> str:
-    """UTF-8 read as cp1252 or Latin-1, as often as it happened (``ChirÃ³nomus``) back to what was written
-    (``Chirónomus``): NFKC would make a new name of it (``³`` -> ``3``: ``ChirA3nomus``). Only text that decodes as
-    UTF-8 again changes; a name never carries these letters otherwise. Each round merges bytes into fewer
-    characters, so there are never more rounds than characters (a bound a changed line cannot loop past)."""
-    for _ in range(len(text)):
-        if not any("\x80" <= ch <= "\xff" for ch in text):  # every byte of UTF-8 read so lands there
-            return text
-        for encoding in ("cp1252", "latin-1"):  # cp1252 has no \x81, \x8d, \x8f, \x90, \x9d: Latin-1 does
-            try:
-                text = text.encode(encoding).decode("utf-8")
-                break
-            except UnicodeError:
-                continue
-        else:
-            return text
-    return text
-
-
-def normalise_name(value: str | None, rank: str) -> str | None:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    # invisible characters and look-alike letters out first: one of them kept the repair from decoding
-    text = "".join(ch for ch in str(value) if unicodedata.category(ch) != "Cf").translate(CONFUSABLES)
-    text = unicodedata.normalize("NFKC", undo_mojibake(text)).translate(CONFUSABLES)
-    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
-    text = " ".join(text.split())
-    if text.lower() in MISSING_TOKENS or "?" in text:  # "Megaselia?", "Phoridae?": a guess is no label
-        return None
-    # scientific names carry no diacritics (ICZN Art. 27): "Chirónomus" is Chironomus, and would pass its accent on
-    text = unicodedata.normalize(
-        "NFC", "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
-    )
-    # a lone accent ("´" is a space and a combining mark once NFKC-normalised) leaves nothing, or a space behind
-    text = " ".join(text.split())
-    if text.lower() in MISSING_TOKENS:
-        return None
-    text = _name_shape(text, rank)
-    if text is None:
-        return None
-    # a lower-case genus is evidence of a placeholder (published split protocol, rule 3): only upper case is fixed there
-    if rank != "species" and text.isalpha() and (text.isupper() or (text.islower() and rank != "genus")):
-        text = text.capitalize()
-    return text
-
-
-def _name_shape(text: str, rank: str) -> str | None:
-    """The name a cell holds once what no name holds is taken off; None when no name is left: no letter (``123``,
-    ``---``), a number or a truth value (``1e5``, ``True``, a spreadsheet's), a placeholder word alone (``sp.``),
-    a missing token with its full stop (``n.a``), or, above the species, several names in one cell."""
-    text = _MARKUP.sub(" ", text).translate(_QUOTES)
-    text = "".join(ch for ch in text if ch == "×" or not unicodedata.category(ch).startswith("S"))
-    text = " ".join(text.split()).rstrip(",;:")
-    if rank != "species":
-        text = _PLACEHOLDER_AFTER.sub("", _ASIDE.sub("", text)).rstrip("._-")
-        if _NAMES_APART.search(text):
-            return None
-    folded = text.lower().rstrip(".")
-    if not any(ch.isalpha() for ch in text) or folded in ("true", "false") or folded in _PLACEHOLDER_WORDS:
-        return None
-    if folded in MISSING_TOKENS_UNDOTTED or _is_number(text):
-        return None
-    return text
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text.replace(",", ""))
-    except ValueError:
-        return False
-    return True
 
 
 def normalise_names(cols: dict, log: ChangeLog) -> None:
@@ -235,19 +156,18 @@ def _with_renamed_genus(species: np.ndarray, rows: np.ndarray, new: list, rename
     return rows, [combined[i] for i in order]
 
 
-# Open-nomenclature qualifiers written without their dot ("Psathyromyia sp", "Tanytarsus spp", "Dicrotendipes cf
-# lobiger"): with it, the published protocol's placeholder test (a "." in the species) sees what they are.
-QUALIFIER_WITHOUT_DOT = r"(?<=\s)(sp|spp|cf|aff|nr|indet)(?=\s|$)"
-
-
 def dot_qualifiers(cols: dict, log: ChangeLog) -> None:
-    """Step 2, last [``qualifier_dot``]: ``sp``, ``spp``, ``cf``, ``aff``, ``nr``, ``indet`` after the first word
-    of a species name get their dot, so that ``Psathyromyia sp`` is the placeholder ``Psathyromyia sp.`` and not
-    a species of the closed-world splits."""
+    """Step 2, last [``qualifier_dot``]: an open-nomenclature word after the first word of a species name
+    (``core.names.OPEN_NOMENCLATURE``: ``sp``, ``cf``, ``nr``, ``near``, ``gr``, ``complex``...) gets its dot, so
+    that ``Psathyromyia sp`` is the placeholder ``Psathyromyia sp.`` and not a species of the closed-world splits."""
+    _each_species(cols, log, "qualifier_dot", dot_qualifier)
+
+
+def _each_species(cols: dict, log: ChangeLog, rule: str, rewrite) -> None:
     species = cols["species"]
     given = np.flatnonzero(~pd.isna(species))
-    fixed = map_unique(species[given], lambda v: None if v is None else re.sub(QUALIFIER_WITHOUT_DOT, r"\1.", v))
-    set_field(cols, log, "qualifier_dot", "species", given, fixed)
+    rewritten = map_unique(species[given], lambda value: None if value is None else rewrite(value))
+    set_field(cols, log, rule, "species", given, rewritten)
 
 
 # A capitalised family-group name (family, subfamily, superfamily, tribe endings): never a genus. (A lower-case
@@ -315,34 +235,11 @@ def check_species_genus(cols: dict, log: ChangeLog, placeholder: np.ndarray) -> 
     set_field(cols, log, "species_genus_mismatch", "species", rows[other], None)
 
 
-# A species name followed by its author citation ("Chironomus riparius Meigen, 1804", "Brumptomyia mesai (Barretto &
-# Coutinho, 1941)"): the citation is no part of the name, and two spellings of one species would vote apart.
-# Lower-case words that begin an author's name ("de Geer", "van der Wulp"), never a subspecies epithet.
-AUTHOR_PARTICLES = r"(?:de|van|von|der|den|des|du|da|di|dos|das|del|della|la|le|ter|zu|zur)"
-SPECIES_WITH_AUTHOR = re.compile(
-    rf"^(?P<name>[A-Z][a-z]+(?: \([A-Z][a-z]+\))? [a-z][a-z-]+(?: (?!{AUTHOR_PARTICLES} )[a-z][a-z-]+)?)"
-    r" \(?[^\W\d_][^()\d]*?,? (?:1[5-9]|20)\d{2}\)?$"
-)
-
-
-def clean_species(value: str) -> str | None:
-    """A normalised species name as step 2 leaves one (its qualifier's dot, without its author), or None when it is
-    one word and so names no species (``species_one_word``): a maintainer's correction gets the same rules."""
-    value = re.sub(QUALIFIER_WITHOUT_DOT, r"\1.", value)
-    found = SPECIES_WITH_AUTHOR.match(value)
-    value = found.group("name") if found else value
-    return value if " " in value else None
-
-
 def strip_authors(cols: dict, log: ChangeLog) -> None:
-    """Step 2, last [``species_author``]: an author citation with its year after a species name is taken off
-    (``Chironomus riparius Meigen, 1804`` -> ``Chironomus riparius``): otherwise the same species spelt with and
-    without it counts as two in the BIN vote, and the year's digits make it a placeholder to the protocol."""
-    species = cols["species"]
-    given = np.flatnonzero(~pd.isna(species))
-
-    def without_author(value):
-        found = None if value is None else SPECIES_WITH_AUTHOR.match(value)
-        return found.group("name") if found else value
-
-    set_field(cols, log, "species_author", "species", given, map_unique(species[given], without_author))
+    """Step 2, last: a subgenus between a species' genus and epithet is taken off [``species_subgenus``: ``Aedes
+    (Stegomyia) aegypti`` -> ``Aedes aegypti``], then an author citation after a species name [``species_author``:
+    ``Chironomus riparius Meigen, 1804``, ``Aedes vexans Meigen``, ``Musca domestica L.`` -> the binomial]:
+    otherwise the same species spelt with and without them counts as two in the BIN vote, and the year's digits
+    or the author's capital make it a placeholder to the protocol."""
+    _each_species(cols, log, "species_subgenus", without_subgenus)
+    _each_species(cols, log, "species_author", without_author)
