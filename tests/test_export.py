@@ -361,6 +361,22 @@ def test_export_fails_loudly_when_the_store_lost_an_image(tmp_path):
         )
 
 
+def test_a_photo_as_delivered_gone_from_the_store_names_the_job_that_stores_it(tmp_path):
+    """The original as delivered is the inventory's to store: the message sent the maintainer to the photo jobs,
+    which never store it, so following it failed the same way on every run (reviewer store)."""
+    import pytest
+
+    from bioscan_rebuild.export.spool import MissingImageError, derived_image_path
+
+    sha = "d8" + "2" * 62
+    row = {"processid": "P1", "image_sha256": sha, "params_key": "k", "original_full_is_source": True}
+    row.update({f"sha256_{package}": sha for package in ("original_full", "cropped")})
+    with pytest.raises(MissingImageError, match="original_full is not in the store .* --forcerun inventory_images"):
+        derived_image_path(tmp_path / "store", row, "original_full")
+    with pytest.raises(MissingImageError, match="cropped is not in the store .* --forcerun process_photos"):
+        derived_image_path(tmp_path / "store", row, "cropped")
+
+
 def test_the_correction_outcomes_say_what_applied_and_overridden_mean():
     """``overridden`` claimed a later row corrected the field where that row was refused; ``applied`` said nothing
     of a record a later stage took out of the release (the table is shipped as the build wrote it: the audit checks

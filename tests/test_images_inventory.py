@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shutil
 import stat
@@ -711,3 +712,74 @@ def test_a_change_to_the_inventory_code_but_the_photo_facts_reads_no_photo_again
     facts_code = package / "bioscan_rebuild" / "ingest" / "photo_facts.py"
     facts_code.write_text(facts_code.read_text() + "\n# a change to how facts are made\n")
     assert version() != first
+
+
+def _flip_in_place(path: Path, old: bytes, new: bytes) -> None:
+    """Replace ``old`` by ``new`` (as long) inside ``path``, as an edit in place or a disk fault does: the size is
+    kept, the modification time moved on (set here: the test runs within one tick of the file system's clock)."""
+    assert len(old) == len(new)
+    data = path.read_bytes()
+    assert old in data
+    path.chmod(0o644)
+    with open(path, "r+b") as handle:
+        handle.seek(data.index(old))
+        handle.write(new)
+    moved = path.stat().st_mtime_ns + 1_000_000_000
+    os.utime(path, ns=(moved, moved))
+
+
+def test_a_stored_result_or_jpeg_whose_bytes_changed_is_made_again(tmp_path):
+    """A digit changed in a photo's stored result (its size field, its box), or bytes changed inside a stored JPEG or
+    the stored original, kept the size: the result was reused, and the release took the wrong value or bytes with
+    exit 0 (the audit passed the changed size field; reviewer store)."""
+    from bioscan_rebuild.core.pilsafe import encode_jpeg
+    from bioscan_rebuild.detect.base import Detection
+    from bioscan_rebuild.images.process import DerivedStore, DetectionStore, PhotoResult
+
+    store = ImageStore(tmp_path / "store", mode="copy")
+    original = encode_jpeg(np.full((8, 8, 3), 90, np.uint8))
+    sha = hashlib.sha256(original).hexdigest()
+    source = tmp_path / "a.jpg"
+    source.write_bytes(original)
+    store.put_original(source, sha, "jpeg", original)
+    derived = DerivedStore(store, KEY)
+    crop = encode_jpeg(np.zeros((8, 8, 3), np.uint8))
+    result = PhotoResult(
+        "ok",
+        sha256={"cropped": hashlib.sha256(crop).hexdigest(), "original_full": sha},
+        original_full_is_source=True,
+        image_measurement_value=34202,
+    )
+    derived.save(sha, result, {"cropped": crop})
+    assert derived.load(sha) == result
+    _flip_in_place(derived.result_path(sha), b"34202", b"74202")
+    assert derived.load(sha) is None and not derived.result_path(sha).exists()
+
+    derived.save(sha, result, {"cropped": crop})
+    stored_crop = derived.image_path(sha, "cropped")
+    middle = stored_crop.read_bytes()[len(crop) // 2 : len(crop) // 2 + 4]
+    _flip_in_place(stored_crop, middle, bytes(b ^ 0xFF for b in middle))
+    assert derived.load(sha) is None and not stored_crop.exists()
+
+    derived.save(sha, result, {"cropped": crop})
+    stored_original = store.original_path(sha, "jpeg")
+    _flip_in_place(stored_original, original[20:24], bytes(b ^ 0xFF for b in original[20:24]))
+    assert derived.load(sha) is None  # the photo job reads the delivery again and repairs the stored original
+
+    store.repair_original(sha, "jpeg", original)
+    derived.save(sha, result, {"cropped": crop})
+    os.utime(stored_crop, ns=(1, 1))  # a copy of the store that did not keep the times: the bytes are the same
+    assert derived.load(sha) == result
+    assert json.loads(derived.result_path(sha).read_bytes())["files"]["cropped"][1] == 1  # hashed once, not again
+
+    # a result an older version wrote (no seal, no fingerprints) is trusted as before, and sealed
+    legacy = {key: value for key, value in json.loads(derived.result_path(sha).read_bytes()).items()}
+    del legacy["_sha256"], legacy["files"]
+    derived.result_path(sha).write_bytes(json.dumps(legacy, sort_keys=True).encode())
+    assert derived.load(sha) == result and "_sha256" in json.loads(derived.result_path(sha).read_bytes())
+
+    detections = DetectionStore(store, KEY)
+    detections.save(sha, Detection("ok", (475, 10, 600, 90), pixel_count=5, score=0.5, candidates=1))
+    assert detections.load(sha).box == (475, 10, 600, 90)
+    _flip_in_place(store.detection_path(KEY, sha), b"475", b"575")
+    assert detections.load(sha) is None

@@ -17,7 +17,11 @@ again, and an original is read back through ``read_original``, which hashes it. 
 the delivered file itself (one inode): a delivery rewritten in place changes it, which that check catches (the
 image stage then repairs it from the delivery, or reports ``source_changed``); a photo whose result is cached is
 checked too when its original is linked (``original_damaged``). A ``copy`` mode run copies an original that an
-earlier ``link`` mode run left linked.
+earlier ``link`` mode run left linked. The image stage's small JSON files (a photo's result, its detection) are
+sealed with the sha256 of what they hold (``seal``/``unseal``): one whose bytes changed is made again, never
+reused. A photo's result also records each of its stored JPEGs' size and modification time
+(``file_fingerprint``): a JPEG whose fingerprint changed since (an edit in place, a copy of the store) is hashed
+again before the result is reused.
 """
 
 from __future__ import annotations
@@ -141,6 +145,11 @@ class ImageStore:
             return self._commit(target, lambda temporary: Path(temporary).write_bytes(data))
         return self._commit(target, lambda temporary: _copy_checked(source, temporary, sha256))
 
+    def replace_bytes(self, target: Path, data: bytes) -> Path:
+        """Atomically write bytes to ``target``, whatever it holds now (a sealed file whose fingerprints changed
+        may keep its size)."""
+        return self._commit(target, lambda temporary: Path(temporary).write_bytes(data))
+
     def put_bytes(self, target: Path, data: bytes) -> Path:
         """Atomically write bytes to `target` unless it already holds as many (a file of another size there is
         damaged: truncated by a crash or a full disk, or changed through a hard link, and is replaced)."""
@@ -175,6 +184,38 @@ class ImageStore:
         """Replace a damaged stored original with ``data`` (whose sha256 the caller checked): a copy, never a link
         (the damage may have come through one)."""
         return self._commit(self.original_path(sha256, image_format), lambda t: Path(t).write_bytes(data))
+
+
+SEAL = "_sha256"  # the key a sealed JSON file holds its own checksum under
+
+
+def seal(facts: dict) -> bytes:
+    """``facts`` as JSON with the sha256 of their canonical form beside them (``unseal`` checks it)."""
+    body = json.dumps(facts, sort_keys=True)
+    return json.dumps({**facts, SEAL: hashlib.sha256(body.encode()).hexdigest()}, sort_keys=True).encode()
+
+
+def unseal(data: bytes) -> tuple[dict, bool]:
+    """The facts of a ``seal``-ed file and whether it was sealed (files an older version wrote were not: trusted as
+    before, and sealed when next written). Raises ValueError when the bytes are not what was sealed."""
+    facts = json.loads(data)
+    if not isinstance(facts, dict):
+        raise ValueError("not a JSON object")
+    if SEAL not in facts:
+        return facts, False
+    digest = facts.pop(SEAL)
+    if digest != hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest():
+        raise ValueError("its bytes changed after it was written")
+    return facts, True
+
+
+def file_fingerprint(path: Path) -> list[int] | None:
+    """Size and modification time of ``path`` (None when it is gone): what a write in place changes."""
+    try:
+        facts = path.stat()
+    except FileNotFoundError:
+        return None
+    return [facts.st_size, facts.st_mtime_ns]
 
 
 JPEG_END = b"\xff\xd9"  # the end-of-image marker every JPEG the image stage writes ends with

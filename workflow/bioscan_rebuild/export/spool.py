@@ -204,10 +204,15 @@ def derived_image_path(store_root: Path, row: dict, package: str, check_end: boo
         return None
     path = ImageStore(store_root).package_path(key, sha, package, bool(row.get("original_full_is_source")))
     if not path.exists():
+        # the original as delivered is the inventory's to store, the other packages the photo jobs'
+        remedy = (
+            "redo the inventory of its batch, which stores only what is missing: snakemake --forcerun inventory_images"
+            if _is_source(row, package)
+            else "redo its photo jobs, which make only what is missing again: snakemake --forcerun process_photos"
+        )
         raise MissingImageError(
             f"{row.get('processid')}: {package} is not in the store at {path}: files were removed from the store "
-            "after the image stage wrote them; redo its photo jobs, which make only what is missing again: "
-            "snakemake --forcerun process_photos (with image_store.mode none a release cannot take images)"
+            f"after the image stage wrote them; {remedy} (with image_store.mode none a release cannot take images)"
         )
     # the cheap check, for files cloned unread (the audit compares every hash); a source photo may end otherwise
     if check_end and not _is_source(row, package) and not whole_jpeg(path):

@@ -30,7 +30,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
-import json
 import math
 import re
 import warnings
@@ -44,7 +43,15 @@ from PIL import Image, ImageCms, ImageFile, ImageOps
 
 from bioscan_rebuild.core.params import ImageParams
 from bioscan_rebuild.core.pilsafe import PHOTO_FORMATS, decoder_pixels, error_detail, open_image, several_pictures
-from bioscan_rebuild.core.store import ImageStore, params_key, whole_jpeg
+from bioscan_rebuild.core.store import (
+    ImageStore,
+    file_fingerprint,
+    file_sha256,
+    params_key,
+    seal,
+    unseal,
+    whole_jpeg,
+)
 from bioscan_rebuild.detect.base import Detection
 from bioscan_rebuild.images.geometry import (
     apply_crop,
@@ -719,7 +726,9 @@ class DetectionStore:
         the file written afresh, which put_bytes would not do over a file of the same size)."""
         path = self.store.detection_path(self.key, sha)
         try:
-            stored = json.loads(path.read_text())
+            stored, sealed = unseal(path.read_bytes())
+            if not sealed:  # an older version's file, trusted as before: sealed now
+                self.store.replace_bytes(path, seal(stored))
             return Detection(
                 stored["status"],
                 None if stored["box"] is None else tuple(int(v) for v in stored["box"]),
@@ -743,7 +752,7 @@ class DetectionStore:
             "candidates": int(detection.candidates),
             "review": list(detection.review or ()),
         }
-        self.store.put_bytes(self.store.detection_path(self.key, sha), json.dumps(facts, sort_keys=True).encode())
+        self.store.put_bytes(self.store.detection_path(self.key, sha), seal(facts))
 
 
 class DerivedStore:
@@ -759,44 +768,71 @@ class DerivedStore:
         return self.store.derived_image_path(self.key, sha, package)
 
     def load(self, sha: str) -> PhotoResult | None:
-        """The stored result, or None when there is none or one of its JPEGs is gone from the store (deleted, or
-        a disk cleaned up) or cut short (an interrupted copy of the store): the photo is then processed again, as a
-        re-run is expected to repair."""
+        """The stored result, or None when there is none, its bytes changed after it was written (its seal), or one
+        of its JPEGs is gone from the store (deleted, or a disk cleaned up), cut short (an interrupted copy of the
+        store) or changed: the photo is then processed again, as a re-run is expected to repair. A JPEG whose size
+        or modification time is not the one the result recorded is hashed: its bytes decide."""
         path = self.result_path(sha)
         try:
-            stored = json.loads(path.read_bytes())
-            if not isinstance(stored, dict) or not isinstance(stored.get("status"), str):
+            stored, sealed = unseal(path.read_bytes())
+            if not isinstance(stored.get("status"), str):
                 raise ValueError("not a photo result")
         except FileNotFoundError:
             return None
         except ValueError:
-            # cut short or emptied (a store copied onto a full disk): processed again and written afresh, which
-            # put_bytes would not do over a file of the same size
+            # cut short, emptied (a store copied onto a full disk) or changed: processed again and written afresh,
+            # which put_bytes would not do over a file of the same size
             path.unlink(missing_ok=True)
             return None
+        files = stored.pop("files", None)
         if stored["status"] == "undecodable" and stored.get("decode_check", 0) < DECODE_CHECK:
             return None  # judged by an older strict check (the key is the same): judged again
         try:
             result = PhotoResult(**stored)
         except TypeError:  # whole, but with fields this code does not know: not damage; processed again and written
             return None
-        for package in result.sha256:
-            if package == "original_full" and result.original_full_is_source:
-                # the original itself, which the store may not hold (mode none); linked to a delivery rewritten in
-                # place since the result was stored, it is no longer this photo: processed again, which repairs it
+        checked = {}
+        for package, digest in result.sha256.items():
+            source = package == "original_full" and result.original_full_is_source
+            image = self._stored_image(sha, package, result)
+            if source:
+                # linked to a delivery rewritten in place since the result was stored, it is no longer this photo
                 if self.store.original_damaged(sha, "jpeg", since_ns=path.stat().st_mtime_ns):
                     return None
-                continue
-            image = self.image_path(sha, package)
-            if not whole_jpeg(image):  # gone, or damaged at its end: made again
+            elif not whole_jpeg(image):  # gone, or damaged at its end: made again
                 image.unlink(missing_ok=True)  # a damaged file of the right size would be kept by put_bytes
                 return None
+            fingerprint = file_fingerprint(image)
+            if fingerprint is None:  # an original the store does not hold (image_store.mode none): no damage
+                continue
+            changed = sealed and (files or {}).get(package) != fingerprint
+            if changed and file_sha256(image) != (sha if source else digest):
+                if not source:  # (a stored original is repaired from its delivery by the photo job)
+                    image.unlink(missing_ok=True)
+                return None
+            checked[package] = fingerprint
+        if not sealed or files != checked:  # an older version's result, or a JPEG hashed again: sealed as it is now
+            self._write_result(sha, result, checked)
         return result
+
+    def _stored_image(self, sha: str, package: str, result: PhotoResult) -> Path:
+        """Where the store holds a package's JPEG; for the original as delivered, the stored original."""
+        if package == "original_full" and result.original_full_is_source:
+            return self.store.original_path(sha, "jpeg")
+        return self.image_path(sha, package)
+
+    def _write_result(self, sha: str, result: PhotoResult, files: dict) -> None:
+        """The result, sealed, with the size and modification time of each JPEG it names as the store holds them."""
+        self.store.replace_bytes(self.result_path(sha), seal({**asdict(result), "files": files}))
 
     def save(self, sha: str, result: PhotoResult, images: dict[str, bytes]) -> None:
         for package, blob in images.items():
             if package == "original_full" and result.original_full_is_source:
                 continue  # the original in the store is this image already
             self.store.put_bytes(self.image_path(sha, package), blob)
+        files = {}
+        for package in result.sha256:
+            if (fingerprint := file_fingerprint(self._stored_image(sha, package, result))) is not None:
+                files[package] = fingerprint
         # The result is written last: its presence means the photo is complete.
-        self.store.put_bytes(self.result_path(sha), json.dumps(asdict(result), sort_keys=True).encode())
+        self._write_result(sha, result, files)
