@@ -2434,3 +2434,91 @@ def test_a_site_ingest_refuses_is_named_in_the_changes_of_its_record(realdata, t
         ["0", "SITE1-21", "coord", "95; 10", ""],
     ]
     assert refused["source"].tolist() == ["export-1:sites.tsv:2", "export-1:sites.tsv:3"]
+
+
+def test_no_command_writes_over_one_of_its_inputs(tmp_path):
+    """`barcodes fasta -o curated.parquet` replaced the curated table with a FASTA, `accounting -o` ingest's
+    accounting with the run's, exit 0 (reviewer cli); the other commands that write named files had no guard
+    either. Each is one line, exit 2, its input left as it was."""
+    for name in ("c.parquet", "b.parquet", "a.json", "r.parquet", "s.json", "plan.json", "x.parquet"):
+        (tmp_path / name).write_bytes(b"input " + name.encode())
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "meta" / "curated.parquet").write_bytes(b"input")
+    (tmp_path / "sp").mkdir()
+    (tmp_path / "sp" / "splits.parquet").write_bytes(b"input")
+    runs = [
+        ["barcodes", "fasta", "--curated", "c.parquet", "--barcodes", "b.parquet", "-o", "c.parquet"],
+        ["accounting", "--ingest-accounting", "a.json", "--records", "r.parquet", "--images", "x.parquet"]
+        + ["--curated", "c.parquet", "--metadata-rejects", "r.parquet", "--splits", "s.json"]
+        + ["--split-excluded", "x.parquet", "-o", "a.json"],
+        ["images", "summary", "s.json", "-o", "s.json"],
+        ["ingest", "accounting", "--parse-summary", "s.json", "-o", "o.json", "--rejects-out", "s.json"],
+        ["provenance", "plan.json", "-o", "plan.json", "--config-out", "c.json"],
+        ["taxonomy", "curate", "--records", "meta/curated.parquet", "--barcodes", "b.parquet", "--outdir", "meta"],
+        ["splits", "--curated", "c.parquet", "--barcodes", "sp/splits.parquet", "--outdir", "sp"],
+    ]
+    for args in runs:
+        result = _run_cli(*args, cwd=tmp_path)
+        assert result.returncode == 2 and "the output is an input" in result.stderr, (args, result.stderr[-500:])
+        assert "Traceback" not in result.stderr
+    assert (tmp_path / "c.parquet").read_bytes() == b"input c.parquet"
+    assert (tmp_path / "meta" / "curated.parquet").read_bytes() == b"input"
+
+
+def test_a_command_given_another_steps_accounting_or_no_shards_says_so(tmp_path):
+    """`accounting` given another step's JSON, `ingest accounting` given swapped summaries: KeyError tracebacks;
+    `taxonomy curate` without shards wrote an empty "balanced" curation, exit 0, and `splits` without barcode
+    shards named no option (reviewer cli)."""
+    (tmp_path / "other.json").write_text('{"records": 3}')
+    (tmp_path / "listing.json").write_text('{"batch": "images-1", "files": 2, "listed": 2, "rejected": 0}')
+    runs = [
+        (
+            ["accounting", "--ingest-accounting", "other.json", "--curated", "c.parquet"]
+            + ["--metadata-rejects", "r.parquet", "--splits", "s.parquet", "--split-excluded", "e.parquet"]
+            + ["-o", "acc.json"],
+            "other.json: not ingest's accounting",
+        ),
+        (
+            ["ingest", "accounting", "--parse-summary", "listing.json", "-o", "ia.json", "--rejects-out", "ir.parquet"],
+            "listing.json: not an export's parse summary",
+        ),
+        (["taxonomy", "curate", "--outdir", "cur"], "give the record shards (--records) and their barcode shards"),
+        (["splits", "--curated", "c.parquet", "--outdir", "sp"], "give the barcode shards (--barcodes)"),
+        (["images", "summary", "--box-corrections", "b.tsv", "-o", "s.json"], "give both"),
+    ]
+    for args, phrase in runs:
+        result = _run_cli(*args, cwd=tmp_path)
+        assert result.returncode == 2 and phrase in result.stderr and "Traceback" not in result.stderr, (
+            args,
+            result.stderr[-800:],
+        )
+    assert not (tmp_path / "cur").exists()
+
+
+def test_the_same_record_shard_given_twice_is_refused_by_curation(realdata, tmp_path):
+    """`taxonomy curate` given one shard twice said "balanced" with every record of it counted twice, and the
+    split step then failed in a pandas traceback (reviewer cli)."""
+    from bioscan_rebuild.core.errors import InputError
+    from bioscan_rebuild.metadata.stage import clean_shard, curate_tables
+
+    ingest_local([realdata / REAL_V4], [], tmp_path / "ingest")
+    records = tmp_path / "ingest" / "shards" / "shard-000" / "records.parquet"
+    clean_shard(records, tmp_path / "barcodes.parquet")
+    with pytest.raises(InputError, match="more than once .* give each shard once"):
+        curate_tables([records, records], [tmp_path / "barcodes.parquet"] * 2, tmp_path / "meta")
+    assert not (tmp_path / "meta").exists()
+    assert curate_tables([records], [tmp_path / "barcodes.parquet"], tmp_path / "meta")["balanced"]
+
+
+def test_an_ingest_run_into_an_earlier_runs_folder_leaves_none_of_its_shards(realdata, tmp_path):
+    """`ingest run -o OUT` with fewer shards or exports than an earlier run into OUT left that run's shards and
+    batches there; the next steps read them beside this run's, under an accounting of this run alone (reviewer
+    cli)."""
+    (tmp_path / "keep").mkdir(parents=True)
+    ingest_local([realdata / REAL_V4, realdata / REAL_V4], [], tmp_path, shards=4)
+    (tmp_path / "shards" / "notes").mkdir()  # not the layout's: left alone
+    summary = ingest_local([realdata / REAL_V4], [], tmp_path, shards=2)
+    assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == ["notes", "shard-000", "shard-001"]
+    assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == ["export-1"]
+    held = sum(pq.read_metadata(p).num_rows for p in (tmp_path / "shards").glob("shard-*/records.parquet"))
+    assert held == summary["kept"]["records"] and (tmp_path / "keep").is_dir()

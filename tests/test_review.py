@@ -1274,3 +1274,24 @@ def test_the_review_page_and_template_are_utf8_whatever_the_locale(tmp_path):
         capture_output=True,
     )
     assert "PID-A · ok" in (tmp_path / "q" / "review.html").read_text(encoding="utf-8")
+
+
+def test_the_reports_captions_say_what_the_code_does():
+    """The contact sheet's caption put photos not ``ok`` first, where the sheet opens with the flagged ones; the
+    image summary's caption left out the ``record_rejected`` outcome (reviewer docs)."""
+    from bioscan_rebuild.images.contact_sheet import sheet_order
+    from bioscan_rebuild.images.corrections import OUTCOME_DETAIL
+    from conftest import REPO
+
+    report = REPO / "workflow" / "report"
+    caption = " ".join((report / "images_summary.rst").read_text().split())
+    for outcome in [*OUTCOME_DETAIL, "invalid_value"]:
+        assert f"``{outcome}``" in caption, outcome
+    rows = [
+        {"processid": "a", "image_status": "no_object", "needs_review": False},
+        {"processid": "b", "image_status": "ok", "needs_review": False},
+        {"processid": "c", "image_status": "ok", "needs_review": True, "detector_score": 0.4},
+    ]
+    assert [row["processid"] for row in sheet_order(rows)] == ["c", "a", "b"]
+    sheet = " ".join((report / "contact_sheet.rst").read_text().split())
+    assert sheet.index("flagged for review come first") < sheet.index("not ``ok``") < sheet.index("then the others")

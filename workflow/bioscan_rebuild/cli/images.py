@@ -119,6 +119,11 @@ def cmd_images_shard(args) -> int:
 def cmd_images_summary(args) -> int:
     from bioscan_rebuild.images.shard import summarize_shards
 
+    if args.box_corrections and not args.corrections_out:  # the table was read by no one, exit 0
+        raise InputError("images summary: --box-corrections is judged into --corrections-out: give both")
+    inputs = [*args.summaries, *args.photo_summaries, *args.images, args.box_corrections, *args.record_rejects]
+    distinct_outputs(inputs, [args.output, args.corrections_out])
+    file_outputs(args.output, args.corrections_out)
     summary = summarize_shards(
         args.summaries,
         args.output,

@@ -7,7 +7,7 @@ import dataclasses
 import json
 import sys
 
-from bioscan_rebuild.cli.common import batch_dirs, json_option, positive_int
+from bioscan_rebuild.cli.common import batch_dirs, distinct_outputs, file_outputs, json_option, positive_int
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.params import IngestParams
 from bioscan_rebuild.core.store import MODES
@@ -105,6 +105,9 @@ def _print_totals(summary: dict) -> None:
 def cmd_ingest_accounting(args) -> int:
     from bioscan_rebuild.ingest.accounting import write_accounting
 
+    inputs = [*args.parse_summary, *args.list_summary, *args.shard_accounting, *args.rejects]
+    distinct_outputs(inputs, [args.output, args.rejects_out])
+    file_outputs(args.output, args.rejects_out)
     _print_totals(
         write_accounting(
             args.parse_summary, args.list_summary, args.shard_accounting, args.rejects, args.output, args.rejects_out

@@ -79,15 +79,21 @@ def cmd_barcodes_fasta(args) -> int:
 
     if not args.barcodes:  # the sequences are there: without them the FASTA is empty, exit 0
         raise InputError("barcodes fasta: give the barcode shards (--barcodes)")
+    distinct_outputs([args.curated, *args.barcodes, args.splits], [args.output])
+    file_outputs(args.output)
     written = write_fasta_from(args.curated, args.barcodes, args.output, args.splits)
     print(f"wrote {written} sequences to {args.output}")
     return 0
 
 
 def cmd_taxonomy_curate(args) -> int:
-    from bioscan_rebuild.metadata.stage import curate_tables
+    from bioscan_rebuild.metadata.stage import CURATE_OUTPUTS, curate_tables
 
+    if not args.records or not args.barcodes:  # an empty curation, "balanced", exit 0
+        raise InputError("taxonomy curate: give the record shards (--records) and their barcode shards (--barcodes)")
     fixes, corrections = _taxonomy_tables(args)
+    inputs = [*args.records, *args.barcodes, fixes, corrections, *args.redeliveries, *args.ingest_rejects]
+    distinct_outputs(inputs, [Path(args.outdir) / name for name in CURATE_OUTPUTS])
     summary = curate_tables(
         args.records,
         args.barcodes,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bioscan_rebuild.cli.common import distinct_outputs, json_option
+from bioscan_rebuild.cli.common import distinct_outputs, file_outputs, json_option
 from bioscan_rebuild.core.errors import InputError
 
 
@@ -50,6 +50,9 @@ def cmd_release(args) -> int:
 def cmd_accounting(args) -> int:
     from bioscan_rebuild.export.accounting import write_run_accounting
 
+    inputs = [args.ingest_accounting, *args.records, *args.images, args.curated, args.metadata_rejects]
+    distinct_outputs([*inputs, args.splits, args.split_excluded], [args.output])
+    file_outputs(args.output)
     summary = write_run_accounting(
         args.output,
         ingest_accounting=args.ingest_accounting,
@@ -109,6 +112,8 @@ def cmd_audit(args) -> int:
 def cmd_provenance(args) -> int:
     from bioscan_rebuild.export.provenance import write_provenance
 
+    distinct_outputs([args.plan], [args.output, args.config_out])
+    file_outputs(args.output, args.config_out)
     print(json.dumps(write_provenance(args.plan, args.output, args.config_out), sort_keys=True))
     return 0
 

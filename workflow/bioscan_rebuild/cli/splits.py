@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from bioscan_rebuild.cli.common import distinct_outputs, file_outputs, tie_order_option
 from bioscan_rebuild.core.errors import InputError
@@ -40,9 +41,13 @@ def _check_freeze(args) -> None:
 
 
 def cmd_splits(args) -> int:
-    from bioscan_rebuild.splits.stage import split_tables
+    from bioscan_rebuild.splits.stage import SPLIT_OUTPUTS, split_tables
 
+    if not args.barcodes:  # "must pass at least one table", naming no option
+        raise InputError("splits: give the barcode shards (--barcodes)")
     _check_freeze(args)
+    outputs = [Path(args.outdir) / name for name in SPLIT_OUTPUTS]
+    distinct_outputs([args.curated, *args.barcodes, args.freeze, args.freeze_manifest, *args.images], outputs)
     summary = split_tables(args.curated, args.barcodes, args.outdir, args.freeze, args.images, args.tie_order)
     print(json.dumps(summary, sort_keys=True))
     return 0

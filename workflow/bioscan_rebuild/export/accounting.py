@@ -80,7 +80,11 @@ def _stage(name, came_in: set, kept: set, rejected: dict[str, str], with_photo: 
 
 def account_run(*, ingest_accounting, records, images, curated, metadata_rejects, splits, split_excluded) -> dict:
     """The end-to-end accounting of one run (see the module docstring). Raises AccountingError where it fails."""
-    ingest = read_json(ingest_accounting, "ingest's accounting")
+    ingest = read_json(
+        ingest_accounting, "ingest's accounting", ("inputs", "kept", "batches", "shards", "rejects_by_reason")
+    )
+    if not isinstance(ingest["kept"], dict) or not {"records", "images"} <= set(ingest["kept"]):
+        raise InputError(f"{ingest_accounting}: not ingest's accounting (its 'kept' names no records and images)")
     ingested = _column(records, ["processid", "image_path"])
     kept = _processids(ingested, "ingest")
     with_photo = set(ingested.filter(pc.is_valid(ingested["image_path"]))["processid"].to_pylist())

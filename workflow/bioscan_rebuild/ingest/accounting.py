@@ -34,9 +34,13 @@ def _read_tables(paths, schema: pa.Schema) -> pa.Table:
 
 def account(parse_summaries, listing_summaries, shard_accountings, reject_paths) -> tuple[dict, pa.Table]:
     """Sum every count and check the whole run balances. Returns (summary, all rejects)."""
-    parse = [read_json(p, "an export's parse summary") for p in parse_summaries]
-    listings = [read_json(p, "an image folder's listing summary") for p in listing_summaries]
-    shards = [read_json(p, "a shard's accounting") for p in shard_accountings]
+    # each with the keys read below: another step's file was a KeyError traceback
+    parse_keys = ("batch", "export", "export_sha256", "layout", "data_lines", "records", "rejected", "blank_lines")
+    parse = [read_json(p, "an export's parse summary", parse_keys) for p in parse_summaries]
+    listing_keys = ("batch", "files", "listed", "rejected")
+    listings = [read_json(p, "an image folder's listing summary", listing_keys) for p in listing_summaries]
+    shard_keys = ("records_in", "records_kept", "images_in", "images_kept")
+    shards = [read_json(p, "a shard's accounting", shard_keys) for p in shard_accountings]
     rejects = _read_tables(reject_paths, REJECT_SCHEMA)
     rejects = rejects.sort_by(
         [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from bioscan_rebuild.core.params import IngestParams
@@ -37,6 +38,11 @@ def ingest_local(
     shard_names = [shard_name(s) for s in range(shards)]
     export_batches = [f"export-{i}" for i in range(1, len(exports) + 1)]
     image_batches = {f"images-{i}": image_dir for i, image_dir in enumerate(image_dirs, 1)}
+    # an earlier run into the same folder left its own shards and batches: the next steps would read them beside
+    # this run's (two runs' records, under an accounting of one)
+    _remove_others(outdir / "shards", "shard-*", shard_names)
+    _remove_others(outdir / "exports", "export-*", export_batches)
+    _remove_others(outdir / "images", "images-*", image_batches)
 
     for batch, export in zip(export_batches, exports):
         parse_to_shards(
@@ -81,3 +87,10 @@ def ingest_local(
         outdir / "accounting.json",
         outdir / "rejects.parquet",
     )
+
+
+def _remove_others(folder: Path, pattern: str, kept) -> None:
+    """The folders under ``folder`` named as this layout names them (``pattern``) that this run does not write."""
+    for stale in sorted(folder.glob(pattern)) if folder.is_dir() else ():
+        if stale.is_dir() and stale.name not in kept:
+            shutil.rmtree(stale)

@@ -124,6 +124,18 @@ def _name_rejected_corrections(outcomes: pd.DataFrame, rejected_processids) -> N
     outcomes.loc[unknown & ours, "outcome"] = "record_rejected"
 
 
+# what ``curate_tables`` writes into its folder
+CURATE_OUTPUTS = (
+    "curated.parquet",
+    "changes.parquet",
+    "bins.parquet",
+    "lineage.parquet",
+    "corrections.tsv",
+    "rejects.parquet",
+    "summary.json",
+)
+
+
 def curate_tables(
     record_paths,
     barcode_paths,
@@ -153,6 +165,14 @@ def curate_tables(
             f"the barcode shards ({', '.join(str(p) for p in barcode_paths)}) do not line up with the record shards "
             f"({', '.join(str(p) for p in record_paths)}): {len(qc)} against {len(labels)} rows; give them in the "
             "same order, or run clean_barcodes again"
+        )
+    repeated = labels["processid"].duplicated(keep=False).to_numpy()
+    if repeated.any():  # a shard given twice, or two runs' shards: "balanced", and the split step's traceback
+        named = ", ".join(pd.unique(labels["processid"][repeated])[:3])
+        raise InputError(
+            f"the record shards ({', '.join(str(p) for p in record_paths)}) hold {len(labels)} records, "
+            f"{int(labels['processid'].duplicated().sum())} of them more than once ({named}...): give each shard "
+            "once, of one ingest run"
         )
     bad = qc["barcode_status"].to_numpy() != "ok"
     rejected = labels[bad]

@@ -109,6 +109,9 @@ def _freeze_splits(processid: pa.Array, split_names: pa.Array, path) -> pd.Serie
     return pd.Series(split, index=processids, name="split")
 
 
+SPLIT_OUTPUTS = ("splits.parquet", "summary.csv", "excluded.parquet")  # what ``split_tables`` writes into its folder
+
+
 def split_tables(curated_path, barcode_paths, outdir, freeze_csv=None, image_paths=None, tie_order="reference") -> dict:
     """The split stage: curated labels + cleaned barcodes -> ``splits.parquet`` (processid, split, chunk,
     barcode_key; sorted by processid) and ``summary.csv`` (samples, barcodes, species per split). ``freeze_csv``:
