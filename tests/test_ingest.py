@@ -244,6 +244,24 @@ def test_copies_whose_names_curation_makes_one_are_the_same_record():
     assert all(found[f"P{k}"] == ["duplicate_record"] for k in range(len(pairs) - 1)), found
 
 
+def test_copies_whose_places_differ_only_in_letter_case_are_the_same_record():
+    """``CANADA`` and ``Canada`` are one place to curation, which writes each place one way: two copies that differed
+    only so were refused as a conflict (the specimen lost). Another place is still a conflict."""
+    table = records("a", [("P1", "Culicidae", 2), ("P1", "Culicidae", 3), ("P2", "Culicidae", 4)])
+    for field, values in {
+        "country": ["CANADA", "Canada", "Canada"],
+        "province_state": ["ontario", "Ontario", "Ontario"],
+    }.items():
+        table = table.set_column(table.schema.get_field_index(field), field, pa.array(values, pa.string()))
+    later = records("b", [("P2", "Culicidae", 2)])
+    later = later.set_column(later.schema.get_field_index("country"), "country", pa.array(["Mexico"], pa.string()))
+    imgs = [images("a", [("P1", "s1", None), ("P2", "s2", None)])]
+    kept, rejects, _, redelivered = join_shard([table, later], imgs, ["a", "b"], duplicate_policy="latest")
+    found = reasons(rejects, "record")
+    assert sorted(kept["processid"].to_pylist()) == ["P1", "P2"] and found["P1"] == ["duplicate_record"]
+    assert sorted(redelivered.to_pydict()["field"]) == ["country", "province_state"]  # another place: a change
+
+
 def test_copies_compare_their_bins_sites_and_end_ns_as_the_later_steps_read_them():
     """A BIN with a lower-case Cyrillic or Greek look-alike was compared upper-cased, so another letter than
     curation reads (a later delivery's BIN dropped as the same copy); with ``trim_end_n: false`` end Ns the release

@@ -1873,3 +1873,38 @@ def test_what_is_no_author_stays_in_a_species_name(given, released):
     from bioscan_rebuild.core.names import clean_species
 
     assert clean_species(given) == released
+
+
+def test_a_place_written_in_several_letter_cases_is_written_one_way():
+    """``CANADA`` beside ``Canada`` was released as another country and counted apart in the statistics (reviewer
+    geo). Each place takes the spelling most of its records write in mixed case (else the most written), a
+    province within its country; a province of the same name in another country is another place."""
+    places = [
+        *[("Canada", "Ontario")] * 2,
+        *[("CANADA", "ONTARIO")] * 5,
+        ("canada", None),
+        *[("COSTA RICA", "Limon")] * 2,
+        ("costa rica", "LIMON"),
+        ("United States", "Georgia"),
+        ("GEORGIA", "Georgia"),
+        ("Georgia", None),
+    ]
+    records = pd.DataFrame(
+        [
+            {**_ranked(f"p{i}", f"k{i}", order="Diptera"), "country": country, "province_state": province}
+            for i, (country, province) in enumerate(places)
+        ]
+    )
+    result = curate(records)
+    out = by_pid(result)
+    assert out["country"].tolist() == ["Canada"] * 8 + ["COSTA RICA"] * 3 + ["United States", "Georgia", "Georgia"]
+    provinces = out["province_state"].fillna("-").tolist()
+    assert provinces == ["Ontario"] * 7 + ["-"] + ["Limon"] * 3 + ["Georgia", "Georgia", "-"]
+    changes = result["changes"]
+    moved = changes[changes["rule"] == "place_spelling"]
+    assert sorted(set(moved["processid"])) == sorted({"p2", "p3", "p4", "p5", "p6", "p7", "p10", "p12"})
+    canada = moved.loc[moved["processid"] == "p7", ["old", "new", "ratio"]]
+    assert canada.values.tolist() == [["canada", "Canada", 0.25]]
+    replayed = replay(records, changes).set_index("processid")
+    assert replayed.loc[out.index, "country"].tolist() == out["country"].tolist()
+    assert replayed.loc[out.index, "province_state"].fillna("-").tolist() == provinces

@@ -1,6 +1,7 @@
 """A taxon name's normal form, one value at a time: curation's steps 1 and 2 without their tables
 (``metadata.taxonomy.names`` applies them to the rank columns and logs each change), and what ingest compares two
-copies of a record by (copies that differ only where curation makes them one are one record)."""
+copies of a record by (copies that differ only where curation makes them one are one record); and a place's key,
+by which curation writes each place one way."""
 
 from __future__ import annotations
 
@@ -178,6 +179,14 @@ def clean_species(value: str) -> str | None:
     (``species_one_word``): a maintainer's correction gets the same rules."""
     value = species_as_step_2_leaves_it(value)
     return value if " " in value else None
+
+
+def place_key(value) -> str | None:
+    """What two spellings of one place (a country, a province) share: the text in one letter case and one Unicode
+    form (``CANADA``, ``canada`` and ``Canada`` are one place; curation writes each place one way)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return unicodedata.normalize("NFC", str(value)).casefold()
 
 
 def name_as_curated(value: str | None, rank: str) -> str | None:

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from bioscan_rebuild.core.bins import normalise_bin
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.io import read_table, write_json, write_table
-from bioscan_rebuild.core.names import name_as_curated
+from bioscan_rebuild.core.names import name_as_curated, place_key
 from bioscan_rebuild.core.params import IngestParams
 from bioscan_rebuild.core.schemas import (
     IMAGE_COLUMNS,
@@ -220,6 +220,9 @@ def _comparable_text(records: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
                 said_none = {value for value in column.dropna().unique() if _is_missing_token(value)}
                 if said_none:
                     column = column.where(~column.isin(said_none).to_numpy(), None)
+            elif field in ("country", "province_state"):  # "CANADA" is Canada: curation writes each place one way
+                keyed = {value: place_key(value) for value in column.dropna().unique()}
+                column = column.map(keyed).astype(object).where(column.notna(), None)
             elif field in RANKS:  # a name as curation's steps 1 and 2 leave it ("Aedes aegypti (Linnaeus, 1762)",
                 # "AEDES", "Culex pipiens x quinquefasciatus", "n.a."), once per name
                 named = {value: name_as_curated(value, field) for value in records[field].dropna().unique()}

@@ -15,6 +15,11 @@ table in brackets):
    (``DIPTERA``, ``diptera`` -> ``Diptera``; ``MEGASELIA`` -> ``Megaselia``). Species keep their case, and so
    does a lower-case genus unless the data holds it capitalised (``megaselia`` -> ``Megaselia`` when some
    record says ``Megaselia``): case is evidence for placeholder names (published split protocol, rules 2 and 3).
+   Ligatures are two letters (``Cœlioxys`` -> ``Coelioxys``), every dash a hyphen, a stray mark goes
+   (``aegypti*``, ``Culicidae .``), the hybrid sign ``x`` is ``×``, a full stop after an epithet goes. Then places
+   [``place_spelling``, ``metadata.taxonomy.places``]: a country, or a province within its country, written in
+   several letter cases (``CANADA``, ``Canada``) is written as most of its records write it in mixed case (else
+   as most write it; a tie: the first in code-point order), with that spelling's share as the ratio.
 2. Typo / rewording table [``typo_table``]: rank, from, to, reason (rank ``*`` = any; the package ships
    ``metadata/tables/taxonomy_fixes.tsv``), user-extendable; applied to the normalised names. Then open-
    nomenclature qualifiers get their dot [``qualifier_dot``: ``Psathyromyia sp`` -> ``Psathyromyia sp.``, also
@@ -133,6 +138,7 @@ from bioscan_rebuild.metadata.taxonomy.parents import (
     infer_parents,
     refill_after_corrections,
 )
+from bioscan_rebuild.metadata.taxonomy.places import unify_place_spelling
 from bioscan_rebuild.metadata.taxonomy.tables import class_phylum
 
 
@@ -154,6 +160,7 @@ def curate(
     inferred = np.zeros(len(cols["processid"]), np.uint8)
     counts: dict = {}
     normalise_names(cols, log)  # 1.
+    unify_place_spelling(cols, log)
     apply_fixes(cols, log, fixes)  # 2.
     dot_qualifiers(cols, log)
     strip_authors(cols, log)
