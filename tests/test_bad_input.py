@@ -2518,8 +2518,19 @@ def test_an_ingest_run_into_an_earlier_runs_folder_leaves_none_of_its_shards(rea
     (tmp_path / "keep").mkdir(parents=True)
     ingest_local([realdata / REAL_V4, realdata / REAL_V4], [], tmp_path, shards=4)
     (tmp_path / "shards" / "notes").mkdir()  # not the layout's: left alone
-    summary = ingest_local([realdata / REAL_V4], [], tmp_path, shards=2)
+    (tmp_path / "images" / "images-5").mkdir(parents=True)  # a delivery's photos kept there (reviewer diffo)
+    (tmp_path / "images" / "images-5" / "P1.jpg").write_bytes(b"photo")
+    # an export kept in a folder the layout names, beside a summary of its own: an input, never removed
+    delivery = tmp_path / "exports" / "export-7"
+    delivery.mkdir()
+    shutil.copy(realdata / REAL_V4, delivery / "export.tsv")
+    (delivery / "summary.json").write_text("{}")
+    with pytest.raises(FileNotFoundError):  # a run that fails removes nothing
+        ingest_local([tmp_path / "missing.tsv"], [], tmp_path, shards=1)
+    assert (tmp_path / "shards" / "shard-003").is_dir()
+    summary = ingest_local([delivery / "export.tsv"], [], tmp_path, shards=2)
     assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == ["notes", "shard-000", "shard-001"]
-    assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == ["export-1"]
+    assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == ["export-1", "export-7"]
+    assert (tmp_path / "images" / "images-5" / "P1.jpg").is_file() and (delivery / "export.tsv").is_file()
     held = sum(pq.read_metadata(p).num_rows for p in (tmp_path / "shards").glob("shard-*/records.parquet"))
     assert held == summary["kept"]["records"] and (tmp_path / "keep").is_dir()

@@ -36,6 +36,34 @@ OPEN_NOMENCLATURE = (
 )
 QUALIFIER_WITHOUT_DOT = rf"(?<=\s)({OPEN_NOMENCLATURE})(?=\s|$)"
 _QUALIFIER_WORDS = frozenset(OPEN_NOMENCLATURE.split("|")) | {"n", "nov", "gen", "var", "f", "lato", "stricto"}
+# Words a full stop abbreviates after a species' last epithet (a rank, a status): their dot stays, and with it the
+# protocol's placeholder evidence ("Acisoma ascalaphoides subsp.": the subspecies not determined)
+_ABBREVIATED = _QUALIFIER_WORDS | {
+    *("subsp", "sbsp", "forma", "fo", "ined", "auct", "ms", "det", "nom", "nud", "emend", "str", "comb", "stat"),
+    *("syn", "non", "nec", "ex", "al", "morph", "sect", "ser", "cl", "pop", "biotype", "ecotype"),
+}
+# Words after an epithet that name a group, a form or a population, never an author ("melanogaster Subgroup",
+# "gambiae Form", "rivulorum Like"): the name stays whole, a placeholder by the protocol's capital-letter rule
+_NO_AUTHOR = (
+    _QUALIFIER_WORDS
+    | _ABBREVIATED
+    | {
+        *("subgroup", "section", "series", "cluster", "clade", "lineage", "form", "type", "morpha", "like"),
+        *(
+            "race",
+            "strain",
+            "variety",
+            "population",
+            "haplotype",
+            "clone",
+            "larva",
+            "larvae",
+            "nymph",
+            "male",
+            "female",
+        ),
+    }
+)
 
 
 def undo_mojibake(text: str) -> str:
@@ -102,7 +130,7 @@ def _name_shape(text: str, rank: str) -> str | None:
         text = _HYBRID_X.sub(" × ", text)
         last = text.rpartition(" ")[2]
         # a full stop after a plain epithet ("Aedes albopictus.") is none of a qualifier's ("Aedes sp.")
-        if last.endswith(".") and last[:-1].isalpha() and last[:-1].islower() and last[:-1] not in _QUALIFIER_WORDS:
+        if last.endswith(".") and last[:-1].isalpha() and last[:-1].islower() and last[:-1] not in _ABBREVIATED:
             text = text[:-1]
     else:
         text = _PLACEHOLDER_AFTER.sub("", _ASIDE.sub("", text)).rstrip("._- ")
@@ -140,18 +168,20 @@ def without_subgenus(value: str) -> str:
 
 
 # A species name followed by its author citation ("Chironomus riparius Meigen, 1804", "Brumptomyia mesai (Barretto &
-# Coutinho, 1941)", "Aedes vexans Meigen", "Musca domestica L."): the citation is no part of the name, and two
-# spellings of one species would vote apart. Lower-case words that begin an author's name ("de Geer", "van der
+# Coutinho, 1941)", "Culex torrentium (Martini)", "Musca domestica L."): the citation is no part of the name, and
+# two spellings of one species would vote apart. Lower-case words that begin an author's name ("de Geer", "van der
 # Wulp"), never a subspecies epithet.
 AUTHOR_PARTICLES = r"(?:de|van|von|der|den|des|du|da|di|dos|das|del|della|la|le|ter|zu|zur)"
 _SPECIES_NAME = rf"(?P<name>[A-Z][a-z]+(?: \([A-Z][a-z]+\))? [a-z][a-z-]+(?: (?!{AUTHOR_PARTICLES} )[a-z][a-z-]+)?)"
 SPECIES_WITH_AUTHOR = re.compile(rf"^{_SPECIES_NAME} \(?[^\W\d_][^()\d]*?,? (?:1[5-9]|20)\d{{2}}\)?$")
-# without a year: names only ("Meigen", "L.", "Barretto & Coutinho", "de Geer"), each a capital and lower-case
-# letters or an initial; a code ("BOLD", "ABC1") or a Malaise-trap word (the protocol's evidence) is no author
+# Without a year, only what reads as a citation and nothing else: names in brackets ("(Martini)", "(F.)"), an
+# abbreviated name ("L.", "Meig."), or several names ("Meigen & Wiedemann"), each a capital and lower-case letters
+# or an initial. One bare capitalised word ("Aedes vexans Meigen", "Aedes aegypti Formosus", "Drosophila
+# melanogaster Subgroup") may as well be a group, a form or a mis-capitalised epithet: it stays, as a code ("BOLD")
+# and a Malaise-trap word (the protocol's evidence) do.
 _AUTHOR_WORD = rf"(?:{AUTHOR_PARTICLES} )*[A-Z](?:[a-z'-]+\.?|\.)"
-SPECIES_WITH_YEARLESS_AUTHOR = re.compile(
-    rf"^{_SPECIES_NAME} (?P<author>\(?{_AUTHOR_WORD}(?:(?:,| &| et| and)? {_AUTHOR_WORD})*\)?)$"
-)
+_AUTHORS = rf"{_AUTHOR_WORD}(?:(?:,| &| et| and)? {_AUTHOR_WORD})*"
+SPECIES_WITH_YEARLESS_AUTHOR = re.compile(rf"^{_SPECIES_NAME} (?P<author>\({_AUTHORS}\)|{_AUTHORS})$")
 _MALAISE = re.compile(r"[mM]+[aA]+[lLiI]+[aA]+[iIlL]+[sSzZ]+[eE]+")
 
 
@@ -161,10 +191,14 @@ def without_author(value: str) -> str:
     if found:
         return found.group("name")
     found = SPECIES_WITH_YEARLESS_AUTHOR.match(value)
-    if found and not _MALAISE.search(found.group("author")):
-        words = re.findall(r"[A-Za-z]+", found.group("author"))
-        if not any(word.lower() in _QUALIFIER_WORDS for word in words):  # "Anopheles gambiae Group" names no one
-            return found.group("name")
+    if found is None or _MALAISE.search(found.group("author")):
+        return value
+    author = found.group("author")
+    words = re.findall(r"[A-Za-z]+", author)
+    cited = author.startswith("(") or author.endswith(".") or len(re.findall(r"[A-Z]", author)) > 1
+    # "F." is Fabricius; a word of a group, form or rank ("Group", "Form", "Subgroup") names no one
+    if cited and not any(len(word) > 1 and word.lower() in _NO_AUTHOR for word in words):
+        return found.group("name")
     return value
 
 

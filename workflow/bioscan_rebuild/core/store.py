@@ -21,7 +21,8 @@ earlier ``link`` mode run left linked. The image stage's small JSON files (a pho
 sealed with the sha256 of what they hold (``seal``/``unseal``): one whose bytes changed is made again, never
 reused. A photo's result also records each of its stored JPEGs' size and modification time
 (``file_fingerprint``): a JPEG whose fingerprint changed since (an edit in place, a copy of the store) is hashed
-again before the result is reused.
+again before the result is reused. A change that keeps both (a disk fault, a time set back by hand) is not seen
+here: the audit hashes every released file.
 """
 
 from __future__ import annotations

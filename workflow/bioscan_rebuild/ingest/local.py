@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -38,11 +39,6 @@ def ingest_local(
     shard_names = [shard_name(s) for s in range(shards)]
     export_batches = [f"export-{i}" for i in range(1, len(exports) + 1)]
     image_batches = {f"images-{i}": image_dir for i, image_dir in enumerate(image_dirs, 1)}
-    # an earlier run into the same folder left its own shards and batches: the next steps would read them beside
-    # this run's (two runs' records, under an accounting of one)
-    _remove_others(outdir / "shards", "shard-*", shard_names)
-    _remove_others(outdir / "exports", "export-*", export_batches)
-    _remove_others(outdir / "images", "images-*", image_batches)
 
     for batch, export in zip(export_batches, exports):
         parse_to_shards(
@@ -77,6 +73,13 @@ def ingest_local(
             require_images=require_images,
             trim_end_n=trim_end_n,
         )
+    # an earlier run into the same folder left its own shards and batches: the next steps would read them beside
+    # this run's (two runs' records, under an accounting of one). Removed once this run's are written, and only
+    # what this layout writes (a folder holding an input, a delivery's photos say, is never touched)
+    inputs = [*exports, *image_dirs]
+    _remove_others(outdir / "shards", "shard-*", shard_names, "accounting.json", inputs)
+    _remove_others(outdir / "exports", "export-*", export_batches, "summary.json", inputs)
+    _remove_others(outdir / "images", "images-*", image_batches, "summary.json", inputs)
     return write_accounting(
         [outdir / "exports" / batch / "summary.json" for batch in export_batches],
         [outdir / "images" / batch / "summary.json" for batch in image_batches],
@@ -89,8 +92,14 @@ def ingest_local(
     )
 
 
-def _remove_others(folder: Path, pattern: str, kept) -> None:
-    """The folders under ``folder`` named as this layout names them (``pattern``) that this run does not write."""
+def _remove_others(folder: Path, pattern: str, kept, written: str, inputs) -> None:
+    """The folders under ``folder`` named as this layout names them (``pattern``) that this run does not write, that
+    hold the file this layout writes there (``written``) and that neither hold nor lie inside an input."""
+    given = [os.path.realpath(path) for path in inputs]
     for stale in sorted(folder.glob(pattern)) if folder.is_dir() else ():
-        if stale.is_dir() and stale.name not in kept:
-            shutil.rmtree(stale)
+        if not stale.is_dir() or stale.name in kept or not (stale / written).is_file():
+            continue
+        where = os.path.realpath(stale)
+        if any(os.path.commonpath([where, path]) in (where, path) for path in given):
+            continue
+        shutil.rmtree(stale)

@@ -26,7 +26,7 @@ table in brackets):
    ``spp``, ``cf``, ``aff``, ``nr``, ``near``, ``indet``, ``gr``, ``group``, ``complex``...: ``core.names``], a
    subgenus inside a species name is taken off [``species_subgenus``: ``Aedes (Stegomyia) aegypti`` -> ``Aedes
    aegypti``], then an author citation after it [``species_author``: ``Chironomus riparius Meigen, 1804``,
-   ``Aedes vexans Meigen`` -> the binomial], and a name
+   ``Culex torrentium (Martini)``, ``Musca domestica L.`` -> the binomial; one bare capitalised word stays], and a name
    that cannot be its column's rank becomes missing
    [``rank_misplaced``]: one the data holds at a higher rank (``Insecta`` as an order, ``Noctuidae`` as a
    genus), or a family-group name (``-idae``, ``-inae``, ``-oidea``, ``-ini``) as a genus.
