@@ -2525,6 +2525,9 @@ def test_an_ingest_run_into_an_earlier_runs_folder_leaves_none_of_its_shards(rea
     delivery.mkdir()
     shutil.copy(realdata / REAL_V4, delivery / "export.tsv")
     (delivery / "summary.json").write_text("{}")
+    elsewhere = tmp_path / "elsewhere"  # a stale shard linked from another folder: the link goes, not its target
+    shutil.copytree(tmp_path / "shards" / "shard-003", elsewhere)
+    (tmp_path / "shards" / "shard-009").symlink_to(elsewhere)
     with pytest.raises(FileNotFoundError):  # a run that fails removes nothing
         ingest_local([tmp_path / "missing.tsv"], [], tmp_path, shards=1)
     assert (tmp_path / "shards" / "shard-003").is_dir()
@@ -2532,5 +2535,6 @@ def test_an_ingest_run_into_an_earlier_runs_folder_leaves_none_of_its_shards(rea
     assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == ["notes", "shard-000", "shard-001"]
     assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == ["export-1", "export-7"]
     assert (tmp_path / "images" / "images-5" / "P1.jpg").is_file() and (delivery / "export.tsv").is_file()
+    assert (elsewhere / "accounting.json").is_file()
     held = sum(pq.read_metadata(p).num_rows for p in (tmp_path / "shards").glob("shard-*/records.parquet"))
     assert held == summary["kept"]["records"] and (tmp_path / "keep").is_dir()

@@ -1837,6 +1837,11 @@ def test_spellings_of_one_species_vote_as_one_in_their_bin():
         "Aedes vexans": "Aedes vexans (Meigen)",
         "Platycheirus albimanus": "Platycheirus albimanus (F.)",  # Fabricius, not forma
         "Hydrotaea dentipes": "Hydrotaea dentipes F.",
+        # hyphened, inner capitals, joined initials (reviewer diffp: the whole BIN lost its species)
+        "Calliphora vicina": "Calliphora vicina (Robineau-Desvoidy)",
+        "Limnephilus lunatus": "Limnephilus lunatus (McLachlan)",
+        "Musca autumnalis": "Musca autumnalis (O.F. M\u00fcller)",
+        "Araneus diadematus": "Araneus diadematus Cl.",
         "Aedes sticticus": "Aedes (Aedes) sticticus",
         "Culex torrentium": "Culex torrentium (Martini)",
         "Musca domestica": "Musca domestica L.",
@@ -1919,3 +1924,48 @@ def test_a_place_written_in_several_letter_cases_is_written_one_way():
     replayed = replay(records, changes).set_index("processid")
     assert replayed.loc[out.index, "country"].tolist() == out["country"].tolist()
     assert replayed.loc[out.index, "province_state"].fillna("-").tolist() == provinces
+
+
+def test_a_place_keeps_its_abbreviation_its_letters_and_the_spelling_a_maintainer_meets():
+    """One ``Usa`` beside a hundred ``USA`` rewrote them all; ``TÜRKİYE`` and ``Türkiye`` stayed two countries (the
+    dotted capital I), while ``Groß-Gerau`` was rewritten ``Gross-Gerau`` (not a case); a maintainer's ``canada``
+    stayed beside ``Canada``, and a record moved into Canada kept its province ``ontario`` (reviewer diffp)."""
+    places = [
+        *[("USA", "NY")] * 4,
+        ("Usa", "Ny"),
+        *[("T\u00fcrkiye", "\u0130zmir")] * 2,
+        ("T\u00dcRK\u0130YE", "\u0130ZM\u0130R"),
+        ("Germany", "Gro\u00df-Gerau"),
+        *[("GERMANY", "GROSS-GERAU")] * 2,
+        *[("Canada", "Ontario")] * 3,
+        ("Mexico", "ontario"),
+    ]
+    records = pd.DataFrame(
+        [
+            {**_ranked(f"p{i}", f"k{i}", order="Diptera"), "country": country, "province_state": province}
+            for i, (country, province) in enumerate(places)
+        ]
+    )
+    corrections = corrections_table(("p0", "country", "usa", "other", "s"), ("p14", "country", "canada", "other", "s"))
+    result = curate(records, corrections=corrections)
+    out = by_pid(result)
+    assert out["country"].tolist() == ["USA"] * 5 + ["T\u00fcrkiye"] * 3 + ["Germany"] * 3 + ["Canada"] * 4
+    assert (
+        out["province_state"].tolist()
+        == ["NY"] * 5
+        + ["\u0130zmir"] * 3
+        + [
+            "Gro\u00df-Gerau",
+            "GROSS-GERAU",
+            "GROSS-GERAU",
+        ]
+        + ["Ontario"] * 4
+    )
+    assert_replays_places(records, result)
+
+
+def assert_replays_places(records, result):
+    replayed = replay(records, result["changes"]).set_index("processid")
+    curated = by_pid(result)
+    for field in ("country", "province_state"):
+        assert replayed.loc[curated.index, field].tolist() == curated[field].tolist(), field

@@ -40,29 +40,16 @@ _QUALIFIER_WORDS = frozenset(OPEN_NOMENCLATURE.split("|")) | {"n", "nov", "gen",
 # protocol's placeholder evidence ("Acisoma ascalaphoides subsp.": the subspecies not determined)
 _ABBREVIATED = _QUALIFIER_WORDS | {
     *("subsp", "sbsp", "forma", "fo", "ined", "auct", "ms", "det", "nom", "nud", "emend", "str", "comb", "stat"),
-    *("syn", "non", "nec", "ex", "al", "morph", "sect", "ser", "cl", "pop", "biotype", "ecotype"),
+    *("syn", "non", "nec", "ex", "al", "morph", "sect", "ser", "pop", "biotype", "ecotype"),
 }
-# Words after an epithet that name a group, a form or a population, never an author ("melanogaster Subgroup",
-# "gambiae Form", "rivulorum Like"): the name stays whole, a placeholder by the protocol's capital-letter rule
+# Words after an epithet that make the name another group than the species, never an author ("melanogaster
+# Subgroup", "rivulorum Like", "gambiae Cluster"): the name stays whole, a placeholder by the protocol's capital-letter
+# rule. (A life stage, a sex, a strain or a form after the species, "(Pupa)", "(Kisumu)", "(Molestus)", leaves the
+# species it follows: taken off with a citation's brackets, the label is that species.)
 _NO_AUTHOR = (
     _QUALIFIER_WORDS
     | _ABBREVIATED
-    | {
-        *("subgroup", "section", "series", "cluster", "clade", "lineage", "form", "type", "morpha", "like"),
-        *(
-            "race",
-            "strain",
-            "variety",
-            "population",
-            "haplotype",
-            "clone",
-            "larva",
-            "larvae",
-            "nymph",
-            "male",
-            "female",
-        ),
-    }
+    | {"subgroup", "section", "series", "cluster", "clade", "lineage", "form", "type", "morpha", "like", "aggregate"}
 )
 
 
@@ -179,7 +166,9 @@ SPECIES_WITH_AUTHOR = re.compile(rf"^{_SPECIES_NAME} \(?[^\W\d_][^()\d]*?,? (?:1
 # or an initial. One bare capitalised word ("Aedes vexans Meigen", "Aedes aegypti Formosus", "Drosophila
 # melanogaster Subgroup") may as well be a group, a form or a mis-capitalised epithet: it stays, as a code ("BOLD")
 # and a Malaise-trap word (the protocol's evidence) do.
-_AUTHOR_WORD = rf"(?:{AUTHOR_PARTICLES} )*[A-Z](?:[a-z'-]+\.?|\.)"
+# a name: a capital, then small letters with a hyphened or inner capital part ("Robineau-Desvoidy", "McLachlan",
+# "DeGeer"), or an initial; initials may come first, spaced or not ("O.F. Muller")
+_AUTHOR_WORD = rf"(?:{AUTHOR_PARTICLES} )*(?:[A-Z]\. ?)*[A-Z](?:[a-z']+(?:-?[A-Z][a-z']+)*\.?|\.)"
 _AUTHORS = rf"{_AUTHOR_WORD}(?:(?:,| &| et| and)? {_AUTHOR_WORD})*"
 SPECIES_WITH_YEARLESS_AUTHOR = re.compile(rf"^{_SPECIES_NAME} (?P<author>\({_AUTHORS}\)|{_AUTHORS})$")
 _MALAISE = re.compile(r"[mM]+[aA]+[lLiI]+[aA]+[iIlL]+[sSzZ]+[eE]+")
@@ -216,11 +205,12 @@ def clean_species(value: str) -> str | None:
 
 
 def place_key(value) -> str | None:
-    """What two spellings of one place (a country, a province) share: the text in one letter case and one Unicode
-    form (``CANADA``, ``canada`` and ``Canada`` are one place; curation writes each place one way)."""
+    """What two spellings of one place (a country, a province) share: the text in small letters and one Unicode
+    form (``CANADA``, ``canada`` and ``Canada`` are one place; curation writes each place one way). Letter case only:
+    ``Groß`` is not ``Gross`` (casefold would make it so); the dotted capital ``İ`` is the ``i`` of ``Türkiye``."""
     if value is None or (isinstance(value, float) and value != value):
         return None
-    return unicodedata.normalize("NFC", str(value)).casefold()
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", str(value)).lower().replace("i\u0307", "i"))
 
 
 def name_as_curated(value: str | None, rank: str) -> str | None:

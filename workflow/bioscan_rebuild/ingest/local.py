@@ -95,11 +95,18 @@ def ingest_local(
 def _remove_others(folder: Path, pattern: str, kept, written: str, inputs) -> None:
     """The folders under ``folder`` named as this layout names them (``pattern``) that this run does not write, that
     hold the file this layout writes there (``written``) and that neither hold nor lie inside an input."""
-    given = [os.path.realpath(path) for path in inputs]
+
+    def holds_an_input(where: str, given: list[str]) -> bool:
+        return any(os.path.commonpath([where, path]) in (where, path) for path in given)
+
+    resolved = [os.path.realpath(path) for path in inputs]
+    as_named = [os.path.abspath(path) for path in inputs]  # an input named through a link
     for stale in sorted(folder.glob(pattern)) if folder.is_dir() else ():
         if not stale.is_dir() or stale.name in kept or not (stale / written).is_file():
             continue
-        where = os.path.realpath(stale)
-        if any(os.path.commonpath([where, path]) in (where, path) for path in given):
+        if holds_an_input(os.path.abspath(stale), as_named) or holds_an_input(os.path.realpath(stale), resolved):
             continue
-        shutil.rmtree(stale)
+        if stale.is_symlink():  # a link to another folder: the link goes, never what it points to
+            stale.unlink()
+        else:
+            shutil.rmtree(stale)

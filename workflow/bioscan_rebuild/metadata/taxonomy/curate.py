@@ -19,7 +19,9 @@ table in brackets):
    (``aegypti*``, ``Culicidae .``), the hybrid sign ``x`` is ``×``, a full stop after an epithet goes. Then places
    [``place_spelling``, ``metadata.taxonomy.places``]: a country, or a province within its country, written in
    several letter cases (``CANADA``, ``Canada``) is written as most of its records write it in mixed case (else
-   as most write it; a tie: the first in code-point order), with that spelling's share as the ratio.
+   as most write it; an abbreviation of up to three letters, ``USA``, counts as mixed case; a tie: the first in
+   code-point order), with that spelling's share as the ratio. After step 8, again where the corrections table
+   corrects a place: a corrected place is written as its place is, a moved record's province as its new country's.
 2. Typo / rewording table [``typo_table``]: rank, from, to, reason (rank ``*`` = any; the package ships
    ``metadata/tables/taxonomy_fixes.tsv``), user-extendable; applied to the normalised names. Then open-
    nomenclature qualifiers get their dot [``qualifier_dot``: ``Psathyromyia sp`` -> ``Psathyromyia sp.``, also
@@ -138,7 +140,7 @@ from bioscan_rebuild.metadata.taxonomy.parents import (
     infer_parents,
     refill_after_corrections,
 )
-from bioscan_rebuild.metadata.taxonomy.places import unify_place_spelling
+from bioscan_rebuild.metadata.taxonomy.places import PLACE_FIELDS, unify_place_spelling
 from bioscan_rebuild.metadata.taxonomy.tables import class_phylum
 
 
@@ -217,6 +219,9 @@ def curate(
         kept = {rank: changed[rank] | confirmed[rank] for rank in RANKS}
         groups, teaching = (barcode_codes, bin_codes), ~leaving & ~excluded
         lineage = refill_after_corrections(cols, log, inferred, groups, teaching, kept, unheard=changed)
+    if corrections is not None and corrections["field"].isin([field for field, _ in PLACE_FIELDS]).any():
+        # a place a maintainer wrote (or moved a record into another country) is written as its place is
+        unify_place_spelling(cols, log)
     out_of_scope, judged_by = _outside_scope(cols, log, params, excluded)  # 9.
     scope = pd.DataFrame({"processid": cols["processid"][out_of_scope], "label": judged_by[out_of_scope]}).assign(
         rank=params.scope_rank

@@ -13,14 +13,16 @@ from bioscan_rebuild.metadata.taxonomy.changelog import ChangeLog, map_unique, s
 PLACE_FIELDS = (("country", None), ("province_state", "country"))  # a field, and the field it lies within
 
 
-def _mixed_case(spelling: str) -> bool:
-    """Written in mixed case (``Canada``), as a place's name is, rather than in capitals or small letters alone."""
-    return not (spelling.isupper() or spelling.islower())
+def _written_as_a_name(spelling: str) -> bool:
+    """Written in mixed case (``Canada``), as a place's name is, rather than in capitals or small letters alone; an
+    abbreviation of up to three letters (``USA``, ``NY``) is written so in capitals."""
+    return not (spelling.isupper() or spelling.islower()) or sum(ch.isalpha() for ch in spelling) <= 3
 
 
 def unify_place_spelling(cols: dict, log: ChangeLog) -> None:
-    """The spelling of each place that most of its records carry among those in mixed case (else among all); a tie
-    goes to the first in code-point order. Only a spelling the data holds is chosen (``BOSNIA AND HERZEGOVINA`` is
+    """The spelling of each place that most of its records carry among those in mixed case (else among all; an
+    abbreviation of up to three letters counts as mixed case: ``USA`` beside one ``Usa`` stays); a tie goes to the
+    first in code-point order. Only a spelling the data holds is chosen (``BOSNIA AND HERZEGOVINA`` is
     never made ``Bosnia And Herzegovina``). A province is one place within one country (as that country is written
     after this step), so a province of the same name in another country is left as it is. Each record whose spelling
     changes is a row of the changes table, with the chosen spelling's share of the place's records as its ratio."""
@@ -39,7 +41,7 @@ def unify_place_spelling(cols: dict, log: ChangeLog) -> None:
         frame = pd.DataFrame({"scope": scope, "spelling": values[given]})
         counts = frame.value_counts(sort=False).rename("records").reset_index()
         counts["key"] = [place_key(v) for v in counts["spelling"]]
-        counts["mixed"] = [_mixed_case(v) for v in counts["spelling"]]
+        counts["mixed"] = [_written_as_a_name(v) for v in counts["spelling"]]
         counts = counts.sort_values(
             ["scope", "key", "mixed", "records", "spelling"], ascending=[True, True, False, False, True], kind="stable"
         )
