@@ -2536,5 +2536,13 @@ def test_an_ingest_run_into_an_earlier_runs_folder_leaves_none_of_its_shards(rea
     assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == ["export-1", "export-7"]
     assert (tmp_path / "images" / "images-5" / "P1.jpg").is_file() and (delivery / "export.tsv").is_file()
     assert (elsewhere / "accounting.json").is_file()
+    # the output folder inside a delivery's photo folder: its stale shards are still this layout's (reviewer diffq)
+    from bioscan_rebuild.core.params import IngestParams
+
+    delivery = tmp_path / "photos"
+    ingest_local([realdata / REAL_V4, realdata / REAL_V4], [], delivery / "ingest", shards=3)
+    params = IngestParams(require_images=False)
+    ingest_local([realdata / REAL_V4], [delivery], delivery / "ingest", shards=1, params=params)
+    assert sorted(p.name for p in (delivery / "ingest" / "shards").iterdir()) == ["shard-000"]
     held = sum(pq.read_metadata(p).num_rows for p in (tmp_path / "shards").glob("shard-*/records.parquet"))
     assert held == summary["kept"]["records"] and (tmp_path / "keep").is_dir()

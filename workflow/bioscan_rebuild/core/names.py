@@ -31,26 +31,11 @@ _HYBRID_X = re.compile(r"(?<=[a-z]) x (?=[a-z])")  # "Culex pipiens x quinquefas
 # without their dot, they say the name is no described species ("Psathyromyia sp", "Chironomus near pseudothummi",
 # "Anopheles gambiae complex"): dotted, the published protocol's placeholder test (a "." in the species) sees it.
 OPEN_NOMENCLATURE = (
-    "sp|spp|ssp|sps|spec|nsp|spnov|msp|morphosp|cf|cfr|aff|nr|near|prope|indet|undet|gr|grp|group|agg|complex|cplx"
-    "|undescribed|species|sl|ss|sensu"
+    "sp|spp|ssp|sps|spec|nsp|spnov|msp|morphosp|morphospecies|morphotype|cf|cfr|aff|nr|near|prope|indet|undet|gr|gp"
+    "|grp|group|agg|aggr|complex|cplx|cmplx|compl|undescribed|species|sl|ss|sensu"
 )
 QUALIFIER_WITHOUT_DOT = rf"(?<=\s)({OPEN_NOMENCLATURE})(?=\s|$)"
 _QUALIFIER_WORDS = frozenset(OPEN_NOMENCLATURE.split("|")) | {"n", "nov", "gen", "var", "f", "lato", "stricto"}
-# Words a full stop abbreviates after a species' last epithet (a rank, a status): their dot stays, and with it the
-# protocol's placeholder evidence ("Acisoma ascalaphoides subsp.": the subspecies not determined)
-_ABBREVIATED = _QUALIFIER_WORDS | {
-    *("subsp", "sbsp", "forma", "fo", "ined", "auct", "ms", "det", "nom", "nud", "emend", "str", "comb", "stat"),
-    *("syn", "non", "nec", "ex", "al", "morph", "sect", "ser", "pop", "biotype", "ecotype"),
-}
-# Words after an epithet that make the name another group than the species, never an author ("melanogaster
-# Subgroup", "rivulorum Like", "gambiae Cluster"): the name stays whole, a placeholder by the protocol's capital-letter
-# rule. (A life stage, a sex, a strain or a form after the species, "(Pupa)", "(Kisumu)", "(Molestus)", leaves the
-# species it follows: taken off with a citation's brackets, the label is that species.)
-_NO_AUTHOR = (
-    _QUALIFIER_WORDS
-    | _ABBREVIATED
-    | {"subgroup", "section", "series", "cluster", "clade", "lineage", "form", "type", "morpha", "like", "aggregate"}
-)
 
 
 def undo_mojibake(text: str) -> str:
@@ -115,10 +100,6 @@ def _name_shape(text: str, rank: str) -> str | None:
     text = " ".join(words).rstrip(",;:").rstrip()
     if rank == "species":
         text = _HYBRID_X.sub(" × ", text)
-        last = text.rpartition(" ")[2]
-        # a full stop after a plain epithet ("Aedes albopictus.") is none of a qualifier's ("Aedes sp.")
-        if last.endswith(".") and last[:-1].isalpha() and last[:-1].islower() and last[:-1] not in _ABBREVIATED:
-            text = text[:-1]
     else:
         text = _PLACEHOLDER_AFTER.sub("", _ASIDE.sub("", text)).rstrip("._- ")
         if _NAMES_APART.search(text):
@@ -154,41 +135,23 @@ def without_subgenus(value: str) -> str:
     return SUBGENUS_IN_SPECIES.sub(r"\1 ", value)
 
 
-# A species name followed by its author citation ("Chironomus riparius Meigen, 1804", "Brumptomyia mesai (Barretto &
-# Coutinho, 1941)", "Culex torrentium (Martini)", "Musca domestica L."): the citation is no part of the name, and
-# two spellings of one species would vote apart. Lower-case words that begin an author's name ("de Geer", "van der
+# A species name followed by its author citation and year ("Chironomus riparius Meigen, 1804", "Brumptomyia mesai
+# (Barretto & Coutinho, 1941)"): the citation is no part of the name, and two spellings of one species would vote
+# apart. Lower-case words that begin an author's name ("de Geer", "van der
 # Wulp"), never a subspecies epithet.
 AUTHOR_PARTICLES = r"(?:de|van|von|der|den|des|du|da|di|dos|das|del|della|la|le|ter|zu|zur)"
 _SPECIES_NAME = rf"(?P<name>[A-Z][a-z]+(?: \([A-Z][a-z]+\))? [a-z][a-z-]+(?: (?!{AUTHOR_PARTICLES} )[a-z][a-z-]+)?)"
 SPECIES_WITH_AUTHOR = re.compile(rf"^{_SPECIES_NAME} \(?[^\W\d_][^()\d]*?,? (?:1[5-9]|20)\d{{2}}\)?$")
-# Without a year, only what reads as a citation and nothing else: names in brackets ("(Martini)", "(F.)"), an
-# abbreviated name ("L.", "Meig."), or several names ("Meigen & Wiedemann"), each a capital and lower-case letters
-# or an initial. One bare capitalised word ("Aedes vexans Meigen", "Aedes aegypti Formosus", "Drosophila
-# melanogaster Subgroup") may as well be a group, a form or a mis-capitalised epithet: it stays, as a code ("BOLD")
-# and a Malaise-trap word (the protocol's evidence) do.
-# a name: a capital, then small letters with a hyphened or inner capital part ("Robineau-Desvoidy", "McLachlan",
-# "DeGeer"), or an initial; initials may come first, spaced or not ("O.F. Muller")
-_AUTHOR_WORD = rf"(?:{AUTHOR_PARTICLES} )*(?:[A-Z]\. ?)*[A-Z](?:[a-z']+(?:-?[A-Z][a-z']+)*\.?|\.)"
-_AUTHORS = rf"{_AUTHOR_WORD}(?:(?:,| &| et| and)? {_AUTHOR_WORD})*"
-SPECIES_WITH_YEARLESS_AUTHOR = re.compile(rf"^{_SPECIES_NAME} (?P<author>\({_AUTHORS}\)|{_AUTHORS})$")
-_MALAISE = re.compile(r"[mM]+[aA]+[lLiI]+[aA]+[iIlL]+[sSzZ]+[eE]+")
 
 
 def without_author(value: str) -> str:
-    """Step 2 [``species_author``]: the name without an author citation after it."""
+    """Step 2 [``species_author``]: the name without an author citation and its year after it. Without a year the
+    words stay: a word in brackets, in capitals or abbreviated after a species may as well be a qualifier, a group
+    or a form (``(Cmplx)``, ``S.L.``, ``Subgroup``, ``(Morphospecies)``) as an author, and taking one off would
+    release a placeholder as the described species; kept, the name is a placeholder by the protocol's capital
+    letter rule."""
     found = SPECIES_WITH_AUTHOR.match(value)
-    if found:
-        return found.group("name")
-    found = SPECIES_WITH_YEARLESS_AUTHOR.match(value)
-    if found is None or _MALAISE.search(found.group("author")):
-        return value
-    author = found.group("author")
-    words = re.findall(r"[A-Za-z]+", author)
-    cited = author.startswith("(") or author.endswith(".") or len(re.findall(r"[A-Z]", author)) > 1
-    # "F." is Fabricius; a word of a group, form or rank ("Group", "Form", "Subgroup") names no one
-    if cited and not any(len(word) > 1 and word.lower() in _NO_AUTHOR for word in words):
-        return found.group("name")
-    return value
+    return found.group("name") if found else value
 
 
 def species_as_step_2_leaves_it(value: str) -> str:
@@ -207,10 +170,12 @@ def clean_species(value: str) -> str | None:
 def place_key(value) -> str | None:
     """What two spellings of one place (a country, a province) share: the text in small letters and one Unicode
     form (``CANADA``, ``canada`` and ``Canada`` are one place; curation writes each place one way). Letter case only:
-    ``Groß`` is not ``Gross`` (casefold would make it so); the dotted capital ``İ`` is the ``i`` of ``Türkiye``."""
+    ``Groß`` is not ``Gross`` (casefold would make it so); Turkish ``İ`` and ``ı`` are ``i`` (``TÜRKİYE``, ``AYDIN``
+    are ``Türkiye``, ``Aydın``)."""
     if value is None or (isinstance(value, float) and value != value):
         return None
-    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", str(value)).lower().replace("i\u0307", "i"))
+    text = unicodedata.normalize("NFC", str(value)).lower().replace("i\u0307", "i").replace("\u0131", "i")
+    return unicodedata.normalize("NFC", text)
 
 
 def name_as_curated(value: str | None, rank: str) -> str | None:

@@ -94,10 +94,10 @@ def ingest_local(
 
 def _remove_others(folder: Path, pattern: str, kept, written: str, inputs) -> None:
     """The folders under ``folder`` named as this layout names them (``pattern``) that this run does not write, that
-    hold the file this layout writes there (``written``) and that neither hold nor lie inside an input."""
+    hold the file this layout writes there (``written``) and that neither are nor hold an input."""
 
-    def holds_an_input(where: str, given: list[str]) -> bool:
-        return any(os.path.commonpath([where, path]) in (where, path) for path in given)
+    def holds_an_input(where: str, given: list[str]) -> bool:  # is one, or holds one (not: lies inside one)
+        return any(os.path.commonpath([where, path]) == where for path in given)
 
     resolved = [os.path.realpath(path) for path in inputs]
     as_named = [os.path.abspath(path) for path in inputs]  # an input named through a link

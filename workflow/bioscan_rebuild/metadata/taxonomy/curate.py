@@ -16,19 +16,21 @@ table in brackets):
    does a lower-case genus unless the data holds it capitalised (``megaselia`` -> ``Megaselia`` when some
    record says ``Megaselia``): case is evidence for placeholder names (published split protocol, rules 2 and 3).
    Ligatures are two letters (``Cœlioxys`` -> ``Coelioxys``), every dash a hyphen, a stray mark goes
-   (``aegypti*``, ``Culicidae .``), the hybrid sign ``x`` is ``×``, a full stop after an epithet goes. Then places
+   (``aegypti*``, ``Culicidae .``), the hybrid sign ``x`` is ``×``. Then places
    [``place_spelling``, ``metadata.taxonomy.places``]: a country, or a province within its country, written in
    several letter cases (``CANADA``, ``Canada``) is written as most of its records write it in mixed case (else
    as most write it; an abbreviation of up to three letters, ``USA``, counts as mixed case; a tie: the first in
-   code-point order), with that spelling's share as the ratio. After step 8, again where the corrections table
-   corrects a place: a corrected place is written as its place is, a moved record's province as its new country's.
+   code-point order), with that spelling's share as the ratio; records that leave (excluded, out of scope) do not
+   count. After step 8, the records a maintainer's row gave a place are written as that place is written by the
+   others (a moved record's province as its new country's); a place no other record holds keeps their spelling.
 2. Typo / rewording table [``typo_table``]: rank, from, to, reason (rank ``*`` = any; the package ships
    ``metadata/tables/taxonomy_fixes.tsv``), user-extendable; applied to the normalised names. Then open-
    nomenclature qualifiers get their dot [``qualifier_dot``: ``Psathyromyia sp`` -> ``Psathyromyia sp.``, also
    ``spp``, ``cf``, ``aff``, ``nr``, ``near``, ``indet``, ``gr``, ``group``, ``complex``...: ``core.names``], a
    subgenus inside a species name is taken off [``species_subgenus``: ``Aedes (Stegomyia) aegypti`` -> ``Aedes
    aegypti``], then an author citation after it [``species_author``: ``Chironomus riparius Meigen, 1804``,
-   ``Culex torrentium (Martini)``, ``Musca domestica L.`` -> the binomial; one bare capitalised word stays], and a name
+   ``Brumptomyia mesai (Barretto & Coutinho, 1941)`` -> the binomial; without a year nothing goes: a word in brackets
+   or capitals may as well be a qualifier or a group], and a name
    that cannot be its column's rank becomes missing
    [``rank_misplaced``]: one the data holds at a higher rank (``Insecta`` as an order, ``Noctuidae`` as a
    genus), or a family-group name (``-idae``, ``-inae``, ``-oidea``, ``-ini``) as a genus.
@@ -162,7 +164,6 @@ def curate(
     inferred = np.zeros(len(cols["processid"]), np.uint8)
     counts: dict = {}
     normalise_names(cols, log)  # 1.
-    unify_place_spelling(cols, log)
     apply_fixes(cols, log, fixes)  # 2.
     dot_qualifiers(cols, log)
     strip_authors(cols, log)
@@ -171,6 +172,7 @@ def curate(
     # records that will leave (a maintainer's exclusion, a label outside the scope) neither vote nor teach the
     # lineage: one mammal label on an insect barcode must not erase the insects' names
     leaving = excluded_by_corrections(cols, corrections) | _outside_by_own_label(cols, params)
+    unify_place_spelling(cols, log, ~leaving)  # 1., places: only the records that stay count
     barcode_codes = np.where(leaving, -1, pd.factorize(cols["barcode_key"])[0])
     # a BIN a maintainer's row states is neither voted over nor votes: the record is in that BIN from here on
     row_of = record_rows(cols) if corrections is not None and not corrections.empty else None  # made once
@@ -219,9 +221,9 @@ def curate(
         kept = {rank: changed[rank] | confirmed[rank] for rank in RANKS}
         groups, teaching = (barcode_codes, bin_codes), ~leaving & ~excluded
         lineage = refill_after_corrections(cols, log, inferred, groups, teaching, kept, unheard=changed)
-    if corrections is not None and corrections["field"].isin([field for field, _ in PLACE_FIELDS]).any():
-        # a place a maintainer wrote (or moved a record into another country) is written as its place is
-        unify_place_spelling(cols, log)
+    placed = _place_corrected(cols, outcomes)
+    if placed.any():  # a place a maintainer wrote, or a record moved into another country: as its place is written
+        unify_place_spelling(cols, log, ~leaving & ~excluded, only=placed)
     out_of_scope, judged_by = _outside_scope(cols, log, params, excluded)  # 9.
     scope = pd.DataFrame({"processid": cols["processid"][out_of_scope], "label": judged_by[out_of_scope]}).assign(
         rank=params.scope_rank
@@ -248,6 +250,16 @@ def _with_implied_abstentions(cols: dict, wrong: dict, abstain: dict, inferred: 
         if value is not None and names_another_genus(value, cols["species"][row]):
             extra.setdefault("species", []).append(np.array([row]))
     return {field: np.unique(np.concatenate(parts)).astype(np.int64) for field, parts in extra.items()}
+
+
+def _place_corrected(cols: dict, outcomes: pd.DataFrame) -> np.ndarray:
+    """The records a maintainer's row gave a country or province (``applied``)."""
+    fields = outcomes["field"].astype(str).str.strip()
+    applied = outcomes[(outcomes["outcome"] == "applied") & fields.isin([field for field, _ in PLACE_FIELDS])]
+    if applied.empty:
+        return np.zeros(len(cols["processid"]), bool)
+    keys = pd.Series(processid_keys(cols["processid"]), dtype=object)
+    return keys.isin(set(processid_keys(applied["processid"].astype(str)))).to_numpy()
 
 
 def _corrected_cells(cols: dict, outcomes: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:

@@ -238,7 +238,7 @@ def check_species_genus(cols: dict, log: ChangeLog, placeholder: np.ndarray) -> 
 def strip_authors(cols: dict, log: ChangeLog) -> None:
     """Step 2, last: a subgenus between a species' genus and epithet is taken off [``species_subgenus``: ``Aedes
     (Stegomyia) aegypti`` -> ``Aedes aegypti``], then an author citation after a species name [``species_author``:
-    ``Chironomus riparius Meigen, 1804``, ``Culex torrentium (Martini)``, ``Musca domestica L.`` -> the binomial]:
+    ``Chironomus riparius Meigen, 1804`` -> ``Chironomus riparius``; without a year nothing goes: ``core.names``]:
     otherwise the same species spelt with and without them counts as two in the BIN vote, and the year's digits
     or the author's capital make it a placeholder to the protocol."""
     _each_species(cols, log, "species_subgenus", without_subgenus)

@@ -15,17 +15,21 @@ PLACE_FIELDS = (("country", None), ("province_state", "country"))  # a field, an
 
 def _written_as_a_name(spelling: str) -> bool:
     """Written in mixed case (``Canada``), as a place's name is, rather than in capitals or small letters alone; an
-    abbreviation of up to three letters (``USA``, ``NY``) is written so in capitals."""
-    return not (spelling.isupper() or spelling.islower()) or sum(ch.isalpha() for ch in spelling) <= 3
+    abbreviation of up to three letters in capitals (``USA``, ``NY``) is written as such a name is."""
+    short_capitals = spelling.isupper() and sum(ch.isalpha() for ch in spelling) <= 3
+    return not (spelling.isupper() or spelling.islower()) or short_capitals
 
 
-def unify_place_spelling(cols: dict, log: ChangeLog) -> None:
+def unify_place_spelling(cols: dict, log: ChangeLog, voters: np.ndarray, only: np.ndarray | None = None) -> None:
     """The spelling of each place that most of its records carry among those in mixed case (else among all; an
-    abbreviation of up to three letters counts as mixed case: ``USA`` beside one ``Usa`` stays); a tie goes to the
-    first in code-point order. Only a spelling the data holds is chosen (``BOSNIA AND HERZEGOVINA`` is
-    never made ``Bosnia And Herzegovina``). A province is one place within one country (as that country is written
-    after this step), so a province of the same name in another country is left as it is. Each record whose spelling
-    changes is a row of the changes table, with the chosen spelling's share of the place's records as its ratio."""
+    abbreviation of up to three letters in capitals counts as mixed case: ``USA`` beside one ``Usa`` stays); a tie
+    goes to the first in code-point order. Only a spelling the data holds is chosen (``BOSNIA AND HERZEGOVINA`` is
+    never made ``Bosnia And Herzegovina``), and only ``voters`` count (records that leave, a maintainer's exclusion,
+    do not). A province is one place within one country (as that country is written after this step), so a province
+    of the same name in another country is left as it is. ``only``: the records to respell (the rest vote, as they
+    are written: after corrections, the records a maintainer's row gave a place); a place no voter holds keeps its
+    spelling. Each record whose spelling changes is a row of the changes table, with the chosen spelling's share of
+    the place's voting records as its ratio."""
     for field, within in PLACE_FIELDS:
         if field not in cols:
             continue
@@ -38,29 +42,37 @@ def unify_place_spelling(cols: dict, log: ChangeLog) -> None:
             if within is None or within not in cols
             else map_unique(cols[within][given], lambda value: place_key(value) or "")
         )
-        frame = pd.DataFrame({"scope": scope, "spelling": values[given]})
-        counts = frame.value_counts(sort=False).rename("records").reset_index()
-        counts["key"] = [place_key(v) for v in counts["spelling"]]
+        frame = pd.DataFrame({"scope": scope, "key": map_unique(values[given], place_key), "spelling": values[given]})
+        voting = np.asarray(voters, bool)[given]
+        if only is not None:
+            voting &= ~np.asarray(only, bool)[given]
+        counts = frame[voting].value_counts(sort=False).rename("records").reset_index()
+        if counts.empty:
+            continue
         counts["mixed"] = [_written_as_a_name(v) for v in counts["spelling"]]
         counts = counts.sort_values(
             ["scope", "key", "mixed", "records", "spelling"], ascending=[True, True, False, False, True], kind="stable"
         )
         place = counts.groupby(["scope", "key"], sort=False)
-        counts["chosen"] = place["spelling"].transform("first")
-        counts["share"] = place["records"].transform("first") / place["records"].transform("sum")
-        moved = counts[counts["spelling"] != counts["chosen"]]
-        if moved.empty:
+        chosen = pd.DataFrame(
+            {
+                "chosen": place["spelling"].first(),
+                "share": place["records"].first() / place["records"].sum(),
+            }
+        )
+        at = pd.MultiIndex.from_arrays([frame["scope"], frame["key"]])
+        found = chosen.reindex(at)
+        respell = found["chosen"].notna().to_numpy() & (found["chosen"].to_numpy() != frame["spelling"].to_numpy())
+        if only is not None:
+            respell &= np.asarray(only, bool)[given]
+        if not respell.any():
             continue
-        respelled = moved.set_index(["scope", "spelling"])
-        at = pd.MultiIndex.from_arrays([frame["scope"], frame["spelling"]])
-        hit = at.isin(respelled.index)
-        chosen = respelled.reindex(at[hit])
         set_field(
             cols,
             log,
             "place_spelling",
             field,
-            given[hit],
-            chosen["chosen"].to_numpy(dtype=object),
-            ratio=chosen["share"].to_numpy(dtype=float),
+            given[respell],
+            found["chosen"].to_numpy(dtype=object)[respell],
+            ratio=found["share"].to_numpy(dtype=float)[respell],
         )
