@@ -1880,6 +1880,13 @@ def test_spellings_of_one_species_vote_as_one_in_their_bin():
         ("Pieris napi ab.", "Pieris napi ab."),
         ("Bombus lucorum aggr.", "Bombus lucorum aggr."),
         ("Aedes albopictus.", "Aedes albopictus."),
+        ("Aedes albopictus .", "Aedes albopictus."),  # the full stop after a space too (reviewer diffr)
+        ("Acisoma ascalaphoides subsp *", "Acisoma ascalaphoides subsp."),
+        # a qualifier or group before an author with its year stays, author and all (reviewer diffr)
+        ("Anopheles gambiae s.l. Giles, 1902", "Anopheles gambiae s.l. Giles, 1902"),
+        ("Anopheles gambiae complex Giles, 1902", "Anopheles gambiae complex. Giles, 1902"),
+        ("Drosophila melanogaster Subgroup Johannsen, 1928", "Drosophila melanogaster Subgroup Johannsen, 1928"),
+        ("Culex pipiens f. molestus Forskal, 1775", "Culex pipiens f. molestus Forskal, 1775"),
     ],
 )
 def test_what_is_no_author_stays_in_a_species_name(given, released):
@@ -1986,3 +1993,41 @@ def assert_replays_places(records, result):
     curated = by_pid(result)
     for field in ("country", "province_state"):
         assert replayed.loc[curated.index, field].tolist() == curated[field].tolist(), field
+
+
+@pytest.mark.parametrize(
+    ("given", "rank", "name"),
+    [
+        ("Phoridae gen. sp.", "family", "Phoridae"),
+        ("Metopininae gen. sp.", "subfamily", "Metopininae"),
+        ("Megaselia sp. indet.", "genus", "Megaselia"),
+        ("Megaselia sp. nov.", "genus", "Megaselia"),
+        ("(Stegomyia) Aedes", "genus", "Aedes"),
+    ],
+)
+def test_a_name_above_the_species_loses_every_placeholder_word(given, rank, name):
+    """Only the last placeholder word went (``Phoridae gen``: a second family, which dropped the family, genus and
+    species of every record of its BIN), and an aside at the start left a space (reviewer diffr)."""
+    from bioscan_rebuild.core.names import name_as_curated
+
+    assert normalise_name(given, rank) == name == name_as_curated(name, rank)
+
+
+def test_the_fixes_table_meets_every_spelling_steps_1_and_2_make_one(tmp_path):
+    """A species row of the fixes table met only the spelling it names: the same name with a subgenus or an author
+    kept its typo, and the BIN's vote then dropped the species of every record (reviewer diffr)."""
+    (tmp_path / "fixes.tsv").write_text("rank\tfrom\tto\treason\nspecies\tAedes aegpyti\tAedes aegypti\ttypo\n")
+    fixes = load_fixes(tmp_path / "fixes.tsv")
+    spellings = ["Aedes aegpyti", "Aedes (Stegomyia) aegpyti", "Aedes aegpyti Linnaeus, 1762", "Aedes aegpyti"]
+    records = pd.DataFrame(
+        [_ranked(f"a{i}", f"k{i}", "BOLD:AAA0001", genus="Aedes", species=name) for i, name in enumerate(spellings)]
+    )
+    result = curate(records, fixes=fixes)
+    assert by_pid(result)["species"].tolist() == ["Aedes aegypti"] * 4
+    corrected = curate(
+        records,
+        fixes=fixes,
+        corrections=corrections_table(("a0", "species", "Aedes aegpyti Linnaeus, 1762", "other", "s")),
+    )
+    assert by_pid(corrected).loc["a0", "species"] == "Aedes aegypti"
+    assert_replays(records, result)

@@ -22,7 +22,7 @@ _STRAY_MARKS = str.maketrans("", "", "*%\\!#@")
 # ICZN Art. 32.5.2: a ligature is written as its two letters ("Cœlioxys" is Coelioxys)
 _LIGATURES = str.maketrans({"æ": "ae", "Æ": "Ae", "œ": "oe", "Œ": "Oe"})
 _ASIDE = re.compile(r"\s*\([^()]*\)")
-_PLACEHOLDER_AFTER = re.compile(r"\s+(?:sp|spp|gen|indet)\.?$", re.IGNORECASE)
+_PLACEHOLDER_AFTER = re.compile(r"\s+(?:sp|spp|gen|indet|nov|n)\.?$", re.IGNORECASE)
 _PLACEHOLDER_WORDS = frozenset({"sp", "spp", "gen", "indet", "cf", "aff"})
 _NAMES_APART = re.compile(r"[;,/|&+]")
 _HYBRID_X = re.compile(r"(?<=[a-z]) x (?=[a-z])")  # "Culex pipiens x quinquefasciatus": the hybrid sign ×
@@ -32,10 +32,14 @@ _HYBRID_X = re.compile(r"(?<=[a-z]) x (?=[a-z])")  # "Culex pipiens x quinquefas
 # "Anopheles gambiae complex"): dotted, the published protocol's placeholder test (a "." in the species) sees it.
 OPEN_NOMENCLATURE = (
     "sp|spp|ssp|sps|spec|nsp|spnov|msp|morphosp|morphospecies|morphotype|cf|cfr|aff|nr|near|prope|indet|undet|gr|gp"
-    "|grp|group|agg|aggr|complex|cplx|cmplx|compl|undescribed|species|sl|ss|sensu"
+    "|grp|group|agg|aggr|complex|cplx|cmplx|compl|undescribed|species|sl|ss|sensu|subsp|sbsp"
 )
 QUALIFIER_WITHOUT_DOT = rf"(?<=\s)({OPEN_NOMENCLATURE})(?=\s|$)"
-_QUALIFIER_WORDS = frozenset(OPEN_NOMENCLATURE.split("|")) | {"n", "nov", "gen", "var", "f", "lato", "stricto"}
+# Words that make a name another group than the species it follows, or no claim to one: never an author's
+_NOT_AN_AUTHOR = frozenset(OPEN_NOMENCLATURE.split("|")) | {
+    *("nov", "gen", "var", "forma", "form", "morpha", "type", "like", "lato", "stricto", "aggregate", "subgroup"),
+    *("section", "series", "cluster", "clade", "lineage", "superspecies", "ined", "auct", "nec", "non"),
+}
 
 
 def undo_mojibake(text: str) -> str:
@@ -94,14 +98,19 @@ def _name_shape(text: str, rank: str) -> str | None:
     text = _MARKUP.sub(" ", text).translate(_QUOTES).translate(_STRAY_MARKS)
     text = "".join(ch for ch in text if ch == "×" or not unicodedata.category(ch).startswith("S"))
     words = text.split()
-    # a last word of no letter or digit ends no name ("Aedes -", "Culicidae .", a hybrid sign with no parent after)
+    # a last word of no letter or digit ends no name ("Aedes -", "Culicidae .", a hybrid sign with no parent after);
+    # in a species, its full stop goes to the word before ("Aedes albopictus ." is the placeholder "albopictus.")
     while len(words) > 1 and not any(ch.isalnum() for ch in words[-1]):
-        words.pop()
+        dropped = words.pop()
+        if rank == "species" and "." in dropped and not words[-1].endswith("."):
+            words[-1] += "."
     text = " ".join(words).rstrip(",;:").rstrip()
     if rank == "species":
         text = _HYBRID_X.sub(" × ", text)
     else:
-        text = _PLACEHOLDER_AFTER.sub("", _ASIDE.sub("", text)).rstrip("._- ")
+        text = _ASIDE.sub("", text).strip()
+        while (shorter := _PLACEHOLDER_AFTER.sub("", text).rstrip("._- ")) != text:  # "Phoridae gen. sp."
+            text = shorter
         if _NAMES_APART.search(text):
             return None
     folded = text.lower().rstrip(".")
@@ -141,7 +150,11 @@ def without_subgenus(value: str) -> str:
 # Wulp"), never a subspecies epithet.
 AUTHOR_PARTICLES = r"(?:de|van|von|der|den|des|du|da|di|dos|das|del|della|la|le|ter|zu|zur)"
 _SPECIES_NAME = rf"(?P<name>[A-Z][a-z]+(?: \([A-Z][a-z]+\))? [a-z][a-z-]+(?: (?!{AUTHOR_PARTICLES} )[a-z][a-z-]+)?)"
-SPECIES_WITH_AUTHOR = re.compile(rf"^{_SPECIES_NAME} \(?[^\W\d_][^()\d]*?,? (?:1[5-9]|20)\d{{2}}\)?$")
+# the author begins with a capital or a particle: a word in small letters or dotted before it is a qualifier
+# ("Anopheles gambiae s.l. Giles, 1902"), which stays with the name and its author
+SPECIES_WITH_AUTHOR = re.compile(
+    rf"^{_SPECIES_NAME} (?P<author>\(?(?:{AUTHOR_PARTICLES} )*[A-Z][^()\d]*?,? (?:1[5-9]|20)\d{{2}}\)?)$"
+)
 
 
 def without_author(value: str) -> str:
@@ -151,7 +164,11 @@ def without_author(value: str) -> str:
     release a placeholder as the described species; kept, the name is a placeholder by the protocol's capital
     letter rule."""
     found = SPECIES_WITH_AUTHOR.match(value)
-    return found.group("name") if found else value
+    if found is None:
+        return value
+    words = re.findall(r"[A-Za-z]+", found.group("author"))
+    # "Drosophila melanogaster Subgroup Johannsen, 1928": the group stays, author and all
+    return value if any(word.lower() in _NOT_AN_AUTHOR for word in words) else found.group("name")
 
 
 def species_as_step_2_leaves_it(value: str) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bioscan_rebuild.core.names import clean_species, normalise_name
+from bioscan_rebuild.core.names import name_as_curated
 from bioscan_rebuild.core.novel import novel_mask
 from bioscan_rebuild.core.schemas import MISSING_TOKENS, RANKS, processid_keys
 from bioscan_rebuild.metadata.bins import normalise_bin
@@ -88,12 +88,11 @@ def _read_rows(
             value = None  # as ingest reads a place: "NA" is no place
         one_word = deleted = False
         if value is not None and item.field in RANKS:  # a maintainer's value gets the names' own cleaning
-            value = normalise_name(value, item.field)
+            value = name_as_curated(value, item.field)  # steps 1 and 2, the table last, as the records get them
             named, value = value, value if value is None else fix_name(value, item.field, fixes)
             deleted = named is not None and value is None  # the typo table holds it for no name
             if value is not None and item.field == "species":
-                cleaned = clean_species(value)
-                one_word, value = cleaned is None, cleaned or value
+                one_word = " " not in value
         refused = None
         if row is None:
             refused = "unknown_processid"
@@ -220,7 +219,7 @@ def _ranks_holding(cols: dict, corrections: pd.DataFrame, fixes: pd.DataFrame | 
     (only those names are counted: one pass per rank over the records)."""
     ranked = _text(corrections, "field").isin(RANKS[:-1])
     given = zip(_text(corrections, "value")[ranked], _text(corrections, "field")[ranked])
-    normalised = ((normalise_name(value, field), field) for value, field in given if value)
+    normalised = ((name_as_curated(value, field), field) for value, field in given if value)
     names = {fix_name(name, field, fixes) for name, field in normalised if name} - {None}
     if not names:
         return {}

@@ -23,14 +23,16 @@ table in brackets):
    code-point order), with that spelling's share as the ratio; records that leave (excluded, out of scope) do not
    count. After step 8, the records a maintainer's row gave a place are written as that place is written by the
    others (a moved record's province as its new country's); a place no other record holds keeps their spelling.
-2. Typo / rewording table [``typo_table``]: rank, from, to, reason (rank ``*`` = any; the package ships
-   ``metadata/tables/taxonomy_fixes.tsv``), user-extendable; applied to the normalised names. Then open-
-   nomenclature qualifiers get their dot [``qualifier_dot``: ``Psathyromyia sp`` -> ``Psathyromyia sp.``, also
-   ``spp``, ``cf``, ``aff``, ``nr``, ``near``, ``indet``, ``gr``, ``group``, ``complex``...: ``core.names``], a
-   subgenus inside a species name is taken off [``species_subgenus``: ``Aedes (Stegomyia) aegypti`` -> ``Aedes
-   aegypti``], then an author citation after it [``species_author``: ``Chironomus riparius Meigen, 1804``,
-   ``Brumptomyia mesai (Barretto & Coutinho, 1941)`` -> the binomial; without a year nothing goes: a word in brackets
-   or capitals may as well be a qualifier or a group], and a name
+2. Species names [``qualifier_dot``, ``species_subgenus``, ``species_author``; ``core.names``]: open-nomenclature
+   qualifiers get their dot (``Psathyromyia sp`` -> ``Psathyromyia sp.``, also ``spp``, ``cf``, ``aff``, ``nr``,
+   ``near``, ``indet``, ``gr``, ``group``, ``complex``, ``subsp``...), a subgenus inside a species name is taken off
+   (``Aedes (Stegomyia) aegypti`` -> ``Aedes aegypti``), then an author citation with its year after it
+   (``Chironomus riparius Meigen, 1804``, ``Brumptomyia mesai (Barretto & Coutinho, 1941)`` -> the binomial; a
+   qualifier or group word before or in it keeps the whole; without a year nothing goes: a word in brackets or
+   capitals may as well be a qualifier or a group). Then the typo / rewording table [``typo_table``]: rank, from,
+   to, reason (rank ``*`` = any; the package ships ``metadata/tables/taxonomy_fixes.tsv``), user-extendable; its
+   sides are read as steps 1 and 2 write names, and it meets the names so cleaned (as ingest compares copies of a
+   record). Then a name
    that cannot be its column's rank becomes missing
    [``rank_misplaced``]: one the data holds at a higher rank (``Insecta`` as an order, ``Noctuidae`` as a
    genus), or a family-group name (``-idae``, ``-inae``, ``-oidea``, ``-ini``) as a genus.
@@ -164,9 +166,9 @@ def curate(
     inferred = np.zeros(len(cols["processid"]), np.uint8)
     counts: dict = {}
     normalise_names(cols, log)  # 1.
-    apply_fixes(cols, log, fixes)  # 2.
-    dot_qualifiers(cols, log)
+    dot_qualifiers(cols, log)  # 2.: the names' own cleaning, then the table meets them as ingest compares them
     strip_authors(cols, log)
+    apply_fixes(cols, log, fixes)
     drop_misplaced_ranks(cols, log)
     counts["bins_malformed"] = _normalise_bins(cols, log)  # 3.
     # records that will leave (a maintainer's exclusion, a label outside the scope) neither vote nor teach the

@@ -11,6 +11,7 @@ import pandas as pd
 from bioscan_rebuild.core.errors import InputError
 from bioscan_rebuild.core.names import (
     dot_qualifier,
+    name_as_curated,
     normalise_name,
     without_author,
     without_subgenus,
@@ -67,7 +68,7 @@ def load_fixes(path: str | Path | None) -> pd.DataFrame:
     # second order); a row for any rank keeps its case, as species do
     for side in ("from", "to"):
         table[side] = [
-            normalise_name(value, "species" if rank == "*" else rank) or ""
+            name_as_curated(value, "species" if rank == "*" else rank) or ""
             for rank, value in zip(table["rank"], table[side], strict=True)
         ]
     return table
@@ -98,7 +99,7 @@ def _rank_mapping(table: pd.DataFrame, rank: str) -> dict:
     # this one (its case: "PHORIDEA" -> "Phoridea" meets the family step 1 wrote)
     anyrank = table[table["rank"] == "*"]
     mapping = {
-        normalise_name(source, rank) or "": normalise_name(target, rank) or ""
+        name_as_curated(source, rank) or "": name_as_curated(target, rank) or ""
         for source, target in zip(anyrank["from"], anyrank["to"], strict=True)
     }
     table = table[table["rank"] == rank]
